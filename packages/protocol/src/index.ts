@@ -1,2 +1,5 @@
 export * from './messages.js';
 export * from './errors.js';
+export * from './codec.js';
+export * from './validate.js';
+export * from './helpers.js';

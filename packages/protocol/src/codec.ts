@@ -1,0 +1,486 @@
+/**
+ * Frame codec: `encodeFrame` turns a Frame into bytes, `FrameDecoder` turns a stream of socket
+ * chunks back into Frames.
+ *
+ * Layout (all integers big-endian; docs/protocol.md has the full specification):
+ *
+ *   u32 length                      number of bytes that follow (kind byte .. end of payload)
+ *   u8  kind                        FrameKind
+ *   HANDSHAKE / HANDSHAKE_OK / HANDSHAKE_ERROR:   payload
+ *   REQUEST:   u16 op, u32 id, u8 flags,          payload
+ *   RESPONSE:  u32 id, u8 flags, u64 topology,    payload
+ *   PUSH:      u16 push kind, u64 topology,       payload
+ *
+ * The payload is exactly one MessagePack value filling the rest of the frame.
+ */
+import { Decoder, Encoder } from '@msgpack/msgpack';
+import { ErrorCode, ProtocolError } from './errors.js';
+import {
+  DEFAULT_MAX_FRAME_SIZE,
+  FrameKind,
+  MAGIC,
+  PushKind,
+  ResponseFlag,
+  type Frame,
+  type HandshakeError,
+  type HandshakeOk,
+  type HandshakeRequest,
+  type Op,
+} from './messages.js';
+import {
+  checkErrorPayload,
+  describeValue, checkHandshakeError, checkHandshakeOk, checkHandshakeRequest, checkPushPayload } from './validate.js';
+
+/** Bytes of the length prefix. */
+export const LENGTH_PREFIX_SIZE = 4;
+/** Header bytes after the length prefix (kind byte included), per frame kind. */
+export const HEADER_SIZE = {
+  [FrameKind.HANDSHAKE]: 1,
+  [FrameKind.HANDSHAKE_OK]: 1,
+  [FrameKind.HANDSHAKE_ERROR]: 1,
+  [FrameKind.REQUEST]: 8,
+  [FrameKind.RESPONSE]: 14,
+  [FrameKind.PUSH]: 11,
+} as const satisfies Record<FrameKind, number>;
+
+/** Smallest accepted `maxFrameSize` (a frame this size can still carry any handshake error). */
+export const MIN_MAX_FRAME_SIZE = 256;
+/** Largest `maxFrameSize` the u32 length prefix can express. */
+export const MAX_MAX_FRAME_SIZE = 0xffffffff;
+
+const TWO_32 = 0x1_0000_0000;
+
+const CONFIG_ERROR_BRAND = Symbol.for('gridlink.ProtocolConfigError');
+
+/** Thrown when a codec option is invalid (at construction, naming the option). */
+export class ProtocolConfigError extends Error {
+  readonly code = 'GRID_INVALID_CONFIG';
+  readonly retryable = false;
+
+  constructor(message: string) {
+    super(message);
+    this.name = 'ProtocolConfigError';
+    Object.defineProperty(this, CONFIG_ERROR_BRAND, { value: true });
+  }
+
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return typeof value === 'object' && value !== null && CONFIG_ERROR_BRAND in value;
+  }
+}
+
+function checkMaxFrameSize(value: unknown, field: string): number {
+  if (value === undefined) return DEFAULT_MAX_FRAME_SIZE;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < MIN_MAX_FRAME_SIZE || value > MAX_MAX_FRAME_SIZE) {
+    throw new ProtocolConfigError(
+      `${field} must be an integer between ${MIN_MAX_FRAME_SIZE} and ${MAX_MAX_FRAME_SIZE}, got ${describeValue(value)}`,
+    );
+  }
+  return value;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoding
+
+const encoder = new Encoder({ useBigInt64: false, ignoreUndefined: true, initialBufferSize: 4096 });
+
+export interface EncodeOptions {
+  /** Refuse (FRAME_TOO_LARGE) to encode a frame whose length field would exceed this. */
+  maxFrameSize?: number;
+}
+
+function encodePayload(payload: unknown): Uint8Array {
+  try {
+    return encoder.encodeSharedRef(payload);
+  } catch (err) {
+    throw new ProtocolError(`payload cannot be encoded: ${(err as Error).message}`, ErrorCode.BAD_REQUEST);
+  }
+}
+
+function badField(field: string, expected: string, value: unknown): ProtocolError {
+  return new ProtocolError(`frame ${field} must be ${expected}, got ${describeValue(value)}`, ErrorCode.BAD_REQUEST);
+}
+
+function writeU32(out: Uint8Array, at: number, v: number): void {
+  out[at] = v >>> 24;
+  out[at + 1] = (v >>> 16) & 0xff;
+  out[at + 2] = (v >>> 8) & 0xff;
+  out[at + 3] = v & 0xff;
+}
+
+function writeU64(out: Uint8Array, at: number, v: number): void {
+  writeU32(out, at, Math.floor(v / TWO_32));
+  writeU32(out, at + 4, v >>> 0);
+}
+
+function isU32(v: unknown): v is number {
+  return typeof v === 'number' && v >>> 0 === v;
+}
+function isU16(v: unknown): v is number {
+  return typeof v === 'number' && (v & 0xffff) === v;
+}
+function isU8(v: unknown): v is number {
+  return typeof v === 'number' && (v & 0xff) === v;
+}
+function isVersion(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+}
+
+/**
+ * Encodes a frame, length prefix included. Throws ProtocolError (BAD_REQUEST) when a header field
+ * is out of range or the payload holds something MessagePack cannot carry, and FRAME_TOO_LARGE
+ * when the frame would exceed `maxFrameSize` (default DEFAULT_MAX_FRAME_SIZE).
+ *
+ * The returned array is freshly allocated and owned by the caller.
+ */
+export function encodeFrame(frame: Frame, options?: EncodeOptions): Uint8Array {
+  const max = options?.maxFrameSize === undefined ? DEFAULT_MAX_FRAME_SIZE : checkMaxFrameSize(options.maxFrameSize, 'maxFrameSize');
+  let header: number;
+  switch (frame.kind) {
+    case FrameKind.REQUEST:
+      if (!isU16(frame.op)) throw badField('op', 'a u16', frame.op);
+      if (!isU32(frame.id)) throw badField('id', 'a u32', frame.id);
+      if (!isU8(frame.flags)) throw badField('flags', 'a u8', frame.flags);
+      header = HEADER_SIZE[FrameKind.REQUEST];
+      break;
+    case FrameKind.RESPONSE:
+      if (!isU32(frame.id)) throw badField('id', 'a u32', frame.id);
+      if (!isU8(frame.flags)) throw badField('flags', 'a u8', frame.flags);
+      if (!isVersion(frame.topologyVersion)) throw badField('topologyVersion', 'a non-negative safe integer', frame.topologyVersion);
+      header = HEADER_SIZE[FrameKind.RESPONSE];
+      break;
+    case FrameKind.PUSH:
+      if (!isU16(frame.push)) throw badField('push', 'a u16', frame.push);
+      if (!isVersion(frame.topologyVersion)) throw badField('topologyVersion', 'a non-negative safe integer', frame.topologyVersion);
+      header = HEADER_SIZE[FrameKind.PUSH];
+      break;
+    case FrameKind.HANDSHAKE:
+    case FrameKind.HANDSHAKE_OK:
+    case FrameKind.HANDSHAKE_ERROR:
+      header = 1;
+      break;
+    default:
+      throw badField('kind', 'a FrameKind', (frame as { kind: unknown }).kind);
+  }
+  const payload = encodePayload(frame.kind <= FrameKind.HANDSHAKE_ERROR ? (frame as { body: unknown }).body : (frame as { payload: unknown }).payload);
+  const length = header + payload.length;
+  if (length > max) {
+    throw new ProtocolError(`frame of ${length} bytes exceeds the maximum frame size ${max}`, ErrorCode.FRAME_TOO_LARGE);
+  }
+  const out = new Uint8Array(LENGTH_PREFIX_SIZE + length);
+  writeU32(out, 0, length);
+  out[4] = frame.kind;
+  switch (frame.kind) {
+    case FrameKind.REQUEST:
+      out[5] = frame.op >>> 8;
+      out[6] = frame.op & 0xff;
+      writeU32(out, 7, frame.id);
+      out[11] = frame.flags;
+      break;
+    case FrameKind.RESPONSE:
+      writeU32(out, 5, frame.id);
+      out[9] = frame.flags;
+      writeU64(out, 10, frame.topologyVersion);
+      break;
+    case FrameKind.PUSH:
+      out[5] = frame.push >>> 8;
+      out[6] = frame.push & 0xff;
+      writeU64(out, 7, frame.topologyVersion);
+      break;
+    default:
+      break;
+  }
+  out.set(payload, LENGTH_PREFIX_SIZE + header);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoding
+
+const decoders = new Map<number, Decoder>();
+
+/** One MessagePack decoder per distinct frame size limit, shared by every FrameDecoder using it. */
+function msgpackDecoder(maxFrameSize: number): Decoder {
+  let d = decoders.get(maxFrameSize);
+  if (d === undefined) {
+    // Every element of a string/bin/array/map takes at least one byte, so nothing longer than the
+    // frame can be genuine: refuse such lengths before allocating anything for them.
+    d = new Decoder({
+      useBigInt64: false,
+      maxStrLength: maxFrameSize,
+      maxBinLength: maxFrameSize,
+      maxArrayLength: maxFrameSize,
+      maxMapLength: maxFrameSize,
+      maxExtLength: maxFrameSize,
+    });
+    decoders.set(maxFrameSize, d);
+  }
+  return d;
+}
+
+function readU32(b: Uint8Array, at: number): number {
+  return b[at]! * 0x100_0000 + ((b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!);
+}
+
+function readU64(b: Uint8Array, at: number): number {
+  const hi = readU32(b, at);
+  if (hi >= 0x20_0000) throw new ProtocolError('topology version is 2^53 or more', ErrorCode.BAD_REQUEST);
+  return hi * TWO_32 + readU32(b, at + 4);
+}
+
+function decodePayload(mp: Decoder, bytes: Uint8Array): unknown {
+  if (bytes.length === 0) throw new ProtocolError('frame has no payload', ErrorCode.BAD_REQUEST);
+  try {
+    return mp.decode(bytes);
+  } catch (err) {
+    throw new ProtocolError(`malformed payload: ${err instanceof Error ? err.message : String(err)}`, ErrorCode.BAD_REQUEST);
+  }
+}
+
+function tooShort(kind: number, length: number): ProtocolError {
+  return new ProtocolError(`frame of kind ${kind} too short (${length} bytes)`, ErrorCode.BAD_REQUEST);
+}
+
+/**
+ * Decodes one frame body (the bytes after the length prefix). Payload byte arrays are views into
+ * `body`. Throws ProtocolError only.
+ */
+export function decodeFrameBody(body: Uint8Array, maxFrameSize: number = DEFAULT_MAX_FRAME_SIZE): Frame {
+  const mp = msgpackDecoder(maxFrameSize);
+  const len = body.length;
+  if (len === 0) throw new ProtocolError('empty frame', ErrorCode.BAD_REQUEST);
+  const kind = body[0]!;
+  switch (kind) {
+    case FrameKind.REQUEST: {
+      if (len <= HEADER_SIZE[FrameKind.REQUEST]) throw tooShort(kind, len);
+      const op = ((body[1]! << 8) | body[2]!) as Op;
+      const id = readU32(body, 3);
+      const flags = body[7]!;
+      const payload = decodePayload(mp, body.subarray(8));
+      return { kind: FrameKind.REQUEST, op, id, flags, payload: payload as never };
+    }
+    case FrameKind.RESPONSE: {
+      if (len <= HEADER_SIZE[FrameKind.RESPONSE]) throw tooShort(kind, len);
+      const id = readU32(body, 1);
+      const flags = body[5]!;
+      const topologyVersion = readU64(body, 6);
+      const payload = decodePayload(mp, body.subarray(14));
+      if ((flags & ResponseFlag.ERROR) !== 0) checkErrorPayload(payload);
+      return { kind: FrameKind.RESPONSE, id, flags, topologyVersion, payload };
+    }
+    case FrameKind.PUSH: {
+      if (len <= HEADER_SIZE[FrameKind.PUSH]) throw tooShort(kind, len);
+      const push = ((body[1]! << 8) | body[2]!) as PushKind;
+      const topologyVersion = readU64(body, 3);
+      const payload = decodePayload(mp, body.subarray(11));
+      checkPushPayload(push, payload);
+      return { kind: FrameKind.PUSH, push, topologyVersion, payload: payload as never };
+    }
+    case FrameKind.HANDSHAKE: {
+      if (len <= 1) throw tooShort(kind, len);
+      const b = decodePayload(mp, body.subarray(1));
+      checkHandshakeRequest(b);
+      return { kind: FrameKind.HANDSHAKE, body: b as HandshakeRequest };
+    }
+    case FrameKind.HANDSHAKE_OK: {
+      if (len <= 1) throw tooShort(kind, len);
+      const b = decodePayload(mp, body.subarray(1));
+      checkHandshakeOk(b);
+      return { kind: FrameKind.HANDSHAKE_OK, body: b as HandshakeOk };
+    }
+    case FrameKind.HANDSHAKE_ERROR: {
+      if (len <= 1) throw tooShort(kind, len);
+      const b = decodePayload(mp, body.subarray(1));
+      checkHandshakeError(b);
+      return { kind: FrameKind.HANDSHAKE_ERROR, body: b as HandshakeError };
+    }
+    default:
+      throw new ProtocolError(`unknown frame kind ${kind}`, ErrorCode.BAD_REQUEST);
+  }
+}
+
+export interface FrameDecoderOptions {
+  /** Largest accepted length field (bytes after the prefix). Default DEFAULT_MAX_FRAME_SIZE. */
+  maxFrameSize?: number;
+  /** Node side: consume and check the 4 MAGIC bytes before the first frame. */
+  expectMagic?: boolean;
+}
+
+/**
+ * Incremental frame decoder: feed it socket chunks in order, get back the frames they complete.
+ *
+ * - A frame that lies inside one chunk is decoded in place: its payload byte arrays are views into
+ *   that chunk (so do not reuse a chunk's memory after pushing it). Only a frame that straddles
+ *   chunks is copied, once, into a buffer of exactly its size.
+ * - The length prefix is checked as soon as its 4 bytes are in: a frame over `maxFrameSize`
+ *   throws FRAME_TOO_LARGE before any of it is buffered. So after `push` returns, `buffered` is
+ *   below 4 + maxFrameSize (plus the MAGIC bytes still awaited).
+ * - Malformed input throws ProtocolError (never another exception type); the decoder is then
+ *   dead (every later push throws) and the connection should be closed.
+ */
+export class FrameDecoder {
+  readonly maxFrameSize: number;
+  private readonly mp: Decoder;
+  private magicLeft: number;
+  /** Chunks not yet consumed; the first one from `headOffset`. */
+  private chunks: Uint8Array[] = [];
+  private headOffset = 0;
+  private pending = 0;
+  /** Length field of the frame being awaited, or -1 when its prefix has not been read yet. */
+  private frameLength = -1;
+  private failure: ProtocolError | null = null;
+
+  constructor(options?: FrameDecoderOptions) {
+    if (options !== undefined && (typeof options !== 'object' || options === null)) {
+      throw new ProtocolConfigError('FrameDecoder options must be an object');
+    }
+    this.maxFrameSize = checkMaxFrameSize(options?.maxFrameSize, 'maxFrameSize');
+    const expectMagic = options?.expectMagic ?? false;
+    if (typeof expectMagic !== 'boolean') throw new ProtocolConfigError('expectMagic must be a boolean');
+    this.magicLeft = expectMagic ? MAGIC.length : 0;
+    this.mp = msgpackDecoder(this.maxFrameSize);
+  }
+
+  /** Bytes received but not yet returned as frames. */
+  get buffered(): number {
+    return this.pending;
+  }
+
+  /** Whether the MAGIC bytes (if expected) have all arrived. */
+  get magicReceived(): boolean {
+    return this.magicLeft === 0;
+  }
+
+  push(chunk: Uint8Array): Frame[] {
+    if (this.failure !== null) throw this.failure;
+    try {
+      return this.doPush(chunk);
+    } catch (err) {
+      const pe =
+        err instanceof ProtocolError
+          ? err
+          : new ProtocolError(`decoder failure: ${err instanceof Error ? err.message : String(err)}`, ErrorCode.BAD_REQUEST);
+      this.failure = pe;
+      this.chunks = [];
+      this.pending = 0;
+      this.headOffset = 0;
+      throw pe;
+    }
+  }
+
+  private doPush(input: Uint8Array): Frame[] {
+    let chunk = input;
+    if (!(chunk instanceof Uint8Array)) throw new ProtocolError('chunk must be a Uint8Array', ErrorCode.BAD_REQUEST);
+    if (this.magicLeft > 0) {
+      let i = 0;
+      while (this.magicLeft > 0 && i < chunk.length) {
+        const expected = MAGIC[MAGIC.length - this.magicLeft]!;
+        if (chunk[i] !== expected) throw new ProtocolError('bad magic bytes: not a gridlink client', ErrorCode.BAD_REQUEST);
+        this.magicLeft--;
+        i++;
+      }
+      chunk = i === 0 ? chunk : chunk.subarray(i);
+    }
+    const out: Frame[] = [];
+    if (chunk.length === 0) return out;
+
+    if (this.pending === 0 && this.frameLength < 0) {
+      // Fast path: nothing held over; decode whole frames straight out of this chunk.
+      let pos = 0;
+      const n = chunk.length;
+      while (n - pos >= LENGTH_PREFIX_SIZE) {
+        const length = this.checkLength(readU32(chunk, pos));
+        if (n - pos - LENGTH_PREFIX_SIZE < length) {
+          this.frameLength = length;
+          pos += LENGTH_PREFIX_SIZE;
+          break;
+        }
+        const start = pos + LENGTH_PREFIX_SIZE;
+        pos = start + length;
+        out.push(decodeFrameBody(chunk.subarray(start, pos), this.maxFrameSize));
+      }
+      if (pos < n) {
+        this.chunks.push(pos === 0 ? chunk : chunk.subarray(pos));
+        this.headOffset = 0;
+        this.pending = n - pos;
+      }
+      return out;
+    }
+
+    this.chunks.push(chunk);
+    this.pending += chunk.length;
+    for (;;) {
+      if (this.frameLength < 0) {
+        if (this.pending < LENGTH_PREFIX_SIZE) break;
+        const prefix = this.take(LENGTH_PREFIX_SIZE);
+        this.frameLength = this.checkLength(readU32(prefix, 0));
+        this.consume(LENGTH_PREFIX_SIZE);
+      }
+      if (this.pending < this.frameLength) break;
+      const body = this.take(this.frameLength);
+      this.consume(this.frameLength);
+      this.frameLength = -1;
+      out.push(decodeFrameBody(body, this.maxFrameSize));
+      if (this.pending === 0) break;
+    }
+    return out;
+  }
+
+  private checkLength(length: number): number {
+    if (length > this.maxFrameSize) {
+      throw new ProtocolError(`frame length ${length} exceeds the maximum frame size ${this.maxFrameSize}`, ErrorCode.FRAME_TOO_LARGE);
+    }
+    if (length === 0) throw new ProtocolError('frame length 0', ErrorCode.BAD_REQUEST);
+    return length;
+  }
+
+  /**
+   * The next `n` pending bytes (n <= pending): a view when they lie in the head chunk, else a copy
+   * into a fresh buffer of exactly `n` bytes.
+   */
+  private take(n: number): Uint8Array {
+    const head = this.chunks[0]!;
+    if (head.length - this.headOffset >= n) return head.subarray(this.headOffset, this.headOffset + n);
+    const buf = new Uint8Array(n);
+    let filled = 0;
+    let offset = this.headOffset;
+    for (let i = 0; filled < n; i++) {
+      const c = this.chunks[i]!;
+      const take = Math.min(c.length - offset, n - filled);
+      buf.set(c.subarray(offset, offset + take), filled);
+      filled += take;
+      offset = 0;
+    }
+    return buf;
+  }
+
+  /** Drops `n` pending bytes from the front. */
+  private consume(n: number): void {
+    this.pending -= n;
+    let left = n;
+    while (left > 0) {
+      const head = this.chunks[0]!;
+      const avail = head.length - this.headOffset;
+      if (avail > left) {
+        this.headOffset += left;
+        return;
+      }
+      left -= avail;
+      this.chunks.shift();
+      this.headOffset = 0;
+    }
+    if (this.chunks.length > 0 && this.chunks[0]!.length === this.headOffset) {
+      this.chunks.shift();
+      this.headOffset = 0;
+    }
+  }
+}
+
+/** Decodes a buffer holding exactly one whole frame (length prefix included). */
+export function decodeFrame(bytes: Uint8Array, maxFrameSize: number = DEFAULT_MAX_FRAME_SIZE): Frame {
+  const d = new FrameDecoder({ maxFrameSize });
+  const frames = d.push(bytes);
+  if (frames.length !== 1 || d.buffered !== 0) {
+    throw new ProtocolError(`expected exactly one whole frame, got ${frames.length} and ${d.buffered} spare bytes`, ErrorCode.BAD_REQUEST);
+  }
+  return frames[0]!;
+}
