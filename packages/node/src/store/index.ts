@@ -1,0 +1,96 @@
+/**
+ * The grid node's storage engine: a pure, synchronous state machine. No sockets, no timers; time
+ * comes from an injected clock and the cluster layer calls `sweep()` from its own timer. The
+ * cluster layer decides WHO may call what (primary vs backup); this module decides WHAT happens.
+ *
+ * ## Data
+ * State is held per partition: for each cache, its entries (key bytes → value bytes, optional
+ * absolute expiry); lock leases; the (session, seq) outcome table; and the partition's update
+ * counter. Keys and values are opaque bytes; stored copies never alias request buffers. Returned
+ * value arrays are the stored ones: callers must not modify them.
+ *
+ * ## Caches
+ * `createCache(name, config)` sets a cache's config (last call wins). A cache used before it was
+ * created is created with `StoreOptions.cacheDefaults`. A put-like op without `ttlMs` takes the
+ * cache's `ttlMs` (0/absent = no expiry); `ttlMs: 0` on the op means "never expires". An expiry
+ * is reset by every write of the entry, except CACHE_INCREMENT without `ttlMs`, which keeps the
+ * existing entry's expiry (a new counter gets the cache default).
+ *
+ * ## Ops
+ * `read()` serves CACHE_GET, CACHE_GET_ALL (the given keys are assumed to belong to the
+ * partition), CACHE_CONTAINS_KEY, CACHE_SIZE (this partition only; `localSize()` sums several)
+ * and CACHE_SCAN. `mutate()` serves every op in MUTATING_OPS, with the payloads of
+ * protocol/messages.ts and the response payloads as results. Notes:
+ * - CACHE_INCREMENT: the stored value must be the MessagePack encoding of a safe integer (any
+ *   MessagePack number that is one is accepted); otherwise StoreError VALUE_TYPE. A missing (or
+ *   expired) key counts as `initial` (default 0), so the new value is `initial + delta`. A result
+ *   outside ±(2^53−1) is refused with StoreError BAD_REQUEST (reason "overflow"). The new value
+ *   is stored as the shortest MessagePack integer.
+ * - CACHE_CLEAR clears the cache in ONE partition; the cluster layer runs it on every partition.
+ * - CACHE_PUT_ALL applies all given entries to the given partition (the caller splits by partition).
+ * - CACHE_SCAN walks one partition's keys in byte order. The cursor is opaque bytes
+ *   ([1, ...last key returned]); `cursor: null` in the result means the scan is complete. A key
+ *   is never returned twice in one scan, every key present for the whole scan is returned, and a
+ *   cursor stays valid across inserts, removes and on another replica of the partition.
+ *   `count` is capped at 100 000.
+ *
+ * ## Update counter and replication records
+ * Every applied mutation increments the partition's update counter by exactly one — also one
+ * that changed nothing (a failed putIfAbsent, a release with a wrong token), because its outcome
+ * must still be replicated for exactly-once. `mutate()` returns a ReplicationRecord carrying the
+ * EFFECTS (entries set/removed with their absolute expiry, lock leases set/removed, cache
+ * cleared), the new counter, the primary's clock and the (session, seq) outcome — never the op,
+ * so backups converge without re-evaluating anything (see ADR 0005). `applyRecord()` on a
+ * backup ignores records at or below its counter and refuses (returns false) a record that skips
+ * one, so the caller can resync with `snapshot()` / `install()`. LRU evictions and lazy expiry
+ * are local to a node and never replicated.
+ *
+ * ## Exactly-once
+ * A mutation's (session, seq) outcome is stored with the write, in the same record, per
+ * partition, for `dedupWindowMs` (default 120 s, measured from the primary's clock at the write).
+ * A repeat within the window returns the first outcome with `record: null` and changes nothing,
+ * on the primary or on any replica that got the record or a snapshot (a promoted backup). A
+ * repeat with the same (session, seq) but a different op is refused (BAD_REQUEST, "seq-reused").
+ * Not remembered: an op refused with a StoreError (it changed nothing), and a FAILED lock
+ * acquisition (LOCK_TRY_ACQUIRE/LOCK_ACQUIRE returning acquired:false; it changed nothing, and
+ * the caller of a waiting acquire retries the same seq until it succeeds or gives up). Such
+ * calls return `record: null`: there is nothing to replicate.
+ *
+ * ## Locks
+ * A lock is named by bytes (hashed like a key), held by a session with a lease. LOCK_ACQUIRE is
+ * one attempt, exactly like LOCK_TRY_ACQUIRE (`waitMs` is the caller's business: it retries on
+ * `onLockFreed` or a timer). Acquiring a free (or expired) lock sets its fencing token to the
+ * partition's new update counter, so tokens strictly increase per lock name, across failover and
+ * state transfer (the counter travels in records and snapshots). Acquiring a lock the same
+ * session already holds refreshes the lease and returns the SAME token (re-entrant). Held by
+ * another session: `{acquired:false, heldForMs}`. Release and renew need the current token
+ * (the session is not checked): otherwise `{released:false}` / `{renewed:false}`. An expired
+ * lease is free: checked lazily at access and removed by `sweep()`; `onLockFreed` listeners are
+ * told of releases and of expired leases removed.
+ *
+ * ## TTL, sweep, memory bound
+ * Expired entries are invisible to every read and op (and removed when met); `sweep(budget)`
+ * removes expired entries and leases in expiry order and forgets outcomes older than the dedup
+ * window, examining at most `budget` items. `maxEntries` / `maxBytes` (key + value bytes) bound
+ * the whole node — all partitions, primary and backup: after each write the least recently used
+ * entries (reads and writes count as use) are evicted until the bound holds, counted in
+ * `stats().evictions`. An evicted entry is simply gone on this node.
+ *
+ * ## Errors
+ * `StoreError` carries the protocol `wireCode` (BAD_REQUEST, UNKNOWN_OP, VALUE_TYPE) and a finer
+ * `reason`; it is always thrown before any state changed.
+ */
+export { NodeStore, decodeCounter, encodeCounter } from './store.js';
+export { StoreError, type StoreErrorReason } from './errors.js';
+export { keyString } from './bytes.js';
+export type {
+  Clock,
+  StoreOptions,
+  Effect,
+  DedupOutcome,
+  ReplicationRecord,
+  PartitionSnapshot,
+  SnapshotCache,
+  StoreStats,
+  MutateResult,
+} from './types.js';

@@ -1,0 +1,98 @@
+import type { CacheConfig } from '@gridlink/protocol';
+import type { Bytes } from './bytes.js';
+
+/** Source of time in milliseconds. Injected so tests can drive expiry with a fake clock. */
+export interface Clock {
+  now(): number;
+}
+
+export interface StoreOptions {
+  /** Default: `Date` (wall clock). */
+  clock?: Clock;
+  /** Per-node bound on the number of entries (LRU eviction across all partitions). Default unbounded. */
+  maxEntries?: number;
+  /** Per-node bound on key+value bytes (LRU eviction across all partitions). Default unbounded. */
+  maxBytes?: number;
+  /** How long (session, seq) outcomes are remembered, in ms. Default 120_000. */
+  dedupWindowMs?: number;
+  /** Config of caches created implicitly by their first use. Default `{}` (no expiry). */
+  cacheDefaults?: CacheConfig;
+}
+
+/** One state change, as replicated. Applying the same effects in the same order gives the same state. */
+export type Effect =
+  /** Set an entry. `expireAt` is absolute ms, 0 = never. */
+  | { t: 'put'; cache: string; key: Bytes; value: Bytes; expireAt: number }
+  | { t: 'del'; cache: string; key: Bytes }
+  /** Remove every entry of the cache in this partition. */
+  | { t: 'clear'; cache: string }
+  /** Set a lock's lease (acquire, re-entrant refresh, renew). */
+  | { t: 'lock'; name: Bytes; session: string; token: number; expireAt: number }
+  | { t: 'unlock'; name: Bytes };
+
+/** Outcome of a (session, seq) mutation, kept for the dedup window. */
+export interface DedupOutcome {
+  session: string;
+  seq: number;
+  op: number;
+  result: unknown;
+}
+
+/**
+ * What a primary ships to its backups for one mutation: the effects it applied (not the op), the
+ * partition's new update counter, the primary's clock at the write, and the (session, seq)
+ * outcome. Plain data, MessagePack-serialisable.
+ */
+export interface ReplicationRecord {
+  v: 1;
+  /** The partition's update counter after this record (previous counter + 1). */
+  counter: number;
+  /** Primary's clock when the mutation was applied (dedup window start). */
+  at: number;
+  effects: Effect[];
+  dedup: DedupOutcome | null;
+}
+
+export interface SnapshotCache {
+  name: string;
+  config: CacheConfig;
+  /** [key, value, expireAt (0 = never)] of every live entry. */
+  entries: [Bytes, Bytes, number][];
+}
+
+/** Everything of one partition, for state transfer. Plain data, MessagePack-serialisable. */
+export interface PartitionSnapshot {
+  v: 1;
+  partition: number;
+  counter: number;
+  /** Time the snapshot was taken (primary clock). */
+  at: number;
+  caches: SnapshotCache[];
+  /** [name, session, token, expireAt] of every unexpired lock. */
+  locks: [Bytes, string, number, number][];
+  /** [session, seq, op, result, at] of every outcome still inside the dedup window, oldest first. */
+  dedup: [string, number, number, unknown, number][];
+}
+
+export interface StoreStats {
+  /** Entries held (all partitions, including expired ones not yet removed). */
+  entries: number;
+  /** Key + value bytes held. */
+  bytes: number;
+  /** Entries removed by the LRU bound since start. */
+  evictions: number;
+  /** Entries removed because their TTL passed (lazily or by sweep) since start. */
+  expired: number;
+  /** Partitions held. */
+  partitions: number;
+  /** Unexpired-or-not-yet-swept lock leases held. */
+  locks: number;
+  /** (session, seq) outcomes remembered. */
+  dedupEntries: number;
+}
+
+/** Result of a primary-side mutation. `record` is null when there is nothing to replicate. */
+export interface MutateResult {
+  result: unknown;
+  record: ReplicationRecord | null;
+}
