@@ -342,7 +342,7 @@ export class FrameDecoder {
 
   /** Bytes received but not yet returned as frames. */
   get buffered(): number {
-    return this.pending;
+    return this.frameLength < 0 ? this.pending : this.pending + LENGTH_PREFIX_SIZE;
   }
 
   /** Whether the MAGIC bytes (if expected) have all arrived. */
@@ -363,6 +363,7 @@ export class FrameDecoder {
       this.chunks = [];
       this.pending = 0;
       this.headOffset = 0;
+      this.frameLength = -1;
       throw pe;
     }
   }
