@@ -222,6 +222,7 @@ export class NodeStore {
   private evictions = 0;
   private expiredCount = 0;
   private dedupSweepCursor = 0;
+  private sweepExamined = 0;
 
   private readonly freedListeners = new Set<(partition: number, name: Uint8Array) => void>();
   private pendingFreed: [number, Bytes][] = [];
@@ -803,6 +804,7 @@ export class NodeStore {
         }
       }
     } finally {
+      this.sweepExamined += examined;
       this.flushFreed();
     }
     return removed;
@@ -817,6 +819,7 @@ export class NodeStore {
       partitions: this.parts.size,
       locks: this.lockCount,
       dedupEntries: this.dedupCount,
+      sweepExamined: this.sweepExamined,
     };
   }
 

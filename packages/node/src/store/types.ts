@@ -89,6 +89,8 @@ export interface StoreStats {
   locks: number;
   /** (session, seq) outcomes remembered. */
   dedupEntries: number;
+  /** Items sweep() examined since start (each call examines at most its budget). */
+  sweepExamined: number;
 }
 
 /** Result of a primary-side mutation. `record` is null when there is nothing to replicate. */
