@@ -1,1 +1,42 @@
-export {};
+export { GridClient } from './client.js';
+export type { GridClientEvents, TopologySnapshot, NodeStats, ClientStats, WithLockOptions } from './client.js';
+export { GridCache } from './cache.js';
+export type { CacheOptions, OpOptions, PutOptions, IncrementOptions, ScanOptions } from './cache.js';
+export { GridLock, LockHandle, DEFAULT_LEASE_MS, DEFAULT_WAIT_MS } from './lock.js';
+export type { LockOptions, AcquireOptions } from './lock.js';
+export { resolveConfig, DEFAULTS } from './config.js';
+export type { GridClientConfig, ResolvedConfig, RetryConfig, ReconnectConfig, AuthConfig, GridLogger } from './config.js';
+export { staticAddressFinder, dnsAddressFinder } from './address-finder.js';
+export type { AddressFinder, DnsAddressFinderOptions } from './address-finder.js';
+export { parseEndpoint, parseEndpoints, formatEndpoint, EndpointParseError, MAX_PORT_RANGE } from './endpoints.js';
+export type { Endpoint } from './endpoints.js';
+export { msgpackSerializer, bytesSerializer } from './serializer.js';
+export type { Serializer } from './serializer.js';
+export { backoffDelay } from './backoff.js';
+export type { BackoffPolicy } from './backoff.js';
+export { acceptMap, observeVersion, isStale, isValidMap, primaryOf, changedPrimaries, EMPTY_MAP_STATE } from './partition-table.js';
+export type { MapState } from './partition-table.js';
+export { route, splitByPrimary, RoundRobin } from './routing.js';
+export type { Route, RouteReason } from './routing.js';
+export { staggeredRace, RaceFailure } from './stagger.js';
+export { LatencyHistogram } from './histogram.js';
+export type { RetryEvent } from './invoker.js';
+export {
+  GridError,
+  GridConnectionError,
+  GridTimeoutError,
+  GridConfigError,
+  GridServerError,
+  PartitionLostError,
+  LockNotHeldError,
+  LockTimeoutError,
+  GridClosedError,
+  GridAbortError,
+  ClusterMismatchError,
+  GridSerializationError,
+  serverError,
+  isRetryable,
+} from './errors.js';
+export type { EndpointFailure } from './errors.js';
+export { InvalidKeyError } from '@gridlink/affinity';
+export type { GridKey } from '@gridlink/affinity';

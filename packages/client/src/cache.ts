@@ -1,0 +1,308 @@
+/**
+ * A named cache: typed key/value operations over the grid. Keys are encoded with the affinity
+ * package's canonical encoding; values with the cache's serializer (MessagePack by default).
+ */
+import { encodeKey, partitionOfBytes, type GridKey } from '@gridlink/affinity';
+import { Op, type CacheConfig } from '@gridlink/protocol';
+import type { Invoker } from './invoker.js';
+import type { PartitionService } from './partition-service.js';
+import type { ConnectionManager } from './connection-manager.js';
+import { splitByPrimary } from './routing.js';
+import { msgpackSerializer, type Serializer } from './serializer.js';
+import { GridConfigError } from './errors.js';
+
+export interface CacheOptions<V> {
+  /** Value serializer; MessagePack by default. */
+  serializer?: Serializer<V>;
+}
+
+export interface OpOptions {
+  /** Abort this operation. */
+  signal?: AbortSignal;
+  /** Deadline for this operation instead of operationTimeout (ms). */
+  timeoutMs?: number;
+}
+
+export interface PutOptions extends OpOptions {
+  /** Time to live of the entry (ms); absent = the cache's default. */
+  ttlMs?: number;
+}
+
+export interface IncrementOptions extends PutOptions {
+  /** Value to start from when the key is absent (default 0). */
+  initial?: number;
+}
+
+export interface ScanOptions extends OpOptions {
+  /** Keys per request. Default 256. */
+  batchSize?: number;
+}
+
+/** Internal context shared by caches and locks. */
+export interface ClientContext {
+  invoker: Invoker;
+  partitions: PartitionService;
+  manager: ConnectionManager;
+  partitionCount(): number;
+  partitionAware: boolean;
+  operationTimeout: number;
+}
+
+function checkTtl(ttlMs: number | undefined): void {
+  if (ttlMs === undefined) return;
+  if (!Number.isInteger(ttlMs) || ttlMs < 0) throw new GridConfigError('ttlMs', `must be a non-negative integer, got ${String(ttlMs)}`);
+}
+
+function opts(o: OpOptions | undefined, partition?: number): { partition?: number; signal?: AbortSignal; timeoutMs?: number } {
+  const out: { partition?: number; signal?: AbortSignal; timeoutMs?: number } = {};
+  if (partition !== undefined) out.partition = partition;
+  if (o?.signal !== undefined) out.signal = o.signal;
+  if (o?.timeoutMs !== undefined) out.timeoutMs = o.timeoutMs;
+  return out;
+}
+
+function withTtl<T extends Record<string, unknown>>(payload: T, ttlMs: number | undefined): T {
+  checkTtl(ttlMs);
+  if (ttlMs !== undefined) (payload as Record<string, unknown>).ttlMs = ttlMs;
+  return payload;
+}
+
+export class GridCache<K extends GridKey = GridKey, V = unknown> {
+  private readonly serializer: Serializer<V>;
+
+  constructor(
+    readonly name: string,
+    private readonly ctx: ClientContext,
+    options: CacheOptions<V> = {},
+  ) {
+    this.serializer = options.serializer ?? (msgpackSerializer as Serializer<V>);
+  }
+
+  private key(key: K): { bytes: Uint8Array; partition: number | undefined } {
+    const bytes = encodeKey(key);
+    const n = this.ctx.partitionCount();
+    return { bytes, partition: n > 0 ? partitionOfBytes(bytes, n) : undefined };
+  }
+
+  private value(bytes: Uint8Array | null | undefined): V | undefined {
+    if (bytes === null || bytes === undefined) return undefined;
+    return this.serializer.deserialize(bytes);
+  }
+
+  private call<T>(op: Op, payload: Record<string, unknown>, o: OpOptions | undefined, partition?: number): Promise<T> {
+    return this.ctx.invoker.invoke<T>(op, payload, opts(o, partition));
+  }
+
+  /** Creates the cache on the cluster with the given config (idempotent). */
+  async create(config: CacheConfig = {}, o?: OpOptions): Promise<void> {
+    await this.call(Op.CACHE_CREATE, { cache: this.name, config }, o);
+  }
+
+  async get(key: K, o?: OpOptions): Promise<V | undefined> {
+    const k = this.key(key);
+    const r = await this.call<{ value: Uint8Array | null }>(Op.CACHE_GET, { cache: this.name, key: k.bytes }, o, k.partition);
+    return this.value(r.value);
+  }
+
+  /** Values for many keys (undefined where absent), split by primary and fetched in parallel. */
+  async getAll(keys: readonly K[], o?: OpOptions): Promise<(V | undefined)[]> {
+    if (keys.length === 0) return [];
+    const encoded = keys.map((k) => this.key(k));
+    const out = new Array<V | undefined>(keys.length);
+    const groups = this.group(encoded.map((e) => e.partition));
+    await Promise.all(
+      [...groups].map(async ([partition, idx]) => {
+        const r = await this.call<{ values: (Uint8Array | null)[] }>(
+          Op.CACHE_GET_ALL,
+          { cache: this.name, keys: idx.map((i) => (encoded[i] as { bytes: Uint8Array }).bytes) },
+          o,
+          partition,
+        );
+        idx.forEach((i, j) => {
+          out[i] = this.value(r.values[j]);
+        });
+      }),
+    );
+    return out;
+  }
+
+  /** Groups item indices by primary; returns a representative partition per group for routing. */
+  private group(partitions: (number | undefined)[]): Map<number | undefined, number[]> {
+    const healthy = new Set(this.ctx.manager.healthyNodeIds());
+    const parts = partitions.map((p) => p ?? -1);
+    const byNode = splitByPrimary(parts, this.ctx.partitions.map, healthy, this.ctx.partitionAware);
+    const out = new Map<number | undefined, number[]>();
+    for (const [node, idx] of byNode) {
+      const rep = node === null ? undefined : partitions[idx[0] as number];
+      // Groups with no connected primary may still be merged under `undefined`.
+      const prev = out.get(rep);
+      if (prev !== undefined) prev.push(...idx);
+      else out.set(rep, idx);
+    }
+    return out;
+  }
+
+  async put(key: K, value: V, o?: PutOptions): Promise<void> {
+    const k = this.key(key);
+    await this.call(Op.CACHE_PUT, withTtl({ cache: this.name, key: k.bytes, value: this.serializer.serialize(value) }, o?.ttlMs), o, k.partition);
+  }
+
+  /** Stores many entries, split by primary and written in parallel. Each group is exactly-once. */
+  async putAll(entries: Iterable<readonly [K, V]> | Map<K, V>, o?: PutOptions): Promise<void> {
+    const list = [...entries];
+    if (list.length === 0) return;
+    checkTtl(o?.ttlMs);
+    const encoded = list.map(([k, v]) => ({ ...this.key(k), value: this.serializer.serialize(v) }));
+    const groups = this.group(encoded.map((e) => e.partition));
+    await Promise.all(
+      [...groups].map(([partition, idx]) =>
+        this.call(
+          Op.CACHE_PUT_ALL,
+          withTtl(
+            {
+              cache: this.name,
+              entries: idx.map((i) => {
+                const e = encoded[i] as { bytes: Uint8Array; value: Uint8Array };
+                return [e.bytes, e.value];
+              }),
+            },
+            o?.ttlMs,
+          ),
+          o,
+          partition,
+        ),
+      ),
+    );
+  }
+
+  /** Stores the value only if the key is absent; true when stored. */
+  async putIfAbsent(key: K, value: V, o?: PutOptions): Promise<boolean> {
+    const k = this.key(key);
+    const r = await this.call<{ applied: boolean }>(
+      Op.CACHE_PUT_IF_ABSENT,
+      withTtl({ cache: this.name, key: k.bytes, value: this.serializer.serialize(value) }, o?.ttlMs),
+      o,
+      k.partition,
+    );
+    return r.applied;
+  }
+
+  /** Replaces the value only if the key is present; true when replaced. */
+  async replace(key: K, value: V, o?: PutOptions): Promise<boolean> {
+    const k = this.key(key);
+    const r = await this.call<{ applied: boolean }>(
+      Op.CACHE_REPLACE,
+      withTtl({ cache: this.name, key: k.bytes, value: this.serializer.serialize(value) }, o?.ttlMs),
+      o,
+      k.partition,
+    );
+    return r.applied;
+  }
+
+  /** Replaces the value only if it currently equals `expected` (compared as serialised bytes). */
+  async replaceIfEquals(key: K, expected: V, value: V, o?: PutOptions): Promise<boolean> {
+    const k = this.key(key);
+    const r = await this.call<{ applied: boolean }>(
+      Op.CACHE_REPLACE_IF_EQUALS,
+      withTtl(
+        { cache: this.name, key: k.bytes, expected: this.serializer.serialize(expected), value: this.serializer.serialize(value) },
+        o?.ttlMs,
+      ),
+      o,
+      k.partition,
+    );
+    return r.applied;
+  }
+
+  /** Removes the key; true when it was present. */
+  async remove(key: K, o?: OpOptions): Promise<boolean> {
+    const k = this.key(key);
+    const r = await this.call<{ applied: boolean }>(Op.CACHE_REMOVE, { cache: this.name, key: k.bytes }, o, k.partition);
+    return r.applied;
+  }
+
+  /** Removes the key only if its value equals `expected` (compared as serialised bytes). */
+  async removeIfEquals(key: K, expected: V, o?: OpOptions): Promise<boolean> {
+    const k = this.key(key);
+    const r = await this.call<{ applied: boolean }>(
+      Op.CACHE_REMOVE_IF_EQUALS,
+      { cache: this.name, key: k.bytes, expected: this.serializer.serialize(expected) },
+      o,
+      k.partition,
+    );
+    return r.applied;
+  }
+
+  /** Stores the value and returns the previous one. */
+  async getAndPut(key: K, value: V, o?: PutOptions): Promise<V | undefined> {
+    const k = this.key(key);
+    const r = await this.call<{ value: Uint8Array | null }>(
+      Op.CACHE_GET_AND_PUT,
+      withTtl({ cache: this.name, key: k.bytes, value: this.serializer.serialize(value) }, o?.ttlMs),
+      o,
+      k.partition,
+    );
+    return this.value(r.value);
+  }
+
+  /** Removes the key and returns its value. */
+  async getAndRemove(key: K, o?: OpOptions): Promise<V | undefined> {
+    const k = this.key(key);
+    const r = await this.call<{ value: Uint8Array | null }>(Op.CACHE_GET_AND_REMOVE, { cache: this.name, key: k.bytes }, o, k.partition);
+    return this.value(r.value);
+  }
+
+  /**
+   * Adds `delta` to the integer stored at `key` (starting from `initial`, default 0) and returns the
+   * new value. Exactly once even when retried after a failover.
+   */
+  async increment(key: K, delta = 1, o?: IncrementOptions): Promise<number> {
+    if (!Number.isSafeInteger(delta)) throw new GridConfigError('delta', `must be a safe integer, got ${String(delta)}`);
+    const k = this.key(key);
+    const payload: Record<string, unknown> = withTtl({ cache: this.name, key: k.bytes, delta }, o?.ttlMs);
+    if (o?.initial !== undefined) payload.initial = o.initial;
+    const r = await this.call<{ value: number }>(Op.CACHE_INCREMENT, payload, o, k.partition);
+    return Number(r.value);
+  }
+
+  async containsKey(key: K, o?: OpOptions): Promise<boolean> {
+    const k = this.key(key);
+    const r = await this.call<{ found: boolean }>(Op.CACHE_CONTAINS_KEY, { cache: this.name, key: k.bytes }, o, k.partition);
+    return r.found;
+  }
+
+  /** Number of entries in the cache across the cluster. */
+  async size(o?: OpOptions): Promise<number> {
+    const r = await this.call<{ size: number }>(Op.CACHE_SIZE, { cache: this.name }, o);
+    return Number(r.size);
+  }
+
+  /** Removes every entry of the cache. */
+  async clear(o?: OpOptions): Promise<void> {
+    await this.call(Op.CACHE_CLEAR, { cache: this.name }, o);
+  }
+
+  /**
+   * Iterates over every key of the cache (as canonical key bytes), partition by partition. Keys
+   * written or removed during the scan may or may not be seen; none is seen twice within a
+   * partition unless it moved between partitions' owners meanwhile.
+   */
+  async *scan(o?: ScanOptions): AsyncGenerator<Uint8Array, void, undefined> {
+    const count = o?.batchSize ?? 256;
+    if (!Number.isInteger(count) || count < 1) throw new GridConfigError('batchSize', `must be a positive integer, got ${String(count)}`);
+    const partitions = this.ctx.partitionCount();
+    for (let p = 0; p < partitions; p++) {
+      let cursor: Uint8Array | null = null;
+      do {
+        const r: { keys: Uint8Array[]; cursor: Uint8Array | null } = await this.call(
+          Op.CACHE_SCAN,
+          { cache: this.name, partition: p, cursor, count },
+          o,
+          p,
+        );
+        for (const k of r.keys) yield k.slice();
+        cursor = r.cursor;
+      } while (cursor !== null);
+    }
+  }
+}

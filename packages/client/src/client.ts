@@ -1,0 +1,275 @@
+/**
+ * GridClient: the entry point. Wires the connection manager, partition service and invoker
+ * together and exposes caches, locks, topology, stats and events.
+ */
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'eventemitter3';
+import type { GridKey } from '@gridlink/affinity';
+import { PushKind, type CacheConfig, type NodeInfo, type PartitionMap } from '@gridlink/protocol';
+import { GridCache, type CacheOptions, type ClientContext, type OpOptions } from './cache.js';
+import { resolveConfig, type GridClientConfig, type ResolvedConfig } from './config.js';
+import { ConnectionManager } from './connection-manager.js';
+import { GridClosedError, GridError, LockTimeoutError } from './errors.js';
+import { Invoker, type RetryEvent } from './invoker.js';
+import { GridLock, LockHandle, type AcquireOptions, type LockRegistry } from './lock.js';
+import { PartitionService } from './partition-service.js';
+
+export interface GridClientEvents {
+  /** A connection to a node was established. */
+  connected: (e: { nodeId: string; address: string }) => void;
+  /** A connection was lost (or closed by the node). */
+  disconnected: (e: { nodeId: string; address: string; error: GridError | null }) => void;
+  /** The client has a connection to this node again. */
+  nodeUp: (e: { nodeId: string }) => void;
+  /** The client no longer has a connection to this node. */
+  nodeDown: (e: { nodeId: string }) => void;
+  /** A newer partition map was installed. */
+  topologyChanged: (e: { version: number; previousVersion: number | null; changedPartitions: number }) => void;
+  /** An operation attempt failed with a retryable error and will be retried. */
+  retry: (e: RetryEvent) => void;
+  /** Something went wrong in the background (refused node, lost lock, ...). */
+  error: (e: GridError) => void;
+}
+
+export interface TopologySnapshot {
+  clusterId: string | undefined;
+  version: number | null;
+  partitions: number;
+  backups: number | null;
+  nodes: (NodeInfo & { connected: boolean })[];
+}
+
+export interface NodeStats {
+  nodeId: string;
+  connected: boolean;
+  inFlight: number;
+  requests: number;
+  errors: number;
+  latencyP50Ms: number;
+  latencyP99Ms: number;
+}
+
+export interface ClientStats {
+  nodes: NodeStats[];
+  operations: number;
+  failedOperations: number;
+  retries: number;
+  mapRefreshes: number;
+  mapRefreshFailures: number;
+  topologyVersion: number | null;
+  /** How single-partition operations were routed. */
+  routing: { primary: number; roundRobin: number };
+  /** Responses the node marked as forwarded (request reached a non-primary). */
+  forwarded: number;
+}
+
+export interface WithLockOptions extends AcquireOptions {
+  /** Use tryAcquire semantics: fail at once with LockTimeoutError when held elsewhere. */
+  noWait?: boolean;
+}
+
+export class GridClient extends EventEmitter<GridClientEvents> {
+  /** Random id of this client's session, shared by all its connections. */
+  readonly sessionId: string = randomUUID();
+  private readonly cfg: ResolvedConfig;
+  private readonly manager: ConnectionManager;
+  private readonly partitionService: PartitionService;
+  private readonly invoker: Invoker;
+  private readonly ctx: ClientContext;
+  private readonly locks = new Set<LockHandle>();
+  private closing: Promise<void> | null = null;
+
+  private constructor(config: GridClientConfig) {
+    super();
+    this.cfg = resolveConfig(config);
+    this.manager = new ConnectionManager(this.cfg, this.sessionId);
+    this.partitionService = new PartitionService(this.manager, this.cfg.connectTimeout);
+    this.invoker = new Invoker(this.cfg, this.manager, this.partitionService, {
+      onRetry: (e) => this.emit('retry', e),
+    });
+    const ps = this.partitionService;
+    this.ctx = {
+      invoker: this.invoker,
+      partitions: ps,
+      manager: this.manager,
+      partitionCount: () => ps.map?.partitions ?? ps.partitions,
+      partitionAware: this.cfg.partitionAware,
+      operationTimeout: this.cfg.operationTimeout,
+    };
+    this.wire();
+  }
+
+  /** Validates the config, connects to the first reachable endpoint and returns the client. */
+  static async connect(config: GridClientConfig): Promise<GridClient> {
+    const client = new GridClient(config);
+    try {
+      await client.manager.start();
+    } catch (e) {
+      await client.close();
+      throw e;
+    }
+    // Fetch the first partition map; routing works without it (round-robin) if this fails.
+    await client.partitionService.refresh().catch(() => undefined);
+    return client;
+  }
+
+  private wire(): void {
+    const m = this.manager;
+    const ps = this.partitionService;
+    m.on('handshake', (ok) => {
+      if (ps.partitions === 0 || ps.map === null) ps.partitions = ok.partitions;
+      ps.observe(ok.topologyVersion);
+    });
+    m.on('clusterChanged', () => {
+      ps.reset();
+    });
+    m.on('version', (v, refresh) => ps.observe(v, refresh));
+    m.on('push', (frame) => {
+      if (frame.push === PushKind.TOPOLOGY_CHANGED) {
+        const v = (frame.payload as { version?: unknown }).version;
+        ps.observe(typeof v === 'number' ? v : frame.topologyVersion, true);
+      }
+    });
+    m.on('connected', (nodeId, address) => this.emit('connected', { nodeId, address }));
+    m.on('disconnected', (nodeId, address, error) => {
+      this.emit('disconnected', { nodeId, address, error });
+      void ps.refresh();
+    });
+    m.on('nodeUp', (nodeId) => this.emit('nodeUp', { nodeId }));
+    m.on('nodeDown', (nodeId) => this.emit('nodeDown', { nodeId }));
+    m.on('error', (e) => this.emit('error', e));
+    ps.on('changed', (map, previous) => {
+      let changed = 0;
+      for (let p = 0; p < map.partitions; p++) {
+        const a = previous === null ? undefined : previous.nodes[previous.primaries[p] ?? -1]?.id;
+        const b = map.nodes[map.primaries[p] ?? -1]?.id;
+        if (a !== b) changed++;
+      }
+      this.cfg.logger?.info?.('partition map updated', { version: map.version, changedPartitions: changed });
+      this.emit('topologyChanged', { version: map.version, previousVersion: previous?.version ?? null, changedPartitions: changed });
+      m.onTopology(map);
+    });
+  }
+
+  private checkOpen(): void {
+    if (this.closing !== null) throw new GridClosedError();
+  }
+
+  /** A typed view of a named cache. */
+  cache<K extends GridKey = GridKey, V = unknown>(name: string, options: CacheOptions<V> = {}): GridCache<K, V> {
+    this.checkOpen();
+    if (typeof name !== 'string' || name.length === 0) throw new GridError('cache name must be a non-empty string', 'GRID_BAD_ARGUMENT');
+    return new GridCache<K, V>(name, this.ctx, options);
+  }
+
+  /** Creates a cache with a config (idempotent) and returns its view. */
+  async createCache<K extends GridKey = GridKey, V = unknown>(
+    name: string,
+    config: CacheConfig = {},
+    options: CacheOptions<V> & OpOptions = {},
+  ): Promise<GridCache<K, V>> {
+    const c = this.cache<K, V>(name, options);
+    await c.create(config, options);
+    return c;
+  }
+
+  /** A distributed lock on `key`. */
+  lock(key: GridKey): GridLock {
+    this.checkOpen();
+    const registry: LockRegistry = {
+      add: (h) => this.locks.add(h),
+      delete: (h) => this.locks.delete(h),
+      onLost: (_h, err) => this.emit('error', err),
+    };
+    return new GridLock(this.ctx, registry, key);
+  }
+
+  /**
+   * Runs `fn` while holding the lock on `key`, releasing it in every outcome. The handle (with its
+   * fencing token and a signal that aborts if the lock is lost) is passed to `fn`.
+   */
+  async withLock<T>(key: GridKey, fn: (handle: LockHandle) => Promise<T> | T, options: WithLockOptions = {}): Promise<T> {
+    const lock = this.lock(key);
+    let handle: LockHandle;
+    if (options.noWait === true) {
+      const h = await lock.tryAcquire(options);
+      if (h === null) throw new LockTimeoutError('lock is held elsewhere');
+      handle = h;
+    } else {
+      handle = await lock.acquire(options);
+    }
+    let result: T;
+    try {
+      result = await fn(handle);
+    } catch (e) {
+      await handle.release().catch(() => undefined);
+      throw e;
+    }
+    // If the lock was lost before the critical section finished, release throws LockNotHeldError:
+    // the caller must learn that the section did not run under an exclusive hold.
+    await handle.release();
+    return result;
+  }
+
+  /** The current partition map and connection state. */
+  topology(): TopologySnapshot {
+    const map: PartitionMap | null = this.partitionService.map;
+    const connected = new Set(this.manager.healthyNodeIds());
+    return {
+      clusterId: this.manager.cluster,
+      version: map?.version ?? null,
+      partitions: map?.partitions ?? this.partitionService.partitions,
+      backups: map?.backups ?? null,
+      nodes: (map?.nodes ?? []).map((n) => ({ ...n, connected: connected.has(n.id) })),
+    };
+  }
+
+  /** Counters and latency percentiles. */
+  stats(): ClientStats {
+    const inv = this.invoker;
+    const connected = new Set(this.manager.healthyNodeIds());
+    const ids = new Set<string>([...inv.perNode.keys(), ...connected]);
+    const nodes: NodeStats[] = [...ids].sort().map((id) => {
+      const c = inv.counters(id);
+      return {
+        nodeId: id,
+        connected: connected.has(id),
+        inFlight: c.inFlight,
+        requests: c.requests,
+        errors: c.errors,
+        latencyP50Ms: c.latency.percentile(0.5),
+        latencyP99Ms: c.latency.percentile(0.99),
+      };
+    });
+    return {
+      nodes,
+      operations: inv.operations,
+      failedOperations: inv.failedOperations,
+      retries: inv.retries,
+      mapRefreshes: this.partitionService.refreshes,
+      mapRefreshFailures: this.partitionService.refreshFailures,
+      topologyVersion: this.partitionService.map?.version ?? null,
+      routing: { primary: inv.routed.primary, roundRobin: inv.routed['round-robin'] },
+      forwarded: inv.forwarded,
+    };
+  }
+
+  /**
+   * Stops accepting operations, waits for in-flight ones (each is bounded by its deadline), stops
+   * lock renewal, closes every connection and clears every timer. Idempotent.
+   */
+  close(): Promise<void> {
+    if (this.closing === null) this.closing = this.doClose();
+    return this.closing;
+  }
+
+  private async doClose(): Promise<void> {
+    this.invoker.close();
+    for (const h of [...this.locks]) h.stop();
+    this.locks.clear();
+    await Promise.allSettled([...this.invoker.inflightOps]);
+    this.partitionService.close();
+    await this.manager.close(this.cfg.operationTimeout);
+    this.removeAllListeners();
+  }
+}

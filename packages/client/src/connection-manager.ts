@@ -1,0 +1,421 @@
+/**
+ * Connection manager: the first connection (staggered over the endpoints, in order), then
+ * background connections to every endpoint and every node the topology names, one connection per
+ * node identity, reconnects with jittered exponential backoff, and address re-resolution
+ * (periodic, on connection loss, on topology change).
+ */
+import { EventEmitter } from 'eventemitter3';
+import type { HandshakeOk, PartitionMap, PushFrame } from '@gridlink/protocol';
+import { PushKind } from '@gridlink/protocol';
+import { resolveEndpoints } from './address-finder.js';
+import { backoffDelay } from './backoff.js';
+import type { ResolvedConfig } from './config.js';
+import { Connection } from './connection.js';
+import { formatEndpoint, type Endpoint } from './endpoints.js';
+import { ClusterMismatchError, GridClosedError, GridConnectionError, GridError } from './errors.js';
+import { RaceFailure, staggeredRace } from './stagger.js';
+
+export interface ManagerEvents {
+  connected: (nodeId: string, address: string) => void;
+  disconnected: (nodeId: string, address: string, error: GridError | null) => void;
+  nodeUp: (nodeId: string) => void;
+  nodeDown: (nodeId: string) => void;
+  /** Handshake data of a newly registered connection (topology version, partitions, cluster). */
+  handshake: (ok: HandshakeOk, conn: Connection) => void;
+  /** The cluster identity changed (every connection had been lost and a new cluster answered). */
+  clusterChanged: (clusterId: string, previous: string) => void;
+  version: (version: number, refresh: boolean) => void;
+  push: (frame: PushFrame, conn: Connection) => void;
+  error: (error: GridError) => void;
+}
+
+interface AddressState {
+  endpoint: Endpoint;
+  /** Node last seen behind this address. */
+  nodeId: string | undefined;
+  connecting: Connection | null;
+  failures: number;
+  timer: NodeJS.Timeout | null;
+  lastError: string | undefined;
+}
+
+export class ConnectionManager extends EventEmitter<ManagerEvents> {
+  private readonly nodes = new Map<string, Connection>();
+  private readonly addresses = new Map<string, AddressState>();
+  private seeds: Endpoint[];
+  private topologyEndpoints: Endpoint[] = [];
+  private clusterId: string | undefined;
+  private closed = false;
+  private started = false;
+  private resolving: Promise<void> | null = null;
+  private periodic: NodeJS.Timeout | null = null;
+  private waiters = new Set<() => void>();
+  /** Connections counted by node id since start (for stats). */
+  readonly everConnected = new Set<string>();
+
+  constructor(
+    private readonly cfg: ResolvedConfig,
+    private readonly sessionId: string,
+  ) {
+    super();
+    this.seeds = [...cfg.endpoints];
+    this.clusterId = cfg.clusterId;
+  }
+
+  private log(level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>): void {
+    this.cfg.logger?.[level]?.(msg, fields);
+  }
+
+  /** Currently usable connections' node ids, in a stable order. */
+  healthyNodeIds(): string[] {
+    const out: string[] = [];
+    for (const [id, c] of this.nodes) if (c.usable) out.push(id);
+    return out.sort();
+  }
+
+  connection(nodeId: string): Connection | undefined {
+    const c = this.nodes.get(nodeId);
+    return c?.usable ? c : undefined;
+  }
+
+  /** Every registered connection (usable or draining). */
+  connections(): Map<string, Connection> {
+    return this.nodes;
+  }
+
+  get cluster(): string | undefined {
+    return this.clusterId;
+  }
+
+  /** Addresses the manager knows, with the node behind each and the last error. */
+  knownAddresses(): { address: string; nodeId: string | undefined; lastError: string | undefined }[] {
+    return [...this.addresses.entries()].map(([address, s]) => ({ address, nodeId: s.nodeId, lastError: s.lastError }));
+  }
+
+  /**
+   * Makes the first connection. Endpoints are tried in order with `connectStagger`; resolves on
+   * the first handshake; rejects with GridConnectionError listing each endpoint's cause.
+   */
+  async start(): Promise<void> {
+    if (this.cfg.addressFinder !== undefined) {
+      try {
+        const found = await resolveEndpoints(this.cfg.addressFinder);
+        if (found.length > 0) this.seeds = mergeEndpoints(found, this.cfg.endpoints);
+      } catch (e) {
+        this.log('warn', 'address finder failed at startup', { error: (e as Error).message });
+        if (this.seeds.length === 0) {
+          throw new GridConnectionError(`address finder failed: ${(e as Error).message}`, { cause: e, retryable: true });
+        }
+      }
+    }
+    const endpoints = [...this.seeds];
+    if (endpoints.length === 0) throw new GridConnectionError('no endpoints to connect to', { retryable: true });
+    try {
+      await staggeredRace<Connection>({
+        count: endpoints.length,
+        stagger: this.cfg.connectStagger,
+        timeout: this.cfg.connectTimeout,
+        attempt: async (i, signal) => {
+          const ep = endpoints[i] as Endpoint;
+          const state = this.addressState(ep);
+          const conn = this.newConnection(ep);
+          state.connecting = conn;
+          try {
+            const ok = await conn.connect(signal);
+            state.connecting = null;
+            if (!this.register(conn, ok, state)) throw new GridConnectionError(`${conn.address}: ${state.lastError ?? 'refused'}`);
+            return conn;
+          } catch (e) {
+            state.connecting = null;
+            state.lastError = (e as Error).message;
+            throw e;
+          }
+        },
+      });
+    } catch (e) {
+      if (e instanceof RaceFailure) {
+        const list = endpoints.map((ep, i) => ({
+          endpoint: formatEndpoint(ep),
+          cause: e.causes[i] === 'no answer yet' ? `no answer within ${this.cfg.connectTimeout} ms` : (e.causes[i] ?? 'unknown'),
+        }));
+        this.closeAll();
+        throw new GridConnectionError(
+          `could not connect to any endpoint within ${this.cfg.connectTimeout} ms: ` + list.map((l) => `${l.endpoint} (${l.cause})`).join('; '),
+          { endpoints: list, retryable: true },
+        );
+      }
+      this.closeAll();
+      throw e;
+    }
+    if (this.closed) throw new GridClosedError();
+    this.started = true;
+    if (this.cfg.reResolveInterval > 0) {
+      this.periodic = setInterval(() => this.reResolve(), this.cfg.reResolveInterval);
+      this.periodic.unref();
+    }
+    this.ensureConnections();
+  }
+
+  private addressState(ep: Endpoint): AddressState {
+    const key = formatEndpoint(ep);
+    let s = this.addresses.get(key);
+    if (s === undefined) {
+      s = { endpoint: ep, nodeId: undefined, connecting: null, failures: 0, timer: null, lastError: undefined };
+      this.addresses.set(key, s);
+    }
+    return s;
+  }
+
+  private newConnection(ep: Endpoint): Connection {
+    return new Connection({
+      endpoint: ep,
+      sessionId: this.sessionId,
+      clientName: this.cfg.name,
+      clusterId: this.cfg.clusterId,
+      authToken: this.cfg.auth?.token,
+      tls: this.cfg.tls,
+      connectTimeout: this.cfg.connectTimeout,
+      heartbeatInterval: this.cfg.heartbeatInterval,
+      heartbeatTimeout: this.cfg.heartbeatTimeout,
+    });
+  }
+
+  /**
+   * Registers a connection whose handshake succeeded. Returns false (and closes it) when it is
+   * refused: another cluster, or a duplicate of an already connected node.
+   */
+  private register(conn: Connection, ok: HandshakeOk, state: AddressState): boolean {
+    if (this.closed) {
+      conn.close();
+      return false;
+    }
+    if (this.clusterId !== undefined && ok.clusterId !== this.clusterId) {
+      const mayAdopt = this.cfg.clusterId === undefined && this.nodes.size === 0;
+      if (!mayAdopt) {
+        const err = new ClusterMismatchError(
+          `${conn.address}: node ${ok.nodeId} belongs to cluster ${ok.clusterId}, expected ${this.clusterId}`,
+        );
+        state.lastError = err.message;
+        this.log('warn', 'refused node of another cluster', { address: conn.address, nodeId: ok.nodeId, clusterId: ok.clusterId });
+        conn.close();
+        this.emit('error', err);
+        return false;
+      }
+      const previous = this.clusterId;
+      this.clusterId = ok.clusterId;
+      this.log('warn', 'cluster identity changed (every previous connection was lost)', { previous, clusterId: ok.clusterId });
+      this.emit('clusterChanged', ok.clusterId, previous);
+    }
+    this.clusterId = ok.clusterId;
+    state.nodeId = ok.nodeId;
+    state.failures = 0;
+    state.lastError = undefined;
+    const existing = this.nodes.get(ok.nodeId);
+    if (existing !== undefined && existing.state !== 'closed') {
+      // Two addresses of one node: keep the first connection.
+      conn.close();
+      return true;
+    }
+    this.nodes.set(ok.nodeId, conn);
+    this.everConnected.add(ok.nodeId);
+    conn.on('close', (err) => this.onClose(conn, ok.nodeId, state, err));
+    conn.on('version', (v, refresh) => this.emit('version', v, refresh));
+    conn.on('push', (frame) => {
+      if (frame.push === PushKind.NODE_STOPPING) {
+        conn.markDraining();
+        this.log('info', 'node is stopping; draining its connection', { nodeId: ok.nodeId });
+        void conn.drain(this.cfg.operationTimeout);
+      }
+      this.emit('push', frame, conn);
+    });
+    this.log('info', 'connected', { nodeId: ok.nodeId, address: conn.address });
+    this.emit('handshake', ok, conn);
+    this.emit('connected', ok.nodeId, conn.address);
+    this.emit('nodeUp', ok.nodeId);
+    const waiters = [...this.waiters];
+    this.waiters.clear();
+    for (const w of waiters) w();
+    return true;
+  }
+
+  private onClose(conn: Connection, nodeId: string, state: AddressState, err: GridError | null): void {
+    if (this.nodes.get(nodeId) === conn) this.nodes.delete(nodeId);
+    if (this.closed) return;
+    this.log('info', 'disconnected', { nodeId, address: conn.address, error: err?.message });
+    state.lastError = err?.message;
+    this.emit('disconnected', nodeId, conn.address, err);
+    this.emit('nodeDown', nodeId);
+    this.scheduleReconnect(state);
+    this.reResolve();
+  }
+
+  private scheduleReconnect(state: AddressState): void {
+    if (this.closed || state.timer !== null || state.connecting !== null) return;
+    const delay = backoffDelay(this.cfg.reconnect, state.failures, Math.random());
+    state.failures++;
+    state.timer = setTimeout(() => {
+      state.timer = null;
+      this.ensureConnections();
+    }, delay);
+    state.timer.unref();
+  }
+
+  /** Addresses the client should keep a connection to: seeds and every node of the topology. */
+  private targets(): Endpoint[] {
+    return mergeEndpoints(this.seeds, this.topologyEndpoints);
+  }
+
+  /** Starts a connection to every target address that has none and is not backing off. */
+  ensureConnections(): void {
+    if (this.closed || !this.started) return;
+    const targets = this.targets();
+    const wanted = new Set(targets.map(formatEndpoint));
+    for (const ep of targets) {
+      const state = this.addressState(ep);
+      if (state.connecting !== null || state.timer !== null) continue;
+      const known = state.nodeId !== undefined ? this.nodes.get(state.nodeId) : undefined;
+      if (known !== undefined && known.state !== 'closed') continue;
+      this.connectBackground(state);
+    }
+    // Forget addresses that are no longer wanted and have nothing in progress.
+    for (const [key, s] of this.addresses) {
+      if (wanted.has(key)) continue;
+      if (s.timer !== null) {
+        clearTimeout(s.timer);
+        s.timer = null;
+      }
+      if (s.connecting === null) this.addresses.delete(key);
+    }
+  }
+
+  private connectBackground(state: AddressState): void {
+    const conn = this.newConnection(state.endpoint);
+    state.connecting = conn;
+    conn.connect().then(
+      (ok) => {
+        state.connecting = null;
+        if (!this.register(conn, ok, state)) {
+          state.failures++;
+          this.scheduleReconnect(state);
+        }
+      },
+      (e: unknown) => {
+        state.connecting = null;
+        state.lastError = (e as Error).message;
+        if (this.closed) return;
+        this.log('debug', 'connection attempt failed', { address: conn.address, error: state.lastError });
+        this.scheduleReconnect(state);
+      },
+    );
+  }
+
+  /** The topology changed: connect to its nodes (by identity) and re-resolve addresses. */
+  onTopology(map: PartitionMap): void {
+    this.topologyEndpoints = map.nodes
+      .filter((n) => n.alive && typeof n.host === 'string' && Number.isInteger(n.port) && n.port > 0)
+      .map((n) => ({ host: n.host, port: n.port }));
+    // An address known to belong to a node that is already connected needs no connection.
+    for (const n of map.nodes) {
+      const s = this.addresses.get(formatEndpoint({ host: n.host, port: n.port }));
+      if (s !== undefined && s.nodeId === undefined) s.nodeId = n.id;
+    }
+    this.ensureConnections();
+    this.reResolve();
+  }
+
+  /** Re-resolves addresses through the finder (single-flight), then connects to new ones. */
+  reResolve(): void {
+    if (this.closed || this.cfg.addressFinder === undefined) {
+      this.ensureConnections();
+      return;
+    }
+    if (this.resolving !== null) return;
+    const finder = this.cfg.addressFinder;
+    this.resolving = resolveEndpoints(finder)
+      .then(
+        (found) => {
+          if (found.length > 0) this.seeds = mergeEndpoints(found, this.cfg.endpoints);
+        },
+        (e: unknown) => this.log('warn', 'address re-resolution failed', { error: (e as Error).message }),
+      )
+      .finally(() => {
+        this.resolving = null;
+        this.ensureConnections();
+      });
+  }
+
+  /** Resolves when some connection is usable, or rejects when `signal` aborts or the manager closes. */
+  waitForConnection(signal: AbortSignal): Promise<void> {
+    if (this.closed) return Promise.reject(new GridClosedError());
+    if (this.healthyNodeIds().length > 0) return Promise.resolve();
+    if (signal.aborted) return Promise.reject(signal.reason as Error);
+    // Nothing usable: make sure attempts are under way right now.
+    for (const s of this.addresses.values()) {
+      if (s.timer !== null && s.failures <= 1) {
+        clearTimeout(s.timer);
+        s.timer = null;
+      }
+    }
+    this.ensureConnections();
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = (): void => {
+        this.waiters.delete(done);
+        reject(signal.reason as Error);
+      };
+      const done = (): void => {
+        signal.removeEventListener('abort', onAbort);
+        if (this.closed) reject(new GridClosedError());
+        else resolve();
+      };
+      this.waiters.add(done);
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  private closeAll(): void {
+    for (const s of this.addresses.values()) {
+      if (s.timer !== null) clearTimeout(s.timer);
+      s.timer = null;
+      s.connecting?.close();
+      s.connecting = null;
+    }
+    for (const c of this.nodes.values()) c.close();
+    this.nodes.clear();
+  }
+
+  /** Drains every connection (up to `drainMs`), cancels attempts and timers. */
+  async close(drainMs: number): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.periodic !== null) clearInterval(this.periodic);
+    this.periodic = null;
+    const waiters = [...this.waiters];
+    this.waiters.clear();
+    for (const w of waiters) w();
+    for (const s of this.addresses.values()) {
+      if (s.timer !== null) clearTimeout(s.timer);
+      s.timer = null;
+      s.connecting?.close();
+      s.connecting = null;
+    }
+    await Promise.all([...this.nodes.values()].map((c) => c.drain(drainMs)));
+    this.nodes.clear();
+    if (this.resolving !== null) await this.resolving.catch(() => undefined);
+    this.removeAllListeners();
+  }
+}
+
+/** Merges endpoint lists keeping the first occurrence's position. */
+export function mergeEndpoints(...lists: Endpoint[][]): Endpoint[] {
+  const seen = new Set<string>();
+  const out: Endpoint[] = [];
+  for (const list of lists) {
+    for (const ep of list) {
+      const k = formatEndpoint(ep);
+      if (seen.has(k)) continue;
+      seen.add(k);
+      out.push(ep);
+    }
+  }
+  return out;
+}

@@ -1,0 +1,343 @@
+/**
+ * One TCP (or TLS) connection to one grid node: MAGIC + handshake, request ids mapped to pending
+ * promises, heartbeats when idle, closing when the node goes silent, server pushes, and a graceful
+ * drain. Knows nothing about routing or retries.
+ */
+import net from 'node:net';
+import tls from 'node:tls';
+import { EventEmitter } from 'eventemitter3';
+import {
+  ALL_FEATURES,
+  FrameDecoder,
+  FrameKind,
+  MAGIC,
+  MIN_PROTOCOL_VERSION,
+  Op,
+  PROTOCOL_VERSION,
+  encodeFrame,
+  type Frame,
+  type HandshakeOk,
+  type PushFrame,
+  type ResponseFrame,
+} from '@gridlink/protocol';
+import type { ConnectionOptions as TlsConnectionOptions } from 'node:tls';
+import { GridAbortError, GridConnectionError, GridError, GridServerError } from './errors.js';
+import type { Endpoint } from './endpoints.js';
+import { formatEndpoint } from './endpoints.js';
+
+export interface ConnectionOptions {
+  endpoint: Endpoint;
+  sessionId: string;
+  clientName: string;
+  clusterId?: string | undefined;
+  authToken?: string | undefined;
+  tls?: TlsConnectionOptions | undefined;
+  connectTimeout: number;
+  heartbeatInterval: number;
+  heartbeatTimeout: number;
+}
+
+export interface ConnectionEvents {
+  /** The connection closed; `error` says why (null when closed by us without a fault). */
+  close: (error: GridError | null) => void;
+  push: (frame: PushFrame) => void;
+  /** Every response/push carries the node's topology version. */
+  version: (version: number, refresh: boolean) => void;
+}
+
+interface Pending {
+  resolve: (frame: ResponseFrame) => void;
+  reject: (err: unknown) => void;
+  cleanup: () => void;
+}
+
+export type ConnectionState = 'connecting' | 'open' | 'draining' | 'closed';
+
+export interface RequestOptions {
+  signal?: AbortSignal | undefined;
+}
+
+function abortError(signal: AbortSignal): GridError {
+  const reason: unknown = signal.reason;
+  if (reason instanceof GridError) return reason;
+  return new GridAbortError('the operation was aborted', { cause: reason });
+}
+
+export class Connection extends EventEmitter<ConnectionEvents> {
+  readonly endpoint: Endpoint;
+  readonly address: string;
+  state: ConnectionState = 'connecting';
+  handshake: HandshakeOk | null = null;
+  private socket: net.Socket | null = null;
+  private readonly decoder = new FrameDecoder();
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private lastReceived = 0;
+  private lastSent = 0;
+  private heartbeatOutstanding = false;
+  private timer: NodeJS.Timeout | null = null;
+  private drainWaiters: (() => void)[] = [];
+  private closeError: GridError | null = null;
+
+  constructor(private readonly opts: ConnectionOptions) {
+    super();
+    this.endpoint = opts.endpoint;
+    this.address = formatEndpoint(opts.endpoint);
+  }
+
+  get nodeId(): string | undefined {
+    return this.handshake?.nodeId;
+  }
+
+  get inFlight(): number {
+    return this.pending.size;
+  }
+
+  /** Usable for new requests. */
+  get usable(): boolean {
+    return this.state === 'open';
+  }
+
+  /**
+   * Opens the socket and completes the handshake. Rejects with GridConnectionError (or a
+   * GridServerError for a HANDSHAKE_ERROR) within `connectTimeout`, or when `signal` aborts.
+   */
+  connect(signal?: AbortSignal): Promise<HandshakeOk> {
+    return new Promise<HandshakeOk>((resolve, reject) => {
+      const { host, port } = this.opts.endpoint;
+      let settled = false;
+      const finish = (err: GridError | null, ok?: HandshakeOk): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timeout);
+        signal?.removeEventListener('abort', onAbort);
+        if (err !== null) {
+          this.destroy(err);
+          reject(err);
+        } else {
+          resolve(ok as HandshakeOk);
+        }
+      };
+      const timeout = setTimeout(() => {
+        finish(new GridConnectionError(`${this.address}: no handshake within ${this.opts.connectTimeout} ms`));
+      }, this.opts.connectTimeout);
+      timeout.unref();
+      const onAbort = (): void => finish(new GridConnectionError(`${this.address}: connection attempt cancelled`));
+      if (signal?.aborted) {
+        onAbort();
+        return;
+      }
+      signal?.addEventListener('abort', onAbort, { once: true });
+
+      const socket =
+        this.opts.tls !== undefined
+          ? tls.connect({ ...this.opts.tls, host, port, servername: this.opts.tls.servername ?? (net.isIP(host) ? undefined : host) })
+          : net.connect({ host, port });
+      this.socket = socket;
+      socket.setNoDelay(true);
+      const onConnect = (): void => {
+        const body = {
+          minVersion: MIN_PROTOCOL_VERSION,
+          maxVersion: PROTOCOL_VERSION,
+          features: ALL_FEATURES,
+          sessionId: this.opts.sessionId,
+          clientName: this.opts.clientName,
+          ...(this.opts.authToken !== undefined ? { authToken: this.opts.authToken } : {}),
+          ...(this.opts.clusterId !== undefined ? { clusterId: this.opts.clusterId } : {}),
+        };
+        socket.write(MAGIC);
+        socket.write(encodeFrame({ kind: FrameKind.HANDSHAKE, body }));
+      };
+      socket.once(this.opts.tls !== undefined ? 'secureConnect' : 'connect', onConnect);
+      socket.on('error', (e: Error) => {
+        const err = new GridConnectionError(`${this.address}: ${e.message}`, { cause: e });
+        if (!settled) finish(err);
+        else this.destroy(err);
+      });
+      socket.on('close', () => {
+        if (!settled) finish(new GridConnectionError(`${this.address}: connection closed during handshake`));
+        else this.destroy(this.closeError ?? new GridConnectionError(`${this.address}: connection closed by the node`));
+      });
+      socket.on('data', (chunk: Buffer) => {
+        this.lastReceived = performance.now();
+        let frames: Frame[];
+        try {
+          frames = this.decoder.push(chunk);
+        } catch (e) {
+          const err = new GridConnectionError(`${this.address}: malformed data from node: ${(e as Error).message}`, { cause: e });
+          if (!settled) finish(err);
+          else this.destroy(err);
+          return;
+        }
+        for (const frame of frames) {
+          if (this.state === 'connecting') {
+            if (frame.kind === FrameKind.HANDSHAKE_OK) {
+              this.handshake = frame.body;
+              this.state = 'open';
+              this.startHeartbeats();
+              finish(null, frame.body);
+            } else if (frame.kind === FrameKind.HANDSHAKE_ERROR) {
+              finish(new GridServerError(frame.body.code, `${this.address}: handshake refused: ${frame.body.message}`));
+              return;
+            } else {
+              finish(new GridConnectionError(`${this.address}: unexpected frame before handshake`));
+              return;
+            }
+          } else {
+            this.onFrame(frame);
+          }
+          if (this.state === 'closed') return;
+        }
+      });
+    });
+  }
+
+  private onFrame(frame: Frame): void {
+    if (frame.kind === FrameKind.RESPONSE) {
+      const p = this.pending.get(frame.id);
+      this.emit('version', frame.topologyVersion, false);
+      if (p !== undefined) {
+        this.pending.delete(frame.id);
+        p.cleanup();
+        p.resolve(frame);
+        this.checkDrained();
+      }
+    } else if (frame.kind === FrameKind.PUSH) {
+      this.emit('version', frame.topologyVersion, false);
+      this.emit('push', frame);
+    } else {
+      this.destroy(new GridConnectionError(`${this.address}: unexpected frame kind ${frame.kind}`));
+    }
+  }
+
+  private startHeartbeats(): void {
+    const now = performance.now();
+    this.lastReceived = now;
+    this.lastSent = now;
+    // The node closes connections idle longer than its idleTimeoutMs: heartbeat well inside it.
+    const idle = this.handshake?.idleTimeoutMs ?? 0;
+    const interval = idle > 0 ? Math.min(this.opts.heartbeatInterval, Math.max(1, Math.floor(idle / 3))) : this.opts.heartbeatInterval;
+    const tick = Math.max(5, Math.min(interval, this.opts.heartbeatTimeout) / 4);
+    this.timer = setInterval(() => {
+      const t = performance.now();
+      if (t - this.lastReceived >= this.opts.heartbeatTimeout) {
+        this.destroy(new GridConnectionError(`${this.address}: nothing received for ${this.opts.heartbeatTimeout} ms (heartbeat timeout)`));
+        return;
+      }
+      if (!this.heartbeatOutstanding && (t - this.lastSent >= interval || t - this.lastReceived >= interval)) {
+        this.sendHeartbeat();
+      }
+    }, tick);
+    this.timer.unref();
+  }
+
+  private sendHeartbeat(): void {
+    this.heartbeatOutstanding = true;
+    this.send(Op.HEARTBEAT, {}, undefined, true).then(
+      () => {
+        this.heartbeatOutstanding = false;
+      },
+      () => {
+        this.heartbeatOutstanding = false;
+      },
+    );
+  }
+
+  /** Sends a request and resolves with its response frame (errors are not interpreted here). */
+  request(op: Op, payload: unknown, options?: RequestOptions): Promise<ResponseFrame> {
+    return this.send(op, payload, options?.signal, false);
+  }
+
+  private send(op: Op, payload: unknown, signal: AbortSignal | undefined, internal: boolean): Promise<ResponseFrame> {
+    if (this.state !== 'open' && !(internal && this.state === 'draining')) {
+      return Promise.reject(this.closeError ?? new GridConnectionError(`${this.address}: connection is ${this.state}`));
+    }
+    if (signal?.aborted) return Promise.reject(abortError(signal));
+    const socket = this.socket as net.Socket;
+    let id = this.nextId;
+    while (this.pending.has(id)) id = (id % 0xffffffff) + 1;
+    this.nextId = (id % 0xffffffff) + 1;
+    let bytes: Uint8Array;
+    try {
+      bytes = encodeFrame({ kind: FrameKind.REQUEST, op, id, flags: 0, payload });
+    } catch (e) {
+      return Promise.reject(e instanceof GridError ? e : new GridError(`cannot encode request: ${(e as Error).message}`, 'GRID_BAD_REQUEST', false, { cause: e }));
+    }
+    return new Promise<ResponseFrame>((resolve, reject) => {
+      const onAbort = (): void => {
+        if (this.pending.delete(id)) {
+          reject(abortError(signal as AbortSignal));
+          this.checkDrained();
+        }
+      };
+      const cleanup = (): void => signal?.removeEventListener('abort', onAbort);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.pending.set(id, { resolve, reject, cleanup });
+      this.lastSent = performance.now();
+      socket.write(bytes);
+    });
+  }
+
+  /**
+   * Stops accepting requests, waits (up to `timeoutMs`) for in-flight ones, then closes.
+   */
+  async drain(timeoutMs: number): Promise<void> {
+    if (this.state === 'closed') return;
+    if (this.state === 'open') this.state = 'draining';
+    if (this.pending.size > 0) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, timeoutMs);
+        t.unref();
+        this.drainWaiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+    this.close();
+  }
+
+  /** Marks the connection as draining: no new requests; existing ones complete. */
+  markDraining(): void {
+    if (this.state === 'open') this.state = 'draining';
+    this.checkDrained();
+  }
+
+  private checkDrained(): void {
+    if (this.pending.size > 0) return;
+    const waiters = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  /** Closes gracefully (no error). Pending requests fail with a retryable connection error. */
+  close(): void {
+    this.destroy(null);
+  }
+
+  /** Tears the connection down, failing every pending request with `err` (or a generic one). */
+  destroy(err: GridError | null): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.closeError = err ?? new GridConnectionError(`${this.address}: connection closed`);
+    if (this.timer !== null) {
+      clearInterval(this.timer);
+      this.timer = null;
+    }
+    const socket = this.socket;
+    if (socket !== null) {
+      if (err === null) socket.end();
+      socket.destroy();
+    }
+    const pending = [...this.pending.values()];
+    this.pending.clear();
+    for (const p of pending) {
+      p.cleanup();
+      p.reject(this.closeError);
+    }
+    this.checkDrained();
+    this.emit('close', err);
+    this.removeAllListeners();
+  }
+}
+

@@ -1,0 +1,53 @@
+/**
+ * Latency histogram (pure): log-linear buckets over microseconds, constant memory, percentiles
+ * accurate to about 3% of the value. Used for per-node latency in `stats()`.
+ */
+
+const SUB_BUCKETS = 32; // per power of two
+
+function bucketOf(us: number): number {
+  if (us < SUB_BUCKETS) return Math.max(0, Math.floor(us));
+  const exp = Math.floor(Math.log2(us));
+  const base = 2 ** exp;
+  const sub = Math.floor(((us - base) / base) * SUB_BUCKETS);
+  return SUB_BUCKETS + (exp - Math.log2(SUB_BUCKETS)) * SUB_BUCKETS + Math.min(sub, SUB_BUCKETS - 1);
+}
+
+function bucketUpper(b: number): number {
+  if (b < SUB_BUCKETS) return b + 1;
+  const rel = b - SUB_BUCKETS;
+  const exp = Math.floor(rel / SUB_BUCKETS) + Math.log2(SUB_BUCKETS);
+  const sub = rel % SUB_BUCKETS;
+  const base = 2 ** exp;
+  return base + ((sub + 1) * base) / SUB_BUCKETS;
+}
+
+export class LatencyHistogram {
+  private readonly counts = new Map<number, number>();
+  private total = 0;
+
+  /** Records one sample in milliseconds. */
+  record(ms: number): void {
+    if (!Number.isFinite(ms) || ms < 0) return;
+    const b = bucketOf(ms * 1000);
+    this.counts.set(b, (this.counts.get(b) ?? 0) + 1);
+    this.total++;
+  }
+
+  get count(): number {
+    return this.total;
+  }
+
+  /** The q-quantile (0..1) in milliseconds (upper bound of its bucket), or 0 when empty. */
+  percentile(q: number): number {
+    if (this.total === 0) return 0;
+    const rank = Math.max(1, Math.ceil(Math.min(Math.max(q, 0), 1) * this.total));
+    const keys = [...this.counts.keys()].sort((a, b) => a - b);
+    let seen = 0;
+    for (const k of keys) {
+      seen += this.counts.get(k) ?? 0;
+      if (seen >= rank) return bucketUpper(k) / 1000;
+    }
+    return bucketUpper(keys[keys.length - 1] ?? 0) / 1000;
+  }
+}

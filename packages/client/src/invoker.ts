@@ -1,0 +1,243 @@
+/**
+ * Invocation service: runs one operation to completion. Picks a connection (routing.ts), sends,
+ * interprets the response (errors, topology version, REFRESH_MAP), and retries retryable failures
+ * with p-retry: exponential backoff with jitter, all inside one deadline (operationTimeout) that
+ * also bounds waiting for a connection. A mutation's sequence number is assigned once, before the
+ * first attempt, and reused by every retry so the node applies it exactly once.
+ */
+import pRetry from 'p-retry';
+import { ErrorCode, MUTATING_OPS, Op, ResponseFlag, type ErrorPayload } from '@gridlink/protocol';
+import type { ResolvedConfig } from './config.js';
+import type { ConnectionManager } from './connection-manager.js';
+import type { Connection } from './connection.js';
+import { GridAbortError, GridClosedError, GridError, GridTimeoutError, isRetryable, serverError } from './errors.js';
+import { LatencyHistogram } from './histogram.js';
+import type { PartitionService } from './partition-service.js';
+import { RoundRobin, route, type RouteReason } from './routing.js';
+
+export interface InvokeOptions {
+  /** Partition the operation addresses (routes to its primary). */
+  partition?: number | undefined;
+  /** Caller's abort signal. */
+  signal?: AbortSignal | undefined;
+  /** Overrides operationTimeout for this call (ms). */
+  timeoutMs?: number | undefined;
+  /** Extra time one attempt may take beyond requestTimeout (e.g. a lock wait), ms. */
+  attemptExtraMs?: number | undefined;
+}
+
+export interface NodeCounters {
+  requests: number;
+  errors: number;
+  inFlight: number;
+  latency: LatencyHistogram;
+}
+
+export interface RetryEvent {
+  op: number;
+  attempt: number;
+  error: GridError;
+}
+
+export interface InvokerHooks {
+  onRetry(e: RetryEvent): void;
+}
+
+function opName(op: number): string {
+  for (const [k, v] of Object.entries(Op)) if (v === op) return k;
+  return `op ${op}`;
+}
+
+export class Invoker {
+  private seq = 0;
+  private readonly rr = new RoundRobin();
+  private closed = false;
+  readonly inflightOps = new Set<Promise<unknown>>();
+  readonly perNode = new Map<string, NodeCounters>();
+  retries = 0;
+  operations = 0;
+  failedOperations = 0;
+  readonly routed: Record<RouteReason, number> = { primary: 0, 'round-robin': 0 };
+  forwarded = 0;
+
+  constructor(
+    private readonly cfg: ResolvedConfig,
+    private readonly manager: ConnectionManager,
+    private readonly partitions: PartitionService,
+    private readonly hooks: InvokerHooks,
+  ) {}
+
+  counters(nodeId: string): NodeCounters {
+    let c = this.perNode.get(nodeId);
+    if (c === undefined) {
+      c = { requests: 0, errors: 0, inFlight: 0, latency: new LatencyHistogram() };
+      this.perNode.set(nodeId, c);
+    }
+    return c;
+  }
+
+  /** Stops accepting operations. */
+  close(): void {
+    this.closed = true;
+  }
+
+  /** Next session sequence number (for mutations). */
+  nextSeq(): number {
+    this.seq += 1;
+    return this.seq;
+  }
+
+  /**
+   * Runs `op`. For mutating ops, `payload.seq` is filled in once here (if absent) and reused on
+   * every retry. Resolves with the response payload.
+   */
+  invoke<T>(op: Op, payload: Record<string, unknown>, options: InvokeOptions = {}): Promise<T> {
+    if (this.closed) return Promise.reject(new GridClosedError());
+    if (MUTATING_OPS.has(op) && payload.seq === undefined) payload.seq = this.nextSeq();
+    const p = this.run<T>(op, payload, options);
+    this.inflightOps.add(p);
+    const untrack = (): void => {
+      this.inflightOps.delete(p);
+    };
+    p.then(untrack, untrack);
+    return p;
+  }
+
+  private async run<T>(op: Op, payload: Record<string, unknown>, options: InvokeOptions): Promise<T> {
+    this.operations++;
+    const timeoutMs = options.timeoutMs ?? this.cfg.operationTimeout;
+    const ac = new AbortController();
+    let lastError: unknown;
+    const timer = setTimeout(() => {
+      ac.abort(
+        new GridTimeoutError(`${opName(op)} did not complete within ${timeoutMs} ms${lastError instanceof Error ? `: last error: ${lastError.message}` : ''}`, {
+          cause: lastError,
+        }),
+      );
+    }, timeoutMs);
+    const userSignal = options.signal;
+    const onUserAbort = (): void => {
+      ac.abort(new GridAbortError('the operation was aborted', { cause: userSignal?.reason }));
+    };
+    if (userSignal !== undefined) {
+      if (userSignal.aborted) onUserAbort();
+      else userSignal.addEventListener('abort', onUserAbort, { once: true });
+    }
+    const signal = ac.signal;
+    const attempt = async (): Promise<T> => {
+      try {
+        return await this.attempt<T>(op, payload, options.partition, signal, this.cfg.requestTimeout + (options.attemptExtraMs ?? 0));
+      } catch (e) {
+        lastError = e;
+        throw e;
+      }
+    };
+    try {
+      if (this.cfg.retry === false) return await attempt();
+      const r = this.cfg.retry;
+      return await pRetry(attempt, {
+        retries: r.retries,
+        factor: r.factor,
+        minTimeout: r.minDelay,
+        maxTimeout: r.maxDelay,
+        randomize: r.jitter,
+        signal,
+        unref: true,
+        shouldRetry: ({ error }) => isRetryable(error) && !signal.aborted && !this.closedForRetry(),
+        onFailedAttempt: ({ error, attemptNumber, retriesLeft }) => {
+          if (retriesLeft > 0 && isRetryable(error) && !signal.aborted) {
+            this.retries++;
+            this.hooks.onRetry({ op, attempt: attemptNumber, error: error as GridError });
+          }
+        },
+      });
+    } catch (e) {
+      this.failedOperations++;
+      if (signal.aborted && !(e instanceof GridError)) throw signal.reason;
+      if (e instanceof GridError) throw e;
+      throw new GridError(`${opName(op)} failed: ${(e as Error).message}`, 'GRID_ERROR', false, { cause: e });
+    } finally {
+      clearTimeout(timer);
+      userSignal?.removeEventListener('abort', onUserAbort);
+    }
+  }
+
+  private closedForRetry(): boolean {
+    // After close(), in-flight operations may still finish their current attempt but not retry
+    // once the connections are gone.
+    return this.closed && this.manager.healthyNodeIds().length === 0;
+  }
+
+  private async pick(partition: number | undefined, signal: AbortSignal): Promise<{ conn: Connection; nodeId: string }> {
+    for (;;) {
+      if (signal.aborted) throw signal.reason;
+      const healthy = this.manager.healthyNodeIds();
+      const r = route(healthy, this.rr, this.partitions.map, partition, this.cfg.partitionAware);
+      if (r !== null) {
+        const conn = this.manager.connection(r.nodeId);
+        if (conn !== undefined) {
+          if (partition !== undefined) this.routed[r.reason]++;
+          return { conn, nodeId: r.nodeId };
+        }
+      }
+      await this.manager.waitForConnection(signal);
+    }
+  }
+
+  private async attempt<T>(
+    op: Op,
+    payload: Record<string, unknown>,
+    partition: number | undefined,
+    opSignal: AbortSignal,
+    attemptMs: number,
+  ): Promise<T> {
+    const { conn, nodeId } = await this.pick(partition, opSignal);
+    const c = this.counters(nodeId);
+    c.requests++;
+    c.inFlight++;
+    const start = performance.now();
+    // One attempt is bounded by requestTimeout (a lost request or response is retried), and by
+    // the operation's own deadline/abort.
+    const ac = new AbortController();
+    const onOpAbort = (): void => ac.abort(opSignal.reason);
+    opSignal.addEventListener('abort', onOpAbort, { once: true });
+    const timer = setTimeout(() => {
+      ac.abort(
+        new GridTimeoutError(`${opName(op)}: no response from node ${nodeId} within ${attemptMs} ms`, {
+          code: 'GRID_REQUEST_TIMEOUT',
+          retryable: true,
+        }),
+      );
+    }, attemptMs);
+    let frame;
+    try {
+      frame = await conn.request(op, payload, { signal: ac.signal });
+    } catch (e) {
+      c.errors++;
+      throw e;
+    } finally {
+      c.inFlight--;
+      clearTimeout(timer);
+      opSignal.removeEventListener('abort', onOpAbort);
+    }
+    c.latency.record(performance.now() - start);
+    const refresh = (frame.flags & ResponseFlag.REFRESH_MAP) !== 0;
+    if ((frame.flags & ResponseFlag.FORWARDED) !== 0) this.forwarded++;
+    this.partitions.observe(frame.topologyVersion, refresh);
+    if ((frame.flags & ResponseFlag.ERROR) !== 0) {
+      c.errors++;
+      const ep = frame.payload as ErrorPayload;
+      const err = serverError(
+        typeof ep === 'object' && ep !== null && typeof ep.code === 'number'
+          ? ep
+          : { code: ErrorCode.INTERNAL, message: 'malformed error payload' },
+        nodeId,
+      );
+      if (err.wireCode === ErrorCode.NOT_PRIMARY || err.wireCode === ErrorCode.PARTITION_MOVING || err.wireCode === ErrorCode.PARTITION_LOST) {
+        void this.partitions.refresh();
+      }
+      throw err;
+    }
+    return frame.payload as T;
+  }
+}

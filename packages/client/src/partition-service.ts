@@ -1,0 +1,104 @@
+/**
+ * Partition service: holds the partition map, refreshes it (single-flight) when a newer topology
+ * version is seen, when a node sets REFRESH_MAP, or on a TOPOLOGY_CHANGED push; never lets an
+ * older map replace a newer one (see partition-table.ts).
+ */
+import { EventEmitter } from 'eventemitter3';
+import { Op, ResponseFlag, type PartitionMap } from '@gridlink/protocol';
+import type { ConnectionManager } from './connection-manager.js';
+import { GridConnectionError } from './errors.js';
+import { EMPTY_MAP_STATE, acceptMap, isStale, observeVersion, type MapState } from './partition-table.js';
+import { RoundRobin } from './routing.js';
+
+export interface PartitionServiceEvents {
+  /** A newer map was installed. */
+  changed: (map: PartitionMap, previous: PartitionMap | null) => void;
+}
+
+export class PartitionService extends EventEmitter<PartitionServiceEvents> {
+  private state: MapState = EMPTY_MAP_STATE;
+  private inflight: Promise<void> | null = null;
+  private readonly rr = new RoundRobin();
+  private closed = false;
+  /** Partition count from the handshake (before the first map arrives). */
+  partitions = 0;
+  refreshes = 0;
+  refreshFailures = 0;
+
+  constructor(
+    private readonly manager: ConnectionManager,
+    private readonly requestTimeout: number,
+  ) {
+    super();
+  }
+
+  get map(): PartitionMap | null {
+    return this.state.map;
+  }
+
+  get knownVersion(): number {
+    return this.state.knownVersion;
+  }
+
+  /** Forgets everything (the cluster identity changed). */
+  reset(): void {
+    this.state = EMPTY_MAP_STATE;
+  }
+
+  /** A version seen in a handshake/response/push; refreshes when newer or asked to. */
+  observe(version: number, refreshFlag = false): void {
+    const r = observeVersion(this.state, version, refreshFlag);
+    this.state = r.state;
+    if (r.refresh) void this.refresh();
+  }
+
+  /** Installs a map if it is newer than the current one. Returns whether it was installed. */
+  install(map: unknown): boolean {
+    const previous = this.state.map;
+    const r = acceptMap(this.state, map);
+    this.state = r.state;
+    if (r.accepted && this.state.map !== null) {
+      this.partitions = this.state.map.partitions;
+      this.emit('changed', this.state.map, previous);
+    }
+    return r.accepted;
+  }
+
+  /**
+   * Fetches the map from a connected node. Concurrent callers share one request; if a newer
+   * version becomes known meanwhile, one more round follows.
+   */
+  refresh(): Promise<void> {
+    if (this.inflight !== null) return this.inflight;
+    this.inflight = this.doRefresh().finally(() => {
+      this.inflight = null;
+    });
+    return this.inflight;
+  }
+
+  private async doRefresh(): Promise<void> {
+    for (let round = 0; round < 3 && !this.closed; round++) {
+      const ids = this.manager.healthyNodeIds();
+      if (ids.length === 0) return;
+      const conn = this.manager.connection(ids[this.rr.next(ids.length)] as string);
+      if (conn === undefined) return;
+      const signal = AbortSignal.timeout(this.requestTimeout);
+      try {
+        const frame = await conn.request(Op.TOPOLOGY, { knownVersion: Math.max(0, this.state.map?.version ?? 0) }, { signal });
+        this.refreshes++;
+        if ((frame.flags & ResponseFlag.ERROR) === 0) this.install(frame.payload);
+        else this.refreshFailures++;
+      } catch (e) {
+        this.refreshFailures++;
+        if (!(e instanceof GridConnectionError)) return;
+        continue;
+      }
+      if (!isStale(this.state)) return;
+    }
+  }
+
+  close(): void {
+    this.closed = true;
+    this.removeAllListeners();
+  }
+}
