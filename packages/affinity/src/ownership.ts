@@ -79,9 +79,10 @@ export function compareNodeIds(a: string, b: string): number {
 }
 
 // UTF-16 code unit order differs from code point order only between surrogates (D800-DFFF) and
-// E000-FFFF: moving surrogates above FFFF restores code point order.
+// E000-FFFF: moving E000-FFFF down to D800-F7FF and surrogates up to F800-FFFF restores it.
 function codePointOrder(u: number): number {
-  return u >= 0xd800 && u <= 0xdfff ? u + 0x2000 : u;
+  if (u < 0xd800) return u;
+  return u >= 0xe000 ? u - 0x800 : u + 0x2000;
 }
 
 /** Validated, precomputed view of a node list. */
@@ -288,7 +289,7 @@ export function computeAssignment(opts: ComputeAssignmentOptions): Assignment {
   if (!(Number.isInteger(backups) && backups >= 0)) {
     throw new AffinityArgumentError('backups', `must be an integer >= 0, got ${String(backups)}`);
   }
-  if (alive === null || typeof alive !== 'object' || typeof (alive as Iterable<string>)[Symbol.iterator] !== 'function') {
+  if (alive === null || typeof alive !== 'object' || typeof alive[Symbol.iterator] !== 'function') {
     throw new AffinityArgumentError('alive', 'must be an iterable of node ids');
   }
   const prep = prepare(baseline, 'baseline');
