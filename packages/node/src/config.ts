@@ -1,0 +1,190 @@
+import { DEFAULT_MAX_FRAME_SIZE, DEFAULT_PORT, type CacheConfig } from '@gridlink/protocol';
+import { NodeConfigError } from './errors.js';
+import type { ControlPlane } from './control/kv.js';
+import { DEFAULT_AUTO_ADJUST, type AutoAdjustPolicy } from './control/topology.js';
+import { silentLogger, type Logger } from './logger.js';
+
+/** Timing knobs, all in milliseconds. See docs/node.md for why the defaults are what they are. */
+export interface NodeTiming {
+  /** Length of a membership lease. */
+  leaseMs: number;
+  /** How often the lease is renewed. */
+  renewIntervalMs: number;
+  /** Subtracted from a lease's end (measured from when its renewal was sent) before serving as primary. */
+  leaseMarginMs: number;
+  /** How often the coordinator re-evaluates liveness and the topology. */
+  coordinatorIntervalMs: number;
+  /** A write waits this long at most for a backup that is neither acknowledging nor declared gone. */
+  replicationTimeoutMs: number;
+  /** A forwarded request waits this long at most for the primary. */
+  forwardTimeoutMs: number;
+  /** A connection must complete its handshake within this. */
+  handshakeTimeoutMs: number;
+  /** A connection that sends nothing (heartbeats count) for this long is closed. */
+  idleTimeoutMs: number;
+  /** A frame, once started, must arrive completely within this (slow senders are cut off). */
+  frameTimeoutMs: number;
+  /** TTL sweep period. */
+  sweepIntervalMs: number;
+}
+
+export const DEFAULT_TIMING: NodeTiming = {
+  leaseMs: 1000,
+  renewIntervalMs: 250,
+  leaseMarginMs: 150,
+  coordinatorIntervalMs: 50,
+  replicationTimeoutMs: 3000,
+  forwardTimeoutMs: 3000,
+  handshakeTimeoutMs: 5000,
+  idleTimeoutMs: 30_000,
+  frameTimeoutMs: 10_000,
+  sweepIntervalMs: 1000,
+};
+
+export interface TlsOptions {
+  key: string | Buffer;
+  cert: string | Buffer;
+  /** CA used to verify peers when nodes talk to each other over TLS. */
+  ca?: string | Buffer;
+  rejectUnauthorized?: boolean;
+}
+
+export interface NodeOptions extends Partial<NodeTiming> {
+  /** Node id, unique in the cluster and stable across restarts. */
+  id: string;
+  controlPlane: ControlPlane;
+  /** Address to listen on. Default 127.0.0.1. */
+  host?: string;
+  /** Port; 0 picks an ephemeral one. Default 10800. */
+  port?: number;
+  /** Address peers and clients are told to use. Default: host. */
+  advertiseHost?: string;
+  zone?: string;
+  weight?: number;
+  /** Cluster settings, used only by the node that creates the cluster. */
+  clusterId?: string;
+  partitions?: number;
+  backups?: number;
+  /** The cluster is created once this many nodes hold a lease. Default 1. */
+  bootstrapNodes?: number;
+  autoAdjust?: Partial<AutoAdjustPolicy>;
+  /** Caches created at startup (name → config). */
+  caches?: Record<string, CacheConfig>;
+  /** Config of caches created implicitly by their first use. Default {} (no expiry). */
+  cacheDefaults?: CacheConfig;
+  /** Per-node bound on entries (LRU eviction). Default unbounded. */
+  maxEntries?: number;
+  /** Per-node bound on key+value bytes (LRU eviction). Default unbounded. */
+  maxBytes?: number;
+  /** How long (session, seq) outcomes are remembered. Default 120 000 ms. */
+  dedupWindowMs?: number;
+  /** Entries examined per TTL sweep tick. Default 1000. */
+  sweepBudget?: number;
+  /** Partitions pulled in parallel during state transfer. Default 8. */
+  pullConcurrency?: number;
+  maxFrameSize?: number;
+  /** Clients beyond this are refused. Default 10 000. */
+  maxConnections?: number;
+  /** Bearer token clients (and peers) must present. Default none. */
+  authToken?: string;
+  tls?: TlsOptions;
+  /** HTTP port for /health and /metrics; 0 = ephemeral; undefined = no HTTP server. */
+  httpPort?: number;
+  httpHost?: string;
+  logger?: Logger;
+}
+
+export interface ResolvedNodeOptions extends NodeTiming {
+  id: string;
+  controlPlane: ControlPlane;
+  host: string;
+  port: number;
+  advertiseHost: string;
+  zone: string | undefined;
+  weight: number | undefined;
+  clusterId: string;
+  partitions: number;
+  backups: number;
+  bootstrapNodes: number;
+  autoAdjust: AutoAdjustPolicy;
+  caches: Record<string, CacheConfig>;
+  cacheDefaults: CacheConfig;
+  maxEntries: number | undefined;
+  maxBytes: number | undefined;
+  dedupWindowMs: number;
+  sweepBudget: number;
+  pullConcurrency: number;
+  maxFrameSize: number;
+  maxConnections: number;
+  authToken: string | undefined;
+  tls: TlsOptions | undefined;
+  httpPort: number | undefined;
+  httpHost: string;
+  logger: Logger;
+}
+
+function int(field: string, v: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    throw new NodeConfigError(field, `must be an integer in [${min}, ${max}], got ${String(v)}`);
+  }
+  return v;
+}
+
+export function resolveNodeOptions(o: NodeOptions): ResolvedNodeOptions {
+  if (typeof o !== 'object' || o === null) throw new NodeConfigError('options', 'must be an object');
+  if (typeof o.id !== 'string' || !/^[A-Za-z0-9._-]{1,64}$/.test(o.id)) {
+    throw new NodeConfigError('id', 'must be 1-64 characters of [A-Za-z0-9._-]');
+  }
+  const cp = o.controlPlane as Partial<ControlPlane> | undefined;
+  if (!cp || typeof cp.get !== 'function' || typeof cp.watch !== 'function') {
+    throw new NodeConfigError('controlPlane', 'must implement ControlPlane');
+  }
+  const t: NodeTiming = { ...DEFAULT_TIMING };
+  for (const k of Object.keys(DEFAULT_TIMING) as (keyof NodeTiming)[]) {
+    if (o[k] !== undefined) t[k] = int(k, o[k], 1);
+  }
+  if (t.renewIntervalMs >= t.leaseMs) throw new NodeConfigError('renewIntervalMs', 'must be shorter than leaseMs');
+  if (t.leaseMarginMs + t.renewIntervalMs >= t.leaseMs) {
+    throw new NodeConfigError('leaseMarginMs', 'leaseMarginMs + renewIntervalMs must be shorter than leaseMs');
+  }
+  const host = o.host ?? '127.0.0.1';
+  if (typeof host !== 'string' || host === '') throw new NodeConfigError('host', 'must be a non-empty string');
+  const autoAdjust: AutoAdjustPolicy = { ...DEFAULT_AUTO_ADJUST, ...o.autoAdjust };
+  if (typeof autoAdjust.enabled !== 'boolean') throw new NodeConfigError('autoAdjust.enabled', 'must be a boolean');
+  int('autoAdjust.softTimeoutMs', autoAdjust.softTimeoutMs, 0);
+  int('autoAdjust.hardTimeoutMs', autoAdjust.hardTimeoutMs, autoAdjust.softTimeoutMs);
+  if (o.zone !== undefined && (typeof o.zone !== 'string' || o.zone === '')) throw new NodeConfigError('zone', 'must be a non-empty string');
+  if (o.weight !== undefined && (typeof o.weight !== 'number' || !(o.weight > 0) || !Number.isFinite(o.weight))) {
+    throw new NodeConfigError('weight', 'must be a positive finite number');
+  }
+  if (o.httpPort !== undefined) int('httpPort', o.httpPort, 0, 65535);
+  return {
+    ...t,
+    id: o.id,
+    controlPlane: o.controlPlane,
+    host,
+    port: o.port === undefined ? DEFAULT_PORT : int('port', o.port, 0, 65535),
+    advertiseHost: o.advertiseHost ?? host,
+    zone: o.zone,
+    weight: o.weight,
+    clusterId: o.clusterId ?? 'gridlink',
+    partitions: o.partitions === undefined ? 1024 : int('partitions', o.partitions, 1, 65536),
+    backups: o.backups === undefined ? 1 : int('backups', o.backups, 0, 16),
+    bootstrapNodes: o.bootstrapNodes === undefined ? 1 : int('bootstrapNodes', o.bootstrapNodes, 1, 1000),
+    autoAdjust,
+    caches: o.caches ?? {},
+    cacheDefaults: o.cacheDefaults ?? {},
+    maxEntries: o.maxEntries === undefined ? undefined : int('maxEntries', o.maxEntries, 1),
+    maxBytes: o.maxBytes === undefined ? undefined : int('maxBytes', o.maxBytes, 1),
+    dedupWindowMs: o.dedupWindowMs === undefined ? 120_000 : int('dedupWindowMs', o.dedupWindowMs, 1),
+    sweepBudget: o.sweepBudget === undefined ? 1000 : int('sweepBudget', o.sweepBudget, 1),
+    pullConcurrency: o.pullConcurrency === undefined ? 8 : int('pullConcurrency', o.pullConcurrency, 1, 1024),
+    maxFrameSize: o.maxFrameSize === undefined ? DEFAULT_MAX_FRAME_SIZE : int('maxFrameSize', o.maxFrameSize, 64),
+    maxConnections: o.maxConnections === undefined ? 10_000 : int('maxConnections', o.maxConnections, 1),
+    authToken: o.authToken,
+    tls: o.tls,
+    httpPort: o.httpPort,
+    httpHost: o.httpHost ?? host,
+    logger: o.logger ?? silentLogger,
+  };
+}

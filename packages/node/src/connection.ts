@@ -1,0 +1,244 @@
+import type net from 'node:net';
+import {
+  ErrorCode,
+  FrameDecoder,
+  FrameKind,
+  Feature,
+  ProtocolError,
+  PushKind,
+  checkHandshakeRequest,
+  encodeFrame,
+  errorResponse,
+  handshakeError,
+  negotiateFeatures,
+  negotiateVersion,
+  type Frame,
+  type RequestFrame,
+} from '@gridlink/protocol';
+import type { ResolvedNodeOptions } from './config.js';
+import { PEER_CLIENT_NAME } from './peer.js';
+import type { Scheduler, TimerHandle } from './scheduler.js';
+
+export interface RequestOutcome {
+  flags: number;
+  payload: unknown;
+}
+
+/** What a connection needs from its node. */
+export interface ConnectionHost {
+  readonly opts: ResolvedNodeOptions;
+  readonly scheduler: Scheduler;
+  topologyVersion(): number;
+  partitionCount(): number;
+  /** Answers one request; never rejects (errors come back as an ERROR outcome). */
+  handleRequest(conn: ServerConnection, frame: RequestFrame): Promise<RequestOutcome>;
+  connectionClosed(conn: ServerConnection): void;
+  connectionOpened(conn: ServerConnection): void;
+}
+
+/**
+ * Server side of one TCP connection: MAGIC + handshake, then requests answered concurrently.
+ * Malformed or oversized frames, a handshake that does not arrive in time, a frame that trickles
+ * in too slowly and an idle connection all close this connection and nothing else.
+ */
+export class ServerConnection {
+  readonly remote: string;
+  sessionId = '';
+  clientName = '';
+  features = 0;
+  isPeer = false;
+  private state: 'handshake' | 'open' | 'closed' = 'handshake';
+  private readonly decoder: FrameDecoder;
+  private handshakeTimer: TimerHandle | null;
+  private idleTimer: TimerHandle | null = null;
+  private frameTimer: TimerHandle | null = null;
+  inFlight = 0;
+
+  constructor(
+    private readonly host: ConnectionHost,
+    readonly socket: net.Socket,
+  ) {
+    this.remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`;
+    this.decoder = new FrameDecoder({ maxFrameSize: host.opts.maxFrameSize, expectMagic: true });
+    socket.setNoDelay(true);
+    this.handshakeTimer = host.scheduler.setTimeout(() => {
+      if (this.state !== 'handshake') return;
+      this.sendRaw(handshakeError(ErrorCode.HANDSHAKE_TIMEOUT, 'handshake not completed in time'));
+      this.close();
+    }, host.opts.handshakeTimeoutMs);
+    this.armIdle();
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', () => {});
+    socket.on('close', () => this.close());
+    if (host.scheduler.isFrozen) socket.pause();
+  }
+
+  get open(): boolean {
+    return this.state === 'open';
+  }
+
+  private armIdle(): void {
+    this.idleTimer?.cancel();
+    this.idleTimer = this.host.scheduler.setTimeout(() => this.close(), this.host.opts.idleTimeoutMs);
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.state === 'closed') return;
+    this.armIdle();
+    let frames: Frame[];
+    try {
+      frames = this.decoder.push(chunk);
+    } catch (err) {
+      if (err instanceof ProtocolError && this.state === 'handshake') {
+        this.sendRaw(handshakeError(err.wireCode, err.message));
+      }
+      this.close();
+      return;
+    }
+    if (this.decoder.buffered > 0) {
+      this.frameTimer ??= this.host.scheduler.setTimeout(() => this.close(), this.host.opts.frameTimeoutMs);
+    } else if (this.frameTimer) {
+      this.frameTimer.cancel();
+      this.frameTimer = null;
+    }
+    for (const f of frames) {
+      if ((this.state as string) === 'closed') return;
+      if (this.state === 'handshake') {
+        this.onHandshake(f);
+        continue;
+      }
+      if (f.kind !== FrameKind.REQUEST) {
+        this.close();
+        return;
+      }
+      this.onRequest(f);
+    }
+  }
+
+  private onHandshake(f: Frame): void {
+    if (f.kind !== FrameKind.HANDSHAKE) {
+      this.sendRaw(handshakeError(ErrorCode.BAD_REQUEST, 'expected a handshake frame'));
+      this.close();
+      return;
+    }
+    const body = f.body;
+    try {
+      checkHandshakeRequest(body);
+    } catch (err) {
+      this.sendRaw(handshakeError(ErrorCode.BAD_REQUEST, (err as Error).message));
+      this.close();
+      return;
+    }
+    const o = this.host.opts;
+    const version = negotiateVersion(body);
+    if (version === null) {
+      this.sendRaw(handshakeError(ErrorCode.VERSION_MISMATCH, 'no protocol version in common'));
+      this.close();
+      return;
+    }
+    if (body.clusterId !== undefined && body.clusterId !== o.clusterId) {
+      this.sendRaw(handshakeError(ErrorCode.CLUSTER_MISMATCH, `this node belongs to cluster ${o.clusterId}`));
+      this.close();
+      return;
+    }
+    if (o.authToken !== undefined && body.authToken !== o.authToken) {
+      this.sendRaw(handshakeError(ErrorCode.AUTH_FAILED, 'authentication failed'));
+      this.close();
+      return;
+    }
+    this.handshakeTimer?.cancel();
+    this.handshakeTimer = null;
+    this.state = 'open';
+    this.sessionId = body.sessionId;
+    this.clientName = body.clientName ?? '';
+    this.isPeer = this.clientName === PEER_CLIENT_NAME;
+    this.features = negotiateFeatures(body.features);
+    this.sendRaw({
+      kind: FrameKind.HANDSHAKE_OK,
+      body: {
+        version,
+        features: this.features,
+        nodeId: o.id,
+        clusterId: o.clusterId,
+        topologyVersion: this.host.topologyVersion(),
+        partitions: this.host.partitionCount(),
+        idleTimeoutMs: o.idleTimeoutMs,
+      },
+    });
+    this.host.connectionOpened(this);
+  }
+
+  private onRequest(f: RequestFrame): void {
+    this.inFlight++;
+    this.host
+      .handleRequest(this, f)
+      .then(
+        (out) => ({ kind: FrameKind.RESPONSE, id: f.id, flags: out.flags, topologyVersion: this.host.topologyVersion(), payload: out.payload }),
+        (err: unknown) => errorResponse(f.id, this.host.topologyVersion(), ErrorCode.INTERNAL, String((err as Error)?.message ?? err)) as Frame,
+      )
+      .then((frame) => {
+        this.inFlight--;
+        this.send(frame, f.id);
+      })
+      .catch(() => {});
+  }
+
+  /** Sends a frame; a response that cannot be encoded becomes an error response. */
+  send(frame: Frame, id?: number): void {
+    if (this.state === 'closed') return;
+    let bytes: Uint8Array;
+    try {
+      bytes = encodeFrame(frame, { maxFrameSize: this.host.opts.maxFrameSize });
+    } catch (err) {
+      if (id === undefined) return;
+      const code = err instanceof ProtocolError ? err.wireCode : ErrorCode.INTERNAL;
+      bytes = encodeFrame(errorResponse(id, this.host.topologyVersion(), code, (err as Error).message));
+    }
+    this.socket.write(bytes);
+  }
+
+  private sendRaw(frame: Frame): void {
+    if (this.state === 'closed') return;
+    try {
+      this.socket.write(encodeFrame(frame));
+    } catch {
+      // nothing sensible to send
+    }
+  }
+
+  pushTopology(version: number): void {
+    if (this.state !== 'open' || (this.features & Feature.TOPOLOGY_PUSH) === 0) return;
+    this.send({ kind: FrameKind.PUSH, push: PushKind.TOPOLOGY_CHANGED, topologyVersion: version, payload: { version } });
+  }
+
+  pushStopping(): void {
+    if (this.state !== 'open') return;
+    this.send({ kind: FrameKind.PUSH, push: PushKind.NODE_STOPPING, topologyVersion: this.host.topologyVersion(), payload: {} });
+  }
+
+  pause(): void {
+    this.socket.pause();
+  }
+  resume(): void {
+    this.socket.resume();
+  }
+
+  /** Graceful close (ends the socket once written). */
+  close(): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.handshakeTimer?.cancel();
+    this.idleTimer?.cancel();
+    this.frameTimer?.cancel();
+    const socket = this.socket;
+    socket.once('finish', () => socket.destroy());
+    socket.end();
+    this.host.connectionClosed(this);
+  }
+
+  /** Abrupt close. */
+  destroy(): void {
+    this.close();
+    this.socket.destroy();
+  }
+}

@@ -1,0 +1,261 @@
+/**
+ * The topology record and the pure function the coordinator uses to move it on. No sockets, no
+ * timers: given the previous record, the leases judged alive and the current time, it returns the
+ * next record (version + 1) or null when nothing changed.
+ */
+import { computeAssignment, type NodeSpec } from '@gridlink/affinity';
+import type { NodeInfo, PartitionMap } from '@gridlink/protocol';
+
+export interface MemberInfo {
+  /** Changes whenever the node restarts or its lease lapsed: a new epoch holds no data yet. */
+  epoch: string;
+  host: string;
+  port: number;
+  zone?: string;
+  weight?: number;
+}
+
+export interface AutoAdjustPolicy {
+  enabled: boolean;
+  /** Restarted by each change of the live set. */
+  softTimeoutMs: number;
+  /** Cap measured from the first change since the live set last matched the baseline. */
+  hardTimeoutMs: number;
+}
+
+export interface SyncEntry {
+  id: string;
+  /** Topology version at which the node was asked to pull the partition. */
+  since: number;
+}
+
+export interface TopologyRecord {
+  clusterId: string;
+  version: number;
+  partitions: number;
+  backups: number;
+  /** Target set of data nodes; ownership is computed over it. */
+  baseline: NodeSpec[];
+  /** Nodes whose lease is alive, with the epoch they joined under. */
+  members: Record<string, MemberInfo>;
+  /** Last known address of every node ever seen (for offline baseline nodes in the map). */
+  addresses: Record<string, { host: string; port: number; zone?: string }>;
+  /** owners[p]: nodes holding an up-to-date copy, effective primary first. */
+  owners: string[][];
+  /** syncing[p]: nodes pulling the partition (they receive writes but do not serve). */
+  syncing: SyncEntry[][];
+  /** Partitions whose every holder died: operations fail with PARTITION_LOST until reset. */
+  lost: number[];
+  autoAdjust: AutoAdjustPolicy;
+  /** Pending auto-adjust: set while the live set differs from the baseline. */
+  adjust: { firstAt: number; lastAt: number; liveKey: string } | null;
+}
+
+/** What a node writes into its lease key, renewed every renewal interval. */
+export interface LeaseRecord {
+  id: string;
+  epoch: string;
+  host: string;
+  port: number;
+  zone?: string;
+  weight?: number;
+  /** Partitions pulled (caught up) in this epoch: partition → topology version the pull started at. */
+  synced: Record<string, number>;
+}
+
+export const DEFAULT_AUTO_ADJUST: AutoAdjustPolicy = { enabled: true, softTimeoutMs: 10_000, hardTimeoutMs: 60_000 };
+
+function specOf(id: string, m: { zone?: string; weight?: number }): NodeSpec {
+  const spec: NodeSpec = { id };
+  if (m.zone !== undefined) spec.zone = m.zone;
+  if (m.weight !== undefined) spec.weight = m.weight;
+  return spec;
+}
+
+function membersFrom(leases: LeaseRecord[]): Record<string, MemberInfo> {
+  const members: Record<string, MemberInfo> = {};
+  for (const l of [...leases].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))) {
+    const m: MemberInfo = { epoch: l.epoch, host: l.host, port: l.port };
+    if (l.zone !== undefined) m.zone = l.zone;
+    if (l.weight !== undefined) m.weight = l.weight;
+    members[l.id] = m;
+  }
+  return members;
+}
+
+/** The first record of a cluster: every partition fresh (no data anywhere), owned as computed. */
+export function initialTopology(opts: {
+  clusterId: string;
+  partitions: number;
+  backups: number;
+  leases: LeaseRecord[];
+  baseline?: NodeSpec[];
+  autoAdjust?: AutoAdjustPolicy;
+}): TopologyRecord {
+  const members = membersFrom(opts.leases);
+  const baseline = opts.baseline ?? Object.entries(members).map(([id, m]) => specOf(id, m));
+  const rec: TopologyRecord = {
+    clusterId: opts.clusterId,
+    version: 0,
+    partitions: opts.partitions,
+    backups: opts.backups,
+    baseline,
+    members: {},
+    addresses: {},
+    owners: Array.from({ length: opts.partitions }, () => []),
+    syncing: Array.from({ length: opts.partitions }, () => []),
+    lost: [],
+    autoAdjust: opts.autoAdjust ?? DEFAULT_AUTO_ADJUST,
+    adjust: null,
+  };
+  const next = nextTopology(rec, opts.leases, 0);
+  return next ?? { ...rec, version: 1 };
+}
+
+const liveKeyOf = (ids: Iterable<string>): string => [...ids].sort().join(',');
+
+/**
+ * Moves the record on from the leases currently judged alive. Returns null when nothing changed.
+ *
+ * Per partition: holders that died (or came back under a new epoch, hence empty) leave the owner
+ * list; syncing nodes that report the pull done become owners; target owners (over the baseline)
+ * that are alive but hold nothing are asked to pull; holders outside the target stay until every
+ * alive target owner has caught up, then leave. A partition whose holders all died is lost.
+ */
+export function nextTopology(prev: TopologyRecord, alive: LeaseRecord[], now: number): TopologyRecord | null {
+  const members = membersFrom(alive);
+  const leaseOf = new Map(alive.map((l) => [l.id, l]));
+  const stillMember = (id: string): boolean => {
+    const before = prev.members[id];
+    const after = members[id];
+    return before !== undefined && after !== undefined && before.epoch === after.epoch;
+  };
+  const version = prev.version + 1;
+
+  const addresses = { ...prev.addresses };
+  for (const [id, m] of Object.entries(members)) {
+    const a: { host: string; port: number; zone?: string } = { host: m.host, port: m.port };
+    if (m.zone !== undefined) a.zone = m.zone;
+    addresses[id] = a;
+  }
+
+  // Baseline auto-adjust.
+  let baseline = prev.baseline;
+  let adjust = prev.adjust;
+  const liveKey = liveKeyOf(Object.keys(members));
+  const baselineKey = liveKeyOf(baseline.map((n) => n.id));
+  if (liveKey === baselineKey || !prev.autoAdjust.enabled || liveKey === '') {
+    adjust = liveKey === baselineKey ? null : adjust;
+  } else if (adjust === null) {
+    adjust = { firstAt: now, lastAt: now, liveKey };
+  } else if (adjust.liveKey !== liveKey) {
+    adjust = { firstAt: adjust.firstAt, lastAt: now, liveKey };
+  }
+  if (
+    adjust !== null &&
+    prev.autoAdjust.enabled &&
+    liveKey !== '' &&
+    (now - adjust.lastAt >= prev.autoAdjust.softTimeoutMs || now - adjust.firstAt >= prev.autoAdjust.hardTimeoutMs)
+  ) {
+    baseline = Object.entries(members).map(([id, m]) => specOf(id, m));
+    adjust = null;
+  }
+
+  const aliveIds = Object.keys(members);
+  const assignment = baseline.length > 0 ? computeAssignment({ partitions: prev.partitions, backups: prev.backups, baseline, alive: aliveIds }) : null;
+  const lostSet = new Set(prev.lost);
+  const owners: string[][] = [];
+  const syncing: SyncEntry[][] = [];
+  for (let p = 0; p < prev.partitions; p++) {
+    if (lostSet.has(p)) {
+      owners.push([]);
+      syncing.push([]);
+      continue;
+    }
+    const prevOwners = prev.owners[p] ?? [];
+    let o = prevOwners.filter(stillMember);
+    let s = (prev.syncing[p] ?? []).filter((e) => stillMember(e.id));
+    s = s.filter((e) => {
+      const since = leaseOf.get(e.id)?.synced[String(p)];
+      if (since !== undefined && since >= e.since) {
+        if (!o.includes(e.id)) o.push(e.id);
+        return false;
+      }
+      return true;
+    });
+    const target = assignment?.owners[p] ?? [];
+    const targetAlive = target.filter((id) => members[id] !== undefined);
+    if (o.length === 0) {
+      if (prevOwners.length > 0) {
+        lostSet.add(p);
+        owners.push([]);
+        syncing.push([]);
+        continue;
+      }
+      // Never held by anyone: nothing to transfer, the alive target owners take it as is.
+      o = targetAlive.slice();
+      s = [];
+    }
+    for (const id of targetAlive) {
+      if (!o.includes(id) && !s.some((e) => e.id === id)) s.push({ id, since: version });
+    }
+    s = s.filter((e) => targetAlive.includes(e.id));
+    o = [...target.filter((id) => o.includes(id)), ...o.filter((id) => !target.includes(id))];
+    if (s.length === 0) {
+      const inTarget = o.filter((id) => target.includes(id));
+      if (inTarget.length > 0) o = inTarget;
+    }
+    owners.push(o);
+    syncing.push(s);
+  }
+  const lost = [...lostSet].sort((a, b) => a - b);
+
+  const next: TopologyRecord = {
+    clusterId: prev.clusterId,
+    version,
+    partitions: prev.partitions,
+    backups: prev.backups,
+    baseline,
+    members,
+    addresses,
+    owners,
+    syncing,
+    lost,
+    autoAdjust: prev.autoAdjust,
+    adjust,
+  };
+  return sameTopology(prev, next) ? null : next;
+}
+
+function sameTopology(a: TopologyRecord, b: TopologyRecord): boolean {
+  const strip = (r: TopologyRecord): string => JSON.stringify({ ...r, version: 0 });
+  return strip(a) === strip(b);
+}
+
+/** The partition map handed to clients. */
+export function partitionMapOf(rec: TopologyRecord): PartitionMap {
+  const nodes: NodeInfo[] = [];
+  const index = new Map<string, number>();
+  const add = (id: string, alive: boolean): void => {
+    if (index.has(id)) return;
+    const m = rec.members[id];
+    const a = m ?? rec.addresses[id];
+    if (!a) return;
+    const info: NodeInfo = { id, host: a.host, port: a.port, alive };
+    if (a.zone !== undefined) info.zone = a.zone;
+    index.set(id, nodes.length);
+    nodes.push(info);
+  };
+  for (const id of Object.keys(rec.members)) add(id, true);
+  for (const n of rec.baseline) add(n.id, false);
+  const primaries = rec.owners.map((o) => {
+    const first = o[0];
+    return first === undefined ? -1 : (index.get(first) ?? -1);
+  });
+  return { version: rec.version, partitions: rec.partitions, backups: rec.backups, nodes, primaries };
+}
+
+/** True when no partition is being pulled. */
+export function isSettled(rec: TopologyRecord): boolean {
+  return rec.syncing.every((s) => s.length === 0);
+}
