@@ -702,6 +702,27 @@ export class NodeStore {
     return examined;
   }
 
+  /**
+   * Raw view of a partition for diagnostics and tests, read straight from the internal
+   * structures (unlike snapshot(), includes expired items not yet removed, with their expiry).
+   */
+  inspect(partition: number): {
+    counter: number;
+    entries: [string, Bytes, Bytes, number][];
+    locks: [Bytes, string, number, number][];
+    dedup: [string, number, number, unknown, number][];
+  } {
+    const part = this.parts.get(partition);
+    const out = { counter: part?.counter ?? 0, entries: [] as [string, Bytes, Bytes, number][], locks: [] as [Bytes, string, number, number][], dedup: [] as [string, number, number, unknown, number][] };
+    if (part === undefined) return out;
+    for (const shard of part.shards.values()) {
+      for (const e of shard.entries.values()) out.entries.push([shard.cache, e.key, e.value, e.expireAt]);
+    }
+    for (const l of part.locks.values()) out.locks.push([l.name, l.session, l.token, l.expireAt]);
+    for (const d of part.dedup.values()) out.dedup.push([d.session, d.seq, d.op, d.result, d.at]);
+    return out;
+  }
+
   // -------------------------------------------------------------------------------------------
   // State transfer
 
