@@ -1,0 +1,257 @@
+/**
+ * Client benchmark, side by side in one run:
+ *  - a bare Node TCP echo round trip (the floor),
+ *  - @gridlink/client against a 3-node LocalCluster,
+ *  - ioredis against a local redis-server (skipped with a note when redis-server is absent),
+ * each server in its own process. Then: time to first operation with the first endpoint
+ * blackholed, and a failover timeline (ops/s and errors per 100 ms through a kill and a hang),
+ * written as a table and as SVG charts under docs/.
+ *
+ *   pnpm bench client                      # full run
+ *   BENCH_SECONDS=1 pnpm bench client      # shorter measurement windows
+ */
+import { once } from 'node:events';
+import { writeFileSync } from 'node:fs';
+import { createServer, connect, type Socket } from 'node:net';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { GridClient } from '@gridlink/client';
+import { Redis } from 'ioredis';
+import { closedLoop, delay, table, type LoadResult } from '../shared/measure.js';
+import { startCluster, startEcho, startRedis } from '../shared/processes.js';
+import { lineChart } from '../shared/svg.js';
+
+const docs = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'docs');
+const seconds = Number(process.env.BENCH_SECONDS ?? 2);
+const durationMs = seconds * 1000;
+const VALUE_SIZE = 64;
+const KEYS = 10_000;
+const value = new Uint8Array(VALUE_SIZE).fill(7);
+const keyOf = (i: number): string => `key-${(i % KEYS).toString().padStart(8, '0')}`; // 12 bytes
+
+/** A pipelined client for the echo server: frames are u32 length + bytes, answered in order. */
+class EchoClient {
+  private readonly fifo: (() => void)[] = [];
+  private pending: Buffer = Buffer.alloc(0);
+  private constructor(private readonly socket: Socket) {
+    socket.on('data', (chunk: Buffer) => {
+      this.pending = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk]);
+      while (this.pending.length >= 4) {
+        const len = this.pending.readUInt32BE(0);
+        if (this.pending.length < 4 + len) break;
+        this.pending = this.pending.subarray(4 + len);
+        this.fifo.shift()?.();
+      }
+    });
+  }
+  static async connect(port: number): Promise<EchoClient> {
+    const socket = connect(port, '127.0.0.1');
+    socket.setNoDelay(true);
+    await once(socket, 'connect');
+    return new EchoClient(socket);
+  }
+  roundTrip(size: number): Promise<void> {
+    const frame = Buffer.allocUnsafe(4 + size);
+    frame.writeUInt32BE(size, 0);
+    return new Promise((resolve) => {
+      this.fifo.push(resolve);
+      this.socket.write(frame);
+    });
+  }
+  close(): void {
+    this.socket.destroy();
+  }
+}
+
+type Row = { system: string; op: string; inFlight: number; r: LoadResult };
+
+async function measureAll(): Promise<Row[]> {
+  const rows: Row[] = [];
+  const run = async (system: string, op: string, fn: (i: number) => Promise<unknown>): Promise<void> => {
+    for (const inFlight of [1, 16, 256]) {
+      rows.push({ system, op, inFlight, r: await closedLoop(fn, { inFlight, durationMs }) });
+    }
+  };
+
+  const echo = await startEcho();
+  const echoClient = await EchoClient.connect(echo.port);
+  // Request ~ key + header, response ~ value + header: the floor for a get of VALUE_SIZE bytes.
+  await run('tcp echo (floor)', 'round trip', () => echoClient.roundTrip(VALUE_SIZE + 24));
+  echoClient.close();
+  await echo.stop();
+
+  const cluster = await startCluster({ nodes: 3, backups: 1 });
+  const client = await GridClient.connect({ endpoints: cluster.endpoints });
+  const cache = client.cache<string, Uint8Array>('bench');
+  for (let i = 0; i < KEYS; i += 100) {
+    await Promise.all(Array.from({ length: 100 }, (_, j) => cache.put(keyOf(i + j), value)));
+  }
+  await run('gridlink', 'get', (i) => cache.get(keyOf(i)));
+  await run('gridlink', 'put', (i) => cache.put(keyOf(i), value));
+  await client.close();
+  await cluster.stop();
+
+  const redis = await startRedis();
+  if (redis) {
+    const r = new Redis({ port: redis.port, host: '127.0.0.1', lazyConnect: true, enableAutoPipelining: false });
+    await r.connect();
+    const buf = Buffer.from(value);
+    for (let i = 0; i < KEYS; i++) await r.set(keyOf(i), buf);
+    await run('ioredis→redis-server', 'get', (i) => r.getBuffer(keyOf(i)));
+    await run('ioredis→redis-server', 'put', (i) => r.set(keyOf(i), buf));
+    r.disconnect();
+    await redis.stop();
+  } else {
+    console.log('redis-server not found: ioredis rows skipped (apt-get install redis-server)');
+  }
+  return rows;
+}
+
+async function firstOpWithBlackhole(): Promise<string[][]> {
+  // A server that accepts connections and never answers: the handshake hangs like a blackhole.
+  const holes = [createServer(() => undefined), createServer(() => undefined)];
+  for (const h of holes) h.listen(0, '127.0.0.1');
+  await Promise.all(holes.map((h) => once(h, 'listening')));
+  const holeEndpoints = holes.map((h) => `127.0.0.1:${(h.address() as { port: number }).port}`);
+  const cluster = await startCluster({ nodes: 3, backups: 1 });
+  const out: string[][] = [['endpoints (in order)', 'connectTimeout', 'connect + first put (ms)']];
+  for (const blackholed of [0, 1, 2]) {
+    const endpoints = [...holeEndpoints.slice(0, blackholed), ...cluster.endpoints];
+    const t0 = performance.now();
+    const client = await GridClient.connect({ endpoints, connectTimeout: 5000 });
+    await client.cache<string, Uint8Array>('bench').put('first', value);
+    const ms = performance.now() - t0;
+    await client.close();
+    out.push([`${blackholed} blackholed, then 3 live`, '5000 ms', ms.toFixed(1)]);
+  }
+  await cluster.stop();
+  for (const h of holes) h.close();
+  return out;
+}
+
+interface Timeline {
+  ok: number[];
+  errors: number[];
+  faultAtMs: number;
+}
+
+async function failoverTimeline(fault: 'kill' | 'hang'): Promise<Timeline> {
+  const bucketMs = 100;
+  const totalMs = 6000;
+  const faultAtMs = 1500;
+  const cluster = await startCluster({ nodes: 3, backups: 1 });
+  const client = await GridClient.connect({ endpoints: cluster.endpoints });
+  const cache = client.cache<string, Uint8Array>('bench');
+  const buckets = Math.ceil(totalMs / bucketMs);
+  const ok = new Array<number>(buckets).fill(0);
+  const errors = new Array<number>(buckets).fill(0);
+  const start = performance.now();
+  let stop = false;
+  let n = 0;
+  const worker = async (): Promise<void> => {
+    while (!stop) {
+      const i = n++;
+      try {
+        if (i % 2 === 0) await cache.put(keyOf(i), value);
+        else await cache.get(keyOf(i));
+        const b = Math.floor((performance.now() - start) / bucketMs);
+        if (b < buckets) ok[b]!++;
+      } catch {
+        const b = Math.floor((performance.now() - start) / bucketMs);
+        if (b < buckets) errors[b]!++;
+      }
+    }
+  };
+  const workers = Array.from({ length: 16 }, () => worker());
+  await delay(faultAtMs);
+  const victim = cluster.nodeIds[0]!;
+  await cluster.command(`${fault} ${victim}`);
+  await delay(totalMs - faultAtMs);
+  stop = true;
+  await Promise.all(workers);
+  if (fault === 'hang') await cluster.command(`resume ${victim}`);
+  await client.close();
+  await cluster.stop();
+  return { ok: ok.map((c) => c * (1000 / bucketMs)), errors, faultAtMs };
+}
+
+const us = (v: number): string => `${v.toFixed(0)} µs`;
+
+const rows = await measureAll();
+console.log('\n### Latency at 1 request in flight (64 B values)\n');
+console.log(
+  table([
+    ['system', 'op', 'p50', 'p99', 'ops/s'],
+    ...rows.filter((r) => r.inFlight === 1).map((r) => [r.system, r.op, us(r.r.p50us), us(r.r.p99us), r.r.opsPerSec]),
+  ]),
+);
+console.log('\n### Throughput (ops/s) by requests in flight (64 B values)\n');
+const systems = [...new Set(rows.map((r) => `${r.system}|${r.op}`))];
+console.log(
+  table([
+    ['system', 'op', '1', '16', '256', 'errors'],
+    ...systems.map((s) => {
+      const [system, op] = s.split('|') as [string, string];
+      const of = (k: number): number => rows.find((r) => r.system === system && r.op === op && r.inFlight === k)?.r.opsPerSec ?? NaN;
+      const errs = rows.filter((r) => r.system === system && r.op === op).reduce((a, r) => a + r.r.errors, 0);
+      return [system, op, of(1), of(16), of(256), errs];
+    }),
+  ]),
+);
+const floor = rows.find((r) => r.system.startsWith('tcp echo') && r.inFlight === 1)!.r.p50us;
+const gget = rows.find((r) => r.system === 'gridlink' && r.op === 'get' && r.inFlight === 1)!.r.p50us;
+const g256 = rows.find((r) => r.system === 'gridlink' && r.op === 'get' && r.inFlight === 256)!.r.opsPerSec;
+const r256 = rows.find((r) => r.system.startsWith('ioredis') && r.op === 'get' && r.inFlight === 256)?.r.opsPerSec;
+console.log('\n### Targets\n');
+console.log(
+  table([
+    ['target', 'measured', 'met'],
+    ['p50 get at 1 in flight ≤ 1.5× echo floor', `${(gget / floor).toFixed(2)}×`, gget <= 1.5 * floor ? 'yes' : 'no'],
+    ['get throughput at 256 ≥ 0.7× ioredis→redis-server', r256 ? `${(g256 / r256).toFixed(2)}×` : 'n/a', r256 ? (g256 >= 0.7 * r256 ? 'yes' : 'no') : 'n/a'],
+  ]),
+);
+
+console.log('\n### Time to first successful operation with blackholed endpoints first\n');
+console.log(table(await firstOpWithBlackhole()));
+
+console.log('\n### Failover timeline (16 in flight, 50% put / 50% get, node killed or hung at 1.5 s)\n');
+const kill = await failoverTimeline('kill');
+const hang = await failoverTimeline('hang');
+const summary = (t: Timeline): (string | number)[] => {
+  const faultBucket = t.faultAtMs / 100;
+  const before = t.ok.slice(0, faultBucket);
+  const mean = before.reduce((a, b) => a + b, 0) / Math.max(1, before.length);
+  const dip = t.ok.slice(faultBucket).findIndex((v) => v >= 0.5 * mean);
+  const low = t.ok.slice(faultBucket).filter((v) => v < 0.5 * mean).length;
+  return [Math.round(mean), `${low * 100} ms`, dip === -1 ? 'never' : `${dip * 100} ms`, t.errors.reduce((a, b) => a + b, 0)];
+};
+console.log(
+  table([
+    ['fault', 'ops/s before', 'time below 50%', 'back to ≥ 50% after', 'failed operations'],
+    ['kill', ...summary(kill)],
+    ['hang', ...summary(hang)],
+  ]),
+);
+console.log('\nPer 100 ms (ops/s | errors):');
+console.log(
+  table([
+    ['t (s)', 'kill ops/s', 'kill errors', 'hang ops/s', 'hang errors'],
+    ...kill.ok.map((v, i) => [(i / 10).toFixed(1), v, kill.errors[i]!, hang.ok[i] ?? 0, hang.errors[i] ?? 0]),
+  ]),
+);
+for (const [name, t] of [['kill', kill], ['hang', hang]] as const) {
+  const svg = lineChart(
+    [
+      { name: 'ops/s', color: '#2563eb', values: t.ok },
+      { name: 'errors per 100 ms', color: '#dc2626', values: t.errors },
+    ],
+    {
+      title: `gridlink client through a ${name} of one of 3 nodes (backups = 1, 16 in flight)`,
+      bucketMs: 100,
+      yLabel: 'ops/s',
+      markers: [{ atMs: t.faultAtMs, label: `${name} node` }],
+    },
+  );
+  writeFileSync(join(docs, `failover-${name}.svg`), svg);
+}
+console.log('\nwrote docs/failover-kill.svg and docs/failover-hang.svg');

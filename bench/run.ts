@@ -1,0 +1,45 @@
+/**
+ * Runs every benchmark (or the ones named on the command line) one after another, each in its
+ * own process so that one bench's heap and timers cannot disturb the next.
+ *
+ *   pnpm bench                 # all of them
+ *   pnpm bench affinity node   # just these
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const order = ['affinity', 'protocol', 'node', 'client'];
+const available = readdirSync(here, { withFileTypes: true })
+  .filter((d) => d.isDirectory() && existsSync(join(here, d.name, 'index.ts')))
+  .map((d) => d.name)
+  .sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+
+function rank(name: string): number {
+  const i = order.indexOf(name);
+  return i === -1 ? order.length : i;
+}
+
+const wanted = process.argv.slice(2);
+const unknown = wanted.filter((w) => !available.includes(w));
+if (unknown.length > 0) {
+  console.error(`unknown bench: ${unknown.join(', ')} (available: ${available.join(', ')})`);
+  process.exit(2);
+}
+const selected = wanted.length > 0 ? wanted : available;
+
+let failed = 0;
+for (const name of selected) {
+  console.log(`\n## bench/${name}\n`);
+  const result = spawnSync(process.execPath, ['--import', 'tsx', join(here, name, 'index.ts')], {
+    stdio: 'inherit',
+    env: { ...process.env, NODE_ENV: 'production' },
+  });
+  if (result.status !== 0) {
+    failed++;
+    console.error(`bench/${name} exited with ${result.status ?? result.signal}`);
+  }
+}
+process.exit(failed > 0 ? 1 : 0);

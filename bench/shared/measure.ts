@@ -1,0 +1,103 @@
+/**
+ * Small measuring kit shared by the benchmarks: closed-loop load at a fixed number of requests
+ * in flight, latency percentiles, and plain-text tables.
+ */
+
+export interface LoadResult {
+  ops: number;
+  errors: number;
+  seconds: number;
+  opsPerSec: number;
+  p50us: number;
+  p99us: number;
+}
+
+/** Percentile (0..100) of an unsorted list of numbers; sorts a copy. */
+export function percentile(values: readonly number[], p: number): number {
+  if (values.length === 0) return Number.NaN;
+  const sorted = Float64Array.from(values).sort();
+  const idx = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[idx]!;
+}
+
+/**
+ * Runs `op` with `inFlight` concurrent loops for `durationMs` (after `warmupMs` of unmeasured
+ * load) and returns throughput and latency percentiles in microseconds.
+ */
+export async function closedLoop(
+  op: (i: number) => Promise<unknown>,
+  opts: { inFlight: number; durationMs: number; warmupMs?: number; maxSamples?: number },
+): Promise<LoadResult> {
+  const { inFlight, durationMs } = opts;
+  const warmupMs = opts.warmupMs ?? Math.min(500, durationMs / 4);
+  const maxSamples = opts.maxSamples ?? 200_000;
+  const samples: number[] = [];
+  let ops = 0;
+  let errors = 0;
+  let counter = 0;
+  let measuring = false;
+  let stop = false;
+  let measureStart = 0n;
+
+  const worker = async (): Promise<void> => {
+    while (!stop) {
+      const i = counter++;
+      const t0 = process.hrtime.bigint();
+      try {
+        await op(i);
+        if (measuring) {
+          ops++;
+          if (samples.length < maxSamples) samples.push(Number(process.hrtime.bigint() - t0) / 1000);
+        }
+      } catch {
+        if (measuring) errors++;
+      }
+    }
+  };
+
+  const workers = Array.from({ length: inFlight }, () => worker());
+  await delay(warmupMs);
+  measuring = true;
+  measureStart = process.hrtime.bigint();
+  await delay(durationMs);
+  measuring = false;
+  const seconds = Number(process.hrtime.bigint() - measureStart) / 1e9;
+  stop = true;
+  await Promise.all(workers);
+  return {
+    ops,
+    errors,
+    seconds,
+    opsPerSec: ops / seconds,
+    p50us: percentile(samples, 50),
+    p99us: percentile(samples, 99),
+  };
+}
+
+/** Times a synchronous function: returns ns per call over `iterations` after a warm-up. */
+export function nsPerOp(fn: () => void, iterations = 200_000): number {
+  for (let i = 0; i < Math.min(iterations, 20_000); i++) fn();
+  const t0 = process.hrtime.bigint();
+  for (let i = 0; i < iterations; i++) fn();
+  return Number(process.hrtime.bigint() - t0) / iterations;
+}
+
+export function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Formats rows as a Markdown table (first row is the header). */
+export function table(rows: readonly (readonly (string | number)[])[]): string {
+  const text = rows.map((r) => r.map((c) => (typeof c === 'number' ? fmt(c) : c)));
+  const widths = text[0]!.map((_, col) => Math.max(...text.map((r) => (r[col] ?? '').length)));
+  const line = (r: string[]): string => `| ${r.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |`;
+  const [head, ...body] = text;
+  return [line(head!), `| ${widths.map((w) => '-'.repeat(w)).join(' | ')} |`, ...body.map(line)].join('\n');
+}
+
+export function fmt(n: number): string {
+  if (!Number.isFinite(n)) return String(n);
+  if (Math.abs(n) >= 100) return Math.round(n).toLocaleString('en-US');
+  if (Math.abs(n) >= 10) return n.toFixed(1);
+  return n.toFixed(2);
+}

@@ -1,0 +1,62 @@
+/** Renders time series as a small self-contained SVG line chart (no dependencies). */
+
+export interface Series {
+  name: string;
+  color: string;
+  /** y values, one per bucket. */
+  values: number[];
+}
+
+export interface ChartOptions {
+  title: string;
+  bucketMs: number;
+  yLabel: string;
+  /** Vertical markers: x in ms from the start, with a label. */
+  markers?: { atMs: number; label: string }[];
+  width?: number;
+  height?: number;
+}
+
+const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+
+export function lineChart(series: Series[], opts: ChartOptions): string {
+  const width = opts.width ?? 760;
+  const height = opts.height ?? 300;
+  const pad = { left: 64, right: 16, top: 36, bottom: 40 };
+  const buckets = Math.max(1, ...series.map((s) => s.values.length));
+  const maxY = Math.max(1, ...series.flatMap((s) => s.values));
+  const plotW = width - pad.left - pad.right;
+  const plotH = height - pad.top - pad.bottom;
+  const x = (i: number): number => pad.left + (buckets <= 1 ? 0 : (i / (buckets - 1)) * plotW);
+  const y = (v: number): number => pad.top + plotH - (v / maxY) * plotH;
+  const totalMs = buckets * opts.bucketMs;
+
+  const parts: string[] = [];
+  parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="11">`);
+  parts.push(`<rect width="${width}" height="${height}" fill="white"/>`);
+  parts.push(`<text x="${width / 2}" y="18" text-anchor="middle" font-size="13">${esc(opts.title)}</text>`);
+  for (let t = 0; t <= 4; t++) {
+    const v = (maxY * t) / 4;
+    parts.push(`<line x1="${pad.left}" x2="${width - pad.right}" y1="${y(v)}" y2="${y(v)}" stroke="#eee"/>`);
+    parts.push(`<text x="${pad.left - 6}" y="${y(v) + 4}" text-anchor="end">${Math.round(v)}</text>`);
+  }
+  const stepMs = totalMs > 8000 ? 2000 : 1000;
+  for (let ms = 0; ms <= totalMs; ms += stepMs) {
+    const xi = x(ms / opts.bucketMs);
+    parts.push(`<text x="${xi}" y="${height - pad.bottom + 16}" text-anchor="middle">${ms / 1000}s</text>`);
+  }
+  parts.push(`<text x="14" y="${pad.top + plotH / 2}" transform="rotate(-90 14 ${pad.top + plotH / 2})" text-anchor="middle">${esc(opts.yLabel)}</text>`);
+  for (const m of opts.markers ?? []) {
+    const xi = x(m.atMs / opts.bucketMs);
+    parts.push(`<line x1="${xi}" x2="${xi}" y1="${pad.top}" y2="${pad.top + plotH}" stroke="#999" stroke-dasharray="4 3"/>`);
+    parts.push(`<text x="${xi + 4}" y="${pad.top + 12}">${esc(m.label)}</text>`);
+  }
+  series.forEach((s, k) => {
+    const pts = s.values.map((v, i) => `${x(i).toFixed(1)},${y(v).toFixed(1)}`).join(' ');
+    parts.push(`<polyline fill="none" stroke="${s.color}" stroke-width="1.8" points="${pts}"/>`);
+    parts.push(`<rect x="${pad.left + 8 + k * 150}" y="${height - 14}" width="10" height="3" fill="${s.color}"/>`);
+    parts.push(`<text x="${pad.left + 22 + k * 150}" y="${height - 10}">${esc(s.name)}</text>`);
+  });
+  parts.push('</svg>');
+  return parts.join('\n');
+}
