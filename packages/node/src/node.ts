@@ -420,9 +420,9 @@ export class GridNode implements ConnectionHost {
     }
   }
 
+  /** After a lapse: re-read the topology (applying it notices if this epoch was declared gone). */
   private async rejoinCheck(): Promise<void> {
     await this.refreshTopology();
-    if (!this.isMember() && this.topo?.members[this.id] !== undefined) this.declaredGone();
   }
 
   private scheduleLeaseWrite(): void {
@@ -538,7 +538,6 @@ export class GridNode implements ConnectionHost {
     this.topo = rec;
     this.mapCache = null;
     if (wasMember && rec.members[this.id]?.epoch !== this.epoch) this.declaredGone();
-    if (this.isMember() && Date.now() < this.rejoinCheckAfter) this.rejoinCheckAfter = 0;
 
     for (let p = 0; p < rec.partitions; p++) {
       const role = this.roleOf(p);

@@ -1,0 +1,101 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { partitionOf } from '@gridlink/affinity';
+import { LocalCluster } from '@gridlink/node';
+import { TestClusterClient } from './helpers/client.js';
+import { WriteStream } from './helpers/workload.js';
+
+const P = 32;
+
+/** Keys spread over partitions, and those whose partition `node` is primary of. */
+function keysFor(cluster: LocalCluster, node: string): { all: string[]; victimKeys: string[] } {
+  const all = Array.from({ length: 24 }, (_, i) => `key-${i}`);
+  const victimKeys = all.filter((k) => cluster.primaryOf(partitionOf(k, P)) === node);
+  return { all, victimKeys };
+}
+
+function pickVictim(cluster: LocalCluster): string {
+  // The node that is primary of the most of our keys' partitions.
+  const all = Array.from({ length: 24 }, (_, i) => `key-${i}`);
+  const counts = new Map<string, number>();
+  for (const k of all) {
+    const p = cluster.primaryOf(partitionOf(k, P))!;
+    counts.set(p, (counts.get(p) ?? 0) + 1);
+  }
+  return [...counts].sort((a, b) => b[1] - a[1])[0]![0];
+}
+
+describe('failover of a primary during a stream of acknowledged writes (backups = 1)', () => {
+  let cluster: LocalCluster | undefined;
+  let clients: TestClusterClient[] = [];
+  afterEach(async () => {
+    for (const c of clients) c.close();
+    clients = [];
+    await cluster?.stop();
+    cluster = undefined;
+  });
+
+  async function setup(): Promise<{ c: LocalCluster; writer: TestClusterClient; reader: TestClusterClient; victim: string; stream: WriteStream; victimKeys: string[] }> {
+    const c = await LocalCluster.start({ nodes: 3, backups: 1, partitions: P, autoAdjust: { enabled: false } });
+    cluster = c;
+    const writer = new TestClusterClient(() => c.endpoints);
+    const reader = new TestClusterClient(() => c.endpoints);
+    clients.push(writer, reader);
+    const victim = pickVictim(c);
+    const { all, victimKeys } = keysFor(c, victim);
+    expect(victimKeys.length).toBeGreaterThan(0);
+    const stream = new WriteStream(writer, all);
+    await stream.waitForAcks(victimKeys, 0, 20);
+    return { c, writer, reader, victim, stream, victimKeys };
+  }
+
+  it('kill: every acknowledged write is readable and writes resume', async () => {
+    const { c, reader, victim, stream, victimKeys } = await setup();
+    const t0 = Date.now();
+    await c.kill(victim);
+    await c.waitForTopology((t) => t.members[victim] === undefined);
+    await stream.waitForAcks(victimKeys, t0, 10);
+    await stream.stop();
+    expect(stream.failures).toEqual([]);
+    await stream.verify(reader);
+  });
+
+  it('hang: writes resume once its lease expires; after resume it serves nothing stale', async () => {
+    const { c, reader, victim, stream, victimKeys } = await setup();
+    const oldEpoch = c.node(victim).epoch;
+    const t0 = Date.now();
+    c.hang(victim);
+    await c.waitForTopology((t) => t.members[victim] === undefined);
+    await stream.waitForAcks(victimKeys, t0, 10);
+    c.resume(victim);
+    // It learns it was declared gone, rejoins under a new epoch and pulls its partitions again.
+    await c.waitForStable();
+    expect(c.node(victim).epoch).not.toBe(oldEpoch);
+    await stream.waitForAcks(victimKeys, Date.now(), 10);
+    await stream.stop();
+    expect(stream.failures).toEqual([]);
+    await stream.verify(reader);
+    // Reads through the resumed node see the latest acknowledged values too.
+    const direct = new TestClusterClient(() => [c.endpointOf(victim)]);
+    clients.push(direct);
+    await stream.verify(direct);
+  });
+
+  it('restart: it rejoins empty, receives its partitions by state transfer and serves them', async () => {
+    const { c, reader, victim, stream, victimKeys } = await setup();
+    const t0 = Date.now();
+    await c.restart(victim);
+    await stream.waitForAcks(victimKeys, t0, 10);
+    await c.waitForStable();
+    expect(c.node(victim).transfers).toBeGreaterThan(0);
+    await stream.waitForAcks(victimKeys, Date.now(), 10);
+    await stream.stop();
+    expect(stream.failures).toEqual([]);
+    await stream.verify(reader);
+    // Kill every other node that shares partitions with the restarted one, one at a time,
+    // so the restarted node must answer from what it received.
+    const others = c.nodeIds.filter((id) => id !== victim);
+    await c.kill(others[0]!);
+    await c.waitForTopology((t) => t.members[others[0]!] === undefined && t.lost.length === 0);
+    await stream.verify(reader);
+  });
+});
