@@ -39,6 +39,9 @@ export interface FaultProxyStats {
   open: number;
   droppedRequests: number;
   forwardedRequests: number;
+  /** Bytes swallowed by blackhole/half-open, per direction. */
+  swallowedToNode: number;
+  swallowedToClient: number;
 }
 
 function parseTarget(t: string | FaultProxyTarget): FaultProxyTarget {
@@ -121,7 +124,10 @@ class Pipe {
   }
 
   private forward(chunk: Buffer): void {
-    if (this.proxy.isBlackholed || this.proxy.halfOpenDirection === this.dir) return;
+    if (this.proxy.isBlackholed || this.proxy.halfOpenDirection === this.dir) {
+      this.proxy.countSwallowed(this.dir, chunk.length);
+      return;
+    }
     const d = this.dest();
     if (d !== null && !d.destroyed) d.write(chunk);
   }
@@ -149,7 +155,7 @@ export class FaultProxy {
   private halfOpenDir: HalfOpenDirection = null;
   private dropNth = 0;
   private requestCount = 0;
-  private readonly counters = { accepted: 0, droppedRequests: 0, forwardedRequests: 0 };
+  private readonly counters = { accepted: 0, droppedRequests: 0, forwardedRequests: 0, swallowedToNode: 0, swallowedToClient: 0 };
   private listenPort = 0;
 
   private constructor(options: FaultProxyOptions) {
@@ -194,6 +200,12 @@ export class FaultProxy {
 
   stats(): FaultProxyStats {
     return { ...this.counters, open: this.links.size };
+  }
+
+  /** @internal */
+  countSwallowed(dir: 'toNode' | 'toClient', bytes: number): void {
+    if (dir === 'toNode') this.counters.swallowedToNode += bytes;
+    else this.counters.swallowedToClient += bytes;
   }
 
   /** Points new connections at another target (existing ones keep theirs). */
@@ -267,7 +279,10 @@ export class FaultProxy {
     link.pipes.push(toNode, toClient);
     const filter = new RequestFilter(() => this.decideForward());
     client.on('data', (chunk: Buffer) => {
-      if (this.blackholed) return;
+      if (this.blackholed) {
+        this.counters.swallowedToNode += chunk.length;
+        return;
+      }
       toNode.write(filter.push(chunk));
     });
     client.on('close', () => this.teardown(link, false));

@@ -1,0 +1,205 @@
+import net from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { FaultProxy, SilentServer } from '@gridlink/testkit';
+
+/** A target server that records what it receives and echoes it back. */
+async function echoServer() {
+  const received: Buffer[] = [];
+  const sockets = new Set<net.Socket>();
+  let onData: (() => void) | null = null;
+  const server = net.createServer((s) => {
+    sockets.add(s);
+    s.on('error', () => undefined);
+    s.on('close', () => sockets.delete(s));
+    s.on('data', (d: Buffer) => {
+      received.push(d);
+      s.write(d);
+      onData?.();
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as net.AddressInfo).port;
+  return {
+    port,
+    sockets,
+    received: () => Buffer.concat(received),
+    waitFor: async (pred: () => boolean) => {
+      while (!pred()) await new Promise<void>((r) => (onData = r));
+    },
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+function connect(port: number): Promise<{ socket: net.Socket; got: () => Buffer; waitFor: (n: number) => Promise<void>; closed: Promise<void> }> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1');
+    const chunks: Buffer[] = [];
+    let wake: (() => void) | null = null;
+    socket.on('data', (d: Buffer) => {
+      chunks.push(d);
+      wake?.();
+    });
+    socket.on('error', () => undefined);
+    const closed = new Promise<void>((r) => socket.on('close', () => r()));
+    socket.once('connect', () => {
+      // The proxy speaks the gridlink framing on the client-to-node direction: MAGIC first.
+      socket.write(MAGIC);
+      resolve({
+        socket,
+        got: () => Buffer.concat(chunks),
+        waitFor: async (n: number) => {
+          while (Buffer.concat(chunks).length < n) await new Promise<void>((r) => (wake = r));
+        },
+        closed,
+      });
+    });
+    socket.once('error', reject);
+  });
+}
+
+const MAGIC = Buffer.from('GLNK');
+/** A non-request frame carrying one tag byte (kind 4 = RESPONSE-shaped, never dropped). */
+const f = (tag: number): Buffer => frame(4, tag);
+const tags = (b: Buffer): number[] => {
+  const out: number[] = [];
+  for (let i = 0; i + 6 <= b.length; i += 6) out.push(b[i + 5] as number);
+  return out;
+};
+
+/** A frame as the gridlink codec lays it out: u32 length of what follows, kind byte, body. */
+function frame(kind: number, tag: number): Buffer {
+  const b = Buffer.alloc(4 + 2);
+  b.writeUInt32BE(2, 0);
+  b[4] = kind;
+  b[5] = tag;
+  return b;
+}
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function setup() {
+  const target = await echoServer();
+  const proxy = await FaultProxy.start({ target: `127.0.0.1:${target.port}` });
+  cleanups.push(() => target.close(), () => proxy.close());
+  return { target, proxy };
+}
+
+describe('FaultProxy', () => {
+  it('forwards both ways when healthy', async () => {
+    const { proxy } = await setup();
+    const c = await connect(proxy.port);
+    c.socket.write(Buffer.concat([f(1), f(2)]));
+    await c.waitFor(4 + 12);
+    expect(tags(c.got().subarray(4))).toEqual([1, 2]);
+    c.socket.destroy();
+  });
+
+  it('delay holds data back at least the configured time, keeping order', async () => {
+    const { proxy } = await setup();
+    proxy.delay(60);
+    const c = await connect(proxy.port);
+    const t0 = performance.now();
+    c.socket.write(f(1));
+    c.socket.write(f(2));
+    await c.waitFor(4 + 12);
+    // Both directions are delayed: the echo takes at least two delays.
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(110);
+    expect(tags(c.got().subarray(4))).toEqual([1, 2]);
+    c.socket.destroy();
+  });
+
+  it('blackhole swallows traffic without closing; heal resumes forwarding', async () => {
+    const { target, proxy } = await setup();
+    const c = await connect(proxy.port);
+    c.socket.write(f(1));
+    await c.waitFor(4 + 6);
+    proxy.blackhole(true);
+    c.socket.write(f(2));
+    // A second connection is accepted but never reaches the target.
+    const c2 = await connect(proxy.port);
+    expect(proxy.stats().accepted).toBe(2);
+    while (proxy.stats().swallowedToNode < 6) await new Promise<void>((r) => setImmediate(r));
+    proxy.heal();
+    c.socket.write(f(3));
+    await c.waitFor(4 + 12);
+    expect(tags(c.got().subarray(4))).toEqual([1, 3]);
+    expect(tags(target.received().subarray(4))).toEqual([1, 3]);
+    expect(target.sockets.size).toBe(1);
+    c.socket.destroy();
+    c2.socket.destroy();
+  });
+
+  it('reset destroys current connections', async () => {
+    const { proxy } = await setup();
+    const c = await connect(proxy.port);
+    proxy.reset();
+    await c.closed;
+    expect(proxy.stats().open).toBe(0);
+  });
+
+  it('refuse closes new connections at once', async () => {
+    const { proxy } = await setup();
+    proxy.refuse(true);
+    const c = await connect(proxy.port);
+    await c.closed;
+  });
+
+  it('half-open stops one direction only', async () => {
+    const { target, proxy } = await setup();
+    const c = await connect(proxy.port);
+    await c.waitFor(4);
+    proxy.halfOpen('toClient');
+    c.socket.write(f(7));
+    await target.waitFor(() => target.received().length === 4 + 6);
+    while (proxy.stats().swallowedToClient < 6) await new Promise<void>((r) => setImmediate(r));
+    proxy.heal();
+    c.socket.write(f(8));
+    await c.waitFor(4 + 6);
+    // The echo of frame 7 was swallowed; only frame 8 came back.
+    expect(tags(c.got().subarray(4))).toEqual([8]);
+    expect(tags(target.received().subarray(4))).toEqual([7, 8]);
+    c.socket.destroy();
+  });
+
+  it('drops every n-th REQUEST frame after MAGIC, passing other frames and split chunks intact', async () => {
+    const { target, proxy } = await setup();
+    proxy.dropEveryNthRequest(3);
+    const c = await connect(proxy.port);
+    const magic = MAGIC;
+    const frames = [frame(0, 0), ...Array.from({ length: 9 }, (_, i) => frame(3, i + 1)), frame(1, 99)];
+    const stream = Buffer.concat(frames);
+    // Write in awkward pieces to exercise reassembly.
+    for (let i = 0; i < stream.length; i += 5) c.socket.write(stream.subarray(i, i + 5));
+    const expected = Buffer.concat([magic, frame(0, 0), ...[1, 2, 4, 5, 7, 8].map((t) => frame(3, t)), frame(1, 99)]);
+    await target.waitFor(() => target.received().length >= expected.length);
+    expect(target.received().equals(expected)).toBe(true);
+    expect(proxy.stats().droppedRequests).toBe(3);
+    c.socket.destroy();
+  });
+
+  it('rejects nonsense fault settings', async () => {
+    const { proxy } = await setup();
+    expect(() => proxy.dropEveryNthRequest(1)).toThrow(RangeError);
+    expect(() => proxy.delay(-1)).toThrow(RangeError);
+  });
+});
+
+describe('SilentServer', () => {
+  it('accepts and never answers', async () => {
+    const s = await SilentServer.start();
+    cleanups.push(() => s.close());
+    const c = await connect(s.port);
+    await new Promise<void>((r) => {
+      const check = (): void => (s.connections === 1 ? r() : void setImmediate(check));
+      check();
+    });
+    expect(c.got().length).toBe(0);
+    c.socket.destroy();
+  });
+});
