@@ -361,6 +361,20 @@ function encodeToScratch(key: GridKey): number {
   }
 }
 
+/** The encoding of a string shorter than 128 characters if it is ASCII, written directly. */
+function encodeShortAscii(s: string): Uint8Array | undefined {
+  const n = s.length;
+  const out = new Uint8Array(n + 2);
+  out[0] = KeyTag.STRING;
+  out[1] = n;
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0x80) return undefined;
+    out[i + 2] = c;
+  }
+  return out;
+}
+
 /** Drops a scratch buffer that an unusually large key grew, so it is not retained. */
 function releaseScratch(): void {
   if (buf.length > MAX_RETAINED_SCRATCH) buf = new Uint8Array(INITIAL_SCRATCH);
@@ -368,6 +382,10 @@ function releaseScratch(): void {
 
 /** The canonical bytes of `key` (a fresh array). Throws InvalidKeyError for keys it cannot encode. */
 export function encodeKey(key: GridKey): Uint8Array {
+  if (typeof key === 'string' && key.length < 0x80) {
+    const out = encodeShortAscii(key);
+    if (out !== undefined) return out;
+  }
   const n = encodeToScratch(key);
   const out = buf.slice(0, n);
   releaseScratch();

@@ -13,6 +13,7 @@ export {
   computeAssignment,
   diffAssignments,
   nodeHash,
+  tieHash,
   ownerScore,
   compareNodeIds,
   type NodeSpec,

@@ -6,7 +6,10 @@
  * - score(p, node) = murmur3x86_32(le32(p), seed = nodeHash(id)): one 4-byte block, unsigned.
  * - Unweighted (all weights equal) nodes rank by score, highest first. Weighted nodes rank by
  *   -weight / ln(u) with u = (score + 0.5) / 2^32 in (0, 1); with equal weights this is the same
- *   order. Equal keys are ordered by node id (Unicode code point order).
+ *   order. Equal scores happen only when two ids' hashes collide (the score is a bijection of
+ *   the node hash for a given partition); they are ordered by a second score,
+ *   murmur3x86_32(le32(p), seed = tieHash(id)) with tieHash(id) = murmur3x86_32(UTF-8(id), 1),
+ *   higher first, and if that ties too, by node id (Unicode code point order).
  * - Zones: the first node of the ranking is the primary. Each next place goes to the best-ranked
  *   remaining node of a zone not yet represented; once every zone is represented (or none of
  *   the remaining nodes brings a new zone) places are filled in ranking order. A node without a
@@ -49,17 +52,27 @@ export interface ComputeAssignmentOptions {
 
 const NODE_HASH_CACHE_LIMIT = 65_536;
 const nodeHashCache = new Map<string, number>();
+const tieHashCache = new Map<string, number>();
 const utf8 = new TextEncoder();
+
+function cachedHash(cache: Map<string, number>, id: string, seed: number): number {
+  let h = cache.get(id);
+  if (h === undefined) {
+    h = murmur3x86_32(utf8.encode(id), seed);
+    if (cache.size >= NODE_HASH_CACHE_LIMIT) cache.clear();
+    cache.set(id, h);
+  }
+  return h;
+}
 
 /** murmur3x86_32 of the node id's UTF-8 bytes, seed 0 (cached per id). */
 export function nodeHash(id: string): number {
-  let h = nodeHashCache.get(id);
-  if (h === undefined) {
-    h = murmur3x86_32(utf8.encode(id), 0);
-    if (nodeHashCache.size >= NODE_HASH_CACHE_LIMIT) nodeHashCache.clear();
-    nodeHashCache.set(id, h);
-  }
-  return h;
+  return cachedHash(nodeHashCache, id, 0);
+}
+
+/** murmur3x86_32 of the node id's UTF-8 bytes, seed 1: orders nodes whose nodeHash collides. */
+export function tieHash(id: string): number {
+  return cachedHash(tieHashCache, id, 1);
 }
 
 /** The rendezvous score of a node for a partition: murmur3x86_32(le32(partition), nodeHash(id)). */
@@ -90,11 +103,13 @@ interface Prepared {
   n: number;
   ids: string[];
   hashes: Int32Array;
+  tieHashes: Int32Array;
   weights: Float64Array;
   weighted: boolean;
   zoneOf: Int32Array;
   zoneCount: number;
-  // Per-call scratch.
+  // Per-call scratch: the partition's mixed block and the nodes' scores for it.
+  block: number;
   scores: Float64Array;
   chosen: Uint8Array;
   zoneUsed: Uint8Array;
@@ -105,6 +120,7 @@ function prepare(nodes: readonly NodeSpec[], field: string): Prepared {
   const n = nodes.length;
   const ids = new Array<string>(n);
   const hashes = new Int32Array(n);
+  const tieHashes = new Int32Array(n);
   const weights = new Float64Array(n);
   const zoneOf = new Int32Array(n);
   const zones = new Map<string, number>();
@@ -130,6 +146,7 @@ function prepare(nodes: readonly NodeSpec[], field: string): Prepared {
     }
     ids[i] = id;
     hashes[i] = nodeHash(id);
+    tieHashes[i] = tieHash(id);
     weights[i] = w;
     if (i > 0 && w !== weights[0]) weighted = true;
     const z = zone ?? '';
@@ -144,10 +161,12 @@ function prepare(nodes: readonly NodeSpec[], field: string): Prepared {
     n,
     ids,
     hashes,
+    tieHashes,
     weights,
     weighted,
     zoneOf,
     zoneCount: zones.size,
+    block: 0,
     scores: new Float64Array(n),
     chosen: new Uint8Array(n),
     zoneUsed: new Uint8Array(zones.size),
@@ -159,6 +178,7 @@ const TWO_POW_32 = 4294967296;
 /** Fills prep.scores for partition p; a larger value ranks higher. */
 function score(prep: Prepared, p: number): void {
   const k = mixBlock(p);
+  prep.block = k;
   const { n, hashes, scores } = prep;
   if (!prep.weighted) {
     for (let i = 0; i < n; i++) scores[i] = hashMixedWord(k, hashes[i]!);
@@ -171,11 +191,18 @@ function score(prep: Prepared, p: number): void {
   }
 }
 
-/** True when node i ranks above node j (higher score; equal scores by node id). */
+/** Order of two nodes with equal scores: negative when i goes first. */
+function compareTied(prep: Prepared, i: number, j: number): number {
+  const ti = hashMixedWord(prep.block, prep.tieHashes[i]!);
+  const tj = hashMixedWord(prep.block, prep.tieHashes[j]!);
+  return tj - ti || compareNodeIds(prep.ids[i]!, prep.ids[j]!);
+}
+
+/** True when node i ranks above node j. */
 function above(prep: Prepared, i: number, j: number): boolean {
   const si = prep.scores[i]!;
   const sj = prep.scores[j]!;
-  return si > sj || (si === sj && compareNodeIds(prep.ids[i]!, prep.ids[j]!) < 0);
+  return si > sj || (si === sj && compareTied(prep, i, j) < 0);
 }
 
 /**
@@ -209,11 +236,38 @@ function selectByScan(prep: Prepared, slots: number, out: number[]): void {
   }
 }
 
+/** Node indices ordered best first (higher score; equal scores by node id). */
+function rankAll(prep: Prepared): Int32Array {
+  const { n, scores } = prep;
+  const order = new Int32Array(n);
+  if (!prep.weighted && n <= 0x100000) {
+    // Unweighted scores are 32-bit integers: pack (inverted score, index) into one exactly
+    // representable double and let the typed array sort natively, then reorder equal-score
+    // runs by the tie rule.
+    const packed = new Float64Array(n);
+    for (let i = 0; i < n; i++) packed[i] = (0xffffffff - scores[i]!) * 0x100000 + i;
+    packed.sort();
+    for (let i = 0; i < n; i++) order[i] = packed[i]! % 0x100000;
+    for (let i = 1; i < n; i++) {
+      if (scores[order[i]!] === scores[order[i - 1]!]) {
+        let j = i;
+        while (j < n && scores[order[j]!] === scores[order[i - 1]!]) j++;
+        const run = Array.from(order.subarray(i - 1, j)).sort((a, b) => compareTied(prep, a, b));
+        order.set(run, i - 1);
+        i = j - 1;
+      }
+    }
+    return order;
+  }
+  for (let i = 0; i < n; i++) order[i] = i;
+  order.sort((a, b) => scores[b]! - scores[a]! || compareTied(prep, a, b));
+  return order;
+}
+
 /** Same result as selectByScan, via a full sort: O(n log n + n * zones). For long owner lists. */
 function selectBySort(prep: Prepared, slots: number, out: number[]): void {
-  const { n, chosen, zoneUsed, zoneOf, zoneCount, scores, ids } = prep;
-  const order = Array.from({ length: n }, (_, i) => i);
-  order.sort((a, b) => scores[b]! - scores[a]! || compareNodeIds(ids[a]!, ids[b]!));
+  const { n, chosen, zoneUsed, zoneOf, zoneCount } = prep;
+  const order = rankAll(prep);
   out.length = 0;
   if (zoneCount === 1) {
     for (let s = 0; s < slots; s++) out.push(order[s]!);

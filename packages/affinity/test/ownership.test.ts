@@ -8,6 +8,7 @@ import {
   murmur3x86_32,
   nodeHash,
   ownerScore,
+  tieHash,
   rankOwners,
   type Assignment,
   type NodeSpec,
@@ -55,11 +56,13 @@ function referenceRank(p: number, nodes: NodeSpec[]): string[] {
   const le32 = Uint8Array.of(p & 0xff, (p >>> 8) & 0xff, (p >>> 16) & 0xff, p >>> 24);
   const weighted = nodes.some((n) => (n.weight ?? 1) !== (nodes[0]?.weight ?? 1));
   const keyed = nodes.map((n) => {
-    const score = murmur3x86_32(le32, murmur3x86_32(new TextEncoder().encode(n.id), 0));
+    const utf8 = new TextEncoder().encode(n.id);
+    const score = murmur3x86_32(le32, murmur3x86_32(utf8, 0));
+    const tie = murmur3x86_32(le32, murmur3x86_32(utf8, 1));
     const key = weighted ? -(n.weight ?? 1) / Math.log((score + 0.5) / 2 ** 32) : score;
-    return { id: n.id, zone: n.zone ?? '', key };
+    return { id: n.id, zone: n.zone ?? '', key, tie };
   });
-  keyed.sort((a, b) => b.key - a.key || compareNodeIds(a.id, b.id));
+  keyed.sort((a, b) => b.key - a.key || b.tie - a.tie || compareNodeIds(a.id, b.id));
   const out: typeof keyed = [];
   const rest = [...keyed];
   const used = new Set<string>();
@@ -106,6 +109,32 @@ describe('rankOwners', () => {
     const nodes = ['n1', 'n2', 'n3'].map((id) => ({ id }));
     const top = [...nodes].sort((a, b) => ownerScore(9, b.id) - ownerScore(9, a.id))[0]!.id;
     expect(rankOwners(9, nodes)[0]).toBe(top);
+  });
+
+  it('orders nodes whose id hashes collide by the tie score, so neither is always behind the other', () => {
+    // "n40665" and "n93112" have the same murmur3x86_32 (seed 0), so they tie on every partition.
+    expect(nodeHash('n40665')).toBe(nodeHash('n93112'));
+    expect(tieHash('n40665')).not.toBe(tieHash('n93112'));
+    for (const extra of [[], ['x1', 'x2', 'x3', 'x4', 'x5', 'x6', 'x7']]) {
+      const nodes = ['n93112', 'n40665', ...extra].map((id) => ({ id }));
+      let firstOfPair = 0;
+      for (let p = 0; p < 400; p++) {
+        expect(ownerScore(p, 'n40665')).toBe(ownerScore(p, 'n93112'));
+        const ranked = rankOwners(p, nodes);
+        expect(ranked).toEqual(referenceRank(p, nodes));
+        const a = ranked.indexOf('n40665');
+        const b = ranked.indexOf('n93112');
+        expect(Math.abs(a - b)).toBe(1);
+        if (a < b) firstOfPair++;
+        const owners = computeAssignment({ partitions: p + 1, backups: 1, baseline: nodes, alive: [] }).owners[p];
+        expect(owners).toEqual(ranked.slice(0, 2));
+      }
+      expect(firstOfPair).toBeGreaterThan(150);
+      expect(firstOfPair).toBeLessThan(250);
+    }
+    // equal weights keep the tie; the weighted path orders it the same way
+    const weighted = [{ id: 'n93112', weight: 2 }, { id: 'n40665', weight: 2 }, { id: 'other', weight: 1 }];
+    for (let p = 0; p < 50; p++) expect(rankOwners(p, weighted)).toEqual(referenceRank(p, weighted));
   });
 
   it('orders node ids by code point (UTF-8 byte order), not UTF-16 code unit', () => {
