@@ -8,7 +8,7 @@ import type { Invoker } from './invoker.js';
 import type { PartitionService } from './partition-service.js';
 import type { ConnectionManager } from './connection-manager.js';
 import { splitByPrimary } from './routing.js';
-import { msgpackSerializer, type Serializer } from './serializer.js';
+import { copyBytes, msgpackSerializer, type Serializer } from './serializer.js';
 import { GridConfigError } from './errors.js';
 
 export interface CacheOptions<V> {
@@ -300,7 +300,7 @@ export class GridCache<K extends GridKey = GridKey, V = unknown> {
           o,
           p,
         );
-        for (const k of r.keys) yield k.slice();
+        for (const k of r.keys) yield copyBytes(k);
         cursor = r.cursor;
       } while (cursor !== null);
     }

@@ -116,7 +116,17 @@ export class GridClient extends EventEmitter<GridClientEvents> {
   private wire(): void {
     const m = this.manager;
     const ps = this.partitionService;
-    m.on('handshake', (ok) => {
+    m.on('handshake', (ok, _conn, onlyConnection) => {
+      // The only connection, to a node whose topology is older than our map: the whole cluster was
+      // restarted (its versions started over). Forget the old map rather than ignore every new one.
+      if (onlyConnection && ps.map !== null && ok.topologyVersion < ps.map.version) {
+        this.cfg.logger?.warn?.('topology version went backwards: the cluster was restarted; discarding the old map', {
+          nodeId: ok.nodeId,
+          version: ok.topologyVersion,
+          previous: ps.map.version,
+        });
+        ps.reset();
+      }
       if (ps.partitions === 0 || ps.map === null) ps.partitions = ok.partitions;
       ps.observe(ok.topologyVersion);
     });

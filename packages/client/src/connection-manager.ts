@@ -21,7 +21,7 @@ export interface ManagerEvents {
   nodeUp: (nodeId: string) => void;
   nodeDown: (nodeId: string) => void;
   /** Handshake data of a newly registered connection (topology version, partitions, cluster). */
-  handshake: (ok: HandshakeOk, conn: Connection) => void;
+  handshake: (ok: HandshakeOk, conn: Connection, onlyConnection: boolean) => void;
   /** The cluster identity changed (every connection had been lost and a new cluster answered). */
   clusterChanged: (clusterId: string, previous: string) => void;
   version: (version: number, refresh: boolean) => void;
@@ -229,7 +229,7 @@ export class ConnectionManager extends EventEmitter<ManagerEvents> {
       this.emit('push', frame, conn);
     });
     this.log('info', 'connected', { nodeId: ok.nodeId, address: conn.address });
-    this.emit('handshake', ok, conn);
+    this.emit('handshake', ok, conn, this.nodes.size === 1);
     this.emit('connected', ok.nodeId, conn.address);
     this.emit('nodeUp', ok.nodeId);
     const waiters = [...this.waiters];

@@ -6,6 +6,13 @@
 import { decode, encode } from '@msgpack/msgpack';
 import { GridSerializationError } from './errors.js';
 
+/** A plain Uint8Array copy (socket data arrives as Buffer views into shared chunks). */
+export function copyBytes(bytes: Uint8Array): Uint8Array {
+  const out = new Uint8Array(bytes.length);
+  out.set(bytes);
+  return out;
+}
+
 export interface Serializer<V> {
   serialize(value: V): Uint8Array;
   deserialize(bytes: Uint8Array): V;
@@ -25,7 +32,7 @@ export const msgpackSerializer: Serializer<unknown> = {
   },
   deserialize(bytes) {
     try {
-      return decode(bytes, { useBigInt64: false });
+      return decode(copyBytes(bytes), { useBigInt64: false });
     } catch (e) {
       throw new GridSerializationError(`cannot deserialise value: ${(e as Error).message}`, { cause: e });
     }
@@ -39,6 +46,6 @@ export const bytesSerializer: Serializer<Uint8Array> = {
     return value;
   },
   deserialize(bytes) {
-    return bytes.slice();
+    return copyBytes(bytes);
   },
 };
