@@ -15,6 +15,7 @@
  */
 import { Decoder, Encoder } from '@msgpack/msgpack';
 import { ErrorCode, ProtocolError } from './errors.js';
+import { fastDecode, fastSize, fastWrite, NO_MATCH } from './fastpath.js';
 import {
   DEFAULT_MAX_FRAME_SIZE,
   FrameKind,
@@ -79,6 +80,32 @@ function checkMaxFrameSize(value: unknown, field: string): number {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Small-buffer slab
+//
+// A freshly allocated small Uint8Array lives on the JS heap; the first `subarray`/`buffer` access
+// (which the decoder, the msgpack decoder and socket writes all make) moves it off-heap, which
+// costs more than encoding the frame. Like Node's Buffer pool, small frames are therefore carved
+// out of a shared ArrayBuffer instead. Each returned view is distinct; a retained small frame
+// keeps at most one slab alive.
+
+const SLAB_SIZE = 32 * 1024;
+const SLAB_MAX_ALLOC = 4 * 1024;
+let slab = new ArrayBuffer(SLAB_SIZE);
+let slabOffset = 0;
+
+/** A byte array of length `n` (zero-filled: slab space is never reused) that no other call returns. */
+function allocBytes(n: number): Uint8Array {
+  if (n > SLAB_MAX_ALLOC) return new Uint8Array(n);
+  if (slabOffset + n > SLAB_SIZE) {
+    slab = new ArrayBuffer(SLAB_SIZE);
+    slabOffset = 0;
+  }
+  const out = new Uint8Array(slab, slabOffset, n);
+  slabOffset = (slabOffset + n + 7) & ~7;
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Encoding
 
 const encoder = new Encoder({ useBigInt64: false, ignoreUndefined: true, initialBufferSize: 4096 });
@@ -130,7 +157,9 @@ function isVersion(v: unknown): v is number {
  * is out of range or the payload holds something MessagePack cannot carry, and FRAME_TOO_LARGE
  * when the frame would exceed `maxFrameSize` (default DEFAULT_MAX_FRAME_SIZE).
  *
- * The returned array is freshly allocated and owned by the caller.
+ * The returned array belongs to the caller: no other call returns an overlapping one. Small
+ * frames are views into a shared slab (like Node's pooled Buffers), so use `byteOffset` and
+ * `byteLength` rather than `.buffer` alone.
  */
 export function encodeFrame(frame: Frame, options?: EncodeOptions): Uint8Array {
   const max = options?.maxFrameSize === undefined ? DEFAULT_MAX_FRAME_SIZE : checkMaxFrameSize(options.maxFrameSize, 'maxFrameSize');
@@ -161,12 +190,14 @@ export function encodeFrame(frame: Frame, options?: EncodeOptions): Uint8Array {
     default:
       throw badField('kind', 'a FrameKind', (frame as { kind: unknown }).kind);
   }
-  const payload = encodePayload(frame.kind <= FrameKind.HANDSHAKE_ERROR ? (frame as { body: unknown }).body : (frame as { payload: unknown }).payload);
-  const length = header + payload.length;
+  const value = frame.kind <= FrameKind.HANDSHAKE_ERROR ? (frame as { body: unknown }).body : (frame as { payload: unknown }).payload;
+  const fast = fastSize(value);
+  const payload = fast < 0 ? encodePayload(value) : null;
+  const length = header + (payload === null ? fast : payload.length);
   if (length > max) {
     throw new ProtocolError(`frame of ${length} bytes exceeds the maximum frame size ${max}`, ErrorCode.FRAME_TOO_LARGE);
   }
-  const out = new Uint8Array(LENGTH_PREFIX_SIZE + length);
+  const out = allocBytes(LENGTH_PREFIX_SIZE + length);
   writeU32(out, 0, length);
   out[4] = frame.kind;
   switch (frame.kind) {
@@ -189,7 +220,8 @@ export function encodeFrame(frame: Frame, options?: EncodeOptions): Uint8Array {
     default:
       break;
   }
-  out.set(payload, LENGTH_PREFIX_SIZE + header);
+  if (payload === null) fastWrite(out, LENGTH_PREFIX_SIZE + header, value);
+  else out.set(payload, LENGTH_PREFIX_SIZE + header);
   return out;
 }
 
@@ -229,6 +261,8 @@ function readU64(b: Uint8Array, at: number): number {
 
 function decodePayload(mp: Decoder, bytes: Uint8Array): unknown {
   if (bytes.length === 0) throw new ProtocolError('frame has no payload', ErrorCode.BAD_REQUEST);
+  const fast = fastDecode(bytes);
+  if (fast !== NO_MATCH) return fast;
   try {
     return mp.decode(bytes);
   } catch (err) {
@@ -245,7 +279,10 @@ function tooShort(kind: number, length: number): ProtocolError {
  * `body`. Throws ProtocolError only.
  */
 export function decodeFrameBody(body: Uint8Array, maxFrameSize: number = DEFAULT_MAX_FRAME_SIZE): Frame {
-  const mp = msgpackDecoder(maxFrameSize);
+  return decodeBody(body, msgpackDecoder(maxFrameSize));
+}
+
+function decodeBody(body: Uint8Array, mp: Decoder): Frame {
   const len = body.length;
   if (len === 0) throw new ProtocolError('empty frame', ErrorCode.BAD_REQUEST);
   const kind = body[0]!;
@@ -310,7 +347,7 @@ export interface FrameDecoderOptions {
  *
  * - A frame that lies inside one chunk is decoded in place: its payload byte arrays are views into
  *   that chunk (so do not reuse a chunk's memory after pushing it). Only a frame that straddles
- *   chunks is copied, once, into a buffer of exactly its size.
+ *   chunks is copied, once, into a buffer of its own.
  * - The length prefix is checked as soon as its 4 bytes are in: a frame over `maxFrameSize`
  *   throws FRAME_TOO_LARGE before any of it is buffered. So after `push` returns, `buffered` is
  *   below 4 + maxFrameSize (plus the MAGIC bytes still awaited).
@@ -397,7 +434,7 @@ export class FrameDecoder {
         }
         const start = pos + LENGTH_PREFIX_SIZE;
         pos = start + length;
-        out.push(decodeFrameBody(chunk.subarray(start, pos), this.maxFrameSize));
+        out.push(decodeBody(chunk.subarray(start, pos), this.mp));
       }
       if (pos < n) {
         this.chunks.push(pos === 0 ? chunk : chunk.subarray(pos));
@@ -420,7 +457,7 @@ export class FrameDecoder {
       const body = this.take(this.frameLength);
       this.consume(this.frameLength);
       this.frameLength = -1;
-      out.push(decodeFrameBody(body, this.maxFrameSize));
+      out.push(decodeBody(body, this.mp));
       if (this.pending === 0) break;
     }
     return out;
@@ -436,12 +473,12 @@ export class FrameDecoder {
 
   /**
    * The next `n` pending bytes (n <= pending): a view when they lie in the head chunk, else a copy
-   * into a fresh buffer of exactly `n` bytes.
+   * into a fresh array of `n` bytes.
    */
   private take(n: number): Uint8Array {
     const head = this.chunks[0]!;
     if (head.length - this.headOffset >= n) return head.subarray(this.headOffset, this.headOffset + n);
-    const buf = new Uint8Array(n);
+    const buf = allocBytes(n);
     let filled = 0;
     let offset = this.headOffset;
     for (let i = 0; filled < n; i++) {

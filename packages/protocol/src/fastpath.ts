@@ -1,0 +1,337 @@
+/**
+ * Shape-specialised MessagePack for the hottest payloads. The bytes are ordinary MessagePack,
+ * exactly what the general encoder would write; these functions only skip its generic machinery:
+ *
+ *   {}                                        HEARTBEAT, PUT and other empty results
+ *   { value: bin | nil }                      GET / GET_AND_PUT / GET_AND_REMOVE results
+ *   { cache: str, key: bin }                  GET / CONTAINS_KEY requests
+ *   { cache, key, seq: uint, value: bin, ttlMs?: uint }   PUT-like requests
+ *
+ * The encoder handles these shapes only when every field has the expected type (ASCII cache
+ * names); the decoder recognises them only in this exact field order and with minimal headers.
+ * Anything else goes through the general MessagePack codec, so a payload decodes to the same
+ * value whichever path reads it.
+ */
+
+/** Returned by fastDecode when the payload is not one of the recognised shapes. */
+export const NO_MATCH: unique symbol = Symbol('gridlink.noFastPath');
+
+const ascii = (s: string): number[] => Array.from(s, (c) => c.charCodeAt(0));
+const K_CACHE = [0xa5, ...ascii('cache')];
+const K_KEY = [0xa3, ...ascii('key')];
+const K_SEQ = [0xa3, ...ascii('seq')];
+const K_VALUE = [0xa5, ...ascii('value')];
+const K_TTL = [0xa5, ...ascii('ttlMs')];
+
+const TWO_32 = 0x1_0000_0000;
+
+function isPlain(p: unknown): p is Record<string, unknown> {
+  return typeof p === 'object' && p !== null && Object.getPrototypeOf(p) === Object.prototype;
+}
+
+/** Number of own enumerable fields whose value is not undefined. */
+function definedFields(p: Record<string, unknown>): number {
+  let n = 0;
+  for (const k in p) if (p[k] !== undefined) n++;
+  return n;
+}
+
+/** Length of `s` when it is ASCII and shorter than 256 (fixstr / str8), else -1. */
+function asciiLength(s: string): number {
+  const n = s.length;
+  if (n > 255) return -1;
+  for (let i = 0; i < n; i++) if (s.charCodeAt(i) > 0x7f) return -1;
+  return n;
+}
+
+const strSize = (n: number): number => (n < 32 ? 1 : 2) + n;
+const binSize = (n: number): number => (n < 0x100 ? 2 : n < 0x10000 ? 3 : 5) + n;
+const uintSize = (v: number): number => (v < 0x80 ? 1 : v < 0x100 ? 2 : v < 0x10000 ? 3 : v < TWO_32 ? 5 : 9);
+const isUint = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+
+function putKey(out: Uint8Array, at: number, k: number[]): number {
+  for (let i = 0; i < k.length; i++) out[at + i] = k[i]!;
+  return at + k.length;
+}
+
+function putStr(out: Uint8Array, at: number, s: string): number {
+  const n = s.length;
+  if (n < 32) out[at++] = 0xa0 | n;
+  else {
+    out[at++] = 0xd9;
+    out[at++] = n;
+  }
+  for (let i = 0; i < n; i++) out[at + i] = s.charCodeAt(i);
+  return at + n;
+}
+
+function putBin(out: Uint8Array, at: number, b: Uint8Array): number {
+  const n = b.length;
+  if (n < 0x100) {
+    out[at++] = 0xc4;
+    out[at++] = n;
+  } else if (n < 0x10000) {
+    out[at++] = 0xc5;
+    out[at++] = n >>> 8;
+    out[at++] = n & 0xff;
+  } else {
+    out[at++] = 0xc6;
+    out[at++] = n >>> 24;
+    out[at++] = (n >>> 16) & 0xff;
+    out[at++] = (n >>> 8) & 0xff;
+    out[at++] = n & 0xff;
+  }
+  out.set(b, at);
+  return at + n;
+}
+
+function putU32(out: Uint8Array, at: number, v: number): void {
+  out[at] = v >>> 24;
+  out[at + 1] = (v >>> 16) & 0xff;
+  out[at + 2] = (v >>> 8) & 0xff;
+  out[at + 3] = v & 0xff;
+}
+
+function putUint(out: Uint8Array, at: number, v: number): number {
+  if (v < 0x80) {
+    out[at] = v;
+    return at + 1;
+  }
+  if (v < 0x100) {
+    out[at] = 0xcc;
+    out[at + 1] = v;
+    return at + 2;
+  }
+  if (v < 0x10000) {
+    out[at] = 0xcd;
+    out[at + 1] = v >>> 8;
+    out[at + 2] = v & 0xff;
+    return at + 3;
+  }
+  if (v < TWO_32) {
+    out[at] = 0xce;
+    putU32(out, at + 1, v);
+    return at + 5;
+  }
+  out[at] = 0xcf;
+  putU32(out, at + 1, Math.floor(v / TWO_32));
+  putU32(out, at + 5, v >>> 0);
+  return at + 9;
+}
+
+const Shape = { NONE: 0, EMPTY: 1, VALUE: 2, CACHE_KEY: 3, PUT: 4 } as const;
+
+let shape: number = Shape.NONE;
+
+/**
+ * Size in bytes of `payload` encoded by the fast path, or -1 when it does not apply. Remembers
+ * the shape for the following `fastWrite`.
+ */
+export function fastSize(payload: unknown): number {
+  shape = Shape.NONE;
+  if (!isPlain(payload)) return -1;
+  const n = definedFields(payload);
+  if (n === 0) {
+    shape = Shape.EMPTY;
+    return 1;
+  }
+  if (n === 1) {
+    const v = payload.value;
+    if (v === null) {
+      shape = Shape.VALUE;
+      return 1 + K_VALUE.length + 1;
+    }
+    if (v instanceof Uint8Array) {
+      shape = Shape.VALUE;
+      return 1 + K_VALUE.length + binSize(v.length);
+    }
+    return -1;
+  }
+  const cache = payload.cache;
+  const key = payload.key;
+  if (typeof cache !== 'string' || !(key instanceof Uint8Array)) return -1;
+  const cl = asciiLength(cache);
+  if (cl < 0) return -1;
+  const base = 1 + K_CACHE.length + strSize(cl) + K_KEY.length + binSize(key.length);
+  if (n === 2) {
+    shape = Shape.CACHE_KEY;
+    return base;
+  }
+  if (n !== 4 && n !== 5) return -1;
+  const seq = payload.seq;
+  const value = payload.value;
+  const ttl = payload.ttlMs;
+  if (!isUint(seq) || !(value instanceof Uint8Array)) return -1;
+  let size = base + K_SEQ.length + uintSize(seq) + K_VALUE.length + binSize(value.length);
+  if (n === 5) {
+    if (!isUint(ttl)) return -1;
+    size += K_TTL.length + uintSize(ttl);
+  }
+  shape = Shape.PUT;
+  return size;
+}
+
+/** Writes the payload measured by the last `fastSize` call at `at`. */
+export function fastWrite(out: Uint8Array, at: number, payload: unknown): void {
+  const p = payload as Record<string, unknown>;
+  switch (shape) {
+    case Shape.EMPTY:
+      out[at] = 0x80;
+      return;
+    case Shape.VALUE: {
+      out[at] = 0x81;
+      const i = putKey(out, at + 1, K_VALUE);
+      if (p.value === null) out[i] = 0xc0;
+      else putBin(out, i, p.value as Uint8Array);
+      return;
+    }
+    case Shape.CACHE_KEY: {
+      out[at] = 0x82;
+      let i = putKey(out, at + 1, K_CACHE);
+      i = putStr(out, i, p.cache as string);
+      i = putKey(out, i, K_KEY);
+      putBin(out, i, p.key as Uint8Array);
+      return;
+    }
+    case Shape.PUT: {
+      const hasTtl = p.ttlMs !== undefined;
+      out[at] = hasTtl ? 0x85 : 0x84;
+      let i = putKey(out, at + 1, K_CACHE);
+      i = putStr(out, i, p.cache as string);
+      i = putKey(out, i, K_KEY);
+      i = putBin(out, i, p.key as Uint8Array);
+      i = putKey(out, i, K_SEQ);
+      i = putUint(out, i, p.seq as number);
+      i = putKey(out, i, K_VALUE);
+      i = putBin(out, i, p.value as Uint8Array);
+      if (hasTtl) {
+        i = putKey(out, i, K_TTL);
+        putUint(out, i, p.ttlMs as number);
+      }
+      return;
+    }
+    default:
+      throw new Error('fastWrite without a matching fastSize');
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoding
+
+/** Cursor shared by the readers below (set on success). */
+let pos = 0;
+
+function matchKey(b: Uint8Array, at: number, k: number[]): boolean {
+  if (at + k.length > b.length) return false;
+  for (let i = 0; i < k.length; i++) if (b[at + i] !== k[i]) return false;
+  return true;
+}
+
+/** Reads bin8/16/32 at `at`; returns a view, or null when not a bin that fits before `end`. */
+function readBin(b: Uint8Array, at: number, end: number): Uint8Array | null {
+  const h = b[at];
+  let n: number;
+  let p: number;
+  if (h === 0xc4) {
+    if (at + 2 > end) return null;
+    n = b[at + 1]!;
+    p = at + 2;
+  } else if (h === 0xc5) {
+    if (at + 3 > end) return null;
+    n = (b[at + 1]! << 8) | b[at + 2]!;
+    p = at + 3;
+  } else if (h === 0xc6) {
+    if (at + 5 > end) return null;
+    n = b[at + 1]! * 0x100_0000 + ((b[at + 2]! << 16) | (b[at + 3]! << 8) | b[at + 4]!);
+    p = at + 5;
+  } else return null;
+  if (p + n > end) return null;
+  pos = p + n;
+  return b.subarray(p, pos);
+}
+
+/** Reads an ASCII fixstr/str8 at `at`, or null. */
+function readAsciiStr(b: Uint8Array, at: number, end: number): string | null {
+  const h = b[at]!;
+  let n: number;
+  let p: number;
+  if ((h & 0xe0) === 0xa0) {
+    n = h & 0x1f;
+    p = at + 1;
+  } else if (h === 0xd9) {
+    if (at + 2 > end) return null;
+    n = b[at + 1]!;
+    p = at + 2;
+  } else return null;
+  if (p + n > end) return null;
+  let s = '';
+  for (let i = p; i < p + n; i++) {
+    const c = b[i]!;
+    if (c > 0x7f) return null;
+    s += String.fromCharCode(c);
+  }
+  pos = p + n;
+  return s;
+}
+
+/** Reads a non-negative integer below 2^53 (fixint, uint8..uint64) at `at`, or -1. */
+function readUint(b: Uint8Array, at: number, end: number): number {
+  const h = b[at]!;
+  if (h < 0x80) {
+    pos = at + 1;
+    return h;
+  }
+  if (h === 0xcc && at + 2 <= end) {
+    pos = at + 2;
+    return b[at + 1]!;
+  }
+  if (h === 0xcd && at + 3 <= end) {
+    pos = at + 3;
+    return (b[at + 1]! << 8) | b[at + 2]!;
+  }
+  if (h === 0xce && at + 5 <= end) {
+    pos = at + 5;
+    return b[at + 1]! * 0x100_0000 + ((b[at + 2]! << 16) | (b[at + 3]! << 8) | b[at + 4]!);
+  }
+  if (h === 0xcf && at + 9 <= end) {
+    const hi = b[at + 1]! * 0x100_0000 + ((b[at + 2]! << 16) | (b[at + 3]! << 8) | b[at + 4]!);
+    if (hi >= 0x20_0000) return -1;
+    const lo = b[at + 5]! * 0x100_0000 + ((b[at + 6]! << 16) | (b[at + 7]! << 8) | b[at + 8]!);
+    pos = at + 9;
+    return hi * TWO_32 + lo;
+  }
+  return -1;
+}
+
+/**
+ * Decodes the payload `b` (one whole MessagePack value, nothing after it) when it is one of the
+ * recognised shapes; otherwise returns NO_MATCH and the caller uses the general decoder.
+ */
+export function fastDecode(b: Uint8Array): unknown {
+  const end = b.length;
+  const first = b[0];
+  if (first === 0x80) return end === 1 ? {} : NO_MATCH;
+  if (first === 0x81) {
+    if (!matchKey(b, 1, K_VALUE)) return NO_MATCH;
+    const at = 1 + K_VALUE.length;
+    if (b[at] === 0xc0) return at + 1 === end ? { value: null } : NO_MATCH;
+    const value = readBin(b, at, end);
+    return value !== null && pos === end ? { value } : NO_MATCH;
+  }
+  if (first !== 0x82 && first !== 0x84 && first !== 0x85) return NO_MATCH;
+  if (!matchKey(b, 1, K_CACHE)) return NO_MATCH;
+  const cache = readAsciiStr(b, 1 + K_CACHE.length, end);
+  if (cache === null || !matchKey(b, pos, K_KEY)) return NO_MATCH;
+  const key = readBin(b, pos + K_KEY.length, end);
+  if (key === null) return NO_MATCH;
+  if (first === 0x82) return pos === end ? { cache, key } : NO_MATCH;
+  if (!matchKey(b, pos, K_SEQ)) return NO_MATCH;
+  const seq = readUint(b, pos + K_SEQ.length, end);
+  if (seq < 0 || !matchKey(b, pos, K_VALUE)) return NO_MATCH;
+  const value = readBin(b, pos + K_VALUE.length, end);
+  if (value === null) return NO_MATCH;
+  if (first === 0x84) return pos === end ? { cache, key, seq, value } : NO_MATCH;
+  if (!matchKey(b, pos, K_TTL)) return NO_MATCH;
+  const ttlMs = readUint(b, pos + K_TTL.length, end);
+  return ttlMs >= 0 && pos === end ? { cache, key, seq, value, ttlMs } : NO_MATCH;
+}
