@@ -48,7 +48,8 @@ const started = Date.now();
 
 async function worker(w: number): Promise<void> {
   for (let i = 0; !stop; i++) {
-    const user = `user:${(w * 7919 + i) % 200}`;
+    // Each worker owns its own 25 users, so every key has one writer and a read must see its write.
+    const user = `user:${w}-${i % 25}`;
     try {
       await sessions.put(user, { user, visits: i });
       acknowledged.set(user, i);
