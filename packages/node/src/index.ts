@@ -8,6 +8,7 @@ export {
   nextTopology,
   partitionMapOf,
   isSettled,
+  isBalanced,
   type AutoAdjustPolicy,
   type LeaseRecord,
   type MemberInfo,

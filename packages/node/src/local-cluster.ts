@@ -3,7 +3,7 @@ import type { NodeSpec } from '@gridlink/affinity';
 import { NodeConfigError } from './errors.js';
 import type { NodeOptions, NodeTiming } from './config.js';
 import { MemoryControlPlane } from './control/kv.js';
-import { isSettled, partitionMapOf, type AutoAdjustPolicy, type TopologyRecord } from './control/topology.js';
+import { isBalanced, isSettled, partitionMapOf, type AutoAdjustPolicy, type TopologyRecord } from './control/topology.js';
 import type { Logger } from './logger.js';
 import { GridNode, TOPOLOGY_KEY, startNode } from './node.js';
 
@@ -226,11 +226,11 @@ export class LocalCluster {
     });
   }
 
-  /** Waits until the given nodes (default: all running, not hung) are members and nothing is moving. */
+  /** Waits until the given nodes (default: all running, not hung) are members, nothing is moving and every partition sits with its target owners. */
   async waitForStable(timeoutMs = 10_000, ids?: string[]): Promise<TopologyRecord> {
     const want = ids ?? [...this.slots.values()].filter((s) => s.node?.running && !s.node.hung).map((s) => s.id);
     const t = await this.waitForTopology(
-      (t) => want.every((id) => t.members[id] !== undefined && t.members[id].epoch === this.slots.get(id)?.node?.epoch) && isSettled(t),
+      (t) => want.every((id) => t.members[id] !== undefined && t.members[id].epoch === this.slots.get(id)?.node?.epoch) && isBalanced(t),
       timeoutMs,
     );
     await this.waitForNodes(timeoutMs);

@@ -259,3 +259,22 @@ export function partitionMapOf(rec: TopologyRecord): PartitionMap {
 export function isSettled(rec: TopologyRecord): boolean {
   return rec.syncing.every((s) => s.length === 0);
 }
+
+/**
+ * True when nothing is moving and every partition is held exactly by its alive target owners
+ * over the baseline (lost partitions aside): the coordinator has nothing left to do.
+ */
+export function isBalanced(rec: TopologyRecord): boolean {
+  if (!isSettled(rec)) return false;
+  if (rec.baseline.length === 0) return true;
+  const alive = Object.keys(rec.members);
+  const a = computeAssignment({ partitions: rec.partitions, backups: rec.backups, baseline: rec.baseline, alive });
+  const lost = new Set(rec.lost);
+  for (let p = 0; p < rec.partitions; p++) {
+    if (lost.has(p)) continue;
+    const want = (a.owners[p] ?? []).filter((id) => rec.members[id] !== undefined);
+    const have = rec.owners[p] ?? [];
+    if (want.length !== have.length || want.some((id, i) => have[i] !== id)) return false;
+  }
+  return true;
+}
