@@ -24,3 +24,13 @@ export function copyBytes(b: Bytes): Bytes {
 export function isBytes(v: unknown): v is Bytes {
   return v instanceof Uint8Array;
 }
+
+/**
+ * Bytes of a latin1 string made by keyString, in a buffer of their own (not a slice of Node's
+ * shared pool, so a caller keeping the array keeps only these bytes alive).
+ */
+export function toBytes(str: string, offset = 0): Bytes {
+  const buf = Buffer.allocUnsafeSlow(offset + str.length);
+  buf.write(str, offset, 'latin1');
+  return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+}

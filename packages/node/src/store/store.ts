@@ -1,6 +1,6 @@
 import { decode, encode } from '@msgpack/msgpack';
 import { ErrorCode, Op, type CacheConfig } from '@gridlink/protocol';
-import { bytesEqual, copyBytes, isBytes, keyString, type Bytes } from './bytes.js';
+import { copyBytes, isBytes, keyString, toBytes, type Bytes } from './bytes.js';
 import { StoreError, badRequest } from './errors.js';
 import { MinHeap } from './heap.js';
 import type {
@@ -23,13 +23,17 @@ const CURSOR_VERSION = 1;
 // ---------------------------------------------------------------------------------------------
 // Internal state
 
+/*
+ * Keys and values are held as latin1 strings (one char per byte): byte-exact, ordered like the
+ * bytes, and far smaller in V8 than a Uint8Array with its own ArrayBuffer per entry.
+ */
 interface Entry {
   kind: 'entry';
-  part: PartitionState;
   shard: Shard;
+  /** Key bytes as a latin1 string (also the map key). */
   k: string;
-  key: Bytes;
-  value: Bytes;
+  /** Value bytes as a latin1 string. */
+  value: string;
   /** Absolute ms; 0 = never. */
   expireAt: number;
   live: boolean;
@@ -41,8 +45,8 @@ interface Entry {
 interface LockState {
   kind: 'lock';
   part: PartitionState;
+  /** Lock name bytes as a latin1 string. */
   k: string;
-  name: Bytes;
   session: string;
   token: number;
   expireAt: number;
@@ -80,6 +84,17 @@ interface Plan {
 }
 
 type Payload = Record<string, unknown>;
+
+// Constant outcomes are shared (and frozen): they are remembered per mutation for the dedup
+// window, so not allocating one per write matters.
+const EMPTY: Record<string, never> = Object.freeze({});
+const APPLIED = Object.freeze({ applied: true });
+const NOT_APPLIED = Object.freeze({ applied: false });
+const RELEASED = Object.freeze({ released: true });
+const NOT_RELEASED = Object.freeze({ released: false });
+const RENEWED = Object.freeze({ renewed: true });
+const NOT_RENEWED = Object.freeze({ renewed: false });
+const applied = (ok: boolean): unknown => (ok ? APPLIED : NOT_APPLIED);
 
 // ---------------------------------------------------------------------------------------------
 // Validation helpers (payloads reach the store after the protocol's shape check, records and
@@ -190,6 +205,10 @@ function ownResult(result: unknown): unknown {
   return result;
 }
 
+function valueOf(e: Entry | undefined): Bytes | null {
+  return e === undefined ? null : toBytes(e.value);
+}
+
 function dedupKey(session: string, seq: number): string {
   return `${seq}:${session}`;
 }
@@ -225,7 +244,7 @@ export class NodeStore {
   private sweepExamined = 0;
 
   private readonly freedListeners = new Set<(partition: number, name: Uint8Array) => void>();
-  private pendingFreed: [number, Bytes][] = [];
+  private pendingFreed: [number, string][] = [];
 
   constructor(opts: StoreOptions = {}) {
     const o = obj(opts, 'StoreOptions');
@@ -342,7 +361,7 @@ export class NodeStore {
         const e = this.liveEntry(shardOf(cache), keyString(key), now);
         if (e === undefined) return { value: null };
         this.touch(e);
-        return { value: e.value };
+        return { value: toBytes(e.value) };
       }
       case Op.CACHE_CONTAINS_KEY: {
         const cache = cacheName(p);
@@ -358,7 +377,7 @@ export class NodeStore {
           const e = this.liveEntry(shard, keyString(key), now);
           if (e === undefined) return null;
           this.touch(e);
-          return e.value;
+          return toBytes(e.value);
         });
         return { values };
       }
@@ -423,13 +442,12 @@ export class NodeStore {
     for (; i < sorted.length && keys.length < limit; i++) {
       const e = shard.entries.get(sorted[i]!);
       if (e === undefined || (e.expireAt !== 0 && e.expireAt <= now)) continue;
-      keys.push(e.key);
+      keys.push(toBytes(e.k));
       last = e;
     }
     if (i >= sorted.length || last === undefined) return { keys, cursor: null };
-    const cursor = new Uint8Array(last.key.byteLength + 1);
+    const cursor = toBytes(last.k, 1);
     cursor[0] = CURSOR_VERSION;
-    cursor.set(last.key, 1);
     return { keys, cursor };
   }
 
@@ -493,7 +511,7 @@ export class NodeStore {
         const key = bytesField(p, 'key');
         const value = bytesField(p, 'value');
         const expireAt = this.expireAtFor(cache, optSafeInt(p, 'ttlMs', 0), now);
-        return { result: {}, effects: [this.putEffect(cache, key, value, expireAt)], record: true };
+        return { result: EMPTY, effects: [this.putEffect(cache, key, value, expireAt)], record: true };
       }
       case Op.CACHE_PUT_ALL: {
         const cache = cacheName(p);
@@ -507,7 +525,7 @@ export class NodeStore {
           }
           effects.push(this.putEffect(cache, pair[0], pair[1], expireAt));
         }
-        return { result: {}, effects, record: true };
+        return { result: EMPTY, effects, record: true };
       }
       case Op.CACHE_PUT_IF_ABSENT:
       case Op.CACHE_REPLACE:
@@ -518,9 +536,9 @@ export class NodeStore {
         const expireAt = this.expireAtFor(cache, optSafeInt(p, 'ttlMs', 0), now);
         const cur = this.liveEntry(part.shards.get(cache), keyString(key), now);
         const put = [this.putEffect(cache, key, value, expireAt)];
-        if (op === Op.CACHE_GET_AND_PUT) return { result: { value: cur?.value ?? null }, effects: put, record: true };
-        const applied = op === Op.CACHE_PUT_IF_ABSENT ? cur === undefined : cur !== undefined;
-        return { result: { applied }, effects: applied ? put : [], record: true };
+        if (op === Op.CACHE_GET_AND_PUT) return { result: { value: valueOf(cur) }, effects: put, record: true };
+        const ok = op === Op.CACHE_PUT_IF_ABSENT ? cur === undefined : cur !== undefined;
+        return { result: applied(ok), effects: ok ? put : [], record: true };
       }
       case Op.CACHE_REPLACE_IF_EQUALS: {
         const cache = cacheName(p);
@@ -529,8 +547,8 @@ export class NodeStore {
         const value = bytesField(p, 'value');
         const expireAt = this.expireAtFor(cache, optSafeInt(p, 'ttlMs', 0), now);
         const cur = this.liveEntry(part.shards.get(cache), keyString(key), now);
-        const applied = cur !== undefined && bytesEqual(cur.value, expected);
-        return { result: { applied }, effects: applied ? [this.putEffect(cache, key, value, expireAt)] : [], record: true };
+        const ok = cur !== undefined && cur.value === keyString(expected);
+        return { result: applied(ok), effects: ok ? [this.putEffect(cache, key, value, expireAt)] : [], record: true };
       }
       case Op.CACHE_REMOVE:
       case Op.CACHE_REMOVE_IF_EQUALS:
@@ -539,10 +557,10 @@ export class NodeStore {
         const key = bytesField(p, 'key');
         const expected = op === Op.CACHE_REMOVE_IF_EQUALS ? bytesField(p, 'expected') : null;
         const cur = this.liveEntry(part.shards.get(cache), keyString(key), now);
-        const applied = cur !== undefined && (expected === null || bytesEqual(cur.value, expected));
-        const effects: Effect[] = applied ? [{ t: 'del', cache, key: copyBytes(key) }] : [];
-        if (op === Op.CACHE_GET_AND_REMOVE) return { result: { value: cur?.value ?? null }, effects, record: true };
-        return { result: { applied }, effects, record: true };
+        const ok = cur !== undefined && (expected === null || cur.value === keyString(expected));
+        const effects: Effect[] = ok ? [{ t: 'del', cache, key }] : [];
+        if (op === Op.CACHE_GET_AND_REMOVE) return { result: { value: valueOf(cur) }, effects, record: true };
+        return { result: applied(ok), effects, record: true };
       }
       case Op.CACHE_INCREMENT: {
         const cache = cacheName(p);
@@ -551,7 +569,7 @@ export class NodeStore {
         const initial = optSafeInt(p, 'initial');
         const ttlMs = optSafeInt(p, 'ttlMs', 0);
         const cur = this.liveEntry(part.shards.get(cache), keyString(key), now);
-        const base = cur === undefined ? (initial ?? 0) : decodeCounter(cur.value);
+        const base = cur === undefined ? (initial ?? 0) : decodeCounter(toBytes(cur.value));
         const next = base + delta;
         if (!Number.isSafeInteger(next)) {
           throw new StoreError(
@@ -565,13 +583,13 @@ export class NodeStore {
           cur !== undefined && ttlMs === undefined ? cur.expireAt : this.expireAtFor(cache, ttlMs, now);
         return {
           result: { value: next },
-          effects: [{ t: 'put', cache, key: copyBytes(key), value: encodeCounter(next), expireAt }],
+          effects: [{ t: 'put', cache, key, value: encodeCounter(next), expireAt }],
           record: true,
         };
       }
       case Op.CACHE_CLEAR: {
         const cache = cacheName(p);
-        return { result: {}, effects: [{ t: 'clear', cache }], record: true };
+        return { result: EMPTY, effects: [{ t: 'clear', cache }], record: true };
       }
       case Op.LOCK_TRY_ACQUIRE:
       case Op.LOCK_ACQUIRE: {
@@ -587,7 +605,7 @@ export class NodeStore {
         const token = held?.token ?? part.counter + 1;
         return {
           result: { acquired: true, token },
-          effects: [{ t: 'lock', name: copyBytes(name), session, token, expireAt }],
+          effects: [{ t: 'lock', name, session, token, expireAt }],
           record: true,
         };
       }
@@ -596,7 +614,7 @@ export class NodeStore {
         const token = safeInt(p, 'token', 0);
         const held = this.liveLock(part, keyString(name), now);
         const released = held !== undefined && held.token === token;
-        return { result: { released }, effects: released ? [{ t: 'unlock', name: copyBytes(name) }] : [], record: true };
+        return { result: released ? RELEASED : NOT_RELEASED, effects: released ? [{ t: 'unlock', name }] : [], record: true };
       }
       case Op.LOCK_RENEW: {
         const name = bytesField(p, 'name');
@@ -607,9 +625,9 @@ export class NodeStore {
         const held = this.liveLock(part, keyString(name), now);
         const renewed = held !== undefined && held.token === token;
         return {
-          result: { renewed },
+          result: renewed ? RENEWED : NOT_RENEWED,
           effects: renewed && held !== undefined
-            ? [{ t: 'lock', name: copyBytes(name), session: held.session, token, expireAt }]
+            ? [{ t: 'lock', name, session: held.session, token, expireAt }]
             : [],
           record: true,
         };
@@ -619,8 +637,9 @@ export class NodeStore {
     }
   }
 
+  /** Effects reference the request's byte arrays; the store itself keeps its own copies. */
   private putEffect(cache: string, key: Bytes, value: Bytes, expireAt: number): Effect {
-    return { t: 'put', cache, key: copyBytes(key), value: copyBytes(value), expireAt };
+    return { t: 'put', cache, key, value, expireAt };
   }
 
   // -------------------------------------------------------------------------------------------
@@ -657,7 +676,7 @@ export class NodeStore {
   private applyEffect(part: PartitionState, eff: Effect): void {
     switch (eff.t) {
       case 'put':
-        this.setEntry(part, eff.cache, eff.key, eff.value, eff.expireAt);
+        this.setEntry(part, eff.cache, keyString(eff.key), keyString(eff.value), eff.expireAt);
         return;
       case 'del': {
         const e = part.shards.get(eff.cache)?.entries.get(keyString(eff.key));
@@ -670,13 +689,13 @@ export class NodeStore {
         return;
       }
       case 'lock':
-        this.setLock(part, eff.name, eff.session, eff.token, eff.expireAt);
+        this.setLock(part, keyString(eff.name), eff.session, eff.token, eff.expireAt);
         return;
       case 'unlock': {
         const lock = part.locks.get(keyString(eff.name));
         if (lock !== undefined) {
           this.unlinkLock(lock);
-          this.pendingFreed.push([part.id, lock.name]);
+          this.pendingFreed.push([part.id, lock.k]);
         }
         return;
       }
@@ -716,9 +735,9 @@ export class NodeStore {
     const out = { counter: part?.counter ?? 0, entries: [] as [string, Bytes, Bytes, number][], locks: [] as [Bytes, string, number, number][], dedup: [] as [string, number, number, unknown, number][] };
     if (part === undefined) return out;
     for (const shard of part.shards.values()) {
-      for (const e of shard.entries.values()) out.entries.push([shard.cache, e.key, e.value, e.expireAt]);
+      for (const e of shard.entries.values()) out.entries.push([shard.cache, toBytes(e.k), toBytes(e.value), e.expireAt]);
     }
-    for (const l of part.locks.values()) out.locks.push([l.name, l.session, l.token, l.expireAt]);
+    for (const l of part.locks.values()) out.locks.push([toBytes(l.k), l.session, l.token, l.expireAt]);
     for (const d of part.dedup.values()) out.dedup.push([d.session, d.seq, d.op, d.result, d.at]);
     return out;
   }
@@ -747,12 +766,12 @@ export class NodeStore {
         entries: [],
       };
       for (const e of shard.entries.values()) {
-        if (e.expireAt === 0 || e.expireAt > now) c.entries.push([e.key, e.value, e.expireAt]);
+        if (e.expireAt === 0 || e.expireAt > now) c.entries.push([toBytes(e.k), toBytes(e.value), e.expireAt]);
       }
       if (c.entries.length > 0) snap.caches.push(c);
     }
     for (const l of part.locks.values()) {
-      if (l.expireAt > now) snap.locks.push([l.name, l.session, l.token, l.expireAt]);
+      if (l.expireAt > now) snap.locks.push([toBytes(l.k), l.session, l.token, l.expireAt]);
     }
     for (const d of part.dedup.values()) {
       if (d.at + this.dedupWindowMs > now) snap.dedup.push([d.session, d.seq, d.op, d.result, d.at]);
@@ -771,11 +790,11 @@ export class NodeStore {
     for (const c of snap.caches) {
       if (!this.caches.has(c.name)) this.caches.set(c.name, c.config);
       for (const [key, value, expireAt] of c.entries) {
-        if (expireAt === 0 || expireAt > now) this.setEntry(part, c.name, key, value, expireAt);
+        if (expireAt === 0 || expireAt > now) this.setEntry(part, c.name, keyString(key), keyString(value), expireAt);
       }
     }
     for (const [name, session, token, expireAt] of snap.locks) {
-      if (expireAt > now) this.setLock(part, name, session, token, expireAt);
+      if (expireAt > now) this.setLock(part, keyString(name), session, token, expireAt);
     }
     for (const [session, seq, op, result, at] of snap.dedup) {
       this.remember(part, { session, seq, op, result }, at);
@@ -810,7 +829,7 @@ export class NodeStore {
           this.expiredCount++;
         } else {
           this.unlinkLock(ref);
-          this.pendingFreed.push([ref.part.id, ref.name]);
+          this.pendingFreed.push([ref.part.id, ref.k]);
         }
         removed++;
       }
@@ -860,10 +879,10 @@ export class NodeStore {
     while (this.pendingFreed.length > 0) {
       const batch = this.pendingFreed;
       this.pendingFreed = [];
-      for (const [partition, name] of batch) {
+      for (const [partition, k] of batch) {
         for (const l of [...this.freedListeners]) {
           try {
-            l(partition, name);
+            l(partition, toBytes(k));
           } catch {
             // A listener's failure must not corrupt the store or skip other listeners.
           }
@@ -891,23 +910,22 @@ export class NodeStore {
     if (l === undefined) return undefined;
     if (l.expireAt <= now) {
       this.unlinkLock(l);
-      this.pendingFreed.push([part.id, l.name]);
+      this.pendingFreed.push([part.id, l.k]);
       return undefined;
     }
     return l;
   }
 
-  private setEntry(part: PartitionState, cache: string, key: Bytes, value: Bytes, expireAt: number): void {
+  private setEntry(part: PartitionState, cache: string, k: string, value: string, expireAt: number): void {
     let shard = part.shards.get(cache);
     if (shard === undefined) {
       this.ensureCache(cache);
       shard = new Shard(cache);
       part.shards.set(cache, shard);
     }
-    const k = keyString(key);
     const e = shard.entries.get(k);
     if (e !== undefined) {
-      this.byteCount += value.byteLength - e.value.byteLength;
+      this.byteCount += value.length - e.value.length;
       e.value = value;
       if (e.expireAt !== expireAt) {
         if (e.expireAt !== 0) {
@@ -926,10 +944,8 @@ export class NodeStore {
     }
     const entry: Entry = {
       kind: 'entry',
-      part,
       shard,
       k,
-      key,
       value,
       expireAt,
       live: true,
@@ -939,7 +955,7 @@ export class NodeStore {
     shard.entries.set(k, entry);
     shard.sorted = null;
     this.entryCount++;
-    this.byteCount += key.byteLength + value.byteLength;
+    this.byteCount += k.length + value.length;
     if (expireAt !== 0) {
       shard.ttlCount++;
       this.expiring++;
@@ -954,7 +970,7 @@ export class NodeStore {
     e.shard.entries.delete(e.k);
     e.shard.sorted = null;
     this.entryCount--;
-    this.byteCount -= e.key.byteLength + e.value.byteLength;
+    this.byteCount -= e.k.length + e.value.length;
     if (e.expireAt !== 0) {
       e.shard.ttlCount--;
       this.expiring--;
@@ -966,8 +982,7 @@ export class NodeStore {
     for (const e of [...shard.entries.values()]) this.removeEntry(e);
   }
 
-  private setLock(part: PartitionState, name: Bytes, session: string, token: number, expireAt: number): void {
-    const k = keyString(name);
+  private setLock(part: PartitionState, k: string, session: string, token: number, expireAt: number): void {
     const cur = part.locks.get(k);
     if (cur !== undefined) {
       cur.session = session;
@@ -978,7 +993,7 @@ export class NodeStore {
       }
       return;
     }
-    const lock: LockState = { kind: 'lock', part, k, name, session, token, expireAt, live: true };
+    const lock: LockState = { kind: 'lock', part, k, session, token, expireAt, live: true };
     part.locks.set(k, lock);
     this.lockCount++;
     this.expiring++;
@@ -1034,7 +1049,8 @@ export class NodeStore {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Record / snapshot validation (they arrive from peers): returns copies that own their bytes.
+// Record / snapshot validation (they arrive from peers). The store keeps its own copies of all
+// bytes it holds; only recorded outcomes are copied here, since they are kept as given.
 
 function normaliseEffect(v: unknown): Effect {
   if (typeof v !== 'object' || v === null) throw badRecord('effect must be an object');
@@ -1047,7 +1063,7 @@ function normaliseEffect(v: unknown): Effect {
   const bytes = (f: string): Bytes => {
     const b = e[f];
     if (!isBytes(b)) throw badRecord(`effect ${f} must be bytes`);
-    return copyBytes(b);
+    return b;
   };
   const num = (f: string): number => {
     const n = e[f];
@@ -1117,7 +1133,7 @@ function normaliseSnapshot(v: unknown): PartitionSnapshot {
       if (!Array.isArray(ev) || !isBytes(ev[0]) || !isBytes(ev[1]) || !isSafeNonNegative(ev[2])) {
         throw badSnapshot('entry must be [key, value, expireAt]');
       }
-      return [copyBytes(ev[0]), copyBytes(ev[1]), ev[2]];
+      return [ev[0], ev[1], ev[2]];
     });
     return { name, config, entries };
   });
@@ -1131,7 +1147,7 @@ function normaliseSnapshot(v: unknown): PartitionSnapshot {
     ) {
       throw badSnapshot('lock must be [name, session, token, expireAt]');
     }
-    return [copyBytes(lv[0]), lv[1], lv[2], lv[3]];
+    return [lv[0], lv[1], lv[2], lv[3]];
   });
   const dedup = (s['dedup'] as unknown[]).map((dv): [string, number, number, unknown, number] => {
     if (!Array.isArray(dv) || typeof dv[4] !== 'number') throw badSnapshot('dedup must be [session, seq, op, result, at]');
