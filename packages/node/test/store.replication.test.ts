@@ -3,9 +3,9 @@
  */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { encode } from '@msgpack/msgpack';
+import { decode, encode } from '@msgpack/msgpack';
 import { Op } from '@gridlink/protocol';
-import { NodeStore, type ReplicationRecord } from '../src/store/index.js';
+import { NodeStore, StoreError, type PartitionSnapshot, type ReplicationRecord } from '../src/store/index.js';
 import { FakeClock, b } from './store-helpers.js';
 
 const PARTS = [0, 1, 2];
@@ -73,6 +73,11 @@ const mixedArb = fc.array(
   ),
   { minLength: 5, maxLength: 100, size: 'max' },
 );
+
+/** What a peer receives: the value after a MessagePack round trip (bytes become views of the frame). */
+function wire<T>(v: T): T {
+  return decode(encode(v)) as T;
+}
 
 const hex = (u: Uint8Array): string => Buffer.from(u).toString('hex');
 function norm(v: unknown): unknown {
@@ -181,7 +186,7 @@ function replicaFromRecords(d: Driver, clock: FakeClock, upTo?: Map<number, numb
   r.createCache('ttl', { ttlMs: 30 });
   for (const p of PARTS) {
     const recs = d.records.get(p)!;
-    for (const rec of recs.slice(0, upTo?.get(p) ?? recs.length)) expect(r.applyRecord(p, rec)).toBe(true);
+    for (const rec of recs.slice(0, upTo?.get(p) ?? recs.length)) expect(r.applyRecord(p, wire(rec))).toBe(true);
   }
   return r;
 }
@@ -204,8 +209,8 @@ describe('NodeStore replication records and snapshots', () => {
         const liveSnapInstalled = newPrimary(clock);
         cmds.forEach((c, i) => {
           if (i === snapAt) {
-            snaps = PARTS.map((p) => ({ p, snap: structuredClone(d.store.snapshot(p)) }));
-            for (const { p, snap } of snaps) liveSnapInstalled.install(p, structuredClone(snap));
+            snaps = PARTS.map((p) => ({ p, snap: wire(d.store.snapshot(p)) }));
+            for (const { p, snap } of snaps) liveSnapInstalled.install(p, wire(snap));
           }
           if (c.k === 'advance') clock.advance(c.ms);
           else if (c.k === 'sweep') {
@@ -216,14 +221,14 @@ describe('NodeStore replication records and snapshots', () => {
             if (r?.record) {
               const p = c.k === 'cache' ? c.p : lockPart(c.lock);
               expect(r.record.counter).toBe(d.store.updateCounter(p));
-              expect(live.applyRecord(p, structuredClone(r.record))).toBe(true);
-              if (snaps.length > 0) expect(liveSnapInstalled.applyRecord(p, structuredClone(r.record))).toBe(true);
+              expect(live.applyRecord(p, wire(r.record))).toBe(true);
+              if (snaps.length > 0) expect(liveSnapInstalled.applyRecord(p, wire(r.record))).toBe(true);
             }
           }
         });
         if (snaps.length === 0) {
-          snaps = PARTS.map((p) => ({ p, snap: structuredClone(d.store.snapshot(p)) }));
-          for (const { p, snap } of snaps) liveSnapInstalled.install(p, structuredClone(snap));
+          snaps = PARTS.map((p) => ({ p, snap: wire(d.store.snapshot(p)) }));
+          for (const { p, snap } of snaps) liveSnapInstalled.install(p, wire(snap));
         }
         const want = dump(d.store, clock.now());
         expect(dump(live, clock.now())).toEqual(want);
@@ -232,8 +237,8 @@ describe('NodeStore replication records and snapshots', () => {
         // install a snapshot late, then replay ALL records: older ones are ignored, newer applied
         const late = newPrimary(clock);
         for (const { p, snap } of snaps) {
-          late.install(p, structuredClone(snap));
-          for (const rec of d.records.get(p)!) expect(late.applyRecord(p, structuredClone(rec))).toBe(true);
+          late.install(p, wire(snap));
+          for (const rec of d.records.get(p)!) expect(late.applyRecord(p, wire(rec))).toBe(true);
         }
         expect(dump(late, clock.now())).toEqual(want);
         for (const p of PARTS) expect(late.updateCounter(p)).toBe(d.store.updateCounter(p));
@@ -303,8 +308,8 @@ describe('NodeStore exactly-once', () => {
           const recs = d.records.get(p)!;
           const cut = recs.length === 0 ? 0 : snapSeed % (recs.length + 1);
           const src = replicaFromRecords(d, clock, new Map([[p, cut]]));
-          bySnapshot.install(p, structuredClone(src.snapshot(p)));
-          for (const rec of recs.slice(cut)) expect(bySnapshot.applyRecord(p, structuredClone(rec))).toBe(true);
+          bySnapshot.install(p, wire(src.snapshot(p)));
+          for (const rec of recs.slice(cut)) expect(bySnapshot.applyRecord(p, wire(rec))).toBe(true);
         }
         checkAll(bySnapshot);
       }),
@@ -347,22 +352,22 @@ describe('NodeStore lock fencing', () => {
             const promoted = backup;
             const fresh = newPrimary(clock);
             if (c.how === 'snapshot') {
-              for (const p of PARTS) fresh.install(p, structuredClone(promoted.snapshot(p)));
+              for (const p of PARTS) fresh.install(p, wire(promoted.snapshot(p)));
             } else {
-              for (const p of PARTS) for (const rec of d.records.get(p)!) fresh.applyRecord(p, rec);
+              for (const p of PARTS) for (const rec of d.records.get(p)!) fresh.applyRecord(p, wire(rec));
             }
             d.store = promoted;
             backup = fresh;
           } else if (c.k === 'cache') {
             const r = d.issue(c);
-            if (r?.record) backup.applyRecord(c.p, r.record);
+            if (r?.record) backup.applyRecord(c.p, wire(r.record));
           } else if (c.k === 'lock') {
             const before = held(c.lock);
             const { p, payload } = d.payloadFor(c);
             const r = d.store.mutate(p, c.op, payload, c.session);
             if (r.record) {
               d.records.get(p)!.push(r.record);
-              expect(backup.applyRecord(p, r.record)).toBe(true);
+              expect(backup.applyRecord(p, wire(r.record))).toBe(true);
             }
             const res = r.result as { acquired?: boolean; token?: number; released?: boolean; renewed?: boolean };
             if (c.op === Op.LOCK_TRY_ACQUIRE || c.op === Op.LOCK_ACQUIRE) {
@@ -392,6 +397,50 @@ describe('NodeStore lock fencing', () => {
         }
       }),
       { numRuns: 300 },
+    );
+  });
+});
+
+describe('NodeStore input from peers', () => {
+  const bytesArb = fc.uint8Array({ maxLength: 6 });
+  const effectArb = fc.oneof(
+    fc.record({ t: fc.constantFrom('put', 'del', 'clear', 'lock', 'unlock', 'zap'), cache: fc.oneof(fc.constant('c'), fc.constant(''), fc.integer()), key: fc.oneof(bytesArb, fc.string()), value: bytesArb, expireAt: fc.oneof(fc.nat(), fc.constant(-1), fc.double()), name: bytesArb, session: fc.oneof(fc.string(), fc.integer()), token: fc.oneof(fc.nat(), fc.constant(-2)) }, { requiredKeys: [] }),
+    fc.anything(),
+  );
+  const recordArb = fc.oneof(
+    fc.record({ v: fc.constantFrom(1, 2), counter: fc.oneof(fc.integer({ min: -1, max: 3 }), fc.double()), at: fc.oneof(fc.nat(), fc.string()), effects: fc.oneof(fc.array(effectArb, { maxLength: 3 }), fc.anything()), dedup: fc.oneof(fc.constant(null), fc.record({ session: fc.string(), seq: fc.integer({ min: -1, max: 5 }), op: fc.nat(50), result: fc.anything() }), fc.anything()) }, { requiredKeys: [] }),
+    fc.anything(),
+  );
+  const snapArb = fc.oneof(
+    fc.record({ v: fc.constantFrom(1, 0), counter: fc.oneof(fc.nat(5), fc.constant(-1)), caches: fc.oneof(fc.array(fc.record({ name: fc.oneof(fc.constant('c'), fc.constant('')), config: fc.anything(), entries: fc.array(fc.tuple(bytesArb, bytesArb, fc.oneof(fc.nat(), fc.constant(-1)))) }, { requiredKeys: [] })), fc.anything()), locks: fc.oneof(fc.array(fc.tuple(bytesArb, fc.string(), fc.nat(), fc.nat())), fc.anything()), dedup: fc.oneof(fc.array(fc.tuple(fc.string(), fc.nat(), fc.nat(), fc.anything(), fc.nat())), fc.anything()) }, { requiredKeys: [] }),
+    fc.anything(),
+  );
+
+  it('malformed records and snapshots give a StoreError or are handled, and a refused one changes nothing', () => {
+    fc.assert(
+      fc.property(recordArb, snapArb, (rec, snap) => {
+        const clock = new FakeClock();
+        const store = newPrimary(clock);
+        store.mutate(1, Op.CACHE_PUT, { cache: 'c', key: b('k'), value: b('v'), seq: 1 }, 's');
+        const before = dump(store, clock.now());
+        try {
+          const r = store.applyRecord(1, rec as ReplicationRecord);
+          expect(typeof r).toBe('boolean');
+        } catch (err) {
+          expect(err).toBeInstanceOf(StoreError);
+          expect(dump(store, clock.now())).toEqual(before);
+        }
+        try {
+          store.install(2, snap as PartitionSnapshot);
+        } catch (err) {
+          expect(err).toBeInstanceOf(StoreError);
+          expect(store.hasPartition(2)).toBe(false);
+        }
+        const st = store.stats();
+        expect(st.entries).toBeGreaterThanOrEqual(0);
+        expect(st.bytes).toBeGreaterThanOrEqual(0);
+      }),
+      { numRuns: 500 },
     );
   });
 });
