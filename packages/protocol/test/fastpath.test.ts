@@ -1,0 +1,129 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { decode, encode } from '@msgpack/msgpack';
+import { fastDecode, fastSize, fastWrite, NO_MATCH } from '../src/fastpath.js';
+import { msgpackValue } from './arbitraries.js';
+
+const general = (v: unknown): Uint8Array => encode(v, { ignoreUndefined: true });
+
+/** Byte arrays as hex strings, so that big ones compare quickly. */
+function norm(v: unknown): unknown {
+  if (v instanceof Uint8Array) return `bin:${Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('hex')}`;
+  if (Array.isArray(v)) return v.map(norm);
+  if (typeof v === 'object' && v !== null) return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, norm(x)]));
+  return v;
+}
+
+function fastEncode(v: unknown): Uint8Array | null {
+  const n = fastSize(v);
+  if (n < 0) return null;
+  const out = new Uint8Array(n);
+  fastWrite(out, 0, v);
+  return out;
+}
+
+/** Sizes around every MessagePack header boundary. */
+const len = fc.oneof(fc.nat(40), fc.constantFrom(0, 31, 32, 255, 256, 65535, 65536, 70000));
+const blob = len.map((n) => new Uint8Array(n).map((_, i) => (i * 31) & 0xff));
+const uintAtBoundaries = fc.oneof(
+  fc.constantFrom(0, 127, 128, 255, 256, 65535, 65536, 2 ** 32 - 1, 2 ** 32, Number.MAX_SAFE_INTEGER),
+  fc.maxSafeNat(),
+);
+const asciiName = fc.oneof(
+  fc.string({ unit: 'binary-ascii', minLength: 1, maxLength: 40 }),
+  fc.constantFrom(31, 32, 255).map((n) => 'c'.repeat(n)),
+);
+const opt = { noNullPrototype: true } as const;
+
+const fastShapes = fc.oneof(
+  fc.constant({}),
+  fc.record({ value: fc.option(blob, { nil: null }) }, opt),
+  fc.record({ cache: asciiName, key: blob }, opt),
+  fc.record({ cache: asciiName, key: blob, seq: uintAtBoundaries, value: blob }, opt),
+  fc.record({ cache: asciiName, key: blob, seq: uintAtBoundaries, value: blob, ttlMs: uintAtBoundaries }, opt),
+  fc.record({ cache: asciiName, key: blob, seq: uintAtBoundaries, value: blob, ttlMs: fc.constant(undefined) }, opt),
+);
+
+describe('shape fast path', () => {
+  it('encodes the fast shapes to exactly the bytes of the general MessagePack encoder', () => {
+    fc.assert(
+      fc.property(fastShapes, (p) => {
+        const fast = fastEncode(p);
+        expect(fast).not.toBeNull();
+        expect(Buffer.from(fast!).equals(Buffer.from(general(p)))).toBe(true);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('declines payloads outside the shapes (non-ASCII names, wrong types, other fields)', () => {
+    const k = new Uint8Array(1);
+    for (const p of [
+      { cache: 'é', key: k },
+      { cache: 'c'.repeat(256), key: k },
+      { cache: 'c', key: 'k' },
+      { cache: 'c', keys: [k] },
+      { cache: 'c', key: k, seq: -1, value: k },
+      { cache: 'c', key: k, seq: 1.5, value: k },
+      { cache: 'c', key: k, seq: 1, value: null },
+      { cache: 'c', key: k, seq: 1, value: k, ttlMs: -1 },
+      { cache: 'c', key: k, seq: 1, expected: k },
+      { value: 5 },
+      { other: k },
+      [],
+      null,
+      k,
+      new Date(0),
+    ]) {
+      expect(fastSize(p)).toBe(-1);
+    }
+  });
+
+  it('decodes the fast shapes written by the general encoder (the path is really taken)', () => {
+    fc.assert(
+      fc.property(fastShapes, (p) => {
+        const bytes = general(p);
+        const got = fastDecode(bytes);
+        expect(got).not.toBe(NO_MATCH);
+        expect(norm(got)).toEqual(norm(decode(bytes)));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('on any bytes, either declines or agrees with the general decoder (and declines where it throws)', () => {
+    const mutate = fc.tuple(fc.oneof(fastShapes, msgpackValue), fc.nat(), fc.integer({ min: 0, max: 255 }), fc.constantFrom('flip', 'cut', 'append', 'none'));
+    fc.assert(
+      fc.property(mutate, ([v, at, byte, how]) => {
+        let bytes = general(v);
+        const i = bytes.length === 0 ? 0 : at % bytes.length;
+        if (how === 'flip') bytes[i] = byte;
+        else if (how === 'cut') bytes = bytes.subarray(0, i);
+        else if (how === 'append') bytes = Uint8Array.from([...bytes, byte]);
+        let expected: unknown;
+        let threw = false;
+        try {
+          expected = decode(bytes);
+        } catch {
+          threw = true;
+        }
+        const got = fastDecode(bytes);
+        if (threw) expect(got).toBe(NO_MATCH);
+        else if (got !== NO_MATCH) expect(norm(got)).toEqual(norm(expected));
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  it('declines non-minimal but valid encodings, which the general decoder then reads', () => {
+    // {cache: "c", key: bin} with the key name written as str8 instead of fixstr
+    const bytes = Uint8Array.from([0x82, 0xa5, ...Buffer.from('cache'), 0xa1, 0x63, 0xd9, 3, ...Buffer.from('key'), 0xc4, 1, 7]);
+    expect(fastDecode(bytes)).toBe(NO_MATCH);
+    expect(decode(bytes)).toEqual({ cache: 'c', key: new Uint8Array([7]) });
+    // seq as a uint64 >= 2^53 is left to the general decoder
+    const big = general({ cache: 'c', key: new Uint8Array(0), seq: 1, value: new Uint8Array(0) });
+    const at = big.indexOf(0x01, 12);
+    const wide = Uint8Array.from([...big.subarray(0, at), 0xcf, 0x00, 0x20, 0, 0, 0, 0, 0, 0, ...big.subarray(at + 1)]);
+    expect(fastDecode(wide)).toBe(NO_MATCH);
+  });
+});
