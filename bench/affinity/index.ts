@@ -67,11 +67,17 @@ console.log(`node ${process.version}, ${ROUNDS} rounds per row, median round rep
   const keys = Array.from({ length: 1024 }, (_, i) => `user:${String(10_000_000_000 + i * 7919)}`);
   if (keys.some((k) => k.length !== 16)) throw new Error('keys must be 16 bytes');
   const encoded = keys.map((k) => encodeKey(k));
-  const rawUtf8 = keys.map((k) => new TextEncoder().encode(k));
+  const utf8 = new TextEncoder();
+  const rawUtf8 = keys.map((k) => utf8.encode(k));
   const it = quick ? 300_000 : 1_000_000;
   const res = measure([
     { name: 'partitionOf(key, 1024), encoding included', fn: (i) => partitionOf(keys[i & 1023]!, 1024), iterations: it },
     { name: 'encodeKey(key)', fn: (i) => encodeKey(keys[i & 1023]!).length, iterations: it },
+    {
+      name: 'TextEncoder.encode(key) + murmur3x86_32 (no fast path)',
+      fn: (i) => murmur3x86_32(utf8.encode(keys[i & 1023]!), 0) % 1024,
+      iterations: it,
+    },
     { name: 'murmur3x86_32(encoded 18 bytes)', fn: (i) => murmur3x86_32(encoded[i & 1023]!, 0), iterations: it },
     { name: 'murmur3x86_32(raw UTF-8, 16 bytes)', fn: (i) => murmur3x86_32(rawUtf8[i & 1023]!, 0), iterations: it },
     {

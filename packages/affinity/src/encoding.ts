@@ -11,7 +11,8 @@
  *   0x06 LEB128 n, bytes Uint8Array
  *   0x07 LEB128 n, keys  composite: n element encodings, each self-delimiting
  *
- * The module keeps one scratch buffer, so `partitionOf` allocates nothing for ordinary keys.
+ * Short ASCII strings are hashed straight from their characters; other keys are encoded into one
+ * reused scratch buffer, so `partitionOf` allocates nothing for ordinary keys.
  */
 import { InvalidKeyError, AffinityArgumentError } from './errors.js';
 import { murmurPrefix } from './murmur3.js';

@@ -236,7 +236,7 @@ function selectByScan(prep: Prepared, slots: number, out: number[]): void {
   }
 }
 
-/** Node indices ordered best first (higher score; equal scores by node id). */
+/** Node indices ordered best first (higher key; equal keys by the tie rule). */
 function rankAll(prep: Prepared): Int32Array {
   const { n, scores } = prep;
   const order = new Int32Array(n);
