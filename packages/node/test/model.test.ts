@@ -181,7 +181,7 @@ describe('model-based: random ops with kill/hang/restart/addNode', () => {
           await cluster.waitForStable(20_000);
           const model = lastModel!;
           for (const k of KEYS) await new Get(k).run(model, { cluster, client, hung });
-          ran.push(String(cmds));
+          ran.push([...cmds].map((c) => c.toString()).join(","));
         } finally {
           client.close();
           await cluster.stop();
