@@ -265,17 +265,32 @@ export class ConnectionManager extends EventEmitter<ManagerEvents> {
     return mergeEndpoints(this.seeds, this.topologyEndpoints);
   }
 
-  /** Starts a connection to every target address that has none and is not backing off. */
+  /**
+   * Starts a connection to every target address that has none and is not backing off. The
+   * user's endpoints come first: addresses learnt only from the topology are tried once no
+   * endpoint of unknown identity is still handshaking, so a node reachable through a configured
+   * address (a proxy, a service name) is not connected a second time through its advertised one.
+   */
   ensureConnections(): void {
     if (this.closed || !this.started) return;
     const targets = this.targets();
     const wanted = new Set(targets.map(formatEndpoint));
+    const seedKeys = new Set(this.seeds.map(formatEndpoint));
+    let seedsHandshaking = false;
     for (const ep of targets) {
+      const key = formatEndpoint(ep);
       const state = this.addressState(ep);
-      if (state.connecting !== null || state.timer !== null) continue;
+      const isSeed = seedKeys.has(key);
+      if (state.connecting !== null) {
+        if (isSeed && state.nodeId === undefined) seedsHandshaking = true;
+        continue;
+      }
+      if (state.timer !== null) continue;
       const known = state.nodeId !== undefined ? this.nodes.get(state.nodeId) : undefined;
       if (known !== undefined && known.state !== 'closed') continue;
+      if (!isSeed && seedsHandshaking) continue;
       this.connectBackground(state);
+      if (isSeed && state.nodeId === undefined) seedsHandshaking = true;
     }
     // Forget addresses that are no longer wanted and have nothing in progress.
     for (const [key, s] of this.addresses) {
@@ -298,6 +313,7 @@ export class ConnectionManager extends EventEmitter<ManagerEvents> {
           state.failures++;
           this.scheduleReconnect(state);
         }
+        this.ensureConnections();
       },
       (e: unknown) => {
         state.connecting = null;
@@ -305,6 +321,7 @@ export class ConnectionManager extends EventEmitter<ManagerEvents> {
         if (this.closed) return;
         this.log('debug', 'connection attempt failed', { address: conn.address, error: state.lastError });
         this.scheduleReconnect(state);
+        this.ensureConnections();
       },
     );
   }
@@ -316,8 +333,9 @@ export class ConnectionManager extends EventEmitter<ManagerEvents> {
       .map((n) => ({ host: n.host, port: n.port }));
     // An address known to belong to a node that is already connected needs no connection.
     for (const n of map.nodes) {
-      const s = this.addresses.get(formatEndpoint({ host: n.host, port: n.port }));
-      if (s !== undefined && s.nodeId === undefined) s.nodeId = n.id;
+      if (!n.alive || typeof n.host !== 'string') continue;
+      const s = this.addressState({ host: n.host, port: n.port });
+      if (s.nodeId === undefined) s.nodeId = n.id;
     }
     this.ensureConnections();
     this.reResolve();

@@ -1,3 +1,5 @@
+import type { GridClient, GridClientEvents } from '@gridlink/client';
+
 /** Polls `pred` until it holds or `timeoutMs` passes (then throws naming `what`). */
 export async function waitFor(pred: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
   const deadline = performance.now() + timeoutMs;
@@ -8,24 +10,25 @@ export async function waitFor(pred: () => boolean | Promise<boolean>, timeoutMs:
   }
 }
 
-/** Resolves with the first emission of `event` satisfying `pred`, or rejects after `timeoutMs`. */
-export function nextEvent<T>(
-  emitter: { on(e: string, f: (x: T) => void): unknown; off(e: string, f: (x: T) => void): unknown },
-  event: string,
-  pred: (x: T) => boolean,
+/** Resolves with the first `event` of the client satisfying `pred`, or rejects after `timeoutMs`. */
+export function nextEvent<E extends keyof GridClientEvents>(
+  client: GridClient,
+  event: E,
+  pred: (x: Parameters<GridClientEvents[E]>[0]) => boolean,
   timeoutMs: number,
-): Promise<T> {
+): Promise<Parameters<GridClientEvents[E]>[0]> {
+  type T = Parameters<GridClientEvents[E]>[0];
   return new Promise<T>((resolve, reject) => {
     const timer = setTimeout(() => {
-      emitter.off(event, on);
-      reject(new Error(`no ${event} event within ${timeoutMs} ms`));
+      client.off(event, on);
+      reject(new Error(`no ${String(event)} event within ${timeoutMs} ms`));
     }, timeoutMs);
     const on = (x: T): void => {
       if (!pred(x)) return;
       clearTimeout(timer);
-      emitter.off(event, on);
+      client.off(event, on);
       resolve(x);
     };
-    emitter.on(event, on);
+    client.on(event, on);
   });
 }
