@@ -274,6 +274,8 @@ export function isBalanced(rec: TopologyRecord): boolean {
     if (lost.has(p)) continue;
     const want = (a.owners[p] ?? []).filter((id) => rec.members[id] !== undefined);
     const have = rec.owners[p] ?? [];
+    // No target owner alive: whoever still holds the partition keeps serving it.
+    if (want.length === 0) continue;
     if (want.length !== have.length || want.some((id, i) => have[i] !== id)) return false;
   }
   return true;
