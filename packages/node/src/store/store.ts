@@ -1,6 +1,6 @@
 import { decode, encode } from '@msgpack/msgpack';
 import { ErrorCode, Op, type CacheConfig } from '@gridlink/protocol';
-import { copyBytes, isBytes, keyString, toBytes, type Bytes } from './bytes.js';
+import { copyBytes, isBytes, keyString, ownBytes, toBytes, type Bytes } from './bytes.js';
 import { StoreError, badRequest } from './errors.js';
 import { MinHeap } from './heap.js';
 import type {
@@ -205,8 +205,9 @@ function ownResult(result: unknown): unknown {
   return result;
 }
 
+/** An entry's value for an outcome that is remembered for the dedup window: an own buffer. */
 function valueOf(e: Entry | undefined): Bytes | null {
-  return e === undefined ? null : toBytes(e.value);
+  return e === undefined ? null : ownBytes(e.value);
 }
 
 function dedupKey(session: string, seq: number): string {
@@ -446,7 +447,7 @@ export class NodeStore {
       last = e;
     }
     if (i >= sorted.length || last === undefined) return { keys, cursor: null };
-    const cursor = toBytes(last.k, 1);
+    const cursor = ownBytes(last.k, 1);
     cursor[0] = CURSOR_VERSION;
     return { keys, cursor };
   }
