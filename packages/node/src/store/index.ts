@@ -6,8 +6,9 @@
  * ## Data
  * State is held per partition: for each cache, its entries (key bytes → value bytes, optional
  * absolute expiry); lock leases; the (session, seq) outcome table; and the partition's update
- * counter. Keys and values are opaque bytes; stored copies never alias request buffers. Returned
- * value arrays are the stored ones: callers must not modify them.
+ * counter. Keys and values are opaque bytes, held as the store's own copies. Byte arrays in read
+ * results are fresh copies and may be slices of Node's shared buffer pool (copy them to keep them
+ * long); byte arrays in a ReplicationRecord may be the request payload's own arrays.
  *
  * ## Caches
  * `createCache(name, config)` sets a cache's config (last call wins). A cache used before it was
@@ -42,8 +43,9 @@
  * cleared), the new counter, the primary's clock and the (session, seq) outcome — never the op,
  * so backups converge without re-evaluating anything (see ADR 0005). `applyRecord()` on a
  * backup ignores records at or below its counter and refuses (returns false) a record that skips
- * one, so the caller can resync with `snapshot()` / `install()`. LRU evictions and lazy expiry
- * are local to a node and never replicated.
+ * one, so the caller can resync with `snapshot()` / `install()`. A snapshot too big for one frame
+ * can be sent as `splitSnapshot(snap, maxBytes)` chunks and reassembled with `joinSnapshots`.
+ * LRU evictions and lazy expiry are local to a node and never replicated.
  *
  * ## Exactly-once
  * A mutation's (session, seq) outcome is stored with the write, in the same record, per
@@ -81,6 +83,7 @@
  * `reason`; it is always thrown before any state changed.
  */
 export { NodeStore, decodeCounter, encodeCounter } from './store.js';
+export { splitSnapshot, joinSnapshots } from './snapshot.js';
 export { StoreError, type StoreErrorReason } from './errors.js';
 export { keyString } from './bytes.js';
 export type {
