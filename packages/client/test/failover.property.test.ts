@@ -1,0 +1,234 @@
+/**
+ * Model-based failover property: random interleavings of cache operations with node kills,
+ * hangs, restarts and proxy faults (at most one node down at a time, backups = 1).
+ *
+ * Invariants checked on every run:
+ * - every operation succeeds or fails with a typed GridError, within its deadline;
+ * - no acknowledged write is lost (a read returns the last acknowledged value or the value of a
+ *   later write whose outcome is unknown);
+ * - no mutation applies twice (counters stay within [acknowledged, acknowledged + unknown]);
+ * - no unhandled rejection;
+ * - once faults stop, every operation succeeds and single-key operations go to primaries again.
+ */
+import fc from 'fast-check';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { LocalCluster } from '@gridlink/node';
+import { FaultProxy } from '@gridlink/testkit';
+import { GridClient, GridError, type GridCache } from '@gridlink/client';
+import { waitFor } from './helpers/wait.js';
+
+const OP_TIMEOUT = 6000;
+const SLACK = 2000;
+const KEYS = ['a', 'b', 'c', 'd'];
+
+interface Model {
+  /** Last acknowledged value per key, and values of later writes with unknown outcome. */
+  values: Map<string, { confirmed: number | undefined; unknown: Set<number> }>;
+  counters: Map<string, { acked: number; unknown: number }>;
+  down: { id: string; kind: 'killed' | 'hung' } | null;
+  nextValue: number;
+}
+
+interface Real {
+  cluster: LocalCluster;
+  client: GridClient;
+  cache: GridCache<string, number>;
+  proxies: Map<string, FaultProxy>;
+  ids: string[];
+}
+
+const unhandled: unknown[] = [];
+const onUnhandled = (e: unknown): void => {
+  unhandled.push(e);
+};
+beforeAll(() => {
+  process.on('unhandledRejection', onUnhandled);
+});
+afterAll(() => {
+  process.off('unhandledRejection', onUnhandled);
+});
+
+/** Runs an operation; asserts the outcome is a value or a typed error within the deadline. */
+async function timed<T>(fn: () => Promise<T>): Promise<{ ok: true; value: T } | { ok: false; error: GridError }> {
+  const t0 = performance.now();
+  try {
+    const value = await fn();
+    return { ok: true, value };
+  } catch (e) {
+    expect(e, String(e)).toBeInstanceOf(GridError);
+    return { ok: false, error: e as GridError };
+  } finally {
+    expect(performance.now() - t0).toBeLessThan(OP_TIMEOUT + SLACK);
+  }
+}
+
+class Put implements fc.AsyncCommand<Model, Real> {
+  constructor(readonly key: string) {}
+  check = (): boolean => true;
+  async run(m: Model, r: Real): Promise<void> {
+    const v = m.nextValue++;
+    const entry = m.values.get(this.key) ?? { confirmed: undefined, unknown: new Set<number>() };
+    m.values.set(this.key, entry);
+    const res = await timed(() => r.cache.put(this.key, v));
+    if (res.ok) {
+      entry.confirmed = v;
+      entry.unknown.clear();
+    } else {
+      entry.unknown.add(v);
+    }
+  }
+  toString = (): string => `put(${this.key})`;
+}
+
+class Get implements fc.AsyncCommand<Model, Real> {
+  constructor(readonly key: string) {}
+  check = (): boolean => true;
+  async run(m: Model, r: Real): Promise<void> {
+    const res = await timed(() => r.cache.get(this.key));
+    if (!res.ok) return;
+    const entry = m.values.get(this.key);
+    const allowed = new Set<number | undefined>([entry?.confirmed, ...(entry?.unknown ?? [])]);
+    expect(allowed.has(res.value), `get(${this.key}) = ${res.value}, allowed ${[...allowed].join(',')}`).toBe(true);
+  }
+  toString = (): string => `get(${this.key})`;
+}
+
+class Incr implements fc.AsyncCommand<Model, Real> {
+  constructor(readonly key: string) {}
+  check = (): boolean => true;
+  async run(m: Model, r: Real): Promise<void> {
+    const c = m.counters.get(this.key) ?? { acked: 0, unknown: 0 };
+    m.counters.set(this.key, c);
+    const res = await timed(() => r.cache.increment(`ctr-${this.key}`));
+    if (res.ok) {
+      // The returned value counts every earlier application: never more than were attempted.
+      expect(res.value).toBeGreaterThanOrEqual(c.acked + 1);
+      expect(res.value).toBeLessThanOrEqual(c.acked + c.unknown + 1);
+      c.acked += 1;
+    } else {
+      c.unknown += 1;
+    }
+  }
+  toString = (): string => `incr(${this.key})`;
+}
+
+class Fault implements fc.AsyncCommand<Model, Real> {
+  constructor(
+    readonly node: number,
+    readonly kind: 'kill' | 'hang',
+  ) {}
+  check = (m: Readonly<Model>): boolean => m.down === null;
+  async run(m: Model, r: Real): Promise<void> {
+    const id = r.ids[this.node % r.ids.length]!;
+    if (this.kind === 'kill') await r.cluster.kill(id);
+    else r.cluster.hang(id);
+    m.down = { id, kind: this.kind === 'kill' ? 'killed' : 'hung' };
+  }
+  toString = (): string => `${this.kind}(${this.node})`;
+}
+
+class Recover implements fc.AsyncCommand<Model, Real> {
+  check = (m: Readonly<Model>): boolean => m.down !== null;
+  async run(m: Model, r: Real): Promise<void> {
+    const d = m.down!;
+    if (d.kind === 'killed') {
+      await r.cluster.restart(d.id);
+      r.proxies.get(d.id)?.setTarget(r.cluster.endpointOf(d.id));
+    } else {
+      r.cluster.resume(d.id);
+    }
+    // Only one node down at a time: wait until the cluster holds every partition again.
+    await r.cluster.waitForStable(20_000);
+    m.down = null;
+  }
+  toString = (): string => 'recover';
+}
+
+class ProxyFault implements fc.AsyncCommand<Model, Real> {
+  constructor(
+    readonly node: number,
+    readonly kind: 'reset' | 'drop2' | 'drop3' | 'delay',
+  ) {}
+  check = (): boolean => true;
+  async run(_m: Model, r: Real): Promise<void> {
+    const p = r.proxies.get(r.ids[this.node % r.ids.length]!)!;
+    p.heal();
+    if (this.kind === 'reset') p.reset();
+    else if (this.kind === 'drop2') p.dropEveryNthRequest(2);
+    else if (this.kind === 'drop3') p.dropEveryNthRequest(3);
+    else p.delay(30);
+  }
+  toString = (): string => `proxy-${this.kind}(${this.node})`;
+}
+
+const key = fc.constantFrom(...KEYS);
+const node = fc.integer({ min: 0, max: 2 });
+const commands = [
+  key.map((k) => new Put(k)),
+  key.map((k) => new Get(k)),
+  key.map((k) => new Incr(k)),
+  fc.tuple(node, fc.constantFrom('kill' as const, 'hang' as const)).map(([n, k]) => new Fault(n, k)),
+  fc.constant(new Recover()),
+  fc.tuple(node, fc.constantFrom('reset' as const, 'drop2' as const, 'drop3' as const, 'delay' as const)).map(([n, k]) => new ProxyFault(n, k)),
+];
+
+it('failover: typed errors within deadlines, no lost or doubled writes, primaries again after faults', async () => {
+  await fc.assert(
+    fc.asyncProperty(fc.commands(commands, { maxCommands: 24 }), async (cmds) => {
+      const cluster = await LocalCluster.start({ nodes: 3, backups: 1, partitions: 32 });
+      const proxies = new Map<string, FaultProxy>();
+      let client: GridClient | undefined;
+      try {
+        for (const id of cluster.nodeIds) proxies.set(id, await FaultProxy.start({ target: cluster.endpointOf(id) }));
+        client = await GridClient.connect({
+          endpoints: [...proxies.values()].map((p) => p.endpoint),
+          heartbeatInterval: 100,
+          heartbeatTimeout: 600,
+          requestTimeout: 400,
+          operationTimeout: OP_TIMEOUT,
+          reconnect: { minDelay: 20, maxDelay: 300 },
+        });
+        const real: Real = { cluster, client, cache: client.cache<string, number>('failover'), proxies, ids: [...cluster.nodeIds] };
+        const model: Model = { values: new Map(), counters: new Map(), down: null, nextValue: 1 };
+        await fc.asyncModelRun(() => ({ model, real }), cmds);
+
+        // Faults stop: heal proxies, bring the down node back, let the cluster settle.
+        for (const p of proxies.values()) p.heal();
+        if (model.down !== null) await new Recover().run(model, real);
+        await cluster.waitForStable(20_000);
+        await waitFor(() => client!.stats().nodes.filter((n) => n.connected).length === 3, 15_000, 'reconnected to every node');
+        // Everything acknowledged is there; counters applied exactly once per acknowledged call.
+        for (const [k, e] of model.values) {
+          const v = await real.cache.get(k);
+          expect(new Set([e.confirmed, ...e.unknown]).has(v)).toBe(true);
+        }
+        for (const [k, c] of model.counters) {
+          const v = (await real.cache.get(`ctr-${k}`)) ?? 0;
+          expect(v).toBeGreaterThanOrEqual(c.acked);
+          expect(v).toBeLessThanOrEqual(c.acked + c.unknown);
+        }
+        // Every op succeeds now, and single-key ops go to primaries (no fallback, no forwarding)
+        // once the client's map has caught up with the cluster.
+        await waitFor(async () => {
+          await real.cache.get('probe');
+          return client!.topology().version === cluster.topologyVersion;
+        }, 10_000, 'client map caught up');
+        const before = client.stats();
+        for (let i = 0; i < 20; i++) {
+          await real.cache.put(`after-${i}`, i);
+          expect(await real.cache.get(`after-${i}`)).toBe(i);
+        }
+        const after = client.stats();
+        expect(after.routing.roundRobin - before.routing.roundRobin).toBe(0);
+        expect(after.forwarded - before.forwarded).toBe(0);
+        expect(after.failedOperations - before.failedOperations).toBe(0);
+      } finally {
+        await client?.close();
+        for (const p of proxies.values()) await p.close();
+        await cluster.stop();
+      }
+    }),
+    { numRuns: 8, endOnFailure: true },
+  );
+  expect(unhandled).toEqual([]);
+}, 180_000);
