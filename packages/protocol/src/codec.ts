@@ -335,6 +335,26 @@ function decodeBody(body: Uint8Array, mp: Decoder): Frame {
   }
 }
 
+/** Largest held-over tail that is copied out of its chunk rather than kept as a view. */
+const COMPACT_TAIL_MAX = 16 * 1024;
+
+/**
+ * The bytes of `chunk` from `from` on, to be held until more data arrives. A small tail of a much
+ * larger buffer is copied so that a connection idling mid-frame does not pin a whole socket read
+ * buffer; otherwise it stays a view.
+ */
+function compactTail(chunk: Uint8Array, from: number): Uint8Array {
+  if (from === 0 && chunk.byteLength === chunk.buffer.byteLength) return chunk;
+  const n = chunk.length - from;
+  if (n <= COMPACT_TAIL_MAX && n * 2 < chunk.buffer.byteLength) {
+    // Not chunk.slice(): on a Node Buffer that is a view, not a copy.
+    const copy = new Uint8Array(n);
+    copy.set(chunk.subarray(from));
+    return copy;
+  }
+  return from === 0 ? chunk : chunk.subarray(from);
+}
+
 export interface FrameDecoderOptions {
   /** Largest accepted length field (bytes after the prefix). Default DEFAULT_MAX_FRAME_SIZE. */
   maxFrameSize?: number;
@@ -350,9 +370,11 @@ export interface FrameDecoderOptions {
  *   chunks is copied, once, into a buffer of its own.
  * - The length prefix is checked as soon as its 4 bytes are in: a frame over `maxFrameSize`
  *   throws FRAME_TOO_LARGE before any of it is buffered. So after `push` returns, `buffered` is
- *   below 4 + maxFrameSize (plus the MAGIC bytes still awaited).
+ *   below 4 + maxFrameSize. A small partial frame held over is copied out of its (larger) chunk,
+ *   so an idle connection does not pin a whole read buffer.
  * - Malformed input throws ProtocolError (never another exception type); the decoder is then
- *   dead (every later push throws) and the connection should be closed.
+ *   dead (every later push throws, frames completed earlier in the same chunk are not returned)
+ *   and the connection should be closed.
  */
 export class FrameDecoder {
   readonly maxFrameSize: number;
@@ -437,7 +459,7 @@ export class FrameDecoder {
         out.push(decodeBody(chunk.subarray(start, pos), this.mp));
       }
       if (pos < n) {
-        this.chunks.push(pos === 0 ? chunk : chunk.subarray(pos));
+        this.chunks.push(compactTail(chunk, pos));
         this.headOffset = 0;
         this.pending = n - pos;
       }
@@ -459,6 +481,10 @@ export class FrameDecoder {
       this.frameLength = -1;
       out.push(decodeBody(body, this.mp));
       if (this.pending === 0) break;
+    }
+    if (this.chunks.length === 1 && this.headOffset > 0) {
+      this.chunks[0] = compactTail(this.chunks[0]!, this.headOffset);
+      this.headOffset = 0;
     }
     return out;
   }

@@ -163,6 +163,20 @@ describe('FrameDecoder', () => {
     expect(d.buffered).toBe(0);
   });
 
+  it('copies a small held-over partial frame out of a large read buffer (Buffer chunks too)', () => {
+    const frame = encodeFrame({ kind: FrameKind.REQUEST, op: Op.CACHE_GET, id: 9, flags: 0, payload: { cache: 'c', key: new Uint8Array([5, 6]) } });
+    const readBuffer = Buffer.alloc(64 * 1024);
+    const filler = encodeFrame({ kind: FrameKind.REQUEST, op: Op.HEARTBEAT, id: 1, flags: 0, payload: {} });
+    readBuffer.set(filler, 0);
+    readBuffer.set(frame.subarray(0, 10), filler.length);
+    const d = new FrameDecoder();
+    expect(d.push(readBuffer.subarray(0, filler.length + 10))).toHaveLength(1);
+    readBuffer.fill(0xee); // the socket layer reuses its buffer
+    const [f] = d.push(frame.subarray(10)) as [RequestFrame<typeof Op.CACHE_GET>];
+    expect(f.id).toBe(9);
+    expect(Array.from(f.payload.key)).toEqual([5, 6]);
+  });
+
   it('ignores empty chunks', () => {
     const d = new FrameDecoder();
     expect(d.push(new Uint8Array(0))).toEqual([]);
