@@ -19,13 +19,19 @@ export function staticAddressFinder(endpoints: readonly string[]): AddressFinder
   return { resolve: async () => [...list] };
 }
 
+/** The two lookups the DNS finder needs; `node:dns` promises (or a `Resolver`) fit. */
+export interface DnsResolver {
+  resolve4(hostname: string): Promise<string[]>;
+  resolve6(hostname: string): Promise<string[]>;
+}
+
 export interface DnsAddressFinderOptions {
   /** Port of every resolved address. Default 10800. */
   port?: number;
   /** Which families to ask for. Default both (A and AAAA). */
   family?: 4 | 6 | 'both';
   /** Resolver to use (for tests or custom servers); defaults to node:dns. */
-  resolver?: Pick<typeof dns, 'resolve4' | 'resolve6'>;
+  resolver?: DnsResolver;
 }
 
 /**
@@ -36,7 +42,7 @@ export interface DnsAddressFinderOptions {
 export function dnsAddressFinder(name: string, options: DnsAddressFinderOptions = {}): AddressFinder {
   const port = options.port ?? DEFAULT_PORT;
   const family = options.family ?? 'both';
-  const resolver = options.resolver ?? dns;
+  const resolver: DnsResolver = options.resolver ?? { resolve4: (h) => dns.resolve4(h), resolve6: (h) => dns.resolve6(h) };
   return {
     async resolve() {
       const [v4, v6] = await Promise.allSettled([

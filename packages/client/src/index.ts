@@ -7,7 +7,7 @@ export type { LockOptions, AcquireOptions } from './lock.js';
 export { resolveConfig, DEFAULTS } from './config.js';
 export type { GridClientConfig, ResolvedConfig, RetryConfig, ReconnectConfig, AuthConfig, GridLogger } from './config.js';
 export { staticAddressFinder, dnsAddressFinder } from './address-finder.js';
-export type { AddressFinder, DnsAddressFinderOptions } from './address-finder.js';
+export type { AddressFinder, DnsAddressFinderOptions, DnsResolver } from './address-finder.js';
 export { parseEndpoint, parseEndpoints, formatEndpoint, EndpointParseError, MAX_PORT_RANGE } from './endpoints.js';
 export type { Endpoint } from './endpoints.js';
 export { msgpackSerializer, bytesSerializer } from './serializer.js';

@@ -1,0 +1,75 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { LocalCluster } from '@gridlink/node';
+import { GridClient, GridConnectionError, dnsAddressFinder, staticAddressFinder } from '@gridlink/client';
+import { waitFor } from './helpers/wait.js';
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+describe('address finders', () => {
+  it('dnsAddressFinder returns A then AAAA records with the port, stable order', async () => {
+    const finder = dnsAddressFinder('grid.default.svc', {
+      port: 10900,
+      resolver: {
+        resolve4: async () => ['10.0.0.2', '10.0.0.1'],
+        resolve6: async () => ['fd00::1'],
+      },
+    });
+    expect(await finder.resolve()).toEqual(['10.0.0.1:10900', '10.0.0.2:10900', '[fd00::1]:10900']);
+  });
+
+  it('dnsAddressFinder tolerates one family failing and fails when both do', async () => {
+    const nx = Object.assign(new Error('queryAaaa ENODATA'), { code: 'ENODATA' });
+    const only4 = dnsAddressFinder('svc', { resolver: { resolve4: async () => ['10.0.0.1'], resolve6: () => Promise.reject(nx) } });
+    expect(await only4.resolve()).toEqual(['10.0.0.1:10800']);
+    const none = dnsAddressFinder('svc', { resolver: { resolve4: () => Promise.reject(nx), resolve6: () => Promise.reject(nx) } });
+    await expect(none.resolve()).rejects.toThrow(/no A\/AAAA records/);
+  });
+
+  it('a client connects through a static finder', async () => {
+    const cl = await LocalCluster.start({ nodes: 1, partitions: 16 });
+    cleanups.push(() => cl.stop());
+    const client = await GridClient.connect({ addressFinder: staticAddressFinder(cl.endpoints) });
+    cleanups.push(() => client.close());
+    await client.cache<string, number>('f').put('x', 1);
+  });
+});
+
+describe('auth and graceful node stop', () => {
+  it('a wrong token is refused with the node error as the endpoint cause', async () => {
+    const cl = await LocalCluster.start({ nodes: 1, partitions: 16, authToken: 'secret' });
+    cleanups.push(() => cl.stop());
+    const err = (await GridClient.connect({ endpoints: cl.endpoints, auth: { token: 'wrong' }, connectTimeout: 2000 }).catch((e: unknown) => e)) as GridConnectionError;
+    expect(err).toBeInstanceOf(GridConnectionError);
+    expect(err.endpoints[0]!.cause).toMatch(/refused/);
+    const ok = await GridClient.connect({ endpoints: cl.endpoints, auth: { token: 'secret' } });
+    cleanups.push(() => ok.close());
+    await ok.cache<string, number>('a').put('k', 1);
+  });
+
+  it('a node stopping gracefully loses no operation', async () => {
+    const cl = await LocalCluster.start({ nodes: 3, backups: 1, partitions: 32 });
+    cleanups.push(() => cl.stop());
+    const client = await GridClient.connect({ endpoints: cl.endpoints });
+    cleanups.push(() => client.close());
+    await waitFor(() => client.stats().nodes.filter((n) => n.connected).length === 3, 10_000, 'all connected');
+    const cache = client.cache<number, number>('graceful');
+    let stopping = false;
+    const writer = (async () => {
+      let i = 0;
+      while (!stopping || i < 50) {
+        await cache.put(i, i);
+        i++;
+      }
+      return i;
+    })();
+    await cl.stopNode(cl.nodeIds[0]!);
+    stopping = true;
+    const n = await writer;
+    const values = await cache.getAll(Array.from({ length: n }, (_, i) => i));
+    expect(values).toEqual(Array.from({ length: n }, (_, i) => i));
+    expect(client.stats().failedOperations).toBe(0);
+  });
+});
