@@ -836,8 +836,9 @@ export class NodeStore {
       }
       if (examined < budget && this.dedupCount > 0) {
         const ids = [...this.parts.keys()];
+        const start = this.dedupSweepCursor;
         for (let n = 0; n < ids.length && examined < budget; n++) {
-          const idx = (this.dedupSweepCursor + n) % ids.length;
+          const idx = (start + n) % ids.length;
           const part = this.parts.get(ids[idx]!)!;
           if (part.dedup.size === 0) continue;
           examined += this.pruneDedup(part, now, budget - examined);
