@@ -30,7 +30,12 @@ import {
 } from './messages.js';
 import {
   checkErrorPayload,
-  describeValue, checkHandshakeError, checkHandshakeOk, checkHandshakeRequest, checkPushPayload } from './validate.js';
+  checkHandshakeError,
+  checkHandshakeOk,
+  checkHandshakeRequest,
+  checkPushPayload,
+  describeValue,
+} from './validate.js';
 
 /** Bytes of the length prefix. */
 export const LENGTH_PREFIX_SIZE = 4;
