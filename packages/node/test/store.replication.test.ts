@@ -117,6 +117,8 @@ interface Issued {
   payload: Record<string, unknown>;
   session: string;
   result: unknown;
+  /** Update counter of the record that carried the outcome. */
+  counter: number;
 }
 
 /** Drives a primary with commands; keeps the records it emitted and what it answered. */
@@ -173,7 +175,7 @@ class Driver {
     }
     if (r.record !== null) {
       this.records.get(p)!.push(r.record);
-      this.issued.push({ p, op: c.op, payload, session: c.session, result: r.result });
+      this.issued.push({ p, op: c.op, payload, session: c.session, result: r.result, counter: r.record.counter });
     }
     const t = (r.result as { token?: number }).token;
     if (typeof t === 'number') this.tokens.push(t);
@@ -287,6 +289,7 @@ describe('NodeStore exactly-once', () => {
         const repeatOk = (store: NodeStore, m: Issued): void => {
           const again = store.mutate(m.p, m.op, m.payload, m.session);
           expect(again.record).toBeNull();
+          expect(again.replayOf).toBe(m.counter);
           expect(norm(again.result)).toEqual(norm(m.result));
         };
         const check = (store: NodeStore, m: Issued): void => {

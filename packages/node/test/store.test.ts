@@ -317,7 +317,7 @@ describe('NodeStore replication and exactly-once (examples)', () => {
     expect(s((backup.read(P, Op.CACHE_GET, { cache: C, key: b('a') }) as { value: Uint8Array }).value)).toBe('1');
     // promoted backup: the retried increment returns the first outcome and applies nothing
     const again = backup.mutate(P, Op.CACHE_INCREMENT, { cache: C, key: b('n'), delta: 3, seq: 2 }, 's');
-    expect(again).toEqual({ result: { value: 3 }, record: null });
+    expect(again).toEqual({ result: { value: 3 }, record: null, replayOf: 2 });
     expect(backup.mutate(P, Op.LOCK_TRY_ACQUIRE, { name: b('L'), leaseMs: 1000, seq: 4 }, 'other').result).toMatchObject({ acquired: false });
     // a seq reused for another op is refused
     expect(() => backup.mutate(P, Op.CACHE_REMOVE, { cache: C, key: b('a'), seq: 1 }, 's')).toThrow(/already used/);

@@ -51,7 +51,11 @@
  * A mutation's (session, seq) outcome is stored with the write, in the same record, per
  * partition, for `dedupWindowMs` (default 120 s, measured from the primary's clock at the write).
  * A repeat within the window returns the first outcome with `record: null` and changes nothing,
- * on the primary or on any replica that got the record or a snapshot (a promoted backup). A
+ * on the primary or on any replica that got the record or a snapshot (a promoted backup). The
+ * repeat also returns `replayOf`, the update counter of the record that carried the first
+ * outcome: that record may still be in flight to the backups, so the caller must not answer the
+ * repeat before replication is acknowledged up to that counter (else a crash could lose a write
+ * whose repeat was already acknowledged). A
  * repeat with the same (session, seq) but a different op is refused (BAD_REQUEST, "seq-reused").
  * Not remembered: an op refused with a StoreError (it changed nothing), and a FAILED lock
  * acquisition (LOCK_TRY_ACQUIRE/LOCK_ACQUIRE returning acquired:false; it changed nothing, and

@@ -55,6 +55,8 @@ interface LockState {
 
 interface DedupEntry extends DedupOutcome {
   at: number;
+  /** Update counter of the record that carried this outcome. */
+  counter: number;
 }
 
 /** One cache's entries within one partition. */
@@ -487,7 +489,7 @@ export class NodeStore {
             `seq ${seq} of this session was already used by op ${hit.op}`,
           );
         }
-        return { result: hit.result, record: null };
+        return { result: hit.result, record: null, replayOf: hit.counter };
       }
     }
     const part = existing ?? new PartitionState(partition);
@@ -500,7 +502,7 @@ export class NodeStore {
     for (const eff of plan.effects) this.applyEffect(part, eff);
     part.counter = counter;
     const dedup: DedupOutcome = { session, seq, op, result: plan.result };
-    this.remember(part, dedup, now);
+    this.remember(part, dedup, now, counter);
     this.enforceBounds();
     return { result: plan.result, record: { v: 1, counter, at: now, effects: plan.effects, dedup } };
   }
@@ -668,7 +670,7 @@ export class NodeStore {
     const target = part ?? this.ensurePart(partition);
     for (const eff of rec.effects) this.applyEffect(target, eff);
     target.counter = rec.counter;
-    if (rec.dedup !== null) this.remember(target, rec.dedup, rec.at);
+    if (rec.dedup !== null) this.remember(target, rec.dedup, rec.at, rec.counter);
     this.pruneDedup(target, this.clock.now());
     this.enforceBounds();
     return true;
@@ -703,11 +705,11 @@ export class NodeStore {
     }
   }
 
-  private remember(part: PartitionState, d: DedupOutcome, at: number): void {
+  private remember(part: PartitionState, d: DedupOutcome, at: number, counter: number): void {
     const k = dedupKey(d.session, d.seq);
     if (!part.dedup.has(k)) this.dedupCount++;
     part.dedup.delete(k);
-    part.dedup.set(k, { session: d.session, seq: d.seq, op: d.op, result: d.result, at });
+    part.dedup.set(k, { session: d.session, seq: d.seq, op: d.op, result: d.result, at, counter });
   }
 
   private pruneDedup(part: PartitionState, now: number, budget = Infinity): number {
@@ -730,16 +732,16 @@ export class NodeStore {
     counter: number;
     entries: [string, Bytes, Bytes, number][];
     locks: [Bytes, string, number, number][];
-    dedup: [string, number, number, unknown, number][];
+    dedup: [string, number, number, unknown, number, number][];
   } {
     const part = this.parts.get(partition);
-    const out = { counter: part?.counter ?? 0, entries: [] as [string, Bytes, Bytes, number][], locks: [] as [Bytes, string, number, number][], dedup: [] as [string, number, number, unknown, number][] };
+    const out = { counter: part?.counter ?? 0, entries: [] as [string, Bytes, Bytes, number][], locks: [] as [Bytes, string, number, number][], dedup: [] as [string, number, number, unknown, number, number][] };
     if (part === undefined) return out;
     for (const shard of part.shards.values()) {
       for (const e of shard.entries.values()) out.entries.push([shard.cache, toBytes(e.k), toBytes(e.value), e.expireAt]);
     }
     for (const l of part.locks.values()) out.locks.push([toBytes(l.k), l.session, l.token, l.expireAt]);
-    for (const d of part.dedup.values()) out.dedup.push([d.session, d.seq, d.op, d.result, d.at]);
+    for (const d of part.dedup.values()) out.dedup.push([d.session, d.seq, d.op, d.result, d.at, d.counter]);
     return out;
   }
 
@@ -775,7 +777,7 @@ export class NodeStore {
       if (l.expireAt > now) snap.locks.push([toBytes(l.k), l.session, l.token, l.expireAt]);
     }
     for (const d of part.dedup.values()) {
-      if (d.at + this.dedupWindowMs > now) snap.dedup.push([d.session, d.seq, d.op, d.result, d.at]);
+      if (d.at + this.dedupWindowMs > now) snap.dedup.push([d.session, d.seq, d.op, d.result, d.at, d.counter]);
     }
     return snap;
   }
@@ -797,8 +799,8 @@ export class NodeStore {
     for (const [name, session, token, expireAt] of snap.locks) {
       if (expireAt > now) this.setLock(part, keyString(name), session, token, expireAt);
     }
-    for (const [session, seq, op, result, at] of snap.dedup) {
-      this.remember(part, { session, seq, op, result }, at);
+    for (const [session, seq, op, result, at, counter] of snap.dedup) {
+      this.remember(part, { session, seq, op, result }, at, counter);
     }
     this.pruneDedup(part, now);
     this.enforceBounds();
@@ -1151,15 +1153,20 @@ function normaliseSnapshot(v: unknown): PartitionSnapshot {
     }
     return [lv[0], lv[1], lv[2], lv[3]];
   });
-  const dedup = (s['dedup'] as unknown[]).map((dv): [string, number, number, unknown, number] => {
-    if (!Array.isArray(dv) || typeof dv[4] !== 'number') throw badSnapshot('dedup must be [session, seq, op, result, at]');
+  const counter = s['counter'];
+  const dedup = (s['dedup'] as unknown[]).map((dv): [string, number, number, unknown, number, number] => {
+    if (!Array.isArray(dv) || typeof dv[4] !== 'number' || !Number.isFinite(dv[4])) {
+      throw badSnapshot('dedup must be [session, seq, op, result, at, counter]');
+    }
+    const c = dv[5] === undefined ? counter : dv[5];
+    if (!isSafeNonNegative(c) || c > counter) throw badSnapshot('dedup counter must not exceed the snapshot counter');
     const d = normaliseDedup({ session: dv[0], seq: dv[1], op: dv[2], result: dv[3] }, badSnapshot);
-    return [d.session, d.seq, d.op, d.result, dv[4]];
+    return [d.session, d.seq, d.op, d.result, dv[4], c];
   });
   return {
     v: 1,
     partition: typeof s['partition'] === 'number' ? s['partition'] : 0,
-    counter: s['counter'],
+    counter,
     at: typeof s['at'] === 'number' ? s['at'] : 0,
     caches,
     locks,

@@ -70,8 +70,11 @@ export interface PartitionSnapshot {
   caches: SnapshotCache[];
   /** [name, session, token, expireAt] of every unexpired lock. */
   locks: [Bytes, string, number, number][];
-  /** [session, seq, op, result, at] of every outcome still inside the dedup window, oldest first. */
-  dedup: [string, number, number, unknown, number][];
+  /**
+   * [session, seq, op, result, at, counter] of every outcome still inside the dedup window, oldest
+   * first; `counter` is the update counter of the record that carried it.
+   */
+  dedup: [string, number, number, unknown, number, number][];
 }
 
 export interface StoreStats {
@@ -97,4 +100,10 @@ export interface StoreStats {
 export interface MutateResult {
   result: unknown;
   record: ReplicationRecord | null;
+  /**
+   * Set on a repeat of a remembered (session, seq): the update counter of the record that carried
+   * the first outcome. That record may still be on its way to the backups; answer the repeat only
+   * once replication has been acknowledged up to this counter.
+   */
+  replayOf?: number;
 }
