@@ -7,4 +7,7 @@ export default defineConfig({
   clean: true,
   sourcemap: true,
   target: 'node20',
+  // p-retry (and its dependency) ship as ES modules only: bundle them so the CommonJS build also
+  // loads on Node versions without require(esm).
+  noExternal: ['p-retry', 'is-network-error'],
 });
