@@ -386,3 +386,83 @@ describe('NodeStore LRU bound', () => {
     expect(store.stats().bytes).toBeLessThanOrEqual(10);
   });
 });
+
+describe('NodeStore more cases', () => {
+  it('a scan cursor from the primary continues on a replica', () => {
+    const { store: primary, clock } = makeStore();
+    const backup = new NodeStore({ clock });
+    for (let i = 0; i < 6; i++) {
+      const { record } = primary.mutate(P, Op.CACHE_PUT, { cache: C, key: b(`k${i}`), value: b('v'), seq: i + 1 }, 's');
+      backup.applyRecord(P, record!);
+    }
+    const first = primary.read(P, Op.CACHE_SCAN, { cache: C, partition: P, cursor: null, count: 2 }) as { keys: Uint8Array[]; cursor: Uint8Array };
+    const rest = backup.read(P, Op.CACHE_SCAN, { cache: C, partition: P, cursor: first.cursor, count: 10 }) as { keys: Uint8Array[]; cursor: Uint8Array | null };
+    expect([...first.keys, ...rest.keys].map(s)).toEqual(['k0', 'k1', 'k2', 'k3', 'k4', 'k5']);
+    expect(rest.cursor).toBeNull();
+  });
+
+  it('scan skips expired keys and caps count', () => {
+    const { store, clock } = makeStore();
+    store.mutate(P, Op.CACHE_PUT, { cache: C, key: b('a'), value: b('v'), ttlMs: 5, seq: 1 }, 's');
+    store.mutate(P, Op.CACHE_PUT, { cache: C, key: b('b'), value: b('v'), seq: 2 }, 's');
+    clock.advance(5);
+    const r = store.read(P, Op.CACHE_SCAN, { cache: C, partition: P, cursor: null, count: 10 }) as { keys: Uint8Array[]; cursor: null };
+    expect(r.keys.map(s)).toEqual(['b']);
+    expect(r.cursor).toBeNull();
+    expect(() => store.read(P, Op.CACHE_SCAN, { cache: C, partition: P, cursor: null, count: 0 })).toThrow(StoreError);
+  });
+
+  it('createCache: last call wins; invalid configs are refused; unknown caches use the store defaults', () => {
+    const { store, clock } = makeStore({ cacheDefaults: { ttlMs: 100 } });
+    store.mutate(P, Op.CACHE_PUT, { cache: 'auto', key: b('k'), value: b('v'), seq: 1 }, 's');
+    expect(store.cacheConfig('auto')).toEqual({ ttlMs: 100 });
+    store.createCache('auto', { ttlMs: 0 });
+    store.mutate(P, Op.CACHE_PUT, { cache: 'auto', key: b('k2'), value: b('v'), seq: 2 }, 's');
+    clock.advance(100);
+    expect(store.read(P, Op.CACHE_CONTAINS_KEY, { cache: 'auto', key: b('k') })).toEqual({ found: false });
+    expect(store.read(P, Op.CACHE_CONTAINS_KEY, { cache: 'auto', key: b('k2') })).toEqual({ found: true });
+    expect(() => store.createCache('x', { ttlMs: -1 })).toThrow(StoreError);
+    expect(() => store.createCache('', {})).toThrow(StoreError);
+    expect(store.cacheConfigs().map(([n]) => n).sort()).toEqual(['auto']);
+  });
+
+  it('putAll with ttl, and a clear repeated with its seq applies once', () => {
+    const { store, clock } = makeStore();
+    store.mutate(P, Op.CACHE_PUT_ALL, { cache: C, entries: [[b('a'), b('1')], [b('b'), b('2')]], ttlMs: 10, seq: 1 }, 's');
+    const clear = store.mutate(P, Op.CACHE_CLEAR, { cache: C, seq: 2 }, 's');
+    expect(clear.record?.effects).toEqual([{ t: 'clear', cache: C }]);
+    store.mutate(P, Op.CACHE_PUT, { cache: C, key: b('c'), value: b('3'), seq: 3 }, 's');
+    const again = store.mutate(P, Op.CACHE_CLEAR, { cache: C, seq: 2 }, 's');
+    expect(again.record).toBeNull();
+    expect(store.read(P, Op.CACHE_SIZE, { cache: C })).toEqual({ size: 1 });
+    store.mutate(P, Op.CACHE_PUT_ALL, { cache: C, entries: [[b('a'), b('1')]], ttlMs: 10, seq: 4 }, 's');
+    clock.advance(10);
+    expect(store.read(P, Op.CACHE_GET_ALL, { cache: C, keys: [b('a'), b('c')] })).toMatchObject({ values: [null, expect.any(Uint8Array)] });
+  });
+
+  it('reads of a partition that is not held answer empty and create nothing', () => {
+    const { store } = makeStore();
+    expect(store.read(99, Op.CACHE_GET, { cache: C, key: b('k') })).toEqual({ value: null });
+    expect(store.read(99, Op.CACHE_SIZE, { cache: C })).toEqual({ size: 0 });
+    expect(store.snapshot(99)).toMatchObject({ counter: 0, caches: [], locks: [], dedup: [] });
+    expect(store.hasPartition(99)).toBe(false);
+    expect(() => store.read(99, Op.CACHE_CLEAR, { cache: C })).toThrow(/not a read op/);
+  });
+
+  it('a failed lock acquisition is not remembered: the same seq can succeed later', () => {
+    const { store } = makeStore();
+    store.mutate(P, Op.LOCK_TRY_ACQUIRE, { name: b('L'), leaseMs: 1000, seq: 1 }, 'A');
+    const fail = store.mutate(P, Op.LOCK_ACQUIRE, { name: b('L'), leaseMs: 1000, waitMs: 10, seq: 1 }, 'B');
+    expect(fail).toMatchObject({ result: { acquired: false }, record: null });
+    expect(fail.replayOf).toBeUndefined();
+    const counter = store.updateCounter(P);
+    store.mutate(P, Op.LOCK_RELEASE, { name: b('L'), token: 1, seq: 2 }, 'A');
+    const ok = store.mutate(P, Op.LOCK_ACQUIRE, { name: b('L'), leaseMs: 1000, waitMs: 10, seq: 1 }, 'B');
+    expect(ok.result).toEqual({ acquired: true, token: counter + 2 });
+    // now it is remembered
+    expect(store.mutate(P, Op.LOCK_ACQUIRE, { name: b('L'), leaseMs: 1000, waitMs: 10, seq: 1 }, 'B')).toMatchObject({
+      record: null,
+      replayOf: counter + 2,
+    });
+  });
+});
