@@ -40,6 +40,7 @@ export class LockHandle {
   private renewTimer: NodeJS.Timeout | null = null;
   private readonly ac = new AbortController();
   private released = false;
+  private renewCount = 0;
 
   constructor(
     private readonly ctx: ClientContext,
@@ -59,6 +60,11 @@ export class LockHandle {
   /** Aborts when the lock is lost (renewal failed) or released. */
   get signal(): AbortSignal {
     return this.ac.signal;
+  }
+
+  /** Successful renewals so far (manual and automatic). */
+  get renewals(): number {
+    return this.renewCount;
   }
 
   get held(): boolean {
@@ -110,6 +116,7 @@ export class LockHandle {
       throw err;
     }
     this.leaseMs = leaseMs;
+    this.renewCount++;
   }
 
   /** Releases the lock. Throws LockNotHeldError when it was no longer held with this token. */

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalCluster } from '@gridlink/node';
 import { GridClient, GridConfigError, GridClosedError, GridAbortError, LockNotHeldError, LockTimeoutError, bytesSerializer } from '@gridlink/client';
 import { encodeKey } from '@gridlink/affinity';
+import { waitFor } from './helpers/wait.js';
 
 let cluster: LocalCluster;
 let client: GridClient;
@@ -128,9 +129,17 @@ describe('locks', () => {
 
   it('autoRenew keeps a short lease alive; withLock releases on success and on throw', async () => {
     const h = await client.lock('job-3').acquire({ leaseMs: 150, autoRenew: true });
-    // Several lease periods later the lock is still ours (renewals happened).
-    await new Promise((r) => setTimeout(r, 500));
+    // Renewals keep coming (a third of the lease apart), well past the original lease...
+    const t0 = performance.now();
+    await waitFor(() => h.renewals >= 4 && performance.now() - t0 > 300, 10_000, 'automatic renewals');
     expect(h.held).toBe(true);
+    // ...and the lock is still ours: another client cannot take it.
+    const other = await GridClient.connect({ endpoints: cluster.endpoints });
+    try {
+      expect(await other.lock('job-3').tryAcquire()).toBeNull();
+    } finally {
+      await other.close();
+    }
     await h.release();
     expect(h.held).toBe(false);
 
