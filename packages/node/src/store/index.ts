@@ -55,8 +55,9 @@
  * repeat also returns `replayOf`, the update counter of the record that carried the first
  * outcome: that record may still be in flight to the backups, so the caller must not answer the
  * repeat before replication is acknowledged up to that counter (else a crash could lose a write
- * whose repeat was already acknowledged). A
- * repeat with the same (session, seq) but a different op is refused (BAD_REQUEST, "seq-reused").
+ * whose repeat was already acknowledged). A repeat with the same (session, seq) but a different
+ * op is refused (BAD_REQUEST, "seq-reused"). Outcomes are kept per partition, so one seq may be
+ * used by a multi-partition op (putAll, clear) in each partition it touches.
  * Not remembered: an op refused with a StoreError (it changed nothing), and a FAILED lock
  * acquisition (LOCK_TRY_ACQUIRE/LOCK_ACQUIRE returning acquired:false; it changed nothing, and
  * the caller of a waiting acquire retries the same seq until it succeeds or gives up). Such
@@ -81,6 +82,16 @@
  * the whole node — all partitions, primary and backup: after each write the least recently used
  * entries (reads and writes count as use) are evicted until the bound holds, counted in
  * `stats().evictions`. An evicted entry is simply gone on this node.
+ *
+ * ## Time
+ * Expiries, leases and outcome times are absolute milliseconds of the primary's clock, applied
+ * as such on backups: node clocks are assumed to agree closely (a skew of d ms makes a promoted
+ * backup see leases and TTLs end d ms early or late).
+ *
+ * ## Stats and diagnostics
+ * `stats()` gives entries and key+value bytes held (all partitions, expired-but-not-removed
+ * included), evictions, entries expired, partitions, lock leases, remembered outcomes and the
+ * items sweep examined. `inspect(p)` is a raw view of one partition for diagnostics and tests.
  *
  * ## Errors
  * `StoreError` carries the protocol `wireCode` (BAD_REQUEST, UNKNOWN_OP, VALUE_TYPE) and a finer
