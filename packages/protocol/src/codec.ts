@@ -264,12 +264,13 @@ function readU64(b: Uint8Array, at: number): number {
   return hi * TWO_32 + readU32(b, at + 4);
 }
 
-function decodePayload(mp: Decoder, bytes: Uint8Array): unknown {
-  if (bytes.length === 0) throw new ProtocolError('frame has no payload', ErrorCode.BAD_REQUEST);
-  const fast = fastDecode(bytes);
+/** Decodes the payload `b[start, end)`: one MessagePack value, nothing after it. */
+function decodePayload(mp: Decoder, b: Uint8Array, start: number, end: number): unknown {
+  if (start >= end) throw new ProtocolError('frame has no payload', ErrorCode.BAD_REQUEST);
+  const fast = fastDecode(b, start, end);
   if (fast !== NO_MATCH) return fast;
   try {
-    return mp.decode(bytes);
+    return mp.decode(b.subarray(start, end));
   } catch (err) {
     throw new ProtocolError(`malformed payload: ${err instanceof Error ? err.message : String(err)}`, ErrorCode.BAD_REQUEST);
   }
@@ -284,56 +285,57 @@ function tooShort(kind: number, length: number): ProtocolError {
  * `body`. Throws ProtocolError only.
  */
 export function decodeFrameBody(body: Uint8Array, maxFrameSize: number = DEFAULT_MAX_FRAME_SIZE): Frame {
-  return decodeBody(body, msgpackDecoder(maxFrameSize));
+  return decodeBody(body, 0, body.length, msgpackDecoder(maxFrameSize));
 }
 
-function decodeBody(body: Uint8Array, mp: Decoder): Frame {
-  const len = body.length;
-  if (len === 0) throw new ProtocolError('empty frame', ErrorCode.BAD_REQUEST);
-  const kind = body[0]!;
+/** Decodes the frame body `b[s, end)` in place. */
+function decodeBody(b: Uint8Array, s: number, end: number, mp: Decoder): Frame {
+  const len = end - s;
+  if (len <= 0) throw new ProtocolError('empty frame', ErrorCode.BAD_REQUEST);
+  const kind = b[s]!;
   switch (kind) {
     case FrameKind.REQUEST: {
       if (len <= HEADER_SIZE[FrameKind.REQUEST]) throw tooShort(kind, len);
-      const op = ((body[1]! << 8) | body[2]!) as Op;
-      const id = readU32(body, 3);
-      const flags = body[7]!;
-      const payload = decodePayload(mp, body.subarray(8));
+      const op = ((b[s + 1]! << 8) | b[s + 2]!) as Op;
+      const id = readU32(b, s + 3);
+      const flags = b[s + 7]!;
+      const payload = decodePayload(mp, b, s + 8, end);
       return { kind: FrameKind.REQUEST, op, id, flags, payload: payload as never };
     }
     case FrameKind.RESPONSE: {
       if (len <= HEADER_SIZE[FrameKind.RESPONSE]) throw tooShort(kind, len);
-      const id = readU32(body, 1);
-      const flags = body[5]!;
-      const topologyVersion = readU64(body, 6);
-      const payload = decodePayload(mp, body.subarray(14));
+      const id = readU32(b, s + 1);
+      const flags = b[s + 5]!;
+      const topologyVersion = readU64(b, s + 6);
+      const payload = decodePayload(mp, b, s + 14, end);
       if ((flags & ResponseFlag.ERROR) !== 0) checkErrorPayload(payload);
       return { kind: FrameKind.RESPONSE, id, flags, topologyVersion, payload };
     }
     case FrameKind.PUSH: {
       if (len <= HEADER_SIZE[FrameKind.PUSH]) throw tooShort(kind, len);
-      const push = ((body[1]! << 8) | body[2]!) as PushKind;
-      const topologyVersion = readU64(body, 3);
-      const payload = decodePayload(mp, body.subarray(11));
+      const push = ((b[s + 1]! << 8) | b[s + 2]!) as PushKind;
+      const topologyVersion = readU64(b, s + 3);
+      const payload = decodePayload(mp, b, s + 11, end);
       checkPushPayload(push, payload);
       return { kind: FrameKind.PUSH, push, topologyVersion, payload: payload as never };
     }
     case FrameKind.HANDSHAKE: {
       if (len <= 1) throw tooShort(kind, len);
-      const b = decodePayload(mp, body.subarray(1));
-      checkHandshakeRequest(b);
-      return { kind: FrameKind.HANDSHAKE, body: b as HandshakeRequest };
+      const body = decodePayload(mp, b, s + 1, end);
+      checkHandshakeRequest(body);
+      return { kind: FrameKind.HANDSHAKE, body: body as HandshakeRequest };
     }
     case FrameKind.HANDSHAKE_OK: {
       if (len <= 1) throw tooShort(kind, len);
-      const b = decodePayload(mp, body.subarray(1));
-      checkHandshakeOk(b);
-      return { kind: FrameKind.HANDSHAKE_OK, body: b as HandshakeOk };
+      const body = decodePayload(mp, b, s + 1, end);
+      checkHandshakeOk(body);
+      return { kind: FrameKind.HANDSHAKE_OK, body: body as HandshakeOk };
     }
     case FrameKind.HANDSHAKE_ERROR: {
       if (len <= 1) throw tooShort(kind, len);
-      const b = decodePayload(mp, body.subarray(1));
-      checkHandshakeError(b);
-      return { kind: FrameKind.HANDSHAKE_ERROR, body: b as HandshakeError };
+      const body = decodePayload(mp, b, s + 1, end);
+      checkHandshakeError(body);
+      return { kind: FrameKind.HANDSHAKE_ERROR, body: body as HandshakeError };
     }
     default:
       throw new ProtocolError(`unknown frame kind ${kind}`, ErrorCode.BAD_REQUEST);
@@ -461,7 +463,7 @@ export class FrameDecoder {
         }
         const start = pos + LENGTH_PREFIX_SIZE;
         pos = start + length;
-        out.push(decodeBody(chunk.subarray(start, pos), this.mp));
+        out.push(decodeBody(chunk, start, pos, this.mp));
       }
       if (pos < n) {
         this.chunks.push(compactTail(chunk, pos));
@@ -484,7 +486,7 @@ export class FrameDecoder {
       const body = this.take(this.frameLength);
       this.consume(this.frameLength);
       this.frameLength = -1;
-      out.push(decodeBody(body, this.mp));
+      out.push(decodeBody(body, 0, body.length, this.mp));
       if (this.pending === 0) break;
     }
     if (this.chunks.length === 1 && this.headOffset > 0) {

@@ -221,14 +221,15 @@ export function fastWrite(out: Uint8Array, at: number, payload: unknown): void {
 /** Cursor shared by the readers below (set on success). */
 let pos = 0;
 
-function matchKey(b: Uint8Array, at: number, k: number[]): boolean {
-  if (at + k.length > b.length) return false;
+function matchKey(b: Uint8Array, at: number, end: number, k: number[]): boolean {
+  if (at + k.length > end) return false;
   for (let i = 0; i < k.length; i++) if (b[at + i] !== k[i]) return false;
   return true;
 }
 
 /** Reads bin8/16/32 at `at`; returns a view, or null when not a bin that fits before `end`. */
 function readBin(b: Uint8Array, at: number, end: number): Uint8Array | null {
+  if (at >= end) return null;
   const h = b[at];
   let n: number;
   let p: number;
@@ -250,8 +251,35 @@ function readBin(b: Uint8Array, at: number, end: number): Uint8Array | null {
   return b.subarray(p, pos);
 }
 
+/** Recently decoded short ASCII strings (cache names), to skip rebuilding them. */
+const NAME_CACHE_SIZE = 16;
+const NAME_MAX = 64;
+const nameBytes: Uint8Array[] = [];
+const nameStrings: string[] = [];
+let nameNext = 0;
+
+function cachedName(b: Uint8Array, p: number, n: number): string | null {
+  for (let e = 0; e < nameBytes.length; e++) {
+    const c = nameBytes[e]!;
+    if (c.length !== n) continue;
+    let i = 0;
+    while (i < n && c[i] === b[p + i]) i++;
+    if (i === n) return nameStrings[e]!;
+  }
+  return null;
+}
+
+function rememberName(b: Uint8Array, p: number, n: number, s: string): void {
+  const copy = new Uint8Array(n);
+  for (let i = 0; i < n; i++) copy[i] = b[p + i]!;
+  nameBytes[nameNext] = copy;
+  nameStrings[nameNext] = s;
+  nameNext = (nameNext + 1) % NAME_CACHE_SIZE;
+}
+
 /** Reads an ASCII fixstr/str8 at `at`, or null. */
 function readAsciiStr(b: Uint8Array, at: number, end: number): string | null {
+  if (at >= end) return null;
   const h = b[at]!;
   let n: number;
   let p: number;
@@ -264,18 +292,27 @@ function readAsciiStr(b: Uint8Array, at: number, end: number): string | null {
     p = at + 2;
   } else return null;
   if (p + n > end) return null;
+  if (n <= NAME_MAX) {
+    const known = cachedName(b, p, n);
+    if (known !== null) {
+      pos = p + n;
+      return known;
+    }
+  }
   let s = '';
   for (let i = p; i < p + n; i++) {
     const c = b[i]!;
     if (c > 0x7f) return null;
     s += String.fromCharCode(c);
   }
+  if (n <= NAME_MAX) rememberName(b, p, n, s);
   pos = p + n;
   return s;
 }
 
 /** Reads a non-negative integer below 2^53 (fixint, uint8..uint64) at `at`, or -1. */
 function readUint(b: Uint8Array, at: number, end: number): number {
+  if (at >= end) return -1;
   const h = b[at]!;
   if (h < 0x80) {
     pos = at + 1;
@@ -304,34 +341,33 @@ function readUint(b: Uint8Array, at: number, end: number): number {
 }
 
 /**
- * Decodes the payload `b` (one whole MessagePack value, nothing after it) when it is one of the
- * recognised shapes; otherwise returns NO_MATCH and the caller uses the general decoder.
+ * Decodes the payload `b[start, end)` (one whole MessagePack value, nothing after it) when it is
+ * one of the recognised shapes; otherwise returns NO_MATCH and the caller uses the general decoder.
  */
-export function fastDecode(b: Uint8Array): unknown {
-  const end = b.length;
-  const first = b[0];
-  if (first === 0x80) return end === 1 ? {} : NO_MATCH;
+export function fastDecode(b: Uint8Array, start = 0, end = b.length): unknown {
+  const first = b[start];
+  if (first === 0x80) return end === start + 1 ? {} : NO_MATCH;
   if (first === 0x81) {
-    if (!matchKey(b, 1, K_VALUE)) return NO_MATCH;
-    const at = 1 + K_VALUE.length;
+    if (!matchKey(b, start + 1, end, K_VALUE)) return NO_MATCH;
+    const at = start + 1 + K_VALUE.length;
     if (b[at] === 0xc0) return at + 1 === end ? { value: null } : NO_MATCH;
     const value = readBin(b, at, end);
     return value !== null && pos === end ? { value } : NO_MATCH;
   }
   if (first !== 0x82 && first !== 0x84 && first !== 0x85) return NO_MATCH;
-  if (!matchKey(b, 1, K_CACHE)) return NO_MATCH;
-  const cache = readAsciiStr(b, 1 + K_CACHE.length, end);
-  if (cache === null || !matchKey(b, pos, K_KEY)) return NO_MATCH;
+  if (!matchKey(b, start + 1, end, K_CACHE)) return NO_MATCH;
+  const cache = readAsciiStr(b, start + 1 + K_CACHE.length, end);
+  if (cache === null || !matchKey(b, pos, end, K_KEY)) return NO_MATCH;
   const key = readBin(b, pos + K_KEY.length, end);
   if (key === null) return NO_MATCH;
   if (first === 0x82) return pos === end ? { cache, key } : NO_MATCH;
-  if (!matchKey(b, pos, K_SEQ)) return NO_MATCH;
+  if (!matchKey(b, pos, end, K_SEQ)) return NO_MATCH;
   const seq = readUint(b, pos + K_SEQ.length, end);
-  if (seq < 0 || !matchKey(b, pos, K_VALUE)) return NO_MATCH;
+  if (seq < 0 || !matchKey(b, pos, end, K_VALUE)) return NO_MATCH;
   const value = readBin(b, pos + K_VALUE.length, end);
   if (value === null) return NO_MATCH;
   if (first === 0x84) return pos === end ? { cache, key, seq, value } : NO_MATCH;
-  if (!matchKey(b, pos, K_TTL)) return NO_MATCH;
+  if (!matchKey(b, pos, end, K_TTL)) return NO_MATCH;
   const ttlMs = readUint(b, pos + K_TTL.length, end);
   return ttlMs >= 0 && pos === end ? { cache, key, seq, value, ttlMs } : NO_MATCH;
 }

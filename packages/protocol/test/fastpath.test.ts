@@ -115,6 +115,21 @@ describe('shape fast path', () => {
     );
   });
 
+  it('decodes in place: bytes before start and after end never change the outcome', () => {
+    fc.assert(
+      fc.property(fc.oneof(fastShapes, msgpackValue), fc.uint8Array({ maxLength: 12 }), fc.uint8Array({ maxLength: 12 }), fc.nat(), (v, before, after, cutAt) => {
+        const whole = general(v);
+        const bytes = whole.subarray(0, whole.length === 0 ? 0 : 1 + (cutAt % whole.length));
+        const padded = Uint8Array.from([...before, ...bytes, ...after]);
+        const alone = fastDecode(Uint8Array.from(bytes));
+        const inPlace = fastDecode(padded, before.length, before.length + bytes.length);
+        if (alone === NO_MATCH) expect(inPlace).toBe(NO_MATCH);
+        else expect(norm(inPlace)).toEqual(norm(alone));
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
   it('declines non-minimal but valid encodings, which the general decoder then reads', () => {
     // {cache: "c", key: bin} with the key name written as str8 instead of fixstr
     const bytes = Uint8Array.from([0x82, 0xa5, ...Buffer.from('cache'), 0xa1, 0x63, 0xd9, 3, ...Buffer.from('key'), 0xc4, 1, 7]);
