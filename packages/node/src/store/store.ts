@@ -3,6 +3,7 @@ import { ErrorCode, Op, type CacheConfig } from '@gridlink/protocol';
 import { copyBytes, isBytes, keyString, ownBytes, toBytes, type Bytes } from './bytes.js';
 import { StoreError, badRequest } from './errors.js';
 import { MinHeap } from './heap.js';
+import { OutcomeTable } from './outcomes.js';
 import type {
   Clock,
   DedupOutcome,
@@ -53,12 +54,6 @@ interface LockState {
   live: boolean;
 }
 
-interface DedupEntry extends DedupOutcome {
-  at: number;
-  /** Update counter of the record that carried this outcome. */
-  counter: number;
-}
-
 /** One cache's entries within one partition. */
 class Shard {
   readonly entries = new Map<string, Entry>();
@@ -73,8 +68,8 @@ class PartitionState {
   counter = 0;
   readonly shards = new Map<string, Shard>();
   readonly locks = new Map<string, LockState>();
-  /** Keyed by `${seq}:${session}`, in insertion (≈ time) order. */
-  readonly dedup = new Map<string, DedupEntry>();
+  /** (session, seq) outcomes, in insertion (≈ time) order. */
+  readonly dedup = new OutcomeTable();
   constructor(readonly id: number) {}
 }
 
@@ -212,9 +207,6 @@ function valueOf(e: Entry | undefined): Bytes | null {
   return e === undefined ? null : ownBytes(e.value);
 }
 
-function dedupKey(session: string, seq: number): string {
-  return `${seq}:${session}`;
-}
 
 // ---------------------------------------------------------------------------------------------
 
@@ -480,7 +472,7 @@ export class NodeStore {
     const existing = this.parts.get(partition);
     if (existing !== undefined) {
       this.pruneDedup(existing, now);
-      const hit = existing.dedup.get(dedupKey(session, seq));
+      const hit = existing.dedup.get(session, seq);
       if (hit !== undefined) {
         if (hit.op !== op) {
           throw new StoreError(
@@ -706,21 +698,12 @@ export class NodeStore {
   }
 
   private remember(part: PartitionState, d: DedupOutcome, at: number, counter: number): void {
-    const k = dedupKey(d.session, d.seq);
-    if (!part.dedup.has(k)) this.dedupCount++;
-    part.dedup.delete(k);
-    part.dedup.set(k, { session: d.session, seq: d.seq, op: d.op, result: d.result, at, counter });
+    if (part.dedup.add({ session: d.session, seq: d.seq, op: d.op, result: d.result, at, counter })) this.dedupCount++;
   }
 
   private pruneDedup(part: PartitionState, now: number, budget = Infinity): number {
-    let examined = 0;
-    for (const [k, d] of part.dedup) {
-      if (examined >= budget) break;
-      examined++;
-      if (d.at + this.dedupWindowMs > now) break;
-      part.dedup.delete(k);
-      this.dedupCount--;
-    }
+    const { examined, removed } = part.dedup.prune(now, this.dedupWindowMs, budget);
+    this.dedupCount -= removed;
     return examined;
   }
 
