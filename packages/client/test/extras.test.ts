@@ -73,3 +73,39 @@ describe('auth and graceful node stop', () => {
     expect(client.stats().failedOperations).toBe(0);
   });
 });
+
+describe('events', () => {
+  it('nodeDown/disconnected on a kill, topologyChanged as the cluster reacts, nodeUp after restart, retry while failing over', async () => {
+    const cl = await LocalCluster.start({ nodes: 3, backups: 1, partitions: 32 });
+    cleanups.push(() => cl.stop());
+    const client = await GridClient.connect({ endpoints: cl.endpoints, reconnect: { minDelay: 20, maxDelay: 200 } });
+    cleanups.push(() => client.close());
+    await waitFor(() => client.stats().nodes.filter((n) => n.connected).length === 3, 10_000, 'all connected');
+    const seen: string[] = [];
+    client.on('nodeDown', (e) => seen.push(`down:${e.nodeId}`));
+    client.on('disconnected', (e) => seen.push(`disc:${e.nodeId}`));
+    client.on('nodeUp', (e) => seen.push(`up:${e.nodeId}`));
+    let retries = 0;
+    client.on('retry', () => retries++);
+    const versions: number[] = [];
+    client.on('topologyChanged', (e) => versions.push(e.version));
+    const victim = cl.nodeIds[0]!;
+    const v0 = client.topology().version!;
+    const cache = client.cache<number, number>('events');
+    // Keep writing through the kill so some attempts fail over.
+    let stop = false;
+    const load = (async () => {
+      let i = 0;
+      while (!stop) await cache.put(i++ % 64, i);
+    })();
+    await cl.kill(victim);
+    await waitFor(() => seen.includes(`down:${victim}`) && seen.includes(`disc:${victim}`), 10_000, 'nodeDown');
+    await waitFor(() => versions.some((v) => v > v0), 10_000, 'topologyChanged');
+    await cl.restart(victim);
+    await waitFor(() => seen.includes(`up:${victim}`), 10_000, 'nodeUp after restart');
+    stop = true;
+    await load;
+    expect(client.stats().failedOperations).toBe(0);
+    expect(client.stats().retries).toBe(retries);
+  });
+});
