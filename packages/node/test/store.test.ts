@@ -375,6 +375,16 @@ describe('NodeStore LRU bound', () => {
     expect(store.read(1, Op.CACHE_CONTAINS_KEY, { cache: C, key: b('a') })).toEqual({ found: true });
   });
 
+  it('removes expired entries before evicting live ones', () => {
+    const { store, clock } = makeStore({ maxEntries: 2 });
+    store.mutate(1, Op.CACHE_PUT, { cache: C, key: b('old'), value: b('v'), seq: 1 }, 's');
+    store.mutate(1, Op.CACHE_PUT, { cache: C, key: b('ttl'), value: b('v'), ttlMs: 5, seq: 2 }, 's');
+    clock.advance(5);
+    store.mutate(1, Op.CACHE_PUT, { cache: C, key: b('new'), value: b('v'), seq: 3 }, 's');
+    expect(store.stats()).toMatchObject({ entries: 2, evictions: 0, expired: 1 });
+    expect(store.read(1, Op.CACHE_CONTAINS_KEY, { cache: C, key: b('old') })).toEqual({ found: true });
+  });
+
   it('bounds key+value bytes', () => {
     const { store } = makeStore({ maxBytes: 10 });
     store.mutate(1, Op.CACHE_PUT, { cache: C, key: b('a'), value: b('1234'), seq: 1 }, 's'); // 5

@@ -79,9 +79,10 @@
  * Expired entries are invisible to every read and op (and removed when met); `sweep(budget)`
  * removes expired entries and leases in expiry order and forgets outcomes older than the dedup
  * window, examining at most `budget` items. `maxEntries` / `maxBytes` (key + value bytes) bound
- * the whole node — all partitions, primary and backup: after each write the least recently used
- * entries (reads and writes count as use) are evicted until the bound holds, counted in
- * `stats().evictions`. An evicted entry is simply gone on this node.
+ * the whole node — all partitions, primary and backup: after each write that leaves the node over
+ * the bound, entries that have already expired are removed first (counted as expired), then the
+ * least recently used entries (reads and writes count as use) are evicted until the bound holds,
+ * counted in `stats().evictions`. An evicted entry is simply gone on this node.
  *
  * ## Time
  * Expiries, leases and outcome times are absolute milliseconds of the primary's clock, applied

@@ -1002,8 +1002,25 @@ export class NodeStore {
     }
   }
 
+  /** Over the bound: first drop what has already expired, then evict least recently used entries. */
   private enforceBounds(): void {
+    if (this.entryCount <= this.maxEntries && this.byteCount <= this.maxBytes) return;
+    const now = this.clock.now();
     while (this.entryCount > this.maxEntries || this.byteCount > this.maxBytes) {
+      const top = this.expiry.peek();
+      if (top !== undefined && top.at <= now) {
+        this.expiry.pop();
+        const ref = top.ref;
+        if (!ref.live || ref.expireAt !== top.at) continue;
+        if (ref.kind === 'entry') {
+          this.removeEntry(ref);
+          this.expiredCount++;
+        } else {
+          this.unlinkLock(ref);
+          this.pendingFreed.push([ref.part.id, ref.k]);
+        }
+        continue;
+      }
       const victim = this.lruTail;
       if (victim === null) return;
       this.removeEntry(victim);
