@@ -124,9 +124,12 @@ export class Invoker {
       else userSignal.addEventListener('abort', onUserAbort, { once: true });
     }
     const signal = ac.signal;
+    // Nodes whose attempt timed out or whose connection failed during this operation: the next
+    // attempt prefers another node (any node forwards to the primary).
+    const avoid = new Set<string>();
     const attempt = async (): Promise<T> => {
       try {
-        return await this.attempt<T>(op, payload, options.partition, signal, this.cfg.requestTimeout + (options.attemptExtraMs ?? 0));
+        return await this.attempt<T>(op, payload, options.partition, signal, this.cfg.requestTimeout + (options.attemptExtraMs ?? 0), avoid);
       } catch (e) {
         lastError = e;
         throw e;
@@ -168,10 +171,12 @@ export class Invoker {
     return this.closed && this.manager.healthyNodeIds().length === 0;
   }
 
-  private async pick(partition: number | undefined, signal: AbortSignal): Promise<{ conn: Connection; nodeId: string }> {
+  private async pick(partition: number | undefined, signal: AbortSignal, avoid: ReadonlySet<string>): Promise<{ conn: Connection; nodeId: string }> {
     for (;;) {
       if (signal.aborted) throw signal.reason;
-      const healthy = this.manager.healthyNodeIds();
+      const all = this.manager.healthyNodeIds();
+      const preferred = avoid.size === 0 ? all : all.filter((id) => !avoid.has(id));
+      const healthy = preferred.length > 0 ? preferred : all;
       const r = route(healthy, this.rr, this.partitions.map, partition, this.cfg.partitionAware);
       if (r !== null) {
         const conn = this.manager.connection(r.nodeId);
@@ -190,8 +195,9 @@ export class Invoker {
     partition: number | undefined,
     opSignal: AbortSignal,
     attemptMs: number,
+    avoid: Set<string>,
   ): Promise<T> {
-    const { conn, nodeId } = await this.pick(partition, opSignal);
+    const { conn, nodeId } = await this.pick(partition, opSignal, avoid);
     const c = this.counters(nodeId);
     c.requests++;
     c.inFlight++;
@@ -214,6 +220,7 @@ export class Invoker {
       frame = await conn.request(op, payload, { signal: ac.signal });
     } catch (e) {
       c.errors++;
+      if (!opSignal.aborted) avoid.add(nodeId);
       throw e;
     } finally {
       c.inFlight--;
