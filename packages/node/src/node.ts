@@ -128,6 +128,7 @@ export class GridNode implements ConnectionHost {
   private readonly observed = new Map<string, { lease: LeaseRecord; revision: number; seenAt: number }>();
   private lastCoordinatorTick = 0;
   private coordinatorBusy = false;
+  private lastCoordinatorInputs = '';
   private readonly parts = new Map<number, PartState>();
   private readonly conns = new Set<ServerConnection>();
   private readonly peers = new Map<string, PeerClient>();
@@ -507,6 +508,10 @@ export class GridNode implements ConnectionHost {
         this.log.info('cluster created', { nodes: ids, partitions: rec.partitions });
         return;
       }
+      // Skip the step when nothing it depends on changed (renewals alone change nothing).
+      const inputs = `${this.topo.version}|${alive.map((l) => `${l.id}:${l.epoch}:${JSON.stringify(l.synced)}`).join(';')}`;
+      if (inputs === this.lastCoordinatorInputs && this.topo.adjust === null) return;
+      this.lastCoordinatorInputs = inputs;
       const next = nextTopology(this.topo, alive, now);
       if (next === null) return;
       await this.kv.update(TOPOLOGY_KEY, next, this.topoRevision);
