@@ -34,6 +34,8 @@ interface AddressState {
   /** Node last seen behind this address. */
   nodeId: string | undefined;
   connecting: Connection | null;
+  /** When the current attempt started (performance.now()). */
+  attemptStartedAt: number;
   failures: number;
   timer: NodeJS.Timeout | null;
   lastError: string | undefined;
@@ -49,6 +51,7 @@ export class ConnectionManager extends EventEmitter<ManagerEvents> {
   private started = false;
   private resolving: Promise<void> | null = null;
   private periodic: NodeJS.Timeout | null = null;
+  private holdTimer: NodeJS.Timeout | null = null;
   private waiters = new Set<() => void>();
   /** Connections counted by node id since start (for stats). */
   readonly everConnected = new Set<string>();
@@ -120,6 +123,7 @@ export class ConnectionManager extends EventEmitter<ManagerEvents> {
           const state = this.addressState(ep);
           const conn = this.newConnection(ep);
           state.connecting = conn;
+          state.attemptStartedAt = performance.now();
           try {
             const ok = await conn.connect(signal);
             state.connecting = null;
@@ -128,6 +132,12 @@ export class ConnectionManager extends EventEmitter<ManagerEvents> {
           } catch (e) {
             state.connecting = null;
             state.lastError = (e as Error).message;
+            // An attempt that outlived the race (e.g. a blackholed endpoint) is retried like any
+            // background connection.
+            if (this.started && !this.closed) {
+              this.scheduleReconnect(state);
+              this.ensureConnections();
+            }
             throw e;
           }
         },
@@ -160,7 +170,7 @@ export class ConnectionManager extends EventEmitter<ManagerEvents> {
     const key = formatEndpoint(ep);
     let s = this.addresses.get(key);
     if (s === undefined) {
-      s = { endpoint: ep, nodeId: undefined, connecting: null, failures: 0, timer: null, lastError: undefined };
+      s = { endpoint: ep, nodeId: undefined, connecting: null, attemptStartedAt: 0, failures: 0, timer: null, lastError: undefined };
       this.addresses.set(key, s);
     }
     return s;
@@ -276,21 +286,34 @@ export class ConnectionManager extends EventEmitter<ManagerEvents> {
     const targets = this.targets();
     const wanted = new Set(targets.map(formatEndpoint));
     const seedKeys = new Set(this.seeds.map(formatEndpoint));
-    let seedsHandshaking = false;
+    const now = performance.now();
+    // A configured endpoint of unknown identity that started handshaking less than one stagger
+    // ago holds back topology-only addresses; a silent one holds them back for one stagger only.
+    let holdUntil = 0;
+    const hold = (state: AddressState): void => {
+      holdUntil = Math.max(holdUntil, state.attemptStartedAt + this.cfg.connectStagger);
+    };
     for (const ep of targets) {
       const key = formatEndpoint(ep);
       const state = this.addressState(ep);
       const isSeed = seedKeys.has(key);
       if (state.connecting !== null) {
-        if (isSeed && state.nodeId === undefined) seedsHandshaking = true;
+        if (isSeed && state.nodeId === undefined) hold(state);
         continue;
       }
       if (state.timer !== null) continue;
       const known = state.nodeId !== undefined ? this.nodes.get(state.nodeId) : undefined;
       if (known !== undefined && known.state !== 'closed') continue;
-      if (!isSeed && seedsHandshaking) continue;
+      if (!isSeed && holdUntil > now) continue;
       this.connectBackground(state);
-      if (isSeed && state.nodeId === undefined) seedsHandshaking = true;
+      if (isSeed && state.nodeId === undefined) hold(state);
+    }
+    if (holdUntil > now && this.holdTimer === null) {
+      this.holdTimer = setTimeout(() => {
+        this.holdTimer = null;
+        this.ensureConnections();
+      }, Math.ceil(holdUntil - now) + 1);
+      this.holdTimer.unref();
     }
     // Forget addresses that are no longer wanted and have nothing in progress.
     for (const [key, s] of this.addresses) {
@@ -306,6 +329,7 @@ export class ConnectionManager extends EventEmitter<ManagerEvents> {
   private connectBackground(state: AddressState): void {
     const conn = this.newConnection(state.endpoint);
     state.connecting = conn;
+    state.attemptStartedAt = performance.now();
     conn.connect().then(
       (ok) => {
         state.connecting = null;
@@ -407,6 +431,8 @@ export class ConnectionManager extends EventEmitter<ManagerEvents> {
     this.closed = true;
     if (this.periodic !== null) clearInterval(this.periodic);
     this.periodic = null;
+    if (this.holdTimer !== null) clearTimeout(this.holdTimer);
+    this.holdTimer = null;
     const waiters = [...this.waiters];
     this.waiters.clear();
     for (const w of waiters) w();

@@ -87,6 +87,19 @@ describe('connecting', () => {
     await waitFor(() => connectedIds(client).length === 3, 10_000, 'connections to all topology nodes');
   });
 
+  it('a blackholed configured endpoint does not hold back connections to the topology nodes', async () => {
+    const cl = await cluster();
+    const silent = await SilentServer.start();
+    cleanups.push(() => silent.close());
+    const connectTimeout = 8000;
+    const t0 = performance.now();
+    const client = await connect({ endpoints: [cl.endpoints[0]!, silent.endpoint], connectTimeout, connectStagger: 100 });
+    await waitFor(() => connectedIds(client).length === 3, connectTimeout, 'connections to all topology nodes');
+    // Held back for one stagger at most, not until the silent endpoint's attempt times out.
+    expect(performance.now() - t0).toBeLessThan(connectTimeout / 2);
+    expect(silent.connections).toBeGreaterThanOrEqual(1);
+  });
+
   it('startup with the first two endpoints blackholed succeeds well inside one connect timeout', async () => {
     const cl = await cluster({ nodes: 1 });
     const b1 = await SilentServer.start();
