@@ -10,7 +10,7 @@ import { ErrorCode, MUTATING_OPS, Op, ResponseFlag, type ErrorPayload } from '@g
 import type { ResolvedConfig } from './config.js';
 import type { ConnectionManager } from './connection-manager.js';
 import type { Connection } from './connection.js';
-import { GridAbortError, GridClosedError, GridError, GridTimeoutError, isRetryable, serverError } from './errors.js';
+import { GridAbortError, GridClosedError, GridConnectionError, GridError, GridTimeoutError, isRetryable, serverError } from './errors.js';
 import { LatencyHistogram } from './histogram.js';
 import type { PartitionService } from './partition-service.js';
 import { RoundRobin, route, type RouteReason } from './routing.js';
@@ -147,6 +147,10 @@ export class Invoker {
         signal,
         unref: true,
         shouldRetry: ({ error }) => isRetryable(error) && !signal.aborted && !this.closedForRetry(),
+        // A connection lost under a request is the failover case itself: it does not use up the
+        // retry budget (the operation deadline still bounds it), so a node going away never
+        // exhausts an operation's retries on its own.
+        shouldConsumeRetry: ({ error }) => !(error instanceof GridConnectionError),
         onFailedAttempt: ({ error, attemptNumber, retriesLeft }) => {
           if (retriesLeft > 0 && isRetryable(error) && !signal.aborted) {
             this.retries++;
