@@ -22,6 +22,8 @@ const SLACK = 2000;
 const KEYS = ['a', 'b', 'c', 'd'];
 
 interface Model {
+  /** Highest fencing token seen per lock key. */
+  tokens: Map<string, number>;
   /** Last acknowledged value per key, and values of later writes with unknown outcome. */
   values: Map<string, { confirmed: number | undefined; unknown: Set<number> }>;
   counters: Map<string, { acked: number; unknown: number }>;
@@ -112,6 +114,55 @@ class Incr implements fc.AsyncCommand<Model, Real> {
   toString = (): string => `incr(${this.key})`;
 }
 
+class Lock implements fc.AsyncCommand<Model, Real> {
+  constructor(readonly key: string) {}
+  check = (): boolean => true;
+  async run(m: Model, r: Real): Promise<void> {
+    const res = await timed(() => r.client.lock(`lock-${this.key}`).tryAcquire({ leaseMs: 1500 }));
+    if (!res.ok || res.value === null) return;
+    const h = res.value;
+    // Fencing tokens strictly increase per lock key, across failovers.
+    const last = m.tokens.get(this.key) ?? -1;
+    expect(h.fencingToken).toBeGreaterThan(last);
+    m.tokens.set(this.key, h.fencingToken);
+    await timed(() => h.release());
+  }
+  toString = (): string => `lock(${this.key})`;
+}
+
+class PutAll implements fc.AsyncCommand<Model, Real> {
+  check = (): boolean => true;
+  async run(m: Model, r: Real): Promise<void> {
+    const entries = KEYS.map((k) => [k, m.nextValue++] as const);
+    const res = await timed(() => r.cache.putAll(entries));
+    for (const [k, v] of entries) {
+      const entry = m.values.get(k) ?? { confirmed: undefined, unknown: new Set<number>() };
+      m.values.set(k, entry);
+      if (res.ok) {
+        entry.confirmed = v;
+        entry.unknown.clear();
+      } else {
+        entry.unknown.add(v);
+      }
+    }
+  }
+  toString = (): string => 'putAll';
+}
+
+class GetAll implements fc.AsyncCommand<Model, Real> {
+  check = (): boolean => true;
+  async run(m: Model, r: Real): Promise<void> {
+    const res = await timed(() => r.cache.getAll(KEYS));
+    if (!res.ok) return;
+    KEYS.forEach((k, i) => {
+      const entry = m.values.get(k);
+      const allowed = new Set<number | undefined>([entry?.confirmed, ...(entry?.unknown ?? [])]);
+      expect(allowed.has(res.value[i]), `getAll ${k} = ${res.value[i]}`).toBe(true);
+    });
+  }
+  toString = (): string => 'getAll';
+}
+
 class Fault implements fc.AsyncCommand<Model, Real> {
   constructor(
     readonly node: number,
@@ -167,6 +218,9 @@ const commands = [
   key.map((k) => new Put(k)),
   key.map((k) => new Get(k)),
   key.map((k) => new Incr(k)),
+  key.map((k) => new Lock(k)),
+  fc.constant(new PutAll()),
+  fc.constant(new GetAll()),
   fc.tuple(node, fc.constantFrom('kill' as const, 'hang' as const)).map(([n, k]) => new Fault(n, k)),
   fc.constant(new Recover()),
   fc.tuple(node, fc.constantFrom('reset' as const, 'drop2' as const, 'drop3' as const, 'delay' as const)).map(([n, k]) => new ProxyFault(n, k)),
@@ -189,7 +243,7 @@ it('failover: typed errors within deadlines, no lost or doubled writes, primarie
           reconnect: { minDelay: 20, maxDelay: 300 },
         });
         const real: Real = { cluster, client, cache: client.cache<string, number>('failover'), proxies, ids: [...cluster.nodeIds] };
-        const model: Model = { values: new Map(), counters: new Map(), down: null, nextValue: 1 };
+        const model: Model = { tokens: new Map(), values: new Map(), counters: new Map(), down: null, nextValue: 1 };
         await fc.asyncModelRun(() => ({ model, real }), cmds);
 
         // Faults stop: heal proxies, bring the down node back, let the cluster settle.
@@ -228,7 +282,7 @@ it('failover: typed errors within deadlines, no lost or doubled writes, primarie
         await cluster.stop();
       }
     }),
-    { numRuns: 8, endOnFailure: true },
+    { numRuns: Number(process.env.FAILOVER_RUNS ?? 8), endOnFailure: true },
   );
   expect(unhandled).toEqual([]);
-}, 180_000);
+}, process.env.FAILOVER_RUNS ? 900_000 : 180_000);
