@@ -105,7 +105,8 @@ async function failover(): Promise<void> {
       const reply = await cluster.command(`kill ${victim}`);
       if (!reply.startsWith('ok')) throw new Error(reply);
       // First write SENT after the kill that is acknowledged.
-      for (;;) {
+      for (const giveUp = t0 + 20_000; ; ) {
+        if (performance.now() > giveUp) throw new Error(`no write to ${victim}'s partition acknowledged within 20 s of the kill`);
         try {
           await client.call(Op.CACHE_PUT, { cache: 'f', key, value, seq: client.nextSeq() }, key);
           break;

@@ -28,7 +28,7 @@ import { CasConflictError, GridNodeError } from './errors.js';
 import { NodeMetrics } from './metrics.js';
 import { PeerClient, PeerUnavailableError } from './peer.js';
 import { Scheduler, delay } from './scheduler.js';
-import { NodeStore, StoreError, type PartitionSnapshot, type ReplicationRecord } from './store/index.js';
+import { NodeStore, StoreError, joinSnapshots, splitSnapshot, type PartitionSnapshot, type ReplicationRecord } from './store/index.js';
 
 export const TOPOLOGY_KEY = 'topology';
 export const LEASE_PREFIX = 'lease.';
@@ -54,6 +54,8 @@ interface PartState {
   buffer: ReplicationRecord[] | null;
   /** This copy missed a record: answer "gap" until a snapshot is installed. */
   awaitingSnapshot: boolean;
+  /** A snapshot pushed in several parts, being received. */
+  receiving: { id: string; parts: PartitionSnapshot[] } | null;
 }
 
 interface ReplicateMsg {
@@ -63,7 +65,24 @@ interface ReplicateMsg {
   epoch: string;
   rec?: ReplicationRecord;
   snap?: PartitionSnapshot;
+  /** One part of a snapshot too large for one frame: parts are sent in order. */
+  part?: { id: string; index: number; total: number; snap: PartitionSnapshot };
   probe?: boolean;
+}
+
+interface PullMsg {
+  p: number;
+  v: number;
+  from: string;
+  /** Continuation of a multi-part transfer: which part of which snapshot. */
+  id?: string;
+  index?: number;
+}
+
+interface PullReply {
+  snap: PartitionSnapshot;
+  total: number;
+  id?: string;
 }
 
 type ReplicateReply = { s: 'ok'; counter?: number } | { s: 'gap' } | { s: 'stale' } | { s: 'gone' };
@@ -138,6 +157,8 @@ export class GridNode implements ConnectionHost {
   private readonly forwards = new Set<{ p: number; primary: string; reject: (e: Error) => void }>();
   private readonly lockWaiters = new Map<string, Set<() => void>>();
   private readonly pullQueue: number[] = [];
+  /** Multi-part snapshots being pulled from this node, by transfer id. */
+  private readonly outgoing = new Map<string, { parts: PartitionSnapshot[]; timer: { cancel(): void } }>();
   private activePulls = 0;
   private leaseWriteScheduled = false;
   private state: 'new' | 'running' | 'stopping' | 'stopped' = 'new';
@@ -587,7 +608,7 @@ export class GridNode implements ConnectionHost {
   private part(p: number): PartState {
     let st = this.parts.get(p);
     if (!st) {
-      st = { inflight: new Set(), failed: new Set(), resyncs: new Map(), fence: null, pulling: false, buffer: null, awaitingSnapshot: false };
+      st = { inflight: new Set(), failed: new Set(), resyncs: new Map(), fence: null, pulling: false, buffer: null, awaitingSnapshot: false, receiving: null };
       this.parts.set(p, st);
     }
     return st;
@@ -919,16 +940,22 @@ export class GridNode implements ConnectionHost {
     const existing = st.resyncs.get(t.id);
     if (existing && existing.counter >= minCounter) return existing.promise;
     const counter = this.store.updateCounter(p);
-    const snap = this.store.snapshot(p);
-    const msg: ReplicateMsg = { p, v: this.topologyVersion(), from: this.id, epoch: t.epoch, snap };
+    const parts = this.snapshotParts(p);
+    const v = this.topologyVersion();
+    const id = randomUUID();
+    // All parts are written now, in order, so records sent later arrive after the last part.
+    const sends = parts.map((snap, index) => {
+      const msg: ReplicateMsg =
+        parts.length === 1 ? { p, v, from: this.id, epoch: t.epoch, snap } : { p, v, from: this.id, epoch: t.epoch, part: { id, index, total: parts.length, snap } };
+      return this.peer(t.id).request(Op.PEER_REPLICATE, msg, this.opts.replicationTimeoutMs) as Promise<ReplicateReply>;
+    });
     const promise = (async () => {
-      const reply = await this.raceTopology(
-        this.peer(t.id).request(Op.PEER_REPLICATE, msg, this.opts.replicationTimeoutMs) as Promise<ReplicateReply>,
-        () => this.isTarget(p, t),
-      );
-      if (reply === GONE) return;
-      if (reply.s === 'stale') throw new GridNodeError(ErrorCode.NOT_PRIMARY, `node ${this.id} is no longer the primary of partition ${p}`, p);
-      if (reply.s !== 'ok') throw new GridNodeError(ErrorCode.REPLICATION_FAILED, `backup ${t.id} refused a snapshot`, p);
+      const replies = await this.raceTopology(Promise.all(sends), () => this.isTarget(p, t));
+      if (replies === GONE) return;
+      for (const reply of replies) {
+        if (reply.s === 'stale') throw new GridNodeError(ErrorCode.NOT_PRIMARY, `node ${this.id} is no longer the primary of partition ${p}`, p);
+        if (reply.s !== 'ok') throw new GridNodeError(ErrorCode.REPLICATION_FAILED, `backup ${t.id} refused a snapshot`, p);
+      }
     })();
     const entry = { counter, promise };
     st.resyncs.set(t.id, entry);
@@ -946,6 +973,12 @@ export class GridNode implements ConnectionHost {
       if (err instanceof GridNodeError) throw err;
       throw new GridNodeError(ErrorCode.REPLICATION_FAILED, `resync of ${t.id} failed: ${String((err as Error)?.message ?? err)}`, p);
     });
+  }
+
+  /** A snapshot of p in parts that each fit in a frame. */
+  private snapshotParts(p: number): PartitionSnapshot[] {
+    const snap = this.store.snapshot(p);
+    return splitSnapshot(snap, Math.max(16 * 1024, Math.floor(this.opts.maxFrameSize / 2)));
   }
 
   private async ensureClean(p: number): Promise<void> {
@@ -978,7 +1011,7 @@ export class GridNode implements ConnectionHost {
               () => this.isTarget(p, t),
             );
             if (reply === GONE) return;
-            if (reply.s === 'ok' && reply.counter !== undefined && reply.counter > mine) st.failed.add(t.id);
+            if (reply.s === 'ok' && reply.counter !== mine) st.failed.add(t.id);
           } catch {
             if (this.isTarget(p, t)) st.failed.add(t.id);
           }
@@ -1138,14 +1171,26 @@ export class GridNode implements ConnectionHost {
     if (role === 'none' || role === 'primary') return { s: 'gone' };
     const st = this.part(m.p);
     if (m.probe) return { s: 'ok', counter: this.store.updateCounter(m.p) };
+    if (m.part) {
+      if (m.part.index === 0) {
+        st.receiving = { id: m.part.id, parts: [] };
+        st.buffer ??= [];
+      }
+      if (st.receiving?.id !== m.part.id) return { s: 'gap' };
+      st.receiving.parts.push(m.part.snap);
+      if (st.receiving.parts.length < m.part.total) return { s: 'ok' };
+      m.snap = joinSnapshots(st.receiving.parts);
+      st.receiving = null;
+    }
     if (m.snap) {
       this.store.install(m.p, m.snap);
       st.awaitingSnapshot = false;
       if (st.pulling) this.finishPull(m.p, st, this.topologyVersion());
+      else this.applyBuffered(m.p, st);
       return { s: 'ok' };
     }
     if (!m.rec) return { s: 'gone' };
-    if (st.pulling && st.buffer) {
+    if ((st.pulling || st.receiving) && st.buffer) {
       st.buffer.push(m.rec);
       return { s: 'ok' };
     }
@@ -1158,7 +1203,17 @@ export class GridNode implements ConnectionHost {
   }
 
   /** Primary side of state transfer: a snapshot taken once the requester is a replication target. */
-  private async onStatePull(m: { p: number; v: number; from: string }): Promise<{ snap: PartitionSnapshot }> {
+  private async onStatePull(m: PullMsg): Promise<PullReply> {
+    if (m.id !== undefined && m.index !== undefined) {
+      const out = this.outgoing.get(m.id);
+      const snap = out?.parts[m.index];
+      if (!out || !snap) throw new GridNodeError(ErrorCode.PARTITION_MOVING, `transfer ${m.id} of partition ${m.p} expired`, m.p);
+      if (m.index === out.parts.length - 1) {
+        out.timer.cancel();
+        this.outgoing.delete(m.id);
+      }
+      return { snap, total: out.parts.length, id: m.id };
+    }
     if (m.v > this.topologyVersion()) await this.awaitTopology(m.v, this.opts.leaseMs);
     this.assertPrimary(m.p);
     const st = this.part(m.p);
@@ -1167,7 +1222,12 @@ export class GridNode implements ConnectionHost {
     if (!this.targets(m.p).some((t) => t.id === m.from)) {
       throw new GridNodeError(ErrorCode.PARTITION_MOVING, `node ${m.from} is not a target of partition ${m.p}`, m.p);
     }
-    return { snap: this.store.snapshot(m.p) };
+    const parts = this.snapshotParts(m.p);
+    if (parts.length === 1) return { snap: parts[0]!, total: 1 };
+    const id = randomUUID();
+    const timer = this.scheduler.setTimeout(() => this.outgoing.delete(id), 30_000);
+    this.outgoing.set(id, { parts, timer });
+    return { snap: parts[0]!, total: parts.length, id };
   }
 
   private enqueuePull(p: number): void {
@@ -1207,11 +1267,14 @@ export class GridNode implements ConnectionHost {
         return;
       }
       try {
-        const reply = (await this.peer(src).request(Op.PEER_STATE_PULL, { p, v, from: this.id }, this.opts.replicationTimeoutMs)) as {
-          snap: PartitionSnapshot;
-        };
+        const first = (await this.peer(src).request(Op.PEER_STATE_PULL, { p, v, from: this.id } satisfies PullMsg, this.opts.replicationTimeoutMs)) as PullReply;
+        const parts = [first.snap];
+        for (let index = 1; index < first.total; index++) {
+          const msg: PullMsg = { p, v, from: this.id, id: first.id!, index };
+          parts.push(((await this.peer(src).request(Op.PEER_STATE_PULL, msg, this.opts.replicationTimeoutMs)) as PullReply).snap);
+        }
         if (this.parts.get(p) !== st || !st.pulling || this.epoch !== epoch || this.roleOf(p) !== 'syncing') return;
-        this.store.install(p, reply.snap);
+        this.store.install(p, parts.length === 1 ? first.snap : joinSnapshots(parts));
         this.finishPull(p, st, v);
         return;
       } catch (err) {
@@ -1221,10 +1284,10 @@ export class GridNode implements ConnectionHost {
     }
   }
 
-  private finishPull(p: number, st: PartState, v: number): void {
+  /** Applies records received while a snapshot was on its way (those it already covers are ignored). */
+  private applyBuffered(p: number, st: PartState): void {
     const buffered = st.buffer ?? [];
     st.buffer = null;
-    st.pulling = false;
     st.awaitingSnapshot = false;
     for (const rec of buffered) {
       if (!this.store.applyRecord(p, rec)) {
@@ -1232,6 +1295,11 @@ export class GridNode implements ConnectionHost {
         break;
       }
     }
+  }
+
+  private finishPull(p: number, st: PartState, v: number): void {
+    st.pulling = false;
+    this.applyBuffered(p, st);
     this.synced[String(p)] = v;
     this.transfers++;
     this.metrics.transfers.inc();
