@@ -1,7 +1,7 @@
 import type { CacheConfig, PartitionMap } from '@gridlink/protocol';
 import type { NodeSpec } from '@gridlink/affinity';
 import { NodeConfigError } from './errors.js';
-import type { NodeOptions, NodeTiming } from './config.js';
+import type { NodeOptions, NodeTiming, TlsOptions } from './config.js';
 import { MemoryControlPlane } from './control/kv.js';
 import { isBalanced, isSettled, partitionMapOf, type AutoAdjustPolicy, type TopologyRecord } from './control/topology.js';
 import type { Logger } from './logger.js';
@@ -31,6 +31,8 @@ export interface LocalClusterOptions extends Partial<NodeTiming> {
   dedupWindowMs?: number;
   maxFrameSize?: number;
   authToken?: string;
+  /** Serve TLS (clients and peers); peers verify each other with `tls.ca`. */
+  tls?: TlsOptions;
   logger?: Logger;
   /** Wait at most this long for the cluster to form. Default 10 000 ms. */
   startTimeoutMs?: number;
@@ -130,6 +132,7 @@ export class LocalCluster {
     if (o.dedupWindowMs !== undefined) base.dedupWindowMs = o.dedupWindowMs;
     if (o.maxFrameSize !== undefined) base.maxFrameSize = o.maxFrameSize;
     if (o.authToken !== undefined) base.authToken = o.authToken;
+    if (o.tls) base.tls = o.tls;
     if (o.logger) base.logger = o.logger;
     let node: GridNode;
     try {

@@ -4,6 +4,7 @@
  * dropped connections, same seq on retry).
  */
 import net from 'node:net';
+import tls from 'node:tls';
 import { randomUUID } from 'node:crypto';
 import {
   ALL_FEATURES,
@@ -46,9 +47,14 @@ export class TestConnection {
     this.closedPromise = new Promise((r) => socket.once('close', () => r()));
   }
 
-  static async connect(endpoint: string, sessionId = randomUUID(), timeoutMs = 3000): Promise<TestConnection> {
+  static async connect(
+    endpoint: string,
+    sessionId = randomUUID(),
+    timeoutMs = 3000,
+    opts: { ca?: string | Buffer; authToken?: string } = {},
+  ): Promise<TestConnection> {
     const [host, port] = endpoint.split(':');
-    const socket = net.connect({ host: host!, port: Number(port) });
+    const socket = opts.ca ? tls.connect({ host: host!, port: Number(port), ca: opts.ca }) : net.connect({ host: host!, port: Number(port) });
     socket.setNoDelay(true);
     const c = new TestConnection(socket);
     const decoder = new FrameDecoder();
@@ -57,12 +63,18 @@ export class TestConnection {
         socket.destroy();
         reject(new ConnectionLost('handshake timeout'));
       }, timeoutMs);
-      socket.once('connect', () => {
+      socket.once(opts.ca ? 'secureConnect' : 'connect', () => {
         socket.write(MAGIC);
         socket.write(
           encodeFrame({
             kind: FrameKind.HANDSHAKE,
-            body: { minVersion: PROTOCOL_VERSION, maxVersion: PROTOCOL_VERSION, features: ALL_FEATURES, sessionId },
+            body: {
+              minVersion: PROTOCOL_VERSION,
+              maxVersion: PROTOCOL_VERSION,
+              features: ALL_FEATURES,
+              sessionId,
+              ...(opts.authToken !== undefined ? { authToken: opts.authToken } : {}),
+            },
           }),
         );
       });
