@@ -49,7 +49,7 @@ export class TestConnection {
 
   static async connect(
     endpoint: string,
-    sessionId = randomUUID(),
+    sessionId: string = randomUUID(),
     timeoutMs = 3000,
     opts: { ca?: string | Buffer; authToken?: string } = {},
   ): Promise<TestConnection> {
