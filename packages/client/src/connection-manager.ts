@@ -69,11 +69,29 @@ export class ConnectionManager extends EventEmitter<ManagerEvents> {
     this.cfg.logger?.[level]?.(msg, fields);
   }
 
-  /** Currently usable connections' node ids, in a stable order. */
+  private healthyCache: string[] | null = null;
+
+  /** Currently usable connections' node ids, in a stable order (do not mutate the result). */
   healthyNodeIds(): string[] {
+    if (this.healthyCache !== null) {
+      // Cheap validity check: a connection may have stopped being usable on its own.
+      let ok = true;
+      for (const id of this.healthyCache) {
+        if (this.nodes.get(id)?.usable !== true) {
+          ok = false;
+          break;
+        }
+      }
+      if (ok) return this.healthyCache;
+    }
     const out: string[] = [];
     for (const [id, c] of this.nodes) if (c.usable) out.push(id);
-    return out.sort();
+    this.healthyCache = out.sort();
+    return this.healthyCache;
+  }
+
+  private invalidateHealthy(): void {
+    this.healthyCache = null;
   }
 
   connection(nodeId: string): Connection | undefined {
@@ -187,6 +205,7 @@ export class ConnectionManager extends EventEmitter<ManagerEvents> {
       connectTimeout: this.cfg.connectTimeout,
       heartbeatInterval: this.cfg.heartbeatInterval,
       heartbeatTimeout: this.cfg.heartbeatTimeout,
+      requestTimeout: this.cfg.requestTimeout,
     });
   }
 
@@ -227,6 +246,7 @@ export class ConnectionManager extends EventEmitter<ManagerEvents> {
       return true;
     }
     this.nodes.set(ok.nodeId, conn);
+    this.invalidateHealthy();
     this.everConnected.add(ok.nodeId);
     conn.on('close', (err) => this.onClose(conn, ok.nodeId, state, err));
     conn.on('version', (v, refresh) => this.emit('version', v, refresh));
@@ -250,6 +270,7 @@ export class ConnectionManager extends EventEmitter<ManagerEvents> {
 
   private onClose(conn: Connection, nodeId: string, state: AddressState, err: GridError | null): void {
     if (this.nodes.get(nodeId) === conn) this.nodes.delete(nodeId);
+    this.invalidateHealthy();
     if (this.closed) return;
     this.log('info', 'disconnected', { nodeId, address: conn.address, error: err?.message });
     state.lastError = err?.message;
@@ -423,6 +444,7 @@ export class ConnectionManager extends EventEmitter<ManagerEvents> {
     }
     for (const c of this.nodes.values()) c.close();
     this.nodes.clear();
+    this.invalidateHealthy();
   }
 
   /** Drains every connection (up to `drainMs`), cancels attempts and timers. */
@@ -444,6 +466,7 @@ export class ConnectionManager extends EventEmitter<ManagerEvents> {
     }
     await Promise.all([...this.nodes.values()].map((c) => c.drain(drainMs)));
     this.nodes.clear();
+    this.invalidateHealthy();
     if (this.resolving !== null) await this.resolving.catch(() => undefined);
     this.removeAllListeners();
   }

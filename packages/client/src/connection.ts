@@ -21,7 +21,7 @@ import {
   type ResponseFrame,
 } from '@gridlink/protocol';
 import type { ConnectionOptions as TlsConnectionOptions } from 'node:tls';
-import { GridAbortError, GridConnectionError, GridError, GridServerError } from './errors.js';
+import { GridAbortError, GridConnectionError, GridError, GridServerError, GridTimeoutError } from './errors.js';
 import type { Endpoint } from './endpoints.js';
 import { formatEndpoint } from './endpoints.js';
 
@@ -35,6 +35,8 @@ export interface ConnectionOptions {
   connectTimeout: number;
   heartbeatInterval: number;
   heartbeatTimeout: number;
+  /** Typical per-request timeout: request expiry is checked at a fraction of it. */
+  requestTimeout?: number | undefined;
 }
 
 export interface ConnectionEvents {
@@ -48,13 +50,19 @@ export interface ConnectionEvents {
 interface Pending {
   resolve: (frame: ResponseFrame) => void;
   reject: (err: unknown) => void;
-  cleanup: () => void;
+  /** Removes the abort listener, if any. */
+  cleanup: (() => void) | null;
+  /** performance.now() after which the request fails with GRID_REQUEST_TIMEOUT. */
+  expiresAt: number;
+  op: Op;
 }
 
 export type ConnectionState = 'connecting' | 'open' | 'draining' | 'closed';
 
 export interface RequestOptions {
   signal?: AbortSignal | undefined;
+  /** Fail the request with a retryable GRID_REQUEST_TIMEOUT after this long (ms). */
+  timeoutMs?: number | undefined;
 }
 
 function abortError(signal: AbortSignal): GridError {
@@ -77,6 +85,14 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   private heartbeatOutstanding = false;
   private timer: NodeJS.Timeout | null = null;
   private drainWaiters: (() => void)[] = [];
+  /** Writes of one tick are corked and flushed together (one writev instead of one write each). */
+  private corked = false;
+  private readonly uncork = (): void => {
+    this.corked = false;
+    this.socket?.uncork();
+  };
+  /** Earliest expiresAt among pending requests (Infinity when none expires). */
+  private nextExpiry = Infinity;
   private closeError: GridError | null = null;
 
   constructor(private readonly opts: ConnectionOptions) {
@@ -198,7 +214,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       this.emit('version', frame.topologyVersion, false);
       if (p !== undefined) {
         this.pending.delete(frame.id);
-        p.cleanup();
+        p.cleanup?.();
         p.resolve(frame);
         this.checkDrained();
       }
@@ -217,9 +233,10 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     // The node closes connections idle longer than its idleTimeoutMs: heartbeat well inside it.
     const idle = this.handshake?.idleTimeoutMs ?? 0;
     const interval = idle > 0 ? Math.min(this.opts.heartbeatInterval, Math.max(1, Math.floor(idle / 3))) : this.opts.heartbeatInterval;
-    const tick = Math.max(5, Math.min(interval, this.opts.heartbeatTimeout) / 4);
+    const tick = Math.max(5, Math.min(interval, this.opts.heartbeatTimeout, this.opts.requestTimeout ?? Infinity) / 4);
     this.timer = setInterval(() => {
       const t = performance.now();
+      if (t >= this.nextExpiry) this.expireRequests(t);
       if (t - this.lastReceived >= this.opts.heartbeatTimeout) {
         this.destroy(new GridConnectionError(`${this.address}: nothing received for ${this.opts.heartbeatTimeout} ms (heartbeat timeout)`));
         return;
@@ -231,9 +248,30 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     this.timer.unref();
   }
 
+  /** Fails every pending request whose expiry has passed (one timer for all of them). */
+  private expireRequests(now: number): void {
+    let next = Infinity;
+    for (const [id, p] of this.pending) {
+      if (p.expiresAt <= now) {
+        this.pending.delete(id);
+        p.cleanup?.();
+        p.reject(
+          new GridTimeoutError(`${this.address}: no response to op ${p.op} from node ${this.nodeId ?? '?'} in time`, {
+            code: 'GRID_REQUEST_TIMEOUT',
+            retryable: true,
+          }),
+        );
+      } else if (p.expiresAt < next) {
+        next = p.expiresAt;
+      }
+    }
+    this.nextExpiry = next;
+    this.checkDrained();
+  }
+
   private sendHeartbeat(): void {
     this.heartbeatOutstanding = true;
-    this.send(Op.HEARTBEAT, {}, undefined, true).then(
+    this.send(Op.HEARTBEAT, {}, undefined, undefined, true).then(
       () => {
         this.heartbeatOutstanding = false;
       },
@@ -245,10 +283,10 @@ export class Connection extends EventEmitter<ConnectionEvents> {
 
   /** Sends a request and resolves with its response frame (errors are not interpreted here). */
   request(op: Op, payload: unknown, options?: RequestOptions): Promise<ResponseFrame> {
-    return this.send(op, payload, options?.signal, false);
+    return this.send(op, payload, options?.signal, options?.timeoutMs, false);
   }
 
-  private send(op: Op, payload: unknown, signal: AbortSignal | undefined, internal: boolean): Promise<ResponseFrame> {
+  private send(op: Op, payload: unknown, signal: AbortSignal | undefined, timeoutMs: number | undefined, internal: boolean): Promise<ResponseFrame> {
     if (this.state !== 'open' && !(internal && this.state === 'draining')) {
       return Promise.reject(this.closeError ?? new GridConnectionError(`${this.address}: connection is ${this.state}`));
     }
@@ -264,16 +302,27 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       return Promise.reject(e instanceof GridError ? e : new GridError(`cannot encode request: ${(e as Error).message}`, 'GRID_BAD_REQUEST', false, { cause: e }));
     }
     return new Promise<ResponseFrame>((resolve, reject) => {
-      const onAbort = (): void => {
-        if (this.pending.delete(id)) {
-          reject(abortError(signal as AbortSignal));
-          this.checkDrained();
-        }
-      };
-      const cleanup = (): void => signal?.removeEventListener('abort', onAbort);
-      signal?.addEventListener('abort', onAbort, { once: true });
-      this.pending.set(id, { resolve, reject, cleanup });
-      this.lastSent = performance.now();
+      let cleanup: (() => void) | null = null;
+      if (signal !== undefined) {
+        const onAbort = (): void => {
+          if (this.pending.delete(id)) {
+            reject(abortError(signal));
+            this.checkDrained();
+          }
+        };
+        signal.addEventListener('abort', onAbort, { once: true });
+        cleanup = () => signal.removeEventListener('abort', onAbort);
+      }
+      const now = performance.now();
+      const expiresAt = timeoutMs !== undefined && timeoutMs > 0 ? now + timeoutMs : Infinity;
+      if (expiresAt < this.nextExpiry) this.nextExpiry = expiresAt;
+      this.pending.set(id, { resolve, reject, cleanup, expiresAt, op });
+      this.lastSent = now;
+      if (!this.corked) {
+        this.corked = true;
+        socket.cork();
+        process.nextTick(this.uncork);
+      }
       socket.write(bytes);
     });
   }
@@ -332,7 +381,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     const pending = [...this.pending.values()];
     this.pending.clear();
     for (const p of pending) {
-      p.cleanup();
+      p.cleanup?.();
       p.reject(this.closeError);
     }
     this.checkDrained();

@@ -106,63 +106,112 @@ export class Invoker {
   private async run<T>(op: Op, payload: Record<string, unknown>, options: InvokeOptions): Promise<T> {
     this.operations++;
     const timeoutMs = options.timeoutMs ?? this.cfg.operationTimeout;
+    const deadline = performance.now() + timeoutMs;
+    const attemptMs = this.cfg.requestTimeout + (options.attemptExtraMs ?? 0);
+    const userSignal = options.signal;
+    if (userSignal?.aborted) {
+      this.failedOperations++;
+      throw new GridAbortError('the operation was aborted', { cause: userSignal.reason });
+    }
+    // Fast path: one attempt on a ready connection, with no timer or AbortController of its own
+    // (the connection expires the request after `attemptMs`). Retries take the slow path.
+    let first: unknown;
+    try {
+      return await this.attempt<T>(op, payload, options.partition, userSignal, Math.min(attemptMs, timeoutMs), null, false);
+    } catch (e) {
+      first = e;
+    }
+    const expired = performance.now() >= deadline;
+    if (userSignal?.aborted || expired || this.cfg.retry === false || !isRetryable(first) || this.closedForRetry()) {
+      this.failedOperations++;
+      if (userSignal?.aborted) throw new GridAbortError('the operation was aborted', { cause: userSignal.reason });
+      if (expired && isRetryable(first)) throw this.deadlineError(op, timeoutMs, first);
+      throw this.asGridError(op, first);
+    }
+    return this.retry<T>(op, payload, options, deadline, timeoutMs, attemptMs, first);
+  }
+
+  private deadlineError(op: Op, timeoutMs: number, last: unknown): GridTimeoutError {
+    return new GridTimeoutError(
+      `${opName(op)} did not complete within ${timeoutMs} ms${last instanceof Error ? `: last error: ${last.message}` : ''}`,
+      { cause: last },
+    );
+  }
+
+  private asGridError(op: Op, e: unknown): GridError {
+    if (e instanceof GridError) return e;
+    return new GridError(`${opName(op)} failed: ${(e as Error).message}`, 'GRID_ERROR', false, { cause: e });
+  }
+
+  /** Retries after a retryable first failure, with p-retry, under the operation's deadline. */
+  private async retry<T>(
+    op: Op,
+    payload: Record<string, unknown>,
+    options: InvokeOptions,
+    deadline: number,
+    timeoutMs: number,
+    attemptMs: number,
+    first: unknown,
+  ): Promise<T> {
+    const r = this.cfg.retry as Exclude<ResolvedConfig['retry'], false>;
     const ac = new AbortController();
-    let lastError: unknown;
-    const timer = setTimeout(() => {
-      ac.abort(
-        new GridTimeoutError(`${opName(op)} did not complete within ${timeoutMs} ms${lastError instanceof Error ? `: last error: ${lastError.message}` : ''}`, {
-          cause: lastError,
-        }),
-      );
-    }, timeoutMs);
+    let lastError: unknown = first;
+    const timer = setTimeout(() => ac.abort(this.deadlineError(op, timeoutMs, lastError)), Math.max(0, deadline - performance.now()));
     const userSignal = options.signal;
     const onUserAbort = (): void => {
       ac.abort(new GridAbortError('the operation was aborted', { cause: userSignal?.reason }));
     };
-    if (userSignal !== undefined) {
-      if (userSignal.aborted) onUserAbort();
-      else userSignal.addEventListener('abort', onUserAbort, { once: true });
-    }
+    userSignal?.addEventListener('abort', onUserAbort, { once: true });
     const signal = ac.signal;
     // Nodes whose attempt timed out or whose connection failed during this operation: the next
     // attempt prefers another node (any node forwards to the primary).
     const avoid = new Set<string>();
-    const attempt = async (): Promise<T> => {
-      try {
-        return await this.attempt<T>(op, payload, options.partition, signal, this.cfg.requestTimeout + (options.attemptExtraMs ?? 0), avoid);
-      } catch (e) {
-        lastError = e;
-        throw e;
-      }
-    };
+    const firstNode = first instanceof GridError ? this.lastFailedNode.get(first) : undefined;
+    if (firstNode !== undefined) avoid.add(firstNode);
+    const firstIsConnectionLoss = first instanceof GridConnectionError;
+    this.retries++;
+    this.hooks.onRetry({ op, attempt: 1, error: first as GridError });
     try {
-      if (this.cfg.retry === false) return await attempt();
-      const r = this.cfg.retry;
-      return await pRetry(attempt, {
-        retries: r.retries,
-        factor: r.factor,
-        minTimeout: r.minDelay,
-        maxTimeout: r.maxDelay,
-        randomize: r.jitter,
-        signal,
-        unref: true,
-        shouldRetry: ({ error }) => isRetryable(error) && !signal.aborted && !this.closedForRetry(),
-        // A connection lost under a request is the failover case itself: it does not use up the
-        // retry budget (the operation deadline still bounds it), so a node going away never
-        // exhausts an operation's retries on its own.
-        shouldConsumeRetry: ({ error }) => !(error instanceof GridConnectionError),
-        onFailedAttempt: ({ error, attemptNumber, retriesLeft }) => {
-          if (retriesLeft > 0 && isRetryable(error) && !signal.aborted) {
-            this.retries++;
-            this.hooks.onRetry({ op, attempt: attemptNumber, error: error as GridError });
+      return await pRetry(
+        async () => {
+          try {
+            const remaining = deadline - performance.now();
+            return await this.attempt<T>(op, payload, options.partition, signal, Math.max(1, Math.min(attemptMs, remaining)), avoid, true);
+          } catch (e) {
+            lastError = e;
+            throw e;
           }
         },
-      });
+        {
+          // The first attempt already ran (on the fast path); it used up a retry unless it was a
+          // connection loss.
+          retries: Math.max(0, firstIsConnectionLoss ? r.retries : r.retries - 1),
+          factor: r.factor,
+          minTimeout: r.minDelay,
+          maxTimeout: r.maxDelay,
+          randomize: r.jitter,
+          signal,
+          unref: true,
+          shouldRetry: ({ error }) => isRetryable(error) && !signal.aborted && !this.closedForRetry(),
+          // A connection lost under a request is the failover case itself: it does not use up the
+          // retry budget (the operation deadline still bounds it), so a node going away never
+          // exhausts an operation's retries on its own.
+          shouldConsumeRetry: ({ error }) => !(error instanceof GridConnectionError),
+          onFailedAttempt: ({ error, attemptNumber, retriesLeft }) => {
+            if (retriesLeft > 0 && isRetryable(error) && !signal.aborted) {
+              this.retries++;
+              this.hooks.onRetry({ op, attempt: attemptNumber + 1, error: error as GridError });
+            }
+          },
+        },
+      );
     } catch (e) {
       this.failedOperations++;
-      if (signal.aborted && !(e instanceof GridError)) throw signal.reason;
-      if (e instanceof GridError) throw e;
-      throw new GridError(`${opName(op)} failed: ${(e as Error).message}`, 'GRID_ERROR', false, { cause: e });
+      if (signal.aborted) {
+        const reason: unknown = signal.reason;
+        if (reason instanceof GridError) throw reason;
+      }
+      throw this.asGridError(op, e);
     } finally {
       clearTimeout(timer);
       userSignal?.removeEventListener('abort', onUserAbort);
@@ -175,12 +224,24 @@ export class Invoker {
     return this.closed && this.manager.healthyNodeIds().length === 0;
   }
 
-  private async pick(partition: number | undefined, signal: AbortSignal, avoid: ReadonlySet<string>): Promise<{ conn: Connection; nodeId: string }> {
+  /**
+   * Picks a connection. With `wait`, waits (under `signal`) for one when none is usable;
+   * otherwise fails at once with a retryable connection error.
+   */
+  private async pick(
+    partition: number | undefined,
+    signal: AbortSignal | undefined,
+    avoid: ReadonlySet<string> | null,
+    wait: boolean,
+  ): Promise<{ conn: Connection; nodeId: string }> {
     for (;;) {
-      if (signal.aborted) throw signal.reason;
+      if (signal?.aborted) throw signal.reason;
       const all = this.manager.healthyNodeIds();
-      const preferred = avoid.size === 0 ? all : all.filter((id) => !avoid.has(id));
-      const healthy = preferred.length > 0 ? preferred : all;
+      let healthy = all;
+      if (avoid !== null && avoid.size > 0) {
+        const preferred = all.filter((id) => !avoid.has(id));
+        if (preferred.length > 0) healthy = preferred;
+      }
       const r = route(healthy, this.rr, this.partitions.map, partition, this.cfg.partitionAware);
       if (r !== null) {
         const conn = this.manager.connection(r.nodeId);
@@ -189,47 +250,40 @@ export class Invoker {
           return { conn, nodeId: r.nodeId };
         }
       }
+      if (!wait || signal === undefined) throw new GridConnectionError('no connection to any node is usable right now');
       await this.manager.waitForConnection(signal);
     }
   }
+
+  /** Failed node of an error thrown by `attempt` (so the retry can avoid it). */
+  private readonly lastFailedNode = new WeakMap<GridError, string>();
 
   private async attempt<T>(
     op: Op,
     payload: Record<string, unknown>,
     partition: number | undefined,
-    opSignal: AbortSignal,
+    signal: AbortSignal | undefined,
     attemptMs: number,
-    avoid: Set<string>,
+    avoid: Set<string> | null,
+    wait: boolean,
   ): Promise<T> {
-    const { conn, nodeId } = await this.pick(partition, opSignal, avoid);
+    const { conn, nodeId } = await this.pick(partition, signal, avoid, wait);
     const c = this.counters(nodeId);
     c.requests++;
     c.inFlight++;
     const start = performance.now();
-    // One attempt is bounded by requestTimeout (a lost request or response is retried), and by
-    // the operation's own deadline/abort.
-    const ac = new AbortController();
-    const onOpAbort = (): void => ac.abort(opSignal.reason);
-    opSignal.addEventListener('abort', onOpAbort, { once: true });
-    const timer = setTimeout(() => {
-      ac.abort(
-        new GridTimeoutError(`${opName(op)}: no response from node ${nodeId} within ${attemptMs} ms`, {
-          code: 'GRID_REQUEST_TIMEOUT',
-          retryable: true,
-        }),
-      );
-    }, attemptMs);
     let frame;
     try {
-      frame = await conn.request(op, payload, { signal: ac.signal });
+      frame = await conn.request(op, payload, { signal, timeoutMs: attemptMs });
     } catch (e) {
       c.errors++;
-      if (!opSignal.aborted) avoid.add(nodeId);
+      if (!(signal?.aborted ?? false)) {
+        avoid?.add(nodeId);
+        if (e instanceof GridError) this.lastFailedNode.set(e, nodeId);
+      }
       throw e;
     } finally {
       c.inFlight--;
-      clearTimeout(timer);
-      opSignal.removeEventListener('abort', onOpAbort);
     }
     c.latency.record(performance.now() - start);
     const refresh = (frame.flags & ResponseFlag.REFRESH_MAP) !== 0;
