@@ -537,6 +537,7 @@ export class GridNode implements ConnectionHost {
       if (next === null) return;
       await this.kv.update(TOPOLOGY_KEY, next, this.topoRevision);
     } catch (err) {
+      this.lastCoordinatorInputs = '';
       if (err instanceof CasConflictError) await this.refreshTopology();
       else this.log.warn('coordinator write failed', { err: String(err) });
     } finally {
