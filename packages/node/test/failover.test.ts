@@ -98,4 +98,28 @@ describe('failover of a primary during a stream of acknowledged writes (backups 
     await c.waitForTopology((t) => t.members[others[0]!] === undefined && t.lost.length === 0);
     await stream.verify(reader);
   });
+
+  it('a hung backup delays writes only until its lease expires, then they are acknowledged without it', async () => {
+    const c = await LocalCluster.start({ nodes: 3, backups: 1, partitions: P, autoAdjust: { enabled: false } });
+    cluster = c;
+    const key = 'key-0';
+    const p = partitionOf(key, P);
+    const [primary, backup] = c.topology().owners[p] as [string, string];
+    // Talk only to the primary so the client never waits on the frozen node itself.
+    const cl = new TestClusterClient(() => [c.endpointOf(primary)]);
+    clients.push(cl);
+    const stream = new WriteStream(cl, [key]);
+    await stream.waitForAcks([key], 0, 5);
+    c.hang(backup);
+    const t0 = Date.now();
+    await stream.waitForAcks([key], t0 + 50, 5);
+    // The first write acknowledged after the hang came only once the backup was dropped.
+    expect(c.topology().members[backup]).toBeUndefined();
+    await stream.stop();
+    expect(stream.failures).toEqual([]);
+    c.resume(backup);
+    await c.waitForStable();
+    await stream.verify(cl);
+  });
 });
+
