@@ -242,7 +242,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
         return;
       }
       if (!this.heartbeatOutstanding && (t - this.lastSent >= interval || t - this.lastReceived >= interval)) {
-        this.sendHeartbeat();
+        this.sendHeartbeat(interval);
       }
     }, tick);
     this.timer.unref();
@@ -269,9 +269,10 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     this.checkDrained();
   }
 
-  private sendHeartbeat(): void {
+  /** A heartbeat whose answer is lost (a dropped frame) expires so the next one can go out. */
+  private sendHeartbeat(interval: number): void {
     this.heartbeatOutstanding = true;
-    this.send(Op.HEARTBEAT, {}, undefined, undefined, true).then(
+    this.send(Op.HEARTBEAT, {}, undefined, interval, true).then(
       () => {
         this.heartbeatOutstanding = false;
       },
