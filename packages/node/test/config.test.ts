@@ -1,0 +1,50 @@
+import { describe, expect, it } from 'vitest';
+import { LocalCluster, MemoryControlPlane, NodeConfigError, resolveNodeOptions, type NodeOptions } from '@gridlink/node';
+
+const base = (): NodeOptions => ({ id: 'n1', controlPlane: new MemoryControlPlane() });
+
+describe('node configuration', () => {
+  it('fills every default', () => {
+    const o = resolveNodeOptions(base());
+    expect(o).toMatchObject({
+      host: '127.0.0.1',
+      port: 10800,
+      partitions: 1024,
+      backups: 1,
+      leaseMs: 1000,
+      renewIntervalMs: 250,
+      leaseMarginMs: 150,
+      replicationTimeoutMs: 3000,
+      idleTimeoutMs: 30_000,
+      dedupWindowMs: 120_000,
+      autoAdjust: { enabled: true, softTimeoutMs: 10_000, hardTimeoutMs: 60_000 },
+    });
+  });
+
+  it.each([
+    [{ id: 'bad id!' }, 'id'],
+    [{ controlPlane: {} as never }, 'controlPlane'],
+    [{ port: 70000 }, 'port'],
+    [{ partitions: 0 }, 'partitions'],
+    [{ backups: -1 }, 'backups'],
+    [{ leaseMs: 1000, renewIntervalMs: 1000 }, 'renewIntervalMs'],
+    [{ leaseMs: 1000, renewIntervalMs: 500, leaseMarginMs: 600 }, 'leaseMarginMs'],
+    [{ autoAdjust: { softTimeoutMs: 10, hardTimeoutMs: 5 } }, 'autoAdjust.hardTimeoutMs'],
+    [{ weight: 0 }, 'weight'],
+    [{ maxEntries: 0 }, 'maxEntries'],
+  ] as [Partial<NodeOptions>, string][])('rejects %j naming %s', (patch, field) => {
+    let err: unknown;
+    try {
+      resolveNodeOptions({ ...base(), ...patch });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(NodeConfigError);
+    expect((err as NodeConfigError).field).toBe(field);
+    expect((err as NodeConfigError).message).toContain(field);
+  });
+
+  it('LocalCluster validates its own options', async () => {
+    await expect(LocalCluster.start({ nodes: 0 })).rejects.toBeInstanceOf(NodeConfigError);
+  });
+});
