@@ -239,6 +239,23 @@ describe('partition map', () => {
     expect(client.topology().version).toBe(7);
   });
 
+  it('refreshes are single-flight: many responses announcing a newer version cause one TOPOLOGY request', async () => {
+    let mapVersion = 1;
+    const node = await new ScriptedNode('s1', 8, (req, n) => {
+      if (req.op === Op.TOPOLOGY) return { payload: n.map(mapVersion), delayMs: mapVersion === 1 ? 0 : 100 };
+      return { payload: { value: null }, topologyVersion: 9 };
+    }).start();
+    cleanups.push(() => node.close());
+    const client = await connect({ endpoints: [node.endpoint] });
+    expect(client.topology().version).toBe(1);
+    mapVersion = 9;
+    const before = node.count(Op.TOPOLOGY);
+    const cache = client.cache('m');
+    await Promise.all(Array.from({ length: 20 }, (_, i) => cache.get(`k${i}`)));
+    await waitFor(() => client.topology().version === 9, 5000, 'map 9 installed');
+    expect(node.count(Op.TOPOLOGY) - before).toBe(1);
+  });
+
   it('the REFRESH_MAP flag triggers a refresh even without a newer version', async () => {
     const node = await new ScriptedNode('s1', 8, (req, n) => {
       if (req.op === Op.TOPOLOGY) return { payload: n.map(1) };

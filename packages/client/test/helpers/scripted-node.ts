@@ -7,6 +7,8 @@ import net from 'node:net';
 import { FrameDecoder, FrameKind, encodeFrame, type PartitionMap, type RequestFrame } from '@gridlink/protocol';
 
 export interface ScriptedReply {
+  /** Answer this much later (ms). */
+  delayMs?: number;
   flags?: number;
   topologyVersion?: number;
   payload: unknown;
@@ -52,15 +54,15 @@ export class ScriptedNode {
           } else if (frame.kind === FrameKind.REQUEST) {
             this.requests.push(frame);
             const r = this.handler(frame, this);
-            socket.write(
-              encodeFrame({
-                kind: FrameKind.RESPONSE,
-                id: frame.id,
-                flags: r.flags ?? 0,
-                topologyVersion: r.topologyVersion ?? this.topologyVersion,
-                payload: r.payload,
-              }),
-            );
+            const bytes = encodeFrame({
+              kind: FrameKind.RESPONSE,
+              id: frame.id,
+              flags: r.flags ?? 0,
+              topologyVersion: r.topologyVersion ?? this.topologyVersion,
+              payload: r.payload,
+            });
+            if (r.delayMs !== undefined) setTimeout(() => socket.destroyed || socket.write(bytes), r.delayMs);
+            else socket.write(bytes);
           }
         }
       });
