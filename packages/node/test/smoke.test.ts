@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeKey } from '@gridlink/affinity';
-import { ErrorCode, Op, ResponseFlag } from '@gridlink/protocol';
+import { ErrorCode, Op, PushKind, ResponseFlag } from '@gridlink/protocol';
 import { LocalCluster } from '@gridlink/node';
 import { GridError, TestClusterClient, TestConnection } from './helpers/client.js';
 
@@ -66,4 +66,26 @@ describe('LocalCluster basics', () => {
     await c.call(Op.HEARTBEAT, {});
     c.close();
   });
+
+  it('a graceful stop tells clients, gives up the lease at once and loses nothing', async () => {
+    const client = new TestClusterClient(() => cluster.endpoints);
+    for (let i = 0; i < 30; i++) {
+      await client.call(Op.CACHE_PUT, { cache: 'g', key: encodeKey(`g${i}`), value: enc.encode(`${i}`), seq: client.nextSeq() });
+    }
+    const id = cluster.nodeIds[2]!;
+    const watcher = await TestConnection.connect(cluster.endpointOf(id));
+    await cluster.stopNode(id);
+    await watcher.closedPromise;
+    expect(watcher.pushes.some((p) => p.push === PushKind.NODE_STOPPING)).toBe(true);
+    // It gave its lease up (no waiting for expiry) and the cluster moved on.
+    expect(cluster.controlPlane.peek(`lease.${id}`)).toBeNull();
+    await cluster.waitForTopology((t) => t.members[id] === undefined);
+    for (let i = 0; i < 30; i++) {
+      const r = await client.call<{ value: Uint8Array }>(Op.CACHE_GET, { cache: 'g', key: encodeKey(`g${i}`) });
+      expect(dec.decode(r.value)).toBe(`${i}`);
+    }
+    watcher.close();
+    client.close();
+  });
 });
+
