@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { LocalCluster } from '@gridlink/node';
-import { GridClient, GridConnectionError, dnsAddressFinder, staticAddressFinder } from '@gridlink/client';
+import { partitionOf } from '@gridlink/affinity';
+import { GridClient, GridConnectionError, PartitionLostError, dnsAddressFinder, staticAddressFinder } from '@gridlink/client';
 import { waitFor } from './helpers/wait.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -107,5 +108,29 @@ describe('events', () => {
     await load;
     expect(client.stats().failedOperations).toBe(0);
     expect(client.stats().retries).toBe(retries);
+  });
+});
+
+describe('lost partitions', () => {
+  it('an operation on a partition with no live owner fails fast with PartitionLostError, others keep working', async () => {
+    const cl = await LocalCluster.start({ nodes: 2, backups: 0, partitions: 16 });
+    cleanups.push(() => cl.stop());
+    const client = await GridClient.connect({ endpoints: cl.endpoints, operationTimeout: 5000 });
+    cleanups.push(() => client.close());
+    await cl.kill(cl.nodeIds[0]!);
+    const t = await cl.waitForTopology((t) => t.lost.length > 0, 10_000);
+    const lost = new Set(t.lost);
+    const keys = Array.from({ length: 200 }, (_, i) => `k${i}`);
+    const lostKey = keys.find((k) => lost.has(partitionOf(k, 16)))!;
+    const liveKey = keys.find((k) => !lost.has(partitionOf(k, 16)))!;
+    const cache = client.cache<string, number>('lost');
+    const t0 = performance.now();
+    const err = await cache.put(lostKey, 1).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PartitionLostError);
+    expect((err as PartitionLostError).retryable).toBe(false);
+    // Not retried until the deadline: it fails as soon as the node says so.
+    expect(performance.now() - t0).toBeLessThan(5000);
+    await cache.put(liveKey, 2);
+    expect(await cache.get(liveKey)).toBe(2);
   });
 });
