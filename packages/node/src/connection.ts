@@ -194,6 +194,21 @@ export class ServerConnection {
       const code = err instanceof ProtocolError ? err.wireCode : ErrorCode.INTERNAL;
       bytes = encodeFrame(errorResponse(id, this.host.topologyVersion(), code, (err as Error).message));
     }
+    this.write(bytes);
+  }
+
+  private corked = false;
+
+  /** Writes, coalescing everything written in the same tick into one syscall. */
+  private write(bytes: Uint8Array): void {
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        this.socket.uncork();
+      });
+    }
     this.socket.write(bytes);
   }
 

@@ -63,6 +63,7 @@ export class PeerClient {
   private nextId = 1;
   private closed = false;
   private paused = false;
+  private corked = false;
 
   constructor(readonly opts: PeerClientOptions) {}
 
@@ -83,6 +84,14 @@ export class PeerClient {
             }
           }, timeoutMs);
           this.pending.set(id, { resolve, reject, timer });
+          if (!this.corked) {
+            this.corked = true;
+            socket.cork();
+            process.nextTick(() => {
+              this.corked = false;
+              socket.uncork();
+            });
+          }
           socket.write(encodeFrame({ kind: FrameKind.REQUEST, op, id, flags: 0, payload }));
         }),
     );
