@@ -760,7 +760,8 @@ export class GridNode implements ConnectionHost {
     this.checkPartition(p);
     const primary = this.topo!.owners[p]![0]!;
     if (primary === this.id && this.isMember()) return { result: await this.executeAsPrimary(p, op, payload, session), forwarded: false };
-    if (!allowForward) throw new GridNodeError(ErrorCode.NOT_PRIMARY, `node ${this.id} is not the primary of partition ${p}`, p);
+    // Listed as primary under an epoch this node no longer has (it is rejoining): nobody to forward to.
+    if (!allowForward || primary === this.id) throw new GridNodeError(ErrorCode.NOT_PRIMARY, `node ${this.id} is not the primary of partition ${p}`, p);
     return { result: await this.forward(primary, p, op, payload, session), forwarded: true };
   }
 
