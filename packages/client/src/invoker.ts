@@ -10,7 +10,8 @@ import { ErrorCode, MUTATING_OPS, Op, ResponseFlag, type ErrorPayload } from '@g
 import type { ResolvedConfig } from './config.js';
 import type { ConnectionManager } from './connection-manager.js';
 import type { Connection } from './connection.js';
-import { GridAbortError, GridClosedError, GridConnectionError, GridError, GridTimeoutError, isRetryable, serverError } from './errors.js';
+import { backoffDelay } from './backoff.js';
+import { GridAbortError, GridClosedError, GridConnectionError, GridError, GridServerError, GridTimeoutError, isRetryable, serverError } from './errors.js';
 import { LatencyHistogram } from './histogram.js';
 import type { PartitionService } from './partition-service.js';
 import { RoundRobin, route, type RouteReason } from './routing.js';
@@ -41,6 +42,37 @@ export interface RetryEvent {
 
 export interface InvokerHooks {
   onRetry(e: RetryEvent): void;
+}
+
+const TRANSITION_CODES: ReadonlySet<number> = new Set<number>([
+  ErrorCode.NOT_PRIMARY,
+  ErrorCode.PARTITION_MOVING,
+  ErrorCode.NOT_READY,
+  ErrorCode.NODE_STOPPING,
+]);
+
+/**
+ * Failures that mean "the cluster is changing under this request": a lost connection, or a node
+ * saying the partition is moving / it is not (yet) the primary / it is stopping. They are retried
+ * until the operation's deadline (with their own backoff) instead of using up the retry budget,
+ * so a failover never exhausts an operation's retries before its deadline.
+ */
+export function isTransitionError(e: unknown): boolean {
+  if (e instanceof GridConnectionError) return true;
+  return e instanceof GridServerError && TRANSITION_CODES.has(e.wireCode);
+}
+
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  if (ms <= 0) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    const done = (): void => {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const t = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
 }
 
 function opName(op: number): string {
@@ -168,7 +200,11 @@ export class Invoker {
     const avoid = new Set<string>();
     const firstNode = first instanceof GridError ? this.lastFailedNode.get(first) : undefined;
     if (firstNode !== undefined) avoid.add(firstNode);
-    const firstIsConnectionLoss = first instanceof GridConnectionError;
+    const firstIsTransition = isTransitionError(first);
+    // Backoff of transition failures (see isTransitionError): the first retries at once (another
+    // node), later ones wait like ordinary retries, until the deadline.
+    const transitionPolicy = { minDelay: Math.max(1, r.minDelay), maxDelay: Math.max(1, r.maxDelay), factor: r.factor, jitter: r.jitter ? 0.5 : 0 };
+    let transitions = firstIsTransition ? 1 : 0;
     this.retries++;
     this.hooks.onRetry({ op, attempt: 1, error: first as GridError });
     try {
@@ -185,7 +221,7 @@ export class Invoker {
         {
           // The first attempt already ran (on the fast path); it used up a retry unless it was a
           // connection loss.
-          retries: Math.max(0, firstIsConnectionLoss ? r.retries : r.retries - 1),
+          retries: Math.max(0, firstIsTransition ? r.retries : r.retries - 1),
           factor: r.factor,
           minTimeout: r.minDelay,
           maxTimeout: r.maxDelay,
@@ -193,14 +229,17 @@ export class Invoker {
           signal,
           unref: true,
           shouldRetry: ({ error }) => isRetryable(error) && !signal.aborted && !this.closedForRetry(),
-          // A connection lost under a request is the failover case itself: it does not use up the
-          // retry budget (the operation deadline still bounds it), so a node going away never
-          // exhausts an operation's retries on its own.
-          shouldConsumeRetry: ({ error }) => !(error instanceof GridConnectionError),
-          onFailedAttempt: ({ error, attemptNumber, retriesLeft }) => {
+          // A cluster in transition (lost connection, partition moving, not primary yet) is the
+          // failover case itself: it does not use up the retry budget; the deadline bounds it.
+          shouldConsumeRetry: ({ error }) => !isTransitionError(error),
+          onFailedAttempt: async ({ error, attemptNumber, retriesLeft }) => {
             if (retriesLeft > 0 && isRetryable(error) && !signal.aborted) {
               this.retries++;
               this.hooks.onRetry({ op, attempt: attemptNumber + 1, error: error as GridError });
+              if (isTransitionError(error)) {
+                const n = transitions++;
+                if (n > 0) await pause(backoffDelay(transitionPolicy, n - 1, Math.random()), signal);
+              }
             }
           },
         },
