@@ -87,8 +87,8 @@ describe('baseline topology and rebalancing', () => {
   });
 
   it('auto-adjust fires after the soft timeout, restarted by each change, and no later than the hard timeout', async () => {
-    const soft = 800;
-    const hard = 1500;
+    const soft = 1000;
+    const hard = 2000;
     const c = await LocalCluster.start({ nodes: 3, backups: 1, partitions: P, autoAdjust: { enabled: true, softTimeoutMs: soft, hardTimeoutMs: hard } });
     cluster = c;
     const baseline0 = c.topology().baseline.map((n) => n.id);
@@ -109,9 +109,9 @@ describe('baseline topology and rebalancing', () => {
     };
     let fired = false;
     const changer = (async () => {
-      for (let i = 0; i < 8 && !fired; i++) {
+      for (let i = 0; i < 12 && !fired; i++) {
         await c.addNode();
-        await new Promise((r) => setTimeout(r, soft / 3));
+        await new Promise((r) => setTimeout(r, soft / 4));
       }
     })();
     const first = await c.waitForTopology((t) => t.adjust !== null);
@@ -123,11 +123,11 @@ describe('baseline topology and rebalancing', () => {
     fired = true;
     const at = Date.now();
     await changer;
-    expect(at - start).toBeLessThanOrEqual(hard + 400);
+    expect(at - start).toBeLessThanOrEqual(hard + 1000);
     expect(at - start).toBeGreaterThanOrEqual(hard - 50);
     // It was the hard cap: the soft timeout had been restarted less than `soft` before.
     expect(lastPending).not.toBeNull();
-    expect(at - lastPending!.lastAt).toBeLessThan(soft + 100);
+    expect(at - lastPending!.lastAt).toBeLessThan(soft);
     expect(done.baseline.length).toBeGreaterThan(4);
   });
 
