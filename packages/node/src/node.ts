@@ -1005,7 +1005,10 @@ export class GridNode implements ConnectionHost {
     const fence = (async () => {
       const mine = this.store.updateCounter(p);
       await Promise.all(
-        this.targets(p).map(async (t) => {
+        // Holders only: a node still pulling gets its whole state from this primary anyway.
+        this.targets(p)
+          .filter((t) => (this.topo?.owners[p] ?? []).includes(t.id))
+          .map(async (t) => {
           const msg: ReplicateMsg = { p, v: this.topologyVersion(), from: this.id, epoch: t.epoch, probe: true };
           try {
             const reply = await this.raceTopology(
