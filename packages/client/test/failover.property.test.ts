@@ -9,6 +9,9 @@
  * - no mutation applies twice (counters stay within [acknowledged, acknowledged + unknown]);
  * - no unhandled rejection;
  * - once faults stop, every operation succeeds and single-key operations go to primaries again.
+ *
+ * FAILOVER_RUNS / FAILOVER_COMMANDS raise the number of runs and the length of command sequences
+ * for longer hunts (e.g. FAILOVER_RUNS=30 FAILOVER_COMMANDS=60, about two minutes).
  */
 import fc from 'fast-check';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -198,7 +201,7 @@ class Recover implements fc.AsyncCommand<Model, Real> {
 class ProxyFault implements fc.AsyncCommand<Model, Real> {
   constructor(
     readonly node: number,
-    readonly kind: 'reset' | 'drop2' | 'drop3' | 'delay',
+    readonly kind: 'reset' | 'drop2' | 'drop3' | 'delay' | 'blackhole' | 'halfOpen',
   ) {}
   check = (): boolean => true;
   async run(_m: Model, r: Real): Promise<void> {
@@ -207,6 +210,8 @@ class ProxyFault implements fc.AsyncCommand<Model, Real> {
     if (this.kind === 'reset') p.reset();
     else if (this.kind === 'drop2') p.dropEveryNthRequest(2);
     else if (this.kind === 'drop3') p.dropEveryNthRequest(3);
+    else if (this.kind === 'blackhole') p.blackhole(true);
+    else if (this.kind === 'halfOpen') p.halfOpen('toClient');
     else p.delay(30);
   }
   toString = (): string => `proxy-${this.kind}(${this.node})`;
@@ -223,12 +228,12 @@ const commands = [
   fc.constant(new GetAll()),
   fc.tuple(node, fc.constantFrom('kill' as const, 'hang' as const)).map(([n, k]) => new Fault(n, k)),
   fc.constant(new Recover()),
-  fc.tuple(node, fc.constantFrom('reset' as const, 'drop2' as const, 'drop3' as const, 'delay' as const)).map(([n, k]) => new ProxyFault(n, k)),
+  fc.tuple(node, fc.constantFrom('reset' as const, 'drop2' as const, 'drop3' as const, 'delay' as const, 'blackhole' as const, 'halfOpen' as const)).map(([n, k]) => new ProxyFault(n, k)),
 ];
 
 it('failover: typed errors within deadlines, no lost or doubled writes, primaries again after faults', async () => {
   await fc.assert(
-    fc.asyncProperty(fc.commands(commands, { maxCommands: 24 }), async (cmds) => {
+    fc.asyncProperty(fc.commands(commands, { maxCommands: Number(process.env.FAILOVER_COMMANDS ?? 24), ...(process.env.FAILOVER_COMMANDS ? { size: 'max' as const } : {}) }), async (cmds) => {
       const cluster = await LocalCluster.start({ nodes: 3, backups: 1, partitions: 32 });
       const proxies = new Map<string, FaultProxy>();
       let client: GridClient | undefined;
