@@ -1004,24 +1004,22 @@ export class GridNode implements ConnectionHost {
     const st = this.part(p);
     const fence = (async () => {
       const mine = this.store.updateCounter(p);
-      await Promise.all(
-        // Holders only: a node still pulling gets its whole state from this primary anyway.
-        this.targets(p)
-          .filter((t) => (this.topo?.owners[p] ?? []).includes(t.id))
-          .map(async (t) => {
-          const msg: ReplicateMsg = { p, v: this.topologyVersion(), from: this.id, epoch: t.epoch, probe: true };
-          try {
-            const reply = await this.raceTopology(
-              this.peer(t.id).request(Op.PEER_REPLICATE, msg, this.opts.replicationTimeoutMs) as Promise<ReplicateReply>,
-              () => this.isTarget(p, t),
-            );
-            if (reply === GONE) return;
-            if (reply.s === 'ok' && reply.counter !== mine) st.failed.add(t.id);
-          } catch {
-            if (this.isTarget(p, t)) st.failed.add(t.id);
-          }
-        }),
-      );
+      // Holders only: a node still pulling gets its whole state from this primary anyway.
+      const holders = this.targets(p).filter((t) => (this.topo?.owners[p] ?? []).includes(t.id));
+      const probe = async (t: Target): Promise<void> => {
+        const msg: ReplicateMsg = { p, v: this.topologyVersion(), from: this.id, epoch: t.epoch, probe: true };
+        try {
+          const reply = await this.raceTopology(
+            this.peer(t.id).request(Op.PEER_REPLICATE, msg, this.opts.replicationTimeoutMs) as Promise<ReplicateReply>,
+            () => this.isTarget(p, t),
+          );
+          if (reply === GONE) return;
+          if (reply.s === 'ok' && reply.counter !== mine) st.failed.add(t.id);
+        } catch {
+          if (this.isTarget(p, t)) st.failed.add(t.id);
+        }
+      };
+      await Promise.all(holders.map(probe));
       if (st.failed.size > 0) await this.ensureClean(p).catch(() => {});
     })();
     st.fence = fence;
