@@ -121,5 +121,25 @@ describe('failover of a primary during a stream of acknowledged writes (backups 
     await c.waitForStable();
     await stream.verify(cl);
   });
+
+  it('the coordinator hanging: the next node takes over coordinating, and the returning one does not disturb it', async () => {
+    const c = await LocalCluster.start({ nodes: 3, backups: 1, partitions: P, autoAdjust: { enabled: false } });
+    cluster = c;
+    const coordinator = [...c.nodeIds].sort()[0]!;
+    const v0 = c.topologyVersion;
+    c.hang(coordinator);
+    // Only another coordinator can write this: the hung one is frozen.
+    await c.waitForTopology((t) => t.members[coordinator] === undefined && t.version > v0);
+    const cl = new TestClusterClient(() => c.nodeIds.filter((id) => id !== coordinator).map((id) => c.endpointOf(id)));
+    clients.push(cl);
+    const stream = new WriteStream(cl, ['key-1', 'key-2', 'key-3']);
+    await stream.waitForAcks(['key-1', 'key-2', 'key-3'], 0, 10);
+    c.resume(coordinator);
+    await c.waitForStable();
+    await stream.waitForAcks(['key-1', 'key-2', 'key-3'], Date.now(), 10);
+    await stream.stop();
+    expect(stream.failures).toEqual([]);
+    await stream.verify(cl);
+  });
 });
 
