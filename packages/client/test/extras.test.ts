@@ -1,7 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { LocalCluster } from '@gridlink/node';
 import { partitionOf } from '@gridlink/affinity';
-import { GridClient, GridConnectionError, PartitionLostError, dnsAddressFinder, staticAddressFinder } from '@gridlink/client';
+import { Op } from '@gridlink/protocol';
+import { GridAbortError, GridClient, GridConnectionError, GridTimeoutError, PartitionLostError, dnsAddressFinder, staticAddressFinder } from '@gridlink/client';
+import { ScriptedNode } from './helpers/scripted-node.js';
 import { waitFor } from './helpers/wait.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -132,5 +134,44 @@ describe('lost partitions', () => {
     expect(performance.now() - t0).toBeLessThan(5000);
     await cache.put(liveKey, 2);
     expect(await cache.get(liveKey)).toBe(2);
+  });
+});
+
+describe('deadlines and aborts', () => {
+  async function slowNode(delayMs: number): Promise<ScriptedNode> {
+    const node = await new ScriptedNode('slow', 8, (req, n) => {
+      if (req.op === Op.TOPOLOGY) return { payload: n.map(1) };
+      if (req.op === Op.HEARTBEAT) return { payload: {} };
+      return { payload: { value: null }, delayMs };
+    }).start();
+    cleanups.push(() => node.close());
+    return node;
+  }
+
+  it('an abort during a request rejects at once with GridAbortError carrying the reason', async () => {
+    const node = await slowNode(60_000);
+    const client = await GridClient.connect({ endpoints: [node.endpoint] });
+    cleanups.push(() => client.close());
+    const ac = new AbortController();
+    const p = client.cache('x').get('k', { signal: ac.signal });
+    await waitFor(() => node.count(Op.CACHE_GET) === 1, 5000, 'request sent');
+    ac.abort(new Error('caller gave up'));
+    const err = await p.catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(GridAbortError);
+    expect(((err as GridAbortError).cause as Error).message).toBe('caller gave up');
+  });
+
+  it('an unanswered operation fails with GridTimeoutError at its deadline after retrying', async () => {
+    const node = await slowNode(60_000);
+    const client = await GridClient.connect({ endpoints: [node.endpoint], requestTimeout: 100, heartbeatInterval: 50, heartbeatTimeout: 5000 });
+    cleanups.push(() => client.close());
+    const t0 = performance.now();
+    const err = await client.cache('x').get('k', { timeoutMs: 800 }).catch((e: unknown) => e);
+    const elapsed = performance.now() - t0;
+    expect(err).toBeInstanceOf(GridTimeoutError);
+    expect((err as GridTimeoutError).code).toBe('GRID_TIMEOUT');
+    expect(elapsed).toBeGreaterThanOrEqual(750);
+    expect(node.count(Op.CACHE_GET)).toBeGreaterThan(1); // attempts expired and were retried
+    expect(client.stats().retries).toBeGreaterThan(0);
   });
 });

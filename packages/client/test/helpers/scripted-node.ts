@@ -18,6 +18,7 @@ export class ScriptedNode {
   readonly requests: RequestFrame[] = [];
   topologyVersion = 1;
   private readonly sockets = new Set<net.Socket>();
+  private readonly timers = new Set<NodeJS.Timeout>();
   private server!: net.Server;
   port = 0;
 
@@ -61,8 +62,15 @@ export class ScriptedNode {
               topologyVersion: r.topologyVersion ?? this.topologyVersion,
               payload: r.payload,
             });
-            if (r.delayMs !== undefined) setTimeout(() => socket.destroyed || socket.write(bytes), r.delayMs);
-            else socket.write(bytes);
+            if (r.delayMs !== undefined) {
+              const t = setTimeout(() => {
+                this.timers.delete(t);
+                if (!socket.destroyed) socket.write(bytes);
+              }, r.delayMs);
+              this.timers.add(t);
+            } else {
+              socket.write(bytes);
+            }
           }
         }
       });
@@ -92,6 +100,8 @@ export class ScriptedNode {
   }
 
   async close(): Promise<void> {
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
     for (const s of this.sockets) s.destroy();
     await new Promise<void>((r) => this.server.close(() => r()));
   }
