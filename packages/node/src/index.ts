@@ -15,6 +15,7 @@ export {
   type SyncEntry,
   type TopologyRecord,
 } from './control/topology.js';
+export { roleOf, routeRequest, type Role, type RouteDecision } from './control/routing.js';
 export { NodeConfigError, GridNodeError, CasConflictError } from './errors.js';
 export { PeerUnavailableError } from './peer.js';
 export { silentLogger, consoleLogger, type Logger } from './logger.js';

@@ -23,6 +23,7 @@ import {
 import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from './config.js';
 import { ServerConnection, type ConnectionHost, type RequestOutcome } from './connection.js';
 import type { ControlPlane, KvEvent } from './control/kv.js';
+import { roleOf, routeRequest, type Role } from './control/routing.js';
 import { initialTopology, nextTopology, partitionMapOf, type LeaseRecord, type TopologyRecord } from './control/topology.js';
 import { CasConflictError, GridNodeError } from './errors.js';
 import { NodeMetrics } from './metrics.js';
@@ -369,14 +370,8 @@ export class GridNode implements ConnectionHost {
     return Date.now() < this.leaseValidUntil && Date.now() >= this.rejoinCheckAfter;
   }
 
-  roleOf(p: number): 'primary' | 'backup' | 'syncing' | 'none' {
-    const t = this.topo;
-    if (!t || !this.isMember()) return 'none';
-    const o = t.owners[p] ?? [];
-    if (o[0] === this.id) return 'primary';
-    if (o.includes(this.id)) return 'backup';
-    if ((t.syncing[p] ?? []).some((e) => e.id === this.id)) return 'syncing';
-    return 'none';
+  roleOf(p: number): Role {
+    return roleOf(this.topo, this.id, this.epoch, p);
   }
 
   partitionCounts(): { owned: number; primary: number; moving: number } {
@@ -747,22 +742,11 @@ export class GridNode implements ConnectionHost {
     }
   }
 
-  private checkPartition(p: number): void {
-    const t = this.topo;
-    if (!t) throw new GridNodeError(ErrorCode.NOT_READY, 'the node has not joined a cluster yet');
-    if (!Number.isInteger(p) || p < 0 || p >= t.partitions) throw new GridNodeError(ErrorCode.BAD_REQUEST, `partition ${p} out of range`);
-    if (t.lost.includes(p) || (t.owners[p] ?? []).length === 0) {
-      throw new GridNodeError(ErrorCode.PARTITION_LOST, `partition ${p} is lost: no owner is alive`, p);
-    }
-  }
-
   private async route(p: number, op: Op, payload: unknown, session: string, allowForward: boolean): Promise<ExecResult> {
-    this.checkPartition(p);
-    const primary = this.topo!.owners[p]![0]!;
-    if (primary === this.id && this.isMember()) return { result: await this.executeAsPrimary(p, op, payload, session), forwarded: false };
-    // Listed as primary under an epoch this node no longer has (it is rejoining): nobody to forward to.
-    if (!allowForward || primary === this.id) throw new GridNodeError(ErrorCode.NOT_PRIMARY, `node ${this.id} is not the primary of partition ${p}`, p);
-    return { result: await this.forward(primary, p, op, payload, session), forwarded: true };
+    const d = routeRequest(this.topo, this.id, this.epoch, p, allowForward, this.leaseValid());
+    if (d.kind === 'local') return { result: await this.executeAsPrimary(p, op, payload, session), forwarded: false };
+    if (d.kind === 'forward') return { result: await this.forward(d.to, p, op, payload, session), forwarded: true };
+    throw new GridNodeError(d.code, d.message, p);
   }
 
   private async forward(primary: string, p: number, op: Op, payload: unknown, session: string): Promise<unknown> {
@@ -795,13 +779,8 @@ export class GridNode implements ConnectionHost {
   }
 
   private assertPrimary(p: number): void {
-    this.checkPartition(p);
-    if (this.topo!.owners[p]![0] !== this.id || !this.isMember()) {
-      throw new GridNodeError(ErrorCode.NOT_PRIMARY, `node ${this.id} is not the primary of partition ${p}`, p);
-    }
-    if (!this.leaseValid()) {
-      throw new GridNodeError(ErrorCode.NOT_PRIMARY, `node ${this.id} cannot vouch for its lease; not serving as primary`, p);
-    }
+    const d = routeRequest(this.topo, this.id, this.epoch, p, false, this.leaseValid());
+    if (d.kind !== 'local') throw new GridNodeError(d.kind === 'error' ? d.code : ErrorCode.NOT_PRIMARY, d.kind === 'error' ? d.message : 'not primary', p);
   }
 
   private async executeAsPrimary(p: number, op: Op, payload: unknown, session: string): Promise<unknown> {
