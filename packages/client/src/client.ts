@@ -83,7 +83,7 @@ export class GridClient extends EventEmitter<GridClientEvents> {
     super();
     this.cfg = resolveConfig(config);
     this.manager = new ConnectionManager(this.cfg, this.sessionId);
-    this.partitionService = new PartitionService(this.manager, this.cfg.connectTimeout);
+    this.partitionService = new PartitionService(this.manager, this.cfg.requestTimeout);
     this.invoker = new Invoker(this.cfg, this.manager, this.partitionService, {
       onRetry: (e) => this.emit('retry', e),
     });

@@ -6,7 +6,7 @@
 import { EventEmitter } from 'eventemitter3';
 import { Op, ResponseFlag, type PartitionMap } from '@gridlink/protocol';
 import type { ConnectionManager } from './connection-manager.js';
-import { GridConnectionError } from './errors.js';
+import { GridError } from './errors.js';
 import { EMPTY_MAP_STATE, acceptMap, isStale, observeVersion, type MapState } from './partition-table.js';
 import { RoundRobin } from './routing.js';
 
@@ -77,23 +77,29 @@ export class PartitionService extends EventEmitter<PartitionServiceEvents> {
   }
 
   private async doRefresh(): Promise<void> {
-    for (let round = 0; round < 3 && !this.closed; round++) {
-      const ids = this.manager.healthyNodeIds();
+    // Ask one node; if it fails (gone, hung, slow), ask another one not tried yet in this refresh.
+    const tried = new Set<string>();
+    for (let round = 0; round < 5 && !this.closed; round++) {
+      const all = this.manager.healthyNodeIds();
+      const fresh = all.filter((id) => !tried.has(id));
+      const ids = fresh.length > 0 ? fresh : all;
       if (ids.length === 0) return;
-      const conn = this.manager.connection(ids[this.rr.next(ids.length)] as string);
+      const nodeId = ids[this.rr.next(ids.length)] as string;
+      const conn = this.manager.connection(nodeId);
       if (conn === undefined) return;
-      const signal = AbortSignal.timeout(this.requestTimeout);
+      tried.add(nodeId);
       try {
-        const frame = await conn.request(Op.TOPOLOGY, { knownVersion: Math.max(0, this.state.map?.version ?? 0) }, { signal });
+        const frame = await conn.request(Op.TOPOLOGY, { knownVersion: Math.max(0, this.state.map?.version ?? 0) }, { timeoutMs: this.requestTimeout });
         this.refreshes++;
         if ((frame.flags & ResponseFlag.ERROR) === 0) this.install(frame.payload);
         else this.refreshFailures++;
       } catch (e) {
         this.refreshFailures++;
-        if (!(e instanceof GridConnectionError)) return;
-        continue;
+        if (e instanceof GridError && e.retryable) continue;
+        return;
       }
-      if (!isStale(this.state)) return;
+      // Still behind: that node lags too; ask another one if any is left untried.
+      if (!isStale(this.state) || this.manager.healthyNodeIds().every((id) => tried.has(id))) return;
     }
   }
 
