@@ -53,8 +53,6 @@ export class ConnectionManager extends EventEmitter<ManagerEvents> {
   private periodic: NodeJS.Timeout | null = null;
   private holdTimer: NodeJS.Timeout | null = null;
   private waiters = new Set<() => void>();
-  /** Connections counted by node id since start (for stats). */
-  readonly everConnected = new Set<string>();
 
   constructor(
     private readonly cfg: ResolvedConfig,
@@ -247,7 +245,6 @@ export class ConnectionManager extends EventEmitter<ManagerEvents> {
     }
     this.nodes.set(ok.nodeId, conn);
     this.invalidateHealthy();
-    this.everConnected.add(ok.nodeId);
     conn.on('close', (err) => this.onClose(conn, ok.nodeId, state, err));
     conn.on('version', (v, refresh) => this.emit('version', v, refresh));
     conn.on('push', (frame) => {
