@@ -166,6 +166,8 @@ export class GridNode implements ConnectionHost {
   private readonly log;
   /** State transfers completed since start (partitions pulled or installed). */
   transfers = 0;
+  /** Snapshots pushed to backups that missed records (gap, timeout, promotion) since start. */
+  resyncs = 0;
 
   constructor(options: NodeOptions) {
     this.opts = resolveNodeOptions(options);
@@ -944,6 +946,7 @@ export class GridNode implements ConnectionHost {
       () => {
         if (st.resyncs.get(t.id) === entry) st.resyncs.delete(t.id);
         st.failed.delete(t.id);
+        this.resyncs++;
       },
       () => {
         if (st.resyncs.get(t.id) === entry) st.resyncs.delete(t.id);

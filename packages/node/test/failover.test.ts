@@ -141,5 +141,40 @@ describe('failover of a primary during a stream of acknowledged writes (backups 
     expect(stream.failures).toEqual([]);
     await stream.verify(cl);
   });
+
+  it('a backup that misses writes (stalled past the replication timeout, lease still valid) is resynced before anything more is acknowledged', async () => {
+    const c = await LocalCluster.start({
+      nodes: 3,
+      backups: 1,
+      partitions: P,
+      autoAdjust: { enabled: false },
+      replicationTimeoutMs: 250,
+      leaseMs: 3000,
+      renewIntervalMs: 500,
+      leaseMarginMs: 300,
+    });
+    cluster = c;
+    const key = 'key-5';
+    const p = partitionOf(key, P);
+    const [primary, backup] = c.topology().owners[p] as [string, string];
+    const cl = new TestClusterClient(() => [c.endpointOf(primary)]);
+    clients.push(cl);
+    const stream = new WriteStream(cl, [key]);
+    await stream.waitForAcks([key], 0, 5);
+    // Freeze the backup for less than its lease: writes time out waiting for it and are retried.
+    c.hang(backup);
+    await new Promise((r) => setTimeout(r, 800)); // the fault's duration, not a synchronisation
+    c.resume(backup);
+    await stream.waitForAcks([key], Date.now(), 10);
+    expect(c.topology().members[backup]).toBeDefined();
+    expect(c.node(primary).resyncs).toBeGreaterThan(0);
+    await stream.stop();
+    expect(stream.failures).toEqual([]);
+    // The backup alone must now hold every acknowledged write.
+    await c.kill(primary);
+    const survivor = new TestClusterClient(() => [c.endpointOf(backup)]);
+    clients.push(survivor);
+    await stream.verify(survivor);
+  });
 });
 
