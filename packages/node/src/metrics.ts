@@ -53,6 +53,14 @@ export class NodeMetrics {
       },
     });
     new Gauge({
+      name: 'gridlink_node_resyncs_total',
+      help: 'Snapshots pushed to backups that missed records since start',
+      registers,
+      collect() {
+        this.set(node.resyncs);
+      },
+    });
+    new Gauge({
       name: 'gridlink_node_entries',
       help: 'Entries held (primary and backup copies)',
       registers,
