@@ -146,14 +146,19 @@ export class LocalCluster {
     return node;
   }
 
-  /** Resolves once every running node has applied the control plane's current topology. */
+  /**
+   * Resolves once every running node has applied the control plane's current topology and serves
+   * what it says that node serves (lease vouched for, no promotion fence pending).
+   */
   private async waitForNodes(timeoutMs = 5000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const v = this.topologyVersion;
-      const lagging = [...this.slots.values()].filter((s) => s.node?.running && !s.node.hung && s.node.topologyVersion() < v);
+      const lagging = [...this.slots.values()].filter(
+        (s) => s.node?.running && !s.node.hung && (s.node.topologyVersion() < v || (s.node.topology()?.members[s.id] !== undefined && !s.node.isServing())),
+      );
       if (lagging.length === 0) return;
-      if (Date.now() > deadline) throw new Error(`nodes ${lagging.map((s) => s.id).join(', ')} did not apply topology ${v}`);
+      if (Date.now() > deadline) throw new Error(`nodes ${lagging.map((s) => s.id).join(', ')} did not apply topology ${v} or do not serve it yet`);
       await new Promise((r) => setTimeout(r, 5));
     }
   }

@@ -105,6 +105,9 @@ interface ExecResult {
 
 const GONE = Symbol('gone');
 
+/** Forwards abandoned because the partition's primary changed meanwhile (they are routed again). */
+const PRIMARY_CHANGED = new WeakSet<Error>();
+
 function keyHex(b: Uint8Array): string {
   return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
 }
@@ -367,6 +370,21 @@ export class GridNode implements ConnectionHost {
     return !t.syncing.some((s) => s.some((e) => e.id === this.id));
   }
 
+  /**
+   * Serves what the topology says it serves: ready, able to vouch for its lease when it is primary
+   * of anything, and no promotion fence pending (requests would wait on it).
+   */
+  isServing(): boolean {
+    if (!this.isReady() || this.scheduler.isFrozen) return false;
+    const n = this.topo!.partitions;
+    for (let p = 0; p < n; p++) {
+      if (this.roleOf(p) !== 'primary') continue;
+      if (!this.leaseValid()) return false;
+      if (this.parts.get(p)?.fence) return false;
+    }
+    return true;
+  }
+
   /** The lease is certainly valid: renewed recently enough, judged from when the renewal was sent. */
   leaseValid(): boolean {
     return Date.now() < this.leaseValidUntil && Date.now() >= this.rejoinCheckAfter;
@@ -550,7 +568,11 @@ export class GridNode implements ConnectionHost {
     for (const p of this.store.heldPartitions()) this.store.dropPartition(p);
     this.parts.clear();
     this.pullQueue.length = 0;
+    // A new life: the old lease's lapse is no reason to wait. This epoch becomes a member (and
+    // then an owner) only after the coordinator saw a renewal carrying it, and leaseValid() holds
+    // only once such a renewal was acknowledged.
     this.rejoinCheckAfter = 0;
+    this.leaseValidUntil = 0;
     this.scheduleLeaseWrite();
   }
 
@@ -589,7 +611,9 @@ export class GridNode implements ConnectionHost {
     for (const f of [...this.forwards]) {
       if ((rec.owners[f.p] ?? [])[0] !== f.primary) {
         this.forwards.delete(f);
-        f.reject(new GridNodeError(ErrorCode.NOT_PRIMARY, 'the partition changed primary while forwarding', f.p));
+        const err = new GridNodeError(ErrorCode.NOT_PRIMARY, 'the partition changed primary while forwarding', f.p);
+        PRIMARY_CHANGED.add(err);
+        f.reject(err);
       }
     }
     const waiters = this.topoWaiters;
@@ -744,10 +768,20 @@ export class GridNode implements ConnectionHost {
     }
   }
 
-  private async route(p: number, op: Op, payload: unknown, session: string, allowForward: boolean): Promise<ExecResult> {
+  private async route(p: number, op: Op, payload: unknown, session: string, allowForward: boolean, rerouted = false): Promise<ExecResult> {
     const d = routeRequest(this.topo, this.id, this.epoch, p, allowForward, this.leaseValid());
     if (d.kind === 'local') return { result: await this.executeAsPrimary(p, op, payload, session), forwarded: false };
-    if (d.kind === 'forward') return { result: await this.forward(d.to, p, op, payload, session), forwarded: true };
+    if (d.kind === 'forward') {
+      try {
+        return { result: await this.forward(d.to, p, op, payload, session), forwarded: true };
+      } catch (err) {
+        // The partition changed primary while the request was on its way: route it once more on
+        // the new topology, exactly as a client retry would (same session and seq, so a mutation
+        // still applies once), instead of answering NOT_PRIMARY.
+        if (!rerouted && err instanceof Error && PRIMARY_CHANGED.has(err)) return this.route(p, op, payload, session, allowForward, true);
+        throw err;
+      }
+    }
     throw new GridNodeError(d.code, d.message, p);
   }
 

@@ -42,7 +42,9 @@ export function routeRequest(
     return { kind: 'error', code: ErrorCode.PARTITION_LOST, message: `partition ${p} is lost: no owner is alive` };
   }
   if (primary === id && t.members[id]?.epoch === epoch) {
-    if (!leaseValid) return { kind: 'error', code: ErrorCode.NOT_PRIMARY, message: `node ${id} cannot vouch for its lease; not serving as primary` };
+    // The partition is this node's, it just cannot serve it yet (its lease is being re-confirmed):
+    // "not ready, retry shortly" rather than NOT_PRIMARY, which would send the client elsewhere.
+    if (!leaseValid) return { kind: 'error', code: ErrorCode.NOT_READY, message: `node ${id} cannot vouch for its lease yet; not serving as primary` };
     return { kind: 'local' };
   }
   // Listed as primary under an epoch this node no longer has (it is rejoining): nobody to forward to.
