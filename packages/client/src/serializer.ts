@@ -3,7 +3,7 @@
  * `Uint8Array` (a MessagePack bin). `bytesSerializer` stores raw bytes with no framing at all,
  * for caches shared with other languages or holding pre-encoded data.
  */
-import { decode, encode } from '@msgpack/msgpack';
+import { Decoder, Encoder } from '@msgpack/msgpack';
 import { GridSerializationError } from './errors.js';
 
 /** A plain Uint8Array copy (socket data arrives as Buffer views into shared chunks). */
@@ -18,21 +18,112 @@ export interface Serializer<V> {
   deserialize(bytes: Uint8Array): V;
 }
 
+// Small serialized values are carved out of a shared slab (as Node's Buffer pool does) rather
+// than allocated one by one: a fresh small Uint8Array lives on the V8 heap and is moved off-heap
+// the first time a view of it is taken (the frame encoder and socket writes take one), which costs
+// more than encoding it. Each returned view is distinct and never reused.
+const SLAB_SIZE = 32 * 1024;
+const SLAB_MAX_ALLOC = 2 * 1024;
+let slab = new ArrayBuffer(SLAB_SIZE);
+let slabOffset = 0;
+
+function allocBytes(n: number): Uint8Array {
+  if (n > SLAB_MAX_ALLOC) return new Uint8Array(n);
+  if (slabOffset + n > SLAB_SIZE) {
+    slab = new ArrayBuffer(SLAB_SIZE);
+    slabOffset = 0;
+  }
+  const out = new Uint8Array(slab, slabOffset, n);
+  slabOffset = (slabOffset + n + 7) & ~7;
+  return out;
+}
+
+// One encoder and one decoder for every call: `encode()` / `decode()` of @msgpack/msgpack build a
+// new Encoder (with a 2 KiB buffer) or Decoder on each call. Both classes are re-entrant.
+const encoder = new Encoder({ ignoreUndefined: true });
+const decoder = new Decoder({ useBigInt64: false });
+
+/** A Uint8Array as a MessagePack bin (what the general encoder writes for it), in a fresh view. */
+function encodeBin(value: Uint8Array): Uint8Array {
+  const n = value.length;
+  const header = n < 0x100 ? 2 : n < 0x10000 ? 3 : 5;
+  const out = allocBytes(header + n);
+  if (header === 2) {
+    out[0] = 0xc4;
+    out[1] = n;
+  } else if (header === 3) {
+    out[0] = 0xc5;
+    out[1] = n >>> 8;
+    out[2] = n & 0xff;
+  } else {
+    out[0] = 0xc6;
+    out[1] = n >>> 24;
+    out[2] = (n >>> 16) & 0xff;
+    out[3] = (n >>> 8) & 0xff;
+    out[4] = n & 0xff;
+  }
+  out.set(value, header);
+  return out;
+}
+
+/**
+ * When `bytes` is exactly one MessagePack bin, a plain copy of its content (what the general
+ * decoder returns for it, without copying the whole input first); otherwise null.
+ */
+function decodeBin(bytes: Uint8Array): Uint8Array | null {
+  const total = bytes.length;
+  if (total < 2) return null;
+  const h = bytes[0];
+  let start: number;
+  let n: number;
+  if (h === 0xc4) {
+    start = 2;
+    n = bytes[1]!;
+  } else if (h === 0xc5) {
+    if (total < 3) return null;
+    start = 3;
+    n = (bytes[1]! << 8) | bytes[2]!;
+  } else if (h === 0xc6) {
+    if (total < 5) return null;
+    start = 5;
+    n = bytes[1]! * 0x100_0000 + ((bytes[2]! << 16) | (bytes[3]! << 8) | bytes[4]!);
+  } else {
+    return null;
+  }
+  if (start + n !== total) return null;
+  const out = new Uint8Array(n);
+  if (n <= 128) {
+    for (let i = 0; i < n; i++) out[i] = bytes[start + i]!;
+  } else {
+    out.set(bytes.subarray(start));
+  }
+  return out;
+}
+
 /**
  * MessagePack for every value. A `Uint8Array` is stored as a MessagePack bin and comes back as a
  * `Uint8Array`. Counters written by `increment` are MessagePack integers and read back as numbers.
  */
 export const msgpackSerializer: Serializer<unknown> = {
   serialize(value) {
+    if (value instanceof Uint8Array) return encodeBin(value);
+    let encoded: Uint8Array;
     try {
-      return encode(value, { ignoreUndefined: true });
+      encoded = encoder.encodeSharedRef(value);
     } catch (e) {
       throw new GridSerializationError(`cannot serialise value: ${(e as Error).message}`, { cause: e });
     }
+    // encodeSharedRef returns a view of the encoder's buffer, valid until its next call: copy it.
+    const out = allocBytes(encoded.length);
+    out.set(encoded);
+    return out;
   },
   deserialize(bytes) {
+    const bin = decodeBin(bytes);
+    if (bin !== null) return bin;
     try {
-      return decode(copyBytes(bytes), { useBigInt64: false });
+      // Decoded bins are views into the input: decode a copy so they never alias socket buffers.
+      return decoder.decode(copyBytes(bytes));
     } catch (e) {
       throw new GridSerializationError(`cannot deserialise value: ${(e as Error).message}`, { cause: e });
     }
