@@ -27,7 +27,7 @@ import { roleOf, routeRequest, type Role } from './control/routing.js';
 import { initialTopology, nextTopology, partitionMapOf, type LeaseRecord, type TopologyRecord } from './control/topology.js';
 import { CasConflictError, GridNodeError } from './errors.js';
 import { NodeMetrics } from './metrics.js';
-import { PeerClient, PeerUnavailableError } from './peer.js';
+import { PeerClient, PeerUnavailableError, isBatch } from './peer.js';
 import { Scheduler, delay } from './scheduler.js';
 import { NodeStore, StoreError, joinSnapshots, splitSnapshot, type PartitionSnapshot, type ReplicationRecord } from './store/index.js';
 
@@ -927,7 +927,7 @@ export class GridNode implements ConnectionHost {
       const msg: ReplicateMsg = { p, v: this.topologyVersion(), from: this.id, epoch: t.epoch, rec: record };
       let reply: ReplicateReply | typeof GONE;
       try {
-        reply = await this.raceTopology(this.peer(t.id).request(Op.PEER_REPLICATE, msg, left) as Promise<ReplicateReply>, stillThere);
+        reply = await this.raceTopology(this.peer(t.id).request(Op.PEER_REPLICATE, msg, left, true) as Promise<ReplicateReply>, stillThere);
       } catch (err) {
         if (!stillThere()) return;
         if (err instanceof GridNodeError && err.wireCode === ErrorCode.TIMEOUT) continue;
@@ -1164,8 +1164,12 @@ export class GridNode implements ConnectionHost {
           return { ok: false, error: errorPayload(e.wireCode, e.message, e.partition) } satisfies ForwardReply;
         }
       }
-      case Op.PEER_REPLICATE:
+      case Op.PEER_REPLICATE: {
+        // Records sent in one tick to this node arrive as one batch: handled exactly as if they
+        // had arrived as frames back to back (each starts now, in order).
+        if (isBatch(frame.payload)) return { batch: await Promise.all(frame.payload.batch.map((m) => this.onReplicate(m as ReplicateMsg))) };
         return this.onReplicate(frame.payload as ReplicateMsg);
+      }
       case Op.PEER_STATE_PULL:
         return this.onStatePull(frame.payload as { p: number; v: number; from: string });
       case Op.PEER_SIZE:

@@ -55,6 +55,28 @@ interface Pending {
   timer: { cancel(): void };
 }
 
+/** A request waiting for the end of the tick to be written. */
+interface Queued {
+  op: Op;
+  payload: unknown;
+  timeoutMs: number;
+  /** May share one frame with adjacent batchable requests of the same op. */
+  batchable: boolean;
+  resolve: (v: unknown) => void;
+  reject: (e: Error) => void;
+}
+
+/** Payload of a frame carrying several requests of one op; the reply is `{ batch: replies[] }`. */
+export interface BatchPayload {
+  batch: unknown[];
+}
+
+export function isBatch(payload: unknown): payload is BatchPayload {
+  return typeof payload === 'object' && payload !== null && Array.isArray((payload as BatchPayload).batch);
+}
+
+type BatchReply = { batch: unknown[] };
+
 /** One connection from this node to another, used for forwarding, replication and state transfer. */
 export class PeerClient {
   private socket: net.Socket | null = null;
@@ -63,7 +85,7 @@ export class PeerClient {
   private nextId = 1;
   private closed = false;
   private paused = false;
-  private corked = false;
+  private connected = false;
 
   constructor(readonly opts: PeerClientOptions) {}
 
@@ -71,30 +93,98 @@ export class PeerClient {
     return `${this.opts.host}:${this.opts.port}`;
   }
 
-  request(op: Op, payload: unknown, timeoutMs: number): Promise<unknown> {
+  /**
+   * Sends a request; requests made in the same tick are written together, in call order, at the
+   * end of the tick. With `batchable`, adjacent batchable requests of the same op share one frame
+   * (payload `{ batch }`, answered with `{ batch }` in the same order; the receiver handles them
+   * as if they had arrived as separate frames back to back) and one timer (the shortest timeout).
+   */
+  request(op: Op, payload: unknown, timeoutMs: number, batchable = false): Promise<unknown> {
     if (this.closed) return Promise.reject(new PeerUnavailableError(`peer ${this.opts.peerId} client closed`));
-    return this.connect().then(
-      (socket) =>
-        new Promise<unknown>((resolve, reject) => {
-          const id = this.nextId;
-          this.nextId = this.nextId >= 0xffffffff ? 1 : this.nextId + 1;
-          const timer = this.opts.scheduler.setTimeout(() => {
-            if (this.pending.delete(id)) {
-              reject(new GridNodeError(ErrorCode.TIMEOUT, `peer ${this.opts.peerId} did not answer op ${op} within ${timeoutMs} ms`));
-            }
-          }, timeoutMs);
-          this.pending.set(id, { resolve, reject, timer });
-          if (!this.corked) {
-            this.corked = true;
-            socket.cork();
-            process.nextTick(() => {
-              this.corked = false;
-              socket.uncork();
-            });
-          }
-          socket.write(encodeFrame({ kind: FrameKind.REQUEST, op, id, flags: 0, payload }));
-        }),
-    );
+    return new Promise<unknown>((resolve, reject) => {
+      this.queue.push({ op, payload, timeoutMs, batchable, resolve, reject });
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        process.nextTick(this.flush);
+      }
+    });
+  }
+
+  private queue: Queued[] = [];
+  private flushScheduled = false;
+
+  private readonly flush = (): void => {
+    this.flushScheduled = false;
+    if (this.queue.length === 0) return;
+    if (this.closed) {
+      this.failQueued(new PeerUnavailableError(`peer ${this.opts.peerId} client closed`));
+      return;
+    }
+    const socket = this.socket;
+    if (!socket || this.ready === null || !this.connected) {
+      // Not connected yet: send everything queued, in order, once the handshake is done.
+      this.connect().then(
+        () => this.flush(),
+        (err: unknown) => this.failQueued(err instanceof Error ? err : new Error(String(err))),
+      );
+      return;
+    }
+    const queued = this.queue;
+    this.queue = [];
+    socket.cork();
+    for (let i = 0; i < queued.length; ) {
+      const q = queued[i]!;
+      let j = i + 1;
+      if (q.batchable) while (j < queued.length && queued[j]!.batchable && queued[j]!.op === q.op) j++;
+      if (j - i === 1) this.send(socket, q.op, q.payload, q.timeoutMs, q.resolve, q.reject);
+      else this.sendBatch(socket, queued.slice(i, j));
+      i = j;
+    }
+    process.nextTick(() => socket.uncork());
+  };
+
+  private failQueued(err: Error): void {
+    const queued = this.queue;
+    this.queue = [];
+    for (const q of queued) q.reject(err);
+  }
+
+  private send(socket: net.Socket, op: Op, payload: unknown, timeoutMs: number, resolve: (v: unknown) => void, reject: (e: Error) => void): void {
+    const id = this.nextId;
+    this.nextId = this.nextId >= 0xffffffff ? 1 : this.nextId + 1;
+    const timer = this.opts.scheduler.setTimeout(() => {
+      if (this.pending.delete(id)) {
+        reject(new GridNodeError(ErrorCode.TIMEOUT, `peer ${this.opts.peerId} did not answer op ${op} within ${timeoutMs} ms`));
+      }
+    }, timeoutMs);
+    this.pending.set(id, { resolve, reject, timer });
+    let bytes: Uint8Array;
+    try {
+      bytes = encodeFrame({ kind: FrameKind.REQUEST, op, id, flags: 0, payload });
+    } catch (err) {
+      this.pending.delete(id);
+      timer.cancel();
+      reject(err instanceof Error ? err : new Error(String(err)));
+      return;
+    }
+    socket.write(bytes);
+  }
+
+  private sendBatch(socket: net.Socket, items: Queued[]): void {
+    let timeoutMs = items[0]!.timeoutMs;
+    for (const q of items) if (q.timeoutMs < timeoutMs) timeoutMs = q.timeoutMs;
+    const resolve = (v: unknown): void => {
+      const replies = (v as BatchReply | null)?.batch;
+      if (!Array.isArray(replies) || replies.length !== items.length) {
+        reject(new GridNodeError(ErrorCode.INTERNAL, `peer ${this.opts.peerId} answered a batch of ${items.length} with a malformed reply`));
+        return;
+      }
+      items.forEach((q, k) => q.resolve(replies[k]));
+    };
+    const reject = (e: Error): void => {
+      for (const q of items) q.reject(e);
+    };
+    this.send(socket, items[0]!.op, { batch: items.map((q) => q.payload) } satisfies BatchPayload, timeoutMs, resolve, reject);
   }
 
   pause(): void {
@@ -112,6 +202,7 @@ export class PeerClient {
     this.closed = true;
     this.socket?.destroy();
     this.failAll(new PeerUnavailableError(`peer ${this.opts.peerId} client closed`));
+    this.failQueued(new PeerUnavailableError(`peer ${this.opts.peerId} client closed`));
   }
 
   private failAll(err: Error): void {
@@ -177,6 +268,7 @@ export class PeerClient {
             if (f.kind === FrameKind.HANDSHAKE_OK) {
               handshaken = true;
               timer.cancel();
+              if (this.socket === socket) this.connected = true;
               resolve(socket);
             } else {
               timer.cancel();
@@ -204,6 +296,7 @@ export class PeerClient {
         if (this.socket === socket) {
           this.socket = null;
           this.ready = null;
+          this.connected = false;
         }
         if (!handshaken) reject(new PeerUnavailableError(`peer ${o.peerId} unreachable at ${this.address}`));
         this.failAll(new PeerUnavailableError(`connection to peer ${o.peerId} closed`));
