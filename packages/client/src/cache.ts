@@ -67,6 +67,8 @@ function withTtl<T extends Record<string, unknown>>(payload: T, ttlMs: number | 
   return payload;
 }
 
+const toUndefined = (): undefined => undefined;
+
 export class GridCache<K extends GridKey = GridKey, V = unknown> {
   private readonly serializer: Serializer<V>;
 
@@ -98,10 +100,18 @@ export class GridCache<K extends GridKey = GridKey, V = unknown> {
     await this.call(Op.CACHE_CREATE, { cache: this.name, config }, o);
   }
 
-  async get(key: K, o?: OpOptions): Promise<V | undefined> {
-    const k = this.key(key);
-    const r = await this.call<{ value: Uint8Array | null }>(Op.CACHE_GET, { cache: this.name, key: k.bytes }, o, k.partition);
-    return this.value(r.value);
+  /** A `{ value }` response payload as the caller's value (undefined when absent). */
+  private readonly valueOf = (payload: unknown): V | undefined => this.value((payload as { value: Uint8Array | null }).value);
+
+  get(key: K, o?: OpOptions): Promise<V | undefined> {
+    try {
+      const bytes = encodeKey(key);
+      const n = this.ctx.partitionCount();
+      const partition = n > 0 ? partitionOfBytes(bytes, n) : undefined;
+      return this.ctx.invoker.invoke(Op.CACHE_GET, { cache: this.name, key: bytes }, o === undefined ? { partition } : opts(o, partition), this.valueOf);
+    } catch (e) {
+      return Promise.reject(e instanceof Error ? e : new Error(String(e)));
+    }
   }
 
   /** Values for many keys (undefined where absent), split by primary and fetched in parallel. */
@@ -142,9 +152,16 @@ export class GridCache<K extends GridKey = GridKey, V = unknown> {
     return out;
   }
 
-  async put(key: K, value: V, o?: PutOptions): Promise<void> {
-    const k = this.key(key);
-    await this.call(Op.CACHE_PUT, withTtl({ cache: this.name, key: k.bytes, value: this.serializer.serialize(value) }, o?.ttlMs), o, k.partition);
+  put(key: K, value: V, o?: PutOptions): Promise<void> {
+    try {
+      const bytes = encodeKey(key);
+      const n = this.ctx.partitionCount();
+      const partition = n > 0 ? partitionOfBytes(bytes, n) : undefined;
+      const payload = withTtl({ cache: this.name, key: bytes, value: this.serializer.serialize(value) }, o?.ttlMs);
+      return this.ctx.invoker.invoke(Op.CACHE_PUT, payload, o === undefined ? { partition } : opts(o, partition), toUndefined);
+    } catch (e) {
+      return Promise.reject(e instanceof Error ? e : new Error(String(e)));
+    }
   }
 
   /** Stores many entries, split by primary and written in parallel. Each group is exactly-once. */

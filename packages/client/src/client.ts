@@ -277,7 +277,7 @@ export class GridClient extends EventEmitter<GridClientEvents> {
     this.invoker.close();
     for (const h of [...this.locks]) h.stop();
     this.locks.clear();
-    await Promise.allSettled([...this.invoker.inflightOps]);
+    await this.invoker.whenIdle();
     this.partitionService.close();
     await this.manager.close(this.cfg.operationTimeout);
     this.removeAllListeners();

@@ -47,14 +47,39 @@ export interface ConnectionEvents {
   version: (version: number, refresh: boolean) => void;
 }
 
+/**
+ * Receives the outcome of one request, called synchronously by the connection exactly once: the
+ * response frame (with the time its chunk arrived, from performance.now()), or the error that
+ * ended the request (connection lost, request expired, aborted). Must not throw.
+ */
+export interface ResponseHandler {
+  onResponse(frame: ResponseFrame, receivedAt: number): void;
+  onFailure(err: GridError): void;
+}
+
 interface Pending {
-  resolve: (frame: ResponseFrame) => void;
-  reject: (err: unknown) => void;
+  handler: ResponseHandler;
   /** Removes the abort listener, if any. */
   cleanup: (() => void) | null;
   /** performance.now() after which the request fails with GRID_REQUEST_TIMEOUT. */
   expiresAt: number;
   op: Op;
+}
+
+/** Adapts a ResponseHandler to a promise (for callers that await a request). */
+class PromiseHandler implements ResponseHandler {
+  resolve!: (frame: ResponseFrame) => void;
+  reject!: (err: unknown) => void;
+  readonly promise = new Promise<ResponseFrame>((resolve, reject) => {
+    this.resolve = resolve;
+    this.reject = reject;
+  });
+  onResponse(frame: ResponseFrame): void {
+    this.resolve(frame);
+  }
+  onFailure(err: GridError): void {
+    this.reject(err);
+  }
 }
 
 export type ConnectionState = 'connecting' | 'open' | 'draining' | 'closed';
@@ -215,7 +240,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       if (p !== undefined) {
         this.pending.delete(frame.id);
         p.cleanup?.();
-        p.resolve(frame);
+        p.handler.onResponse(frame, this.lastReceived);
         this.checkDrained();
       }
     } else if (frame.kind === FrameKind.PUSH) {
@@ -255,7 +280,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       if (p.expiresAt <= now) {
         this.pending.delete(id);
         p.cleanup?.();
-        p.reject(
+        p.handler.onFailure(
           new GridTimeoutError(`${this.address}: no response to op ${p.op} from node ${this.nodeId ?? '?'} in time`, {
             code: 'GRID_REQUEST_TIMEOUT',
             retryable: true,
@@ -272,7 +297,10 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   /** A heartbeat whose answer is lost (a dropped frame) expires so the next one can go out. */
   private sendHeartbeat(interval: number): void {
     this.heartbeatOutstanding = true;
-    this.send(Op.HEARTBEAT, {}, undefined, interval, true).then(
+    const h = new PromiseHandler();
+    const err = this.start(Op.HEARTBEAT, {}, h, interval, undefined, performance.now(), true);
+    if (err !== null) h.reject(err);
+    h.promise.then(
       () => {
         this.heartbeatOutstanding = false;
       },
@@ -284,14 +312,31 @@ export class Connection extends EventEmitter<ConnectionEvents> {
 
   /** Sends a request and resolves with its response frame (errors are not interpreted here). */
   request(op: Op, payload: unknown, options?: RequestOptions): Promise<ResponseFrame> {
-    return this.send(op, payload, options?.signal, options?.timeoutMs, false);
+    const h = new PromiseHandler();
+    const err = this.start(op, payload, h, options?.timeoutMs, options?.signal, performance.now(), false);
+    if (err !== null) h.reject(err);
+    return h.promise;
   }
 
-  private send(op: Op, payload: unknown, signal: AbortSignal | undefined, timeoutMs: number | undefined, internal: boolean): Promise<ResponseFrame> {
+  /**
+   * Sends a request whose outcome goes to `handler` (called later, never from inside this call).
+   * Returns the error instead when the request cannot be sent at all (connection not open,
+   * `signal` already aborted, payload not encodable); the handler is then never called.
+   * `now` is the caller's performance.now(); the request expires `timeoutMs` after it.
+   */
+  start(
+    op: Op,
+    payload: unknown,
+    handler: ResponseHandler,
+    timeoutMs: number | undefined,
+    signal: AbortSignal | undefined,
+    now: number,
+    internal = false,
+  ): GridError | null {
     if (this.state !== 'open' && !(internal && this.state === 'draining')) {
-      return Promise.reject(this.closeError ?? new GridConnectionError(`${this.address}: connection is ${this.state}`));
+      return this.closeError ?? new GridConnectionError(`${this.address}: connection is ${this.state}`);
     }
-    if (signal?.aborted) return Promise.reject(abortError(signal));
+    if (signal?.aborted) return abortError(signal);
     const socket = this.socket as net.Socket;
     let id = this.nextId;
     while (this.pending.has(id)) id = (id % 0xffffffff) + 1;
@@ -300,32 +345,32 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     try {
       bytes = encodeFrame({ kind: FrameKind.REQUEST, op, id, flags: 0, payload });
     } catch (e) {
-      return Promise.reject(e instanceof GridError ? e : new GridError(`cannot encode request: ${(e as Error).message}`, 'GRID_BAD_REQUEST', false, { cause: e }));
+      return e instanceof GridError ? e : new GridError(`cannot encode request: ${(e as Error).message}`, 'GRID_BAD_REQUEST', false, { cause: e });
     }
-    return new Promise<ResponseFrame>((resolve, reject) => {
-      let cleanup: (() => void) | null = null;
-      if (signal !== undefined) {
-        const onAbort = (): void => {
-          if (this.pending.delete(id)) {
-            reject(abortError(signal));
-            this.checkDrained();
-          }
-        };
-        signal.addEventListener('abort', onAbort, { once: true });
-        cleanup = () => signal.removeEventListener('abort', onAbort);
-      }
-      const now = performance.now();
-      const expiresAt = timeoutMs !== undefined && timeoutMs > 0 ? now + timeoutMs : Infinity;
-      if (expiresAt < this.nextExpiry) this.nextExpiry = expiresAt;
-      this.pending.set(id, { resolve, reject, cleanup, expiresAt, op });
-      this.lastSent = now;
-      if (!this.corked) {
-        this.corked = true;
-        socket.cork();
-        process.nextTick(this.uncork);
-      }
-      socket.write(bytes);
-    });
+    let cleanup: (() => void) | null = null;
+    if (signal !== undefined) {
+      const onAbort = (): void => {
+        const p = this.pending.get(id);
+        if (p !== undefined && p.handler === handler) {
+          this.pending.delete(id);
+          handler.onFailure(abortError(signal));
+          this.checkDrained();
+        }
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      cleanup = () => signal.removeEventListener('abort', onAbort);
+    }
+    const expiresAt = timeoutMs !== undefined && timeoutMs > 0 ? now + timeoutMs : Infinity;
+    if (expiresAt < this.nextExpiry) this.nextExpiry = expiresAt;
+    this.pending.set(id, { handler, cleanup, expiresAt, op });
+    this.lastSent = now;
+    if (!this.corked) {
+      this.corked = true;
+      socket.cork();
+      process.nextTick(this.uncork);
+    }
+    socket.write(bytes);
+    return null;
   }
 
   /**
@@ -383,7 +428,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     this.pending.clear();
     for (const p of pending) {
       p.cleanup?.();
-      p.reject(this.closeError);
+      p.handler.onFailure(this.closeError);
     }
     this.checkDrained();
     this.emit('close', err);

@@ -6,14 +6,15 @@
  * first attempt, and reused by every retry so the node applies it exactly once.
  */
 import pRetry from 'p-retry';
-import { ErrorCode, MUTATING_OPS, Op, ResponseFlag, type ErrorPayload } from '@gridlink/protocol';
+import { ErrorCode, MUTATING_OPS, Op, ResponseFlag, type ErrorPayload, type ResponseFrame } from '@gridlink/protocol';
 import type { ResolvedConfig } from './config.js';
 import type { ConnectionManager } from './connection-manager.js';
-import type { Connection } from './connection.js';
+import type { Connection, ResponseHandler } from './connection.js';
 import { backoffDelay } from './backoff.js';
 import { GridAbortError, GridClosedError, GridConnectionError, GridError, GridServerError, GridTimeoutError, isRetryable, serverError } from './errors.js';
 import { LatencyHistogram } from './histogram.js';
 import type { PartitionService } from './partition-service.js';
+import { primaryOf } from './partition-table.js';
 import { RoundRobin, route, type RouteReason } from './routing.js';
 
 export interface InvokeOptions {
@@ -84,13 +85,20 @@ export class Invoker {
   private seq = 0;
   private readonly rr = new RoundRobin();
   private closed = false;
-  readonly inflightOps = new Set<Promise<unknown>>();
   readonly perNode = new Map<string, NodeCounters>();
   retries = 0;
   operations = 0;
   failedOperations = 0;
   readonly routed: Record<RouteReason, number> = { primary: 0, 'round-robin': 0 };
   forwarded = 0;
+
+  get operationTimeout(): number {
+    return this.cfg.operationTimeout;
+  }
+
+  get requestTimeout(): number {
+    return this.cfg.requestTimeout;
+  }
 
   constructor(
     private readonly cfg: ResolvedConfig,
@@ -119,48 +127,126 @@ export class Invoker {
     return this.seq;
   }
 
-  /**
-   * Runs `op`. For mutating ops, `payload.seq` is filled in once here (if absent) and reused on
-   * every retry. Resolves with the response payload.
-   */
-  invoke<T>(op: Op, payload: Record<string, unknown>, options: InvokeOptions = {}): Promise<T> {
-    if (this.closed) return Promise.reject(new GridClosedError());
-    if (MUTATING_OPS.has(op) && payload.seq === undefined) payload.seq = this.nextSeq();
-    const p = this.run<T>(op, payload, options);
-    this.inflightOps.add(p);
-    const untrack = (): void => {
-      this.inflightOps.delete(p);
-    };
-    p.then(untrack, untrack);
-    return p;
+  /** Operations started and not yet settled. */
+  private active = 0;
+  private idleWaiters: (() => void)[] = [];
+
+  /** Resolves once no operation is in flight (operations started after close() are refused). */
+  whenIdle(): Promise<void> {
+    if (this.active === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => this.idleWaiters.push(resolve));
   }
 
-  private async run<T>(op: Op, payload: Record<string, unknown>, options: InvokeOptions): Promise<T> {
+  /** An operation settled. */
+  settled(): void {
+    this.active--;
+    if (this.active === 0 && this.idleWaiters.length > 0) {
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  /**
+   * Runs `op`. For mutating ops, `payload.seq` is filled in once here (if absent) and reused on
+   * every retry. Resolves with the response payload, passed through `transform` when given (a
+   * throwing transform rejects the operation with its error).
+   *
+   * Fast path: the first attempt goes straight to a ready connection, whose response handler is
+   * the operation itself — no timer, no AbortController and no promise besides the one returned
+   * (the connection expires the request after the attempt's time bound). Only a retryable failure
+   * moves the operation to the slow path (`retry`).
+   */
+  invoke<T>(op: Op, payload: Record<string, unknown>, options: InvokeOptions = NO_OPTIONS, transform: ((payload: unknown) => T) | null = null): Promise<T> {
+    if (this.closed) return Promise.reject(new GridClosedError());
+    if (MUTATING_OPS.has(op) && payload.seq === undefined) payload.seq = this.nextSeq();
     this.operations++;
-    const timeoutMs = options.timeoutMs ?? this.cfg.operationTimeout;
-    const deadline = performance.now() + timeoutMs;
-    const attemptMs = this.cfg.requestTimeout + (options.attemptExtraMs ?? 0);
     const userSignal = options.signal;
     if (userSignal?.aborted) {
       this.failedOperations++;
-      throw new GridAbortError('the operation was aborted', { cause: userSignal.reason });
+      return Promise.reject(new GridAbortError('the operation was aborted', { cause: userSignal.reason }));
     }
-    // Fast path: one attempt on a ready connection, with no timer or AbortController of its own
-    // (the connection expires the request after `attemptMs`). Retries take the slow path.
-    let first: unknown;
-    try {
-      return await this.attempt<T>(op, payload, options.partition, userSignal, Math.min(attemptMs, timeoutMs), null, false);
-    } catch (e) {
-      first = e;
+    this.active++;
+    const now = performance.now();
+    const call = new Call<T>(this, op, payload, options, now, transform);
+    const partition = options.partition;
+    const conn = this.pickNow(partition);
+    if (conn === null) {
+      call.failFirst(new GridConnectionError('no connection to any node is usable right now'));
+      return call.promise;
     }
+    const nodeId = conn.nodeId as string;
+    const c = this.counters(nodeId);
+    c.requests++;
+    c.inFlight++;
+    call.nodeId = nodeId;
+    call.counters = c;
+    const err = conn.start(op, payload, call, Math.min(call.attemptMs, call.timeoutMs), userSignal, now);
+    if (err !== null) call.onFailure(err);
+    return call.promise;
+  }
+
+  /**
+   * The connection for a first attempt, chosen without waiting: the partition's primary when
+   * connected, else round-robin over usable connections (what `route` decides with nothing to
+   * avoid); null when no connection is usable.
+   */
+  private pickNow(partition: number | undefined): Connection | null {
+    if (partition !== undefined && this.cfg.partitionAware) {
+      const primary = primaryOf(this.partitions.map, partition);
+      if (primary !== null) {
+        const conn = this.manager.connection(primary.id);
+        if (conn !== undefined) {
+          this.routed.primary++;
+          return conn;
+        }
+      }
+    }
+    const healthy = this.manager.healthyNodeIds();
+    if (healthy.length === 0) return null;
+    const conn = this.manager.connection(healthy[this.rr.next(healthy.length)] as string);
+    if (conn === undefined) return null;
+    if (partition !== undefined) this.routed['round-robin']++;
+    return conn;
+  }
+
+  /** Interprets a response: observes its topology version; an ERROR response becomes a GridServerError. */
+  interpret(frame: ResponseFrame, nodeId: string, c: NodeCounters): GridServerError | null {
+    const flags = frame.flags;
+    if ((flags & ResponseFlag.FORWARDED) !== 0) this.forwarded++;
+    this.partitions.observe(frame.topologyVersion, (flags & ResponseFlag.REFRESH_MAP) !== 0);
+    if ((flags & ResponseFlag.ERROR) === 0) return null;
+    c.errors++;
+    const ep = frame.payload as ErrorPayload;
+    const err = serverError(
+      typeof ep === 'object' && ep !== null && typeof ep.code === 'number' ? ep : { code: ErrorCode.INTERNAL, message: 'malformed error payload' },
+      nodeId,
+    );
+    if (err.wireCode === ErrorCode.NOT_PRIMARY || err.wireCode === ErrorCode.PARTITION_MOVING || err.wireCode === ErrorCode.PARTITION_LOST) {
+      void this.partitions.refresh();
+    }
+    return err;
+  }
+
+  /**
+   * After a failed first attempt: fails the operation, or continues it on the slow path when the
+   * failure is retryable and time is left.
+   */
+  afterFirstFailure<T>(op: Op, payload: Record<string, unknown>, options: InvokeOptions, deadline: number, timeoutMs: number, attemptMs: number, first: unknown): Promise<T> {
+    const userSignal = options.signal;
     const expired = performance.now() >= deadline;
     if (userSignal?.aborted || expired || this.cfg.retry === false || !isRetryable(first) || this.closedForRetry()) {
       this.failedOperations++;
-      if (userSignal?.aborted) throw new GridAbortError('the operation was aborted', { cause: userSignal.reason });
-      if (expired && isRetryable(first)) throw this.deadlineError(op, timeoutMs, first);
-      throw this.asGridError(op, first);
+      if (userSignal?.aborted) return Promise.reject(new GridAbortError('the operation was aborted', { cause: userSignal.reason }));
+      if (expired && isRetryable(first)) return Promise.reject(this.deadlineError(op, timeoutMs, first));
+      return Promise.reject(this.asGridError(op, first));
     }
     return this.retry<T>(op, payload, options, deadline, timeoutMs, attemptMs, first);
+  }
+
+  /** Remembers the node whose attempt failed with `err` (so the retry avoids it). */
+  noteFailedNode(err: GridError, nodeId: string): void {
+    this.lastFailedNode.set(err, nodeId);
   }
 
   private deadlineError(op: Op, timeoutMs: number, last: unknown): GridTimeoutError {
@@ -325,23 +411,93 @@ export class Invoker {
       c.inFlight--;
     }
     c.latency.record(performance.now() - start);
-    const refresh = (frame.flags & ResponseFlag.REFRESH_MAP) !== 0;
-    if ((frame.flags & ResponseFlag.FORWARDED) !== 0) this.forwarded++;
-    this.partitions.observe(frame.topologyVersion, refresh);
-    if ((frame.flags & ResponseFlag.ERROR) !== 0) {
-      c.errors++;
-      const ep = frame.payload as ErrorPayload;
-      const err = serverError(
-        typeof ep === 'object' && ep !== null && typeof ep.code === 'number'
-          ? ep
-          : { code: ErrorCode.INTERNAL, message: 'malformed error payload' },
-        nodeId,
-      );
-      if (err.wireCode === ErrorCode.NOT_PRIMARY || err.wireCode === ErrorCode.PARTITION_MOVING || err.wireCode === ErrorCode.PARTITION_LOST) {
-        void this.partitions.refresh();
-      }
-      throw err;
-    }
+    const err = this.interpret(frame, nodeId, c);
+    if (err !== null) throw err;
     return frame.payload as T;
+  }
+}
+
+const NO_OPTIONS: InvokeOptions = Object.freeze({});
+
+/**
+ * One operation. On the fast path it is the response handler of its first attempt; a retryable
+ * failure hands it to the invoker's slow path.
+ */
+class Call<T> implements ResponseHandler {
+  readonly promise: Promise<T>;
+  private resolve!: (value: T) => void;
+  private reject!: (err: unknown) => void;
+  readonly timeoutMs: number;
+  readonly attemptMs: number;
+  readonly deadline: number;
+  /** Node and counters of the first attempt (set once it is sent). */
+  nodeId = '';
+  counters: NodeCounters | null = null;
+
+  constructor(
+    private readonly inv: Invoker,
+    private readonly op: Op,
+    private readonly payload: Record<string, unknown>,
+    private readonly options: InvokeOptions,
+    private readonly startedAt: number,
+    private readonly transform: ((payload: unknown) => T) | null,
+  ) {
+    this.promise = new Promise<T>((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
+    this.timeoutMs = options.timeoutMs ?? inv.operationTimeout;
+    this.deadline = startedAt + this.timeoutMs;
+    this.attemptMs = inv.requestTimeout + (options.attemptExtraMs ?? 0);
+  }
+
+  onResponse(frame: ResponseFrame, receivedAt: number): void {
+    const c = this.counters as NodeCounters;
+    c.inFlight--;
+    c.latency.record(receivedAt - this.startedAt);
+    const err = this.inv.interpret(frame, this.nodeId, c);
+    if (err !== null) this.failFirst(err);
+    else this.succeed(frame.payload);
+  }
+
+  onFailure(err: GridError): void {
+    const c = this.counters as NodeCounters;
+    c.errors++;
+    c.inFlight--;
+    if (!(this.options.signal?.aborted ?? false)) this.inv.noteFailedNode(err, this.nodeId);
+    this.failFirst(err);
+  }
+
+  /**
+   * The first attempt failed: fail, or retry on the slow path. Continues on a later microtask
+   * (as an awaited attempt would), so retry hooks and user `retry` listeners never run inside the
+   * connection's data handler.
+   */
+  failFirst(first: unknown): void {
+    Promise.resolve()
+      .then(() => this.inv.afterFirstFailure<unknown>(this.op, this.payload, this.options, this.deadline, this.timeoutMs, this.attemptMs, first))
+      .then(
+        (payload) => this.succeed(payload),
+        (e: unknown) => {
+          this.inv.settled();
+          this.reject(e);
+        },
+      );
+  }
+
+  private succeed(payload: unknown): void {
+    this.inv.settled();
+    if (this.transform === null) {
+      this.resolve(payload as T);
+      return;
+    }
+    let value: T;
+    try {
+      value = this.transform(payload);
+    } catch (e) {
+      this.reject(e);
+      return;
+    }
+    this.resolve(value);
   }
 }

@@ -47,7 +47,10 @@ export class PartitionService extends EventEmitter<PartitionServiceEvents> {
 
   /** A version seen in a handshake/response/push; refreshes when newer or asked to. */
   observe(version: number, refreshFlag = false): void {
-    const r = observeVersion(this.state, version, refreshFlag);
+    // The common case (every response): nothing newer than the installed map, no refresh asked.
+    const st = this.state;
+    if (!refreshFlag && st.map !== null && version <= st.knownVersion && st.knownVersion <= st.map.version) return;
+    const r = observeVersion(st, version, refreshFlag);
     this.state = r.state;
     if (r.refresh) void this.refresh();
   }
