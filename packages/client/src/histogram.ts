@@ -7,7 +7,8 @@ const SUB_BUCKETS = 32; // per power of two
 
 function bucketOf(us: number): number {
   if (us < SUB_BUCKETS) return Math.max(0, Math.floor(us));
-  const exp = Math.floor(Math.log2(us));
+  // floor(log2(us)): from the leading zeros of its integer part when that fits in 32 bits.
+  const exp = us < 0x1_0000_0000 ? 31 - Math.clz32(us) : Math.floor(Math.log2(us));
   const base = 2 ** exp;
   const sub = Math.floor(((us - base) / base) * SUB_BUCKETS);
   return SUB_BUCKETS + (exp - Math.log2(SUB_BUCKETS)) * SUB_BUCKETS + Math.min(sub, SUB_BUCKETS - 1);
@@ -23,14 +24,17 @@ function bucketUpper(b: number): number {
 }
 
 export class LatencyHistogram {
-  private readonly counts = new Map<number, number>();
+  /** Count per bucket index (grown on demand; buckets stay few, a few hundred for hours). */
+  private counts: number[] = [];
   private total = 0;
 
   /** Records one sample in milliseconds. */
   record(ms: number): void {
     if (!Number.isFinite(ms) || ms < 0) return;
     const b = bucketOf(ms * 1000);
-    this.counts.set(b, (this.counts.get(b) ?? 0) + 1);
+    const counts = this.counts;
+    while (counts.length <= b) counts.push(0);
+    counts[b]!++;
     this.total++;
   }
 
@@ -42,12 +46,16 @@ export class LatencyHistogram {
   percentile(q: number): number {
     if (this.total === 0) return 0;
     const rank = Math.max(1, Math.ceil(Math.min(Math.max(q, 0), 1) * this.total));
-    const keys = [...this.counts.keys()].sort((a, b) => a - b);
+    const counts = this.counts;
     let seen = 0;
-    for (const k of keys) {
-      seen += this.counts.get(k) ?? 0;
+    let last = 0;
+    for (let k = 0; k < counts.length; k++) {
+      const n = counts[k]!;
+      if (n === 0) continue;
+      last = k;
+      seen += n;
       if (seen >= rank) return bucketUpper(k) / 1000;
     }
-    return bucketUpper(keys[keys.length - 1] ?? 0) / 1000;
+    return bucketUpper(last) / 1000;
   }
 }
