@@ -110,11 +110,20 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   private heartbeatOutstanding = false;
   private timer: NodeJS.Timeout | null = null;
   private drainWaiters: (() => void)[] = [];
-  /** Writes of one tick are corked and flushed together (one writev instead of one write each). */
-  private corked = false;
-  private readonly uncork = (): void => {
-    this.corked = false;
-    this.socket?.uncork();
+  /**
+   * Frames written in one tick, sent together on the next one as a single buffer (one write
+   * call and one syscall, without the stream's per-chunk bookkeeping of cork/writev).
+   */
+  private outgoing: Uint8Array[] = [];
+  private outgoingBytes = 0;
+  private readonly flush = (): void => {
+    const frames = this.outgoing;
+    this.outgoing = [];
+    const total = this.outgoingBytes;
+    this.outgoingBytes = 0;
+    const socket = this.socket;
+    if (socket === null || this.state === 'closed' || frames.length === 0) return;
+    socket.write(frames.length === 1 ? frames[0]! : Buffer.concat(frames, total));
   };
   /** Earliest expiresAt among pending requests (Infinity when none expires). */
   private nextExpiry = Infinity;
@@ -337,7 +346,6 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       return this.closeError ?? new GridConnectionError(`${this.address}: connection is ${this.state}`);
     }
     if (signal?.aborted) return abortError(signal);
-    const socket = this.socket as net.Socket;
     let id = this.nextId;
     while (this.pending.has(id)) id = (id % 0xffffffff) + 1;
     this.nextId = (id % 0xffffffff) + 1;
@@ -364,12 +372,9 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     if (expiresAt < this.nextExpiry) this.nextExpiry = expiresAt;
     this.pending.set(id, { handler, cleanup, expiresAt, op });
     this.lastSent = now;
-    if (!this.corked) {
-      this.corked = true;
-      socket.cork();
-      process.nextTick(this.uncork);
-    }
-    socket.write(bytes);
+    if (this.outgoing.length === 0) process.nextTick(this.flush);
+    this.outgoing.push(bytes);
+    this.outgoingBytes += bytes.length;
     return null;
   }
 
