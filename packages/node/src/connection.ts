@@ -30,8 +30,11 @@ export interface ConnectionHost {
   readonly scheduler: Scheduler;
   topologyVersion(): number;
   partitionCount(): number;
-  /** Answers one request; never rejects (errors come back as an ERROR outcome). */
-  handleRequest(conn: ServerConnection, frame: RequestFrame): Promise<RequestOutcome>;
+  /**
+   * Answers one request, synchronously when it can (a local read); never rejects or throws
+   * (errors come back as an ERROR outcome).
+   */
+  handleRequest(conn: ServerConnection, frame: RequestFrame): RequestOutcome | Promise<RequestOutcome>;
   connectionClosed(conn: ServerConnection): void;
   connectionOpened(conn: ServerConnection): void;
 }
@@ -77,10 +80,21 @@ export class ServerConnection {
     return this.state === 'open';
   }
 
+  /** Notes activity; one timer checks for idleness (no timer re-armed per chunk). */
   private armIdle(): void {
-    this.idleTimer?.cancel();
-    this.idleTimer = this.host.scheduler.setTimeout(() => this.close(), this.host.opts.idleTimeoutMs);
+    this.lastActivity = Date.now();
+    this.idleTimer ??= this.host.scheduler.setTimeout(this.checkIdle, this.host.opts.idleTimeoutMs);
   }
+
+  private lastActivity = 0;
+
+  private readonly checkIdle = (): void => {
+    this.idleTimer = null;
+    if (this.state === 'closed') return;
+    const idle = Date.now() - this.lastActivity;
+    if (idle >= this.host.opts.idleTimeoutMs) this.close();
+    else this.idleTimer = this.host.scheduler.setTimeout(this.checkIdle, this.host.opts.idleTimeoutMs - idle);
+  };
 
   private onData(chunk: Buffer): void {
     if (this.state === 'closed') return;
@@ -170,17 +184,34 @@ export class ServerConnection {
 
   private onRequest(f: RequestFrame): void {
     this.inFlight++;
-    this.host
-      .handleRequest(this, f)
-      .then(
-        (out) => ({ kind: FrameKind.RESPONSE, id: f.id, flags: out.flags, topologyVersion: this.host.topologyVersion(), payload: out.payload }),
-        (err: unknown) => errorResponse(f.id, this.host.topologyVersion(), ErrorCode.INTERNAL, String((err as Error)?.message ?? err)) as Frame,
-      )
-      .then((frame) => {
-        this.inFlight--;
-        this.send(frame, f.id);
-      })
-      .catch(() => {});
+    let out: RequestOutcome | Promise<RequestOutcome>;
+    try {
+      out = this.host.handleRequest(this, f);
+    } catch (err) {
+      this.reply(f.id, err);
+      return;
+    }
+    if (out instanceof Promise) {
+      out.then(
+        (o) => this.reply(f.id, undefined, o),
+        (err: unknown) => this.reply(f.id, err),
+      );
+    } else {
+      this.reply(f.id, undefined, out);
+    }
+  }
+
+  private reply(id: number, err: unknown, out?: RequestOutcome): void {
+    this.inFlight--;
+    const frame: Frame =
+      out !== undefined
+        ? { kind: FrameKind.RESPONSE, id, flags: out.flags, topologyVersion: this.host.topologyVersion(), payload: out.payload }
+        : errorResponse(id, this.host.topologyVersion(), ErrorCode.INTERNAL, String((err as Error)?.message ?? err));
+    try {
+      this.send(frame, id);
+    } catch {
+      // the connection is gone
+    }
   }
 
   /** Sends a frame; a response that cannot be encoded becomes an error response. */

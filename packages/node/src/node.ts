@@ -141,6 +141,9 @@ export class GridNode implements ConnectionHost {
   private topo: TopologyRecord | null = null;
   private topoRevision = 0;
   private mapCache: PartitionMap | null = null;
+  private targetsCache: (readonly Target[] | undefined)[] = [];
+  /** Peer clients by node id, valid for the address they were made for. */
+  private readonly peerById = new Map<string, { host: string; port: number; client: PeerClient }>();
   /** Changes on restart and whenever this node learns it was declared gone. */
   epoch = randomUUID();
   private leaseValidUntil = 0;
@@ -310,6 +313,7 @@ export class GridNode implements ConnectionHost {
     }
     for (const p of this.peers.values()) p.destroy();
     this.peers.clear();
+    this.peerById.clear();
     this.server?.close();
     this.httpServer?.closeAllConnections();
     this.httpServer?.close();
@@ -583,6 +587,7 @@ export class GridNode implements ConnectionHost {
     const wasMember = prev?.members[this.id]?.epoch === this.epoch;
     this.topo = rec;
     this.mapCache = null;
+    this.targetsCache = [];
     if (wasMember && rec.members[this.id]?.epoch !== this.epoch) this.declaredGone();
 
     for (let p = 0; p < rec.partitions; p++) {
@@ -648,6 +653,14 @@ export class GridNode implements ConnectionHost {
   private peer(id: string): PeerClient {
     const m = this.topo?.members[id] ?? this.topo?.addresses[id];
     if (!m) throw new PeerUnavailableError(`unknown node ${id}`);
+    const known = this.peerById.get(id);
+    if (known !== undefined && known.host === m.host && known.port === m.port) return known.client;
+    const c = this.peerFor(id, m);
+    this.peerById.set(id, { host: m.host, port: m.port, client: c });
+    return c;
+  }
+
+  private peerFor(id: string, m: { host: string; port: number }): PeerClient {
     const key = `${id}@${m.host}:${m.port}`;
     let c = this.peers.get(key);
     if (!c) {
@@ -710,8 +723,17 @@ export class GridNode implements ConnectionHost {
     this.metrics.connections.set(this.clientConnections());
   }
 
-  async handleRequest(conn: ServerConnection, frame: RequestFrame): Promise<RequestOutcome> {
-    const started = process.hrtime.bigint();
+  handleRequest(conn: ServerConnection, frame: RequestFrame): RequestOutcome | Promise<RequestOutcome> {
+    const started = performance.now();
+    const op = frame.op as number;
+    if (op < 100) {
+      const fast = this.fastPath(conn, frame, started);
+      if (fast !== null) return fast;
+    }
+    return this.handleRequestSlow(conn, frame, started);
+  }
+
+  private async handleRequestSlow(conn: ServerConnection, frame: RequestFrame, started: number): Promise<RequestOutcome> {
     const op = frame.op as number;
     let outcome: RequestOutcome;
     try {
@@ -726,16 +748,71 @@ export class GridNode implements ConnectionHost {
         outcome = { flags: r.forwarded ? ResponseFlag.FORWARDED | ResponseFlag.REFRESH_MAP : 0, payload: r.result };
       }
     } catch (err) {
-      const e = toGridError(err);
-      let flags = ResponseFlag.ERROR;
-      if (e.wireCode === ErrorCode.NOT_PRIMARY || e.wireCode === ErrorCode.PARTITION_MOVING || e.wireCode === ErrorCode.PARTITION_LOST) {
-        flags |= ResponseFlag.REFRESH_MAP;
-      }
-      if (e.wireCode === ErrorCode.INTERNAL) this.log.error('request failed', { op, err: e.message });
-      outcome = { flags, payload: errorPayload(e.wireCode, e.message, e.partition) };
+      outcome = this.errorOutcome(op, err);
     }
-    if (op < 100) this.metrics.observeOp(op, (outcome.flags & ResponseFlag.ERROR) !== 0, Number(process.hrtime.bigint() - started) / 1e9);
+    if (op < 100) this.metrics.observeOp(op, (outcome.flags & ResponseFlag.ERROR) !== 0, (performance.now() - started) / 1000);
     return outcome;
+  }
+
+  private errorOutcome(op: number, err: unknown): RequestOutcome {
+    const e = toGridError(err);
+    let flags = ResponseFlag.ERROR;
+    if (e.wireCode === ErrorCode.NOT_PRIMARY || e.wireCode === ErrorCode.PARTITION_MOVING || e.wireCode === ErrorCode.PARTITION_LOST) {
+      flags |= ResponseFlag.REFRESH_MAP;
+    }
+    if (e.wireCode === ErrorCode.INTERNAL) this.log.error('request failed', { op, err: e.message });
+    return { flags, payload: errorPayload(e.wireCode, e.message, e.partition) };
+  }
+
+  private finishOp(op: number, started: number, outcome: RequestOutcome): RequestOutcome {
+    this.metrics.observeOp(op, (outcome.flags & ResponseFlag.ERROR) !== 0, (performance.now() - started) / 1000);
+    return outcome;
+  }
+
+  /**
+   * The common case without the general path's promise layers: a single-key op (not a waiting
+   * lock acquire) for a partition this node serves as primary right now, no promotion fence
+   * pending. Reads with no replication in flight are answered synchronously; a mutation is
+   * applied and answered once committed (replicated) exactly as executeAsPrimary does. Returns
+   * null, having changed nothing, when the request needs the general path.
+   */
+  private fastPath(conn: ServerConnection, frame: RequestFrame, started: number): RequestOutcome | Promise<RequestOutcome> | null {
+    const op = frame.op;
+    if (this.state !== 'running' || !SINGLE_KEY_OPS.has(op) || op === Op.LOCK_ACQUIRE) return null;
+    try {
+      validateRequest(frame);
+    } catch {
+      return null; // the general path answers it
+    }
+    const payload = frame.payload as { key?: Bytes; name?: Bytes };
+    const key = (op >= Op.LOCK_TRY_ACQUIRE && op <= Op.LOCK_RENEW ? payload.name : payload.key) as Bytes;
+    const t = this.topo;
+    if (t === null) return null;
+    const p = partitionOfBytes(key, t.partitions);
+    if ((t.owners[p] ?? [])[0] !== this.id || t.members[this.id]?.epoch !== this.epoch || t.lost.includes(p) || !this.leaseValid()) return null;
+    const st = this.part(p);
+    if (st.fence) return null;
+    if (!MUTATING_OPS.has(op)) {
+      if (st.inflight.size > 0) return null;
+      let outcome: RequestOutcome;
+      try {
+        outcome = { flags: 0, payload: this.store.read(p, op, frame.payload) };
+      } catch (err) {
+        outcome = this.errorOutcome(op, err);
+      }
+      return this.finishOp(op, started, outcome);
+    }
+    let result: unknown;
+    let record: ReplicationRecord | null;
+    try {
+      ({ result, record } = this.store.mutate(p, op, frame.payload, conn.sessionId));
+    } catch (err) {
+      return this.finishOp(op, started, this.errorOutcome(op, err));
+    }
+    return this.commit(p, record).then(
+      () => this.finishOp(op, started, { flags: 0, payload: result }),
+      (err: unknown) => this.finishOp(op, started, this.errorOutcome(op, err)),
+    );
   }
 
   /** Runs a client op as this node: locally when primary, else forwarded once (when allowed). */
@@ -884,7 +961,16 @@ export class GridNode implements ConnectionHost {
     if (st.failed.size > 0) await this.ensureClean(p);
   }
 
-  private targets(p: number): Target[] {
+  /** Replication targets of p (read-only; cached until the topology changes). */
+  private targets(p: number): readonly Target[] {
+    const cached = this.targetsCache[p];
+    if (cached !== undefined) return cached;
+    const out = this.computeTargets(p);
+    this.targetsCache[p] = out;
+    return out;
+  }
+
+  private computeTargets(p: number): Target[] {
     const t = this.topo;
     if (!t) return [];
     const out: Target[] = [];

@@ -10,6 +10,8 @@ export interface Outcome {
   counter: number;
 }
 
+const NOTHING_PRUNED: { readonly examined: number; readonly removed: number } = Object.freeze({ examined: 0, removed: 0 });
+
 /**
  * One partition's (session, seq) outcomes: looked up through per-session maps keyed by the
  * numeric seq (no composite string per outcome), forgotten oldest-first through a FIFO queue.
@@ -46,6 +48,8 @@ export class OutcomeTable {
    * still inside the window or after examining `budget` queue slots.
    */
   prune(now: number, windowMs: number, budget: number): { examined: number; removed: number } {
+    // Fast path (every write calls this): the oldest slot is still inside the window.
+    if (this.head >= this.queue.length || this.queue[this.head]!.at + windowMs > now) return NOTHING_PRUNED;
     let examined = 0;
     let removed = 0;
     while (this.head < this.queue.length && examined < budget) {
