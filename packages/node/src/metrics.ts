@@ -1,35 +1,124 @@
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Registry, type Metric } from 'prom-client';
 import { opName } from '@gridlink/protocol';
 import type { GridNode } from './node.js';
+
+/** One histogram series: counts per bucket (the last one is +Inf), sum and count. */
+export interface HistogramSeries {
+  readonly labels: Record<string, string>;
+  readonly counts: Float64Array;
+  sum: number;
+  count: number;
+}
+
+type MetricValue = { value: number; labels: Record<string, string | number>; metricName?: string };
+
+/**
+ * A Prometheus histogram whose observations cost a bucket search and three additions: series
+ * are created once per label set and kept by the caller, with no per-observation label hashing
+ * or closures. Registered in a prom-client Registry, which formats it like its own histograms.
+ */
+export class FastHistogram {
+  readonly type = 'histogram';
+  readonly aggregator = 'sum';
+  private readonly all: HistogramSeries[] = [];
+
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    private readonly bounds: readonly number[],
+    registry: Registry,
+  ) {
+    registry.registerMetric(this as unknown as Metric);
+  }
+
+  series(labels: Record<string, string> = {}): HistogramSeries {
+    const s: HistogramSeries = { labels, counts: new Float64Array(this.bounds.length + 1), sum: 0, count: 0 };
+    this.all.push(s);
+    return s;
+  }
+
+  observe(s: HistogramSeries, value: number): void {
+    const b = this.bounds;
+    let i = 0;
+    while (i < b.length && value > b[i]!) i++;
+    s.counts[i]!++;
+    s.sum += value;
+    s.count++;
+  }
+
+  get(): { name: string; help: string; type: string; aggregator: string; values: MetricValue[] } {
+    const values: MetricValue[] = [];
+    for (const s of this.all) {
+      // Labelled series appear once observed (as in prom-client); the unlabelled one always.
+      if (s.count === 0 && Object.keys(s.labels).length > 0) continue;
+      let cumulative = 0;
+      this.bounds.forEach((le, i) => {
+        cumulative += s.counts[i]!;
+        values.push({ value: cumulative, labels: { ...s.labels, le }, metricName: `${this.name}_bucket` });
+      });
+      values.push({ value: s.count, labels: { ...s.labels, le: '+Inf' }, metricName: `${this.name}_bucket` });
+      values.push({ value: s.sum, labels: s.labels, metricName: `${this.name}_sum` });
+      values.push({ value: s.count, labels: s.labels, metricName: `${this.name}_count` });
+    }
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
+  }
+
+  reset(): void {
+    for (const s of this.all) {
+      s.counts.fill(0);
+      s.sum = 0;
+      s.count = 0;
+    }
+  }
+}
+
+/** Per-op accumulators, flushed into the ops counter when metrics are collected. */
+interface OpStats {
+  name: string;
+  ok: number;
+  error: number;
+  latency: HistogramSeries;
+}
 
 /** Prometheus metrics of one node, in a registry of its own (several nodes may share a process). */
 export class NodeMetrics {
   readonly registry = new Registry();
   readonly ops: Counter<'op' | 'outcome'>;
-  readonly latency: Histogram<'op'>;
+  readonly latency: FastHistogram;
   readonly connections: Gauge;
-  readonly replicationSeconds: Histogram;
+  readonly replicationSeconds: FastHistogram;
+  readonly replication: HistogramSeries;
   readonly transfers: Counter;
   private readonly topologyVersion: Gauge;
+  private readonly opStats: (OpStats | undefined)[] = [];
 
   constructor(node: GridNode) {
     const registers = [this.registry];
     this.registry.setDefaultLabels({ node: node.id });
-    this.ops = new Counter({ name: 'gridlink_node_ops_total', help: 'Client operations answered, by op and outcome', labelNames: ['op', 'outcome'], registers });
-    this.latency = new Histogram({
-      name: 'gridlink_node_op_duration_seconds',
-      help: 'Time from request decoded to response ready, by op',
-      labelNames: ['op'],
-      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    const flushOps = (): void => this.flushOps();
+    this.ops = new Counter({
+      name: 'gridlink_node_ops_total',
+      help: 'Client operations answered, by op and outcome',
+      labelNames: ['op', 'outcome'],
       registers,
+      collect() {
+        flushOps();
+      },
     });
+    this.latency = new FastHistogram(
+      'gridlink_node_op_duration_seconds',
+      'Time from request decoded to response ready, by op',
+      [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      this.registry,
+    );
     this.connections = new Gauge({ name: 'gridlink_node_connected_clients', help: 'Open client connections (peers excluded)', registers });
-    this.replicationSeconds = new Histogram({
-      name: 'gridlink_node_replication_seconds',
-      help: 'Time for all backups to acknowledge a write',
-      buckets: [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5],
-      registers,
-    });
+    this.replicationSeconds = new FastHistogram(
+      'gridlink_node_replication_seconds',
+      'Time for all backups to acknowledge a write',
+      [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5],
+      this.registry,
+    );
+    this.replication = this.replicationSeconds.series();
     this.transfers = new Counter({ name: 'gridlink_node_state_transfers_total', help: 'Partitions received by state transfer', registers });
     this.topologyVersion = new Gauge({ name: 'gridlink_node_topology_version', help: 'Topology version this node holds', registers });
     new Gauge({
@@ -95,9 +184,26 @@ export class NodeMetrics {
   }
 
   observeOp(op: number, error: boolean, seconds: number): void {
-    const name = opName(op);
-    this.ops.inc({ op: name, outcome: error ? 'error' : 'ok' });
-    this.latency.observe({ op: name }, seconds);
+    let st = this.opStats[op];
+    if (st === undefined) {
+      const name = opName(op);
+      st = { name, ok: 0, error: 0, latency: this.latency.series({ op: name }) };
+      this.opStats[op] = st;
+    }
+    if (error) st.error++;
+    else st.ok++;
+    this.latency.observe(st.latency, seconds);
+  }
+
+  /** Moves the per-op counts into the prom-client counter (at collection time). */
+  private flushOps(): void {
+    for (const st of this.opStats) {
+      if (st === undefined) continue;
+      if (st.ok > 0) this.ops.inc({ op: st.name, outcome: 'ok' }, st.ok);
+      if (st.error > 0) this.ops.inc({ op: st.name, outcome: 'error' }, st.error);
+      st.ok = 0;
+      st.error = 0;
+    }
   }
 
   onTopology(version: number): void {

@@ -997,7 +997,7 @@ export class GridNode implements ConnectionHost {
       await work;
     } finally {
       st.inflight.delete(work);
-      this.metrics.replicationSeconds.observe((Date.now() - started) / 1000);
+      this.metrics.replicationSeconds.observe(this.metrics.replication, (Date.now() - started) / 1000);
     }
   }
 
