@@ -991,7 +991,7 @@ export class GridNode implements ConnectionHost {
     if (targets.length === 0) return;
     const st = this.part(p);
     const started = Date.now();
-    const work = Promise.all(targets.map((t) => this.replicateTo(p, t, record)));
+    const work = targets.length === 1 ? this.replicateTo(p, targets[0]!, record) : Promise.all(targets.map((t) => this.replicateTo(p, t, record)));
     st.inflight.add(work);
     try {
       await work;
@@ -1253,7 +1253,10 @@ export class GridNode implements ConnectionHost {
       case Op.PEER_REPLICATE: {
         // Records sent in one tick to this node arrive as one batch: handled exactly as if they
         // had arrived as frames back to back (each starts now, in order).
-        if (isBatch(frame.payload)) return { batch: await Promise.all(frame.payload.batch.map((m) => this.onReplicate(m as ReplicateMsg))) };
+        if (isBatch(frame.payload)) {
+          const replies = frame.payload.batch.map((m) => this.onReplicate(m as ReplicateMsg));
+          return { batch: replies.some((r) => r instanceof Promise) ? await Promise.all(replies.map(async (r) => r)) : replies };
+        }
         return this.onReplicate(frame.payload as ReplicateMsg);
       }
       case Op.PEER_STATE_PULL:
@@ -1271,8 +1274,13 @@ export class GridNode implements ConnectionHost {
   }
 
   /** Backup side of replication (records, snapshot pushes and promotion probes). */
-  private async onReplicate(m: ReplicateMsg): Promise<ReplicateReply> {
-    if (m.v > this.topologyVersion()) await this.awaitTopology(m.v, this.opts.leaseMs);
+  /** Synchronous unless the sender knows a newer topology than this node (then it waits for it). */
+  private onReplicate(m: ReplicateMsg): ReplicateReply | Promise<ReplicateReply> {
+    if (m.v > this.topologyVersion()) return this.awaitTopology(m.v, this.opts.leaseMs).then(() => this.onReplicateNow(m));
+    return this.onReplicateNow(m);
+  }
+
+  private onReplicateNow(m: ReplicateMsg): ReplicateReply {
     if (m.epoch !== this.epoch || !this.isMember()) return { s: 'gone' };
     const t = this.topo!;
     if ((t.owners[m.p] ?? [])[0] !== m.from) return t.version >= m.v ? { s: 'stale' } : { s: 'gone' };
