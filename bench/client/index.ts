@@ -3,7 +3,8 @@
  *  - a bare Node TCP echo round trip (the floor),
  *  - @gridlink/client against a 3-node LocalCluster,
  *  - ioredis against a local redis-server (skipped with a note when redis-server is absent),
- * each server in its own process. Then: time to first operation with the first endpoint
+ * each server in its own process: latency, throughput, and CPU time per operation of the load
+ * process and of the server process (which shows where a round trip's time goes). Then: time to first operation with the first endpoint
  * blackholed, and a failover timeline (ops/s and errors per 100 ms through a kill and a hang),
  * written as a table and as SVG charts under docs/.
  *
@@ -67,16 +68,16 @@ type Row = { system: string; op: string; inFlight: number; r: LoadResult };
 
 async function measureAll(): Promise<Row[]> {
   const rows: Row[] = [];
-  const run = async (system: string, op: string, fn: (i: number) => Promise<unknown>): Promise<void> => {
+  const run = async (system: string, op: string, fn: (i: number) => Promise<unknown>, serverPid: number | undefined): Promise<void> => {
     for (const inFlight of [1, 16, 256]) {
-      rows.push({ system, op, inFlight, r: await closedLoop(fn, { inFlight, durationMs }) });
+      rows.push({ system, op, inFlight, r: await closedLoop(fn, { inFlight, durationMs, ...(serverPid !== undefined ? { serverPid } : {}) }) });
     }
   };
 
   const echo = await startEcho();
   const echoClient = await EchoClient.connect(echo.port);
   // Request ~ key + header, response ~ value + header: the floor for a get of VALUE_SIZE bytes.
-  await run('tcp echo (floor)', 'round trip', () => echoClient.roundTrip(VALUE_SIZE + 24));
+  await run('tcp echo (floor)', 'round trip', () => echoClient.roundTrip(VALUE_SIZE + 24), echo.proc.pid);
   echoClient.close();
   await echo.stop();
 
@@ -86,8 +87,8 @@ async function measureAll(): Promise<Row[]> {
   for (let i = 0; i < KEYS; i += 100) {
     await Promise.all(Array.from({ length: 100 }, (_, j) => cache.put(keyOf(i + j), value)));
   }
-  await run('gridlink', 'get', (i) => cache.get(keyOf(i)));
-  await run('gridlink', 'put', (i) => cache.put(keyOf(i), value));
+  await run('gridlink', 'get', (i) => cache.get(keyOf(i)), cluster.proc.pid);
+  await run('gridlink', 'put', (i) => cache.put(keyOf(i), value), cluster.proc.pid);
   await client.close();
   await cluster.stop();
 
@@ -97,8 +98,8 @@ async function measureAll(): Promise<Row[]> {
     await r.connect();
     const buf = Buffer.from(value);
     for (let i = 0; i < KEYS; i++) await r.set(keyOf(i), buf);
-    await run('ioredis→redis-server', 'get', (i) => r.getBuffer(keyOf(i)));
-    await run('ioredis→redis-server', 'put', (i) => r.set(keyOf(i), buf));
+    await run('ioredis→redis-server', 'get', (i) => r.getBuffer(keyOf(i)), redis.proc.pid);
+    await run('ioredis→redis-server', 'put', (i) => r.set(keyOf(i), buf), redis.proc.pid);
     r.disconnect();
     await redis.stop();
   } else {
@@ -195,6 +196,21 @@ console.log(
       const of = (k: number): number => rows.find((r) => r.system === system && r.op === op && r.inFlight === k)?.r.opsPerSec ?? NaN;
       const errs = rows.filter((r) => r.system === system && r.op === op).reduce((a, r) => a + r.r.errors, 0);
       return [system, op, of(1), of(16), of(256), errs];
+    }),
+  ]),
+);
+console.log('\n### CPU time per operation (µs): load process (client) / server process\n');
+const cpu = (r: LoadResult): string => `${r.cpuUsPerOp.toFixed(1)} / ${Number.isNaN(r.serverCpuUsPerOp) ? '-' : r.serverCpuUsPerOp.toFixed(1)}`;
+console.log(
+  table([
+    ['system', 'op', '1', '16', '256'],
+    ...systems.map((s) => {
+      const [system, op] = s.split('|') as [string, string];
+      const of = (k: number): string => {
+        const row = rows.find((r) => r.system === system && r.op === op && r.inFlight === k);
+        return row ? cpu(row.r) : 'n/a';
+      };
+      return [system, op, of(1), of(16), of(256)];
     }),
   ]),
 );

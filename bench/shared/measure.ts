@@ -1,7 +1,8 @@
 /**
  * Small measuring kit shared by the benchmarks: closed-loop load at a fixed number of requests
- * in flight, latency percentiles, and plain-text tables.
+ * in flight, latency percentiles, CPU time per operation, and plain-text tables.
  */
+import { readFileSync } from 'node:fs';
 
 export interface LoadResult {
   ops: number;
@@ -10,6 +11,25 @@ export interface LoadResult {
   opsPerSec: number;
   p50us: number;
   p99us: number;
+  /** CPU time (user + system) of this process per operation in the measured window, µs. */
+  cpuUsPerOp: number;
+  /** CPU time of the `serverPid` process per operation, µs (NaN when unknown). */
+  serverCpuUsPerOp: number;
+}
+
+/**
+ * CPU time (user + system, all threads) a process has used so far, in µs, from /proc (Linux);
+ * NaN where that is not available. Resolution: one clock tick (10 ms).
+ */
+export function processCpuUs(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(f[11]) + Number(f[12])) * 1e6) / 100;
+  } catch {
+    return Number.NaN;
+  }
 }
 
 /** Percentile (0..100) of an unsorted list of numbers; sorts a copy. */
@@ -26,7 +46,7 @@ export function percentile(values: readonly number[], p: number): number {
  */
 export async function closedLoop(
   op: (i: number) => Promise<unknown>,
-  opts: { inFlight: number; durationMs: number; warmupMs?: number; maxSamples?: number },
+  opts: { inFlight: number; durationMs: number; warmupMs?: number; maxSamples?: number; serverPid?: number },
 ): Promise<LoadResult> {
   const { inFlight, durationMs } = opts;
   const warmupMs = opts.warmupMs ?? Math.min(500, durationMs / 4);
@@ -59,8 +79,12 @@ export async function closedLoop(
   await delay(warmupMs);
   measuring = true;
   measureStart = process.hrtime.bigint();
+  const cpu0 = process.cpuUsage();
+  const server0 = opts.serverPid === undefined ? Number.NaN : processCpuUs(opts.serverPid);
   await delay(durationMs);
   measuring = false;
+  const cpu = process.cpuUsage(cpu0);
+  const server1 = opts.serverPid === undefined ? Number.NaN : processCpuUs(opts.serverPid);
   const seconds = Number(process.hrtime.bigint() - measureStart) / 1e9;
   stop = true;
   await Promise.all(workers);
@@ -71,6 +95,8 @@ export async function closedLoop(
     opsPerSec: ops / seconds,
     p50us: percentile(samples, 50),
     p99us: percentile(samples, 99),
+    cpuUsPerOp: (cpu.user + cpu.system) / Math.max(1, ops),
+    serverCpuUsPerOp: (server1 - server0) / Math.max(1, ops),
   };
 }
 
