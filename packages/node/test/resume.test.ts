@@ -75,3 +75,34 @@ describe('a resumed node is ready when waitForStable says so', () => {
     expect(w.flags & ResponseFlag.ERROR).toBe(0);
   });
 });
+
+describe('a forward abandoned because the primary changed', () => {
+  let cluster: LocalCluster | undefined;
+  const conns: { close(): void }[] = [];
+  afterEach(async () => {
+    for (const c of conns.splice(0)) c.close();
+    await cluster?.stop();
+    cluster = undefined;
+  });
+
+  it('is routed again on the new topology instead of answering NOT_PRIMARY', async () => {
+    const c = await LocalCluster.start({ nodes: 3, backups: 1, partitions: P, autoAdjust: { enabled: false } });
+    cluster = c;
+    const keys = keyPerPartition();
+    const p = 0;
+    const primary = c.primaryOf(p)!;
+    const via = c.nodeIds.find((id) => id !== primary)!;
+    const conn = await TestConnection.connect(c.endpointOf(via));
+    conns.push(conn);
+    const put = await conn.request(Op.CACHE_PUT, { cache: 'c', key: keys[p], value: enc.encode('before'), seq: 1 });
+    expect(put.flags & ResponseFlag.ERROR).toBe(0);
+    // The primary freezes: `via` forwards to it and waits until the cluster declares it gone
+    // and promotes the backup; then the request must be answered from the new primary.
+    c.hang(primary);
+    const reply = await conn.request(Op.CACHE_PUT, { cache: 'c', key: keys[p], value: enc.encode('after'), seq: 2 }, 0, 10_000);
+    expect(reply.flags & ResponseFlag.ERROR, JSON.stringify(reply.payload)).toBe(0);
+    expect(c.primaryOf(p)).not.toBe(primary);
+    const get = await conn.request(Op.CACHE_GET, { cache: 'c', key: keys[p] });
+    expect(new TextDecoder().decode((get.payload as { value: Uint8Array }).value)).toBe('after');
+  });
+});
