@@ -1,12 +1,8 @@
 import { defineConfig } from 'tsup';
+import { packageBuild } from '../../tsup.base.js';
 
 export default defineConfig({
-  entry: ['src/index.ts'],
-  format: ['esm', 'cjs'],
-  dts: true,
-  clean: true,
-  sourcemap: true,
-  target: 'node20',
+  ...packageBuild,
   // p-retry (and its dependency) ship as ES modules only: bundle them so the CommonJS build also
   // loads on Node versions without require(esm).
   noExternal: ['p-retry', 'is-network-error'],
