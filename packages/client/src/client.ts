@@ -157,7 +157,7 @@ export class GridClient extends EventEmitter<GridClientEvents> {
       }
       this.cfg.logger?.info?.('partition map updated', { version: map.version, changedPartitions: changed });
       this.emit('topologyChanged', { version: map.version, previousVersion: previous?.version ?? null, changedPartitions: changed });
-      m.onTopology(map);
+      m.onTopology(map, previous);
     });
   }
 

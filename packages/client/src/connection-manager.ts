@@ -368,8 +368,25 @@ export class ConnectionManager extends EventEmitter<ManagerEvents> {
     );
   }
 
-  /** The topology changed: connect to its nodes (by identity) and re-resolve addresses. */
-  onTopology(map: PartitionMap): void {
+  /**
+   * The topology changed: connect to its nodes (by identity) and re-resolve addresses.
+   *
+   * A node the cluster has just declared gone (alive in `previous`, not alive now) has lost its
+   * lease and serves nothing; a hung one may never answer. Its connection is dropped so requests
+   * waiting on it are retried at once on the new primaries instead of waiting out their request
+   * timeout. The usual reconnect loop brings the connection back if the node rejoins.
+   */
+  onTopology(map: PartitionMap, previous: PartitionMap | null = null): void {
+    if (previous !== null) {
+      const wasAlive = new Set(previous.nodes.filter((n) => n.alive).map((n) => n.id));
+      for (const n of map.nodes) {
+        if (n.alive || !wasAlive.has(n.id)) continue;
+        const conn = this.nodes.get(n.id);
+        if (conn === undefined) continue;
+        this.log('info', 'dropping the connection to a node the cluster declared gone', { nodeId: n.id, address: conn.address });
+        conn.destroy(new GridConnectionError(`${conn.address}: node ${n.id} was declared gone by the cluster`, { retryable: true }));
+      }
+    }
     this.topologyEndpoints = map.nodes
       .filter((n) => n.alive && typeof n.host === 'string' && Number.isInteger(n.port) && n.port > 0)
       .map((n) => ({ host: n.host, port: n.port }));

@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { LocalCluster, MemoryControlPlane, startNode, type GridNode } from '@gridlink/node';
 import { Op, ResponseFlag } from '@gridlink/protocol';
 import { FaultProxy, SilentServer } from '@gridlink/testkit';
+import { partitionOf } from '@gridlink/affinity';
 import { ClusterMismatchError, GridClient, GridConnectionError, type AddressFinder, type GridClientConfig } from '@gridlink/client';
 import { ScriptedNode } from './helpers/scripted-node.js';
 import { nextEvent, waitFor } from './helpers/wait.js';
@@ -170,6 +171,33 @@ describe('failure detection and re-resolution', () => {
     expect(performance.now() - t0).toBeLessThan(500 + 1500);
     const cache = client.cache<string, number>('hb');
     for (let i = 0; i < 20; i++) await cache.put(`k${i}`, i);
+    cl.resume(victim);
+  });
+
+  it('requests waiting on a node the cluster declares gone are retried on the new primary', async () => {
+    const cl = await cluster();
+    // Heartbeats cannot rescue the request here, and its one attempt may take the whole deadline:
+    // only dropping the node when the topology declares it gone lets the operation succeed.
+    const client = await connect({
+      endpoints: cl.endpoints,
+      heartbeatInterval: 1000,
+      heartbeatTimeout: 60_000,
+      requestTimeout: 15_000,
+      operationTimeout: 15_000,
+    });
+    await waitFor(() => connectedIds(client).length === 3, 10_000, 'all connected');
+    const cache = client.cache<string, number>('declared-gone');
+    const victim = cl.nodeIds[0]!;
+    let key = '';
+    for (let i = 0; key === ''; i++) {
+      if (cl.primaryOf(partitionOf(`k${i}`, 64)) === victim) key = `k${i}`;
+    }
+    await cache.put(key, 1);
+    const dropped = nextEvent(client, 'disconnected', (e) => e.nodeId === victim, 15_000);
+    cl.hang(victim);
+    await cache.put(key, 2); // sent to the hung primary, answered by its promoted backup
+    expect((await dropped).error?.message).toMatch(/declared gone/);
+    expect(await cache.get(key)).toBe(2);
     cl.resume(victim);
   });
 
