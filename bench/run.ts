@@ -1,6 +1,7 @@
 /**
  * Runs every benchmark (or the ones named on the command line) one after another, each in its
- * own process so that one bench's heap and timers cannot disturb the next.
+ * own process so that one bench's heap and timers cannot disturb the next. Benchmarks load the
+ * built packages (run `pnpm build` first; `pnpm bench` does).
  *
  *   pnpm bench                 # all of them
  *   pnpm bench affinity node   # just these
@@ -35,7 +36,8 @@ for (const name of selected) {
   console.log(`\n## bench/${name}\n`);
   const result = spawnSync(process.execPath, ['--import', 'tsx', join(here, name, 'index.ts')], {
     stdio: 'inherit',
-    env: { ...process.env, NODE_ENV: 'production' },
+    // Measure the built packages (dist/), not the sources the root tsconfig maps for tests.
+    env: { ...process.env, NODE_ENV: 'production', TSX_TSCONFIG_PATH: join(here, 'tsconfig.json') },
   });
   if (result.status !== 0) {
     failed++;
