@@ -128,16 +128,16 @@ export class GridClient extends EventEmitter<GridClientEvents> {
         ps.reset();
       }
       if (ps.partitions === 0 || ps.map === null) ps.partitions = ok.partitions;
-      ps.observe(ok.topologyVersion);
+      ps.observe(ok.topologyVersion, false, ok.nodeId);
     });
     m.on('clusterChanged', () => {
       ps.reset();
     });
-    m.on('version', (v, refresh) => ps.observe(v, refresh));
-    m.on('push', (frame) => {
+    m.on('version', (v, refresh, nodeId) => ps.observe(v, refresh, nodeId));
+    m.on('push', (frame, conn) => {
       if (frame.push === PushKind.TOPOLOGY_CHANGED) {
         const v = (frame.payload as { version?: unknown }).version;
-        ps.observe(typeof v === 'number' ? v : frame.topologyVersion, true);
+        ps.observe(typeof v === 'number' ? v : frame.topologyVersion, true, conn.nodeId);
       }
     });
     m.on('connected', (nodeId, address) => this.emit('connected', { nodeId, address }));

@@ -24,7 +24,7 @@ export interface ManagerEvents {
   handshake: (ok: HandshakeOk, conn: Connection, onlyConnection: boolean) => void;
   /** The cluster identity changed (every connection had been lost and a new cluster answered). */
   clusterChanged: (clusterId: string, previous: string) => void;
-  version: (version: number, refresh: boolean) => void;
+  version: (version: number, refresh: boolean, nodeId: string) => void;
   push: (frame: PushFrame, conn: Connection) => void;
   error: (error: GridError) => void;
 }
@@ -246,7 +246,7 @@ export class ConnectionManager extends EventEmitter<ManagerEvents> {
     this.nodes.set(ok.nodeId, conn);
     this.invalidateHealthy();
     conn.on('close', (err) => this.onClose(conn, ok.nodeId, state, err));
-    conn.on('version', (v, refresh) => this.emit('version', v, refresh));
+    conn.on('version', (v, refresh) => this.emit('version', v, refresh, ok.nodeId));
     conn.on('push', (frame) => {
       if (frame.push === PushKind.NODE_STOPPING) {
         conn.markDraining();

@@ -214,7 +214,7 @@ export class Invoker {
   interpret(frame: ResponseFrame, nodeId: string, c: NodeCounters): GridServerError | null {
     const flags = frame.flags;
     if ((flags & ResponseFlag.FORWARDED) !== 0) this.forwarded++;
-    this.partitions.observe(frame.topologyVersion, (flags & ResponseFlag.REFRESH_MAP) !== 0);
+    this.partitions.observe(frame.topologyVersion, (flags & ResponseFlag.REFRESH_MAP) !== 0, nodeId);
     if ((flags & ResponseFlag.ERROR) === 0) return null;
     c.errors++;
     const ep = frame.payload as ErrorPayload;

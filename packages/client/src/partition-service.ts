@@ -18,6 +18,11 @@ export interface PartitionServiceEvents {
 export class PartitionService extends EventEmitter<PartitionServiceEvents> {
   private state: MapState = EMPTY_MAP_STATE;
   private inflight: Promise<void> | null = null;
+  /** Node the in-flight refresh is waiting on. */
+  private asking: string | undefined;
+  /** Node that announced the newest version seen; asked first. */
+  private announcer: string | undefined;
+  private hedging = false;
   private readonly rr = new RoundRobin();
   private closed = false;
   /** Partition count from the handshake (before the first map arrives). */
@@ -45,14 +50,41 @@ export class PartitionService extends EventEmitter<PartitionServiceEvents> {
     this.state = EMPTY_MAP_STATE;
   }
 
-  /** A version seen in a handshake/response/push; refreshes when newer or asked to. */
-  observe(version: number, refreshFlag = false): void {
+  /**
+   * A version seen in a handshake/response/push from `nodeId`; refreshes when newer or asked to.
+   * The node that announced the newest version holds that map, so the refresh asks it first; if a
+   * refresh is already waiting on another node (which may be the one that hung), the announcer is
+   * asked at once as well, and whichever answer is newer wins.
+   */
+  observe(version: number, refreshFlag = false, nodeId?: string): void {
     // The common case (every response): nothing newer than the installed map, no refresh asked.
     const st = this.state;
     if (!refreshFlag && st.map !== null && version <= st.knownVersion && st.knownVersion <= st.map.version) return;
+    const newer = version > st.knownVersion;
     const r = observeVersion(st, version, refreshFlag);
     this.state = r.state;
-    if (r.refresh) void this.refresh();
+    if (!r.refresh) return;
+    if (nodeId !== undefined && newer) this.announcer = nodeId;
+    if (this.inflight !== null && nodeId !== undefined && newer && nodeId !== this.asking) void this.hedge(nodeId);
+    else void this.refresh();
+  }
+
+  /** One extra TOPOLOGY request to `nodeId` beside a refresh that waits on another node. */
+  private async hedge(nodeId: string): Promise<void> {
+    if (this.hedging || this.closed) return;
+    const conn = this.manager.connection(nodeId);
+    if (conn === undefined) return;
+    this.hedging = true;
+    try {
+      const frame = await conn.request(Op.TOPOLOGY, { knownVersion: Math.max(0, this.state.map?.version ?? 0) }, { timeoutMs: this.requestTimeout });
+      this.refreshes++;
+      if ((frame.flags & ResponseFlag.ERROR) === 0) this.install(frame.payload);
+      else this.refreshFailures++;
+    } catch {
+      this.refreshFailures++;
+    } finally {
+      this.hedging = false;
+    }
   }
 
   /** Installs a map if it is newer than the current one. Returns whether it was installed. */
@@ -75,6 +107,7 @@ export class PartitionService extends EventEmitter<PartitionServiceEvents> {
     if (this.inflight !== null) return this.inflight;
     this.inflight = this.doRefresh().finally(() => {
       this.inflight = null;
+      this.asking = undefined;
     });
     return this.inflight;
   }
@@ -87,10 +120,12 @@ export class PartitionService extends EventEmitter<PartitionServiceEvents> {
       const fresh = all.filter((id) => !tried.has(id));
       const ids = fresh.length > 0 ? fresh : all;
       if (ids.length === 0) return;
-      const nodeId = ids[this.rr.next(ids.length)] as string;
+      const announcer = this.announcer;
+      const nodeId = announcer !== undefined && fresh.includes(announcer) ? announcer : (ids[this.rr.next(ids.length)] as string);
       const conn = this.manager.connection(nodeId);
       if (conn === undefined) return;
       tried.add(nodeId);
+      this.asking = nodeId;
       try {
         const frame = await conn.request(Op.TOPOLOGY, { knownVersion: Math.max(0, this.state.map?.version ?? 0) }, { timeoutMs: this.requestTimeout });
         this.refreshes++;

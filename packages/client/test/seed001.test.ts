@@ -6,7 +6,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { LocalCluster, MemoryControlPlane, startNode, type GridNode } from '@gridlink/node';
-import { Op, ResponseFlag } from '@gridlink/protocol';
+import { Op, ResponseFlag, type PartitionMap } from '@gridlink/protocol';
 import { FaultProxy, SilentServer } from '@gridlink/testkit';
 import { partitionOf } from '@gridlink/affinity';
 import { ClusterMismatchError, GridClient, GridConnectionError, type AddressFinder, type GridClientConfig } from '@gridlink/client';
@@ -265,6 +265,44 @@ describe('partition map', () => {
     await client.cache('m').get('k');
     expect((await changed).version).toBe(7);
     expect(client.topology().version).toBe(7);
+  });
+
+  it('a refresh waiting on a hung node does not hold back a newer map another node announces', async () => {
+    let aHung = false;
+    const twoNodeMap = (version: number, primary: number): PartitionMap => ({
+      version,
+      partitions: 8,
+      backups: 0,
+      nodes: [
+        { id: 'sA', host: '127.0.0.1', port: a.port, alive: true },
+        { id: 'sB', host: '127.0.0.1', port: b.port, alive: true },
+      ],
+      primaries: new Array<number>(8).fill(primary),
+    });
+    const a: ScriptedNode = await new ScriptedNode('sA', 8, (req) => {
+      if (req.op === Op.TOPOLOGY) return aHung ? { payload: twoNodeMap(6, 0), delayMs: 60_000 } : { payload: twoNodeMap(5, 0) };
+      if (req.op === Op.CACHE_GET) return { payload: { value: null }, topologyVersion: aHung ? 6 : 5 };
+      return { payload: {} };
+    }).start();
+    const b: ScriptedNode = await new ScriptedNode('sB', 8, (req) => {
+      if (req.op === Op.TOPOLOGY) return { payload: twoNodeMap(7, 1), topologyVersion: 7 };
+      return { payload: {} };
+    }).start();
+    a.topologyVersion = 5;
+    b.topologyVersion = 5;
+    cleanups.push(() => a.close(), () => b.close());
+    // Long attempt timeouts: only asking the announcing node can bring the new map in time.
+    const client = await connect({ endpoints: [a.endpoint, b.endpoint], requestTimeout: 30_000, operationTimeout: 30_000 });
+    await waitFor(() => connectedIds(client).length === 2 && client.topology().version === 5, 5000, 'both connected, map 5');
+    aHung = true;
+    const asked = a.count(Op.TOPOLOGY);
+    await client.cache('m').get('k'); // A answers, announcing version 6: the refresh goes to A, which hangs
+    await waitFor(() => a.count(Op.TOPOLOGY) > asked, 5000, 'refresh sent to A');
+    const changed = nextEvent(client, 'topologyChanged', (e) => e.version === 7, 5000);
+    b.pushTopologyChanged(7);
+    expect((await changed).version).toBe(7);
+    expect(client.topology().version).toBe(7);
+    await a.close(); // ends the request still waiting on A, so closing the client need not wait for it
   });
 
   it('refreshes are single-flight: many responses announcing a newer version cause one TOPOLOGY request', async () => {

@@ -4,7 +4,7 @@
  * package's codec; every request goes to the test's handler.
  */
 import net from 'node:net';
-import { FrameDecoder, FrameKind, encodeFrame, type PartitionMap, type RequestFrame } from '@gridlink/protocol';
+import { FrameDecoder, FrameKind, PushKind, encodeFrame, type PartitionMap, type RequestFrame } from '@gridlink/protocol';
 
 export interface ScriptedReply {
   /** Answer this much later (ms). */
@@ -93,6 +93,12 @@ export class ScriptedNode {
       nodes: [{ id: this.nodeId, host: '127.0.0.1', port: this.port, alive: true }],
       primaries: new Array<number>(this.partitions).fill(0),
     };
+  }
+
+  /** Pushes TOPOLOGY_CHANGED(version) to every connected client. */
+  pushTopologyChanged(version: number): void {
+    const bytes = encodeFrame({ kind: FrameKind.PUSH, push: PushKind.TOPOLOGY_CHANGED, topologyVersion: version, payload: { version } });
+    for (const s of this.sockets) s.write(bytes);
   }
 
   count(op: number): number {
