@@ -4,6 +4,7 @@
  * for caches shared with other languages or holding pre-encoded data.
  */
 import { Decoder, Encoder } from '@msgpack/msgpack';
+import { allocBytes } from '@gridlink/protocol';
 import { GridSerializationError } from './errors.js';
 
 /** A plain Uint8Array copy (socket data arrives as Buffer views into shared chunks). */
@@ -18,25 +19,9 @@ export interface Serializer<V> {
   deserialize(bytes: Uint8Array): V;
 }
 
-// Small serialized values are carved out of a shared slab (as Node's Buffer pool does) rather
-// than allocated one by one: a fresh small Uint8Array lives on the V8 heap and is moved off-heap
-// the first time a view of it is taken (the frame encoder and socket writes take one), which costs
-// more than encoding it. Each returned view is distinct and never reused.
-const SLAB_SIZE = 32 * 1024;
-const SLAB_MAX_ALLOC = 2 * 1024;
-let slab = new ArrayBuffer(SLAB_SIZE);
-let slabOffset = 0;
-
-function allocBytes(n: number): Uint8Array {
-  if (n > SLAB_MAX_ALLOC) return new Uint8Array(n);
-  if (slabOffset + n > SLAB_SIZE) {
-    slab = new ArrayBuffer(SLAB_SIZE);
-    slabOffset = 0;
-  }
-  const out = new Uint8Array(slab, slabOffset, n);
-  slabOffset = (slabOffset + n + 7) & ~7;
-  return out;
-}
+// Small serialized values are carved out of the protocol's shared slab (`allocBytes`), as frames
+// are: a fresh small Uint8Array is moved off-heap the first time a view of it is taken, which costs
+// more than encoding it.
 
 // One encoder and one decoder for every call: `encode()` / `decode()` of @msgpack/msgpack build a
 // new Encoder (with a 2 KiB buffer) or Decoder on each call. Both classes are re-entrant.

@@ -98,8 +98,11 @@ const SLAB_MAX_ALLOC = 4 * 1024;
 let slab = new ArrayBuffer(SLAB_SIZE);
 let slabOffset = 0;
 
-/** A byte array of length `n` (zero-filled: slab space is never reused) that no other call returns. */
-function allocBytes(n: number): Uint8Array {
+/**
+ * A byte array of length `n` (zero-filled: slab space is never reused) that no other call returns.
+ * Exported for other hot paths that make many small byte arrays (the client's value serializer).
+ */
+export function allocBytes(n: number): Uint8Array {
   if (n > SLAB_MAX_ALLOC) return new Uint8Array(n);
   if (slabOffset + n > SLAB_SIZE) {
     slab = new ArrayBuffer(SLAB_SIZE);
