@@ -1,14 +1,16 @@
-import { encodeKey } from '@gridlink/affinity';
-import { Op } from '@gridlink/protocol';
-import type { TestClusterClient } from './client.js';
+import type { GridCache } from '@gridlink/client';
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
+/** Reads one key's raw value (undefined or null when absent). */
+export type ReadFn = (key: string) => Promise<Uint8Array | null | undefined>;
+
 /**
- * Sequential writers, one per key: each puts "key:n" with n increasing, retrying each write
- * (same seq) until acknowledged. Tracks per key the last acknowledged value and the value in
- * flight (which may or may not have been applied when the workload stops).
+ * Sequential writers, one per key: each puts "key:n" with n increasing through the client, which
+ * retries each write (same seq) until acknowledged or its operation deadline. Tracks per key the
+ * last acknowledged value and the value in flight (which may or may not have been applied when
+ * the workload stops).
  */
 export class WriteStream {
   readonly acked = new Map<string, number>();
@@ -19,9 +21,8 @@ export class WriteStream {
   failures: unknown[] = [];
 
   constructor(
-    private readonly client: TestClusterClient,
+    private readonly cache: GridCache<string, Uint8Array>,
     readonly keys: string[],
-    readonly cache = 'ws',
   ) {
     this.loops = keys.map((k) => this.loop(k));
   }
@@ -30,7 +31,7 @@ export class WriteStream {
     for (let n = 1; this.running; n++) {
       this.inFlight.set(key, n);
       try {
-        await this.client.call(Op.CACHE_PUT, { cache: this.cache, key: encodeKey(key), value: enc.encode(`${key}:${n}`), seq: this.client.nextSeq() }, 20_000);
+        await this.cache.put(key, enc.encode(`${key}:${n}`));
         this.acked.set(key, n);
         this.inFlight.delete(key);
         this.ackTimes.push({ key, at: Date.now() });
@@ -59,12 +60,13 @@ export class WriteStream {
   }
 
   /** Reads every key back; each must hold its last acknowledged value or the one in flight at stop. */
-  async verify(client: TestClusterClient): Promise<void> {
+  async verify(read: ReadFn | GridCache<string, Uint8Array>): Promise<void> {
+    const get: ReadFn = typeof read === 'function' ? read : (k) => read.get(k);
     for (const key of this.keys) {
-      const r = await client.call<{ value: Uint8Array | null }>(Op.CACHE_GET, { cache: this.cache, key: encodeKey(key) });
+      const value = await get(key);
       const acked = this.acked.get(key);
       const pending = this.inFlight.get(key);
-      const got = r.value === null ? null : dec.decode(r.value);
+      const got = value === null || value === undefined ? null : dec.decode(value);
       const allowed = new Set<string | null>([acked === undefined ? null : `${key}:${acked}`]);
       if (pending !== undefined) allowed.add(`${key}:${pending}`);
       if (!allowed.has(got)) throw new Error(`key ${key}: read ${String(got)}, expected one of ${[...allowed].join(' | ')}`);
