@@ -5,6 +5,7 @@
  */
 import { EventEmitter } from 'eventemitter3';
 import { Op, ResponseFlag, type PartitionMap } from '@gridlink/protocol';
+import type { Connection } from './connection.js';
 import type { ConnectionManager } from './connection-manager.js';
 import { GridError } from './errors.js';
 import { EMPTY_MAP_STATE, acceptMap, isStale, observeVersion, type MapState } from './partition-table.js';
@@ -76,14 +77,24 @@ export class PartitionService extends EventEmitter<PartitionServiceEvents> {
     if (conn === undefined) return;
     this.hedging = true;
     try {
+      await this.fetchFrom(conn);
+    } catch {
+      // counted in fetchFrom; the refresh under way goes on
+    } finally {
+      this.hedging = false;
+    }
+  }
+
+  /** One TOPOLOGY request; installs the answer if it is newer. Throws what the request threw. */
+  private async fetchFrom(conn: Connection): Promise<void> {
+    try {
       const frame = await conn.request(Op.TOPOLOGY, { knownVersion: Math.max(0, this.state.map?.version ?? 0) }, { timeoutMs: this.requestTimeout });
       this.refreshes++;
       if ((frame.flags & ResponseFlag.ERROR) === 0) this.install(frame.payload);
       else this.refreshFailures++;
-    } catch {
+    } catch (e) {
       this.refreshFailures++;
-    } finally {
-      this.hedging = false;
+      throw e;
     }
   }
 
@@ -127,12 +138,8 @@ export class PartitionService extends EventEmitter<PartitionServiceEvents> {
       tried.add(nodeId);
       this.asking = nodeId;
       try {
-        const frame = await conn.request(Op.TOPOLOGY, { knownVersion: Math.max(0, this.state.map?.version ?? 0) }, { timeoutMs: this.requestTimeout });
-        this.refreshes++;
-        if ((frame.flags & ResponseFlag.ERROR) === 0) this.install(frame.payload);
-        else this.refreshFailures++;
+        await this.fetchFrom(conn);
       } catch (e) {
-        this.refreshFailures++;
         if (e instanceof GridError && e.retryable) continue;
         return;
       }
