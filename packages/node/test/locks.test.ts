@@ -1,23 +1,35 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { encodeKey, partitionOf } from '@gridlink/affinity';
+import { GridClient, LockNotHeldError, LockTimeoutError } from '@gridlink/client';
 import { Op, type LockResult } from '@gridlink/protocol';
 import { LocalCluster } from '@gridlink/node';
-import { TestClusterClient } from './helpers/client.js';
+import { TestConnection } from './helpers/client.js';
 
 const P = 16;
 
 describe('locks', () => {
   let cluster: LocalCluster | undefined;
-  let clients: TestClusterClient[] = [];
+  let clients: GridClient[] = [];
+  let raws: TestConnection[] = [];
   afterEach(async () => {
-    for (const c of clients) c.close();
+    await Promise.all(clients.map((c) => c.close()));
     clients = [];
+    for (const r of raws) r.close();
+    raws = [];
     await cluster?.stop();
     cluster = undefined;
   });
 
-  function client(c: LocalCluster): TestClusterClient {
-    const cl = new TestClusterClient(() => c.endpoints);
+  /** One client (one session) with short failure detection, as the tests kill primaries. */
+  async function client(c: LocalCluster): Promise<GridClient> {
+    const cl = await GridClient.connect({
+      endpoints: c.endpoints,
+      heartbeatInterval: 100,
+      heartbeatTimeout: 600,
+      requestTimeout: 400,
+      operationTimeout: 15_000,
+      reconnect: { minDelay: 20, maxDelay: 300 },
+    });
     clients.push(cl);
     return cl;
   }
@@ -25,62 +37,62 @@ describe('locks', () => {
   it('fencing tokens strictly increase across failover; a dead holder frees the lock at lease end', async () => {
     const c = await LocalCluster.start({ nodes: 3, backups: 1, partitions: P, autoAdjust: { enabled: false } });
     cluster = c;
-    const a = client(c);
-    const b = client(c);
-    const name = encodeKey('job-lock');
+    const a = await client(c);
+    const b = await client(c);
     const tokens: number[] = [];
     // A few acquire/release rounds before the failover.
     for (let i = 0; i < 3; i++) {
-      const r = await a.call<LockResult>(Op.LOCK_TRY_ACQUIRE, { name, leaseMs: 5000, seq: a.nextSeq() });
-      expect(r.acquired).toBe(true);
-      tokens.push(r.token!);
-      const rel = await a.call<{ released: boolean }>(Op.LOCK_RELEASE, { name, token: r.token!, seq: a.nextSeq() });
-      expect(rel.released).toBe(true);
+      const h = await a.lock('job-lock').tryAcquire({ leaseMs: 5000 });
+      expect(h).not.toBeNull();
+      tokens.push(h!.fencingToken);
+      await h!.release(); // throws LockNotHeldError unless the node reports it released
     }
     // A holds it with a short lease, then "dies" (stops renewing); the primary is killed too.
-    const held = await a.call<LockResult>(Op.LOCK_TRY_ACQUIRE, { name, leaseMs: 1500, seq: a.nextSeq() });
-    expect(held.acquired).toBe(true);
-    tokens.push(held.token!);
+    const held = await a.lock('job-lock').tryAcquire({ leaseMs: 1500 });
+    expect(held).not.toBeNull();
+    tokens.push(held!.fencingToken);
     const heldAt = Date.now();
     const primary = c.primaryOf(partitionOf('job-lock', P))!;
     await c.kill(primary);
     // The lock survived the failover: B cannot take it while A's lease runs...
-    const blocked = await b.call<LockResult>(Op.LOCK_TRY_ACQUIRE, { name, leaseMs: 5000, seq: b.nextSeq() });
-    if (Date.now() - heldAt < 1400) expect(blocked.acquired).toBe(false);
+    const blocked = await b.lock('job-lock').tryAcquire({ leaseMs: 5000 });
+    if (Date.now() - heldAt < 1400) expect(blocked).toBeNull();
     // ...and gets it by waiting once the lease ends.
-    const got = await b.call<LockResult>(Op.LOCK_ACQUIRE, { name, leaseMs: 5000, waitMs: 5000, seq: b.nextSeq() });
-    expect(got.acquired).toBe(true);
+    const got = await b.lock('job-lock').acquire({ leaseMs: 5000, waitMs: 5000 });
     // Not before A's lease ran out (it started before heldAt, so allow for the round trip).
     expect(Date.now() - heldAt).toBeGreaterThanOrEqual(1000);
-    tokens.push(got.token!);
+    tokens.push(got.fencingToken);
     // A's stale token no longer works.
-    const stale = await a.call<{ released: boolean }>(Op.LOCK_RELEASE, { name, token: held.token!, seq: a.nextSeq() });
-    expect(stale.released).toBe(false);
+    await expect(held!.release()).rejects.toBeInstanceOf(LockNotHeldError);
     for (let i = 1; i < tokens.length; i++) expect(tokens[i]!).toBeGreaterThan(tokens[i - 1]!);
   });
 
   it('never two holders at once among contending sessions, across a primary kill', async () => {
     const c = await LocalCluster.start({ nodes: 3, backups: 1, partitions: P, autoAdjust: { enabled: false } });
     cluster = c;
-    const name = encodeKey('mutex');
     let holder: string | null = null;
     let overlaps = 0;
     let acquisitions = 0;
     const tokens: number[] = [];
     const stopAt = { done: false };
+    const sessions = await Promise.all([0, 1, 2, 3].map(() => client(c)));
     const worker = async (idx: number): Promise<void> => {
-      const cl = client(c);
+      const cl = sessions[idx]!;
       while (!stopAt.done) {
-        const r = await cl.call<LockResult>(Op.LOCK_ACQUIRE, { name, leaseMs: 10_000, waitMs: 300, seq: cl.nextSeq() });
-        if (!r.acquired) continue;
+        let h;
+        try {
+          h = await cl.lock('mutex').acquire({ leaseMs: 10_000, waitMs: 300 });
+        } catch (err) {
+          if (err instanceof LockTimeoutError) continue;
+          throw err;
+        }
         if (holder !== null) overlaps++;
         holder = `w${idx}`;
         acquisitions++;
-        tokens.push(r.token!);
+        tokens.push(h.fencingToken);
         await new Promise((res) => setImmediate(res));
         holder = null;
-        const rel = await cl.call<{ released: boolean }>(Op.LOCK_RELEASE, { name, token: r.token!, seq: cl.nextSeq() });
-        expect(rel.released).toBe(true);
+        await h.release(); // throws LockNotHeldError unless the node reports it released
       }
     };
     const workers = [0, 1, 2, 3].map((i) => worker(i));
@@ -104,16 +116,18 @@ describe('locks', () => {
   it('tryAcquire never blocks; acquire gives up after waitMs', async () => {
     const c = await LocalCluster.start({ nodes: 2, backups: 1, partitions: P });
     cluster = c;
-    const a = client(c);
-    const b = client(c);
-    const name = encodeKey('busy');
-    expect((await a.call<LockResult>(Op.LOCK_TRY_ACQUIRE, { name, leaseMs: 10_000, seq: a.nextSeq() })).acquired).toBe(true);
-    const r = await b.call<LockResult>(Op.LOCK_TRY_ACQUIRE, { name, leaseMs: 10_000, seq: b.nextSeq() });
+    const a = await client(c);
+    const b = await client(c);
+    expect(await a.lock('busy').tryAcquire({ leaseMs: 10_000 })).not.toBeNull();
+    expect(await b.lock('busy').tryAcquire({ leaseMs: 10_000 })).toBeNull();
+    // The client hides how long the lock has been held; the node reports it on the wire.
+    const raw = await TestConnection.connect(c.endpoints[0]!);
+    raws.push(raw);
+    const r = await raw.call<LockResult>(Op.LOCK_TRY_ACQUIRE, { name: encodeKey('busy'), leaseMs: 10_000, seq: 1 });
     expect(r.acquired).toBe(false);
     expect(r.heldForMs).toBeGreaterThan(0);
     const t0 = Date.now();
-    const w = await b.call<LockResult>(Op.LOCK_ACQUIRE, { name, leaseMs: 10_000, waitMs: 200, seq: b.nextSeq() });
-    expect(w.acquired).toBe(false);
+    await expect(b.lock('busy').acquire({ leaseMs: 10_000, waitMs: 200 })).rejects.toBeInstanceOf(LockTimeoutError);
     expect(Date.now() - t0).toBeGreaterThanOrEqual(190);
   });
 });
