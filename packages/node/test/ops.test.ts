@@ -1,11 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeKey } from '@gridlink/affinity';
-import { Op } from '@gridlink/protocol';
+import { bytesSerializer, type GridClient } from '@gridlink/client';
 import { LocalCluster } from '@gridlink/node';
-import { TestClusterClient } from './helpers/client.js';
+import { connectClient } from './helpers/grid.js';
 
-const enc = new TextEncoder();
-const dec = new TextDecoder();
 const P = 16;
 
 async function poll(cond: () => Promise<boolean> | boolean, timeoutMs = 5000): Promise<void> {
@@ -18,66 +16,60 @@ async function poll(cond: () => Promise<boolean> | boolean, timeoutMs = 5000): P
 
 describe('cache operations, expiry, eviction and operating endpoints', () => {
   let c: LocalCluster;
-  let cl: TestClusterClient;
+  let cl: GridClient;
   beforeAll(async () => {
     c = await LocalCluster.start({ nodes: 3, backups: 1, partitions: P, http: true, sweepIntervalMs: 50, maxEntries: 500 });
-    cl = new TestClusterClient(() => c.endpoints);
+    cl = await connectClient(c.endpoints);
   });
   afterAll(async () => {
-    cl.close();
-    await c.stop();
+    await cl?.close();
+    await c?.stop();
   });
 
   it('multi-key ops split by partition; size, scan and clear cover the cluster', async () => {
-    const entries: [Uint8Array, Uint8Array][] = Array.from({ length: 40 }, (_, i) => [encodeKey(`m${i}`), enc.encode(`v${i}`)]);
-    await cl.call(Op.CACHE_PUT_ALL, { cache: 'multi', entries, seq: cl.nextSeq() });
-    const all = await cl.call<{ values: (Uint8Array | null)[] }>(Op.CACHE_GET_ALL, { cache: 'multi', keys: [...entries.map((e) => e[0]), encodeKey('missing')] });
-    expect(all.values.map((v) => (v ? dec.decode(v) : null))).toEqual([...entries.map((_, i) => `v${i}`), null]);
-    expect((await cl.call<{ size: number }>(Op.CACHE_SIZE, { cache: 'multi' })).size).toBe(40);
+    const multi = cl.cache<string, string>('multi');
+    const entries: [string, string][] = Array.from({ length: 40 }, (_, i) => [`m${i}`, `v${i}`]);
+    await multi.putAll(entries);
+    const all = await multi.getAll([...entries.map((e) => e[0]), 'missing']);
+    expect(all).toEqual([...entries.map((_, i) => `v${i}`), undefined]);
+    expect(await multi.size()).toBe(40);
     const scanned: string[] = [];
-    for (let p = 0; p < P; p++) {
-      let cursor: Uint8Array | null = null;
-      do {
-        const r: { keys: Uint8Array[]; cursor: Uint8Array | null } = await cl.call(Op.CACHE_SCAN, { cache: 'multi', partition: p, cursor, count: 3 });
-        for (const k of r.keys) scanned.push(Buffer.from(k).toString('hex'));
-        cursor = r.cursor;
-      } while (cursor !== null);
-    }
-    expect(scanned.sort()).toEqual(entries.map((e) => Buffer.from(e[0]).toString('hex')).sort());
-    await cl.call(Op.CACHE_CLEAR, { cache: 'multi', seq: cl.nextSeq() });
-    expect((await cl.call<{ size: number }>(Op.CACHE_SIZE, { cache: 'multi' })).size).toBe(0);
+    for await (const k of multi.scan({ batchSize: 3 })) scanned.push(Buffer.from(k).toString('hex'));
+    expect(scanned.sort()).toEqual(entries.map((e) => Buffer.from(encodeKey(e[0])).toString('hex')).sort());
+    await multi.clear();
+    expect(await multi.size()).toBe(0);
   });
 
   it('conditional ops', async () => {
-    const key = encodeKey('cond');
-    const s = (v: string) => enc.encode(v);
-    expect((await cl.call<{ applied: boolean }>(Op.CACHE_PUT_IF_ABSENT, { cache: 'c', key, value: s('a'), seq: cl.nextSeq() })).applied).toBe(true);
-    expect((await cl.call<{ applied: boolean }>(Op.CACHE_PUT_IF_ABSENT, { cache: 'c', key, value: s('b'), seq: cl.nextSeq() })).applied).toBe(false);
-    expect((await cl.call<{ applied: boolean }>(Op.CACHE_REPLACE_IF_EQUALS, { cache: 'c', key, expected: s('x'), value: s('b'), seq: cl.nextSeq() })).applied).toBe(false);
-    expect((await cl.call<{ applied: boolean }>(Op.CACHE_REPLACE_IF_EQUALS, { cache: 'c', key, expected: s('a'), value: s('b'), seq: cl.nextSeq() })).applied).toBe(true);
-    const old = await cl.call<{ value: Uint8Array }>(Op.CACHE_GET_AND_PUT, { cache: 'c', key, value: s('c'), seq: cl.nextSeq() });
-    expect(dec.decode(old.value)).toBe('b');
-    expect((await cl.call<{ found: boolean }>(Op.CACHE_CONTAINS_KEY, { cache: 'c', key })).found).toBe(true);
-    const removed = await cl.call<{ value: Uint8Array }>(Op.CACHE_GET_AND_REMOVE, { cache: 'c', key, seq: cl.nextSeq() });
-    expect(dec.decode(removed.value)).toBe('c');
-    expect((await cl.call<{ found: boolean }>(Op.CACHE_CONTAINS_KEY, { cache: 'c', key })).found).toBe(false);
+    const cache = cl.cache<string, string>('c');
+    const key = 'cond';
+    expect(await cache.putIfAbsent(key, 'a')).toBe(true);
+    expect(await cache.putIfAbsent(key, 'b')).toBe(false);
+    expect(await cache.replaceIfEquals(key, 'x', 'b')).toBe(false);
+    expect(await cache.replaceIfEquals(key, 'a', 'b')).toBe(true);
+    expect(await cache.getAndPut(key, 'c')).toBe('b');
+    expect(await cache.containsKey(key)).toBe(true);
+    expect(await cache.getAndRemove(key)).toBe('c');
+    expect(await cache.containsKey(key)).toBe(false);
   });
 
   it('a cache created on one node has its TTL on every node; the sweep removes expired entries', async () => {
-    await cl.once(Op.CACHE_CREATE, { cache: 'ttl', config: { ttlMs: 150 } }, 3000, c.endpoints[0]);
+    const ttl = cl.cache<string, string>('ttl');
+    // The create request reaches one node; the others learn the config from it.
+    await ttl.create({ ttlMs: 150 });
     for (const id of c.nodeIds) expect(c.node(id).store.cacheConfig('ttl')).toEqual({ ttlMs: 150 });
     const keys = Array.from({ length: 20 }, (_, i) => `t${i}`);
-    for (const k of keys) await cl.call(Op.CACHE_PUT, { cache: 'ttl', key: encodeKey(k), value: enc.encode(k), seq: cl.nextSeq() });
+    for (const k of keys) await ttl.put(k, k);
     const expiredBefore = c.nodeIds.reduce((n, id) => n + c.node(id).store.stats().expired, 0);
     // Without any access, the background sweep removes them from primaries and backups.
     await poll(() => c.nodeIds.reduce((n, id) => n + c.node(id).store.stats().expired, 0) >= expiredBefore + 2 * keys.length);
-    const r = await cl.call<{ value: Uint8Array | null }>(Op.CACHE_GET, { cache: 'ttl', key: encodeKey('t0') });
-    expect(r.value).toBeNull();
+    expect(await ttl.get('t0')).toBeUndefined();
   });
 
   it('the per-node entry bound evicts least recently used entries and counts them', async () => {
+    const lru = cl.cache<string, Uint8Array>('lru', { serializer: bytesSerializer });
     const value = new Uint8Array(10);
-    for (let i = 0; i < 900; i++) await cl.call(Op.CACHE_PUT, { cache: 'lru', key: encodeKey(`e${i}`), value, seq: cl.nextSeq() });
+    for (let i = 0; i < 900; i++) await lru.put(`e${i}`, value);
     for (const id of c.nodeIds) expect(c.node(id).store.stats().entries).toBeLessThanOrEqual(500);
     const evictions = c.nodeIds.reduce((n, id) => n + c.node(id).store.stats().evictions, 0);
     expect(evictions).toBeGreaterThan(0);
@@ -106,7 +98,8 @@ describe('cache operations, expiry, eviction and operating endpoints', () => {
   it('/health/ready is false while a restarted node catches up, true after', async () => {
     const id = c.nodeIds[2]!;
     // Give the node data to pull.
-    for (let p = 0; p < 40; p++) await cl.call(Op.CACHE_PUT, { cache: 'r', key: encodeKey(`r${p}`), value: enc.encode('x'), seq: cl.nextSeq() });
+    const r = cl.cache<string, string>('r');
+    for (let p = 0; p < 40; p++) await r.put(`r${p}`, 'x');
     const node = await c.restart(id);
     expect(node.isReady()).toBe(false);
     await c.waitForStable();
