@@ -279,7 +279,9 @@ export class GridClient extends EventEmitter<GridClientEvents> {
     this.locks.clear();
     await this.invoker.whenIdle();
     this.partitionService.close();
-    await this.manager.close(this.cfg.operationTimeout);
+    // Every user operation has finished: what may still be pending is the client's own traffic
+    // (a map refresh, a heartbeat), possibly waiting on a hung node. Close without waiting for it.
+    await this.manager.close(0);
     this.removeAllListeners();
   }
 }
