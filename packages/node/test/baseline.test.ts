@@ -1,8 +1,10 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { computeAssignment, diffAssignments, encodeKey, partitionOf } from '@gridlink/affinity';
 import { ErrorCode, Op, ResponseFlag } from '@gridlink/protocol';
+import { PartitionLostError, bytesSerializer, type GridCache, type GridClient } from '@gridlink/client';
 import { LocalCluster, type TopologyRecord } from '@gridlink/node';
-import { GridError, TestClusterClient, TestConnection } from './helpers/client.js';
+import { TestConnection } from './helpers/client.js';
+import { connectClient } from './helpers/grid.js';
 
 const P = 64;
 const enc = new TextEncoder();
@@ -18,36 +20,44 @@ function totalTransfers(c: LocalCluster): number {
 
 describe('baseline topology and rebalancing', () => {
   let cluster: LocalCluster | undefined;
-  const clients: TestClusterClient[] = [];
+  const clients: GridClient[] = [];
+  const raws: TestConnection[] = [];
   afterEach(async () => {
-    for (const c of clients.splice(0)) c.close();
+    await Promise.all(clients.splice(0).map((c) => c.close()));
+    for (const r of raws.splice(0)) r.close();
     await cluster?.stop();
     cluster = undefined;
   });
 
-  function client(c: LocalCluster): TestClusterClient {
-    const cl = new TestClusterClient(() => c.endpoints);
+  /** Cache 'b' (raw bytes, so the wire-level reads below decode the same values) of a new client. */
+  async function client(endpoints: string[]): Promise<GridCache<string, Uint8Array>> {
+    const cl = await connectClient(endpoints);
     clients.push(cl);
-    return cl;
+    return cl.cache<string, Uint8Array>('b', { serializer: bytesSerializer });
   }
 
-  async function fill(cl: TestClusterClient, n: number, tag: string): Promise<void> {
+  async function fill(cl: GridCache<string, Uint8Array>, n: number, tag: string): Promise<void> {
+    for (let i = 0; i < n; i++) await cl.put(`k${i}`, enc.encode(`${tag}${i}`));
+  }
+
+  async function check(cl: GridCache<string, Uint8Array>, n: number, tag: string): Promise<void> {
     for (let i = 0; i < n; i++) {
-      await cl.call(Op.CACHE_PUT, { cache: 'b', key: encodeKey(`k${i}`), value: enc.encode(`${tag}${i}`), seq: cl.nextSeq() });
+      const v = await cl.get(`k${i}`);
+      expect(v && dec.decode(v)).toBe(`${tag}${i}`);
     }
   }
 
-  async function check(cl: TestClusterClient, n: number, tag: string): Promise<void> {
-    for (let i = 0; i < n; i++) {
-      const r = await cl.call<{ value: Uint8Array | null }>(Op.CACHE_GET, { cache: 'b', key: encodeKey(`k${i}`) });
-      expect(r.value && dec.decode(r.value)).toBe(`${tag}${i}`);
-    }
+  /** The client's typed error for a lost partition, naming the partition and the wire code. */
+  function expectLost(err: unknown, partition: number): void {
+    expect(err).toBeInstanceOf(PartitionLostError);
+    expect((err as PartitionLostError).wireCode).toBe(ErrorCode.PARTITION_LOST);
+    expect((err as PartitionLostError).partition).toBe(partition);
   }
 
   it('adding and removing nodes moves exactly the partitions the affinity diff names', async () => {
     const c = await LocalCluster.start({ nodes: 3, backups: 1, partitions: P, autoAdjust: { enabled: false } });
     cluster = c;
-    const cl = client(c);
+    const cl = await client(c.endpoints);
     await fill(cl, 100, 'a');
     const t1 = c.topology();
 
@@ -134,7 +144,7 @@ describe('baseline topology and rebalancing', () => {
   it('a lost partition fails with PARTITION_LOST (not empty data) until reset', async () => {
     const c = await LocalCluster.start({ nodes: 3, backups: 1, partitions: P, autoAdjust: { enabled: false } });
     cluster = c;
-    const cl = client(c);
+    const cl = await client(c.endpoints);
     await fill(cl, 60, 'x');
     const [n1, n2, n3] = c.nodeIds as [string, string, string];
     const t = c.topology();
@@ -148,53 +158,46 @@ describe('baseline topology and rebalancing', () => {
     await c.waitForTopology((x) => x.members[n1] === undefined && x.members[n2] === undefined);
     const lp = partitionOf(lostKey, P);
     expect(c.topology().lost).toContain(lp);
-    const err = await cl.call(Op.CACHE_GET, { cache: 'b', key: encodeKey(lostKey) }).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(GridError);
-    expect((err as GridError).code).toBe(ErrorCode.PARTITION_LOST);
-    expect((err as GridError).payload.partition).toBe(lp);
-    const err2 = await cl.call(Op.CACHE_PUT, { cache: 'b', key: encodeKey(lostKey), value: enc.encode('z'), seq: cl.nextSeq() }).catch((e: unknown) => e);
-    expect((err2 as GridError).code).toBe(ErrorCode.PARTITION_LOST);
+    expectLost(await cl.get(lostKey).catch((e: unknown) => e), lp);
+    expectLost(await cl.put(lostKey, enc.encode('z')).catch((e: unknown) => e), lp);
     if (safeKey !== undefined) {
-      const r = await cl.call<{ value: Uint8Array }>(Op.CACHE_GET, { cache: 'b', key: encodeKey(safeKey) });
-      expect(dec.decode(r.value)).toBe(`x${safeKey.slice(1)}`);
+      const v = await cl.get(safeKey);
+      expect(v && dec.decode(v)).toBe(`x${safeKey.slice(1)}`);
     }
     // A returning (empty) owner does not make the partition readable as empty.
     await c.restart(n1);
     await c.waitForTopology((x) => x.members[n1] !== undefined);
-    const err3 = await cl.call(Op.CACHE_GET, { cache: 'b', key: encodeKey(lostKey) }).catch((e: unknown) => e);
-    expect((err3 as GridError).code).toBe(ErrorCode.PARTITION_LOST);
+    expectLost(await cl.get(lostKey).catch((e: unknown) => e), lp);
     // The operator accepts the loss.
     await c.resetLostPartitions();
     await c.waitForTopology((x) => x.lost.length === 0 && (x.owners[lp] ?? []).length > 0);
-    const r = await cl.call<{ value: Uint8Array | null }>(Op.CACHE_GET, { cache: 'b', key: encodeKey(lostKey) });
-    expect(r.value).toBeNull();
+    expect(await cl.get(lostKey)).toBeUndefined();
   });
 
   it('a node returning after the baseline moved on without it serves none of its old data', async () => {
     const c = await LocalCluster.start({ nodes: 3, backups: 1, partitions: P, autoAdjust: { enabled: false } });
     cluster = c;
-    const cl = client(c);
+    const cl = await client(c.endpoints);
     await fill(cl, 60, 'old');
     const victim = c.nodeIds[0]!;
     c.hang(victim);
     await c.waitForTopology((t) => t.members[victim] === undefined);
     await c.setBaseline(c.nodeIds.filter((id) => id !== victim));
     await c.waitForStable(10_000, c.nodeIds.filter((id) => id !== victim));
-    // (a client without heartbeats: keep it off the frozen node)
-    const others = new TestClusterClient(() => c.nodeIds.filter((id) => id !== victim).map((id) => c.endpointOf(id)));
-    clients.push(others);
+    const others = await client(c.nodeIds.filter((id) => id !== victim).map((id) => c.endpointOf(id)));
     await fill(others, 60, 'new');
     c.resume(victim);
     await c.waitForStable();
     expect(c.node(victim).partitionCounts().owned).toBe(0);
     expect(c.node(victim).store.heldPartitions()).toEqual([]);
+    // On the wire, through the returned node: every read is forwarded to the new owners.
     const direct = await TestConnection.connect(c.endpointOf(victim));
+    raws.push(direct);
     for (let i = 0; i < 60; i++) {
       const f = await direct.request(Op.CACHE_GET, { cache: 'b', key: encodeKey(`k${i}`) });
       expect(f.flags & ResponseFlag.ERROR).toBe(0);
       expect(f.flags & ResponseFlag.FORWARDED).not.toBe(0);
       expect(dec.decode((f.payload as { value: Uint8Array }).value)).toBe(`new${i}`);
     }
-    direct.close();
   });
 });
