@@ -1,9 +1,10 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { encodeKey, partitionOf } from '@gridlink/affinity';
-import { GridClient, LockNotHeldError, LockTimeoutError } from '@gridlink/client';
+import { LockNotHeldError, LockTimeoutError, type GridClient } from '@gridlink/client';
 import { Op, type LockResult } from '@gridlink/protocol';
 import { LocalCluster } from '@gridlink/node';
 import { TestConnection } from './helpers/client.js';
+import { connectClient } from './helpers/grid.js';
 
 const P = 16;
 
@@ -22,14 +23,7 @@ describe('locks', () => {
 
   /** One client (one session) with short failure detection, as the tests kill primaries. */
   async function client(c: LocalCluster): Promise<GridClient> {
-    const cl = await GridClient.connect({
-      endpoints: c.endpoints,
-      heartbeatInterval: 100,
-      heartbeatTimeout: 600,
-      requestTimeout: 400,
-      operationTimeout: 15_000,
-      reconnect: { minDelay: 20, maxDelay: 300 },
-    });
+    const cl = await connectClient(c.endpoints);
     clients.push(cl);
     return cl;
   }

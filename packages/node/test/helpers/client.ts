@@ -8,7 +8,6 @@ import tls from 'node:tls';
 import { randomUUID } from 'node:crypto';
 import {
   ALL_FEATURES,
-  ErrorCode,
   FrameDecoder,
   FrameKind,
   MAGIC,
@@ -198,4 +197,3 @@ export class TestClusterClient {
   }
 }
 
-export { ErrorCode };
