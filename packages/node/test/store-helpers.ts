@@ -1,3 +1,4 @@
+import { MUTATING_OPS, Op } from '@gridlink/protocol';
 import { NodeStore, type StoreOptions } from '../src/store/index.js';
 
 export class FakeClock {
@@ -19,3 +20,6 @@ export function makeStore(opts: StoreOptions = {}): { store: NodeStore; clock: F
   const clock = new FakeClock();
   return { store: new NodeStore({ clock, ...opts }), clock };
 }
+
+/** Every mutating cache op (the protocol's mutating ops other than locks), for generators. */
+export const CACHE_MUTATIONS: readonly Op[] = [...MUTATING_OPS].filter((op) => op < Op.LOCK_TRY_ACQUIRE);

@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import { decode, encode } from '@msgpack/msgpack';
 import { ErrorCode, Op } from '@gridlink/protocol';
 import { StoreError } from '../src/store/index.js';
-import { b, makeStore, s } from './store-helpers.js';
+import { CACHE_MUTATIONS, b, makeStore, s } from './store-helpers.js';
 
 const PARTS = [0, 1];
 const CACHES = ['plain', 'ttl'];
@@ -23,19 +23,6 @@ type Cmd =
 
 // Few distinct durations, so reads often land exactly on an expiry instant.
 const ttlArb = fc.option(fc.constantFrom(0, 5, 10, 20, 40), { nil: undefined });
-const MUT_OPS = [
-  Op.CACHE_PUT,
-  Op.CACHE_PUT_ALL,
-  Op.CACHE_PUT_IF_ABSENT,
-  Op.CACHE_REPLACE,
-  Op.CACHE_REPLACE_IF_EQUALS,
-  Op.CACHE_REMOVE,
-  Op.CACHE_REMOVE_IF_EQUALS,
-  Op.CACHE_GET_AND_PUT,
-  Op.CACHE_GET_AND_REMOVE,
-  Op.CACHE_INCREMENT,
-  Op.CACHE_CLEAR,
-] as const;
 const READ_OPS = [Op.CACHE_GET, Op.CACHE_GET_ALL, Op.CACHE_CONTAINS_KEY, Op.CACHE_SIZE, Op.CACHE_SCAN] as const;
 
 const cmdArb: fc.Arbitrary<Cmd> = fc.oneof(
@@ -43,7 +30,7 @@ const cmdArb: fc.Arbitrary<Cmd> = fc.oneof(
     weight: 6,
     arbitrary: fc.record({
       k: fc.constant('mut' as const),
-      op: fc.constantFrom(...MUT_OPS),
+      op: fc.constantFrom(...CACHE_MUTATIONS),
       p: fc.constantFrom(...PARTS),
       cache: fc.constantFrom(...CACHES),
       key: fc.constantFrom(...KEYS),

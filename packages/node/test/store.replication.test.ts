@@ -6,7 +6,7 @@ import fc from 'fast-check';
 import { decode, encode } from '@msgpack/msgpack';
 import { Op } from '@gridlink/protocol';
 import { NodeStore, StoreError, joinSnapshots, splitSnapshot, type PartitionSnapshot, type ReplicationRecord } from '../src/store/index.js';
-import { FakeClock, b } from './store-helpers.js';
+import { CACHE_MUTATIONS, FakeClock, b } from './store-helpers.js';
 
 const PARTS = [0, 1, 2];
 const CACHES = ['plain', 'ttl'];
@@ -16,19 +16,6 @@ const LOCKS = ['L0', 'L1', 'L2', 'L3']; // lock i lives in partition i % PARTS.l
 const VALUES: Uint8Array[] = [b('x'), b('y'), encode(1), encode(40)];
 const lockPart = (i: number): number => i % PARTS.length;
 
-const CACHE_OPS = [
-  Op.CACHE_PUT,
-  Op.CACHE_PUT_ALL,
-  Op.CACHE_PUT_IF_ABSENT,
-  Op.CACHE_REPLACE,
-  Op.CACHE_REPLACE_IF_EQUALS,
-  Op.CACHE_REMOVE,
-  Op.CACHE_REMOVE_IF_EQUALS,
-  Op.CACHE_GET_AND_PUT,
-  Op.CACHE_GET_AND_REMOVE,
-  Op.CACHE_INCREMENT,
-  Op.CACHE_CLEAR,
-] as const;
 const LOCK_OPS = [Op.LOCK_TRY_ACQUIRE, Op.LOCK_ACQUIRE, Op.LOCK_RELEASE, Op.LOCK_RENEW] as const;
 
 type Cmd =
@@ -41,7 +28,7 @@ type Cmd =
 
 const cacheCmd = fc.record({
   k: fc.constant('cache' as const),
-  op: fc.constantFrom(...CACHE_OPS),
+  op: fc.constantFrom(...CACHE_MUTATIONS),
   p: fc.constantFrom(...PARTS),
   cache: fc.constantFrom(...CACHES),
   key: fc.constantFrom(...KEYS),
