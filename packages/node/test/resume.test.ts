@@ -21,15 +21,15 @@ function keyPerPartition(): Uint8Array[] {
   return keys as Uint8Array[];
 }
 
-describe('a resumed node is ready when waitForStable says so', () => {
-  let cluster: LocalCluster | undefined;
-  const conns: { close(): void }[] = [];
-  afterEach(async () => {
-    for (const c of conns.splice(0)) c.close();
-    await cluster?.stop();
-    cluster = undefined;
-  });
+let cluster: LocalCluster | undefined;
+const conns: { close(): void }[] = [];
+afterEach(async () => {
+  for (const c of conns.splice(0)) c.close();
+  await cluster?.stop();
+  cluster = undefined;
+});
 
+describe('a resumed node is ready when waitForStable says so', () => {
   it('hang → lock ops elsewhere → resume → waitForStable: every node answers for its partitions at once, without NOT_PRIMARY', async () => {
     const c = await LocalCluster.start({ nodes: 3, backups: 1, partitions: P, autoAdjust: { enabled: false } });
     cluster = c;
@@ -77,14 +77,6 @@ describe('a resumed node is ready when waitForStable says so', () => {
 });
 
 describe('a forward abandoned because the primary changed', () => {
-  let cluster: LocalCluster | undefined;
-  const conns: { close(): void }[] = [];
-  afterEach(async () => {
-    for (const c of conns.splice(0)) c.close();
-    await cluster?.stop();
-    cluster = undefined;
-  });
-
   it('is routed again on the new topology instead of answering NOT_PRIMARY', async () => {
     const c = await LocalCluster.start({ nodes: 3, backups: 1, partitions: P, autoAdjust: { enabled: false } });
     cluster = c;
