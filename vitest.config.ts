@@ -12,6 +12,10 @@ export default defineConfig({
       '@gridlink/node': pkg('node'),
       '@gridlink/client': pkg('client'),
       '@gridlink/testkit': pkg('testkit'),
+      '@gridlink/dedupe': pkg('dedupe'),
+      '@gridlink/express': pkg('express'),
+      '@gridlink/nest': pkg('nest'),
+      '@gridlink/messaging': pkg('messaging'),
     },
   },
   test: {
