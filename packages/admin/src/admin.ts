@@ -46,7 +46,10 @@ export type MemberState = 'member' | 'joining' | 'offline';
 
 export interface MemberStatus {
   id: string;
-  /** member: in the topology; joining: lease held, not yet in the topology; offline: in the baseline, no lease. */
+  /**
+   * member: in the topology; joining: lease renewed while sampling, not yet in the topology;
+   * offline: in the baseline (or a lease left behind) without renewals.
+   */
   state: MemberState;
   zone: string | null;
   address: string | null;
@@ -121,8 +124,9 @@ export async function clusterStatus(cp: ControlPlane, o: StatusOptions = {}): Pr
       const m = rec.members[id];
       const lease = leaseById.get(id);
       const addr = m ?? lease ?? rec.addresses[id];
-      const state: MemberState = m ? 'member' : lease ? 'joining' : 'offline';
       const at = renewedAt.get(id);
+      // A lease left behind by a killed node stays in the store: joining means renewing.
+      const state: MemberState = m ? 'member' : lease && at !== undefined ? 'joining' : 'offline';
       const leaseAgeMs = at !== undefined ? t - at : null;
       let ready = state === 'member' && (sampleMs === 0 || leaseAgeMs !== null) && (lease === undefined || lease.epoch === m?.epoch);
       let readySource: MemberStatus['readySource'] = 'control-plane';

@@ -23,7 +23,7 @@ export async function connectControlPlane(
   if (servers.length === 0 || !servers.every((s) => /^(nats|tls):\/\/[^\s/]+\/?$/.test(s))) {
     throw new AdminUsageError('--control-plane', `expected nats://host:port (comma-separated for several servers), got "${url}"`);
   }
-  const load = o.load ?? (async () => await import('@gridlink/node'));
+  const load = o.load ?? (async (): Promise<NatsControlPlaneModule> => await import('@gridlink/node'));
   const mod = await load();
   const Nats = mod['NatsControlPlane'] as
     | (((new (opts: unknown) => unknown) & { connect?: (opts: unknown) => Promise<unknown> }) | undefined);
