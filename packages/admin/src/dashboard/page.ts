@@ -72,10 +72,12 @@ export const APP_JS = `'use strict';
 (function () {
   var topo = null;
   var metrics = {};
+  // Colours by first sight (golden-angle hues): distinct for every node, stable while the page lives.
+  var colours = {};
+  var seen = 0;
   function colour(id) {
-    var h = 0;
-    for (var i = 0; i < id.length; i++) h = (h * 31 + id.charCodeAt(i)) >>> 0;
-    return 'hsl(' + (h % 360) + ', 62%, 52%)';
+    if (!colours[id]) colours[id] = 'hsl(' + Math.round((seen++ * 137.508 + 200) % 360) + ', 62%, 50%)';
+    return colours[id];
   }
   function el(tag, attrs, text) {
     var e = document.createElement(tag);
