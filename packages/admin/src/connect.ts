@@ -13,12 +13,22 @@ type NatsControlPlaneModule = Record<string, unknown>;
  * package's NatsControlPlane (JetStream KV), loaded at run time so that this package works with
  * any @gridlink/node that ships it. Accepted shapes: a static `connect(options)` returning the
  * control plane, or a constructor taking the options (with an optional `connect()`/`start()`);
- * options are `{ servers, bucket }`. A `close()` on the result is called when the command ends.
+ * options are `{ servers, bucket, token | user + pass | credsFile, connectTimeoutMs }`. A `close()` on the result is called when the command ends.
  */
-export async function connectControlPlane(
-  url: string,
-  o: { bucket?: string; timeoutMs?: number; load?: () => Promise<NatsControlPlaneModule> } = {},
-): Promise<ConnectedControlPlane> {
+export interface ConnectOptions {
+  bucket?: string;
+  /** Give up connecting after this long. Default 10 s. */
+  timeoutMs?: number;
+  /** NATS credentials: a token, user + password, or a .creds file. */
+  token?: string;
+  user?: string;
+  pass?: string;
+  credsFile?: string;
+  /** Where NatsControlPlane comes from. Default: the installed @gridlink/node. */
+  load?: () => Promise<NatsControlPlaneModule>;
+}
+
+export async function connectControlPlane(url: string, o: ConnectOptions = {}): Promise<ConnectedControlPlane> {
   const servers = url.split(',').map((s) => s.trim()).filter((s) => s !== '');
   if (servers.length === 0 || !servers.every((s) => /^(nats|tls):\/\/[^\s/]+\/?$/.test(s))) {
     throw new AdminUsageError('--control-plane', `expected nats://host:port (comma-separated for several servers), got "${url}"`);
@@ -30,9 +40,9 @@ export async function connectControlPlane(
   if (typeof Nats !== 'function') {
     throw new ControlPlaneUnreachableError('this @gridlink/node has no NatsControlPlane export: the NATS control plane is not available');
   }
-  const options: Record<string, unknown> = { servers };
-  if (o.bucket !== undefined) options['bucket'] = o.bucket;
   const timeoutMs = o.timeoutMs ?? 10_000;
+  const options: Record<string, unknown> = { servers, name: 'gridlink-admin', connectTimeoutMs: timeoutMs, requestTimeoutMs: Math.min(timeoutMs, 5000) };
+  for (const k of ['bucket', 'token', 'user', 'pass', 'credsFile'] as const) if (o[k] !== undefined) options[k] = o[k];
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new ControlPlaneUnreachableError(`could not connect to ${url} within ${timeoutMs} ms`)), timeoutMs);

@@ -45,7 +45,7 @@ export {
   type NodeSafety,
   type DecommissionResult,
 } from './admin.js';
-export { connectControlPlane, type ConnectedControlPlane } from './connect.js';
+export { connectControlPlane, type ConnectedControlPlane, type ConnectOptions } from './connect.js';
 export { runCli, type CliIo, type CliDeps } from './run.js';
 export { startDashboard, topologyView, type Dashboard, type DashboardOptions, type TopologyView, type NodeMetricsView } from './dashboard/server.js';
 export { parsePrometheus, sumOf, type Sample } from './prometheus.js';

@@ -21,7 +21,7 @@ import {
   type SafeReport,
 } from './admin.js';
 import { readTopology } from './control.js';
-import { connectControlPlane, type ConnectedControlPlane } from './connect.js';
+import { connectControlPlane, type ConnectedControlPlane, type ConnectOptions } from './connect.js';
 import { startDashboard } from './dashboard/server.js';
 import { formatDuration, parseDuration } from './duration.js';
 import { AdminError, AdminUsageError, ExitCode } from './errors.js';
@@ -48,6 +48,10 @@ type OptionSpec = NonNullable<ParseArgsConfig['options']>;
 const COMMON: OptionSpec = {
   'control-plane': { type: 'string' },
   bucket: { type: 'string' },
+  'nats-token': { type: 'string' },
+  'nats-user': { type: 'string' },
+  'nats-pass': { type: 'string' },
+  'nats-creds': { type: 'string' },
   output: { type: 'string', short: 'o' },
   json: { type: 'boolean' },
   timeout: { type: 'string' },
@@ -68,7 +72,9 @@ const VERB_OPTIONS: Record<string, OptionSpec> = {
 
 const COMMON_HELP = `common options:
   --control-plane <url>   nats://host:port[,nats://...] (env GRIDLINK_CONTROL_PLANE)
-  --bucket <name>         control plane KV bucket (env GRIDLINK_BUCKET; default: the node's default)
+  --bucket <name>         control plane KV bucket (env GRIDLINK_BUCKET; default: gridlink)
+  --nats-token <t> | --nats-user <u> --nats-pass <p> | --nats-creds <file>
+                          NATS credentials (env GRIDLINK_NATS_TOKEN, _USER, _PASS, _CREDS)
   --output table|json     output format (default table); --json is short for --output json
   --timeout <dur>         bound on each control plane call (default 10s)
   --http-port <n>         nodes' HTTP port (/health, /metrics) on each member's host
@@ -263,8 +269,19 @@ export async function runCli(argv: string[], io: CliIo, deps: CliDeps = {}): Pro
     if (!cp) {
       const url = (p.values['control-plane'] as string | undefined) ?? env['GRIDLINK_CONTROL_PLANE'];
       if (url === undefined || url === '') throw new AdminUsageError('--control-plane', 'missing (or set GRIDLINK_CONTROL_PLANE)');
-      const bucket = (p.values['bucket'] as string | undefined) ?? env['GRIDLINK_BUCKET'];
-      conn = await connectControlPlane(url, { timeoutMs: p.timeoutMs, ...(bucket ? { bucket } : {}) });
+      const opt = (flag: string): string | undefined => {
+        const v = (p.values[flag] as string | undefined) ?? env['GRIDLINK_' + flag.toUpperCase().replace(/-/g, '_')];
+        return v === '' ? undefined : v;
+      };
+      const o: ConnectOptions = { timeoutMs: p.timeoutMs };
+      const pairs: [keyof ConnectOptions, string][] = [['bucket', 'bucket'], ['token', 'nats-token'], ['user', 'nats-user'], ['pass', 'nats-pass'], ['credsFile', 'nats-creds']];
+      for (const [k, flag] of pairs) {
+        const v = opt(flag);
+        if (v !== undefined) (o as Record<string, unknown>)[k] = v;
+      }
+      if ((o.user === undefined) !== (o.pass === undefined)) throw new AdminUsageError(o.user === undefined ? '--nats-user' : '--nats-pass', '--nats-user and --nats-pass go together');
+      if ([o.token, o.user, o.credsFile].filter((x) => x !== undefined).length > 1) throw new AdminUsageError('--nats-token', 'give one of --nats-token, --nats-user/--nats-pass, --nats-creds');
+      conn = await connectControlPlane(url, o);
       cp = conn.controlPlane;
     }
     return await run(cp);
