@@ -173,6 +173,29 @@ describe('admin verbs on a real embedded cluster', () => {
     expect((await cli(cluster, ['safe', '--wait', '--wait-timeout', '5s'])).code).toBe(0);
   });
 
+  it('dashboard verb serves the page until its signal aborts, then exits 0', async () => {
+    const abort = new AbortController();
+    let out = '';
+    let url = '';
+    const running = runCli(['dashboard', '--port', '0', '--interval', '200ms'], { stdout: (t) => (out += t), stderr: () => undefined }, {
+      controlPlane: cluster.controlPlane,
+      signal: abort.signal,
+      onDashboard: (u) => (url = u),
+    });
+    const deadline = Date.now() + 10_000;
+    while (url === '' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/$/);
+    const page = await fetch(url);
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain('<title>gridlink dashboard</title>');
+    const topo = (await (await fetch(new URL('/api/topology', url))).json()) as { version: number };
+    expect(topo.version).toBe(cluster.topologyVersion);
+    abort.abort();
+    expect(await running).toBe(0);
+    expect(out).toContain(url);
+    await expect(fetch(url)).rejects.toThrow();
+  });
+
   it('usage errors name the argument and exit 1; --help per verb exits 0', async () => {
     const cases: [string[], string][] = [
       [['frobnicate'], 'verb'],
