@@ -265,22 +265,22 @@ export async function runCli(argv: string[], io: CliIo, deps: CliDeps = {}): Pro
     // Validate the verb's own arguments before connecting anywhere.
     const run = prepare(p, http, io, deps);
     const env = deps.env ?? process.env;
+    const opt = (flag: string): string | undefined => {
+      const v = (p.values[flag] as string | undefined) ?? env['GRIDLINK_' + flag.toUpperCase().replace(/-/g, '_')];
+      return v === '' ? undefined : v;
+    };
+    const o: ConnectOptions = { timeoutMs: p.timeoutMs };
+    const pairs: [keyof ConnectOptions, string][] = [['bucket', 'bucket'], ['token', 'nats-token'], ['user', 'nats-user'], ['pass', 'nats-pass'], ['credsFile', 'nats-creds']];
+    for (const [k, flag] of pairs) {
+      const v = opt(flag);
+      if (v !== undefined) (o as Record<string, unknown>)[k] = v;
+    }
+    if ((o.user === undefined) !== (o.pass === undefined)) throw new AdminUsageError(o.user === undefined ? '--nats-user' : '--nats-pass', '--nats-user and --nats-pass go together');
+    if ([o.token, o.user, o.credsFile].filter((x) => x !== undefined).length > 1) throw new AdminUsageError('--nats-token', 'give one of --nats-token, --nats-user/--nats-pass, --nats-creds');
     let cp = deps.controlPlane;
     if (!cp) {
-      const url = (p.values['control-plane'] as string | undefined) ?? env['GRIDLINK_CONTROL_PLANE'];
-      if (url === undefined || url === '') throw new AdminUsageError('--control-plane', 'missing (or set GRIDLINK_CONTROL_PLANE)');
-      const opt = (flag: string): string | undefined => {
-        const v = (p.values[flag] as string | undefined) ?? env['GRIDLINK_' + flag.toUpperCase().replace(/-/g, '_')];
-        return v === '' ? undefined : v;
-      };
-      const o: ConnectOptions = { timeoutMs: p.timeoutMs };
-      const pairs: [keyof ConnectOptions, string][] = [['bucket', 'bucket'], ['token', 'nats-token'], ['user', 'nats-user'], ['pass', 'nats-pass'], ['credsFile', 'nats-creds']];
-      for (const [k, flag] of pairs) {
-        const v = opt(flag);
-        if (v !== undefined) (o as Record<string, unknown>)[k] = v;
-      }
-      if ((o.user === undefined) !== (o.pass === undefined)) throw new AdminUsageError(o.user === undefined ? '--nats-user' : '--nats-pass', '--nats-user and --nats-pass go together');
-      if ([o.token, o.user, o.credsFile].filter((x) => x !== undefined).length > 1) throw new AdminUsageError('--nats-token', 'give one of --nats-token, --nats-user/--nats-pass, --nats-creds');
+      const url = opt('control-plane');
+      if (url === undefined) throw new AdminUsageError('--control-plane', 'missing (or set GRIDLINK_CONTROL_PLANE)');
       conn = await connectControlPlane(url, o);
       cp = conn.controlPlane;
     }

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GridClient } from '@gridlink/client';
 import { LocalCluster, type TopologyRecord } from '@gridlink/node';
-import { changeBaseline, checkSafe, clusterStatus, runCli, type HttpLocator } from '@gridlink/admin';
+import { changeBaseline, checkSafe, clusterStatus, runCli, updateTopology, type HttpLocator } from '@gridlink/admin';
 
 interface CliRun {
   code: number;
@@ -153,6 +153,22 @@ describe('admin verbs on a real embedded cluster', () => {
     expect(cluster.topology().autoAdjust.enabled).toBe(false);
   });
 
+  it('concurrent operator writes and the live coordinator lose no update (compare-and-set on the revision)', async () => {
+    await updateTopology(cluster.controlPlane, (t) => ({ ...t, autoAdjust: { enabled: false, softTimeoutMs: 0, hardTimeoutMs: 3_600_000 } }));
+    const start = cluster.topology();
+    // Each writer increments the soft timeout by one from the record it read: a lost update shows as a smaller total.
+    const writes = await Promise.all(
+      Array.from({ length: 12 }, () => updateTopology(cluster.controlPlane, (t) => ({ ...t, autoAdjust: { ...t.autoAdjust, softTimeoutMs: t.autoAdjust.softTimeoutMs + 1 } }))),
+    );
+    const end = cluster.topology();
+    expect(end.autoAdjust.softTimeoutMs).toBe(12);
+    expect(new Set(writes.map((w) => w.record.version)).size).toBe(12);
+    expect(end.version).toBeGreaterThanOrEqual(start.version + 12);
+    // The coordinator keeps building on operator records: the cluster is still balanced and served.
+    await cluster.waitForStable(10_000);
+    expect(await client.cache<string, number>('data').get('k3')).toBe(3);
+  });
+
   it('caches lists name, config and the size the nodes report', async () => {
     const sessions = client.cache<string, string>('sessions');
     await Promise.all(['a', 'b', 'c'].map((k) => sessions.put(k, k)));
@@ -213,6 +229,8 @@ describe('admin verbs on a real embedded cluster', () => {
       [['decommission'], '<id>'],
       [['dashboard', '--port', '-1'], '--port'],
       [['caches', '--yes'], '--yes'],
+      [['status', '--nats-user', 'u'], '--nats-pass'],
+      [['status', '--nats-token', 't', '--nats-creds', 'f'], '--nats-token'],
     ];
     for (const [args, arg] of cases) {
       const r = await cli(cluster, args);
