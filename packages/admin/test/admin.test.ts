@@ -296,3 +296,32 @@ describe('lost partitions', () => {
     expect((await cli(cluster, ['reset-lost', '--yes'])).out).toContain('nothing to change');
   });
 });
+
+describe('decommission with no backups', () => {
+  let cluster: LocalCluster;
+  let client: GridClient;
+  beforeAll(async () => {
+    cluster = await LocalCluster.start({ nodes: 3, partitions: 32, backups: 0, autoAdjust: { enabled: false } });
+    client = await GridClient.connect({ endpoints: cluster.endpoints });
+  });
+  afterAll(async () => {
+    await client?.close();
+    await cluster?.stop();
+  });
+
+  it('builds the new copies before the node lets go, so stopping it afterwards loses nothing', async () => {
+    const cache = client.cache<string, string>('solo');
+    const keys = Array.from({ length: 300 }, (_, i) => `key-${i}`);
+    await Promise.all(keys.map((k) => cache.put(k, k.toUpperCase())));
+    expect(holders(cluster.topology(), 'node-3').length).toBeGreaterThan(0);
+
+    const r = await cli(cluster, ['decommission', 'node-3', '--yes', '--wait', '--wait-timeout', '15s']);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain('holds no partition any more');
+    await cluster.stopNode('node-3');
+    const t = await cluster.waitForTopology((x) => x.members['node-3'] === undefined);
+    expect(t.lost).toEqual([]);
+    expect(await Promise.all(keys.map((k) => cache.get(k)))).toEqual(keys.map((k) => k.toUpperCase()));
+    expect((await cli(cluster, ['status', '--sample', '0'])).code).toBe(0);
+  });
+});
