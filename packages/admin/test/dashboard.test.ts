@@ -42,9 +42,9 @@ describe('dashboard in a real browser', () => {
     load = setInterval(() => {
       for (let k = 0; k < 20; k++) void cache.put(`k${i++ % 500}`, i).catch(() => undefined);
     }, 50);
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS, timeout: 60_000 });
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS, timeout: 90_000 });
     page = await browser.newPage({ viewport: { width: 1200, height: 760 } });
-  });
+  }, 120_000);
 
   afterAll(async () => {
     clearInterval(load);
