@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { computeAssignment } from '@gridlink/affinity';
 import { initialTopology, nextTopology, type LeaseRecord, type TopologyRecord } from '@gridlink/node';
-import { AdminUsageError, baselineSpecs, formatDuration, parseDuration, parsePrometheus, partitionCounts, planBaseline, safetyOf } from '@gridlink/admin';
+import { AdminUsageError, baselineSpecs, formatDuration, nodeSafe, parseDuration, parsePrometheus, partitionCounts, planBaseline, safetyOf, topologyView } from '@gridlink/admin';
 import { ranges } from '../src/table.js';
 
 const lease = (id: string, zone?: string): LeaseRecord => ({ id, epoch: `e-${id}`, host: '127.0.0.1', port: 1000 + Number(id.slice(1)), ...(zone ? { zone } : {}), synced: {} });
@@ -120,6 +120,52 @@ describe('baseline plans', () => {
         for (const l of leases) expect(plan.perNode[l.id]!.copiesAfter).toBe(after.owners.filter((o) => o.includes(l.id)).length);
       }),
       { numRuns: 60 },
+    );
+  });
+});
+
+describe('views of any reachable topology', () => {
+  // Random histories: nodes die, come back under a new epoch, pulls complete or not.
+  const step = fc.oneof(
+    fc.record({ kind: fc.constant('kill' as const), node: fc.nat() }),
+    fc.record({ kind: fc.constant('return' as const), node: fc.nat() }),
+    fc.record({ kind: fc.constant('tick' as const), sync: fc.boolean() }),
+  );
+  it('counts, safety and the dashboard view agree with each other', () => {
+    fc.assert(
+      fc.property(clusterArb, fc.array(step, { maxLength: 12 }), (c, steps) => {
+        const ids = Array.from({ length: c.nodes }, (_, i) => `n${i + 1}`);
+        const alive = new Map(ids.map((id) => [id, lease(id)]));
+        let rec = settle(initialTopology({ clusterId: 'c', partitions: c.partitions, backups: c.backups, leases: [...alive.values()], autoAdjust: { enabled: false, softTimeoutMs: 0, hardTimeoutMs: 0 } }), [...alive.values()]);
+        let epoch = 0;
+        for (const s of steps) {
+          if (s.kind === 'kill') alive.delete(ids[s.node % ids.length]!);
+          else if (s.kind === 'return') {
+            const id = ids[s.node % ids.length]!;
+            if (!alive.has(id)) alive.set(id, { ...lease(id), epoch: `r${epoch++}` });
+          } else {
+            const ls = [...alive.values()].map((l) => {
+              const synced: Record<string, number> = {};
+              if (s.sync) rec.syncing.forEach((sy, p) => sy.forEach((e) => e.id === l.id && (synced[String(p)] = e.since)));
+              return { ...l, synced };
+            });
+            rec = nextTopology(rec, ls, 0) ?? rec;
+          }
+        }
+        const safety = safetyOf(rec);
+        const counts = partitionCounts(rec);
+        const owned = rec.owners.filter((o) => o.length > 0).length;
+        expect([...counts.values()].reduce((n, x) => n + x.primary, 0)).toBe(owned);
+        expect([...counts.values()].reduce((n, x) => n + x.moving, 0)).toBe(rec.syncing.reduce((n, s) => n + s.length, 0));
+        if (safety.safe) for (const id of Object.keys(rec.members)) expect(nodeSafe(rec, id)).toBe(true);
+        const view = topologyView(rec);
+        expect(view.state.length).toBe(rec.partitions);
+        expect([...view.state].filter((x) => x === 'l').length).toBe(safety.lost.length);
+        expect([...view.state].filter((x) => x === 'm').length).toBe(safety.moving.length);
+        expect(view.safe).toBe(safety.safe);
+        view.primary.forEach((i, p) => expect(i === -1 ? undefined : view.nodes[i]!.id).toBe(rec.owners[p]![0]));
+      }),
+      { numRuns: 80 },
     );
   });
 });
