@@ -16,6 +16,7 @@ export default defineConfig({
       '@gridlink/express': pkg('express'),
       '@gridlink/nest': pkg('nest'),
       '@gridlink/messaging': pkg('messaging'),
+      '@gridlink/admin': pkg('admin'),
     },
   },
   test: {

@@ -1,0 +1,489 @@
+/**
+ * The operator's verbs as functions over a ControlPlane. The `gridlink` command is a thin layer
+ * over these; tests and embedded setups call them directly (e.g. with a LocalCluster's control
+ * plane).
+ */
+import { CACHE_PREFIX, LEASE_PREFIX, type AutoAdjustPolicy, type ControlPlane, type LeaseRecord, type TopologyRecord } from '@gridlink/node';
+import { AdminRefusedError, AdminUsageError } from './errors.js';
+import { DEFAULT_TIMEOUT_MS, readTopology, updateTopology, withTimeout } from './control.js';
+import {
+  autoAdjustCountdown,
+  baselineIds,
+  baselineSpecs,
+  liveIds,
+  nodeSafe,
+  partitionCounts,
+  planBaseline,
+  safetyOf,
+  type BaselinePlan,
+  type PartitionCounts,
+} from './model.js';
+
+/** Base URL (`http://host:port`) of a node's HTTP server (/health, /metrics), when known. */
+export type HttpLocator = (id: string, address: { host: string; port: number }) => string | undefined;
+
+export interface AdminOptions {
+  /** Bound on each control plane call. Default 10 s. */
+  timeoutMs?: number;
+  /** Where each node's HTTP server is; without it health is derived from the control plane only. */
+  http?: HttpLocator;
+}
+
+/** GET a node's HTTP path: the status code, or null when the node did not answer. */
+export async function probeHttp(base: string, path: string, timeoutMs = 2000): Promise<{ status: number; body: string } | null> {
+  try {
+    const res = await fetch(new URL(path, base), { signal: AbortSignal.timeout(timeoutMs) });
+    return { status: res.status, body: await res.text() };
+  } catch {
+    return null;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// status
+
+export type MemberState = 'member' | 'joining' | 'offline';
+
+export interface MemberStatus {
+  id: string;
+  /**
+   * member: in the topology; joining: lease renewed while sampling, not yet in the topology;
+   * offline: in the baseline (or a lease left behind) without renewals.
+   */
+  state: MemberState;
+  zone: string | null;
+  address: string | null;
+  epoch: string | null;
+  /** Time since the last lease renewal seen while sampling; null when none was seen. */
+  leaseAgeMs: number | null;
+  ready: boolean;
+  /** Where `ready` came from: the node's /health/ready, or the control plane. */
+  readySource: 'http' | 'control-plane';
+  inBaseline: boolean;
+  partitions: PartitionCounts;
+}
+
+export interface ClusterStatus {
+  clusterId: string;
+  topologyVersion: number;
+  partitions: number;
+  backups: number;
+  members: MemberStatus[];
+  baseline: string[];
+  live: string[];
+  /** Baseline nodes without a live lease. */
+  offline: string[];
+  /** Live nodes outside the baseline (they hold no data until the baseline includes them). */
+  outsideBaseline: string[];
+  lost: number[];
+  moving: number[];
+  underReplicated: number[];
+  autoAdjust: AutoAdjustPolicy & { pending: boolean; countdownMs: number | null };
+  /** No partition lost, moving or under-replicated. */
+  safe: boolean;
+}
+
+export interface StatusOptions extends AdminOptions {
+  /** How long to watch lease renewals to judge each lease's age. Default 600 ms; 0 skips it. */
+  sampleMs?: number;
+  now?: () => number;
+}
+
+export async function clusterStatus(cp: ControlPlane, o: StatusOptions = {}): Promise<ClusterStatus> {
+  const timeoutMs = o.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const sampleMs = o.sampleMs ?? 600;
+  const now = o.now ?? Date.now;
+  const renewedAt = new Map<string, number>();
+  const listedRevision = new Map<string, number>();
+  const pending: { id: string; revision: number; at: number }[] = [];
+  // Only a revision newer than the one listed counts as a renewal: a watch that replays current
+  // values (as a JetStream KV watch may) must not make a dead lease look fresh.
+  const unwatch = cp.watch<LeaseRecord>(LEASE_PREFIX, (e) => {
+    if (e.type === 'put') pending.push({ id: e.key.slice(LEASE_PREFIX.length), revision: e.revision, at: now() });
+  });
+  let leases: LeaseRecord[];
+  let rec: TopologyRecord;
+  try {
+    const listed = await withTimeout('a lease listing', timeoutMs, () => cp.list<LeaseRecord>(LEASE_PREFIX));
+    for (const e of listed) listedRevision.set(e.key.slice(LEASE_PREFIX.length), e.revision);
+    leases = listed.map((e) => e.value);
+    if (sampleMs > 0) await new Promise((r) => setTimeout(r, sampleMs));
+    rec = (await readTopology(cp, timeoutMs)).value;
+  } finally {
+    unwatch();
+  }
+  for (const p of pending) if (p.revision > (listedRevision.get(p.id) ?? 0)) renewedAt.set(p.id, p.at);
+  const t = now();
+  const leaseById = new Map(leases.map((l) => [l.id, l]));
+  const counts = partitionCounts(rec);
+  const baseline = baselineIds(rec);
+  const live = liveIds(rec);
+  const ids = [...new Set([...live, ...leaseById.keys(), ...baseline])].sort();
+  const members = await Promise.all(
+    ids.map(async (id): Promise<MemberStatus> => {
+      const m = rec.members[id];
+      const lease = leaseById.get(id);
+      const addr = m ?? lease ?? rec.addresses[id];
+      const at = renewedAt.get(id);
+      // A lease left behind by a killed node stays in the store: joining means renewing.
+      const state: MemberState = m ? 'member' : lease && at !== undefined ? 'joining' : 'offline';
+      const leaseAgeMs = at !== undefined ? t - at : null;
+      let ready = state === 'member' && (sampleMs === 0 || leaseAgeMs !== null) && (lease === undefined || lease.epoch === m?.epoch);
+      let readySource: MemberStatus['readySource'] = 'control-plane';
+      const base = addr && state !== 'offline' ? o.http?.(id, { host: addr.host, port: addr.port }) : undefined;
+      if (base !== undefined) {
+        const r = await probeHttp(base, '/health/ready');
+        ready = r !== null && r.status === 200;
+        readySource = 'http';
+      }
+      return {
+        id,
+        state,
+        zone: addr?.zone ?? null,
+        address: addr ? `${addr.host}:${addr.port}` : null,
+        epoch: m?.epoch ?? lease?.epoch ?? null,
+        leaseAgeMs,
+        ready,
+        readySource,
+        inBaseline: baseline.includes(id),
+        partitions: counts.get(id) ?? { primary: 0, backup: 0, moving: 0 },
+      };
+    }),
+  );
+  const safety = safetyOf(rec);
+  const countdownMs = autoAdjustCountdown(rec, t);
+  return {
+    clusterId: rec.clusterId,
+    topologyVersion: rec.version,
+    partitions: rec.partitions,
+    backups: rec.backups,
+    members,
+    baseline,
+    live,
+    offline: baseline.filter((id) => rec.members[id] === undefined),
+    outsideBaseline: live.filter((id) => !baseline.includes(id)),
+    lost: safety.lost,
+    moving: safety.moving,
+    underReplicated: safety.underReplicated,
+    autoAdjust: { ...rec.autoAdjust, pending: rec.adjust !== null, countdownMs },
+    safe: safety.safe,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// baseline
+
+export interface BaselineView {
+  topologyVersion: number;
+  baseline: { id: string; zone: string | null; alive: boolean }[];
+  live: string[];
+  autoAdjust: AutoAdjustPolicy & { pending: boolean; countdownMs: number | null };
+}
+
+export async function showBaseline(cp: ControlPlane, o: AdminOptions = {}): Promise<BaselineView> {
+  const rec = (await readTopology(cp, o.timeoutMs)).value;
+  return {
+    topologyVersion: rec.version,
+    baseline: rec.baseline.map((n) => ({ id: n.id, zone: n.zone ?? null, alive: rec.members[n.id] !== undefined })),
+    live: liveIds(rec),
+    autoAdjust: { ...rec.autoAdjust, pending: rec.adjust !== null, countdownMs: autoAdjustCountdown(rec, Date.now()) },
+  };
+}
+
+export type BaselineChange = { kind: 'set'; ids: string[] } | { kind: 'add'; id: string } | { kind: 'remove'; id: string };
+
+export interface ChangeOptions extends AdminOptions {
+  /** Carry out a change that moves data. Without it such a change is only planned. */
+  yes?: boolean;
+}
+
+export interface BaselineChangeResult {
+  plan: BaselinePlan;
+  /** True when the record was written. */
+  applied: boolean;
+  /** Why nothing was written: the plan moves data and `yes` was not given, or nothing changes. */
+  reason: 'applied' | 'confirmation-required' | 'no-change';
+  topologyVersion: number;
+  /** Set when auto-adjust may undo this change (a live node left out of the baseline). */
+  warning: string | null;
+}
+
+function targetIds(rec: TopologyRecord, change: BaselineChange): string[] {
+  const current = baselineIds(rec);
+  switch (change.kind) {
+    case 'set':
+      if (change.ids.length === 0) throw new AdminUsageError('ids', 'give at least one node id');
+      return change.ids;
+    case 'add':
+      if (current.includes(change.id)) return current;
+      return [...current, change.id];
+    case 'remove': {
+      if (!current.includes(change.id)) throw new AdminRefusedError('ADMIN_NOT_IN_BASELINE', `node ${change.id} is not in the baseline`);
+      const rest = current.filter((id) => id !== change.id);
+      if (rest.length === 0) throw new AdminRefusedError('ADMIN_EMPTY_BASELINE', `removing ${change.id} would leave the baseline empty`);
+      return rest;
+    }
+  }
+}
+
+function autoAdjustWarning(rec: TopologyRecord, after: string[]): string | null {
+  const left = liveIds(rec).filter((id) => !after.includes(id));
+  if (!rec.autoAdjust.enabled || left.length === 0) return null;
+  return (
+    `auto-adjust is enabled: live node(s) ${left.join(', ')} outside the baseline will be put back into it after ` +
+    `${rec.autoAdjust.softTimeoutMs} ms unless stopped before (or disable auto-adjust first)`
+  );
+}
+
+/**
+ * Changes the baseline through the topology record, compare-and-set on its revision (as
+ * LocalCluster.setBaseline does); the coordinator then moves partitions to the new owners,
+ * building new copies before dropping old ones. Pending auto-adjust is cleared.
+ */
+export async function changeBaseline(cp: ControlPlane, change: BaselineChange, o: ChangeOptions = {}): Promise<BaselineChangeResult> {
+  let plan: BaselinePlan | null = null;
+  let reason: BaselineChangeResult['reason'] = 'applied';
+  let warning: string | null = null;
+  const { record, written } = await updateTopology(
+    cp,
+    (rec) => {
+      const ids = targetIds(rec, change);
+      const specs = baselineSpecs(rec, ids);
+      plan = planBaseline(rec, specs);
+      warning = autoAdjustWarning(rec, ids);
+      const same = plan.before.length === ids.length && plan.before.every((id, i) => id === ids[i]);
+      if (same) {
+        reason = 'no-change';
+        return null;
+      }
+      if (plan.movesData && !o.yes) {
+        reason = 'confirmation-required';
+        return null;
+      }
+      reason = 'applied';
+      return { ...rec, baseline: specs, adjust: null };
+    },
+    o.timeoutMs,
+  );
+  return { plan: plan!, applied: written, reason, topologyVersion: record.version, warning };
+}
+
+// ---------------------------------------------------------------------------------------------
+// auto-adjust
+
+export interface AutoAdjustChange {
+  enabled?: boolean;
+  softTimeoutMs?: number;
+  hardTimeoutMs?: number;
+}
+
+export interface AutoAdjustResult {
+  before: AutoAdjustPolicy;
+  after: AutoAdjustPolicy;
+  applied: boolean;
+  reason: 'applied' | 'confirmation-required' | 'no-change';
+  /** True when the live set differs from the baseline, so enabling lets the baseline follow it (moving data). */
+  movesData: boolean;
+  topologyVersion: number;
+}
+
+export async function changeAutoAdjust(cp: ControlPlane, change: AutoAdjustChange, o: ChangeOptions = {}): Promise<AutoAdjustResult> {
+  for (const [k, v] of [['soft', change.softTimeoutMs], ['hard', change.hardTimeoutMs]] as const) {
+    if (v !== undefined && !(Number.isSafeInteger(v) && v >= 0)) throw new AdminUsageError(`--${k}`, 'must be a duration of 0 or more');
+  }
+  let before: AutoAdjustPolicy | null = null;
+  let after: AutoAdjustPolicy | null = null;
+  let movesData = false;
+  let reason: AutoAdjustResult['reason'] = 'applied';
+  const { record, written } = await updateTopology(
+    cp,
+    (rec) => {
+      before = rec.autoAdjust;
+      const next: AutoAdjustPolicy = { ...rec.autoAdjust };
+      if (change.enabled !== undefined) next.enabled = change.enabled;
+      if (change.softTimeoutMs !== undefined) next.softTimeoutMs = change.softTimeoutMs;
+      if (change.hardTimeoutMs !== undefined) next.hardTimeoutMs = change.hardTimeoutMs;
+      if (next.hardTimeoutMs < next.softTimeoutMs) {
+        throw new AdminUsageError(change.hardTimeoutMs !== undefined ? '--hard' : '--soft', `the hard timeout (${next.hardTimeoutMs} ms) must not be shorter than the soft one (${next.softTimeoutMs} ms)`);
+      }
+      after = next;
+      const differs = liveIds(rec).join(',') !== [...baselineIds(rec)].sort().join(',');
+      movesData = next.enabled && !rec.autoAdjust.enabled && differs;
+      if (JSON.stringify(next) === JSON.stringify(rec.autoAdjust)) {
+        reason = 'no-change';
+        return null;
+      }
+      if (movesData && !o.yes) {
+        reason = 'confirmation-required';
+        return null;
+      }
+      reason = 'applied';
+      return { ...rec, autoAdjust: next };
+    },
+    o.timeoutMs,
+  );
+  return { before: before!, after: after!, applied: written, reason, movesData, topologyVersion: record.version };
+}
+
+// ---------------------------------------------------------------------------------------------
+// reset-lost
+
+export interface ResetLostResult {
+  lostBefore: number[];
+  reset: number[];
+  /** Asked for but not lost. */
+  notLost: number[];
+  applied: boolean;
+  reason: 'applied' | 'confirmation-required' | 'no-change';
+  topologyVersion: number;
+}
+
+/**
+ * Accepts the loss of lost partitions (all, or the ones given): they are served again, empty,
+ * by their target owners. Always destructive, so it needs `yes`.
+ */
+export async function resetLost(cp: ControlPlane, partitions: number[] | undefined, o: ChangeOptions = {}): Promise<ResetLostResult> {
+  let lostBefore: number[] = [];
+  let reset: number[] = [];
+  let notLost: number[] = [];
+  let reason: ResetLostResult['reason'] = 'applied';
+  const { record, written } = await updateTopology(
+    cp,
+    (rec) => {
+      lostBefore = [...rec.lost];
+      for (const p of partitions ?? []) {
+        if (!Number.isInteger(p) || p < 0 || p >= rec.partitions) throw new AdminUsageError('partitions', `partition ${p} is out of range [0, ${rec.partitions - 1}]`);
+      }
+      const wanted = partitions ? new Set(partitions) : null;
+      reset = rec.lost.filter((p) => wanted === null || wanted.has(p));
+      notLost = (partitions ?? []).filter((p) => !rec.lost.includes(p));
+      if (reset.length === 0) {
+        reason = 'no-change';
+        return null;
+      }
+      if (!o.yes) {
+        reason = 'confirmation-required';
+        return null;
+      }
+      reason = 'applied';
+      const gone = new Set(reset);
+      return { ...rec, lost: rec.lost.filter((p) => !gone.has(p)) };
+    },
+    o.timeoutMs,
+  );
+  return { lostBefore, reset, notLost, applied: written, reason, topologyVersion: record.version };
+}
+
+// ---------------------------------------------------------------------------------------------
+// caches
+
+export interface CacheInfo {
+  name: string;
+  config: Record<string, unknown>;
+  /** Entries, when a size source was given and answered; else null. */
+  size: number | null;
+}
+
+export async function listCaches(cp: ControlPlane, o: AdminOptions & { sizeOf?: (name: string) => Promise<number> } = {}): Promise<CacheInfo[]> {
+  const entries = await withTimeout('a cache listing', o.timeoutMs ?? DEFAULT_TIMEOUT_MS, () => cp.list<Record<string, unknown>>(CACHE_PREFIX));
+  const out = await Promise.all(
+    entries.map(async (e): Promise<CacheInfo> => {
+      let size: number | null = null;
+      if (o.sizeOf) {
+        try {
+          size = await o.sizeOf(e.key.slice(CACHE_PREFIX.length));
+        } catch {
+          size = null;
+        }
+      }
+      return { name: e.key.slice(CACHE_PREFIX.length), config: e.value, size };
+    }),
+  );
+  return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+// ---------------------------------------------------------------------------------------------
+// safe
+
+export interface NodeSafety {
+  id: string;
+  safe: boolean;
+  /** http: the node's /health/safe answered; control-plane: derived from the topology record. */
+  source: 'http' | 'control-plane';
+}
+
+export interface SafeReport {
+  safe: boolean;
+  topologyVersion: number;
+  lost: number[];
+  moving: number[];
+  underReplicated: number[];
+  nodes: NodeSafety[];
+}
+
+/**
+ * Is it safe to take a node down now? Asks each member's /health/safe when its HTTP address is
+ * known and the node serves that path; otherwise (no address, 404, no answer) derives it from
+ * the topology record: no partition the node holds is moving or under-replicated. The cluster
+ * is safe when every node is and no partition is lost.
+ */
+export async function checkSafe(cp: ControlPlane, o: AdminOptions = {}): Promise<SafeReport> {
+  const rec = (await readTopology(cp, o.timeoutMs)).value;
+  const safety = safetyOf(rec);
+  const nodes = await Promise.all(
+    liveIds(rec).map(async (id): Promise<NodeSafety> => {
+      const m = rec.members[id]!;
+      const base = o.http?.(id, { host: m.host, port: m.port });
+      if (base !== undefined) {
+        const r = await probeHttp(base, '/health/safe');
+        if (r !== null && r.status !== 404) return { id, safe: r.status === 200, source: 'http' };
+      }
+      return { id, safe: nodeSafe(rec, id), source: 'control-plane' };
+    }),
+  );
+  return {
+    safe: safety.lost.length === 0 && nodes.every((n) => n.safe) && safety.moving.length === 0 && safety.underReplicated.length === 0,
+    topologyVersion: rec.version,
+    lost: safety.lost,
+    moving: safety.moving,
+    underReplicated: safety.underReplicated,
+    nodes,
+  };
+}
+
+/** Polls checkSafe until safe or the deadline; returns the last report. */
+export async function waitSafe(cp: ControlPlane, o: AdminOptions & { waitMs: number; pollMs?: number }): Promise<SafeReport> {
+  const deadline = Date.now() + o.waitMs;
+  for (;;) {
+    const r = await checkSafe(cp, o);
+    if (r.safe || Date.now() >= deadline) return r;
+    await new Promise((res) => setTimeout(res, Math.min(o.pollMs ?? 250, Math.max(1, deadline - Date.now()))));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// decommission
+
+export interface DecommissionResult extends BaselineChangeResult {
+  /** With wait: true once the node holds and pulls no partition (it can be stopped). */
+  drained: boolean | null;
+}
+
+/**
+ * Decommission without the node's help: removes the node from the baseline (the coordinator
+ * builds the new copies before the node drops its own), and with `waitMs` waits until the node
+ * holds nothing. Stopping the process is left to the operator (or Kubernetes); until then, with
+ * auto-adjust enabled, the node would be put back after the soft timeout.
+ */
+export async function decommission(cp: ControlPlane, id: string, o: ChangeOptions & { waitMs?: number } = {}): Promise<DecommissionResult> {
+  const r = await changeBaseline(cp, { kind: 'remove', id }, o);
+  if (!r.applied || o.waitMs === undefined) return { ...r, drained: null };
+  const deadline = Date.now() + o.waitMs;
+  for (;;) {
+    const rec = (await readTopology(cp, o.timeoutMs)).value;
+    const holds = rec.owners.some((ow) => ow.includes(id)) || rec.syncing.some((s) => s.some((e) => e.id === id));
+    if (!holds) return { ...r, drained: true, topologyVersion: rec.version };
+    if (Date.now() >= deadline) return { ...r, drained: false, topologyVersion: rec.version };
+    await new Promise((res) => setTimeout(res, 100));
+  }
+}

@@ -1,0 +1,79 @@
+import type { ControlPlane } from '@gridlink/node';
+import { AdminUsageError, ControlPlaneUnreachableError } from './errors.js';
+
+export interface ConnectedControlPlane {
+  controlPlane: ControlPlane;
+  close(): Promise<void>;
+}
+
+type NatsControlPlaneModule = Record<string, unknown>;
+
+/**
+ * Connects to the control plane named by a URL. `nats://host:port[,nats://...]` uses the node
+ * package's NatsControlPlane (JetStream KV), loaded at run time so that this package works with
+ * any @gridlink/node that ships it. Accepted shapes: a static `connect(options)` returning the
+ * control plane, or a constructor taking the options (with an optional `connect()`/`start()`);
+ * options are `{ servers, bucket, token | user + pass | credsFile, connectTimeoutMs }`. A `close()` on the result is called when the command ends.
+ */
+export interface ConnectOptions {
+  bucket?: string;
+  /** Give up connecting after this long. Default 10 s. */
+  timeoutMs?: number;
+  /** NATS credentials: a token, user + password, or a .creds file. */
+  token?: string;
+  user?: string;
+  pass?: string;
+  credsFile?: string;
+  /** Where NatsControlPlane comes from. Default: the installed @gridlink/node. */
+  load?: () => Promise<NatsControlPlaneModule>;
+}
+
+export async function connectControlPlane(url: string, o: ConnectOptions = {}): Promise<ConnectedControlPlane> {
+  const servers = url.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  if (servers.length === 0 || !servers.every((s) => /^(nats|tls):\/\/[^\s/]+\/?$/.test(s))) {
+    throw new AdminUsageError('--control-plane', `expected nats://host:port (comma-separated for several servers), got "${url}"`);
+  }
+  const load = o.load ?? (async (): Promise<NatsControlPlaneModule> => await import('@gridlink/node'));
+  const mod = await load();
+  const Nats = mod['NatsControlPlane'] as
+    | (((new (opts: unknown) => unknown) & { connect?: (opts: unknown) => Promise<unknown> }) | undefined);
+  if (typeof Nats !== 'function') {
+    throw new ControlPlaneUnreachableError('this @gridlink/node has no NatsControlPlane export: the NATS control plane is not available');
+  }
+  const timeoutMs = o.timeoutMs ?? 10_000;
+  const options: Record<string, unknown> = { servers, name: 'gridlink-admin', connectTimeoutMs: timeoutMs, requestTimeoutMs: Math.min(timeoutMs, 5000) };
+  for (const k of ['bucket', 'token', 'user', 'pass', 'credsFile'] as const) if (o[k] !== undefined) options[k] = o[k];
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new ControlPlaneUnreachableError(`could not connect to ${url} within ${timeoutMs} ms`)), timeoutMs);
+  });
+  const open = async (): Promise<unknown> => {
+    if (typeof Nats.connect === 'function') return Nats.connect(options);
+    const cp = new Nats(options) as { connect?: () => Promise<unknown>; start?: () => Promise<unknown> };
+    if (typeof cp.connect === 'function') await cp.connect();
+    else if (typeof cp.start === 'function') await cp.start();
+    return cp;
+  };
+  let cp: unknown;
+  const opening = open();
+  try {
+    cp = await Promise.race([opening, deadline]);
+  } catch (err) {
+    // A connection that completes after we gave up must not keep the process alive.
+    opening.then(
+      (late) => void Promise.resolve((late as { close?: () => unknown }).close?.()).catch(() => undefined),
+      () => undefined,
+    );
+    if (err instanceof ControlPlaneUnreachableError) throw err;
+    throw new ControlPlaneUnreachableError(`could not connect to ${url}: ${err instanceof Error ? err.message : String(err)}`);
+  } finally {
+    clearTimeout(timer);
+  }
+  const closable = cp as { close?: () => Promise<void> | void };
+  return {
+    controlPlane: cp as ControlPlane,
+    close: async () => {
+      if (typeof closable.close === 'function') await closable.close();
+    },
+  };
+}

@@ -1,0 +1,254 @@
+/**
+ * `gridlink dashboard`: a small read-only web page over the control plane and the nodes' HTTP
+ * endpoints. node:http serves a static page (page.ts, no build step) and a server-sent event
+ * stream: `topology` whenever the topology record changes (watched in the control plane), and
+ * `metrics` after each scrape of the members' /health/ready and /metrics.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { TOPOLOGY_KEY, type ControlPlane, type TopologyRecord } from '@gridlink/node';
+import { probeHttp, type HttpLocator } from '../admin.js';
+import { AdminUsageError } from '../errors.js';
+import { liveIds, safetyOf } from '../model.js';
+import { parsePrometheus, sumOf } from '../prometheus.js';
+import { APP_CSS, APP_JS, INDEX_HTML } from './page.js';
+
+export interface DashboardOptions {
+  controlPlane: ControlPlane;
+  /** Where each member's HTTP server is; without it health and metrics are not shown. */
+  http?: HttpLocator;
+  /** Default 8090; 0 picks a free port. */
+  port?: number;
+  /** Default 127.0.0.1. */
+  host?: string;
+  /** How often members are scraped. Default 1000 ms. */
+  scrapeIntervalMs?: number;
+}
+
+export interface Dashboard {
+  readonly url: string;
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+/** What the page draws: sent as the `topology` event. */
+export interface TopologyView {
+  version: number;
+  clusterId: string;
+  partitions: number;
+  backups: number;
+  nodes: { id: string; zone: string | null; address: string | null; alive: boolean; inBaseline: boolean; primary: number; backup: number; moving: number }[];
+  /** Per partition: index into nodes of the primary, or -1. */
+  primary: number[];
+  /** Per partition: r replicated, u under-replicated, m moving, l lost. */
+  state: string;
+  lost: number;
+  moving: number;
+  underReplicated: number;
+  safe: boolean;
+  autoAdjust: { enabled: boolean; pending: boolean };
+}
+
+export interface NodeMetricsView {
+  id: string;
+  /** /health/ready answered 200; null when not scraped. */
+  ready: boolean | null;
+  opsPerSec: number | null;
+  errorsPerSec: number | null;
+  /** Share of operations that failed in the last interval, 0..1. */
+  errorRate: number | null;
+  clients: number | null;
+}
+
+export function topologyView(rec: TopologyRecord): TopologyView {
+  const baseline = rec.baseline.map((n) => n.id);
+  const ids = [...new Set([...liveIds(rec), ...baseline])].sort();
+  const index = new Map(ids.map((id, i) => [id, i]));
+  const nodes = ids.map((id) => {
+    const a = rec.members[id] ?? rec.addresses[id];
+    return { id, zone: a?.zone ?? null, address: a ? `${a.host}:${a.port}` : null, alive: rec.members[id] !== undefined, inBaseline: baseline.includes(id), primary: 0, backup: 0, moving: 0 };
+  });
+  const safety = safetyOf(rec);
+  const lost = new Set(safety.lost);
+  const under = new Set(safety.underReplicated);
+  const primary: number[] = [];
+  let state = '';
+  for (let p = 0; p < rec.partitions; p++) {
+    const owners = rec.owners[p] ?? [];
+    const syncing = rec.syncing[p] ?? [];
+    owners.forEach((id, i) => {
+      const n = nodes[index.get(id) ?? -1];
+      if (n && i === 0) n.primary++;
+      else if (n) n.backup++;
+    });
+    for (const s of syncing) {
+      const n = nodes[index.get(s.id) ?? -1];
+      if (n) n.moving++;
+    }
+    primary.push(owners[0] !== undefined ? (index.get(owners[0]) ?? -1) : -1);
+    state += lost.has(p) ? 'l' : syncing.length > 0 ? 'm' : under.has(p) ? 'u' : 'r';
+  }
+  return {
+    version: rec.version,
+    clusterId: rec.clusterId,
+    partitions: rec.partitions,
+    backups: rec.backups,
+    nodes,
+    primary,
+    state,
+    lost: safety.lost.length,
+    moving: safety.moving.length,
+    underReplicated: safety.underReplicated.length,
+    safe: safety.safe,
+    autoAdjust: { enabled: rec.autoAdjust.enabled, pending: rec.adjust !== null },
+  };
+}
+
+export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
+  const port = o.port ?? 8090;
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new AdminUsageError('port', `must be a port number in [0, 65535], got ${String(port)}`);
+  const interval = o.scrapeIntervalMs ?? 1000;
+  if (!Number.isInteger(interval) || interval < 100) throw new AdminUsageError('scrapeIntervalMs', 'must be an integer of at least 100');
+  const cp = o.controlPlane;
+  const clients = new Set<http.ServerResponse>();
+  let topo: TopologyRecord | null = null;
+  let topoEvent = '';
+  let metricsEvent = '';
+  const prev = new Map<string, { at: number; ok: number; error: number }>();
+  let closed = false;
+
+  const broadcast = (event: string): void => {
+    for (const res of clients) res.write(event);
+  };
+  const onTopology = (rec: TopologyRecord): void => {
+    if (topo !== null && rec.version <= topo.version) return;
+    topo = rec;
+    topoEvent = `event: topology\ndata: ${JSON.stringify(topologyView(rec))}\n\n`;
+    broadcast(topoEvent);
+  };
+  const unwatch = cp.watch<TopologyRecord>(TOPOLOGY_KEY, (e) => {
+    if (e.type === 'put') onTopology(e.value);
+  });
+  const refresh = async (): Promise<void> => {
+    try {
+      const e = await cp.get<TopologyRecord>(TOPOLOGY_KEY);
+      if (e && !closed) onTopology(e.value);
+    } catch {
+      // the control plane is unreachable: keep showing the last record
+    }
+  };
+
+  const scrape = async (): Promise<void> => {
+    const rec = topo;
+    if (!rec || !o.http) return;
+    const views = await Promise.all(
+      liveIds(rec).map(async (id): Promise<NodeMetricsView> => {
+        const m = rec.members[id]!;
+        const base = o.http!(id, { host: m.host, port: m.port });
+        const view: NodeMetricsView = { id, ready: null, opsPerSec: null, errorsPerSec: null, errorRate: null, clients: null };
+        if (base === undefined) return view;
+        const [ready, metrics] = await Promise.all([probeHttp(base, '/health/ready', interval), probeHttp(base, '/metrics', interval)]);
+        view.ready = ready !== null && ready.status === 200;
+        if (metrics !== null && metrics.status === 200) {
+          const samples = parsePrometheus(metrics.body);
+          const ok = sumOf(samples, 'gridlink_node_ops_total', { outcome: 'ok' }) ?? 0;
+          const error = sumOf(samples, 'gridlink_node_ops_total', { outcome: 'error' }) ?? 0;
+          view.clients = sumOf(samples, 'gridlink_node_connected_clients');
+          const now = Date.now();
+          const before = prev.get(id);
+          prev.set(id, { at: now, ok, error });
+          if (before && now > before.at && ok >= before.ok && error >= before.error) {
+            const dt = (now - before.at) / 1000;
+            const dOk = ok - before.ok;
+            const dErr = error - before.error;
+            view.opsPerSec = (dOk + dErr) / dt;
+            view.errorsPerSec = dErr / dt;
+            view.errorRate = dOk + dErr > 0 ? dErr / (dOk + dErr) : 0;
+          }
+        }
+        return view;
+      }),
+    );
+    metricsEvent = `event: metrics\ndata: ${JSON.stringify(views)}\n\n`;
+    if (!closed) broadcast(metricsEvent);
+  };
+
+  let ticking = false;
+  const tick = (): void => {
+    if (ticking || closed) return;
+    ticking = true;
+    // Re-reading the record covers a watch that missed events (a reconnecting control plane).
+    refresh()
+      .then(scrape)
+      .catch(() => undefined)
+      .finally(() => {
+        ticking = false;
+      });
+  };
+  const timer = setInterval(tick, interval);
+  const keepalive = setInterval(() => broadcast(': keepalive\n\n'), 15_000);
+
+  const server = http.createServer((req, res) => {
+    const url = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD' }).end();
+      return;
+    }
+    const send = (type: string, body: string): void => {
+      res.writeHead(200, { 'content-type': type, 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' }).end(body);
+    };
+    switch (url) {
+      case '/':
+        return send('text/html; charset=utf-8', INDEX_HTML);
+      case '/app.js':
+        return send('text/javascript; charset=utf-8', APP_JS);
+      case '/app.css':
+        return send('text/css; charset=utf-8', APP_CSS);
+      case '/api/topology':
+        return send('application/json', topo ? JSON.stringify(topologyView(topo)) : 'null');
+      case '/events': {
+        res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
+        res.write('retry: 1000\n\n');
+        if (topoEvent) res.write(topoEvent);
+        if (metricsEvent) res.write(metricsEvent);
+        clients.add(res);
+        req.on('close', () => clients.delete(res));
+        return;
+      }
+      default:
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
+    }
+  });
+  await refresh();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, o.host ?? '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  }).catch((err: unknown) => {
+    closed = true;
+    unwatch();
+    clearInterval(timer);
+    clearInterval(keepalive);
+    throw err;
+  });
+  tick();
+  const addr = server.address() as AddressInfo;
+  const hostText = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+  return {
+    url: `http://${hostText}:${addr.port}/`,
+    port: addr.port,
+    close: async () => {
+      if (closed) return;
+      closed = true;
+      unwatch();
+      clearInterval(timer);
+      clearInterval(keepalive);
+      for (const res of clients) res.end();
+      clients.clear();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}

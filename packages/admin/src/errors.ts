@@ -1,0 +1,67 @@
+/**
+ * Errors of the admin tooling. Each has a stable `code`, a `retryable` flag and the process exit
+ * code the `gridlink` command ends with when it is the reason it stopped (see docs/admin.md and
+ * ADR 0025). Branded with Symbol.for so `instanceof` survives duplicate installs.
+ */
+export const ExitCode = {
+  /** The command did what was asked; for status/safe: nothing lost or moving. */
+  OK: 0,
+  /** The command line is wrong: unknown verb or option, bad value, missing argument. */
+  USAGE: 1,
+  /** The command ran, and partitions are lost or moving (status, safe, decommission --wait). */
+  PARTITIONS_UNSAFE: 2,
+  /** The control plane could not be reached or did not answer in time. */
+  UNREACHABLE: 3,
+  /** Understood but refused: a data-moving change without --yes, an unknown node, a conflict. */
+  REFUSED: 4,
+} as const;
+export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
+
+const ADMIN_ERROR_BRAND = Symbol.for('gridlink.AdminError');
+
+export class AdminError extends Error {
+  readonly code: string;
+  readonly retryable: boolean;
+  readonly exitCode: ExitCode;
+  constructor(code: string, message: string, exitCode: ExitCode, retryable = false) {
+    super(message);
+    this.name = 'AdminError';
+    this.code = code;
+    this.exitCode = exitCode;
+    this.retryable = retryable;
+    Object.defineProperty(this, ADMIN_ERROR_BRAND, { value: true });
+  }
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return typeof value === 'object' && value !== null && ADMIN_ERROR_BRAND in value;
+  }
+}
+
+/** A bad command line or argument; the message names the argument. Exit code 1. */
+export class AdminUsageError extends AdminError {
+  readonly argument: string;
+  constructor(argument: string, message: string) {
+    super('ADMIN_USAGE', `${argument}: ${message}`, ExitCode.USAGE);
+    this.name = 'AdminUsageError';
+    this.argument = argument;
+  }
+}
+
+/** The control plane could not be reached, or did not answer within the timeout. Exit code 3. */
+export class ControlPlaneUnreachableError extends AdminError {
+  constructor(message: string) {
+    super('ADMIN_CONTROL_PLANE_UNREACHABLE', message, ExitCode.UNREACHABLE, true);
+    this.name = 'ControlPlaneUnreachableError';
+  }
+}
+
+/**
+ * The change was understood but not made: it moves data and --yes was not given, a node is
+ * unknown to the cluster, the cluster has no topology yet, or concurrent writers kept winning.
+ * Exit code 4.
+ */
+export class AdminRefusedError extends AdminError {
+  constructor(code: string, message: string, retryable = false) {
+    super(code, message, ExitCode.REFUSED, retryable);
+    this.name = 'AdminRefusedError';
+  }
+}

@@ -1,0 +1,51 @@
+export { ExitCode, AdminError, AdminUsageError, AdminRefusedError, ControlPlaneUnreachableError } from './errors.js';
+export { parseDuration, formatDuration } from './duration.js';
+export { updateTopology, readTopology, withTimeout, DEFAULT_TIMEOUT_MS } from './control.js';
+export {
+  autoAdjustCountdown,
+  baselineSpecs,
+  movingPartitions,
+  nodeSafe,
+  partitionCounts,
+  planBaseline,
+  safetyOf,
+  underReplicated,
+  wantedCopies,
+  type BaselinePlan,
+  type NodePlan,
+  type PartitionCounts,
+  type SafetyReport,
+} from './model.js';
+export {
+  clusterStatus,
+  showBaseline,
+  changeBaseline,
+  changeAutoAdjust,
+  resetLost,
+  listCaches,
+  checkSafe,
+  waitSafe,
+  decommission,
+  probeHttp,
+  type HttpLocator,
+  type AdminOptions,
+  type StatusOptions,
+  type ClusterStatus,
+  type MemberStatus,
+  type MemberState,
+  type BaselineView,
+  type BaselineChange,
+  type BaselineChangeResult,
+  type ChangeOptions,
+  type AutoAdjustChange,
+  type AutoAdjustResult,
+  type ResetLostResult,
+  type CacheInfo,
+  type SafeReport,
+  type NodeSafety,
+  type DecommissionResult,
+} from './admin.js';
+export { connectControlPlane, type ConnectedControlPlane, type ConnectOptions } from './connect.js';
+export { runCli, type CliIo, type CliDeps } from './run.js';
+export { startDashboard, topologyView, type Dashboard, type DashboardOptions, type TopologyView, type NodeMetricsView } from './dashboard/server.js';
+export { parsePrometheus, sumOf, type Sample } from './prometheus.js';

@@ -1,0 +1,212 @@
+/**
+ * Pure views of the topology record for operators: per-node partition counts, safety, and the
+ * plan of a baseline change. No I/O, so they are property-tested.
+ */
+import { computeAssignment, type NodeSpec } from '@gridlink/affinity';
+import type { TopologyRecord } from '@gridlink/node';
+import { AdminRefusedError } from './errors.js';
+
+export interface PartitionCounts {
+  /** Partitions this node serves as effective primary. */
+  primary: number;
+  /** Partitions this node holds an up-to-date backup copy of. */
+  backup: number;
+  /** Partitions this node is pulling (state transfer in progress). */
+  moving: number;
+}
+
+export type PartitionState = 'primary-only' | 'replicated' | 'moving' | 'lost' | 'unowned';
+
+/** Nodes the record counts as alive (lease judged alive by the coordinator). */
+export function liveIds(rec: TopologyRecord): string[] {
+  return Object.keys(rec.members).sort();
+}
+
+export function baselineIds(rec: TopologyRecord): string[] {
+  return rec.baseline.map((n) => n.id);
+}
+
+/** Copies a partition should have right now: backups + 1, bounded by the alive baseline nodes. */
+export function wantedCopies(rec: TopologyRecord): number {
+  const aliveBaseline = rec.baseline.filter((n) => rec.members[n.id] !== undefined).length;
+  return Math.min(rec.backups + 1, aliveBaseline);
+}
+
+export function partitionCounts(rec: TopologyRecord): Map<string, PartitionCounts> {
+  const out = new Map<string, PartitionCounts>();
+  const of = (id: string): PartitionCounts => {
+    let c = out.get(id);
+    if (!c) {
+      c = { primary: 0, backup: 0, moving: 0 };
+      out.set(id, c);
+    }
+    return c;
+  };
+  for (const id of [...liveIds(rec), ...baselineIds(rec)]) of(id);
+  for (let p = 0; p < rec.partitions; p++) {
+    const owners = rec.owners[p] ?? [];
+    owners.forEach((id, i) => {
+      if (i === 0) of(id).primary++;
+      else of(id).backup++;
+    });
+    for (const s of rec.syncing[p] ?? []) of(s.id).moving++;
+  }
+  return out;
+}
+
+/** Partitions held by fewer up-to-date copies than wanted (lost ones excluded). */
+export function underReplicated(rec: TopologyRecord): number[] {
+  const want = wantedCopies(rec);
+  const lost = new Set(rec.lost);
+  const out: number[] = [];
+  for (let p = 0; p < rec.partitions; p++) {
+    if (lost.has(p)) continue;
+    if ((rec.owners[p] ?? []).length < want) out.push(p);
+  }
+  return out;
+}
+
+export function movingPartitions(rec: TopologyRecord): number[] {
+  const out: number[] = [];
+  for (let p = 0; p < rec.partitions; p++) if ((rec.syncing[p] ?? []).length > 0) out.push(p);
+  return out;
+}
+
+export interface SafetyReport {
+  safe: boolean;
+  lost: number[];
+  moving: number[];
+  underReplicated: number[];
+}
+
+/**
+ * Cluster safety derived from the topology record alone: no partition lost, none being pulled,
+ * none with fewer copies than wanted. The same notion as a node's /health/safe, seen cluster-wide.
+ */
+export function safetyOf(rec: TopologyRecord): SafetyReport {
+  const lost = [...rec.lost];
+  const moving = movingPartitions(rec);
+  const under = underReplicated(rec);
+  return { safe: lost.length === 0 && moving.length === 0 && under.length === 0, lost, moving, underReplicated: under };
+}
+
+/** Safety of the partitions one node holds or pulls. */
+export function nodeSafe(rec: TopologyRecord, id: string): boolean {
+  const want = wantedCopies(rec);
+  for (let p = 0; p < rec.partitions; p++) {
+    const owners = rec.owners[p] ?? [];
+    const syncing = rec.syncing[p] ?? [];
+    const holds = owners.includes(id) || syncing.some((s) => s.id === id);
+    if (holds && (syncing.length > 0 || owners.length < want)) return false;
+  }
+  return true;
+}
+
+/** Auto-adjust state: the time left (on the coordinator's clock) before the baseline follows the live set. */
+export function autoAdjustCountdown(rec: TopologyRecord, now: number): number | null {
+  const a = rec.adjust;
+  if (!a || !rec.autoAdjust.enabled) return null;
+  const due = Math.min(a.lastAt + rec.autoAdjust.softTimeoutMs, a.firstAt + rec.autoAdjust.hardTimeoutMs);
+  return Math.max(0, due - now);
+}
+
+/** Baseline specs for ids, with zone and weight as the cluster knows them (as LocalCluster.setBaseline does). */
+export function baselineSpecs(rec: TopologyRecord, ids: readonly string[]): NodeSpec[] {
+  const seen = new Set<string>();
+  return ids.map((id) => {
+    if (seen.has(id)) throw new AdminRefusedError('ADMIN_DUPLICATE_NODE', `node ${id} is listed twice`);
+    seen.add(id);
+    const m = rec.members[id];
+    const a = rec.addresses[id];
+    const prev = rec.baseline.find((n) => n.id === id);
+    if (!m && !a && !prev) throw new AdminRefusedError('ADMIN_UNKNOWN_NODE', `node ${id} is unknown to the cluster (never seen)`);
+    const spec: NodeSpec = { id };
+    const zone = m?.zone ?? a?.zone ?? prev?.zone;
+    if (zone !== undefined) spec.zone = zone;
+    const weight = m?.weight ?? prev?.weight;
+    if (weight !== undefined) spec.weight = weight;
+    return spec;
+  });
+}
+
+export interface NodePlan {
+  primaryBefore: number;
+  primaryAfter: number;
+  copiesBefore: number;
+  copiesAfter: number;
+  /** Copies this node will pull (state transfer). */
+  gains: number;
+  /** Copies this node will drop once the new owners caught up. */
+  drops: number;
+}
+
+export interface BaselinePlan {
+  before: string[];
+  after: string[];
+  added: string[];
+  removed: string[];
+  /** Partitions whose set of holders changes. */
+  partitionsMoving: number;
+  /** Partition copies to transfer to new holders. */
+  copiesToTransfer: number;
+  /** Alive nodes only (offline baseline nodes hold nothing until they return). */
+  perNode: Record<string, NodePlan>;
+  movesData: boolean;
+}
+
+/**
+ * What setting the baseline to `after` will do, once the coordinator has carried it out: the
+ * owners computed over the new baseline, offline nodes skipped, compared with the holders now.
+ * Lost partitions are left out (they move only after reset-lost).
+ */
+export function planBaseline(rec: TopologyRecord, after: NodeSpec[]): BaselinePlan {
+  const before = baselineIds(rec);
+  const afterIds = after.map((n) => n.id);
+  const alive = liveIds(rec);
+  const perNode: Record<string, NodePlan> = {};
+  for (const id of alive) perNode[id] = { primaryBefore: 0, primaryAfter: 0, copiesBefore: 0, copiesAfter: 0, gains: 0, drops: 0 };
+  const lost = new Set(rec.lost);
+  const assignment = after.length > 0 ? computeAssignment({ partitions: rec.partitions, backups: rec.backups, baseline: after, alive }) : null;
+  let partitionsMoving = 0;
+  let copiesToTransfer = 0;
+  for (let p = 0; p < rec.partitions; p++) {
+    if (lost.has(p)) continue;
+    const now = rec.owners[p] ?? [];
+    const target = (assignment?.owners[p] ?? []).filter((id) => rec.members[id] !== undefined);
+    // A partition with no alive target owner stays where it is (the coordinator keeps it).
+    const next = target.length > 0 ? target : now;
+    let changed = false;
+    for (const id of next) {
+      const n = perNode[id];
+      if (!n) continue;
+      n.copiesAfter++;
+      if (id === next[0]) n.primaryAfter++;
+      if (!now.includes(id)) {
+        n.gains++;
+        copiesToTransfer++;
+        changed = true;
+      }
+    }
+    for (const id of now) {
+      const n = perNode[id];
+      if (!n) continue;
+      n.copiesBefore++;
+      if (id === now[0]) n.primaryBefore++;
+      if (!next.includes(id)) {
+        n.drops++;
+        changed = true;
+      }
+    }
+    if (changed) partitionsMoving++;
+  }
+  return {
+    before,
+    after: afterIds,
+    added: afterIds.filter((id) => !before.includes(id)),
+    removed: before.filter((id) => !afterIds.includes(id)),
+    partitionsMoving,
+    copiesToTransfer,
+    perNode,
+    movesData: partitionsMoving > 0,
+  };
+}

@@ -1,0 +1,327 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { GridClient } from '@gridlink/client';
+import { LocalCluster, type TopologyRecord } from '@gridlink/node';
+import { changeBaseline, checkSafe, clusterStatus, runCli, updateTopology, type HttpLocator } from '@gridlink/admin';
+
+interface CliRun {
+  code: number;
+  out: string;
+  err: string;
+}
+
+function locatorOf(cluster: LocalCluster): HttpLocator {
+  return (id) => {
+    try {
+      const port = cluster.node(id).httpPort;
+      return port === undefined ? undefined : `http://127.0.0.1:${port}`;
+    } catch {
+      return undefined;
+    }
+  };
+}
+
+async function cli(cluster: LocalCluster, args: string[]): Promise<CliRun> {
+  let out = '';
+  let err = '';
+  const code = await runCli(args, { stdout: (t) => (out += t), stderr: (t) => (err += t) }, { controlPlane: cluster.controlPlane, env: {} });
+  return { code, out, err };
+}
+
+const holders = (t: TopologyRecord, id: string): number[] =>
+  t.owners.flatMap((o, p) => (o.includes(id) ? [p] : []));
+
+describe('admin verbs on a real embedded cluster', () => {
+  let cluster: LocalCluster;
+  let client: GridClient;
+
+  beforeAll(async () => {
+    cluster = await LocalCluster.start({ nodes: 3, partitions: 64, backups: 1, http: true, autoAdjust: { enabled: false }, caches: { sessions: { ttlMs: 60_000 } } });
+    client = await GridClient.connect({ endpoints: cluster.endpoints });
+  });
+  afterAll(async () => {
+    await client?.close();
+    await cluster?.stop();
+  });
+
+  it('status reports members, leases, readiness and partition counts; exit 0 when settled', async () => {
+    const s = await clusterStatus(cluster.controlPlane, { http: locatorOf(cluster), sampleMs: 600 });
+    expect(s.members.map((m) => m.id)).toEqual(['node-1', 'node-2', 'node-3']);
+    for (const m of s.members) {
+      expect(m.state).toBe('member');
+      expect(m.ready).toBe(true);
+      expect(m.readySource).toBe('http');
+      expect(m.leaseAgeMs).not.toBeNull();
+      expect(m.leaseAgeMs!).toBeLessThan(1000);
+      expect(m.address).toBe(cluster.endpointOf(m.id));
+      expect(m.epoch).toBe(cluster.node(m.id).epoch);
+    }
+    expect(s.members.reduce((n, m) => n + m.partitions.primary, 0)).toBe(64);
+    expect(s.members.reduce((n, m) => n + m.partitions.backup, 0)).toBe(64);
+    expect(s.baseline).toEqual(['node-1', 'node-2', 'node-3']);
+    expect(s.safe).toBe(true);
+    expect(s.autoAdjust.enabled).toBe(false);
+    expect(s.topologyVersion).toBe(cluster.topologyVersion);
+
+    const table = await cli(cluster, ['status', '--sample', '300ms']);
+    expect(table.code).toBe(0);
+    expect(table.out).toMatch(/node-1\s+member/);
+    expect(table.out).toContain('auto-adjust: disabled');
+    const json = await cli(cluster, ['status', '--json', '--sample', '0']);
+    expect(json.code).toBe(0);
+    expect(JSON.parse(json.out).members).toHaveLength(3);
+    expect(JSON.parse((await cli(cluster, ['status', '--output', 'json', '--sample', '0'])).out).partitions).toBe(64);
+  });
+
+  it('baseline add plans first, refuses without --yes, then really moves only the partitions the new node owns', async () => {
+    const keys = Array.from({ length: 200 }, (_, i) => `k${i}`);
+    const cache = client.cache<string, number>('data');
+    await Promise.all(keys.map((k, i) => cache.put(k, i)));
+    const id = await cluster.addNode();
+    await cluster.waitForTopology((t) => t.members[id] !== undefined);
+    const before = cluster.topology();
+
+    const status = await clusterStatus(cluster.controlPlane, { sampleMs: 0 });
+    expect(status.outsideBaseline).toEqual([id]);
+
+    const refused = await cli(cluster, ['baseline', 'add', id]);
+    expect(refused.code).toBe(4);
+    expect(refused.out).toContain('PULLS');
+    expect(refused.out).toContain('--yes');
+    expect(cluster.topology().baseline.map((n) => n.id)).not.toContain(id);
+
+    const dry = await changeBaseline(cluster.controlPlane, { kind: 'add', id });
+    expect(dry.applied).toBe(false);
+    expect(dry.plan.movesData).toBe(true);
+    expect(dry.plan.perNode[id]!.gains).toBeGreaterThan(0);
+    // Adding a node moves only what it now owns: nobody else pulls anything.
+    for (const [n, p] of Object.entries(dry.plan.perNode)) if (n !== id) expect(p.gains).toBe(0);
+
+    const done = await cli(cluster, ['baseline', 'add', id, '--yes', '--json']);
+    expect(done.code).toBe(0);
+    const result = JSON.parse(done.out);
+    expect(result.applied).toBe(true);
+    const after = await cluster.waitForStable(15_000);
+    expect(after.baseline.map((n) => n.id)).toContain(id);
+    const gained = holders(after, id);
+    expect(gained.length).toBe(dry.plan.perNode[id]!.gains);
+    // Every partition whose holders changed now includes the new node.
+    for (let p = 0; p < 64; p++) {
+      const was = before.owners[p]!;
+      const now = after.owners[p]!;
+      if (was.join() !== now.join() && !(was.length === now.length && was.every((x) => now.includes(x)))) expect(now).toContain(id);
+    }
+    // The data moved with the partitions.
+    expect(await Promise.all(keys.map((k) => cache.get(k)))).toEqual(keys.map((_, i) => i));
+
+    const show = await cli(cluster, ['baseline', 'show', '--json']);
+    expect(JSON.parse(show.out).baseline.map((n: { id: string }) => n.id)).toEqual(['node-1', 'node-2', 'node-3', id]);
+  });
+
+  it('decommission moves the node\u2019s copies away first, and --wait reports it drained', async () => {
+    const id = 'node-4';
+    const r = await cli(cluster, ['decommission', id, '--yes', '--wait', '--wait-timeout', '15s', '--json']);
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.out);
+    expect(out.applied).toBe(true);
+    expect(out.drained).toBe(true);
+    const t = await cluster.waitForStable(15_000);
+    expect(holders(t, id)).toEqual([]);
+    expect(t.baseline.map((n) => n.id)).toEqual(['node-1', 'node-2', 'node-3']);
+    const cache = client.cache<string, number>('data');
+    expect(await cache.get('k7')).toBe(7);
+    await cluster.stopNode(id);
+    await cluster.waitForTopology((x) => x.members[id] === undefined);
+    // Removing a node that is not in the baseline is refused.
+    expect((await cli(cluster, ['baseline', 'remove', id, '--yes'])).code).toBe(4);
+  });
+
+  it('auto-adjust: validates durations naming the flag and writes the policy', async () => {
+    const bad = await cli(cluster, ['baseline', 'auto-adjust', '--enable', '--soft', '10x']);
+    expect(bad.code).toBe(1);
+    expect(bad.err).toContain('--soft');
+    const order = await cli(cluster, ['baseline', 'auto-adjust', '--soft', '2m', '--hard', '1m']);
+    expect(order.code).toBe(1);
+    expect(order.err).toContain('--hard');
+    const both = await cli(cluster, ['baseline', 'auto-adjust', '--enable', '--disable']);
+    expect(both.code).toBe(1);
+    const ok = await cli(cluster, ['baseline', 'auto-adjust', '--enable', '--soft', '1m30s', '--hard', '5m']);
+    expect(ok.code).toBe(0);
+    expect(ok.out).toContain('disabled');
+    expect(cluster.topology().autoAdjust).toEqual({ enabled: true, softTimeoutMs: 90_000, hardTimeoutMs: 300_000 });
+    const off = await cli(cluster, ['baseline', 'auto-adjust', '--disable']);
+    expect(off.code).toBe(0);
+    expect(cluster.topology().autoAdjust.enabled).toBe(false);
+  });
+
+  it('concurrent operator writes and the live coordinator lose no update (compare-and-set on the revision)', async () => {
+    await updateTopology(cluster.controlPlane, (t) => ({ ...t, autoAdjust: { enabled: false, softTimeoutMs: 0, hardTimeoutMs: 3_600_000 } }));
+    const start = cluster.topology();
+    // Each writer increments the soft timeout by one from the record it read: a lost update shows as a smaller total.
+    const writes = await Promise.all(
+      Array.from({ length: 12 }, () => updateTopology(cluster.controlPlane, (t) => ({ ...t, autoAdjust: { ...t.autoAdjust, softTimeoutMs: t.autoAdjust.softTimeoutMs + 1 } }))),
+    );
+    const end = cluster.topology();
+    expect(end.autoAdjust.softTimeoutMs).toBe(12);
+    expect(new Set(writes.map((w) => w.record.version)).size).toBe(12);
+    expect(end.version).toBeGreaterThanOrEqual(start.version + 12);
+    // The coordinator keeps building on operator records: the cluster is still balanced and served.
+    await cluster.waitForStable(10_000);
+    expect(await client.cache<string, number>('data').get('k3')).toBe(3);
+  });
+
+  it('caches lists name, config and the size the nodes report', async () => {
+    const sessions = client.cache<string, string>('sessions');
+    await Promise.all(['a', 'b', 'c'].map((k) => sessions.put(k, k)));
+    const r = await cli(cluster, ['caches', '--json']);
+    expect(r.code).toBe(0);
+    const list = JSON.parse(r.out) as { name: string; config: unknown; size: number | null }[];
+    const s = list.find((c) => c.name === 'sessions');
+    expect(s).toEqual({ name: 'sessions', config: { ttlMs: 60_000 }, size: 3 });
+    const t = await cli(cluster, ['caches', '--skip-sizes']);
+    expect(t.out).toMatch(/sessions\s+\{"ttlMs":60000\}\s+-/);
+  });
+
+  it('safe: exit 0 on a settled cluster, per node from /health/safe or the control plane', async () => {
+    const r = await checkSafe(cluster.controlPlane, { http: locatorOf(cluster) });
+    expect(r.safe).toBe(true);
+    expect(r.nodes.map((n) => n.id)).toEqual(['node-1', 'node-2', 'node-3']);
+    for (const n of r.nodes) expect(['http', 'control-plane']).toContain(n.source);
+    expect((await cli(cluster, ['safe', '--wait', '--wait-timeout', '5s'])).code).toBe(0);
+  });
+
+  it('dashboard verb serves the page until its signal aborts, then exits 0', async () => {
+    const abort = new AbortController();
+    let out = '';
+    let url = '';
+    const running = runCli(['dashboard', '--port', '0', '--interval', '200ms'], { stdout: (t) => (out += t), stderr: () => undefined }, {
+      controlPlane: cluster.controlPlane,
+      signal: abort.signal,
+      onDashboard: (u) => (url = u),
+    });
+    const deadline = Date.now() + 10_000;
+    while (url === '' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/$/);
+    const page = await fetch(url);
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain('<title>gridlink dashboard</title>');
+    const topo = (await (await fetch(new URL('/api/topology', url))).json()) as { version: number };
+    expect(topo.version).toBe(cluster.topologyVersion);
+    abort.abort();
+    expect(await running).toBe(0);
+    expect(out).toContain(url);
+    await expect(fetch(url)).rejects.toThrow();
+  });
+
+  it('usage errors name the argument and exit 1; --help per verb exits 0', async () => {
+    const cases: [string[], string][] = [
+      [['frobnicate'], 'verb'],
+      [['status', '--bogus'], '--bogus'],
+      [['status', '--output', 'yaml'], '--output'],
+      [['status', '--timeout', 'soon'], '--timeout'],
+      [['status', '--http-port', '99999'], '--http-port'],
+      [['status', '--http', 'node-1'], '--http'],
+      [['baseline'], '<subcommand>'],
+      [['baseline', 'set'], '<ids>'],
+      [['baseline', 'add'], '<id>'],
+      [['baseline', 'add', 'bad id!'], '<id>'],
+      [['baseline', 'show', '--enable'], '--enable'],
+      [['reset-lost', 'x'], '<partitions>'],
+      [['decommission'], '<id>'],
+      [['dashboard', '--port', '-1'], '--port'],
+      [['caches', '--yes'], '--yes'],
+      [['status', '--nats-user', 'u'], '--nats-pass'],
+      [['status', '--nats-token', 't', '--nats-creds', 'f'], '--nats-token'],
+    ];
+    for (const [args, arg] of cases) {
+      const r = await cli(cluster, args);
+      expect(r.code, args.join(' ')).toBe(1);
+      expect(r.err, args.join(' ')).toContain(arg);
+    }
+    expect((await cli(cluster, [])).code).toBe(1);
+    for (const verb of ['status', 'baseline', 'decommission', 'reset-lost', 'caches', 'safe', 'dashboard']) {
+      const r = await cli(cluster, [verb, '--help']);
+      expect(r.code).toBe(0);
+      expect(r.out).toContain(`gridlink ${verb}`);
+      expect(r.out).toContain('exit codes');
+    }
+    const json = await cli(cluster, ['baseline', 'add', 'nobody', '--json']);
+    expect(json.code).toBe(4);
+    expect(JSON.parse(json.err).error.code).toBe('ADMIN_UNKNOWN_NODE');
+  });
+});
+
+describe('lost partitions', () => {
+  let cluster: LocalCluster;
+  beforeAll(async () => {
+    cluster = await LocalCluster.start({ nodes: 2, partitions: 32, backups: 0, autoAdjust: { enabled: false } });
+  });
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+
+  it('status and safe exit 2, reset-lost needs --yes, then the partitions are served again', async () => {
+    const gone = holders(cluster.topology(), 'node-2');
+    expect(gone.length).toBeGreaterThan(0);
+    await cluster.kill('node-2');
+    await cluster.waitForTopology((t) => t.lost.length > 0);
+
+    const status = await cli(cluster, ['status', '--json', '--sample', '0']);
+    expect(status.code).toBe(2);
+    const s = JSON.parse(status.out);
+    expect(s.lost).toEqual(gone);
+    expect(s.offline).toEqual(['node-2']);
+    expect(s.members.find((m: { id: string }) => m.id === 'node-2').state).toBe('offline');
+    expect((await cli(cluster, ['safe'])).code).toBe(2);
+    expect((await cli(cluster, ['safe', '--wait', '--wait-timeout', '300ms'])).code).toBe(2);
+
+    const refused = await cli(cluster, ['reset-lost']);
+    expect(refused.code).toBe(4);
+    expect(refused.out).toContain('EMPTY');
+    expect(cluster.topology().lost).toEqual(gone);
+
+    const first = gone[0]!;
+    const one = await cli(cluster, ['reset-lost', String(first), '--yes', '--json']);
+    expect(one.code).toBe(0);
+    expect(JSON.parse(one.out).reset).toEqual([first]);
+    expect(cluster.topology().lost).toEqual(gone.slice(1));
+
+    expect((await cli(cluster, ['reset-lost', '--yes'])).code).toBe(0);
+    expect(cluster.topology().lost).toEqual([]);
+    // node-2 is still the target owner but offline: hand its partitions to node-1.
+    const set = await cli(cluster, ['baseline', 'set', 'node-1', '--yes']);
+    expect(set.code).toBe(0);
+    const t = await cluster.waitForStable(10_000);
+    expect(t.owners.every((o) => o.length === 1 && o[0] === 'node-1')).toBe(true);
+    expect((await cli(cluster, ['status', '--sample', '0'])).code).toBe(0);
+    expect((await cli(cluster, ['reset-lost', '--yes'])).out).toContain('nothing to change');
+  });
+});
+
+describe('decommission with no backups', () => {
+  let cluster: LocalCluster;
+  let client: GridClient;
+  beforeAll(async () => {
+    cluster = await LocalCluster.start({ nodes: 3, partitions: 32, backups: 0, autoAdjust: { enabled: false } });
+    client = await GridClient.connect({ endpoints: cluster.endpoints });
+  });
+  afterAll(async () => {
+    await client?.close();
+    await cluster?.stop();
+  });
+
+  it('builds the new copies before the node lets go, so stopping it afterwards loses nothing', async () => {
+    const cache = client.cache<string, string>('solo');
+    const keys = Array.from({ length: 300 }, (_, i) => `key-${i}`);
+    await Promise.all(keys.map((k) => cache.put(k, k.toUpperCase())));
+    expect(holders(cluster.topology(), 'node-3').length).toBeGreaterThan(0);
+
+    const r = await cli(cluster, ['decommission', 'node-3', '--yes', '--wait', '--wait-timeout', '15s']);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain('holds no partition any more');
+    await cluster.stopNode('node-3');
+    const t = await cluster.waitForTopology((x) => x.members['node-3'] === undefined);
+    expect(t.lost).toEqual([]);
+    expect(await Promise.all(keys.map((k) => cache.get(k)))).toEqual(keys.map((k) => k.toUpperCase()));
+    expect((await cli(cluster, ['status', '--sample', '0'])).code).toBe(0);
+  });
+});

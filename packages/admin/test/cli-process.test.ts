@@ -1,0 +1,137 @@
+/**
+ * The gridlink command as a process: exit codes and errors as a shell sees them, and (when this
+ * @gridlink/node ships NatsControlPlane) every read verb against a real nats-server with two
+ * real grid nodes.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as nodePackage from '@gridlink/node';
+import { startNode, type ControlPlane, type GridNode, type TopologyRecord } from '@gridlink/node';
+
+const root = fileURLToPath(new URL('../../../', import.meta.url));
+const children = new Set<ChildProcess>();
+const killAll = (): void => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null && c.pid !== undefined) process.kill(c.pid, 'SIGKILL');
+};
+process.on('exit', killAll);
+afterAll(killAll);
+
+/** Runs `gridlink <args>` from source (tsx resolves @gridlink/* through tsconfig paths). */
+function gridlink(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; out: string; err: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'packages/admin/src/cli.ts', ...args], {
+      cwd: root,
+      env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    children.add(child);
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      children.delete(child);
+      resolve({ code, out, err });
+    });
+  });
+}
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+async function until<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('gridlink as a process', () => {
+  it('no verb: usage on stderr, exit 1', async () => {
+    const r = await gridlink([]);
+    expect(r.code).toBe(1);
+    expect(r.err).toContain('usage: gridlink');
+  });
+
+  it('a bad --control-plane from the environment is a usage error naming it', async () => {
+    const r = await gridlink(['status'], { GRIDLINK_CONTROL_PLANE: 'http://example' });
+    expect(r.code).toBe(1);
+    expect(r.err).toContain('--control-plane');
+  });
+
+  it('an unreachable control plane: exit 3', async () => {
+    const port = await freePort();
+    const r = await gridlink(['status', '--control-plane', `nats://127.0.0.1:${port}`, '--timeout', '1500ms', '--json']);
+    expect(r.code).toBe(3);
+    expect(JSON.parse(r.err).error.code).toBe('ADMIN_CONTROL_PLANE_UNREACHABLE');
+  });
+});
+
+type NatsModule = { NatsControlPlane?: { connect(o: { servers: string[] }): Promise<ControlPlane & { close(): Promise<void> }> } };
+const Nats = (nodePackage as NatsModule).NatsControlPlane;
+
+describe.skipIf(Nats === undefined)('gridlink against NATS and two grid nodes', () => {
+  let dir: string;
+  let server: ChildProcess;
+  let url: string;
+  const nodes: GridNode[] = [];
+  const planes: (ControlPlane & { close(): Promise<void> })[] = [];
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'gridlink-admin-nats-'));
+    const port = await freePort();
+    url = `nats://127.0.0.1:${port}`;
+    server = spawn('nats-server', ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', dir], { stdio: ['ignore', 'ignore', 'pipe'] });
+    children.add(server);
+    let log = '';
+    server.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+    await until('nats-server', async () => log.includes('Server is ready') || (server.exitCode !== null ? Promise.reject(new Error(log)) : false));
+    for (const id of ['node-1', 'node-2']) {
+      const cp = await Nats!.connect({ servers: [url] });
+      planes.push(cp);
+      nodes.push(await startNode({ id, controlPlane: cp, port: 0, httpPort: 0, partitions: 16, backups: 1, bootstrapNodes: 2 }));
+    }
+    const cp = planes[0]!;
+    await until('the cluster to form', async () => {
+      const t = (await cp.get<TopologyRecord>('topology'))?.value;
+      return t !== undefined && Object.keys(t.members).length === 2 && t.syncing.every((s) => s.length === 0);
+    });
+  });
+
+  afterAll(async () => {
+    for (const n of nodes) n.kill();
+    for (const p of planes) await p.close().catch(() => undefined);
+    if (server?.pid !== undefined && server.exitCode === null) process.kill(server.pid, 'SIGKILL');
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('status, baseline show, caches and safe over the NATS control plane', async () => {
+    const http = nodes.flatMap((n) => ['--http', `${n.id}=http://127.0.0.1:${n.httpPort}`]);
+    const status = await gridlink(['status', '--control-plane', url, '--json', ...http]);
+    expect(status.err).toBe('');
+    expect(status.code).toBe(0);
+    const s = JSON.parse(status.out);
+    expect(s.members.map((m: { id: string; ready: boolean }) => [m.id, m.ready])).toEqual([
+      ['node-1', true],
+      ['node-2', true],
+    ]);
+    const show = await gridlink(['baseline', 'show', '--json'], { GRIDLINK_CONTROL_PLANE: url });
+    expect(JSON.parse(show.out).baseline.map((n: { id: string }) => n.id)).toEqual(['node-1', 'node-2']);
+    expect((await gridlink(['caches', '--control-plane', url, '--skip-sizes'])).code).toBe(0);
+    expect((await gridlink(['safe', '--control-plane', url, ...http])).code).toBe(0);
+  });
+});
