@@ -17,6 +17,6 @@ export {
 } from './control/topology.js';
 export { roleOf, routeRequest, type Role, type RouteDecision } from './control/routing.js';
 export { NodeConfigError, GridNodeError, CasConflictError } from './errors.js';
-export { PeerUnavailableError } from './peer.js';
+export { PeerUnavailableError } from './peers/peer-client.js';
 export { silentLogger, consoleLogger, type Logger } from './logger.js';
 export { NodeStore, StoreError, type StoreOptions, type StoreStats } from './store/index.js';

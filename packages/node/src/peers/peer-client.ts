@@ -13,9 +13,9 @@ import {
   type Frame,
   type Op,
 } from '@gridlink/protocol';
-import { GridNodeError } from './errors.js';
-import type { TlsOptions } from './config.js';
-import type { Scheduler } from './scheduler.js';
+import { GridNodeError } from '../errors.js';
+import type { TlsOptions } from '../config.js';
+import type { Scheduler } from '../scheduler.js';
 
 /** Client name peers announce in their handshake. */
 export const PEER_CLIENT_NAME = 'gridlink-peer';
