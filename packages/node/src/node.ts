@@ -36,8 +36,6 @@ import { ServerEdge } from './server/listener.js';
 import type { ConnectionHost, RequestOutcome, ServerConnection } from './server/connection.js';
 import { NodeStore } from './store/index.js';
 
-export { TOPOLOGY_KEY, LEASE_PREFIX, CACHE_PREFIX };
-
 /**
  * A grid node: serves the gridlink protocol over TCP, holds a membership lease in the control
  * plane, owns partitions as primary or backup according to the topology record, replicates
