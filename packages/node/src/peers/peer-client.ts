@@ -1,18 +1,4 @@
-import net from 'node:net';
-import tls from 'node:tls';
-import {
-  ALL_FEATURES,
-  ErrorCode,
-  FrameDecoder,
-  FrameKind,
-  MAGIC,
-  PROTOCOL_VERSION,
-  ResponseFlag,
-  encodeFrame,
-  type ErrorPayload,
-  type Frame,
-  type Op,
-} from '@gridlink/protocol';
+import { ErrorCode, WireClient, type ErrorPayload, type Op, type WireCloseReason } from '@gridlink/protocol';
 import { GridNodeError } from '../errors.js';
 import type { TlsOptions } from '../config.js';
 import type { Scheduler } from '../scheduler.js';
@@ -49,12 +35,6 @@ export interface PeerClientOptions {
   connectTimeoutMs: number;
 }
 
-interface Pending {
-  resolve: (v: unknown) => void;
-  reject: (e: Error) => void;
-  timer: { cancel(): void };
-}
-
 /** A request waiting for the end of the tick to be written. */
 interface Queued {
   op: Op;
@@ -79,10 +59,9 @@ type BatchReply = { batch: unknown[] };
 
 /** One connection from this node to another, used for forwarding, replication and state transfer. */
 export class PeerClient {
-  private socket: net.Socket | null = null;
-  private ready: Promise<net.Socket> | null = null;
-  private readonly pending = new Map<number, Pending>();
-  private nextId = 1;
+  /** The current connection (a new one after each close), null before the first request. */
+  private wire: WireClient | null = null;
+  private ready: Promise<WireClient> | null = null;
   private closed = false;
   private paused = false;
   private connected = false;
@@ -120,8 +99,8 @@ export class PeerClient {
       this.failQueued(new PeerUnavailableError(`peer ${this.opts.peerId} client closed`));
       return;
     }
-    const socket = this.socket;
-    if (!socket || this.ready === null || !this.connected) {
+    const wire = this.wire;
+    if (!wire || this.ready === null || !this.connected) {
       // Not connected yet: send everything queued, in order, once the handshake is done.
       this.connect().then(
         () => this.flush(),
@@ -131,16 +110,16 @@ export class PeerClient {
     }
     const queued = this.queue;
     this.queue = [];
-    socket.cork();
+    wire.cork();
     for (let i = 0; i < queued.length; ) {
       const q = queued[i]!;
       let j = i + 1;
       if (q.batchable) while (j < queued.length && queued[j]!.batchable && queued[j]!.op === q.op) j++;
-      if (j - i === 1) this.send(socket, q.op, q.payload, q.timeoutMs, q.resolve, q.reject);
-      else this.sendBatch(socket, queued.slice(i, j));
+      if (j - i === 1) wire.send(q.op, q.payload, q.timeoutMs, q.resolve, q.reject);
+      else this.sendBatch(wire, queued.slice(i, j));
       i = j;
     }
-    process.nextTick(() => socket.uncork());
+    process.nextTick(() => wire.uncork());
   };
 
   private failQueued(err: Error): void {
@@ -149,28 +128,7 @@ export class PeerClient {
     for (const q of queued) q.reject(err);
   }
 
-  private send(socket: net.Socket, op: Op, payload: unknown, timeoutMs: number, resolve: (v: unknown) => void, reject: (e: Error) => void): void {
-    const id = this.nextId;
-    this.nextId = this.nextId >= 0xffffffff ? 1 : this.nextId + 1;
-    const timer = this.opts.scheduler.setTimeout(() => {
-      if (this.pending.delete(id)) {
-        reject(new GridNodeError(ErrorCode.TIMEOUT, `peer ${this.opts.peerId} did not answer op ${op} within ${timeoutMs} ms`));
-      }
-    }, timeoutMs);
-    this.pending.set(id, { resolve, reject, timer });
-    let bytes: Uint8Array;
-    try {
-      bytes = encodeFrame({ kind: FrameKind.REQUEST, op, id, flags: 0, payload });
-    } catch (err) {
-      this.pending.delete(id);
-      timer.cancel();
-      reject(err instanceof Error ? err : new Error(String(err)));
-      return;
-    }
-    socket.write(bytes);
-  }
-
-  private sendBatch(socket: net.Socket, items: Queued[]): void {
+  private sendBatch(wire: WireClient, items: Queued[]): void {
     let timeoutMs = items[0]!.timeoutMs;
     for (const q of items) if (q.timeoutMs < timeoutMs) timeoutMs = q.timeoutMs;
     const resolve = (v: unknown): void => {
@@ -184,123 +142,72 @@ export class PeerClient {
     const reject = (e: Error): void => {
       for (const q of items) q.reject(e);
     };
-    this.send(socket, items[0]!.op, { batch: items.map((q) => q.payload) } satisfies BatchPayload, timeoutMs, resolve, reject);
+    wire.send(items[0]!.op, { batch: items.map((q) => q.payload) } satisfies BatchPayload, timeoutMs, resolve, reject);
   }
 
   pause(): void {
     this.paused = true;
-    this.socket?.pause();
+    this.wire?.pause();
   }
 
   resume(): void {
     this.paused = false;
-    this.socket?.resume();
+    this.wire?.resume();
   }
 
   /** Abrupt close: pending requests fail. */
   destroy(): void {
     this.closed = true;
-    this.socket?.destroy();
-    this.failAll(new PeerUnavailableError(`peer ${this.opts.peerId} client closed`));
-    this.failQueued(new PeerUnavailableError(`peer ${this.opts.peerId} client closed`));
+    const err = new PeerUnavailableError(`peer ${this.opts.peerId} client closed`);
+    this.wire?.close(err);
+    this.failQueued(err);
   }
 
-  private failAll(err: Error): void {
-    for (const [id, p] of this.pending) {
-      this.pending.delete(id);
-      p.timer.cancel();
-      p.reject(err);
-    }
-  }
-
-  private connect(): Promise<net.Socket> {
+  private connect(): Promise<WireClient> {
     if (this.ready) return this.ready;
-    const attempt = new Promise<net.Socket>((resolve, reject) => {
-      const o = this.opts;
-      const socket: net.Socket = o.tls
-        ? tls.connect({
-            host: o.host,
-            port: o.port,
-            ca: o.tls.ca,
-            rejectUnauthorized: o.tls.rejectUnauthorized ?? true,
-            servername: net.isIP(o.host) ? undefined : o.host,
-          })
-        : net.connect({ host: o.host, port: o.port });
-      socket.setNoDelay(true);
-      this.socket = socket;
-      if (this.paused) socket.pause();
-      const decoder = new FrameDecoder({ maxFrameSize: o.maxFrameSize });
-      let handshaken = false;
-      const timer = o.scheduler.setTimeout(() => {
-        if (!handshaken) {
-          socket.destroy();
-          reject(new PeerUnavailableError(`peer ${o.peerId} handshake timed out`));
-        }
-      }, o.connectTimeoutMs);
-      const onReady = (): void => {
-        socket.write(MAGIC);
-        socket.write(
-          encodeFrame({
-            kind: FrameKind.HANDSHAKE,
-            body: {
-              minVersion: PROTOCOL_VERSION,
-              maxVersion: PROTOCOL_VERSION,
-              features: ALL_FEATURES,
-              sessionId: `peer:${o.selfId}`,
-              clientName: PEER_CLIENT_NAME,
-              clusterId: o.clusterId,
-              ...(o.authToken !== undefined ? { authToken: o.authToken } : {}),
-            },
-          }),
-        );
-      };
-      socket.once(o.tls ? 'secureConnect' : 'connect', onReady);
-      socket.on('data', (chunk: Buffer) => {
-        let frames: Frame[];
-        try {
-          frames = decoder.push(chunk);
-        } catch {
-          socket.destroy();
-          return;
-        }
-        for (const f of frames) {
-          if (!handshaken) {
-            if (f.kind === FrameKind.HANDSHAKE_OK) {
-              handshaken = true;
-              timer.cancel();
-              if (this.socket === socket) this.connected = true;
-              resolve(socket);
-            } else {
-              timer.cancel();
-              socket.destroy();
-              reject(new PeerUnavailableError(`peer ${o.peerId} refused the handshake`));
-            }
-            continue;
-          }
-          if (f.kind !== FrameKind.RESPONSE) continue;
-          const p = this.pending.get(f.id);
-          if (!p) continue;
-          this.pending.delete(f.id);
-          p.timer.cancel();
-          if ((f.flags & ResponseFlag.ERROR) !== 0) {
-            const e = f.payload as ErrorPayload;
-            p.reject(new GridNodeError(e.code as ErrorCode, e.message, e.partition));
-          } else {
-            p.resolve(f.payload);
-          }
-        }
-      });
-      socket.on('error', () => {});
-      socket.on('close', () => {
-        timer.cancel();
-        if (this.socket === socket) {
-          this.socket = null;
+    const o = this.opts;
+    const peer = o.peerId;
+    const closed = (reason: WireCloseReason): Error => {
+      switch (reason) {
+        case 'unreachable':
+          return new PeerUnavailableError(`peer ${peer} unreachable at ${this.address}`);
+        case 'refused':
+          return new PeerUnavailableError(`peer ${peer} refused the handshake`);
+        case 'handshake-timeout':
+          return new PeerUnavailableError(`peer ${peer} handshake timed out`);
+        case 'closed':
+          return new PeerUnavailableError(`connection to peer ${peer} closed`);
+      }
+    };
+    const wire = new WireClient({
+      host: o.host,
+      port: o.port,
+      ...(o.tls ? { tls: { ca: o.tls.ca, rejectUnauthorized: o.tls.rejectUnauthorized ?? true } } : {}),
+      sessionId: `peer:${o.selfId}`,
+      clientName: PEER_CLIENT_NAME,
+      clusterId: o.clusterId,
+      ...(o.authToken !== undefined ? { authToken: o.authToken } : {}),
+      maxFrameSize: o.maxFrameSize,
+      handshakeTimeoutMs: o.connectTimeoutMs,
+      setTimer: (fn, ms) => o.scheduler.setTimeout(fn, ms),
+      errors: {
+        closed,
+        timeout: (op, ms) => new GridNodeError(ErrorCode.TIMEOUT, `peer ${peer} did not answer op ${op} within ${ms} ms`),
+        response: (e: ErrorPayload) => new GridNodeError(e.code as ErrorCode, e.message, e.partition),
+      },
+      onClose: () => {
+        if (this.wire === wire) {
+          this.wire = null;
           this.ready = null;
           this.connected = false;
         }
-        if (!handshaken) reject(new PeerUnavailableError(`peer ${o.peerId} unreachable at ${this.address}`));
-        this.failAll(new PeerUnavailableError(`connection to peer ${o.peerId} closed`));
-      });
+      },
+    });
+    this.wire = wire;
+    if (this.paused) wire.pause();
+    const attempt = wire.ready.then(() => {
+      if (this.wire === wire) this.connected = true;
+      return wire;
     });
     this.ready = attempt;
     attempt.catch(() => {
