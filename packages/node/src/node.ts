@@ -27,10 +27,10 @@ import { PartitionTable } from './partitions/table.js';
 import { StateTransfer } from './partitions/transfer.js';
 import { PeerLinks } from './peers/links.js';
 import { Dispatcher } from './requests/dispatch.js';
-import { FanOut } from './requests/fanout.js';
+import { FanOut, type RouteFn } from './requests/fanout.js';
 import { Forwarder } from './requests/forward.js';
 import { LockService } from './requests/locks.js';
-import { handlePeerOp } from './requests/peer-ops.js';
+import { handlePeerOp, type PeerOpsDeps } from './requests/peer-ops.js';
 import { Scheduler } from './scheduler.js';
 import { ServerEdge } from './server/listener.js';
 import type { ConnectionHost, RequestOutcome, ServerConnection } from './server/connection.js';
@@ -64,6 +64,7 @@ export class GridNode implements ConnectionHost, MetricsSource {
   private readonly locks: LockService;
   private readonly fanout: FanOut;
   private readonly dispatcher: Dispatcher;
+  private readonly peerOps: PeerOpsDeps;
   private readonly edge: ServerEdge;
   private readonly unwatch: (() => void)[] = [];
 
@@ -82,40 +83,17 @@ export class GridNode implements ConnectionHost, MetricsSource {
     const leaseValid = (): boolean => this.lease.valid();
 
     this.view = new ClusterView(id, opts.partitions, scheduler, leaseValid);
-    this.view.refresh = () => this.refreshTopology();
     const view = this.view;
-    this.lease = new OwnLease({ id, opts, kv, scheduler, log, life, epoch: () => view.epoch, port: () => this.edge.port, rejoinCheck: () => this.refreshTopology() });
-    this.coordinator = new Coordinator({
-      id,
-      opts,
-      kv,
-      log,
-      life,
-      view,
-      leaseValid,
-      applyTopology: (rec) => this.applyTopology(rec),
-      refreshTopology: () => this.refreshTopology(),
-    });
+    const refreshTopology = (): Promise<void> => this.refreshTopology();
+    view.refresh = refreshTopology;
+    this.lease = new OwnLease({ id, opts, kv, scheduler, log, life, epoch: () => view.epoch, port: () => this.edge.port, rejoinCheck: refreshTopology });
     this.peers = new PeerLinks(id, opts, scheduler, view);
-    const peers = this.peers;
-    this.replicator = new Replicator({ id, opts, scheduler, store, metrics, view, table, peers });
-    this.transfer = new StateTransfer({
-      id,
-      opts,
-      scheduler,
-      log,
-      life,
-      store,
-      view,
-      table,
-      peers,
-      driver: () => this.driver,
-      snapshotParts: (p) => this.replicator.snapshotParts(p),
-    });
+    const base = { id, opts, scheduler, store, metrics, kv, log, life, view, table, peers: this.peers };
+    this.coordinator = new Coordinator({ ...base, leaseValid, applyTopology: (rec) => this.applyTopology(rec), refreshTopology });
+    this.replicator = new Replicator(base);
+    this.transfer = new StateTransfer({ ...base, driver: () => this.driver, snapshotParts: (p) => this.replicator.snapshotParts(p) });
     this.driver = new ReplicaDriver({
-      store,
-      metrics,
-      table,
+      ...base,
       synced: () => this.lease.synced,
       topologyVersion: () => view.topologyVersion(),
       enqueuePull: (p) => this.transfer.enqueue(p),
@@ -123,38 +101,23 @@ export class GridNode implements ConnectionHost, MetricsSource {
       scheduleLeaseWrite: () => this.lease.scheduleWrite(),
     });
     this.backup = new BackupReceiver(opts, view, store, table, this.driver);
-    this.forwarder = new Forwarder(peers, opts.forwardTimeoutMs);
+    this.forwarder = new Forwarder(this.peers, opts.forwardTimeoutMs);
     this.locks = new LockService({ scheduler, store, assertPrimary: (p) => view.assertPrimary(p), commit: (p, r) => this.replicator.commit(p, r) });
-    this.dispatcher = new Dispatcher({
-      id,
-      life,
-      log,
-      store,
-      metrics,
-      view,
-      table,
-      replicator: this.replicator,
-      forwarder: this.forwarder,
-      locks: this.locks,
-      fanout: () => this.fanout,
-      leaseValid,
-      handlePeer: (frame) => this.handlePeer(frame),
-    });
+    const { replicator, forwarder, locks } = this;
+    const handlePeer = (frame: RequestFrame): Promise<unknown> => this.handlePeer(frame);
+    this.dispatcher = new Dispatcher({ ...base, replicator, forwarder, locks, fanout: () => this.fanout, leaseValid, handlePeer });
     this.fanout = new FanOut({
-      opts,
-      kv,
-      store,
-      view,
-      peers,
+      ...base,
       leaseValid,
-      route: (p, op, payload, session, allowForward) => this.dispatcher.route(p, op, payload, session, allowForward),
+      route: (...a: Parameters<RouteFn>) => this.dispatcher.route(...a),
       executeAsPrimary: (p, op, payload, session) => this.dispatcher.executeAsPrimary(p, op, payload, session),
     });
+    this.peerOps = { store, dispatcher: this.dispatcher, fanout: this.fanout, backup: this.backup, transfer: this.transfer };
     this.edge = new ServerEdge(opts, scheduler, log, () => life.state === 'running', (n) => metrics.connections.set(n));
   }
 
   private handlePeer(frame: RequestFrame): Promise<unknown> {
-    return handlePeerOp({ store: this.store, dispatcher: this.dispatcher, fanout: this.fanout, backup: this.backup, transfer: this.transfer }, frame);
+    return handlePeerOp(this.peerOps, frame);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -385,21 +348,7 @@ export class GridNode implements ConnectionHost, MetricsSource {
     view.set(rec);
     if (wasMember && rec.members[this.id]?.epoch !== view.epoch) this.declaredGone();
 
-    // Every partition's replica is told its role in the new topology; it says what to do.
-    const synced = this.lease.synced;
-    for (let p = 0; p < rec.partitions; p++) {
-      const role = view.roleOf(p);
-      let st = this.table.get(p);
-      if (role === 'none' && st === undefined) {
-        if (this.store.hasPartition(p)) this.store.dropPartition(p);
-        delete synced[String(p)];
-        continue;
-      }
-      st ??= this.table.part(p);
-      const before = prev?.owners[p] ?? [];
-      const promoted = role === 'primary' && !(wasMember && before[0] === this.id) && before.length > 0 && prev !== null;
-      this.driver.feed(p, st, { type: 'topology-applied', role, promoted, synced: synced[String(p)] !== undefined });
-    }
+    this.driver.onTopology(prev, rec, wasMember);
     view.wakeGone();
     this.forwarder.onTopology(rec);
     view.wakeVersion(rec.version);

@@ -2,6 +2,8 @@
  * Feeds the replica state machine and performs the actions it returns: the one place where a
  * replica's transitions meet the store, the lease, state transfer and the fence.
  */
+import type { TopologyRecord } from '../control/topology.js';
+import type { ClusterView } from '../membership/view.js';
 import type { NodeMetrics } from '../metrics.js';
 import { joinSnapshots, type NodeStore, type PartitionSnapshot } from '../store/index.js';
 import { step, type ReplicaEvent } from './replica.js';
@@ -14,6 +16,7 @@ export interface ReplicaDriverDeps {
   readonly store: NodeStore;
   readonly metrics: NodeMetrics;
   readonly table: PartitionTable;
+  readonly view: ClusterView;
   /** Partitions reported synced in the lease, with the topology version they were pulled at. */
   synced(): Record<string, number>;
   topologyVersion(): number;
@@ -29,6 +32,28 @@ export class ReplicaDriver {
   transfers = 0;
 
   constructor(private readonly d: ReplicaDriverDeps) {}
+
+  /**
+   * A topology was applied (the view holds `rec` now, `prev` before it): every partition's
+   * replica is told its role in it, and does what its state machine says.
+   */
+  onTopology(prev: TopologyRecord | null, rec: TopologyRecord, wasMember: boolean): void {
+    const { view, table, store } = this.d;
+    const synced = this.d.synced();
+    for (let p = 0; p < rec.partitions; p++) {
+      const role = view.roleOf(p);
+      let st = table.get(p);
+      if (role === 'none' && st === undefined) {
+        if (store.hasPartition(p)) store.dropPartition(p);
+        delete synced[String(p)];
+        continue;
+      }
+      st ??= table.part(p);
+      const before = prev?.owners[p] ?? [];
+      const promoted = role === 'primary' && !(wasMember && before[0] === view.id) && before.length > 0 && prev !== null;
+      this.feed(p, st, { type: 'topology-applied', role, promoted, synced: synced[String(p)] !== undefined });
+    }
+  }
 
   /**
    * Steps p's replica with `e` and performs the actions, in order. Returns the reply the
