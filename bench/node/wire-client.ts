@@ -4,23 +4,9 @@
  * (not retried) so the caller decides. Kept apart from @gridlink/client so the numbers measure
  * the node, not the client's machinery.
  */
-import net from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { partitionOfBytes } from '@gridlink/affinity';
-import {
-  ALL_FEATURES,
-  FrameDecoder,
-  FrameKind,
-  MAGIC,
-  Op,
-  PROTOCOL_VERSION,
-  ResponseFlag,
-  encodeFrame,
-  type ErrorPayload,
-  type Frame,
-  type PartitionMap,
-  type ResponseFrame,
-} from '@gridlink/protocol';
+import { Op, ResponseFlag, WireClient as Conn, type ErrorPayload, type PartitionMap } from '@gridlink/protocol';
 
 export class WireError extends Error {
   constructor(readonly payload: ErrorPayload) {
@@ -28,67 +14,9 @@ export class WireError extends Error {
   }
 }
 
-class Conn {
-  private readonly pending = new Map<number, { resolve: (f: ResponseFrame) => void; reject: (e: Error) => void }>();
-  private nextId = 1;
-  closed = false;
-  nodeId = '';
-
-  private constructor(private readonly socket: net.Socket) {}
-
-  static connect(endpoint: string, sessionId: string): Promise<Conn> {
-    const [host, port] = endpoint.split(':');
-    const socket = net.connect({ host: host!, port: Number(port) });
-    socket.setNoDelay(true);
-    const c = new Conn(socket);
-    const decoder = new FrameDecoder();
-    return new Promise((resolve, reject) => {
-      socket.once('connect', () => {
-        socket.write(MAGIC);
-        socket.write(encodeFrame({ kind: FrameKind.HANDSHAKE, body: { minVersion: PROTOCOL_VERSION, maxVersion: PROTOCOL_VERSION, features: ALL_FEATURES, sessionId } }));
-      });
-      socket.on('data', (chunk: Buffer) => {
-        let frames: Frame[];
-        try {
-          frames = decoder.push(chunk);
-        } catch {
-          socket.destroy();
-          return;
-        }
-        for (const f of frames) {
-          if (f.kind === FrameKind.HANDSHAKE_OK) {
-            c.nodeId = f.body.nodeId;
-            resolve(c);
-          } else if (f.kind === FrameKind.RESPONSE) {
-            const p = c.pending.get(f.id);
-            c.pending.delete(f.id);
-            p?.resolve(f);
-          }
-        }
-      });
-      socket.on('error', () => {});
-      socket.on('close', () => {
-        c.closed = true;
-        reject(new Error(`connection to ${endpoint} closed`));
-        for (const p of c.pending.values()) p.reject(new Error('connection closed'));
-        c.pending.clear();
-      });
-    });
-  }
-
-  request(op: number, payload: unknown): Promise<ResponseFrame> {
-    if (this.closed) return Promise.reject(new Error('connection closed'));
-    const id = this.nextId;
-    this.nextId = this.nextId >= 0xfffffff0 ? 1 : this.nextId + 1;
-    return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      this.socket.write(encodeFrame({ kind: FrameKind.REQUEST, op, id, flags: 0, payload } as Frame));
-    });
-  }
-
-  close(): void {
-    this.socket.destroy();
-  }
+function connect(endpoint: string, sessionId: string): Promise<Conn> {
+  const [host, port] = endpoint.split(':');
+  return Conn.connect({ host: host!, port: Number(port), sessionId });
 }
 
 export class WireClient {
@@ -103,7 +31,7 @@ export class WireClient {
   async connect(): Promise<void> {
     for (const ep of this.endpoints) {
       try {
-        this.conns.set(ep, await Conn.connect(ep, this.sessionId));
+        this.conns.set(ep, await connect(ep, this.sessionId));
       } catch {
         // a dead endpoint; skipped
       }
@@ -114,7 +42,7 @@ export class WireClient {
   async refreshMap(): Promise<PartitionMap> {
     for (const c of this.conns.values()) {
       if (c.closed) continue;
-      const f = await c.request(Op.TOPOLOGY, {});
+      const f = await c.requestFrame(Op.TOPOLOGY, {});
       if ((f.flags & ResponseFlag.ERROR) === 0) {
         this.map = f.payload as PartitionMap;
         return this.map;
@@ -140,7 +68,7 @@ export class WireClient {
         let c = this.conns.get(ep);
         if (!c || c.closed) {
           try {
-            c = await Conn.connect(ep, this.sessionId);
+            c = await connect(ep, this.sessionId);
             this.conns.set(ep, c);
           } catch {
             c = undefined;
@@ -154,7 +82,7 @@ export class WireClient {
       const eps = new Set([...this.endpoints, ...(this.map?.nodes.filter((n) => n.alive).map((n) => `${n.host}:${n.port}`) ?? [])]);
       for (const ep of eps) {
         try {
-          this.conns.set(ep, await Conn.connect(ep, this.sessionId));
+          this.conns.set(ep, await connect(ep, this.sessionId));
         } catch {
           // still down
         }
@@ -168,7 +96,7 @@ export class WireClient {
   /** One attempt, routed to the key's primary; throws WireError on an error response. */
   async call<T>(op: number, payload: unknown, key: Uint8Array | null): Promise<T> {
     const c = await this.connFor(key);
-    const f = await c.request(op, payload);
+    const f = await c.requestFrame(op, payload);
     if ((f.flags & ResponseFlag.REFRESH_MAP) !== 0) void this.refreshMap().catch(() => {});
     if ((f.flags & ResponseFlag.ERROR) !== 0) throw new WireError(f.payload as ErrorPayload);
     return f.payload as T;

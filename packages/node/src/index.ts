@@ -1,22 +1,16 @@
-export { GridNode, startNode, TOPOLOGY_KEY, LEASE_PREFIX, CACHE_PREFIX } from './node.js';
+/**
+ * `@gridlink/node`: run grid nodes (GridNode, startNode), an embedded cluster (LocalCluster),
+ * their configuration, control plane and errors. Internals for tests and tools live behind
+ * `@gridlink/node/internal`.
+ */
+export { GridNode, startNode } from './node.js';
 export { LocalCluster, type LocalClusterOptions, type AddNodeOptions } from './local-cluster.js';
 export { DEFAULT_TIMING, resolveNodeOptions, type NodeOptions, type NodeTiming, type TlsOptions, type ResolvedNodeOptions } from './config.js';
 export { MemoryControlPlane, type ControlPlane, type KvEntry, type KvEvent } from './control/kv.js';
-export {
-  DEFAULT_AUTO_ADJUST,
-  initialTopology,
-  nextTopology,
-  partitionMapOf,
-  isSettled,
-  isBalanced,
-  type AutoAdjustPolicy,
-  type LeaseRecord,
-  type MemberInfo,
-  type SyncEntry,
-  type TopologyRecord,
-} from './control/topology.js';
-export { roleOf, routeRequest, type Role, type RouteDecision } from './control/routing.js';
+export { DEFAULT_AUTO_ADJUST, type AutoAdjustPolicy, type LeaseRecord, type MemberInfo, type SyncEntry, type TopologyRecord } from './control/topology.js';
+export type { Role } from './control/routing.js';
 export { NodeConfigError, GridNodeError, CasConflictError } from './errors.js';
-export { PeerUnavailableError } from './peer.js';
+export { PeerUnavailableError } from './peers/peer-client.js';
 export { silentLogger, consoleLogger, type Logger } from './logger.js';
+// The store stays reachable here for the memory benchmark; prefer @gridlink/node/internal.
 export { NodeStore, StoreError, type StoreOptions, type StoreStats } from './store/index.js';

@@ -5,7 +5,8 @@ import type { NodeOptions, NodeTiming, TlsOptions } from './config.js';
 import { MemoryControlPlane } from './control/kv.js';
 import { isBalanced, isSettled, partitionMapOf, type AutoAdjustPolicy, type TopologyRecord } from './control/topology.js';
 import type { Logger } from './logger.js';
-import { GridNode, TOPOLOGY_KEY, startNode } from './node.js';
+import { TOPOLOGY_KEY } from './control/keys.js';
+import { GridNode, startNode } from './node.js';
 
 export interface LocalClusterOptions extends Partial<NodeTiming> {
   /** Nodes started at once. Default 3. */

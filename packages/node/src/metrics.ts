@@ -1,6 +1,15 @@
 import { Counter, Gauge, Registry, type Metric } from 'prom-client';
 import { opName } from '@gridlink/protocol';
-import type { GridNode } from './node.js';
+
+/** What the metrics read from their node at collection time (the node implements it). */
+export interface MetricsSource {
+  readonly id: string;
+  partitionCounts(): { owned: number; primary: number; moving: number };
+  replicationInFlight(): number;
+  /** Snapshots pushed to backups that missed records since start. */
+  readonly resyncs: number;
+  storeStats(): { entries: number; bytes: number; evictions: number; expired: number };
+}
 
 /** One histogram series: counts per bucket (the last one is +Inf), sum and count. */
 export interface HistogramSeries {
@@ -92,7 +101,7 @@ export class NodeMetrics {
   private readonly topologyVersion: Gauge;
   private readonly opStats: (OpStats | undefined)[] = [];
 
-  constructor(node: GridNode) {
+  constructor(node: MetricsSource) {
     const registers = [this.registry];
     this.registry.setDefaultLabels({ node: node.id });
     const flushOps = (): void => this.flushOps();
@@ -154,7 +163,7 @@ export class NodeMetrics {
       help: 'Entries held (primary and backup copies)',
       registers,
       collect() {
-        this.set(node.store.stats().entries);
+        this.set(node.storeStats().entries);
       },
     });
     new Gauge({
@@ -162,7 +171,7 @@ export class NodeMetrics {
       help: 'Key and value bytes held',
       registers,
       collect() {
-        this.set(node.store.stats().bytes);
+        this.set(node.storeStats().bytes);
       },
     });
     new Gauge({
@@ -170,7 +179,7 @@ export class NodeMetrics {
       help: 'Entries evicted by the LRU bound since start',
       registers,
       collect() {
-        this.set(node.store.stats().evictions);
+        this.set(node.storeStats().evictions);
       },
     });
     new Gauge({
@@ -178,7 +187,7 @@ export class NodeMetrics {
       help: 'Entries removed by TTL since start',
       registers,
       collect() {
-        this.set(node.store.stats().expired);
+        this.set(node.storeStats().expired);
       },
     });
   }

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { ErrorCode } from '@gridlink/protocol';
-import { roleOf, routeRequest, type TopologyRecord } from '@gridlink/node';
+import type { TopologyRecord } from '@gridlink/node';
+import { roleOf, routeRequest } from '@gridlink/node/internal';
 
 const IDS = ['a', 'b', 'c', 'd'];
 const P = 6;

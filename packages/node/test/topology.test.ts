@@ -5,7 +5,8 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { computeAssignment } from '@gridlink/affinity';
-import { initialTopology, isBalanced, nextTopology, partitionMapOf, type LeaseRecord, type TopologyRecord } from '@gridlink/node';
+import type { LeaseRecord, TopologyRecord } from '@gridlink/node';
+import { initialTopology, isBalanced, nextTopology, partitionMapOf } from '@gridlink/node/internal';
 
 const IDS = ['n1', 'n2', 'n3', 'n4', 'n5'];
 const P = 24;

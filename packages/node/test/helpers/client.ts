@@ -3,25 +3,8 @@
  * over the real codec, and a retrying cluster wrapper (any node, retry on retryable errors and
  * dropped connections, same seq on retry).
  */
-import net from 'node:net';
-import tls from 'node:tls';
 import { randomUUID } from 'node:crypto';
-import {
-  ALL_FEATURES,
-  FrameDecoder,
-  FrameKind,
-  MAGIC,
-  PROTOCOL_VERSION,
-  ResponseFlag,
-  encodeFrame,
-  isRetryableCode,
-  type ErrorPayload,
-  type Frame,
-  type HandshakeOk,
-  type Op,
-  type PushFrame,
-  type ResponseFrame,
-} from '@gridlink/protocol';
+import { WireClient, isRetryableCode, type ErrorPayload, type HandshakeOk, type Op, type PushFrame, type ResponseFrame } from '@gridlink/protocol';
 
 export class GridError extends Error {
   constructor(readonly payload: ErrorPayload) {
@@ -34,16 +17,23 @@ export class GridError extends Error {
 
 export class ConnectionLost extends Error {}
 
+/** One connection to one node, on the protocol's WireClient. */
 export class TestConnection {
-  handshake!: HandshakeOk;
-  readonly pushes: PushFrame[] = [];
-  private readonly pending = new Map<number, { resolve: (f: ResponseFrame) => void; reject: (e: Error) => void }>();
-  private nextId = 1;
-  closed = false;
-  readonly closedPromise: Promise<void>;
+  private constructor(
+    private readonly wire: WireClient,
+    readonly pushes: PushFrame[],
+  ) {}
 
-  private constructor(readonly socket: net.Socket) {
-    this.closedPromise = new Promise((r) => socket.once('close', () => r()));
+  get handshake(): HandshakeOk {
+    return this.wire.handshake!;
+  }
+
+  get closed(): boolean {
+    return this.wire.closed;
+  }
+
+  get closedPromise(): Promise<void> {
+    return this.wire.closedPromise;
   }
 
   static async connect(
@@ -53,97 +43,35 @@ export class TestConnection {
     opts: { ca?: string | Buffer; authToken?: string } = {},
   ): Promise<TestConnection> {
     const [host, port] = endpoint.split(':');
-    const socket = opts.ca ? tls.connect({ host: host!, port: Number(port), ca: opts.ca }) : net.connect({ host: host!, port: Number(port) });
-    socket.setNoDelay(true);
-    const c = new TestConnection(socket);
-    const decoder = new FrameDecoder();
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        socket.destroy();
-        reject(new ConnectionLost('handshake timeout'));
-      }, timeoutMs);
-      socket.once(opts.ca ? 'secureConnect' : 'connect', () => {
-        socket.write(MAGIC);
-        socket.write(
-          encodeFrame({
-            kind: FrameKind.HANDSHAKE,
-            body: {
-              minVersion: PROTOCOL_VERSION,
-              maxVersion: PROTOCOL_VERSION,
-              features: ALL_FEATURES,
-              sessionId,
-              ...(opts.authToken !== undefined ? { authToken: opts.authToken } : {}),
-            },
-          }),
-        );
-      });
-      socket.on('data', (chunk: Buffer) => {
-        let frames: Frame[];
-        try {
-          frames = decoder.push(chunk);
-        } catch {
-          socket.destroy();
-          return;
-        }
-        for (const f of frames) {
-          if (f.kind === FrameKind.HANDSHAKE_OK) {
-            c.handshake = f.body;
-            clearTimeout(timer);
-            resolve();
-          } else if (f.kind === FrameKind.HANDSHAKE_ERROR) {
-            clearTimeout(timer);
-            reject(new Error(`handshake refused: ${f.body.message}`));
-          } else if (f.kind === FrameKind.RESPONSE) {
-            const p = c.pending.get(f.id);
-            c.pending.delete(f.id);
-            p?.resolve(f);
-          } else if (f.kind === FrameKind.PUSH) {
-            c.pushes.push(f);
-          }
-        }
-      });
-      socket.on('error', () => {});
-      socket.on('close', () => {
-        c.closed = true;
-        clearTimeout(timer);
-        reject(new ConnectionLost('closed during handshake'));
-        for (const p of c.pending.values()) p.reject(new ConnectionLost('connection closed'));
-        c.pending.clear();
-      });
+    const pushes: PushFrame[] = [];
+    const wire = new WireClient({
+      host: host!,
+      port: Number(port),
+      ...(opts.ca ? { tls: { ca: opts.ca } } : {}),
+      sessionId,
+      ...(opts.authToken !== undefined ? { authToken: opts.authToken } : {}),
+      handshakeTimeoutMs: timeoutMs,
+      onPush: (f) => pushes.push(f),
+      errors: {
+        closed: (reason, detail) => (reason === 'refused' ? new Error(`handshake refused: ${detail}`) : new ConnectionLost(detail)),
+        timeout: () => new ConnectionLost('request timeout'),
+        response: (payload) => new GridError(payload),
+      },
     });
-    return c;
+    await wire.ready;
+    return new TestConnection(wire, pushes);
   }
 
   request(op: Op, payload: unknown, flags = 0, timeoutMs = 5000): Promise<ResponseFrame> {
-    if (this.closed) return Promise.reject(new ConnectionLost('connection closed'));
-    const id = this.nextId++;
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(id);
-        reject(new ConnectionLost('request timeout'));
-      }, timeoutMs);
-      this.pending.set(id, {
-        resolve: (f) => {
-          clearTimeout(timer);
-          resolve(f);
-        },
-        reject: (e) => {
-          clearTimeout(timer);
-          reject(e);
-        },
-      });
-      this.socket.write(encodeFrame({ kind: FrameKind.REQUEST, op, id, flags, payload }));
-    });
+    return this.wire.requestFrame(op, payload, timeoutMs, flags);
   }
 
-  async call<T = Record<string, unknown>>(op: Op, payload: unknown, timeoutMs = 5000): Promise<T> {
-    const f = await this.request(op, payload, 0, timeoutMs);
-    if ((f.flags & ResponseFlag.ERROR) !== 0) throw new GridError(f.payload as ErrorPayload);
-    return f.payload as T;
+  call<T = Record<string, unknown>>(op: Op, payload: unknown, timeoutMs = 5000): Promise<T> {
+    return this.wire.request(op, payload, timeoutMs) as Promise<T>;
   }
 
   close(): void {
-    this.socket.destroy();
+    this.wire.close(new ConnectionLost('connection closed'));
   }
 }
 

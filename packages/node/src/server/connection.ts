@@ -15,9 +15,9 @@ import {
   type Frame,
   type RequestFrame,
 } from '@gridlink/protocol';
-import type { ResolvedNodeOptions } from './config.js';
-import { PEER_CLIENT_NAME } from './peer.js';
-import type { Scheduler, TimerHandle } from './scheduler.js';
+import type { ResolvedNodeOptions } from '../config.js';
+import { PEER_CLIENT_NAME } from '../peers/peer-client.js';
+import type { Scheduler, TimerHandle } from '../scheduler.js';
 
 export interface RequestOutcome {
   flags: number;

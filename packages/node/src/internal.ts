@@ -1,0 +1,24 @@
+/**
+ * `@gridlink/node/internal`: what the node's own tests, the benchmarks and tools need beyond the
+ * public API (pure topology and routing functions, the replica state machine, the scheduler, the
+ * peer client, the store). Not a stable API: it may change in any release.
+ */
+export { TOPOLOGY_KEY, LEASE_PREFIX, CACHE_PREFIX } from './control/keys.js';
+export { initialTopology, nextTopology, partitionMapOf, isSettled, isBalanced } from './control/topology.js';
+export { roleOf, routeRequest, type Role, type RouteDecision } from './control/routing.js';
+export {
+  INITIAL_REPLICA,
+  step,
+  onRecord,
+  mayWrite,
+  phaseOf,
+  type ReplicaState,
+  type ReplicaEvent,
+  type ReplicaAction,
+  type ReplicaPhase,
+  type Transition,
+} from './partitions/replica.js';
+export { Scheduler, delay, type TimerHandle } from './scheduler.js';
+export { PeerClient, PEER_CLIENT_NAME, isBatch, type PeerClientOptions, type BatchPayload } from './peers/peer-client.js';
+export { NodeStore, type StoreOptions, type StoreStats } from './store/index.js';
+export { NodeMetrics, FastHistogram, type MetricsSource } from './metrics.js';

@@ -1,0 +1,104 @@
+/**
+ * Observation of the other nodes' leases and the coordinator loop: the alive node with the
+ * lowest id judges liveness from lease revisions (a lease is alive while a new revision was seen
+ * within leaseMs on this node's clock) and moves the topology record on, through the pure
+ * `nextTopology`, with compare-and-set on its revision.
+ */
+import type { ResolvedNodeOptions } from '../config.js';
+import { LEASE_PREFIX, TOPOLOGY_KEY } from '../control/keys.js';
+import type { ControlPlane, KvEvent } from '../control/kv.js';
+import { initialTopology, nextTopology, type LeaseRecord, type TopologyRecord } from '../control/topology.js';
+import { CasConflictError } from '../errors.js';
+import type { Lifecycle } from '../lifecycle.js';
+import type { Logger } from '../logger.js';
+import type { ClusterView } from './view.js';
+
+export interface CoordinatorDeps {
+  readonly id: string;
+  readonly opts: ResolvedNodeOptions;
+  readonly kv: ControlPlane;
+  readonly log: Logger;
+  readonly life: Lifecycle;
+  readonly view: ClusterView;
+  leaseValid(): boolean;
+  applyTopology(rec: TopologyRecord): void;
+  refreshTopology(): Promise<void>;
+}
+
+export class Coordinator {
+  private readonly observed = new Map<string, { lease: LeaseRecord; revision: number; seenAt: number }>();
+  private lastTick = 0;
+  private busy = false;
+  private lastInputs = '';
+
+  constructor(private readonly d: CoordinatorDeps) {}
+
+  /** Seeds the observations with the leases listed at start. */
+  async load(): Promise<void> {
+    const now = Date.now();
+    for (const e of await this.d.kv.list<LeaseRecord>(LEASE_PREFIX)) {
+      this.observed.set(e.value.id, { lease: e.value, revision: e.revision, seenAt: now });
+    }
+  }
+
+  /** Starts the clock of the loop (the first tick judges nobody stalled). */
+  started(): void {
+    this.lastTick = Date.now();
+  }
+
+  onLeaseEvent(e: KvEvent<LeaseRecord>): void {
+    const id = e.key.slice(LEASE_PREFIX.length);
+    if (e.type === 'delete') this.observed.delete(id);
+    else this.observed.set(id, { lease: e.value, revision: e.revision, seenAt: Date.now() });
+  }
+
+  async tick(): Promise<void> {
+    const { opts, view, kv, log } = this.d;
+    const now = Date.now();
+    if (now - this.lastTick > opts.leaseMs / 2) {
+      // This process stalled: what we observed is stale, so judge nobody dead on it.
+      for (const o of this.observed.values()) o.seenAt = now;
+    }
+    this.lastTick = now;
+    if (this.busy || this.d.life.state !== 'running' || !this.d.leaseValid()) return;
+    const alive: LeaseRecord[] = [];
+    for (const o of this.observed.values()) if (now - o.seenAt <= opts.leaseMs) alive.push(o.lease);
+    const ids = alive.map((l) => l.id).sort();
+    if (ids[0] !== this.d.id) return;
+    this.busy = true;
+    try {
+      if (view.topo === null) {
+        const existing = await kv.get<TopologyRecord>(TOPOLOGY_KEY);
+        if (existing) {
+          view.topoRevision = existing.revision;
+          this.d.applyTopology(existing.value);
+          return;
+        }
+        if (alive.length < opts.bootstrapNodes) return;
+        const rec = initialTopology({
+          clusterId: opts.clusterId,
+          partitions: opts.partitions,
+          backups: opts.backups,
+          leases: alive,
+          autoAdjust: opts.autoAdjust,
+        });
+        await kv.create(TOPOLOGY_KEY, rec);
+        log.info('cluster created', { nodes: ids, partitions: rec.partitions });
+        return;
+      }
+      // Skip the step when nothing it depends on changed (renewals alone change nothing).
+      const inputs = `${view.topo.version}|${alive.map((l) => `${l.id}:${l.epoch}:${JSON.stringify(l.synced)}`).join(';')}`;
+      if (inputs === this.lastInputs && view.topo.adjust === null) return;
+      this.lastInputs = inputs;
+      const next = nextTopology(view.topo, alive, now);
+      if (next === null) return;
+      await kv.update(TOPOLOGY_KEY, next, view.topoRevision);
+    } catch (err) {
+      this.lastInputs = '';
+      if (err instanceof CasConflictError) await this.d.refreshTopology();
+      else log.warn('coordinator write failed', { err: String(err) });
+    } finally {
+      this.busy = false;
+    }
+  }
+}

@@ -1,0 +1,106 @@
+/**
+ * This node's own membership lease: renewed on a timer, and "certainly valid" only while the
+ * last acknowledged renewal, judged from when it was sent minus a drift margin, has not run out.
+ * After a lapse the node is not primary of anything until the control plane confirms it is
+ * still a member (a re-read of the topology notices when its epoch was declared gone).
+ */
+import type { ResolvedNodeOptions } from '../config.js';
+import { LEASE_PREFIX } from '../control/keys.js';
+import type { ControlPlane } from '../control/kv.js';
+import type { LeaseRecord } from '../control/topology.js';
+import type { Logger } from '../logger.js';
+import type { Scheduler } from '../scheduler.js';
+import type { Lifecycle } from '../lifecycle.js';
+
+export interface OwnLeaseDeps {
+  readonly id: string;
+  readonly opts: ResolvedNodeOptions;
+  readonly kv: ControlPlane;
+  readonly scheduler: Scheduler;
+  readonly log: Logger;
+  readonly life: Lifecycle;
+  epoch(): string;
+  port(): number;
+  /** After a lapse: re-read the topology (applying it notices if this epoch was declared gone). */
+  rejoinCheck(): Promise<void>;
+}
+
+export class OwnLease {
+  private validUntil = 0;
+  private lastRenewSentAt = 0;
+  /** After a lapse: not primary until the control plane confirms membership. */
+  private rejoinCheckAfter = 0;
+  private writeScheduled = false;
+  /** Partitions this node has caught up on while syncing, by partition, with the topology version. */
+  synced: Record<string, number> = {};
+
+  constructor(private readonly d: OwnLeaseDeps) {}
+
+  /** The lease is certainly valid: renewed recently enough, judged from when the renewal was sent. */
+  valid(): boolean {
+    return Date.now() < this.validUntil && Date.now() >= this.rejoinCheckAfter;
+  }
+
+  record(): LeaseRecord {
+    const { opts } = this.d;
+    const r: LeaseRecord = {
+      id: this.d.id,
+      epoch: this.d.epoch(),
+      host: opts.advertiseHost,
+      port: this.d.port(),
+      synced: { ...this.synced },
+    };
+    if (opts.zone !== undefined) r.zone = opts.zone;
+    if (opts.weight !== undefined) r.weight = opts.weight;
+    return r;
+  }
+
+  async renew(): Promise<void> {
+    const { life, opts, log } = this.d;
+    if (life.state !== 'running' && life.state !== 'stopping') return;
+    const now = Date.now();
+    if (this.validUntil > 0 && now >= this.validUntil) {
+      // Our lease may have expired: the coordinator may have declared us gone and promoted others.
+      // Serve as primary again only once the control plane confirms we are still a member.
+      log.warn('lease lapsed', { id: this.d.id });
+      this.rejoinCheckAfter = now + opts.leaseMs;
+      this.d.scheduler.setTimeout(() => void this.d.rejoinCheck(), opts.leaseMs);
+    }
+    const sentAt = now;
+    this.lastRenewSentAt = sentAt;
+    try {
+      await this.d.kv.put(LEASE_PREFIX + this.d.id, this.record());
+      if ((life.state as string) === 'stopped') return;
+      this.validUntil = Math.max(this.validUntil, sentAt + opts.leaseMs - opts.leaseMarginMs);
+    } catch (err) {
+      log.warn('lease renewal failed', { err: String(err) });
+    }
+  }
+
+  /** Writes the lease soon (coalesced): its content changed (a partition synced, a new epoch). */
+  scheduleWrite(): void {
+    if (this.writeScheduled) return;
+    this.writeScheduled = true;
+    this.d.scheduler.setTimeout(() => {
+      this.writeScheduled = false;
+      void this.renew();
+    }, 2);
+  }
+
+  /**
+   * A new life after being declared gone: nothing synced, and the old lease's lapse is no reason
+   * to wait. The new epoch becomes a member only after the coordinator saw a renewal carrying it,
+   * and valid() holds only once such a renewal was acknowledged.
+   */
+  restart(): void {
+    this.synced = {};
+    this.rejoinCheckAfter = 0;
+    this.validUntil = 0;
+    this.scheduleWrite();
+  }
+
+  /** Gives the lease up (graceful stop). */
+  async release(): Promise<void> {
+    await this.d.kv.delete(LEASE_PREFIX + this.d.id);
+  }
+}

@@ -1,0 +1,68 @@
+/**
+ * Backup side of replication: records, snapshot pushes (whole or in parts) and promotion probes
+ * from the primary. What a record does (apply, buffer, answer "gap") is the replica state
+ * machine's decision; this module checks the sender and does the store work.
+ */
+import type { ResolvedNodeOptions } from '../config.js';
+import type { ClusterView } from '../membership/view.js';
+import type { NodeStore } from '../store/index.js';
+import type { ReplicaDriver } from './driver.js';
+import type { ReplicateMsg, ReplicateReply } from './messages.js';
+import { onRecord } from './replica.js';
+import type { PartitionTable } from './table.js';
+
+const OK: ReplicateReply = Object.freeze({ s: 'ok' });
+const GAP: ReplicateReply = Object.freeze({ s: 'gap' });
+const STALE: ReplicateReply = Object.freeze({ s: 'stale' });
+const GONE_REPLY: ReplicateReply = Object.freeze({ s: 'gone' });
+
+export class BackupReceiver {
+  constructor(
+    private readonly opts: ResolvedNodeOptions,
+    private readonly view: ClusterView,
+    private readonly store: NodeStore,
+    private readonly table: PartitionTable,
+    private readonly driver: ReplicaDriver,
+  ) {}
+
+  /** Synchronous unless the sender knows a newer topology than this node (then it waits for it). */
+  onReplicate(m: ReplicateMsg): ReplicateReply | Promise<ReplicateReply> {
+    if (m.v > this.view.topologyVersion()) return this.view.awaitTopology(m.v, this.opts.leaseMs).then(() => this.onReplicateNow(m));
+    return this.onReplicateNow(m);
+  }
+
+  private onReplicateNow(m: ReplicateMsg): ReplicateReply {
+    const view = this.view;
+    if (m.epoch !== view.epoch || !view.isMember()) return GONE_REPLY;
+    const t = view.topo!;
+    if ((t.owners[m.p] ?? [])[0] !== m.from) return t.version >= m.v ? STALE : GONE_REPLY;
+    const role = view.roleOf(m.p);
+    if (role === 'none' || role === 'primary') return GONE_REPLY;
+    const st = this.table.part(m.p);
+    if (m.probe) return { s: 'ok', counter: this.store.updateCounter(m.p) };
+    if (m.part) {
+      const { id, index, total, snap } = m.part;
+      const reply = this.driver.feed(m.p, st, { type: 'snapshot-part', id, index, total, have: st.parts.length }, undefined, snap);
+      return reply === 'gap' ? GAP : OK;
+    }
+    if (m.snap) {
+      this.store.install(m.p, m.snap);
+      this.driver.installed(m.p, st);
+      return OK;
+    }
+    if (!m.rec) return GONE_REPLY;
+    switch (onRecord(st.replica)) {
+      case 'buffer':
+        st.buffer!.push(m.rec);
+        return OK;
+      case 'gap':
+        return GAP;
+      case 'apply':
+        if (!this.store.applyRecord(m.p, m.rec)) {
+          this.driver.gapDetected(st);
+          return GAP;
+        }
+        return OK;
+    }
+  }
+}

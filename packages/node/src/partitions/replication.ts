@@ -1,0 +1,197 @@
+/**
+ * Primary side of replication: a write is acknowledged once every replication target of its
+ * partition has it; a target that missed a record (gap, timeout, promotion) gets a snapshot
+ * (resync) before the next acknowledgement; a new primary runs a fence (probes the other
+ * holders' counters) before it acknowledges anything.
+ */
+import { randomUUID } from 'node:crypto';
+import { ErrorCode, Op } from '@gridlink/protocol';
+import type { ResolvedNodeOptions } from '../config.js';
+import { GridNodeError } from '../errors.js';
+import type { NodeMetrics } from '../metrics.js';
+import { GONE, type ClusterView, type Target } from '../membership/view.js';
+import type { PeerLinks } from '../peers/links.js';
+import { delay, type Scheduler } from '../scheduler.js';
+import { splitSnapshot, type NodeStore, type PartitionSnapshot, type ReplicationRecord } from '../store/index.js';
+import type { ReplicateMsg, ReplicateReply } from './messages.js';
+import { step } from './replica.js';
+import type { PartitionTable, PartState } from './table.js';
+
+export interface ReplicatorDeps {
+  readonly id: string;
+  readonly opts: ResolvedNodeOptions;
+  readonly scheduler: Scheduler;
+  readonly store: NodeStore;
+  readonly metrics: NodeMetrics;
+  readonly view: ClusterView;
+  readonly table: PartitionTable;
+  readonly peers: PeerLinks;
+}
+
+export class Replicator {
+  /** Snapshots pushed to backups that missed records (gap, timeout, promotion) since start. */
+  resyncs = 0;
+
+  constructor(private readonly d: ReplicatorDeps) {}
+
+  /** Makes a mutation durable on every replication target before it is acknowledged. */
+  async commit(p: number, record: ReplicationRecord | null): Promise<void> {
+    const st = this.d.table.part(p);
+    if (record) {
+      await this.replicate(p, record);
+    } else if (st.inflight.size > 0) {
+      // A dedup hit: the original may still be replicating.
+      await Promise.allSettled([...st.inflight]);
+    }
+    if (st.failed.size > 0) await this.ensureClean(p);
+  }
+
+  private async replicate(p: number, record: ReplicationRecord): Promise<void> {
+    const targets = this.d.view.targets(p);
+    if (targets.length === 0) return;
+    const st = this.d.table.part(p);
+    const started = Date.now();
+    const work = targets.length === 1 ? this.replicateTo(p, targets[0]!, record) : Promise.all(targets.map((t) => this.replicateTo(p, t, record)));
+    st.inflight.add(work);
+    try {
+      await work;
+    } finally {
+      st.inflight.delete(work);
+      this.d.metrics.replicationSeconds.observe(this.d.metrics.replication, (Date.now() - started) / 1000);
+    }
+  }
+
+  private async replicateTo(p: number, t: Target, record: ReplicationRecord): Promise<void> {
+    const { view, opts } = this.d;
+    const deadline = Date.now() + opts.replicationTimeoutMs;
+    const stillThere = (): boolean => view.isTarget(p, t);
+    for (;;) {
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        this.d.table.part(p).failed.add(t.id);
+        throw new GridNodeError(ErrorCode.REPLICATION_FAILED, `backup ${t.id} did not acknowledge in time`, p);
+      }
+      const msg: ReplicateMsg = { p, v: view.topologyVersion(), from: this.d.id, epoch: t.epoch, rec: record };
+      let reply: ReplicateReply | typeof GONE;
+      try {
+        reply = await view.raceTopology(this.d.peers.peer(t.id).request(Op.PEER_REPLICATE, msg, left, true) as Promise<ReplicateReply>, stillThere);
+      } catch (err) {
+        if (!stillThere()) return;
+        if (err instanceof GridNodeError && err.wireCode === ErrorCode.TIMEOUT) continue;
+        // Unreachable: it is dead or restarting; wait for the topology to drop it, retrying meanwhile.
+        if ((await view.raceTopology(delay(this.d.scheduler, 50), stillThere)) === GONE) return;
+        continue;
+      }
+      if (reply === GONE) return;
+      switch (reply.s) {
+        case 'ok':
+          return;
+        case 'stale':
+          throw new GridNodeError(ErrorCode.NOT_PRIMARY, `node ${this.d.id} is no longer the primary of partition ${p}`, p);
+        case 'gone':
+          if ((await view.raceTopology(delay(this.d.scheduler, Math.max(1, deadline - Date.now())), stillThere)) === GONE) return;
+          continue;
+        case 'gap':
+          await this.resync(p, t, record.counter);
+          return;
+      }
+    }
+  }
+
+  /** Pushes a snapshot of p to t covering at least `minCounter` (single-flight per target). */
+  private resync(p: number, t: Target, minCounter: number): Promise<void> {
+    const { view, store, opts } = this.d;
+    const st = this.d.table.part(p);
+    const existing = st.resyncs.get(t.id);
+    if (existing && existing.counter >= minCounter) return existing.promise;
+    const counter = store.updateCounter(p);
+    const parts = this.snapshotParts(p);
+    const v = view.topologyVersion();
+    const id = randomUUID();
+    const from = this.d.id;
+    // All parts are written now, in order, so records sent later arrive after the last part.
+    const sends = parts.map((snap, index) => {
+      const msg: ReplicateMsg =
+        parts.length === 1 ? { p, v, from, epoch: t.epoch, snap } : { p, v, from, epoch: t.epoch, part: { id, index, total: parts.length, snap } };
+      return this.d.peers.peer(t.id).request(Op.PEER_REPLICATE, msg, opts.replicationTimeoutMs) as Promise<ReplicateReply>;
+    });
+    const promise = (async () => {
+      const replies = await view.raceTopology(Promise.all(sends), () => view.isTarget(p, t));
+      if (replies === GONE) return;
+      for (const reply of replies) {
+        if (reply.s === 'stale') throw new GridNodeError(ErrorCode.NOT_PRIMARY, `node ${from} is no longer the primary of partition ${p}`, p);
+        if (reply.s !== 'ok') throw new GridNodeError(ErrorCode.REPLICATION_FAILED, `backup ${t.id} refused a snapshot`, p);
+      }
+    })();
+    const entry = { counter, promise };
+    st.resyncs.set(t.id, entry);
+    promise.then(
+      () => {
+        if (st.resyncs.get(t.id) === entry) st.resyncs.delete(t.id);
+        st.failed.delete(t.id);
+        this.resyncs++;
+      },
+      () => {
+        if (st.resyncs.get(t.id) === entry) st.resyncs.delete(t.id);
+        st.failed.add(t.id);
+      },
+    );
+    return promise.catch((err: unknown) => {
+      if (err instanceof GridNodeError) throw err;
+      throw new GridNodeError(ErrorCode.REPLICATION_FAILED, `resync of ${t.id} failed: ${String((err as Error)?.message ?? err)}`, p);
+    });
+  }
+
+  /** A snapshot of p in parts that each fit in a frame. */
+  snapshotParts(p: number): PartitionSnapshot[] {
+    const snap = this.d.store.snapshot(p);
+    return splitSnapshot(snap, Math.max(16 * 1024, Math.floor(this.d.opts.maxFrameSize / 2)));
+  }
+
+  private async ensureClean(p: number): Promise<void> {
+    const st = this.d.table.part(p);
+    for (const id of [...st.failed]) {
+      const t = this.d.view.targets(p).find((x) => x.id === id);
+      if (!t) {
+        st.failed.delete(id);
+        continue;
+      }
+      await this.resync(p, t, this.d.store.updateCounter(p));
+    }
+  }
+
+  /**
+   * The fence `fenceId` of a node that just became primary of p: it asks every other holder for
+   * its update counter; a holder that is ahead (it got a record the old primary never
+   * acknowledged) or unreachable gets a snapshot before this node acknowledges anything on p.
+   * Feeds fence-done to the replica state machine when it is over.
+   */
+  startFence(p: number, st: PartState, fenceId: number): void {
+    const { view, store, opts } = this.d;
+    const fence = (async () => {
+      const mine = store.updateCounter(p);
+      // Holders only: a node still pulling gets its whole state from this primary anyway.
+      const holders = view.targets(p).filter((t) => (view.topo?.owners[p] ?? []).includes(t.id));
+      const probe = async (t: Target): Promise<void> => {
+        const msg: ReplicateMsg = { p, v: view.topologyVersion(), from: this.d.id, epoch: t.epoch, probe: true };
+        try {
+          const reply = await view.raceTopology(
+            this.d.peers.peer(t.id).request(Op.PEER_REPLICATE, msg, opts.replicationTimeoutMs) as Promise<ReplicateReply>,
+            () => view.isTarget(p, t),
+          );
+          if (reply === GONE) return;
+          if (reply.s === 'ok' && reply.counter !== mine) st.failed.add(t.id);
+        } catch {
+          if (view.isTarget(p, t)) st.failed.add(t.id);
+        }
+      };
+      await Promise.all(holders.map(probe));
+      if (st.failed.size > 0) await this.ensureClean(p).catch(() => {});
+    })();
+    st.fence = fence;
+    void fence.finally(() => {
+      st.replica = step(st.replica, { type: 'fence-done', id: fenceId }).state;
+      if (st.fence === fence) st.fence = null;
+    });
+  }
+}

@@ -1,0 +1,218 @@
+import { ErrorCode, WireClient, type ErrorPayload, type Op, type WireCloseReason } from '@gridlink/protocol';
+import { GridNodeError } from '../errors.js';
+import type { TlsOptions } from '../config.js';
+import type { Scheduler } from '../scheduler.js';
+
+/** Client name peers announce in their handshake. */
+export const PEER_CLIENT_NAME = 'gridlink-peer';
+
+const PEER_UNAVAILABLE_BRAND = Symbol.for('gridlink.PeerUnavailableError');
+
+/** The peer could not be reached or its connection dropped before it answered. */
+export class PeerUnavailableError extends Error {
+  readonly code = 'GRID_PEER_UNAVAILABLE';
+  readonly retryable = true;
+  constructor(message: string) {
+    super(message);
+    this.name = 'PeerUnavailableError';
+    Object.defineProperty(this, PEER_UNAVAILABLE_BRAND, { value: true });
+  }
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return typeof value === 'object' && value !== null && PEER_UNAVAILABLE_BRAND in value;
+  }
+}
+
+export interface PeerClientOptions {
+  selfId: string;
+  peerId: string;
+  host: string;
+  port: number;
+  clusterId: string;
+  authToken: string | undefined;
+  tls: TlsOptions | undefined;
+  maxFrameSize: number;
+  scheduler: Scheduler;
+  connectTimeoutMs: number;
+}
+
+/** A request waiting for the end of the tick to be written. */
+interface Queued {
+  op: Op;
+  payload: unknown;
+  timeoutMs: number;
+  /** May share one frame with adjacent batchable requests of the same op. */
+  batchable: boolean;
+  resolve: (v: unknown) => void;
+  reject: (e: Error) => void;
+}
+
+/** Payload of a frame carrying several requests of one op; the reply is `{ batch: replies[] }`. */
+export interface BatchPayload {
+  batch: unknown[];
+}
+
+export function isBatch(payload: unknown): payload is BatchPayload {
+  return typeof payload === 'object' && payload !== null && Array.isArray((payload as BatchPayload).batch);
+}
+
+type BatchReply = { batch: unknown[] };
+
+/** One connection from this node to another, used for forwarding, replication and state transfer. */
+export class PeerClient {
+  /** The current connection (a new one after each close), null before the first request. */
+  private wire: WireClient | null = null;
+  private ready: Promise<WireClient> | null = null;
+  private closed = false;
+  private paused = false;
+  private connected = false;
+
+  constructor(readonly opts: PeerClientOptions) {}
+
+  get address(): string {
+    return `${this.opts.host}:${this.opts.port}`;
+  }
+
+  /**
+   * Sends a request; requests made in the same tick are written together, in call order, at the
+   * end of the tick. With `batchable`, adjacent batchable requests of the same op share one frame
+   * (payload `{ batch }`, answered with `{ batch }` in the same order; the receiver handles them
+   * as if they had arrived as separate frames back to back) and one timer (the shortest timeout).
+   */
+  request(op: Op, payload: unknown, timeoutMs: number, batchable = false): Promise<unknown> {
+    if (this.closed) return Promise.reject(new PeerUnavailableError(`peer ${this.opts.peerId} client closed`));
+    return new Promise<unknown>((resolve, reject) => {
+      this.queue.push({ op, payload, timeoutMs, batchable, resolve, reject });
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        process.nextTick(this.flush);
+      }
+    });
+  }
+
+  private queue: Queued[] = [];
+  private flushScheduled = false;
+
+  private readonly flush = (): void => {
+    this.flushScheduled = false;
+    if (this.queue.length === 0) return;
+    if (this.closed) {
+      this.failQueued(new PeerUnavailableError(`peer ${this.opts.peerId} client closed`));
+      return;
+    }
+    const wire = this.wire;
+    if (!wire || this.ready === null || !this.connected) {
+      // Not connected yet: send everything queued, in order, once the handshake is done.
+      this.connect().then(
+        () => this.flush(),
+        (err: unknown) => this.failQueued(err instanceof Error ? err : new Error(String(err))),
+      );
+      return;
+    }
+    const queued = this.queue;
+    this.queue = [];
+    wire.cork();
+    for (let i = 0; i < queued.length; ) {
+      const q = queued[i]!;
+      let j = i + 1;
+      if (q.batchable) while (j < queued.length && queued[j]!.batchable && queued[j]!.op === q.op) j++;
+      if (j - i === 1) wire.send(q.op, q.payload, q.timeoutMs, q.resolve, q.reject);
+      else this.sendBatch(wire, queued.slice(i, j));
+      i = j;
+    }
+    process.nextTick(() => wire.uncork());
+  };
+
+  private failQueued(err: Error): void {
+    const queued = this.queue;
+    this.queue = [];
+    for (const q of queued) q.reject(err);
+  }
+
+  private sendBatch(wire: WireClient, items: Queued[]): void {
+    let timeoutMs = items[0]!.timeoutMs;
+    for (const q of items) if (q.timeoutMs < timeoutMs) timeoutMs = q.timeoutMs;
+    const resolve = (v: unknown): void => {
+      const replies = (v as BatchReply | null)?.batch;
+      if (!Array.isArray(replies) || replies.length !== items.length) {
+        reject(new GridNodeError(ErrorCode.INTERNAL, `peer ${this.opts.peerId} answered a batch of ${items.length} with a malformed reply`));
+        return;
+      }
+      items.forEach((q, k) => q.resolve(replies[k]));
+    };
+    const reject = (e: Error): void => {
+      for (const q of items) q.reject(e);
+    };
+    wire.send(items[0]!.op, { batch: items.map((q) => q.payload) } satisfies BatchPayload, timeoutMs, resolve, reject);
+  }
+
+  pause(): void {
+    this.paused = true;
+    this.wire?.pause();
+  }
+
+  resume(): void {
+    this.paused = false;
+    this.wire?.resume();
+  }
+
+  /** Abrupt close: pending requests fail. */
+  destroy(): void {
+    this.closed = true;
+    const err = new PeerUnavailableError(`peer ${this.opts.peerId} client closed`);
+    this.wire?.close(err);
+    this.failQueued(err);
+  }
+
+  private connect(): Promise<WireClient> {
+    if (this.ready) return this.ready;
+    const o = this.opts;
+    const peer = o.peerId;
+    const closed = (reason: WireCloseReason): Error => {
+      switch (reason) {
+        case 'unreachable':
+          return new PeerUnavailableError(`peer ${peer} unreachable at ${this.address}`);
+        case 'refused':
+          return new PeerUnavailableError(`peer ${peer} refused the handshake`);
+        case 'handshake-timeout':
+          return new PeerUnavailableError(`peer ${peer} handshake timed out`);
+        case 'closed':
+          return new PeerUnavailableError(`connection to peer ${peer} closed`);
+      }
+    };
+    const wire = new WireClient({
+      host: o.host,
+      port: o.port,
+      ...(o.tls ? { tls: { ca: o.tls.ca, rejectUnauthorized: o.tls.rejectUnauthorized ?? true } } : {}),
+      sessionId: `peer:${o.selfId}`,
+      clientName: PEER_CLIENT_NAME,
+      clusterId: o.clusterId,
+      ...(o.authToken !== undefined ? { authToken: o.authToken } : {}),
+      maxFrameSize: o.maxFrameSize,
+      handshakeTimeoutMs: o.connectTimeoutMs,
+      setTimer: (fn, ms) => o.scheduler.setTimeout(fn, ms),
+      errors: {
+        closed,
+        timeout: (op, ms) => new GridNodeError(ErrorCode.TIMEOUT, `peer ${peer} did not answer op ${op} within ${ms} ms`),
+        response: (e: ErrorPayload) => new GridNodeError(e.code as ErrorCode, e.message, e.partition),
+      },
+      onClose: () => {
+        if (this.wire === wire) {
+          this.wire = null;
+          this.ready = null;
+          this.connected = false;
+        }
+      },
+    });
+    this.wire = wire;
+    if (this.paused) wire.pause();
+    const attempt = wire.ready.then(() => {
+      if (this.wire === wire) this.connected = true;
+      return wire;
+    });
+    this.ready = attempt;
+    attempt.catch(() => {
+      if (this.ready === attempt) this.ready = null;
+    });
+    return attempt;
+  }
+}

@@ -1,0 +1,115 @@
+/**
+ * Operations over many partitions: multi-key ops split by partition (each part routed on its
+ * own, in parallel), and cluster-wide ops fanned out to every member (size, clear, cache
+ * creation).
+ */
+import { partitionOfBytes } from '@gridlink/affinity';
+import { ErrorCode, Op, type Bytes, type CacheConfig } from '@gridlink/protocol';
+import type { ResolvedNodeOptions } from '../config.js';
+import { CACHE_PREFIX } from '../control/keys.js';
+import type { ControlPlane } from '../control/kv.js';
+import { GridNodeError } from '../errors.js';
+import type { ClusterView } from '../membership/view.js';
+import type { PeerLinks } from '../peers/links.js';
+import type { NodeStore } from '../store/index.js';
+import type { ExecResult, ForwardMsg } from './messages.js';
+
+export type RouteFn = (p: number, op: Op, payload: unknown, session: string, allowForward: boolean) => Promise<ExecResult>;
+
+export interface FanOutDeps {
+  readonly opts: ResolvedNodeOptions;
+  readonly kv: ControlPlane;
+  readonly store: NodeStore;
+  readonly view: ClusterView;
+  readonly peers: PeerLinks;
+  leaseValid(): boolean;
+  route: RouteFn;
+  executeAsPrimary(p: number, op: Op, payload: unknown, session: string): Promise<unknown>;
+}
+
+export class FanOut {
+  constructor(private readonly d: FanOutDeps) {}
+
+  private groupByPartition<T>(items: T[], keyOf: (t: T) => Bytes): Map<number, number[]> {
+    const groups = new Map<number, number[]>();
+    const n = this.d.view.partitionCount();
+    items.forEach((item, i) => {
+      const p = partitionOfBytes(keyOf(item), n);
+      let g = groups.get(p);
+      if (!g) groups.set(p, (g = []));
+      g.push(i);
+    });
+    return groups;
+  }
+
+  async getAll(payload: { cache: string; keys: Bytes[] }, session: string, allowForward: boolean): Promise<ExecResult> {
+    const groups = this.groupByPartition(payload.keys, (k) => k);
+    const values: (Bytes | null)[] = new Array<Bytes | null>(payload.keys.length).fill(null);
+    let forwarded = false;
+    await Promise.all(
+      [...groups].map(async ([p, idx]) => {
+        const sub = { cache: payload.cache, keys: idx.map((i) => payload.keys[i]!) };
+        const r = await this.d.route(p, Op.CACHE_GET_ALL, sub, session, allowForward);
+        forwarded ||= r.forwarded;
+        const vals = (r.result as { values: (Bytes | null)[] }).values;
+        idx.forEach((i, j) => (values[i] = vals[j] ?? null));
+      }),
+    );
+    return { result: { values }, forwarded };
+  }
+
+  async putAll(payload: { cache: string; entries: [Bytes, Bytes][]; seq: number; ttlMs?: number }, session: string, allowForward: boolean): Promise<ExecResult> {
+    const groups = this.groupByPartition(payload.entries, (e) => e[0]);
+    let forwarded = false;
+    await Promise.all(
+      [...groups].map(async ([p, idx]) => {
+        const sub: Record<string, unknown> = { cache: payload.cache, entries: idx.map((i) => payload.entries[i]!), seq: payload.seq };
+        if (payload.ttlMs !== undefined) sub['ttlMs'] = payload.ttlMs;
+        const r = await this.d.route(p, Op.CACHE_PUT_ALL, sub, session, allowForward);
+        forwarded ||= r.forwarded;
+      }),
+    );
+    return { result: {}, forwarded };
+  }
+
+  async clusterSize(cache: string): Promise<number> {
+    const t = this.d.view.topo;
+    if (!t) throw new GridNodeError(ErrorCode.NOT_READY, 'the node has not joined a cluster yet');
+    if (t.lost.length > 0) throw new GridNodeError(ErrorCode.PARTITION_LOST, `partition ${t.lost[0]} is lost`, t.lost[0]);
+    const sizes = await Promise.all([
+      this.localPrimarySize(cache),
+      ...this.d.view
+        .otherMembers()
+        .map(async (id) => (await this.d.peers.peer(id).request(Op.PEER_SIZE, { cache }, this.d.opts.forwardTimeoutMs)) as number),
+    ]);
+    return sizes.reduce((a, b) => a + b, 0);
+  }
+
+  async localPrimarySize(cache: string): Promise<number> {
+    const parts = this.d.leaseValid() ? this.d.view.primaryPartitions() : [];
+    return this.d.store.localSize(cache, parts);
+  }
+
+  async clusterClear(payload: { cache: string; seq: number }, session: string): Promise<void> {
+    await Promise.all([
+      this.localClear(payload, session),
+      ...this.d.view.otherMembers().map((id) => this.d.peers.peer(id).request(Op.PEER_CLEAR, { ...payload, session }, this.d.opts.forwardTimeoutMs)),
+    ]);
+  }
+
+  async localClear(payload: { cache: string; seq: number }, session: string): Promise<void> {
+    await Promise.all(
+      this.d.view.primaryPartitions().map(async (p) => {
+        await this.d.executeAsPrimary(p, Op.CACHE_CLEAR, { cache: payload.cache, seq: payload.seq }, session);
+      }),
+    );
+  }
+
+  async createCache(payload: { cache: string; config: CacheConfig }): Promise<Record<string, never>> {
+    this.d.store.createCache(payload.cache, payload.config);
+    await this.d.kv.put(CACHE_PREFIX + payload.cache, payload.config);
+    const msg: ForwardMsg = { op: Op.CACHE_CREATE, payload, session: '', local: true };
+    await Promise.allSettled(this.d.view.otherMembers().map((id) => this.d.peers.peer(id).request(Op.PEER_FORWARD, msg, this.d.opts.forwardTimeoutMs)));
+    return {};
+  }
+}

@@ -1,0 +1,61 @@
+/** Node-to-node ops arriving on peer connections: forwarded requests, replication, state pulls, fan-out parts. */
+import { ErrorCode, Op, errorPayload, validateRequest, type CacheConfig, type RequestFrame } from '@gridlink/protocol';
+import { GridNodeError } from '../errors.js';
+import type { BackupReceiver } from '../partitions/backup.js';
+import type { PullMsg, ReplicateMsg } from '../partitions/messages.js';
+import type { StateTransfer } from '../partitions/transfer.js';
+import { isBatch } from '../peers/peer-client.js';
+import type { NodeStore } from '../store/index.js';
+import type { Dispatcher } from './dispatch.js';
+import { toGridError } from './errors.js';
+import type { FanOut } from './fanout.js';
+import type { ForwardMsg, ForwardReply } from './messages.js';
+
+export interface PeerOpsDeps {
+  readonly store: NodeStore;
+  readonly dispatcher: Dispatcher;
+  readonly fanout: FanOut;
+  readonly backup: BackupReceiver;
+  readonly transfer: StateTransfer;
+}
+
+export async function handlePeerOp(d: PeerOpsDeps, frame: RequestFrame): Promise<unknown> {
+  switch (frame.op) {
+    case Op.PEER_FORWARD: {
+      const m = frame.payload as ForwardMsg;
+      try {
+        if (m.local && m.op === Op.CACHE_CREATE) {
+          const c = m.payload as { cache: string; config: CacheConfig };
+          d.store.createCache(c.cache, c.config);
+          return { ok: true, result: {} } satisfies ForwardReply;
+        }
+        validateRequest({ ...frame, op: m.op, payload: m.payload });
+        const r = await d.dispatcher.execute(m.op, m.payload, m.session, false);
+        return { ok: true, result: r.result } satisfies ForwardReply;
+      } catch (err) {
+        const e = toGridError(err);
+        return { ok: false, error: errorPayload(e.wireCode, e.message, e.partition) } satisfies ForwardReply;
+      }
+    }
+    case Op.PEER_REPLICATE: {
+      // Records sent in one tick to this node arrive as one batch: handled exactly as if they
+      // had arrived as frames back to back (each starts now, in order).
+      if (isBatch(frame.payload)) {
+        const replies = frame.payload.batch.map((m) => d.backup.onReplicate(m as ReplicateMsg));
+        return { batch: replies.some((r) => r instanceof Promise) ? await Promise.all(replies.map(async (r) => r)) : replies };
+      }
+      return d.backup.onReplicate(frame.payload as ReplicateMsg);
+    }
+    case Op.PEER_STATE_PULL:
+      return d.transfer.onStatePull(frame.payload as PullMsg);
+    case Op.PEER_SIZE:
+      return d.fanout.localPrimarySize((frame.payload as { cache: string }).cache);
+    case Op.PEER_CLEAR: {
+      const m = frame.payload as { cache: string; seq: number; session: string };
+      await d.fanout.localClear(m, m.session);
+      return {};
+    }
+    default:
+      throw new GridNodeError(ErrorCode.UNKNOWN_OP, `unknown peer op ${frame.op}`);
+  }
+}

@@ -1,0 +1,29 @@
+/** The HTTP endpoints of a node: liveness, readiness and Prometheus metrics. */
+import type http from 'node:http';
+import type { Registry } from 'prom-client';
+
+export interface HttpStatusSource {
+  readonly id: string;
+  isReady(): boolean;
+  topologyVersion(): number;
+  readonly registry: Registry;
+}
+
+export async function handleHttp(source: HttpStatusSource, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  const url = (req.url ?? '/').split('?')[0];
+  if (url === '/health/live') {
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ live: true, id: source.id }));
+  } else if (url === '/health/ready') {
+    const ready = source.isReady();
+    res.writeHead(ready ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ready, id: source.id, topologyVersion: source.topologyVersion() }));
+  } else if (url === '/metrics') {
+    try {
+      const body = await source.registry.metrics();
+      res.writeHead(200, { 'content-type': source.registry.contentType }).end(body);
+    } catch (err) {
+      res.writeHead(500).end(String(err));
+    }
+  } else {
+    res.writeHead(404).end();
+  }
+}

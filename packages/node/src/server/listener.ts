@@ -1,0 +1,112 @@
+/**
+ * The server edge: the TCP (or TLS) listener and the connections it accepted, and the optional
+ * HTTP listener (health and metrics).
+ */
+import http from 'node:http';
+import net from 'node:net';
+import tls from 'node:tls';
+import type { ResolvedNodeOptions } from '../config.js';
+import type { Logger } from '../logger.js';
+import type { Scheduler } from '../scheduler.js';
+import { ServerConnection, type ConnectionHost } from './connection.js';
+import { handleHttp, type HttpStatusSource } from './http.js';
+
+export class ServerEdge {
+  private server: net.Server | null = null;
+  private httpServer: http.Server | null = null;
+  private readonly conns = new Set<ServerConnection>();
+  port = 0;
+  httpPort: number | undefined;
+
+  constructor(
+    private readonly opts: ResolvedNodeOptions,
+    private readonly scheduler: Scheduler,
+    private readonly log: Logger,
+    /** Whether a new connection is accepted at all (the node is running). */
+    private readonly accepting: () => boolean,
+    /** Called when the number of client connections changed. */
+    private readonly onClientCount: (n: number) => void,
+  ) {}
+
+  listen(host: ConnectionHost): Promise<void> {
+    const onConn = (socket: net.Socket): void => {
+      if (!this.accepting() || this.conns.size >= this.opts.maxConnections) {
+        socket.destroy();
+        return;
+      }
+      const conn = new ServerConnection(host, socket);
+      this.conns.add(conn);
+      this.onClientCount(this.clientConnections());
+    };
+    const t = this.opts.tls;
+    const server = t ? tls.createServer({ key: t.key, cert: t.cert }, onConn) : net.createServer(onConn);
+    this.server = server;
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.opts.port, this.opts.host, () => {
+        server.off('error', reject);
+        server.on('error', (err) => this.log.error('server error', { err: String(err) }));
+        this.port = (server.address() as net.AddressInfo).port;
+        resolve();
+      });
+    });
+  }
+
+  listenHttp(source: HttpStatusSource): Promise<void> {
+    const server = http.createServer((req, res) => {
+      this.scheduler.run(() => void handleHttp(source, req, res));
+    });
+    this.httpServer = server;
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.opts.httpPort, this.opts.httpHost, () => {
+        server.off('error', reject);
+        this.httpPort = (server.address() as net.AddressInfo).port;
+        resolve();
+      });
+    });
+  }
+
+  /** A connection closed (called by the node's ConnectionHost). */
+  remove(conn: ServerConnection): void {
+    this.conns.delete(conn);
+  }
+
+  clientConnections(): number {
+    let n = 0;
+    for (const c of this.conns) if (!c.isPeer) n++;
+    return n;
+  }
+
+  anyInFlight(): boolean {
+    for (const c of this.conns) if (c.inFlight > 0) return true;
+    return false;
+  }
+
+  pushStopping(): void {
+    for (const c of this.conns) c.pushStopping();
+  }
+
+  pushTopology(version: number): void {
+    for (const c of this.conns) if (!c.isPeer) c.pushTopology(version);
+  }
+
+  pause(): void {
+    for (const c of this.conns) c.pause();
+  }
+
+  resume(): void {
+    for (const c of this.conns) c.resume();
+  }
+
+  /** Closes every connection (abruptly or not) and both listeners. */
+  close(abrupt: boolean): void {
+    for (const c of [...this.conns]) {
+      if (abrupt) c.destroy();
+      else c.close();
+    }
+    this.server?.close();
+    this.httpServer?.closeAllConnections();
+    this.httpServer?.close();
+  }
+}
