@@ -7,6 +7,8 @@ const pkg = (name: string): string =>
 export default defineConfig({
   resolve: {
     alias: {
+      // Before '@gridlink/client', which would otherwise match it as a prefix.
+      '@gridlink/client/internal': fileURLToPath(new URL('./packages/client/src/internal.ts', import.meta.url)),
       '@gridlink/affinity': pkg('affinity'),
       '@gridlink/protocol': pkg('protocol'),
       '@gridlink/node': pkg('node'),

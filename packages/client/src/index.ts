@@ -1,3 +1,8 @@
+/**
+ * `@gridlink/client`: what an application calls. Internals used by the client's own tests and
+ * benchmarks (routing, partition-map merging, backoff, staggered connect, histograms) are behind
+ * `@gridlink/client/internal`, which carries no compatibility promise.
+ */
 export { GridClient } from './client.js';
 export type { GridClientEvents, TopologySnapshot, NodeStats, ClientStats, WithLockOptions } from './client.js';
 export { GridCache } from './cache.js';
@@ -12,14 +17,6 @@ export { parseEndpoint, parseEndpoints, formatEndpoint, EndpointParseError, MAX_
 export type { Endpoint } from './endpoints.js';
 export { msgpackSerializer, bytesSerializer } from './serializer.js';
 export type { Serializer } from './serializer.js';
-export { backoffDelay } from './backoff.js';
-export type { BackoffPolicy } from './backoff.js';
-export { acceptMap, observeVersion, isStale, isValidMap, primaryOf, changedPrimaries, EMPTY_MAP_STATE } from './partition-table.js';
-export type { MapState } from './partition-table.js';
-export { route, splitByPrimary, RoundRobin } from './routing.js';
-export type { Route, RouteReason } from './routing.js';
-export { staggeredRace, RaceFailure } from './stagger.js';
-export { LatencyHistogram } from './histogram.js';
 export type { RetryEvent } from './invoker.js';
 export {
   GridError,
