@@ -98,7 +98,8 @@
  * `StoreError` carries the protocol `wireCode` (BAD_REQUEST, UNKNOWN_OP, VALUE_TYPE) and a finer
  * `reason`; it is always thrown before any state changed.
  */
-export { NodeStore, decodeCounter, encodeCounter } from './store.js';
+export { NodeStore } from './store.js';
+export { decodeCounter, encodeCounter } from './cache-ops.js';
 export { splitSnapshot, joinSnapshots } from './snapshot.js';
 export { StoreError, type StoreErrorReason } from './errors.js';
 export { keyString } from './bytes.js';
@@ -110,6 +111,7 @@ export type {
   ReplicationRecord,
   PartitionSnapshot,
   SnapshotCache,
+  LockTuple,
   StoreStats,
   MutateResult,
 } from './types.js';
