@@ -185,7 +185,10 @@ export class GridNode implements ConnectionHost {
     if (this.opts.maxBytes !== undefined) storeOpts.maxBytes = this.opts.maxBytes;
     this.store = new NodeStore(storeOpts);
     this.metrics = new NodeMetrics(this);
-    this.store.onLockFreed((p, name) => this.wakeLockWaiters(`${p}:${keyHex(name)}`));
+    this.store.onLockFreed((p, name) => {
+      this.locksFreed++;
+      this.wakeLockWaiters(`${p}:${keyHex(name)}`);
+    });
   }
 
   // -------------------------------------------------------------------------------------------
@@ -919,11 +922,14 @@ export class GridNode implements ConnectionHost {
     const key = `${p}:${keyHex(payload.name)}`;
     for (;;) {
       this.assertPrimary(p);
+      const freedBefore = this.locksFreed;
       const { result, record } = this.store.mutate(p, Op.LOCK_ACQUIRE, payload, session);
       await this.commit(p, record);
       const r = result as LockResult;
       const left = deadline - Date.now();
       if (r.acquired || left <= 0) return r;
+      // A lock freed while the commit was awaited woke no waiter yet: try again at once.
+      if (this.locksFreed !== freedBefore) continue;
       const wait = Math.max(1, Math.min(left, r.heldForMs ?? left));
       await new Promise<void>((resolve) => {
         let set = this.lockWaiters.get(key);
@@ -943,6 +949,9 @@ export class GridNode implements ConnectionHost {
       });
     }
   }
+
+  /** Locks freed so far (any key): lets a lock waiter see a release it could not yet wait for. */
+  private locksFreed = 0;
 
   private wakeLockWaiters(key: string): void {
     const set = this.lockWaiters.get(key);
