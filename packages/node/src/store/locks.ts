@@ -9,10 +9,11 @@
  * carry one, the owner). A lease that runs out frees the lock, whatever session held it.
  */
 import { ErrorCode, Op } from '@gridlink/protocol';
-import type { Bytes } from './bytes.js';
+import { toBytes, type Bytes } from './bytes.js';
 import { StoreError, badRequest } from './errors.js';
 import { bytesField, optOwner, safeInt, type Payload } from './payload.js';
-import type { Effect } from './types.js';
+import type { ExpiryQueue } from './expiry.js';
+import type { Effect, LockTuple } from './types.js';
 
 export interface LockState {
   partition: number;
@@ -86,4 +87,90 @@ export function planLock(op: Op, p: Payload, session: string, held: LockState | 
     default:
       throw new StoreError(ErrorCode.UNKNOWN_OP, 'unknown-op', `op ${String(op)} is not a lock op`);
   }
+}
+
+/**
+ * Lock leases of every partition of a node: their count, their place in the expiry order, and the
+ * `onLockFreed` notifications (queued while the store changes state, delivered by `flush`).
+ */
+export class LockLeases {
+  /** Live leases. */
+  count = 0;
+  private readonly listeners = new Set<(partition: number, name: Uint8Array) => void>();
+  private pending: [number, string][] = [];
+
+  constructor(private readonly expiry: ExpiryQueue) {}
+
+  /** The live lease of `k` in `locks`; an expired one is removed (and reported freed). */
+  live(locks: Map<string, LockState>, k: string, now: number): LockState | undefined {
+    const l = locks.get(k);
+    if (l === undefined) return undefined;
+    if (l.expireAt <= now) {
+      this.free(locks, l);
+      return undefined;
+    }
+    return l;
+  }
+
+  set(locks: Map<string, LockState>, partition: number, k: string, session: string, owner: string, token: number, expireAt: number): void {
+    const cur = locks.get(k);
+    if (cur !== undefined) {
+      cur.session = session;
+      cur.owner = owner;
+      cur.token = token;
+      if (cur.expireAt !== expireAt) {
+        cur.expireAt = expireAt;
+        this.expiry.push(expireAt, cur);
+      }
+      return;
+    }
+    const lock: LockState = { partition, k, session, owner, token, expireAt, live: true };
+    locks.set(k, lock);
+    this.count++;
+    this.expiry.expiring++;
+    this.expiry.push(expireAt, lock);
+  }
+
+  /** Removes a lease without notifying (its partition is dropped). */
+  unlink(locks: Map<string, LockState>, l: LockState): void {
+    if (!l.live) return;
+    l.live = false;
+    locks.delete(l.k);
+    this.count--;
+    this.expiry.expiring--;
+  }
+
+  /** Removes a lease (released or expired) and reports the lock freed. */
+  free(locks: Map<string, LockState>, l: LockState): void {
+    this.unlink(locks, l);
+    this.pending.push([l.partition, l.k]);
+  }
+
+  onFreed(listener: (partition: number, name: Uint8Array) => void): () => void {
+    this.listeners.add(listener);
+    return () => {
+      this.listeners.delete(listener);
+    };
+  }
+
+  /** Delivers the queued notifications (after the store's state is consistent). */
+  flush(): void {
+    while (this.pending.length > 0) {
+      const batch = this.pending;
+      this.pending = [];
+      for (const [partition, k] of batch) {
+        for (const l of [...this.listeners]) {
+          try {
+            l(partition, toBytes(k));
+          } catch {
+            // A listener's failure must not corrupt the store or skip other listeners.
+          }
+        }
+      }
+    }
+  }
+}
+
+export function lockTuple(l: LockState): LockTuple {
+  return l.owner === '' ? [toBytes(l.k), l.session, l.token, l.expireAt] : [toBytes(l.k), l.session, l.token, l.expireAt, l.owner];
 }

@@ -179,6 +179,8 @@ export class OutcomeTable {
       if (o.live) this.unlink(this.sessions.get(o.session)!.bySeq, o);
       this.dead--;
     }
+    // An emptied heap gives its (possibly large) backing store back.
+    if (h.length === 0 && examined > 0) this.heap = [];
     return examined;
   }
 

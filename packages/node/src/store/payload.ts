@@ -4,6 +4,7 @@
  * StoreError (or a TypeError for the store's own options), thrown before any state changed.
  */
 import { ErrorCode, type CacheConfig } from '@gridlink/protocol';
+import type { Clock, StoreOptions } from './types.js';
 import { isBytes, type Bytes } from './bytes.js';
 import { StoreError, badRequest } from './errors.js';
 
@@ -96,4 +97,42 @@ export function ownResult(result: unknown): unknown {
     return out;
   }
   return result;
+}
+
+const DEFAULT_DEDUP_WINDOW_MS = 120_000;
+
+/** StoreOptions checked, with defaults; a TypeError names the bad field. */
+export function resolveStoreOptions(opts: StoreOptions): {
+  clock: Clock;
+  maxEntries: number;
+  maxBytes: number;
+  dedupWindowMs: number;
+  cacheDefaults: CacheConfig;
+} {
+  const o = obj(opts, 'StoreOptions');
+  const positive = (field: string): number => {
+    const v = o[field];
+    if (v === undefined) return Infinity;
+    if (typeof v !== 'number' || !(v > 0) || (!Number.isSafeInteger(v) && v !== Infinity)) {
+      throw new TypeError(`StoreOptions.${field} must be a positive integer, got ${JSON.stringify(v)}`);
+    }
+    return v;
+  };
+  const maxEntries = positive('maxEntries');
+  const maxBytes = positive('maxBytes');
+  const w = o['dedupWindowMs'];
+  if (w !== undefined && !isSafeNonNegative(w)) {
+    throw new TypeError(`StoreOptions.dedupWindowMs must be a non-negative integer, got ${JSON.stringify(w)}`);
+  }
+  const clock = o['clock'];
+  if (clock !== undefined && (typeof clock !== 'object' || clock === null || typeof (clock as Clock).now !== 'function')) {
+    throw new TypeError('StoreOptions.clock must have a now() method');
+  }
+  let cacheDefaults: CacheConfig;
+  try {
+    cacheDefaults = o['cacheDefaults'] === undefined ? {} : validateCacheConfig(o['cacheDefaults'], 'cacheDefaults');
+  } catch (err) {
+    throw new TypeError(`StoreOptions.${(err as Error).message}`);
+  }
+  return { clock: (clock as Clock | undefined) ?? Date, maxEntries, maxBytes, dedupWindowMs: w ?? DEFAULT_DEDUP_WINDOW_MS, cacheDefaults };
 }

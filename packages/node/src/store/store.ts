@@ -4,19 +4,20 @@
  * reads (reads.ts) and record / snapshot checks (records.ts, snapshot.ts) — and keeps their
  * bookkeeping in step. Semantics: index.ts.
  *
- * This file is a little over 400 lines: it is the one place where a change of state touches
+ * This file is somewhat over 400 lines: it is the one place where a change of state touches
  * several parts (an entry write moves the byte count, the TTL count, the expiry heap and the LRU
- * bound together), and splitting that bookkeeping across files would hide those invariants.
+ * bound together; a snapshot reads all of them), and splitting that bookkeeping across files
+ * would hide those invariants.
  */
 import { ErrorCode, Op, type CacheConfig } from '@gridlink/protocol';
-import { keyString, toBytes, type Bytes } from './bytes.js';
+import { keyString, type Bytes } from './bytes.js';
 import { planCacheOp, type CacheOpContext } from './cache-ops.js';
 import { EntryArena, NONE, type Shard } from './entries.js';
 import { StoreError, badRequest } from './errors.js';
 import { ExpiryQueue } from './expiry.js';
-import { planLock, type LockState } from './locks.js';
+import { LockLeases, lockTuple, planLock, type LockState } from './locks.js';
 import { OutcomeTable } from './outcomes.js';
-import { cacheName, isSafeNonNegative, obj, optSafeInt, safeInt, validPartition, validateCacheConfig } from './payload.js';
+import { cacheName, obj, optSafeInt, resolveStoreOptions, safeInt, validPartition, validateCacheConfig } from './payload.js';
 import { readOp, shardSize } from './reads.js';
 import { normaliseRecord } from './records.js';
 import { normaliseSnapshot } from './snapshot.js';
@@ -32,8 +33,6 @@ import type {
   StoreOptions,
   StoreStats,
 } from './types.js';
-
-const DEFAULT_DEDUP_WINDOW_MS = 120_000;
 
 class PartitionState {
   counter = 0;
@@ -58,42 +57,19 @@ export class NodeStore {
   private readonly expiry = new ExpiryQueue(this.entries);
   private readonly outcomes: OutcomeTable;
 
-  private lockCount = 0;
+  private readonly locks = new LockLeases(this.expiry);
   private evictions = 0;
   private expiredCount = 0;
   private sweepExamined = 0;
 
-  private readonly freedListeners = new Set<(partition: number, name: Uint8Array) => void>();
-  private pendingFreed: [number, string][] = [];
-
   constructor(opts: StoreOptions = {}) {
-    const o = obj(opts, 'StoreOptions');
-    const positive = (field: string): number => {
-      const v = o[field];
-      if (v === undefined) return Infinity;
-      if (typeof v !== 'number' || !(v > 0) || (!Number.isSafeInteger(v) && v !== Infinity)) {
-        throw new TypeError(`StoreOptions.${field} must be a positive integer, got ${JSON.stringify(v)}`);
-      }
-      return v;
-    };
-    this.maxEntries = positive('maxEntries');
-    this.maxBytes = positive('maxBytes');
-    const w = o['dedupWindowMs'];
-    if (w !== undefined && !isSafeNonNegative(w)) {
-      throw new TypeError(`StoreOptions.dedupWindowMs must be a non-negative integer, got ${JSON.stringify(w)}`);
-    }
-    this.dedupWindowMs = w ?? DEFAULT_DEDUP_WINDOW_MS;
+    const o = resolveStoreOptions(opts);
+    this.clock = o.clock;
+    this.maxEntries = o.maxEntries;
+    this.maxBytes = o.maxBytes;
+    this.dedupWindowMs = o.dedupWindowMs;
+    this.cacheDefaults = o.cacheDefaults;
     this.outcomes = new OutcomeTable(this.dedupWindowMs);
-    const clock = o['clock'];
-    if (clock !== undefined && (typeof clock !== 'object' || clock === null || typeof (clock as Clock).now !== 'function')) {
-      throw new TypeError('StoreOptions.clock must have a now() method');
-    }
-    this.clock = (clock as Clock | undefined) ?? Date;
-    try {
-      this.cacheDefaults = o['cacheDefaults'] === undefined ? {} : validateCacheConfig(o['cacheDefaults'], 'cacheDefaults');
-    } catch (err) {
-      throw new TypeError(`StoreOptions.${(err as Error).message}`);
-    }
   }
 
   // -------------------------------------------------------------------------------------------
@@ -139,7 +115,7 @@ export class NodeStore {
     const part = this.parts.get(partition);
     if (part === undefined) return;
     for (const shard of part.shards.values()) this.entries.dropShard(shard, (slot) => this.forgetExpiry(slot));
-    for (const lock of part.locks.values()) this.unlinkLock(part, lock);
+    for (const lock of part.locks.values()) this.locks.unlink(part.locks, lock);
     this.outcomes.dropPartition(partition);
     this.parts.delete(partition);
   }
@@ -195,7 +171,7 @@ export class NodeStore {
     try {
       return this.mutateInner(partition, op, payload, session);
     } finally {
-      this.flushFreed();
+      this.locks.flush();
     }
   }
 
@@ -228,7 +204,7 @@ export class NodeStore {
     let effects: Effect[];
     if (op >= Op.LOCK_TRY_ACQUIRE && op <= Op.LOCK_RENEW) {
       const name = p['name'];
-      const held = name instanceof Uint8Array ? this.liveLock(part, keyString(name), now) : undefined;
+      const held = name instanceof Uint8Array ? this.locks.live(part.locks, keyString(name), now) : undefined;
       const plan = planLock(op, p, session, held, now, part.counter + 1);
       if (!plan.record) return { result: plan.result, record: null };
       ({ result, effects } = plan);
@@ -288,7 +264,7 @@ export class NodeStore {
       this.enforceBounds();
       return true;
     } finally {
-      this.flushFreed();
+      this.locks.flush();
     }
   }
 
@@ -308,14 +284,11 @@ export class NodeStore {
         return;
       }
       case 'lock':
-        this.setLock(part, keyString(eff.name), eff.session, eff.owner ?? '', eff.token, eff.expireAt);
+        this.locks.set(part.locks, part.id, keyString(eff.name), eff.session, eff.owner ?? '', eff.token, eff.expireAt);
         return;
       case 'unlock': {
         const lock = part.locks.get(keyString(eff.name));
-        if (lock !== undefined) {
-          this.unlinkLock(part, lock);
-          this.pendingFreed.push([part.id, lock.k]);
-        }
+        if (lock !== undefined) this.locks.free(part.locks, lock);
         return;
       }
     }
@@ -385,7 +358,7 @@ export class NodeStore {
       }
     }
     for (const [name, session, token, expireAt, owner] of snap.locks) {
-      if (expireAt > now) this.setLock(part, keyString(name), session, owner ?? '', token, expireAt);
+      if (expireAt > now) this.locks.set(part.locks, partition, keyString(name), session, owner ?? '', token, expireAt);
     }
     for (const [session, floor, lastAt] of snap.floors ?? []) this.outcomes.advance(session, floor, lastAt);
     for (const [session, seq, op, result, at, counter] of snap.dedup) this.outcomes.add({ session, seq, op, result, at, counter, partition });
@@ -419,7 +392,7 @@ export class NodeStore {
       if (examined < budget) examined += this.outcomes.pruneSessions(now, budget - examined);
     } finally {
       this.sweepExamined += examined;
-      this.flushFreed();
+      this.locks.flush();
     }
     return removed;
   }
@@ -431,7 +404,7 @@ export class NodeStore {
       evictions: this.evictions,
       expired: this.expiredCount,
       partitions: this.parts.size,
-      locks: this.lockCount,
+      locks: this.locks.count,
       dedupEntries: this.outcomes.size,
       sweepExamined: this.sweepExamined,
     };
@@ -443,26 +416,7 @@ export class NodeStore {
    * store's state is consistent and may call back into the store; they must not throw.
    */
   onLockFreed(listener: (partition: number, name: Uint8Array) => void): () => void {
-    this.freedListeners.add(listener);
-    return () => {
-      this.freedListeners.delete(listener);
-    };
-  }
-
-  private flushFreed(): void {
-    while (this.pendingFreed.length > 0) {
-      const batch = this.pendingFreed;
-      this.pendingFreed = [];
-      for (const [partition, k] of batch) {
-        for (const l of [...this.freedListeners]) {
-          try {
-            l(partition, toBytes(k));
-          } catch {
-            // A listener's failure must not corrupt the store or skip other listeners.
-          }
-        }
-      }
-    }
+    return this.locks.onFreed(listener);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -499,52 +453,13 @@ export class NodeStore {
     if (this.entries.expireAt(slot) !== 0) this.expiry.expiring--;
   }
 
-  private liveLock(part: PartitionState, k: string, now: number): LockState | undefined {
-    const l = part.locks.get(k);
-    if (l === undefined) return undefined;
-    if (l.expireAt <= now) {
-      this.unlinkLock(part, l);
-      this.pendingFreed.push([part.id, l.k]);
-      return undefined;
-    }
-    return l;
-  }
-
-  private setLock(part: PartitionState, k: string, session: string, owner: string, token: number, expireAt: number): void {
-    const cur = part.locks.get(k);
-    if (cur !== undefined) {
-      cur.session = session;
-      cur.owner = owner;
-      cur.token = token;
-      if (cur.expireAt !== expireAt) {
-        cur.expireAt = expireAt;
-        this.expiry.push(expireAt, cur);
-      }
-      return;
-    }
-    const lock: LockState = { partition: part.id, k, session, owner, token, expireAt, live: true };
-    part.locks.set(k, lock);
-    this.lockCount++;
-    this.expiry.expiring++;
-    this.expiry.push(expireAt, lock);
-  }
-
-  private unlinkLock(part: PartitionState, l: LockState): void {
-    if (!l.live) return;
-    l.live = false;
-    part.locks.delete(l.k);
-    this.lockCount--;
-    this.expiry.expiring--;
-  }
-
   /** Removes an entry or lease whose expiry came (counted as expired / reported freed). */
   private removeExpired(ref: number | LockState): void {
     if (typeof ref === 'number') {
       this.removeEntry(ref);
       this.expiredCount++;
     } else {
-      this.unlinkLock(this.parts.get(ref.partition)!, ref);
-      this.pendingFreed.push([ref.partition, ref.k]);
+      this.locks.free(this.parts.get(ref.partition)!.locks, ref);
     }
   }
 
@@ -564,8 +479,4 @@ export class NodeStore {
       this.evictions++;
     }
   }
-}
-
-function lockTuple(l: LockState): LockTuple {
-  return l.owner === '' ? [toBytes(l.k), l.session, l.token, l.expireAt] : [toBytes(l.k), l.session, l.token, l.expireAt, l.owner];
 }
