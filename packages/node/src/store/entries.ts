@@ -64,12 +64,20 @@ export class Shard {
 let scratch = Buffer.allocUnsafeSlow(4096);
 const latin1Slice = (Buffer.prototype as unknown as { latin1Slice: (this: Uint8Array, start: number, end: number) => string }).latin1Slice;
 
+const SCRATCH_MAX = 64 * 1024;
+
 function joined(key: Bytes, value: Bytes): string {
   const n = key.length + value.length;
-  if (n > scratch.length) scratch = Buffer.allocUnsafeSlow(Math.max(n, scratch.length * 2));
-  scratch.set(key, 0);
-  scratch.set(value, key.length);
-  return latin1Slice.call(scratch, 0, n);
+  // Entries up to 64 KiB reuse one buffer; a bigger one gets a buffer of its own, so one large
+  // value does not pin a large scratch buffer for good.
+  let buf = scratch;
+  if (n > buf.length) {
+    buf = Buffer.allocUnsafeSlow(n);
+    if (n <= SCRATCH_MAX) scratch = buf;
+  }
+  buf.set(key, 0);
+  buf.set(value, key.length);
+  return latin1Slice.call(buf, 0, n);
 }
 
 export class EntryArena {
