@@ -7,8 +7,9 @@ const pkg = (name: string): string =>
 export default defineConfig({
   resolve: {
     alias: {
-      // Before '@gridlink/node': an alias also matches the subpaths of its key.
+      // Subpaths before their package: an alias also matches the subpaths of its key.
       '@gridlink/node/internal': fileURLToPath(new URL('./packages/node/src/internal.ts', import.meta.url)),
+      '@gridlink/client/internal': fileURLToPath(new URL('./packages/client/src/internal.ts', import.meta.url)),
       '@gridlink/affinity': pkg('affinity'),
       '@gridlink/protocol': pkg('protocol'),
       '@gridlink/node': pkg('node'),

@@ -202,9 +202,9 @@ export class GridClient extends EventEmitter<GridClientEvents> {
     const lock = this.lock(key);
     let handle: LockHandle;
     if (options.noWait === true) {
-      const h = await lock.tryAcquire(options);
-      if (h === null) throw new LockTimeoutError('lock is held elsewhere');
-      handle = h;
+      const r = await lock.attempt(options);
+      if (!r.acquired) throw new LockTimeoutError('lock is held elsewhere', { heldForMs: r.heldForMs });
+      handle = r.handle;
     } else {
       handle = await lock.acquire(options);
     }

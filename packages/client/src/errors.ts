@@ -162,9 +162,16 @@ export class LockNotHeldError extends GridServerError {
 
 /** `lock.acquire()` did not get the lock within its wait bound. */
 export class LockTimeoutError extends GridTimeoutError {
-  constructor(message: string) {
+  /**
+   * Remaining lease of the holder when the lock was last refused (ms), when the node said:
+   * waiting that long may be enough. Undefined when unknown.
+   */
+  readonly heldForMs: number | undefined;
+
+  constructor(message: string, options: { heldForMs?: number | undefined } = {}) {
     super(message, { code: 'GRID_LOCK_TIMEOUT' });
     this.name = 'LockTimeoutError';
+    this.heldForMs = options.heldForMs;
     mark(this, BRANDS.LockTimeoutError);
   }
 

@@ -1,9 +1,14 @@
+/**
+ * `@gridlink/client`: what an application calls. Internals used by the client's own tests and
+ * benchmarks (routing, partition-map merging, backoff, staggered connect, histograms) are behind
+ * `@gridlink/client/internal`, which carries no compatibility promise.
+ */
 export { GridClient } from './client.js';
 export type { GridClientEvents, TopologySnapshot, NodeStats, ClientStats, WithLockOptions } from './client.js';
 export { GridCache } from './cache.js';
 export type { CacheOptions, OpOptions, PutOptions, IncrementOptions, ScanOptions } from './cache.js';
 export { GridLock, LockHandle, DEFAULT_LEASE_MS, DEFAULT_WAIT_MS } from './lock.js';
-export type { LockOptions, AcquireOptions } from './lock.js';
+export type { LockOptions, AcquireOptions, LockAttempt } from './lock.js';
 export { resolveConfig, DEFAULTS } from './config.js';
 export type { GridClientConfig, ResolvedConfig, RetryConfig, ReconnectConfig, AuthConfig, GridLogger } from './config.js';
 export { staticAddressFinder, dnsAddressFinder } from './address-finder.js';
@@ -12,14 +17,6 @@ export { parseEndpoint, parseEndpoints, formatEndpoint, EndpointParseError, MAX_
 export type { Endpoint } from './endpoints.js';
 export { msgpackSerializer, bytesSerializer } from './serializer.js';
 export type { Serializer } from './serializer.js';
-export { backoffDelay } from './backoff.js';
-export type { BackoffPolicy } from './backoff.js';
-export { acceptMap, observeVersion, isStale, isValidMap, primaryOf, changedPrimaries, EMPTY_MAP_STATE } from './partition-table.js';
-export type { MapState } from './partition-table.js';
-export { route, splitByPrimary, RoundRobin } from './routing.js';
-export type { Route, RouteReason } from './routing.js';
-export { staggeredRace, RaceFailure } from './stagger.js';
-export { LatencyHistogram } from './histogram.js';
 export type { RetryEvent } from './invoker.js';
 export {
   GridError,

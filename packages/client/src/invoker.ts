@@ -3,7 +3,9 @@
  * interprets the response (errors, topology version, REFRESH_MAP), and retries retryable failures
  * with p-retry: exponential backoff with jitter, all inside one deadline (operationTimeout) that
  * also bounds waiting for a connection. A mutation's sequence number is assigned once, before the
- * first attempt, and reused by every retry so the node applies it exactly once.
+ * first attempt, and reused by every retry so the node applies it exactly once. It also carries
+ * `ack`, the lowest seq still open (SeqWindow): once an operation settles its seq is never sent
+ * again, so nodes may forget the outcomes below `ack` (ADR 0018).
  */
 import pRetry from 'p-retry';
 import { ErrorCode, MUTATING_OPS, Op, ResponseFlag, type ErrorPayload, type ResponseFrame } from '@gridlink/protocol';
@@ -16,6 +18,7 @@ import { LatencyHistogram } from './histogram.js';
 import type { PartitionService } from './partition-service.js';
 import { primaryOf } from './partition-table.js';
 import { RoundRobin, route, type RouteReason } from './routing.js';
+import { SeqWindow } from './seq-window.js';
 
 export interface InvokeOptions {
   /** Partition the operation addresses (routes to its primary). */
@@ -82,7 +85,7 @@ function opName(op: number): string {
 }
 
 export class Invoker {
-  private seq = 0;
+  private readonly seqs = new SeqWindow();
   private readonly rr = new RoundRobin();
   private closed = false;
   readonly perNode = new Map<string, NodeCounters>();
@@ -121,10 +124,14 @@ export class Invoker {
     this.closed = true;
   }
 
-  /** Next session sequence number (for mutations). */
-  nextSeq(): number {
-    this.seq += 1;
-    return this.seq;
+  /** The lowest seq still open: what requests send as `ack`. */
+  get seqFloor(): number {
+    return this.seqs.floor;
+  }
+
+  /** Mutations started and not settled (their seqs may still be sent). */
+  get openSeqs(): number {
+    return this.seqs.open;
   }
 
   /** Operations started and not yet settled. */
@@ -137,8 +144,9 @@ export class Invoker {
     return new Promise<void>((resolve) => this.idleWaiters.push(resolve));
   }
 
-  /** An operation settled. */
-  settled(): void {
+  /** An operation settled; `seq` (0 = none of ours) is never sent again. */
+  settled(seq: number): void {
+    if (seq > 0) this.seqs.settle(seq);
     this.active--;
     if (this.active === 0 && this.idleWaiters.length > 0) {
       const waiters = this.idleWaiters;
@@ -148,8 +156,8 @@ export class Invoker {
   }
 
   /**
-   * Runs `op`. For mutating ops, `payload.seq` is filled in once here (if absent) and reused on
-   * every retry. Resolves with the response payload, passed through `transform` when given (a
+   * Runs `op`. For mutating ops, `payload.seq` (and `payload.ack`) is filled in once here (if
+   * absent) and reused on every retry; the seq stays open until the operation settles. Resolves with the response payload, passed through `transform` when given (a
    * throwing transform rejects the operation with its error).
    *
    * Fast path: the first attempt goes straight to a ready connection, whose response handler is
@@ -159,16 +167,21 @@ export class Invoker {
    */
   invoke<T>(op: Op, payload: Record<string, unknown>, options: InvokeOptions = NO_OPTIONS, transform: ((payload: unknown) => T) | null = null): Promise<T> {
     if (this.closed) return Promise.reject(new GridClosedError());
-    if (MUTATING_OPS.has(op) && payload.seq === undefined) payload.seq = this.nextSeq();
     this.operations++;
     const userSignal = options.signal;
     if (userSignal?.aborted) {
       this.failedOperations++;
       return Promise.reject(new GridAbortError('the operation was aborted', { cause: userSignal.reason }));
     }
+    let seq = 0;
+    if (MUTATING_OPS.has(op) && payload.seq === undefined) {
+      seq = this.seqs.next();
+      payload.seq = seq;
+      payload.ack = this.seqs.floor;
+    }
     this.active++;
     const now = performance.now();
-    const call = new Call<T>(this, op, payload, options, now, transform);
+    const call = new Call<T>(this, op, payload, options, now, transform, seq);
     const partition = options.partition;
     const conn = this.pickNow(partition);
     if (conn === null) {
@@ -441,6 +454,8 @@ class Call<T> implements ResponseHandler {
     private readonly options: InvokeOptions,
     private readonly startedAt: number,
     private readonly transform: ((payload: unknown) => T) | null,
+    /** Seq this operation opened (0 = none). */
+    private readonly seq: number,
   ) {
     this.promise = new Promise<T>((resolve, reject) => {
       this.resolve = resolve;
@@ -479,14 +494,14 @@ class Call<T> implements ResponseHandler {
       .then(
         (payload) => this.succeed(payload),
         (e: unknown) => {
-          this.inv.settled();
+          this.inv.settled(this.seq);
           this.reject(e);
         },
       );
   }
 
   private succeed(payload: unknown): void {
-    this.inv.settled();
+    this.inv.settled(this.seq);
     if (this.transform === null) {
       this.resolve(payload as T);
       return;

@@ -1,8 +1,13 @@
 /**
- * Distributed locks: a lock on a key is a lease owned by this client's session. Acquiring returns a
- * handle with a fencing token that strictly increases per lock key (across failovers); renew and
- * release need that token. Automatic renewal renews at a third of the lease while held.
+ * Distributed locks: a lock on a key is a lease held by the handle that acquired it. Each
+ * acquisition sends a random owner id (ADR 0020), so two acquisitions through one client exclude
+ * each other exactly as two clients do; a retry of the same acquisition stays exactly-once through
+ * its seq. Acquiring returns a handle with a fencing token that strictly increases per lock key
+ * (across failovers); renew and release need that token and act only for their handle. A refused
+ * acquisition tells how long the holder's lease still runs (`heldForMs`). Automatic renewal renews
+ * at a third of the lease while held.
  */
+import { randomBytes } from 'node:crypto';
 import { encodeKey, partitionOfBytes, type GridKey } from '@gridlink/affinity';
 import { Op, type LockResult } from '@gridlink/protocol';
 import type { ClientContext, OpOptions } from './cache.js';
@@ -18,6 +23,20 @@ export interface LockOptions extends OpOptions {
 export interface AcquireOptions extends LockOptions {
   /** How long to wait for the lock (ms). Default 10000. */
   waitMs?: number;
+}
+
+/** Outcome of `GridLock.attempt()`: the handle, or how long the current holder's lease still runs. */
+export type LockAttempt =
+  | { acquired: true; handle: LockHandle }
+  | {
+      acquired: false;
+      /** Remaining lease of the current holder (ms), when the node said. */
+      heldForMs: number | undefined;
+    };
+
+/** A fresh owner id for one acquisition: 16 URL-safe characters (96 random bits). */
+function newOwner(): string {
+  return randomBytes(12).toString('base64url');
 }
 
 export const DEFAULT_LEASE_MS = 10_000;
@@ -52,6 +71,8 @@ export class LockHandle {
     readonly fencingToken: number,
     private leaseMs: number,
     autoRenew: boolean,
+    /** Owner id of this acquisition (sent with renew and release: they act only for it). */
+    private readonly owner: string,
   ) {
     registry.add(this);
     if (autoRenew) this.scheduleRenew();
@@ -107,7 +128,7 @@ export class LockHandle {
     const leaseMs = checkPositive('leaseMs', options.leaseMs, this.leaseMs);
     const r = await this.ctx.invoker.invoke<{ renewed: boolean }>(
       Op.LOCK_RENEW,
-      { name: this.name, token: this.fencingToken, leaseMs },
+      { name: this.name, token: this.fencingToken, leaseMs, owner: this.owner },
       { partition: this.partition, signal: options.signal, timeoutMs: options.timeoutMs },
     );
     if (!r.renewed) {
@@ -125,7 +146,7 @@ export class LockHandle {
     this.stop();
     const r = await this.ctx.invoker.invoke<{ released: boolean }>(
       Op.LOCK_RELEASE,
-      { name: this.name, token: this.fencingToken },
+      { name: this.name, token: this.fencingToken, owner: this.owner },
       { partition: this.partition, signal: options.signal, timeoutMs: options.timeoutMs },
     );
     this.released = true;
@@ -151,32 +172,52 @@ export class GridLock {
     return n > 0 ? partitionOfBytes(this.name, n) : undefined;
   }
 
-  /** Takes the lock if free; null when another owner holds it. Never waits for the holder. */
+  /**
+   * Takes the lock if free; null when another holder has it (another client, or another handle
+   * of this client). Never waits for the holder. `attempt()` also tells how long it still holds.
+   */
   async tryAcquire(options: LockOptions = {}): Promise<LockHandle | null> {
-    const leaseMs = checkPositive('leaseMs', options.leaseMs, DEFAULT_LEASE_MS);
-    const partition = this.partition();
-    const r = await this.ctx.invoker.invoke<LockResult>(
-      Op.LOCK_TRY_ACQUIRE,
-      { name: this.name, leaseMs },
-      { partition, signal: options.signal, timeoutMs: options.timeoutMs },
-    );
-    if (!r.acquired || r.token === undefined) return null;
-    return new LockHandle(this.ctx, this.registry, this.key, this.name, partition, r.token, leaseMs, options.autoRenew ?? false);
+    const r = await this.attempt(options);
+    return r.acquired ? r.handle : null;
   }
 
-  /** Takes the lock, waiting up to `waitMs` for it; throws LockTimeoutError when not acquired. */
+  /**
+   * Takes the lock if free, never waiting: `{ acquired: true, handle }`, or `{ acquired: false,
+   * heldForMs }` with the remaining lease of the current holder.
+   */
+  async attempt(options: LockOptions = {}): Promise<LockAttempt> {
+    const leaseMs = checkPositive('leaseMs', options.leaseMs, DEFAULT_LEASE_MS);
+    const partition = this.partition();
+    const owner = newOwner();
+    const r = await this.ctx.invoker.invoke<LockResult>(
+      Op.LOCK_TRY_ACQUIRE,
+      { name: this.name, leaseMs, owner },
+      { partition, signal: options.signal, timeoutMs: options.timeoutMs },
+    );
+    if (!r.acquired || r.token === undefined) return { acquired: false, heldForMs: r.heldForMs };
+    const handle = new LockHandle(this.ctx, this.registry, this.key, this.name, partition, r.token, leaseMs, options.autoRenew ?? false, owner);
+    return { acquired: true, handle };
+  }
+
+  /**
+   * Takes the lock, waiting up to `waitMs` for it; throws LockTimeoutError (with the holder's
+   * remaining lease as `heldForMs`) when not acquired.
+   */
   async acquire(options: AcquireOptions = {}): Promise<LockHandle> {
     const leaseMs = checkPositive('leaseMs', options.leaseMs, DEFAULT_LEASE_MS);
     const waitMs = checkPositive('waitMs', options.waitMs, DEFAULT_WAIT_MS);
     const partition = this.partition();
+    const owner = newOwner();
     // The node waits up to waitMs; the operation deadline covers the wait plus a normal deadline.
     const timeoutMs = options.timeoutMs ?? waitMs + this.ctx.operationTimeout;
     const r = await this.ctx.invoker.invoke<LockResult>(
       Op.LOCK_ACQUIRE,
-      { name: this.name, leaseMs, waitMs },
+      { name: this.name, leaseMs, waitMs, owner },
       { partition, signal: options.signal, timeoutMs, attemptExtraMs: waitMs },
     );
-    if (!r.acquired || r.token === undefined) throw new LockTimeoutError(`lock not acquired within ${waitMs} ms`);
-    return new LockHandle(this.ctx, this.registry, this.key, this.name, partition, r.token, leaseMs, options.autoRenew ?? false);
+    if (!r.acquired || r.token === undefined) {
+      throw new LockTimeoutError(`lock not acquired within ${waitMs} ms`, { heldForMs: r.heldForMs });
+    }
+    return new LockHandle(this.ctx, this.registry, this.key, this.name, partition, r.token, leaseMs, options.autoRenew ?? false, owner);
   }
 }

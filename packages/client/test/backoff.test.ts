@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { backoffDelay } from '@gridlink/client';
+import { backoffDelay } from '@gridlink/client/internal';
 
 const policyArb = fc
   .record({

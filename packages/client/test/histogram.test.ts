@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { LatencyHistogram } from '@gridlink/client';
+import { LatencyHistogram } from '@gridlink/client/internal';
 
 describe('latency histogram', () => {
   it('percentiles are within 4% (or 1 µs) above the exact value', () => {

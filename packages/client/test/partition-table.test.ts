@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { PartitionMap } from '@gridlink/protocol';
-import { EMPTY_MAP_STATE, acceptMap, isStale, observeVersion, primaryOf, type MapState } from '@gridlink/client';
+import { EMPTY_MAP_STATE, acceptMap, isStale, observeVersion, primaryOf, type MapState } from '@gridlink/client/internal';
 
 const P = 8;
 const nodes = ['a', 'b', 'c'].map((id, i) => ({ id, host: '127.0.0.1', port: 1000 + i, alive: true }));

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { PartitionMap } from '@gridlink/protocol';
-import { RoundRobin, primaryOf, route, splitByPrimary } from '@gridlink/client';
+import { RoundRobin, primaryOf, route, splitByPrimary } from '@gridlink/client/internal';
 
 const ids = ['n0', 'n1', 'n2', 'n3'];
 const mapArb = (partitions: number): fc.Arbitrary<PartitionMap> =>

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { RaceFailure, staggeredRace } from '@gridlink/client';
+import { RaceFailure, staggeredRace } from '@gridlink/client/internal';
 
 /** An attempt that settles only when the test says so. */
 function controllable() {

@@ -476,3 +476,27 @@ describe('NodeStore more cases', () => {
     });
   });
 });
+
+describe('NodeStore entry storage', () => {
+  it('keys and values of any size round-trip, overwrite and count their bytes exactly', () => {
+    const { store } = makeStore();
+    const sizes = [0, 1, 100, 4095, 4097, 65_536, 200_000];
+    let seq = 0;
+    let bytes = 0;
+    const same = (a: Uint8Array, b: Uint8Array): boolean => Buffer.from(a).equals(Buffer.from(b));
+    for (const ks of [1, 300]) {
+      for (const [j, vs] of sizes.entries()) {
+        const key = new Uint8Array(ks).map((_, i) => (i * 7 + j) & 0xff);
+        const value = new Uint8Array(vs).map((_, i) => (i * 13 + ks) & 0xff);
+        store.mutate(P, Op.CACHE_PUT, { cache: C, key, value, seq: ++seq }, 's');
+        bytes += ks + vs;
+        expect(same((store.read(P, Op.CACHE_GET, { cache: C, key }) as { value: Uint8Array }).value, value)).toBe(true);
+        // overwriting with a shorter value keeps one entry and adjusts the byte count
+        store.mutate(P, Op.CACHE_PUT, { cache: C, key, value: value.subarray(0, vs >> 1), seq: ++seq }, 's');
+        bytes -= vs - (vs >> 1);
+        expect(same((store.read(P, Op.CACHE_GET, { cache: C, key }) as { value: Uint8Array }).value, value.subarray(0, vs >> 1))).toBe(true);
+      }
+    }
+    expect(store.stats()).toMatchObject({ entries: 2 * sizes.length, bytes });
+  });
+});

@@ -5,7 +5,7 @@
  *   {}                                        HEARTBEAT, PUT and other empty results
  *   { value: bin | nil }                      GET / GET_AND_PUT / GET_AND_REMOVE results
  *   { cache: str, key: bin }                  GET / CONTAINS_KEY requests
- *   { cache, key, seq: uint, value: bin, ttlMs?: uint }   PUT-like requests
+ *   { cache, key, seq: uint, ack?: uint, value: bin, ttlMs?: uint }   PUT-like requests
  *
  * The encoder handles these shapes only when every field has the expected type (ASCII cache
  * names); the decoder recognises them only in this exact field order and with minimal headers.
@@ -20,6 +20,7 @@ const ascii = (s: string): number[] => Array.from(s, (c) => c.charCodeAt(0));
 const K_CACHE = [0xa5, ...ascii('cache')];
 const K_KEY = [0xa3, ...ascii('key')];
 const K_SEQ = [0xa3, ...ascii('seq')];
+const K_ACK = [0xa3, ...ascii('ack')];
 const K_VALUE = [0xa5, ...ascii('value')];
 const K_TTL = [0xa5, ...ascii('ttlMs')];
 
@@ -157,16 +158,24 @@ export function fastSize(payload: unknown): number {
     shape = Shape.CACHE_KEY;
     return base;
   }
-  if (n !== 4 && n !== 5) return -1;
   const seq = payload.seq;
   const value = payload.value;
+  const ack = payload.ack;
   const ttl = payload.ttlMs;
   if (!isUint(seq) || !(value instanceof Uint8Array)) return -1;
   let size = base + K_SEQ.length + uintSize(seq) + K_VALUE.length + binSize(value.length);
-  if (n === 5) {
+  let fields = 4;
+  if (ack !== undefined) {
+    if (!isUint(ack)) return -1;
+    size += K_ACK.length + uintSize(ack);
+    fields++;
+  }
+  if (ttl !== undefined) {
     if (!isUint(ttl)) return -1;
     size += K_TTL.length + uintSize(ttl);
+    fields++;
   }
+  if (n !== fields) return -1;
   shape = Shape.PUT;
   return size;
 }
@@ -195,13 +204,18 @@ export function fastWrite(out: Uint8Array, at: number, payload: unknown): void {
     }
     case Shape.PUT: {
       const hasTtl = p.ttlMs !== undefined;
-      out[at] = hasTtl ? 0x85 : 0x84;
+      const hasAck = p.ack !== undefined;
+      out[at] = 0x84 + (hasTtl ? 1 : 0) + (hasAck ? 1 : 0);
       let i = putKey(out, at + 1, K_CACHE);
       i = putStr(out, i, p.cache as string);
       i = putKey(out, i, K_KEY);
       i = putBin(out, i, p.key as Uint8Array);
       i = putKey(out, i, K_SEQ);
       i = putUint(out, i, p.seq as number);
+      if (hasAck) {
+        i = putKey(out, i, K_ACK);
+        i = putUint(out, i, p.ack as number);
+      }
       i = putKey(out, i, K_VALUE);
       i = putBin(out, i, p.value as Uint8Array);
       if (hasTtl) {
@@ -354,7 +368,7 @@ export function fastDecode(b: Uint8Array, start = 0, end = b.length): unknown {
     const value = readBin(b, at, end);
     return value !== null && pos === end ? { value } : NO_MATCH;
   }
-  if (first !== 0x82 && first !== 0x84 && first !== 0x85) return NO_MATCH;
+  if (first !== 0x82 && first !== 0x84 && first !== 0x85 && first !== 0x86) return NO_MATCH;
   if (!matchKey(b, start + 1, end, K_CACHE)) return NO_MATCH;
   const cache = readAsciiStr(b, start + 1 + K_CACHE.length, end);
   if (cache === null || !matchKey(b, pos, end, K_KEY)) return NO_MATCH;
@@ -363,11 +377,23 @@ export function fastDecode(b: Uint8Array, start = 0, end = b.length): unknown {
   if (first === 0x82) return pos === end ? { cache, key } : NO_MATCH;
   if (!matchKey(b, pos, end, K_SEQ)) return NO_MATCH;
   const seq = readUint(b, pos + K_SEQ.length, end);
-  if (seq < 0 || !matchKey(b, pos, end, K_VALUE)) return NO_MATCH;
+  if (seq < 0) return NO_MATCH;
+  let ack = -1;
+  if (matchKey(b, pos, end, K_ACK)) {
+    ack = readUint(b, pos + K_ACK.length, end);
+    if (ack < 0) return NO_MATCH;
+  }
+  if (!matchKey(b, pos, end, K_VALUE)) return NO_MATCH;
   const value = readBin(b, pos + K_VALUE.length, end);
   if (value === null) return NO_MATCH;
-  if (first === 0x84) return pos === end ? { cache, key, seq, value } : NO_MATCH;
-  if (!matchKey(b, pos, end, K_TTL)) return NO_MATCH;
+  // Fields so far: cache, key, seq, value (+ ack); the map header says whether ttlMs follows.
+  const fields = ack >= 0 ? 5 : 4;
+  if (first === 0x80 + fields) {
+    if (pos !== end) return NO_MATCH;
+    return ack >= 0 ? { cache, key, seq, ack, value } : { cache, key, seq, value };
+  }
+  if (first !== 0x81 + fields || !matchKey(b, pos, end, K_TTL)) return NO_MATCH;
   const ttlMs = readUint(b, pos + K_TTL.length, end);
-  return ttlMs >= 0 && pos === end ? { cache, key, seq, value, ttlMs } : NO_MATCH;
+  if (ttlMs < 0 || pos !== end) return NO_MATCH;
+  return ack >= 0 ? { cache, key, seq, ack, value, ttlMs } : { cache, key, seq, value, ttlMs };
 }

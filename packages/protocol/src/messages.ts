@@ -11,7 +11,11 @@
  * - Counters (`CACHE_INCREMENT`) are stored as the MessagePack encoding of an integer, so the
  *   client's default serializer reads them back as numbers.
  * - Every mutating request carries `seq`: with the session id sent in the handshake it forms the
- *   (session, sequence) pair the primary uses to apply a retried mutation exactly once.
+ *   (session, sequence) pair the primary uses to apply a retried mutation exactly once. It may
+ *   also carry `ack`, the lowest seq the client may still retry (ADR 0018): the nodes then forget
+ *   the outcomes below it and refuse requests below it as stale duplicates.
+ * - Lock acquisitions may carry `owner`, the id of the acquiring handle (ADR 0020): the lock is
+ *   held by that handle, so two acquisitions through one session exclude each other.
  * - Durations are milliseconds. Topology versions and fencing tokens are non-negative integers
  *   below 2^53.
  */
@@ -182,6 +186,15 @@ interface KeyReq {
 interface Mutation {
   /** Per-session sequence number of this mutation (retries reuse it). */
   seq: number;
+  /**
+   * Optional: the lowest seq this session may still retry (at most `seq`). Every seq below it is
+   * settled: the node forgets those outcomes and refuses those seqs as stale duplicates.
+   */
+  ack?: number;
+}
+/** Optional id of the acquiring handle, 1..64 ASCII characters, random per acquisition. */
+interface LockOwner {
+  owner?: string;
 }
 
 export interface RequestPayloads {
@@ -207,10 +220,10 @@ export interface RequestPayloads {
   /** Scan one partition's keys; `cursor` is opaque, null to start. */
   [Op.CACHE_SCAN]: { cache: string; partition: number; cursor: Bytes | null; count: number };
 
-  [Op.LOCK_TRY_ACQUIRE]: Mutation & { name: Bytes; leaseMs: number };
-  [Op.LOCK_ACQUIRE]: Mutation & { name: Bytes; leaseMs: number; waitMs: number };
-  [Op.LOCK_RELEASE]: Mutation & { name: Bytes; token: number };
-  [Op.LOCK_RENEW]: Mutation & { name: Bytes; token: number; leaseMs: number };
+  [Op.LOCK_TRY_ACQUIRE]: Mutation & LockOwner & { name: Bytes; leaseMs: number };
+  [Op.LOCK_ACQUIRE]: Mutation & LockOwner & { name: Bytes; leaseMs: number; waitMs: number };
+  [Op.LOCK_RELEASE]: Mutation & LockOwner & { name: Bytes; token: number };
+  [Op.LOCK_RENEW]: Mutation & LockOwner & { name: Bytes; token: number; leaseMs: number };
 
   [Op.PEER_FORWARD]: unknown;
   [Op.PEER_REPLICATE]: unknown;

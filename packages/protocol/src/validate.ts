@@ -164,6 +164,17 @@ const seq = req('seq', isUint, UINT);
 const value = req('value', isBytes, BYTES);
 const ttl = opt('ttlMs', isUint, UINT);
 const lockName = req('name', isBytes, BYTES);
+/** Longest lock owner id, in characters (ASCII). */
+export const MAX_LOCK_OWNER = 64;
+const isOwner = (v: unknown): boolean => {
+  if (typeof v !== 'string' || v.length < 1 || v.length > MAX_LOCK_OWNER) return false;
+  for (let i = 0; i < v.length; i++) if (v.charCodeAt(i) > 0x7f) return false;
+  return true;
+};
+const owner = opt('owner', isOwner, `an ASCII string of 1..${MAX_LOCK_OWNER} characters`);
+const ack = opt('ack', isUint, UINT);
+/** `seq` and the optional `ack` of every mutation. */
+const mut = [seq, ack] as const;
 
 const CACHE_CONFIG_FIELDS: readonly Field[] = [opt('ttlMs', isUint, UINT), opt('backups', isUint, UINT)];
 const isCacheConfig = (v: unknown): boolean => {
@@ -182,29 +193,29 @@ const REQUEST_FIELDS: Readonly<Record<number, readonly Field[]>> = {
   [Op.CACHE_CREATE]: [cache, req('config', isCacheConfig, 'a map { ttlMs?: uint, backups?: uint }')],
   [Op.CACHE_GET]: [cache, key],
   [Op.CACHE_GET_ALL]: [cache, req('keys', isBytesArray, 'an array of bin')],
-  [Op.CACHE_PUT]: [cache, key, seq, value, ttl],
-  [Op.CACHE_PUT_ALL]: [cache, seq, req('entries', isEntries, 'an array of [bin, bin] pairs'), ttl],
-  [Op.CACHE_PUT_IF_ABSENT]: [cache, key, seq, value, ttl],
-  [Op.CACHE_REPLACE]: [cache, key, seq, value, ttl],
-  [Op.CACHE_REPLACE_IF_EQUALS]: [cache, key, seq, req('expected', isBytes, BYTES), value, ttl],
-  [Op.CACHE_REMOVE]: [cache, key, seq],
-  [Op.CACHE_REMOVE_IF_EQUALS]: [cache, key, seq, req('expected', isBytes, BYTES)],
-  [Op.CACHE_GET_AND_PUT]: [cache, key, seq, value, ttl],
-  [Op.CACHE_GET_AND_REMOVE]: [cache, key, seq],
-  [Op.CACHE_INCREMENT]: [cache, key, seq, req('delta', isInt, 'a safe integer'), opt('initial', isInt, 'a safe integer'), ttl],
+  [Op.CACHE_PUT]: [cache, key, ...mut, value, ttl],
+  [Op.CACHE_PUT_ALL]: [cache, ...mut, req('entries', isEntries, 'an array of [bin, bin] pairs'), ttl],
+  [Op.CACHE_PUT_IF_ABSENT]: [cache, key, ...mut, value, ttl],
+  [Op.CACHE_REPLACE]: [cache, key, ...mut, value, ttl],
+  [Op.CACHE_REPLACE_IF_EQUALS]: [cache, key, ...mut, req('expected', isBytes, BYTES), value, ttl],
+  [Op.CACHE_REMOVE]: [cache, key, ...mut],
+  [Op.CACHE_REMOVE_IF_EQUALS]: [cache, key, ...mut, req('expected', isBytes, BYTES)],
+  [Op.CACHE_GET_AND_PUT]: [cache, key, ...mut, value, ttl],
+  [Op.CACHE_GET_AND_REMOVE]: [cache, key, ...mut],
+  [Op.CACHE_INCREMENT]: [cache, key, ...mut, req('delta', isInt, 'a safe integer'), opt('initial', isInt, 'a safe integer'), ttl],
   [Op.CACHE_CONTAINS_KEY]: [cache, key],
   [Op.CACHE_SIZE]: [cache],
-  [Op.CACHE_CLEAR]: [cache, seq],
+  [Op.CACHE_CLEAR]: [cache, ...mut],
   [Op.CACHE_SCAN]: [
     cache,
     req('partition', isUint, UINT),
     req('cursor', isBytesOrNull, 'bin or nil'),
     req('count', isScanCount, `an integer in 1..${MAX_SCAN_COUNT}`),
   ],
-  [Op.LOCK_TRY_ACQUIRE]: [seq, lockName, req('leaseMs', isPositive, 'a positive safe integer')],
-  [Op.LOCK_ACQUIRE]: [seq, lockName, req('leaseMs', isPositive, 'a positive safe integer'), req('waitMs', isUint, UINT)],
-  [Op.LOCK_RELEASE]: [seq, lockName, req('token', isUint, UINT)],
-  [Op.LOCK_RENEW]: [seq, lockName, req('token', isUint, UINT), req('leaseMs', isPositive, 'a positive safe integer')],
+  [Op.LOCK_TRY_ACQUIRE]: [...mut, lockName, owner, req('leaseMs', isPositive, 'a positive safe integer')],
+  [Op.LOCK_ACQUIRE]: [...mut, lockName, owner, req('leaseMs', isPositive, 'a positive safe integer'), req('waitMs', isUint, UINT)],
+  [Op.LOCK_RELEASE]: [...mut, lockName, owner, req('token', isUint, UINT)],
+  [Op.LOCK_RENEW]: [...mut, lockName, owner, req('token', isUint, UINT), req('leaseMs', isPositive, 'a positive safe integer')],
 };
 
 const applied = [req('applied', isBool, 'a boolean')];

@@ -39,6 +39,8 @@ export const u16 = fc.nat({ max: 0xffff });
 export const u8 = fc.nat({ max: 0xff });
 
 const seq = uint;
+const ack = uint;
+const owner = fc.string({ unit: 'binary-ascii', minLength: 1, maxLength: 64 });
 const ttlMs = uint;
 
 /** Request payload arbitrary per client op. */
@@ -48,32 +50,32 @@ export const requestPayloads: Record<number, fc.Arbitrary<Record<string, unknown
   [Op.CACHE_CREATE]: rec({ cache: cacheName, config: rec({ ttlMs, backups: fc.nat(5) }, ['ttlMs', 'backups']) }),
   [Op.CACHE_GET]: rec({ cache: cacheName, key: bytes }),
   [Op.CACHE_GET_ALL]: rec({ cache: cacheName, keys: fc.array(bytes, { maxLength: 8 }) }),
-  [Op.CACHE_PUT]: rec({ cache: cacheName, key: bytes, seq, value: bigBytes, ttlMs }, ['ttlMs']),
+  [Op.CACHE_PUT]: rec({ cache: cacheName, key: bytes, seq, ack, value: bigBytes, ttlMs }, ['ack', 'ttlMs']),
   [Op.CACHE_PUT_ALL]: rec(
-    { cache: cacheName, seq, entries: fc.array(fc.tuple(bytes, bytes), { maxLength: 8 }), ttlMs },
-    ['ttlMs'],
+    { cache: cacheName, seq, ack, entries: fc.array(fc.tuple(bytes, bytes), { maxLength: 8 }), ttlMs },
+    ['ack', 'ttlMs'],
   ),
-  [Op.CACHE_PUT_IF_ABSENT]: rec({ cache: cacheName, key: bytes, seq, value: bytes, ttlMs }, ['ttlMs']),
-  [Op.CACHE_REPLACE]: rec({ cache: cacheName, key: bytes, seq, value: bytes, ttlMs }, ['ttlMs']),
-  [Op.CACHE_REPLACE_IF_EQUALS]: rec({ cache: cacheName, key: bytes, seq, expected: bytes, value: bytes, ttlMs }, ['ttlMs']),
-  [Op.CACHE_REMOVE]: rec({ cache: cacheName, key: bytes, seq }),
-  [Op.CACHE_REMOVE_IF_EQUALS]: rec({ cache: cacheName, key: bytes, seq, expected: bytes }),
-  [Op.CACHE_GET_AND_PUT]: rec({ cache: cacheName, key: bytes, seq, value: bytes, ttlMs }, ['ttlMs']),
-  [Op.CACHE_GET_AND_REMOVE]: rec({ cache: cacheName, key: bytes, seq }),
-  [Op.CACHE_INCREMENT]: rec({ cache: cacheName, key: bytes, seq, delta: safeInt, initial: safeInt, ttlMs }, ['initial', 'ttlMs']),
+  [Op.CACHE_PUT_IF_ABSENT]: rec({ cache: cacheName, key: bytes, seq, ack, value: bytes, ttlMs }, ['ack', 'ttlMs']),
+  [Op.CACHE_REPLACE]: rec({ cache: cacheName, key: bytes, seq, ack, value: bytes, ttlMs }, ['ack', 'ttlMs']),
+  [Op.CACHE_REPLACE_IF_EQUALS]: rec({ cache: cacheName, key: bytes, seq, ack, expected: bytes, value: bytes, ttlMs }, ['ack', 'ttlMs']),
+  [Op.CACHE_REMOVE]: rec({ cache: cacheName, key: bytes, seq, ack }, ['ack']),
+  [Op.CACHE_REMOVE_IF_EQUALS]: rec({ cache: cacheName, key: bytes, seq, ack, expected: bytes }, ['ack']),
+  [Op.CACHE_GET_AND_PUT]: rec({ cache: cacheName, key: bytes, seq, ack, value: bytes, ttlMs }, ['ack', 'ttlMs']),
+  [Op.CACHE_GET_AND_REMOVE]: rec({ cache: cacheName, key: bytes, seq, ack }, ['ack']),
+  [Op.CACHE_INCREMENT]: rec({ cache: cacheName, key: bytes, seq, ack, delta: safeInt, initial: safeInt, ttlMs }, ['ack', 'initial', 'ttlMs']),
   [Op.CACHE_CONTAINS_KEY]: rec({ cache: cacheName, key: bytes }),
   [Op.CACHE_SIZE]: rec({ cache: cacheName }),
-  [Op.CACHE_CLEAR]: rec({ cache: cacheName, seq }),
+  [Op.CACHE_CLEAR]: rec({ cache: cacheName, seq, ack }, ['ack']),
   [Op.CACHE_SCAN]: rec({
     cache: cacheName,
     partition: fc.nat(4095),
     cursor: fc.option(bytes, { nil: null }),
     count: fc.integer({ min: 1, max: 65536 }),
   }),
-  [Op.LOCK_TRY_ACQUIRE]: rec({ seq, name: bytes, leaseMs: positive }),
-  [Op.LOCK_ACQUIRE]: rec({ seq, name: bytes, leaseMs: positive, waitMs: uint }),
-  [Op.LOCK_RELEASE]: rec({ seq, name: bytes, token: uint }),
-  [Op.LOCK_RENEW]: rec({ seq, name: bytes, token: uint, leaseMs: positive }),
+  [Op.LOCK_TRY_ACQUIRE]: rec({ seq, ack, owner, name: bytes, leaseMs: positive }, ['ack', 'owner']),
+  [Op.LOCK_ACQUIRE]: rec({ seq, ack, owner, name: bytes, leaseMs: positive, waitMs: uint }, ['ack', 'owner']),
+  [Op.LOCK_RELEASE]: rec({ seq, ack, owner, name: bytes, token: uint }, ['ack', 'owner']),
+  [Op.LOCK_RENEW]: rec({ seq, ack, owner, name: bytes, token: uint, leaseMs: positive }, ['ack', 'owner']),
 };
 
 export const CLIENT_OPS: number[] = Object.keys(requestPayloads).map(Number);

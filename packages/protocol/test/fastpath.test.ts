@@ -42,6 +42,8 @@ const fastShapes = fc.oneof(
   fc.record({ cache: asciiName, key: blob, seq: uintAtBoundaries, value: blob }, opt),
   fc.record({ cache: asciiName, key: blob, seq: uintAtBoundaries, value: blob, ttlMs: uintAtBoundaries }, opt),
   fc.record({ cache: asciiName, key: blob, seq: uintAtBoundaries, value: blob, ttlMs: fc.constant(undefined) }, opt),
+  fc.record({ cache: asciiName, key: blob, seq: uintAtBoundaries, ack: uintAtBoundaries, value: blob }, opt),
+  fc.record({ cache: asciiName, key: blob, seq: uintAtBoundaries, ack: uintAtBoundaries, value: blob, ttlMs: uintAtBoundaries }, opt),
 );
 
 describe('shape fast path', () => {

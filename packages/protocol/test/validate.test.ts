@@ -23,12 +23,13 @@ const uintWrong = [-1, 1.5, NaN, Infinity, -Infinity, 2 ** 53, '1', null, true, 
 const intWrong = [1.5, NaN, Infinity, 2 ** 53, -(2 ** 53), '1', null, bin];
 const bytesWrong = ['k', 1, null, [], {}, [1, 2], true];
 for (const f of ['key', 'value', 'expected', 'name']) WRONG[f] = bytesWrong;
-for (const f of ['seq', 'ttlMs', 'knownVersion', 'partition', 'token', 'waitMs']) WRONG[f] = uintWrong;
+for (const f of ['seq', 'ack', 'ttlMs', 'knownVersion', 'partition', 'token', 'waitMs']) WRONG[f] = uintWrong;
 for (const f of ['delta', 'initial']) WRONG[f] = intWrong;
 WRONG.cache = ['', 'x'.repeat(256), '€'.repeat(86), 1, null, bin, ['c']];
 WRONG.leaseMs = [0, ...uintWrong];
 WRONG.count = [0, MAX_SCAN_COUNT + 1, ...uintWrong];
 WRONG.cursor = ['c', 1, [], {}];
+WRONG.owner = ['', 'x'.repeat(65), 'é', 1, null, bin];
 WRONG.keys = ['k', bin, [bin, 'k'], [null], null, {}];
 WRONG.entries = [[[bin]], [[bin, 'v']], [[bin, bin, bin]], [bin], 'e', null, { 0: [bin, bin] }];
 WRONG.config = [null, 'c', [], { ttlMs: -1 }, { backups: 1.5 }, { other: 1 }, bin];
@@ -86,7 +87,7 @@ describe('validateRequest', () => {
     for (const op of CLIENT_OPS) {
       fc.assert(
         fc.property(requestPayloads[op]!, fc.nat(), msgpackValue, (p, i, junk) => {
-          const fields = Object.keys(p).filter((f) => !['ttlMs', 'initial', 'knownVersion'].includes(f));
+          const fields = Object.keys(p).filter((f) => !['ttlMs', 'initial', 'knownVersion', 'ack', 'owner'].includes(f));
           if (fields.length > 0) {
             const field = fields[i % fields.length]!;
             const { [field]: _drop, ...rest } = p;

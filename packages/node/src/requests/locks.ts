@@ -20,9 +20,14 @@ export interface LockServiceDeps {
 
 export class LockService {
   private readonly waiters = new Map<string, Set<() => void>>();
+  /** Locks freed so far (any key): lets a waiter see a release it could not yet wait for. */
+  private freed = 0;
 
   constructor(private readonly d: LockServiceDeps) {
-    d.store.onLockFreed((p, name) => this.wake(`${p}:${keyHex(name)}`));
+    d.store.onLockFreed((p, name) => {
+      this.freed++;
+      this.wake(`${p}:${keyHex(name)}`);
+    });
   }
 
   async acquire(p: number, payload: { name: Bytes; leaseMs: number; waitMs: number; seq: number }, session: string): Promise<unknown> {
@@ -30,11 +35,14 @@ export class LockService {
     const key = `${p}:${keyHex(payload.name)}`;
     for (;;) {
       this.d.assertPrimary(p);
+      const freedBefore = this.freed;
       const { result, record } = this.d.store.mutate(p, Op.LOCK_ACQUIRE, payload, session);
       await this.d.commit(p, record);
       const r = result as LockResult;
       const left = deadline - Date.now();
       if (r.acquired || left <= 0) return r;
+      // A lock freed while the commit was awaited woke no waiter yet: try again at once.
+      if (this.freed !== freedBefore) continue;
       const wait = Math.max(1, Math.min(left, r.heldForMs ?? left));
       await new Promise<void>((resolve) => {
         let set = this.waiters.get(key);

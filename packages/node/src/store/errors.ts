@@ -9,6 +9,8 @@ export type StoreErrorReason =
   | 'value-type'
   | 'overflow'
   | 'seq-reused'
+  /** A seq below the session's acknowledged floor: a stale duplicate of a settled request. */
+  | 'seq-acknowledged'
   | 'bad-record'
   | 'bad-snapshot';
 

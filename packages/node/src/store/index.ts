@@ -5,8 +5,9 @@
  *
  * ## Data
  * State is held per partition: for each cache, its entries (key bytes → value bytes, optional
- * absolute expiry); lock leases; the (session, seq) outcome table; and the partition's update
- * counter. Keys and values are opaque bytes, held as the store's own copies. Byte arrays in read
+ * absolute expiry); lock leases; and the partition's update counter. (session, seq) outcomes are
+ * held per session for the whole node, each tagged with its partition. Keys and values are
+ * opaque bytes, held as the store's own copies (entries.ts: slots in parallel arrays). Byte arrays in read
  * results are fresh copies and may be slices of Node's shared buffer pool (copy them to keep them
  * long); byte arrays in a ReplicationRecord may be the request payload's own arrays.
  *
@@ -58,27 +59,36 @@
  * whose repeat was already acknowledged). A repeat with the same (session, seq) but a different
  * op is refused (BAD_REQUEST, "seq-reused"). Outcomes are kept per partition, so one seq may be
  * used by a multi-partition op (putAll, clear) in each partition it touches.
+ * A mutation may carry `ack` (≤ seq; else BAD_REQUEST): the lowest seq its session may still
+ * retry. It raises the session's floor (node-wide, never lowered): that session's outcomes below
+ * it are forgotten at once on every partition, and a later request with a seq below the floor is
+ * refused (BAD_REQUEST, "seq-acknowledged") without effect — it can only be a stale duplicate.
+ * The record carries the ack (`dedup.ack`) so backups do the same; snapshots carry the floors the
+ * node knows. A session's floor is forgotten a window after its last use (ADR 0018).
  * Not remembered: an op refused with a StoreError (it changed nothing), and a FAILED lock
  * acquisition (LOCK_TRY_ACQUIRE/LOCK_ACQUIRE returning acquired:false; it changed nothing, and
  * the caller of a waiting acquire retries the same seq until it succeeds or gives up). Such
  * calls return `record: null`: there is nothing to replicate.
  *
  * ## Locks
- * A lock is named by bytes (hashed like a key), held by a session with a lease. LOCK_ACQUIRE is
+ * A lock is named by bytes (hashed like a key), held by one acquisition — (session, owner), the
+ * payload's optional `owner` naming the acquiring handle ('' when absent) — with a lease (ADR
+ * 0020). LOCK_ACQUIRE is
  * one attempt, exactly like LOCK_TRY_ACQUIRE (`waitMs` is the caller's business: it retries on
  * `onLockFreed` or a timer). Acquiring a free (or expired) lock sets its fencing token to the
  * partition's new update counter, so tokens strictly increase per lock name, across failover and
  * state transfer (the counter travels in records and snapshots). Acquiring a lock the same
- * session already holds refreshes the lease and returns the SAME token (re-entrant). Held by
- * another session: `{acquired:false, heldForMs}`. Release and renew need the current token
- * (the session is not checked): otherwise `{released:false}` / `{renewed:false}`. An expired
+ * holder already holds refreshes the lease and returns the SAME token (re-entrant). Held by
+ * another holder (another session, or another owner of the same session): `{acquired:false,
+ * heldForMs}`. Release and renew need the current token and, when they carry an owner, the
+ * holder's (the session is not checked): otherwise `{released:false}` / `{renewed:false}`. An expired
  * lease is free: checked lazily at access and removed by `sweep()`; `onLockFreed` listeners are
  * told of releases and of expired leases removed.
  *
  * ## TTL, sweep, memory bound
  * Expired entries are invisible to every read and op (and removed when met); `sweep(budget)`
- * removes expired entries and leases in expiry order and forgets outcomes older than the dedup
- * window, examining at most `budget` items. `maxEntries` / `maxBytes` (key + value bytes) bound
+ * removes expired entries and leases in expiry order, forgets outcomes older than the dedup
+ * window and idle sessions, examining at most `budget` items. `maxEntries` / `maxBytes` (key + value bytes) bound
  * the whole node — all partitions, primary and backup: after each write that leaves the node over
  * the bound, entries that have already expired are removed first (counted as expired), then the
  * least recently used entries (reads and writes count as use) are evicted until the bound holds,
@@ -98,7 +108,8 @@
  * `StoreError` carries the protocol `wireCode` (BAD_REQUEST, UNKNOWN_OP, VALUE_TYPE) and a finer
  * `reason`; it is always thrown before any state changed.
  */
-export { NodeStore, decodeCounter, encodeCounter } from './store.js';
+export { NodeStore } from './store.js';
+export { decodeCounter, encodeCounter } from './cache-ops.js';
 export { splitSnapshot, joinSnapshots } from './snapshot.js';
 export { StoreError, type StoreErrorReason } from './errors.js';
 export { keyString } from './bytes.js';
@@ -110,6 +121,7 @@ export type {
   ReplicationRecord,
   PartitionSnapshot,
   SnapshotCache,
+  LockTuple,
   StoreStats,
   MutateResult,
 } from './types.js';

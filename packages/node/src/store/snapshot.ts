@@ -1,7 +1,13 @@
-import { ErrorCode } from '@gridlink/protocol';
-import { isBytes } from './bytes.js';
+/**
+ * Snapshots for state transfer: checking one from a peer, and splitting / joining one that is too
+ * big for a frame. (Taking and installing one is the store's: it reads its internal state.)
+ */
+import { ErrorCode, type CacheConfig } from '@gridlink/protocol';
+import { isBytes, type Bytes } from './bytes.js';
 import { StoreError } from './errors.js';
-import type { PartitionSnapshot, SnapshotCache } from './types.js';
+import { MAX_CACHE_NAME, isSafeNonNegative, validateCacheConfig, type Payload } from './payload.js';
+import { isOwner, normaliseDedup } from './records.js';
+import type { LockTuple, PartitionSnapshot, SnapshotCache } from './types.js';
 
 /** Rough encoded size of a recorded outcome (bytes fields dominate). */
 function resultSize(v: unknown): number {
@@ -50,8 +56,10 @@ export function splitSnapshot(snap: PartitionSnapshot, maxBytes: number): Partit
       cur.entries.push(e);
     }
   }
-  for (const l of snap.locks) room(l[0].byteLength + l[1].length + 32).locks.push(l);
+  for (const l of snap.locks) room(l[0].byteLength + l[1].length + (l[4]?.length ?? 0) + 32).locks.push(l);
   for (const d of snap.dedup) room(d[0].length + 40 + resultSize(d[3])).dedup.push(d);
+  // Floors are few (one per session): they travel with the first chunk.
+  if (snap.floors !== undefined) chunks[0]!.floors = snap.floors;
   return chunks;
 }
 
@@ -76,7 +84,86 @@ export function joinSnapshots(chunks: PartitionSnapshot[]): PartitionSnapshot {
     }
     for (const l of ch.locks) out.locks.push(l);
     for (const d of ch.dedup) out.dedup.push(d);
+    if (ch.floors !== undefined) (out.floors ??= []).push(...ch.floors);
   }
   out.dedup.sort((a, b) => a[4] - b[4]);
+  return out;
+}
+
+function badSnapshot(message: string): StoreError {
+  return new StoreError(ErrorCode.BAD_REQUEST, 'bad-snapshot', `partition snapshot: ${message}`);
+}
+
+/** Checks a snapshot from a peer; refuses it with StoreError 'bad-snapshot' before anything is installed. */
+export function normaliseSnapshot(v: unknown): PartitionSnapshot {
+  if (typeof v !== 'object' || v === null) throw badSnapshot('must be an object');
+  const s = v as Payload;
+  if (s['v'] !== 1) throw badSnapshot(`unsupported version ${String(s['v'])}`);
+  if (!isSafeNonNegative(s['counter'])) throw badSnapshot('counter must be a non-negative integer');
+  if (!Array.isArray(s['caches']) || !Array.isArray(s['locks']) || !Array.isArray(s['dedup'])) {
+    throw badSnapshot('caches, locks and dedup must be arrays');
+  }
+  const caches: SnapshotCache[] = (s['caches'] as unknown[]).map((cv) => {
+    if (typeof cv !== 'object' || cv === null) throw badSnapshot('cache must be an object');
+    const c = cv as Payload;
+    const name = c['name'];
+    if (typeof name !== 'string' || name.length === 0 || name.length > MAX_CACHE_NAME) throw badSnapshot('cache name');
+    let config: CacheConfig;
+    try {
+      config = validateCacheConfig(c['config'] ?? {}, 'config');
+    } catch (err) {
+      throw badSnapshot((err as Error).message);
+    }
+    if (!Array.isArray(c['entries'])) throw badSnapshot('cache entries must be an array');
+    const entries = (c['entries'] as unknown[]).map((ev): [Bytes, Bytes, number] => {
+      if (!Array.isArray(ev) || !isBytes(ev[0]) || !isBytes(ev[1]) || !isSafeNonNegative(ev[2])) {
+        throw badSnapshot('entry must be [key, value, expireAt]');
+      }
+      return [ev[0], ev[1], ev[2]];
+    });
+    return { name, config, entries };
+  });
+  const locks = (s['locks'] as unknown[]).map((lv): LockTuple => {
+    if (
+      !Array.isArray(lv) ||
+      !isBytes(lv[0]) ||
+      typeof lv[1] !== 'string' ||
+      !isSafeNonNegative(lv[2]) ||
+      !isSafeNonNegative(lv[3]) ||
+      (lv[4] !== undefined && lv[4] !== null && !isOwner(lv[4]))
+    ) {
+      throw badSnapshot('lock must be [name, session, token, expireAt, owner?]');
+    }
+    return isOwner(lv[4]) ? [lv[0], lv[1], lv[2], lv[3], lv[4]] : [lv[0], lv[1], lv[2], lv[3]];
+  });
+  const counter = s['counter'];
+  const dedup = (s['dedup'] as unknown[]).map((dv): [string, number, number, unknown, number, number] => {
+    if (!Array.isArray(dv) || typeof dv[4] !== 'number' || !Number.isFinite(dv[4])) {
+      throw badSnapshot('dedup must be [session, seq, op, result, at, counter]');
+    }
+    const c = dv[5] === undefined ? counter : dv[5];
+    if (!isSafeNonNegative(c) || c > counter) throw badSnapshot('dedup counter must not exceed the snapshot counter');
+    const d = normaliseDedup({ session: dv[0], seq: dv[1], op: dv[2], result: dv[3] }, badSnapshot);
+    return [d.session, d.seq, d.op, d.result, dv[4], c];
+  });
+  const out: PartitionSnapshot = {
+    v: 1,
+    partition: typeof s['partition'] === 'number' ? s['partition'] : 0,
+    counter,
+    at: typeof s['at'] === 'number' ? s['at'] : 0,
+    caches,
+    locks,
+    dedup,
+  };
+  const floors = s['floors'];
+  if (floors !== undefined && floors !== null) {
+    if (!Array.isArray(floors)) throw badSnapshot('floors must be an array');
+    out.floors = (floors as unknown[]).map((fv): [string, number, number] => {
+      if (!Array.isArray(fv) || typeof fv[0] !== 'string' || !isSafeNonNegative(fv[1]) || typeof fv[2] !== 'number' || !Number.isFinite(fv[2])) {
+        throw badSnapshot('floor must be [session, floor, lastAt]');
+      }
+      return [fv[0], fv[1], fv[2]];
+    });
+  }
   return out;
 }

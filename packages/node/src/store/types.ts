@@ -13,7 +13,10 @@ export interface StoreOptions {
   maxEntries?: number;
   /** Per-node bound on key+value bytes (LRU eviction across all partitions). Default unbounded. */
   maxBytes?: number;
-  /** How long (session, seq) outcomes are remembered, in ms. Default 120_000. */
+  /**
+   * How long (session, seq) outcomes are remembered at most, in ms. Default 120_000. Outcomes of
+   * a client that sends `ack` are forgotten as soon as it acknowledges them (see outcomes.ts).
+   */
   dedupWindowMs?: number;
   /** Config of caches created implicitly by their first use. Default `{}` (no expiry). */
   cacheDefaults?: CacheConfig;
@@ -26,8 +29,11 @@ export type Effect =
   | { t: 'del'; cache: string; key: Bytes }
   /** Remove every entry of the cache in this partition. */
   | { t: 'clear'; cache: string }
-  /** Set a lock's lease (acquire, re-entrant refresh, renew). */
-  | { t: 'lock'; name: Bytes; session: string; token: number; expireAt: number }
+  /**
+   * Set a lock's lease (acquire, re-entrant refresh, renew). `owner` names the holding
+   * acquisition within its session (absent = '').
+   */
+  | { t: 'lock'; name: Bytes; session: string; owner?: string; token: number; expireAt: number }
   | { t: 'unlock'; name: Bytes };
 
 /** Outcome of a (session, seq) mutation, kept for the dedup window. */
@@ -36,6 +42,11 @@ export interface DedupOutcome {
   seq: number;
   op: number;
   result: unknown;
+  /**
+   * The session's floor sent with the mutation (`ack`): every seq below it is acknowledged, so
+   * replicas forget those outcomes too. Absent when the client sent none.
+   */
+  ack?: number;
 }
 
 /**
@@ -68,14 +79,22 @@ export interface PartitionSnapshot {
   /** Time the snapshot was taken (primary clock). */
   at: number;
   caches: SnapshotCache[];
-  /** [name, session, token, expireAt] of every unexpired lock. */
-  locks: [Bytes, string, number, number][];
+  /** [name, session, token, expireAt, owner?] of every unexpired lock (owner absent = ''). */
+  locks: LockTuple[];
   /**
    * [session, seq, op, result, at, counter] of every outcome still inside the dedup window, oldest
    * first; `counter` is the update counter of the record that carried it.
    */
   dedup: [string, number, number, unknown, number, number][];
+  /**
+   * [session, floor, lastAt] of every session whose floor this node knows (all partitions: a
+   * floor is a property of the client), so a new primary keeps refusing stale duplicates.
+   * Absent in snapshots of older nodes.
+   */
+  floors?: [string, number, number][];
 }
+
+export type LockTuple = [Bytes, string, number, number] | [Bytes, string, number, number, string];
 
 export interface StoreStats {
   /** Entries held (all partitions, including expired ones not yet removed). */

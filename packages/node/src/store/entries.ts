@@ -1,0 +1,387 @@
+/**
+ * Entries of every cache and partition of one node, held for the least memory per entry (see
+ * docs/node.md, "Memory per entry", and ADR 0019).
+ *
+ * - An entry is a numbered slot. What a slot holds lives in parallel arrays, not in an object per
+ *   entry: its key and value as ONE latin1 string (one char per byte: `key ++ value`, the cheapest
+ *   container of bytes in V8), the key's length, the absolute expiry, the shard it belongs to and
+ *   its two LRU links (slot numbers). Freed slots are reused.
+ * - A shard (one cache in one partition) finds its slots through its own open-addressing hash
+ *   table of slot numbers (linear probing, backward-shift deletion, no tombstones), hashing the
+ *   key bytes directly: no key string per lookup, no JS Map entry per entry.
+ * - One LRU list over all slots (most recently used at the head) gives the node-wide eviction
+ *   order; the store decides when to evict.
+ *
+ * Pure bookkeeping: no clock; the store tells it what to keep and when an entry was used.
+ */
+import type { Bytes } from './bytes.js';
+
+/** "No slot". */
+export const NONE = -1;
+
+const EMPTY_TABLE = 8;
+
+/** FNV-1a over bytes, finished with a murmur3 mix so that the low bits are usable as an index. */
+function hashBytes(b: Bytes): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < b.length; i++) h = Math.imul(h ^ b[i]!, 0x01000193);
+  return fmix(h);
+}
+
+/** The same hash over the first `n` chars of a latin1 string made of those bytes. */
+function hashChars(s: string, n: number): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < n; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  return fmix(h);
+}
+
+function fmix(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
+/** One cache's entries within one partition: a hash table of slot numbers (slot + 1; 0 = empty). */
+export class Shard {
+  table = new Int32Array(EMPTY_TABLE);
+  /** Entries held. */
+  size = 0;
+  /** Keys in byte order (latin1 strings), for scans; null when stale (rebuilt on the next scan). */
+  sorted: string[] | null = null;
+  /** Entries of this shard that carry an expiry (size is exact and O(1) when there are none). */
+  ttlCount = 0;
+  constructor(
+    /** Index in EntryArena's shard list. */
+    readonly id: number,
+    readonly partition: number,
+    readonly cache: string,
+  ) {}
+}
+
+/** Scratch buffer for building an entry's string (key ++ value) in one copy. */
+let scratch = Buffer.allocUnsafeSlow(4096);
+const latin1Slice = (Buffer.prototype as unknown as { latin1Slice: (this: Uint8Array, start: number, end: number) => string }).latin1Slice;
+
+const SCRATCH_MAX = 64 * 1024;
+
+function joined(key: Bytes, value: Bytes): string {
+  const n = key.length + value.length;
+  // Entries up to 64 KiB reuse one buffer; a bigger one gets a buffer of its own, so one large
+  // value does not pin a large scratch buffer for good.
+  let buf = scratch;
+  if (n > buf.length) {
+    buf = Buffer.allocUnsafeSlow(n);
+    if (n <= SCRATCH_MAX) scratch = buf;
+  }
+  buf.set(key, 0);
+  buf.set(value, key.length);
+  return latin1Slice.call(buf, 0, n);
+}
+
+export class EntryArena {
+  /** key ++ value, as latin1 (undefined for a free slot). */
+  private rec: (string | undefined)[] = [];
+  private klen = new Int32Array(1024);
+  /** Absolute ms; 0 = never. */
+  private expire = new Float64Array(1024);
+  /** Shard id, or NONE for a free slot. */
+  private shardOf = new Int32Array(1024).fill(NONE);
+  /** LRU links: `newer` points towards the head (most recently used). Free slots chain via `older`. */
+  private newer = new Int32Array(1024);
+  private older = new Int32Array(1024);
+  private freeHead = NONE;
+  private used = 0;
+  /** Most / least recently used slot. */
+  head = NONE;
+  tail = NONE;
+  /** Entries held, and their key + value bytes. */
+  count = 0;
+  bytes = 0;
+
+  private readonly shards: (Shard | undefined)[] = [];
+  private readonly freeShardIds: number[] = [];
+
+  // -------------------------------------------------------------------------------------------
+  // Shards
+
+  newShard(partition: number, cache: string): Shard {
+    const id = this.freeShardIds.pop() ?? this.shards.length;
+    const shard = new Shard(id, partition, cache);
+    this.shards[id] = shard;
+    return shard;
+  }
+
+  /** Removes every entry of the shard and retires it (calls `onRemove` for each, before removal). */
+  dropShard(shard: Shard, onRemove: (slot: number) => void): void {
+    this.clearShard(shard, onRemove);
+    this.shards[shard.id] = undefined;
+    this.freeShardIds.push(shard.id);
+  }
+
+  clearShard(shard: Shard, onRemove: (slot: number) => void): void {
+    const t = shard.table;
+    for (let i = 0; i < t.length; i++) {
+      const v = t[i]!;
+      if (v !== 0) {
+        onRemove(v - 1);
+        this.release(v - 1);
+      }
+    }
+    shard.table = new Int32Array(EMPTY_TABLE);
+    shard.size = 0;
+    shard.ttlCount = 0;
+    shard.sorted = null;
+  }
+
+  shard(slot: number): Shard {
+    return this.shards[this.shardOf[slot]!]!;
+  }
+
+  /** Slots of the shard (table order). */
+  *slots(shard: Shard): IterableIterator<number> {
+    const t = shard.table;
+    for (let i = 0; i < t.length; i++) if (t[i] !== 0) yield t[i]! - 1;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Lookup
+
+  find(shard: Shard | undefined, key: Bytes): number {
+    if (shard === undefined || shard.size === 0) return NONE;
+    const t = shard.table;
+    const mask = t.length - 1;
+    const n = key.length;
+    for (let i = hashBytes(key) & mask; ; i = (i + 1) & mask) {
+      const v = t[i]!;
+      if (v === 0) return NONE;
+      const slot = v - 1;
+      if (this.klen[slot] === n) {
+        const r = this.rec[slot]!;
+        let j = 0;
+        while (j < n && r.charCodeAt(j) === key[j]) j++;
+        if (j === n) return slot;
+      }
+    }
+  }
+
+  /** Lookup by a key given as a latin1 string (scans). */
+  findKey(shard: Shard, k: string): number {
+    if (shard.size === 0) return NONE;
+    const t = shard.table;
+    const mask = t.length - 1;
+    const n = k.length;
+    for (let i = hashChars(k, n) & mask; ; i = (i + 1) & mask) {
+      const v = t[i]!;
+      if (v === 0) return NONE;
+      const slot = v - 1;
+      if (this.klen[slot] === n && this.rec[slot]!.startsWith(k)) return slot;
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Reading a slot
+
+  expireAt(slot: number): number {
+    return this.expire[slot]!;
+  }
+
+  isLive(slot: number): boolean {
+    return slot < this.used && this.shardOf[slot] !== NONE;
+  }
+
+  keyLength(slot: number): number {
+    return this.klen[slot]!;
+  }
+
+  /** Key as a latin1 string. */
+  keyString(slot: number): string {
+    return this.rec[slot]!.slice(0, this.klen[slot]);
+  }
+
+  /** Value as a latin1 string. */
+  valueString(slot: number): string {
+    return this.rec[slot]!.slice(this.klen[slot]);
+  }
+
+  valueLength(slot: number): number {
+    return this.rec[slot]!.length - this.klen[slot]!;
+  }
+
+  /** Key bytes, for short-lived use (may share a pool slab). */
+  keyBytes(slot: number): Bytes {
+    const buf = Buffer.from(this.rec[slot]!.slice(0, this.klen[slot]), 'latin1');
+    return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+  }
+
+  /** Value bytes, for short-lived use (may share a pool slab). */
+  valueBytes(slot: number): Bytes {
+    const r = this.rec[slot]!;
+    const k = this.klen[slot]!;
+    const buf = Buffer.from(r, 'latin1');
+    return new Uint8Array(buf.buffer, buf.byteOffset + k, r.length - k);
+  }
+
+  /** Value bytes in a buffer of their own (for outcomes kept for the dedup window). */
+  ownValue(slot: number): Bytes {
+    const v = this.valueString(slot);
+    const buf = Buffer.allocUnsafeSlow(v.length);
+    buf.write(v, 0, 'latin1');
+    return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+  }
+
+  valueEquals(slot: number, b: Bytes): boolean {
+    const r = this.rec[slot]!;
+    const k = this.klen[slot]!;
+    if (r.length - k !== b.length) return false;
+    for (let i = 0; i < b.length; i++) if (r.charCodeAt(k + i) !== b[i]) return false;
+    return true;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Writing
+
+  /**
+   * Sets key → value in the shard, moving the entry to the LRU head. Returns the slot and its
+   * previous expiry (-1 when the entry is new); the caller keeps the expiry bookkeeping.
+   */
+  set(shard: Shard, key: Bytes, value: Bytes, expireAt: number): { slot: number; previousExpireAt: number } {
+    let slot = this.find(shard, key);
+    const str = joined(key, value);
+    if (slot !== NONE) {
+      this.bytes += str.length - this.rec[slot]!.length;
+      this.rec[slot] = str;
+      const prev = this.expire[slot]!;
+      this.expire[slot] = expireAt;
+      this.touch(slot);
+      return { slot, previousExpireAt: prev };
+    }
+    slot = this.allocate();
+    this.rec[slot] = str;
+    this.klen[slot] = key.length;
+    this.expire[slot] = expireAt;
+    this.shardOf[slot] = shard.id;
+    this.insert(shard, slot, hashBytes(key));
+    shard.sorted = null;
+    this.count++;
+    this.bytes += str.length;
+    this.pushHead(slot);
+    return { slot, previousExpireAt: -1 };
+  }
+
+  /** Removes the slot's entry from its shard and frees the slot. */
+  remove(slot: number): void {
+    const shard = this.shard(slot);
+    const t = shard.table;
+    const mask = t.length - 1;
+    let i = hashChars(this.rec[slot]!, this.klen[slot]!) & mask;
+    while (t[i] !== slot + 1) i = (i + 1) & mask;
+    // Backward-shift deletion: move later members of the probe run into the hole.
+    let hole = i;
+    for (let j = (i + 1) & mask; t[j] !== 0; j = (j + 1) & mask) {
+      const s = t[j]! - 1;
+      const home = hashChars(this.rec[s]!, this.klen[s]!) & mask;
+      // Move s into the hole when its home is not cyclically in (hole, j].
+      if (((j - home) & mask) >= ((j - hole) & mask)) {
+        t[hole] = t[j]!;
+        hole = j;
+      }
+    }
+    t[hole] = 0;
+    shard.size--;
+    shard.sorted = null;
+    this.release(slot);
+  }
+
+  /** Marks the slot most recently used. */
+  touch(slot: number): void {
+    if (this.head === slot) return;
+    this.unlink(slot);
+    this.pushHead(slot);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Internals
+
+  private release(slot: number): void {
+    this.count--;
+    this.bytes -= this.rec[slot]!.length;
+    this.unlink(slot);
+    this.rec[slot] = undefined;
+    this.shardOf[slot] = NONE;
+    this.expire[slot] = 0;
+    this.older[slot] = this.freeHead;
+    this.freeHead = slot;
+  }
+
+  private insert(shard: Shard, slot: number, hash: number): void {
+    if ((shard.size + 1) * 4 > shard.table.length * 3) this.grow(shard);
+    const t = shard.table;
+    const mask = t.length - 1;
+    let i = hash & mask;
+    while (t[i] !== 0) i = (i + 1) & mask;
+    t[i] = slot + 1;
+    shard.size++;
+  }
+
+  private grow(shard: Shard): void {
+    const old = shard.table;
+    const t = new Int32Array(old.length * 2);
+    const mask = t.length - 1;
+    for (let i = 0; i < old.length; i++) {
+      const v = old[i]!;
+      if (v === 0) continue;
+      let j = hashChars(this.rec[v - 1]!, this.klen[v - 1]!) & mask;
+      while (t[j] !== 0) j = (j + 1) & mask;
+      t[j] = v;
+    }
+    shard.table = t;
+  }
+
+  private allocate(): number {
+    if (this.freeHead !== NONE) {
+      const slot = this.freeHead;
+      this.freeHead = this.older[slot]!;
+      return slot;
+    }
+    if (this.used === this.klen.length) this.growSlots();
+    return this.used++;
+  }
+
+  private growSlots(): void {
+    // Grow by half: a doubling would leave up to half of these arrays unused.
+    const n = Math.ceil(this.klen.length * 1.5);
+    const grow = <T extends Int32Array | Float64Array>(a: T, make: (n: number) => T): T => {
+      const b = make(n);
+      b.set(a);
+      return b;
+    };
+    this.klen = grow(this.klen, (k) => new Int32Array(k));
+    this.expire = grow(this.expire, (k) => new Float64Array(k));
+    const shardOf = new Int32Array(n).fill(NONE);
+    shardOf.set(this.shardOf);
+    this.shardOf = shardOf;
+    this.newer = grow(this.newer, (k) => new Int32Array(k));
+    this.older = grow(this.older, (k) => new Int32Array(k));
+  }
+
+  private pushHead(slot: number): void {
+    this.newer[slot] = NONE;
+    this.older[slot] = this.head;
+    if (this.head !== NONE) this.newer[this.head] = slot;
+    this.head = slot;
+    if (this.tail === NONE) this.tail = slot;
+  }
+
+  private unlink(slot: number): void {
+    const n = this.newer[slot]!;
+    const o = this.older[slot]!;
+    if (n !== NONE) this.older[n] = o;
+    else if (this.head === slot) this.head = o;
+    if (o !== NONE) this.newer[o] = n;
+    else if (this.tail === slot) this.tail = n;
+    this.newer[slot] = NONE;
+    this.older[slot] = NONE;
+  }
+}

@@ -1,0 +1,176 @@
+/**
+ * Lock leases of one partition and the plan of the LOCK_* ops (see index.ts, "Locks", and
+ * ADR 0020).
+ *
+ * A lock is held by one acquisition — its holder — named by (session, owner): `owner` is the id
+ * the client draws for each handle (absent from older clients: ''), so two acquisitions through
+ * one client exclude each other exactly as two clients do. The holder acquiring again refreshes
+ * its lease and keeps its token (re-entrant); release and renew need the token (and, when they
+ * carry one, the owner). A lease that runs out frees the lock, whatever session held it.
+ */
+import { ErrorCode, Op } from '@gridlink/protocol';
+import { toBytes, type Bytes } from './bytes.js';
+import { StoreError, badRequest } from './errors.js';
+import { bytesField, optOwner, safeInt, type Payload } from './payload.js';
+import type { ExpiryQueue } from './expiry.js';
+import type { Effect, LockTuple } from './types.js';
+
+export interface LockState {
+  partition: number;
+  /** Lock name bytes as a latin1 string. */
+  k: string;
+  session: string;
+  /** Id of the holding acquisition within its session ('' = none given). */
+  owner: string;
+  token: number;
+  expireAt: number;
+  live: boolean;
+}
+
+/** What a lock op decided: its result, its effects, and whether it is remembered and replicated. */
+export interface LockPlan {
+  result: unknown;
+  effects: Effect[];
+  record: boolean;
+}
+
+const RELEASED = Object.freeze({ released: true });
+const NOT_RELEASED = Object.freeze({ released: false });
+const RENEWED = Object.freeze({ renewed: true });
+const NOT_RENEWED = Object.freeze({ renewed: false });
+
+function expiry(now: number, p: Payload): number {
+  const leaseMs = safeInt(p, 'leaseMs', 1);
+  const expireAt = now + leaseMs;
+  if (!Number.isSafeInteger(expireAt)) throw badRequest('leaseMs is too large');
+  return expireAt;
+}
+
+/**
+ * Plans a LOCK_* op. `held` is the live lease of the lock, if any; `nextCounter` the update
+ * counter this mutation will get (the token of a new acquisition).
+ */
+export function planLock(op: Op, p: Payload, session: string, held: LockState | undefined, now: number, nextCounter: number): LockPlan {
+  const name: Bytes = bytesField(p, 'name');
+  switch (op) {
+    case Op.LOCK_TRY_ACQUIRE:
+    case Op.LOCK_ACQUIRE: {
+      const expireAt = expiry(now, p);
+      const owner = optOwner(p) ?? '';
+      if (held !== undefined && (held.session !== session || held.owner !== owner)) {
+        return { result: { acquired: false, heldForMs: held.expireAt - now }, effects: [], record: false };
+      }
+      // Re-entrant: the holder acquiring again refreshes its lease and keeps its token.
+      const token = held?.token ?? nextCounter;
+      const eff: Effect = owner === '' ? { t: 'lock', name, session, token, expireAt } : { t: 'lock', name, session, owner, token, expireAt };
+      return { result: { acquired: true, token }, effects: [eff], record: true };
+    }
+    case Op.LOCK_RELEASE: {
+      const token = safeInt(p, 'token', 0);
+      const owner = optOwner(p);
+      const released = held !== undefined && held.token === token && (owner === undefined || owner === held.owner);
+      return { result: released ? RELEASED : NOT_RELEASED, effects: released ? [{ t: 'unlock', name }] : [], record: true };
+    }
+    case Op.LOCK_RENEW: {
+      const token = safeInt(p, 'token', 0);
+      const expireAt = expiry(now, p);
+      const owner = optOwner(p);
+      if (held === undefined || held.token !== token || (owner !== undefined && owner !== held.owner)) {
+        return { result: NOT_RENEWED, effects: [], record: true };
+      }
+      const eff: Effect =
+        held.owner === ''
+          ? { t: 'lock', name, session: held.session, token, expireAt }
+          : { t: 'lock', name, session: held.session, owner: held.owner, token, expireAt };
+      return { result: RENEWED, effects: [eff], record: true };
+    }
+    default:
+      throw new StoreError(ErrorCode.UNKNOWN_OP, 'unknown-op', `op ${String(op)} is not a lock op`);
+  }
+}
+
+/**
+ * Lock leases of every partition of a node: their count, their place in the expiry order, and the
+ * `onLockFreed` notifications (queued while the store changes state, delivered by `flush`).
+ */
+export class LockLeases {
+  /** Live leases. */
+  count = 0;
+  private readonly listeners = new Set<(partition: number, name: Uint8Array) => void>();
+  private pending: [number, string][] = [];
+
+  constructor(private readonly expiry: ExpiryQueue) {}
+
+  /** The live lease of `k` in `locks`; an expired one is removed (and reported freed). */
+  live(locks: Map<string, LockState>, k: string, now: number): LockState | undefined {
+    const l = locks.get(k);
+    if (l === undefined) return undefined;
+    if (l.expireAt <= now) {
+      this.free(locks, l);
+      return undefined;
+    }
+    return l;
+  }
+
+  set(locks: Map<string, LockState>, partition: number, k: string, session: string, owner: string, token: number, expireAt: number): void {
+    const cur = locks.get(k);
+    if (cur !== undefined) {
+      cur.session = session;
+      cur.owner = owner;
+      cur.token = token;
+      if (cur.expireAt !== expireAt) {
+        cur.expireAt = expireAt;
+        this.expiry.push(expireAt, cur);
+      }
+      return;
+    }
+    const lock: LockState = { partition, k, session, owner, token, expireAt, live: true };
+    locks.set(k, lock);
+    this.count++;
+    this.expiry.expiring++;
+    this.expiry.push(expireAt, lock);
+  }
+
+  /** Removes a lease without notifying (its partition is dropped). */
+  unlink(locks: Map<string, LockState>, l: LockState): void {
+    if (!l.live) return;
+    l.live = false;
+    locks.delete(l.k);
+    this.count--;
+    this.expiry.expiring--;
+  }
+
+  /** Removes a lease (released or expired) and reports the lock freed. */
+  free(locks: Map<string, LockState>, l: LockState): void {
+    this.unlink(locks, l);
+    this.pending.push([l.partition, l.k]);
+  }
+
+  onFreed(listener: (partition: number, name: Uint8Array) => void): () => void {
+    this.listeners.add(listener);
+    return () => {
+      this.listeners.delete(listener);
+    };
+  }
+
+  /** Delivers the queued notifications (after the store's state is consistent). */
+  flush(): void {
+    while (this.pending.length > 0) {
+      const batch = this.pending;
+      this.pending = [];
+      for (const [partition, k] of batch) {
+        for (const l of [...this.listeners]) {
+          try {
+            l(partition, toBytes(k));
+          } catch {
+            // A listener's failure must not corrupt the store or skip other listeners.
+          }
+        }
+      }
+    }
+  }
+}
+
+export function lockTuple(l: LockState): LockTuple {
+  return l.owner === '' ? [toBytes(l.k), l.session, l.token, l.expireAt] : [toBytes(l.k), l.session, l.token, l.expireAt, l.owner];
+}
