@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { computeAssignment } from '@gridlink/affinity';
-import { initialTopology, nextTopology, type LeaseRecord, type TopologyRecord } from '@gridlink/node';
+import type { LeaseRecord, TopologyRecord } from '@gridlink/node';
+import { initialTopology, nextTopology } from '@gridlink/node/internal';
 import { AdminUsageError, baselineSpecs, formatDuration, nodeSafe, parseDuration, parsePrometheus, partitionCounts, planBaseline, safetyOf, topologyView } from '@gridlink/admin';
 import { ranges } from '../src/table.js';
 
