@@ -12,8 +12,14 @@ import { ErrorCode, Op } from '@gridlink/protocol';
 import { toBytes, type Bytes } from './bytes.js';
 import { StoreError, badRequest } from './errors.js';
 import { bytesField, optOwner, safeInt, type Payload } from './payload.js';
-import type { ExpiryQueue } from './expiry.js';
 import type { Effect, LockTuple } from './types.js';
+
+/** What LockLeases needs of the expiry order (ExpiryQueue), without importing it. */
+export interface LeaseExpiry {
+  /** Live items with an expiry (the heap compacts when it grows far beyond). */
+  expiring: number;
+  push(at: number, lease: LockState): void;
+}
 
 export interface LockState {
   partition: number;
@@ -99,7 +105,7 @@ export class LockLeases {
   private readonly listeners = new Set<(partition: number, name: Uint8Array) => void>();
   private pending: [number, string][] = [];
 
-  constructor(private readonly expiry: ExpiryQueue) {}
+  constructor(private readonly expiry: LeaseExpiry) {}
 
   /** The live lease of `k` in `locks`; an expired one is removed (and reported freed). */
   live(locks: Map<string, LockState>, k: string, now: number): LockState | undefined {
