@@ -1,0 +1,47 @@
+/**
+ * The public face of @gridlink/node is what a user runs; internals are behind ./internal (and
+ * the package's exports map and build entries agree on it).
+ */
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import * as pub from '@gridlink/node';
+import * as internal from '@gridlink/node/internal';
+
+describe('@gridlink/node entry points', () => {
+  it('the main entry exports the user-facing API and no internals', () => {
+    expect(Object.keys(pub).sort()).toEqual(
+      [
+        'CasConflictError',
+        'DEFAULT_AUTO_ADJUST',
+        'DEFAULT_TIMING',
+        'GridNode',
+        'GridNodeError',
+        'LocalCluster',
+        'MemoryControlPlane',
+        'NodeConfigError',
+        'NodeStore',
+        'PeerUnavailableError',
+        'StoreError',
+        'consoleLogger',
+        'resolveNodeOptions',
+        'silentLogger',
+        'startNode',
+      ].sort(),
+    );
+  });
+
+  it('./internal holds the pure functions, the replica state machine and the parts tests need', () => {
+    for (const name of ['nextTopology', 'initialTopology', 'partitionMapOf', 'roleOf', 'routeRequest', 'step', 'onRecord', 'Scheduler', 'PeerClient', 'NodeStore', 'TOPOLOGY_KEY']) {
+      expect(internal).toHaveProperty(name);
+    }
+    expect(internal.NodeStore).toBe(pub.NodeStore);
+  });
+
+  it('package.json exports ./internal from the files the build emits', () => {
+    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { exports: Record<string, { import: { default: string }; require: { default: string } }> };
+    expect(pkg.exports['./internal']?.import.default).toBe('./dist/internal.js');
+    expect(pkg.exports['./internal']?.require.default).toBe('./dist/internal.cjs');
+    const tsup = readFileSync(new URL('../tsup.config.ts', import.meta.url), 'utf8');
+    expect(tsup).toContain("internal: 'src/internal.ts'");
+  });
+});
