@@ -121,7 +121,7 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 function int(field: string, v: unknown, def: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
   if (v === undefined) return def;
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-    throw new DedupeConfigError(field, `must be an integer in [${min}, ${max}], got ${String(v)}`);
+    throw new DedupeConfigError(field, `must be an integer in [${min}, ${max}], got ${typeof v === "number" ? v : typeof v}`);
   }
   return v;
 }
@@ -150,7 +150,7 @@ export function resolveDedupeOptions<Req>(o: DedupeOptions<Req> = {}): ResolvedD
 
   let client: (req: Req) => GridClient | undefined;
   if (o.client === undefined) client = () => undefined;
-  else if (typeof o.client === 'function') client = o.client as (req: Req) => GridClient | undefined;
+  else if (typeof o.client === 'function') client = o.client;
   else if (typeof o.client === 'object' && o.client !== null && typeof (o.client as { lock?: unknown }).lock === 'function') {
     const c = o.client;
     client = () => c;

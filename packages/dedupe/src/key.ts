@@ -24,7 +24,7 @@ export function canonicalJson(value: unknown): string {
       default:
         return 'null';
     }
-    const o = v as object;
+    const o = v;
     if (ArrayBuffer.isView(o)) return JSON.stringify(`b:${Buffer.from(o.buffer, o.byteOffset, o.byteLength).toString('hex')}`);
     if (o instanceof Date) return JSON.stringify(o.toISOString());
     if (seen.has(o)) throw new TypeError('cannot fingerprint a cyclic value');

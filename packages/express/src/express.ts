@@ -80,16 +80,16 @@ export function captureResponse(res: Response, ticket: Ticket<unknown>, limit: n
     }
     chunks.push(Buffer.from(b)); // a copy: the caller may reuse its buffer
   };
-  const write = res.write;
-  const end = res.end;
-  res.write = function (this: Response, chunk: unknown, ...rest: unknown[]) {
+  const write = res.write.bind(res) as (...a: unknown[]) => boolean;
+  const end = res.end.bind(res) as (...a: unknown[]) => Response;
+  res.write = ((chunk: unknown, ...rest: unknown[]) => {
     collect(chunk, rest[0]);
-    return (write as (...a: unknown[]) => boolean).call(this, chunk, ...rest);
-  } as Response['write'];
-  res.end = function (this: Response, chunk?: unknown, ...rest: unknown[]) {
+    return write(chunk, ...rest);
+  }) as Response['write'];
+  res.end = ((chunk?: unknown, ...rest: unknown[]) => {
     collect(chunk, rest[0]);
-    return (end as (...a: unknown[]) => Response).call(this, chunk, ...rest);
-  } as Response['end'];
+    return end(chunk, ...rest);
+  }) as Response['end'];
   const onFinish = (): void => {
     res.off('close', onClose);
     const captured: CapturedResponse = { status: res.statusCode, headers: res.getHeaders(), body: over ? null : Buffer.concat(chunks) };
