@@ -279,29 +279,37 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
     handle.release({ timeoutMs: this.options.gridTimeoutMs }).catch(() => undefined);
   }
 
-  /** @internal */
-  async finish(ticket: Ticket<Req>, handle: LockHandle, cache: GridCache<string, StoredRecord>, info: RequestInfo, fp: string | null, res: CapturedResponse | null, reason: string): Promise<void> {
+  /** @internal Stores the response when the policy says so; true when stored. */
+  async store(handle: LockHandle, cache: GridCache<string, StoredRecord>, info: RequestInfo, fp: string | null, res: CapturedResponse): Promise<boolean> {
     const o = this.options;
-    const keyHash = info.keyHash as string;
+    if (!o.storeStatus(res.status)) {
+      this.emit('released', { ...info, reason: `status ${res.status} not stored`, fencingToken: handle.fencingToken });
+      return false;
+    }
+    if (!handle.held) return false;
+    const headers: [string, string][] = [];
+    for (const [k, v] of Object.entries(res.headers)) {
+      const name = k.toLowerCase();
+      if (v === undefined || !o.replayHeaders.has(name)) continue;
+      if (Array.isArray(v)) for (const one of v) headers.push([name, one]);
+      else headers.push([name, String(v)]);
+    }
+    const record: StoredRecord = { v: 1, fp, status: res.status, headers, body: res.body, at: Date.now() };
     try {
-      if (res !== null && o.storeStatus(res.status) && handle.held) {
-        const headers: [string, string][] = [];
-        for (const [k, v] of Object.entries(res.headers)) {
-          const name = k.toLowerCase();
-          if (v === undefined || !o.replayHeaders.has(name)) continue;
-          if (Array.isArray(v)) for (const one of v) headers.push([name, one]);
-          else headers.push([name, String(v)]);
-        }
-        const record: StoredRecord = { v: 1, fp, status: res.status, headers, body: res.body, at: Date.now() };
-        try {
-          await cache.put(keyHash, record, { ttlMs: o.retentionMs, timeoutMs: o.gridTimeoutMs });
-          this.emit('stored', { ...info, status: res.status, fencingToken: handle.fencingToken, bodyOmitted: res.body === null });
-        } catch (e) {
-          o.logger?.error?.('could not store the response for replay; the key is freed', { event: 'dedupe.store_failed', error: String(e), ...info });
-        }
-      } else {
-        this.emit('released', { ...info, reason: res === null ? reason : `status ${res.status} not stored`, fencingToken: handle.fencingToken });
-      }
+      await cache.put(info.keyHash as string, record, { ttlMs: o.retentionMs, timeoutMs: o.gridTimeoutMs });
+      this.emit('stored', { ...info, status: res.status, fencingToken: handle.fencingToken, bodyOmitted: res.body === null });
+      return true;
+    } catch (e) {
+      o.logger?.error?.('could not store the response for replay; the key is freed', { event: 'dedupe.store_failed', error: String(e), ...info });
+      return false;
+    }
+  }
+
+  /** @internal Frees the key (releases the lock). Never throws. */
+  async release(ticket: Ticket<Req>, handle: LockHandle, info: RequestInfo, reason: string | null): Promise<void> {
+    const o = this.options;
+    try {
+      if (reason !== null) this.emit('released', { ...info, reason, fencingToken: handle.fencingToken });
       if (handle.held) {
         await handle.release({ timeoutMs: o.gridTimeoutMs }).catch((e: unknown) => {
           o.logger?.warn?.('could not release the lock; its lease will free it', { event: 'dedupe.release_failed', error: String(e), ...info });
@@ -323,7 +331,8 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
 
 /** The right to run the handler for one key; report exactly one outcome. */
 export class Ticket<Req = unknown> {
-  private done: Promise<void> | null = null;
+  private stored: Promise<void> | null = null;
+  private freed: Promise<void> | null = null;
 
   constructor(
     private readonly deduper: Deduper<Req>,
@@ -335,7 +344,7 @@ export class Ticket<Req = unknown> {
     handle.signal.addEventListener(
       'abort',
       () => {
-        if (this.done === null) deduper.lockLost(info, handle, handle.signal.reason);
+        if (this.stored === null) deduper.lockLost(info, handle, handle.signal.reason);
       },
       { once: true },
     );
@@ -356,18 +365,34 @@ export class Ticket<Req = unknown> {
   }
 
   get settled(): boolean {
-    return this.done !== null;
+    return this.stored !== null;
   }
 
-  /** The handler answered: store the response (per policy), then free the lock. Idempotent. */
+  /** Resolves once the key is freed (after complete or abandon). */
+  get released(): Promise<void> {
+    return this.freed ?? Promise.resolve();
+  }
+
+  /**
+   * The handler answered. Resolves once the response is stored (per `storeStatus`) — send it to
+   * the client only then, so a client that got it and retries gets the replay. The lock is freed
+   * right after. Idempotent; never rejects.
+   */
   complete(res: CapturedResponse): Promise<void> {
-    this.done ??= this.deduper.finish(this, this.handle, this.cache, this.info, this.fp, res, 'completed');
-    return this.done;
+    if (this.stored === null) {
+      const d = this.deduper;
+      this.stored = d.store(this.handle, this.cache, this.info, this.fp, res).then(() => undefined);
+      this.freed = this.stored.then(() => d.release(this, this.handle, this.info, null));
+    }
+    return this.stored;
   }
 
-  /** The handler threw or the client went away: free the lock without storing. Idempotent. */
+  /** The handler threw or the client went away: free the key without storing. Idempotent. */
   abandon(reason: string): Promise<void> {
-    this.done ??= this.deduper.finish(this, this.handle, this.cache, this.info, this.fp, null, reason);
-    return this.done;
+    if (this.stored === null) {
+      this.stored = Promise.resolve();
+      this.freed = this.deduper.release(this, this.handle, this.info, reason);
+    }
+    return this.freed ?? Promise.resolve();
   }
 }

@@ -86,20 +86,20 @@ export function captureResponse(res: Response, ticket: Ticket<unknown>, limit: n
     collect(chunk, rest[0]);
     return write(chunk, ...rest);
   }) as Response['write'];
+  let ended = false;
   res.end = ((chunk?: unknown, ...rest: unknown[]) => {
+    if (ended) return end(chunk, ...rest);
+    ended = true;
     collect(chunk, rest[0]);
-    return end(chunk, ...rest);
-  }) as Response['end'];
-  const onFinish = (): void => {
     res.off('close', onClose);
     const captured: CapturedResponse = { status: res.statusCode, headers: res.getHeaders(), body: over ? null : Buffer.concat(chunks) };
-    void ticket.complete(captured);
-  };
+    // Send only once stored: a client holding the response then always gets the replay on retry.
+    void ticket.complete(captured).then(() => end(chunk, ...rest));
+    return res;
+  }) as Response['end'];
   const onClose = (): void => {
-    res.off('finish', onFinish);
-    if (!res.writableFinished) void ticket.abandon('connection closed before the response finished');
+    if (!ended) void ticket.abandon('connection closed before the response finished');
   };
-  res.once('finish', onFinish);
   res.once('close', onClose);
 }
 
