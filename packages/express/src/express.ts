@@ -6,7 +6,7 @@
 import type { Server } from 'node:http';
 import type { Application, NextFunction, Request, RequestHandler, Response } from 'express';
 import { GridClient, type GridClientConfig } from '@gridlink/client';
-import { Deduper, DedupeConfigError, type CapturedResponse, type DedupeOptions, type DirectResponse, type Ticket } from '@gridlink/dedupe';
+import { Deduper, DedupeConfigError, captureResponse, describeRequest, sendDirect, type DedupeOptions, type Ticket } from '@gridlink/dedupe';
 
 /** What a handler behind `dedupe()` sees as `req.idempotency`. */
 export interface IdempotencyContext {
@@ -44,65 +44,6 @@ function routeOf(req: Request): string {
   return req.baseUrl + req.path;
 }
 
-function send(res: Response, d: DirectResponse): void {
-  res.status(d.status);
-  const grouped = new Map<string, string[]>();
-  for (const [k, v] of d.headers) grouped.set(k, [...(grouped.get(k) ?? []), v]);
-  for (const [k, v] of grouped) res.setHeader(k, v.length === 1 ? (v[0] as string) : v);
-  res.setHeader('content-length', String(d.body.byteLength));
-  res.end(Buffer.from(d.body.buffer, d.body.byteOffset, d.body.byteLength));
-}
-
-function toBuffer(chunk: unknown, encoding: unknown): Buffer | null {
-  if (chunk === undefined || chunk === null || typeof chunk === 'function') return null;
-  if (typeof chunk === 'string') return Buffer.from(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8');
-  if (chunk instanceof Uint8Array) return Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-  return null;
-}
-
-/**
- * Captures the response body (up to `limit` bytes) and reports the outcome to the ticket: the
- * response finished → complete; the connection closed first (client aborted) → abandon.
- */
-export function captureResponse(res: Response, ticket: Ticket<unknown>, limit: number): void {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  let over = false;
-  const collect = (chunk: unknown, encoding: unknown): void => {
-    if (over) return;
-    const b = toBuffer(chunk, encoding);
-    if (b === null) return;
-    size += b.byteLength;
-    if (size > limit) {
-      over = true;
-      chunks.length = 0;
-      return;
-    }
-    chunks.push(Buffer.from(b)); // a copy: the caller may reuse its buffer
-  };
-  const write = res.write.bind(res) as (...a: unknown[]) => boolean;
-  const end = res.end.bind(res) as (...a: unknown[]) => Response;
-  res.write = ((chunk: unknown, ...rest: unknown[]) => {
-    collect(chunk, rest[0]);
-    return write(chunk, ...rest);
-  }) as Response['write'];
-  let ended = false;
-  res.end = ((chunk?: unknown, ...rest: unknown[]) => {
-    if (ended) return end(chunk, ...rest);
-    ended = true;
-    collect(chunk, rest[0]);
-    res.off('close', onClose);
-    const captured: CapturedResponse = { status: res.statusCode, headers: res.getHeaders(), body: over ? null : Buffer.concat(chunks) };
-    // Send only once stored: a client holding the response then always gets the replay on retry.
-    void ticket.complete(captured).then(() => end(chunk, ...rest));
-    return res;
-  }) as Response['end'];
-  const onClose = (): void => {
-    if (!ended) void ticket.abandon('connection closed before the response finished');
-  };
-  res.once('close', onClose);
-}
-
 /**
  * Request de-duplication middleware. Use app-wide (`app.use(dedupe())`, after the body parser) or
  * per route (`app.post('/orders', dedupe({ required: true }), handler)`). The grid client is
@@ -122,25 +63,14 @@ export function dedupe(options: ExpressDedupeOptions = {}): DedupeMiddleware {
       return;
     }
     deduper
-      .begin({
-        method: req.method,
-        route: routeOf(req),
-        header: (name) => {
-          const v = req.headers[name];
-          return Array.isArray(v) ? v.join(', ') : v;
-        },
-        body: req.body,
-        clientAddress: req.ip ?? req.socket.remoteAddress,
-        userAgent: req.headers['user-agent'],
-        raw: req,
-      })
+      .begin(describeRequest(req, routeOf(req), req.body, req.ip))
       .then((d) => {
         if (d.action === 'bypass') {
           next();
           return;
         }
         if (d.action === 'respond') {
-          send(res, d.response);
+          sendDirect(res, d.response);
           return;
         }
         const t = d.ticket;
