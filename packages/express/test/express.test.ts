@@ -79,6 +79,10 @@ for (const [label, factory] of [
         runs++;
         res.status(502).json({ upstream: 'down' });
       });
+      app.post('/big', dedupe({ maxStoredBodyBytes: 1024 }) as never, (_req: express5.Request, res: express5.Response) => {
+        runs++;
+        res.status(201).type('text/plain').send('x'.repeat(4096));
+      });
       app.post('/open', dedupe() as never, (req: express5.Request, res: express5.Response) => {
         res.json({ deduped: req.idempotency !== undefined });
       });
@@ -224,6 +228,20 @@ for (const [label, factory] of [
       await pending;
       await waitFor(() => lockFree(hash), 5000, 'lock freed after abort');
       hold.open();
+    });
+
+    it('does not keep a response body above maxStoredBodyBytes: the replay has the status and says the body was omitted', async () => {
+      const key = `${label}-big-${Date.now()}`;
+      const before = runs;
+      const a = await post(base, '/big', {}, { 'idempotency-key': key });
+      expect(a.status).toBe(201);
+      expect(a.body.length).toBe(4096);
+      const b = await post(base, '/big', {}, { 'idempotency-key': key });
+      expect(b.status).toBe(201);
+      expect(b.headers.get('idempotent-replayed')).toBe('true');
+      expect(b.headers.get('idempotent-body-omitted')).toBe('true');
+      expect(b.body.length).toBe(0);
+      expect(runs).toBe(before + 1);
     });
 
     it('de-duplicates by a fingerprint of chosen body fields when there is no header', async () => {
