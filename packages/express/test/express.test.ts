@@ -107,7 +107,16 @@ for (const [label, factory] of [
       const first = await post(base, '/orders', { item: 'book' }, { 'idempotency-key': key });
       expect(first.status).toBe(201);
       expect(first.headers.get('idempotent-replayed')).toBeNull();
-      const again = await post(base, '/orders', { item: 'book' }, { 'idempotency-key': key });
+      const seen: unknown[] = [];
+      const onDuplicate = (e: unknown): void => void seen.push(e);
+      ordersMw.deduper.on('duplicate', onDuplicate);
+      const again = await post(base, '/orders', { item: 'book' }, { 'idempotency-key': key, 'user-agent': 'retrying-client/1.0' });
+      ordersMw.deduper.off('duplicate', onDuplicate);
+      // The event names the client, so misbehaving ones can be found.
+      expect(seen).toEqual([
+        expect.objectContaining({ outcome: 'replayed', method: 'POST', route: '/orders', userAgent: 'retrying-client/1.0', keyHash: keyHashes[keyHashes.length - 1] }),
+      ]);
+      expect(String((seen[0] as { clientAddress: string }).clientAddress)).toContain('127.0.0.1');
       expect(again.status).toBe(201);
       expect(again.headers.get('idempotent-replayed')).toBe('true');
       expect(again.headers.get('location')).toBe(first.headers.get('location'));
