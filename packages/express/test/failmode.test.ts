@@ -110,4 +110,20 @@ describe('grid unavailable', () => {
     expect(JSON.parse(again.body.toString())).toEqual({ deduped: true });
     expect((await post(base, '/closed', {}, { 'idempotency-key': 'healthy-2' })).headers.get('idempotent-replayed')).toBe('true');
   });
+
+  it('a stopped grid (node killed, connections refused) trips the breakers too: failOpen serves, failClosed answers 503', async () => {
+    const id = cluster.nodeIds[0]!;
+    await cluster.kill(id);
+    await waitFor(async () => {
+      await post(base, '/open', {}, { 'idempotency-key': `stop-${Math.random()}` });
+      await post(base, '/closed', {}, { 'idempotency-key': `stop-${Math.random()}` });
+      return openMw.deduper.breaker.state === 'open' && closedMw.deduper.breaker.state === 'open';
+    }, 10_000, 'both breakers to open');
+    const served = await post(base, '/open', {}, { 'idempotency-key': 'stopped-1' });
+    expect(served.status).toBe(201);
+    expect(JSON.parse(served.body.toString())).toEqual({ deduped: false });
+    const refused = await post(base, '/closed', {}, { 'idempotency-key': 'stopped-2' });
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get('retry-after')).toBe('7');
+  });
 });
