@@ -320,3 +320,36 @@ describe('gridlink() lifecycle', () => {
     expect(() => dedupe({ failMode: 'sometimes' as never })).toThrow(/failMode/);
   });
 });
+
+describe('dedupe() app-wide', () => {
+  it('covers every mutating route, scopes keys by path, and lets GET through', async () => {
+    const app = express5();
+    app.use(express5.json());
+    gridlink(app, await GridClient.connect({ endpoints: cluster.endpoints }));
+    app.use(dedupe());
+    let runs = 0;
+    app.post('/items/:id', (req, res) => {
+      runs++;
+      res.status(201).json({ id: req.params.id, run: runs });
+    });
+    app.get('/items/:id', (req, res) => {
+      res.json({ id: req.params.id, seen: req.idempotency !== undefined });
+    });
+    const { server, base } = await listen(app);
+    try {
+      const key = `app-wide-${Date.now()}`;
+      const a = await post(base, '/items/1', {}, { 'idempotency-key': key });
+      const b = await post(base, '/items/2', {}, { 'idempotency-key': key });
+      const c = await post(base, '/items/1', {}, { 'idempotency-key': key });
+      expect([a.status, b.status, c.status]).toEqual([201, 201, 201]);
+      expect(b.headers.get('idempotent-replayed')).toBeNull();
+      expect(c.headers.get('idempotent-replayed')).toBe('true');
+      expect(runs).toBe(2);
+      const g = await fetch(`${base}/items/1`, { headers: { 'idempotency-key': key } });
+      expect(await g.json()).toEqual({ id: '1', seen: false });
+    } finally {
+      await closeServer(server);
+      await (app.locals.grid as GridClient).close();
+    }
+  });
+});
