@@ -21,6 +21,7 @@ let runs = 0;
 let hold = gate();
 let started = gate();
 let holdNext = false;
+let lastKeyHash = '';
 
 @Controller('orders')
 class OrdersController {
@@ -34,6 +35,7 @@ class OrdersController {
   async create(@Body() body: { item: string }, @Req() req: IdempotentRequest): Promise<{ id: number; item: string; token: number }> {
     const id = ++runs;
     const token = req.idempotency!.fencingToken;
+    lastKeyHash = req.idempotency!.keyHash;
     await this.orders.put(`order-${id}`, { item: body.item, token });
     if (holdNext) {
       holdNext = false;
@@ -168,6 +170,39 @@ describe('GridlinkModule on Nest', () => {
       const r = await post(base, '/orders/boom', {}, { 'idempotency-key': key });
       return r.status === 500 && runs >= before + 2;
     }, 5000, 'retry to run again');
+  });
+
+  it('frees the key when the client aborts the connection', async () => {
+    const probe = await GridClient.connect({ endpoints: cluster.endpoints });
+    try {
+      const key = `nest-abort-${Date.now()}`;
+      hold = gate();
+      started = gate();
+      holdNext = true;
+      const ac = new AbortController();
+      const pending = fetch(`${base}/orders`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'idempotency-key': key },
+        body: JSON.stringify({ item: 'abandoned' }),
+        signal: ac.signal,
+      }).catch((e: unknown) => e);
+      await started.promise;
+      const hash = lastKeyHash;
+      const lockFree = async (): Promise<boolean> => {
+        const h = await probe.lock(`dedupe:gridlink-idempotency:${hash}`).tryAcquire({ leaseMs: 1000 });
+        if (h === null) return false;
+        await h.release();
+        return true;
+      };
+      expect(await lockFree()).toBe(false);
+      ac.abort();
+      await pending;
+      await waitFor(lockFree, 5000, 'lock freed after abort');
+      hold.open();
+    } finally {
+      hold.open();
+      await probe.close();
+    }
   });
 
   it('reports grid health through terminus', async () => {
