@@ -160,7 +160,17 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
     if (!o.methods.has(method)) {
       return { action: 'bypass', outcome: 'bypass' };
     }
-    const tenant = o.tenant?.(req.raw);
+    const unidentifiable = (e: unknown): Decision<Req> => {
+      this.count(route, 'invalid_key');
+      const detail = `the request's identifying fields could not be read: ${e instanceof Error ? e.message : String(e)}`;
+      return { action: 'respond', outcome: 'invalid_key', response: problem(400, 'unidentifiable-request', 'Request cannot be identified', detail) };
+    };
+    let tenant: string | undefined;
+    try {
+      tenant = o.tenant?.(req.raw);
+    } catch (e) {
+      return unidentifiable(e);
+    }
     const info: RequestInfo = { keyHash: undefined, method, route, tenant, clientAddress: req.clientAddress, userAgent: req.userAgent };
     const scope: Scope = { method, route, tenant };
 
@@ -175,16 +185,18 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
         return { action: 'respond', outcome: 'invalid_key', response: problem(400, 'invalid-idempotency-key', 'Invalid Idempotency-Key', checked.error) };
       }
       keyHash = scopedKeyHash(scope, 'h', checked.key);
-      if (o.payload !== false) fp = payloadHash(o.payload === undefined ? (req.body ?? null) : o.payload(req.raw));
+      try {
+        if (o.payload !== false) fp = payloadHash(o.payload === undefined ? (req.body ?? null) : o.payload(req.raw));
+      } catch (e) {
+        return unidentifiable(e);
+      }
     } else if (o.fingerprint !== undefined) {
       let material: string;
       try {
         material = canonicalJson(o.fingerprint(req.raw));
         if (typeof o.payload === 'function') fp = payloadHash(o.payload(req.raw));
       } catch (e) {
-        this.count(route, 'invalid_key');
-        const detail = `the request's identifying fields could not be read: ${e instanceof Error ? e.message : String(e)}`;
-        return { action: 'respond', outcome: 'invalid_key', response: problem(400, 'unidentifiable-request', 'Request cannot be identified', detail) };
+        return unidentifiable(e);
       }
       keyHash = scopedKeyHash(scope, 'f', material);
     } else if (o.required) {

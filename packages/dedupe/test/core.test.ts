@@ -228,6 +228,15 @@ describe('decisions without a grid', () => {
     expect(r).toMatchObject({ action: 'respond', outcome: 'invalid_key', response: { status: 400 } });
   });
 
+  it('answers 400, not 500, when a tenant or payload function throws or the body is cyclic', async () => {
+    const throwing = new Deduper({ metrics: false, tenant: () => { throw new Error('no tenant'); } });
+    expect(await throwing.begin(req({ 'idempotency-key': 'k' }))).toMatchObject({ action: 'respond', response: { status: 400 } });
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    const d = new Deduper({ metrics: false });
+    expect(await d.begin({ ...req({ 'idempotency-key': 'k' }), body: cyclic })).toMatchObject({ action: 'respond', outcome: 'invalid_key', response: { status: 400 } });
+  });
+
   it('counts outcomes with prom-client', async () => {
     const registry = new prom.Registry();
     const d = new Deduper({ metrics: { client: prom as never, registry }, failMode: 'open' });
