@@ -1,1 +1,10 @@
-export {};
+export { GridlinkModule } from './module.js';
+export type { GridlinkModuleOptions, GridlinkModuleAsyncOptions } from './module.js';
+export { Idempotent, IdempotencyInterceptor } from './interceptor.js';
+export type { IdempotentOptions, IdempotentRequest } from './interceptor.js';
+export { GridHealthIndicator } from './health.js';
+export type { GridHealthResult } from './health.js';
+export { InjectCache } from './cache.js';
+export { GRID_CLIENT, GRIDLINK_OPTIONS, IDEMPOTENT_METADATA, cacheToken } from './tokens.js';
+export { GridClient, GridCache } from '@gridlink/client';
+export { Deduper, CircuitBreaker, DedupeError, DedupeConfigError } from '@gridlink/dedupe';

@@ -1,0 +1,64 @@
+/**
+ * One app under load, in its own process: the orders example (examples/api-express) without
+ * de-duplication ("none"), with @gridlink/express ("gridlink"), or the same handler behind the
+ * express-idempotency middleware on redis-server ("express-idempotency").
+ *   app-server.ts <mode> <grid endpoints, comma-separated> [redis port]
+ * Prints "READY <port>"; GET /bench/stats answers { partnerCalls }.
+ */
+import { randomUUID } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import express from 'express';
+import { getSharedIdempotencyService, idempotency } from 'express-idempotency';
+import RedisAdapter from 'express-idempotency-redis-adapter';
+import { gridlink } from '@gridlink/express';
+import { createOrdersApp } from '../../examples/api-express/app.js';
+
+const [mode, endpointList, redisPort] = process.argv.slice(2);
+const endpoints = (endpointList ?? '').split(',').filter(Boolean);
+
+let app: express.Express;
+let partnerCalls: () => number;
+
+if (mode === 'none' || mode === 'gridlink') {
+  const orders = createOrdersApp({ grid: { endpoints }, dedupe: mode === 'none' ? false : {} });
+  await orders.grid.ready;
+  app = orders.app;
+  partnerCalls = orders.partnerCalls;
+} else if (mode === 'express-idempotency') {
+  app = express();
+  app.disable('x-powered-by');
+  app.use(express.json({ limit: '16kb' }));
+  const grid = gridlink(app as never, { endpoints });
+  await grid.ready;
+  type Adapter = { connect(): Promise<void> };
+  const Ctor = ((RedisAdapter as unknown as { default?: unknown }).default ?? RedisAdapter) as new (o: unknown) => Adapter;
+  const adapter = new Ctor({ connectionConfig: { url: `redis://127.0.0.1:${redisPort}` } });
+  await adapter.connect();
+  let calls = 0;
+  partnerCalls = () => calls;
+  app.post('/orders', idempotency({ dataAdapter: adapter as never }) as never, async (req: express.Request, res: express.Response) => {
+    if (getSharedIdempotencyService().isHit(req as never)) return;
+    const { sku, qty } = req.body as { sku: string; qty: number };
+    const order = { id: randomUUID(), sku, qty, token: null };
+    calls++;
+    await grid.client!.cache('orders').put(order.id, order);
+    res.status(201).location(`/orders/${order.id}`).json(order);
+  });
+} else {
+  throw new Error(`unknown mode ${mode}`);
+}
+
+// express-idempotency reports a request in progress as an error: answer 409 without a stack trace.
+app.use((err: Error, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
+  res.status(/in progress/i.test(err.message) ? 409 : 500).json({ error: err.message });
+});
+app.get('/bench/stats', (_req, res) => {
+  res.json({ partnerCalls: partnerCalls() });
+});
+const server = app.listen(0, '127.0.0.1', () => {
+  process.stdout.write(`READY ${(server.address() as AddressInfo).port}\n`);
+});
+process.on('SIGTERM', () => {
+  server.closeAllConnections();
+  server.close(() => process.exit(0));
+});

@@ -1,0 +1,84 @@
+/**
+ * A circuit breaker as a pure state machine: the caller passes the clock. Closed: calls go
+ * through; `failureThreshold` consecutive failures open it. Open: calls are refused at once until
+ * `openMs` has passed; then one call is let through as a probe (half-open). The probe's success
+ * closes the breaker; its failure opens it again for another `openMs`.
+ */
+export type BreakerState = 'closed' | 'open' | 'half-open';
+
+export interface BreakerOptions {
+  /** Consecutive grid failures that open the breaker. Default 3. */
+  failureThreshold?: number;
+  /** How long the breaker stays open before a probe is let through (ms). Default 2000. */
+  openMs?: number;
+}
+
+export const DEFAULT_BREAKER = { failureThreshold: 3, openMs: 2000 } as const;
+
+export class CircuitBreaker {
+  private stateValue: BreakerState = 'closed';
+  private failures = 0;
+  private openedAt = 0;
+  private probing = false;
+  readonly failureThreshold: number;
+  readonly openMs: number;
+
+  constructor(
+    options: Required<BreakerOptions>,
+    private readonly onChange?: (state: BreakerState, previous: BreakerState) => void,
+  ) {
+    this.failureThreshold = options.failureThreshold;
+    this.openMs = options.openMs;
+  }
+
+  get state(): BreakerState {
+    return this.stateValue;
+  }
+
+  private set(next: BreakerState): void {
+    const prev = this.stateValue;
+    if (prev === next) return;
+    this.stateValue = next;
+    this.onChange?.(next, prev);
+  }
+
+  /**
+   * Whether a call may go to the grid now. In half-open only one probe is in flight at a time;
+   * a caller that got `true` must report `success` or `failure` (or `cancel`).
+   */
+  allow(now: number): boolean {
+    if (this.stateValue === 'closed') return true;
+    if (this.stateValue === 'open') {
+      if (now - this.openedAt < this.openMs) return false;
+      this.set('half-open');
+    }
+    if (this.probing) return false;
+    this.probing = true;
+    return true;
+  }
+
+  success(): void {
+    this.failures = 0;
+    this.probing = false;
+    this.set('closed');
+  }
+
+  failure(now: number): void {
+    this.probing = false;
+    if (this.stateValue === 'half-open') {
+      this.openedAt = now;
+      this.set('open');
+      return;
+    }
+    this.failures++;
+    if (this.stateValue === 'closed' && this.failures >= this.failureThreshold) {
+      this.openedAt = now;
+      this.set('open');
+    }
+  }
+
+  /** The allowed call ended without telling anything about the grid. */
+  cancel(): void {
+    this.probing = false;
+  }
+}

@@ -1,0 +1,410 @@
+/**
+ * The de-duplication core shared by the Express and Nest adapters. Framework-free: an adapter
+ * describes the request (`DedupeRequest`), asks `begin()` for a decision and, when told to
+ * proceed, reports the outcome to the returned `Ticket` (complete or abandon).
+ *
+ * Per request: tryAcquire a lock on the hashed key (auto-renewed while held), then look for a
+ * stored response. Lock refused → 409 (or the replay, if the holder already stored one). Stored
+ * response → replay (or 422 if the payload differs). Otherwise the handler runs holding the lock;
+ * its response is stored (per `storeStatus`) before the lock is released.
+ */
+import { EventEmitter } from 'node:events';
+import type { GridCache, GridClient, LockHandle } from '@gridlink/client';
+import { CircuitBreaker, type BreakerState } from './breaker.js';
+import { resolveDedupeOptions, type DedupeOptions, type ResolvedDedupeOptions } from './config.js';
+import { canonicalJson, checkHeaderKey, payloadHash, scopedKeyHash, type Scope } from './key.js';
+import { createCounters, type DedupeCounters } from './metrics.js';
+
+/** What an adapter knows about a request. */
+export interface DedupeRequest<Req> {
+  method: string;
+  /** Matched route pattern (or path) the key is scoped by, unless the `route` option says otherwise. */
+  route: string;
+  header(name: string): string | undefined;
+  body: unknown;
+  clientAddress: string | undefined;
+  userAgent: string | undefined;
+  /** The framework's request, handed to fingerprint/tenant/payload/route functions. */
+  raw: Req;
+}
+
+/** A response to send as is (problem+json or a replay). */
+export interface DirectResponse {
+  status: number;
+  headers: [string, string][];
+  body: Uint8Array;
+}
+
+/** A handler's response as the adapter captured it. `body` null: larger than maxStoredBodyBytes. */
+export interface CapturedResponse {
+  status: number;
+  headers: Record<string, string | string[] | number | undefined>;
+  body: Uint8Array | null;
+}
+
+export type Outcome =
+  | 'proceed'
+  | 'replayed'
+  | 'in_progress'
+  | 'payload_mismatch'
+  | 'missing_key'
+  | 'invalid_key'
+  | 'fail_open'
+  | 'fail_closed'
+  | 'bypass';
+
+export type Decision<Req> =
+  | { action: 'proceed'; ticket: Ticket<Req> }
+  | { action: 'bypass'; outcome: 'bypass' | 'fail_open' }
+  | { action: 'respond'; outcome: Outcome; response: DirectResponse };
+
+/** Fields of every event and log line about a request. */
+export interface RequestInfo {
+  keyHash: string | undefined;
+  method: string;
+  route: string;
+  tenant: string | undefined;
+  clientAddress: string | undefined;
+  userAgent: string | undefined;
+}
+
+export interface DedupeEvents {
+  /** A duplicate was rejected (in progress, payload mismatch) or answered with the stored response. */
+  duplicate: [RequestInfo & { outcome: 'replayed' | 'in_progress' | 'payload_mismatch' }];
+  /** A request was served without de-duplication because the grid was unavailable. */
+  failOpen: [RequestInfo & { reason: string }];
+  /** A request was refused with 503 because the grid was unavailable. */
+  failClosed: [RequestInfo & { reason: string }];
+  /** The circuit breaker changed state. */
+  breaker: [{ state: BreakerState; previous: BreakerState }];
+  /** The lock was lost while the handler ran (renewal failed): a duplicate may have run. */
+  lockLost: [RequestInfo & { fencingToken: number; error: unknown }];
+  /** A handler's response was stored for replay. */
+  stored: [RequestInfo & { status: number; fencingToken: number; bodyOmitted: boolean }];
+  /** The key was freed without storing (5xx, thrown, aborted, not stored by policy). */
+  released: [RequestInfo & { reason: string; fencingToken: number }];
+}
+
+interface StoredRecord {
+  v: 1;
+  fp: string | null;
+  status: number;
+  headers: [string, string][];
+  body: Uint8Array | null;
+  at: number;
+}
+
+const PROBLEM_TYPE = 'urn:gridlink:problem:';
+
+function problem(status: number, type: string, title: string, detail: string, extraHeaders: [string, string][] = []): DirectResponse {
+  const body = Buffer.from(JSON.stringify({ type: PROBLEM_TYPE + type, title, status, detail }));
+  return { status, headers: [['content-type', 'application/problem+json'], ...extraHeaders], body };
+}
+
+function isRecord(v: unknown): v is StoredRecord {
+  return typeof v === 'object' && v !== null && (v as { v?: unknown }).v === 1 && typeof (v as { status?: unknown }).status === 'number';
+}
+
+export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
+  readonly options: ResolvedDedupeOptions<Req>;
+  readonly breaker: CircuitBreaker;
+  private readonly counters: DedupeCounters;
+  private readonly caches = new WeakMap<GridClient, GridCache<string, StoredRecord>>();
+  private readonly active = new Set<Ticket<Req>>();
+
+  constructor(options: DedupeOptions<Req> = {}) {
+    super();
+    this.options = resolveDedupeOptions(options);
+    const b = this.options.breaker;
+    const onChange = (state: BreakerState, previous: BreakerState): void => {
+      this.options.logger?.warn?.('gridlink dedupe circuit breaker changed state', { event: 'dedupe.breaker', state, previous });
+      this.emit('breaker', { state, previous });
+    };
+    if (b instanceof CircuitBreaker) {
+      this.breaker = b;
+    } else {
+      this.breaker = new CircuitBreaker(b, onChange);
+    }
+    this.counters = createCounters(this.options.metrics);
+  }
+
+  /** Requests currently holding a key through this deduper. */
+  get inFlight(): number {
+    return this.active.size;
+  }
+
+  private cacheOf(client: GridClient): GridCache<string, StoredRecord> {
+    let c = this.caches.get(client);
+    if (c === undefined) {
+      c = client.cache<string, StoredRecord>(this.options.cache);
+      this.caches.set(client, c);
+    }
+    return c;
+  }
+
+  private count(route: string, outcome: Outcome): void {
+    this.counters.inc(route, outcome);
+  }
+
+  private routeOf(req: DedupeRequest<Req>): string {
+    const r = this.options.route;
+    if (r === undefined) return req.route;
+    return typeof r === 'string' ? r : r(req.raw);
+  }
+
+  /** Decides what to do with a request. Never throws for bad input: that becomes a 4xx response. */
+  async begin(req: DedupeRequest<Req>): Promise<Decision<Req>> {
+    const o = this.options;
+    const method = req.method.toUpperCase();
+    const route = this.routeOf(req);
+    if (!o.methods.has(method)) {
+      return { action: 'bypass', outcome: 'bypass' };
+    }
+    const unidentifiable = (e: unknown): Decision<Req> => {
+      this.count(route, 'invalid_key');
+      const detail = `the request's identifying fields could not be read: ${e instanceof Error ? e.message : String(e)}`;
+      return { action: 'respond', outcome: 'invalid_key', response: problem(400, 'unidentifiable-request', 'Request cannot be identified', detail) };
+    };
+    let tenant: string | undefined;
+    try {
+      tenant = o.tenant?.(req.raw);
+    } catch (e) {
+      return unidentifiable(e);
+    }
+    const info: RequestInfo = { keyHash: undefined, method, route, tenant, clientAddress: req.clientAddress, userAgent: req.userAgent };
+    const scope: Scope = { method, route, tenant };
+
+    // The key: header first, else the fingerprint.
+    let keyHash: string;
+    let fp: string | null = null;
+    const raw = o.header === false ? undefined : req.header(o.header);
+    if (raw !== undefined) {
+      const checked = checkHeaderKey(raw, o.maxKeyLength);
+      if ('error' in checked) {
+        this.count(route, 'invalid_key');
+        return { action: 'respond', outcome: 'invalid_key', response: problem(400, 'invalid-idempotency-key', 'Invalid Idempotency-Key', checked.error) };
+      }
+      keyHash = scopedKeyHash(scope, 'h', checked.key);
+      try {
+        if (o.payload !== false) fp = payloadHash(o.payload === undefined ? (req.body ?? null) : o.payload(req.raw));
+      } catch (e) {
+        return unidentifiable(e);
+      }
+    } else if (o.fingerprint !== undefined) {
+      let material: string;
+      try {
+        material = canonicalJson(o.fingerprint(req.raw));
+        if (typeof o.payload === 'function') fp = payloadHash(o.payload(req.raw));
+      } catch (e) {
+        return unidentifiable(e);
+      }
+      keyHash = scopedKeyHash(scope, 'f', material);
+    } else if (o.required) {
+      this.count(route, 'missing_key');
+      return {
+        action: 'respond',
+        outcome: 'missing_key',
+        response: problem(400, 'missing-idempotency-key', 'Idempotency-Key required', `this endpoint requires an ${o.header === false ? 'identifiable request' : `${o.header} header`}`),
+      };
+    } else {
+      this.count(route, 'bypass');
+      return { action: 'bypass', outcome: 'bypass' };
+    }
+    info.keyHash = keyHash;
+
+    const client = o.client(req.raw);
+    if (client === undefined) return this.unavailable(info, 'grid client not connected');
+    if (!this.breaker.allow(Date.now())) return this.unavailable(info, 'circuit breaker open');
+
+    const cache = this.cacheOf(client);
+    const gridOpts = { timeoutMs: o.gridTimeoutMs };
+    let handle: LockHandle | null = null;
+    let record: StoredRecord | undefined;
+    try {
+      handle = await client.lock(`dedupe:${o.cache}:${keyHash}`).tryAcquire({ leaseMs: o.leaseMs, autoRenew: true, ...gridOpts });
+      const stored = await cache.get(keyHash, gridOpts);
+      record = isRecord(stored) ? stored : undefined;
+      this.breaker.success();
+    } catch (e) {
+      this.breaker.failure(Date.now());
+      if (handle !== null) this.releaseQuietly(handle);
+      return this.unavailable(info, e instanceof Error ? `${(e as { code?: string }).code ?? e.name}: ${e.message}` : String(e));
+    }
+
+    if (record !== undefined) {
+      if (handle !== null) this.releaseQuietly(handle);
+      if (record.fp !== null && fp !== null && record.fp !== fp) {
+        return this.duplicate(info, 'payload_mismatch', problem(422, 'idempotency-key-reused', 'Idempotency-Key reused with a different payload', 'this key was already used for a request with a different payload'));
+      }
+      return this.duplicate(info, 'replayed', this.replay(record));
+    }
+    if (handle === null) {
+      return this.duplicate(
+        info,
+        'in_progress',
+        problem(409, 'request-in-progress', 'Request in progress', 'a request with this key is being processed; retry later', [['retry-after', String(o.retryAfterSeconds)]]),
+      );
+    }
+    this.count(route, 'proceed');
+    const ticket = new Ticket<Req>(this, cache, handle, info, fp);
+    this.active.add(ticket);
+    return { action: 'proceed', ticket };
+  }
+
+  private replay(record: StoredRecord): DirectResponse {
+    const headers: [string, string][] = record.headers.filter(([k]) => record.body !== null || k !== 'content-type');
+    headers.push([this.options.replayedHeader, 'true']);
+    if (record.body === null) headers.push(['idempotent-body-omitted', 'true']);
+    return { status: record.status, headers, body: record.body ?? new Uint8Array(0) };
+  }
+
+  private duplicate(info: RequestInfo, outcome: 'replayed' | 'in_progress' | 'payload_mismatch', response: DirectResponse): Decision<Req> {
+    this.count(info.route, outcome);
+    const fields = { event: 'dedupe.duplicate', outcome, ...info };
+    if (outcome === 'replayed') this.options.logger?.info?.('duplicate request answered with the stored response', fields);
+    else this.options.logger?.warn?.('duplicate request rejected', fields);
+    this.emit('duplicate', { ...info, outcome });
+    return { action: 'respond', outcome, response };
+  }
+
+  private unavailable(info: RequestInfo, reason: string): Decision<Req> {
+    if (this.options.failMode === 'open') {
+      this.count(info.route, 'fail_open');
+      this.options.logger?.warn?.('grid unavailable: serving without de-duplication', { event: 'dedupe.fail_open', reason, ...info });
+      this.emit('failOpen', { ...info, reason });
+      return { action: 'bypass', outcome: 'fail_open' };
+    }
+    this.count(info.route, 'fail_closed');
+    this.options.logger?.warn?.('grid unavailable: request refused', { event: 'dedupe.fail_closed', reason, ...info });
+    this.emit('failClosed', { ...info, reason });
+    return {
+      action: 'respond',
+      outcome: 'fail_closed',
+      response: problem(503, 'deduplication-unavailable', 'Service unavailable', 'duplicate detection is unavailable; retry later', [
+        ['retry-after', String(this.options.unavailableRetryAfterSeconds)],
+      ]),
+    };
+  }
+
+  private releaseQuietly(handle: LockHandle): void {
+    // A failed release costs nothing but time: the lease frees the key.
+    handle.release({ timeoutMs: this.options.gridTimeoutMs }).catch(() => undefined);
+  }
+
+  /** @internal Stores the response when the policy says so; true when stored. */
+  async store(handle: LockHandle, cache: GridCache<string, StoredRecord>, info: RequestInfo, fp: string | null, res: CapturedResponse): Promise<boolean> {
+    const o = this.options;
+    if (!o.storeStatus(res.status)) {
+      this.emit('released', { ...info, reason: `status ${res.status} not stored`, fencingToken: handle.fencingToken });
+      return false;
+    }
+    if (!handle.held) return false;
+    const headers: [string, string][] = [];
+    for (const [k, v] of Object.entries(res.headers)) {
+      const name = k.toLowerCase();
+      if (v === undefined || !o.replayHeaders.has(name)) continue;
+      if (Array.isArray(v)) for (const one of v) headers.push([name, one]);
+      else headers.push([name, String(v)]);
+    }
+    const record: StoredRecord = { v: 1, fp, status: res.status, headers, body: res.body, at: Date.now() };
+    try {
+      await cache.put(info.keyHash as string, record, { ttlMs: o.retentionMs, timeoutMs: o.gridTimeoutMs });
+      this.emit('stored', { ...info, status: res.status, fencingToken: handle.fencingToken, bodyOmitted: res.body === null });
+      return true;
+    } catch (e) {
+      o.logger?.error?.('could not store the response for replay; the key is freed', { event: 'dedupe.store_failed', error: String(e), ...info });
+      return false;
+    }
+  }
+
+  /** @internal Frees the key (releases the lock). Never throws. */
+  async release(ticket: Ticket<Req>, handle: LockHandle, info: RequestInfo, reason: string | null): Promise<void> {
+    const o = this.options;
+    try {
+      if (reason !== null) this.emit('released', { ...info, reason, fencingToken: handle.fencingToken });
+      if (handle.held) {
+        await handle.release({ timeoutMs: o.gridTimeoutMs }).catch((e: unknown) => {
+          o.logger?.warn?.('could not release the lock; its lease will free it', { event: 'dedupe.release_failed', error: String(e), ...info });
+        });
+      } else {
+        handle.stop();
+      }
+    } finally {
+      this.active.delete(ticket);
+    }
+  }
+
+  /** @internal */
+  lockLost(info: RequestInfo, handle: LockHandle, error: unknown): void {
+    this.options.logger?.error?.('lock lost while the handler ran: a duplicate may run', { event: 'dedupe.lock_lost', fencingToken: handle.fencingToken, error: String(error), ...info });
+    this.emit('lockLost', { ...info, fencingToken: handle.fencingToken, error });
+  }
+}
+
+/** The right to run the handler for one key; report exactly one outcome. */
+export class Ticket<Req = unknown> {
+  private stored: Promise<void> | null = null;
+  private freed: Promise<void> | null = null;
+
+  constructor(
+    private readonly deduper: Deduper<Req>,
+    private readonly cache: GridCache<string, StoredRecord>,
+    private readonly handle: LockHandle,
+    readonly info: RequestInfo,
+    private readonly fp: string | null,
+  ) {
+    handle.signal.addEventListener(
+      'abort',
+      () => {
+        if (this.stored === null) deduper.lockLost(info, handle, handle.signal.reason);
+      },
+      { once: true },
+    );
+  }
+
+  /** Strictly increasing per key: hand it to what the handler protects. */
+  get fencingToken(): number {
+    return this.handle.fencingToken;
+  }
+
+  get keyHash(): string {
+    return this.info.keyHash as string;
+  }
+
+  /** Aborts if the lock is lost while the handler runs. */
+  get signal(): AbortSignal {
+    return this.handle.signal;
+  }
+
+  get settled(): boolean {
+    return this.stored !== null;
+  }
+
+  /** Resolves once the key is freed (after complete or abandon). */
+  get released(): Promise<void> {
+    return this.freed ?? Promise.resolve();
+  }
+
+  /**
+   * The handler answered. Resolves once the response is stored (per `storeStatus`) — send it to
+   * the client only then, so a client that got it and retries gets the replay. The lock is freed
+   * right after. Idempotent; never rejects.
+   */
+  complete(res: CapturedResponse): Promise<void> {
+    if (this.stored === null) {
+      const d = this.deduper;
+      this.stored = d.store(this.handle, this.cache, this.info, this.fp, res).then(() => undefined);
+      this.freed = this.stored.then(() => d.release(this, this.handle, this.info, null));
+    }
+    return this.stored;
+  }
+
+  /** The handler threw or the client went away: free the key without storing. Idempotent. */
+  abandon(reason: string): Promise<void> {
+    if (this.stored === null) {
+      this.stored = Promise.resolve();
+      this.freed = this.deduper.release(this, this.handle, this.info, reason);
+    }
+    return this.freed ?? Promise.resolve();
+  }
+}

@@ -1,0 +1,81 @@
+/**
+ * Keys: the Idempotency-Key header value (checked, sf-string quotes removed) or a fingerprint
+ * of chosen request fields, scoped by method, route and tenant, hashed with SHA-256. Only the
+ * hash reaches the grid.
+ */
+import { createHash } from 'node:crypto';
+
+/** Deterministic JSON: object keys sorted, typed arrays and Buffers as hex, bigint as string. */
+export function canonicalJson(value: unknown): string {
+  const seen = new Set<object>();
+  const walk = (v: unknown): string => {
+    if (v === null || v === undefined) return 'null';
+    switch (typeof v) {
+      case 'string':
+        return JSON.stringify(v);
+      case 'number':
+        return Number.isFinite(v) ? JSON.stringify(v) : JSON.stringify(String(v));
+      case 'boolean':
+        return v ? 'true' : 'false';
+      case 'bigint':
+        return JSON.stringify(`${v.toString()}n`);
+      case 'object':
+        break;
+      default:
+        return 'null';
+    }
+    const o = v;
+    if (ArrayBuffer.isView(o)) return JSON.stringify(`b:${Buffer.from(o.buffer, o.byteOffset, o.byteLength).toString('hex')}`);
+    if (o instanceof Date) return JSON.stringify(o.toISOString());
+    if (seen.has(o)) throw new TypeError('cannot fingerprint a cyclic value');
+    seen.add(o);
+    let out: string;
+    if (Array.isArray(o)) {
+      out = `[${o.map(walk).join(',')}]`;
+    } else {
+      const rec = o as Record<string, unknown>;
+      const keys = Object.keys(rec)
+        .filter((k) => rec[k] !== undefined)
+        .sort();
+      out = `{${keys.map((k) => `${JSON.stringify(k)}:${walk(rec[k])}`).join(',')}}`;
+    }
+    seen.delete(o);
+    return out;
+  };
+  return walk(value);
+}
+
+export function sha256(text: string): string {
+  return createHash('sha256').update(text).digest('base64url');
+}
+
+/** Why a header value is not a usable key, or null when it is. */
+export function checkHeaderKey(raw: string, maxLength: number): { key: string } | { error: string } {
+  let v = raw.trim();
+  // draft-ietf-httpapi-idempotency-key-header: an sf-string ("..."); unquoted tokens are accepted too.
+  if (v.length >= 2 && v.startsWith('"') && v.endsWith('"')) {
+    v = v.slice(1, -1);
+    if (/(?<!\\)\\(?!["\\])/.test(v)) return { error: 'invalid escape in quoted key' };
+    v = v.replace(/\\(["\\])/g, '$1');
+  }
+  if (v.length === 0) return { error: 'key is empty' };
+  if (v.length > maxLength) return { error: `key is longer than ${maxLength} characters` };
+  if (!/^[\x20-\x7e]+$/.test(v)) return { error: 'key must be printable ASCII' };
+  return { key: v };
+}
+
+export interface Scope {
+  method: string;
+  route: string;
+  tenant: string | undefined;
+}
+
+/** The grid-side key hash for a scoped key. `kind` separates header keys from fingerprints. */
+export function scopedKeyHash(scope: Scope, kind: 'h' | 'f', material: string): string {
+  return sha256(canonicalJson([kind, scope.method.toUpperCase(), scope.route, scope.tenant ?? null, material]));
+}
+
+/** Hash of a request payload, compared on replay (same key, different payload → 422). */
+export function payloadHash(payload: unknown): string {
+  return sha256(canonicalJson(payload));
+}

@@ -1,0 +1,83 @@
+/**
+ * Glue for Node's http.ServerResponse, shared by the Express and Nest (platform-express)
+ * adapters: send a decided response, and capture a handler's response for a ticket.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { CapturedResponse, DedupeRequest, DirectResponse, Ticket } from './deduper.js';
+
+/** Sends a problem+json or replayed response as is. */
+export function sendDirect(res: ServerResponse, d: DirectResponse): void {
+  res.statusCode = d.status;
+  const grouped = new Map<string, string[]>();
+  for (const [k, v] of d.headers) grouped.set(k, [...(grouped.get(k) ?? []), v]);
+  for (const [k, v] of grouped) res.setHeader(k, v.length === 1 ? (v[0] as string) : v);
+  res.setHeader('content-length', String(d.body.byteLength));
+  res.end(Buffer.from(d.body.buffer, d.body.byteOffset, d.body.byteLength));
+}
+
+function toBuffer(chunk: unknown, encoding: unknown): Buffer | null {
+  if (chunk === undefined || chunk === null || typeof chunk === 'function') return null;
+  if (typeof chunk === 'string') return Buffer.from(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8');
+  if (chunk instanceof Uint8Array) return Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  return null;
+}
+
+/**
+ * Captures the response body (up to `limit` bytes; beyond it the body is not kept) and reports
+ * the outcome to the ticket. The final `end()` is held back until the ticket has stored the
+ * response, so a client that has it and retries always gets the replay. The connection closing
+ * before `end()` (client aborted) abandons the ticket, freeing the key.
+ */
+export function captureResponse(res: ServerResponse, ticket: Ticket<unknown>, limit: number): void {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let over = false;
+  const collect = (chunk: unknown, encoding: unknown): void => {
+    if (over) return;
+    const b = toBuffer(chunk, encoding);
+    if (b === null) return;
+    size += b.byteLength;
+    if (size > limit) {
+      over = true;
+      chunks.length = 0;
+      return;
+    }
+    chunks.push(Buffer.from(b)); // a copy: the caller may reuse its buffer
+  };
+  const write = res.write.bind(res) as (...a: unknown[]) => boolean;
+  const end = res.end.bind(res) as (...a: unknown[]) => ServerResponse;
+  res.write = ((chunk: unknown, ...rest: unknown[]) => {
+    collect(chunk, rest[0]);
+    return write(chunk, ...rest);
+  }) as ServerResponse['write'];
+  let ended = false;
+  const onClose = (): void => {
+    if (!ended) void ticket.abandon('connection closed before the response finished');
+  };
+  res.end = ((chunk?: unknown, ...rest: unknown[]) => {
+    if (ended) return end(chunk, ...rest);
+    ended = true;
+    collect(chunk, rest[0]);
+    res.off('close', onClose);
+    const captured: CapturedResponse = { status: res.statusCode, headers: res.getHeaders(), body: over ? null : Buffer.concat(chunks) };
+    void ticket.complete(captured).then(() => end(chunk, ...rest));
+    return res;
+  }) as ServerResponse['end'];
+  res.once('close', onClose);
+}
+
+/** Describes a Node/Express request for the core. `route` is the matched pattern when known. */
+export function describeRequest<Req extends IncomingMessage>(req: Req, route: string, body: unknown, ip: string | undefined): DedupeRequest<Req> {
+  return {
+    method: req.method ?? 'GET',
+    route,
+    header: (name) => {
+      const v = req.headers[name];
+      return Array.isArray(v) ? v.join(', ') : v;
+    },
+    body,
+    clientAddress: ip ?? req.socket.remoteAddress,
+    userAgent: req.headers['user-agent'],
+    raw: req,
+  };
+}

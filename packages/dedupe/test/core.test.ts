@@ -1,0 +1,253 @@
+/**
+ * The pure parts of the core: circuit breaker transitions, key canonicalisation and hashing,
+ * header key checks, option validation, prom-client counters.
+ */
+import fc from 'fast-check';
+import * as prom from 'prom-client';
+import { describe, expect, it } from 'vitest';
+import {
+  canonicalJson,
+  checkHeaderKey,
+  CircuitBreaker,
+  Deduper,
+  DedupeConfigError,
+  payloadHash,
+  resolveDedupeOptions,
+  scopedKeyHash,
+  type BreakerState,
+} from '@gridlink/dedupe';
+
+describe('CircuitBreaker', () => {
+  it('follows its model for any sequence of calls, results and clock steps', () => {
+    type Step = { kind: 'call'; ok: boolean; dt: number } | { kind: 'tick'; dt: number };
+    const step = fc.oneof(
+      fc.record({ kind: fc.constant('call' as const), ok: fc.boolean(), dt: fc.integer({ min: 0, max: 300 }) }),
+      fc.record({ kind: fc.constant('tick' as const), dt: fc.integer({ min: 0, max: 300 }) }),
+    );
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 500 }), fc.array(step, { maxLength: 80 }), (threshold, openMs, steps: Step[]) => {
+        const changes: [BreakerState, BreakerState][] = [];
+        const b = new CircuitBreaker({ failureThreshold: threshold, openMs }, (s, p) => changes.push([s, p]));
+        // Reference model.
+        let state: BreakerState = 'closed';
+        let fails = 0;
+        let openedAt = 0;
+        let now = 0;
+        for (const s of steps) {
+          now += s.dt;
+          if (s.kind === 'tick') continue;
+          let allowed: boolean;
+          if (state === 'closed') allowed = true;
+          else if (state === 'open' && now - openedAt < openMs) allowed = false;
+          else {
+            state = 'half-open';
+            allowed = true; // no probe is in flight between steps: each call reports at once
+          }
+          expect(b.allow(now)).toBe(allowed);
+          if (!allowed) continue;
+          if (s.ok) {
+            b.success();
+            state = 'closed';
+            fails = 0;
+          } else {
+            b.failure(now);
+            if (state === 'half-open') {
+              state = 'open';
+              openedAt = now;
+            } else if (++fails >= threshold) {
+              state = 'open';
+              openedAt = now;
+            }
+          }
+          expect(b.state).toBe(state);
+        }
+        // Every reported change is a real transition.
+        for (const [s, p] of changes) expect(s).not.toBe(p);
+      }),
+    );
+  });
+
+  it('lets only one probe through while half-open', () => {
+    const b = new CircuitBreaker({ failureThreshold: 1, openMs: 10 });
+    expect(b.allow(0)).toBe(true);
+    b.failure(0);
+    expect(b.allow(5)).toBe(false);
+    expect(b.allow(10)).toBe(true);
+    expect(b.state).toBe('half-open');
+    expect(b.allow(11)).toBe(false);
+    b.cancel();
+    expect(b.allow(12)).toBe(true);
+    b.success();
+    expect(b.state).toBe('closed');
+  });
+});
+
+describe('keys', () => {
+  it('canonical JSON ignores object key order and undefined fields', () => {
+    fc.assert(
+      fc.property(fc.dictionary(fc.string(), fc.jsonValue()), (obj) => {
+        const reversed = Object.fromEntries(Object.entries(obj).reverse());
+        expect(canonicalJson(reversed)).toBe(canonicalJson(obj));
+        expect(canonicalJson({ ...obj, zzzUndefined: undefined })).toBe(canonicalJson(obj));
+      }),
+    );
+  });
+
+  it('different payloads hash differently; the hash never contains the raw material', () => {
+    fc.assert(
+      fc.property(fc.jsonValue(), fc.jsonValue(), (a, b) => {
+        if (canonicalJson(a) !== canonicalJson(b)) expect(payloadHash(a)).not.toBe(payloadHash(b));
+        else expect(payloadHash(a)).toBe(payloadHash(b));
+      }),
+    );
+    const h = scopedKeyHash({ method: 'POST', route: '/orders', tenant: 't1' }, 'h', 'secret-card-number-4111');
+    expect(h).toMatch(/^[A-Za-z0-9_-]{43}$/);
+  });
+
+  it('scopes keys by method, route, tenant and key kind', () => {
+    const base = { method: 'POST', route: '/orders', tenant: undefined };
+    const k = scopedKeyHash(base, 'h', 'k1');
+    expect(scopedKeyHash({ ...base, method: 'post' }, 'h', 'k1')).toBe(k);
+    for (const other of [
+      scopedKeyHash({ ...base, method: 'PUT' }, 'h', 'k1'),
+      scopedKeyHash({ ...base, route: '/payments' }, 'h', 'k1'),
+      scopedKeyHash({ ...base, tenant: 'acme' }, 'h', 'k1'),
+      scopedKeyHash(base, 'f', 'k1'),
+      scopedKeyHash(base, 'h', 'k2'),
+    ]) {
+      expect(other).not.toBe(k);
+    }
+  });
+
+  it('checks header keys: sf-string quotes, length, printable ASCII', () => {
+    expect(checkHeaderKey('abc', 10)).toEqual({ key: 'abc' });
+    expect(checkHeaderKey('"abc"', 10)).toEqual({ key: 'abc' });
+    expect(checkHeaderKey('"a\\"b"', 10)).toEqual({ key: 'a"b' });
+    expect(checkHeaderKey('  abc  ', 10)).toEqual({ key: 'abc' });
+    expect(checkHeaderKey('', 10)).toHaveProperty('error');
+    expect(checkHeaderKey('""', 10)).toHaveProperty('error');
+    expect(checkHeaderKey('x'.repeat(11), 10)).toHaveProperty('error');
+    expect(checkHeaderKey('caf\u00e9', 10)).toHaveProperty('error');
+    expect(checkHeaderKey('a\u0000b', 10)).toHaveProperty('error');
+    fc.assert(
+      fc.property(fc.string({ unit: fc.constantFrom(...'abcXYZ019-_.:~ '.split('')), minLength: 1, maxLength: 40 }), (s) => {
+        const r = checkHeaderKey(s, 40);
+        if (s.trim().length === 0) expect(r).toHaveProperty('error');
+        else expect(r).toEqual({ key: s.trim() });
+      }),
+    );
+  });
+});
+
+describe('options', () => {
+  it.each([
+    [{ leaseMs: 0 }, 'leaseMs'],
+    [{ leaseMs: 1.5 }, 'leaseMs'],
+    [{ retentionMs: -1 }, 'retentionMs'],
+    [{ header: 'bad header' }, 'header'],
+    [{ header: false }, 'fingerprint'],
+    [{ fingerprint: 'body.id' }, 'fingerprint'],
+    [{ methods: [] }, 'methods'],
+    [{ failMode: 'maybe' }, 'failMode'],
+    [{ breaker: { failureThreshold: 0 } }, 'breaker.failureThreshold'],
+    [{ breaker: { openMs: 'soon' } }, 'breaker.openMs'],
+    [{ maxStoredBodyBytes: -5 }, 'maxStoredBodyBytes'],
+    [{ replayHeaders: ['ok', 'not ok'] }, 'replayHeaders[1]'],
+    [{ metrics: { client: {} } }, 'metrics'],
+    [{ client: 42 }, 'client'],
+    [{ retentionMS: 5 }, 'retentionMS'],
+  ])('rejects %j naming %s', (opts, field) => {
+    let err: unknown;
+    try {
+      resolveDedupeOptions(opts as never);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(DedupeConfigError);
+    expect((err as DedupeConfigError).field).toBe(field);
+    expect((err as DedupeConfigError).code).toBe('DEDUPE_CONFIG');
+    expect((err as DedupeConfigError).retryable).toBe(false);
+    expect((err as Error).message).toContain(field);
+  });
+
+  it('has documented defaults', () => {
+    const o = resolveDedupeOptions({});
+    expect(o.header).toBe('idempotency-key');
+    expect([...o.methods]).toEqual(['POST', 'PUT', 'PATCH', 'DELETE']);
+    expect(o.failMode).toBe('closed');
+    expect(o.leaseMs).toBe(10_000);
+    expect(o.retentionMs).toBe(86_400_000);
+    expect(o.maxStoredBodyBytes).toBe(1024 * 1024);
+    expect([200, 201, 204, 400, 404, 409, 422].every(o.storeStatus)).toBe(true);
+    expect([500, 502, 503, 301].some(o.storeStatus)).toBe(false);
+  });
+});
+
+describe('decisions without a grid', () => {
+  const req = (headers: Record<string, string>, method = 'POST') => ({
+    method,
+    route: '/orders',
+    header: (n: string) => headers[n],
+    body: { a: 1 },
+    clientAddress: '127.0.0.1',
+    userAgent: 'test',
+    raw: {},
+  });
+
+  it('passes other methods and keyless requests through, and answers 400 for required or bad keys', async () => {
+    const d = new Deduper({ metrics: false });
+    expect(await d.begin(req({}, 'GET'))).toEqual({ action: 'bypass', outcome: 'bypass' });
+    expect(await d.begin(req({}))).toEqual({ action: 'bypass', outcome: 'bypass' });
+    const bad = await d.begin(req({ 'idempotency-key': 'x'.repeat(300) }));
+    expect(bad).toMatchObject({ action: 'respond', outcome: 'invalid_key', response: { status: 400 } });
+    const strict = new Deduper({ metrics: false, required: true });
+    expect(await strict.begin(req({}))).toMatchObject({ action: 'respond', outcome: 'missing_key', response: { status: 400 } });
+  });
+
+  it('fails closed with 503 + Retry-After, or open, when there is no grid client', async () => {
+    const closed = new Deduper({ metrics: false });
+    const r = await closed.begin(req({ 'idempotency-key': 'k' }));
+    expect(r).toMatchObject({ action: 'respond', outcome: 'fail_closed', response: { status: 503 } });
+    if (r.action === 'respond') expect(r.response.headers).toContainEqual(['retry-after', '5']);
+    const events: unknown[] = [];
+    const lines: unknown[] = [];
+    const open = new Deduper({ metrics: false, failMode: 'open', logger: { warn: (m, f) => lines.push([m, f]) } });
+    open.on('failOpen', (e) => events.push(e));
+    expect(await open.begin(req({ 'idempotency-key': 'k' }))).toEqual({ action: 'bypass', outcome: 'fail_open' });
+    expect(events).toHaveLength(1);
+    expect(lines[0]).toMatchObject([expect.any(String), { event: 'dedupe.fail_open', route: '/orders', clientAddress: '127.0.0.1', userAgent: 'test' }]);
+  });
+
+  it('answers 400 when the fingerprint function cannot read the request', async () => {
+    const d = new Deduper<{ body?: { id: string } }>({
+      metrics: false,
+      header: false,
+      fingerprint: (r) => r.body!.id,
+    });
+    const r = await d.begin({ ...req({}), raw: {} });
+    expect(r).toMatchObject({ action: 'respond', outcome: 'invalid_key', response: { status: 400 } });
+  });
+
+  it('answers 400, not 500, when a tenant or payload function throws or the body is cyclic', async () => {
+    const throwing = new Deduper({ metrics: false, tenant: () => { throw new Error('no tenant'); } });
+    expect(await throwing.begin(req({ 'idempotency-key': 'k' }))).toMatchObject({ action: 'respond', response: { status: 400 } });
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    const d = new Deduper({ metrics: false });
+    expect(await d.begin({ ...req({ 'idempotency-key': 'k' }), body: cyclic })).toMatchObject({ action: 'respond', outcome: 'invalid_key', response: { status: 400 } });
+  });
+
+  it('counts outcomes with prom-client', async () => {
+    const registry = new prom.Registry();
+    const d = new Deduper({ metrics: { client: prom as never, registry }, failMode: 'open' });
+    await d.begin(req({ 'idempotency-key': 'k' }));
+    await d.begin(req({}));
+    // A second deduper on the same registry reuses the counter.
+    const d2 = new Deduper({ metrics: { client: prom as never, registry }, required: true });
+    await d2.begin(req({}));
+    const text = await registry.metrics();
+    expect(text).toContain('gridlink_dedupe_requests_total{route="/orders",outcome="fail_open"} 1');
+    expect(text).toContain('gridlink_dedupe_requests_total{route="/orders",outcome="bypass"} 1');
+    expect(text).toContain('gridlink_dedupe_requests_total{route="/orders",outcome="missing_key"} 1');
+  });
+});

@@ -1,0 +1,208 @@
+/**
+ * Express 4 and 5 adapters: `dedupe(options)` (request de-duplication, per route or app-wide) and
+ * `gridlink(app, clientConfig)` (the grid client's lifecycle: connect, `req.grid`,
+ * `app.locals.grid`, `/health/ready`, close on server close).
+ */
+import type { Server } from 'node:http';
+import type { Application, NextFunction, Request, RequestHandler, Response } from 'express';
+import { GridClient, type GridClientConfig } from '@gridlink/client';
+import { Deduper, DedupeConfigError, captureResponse, describeRequest, sendDirect, type DedupeOptions, type Ticket } from '@gridlink/dedupe';
+
+/** What a handler behind `dedupe()` sees as `req.idempotency`. */
+export interface IdempotencyContext {
+  /** SHA-256 (base64url) of the scoped key; what the grid stores. */
+  keyHash: string;
+  /** Strictly increasing per key: pass it to what the handler protects. */
+  fencingToken: number;
+  /** Aborts if the lock is lost while the handler runs. */
+  signal: AbortSignal;
+}
+
+declare global {
+  // eslint-disable-next-line @typescript-eslint/no-namespace
+  namespace Express {
+    interface Request {
+      /** Set by `dedupe()` when the handler runs holding a key. */
+      idempotency?: IdempotencyContext;
+      /** Set by `gridlink()` once the client is connected. */
+      grid?: GridClient;
+    }
+  }
+}
+
+export type ExpressDedupeOptions = DedupeOptions<Request>;
+
+export type DedupeMiddleware = RequestHandler & { deduper: Deduper<Request> };
+
+function clientOf(req: Request): GridClient | undefined {
+  return req.grid ?? (req.app?.locals?.grid as GridClient | undefined);
+}
+
+function routeOf(req: Request): string {
+  const r = req.route as { path?: unknown } | undefined;
+  if (r !== undefined && typeof r.path === 'string') return req.baseUrl + r.path;
+  return req.baseUrl + req.path;
+}
+
+/**
+ * Request de-duplication middleware. Use app-wide (`app.use(dedupe())`, after the body parser) or
+ * per route (`app.post('/orders', dedupe({ required: true }), handler)`). The grid client is
+ * `options.client`, else the one `gridlink(app, ...)` connected.
+ */
+export function dedupe(options: ExpressDedupeOptions = {}): DedupeMiddleware {
+  const given = options.client;
+  const deduper = new Deduper<Request>({
+    ...options,
+    client: given === undefined ? clientOf : given,
+  });
+  const limit = deduper.options.maxStoredBodyBytes;
+  const methods = deduper.options.methods;
+  const mw = ((req: Request, res: Response, next: NextFunction): void => {
+    if (!methods.has(req.method)) {
+      next();
+      return;
+    }
+    deduper
+      .begin(describeRequest(req, routeOf(req), req.body, req.ip))
+      .then((d) => {
+        if (d.action === 'bypass') {
+          next();
+          return;
+        }
+        if (d.action === 'respond') {
+          sendDirect(res, d.response);
+          return;
+        }
+        const t = d.ticket;
+        if (res.destroyed || req.socket.destroyed) {
+          // The client went away while the key was being taken.
+          void t.abandon('connection closed before the handler ran');
+          return;
+        }
+        req.idempotency = { keyHash: t.keyHash, fencingToken: t.fencingToken, signal: t.signal };
+        captureResponse(res, t as Ticket<unknown>, limit);
+        next();
+      })
+      .catch(next);
+  }) as DedupeMiddleware;
+  mw.deduper = deduper;
+  return mw;
+}
+
+export interface GridlinkOptions {
+  /** Readiness endpoint: path (default "/health/ready"), or false for none. */
+  health?: { path?: string } | false;
+  /** Delay between connection attempts while the grid cannot be reached (ms). Default 1000. */
+  reconnectDelayMs?: number;
+  /** Called when a connection attempt fails (the app keeps serving; readiness says 503). */
+  onError?: (error: unknown) => void;
+}
+
+export interface GridlinkHandle {
+  /** The connected client, once connected. */
+  readonly client: GridClient | undefined;
+  /** Resolves with the client once connected (rejects only if closed before). */
+  readonly ready: Promise<GridClient>;
+  /** Whether the client has at least one live connection to a grid node. */
+  isReady(): boolean;
+  /** Closes the client (if owned). Idempotent; also runs when the HTTP server closes. */
+  close(): Promise<void>;
+}
+
+function isClient(v: unknown): v is GridClient {
+  return v instanceof GridClient || (typeof v === 'object' && v !== null && typeof (v as GridClient).lock === 'function' && typeof (v as GridClient).stats === 'function');
+}
+
+/**
+ * Connects a grid client for the app: `req.grid`, `app.locals.grid`, a readiness endpoint, and
+ * close when the HTTP server from `app.listen` closes. Pass a config (the client is owned and
+ * closed here) or a connected client (the caller closes it).
+ */
+export function gridlink(app: Application, config: GridClientConfig | GridClient, options: GridlinkOptions = {}): GridlinkHandle {
+  if (typeof app !== 'function' || typeof (app as { use?: unknown }).use !== 'function') throw new DedupeConfigError('app', 'must be an Express application');
+  if (typeof config !== 'object' || config === null) throw new DedupeConfigError('clientConfig', 'must be a GridClientConfig or a GridClient');
+  const health = options.health === undefined ? { path: '/health/ready' } : options.health;
+  if (health !== false && (typeof health.path !== 'string' || !health.path.startsWith('/'))) {
+    throw new DedupeConfigError('health.path', 'must be a path starting with "/"');
+  }
+  const reconnectDelayMs = options.reconnectDelayMs ?? 1000;
+  if (!Number.isInteger(reconnectDelayMs) || reconnectDelayMs < 1) throw new DedupeConfigError('reconnectDelayMs', 'must be a positive integer');
+
+  const owned = !isClient(config);
+  let client: GridClient | undefined = owned ? undefined : config;
+  let closed = false;
+  let closing: Promise<void> | null = null;
+  let timer: NodeJS.Timeout | null = null;
+  let resolveReady!: (c: GridClient) => void;
+  let rejectReady!: (e: unknown) => void;
+  const ready = new Promise<GridClient>((res, rej) => {
+    resolveReady = res;
+    rejectReady = rej;
+  });
+  ready.catch(() => undefined); // observed by whoever awaits it; never an unhandled rejection
+
+  const install = (c: GridClient): void => {
+    client = c;
+    app.locals.grid = c;
+    resolveReady(c);
+  };
+  if (!owned) install(config);
+  else {
+    const attempt = (): void => {
+      GridClient.connect(config).then(
+        (c) => {
+          if (closed) void c.close();
+          else install(c);
+        },
+        (e: unknown) => {
+          options.onError?.(e);
+          if (closed) return;
+          timer = setTimeout(attempt, reconnectDelayMs);
+          timer.unref();
+        },
+      );
+    };
+    attempt();
+  }
+
+  const handle: GridlinkHandle = {
+    get client() {
+      return client;
+    },
+    ready,
+    isReady: () => client !== undefined && !closed && client.topology().nodes.some((n) => n.connected),
+    close: () => {
+      closing ??= (async () => {
+        closed = true;
+        if (timer !== null) clearTimeout(timer);
+        rejectReady(new Error('gridlink closed'));
+        if (owned && client !== undefined) await client.close();
+      })();
+      return closing;
+    },
+  };
+
+  app.use((req: Request, _res: Response, next: NextFunction) => {
+    if (client !== undefined) req.grid = client;
+    next();
+  });
+  if (health !== false) {
+    app.get(health.path as string, (_req: Request, res: Response) => {
+      const up = handle.isReady();
+      const nodes = client?.topology().nodes ?? [];
+      res.status(up ? 200 : 503).json({
+        status: up ? 'ready' : 'unavailable',
+        grid: { connectedNodes: nodes.filter((n) => n.connected).length, knownNodes: nodes.length },
+      });
+    });
+  }
+  const listen = app.listen.bind(app) as (...args: unknown[]) => Server;
+  (app as { listen: unknown }).listen = (...args: unknown[]): Server => {
+    const server = listen(...args);
+    server.once('close', () => {
+      void handle.close();
+    });
+    return server;
+  };
+  return handle;
+}

@@ -1,0 +1,231 @@
+/**
+ * GridlinkModule on a real Nest application (platform-express) listening on 127.0.0.1, with an
+ * embedded grid: the injectable client and caches, @Idempotent() (replay, 409, 422, 400, freed
+ * keys), the terminus health indicator, and the client closed on application shutdown.
+ */
+import 'reflect-metadata';
+import type { AddressInfo } from 'node:net';
+import { Body, Controller, Get, HttpCode, Inject, Module, Post, Req, type INestApplication } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { HealthCheck, HealthCheckService, TerminusModule } from '@nestjs/terminus';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { GridClient, type GridCache } from '@gridlink/client';
+import { LocalCluster } from '@gridlink/node';
+import { GRID_CLIENT, GridHealthIndicator, GridlinkModule, Idempotent, InjectCache, type IdempotentRequest } from '@gridlink/nest';
+import { gate, post, waitFor } from '../../express/test/helpers.js';
+
+let cluster: LocalCluster;
+let app: INestApplication;
+let base: string;
+let runs = 0;
+let hold = gate();
+let started = gate();
+let holdNext = false;
+let lastKeyHash = '';
+
+@Controller('orders')
+class OrdersController {
+  constructor(
+    @InjectCache('orders') private readonly orders: GridCache<string, { item: string; token: number }>,
+    @Inject(GridClient) readonly client: GridClient,
+  ) {}
+
+  @Post()
+  @Idempotent({ required: true })
+  async create(@Body() body: { item: string }, @Req() req: IdempotentRequest): Promise<{ id: number; item: string; token: number }> {
+    const id = ++runs;
+    const token = req.idempotency!.fencingToken;
+    lastKeyHash = req.idempotency!.keyHash;
+    await this.orders.put(`order-${id}`, { item: body.item, token });
+    if (holdNext) {
+      holdNext = false;
+      started.open();
+      await hold.promise;
+    }
+    return { id, item: body.item, token };
+  }
+
+  @Post('boom')
+  @Idempotent()
+  boom(): never {
+    runs++;
+    throw new Error('handler failed');
+  }
+
+  @Post('plain')
+  @HttpCode(200)
+  plain(@Req() req: IdempotentRequest): { deduped: boolean } {
+    return { deduped: req.idempotency !== undefined };
+  }
+}
+
+@Controller('health')
+class HealthController {
+  constructor(
+    @Inject(HealthCheckService) private readonly health: HealthCheckService,
+    @Inject(GridHealthIndicator) private readonly grid: GridHealthIndicator,
+  ) {}
+
+  @Get()
+  @HealthCheck()
+  check(): Promise<unknown> {
+    return this.health.check([() => this.grid.isHealthy('grid')]);
+  }
+}
+
+let endpoints: string[] = [];
+const logged: string[] = [];
+const logger = {
+  log: () => undefined,
+  warn: (m: unknown) => logged.push(String(m)),
+  error: (m: unknown, ...rest: unknown[]) => logged.push([m, ...rest].map(String).join(' ')),
+};
+
+@Module({
+  imports: [
+    GridlinkModule.forRootAsync({
+      useFactory: () => ({ client: { endpoints }, idempotency: { leaseMs: 2000 } }),
+      caches: ['orders'],
+    }),
+    TerminusModule,
+  ],
+  controllers: [OrdersController, HealthController],
+})
+class AppModule {}
+
+beforeAll(async () => {
+  cluster = await LocalCluster.start({ nodes: 2, partitions: 64 });
+  endpoints = cluster.endpoints;
+  app = await NestFactory.create(AppModule, { logger });
+  await app.listen(0, '127.0.0.1');
+  base = `http://127.0.0.1:${(app.getHttpServer().address() as AddressInfo).port}`;
+});
+
+afterAll(async () => {
+  await app?.close();
+  await cluster?.stop();
+});
+
+describe('GridlinkModule on Nest', () => {
+  it('injects a connected GridClient and typed caches', async () => {
+    const client = app.get<GridClient>(GRID_CLIENT);
+    expect(client).toBeInstanceOf(GridClient);
+    expect(app.get(GridClient)).toBe(client);
+    expect(client.topology().nodes.some((n) => n.connected)).toBe(true);
+  });
+
+  it('runs the handler once and replays the stored response byte for byte, marked', async () => {
+    const key = `nest-replay-${Date.now()}`;
+    const before = runs;
+    const a = await post(base, '/orders', { item: 'book' }, { 'idempotency-key': key });
+    expect(a.status).toBe(201);
+    const b = await post(base, '/orders', { item: 'book' }, { 'idempotency-key': key });
+    expect(b.status).toBe(201);
+    expect(b.headers.get('idempotent-replayed')).toBe('true');
+    expect(Buffer.compare(a.body, b.body)).toBe(0);
+    expect(runs).toBe(before + 1);
+    const { id, token } = JSON.parse(a.body.toString()) as { id: number; token: number };
+    const cache = app.get(GridClient).cache<string, { item: string; token: number }>('orders');
+    expect(await cache.get(`order-${id}`)).toEqual({ item: 'book', token });
+  });
+
+  it('answers 422 for a different payload and 400 when the key is missing', async () => {
+    const key = `nest-mismatch-${Date.now()}`;
+    expect((await post(base, '/orders', { item: 'a' }, { 'idempotency-key': key })).status).toBe(201);
+    const r = await post(base, '/orders', { item: 'b' }, { 'idempotency-key': key });
+    expect(r.status).toBe(422);
+    expect(r.headers.get('content-type')).toContain('application/problem+json');
+    const missing = await post(base, '/orders', { item: 'a' });
+    expect(missing.status).toBe(400);
+    expect(JSON.parse(missing.body.toString())).toMatchObject({ type: 'urn:gridlink:problem:missing-idempotency-key' });
+    const plain = await post(base, '/orders/plain', {});
+    expect(JSON.parse(plain.body.toString())).toEqual({ deduped: false });
+    // Nest's own reply after the interceptor answered finds the response sent, and says nothing.
+    expect(logged.filter((l) => /header|ERR_/i.test(l))).toEqual([]);
+  });
+
+  it('rejects a concurrent duplicate with 409 while the first runs', async () => {
+    const key = `nest-concurrent-${Date.now()}`;
+    hold = gate();
+    started = gate();
+    holdNext = true;
+    const first = post(base, '/orders', { item: 'slow' }, { 'idempotency-key': key });
+    try {
+      await started.promise;
+      // Needs locks to exclude each other within one GridClient (per-handle ownership).
+      const dup = await post(base, '/orders', { item: 'slow' }, { 'idempotency-key': key });
+      expect(dup.status).toBe(409);
+      expect(dup.headers.get('retry-after')).toBe('1');
+    } finally {
+      hold.open();
+    }
+    expect((await first).status).toBe(201);
+  });
+
+  it('frees the key when the handler throws, so a retry runs again', async () => {
+    const key = `nest-boom-${Date.now()}`;
+    const before = runs;
+    expect((await post(base, '/orders/boom', {}, { 'idempotency-key': key })).status).toBe(500);
+    await waitFor(async () => {
+      const r = await post(base, '/orders/boom', {}, { 'idempotency-key': key });
+      return r.status === 500 && runs >= before + 2;
+    }, 5000, 'retry to run again');
+  });
+
+  it('frees the key when the client aborts the connection', async () => {
+    const probe = await GridClient.connect({ endpoints: cluster.endpoints });
+    try {
+      const key = `nest-abort-${Date.now()}`;
+      hold = gate();
+      started = gate();
+      holdNext = true;
+      const ac = new AbortController();
+      const pending = fetch(`${base}/orders`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'idempotency-key': key },
+        body: JSON.stringify({ item: 'abandoned' }),
+        signal: ac.signal,
+      }).catch((e: unknown) => e);
+      await started.promise;
+      const hash = lastKeyHash;
+      const lockFree = async (): Promise<boolean> => {
+        const h = await probe.lock(`dedupe:gridlink-idempotency:${hash}`).tryAcquire({ leaseMs: 1000 });
+        if (h === null) return false;
+        await h.release();
+        return true;
+      };
+      expect(await lockFree()).toBe(false);
+      ac.abort();
+      await pending;
+      await waitFor(lockFree, 5000, 'lock freed after abort');
+      hold.open();
+    } finally {
+      hold.open();
+      await probe.close();
+    }
+  });
+
+  it('reports grid health through terminus', async () => {
+    const r = await fetch(`${base}/health`);
+    expect(r.status).toBe(200);
+    expect(await r.json()).toMatchObject({ status: 'ok', info: { grid: { status: 'up' } } });
+  });
+
+  it('validates module options with field-named errors', () => {
+    expect(() => GridlinkModule.forRoot({} as never)).toThrow(/"client"/);
+    expect(() => GridlinkModule.forRoot({ client: {}, caches: [''] })).toThrow(/"caches"/);
+    expect(() => GridlinkModule.forRootAsync({} as never)).toThrow(/"useFactory"/);
+  });
+});
+
+describe('application shutdown', () => {
+  it('closes the client', async () => {
+    @Module({ imports: [GridlinkModule.forRoot({ client: { endpoints: cluster.endpoints } })] })
+    class SmallModule {}
+    const small = await NestFactory.createApplicationContext(SmallModule, { logger: false });
+    const client = small.get(GridClient);
+    expect(client.topology().nodes.length).toBeGreaterThan(0);
+    await small.close();
+    expect(() => client.cache('x')).toThrow();
+  });
+});
