@@ -8,7 +8,7 @@ import { Observable, of } from 'rxjs';
 import type { GridClient } from '@gridlink/client';
 import { Deduper, captureResponse, describeRequest, sendDirect, type DedupeOptions, type Ticket } from '@gridlink/dedupe';
 import { GRID_CLIENT, GRIDLINK_OPTIONS, IDEMPOTENT_METADATA } from './tokens.js';
-import type { GridlinkModuleOptions } from './module.js';
+import type { GridlinkModuleOptions } from './options.js';
 
 /** The request as the Express platform hands it over. */
 export interface IdempotentRequest extends IncomingMessage {

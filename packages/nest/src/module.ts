@@ -5,20 +5,14 @@
  * application shutdown.
  */
 import { Inject, Injectable, type DynamicModule, type InjectionToken, type ModuleMetadata, type OnApplicationShutdown, type Provider } from '@nestjs/common';
-import { GridClient, type GridClientConfig } from '@gridlink/client';
-import { DedupeConfigError, type DedupeOptions } from '@gridlink/dedupe';
+import { GridClient } from '@gridlink/client';
+import { DedupeConfigError } from '@gridlink/dedupe';
 import { GridHealthIndicator } from './health.js';
 import { IdempotencyInterceptor } from './interceptor.js';
 import { GRID_CLIENT, GRIDLINK_OPTIONS, cacheToken } from './tokens.js';
+import type { GridlinkModuleOptions } from './options.js';
 
-export interface GridlinkModuleOptions {
-  /** Grid client configuration (endpoints, timeouts, ...). */
-  client: GridClientConfig;
-  /** Defaults for every `@Idempotent()` route (each route's options override them). */
-  idempotency?: Omit<DedupeOptions<unknown>, 'client'>;
-  /** Named caches to provide for `@InjectCache(name)`. */
-  caches?: string[];
-}
+export type { GridlinkModuleOptions } from './options.js';
 
 export interface GridlinkModuleAsyncOptions extends Pick<ModuleMetadata, 'imports'> {
   useFactory: (...args: never[]) => GridlinkModuleOptions | Promise<GridlinkModuleOptions>;

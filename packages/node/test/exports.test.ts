@@ -11,17 +11,20 @@ describe('@gridlink/node entry points', () => {
   it('the main entry exports the user-facing API and no internals', () => {
     expect(Object.keys(pub).sort()).toEqual(
       [
+        'CACHE_PREFIX',
         'CasConflictError',
         'DEFAULT_AUTO_ADJUST',
         'DEFAULT_TIMING',
         'GridNode',
         'GridNodeError',
+        'LEASE_PREFIX',
         'LocalCluster',
         'MemoryControlPlane',
         'NodeConfigError',
         'NodeStore',
         'PeerUnavailableError',
         'StoreError',
+        'TOPOLOGY_KEY',
         'consoleLogger',
         'resolveNodeOptions',
         'silentLogger',
