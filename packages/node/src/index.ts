@@ -20,3 +20,10 @@ export { NodeConfigError, GridNodeError, CasConflictError } from './errors.js';
 export { PeerUnavailableError } from './peer.js';
 export { silentLogger, consoleLogger, type Logger } from './logger.js';
 export { NodeStore, StoreError, type StoreOptions, type StoreStats } from './store/index.js';
+export {
+  NatsControlPlane,
+  ControlPlaneUnavailableError,
+  parseNatsServers,
+  type NatsControlPlaneOptions,
+  type NatsTlsOptions,
+} from './control/nats.js';

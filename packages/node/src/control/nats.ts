@@ -1,0 +1,402 @@
+/**
+ * The production control plane: a NATS JetStream KV bucket (nats.js v3 packages), adapted to the
+ * node's `ControlPlane` interface. Designed against nats-server 2.9 (Debian's 2.9.10); what that
+ * version refuses and how watches survive reconnects and stream-leader changes is in
+ * docs/adr/0006-nats-control-plane.md.
+ */
+import { readFileSync } from 'node:fs';
+import { connect, credsAuthenticator, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
+import { Kvm, type KV, type KvWatchEntry } from '@nats-io/kv';
+import { CasConflictError, NodeConfigError } from '../errors.js';
+import { silentLogger, type Logger } from '../logger.js';
+import type { ControlPlane, KvEntry, KvEvent } from './kv.js';
+
+const UNAVAILABLE_BRAND = Symbol.for('gridlink.ControlPlaneUnavailableError');
+
+/** The control plane did not answer (NATS down, JetStream electing a leader, timeout). Retryable. */
+export class ControlPlaneUnavailableError extends Error {
+  readonly code = 'GRID_CONTROL_PLANE_UNAVAILABLE';
+  readonly retryable = true;
+  constructor(operation: string, cause: unknown) {
+    super(`control plane ${operation} failed: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    this.name = 'ControlPlaneUnavailableError';
+    Object.defineProperty(this, UNAVAILABLE_BRAND, { value: true });
+  }
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return typeof value === 'object' && value !== null && UNAVAILABLE_BRAND in value;
+  }
+}
+
+export interface NatsTlsOptions {
+  /** CA bundle (PEM file) used to verify the servers. */
+  caFile?: string;
+  /** Client certificate and key (PEM files) for mutual TLS. */
+  certFile?: string;
+  keyFile?: string;
+}
+
+export interface NatsControlPlaneOptions {
+  /** NATS server URLs (`nats://host:4222`), or one comma-separated string. */
+  servers: string | string[];
+  /** KV bucket name. Default `gridlink`. */
+  bucket?: string;
+  /** Replicas of a bucket this process creates (1, or 3 on a 3-server cluster). Default 1. */
+  replicas?: number;
+  /** Bucket max_age in ms, garbage collection only (nothing relies on expiry). Default 0 = none. */
+  maxAgeMs?: number;
+  /** Credentials: a token, user + password, or a `.creds` file (JWT + nkey). At most one kind. */
+  token?: string;
+  user?: string;
+  pass?: string;
+  credsFile?: string;
+  tls?: NatsTlsOptions;
+  /** Connection name shown by the server (monitoring). */
+  name?: string;
+  /** Timeout of one KV write. Default 2000 ms. */
+  requestTimeoutMs?: number;
+  /** How long `connect()` keeps trying to reach NATS and open the bucket. Default 30 000 ms. */
+  connectTimeoutMs?: number;
+  /** Pause between attempts to re-establish a broken watch. Default 250 ms. */
+  watchRetryMs?: number;
+  logger?: Logger;
+}
+
+interface Watch {
+  prefix: string;
+  filter: string;
+  listener: (event: KvEvent<unknown>) => void;
+  /** Last revision delivered (or the stream's last sequence when the watch started). */
+  last: number;
+  closed: boolean;
+  /** Stops the current consumer so the loop re-creates it from `last + 1`. */
+  restart: (() => void) | null;
+  ready: Promise<void>;
+}
+
+const DEFAULT_BUCKET = 'gridlink';
+
+function positiveInt(field: string, v: unknown, min: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw new NodeConfigError(field, `must be an integer >= ${min}, got ${String(v)}`);
+  return v;
+}
+
+/** Splits `nats://a:4222,nats://b:4222` (or an array) into a validated server list. */
+export function parseNatsServers(servers: string | string[]): string[] {
+  const list = (Array.isArray(servers) ? servers : servers.split(','))
+    .flatMap((s) => s.split(','))
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+  if (list.length === 0) throw new NodeConfigError('servers', 'at least one NATS server URL is required');
+  for (const s of list) {
+    if (!/^(nats|tls):\/\/[^\s/]+$/.test(s)) throw new NodeConfigError('servers', `not a nats:// or tls:// URL: ${s}`);
+  }
+  return list;
+}
+
+/** The KV subject filter for a key prefix: `lease.` → `lease.>`; anything else is filtered here. */
+function filterOf(prefix: string): string {
+  if (prefix === '') return '>';
+  if (prefix.endsWith('.') && /^[A-Za-z0-9_=./-]+$/.test(prefix) && !prefix.includes('..')) return prefix + '>';
+  return '>';
+}
+
+function decode<T>(e: { string(): string }): T {
+  return JSON.parse(e.string()) as T;
+}
+
+function isWrongLastSequence(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  // 10071 wrong last sequence, 10164 wrong last sequence unknown (JetStream API error codes).
+  return code === 10071 || code === 10164;
+}
+
+/**
+ * `ControlPlane` on a JetStream KV bucket. Create it with `NatsControlPlane.connect(options)`;
+ * `close()` ends its watches and the connection.
+ */
+export class NatsControlPlane implements ControlPlane {
+  private readonly watches = new Set<Watch>();
+  private closed = false;
+  private readonly log: Logger;
+
+  private constructor(
+    readonly connection: NatsConnection,
+    private readonly kv: KV,
+    readonly bucket: string,
+    private readonly opts: { requestTimeoutMs: number; watchRetryMs: number },
+    logger: Logger,
+  ) {
+    this.log = logger;
+    void this.followStatus();
+  }
+
+  /** Connects (retrying until `connectTimeoutMs`) and opens the bucket, creating it if absent. */
+  static async connect(options: NatsControlPlaneOptions): Promise<NatsControlPlane> {
+    if (typeof options !== 'object' || options === null) throw new NodeConfigError('options', 'must be an object');
+    const servers = parseNatsServers(options.servers);
+    const bucket = options.bucket ?? DEFAULT_BUCKET;
+    if (typeof bucket !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(bucket)) {
+      throw new NodeConfigError('bucket', 'must be 1-64 characters of [A-Za-z0-9_-]');
+    }
+    const replicas = options.replicas === undefined ? 1 : positiveInt('replicas', options.replicas, 1);
+    if (replicas > 5) throw new NodeConfigError('replicas', 'must be at most 5');
+    const maxAgeMs = options.maxAgeMs === undefined ? 0 : positiveInt('maxAgeMs', options.maxAgeMs, 0);
+    const requestTimeoutMs = options.requestTimeoutMs === undefined ? 2000 : positiveInt('requestTimeoutMs', options.requestTimeoutMs, 1);
+    const connectTimeoutMs = options.connectTimeoutMs === undefined ? 30_000 : positiveInt('connectTimeoutMs', options.connectTimeoutMs, 1);
+    const watchRetryMs = options.watchRetryMs === undefined ? 250 : positiveInt('watchRetryMs', options.watchRetryMs, 1);
+    const kinds = [options.token !== undefined, options.user !== undefined || options.pass !== undefined, options.credsFile !== undefined];
+    if (kinds.filter(Boolean).length > 1) throw new NodeConfigError('credentials', 'give one of token, user+pass, credsFile');
+    if ((options.user === undefined) !== (options.pass === undefined)) throw new NodeConfigError('user', 'user and pass go together');
+    const log = options.logger ?? silentLogger;
+
+    const co: ConnectionOptions = {
+      servers,
+      name: options.name ?? 'gridlink',
+      // Never give up: the node keeps working on its last view and reconnects when NATS is back.
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 250,
+      reconnectJitter: 100,
+      pingInterval: 2000,
+      maxPingOut: 2,
+      timeout: Math.min(connectTimeoutMs, 5000),
+      ignoreClusterUpdates: false,
+    };
+    if (options.token !== undefined) co.token = options.token;
+    if (options.user !== undefined) co.user = options.user;
+    if (options.pass !== undefined) co.pass = options.pass;
+    if (options.credsFile !== undefined) {
+      const file = options.credsFile;
+      co.authenticator = credsAuthenticator(() => readFileSync(file));
+    }
+    if (options.tls !== undefined) {
+      const tls: NonNullable<ConnectionOptions['tls']> = {};
+      if (options.tls.caFile !== undefined) tls.caFile = options.tls.caFile;
+      if (options.tls.certFile !== undefined) tls.certFile = options.tls.certFile;
+      if (options.tls.keyFile !== undefined) tls.keyFile = options.tls.keyFile;
+      co.tls = tls;
+    }
+
+    const deadline = Date.now() + connectTimeoutMs;
+    let nc: NatsConnection | undefined;
+    let lastErr: unknown;
+    while (nc === undefined) {
+      try {
+        nc = await connect(co);
+      } catch (err) {
+        lastErr = err;
+        if (Date.now() >= deadline || isAuthError(err)) throw new ControlPlaneUnavailableError(`connect to ${servers.join(',')}`, err);
+        await pause(250);
+      }
+    }
+    try {
+      const kvm = new Kvm(nc);
+      for (;;) {
+        try {
+          const kv = await openBucket(kvm, bucket, { replicas, maxAgeMs, requestTimeoutMs });
+          return new NatsControlPlane(nc, kv, bucket, { requestTimeoutMs, watchRetryMs }, log);
+        } catch (err) {
+          lastErr = err;
+          // JetStream is not ready right after a cluster starts (no meta leader yet): retry.
+          if (Date.now() >= deadline) throw new ControlPlaneUnavailableError(`open bucket ${bucket}`, lastErr);
+          log.debug('bucket not ready, retrying', { bucket, err: String(err) });
+          await pause(250);
+        }
+      }
+    } catch (err) {
+      await nc.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  async get<T>(key: string): Promise<KvEntry<T> | null> {
+    const e = await this.call('get', () => this.kv.get(key));
+    if (e === null || e.operation !== 'PUT') return null;
+    return { key, value: decode<T>(e), revision: e.revision };
+  }
+
+  async list<T>(prefix: string): Promise<KvEntry<T>[]> {
+    // Watches registered before this call are established first, so watch + list together miss
+    // nothing that happened after the watch was asked for.
+    await Promise.all([...this.watches].map((w) => w.ready));
+    const filter = filterOf(prefix);
+    const keys: string[] = [];
+    const it = await this.call('list', () => this.kv.keys(filter));
+    for await (const k of it) if (k.startsWith(prefix)) keys.push(k);
+    const entries = await Promise.all(keys.map((k) => this.get<T>(k)));
+    return entries.filter((e): e is KvEntry<T> => e !== null);
+  }
+
+  put<T>(key: string, value: T): Promise<number> {
+    return this.call('put', () => this.kv.put(key, JSON.stringify(value), { timeout: this.opts.requestTimeoutMs }));
+  }
+
+  async create<T>(key: string, value: T): Promise<number> {
+    try {
+      return await this.kv.create(key, JSON.stringify(value));
+    } catch (err) {
+      if (isWrongLastSequence(err)) throw new CasConflictError(key);
+      throw new ControlPlaneUnavailableError('create', err);
+    }
+  }
+
+  async update<T>(key: string, value: T, revision: number): Promise<number> {
+    if (!Number.isInteger(revision) || revision <= 0) throw new CasConflictError(key);
+    try {
+      return await this.kv.update(key, JSON.stringify(value), revision, this.opts.requestTimeoutMs);
+    } catch (err) {
+      if (isWrongLastSequence(err)) throw new CasConflictError(key);
+      throw new ControlPlaneUnavailableError('update', err);
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    // A KV delete writes a marker even for an absent key; skip it, as the in-memory plane does.
+    if ((await this.get(key)) === null) return;
+    await this.call('delete', () => this.kv.delete(key));
+  }
+
+  watch<T>(prefix: string, listener: (event: KvEvent<T>) => void): () => void {
+    let resolveReady!: () => void;
+    const w: Watch = {
+      prefix,
+      filter: filterOf(prefix),
+      listener: listener as (event: KvEvent<unknown>) => void,
+      last: -1,
+      closed: false,
+      restart: null,
+      ready: new Promise<void>((r) => (resolveReady = r)),
+    };
+    this.watches.add(w);
+    void this.runWatch(w, resolveReady);
+    return () => {
+      w.closed = true;
+      this.watches.delete(w);
+      w.restart?.();
+    };
+  }
+
+  /** The bucket's stream: its current leader (server name), replica count and last revision. */
+  async bucketStatus(): Promise<{ leader: string | undefined; replicas: number; lastRevision: number }> {
+    const st = await this.call('status', () => this.kv.status());
+    return { leader: st.streamInfo.cluster?.leader, replicas: st.replicas, lastRevision: st.streamInfo.state.last_seq };
+  }
+
+  /** Highest revision delivered to each open watch (diagnostics and tests). */
+  watchRevisions(): number[] {
+    return [...this.watches].map((w) => w.last);
+  }
+
+  /** Ends every watch and closes the NATS connection. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const w of this.watches) {
+      w.closed = true;
+      w.restart?.();
+    }
+    this.watches.clear();
+    await this.connection.drain().catch(() => this.connection.close());
+  }
+
+  /**
+   * One watch: a consumer from `last + 1` on the KV's subject filter. Whenever it breaks (the
+   * iterator ends, the connection reconnects, JetStream changes leader), a new consumer starts
+   * again from the last revision delivered; events at or below it are dropped, so the listener
+   * sees every revision once and in order.
+   */
+  private async runWatch(w: Watch, ready: () => void): Promise<void> {
+    while (w.last < 0 && !w.closed && !this.closed) {
+      try {
+        const status = await this.kv.status();
+        w.last = status.streamInfo.state.last_seq;
+      } catch (err) {
+        this.log.debug('watch start: bucket status failed', { err: String(err) });
+        await pause(this.opts.watchRetryMs);
+      }
+    }
+    let first = true;
+    while (!w.closed && !this.closed) {
+      try {
+        const iter = await this.kv.watch({ key: w.filter, resumeFromRevision: w.last + 1 });
+        w.restart = () => iter.stop();
+        if (first) {
+          first = false;
+          ready();
+        }
+        if (w.closed) iter.stop();
+        for await (const e of iter) {
+          if (w.closed) break;
+          this.deliver(w, e);
+        }
+      } catch (err) {
+        if (!w.closed && !this.closed) this.log.debug('watch broken, resuming', { prefix: w.prefix, last: w.last, err: String(err) });
+      }
+      w.restart = null;
+      if (!w.closed && !this.closed) await pause(this.opts.watchRetryMs);
+    }
+    ready();
+  }
+
+  private deliver(w: Watch, e: KvWatchEntry): void {
+    if (e.revision <= w.last) return;
+    w.last = e.revision;
+    if (!e.key.startsWith(w.prefix)) return;
+    let event: KvEvent<unknown>;
+    if (e.operation === 'PUT') {
+      let value: unknown;
+      try {
+        value = decode(e);
+      } catch {
+        this.log.warn('skipping a value that is not JSON', { key: e.key, revision: e.revision });
+        return;
+      }
+      event = { type: 'put', key: e.key, value, revision: e.revision };
+    } else {
+      event = { type: 'delete', key: e.key, revision: e.revision };
+    }
+    try {
+      w.listener(event);
+    } catch (err) {
+      this.log.error('watch listener threw', { key: e.key, err: String(err) });
+    }
+  }
+
+  /** After a reconnect every consumer may have lost messages: restart each from its last revision. */
+  private async followStatus(): Promise<void> {
+    for await (const s of this.connection.status()) {
+      if (s.type === 'reconnect') {
+        this.log.info('control plane reconnected; resuming watches', { server: s.server });
+        for (const w of this.watches) w.restart?.();
+      } else if (s.type === 'disconnect') {
+        this.log.warn('control plane disconnected');
+      }
+    }
+  }
+
+  private async call<R>(operation: string, fn: () => Promise<R>): Promise<R> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw new ControlPlaneUnavailableError(operation, err);
+    }
+  }
+}
+
+function isAuthError(err: unknown): boolean {
+  const text = String((err as { message?: unknown } | null)?.message ?? err).toLowerCase();
+  return text.includes('authorization') || text.includes('authentication');
+}
+
+function pause(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/**
+ * Opens the bucket, creating it when absent (an existing bucket is used as it is). Direct get is
+ * switched off: on 2.9 any replica answers a direct get, so a read right after a write could be
+ * stale, and the CAS loops of the coordinator want the leader's view. The fields 2.9 does not know
+ * (compression, metadata, per-message TTL markers) are never set.
+ */
+async function openBucket(kvm: Kvm, bucket: string, o: { replicas: number; maxAgeMs: number; requestTimeoutMs: number }): Promise<KV> {
+  return kvm.create(bucket, { history: 1, replicas: o.replicas, ttl: o.maxAgeMs, timeout: o.requestTimeoutMs, allow_direct: false });
+}
