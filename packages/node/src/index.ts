@@ -27,3 +27,5 @@ export {
   type NatsControlPlaneOptions,
   type NatsTlsOptions,
 } from './control/nats.js';
+export { parseCli, usage as cliUsage, envNameOf, CLI_OPTIONS, type CliConfig, type CliOptionSpec, type CliParseResult, type ControlPlaneSpec } from './cli/options.js';
+export { CLUSTER_KEY, CLUSTER_DEFAULTS, joinOrCreateCluster, reconcileClusterSettings, type ClusterRecord, type WantedClusterSettings } from './cli/cluster.js';
