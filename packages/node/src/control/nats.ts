@@ -58,18 +58,26 @@ export interface NatsControlPlaneOptions {
   connectTimeoutMs?: number;
   /** Pause between attempts to re-establish a broken watch. Default 250 ms. */
   watchRetryMs?: number;
+  /**
+   * A watch whose consumer delivered nothing while the stream was ahead of it for this long is
+   * re-created (a consumer can go silent after a server loss without any error). Default 1500 ms.
+   */
+  watchStallMs?: number;
   logger?: Logger;
 }
 
 interface Watch {
   prefix: string;
-  filter: string;
   listener: (event: KvEvent<unknown>) => void;
   /** Last revision delivered (or the stream's last sequence when the watch started). */
   last: number;
   closed: boolean;
   /** Stops the current consumer so the loop re-creates it from `last + 1`. */
   restart: (() => void) | null;
+  /** When the watchdog first saw the stream ahead of `last` with no progress since (undefined: fine). */
+  behindSince: number | undefined;
+  /** `last` at the watchdog's previous check. */
+  lastChecked: number;
   ready: Promise<void>;
 }
 
@@ -91,13 +99,6 @@ export function parseNatsServers(servers: string | string[]): string[] {
     if (!/^(nats|tls):\/\/[^\s/]+$/.test(s)) throw new NodeConfigError('servers', `not a nats:// or tls:// URL: ${s}`);
   }
   return list;
-}
-
-/** The KV subject filter for a key prefix: `lease.` → `lease.>`; anything else is filtered here. */
-function filterOf(prefix: string): string {
-  if (prefix === '') return '>';
-  if (prefix.endsWith('.') && /^[A-Za-z0-9_=./-]+$/.test(prefix) && !prefix.includes('..')) return prefix + '>';
-  return '>';
 }
 
 function decode<T>(e: { string(): string }): T {
@@ -123,11 +124,53 @@ export class NatsControlPlane implements ControlPlane {
     readonly connection: NatsConnection,
     private readonly kv: KV,
     readonly bucket: string,
-    private readonly opts: { requestTimeoutMs: number; watchRetryMs: number },
+    private readonly opts: { requestTimeoutMs: number; watchRetryMs: number; watchStallMs: number },
     logger: Logger,
   ) {
     this.log = logger;
     void this.followStatus();
+    this.watchdog = setInterval(() => void this.checkWatches(), Math.max(100, Math.floor(opts.watchStallMs / 2)));
+    this.watchdog.unref();
+  }
+
+  private readonly watchdog: NodeJS.Timeout;
+  private checking = false;
+
+  /**
+   * Every watch follows the whole bucket (one consumer on '>', filtered here), so its last
+   * revision can be compared with the stream's: a watch that stays behind for watchStallMs is
+   * re-created from its last revision.
+   */
+  private async checkWatches(): Promise<void> {
+    if (this.checking || this.closed || this.watches.size === 0) return;
+    this.checking = true;
+    try {
+      const last = (await this.kv.status()).streamInfo.state.last_seq;
+      const now = Date.now();
+      for (const w of this.watches) {
+        const progressed = w.last !== w.lastChecked;
+        w.lastChecked = w.last;
+        if (w.last < 0 || last <= w.last || progressed) {
+          // Caught up, or delivering: a consumer under steady load is always a little behind.
+          w.behindSince = undefined;
+          if (w.last >= 0 && last > w.last) w.behindSince = now;
+          continue;
+        }
+        w.behindSince ??= now;
+        if (now - w.behindSince >= this.opts.watchStallMs) {
+          this.log.info('watch stalled behind the stream; reading the gap and re-creating its consumer', { prefix: w.prefix, last: w.last, streamLast: last });
+          w.behindSince = undefined;
+          w.restart?.();
+          // Creating a consumer needs the JetStream meta leader, which may be the server that
+          // just died; reading messages by sequence needs only the stream leader.
+          await this.readGap(w, last);
+        }
+      }
+    } catch {
+      // The control plane is unavailable: nothing to compare with; the watch loop retries itself.
+    } finally {
+      this.checking = false;
+    }
   }
 
   /** Connects (retrying until `connectTimeoutMs`) and opens the bucket, creating it if absent. */
@@ -144,6 +187,7 @@ export class NatsControlPlane implements ControlPlane {
     const requestTimeoutMs = options.requestTimeoutMs === undefined ? 2000 : positiveInt('requestTimeoutMs', options.requestTimeoutMs, 1);
     const connectTimeoutMs = options.connectTimeoutMs === undefined ? 30_000 : positiveInt('connectTimeoutMs', options.connectTimeoutMs, 1);
     const watchRetryMs = options.watchRetryMs === undefined ? 250 : positiveInt('watchRetryMs', options.watchRetryMs, 1);
+    const watchStallMs = options.watchStallMs === undefined ? 1500 : positiveInt('watchStallMs', options.watchStallMs, 100);
     const kinds = [options.token !== undefined, options.user !== undefined || options.pass !== undefined, options.credsFile !== undefined];
     if (kinds.filter(Boolean).length > 1) throw new NodeConfigError('credentials', 'give one of token, user+pass, credsFile');
     if ((options.user === undefined) !== (options.pass === undefined)) throw new NodeConfigError('user', 'user and pass go together');
@@ -193,7 +237,7 @@ export class NatsControlPlane implements ControlPlane {
       for (;;) {
         try {
           const kv = await openBucket(kvm, bucket, { replicas, maxAgeMs, requestTimeoutMs });
-          return new NatsControlPlane(nc, kv, bucket, { requestTimeoutMs, watchRetryMs }, log);
+          return new NatsControlPlane(nc, kv, bucket, { requestTimeoutMs, watchRetryMs, watchStallMs }, log);
         } catch (err) {
           lastErr = err;
           // JetStream is not ready right after a cluster starts (no meta leader yet): retry.
@@ -218,7 +262,7 @@ export class NatsControlPlane implements ControlPlane {
     // Watches registered before this call are established first, so watch + list together miss
     // nothing that happened after the watch was asked for.
     await Promise.all([...this.watches].map((w) => w.ready));
-    const filter = filterOf(prefix);
+    const filter = /^[A-Za-z0-9_=/-]+(\.[A-Za-z0-9_=/-]+)*\.$/.test(prefix) ? prefix + '>' : '>';
     const keys: string[] = [];
     const it = await this.call('list', () => this.kv.keys(filter));
     for await (const k of it) if (k.startsWith(prefix)) keys.push(k);
@@ -259,11 +303,12 @@ export class NatsControlPlane implements ControlPlane {
     let resolveReady!: () => void;
     const w: Watch = {
       prefix,
-      filter: filterOf(prefix),
       listener: listener as (event: KvEvent<unknown>) => void,
       last: -1,
       closed: false,
       restart: null,
+      behindSince: undefined,
+      lastChecked: -1,
       ready: new Promise<void>((r) => (resolveReady = r)),
     };
     this.watches.add(w);
@@ -290,6 +335,7 @@ export class NatsControlPlane implements ControlPlane {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    clearInterval(this.watchdog);
     for (const w of this.watches) {
       w.closed = true;
       w.restart?.();
@@ -317,7 +363,8 @@ export class NatsControlPlane implements ControlPlane {
     let first = true;
     while (!w.closed && !this.closed) {
       try {
-        const iter = await this.kv.watch({ key: w.filter, resumeFromRevision: w.last + 1 });
+        const iter = await this.kv.watch({ key: '>', resumeFromRevision: w.last + 1 });
+        this.log.debug('watch consumer started', { prefix: w.prefix, from: w.last + 1 });
         w.restart = () => iter.stop();
         if (first) {
           first = false;
@@ -328,6 +375,7 @@ export class NatsControlPlane implements ControlPlane {
           if (w.closed) break;
           this.deliver(w, e);
         }
+        this.log.debug('watch consumer ended', { prefix: w.prefix, last: w.last });
       } catch (err) {
         if (!w.closed && !this.closed) this.log.debug('watch broken, resuming', { prefix: w.prefix, last: w.last, err: String(err) });
       }
@@ -337,27 +385,65 @@ export class NatsControlPlane implements ControlPlane {
     ready();
   }
 
-  private deliver(w: Watch, e: KvWatchEntry): void {
-    if (e.revision <= w.last) return;
-    w.last = e.revision;
-    if (!e.key.startsWith(w.prefix)) return;
-    let event: KvEvent<unknown>;
-    if (e.operation === 'PUT') {
-      let value: unknown;
+  /**
+   * Delivers revisions `w.last + 1 … upTo` read one by one with the JetStream API's message get
+   * (served by the stream leader, no consumer needed). A sequence the stream no longer holds was
+   * superseded by a later revision of its key (or purged) and is skipped; any other failure stops
+   * the read so that nothing is skipped by mistake.
+   */
+  private async readGap(w: Watch, upTo: number): Promise<void> {
+    const api = `$JS.API.STREAM.MSG.GET.KV_${this.bucket}`;
+    const prefix = `$KV.${this.bucket}.`;
+    while (!w.closed && !this.closed && w.last < upTo) {
+      const seq = w.last + 1;
+      let reply: { message?: { subject: string; seq: number; data?: string; hdrs?: string }; error?: { err_code?: number; code?: number } };
       try {
-        value = decode(e);
+        const m = await this.connection.request(api, JSON.stringify({ seq }), { timeout: this.opts.requestTimeoutMs });
+        reply = JSON.parse(new TextDecoder().decode(m.data)) as typeof reply;
       } catch {
-        this.log.warn('skipping a value that is not JSON', { key: e.key, revision: e.revision });
         return;
       }
-      event = { type: 'put', key: e.key, value, revision: e.revision };
+      if (reply.error) {
+        if (reply.error.err_code === 10037) {
+          if (w.last < seq) w.last = seq; // no such message: superseded or purged
+          continue;
+        }
+        return;
+      }
+      const msg = reply.message;
+      if (!msg || msg.seq !== seq || !msg.subject.startsWith(prefix)) return;
+      const hdrs = msg.hdrs ? Buffer.from(msg.hdrs, 'base64').toString('utf8') : '';
+      const op = /KV-Operation:\s*(DEL|PURGE)/i.test(hdrs) ? 'DEL' : 'PUT';
+      const data = msg.data ? Buffer.from(msg.data, 'base64').toString('utf8') : '';
+      this.deliverRaw(w, msg.subject.slice(prefix.length), seq, op, data);
+    }
+  }
+
+  private deliver(w: Watch, e: KvWatchEntry): void {
+    this.deliverRaw(w, e.key, e.revision, e.operation === 'PUT' ? 'PUT' : 'DEL', e.operation === 'PUT' ? e.string() : '');
+  }
+
+  private deliverRaw(w: Watch, key: string, revision: number, op: 'PUT' | 'DEL', text: string): void {
+    if (revision <= w.last) return;
+    w.last = revision;
+    if (!key.startsWith(w.prefix)) return;
+    let event: KvEvent<unknown>;
+    if (op === 'PUT') {
+      let value: unknown;
+      try {
+        value = JSON.parse(text);
+      } catch {
+        this.log.warn('skipping a value that is not JSON', { key, revision });
+        return;
+      }
+      event = { type: 'put', key, value, revision };
     } else {
-      event = { type: 'delete', key: e.key, revision: e.revision };
+      event = { type: 'delete', key, revision };
     }
     try {
       w.listener(event);
     } catch (err) {
-      this.log.error('watch listener threw', { key: e.key, err: String(err) });
+      this.log.error('watch listener threw', { key, err: String(err) });
     }
   }
 
@@ -365,8 +451,9 @@ export class NatsControlPlane implements ControlPlane {
   private async followStatus(): Promise<void> {
     for await (const s of this.connection.status()) {
       if (s.type === 'reconnect') {
-        this.log.info('control plane reconnected; resuming watches', { server: s.server });
-        for (const w of this.watches) w.restart?.();
+        // The consumers usually survive a client reconnect; the watchdog catches those that did not.
+        this.log.info('control plane reconnected', { server: s.server });
+        void this.checkWatches();
       } else if (s.type === 'disconnect') {
         this.log.warn('control plane disconnected');
       }
@@ -398,5 +485,5 @@ function pause(ms: number): Promise<void> {
  * (compression, metadata, per-message TTL markers) are never set.
  */
 async function openBucket(kvm: Kvm, bucket: string, o: { replicas: number; maxAgeMs: number; requestTimeoutMs: number }): Promise<KV> {
-  return kvm.create(bucket, { history: 1, replicas: o.replicas, ttl: o.maxAgeMs, timeout: o.requestTimeoutMs, allow_direct: false });
+  return kvm.create(bucket, { history: 64, replicas: o.replicas, ttl: o.maxAgeMs, timeout: o.requestTimeoutMs, allow_direct: false });
 }
