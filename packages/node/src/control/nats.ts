@@ -56,6 +56,8 @@ export interface NatsControlPlaneOptions {
   requestTimeoutMs?: number;
   /** How long `connect()` keeps trying to reach NATS and open the bucket. Default 30 000 ms. */
   connectTimeoutMs?: number;
+  /** Reads (get, list) are retried for this long before failing (leader elections take seconds). Default 10 000 ms. */
+  readRetryMs?: number;
   /** Pause between attempts to re-establish a broken watch. Default 250 ms. */
   watchRetryMs?: number;
   /**
@@ -124,7 +126,7 @@ export class NatsControlPlane implements ControlPlane {
     readonly connection: NatsConnection,
     private readonly kv: KV,
     readonly bucket: string,
-    private readonly opts: { requestTimeoutMs: number; watchRetryMs: number; watchStallMs: number },
+    private readonly opts: { requestTimeoutMs: number; watchRetryMs: number; watchStallMs: number; readRetryMs: number },
     logger: Logger,
   ) {
     this.log = logger;
@@ -187,6 +189,7 @@ export class NatsControlPlane implements ControlPlane {
     const requestTimeoutMs = options.requestTimeoutMs === undefined ? 2000 : positiveInt('requestTimeoutMs', options.requestTimeoutMs, 1);
     const connectTimeoutMs = options.connectTimeoutMs === undefined ? 30_000 : positiveInt('connectTimeoutMs', options.connectTimeoutMs, 1);
     const watchRetryMs = options.watchRetryMs === undefined ? 250 : positiveInt('watchRetryMs', options.watchRetryMs, 1);
+    const readRetryMs = options.readRetryMs === undefined ? 10_000 : positiveInt('readRetryMs', options.readRetryMs, 0);
     const watchStallMs = options.watchStallMs === undefined ? 1500 : positiveInt('watchStallMs', options.watchStallMs, 100);
     const kinds = [options.token !== undefined, options.user !== undefined || options.pass !== undefined, options.credsFile !== undefined];
     if (kinds.filter(Boolean).length > 1) throw new NodeConfigError('credentials', 'give one of token, user+pass, credsFile');
@@ -237,7 +240,7 @@ export class NatsControlPlane implements ControlPlane {
       for (;;) {
         try {
           const kv = await openBucket(kvm, bucket, { replicas, maxAgeMs, requestTimeoutMs });
-          return new NatsControlPlane(nc, kv, bucket, { requestTimeoutMs, watchRetryMs, watchStallMs }, log);
+          return new NatsControlPlane(nc, kv, bucket, { requestTimeoutMs, watchRetryMs, watchStallMs, readRetryMs }, log);
         } catch (err) {
           lastErr = err;
           // JetStream is not ready right after a cluster starts (no meta leader yet): retry.
@@ -253,7 +256,7 @@ export class NatsControlPlane implements ControlPlane {
   }
 
   async get<T>(key: string): Promise<KvEntry<T> | null> {
-    const e = await this.call('get', () => this.kv.get(key));
+    const e = await this.read('get', () => this.kv.get(key));
     if (e === null || e.operation !== 'PUT') return null;
     return { key, value: decode<T>(e), revision: e.revision };
   }
@@ -264,8 +267,10 @@ export class NatsControlPlane implements ControlPlane {
     await Promise.all([...this.watches].map((w) => w.ready));
     const filter = /^[A-Za-z0-9_=/-]+(\.[A-Za-z0-9_=/-]+)*\.$/.test(prefix) ? prefix + '>' : '>';
     const keys: string[] = [];
-    const it = await this.call('list', () => this.kv.keys(filter));
-    for await (const k of it) if (k.startsWith(prefix)) keys.push(k);
+    await this.read('list', async () => {
+      keys.length = 0;
+      for await (const k of await this.kv.keys(filter)) if (k.startsWith(prefix)) keys.push(k);
+    });
     const entries = await Promise.all(keys.map((k) => this.get<T>(k)));
     return entries.filter((e): e is KvEntry<T> => e !== null);
   }
@@ -456,6 +461,23 @@ export class NatsControlPlane implements ControlPlane {
         void this.checkWatches();
       } else if (s.type === 'disconnect') {
         this.log.warn('control plane disconnected');
+      }
+    }
+  }
+
+  /**
+   * A read, retried with backoff for up to `readRetryMs`: reads are idempotent, and a JetStream
+   * leader election makes them fail for several seconds, which callers should not have to handle
+   * as an outage.
+   */
+  private async read<R>(operation: string, fn: () => Promise<R>): Promise<R> {
+    const deadline = Date.now() + this.opts.readRetryMs;
+    for (let delay = 50; ; delay = Math.min(delay * 2, 500)) {
+      try {
+        return await fn();
+      } catch (err) {
+        if (this.closed || Date.now() + delay >= deadline) throw new ControlPlaneUnavailableError(operation, err);
+        await pause(delay);
       }
     }
   }
