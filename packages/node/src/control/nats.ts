@@ -62,9 +62,13 @@ export interface NatsControlPlaneOptions {
   watchRetryMs?: number;
   /**
    * A watch whose consumer delivered nothing while the stream was ahead of it for this long is
-   * re-created (a consumer can go silent after a server loss without any error). Default 1500 ms.
+   * re-created and the gap read message by message (a consumer can go silent after a server loss
+   * without any error). Default 500 ms: half a lease, so the coordinator's view of renewals
+   * recovers before it judges leases again after an outage.
    */
   watchStallMs?: number;
+  /** Timeout of one read request (get, gap read). Default 1000 ms. */
+  readTimeoutMs?: number;
   logger?: Logger;
 }
 
@@ -103,10 +107,6 @@ export function parseNatsServers(servers: string | string[]): string[] {
   return list;
 }
 
-function decode<T>(e: { string(): string }): T {
-  return JSON.parse(e.string()) as T;
-}
-
 function isWrongLastSequence(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
   // 10071 wrong last sequence, 10164 wrong last sequence unknown (JetStream API error codes).
@@ -126,7 +126,7 @@ export class NatsControlPlane implements ControlPlane {
     readonly connection: NatsConnection,
     private readonly kv: KV,
     readonly bucket: string,
-    private readonly opts: { requestTimeoutMs: number; watchRetryMs: number; watchStallMs: number; readRetryMs: number },
+    private readonly opts: { requestTimeoutMs: number; watchRetryMs: number; watchStallMs: number; readRetryMs: number; readTimeoutMs: number },
     logger: Logger,
   ) {
     this.log = logger;
@@ -137,6 +137,7 @@ export class NatsControlPlane implements ControlPlane {
 
   private readonly watchdog: NodeJS.Timeout;
   private checking = false;
+  private lastStatusAt = 0;
 
   /**
    * Every watch follows the whole bucket (one consumer on '>', filtered here), so its last
@@ -147,8 +148,14 @@ export class NatsControlPlane implements ControlPlane {
     if (this.checking || this.closed || this.watches.size === 0) return;
     this.checking = true;
     try {
-      const last = (await this.kv.status()).streamInfo.state.last_seq;
       const now = Date.now();
+      // The stream's last sequence, asked at most once a second; in between, the revisions this
+      // plane wrote or read itself (a node renews its lease every 250 ms) show whether a watch lags.
+      if (now - this.lastStatusAt >= 1000) {
+        this.lastStatusAt = now;
+        this.noteRevision((await this.kv.status()).streamInfo.state.last_seq);
+      }
+      const last = this.knownRevision;
       for (const w of this.watches) {
         const progressed = w.last !== w.lastChecked;
         w.lastChecked = w.last;
@@ -190,7 +197,8 @@ export class NatsControlPlane implements ControlPlane {
     const connectTimeoutMs = options.connectTimeoutMs === undefined ? 30_000 : positiveInt('connectTimeoutMs', options.connectTimeoutMs, 1);
     const watchRetryMs = options.watchRetryMs === undefined ? 250 : positiveInt('watchRetryMs', options.watchRetryMs, 1);
     const readRetryMs = options.readRetryMs === undefined ? 10_000 : positiveInt('readRetryMs', options.readRetryMs, 0);
-    const watchStallMs = options.watchStallMs === undefined ? 1500 : positiveInt('watchStallMs', options.watchStallMs, 100);
+    const readTimeoutMs = options.readTimeoutMs === undefined ? 1000 : positiveInt('readTimeoutMs', options.readTimeoutMs, 1);
+    const watchStallMs = options.watchStallMs === undefined ? 500 : positiveInt('watchStallMs', options.watchStallMs, 100);
     const kinds = [options.token !== undefined, options.user !== undefined || options.pass !== undefined, options.credsFile !== undefined];
     if (kinds.filter(Boolean).length > 1) throw new NodeConfigError('credentials', 'give one of token, user+pass, credsFile');
     if ((options.user === undefined) !== (options.pass === undefined)) throw new NodeConfigError('user', 'user and pass go together');
@@ -240,7 +248,7 @@ export class NatsControlPlane implements ControlPlane {
       for (;;) {
         try {
           const kv = await openBucket(kvm, bucket, { replicas, maxAgeMs, requestTimeoutMs });
-          return new NatsControlPlane(nc, kv, bucket, { requestTimeoutMs, watchRetryMs, watchStallMs, readRetryMs }, log);
+          return new NatsControlPlane(nc, kv, bucket, { requestTimeoutMs, watchRetryMs, watchStallMs, readRetryMs, readTimeoutMs }, log);
         } catch (err) {
           lastErr = err;
           // JetStream is not ready right after a cluster starts (no meta leader yet): retry.
@@ -256,9 +264,43 @@ export class NatsControlPlane implements ControlPlane {
   }
 
   async get<T>(key: string): Promise<KvEntry<T> | null> {
-    const e = await this.read('get', () => this.kv.get(key));
-    if (e === null || e.operation !== 'PUT') return null;
-    return { key, value: decode<T>(e), revision: e.revision };
+    const m = await this.read('get', () => this.msgGet({ last_by_subj: `$KV.${this.bucket}.${key}` }));
+    if (m === null || m.op !== 'PUT') return null;
+    this.noteRevision(m.seq);
+    return { key, value: JSON.parse(m.data) as T, revision: m.seq };
+  }
+
+  /**
+   * The JetStream API's message get (answered by the stream leader), with this plane's own short
+   * timeout so that reads notice the end of a leader election quickly. null: no such message.
+   */
+  private async msgGet(q: { seq: number } | { last_by_subj: string }): Promise<{ key: string; seq: number; op: 'PUT' | 'DEL'; data: string } | null> {
+    const m = await this.connection.request(`$JS.API.STREAM.MSG.GET.KV_${this.bucket}`, JSON.stringify(q), { timeout: this.opts.readTimeoutMs });
+    const reply = JSON.parse(new TextDecoder().decode(m.data)) as {
+      message?: { subject: string; seq: number; data?: string; hdrs?: string };
+      error?: { err_code?: number; description?: string };
+    };
+    if (reply.error) {
+      if (reply.error.err_code === 10037) return null;
+      throw new Error(reply.error.description ?? `JetStream error ${String(reply.error.err_code)}`);
+    }
+    const msg = reply.message;
+    const prefix = `$KV.${this.bucket}.`;
+    if (!msg || !msg.subject.startsWith(prefix)) throw new Error('unexpected message get reply');
+    const hdrs = msg.hdrs ? Buffer.from(msg.hdrs, 'base64').toString('utf8') : '';
+    return {
+      key: msg.subject.slice(prefix.length),
+      seq: msg.seq,
+      op: /KV-Operation:\s*(DEL|PURGE)/i.test(hdrs) ? 'DEL' : 'PUT',
+      data: msg.data ? Buffer.from(msg.data, 'base64').toString('utf8') : '',
+    };
+  }
+
+  /** Highest revision this plane knows to exist (its own writes and reads); watches must reach it. */
+  private knownRevision = 0;
+
+  private noteRevision(rev: number): void {
+    if (rev > this.knownRevision) this.knownRevision = rev;
   }
 
   async list<T>(prefix: string): Promise<KvEntry<T>[]> {
@@ -275,13 +317,17 @@ export class NatsControlPlane implements ControlPlane {
     return entries.filter((e): e is KvEntry<T> => e !== null);
   }
 
-  put<T>(key: string, value: T): Promise<number> {
-    return this.call('put', () => this.kv.put(key, JSON.stringify(value), { timeout: this.opts.requestTimeoutMs }));
+  async put<T>(key: string, value: T): Promise<number> {
+    const rev = await this.call('put', () => this.kv.put(key, JSON.stringify(value), { timeout: this.opts.requestTimeoutMs }));
+    this.noteRevision(rev);
+    return rev;
   }
 
   async create<T>(key: string, value: T): Promise<number> {
     try {
-      return await this.kv.create(key, JSON.stringify(value));
+      const rev = await this.kv.create(key, JSON.stringify(value));
+      this.noteRevision(rev);
+      return rev;
     } catch (err) {
       if (isWrongLastSequence(err)) throw new CasConflictError(key);
       throw new ControlPlaneUnavailableError('create', err);
@@ -291,7 +337,9 @@ export class NatsControlPlane implements ControlPlane {
   async update<T>(key: string, value: T, revision: number): Promise<number> {
     if (!Number.isInteger(revision) || revision <= 0) throw new CasConflictError(key);
     try {
-      return await this.kv.update(key, JSON.stringify(value), revision, this.opts.requestTimeoutMs);
+      const rev = await this.kv.update(key, JSON.stringify(value), revision, this.opts.requestTimeoutMs);
+      this.noteRevision(rev);
+      return rev;
     } catch (err) {
       if (isWrongLastSequence(err)) throw new CasConflictError(key);
       throw new ControlPlaneUnavailableError('update', err);
@@ -397,30 +445,20 @@ export class NatsControlPlane implements ControlPlane {
    * the read so that nothing is skipped by mistake.
    */
   private async readGap(w: Watch, upTo: number): Promise<void> {
-    const api = `$JS.API.STREAM.MSG.GET.KV_${this.bucket}`;
-    const prefix = `$KV.${this.bucket}.`;
     while (!w.closed && !this.closed && w.last < upTo) {
       const seq = w.last + 1;
-      let reply: { message?: { subject: string; seq: number; data?: string; hdrs?: string }; error?: { err_code?: number; code?: number } };
+      let m: Awaited<ReturnType<NatsControlPlane['msgGet']>>;
       try {
-        const m = await this.connection.request(api, JSON.stringify({ seq }), { timeout: this.opts.requestTimeoutMs });
-        reply = JSON.parse(new TextDecoder().decode(m.data)) as typeof reply;
+        m = await this.msgGet({ seq });
       } catch {
         return;
       }
-      if (reply.error) {
-        if (reply.error.err_code === 10037) {
-          if (w.last < seq) w.last = seq; // no such message: superseded or purged
-          continue;
-        }
-        return;
+      if (m === null) {
+        if (w.last < seq) w.last = seq; // no such message: superseded by a later revision, or purged
+        continue;
       }
-      const msg = reply.message;
-      if (!msg || msg.seq !== seq || !msg.subject.startsWith(prefix)) return;
-      const hdrs = msg.hdrs ? Buffer.from(msg.hdrs, 'base64').toString('utf8') : '';
-      const op = /KV-Operation:\s*(DEL|PURGE)/i.test(hdrs) ? 'DEL' : 'PUT';
-      const data = msg.data ? Buffer.from(msg.data, 'base64').toString('utf8') : '';
-      this.deliverRaw(w, msg.subject.slice(prefix.length), seq, op, data);
+      if (m.seq !== seq) return;
+      this.deliverRaw(w, m.key, seq, m.op, m.data);
     }
   }
 
