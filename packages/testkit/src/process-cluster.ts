@@ -10,6 +10,7 @@ import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { NatsControlPlane, type TopologyRecord } from '@gridlink/node';
+import { FaultProxy } from './fault-proxy.js';
 import { NatsCluster } from './nats-server.js';
 import { exited, freePort, spawnTracked, waitFor } from './processes.js';
 
@@ -32,6 +33,11 @@ export interface ProcessClusterOptions {
   cliPath?: string;
   /** Node ids. Default `node-1` … `node-N`. */
   ids?: string[];
+}
+
+/** The fault proxies between one node and the NATS servers (one per server). */
+interface ControlPlanePath {
+  proxies: FaultProxy[];
 }
 
 const DEFAULT_CLI = fileURLToPath(new URL('../../node/dist/cli.js', import.meta.url));
@@ -130,12 +136,40 @@ export class ProcessCluster {
   private observer: NatsControlPlane | undefined;
   private closed = false;
 
+  private readonly paths = new Map<string, ControlPlanePath>();
+
   private constructor(
     readonly nats: NatsCluster,
     readonly nodes: GridNodeProcess[],
     readonly bucket: string,
-    private readonly makeNode: (id: string, port: number) => GridNodeProcess,
+    private readonly makeNode: (id: string, port: number, natsUrls: string[]) => GridNodeProcess,
   ) {}
+
+  /** A node's own path to NATS: one FaultProxy per server, so its control plane can be cut alone. */
+  private async pathFor(id: string): Promise<string[]> {
+    const proxies = await Promise.all(this.nats.servers.map((s) => FaultProxy.start({ target: { host: '127.0.0.1', port: s.port }, frames: false })));
+    this.paths.set(id, { proxies });
+    return proxies.map((p) => `nats://127.0.0.1:${p.port}`);
+  }
+
+  /**
+   * Cuts one node off from the control plane (every NATS server): its connections go silent and
+   * new ones are refused, as in a network partition between it and NATS. Its grid connections
+   * (clients, peers) are untouched.
+   */
+  isolateFromControlPlane(id: string): void {
+    const path = this.paths.get(id);
+    if (!path) throw new Error(`no node ${id}`);
+    for (const p of path.proxies) {
+      p.refuse(true);
+      p.blackhole(true);
+    }
+  }
+
+  /** Heals `isolateFromControlPlane`. */
+  healControlPlane(id: string): void {
+    for (const p of this.paths.get(id)?.proxies ?? []) p.heal();
+  }
 
   static async start(options: ProcessClusterOptions = {}): Promise<ProcessCluster> {
     const n = options.nodes ?? 3;
@@ -146,8 +180,6 @@ export class ProcessCluster {
     const bucket = 'gridlink';
     const replicas = options.bucketReplicas ?? natsServers;
     const common = [
-      '--control-plane',
-      nats.urls.join(','),
       '--bucket',
       bucket,
       '--bucket-replicas',
@@ -163,13 +195,13 @@ export class ProcessCluster {
       options.logLevel ?? 'warn',
       ...(options.nodeArgs ?? []),
     ];
-    const makeNode = (id: string, port: number): GridNodeProcess =>
-      new GridNodeProcess(id, port, () => ['--id', id, '--host', '127.0.0.1', '--port', String(port), ...common], cliPath);
+    const makeNode = (id: string, port: number, natsUrls: string[]): GridNodeProcess =>
+      new GridNodeProcess(id, port, () => ['--id', id, '--host', '127.0.0.1', '--port', String(port), '--control-plane', natsUrls.join(','), ...common], cliPath);
     const ids = options.ids ?? Array.from({ length: n }, (_, i) => `node-${i + 1}`);
     const nodes: GridNodeProcess[] = [];
-    for (const id of ids) nodes.push(makeNode(id, await freePort()));
     const cluster = new ProcessCluster(nats, nodes, bucket, makeNode);
     try {
+      for (const id of ids) nodes.push(makeNode(id, await freePort(), await cluster.pathFor(id)));
       // The first node creates the cluster; the others join it.
       await nodes[0]?.start();
       await Promise.all(nodes.slice(1).map((p) => p.start()));
@@ -200,7 +232,7 @@ export class ProcessCluster {
 
   /** Starts one more node process and waits until it is a member. */
   async addNode(id: string): Promise<GridNodeProcess> {
-    const p = this.makeNode(id, await freePort());
+    const p = this.makeNode(id, await freePort(), await this.pathFor(id));
     this.nodes.push(p);
     await p.start();
     await this.waitForMembers([id]);
@@ -254,6 +286,7 @@ export class ProcessCluster {
     if (this.closed) return;
     this.closed = true;
     await Promise.all(this.nodes.map((p) => p.kill()));
+    await Promise.all([...this.paths.values()].flatMap((path) => path.proxies.map((p) => p.close())));
     if (this.observer) await this.observer.close().catch(() => undefined);
     await this.nats.close();
   }

@@ -2,7 +2,7 @@
  * Real processes: one nats-server, three `gridlink-node` processes (the built CLI) forming a
  * cluster on the NATS KV control plane, and a @gridlink/client under load (32 concurrent workers
  * writing, reading back and incrementing a counter) while one fault at a time hits a node:
- * kill -9, hang (SIGSTOP) and resume, restart empty. In every scenario no operation fails, no
+ * kill -9, hang (SIGSTOP) and resume, restart empty, cut off from NATS and healed. In every scenario no operation fails, no
  * acknowledged write is lost and the counter equals the acknowledged increments.
  *
  * Needs `packages/node/dist/cli.js` (build the node package first).
@@ -139,6 +139,21 @@ describe('ProcessCluster: gridlink-node processes on a NATS control plane', () =
       await cluster.waitForMembers(['node-3']);
     });
     expect((await cluster.topology())!.members['node-3']!.epoch).not.toBe(epoch);
+  });
+
+  it('a node cut off from the control plane under load: declared gone, then rejoins under a new epoch after healing', async () => {
+    const epoch = (await cluster.topology())!.members['node-3']!.epoch;
+    await throughFault(async () => {
+      cluster.isolateFromControlPlane('node-3');
+      try {
+        await cluster.waitForGone('node-3');
+      } finally {
+        cluster.healControlPlane('node-3');
+      }
+      await cluster.waitForMembers(['node-3']);
+    });
+    expect((await cluster.topology())!.members['node-3']!.epoch).not.toBe(epoch);
+    expect(cluster.node('node-3').running).toBe(true);
   });
 
   it('a stopped node (SIGTERM) exits cleanly with code 0 and leaves the cluster at once', async () => {
