@@ -233,6 +233,30 @@ describe('NatsControlPlane watches resume', () => {
   });
 });
 
+describe('NatsControlPlane watch on a hung server', () => {
+  it('resumes on another server when its own hangs (SIGSTOP), missing nothing', async () => {
+    const cluster = await NatsCluster.start({ servers: 3 });
+    try {
+      const a = await NatsControlPlane.connect({ servers: cluster.urls, bucket: 'hang', replicas: 3, connectTimeoutMs: 20_000 });
+      let leader: string | undefined;
+      await waitFor('a stream leader', async () => (leader = await streamLeader(a)) !== undefined);
+      // The watcher knows one server only, not the stream leader (writes keep flowing); it learns
+      // the others from the cluster and moves there when its server hangs.
+      const watched = cluster.servers.find((s) => s.name !== leader)!;
+      const b = await NatsControlPlane.connect({ servers: watched.url, bucket: 'hang', replicas: 3, connectTimeoutMs: 20_000 });
+      opened.push(a, b);
+      await watchSurvives(a, b, () => {
+        watched.hang();
+        return Promise.resolve();
+      });
+      watched.resume();
+      await Promise.all([a.close(), b.close()]);
+    } finally {
+      await cluster.close();
+    }
+  });
+});
+
 async function streamLeader(plane: NatsControlPlane): Promise<string | undefined> {
   return (await plane.bucketStatus()).leader;
 }
