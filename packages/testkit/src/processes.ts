@@ -68,6 +68,11 @@ export function trackedPids(): number[] {
   return [...children].flatMap((c) => (c.pid !== undefined && c.exitCode === null && c.signalCode === null ? [c.pid] : []));
 }
 
+/** Temp dirs created through this module and not removed yet (for leak checks in tests). */
+export function trackedTempDirs(): string[] {
+  return [...dirs];
+}
+
 /** A currently free TCP port on 127.0.0.1 (the OS picks it; there is a small reuse race). */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {

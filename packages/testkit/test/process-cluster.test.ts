@@ -7,9 +7,32 @@
  *
  * Needs `packages/node/dist/cli.js` (build the node package first).
  */
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GridClient } from '@gridlink/client';
-import { ProcessCluster, trackedPids, waitFor } from '@gridlink/testkit';
+import { ProcessCluster, trackedPids, trackedTempDirs, waitFor } from '@gridlink/testkit';
+
+const CLI = fileURLToPath(new URL('../../node/dist/cli.js', import.meta.url));
+
+/** Runs the CLI to completion (bounded), returning its exit code and output. */
+function runCli(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`gridlink-node ${args.join(' ')} did not exit: ${err}`));
+    }, 20_000);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, out, err });
+    });
+  });
+}
 
 const WORKERS = 32;
 
@@ -31,8 +54,9 @@ beforeAll(async () => {
 afterAll(async () => {
   await client?.close();
   await cluster?.close();
-  // Every process the kit started is gone.
+  // Every process the kit started is gone, and so is every directory it made.
   expect(trackedPids()).toEqual([]);
+  expect(trackedTempDirs()).toEqual([]);
 });
 
 interface Load {
@@ -103,6 +127,20 @@ describe('ProcessCluster: gridlink-node processes on a NATS control plane', () =
     expect(topo.partitions).toBe(64);
     expect(topo.owners.every((o) => o.length === 2)).toBe(true);
     expect(new Set(cluster.nodes.map((n) => n.pid)).size).toBe(3);
+  });
+
+  it('a joining node with a different partition count or cluster id is refused, naming the setting', async () => {
+    const base = ['--control-plane', cluster.natsUrls.join(','), '--bucket', cluster.bucket, '--port', '0', '--id', 'intruder'];
+    const p = await runCli([...base, '--partitions', '32']);
+    expect(p.code).toBe(1);
+    expect(p.err).toMatch(/partitions: this node is configured with partitions 32 but the cluster "gridlink" has 64/);
+    const c = await runCli([...base, '--cluster-id', 'other']);
+    expect(c.code).toBe(1);
+    expect(c.err).toMatch(/cluster-id/);
+    expect(Object.keys((await cluster.topology())!.members)).not.toContain('intruder');
+    const help = await runCli(['--help']);
+    expect(help.code).toBe(0);
+    expect(help.out).toContain('--control-plane');
   });
 
   it('a node killed with SIGKILL under load: no failed operation, no lost write, exact counter', async () => {
