@@ -398,10 +398,10 @@ export class NatsControlPlane implements ControlPlane {
   }
 
   /**
-   * One watch: a consumer from `last + 1` on the KV's subject filter. Whenever it breaks (the
-   * iterator ends, the connection reconnects, JetStream changes leader), a new consumer starts
-   * again from the last revision delivered; events at or below it are dropped, so the listener
-   * sees every revision once and in order.
+   * One watch: a consumer on the whole bucket from `last + 1`, filtered by prefix here. Whenever
+   * it breaks (the iterator ends or throws, or the watchdog finds it stalled), a new consumer
+   * starts again from the last revision delivered; events at or below it are dropped, so the
+   * listener sees every revision once and in order.
    */
   private async runWatch(w: Watch, ready: () => void): Promise<void> {
     while (w.last < 0 && !w.closed && !this.closed) {
