@@ -168,7 +168,10 @@ export function natsAddressFinder(options: NatsAddressFinderOptions): NatsAddres
     });
     // A reconnect may have lost updates: start the watch again (it re-reads the snapshot).
     void (async () => {
-      for await (const s of conn.status()) if (s.type === 'reconnect') stopWatch?.();
+      for await (const s of conn.status()) {
+        if (closed) break;
+        if (s.type === 'reconnect') stopWatch?.();
+      }
     })();
   };
 
