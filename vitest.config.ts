@@ -13,6 +13,8 @@ export default defineConfig({
       '@gridlink/affinity': pkg('affinity'),
       '@gridlink/protocol': pkg('protocol'),
       '@gridlink/node': pkg('node'),
+      // Subpath before its package: the first matching alias wins.
+      '@gridlink/client/nats': fileURLToPath(new URL('./packages/client/src/nats.ts', import.meta.url)),
       '@gridlink/client': pkg('client'),
       '@gridlink/testkit': pkg('testkit'),
       '@gridlink/dedupe': pkg('dedupe'),

@@ -1,101 +1,124 @@
 #!/usr/bin/env node
 /**
- * gridlink-node: starts one grid node.
- *
- * Multi-process clusters need a shared control plane (NATS JetStream KV); until that adapter
- * exists the CLI runs with the in-memory control plane, i.e. a cluster of this one node.
+ * gridlink-node: starts one grid node. With `--control-plane nats://...` it joins (or creates) a
+ * multi-process cluster on a NATS JetStream KV bucket; with the default `memory` it is a cluster
+ * of one. Options: see `src/cli/options.ts` or `gridlink-node --help` (docs/operations.md).
  */
-import { parseArgs } from 'node:util';
-import { MemoryControlPlane } from './control/kv.js';
-import { NodeConfigError } from './errors.js';
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { joinOrCreateCluster } from './cli/cluster.js';
+import { parseCli, type CliConfig } from './cli/options.js';
+import { MemoryControlPlane, type ControlPlane } from './control/kv.js';
+import { ControlPlaneUnavailableError, NatsControlPlane, type NatsControlPlaneOptions } from './control/nats.js';
 import { consoleLogger } from './logger.js';
 import { startNode } from './node.js';
 import type { NodeOptions } from './config.js';
 
-const USAGE = `usage: gridlink-node [options]
-  --id <id>               node id (default: node-1)
-  --host <addr>           listen address (default: 127.0.0.1)
-  --port <n>              listen port (default: 10800; 0 = ephemeral)
-  --advertise-host <h>    address given to clients and peers (default: --host)
-  --http-port <n>         /health and /metrics port (default: off)
-  --zone <zone>           availability zone (backups prefer other zones)
-  --partitions <n>        partition count of a new cluster (default: 1024)
-  --backups <n>           backups per partition (default: 1)
-  --cluster-id <id>       cluster id (default: gridlink)
-  --control-plane <url>   "memory" (default; a one-node cluster)
-  --max-entries <n>       per-node entry bound, LRU eviction (default: unbounded)
-  --auth-token <t>        token clients must present (default: none)
-  --log-level <l>         debug | info | warn | error (default: info)
-  --help`;
-
-function num(v: string | undefined, field: string): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isInteger(n)) throw new NodeConfigError(field, `must be an integer, got ${v}`);
-  return n;
+async function openControlPlane(c: CliConfig, log: ReturnType<typeof consoleLogger>): Promise<{ cp: ControlPlane; close: () => Promise<void> }> {
+  const spec = c.controlPlane;
+  if (spec.kind === 'memory') return { cp: new MemoryControlPlane(), close: () => Promise.resolve() };
+  const o: NatsControlPlaneOptions = {
+    servers: spec.servers,
+    bucket: spec.bucket,
+    replicas: spec.replicas,
+    connectTimeoutMs: spec.connectTimeoutMs,
+    name: `gridlink-node ${c.id}`,
+    logger: log,
+  };
+  if (spec.token !== undefined) o.token = spec.token;
+  if (spec.user !== undefined) o.user = spec.user;
+  if (spec.pass !== undefined) o.pass = spec.pass;
+  if (spec.credsFile !== undefined) o.credsFile = spec.credsFile;
+  if (spec.tls !== undefined) o.tls = spec.tls;
+  const nats = await NatsControlPlane.connect(o);
+  return { cp: nats, close: () => nats.close() };
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      id: { type: 'string' },
-      host: { type: 'string' },
-      port: { type: 'string' },
-      'advertise-host': { type: 'string' },
-      'http-port': { type: 'string' },
-      zone: { type: 'string' },
-      partitions: { type: 'string' },
-      backups: { type: 'string' },
-      'cluster-id': { type: 'string' },
-      'control-plane': { type: 'string' },
-      'max-entries': { type: 'string' },
-      'auth-token': { type: 'string' },
-      'log-level': { type: 'string' },
-      help: { type: 'boolean' },
-    },
-  });
-  if (values.help) {
-    process.stdout.write(USAGE + '\n');
+  const parsed = parseCli(process.argv.slice(2), process.env, hostname());
+  if (parsed.help) {
+    process.stdout.write(parsed.usage + '\n');
     return;
   }
-  const cp = values['control-plane'] ?? 'memory';
-  if (cp !== 'memory') throw new NodeConfigError('control-plane', `unsupported control plane ${cp} (only "memory" for now)`);
-  const level = (values['log-level'] ?? 'info') as 'debug' | 'info' | 'warn' | 'error';
-  if (!['debug', 'info', 'warn', 'error'].includes(level)) throw new NodeConfigError('log-level', `unknown level ${level}`);
+  const c = parsed.config;
+  const log = consoleLogger(c.logLevel);
+  const { cp, close } = await openControlPlane(c, log);
+  let record;
+  try {
+    ({ record } = await joinOrCreateCluster(cp, { clusterId: c.clusterId, partitions: c.partitions, backups: c.backups }));
+  } catch (err) {
+    await close();
+    throw err;
+  }
   const opts: NodeOptions = {
-    id: values.id ?? 'node-1',
-    controlPlane: new MemoryControlPlane(),
-    logger: consoleLogger(level),
+    id: c.id,
+    controlPlane: cp,
+    host: c.host,
+    port: c.port,
+    advertiseHost: c.advertiseHost,
+    clusterId: record.clusterId,
+    partitions: record.partitions,
+    backups: record.backups,
+    logger: log,
   };
-  if (values.host !== undefined) opts.host = values.host;
-  if (values['advertise-host'] !== undefined) opts.advertiseHost = values['advertise-host'];
-  if (values.zone !== undefined) opts.zone = values.zone;
-  if (values['cluster-id'] !== undefined) opts.clusterId = values['cluster-id'];
-  if (values['auth-token'] !== undefined) opts.authToken = values['auth-token'];
-  const port = num(values.port, 'port');
-  if (port !== undefined) opts.port = port;
-  const httpPort = num(values['http-port'], 'http-port');
-  if (httpPort !== undefined) opts.httpPort = httpPort;
-  const partitions = num(values.partitions, 'partitions');
-  if (partitions !== undefined) opts.partitions = partitions;
-  const backups = num(values.backups, 'backups');
-  if (backups !== undefined) opts.backups = backups;
-  const maxEntries = num(values['max-entries'], 'max-entries');
-  if (maxEntries !== undefined) opts.maxEntries = maxEntries;
+  if (c.httpPort !== undefined) opts.httpPort = c.httpPort;
+  if (c.zone !== undefined) opts.zone = c.zone;
+  if (c.bootstrapNodes !== undefined) opts.bootstrapNodes = c.bootstrapNodes;
+  if (c.authToken !== undefined) opts.authToken = c.authToken;
+  if (c.maxEntries !== undefined) opts.maxEntries = c.maxEntries;
+  if (c.maxBytes !== undefined) opts.maxBytes = c.maxBytes;
+  if (c.leaseMs !== undefined) opts.leaseMs = c.leaseMs;
+  if (c.renewIntervalMs !== undefined) opts.renewIntervalMs = c.renewIntervalMs;
+  if (c.leaseMarginMs !== undefined) opts.leaseMarginMs = c.leaseMarginMs;
+  if (c.tls !== undefined) {
+    opts.tls = { cert: readFileSync(c.tls.certFile), key: readFileSync(c.tls.keyFile) };
+    if (c.tls.caFile !== undefined) opts.tls.ca = readFileSync(c.tls.caFile);
+  }
 
-  const node = await startNode(opts);
-  process.stdout.write(`gridlink-node ${node.id} listening on ${opts.advertiseHost ?? opts.host ?? '127.0.0.1'}:${node.port}` + (node.httpPort !== undefined ? ` (http ${node.httpPort})` : '') + '\n');
+  let node;
+  try {
+    node = await startNode(opts);
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  // One line on stdout that launchers (and people) wait for.
+  process.stdout.write(
+    `gridlink-node ${node.id} listening on ${c.advertiseHost}:${node.port}` +
+      (node.httpPort !== undefined ? ` (http ${node.httpPort})` : '') +
+      ` cluster ${record.clusterId} partitions ${record.partitions} backups ${record.backups}\n`,
+  );
   let stopping = false;
-  const stop = (): void => {
+  const running = node;
+  const stop = (signal: string): void => {
     if (stopping) return;
     stopping = true;
-    node.stop().then(
-      () => process.exit(0),
-      () => process.exit(1),
-    );
+    log.info('stopping', { signal });
+    running
+      .stop()
+      .then(close)
+      .then(
+        () => process.exit(0),
+        (err: unknown) => {
+          log.error('stop failed', { err: String(err) });
+          process.exit(1);
+        },
+      );
   };
-  process.on('SIGINT', stop);
-  process.on('SIGTERM', stop);
+  // A control-plane outage must not kill the process: some of the node's background reads are
+  // not awaited by anyone, and their (retryable) failure would otherwise end the process. The
+  // node keeps running on its last view and recovers when the control plane is back. Any other
+  // unhandled rejection is a bug: exit as Node would.
+  process.on('unhandledRejection', (reason: unknown) => {
+    if (reason instanceof ControlPlaneUnavailableError) {
+      log.warn('control plane unavailable (background operation)', { err: reason.message });
+      return;
+    }
+    log.error('unhandled rejection', { err: reason instanceof Error ? (reason.stack ?? reason.message) : String(reason) });
+    process.exit(1);
+  });
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
 }
 
 main().catch((err: unknown) => {

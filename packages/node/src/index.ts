@@ -16,3 +16,12 @@ export { PeerUnavailableError } from './peers/peer-client.js';
 export { silentLogger, consoleLogger, type Logger } from './logger.js';
 // The store stays reachable here for the memory benchmark; prefer @gridlink/node/internal.
 export { NodeStore, StoreError, type StoreOptions, type StoreStats } from './store/index.js';
+export {
+  NatsControlPlane,
+  ControlPlaneUnavailableError,
+  parseNatsServers,
+  type NatsControlPlaneOptions,
+  type NatsTlsOptions,
+} from './control/nats.js';
+export { parseCli, usage as cliUsage, envNameOf, CLI_OPTIONS, type CliConfig, type CliOptionSpec, type CliParseResult, type ControlPlaneSpec } from './cli/options.js';
+export { CLUSTER_KEY, CLUSTER_DEFAULTS, joinOrCreateCluster, reconcileClusterSettings, type ClusterRecord, type WantedClusterSettings } from './cli/cluster.js';

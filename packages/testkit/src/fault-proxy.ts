@@ -32,6 +32,11 @@ export interface FaultProxyOptions {
   target: string | FaultProxyTarget;
   /** Port to listen on (default 0 = ephemeral). */
   port?: number;
+  /**
+   * Parse the client-to-node direction as gridlink frames (needed by `dropEveryNthRequest`).
+   * Default true; false forwards bytes untouched, for other protocols (e.g. a NATS connection).
+   */
+  frames?: boolean;
 }
 
 export interface FaultProxyStats {
@@ -158,8 +163,11 @@ export class FaultProxy {
   private readonly counters = { accepted: 0, droppedRequests: 0, forwardedRequests: 0, swallowedToNode: 0, swallowedToClient: 0 };
   private listenPort = 0;
 
+  private readonly frames: boolean;
+
   private constructor(options: FaultProxyOptions) {
     this.target = parseTarget(options.target);
+    this.frames = options.frames ?? true;
     this.server = net.createServer((socket) => this.onConnection(socket));
   }
 
@@ -283,7 +291,7 @@ export class FaultProxy {
         this.counters.swallowedToNode += chunk.length;
         return;
       }
-      toNode.write(filter.push(chunk));
+      toNode.write(this.frames ? filter.push(chunk) : chunk);
     });
     client.on('close', () => this.teardown(link, false));
     if (this.blackholed) return; // accept and stay silent; never connect upstream

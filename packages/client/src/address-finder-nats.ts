@@ -1,0 +1,208 @@
+/**
+ * An address finder fed by the grid's own announcements: every grid node keeps a lease record
+ * with its client endpoint (`host`, `port`) under `lease.<id>` in the NATS JetStream KV bucket of
+ * the control plane, renews it several times a second and deletes it when it stops. This finder
+ * watches those records, so a client given only the NATS servers learns every node and picks up
+ * new ones (on its next re-resolution: periodic, on connection loss, on topology change).
+ *
+ * Import it from `@gridlink/client/nats` (the main entry never loads NATS); `@nats-io/kv` and
+ * `@nats-io/transport-node` are optional peer dependencies.
+ */
+import { connect, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
+import { Kvm, type KV, type KvEntry } from '@nats-io/kv';
+import { formatEndpoint } from './endpoints.js';
+import { GridConfigError } from './errors.js';
+import type { AddressFinder } from './address-finder.js';
+
+const LEASE_PREFIX = 'lease.';
+
+export interface NatsAddressFinderOptions {
+  /** NATS server URLs (or one comma-separated string). */
+  servers: string | string[];
+  /** KV bucket of the grid's control plane. Default `gridlink`. */
+  bucket?: string;
+  token?: string;
+  user?: string;
+  pass?: string;
+  /** TLS to NATS: CA, client certificate and key files (PEM). */
+  tls?: { caFile?: string; certFile?: string; keyFile?: string };
+  /**
+   * An announcement not renewed for this long is left out (a killed node's record stays in the
+   * bucket until the node returns or the bucket's max_age removes it). Default 30 000 ms.
+   */
+  staleAfterMs?: number;
+  /** Bound on connecting and on the first snapshot. Default 5000 ms. */
+  timeoutMs?: number;
+  /** Use this NATS connection instead of opening one (it is not closed by `close()`). */
+  connection?: NatsConnection;
+}
+
+export interface NatsAddressFinder extends AddressFinder {
+  /** Ids and endpoints currently announced (fresh ones only), sorted by id. */
+  announced(): { id: string; endpoint: string }[];
+  /** Stops watching and closes the connection it opened. */
+  close(): Promise<void>;
+}
+
+interface Announcement {
+  host: string;
+  port: number;
+  seenAt: number;
+  revision: number;
+}
+
+function parseAnnouncement(e: KvEntry): { host: string; port: number } | null {
+  try {
+    const v = e.json<{ host?: unknown; port?: unknown }>();
+    if (typeof v.host !== 'string' || v.host === '' || typeof v.port !== 'number' || !Number.isInteger(v.port) || v.port < 1 || v.port > 65535) return null;
+    return { host: v.host, port: v.port };
+  } catch {
+    return null;
+  }
+}
+
+/** Watches the grid's announced endpoints in a NATS KV bucket. */
+export function natsAddressFinder(options: NatsAddressFinderOptions): NatsAddressFinder {
+  if (typeof options !== 'object' || options === null) throw new GridConfigError('addressFinder', 'options must be an object');
+  const servers = (Array.isArray(options.servers) ? options.servers : String(options.servers).split(','))
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+  if (options.connection === undefined) {
+    if (servers.length === 0) throw new GridConfigError('servers', 'at least one NATS server URL is required');
+    for (const s of servers) if (!/^(nats|tls):\/\/[^\s/]+$/.test(s)) throw new GridConfigError('servers', `not a nats:// URL: ${s}`);
+  }
+  const bucket = options.bucket ?? 'gridlink';
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(bucket)) throw new GridConfigError('bucket', 'must be 1-64 characters of [A-Za-z0-9_-]');
+  const staleAfterMs = options.staleAfterMs ?? 30_000;
+  if (!Number.isInteger(staleAfterMs) || staleAfterMs < 1) throw new GridConfigError('staleAfterMs', 'must be a positive integer');
+  const timeoutMs = options.timeoutMs ?? 5000;
+  if (!Number.isInteger(timeoutMs) || timeoutMs < 1) throw new GridConfigError('timeoutMs', 'must be a positive integer');
+  if ((options.user === undefined) !== (options.pass === undefined)) throw new GridConfigError('user', 'user and pass go together');
+
+  const nodes = new Map<string, Announcement>();
+  let started: Promise<void> | null = null;
+  let nc: NatsConnection | undefined;
+  let closed = false;
+  let stopWatch: (() => void) | null = null;
+  /** Bumped when a start fails, ending the watch loop that start began. */
+  let generation = 0;
+
+  /** Deleted ids with the revision of their delete, so an older snapshot read cannot revive them. */
+  const gone = new Map<string, number>();
+
+  const apply = (e: KvEntry, fromSnapshot: boolean): void => {
+    const id = e.key.slice(LEASE_PREFIX.length);
+    const known = Math.max(nodes.get(id)?.revision ?? 0, gone.get(id) ?? 0);
+    if (e.revision <= known) return;
+    if (e.operation !== 'PUT') {
+      nodes.delete(id);
+      gone.set(id, e.revision);
+      return;
+    }
+    const a = parseAnnouncement(e);
+    if (a === null) return;
+    // Snapshot entries are judged by when the server stored them; updates by when they arrived.
+    const seenAt = fromSnapshot ? Math.min(Date.now(), e.created.getTime()) : Date.now();
+    nodes.set(id, { ...a, seenAt, revision: e.revision });
+  };
+
+  /** Current announcements, read key by key. */
+  const snapshot = async (kv: KV): Promise<void> => {
+    const keys: string[] = [];
+    for await (const k of await kv.keys(LEASE_PREFIX + '>')) keys.push(k);
+    const entries = await Promise.all(keys.map((k) => kv.get(k)));
+    for (const e of entries) if (e !== null) apply(e, true);
+  };
+
+  /**
+   * Watches updates (started before each snapshot, so nothing falls between the two); whenever
+   * the watch breaks or the connection reconnects, it starts again with a fresh snapshot.
+   */
+  const run = async (kv: KV, ready: () => void, fail: (err: unknown) => void): Promise<void> => {
+    let first = true;
+    const gen = generation;
+    while (!closed && gen === generation) {
+      try {
+        const iter = await kv.watch({ key: LEASE_PREFIX + '>', include: 'updates' });
+        stopWatch = () => iter.stop();
+        await snapshot(kv);
+        if (first) ready();
+        first = false;
+        for await (const e of iter) apply(e, false);
+      } catch (err) {
+        if (first) {
+          fail(err);
+          return;
+        }
+      }
+      stopWatch = null;
+      if (!closed && gen === generation) await new Promise((r) => setTimeout(r, 250));
+    }
+  };
+
+  const start = async (): Promise<void> => {
+    if (options.connection !== undefined) nc = options.connection;
+    else {
+      const co: ConnectionOptions = { servers, name: 'gridlink-client address finder', timeout: timeoutMs, maxReconnectAttempts: -1, reconnectTimeWait: 250 };
+      if (options.token !== undefined) co.token = options.token;
+      if (options.user !== undefined) co.user = options.user;
+      if (options.pass !== undefined) co.pass = options.pass;
+      if (options.tls !== undefined) co.tls = { ...options.tls };
+      nc = await connect(co);
+    }
+    const conn = nc;
+    const kv = await new Kvm(conn).open(bucket);
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no snapshot of ${bucket} announcements within ${timeoutMs} ms`)), timeoutMs);
+      void run(
+        kv,
+        () => {
+          clearTimeout(timer);
+          resolve();
+        },
+        (err) => {
+          clearTimeout(timer);
+          reject(err instanceof Error ? err : new Error(String(err)));
+        },
+      );
+    });
+    // A reconnect may have lost updates: start the watch again (it re-reads the snapshot).
+    void (async () => {
+      for await (const s of conn.status()) {
+        if (closed) break;
+        if (s.type === 'reconnect') stopWatch?.();
+      }
+    })();
+  };
+
+  const announced = (): { id: string; endpoint: string }[] => {
+    const now = Date.now();
+    return [...nodes.entries()]
+      .filter(([, a]) => now - a.seenAt <= staleAfterMs)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([id, a]) => ({ id, endpoint: formatEndpoint({ host: a.host, port: a.port }) }));
+  };
+
+  return {
+    async resolve() {
+      if (closed) throw new Error('address finder closed');
+      started ??= start().catch(async (err: unknown) => {
+        started = null;
+        generation++;
+        stopWatch?.();
+        if (options.connection === undefined) await nc?.close().catch(() => undefined);
+        throw err;
+      });
+      await started;
+      const list = announced().map((a) => a.endpoint);
+      if (list.length === 0) throw new Error(`no grid node announced in NATS bucket ${bucket}`);
+      return list;
+    },
+    announced,
+    async close() {
+      closed = true;
+      stopWatch?.();
+      if (options.connection === undefined) await nc?.close().catch(() => undefined);
+    },
+  };
+}

@@ -1,0 +1,266 @@
+/**
+ * The gridlink-node command line, as a pure function: argv + environment + host name in, a
+ * validated configuration out (or a NodeConfigError naming the flag). No I/O, so it can be tested
+ * exhaustively and reused to check deployment manifests.
+ *
+ * Every flag `--some-flag` can also be given as the environment variable `GRIDLINK_SOME_FLAG`;
+ * a flag on the command line wins over the variable.
+ */
+import { NodeConfigError } from '../errors.js';
+
+type Kind = 'string' | 'int' | 'bool';
+
+export interface CliOptionSpec {
+  flag: string;
+  kind: Kind;
+  help: string;
+  /** Shown as the value placeholder in the usage text. */
+  arg?: string;
+}
+
+/** Every option the command accepts, in usage order. */
+export const CLI_OPTIONS: readonly CliOptionSpec[] = [
+  { flag: 'id', kind: 'string', arg: 'id', help: 'node id, stable across restarts (default: the host name)' },
+  { flag: 'host', kind: 'string', arg: 'addr', help: 'listen address (default: 127.0.0.1)' },
+  { flag: 'port', kind: 'int', arg: 'n', help: 'listen port (default: 10800; 0 = ephemeral)' },
+  { flag: 'advertise-host', kind: 'string', arg: 'h', help: 'address clients and peers dial (default: --host; required when --host is 0.0.0.0 or ::)' },
+  { flag: 'http-port', kind: 'int', arg: 'n', help: '/health and /metrics port (default: off)' },
+  { flag: 'zone', kind: 'string', arg: 'zone', help: 'availability zone (backups prefer other zones)' },
+  { flag: 'cluster-id', kind: 'string', arg: 'id', help: 'cluster id (default: gridlink; a joining node must match the cluster)' },
+  { flag: 'partitions', kind: 'int', arg: 'n', help: 'partition count of a new cluster (default: 1024; a joining node must match)' },
+  { flag: 'backups', kind: 'int', arg: 'n', help: 'backups per partition of a new cluster (default: 1; a joining node must match)' },
+  { flag: 'bootstrap-nodes', kind: 'int', arg: 'n', help: 'the first topology is written once this many nodes hold a lease (default: 1)' },
+  { flag: 'control-plane', kind: 'string', arg: 'url', help: '"memory" (a one-node cluster; default) or nats://h1:4222,nats://h2:4222' },
+  { flag: 'bucket', kind: 'string', arg: 'name', help: 'NATS KV bucket (default: gridlink)' },
+  { flag: 'bucket-replicas', kind: 'int', arg: 'n', help: 'replicas when this node creates the bucket (default: 1; 3 on a 3-server NATS)' },
+  { flag: 'nats-token', kind: 'string', arg: 't', help: 'NATS token' },
+  { flag: 'nats-user', kind: 'string', arg: 'u', help: 'NATS user (with --nats-pass)' },
+  { flag: 'nats-pass', kind: 'string', arg: 'p', help: 'NATS password' },
+  { flag: 'nats-creds', kind: 'string', arg: 'file', help: 'NATS credentials file (JWT + nkey seed)' },
+  { flag: 'nats-tls-ca', kind: 'string', arg: 'file', help: 'CA (PEM) that verifies the NATS servers' },
+  { flag: 'nats-tls-cert', kind: 'string', arg: 'file', help: 'client certificate (PEM) for NATS mutual TLS' },
+  { flag: 'nats-tls-key', kind: 'string', arg: 'file', help: 'client key (PEM) for NATS mutual TLS' },
+  { flag: 'nats-connect-timeout-ms', kind: 'int', arg: 'ms', help: 'give up reaching NATS at start-up after this (default: 30000)' },
+  { flag: 'tls-cert', kind: 'string', arg: 'file', help: 'serve clients and peers over TLS with this certificate (PEM)' },
+  { flag: 'tls-key', kind: 'string', arg: 'file', help: 'private key (PEM) for --tls-cert' },
+  { flag: 'tls-ca', kind: 'string', arg: 'file', help: 'CA (PEM) used to verify peers over TLS' },
+  { flag: 'auth-token', kind: 'string', arg: 't', help: 'token clients and peers must present (default: none)' },
+  { flag: 'max-entries', kind: 'int', arg: 'n', help: 'per-node entry bound, LRU eviction (default: unbounded)' },
+  { flag: 'max-bytes', kind: 'int', arg: 'n', help: 'per-node key+value byte bound, LRU eviction (default: unbounded)' },
+  { flag: 'lease-ms', kind: 'int', arg: 'ms', help: 'membership lease length (default: 1000)' },
+  { flag: 'renew-interval-ms', kind: 'int', arg: 'ms', help: 'lease renewal period (default: 250)' },
+  { flag: 'lease-margin-ms', kind: 'int', arg: 'ms', help: 'safety margin before a lease is considered lapsed (default: 150)' },
+  { flag: 'log-level', kind: 'string', arg: 'l', help: 'debug | info | warn | error (default: info)' },
+  { flag: 'help', kind: 'bool', help: 'print this text' },
+];
+
+/** `--advertise-host` → `GRIDLINK_ADVERTISE_HOST`. */
+export function envNameOf(flag: string): string {
+  return 'GRIDLINK_' + flag.toUpperCase().replace(/-/g, '_');
+}
+
+export type ControlPlaneSpec =
+  | { kind: 'memory' }
+  | {
+      kind: 'nats';
+      servers: string[];
+      bucket: string;
+      replicas: number;
+      token?: string;
+      user?: string;
+      pass?: string;
+      credsFile?: string;
+      tls?: { caFile?: string; certFile?: string; keyFile?: string };
+      connectTimeoutMs: number;
+    };
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+
+/** What the command runs with. Cluster settings not given explicitly are `undefined` (taken from the cluster). */
+export interface CliConfig {
+  id: string;
+  host: string;
+  port: number;
+  advertiseHost: string;
+  httpPort?: number;
+  zone?: string;
+  clusterId?: string;
+  partitions?: number;
+  backups?: number;
+  bootstrapNodes?: number;
+  controlPlane: ControlPlaneSpec;
+  tls?: { certFile: string; keyFile: string; caFile?: string };
+  authToken?: string;
+  maxEntries?: number;
+  maxBytes?: number;
+  leaseMs?: number;
+  renewIntervalMs?: number;
+  leaseMarginMs?: number;
+  logLevel: LogLevel;
+}
+
+export type CliParseResult = { help: true; usage: string } | { help: false; config: CliConfig };
+
+export function usage(): string {
+  const lines = ['usage: gridlink-node [options]   (every --flag also reads GRIDLINK_FLAG; the flag wins)'];
+  for (const o of CLI_OPTIONS) {
+    const left = `  --${o.flag}${o.arg ? ` <${o.arg}>` : ''}`;
+    lines.push(`${left.padEnd(34)} ${o.help}`);
+  }
+  return lines.join('\n');
+}
+
+const ID_RE = /^[A-Za-z0-9._-]{1,64}$/;
+
+/**
+ * Parses the command line and environment. `hostname` is the default id (a StatefulSet pod keeps
+ * its name across restarts). Throws NodeConfigError naming the flag on any bad value.
+ */
+export function parseCli(argv: readonly string[], env: Readonly<Record<string, string | undefined>>, hostname: string): CliParseResult {
+  const specs = new Map(CLI_OPTIONS.map((o) => [o.flag, o]));
+  const fromArgs = new Map<string, string | true>();
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (!a.startsWith('--')) throw new NodeConfigError('arguments', `unexpected argument ${JSON.stringify(a)}`);
+    const eq = a.indexOf('=');
+    const flag = eq >= 0 ? a.slice(2, eq) : a.slice(2);
+    const spec = specs.get(flag);
+    if (!spec) throw new NodeConfigError(flag, `unknown option --${flag} (see --help)`);
+    if (spec.kind === 'bool') {
+      if (eq >= 0) throw new NodeConfigError(flag, `--${flag} takes no value`);
+      fromArgs.set(flag, true);
+      continue;
+    }
+    let value: string | undefined;
+    if (eq >= 0) value = a.slice(eq + 1);
+    else {
+      value = argv[i + 1];
+      i++;
+    }
+    if (value === undefined) throw new NodeConfigError(flag, `--${flag} needs a value`);
+    if (fromArgs.has(flag)) throw new NodeConfigError(flag, `--${flag} given twice`);
+    fromArgs.set(flag, value);
+  }
+  if (fromArgs.get('help') === true) return { help: true, usage: usage() };
+
+  const raw = (flag: string): string | undefined => {
+    const v = fromArgs.get(flag);
+    if (typeof v === 'string') return v;
+    const e = env[envNameOf(flag)];
+    return e === undefined || e === '' ? undefined : e;
+  };
+  const str = (flag: string): string | undefined => raw(flag);
+  const int = (flag: string, min: number, max: number): number | undefined => {
+    const v = raw(flag);
+    if (v === undefined) return undefined;
+    if (!/^-?\d+$/.test(v.trim())) throw new NodeConfigError(flag, `must be an integer, got ${JSON.stringify(v)}`);
+    const n = Number(v);
+    if (!Number.isSafeInteger(n) || n < min || n > max) throw new NodeConfigError(flag, `must be an integer in [${min}, ${max}], got ${v}`);
+    return n;
+  };
+  const file = (flag: string): string | undefined => {
+    const v = str(flag);
+    if (v !== undefined && v.trim() === '') throw new NodeConfigError(flag, 'must be a file path');
+    return v;
+  };
+
+  const id = str('id') ?? hostname;
+  if (!ID_RE.test(id)) {
+    throw new NodeConfigError('id', `must be 1-64 characters of [A-Za-z0-9._-], got ${JSON.stringify(id)}${str('id') === undefined ? ' (from the host name; pass --id)' : ''}`);
+  }
+  const host = str('host') ?? '127.0.0.1';
+  const wildcard = host === '0.0.0.0' || host === '::' || host === '[::]';
+  const advertiseHost = str('advertise-host') ?? (wildcard ? undefined : host);
+  if (advertiseHost === undefined) throw new NodeConfigError('advertise-host', `required when --host is ${host} (the address clients and peers dial)`);
+  if (advertiseHost === '0.0.0.0' || advertiseHost === '::') throw new NodeConfigError('advertise-host', 'must be an address others can dial, not a wildcard');
+
+  const level = (str('log-level') ?? 'info') as LogLevel;
+  if (!['debug', 'info', 'warn', 'error'].includes(level)) throw new NodeConfigError('log-level', `must be debug, info, warn or error, got ${JSON.stringify(level)}`);
+
+  const cpRaw = str('control-plane') ?? 'memory';
+  let controlPlane: ControlPlaneSpec;
+  const natsFlags = ['bucket', 'bucket-replicas', 'nats-token', 'nats-user', 'nats-pass', 'nats-creds', 'nats-tls-ca', 'nats-tls-cert', 'nats-tls-key', 'nats-connect-timeout-ms'];
+  if (cpRaw === 'memory') {
+    const stray = natsFlags.find((f) => raw(f) !== undefined);
+    if (stray) throw new NodeConfigError(stray, `--${stray} needs --control-plane nats://...`);
+    controlPlane = { kind: 'memory' };
+  } else {
+    const servers = cpRaw
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s !== '');
+    if (servers.length === 0) throw new NodeConfigError('control-plane', 'needs "memory" or at least one nats:// URL');
+    for (const s of servers) {
+      if (!/^(nats|tls):\/\/[^\s/,]+$/.test(s)) throw new NodeConfigError('control-plane', `not "memory" or a nats://host:port URL: ${JSON.stringify(s)}`);
+    }
+    const bucket = str('bucket') ?? 'gridlink';
+    if (!/^[A-Za-z0-9_-]{1,64}$/.test(bucket)) throw new NodeConfigError('bucket', 'must be 1-64 characters of [A-Za-z0-9_-]');
+    const nats: Extract<ControlPlaneSpec, { kind: 'nats' }> = {
+      kind: 'nats',
+      servers,
+      bucket,
+      replicas: int('bucket-replicas', 1, 5) ?? 1,
+      connectTimeoutMs: int('nats-connect-timeout-ms', 1, 3_600_000) ?? 30_000,
+    };
+    const token = str('nats-token');
+    const user = str('nats-user');
+    const pass = str('nats-pass');
+    const creds = file('nats-creds');
+    if ([token !== undefined, user !== undefined || pass !== undefined, creds !== undefined].filter(Boolean).length > 1) {
+      throw new NodeConfigError('nats-token', 'give one of --nats-token, --nats-user/--nats-pass, --nats-creds');
+    }
+    if ((user === undefined) !== (pass === undefined)) throw new NodeConfigError(user === undefined ? 'nats-user' : 'nats-pass', '--nats-user and --nats-pass go together');
+    if (token !== undefined) nats.token = token;
+    if (user !== undefined) nats.user = user;
+    if (pass !== undefined) nats.pass = pass;
+    if (creds !== undefined) nats.credsFile = creds;
+    const ca = file('nats-tls-ca');
+    const cert = file('nats-tls-cert');
+    const key = file('nats-tls-key');
+    if ((cert === undefined) !== (key === undefined)) throw new NodeConfigError(cert === undefined ? 'nats-tls-cert' : 'nats-tls-key', '--nats-tls-cert and --nats-tls-key go together');
+    if (ca !== undefined || cert !== undefined) {
+      const tls: { caFile?: string; certFile?: string; keyFile?: string } = {};
+      if (ca !== undefined) tls.caFile = ca;
+      if (cert !== undefined) tls.certFile = cert;
+      if (key !== undefined) tls.keyFile = key;
+      nats.tls = tls;
+    }
+    controlPlane = nats;
+  }
+
+  const config: CliConfig = {
+    id,
+    host,
+    port: int('port', 0, 65535) ?? 10800,
+    advertiseHost,
+    controlPlane,
+    logLevel: level,
+  };
+  const optional: [keyof CliConfig, number | string | undefined][] = [
+    ['httpPort', int('http-port', 0, 65535)],
+    ['zone', str('zone')],
+    ['clusterId', str('cluster-id')],
+    ['partitions', int('partitions', 1, 65536)],
+    ['backups', int('backups', 0, 16)],
+    ['bootstrapNodes', int('bootstrap-nodes', 1, 1000)],
+    ['authToken', str('auth-token')],
+    ['maxEntries', int('max-entries', 1, Number.MAX_SAFE_INTEGER)],
+    ['maxBytes', int('max-bytes', 1, Number.MAX_SAFE_INTEGER)],
+    ['leaseMs', int('lease-ms', 1, 3_600_000)],
+    ['renewIntervalMs', int('renew-interval-ms', 1, 3_600_000)],
+    ['leaseMarginMs', int('lease-margin-ms', 1, 3_600_000)],
+  ];
+  for (const [k, v] of optional) if (v !== undefined) (config as unknown as Record<string, unknown>)[k] = v;
+  if (config.zone === '') throw new NodeConfigError('zone', 'must not be empty');
+  if (config.clusterId !== undefined && !/^[A-Za-z0-9._-]{1,64}$/.test(config.clusterId)) throw new NodeConfigError('cluster-id', 'must be 1-64 characters of [A-Za-z0-9._-]');
+  const tlsCert = file('tls-cert');
+  const tlsKey = file('tls-key');
+  const tlsCa = file('tls-ca');
+  if ((tlsCert === undefined) !== (tlsKey === undefined)) throw new NodeConfigError(tlsCert === undefined ? 'tls-cert' : 'tls-key', '--tls-cert and --tls-key go together');
+  if (tlsCa !== undefined && tlsCert === undefined) throw new NodeConfigError('tls-ca', '--tls-ca needs --tls-cert and --tls-key');
+  if (tlsCert !== undefined && tlsKey !== undefined) {
+    config.tls = { certFile: tlsCert, keyFile: tlsKey };
+    if (tlsCa !== undefined) config.tls.caFile = tlsCa;
+  }
+  return { help: false, config };
+}

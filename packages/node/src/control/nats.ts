@@ -1,0 +1,549 @@
+/**
+ * The production control plane: a NATS JetStream KV bucket (nats.js v3 packages), adapted to the
+ * node's `ControlPlane` interface. Designed against nats-server 2.9 (Debian's 2.9.10); what that
+ * version refuses and how watches survive reconnects and stream-leader changes is in
+ * docs/adr/0006-nats-control-plane.md.
+ */
+import { readFileSync } from 'node:fs';
+import { connect, credsAuthenticator, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
+import { Kvm, type KV, type KvWatchEntry } from '@nats-io/kv';
+import { CasConflictError, NodeConfigError } from '../errors.js';
+import { silentLogger, type Logger } from '../logger.js';
+import type { ControlPlane, KvEntry, KvEvent } from './kv.js';
+
+const UNAVAILABLE_BRAND = Symbol.for('gridlink.ControlPlaneUnavailableError');
+
+/** The control plane did not answer (NATS down, JetStream electing a leader, timeout). Retryable. */
+export class ControlPlaneUnavailableError extends Error {
+  readonly code = 'GRID_CONTROL_PLANE_UNAVAILABLE';
+  readonly retryable = true;
+  constructor(operation: string, cause: unknown) {
+    super(`control plane ${operation} failed: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    this.name = 'ControlPlaneUnavailableError';
+    Object.defineProperty(this, UNAVAILABLE_BRAND, { value: true });
+  }
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return typeof value === 'object' && value !== null && UNAVAILABLE_BRAND in value;
+  }
+}
+
+export interface NatsTlsOptions {
+  /** CA bundle (PEM file) used to verify the servers. */
+  caFile?: string;
+  /** Client certificate and key (PEM files) for mutual TLS. */
+  certFile?: string;
+  keyFile?: string;
+}
+
+export interface NatsControlPlaneOptions {
+  /** NATS server URLs (`nats://host:4222`), or one comma-separated string. */
+  servers: string | string[];
+  /** KV bucket name. Default `gridlink`. */
+  bucket?: string;
+  /** Replicas of a bucket this process creates (1, or 3 on a 3-server cluster). Default 1. */
+  replicas?: number;
+  /** Bucket max_age in ms, garbage collection only (nothing relies on expiry). Default 0 = none. */
+  maxAgeMs?: number;
+  /** Credentials: a token, user + password, or a `.creds` file (JWT + nkey). At most one kind. */
+  token?: string;
+  user?: string;
+  pass?: string;
+  credsFile?: string;
+  tls?: NatsTlsOptions;
+  /** Connection name shown by the server (monitoring). */
+  name?: string;
+  /** Timeout of one KV write. Default 2000 ms. */
+  requestTimeoutMs?: number;
+  /** How long `connect()` keeps trying to reach NATS and open the bucket. Default 30 000 ms. */
+  connectTimeoutMs?: number;
+  /** Reads (get, list) are retried for this long before failing (leader elections take seconds). Default 10 000 ms. */
+  readRetryMs?: number;
+  /** Pause between attempts to re-establish a broken watch. Default 250 ms. */
+  watchRetryMs?: number;
+  /**
+   * A watch whose consumer delivered nothing while the stream was ahead of it for this long is
+   * re-created and the gap read message by message (a consumer can go silent after a server loss
+   * without any error). Default 500 ms: half a lease, so the coordinator's view of renewals
+   * recovers before it judges leases again after an outage.
+   */
+  watchStallMs?: number;
+  /** Timeout of one read request (get, gap read). Default 1000 ms. */
+  readTimeoutMs?: number;
+  logger?: Logger;
+}
+
+interface Watch {
+  prefix: string;
+  listener: (event: KvEvent<unknown>) => void;
+  /** Last revision delivered (or the stream's last sequence when the watch started). */
+  last: number;
+  closed: boolean;
+  /** Stops the current consumer so the loop re-creates it from `last + 1`. */
+  restart: (() => void) | null;
+  /** When the watchdog first saw the stream ahead of `last` with no progress since (undefined: fine). */
+  behindSince: number | undefined;
+  /** `last` at the watchdog's previous check. */
+  lastChecked: number;
+  ready: Promise<void>;
+}
+
+const DEFAULT_BUCKET = 'gridlink';
+
+function positiveInt(field: string, v: unknown, min: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw new NodeConfigError(field, `must be an integer >= ${min}, got ${String(v)}`);
+  return v;
+}
+
+/** Splits `nats://a:4222,nats://b:4222` (or an array) into a validated server list. */
+export function parseNatsServers(servers: string | string[]): string[] {
+  const list = (Array.isArray(servers) ? servers : servers.split(','))
+    .flatMap((s) => s.split(','))
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+  if (list.length === 0) throw new NodeConfigError('servers', 'at least one NATS server URL is required');
+  for (const s of list) {
+    if (!/^(nats|tls):\/\/[^\s/]+$/.test(s)) throw new NodeConfigError('servers', `not a nats:// or tls:// URL: ${s}`);
+  }
+  return list;
+}
+
+function isWrongLastSequence(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  // 10071 wrong last sequence, 10164 wrong last sequence unknown (JetStream API error codes).
+  return code === 10071 || code === 10164;
+}
+
+/**
+ * `ControlPlane` on a JetStream KV bucket. Create it with `NatsControlPlane.connect(options)`;
+ * `close()` ends its watches and the connection.
+ */
+export class NatsControlPlane implements ControlPlane {
+  private readonly watches = new Set<Watch>();
+  private closed = false;
+  private readonly log: Logger;
+
+  private constructor(
+    readonly connection: NatsConnection,
+    private readonly kv: KV,
+    readonly bucket: string,
+    private readonly opts: { requestTimeoutMs: number; watchRetryMs: number; watchStallMs: number; readRetryMs: number; readTimeoutMs: number },
+    logger: Logger,
+  ) {
+    this.log = logger;
+    void this.followStatus();
+    this.watchdog = setInterval(() => void this.checkWatches(), Math.max(100, Math.floor(opts.watchStallMs / 2)));
+    this.watchdog.unref();
+  }
+
+  private readonly watchdog: NodeJS.Timeout;
+  private checking = false;
+  private lastStatusAt = 0;
+
+  /**
+   * Every watch follows the whole bucket (one consumer on '>', filtered here), so its last
+   * revision can be compared with the stream's: a watch that stays behind for watchStallMs is
+   * re-created from its last revision.
+   */
+  private async checkWatches(): Promise<void> {
+    if (this.checking || this.closed || this.watches.size === 0) return;
+    this.checking = true;
+    try {
+      const now = Date.now();
+      // The stream's last sequence, asked at most once a second; in between, the revisions this
+      // plane wrote or read itself (a node renews its lease every 250 ms) show whether a watch lags.
+      if (now - this.lastStatusAt >= 1000) {
+        this.lastStatusAt = now;
+        this.noteRevision((await this.kv.status()).streamInfo.state.last_seq);
+      }
+      const last = this.knownRevision;
+      for (const w of this.watches) {
+        const progressed = w.last !== w.lastChecked;
+        w.lastChecked = w.last;
+        if (w.last < 0 || last <= w.last || progressed) {
+          // Caught up, or delivering: a consumer under steady load is always a little behind.
+          w.behindSince = undefined;
+          if (w.last >= 0 && last > w.last) w.behindSince = now;
+          continue;
+        }
+        w.behindSince ??= now;
+        if (now - w.behindSince >= this.opts.watchStallMs) {
+          this.log.info('watch stalled behind the stream; reading the gap and re-creating its consumer', { prefix: w.prefix, last: w.last, streamLast: last });
+          w.behindSince = undefined;
+          w.restart?.();
+          // Creating a consumer needs the JetStream meta leader, which may be the server that
+          // just died; reading messages by sequence needs only the stream leader.
+          await this.readGap(w, last);
+        }
+      }
+    } catch {
+      // The control plane is unavailable: nothing to compare with; the watch loop retries itself.
+    } finally {
+      this.checking = false;
+    }
+  }
+
+  /** Connects (retrying until `connectTimeoutMs`) and opens the bucket, creating it if absent. */
+  static async connect(options: NatsControlPlaneOptions): Promise<NatsControlPlane> {
+    if (typeof options !== 'object' || options === null) throw new NodeConfigError('options', 'must be an object');
+    const servers = parseNatsServers(options.servers);
+    const bucket = options.bucket ?? DEFAULT_BUCKET;
+    if (typeof bucket !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(bucket)) {
+      throw new NodeConfigError('bucket', 'must be 1-64 characters of [A-Za-z0-9_-]');
+    }
+    const replicas = options.replicas === undefined ? 1 : positiveInt('replicas', options.replicas, 1);
+    if (replicas > 5) throw new NodeConfigError('replicas', 'must be at most 5');
+    const maxAgeMs = options.maxAgeMs === undefined ? 0 : positiveInt('maxAgeMs', options.maxAgeMs, 0);
+    const requestTimeoutMs = options.requestTimeoutMs === undefined ? 2000 : positiveInt('requestTimeoutMs', options.requestTimeoutMs, 1);
+    const connectTimeoutMs = options.connectTimeoutMs === undefined ? 30_000 : positiveInt('connectTimeoutMs', options.connectTimeoutMs, 1);
+    const watchRetryMs = options.watchRetryMs === undefined ? 250 : positiveInt('watchRetryMs', options.watchRetryMs, 1);
+    const readRetryMs = options.readRetryMs === undefined ? 10_000 : positiveInt('readRetryMs', options.readRetryMs, 0);
+    const readTimeoutMs = options.readTimeoutMs === undefined ? 1000 : positiveInt('readTimeoutMs', options.readTimeoutMs, 1);
+    const watchStallMs = options.watchStallMs === undefined ? 500 : positiveInt('watchStallMs', options.watchStallMs, 100);
+    const kinds = [options.token !== undefined, options.user !== undefined || options.pass !== undefined, options.credsFile !== undefined];
+    if (kinds.filter(Boolean).length > 1) throw new NodeConfigError('credentials', 'give one of token, user+pass, credsFile');
+    if ((options.user === undefined) !== (options.pass === undefined)) throw new NodeConfigError('user', 'user and pass go together');
+    const log = options.logger ?? silentLogger;
+
+    const co: ConnectionOptions = {
+      servers,
+      name: options.name ?? 'gridlink',
+      // Never give up: the node keeps working on its last view and reconnects when NATS is back.
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 250,
+      reconnectJitter: 100,
+      pingInterval: 2000,
+      maxPingOut: 2,
+      timeout: Math.min(connectTimeoutMs, 5000),
+      ignoreClusterUpdates: false,
+    };
+    if (options.token !== undefined) co.token = options.token;
+    if (options.user !== undefined) co.user = options.user;
+    if (options.pass !== undefined) co.pass = options.pass;
+    if (options.credsFile !== undefined) {
+      const file = options.credsFile;
+      co.authenticator = credsAuthenticator(() => readFileSync(file));
+    }
+    if (options.tls !== undefined) {
+      const tls: NonNullable<ConnectionOptions['tls']> = {};
+      if (options.tls.caFile !== undefined) tls.caFile = options.tls.caFile;
+      if (options.tls.certFile !== undefined) tls.certFile = options.tls.certFile;
+      if (options.tls.keyFile !== undefined) tls.keyFile = options.tls.keyFile;
+      co.tls = tls;
+    }
+
+    const deadline = Date.now() + connectTimeoutMs;
+    let nc: NatsConnection | undefined;
+    let lastErr: unknown;
+    while (nc === undefined) {
+      try {
+        nc = await connect(co);
+      } catch (err) {
+        lastErr = err;
+        if (Date.now() >= deadline || isAuthError(err)) throw new ControlPlaneUnavailableError(`connect to ${servers.join(',')}`, err);
+        await pause(250);
+      }
+    }
+    try {
+      const kvm = new Kvm(nc);
+      for (;;) {
+        try {
+          const kv = await openBucket(kvm, bucket, { replicas, maxAgeMs, requestTimeoutMs });
+          return new NatsControlPlane(nc, kv, bucket, { requestTimeoutMs, watchRetryMs, watchStallMs, readRetryMs, readTimeoutMs }, log);
+        } catch (err) {
+          lastErr = err;
+          // JetStream is not ready right after a cluster starts (no meta leader yet): retry.
+          if (Date.now() >= deadline) throw new ControlPlaneUnavailableError(`open bucket ${bucket}`, lastErr);
+          log.debug('bucket not ready, retrying', { bucket, err: String(err) });
+          await pause(250);
+        }
+      }
+    } catch (err) {
+      await nc.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  async get<T>(key: string): Promise<KvEntry<T> | null> {
+    const m = await this.read('get', () => this.msgGet({ last_by_subj: `$KV.${this.bucket}.${key}` }));
+    if (m === null || m.op !== 'PUT') return null;
+    this.noteRevision(m.seq);
+    return { key, value: JSON.parse(m.data) as T, revision: m.seq };
+  }
+
+  /**
+   * The JetStream API's message get (answered by the stream leader), with this plane's own short
+   * timeout so that reads notice the end of a leader election quickly. null: no such message.
+   */
+  private async msgGet(q: { seq: number } | { last_by_subj: string }): Promise<{ key: string; seq: number; op: 'PUT' | 'DEL'; data: string } | null> {
+    const m = await this.connection.request(`$JS.API.STREAM.MSG.GET.KV_${this.bucket}`, JSON.stringify(q), { timeout: this.opts.readTimeoutMs });
+    const reply = JSON.parse(new TextDecoder().decode(m.data)) as {
+      message?: { subject: string; seq: number; data?: string; hdrs?: string };
+      error?: { err_code?: number; description?: string };
+    };
+    if (reply.error) {
+      if (reply.error.err_code === 10037) return null;
+      throw new Error(reply.error.description ?? `JetStream error ${String(reply.error.err_code)}`);
+    }
+    const msg = reply.message;
+    const prefix = `$KV.${this.bucket}.`;
+    if (!msg || !msg.subject.startsWith(prefix)) throw new Error('unexpected message get reply');
+    const hdrs = msg.hdrs ? Buffer.from(msg.hdrs, 'base64').toString('utf8') : '';
+    return {
+      key: msg.subject.slice(prefix.length),
+      seq: msg.seq,
+      op: /KV-Operation:\s*(DEL|PURGE)/i.test(hdrs) ? 'DEL' : 'PUT',
+      data: msg.data ? Buffer.from(msg.data, 'base64').toString('utf8') : '',
+    };
+  }
+
+  /** Highest revision this plane knows to exist (its own writes and reads); watches must reach it. */
+  private knownRevision = 0;
+
+  private noteRevision(rev: number): void {
+    if (rev > this.knownRevision) this.knownRevision = rev;
+  }
+
+  async list<T>(prefix: string): Promise<KvEntry<T>[]> {
+    // Watches registered before this call are established first, so watch + list together miss
+    // nothing that happened after the watch was asked for.
+    await Promise.all([...this.watches].map((w) => w.ready));
+    const filter = /^[A-Za-z0-9_=/-]+(\.[A-Za-z0-9_=/-]+)*\.$/.test(prefix) ? prefix + '>' : '>';
+    const keys: string[] = [];
+    await this.read('list', async () => {
+      keys.length = 0;
+      for await (const k of await this.kv.keys(filter)) if (k.startsWith(prefix)) keys.push(k);
+    });
+    const entries = await Promise.all(keys.map((k) => this.get<T>(k)));
+    return entries.filter((e): e is KvEntry<T> => e !== null);
+  }
+
+  async put<T>(key: string, value: T): Promise<number> {
+    const rev = await this.call('put', () => this.kv.put(key, JSON.stringify(value), { timeout: this.opts.requestTimeoutMs }));
+    this.noteRevision(rev);
+    return rev;
+  }
+
+  async create<T>(key: string, value: T): Promise<number> {
+    try {
+      const rev = await this.kv.create(key, JSON.stringify(value));
+      this.noteRevision(rev);
+      return rev;
+    } catch (err) {
+      if (isWrongLastSequence(err)) throw new CasConflictError(key);
+      throw new ControlPlaneUnavailableError('create', err);
+    }
+  }
+
+  async update<T>(key: string, value: T, revision: number): Promise<number> {
+    if (!Number.isInteger(revision) || revision <= 0) throw new CasConflictError(key);
+    try {
+      const rev = await this.kv.update(key, JSON.stringify(value), revision, this.opts.requestTimeoutMs);
+      this.noteRevision(rev);
+      return rev;
+    } catch (err) {
+      if (isWrongLastSequence(err)) throw new CasConflictError(key);
+      throw new ControlPlaneUnavailableError('update', err);
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    // A KV delete writes a marker even for an absent key; skip it, as the in-memory plane does.
+    if ((await this.get(key)) === null) return;
+    await this.call('delete', () => this.kv.delete(key));
+  }
+
+  watch<T>(prefix: string, listener: (event: KvEvent<T>) => void): () => void {
+    let resolveReady!: () => void;
+    const w: Watch = {
+      prefix,
+      listener: listener as (event: KvEvent<unknown>) => void,
+      last: -1,
+      closed: false,
+      restart: null,
+      behindSince: undefined,
+      lastChecked: -1,
+      ready: new Promise<void>((r) => (resolveReady = r)),
+    };
+    this.watches.add(w);
+    void this.runWatch(w, resolveReady);
+    return () => {
+      w.closed = true;
+      this.watches.delete(w);
+      w.restart?.();
+    };
+  }
+
+  /** The bucket's stream: its current leader (server name), replica count and last revision. */
+  async bucketStatus(): Promise<{ leader: string | undefined; replicas: number; lastRevision: number }> {
+    const st = await this.call('status', () => this.kv.status());
+    return { leader: st.streamInfo.cluster?.leader, replicas: st.replicas, lastRevision: st.streamInfo.state.last_seq };
+  }
+
+  /** Highest revision delivered to each open watch (diagnostics and tests). */
+  watchRevisions(): number[] {
+    return [...this.watches].map((w) => w.last);
+  }
+
+  /** Ends every watch and closes the NATS connection. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.watchdog);
+    for (const w of this.watches) {
+      w.closed = true;
+      w.restart?.();
+    }
+    this.watches.clear();
+    await this.connection.drain().catch(() => this.connection.close());
+  }
+
+  /**
+   * One watch: a consumer on the whole bucket from `last + 1`, filtered by prefix here. Whenever
+   * it breaks (the iterator ends or throws, or the watchdog finds it stalled), a new consumer
+   * starts again from the last revision delivered; events at or below it are dropped, so the
+   * listener sees every revision once and in order.
+   */
+  private async runWatch(w: Watch, ready: () => void): Promise<void> {
+    while (w.last < 0 && !w.closed && !this.closed) {
+      try {
+        const status = await this.kv.status();
+        w.last = status.streamInfo.state.last_seq;
+      } catch (err) {
+        this.log.debug('watch start: bucket status failed', { err: String(err) });
+        await pause(this.opts.watchRetryMs);
+      }
+    }
+    let first = true;
+    while (!w.closed && !this.closed) {
+      try {
+        const iter = await this.kv.watch({ key: '>', resumeFromRevision: w.last + 1 });
+        this.log.debug('watch consumer started', { prefix: w.prefix, from: w.last + 1 });
+        w.restart = () => iter.stop();
+        if (first) {
+          first = false;
+          ready();
+        }
+        if (w.closed) iter.stop();
+        for await (const e of iter) {
+          if (w.closed) break;
+          this.deliver(w, e);
+        }
+        this.log.debug('watch consumer ended', { prefix: w.prefix, last: w.last });
+      } catch (err) {
+        if (!w.closed && !this.closed) this.log.debug('watch broken, resuming', { prefix: w.prefix, last: w.last, err: String(err) });
+      }
+      w.restart = null;
+      if (!w.closed && !this.closed) await pause(this.opts.watchRetryMs);
+    }
+    ready();
+  }
+
+  /**
+   * Delivers revisions `w.last + 1 … upTo` read one by one with the JetStream API's message get
+   * (served by the stream leader, no consumer needed). A sequence the stream no longer holds was
+   * superseded by a later revision of its key (or purged) and is skipped; any other failure stops
+   * the read so that nothing is skipped by mistake.
+   */
+  private async readGap(w: Watch, upTo: number): Promise<void> {
+    while (!w.closed && !this.closed && w.last < upTo) {
+      const seq = w.last + 1;
+      let m: Awaited<ReturnType<NatsControlPlane['msgGet']>>;
+      try {
+        m = await this.msgGet({ seq });
+      } catch {
+        return;
+      }
+      if (m === null) {
+        if (w.last < seq) w.last = seq; // no such message: superseded by a later revision, or purged
+        continue;
+      }
+      if (m.seq !== seq) return;
+      this.deliverRaw(w, m.key, seq, m.op, m.data);
+    }
+  }
+
+  private deliver(w: Watch, e: KvWatchEntry): void {
+    this.deliverRaw(w, e.key, e.revision, e.operation === 'PUT' ? 'PUT' : 'DEL', e.operation === 'PUT' ? e.string() : '');
+  }
+
+  private deliverRaw(w: Watch, key: string, revision: number, op: 'PUT' | 'DEL', text: string): void {
+    if (revision <= w.last) return;
+    w.last = revision;
+    if (!key.startsWith(w.prefix)) return;
+    let event: KvEvent<unknown>;
+    if (op === 'PUT') {
+      let value: unknown;
+      try {
+        value = JSON.parse(text);
+      } catch {
+        this.log.warn('skipping a value that is not JSON', { key, revision });
+        return;
+      }
+      event = { type: 'put', key, value, revision };
+    } else {
+      event = { type: 'delete', key, revision };
+    }
+    try {
+      w.listener(event);
+    } catch (err) {
+      this.log.error('watch listener threw', { key, err: String(err) });
+    }
+  }
+
+  /** After a reconnect every consumer may have lost messages: restart each from its last revision. */
+  private async followStatus(): Promise<void> {
+    for await (const s of this.connection.status()) {
+      if (s.type === 'reconnect') {
+        // The consumers usually survive a client reconnect; the watchdog catches those that did not.
+        this.log.info('control plane reconnected', { server: s.server });
+        void this.checkWatches();
+      } else if (s.type === 'disconnect') {
+        this.log.warn('control plane disconnected');
+      }
+    }
+  }
+
+  /**
+   * A read, retried with backoff for up to `readRetryMs`: reads are idempotent, and a JetStream
+   * leader election makes them fail for several seconds, which callers should not have to handle
+   * as an outage.
+   */
+  private async read<R>(operation: string, fn: () => Promise<R>): Promise<R> {
+    const deadline = Date.now() + this.opts.readRetryMs;
+    for (let delay = 50; ; delay = Math.min(delay * 2, 500)) {
+      try {
+        return await fn();
+      } catch (err) {
+        if (this.closed || Date.now() + delay >= deadline) throw new ControlPlaneUnavailableError(operation, err);
+        await pause(delay);
+      }
+    }
+  }
+
+  private async call<R>(operation: string, fn: () => Promise<R>): Promise<R> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw new ControlPlaneUnavailableError(operation, err);
+    }
+  }
+}
+
+function isAuthError(err: unknown): boolean {
+  const text = String((err as { message?: unknown } | null)?.message ?? err).toLowerCase();
+  return text.includes('authorization') || text.includes('authentication');
+}
+
+function pause(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/**
+ * Opens the bucket, creating it when absent (an existing bucket is used as it is). Direct get is
+ * switched off: on 2.9 any replica answers a direct get, so a read right after a write could be
+ * stale, and the CAS loops of the coordinator want the leader's view. The fields 2.9 does not know
+ * (compression, metadata, per-message TTL markers) are never set.
+ */
+async function openBucket(kvm: Kvm, bucket: string, o: { replicas: number; maxAgeMs: number; requestTimeoutMs: number }): Promise<KV> {
+  return kvm.create(bucket, { history: 64, replicas: o.replicas, ttl: o.maxAgeMs, timeout: o.requestTimeoutMs, allow_direct: false });
+}

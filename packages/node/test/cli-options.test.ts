@@ -1,0 +1,152 @@
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { CLI_OPTIONS, envNameOf, parseCli, usage, type CliConfig } from '../src/cli/options.js';
+import { CLUSTER_DEFAULTS, joinOrCreateCluster, reconcileClusterSettings } from '../src/cli/cluster.js';
+import { MemoryControlPlane, NodeConfigError } from '@gridlink/node';
+
+const cfg = (argv: string[], env: Record<string, string> = {}, host = 'pod-0'): CliConfig => {
+  const r = parseCli(argv, env, host);
+  if (r.help) throw new Error('unexpected help');
+  return r.config;
+};
+const fieldOf = (f: () => unknown): string => {
+  try {
+    f();
+  } catch (err) {
+    expect(err).toBeInstanceOf(NodeConfigError);
+    return (err as NodeConfigError).field;
+  }
+  throw new Error('did not throw');
+};
+
+describe('gridlink-node option parser (pure)', () => {
+  it('defaults: id from the host name, memory control plane, loopback', () => {
+    expect(cfg([])).toEqual({ id: 'pod-0', host: '127.0.0.1', port: 10800, advertiseHost: '127.0.0.1', controlPlane: { kind: 'memory' }, logLevel: 'info' });
+  });
+
+  it('a NATS control plane with bucket, credentials and TLS', () => {
+    const c = cfg([
+      '--control-plane',
+      'nats://h1:4222, nats://h2:4222',
+      '--bucket=grid',
+      '--bucket-replicas',
+      '3',
+      '--nats-user',
+      'u',
+      '--nats-pass',
+      'p',
+      '--nats-tls-ca',
+      '/ca.pem',
+      '--host',
+      '0.0.0.0',
+      '--advertise-host',
+      'pod-0.grid',
+    ]);
+    expect(c.controlPlane).toEqual({
+      kind: 'nats',
+      servers: ['nats://h1:4222', 'nats://h2:4222'],
+      bucket: 'grid',
+      replicas: 3,
+      user: 'u',
+      pass: 'p',
+      tls: { caFile: '/ca.pem' },
+      connectTimeoutMs: 30_000,
+    });
+    expect([c.host, c.advertiseHost]).toEqual(['0.0.0.0', 'pod-0.grid']);
+  });
+
+  it('every option can come from its GRIDLINK_* variable, and a flag wins over it (property)', () => {
+    const intFlags = CLI_OPTIONS.filter((o) => o.kind === 'int').map((o) => o.flag);
+    fc.assert(
+      fc.property(fc.constantFrom(...intFlags), fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 5 }), fc.boolean(), (flag, envV, argV, both) => {
+        const base = flag.startsWith('bucket') || flag.startsWith('nats') ? ['--control-plane', 'nats://h:4222'] : [];
+        const env = { [envNameOf(flag)]: String(envV) };
+        const argv = both ? [...base, `--${flag}`, String(argV)] : base;
+        let c: CliConfig;
+        try {
+          c = cfg(argv, env);
+        } catch (err) {
+          // Timing relations are checked by the node; the parser only bounds single values.
+          expect(err).toBeInstanceOf(NodeConfigError);
+          return;
+        }
+        const json = JSON.stringify(c);
+        expect(json).toContain(String(both ? argV : envV));
+      }),
+      { numRuns: 200 },
+    );
+    expect(cfg([], { GRIDLINK_ID: 'from-env' }).id).toBe('from-env');
+    expect(cfg(['--id', 'from-flag'], { GRIDLINK_ID: 'from-env' }).id).toBe('from-flag');
+    expect(cfg([], { GRIDLINK_CONTROL_PLANE: 'nats://a:1', GRIDLINK_NATS_TOKEN: 's3cret' }).controlPlane).toMatchObject({ kind: 'nats', token: 's3cret' });
+  });
+
+  it('every option is documented in the usage text with its flag', () => {
+    const text = usage();
+    for (const o of CLI_OPTIONS) expect(text).toContain(`--${o.flag}`);
+    expect(parseCli(['--help'], {}, 'h')).toMatchObject({ help: true });
+  });
+
+  it('refuses bad input with an error naming the flag', () => {
+    expect(fieldOf(() => cfg(['--port', 'x']))).toBe('port');
+    expect(fieldOf(() => cfg(['--port', '70000']))).toBe('port');
+    expect(fieldOf(() => cfg(['--nope']))).toBe('nope');
+    expect(fieldOf(() => cfg(['stray']))).toBe('arguments');
+    expect(fieldOf(() => cfg(['--id']))).toBe('id');
+    expect(fieldOf(() => cfg([], {}, 'bad host name!'))).toBe('id');
+    expect(fieldOf(() => cfg(['--host', '0.0.0.0']))).toBe('advertise-host');
+    expect(fieldOf(() => cfg(['--control-plane', 'redis://x']))).toBe('control-plane');
+    expect(fieldOf(() => cfg(['--bucket', 'b']))).toBe('bucket');
+    expect(fieldOf(() => cfg(['--control-plane', 'nats://a:1', '--bucket', 'a.b']))).toBe('bucket');
+    expect(fieldOf(() => cfg(['--control-plane', 'nats://a:1', '--nats-user', 'u']))).toBe('nats-pass');
+    expect(fieldOf(() => cfg(['--control-plane', 'nats://a:1', '--nats-token', 't', '--nats-creds', '/c']))).toBe('nats-token');
+    expect(fieldOf(() => cfg(['--tls-cert', '/c']))).toBe('tls-key');
+    expect(fieldOf(() => cfg(['--log-level', 'loud']))).toBe('log-level');
+    expect(fieldOf(() => cfg(['--id', 'a', '--id', 'b']))).toBe('id');
+  });
+
+  it('never throws anything but NodeConfigError on arbitrary argv and env (property)', () => {
+    const flags = CLI_OPTIONS.map((o) => `--${o.flag}`);
+    fc.assert(
+      fc.property(
+        fc.array(fc.oneof(fc.constantFrom(...flags), fc.string(), fc.constantFrom('0', '1', '-1', '0.0.0.0', 'nats://h:1', 'memory'))),
+        fc.dictionary(fc.constantFrom(...CLI_OPTIONS.map((o) => envNameOf(o.flag))), fc.string()),
+        (argv, env) => {
+          try {
+            parseCli(argv, env, 'h');
+          } catch (err) {
+            expect(err).toBeInstanceOf(NodeConfigError);
+          }
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+});
+
+describe('cluster record', () => {
+  it('a joining node adopts unset settings and is refused on an explicit mismatch naming it (property)', () => {
+    const rec = fc.record({ clusterId: fc.constantFrom('a', 'b'), partitions: fc.constantFrom(16, 64), backups: fc.constantFrom(0, 1) });
+    const want = fc.record({ clusterId: fc.option(fc.constantFrom('a', 'b'), { nil: undefined }), partitions: fc.option(fc.constantFrom(16, 64), { nil: undefined }), backups: fc.option(fc.constantFrom(0, 1), { nil: undefined }) });
+    fc.assert(
+      fc.property(rec, want, (r, w) => {
+        const mismatch = (['clusterId', 'partitions', 'backups'] as const).find((k) => w[k] !== undefined && w[k] !== r[k]);
+        if (mismatch === undefined) expect(reconcileClusterSettings(r, w)).toEqual(r);
+        else {
+          const field = fieldOf(() => reconcileClusterSettings(r, w));
+          expect(field).toBe({ clusterId: 'cluster-id', partitions: 'partitions', backups: 'backups' }[mismatch]);
+        }
+      }),
+    );
+  });
+
+  it('the first node creates the record; concurrent first nodes agree on one', async () => {
+    const cp = new MemoryControlPlane();
+    const results = await Promise.all([joinOrCreateCluster(cp, { partitions: 64 }), joinOrCreateCluster(cp, {}), joinOrCreateCluster(cp, {})]);
+    const records = results.map((r) => r.record);
+    expect(new Set(records.map((r) => JSON.stringify(r))).size).toBe(1);
+    expect(results.filter((r) => r.created)).toHaveLength(1);
+    await expect(joinOrCreateCluster(cp, { clusterId: 'other' })).rejects.toThrow(/cluster-id/);
+    const fresh = new MemoryControlPlane();
+    expect((await joinOrCreateCluster(fresh, {})).record).toEqual(CLUSTER_DEFAULTS);
+  });
+});

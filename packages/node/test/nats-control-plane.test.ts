@@ -1,0 +1,262 @@
+/**
+ * The ControlPlane contract, run over the in-memory plane and over NatsControlPlane on real
+ * nats-server processes (one server, and a 3-server JetStream cluster with an R3 bucket), plus
+ * what only NATS can do to a watch: lose its server, or its stream leader.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { CasConflictError, MemoryControlPlane, type ControlPlane, type KvEvent } from '@gridlink/node';
+import { NatsCluster, waitFor } from '@gridlink/testkit';
+import { ControlPlaneUnavailableError, NatsControlPlane, parseNatsServers } from '../src/control/nats.js';
+import { NodeConfigError } from '../src/errors.js';
+
+interface Harness {
+  name: string;
+  /** A plane on a fresh namespace (bucket) plus a second handle on the same namespace. */
+  open(): Promise<{ a: ControlPlane; b: ControlPlane }>;
+  runs: number;
+}
+
+let single: NatsCluster;
+let bucketSeq = 0;
+const opened: NatsControlPlane[] = [];
+
+async function natsPair(urls: string[], replicas = 1): Promise<{ a: NatsControlPlane; b: NatsControlPlane }> {
+  const bucket = `contract${++bucketSeq}`;
+  const a = await NatsControlPlane.connect({ servers: urls, bucket, replicas, connectTimeoutMs: 20_000 });
+  const b = await NatsControlPlane.connect({ servers: [...urls].reverse(), bucket, replicas, connectTimeoutMs: 20_000 });
+  opened.push(a, b);
+  return { a, b };
+}
+
+beforeAll(async () => {
+  single = await NatsCluster.start({ servers: 1 });
+});
+
+afterAll(async () => {
+  await Promise.all(opened.map((p) => p.close()));
+  await single?.close();
+});
+
+/** Collects a watch's events; `until(n)` waits for n of them. */
+function collect<T>(plane: ControlPlane, prefix: string): { events: KvEvent<T>[]; stop: () => void; until: (n: number) => Promise<void> } {
+  const events: KvEvent<T>[] = [];
+  const stop = plane.watch<T>(prefix, (e) => events.push(e));
+  return { events, stop, until: (n) => waitFor(`${n} watch events (have ${events.length})`, () => events.length >= n, 20_000) };
+}
+
+const harnesses: Harness[] = [
+  {
+    name: 'MemoryControlPlane',
+    runs: 50,
+    open: () => {
+      const m = new MemoryControlPlane();
+      return Promise.resolve({ a: m, b: m });
+    },
+  },
+  { name: 'NatsControlPlane (1 server)', runs: 8, open: () => natsPair(single.urls) },
+];
+
+for (const h of harnesses) {
+  describe(`ControlPlane contract: ${h.name}`, () => {
+    it('create and update are compare-and-set; revisions strictly increase across keys', async () => {
+      const { a, b } = await h.open();
+      const r1 = await a.create('k.a', { n: 1 });
+      await expect(b.create('k.a', { n: 2 })).rejects.toBeInstanceOf(CasConflictError);
+      const r2 = await b.put('k.b', { n: 1 });
+      expect(r2).toBeGreaterThan(r1);
+      const r3 = await b.update('k.a', { n: 3 }, r1);
+      expect(r3).toBeGreaterThan(r2);
+      await expect(a.update('k.a', { n: 4 }, r1)).rejects.toBeInstanceOf(CasConflictError);
+      await expect(a.update('k.missing', { n: 1 }, r3)).rejects.toBeInstanceOf(CasConflictError);
+      expect(await a.get('k.a')).toEqual({ key: 'k.a', value: { n: 3 }, revision: r3 });
+      expect(await a.get('k.none')).toBeNull();
+      expect((await b.list('k.')).map((e) => e.key).sort()).toEqual(['k.a', 'k.b']);
+      await a.delete('k.a');
+      expect(await b.get('k.a')).toBeNull();
+      // A deleted key can be created again.
+      const r4 = await b.create('k.a', { n: 5 });
+      expect(r4).toBeGreaterThan(r3);
+      expect((await a.list('k.')).map((e) => [e.key, e.value])).toEqual(
+        expect.arrayContaining([
+          ['k.a', { n: 5 }],
+          ['k.b', { n: 1 }],
+        ]),
+      );
+    });
+
+    it('watch reports every put and delete under its prefix once, in revision order (property)', async () => {
+      const op = fc.oneof(
+        fc.record({ t: fc.constant('put' as const), k: fc.constantFrom('w.a', 'w.b', 'x.c', 'w.d.e'), v: fc.integer() }),
+        fc.record({ t: fc.constant('delete' as const), k: fc.constantFrom('w.a', 'w.b', 'x.c') }),
+        fc.record({ t: fc.constant('update' as const), k: fc.constantFrom('w.a', 'w.b'), v: fc.integer() }),
+      );
+      await fc.assert(
+        fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 12 }), async (ops) => {
+          const { a, b } = await h.open();
+          const w = collect<number>(b, 'w.');
+          // Watch, then list: together they miss nothing written after the watch was asked for.
+          await b.list('w.');
+          const expected: [string, string, number][] = [];
+          const present = new Map<string, number>();
+          for (const o of ops) {
+            if (o.t === 'put') {
+              const rev = await a.put(o.k, o.v);
+              present.set(o.k, rev);
+              if (o.k.startsWith('w.')) expected.push(['put', o.k, rev]);
+            } else if (o.t === 'update') {
+              const cur = present.get(o.k);
+              if (cur === undefined) continue;
+              const rev = await a.update(o.k, o.v, cur);
+              present.set(o.k, rev);
+              if (o.k.startsWith('w.')) expected.push(['put', o.k, rev]);
+            } else {
+              const had = present.delete(o.k);
+              await a.delete(o.k);
+              if (had && o.k.startsWith('w.')) expected.push(['delete', o.k, -1]);
+            }
+          }
+          await w.until(expected.length);
+          // Nothing beyond what was expected shows up either.
+          const marker = await a.put('w.zz-end', 0);
+          await w.until(expected.length + 1);
+          w.stop();
+          const got = w.events.map((e) => [e.type, e.key, e.type === 'put' ? e.revision : -1]);
+          expect(got).toEqual([...expected, ['put', 'w.zz-end', marker]]);
+          const revs = w.events.map((e) => e.revision);
+          for (let i = 1; i < revs.length; i++) expect(revs[i]!).toBeGreaterThan(revs[i - 1]!);
+          await Promise.all(['w.a', 'w.b', 'x.c', 'w.d.e', 'w.zz-end'].map((k) => a.delete(k)));
+        }),
+        { numRuns: h.runs },
+      );
+    });
+  });
+}
+
+describe('NatsControlPlane configuration', () => {
+  it('refuses bad options with a message naming the field', async () => {
+    expect(() => parseNatsServers('')).toThrow(NodeConfigError);
+    expect(() => parseNatsServers('http://x:1')).toThrow(/servers/);
+    expect(parseNatsServers('nats://a:1, nats://b:2')).toEqual(['nats://a:1', 'nats://b:2']);
+    await expect(NatsControlPlane.connect({ servers: single.urls, bucket: 'bad bucket' })).rejects.toThrow(/bucket/);
+    await expect(NatsControlPlane.connect({ servers: single.urls, replicas: 0 })).rejects.toThrow(/replicas/);
+    await expect(NatsControlPlane.connect({ servers: single.urls, token: 't', user: 'u', pass: 'p' })).rejects.toThrow(/credentials/);
+    await expect(NatsControlPlane.connect({ servers: single.urls, user: 'u' })).rejects.toThrow(/user/);
+  });
+
+  it('gives up connecting after connectTimeoutMs with a retryable typed error', async () => {
+    const err = await NatsControlPlane.connect({ servers: 'nats://127.0.0.1:1', connectTimeoutMs: 300 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ControlPlaneUnavailableError);
+    expect((err as ControlPlaneUnavailableError).retryable).toBe(true);
+  });
+});
+
+/**
+ * Writes continuously through `writer` while `fault` runs, then checks that `watcher` saw every
+ * acknowledged write, once, in revision order.
+ */
+async function watchSurvives(writer: NatsControlPlane, watcher: NatsControlPlane, fault: () => Promise<void>): Promise<{ acked: number; failed: number }> {
+  const w = collect<number>(watcher, 'r.');
+  await watcher.list('r.');
+  const acked: number[] = [];
+  let failed = 0;
+  let stop = false;
+  let i = 0;
+  const load = (async () => {
+    while (!stop) {
+      try {
+        acked.push(await writer.put(`r.${i % 4}`, i));
+      } catch {
+        failed++;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      i++;
+    }
+  })();
+  await waitFor('writes before the fault', () => acked.length >= 10);
+  await fault();
+  const after = acked.length;
+  await waitFor('writes after the fault', () => acked.length >= after + 10, 40_000);
+  stop = true;
+  await load;
+  await w.until(acked.length);
+  w.stop();
+  const seen = w.events.map((e) => e.revision);
+  // Every acknowledged revision is there, nothing twice, in order. (A write that failed on the
+  // client may still have been committed; the watch may report it, in its place.)
+  for (let k = 1; k < seen.length; k++) expect(seen[k]!).toBeGreaterThan(seen[k - 1]!);
+  const seenSet = new Set(seen);
+  expect(acked.filter((r) => !seenSet.has(r))).toEqual([]);
+  return { acked: acked.length, failed };
+}
+
+describe('NatsControlPlane watches resume', () => {
+  it('across a restart of the only server', async () => {
+    const cluster = await NatsCluster.start({ servers: 1 });
+    try {
+      const { a, b } = await natsPair(cluster.urls);
+      const r = await watchSurvives(a, b, async () => {
+        await cluster.servers[0]!.kill();
+        await cluster.servers[0]!.start();
+      });
+      expect(r.failed).toBeGreaterThanOrEqual(0);
+      await Promise.all([a.close(), b.close()]);
+    } finally {
+      await cluster.close();
+    }
+  });
+
+  it('on a 3-server cluster (R3) when the stream leader is killed', async () => {
+    const cluster = await NatsCluster.start({ servers: 3 });
+    try {
+      const { a, b } = await natsPair(cluster.urls, 3);
+      const status = await (async () => {
+        let leader: string | undefined;
+        await waitFor('a stream leader', async () => {
+          leader = await streamLeader(a);
+          return leader !== undefined;
+        });
+        return leader!;
+      })();
+      const victim = cluster.servers.find((s) => s.name === status)!;
+      await watchSurvives(a, b, async () => {
+        await victim.kill();
+      });
+      // The contract still holds on the new leader, and the old one rejoins.
+      const r = await a.put('r.after', 1);
+      await expect(b.update('r.after', 2, r - 1 > 0 ? r - 1 : 1)).rejects.toBeInstanceOf(CasConflictError);
+      await victim.start();
+      await Promise.all([a.close(), b.close()]);
+    } finally {
+      await cluster.close();
+    }
+  });
+});
+
+describe('NatsControlPlane watch on a hung server', () => {
+  it('resumes on another server when its own hangs (SIGSTOP), missing nothing', async () => {
+    const cluster = await NatsCluster.start({ servers: 3 });
+    try {
+      const a = await NatsControlPlane.connect({ servers: cluster.urls, bucket: 'hang', replicas: 3, connectTimeoutMs: 20_000 });
+      let leader: string | undefined;
+      await waitFor('a stream leader', async () => (leader = await streamLeader(a)) !== undefined);
+      // The watcher knows one server only, not the stream leader (writes keep flowing); it learns
+      // the others from the cluster and moves there when its server hangs.
+      const watched = cluster.servers.find((s) => s.name !== leader)!;
+      const b = await NatsControlPlane.connect({ servers: watched.url, bucket: 'hang', replicas: 3, connectTimeoutMs: 20_000 });
+      opened.push(a, b);
+      await watchSurvives(a, b, () => {
+        watched.hang();
+        return Promise.resolve();
+      });
+      watched.resume();
+      await Promise.all([a.close(), b.close()]);
+    } finally {
+      await cluster.close();
+    }
+  });
+});
+
+async function streamLeader(plane: NatsControlPlane): Promise<string | undefined> {
+  return (await plane.bucketStatus()).leader;
+}

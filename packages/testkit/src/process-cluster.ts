@@ -1,0 +1,293 @@
+/**
+ * ProcessCluster: a real multi-process grid on 127.0.0.1 — 1 or 3 nats-server processes
+ * (JetStream, own store dirs) and N `gridlink-node` processes (the built CLI), with faults applied
+ * by pid: kill (SIGKILL), hang (SIGSTOP) / resume (SIGCONT), stop (SIGTERM), restart under the
+ * same id and port (empty: a node keeps its data in memory only). Every process it starts is
+ * ended by pid on `close()`, and on process exit if a test failed or timed out before that; its
+ * temp dirs are removed the same way. Build the node package first (`packages/node/dist/cli.js`).
+ */
+import type { ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { NatsControlPlane, type TopologyRecord } from '@gridlink/node';
+import { FaultProxy } from './fault-proxy.js';
+import { NatsCluster } from './nats-server.js';
+import { exited, freePort, spawnTracked, waitFor } from './processes.js';
+
+export interface ProcessClusterOptions {
+  /** Grid node processes. Default 3. */
+  nodes?: number;
+  /** nats-server processes: 1, or 3 forming a JetStream cluster. Default 1. */
+  natsServers?: 1 | 3;
+  /** Partitions of the cluster. Default 64 (small, so state transfer in tests is quick). */
+  partitions?: number;
+  /** Backups per partition. Default 1. */
+  backups?: number;
+  /** KV bucket replicas. Default: the number of NATS servers. */
+  bucketReplicas?: number;
+  /** Extra `gridlink-node` flags for every node. */
+  nodeArgs?: string[];
+  /** Log level of the nodes (their stderr is kept per node). Default warn. */
+  logLevel?: 'debug' | 'info' | 'warn' | 'error';
+  /** Path of the built CLI. Default: `packages/node/dist/cli.js` of this workspace. */
+  cliPath?: string;
+  /** Node ids. Default `node-1` … `node-N`. */
+  ids?: string[];
+}
+
+/** The fault proxies between one node and the NATS servers (one per server). */
+interface ControlPlanePath {
+  proxies: FaultProxy[];
+}
+
+const DEFAULT_CLI = fileURLToPath(new URL('../../node/dist/cli.js', import.meta.url));
+
+/** One `gridlink-node` process, restartable under the same id and port. */
+export class GridNodeProcess {
+  private child: ChildProcess | undefined;
+  private out = '';
+  private err = '';
+  /** Starts of this process so far (1 after the first start). */
+  starts = 0;
+
+  constructor(
+    readonly id: string,
+    readonly port: number,
+    private readonly args: () => string[],
+    private readonly cliPath: string,
+  ) {}
+
+  get endpoint(): string {
+    return `127.0.0.1:${this.port}`;
+  }
+  get pid(): number | undefined {
+    return this.running ? this.child?.pid : undefined;
+  }
+  get running(): boolean {
+    return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
+  }
+  /** stderr of the current run (JSON log lines). */
+  get log(): string {
+    return this.err;
+  }
+
+  /** Starts the process and waits for its "listening" line. */
+  async start(): Promise<void> {
+    if (this.running) return;
+    this.out = '';
+    this.err = '';
+    const child = spawnTracked(process.execPath, [this.cliPath, ...this.args()], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      // Only the flags configure the node: GRIDLINK_* variables of the test process are dropped.
+      env: Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('GRIDLINK_'))),
+    });
+    this.child = child;
+    this.starts++;
+    child.stdout?.setEncoding('utf8');
+    child.stderr?.setEncoding('utf8');
+    child.stdout?.on('data', (d: string) => (this.out += d));
+    child.stderr?.on('data', (d: string) => {
+      if (this.err.length < 500_000) this.err += d;
+    });
+    await waitFor(`gridlink-node ${this.id} to listen`, () => {
+      if (!this.running) throw new Error(`gridlink-node ${this.id} exited (${String(child.exitCode ?? child.signalCode)}): ${this.err.slice(-2000)}`);
+      return this.out.includes(' listening on ');
+    }, 30_000);
+  }
+
+  /** SIGKILL; resolves once the process is gone. */
+  async kill(): Promise<void> {
+    const c = this.child;
+    if (c && this.running) {
+      process.kill(c.pid!, 'SIGKILL');
+      await exited(c);
+    }
+  }
+  /** SIGTERM (graceful: gives up its lease); resolves once the process exited. */
+  async stop(): Promise<void> {
+    const c = this.child;
+    if (c && this.running) {
+      process.kill(c.pid!, 'SIGCONT');
+      process.kill(c.pid!, 'SIGTERM');
+      await exited(c);
+    }
+  }
+  /** SIGSTOP: sockets stay open, nothing is answered, the lease is not renewed. */
+  hang(): void {
+    if (this.child && this.running) process.kill(this.child.pid!, 'SIGSTOP');
+  }
+  /** SIGCONT after `hang()`. */
+  resume(): void {
+    if (this.child && this.running) process.kill(this.child.pid!, 'SIGCONT');
+  }
+  /** Kills (if running) and starts again under the same id and port, with no data. */
+  async restart(): Promise<void> {
+    await this.kill();
+    await this.start();
+  }
+  /** Exit code of the last run, or null while it runs. */
+  get exitCode(): number | null {
+    return this.child?.exitCode ?? null;
+  }
+}
+
+/** A multi-process grid on a real NATS control plane. */
+export class ProcessCluster {
+  private observer: NatsControlPlane | undefined;
+  private closed = false;
+
+  private readonly paths = new Map<string, ControlPlanePath>();
+
+  private constructor(
+    readonly nats: NatsCluster,
+    readonly nodes: GridNodeProcess[],
+    readonly bucket: string,
+    private readonly makeNode: (id: string, port: number, natsUrls: string[]) => GridNodeProcess,
+  ) {}
+
+  /** A node's own path to NATS: one FaultProxy per server, so its control plane can be cut alone. */
+  private async pathFor(id: string): Promise<string[]> {
+    const proxies = await Promise.all(this.nats.servers.map((s) => FaultProxy.start({ target: { host: '127.0.0.1', port: s.port }, frames: false })));
+    this.paths.set(id, { proxies });
+    return proxies.map((p) => `nats://127.0.0.1:${p.port}`);
+  }
+
+  /**
+   * Cuts one node off from the control plane (every NATS server): its connections go silent and
+   * new ones are refused, as in a network partition between it and NATS. Its grid connections
+   * (clients, peers) are untouched.
+   */
+  isolateFromControlPlane(id: string): void {
+    const path = this.paths.get(id);
+    if (!path) throw new Error(`no node ${id}`);
+    for (const p of path.proxies) {
+      p.refuse(true);
+      p.blackhole(true);
+    }
+  }
+
+  /** Heals `isolateFromControlPlane`. */
+  healControlPlane(id: string): void {
+    for (const p of this.paths.get(id)?.proxies ?? []) p.heal();
+  }
+
+  static async start(options: ProcessClusterOptions = {}): Promise<ProcessCluster> {
+    const n = options.nodes ?? 3;
+    const cliPath = options.cliPath ?? DEFAULT_CLI;
+    if (!existsSync(cliPath)) throw new Error(`gridlink-node is not built: ${cliPath} is missing (build @gridlink/node first)`);
+    const natsServers = options.natsServers ?? 1;
+    const nats = await NatsCluster.start({ servers: natsServers });
+    const bucket = 'gridlink';
+    const replicas = options.bucketReplicas ?? natsServers;
+    const common = [
+      '--bucket',
+      bucket,
+      '--bucket-replicas',
+      String(replicas),
+      '--partitions',
+      String(options.partitions ?? 64),
+      '--backups',
+      String(options.backups ?? 1),
+      // The first topology waits for every initial node, so all of them are in the baseline.
+      '--bootstrap-nodes',
+      String(options.ids?.length ?? n),
+      '--log-level',
+      options.logLevel ?? 'warn',
+      ...(options.nodeArgs ?? []),
+    ];
+    const makeNode = (id: string, port: number, natsUrls: string[]): GridNodeProcess =>
+      new GridNodeProcess(id, port, () => ['--id', id, '--host', '127.0.0.1', '--port', String(port), '--control-plane', natsUrls.join(','), ...common], cliPath);
+    const ids = options.ids ?? Array.from({ length: n }, (_, i) => `node-${i + 1}`);
+    const nodes: GridNodeProcess[] = [];
+    const cluster = new ProcessCluster(nats, nodes, bucket, makeNode);
+    try {
+      for (const id of ids) nodes.push(makeNode(id, await freePort(), await cluster.pathFor(id)));
+      // The first node creates the cluster; the others join it.
+      await nodes[0]?.start();
+      await Promise.all(nodes.slice(1).map((p) => p.start()));
+      await cluster.waitForMembers(ids);
+    } catch (err) {
+      await cluster.close();
+      throw err;
+    }
+    return cluster;
+  }
+
+  /** The node process with this id. */
+  node(id: string): GridNodeProcess {
+    const p = this.nodes.find((x) => x.id === id);
+    if (!p) throw new Error(`no node ${id}`);
+    return p;
+  }
+
+  /** `127.0.0.1:port` of every node (running or not), for a client's endpoint list. */
+  get endpoints(): string[] {
+    return this.nodes.map((p) => p.endpoint);
+  }
+
+  /** NATS client URLs. */
+  get natsUrls(): string[] {
+    return this.nats.urls;
+  }
+
+  /** Starts one more node process and waits until it is a member. */
+  async addNode(id: string): Promise<GridNodeProcess> {
+    const p = this.makeNode(id, await freePort(), await this.pathFor(id));
+    this.nodes.push(p);
+    await p.start();
+    await this.waitForMembers([id]);
+    return p;
+  }
+
+  /** A control-plane handle of the cluster's own (opened on first use, closed by `close()`). */
+  async controlPlane(): Promise<NatsControlPlane> {
+    this.observer ??= await NatsControlPlane.connect({ servers: this.nats.urls, bucket: this.bucket, connectTimeoutMs: 20_000 });
+    return this.observer;
+  }
+
+  /** The current topology record, or null before the cluster formed. */
+  async topology(): Promise<TopologyRecord | null> {
+    const cp = await this.controlPlane();
+    return (await cp.get<TopologyRecord>('topology'))?.value ?? null;
+  }
+
+  /** Waits until the topology lists every one of `ids` as a member and nothing is syncing. */
+  async waitForMembers(ids: string[], timeoutMs = 30_000): Promise<TopologyRecord> {
+    let rec: TopologyRecord | null = null;
+    await waitFor(
+      `members ${ids.join(',')} settled`,
+      async () => {
+        rec = await this.topology().catch(() => null);
+        return rec !== null && ids.every((id) => rec!.members[id] !== undefined) && rec.syncing.every((s) => s.length === 0);
+      },
+      timeoutMs,
+      50,
+    );
+    return rec!;
+  }
+
+  /** Waits until `id` is no longer a member (its lease judged expired, or given up). */
+  async waitForGone(id: string, timeoutMs = 30_000): Promise<TopologyRecord> {
+    let rec: TopologyRecord | null = null;
+    await waitFor(
+      `${id} gone from the topology`,
+      async () => {
+        rec = await this.topology().catch(() => null);
+        return rec !== null && rec.members[id] === undefined;
+      },
+      timeoutMs,
+      50,
+    );
+    return rec!;
+  }
+
+  /** Kills every node and NATS server by pid and removes their directories. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.all(this.nodes.map((p) => p.kill()));
+    await Promise.all([...this.paths.values()].flatMap((path) => path.proxies.map((p) => p.close())));
+    if (this.observer) await this.observer.close().catch(() => undefined);
+    await this.nats.close();
+  }
+}

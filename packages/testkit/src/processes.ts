@@ -1,0 +1,103 @@
+/**
+ * Bookkeeping for child processes and temp dirs the test kit starts: each is ended by its pid and
+ * each dir removed when the owner stops it, and, as a last resort, when this process exits (also
+ * after a failed or timed-out test, since vitest's fork exits then).
+ */
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const children = new Set<ChildProcess>();
+const dirs = new Set<string>();
+let hooked = false;
+
+function cleanupSync(): void {
+  for (const c of children) {
+    if (c.pid !== undefined && c.exitCode === null && c.signalCode === null) {
+      try {
+        process.kill(c.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+  }
+  children.clear();
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  dirs.clear();
+}
+
+function hook(): void {
+  if (hooked) return;
+  hooked = true;
+  process.once('exit', cleanupSync);
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => {
+      cleanupSync();
+      process.kill(process.pid, sig);
+    });
+  }
+}
+
+/** Spawns a child that is SIGKILLed by pid when this process exits, unless it ended before. */
+export function spawnTracked(command: string, args: string[], options: SpawnOptions): ChildProcess {
+  hook();
+  const child = spawn(command, args, options);
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  child.once('error', () => children.delete(child));
+  return child;
+}
+
+/** A fresh temp dir removed when this process exits (or earlier by `removeTempDir`). */
+export function makeTempDir(prefix: string): string {
+  hook();
+  const d = mkdtempSync(join(tmpdir(), prefix));
+  dirs.add(d);
+  return d;
+}
+
+export function removeTempDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+  dirs.delete(dir);
+}
+
+/** Pids of live children started through this module (for leak checks in tests). */
+export function trackedPids(): number[] {
+  return [...children].flatMap((c) => (c.pid !== undefined && c.exitCode === null && c.signalCode === null ? [c.pid] : []));
+}
+
+/** Temp dirs created through this module and not removed yet (for leak checks in tests). */
+export function trackedTempDirs(): string[] {
+  return [...dirs];
+}
+
+/** A currently free TCP port on 127.0.0.1 (the OS picks it; there is a small reuse race). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const addr = s.address();
+      const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Resolves when the child exits (at once if it already has). */
+export function exited(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((r) => child.once('exit', () => r()));
+}
+
+/** Polls `cond` every `everyMs` until it holds or `timeoutMs` passes (then rejects naming `what`). */
+export async function waitFor(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 15_000, everyMs = 25): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await cond()) return;
+    if (Date.now() >= deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
