@@ -187,7 +187,7 @@ describe('prometheus text', () => {
             })
             .join('\n');
           const parsed = parsePrometheus(text);
-          expect(parsed).toEqual(samples.map((s) => ({ name: s.name, labels: { ...s.labels }, value: Object.is(s.value, -0) ? -0 : s.value })));
+          expect(parsed).toEqual(samples.map((s) => ({ name: s.name, labels: { ...s.labels }, value: Object.is(s.value, -0) ? 0 : s.value })));
         },
       ),
     );

@@ -23,5 +23,6 @@ export {
   type NatsControlPlaneOptions,
   type NatsTlsOptions,
 } from './control/nats.js';
-export { parseCli, usage as cliUsage, envNameOf, CLI_OPTIONS, type CliConfig, type CliOptionSpec, type CliParseResult, type ControlPlaneSpec } from './cli/options.js';
-export { CLUSTER_KEY, CLUSTER_DEFAULTS, joinOrCreateCluster, reconcileClusterSettings, type ClusterRecord, type WantedClusterSettings } from './cli/cluster.js';
+// gridlink-node's option parser (flags and GRIDLINK_* variables): deployment checks validate manifests with it.
+export { parseCli, type CliConfig, type CliParseResult, type ControlPlaneSpec } from './cli/options.js';
+export { CLUSTER_KEY, type ClusterRecord } from './cli/cluster.js';

@@ -22,3 +22,5 @@ export { Scheduler, delay, type TimerHandle } from './scheduler.js';
 export { PeerClient, PEER_CLIENT_NAME, isBatch, type PeerClientOptions, type BatchPayload } from './peers/peer-client.js';
 export { NodeStore, type StoreOptions, type StoreStats } from './store/index.js';
 export { NodeMetrics, FastHistogram, type MetricsSource } from './metrics.js';
+export { usage as cliUsage, envNameOf, CLI_OPTIONS, type CliOptionSpec } from './cli/options.js';
+export { CLUSTER_DEFAULTS, joinOrCreateCluster, reconcileClusterSettings, type WantedClusterSettings } from './cli/cluster.js';

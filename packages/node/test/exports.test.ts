@@ -12,6 +12,11 @@ describe('@gridlink/node entry points', () => {
     expect(Object.keys(pub).sort()).toEqual(
       [
         'CACHE_PREFIX',
+        'CLUSTER_KEY',
+        'ControlPlaneUnavailableError',
+        'NatsControlPlane',
+        'parseCli',
+        'parseNatsServers',
         'CasConflictError',
         'DEFAULT_AUTO_ADJUST',
         'DEFAULT_TIMING',
