@@ -163,7 +163,7 @@ type Notice =
   | { t: 'submitted'; id: string; notBefore: number }
   | { t: 'released'; id: string; notBefore: number }
   | { t: 'done'; id: string; state: JobState }
-  | { t: 'alive'; w: string; jobs: string[] };
+  | { t: 'alive'; w: string; jobs: [string, number][] };
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -377,6 +377,8 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
   private readonly onDeadLetter: ((job: JobStatus) => Promise<void> | void) | undefined;
   /** Jobs this worker may claim: id → not before (ms). */
   private readonly candidates = new Map<string, number>();
+  /** Jobs whose owner went silent: tried before any other candidate so they resume first. */
+  private readonly orphans = new Set<string>();
   /** Jobs held elsewhere: id → when to try the lock again unless a heartbeat says the owner lives. */
   private readonly held = new Map<string, number>();
   private readonly running = new Map<string, Running>();
@@ -523,15 +525,20 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
       case 'done':
         if (typeof n.id !== 'string') return;
         this.candidates.delete(n.id);
+        this.orphans.delete(n.id);
         this.held.delete(n.id);
         return;
       case 'alive':
         if (n.w === this.workerId || !Array.isArray(n.jobs)) return;
-        for (const id of n.jobs) {
-          if (typeof id !== 'string' || this.running.has(id)) continue;
+        for (const entry of n.jobs) {
+          if (!Array.isArray(entry)) continue;
+          const [id, remaining] = entry;
+          if (typeof id !== 'string' || typeof remaining !== 'number' || this.running.has(id)) continue;
           this.candidates.delete(id);
-          // If the heartbeats stop, the owner's lease has run out by then.
-          this.held.set(id, now + this.leaseMs + 100);
+          this.orphans.delete(id);
+          // The owner's lease runs out `remaining` ms from now unless renewed; the next heartbeat
+          // pushes this back while the owner lives.
+          this.held.set(id, now + Math.min(Math.max(0, remaining), 3_600_000) + 50);
         }
         return;
       default:
@@ -545,7 +552,10 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
     for (const [id, at] of this.held) {
       if (at <= now) {
         this.held.delete(id);
-        if (!this.running.has(id)) this.candidates.set(id, 0);
+        if (!this.running.has(id)) {
+          this.candidates.set(id, 0);
+          this.orphans.add(id);
+        }
       }
     }
     this.pump();
@@ -553,11 +563,15 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
 
   private beat(): void {
     if (this.state === 'closed') return;
-    const jobs = [...this.running].filter(([, r]) => r.own.certain).map(([id]) => id);
+    const jobs = [...this.running].filter(([, r]) => r.own.certain).map(([id, r]): [string, number] => [id, r.own.remainingMs]);
     if (jobs.length > 0) this.queue.publish({ t: 'alive', w: this.workerId, jobs });
   }
 
   private pick(now: number): string | undefined {
+    for (const id of this.orphans) {
+      this.orphans.delete(id);
+      if (this.candidates.has(id) && !this.running.has(id) && !this.claiming.has(id)) return id;
+    }
     const ready: string[] = [];
     for (const [id, nb] of this.candidates) {
       if (nb > now || this.running.has(id) || this.claiming.has(id)) continue;
@@ -698,6 +712,11 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
       return;
     }
     if (error instanceof StaleOwnerError) return; // a checkpoint was refused: the job is someone else's
+    if (lostReason !== null) {
+      // The handler stopped because ownership was lost: not a failure of the job. Free it at once.
+      this.queue.publish({ t: 'released', id, notBefore: 0 });
+      return;
+    }
     const info = errorInfo(error);
     const u = await this.store.update(id, (r) => fail(r, tok, info, Date.now(), this.policy, this.jitter ? 0.5 + Math.random() / 2 : 1));
     if (!u.ok) {

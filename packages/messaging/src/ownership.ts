@@ -13,6 +13,7 @@ export class Ownership {
   private renewTimer: NodeJS.Timeout | null = null;
   private watchdog: NodeJS.Timeout | null = null;
   private stopped = false;
+  private renewedSentAt: number;
 
   constructor(
     readonly handle: LockHandle,
@@ -22,6 +23,7 @@ export class Ownership {
     private readonly onLost: (reason: string) => void = () => undefined,
   ) {
     this.validUntil = acquireSentAt + leaseMs - marginMs;
+    this.renewedSentAt = acquireSentAt;
     this.armWatchdog();
     this.scheduleRenew();
   }
@@ -32,6 +34,11 @@ export class Ownership {
 
   get signal(): AbortSignal {
     return this.ac.signal;
+  }
+
+  /** Time left (ms) until the lease, as last renewed, runs out on the grid at the latest. */
+  get remainingMs(): number {
+    return Math.max(0, this.renewedSentAt + this.leaseMs - Date.now());
   }
 
   /** True while the lease is certainly still ours. */
@@ -56,6 +63,7 @@ export class Ownership {
           () => {
             if (this.stopped || this.ac.signal.aborted) return;
             this.validUntil = Math.max(this.validUntil, sentAt + this.leaseMs - this.marginMs);
+            this.renewedSentAt = Math.max(this.renewedSentAt, sentAt);
             this.armWatchdog();
           },
           (e: unknown) => {
