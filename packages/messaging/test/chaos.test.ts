@@ -83,8 +83,19 @@ describe('single jobs survive their workers (chaos)', () => {
         nodeKilled = true;
         await cluster.kill(cluster.nodeIds[Math.floor(Math.random() * cluster.nodeIds.length)]!);
       }
-      const slot = Math.floor(Math.random() * slots.length);
-      const victim = slots[slot]!;
+      // A random worker among those that are ready and hold jobs right now.
+      const holding = (c: Child): number => {
+        const open = new Set<string>();
+        for (const l of c.lines) {
+          const e = l as { ev?: string; jobId?: string };
+          if (e.ev === 'claimed' && e.jobId) open.add(e.jobId);
+          else if (e.jobId && (e.ev === 'completed' || e.ev === 'failed' || e.ev === 'lost' || e.ev === 'stale')) open.delete(e.jobId);
+        }
+        return open.size;
+      };
+      await waitUntil(() => slots.some((c) => c.lines.some(isReady) && holding(c) > 0), 20_000, 'a worker holding jobs');
+      const eligible = slots.map((c, i) => [c, i] as const).filter(([c]) => c.lines.some(isReady) && holding(c) > 0);
+      const [victim, slot] = eligible[Math.floor(Math.random() * eligible.length)]!;
       const at = Date.now();
       await victim.kill('SIGKILL');
       kills.push({ worker: victim.name, at });

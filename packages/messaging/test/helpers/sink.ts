@@ -20,7 +20,7 @@ export class FencedSink {
   private constructor(private readonly server: Server) {}
 
   static async start(): Promise<FencedSink> {
-    let sink!: FencedSink;
+    const ref: { sink: FencedSink | null } = { sink: null };
     const server = createServer((req, res) => {
       let body = '';
       req.setEncoding('utf8');
@@ -37,14 +37,14 @@ export class FencedSink {
           res.writeHead(400).end();
           return;
         }
-        const code = sink.apply(m.jobId, m.token);
+        const code = ref.sink!.apply(m.jobId, m.token);
         res.writeHead(code).end();
       });
     });
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');
-    sink = new FencedSink(server);
-    return sink;
+    ref.sink = new FencedSink(server);
+    return ref.sink;
   }
 
   apply(jobId: string, token: number): number {
