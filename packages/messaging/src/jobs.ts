@@ -576,7 +576,7 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
     for (const [id, nb] of this.candidates) {
       if (nb > now || this.running.has(id) || this.claiming.has(id)) continue;
       ready.push(id);
-      if (ready.length >= 8) break;
+      if (ready.length >= 32) break;
     }
     if (ready.length === 0) return undefined;
     // A random one of the oldest few, so that workers do not all race for the same job.
@@ -646,7 +646,8 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
     const takenOverFrom = previous?.state === 'running' ? previous.owner : null;
     this.running.set(id, { own });
     this.claiming.delete(id);
-    this.beat();
+    // Tell the others at once so they stop trying this job's lock.
+    this.queue.publish({ t: 'alive', w: this.workerId, jobs: [[id, own.remainingMs]] });
     this.emit('claimed', { jobId: id, fencingToken: own.token, attempt: rec.attempt, takenOverFrom, at: Date.now() });
     try {
       await this.run(rec, own, takenOverFrom);
