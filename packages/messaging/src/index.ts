@@ -29,3 +29,6 @@ export {
   MessagingClosedError,
 } from './errors.js';
 export type { JobErrorInfo } from './errors.js';
+/** The NATS connect function and connection type this package is built on, re-exported for convenience. */
+export { connect as connectNats } from '@nats-io/transport-node';
+export type { NatsConnection } from '@nats-io/transport-node';
