@@ -494,13 +494,12 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
     for (let i = 0; i < ids.length; i += 256) {
       const batch = ids.slice(i, i + 256);
       const raws = await this.store.cache.getAll(batch);
-      raws.forEach((raw, j) => {
-        if (raw === undefined) return;
+      for (const raw of raws) {
+        if (raw === undefined) continue;
         const r = decodeRecord(raw);
-        if (isTerminal(r.state) || this.running.has(r.id) || this.claiming.has(r.id)) return;
+        if (isTerminal(r.state) || this.running.has(r.id) || this.claiming.has(r.id)) continue;
         if (!this.held.has(r.id)) this.candidates.set(r.id, r.state === 'pending' ? r.notBefore : 0);
-        void j;
-      });
+      }
     }
     this.pump();
   }

@@ -4,7 +4,9 @@ import type { GridClient } from '@gridlink/client';
 import { FaultProxy } from '@gridlink/testkit';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { JobQueue, OwnershipLostError } from '@gridlink/messaging';
-import { NatsServer, waitUntil } from './helpers/processes.js';
+import { fileURLToPath } from 'node:url';
+import { Child, NatsServer, waitUntil } from './helpers/processes.js';
+import { FencedSink } from './helpers/sink.js';
 import { connectGrid, connectNats } from './helpers/env.js';
 
 describe('job failover (in-process workers)', () => {
@@ -133,5 +135,39 @@ describe('job failover (in-process workers)', () => {
     await waitUntil(() => started >= 20, 10_000, 'jobs to be running');
     await cluster.kill(cluster.nodeIds[0]!);
     for (let i = 0; i < 100; i++) expect(await q.result(`nk-${i}`, { waitMs: 20_000 })).toBe(i);
+  });
+
+  it('a worker hung past its lease (SIGSTOP) is taken over; once resumed, its writes are refused and the effect is applied once', async () => {
+    const sink = await FencedSink.start();
+    closers.push(() => sink.close());
+    const root = fileURLToPath(new URL('../../..', import.meta.url));
+    const file = fileURLToPath(new URL('./fixtures/chaos-worker.ts', import.meta.url));
+    const hung = Child.spawn(
+      file,
+      { GRID_ENDPOINTS: cluster.endpoints.join(','), NATS_URL: nats.url, SINK_URL: sink.url, WORKER_ID: 'hung', QUEUE: 'hang', STEP_MS: '700', CONCURRENCY: '1' },
+      'hung',
+      root,
+    );
+    closers.push(() => hung.kill());
+    await hung.waitFor((l): l is { ev: 'ready' } => (l as { ev?: string }).ev === 'ready', 30_000);
+    const q = track(new JobQueue({ grid: await grid(), nats: await natsConn(), queue: 'hang' }));
+    await q.submit('h-1', { n: 1 });
+    await hung.waitFor((l): l is { ev: 'claimed' } => (l as { ev?: string }).ev === 'claimed', 10_000);
+    process.kill(hung.proc.pid!, 'SIGSTOP');
+    const w = track(
+      q.worker(async (ctx) => {
+        expect(ctx.takenOverFrom).toBe('hung');
+        const r = await fetch(`${sink.url}/apply`, { method: 'POST', body: JSON.stringify({ jobId: ctx.jobId, token: ctx.fencingToken }) });
+        expect(r.status).toBe(200);
+        return { applied: true };
+      }, { workerId: 'rescuer' }),
+    );
+    await w.start();
+    expect(await q.result('h-1', { waitMs: 15_000 })).toEqual({ applied: true });
+    process.kill(hung.proc.pid!, 'SIGCONT');
+    // The resumed worker finds its ownership gone: its next checkpoint or completion is refused.
+    await hung.waitFor((l): l is { ev: string } => ['lost', 'stale'].includes((l as { ev?: string }).ev ?? ''), 15_000);
+    expect(sink.applied.get('h-1')).toBe(1);
+    expect((await q.status('h-1')).owner).toBe('rescuer');
   });
 });
