@@ -198,14 +198,33 @@ class JobStore {
     return raw === undefined ? undefined : decodeRecord(raw);
   }
 
-  /** Reads, transforms and writes back with compare-and-set until the write applies or `f` refuses. */
-  async update(id: string, f: (r: JobRecord) => Transition): Promise<UpdateResult> {
+  /**
+   * Reads, transforms and writes back with compare-and-set until the write applies or `f` refuses.
+   * `known` (the bytes this caller last wrote) saves the first read: when the record is still
+   * exactly that, the compare-and-set applies at once; otherwise the loop reads and retries.
+   */
+  async update(id: string, f: (r: JobRecord) => Transition, known?: { raw: Uint8Array | null }): Promise<UpdateResult> {
+    let raw: Uint8Array | undefined = known?.raw ?? undefined;
     for (;;) {
-      const raw = await this.cache.get(id);
+      if (raw === undefined) raw = await this.cache.get(id);
       if (raw === undefined) return { ok: false, reason: 'missing' };
       const t = f(decodeRecord(raw));
-      if (!t.ok) return t;
-      if (await this.cache.replaceIfEquals(id, raw, encodeRecord(t.next))) return t;
+      if (!t.ok) {
+        if (known?.raw === raw) {
+          // The cached bytes may be out of date: decide on the stored record.
+          known.raw = null;
+          raw = undefined;
+          continue;
+        }
+        return t;
+      }
+      const next = encodeRecord(t.next);
+      if (await this.cache.replaceIfEquals(id, raw, next)) {
+        if (known) known.raw = next;
+        return t;
+      }
+      if (known) known.raw = null;
+      raw = undefined;
     }
   }
 }
@@ -625,11 +644,16 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
     }
     let previous: JobRecord | undefined;
     let t: UpdateResult;
+    const known: { raw: Uint8Array | null } = { raw: null };
     try {
-      t = await this.store.update(id, (r) => {
-        previous = r;
-        return claim(r, own.token, this.workerId, Date.now());
-      });
+      t = await this.store.update(
+        id,
+        (r) => {
+          previous = r;
+          return claim(r, own.token, this.workerId, Date.now());
+        },
+        known,
+      );
     } catch (e) {
       await own.release();
       this.held.set(id, Date.now() + 250);
@@ -649,7 +673,7 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
     this.queue.publish({ t: 'alive', w: this.workerId, jobs: [[id, own.remainingMs]] });
     this.emit('claimed', { jobId: id, fencingToken: own.token, attempt: rec.attempt, takenOverFrom, at: Date.now() });
     try {
-      await this.run(rec, own, takenOverFrom);
+      await this.run(rec, own, takenOverFrom, known);
     } finally {
       this.running.delete(id);
       await own.release();
@@ -657,7 +681,7 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
     }
   }
 
-  private async run(rec: JobRecord, own: Ownership, takenOverFrom: string | null): Promise<void> {
+  private async run(rec: JobRecord, own: Ownership, takenOverFrom: string | null, known: { raw: Uint8Array | null }): Promise<void> {
     const id = rec.id;
     const tok = own.token;
     let lostReason: string | null = null;
@@ -680,7 +704,7 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
       checkpoint: async (state: unknown): Promise<void> => {
         checkValue('checkpoint', state, this.cfg.maxPayloadBytes);
         if (!own.certain) throw new OwnershipLostError(id, lostReason ?? 'lease not certainly valid');
-        const u = await this.store.update(id, (r) => checkpointTransition(r, tok, state, Date.now()));
+        const u = await this.store.update(id, (r) => checkpointTransition(r, tok, state, Date.now()), known);
         if (!u.ok) {
           this.emit('stale', { jobId: id, fencingToken: tok });
           throw new StaleOwnerError(id, tok, u.reason === 'stale' ? u.currentToken : tok);
@@ -702,7 +726,7 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
     // The write is fenced by the token in the record: it applies only if nobody claimed the job
     // since this run did, whatever this worker believes about its lease.
     if (!threw) {
-      const u = await this.store.update(id, (r) => complete(r, tok, result ?? null, Date.now()));
+      const u = await this.store.update(id, (r) => complete(r, tok, result ?? null, Date.now()), known);
       if (u.ok) {
         this.queue.publish({ t: 'done', id, state: 'completed' });
         this.emit('completed', { jobId: id, fencingToken: tok });
@@ -718,7 +742,7 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
       return;
     }
     const info = errorInfo(error);
-    const u = await this.store.update(id, (r) => fail(r, tok, info, Date.now(), this.policy, this.jitter ? 0.5 + Math.random() / 2 : 1));
+    const u = await this.store.update(id, (r) => fail(r, tok, info, Date.now(), this.policy, this.jitter ? 0.5 + Math.random() / 2 : 1), known);
     if (!u.ok) {
       this.emit('stale', { jobId: id, fencingToken: tok });
       return;

@@ -145,6 +145,19 @@ describe('job queue (in-process workers, real grid and nats-server)', () => {
     const e = await q.result('waits', { waitMs: 50 }).catch((x: unknown) => x);
     expect(e).toBeInstanceOf(ResultTimeoutError);
     expect((e as ResultTimeoutError).retryable).toBe(true);
+    // Garbage on the queue's notification subjects is ignored by workers.
+    const nc = ncs[0]!;
+    const enc = new TextEncoder();
+    for (const [subj, body] of [
+      ['submitted', 'not json'],
+      ['submitted', '{"t":"submitted","id":5}'],
+      ['alive', '{"t":"alive","w":"x","jobs":[["waits","NaN"],[1,2],"z"]}'],
+      ['alive', '{"t":"alive","w":"x","jobs":7}'],
+      ['done', 'null'],
+      ['released', '[]'],
+    ] as const) {
+      nc.publish(`gridlink.jobs.bad.${subj}`, enc.encode(body));
+    }
     // A handler returning an oversized result fails the job with a typed error instead of hanging.
     const w = q.worker(async () => 'y'.repeat(5000), { retry: { initialDelayMs: 1 } });
     workers.push(w);
