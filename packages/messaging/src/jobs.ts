@@ -387,6 +387,7 @@ interface Running {
 export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEvents> {
   readonly workerId: string;
   private readonly concurrency: number;
+  private readonly pickWindow: number;
   private readonly leaseMs: number;
   private readonly marginMs: number;
   private readonly policy: BackoffPolicy;
@@ -424,6 +425,9 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
     super();
     if (typeof handler !== 'function') throw new MessagingConfigError('handler', 'must be a function');
     this.concurrency = int('concurrency', o.concurrency, 4, 1, 10_000);
+    // Several workers pick from the same oldest jobs: a window well above everyone's concurrency
+    // keeps them from racing for the same locks.
+    this.pickWindow = Math.max(64, this.concurrency * 16);
     this.leaseMs = int('leaseMs', o.leaseMs, 1500, 100, 3_600_000);
     this.marginMs = int('leaseMarginMs', o.leaseMarginMs, Math.floor(this.leaseMs / 5), 0, Math.floor(this.leaseMs / 2));
     const r = o.retry ?? {};
@@ -594,7 +598,7 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
     for (const [id, nb] of this.candidates) {
       if (nb > now || this.running.has(id) || this.claiming.has(id)) continue;
       ready.push(id);
-      if (ready.length >= 32) break;
+      if (ready.length >= this.pickWindow) break;
     }
     if (ready.length === 0) return undefined;
     // A random one of the oldest few, so that workers do not all race for the same job.
@@ -691,6 +695,12 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
       lostReason = reason;
       this.emit('lost', { jobId: id, fencingToken: tok, reason });
     };
+    // Ownership may already be lost (the claim's writes took longer than the lease margin).
+    if (own.signal.aborted) {
+      onAbort();
+      this.queue.publish({ t: 'released', id, notBefore: 0 });
+      return;
+    }
     own.signal.addEventListener('abort', onAbort, { once: true });
     const ctx: JobContext<P> = {
       jobId: id,
@@ -736,7 +746,7 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
       return;
     }
     if (error instanceof StaleOwnerError) return; // a checkpoint was refused: the job is someone else's
-    if (lostReason !== null) {
+    if (lostReason !== null || own.signal.aborted) {
       // The handler stopped because ownership was lost: not a failure of the job. Free it at once.
       this.queue.publish({ t: 'released', id, notBefore: 0 });
       return;

@@ -101,7 +101,14 @@ describe('single jobs survive their workers (chaos)', () => {
       kills.push({ worker: victim.name, at });
       slots[slot] = spawnWorker(slot + 1);
     }
-    await waitUntil(() => sink.applied.size >= JOBS, 40_000, 'every job applied');
+    await waitUntil(() => sink.applied.size >= JOBS, 40_000, 'every job applied').catch(async (e: unknown) => {
+      const missing = Array.from({ length: JOBS }, (_, i) => `job-${i}`).filter((id) => !sink.applied.has(id));
+      const sts = await Promise.all(missing.slice(0, 10).map((id) => queue!.status(id)));
+      console.log('not applied:', missing.length, JSON.stringify(sts.map((st) => [st.id, st.state, st.owner, st.fencingToken, st.attempt, st.failures, st.notBefore - Date.now(), st.error])));
+      const alive = slots.filter((c) => c.alive).map((c) => c.name);
+      console.log('alive workers', alive, 'errors', children.flatMap((c) => c.lines.filter((l) => (l as { ev?: string }).ev === 'error')).slice(0, 5));
+      throw e;
+    });
 
     // Every job completed, none pending, each completion recorded once.
     for (let i = 0; i < JOBS; i += 100) {
