@@ -138,19 +138,6 @@ describe('single jobs survive their workers (chaos)', () => {
       const last = taken.length === 0 ? null : Math.max(...taken.map((c) => c.at)) - k.at;
       return { worker: k.worker, jobsTakenOver: taken.length, firstResumeMs: first, lastResumeMs: last };
     });
-    if (process.env.CHAOS_DEBUG) {
-      for (const c of children) {
-        const cl = c.lines.filter(isClaimed);
-        console.log(c.name, 'claims', cl.length, 'last', cl.length ? Math.max(...cl.map((x) => x.at)) - Date.now() : null, c.lines.filter((l) => (l as { ev?: string }).ev === 'error').slice(0, 3));
-      }
-      for (const k of kills) {
-        const victim = children.find((c) => c.name === k.worker)!;
-        const done = new Set(victim.lines.filter((l) => (l as { ev?: string }).ev === 'completed').map((l) => (l as { jobId: string }).jobId));
-        const open = victim.lines.filter(isClaimed).filter((c) => !done.has(c.jobId)).map((c) => c.jobId);
-        for (const j of open.slice(0, 2)) console.log(j, children.flatMap((c) => c.lines.filter((l) => (l as { jobId?: string }).jobId === j).map((l) => ({ ...(l as object), rel: ((l as { at?: number }).at ?? 0) - k.at }))));
-        console.log(k.worker, 'open', open, claims.filter((c) => open.includes(c.jobId) && c.w !== k.worker).map((c) => [c.jobId, c.w, c.takenOverFrom, c.at - k.at]));
-      }
-    }
     console.log(`chaos: ${JOBS} jobs, sink requests ${sink.total}, repeats after takeover ${sink.repeats}, stale refused ${sink.refusedStale}`);
     console.table(resumes);
     // Each victim held jobs when it was killed, and they were taken over by the others.
