@@ -72,6 +72,14 @@ interface Delivery {
 
 const MAX_ID_LENGTH = 512;
 
+function quietly(f: () => void): void {
+  try {
+    f();
+  } catch {
+    // connection closed: nothing to tell the server any more
+  }
+}
+
 /** Wraps handlers so that each message id runs at most once per window and never concurrently. */
 export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
   private readonly grid: GridClient;
@@ -123,9 +131,10 @@ export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
         ack: async () => {
           await msg.ackAck();
         },
-        nak: (d) => msg.nak(d),
-        term: () => msg.term('no message id'),
-        working: () => msg.working(),
+        // On a closed or draining connection these throw; the server redelivers anyway.
+        nak: (d) => quietly(() => msg.nak(d)),
+        term: () => quietly(() => msg.term('no message id')),
+        working: () => quietly(() => msg.working()),
       },
       handler,
     );
@@ -168,12 +177,13 @@ export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
     const inFlight = new Set<Promise<Outcome>>();
     for await (const m of messages) {
       if (this.closed) {
-        m.nak();
+        quietly(() => m.nak());
         continue;
       }
       const p = this.handleJetStream(m, handler);
       inFlight.add(p);
-      void p.finally(() => inFlight.delete(p));
+      const forget = (): void => void inFlight.delete(p);
+      p.then(forget, forget);
       if (inFlight.size >= concurrency) await Promise.race(inFlight);
     }
     await Promise.allSettled([...inFlight]);

@@ -74,7 +74,7 @@ describe('idempotent consumers (real nats-server with JetStream, real grid)', ()
     await waitUntil(() => duplicates.length >= 30, 15_000, 'every re-publish recognised');
     expect([...runs.values()].every((n) => n === 1)).toBe(true);
     expect(tokens.every((t) => t > 0)).toBe(true);
-    void done;
+    void done.catch(() => undefined);
   });
 
   it('a slow message redelivered after AckWait to another consumer is not run concurrently; the holder keeps its AckWait with working()', async () => {
@@ -97,8 +97,8 @@ describe('idempotent consumers (real nats-server with JetStream, real grid)', ()
       while (inProgress.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       active--;
     };
-    void a.consume(await consume('SLOW'), handler);
-    void b.consume(await consume('SLOW'), handler);
+    void a.consume(await consume('SLOW'), handler).catch(() => undefined);
+    void b.consume(await consume('SLOW'), handler).catch(() => undefined);
     const js = jetstream(await natsConn());
     await js.publish('SLOW.x', 'slow', { msgID: 'slow-1' });
     await waitUntil(async () => (await a.isProcessed('slow-1')), 15_000, 'slow-1 processed');
@@ -110,10 +110,12 @@ describe('idempotent consumers (real nats-server with JetStream, real grid)', ()
     await stream('KEEP', 300);
     const c = new IdempotentConsumer({ grid: await grid(), name: 'keep', workingIntervalMs: 80 });
     const deliveries: number[] = [];
-    void c.consume(await consume('KEEP'), async (m: JsMsg) => {
-      deliveries.push(m.info.deliveryCount);
-      await new Promise((r) => setTimeout(r, 1200)); // a handler that takes four AckWaits
-    });
+    void c
+      .consume(await consume('KEEP'), async (m: JsMsg) => {
+        deliveries.push(m.info.deliveryCount);
+        await new Promise((r) => setTimeout(r, 1200)); // a handler that takes four AckWaits
+      })
+      .catch(() => undefined);
     await js.publish('KEEP.x', 'k', { msgID: 'keep-1' });
     await waitUntil(async () => (await c.isProcessed('keep-1')), 15_000, 'keep-1 processed');
     expect(deliveries).toEqual([1]);
