@@ -469,7 +469,13 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
       this.sweeper.unref();
     }
     this.track(this.watchNats());
-    await this.sweep();
+    try {
+      await this.sweep();
+    } catch (e) {
+      // Could not read the queue's jobs at all: do not leave a half-started worker behind.
+      await this.close();
+      throw e;
+    }
   }
 
   private track(p: Promise<void>): void {
