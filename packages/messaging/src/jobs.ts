@@ -1,0 +1,818 @@
+/**
+ * Single jobs that survive their worker.
+ *
+ * A job lives in a grid cache under its id (created if absent, so a submit is exactly-once per
+ * id). Workers learn about jobs over NATS (core subjects, no JetStream needed) and claim one by
+ * taking its grid lock; the lock's fencing token is written into the record with a
+ * compare-and-set, and every later write of that owner (checkpoint, completion, failure) is a
+ * compare-and-set that requires the record to still carry that token. A superseded owner's writes
+ * are therefore refused.
+ *
+ * Takeover without polling a table: an owner publishes a heartbeat listing the jobs it holds at a
+ * third of the lock lease. Other workers remember, per job, when its lease must have run out if
+ * the heartbeats stop, and only then try the lock (a few tries ~100 ms apart until the grid frees
+ * it). With the default 1.5 s lease a job resumes elsewhere about 1.5–1.7 s after its worker dies.
+ * A full scan of the job cache runs only when a worker starts, when its NATS connection comes back,
+ * and as a slow backstop (default every 30 s).
+ */
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'eventemitter3';
+import { bytesSerializer, type GridCache, type GridClient } from '@gridlink/client';
+import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import { int, num, required, subjectPrefix, token } from './config.js';
+import {
+  JobFailedError,
+  JobNotFoundError,
+  MessagingClosedError,
+  MessagingConfigError,
+  OwnershipLostError,
+  ResultTimeoutError,
+  StaleOwnerError,
+  type JobErrorInfo,
+} from './errors.js';
+import { Ownership } from './ownership.js';
+import {
+  checkJobId,
+  checkValue,
+  checkpoint as checkpointTransition,
+  claim,
+  complete,
+  decodeRecord,
+  encodeRecord,
+  errorInfo,
+  fail,
+  isTerminal,
+  jobIdOfKey,
+  newRecord,
+  type BackoffPolicy,
+  type JobRecord,
+  type JobState,
+  type Transition,
+} from './record.js';
+
+export interface JobQueueOptions {
+  /** A connected grid client (one per process is the intended use). */
+  grid: GridClient;
+  /** A NATS connection. */
+  nats: NatsConnection;
+  /** Queue name: one token of [A-Za-z0-9_-]. Default "default". */
+  queue?: string;
+  /** Subject prefix of the queue's notifications. Default "gridlink.jobs". */
+  subjectPrefix?: string;
+  /** Largest encoded payload / checkpoint / result (bytes). Default 65536. */
+  maxPayloadBytes?: number;
+  /** Handler failures after which a job is marked failed, unless given per submit. Default 3. */
+  maxAttempts?: number;
+}
+
+export interface SubmitOptions {
+  /** Failures after which the job is marked failed (≥ 1). Default: the queue's maxAttempts. */
+  maxAttempts?: number;
+  /** Do not start the job before this delay (ms). Default 0. */
+  delayMs?: number;
+}
+
+export interface JobStatus<R = unknown> {
+  id: string;
+  state: JobState;
+  attempt: number;
+  failures: number;
+  maxAttempts: number;
+  fencingToken: number;
+  owner: string | null;
+  hasCheckpoint: boolean;
+  checkpoint: unknown;
+  result: R | undefined;
+  error: JobErrorInfo | null;
+  createdAt: number;
+  updatedAt: number;
+  notBefore: number;
+}
+
+export interface SubmitResult<R = unknown> {
+  /** False when a job with this id already existed: `status` is that job's. */
+  created: boolean;
+  status: JobStatus<R>;
+}
+
+export interface JobContext<P = unknown> {
+  jobId: string;
+  payload: P;
+  /** 1 for the first run; grows with each claim (retries and takeovers). */
+  attempt: number;
+  /** Fencing token of this claim: strictly greater than every earlier claim's. Pass it to the resources you change. */
+  fencingToken: number;
+  /** Whether an earlier run stored a checkpoint. */
+  hasCheckpoint: boolean;
+  /** The last checkpoint an earlier run stored (undefined when none). */
+  lastCheckpoint: unknown;
+  /** Stores a checkpoint in the grid, fenced: throws StaleOwnerError / OwnershipLostError once this run was superseded. */
+  checkpoint(state: unknown): Promise<void>;
+  /** Aborts when this worker can no longer be sure it owns the job. */
+  signal: AbortSignal;
+  /** Id of the worker that held the job before, when this run takes over a running job. */
+  takenOverFrom: string | null;
+}
+
+export type JobHandler<P = unknown, R = unknown> = (ctx: JobContext<P>) => Promise<R> | R;
+
+export interface RetryOptions {
+  /** Delay before the first retry (ms). Default 200. */
+  initialDelayMs?: number;
+  /** Largest retry delay (ms). Default 30000. */
+  maxDelayMs?: number;
+  /** Growth of the delay per failure. Default 2. */
+  factor?: number;
+  /** Randomise each delay down to half of it. Default true. */
+  jitter?: boolean;
+}
+
+export interface WorkerOptions {
+  /** Jobs run at once by this worker. Default 4. */
+  concurrency?: number;
+  /** Lease of a job's lock (ms): a dead worker's job resumes elsewhere about this long after its death. Default 1500. */
+  leaseMs?: number;
+  /** The owner stops trusting its lease this long before it could expire (ms). Default leaseMs/5. */
+  leaseMarginMs?: number;
+  retry?: RetryOptions;
+  /** Called once for a job that failed for the last time. */
+  onDeadLetter?: (job: JobStatus) => Promise<void> | void;
+  /** Full scan of the job cache as a backstop (ms); 0 = only at start and on NATS reconnect. Default 30000. */
+  sweepIntervalMs?: number;
+  /** Graceful close waits this long for running handlers (ms). Default 10000. */
+  closeTimeoutMs?: number;
+  /** This worker's id (in heartbeats and job records). Default: random. */
+  workerId?: string;
+}
+
+export interface WorkerEvents {
+  /** This worker claimed a job. */
+  claimed: (e: { jobId: string; fencingToken: number; attempt: number; takenOverFrom: string | null; at: number }) => void;
+  completed: (e: { jobId: string; fencingToken: number }) => void;
+  /** The handler threw; `final` when the job is now marked failed. */
+  failed: (e: { jobId: string; error: JobErrorInfo; final: boolean }) => void;
+  /** Ownership was lost while the handler ran (its signal aborted). */
+  lost: (e: { jobId: string; fencingToken: number; reason: string }) => void;
+  /** A write of this worker was refused because another owner superseded it. */
+  stale: (e: { jobId: string; fencingToken: number }) => void;
+  /** Something went wrong in the background (grid or NATS error, dead-letter hook threw). */
+  error: (e: Error) => void;
+}
+
+type Notice =
+  | { t: 'submitted'; id: string; notBefore: number }
+  | { t: 'released'; id: string; notBefore: number }
+  | { t: 'done'; id: string; state: JobState }
+  | { t: 'alive'; w: string; jobs: [string, number][] };
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+function toStatus<R>(r: JobRecord): JobStatus<R> {
+  return {
+    id: r.id,
+    state: r.state,
+    attempt: r.attempt,
+    failures: r.failures,
+    maxAttempts: r.maxAttempts,
+    fencingToken: r.token,
+    owner: r.owner,
+    hasCheckpoint: r.hasCheckpoint,
+    checkpoint: r.hasCheckpoint ? r.checkpoint : undefined,
+    result: r.state === 'completed' ? (r.result as R) : undefined,
+    error: r.error,
+    createdAt: r.createdAt,
+    updatedAt: r.updatedAt,
+    notBefore: r.notBefore,
+  };
+}
+
+type UpdateResult = Transition | { ok: false; reason: 'missing' };
+
+/** Raw access to the job records: get and compare-and-set on the exact stored bytes. */
+class JobStore {
+  constructor(readonly cache: GridCache<string, Uint8Array>) {}
+
+  async get(id: string): Promise<JobRecord | undefined> {
+    const raw = await this.cache.get(id);
+    return raw === undefined ? undefined : decodeRecord(raw);
+  }
+
+  /**
+   * Reads, transforms and writes back with compare-and-set until the write applies or `f` refuses.
+   * `known` (the bytes this caller last wrote) saves the first read: when the record is still
+   * exactly that, the compare-and-set applies at once; otherwise the loop reads and retries.
+   */
+  async update(id: string, f: (r: JobRecord) => Transition, known?: { raw: Uint8Array | null }): Promise<UpdateResult> {
+    let raw: Uint8Array | undefined = known?.raw ?? undefined;
+    for (;;) {
+      if (raw === undefined) raw = await this.cache.get(id);
+      if (raw === undefined) return { ok: false, reason: 'missing' };
+      const t = f(decodeRecord(raw));
+      if (!t.ok) {
+        if (known?.raw === raw) {
+          // The cached bytes may be out of date: decide on the stored record.
+          known.raw = null;
+          raw = undefined;
+          continue;
+        }
+        return t;
+      }
+      const next = encodeRecord(t.next);
+      if (await this.cache.replaceIfEquals(id, raw, next)) {
+        if (known) known.raw = next;
+        return t;
+      }
+      if (known) known.raw = null;
+      raw = undefined;
+    }
+  }
+}
+
+interface Resolved {
+  grid: GridClient;
+  nats: NatsConnection;
+  queue: string;
+  subject: string;
+  cacheName: string;
+  maxPayloadBytes: number;
+  maxAttempts: number;
+}
+
+function resolve(o: JobQueueOptions): Resolved {
+  if (typeof o !== 'object' || o === null) throw new MessagingConfigError('options', 'must be an object');
+  const grid = required('grid', o.grid, (g) => typeof g.cache === 'function' && typeof g.lock === 'function', 'a GridClient');
+  const nats = required('nats', o.nats, (n) => typeof n.publish === 'function' && typeof n.subscribe === 'function', 'a NatsConnection');
+  const queue = token('queue', o.queue, 'default');
+  const prefix = subjectPrefix('subjectPrefix', o.subjectPrefix, 'gridlink.jobs');
+  return {
+    grid,
+    nats,
+    queue,
+    subject: `${prefix}.${queue}`,
+    cacheName: `gridlink.jobs.${queue}`,
+    maxPayloadBytes: int('maxPayloadBytes', o.maxPayloadBytes, 65536, 1, 3 * 1024 * 1024),
+    maxAttempts: int('maxAttempts', o.maxAttempts, 3, 1, 1_000_000),
+  };
+}
+
+/** Submit jobs, read their status and wait for their results; create workers. */
+export class JobQueue {
+  private readonly cfg: Resolved;
+  private readonly store: JobStore;
+  private readonly waiters = new Map<string, Set<() => void>>();
+  private doneSub: Subscription | null = null;
+  private closed = false;
+
+  constructor(options: JobQueueOptions) {
+    this.cfg = resolve(options);
+    this.store = new JobStore(this.cfg.grid.cache<string, Uint8Array>(this.cfg.cacheName, { serializer: bytesSerializer }));
+  }
+
+  get name(): string {
+    return this.cfg.queue;
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new MessagingClosedError('job queue');
+  }
+
+  /** @internal */
+  publish(n: Notice): void {
+    const subj = n.t === 'alive' ? `${this.cfg.subject}.alive` : `${this.cfg.subject}.${n.t}`;
+    try {
+      this.cfg.nats.publish(subj, enc.encode(JSON.stringify(n)));
+    } catch {
+      // Connection closed or draining: workers re-check pending jobs when they (re)connect.
+    }
+  }
+
+  /**
+   * Stores the job (exactly once per id) and tells the workers. Submitting an existing id returns
+   * that job unchanged with `created: false`.
+   */
+  async submit<R = unknown>(jobId: string, payload: unknown, options: SubmitOptions = {}): Promise<SubmitResult<R>> {
+    this.checkOpen();
+    checkJobId(jobId);
+    checkValue('payload', payload, this.cfg.maxPayloadBytes);
+    const maxAttempts = int('maxAttempts', options.maxAttempts, this.cfg.maxAttempts, 1, 1_000_000);
+    const delayMs = int('delayMs', options.delayMs, 0, 0, 365 * 24 * 3600 * 1000);
+    const rec = newRecord(jobId, payload, maxAttempts, Date.now(), delayMs);
+    const created = await this.store.cache.putIfAbsent(jobId, encodeRecord(rec));
+    const current = created ? rec : await this.store.get(jobId);
+    if (current === undefined) throw new JobNotFoundError(jobId); // removed in between: not expected
+    if (!isTerminal(current.state)) this.publish({ t: 'submitted', id: jobId, notBefore: current.notBefore });
+    return { created, status: toStatus<R>(current) };
+  }
+
+  /** The job's current status; JobNotFoundError for an unknown id. */
+  async status<R = unknown>(jobId: string): Promise<JobStatus<R>> {
+    this.checkOpen();
+    checkJobId(jobId);
+    const r = await this.store.get(jobId);
+    if (r === undefined) throw new JobNotFoundError(jobId);
+    return toStatus<R>(r);
+  }
+
+  /**
+   * The job's result: waits up to `waitMs` (default 0: answer now) for it to finish. Throws
+   * JobFailedError when it failed, ResultTimeoutError when it has not finished in time.
+   */
+  async result<R = unknown>(jobId: string, options: { waitMs?: number } = {}): Promise<R> {
+    this.checkOpen();
+    checkJobId(jobId);
+    const waitMs = int('waitMs', options.waitMs, 0, 0, 24 * 3600 * 1000);
+    const deadline = Date.now() + waitMs;
+    this.ensureDoneSub();
+    for (;;) {
+      // Register before reading so a completion between the read and the wait is not missed.
+      let wake: () => void = () => undefined;
+      const woken = new Promise<void>((r) => (wake = r));
+      let set = this.waiters.get(jobId);
+      if (set === undefined) this.waiters.set(jobId, (set = new Set()));
+      set.add(wake);
+      try {
+        const st = await this.status<R>(jobId);
+        if (st.state === 'completed') return st.result as R;
+        if (st.state === 'failed') throw new JobFailedError(jobId, st.error ?? { name: 'Error', message: 'failed' });
+        const left = deadline - Date.now();
+        if (left <= 0) throw new ResultTimeoutError(jobId, waitMs);
+        // The notification is the fast path; re-reading at most every second covers a missed one.
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([woken, new Promise<void>((r) => (timer = setTimeout(r, Math.min(left, 1000))))]);
+        clearTimeout(timer);
+      } finally {
+        set.delete(wake);
+        if (set.size === 0 && this.waiters.get(jobId) === set) this.waiters.delete(jobId);
+      }
+    }
+  }
+
+  private ensureDoneSub(): void {
+    if (this.doneSub !== null) return;
+    this.doneSub = this.cfg.nats.subscribe(`${this.cfg.subject}.done`, {
+      callback: (err, msg) => {
+        if (err) return;
+        try {
+          const n = JSON.parse(dec.decode(msg.data)) as { id?: unknown };
+          if (typeof n.id === 'string') for (const w of this.waiters.get(n.id) ?? []) w();
+        } catch {
+          // not ours
+        }
+      },
+    });
+  }
+
+  /** A worker running `handler` for this queue's jobs; call `start()` on it. */
+  worker<P = unknown, R = unknown>(handler: JobHandler<P, R>, options: WorkerOptions = {}): JobWorker<P, R> {
+    this.checkOpen();
+    return new JobWorker<P, R>(this, this.cfg, this.store, handler, options);
+  }
+
+  /** Stops the result subscription; workers must be closed separately. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.doneSub?.unsubscribe();
+    this.doneSub = null;
+    for (const set of this.waiters.values()) for (const w of set) w();
+  }
+}
+
+interface Running {
+  own: Ownership;
+}
+
+/** Runs jobs of one queue. One GridClient per worker process; a worker never claims one job twice at once. */
+export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEvents> {
+  readonly workerId: string;
+  private readonly concurrency: number;
+  private readonly pickWindow: number;
+  private readonly leaseMs: number;
+  private readonly marginMs: number;
+  private readonly policy: BackoffPolicy;
+  private readonly jitter: boolean;
+  private readonly sweepIntervalMs: number;
+  private readonly closeTimeoutMs: number;
+  private readonly onDeadLetter: ((job: JobStatus) => Promise<void> | void) | undefined;
+  /** Jobs this worker may claim: id → not before (ms). */
+  private readonly candidates = new Map<string, number>();
+  /** Jobs whose owner went silent: tried before any other candidate so they resume first. */
+  private readonly orphans = new Set<string>();
+  /** Jobs held elsewhere: id → when to try the lock again unless a heartbeat says the owner lives. */
+  private readonly held = new Map<string, number>();
+  private readonly running = new Map<string, Running>();
+  private readonly claiming = new Set<string>();
+  private readonly tasks = new Set<Promise<void>>();
+  private sub: Subscription | null = null;
+  private tick: NodeJS.Timeout | null = null;
+  private heartbeat: NodeJS.Timeout | null = null;
+  private sweeper: NodeJS.Timeout | null = null;
+  private sweeping: Promise<void> | null = null;
+  private sweepAgain = false;
+  private state: 'new' | 'running' | 'closing' | 'closed' = 'new';
+  private stopStatus: () => void = () => undefined;
+  private idleWaiters: (() => void)[] = [];
+
+  /** @internal use JobQueue.worker() */
+  constructor(
+    private readonly queue: JobQueue,
+    private readonly cfg: Resolved,
+    private readonly store: JobStore,
+    private readonly handler: JobHandler<P, R>,
+    o: WorkerOptions,
+  ) {
+    super();
+    if (typeof handler !== 'function') throw new MessagingConfigError('handler', 'must be a function');
+    this.concurrency = int('concurrency', o.concurrency, 4, 1, 10_000);
+    // Several workers pick from the same oldest jobs: a window well above everyone's concurrency
+    // keeps them from racing for the same locks.
+    this.pickWindow = Math.max(64, this.concurrency * 16);
+    this.leaseMs = int('leaseMs', o.leaseMs, 1500, 100, 3_600_000);
+    this.marginMs = int('leaseMarginMs', o.leaseMarginMs, Math.floor(this.leaseMs / 5), 0, Math.floor(this.leaseMs / 2));
+    const r = o.retry ?? {};
+    this.policy = {
+      initialDelayMs: int('retry.initialDelayMs', r.initialDelayMs, 200, 0),
+      maxDelayMs: int('retry.maxDelayMs', r.maxDelayMs, 30_000, 0),
+      factor: num('retry.factor', r.factor, 2, 1, 100),
+    };
+    if (r.jitter !== undefined && typeof r.jitter !== 'boolean') throw new MessagingConfigError('retry.jitter', 'must be a boolean');
+    this.jitter = r.jitter ?? true;
+    this.sweepIntervalMs = int('sweepIntervalMs', o.sweepIntervalMs, 30_000, 0);
+    this.closeTimeoutMs = int('closeTimeoutMs', o.closeTimeoutMs, 10_000, 0);
+    if (o.onDeadLetter !== undefined && typeof o.onDeadLetter !== 'function') throw new MessagingConfigError('onDeadLetter', 'must be a function');
+    this.onDeadLetter = o.onDeadLetter;
+    this.workerId = o.workerId === undefined ? randomUUID() : token('workerId', o.workerId);
+  }
+
+  /** Jobs this worker is running now. */
+  get active(): string[] {
+    return [...this.running.keys()];
+  }
+
+  /** Subscribes, scans for pending jobs and starts taking them. */
+  async start(): Promise<void> {
+    if (this.state !== 'new') throw new MessagingClosedError('worker (already started)');
+    this.state = 'running';
+    this.sub = this.cfg.nats.subscribe(`${this.cfg.subject}.*`, {
+      callback: (err, msg) => {
+        if (err) return;
+        this.onNotice(msg.data);
+      },
+    });
+    this.tick = setInterval(() => this.onTick(), 50);
+    this.tick.unref();
+    this.heartbeat = setInterval(() => this.beat(), Math.max(20, Math.floor(this.leaseMs / 3)));
+    this.heartbeat.unref();
+    if (this.sweepIntervalMs > 0) {
+      this.sweeper = setInterval(() => this.track(this.sweep()), this.sweepIntervalMs);
+      this.sweeper.unref();
+    }
+    this.track(this.watchNats());
+    try {
+      await this.sweep();
+    } catch (e) {
+      // Could not read the queue's jobs at all: do not leave a half-started worker behind.
+      await this.close();
+      throw e;
+    }
+  }
+
+  private track(p: Promise<void>): void {
+    const t = p.catch((e: unknown) => {
+      this.emit('error', e instanceof Error ? e : new Error(String(e)));
+    });
+    this.tasks.add(t);
+    void t.finally(() => this.tasks.delete(t));
+  }
+
+  /** Re-checks pending jobs whenever the NATS connection comes back. */
+  private async watchNats(): Promise<void> {
+    const it = this.cfg.nats.status() as AsyncIterable<{ type: string }> & { stop?: () => void };
+    this.stopStatus = () => it.stop?.();
+    for await (const s of it) {
+      if (this.state !== 'running') return;
+      if (s.type === 'reconnect') this.track(this.sweep());
+    }
+  }
+
+  /** Scans the job cache for unfinished jobs (start, NATS reconnect, slow backstop). */
+  sweep(): Promise<void> {
+    if (this.sweeping !== null) {
+      this.sweepAgain = true;
+      return this.sweeping;
+    }
+    this.sweeping = (async () => {
+      do {
+        this.sweepAgain = false;
+        await this.sweepOnce();
+      } while (this.sweepAgain && this.state === 'running');
+    })().finally(() => {
+      this.sweeping = null;
+    });
+    return this.sweeping;
+  }
+
+  private async sweepOnce(): Promise<void> {
+    const ids: string[] = [];
+    for await (const key of this.store.cache.scan({ batchSize: 512 })) {
+      if (this.state !== 'running') return;
+      const id = jobIdOfKey(key);
+      if (id !== undefined) ids.push(id);
+    }
+    for (let i = 0; i < ids.length; i += 256) {
+      const batch = ids.slice(i, i + 256);
+      const raws = await this.store.cache.getAll(batch);
+      for (const raw of raws) {
+        if (raw === undefined) continue;
+        const r = decodeRecord(raw);
+        if (isTerminal(r.state) || this.running.has(r.id) || this.claiming.has(r.id)) continue;
+        if (!this.held.has(r.id)) this.candidates.set(r.id, r.state === 'pending' ? r.notBefore : 0);
+      }
+    }
+    this.pump();
+  }
+
+  private onNotice(data: Uint8Array): void {
+    let n: Notice;
+    try {
+      n = JSON.parse(dec.decode(data)) as Notice;
+    } catch {
+      return;
+    }
+    if (typeof n !== 'object' || n === null) return;
+    const now = Date.now();
+    switch (n.t) {
+      case 'submitted':
+      case 'released':
+        if (typeof n.id !== 'string' || this.running.has(n.id)) return;
+        this.held.delete(n.id);
+        this.candidates.set(n.id, typeof n.notBefore === 'number' ? n.notBefore : 0);
+        this.pump();
+        return;
+      case 'done':
+        if (typeof n.id !== 'string') return;
+        this.candidates.delete(n.id);
+        this.orphans.delete(n.id);
+        this.held.delete(n.id);
+        return;
+      case 'alive':
+        if (n.w === this.workerId || !Array.isArray(n.jobs)) return;
+        for (const entry of n.jobs) {
+          if (!Array.isArray(entry)) continue;
+          const [id, remaining] = entry;
+          if (typeof id !== 'string' || typeof remaining !== 'number' || this.running.has(id)) continue;
+          this.candidates.delete(id);
+          this.orphans.delete(id);
+          // The owner's lease runs out `remaining` ms from now unless renewed; the next heartbeat
+          // pushes this back while the owner lives.
+          this.held.set(id, now + Math.min(Math.max(0, remaining), 3_600_000) + 50);
+        }
+        return;
+      default:
+        return;
+    }
+  }
+
+  private onTick(): void {
+    if (this.state !== 'running') return;
+    const now = Date.now();
+    for (const [id, at] of this.held) {
+      if (at <= now) {
+        this.held.delete(id);
+        if (!this.running.has(id)) {
+          this.candidates.set(id, 0);
+          this.orphans.add(id);
+        }
+      }
+    }
+    this.pump();
+  }
+
+  private beat(): void {
+    if (this.state === 'closed') return;
+    const jobs = [...this.running].filter(([, r]) => r.own.certain).map(([id, r]): [string, number] => [id, r.own.remainingMs]);
+    if (jobs.length > 0) this.queue.publish({ t: 'alive', w: this.workerId, jobs });
+  }
+
+  private pick(now: number): string | undefined {
+    for (const id of this.orphans) {
+      this.orphans.delete(id);
+      if (this.candidates.has(id) && !this.running.has(id) && !this.claiming.has(id)) return id;
+    }
+    const ready: string[] = [];
+    for (const [id, nb] of this.candidates) {
+      if (nb > now || this.running.has(id) || this.claiming.has(id)) continue;
+      ready.push(id);
+      if (ready.length >= this.pickWindow) break;
+    }
+    if (ready.length === 0) return undefined;
+    // A random one of the oldest few, so that workers do not all race for the same job.
+    return ready[Math.floor(Math.random() * ready.length)];
+  }
+
+  private pump(): void {
+    if (this.state !== 'running') return;
+    const now = Date.now();
+    while (this.running.size + this.claiming.size < this.concurrency) {
+      const id = this.pick(now);
+      if (id === undefined) return;
+      this.candidates.delete(id);
+      this.claiming.add(id);
+      this.track(
+        this.claimAndRun(id).finally(() => {
+          this.claiming.delete(id);
+          this.pump();
+        }),
+      );
+    }
+  }
+
+  private lockKey(id: string): string {
+    return `gridlink.job/${this.cfg.queue}/${id}`;
+  }
+
+  private async claimAndRun(id: string): Promise<void> {
+    const sentAt = Date.now();
+    let handle;
+    try {
+      handle = await this.cfg.grid.lock(this.lockKey(id)).tryAcquire({ leaseMs: this.leaseMs, timeoutMs: this.leaseMs });
+    } catch (e) {
+      this.held.set(id, Date.now() + 250);
+      throw e;
+    }
+    if (handle === null) {
+      // Held by a live owner (its heartbeats will keep pushing this back) or by a dead one whose
+      // lease has not quite run out: try again shortly.
+      if (!this.held.has(id)) this.held.set(id, Date.now() + 100);
+      return;
+    }
+    const own = new Ownership(handle, this.leaseMs, this.marginMs, sentAt);
+    if (this.state !== 'running') {
+      await own.release();
+      return;
+    }
+    let previous: JobRecord | undefined;
+    let t: UpdateResult;
+    const known: { raw: Uint8Array | null } = { raw: null };
+    try {
+      t = await this.store.update(
+        id,
+        (r) => {
+          previous = r;
+          return claim(r, own.token, this.workerId, Date.now());
+        },
+        known,
+      );
+    } catch (e) {
+      await own.release();
+      this.held.set(id, Date.now() + 250);
+      throw e;
+    }
+    if (!t.ok) {
+      await own.release();
+      if (t.reason === 'not-due') this.candidates.set(id, t.notBefore);
+      else if (t.reason === 'terminal') this.queue.publish({ t: 'done', id, state: previous?.state ?? 'completed' });
+      return;
+    }
+    const rec = t.next;
+    const takenOverFrom = previous?.state === 'running' ? previous.owner : null;
+    this.running.set(id, { own });
+    this.claiming.delete(id);
+    // Tell the others at once so they stop trying this job's lock.
+    this.queue.publish({ t: 'alive', w: this.workerId, jobs: [[id, own.remainingMs]] });
+    this.emit('claimed', { jobId: id, fencingToken: own.token, attempt: rec.attempt, takenOverFrom, at: Date.now() });
+    try {
+      await this.run(rec, own, takenOverFrom, known);
+    } finally {
+      this.running.delete(id);
+      await own.release();
+      if (this.running.size === 0) for (const w of this.idleWaiters.splice(0)) w();
+    }
+  }
+
+  private async run(rec: JobRecord, own: Ownership, takenOverFrom: string | null, known: { raw: Uint8Array | null }): Promise<void> {
+    const id = rec.id;
+    const tok = own.token;
+    let lostReason: string | null = null;
+    const onAbort = (): void => {
+      const reason = own.signal.reason instanceof Error ? own.signal.reason.message : 'lost';
+      if (reason === 'released') return;
+      lostReason = reason;
+      this.emit('lost', { jobId: id, fencingToken: tok, reason });
+    };
+    // Ownership may already be lost (the claim's writes took longer than the lease margin).
+    if (own.signal.aborted) {
+      onAbort();
+      this.queue.publish({ t: 'released', id, notBefore: 0 });
+      return;
+    }
+    own.signal.addEventListener('abort', onAbort, { once: true });
+    const ctx: JobContext<P> = {
+      jobId: id,
+      payload: rec.payload as P,
+      attempt: rec.attempt,
+      fencingToken: tok,
+      hasCheckpoint: rec.hasCheckpoint,
+      lastCheckpoint: rec.hasCheckpoint ? rec.checkpoint : undefined,
+      signal: own.signal,
+      takenOverFrom,
+      checkpoint: async (state: unknown): Promise<void> => {
+        checkValue('checkpoint', state, this.cfg.maxPayloadBytes);
+        if (!own.certain) throw new OwnershipLostError(id, lostReason ?? 'lease not certainly valid');
+        const u = await this.store.update(id, (r) => checkpointTransition(r, tok, state, Date.now()), known);
+        if (!u.ok) {
+          this.emit('stale', { jobId: id, fencingToken: tok });
+          throw new StaleOwnerError(id, tok, u.reason === 'stale' ? u.currentToken : tok);
+        }
+      },
+    };
+    let result: R | undefined;
+    let error: unknown = null;
+    let threw = false;
+    try {
+      result = await this.handler(ctx);
+      checkValue('result', result, this.cfg.maxPayloadBytes);
+    } catch (e) {
+      threw = true;
+      error = e;
+    } finally {
+      own.signal.removeEventListener('abort', onAbort);
+    }
+    // The write is fenced by the token in the record: it applies only if nobody claimed the job
+    // since this run did, whatever this worker believes about its lease.
+    if (!threw) {
+      const u = await this.store.update(id, (r) => complete(r, tok, result ?? null, Date.now()), known);
+      if (u.ok) {
+        this.queue.publish({ t: 'done', id, state: 'completed' });
+        this.emit('completed', { jobId: id, fencingToken: tok });
+      } else {
+        this.emit('stale', { jobId: id, fencingToken: tok });
+      }
+      return;
+    }
+    if (error instanceof StaleOwnerError) return; // a checkpoint was refused: the job is someone else's
+    if (lostReason !== null || own.signal.aborted) {
+      // The handler stopped because ownership was lost: not a failure of the job. Free it at once.
+      this.queue.publish({ t: 'released', id, notBefore: 0 });
+      return;
+    }
+    const info = errorInfo(error);
+    const u = await this.store.update(id, (r) => fail(r, tok, info, Date.now(), this.policy, this.jitter ? 0.5 + Math.random() / 2 : 1), known);
+    if (!u.ok) {
+      this.emit('stale', { jobId: id, fencingToken: tok });
+      return;
+    }
+    const next = u.next;
+    const final = next.state === 'failed';
+    this.emit('failed', { jobId: id, error: info, final });
+    if (final) {
+      this.queue.publish({ t: 'done', id, state: 'failed' });
+      if (this.onDeadLetter) {
+        try {
+          await this.onDeadLetter(toStatus(next));
+        } catch (e) {
+          this.emit('error', e instanceof Error ? e : new Error(String(e)));
+        }
+      }
+    } else {
+      this.candidates.set(id, next.notBefore);
+      this.queue.publish({ t: 'released', id, notBefore: next.notBefore });
+    }
+  }
+
+  /**
+   * Stops taking jobs, waits up to closeTimeoutMs for running handlers, then releases their locks
+   * (announcing them so another worker resumes them at once).
+   */
+  async close(): Promise<void> {
+    if (this.state === 'closed' || this.state === 'closing') return;
+    const wasRunning = this.state === 'running';
+    this.state = 'closing';
+    for (const t of [this.tick, this.heartbeat]) if (t !== null) clearInterval(t);
+    if (this.sweeper !== null) clearInterval(this.sweeper);
+    this.sub?.unsubscribe();
+    this.sub = null;
+    this.stopStatus();
+    if (wasRunning) {
+      // Keep heartbeats going while draining so nobody takes the running jobs over meanwhile.
+      this.heartbeat = setInterval(() => this.beat(), Math.max(20, Math.floor(this.leaseMs / 3)));
+      if (this.running.size > 0) {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          new Promise<void>((r) => this.idleWaiters.push(r)),
+          new Promise<void>((r) => (timer = setTimeout(r, this.closeTimeoutMs))),
+        ]);
+        clearTimeout(timer);
+      }
+      clearInterval(this.heartbeat);
+      const left = [...this.running.entries()];
+      for (const [id, r] of left) {
+        await r.own.release();
+        this.queue.publish({ t: 'released', id, notBefore: 0 });
+      }
+    }
+    this.state = 'closed';
+    this.removeAllListeners();
+  }
+}

@@ -1,0 +1,101 @@
+/**
+ * Ownership of a grid lock judged conservatively: the holder renews at a third of the lease and
+ * considers itself the owner only until `sentAt(last successful renewal) + lease − margin`. If a
+ * renewal does not succeed before then (grid unreachable, process stalled) or the grid says the
+ * lock is no longer held, `signal` aborts — before the lease can expire on the grid, so before
+ * anyone else can take the lock.
+ */
+import { LockNotHeldError, type LockHandle } from '@gridlink/client';
+
+export class Ownership {
+  private readonly ac = new AbortController();
+  private validUntil: number;
+  private renewTimer: NodeJS.Timeout | null = null;
+  private watchdog: NodeJS.Timeout | null = null;
+  private stopped = false;
+  private renewedSentAt: number;
+
+  constructor(
+    readonly handle: LockHandle,
+    private readonly leaseMs: number,
+    private readonly marginMs: number,
+    acquireSentAt: number,
+    private readonly onLost: (reason: string) => void = () => undefined,
+  ) {
+    this.validUntil = acquireSentAt + leaseMs - marginMs;
+    this.renewedSentAt = acquireSentAt;
+    this.armWatchdog();
+    this.scheduleRenew();
+  }
+
+  get token(): number {
+    return this.handle.fencingToken;
+  }
+
+  get signal(): AbortSignal {
+    return this.ac.signal;
+  }
+
+  /** Time left (ms) until the lease, as last renewed, runs out on the grid at the latest. */
+  get remainingMs(): number {
+    return Math.max(0, this.renewedSentAt + this.leaseMs - Date.now());
+  }
+
+  /** True while the lease is certainly still ours. */
+  get certain(): boolean {
+    return !this.ac.signal.aborted && Date.now() < this.validUntil;
+  }
+
+  private armWatchdog(): void {
+    if (this.watchdog !== null) clearTimeout(this.watchdog);
+    this.watchdog = setTimeout(() => this.lose('lease could not be renewed in time'), Math.max(0, this.validUntil - Date.now()));
+    this.watchdog.unref();
+  }
+
+  private scheduleRenew(): void {
+    if (this.stopped) return;
+    this.renewTimer = setTimeout(() => {
+      this.renewTimer = null;
+      const sentAt = Date.now();
+      this.handle
+        .renew({ leaseMs: this.leaseMs, timeoutMs: Math.max(50, Math.floor(this.leaseMs / 3)) })
+        .then(
+          () => {
+            if (this.stopped || this.ac.signal.aborted) return;
+            this.validUntil = Math.max(this.validUntil, sentAt + this.leaseMs - this.marginMs);
+            this.renewedSentAt = Math.max(this.renewedSentAt, sentAt);
+            this.armWatchdog();
+          },
+          (e: unknown) => {
+            // Not held any more: lost for sure. Anything else (timeout, connection): keep trying
+            // until the watchdog says the lease may have run out.
+            if (e instanceof LockNotHeldError) this.lose('the grid says the lock is no longer held');
+          },
+        )
+        .finally(() => this.scheduleRenew());
+    }, Math.max(1, Math.floor(this.leaseMs / 3)));
+    this.renewTimer.unref();
+  }
+
+  private lose(reason: string): void {
+    if (this.ac.signal.aborted) return;
+    this.stop();
+    this.ac.abort(new Error(reason));
+    this.onLost(reason);
+  }
+
+  private stop(): void {
+    this.stopped = true;
+    if (this.renewTimer !== null) clearTimeout(this.renewTimer);
+    if (this.watchdog !== null) clearTimeout(this.watchdog);
+    this.renewTimer = null;
+    this.watchdog = null;
+  }
+
+  /** Stops renewing and releases the lock (errors ignored: the lease runs out anyway). */
+  async release(): Promise<void> {
+    this.stop();
+    if (!this.ac.signal.aborted) this.ac.abort(new Error('released'));
+    await this.handle.release().catch(() => undefined);
+  }
+}

@@ -1,0 +1,182 @@
+/**
+ * The job record kept in the grid and the pure transitions between its states. No I/O here: the
+ * worker reads a record, asks one of these functions for the next record, and writes it with a
+ * compare-and-set against the bytes it read. Every write by an owner is fenced: it names the
+ * fencing token of its claim and is refused once a newer claim exists.
+ */
+import { decode, encode } from '@msgpack/msgpack';
+import { InvalidJobIdError, InvalidPayloadError, PayloadTooLargeError, type JobErrorInfo } from './errors.js';
+
+export type JobState = 'pending' | 'running' | 'completed' | 'failed';
+
+export interface JobRecord {
+  v: 1;
+  id: string;
+  state: JobState;
+  payload: unknown;
+  /** Runs started so far (claims). */
+  attempt: number;
+  /** Handler failures so far. */
+  failures: number;
+  /** Failures after which the job is marked failed. */
+  maxAttempts: number;
+  /** Fencing token of the latest claim (0 before the first). */
+  token: number;
+  /** Worker id of the latest claim. */
+  owner: string | null;
+  hasCheckpoint: boolean;
+  checkpoint: unknown;
+  result: unknown;
+  error: JobErrorInfo | null;
+  createdAt: number;
+  updatedAt: number;
+  /** Not to be claimed before this time (ms since epoch): retry backoff or a delayed submit. */
+  notBefore: number;
+}
+
+export const MAX_JOB_ID_LENGTH = 128;
+const JOB_ID = /^[A-Za-z0-9._:-]+$/;
+
+/** Throws InvalidJobIdError unless `id` is 1..128 characters from [A-Za-z0-9._:-]. */
+export function checkJobId(id: unknown): asserts id is string {
+  if (typeof id !== 'string') throw new InvalidJobIdError(`must be a string, got ${typeof id}`);
+  if (id.length === 0) throw new InvalidJobIdError('must not be empty');
+  if (id.length > MAX_JOB_ID_LENGTH) throw new InvalidJobIdError(`must be at most ${MAX_JOB_ID_LENGTH} characters, got ${id.length}`);
+  if (!JOB_ID.test(id)) throw new InvalidJobIdError('may contain only A-Z a-z 0-9 . _ : -');
+}
+
+/**
+ * The job id of a scanned job-cache key: job ids are short ASCII, so their canonical key encoding
+ * is a tag byte, a length byte and the characters. Undefined for anything else.
+ */
+export function jobIdOfKey(bytes: Uint8Array): string | undefined {
+  if (bytes.length < 3 || bytes[1] !== bytes.length - 2) return undefined;
+  let s = '';
+  for (let i = 2; i < bytes.length; i++) s += String.fromCharCode(bytes[i] as number);
+  return JOB_ID.test(s) ? s : undefined;
+}
+
+/** Encodes a user value (payload, checkpoint, result) and checks its size. */
+export function checkValue(what: string, value: unknown, maxBytes: number): number {
+  if (typeof value === 'function' || typeof value === 'symbol') throw new InvalidPayloadError(what, `a ${typeof value} cannot be stored`);
+  let bytes: Uint8Array;
+  try {
+    bytes = encode(value, { ignoreUndefined: false });
+  } catch (e) {
+    throw new InvalidPayloadError(what, e instanceof Error ? e.message : String(e), { cause: e });
+  }
+  if (bytes.length > maxBytes) throw new PayloadTooLargeError(what, bytes.length, maxBytes);
+  return bytes.length;
+}
+
+export function encodeRecord(r: JobRecord): Uint8Array {
+  return encode(r);
+}
+
+export function decodeRecord(bytes: Uint8Array): JobRecord {
+  const r = decode(bytes) as JobRecord;
+  if (typeof r !== 'object' || r === null || r.v !== 1 || typeof r.id !== 'string') throw new Error('not a job record');
+  return r;
+}
+
+export function newRecord(id: string, payload: unknown, maxAttempts: number, now: number, delayMs = 0): JobRecord {
+  return {
+    v: 1,
+    id,
+    state: 'pending',
+    payload,
+    attempt: 0,
+    failures: 0,
+    maxAttempts,
+    token: 0,
+    owner: null,
+    hasCheckpoint: false,
+    checkpoint: null,
+    result: null,
+    error: null,
+    createdAt: now,
+    updatedAt: now,
+    notBefore: now + delayMs,
+  };
+}
+
+export function isTerminal(s: JobState): boolean {
+  return s === 'completed' || s === 'failed';
+}
+
+export type Refusal =
+  | { ok: false; reason: 'terminal' }
+  | { ok: false; reason: 'not-due'; notBefore: number }
+  | { ok: false; reason: 'stale'; currentToken: number };
+export type Transition = { ok: true; next: JobRecord } | Refusal;
+
+/**
+ * A new owner holding the job's lock with `token` claims it. Refused for a finished job, a job
+ * whose retry time has not come, or a token not newer than the record's (tokens only grow).
+ */
+export function claim(r: JobRecord, token: number, owner: string, now: number): Transition {
+  if (isTerminal(r.state)) return { ok: false, reason: 'terminal' };
+  if (token <= r.token) return { ok: false, reason: 'stale', currentToken: r.token };
+  if (r.state === 'pending' && r.notBefore > now) return { ok: false, reason: 'not-due', notBefore: r.notBefore };
+  return { ok: true, next: { ...r, state: 'running', token, owner, attempt: r.attempt + 1, updatedAt: now } };
+}
+
+function fenced(r: JobRecord, token: number): Refusal | null {
+  if (r.token !== token) return { ok: false, reason: 'stale', currentToken: r.token };
+  if (r.state !== 'running') return isTerminal(r.state) ? { ok: false, reason: 'terminal' } : { ok: false, reason: 'stale', currentToken: r.token };
+  return null;
+}
+
+/** The owner with `token` stores a checkpoint. */
+export function checkpoint(r: JobRecord, token: number, state: unknown, now: number): Transition {
+  return fenced(r, token) ?? { ok: true, next: { ...r, hasCheckpoint: true, checkpoint: state, updatedAt: now } };
+}
+
+/** The owner with `token` records success. */
+export function complete(r: JobRecord, token: number, result: unknown, now: number): Transition {
+  return fenced(r, token) ?? { ok: true, next: { ...r, state: 'completed', result, error: null, updatedAt: now } };
+}
+
+export interface BackoffPolicy {
+  /** Delay before the first retry (ms). */
+  initialDelayMs: number;
+  /** Largest delay (ms). */
+  maxDelayMs: number;
+  /** Growth per failure. */
+  factor: number;
+}
+
+/**
+ * Delay before retrying after the n-th failure (n ≥ 1): initial · factor^(n-1), capped at the
+ * maximum, then scaled by `jitter` in [0.5, 1] (a random draw by the caller; 1 = no jitter).
+ */
+export function retryDelay(policy: BackoffPolicy, failures: number, jitter = 1): number {
+  const raw = policy.initialDelayMs * Math.pow(policy.factor, Math.max(0, failures - 1));
+  const capped = Math.min(policy.maxDelayMs, Number.isFinite(raw) ? raw : policy.maxDelayMs);
+  const j = Math.min(1, Math.max(0.5, jitter));
+  return Math.floor(capped * j);
+}
+
+/**
+ * The owner with `token` records a handler failure: the job goes back to pending after a backoff,
+ * or is marked failed once it has failed `maxAttempts` times.
+ */
+export function fail(r: JobRecord, token: number, error: JobErrorInfo, now: number, policy: BackoffPolicy, jitter = 1): Transition {
+  const refused = fenced(r, token);
+  if (refused) return refused;
+  const failures = r.failures + 1;
+  if (failures >= r.maxAttempts) return { ok: true, next: { ...r, state: 'failed', failures, error, updatedAt: now } };
+  return {
+    ok: true,
+    next: { ...r, state: 'pending', failures, error, updatedAt: now, notBefore: now + retryDelay(policy, failures, jitter) },
+  };
+}
+
+/** Normalises a thrown value for storage. */
+export function errorInfo(e: unknown): JobErrorInfo {
+  if (e instanceof Error) {
+    const code = (e as { code?: unknown }).code;
+    return typeof code === 'string' ? { name: e.name, message: e.message, code } : { name: e.name, message: e.message };
+  }
+  return { name: 'Error', message: String(e) };
+}

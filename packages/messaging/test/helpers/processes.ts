@@ -1,0 +1,190 @@
+/**
+ * Real processes for the messaging tests: a nats-server on a free 127.0.0.1 port with its own
+ * JetStream store dir, and worker child processes. Everything started here is remembered and
+ * killed by pid (also from a process 'exit' handler if a test dies), temp dirs removed.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { connect as tcpConnect, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+
+const started = new Set<ChildProcess>();
+const dirs = new Set<string>();
+process.on('exit', () => {
+  for (const p of started) if (p.exitCode === null && p.signalCode === null && p.pid !== undefined) process.kill(p.pid, 'SIGKILL');
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+export async function freePort(): Promise<number> {
+  const srv = createServer();
+  srv.listen(0, '127.0.0.1');
+  await once(srv, 'listening');
+  const addr = srv.address();
+  const port = typeof addr === 'object' && addr ? addr.port : 0;
+  srv.close();
+  await once(srv, 'close');
+  return port;
+}
+
+async function waitForPort(port: number, timeoutMs: number, proc: ChildProcess): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`process exited with ${proc.exitCode} before opening port ${port}`);
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = tcpConnect(port, '127.0.0.1');
+      s.once('connect', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`port ${port} did not open within ${timeoutMs} ms`);
+    // Polling a condition with a deadline: the port has no other way to announce itself.
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+export function track(p: ChildProcess): void {
+  started.add(p);
+  p.once('exit', () => started.delete(p));
+}
+
+/** Kills by pid with the signal and waits for the exit. */
+export async function killProcess(p: ChildProcess, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+  if (p.exitCode !== null || p.signalCode !== null || p.pid === undefined) return;
+  const exited = once(p, 'exit');
+  process.kill(p.pid, signal);
+  await exited;
+}
+
+export const NATS_SERVER = process.env.NATS_SERVER ?? '/usr/sbin/nats-server';
+
+export class NatsServer {
+  private proc: ChildProcess | null = null;
+  private constructor(
+    readonly port: number,
+    readonly storeDir: string,
+  ) {}
+
+  get url(): string {
+    return `nats://127.0.0.1:${this.port}`;
+  }
+
+  static async start(): Promise<NatsServer> {
+    const dir = mkdtempSync(join(tmpdir(), 'gridlink-msg-nats-'));
+    dirs.add(dir);
+    const s = new NatsServer(await freePort(), dir);
+    await s.launch();
+    return s;
+  }
+
+  private async launch(): Promise<void> {
+    const p = spawn(NATS_SERVER, ['-a', '127.0.0.1', '-p', String(this.port), '-js', '-sd', this.storeDir], { stdio: 'ignore' });
+    track(p);
+    this.proc = p;
+    await waitForPort(this.port, 10_000, p);
+  }
+
+  /** SIGKILL, then start again on the same port and store. */
+  async restart(): Promise<void> {
+    await this.kill();
+    await this.launch();
+  }
+
+  async kill(): Promise<void> {
+    if (this.proc) await killProcess(this.proc);
+    this.proc = null;
+  }
+
+  async stop(): Promise<void> {
+    await this.kill();
+    rmSync(this.storeDir, { recursive: true, force: true });
+    dirs.delete(this.storeDir);
+  }
+}
+
+/** A child process running a TypeScript file through tsx; its stdout is JSON lines. */
+export class Child {
+  readonly lines: unknown[] = [];
+  private readonly listeners = new Set<(line: unknown) => void>();
+  readonly exited: Promise<void>;
+
+  constructor(
+    readonly proc: ChildProcess,
+    readonly name: string,
+  ) {
+    track(proc);
+    this.exited = once(proc, 'exit').then(() => undefined);
+    const rl = createInterface({ input: proc.stdout! });
+    rl.on('line', (l) => {
+      let v: unknown;
+      try {
+        v = JSON.parse(l);
+      } catch {
+        return;
+      }
+      this.lines.push(v);
+      for (const f of this.listeners) f(v);
+    });
+  }
+
+  static spawn(file: string, env: Record<string, string>, name: string, cwd: string): Child {
+    const proc = spawn(process.execPath, ['--import', 'tsx', file], {
+      cwd,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    return new Child(proc, name);
+  }
+
+  onLine(f: (line: unknown) => void): () => void {
+    this.listeners.add(f);
+    return () => this.listeners.delete(f);
+  }
+
+  /** Resolves with the first line (already seen or future) matching pred; rejects after timeoutMs. */
+  waitFor<T>(pred: (line: unknown) => line is T, timeoutMs = 15_000): Promise<T> {
+    const seen = this.lines.find(pred);
+    if (seen !== undefined) return Promise.resolve(seen as T);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        off();
+        reject(new Error(`${this.name}: no matching line within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const off = this.onLine((l) => {
+        if (pred(l)) {
+          clearTimeout(timer);
+          off();
+          resolve(l);
+        }
+      });
+      void this.exited.then(() => {
+        clearTimeout(timer);
+        off();
+        reject(new Error(`${this.name} exited`));
+      });
+    });
+  }
+
+  get alive(): boolean {
+    return this.proc.exitCode === null && this.proc.signalCode === null;
+  }
+
+  kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    return killProcess(this.proc, signal);
+  }
+}
+
+/** Polls `cond` until true or the deadline passes. */
+export async function waitUntil(cond: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await cond()) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

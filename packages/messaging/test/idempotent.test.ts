@@ -1,0 +1,180 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { LocalCluster } from '@gridlink/node';
+import type { GridClient } from '@gridlink/client';
+import { headers, nanos, type NatsConnection } from '@nats-io/transport-node';
+import { AckPolicy, StorageType, jetstream, jetstreamManager, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
+import { IdempotentConsumer, MessagingConfigError, MissingMessageIdError } from '@gridlink/messaging';
+import { NatsServer, waitUntil } from './helpers/processes.js';
+import { connectGrid, connectNats } from './helpers/env.js';
+
+describe('idempotent consumers (real nats-server with JetStream, real grid)', () => {
+  let cluster: LocalCluster;
+  let nats: NatsServer;
+  const closers: (() => Promise<void> | void)[] = [];
+
+  beforeAll(async () => {
+    [cluster, nats] = await Promise.all([LocalCluster.start({ nodes: 3, backups: 1, partitions: 64 }), NatsServer.start()]);
+  });
+  afterEach(async () => {
+    for (const c of closers.splice(0).reverse()) await c();
+  });
+  afterAll(async () => {
+    await nats?.stop();
+    await cluster?.stop();
+  });
+
+  async function grid(): Promise<GridClient> {
+    const g = await connectGrid(cluster.endpoints);
+    closers.push(() => g.close());
+    return g;
+  }
+  async function natsConn(): Promise<NatsConnection> {
+    const nc = await connectNats(nats.url);
+    closers.push(() => nc.close());
+    return nc;
+  }
+
+  /** A stream and a durable pull consumer with a short AckWait. */
+  async function stream(name: string, ackWaitMs: number): Promise<void> {
+    const jsm = await jetstreamManager(await natsConn());
+    // A short duplicate window so re-publishes with the same Nats-Msg-Id reach the consumer.
+    await jsm.streams.add({ name, subjects: [`${name}.>`], storage: StorageType.File, duplicate_window: nanos(100) });
+    await jsm.consumers.add(name, { durable_name: 'c', ack_policy: AckPolicy.Explicit, ack_wait: nanos(ackWaitMs), max_deliver: -1 });
+  }
+
+  async function consume(name: string): Promise<ConsumerMessages> {
+    const js = jetstream(await natsConn());
+    const c = await js.consumers.get(name, 'c');
+    const msgs = await c.consume({ max_messages: 20, expires: 1000 });
+    closers.push(() => msgs.stop());
+    return msgs;
+  }
+
+  it('JetStream: duplicate publishes and redeliveries never run a processed message twice', async () => {
+    await stream('DUP', 300);
+    const runs = new Map<string, number>();
+    const tokens: number[] = [];
+    const ic = new IdempotentConsumer({ grid: await grid(), name: 'dup', workingIntervalMs: 100 });
+    const duplicates: string[] = [];
+    ic.on('duplicate', (e) => duplicates.push(e.id));
+    const done = ic.consume(await consume('DUP'), async (m: JsMsg, ctx) => {
+      runs.set(ctx.id, (runs.get(ctx.id) ?? 0) + 1);
+      tokens.push(ctx.fencingToken);
+      expect(m.subject.startsWith('DUP.')).toBe(true);
+    }, { concurrency: 4 });
+    const js = jetstream(await natsConn());
+    for (let i = 0; i < 30; i++) await js.publish(`DUP.o`, `m${i}`, { msgID: `id-${i}` });
+    await waitUntil(() => runs.size === 30, 15_000, 'every message processed');
+    // Re-publish after the stream's own duplicate window: the stream accepts them, the consumer skips them.
+    await waitUntil(async () => (await ic.isProcessed('id-29')), 5000, 'id-29 marked');
+    // Re-publish each id until the stream stores it again (its own 100 ms duplicate window has passed).
+    for (let i = 0; i < 30; i++) {
+      await waitUntil(async () => !(await js.publish(`DUP.o`, `again${i}`, { msgID: `id-${i}` })).duplicate, 5000, `id-${i} stored again`);
+    }
+    await waitUntil(() => duplicates.length >= 30, 15_000, 'every re-publish recognised');
+    expect([...runs.values()].every((n) => n === 1)).toBe(true);
+    expect(tokens.every((t) => t > 0)).toBe(true);
+    void done.catch(() => undefined);
+  });
+
+  it('a slow message redelivered after AckWait to another consumer is not run concurrently; the holder keeps its AckWait with working()', async () => {
+    await stream('SLOW', 300);
+    let active = 0;
+    let maxActive = 0;
+    let runs = 0;
+    const inProgress: string[] = [];
+    // Consumer A does not extend AckWait by itself (interval far above AckWait): the server
+    // redelivers the message to B while A still holds it.
+    const a = new IdempotentConsumer({ grid: await grid(), name: 'slow', workingIntervalMs: 60_000, busyDelayMs: 200 });
+    const b = new IdempotentConsumer({ grid: await grid(), name: 'slow', workingIntervalMs: 60_000, busyDelayMs: 200 });
+    for (const c of [a, b]) c.on('inProgress', (e) => inProgress.push(e.id));
+    const handler = async (_m: JsMsg, _ctx: { id: string; signal: AbortSignal }): Promise<void> => {
+      runs++;
+      active++;
+      maxActive = Math.max(maxActive, active);
+      // Slow: hold the id until another consumer has seen the redelivery (or 5 s).
+      const deadline = Date.now() + 5000;
+      while (inProgress.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      active--;
+    };
+    void a.consume(await consume('SLOW'), handler).catch(() => undefined);
+    void b.consume(await consume('SLOW'), handler).catch(() => undefined);
+    const js = jetstream(await natsConn());
+    await js.publish('SLOW.x', 'slow', { msgID: 'slow-1' });
+    await waitUntil(async () => (await a.isProcessed('slow-1')), 15_000, 'slow-1 processed');
+    expect(inProgress).toContain('slow-1');
+    expect(maxActive).toBe(1);
+    expect(runs).toBe(1);
+
+    // With automatic working() below AckWait there is no redelivery at all.
+    await stream('KEEP', 300);
+    const c = new IdempotentConsumer({ grid: await grid(), name: 'keep', workingIntervalMs: 80 });
+    const deliveries: number[] = [];
+    void c
+      .consume(await consume('KEEP'), async (m: JsMsg) => {
+        deliveries.push(m.info.deliveryCount);
+        await new Promise((r) => setTimeout(r, 1200)); // a handler that takes four AckWaits
+      })
+      .catch(() => undefined);
+    await js.publish('KEEP.x', 'k', { msgID: 'keep-1' });
+    await waitUntil(async () => (await c.isProcessed('keep-1')), 15_000, 'keep-1 processed');
+    expect(deliveries).toEqual([1]);
+  });
+
+  it('core NATS: a re-published id is not run again; ids from a function; a message without id is reported', async () => {
+    const nc1 = await natsConn();
+    const nc2 = await natsConn();
+    const runs = new Map<string, number>();
+    const errors: unknown[] = [];
+    const ic1 = new IdempotentConsumer({ grid: await grid(), name: 'core' });
+    const ic2 = new IdempotentConsumer({ grid: await grid(), name: 'core' });
+    const processed: string[] = [];
+    for (const ic of [ic1, ic2]) {
+      ic.on('error', (e) => errors.push(e));
+      ic.on('processed', (e) => processed.push(e.id));
+      closers.push(() => ic.close());
+    }
+    const handler = async (_m: unknown, ctx: { id: string }): Promise<void> => {
+      runs.set(ctx.id, (runs.get(ctx.id) ?? 0) + 1);
+    };
+    ic1.subscribe(nc1, 'core.in', handler, { queue: 'q' });
+    ic2.subscribe(nc2, 'core.in', handler, { queue: 'q' });
+    await nc1.flush();
+    await nc2.flush();
+    const pub = await natsConn();
+    for (let round = 0; round < 3; round++) {
+      for (let i = 0; i < 20; i++) {
+        const h = headers();
+        h.set('Nats-Msg-Id', `c-${i}`);
+        pub.publish('core.in', `x${i}`, { headers: h });
+      }
+      await pub.flush();
+      await waitUntil(() => processed.length >= 20, 10_000, 'the first round processed');
+    }
+    pub.publish('core.in', 'no id');
+    await waitUntil(() => errors.length > 0, 5000, 'the missing id reported');
+    expect(errors[0]).toBeInstanceOf(MissingMessageIdError);
+    expect(runs.size).toBe(20);
+    expect([...runs.values()].every((n) => n === 1)).toBe(true);
+
+    // idOf: ids taken from the message body.
+    const byBody = new IdempotentConsumer({ grid: await grid(), name: 'body', idOf: (m) => new TextDecoder().decode(m.data).split(':')[0] });
+    closers.push(() => byBody.close());
+    const bodyRuns: string[] = [];
+    byBody.subscribe(nc1, 'core.body', async (_m, ctx) => void bodyRuns.push(ctx.id));
+    await nc1.flush();
+    for (const s of ['a:1', 'b:1', 'a:2', 'b:2', 'c:1']) pub.publish('core.body', s);
+    await pub.flush();
+    await waitUntil(async () => (await byBody.isProcessed('c')), 5000, 'c processed');
+    expect(bodyRuns.sort()).toEqual(['a', 'b', 'c']);
+  });
+
+  it('config errors name the field', async () => {
+    const g = await grid();
+    expect(() => new IdempotentConsumer({ grid: g, windowMs: 0 })).toThrow(MessagingConfigError);
+    expect(() => new IdempotentConsumer({ grid: g, windowMs: 0 })).toThrow(/windowMs/);
+    expect(() => new IdempotentConsumer({ grid: g, name: 'a.b' })).toThrow(/name/);
+    expect(() => new IdempotentConsumer({ grid: g, idOf: 5 as never })).toThrow(/idOf/);
+    expect(() => new IdempotentConsumer({ grid: null as never })).toThrow(/grid/);
+  });
+});

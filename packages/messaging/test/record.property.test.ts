@@ -1,0 +1,118 @@
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { checkJobId, MAX_JOB_ID_LENGTH, retryDelay, InvalidJobIdError } from '@gridlink/messaging';
+import { checkpoint, claim, complete, decodeRecord, encodeRecord, fail, isTerminal, jobIdOfKey, newRecord, type JobRecord } from '../src/record.js';
+import { encodeKey } from '@gridlink/affinity';
+
+const policy = { initialDelayMs: 100, maxDelayMs: 5000, factor: 2 };
+
+type Op =
+  | { k: 'claim'; token: number }
+  | { k: 'checkpoint'; token: number }
+  | { k: 'complete'; token: number }
+  | { k: 'fail'; token: number }
+  | { k: 'tick'; ms: number };
+
+const op: fc.Arbitrary<Op> = fc.oneof(
+  fc.record({ k: fc.constant('claim' as const), token: fc.integer({ min: 1, max: 30 }) }),
+  fc.record({ k: fc.constant('checkpoint' as const), token: fc.integer({ min: 1, max: 30 }) }),
+  fc.record({ k: fc.constant('complete' as const), token: fc.integer({ min: 1, max: 30 }) }),
+  fc.record({ k: fc.constant('fail' as const), token: fc.integer({ min: 1, max: 30 }) }),
+  fc.record({ k: fc.constant('tick' as const), ms: fc.integer({ min: 0, max: 10_000 }) }),
+);
+
+describe('job record transitions (properties)', () => {
+  it('only the latest claim may write; tokens only grow; finished jobs never change; failures stay within maxAttempts', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 5 }), fc.array(op, { maxLength: 60 }), (maxAttempts, ops) => {
+        let now = 1000;
+        let r: JobRecord = newRecord('j', { p: 1 }, maxAttempts, now);
+        let completions = 0;
+        for (const o of ops) {
+          const before = r;
+          if (o.k === 'tick') {
+            now += o.ms;
+            continue;
+          }
+          const t =
+            o.k === 'claim'
+              ? claim(r, o.token, 'w', now)
+              : o.k === 'checkpoint'
+                ? checkpoint(r, o.token, { at: now }, now)
+                : o.k === 'complete'
+                  ? complete(r, o.token, 'ok', now)
+                  : fail(r, o.token, { name: 'E', message: 'x' }, now, policy);
+          if (!t.ok) continue;
+          r = t.next;
+          // Finished jobs are absorbing.
+          expect(isTerminal(before.state)).toBe(false);
+          // Tokens never go back.
+          expect(r.token).toBeGreaterThanOrEqual(before.token);
+          if (o.k === 'claim') {
+            expect(o.token).toBeGreaterThan(before.token);
+            expect(r.attempt).toBe(before.attempt + 1);
+          } else {
+            // Every owner write is by the latest claim of a running job.
+            expect(o.token).toBe(before.token);
+            expect(before.state).toBe('running');
+          }
+          if (o.k === 'complete') completions++;
+          expect(r.failures).toBeLessThanOrEqual(maxAttempts);
+          if (r.state === 'failed') expect(r.failures).toBe(maxAttempts);
+          if (r.state === 'pending' && o.k === 'fail') expect(r.notBefore).toBeGreaterThanOrEqual(now);
+        }
+        expect(completions).toBeLessThanOrEqual(1);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('records round-trip through their encoding', () => {
+    fc.assert(
+      fc.property(fc.jsonValue(), fc.integer({ min: 1, max: 100 }), (payload, maxAttempts) => {
+        const r = newRecord('id-1', payload, maxAttempts, 5);
+        expect(decodeRecord(encodeRecord(r))).toEqual(r);
+      }),
+    );
+  });
+
+  it('retry delays grow with failures, never exceed the maximum, and jitter keeps them within [half, full]', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 10_000 }),
+        fc.integer({ min: 0, max: 100_000 }),
+        fc.double({ min: 1, max: 10, noNaN: true }),
+        fc.integer({ min: 1, max: 2000 }),
+        fc.double({ min: 0.5, max: 1, noNaN: true }),
+        (initialDelayMs, maxDelayMs, factor, n, jitter) => {
+          const p = { initialDelayMs, maxDelayMs, factor };
+          const d = retryDelay(p, n);
+          expect(d).toBeLessThanOrEqual(maxDelayMs);
+          expect(d).toBeGreaterThanOrEqual(0);
+          expect(retryDelay(p, n + 1)).toBeGreaterThanOrEqual(d);
+          const j = retryDelay(p, n, jitter);
+          expect(j).toBeLessThanOrEqual(d);
+          expect(j).toBeGreaterThanOrEqual(Math.floor(d / 2));
+        },
+      ),
+    );
+  });
+
+  it('valid job ids are exactly the short ASCII names, and scanned keys decode back to them', () => {
+    const chars = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-'.split('');
+    const valid = fc.array(fc.constantFrom(...chars), { minLength: 1, maxLength: 128 }).map((a) => a.join(''));
+    fc.assert(
+      fc.property(valid, (id) => {
+        checkJobId(id);
+        expect(jobIdOfKey(encodeKey(id))).toBe(id);
+      }),
+    );
+    fc.assert(
+      fc.property(fc.oneof(fc.string({ maxLength: 200 }), fc.string({ unit: fc.constantFrom('a', 'Z', '9', '.', '_', ':', '-', ' ', '/', 'é', '*', '>', '\u0000', '😀'), maxLength: 140 })), (s) => {
+        const ok = s.length >= 1 && s.length <= MAX_JOB_ID_LENGTH && /^[A-Za-z0-9._:-]+$/.test(s);
+        if (ok) expect(() => checkJobId(s)).not.toThrow();
+        else expect(() => checkJobId(s)).toThrow(InvalidJobIdError);
+      }),
+    );
+  });
+});
