@@ -26,6 +26,11 @@ export interface NodeTiming {
   frameTimeoutMs: number;
   /** TTL sweep period. */
   sweepIntervalMs: number;
+  /**
+   * Graceful stop: how long the node waits for its primaryships to move to caught-up backups
+   * before it stops anyway (then those partitions fail over as after a kill).
+   */
+  handoffTimeoutMs: number;
 }
 
 export const DEFAULT_TIMING: NodeTiming = {
@@ -39,6 +44,7 @@ export const DEFAULT_TIMING: NodeTiming = {
   idleTimeoutMs: 30_000,
   frameTimeoutMs: 10_000,
   sweepIntervalMs: 1000,
+  handoffTimeoutMs: 5000,
 };
 
 export interface TlsOptions {

@@ -99,6 +99,8 @@ export class NodeMetrics {
   readonly replication: HistogramSeries;
   readonly transfers: Counter;
   private readonly topologyVersion: Gauge;
+  readonly handoffSeconds: FastHistogram;
+  private readonly handoff: HistogramSeries;
   private readonly opStats: (OpStats | undefined)[] = [];
 
   constructor(node: MetricsSource) {
@@ -129,6 +131,13 @@ export class NodeMetrics {
     );
     this.replication = this.replicationSeconds.series();
     this.transfers = new Counter({ name: 'gridlink_node_state_transfers_total', help: 'Partitions received by state transfer', registers });
+    this.handoffSeconds = new FastHistogram(
+      'gridlink_node_handoff_duration_seconds',
+      'Graceful stop: time to hand every primaryship to a caught-up backup',
+      [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      this.registry,
+    );
+    this.handoff = this.handoffSeconds.series();
     this.topologyVersion = new Gauge({ name: 'gridlink_node_topology_version', help: 'Topology version this node holds', registers });
     new Gauge({
       name: 'gridlink_node_partitions',
@@ -213,6 +222,10 @@ export class NodeMetrics {
       st.ok = 0;
       st.error = 0;
     }
+  }
+
+  onHandoff(seconds: number): void {
+    this.handoffSeconds.observe(this.handoff, seconds);
   }
 
   onTopology(version: number): void {

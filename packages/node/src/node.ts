@@ -67,6 +67,8 @@ export class GridNode implements ConnectionHost, MetricsSource {
   private readonly peerOps: PeerOpsDeps;
   private readonly edge: ServerEdge;
   private readonly unwatch: (() => void)[] = [];
+  /** Duration of the last graceful handoff (ms), 0 before any. */
+  lastHandoffMs = 0;
 
   constructor(options: NodeOptions) {
     this.opts = resolveNodeOptions(options);
@@ -152,9 +154,15 @@ export class GridNode implements ConnectionHost, MetricsSource {
     this.log.info('node started', { id: this.id, port: this.port });
   }
 
-  /** Graceful stop: refuses new requests, lets in-flight ones finish (bounded), gives up its lease, closes. */
+  /**
+   * Graceful stop: first hands every partition it is primary of to a caught-up backup (its lease
+   * says "leaving" and the coordinator promotes the first staying owner; requests arriving
+   * meanwhile are served or forwarded), bounded by `handoffTimeoutMs`; then refuses new requests,
+   * lets in-flight ones finish (bounded), gives up its lease and closes.
+   */
   async stop(): Promise<void> {
     if (this.life.state !== 'running') return;
+    if (!this.scheduler.isFrozen && this.view.isMember()) await this.handOff();
     this.life.state = 'stopping';
     this.edge.pushStopping();
     const deadline = Date.now() + 2000;
@@ -167,6 +175,31 @@ export class GridNode implements ConnectionHost, MetricsSource {
       this.log.warn('could not delete lease', { err: String(err) });
     }
     this.shutdown(false);
+  }
+
+  /** True when no partition this node is primary of has another caught-up owner to take it. */
+  private handedOff(): boolean {
+    const t = this.view.topo;
+    if (!t || !this.view.isMember()) return true;
+    for (const p of this.view.primaryPartitions()) if ((t.owners[p]?.length ?? 0) > 1) return false;
+    return true;
+  }
+
+  private async handOff(): Promise<void> {
+    const started = Date.now();
+    const deadline = started + this.opts.handoffTimeoutMs;
+    this.lease.leaving = true;
+    await this.lease.renew();
+    while (!this.handedOff() && this.life.state === 'running') {
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        this.log.warn('handoff timed out; stopping anyway', { id: this.id, primaries: this.view.primaryPartitions().length });
+        break;
+      }
+      await this.view.awaitTopology(this.view.topologyVersion() + 1, left);
+    }
+    this.lastHandoffMs = Date.now() - started;
+    this.metrics.onHandoff(this.lastHandoffMs / 1000);
   }
 
   /** Abrupt death: sockets destroyed, timers stopped, no goodbye. */

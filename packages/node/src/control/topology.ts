@@ -61,6 +61,11 @@ export interface LeaseRecord {
   weight?: number;
   /** Partitions pulled (caught up) in this epoch: partition → topology version the pull started at. */
   synced: Record<string, number>;
+  /**
+   * Set by a node that is stopping gracefully: the coordinator moves primaryship of its
+   * partitions to another caught-up owner (it stays an owner, last, until its lease is gone).
+   */
+  leaving?: boolean;
 }
 
 export const DEFAULT_AUTO_ADJUST: AutoAdjustPolicy = { enabled: true, softTimeoutMs: 10_000, hardTimeoutMs: 60_000 };
@@ -125,6 +130,7 @@ const liveKeyOf = (ids: Iterable<string>): string => [...ids].sort().join(',');
 export function nextTopology(prev: TopologyRecord, alive: LeaseRecord[], now: number): TopologyRecord | null {
   const members = membersFrom(alive);
   const leaseOf = new Map(alive.map((l) => [l.id, l]));
+  const leaving = new Set(alive.filter((l) => l.leaving === true).map((l) => l.id));
   const stillMember = (id: string): boolean => {
     const before = prev.members[id];
     const after = members[id];
@@ -204,6 +210,11 @@ export function nextTopology(prev: TopologyRecord, alive: LeaseRecord[], now: nu
     if (s.length === 0) {
       const inTarget = o.filter((id) => target.includes(id));
       if (inTarget.length > 0) o = inTarget;
+    }
+    // A leaving node hands primaryship to the first caught-up owner that is staying; it stays
+    // an owner (last) so nothing it holds is lost until its lease is gone.
+    if (leaving.size > 0 && o.length > 1 && o.some((id) => !leaving.has(id))) {
+      o = [...o.filter((id) => !leaving.has(id)), ...o.filter((id) => leaving.has(id))];
     }
     owners.push(o);
     syncing.push(s);

@@ -33,6 +33,8 @@ export class OwnLease {
   private writeScheduled = false;
   /** Partitions this node has caught up on while syncing, by partition, with the topology version. */
   synced: Record<string, number> = {};
+  /** Graceful stop under way: the coordinator moves this node's primaryships away. */
+  leaving = false;
 
   constructor(private readonly d: OwnLeaseDeps) {}
 
@@ -50,6 +52,7 @@ export class OwnLease {
       port: this.d.port(),
       synced: { ...this.synced },
     };
+    if (this.leaving) r.leaving = true;
     if (opts.zone !== undefined) r.zone = opts.zone;
     if (opts.weight !== undefined) r.weight = opts.weight;
     return r;
