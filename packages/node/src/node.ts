@@ -13,7 +13,7 @@ import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from '
 import { CACHE_PREFIX, LEASE_PREFIX, TOPOLOGY_KEY } from './control/keys.js';
 import type { ControlPlane, KvEvent } from './control/kv.js';
 import type { Role } from './control/routing.js';
-import type { LeaseRecord, TopologyRecord } from './control/topology.js';
+import { nodeSafety, type LeaseRecord, type NodeSafety, type TopologyRecord } from './control/topology.js';
 import { Lifecycle } from './lifecycle.js';
 import type { Logger } from './logger.js';
 import { Coordinator } from './membership/coordinator.js';
@@ -131,7 +131,7 @@ export class GridNode implements ConnectionHost, MetricsSource {
     const { kv, store, scheduler, opts } = this;
     for (const [name, config] of Object.entries(opts.caches)) store.createCache(name, config);
     await this.edge.listen(this);
-    if (opts.httpPort !== undefined) await this.edge.listenHttp({ id: this.id, registry: this.metrics.registry, isReady: () => this.isReady(), topologyVersion: () => this.topologyVersion() });
+    if (opts.httpPort !== undefined) await this.edge.listenHttp({ id: this.id, registry: this.metrics.registry, isReady: () => this.isReady(), topologyVersion: () => this.topologyVersion(), unsafeReason: () => this.unsafeReason() });
 
     this.unwatch.push(
       kv.watch<LeaseRecord>(LEASE_PREFIX, (e) => scheduler.run(() => this.coordinator.onLeaseEvent(e))),
@@ -305,6 +305,25 @@ export class GridNode implements ConnectionHost, MetricsSource {
       if ((this.table.get(p)?.replica.fencing ?? 0) !== 0) return false;
     }
     return true;
+  }
+
+  /** Safety of what this node holds, from the topology it holds (see /health/safe). */
+  safety(): NodeSafety | null {
+    const t = this.view.topo;
+    return t === null ? null : nodeSafety(t, this.id);
+  }
+
+  /**
+   * Null when no partition this node holds is under-replicated, moving or lost (and it is a
+   * running member): taking it down now loses no copy nobody else has.
+   */
+  unsafeReason(): { reason: string; [k: string]: unknown } | null {
+    if (this.life.state !== 'running') return { reason: 'stopping' };
+    const s = this.safety();
+    if (s === null || !this.view.isMember()) return { reason: 'not a member yet' };
+    if (s.safe) return null;
+    const reason = s.lost.length > 0 ? 'partitions lost' : s.moving.length > 0 ? 'partitions moving' : 'partitions under-replicated';
+    return { reason, lost: s.lost, moving: s.moving, underReplicated: s.underReplicated };
   }
 
   /** The lease is certainly valid: renewed recently enough, judged from when the renewal was sent. */

@@ -291,3 +291,37 @@ export function isBalanced(rec: TopologyRecord): boolean {
   }
   return true;
 }
+
+/** Why a node is or is not safe to take down now (what its `/health/safe` answers). */
+export interface NodeSafety {
+  safe: boolean;
+  /** Partitions it holds (or pulls) with fewer caught-up copies than the cluster wants. */
+  underReplicated: number[];
+  /** Partitions it holds (or pulls) that some node is pulling. */
+  moving: number[];
+  /** Lost partitions of the cluster: any makes every node unsafe (data is already missing). */
+  lost: number[];
+}
+
+/**
+ * Safety of the partitions `id` holds, from the topology record alone: a partition is
+ * under-replicated when it has fewer caught-up owners than min(backups + 1, alive baseline
+ * nodes), moving while any node pulls it.
+ */
+export function nodeSafety(rec: TopologyRecord, id: string): NodeSafety {
+  const aliveBaseline = rec.baseline.filter((n) => rec.members[n.id] !== undefined).length;
+  const want = Math.min(rec.backups + 1, aliveBaseline);
+  const lostSet = new Set(rec.lost);
+  const underReplicated: number[] = [];
+  const moving: number[] = [];
+  for (let p = 0; p < rec.partitions; p++) {
+    if (lostSet.has(p)) continue;
+    const owners = rec.owners[p] ?? [];
+    const syncing = rec.syncing[p] ?? [];
+    if (!owners.includes(id) && !syncing.some((e) => e.id === id)) continue;
+    if (owners.length < want) underReplicated.push(p);
+    if (syncing.length > 0) moving.push(p);
+  }
+  const lost = [...rec.lost];
+  return { safe: underReplicated.length === 0 && moving.length === 0 && lost.length === 0, underReplicated, moving, lost };
+}
