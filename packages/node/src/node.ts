@@ -13,7 +13,7 @@ import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from '
 import { CACHE_PREFIX, LEASE_PREFIX, TOPOLOGY_KEY } from './control/keys.js';
 import type { ControlPlane, KvEvent } from './control/kv.js';
 import type { Role } from './control/routing.js';
-import { nodeSafety, type LeaseRecord, type NodeSafety, type TopologyRecord } from './control/topology.js';
+import { nodeSafety, soleCopiesMoving, type LeaseRecord, type NodeSafety, type TopologyRecord } from './control/topology.js';
 import { Lifecycle } from './lifecycle.js';
 import type { Logger } from './logger.js';
 import { Coordinator } from './membership/coordinator.js';
@@ -177,12 +177,16 @@ export class GridNode implements ConnectionHost, MetricsSource {
     this.shutdown(false);
   }
 
-  /** True when no partition this node is primary of has another caught-up owner to take it. */
+  /**
+   * True when no partition this node is primary of has another caught-up owner to take it, and
+   * no partition it alone holds is being pulled by another node (a decommission in progress:
+   * stopping now would lose the only copy).
+   */
   private handedOff(): boolean {
     const t = this.view.topo;
     if (!t || !this.view.isMember()) return true;
     for (const p of this.view.primaryPartitions()) if ((t.owners[p]?.length ?? 0) > 1) return false;
-    return true;
+    return soleCopiesMoving(t, this.id).length === 0;
   }
 
   private async handOff(): Promise<void> {
@@ -190,6 +194,8 @@ export class GridNode implements ConnectionHost, MetricsSource {
     const deadline = started + this.opts.handoffTimeoutMs;
     this.lease.leaving = true;
     await this.lease.renew();
+    // Judge on the latest record (a baseline change may have been written just now).
+    await this.refreshTopology();
     while (!this.handedOff() && this.life.state === 'running') {
       const left = deadline - Date.now();
       if (left <= 0) {

@@ -325,3 +325,21 @@ export function nodeSafety(rec: TopologyRecord, id: string): NodeSafety {
   const lost = [...rec.lost];
   return { safe: underReplicated.length === 0 && moving.length === 0 && lost.length === 0, underReplicated, moving, lost };
 }
+
+/**
+ * Partitions of which `id` holds the only caught-up copy while the record wants that copy
+ * elsewhere (a node is pulling it, or `id` is no longer one of its alive target owners over the
+ * baseline): stopping `id` now would lose them. A graceful stop waits for this to be empty.
+ */
+export function soleCopiesMoving(rec: TopologyRecord, id: string): number[] {
+  const alive = Object.keys(rec.members);
+  const a = rec.baseline.length > 0 ? computeAssignment({ partitions: rec.partitions, backups: rec.backups, baseline: rec.baseline, alive }) : null;
+  const out: number[] = [];
+  for (let p = 0; p < rec.partitions; p++) {
+    const owners = rec.owners[p] ?? [];
+    if (owners.length !== 1 || owners[0] !== id) continue;
+    const targetAlive = (a?.owners[p] ?? []).filter((x) => rec.members[x] !== undefined);
+    if ((rec.syncing[p]?.length ?? 0) > 0 || (targetAlive.length > 0 && !targetAlive.includes(id))) out.push(p);
+  }
+  return out;
+}
