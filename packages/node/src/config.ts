@@ -1,6 +1,7 @@
 import { DEFAULT_MAX_FRAME_SIZE, DEFAULT_PORT, type CacheConfig } from '@gridlink/protocol';
 import { NodeConfigError } from './errors.js';
 import type { ControlPlane } from './control/kv.js';
+import { unsupportedCacheConfig } from './control/routing.js';
 import { DEFAULT_AUTO_ADJUST, type AutoAdjustPolicy } from './control/topology.js';
 import { silentLogger, type Logger } from './logger.js';
 
@@ -164,6 +165,11 @@ export function resolveNodeOptions(o: NodeOptions): ResolvedNodeOptions {
     throw new NodeConfigError('weight', 'must be a positive finite number');
   }
   if (o.httpPort !== undefined) int('httpPort', o.httpPort, 0, 65535);
+  const backups = o.backups === undefined ? 1 : int('backups', o.backups, 0, 16);
+  for (const [name, config] of Object.entries(o.caches ?? {})) {
+    const bad = typeof config === 'object' && config !== null ? unsupportedCacheConfig(config, backups) : { field: '', message: 'must be an object' };
+    if (bad !== null) throw new NodeConfigError(`caches.${name}${bad.field === '' ? '' : '.' + bad.field}`, bad.message);
+  }
   return {
     ...t,
     id: o.id,
@@ -175,7 +181,7 @@ export function resolveNodeOptions(o: NodeOptions): ResolvedNodeOptions {
     weight: o.weight,
     clusterId: o.clusterId ?? 'gridlink',
     partitions: o.partitions === undefined ? 1024 : int('partitions', o.partitions, 1, 65536),
-    backups: o.backups === undefined ? 1 : int('backups', o.backups, 0, 16),
+    backups,
     bootstrapNodes: o.bootstrapNodes === undefined ? 1 : int('bootstrapNodes', o.bootstrapNodes, 1, 1000),
     autoAdjust,
     caches: o.caches ?? {},
