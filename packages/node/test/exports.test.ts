@@ -11,6 +11,10 @@ describe('@gridlink/node entry points', () => {
   it('the main entry exports the user-facing API and no internals', () => {
     expect(Object.keys(pub).sort()).toEqual(
       [
+        // Control-plane key names, for operator tools reading the control plane.
+        'CACHE_PREFIX',
+        'LEASE_PREFIX',
+        'TOPOLOGY_KEY',
         'CasConflictError',
         'DEFAULT_AUTO_ADJUST',
         'DEFAULT_TIMING',
