@@ -69,6 +69,7 @@ export class GridNode implements ConnectionHost, MetricsSource {
   private readonly unwatch: (() => void)[] = [];
   /** Duration of the last graceful handoff (ms), 0 before any. */
   lastHandoffMs = 0;
+  private topologyAppliedAt = 0;
 
   constructor(options: NodeOptions) {
     this.opts = resolveNodeOptions(options);
@@ -93,7 +94,12 @@ export class GridNode implements ConnectionHost, MetricsSource {
     const base = { id, opts, scheduler, store, metrics, kv, log, life, view, table, peers: this.peers };
     this.coordinator = new Coordinator({ ...base, leaseValid, applyTopology: (rec) => this.applyTopology(rec), refreshTopology });
     this.replicator = new Replicator(base);
-    this.transfer = new StateTransfer({ ...base, driver: () => this.driver, snapshotParts: (p) => this.replicator.snapshotParts(p) });
+    this.transfer = new StateTransfer({
+      ...base,
+      driver: () => this.driver,
+      snapshotParts: (p) => this.replicator.snapshotParts(p),
+      onTransferred: (bytes, seconds) => metrics.onTransfer(bytes, seconds),
+    });
     this.driver = new ReplicaDriver({
       ...base,
       synced: () => this.lease.synced,
@@ -355,6 +361,16 @@ export class GridNode implements ConnectionHost, MetricsSource {
     return { owned, primary, moving };
   }
 
+  /** Seconds since the control plane last acknowledged this node's lease renewal (NaN before any). */
+  leaseAgeSeconds(): number {
+    return this.lease.lastAckAt === 0 ? Number.NaN : (Date.now() - this.lease.lastAckAt) / 1000;
+  }
+
+  /** Seconds since this node applied a newer topology (NaN before any). */
+  topologyAgeSeconds(): number {
+    return this.topologyAppliedAt === 0 ? Number.NaN : (Date.now() - this.topologyAppliedAt) / 1000;
+  }
+
   replicationInFlight(): number {
     return this.table.replicationInFlight();
   }
@@ -404,6 +420,7 @@ export class GridNode implements ConnectionHost, MetricsSource {
     if (prev && rec.version <= prev.version) return;
     const wasMember = prev?.members[this.id]?.epoch === view.epoch;
     view.set(rec);
+    this.topologyAppliedAt = Date.now();
     if (wasMember && rec.members[this.id]?.epoch !== view.epoch) this.declaredGone();
 
     this.driver.onTopology(prev, rec, wasMember);

@@ -28,6 +28,8 @@ export interface OwnLeaseDeps {
 export class OwnLease {
   private validUntil = 0;
   private lastRenewSentAt = 0;
+  /** When the last renewal was acknowledged by the control plane (ms), 0 before any. */
+  lastAckAt = 0;
   /** After a lapse: not primary until the control plane confirms membership. */
   private rejoinCheckAfter = 0;
   private writeScheduled = false;
@@ -75,6 +77,7 @@ export class OwnLease {
       await this.d.kv.put(LEASE_PREFIX + this.d.id, this.record());
       if ((life.state as string) === 'stopped') return;
       this.validUntil = Math.max(this.validUntil, sentAt + opts.leaseMs - opts.leaseMarginMs);
+      this.lastAckAt = Date.now();
     } catch (err) {
       log.warn('lease renewal failed', { err: String(err) });
     }

@@ -108,6 +108,7 @@ export class Dispatcher {
       flags |= ResponseFlag.REFRESH_MAP;
     }
     if (e.wireCode === ErrorCode.INTERNAL) this.d.log.error('request failed', { op, err: e.message });
+    if (op < 100) this.d.metrics.onRejected(e.wireCode);
     return { flags, payload: errorPayload(e.wireCode, e.message, e.partition) };
   }
 
