@@ -51,13 +51,41 @@ describe('node metrics (Prometheus naming, operator metrics)', () => {
     await cl.stopNode(a);
     const stoppedText = await stopping.metrics.registry.metrics();
     expect(value(stoppedText, 'gridlink_node_handoff_duration_seconds_count')).toBe(1);
-    const other = await scrape(b);
-    expect(value(other, 'gridlink_node_partitions_under_replicated')).toBeGreaterThan(0);
+    // b learns of a's departure through the topology: poll its gauge with a deadline.
+    const deadline = Date.now() + 10_000;
+    while (value(await scrape(b), 'gridlink_node_partitions_under_replicated') === 0) {
+      if (Date.now() > deadline) throw new Error('b never reported under-replicated partitions');
+      await new Promise((r) => setTimeout(r, 20));
+    }
     await cl.restart(a);
     await cl.waitForStable(20_000);
     const after = await scrape(a);
     expect(value(after, 'gridlink_node_state_transfer_bytes_total')).toBeGreaterThan(0);
     expect(value(after, 'gridlink_node_state_transfer_duration_seconds_count')).toBeGreaterThan(0);
     expect(value(after, 'gridlink_node_state_transfers_total')).toBe(value(after, 'gridlink_node_state_transfer_duration_seconds_count'));
+  }, 30_000);
+
+  it('client stats: partition-aware routing hits the primary; without it requests are forwarded (misses)', async () => {
+    c = await LocalCluster.start({ nodes: 3, partitions: 16, backups: 1 });
+    const cl = c;
+    await cl.waitForStable();
+    client = await GridClient.connect({ endpoints: cl.endpoints, requestTimeout: 1000, operationTimeout: 10_000 });
+    const aware = client.cache<string, number>('r');
+    await aware.put('warm-up', 0);
+    const before = client.stats().routing;
+    for (let i = 0; i < 60; i++) await aware.put(`k${i}`, i);
+    const s = client.stats().routing;
+    expect(s.misses - before.misses).toBe(0);
+    expect(s.hits - before.hits).toBe(60);
+    const blind = await GridClient.connect({ endpoints: cl.endpoints, partitionAware: false, requestTimeout: 1000, operationTimeout: 10_000 });
+    try {
+      const cache = blind.cache<string, number>('r');
+      for (let i = 0; i < 60; i++) expect(await cache.get(`k${i}`)).toBe(i);
+      const b = blind.stats().routing;
+      expect(b.misses).toBeGreaterThan(0);
+      expect(b.hits + b.misses).toBe(b.primary + b.roundRobin);
+    } finally {
+      await blind.close();
+    }
   }, 30_000);
 });
