@@ -168,7 +168,15 @@ export class GridNode implements ConnectionHost, MetricsSource {
    */
   async stop(): Promise<void> {
     if (this.life.state !== 'running') return;
-    if (!this.scheduler.isFrozen && this.view.isMember()) await this.handOff();
+    if (!this.scheduler.isFrozen && this.view.isMember()) {
+      // Bounded even if the control plane does not answer at all; on failure stop anyway.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const handoff = this.handOff().catch((err: unknown) => {
+        this.log.warn('handoff failed; stopping anyway', { id: this.id, err: String(err) });
+      });
+      await Promise.race([handoff, new Promise<void>((r) => (timer = setTimeout(r, this.opts.handoffTimeoutMs + 50)))]);
+      clearTimeout(timer);
+    }
     this.life.state = 'stopping';
     this.edge.pushStopping();
     const deadline = Date.now() + 2000;

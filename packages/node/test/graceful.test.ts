@@ -78,12 +78,30 @@ describe('graceful stop on LocalCluster', () => {
     await stream.verify(cache);
   }, 60_000);
 
-  it('a stop whose handoff cannot complete is bounded by handoffTimeoutMs', async () => {
-    // backups = 0: there is nobody to hand to, so the node stops at once (and its data goes).
-    cluster = await LocalCluster.start({ nodes: 2, partitions: 8, backups: 0, autoAdjust: { enabled: false }, handoffTimeoutMs: 300 });
-    const node = cluster.node(cluster.nodeIds[0]!);
+  it('with nobody to hand to (backups = 0) the stop does not wait', async () => {
+    cluster = await LocalCluster.start({ nodes: 2, partitions: 8, backups: 0, autoAdjust: { enabled: false }, handoffTimeoutMs: 10_000 });
+    const node = cluster.node(cluster.nodeIds[1]!);
+    expect(node.partitionCounts().primary).toBeGreaterThan(0);
     await node.stop();
     expect(node.running).toBe(false);
-    expect(node.lastHandoffMs).toBeLessThan(300);
+    expect(node.lastHandoffMs).toBeLessThan(10_000);
+  });
+
+  it('a stop whose handoff cannot complete (the coordinator is frozen) ends at handoffTimeoutMs', async () => {
+    cluster = await LocalCluster.start({ nodes: 2, partitions: 8, backups: 1, autoAdjust: { enabled: false }, handoffTimeoutMs: 300 });
+    const c = cluster;
+    await c.waitForStable();
+    const [coordinator, leaving] = c.nodeIds as [string, string];
+    const node = c.node(leaving);
+    expect(node.partitionCounts().primary).toBeGreaterThan(0);
+    const versionBefore = c.topologyVersion;
+    c.hang(coordinator);
+    await node.stop();
+    expect(node.running).toBe(false);
+    expect(node.lastHandoffMs).toBeGreaterThanOrEqual(300);
+    // Nobody moved its primaryships: they fail over as after a kill once the coordinator is back.
+    expect(c.topologyVersion).toBe(versionBefore);
+    c.resume(coordinator);
+    await c.waitForTopology((t) => t.members[leaving] === undefined && t.owners.every((o) => o[0] === coordinator));
   });
 });
