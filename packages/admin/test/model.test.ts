@@ -187,7 +187,8 @@ describe('prometheus text', () => {
             })
             .join('\n');
           const parsed = parsePrometheus(text);
-          expect(parsed).toEqual(samples.map((s) => ({ name: s.name, labels: { ...s.labels }, value: Object.is(s.value, -0) ? -0 : s.value })));
+          // `${-0}` prints "0", so a -0 sample reads back as 0.
+          expect(parsed).toEqual(samples.map((s) => ({ name: s.name, labels: { ...s.labels }, value: Object.is(s.value, -0) ? 0 : s.value })));
         },
       ),
     );
