@@ -57,8 +57,14 @@ export interface ClientStats {
   mapRefreshes: number;
   mapRefreshFailures: number;
   topologyVersion: number | null;
-  /** How single-partition operations were routed. */
-  routing: { primary: number; roundRobin: number };
+  /**
+   * How single-partition operations were routed: `primary` / `roundRobin` count the requests sent
+   * to the partition's primary per the map or round-robin (no map, primary not connected);
+   * `hits` are those answered by the node they were sent to, `misses` those the node had to
+   * forward (its response is marked FORWARDED) — partition-aware routing's hit rate is
+   * hits / (hits + misses).
+   */
+  routing: { primary: number; roundRobin: number; hits: number; misses: number };
   /** Responses the node marked as forwarded (request reached a non-primary). */
   forwarded: number;
 }
@@ -259,7 +265,12 @@ export class GridClient extends EventEmitter<GridClientEvents> {
       mapRefreshes: this.partitionService.refreshes,
       mapRefreshFailures: this.partitionService.refreshFailures,
       topologyVersion: this.partitionService.map?.version ?? null,
-      routing: { primary: inv.routed.primary, roundRobin: inv.routed['round-robin'] },
+      routing: {
+        primary: inv.routed.primary,
+        roundRobin: inv.routed['round-robin'],
+        hits: Math.max(0, inv.routed.primary + inv.routed['round-robin'] - inv.forwarded),
+        misses: inv.forwarded,
+      },
       forwarded: inv.forwarded,
     };
   }

@@ -1,6 +1,7 @@
 import { DEFAULT_MAX_FRAME_SIZE, DEFAULT_PORT, type CacheConfig } from '@gridlink/protocol';
 import { NodeConfigError } from './errors.js';
 import type { ControlPlane } from './control/kv.js';
+import { unsupportedCacheConfig } from './control/routing.js';
 import { DEFAULT_AUTO_ADJUST, type AutoAdjustPolicy } from './control/topology.js';
 import { silentLogger, type Logger } from './logger.js';
 
@@ -26,6 +27,11 @@ export interface NodeTiming {
   frameTimeoutMs: number;
   /** TTL sweep period. */
   sweepIntervalMs: number;
+  /**
+   * Graceful stop: how long the node waits for its primaryships to move to caught-up backups
+   * before it stops anyway (then those partitions fail over as after a kill).
+   */
+  handoffTimeoutMs: number;
 }
 
 export const DEFAULT_TIMING: NodeTiming = {
@@ -39,6 +45,7 @@ export const DEFAULT_TIMING: NodeTiming = {
   idleTimeoutMs: 30_000,
   frameTimeoutMs: 10_000,
   sweepIntervalMs: 1000,
+  handoffTimeoutMs: 5000,
 };
 
 export interface TlsOptions {
@@ -158,6 +165,11 @@ export function resolveNodeOptions(o: NodeOptions): ResolvedNodeOptions {
     throw new NodeConfigError('weight', 'must be a positive finite number');
   }
   if (o.httpPort !== undefined) int('httpPort', o.httpPort, 0, 65535);
+  const backups = o.backups === undefined ? 1 : int('backups', o.backups, 0, 16);
+  for (const [name, config] of Object.entries(o.caches ?? {})) {
+    const bad = typeof config === 'object' && config !== null ? unsupportedCacheConfig(config, backups) : { field: '', message: 'must be an object' };
+    if (bad !== null) throw new NodeConfigError(`caches.${name}${bad.field === '' ? '' : '.' + bad.field}`, bad.message);
+  }
   return {
     ...t,
     id: o.id,
@@ -169,7 +181,7 @@ export function resolveNodeOptions(o: NodeOptions): ResolvedNodeOptions {
     weight: o.weight,
     clusterId: o.clusterId ?? 'gridlink',
     partitions: o.partitions === undefined ? 1024 : int('partitions', o.partitions, 1, 65536),
-    backups: o.backups === undefined ? 1 : int('backups', o.backups, 0, 16),
+    backups,
     bootstrapNodes: o.bootstrapNodes === undefined ? 1 : int('bootstrapNodes', o.bootstrapNodes, 1, 1000),
     autoAdjust,
     caches: o.caches ?? {},

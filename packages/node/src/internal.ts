@@ -4,8 +4,8 @@
  * peer client, the store). Not a stable API: it may change in any release.
  */
 export { TOPOLOGY_KEY, LEASE_PREFIX, CACHE_PREFIX } from './control/keys.js';
-export { initialTopology, nextTopology, partitionMapOf, isSettled, isBalanced } from './control/topology.js';
-export { roleOf, routeRequest, type Role, type RouteDecision } from './control/routing.js';
+export { initialTopology, nextTopology, nodeSafety, partitionMapOf, isSettled, isBalanced } from './control/topology.js';
+export { lossRefusal, roleOf, routeRequest, unsupportedCacheConfig, type Role, type RouteDecision } from './control/routing.js';
 export {
   INITIAL_REPLICA,
   step,

@@ -118,7 +118,7 @@ export class LocalCluster {
     };
     const timingKeys: (keyof NodeTiming)[] = [
       'leaseMs', 'renewIntervalMs', 'leaseMarginMs', 'coordinatorIntervalMs', 'replicationTimeoutMs',
-      'forwardTimeoutMs', 'handshakeTimeoutMs', 'idleTimeoutMs', 'frameTimeoutMs', 'sweepIntervalMs',
+      'forwardTimeoutMs', 'handshakeTimeoutMs', 'idleTimeoutMs', 'frameTimeoutMs', 'sweepIntervalMs', 'handoffTimeoutMs',
     ];
     for (const k of timingKeys) if (o[k] !== undefined) base[k] = o[k];
     if (slot.zone !== undefined) base.zone = slot.zone;

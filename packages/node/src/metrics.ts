@@ -1,5 +1,5 @@
 import { Counter, Gauge, Registry, type Metric } from 'prom-client';
-import { opName } from '@gridlink/protocol';
+import { errorCodeInfo, opName } from '@gridlink/protocol';
 
 /** What the metrics read from their node at collection time (the node implements it). */
 export interface MetricsSource {
@@ -9,6 +9,30 @@ export interface MetricsSource {
   /** Snapshots pushed to backups that missed records since start. */
   readonly resyncs: number;
   storeStats(): { entries: number; bytes: number; evictions: number; expired: number };
+  /** Seconds since the last acknowledged lease renewal (NaN before any). */
+  leaseAgeSeconds(): number;
+  /** Seconds since this node applied a newer topology (NaN before any). */
+  topologyAgeSeconds(): number;
+  /** Under-replicated partitions this node holds and lost partitions of the cluster, or null before joining. */
+  safety(): { underReplicated: number[]; lost: number[] } | null;
+}
+
+/**
+ * A counter fed from a cumulative count the source keeps (e.g. the store's evictions): at each
+ * collection it adds what the source gained since the last one, so the series only goes up.
+ */
+function cumulativeCounter(name: string, help: string, registers: Registry[], read: () => number): Counter {
+  let seen = 0;
+  return new Counter({
+    name,
+    help,
+    registers,
+    collect() {
+      const now = read();
+      if (now > seen) this.inc(now - seen);
+      seen = Math.max(seen, now);
+    },
+  });
 }
 
 /** One histogram series: counts per bucket (the last one is +Inf), sum and count. */
@@ -99,6 +123,13 @@ export class NodeMetrics {
   readonly replication: HistogramSeries;
   readonly transfers: Counter;
   private readonly topologyVersion: Gauge;
+  readonly handoffSeconds: FastHistogram;
+  readonly transferBytes: Counter;
+  readonly transferSeconds: FastHistogram;
+  private readonly transfer: HistogramSeries;
+  private readonly rejected: Counter<'code'>;
+  private readonly rejectedNames: string[] = [];
+  private readonly handoff: HistogramSeries;
   private readonly opStats: (OpStats | undefined)[] = [];
 
   constructor(node: MetricsSource) {
@@ -129,6 +160,13 @@ export class NodeMetrics {
     );
     this.replication = this.replicationSeconds.series();
     this.transfers = new Counter({ name: 'gridlink_node_state_transfers_total', help: 'Partitions received by state transfer', registers });
+    this.handoffSeconds = new FastHistogram(
+      'gridlink_node_handoff_duration_seconds',
+      'Graceful stop: time to hand every primaryship to a caught-up backup',
+      [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      this.registry,
+    );
+    this.handoff = this.handoffSeconds.series();
     this.topologyVersion = new Gauge({ name: 'gridlink_node_topology_version', help: 'Topology version this node holds', registers });
     new Gauge({
       name: 'gridlink_node_partitions',
@@ -143,21 +181,14 @@ export class NodeMetrics {
       },
     });
     new Gauge({
-      name: 'gridlink_node_replication_lag',
+      name: 'gridlink_node_replication_lag_writes',
       help: 'Writes applied on this primary and not yet acknowledged by all backups',
       registers,
       collect() {
         this.set(node.replicationInFlight());
       },
     });
-    new Gauge({
-      name: 'gridlink_node_resyncs_total',
-      help: 'Snapshots pushed to backups that missed records since start',
-      registers,
-      collect() {
-        this.set(node.resyncs);
-      },
-    });
+    cumulativeCounter('gridlink_node_resyncs_total', 'Snapshots pushed to backups that missed records', registers, () => node.resyncs);
     new Gauge({
       name: 'gridlink_node_entries',
       help: 'Entries held (primary and backup copies)',
@@ -174,22 +205,51 @@ export class NodeMetrics {
         this.set(node.storeStats().bytes);
       },
     });
+    cumulativeCounter('gridlink_node_evictions_total', 'Entries evicted by the LRU bound', registers, () => node.storeStats().evictions);
+    cumulativeCounter('gridlink_node_expired_total', 'Entries removed by TTL', registers, () => node.storeStats().expired);
     new Gauge({
-      name: 'gridlink_node_evictions_total',
-      help: 'Entries evicted by the LRU bound since start',
+      name: 'gridlink_node_lease_age_seconds',
+      help: 'Time since the control plane last acknowledged this node\'s lease renewal',
       registers,
       collect() {
-        this.set(node.storeStats().evictions);
+        const v = node.leaseAgeSeconds();
+        if (!Number.isNaN(v)) this.set(v);
       },
     });
     new Gauge({
-      name: 'gridlink_node_expired_total',
-      help: 'Entries removed by TTL since start',
+      name: 'gridlink_node_topology_age_seconds',
+      help: 'Time since this node applied a newer topology',
       registers,
       collect() {
-        this.set(node.storeStats().expired);
+        const v = node.topologyAgeSeconds();
+        if (!Number.isNaN(v)) this.set(v);
       },
     });
+    new Gauge({
+      name: 'gridlink_node_partitions_under_replicated',
+      help: 'Partitions this node holds with fewer caught-up copies than the cluster wants',
+      registers,
+      collect() {
+        this.set(node.safety()?.underReplicated.length ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'gridlink_node_partitions_lost',
+      help: 'Lost partitions of the cluster (no caught-up copy alive) as this node sees them',
+      registers,
+      collect() {
+        this.set(node.safety()?.lost.length ?? 0);
+      },
+    });
+    this.transferBytes = new Counter({ name: 'gridlink_node_state_transfer_bytes_total', help: 'Key and value bytes installed by state transfer', registers });
+    this.transferSeconds = new FastHistogram(
+      'gridlink_node_state_transfer_duration_seconds',
+      'Time to pull one partition (first request to installed, retries included)',
+      [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30],
+      this.registry,
+    );
+    this.transfer = this.transferSeconds.series();
+    this.rejected = new Counter({ name: 'gridlink_node_rejected_requests_total', help: 'Client requests answered with an error, by error code', labelNames: ['code'], registers });
   }
 
   observeOp(op: number, error: boolean, seconds: number): void {
@@ -213,6 +273,24 @@ export class NodeMetrics {
       st.ok = 0;
       st.error = 0;
     }
+  }
+
+  onTransfer(bytes: number, seconds: number): void {
+    this.transferBytes.inc(bytes);
+    this.transferSeconds.observe(this.transfer, seconds);
+  }
+
+  onRejected(code: number): void {
+    let name = this.rejectedNames[code];
+    if (name === undefined) {
+      name = errorCodeInfo(code).name;
+      this.rejectedNames[code] = name;
+    }
+    this.rejected.inc({ code: name });
+  }
+
+  onHandoff(seconds: number): void {
+    this.handoffSeconds.observe(this.handoff, seconds);
   }
 
   onTopology(version: number): void {

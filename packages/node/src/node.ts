@@ -13,7 +13,7 @@ import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from '
 import { CACHE_PREFIX, LEASE_PREFIX, TOPOLOGY_KEY } from './control/keys.js';
 import type { ControlPlane, KvEvent } from './control/kv.js';
 import type { Role } from './control/routing.js';
-import type { LeaseRecord, TopologyRecord } from './control/topology.js';
+import { nodeSafety, soleCopiesMoving, type LeaseRecord, type NodeSafety, type TopologyRecord } from './control/topology.js';
 import { Lifecycle } from './lifecycle.js';
 import type { Logger } from './logger.js';
 import { Coordinator } from './membership/coordinator.js';
@@ -67,6 +67,9 @@ export class GridNode implements ConnectionHost, MetricsSource {
   private readonly peerOps: PeerOpsDeps;
   private readonly edge: ServerEdge;
   private readonly unwatch: (() => void)[] = [];
+  /** Duration of the last graceful handoff (ms), 0 before any. */
+  lastHandoffMs = 0;
+  private topologyAppliedAt = 0;
 
   constructor(options: NodeOptions) {
     this.opts = resolveNodeOptions(options);
@@ -91,7 +94,12 @@ export class GridNode implements ConnectionHost, MetricsSource {
     const base = { id, opts, scheduler, store, metrics, kv, log, life, view, table, peers: this.peers };
     this.coordinator = new Coordinator({ ...base, leaseValid, applyTopology: (rec) => this.applyTopology(rec), refreshTopology });
     this.replicator = new Replicator(base);
-    this.transfer = new StateTransfer({ ...base, driver: () => this.driver, snapshotParts: (p) => this.replicator.snapshotParts(p) });
+    this.transfer = new StateTransfer({
+      ...base,
+      driver: () => this.driver,
+      snapshotParts: (p) => this.replicator.snapshotParts(p),
+      onTransferred: (bytes, seconds) => metrics.onTransfer(bytes, seconds),
+    });
     this.driver = new ReplicaDriver({
       ...base,
       synced: () => this.lease.synced,
@@ -129,7 +137,7 @@ export class GridNode implements ConnectionHost, MetricsSource {
     const { kv, store, scheduler, opts } = this;
     for (const [name, config] of Object.entries(opts.caches)) store.createCache(name, config);
     await this.edge.listen(this);
-    if (opts.httpPort !== undefined) await this.edge.listenHttp({ id: this.id, registry: this.metrics.registry, isReady: () => this.isReady(), topologyVersion: () => this.topologyVersion() });
+    if (opts.httpPort !== undefined) await this.edge.listenHttp({ id: this.id, registry: this.metrics.registry, isReady: () => this.isReady(), topologyVersion: () => this.topologyVersion(), unsafeReason: () => this.unsafeReason() });
 
     this.unwatch.push(
       kv.watch<LeaseRecord>(LEASE_PREFIX, (e) => scheduler.run(() => this.coordinator.onLeaseEvent(e))),
@@ -152,9 +160,23 @@ export class GridNode implements ConnectionHost, MetricsSource {
     this.log.info('node started', { id: this.id, port: this.port });
   }
 
-  /** Graceful stop: refuses new requests, lets in-flight ones finish (bounded), gives up its lease, closes. */
+  /**
+   * Graceful stop: first hands every partition it is primary of to a caught-up backup (its lease
+   * says "leaving" and the coordinator promotes the first staying owner; requests arriving
+   * meanwhile are served or forwarded), bounded by `handoffTimeoutMs`; then refuses new requests,
+   * lets in-flight ones finish (bounded), gives up its lease and closes.
+   */
   async stop(): Promise<void> {
     if (this.life.state !== 'running') return;
+    if (!this.scheduler.isFrozen && this.view.isMember()) {
+      // Bounded even if the control plane does not answer at all; on failure stop anyway.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const handoff = this.handOff().catch((err: unknown) => {
+        this.log.warn('handoff failed; stopping anyway', { id: this.id, err: String(err) });
+      });
+      await Promise.race([handoff, new Promise<void>((r) => (timer = setTimeout(r, this.opts.handoffTimeoutMs + 50)))]);
+      clearTimeout(timer);
+    }
     this.life.state = 'stopping';
     this.edge.pushStopping();
     const deadline = Date.now() + 2000;
@@ -167,6 +189,37 @@ export class GridNode implements ConnectionHost, MetricsSource {
       this.log.warn('could not delete lease', { err: String(err) });
     }
     this.shutdown(false);
+  }
+
+  /**
+   * True when no partition this node is primary of has another caught-up owner to take it, and
+   * no partition it alone holds is being pulled by another node (a decommission in progress:
+   * stopping now would lose the only copy).
+   */
+  private handedOff(): boolean {
+    const t = this.view.topo;
+    if (!t || !this.view.isMember()) return true;
+    for (const p of this.view.primaryPartitions()) if ((t.owners[p]?.length ?? 0) > 1) return false;
+    return soleCopiesMoving(t, this.id).length === 0;
+  }
+
+  private async handOff(): Promise<void> {
+    const started = Date.now();
+    const deadline = started + this.opts.handoffTimeoutMs;
+    this.lease.leaving = true;
+    await this.lease.renew();
+    // Judge on the latest record (a baseline change may have been written just now).
+    await this.refreshTopology();
+    while (!this.handedOff() && this.life.state === 'running') {
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        this.log.warn('handoff timed out; stopping anyway', { id: this.id, primaries: this.view.primaryPartitions().length });
+        break;
+      }
+      await this.view.awaitTopology(this.view.topologyVersion() + 1, left);
+    }
+    this.lastHandoffMs = Date.now() - started;
+    this.metrics.onHandoff(this.lastHandoffMs / 1000);
   }
 
   /** Abrupt death: sockets destroyed, timers stopped, no goodbye. */
@@ -274,6 +327,25 @@ export class GridNode implements ConnectionHost, MetricsSource {
     return true;
   }
 
+  /** Safety of what this node holds, from the topology it holds (see /health/safe). */
+  safety(): NodeSafety | null {
+    const t = this.view.topo;
+    return t === null ? null : nodeSafety(t, this.id);
+  }
+
+  /**
+   * Null when no partition this node holds is under-replicated, moving or lost (and it is a
+   * running member): taking it down now loses no copy nobody else has.
+   */
+  unsafeReason(): { reason: string; [k: string]: unknown } | null {
+    if (this.life.state !== 'running') return { reason: 'stopping' };
+    const s = this.safety();
+    if (s === null || !this.view.isMember()) return { reason: 'not a member yet' };
+    if (s.safe) return null;
+    const reason = s.lost.length > 0 ? 'partitions lost' : s.moving.length > 0 ? 'partitions moving' : 'partitions under-replicated';
+    return { reason, lost: s.lost, moving: s.moving, underReplicated: s.underReplicated };
+  }
+
   /** The lease is certainly valid: renewed recently enough, judged from when the renewal was sent. */
   leaseValid(): boolean {
     return this.lease.valid();
@@ -295,6 +367,16 @@ export class GridNode implements ConnectionHost, MetricsSource {
       if (r === 'syncing') moving++;
     }
     return { owned, primary, moving };
+  }
+
+  /** Seconds since the control plane last acknowledged this node's lease renewal (NaN before any). */
+  leaseAgeSeconds(): number {
+    return this.lease.lastAckAt === 0 ? Number.NaN : (Date.now() - this.lease.lastAckAt) / 1000;
+  }
+
+  /** Seconds since this node applied a newer topology (NaN before any). */
+  topologyAgeSeconds(): number {
+    return this.topologyAppliedAt === 0 ? Number.NaN : (Date.now() - this.topologyAppliedAt) / 1000;
   }
 
   replicationInFlight(): number {
@@ -346,6 +428,7 @@ export class GridNode implements ConnectionHost, MetricsSource {
     if (prev && rec.version <= prev.version) return;
     const wasMember = prev?.members[this.id]?.epoch === view.epoch;
     view.set(rec);
+    this.topologyAppliedAt = Date.now();
     if (wasMember && rec.members[this.id]?.epoch !== view.epoch) this.declaredGone();
 
     this.driver.onTopology(prev, rec, wasMember);

@@ -87,7 +87,7 @@ describe('cache operations, expiry, eviction and operating endpoints', () => {
       expect(text).toMatch(new RegExp(`gridlink_node_ops_total\\{op="CACHE_PUT",outcome="ok",node="${id}"\\} \\d+`));
       expect(text).toContain('gridlink_node_op_duration_seconds_bucket');
       expect(text).toMatch(/gridlink_node_partitions\{state="primary",node="[^"]+"\} \d+/);
-      expect(text).toContain('gridlink_node_replication_lag');
+      expect(text).toContain('gridlink_node_replication_lag_writes');
       expect(text).toContain('gridlink_node_connected_clients');
     }
     const counts = c.nodeIds.map((id) => c.node(id).partitionCounts());

@@ -157,9 +157,22 @@ export type Bytes = Uint8Array;
 export interface CacheConfig {
   /** Default time to live of entries, in ms; 0 or absent = no expiry. */
   ttlMs?: number;
-  /** Backups for this cache's partitions, overriding the cluster default where supported. */
+  /**
+   * Backups for this cache's partitions. Ownership is per cluster, so a value other than the
+   * cluster's backups is refused (BAD_REQUEST), never accepted and ignored.
+   */
   backups?: number;
+  /** What operations on a lost partition do (see PartitionLossPolicy). Default READ_WRITE_SAFE. */
+  partitionLossPolicy?: PartitionLossPolicy;
 }
+
+/**
+ * READ_WRITE_SAFE: operations on a lost partition fail with PARTITION_LOST, the rest work.
+ * READ_ONLY_SAFE: while any partition is lost, every write to the cache fails with
+ * PARTITION_LOST; reads of partitions that survived work. IGNORE: reserved (refused today).
+ */
+export type PartitionLossPolicy = 'READ_WRITE_SAFE' | 'READ_ONLY_SAFE' | 'IGNORE';
+export const PARTITION_LOSS_POLICIES: readonly PartitionLossPolicy[] = ['READ_WRITE_SAFE', 'READ_ONLY_SAFE', 'IGNORE'];
 
 export interface NodeInfo {
   id: string;

@@ -176,7 +176,12 @@ const ack = opt('ack', isUint, UINT);
 /** `seq` and the optional `ack` of every mutation. */
 const mut = [seq, ack] as const;
 
-const CACHE_CONFIG_FIELDS: readonly Field[] = [opt('ttlMs', isUint, UINT), opt('backups', isUint, UINT)];
+const isLossPolicy = (v: unknown): boolean => v === 'READ_WRITE_SAFE' || v === 'READ_ONLY_SAFE' || v === 'IGNORE';
+const CACHE_CONFIG_FIELDS: readonly Field[] = [
+  opt('ttlMs', isUint, UINT),
+  opt('backups', isUint, UINT),
+  opt('partitionLossPolicy', isLossPolicy, 'READ_WRITE_SAFE | READ_ONLY_SAFE | IGNORE'),
+];
 const isCacheConfig = (v: unknown): boolean => {
   try {
     checkFields(v, CACHE_CONFIG_FIELDS, 'config', true);
@@ -190,7 +195,7 @@ const isCacheConfig = (v: unknown): boolean => {
 const REQUEST_FIELDS: Readonly<Record<number, readonly Field[]>> = {
   [Op.HEARTBEAT]: [],
   [Op.TOPOLOGY]: [opt('knownVersion', isUint, UINT)],
-  [Op.CACHE_CREATE]: [cache, req('config', isCacheConfig, 'a map { ttlMs?: uint, backups?: uint }')],
+  [Op.CACHE_CREATE]: [cache, req('config', isCacheConfig, 'a map { ttlMs?: uint, backups?: uint, partitionLossPolicy?: READ_WRITE_SAFE | READ_ONLY_SAFE | IGNORE }')],
   [Op.CACHE_GET]: [cache, key],
   [Op.CACHE_GET_ALL]: [cache, req('keys', isBytesArray, 'an array of bin')],
   [Op.CACHE_PUT]: [cache, key, ...mut, value, ttl],

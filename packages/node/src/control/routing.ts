@@ -2,7 +2,7 @@
  * The node's routing decisions as pure functions of the topology record: what role this node
  * plays for a partition, and what to do with a request for it. No sockets, no timers.
  */
-import { ErrorCode } from '@gridlink/protocol';
+import { ErrorCode, type CacheConfig } from '@gridlink/protocol';
 import type { TopologyRecord } from './topology.js';
 
 export type Role = 'primary' | 'backup' | 'syncing' | 'none';
@@ -50,4 +50,30 @@ export function routeRequest(
   // Listed as primary under an epoch this node no longer has (it is rejoining): nobody to forward to.
   if (!allowForward || primary === id) return { kind: 'error', code: ErrorCode.NOT_PRIMARY, message: `node ${id} is not the primary of partition ${p}` };
   return { kind: 'forward', to: primary };
+}
+
+/**
+ * The cache's partition-loss policy applied to an operation, before routing: READ_ONLY_SAFE
+ * refuses every write to the cache while any partition is lost (reads go on to routing, which
+ * refuses those of lost partitions); READ_WRITE_SAFE leaves it to routing. Null: go on.
+ */
+export function lossRefusal(t: TopologyRecord | null, config: CacheConfig | undefined, cache: string, mutating: boolean): { code: ErrorCode; message: string; partition: number } | null {
+  if (!t || t.lost.length === 0 || !mutating) return null;
+  if ((config?.partitionLossPolicy ?? 'READ_WRITE_SAFE') !== 'READ_ONLY_SAFE') return null;
+  return { code: ErrorCode.PARTITION_LOST, message: `cache ${cache} is read-only (READ_ONLY_SAFE) while ${t.lost.length} partition(s) are lost`, partition: t.lost[0]! };
+}
+
+/**
+ * Why a cache config cannot be honoured by this cluster, or null. Ownership is computed per
+ * cluster (one partition map for every cache), so a per-cache `backups` other than the
+ * cluster's is refused rather than accepted and ignored; IGNORE is not implemented yet.
+ */
+export function unsupportedCacheConfig(config: CacheConfig, clusterBackups: number): { field: string; message: string } | null {
+  if (config.backups !== undefined && config.backups !== clusterBackups) {
+    return { field: 'backups', message: `per-cache backups (${config.backups}) must equal the cluster's (${clusterBackups}): ownership is per cluster` };
+  }
+  if (config.partitionLossPolicy === 'IGNORE') {
+    return { field: 'partitionLossPolicy', message: 'IGNORE is not supported yet: use READ_WRITE_SAFE or READ_ONLY_SAFE' };
+  }
+  return null;
 }

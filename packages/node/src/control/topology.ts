@@ -61,6 +61,11 @@ export interface LeaseRecord {
   weight?: number;
   /** Partitions pulled (caught up) in this epoch: partition → topology version the pull started at. */
   synced: Record<string, number>;
+  /**
+   * Set by a node that is stopping gracefully: the coordinator moves primaryship of its
+   * partitions to another caught-up owner (it stays an owner, last, until its lease is gone).
+   */
+  leaving?: boolean;
 }
 
 export const DEFAULT_AUTO_ADJUST: AutoAdjustPolicy = { enabled: true, softTimeoutMs: 10_000, hardTimeoutMs: 60_000 };
@@ -125,6 +130,7 @@ const liveKeyOf = (ids: Iterable<string>): string => [...ids].sort().join(',');
 export function nextTopology(prev: TopologyRecord, alive: LeaseRecord[], now: number): TopologyRecord | null {
   const members = membersFrom(alive);
   const leaseOf = new Map(alive.map((l) => [l.id, l]));
+  const leaving = new Set(alive.filter((l) => l.leaving === true).map((l) => l.id));
   const stillMember = (id: string): boolean => {
     const before = prev.members[id];
     const after = members[id];
@@ -205,6 +211,11 @@ export function nextTopology(prev: TopologyRecord, alive: LeaseRecord[], now: nu
       const inTarget = o.filter((id) => target.includes(id));
       if (inTarget.length > 0) o = inTarget;
     }
+    // A leaving node hands primaryship to the first caught-up owner that is staying; it stays
+    // an owner (last) so nothing it holds is lost until its lease is gone.
+    if (leaving.size > 0 && o.length > 1 && o.some((id) => !leaving.has(id))) {
+      o = [...o.filter((id) => !leaving.has(id)), ...o.filter((id) => leaving.has(id))];
+    }
     owners.push(o);
     syncing.push(s);
   }
@@ -279,4 +290,56 @@ export function isBalanced(rec: TopologyRecord): boolean {
     if (want.length !== have.length || want.some((id, i) => have[i] !== id)) return false;
   }
   return true;
+}
+
+/** Why a node is or is not safe to take down now (what its `/health/safe` answers). */
+export interface NodeSafety {
+  safe: boolean;
+  /** Partitions it holds (or pulls) with fewer caught-up copies than the cluster wants. */
+  underReplicated: number[];
+  /** Partitions it holds (or pulls) that some node is pulling. */
+  moving: number[];
+  /** Lost partitions of the cluster: any makes every node unsafe (data is already missing). */
+  lost: number[];
+}
+
+/**
+ * Safety of the partitions `id` holds, from the topology record alone: a partition is
+ * under-replicated when it has fewer caught-up owners than min(backups + 1, alive baseline
+ * nodes), moving while any node pulls it.
+ */
+export function nodeSafety(rec: TopologyRecord, id: string): NodeSafety {
+  const aliveBaseline = rec.baseline.filter((n) => rec.members[n.id] !== undefined).length;
+  const want = Math.min(rec.backups + 1, aliveBaseline);
+  const lostSet = new Set(rec.lost);
+  const underReplicated: number[] = [];
+  const moving: number[] = [];
+  for (let p = 0; p < rec.partitions; p++) {
+    if (lostSet.has(p)) continue;
+    const owners = rec.owners[p] ?? [];
+    const syncing = rec.syncing[p] ?? [];
+    if (!owners.includes(id) && !syncing.some((e) => e.id === id)) continue;
+    if (owners.length < want) underReplicated.push(p);
+    if (syncing.length > 0) moving.push(p);
+  }
+  const lost = [...rec.lost];
+  return { safe: underReplicated.length === 0 && moving.length === 0 && lost.length === 0, underReplicated, moving, lost };
+}
+
+/**
+ * Partitions of which `id` holds the only caught-up copy while the record wants that copy
+ * elsewhere (a node is pulling it, or `id` is no longer one of its alive target owners over the
+ * baseline): stopping `id` now would lose them. A graceful stop waits for this to be empty.
+ */
+export function soleCopiesMoving(rec: TopologyRecord, id: string): number[] {
+  const alive = Object.keys(rec.members);
+  const a = rec.baseline.length > 0 ? computeAssignment({ partitions: rec.partitions, backups: rec.backups, baseline: rec.baseline, alive }) : null;
+  const out: number[] = [];
+  for (let p = 0; p < rec.partitions; p++) {
+    const owners = rec.owners[p] ?? [];
+    if (owners.length !== 1 || owners[0] !== id) continue;
+    const targetAlive = (a?.owners[p] ?? []).filter((x) => rec.members[x] !== undefined);
+    if ((rec.syncing[p]?.length ?? 0) > 0 || (targetAlive.length > 0 && !targetAlive.includes(id))) out.push(p);
+  }
+  return out;
 }

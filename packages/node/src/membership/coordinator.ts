@@ -60,7 +60,7 @@ export class Coordinator {
       for (const o of this.observed.values()) o.seenAt = now;
     }
     this.lastTick = now;
-    if (this.busy || this.d.life.state !== 'running' || !this.d.leaseValid()) return;
+    if (this.busy || (this.d.life.state !== 'running' && this.d.life.state !== 'stopping') || !this.d.leaseValid()) return;
     const alive: LeaseRecord[] = [];
     for (const o of this.observed.values()) if (now - o.seenAt <= opts.leaseMs) alive.push(o.lease);
     const ids = alive.map((l) => l.id).sort();
@@ -87,7 +87,7 @@ export class Coordinator {
         return;
       }
       // Skip the step when nothing it depends on changed (renewals alone change nothing).
-      const inputs = `${view.topo.version}|${alive.map((l) => `${l.id}:${l.epoch}:${JSON.stringify(l.synced)}`).join(';')}`;
+      const inputs = `${view.topo.version}|${alive.map((l) => `${l.id}:${l.epoch}:${l.leaving === true ? 'L' : ''}:${JSON.stringify(l.synced)}`).join(';')}`;
       if (inputs === this.lastInputs && view.topo.adjust === null) return;
       this.lastInputs = inputs;
       const next = nextTopology(view.topo, alive, now);

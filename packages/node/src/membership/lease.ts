@@ -28,11 +28,15 @@ export interface OwnLeaseDeps {
 export class OwnLease {
   private validUntil = 0;
   private lastRenewSentAt = 0;
+  /** When the last renewal was acknowledged by the control plane (ms), 0 before any. */
+  lastAckAt = 0;
   /** After a lapse: not primary until the control plane confirms membership. */
   private rejoinCheckAfter = 0;
   private writeScheduled = false;
   /** Partitions this node has caught up on while syncing, by partition, with the topology version. */
   synced: Record<string, number> = {};
+  /** Graceful stop under way: the coordinator moves this node's primaryships away. */
+  leaving = false;
 
   constructor(private readonly d: OwnLeaseDeps) {}
 
@@ -50,6 +54,7 @@ export class OwnLease {
       port: this.d.port(),
       synced: { ...this.synced },
     };
+    if (this.leaving) r.leaving = true;
     if (opts.zone !== undefined) r.zone = opts.zone;
     if (opts.weight !== undefined) r.weight = opts.weight;
     return r;
@@ -72,6 +77,7 @@ export class OwnLease {
       await this.d.kv.put(LEASE_PREFIX + this.d.id, this.record());
       if ((life.state as string) === 'stopped') return;
       this.validUntil = Math.max(this.validUntil, sentAt + opts.leaseMs - opts.leaseMarginMs);
+      this.lastAckAt = Date.now();
     } catch (err) {
       log.warn('lease renewal failed', { err: String(err) });
     }

@@ -27,6 +27,8 @@ export interface StateTransferDeps {
   readonly view: ClusterView;
   readonly table: PartitionTable;
   readonly peers: PeerLinks;
+  /** A pull installed: key+value bytes it added to the store and its duration (metrics). */
+  onTransferred?(bytes: number, seconds: number): void;
   driver(): ReplicaDriver;
   snapshotParts(p: number): PartitionSnapshot[];
 }
@@ -63,6 +65,7 @@ export class StateTransfer {
   private async pull(p: number): Promise<void> {
     const { view, table, life, opts } = this.d;
     const epoch = view.epoch;
+    const started = performance.now();
     for (let attempt = 0; ; attempt++) {
       const st = table.get(p);
       if (!st?.replica.pulling || view.epoch !== epoch || life.state !== 'running') return;
@@ -84,7 +87,9 @@ export class StateTransfer {
           parts.push(((await this.d.peers.peer(src).request(Op.PEER_STATE_PULL, msg, opts.replicationTimeoutMs)) as PullReply).snap);
         }
         if (table.get(p) !== st || !st.replica.pulling || view.epoch !== epoch || view.roleOf(p) !== 'syncing') return;
+        const before = this.d.store.stats().bytes;
         this.d.store.install(p, parts.length === 1 ? first.snap : joinSnapshots(parts));
+        this.d.onTransferred?.(Math.max(0, this.d.store.stats().bytes - before), (performance.now() - started) / 1000);
         this.d.driver().installed(p, st, v);
         return;
       } catch (err) {

@@ -19,7 +19,7 @@ import {
   type CacheConfig,
   type RequestFrame,
 } from '@gridlink/protocol';
-import { routeRequest } from '../control/routing.js';
+import { lossRefusal, routeRequest } from '../control/routing.js';
 import { GridNodeError } from '../errors.js';
 import type { Lifecycle } from '../lifecycle.js';
 import type { Logger } from '../logger.js';
@@ -108,6 +108,7 @@ export class Dispatcher {
       flags |= ResponseFlag.REFRESH_MAP;
     }
     if (e.wireCode === ErrorCode.INTERNAL) this.d.log.error('request failed', { op, err: e.message });
+    if (op < 100) this.d.metrics.onRejected(e.wireCode);
     return { flags, payload: errorPayload(e.wireCode, e.message, e.partition) };
   }
 
@@ -136,7 +137,7 @@ export class Dispatcher {
     const t = this.view.topo;
     if (t === null) return null;
     const p = partitionOfBytes(key, t.partitions);
-    if ((t.owners[p] ?? [])[0] !== this.id || t.members[this.id]?.epoch !== this.view.epoch || t.lost.includes(p) || !this.d.leaseValid()) return null;
+    if ((t.owners[p] ?? [])[0] !== this.id || t.members[this.id]?.epoch !== this.view.epoch || t.lost.length > 0 || !this.d.leaseValid()) return null;
     const st = this.table.part(p);
     if (st.replica.fencing !== 0) return null;
     if (!MUTATING_OPS.has(op)) {
@@ -165,6 +166,8 @@ export class Dispatcher {
   /** Runs a client op as this node: locally when primary, else forwarded once (when allowed). */
   async execute(op: Op, payload: unknown, session: string, allowForward: boolean): Promise<ExecResult> {
     const fanout = this.d.fanout();
+    const topo = this.view.topo;
+    if (topo !== null && topo.lost.length > 0) this.applyLossPolicy(op, payload);
     switch (op) {
       case Op.HEARTBEAT:
         return { result: {}, forwarded: false };
@@ -191,6 +194,14 @@ export class Dispatcher {
         }
         throw new GridNodeError(ErrorCode.UNKNOWN_OP, `op ${op} is not supported`);
     }
+  }
+
+  /** While partitions are lost: the cache's partition-loss policy may refuse the op outright. */
+  private applyLossPolicy(op: Op, payload: unknown): void {
+    const cache = (payload as { cache?: unknown }).cache;
+    if (typeof cache !== 'string') return;
+    const r = lossRefusal(this.view.topo, this.store.cacheConfig(cache), cache, MUTATING_OPS.has(op));
+    if (r !== null) throw new GridNodeError(r.code, r.message, r.partition);
   }
 
   async route(p: number, op: Op, payload: unknown, session: string, allowForward: boolean, rerouted = false): Promise<ExecResult> {

@@ -7,6 +7,7 @@ import { partitionOfBytes } from '@gridlink/affinity';
 import { ErrorCode, Op, type Bytes, type CacheConfig } from '@gridlink/protocol';
 import type { ResolvedNodeOptions } from '../config.js';
 import { CACHE_PREFIX } from '../control/keys.js';
+import { unsupportedCacheConfig } from '../control/routing.js';
 import type { ControlPlane } from '../control/kv.js';
 import { GridNodeError } from '../errors.js';
 import type { ClusterView } from '../membership/view.js';
@@ -106,6 +107,8 @@ export class FanOut {
   }
 
   async createCache(payload: { cache: string; config: CacheConfig }): Promise<Record<string, never>> {
+    const unsupported = unsupportedCacheConfig(payload.config, this.d.view.topo?.backups ?? this.d.opts.backups);
+    if (unsupported !== null) throw new GridNodeError(ErrorCode.BAD_REQUEST, `config.${unsupported.field}: ${unsupported.message}`);
     this.d.store.createCache(payload.cache, payload.config);
     await this.d.kv.put(CACHE_PREFIX + payload.cache, payload.config);
     const msg: ForwardMsg = { op: Op.CACHE_CREATE, payload, session: '', local: true };

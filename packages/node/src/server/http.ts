@@ -1,4 +1,4 @@
-/** The HTTP endpoints of a node: liveness, readiness and Prometheus metrics. */
+/** The HTTP endpoints of a node: liveness, readiness, safety to take down, and Prometheus metrics. */
 import type http from 'node:http';
 import type { Registry } from 'prom-client';
 
@@ -6,6 +6,8 @@ export interface HttpStatusSource {
   readonly id: string;
   isReady(): boolean;
   topologyVersion(): number;
+  /** For /health/safe: null when safe, else a reason and the partitions concerned. */
+  unsafeReason(): { reason: string; [k: string]: unknown } | null;
   readonly registry: Registry;
 }
 
@@ -16,6 +18,10 @@ export async function handleHttp(source: HttpStatusSource, req: http.IncomingMes
   } else if (url === '/health/ready') {
     const ready = source.isReady();
     res.writeHead(ready ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ready, id: source.id, topologyVersion: source.topologyVersion() }));
+  } else if (url === '/health/safe') {
+    const why = source.unsafeReason();
+    const body = why === null ? { safe: true, id: source.id, topologyVersion: source.topologyVersion() } : { safe: false, id: source.id, topologyVersion: source.topologyVersion(), ...why };
+    res.writeHead(why === null ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify(body));
   } else if (url === '/metrics') {
     try {
       const body = await source.registry.metrics();

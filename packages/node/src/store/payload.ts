@@ -74,6 +74,13 @@ export function validateCacheConfig(config: unknown, what: string): CacheConfig 
     if (!isSafeNonNegative(c['backups'])) throw badRequest(`${what}.backups must be a non-negative integer`);
     out.backups = c['backups'];
   }
+  const policy = c['partitionLossPolicy'];
+  if (policy !== undefined && policy !== null) {
+    if (policy !== 'READ_WRITE_SAFE' && policy !== 'READ_ONLY_SAFE' && policy !== 'IGNORE') {
+      throw badRequest(`${what}.partitionLossPolicy must be READ_WRITE_SAFE, READ_ONLY_SAFE or IGNORE`);
+    }
+    out.partitionLossPolicy = policy;
+  }
   return out;
 }
 
