@@ -70,6 +70,7 @@ async function main(): Promise<void> {
   if (c.leaseMs !== undefined) opts.leaseMs = c.leaseMs;
   if (c.renewIntervalMs !== undefined) opts.renewIntervalMs = c.renewIntervalMs;
   if (c.leaseMarginMs !== undefined) opts.leaseMarginMs = c.leaseMarginMs;
+  if (c.handoffTimeoutMs !== undefined) opts.handoffTimeoutMs = c.handoffTimeoutMs;
   if (c.tls !== undefined) {
     opts.tls = { cert: readFileSync(c.tls.certFile), key: readFileSync(c.tls.keyFile) };
     if (c.tls.caFile !== undefined) opts.tls.ca = readFileSync(c.tls.caFile);

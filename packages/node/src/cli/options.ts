@@ -50,6 +50,7 @@ export const CLI_OPTIONS: readonly CliOptionSpec[] = [
   { flag: 'lease-ms', kind: 'int', arg: 'ms', help: 'membership lease length (default: 1000)' },
   { flag: 'renew-interval-ms', kind: 'int', arg: 'ms', help: 'lease renewal period (default: 250)' },
   { flag: 'lease-margin-ms', kind: 'int', arg: 'ms', help: 'safety margin before a lease is considered lapsed (default: 150)' },
+  { flag: 'handoff-timeout-ms', kind: 'int', arg: 'ms', help: 'on SIGTERM, how long to wait for primaries to be handed over before stopping anyway (default: 5000)' },
   { flag: 'log-level', kind: 'string', arg: 'l', help: 'debug | info | warn | error (default: info)' },
   { flag: 'help', kind: 'bool', help: 'print this text' },
 ];
@@ -96,6 +97,7 @@ export interface CliConfig {
   leaseMs?: number;
   renewIntervalMs?: number;
   leaseMarginMs?: number;
+  handoffTimeoutMs?: number;
   logLevel: LogLevel;
 }
 
@@ -249,6 +251,7 @@ export function parseCli(argv: readonly string[], env: Readonly<Record<string, s
     ['leaseMs', int('lease-ms', 1, 3_600_000)],
     ['renewIntervalMs', int('renew-interval-ms', 1, 3_600_000)],
     ['leaseMarginMs', int('lease-margin-ms', 1, 3_600_000)],
+    ['handoffTimeoutMs', int('handoff-timeout-ms', 0, 3_600_000)],
   ];
   for (const [k, v] of optional) if (v !== undefined) (config as unknown as Record<string, unknown>)[k] = v;
   if (config.zone === '') throw new NodeConfigError('zone', 'must not be empty');
