@@ -22,3 +22,4 @@ export { Scheduler, delay, type TimerHandle } from './scheduler.js';
 export { PeerClient, PEER_CLIENT_NAME, isBatch, type PeerClientOptions, type BatchPayload } from './peers/peer-client.js';
 export { NodeStore, type StoreOptions, type StoreStats } from './store/index.js';
 export { NodeMetrics, FastHistogram, type MetricsSource } from './metrics.js';
+export { encodeReplicate, decodeReplicate } from './peers/replicate-codec.js';

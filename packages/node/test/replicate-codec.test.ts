@@ -67,7 +67,9 @@ describe('binary replication message', () => {
     const put = { t: 'put' as const, cache: 'c', key, value: key, expireAt: 0 };
     expect(encodeReplicate(0, 1, 'n', 'e', { ...base, effects: [put, put], dedup: null })).toBeNull();
     expect(encodeReplicate(0, 1, 'n', 'e', { ...base, effects: [put], dedup: { session: 's', seq: 1, op: Op.CACHE_PUT_IF_ABSENT, result: { applied: true } } })).toBeNull();
-    expect(encodeReplicate(0, 1, 'n', 'e', { ...base, effects: [put], dedup: { session: 's', seq: 1, op: Op.CACHE_PUT, result: {} } })).toBeNull();
+    expect(encodeReplicate(0, 1, 'n', 'e', { ...base, effects: [put], dedup: { session: 's', seq: 1, op: Op.CACHE_PUT, result: new Uint8Array(0) } })).toBeNull();
+    expect(encodeReplicate(0, 1, 'n', 'e', { ...base, effects: [put], dedup: { session: 's', seq: 1, op: Op.CACHE_PUT, result: [] } })).toBeNull();
+    expect(encodeReplicate(0, 1, 'n', 'e', { ...base, effects: [put], dedup: { session: 's', seq: 1, op: Op.CACHE_PUT, result: {} } })).not.toBeNull();
     expect(encodeReplicate(0, 1, 'x'.repeat(70_000), 'e', { ...base, effects: [put], dedup: null })).toBeNull();
     expect(encodeReplicate(0, 1, 'n', 'e', { ...base, effects: [put], dedup: { session: 's', seq: 1, op: Op.CACHE_PUT, result: EMPTY } })).not.toBeNull();
   });

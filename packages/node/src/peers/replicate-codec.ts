@@ -26,7 +26,15 @@ const MAX_U16 = 0xffff;
 /** Whether `rec` has the binary form: one put, outcome (if any) the empty result. */
 export function binaryRecord(rec: ReplicationRecord): boolean {
   if (rec.effects.length !== 1 || rec.effects[0]!.t !== 'put') return false;
-  return rec.dedup === null || rec.dedup.result === EMPTY;
+  return rec.dedup === null || isEmptyResult(rec.dedup.result);
+}
+
+/** The empty result `{}` (the store's shared constant, or any plain object with no keys). */
+function isEmptyResult(r: unknown): boolean {
+  if (r === EMPTY) return true;
+  if (typeof r !== 'object' || r === null || Object.getPrototypeOf(r) !== Object.prototype) return false;
+  for (const k in r) if (Object.hasOwn(r, k)) return false;
+  return true;
 }
 
 /**
