@@ -38,6 +38,26 @@ function isEmptyResult(r: unknown): boolean {
 }
 
 /**
+ * UTF-8 bytes of one string field, remembered for the next call: the sender, its epoch, the
+ * cache and (for one client) the session repeat from record to record.
+ */
+class Utf8Memo {
+  private str = '';
+  private bytes: Uint8Array = new Uint8Array(0);
+  get(s: string): Uint8Array {
+    if (s !== this.str) {
+      this.bytes = Buffer.from(s, 'utf8');
+      this.str = s;
+    }
+    return this.bytes;
+  }
+}
+const fromMemo = new Utf8Memo();
+const epochMemo = new Utf8Memo();
+const cacheMemo = new Utf8Memo();
+const sessionMemo = new Utf8Memo();
+
+/**
  * The binary form of a record message, or null when it has none (the caller sends the map
  * form). Strings longer than 65 535 bytes fall back to the map form too.
  */
@@ -45,39 +65,43 @@ export function encodeReplicate(p: number, v: number, from: string, epoch: strin
   if (!binaryRecord(rec)) return null;
   const eff = rec.effects[0] as { t: 'put'; cache: string; key: Uint8Array; value: Uint8Array; expireAt: number };
   const d = rec.dedup;
-  const session = d === null ? '' : d.session;
-  const fromLen = Buffer.byteLength(from);
-  const epochLen = Buffer.byteLength(epoch);
-  const cacheLen = Buffer.byteLength(eff.cache);
-  const sessionLen = Buffer.byteLength(session);
-  if (fromLen > MAX_U16 || epochLen > MAX_U16 || cacheLen > MAX_U16 || sessionLen > MAX_U16) return null;
+  const fromB = fromMemo.get(from);
+  const epochB = epochMemo.get(epoch);
+  const cacheB = cacheMemo.get(eff.cache);
+  const sessionB = sessionMemo.get(d === null ? '' : d.session);
+  if (fromB.length > MAX_U16 || epochB.length > MAX_U16 || cacheB.length > MAX_U16 || sessionB.length > MAX_U16) return null;
   const key = eff.key;
   const value = eff.value;
-  const buf = Buffer.allocUnsafe(HEADER + fromLen + epochLen + cacheLen + sessionLen + key.length + value.length);
+  const buf = Buffer.allocUnsafe(HEADER + fromB.length + epochB.length + cacheB.length + sessionB.length + key.length + value.length);
+  const dv = new DataView(buf.buffer, buf.byteOffset, buf.length);
   let flags = 0;
   if (d !== null) flags |= F_DEDUP;
   if (d?.ack !== undefined) flags |= F_ACK;
   buf[0] = FORMAT;
   buf[1] = flags;
-  buf.writeUInt16LE(d === null ? 0 : d.op, 2);
-  buf.writeUInt32LE(p, 4);
-  buf.writeDoubleLE(v, 8);
-  buf.writeDoubleLE(rec.counter, 16);
-  buf.writeDoubleLE(rec.at, 24);
-  buf.writeDoubleLE(eff.expireAt, 32);
-  buf.writeDoubleLE(d === null ? 0 : d.seq, 40);
-  buf.writeDoubleLE(d?.ack ?? 0, 48);
-  buf.writeUInt16LE(fromLen, 56);
-  buf.writeUInt16LE(epochLen, 58);
-  buf.writeUInt16LE(cacheLen, 60);
-  buf.writeUInt16LE(sessionLen, 62);
-  buf.writeUInt32LE(key.length, 64);
-  buf.writeUInt32LE(value.length, 68);
+  dv.setUint16(2, d === null ? 0 : d.op, true);
+  dv.setUint32(4, p, true);
+  dv.setFloat64(8, v, true);
+  dv.setFloat64(16, rec.counter, true);
+  dv.setFloat64(24, rec.at, true);
+  dv.setFloat64(32, eff.expireAt, true);
+  dv.setFloat64(40, d === null ? 0 : d.seq, true);
+  dv.setFloat64(48, d?.ack ?? 0, true);
+  dv.setUint16(56, fromB.length, true);
+  dv.setUint16(58, epochB.length, true);
+  dv.setUint16(60, cacheB.length, true);
+  dv.setUint16(62, sessionB.length, true);
+  dv.setUint32(64, key.length, true);
+  dv.setUint32(68, value.length, true);
   let o = HEADER;
-  o += buf.write(from, o, fromLen, 'utf8');
-  o += buf.write(epoch, o, epochLen, 'utf8');
-  o += buf.write(eff.cache, o, cacheLen, 'utf8');
-  o += buf.write(session, o, sessionLen, 'utf8');
+  buf.set(fromB, o);
+  o += fromB.length;
+  buf.set(epochB, o);
+  o += epochB.length;
+  buf.set(cacheB, o);
+  o += cacheB.length;
+  buf.set(sessionB, o);
+  o += sessionB.length;
   buf.set(key, o);
   buf.set(value, o + key.length);
   return buf;
@@ -95,15 +119,16 @@ function bad(message: string): GridNodeError {
 export function decodeReplicate(bytes: Uint8Array): ReplicateMsg {
   if (bytes.length < HEADER) throw bad(`${bytes.length} bytes is shorter than its header`);
   const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
   if (buf[0] !== FORMAT) throw bad(`unsupported format ${buf[0]}`);
   const flags = buf[1]!;
   if ((flags & ~(F_DEDUP | F_ACK)) !== 0 || (flags & F_ACK && !(flags & F_DEDUP))) throw bad(`bad flags ${flags}`);
-  const fromLen = buf.readUInt16LE(56);
-  const epochLen = buf.readUInt16LE(58);
-  const cacheLen = buf.readUInt16LE(60);
-  const sessionLen = buf.readUInt16LE(62);
-  const keyLen = buf.readUInt32LE(64);
-  const valueLen = buf.readUInt32LE(68);
+  const fromLen = dv.getUint16(56, true);
+  const epochLen = dv.getUint16(58, true);
+  const cacheLen = dv.getUint16(60, true);
+  const sessionLen = dv.getUint16(62, true);
+  const keyLen = dv.getUint32(64, true);
+  const valueLen = dv.getUint32(68, true);
   if (HEADER + fromLen + epochLen + cacheLen + sessionLen + keyLen + valueLen !== buf.length) throw bad('lengths do not add up to its size');
   let o = HEADER;
   const from = buf.toString('utf8', o, (o += fromLen));
@@ -114,15 +139,15 @@ export function decodeReplicate(bytes: Uint8Array): ReplicateMsg {
   const value = bytes.subarray(o, o + valueLen);
   let dedup: ReplicationRecord['dedup'] = null;
   if (flags & F_DEDUP) {
-    dedup = { session, seq: buf.readDoubleLE(40), op: buf.readUInt16LE(2), result: {} };
-    if (flags & F_ACK) dedup.ack = buf.readDoubleLE(48);
+    dedup = { session, seq: dv.getFloat64(40, true), op: dv.getUint16(2, true), result: {} };
+    if (flags & F_ACK) dedup.ack = dv.getFloat64(48, true);
   }
   const rec: ReplicationRecord = {
     v: 1,
-    counter: buf.readDoubleLE(16),
-    at: buf.readDoubleLE(24),
-    effects: [{ t: 'put', cache, key, value, expireAt: buf.readDoubleLE(32) }],
+    counter: dv.getFloat64(16, true),
+    at: dv.getFloat64(24, true),
+    effects: [{ t: 'put', cache, key, value, expireAt: dv.getFloat64(32, true) }],
     dedup,
   };
-  return { p: buf.readUInt32LE(4), v: buf.readDoubleLE(8), from, epoch, rec };
+  return { p: dv.getUint32(4, true), v: dv.getFloat64(8, true), from, epoch, rec };
 }
