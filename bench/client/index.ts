@@ -77,6 +77,14 @@ interface Interleaved {
   /** Median over rounds of get throughput at 256 in flight (ops/s). */
   get256: number;
   redis256: number | null;
+  /** Put targets, measured the same way: p50 at 1 in flight, throughput at 256 in flight. */
+  putP50: number;
+  redisPutP50: number | null;
+  put256: number;
+  redisPut256: number | null;
+  /** Median of the cluster process's CPU per op at 256 in flight (µs). */
+  getCpu256: number;
+  putCpu256: number;
 }
 
 const median = (xs: number[]): number => {
@@ -107,8 +115,9 @@ async function measureAll(): Promise<{ rows: Row[]; interleaved: Interleaved }> 
     await Promise.all(Array.from({ length: 100 }, (_, j) => cache.put(keyOf(i + j), value)));
   }
   const getOp = (i: number): Promise<unknown> => cache.get(keyOf(i));
+  const putOp = (i: number): Promise<unknown> => cache.put(keyOf(i), value);
   await run('gridlink', 'get', getOp, cluster.proc.pid);
-  await run('gridlink', 'put', (i) => cache.put(keyOf(i), value), cluster.proc.pid);
+  await run('gridlink', 'put', putOp, cluster.proc.pid);
 
   const redis = await startRedis();
   let r: Redis | null = null;
@@ -129,18 +138,38 @@ async function measureAll(): Promise<{ rows: Row[]; interleaved: Interleaved }> 
   // alternating short windows and take the median over the rounds.
   const rounds = 5;
   const windowMs = Math.max(200, durationMs / rounds);
-  const opts = (inFlight: number): { inFlight: number; durationMs: number; warmupMs: number } => ({ inFlight, durationMs: windowMs, warmupMs: 50 });
+  const opts = (inFlight: number, serverPid?: number): { inFlight: number; durationMs: number; warmupMs: number; serverPid?: number } => ({
+    inFlight,
+    durationMs: windowMs,
+    warmupMs: 50,
+    ...(serverPid !== undefined ? { serverPid } : {}),
+  });
   const echoP50: number[] = [];
   const getP50: number[] = [];
   const get256: number[] = [];
   const redis256: number[] = [];
+  const putP50: number[] = [];
+  const redisPutP50: number[] = [];
+  const put256: number[] = [];
+  const redisPut256: number[] = [];
+  const getCpu256: number[] = [];
+  const putCpu256: number[] = [];
+  const rbuf = Buffer.from(value);
   for (let k = 0; k < rounds; k++) {
     echoP50.push((await closedLoop(echoOp, opts(1))).p50us);
     getP50.push((await closedLoop(getOp, opts(1))).p50us);
-    get256.push((await closedLoop(getOp, opts(256))).opsPerSec);
+    const g = await closedLoop(getOp, opts(256, cluster.proc.pid));
+    get256.push(g.opsPerSec);
+    getCpu256.push(g.serverCpuUsPerOp);
+    putP50.push((await closedLoop(putOp, opts(1))).p50us);
+    const pu = await closedLoop(putOp, opts(256, cluster.proc.pid));
+    put256.push(pu.opsPerSec);
+    putCpu256.push(pu.serverCpuUsPerOp);
     if (r !== null) {
       const rc = r;
       redis256.push((await closedLoop((i) => rc.getBuffer(keyOf(i)), opts(256))).opsPerSec);
+      redisPutP50.push((await closedLoop((i) => rc.set(keyOf(i), rbuf), opts(1))).p50us);
+      redisPut256.push((await closedLoop((i) => rc.set(keyOf(i), rbuf), opts(256))).opsPerSec);
     }
   }
 
@@ -158,6 +187,12 @@ async function measureAll(): Promise<{ rows: Row[]; interleaved: Interleaved }> 
       getP50: median(getP50),
       get256: median(get256),
       redis256: redis256.length > 0 ? median(redis256) : null,
+      putP50: median(putP50),
+      redisPutP50: redisPutP50.length > 0 ? median(redisPutP50) : null,
+      put256: median(put256),
+      redisPut256: redisPut256.length > 0 ? median(redisPut256) : null,
+      getCpu256: median(getCpu256),
+      putCpu256: median(putCpu256),
     },
   };
 }
@@ -292,6 +327,21 @@ console.log(
         ? `${(iv.get256 / iv.redis256).toFixed(2)}× (${fmt(iv.get256)} / ${fmt(iv.redis256)} ops/s) [${(g256 / r256).toFixed(2)}×]`
         : 'n/a',
       iv.redis256 !== null ? (iv.get256 >= 0.7 * iv.redis256 ? 'yes' : 'no') : 'n/a',
+    ],
+    [
+      'put throughput at 256 ≥ 1.0× ioredis→redis-server',
+      iv.redisPut256 !== null ? `${(iv.put256 / iv.redisPut256).toFixed(2)}× (${fmt(iv.put256)} / ${fmt(iv.redisPut256)} ops/s)` : 'n/a',
+      iv.redisPut256 !== null ? (iv.put256 >= iv.redisPut256 ? 'yes' : 'no') : 'n/a',
+    ],
+    [
+      'server CPU per put ≤ 3× a get (256 in flight)',
+      `${(iv.putCpu256 / iv.getCpu256).toFixed(2)}× (${iv.putCpu256.toFixed(1)} / ${iv.getCpu256.toFixed(1)} µs)`,
+      iv.putCpu256 <= 3 * iv.getCpu256 ? 'yes' : 'no',
+    ],
+    [
+      'p50 put at 1 in flight ≤ 1.2× ioredis→redis-server put',
+      iv.redisPutP50 !== null ? `${(iv.putP50 / iv.redisPutP50).toFixed(2)}× (${us(iv.putP50)} / ${us(iv.redisPutP50)})` : 'n/a',
+      iv.redisPutP50 !== null ? (iv.putP50 <= 1.2 * iv.redisPutP50 ? 'yes' : 'no') : 'n/a',
     ],
   ]),
 );

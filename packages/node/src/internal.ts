@@ -24,3 +24,4 @@ export { NodeStore, type StoreOptions, type StoreStats } from './store/index.js'
 export { NodeMetrics, FastHistogram, type MetricsSource } from './metrics.js';
 export { usage as cliUsage, envNameOf, CLI_OPTIONS, type CliOptionSpec } from './cli/options.js';
 export { CLUSTER_DEFAULTS, joinOrCreateCluster, reconcileClusterSettings, type WantedClusterSettings } from './cli/cluster.js';
+export { encodeReplicate, decodeReplicate } from './peers/replicate-codec.js';

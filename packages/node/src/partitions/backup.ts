@@ -5,6 +5,7 @@
  */
 import type { ResolvedNodeOptions } from '../config.js';
 import type { ClusterView } from '../membership/view.js';
+import { decodeReplicate } from '../peers/replicate-codec.js';
 import type { NodeStore } from '../store/index.js';
 import type { ReplicaDriver } from './driver.js';
 import type { ReplicateMsg, ReplicateReply } from './messages.js';
@@ -26,7 +27,8 @@ export class BackupReceiver {
   ) {}
 
   /** Synchronous unless the sender knows a newer topology than this node (then it waits for it). */
-  onReplicate(m: ReplicateMsg): ReplicateReply | Promise<ReplicateReply> {
+  onReplicate(raw: ReplicateMsg | Uint8Array): ReplicateReply | Promise<ReplicateReply> {
+    const m = raw instanceof Uint8Array ? decodeReplicate(raw) : raw;
     if (m.v > this.view.topologyVersion()) return this.view.awaitTopology(m.v, this.opts.leaseMs).then(() => this.onReplicateNow(m));
     return this.onReplicateNow(m);
   }

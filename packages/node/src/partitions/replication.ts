@@ -11,6 +11,7 @@ import { GridNodeError } from '../errors.js';
 import type { NodeMetrics } from '../metrics.js';
 import { GONE, type ClusterView, type Target } from '../membership/view.js';
 import type { PeerLinks } from '../peers/links.js';
+import { encodeReplicate } from '../peers/replicate-codec.js';
 import { delay, type Scheduler } from '../scheduler.js';
 import { splitSnapshot, type NodeStore, type PartitionSnapshot, type ReplicationRecord } from '../store/index.js';
 import type { ReplicateMsg, ReplicateReply } from './messages.js';
@@ -71,7 +72,9 @@ export class Replicator {
         this.d.table.part(p).failed.add(t.id);
         throw new GridNodeError(ErrorCode.REPLICATION_FAILED, `backup ${t.id} did not acknowledge in time`, p);
       }
-      const msg: ReplicateMsg = { p, v: view.topologyVersion(), from: this.d.id, epoch: t.epoch, rec: record };
+      // A plain put travels in its compact binary form (ADR 0027), anything else as a map.
+      const v = view.topologyVersion();
+      const msg: ReplicateMsg | Uint8Array = encodeReplicate(p, v, this.d.id, t.epoch, record) ?? { p, v, from: this.d.id, epoch: t.epoch, rec: record };
       let reply: ReplicateReply | typeof GONE;
       try {
         reply = await view.raceTopology(this.d.peers.peer(t.id).request(Op.PEER_REPLICATE, msg, left, true) as Promise<ReplicateReply>, stillThere);

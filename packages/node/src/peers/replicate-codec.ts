@@ -1,0 +1,153 @@
+/**
+ * Compact binary form of the commonest replication message (ADR 0027): one record with a single
+ * `put` effect whose recorded outcome is the empty result (a plain put). It travels as one
+ * MessagePack bin (a Uint8Array) instead of a nested map, so neither side walks a map of string
+ * keys: the primary writes fixed-width fields and copies the key and value bytes once, the
+ * backup reads them back into the same ReplicateMsg the map form would have given. Every other
+ * message (other effects, other results, snapshots, probes) keeps the map form.
+ *
+ * Layout (little-endian): u8 format (1) | u8 flags (1 = dedup, 2 = ack) | u16 op | u32 p |
+ * f64 v | f64 counter | f64 at | f64 expireAt | f64 seq | f64 ack | u16 from | u16 epoch |
+ * u16 cache | u16 session | u32 key | u32 value (byte lengths) | from | epoch | cache | session
+ * (UTF-8) | key | value.
+ */
+import { ErrorCode } from '@gridlink/protocol';
+import { GridNodeError } from '../errors.js';
+import type { ReplicateMsg } from '../partitions/messages.js';
+import { EMPTY } from '../store/cache-ops.js';
+import type { ReplicationRecord } from '../store/index.js';
+
+const FORMAT = 1;
+const F_DEDUP = 1;
+const F_ACK = 2;
+const HEADER = 1 + 1 + 2 + 4 + 8 * 6 + 2 * 4 + 4 * 2;
+const MAX_U16 = 0xffff;
+
+/** Whether `rec` has the binary form: one put, outcome (if any) the empty result. */
+export function binaryRecord(rec: ReplicationRecord): boolean {
+  if (rec.effects.length !== 1 || rec.effects[0]!.t !== 'put') return false;
+  return rec.dedup === null || isEmptyResult(rec.dedup.result);
+}
+
+/** The empty result `{}` (the store's shared constant, or any plain object with no keys). */
+function isEmptyResult(r: unknown): boolean {
+  if (r === EMPTY) return true;
+  if (typeof r !== 'object' || r === null || Object.getPrototypeOf(r) !== Object.prototype) return false;
+  for (const k in r) if (Object.hasOwn(r, k)) return false;
+  return true;
+}
+
+/**
+ * UTF-8 bytes of one string field, remembered for the next call: the sender, its epoch, the
+ * cache and (for one client) the session repeat from record to record.
+ */
+class Utf8Memo {
+  private str = '';
+  private bytes: Uint8Array = new Uint8Array(0);
+  get(s: string): Uint8Array {
+    if (s !== this.str) {
+      this.bytes = Buffer.from(s, 'utf8');
+      this.str = s;
+    }
+    return this.bytes;
+  }
+}
+const fromMemo = new Utf8Memo();
+const epochMemo = new Utf8Memo();
+const cacheMemo = new Utf8Memo();
+const sessionMemo = new Utf8Memo();
+
+/**
+ * The binary form of a record message, or null when it has none (the caller sends the map
+ * form). Strings longer than 65 535 bytes fall back to the map form too.
+ */
+export function encodeReplicate(p: number, v: number, from: string, epoch: string, rec: ReplicationRecord): Uint8Array | null {
+  if (!binaryRecord(rec)) return null;
+  const eff = rec.effects[0] as { t: 'put'; cache: string; key: Uint8Array; value: Uint8Array; expireAt: number };
+  const d = rec.dedup;
+  const fromB = fromMemo.get(from);
+  const epochB = epochMemo.get(epoch);
+  const cacheB = cacheMemo.get(eff.cache);
+  const sessionB = sessionMemo.get(d === null ? '' : d.session);
+  if (fromB.length > MAX_U16 || epochB.length > MAX_U16 || cacheB.length > MAX_U16 || sessionB.length > MAX_U16) return null;
+  const key = eff.key;
+  const value = eff.value;
+  const buf = Buffer.allocUnsafe(HEADER + fromB.length + epochB.length + cacheB.length + sessionB.length + key.length + value.length);
+  const dv = new DataView(buf.buffer, buf.byteOffset, buf.length);
+  let flags = 0;
+  if (d !== null) flags |= F_DEDUP;
+  if (d?.ack !== undefined) flags |= F_ACK;
+  buf[0] = FORMAT;
+  buf[1] = flags;
+  dv.setUint16(2, d === null ? 0 : d.op, true);
+  dv.setUint32(4, p, true);
+  dv.setFloat64(8, v, true);
+  dv.setFloat64(16, rec.counter, true);
+  dv.setFloat64(24, rec.at, true);
+  dv.setFloat64(32, eff.expireAt, true);
+  dv.setFloat64(40, d === null ? 0 : d.seq, true);
+  dv.setFloat64(48, d?.ack ?? 0, true);
+  dv.setUint16(56, fromB.length, true);
+  dv.setUint16(58, epochB.length, true);
+  dv.setUint16(60, cacheB.length, true);
+  dv.setUint16(62, sessionB.length, true);
+  dv.setUint32(64, key.length, true);
+  dv.setUint32(68, value.length, true);
+  let o = HEADER;
+  buf.set(fromB, o);
+  o += fromB.length;
+  buf.set(epochB, o);
+  o += epochB.length;
+  buf.set(cacheB, o);
+  o += cacheB.length;
+  buf.set(sessionB, o);
+  o += sessionB.length;
+  buf.set(key, o);
+  buf.set(value, o + key.length);
+  return buf;
+}
+
+function bad(message: string): GridNodeError {
+  return new GridNodeError(ErrorCode.BAD_REQUEST, `binary replication record: ${message}`);
+}
+
+/**
+ * The ReplicateMsg a binary record stands for. Key and value are views of `bytes` (the store
+ * copies entry bytes when it keeps them). Throws GridNodeError BAD_REQUEST on a malformed one;
+ * field values are checked by the store as for the map form.
+ */
+export function decodeReplicate(bytes: Uint8Array): ReplicateMsg {
+  if (bytes.length < HEADER) throw bad(`${bytes.length} bytes is shorter than its header`);
+  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+  if (buf[0] !== FORMAT) throw bad(`unsupported format ${buf[0]}`);
+  const flags = buf[1]!;
+  if ((flags & ~(F_DEDUP | F_ACK)) !== 0 || (flags & F_ACK && !(flags & F_DEDUP))) throw bad(`bad flags ${flags}`);
+  const fromLen = dv.getUint16(56, true);
+  const epochLen = dv.getUint16(58, true);
+  const cacheLen = dv.getUint16(60, true);
+  const sessionLen = dv.getUint16(62, true);
+  const keyLen = dv.getUint32(64, true);
+  const valueLen = dv.getUint32(68, true);
+  if (HEADER + fromLen + epochLen + cacheLen + sessionLen + keyLen + valueLen !== buf.length) throw bad('lengths do not add up to its size');
+  let o = HEADER;
+  const from = buf.toString('utf8', o, (o += fromLen));
+  const epoch = buf.toString('utf8', o, (o += epochLen));
+  const cache = buf.toString('utf8', o, (o += cacheLen));
+  const session = buf.toString('utf8', o, (o += sessionLen));
+  const key = bytes.subarray(o, (o += keyLen));
+  const value = bytes.subarray(o, o + valueLen);
+  let dedup: ReplicationRecord['dedup'] = null;
+  if (flags & F_DEDUP) {
+    dedup = { session, seq: dv.getFloat64(40, true), op: dv.getUint16(2, true), result: {} };
+    if (flags & F_ACK) dedup.ack = dv.getFloat64(48, true);
+  }
+  const rec: ReplicationRecord = {
+    v: 1,
+    counter: dv.getFloat64(16, true),
+    at: dv.getFloat64(24, true),
+    effects: [{ t: 'put', cache, key, value, expireAt: dv.getFloat64(32, true) }],
+    dedup,
+  };
+  return { p: dv.getUint32(4, true), v: dv.getFloat64(8, true), from, epoch, rec };
+}
