@@ -1,7 +1,7 @@
 /**
  * A Nest 11 app on @gridlink/nest, run as a child process from this folder so that @nestjs/* and
  * the injected copy of @gridlink/nest (built dist) resolve to Nest 11.x. Env: GRID_ENDPOINTS.
- * Prints one line `READY {"port":…,"nestCore":…,"nestCommon":…,"gridlinkNest":…}` once listening.
+ * Prints one line `READY {"port":…,"nestCore":…,…}` once listening (versions and builds it loaded).
  * A POST /orders with header `x-hold: 1` waits, after counting its run, until POST /release.
  */
 import 'reflect-metadata';
@@ -73,5 +73,7 @@ const info = {
   // Where @gridlink/nest loaded Nest from: its own (injected) location, not this folder.
   nestCoreSeenByAdapter: (createRequire(require.resolve('@gridlink/nest'))('@nestjs/core/package.json') as { version: string }).version,
   gridlinkNest: require.resolve('@gridlink/nest'),
+  // The app runs the ESM build; the CommonJS build (what a CommonJS Nest 11 app requires) loads too.
+  cjsBuildLoads: typeof (require('@gridlink/nest') as { GridlinkModule?: unknown }).GridlinkModule === 'function',
 };
 process.stdout.write(`READY ${JSON.stringify(info)}\n`);

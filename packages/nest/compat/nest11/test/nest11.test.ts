@@ -19,6 +19,7 @@ interface Ready {
   nestCommon: string;
   nestCoreSeenByAdapter: string;
   gridlinkNest: string;
+  cjsBuildLoads: boolean;
 }
 
 let cluster: LocalCluster | undefined;
@@ -99,6 +100,7 @@ describe('@gridlink/nest on Nest 11', () => {
     expect(ready.nestCore).toMatch(/^11\./);
     expect(ready.nestCommon).toMatch(/^11\./);
     expect(ready.nestCoreSeenByAdapter).toMatch(/^11\./);
+    expect(ready.cjsBuildLoads).toBe(true);
     expect(ready.gridlinkNest).toContain('node_modules/.pnpm/@gridlink+nest@file+packages+nest_@nestjs+common@11.');
   });
 
