@@ -25,7 +25,7 @@ export default defineConfig({
     },
   },
   test: {
-    include: ['packages/*/test/**/*.test.ts', 'examples/test/**/*.test.ts', 'examples/api-*/**/*.test.ts'],
+    include: ['packages/*/test/**/*.test.ts', 'packages/*/compat/*/test/**/*.test.ts', 'examples/test/**/*.test.ts', 'examples/api-*/**/*.test.ts'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: 'forks',

@@ -1,0 +1,79 @@
+/**
+ * A Nest 11 app on @gridlink/nest, run as a child process from this folder so that @nestjs/* and
+ * the injected copy of @gridlink/nest (built dist) resolve to Nest 11.x. Env: GRID_ENDPOINTS.
+ * Prints one line `READY {"port":…,"nestCore":…,…}` once listening (versions and builds it loaded).
+ * A POST /orders with header `x-hold: 1` waits, after counting its run, until POST /release.
+ */
+import 'reflect-metadata';
+import { createRequire } from 'node:module';
+import type { AddressInfo } from 'node:net';
+import { Body, Controller, Get, HttpCode, Inject, Module, Post, Req } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { GridHealthIndicator, GridlinkModule, Idempotent, type IdempotentRequest } from '@gridlink/nest';
+
+const require = createRequire(import.meta.url);
+let runs = 0;
+let release: () => void = () => undefined;
+let held: Promise<void> = Promise.resolve();
+
+@Controller('orders')
+class OrdersController {
+  @Post()
+  @Idempotent({ required: true })
+  async create(@Body() body: { item: string }, @Req() req: IdempotentRequest & { headers: Record<string, string | undefined> }): Promise<{ run: number; item: string; token: number }> {
+    const run = ++runs;
+    if (req.headers['x-hold'] === '1') await held;
+    return { run, item: body.item, token: req.idempotency!.fencingToken };
+  }
+}
+
+@Controller()
+class ControlController {
+  constructor(@Inject(GridHealthIndicator) private readonly grid: GridHealthIndicator) {}
+
+  @Get('runs')
+  count(): { runs: number } {
+    return { runs };
+  }
+
+  @Post('hold')
+  @HttpCode(200)
+  hold(): { ok: true } {
+    held = new Promise<void>((resolve) => (release = resolve));
+    return { ok: true };
+  }
+
+  @Post('release')
+  @HttpCode(200)
+  free(): { ok: true } {
+    release();
+    return { ok: true };
+  }
+
+  @Get('health')
+  health(): unknown {
+    return this.grid.isHealthy('grid');
+  }
+}
+
+@Module({
+  imports: [GridlinkModule.forRoot({ client: { endpoints: (process.env.GRID_ENDPOINTS ?? '').split(',').filter(Boolean) }, idempotency: { leaseMs: 2000 } })],
+  controllers: [OrdersController, ControlController],
+})
+class AppModule {}
+
+const app = await NestFactory.create(AppModule, { logger: ['error'] });
+app.enableShutdownHooks();
+await app.listen(0, '127.0.0.1');
+const version = (id: string): string => (require(id) as { version: string }).version;
+const info = {
+  port: (app.getHttpServer().address() as AddressInfo).port,
+  nestCore: version('@nestjs/core/package.json'),
+  nestCommon: version('@nestjs/common/package.json'),
+  // Where @gridlink/nest loaded Nest from: its own (injected) location, not this folder.
+  nestCoreSeenByAdapter: (createRequire(require.resolve('@gridlink/nest'))('@nestjs/core/package.json') as { version: string }).version,
+  gridlinkNest: require.resolve('@gridlink/nest'),
+  // The app runs the ESM build; the CommonJS build (what a CommonJS Nest 11 app requires) loads too.
+  cjsBuildLoads: typeof (require('@gridlink/nest') as { GridlinkModule?: unknown }).GridlinkModule === 'function',
+};
+process.stdout.write(`READY ${JSON.stringify(info)}\n`);
