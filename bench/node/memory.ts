@@ -16,11 +16,12 @@
  * Prints a table to stderr and one JSON line to stdout (read by bench/node/index.ts).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { connect, createServer } from 'node:net';
+import { createServer } from 'node:net';
 import { Redis } from 'ioredis';
 import { encodeKey, partitionOfBytes } from '@gridlink/affinity';
 import { Op } from '@gridlink/protocol';
 import { NodeStore } from '@gridlink/node';
+import { waitForPort as waitForPortOrThrow } from '@gridlink/testkit';
 
 const N = Number(process.env.MEM_ENTRIES ?? 1_000_000);
 const WINDOW = 120_000;
@@ -72,22 +73,12 @@ function freePort(): Promise<number> {
   });
 }
 
-/** Resolves once something accepts connections on the port (polled, 10 s deadline). */
-async function waitForPort(port: number, child: ChildProcess): Promise<boolean> {
-  const deadline = Date.now() + 10_000;
-  while (Date.now() < deadline && child.exitCode === null) {
-    const up = await new Promise<boolean>((resolve) => {
-      const s = connect(port, '127.0.0.1');
-      s.once('connect', () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.once('error', () => resolve(false));
-    });
-    if (up) return true;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return false;
+/** Resolves once something accepts connections on the port (10 s deadline), false if it never does. */
+function waitForPort(port: number, child: ChildProcess): Promise<boolean> {
+  return waitForPortOrThrow(port, { timeoutMs: 10_000, child }).then(
+    () => true,
+    () => false,
+  );
 }
 
 async function redisRun(): Promise<{ perEntry: number; version: string } | null> {

@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { connect as netConnect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -99,5 +99,34 @@ export async function waitFor(what: string, cond: () => boolean | Promise<boolea
     if (await cond()) return;
     if (Date.now() >= deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+/** Whether something on 127.0.0.1 accepts a TCP connection on `port` right now. */
+export function portOpen(port: number): Promise<boolean> {
+  return new Promise<boolean>((resolve) => {
+    const s = netConnect(port, '127.0.0.1');
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+/**
+ * Polls until something accepts connections on `port` (a started server has no other way to
+ * announce itself), or rejects after `timeoutMs` — at once when `child` exits first.
+ */
+export async function waitForPort(port: number, options: { timeoutMs?: number; child?: ChildProcess } = {}): Promise<void> {
+  const { timeoutMs = 10_000, child } = options;
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (child && (child.exitCode !== null || child.signalCode !== null)) {
+      throw new Error(`process exited (${child.exitCode ?? child.signalCode}) before opening port ${port}`);
+    }
+    if (await portOpen(port)) return;
+    if (Date.now() > deadline) throw new Error(`port ${port} did not open within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 25));
   }
 }

@@ -6,7 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { connect as tcpConnect, createServer } from 'node:net';
+import { freePort, waitForPort } from '@gridlink/testkit';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -18,35 +18,7 @@ process.on('exit', () => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-export async function freePort(): Promise<number> {
-  const srv = createServer();
-  srv.listen(0, '127.0.0.1');
-  await once(srv, 'listening');
-  const addr = srv.address();
-  const port = typeof addr === 'object' && addr ? addr.port : 0;
-  srv.close();
-  await once(srv, 'close');
-  return port;
-}
-
-async function waitForPort(port: number, timeoutMs: number, proc: ChildProcess): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (proc.exitCode !== null) throw new Error(`process exited with ${proc.exitCode} before opening port ${port}`);
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = tcpConnect(port, '127.0.0.1');
-      s.once('connect', () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.once('error', () => resolve(false));
-    });
-    if (ok) return;
-    if (Date.now() > deadline) throw new Error(`port ${port} did not open within ${timeoutMs} ms`);
-    // Polling a condition with a deadline: the port has no other way to announce itself.
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+export { freePort };
 
 export function track(p: ChildProcess): void {
   started.add(p);
@@ -86,7 +58,7 @@ export class NatsServer {
     const p = spawn(NATS_SERVER, ['-a', '127.0.0.1', '-p', String(this.port), '-js', '-sd', this.storeDir], { stdio: 'ignore' });
     track(p);
     this.proc = p;
-    await waitForPort(this.port, 10_000, p);
+    await waitForPort(this.port, { timeoutMs: 10_000, child: p });
   }
 
   /** SIGKILL, then start again on the same port and store. */
