@@ -95,8 +95,10 @@ export class Coordinator {
       await kv.update(TOPOLOGY_KEY, next, view.topoRevision);
     } catch (err) {
       this.lastInputs = '';
-      if (err instanceof CasConflictError) await this.d.refreshTopology();
-      else log.warn('coordinator write failed', { err: String(err) });
+      if (err instanceof CasConflictError) {
+        // Someone moved the topology on: re-read it (a failed read is retried by the next tick).
+        await this.d.refreshTopology().catch((e: unknown) => log.warn('coordinator could not re-read the topology', { err: String(e) }));
+      } else log.warn('coordinator write failed', { err: String(err) });
     } finally {
       this.busy = false;
     }

@@ -138,7 +138,11 @@ export class ClusterView {
   /** Resolves once this node holds topology `version` or later (or after timeoutMs). */
   async awaitTopology(version: number, timeoutMs: number): Promise<void> {
     if (this.topologyVersion() >= version) return;
-    await this.refresh();
+    try {
+      await this.refresh();
+    } catch {
+      // The control plane is unavailable: the watch delivers the version when it comes.
+    }
     if (this.topologyVersion() >= version) return;
     await new Promise<void>((resolve) => {
       const w = { version, resolve };
