@@ -4,47 +4,8 @@
  * must serve again on its own once the control plane is back.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { ControlPlaneUnavailableError, MemoryControlPlane, silentLogger, startNode, type ControlPlane, type GridNode, type KvEntry, type KvEvent } from '@gridlink/node';
-
-/** A real in-memory control plane whose operations can be made to fail (as NATS does during a leader change). */
-class FlakyControlPlane implements ControlPlane {
-  failReads = false;
-  failWrites = false;
-  failedReads = 0;
-  failedWrites = 0;
-  constructor(private readonly inner = new MemoryControlPlane()) {}
-  private read<R>(op: string, f: () => Promise<R>): Promise<R> {
-    if (!this.failReads) return f();
-    this.failedReads++;
-    return Promise.reject(new ControlPlaneUnavailableError(op, new Error('jetstream is not enabled')));
-  }
-  private write<R>(op: string, f: () => Promise<R>): Promise<R> {
-    if (!this.failWrites) return f();
-    this.failedWrites++;
-    return Promise.reject(new ControlPlaneUnavailableError(op, new Error('timeout')));
-  }
-  get<T>(key: string): Promise<KvEntry<T> | null> {
-    return this.read('get', () => this.inner.get<T>(key));
-  }
-  list<T>(prefix: string): Promise<KvEntry<T>[]> {
-    return this.read('list', () => this.inner.list<T>(prefix));
-  }
-  put<T>(key: string, value: T): Promise<number> {
-    return this.write('put', () => this.inner.put(key, value));
-  }
-  create<T>(key: string, value: T): Promise<number> {
-    return this.write('create', () => this.inner.create(key, value));
-  }
-  update<T>(key: string, value: T, revision: number): Promise<number> {
-    return this.write('update', () => this.inner.update(key, value, revision));
-  }
-  delete(key: string): Promise<void> {
-    return this.write('delete', () => this.inner.delete(key));
-  }
-  watch<T>(prefix: string, listener: (event: KvEvent<T>) => void): () => void {
-    return this.inner.watch(prefix, listener);
-  }
-}
+import { LEASE_PREFIX, silentLogger, startNode, type GridNode } from '@gridlink/node';
+import { FlakyControlPlane } from './helpers/flaky-control-plane.js';
 
 async function until(cond: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -86,5 +47,58 @@ describe('control plane outage (node level)', () => {
     cp.failReads = false;
     await until(() => n.leaseValid() && n.isServing(), 'the node to serve again');
     expect(rejections).toEqual([]);
+  });
+});
+
+describe('control plane outage (three nodes)', () => {
+  const nodes: GridNode[] = [];
+  afterEach(() => {
+    for (const n of nodes.splice(0)) n.kill();
+  });
+
+  async function start3(cp: FlakyControlPlane): Promise<void> {
+    const started = await Promise.all(
+      ['a', 'b', 'c'].map((id) => startNode({ id, controlPlane: cp, port: 0, partitions: 16, backups: 1, bootstrapNodes: 3, logger: silentLogger })),
+    );
+    nodes.push(...started);
+    await until(() => nodes.every((n) => n.topology() !== null && Object.keys(n.topology()!.members).length === 3 && n.isServing()), 'three serving members');
+  }
+
+  const membersOf = (n: GridNode): string =>
+    JSON.stringify(Object.entries(n.topology()!.members).map(([id, m]) => [id, m.epoch]).sort());
+
+  it('a watch that lags behind for several leases and skips revisions: the coordinator declares nobody gone', async () => {
+    const cp = new FlakyControlPlane();
+    await start3(cp);
+    const before = membersOf(nodes[0]!);
+    const version = nodes[0]!.topologyVersion();
+    cp.stallWatches();
+    // Writes (renewals) keep succeeding while nobody sees them: ~12 renewals = 1 s per node, plenty past a lease.
+    const w0 = cp.writes;
+    await until(() => cp.writes - w0 >= 36, 'renewals during the lag');
+    // The coordinator (a, the lowest id) gets its own renewals back first; the others' renewals
+    // made during the lag are never delivered, their next ones arrive live.
+    cp.releaseWatches((key) => key !== LEASE_PREFIX + 'b' && key !== LEASE_PREFIX + 'c');
+    const w1 = cp.writes;
+    await until(() => cp.writes - w1 >= 12, 'renewals after the lag');
+    for (const n of nodes) expect(membersOf(n)).toBe(before);
+    expect(nodes.every((n) => n.topologyVersion() === version)).toBe(true);
+    await until(() => nodes.every((n) => n.isServing()), 'all serving again');
+  });
+
+  it('renewals fail cluster-wide for several leases: nobody is declared gone, all serve again', async () => {
+    const cp = new FlakyControlPlane();
+    await start3(cp);
+    const before = membersOf(nodes[0]!);
+    const version = nodes[0]!.topologyVersion();
+    cp.failWrites = true;
+    await until(() => cp.failedWrites >= 30, 'renewals failing for over a lease');
+    expect(nodes.some((n) => n.leaseValid())).toBe(false);
+    cp.failWrites = false;
+    await until(() => nodes.every((n) => n.isServing()), 'all serving again');
+    const w1 = cp.writes;
+    await until(() => cp.writes - w1 >= 24, 'two leases of renewals after the outage');
+    for (const n of nodes) expect(membersOf(n)).toBe(before);
+    expect(nodes.every((n) => n.topologyVersion() === version)).toBe(true);
   });
 });
