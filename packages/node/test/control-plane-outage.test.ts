@@ -6,6 +6,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { LEASE_PREFIX, silentLogger, startNode, type GridNode } from '@gridlink/node';
 import { FlakyControlPlane } from './helpers/flaky-control-plane.js';
+import { connectClient } from './helpers/grid.js';
 
 async function until(cond: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -100,5 +101,42 @@ describe('control plane outage (three nodes)', () => {
     await until(() => cp.writes - w1 >= 24, 'two leases of renewals after the outage');
     for (const n of nodes) expect(membersOf(n)).toBe(before);
     expect(nodes.every((n) => n.topologyVersion() === version)).toBe(true);
+  });
+});
+
+describe('primaries vouched for by their backups (ADR 0007)', () => {
+  const nodes: GridNode[] = [];
+  afterEach(() => {
+    for (const n of nodes.splice(0)) n.kill();
+  });
+
+  it('renewals fail cluster-wide for several leases: every node keeps serving on promises, writes succeed throughout', async () => {
+    const cp = new FlakyControlPlane();
+    const started = await Promise.all(
+      ['a', 'b', 'c'].map((id) => startNode({ id, controlPlane: cp, port: 0, partitions: 16, backups: 1, bootstrapNodes: 3, logger: silentLogger })),
+    );
+    nodes.push(...started);
+    await until(() => nodes.every((n) => n.topology() !== null && Object.keys(n.topology()!.members).length === 3 && n.isServing()), 'three serving members');
+    const client = await connectClient(nodes.map((n) => `127.0.0.1:${n.port}`), { operationTimeout: 3000 });
+    try {
+      const cache = client.cache<string, number>('v');
+      cp.failWrites = true;
+      await until(() => nodes.every((n) => !n.leaseValid()), 'every lease to lapse');
+      // No lease is valid, yet every partition is served: its primary holds its backup's promise.
+      let n = 0;
+      const failedBefore = cp.failedWrites;
+      while (cp.failedWrites - failedBefore < 36) {
+        expect(nodes.every((x) => x.isServing())).toBe(true);
+        await cache.put(`k${n % 64}`, n);
+        expect(await cache.get(`k${n % 64}`)).toBe(n);
+        n++;
+      }
+      expect(nodes.some((x) => x.leaseValid())).toBe(false);
+      cp.failWrites = false;
+      await until(() => nodes.every((x) => x.leaseValid()), 'leases valid again');
+      for (const x of nodes) expect(Object.keys(x.topology()!.members).sort()).toEqual(['a', 'b', 'c']);
+    } finally {
+      await client.close();
+    }
   });
 });

@@ -44,6 +44,11 @@ export class OwnLease {
     return Date.now() < this.validUntil && !this.rejoinPending && Date.now() >= this.rejoinCheckAfter;
   }
 
+  /** Time left on the lease while it is certainly valid, else 0. */
+  remainingMs(): number {
+    return this.valid() ? this.validUntil - Date.now() : 0;
+  }
+
   record(): LeaseRecord {
     const { opts } = this.d;
     const r: LeaseRecord = {
