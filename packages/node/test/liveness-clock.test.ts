@@ -38,7 +38,7 @@ const inside = (ws: Window[], t: number): boolean => ws.some((w) => t >= w.start
 
 /** Runs the scenario; returns the ticks at which B was judged dead. */
 function run(s: Scenario, end: number): number[] {
-  const clock = new LivenessClock(LEASE, LEASE / 2, 0);
+  const clock = new LivenessClock(LEASE, LEASE / 2, 0, RENEW * 1.5);
   let seenB = 0;
   let held: { who: 'A' | 'B'; lose: boolean }[] | null = null;
   let lostIndex = 0;
@@ -76,7 +76,7 @@ describe('coordinator liveness clock', () => {
       fc.property(scenarioArb, (s) => {
         expect(run({ ...s, diesAt: undefined }, 12_000)).toEqual([]);
       }),
-      { numRuns: 500 },
+      { numRuns: 1000 },
     );
   });
 
@@ -91,7 +91,7 @@ describe('coordinator liveness clock', () => {
         expect(dead[0]!).toBeLessThanOrEqual(bound);
         expect(dead[0]!).toBeGreaterThan(diesAt);
       }),
-      { numRuns: 500 },
+      { numRuns: 1000 },
     );
   });
 });

@@ -36,7 +36,7 @@ export class Coordinator {
   private readonly liveness: LivenessClock;
 
   constructor(private readonly d: CoordinatorDeps) {
-    this.liveness = new LivenessClock(d.opts.leaseMs, d.opts.leaseMs / 2, Date.now());
+    this.liveness = new LivenessClock(d.opts.leaseMs, d.opts.leaseMs / 2, Date.now(), d.opts.renewIntervalMs * 1.5);
   }
 
   /** Seeds the observations with the leases listed at start. */

@@ -19,6 +19,11 @@ export class LivenessClock {
     /** How long own renewals may go unseen before the coordinator stops judging. */
     private readonly blindAfterMs: number,
     now: number,
+    /**
+     * A gap between two own renewals seen longer than this (a renewal missed or seen late) also
+     * restarts every lease's count: the others may have missed renewals in the same trouble.
+     */
+    private readonly gapMs: number = blindAfterMs,
   ) {
     this.ownSeenAt = now;
   }
@@ -31,7 +36,7 @@ export class LivenessClock {
 
   /** This node's own lease renewal was seen through the watch at `now`. */
   ownRenewalSeen(now: number): void {
-    if (this.blindNow) {
+    if (this.blindNow || now - this.ownSeenAt > this.gapMs) {
       this.blindNow = false;
       this.countFrom = now;
     }
