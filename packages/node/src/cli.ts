@@ -9,7 +9,7 @@ import { hostname } from 'node:os';
 import { joinOrCreateCluster } from './cli/cluster.js';
 import { parseCli, type CliConfig } from './cli/options.js';
 import { MemoryControlPlane, type ControlPlane } from './control/kv.js';
-import { ControlPlaneUnavailableError, NatsControlPlane, type NatsControlPlaneOptions } from './control/nats.js';
+import { NatsControlPlane, type NatsControlPlaneOptions } from './control/nats.js';
 import { consoleLogger } from './logger.js';
 import { startNode } from './node.js';
 import type { NodeOptions } from './config.js';
@@ -106,15 +106,9 @@ async function main(): Promise<void> {
         },
       );
   };
-  // A control-plane outage must not kill the process: some of the node's background reads are
-  // not awaited by anyone, and their (retryable) failure would otherwise end the process. The
-  // node keeps running on its last view and recovers when the control plane is back. Any other
-  // unhandled rejection is a bug: exit as Node would.
+  // Every background operation of the node handles its own failures (a control-plane outage
+  // included): an unhandled rejection is a bug, so exit as Node would, but say what it was.
   process.on('unhandledRejection', (reason: unknown) => {
-    if (reason instanceof ControlPlaneUnavailableError) {
-      log.warn('control plane unavailable (background operation)', { err: reason.message });
-      return;
-    }
     log.error('unhandled rejection', { err: reason instanceof Error ? (reason.stack ?? reason.message) : String(reason) });
     process.exit(1);
   });

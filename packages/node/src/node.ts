@@ -18,6 +18,7 @@ import { Lifecycle } from './lifecycle.js';
 import type { Logger } from './logger.js';
 import { Coordinator } from './membership/coordinator.js';
 import { OwnLease } from './membership/lease.js';
+import { PromiseBook } from './membership/promises.js';
 import { ClusterView } from './membership/view.js';
 import { NodeMetrics, type MetricsSource } from './metrics.js';
 import { BackupReceiver } from './partitions/backup.js';
@@ -54,6 +55,7 @@ export class GridNode implements ConnectionHost, MetricsSource {
   private readonly view: ClusterView;
   private readonly lease: OwnLease;
   private readonly coordinator: Coordinator;
+  private readonly promises: PromiseBook;
   private readonly table = new PartitionTable();
   private readonly peers: PeerLinks;
   private readonly replicator: Replicator;
@@ -85,13 +87,15 @@ export class GridNode implements ConnectionHost, MetricsSource {
     const { id, scheduler, store, metrics, kv, log, life, table } = this;
     const leaseValid = (): boolean => this.lease.valid();
 
-    this.view = new ClusterView(id, opts.partitions, scheduler, leaseValid);
+    const mayServe = (p: number): boolean => this.promises.mayServe(p, this.lease.valid());
+    this.view = new ClusterView(id, opts.partitions, scheduler, mayServe);
     const view = this.view;
     const refreshTopology = (): Promise<void> => this.refreshTopology();
     view.refresh = refreshTopology;
     this.lease = new OwnLease({ id, opts, kv, scheduler, log, life, epoch: () => view.epoch, port: () => this.edge.port, rejoinCheck: refreshTopology });
     this.peers = new PeerLinks(id, opts, scheduler, view);
     const base = { id, opts, scheduler, store, metrics, kv, log, life, view, table, peers: this.peers };
+    this.promises = new PromiseBook({ id, opts, view, peers: this.peers, scheduler, life, log, leaseRemainingMs: () => this.lease.remainingMs() });
     this.coordinator = new Coordinator({ ...base, leaseValid, applyTopology: (rec) => this.applyTopology(rec), refreshTopology });
     this.replicator = new Replicator(base);
     this.transfer = new StateTransfer({
@@ -113,14 +117,14 @@ export class GridNode implements ConnectionHost, MetricsSource {
     this.locks = new LockService({ scheduler, store, assertPrimary: (p) => view.assertPrimary(p), commit: (p, r) => this.replicator.commit(p, r) });
     const { replicator, forwarder, locks } = this;
     const handlePeer = (frame: RequestFrame): Promise<unknown> => this.handlePeer(frame);
-    this.dispatcher = new Dispatcher({ ...base, replicator, forwarder, locks, fanout: () => this.fanout, leaseValid, handlePeer });
+    this.dispatcher = new Dispatcher({ ...base, replicator, forwarder, locks, fanout: () => this.fanout, leaseValid: mayServe, handlePeer });
     this.fanout = new FanOut({
       ...base,
       leaseValid,
       route: (...a: Parameters<RouteFn>) => this.dispatcher.route(...a),
       executeAsPrimary: (p, op, payload, session) => this.dispatcher.executeAsPrimary(p, op, payload, session),
     });
-    this.peerOps = { store, dispatcher: this.dispatcher, fanout: this.fanout, backup: this.backup, transfer: this.transfer };
+    this.peerOps = { store, dispatcher: this.dispatcher, fanout: this.fanout, backup: this.backup, transfer: this.transfer, promises: this.promises };
     this.edge = new ServerEdge(opts, scheduler, log, () => life.state === 'running', (n) => metrics.connections.set(n));
   }
 
@@ -154,6 +158,7 @@ export class GridNode implements ConnectionHost, MetricsSource {
     this.coordinator.started();
     scheduler.setInterval(() => void this.lease.renew(), opts.renewIntervalMs);
     scheduler.setInterval(() => void this.coordinator.tick(), opts.coordinatorIntervalMs);
+    this.promises.start();
     scheduler.setInterval(() => {
       store.sweep(opts.sweepBudget);
     }, opts.sweepIntervalMs);
@@ -321,7 +326,7 @@ export class GridNode implements ConnectionHost, MetricsSource {
     const n = this.view.topo!.partitions;
     for (let p = 0; p < n; p++) {
       if (this.roleOf(p) !== 'primary') continue;
-      if (!this.leaseValid()) return false;
+      if (!this.promises.mayServe(p, this.leaseValid())) return false;
       if ((this.table.get(p)?.replica.fencing ?? 0) !== 0) return false;
     }
     return true;
@@ -418,6 +423,7 @@ export class GridNode implements ConnectionHost, MetricsSource {
     for (const p of this.store.heldPartitions()) this.store.dropPartition(p);
     this.table.clear();
     this.transfer.clearQueue();
+    this.promises.clearHeld();
     this.lease.restart();
   }
 

@@ -103,6 +103,7 @@ export const Op = {
   PEER_STATE_PULL: 102,
   PEER_SIZE: 103,
   PEER_CLEAR: 104,
+  PEER_PROMISE: 105,
 } as const;
 export type Op = (typeof Op)[keyof typeof Op];
 
@@ -243,6 +244,7 @@ export interface RequestPayloads {
   [Op.PEER_STATE_PULL]: unknown;
   [Op.PEER_SIZE]: unknown;
   [Op.PEER_CLEAR]: unknown;
+  [Op.PEER_PROMISE]: unknown;
 }
 
 export interface LockResult {
@@ -285,6 +287,7 @@ export interface ResponsePayloads {
   [Op.PEER_STATE_PULL]: unknown;
   [Op.PEER_SIZE]: unknown;
   [Op.PEER_CLEAR]: unknown;
+  [Op.PEER_PROMISE]: unknown;
 }
 
 /** Payload of a response with the ERROR flag. */

@@ -1,7 +1,8 @@
 /**
  * Observation of the other nodes' leases and the coordinator loop: the alive node with the
  * lowest id judges liveness from lease revisions (a lease is alive while a new revision was seen
- * within leaseMs on this node's clock) and moves the topology record on, through the pure
+ * within leaseMs on this node's clock, not counting time in which this node could not see its own
+ * renewals: see `LivenessClock`) and moves the topology record on, through the pure
  * `nextTopology`, with compare-and-set on its revision.
  */
 import type { ResolvedNodeOptions } from '../config.js';
@@ -11,6 +12,7 @@ import { initialTopology, nextTopology, type LeaseRecord, type TopologyRecord } 
 import { CasConflictError } from '../errors.js';
 import type { Lifecycle } from '../lifecycle.js';
 import type { Logger } from '../logger.js';
+import { LivenessClock } from './liveness.js';
 import type { ClusterView } from './view.js';
 
 export interface CoordinatorDeps {
@@ -30,8 +32,12 @@ export class Coordinator {
   private lastTick = 0;
   private busy = false;
   private lastInputs = '';
+  /** Judges nobody while this node's own renewals are not seen (control plane down, watch gap). */
+  private readonly liveness: LivenessClock;
 
-  constructor(private readonly d: CoordinatorDeps) {}
+  constructor(private readonly d: CoordinatorDeps) {
+    this.liveness = new LivenessClock(d.opts.leaseMs, d.opts.leaseMs / 2, Date.now(), d.opts.renewIntervalMs * 1.5);
+  }
 
   /** Seeds the observations with the leases listed at start. */
   async load(): Promise<void> {
@@ -44,12 +50,17 @@ export class Coordinator {
   /** Starts the clock of the loop (the first tick judges nobody stalled). */
   started(): void {
     this.lastTick = Date.now();
+    this.liveness.reset(this.lastTick);
   }
 
   onLeaseEvent(e: KvEvent<LeaseRecord>): void {
     const id = e.key.slice(LEASE_PREFIX.length);
     if (e.type === 'delete') this.observed.delete(id);
-    else this.observed.set(id, { lease: e.value, revision: e.revision, seenAt: Date.now() });
+    else {
+      const now = Date.now();
+      this.observed.set(id, { lease: e.value, revision: e.revision, seenAt: now });
+      if (id === this.d.id) this.liveness.ownRenewalSeen(now);
+    }
   }
 
   async tick(): Promise<void> {
@@ -60,9 +71,11 @@ export class Coordinator {
       for (const o of this.observed.values()) o.seenAt = now;
     }
     this.lastTick = now;
+    // Our own renewals do not come back: we cannot see anybody's, so judge nobody (ADR 0007).
+    if (!this.liveness.canJudge(now)) return;
     if (this.busy || (this.d.life.state !== 'running' && this.d.life.state !== 'stopping') || !this.d.leaseValid()) return;
     const alive: LeaseRecord[] = [];
-    for (const o of this.observed.values()) if (now - o.seenAt <= opts.leaseMs) alive.push(o.lease);
+    for (const o of this.observed.values()) if (this.liveness.alive(o.seenAt, now)) alive.push(o.lease);
     const ids = alive.map((l) => l.id).sort();
     if (ids[0] !== this.d.id) return;
     this.busy = true;
@@ -95,8 +108,10 @@ export class Coordinator {
       await kv.update(TOPOLOGY_KEY, next, view.topoRevision);
     } catch (err) {
       this.lastInputs = '';
-      if (err instanceof CasConflictError) await this.d.refreshTopology();
-      else log.warn('coordinator write failed', { err: String(err) });
+      if (err instanceof CasConflictError) {
+        // Someone moved the topology on: re-read it (a failed read is retried by the next tick).
+        await this.d.refreshTopology().catch((e: unknown) => log.warn('coordinator could not re-read the topology', { err: String(e) }));
+      } else log.warn('coordinator write failed', { err: String(err) });
     } finally {
       this.busy = false;
     }

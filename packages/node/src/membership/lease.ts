@@ -32,6 +32,9 @@ export class OwnLease {
   lastAckAt = 0;
   /** After a lapse: not primary until the control plane confirms membership. */
   private rejoinCheckAfter = 0;
+  /** A lapse was noticed and the topology has not been re-read successfully since. */
+  private rejoinPending = false;
+  private rejoinTimerSet = false;
   private writeScheduled = false;
   /** Partitions this node has caught up on while syncing, by partition, with the topology version. */
   synced: Record<string, number> = {};
@@ -42,7 +45,12 @@ export class OwnLease {
 
   /** The lease is certainly valid: renewed recently enough, judged from when the renewal was sent. */
   valid(): boolean {
-    return Date.now() < this.validUntil && Date.now() >= this.rejoinCheckAfter;
+    return Date.now() < this.validUntil && !this.rejoinPending && Date.now() >= this.rejoinCheckAfter;
+  }
+
+  /** Time left on the lease while it is certainly valid, else 0. */
+  remainingMs(): number {
+    return this.valid() ? this.validUntil - Date.now() : 0;
   }
 
   record(): LeaseRecord {
@@ -67,9 +75,10 @@ export class OwnLease {
     if (this.validUntil > 0 && now >= this.validUntil) {
       // Our lease may have expired: the coordinator may have declared us gone and promoted others.
       // Serve as primary again only once the control plane confirms we are still a member.
-      log.warn('lease lapsed', { id: this.d.id });
+      if (!this.rejoinPending) log.warn('lease lapsed', { id: this.d.id });
       this.rejoinCheckAfter = now + opts.leaseMs;
-      this.d.scheduler.setTimeout(() => void this.d.rejoinCheck(), opts.leaseMs);
+      this.rejoinPending = true;
+      this.scheduleRejoinCheck(opts.leaseMs);
     }
     const sentAt = now;
     this.lastRenewSentAt = sentAt;
@@ -81,6 +90,39 @@ export class OwnLease {
     } catch (err) {
       log.warn('lease renewal failed', { err: String(err) });
     }
+  }
+
+  /**
+   * Re-reads the topology `delayMs` from now (one timer at a time). A failed read (control plane
+   * unavailable) is logged and retried a renewal interval later; until a read succeeds the lease
+   * is not trusted, so no rejection ever escapes the timer.
+   */
+  private scheduleRejoinCheck(delayMs: number): void {
+    if (this.rejoinTimerSet) return;
+    this.rejoinTimerSet = true;
+    this.d.scheduler.setTimeout(() => {
+      this.rejoinTimerSet = false;
+      const { life, log, opts } = this.d;
+      if (life.state !== 'running' && life.state !== 'stopping') return;
+      // The re-read must start once the coordinator could have declared us gone (a later lapse
+      // pushes that moment on).
+      const startedAt = Date.now();
+      if (startedAt < this.rejoinCheckAfter) {
+        this.scheduleRejoinCheck(this.rejoinCheckAfter - startedAt);
+        return;
+      }
+      this.d.rejoinCheck().then(
+        () => {
+          if (startedAt >= this.rejoinCheckAfter) this.rejoinPending = false;
+          else this.scheduleRejoinCheck(Math.max(1, this.rejoinCheckAfter - Date.now()));
+        },
+        (err: unknown) => {
+          if (!this.rejoinPending) return;
+          log.warn('topology re-read after lease lapse failed; retrying', { err: String(err) });
+          this.scheduleRejoinCheck(opts.renewIntervalMs);
+        },
+      );
+    }, delayMs);
   }
 
   /** Writes the lease soon (coalesced): its content changed (a partition synced, a new epoch). */
@@ -101,6 +143,7 @@ export class OwnLease {
   restart(): void {
     this.synced = {};
     this.rejoinCheckAfter = 0;
+    this.rejoinPending = false;
     this.validUntil = 0;
     this.scheduleWrite();
   }

@@ -35,8 +35,8 @@ export class ClusterView {
     readonly id: string,
     private readonly defaultPartitions: number,
     private readonly scheduler: Scheduler,
-    /** The lease is certainly valid right now. */
-    private readonly leaseValid: () => boolean,
+    /** This node may serve p as primary right now (lease valid, or vouched for: ADR 0007). */
+    private readonly mayServe: (p: number) => boolean,
   ) {}
 
   topologyVersion(): number {
@@ -83,7 +83,7 @@ export class ClusterView {
 
   /** Throws NOT_PRIMARY (or the routing error) unless this node serves p as primary right now. */
   assertPrimary(p: number): void {
-    const d = routeRequest(this.topo, this.id, this.epoch, p, false, this.leaseValid());
+    const d = routeRequest(this.topo, this.id, this.epoch, p, false, this.mayServe(p));
     if (d.kind !== 'local') throw new GridNodeError(d.kind === 'error' ? d.code : ErrorCode.NOT_PRIMARY, d.kind === 'error' ? d.message : 'not primary', p);
   }
 
@@ -138,7 +138,11 @@ export class ClusterView {
   /** Resolves once this node holds topology `version` or later (or after timeoutMs). */
   async awaitTopology(version: number, timeoutMs: number): Promise<void> {
     if (this.topologyVersion() >= version) return;
-    await this.refresh();
+    try {
+      await this.refresh();
+    } catch {
+      // The control plane is unavailable: the watch delivers the version when it comes.
+    }
     if (this.topologyVersion() >= version) return;
     await new Promise<void>((resolve) => {
       const w = { version, resolve };

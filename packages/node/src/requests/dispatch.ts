@@ -47,7 +47,8 @@ export interface DispatcherDeps {
   readonly forwarder: Forwarder;
   readonly locks: LockService;
   fanout(): FanOut;
-  leaseValid(): boolean;
+  /** May serve partition p as primary now: the lease is valid, or promises cover it (ADR 0007). */
+  leaseValid(p: number): boolean;
   /** Node-to-node ops (only on connections from peers). */
   handlePeer(frame: RequestFrame): Promise<unknown>;
 }
@@ -137,7 +138,8 @@ export class Dispatcher {
     const t = this.view.topo;
     if (t === null) return null;
     const p = partitionOfBytes(key, t.partitions);
-    if ((t.owners[p] ?? [])[0] !== this.id || t.members[this.id]?.epoch !== this.view.epoch || t.lost.length > 0 || !this.d.leaseValid()) return null;
+    // Any lost partition: the slow path applies the caches' loss policies.
+    if ((t.owners[p] ?? [])[0] !== this.id || t.members[this.id]?.epoch !== this.view.epoch || t.lost.length > 0 || !this.d.leaseValid(p)) return null;
     const st = this.table.part(p);
     if (st.replica.fencing !== 0) return null;
     if (!MUTATING_OPS.has(op)) {
@@ -205,7 +207,7 @@ export class Dispatcher {
   }
 
   async route(p: number, op: Op, payload: unknown, session: string, allowForward: boolean, rerouted = false): Promise<ExecResult> {
-    const d = routeRequest(this.view.topo, this.id, this.view.epoch, p, allowForward, this.d.leaseValid());
+    const d = routeRequest(this.view.topo, this.id, this.view.epoch, p, allowForward, this.d.leaseValid(p));
     if (d.kind === 'local') return { result: await this.executeAsPrimary(p, op, payload, session), forwarded: false };
     if (d.kind === 'forward') {
       try {

@@ -4,6 +4,7 @@ import { GridNodeError } from '../errors.js';
 import type { BackupReceiver } from '../partitions/backup.js';
 import type { PullMsg, ReplicateMsg } from '../partitions/messages.js';
 import type { StateTransfer } from '../partitions/transfer.js';
+import type { PromiseBook, PromiseRequest } from '../membership/promises.js';
 import { isBatch } from '../peers/peer-client.js';
 import type { NodeStore } from '../store/index.js';
 import type { Dispatcher } from './dispatch.js';
@@ -17,6 +18,7 @@ export interface PeerOpsDeps {
   readonly fanout: FanOut;
   readonly backup: BackupReceiver;
   readonly transfer: StateTransfer;
+  readonly promises: PromiseBook;
 }
 
 export async function handlePeerOp(d: PeerOpsDeps, frame: RequestFrame): Promise<unknown> {
@@ -48,6 +50,8 @@ export async function handlePeerOp(d: PeerOpsDeps, frame: RequestFrame): Promise
     }
     case Op.PEER_STATE_PULL:
       return d.transfer.onStatePull(frame.payload as PullMsg);
+    case Op.PEER_PROMISE:
+      return d.promises.onRequest(frame.payload as PromiseRequest);
     case Op.PEER_SIZE:
       return d.fanout.localPrimarySize((frame.payload as { cache: string }).cache);
     case Op.PEER_CLEAR: {

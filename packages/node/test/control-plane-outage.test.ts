@@ -1,0 +1,142 @@
+/**
+ * A control plane that fails (reads and writes) for a while: the node must neither crash nor
+ * leave an unhandled rejection behind, must stop trusting its lease while it cannot renew, and
+ * must serve again on its own once the control plane is back.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { LEASE_PREFIX, silentLogger, startNode, type GridNode } from '@gridlink/node';
+import { FlakyControlPlane } from './helpers/flaky-control-plane.js';
+import { connectClient } from './helpers/grid.js';
+
+async function until(cond: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+describe('control plane outage (node level)', () => {
+  let node: GridNode | undefined;
+  const rejections: unknown[] = [];
+  const onRejection = (reason: unknown): void => {
+    rejections.push(reason);
+  };
+  afterEach(() => {
+    node?.kill();
+    node = undefined;
+    process.off('unhandledRejection', onRejection);
+    rejections.length = 0;
+  });
+
+  it('failing reads and writes: no unhandled rejection, the lease is not trusted, and it serves again afterwards', async () => {
+    process.on('unhandledRejection', onRejection);
+    const cp = new FlakyControlPlane();
+    node = await startNode({ id: 'a', controlPlane: cp, port: 0, partitions: 8, backups: 0, logger: silentLogger });
+    const n = node;
+    await until(() => n.isServing(), 'the node to serve');
+    cp.failReads = true;
+    cp.failWrites = true;
+    await until(() => !n.leaseValid(), 'the lease to lapse');
+    // Renewals succeed again, reads still fail: the topology re-read a lease after the lapse
+    // fails, is retried, and until one succeeds the lease is not trusted.
+    cp.failWrites = false;
+    await until(() => cp.failedReads >= 2, 'the failed topology re-reads', 10_000);
+    expect(n.running).toBe(true);
+    expect(n.leaseValid()).toBe(false);
+    expect(n.isServing()).toBe(false);
+    cp.failReads = false;
+    await until(() => n.leaseValid() && n.isServing(), 'the node to serve again');
+    expect(rejections).toEqual([]);
+  });
+});
+
+describe('control plane outage (three nodes)', () => {
+  const nodes: GridNode[] = [];
+  afterEach(() => {
+    for (const n of nodes.splice(0)) n.kill();
+  });
+
+  async function start3(cp: FlakyControlPlane): Promise<void> {
+    const started = await Promise.all(
+      ['a', 'b', 'c'].map((id) => startNode({ id, controlPlane: cp, port: 0, partitions: 16, backups: 1, bootstrapNodes: 3, logger: silentLogger })),
+    );
+    nodes.push(...started);
+    await until(() => nodes.every((n) => n.topology() !== null && Object.keys(n.topology()!.members).length === 3 && n.isServing()), 'three serving members');
+  }
+
+  const membersOf = (n: GridNode): string =>
+    JSON.stringify(Object.entries(n.topology()!.members).map(([id, m]) => [id, m.epoch]).sort());
+
+  it('a watch that lags behind for several leases and skips revisions: the coordinator declares nobody gone', async () => {
+    const cp = new FlakyControlPlane();
+    await start3(cp);
+    const before = membersOf(nodes[0]!);
+    const version = nodes[0]!.topologyVersion();
+    cp.stallWatches();
+    // Writes (renewals) keep succeeding while nobody sees them: ~12 renewals = 1 s per node, plenty past a lease.
+    const w0 = cp.writes;
+    await until(() => cp.writes - w0 >= 36, 'renewals during the lag');
+    // The coordinator (a, the lowest id) gets its own renewals back first; the others' renewals
+    // made during the lag are never delivered, their next ones arrive live.
+    cp.releaseWatches((key) => key !== LEASE_PREFIX + 'b' && key !== LEASE_PREFIX + 'c');
+    const w1 = cp.writes;
+    await until(() => cp.writes - w1 >= 12, 'renewals after the lag');
+    for (const n of nodes) expect(membersOf(n)).toBe(before);
+    expect(nodes.every((n) => n.topologyVersion() === version)).toBe(true);
+    await until(() => nodes.every((n) => n.isServing()), 'all serving again');
+  });
+
+  it('renewals fail cluster-wide for several leases: nobody is declared gone, all serve again', async () => {
+    const cp = new FlakyControlPlane();
+    await start3(cp);
+    const before = membersOf(nodes[0]!);
+    const version = nodes[0]!.topologyVersion();
+    cp.failWrites = true;
+    await until(() => cp.failedWrites >= 30, 'renewals failing for over a lease');
+    expect(nodes.some((n) => n.leaseValid())).toBe(false);
+    cp.failWrites = false;
+    await until(() => nodes.every((n) => n.isServing()), 'all serving again');
+    const w1 = cp.writes;
+    await until(() => cp.writes - w1 >= 24, 'two leases of renewals after the outage');
+    for (const n of nodes) expect(membersOf(n)).toBe(before);
+    expect(nodes.every((n) => n.topologyVersion() === version)).toBe(true);
+  });
+});
+
+describe('primaries vouched for by their backups (ADR 0007)', () => {
+  const nodes: GridNode[] = [];
+  afterEach(() => {
+    for (const n of nodes.splice(0)) n.kill();
+  });
+
+  it('renewals fail cluster-wide for several leases: every node keeps serving on promises, writes succeed throughout', async () => {
+    const cp = new FlakyControlPlane();
+    const started = await Promise.all(
+      ['a', 'b', 'c'].map((id) => startNode({ id, controlPlane: cp, port: 0, partitions: 16, backups: 1, bootstrapNodes: 3, logger: silentLogger })),
+    );
+    nodes.push(...started);
+    await until(() => nodes.every((n) => n.topology() !== null && Object.keys(n.topology()!.members).length === 3 && n.isServing()), 'three serving members');
+    const client = await connectClient(nodes.map((n) => `127.0.0.1:${n.port}`), { operationTimeout: 3000 });
+    try {
+      const cache = client.cache<string, number>('v');
+      cp.failWrites = true;
+      await until(() => nodes.every((n) => !n.leaseValid()), 'every lease to lapse');
+      // No lease is valid, yet every partition is served: its primary holds its backup's promise.
+      let n = 0;
+      const failedBefore = cp.failedWrites;
+      while (cp.failedWrites - failedBefore < 36) {
+        expect(nodes.every((x) => x.isServing())).toBe(true);
+        await cache.put(`k${n % 64}`, n);
+        expect(await cache.get(`k${n % 64}`)).toBe(n);
+        n++;
+      }
+      expect(nodes.some((x) => x.leaseValid())).toBe(false);
+      cp.failWrites = false;
+      await until(() => nodes.every((x) => x.leaseValid()), 'leases valid again');
+      for (const x of nodes) expect(Object.keys(x.topology()!.members).sort()).toEqual(['a', 'b', 'c']);
+    } finally {
+      await client.close();
+    }
+  });
+});

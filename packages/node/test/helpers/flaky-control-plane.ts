@@ -1,0 +1,67 @@
+/** A real in-memory control plane that can be made to fail or lag, as NATS does during a leader change. */
+import { ControlPlaneUnavailableError, MemoryControlPlane, type ControlPlane, type KvEntry, type KvEvent } from '@gridlink/node';
+
+/** A real in-memory control plane whose operations can be made to fail (as NATS does during a leader change). */
+export class FlakyControlPlane implements ControlPlane {
+  failReads = false;
+  failWrites = false;
+  failedReads = 0;
+  failedWrites = 0;
+  /** While set, watch events are held back (a lagging watch) and delivered in order afterwards. */
+  private held: { key: string; deliver: () => void }[] | null = null;
+  /** Successful writes per key prefix (renewals show up under the lease prefix). */
+  writes = 0;
+  constructor(private readonly inner = new MemoryControlPlane()) {}
+  private read<R>(op: string, f: () => Promise<R>): Promise<R> {
+    if (!this.failReads) return f();
+    this.failedReads++;
+    return Promise.reject(new ControlPlaneUnavailableError(op, new Error('jetstream is not enabled')));
+  }
+  private write<R>(op: string, f: () => Promise<R>): Promise<R> {
+    if (!this.failWrites) {
+      this.writes++;
+      return f();
+    }
+    this.failedWrites++;
+    return Promise.reject(new ControlPlaneUnavailableError(op, new Error('timeout')));
+  }
+  get<T>(key: string): Promise<KvEntry<T> | null> {
+    return this.read('get', () => this.inner.get<T>(key));
+  }
+  list<T>(prefix: string): Promise<KvEntry<T>[]> {
+    return this.read('list', () => this.inner.list<T>(prefix));
+  }
+  put<T>(key: string, value: T): Promise<number> {
+    return this.write('put', () => this.inner.put(key, value));
+  }
+  create<T>(key: string, value: T): Promise<number> {
+    return this.write('create', () => this.inner.create(key, value));
+  }
+  update<T>(key: string, value: T, revision: number): Promise<number> {
+    return this.write('update', () => this.inner.update(key, value, revision));
+  }
+  delete(key: string): Promise<void> {
+    return this.write('delete', () => this.inner.delete(key));
+  }
+  watch<T>(prefix: string, listener: (event: KvEvent<T>) => void): () => void {
+    return this.inner.watch<T>(prefix, (e) => {
+      if (this.held) this.held.push({ key: e.key, deliver: () => listener(e) });
+      else listener(e);
+    });
+  }
+
+  stallWatches(): void {
+    this.held ??= [];
+  }
+
+  /**
+   * Ends the lag: delivers the held events in order; those whose key `keep` rejects are lost (a
+   * watch that resumed past revisions it never delivered).
+   */
+  releaseWatches(keep: (key: string) => boolean = () => true): void {
+    const held = this.held ?? [];
+    this.held = null;
+    for (const h of held) if (keep(h.key)) h.deliver();
+  }
+}
+
