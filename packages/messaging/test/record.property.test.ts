@@ -69,7 +69,8 @@ describe('job record transitions (properties)', () => {
 
   it('records round-trip through their encoding', () => {
     fc.assert(
-      fc.property(fc.jsonValue(), fc.integer({ min: 1, max: 100 }), (payload, maxAttempts) => {
+      // A payload is JSON: -0 is written as 0, so the generator's -0 is normalised the same way.
+      fc.property(fc.jsonValue().map((v) => JSON.parse(JSON.stringify(v)) as unknown), fc.integer({ min: 1, max: 100 }), (payload, maxAttempts) => {
         const r = newRecord('id-1', payload, maxAttempts, 5);
         expect(decodeRecord(encodeRecord(r))).toEqual(r);
       }),
