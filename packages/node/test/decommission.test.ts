@@ -5,11 +5,11 @@
  * of which node holds a full copy of which partition; then end to end on LocalCluster with
  * backups = 0, where any shortcut would lose data.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { GridClient } from '@gridlink/client';
-import { LocalCluster, type LeaseRecord, type TopologyRecord } from '@gridlink/node';
+import { type LeaseRecord, type TopologyRecord } from '@gridlink/node';
 import { initialTopology, nextTopology } from '@gridlink/node/internal';
+import { perTestCluster } from './helpers/grid.js';
 
 const IDS = ['a', 'b', 'c', 'd', 'e'];
 const P = 12;
@@ -73,19 +73,12 @@ describe('nextTopology: baseline changes never lose a copy', () => {
 });
 
 describe('decommission on LocalCluster (backups = 0)', () => {
-  let cluster: LocalCluster | undefined;
-  let client: GridClient | undefined;
-  afterEach(async () => {
-    await client?.close();
-    client = undefined;
-    await cluster?.stop();
-    cluster = undefined;
-  });
+  const fx = perTestCluster();
 
   it('removing a node from the baseline moves its data first; stopping it then loses nothing', async () => {
-    cluster = await LocalCluster.start({ nodes: 3, partitions: 16, backups: 0, autoAdjust: { enabled: false } });
+    const cluster = await fx.start({ nodes: 3, partitions: 16, backups: 0, autoAdjust: { enabled: false } });
     const c = cluster;
-    client = await GridClient.connect({ endpoints: c.endpoints, requestTimeout: 1000, operationTimeout: 10_000 });
+    const client = await fx.connect({ endpoints: c.endpoints, requestTimeout: 1000, operationTimeout: 10_000 });
     const cache = client.cache<string, number>('d');
     const keys = Array.from({ length: 200 }, (_, i) => `k${i}`);
     for (const [i, k] of keys.entries()) await cache.put(k, i);
@@ -101,9 +94,9 @@ describe('decommission on LocalCluster (backups = 0)', () => {
   }, 30_000);
 
   it('a node stopped right after its removal from the baseline first lets its data move', async () => {
-    cluster = await LocalCluster.start({ nodes: 3, partitions: 16, backups: 0, autoAdjust: { enabled: false } });
+    const cluster = await fx.start({ nodes: 3, partitions: 16, backups: 0, autoAdjust: { enabled: false } });
     const c = cluster;
-    client = await GridClient.connect({ endpoints: c.endpoints, requestTimeout: 1000, operationTimeout: 10_000 });
+    const client = await fx.connect({ endpoints: c.endpoints, requestTimeout: 1000, operationTimeout: 10_000 });
     const cache = client.cache<string, number>('d');
     const keys = Array.from({ length: 200 }, (_, i) => `k${i}`);
     for (const [i, k] of keys.entries()) await cache.put(k, i);

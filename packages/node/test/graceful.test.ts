@@ -1,10 +1,10 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import { GridClient, bytesSerializer } from '@gridlink/client';
-import { LocalCluster } from '@gridlink/node';
+import { describe, expect, it } from 'vitest';
+import { bytesSerializer } from '@gridlink/client';
 import { nextTopology, initialTopology } from '@gridlink/node/internal';
 import type { LeaseRecord } from '@gridlink/node';
 import fc from 'fast-check';
 import { WriteStream } from './helpers/workload.js';
+import { perTestCluster } from './helpers/grid.js';
 
 const P = 32;
 
@@ -33,19 +33,12 @@ describe('graceful stop: the leaving flag in nextTopology', () => {
 });
 
 describe('graceful stop on LocalCluster', () => {
-  let cluster: LocalCluster | undefined;
-  let client: GridClient | undefined;
-  afterEach(async () => {
-    await client?.close();
-    client = undefined;
-    await cluster?.stop();
-    cluster = undefined;
-  });
+  const fx = perTestCluster();
 
   it('rolling restart of every node under 16-way load: no failed operation, no lost acknowledged write', async () => {
-    cluster = await LocalCluster.start({ nodes: 3, partitions: P, backups: 1, autoAdjust: { enabled: false } });
+    const cluster = await fx.start({ nodes: 3, partitions: P, backups: 1, autoAdjust: { enabled: false } });
     const c = cluster;
-    client = await GridClient.connect({
+    const client = await fx.connect({
       endpoints: c.endpoints,
       heartbeatInterval: 100,
       heartbeatTimeout: 600,
@@ -79,7 +72,7 @@ describe('graceful stop on LocalCluster', () => {
   }, 60_000);
 
   it('with nobody to hand to (backups = 0) the stop does not wait', async () => {
-    cluster = await LocalCluster.start({ nodes: 2, partitions: 8, backups: 0, autoAdjust: { enabled: false }, handoffTimeoutMs: 10_000 });
+    const cluster = await fx.start({ nodes: 2, partitions: 8, backups: 0, autoAdjust: { enabled: false }, handoffTimeoutMs: 10_000 });
     const node = cluster.node(cluster.nodeIds[1]!);
     expect(node.partitionCounts().primary).toBeGreaterThan(0);
     await node.stop();
@@ -88,7 +81,7 @@ describe('graceful stop on LocalCluster', () => {
   });
 
   it('a stop whose handoff cannot complete (the coordinator is frozen) ends at handoffTimeoutMs', async () => {
-    cluster = await LocalCluster.start({ nodes: 2, partitions: 8, backups: 1, autoAdjust: { enabled: false }, handoffTimeoutMs: 300 });
+    const cluster = await fx.start({ nodes: 2, partitions: 8, backups: 1, autoAdjust: { enabled: false }, handoffTimeoutMs: 300 });
     const c = cluster;
     await c.waitForStable();
     const [coordinator, leaving] = c.nodeIds as [string, string];

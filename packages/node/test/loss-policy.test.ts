@@ -1,10 +1,11 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { partitionOf } from '@gridlink/affinity';
-import { GridClient, PartitionLostError } from '@gridlink/client';
-import { LocalCluster, MemoryControlPlane, NodeConfigError, resolveNodeOptions, type TopologyRecord } from '@gridlink/node';
+import { PartitionLostError } from '@gridlink/client';
+import { MemoryControlPlane, NodeConfigError, resolveNodeOptions, type TopologyRecord } from '@gridlink/node';
 import { lossRefusal, unsupportedCacheConfig } from '@gridlink/node/internal';
 import { ErrorCode } from '@gridlink/protocol';
+import { perTestCluster } from './helpers/grid.js';
 
 const P = 16;
 
@@ -33,19 +34,12 @@ describe('partition-loss policy (pure)', () => {
 });
 
 describe('partition-loss policy on LocalCluster (backups = 0, one node killed)', () => {
-  let cluster: LocalCluster | undefined;
-  let client: GridClient | undefined;
-  afterEach(async () => {
-    await client?.close();
-    client = undefined;
-    await cluster?.stop();
-    cluster = undefined;
-  });
+  const fx = perTestCluster();
 
   it('READ_WRITE_SAFE fails only lost partitions; READ_ONLY_SAFE refuses every write but serves surviving reads', async () => {
-    cluster = await LocalCluster.start({ nodes: 2, partitions: P, backups: 0, autoAdjust: { enabled: false } });
+    const cluster = await fx.start({ nodes: 2, partitions: P, backups: 0, autoAdjust: { enabled: false } });
     const c = cluster;
-    client = await GridClient.connect({ endpoints: c.endpoints, requestTimeout: 1000, operationTimeout: 5000, heartbeatInterval: 100, heartbeatTimeout: 600 });
+    const client = await fx.connect({ endpoints: c.endpoints, requestTimeout: 1000, operationTimeout: 5000, heartbeatInterval: 100, heartbeatTimeout: 600 });
     const rw = client.cache<string, number>('rw');
     const ro = client.cache<string, number>('ro');
     await rw.create({ partitionLossPolicy: 'READ_WRITE_SAFE' });

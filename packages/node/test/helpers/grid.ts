@@ -1,4 +1,6 @@
+import { afterEach } from 'vitest';
 import { GridClient, type GridClientConfig } from '@gridlink/client';
+import { LocalCluster, type LocalClusterOptions } from '@gridlink/node';
 
 /**
  * The real client as the node's tests use it: short failure detection (heartbeats every 100 ms,
@@ -15,4 +17,32 @@ export function connectClient(endpoints: string[], overrides: Partial<GridClient
     reconnect: { minDelay: 20, maxDelay: 300 },
     ...overrides,
   });
+}
+
+/**
+ * One embedded cluster and one client per test, both closed after each test (client first), also
+ * when the test fails. `start` and `connect` record what they open for that teardown.
+ */
+export function perTestCluster(): {
+  start(options: LocalClusterOptions): Promise<LocalCluster>;
+  connect(config: GridClientConfig): Promise<GridClient>;
+} {
+  let cluster: LocalCluster | undefined;
+  let client: GridClient | undefined;
+  afterEach(async () => {
+    await client?.close();
+    client = undefined;
+    await cluster?.stop();
+    cluster = undefined;
+  });
+  return {
+    async start(options) {
+      cluster = await LocalCluster.start(options);
+      return cluster;
+    },
+    async connect(config) {
+      client = await GridClient.connect(config);
+      return client;
+    },
+  };
 }
