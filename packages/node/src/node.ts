@@ -6,6 +6,10 @@
  *   peers/        links to the other nodes
  *   partitions/   replica state machine, replication + resync + fence, backup side, state transfer
  *   requests/     dispatch (fast path, local, forward), fan-out, locks, peer ops
+ *
+ * Somewhat over 400 lines: besides the wiring it holds the node's public face (start/stop with the
+ * graceful hand-off sequence, kill/hang/resume for the embedded cluster, the read-only views the
+ * HTTP endpoints and LocalCluster use); moving the stop sequence into lifecycle.ts is the next cut.
  */
 import { randomUUID } from 'node:crypto';
 import type { CacheConfig, PartitionMap, RequestFrame } from '@gridlink/protocol';
