@@ -63,6 +63,12 @@ export interface JobQueueOptions {
   maxPayloadBytes?: number;
   /** Handler failures after which a job is marked failed, unless given per submit. Default 3. */
   maxAttempts?: number;
+  /**
+   * How long a completed or failed job's record stays readable (ms), from the moment it finished.
+   * After that the grid drops it (`status` throws JobNotFoundError) and the same id may be
+   * submitted again as a new job. Default 86400000 (one day).
+   */
+  retainFinishedMs?: number;
 }
 
 export interface SubmitOptions {
@@ -191,7 +197,10 @@ type UpdateResult = Transition | { ok: false; reason: 'missing' };
 
 /** Raw access to the job records: get and compare-and-set on the exact stored bytes. */
 class JobStore {
-  constructor(readonly cache: GridCache<string, Uint8Array>) {}
+  constructor(
+    readonly cache: GridCache<string, Uint8Array>,
+    private readonly retainFinishedMs: number,
+  ) {}
 
   async get(id: string): Promise<JobRecord | undefined> {
     const raw = await this.cache.get(id);
@@ -219,7 +228,9 @@ class JobStore {
         return t;
       }
       const next = encodeRecord(t.next);
-      if (await this.cache.replaceIfEquals(id, raw, next)) {
+      // A finished record is kept for the retention window only; unfinished ones never expire.
+      const ttl = isTerminal(t.next.state) ? { ttlMs: this.retainFinishedMs } : undefined;
+      if (await this.cache.replaceIfEquals(id, raw, next, ttl)) {
         if (known) known.raw = next;
         return t;
       }
@@ -237,6 +248,7 @@ interface Resolved {
   cacheName: string;
   maxPayloadBytes: number;
   maxAttempts: number;
+  retainFinishedMs: number;
 }
 
 function resolve(o: JobQueueOptions): Resolved {
@@ -253,6 +265,7 @@ function resolve(o: JobQueueOptions): Resolved {
     cacheName: `gridlink.jobs.${queue}`,
     maxPayloadBytes: int('maxPayloadBytes', o.maxPayloadBytes, 65536, 1, 3 * 1024 * 1024),
     maxAttempts: int('maxAttempts', o.maxAttempts, 3, 1, 1_000_000),
+    retainFinishedMs: int('retainFinishedMs', o.retainFinishedMs, 86_400_000, 1, 365 * 24 * 3600 * 1000),
   };
 }
 
@@ -266,7 +279,7 @@ export class JobQueue {
 
   constructor(options: JobQueueOptions) {
     this.cfg = resolve(options);
-    this.store = new JobStore(this.cfg.grid.cache<string, Uint8Array>(this.cfg.cacheName, { serializer: bytesSerializer }));
+    this.store = new JobStore(this.cfg.grid.cache<string, Uint8Array>(this.cfg.cacheName, { serializer: bytesSerializer }), this.cfg.retainFinishedMs);
   }
 
   get name(): string {

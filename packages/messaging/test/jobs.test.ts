@@ -14,7 +14,7 @@ import {
   type JobStatus,
 
 } from '@gridlink/messaging';
-import { NatsServer } from './helpers/processes.js';
+import { NatsServer, waitUntil } from './helpers/processes.js';
 import { connectGrid, connectNats } from './helpers/env.js';
 
 describe('job queue (in-process workers, real grid and nats-server)', () => {
@@ -39,7 +39,7 @@ describe('job queue (in-process workers, real grid and nats-server)', () => {
     await cluster?.stop();
   });
 
-  async function queue(name: string, extra: { maxPayloadBytes?: number } = {}): Promise<JobQueue> {
+  async function queue(name: string, extra: { maxPayloadBytes?: number; retainFinishedMs?: number } = {}): Promise<JobQueue> {
     const grid = await connectGrid(cluster.endpoints);
     grids.push(grid);
     const nc = await connectNats(nats.url);
@@ -170,6 +170,37 @@ describe('job queue (in-process workers, real grid and nats-server)', () => {
     await expect(q.result('waits', { waitMs: 10_000 })).rejects.toBeInstanceOf(JobFailedError);
   });
 
+  it('finished records are dropped after retainFinishedMs (completed and failed alike); running ones never are', async () => {
+    const q = await queue('retain', { retainFinishedMs: 400 });
+    let releaseSlow: () => void = () => undefined;
+    const slowGate = new Promise<void>((r) => (releaseSlow = r));
+    const w = q.worker<string, string>(
+      async (ctx) => {
+        if (ctx.payload === 'fail') throw new Error('no');
+        if (ctx.payload === 'slow') await slowGate;
+        return `done ${ctx.jobId}`;
+      },
+      { retry: { initialDelayMs: 10, jitter: false } },
+    );
+    workers.push(w);
+    await w.start();
+    await q.submit('ok-1', 'ok');
+    await q.submit('bad-1', 'fail', { maxAttempts: 1 });
+    await q.submit('slow-1', 'slow');
+    expect(await q.result('ok-1', { waitMs: 10_000 })).toBe('done ok-1');
+    await expect(q.result('bad-1', { waitMs: 10_000 })).rejects.toBeInstanceOf(JobFailedError);
+    const gone = async (id: string): Promise<boolean> => (await q.status(id).then(() => false, (e: unknown) => e instanceof JobNotFoundError));
+    await waitUntil(async () => (await gone('ok-1')) && (await gone('bad-1')), 10_000, 'finished records to expire');
+    // The running job's record outlives the retention window of the others.
+    expect((await q.status('slow-1')).state).toBe('running');
+    // An expired id is a new job again.
+    const again = await q.submit('ok-1', 'ok');
+    expect(again.created).toBe(true);
+    expect(await q.result('ok-1', { waitMs: 10_000 })).toBe('done ok-1');
+    releaseSlow();
+    expect(await q.result('slow-1', { waitMs: 10_000 })).toBe('done slow-1');
+  });
+
   it('config is validated at construction, naming the field', async () => {
     const q = await queue('cfg');
     const grid = grids[0]!;
@@ -177,6 +208,7 @@ describe('job queue (in-process workers, real grid and nats-server)', () => {
     expect(() => new JobQueue({ grid, nats: nc, queue: 'a.b' })).toThrow(/queue/);
     expect(() => new JobQueue({ grid: undefined as unknown as GridClient, nats: nc })).toThrow(/grid/);
     expect(() => new JobQueue({ grid, nats: nc, maxPayloadBytes: -1 })).toThrow(/maxPayloadBytes/);
+    expect(() => new JobQueue({ grid, nats: nc, retainFinishedMs: 0 })).toThrow(/retainFinishedMs/);
     expect(() => q.worker(async () => 1, { leaseMs: 10 })).toThrow(/leaseMs/);
     expect(() => q.worker(async () => 1, { concurrency: 0 })).toThrow(/concurrency/);
     expect(() => q.worker(async () => 1, { retry: { factor: 0 } })).toThrow(/retry.factor/);
