@@ -1,0 +1,243 @@
+/**
+ * Planned changes on real processes over NATS: three `gridlink-node` processes on one nats-server,
+ * a @gridlink/client under 32-way load (writers, read-backs, a shared counter), and
+ *  - a rolling restart of every node: SIGTERM (graceful stop: hand-off first), exit code 0,
+ *    restart under the same id, `gridlink safe --wait` and `/health/safe` 200 on every node, then
+ *    the next one. The longest stall of a write to a partition the stopping node was primary of
+ *    is reported (not asserted: speed lives in bench/);
+ *  - a graceful stop whose hand-off cannot finish (the coordinator hung with SIGSTOP): the node
+ *    exits anyway once `--handoff-timeout-ms` has passed;
+ *  - `gridlink decommission <id> --yes` under load, with backups = 1 and (a second cluster) with
+ *    backups = 0: the node ends with no partitions, `gridlink status --json` agrees, and it stops.
+ * In every case: no failed operation, no lost acknowledged write, the counter exact.
+ *
+ * Needs the built node and admin packages (`packages/{node,admin}/dist`).
+ */
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { partitionOf } from '@gridlink/affinity';
+import { GridClient } from '@gridlink/client';
+import { ProcessCluster, trackedPids, trackedTempDirs, waitFor } from '@gridlink/testkit';
+import { spawnTracked } from '../src/processes.js';
+
+const GRIDLINK = fileURLToPath(new URL('../../admin/bin/gridlink.mjs', import.meta.url));
+const P = 64;
+const WORKERS = 32;
+
+/** Runs the admin CLI `gridlink` (built) against a cluster's control plane; bounded. */
+function gridlink(cluster: ProcessCluster, args: string[]): Promise<{ code: number | null; out: string; err: string }> {
+  const http = cluster.nodes.flatMap((n) => (n.httpPort === undefined ? [] : ['--http', `${n.id}=http://127.0.0.1:${n.httpPort}`]));
+  const all = [...args, '--control-plane', cluster.natsUrls.join(','), '--bucket', cluster.bucket, ...http];
+  return new Promise((resolve, reject) => {
+    const child = spawnTracked(process.execPath, [GRIDLINK, ...all], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`gridlink ${args.join(' ')} did not exit: ${err}`));
+    }, 45_000);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, out, err });
+    });
+  });
+}
+
+interface Put {
+  key: string;
+  start: number;
+  end: number;
+}
+
+interface LoadResult {
+  ops: number;
+  failures: string[];
+  acked: Map<string, number>;
+  increments: number;
+}
+
+/**
+ * 32 workers: each writes its own 8 keys in turn, reads back its last acknowledged write and
+ * increments a shared counter. Every put is timed (start, acknowledgement) to measure stalls.
+ */
+class Load {
+  readonly puts: Put[] = [];
+  private readonly acked = new Map<string, number>();
+  private readonly failures: string[] = [];
+  private increments = 0;
+  private count = 0;
+  private stopping = false;
+  private readonly all: Promise<void[]>;
+
+  constructor(
+    private readonly client: GridClient,
+    readonly cacheName: string,
+  ) {
+    this.all = Promise.all(Array.from({ length: WORKERS }, (_, w) => this.worker(w)));
+  }
+
+  get ops(): number {
+    return this.count;
+  }
+
+  private async worker(w: number): Promise<void> {
+    const cache = this.client.cache<string, number>(this.cacheName);
+    for (let n = 0; !this.stopping; n++) {
+      const key = `w${w}-k${n % 8}`;
+      try {
+        const start = Date.now();
+        await cache.put(key, n);
+        this.puts.push({ key, start, end: Date.now() });
+        this.acked.set(key, n);
+        this.count++;
+        const back = await cache.get(key);
+        // Each key has one writer: a read after its acknowledged write sees that write.
+        if (back !== n) this.failures.push(`read ${key}: ${String(back)} != ${n}`);
+        this.count++;
+        await cache.increment('counter');
+        this.increments++;
+        this.count++;
+      } catch (err) {
+        this.failures.push(`${key}: ${err instanceof Error ? `${err.name}: ${err.message}` : String(err)}`);
+      }
+    }
+  }
+
+  /** Waits until `n` more operations completed. */
+  async progress(n: number, timeoutMs = 30_000): Promise<void> {
+    const target = this.count + n;
+    await waitFor(`${n} more operations`, () => this.count >= target || this.failures.length > 0, timeoutMs);
+    if (this.failures.length > 0) throw new Error(`operations failed: ${this.failures.slice(0, 3).join('; ')}`);
+  }
+
+  /** Longest put (start to acknowledgement) to a key of `partitions` that was in flight during [from, to]. */
+  stall(partitions: Set<number>, from: number, to: number): number {
+    let worst = 0;
+    for (const p of this.puts) {
+      if (p.end < from || p.start > to || !partitions.has(partitionOf(p.key, P))) continue;
+      worst = Math.max(worst, p.end - p.start);
+    }
+    return worst;
+  }
+
+  /** Stops the workers; then checks no failure, every acknowledged write readable, counter exact. */
+  async stopAndVerify(): Promise<LoadResult> {
+    this.stopping = true;
+    await this.all;
+    const r: LoadResult = { ops: this.count, failures: this.failures, acked: this.acked, increments: this.increments };
+    expect(r.failures).toEqual([]);
+    const cache = this.client.cache<string, number>(this.cacheName);
+    for (const [k, v] of r.acked) expect(await cache.get(k)).toBe(v);
+    expect(await cache.get('counter')).toBe(r.increments);
+    return r;
+  }
+}
+
+function connect(cluster: ProcessCluster): Promise<GridClient> {
+  return GridClient.connect({
+    endpoints: cluster.endpoints,
+    heartbeatInterval: 200,
+    heartbeatTimeout: 1500,
+    requestTimeout: 1000,
+    operationTimeout: 20_000,
+    reResolveInterval: 0,
+  });
+}
+
+/** Partitions `id` is primary of in the current topology. */
+async function primariesOf(cluster: ProcessCluster, id: string): Promise<Set<number>> {
+  const t = (await cluster.topology())!;
+  return new Set(t.owners.flatMap((o, p) => (o[0] === id ? [p] : [])));
+}
+
+interface StatusJson {
+  members: { id: string; inBaseline: boolean; partitions: { primary: number; backup: number; moving: number } }[];
+  baseline: string[];
+  lost: number[];
+  moving: number[];
+}
+
+/**
+ * Decommissions `id` with the admin CLI under load, waits until it holds nothing, checks
+ * `gridlink status --json`, then stops the node (exit code 0) and verifies the load.
+ */
+export async function decommissionUnderLoad(cluster: ProcessCluster, client: GridClient, cacheName: string, id: string): Promise<void> {
+  const load = new Load(client, cacheName);
+  try {
+    await load.progress(300);
+    const d = await gridlink(cluster, ['decommission', id, '--yes', '--wait', '--wait-timeout', '30s']);
+    expect(d.code, d.err + d.out).toBe(0);
+    const t = (await cluster.topology())!;
+    expect(t.owners.every((o) => !o.includes(id))).toBe(true);
+    expect(t.syncing.every((s) => s.length === 0)).toBe(true);
+    const st = await gridlink(cluster, ['status', '--json']);
+    expect(st.code, st.err).toBe(0);
+    const status = JSON.parse(st.out) as StatusJson;
+    const me = status.members.find((m) => m.id === id)!;
+    expect(me.inBaseline).toBe(false);
+    expect(me.partitions).toEqual({ primary: 0, backup: 0, moving: 0 });
+    expect(status.lost).toEqual([]);
+    expect(status.moving).toEqual([]);
+    expect(status.baseline).not.toContain(id);
+    await load.progress(300);
+    expect(await cluster.node(id).terminate()).toBe(0);
+    await cluster.waitForGone(id);
+    await load.progress(300);
+  } finally {
+    await load.stopAndVerify();
+  }
+}
+
+afterAll(() => {
+  // Every process the kit started is gone, and so is every directory it made.
+  expect(trackedPids()).toEqual([]);
+  expect(trackedTempDirs()).toEqual([]);
+});
+
+describe('planned changes on gridlink-node processes over NATS (backups = 1)', () => {
+  let cluster: ProcessCluster;
+  let client: GridClient;
+
+  beforeAll(async () => {
+    cluster = await ProcessCluster.start({ nodes: 3, natsServers: 1, partitions: P, backups: 1, http: true });
+    client = await connect(cluster);
+  }, 60_000);
+
+  afterAll(async () => {
+    await client?.close();
+    await cluster?.close();
+  });
+
+  it('rolling restart of every node under 32-way load: exit 0, safe again before the next, nothing failed or lost', async ({ annotate }) => {
+    const load = new Load(client, 'roll');
+    const stalls: string[] = [];
+    try {
+      await load.progress(300);
+      for (const node of cluster.nodes) {
+        const handedOff = await primariesOf(cluster, node.id);
+        expect(handedOff.size).toBeGreaterThan(0);
+        const from = Date.now();
+        expect(await node.terminate()).toBe(0);
+        const exitedAt = Date.now();
+        // Writes to its partitions keep going while it is down.
+        await load.progress(200);
+        const stopStall = load.stall(handedOff, from, Date.now());
+        await node.start();
+        await cluster.waitForMembers(cluster.nodes.map((n) => n.id));
+        const safe = await gridlink(cluster, ['safe', '--wait', '--wait-timeout', '30s']);
+        expect(safe.code, safe.err + safe.out).toBe(0);
+        await cluster.waitForSafe();
+        await load.progress(200);
+        const backStall = load.stall(handedOff, exitedAt, Date.now());
+        stalls.push(`${node.id}: stop ${exitedAt - from} ms, longest write stall ${stopStall} ms while handing off, ${backStall} ms while it came back`);
+      }
+    } finally {
+      await load.stopAndVerify();
+    }
+    const report = `rolling restart over NATS (3 processes, ${WORKERS} workers): ${stalls.join('; ')}`;
+    console.log(report);
+    await annotate(report);
+  }, 90_000);
+});
