@@ -33,6 +33,12 @@ export interface ProcessClusterOptions {
   cliPath?: string;
   /** Node ids. Default `node-1` … `node-N`. */
   ids?: string[];
+  /**
+   * Route each node's NATS traffic through its own FaultProxies (needed by
+   * `isolateFromControlPlane`). Default true; false connects the nodes to the servers directly, so
+   * control-plane latency is not that of this (test) process's event loop.
+   */
+  controlPlaneProxies?: boolean;
   /** Give every node an HTTP port (`--http-port`, a free port each) for /health and /metrics. Default false. */
   http?: boolean;
 }
@@ -175,6 +181,7 @@ export class ProcessCluster {
     readonly bucket: string,
     private readonly makeNode: (id: string, port: number, natsUrls: string[], httpPort?: number) => GridNodeProcess,
     private readonly http = false,
+    private readonly proxies = true,
   ) {}
 
   /** A node's own path to NATS: one FaultProxy per server, so its control plane can be cut alone. */
@@ -182,6 +189,11 @@ export class ProcessCluster {
     const proxies = await Promise.all(this.nats.servers.map((s) => FaultProxy.start({ target: { host: '127.0.0.1', port: s.port }, frames: false })));
     this.paths.set(id, { proxies });
     return proxies.map((p) => `nats://127.0.0.1:${p.port}`);
+  }
+
+  /** The NATS URLs a node connects to: its own proxies, or the servers when proxies are off. */
+  private async natsPathFor(id: string): Promise<string[]> {
+    return this.proxies ? this.pathFor(id) : this.nats.urls;
   }
 
   /**
@@ -238,9 +250,9 @@ export class ProcessCluster {
     const ids = options.ids ?? Array.from({ length: n }, (_, i) => `node-${i + 1}`);
     const nodes: GridNodeProcess[] = [];
     const http = options.http ?? false;
-    const cluster = new ProcessCluster(nats, nodes, bucket, makeNode, http);
+    const cluster = new ProcessCluster(nats, nodes, bucket, makeNode, http, options.controlPlaneProxies ?? true);
     try {
-      for (const id of ids) nodes.push(makeNode(id, await freePort(), await cluster.pathFor(id), http ? await freePort() : undefined));
+      for (const id of ids) nodes.push(makeNode(id, await freePort(), await cluster.natsPathFor(id), http ? await freePort() : undefined));
       // The first node creates the cluster; the others join it.
       await nodes[0]?.start();
       await Promise.all(nodes.slice(1).map((p) => p.start()));
@@ -271,7 +283,7 @@ export class ProcessCluster {
 
   /** Starts one more node process and waits until it is a member. */
   async addNode(id: string): Promise<GridNodeProcess> {
-    const p = this.makeNode(id, await freePort(), await this.pathFor(id), this.http ? await freePort() : undefined);
+    const p = this.makeNode(id, await freePort(), await this.natsPathFor(id), this.http ? await freePort() : undefined);
     this.nodes.push(p);
     await p.start();
     await this.waitForMembers([id]);
