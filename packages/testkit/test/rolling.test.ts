@@ -220,6 +220,8 @@ describe('planned changes on gridlink-node processes over NATS (backups = 1)', (
         const handedOff = await primariesOf(cluster, node.id);
         expect(handedOff.size).toBeGreaterThan(0);
         const from = Date.now();
+        // For scale: the longest write to those partitions in the second before, with nothing changing.
+        const calm = load.stall(handedOff, from - 1000, from);
         expect(await node.terminate()).toBe(0);
         const exitedAt = Date.now();
         // Writes to its partitions keep going while it is down.
@@ -232,7 +234,7 @@ describe('planned changes on gridlink-node processes over NATS (backups = 1)', (
         await cluster.waitForSafe();
         await load.progress(200);
         const backStall = load.stall(handedOff, exitedAt, Date.now());
-        stalls.push(`${node.id}: stop ${exitedAt - from} ms, longest write stall ${stopStall} ms while handing off, ${backStall} ms while it came back`);
+        stalls.push(`${node.id}: stop ${exitedAt - from} ms, longest write ${stopStall} ms while it handed off (${calm} ms in the second before), ${backStall} ms while it came back`);
       }
     } finally {
       await load.stopAndVerify();
