@@ -152,6 +152,14 @@ async function primariesOf(cluster: ProcessCluster, id: string): Promise<Set<num
   return new Set(t.owners.flatMap((o, p) => (o[0] === id ? [p] : [])));
 }
 
+/** Handoff and drain durations from a stopped node's "handed off and drained" log line. */
+function stopPhases(log: string): { handoffMs: number | string; drainMs: number | string } {
+  const line = log.split('\n').find((l) => l.includes('"handed off and drained"'));
+  if (line === undefined) return { handoffMs: '?', drainMs: '?' };
+  const j = JSON.parse(line) as { handoffMs: number; drainMs: number };
+  return { handoffMs: j.handoffMs, drainMs: j.drainMs };
+}
+
 interface StatusJson {
   members: { id: string; inBaseline: boolean; partitions: { primary: number; backup: number; moving: number } }[];
   baseline: string[];
@@ -202,7 +210,8 @@ describe('planned changes on gridlink-node processes over NATS (backups = 1)', (
 
   beforeAll(async () => {
     // Nodes talk to NATS directly: the control plane's latency is NATS's, not this busy process's.
-    cluster = await ProcessCluster.start({ nodes: 3, natsServers: 1, partitions: P, backups: 1, http: true, controlPlaneProxies: false });
+    // Info logs: each stop logs how long its handoff and drain took.
+    cluster = await ProcessCluster.start({ nodes: 3, natsServers: 1, partitions: P, backups: 1, http: true, controlPlaneProxies: false, logLevel: 'info' });
     client = await connect(cluster);
   }, 60_000);
 
@@ -224,6 +233,7 @@ describe('planned changes on gridlink-node processes over NATS (backups = 1)', (
         const calm = load.stall(handedOff, from - 1000, from);
         expect(await node.terminate()).toBe(0);
         const exitedAt = Date.now();
+        const phases = stopPhases(node.log);
         // Writes to its partitions keep going while it is down.
         await load.progress(200);
         const stopStall = load.stall(handedOff, from, Date.now());
@@ -234,7 +244,7 @@ describe('planned changes on gridlink-node processes over NATS (backups = 1)', (
         await cluster.waitForSafe();
         await load.progress(200);
         const backStall = load.stall(handedOff, exitedAt, Date.now());
-        stalls.push(`${node.id}: stop ${exitedAt - from} ms, longest write ${stopStall} ms while it handed off (${calm} ms in the second before), ${backStall} ms while it came back`);
+        stalls.push(`${node.id}: stop ${exitedAt - from} ms (handoff ${phases.handoffMs} ms, drain ${phases.drainMs} ms), longest write ${stopStall} ms while it handed off (${calm} ms in the second before), ${backStall} ms while it came back`);
       }
     } finally {
       await load.stopAndVerify();
