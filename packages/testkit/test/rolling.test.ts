@@ -4,7 +4,7 @@
  *  - a rolling restart of every node: SIGTERM (graceful stop: hand-off first), exit code 0,
  *    restart under the same id, `gridlink safe --wait` and `/health/safe` 200 on every node, then
  *    the next one. The longest stall of a write to a partition the stopping node was primary of
- *    is reported (not asserted: speed lives in bench/);
+ *    is reported (not asserted: speed lives in bench/), and for comparison that of a kill;
  *  - a graceful stop whose hand-off cannot finish (the coordinator hung with SIGSTOP): the node
  *    exits anyway once `--handoff-timeout-ms` has passed;
  *  - `gridlink decommission <id> --yes` under load, with backups = 1 and (a second cluster) with
@@ -253,6 +253,29 @@ describe('planned changes on gridlink-node processes over NATS (backups = 1)', (
     console.log(report);
     await annotate(report);
   }, 90_000);
+
+  it('for comparison, a kill (SIGKILL) under the same load: nothing failed or lost; its stall is reported', async ({ annotate }) => {
+    const load = new Load(client, 'kill');
+    let report = '';
+    try {
+      await load.progress(300);
+      const node = cluster.node('node-2');
+      const orphaned = await primariesOf(cluster, node.id);
+      const from = Date.now();
+      const calm = load.stall(orphaned, from - 1000, from);
+      await node.kill();
+      await cluster.waitForGone(node.id);
+      await load.progress(200);
+      report = `kill over NATS: longest write to its partitions ${load.stall(orphaned, from, Date.now())} ms (${calm} ms in the second before)`;
+      await node.start();
+      await cluster.waitForMembers(cluster.nodes.map((n) => n.id));
+      await cluster.waitForSafe();
+    } finally {
+      await load.stopAndVerify();
+    }
+    console.log(report);
+    await annotate(report);
+  }, 60_000);
 
   it('a graceful stop whose handoff cannot finish (coordinator and successor hung) exits anyway after --handoff-timeout-ms', async () => {
     const victim = cluster.node('node-3');
