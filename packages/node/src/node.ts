@@ -188,10 +188,12 @@ export class GridNode implements ConnectionHost, MetricsSource {
     }
     this.life.state = 'stopping';
     this.edge.pushStopping();
-    const deadline = Date.now() + 2000;
+    const drainStart = Date.now();
+    const deadline = drainStart + 2000;
     while (Date.now() < deadline && this.edge.anyInFlight() && !this.scheduler.isFrozen) {
       await new Promise((r) => setTimeout(r, 10));
     }
+    this.log.info('handed off and drained', { id: this.id, handoffMs: this.lastHandoffMs, drainMs: Date.now() - drainStart, inFlightLeft: this.edge.anyInFlight() });
     try {
       await this.lease.release();
     } catch (err) {

@@ -33,6 +33,14 @@ export interface ProcessClusterOptions {
   cliPath?: string;
   /** Node ids. Default `node-1` … `node-N`. */
   ids?: string[];
+  /**
+   * Route each node's NATS traffic through its own FaultProxies (needed by
+   * `isolateFromControlPlane`). Default true; false connects the nodes to the servers directly, so
+   * control-plane latency is not that of this (test) process's event loop.
+   */
+  controlPlaneProxies?: boolean;
+  /** Give every node an HTTP port (`--http-port`, a free port each) for /health and /metrics. Default false. */
+  http?: boolean;
 }
 
 /** The fault proxies between one node and the NATS servers (one per server). */
@@ -49,13 +57,32 @@ export class GridNodeProcess {
   private err = '';
   /** Starts of this process so far (1 after the first start). */
   starts = 0;
+  /** Flags added to this node's own on its next starts (e.g. a different `--handoff-timeout-ms`). */
+  extraArgs: string[] = [];
 
   constructor(
     readonly id: string,
     readonly port: number,
     private readonly args: () => string[],
     private readonly cliPath: string,
+    /** The node's HTTP port (/health, /metrics), when the cluster was started with `http: true`. */
+    readonly httpPort?: number,
   ) {}
+
+  /**
+   * GET one of the node's HTTP paths (`/health/safe`, ...): its status code, or 0 when nothing
+   * answers (not running, no HTTP port).
+   */
+  async httpStatus(path: string): Promise<number> {
+    if (this.httpPort === undefined || !this.running) return 0;
+    try {
+      const res = await fetch(`http://127.0.0.1:${this.httpPort}${path}`, { signal: AbortSignal.timeout(2000) });
+      await res.arrayBuffer();
+      return res.status;
+    } catch {
+      return 0;
+    }
+  }
 
   get endpoint(): string {
     return `127.0.0.1:${this.port}`;
@@ -76,7 +103,7 @@ export class GridNodeProcess {
     if (this.running) return;
     this.out = '';
     this.err = '';
-    const child = spawnTracked(process.execPath, [this.cliPath, ...this.args()], {
+    const child = spawnTracked(process.execPath, [this.cliPath, ...this.args(), ...this.extraArgs], {
       stdio: ['ignore', 'pipe', 'pipe'],
       // Only the flags configure the node: GRIDLINK_* variables of the test process are dropped.
       env: Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('GRIDLINK_'))),
@@ -112,6 +139,16 @@ export class GridNodeProcess {
       await exited(c);
     }
   }
+  /**
+   * SIGTERM without waiting: the graceful stop runs (handoff, drain, lease given up); resolves
+   * with the exit code once the process exited (null when a signal ended it).
+   */
+  terminate(): Promise<number | null> {
+    const c = this.child;
+    if (!c || !this.running) return Promise.resolve(this.exitCode);
+    process.kill(c.pid!, 'SIGTERM');
+    return exited(c).then(() => c.exitCode);
+  }
   /** SIGSTOP: sockets stay open, nothing is answered, the lease is not renewed. */
   hang(): void {
     if (this.child && this.running) process.kill(this.child.pid!, 'SIGSTOP');
@@ -142,7 +179,9 @@ export class ProcessCluster {
     readonly nats: NatsCluster,
     readonly nodes: GridNodeProcess[],
     readonly bucket: string,
-    private readonly makeNode: (id: string, port: number, natsUrls: string[]) => GridNodeProcess,
+    private readonly makeNode: (id: string, port: number, natsUrls: string[], httpPort?: number) => GridNodeProcess,
+    private readonly http = false,
+    private readonly proxies = true,
   ) {}
 
   /** A node's own path to NATS: one FaultProxy per server, so its control plane can be cut alone. */
@@ -150,6 +189,11 @@ export class ProcessCluster {
     const proxies = await Promise.all(this.nats.servers.map((s) => FaultProxy.start({ target: { host: '127.0.0.1', port: s.port }, frames: false })));
     this.paths.set(id, { proxies });
     return proxies.map((p) => `nats://127.0.0.1:${p.port}`);
+  }
+
+  /** The NATS URLs a node connects to: its own proxies, or the servers when proxies are off. */
+  private async natsPathFor(id: string): Promise<string[]> {
+    return this.proxies ? this.pathFor(id) : this.nats.urls;
   }
 
   /**
@@ -195,13 +239,20 @@ export class ProcessCluster {
       options.logLevel ?? 'warn',
       ...(options.nodeArgs ?? []),
     ];
-    const makeNode = (id: string, port: number, natsUrls: string[]): GridNodeProcess =>
-      new GridNodeProcess(id, port, () => ['--id', id, '--host', '127.0.0.1', '--port', String(port), '--control-plane', natsUrls.join(','), ...common], cliPath);
+    const makeNode = (id: string, port: number, natsUrls: string[], httpPort?: number): GridNodeProcess =>
+      new GridNodeProcess(
+        id,
+        port,
+        () => ['--id', id, '--host', '127.0.0.1', '--port', String(port), '--control-plane', natsUrls.join(','), ...(httpPort === undefined ? [] : ['--http-port', String(httpPort)]), ...common],
+        cliPath,
+        httpPort,
+      );
     const ids = options.ids ?? Array.from({ length: n }, (_, i) => `node-${i + 1}`);
     const nodes: GridNodeProcess[] = [];
-    const cluster = new ProcessCluster(nats, nodes, bucket, makeNode);
+    const http = options.http ?? false;
+    const cluster = new ProcessCluster(nats, nodes, bucket, makeNode, http, options.controlPlaneProxies ?? true);
     try {
-      for (const id of ids) nodes.push(makeNode(id, await freePort(), await cluster.pathFor(id)));
+      for (const id of ids) nodes.push(makeNode(id, await freePort(), await cluster.natsPathFor(id), http ? await freePort() : undefined));
       // The first node creates the cluster; the others join it.
       await nodes[0]?.start();
       await Promise.all(nodes.slice(1).map((p) => p.start()));
@@ -232,7 +283,7 @@ export class ProcessCluster {
 
   /** Starts one more node process and waits until it is a member. */
   async addNode(id: string): Promise<GridNodeProcess> {
-    const p = this.makeNode(id, await freePort(), await this.pathFor(id));
+    const p = this.makeNode(id, await freePort(), await this.natsPathFor(id), this.http ? await freePort() : undefined);
     this.nodes.push(p);
     await p.start();
     await this.waitForMembers([id]);
@@ -279,6 +330,24 @@ export class ProcessCluster {
       50,
     );
     return rec!;
+  }
+
+  /**
+   * Waits until `/health/safe` answers 200 on every running node (started with `http: true`):
+   * nothing any of them holds is under-replicated, moving or lost.
+   */
+  async waitForSafe(timeoutMs = 30_000): Promise<void> {
+    if (!this.http) throw new Error('waitForSafe needs a cluster started with http: true');
+    await waitFor(
+      'every running node safe',
+      async () => {
+        const running = this.nodes.filter((p) => p.running);
+        const codes = await Promise.all(running.map((p) => p.httpStatus('/health/safe')));
+        return running.length > 0 && codes.every((c) => c === 200);
+      },
+      timeoutMs,
+      25,
+    );
   }
 
   /** Kills every node and NATS server by pid and removes their directories. Idempotent. */

@@ -58,8 +58,11 @@ export class Coordinator {
     if (e.type === 'delete') this.observed.delete(id);
     else {
       const now = Date.now();
+      const wasLeaving = this.observed.get(id)?.lease.leaving === true;
       this.observed.set(id, { lease: e.value, revision: e.revision, seenAt: now });
       if (id === this.d.id) this.liveness.ownRenewalSeen(now);
+      // A node started its graceful stop: move its primaryships now, not at the next tick.
+      if (e.value.leaving === true && !wasLeaving) void this.tick();
     }
   }
 

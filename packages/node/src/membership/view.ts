@@ -27,6 +27,8 @@ export class ClusterView {
   private mapCache: PartitionMap | null = null;
   private targetsCache: (readonly Target[] | undefined)[] = [];
   private topoWaiters: { version: number; resolve: () => void }[] = [];
+  /** `id:epoch` of replicas that refused a peer op because they are stopping (see noteStopping). */
+  private readonly departed = new Set<string>();
   private readonly goneWaiters = new Set<() => boolean>();
   /** Re-reads the topology from the control plane (wired by the node). */
   refresh: () => Promise<void> = () => Promise.resolve();
@@ -67,7 +69,29 @@ export class ClusterView {
     this.topo = rec;
     this.mapCache = null;
     this.targetsCache = [];
+    for (const key of this.departed) {
+      const i = key.lastIndexOf(':');
+      if (rec.members[key.slice(0, i)]?.epoch !== key.slice(i + 1)) this.departed.delete(key);
+    }
     return prev;
+  }
+
+  /**
+   * `target` answered a peer op with NODE_STOPPING: that process has handed off, refuses every
+   * request from now on and never serves again under this epoch (a restart is a new epoch). It
+   * stops being a replication target (and an owner whose promise is needed) at once, instead of
+   * when the topology drops it: over a networked control plane that takes its lease deletion, a
+   * coordinator step and a watch round trip, during which every write to a partition it backs
+   * would wait. Returns whether `err` was that refusal.
+   */
+  noteStopping(target: Target, err: unknown): boolean {
+    if (!(err instanceof GridNodeError) || err.wireCode !== ErrorCode.NODE_STOPPING) return false;
+    const key = `${target.id}:${target.epoch}`;
+    if (this.topo?.members[target.id]?.epoch !== target.epoch || this.departed.has(key)) return true;
+    this.departed.add(key);
+    this.targetsCache = [];
+    this.wakeGone();
+    return true;
   }
 
   primaryPartitions(): number[] {
@@ -103,7 +127,7 @@ export class ClusterView {
     const ids = [...(t.owners[p] ?? []), ...(t.syncing[p] ?? []).map((e) => e.id)];
     for (const id of ids) {
       const m = t.members[id];
-      if (id !== this.id && m) out.push({ id, epoch: m.epoch });
+      if (id !== this.id && m && !this.departed.has(`${id}:${m.epoch}`)) out.push({ id, epoch: m.epoch });
     }
     return out;
   }

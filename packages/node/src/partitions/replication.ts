@@ -79,7 +79,8 @@ export class Replicator {
       try {
         reply = await view.raceTopology(this.d.peers.peer(t.id).request(Op.PEER_REPLICATE, msg, left, true) as Promise<ReplicateReply>, stillThere);
       } catch (err) {
-        if (!stillThere()) return;
+        // A backup that is stopping (it handed off) is no target any more: do not wait for the topology.
+        if (view.noteStopping(t, err) || !stillThere()) return;
         if (err instanceof GridNodeError && err.wireCode === ErrorCode.TIMEOUT) continue;
         // Unreachable: it is dead or restarting; wait for the topology to drop it, retrying meanwhile.
         if ((await view.raceTopology(delay(this.d.scheduler, 50), stillThere)) === GONE) return;
@@ -119,7 +120,13 @@ export class Replicator {
       return this.d.peers.peer(t.id).request(Op.PEER_REPLICATE, msg, opts.replicationTimeoutMs) as Promise<ReplicateReply>;
     });
     const promise = (async () => {
-      const replies = await view.raceTopology(Promise.all(sends), () => view.isTarget(p, t));
+      let replies: ReplicateReply[] | typeof GONE;
+      try {
+        replies = await view.raceTopology(Promise.all(sends), () => view.isTarget(p, t));
+      } catch (err) {
+        if (view.noteStopping(t, err)) return;
+        throw err;
+      }
       if (replies === GONE) return;
       for (const reply of replies) {
         if (reply.s === 'stale') throw new GridNodeError(ErrorCode.NOT_PRIMARY, `node ${from} is no longer the primary of partition ${p}`, p);
@@ -184,8 +191,8 @@ export class Replicator {
           );
           if (reply === GONE) return;
           if (reply.s === 'ok' && reply.counter !== mine) st.failed.add(t.id);
-        } catch {
-          if (view.isTarget(p, t)) st.failed.add(t.id);
+        } catch (err) {
+          if (!view.noteStopping(t, err) && view.isTarget(p, t)) st.failed.add(t.id);
         }
       };
       await Promise.all(holders.map(probe));
