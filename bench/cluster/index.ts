@@ -13,7 +13,8 @@
  * 4. Optionally the control plane alone under faults (nats-faults.ts; GRIDLINK_BENCH_REPS ≥ 1).
  *
  *   pnpm bench cluster                          # full run (about 4–5 minutes)
- *   GRIDLINK_BENCH_QUICK=1 pnpm bench cluster   # under a minute: short windows, no NATS leader
+ *   GRIDLINK_BENCH_QUICK=1 pnpm bench cluster   # about a minute: short windows, fewer keys,
+ *                                               # one node of the rolling restart, no NATS leader
  *                                               # kill, no Redis default timeout, no charts written
  * Knobs: GRIDLINK_BENCH_SECONDS (throughput window, s; default 1.5, quick 0.3),
  * GRIDLINK_BENCH_WORKERS (failover workers = keys; default 32), GRIDLINK_BENCH_TAIL_MS (load kept
@@ -60,7 +61,7 @@ let gridResults: GridFaultResults;
       const redis = await startRedisServer();
       const rc = await RedisClusterProcesses.start({ masters: 3 });
       try {
-        cells = await throughput(grid, redis.port, rc, seconds * 1000);
+        cells = await throughput(grid, redis.port, rc, seconds * 1000, quick ? 2000 : 10_000);
       } finally {
         await redis.close();
         await rc.close();
@@ -69,7 +70,7 @@ let gridResults: GridFaultResults;
       console.log(throughputTable(cells));
     }
     // 2a. Grid node faults on the same cluster.
-    gridResults = await gridFaults(grid, { workers, tailMs });
+    gridResults = await gridFaults(grid, { workers, tailMs, ...(quick ? { rollingNodes: 1 } : {}) });
   } finally {
     await grid.close();
   }
@@ -94,13 +95,16 @@ for (const s of scenarios) {
 }
 
 console.log('\n### Rolling restart: per node (SIGTERM → exited → started → member and synced)\n');
-console.log('| node | keys it was primary of | SIGTERM → exited | SIGTERM → ready again | longest write pause on its keys | on any key | failed ops |');
-console.log('|---|---|---|---|---|---|---|');
+console.log('| node | keys it was primary of | SIGTERM → exited | SIGTERM → ready again | stall of its keys while it stopped | of any key while it stopped | of any key while it rejoined | failed ops |');
+console.log('|---|---|---|---|---|---|---|---|');
 for (const n of gridResults.rolling.nodes) {
-  console.log(`| ${n.id} | ${n.affectedKeys} | ${n.stopMs} ms | ${n.readyMs} ms | ${n.stallMs} ms | ${n.stallAnyMs} ms | ${n.failed} |`);
+  console.log(`| ${n.id} | ${n.affectedKeys} | ${n.stopMs} ms | ${n.readyMs} ms | ${n.stallMs} ms | ${n.stallAnyMs} ms | ${n.rejoinStallMs} ms | ${n.failed} |`);
 }
 const rollingStall = Math.max(...gridResults.rolling.nodes.map((n) => n.stallMs));
-console.log(`\nLongest per-node stall of the rolling restart: ${rollingStall} ms, next to the kill -9 pause: ${ms(gridResults.kill.pauseMs, gridResults.kill.unrecovered)}`);
+const rejoinStall = Math.max(...gridResults.rolling.nodes.map((n) => n.rejoinStallMs));
+console.log(
+  `\nLongest per-node stall of the rolling restart: ${rollingStall} ms while a node stopped (handoff), ${rejoinStall} ms while it rejoined; next to the kill -9 pause: ${ms(gridResults.kill.pauseMs, gridResults.kill.unrecovered)}`,
+);
 
 // 3. Targets.
 const grid = SYSTEMS[0];
@@ -119,7 +123,11 @@ const targets: [string, string, boolean | null][] = [
   ],
   ['writes resume ≤ 1.5 s after kill -9 of a node', ms(gridResults.kill.pauseMs, gridResults.kill.unrecovered), !gridResults.kill.unrecovered && (gridResults.kill.pauseMs ?? Infinity) <= 1500],
   ['NATS leader kill costs no failed op', natsLeader ? `${natsLeader.failed} failed` : 'skipped (quick)', natsLeader ? natsLeader.failed === 0 : null],
-  ['rolling restart stall ≤ 100 ms (per node, its keys)', `${rollingStall} ms (kill -9: ${ms(gridResults.kill.pauseMs)})`, rollingStall <= 100],
+  [
+    'rolling restart stall ≤ 100 ms (per node)',
+    `${Math.max(rollingStall, rejoinStall)} ms (handoff ${rollingStall} ms, rejoin ${rejoinStall} ms; kill -9: ${ms(gridResults.kill.pauseMs)})`,
+    Math.max(rollingStall, rejoinStall) <= 100,
+  ],
 ];
 for (const size of [64, 1024]) {
   const put = ratioAt(size, 'put');

@@ -14,8 +14,6 @@ export const SYSTEMS = ['gridlink (3 nodes)', 'redis-server', 'Redis Cluster (3 
 export type System = (typeof SYSTEMS)[number];
 const SIZES = [64, 1024] as const;
 const IN_FLIGHT = [1, 16, 256] as const;
-const KEYS = 10_000;
-const keyOf = (i: number): string => `key-${(i % KEYS).toString().padStart(8, '0')}`;
 
 interface Ops {
   put(key: string, value: Uint8Array): Promise<unknown>;
@@ -34,7 +32,9 @@ export async function throughput(
   redisPort: number,
   redisCluster: RedisClusterProcesses,
   durationMs: number,
+  keyCount: number,
 ): Promise<Cell[]> {
+  const keyOf = (i: number): string => `key-${(i % keyCount).toString().padStart(8, '0')}`;
   const client = await GridClient.connect({ endpoints: grid.endpoints });
   const redis = new Redis({ host: '127.0.0.1', port: redisPort });
   const masters = await redisCluster.masters();
@@ -51,7 +51,7 @@ export async function throughput(
     for (const size of SIZES) {
       const value = new Uint8Array(size).fill(7);
       for (const s of SYSTEMS) {
-        for (let i = 0; i < KEYS; i += 200) await Promise.all(Array.from({ length: 200 }, (_, j) => systems[s].put(keyOf(i + j), value)));
+        for (let i = 0; i < keyCount; i += 200) await Promise.all(Array.from({ length: 200 }, (_, j) => systems[s].put(keyOf(i + j), value)));
       }
       for (const op of ['get', 'put'] as const) {
         for (const inFlight of IN_FLIGHT) {
