@@ -10,16 +10,16 @@
  *    with 3 replicas at cluster-node-timeout 2000 and at its default 15000 (redis-faults.ts). Each:
  *    a summary row, ops/s and errors per 100 ms, and docs/cluster-<scenario>.svg.
  * 3. The targets beside the measured values.
- * 4. Optionally the control plane alone under faults (nats-faults.ts; GRIDLINK_BENCH_REPS ≥ 1).
+ * 4. The control plane alone under faults (nats-faults.ts; GRIDLINK_BENCH_REPS repetitions).
  *
- *   pnpm bench cluster                          # full run (about 4–5 minutes)
+ *   pnpm bench cluster                          # full run (about 4 minutes)
  *   GRIDLINK_BENCH_QUICK=1 pnpm bench cluster   # about a minute: short windows, fewer keys,
  *                                               # one node of the rolling restart, no NATS leader
  *                                               # kill, no Redis default timeout, no charts written
  * Knobs: GRIDLINK_BENCH_SECONDS (throughput window, s; default 1.5, quick 0.3),
  * GRIDLINK_BENCH_WORKERS (failover workers = keys; default 32), GRIDLINK_BENCH_TAIL_MS (load kept
  * after recovery; default 1500, quick 500), GRIDLINK_BENCH_REPS (control-plane fault repetitions;
- * default 0), GRIDLINK_BENCH_CHARTS (1: write the SVGs in quick mode too).
+ * default 1, quick 0), GRIDLINK_BENCH_CHARTS (1: write the SVGs in quick mode too).
  */
 import { cpus, loadavg } from 'node:os';
 import { ProcessCluster } from '@gridlink/testkit';
@@ -36,7 +36,7 @@ const quick = env['GRIDLINK_BENCH_QUICK'] === '1';
 const seconds = Number(env['GRIDLINK_BENCH_SECONDS'] ?? (quick ? 0.3 : 1.5));
 const workers = Number(env['GRIDLINK_BENCH_WORKERS'] ?? 32);
 const tailMs = Number(env['GRIDLINK_BENCH_TAIL_MS'] ?? (quick ? 500 : 1500));
-const reps = Number(env['GRIDLINK_BENCH_REPS'] ?? 0);
+const reps = Number(env['GRIDLINK_BENCH_REPS'] ?? (quick ? 0 : 1));
 const charts = !quick || env['GRIDLINK_BENCH_CHARTS'] === '1';
 for (const [name, v] of [['GRIDLINK_BENCH_SECONDS', seconds], ['GRIDLINK_BENCH_WORKERS', workers], ['GRIDLINK_BENCH_TAIL_MS', tailMs], ['GRIDLINK_BENCH_REPS', reps]] as const) {
   if (!Number.isFinite(v) || v < 0 || (name === 'GRIDLINK_BENCH_WORKERS' && (v < 3 || !Number.isInteger(v)))) {

@@ -31,7 +31,8 @@ export function lineChart(series: Series[], opts: ChartOptions): string {
   const pad = { left: 64, right: right.length > 0 ? 56 : 16, top: 36, bottom: 40 };
   const buckets = Math.max(1, ...series.map((s) => s.values.length));
   const maxY = Math.max(1, ...left.flatMap((s) => s.values));
-  const maxY2 = Math.max(1, ...right.flatMap((s) => s.values));
+  // Rounded up to a multiple of 4, so that the right axis' ticks are whole numbers.
+  const maxY2 = Math.ceil(Math.max(1, ...right.flatMap((s) => s.values)) / 4) * 4;
   const plotW = width - pad.left - pad.right;
   const plotH = height - pad.top - pad.bottom;
   const x = (i: number): number => pad.left + (buckets <= 1 ? 0 : (i / (buckets - 1)) * plotW);
