@@ -37,11 +37,11 @@ export interface RollingNodeRow {
   stopMs: number;
   /** SIGTERM until the restarted node is a member again and nothing is syncing. */
   readyMs: number;
-  /** Longest pause of writes to the keys it was primary of, from SIGTERM until it exited (the handoff). */
+  /** Longest pause of writes to the keys it was primary of that began between SIGTERM and its exit (the handoff), in full. */
   stallMs: number;
-  /** Longest pause of writes to any key from SIGTERM until it exited. */
+  /** The same for any key. */
   stallAnyMs: number;
-  /** Longest pause of writes to any key from its restart until ready + 500 ms (partitions moving back to it). */
+  /** Longest pause of writes to any key that began after its exit, until ready + 500 ms (restart, partitions moving back to it). */
   rejoinStallMs: number;
   failed: number;
 }
@@ -126,8 +126,6 @@ export async function gridFaults(cluster: ProcessCluster, opts: GridFaultOptions
       markers.push({ at: t0, label: `SIGTERM ${id}` });
       await cluster.node(id).stop();
       const stopped = Date.now();
-      const stallMs = w.writePause(affected, t0, stopped);
-      const stallAnyMs = w.writePause(all, t0, stopped);
       await cluster.node(id).start();
       await cluster.waitForMembers(ids, 30_000);
       const ready = Date.now();
@@ -139,9 +137,10 @@ export async function gridFaults(cluster: ProcessCluster, opts: GridFaultOptions
         affectedKeys: affected.length,
         stopMs: stopped - t0,
         readyMs: ready - t0,
-        stallMs,
-        stallAnyMs,
-        rejoinStallMs: w.writePause(all, stopped, end),
+        // A pause is attributed to the phase it began in: stopping (SIGTERM → exit) or rejoining.
+        stallMs: w.pauseBeganIn(affected, t0, stopped, end, true),
+        stallAnyMs: w.pauseBeganIn(all, t0, stopped, end, true),
+        rejoinStallMs: w.pauseBeganIn(all, stopped, end, end, false),
         failed: w.failedBetween(t0, end),
       });
     }

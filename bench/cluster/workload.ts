@@ -102,6 +102,30 @@ export class Workload {
     return worst;
   }
 
+  /**
+   * Longest pause of writes to `keys` that began in [from, to): per key, each gap between two
+   * acknowledged puts whose first ack lies in the window, measured in full (up to `limit` if no
+   * later put was acknowledged). With `fromFault`, a gap already open at `from` counts too, from
+   * `from` on; without, it belongs to whatever phase it began in and is left out. So consecutive
+   * phases of one fault split the pauses between them without counting one twice.
+   */
+  pauseBeganIn(keys: number[], from: number, to: number, limit: number, fromFault: boolean): number {
+    let worst = 0;
+    for (const k of keys) {
+      const acks = this.putAcks[k]!;
+      let start: number | undefined = fromFault ? from : undefined;
+      for (const t of acks) {
+        if (t < from) continue;
+        if (t > limit) break;
+        if (start !== undefined) worst = Math.max(worst, t - start);
+        start = t < to ? t : undefined;
+        if (start === undefined) break;
+      }
+      if (start !== undefined) worst = Math.max(worst, limit - start);
+    }
+    return worst;
+  }
+
   /** ops/s and errors per 100 ms bucket over [from, to). */
   perTenth(from: number, to: number): { ok: number[]; errors: number[] } {
     const n = Math.max(1, Math.ceil((to - from) / 100));
