@@ -3,12 +3,14 @@
  * common workload through @gridlink/client: kill -9 of a node (then restarted empty), SIGSTOP of
  * a node (then resumed: it finds itself declared gone and rejoins), and a rolling restart (each
  * node SIGTERMed — a graceful stop that hands its primaries over first — started again and waited
- * for until the topology lists it and nothing is syncing, then the next).
+ * for until the topology lists it and nothing is syncing and, with `http`, until it answers
+ * `/health/ready` and every node `/health/safe`, then the next).
  */
 import { partitionOf } from '@gridlink/affinity';
 import { GridClient, bytesSerializer } from '@gridlink/client';
-import type { ProcessCluster } from '@gridlink/testkit';
+import { waitFor, type ProcessCluster } from '@gridlink/testkit';
 import { delay } from '../shared/measure.js';
+import { httpPortOf, httpStatus } from '../shared/node-http.js';
 import { timelineOf, type ScenarioResult } from './scenario.js';
 import { Workload, keyNames } from './workload.js';
 
@@ -28,6 +30,11 @@ export interface GridFaultOptions {
   tailMs: number;
   /** Nodes restarted in the rolling restart (default all). */
   rollingNodes?: number;
+  /**
+   * The nodes serve HTTP (started with `--http-port 0`): the rolling restart then also waits for
+   * `/health/ready` of the restarted node and `/health/safe` of every node before the next.
+   */
+  http?: boolean;
 }
 
 export interface RollingNodeRow {
@@ -120,6 +127,16 @@ export async function gridFaults(cluster: ProcessCluster, opts: GridFaultOptions
     const markers: { at: number; label: string }[] = [];
     const nodes: RollingNodeRow[] = [];
     const all = keys.map((_, i) => i);
+    /** Waits until `path` answers 200 on each of `nodeIds` (their HTTP port found anew: a restart changes it). */
+    const health = async (nodeIds: string[], path: string): Promise<void> => {
+      if (!opts.http) return;
+      for (const nid of nodeIds) {
+        const node = cluster.node(nid);
+        const port = await httpPortOf(node.pid!, node.port);
+        await waitFor(`${path} of ${nid}`, async () => (await httpStatus(port, path)) === 200, 30_000, 20);
+      }
+    };
+    await health(ids, '/health/safe');
     for (const id of ids.slice(0, opts.rollingNodes ?? ids.length)) {
       const affected = await primariesOf(cluster, id, keys);
       const t0 = Date.now();
@@ -128,6 +145,8 @@ export async function gridFaults(cluster: ProcessCluster, opts: GridFaultOptions
       const stopped = Date.now();
       await cluster.node(id).start();
       await cluster.waitForMembers(ids, 30_000);
+      await health([id], '/health/ready');
+      await health(ids, '/health/safe');
       const ready = Date.now();
       markers.push({ at: ready, label: `${id} ready` });
       await delay(Math.min(500, opts.tailMs));

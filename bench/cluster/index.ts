@@ -55,7 +55,8 @@ if (!withRedis) console.log('redis-server / redis-cli not installed: the Redis c
 let cells: Cell[] = [];
 let gridResults: GridFaultResults;
 {
-  const grid = await ProcessCluster.start({ nodes: 3, natsServers: 1, partitions: 64 });
+  // --http-port 0: each node its own ephemeral HTTP port, for /health/ready and /health/safe.
+  const grid = await ProcessCluster.start({ nodes: 3, natsServers: 1, partitions: 64, nodeArgs: ['--http-port', '0'] });
   try {
     if (withRedis) {
       const redis = await startRedisServer();
@@ -70,7 +71,7 @@ let gridResults: GridFaultResults;
       console.log(throughputTable(cells));
     }
     // 2a. Grid node faults on the same cluster.
-    gridResults = await gridFaults(grid, { workers, tailMs, ...(quick ? { rollingNodes: 1 } : {}) });
+    gridResults = await gridFaults(grid, { workers, tailMs, http: true, ...(quick ? { rollingNodes: 1 } : {}) });
   } finally {
     await grid.close();
   }
@@ -94,7 +95,7 @@ for (const s of scenarios) {
   console.log(`| ${s.name} | ${s.failed} | ${s.ok} | ${s.affectedKeys} of ${s.keys} | ${ms(s.pauseMs, s.unrecovered)} | ${s.firstError || '—'} | ${s.notes.join('; ') || '—'} |`);
 }
 
-console.log('\n### Rolling restart: per node (SIGTERM → exited → started → member and synced)\n');
+console.log('\n### Rolling restart: per node (SIGTERM → exited → started → member, /health/ready, every node /health/safe)\n');
 console.log('| node | keys it was primary of | SIGTERM → exited | SIGTERM → ready again | stall of its keys while it stopped | of any key while it stopped | of any key while it rejoined | failed ops |');
 console.log('|---|---|---|---|---|---|---|---|');
 for (const n of gridResults.rolling.nodes) {
