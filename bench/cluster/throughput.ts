@@ -1,0 +1,105 @@
+/**
+ * Throughput and latency side by side: @gridlink/client → three gridlink-node processes (one
+ * nats-server, backups = 1), ioredis → one redis-server, ioredis `Cluster` → a 3-master Redis
+ * Cluster. For each value size, operation and number of requests in flight the three systems are
+ * measured one right after the other, so that they see about the same background load.
+ */
+import { GridClient, bytesSerializer } from '@gridlink/client';
+import type { ProcessCluster } from '@gridlink/testkit';
+import { Cluster, Redis } from 'ioredis';
+import { closedLoop, fmt, type LoadResult } from '../shared/measure.js';
+import type { RedisClusterProcesses } from '../shared/redis-servers.js';
+
+export const SYSTEMS = ['gridlink (3 nodes)', 'redis-server', 'Redis Cluster (3 masters)'] as const;
+export type System = (typeof SYSTEMS)[number];
+const SIZES = [64, 1024] as const;
+const IN_FLIGHT = [1, 16, 256] as const;
+
+interface Ops {
+  put(key: string, value: Uint8Array): Promise<unknown>;
+  get(key: string): Promise<unknown>;
+}
+
+export interface Cell {
+  size: number;
+  op: 'get' | 'put';
+  inFlight: number;
+  results: Record<System, LoadResult>;
+}
+
+export async function throughput(
+  grid: ProcessCluster,
+  redisPort: number,
+  redisCluster: RedisClusterProcesses,
+  durationMs: number,
+  keyCount: number,
+): Promise<Cell[]> {
+  const keyOf = (i: number): string => `key-${(i % keyCount).toString().padStart(8, '0')}`;
+  const client = await GridClient.connect({ endpoints: grid.endpoints });
+  const redis = new Redis({ host: '127.0.0.1', port: redisPort });
+  const masters = await redisCluster.masters();
+  const rc = new Cluster(masters.map((m) => ({ host: '127.0.0.1', port: m.port })));
+  const buf = (v: Uint8Array): Buffer => Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+  const cache = client.cache<string, Uint8Array>('bench', { serializer: bytesSerializer });
+  const systems: Record<System, Ops> = {
+    'gridlink (3 nodes)': { put: (k, v) => cache.put(k, v), get: (k) => cache.get(k) },
+    'redis-server': { put: (k, v) => redis.set(k, buf(v)), get: (k) => redis.getBuffer(k) },
+    'Redis Cluster (3 masters)': { put: (k, v) => rc.set(k, buf(v)), get: (k) => rc.getBuffer(k) },
+  };
+  const cells: Cell[] = [];
+  try {
+    for (const size of SIZES) {
+      const value = new Uint8Array(size).fill(7);
+      for (const s of SYSTEMS) {
+        for (let i = 0; i < keyCount; i += 200) await Promise.all(Array.from({ length: 200 }, (_, j) => systems[s].put(keyOf(i + j), value)));
+      }
+      for (const op of ['get', 'put'] as const) {
+        for (const inFlight of IN_FLIGHT) {
+          const results = {} as Record<System, LoadResult>;
+          for (const s of SYSTEMS) {
+            const fn = op === 'get' ? (i: number) => systems[s].get(keyOf(i)) : (i: number) => systems[s].put(keyOf(i), value);
+            results[s] = await closedLoop(fn, { inFlight, durationMs });
+          }
+          cells.push({ size, op, inFlight, results });
+          process.stderr.write(`  ${size} B ${op} @${inFlight}: ${SYSTEMS.map((s) => `${fmt(results[s].opsPerSec)}`).join(' / ')} ops/s\n`);
+        }
+      }
+    }
+  } finally {
+    await client.close();
+    redis.disconnect();
+    rc.disconnect();
+  }
+  return cells;
+}
+
+/** One table: per value size and operation, p50/p99 at 1 in flight and ops/s at 1, 16, 256; ratios vs one redis-server. */
+export function throughputTable(cells: Cell[]): string {
+  const [g, r, c] = SYSTEMS;
+  const rows: string[] = [
+    `| value | op | metric | ${g} | ${r} | ${c} | grid ÷ redis-server | Cluster ÷ redis-server |`,
+    '|---|---|---|---|---|---|---|---|',
+  ];
+  const ratio = (a: number, b: number): string => (b > 0 ? `${(a / b).toFixed(2)}×` : 'n/a');
+  for (const size of SIZES) {
+    for (const op of ['get', 'put'] as const) {
+      const at = (n: number): Cell => cells.find((x) => x.size === size && x.op === op && x.inFlight === n)!;
+      const one = at(1);
+      const lat = (name: string, pick: (l: LoadResult) => number): void => {
+        rows.push(
+          `| ${size} B | ${op} | ${name} at 1 in flight (µs) | ${fmt(pick(one.results[g]))} | ${fmt(pick(one.results[r]))} | ${fmt(pick(one.results[c]))} | ${ratio(pick(one.results[g]), pick(one.results[r]))} | ${ratio(pick(one.results[c]), pick(one.results[r]))} |`,
+        );
+      };
+      lat('p50', (l) => l.p50us);
+      lat('p99', (l) => l.p99us);
+      for (const n of IN_FLIGHT) {
+        const x = at(n).results;
+        const err = SYSTEMS.some((s) => x[s].errors > 0) ? ` (errors: ${SYSTEMS.map((s) => x[s].errors).join('/')})` : '';
+        rows.push(
+          `| ${size} B | ${op} | ops/s at ${n} in flight${err} | ${fmt(Math.round(x[g].opsPerSec))} | ${fmt(Math.round(x[r].opsPerSec))} | ${fmt(Math.round(x[c].opsPerSec))} | ${ratio(x[g].opsPerSec, x[r].opsPerSec)} | ${ratio(x[c].opsPerSec, x[r].opsPerSec)} |`,
+        );
+      }
+    }
+  }
+  return rows.join('\n');
+}
