@@ -1,6 +1,9 @@
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { FaultProxy, SilentServer } from '@gridlink/testkit';
+import { FaultProxy, SilentServer, loopbackAliasesUsable } from '@gridlink/testkit';
+
+// Sources other than 127.0.0.1 need the rest of 127/8 to be loopback (Linux); skipped elsewhere.
+const aliases = await loopbackAliasesUsable();
 
 /** A target server that records what it receives and echoes it back. */
 async function echoServer() {
@@ -33,9 +36,9 @@ async function echoServer() {
   };
 }
 
-function connect(port: number): Promise<{ socket: net.Socket; got: () => Buffer; waitFor: (n: number) => Promise<void>; closed: Promise<void> }> {
+function connect(port: number, localAddress?: string): Promise<{ socket: net.Socket; got: () => Buffer; waitFor: (n: number) => Promise<void>; closed: Promise<void> }> {
   return new Promise((resolve, reject) => {
-    const socket = net.connect(port, '127.0.0.1');
+    const socket = net.connect({ port, host: '127.0.0.1', ...(localAddress !== undefined ? { localAddress } : {}) });
     const chunks: Buffer[] = [];
     let wake: (() => void) | null = null;
     socket.on('data', (d: Buffer) => {
@@ -183,8 +186,38 @@ describe('FaultProxy', () => {
     c.socket.destroy();
   });
 
+  it.skipIf(!aliases)('blackholeFrom silences one source address only, existing and new connections; turning it off resumes', async () => {
+    const { target, proxy } = await setup();
+    const cut = await connect(proxy.port, '127.0.1.5');
+    const other = await connect(proxy.port, '127.0.1.6');
+    cut.socket.write(f(1));
+    other.socket.write(f(1));
+    await cut.waitFor(4 + 6);
+    await other.waitFor(4 + 6);
+    proxy.blackholeFrom('127.0.1.5');
+    expect(proxy.blackholedSources).toEqual(['127.0.1.5']);
+    const cutNew = await connect(proxy.port, '127.0.1.5');
+    cutNew.socket.write(f(9));
+    cut.socket.write(f(2));
+    other.socket.write(f(2));
+    await other.waitFor(4 + 12);
+    while (proxy.stats().swallowedToNode < 4 + 6 + 6) await new Promise<void>((r) => setImmediate(r));
+    // The cut source got nothing back and reached nothing; the other source went on as before.
+    expect(tags(cut.got().subarray(4))).toEqual([1]);
+    expect(tags(other.got().subarray(4))).toEqual([1, 2]);
+    expect(cutNew.got().length).toBe(0);
+    expect(target.sockets.size).toBe(2);
+    expect(cut.socket.destroyed).toBe(false);
+    proxy.blackholeFrom('127.0.1.5', false);
+    cut.socket.write(f(3));
+    await cut.waitFor(4 + 12);
+    expect(tags(cut.got().subarray(4))).toEqual([1, 3]);
+    for (const c of [cut, other, cutNew]) c.socket.destroy();
+  });
+
   it('rejects nonsense fault settings', async () => {
     const { proxy } = await setup();
+    expect(() => proxy.blackholeFrom('node-2')).toThrow(TypeError);
     expect(() => proxy.dropEveryNthRequest(1)).toThrow(RangeError);
     expect(() => proxy.delay(-1)).toThrow(RangeError);
   });
