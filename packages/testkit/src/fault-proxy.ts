@@ -259,6 +259,12 @@ export class FaultProxy {
     else this.cutSources.delete(a);
   }
 
+  /** Destroys every current connection from source address `address` (a reset, as `reset()`). */
+  resetFrom(address: string): void {
+    const a = normalizeAddress(address);
+    for (const link of [...this.links]) if (link.source === a) this.teardown(link, true);
+  }
+
   /** Source addresses currently blackholed by `blackholeFrom`. */
   get blackholedSources(): string[] {
     return [...this.cutSources];

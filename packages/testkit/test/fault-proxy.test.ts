@@ -212,7 +212,14 @@ describe('FaultProxy', () => {
     cut.socket.write(f(3));
     await cut.waitFor(4 + 12);
     expect(tags(cut.got().subarray(4))).toEqual([1, 3]);
-    for (const c of [cut, other, cutNew]) c.socket.destroy();
+    // resetFrom ends that source's connections only.
+    proxy.resetFrom('127.0.1.5');
+    await cut.closed;
+    await cutNew.closed;
+    expect(other.socket.destroyed).toBe(false);
+    other.socket.write(f(4));
+    await other.waitFor(4 + 18);
+    other.socket.destroy();
   });
 
   it('rejects nonsense fault settings', async () => {

@@ -1,7 +1,7 @@
 /**
  * Real processes: one nats-server, three `gridlink-node` processes (the built CLI) forming a
  * cluster on the NATS KV control plane, and a @gridlink/client under load (32 concurrent workers
- * writing, reading back and incrementing a counter) while one fault at a time hits a node:
+ * writing, reading back and incrementing a counter; helpers/load.ts) while one fault at a time hits a node:
  * kill -9, hang (SIGSTOP) and resume, restart empty, cut off from NATS and healed. In every scenario no operation fails, no
  * acknowledged write is lost and the counter equals the acknowledged increments.
  *
@@ -14,6 +14,7 @@ import { GridClient } from '@gridlink/client';
 import { partitionOf } from '@gridlink/affinity';
 import { ProcessCluster, trackedPids, trackedTempDirs, waitFor } from '@gridlink/testkit';
 import { exited, spawnTracked } from '../src/processes.js';
+import { throughFault as throughLoad } from './helpers/load.js';
 
 const CLI = fileURLToPath(new URL('../../node/dist/cli.js', import.meta.url));
 
@@ -35,8 +36,6 @@ function runCli(args: string[]): Promise<{ code: number | null; out: string; err
     });
   });
 }
-
-const WORKERS = 32;
 
 let cluster: ProcessCluster;
 let client: GridClient;
@@ -61,65 +60,11 @@ afterAll(async () => {
   expect(trackedTempDirs()).toEqual([]);
 });
 
-interface Load {
-  /** Stops the workers and resolves with what they did. */
-  stop(): Promise<{ ops: number; failures: string[]; acked: Map<string, number>; increments: number }>;
-  ops(): number;
-}
-
 let scenario = 0;
 
-/** 32 workers: each writes its own keys, reads back its last acknowledged write, increments a counter. */
-function startLoad(): Load {
-  const run = ++scenario;
-  const cache = client.cache<string, number>(`load${run}`);
-  const acked = new Map<string, number>();
-  const failures: string[] = [];
-  let increments = 0;
-  let ops = 0;
-  let stopping = false;
-  const worker = async (w: number): Promise<void> => {
-    for (let n = 0; !stopping; n++) {
-      const key = `w${w}-k${n % 8}`;
-      try {
-        await cache.put(key, n);
-        acked.set(key, n);
-        ops++;
-        const back = await cache.get(key);
-        // Each key has one writer: a read after its acknowledged write sees that write.
-        if (back !== n) failures.push(`read ${key}: ${String(back)} != ${n}`);
-        ops++;
-        await cache.increment('counter');
-        increments++;
-        ops++;
-      } catch (err) {
-        failures.push(`${key}: ${err instanceof Error ? `${err.name}: ${err.message}` : String(err)}`);
-      }
-    }
-  };
-  const all = Promise.all(Array.from({ length: WORKERS }, (_, w) => worker(w)));
-  return {
-    ops: () => ops,
-    async stop() {
-      stopping = true;
-      await all;
-      return { ops, failures, acked, increments };
-    },
-  };
-}
-
-/** Runs the load through `fault`, then checks: no failure, every acknowledged write readable, counter exact. */
+/** The shared load (helpers/load.ts) through `fault`, on a fresh cache per scenario. */
 async function throughFault(fault: () => Promise<void>): Promise<void> {
-  const load = startLoad();
-  const cache = client.cache<string, number>(`load${scenario}`);
-  await waitFor('load warmed up', () => load.ops() >= 300, 30_000);
-  await fault();
-  const after = load.ops();
-  await waitFor('load running after the fault', () => load.ops() >= after + 600, 45_000);
-  const r = await load.stop();
-  expect(r.failures).toEqual([]);
-  for (const [k, v] of r.acked) expect(await cache.get(k)).toBe(v);
-  expect(await cache.get('counter')).toBe(r.increments);
+  await throughLoad(client, `load${++scenario}`, fault);
 }
 
 describe('ProcessCluster: gridlink-node processes on a NATS control plane', () => {
