@@ -2,7 +2,9 @@
  * ProcessCluster: a real multi-process grid on 127.0.0.1 — 1 or 3 nats-server processes
  * (JetStream, own store dirs) and N `gridlink-node` processes (the built CLI), with faults applied
  * by pid: kill (SIGKILL), hang (SIGSTOP) / resume (SIGCONT), stop (SIGTERM), restart under the
- * same id and port (empty: a node keeps its data in memory only). Every process it starts is
+ * same id and port (empty: a node keeps its data in memory only); cutting one node off from the
+ * control plane and — with `partitionable: true` — a full network partition (`isolate` / `heal`,
+ * ADR 0032). Every process it starts is
  * ended by pid on `close()`, and on process exit if a test failed or timed out before that; its
  * temp dirs are removed the same way. Build the node package first (`packages/node/dist/cli.js`).
  */
