@@ -288,4 +288,41 @@ describe.skipIf(!usable)('ProcessCluster: a grid node cut off from its peers and
       await cluster.waitForMembers(cluster.nodes.map((n) => n.id));
     }
   }, 120_000);
+
+  it('isolate cuts peers both ways (by source address) and, with clients: true, clients; heal reconnects', async () => {
+    const [a, b] = [cluster.node('node-1'), cluster.node('node-2')];
+    /** Whether a connection from `from` to `endpoint` completes a gridlink handshake. */
+    const handshakes = async (endpoint: string, from: string): Promise<boolean> => {
+      const [host, port] = endpoint.split(':') as [string, string];
+      const w = new WireClient({ host, port: Number(port), localAddress: from, sessionId: 'isolate-check', handshakeTimeoutMs: 500 });
+      try {
+        await w.ready;
+        return true;
+      } catch {
+        return false;
+      } finally {
+        w.close();
+      }
+    };
+    const [addrA, addrB] = [cluster.addressOf('node-1'), cluster.addressOf('node-2')];
+    expect(await handshakes(b.endpoint, addrA)).toBe(true);
+    cluster.isolate('node-2');
+    try {
+      // node-1 → node-2 and node-2 → node-1 are cut; a client on 127.0.0.1 still gets through.
+      expect(await handshakes(b.endpoint, addrA)).toBe(false);
+      expect(await handshakes(a.endpoint, addrB)).toBe(false);
+      expect(await handshakes(b.endpoint, '127.0.0.1')).toBe(true);
+      expect(await handshakes(a.endpoint, '127.0.0.1')).toBe(true);
+      cluster.isolate('node-2', { clients: true });
+      expect(await handshakes(b.endpoint, '127.0.0.1')).toBe(false);
+    } finally {
+      cluster.heal('node-2');
+    }
+    expect(await handshakes(b.endpoint, addrA)).toBe(true);
+    expect(await handshakes(b.endpoint, '127.0.0.1')).toBe(true);
+    await cluster.waitForMembers(['node-1', 'node-2', 'node-3']);
+    const cache = client.cache<string, number>('after-heal');
+    await cache.put('k', 1);
+    expect(await cache.get('k')).toBe(1);
+  });
 });
