@@ -10,7 +10,9 @@
  * acknowledged write is lost, the counter is exact; every value the probes read is at least the
  * last one acknowledged before the read was sent (never stale); the isolated node's last answer
  * as primary arrived before the backup still refused as not-primary (so it stopped before the
- * take-over began), and after that it answers only retryable refusals; it is declared gone and,
+ * take-over began), and after that it answers only retryable refusals; two client processes hand
+ * a lock the isolated node is primary of back and forth throughout (holders never overlap,
+ * fencing tokens only grow); it is declared gone and,
  * once healed, rejoins under a new epoch, serves a lock acquire/release, and every copy agrees:
  * each node in turn is killed so the others serve from their backup copies, and every key is
  * read back.
@@ -24,6 +26,7 @@ import { encodeKey, partitionOf } from '@gridlink/affinity';
 import { Op, RequestFlag, ResponseFlag, WireClient, errorCodeInfo, type ErrorPayload } from '@gridlink/protocol';
 import { ProcessCluster, loopbackAliasesUsable, trackedPids, trackedTempDirs, waitFor } from '@gridlink/testkit';
 import { WORKERS, expectAcknowledged, startLoad, type LoadResult } from './helpers/load.js';
+import { expectExclusiveHolds, startLockWorkers, type LockWorkers } from './helpers/locks.js';
 
 const usable = await loopbackAliasesUsable();
 if (!usable) console.warn('partition.test.ts skipped: 127.0.1.x is not a loopback address here (needs Linux)');
@@ -107,7 +110,11 @@ beforeAll(async () => {
   });
 }, 90_000);
 
+/** Lock workers still running when a test failed early. */
+let lockersRunning: LockWorkers | undefined;
+
 afterAll(async () => {
+  await lockersRunning?.stop();
   await client?.close();
   await cluster?.close();
   if (!usable) return;
@@ -184,6 +191,10 @@ describe.skipIf(!usable)('ProcessCluster: a grid node cut off from its peers and
     const x = victimKey('x', new Set());
     const y = victimKey('y', new Set([...loadParts, partitionOf(x, P)]));
     const backupOf = (k: string): string => topo0.owners[partitionOf(k, P)]![1]!;
+    // Lock hand-offs between two client processes on a lock the victim is primary of.
+    const lockKey = victimKey('handoff', new Set([partitionOf(x, P), partitionOf(y, P)]));
+    const lockers = startLockWorkers(cluster.endpoints, lockKey);
+    lockersRunning = lockers;
 
     const writers = new Map([x, y].map((k) => [k, new Writer(client.cache<string, number>('probe'), k)]));
     const wx = writers.get(x)!;
@@ -193,6 +204,7 @@ describe.skipIf(!usable)('ProcessCluster: a grid node cut off from its peers and
     await waitFor('first write of x', () => wx.acks.length > 0);
     const load = startLoad(client, 'load');
     await waitFor('load warmed up', () => load.ops() >= 300, 30_000);
+    await waitFor('lock hand-offs', () => lockers.holds.length >= 20 && new Set(lockers.holds.map((h) => h.w)).size === 2, 30_000);
 
     const probes = [x, y].flatMap((k) => [
       { key: k, at: 'victim' as const, probe: new Probe(cluster.node(victim).endpoint, 'probe', encodeKey(k), 0) },
@@ -201,6 +213,7 @@ describe.skipIf(!usable)('ProcessCluster: a grid node cut off from its peers and
     const probe = (k: string, at: 'victim' | 'backup'): Probe => probes.find((q) => q.key === k && q.at === at)!.probe;
     await waitFor('every probe answered', () => probes.every((q) => q.probe.answers.some((a) => a.kind !== 'none')));
 
+    let goneVersion = 0;
     const isolatedAt = Date.now();
     cluster.isolate(victim);
     const after = (xs: Answer[]): Answer[] => xs.filter((a) => a.sentAt >= isolatedAt);
@@ -208,12 +221,14 @@ describe.skipIf(!usable)('ProcessCluster: a grid node cut off from its peers and
     try {
       await cluster.waitForGone(victim);
       const gone = (await cluster.topology())!;
+      goneVersion = gone.version;
       for (const k of [x, y]) expect(gone.owners[partitionOf(k, P)]![0]).toBe(backupOf(k));
       // The backups serve as primaries now; y is written again; the isolated node keeps refusing.
       await waitFor('the backups serve', () => [x, y].every((k) => after(probe(k, 'backup').answers).some((a) => a.kind === 'value')), 15_000);
       wy.start();
       const ax = wx.acks.length;
-      await waitFor('writes resume', () => wx.acks.length >= ax + 5 && wy.acks.length >= 6, 15_000);
+      const holdsAtTakeover = lockers.holds.length;
+      await waitFor('writes and lock hand-offs resume', () => wx.acks.length >= ax + 5 && wy.acks.length >= 6 && lockers.holds.length >= holdsAtTakeover + 10, 15_000);
       await waitFor('the isolated node refuses', () => [x, y].every((k) => after(probe(k, 'victim').answers).filter((a) => a.kind === 'refused').length >= 3), 15_000);
       await Promise.all(probes.map((q) => q.probe.stop()));
       probesStopped = true;
@@ -224,9 +239,11 @@ describe.skipIf(!usable)('ProcessCluster: a grid node cut off from its peers and
     const rejoined = await cluster.waitForMembers([victim]);
     expect(rejoined.members[victim]!.epoch).not.toBe(epoch0);
     const afterHeal = load.ops();
-    await waitFor('load running after the heal', () => load.ops() >= afterHeal + 600, 45_000);
+    const holdsAfterHeal = lockers.holds.length;
+    await waitFor('load and lock hand-offs running after the heal', () => load.ops() >= afterHeal + 600 && lockers.holds.length >= holdsAfterHeal + 10, 45_000);
     const r = await load.stop();
-    await Promise.all([wx.stop(), wy.stop()]);
+    await Promise.all([wx.stop(), wy.stop(), lockers.stop()]);
+    expectExclusiveHolds(lockers);
     expect(r.failures).toEqual([]);
     expect([...wx.failures, ...wy.failures]).toEqual([]);
 
@@ -247,6 +264,8 @@ describe.skipIf(!usable)('ProcessCluster: a grid node cut off from its peers and
       expect(firstRefused).toBeGreaterThanOrEqual(0);
       expect(v.slice(firstRefused).every((a) => a.kind !== 'value')).toBe(true);
       expect(v.filter((a) => a.kind === 'refused').every((a) => a.code === 'GRID_NOT_READY')).toBe(true);
+      // Cut off, it never learned the topology that declared it gone.
+      expect(v.every((a) => a.kind === 'none' || a.topologyVersion! < goneVersion)).toBe(true);
     }
     // y: the isolated node served it for a while after the cut (until its lease ran out), and its
     // last answer as primary arrived before the backup's last "not primary" answer was even

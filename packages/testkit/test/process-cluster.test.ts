@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GridClient } from '@gridlink/client';
 import { partitionOf } from '@gridlink/affinity';
 import { ProcessCluster, trackedPids, trackedTempDirs, waitFor } from '@gridlink/testkit';
-import { exited, spawnTracked } from '../src/processes.js';
+import { expectExclusiveHolds, startLockWorkers } from './helpers/locks.js';
 import { throughFault as throughLoad } from './helpers/load.js';
 
 const CLI = fileURLToPath(new URL('../../node/dist/cli.js', import.meta.url));
@@ -143,48 +143,24 @@ describe('ProcessCluster: gridlink-node processes on a NATS control plane', () =
 
   it('lock hand-offs between two client processes through a kill of the lock primary: holders never overlap, tokens only grow', async () => {
     const key = 'handoff';
-    const worker = fileURLToPath(new URL('./fixtures/lock-worker.mjs', import.meta.url));
-    const holds: { token: number; start: number; end: number; w: number }[] = [];
-    const errors: string[] = [];
-    const procs = [0, 1].map((w) => {
-      const child = spawnTracked(process.execPath, [worker, JSON.stringify(cluster.endpoints), key], { stdio: ['ignore', 'pipe', 'inherit'] });
-      let buf = '';
-      child.stdout!.on('data', (d: Buffer) => {
-        buf += d.toString();
-        let i;
-        while ((i = buf.indexOf('\n')) >= 0) {
-          const line = JSON.parse(buf.slice(0, i)) as { token?: number; start?: number; end?: number; error?: string };
-          buf = buf.slice(i + 1);
-          if (line.error !== undefined) errors.push(line.error);
-          else if (line.token !== undefined) holds.push({ token: line.token, start: line.start!, end: line.end!, w });
-        }
-      });
-      return child;
-    });
+    const workers = startLockWorkers(cluster.endpoints, key);
     try {
-      await waitFor('hand-offs before the fault', () => holds.length >= 20 && new Set(holds.map((h) => h.w)).size === 2, 30_000);
+      await waitFor('hand-offs before the fault', () => workers.holds.length >= 20 && new Set(workers.holds.map((h) => h.w)).size === 2, 30_000);
       const topo = (await cluster.topology())!;
       const primary = topo.owners[partitionOf(key, topo.partitions)]![0]!;
       const victim = cluster.node(primary);
       await throughFault(async () => {
         await victim.kill();
         await cluster.waitForGone(primary);
-        const before = holds.length;
-        await waitFor('hand-offs after the kill', () => holds.length >= before + 20, 30_000);
+        const before = workers.holds.length;
+        await waitFor('hand-offs after the kill', () => workers.holds.length >= before + 20, 30_000);
         await victim.start();
         await cluster.waitForMembers([primary]);
       });
     } finally {
-      for (const p of procs) if (p.exitCode === null) p.kill('SIGTERM');
-      await Promise.all(procs.map((p) => exited(p)));
+      await workers.stop();
     }
-    expect(errors).toEqual([]);
-    const byStart = [...holds].sort((a, b) => a.start - b.start);
-    for (let i = 1; i < byStart.length; i++) {
-      // The next holder starts only after the previous one ended, with a larger fencing token.
-      expect(byStart[i]!.start).toBeGreaterThanOrEqual(byStart[i - 1]!.end);
-      expect(byStart[i]!.token).toBeGreaterThan(byStart[i - 1]!.token);
-    }
+    expectExclusiveHolds(workers);
   });
 
   it('a stopped node (SIGTERM) exits cleanly with code 0 and leaves the cluster at once', async () => {
