@@ -184,6 +184,12 @@ export class ProcessCluster {
     const port = await freePortOn(address);
     const proxy = await FaultProxy.start({ target: { host: address, port }, frames: false });
     this.nets.set(id, { address, proxy });
+    // A node added while another is isolated is cut off from that one too.
+    for (const other of this.isolated.keys()) {
+      const n = this.nets.get(other)!;
+      proxy.blackholeFrom(n.address);
+      n.proxy.blackholeFrom(address);
+    }
     return this.makeNode(id, port, natsUrls, { host: address, dialPort: proxy.port });
   }
 
