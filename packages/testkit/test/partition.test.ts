@@ -269,7 +269,9 @@ describe.skipIf(!usable)('ProcessCluster: a grid node cut off from its peers and
     }
     // y: the isolated node served it for a while after the cut (until its lease ran out), and its
     // last answer as primary arrived before the backup's last "not primary" answer was even
-    // asked for: it stopped serving before the take-over began.
+    // asked for. Sound on one clock (one test process): an answer is produced after its request
+    // is sent and before it is received, so the isolated node's last serve happened before a
+    // moment at which the backup still was not primary: it stopped before the take-over began.
     const vy = after(probe(y, 'victim').answers);
     const by = after(probe(y, 'backup').answers);
     const lastServed = vy.filter((a) => a.kind === 'value').at(-1);
