@@ -1,5 +1,6 @@
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
 import { FaultProxy, SilentServer, loopbackAliasesUsable } from '@gridlink/testkit';
 
 // Sources other than 127.0.0.1 need the rest of 127/8 to be loopback (Linux); skipped elsewhere.
@@ -220,6 +221,39 @@ describe('FaultProxy', () => {
     other.socket.write(f(4));
     await other.waitFor(4 + 18);
     other.socket.destroy();
+  });
+
+  it.skipIf(!aliases)('blackholeFrom: a connection gets through exactly when its source was not cut when it was accepted and is not cut now (property)', async () => {
+    const { proxy } = await setup();
+    const sources = ['127.0.1.11', '127.0.1.12', '127.0.1.13', '127.0.1.14'];
+    await fc.assert(
+      fc.asyncProperty(fc.subarray(sources), fc.subarray(sources), async (cutBefore, cutAfter) => {
+        proxy.heal();
+        for (const a of cutBefore) proxy.blackholeFrom(a);
+        const accepted = proxy.stats().accepted;
+        const conns = await Promise.all(sources.map((a) => connect(proxy.port, a)));
+        // The client's connect can complete before the proxy's accept handler ran.
+        while (proxy.stats().accepted < accepted + sources.length) await new Promise<void>((r) => setImmediate(r));
+        proxy.heal();
+        for (const a of cutAfter) proxy.blackholeFrom(a);
+        expect(proxy.blackholedSources.sort()).toEqual([...cutAfter].sort());
+        for (const c of conns) c.socket.write(f(5));
+        const through = sources.map((a) => !cutBefore.includes(a) && !cutAfter.includes(a));
+        // Those that get through see MAGIC and the frame echoed; a connection from an address
+        // never cut, written last, is the barrier after which the others would have answered.
+        await Promise.all(conns.map((c, i) => (through[i] ? c.waitFor(4 + 6) : Promise.resolve())));
+        const barrier = await connect(proxy.port, '127.0.1.99');
+        barrier.socket.write(f(6));
+        await barrier.waitFor(4 + 6);
+        conns.forEach((c, i) => {
+          if (through[i]) expect(tags(c.got().subarray(4)), sources[i]).toEqual([5]);
+          // Cut later: at most the MAGIC echo from before the cut; accepted while cut: nothing at all.
+          else expect(c.got().length, sources[i]).toBeLessThanOrEqual(cutBefore.includes(sources[i]!) ? 0 : 4);
+        });
+        for (const c of [...conns, barrier]) c.socket.destroy();
+      }),
+      { numRuns: 15 },
+    );
   });
 
   it('rejects nonsense fault settings', async () => {
