@@ -61,6 +61,7 @@ async function main(): Promise<void> {
     backups: record.backups,
     logger: log,
   };
+  if (c.advertisePort !== undefined) opts.advertisePort = c.advertisePort;
   if (c.httpPort !== undefined) opts.httpPort = c.httpPort;
   if (c.zone !== undefined) opts.zone = c.zone;
   if (c.bootstrapNodes !== undefined) opts.bootstrapNodes = c.bootstrapNodes;
@@ -85,7 +86,8 @@ async function main(): Promise<void> {
   }
   // One line on stdout that launchers (and people) wait for.
   process.stdout.write(
-    `gridlink-node ${node.id} listening on ${c.advertiseHost}:${node.port}` +
+    `gridlink-node ${node.id} listening on ${c.host}:${node.port}` +
+      (c.advertiseHost !== c.host || c.advertisePort !== undefined ? ` (advertised ${c.advertiseHost}:${c.advertisePort ?? node.port})` : '') +
       (node.httpPort !== undefined ? ` (http ${node.httpPort})` : '') +
       ` cluster ${record.clusterId} partitions ${record.partitions} backups ${record.backups}\n`,
   );

@@ -66,6 +66,11 @@ export interface NodeOptions extends Partial<NodeTiming> {
   port?: number;
   /** Address peers and clients are told to use. Default: host. */
   advertiseHost?: string;
+  /**
+   * Port peers and clients are told to use, when something in front of the node (port mapping,
+   * NAT, a proxy) forwards another port to the listen port. Default: the listen port.
+   */
+  advertisePort?: number;
   zone?: string;
   weight?: number;
   /** Cluster settings, used only by the node that creates the cluster. */
@@ -107,6 +112,8 @@ export interface ResolvedNodeOptions extends NodeTiming {
   host: string;
   port: number;
   advertiseHost: string;
+  /** Undefined: the port the node actually listens on (also when `port` is 0). */
+  advertisePort: number | undefined;
   zone: string | undefined;
   weight: number | undefined;
   clusterId: string;
@@ -177,6 +184,7 @@ export function resolveNodeOptions(o: NodeOptions): ResolvedNodeOptions {
     host,
     port: o.port === undefined ? DEFAULT_PORT : int('port', o.port, 0, 65535),
     advertiseHost: o.advertiseHost ?? host,
+    advertisePort: o.advertisePort === undefined ? undefined : int('advertisePort', o.advertisePort, 1, 65535),
     zone: o.zone,
     weight: o.weight,
     clusterId: o.clusterId ?? 'gridlink',

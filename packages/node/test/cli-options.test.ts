@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { CLI_OPTIONS, envNameOf, parseCli, usage, type CliConfig } from '../src/cli/options.js';
+import { peerLocalAddress } from '../src/peers/local-address.js';
 import { CLUSTER_DEFAULTS, joinOrCreateCluster, reconcileClusterSettings } from '../src/cli/cluster.js';
 import { MemoryControlPlane, NodeConfigError } from '@gridlink/node';
 
@@ -53,6 +54,17 @@ describe('gridlink-node option parser (pure)', () => {
       connectTimeoutMs: 30_000,
     });
     expect([c.host, c.advertiseHost]).toEqual(['0.0.0.0', 'pod-0.grid']);
+  });
+
+  it('--advertise-port / GRIDLINK_ADVERTISE_PORT: the port others dial, defaulting to the listen port', () => {
+    expect(cfg([]).advertisePort).toBeUndefined();
+    expect(cfg(['--port', '10801', '--advertise-port', '31001'])).toMatchObject({ port: 10801, advertisePort: 31001 });
+    expect(cfg(['--port', '0'], { GRIDLINK_ADVERTISE_PORT: '31002' })).toMatchObject({ port: 0, advertisePort: 31002 });
+    expect(cfg(['--advertise-port', '31003'], { GRIDLINK_ADVERTISE_PORT: '31002' }).advertisePort).toBe(31003);
+    expect(fieldOf(() => cfg(['--advertise-port', '0']))).toBe('advertise-port');
+    expect(fieldOf(() => cfg(['--advertise-port', '65536']))).toBe('advertise-port');
+    expect(fieldOf(() => cfg(['--advertise-port', 'http']))).toBe('advertise-port');
+    expect(fieldOf(() => cfg([], { GRIDLINK_ADVERTISE_PORT: '-5' }))).toBe('advertise-port');
   });
 
   it('every option can come from its GRIDLINK_* variable, and a flag wins over it (property)', () => {
@@ -119,6 +131,38 @@ describe('gridlink-node option parser (pure)', () => {
         },
       ),
       { numRuns: 500 },
+    );
+  });
+});
+
+describe('peer connections dial from the listen address (--host)', () => {
+  it('binds to a specific listen address, never to a wildcard, a host name or across families', () => {
+    expect(peerLocalAddress('127.0.1.2', '127.0.0.1')).toBe('127.0.1.2');
+    expect(peerLocalAddress('10.0.0.5', '10.0.0.6')).toBe('10.0.0.5');
+    expect(peerLocalAddress('fd00::5', 'fd00::6')).toBe('fd00::5');
+    expect(peerLocalAddress('[fd00::5]', 'fd00::6')).toBe('fd00::5');
+    expect(peerLocalAddress('0.0.0.0', '10.0.0.6')).toBeUndefined();
+    expect(peerLocalAddress('::', 'fd00::6')).toBeUndefined();
+    expect(peerLocalAddress('[::]', 'fd00::6')).toBeUndefined();
+    expect(peerLocalAddress('pod-0.grid', '10.0.0.6')).toBeUndefined();
+    expect(peerLocalAddress('10.0.0.5', 'pod-1.grid')).toBeUndefined();
+    expect(peerLocalAddress('10.0.0.5', 'fd00::6')).toBeUndefined();
+    // A loopback listen address cannot reach another host: let the OS choose.
+    expect(peerLocalAddress('127.0.0.1', '10.0.0.6')).toBeUndefined();
+    expect(peerLocalAddress('::1', 'fd00::6')).toBeUndefined();
+  });
+
+  it('the bound address, when there is one, is the listen address itself (property)', () => {
+    const ip4 = fc.tuple(fc.nat(255), fc.nat(255), fc.nat(255), fc.nat(255)).map((p) => p.join('.'));
+    fc.assert(
+      fc.property(fc.oneof(ip4, fc.constantFrom('0.0.0.0', '::', '::1', 'localhost', 'fd00::1')), fc.oneof(ip4, fc.constantFrom('::1', 'fd00::2', 'h')), (host, target) => {
+        const a = peerLocalAddress(host, target);
+        if (a !== undefined) {
+          expect(a).toBe(host);
+          expect(host.startsWith('127.') && !target.startsWith('127.')).toBe(false);
+        }
+      }),
+      { numRuns: 300 },
     );
   });
 });

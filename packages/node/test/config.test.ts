@@ -1,9 +1,23 @@
 import { describe, expect, it } from 'vitest';
-import { LocalCluster, MemoryControlPlane, NodeConfigError, resolveNodeOptions, type NodeOptions } from '@gridlink/node';
+import { LocalCluster, MemoryControlPlane, NodeConfigError, resolveNodeOptions, startNode, type NodeOptions } from '@gridlink/node';
 
 const base = (): NodeOptions => ({ id: 'n1', controlPlane: new MemoryControlPlane() });
 
 describe('node configuration', () => {
+  it('announces advertisePort (port mapping, NAT, a proxy) instead of the listen port; by default the listen port', async () => {
+    const cp = new MemoryControlPlane();
+    const mapped = await startNode({ id: 'mapped', controlPlane: cp, port: 0, advertisePort: 31999, partitions: 4, backups: 0 });
+    try {
+      const deadline = Date.now() + 10_000;
+      while (mapped.topology()?.members['mapped'] === undefined && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      expect(mapped.topology()!.members['mapped']).toMatchObject({ host: '127.0.0.1', port: 31999 });
+      expect(mapped.port).not.toBe(31999);
+    } finally {
+      mapped.kill();
+    }
+    expect(resolveNodeOptions(base()).advertisePort).toBeUndefined();
+  });
+
   it('fills every default', () => {
     const o = resolveNodeOptions(base());
     expect(o).toMatchObject({
@@ -32,6 +46,9 @@ describe('node configuration', () => {
     [{ autoAdjust: { softTimeoutMs: 10, hardTimeoutMs: 5 } }, 'autoAdjust.hardTimeoutMs'],
     [{ weight: 0 }, 'weight'],
     [{ maxEntries: 0 }, 'maxEntries'],
+    [{ advertisePort: 0 }, 'advertisePort'],
+    [{ advertisePort: 65536 }, 'advertisePort'],
+    [{ advertisePort: 1.5 }, 'advertisePort'],
   ] as [Partial<NodeOptions>, string][])('rejects %j naming %s', (patch, field) => {
     let err: unknown;
     try {

@@ -36,6 +36,8 @@ export interface WireErrors {
 export interface WireClientOptions {
   host: string;
   port: number;
+  /** Local address to bind the connection to (default: chosen by the OS). */
+  localAddress?: string;
   /** Connect with TLS, trusting `ca` (system CAs when absent). */
   tls?: { ca?: string | Buffer | (string | Buffer)[]; rejectUnauthorized?: boolean };
   sessionId: string;
@@ -138,11 +140,12 @@ export class WireClient {
       ? tls.connect({
           host: o.host,
           port: o.port,
+          ...(o.localAddress !== undefined ? { localAddress: o.localAddress } : {}),
           ...(o.tls.ca !== undefined ? { ca: o.tls.ca } : {}),
           rejectUnauthorized: o.tls.rejectUnauthorized ?? true,
           servername: net.isIP(o.host) ? undefined : o.host,
         })
-      : net.connect({ host: o.host, port: o.port });
+      : net.connect({ host: o.host, port: o.port, ...(o.localAddress !== undefined ? { localAddress: o.localAddress } : {}) });
     socket.setNoDelay(true);
     this.socket = socket;
     let onClosed!: () => void;

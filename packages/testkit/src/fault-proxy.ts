@@ -11,6 +11,9 @@
  * - `dropEveryNthRequest(n)`: frame-aware on the client-to-node direction: after the 4 MAGIC
  *   bytes the stream is split into length-prefixed frames (u32 big-endian length of what follows,
  *   then a kind byte) and every n-th REQUEST frame (kind 3) is silently discarded;
+ * - `blackholeFrom(address, true)`: like `blackhole`, but only for connections whose source
+ *   address is `address` (existing and new ones): a network partition between one peer and the
+ *   target while everybody else still gets through;
  * - `heal()`: clears every fault.
  *
  * Nothing here knows the payloads; the proxy works at the byte and frame-boundary level.
@@ -47,6 +50,11 @@ export interface FaultProxyStats {
   /** Bytes swallowed by blackhole/half-open, per direction. */
   swallowedToNode: number;
   swallowedToClient: number;
+}
+
+/** "::ffff:127.0.1.2" → "127.0.1.2"; other addresses unchanged. */
+function normalizeAddress(a: string): string {
+  return a.startsWith('::ffff:') && net.isIPv4(a.slice(7)) ? a.slice(7) : a;
 }
 
 function parseTarget(t: string | FaultProxyTarget): FaultProxyTarget {
@@ -102,6 +110,8 @@ class Pipe {
     private readonly proxy: FaultProxy,
     private readonly dir: 'toNode' | 'toClient',
     private readonly dest: () => net.Socket | null,
+    /** This connection's source is blackholed. */
+    private readonly cut: () => boolean = () => false,
   ) {}
 
   write(chunk: Buffer): void {
@@ -129,7 +139,7 @@ class Pipe {
   }
 
   private forward(chunk: Buffer): void {
-    if (this.proxy.isBlackholed || this.proxy.halfOpenDirection === this.dir) {
+    if (this.proxy.isBlackholed || this.proxy.halfOpenDirection === this.dir || this.cut()) {
       this.proxy.countSwallowed(this.dir, chunk.length);
       return;
     }
@@ -145,6 +155,8 @@ class Pipe {
 }
 
 interface Link {
+  /** Source address of the accepted connection (IPv4-mapped prefix removed). */
+  source: string;
   client: net.Socket;
   upstream: net.Socket | null;
   pipes: Pipe[];
@@ -158,6 +170,7 @@ export class FaultProxy {
   private blackholed = false;
   private refusing = false;
   private halfOpenDir: HalfOpenDirection = null;
+  private readonly cutSources = new Set<string>();
   private dropNth = 0;
   private requestCount = 0;
   private readonly counters = { accepted: 0, droppedRequests: 0, forwardedRequests: 0, swallowedToNode: 0, swallowedToClient: 0 };
@@ -234,6 +247,29 @@ export class FaultProxy {
     this.refusing = on;
   }
 
+  /**
+   * Blackholes every connection from source address `address` (on) or stops doing so (off):
+   * existing ones go silent both ways, new ones are accepted and never connected upstream (they
+   * stay silent after healing too, as with `blackhole`; the peer's timeouts close them).
+   */
+  blackholeFrom(address: string, on = true): void {
+    const a = normalizeAddress(address);
+    if (net.isIP(a) === 0) throw new TypeError(`blackholeFrom needs an IP address, got ${JSON.stringify(address)}`);
+    if (on) this.cutSources.add(a);
+    else this.cutSources.delete(a);
+  }
+
+  /** Destroys every current connection from source address `address` (a reset, as `reset()`). */
+  resetFrom(address: string): void {
+    const a = normalizeAddress(address);
+    for (const link of [...this.links]) if (link.source === a) this.teardown(link, true);
+  }
+
+  /** Source addresses currently blackholed by `blackholeFrom`. */
+  get blackholedSources(): string[] {
+    return [...this.cutSources];
+  }
+
   halfOpen(direction: HalfOpenDirection): void {
     this.halfOpenDir = direction;
   }
@@ -252,6 +288,7 @@ export class FaultProxy {
     this.refusing = false;
     this.halfOpenDir = null;
     this.dropNth = 0;
+    this.cutSources.clear();
   }
 
   /** Destroys every current connection, both sides, with a TCP reset where possible. */
@@ -280,21 +317,23 @@ export class FaultProxy {
       client.destroy();
       return;
     }
-    const link: Link = { client, upstream: null, pipes: [] };
+    const source = normalizeAddress(client.remoteAddress ?? '');
+    const link: Link = { source, client, upstream: null, pipes: [] };
     this.links.add(link);
-    const toNode = new Pipe(this, 'toNode', () => link.upstream);
-    const toClient = new Pipe(this, 'toClient', () => link.client);
+    const cut = (): boolean => this.cutSources.has(source);
+    const toNode = new Pipe(this, 'toNode', () => link.upstream, cut);
+    const toClient = new Pipe(this, 'toClient', () => link.client, cut);
     link.pipes.push(toNode, toClient);
     const filter = new RequestFilter(() => this.decideForward());
     client.on('data', (chunk: Buffer) => {
-      if (this.blackholed) {
+      if (this.blackholed || cut()) {
         this.counters.swallowedToNode += chunk.length;
         return;
       }
       toNode.write(this.frames ? filter.push(chunk) : chunk);
     });
     client.on('close', () => this.teardown(link, false));
-    if (this.blackholed) return; // accept and stay silent; never connect upstream
+    if (this.blackholed || cut()) return; // accept and stay silent; never connect upstream
     this.connectUpstream(link, toClient);
   }
 
@@ -306,7 +345,7 @@ export class FaultProxy {
     upstream.on('data', (chunk: Buffer) => toClient.write(chunk));
     upstream.on('close', () => {
       // A blackholed link stays open on the client side: the node "hangs" rather than closes.
-      if (!this.blackholed) this.teardown(link, false);
+      if (!this.blackholed && !this.cutSources.has(link.source)) this.teardown(link, false);
     });
   }
 

@@ -2,7 +2,9 @@
  * ProcessCluster: a real multi-process grid on 127.0.0.1 — 1 or 3 nats-server processes
  * (JetStream, own store dirs) and N `gridlink-node` processes (the built CLI), with faults applied
  * by pid: kill (SIGKILL), hang (SIGSTOP) / resume (SIGCONT), stop (SIGTERM), restart under the
- * same id and port (empty: a node keeps its data in memory only). Every process it starts is
+ * same id and port (empty: a node keeps its data in memory only); cutting one node off from the
+ * control plane and — with `partitionable: true` — a full network partition (`isolate` / `heal`,
+ * ADR 0032). Every process it starts is
  * ended by pid on `close()`, and on process exit if a test failed or timed out before that; its
  * temp dirs are removed the same way. Build the node package first (`packages/node/dist/cli.js`).
  */
@@ -12,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { NatsControlPlane, type TopologyRecord } from '@gridlink/node';
 import { FaultProxy } from './fault-proxy.js';
 import { NatsCluster } from './nats-server.js';
-import { exited, freePort, spawnTracked, waitFor } from './processes.js';
+import { exited, freePort, freePortOn, loopbackAliasesUsable, spawnTracked, waitFor } from './processes.js';
 
 export interface ProcessClusterOptions {
   /** Grid node processes. Default 3. */
@@ -41,6 +43,22 @@ export interface ProcessClusterOptions {
   controlPlaneProxies?: boolean;
   /** Give every node an HTTP port (`--http-port`, a free port each) for /health and /metrics. Default false. */
   http?: boolean;
+  /**
+   * Make every node partitionable from the others (`isolate` / `heal`): node i listens on its own
+   * loopback address 127.0.1.i, dials its peers from it, and advertises a FaultProxy on
+   * 127.0.0.1 in front of it, which can drop connections by source address. Needs all of 127/8
+   * routed to loopback (Linux); `start` refuses with a clear message elsewhere (check
+   * `loopbackAliasesUsable()` to skip). Default false.
+   */
+  partitionable?: boolean;
+}
+
+/** How a partitionable node is reached: its own loopback address, and the proxy in front of it. */
+interface NodeNet {
+  /** 127.0.1.i: the node listens on it and dials its peers from it. */
+  address: string;
+  /** On 127.0.0.1, forwarding to address:port; clients and peers dial this. */
+  proxy: FaultProxy;
 }
 
 /** The fault proxies between one node and the NATS servers (one per server). */
@@ -65,6 +83,8 @@ export class GridNodeProcess {
     readonly port: number,
     private readonly args: () => string[],
     private readonly cliPath: string,
+    /** The port clients and peers dial when it is not `port` (a proxy in front of the node). */
+    readonly dialPort: number = port,
     /** The node's HTTP port (/health, /metrics), when the cluster was started with `http: true`. */
     readonly httpPort?: number,
   ) {}
@@ -84,8 +104,9 @@ export class GridNodeProcess {
     }
   }
 
+  /** `127.0.0.1:<port clients dial>`. */
   get endpoint(): string {
-    return `127.0.0.1:${this.port}`;
+    return `127.0.0.1:${this.dialPort}`;
   }
   get pid(): number | undefined {
     return this.running ? this.child?.pid : undefined;
@@ -174,15 +195,98 @@ export class ProcessCluster {
   private closed = false;
 
   private readonly paths = new Map<string, ControlPlanePath>();
+  /** Per node, when the cluster is partitionable. */
+  private readonly nets = new Map<string, NodeNet>();
+  /** Isolated nodes, and whether their clients are cut too. */
+  private readonly isolated = new Map<string, { clients: boolean }>();
+  private partitionable = false;
 
   private constructor(
     readonly nats: NatsCluster,
     readonly nodes: GridNodeProcess[],
     readonly bucket: string,
-    private readonly makeNode: (id: string, port: number, natsUrls: string[], httpPort?: number) => GridNodeProcess,
+    private readonly makeNode: (id: string, port: number, natsUrls: string[], httpPort?: number, net?: { host: string; dialPort: number }) => GridNodeProcess,
     private readonly http = false,
     private readonly proxies = true,
   ) {}
+
+  /**
+   * A node process: on a partitionable cluster with its own loopback address and a proxy in
+   * front, else on 127.0.0.1 and a free port.
+   */
+  private async newNode(id: string): Promise<GridNodeProcess> {
+    const natsUrls = await this.natsPathFor(id);
+    const httpPort = this.http ? await freePort() : undefined;
+    if (!this.partitionable) return this.makeNode(id, await freePort(), natsUrls, httpPort);
+    const i = this.nets.size + 1;
+    if (i > 254) throw new Error('a partitionable ProcessCluster has at most 254 nodes');
+    const address = `127.0.1.${i}`;
+    const port = await freePortOn(address);
+    const proxy = await FaultProxy.start({ target: { host: address, port }, frames: false });
+    this.nets.set(id, { address, proxy });
+    // A node added while another is isolated is cut off from that one too.
+    for (const other of this.isolated.keys()) {
+      const n = this.nets.get(other)!;
+      proxy.blackholeFrom(n.address);
+      n.proxy.blackholeFrom(address);
+    }
+    return this.makeNode(id, port, natsUrls, httpPort, { host: address, dialPort: proxy.port });
+  }
+
+  private netOf(id: string): NodeNet {
+    const n = this.nets.get(id);
+    if (!n) throw new Error(this.partitionable ? `no node ${id}` : 'isolate/heal need ProcessCluster.start({ partitionable: true })');
+    return n;
+  }
+
+  /** The loopback address node `id` listens on and dials its peers from (partitionable clusters). */
+  addressOf(id: string): string {
+    return this.netOf(id).address;
+  }
+
+  /**
+   * A full network partition of node `id`: every path between it and the other nodes is
+   * blackholed both ways (their connections to it at its proxy, its connections to them at
+   * theirs, by its source address: existing connections go silent, new ones are accepted and
+   * never answered), and so is its control plane (as `isolateFromControlPlane`). Clients on
+   * 127.0.0.1 still reach it, so a test can see it refuse to serve rather than merely vanish;
+   * with `{ clients: true }` they are blackholed too. Needs `partitionable: true`.
+   */
+  isolate(id: string, options: { clients?: boolean } = {}): void {
+    const self = this.netOf(id);
+    for (const [other, n] of this.nets) {
+      if (other === id) continue;
+      self.proxy.blackholeFrom(n.address);
+      n.proxy.blackholeFrom(self.address);
+    }
+    if (options.clients === true) self.proxy.blackholeFrom('127.0.0.1');
+    this.isolateFromControlPlane(id);
+    this.isolated.set(id, { clients: options.clients === true });
+  }
+
+  /**
+   * Heals `isolate(id)`. The connections that were blackholed are reset (bytes were swallowed
+   * mid-stream; a real partition would have ended them by timeouts), so both sides reconnect.
+   */
+  heal(id: string): void {
+    const self = this.netOf(id);
+    const was = this.isolated.get(id);
+    for (const [other, n] of this.nets) {
+      if (other === id) continue;
+      // Another node isolated on its own stays cut off from this one.
+      if (this.isolated.has(other)) continue;
+      self.proxy.blackholeFrom(n.address, false);
+      self.proxy.resetFrom(n.address);
+      n.proxy.blackholeFrom(self.address, false);
+      n.proxy.resetFrom(self.address);
+    }
+    if (was?.clients === true) {
+      self.proxy.blackholeFrom('127.0.0.1', false);
+      self.proxy.resetFrom('127.0.0.1');
+    }
+    this.healControlPlane(id);
+    this.isolated.delete(id);
+  }
 
   /** A node's own path to NATS: one FaultProxy per server, so its control plane can be cut alone. */
   private async pathFor(id: string): Promise<string[]> {
@@ -239,12 +343,25 @@ export class ProcessCluster {
       options.logLevel ?? 'warn',
       ...(options.nodeArgs ?? []),
     ];
-    const makeNode = (id: string, port: number, natsUrls: string[], httpPort?: number): GridNodeProcess =>
+    const makeNode = (id: string, port: number, natsUrls: string[], httpPort?: number, net?: { host: string; dialPort: number }): GridNodeProcess =>
       new GridNodeProcess(
         id,
         port,
-        () => ['--id', id, '--host', '127.0.0.1', '--port', String(port), '--control-plane', natsUrls.join(','), ...(httpPort === undefined ? [] : ['--http-port', String(httpPort)]), ...common],
+        () => [
+          '--id',
+          id,
+          '--host',
+          net?.host ?? '127.0.0.1',
+          '--port',
+          String(port),
+          ...(net ? ['--advertise-host', '127.0.0.1', '--advertise-port', String(net.dialPort)] : []),
+          '--control-plane',
+          natsUrls.join(','),
+          ...(httpPort === undefined ? [] : ['--http-port', String(httpPort)]),
+          ...common,
+        ],
         cliPath,
+        net?.dialPort ?? port,
         httpPort,
       );
     const ids = options.ids ?? Array.from({ length: n }, (_, i) => `node-${i + 1}`);
@@ -252,7 +369,13 @@ export class ProcessCluster {
     const http = options.http ?? false;
     const cluster = new ProcessCluster(nats, nodes, bucket, makeNode, http, options.controlPlaneProxies ?? true);
     try {
-      for (const id of ids) nodes.push(makeNode(id, await freePort(), await cluster.natsPathFor(id), http ? await freePort() : undefined));
+      if (options.partitionable === true) {
+        if (!(await loopbackAliasesUsable())) {
+          throw new Error('ProcessCluster partitionable: needs 127.0.1.x to be loopback addresses (Linux routes all of 127/8); not available here');
+        }
+        cluster.partitionable = true;
+      }
+      for (const id of ids) nodes.push(await cluster.newNode(id));
       // The first node creates the cluster; the others join it.
       await nodes[0]?.start();
       await Promise.all(nodes.slice(1).map((p) => p.start()));
@@ -283,7 +406,7 @@ export class ProcessCluster {
 
   /** Starts one more node process and waits until it is a member. */
   async addNode(id: string): Promise<GridNodeProcess> {
-    const p = this.makeNode(id, await freePort(), await this.natsPathFor(id), this.http ? await freePort() : undefined);
+    const p = await this.newNode(id);
     this.nodes.push(p);
     await p.start();
     await this.waitForMembers([id]);
@@ -356,6 +479,7 @@ export class ProcessCluster {
     this.closed = true;
     await Promise.all(this.nodes.map((p) => p.kill()));
     await Promise.all([...this.paths.values()].flatMap((path) => path.proxies.map((p) => p.close())));
+    await Promise.all([...this.nets.values()].map((n) => n.proxy.close()));
     if (this.observer) await this.observer.close().catch(() => undefined);
     await this.nats.close();
   }

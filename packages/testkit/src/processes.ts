@@ -130,3 +130,29 @@ export async function waitForPort(port: number, options: { timeoutMs?: number; c
     await new Promise((r) => setTimeout(r, 25));
   }
 }
+
+/**
+ * Whether addresses of 127/8 other than 127.0.0.1 can be bound (Linux routes all of 127/8 to
+ * loopback; macOS and others only 127.0.0.1 unless aliases are configured). Partitionable
+ * clusters and per-source fault tests need it.
+ */
+export function loopbackAliasesUsable(): Promise<boolean> {
+  return new Promise<boolean>((resolve) => {
+    const s = createServer();
+    s.once('error', () => resolve(false));
+    s.listen(0, '127.0.1.1', () => s.close(() => resolve(true)));
+  });
+}
+
+/** A currently free TCP port on `host` (the OS picks it; there is a small reuse race). */
+export function freePortOn(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, host, () => {
+      const addr = s.address();
+      const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
+      s.close(() => resolve(port));
+    });
+  });
+}

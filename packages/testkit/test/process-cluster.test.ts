@@ -1,7 +1,7 @@
 /**
  * Real processes: one nats-server, three `gridlink-node` processes (the built CLI) forming a
  * cluster on the NATS KV control plane, and a @gridlink/client under load (32 concurrent workers
- * writing, reading back and incrementing a counter) while one fault at a time hits a node:
+ * writing, reading back and incrementing a counter; helpers/load.ts) while one fault at a time hits a node:
  * kill -9, hang (SIGSTOP) and resume, restart empty, cut off from NATS and healed. In every scenario no operation fails, no
  * acknowledged write is lost and the counter equals the acknowledged increments.
  *
@@ -13,7 +13,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GridClient } from '@gridlink/client';
 import { partitionOf } from '@gridlink/affinity';
 import { ProcessCluster, trackedPids, trackedTempDirs, waitFor } from '@gridlink/testkit';
-import { exited, spawnTracked } from '../src/processes.js';
+import { expectExclusiveHolds, startLockWorkers } from './helpers/locks.js';
+import { throughFault as throughLoad } from './helpers/load.js';
 
 const CLI = fileURLToPath(new URL('../../node/dist/cli.js', import.meta.url));
 
@@ -35,8 +36,6 @@ function runCli(args: string[]): Promise<{ code: number | null; out: string; err
     });
   });
 }
-
-const WORKERS = 32;
 
 let cluster: ProcessCluster;
 let client: GridClient;
@@ -61,65 +60,11 @@ afterAll(async () => {
   expect(trackedTempDirs()).toEqual([]);
 });
 
-interface Load {
-  /** Stops the workers and resolves with what they did. */
-  stop(): Promise<{ ops: number; failures: string[]; acked: Map<string, number>; increments: number }>;
-  ops(): number;
-}
-
 let scenario = 0;
 
-/** 32 workers: each writes its own keys, reads back its last acknowledged write, increments a counter. */
-function startLoad(): Load {
-  const run = ++scenario;
-  const cache = client.cache<string, number>(`load${run}`);
-  const acked = new Map<string, number>();
-  const failures: string[] = [];
-  let increments = 0;
-  let ops = 0;
-  let stopping = false;
-  const worker = async (w: number): Promise<void> => {
-    for (let n = 0; !stopping; n++) {
-      const key = `w${w}-k${n % 8}`;
-      try {
-        await cache.put(key, n);
-        acked.set(key, n);
-        ops++;
-        const back = await cache.get(key);
-        // Each key has one writer: a read after its acknowledged write sees that write.
-        if (back !== n) failures.push(`read ${key}: ${String(back)} != ${n}`);
-        ops++;
-        await cache.increment('counter');
-        increments++;
-        ops++;
-      } catch (err) {
-        failures.push(`${key}: ${err instanceof Error ? `${err.name}: ${err.message}` : String(err)}`);
-      }
-    }
-  };
-  const all = Promise.all(Array.from({ length: WORKERS }, (_, w) => worker(w)));
-  return {
-    ops: () => ops,
-    async stop() {
-      stopping = true;
-      await all;
-      return { ops, failures, acked, increments };
-    },
-  };
-}
-
-/** Runs the load through `fault`, then checks: no failure, every acknowledged write readable, counter exact. */
+/** The shared load (helpers/load.ts) through `fault`, on a fresh cache per scenario. */
 async function throughFault(fault: () => Promise<void>): Promise<void> {
-  const load = startLoad();
-  const cache = client.cache<string, number>(`load${scenario}`);
-  await waitFor('load warmed up', () => load.ops() >= 300, 30_000);
-  await fault();
-  const after = load.ops();
-  await waitFor('load running after the fault', () => load.ops() >= after + 600, 45_000);
-  const r = await load.stop();
-  expect(r.failures).toEqual([]);
-  for (const [k, v] of r.acked) expect(await cache.get(k)).toBe(v);
-  expect(await cache.get('counter')).toBe(r.increments);
+  await throughLoad(client, `load${++scenario}`, fault);
 }
 
 describe('ProcessCluster: gridlink-node processes on a NATS control plane', () => {
@@ -198,48 +143,24 @@ describe('ProcessCluster: gridlink-node processes on a NATS control plane', () =
 
   it('lock hand-offs between two client processes through a kill of the lock primary: holders never overlap, tokens only grow', async () => {
     const key = 'handoff';
-    const worker = fileURLToPath(new URL('./fixtures/lock-worker.mjs', import.meta.url));
-    const holds: { token: number; start: number; end: number; w: number }[] = [];
-    const errors: string[] = [];
-    const procs = [0, 1].map((w) => {
-      const child = spawnTracked(process.execPath, [worker, JSON.stringify(cluster.endpoints), key], { stdio: ['ignore', 'pipe', 'inherit'] });
-      let buf = '';
-      child.stdout!.on('data', (d: Buffer) => {
-        buf += d.toString();
-        let i;
-        while ((i = buf.indexOf('\n')) >= 0) {
-          const line = JSON.parse(buf.slice(0, i)) as { token?: number; start?: number; end?: number; error?: string };
-          buf = buf.slice(i + 1);
-          if (line.error !== undefined) errors.push(line.error);
-          else if (line.token !== undefined) holds.push({ token: line.token, start: line.start!, end: line.end!, w });
-        }
-      });
-      return child;
-    });
+    const workers = startLockWorkers(cluster.endpoints, key);
     try {
-      await waitFor('hand-offs before the fault', () => holds.length >= 20 && new Set(holds.map((h) => h.w)).size === 2, 30_000);
+      await waitFor('hand-offs before the fault', () => workers.holds.length >= 20 && new Set(workers.holds.map((h) => h.w)).size === 2, 30_000);
       const topo = (await cluster.topology())!;
       const primary = topo.owners[partitionOf(key, topo.partitions)]![0]!;
       const victim = cluster.node(primary);
       await throughFault(async () => {
         await victim.kill();
         await cluster.waitForGone(primary);
-        const before = holds.length;
-        await waitFor('hand-offs after the kill', () => holds.length >= before + 20, 30_000);
+        const before = workers.holds.length;
+        await waitFor('hand-offs after the kill', () => workers.holds.length >= before + 20, 30_000);
         await victim.start();
         await cluster.waitForMembers([primary]);
       });
     } finally {
-      for (const p of procs) if (p.exitCode === null) p.kill('SIGTERM');
-      await Promise.all(procs.map((p) => exited(p)));
+      await workers.stop();
     }
-    expect(errors).toEqual([]);
-    const byStart = [...holds].sort((a, b) => a.start - b.start);
-    for (let i = 1; i < byStart.length; i++) {
-      // The next holder starts only after the previous one ended, with a larger fencing token.
-      expect(byStart[i]!.start).toBeGreaterThanOrEqual(byStart[i - 1]!.end);
-      expect(byStart[i]!.token).toBeGreaterThan(byStart[i - 1]!.token);
-    }
+    expectExclusiveHolds(workers);
   });
 
   it('a stopped node (SIGTERM) exits cleanly with code 0 and leaves the cluster at once', async () => {

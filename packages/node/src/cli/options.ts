@@ -24,6 +24,7 @@ export const CLI_OPTIONS: readonly CliOptionSpec[] = [
   { flag: 'host', kind: 'string', arg: 'addr', help: 'listen address (default: 127.0.0.1)' },
   { flag: 'port', kind: 'int', arg: 'n', help: 'listen port (default: 10800; 0 = ephemeral)' },
   { flag: 'advertise-host', kind: 'string', arg: 'h', help: 'address clients and peers dial (default: --host; required when --host is 0.0.0.0 or ::)' },
+  { flag: 'advertise-port', kind: 'int', arg: 'n', help: 'port clients and peers dial, when port mapping/NAT/a proxy forwards it to --port (default: --port)' },
   { flag: 'http-port', kind: 'int', arg: 'n', help: '/health and /metrics port (default: off)' },
   { flag: 'zone', kind: 'string', arg: 'zone', help: 'availability zone (backups prefer other zones)' },
   { flag: 'cluster-id', kind: 'string', arg: 'id', help: 'cluster id (default: gridlink; a joining node must match the cluster)' },
@@ -83,6 +84,8 @@ export interface CliConfig {
   host: string;
   port: number;
   advertiseHost: string;
+  /** Undefined: the listen port. */
+  advertisePort?: number;
   httpPort?: number;
   zone?: string;
   clusterId?: string;
@@ -239,6 +242,7 @@ export function parseCli(argv: readonly string[], env: Readonly<Record<string, s
     logLevel: level,
   };
   const optional: [keyof CliConfig, number | string | undefined][] = [
+    ['advertisePort', int('advertise-port', 1, 65535)],
     ['httpPort', int('http-port', 0, 65535)],
     ['zone', str('zone')],
     ['clusterId', str('cluster-id')],

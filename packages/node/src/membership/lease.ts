@@ -59,7 +59,7 @@ export class OwnLease {
       id: this.d.id,
       epoch: this.d.epoch(),
       host: opts.advertiseHost,
-      port: this.d.port(),
+      port: opts.advertisePort ?? this.d.port(),
       synced: { ...this.synced },
     };
     if (this.leaving) r.leaving = true;

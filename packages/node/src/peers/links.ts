@@ -5,6 +5,7 @@
 import type { ResolvedNodeOptions } from '../config.js';
 import type { Scheduler } from '../scheduler.js';
 import type { ClusterView } from '../membership/view.js';
+import { peerLocalAddress } from './local-address.js';
 import { PeerClient, PeerUnavailableError } from './peer-client.js';
 
 export class PeerLinks {
@@ -45,6 +46,7 @@ export class PeerLinks {
         peerId: id,
         host: m.host,
         port: m.port,
+        localAddress: peerLocalAddress(this.opts.host, m.host),
         clusterId: this.opts.clusterId,
         authToken: this.opts.authToken,
         tls: this.opts.tls,

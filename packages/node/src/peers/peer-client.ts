@@ -27,6 +27,8 @@ export interface PeerClientOptions {
   peerId: string;
   host: string;
   port: number;
+  /** Local address to dial from (see peerLocalAddress); undefined lets the OS choose. */
+  localAddress?: string | undefined;
   clusterId: string;
   authToken: string | undefined;
   tls: TlsOptions | undefined;
@@ -182,6 +184,7 @@ export class PeerClient {
     const wire = new WireClient({
       host: o.host,
       port: o.port,
+      ...(o.localAddress !== undefined ? { localAddress: o.localAddress } : {}),
       ...(o.tls ? { tls: { ca: o.tls.ca, rejectUnauthorized: o.tls.rejectUnauthorized ?? true } } : {}),
       sessionId: `peer:${o.selfId}`,
       clientName: PEER_CLIENT_NAME,

@@ -52,8 +52,10 @@ export async function handlePeerOp(d: PeerOpsDeps, frame: RequestFrame): Promise
       return d.transfer.onStatePull(frame.payload as PullMsg);
     case Op.PEER_PROMISE:
       return d.promises.onRequest(frame.payload as PromiseRequest);
-    case Op.PEER_SIZE:
-      return d.fanout.localPrimarySize((frame.payload as { cache: string }).cache);
+    case Op.PEER_SIZE: {
+      const m = frame.payload as { cache: string; parts?: unknown };
+      return d.fanout.localPrimarySize(m.cache, m.parts);
+    }
     case Op.PEER_CLEAR: {
       const m = frame.payload as { cache: string; seq: number; session: string };
       await d.fanout.localClear(m, m.session);

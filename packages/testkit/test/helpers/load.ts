@@ -1,0 +1,84 @@
+/**
+ * The load the process-level tests run through a fault: 32 workers, each writing its own keys,
+ * reading back its last acknowledged write and incrementing one shared counter. After the fault
+ * the checks are the same in every scenario: no operation failed, every acknowledged write is
+ * readable, and the counter equals the acknowledged increments.
+ */
+import { expect } from 'vitest';
+import type { GridClient } from '@gridlink/client';
+import { waitFor } from '@gridlink/testkit';
+
+export const WORKERS = 32;
+
+export interface LoadResult {
+  ops: number;
+  failures: string[];
+  /** Last acknowledged value per key. */
+  acked: Map<string, number>;
+  /** Acknowledged increments of `counter`. */
+  increments: number;
+}
+
+export interface Load {
+  /** Stops the workers and resolves with what they did. */
+  stop(): Promise<LoadResult>;
+  ops(): number;
+}
+
+/** Starts the workers on cache `cacheName` (one writer per key, keys `w<worker>-k<0..7>`). */
+export function startLoad(client: GridClient, cacheName: string, workers = WORKERS): Load {
+  const cache = client.cache<string, number>(cacheName);
+  const acked = new Map<string, number>();
+  const failures: string[] = [];
+  let increments = 0;
+  let ops = 0;
+  let stopping = false;
+  const worker = async (w: number): Promise<void> => {
+    for (let n = 0; !stopping; n++) {
+      const key = `w${w}-k${n % 8}`;
+      try {
+        await cache.put(key, n);
+        acked.set(key, n);
+        ops++;
+        const back = await cache.get(key);
+        // Each key has one writer: a read after its acknowledged write sees that write.
+        if (back !== n) failures.push(`read ${key}: ${String(back)} != ${n}`);
+        ops++;
+        await cache.increment('counter');
+        increments++;
+        ops++;
+      } catch (err) {
+        failures.push(`${key}: ${err instanceof Error ? `${err.name}: ${err.message}` : String(err)}`);
+      }
+    }
+  };
+  const all = Promise.all(Array.from({ length: workers }, (_, w) => worker(w)));
+  return {
+    ops: () => ops,
+    async stop() {
+      stopping = true;
+      await all;
+      return { ops, failures, acked, increments };
+    },
+  };
+}
+
+/** Every acknowledged write is readable and the counter is exact. */
+export async function expectAcknowledged(client: GridClient, cacheName: string, r: LoadResult): Promise<void> {
+  const cache = client.cache<string, number>(cacheName);
+  for (const [k, v] of r.acked) expect(await cache.get(k)).toBe(v);
+  expect(await cache.get('counter')).toBe(r.increments);
+}
+
+/** Runs the load through `fault`, then checks: no failure, every acknowledged write readable, counter exact. */
+export async function throughFault(client: GridClient, cacheName: string, fault: () => Promise<void>): Promise<LoadResult> {
+  const load = startLoad(client, cacheName);
+  await waitFor('load warmed up', () => load.ops() >= 300, 30_000);
+  await fault();
+  const after = load.ops();
+  await waitFor('load running after the fault', () => load.ops() >= after + 600, 45_000);
+  const r = await load.stop();
+  expect(r.failures).toEqual([]);
+  await expectAcknowledged(client, cacheName, r);
+  return r;
+}
