@@ -8,7 +8,7 @@ import type { ClusterView } from '../membership/view.js';
 import { decodeReplicate } from '../peers/replicate-codec.js';
 import type { NodeStore } from '../store/index.js';
 import type { ReplicaDriver } from './driver.js';
-import type { ReplicateMsg, ReplicateReply } from './messages.js';
+import type { ReplicateBatchMsg, ReplicateBatchReply, ReplicateMsg, ReplicateReply } from './messages.js';
 import { onRecord } from './replica.js';
 import type { PartitionTable } from './table.js';
 
@@ -31,6 +31,29 @@ export class BackupReceiver {
     const m = raw instanceof Uint8Array ? decodeReplicate(raw) : raw;
     if (m.v > this.view.topologyVersion()) return this.view.awaitTopology(m.v, this.opts.leaseMs).then(() => this.onReplicateNow(m));
     return this.onReplicateNow(m);
+  }
+
+  /**
+   * Several messages of one frame, handled as if they had arrived back to back (each starts now,
+   * in order). With `compactAck`, an all-OK answer is the compact `{ ok: n }` (ADR 0035).
+   */
+  onReplicateBatch(m: ReplicateBatchMsg): ReplicateBatchReply | Promise<ReplicateBatchReply> {
+    const batch = m.batch;
+    const replies: (ReplicateReply | Promise<ReplicateReply>)[] = new Array<ReplicateReply | Promise<ReplicateReply>>(batch.length);
+    let allOk = true;
+    let waits = false;
+    for (let i = 0; i < batch.length; i++) {
+      // A malformed message throws: the whole frame is answered with the error, as before.
+      const r = this.onReplicate(batch[i]!);
+      replies[i] = r;
+      if (r !== OK) {
+        allOk = false;
+        if (r instanceof Promise) waits = true;
+      }
+    }
+    if (allOk && m.compactAck === true) return { ok: batch.length };
+    if (!waits) return { batch: replies as ReplicateReply[] };
+    return Promise.all(replies.map((r) => Promise.resolve(r))).then((batch) => ({ batch }));
   }
 
   private onReplicateNow(m: ReplicateMsg): ReplicateReply {
