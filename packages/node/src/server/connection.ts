@@ -16,7 +16,7 @@ import {
   type RequestFrame,
 } from '@gridlink/protocol';
 import type { ResolvedNodeOptions } from '../config.js';
-import { PEER_CLIENT_NAME } from '../peers/peer-client.js';
+import { MIN_PEER_WIRE_VERSION, PEER_WIRE_VERSION, peerWireVersion } from '../peers/peer-client.js';
 import type { Scheduler, TimerHandle } from '../scheduler.js';
 
 export interface RequestOutcome {
@@ -50,6 +50,8 @@ export class ServerConnection {
   clientName = '';
   features = 0;
   isPeer = false;
+  /** Node-to-node wire version the peer announced (0: not a peer). */
+  peerVersion = 0;
   private state: 'handshake' | 'open' | 'closed' = 'handshake';
   private readonly decoder: FrameDecoder;
   private handshakeTimer: TimerHandle | null;
@@ -160,12 +162,21 @@ export class ServerConnection {
       this.close();
       return;
     }
+    const peerVersion = peerWireVersion(body.clientName ?? '');
+    if (peerVersion !== null && !(peerVersion >= MIN_PEER_WIRE_VERSION && peerVersion <= PEER_WIRE_VERSION)) {
+      // Another node speaking a node-to-node wire this one does not: refused, never misread.
+      const msg = `peer wire version ${body.clientName ?? ''} is not supported: this node speaks ${MIN_PEER_WIRE_VERSION}..${PEER_WIRE_VERSION}`;
+      this.sendRaw(handshakeError(ErrorCode.VERSION_MISMATCH, msg));
+      this.close();
+      return;
+    }
     this.handshakeTimer?.cancel();
     this.handshakeTimer = null;
     this.state = 'open';
     this.sessionId = body.sessionId;
     this.clientName = body.clientName ?? '';
-    this.isPeer = this.clientName === PEER_CLIENT_NAME;
+    this.isPeer = peerVersion !== null;
+    this.peerVersion = peerVersion ?? 0;
     this.features = negotiateFeatures(body.features);
     this.sendRaw({
       kind: FrameKind.HANDSHAKE_OK,
