@@ -239,24 +239,34 @@ export class ServerConnection {
     this.write(bytes);
   }
 
-  private corked = false;
+  /**
+   * Frames written in one tick, sent together at its end as a single buffer: one write call and
+   * one syscall, without the stream's per-chunk bookkeeping of cork/writev (as the client does).
+   */
+  private outgoing: Uint8Array[] = [];
+  private outgoingBytes = 0;
+
+  private readonly flush = (): void => {
+    const frames = this.outgoing;
+    if (frames.length === 0) return;
+    this.outgoing = [];
+    const total = this.outgoingBytes;
+    this.outgoingBytes = 0;
+    if (this.socket.destroyed) return;
+    this.socket.write(frames.length === 1 ? frames[0]! : Buffer.concat(frames, total));
+  };
 
   /** Writes, coalescing everything written in the same tick into one syscall. */
   private write(bytes: Uint8Array): void {
-    if (!this.corked) {
-      this.corked = true;
-      this.socket.cork();
-      process.nextTick(() => {
-        this.corked = false;
-        this.socket.uncork();
-      });
-    }
-    this.socket.write(bytes);
+    if (this.outgoing.length === 0) process.nextTick(this.flush);
+    this.outgoing.push(bytes);
+    this.outgoingBytes += bytes.length;
   }
 
   private sendRaw(frame: Frame): void {
     if (this.state === 'closed') return;
     try {
+      this.flush();
       this.socket.write(encodeFrame(frame));
     } catch {
       // nothing sensible to send
@@ -287,6 +297,7 @@ export class ServerConnection {
     this.handshakeTimer?.cancel();
     this.idleTimer?.cancel();
     this.frameTimer?.cancel();
+    this.flush(); // answers written in this tick still leave, before the end
     const socket = this.socket;
     socket.once('finish', () => socket.destroy());
     socket.end();
