@@ -5,7 +5,7 @@
  */
 import type { ResolvedNodeOptions } from '../config.js';
 import type { ClusterView } from '../membership/view.js';
-import { decodeReplicate } from '../peers/replicate-codec.js';
+import { decodeReplicate, wellFormedPut } from '../peers/replicate-codec.js';
 import type { NodeStore } from '../store/index.js';
 import type { ReplicaDriver } from './driver.js';
 import type { ReplicateBatchMsg, ReplicateBatchReply, ReplicateMsg, ReplicateReply } from './messages.js';
@@ -28,9 +28,10 @@ export class BackupReceiver {
 
   /** Synchronous unless the sender knows a newer topology than this node (then it waits for it). */
   onReplicate(raw: ReplicateMsg | Uint8Array): ReplicateReply | Promise<ReplicateReply> {
-    const m = raw instanceof Uint8Array ? decodeReplicate(raw) : raw;
-    if (m.v > this.view.topologyVersion()) return this.view.awaitTopology(m.v, this.opts.leaseMs).then(() => this.onReplicateNow(m));
-    return this.onReplicateNow(m);
+    const binary = raw instanceof Uint8Array;
+    const m = binary ? decodeReplicate(raw) : raw;
+    if (m.v > this.view.topologyVersion()) return this.view.awaitTopology(m.v, this.opts.leaseMs).then(() => this.onReplicateNow(m, binary));
+    return this.onReplicateNow(m, binary);
   }
 
   /**
@@ -56,7 +57,8 @@ export class BackupReceiver {
     return Promise.all(replies.map((r) => Promise.resolve(r))).then((batch) => ({ batch }));
   }
 
-  private onReplicateNow(m: ReplicateMsg): ReplicateReply {
+  /** `binary`: m came from the compact form, whose record the store may take as it is when well formed. */
+  private onReplicateNow(m: ReplicateMsg, binary: boolean): ReplicateReply {
     const view = this.view;
     if (m.epoch !== view.epoch || !view.isMember()) return GONE_REPLY;
     const t = view.topo!;
@@ -83,7 +85,7 @@ export class BackupReceiver {
       case 'gap':
         return GAP;
       case 'apply':
-        if (!this.store.applyRecord(m.p, m.rec)) {
+        if (!this.store.applyRecord(m.p, m.rec, binary && wellFormedPut(m.rec))) {
           this.driver.gapDetected(st);
           return GAP;
         }

@@ -16,6 +16,7 @@ import { GridNodeError } from '../errors.js';
 import type { ReplicateMsg } from '../partitions/messages.js';
 import { EMPTY } from '../store/cache-ops.js';
 import type { ReplicationRecord } from '../store/index.js';
+import { MAX_CACHE_NAME, isSafeNonNegative } from '../store/payload.js';
 
 const FORMAT = 1;
 const F_DEDUP = 1;
@@ -150,4 +151,19 @@ export function decodeReplicate(bytes: Uint8Array): ReplicateMsg {
     dedup,
   };
   return { p: dv.getUint32(4, true), v: dv.getFloat64(8, true), from, epoch, rec };
+}
+
+/**
+ * Whether a record decoded by decodeReplicate already has every field value the store's own
+ * check (normaliseRecord) requires, so the backup may apply it as it is instead of building a
+ * checked copy (ADR 0035). False sends it through that check, which refuses it as before.
+ */
+export function wellFormedPut(rec: ReplicationRecord): boolean {
+  if (!isSafeNonNegative(rec.counter) || rec.counter < 1 || !Number.isFinite(rec.at)) return false;
+  const eff = rec.effects[0] as { cache: string; expireAt: number };
+  if (eff.cache.length === 0 || eff.cache.length > MAX_CACHE_NAME || !isSafeNonNegative(eff.expireAt)) return false;
+  const d = rec.dedup;
+  if (d === null) return true;
+  if (!isSafeNonNegative(d.seq)) return false;
+  return d.ack === undefined || (isSafeNonNegative(d.ack) && d.ack <= d.seq);
 }
