@@ -72,9 +72,19 @@ const client = new WireClient(cluster.endpoints);
 const pid = cluster.proc.pid!;
 try {
   await client.connect();
-  const put = (i: number): Promise<unknown> => {
+  // Puts carry `ack`, the lowest seq still in flight, as @gridlink/client's do: the node then
+  // forgets settled outcomes at once instead of holding them for the dedup window.
+  let low = 1;
+  const settled = new Set<number>();
+  const put = async (i: number): Promise<unknown> => {
     const key = keys[(i * 7919) % KEYS]!;
-    return client.call(Op.CACHE_PUT, { cache, key, value, seq: client.nextSeq() }, key);
+    const seq = client.nextSeq();
+    try {
+      return await client.call(Op.CACHE_PUT, { cache, key, value, seq, ack: low }, key);
+    } finally {
+      settled.add(seq);
+      while (settled.delete(low)) low++;
+    }
   };
   const get = (i: number): Promise<unknown> => {
     const key = keys[(i * 7919) % KEYS]!;
