@@ -103,6 +103,8 @@ export class RecordBatches {
     } catch (err) {
       req = Promise.reject(err instanceof Error ? err : new Error(String(err)));
     }
+    // Observed even when every record settles before the answer (targets that left the topology).
+    req.catch(() => {});
     void this.await(b.entries, req, deadline, started);
   }
 
