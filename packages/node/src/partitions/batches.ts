@@ -49,6 +49,9 @@ interface Open {
   msgs: (ReplicateMsg | Uint8Array)[];
 }
 
+const SETTLED: Promise<void> = Promise.resolve();
+const noop = (): void => {};
+
 /** Type guard for the compact all-OK ack. */
 function isCompactAck(v: unknown): v is { ok: number } {
   return typeof v === 'object' && v !== null && typeof (v as { ok?: unknown }).ok === 'number';
@@ -63,7 +66,8 @@ export class RecordBatches {
 
   /** Replicates `record` of p to its only target `t`; settles when it is safe to acknowledge. */
   add(p: number, t: Target, record: ReplicationRecord, st: PartState): Promise<void> {
-    const e = { p, t, record, st, settled: false } as Entry;
+    // Created with every field, so all entries share one object shape.
+    const e: Entry = { p, t, record, st, promise: SETTLED, resolve: noop, reject: noop, settled: false };
     e.promise = new Promise<void>((resolve, reject) => {
       e.resolve = resolve;
       e.reject = reject;
