@@ -47,6 +47,8 @@ interface Entry {
 interface Open {
   entries: Entry[];
   msgs: (ReplicateMsg | Uint8Array)[];
+  /** The topology every entry's target was taken from, null when it changed within the tick. */
+  topo: ClusterView['topo'];
 }
 
 const SETTLED: Promise<void> = Promise.resolve();
@@ -76,11 +78,12 @@ export class RecordBatches {
     // A plain put travels in its compact binary form (ADR 0027), anything else as a map.
     const v = this.d.view.topologyVersion();
     const msg = encodeReplicate(p, v, this.d.id, t.epoch, record) ?? { p, v, from: this.d.id, epoch: t.epoch, rec: record };
+    const topo = this.d.view.topo;
     let b = this.open.get(t.id);
     if (b === undefined) {
-      b = { entries: [], msgs: [] };
+      b = { entries: [], msgs: [], topo };
       this.open.set(t.id, b);
-    }
+    } else if (b.topo !== topo) b.topo = null;
     b.entries.push(e);
     b.msgs.push(msg);
     if (!this.scheduled) {
@@ -109,14 +112,16 @@ export class RecordBatches {
     }
     // Observed even when every record settles before the answer (targets that left the topology).
     req.catch(() => {});
-    void this.await(b.entries, req, deadline, started);
+    void this.await(b.entries, b.topo, req, deadline, started);
   }
 
   /** Waits for the batch's answer (or for targets to leave the topology) and settles each record. */
-  private async await(entries: Entry[], req: Promise<unknown>, deadline: number, started: number): Promise<void> {
+  private async await(entries: Entry[], topo: ClusterView['topo'], req: Promise<unknown>, deadline: number, started: number): Promise<void> {
     const view = this.d.view;
     let pending = entries;
     const stillThere = (): boolean => {
+      // Same topology as when the targets were taken: every target is still one.
+      if (topo !== null && view.topo === topo) return true;
       for (const e of pending) if (!e.settled && !view.isTarget(e.p, e.t)) return false;
       return true;
     };
