@@ -58,6 +58,8 @@ export class ServerConnection {
   private idleTimer: TimerHandle | null = null;
   private frameTimer: TimerHandle | null = null;
   inFlight = 0;
+  /** Options of every response's encoding (one object, not one per frame). */
+  private readonly encodeOptions: { maxFrameSize: number };
 
   constructor(
     private readonly host: ConnectionHost,
@@ -65,6 +67,7 @@ export class ServerConnection {
   ) {
     this.remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`;
     this.decoder = new FrameDecoder({ maxFrameSize: host.opts.maxFrameSize, expectMagic: true });
+    this.encodeOptions = { maxFrameSize: host.opts.maxFrameSize };
     socket.setNoDelay(true);
     this.handshakeTimer = host.scheduler.setTimeout(() => {
       if (this.state !== 'handshake') return;
@@ -230,7 +233,7 @@ export class ServerConnection {
     if (this.state === 'closed') return;
     let bytes: Uint8Array;
     try {
-      bytes = encodeFrame(frame, { maxFrameSize: this.host.opts.maxFrameSize });
+      bytes = encodeFrame(frame, this.encodeOptions);
     } catch (err) {
       if (id === undefined) return;
       const code = err instanceof ProtocolError ? err.wireCode : ErrorCode.INTERNAL;
