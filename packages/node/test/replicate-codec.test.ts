@@ -8,7 +8,8 @@ import fc from 'fast-check';
 import { decode, encode } from '@msgpack/msgpack';
 import { ErrorCode, Op } from '@gridlink/protocol';
 import { GridNodeError } from '../src/errors.js';
-import { decodeReplicate, encodeReplicate } from '../src/peers/replicate-codec.js';
+import { decodeReplicate, encodeReplicate, wellFormedPut } from '../src/peers/replicate-codec.js';
+import { normaliseRecord } from '../src/store/records.js';
 import { NodeStore, type ReplicationRecord } from '../src/store/index.js';
 import { EMPTY } from '../src/store/cache-ops.js';
 import { FakeClock } from './store-helpers.js';
@@ -85,11 +86,49 @@ describe('binary replication message', () => {
           const dedup = r.dedup === null ? null : { ...r.dedup, ack: r.dedup.ack === undefined ? undefined : Math.min(r.dedup.ack, r.dedup.seq) };
           const rec = { ...toRecord({ ...r, dedup }), counter: i + 1, at: 1_000, effects: [{ ...toRecord(r).effects[0]!, expireAt: 0 }] };
           expect(a.applyRecord(3, plain(rec) as ReplicationRecord)).toBe(true);
-          expect(b.applyRecord(3, decodeReplicate(encodeReplicate(3, 1, 'n', 'e', rec)!).rec!)).toBe(true);
+          const decoded = decodeReplicate(encodeReplicate(3, 1, 'n', 'e', rec)!).rec!;
+          // the backup's path: a well-formed binary put is applied without a checked copy
+          expect(wellFormedPut(decoded)).toBe(true);
+          expect(b.applyRecord(3, decoded, true)).toBe(true);
         });
         expect(plain(b.snapshot(3))).toEqual(plain(a.snapshot(3)));
       }),
       { numRuns: 100 },
+    );
+  });
+
+  it('wellFormedPut holds exactly when the store would accept the decoded record as it is', () => {
+    // Any double in the numeric fields (NaN, ±Infinity, -0, fractions, beyond 2^53), any cache length.
+    const num = fc.oneof(fc.double(), nat, fc.constantFrom(-0, 0, 1, -1, 0.5, 2 ** 53, Number.NaN, Infinity));
+    const rec = fc.record({
+      counter: num,
+      at: num,
+      cache: fc.string({ maxLength: 300 }),
+      expireAt: num,
+      dedup: fc.option(fc.record({ session: str, seq: num, op: fc.integer({ min: 0, max: 0xffff }), ack: fc.option(num, { nil: undefined }) }), { nil: null }),
+    });
+    fc.assert(
+      fc.property(rec, (r) => {
+        const record: ReplicationRecord = {
+          v: 1,
+          counter: r.counter,
+          at: r.at,
+          effects: [{ t: 'put', cache: r.cache, key: new Uint8Array([1]), value: new Uint8Array([2]), expireAt: r.expireAt }],
+          dedup: r.dedup === null ? null : { session: r.dedup.session, seq: r.dedup.seq, op: r.dedup.op, result: EMPTY, ...(r.dedup.ack !== undefined ? { ack: r.dedup.ack } : {}) },
+        };
+        const bin = encodeReplicate(0, 1, 'n', 'e', record);
+        if (bin === null) return; // a string too long for the binary form
+        const decoded = decodeReplicate(bin).rec!;
+        let accepted: ReplicationRecord | null = null;
+        try {
+          accepted = normaliseRecord(decoded);
+        } catch {
+          accepted = null;
+        }
+        expect(wellFormedPut(decoded)).toBe(accepted !== null);
+        if (accepted !== null) expect(accepted).toEqual(decoded);
+      }),
+      { numRuns: 1000 },
     );
   });
 

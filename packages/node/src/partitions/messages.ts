@@ -15,6 +15,19 @@ export interface ReplicateMsg {
 
 export type ReplicateReply = { s: 'ok'; counter?: number } | { s: 'gap' } | { s: 'stale' } | { s: 'gone' };
 
+/**
+ * Several PEER_REPLICATE messages in one frame, handled as if they had arrived back to back. The
+ * reply is `{ batch: ReplicateReply[] }` in the same order, or, when `compactAck` is set and every
+ * message was answered OK without a counter, the compact `{ ok: n }` (ADR 0035). A node that does
+ * not know `compactAck` ignores it and answers with the list, which the sender also accepts.
+ */
+export interface ReplicateBatchMsg {
+  batch: (ReplicateMsg | Uint8Array)[];
+  compactAck?: boolean;
+}
+
+export type ReplicateBatchReply = { batch: ReplicateReply[] } | { ok: number };
+
 export interface PullMsg {
   p: number;
   v: number;

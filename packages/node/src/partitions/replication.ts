@@ -14,6 +14,7 @@ import type { PeerLinks } from '../peers/links.js';
 import { encodeReplicate } from '../peers/replicate-codec.js';
 import { delay, type Scheduler } from '../scheduler.js';
 import { splitSnapshot, type NodeStore, type PartitionSnapshot, type ReplicationRecord } from '../store/index.js';
+import { RecordBatches } from './batches.js';
 import type { ReplicateMsg, ReplicateReply } from './messages.js';
 import { step } from './replica.js';
 import type { PartitionTable, PartState } from './table.js';
@@ -29,14 +30,42 @@ export interface ReplicatorDeps {
   readonly peers: PeerLinks;
 }
 
+const RESOLVED: Promise<void> = Promise.resolve();
+
 export class Replicator {
   /** Snapshots pushed to backups that missed records (gap, timeout, promotion) since start. */
   resyncs = 0;
 
-  constructor(private readonly d: ReplicatorDeps) {}
+  /** Replications of the common write, settled per peer batch (ADR 0035). */
+  private readonly batches: RecordBatches;
+
+  constructor(private readonly d: ReplicatorDeps) {
+    this.batches = new RecordBatches({
+      opts: d.opts,
+      metrics: d.metrics,
+      view: d.view,
+      peers: d.peers,
+      id: d.id,
+      continueRecord: (p, t, record, deadline, first) => this.replicateTo(p, t, record, deadline, first),
+      ensureClean: (p) => this.ensureClean(p),
+    });
+  }
 
   /** Makes a mutation durable on every replication target before it is acknowledged. */
-  async commit(p: number, record: ReplicationRecord | null): Promise<void> {
+  commit(p: number, record: ReplicationRecord | null): Promise<void> {
+    if (record !== null) {
+      const st = this.d.table.part(p);
+      if (st.failed.size === 0) {
+        // The common write: no target waiting for a resync, one target (or none).
+        const targets = this.d.view.targets(p);
+        if (targets.length === 0) return RESOLVED;
+        if (targets.length === 1) return this.batches.add(p, targets[0]!, record, st);
+      }
+    }
+    return this.commitSlow(p, record);
+  }
+
+  private async commitSlow(p: number, record: ReplicationRecord | null): Promise<void> {
     const st = this.d.table.part(p);
     if (record) {
       await this.replicate(p, record);
@@ -62,22 +91,39 @@ export class Replicator {
     }
   }
 
-  private async replicateTo(p: number, t: Target, record: ReplicationRecord): Promise<void> {
-    const { view, opts } = this.d;
-    const deadline = Date.now() + opts.replicationTimeoutMs;
+  /**
+   * Replicates one record to t until it is acknowledged, t leaves the topology, or the deadline
+   * passes. `first`: the answer to a send already made (by a batch), handled before any resend.
+   */
+  private async replicateTo(
+    p: number,
+    t: Target,
+    record: ReplicationRecord,
+    deadline = Date.now() + this.d.opts.replicationTimeoutMs,
+    first?: { reply: ReplicateReply } | { err: unknown },
+  ): Promise<void> {
+    const { view } = this.d;
     const stillThere = (): boolean => view.isTarget(p, t);
     for (;;) {
-      const left = deadline - Date.now();
-      if (left <= 0) {
+      let reply: ReplicateReply | typeof GONE;
+      const f = first;
+      first = undefined;
+      if (f === undefined && deadline - Date.now() <= 0) {
         this.d.table.part(p).failed.add(t.id);
         throw new GridNodeError(ErrorCode.REPLICATION_FAILED, `backup ${t.id} did not acknowledge in time`, p);
       }
-      // A plain put travels in its compact binary form (ADR 0027), anything else as a map.
-      const v = view.topologyVersion();
-      const msg: ReplicateMsg | Uint8Array = encodeReplicate(p, v, this.d.id, t.epoch, record) ?? { p, v, from: this.d.id, epoch: t.epoch, rec: record };
-      let reply: ReplicateReply | typeof GONE;
       try {
-        reply = await view.raceTopology(this.d.peers.peer(t.id).request(Op.PEER_REPLICATE, msg, left, true) as Promise<ReplicateReply>, stillThere);
+        if (f === undefined) {
+          // A plain put travels in its compact binary form (ADR 0027), anything else as a map.
+          const v = view.topologyVersion();
+          const msg: ReplicateMsg | Uint8Array = encodeReplicate(p, v, this.d.id, t.epoch, record) ?? { p, v, from: this.d.id, epoch: t.epoch, rec: record };
+          const left = deadline - Date.now();
+          reply = await view.raceTopology(this.d.peers.peer(t.id).request(Op.PEER_REPLICATE, msg, left, true) as Promise<ReplicateReply>, stillThere);
+        } else if ('err' in f) {
+          throw f.err;
+        } else {
+          reply = f.reply;
+        }
       } catch (err) {
         // A backup that is stopping (it handed off) is no target any more: do not wait for the topology.
         if (view.noteStopping(t, err) || !stillThere()) return;
@@ -98,6 +144,8 @@ export class Replicator {
         case 'gap':
           await this.resync(p, t, record.counter);
           return;
+        default:
+          throw new GridNodeError(ErrorCode.INTERNAL, `backup ${t.id} answered a record with a malformed reply`, p);
       }
     }
   }
@@ -158,7 +206,7 @@ export class Replicator {
     return splitSnapshot(snap, Math.max(16 * 1024, Math.floor(this.d.opts.maxFrameSize / 2)));
   }
 
-  private async ensureClean(p: number): Promise<void> {
+  async ensureClean(p: number): Promise<void> {
     const st = this.d.table.part(p);
     for (const id of [...st.failed]) {
       const t = this.d.view.targets(p).find((x) => x.id === id);

@@ -3,8 +3,28 @@ import { GridNodeError } from '../errors.js';
 import type { TlsOptions } from '../config.js';
 import type { Scheduler } from '../scheduler.js';
 
-/** Client name peers announce in their handshake. */
+/** Client name peers announce in their handshake (followed by `/<wire version>`). */
 export const PEER_CLIENT_NAME = 'gridlink-peer';
+
+/**
+ * Version of the node-to-node wire (peer ops, their message forms and replies), announced in the
+ * peer hello as `gridlink-peer/<version>`; the plain `gridlink-peer` of older nodes is version 1.
+ * 2: batched records may ask for the compact all-OK ack (ADR 0035).
+ */
+export const PEER_WIRE_VERSION = 2;
+/** Oldest peer wire version this node still answers correctly. */
+export const MIN_PEER_WIRE_VERSION = 1;
+
+/**
+ * The peer wire version a hello's client name announces: 1 for the unversioned name, NaN for a
+ * malformed version, null when the name is not a peer's.
+ */
+export function peerWireVersion(clientName: string): number | null {
+  if (clientName === PEER_CLIENT_NAME) return 1;
+  if (!clientName.startsWith(`${PEER_CLIENT_NAME}/`)) return null;
+  const v = clientName.slice(PEER_CLIENT_NAME.length + 1);
+  return /^[1-9][0-9]{0,5}$/.test(v) ? Number(v) : Number.NaN;
+}
 
 const PEER_UNAVAILABLE_BRAND = Symbol.for('gridlink.PeerUnavailableError');
 
@@ -187,7 +207,7 @@ export class PeerClient {
       ...(o.localAddress !== undefined ? { localAddress: o.localAddress } : {}),
       ...(o.tls ? { tls: { ca: o.tls.ca, rejectUnauthorized: o.tls.rejectUnauthorized ?? true } } : {}),
       sessionId: `peer:${o.selfId}`,
-      clientName: PEER_CLIENT_NAME,
+      clientName: `${PEER_CLIENT_NAME}/${PEER_WIRE_VERSION}`,
       clusterId: o.clusterId,
       ...(o.authToken !== undefined ? { authToken: o.authToken } : {}),
       maxFrameSize: o.maxFrameSize,

@@ -16,6 +16,7 @@ import { GridNodeError } from '../errors.js';
 import type { ReplicateMsg } from '../partitions/messages.js';
 import { EMPTY } from '../store/cache-ops.js';
 import type { ReplicationRecord } from '../store/index.js';
+import { MAX_CACHE_NAME, isSafeNonNegative } from '../store/payload.js';
 
 const FORMAT = 1;
 const F_DEDUP = 1;
@@ -73,26 +74,25 @@ export function encodeReplicate(p: number, v: number, from: string, epoch: strin
   const key = eff.key;
   const value = eff.value;
   const buf = Buffer.allocUnsafe(HEADER + fromB.length + epochB.length + cacheB.length + sessionB.length + key.length + value.length);
-  const dv = new DataView(buf.buffer, buf.byteOffset, buf.length);
   let flags = 0;
   if (d !== null) flags |= F_DEDUP;
   if (d?.ack !== undefined) flags |= F_ACK;
   buf[0] = FORMAT;
   buf[1] = flags;
-  dv.setUint16(2, d === null ? 0 : d.op, true);
-  dv.setUint32(4, p, true);
-  dv.setFloat64(8, v, true);
-  dv.setFloat64(16, rec.counter, true);
-  dv.setFloat64(24, rec.at, true);
-  dv.setFloat64(32, eff.expireAt, true);
-  dv.setFloat64(40, d === null ? 0 : d.seq, true);
-  dv.setFloat64(48, d?.ack ?? 0, true);
-  dv.setUint16(56, fromB.length, true);
-  dv.setUint16(58, epochB.length, true);
-  dv.setUint16(60, cacheB.length, true);
-  dv.setUint16(62, sessionB.length, true);
-  dv.setUint32(64, key.length, true);
-  dv.setUint32(68, value.length, true);
+  buf.writeUInt16LE(d === null ? 0 : d.op, 2);
+  buf.writeUInt32LE(p, 4);
+  buf.writeDoubleLE(v, 8);
+  buf.writeDoubleLE(rec.counter, 16);
+  buf.writeDoubleLE(rec.at, 24);
+  buf.writeDoubleLE(eff.expireAt, 32);
+  buf.writeDoubleLE(d === null ? 0 : d.seq, 40);
+  buf.writeDoubleLE(d?.ack ?? 0, 48);
+  buf.writeUInt16LE(fromB.length, 56);
+  buf.writeUInt16LE(epochB.length, 58);
+  buf.writeUInt16LE(cacheB.length, 60);
+  buf.writeUInt16LE(sessionB.length, 62);
+  buf.writeUInt32LE(key.length, 64);
+  buf.writeUInt32LE(value.length, 68);
   let o = HEADER;
   buf.set(fromB, o);
   o += fromB.length;
@@ -107,6 +107,34 @@ export function encodeReplicate(p: number, v: number, from: string, epoch: strin
   return buf;
 }
 
+const head = new Uint8Array(HEADER);
+const headView = new DataView(head.buffer);
+
+/**
+ * The string of one field's UTF-8 bytes, remembered for the next record: sender, epoch, cache
+ * and session repeat from record to record, so most decodes only compare the bytes.
+ */
+class TextMemo {
+  private bytes: Uint8Array = new Uint8Array(0);
+  private str = '';
+  get(b: Uint8Array, at: number, len: number): string {
+    const last = this.bytes;
+    if (last.length === len) {
+      let i = 0;
+      while (i < len && last[i] === b[at + i]) i++;
+      if (i === len) return this.str;
+    }
+    const copy = b.slice(at, at + len);
+    this.bytes = copy;
+    this.str = Buffer.from(copy.buffer, copy.byteOffset, len).toString('utf8');
+    return this.str;
+  }
+}
+const fromText = new TextMemo();
+const epochText = new TextMemo();
+const cacheText = new TextMemo();
+const sessionText = new TextMemo();
+
 function bad(message: string): GridNodeError {
   return new GridNodeError(ErrorCode.BAD_REQUEST, `binary replication record: ${message}`);
 }
@@ -117,37 +145,57 @@ function bad(message: string): GridNodeError {
  * field values are checked by the store as for the map form.
  */
 export function decodeReplicate(bytes: Uint8Array): ReplicateMsg {
-  if (bytes.length < HEADER) throw bad(`${bytes.length} bytes is shorter than its header`);
-  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
-  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
-  if (buf[0] !== FORMAT) throw bad(`unsupported format ${buf[0]}`);
-  const flags = buf[1]!;
+  const n = bytes.length;
+  if (n < HEADER) throw bad(`${n} bytes is shorter than its header`);
+  // The fixed-width header is copied into a scratch buffer and read from there: no view objects.
+  for (let i = 0; i < HEADER; i++) head[i] = bytes[i]!;
+  if (head[0] !== FORMAT) throw bad(`unsupported format ${head[0]}`);
+  const flags = head[1]!;
   if ((flags & ~(F_DEDUP | F_ACK)) !== 0 || (flags & F_ACK && !(flags & F_DEDUP))) throw bad(`bad flags ${flags}`);
-  const fromLen = dv.getUint16(56, true);
-  const epochLen = dv.getUint16(58, true);
-  const cacheLen = dv.getUint16(60, true);
-  const sessionLen = dv.getUint16(62, true);
-  const keyLen = dv.getUint32(64, true);
-  const valueLen = dv.getUint32(68, true);
-  if (HEADER + fromLen + epochLen + cacheLen + sessionLen + keyLen + valueLen !== buf.length) throw bad('lengths do not add up to its size');
+  const fromLen = headView.getUint16(56, true);
+  const epochLen = headView.getUint16(58, true);
+  const cacheLen = headView.getUint16(60, true);
+  const sessionLen = headView.getUint16(62, true);
+  const keyLen = headView.getUint32(64, true);
+  const valueLen = headView.getUint32(68, true);
+  if (HEADER + fromLen + epochLen + cacheLen + sessionLen + keyLen + valueLen !== n) throw bad('lengths do not add up to its size');
   let o = HEADER;
-  const from = buf.toString('utf8', o, (o += fromLen));
-  const epoch = buf.toString('utf8', o, (o += epochLen));
-  const cache = buf.toString('utf8', o, (o += cacheLen));
-  const session = buf.toString('utf8', o, (o += sessionLen));
+  const from = fromText.get(bytes, o, fromLen);
+  o += fromLen;
+  const epoch = epochText.get(bytes, o, epochLen);
+  o += epochLen;
+  const cache = cacheText.get(bytes, o, cacheLen);
+  o += cacheLen;
+  const session = sessionText.get(bytes, o, sessionLen);
+  o += sessionLen;
   const key = bytes.subarray(o, (o += keyLen));
   const value = bytes.subarray(o, o + valueLen);
   let dedup: ReplicationRecord['dedup'] = null;
   if (flags & F_DEDUP) {
-    dedup = { session, seq: dv.getFloat64(40, true), op: dv.getUint16(2, true), result: {} };
-    if (flags & F_ACK) dedup.ack = dv.getFloat64(48, true);
+    dedup = { session, seq: headView.getFloat64(40, true), op: headView.getUint16(2, true), result: {} };
+    if (flags & F_ACK) dedup.ack = headView.getFloat64(48, true);
   }
   const rec: ReplicationRecord = {
     v: 1,
-    counter: dv.getFloat64(16, true),
-    at: dv.getFloat64(24, true),
-    effects: [{ t: 'put', cache, key, value, expireAt: dv.getFloat64(32, true) }],
+    counter: headView.getFloat64(16, true),
+    at: headView.getFloat64(24, true),
+    effects: [{ t: 'put', cache, key, value, expireAt: headView.getFloat64(32, true) }],
     dedup,
   };
-  return { p: dv.getUint32(4, true), v: dv.getFloat64(8, true), from, epoch, rec };
+  return { p: headView.getUint32(4, true), v: headView.getFloat64(8, true), from, epoch, rec };
+}
+
+/**
+ * Whether a record decoded by decodeReplicate already has every field value the store's own
+ * check (normaliseRecord) requires, so the backup may apply it as it is instead of building a
+ * checked copy (ADR 0035). False sends it through that check, which refuses it as before.
+ */
+export function wellFormedPut(rec: ReplicationRecord): boolean {
+  if (!isSafeNonNegative(rec.counter) || rec.counter < 1 || !Number.isFinite(rec.at)) return false;
+  const eff = rec.effects[0] as { cache: string; expireAt: number };
+  if (eff.cache.length === 0 || eff.cache.length > MAX_CACHE_NAME || !isSafeNonNegative(eff.expireAt)) return false;
+  const d = rec.dedup;
+  if (d === null) return true;
+  if (!isSafeNonNegative(d.seq)) return false;
+  return d.ack === undefined || (isSafeNonNegative(d.ack) && d.ack <= d.seq);
 }

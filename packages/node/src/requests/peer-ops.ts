@@ -2,7 +2,7 @@
 import { ErrorCode, Op, errorPayload, validateRequest, type CacheConfig, type RequestFrame } from '@gridlink/protocol';
 import { GridNodeError } from '../errors.js';
 import type { BackupReceiver } from '../partitions/backup.js';
-import type { PullMsg, ReplicateMsg } from '../partitions/messages.js';
+import type { PullMsg, ReplicateBatchMsg, ReplicateMsg } from '../partitions/messages.js';
 import type { StateTransfer } from '../partitions/transfer.js';
 import type { PromiseBook, PromiseRequest } from '../membership/promises.js';
 import { isBatch } from '../peers/peer-client.js';
@@ -42,10 +42,7 @@ export async function handlePeerOp(d: PeerOpsDeps, frame: RequestFrame): Promise
     case Op.PEER_REPLICATE: {
       // Records sent in one tick to this node arrive as one batch: handled exactly as if they
       // had arrived as frames back to back (each starts now, in order).
-      if (isBatch(frame.payload)) {
-        const replies = frame.payload.batch.map((m) => d.backup.onReplicate(m as ReplicateMsg));
-        return { batch: replies.some((r) => r instanceof Promise) ? await Promise.all(replies.map(async (r) => r)) : replies };
-      }
+      if (isBatch(frame.payload)) return d.backup.onReplicateBatch(frame.payload as ReplicateBatchMsg);
       return d.backup.onReplicate(frame.payload as ReplicateMsg);
     }
     case Op.PEER_STATE_PULL:

@@ -16,7 +16,7 @@ import {
   type RequestFrame,
 } from '@gridlink/protocol';
 import type { ResolvedNodeOptions } from '../config.js';
-import { PEER_CLIENT_NAME } from '../peers/peer-client.js';
+import { MIN_PEER_WIRE_VERSION, PEER_WIRE_VERSION, peerWireVersion } from '../peers/peer-client.js';
 import type { Scheduler, TimerHandle } from '../scheduler.js';
 
 export interface RequestOutcome {
@@ -50,12 +50,16 @@ export class ServerConnection {
   clientName = '';
   features = 0;
   isPeer = false;
+  /** Node-to-node wire version the peer announced (0: not a peer). */
+  peerVersion = 0;
   private state: 'handshake' | 'open' | 'closed' = 'handshake';
   private readonly decoder: FrameDecoder;
   private handshakeTimer: TimerHandle | null;
   private idleTimer: TimerHandle | null = null;
   private frameTimer: TimerHandle | null = null;
   inFlight = 0;
+  /** Options of every response's encoding (one object, not one per frame). */
+  private readonly encodeOptions: { maxFrameSize: number };
 
   constructor(
     private readonly host: ConnectionHost,
@@ -63,6 +67,7 @@ export class ServerConnection {
   ) {
     this.remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`;
     this.decoder = new FrameDecoder({ maxFrameSize: host.opts.maxFrameSize, expectMagic: true });
+    this.encodeOptions = { maxFrameSize: host.opts.maxFrameSize };
     socket.setNoDelay(true);
     this.handshakeTimer = host.scheduler.setTimeout(() => {
       if (this.state !== 'handshake') return;
@@ -160,12 +165,21 @@ export class ServerConnection {
       this.close();
       return;
     }
+    const peerVersion = peerWireVersion(body.clientName ?? '');
+    if (peerVersion !== null && !(peerVersion >= MIN_PEER_WIRE_VERSION && peerVersion <= PEER_WIRE_VERSION)) {
+      // Another node speaking a node-to-node wire this one does not: refused, never misread.
+      const msg = `peer wire version ${body.clientName ?? ''} is not supported: this node speaks ${MIN_PEER_WIRE_VERSION}..${PEER_WIRE_VERSION}`;
+      this.sendRaw(handshakeError(ErrorCode.VERSION_MISMATCH, msg));
+      this.close();
+      return;
+    }
     this.handshakeTimer?.cancel();
     this.handshakeTimer = null;
     this.state = 'open';
     this.sessionId = body.sessionId;
     this.clientName = body.clientName ?? '';
-    this.isPeer = this.clientName === PEER_CLIENT_NAME;
+    this.isPeer = peerVersion !== null;
+    this.peerVersion = peerVersion ?? 0;
     this.features = negotiateFeatures(body.features);
     this.sendRaw({
       kind: FrameKind.HANDSHAKE_OK,
@@ -219,7 +233,7 @@ export class ServerConnection {
     if (this.state === 'closed') return;
     let bytes: Uint8Array;
     try {
-      bytes = encodeFrame(frame, { maxFrameSize: this.host.opts.maxFrameSize });
+      bytes = encodeFrame(frame, this.encodeOptions);
     } catch (err) {
       if (id === undefined) return;
       const code = err instanceof ProtocolError ? err.wireCode : ErrorCode.INTERNAL;
@@ -228,24 +242,34 @@ export class ServerConnection {
     this.write(bytes);
   }
 
-  private corked = false;
+  /**
+   * Frames written in one tick, sent together at its end as a single buffer: one write call and
+   * one syscall, without the stream's per-chunk bookkeeping of cork/writev (as the client does).
+   */
+  private outgoing: Uint8Array[] = [];
+  private outgoingBytes = 0;
+
+  private readonly flush = (): void => {
+    const frames = this.outgoing;
+    if (frames.length === 0) return;
+    this.outgoing = [];
+    const total = this.outgoingBytes;
+    this.outgoingBytes = 0;
+    if (this.socket.destroyed) return;
+    this.socket.write(frames.length === 1 ? frames[0]! : Buffer.concat(frames, total));
+  };
 
   /** Writes, coalescing everything written in the same tick into one syscall. */
   private write(bytes: Uint8Array): void {
-    if (!this.corked) {
-      this.corked = true;
-      this.socket.cork();
-      process.nextTick(() => {
-        this.corked = false;
-        this.socket.uncork();
-      });
-    }
-    this.socket.write(bytes);
+    if (this.outgoing.length === 0) process.nextTick(this.flush);
+    this.outgoing.push(bytes);
+    this.outgoingBytes += bytes.length;
   }
 
   private sendRaw(frame: Frame): void {
     if (this.state === 'closed') return;
     try {
+      this.flush();
       this.socket.write(encodeFrame(frame));
     } catch {
       // nothing sensible to send
@@ -276,6 +300,7 @@ export class ServerConnection {
     this.handshakeTimer?.cancel();
     this.idleTimer?.cancel();
     this.frameTimer?.cancel();
+    this.flush(); // answers written in this tick still leave, before the end
     const socket = this.socket;
     socket.once('finish', () => socket.destroy());
     socket.end();

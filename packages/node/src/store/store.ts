@@ -242,11 +242,13 @@ export class NodeStore {
   /**
    * Applies a record from the primary. Records at or below the partition's counter are ignored
    * (true); a record that skips a counter value is not applied and returns false (resync).
+   * `normalised`: the caller has checked that the record already has the store's typed form
+   * (a well-formed binary put, see wellFormedPut), so no checked copy is built.
    */
-  applyRecord(partition: number, record: ReplicationRecord): boolean {
+  applyRecord(partition: number, record: ReplicationRecord, normalised = false): boolean {
     try {
       validPartition(partition);
-      const rec = normaliseRecord(record);
+      const rec = normalised ? record : normaliseRecord(record);
       const part = this.parts.get(partition);
       const cur = part?.counter ?? 0;
       if (rec.counter <= cur) return true;

@@ -1,0 +1,141 @@
+/**
+ * Cluster CPU per put and per get, on a fixed number of operations: a repeatable measure of the
+ * node's request path that depends little on how busy the machine is (wall-clock throughput on a
+ * shared machine moves by tens of percent from run to run; CPU time per op moves much less).
+ *
+ * Starts a LocalCluster (3 nodes, backups = 1) in its own process, prefills the keys, then runs
+ * rounds that alternate put and get (64 B values, requests sent to each key's primary), each a
+ * fixed count of operations at a fixed number in flight, and reads the cluster process's CPU
+ * time (user + system, /proc) around each. Prints the median over the rounds: cluster CPU µs per
+ * op, the put/get CPU ratio, p50 latency at 1 in flight (wall clock, the noisier column) and
+ * the cluster's read + write system calls per op at 1 in flight (/proc/<pid>/io, exact).
+ *
+ *   npx tsx bench/node/cpu-per-op.ts
+ *   CPU_OPS=40000 CPU_ROUNDS=5 npx tsx bench/node/cpu-per-op.ts
+ */
+import { encodeKey } from '@gridlink/affinity';
+import { Op } from '@gridlink/protocol';
+import { readFileSync } from 'node:fs';
+import { percentile, table } from '../shared/measure.js';
+import { startCluster } from '../shared/processes.js';
+import { WireClient } from './wire-client.js';
+
+const OPS = Number(process.env.CPU_OPS ?? 30_000);
+const LATENCY_OPS = Number(process.env.CPU_LATENCY_OPS ?? 3_000);
+const ROUNDS = Number(process.env.CPU_ROUNDS ?? 5);
+const KEYS = 10_000;
+const keys = Array.from({ length: KEYS }, (_, i) => encodeKey(`key-${i.toString().padStart(8, '0')}`));
+const value = new Uint8Array(64).fill(7);
+const cache = 'cpu';
+
+const median = (xs: number[]): number => percentile(xs, 50);
+
+/** User and system CPU time of a process so far, µs (Linux /proc; NaN elsewhere). */
+function cpuSplit(pid: number): { user: number; system: number } {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { user: (Number(f[11]) * 1e6) / 100, system: (Number(f[12]) * 1e6) / 100 };
+  } catch {
+    return { user: Number.NaN, system: Number.NaN };
+  }
+}
+
+/** Read and write system calls a process has made so far (Linux /proc/<pid>/io; NaN elsewhere). */
+function syscalls(pid: number): { r: number; w: number } {
+  try {
+    const io = readFileSync(`/proc/${pid}/io`, 'utf8');
+    return { r: Number(/syscr: (\d+)/.exec(io)?.[1]), w: Number(/syscw: (\d+)/.exec(io)?.[1]) };
+  } catch {
+    return { r: Number.NaN, w: Number.NaN };
+  }
+}
+
+/** Runs exactly `count` ops with `inFlight` loops; returns the latency samples in µs. */
+async function fixedCount(op: (i: number) => Promise<unknown>, count: number, inFlight: number): Promise<number[]> {
+  const samples: number[] = [];
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < count) {
+      const i = next++;
+      const t0 = process.hrtime.bigint();
+      await op(i);
+      samples.push(Number(process.hrtime.bigint() - t0) / 1000);
+    }
+  };
+  await Promise.all(Array.from({ length: inFlight }, () => worker()));
+  return samples;
+}
+
+const cluster = await startCluster({ nodes: 3, backups: 1, partitions: 1024 });
+const client = new WireClient(cluster.endpoints);
+const pid = cluster.proc.pid!;
+try {
+  await client.connect();
+  // Puts carry `ack`, the lowest seq still in flight, as @gridlink/client's do: the node then
+  // forgets settled outcomes at once instead of holding them for the dedup window.
+  let low = 1;
+  const settled = new Set<number>();
+  const put = async (i: number): Promise<unknown> => {
+    const key = keys[(i * 7919) % KEYS]!;
+    const seq = client.nextSeq();
+    try {
+      return await client.call(Op.CACHE_PUT, { cache, key, value, seq, ack: low }, key);
+    } finally {
+      settled.add(seq);
+      while (settled.delete(low)) low++;
+    }
+  };
+  const get = (i: number): Promise<unknown> => {
+    const key = keys[(i * 7919) % KEYS]!;
+    return client.call(Op.CACHE_GET, { cache, key }, key);
+  };
+  // Prefill, and warm the JIT on both paths outside the measurement.
+  await fixedCount(put, KEYS * 2, 64);
+  await fixedCount(get, KEYS, 64);
+  await fixedCount(put, 2_000, 1);
+  await fixedCount(get, 2_000, 1);
+
+  const kernel = { put256: [] as number[], get256: [] as number[], put1: [] as number[], get1: [] as number[] };
+  const cpu = { put256: [] as number[], get256: [] as number[], put1: [] as number[], get1: [] as number[] };
+  const sys = { put: [] as number[], get: [] as number[] };
+  const p50 = { put1: [] as number[], get1: [] as number[] };
+  const rate = { put256: [] as number[], get256: [] as number[] };
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const [name, op] of [
+      ['put', put],
+      ['get', get],
+    ] as const) {
+      let c0 = cpuSplit(pid);
+      const t0 = performance.now();
+      await fixedCount(op, OPS, 256);
+      const ms = performance.now() - t0;
+      let c1 = cpuSplit(pid);
+      cpu[`${name}256`].push((c1.user + c1.system - c0.user - c0.system) / OPS);
+      kernel[`${name}256`].push((c1.system - c0.system) / (c1.user + c1.system - c0.user - c0.system));
+      rate[`${name}256`].push((OPS * 1000) / ms);
+      c0 = cpuSplit(pid);
+      const s0 = syscalls(pid);
+      const lat = await fixedCount(op, LATENCY_OPS, 1);
+      c1 = cpuSplit(pid);
+      cpu[`${name}1`].push((c1.user + c1.system - c0.user - c0.system) / LATENCY_OPS);
+      kernel[`${name}1`].push((c1.system - c0.system) / (c1.user + c1.system - c0.user - c0.system));
+      p50[`${name}1`].push(percentile(lat, 50));
+      const s1 = syscalls(pid);
+      sys[name].push((s1.r - s0.r + s1.w - s0.w) / LATENCY_OPS);
+    }
+  }
+  const pct = (xs: number[]): string => `${Math.round(100 * median(xs))} %`;
+  const m = (xs: number[]): number => Math.round(median(xs) * 10) / 10;
+  console.log(`### Cluster CPU per op (3 nodes in one process, backups = 1, 64 B, median of ${ROUNDS} rounds)\n`);
+  console.log(
+    table([
+      ['in flight', 'put CPU µs/op', 'get CPU µs/op', 'put / get', 'put kernel %', 'get kernel %', 'put ops/s', 'get ops/s', 'put p50 µs', 'get p50 µs', 'put syscalls/op', 'get syscalls/op'],
+      [256, m(cpu.put256), m(cpu.get256), (median(cpu.put256) / median(cpu.get256)).toFixed(2), pct(kernel.put256), pct(kernel.get256), Math.round(median(rate.put256)), Math.round(median(rate.get256)), '', '', '', ''],
+      [1, m(cpu.put1), m(cpu.get1), (median(cpu.put1) / median(cpu.get1)).toFixed(2), pct(kernel.put1), pct(kernel.get1), '', '', Math.round(median(p50.put1)), Math.round(median(p50.get1)), median(sys.put).toFixed(1), median(sys.get).toFixed(1)],
+    ]),
+  );
+} finally {
+  client.close();
+  await cluster.stop();
+}
