@@ -212,7 +212,7 @@ export class NodeStore {
           const slot = ctx.live(cache, k, t);
           return slot === NONE ? null : this.entries.valueBytes(slot);
         },
-        expireAtFor: ctx.expireAtFor,
+        expireAtFor: (cache: string, ttlMs: number | undefined, t: number): number => this.expireAtFor(cache, ttlMs, t),
       };
       const plan = planLockState(op, p, session, held, now, part.counter + 1, view);
       if (!plan.record) return { result: plan.result, record: null };
