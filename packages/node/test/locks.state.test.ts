@@ -51,6 +51,10 @@ describe('lock + read-your-state', () => {
     expect(refused).toMatchObject({ acquired: false, value: undefined });
     expect((await a.lock('job:1').attemptGet(recA)).acquired).toBe(false);
 
+    // Bad options are typed errors naming the field, before anything is sent.
+    await expect(a.lock('job:1').attemptGet(recA, { leaseMs: 0 })).rejects.toMatchObject({ code: 'GRID_CONFIG', field: 'leaseMs' });
+    await expect(first.handle.putAndRelease(recA, { n: 0 }, { ttlMs: -1 })).rejects.toMatchObject({ code: 'GRID_CONFIG', field: 'ttlMs' });
+    expect(first.handle.held).toBe(true);
     await first.handle.putAndRelease(recA, { n: 1 }, { ttlMs: 60_000 });
     expect(first.handle.held).toBe(false);
     expect(await recB.get('job:1')).toEqual({ n: 1 });
