@@ -309,7 +309,8 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
     }
     try {
       if (!handle.held) {
-        handle.stop(); // lost while the handler ran (reported as lockLost): nothing to store or free
+        handle.stop(); // the lock was lost: nothing may be stored, nothing is left to free
+        o.logger?.error?.('lock lost before the response was stored: not stored', { event: 'dedupe.store_refused', fencingToken: handle.fencingToken, ...info });
         return;
       }
       const headers: [string, string][] = [];
