@@ -1,9 +1,11 @@
 /**
  * One app under load, in its own process: the orders example (examples/api-express) without
- * de-duplication ("none"), with @gridlink/express ("gridlink"), or the same handler behind the
- * express-idempotency middleware on redis-server ("express-idempotency").
+ * de-duplication ("none"), with @gridlink/express ("gridlink"; "gridlink-after-send" with
+ * `storeAfterSend: true`), or the same handler behind the express-idempotency middleware on
+ * redis-server ("express-idempotency").
  *   app-server.ts <mode> <grid endpoints, comma-separated> [redis port]
- * Prints "READY <port>"; GET /bench/stats answers { partnerCalls }.
+ * Prints "READY <port>"; GET /bench/stats answers { partnerCalls, gridOps } (gridOps: grid
+ * operations the app's client has completed, every kind).
  */
 import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
@@ -18,18 +20,21 @@ const endpoints = (endpointList ?? '').split(',').filter(Boolean);
 
 let app: express.Express;
 let partnerCalls: () => number;
+let gridOps: () => number;
 
-if (mode === 'none' || mode === 'gridlink') {
-  const orders = createOrdersApp({ grid: { endpoints }, dedupe: mode === 'none' ? false : {} });
-  await orders.grid.ready;
+if (mode === 'none' || mode === 'gridlink' || mode === 'gridlink-after-send') {
+  const orders = createOrdersApp({ grid: { endpoints }, dedupe: mode === 'none' ? false : { storeAfterSend: mode === 'gridlink-after-send' } });
+  const client = await orders.grid.ready;
   app = orders.app;
   partnerCalls = orders.partnerCalls;
+  gridOps = () => client.stats().operations;
 } else if (mode === 'express-idempotency') {
   app = express();
   app.disable('x-powered-by');
   app.use(express.json({ limit: '16kb' }));
   const grid = gridlink(app as never, { endpoints });
-  await grid.ready;
+  const client = await grid.ready;
+  gridOps = () => client.stats().operations;
   type Adapter = { connect(): Promise<void> };
   const Ctor = ((RedisAdapter as unknown as { default?: unknown }).default ?? RedisAdapter) as new (o: unknown) => Adapter;
   const adapter = new Ctor({ connectionConfig: { url: `redis://127.0.0.1:${redisPort}` } });
@@ -53,7 +58,7 @@ app.use((err: Error, _req: express.Request, res: express.Response, _next: expres
   res.status(/in progress/i.test(err.message) ? 409 : 500).json({ error: err.message });
 });
 app.get('/bench/stats', (_req, res) => {
-  res.json({ partnerCalls: partnerCalls() });
+  res.json({ partnerCalls: partnerCalls(), gridOps: gridOps() });
 });
 const server = app.listen(0, '127.0.0.1', () => {
   process.stdout.write(`READY ${(server.address() as AddressInfo).port}\n`);

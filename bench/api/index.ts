@@ -9,6 +9,10 @@
  * Phase 1: every request has a fresh Idempotency-Key (the cost on normal traffic).
  * Phase 2: every key is sent 4 times by concurrent connections (a misbehaving client): handler
  * runs are compared with distinct keys — a run beyond one per key is a duplicate that ran.
+ * Cost without wall time: over the throughput rounds, CPU time of the app process and of the
+ * grid process per request (from /proc, 10 ms ticks over thousands of requests) and grid
+ * operations per request; and the middleware's own work (key hashing, header check, the stored
+ * record's encoding) timed in this process.
  *   API_BENCH_SECONDS (default 3), API_BENCH_ROUNDS (default 3), API_BENCH_CONNECTIONS (default 16)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -17,7 +21,9 @@ import { once } from 'node:events';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
-import { closedLoop, table, type LoadResult } from '../shared/measure.js';
+import { msgpackSerializer } from '@gridlink/client';
+import { checkHeaderKey, payloadHash, scopedKeyHash } from '@gridlink/dedupe';
+import { closedLoop, nsPerOp, processCpuUs, table, type LoadResult } from '../shared/measure.js';
 import { startCluster, startRedis } from '../shared/processes.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -55,8 +61,19 @@ async function stopApp(app: AppChild): Promise<void> {
   clearTimeout(t);
 }
 
+async function appStats(app: AppChild): Promise<{ partnerCalls: number; gridOps: number }> {
+  return (await (await fetch(`${app.base}/bench/stats`)).json()) as { partnerCalls: number; gridOps: number };
+}
+
 async function partnerCalls(app: AppChild): Promise<number> {
-  return ((await (await fetch(`${app.base}/bench/stats`)).json()) as { partnerCalls: number }).partnerCalls;
+  return (await appStats(app)).partnerCalls;
+}
+
+/** CPU and grid operations a mode spent over its throughput rounds. */
+interface Cost {
+  requests: number;
+  appCpuUs: number;
+  gridCpuUs: number;
 }
 
 interface Run {
@@ -124,7 +141,7 @@ const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floo
 
 const cluster = await startCluster({ nodes: 3, backups: 1, partitions: 1024 });
 const redis = await startRedis();
-const modes = ['none', 'gridlink', ...(redis ? ['express-idempotency'] : [])];
+const modes = ['none', 'gridlink', 'gridlink-after-send', ...(redis ? ['express-idempotency'] : [])];
 if (!redis) console.log('redis-server not found: the express-idempotency row is skipped');
 
 const rounds = Number(process.env.API_BENCH_ROUNDS ?? 3);
@@ -132,17 +149,43 @@ const apps = new Map<string, AppChild>();
 const runs = new Map<string, Run[]>(modes.map((m) => [m, []]));
 const single = new Map<string, LoadResult>();
 const dupRows: (string | number)[][] = [];
+const opsPerRequest = new Map<string, number>();
+const costs = new Map<string, Cost>(modes.map((m) => [m, { requests: 0, appCpuUs: 0, gridCpuUs: 0 }]));
 try {
   for (const mode of modes) apps.set(mode, await startApp(mode, cluster.endpoints, redis?.port));
   for (const mode of modes) await load(apps.get(mode)!.base, 1, 1, `${mode}-warm`); // JIT, connections, partition map
   // Latency at one request in flight (µs resolution), then throughput under autocannon; the
   // modes take turns round by round so that drift in machine load spreads over all of them.
   for (const mode of modes) {
-    const post = poster(apps.get(mode)!.base);
-    single.set(mode, await closedLoop((i) => post(`${mode}-single-${i}`), { inFlight: 1, durationMs: 2000, warmupMs: 300 }));
+    const app = apps.get(mode)!;
+    const post = poster(app.base);
+    let issued = 0;
+    const ops0 = (await appStats(app)).gridOps;
+    single.set(
+      mode,
+      await closedLoop(
+        (i) => {
+          issued++;
+          return post(`${mode}-single-${i}`);
+        },
+        { inFlight: 1, durationMs: 2000, warmupMs: 300 },
+      ),
+    );
+    // Every request of the loop has completed: an exact count, unlike under autocannon (which
+    // abandons the requests in flight at its end).
+    opsPerRequest.set(mode, ((await appStats(app)).gridOps - ops0) / Math.max(1, issued));
   }
   for (let r = 0; r < rounds; r++) {
-    for (const mode of modes) runs.get(mode)!.push(await load(apps.get(mode)!.base, seconds, 1, `${mode}-unique-${r}`));
+    for (const mode of modes) {
+      const app = apps.get(mode)!;
+      const before = { app: processCpuUs(app.proc.pid!), grid: processCpuUs(cluster.proc.pid!) };
+      const run = await load(app.base, seconds, 1, `${mode}-unique-${r}`);
+      const c = costs.get(mode)!;
+      c.requests += run.requests;
+      c.appCpuUs += processCpuUs(app.proc.pid!) - before.app;
+      c.gridCpuUs += processCpuUs(cluster.proc.pid!) - before.grid;
+      runs.get(mode)!.push(run);
+    }
   }
   for (const mode of modes) {
     const app = apps.get(mode)!;
@@ -187,4 +230,44 @@ console.log(
 );
 console.log('\nEvery key sent 4 times by concurrent connections (a misbehaving client):\n');
 console.log(table([['middleware', 'requests', 'distinct keys', 'handler runs', 'duplicates that ran', 'non-2xx (409 in progress)'], ...dupRows]));
+const noneCost = costs.get('none')!;
+const perReq = (c: Cost, v: number): number => v / Math.max(1, c.requests);
+console.log(
+  '\nCost per request: CPU over the throughput rounds (from /proc); grid operations the app\'s client made per request, at 1 in flight (exact):\n',
+);
+console.log(
+  table([
+    ['middleware', 'requests', 'app CPU µs/req', 'added app CPU µs/req', 'grid CPU µs/req', 'grid ops/req'],
+    ...modes.map((mode) => {
+      const c = costs.get(mode)!;
+      return [
+        mode,
+        c.requests,
+        Math.round(perReq(c, c.appCpuUs)),
+        mode === 'none' ? '-' : Math.round(perReq(c, c.appCpuUs) - perReq(noneCost, noneCost.appCpuUs)),
+        Math.round(perReq(c, c.gridCpuUs)),
+        (opsPerRequest.get(mode) ?? Number.NaN).toFixed(2),
+      ];
+    }),
+  ]),
+);
+
+// The middleware's own work per request, without the grid: hashing the scoped key and the
+// payload, checking the header, encoding the stored record (what putAndRelease carries).
+const scope = { method: 'POST', route: '/orders', tenant: undefined };
+const body = { sku: 'book', qty: 1 };
+const responseBody = Buffer.from(JSON.stringify({ id: '5f0c8c9e-1d0a-4e55-9a9f-2b8f8f7d2c11', sku: 'book', qty: 1, token: 12345 }));
+let sink = 0;
+const own: [string, number][] = [
+  ['checkHeaderKey', nsPerOp(() => void (sink += 'key' in checkHeaderKey('orders-123e4567-e89b-12d3-a456-426614174000', 255) ? 1 : 0), 100_000)],
+  ['scopedKeyHash (canonical JSON + SHA-256)', nsPerOp(() => void (sink += scopedKeyHash(scope, 'h', 'orders-123e4567').length), 100_000)],
+  ['payloadHash (canonical JSON + SHA-256)', nsPerOp(() => void (sink += payloadHash(body).length), 100_000)],
+  [
+    'stored record encoding (the client\'s MessagePack serializer)',
+    nsPerOp(() => void (sink += msgpackSerializer.serialize({ v: 1, fp: 'x'.repeat(43), status: 201, headers: [['content-type', 'application/json; charset=utf-8'], ['location', '/orders/1']], body: responseBody, at: Date.now() }).length), 100_000),
+  ],
+];
+console.log('\nThe middleware\'s own work per request (this process, no grid):\n');
+console.log(table([['step', 'µs'], ...own.map(([k, ns]) => [k, (ns / 1000).toFixed(2)]), ['total', (own.reduce((a, [, ns]) => a + ns, 0) / 1000).toFixed(2)]]));
+if (sink < 0) console.log(sink);
 console.log('\nTargets: added p50 ≤ 150 µs, throughput ≥ 0.8x of none, no duplicate runs.');

@@ -91,6 +91,16 @@ export class GridCache<K extends GridKey = GridKey, V = unknown> {
     return this.serializer.deserialize(bytes);
   }
 
+  /** @internal Serialises a value with this cache's serializer (used by the compound lock ops). */
+  encodeValue(value: V): Uint8Array {
+    return this.serializer.serialize(value);
+  }
+
+  /** @internal Deserialises a value read by a compound lock op (undefined when absent). */
+  decodeValue(bytes: Uint8Array | null | undefined): V | undefined {
+    return this.value(bytes);
+  }
+
   private call<T>(op: Op, payload: Record<string, unknown>, o: OpOptions | undefined, partition?: number): Promise<T> {
     return this.ctx.invoker.invoke<T>(op, payload, opts(o, partition));
   }

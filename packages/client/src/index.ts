@@ -8,7 +8,7 @@ export type { GridClientEvents, TopologySnapshot, NodeStats, ClientStats, WithLo
 export { GridCache } from './cache.js';
 export type { CacheOptions, OpOptions, PutOptions, IncrementOptions, ScanOptions } from './cache.js';
 export { GridLock, LockHandle, DEFAULT_LEASE_MS, DEFAULT_WAIT_MS } from './lock.js';
-export type { LockOptions, AcquireOptions, LockAttempt } from './lock.js';
+export type { LockOptions, AcquireOptions, LockAttempt, LockStateAttempt } from './lock.js';
 export { resolveConfig, DEFAULTS } from './config.js';
 export type { GridClientConfig, ResolvedConfig, RetryConfig, ReconnectConfig, AuthConfig, GridLogger } from './config.js';
 export { staticAddressFinder, dnsAddressFinder } from './address-finder.js';

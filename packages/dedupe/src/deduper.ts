@@ -3,13 +3,16 @@
  * describes the request (`DedupeRequest`), asks `begin()` for a decision and, when told to
  * proceed, reports the outcome to the returned `Ticket` (complete or abandon).
  *
- * Per request: tryAcquire a lock on the hashed key (auto-renewed while held), then look for a
- * stored response. Lock refused → 409 (or the replay, if the holder already stored one). Stored
- * response → replay (or 422 if the payload differs). Otherwise the handler runs holding the lock;
- * its response is stored (per `storeStatus`) before the lock is released.
+ * Per request, one grid operation before the handler: take the lock on the hashed key
+ * (auto-renewed while held) and read the stored response under the same name, atomically on the
+ * lock's primary (`lock.attemptGet`, ADR 0036). Lock refused → 409 (or the replay, if the holder
+ * already stored one). Stored response → replay (or 422 if the payload differs). Otherwise the
+ * handler runs holding the lock; its response is stored (per `storeStatus`) and the lock released
+ * in one more grid operation (`handle.putAndRelease`), before the response is sent or — with
+ * `storeAfterSend` — right after.
  */
 import { EventEmitter } from 'node:events';
-import type { GridCache, GridClient, LockHandle } from '@gridlink/client';
+import { LockNotHeldError, type GridCache, type GridClient, type LockHandle, type LockStateAttempt } from '@gridlink/client';
 import { CircuitBreaker, type BreakerState } from './breaker.js';
 import { resolveDedupeOptions, type DedupeOptions, type ResolvedDedupeOptions } from './config.js';
 import { canonicalJson, checkHeaderKey, payloadHash, scopedKeyHash, type Scope } from './key.js';
@@ -111,10 +114,16 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
   private readonly counters: DedupeCounters;
   private readonly caches = new WeakMap<GridClient, GridCache<string, StoredRecord>>();
   private readonly active = new Set<Ticket<Req>>();
+  /**
+   * Prefix of the grid name of a key: the lock and the stored response share that name, so they
+   * share one partition and one grid operation reads or writes both (ADR 0036).
+   */
+  private readonly namePrefix: string;
 
   constructor(options: DedupeOptions<Req> = {}) {
     super();
     this.options = resolveDedupeOptions(options);
+    this.namePrefix = `dedupe:${this.options.cache}:`;
     const b = this.options.breaker;
     const onChange = (state: BreakerState, previous: BreakerState): void => {
       this.options.logger?.warn?.('gridlink dedupe circuit breaker changed state', { event: 'dedupe.breaker', state, previous });
@@ -217,19 +226,16 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
     if (!this.breaker.allow(Date.now())) return this.unavailable(info, 'circuit breaker open');
 
     const cache = this.cacheOf(client);
-    const gridOpts = { timeoutMs: o.gridTimeoutMs };
-    let handle: LockHandle | null = null;
-    let record: StoredRecord | undefined;
+    let attempt: LockStateAttempt<StoredRecord>;
     try {
-      handle = await client.lock(`dedupe:${o.cache}:${keyHash}`).tryAcquire({ leaseMs: o.leaseMs, autoRenew: true, ...gridOpts });
-      const stored = await cache.get(keyHash, gridOpts);
-      record = isRecord(stored) ? stored : undefined;
+      attempt = await client.lock(this.namePrefix + keyHash).attemptGet(cache, { leaseMs: o.leaseMs, autoRenew: true, timeoutMs: o.gridTimeoutMs });
       this.breaker.success();
     } catch (e) {
       this.breaker.failure(Date.now());
-      if (handle !== null) this.releaseQuietly(handle);
       return this.unavailable(info, e instanceof Error ? `${(e as { code?: string }).code ?? e.name}: ${e.message}` : String(e));
     }
+    const handle: LockHandle | null = attempt.acquired ? attempt.handle : null;
+    const record = isRecord(attempt.value) ? attempt.value : undefined;
 
     if (record !== undefined) {
       if (handle !== null) this.releaseQuietly(handle);
@@ -291,29 +297,46 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
     handle.release({ timeoutMs: this.options.gridTimeoutMs }).catch(() => undefined);
   }
 
-  /** @internal Stores the response when the policy says so; true when stored. */
-  async store(handle: LockHandle, cache: GridCache<string, StoredRecord>, info: RequestInfo, fp: string | null, res: CapturedResponse): Promise<boolean> {
+  /**
+   * @internal Stores the response when the policy says so and frees the key, in one grid
+   * operation fenced by the lock's token; otherwise just frees the key. Never throws.
+   */
+  async finish(ticket: Ticket<Req>, handle: LockHandle, cache: GridCache<string, StoredRecord>, info: RequestInfo, fp: string | null, res: CapturedResponse): Promise<void> {
     const o = this.options;
     if (!o.storeStatus(res.status)) {
-      this.emit('released', { ...info, reason: `status ${res.status} not stored`, fencingToken: handle.fencingToken });
-      return false;
+      await this.release(ticket, handle, info, `status ${res.status} not stored`);
+      return;
     }
-    if (!handle.held) return false;
-    const headers: [string, string][] = [];
-    for (const [k, v] of Object.entries(res.headers)) {
-      const name = k.toLowerCase();
-      if (v === undefined || !o.replayHeaders.has(name)) continue;
-      if (Array.isArray(v)) for (const one of v) headers.push([name, one]);
-      else headers.push([name, String(v)]);
-    }
-    const record: StoredRecord = { v: 1, fp, status: res.status, headers, body: res.body, at: Date.now() };
     try {
-      await cache.put(info.keyHash as string, record, { ttlMs: o.retentionMs, timeoutMs: o.gridTimeoutMs });
-      this.emit('stored', { ...info, status: res.status, fencingToken: handle.fencingToken, bodyOmitted: res.body === null });
-      return true;
-    } catch (e) {
-      o.logger?.error?.('could not store the response for replay; the key is freed', { event: 'dedupe.store_failed', error: String(e), ...info });
-      return false;
+      if (!handle.held) {
+        handle.stop(); // the lock was lost: nothing may be stored, nothing is left to free
+        o.logger?.error?.('lock lost before the response was stored: not stored', { event: 'dedupe.store_refused', fencingToken: handle.fencingToken, ...info });
+        return;
+      }
+      const headers: [string, string][] = [];
+      const all = res.headers;
+      for (const k in all) {
+        const v = all[k];
+        if (v === undefined) continue;
+        const name = k.toLowerCase();
+        if (!o.replayHeaders.has(name)) continue;
+        if (Array.isArray(v)) for (const one of v) headers.push([name, one]);
+        else headers.push([name, String(v)]);
+      }
+      const record: StoredRecord = { v: 1, fp, status: res.status, headers, body: res.body, at: Date.now() };
+      try {
+        await handle.putAndRelease(cache, record, { ttlMs: o.retentionMs, timeoutMs: o.gridTimeoutMs });
+        this.emit('stored', { ...info, status: res.status, fencingToken: handle.fencingToken, bodyOmitted: res.body === null });
+      } catch (e) {
+        if (e instanceof LockNotHeldError) {
+          o.logger?.error?.('lock lost before the response was stored: not stored', { event: 'dedupe.store_refused', fencingToken: handle.fencingToken, ...info });
+        } else {
+          o.logger?.error?.('could not store the response for replay; the key is freed', { event: 'dedupe.store_failed', error: String(e), ...info });
+          this.releaseQuietly(handle);
+        }
+      }
+    } finally {
+      this.active.delete(ticket);
     }
   }
 
@@ -385,16 +408,20 @@ export class Ticket<Req = unknown> {
     return this.freed ?? Promise.resolve();
   }
 
+  /** Whether the adapter sends the response before completing (`storeAfterSend`). */
+  get storeAfterSend(): boolean {
+    return this.deduper.options.storeAfterSend;
+  }
+
   /**
-   * The handler answered. Resolves once the response is stored (per `storeStatus`) — send it to
-   * the client only then, so a client that got it and retries gets the replay. The lock is freed
-   * right after. Idempotent; never rejects.
+   * The handler answered. Resolves once the response is stored (per `storeStatus`) and the key
+   * freed, one grid operation. By default send the response only then, so a client that got it
+   * and retries gets the replay; with `storeAfterSend` send it first. Idempotent; never rejects.
    */
   complete(res: CapturedResponse): Promise<void> {
     if (this.stored === null) {
-      const d = this.deduper;
-      this.stored = d.store(this.handle, this.cache, this.info, this.fp, res).then(() => undefined);
-      this.freed = this.stored.then(() => d.release(this, this.handle, this.info, null));
+      this.stored = this.deduper.finish(this, this.handle, this.cache, this.info, this.fp, res);
+      this.freed = this.stored;
     }
     return this.stored;
   }

@@ -3,7 +3,7 @@
  * of chosen request fields, scoped by method, route and tenant, hashed with SHA-256. Only the
  * hash reaches the grid.
  */
-import { createHash } from 'node:crypto';
+import * as crypto from 'node:crypto';
 
 /** Deterministic JSON: object keys sorted, typed arrays and Buffers as hex, bigint as string. */
 export function canonicalJson(value: unknown): string {
@@ -45,8 +45,11 @@ export function canonicalJson(value: unknown): string {
   return walk(value);
 }
 
+/** One-shot hashing (Node ≥ 20.12) costs about half of a Hash object per call; same digest. */
+const oneShot = (crypto as { hash?: (alg: string, data: string, enc: 'base64url') => string }).hash;
+
 export function sha256(text: string): string {
-  return createHash('sha256').update(text).digest('base64url');
+  return oneShot !== undefined ? oneShot('sha256', text, 'base64url') : crypto.createHash('sha256').update(text).digest('base64url');
 }
 
 /** Why a header value is not a usable key, or null when it is. */
@@ -72,7 +75,9 @@ export interface Scope {
 
 /** The grid-side key hash for a scoped key. `kind` separates header keys from fingerprints. */
 export function scopedKeyHash(scope: Scope, kind: 'h' | 'f', material: string): string {
-  return sha256(canonicalJson([kind, scope.method.toUpperCase(), scope.route, scope.tenant ?? null, material]));
+  // An array of strings and null: JSON.stringify writes exactly what canonicalJson would (a
+  // property test holds them equal), without its per-call walk.
+  return sha256(JSON.stringify([kind, scope.method.toUpperCase(), scope.route, scope.tenant ?? null, material]));
 }
 
 /** Hash of a request payload, compared on replay (same key, different payload → 422). */

@@ -25,7 +25,8 @@ function toBuffer(chunk: unknown, encoding: unknown): Buffer | null {
 /**
  * Captures the response body (up to `limit` bytes; beyond it the body is not kept) and reports
  * the outcome to the ticket. The final `end()` is held back until the ticket has stored the
- * response, so a client that has it and retries always gets the replay. The connection closing
+ * response, so a client that has it and retries always gets the replay — unless the ticket says
+ * `storeAfterSend`: then the response goes out at once and is stored right after. The connection closing
  * before `end()` (client aborted) abandons the ticket, freeing the key.
  */
 export function captureResponse(res: ServerResponse, ticket: Ticket<unknown>, limit: number): void {
@@ -60,6 +61,13 @@ export function captureResponse(res: ServerResponse, ticket: Ticket<unknown>, li
     collect(chunk, rest[0]);
     res.off('close', onClose);
     const captured: CapturedResponse = { status: res.statusCode, headers: res.getHeaders(), body: over ? null : Buffer.concat(chunks) };
+    if (ticket.storeAfterSend) {
+      // Sent now; stored (and the key freed) right after. The lock stays held until then, so a
+      // duplicate meanwhile gets 409, never a second run (ADR 0036).
+      end(chunk, ...rest);
+      void ticket.complete(captured);
+      return res;
+    }
     void ticket.complete(captured).then(() => end(chunk, ...rest));
     return res;
   }) as ServerResponse['end'];

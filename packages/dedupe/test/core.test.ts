@@ -2,6 +2,7 @@
  * The pure parts of the core: circuit breaker transitions, key canonicalisation and hashing,
  * header key checks, option validation, prom-client counters.
  */
+import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import * as prom from 'prom-client';
 import { describe, expect, it } from 'vitest';
@@ -14,6 +15,7 @@ import {
   payloadHash,
   resolveDedupeOptions,
   scopedKeyHash,
+  sha256,
   type BreakerState,
 } from '@gridlink/dedupe';
 
@@ -117,6 +119,19 @@ describe('keys', () => {
     ]) {
       expect(other).not.toBe(k);
     }
+  });
+
+  it('the fast key hash is the canonical one: same digests as before the shortcut', () => {
+    const str = fc.string({ unit: 'binary', maxLength: 40 });
+    fc.assert(
+      fc.property(str, str, fc.option(str, { nil: undefined }), str, fc.constantFrom('h' as const, 'f' as const), (method, route, tenant, material, kind) => {
+        const canonical = createHash('sha256')
+          .update(canonicalJson([kind, method.toUpperCase(), route, tenant ?? null, material]))
+          .digest('base64url');
+        expect(scopedKeyHash({ method, route, tenant }, kind, material)).toBe(canonical);
+        expect(sha256(material)).toBe(createHash('sha256').update(material).digest('base64url'));
+      }),
+    );
   });
 
   it('checks header keys: sf-string quotes, length, printable ASCII', () => {

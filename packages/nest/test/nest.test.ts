@@ -22,6 +22,7 @@ let hold = gate();
 let started = gate();
 let holdNext = false;
 let lastKeyHash = '';
+let afterSendRuns = 0;
 
 @Controller('orders')
 class OrdersController {
@@ -50,6 +51,13 @@ class OrdersController {
   boom(): never {
     runs++;
     throw new Error('handler failed');
+  }
+
+  @Post('after-send')
+  @Idempotent({ required: true, storeAfterSend: true })
+  afterSend(@Body() body: { item: string }): { n: number; item: string } {
+    afterSendRuns++;
+    return { n: afterSendRuns, item: body.item };
   }
 
   @Post('plain')
@@ -127,6 +135,23 @@ describe('GridlinkModule on Nest', () => {
     const { id, token } = JSON.parse(a.body.toString()) as { id: number; token: number };
     const cache = app.get(GridClient).cache<string, { item: string; token: number }>('orders');
     expect(await cache.get(`order-${id}`)).toEqual({ item: 'book', token });
+  });
+
+  it('storeAfterSend: the response goes out first; duplicates get 409 until it is stored, then the replay; one run', async () => {
+    const key = `after-send-${Date.now()}`;
+    const first = await post(base, '/orders/after-send', { item: 'cup' }, { 'idempotency-key': key });
+    expect(first.status).toBe(201);
+    let replay: Awaited<ReturnType<typeof post>> | undefined;
+    await waitFor(async () => {
+      const r = await post(base, '/orders/after-send', { item: 'cup' }, { 'idempotency-key': key });
+      if (r.status === 409) return false;
+      replay = r;
+      return true;
+    }, 5000, 'the replay');
+    expect(replay!.status).toBe(201);
+    expect(replay!.headers.get('idempotent-replayed')).toBe('true');
+    expect(replay!.body.equals(first.body)).toBe(true);
+    expect(afterSendRuns).toBe(1);
   });
 
   it('answers 422 for a different payload and 400 when the key is missing', async () => {

@@ -96,6 +96,13 @@ export const Op = {
   LOCK_ACQUIRE: 41,
   LOCK_RELEASE: 42,
   LOCK_RENEW: 43,
+  /**
+   * Lock + read-your-state (ADR 0036): try to take the lock named by `key` and, in the same
+   * step on the primary, read the entry stored under that same `key` in `cache`.
+   */
+  LOCK_TRY_ACQUIRE_GET: 44,
+  /** Store `value` under `key` in `cache` and release the lock named by `key`, fenced by its token. */
+  LOCK_PUT_RELEASE: 45,
 
   /** Peer ops: payloads are defined by @gridlink/node and opaque to the protocol package. */
   PEER_FORWARD: 100,
@@ -238,6 +245,10 @@ export interface RequestPayloads {
   [Op.LOCK_ACQUIRE]: Mutation & LockOwner & { name: Bytes; leaseMs: number; waitMs: number };
   [Op.LOCK_RELEASE]: Mutation & LockOwner & { name: Bytes; token: number };
   [Op.LOCK_RENEW]: Mutation & LockOwner & { name: Bytes; token: number; leaseMs: number };
+  /** The lock's name is the key's bytes, so the lock and the entry share one partition. */
+  [Op.LOCK_TRY_ACQUIRE_GET]: KeyReq & Mutation & LockOwner & { leaseMs: number };
+  /** Applied only when the lock named by `key` is held with `token` (and `owner`, if given). */
+  [Op.LOCK_PUT_RELEASE]: KeyReq & Mutation & LockOwner & { token: number; value: Bytes; ttlMs?: number };
 
   [Op.PEER_FORWARD]: unknown;
   [Op.PEER_REPLICATE]: unknown;
@@ -281,6 +292,10 @@ export interface ResponsePayloads {
   [Op.LOCK_ACQUIRE]: LockResult;
   [Op.LOCK_RELEASE]: { released: boolean };
   [Op.LOCK_RENEW]: { renewed: boolean };
+  /** The entry's value whether or not the lock was taken (nil when absent). */
+  [Op.LOCK_TRY_ACQUIRE_GET]: LockResult & { value: Bytes | null };
+  /** `released: false`: the lock was not held with that token; nothing was stored. */
+  [Op.LOCK_PUT_RELEASE]: { released: boolean };
 
   [Op.PEER_FORWARD]: unknown;
   [Op.PEER_REPLICATE]: unknown;
@@ -371,9 +386,14 @@ export const MUTATING_OPS: ReadonlySet<Op> = new Set<Op>([
   Op.LOCK_ACQUIRE,
   Op.LOCK_RELEASE,
   Op.LOCK_RENEW,
+  Op.LOCK_TRY_ACQUIRE_GET,
+  Op.LOCK_PUT_RELEASE,
 ]);
 
-/** Ops addressed to one key's partition (routed to its primary). `name` is the key for locks. */
+/**
+ * Ops addressed to one key's partition (routed to its primary). `name` is the key for the
+ * LOCK_TRY_ACQUIRE..LOCK_RENEW range; the compound lock ops (44, 45) carry `key`.
+ */
 export const SINGLE_KEY_OPS: ReadonlySet<Op> = new Set<Op>([
   Op.CACHE_GET,
   Op.CACHE_PUT,
@@ -390,4 +410,6 @@ export const SINGLE_KEY_OPS: ReadonlySet<Op> = new Set<Op>([
   Op.LOCK_ACQUIRE,
   Op.LOCK_RELEASE,
   Op.LOCK_RENEW,
+  Op.LOCK_TRY_ACQUIRE_GET,
+  Op.LOCK_PUT_RELEASE,
 ]);

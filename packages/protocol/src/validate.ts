@@ -221,6 +221,8 @@ const REQUEST_FIELDS: Readonly<Record<number, readonly Field[]>> = {
   [Op.LOCK_ACQUIRE]: [...mut, lockName, owner, req('leaseMs', isPositive, 'a positive safe integer'), req('waitMs', isUint, UINT)],
   [Op.LOCK_RELEASE]: [...mut, lockName, owner, req('token', isUint, UINT)],
   [Op.LOCK_RENEW]: [...mut, lockName, owner, req('token', isUint, UINT), req('leaseMs', isPositive, 'a positive safe integer')],
+  [Op.LOCK_TRY_ACQUIRE_GET]: [cache, key, ...mut, owner, req('leaseMs', isPositive, 'a positive safe integer')],
+  [Op.LOCK_PUT_RELEASE]: [cache, key, ...mut, owner, req('token', isUint, UINT), value, ttl],
 };
 
 const applied = [req('applied', isBool, 'a boolean')];
@@ -281,6 +283,8 @@ const RESPONSE_FIELDS: Readonly<Record<number, readonly Field[]>> = {
   [Op.LOCK_ACQUIRE]: lockResult,
   [Op.LOCK_RELEASE]: [req('released', isBool, 'a boolean')],
   [Op.LOCK_RENEW]: [req('renewed', isBool, 'a boolean')],
+  [Op.LOCK_TRY_ACQUIRE_GET]: [...lockResult, ...valueOrNull],
+  [Op.LOCK_PUT_RELEASE]: [req('released', isBool, 'a boolean')],
 };
 
 const OP_NAMES: Readonly<Record<number, string>> = Object.fromEntries(Object.entries(Op).map(([k, v]) => [v, k]));

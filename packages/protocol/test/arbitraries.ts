@@ -76,6 +76,8 @@ export const requestPayloads: Record<number, fc.Arbitrary<Record<string, unknown
   [Op.LOCK_ACQUIRE]: rec({ seq, ack, owner, name: bytes, leaseMs: positive, waitMs: uint }, ['ack', 'owner']),
   [Op.LOCK_RELEASE]: rec({ seq, ack, owner, name: bytes, token: uint }, ['ack', 'owner']),
   [Op.LOCK_RENEW]: rec({ seq, ack, owner, name: bytes, token: uint, leaseMs: positive }, ['ack', 'owner']),
+  [Op.LOCK_TRY_ACQUIRE_GET]: rec({ cache: cacheName, key: bytes, seq, ack, owner, leaseMs: positive }, ['ack', 'owner']),
+  [Op.LOCK_PUT_RELEASE]: rec({ cache: cacheName, key: bytes, seq, ack, owner, token: uint, value: bigBytes, ttlMs }, ['ack', 'owner', 'ttlMs']),
 };
 
 export const CLIENT_OPS: number[] = Object.keys(requestPayloads).map(Number);
@@ -122,6 +124,11 @@ export const responsePayloads: Record<number, fc.Arbitrary<unknown>> = {
   [Op.LOCK_ACQUIRE]: lockResult,
   [Op.LOCK_RELEASE]: rec({ released: fc.boolean() }),
   [Op.LOCK_RENEW]: rec({ renewed: fc.boolean() }),
+  [Op.LOCK_TRY_ACQUIRE_GET]: rec(
+    { acquired: fc.boolean(), token: uint, heldForMs: uint, value: fc.option(bigBytes, { nil: null }) },
+    ['token', 'heldForMs'],
+  ),
+  [Op.LOCK_PUT_RELEASE]: rec({ released: fc.boolean() }),
 };
 
 /** Any MessagePack value that round-trips exactly (no -0, no lone surrogates, no undefined). */

@@ -11,7 +11,7 @@
 import { ErrorCode, Op } from '@gridlink/protocol';
 import { toBytes, type Bytes } from './bytes.js';
 import { StoreError, badRequest } from './errors.js';
-import { bytesField, optOwner, safeInt, type Payload } from './payload.js';
+import { bytesField, cacheName, optOwner, optSafeInt, safeInt, type Payload } from './payload.js';
 import type { Effect, LockTuple } from './types.js';
 
 /** What LockLeases needs of the expiry order (ExpiryQueue), without importing it. */
@@ -60,17 +60,8 @@ export function planLock(op: Op, p: Payload, session: string, held: LockState | 
   const name: Bytes = bytesField(p, 'name');
   switch (op) {
     case Op.LOCK_TRY_ACQUIRE:
-    case Op.LOCK_ACQUIRE: {
-      const expireAt = expiry(now, p);
-      const owner = optOwner(p) ?? '';
-      if (held !== undefined && (held.session !== session || held.owner !== owner)) {
-        return { result: { acquired: false, heldForMs: held.expireAt - now }, effects: [], record: false };
-      }
-      // Re-entrant: the holder acquiring again refreshes its lease and keeps its token.
-      const token = held?.token ?? nextCounter;
-      const eff: Effect = owner === '' ? { t: 'lock', name, session, token, expireAt } : { t: 'lock', name, session, owner, token, expireAt };
-      return { result: { acquired: true, token }, effects: [eff], record: true };
-    }
+    case Op.LOCK_ACQUIRE:
+      return planAcquire(name, p, session, held, now, nextCounter);
     case Op.LOCK_RELEASE: {
       const token = safeInt(p, 'token', 0);
       const owner = optOwner(p);
@@ -92,6 +83,62 @@ export function planLock(op: Op, p: Payload, session: string, held: LockState | 
     }
     default:
       throw new StoreError(ErrorCode.UNKNOWN_OP, 'unknown-op', `op ${String(op)} is not a lock op`);
+  }
+}
+
+/** One acquisition attempt of the lock `name` (LOCK_TRY_ACQUIRE, LOCK_ACQUIRE, LOCK_TRY_ACQUIRE_GET). */
+function planAcquire(name: Bytes, p: Payload, session: string, held: LockState | undefined, now: number, nextCounter: number): LockPlan {
+  const expireAt = expiry(now, p);
+  const owner = optOwner(p) ?? '';
+  if (held !== undefined && (held.session !== session || held.owner !== owner)) {
+    return { result: { acquired: false, heldForMs: held.expireAt - now }, effects: [], record: false };
+  }
+  // Re-entrant: the holder acquiring again refreshes its lease and keeps its token.
+  const token = held?.token ?? nextCounter;
+  const eff: Effect = owner === '' ? { t: 'lock', name, session, token, expireAt } : { t: 'lock', name, session, owner, token, expireAt };
+  return { result: { acquired: true, token }, effects: [eff], record: true };
+}
+
+/** What the compound lock ops (lock + read-your-state) see of the partition's entries. */
+export interface LockStateView {
+  /** The live entry `key` of `cache` as a fresh copy, or null when absent (or expired). */
+  value(cache: string, key: Bytes, now: number): Bytes | null;
+  /** Absolute expiry of a write to `cache` with the op's `ttlMs` (0 = never). */
+  expireAtFor(cache: string, ttlMs: number | undefined, now: number): number;
+}
+
+/**
+ * Plans LOCK_TRY_ACQUIRE_GET and LOCK_PUT_RELEASE (ADR 0036). Both name the lock by the entry's
+ * `key`: the lock and the entry are in one partition, so the primary applies each atomically.
+ * `held` is the live lease of the lock named by `key`.
+ *
+ * - LOCK_TRY_ACQUIRE_GET: a LOCK_TRY_ACQUIRE plus the entry's value at the same point of the
+ *   partition's order, whether or not the lock was taken. A refused attempt is not remembered,
+ *   like any failed acquisition; a taken one remembers the value with the token.
+ * - LOCK_PUT_RELEASE: when the lock is held with `token` (and `owner`, if given) the entry is
+ *   stored and the lock released in one record; otherwise `released: false` and nothing stored
+ *   (fenced: a stale holder cannot overwrite what a later one wrote).
+ */
+export function planLockState(op: Op, p: Payload, session: string, held: LockState | undefined, now: number, nextCounter: number, view: LockStateView): LockPlan {
+  const cache = cacheName(p);
+  const key: Bytes = bytesField(p, 'key');
+  switch (op) {
+    case Op.LOCK_TRY_ACQUIRE_GET: {
+      const plan = planAcquire(key, p, session, held, now, nextCounter);
+      return { result: { ...(plan.result as object), value: view.value(cache, key, now) }, effects: plan.effects, record: plan.record };
+    }
+    case Op.LOCK_PUT_RELEASE: {
+      const token = safeInt(p, 'token', 0);
+      const owner = optOwner(p);
+      const value = bytesField(p, 'value');
+      // Computed (and checked) whatever the outcome: bad input is refused before anything changes.
+      const expireAt = view.expireAtFor(cache, optSafeInt(p, 'ttlMs', 0), now);
+      const ok = held !== undefined && held.token === token && (owner === undefined || owner === held.owner);
+      if (!ok) return { result: NOT_RELEASED, effects: [], record: true };
+      return { result: RELEASED, effects: [{ t: 'put', cache, key, value, expireAt }, { t: 'unlock', name: key }], record: true };
+    }
+    default:
+      throw new StoreError(ErrorCode.UNKNOWN_OP, 'unknown-op', `op ${String(op)} is not a compound lock op`);
   }
 }
 

@@ -15,7 +15,7 @@ import { planCacheOp, type CacheOpContext } from './cache-ops.js';
 import { EntryArena, NONE, type Shard } from './entries.js';
 import { StoreError, badRequest } from './errors.js';
 import { ExpiryQueue } from './expiry.js';
-import { LockLeases, lockTuple, planLock, type LockState } from './locks.js';
+import { LockLeases, lockTuple, planLock, planLockState, type LockState } from './locks.js';
 import { OutcomeTable } from './outcomes.js';
 import { cacheName, obj, optSafeInt, resolveStoreOptions, safeInt, validPartition, validateCacheConfig } from './payload.js';
 import { readOp, shardSize } from './reads.js';
@@ -202,7 +202,22 @@ export class NodeStore {
     const part = existing ?? new PartitionState(partition);
     let result: unknown;
     let effects: Effect[];
-    if (op >= Op.LOCK_TRY_ACQUIRE && op <= Op.LOCK_RENEW) {
+    if (op === Op.LOCK_TRY_ACQUIRE_GET || op === Op.LOCK_PUT_RELEASE) {
+      // Lock + read-your-state (ADR 0036): the lock is named by the entry's key.
+      const key = p['key'];
+      const held = key instanceof Uint8Array ? this.locks.live(part.locks, keyString(key), now) : undefined;
+      const ctx = this.cacheContext(part);
+      const view = {
+        value: (cache: string, k: Bytes, t: number): Bytes | null => {
+          const slot = ctx.live(cache, k, t);
+          return slot === NONE ? null : this.entries.valueBytes(slot);
+        },
+        expireAtFor: (cache: string, ttlMs: number | undefined, t: number): number => this.expireAtFor(cache, ttlMs, t),
+      };
+      const plan = planLockState(op, p, session, held, now, part.counter + 1, view);
+      if (!plan.record) return { result: plan.result, record: null };
+      ({ result, effects } = plan);
+    } else if (op >= Op.LOCK_TRY_ACQUIRE && op <= Op.LOCK_RENEW) {
       const name = p['name'];
       const held = name instanceof Uint8Array ? this.locks.live(part.locks, keyString(name), now) : undefined;
       const plan = planLock(op, p, session, held, now, part.counter + 1);

@@ -71,6 +71,16 @@ export const GOLDEN: { name: string; frame: Frame }[] = [
   { name: 'LOCK_RENEW request', frame: req(Op.LOCK_RENEW, { seq: 51, name: b('05046a6f6231'), token: 17, leaseMs: 10000 }) },
   { name: 'LOCK_RELEASE response', frame: res({ released: true }) },
   {
+    name: 'LOCK_TRY_ACQUIRE_GET request',
+    frame: req(Op.LOCK_TRY_ACQUIRE_GET, { cache: 'records', key: b('05046a6f6231'), seq: 53, owner: 'h7Kq2mZx9PaLw3Rt', leaseMs: 10000 }),
+  },
+  { name: 'LOCK_TRY_ACQUIRE_GET response (acquired, nothing stored)', frame: res({ acquired: true, token: 18, value: null }) },
+  { name: 'LOCK_TRY_ACQUIRE_GET response (held, record stored)', frame: res({ acquired: false, heldForMs: 900, value }) },
+  {
+    name: 'LOCK_PUT_RELEASE request',
+    frame: req(Op.LOCK_PUT_RELEASE, { cache: 'records', key: b('05046a6f6231'), seq: 54, owner: 'h7Kq2mZx9PaLw3Rt', token: 18, value, ttlMs: 86400000 }),
+  },
+  {
     name: 'error response NOT_PRIMARY',
     frame: res({ code: ErrorCode.NOT_PRIMARY, message: 'node node-b is not the primary of partition 7', partition: 7 }, 3, ResponseFlag.ERROR | ResponseFlag.REFRESH_MAP, 13),
   },
