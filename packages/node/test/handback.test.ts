@@ -176,6 +176,9 @@ describe('a node rejoining an embedded cluster under load', () => {
     const unwatch = c.controlPlane.watch<TopologyRecord>(TOPOLOGY_KEY, (e) => {
       if (e.type === 'put') seen.push(e.value);
     });
+    // Retries of the client's operations (attempt 1 = the first retry of an operation).
+    const retries: { attempt: number; code: string }[] = [];
+    client.on('retry', (e: { attempt: number; error: { code: string } }) => retries.push({ attempt: e.attempt, code: e.error.code }));
     try {
       await stream.waitForAcks(keys, 0, 32);
       const id = c.nodeIds[1]!;
@@ -184,6 +187,7 @@ describe('a node rejoining an embedded cluster under load', () => {
       await c.node(id).stop();
       await c.waitForTopology((t) => t.members[id] === undefined);
       const restartedAt = seen.length;
+      retries.length = 0;
       await c.restart(id);
       await c.waitForStable(20_000);
       await stream.waitForAcks(keys, Date.now(), 16);
@@ -204,6 +208,9 @@ describe('a node rejoining an embedded cluster under load', () => {
       // ... and then hand over to it in one step.
       expect(gains).toBe(1);
       expect(prev).toBe(primariesBefore);
+      // A write caught in flight by the switch is refused once (NOT_PRIMARY) and retried at
+      // once; no operation needs a second retry while the node comes back.
+      expect(retries.filter((r) => r.attempt > 1)).toEqual([]);
     } finally {
       unwatch();
       await stream.stop();
