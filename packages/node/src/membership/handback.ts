@@ -4,9 +4,9 @@
  * `nextTopology` makes a node that finished pulling a partition an owner, and the first owner
  * when the assignment wants it primary, in the same step. A node rejoining (or joining) pulls
  * dozens of partitions, so it used to take primaryships one batch at a time while it still
- * installed snapshots, served nothing else warm, and the partitions' old primaries still served
- * it snapshots: every batch was a change of primary (a fence on the new primary, the in-flight
- * writes of the old one refused) on a busy, cold process.
+ * installed snapshots (its code not yet warm) and the partitions' old primaries still served it
+ * snapshots: every batch was a change of primary (a fence on the new primary, the in-flight
+ * writes of the old one refused) on busy processes.
  *
  * `deferHandBack` post-processes the step: while the would-be primary of a partition still syncs
  * any partition, the previous primary stays first (and stays an owner, when the step would have
