@@ -5,6 +5,7 @@
  */
 export { TOPOLOGY_KEY, LEASE_PREFIX, CACHE_PREFIX } from './control/keys.js';
 export { initialTopology, nextTopology, nodeSafety, partitionMapOf, isSettled, isBalanced } from './control/topology.js';
+export { coordinatorStep, deferHandBack } from './membership/handback.js';
 export { lossRefusal, roleOf, routeRequest, unsupportedCacheConfig, type Role, type RouteDecision } from './control/routing.js';
 export {
   INITIAL_REPLICA,

@@ -8,10 +8,11 @@
 import type { ResolvedNodeOptions } from '../config.js';
 import { LEASE_PREFIX, TOPOLOGY_KEY } from '../control/keys.js';
 import type { ControlPlane, KvEvent } from '../control/kv.js';
-import { initialTopology, nextTopology, type LeaseRecord, type TopologyRecord } from '../control/topology.js';
+import { initialTopology, type LeaseRecord, type TopologyRecord } from '../control/topology.js';
 import { CasConflictError } from '../errors.js';
 import type { Lifecycle } from '../lifecycle.js';
 import type { Logger } from '../logger.js';
+import { coordinatorStep } from './handback.js';
 import { LivenessClock } from './liveness.js';
 import type { ClusterView } from './view.js';
 
@@ -106,7 +107,9 @@ export class Coordinator {
       const inputs = `${view.topo.version}|${alive.map((l) => `${l.id}:${l.epoch}:${l.leaving === true ? 'L' : ''}:${JSON.stringify(l.synced)}`).join(';')}`;
       if (inputs === this.lastInputs && view.topo.adjust === null) return;
       this.lastInputs = inputs;
-      const next = nextTopology(view.topo, alive, now);
+      // A planned change of primary waits until the new primary is caught up on everything,
+      // then happens for all its partitions in one step (ADR 0037).
+      const next = coordinatorStep(view.topo, alive, now);
       if (next === null) return;
       await kv.update(TOPOLOGY_KEY, next, view.topoRevision);
     } catch (err) {
