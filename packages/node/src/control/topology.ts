@@ -4,7 +4,7 @@
  * next record (version + 1) or null when nothing changed.
  */
 import { computeAssignment, type NodeSpec } from '@gridlink/affinity';
-import type { NodeInfo, PartitionMap } from '@gridlink/protocol';
+import type { CacheConfig, NodeInfo, PartitionLossPolicy, PartitionMap } from '@gridlink/protocol';
 
 export interface MemberInfo {
   /** Changes whenever the node restarts or its lease lapsed: a new epoch holds no data yet. */
@@ -33,6 +33,10 @@ export interface TopologyRecord {
   clusterId: string;
   version: number;
   partitions: number;
+  /**
+   * Backups the ownership ranking carries: the largest of the cluster's backups and every
+   * registered cache's (a cache with b backups is copied to the first b backups of owners[p]).
+   */
   backups: number;
   /** Target set of data nodes; ownership is computed over it. */
   baseline: NodeSpec[];
@@ -44,8 +48,18 @@ export interface TopologyRecord {
   owners: string[][];
   /** syncing[p]: nodes pulling the partition (they receive writes but do not serve). */
   syncing: SyncEntry[][];
-  /** Partitions whose every holder died: operations fail with PARTITION_LOST until reset. */
+  /**
+   * Partitions whose every holder died: operations fail with PARTITION_LOST until reset, except
+   * on caches with the IGNORE policy (while any exists, a lost partition gets fresh, empty owners
+   * at once, which serve only those caches).
+   */
   lost: number[];
+  /**
+   * Per cache (READ_WRITE_SAFE / READ_ONLY_SAFE only): partitions lost for that cache alone, its
+   * owners (the primary and its first `backups` backups) all gone while later owners survived.
+   * Absent when empty. Cleared with `lost` by a reset.
+   */
+  lostCaches?: Record<string, number[]>;
   autoAdjust: AutoAdjustPolicy;
   /** Pending auto-adjust: set while the live set differs from the baseline. */
   adjust: { firstAt: number; lastAt: number; liveKey: string } | null;
@@ -69,6 +83,46 @@ export interface LeaseRecord {
 }
 
 export const DEFAULT_AUTO_ADJUST: AutoAdjustPolicy = { enabled: true, softTimeoutMs: 10_000, hardTimeoutMs: 60_000 };
+
+/** What the coordinator needs to know of a registered cache (from the cache registry). */
+export interface CacheRule {
+  name: string;
+  /** Synchronous backups of the cache (its own, or the cluster's when it names none). */
+  backups: number;
+  policy: PartitionLossPolicy;
+}
+
+/**
+ * The owners of partition p for a cache with b backups: the first b + 1 entries of the
+ * partition's owner ranking (primary first). The primary is never one of its backups.
+ */
+export function cacheOwners(owners: readonly string[], b: number): string[] {
+  return owners.slice(0, b + 1);
+}
+
+/**
+ * How deep a change of owners cut into the ranking: the index, in `before`, of the first owner
+ * still holding its copy in `after` (`kept` says which did). Every cache with fewer backups
+ * than that index lost its copies of the partition. Infinity when none survived.
+ */
+export function lossDepth(before: readonly string[], kept: (id: string) => boolean): number {
+  for (let i = 0; i < before.length; i++) if (kept(before[i]!)) return i;
+  return Number.POSITIVE_INFINITY;
+}
+
+/** The coordinator's view of the cache registry: every cache with its backups and policy. */
+export function cacheRules(configs: Iterable<[string, CacheConfig]>, clusterBackups: number): CacheRule[] {
+  const out: CacheRule[] = [];
+  for (const [name, c] of configs) out.push({ name, backups: c.backups ?? clusterBackups, policy: c.partitionLossPolicy ?? 'READ_WRITE_SAFE' });
+  return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/** The ranking depth the assignment must carry for these caches over a cluster default. */
+export function rankingDepth(clusterBackups: number, caches: readonly CacheRule[]): number {
+  let d = clusterBackups;
+  for (const c of caches) if (c.backups > d) d = c.backups;
+  return d;
+}
 
 function specOf(id: string, m: { zone?: string; weight?: number }): NodeSpec {
   const spec: NodeSpec = { id };
@@ -127,7 +181,12 @@ const liveKeyOf = (ids: Iterable<string>): string => [...ids].sort().join(',');
  * that are alive but hold nothing are asked to pull; holders outside the target stay until every
  * alive target owner has caught up, then leave. A partition whose holders all died is lost.
  */
-export function nextTopology(prev: TopologyRecord, alive: LeaseRecord[], now: number): TopologyRecord | null {
+export function nextTopology(prev: TopologyRecord, alive: LeaseRecord[], now: number, caches: readonly CacheRule[] = []): TopologyRecord | null {
+  const backups = rankingDepth(prev.backups, caches);
+  const ignoring = caches.some((c) => c.policy === 'IGNORE');
+  const perCache = caches.filter((c) => c.policy !== 'IGNORE' && c.backups < backups);
+  const lostCaches: Record<string, number[]> = {};
+  for (const [name, ps] of Object.entries(prev.lostCaches ?? {})) lostCaches[name] = [...ps];
   const members = membersFrom(alive);
   const leaseOf = new Map(alive.map((l) => [l.id, l]));
   const leaving = new Set(alive.filter((l) => l.leaving === true).map((l) => l.id));
@@ -168,18 +227,28 @@ export function nextTopology(prev: TopologyRecord, alive: LeaseRecord[], now: nu
   }
 
   const aliveIds = Object.keys(members);
-  const assignment = baseline.length > 0 ? computeAssignment({ partitions: prev.partitions, backups: prev.backups, baseline, alive: aliveIds }) : null;
+  const assignment = baseline.length > 0 ? computeAssignment({ partitions: prev.partitions, backups, baseline, alive: aliveIds }) : null;
   const lostSet = new Set(prev.lost);
   const owners: string[][] = [];
   const syncing: SyncEntry[][] = [];
   for (let p = 0; p < prev.partitions; p++) {
-    if (lostSet.has(p)) {
+    const wasLost = lostSet.has(p);
+    if (wasLost && !ignoring) {
       owners.push([]);
       syncing.push([]);
       continue;
     }
     const prevOwners = prev.owners[p] ?? [];
     let o = prevOwners.filter(stillMember);
+    // Caches whose owners (a prefix of the ranking) all went, while later owners survived.
+    if (!wasLost && o.length > 0 && perCache.length > 0) {
+      const depth = lossDepth(prevOwners, stillMember);
+      for (const c of perCache) {
+        if (c.backups >= depth) continue;
+        const list = (lostCaches[c.name] ??= []);
+        if (!list.includes(p)) list.push(p);
+      }
+    }
     let s = (prev.syncing[p] ?? []).filter((e) => stillMember(e.id));
     s = s.filter((e) => {
       const since = leaseOf.get(e.id)?.synced[String(p)];
@@ -192,13 +261,16 @@ export function nextTopology(prev: TopologyRecord, alive: LeaseRecord[], now: nu
     const target = assignment?.owners[p] ?? [];
     const targetAlive = target.filter((id) => members[id] !== undefined);
     if (o.length === 0) {
-      if (prevOwners.length > 0) {
+      if (prevOwners.length > 0 && !wasLost) {
         lostSet.add(p);
-        owners.push([]);
-        syncing.push([]);
-        continue;
+        if (!ignoring) {
+          owners.push([]);
+          syncing.push([]);
+          continue;
+        }
       }
-      // Never held by anyone: nothing to transfer, the alive target owners take it as is.
+      // Never held by anyone, or lost while IGNORE caches exist: nothing to transfer, the alive
+      // target owners take it as is (empty).
       o = targetAlive.slice();
       s = [];
     }
@@ -225,7 +297,7 @@ export function nextTopology(prev: TopologyRecord, alive: LeaseRecord[], now: nu
     clusterId: prev.clusterId,
     version,
     partitions: prev.partitions,
-    backups: prev.backups,
+    backups,
     baseline,
     members,
     addresses,
@@ -235,6 +307,11 @@ export function nextTopology(prev: TopologyRecord, alive: LeaseRecord[], now: nu
     autoAdjust: prev.autoAdjust,
     adjust,
   };
+  const lostNames = Object.keys(lostCaches).sort();
+  if (lostNames.length > 0) {
+    next.lostCaches = {};
+    for (const n of lostNames) next.lostCaches[n] = lostCaches[n]!.sort((a, b) => a - b);
+  }
   return sameTopology(prev, next) ? null : next;
 }
 

@@ -8,7 +8,7 @@
 import type { ResolvedNodeOptions } from '../config.js';
 import { LEASE_PREFIX, TOPOLOGY_KEY } from '../control/keys.js';
 import type { ControlPlane, KvEvent } from '../control/kv.js';
-import { initialTopology, nextTopology, type LeaseRecord, type TopologyRecord } from '../control/topology.js';
+import { initialTopology, nextTopology, type CacheRule, type LeaseRecord, type TopologyRecord } from '../control/topology.js';
 import { CasConflictError } from '../errors.js';
 import type { Lifecycle } from '../lifecycle.js';
 import type { Logger } from '../logger.js';
@@ -25,6 +25,8 @@ export interface CoordinatorDeps {
   leaseValid(): boolean;
   applyTopology(rec: TopologyRecord): void;
   refreshTopology(): Promise<void>;
+  /** The cache registry (backups and loss policy per cache); none when absent. */
+  caches?(): CacheRule[];
 }
 
 export class Coordinator {
@@ -100,10 +102,11 @@ export class Coordinator {
         return;
       }
       // Skip the step when nothing it depends on changed (renewals alone change nothing).
-      const inputs = `${view.topo.version}|${alive.map((l) => `${l.id}:${l.epoch}:${l.leaving === true ? 'L' : ''}:${JSON.stringify(l.synced)}`).join(';')}`;
+      const caches = this.d.caches?.() ?? [];
+      const inputs = `${view.topo.version}|${JSON.stringify(caches)}|${alive.map((l) => `${l.id}:${l.epoch}:${l.leaving === true ? 'L' : ''}:${JSON.stringify(l.synced)}`).join(';')}`;
       if (inputs === this.lastInputs && view.topo.adjust === null) return;
       this.lastInputs = inputs;
-      const next = nextTopology(view.topo, alive, now);
+      const next = nextTopology(view.topo, alive, now, caches);
       if (next === null) return;
       await kv.update(TOPOLOGY_KEY, next, view.topoRevision);
     } catch (err) {
