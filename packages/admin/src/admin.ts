@@ -3,7 +3,7 @@
  * over these; tests and embedded setups call them directly (e.g. with a LocalCluster's control
  * plane).
  */
-import { CACHE_PREFIX, LEASE_PREFIX, type AutoAdjustPolicy, type ControlPlane, type LeaseRecord, type TopologyRecord } from '@gridlink/node';
+import { CACHE_PREFIX, LEASE_PREFIX, lostAnywhere, withLossAccepted, type AutoAdjustPolicy, type ControlPlane, type LeaseRecord, type TopologyRecord } from '@gridlink/node';
 import { AdminRefusedError, AdminUsageError } from './errors.js';
 import { DEFAULT_TIMEOUT_MS, readTopology, updateTopology, withTimeout } from './control.js';
 import {
@@ -350,13 +350,13 @@ export async function resetLost(cp: ControlPlane, partitions: number[] | undefin
   const { record, written } = await updateTopology(
     cp,
     (rec) => {
-      lostBefore = [...rec.lost];
+      lostBefore = lostAnywhere(rec);
       for (const p of partitions ?? []) {
         if (!Number.isInteger(p) || p < 0 || p >= rec.partitions) throw new AdminUsageError('partitions', `partition ${p} is out of range [0, ${rec.partitions - 1}]`);
       }
       const wanted = partitions ? new Set(partitions) : null;
-      reset = rec.lost.filter((p) => wanted === null || wanted.has(p));
-      notLost = (partitions ?? []).filter((p) => !rec.lost.includes(p));
+      reset = lostBefore.filter((p) => wanted === null || wanted.has(p));
+      notLost = (partitions ?? []).filter((p) => !lostBefore.includes(p));
       if (reset.length === 0) {
         reason = 'no-change';
         return null;
@@ -366,8 +366,7 @@ export async function resetLost(cp: ControlPlane, partitions: number[] | undefin
         return null;
       }
       reason = 'applied';
-      const gone = new Set(reset);
-      return { ...rec, lost: rec.lost.filter((p) => !gone.has(p)) };
+      return withLossAccepted(rec, reset);
     },
     o.timeoutMs,
   );

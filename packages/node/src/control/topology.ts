@@ -420,3 +420,25 @@ export function soleCopiesMoving(rec: TopologyRecord, id: string): number[] {
   }
   return out;
 }
+
+/** Every partition lost for some cache: lost partitions and those lost for one cache alone. */
+export function lostAnywhere(rec: TopologyRecord): number[] {
+  const all = new Set(rec.lost);
+  for (const ps of Object.values(rec.lostCaches ?? {})) for (const p of ps) all.add(p);
+  return [...all].sort((a, b) => a - b);
+}
+
+/**
+ * The record with the loss of these partitions (all when omitted) accepted: they leave `lost`
+ * and every cache's `lostCaches`, and are served again by their owners (empty for what was lost).
+ */
+export function withLossAccepted(rec: TopologyRecord, partitions?: readonly number[]): TopologyRecord {
+  const gone = (p: number): boolean => partitions === undefined || partitions.includes(p);
+  const next: TopologyRecord = { ...rec, lost: rec.lost.filter((p) => !gone(p)) };
+  delete next.lostCaches;
+  for (const [name, ps] of Object.entries(rec.lostCaches ?? {})) {
+    const left = ps.filter((p) => !gone(p));
+    if (left.length > 0) (next.lostCaches ??= {})[name] = left;
+  }
+  return next;
+}

@@ -1,0 +1,156 @@
+/**
+ * Per-cache backups (ADR 0037): the topology ranks every partition's owners as deep as the
+ * cache with the most backups; a cache with b backups lives on the first b + 1 of them.
+ */
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { partitionOf } from '@gridlink/affinity';
+import type { LeaseRecord, TopologyRecord } from '@gridlink/node';
+import type { ReplicationRecord } from '@gridlink/node/internal';
+import { cacheOwners, initialTopology, isBalanced, lossDepth, missesCaches, nextTopology, rankingDepth, recordForRank } from '@gridlink/node/internal';
+import { perTestCluster } from './helpers/grid.js';
+
+const IDS = ['n1', 'n2', 'n3', 'n4', 'n5', 'n6'];
+const lease = (id: string, epoch = 'e0', synced: Record<string, number> = {}): LeaseRecord => ({ id, epoch, host: '127.0.0.1', port: 1, synced });
+
+/** Steps the record until nothing changes, completing every pull as soon as it is asked for. */
+function settle(rec: TopologyRecord, leases: LeaseRecord[], caches: Parameters<typeof nextTopology>[3]): TopologyRecord {
+  let now = 0;
+  for (let i = 0; i < 20; i++) {
+    for (const l of leases) {
+      for (let p = 0; p < rec.partitions; p++) if (rec.syncing[p]!.some((s) => s.id === l.id)) l.synced[String(p)] = rec.version;
+    }
+    const next = nextTopology(rec, leases, (now += 10), caches);
+    if (next === null) return rec;
+    rec = next;
+  }
+  return rec;
+}
+
+describe('owner ranking per cache (pure)', () => {
+  it('a cache with b backups has exactly min(b, nodes - 1) backup owners, a prefix of the ranking, the primary never one of them', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: IDS.length }),
+        fc.integer({ min: 0, max: 3 }),
+        fc.array(fc.integer({ min: 0, max: 6 }), { minLength: 1, maxLength: 4 }),
+        (nodes, clusterBackups, cacheBackups) => {
+          const leases = IDS.slice(0, nodes).map((id) => lease(id));
+          const caches = cacheBackups.map((b, i) => ({ name: `c${i}`, backups: b, policy: 'READ_WRITE_SAFE' as const }));
+          // The cluster starts at its own backups; the registry raises the ranking's depth.
+          const rec = settle(initialTopology({ clusterId: 'c', partitions: 8, backups: clusterBackups, leases }), leases, caches);
+          expect(rec.backups).toBe(rankingDepth(clusterBackups, caches));
+          expect(isBalanced(rec)).toBe(true);
+          for (let p = 0; p < rec.partitions; p++) {
+            const ranking = rec.owners[p]!;
+            expect(new Set(ranking).size).toBe(ranking.length);
+            for (const c of caches) {
+              const owners = cacheOwners(ranking, c.backups);
+              const [primary, ...backups] = owners;
+              expect(primary).toBe(ranking[0]);
+              expect(backups).toHaveLength(Math.min(c.backups, nodes - 1));
+              expect(owners).toEqual(ranking.slice(0, owners.length));
+              expect(backups).not.toContain(primary);
+            }
+          }
+        },
+      ),
+    );
+  });
+
+  it('a change of owners loses a cache exactly when its primary and first b backups are all gone', () => {
+    fc.assert(
+      fc.property(fc.subarray(IDS, { minLength: 1 }), fc.subarray(IDS), fc.integer({ min: 0, max: 6 }), (before, gone, b) => {
+        const kept = (id: string): boolean => !gone.includes(id);
+        const depth = lossDepth(before, kept);
+        const lost = cacheOwners(before, b).every((id) => !kept(id));
+        expect(b < depth).toBe(lost);
+      }),
+    );
+  });
+
+  it('a copy ranked r applies exactly the effects of caches with at least r backups, and the counter moves on regardless', () => {
+    const effect = fc.oneof(
+      fc.record({ t: fc.constant('put' as const), cache: fc.constantFrom('a', 'b', 'c'), key: fc.uint8Array({ maxLength: 2 }), value: fc.uint8Array({ maxLength: 2 }), expireAt: fc.constant(0) }),
+      fc.record({ t: fc.constant('unlock' as const), name: fc.uint8Array({ maxLength: 2 }) }),
+    );
+    const backups: Record<string, number> = { a: 0, b: 1, c: 2 };
+    fc.assert(
+      fc.property(fc.array(effect, { maxLength: 6 }), fc.integer({ min: 0, max: 3 }), (effects, rank) => {
+        const rec: ReplicationRecord = { v: 1, counter: 7, at: 1, effects, dedup: null };
+        const out = recordForRank(rec, rank, (c) => backups[c]!);
+        expect(out.counter).toBe(7);
+        expect(out.effects).toEqual(effects.filter((e) => !('cache' in e) || backups[e.cache]! >= rank));
+        if (out.effects.length === effects.length) expect(out).toBe(rec);
+      }),
+    );
+    expect(missesCaches(2, 1, [0, 1, 2])).toBe(true);
+    expect(missesCaches(2, 1, [0, 2])).toBe(false);
+    expect(missesCaches(1, 2, [1])).toBe(false);
+  });
+
+  it('the coordinator marks a partition lost for one cache alone when its owners all died, and IGNORE caches never', () => {
+    const leases = ['n1', 'n2', 'n3'].map((id) => lease(id));
+    const caches = [
+      { name: 'thin', backups: 0, policy: 'READ_WRITE_SAFE' as const },
+      { name: 'scratch', backups: 0, policy: 'IGNORE' as const },
+      { name: 'deep', backups: 2, policy: 'READ_WRITE_SAFE' as const },
+    ];
+    const rec = settle(initialTopology({ clusterId: 'c', partitions: 16, backups: 1, leases }), leases, caches);
+    expect(rec.owners.every((o) => o.length === 3)).toBe(true);
+    const next = nextTopology(rec, leases.slice(1), 1_000, caches)!;
+    const primaryWasN1 = rec.owners.flatMap((o, p) => (o[0] === 'n1' ? [p] : []));
+    expect(next.lost).toEqual([]);
+    expect(next.lostCaches).toEqual({ thin: primaryWasN1 });
+  });
+});
+
+describe('per-cache backups on LocalCluster', () => {
+  const fx = perTestCluster();
+
+  it('a cache with backups=2 survives two kills with no loss; a backups=0 IGNORE cache loses, serves empty and counts it', async () => {
+    const P = 16;
+    const c = await fx.start({ nodes: 3, partitions: P, backups: 0, autoAdjust: { enabled: false } });
+    const client = await fx.connect({ endpoints: c.endpoints, requestTimeout: 1000, operationTimeout: 8000, heartbeatInterval: 100, heartbeatTimeout: 600 });
+    const safe = client.cache<string, number>('safe');
+    const scratch = client.cache<string, number>('scratch');
+    await safe.create({ backups: 2 });
+    await scratch.create({ backups: 0, partitionLossPolicy: 'IGNORE' });
+    // The registry raised the ranking to two backups: every partition gets three owners.
+    const ranked = await c.waitForTopology((t) => t.backups === 2 && t.owners.every((o) => o.length === 3) && t.syncing.every((s) => s.length === 0));
+    const keys = Array.from({ length: 60 }, (_, i) => `k${i}`);
+    for (const [i, k] of keys.entries()) {
+      await safe.put(k, i);
+      await scratch.put(k, i);
+    }
+    // scratch lives on the primary only; safe on all three owners.
+    const [a, b, survivor] = c.nodeIds as [string, string, string];
+    for (const id of [a, b, survivor]) {
+      const held = keys.filter((k) => ranked.owners[partitionOf(k, P)]![0] === id).length;
+      expect(c.node(id).store.localSize('scratch')).toBe(held);
+      expect(c.node(id).store.localSize('safe')).toBe(keys.length);
+    }
+
+    await c.kill(a);
+    await c.waitForTopology((t) => t.members[a] === undefined);
+    await c.kill(b);
+    const after = await c.waitForTopology((t) => t.members[b] === undefined);
+    expect(after.lost).toEqual([]);
+    expect(after.lostCaches).toBeUndefined();
+
+    for (const [i, k] of keys.entries()) expect(await safe.get(k)).toBe(i);
+    for (const [i, k] of keys.entries()) {
+      const keptBySurvivor = ranked.owners[partitionOf(k, P)]![0] === survivor;
+      expect(await scratch.get(k)).toBe(keptBySurvivor ? i : undefined);
+    }
+    // Reads and writes of the lost partitions succeed (served again, empty).
+    const lostKey = keys.find((k) => ranked.owners[partitionOf(k, P)]![0] !== survivor)!;
+    await scratch.put(lostKey, -1);
+    expect(await scratch.get(lostKey)).toBe(-1);
+    await safe.put(lostKey, -2);
+    expect(await safe.get(lostKey)).toBe(-2);
+    // Each partition the survivor did not lead was lost once for scratch, on the survivor.
+    const counted = (await c.node(survivor).metrics.lossesIgnored.get()).values.find((v) => v.labels['cache'] === 'scratch')?.value ?? 0;
+    expect(counted).toBe(ranked.owners.filter((o) => o[0] !== survivor).length);
+  }, 30_000);
+});
