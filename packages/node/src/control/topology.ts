@@ -229,6 +229,7 @@ export function nextTopology(prev: TopologyRecord, alive: LeaseRecord[], now: nu
   const aliveIds = Object.keys(members);
   const assignment = baseline.length > 0 ? computeAssignment({ partitions: prev.partitions, backups, baseline, alive: aliveIds }) : null;
   const lostSet = new Set(prev.lost);
+  let fallback: ReturnType<typeof computeAssignment> | null = null;
   const owners: string[][] = [];
   const syncing: SyncEntry[][] = [];
   for (let p = 0; p < prev.partitions; p++) {
@@ -270,8 +271,13 @@ export function nextTopology(prev: TopologyRecord, alive: LeaseRecord[], now: nu
         }
       }
       // Never held by anyone, or lost while IGNORE caches exist: nothing to transfer, the alive
-      // target owners take it as is (empty).
+      // target owners take it as is (empty). A lost partition with no target owner alive is
+      // taken by its owners over the live members, so IGNORE caches are served at once.
       o = targetAlive.slice();
+      if (o.length === 0 && lostSet.has(p) && aliveIds.length > 0) {
+        fallback ??= computeAssignment({ partitions: prev.partitions, backups, baseline: Object.entries(members).map(([id, m]) => specOf(id, m)), alive: aliveIds });
+        o = (fallback.owners[p] ?? []).slice();
+      }
       s = [];
     }
     for (const id of targetAlive) {
