@@ -110,6 +110,15 @@ export function lossDepth(before: readonly string[], kept: (id: string) => boole
   return Number.POSITIVE_INFINITY;
 }
 
+/**
+ * lossDepth over a record's owner list as ranked: while a move is in progress (more owners than
+ * the ranking's depth) every owner holds every cache, so a cache is lost only when all are gone.
+ */
+export function rankedLossDepth(before: readonly string[], backups: number, kept: (id: string) => boolean): number {
+  const d = lossDepth(before, kept);
+  return before.length > backups + 1 && d !== Number.POSITIVE_INFINITY ? 0 : d;
+}
+
 /** The coordinator's view of the cache registry: every cache with its backups and policy. */
 export function cacheRules(configs: Iterable<[string, CacheConfig]>, clusterBackups: number): CacheRule[] {
   const out: CacheRule[] = [];
@@ -243,7 +252,7 @@ export function nextTopology(prev: TopologyRecord, alive: LeaseRecord[], now: nu
     let o = prevOwners.filter(stillMember);
     // Caches whose owners (a prefix of the ranking) all went, while later owners survived.
     if (!wasLost && o.length > 0 && perCache.length > 0) {
-      const depth = lossDepth(prevOwners, stillMember);
+      const depth = rankedLossDepth(prevOwners, prev.backups, stillMember);
       for (const c of perCache) {
         if (c.backups >= depth) continue;
         const list = (lostCaches[c.name] ??= []);

@@ -13,9 +13,15 @@ export function holds(backups: number, rank: number): boolean {
   return backups >= rank;
 }
 
-/** The rank of node `id` for p: its index among the owners; 0 while it pulls (it takes all). */
+/**
+ * The rank of node `id` for p: its index among the owners. 0 (it holds everything) while it
+ * pulls, and for every owner while a move is in progress (more owners than the ranking's depth:
+ * the copies being built and the ones being retired each take a whole snapshot).
+ */
 export function rankOf(t: TopologyRecord, id: string, p: number): number {
-  const i = (t.owners[p] ?? []).indexOf(id);
+  const o = t.owners[p] ?? [];
+  if (o.length > t.backups + 1) return 0;
+  const i = o.indexOf(id);
   return i < 0 ? 0 : i;
 }
 

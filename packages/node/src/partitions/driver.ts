@@ -3,7 +3,7 @@
  * replica's transitions meet the store, the lease, state transfer and the fence.
  */
 import type { ResolvedNodeOptions } from '../config.js';
-import { lossDepth, type TopologyRecord } from '../control/topology.js';
+import { rankedLossDepth, type TopologyRecord } from '../control/topology.js';
 import type { Logger } from '../logger.js';
 import type { ClusterView } from '../membership/view.js';
 import type { NodeMetrics } from '../metrics.js';
@@ -92,7 +92,7 @@ export class ReplicaDriver {
     const depth =
       prev === null || before.length === 0
         ? 0
-        : lossDepth(before, (id) => after.includes(id) && rec.members[id] !== undefined && rec.members[id]?.epoch === prev.members[id]?.epoch && (id !== view.id || wasMember));
+        : rankedLossDepth(before, prev.backups, (id) => after.includes(id) && rec.members[id] !== undefined && rec.members[id]?.epoch === prev.members[id]?.epoch && (id !== view.id || wasMember));
     if (depth === Number.POSITIVE_INFINITY) {
       // Every holder is gone: the owners the topology gave it (IGNORE caches exist) start empty.
       store.dropPartition(p);
@@ -114,9 +114,9 @@ export class ReplicaDriver {
       st.held = 0;
       if (prev !== null && this.d.resync !== undefined) {
         const ids: string[] = [];
-        for (let r = 1; r < after.length; r++) {
-          const id = after[r]!;
-          const was = before.indexOf(id);
+        for (const id of after.slice(1)) {
+          const r = rankOf(rec, id, p);
+          const was = before.includes(id) ? rankOf(prev, id, p) : 0;
           if (was > r && rec.members[id]?.epoch === prev.members[id]?.epoch && missesCaches(was, r, caches.map((c) => c.backups))) ids.push(id);
         }
         if (ids.length > 0) this.d.resync(p, ids);
