@@ -89,10 +89,12 @@ export class ReplicaDriver {
     const { view, store } = this.d;
     const before = prev?.owners[p] ?? [];
     const after = rec.owners[p] ?? [];
+    // How deep the owners that left took their copies with them (they died; a node that just
+    // stops being an owner while alive handed its copy on first).
     const depth =
       prev === null || before.length === 0
         ? 0
-        : rankedLossDepth(before, prev.backups, (id) => after.includes(id) && rec.members[id] !== undefined && rec.members[id]?.epoch === prev.members[id]?.epoch && (id !== view.id || wasMember));
+        : rankedLossDepth(before, prev.backups, (id) => rec.members[id] !== undefined && rec.members[id]?.epoch === prev.members[id]?.epoch && (id !== view.id || wasMember));
     if (depth === Number.POSITIVE_INFINITY) {
       // Every holder is gone: the owners the topology gave it (IGNORE caches exist) start empty.
       store.dropPartition(p);
