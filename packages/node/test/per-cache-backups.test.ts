@@ -154,3 +154,23 @@ describe('per-cache backups on LocalCluster', () => {
     expect(counted).toBe(ranked.owners.filter((o) => o[0] !== survivor).length);
   }, 30_000);
 });
+
+describe('graceful hand-off with per-cache backups (pure)', () => {
+  it('a leaving primary hands over unless a cache has fewer backups than the owner taking over (then that cache is lost explicitly when it goes)', () => {
+    const leases = ['n1', 'n2', 'n3'].map((id) => lease(id));
+    const deep = [{ name: 'deep', backups: 2, policy: 'READ_WRITE_SAFE' as const }];
+    const shallow = [...deep, { name: 'thin', backups: 0, policy: 'READ_WRITE_SAFE' as const }];
+    for (const caches of [deep, shallow]) {
+      const rec = settle(initialTopology({ clusterId: 'c', partitions: 16, backups: 1, leases }), leases, caches);
+      const led = rec.owners.flatMap((o, p) => (o[0] === 'n1' ? [p] : []));
+      expect(led.length).toBeGreaterThan(0);
+      const leaving = leases.map((l) => (l.id === 'n1' ? { ...l, leaving: true } : l));
+      const handed = nextTopology(rec, leaving, 100, caches);
+      for (const p of led) expect(handed?.owners[p]![0] === 'n1').toBe(caches === shallow);
+      // The node goes: the deep cache loses nothing either way; thin is lost where n1 led.
+      const gone = nextTopology(handed ?? rec, leases.slice(1), 200, caches)!;
+      expect(gone.lost).toEqual([]);
+      expect(gone.lostCaches).toEqual(caches === shallow ? { thin: led } : undefined);
+    }
+  });
+});

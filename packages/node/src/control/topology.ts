@@ -300,7 +300,11 @@ export function nextTopology(prev: TopologyRecord, alive: LeaseRecord[], now: nu
     }
     // A leaving node hands primaryship to the first caught-up owner that is staying; it stays
     // an owner (last) so nothing it holds is lost until its lease is gone.
-    if (leaving.size > 0 && o.length > 1 && o.some((id) => !leaving.has(id))) {
+    // Not when a cache has fewer backups than the rank of the owner that would take over: that
+    // owner holds none of its data, so the cache is lost there explicitly when the leaving node
+    // goes (as with a kill), not served empty by a new primary.
+    const firstStaying = leaving.size > 0 ? o.findIndex((id) => !leaving.has(id)) : -1;
+    if (firstStaying >= 0 && o.length > 1 && (firstStaying === 0 || !caches.some((c) => c.backups < firstStaying))) {
       o = [...o.filter((id) => !leaving.has(id)), ...o.filter((id) => leaving.has(id))];
     }
     owners.push(o);
