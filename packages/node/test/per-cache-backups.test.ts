@@ -155,6 +155,49 @@ describe('per-cache backups on LocalCluster', () => {
   }, 30_000);
 });
 
+describe('ranks move on LocalCluster', () => {
+  const fx = perTestCluster();
+
+  it('a copy ranked higher after an owner died gets the caches it now holds at once, so a second death loses nothing', async () => {
+    const P = 16;
+    const c = await fx.start({ nodes: 3, partitions: P, backups: 0, autoAdjust: { enabled: false } });
+    const client = await fx.connect({ endpoints: c.endpoints, requestTimeout: 1000, operationTimeout: 8000, heartbeatInterval: 100, heartbeatTimeout: 600 });
+    const deep = client.cache<string, number>('deep');
+    const mid = client.cache<string, number>('mid');
+    await deep.create({ backups: 2 });
+    await mid.create({ backups: 1 });
+    await c.waitForTopology((t) => t.owners.every((o) => o.length === 3) && t.syncing.every((s) => s.length === 0));
+    const keys = Array.from({ length: 60 }, (_, i) => `k${i}`);
+    for (const [i, k] of keys.entries()) {
+      await deep.put(k, i);
+      await mid.put(k, i);
+    }
+    const [a, b, last] = c.nodeIds as [string, string, string];
+    // mid lives on the first two owners of each partition: the last-ranked node lacks some.
+    const ranked = c.topology();
+    const lastHolds = keys.filter((k) => ranked.owners[partitionOf(k, P)]!.indexOf(last) <= 1).length;
+    expect(c.node(last).store.localSize('mid')).toBe(lastHolds);
+    expect(lastHolds).toBeLessThan(keys.length);
+    await c.kill(a);
+    await c.waitForTopology((t) => t.members[a] === undefined);
+    // Both survivors now rank in the first two of every partition: the primaries push the
+    // missing mid data without waiting for a write.
+    const deadline = Date.now() + 10_000;
+    while (c.node(last).store.localSize('mid') !== keys.length || c.node(b).store.localSize('mid') !== keys.length) {
+      if (Date.now() > deadline) throw new Error(`mid not re-replicated: ${c.node(last).store.localSize('mid')} / ${c.node(b).store.localSize('mid')} of ${keys.length}`);
+      await new Promise((r) => setImmediate(r));
+    }
+    await c.kill(b);
+    const t = await c.waitForTopology((x) => x.members[b] === undefined);
+    expect(t.lost).toEqual([]);
+    expect(t.lostCaches).toBeUndefined();
+    for (const [i, k] of keys.entries()) {
+      expect(await deep.get(k)).toBe(i);
+      expect(await mid.get(k)).toBe(i);
+    }
+  }, 30_000);
+});
+
 describe('graceful hand-off with per-cache backups (pure)', () => {
   it('a leaving primary hands over unless a cache has fewer backups than the owner taking over (then that cache is lost explicitly when it goes)', () => {
     const leases = ['n1', 'n2', 'n3'].map((id) => lease(id));
