@@ -55,6 +55,7 @@ describe('owner ranking per cache (pure)', () => {
           }
         },
       ),
+      { numRuns: 60 },
     );
   });
 
@@ -157,6 +158,13 @@ describe('per-cache backups on LocalCluster', () => {
 
 describe('ranks move on LocalCluster', () => {
   const fx = perTestCluster();
+
+  it('caches configured at start rank the first topology as deep as they ask', async () => {
+    const c = await fx.start({ nodes: 3, partitions: 8, backups: 0, autoAdjust: { enabled: false }, caches: { deep: { backups: 1 }, thin: { backups: 0 } } });
+    const t = c.topology();
+    expect(t.backups).toBe(1);
+    expect(t.owners.every((o) => o.length === 2)).toBe(true);
+  });
 
   it('a copy ranked higher after an owner died gets the caches it now holds at once, so a second death loses nothing', async () => {
     const P = 16;

@@ -8,7 +8,7 @@
 import type { ResolvedNodeOptions } from '../config.js';
 import { LEASE_PREFIX, TOPOLOGY_KEY } from '../control/keys.js';
 import type { ControlPlane, KvEvent } from '../control/kv.js';
-import { initialTopology, nextTopology, type CacheRule, type LeaseRecord, type TopologyRecord } from '../control/topology.js';
+import { initialTopology, nextTopology, rankingDepth, type CacheRule, type LeaseRecord, type TopologyRecord } from '../control/topology.js';
 import { CasConflictError } from '../errors.js';
 import type { Lifecycle } from '../lifecycle.js';
 import type { Logger } from '../logger.js';
@@ -93,7 +93,8 @@ export class Coordinator {
         const rec = initialTopology({
           clusterId: opts.clusterId,
           partitions: opts.partitions,
-          backups: opts.backups,
+          // Caches registered before the cluster formed may ask for more backups than the cluster.
+          backups: rankingDepth(opts.backups, this.d.caches?.() ?? []),
           leases: alive,
           autoAdjust: opts.autoAdjust,
         });
