@@ -111,6 +111,7 @@ export class GridNode implements ConnectionHost, MetricsSource {
     this.driver = new ReplicaDriver({
       ...base,
       synced: () => this.lease.synced,
+      caughtUp: () => this.lease.caughtUp,
       topologyVersion: () => view.topologyVersion(),
       enqueuePull: (p) => this.transfer.enqueue(p),
       startFence: (p, st, fenceId) => this.replicator.startFence(p, st, fenceId),

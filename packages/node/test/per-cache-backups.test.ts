@@ -106,6 +106,41 @@ describe('owner ranking per cache (pure)', () => {
   });
 });
 
+describe('owners behind their rank (pure)', () => {
+  it('an owner ranked higher after a death is judged on what it held until its lease reports it caught up', () => {
+    const caches = [
+      { name: 'mid', backups: 1, policy: 'READ_WRITE_SAFE' as const },
+      { name: 'deep', backups: 2, policy: 'READ_WRITE_SAFE' as const },
+    ];
+    const leases = ['n1', 'n2', 'n3'].map((id) => lease(id));
+    const rec = settle(initialTopology({ clusterId: 'c', partitions: 16, backups: 0, leases }), leases, caches);
+    const ledByN1 = rec.owners.flatMap((o, p) => (o[0] === 'n1' ? [p] : []));
+    const afterFirst = nextTopology(rec, leases.slice(1), 1_000, caches)!;
+    expect(afterFirst.lostCaches).toBeUndefined();
+    // Wherever n1 was ahead of a survivor ranked 2, that survivor is now ranked 1 but holds rank 2.
+    const behindPs = Object.keys(afterFirst.behind ?? {}).map(Number).sort((a, b) => a - b);
+    const expected = rec.owners.flatMap((o, p) => (o.indexOf('n1') >= 0 && o.indexOf('n1') < 2 ? [p] : [])).sort((a, b) => a - b);
+    expect(behindPs).toEqual(expected);
+    for (const p of behindPs) {
+      const [id, e] = Object.entries(afterFirst.behind![String(p)]!)[0]!;
+      expect(afterFirst.owners[p]!.indexOf(id)).toBe(1);
+      expect(e.rank).toBe(2);
+    }
+    expect(ledByN1.every((p) => behindPs.includes(p))).toBe(true);
+    // Before anyone catches up, losing n2 loses mid wherever only a behind copy is left...
+    const survivor = leases.filter((l) => l.id === 'n3');
+    const early = nextTopology(afterFirst, survivor, 2_000, caches)!;
+    const onlyBehindLeft = behindPs.filter((p) => afterFirst.behind![String(p)]!['n3'] !== undefined);
+    expect(early.lostCaches?.['mid'] ?? []).toEqual(onlyBehindLeft);
+    expect(early.lost).toEqual([]);
+    // ...and nowhere once n3 reports it caught up (the coordinator clears the marks first).
+    const n3 = { ...survivor[0]!, caughtUp: Object.fromEntries(behindPs.map((p) => [String(p), afterFirst.version])) };
+    const cleared = nextTopology(afterFirst, [leases[1]!, n3], 1_500, caches)!;
+    expect(Object.keys(cleared.behind ?? {}).filter((p) => cleared.behind![p]!['n3'] !== undefined)).toEqual([]);
+    expect(nextTopology(cleared, [n3], 2_000, caches)!.lostCaches).toBeUndefined();
+  });
+});
+
 describe('per-cache backups on LocalCluster', () => {
   const fx = perTestCluster();
 
@@ -195,6 +230,9 @@ describe('ranks move on LocalCluster', () => {
       if (Date.now() > deadline) throw new Error(`mid not re-replicated: ${c.node(last).store.localSize('mid')} / ${c.node(b).store.localSize('mid')} of ${keys.length}`);
       await new Promise((r) => setImmediate(r));
     }
+    // ...and the coordinator learns from their leases that they caught up (until then it would
+    // judge a second death on what they held before).
+    await c.waitForTopology((x) => x.behind === undefined);
     await c.kill(b);
     const t = await c.waitForTopology((x) => x.members[b] === undefined);
     expect(t.lost).toEqual([]);

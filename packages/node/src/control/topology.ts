@@ -60,6 +60,12 @@ export interface TopologyRecord {
    * Absent when empty. Cleared with `lost` by a reset.
    */
   lostCaches?: Record<string, number[]>;
+  /**
+   * behind[p][id]: an owner ranked higher than the caches it holds (an owner before it died), set
+   * at topology version `since`; it holds the caches of `rank` until its lease reports it caught
+   * up (`caughtUp[p] >= since`). Loss is judged on what owners hold. Absent when empty.
+   */
+  behind?: Record<string, Record<string, { rank: number; since: number }>>;
   autoAdjust: AutoAdjustPolicy;
   /** Pending auto-adjust: set while the live set differs from the baseline. */
   adjust: { firstAt: number; lastAt: number; liveKey: string } | null;
@@ -80,6 +86,11 @@ export interface LeaseRecord {
    * partitions to another caught-up owner (it stays an owner, last, until its lease is gone).
    */
   leaving?: boolean;
+  /**
+   * Partitions on which this node holds every cache its rank asks for, with the topology version
+   * it did so at; reported only while the topology lists it as behind there.
+   */
+  caughtUp?: Record<string, number>;
 }
 
 export const DEFAULT_AUTO_ADJUST: AutoAdjustPolicy = { enabled: true, softTimeoutMs: 10_000, hardTimeoutMs: 60_000 };
@@ -108,6 +119,32 @@ export function cacheOwners(owners: readonly string[], b: number): string[] {
 export function lossDepth(before: readonly string[], kept: (id: string) => boolean): number {
   for (let i = 0; i < before.length; i++) if (kept(before[i]!)) return i;
   return Number.POSITIVE_INFINITY;
+}
+
+/**
+ * The rank of `id` for p in `rec`: its index among the owners; 0 (it holds everything) while a
+ * move is in progress (more owners than the ranking's depth) and for a node that is not an owner.
+ */
+export function rankIn(rec: TopologyRecord, id: string, p: number): number {
+  const o = rec.owners[p] ?? [];
+  if (o.length > rec.backups + 1) return 0;
+  const i = o.indexOf(id);
+  return i < 0 ? 0 : i;
+}
+
+/** The rank whose caches `id` actually holds for p: its rank, or a worse one while behind. */
+export function heldRankIn(rec: TopologyRecord, id: string, p: number): number {
+  return rec.behind?.[String(p)]?.[id]?.rank ?? rankIn(rec, id, p);
+}
+
+/**
+ * How deep a change of owners cut into what p's owners in `prev` held: the best rank held by an
+ * owner that `kept` its copy. Every cache with fewer backups lost its copies. Infinity when none.
+ */
+export function heldLossDepth(prev: TopologyRecord, p: number, kept: (id: string) => boolean): number {
+  let d = Number.POSITIVE_INFINITY;
+  for (const id of prev.owners[p] ?? []) if (kept(id)) d = Math.min(d, heldRankIn(prev, id, p));
+  return d;
 }
 
 /**
@@ -238,6 +275,9 @@ export function nextTopology(prev: TopologyRecord, alive: LeaseRecord[], now: nu
   const aliveIds = Object.keys(members);
   const assignment = baseline.length > 0 ? computeAssignment({ partitions: prev.partitions, backups, baseline, alive: aliveIds }) : null;
   const lostSet = new Set(prev.lost);
+  // Per-cache depth matters only when some cache keeps fewer backups than the ranking.
+  const perCacheDepth = caches.some((c) => c.backups < backups);
+  const behind: Record<string, Record<string, { rank: number; since: number }>> = {};
   let fallback: ReturnType<typeof computeAssignment> | null = null;
   const owners: string[][] = [];
   const syncing: SyncEntry[][] = [];
@@ -252,7 +292,7 @@ export function nextTopology(prev: TopologyRecord, alive: LeaseRecord[], now: nu
     let o = prevOwners.filter(stillMember);
     // Caches whose owners (a prefix of the ranking) all went, while later owners survived.
     if (!wasLost && o.length > 0 && perCache.length > 0) {
-      const depth = rankedLossDepth(prevOwners, prev.backups, stillMember);
+      const depth = heldLossDepth(prev, p, stillMember);
       for (const c of perCache) {
         if (c.backups >= depth) continue;
         const list = (lostCaches[c.name] ??= []);
@@ -307,6 +347,22 @@ export function nextTopology(prev: TopologyRecord, alive: LeaseRecord[], now: nu
     if (firstStaying >= 0 && o.length > 1 && (firstStaying === 0 || !caches.some((c) => c.backups < firstStaying))) {
       o = [...o.filter((id) => !leaving.has(id)), ...o.filter((id) => leaving.has(id))];
     }
+    // Owners ranked higher than what they hold (an owner before them died): behind until their
+    // lease says they caught up. Not the primary: what it lacked is lost (or IGNOREd) now.
+    if (perCacheDepth) {
+      const key = String(p);
+      const ranked = { owners: [o], backups } as unknown as TopologyRecord;
+      const nb: Record<string, { rank: number; since: number }> = {};
+      for (const id of o.slice(1)) {
+        if (!stillMember(id) || !prevOwners.includes(id)) continue;
+        const now = rankIn(ranked, id, 0);
+        const old = prev.behind?.[key]?.[id];
+        const caught = old !== undefined && (leaseOf.get(id)?.caughtUp?.[key] ?? -1) >= old.since;
+        const held = old !== undefined && !caught ? old.rank : rankIn(prev, id, p);
+        if (now < held && caches.some((c) => c.backups >= now && c.backups < held)) nb[id] = old !== undefined && !caught && now < old.rank ? old : { rank: held, since: version };
+      }
+      if (Object.keys(nb).length > 0) behind[key] = nb;
+    }
     owners.push(o);
     syncing.push(s);
   }
@@ -326,6 +382,7 @@ export function nextTopology(prev: TopologyRecord, alive: LeaseRecord[], now: nu
     autoAdjust: prev.autoAdjust,
     adjust,
   };
+  if (Object.keys(behind).length > 0) next.behind = behind;
   const lostNames = Object.keys(lostCaches).sort();
   if (lostNames.length > 0) {
     next.lostCaches = {};
@@ -415,7 +472,8 @@ export function nodeSafety(rec: TopologyRecord, id: string): NodeSafety {
     const owners = rec.owners[p] ?? [];
     const syncing = rec.syncing[p] ?? [];
     if (!owners.includes(id) && !syncing.some((e) => e.id === id)) continue;
-    if (owners.length < want) underReplicated.push(p);
+    // An owner still behind (per-cache backups) leaves some cache with fewer copies than it asks.
+    if (owners.length < want || rec.behind?.[String(p)] !== undefined) underReplicated.push(p);
     if (syncing.length > 0) moving.push(p);
   }
   const lost = [...rec.lost];

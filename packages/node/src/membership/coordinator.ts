@@ -104,7 +104,7 @@ export class Coordinator {
       }
       // Skip the step when nothing it depends on changed (renewals alone change nothing).
       const caches = this.d.caches?.() ?? [];
-      const inputs = `${view.topo.version}|${JSON.stringify(caches)}|${alive.map((l) => `${l.id}:${l.epoch}:${l.leaving === true ? 'L' : ''}:${JSON.stringify(l.synced)}`).join(';')}`;
+      const inputs = `${view.topo.version}|${JSON.stringify(caches)}|${alive.map((l) => `${l.id}:${l.epoch}:${l.leaving === true ? 'L' : ''}:${JSON.stringify(l.synced)}:${JSON.stringify(l.caughtUp ?? {})}`).join(';')}`;
       if (inputs === this.lastInputs && view.topo.adjust === null) return;
       this.lastInputs = inputs;
       const next = nextTopology(view.topo, alive, now, caches);

@@ -5,7 +5,7 @@
  * therefore holds exactly the caches with at least r backups; a node pulling a partition takes
  * everything and trims once it is ranked. Pure functions: no store, no sockets.
  */
-import type { TopologyRecord } from '../control/topology.js';
+import { rankIn, type TopologyRecord } from '../control/topology.js';
 import type { ReplicationRecord } from '../store/index.js';
 
 /** Does a copy ranked `rank` hold a cache with `backups` backups? The primary (0) holds all. */
@@ -19,10 +19,7 @@ export function holds(backups: number, rank: number): boolean {
  * the copies being built and the ones being retired each take a whole snapshot).
  */
 export function rankOf(t: TopologyRecord, id: string, p: number): number {
-  const o = t.owners[p] ?? [];
-  if (o.length > t.backups + 1) return 0;
-  const i = o.indexOf(id);
-  return i < 0 ? 0 : i;
+  return rankIn(t, id, p);
 }
 
 /**

@@ -3,7 +3,7 @@
  * replica's transitions meet the store, the lease, state transfer and the fence.
  */
 import type { ResolvedNodeOptions } from '../config.js';
-import { rankedLossDepth, type TopologyRecord } from '../control/topology.js';
+import { heldLossDepth, heldRankIn, type TopologyRecord } from '../control/topology.js';
 import type { Logger } from '../logger.js';
 import type { ClusterView } from '../membership/view.js';
 import type { NodeMetrics } from '../metrics.js';
@@ -22,6 +22,8 @@ export interface ReplicaDriverDeps {
   readonly view: ClusterView;
   /** Partitions reported synced in the lease, with the topology version they were pulled at. */
   synced(): Record<string, number>;
+  /** Partitions reported caught up with their rank in the lease (per-cache backups). */
+  caughtUp(): Record<string, number>;
   topologyVersion(): number;
   /** Queue a state transfer of p. */
   enqueuePull(p: number): void;
@@ -47,6 +49,7 @@ export class ReplicaDriver {
   onTopology(prev: TopologyRecord | null, rec: TopologyRecord, wasMember: boolean): void {
     const { view, table, store } = this.d;
     const synced = this.d.synced();
+    const caughtUp = this.d.caughtUp();
     const caches = this.cacheBackupsList();
     for (let p = 0; p < rec.partitions; p++) {
       const role = view.roleOf(p);
@@ -54,6 +57,7 @@ export class ReplicaDriver {
       if (role === 'none' && st === undefined) {
         if (store.hasPartition(p)) store.dropPartition(p);
         delete synced[String(p)];
+        delete caughtUp[String(p)];
         continue;
       }
       st ??= table.part(p);
@@ -94,7 +98,7 @@ export class ReplicaDriver {
     const depth =
       prev === null || before.length === 0
         ? 0
-        : rankedLossDepth(before, prev.backups, (id) => rec.members[id] !== undefined && rec.members[id]?.epoch === prev.members[id]?.epoch && (id !== view.id || wasMember));
+        : heldLossDepth(prev, p, (id) => rec.members[id] !== undefined && rec.members[id]?.epoch === prev.members[id]?.epoch && (id !== view.id || wasMember));
     if (depth === Number.POSITIVE_INFINITY) {
       // Every holder is gone: the owners the topology gave it (IGNORE caches exist) start empty.
       store.dropPartition(p);
@@ -118,21 +122,44 @@ export class ReplicaDriver {
         const ids: string[] = [];
         for (const id of after.slice(1)) {
           const r = rankOf(rec, id, p);
-          const was = before.includes(id) ? rankOf(prev, id, p) : 0;
+          const was = before.includes(id) ? heldRankIn(prev, id, p) : 0;
           if (was > r && rec.members[id]?.epoch === prev.members[id]?.epoch && missesCaches(was, r, caches.map((c) => c.backups))) ids.push(id);
         }
         if (ids.length > 0) this.d.resync(p, ids);
       }
       return;
     }
-    if (role !== 'backup') return;
+    if (role !== 'backup') {
+      this.reportCaughtUp(p, st, rec);
+      return;
+    }
     const r = rankOf(rec, view.id, p);
     if (r > st.held) {
       store.dropCaches(p, (c) => holds(this.backupsOf(c), r));
       st.held = r;
     } else if (r < st.held && missesCaches(st.held, r, caches.map((c) => c.backups))) {
       this.gapDetected(st);
+      return;
     }
+    this.reportCaughtUp(p, st, rec);
+  }
+
+  /**
+   * While the topology lists this copy as behind on p (ranked higher than what it held), tell
+   * the coordinator through the lease once it holds what its rank asks for; forget the report
+   * once the topology no longer lists it.
+   */
+  private reportCaughtUp(p: number, st: PartState, rec: TopologyRecord): void {
+    const key = String(p);
+    const caught = this.d.caughtUp();
+    const listed = rec.behind?.[key]?.[this.d.view.id];
+    if (listed === undefined || st.replica.awaitingSnapshot) {
+      if (listed === undefined && caught[key] !== undefined) delete caught[key];
+      return;
+    }
+    if ((caught[key] ?? -1) >= listed.since) return;
+    caught[key] = rec.version;
+    this.d.scheduleLeaseWrite();
   }
 
   /** A whole snapshot landed: this copy holds what its rank asks for, no more. */
@@ -141,6 +168,8 @@ export class ReplicaDriver {
     const r = t === null || this.d.view.roleOf(p) !== 'backup' ? 0 : rankOf(t, this.d.view.id, p);
     if (r > 0) this.d.store.dropCaches(p, (c) => holds(this.backupsOf(c), r));
     st.held = r;
+    st.replica = { ...st.replica, awaitingSnapshot: false };
+    if (t !== null) this.reportCaughtUp(p, st, t);
   }
 
   /**
