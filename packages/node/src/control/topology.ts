@@ -147,15 +147,6 @@ export function heldLossDepth(prev: TopologyRecord, p: number, kept: (id: string
   return d;
 }
 
-/**
- * lossDepth over a record's owner list as ranked: while a move is in progress (more owners than
- * the ranking's depth) every owner holds every cache, so a cache is lost only when all are gone.
- */
-export function rankedLossDepth(before: readonly string[], backups: number, kept: (id: string) => boolean): number {
-  const d = lossDepth(before, kept);
-  return before.length > backups + 1 && d !== Number.POSITIVE_INFINITY ? 0 : d;
-}
-
 /** The coordinator's view of the cache registry: every cache with its backups and policy. */
 export function cacheRules(configs: Iterable<[string, CacheConfig]>, clusterBackups: number): CacheRule[] {
   const out: CacheRule[] = [];
