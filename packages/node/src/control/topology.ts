@@ -443,7 +443,10 @@ export interface NodeSafety {
   underReplicated: number[];
   /** Partitions it holds (or pulls) that some node is pulling. */
   moving: number[];
-  /** Lost partitions of the cluster: any makes every node unsafe (data is already missing). */
+  /**
+   * Lost partitions of the cluster, and partitions lost for one cache alone: any makes every node
+   * unsafe (data is already missing).
+   */
   lost: number[];
 }
 
@@ -467,7 +470,7 @@ export function nodeSafety(rec: TopologyRecord, id: string): NodeSafety {
     if (owners.length < want || rec.behind?.[String(p)] !== undefined) underReplicated.push(p);
     if (syncing.length > 0) moving.push(p);
   }
-  const lost = [...rec.lost];
+  const lost = lostAnywhere(rec);
   return { safe: underReplicated.length === 0 && moving.length === 0 && lost.length === 0, underReplicated, moving, lost };
 }
 
