@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import { partitionOf } from '@gridlink/affinity';
 import type { LeaseRecord, TopologyRecord } from '@gridlink/node';
 import type { ReplicationRecord } from '@gridlink/node/internal';
-import { cacheOwners, initialTopology, isBalanced, lossDepth, missesCaches, nextTopology, rankingDepth, recordForRank } from '@gridlink/node/internal';
+import { cacheOwners, initialTopology, isBalanced, lossDepth, missesCaches, nextTopology, rankOf, rankingDepth, recordForRank } from '@gridlink/node/internal';
 import { perTestCluster } from './helpers/grid.js';
 
 const IDS = ['n1', 'n2', 'n3', 'n4', 'n5', 'n6'];
@@ -138,6 +138,92 @@ describe('owners behind their rank (pure)', () => {
     const cleared = nextTopology(afterFirst, [leases[1]!, n3], 1_500, caches)!;
     expect(Object.keys(cleared.behind ?? {}).filter((p) => cleared.behind![p]!['n3'] !== undefined)).toEqual([]);
     expect(nextTopology(cleared, [n3], 2_000, caches)!.lostCaches).toBeUndefined();
+  });
+});
+
+describe('per-cache loss is never silent (pure, with a model of who holds which cache)', () => {
+  type Ev = { t: 'die' | 'join' | 'sync' | 'resync'; id: string } | { t: 'step' };
+  const NODES = ['n1', 'n2', 'n3', 'n4'];
+  const on = (t: 'die' | 'join' | 'sync' | 'resync'): fc.Arbitrary<Ev> => fc.record({ t: fc.constant(t), id: fc.constantFrom(...NODES) });
+  // Deaths often (two in a row are what per-cache loss is about), pulls and resyncs between them.
+  const ev: fc.Arbitrary<Ev> = fc.oneof(
+    { arbitrary: on('die'), weight: 4 },
+    { arbitrary: on('join'), weight: 2 },
+    { arbitrary: on('sync'), weight: 2 },
+    { arbitrary: on('resync'), weight: 2 },
+    { arbitrary: fc.constant({ t: 'step' as const }), weight: 1 },
+  );
+
+  it('a primary holds every cache of its partition that the topology does not call lost', () => {
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 0, max: 3 }), { minLength: 2, maxLength: 3 }), fc.array(ev, { maxLength: 24 }), (depths, events) => {
+        const caches = depths.map((b, i) => ({ name: `c${i}`, backups: b, policy: 'READ_WRITE_SAFE' as const }));
+        const P = 6;
+        let n = 0;
+        const alive = new Map<string, LeaseRecord>(NODES.slice(0, 3).map((id) => [id, lease(id, `e${n++}`)]));
+        let rec = initialTopology({ clusterId: 'c', partitions: P, backups: rankingDepth(0, caches), leases: [...alive.values()], autoAdjust: { enabled: false, softTimeoutMs: 0, hardTimeoutMs: 0 } });
+        const tag = (id: string): string => `${id}/${alive.get(id)?.epoch ?? rec.members[id]?.epoch}`;
+        // holds.get(tag)[p]: the caches of p that copy holds up to date.
+        const holds = new Map<string, Set<string>[]>();
+        const setOf = (id: string, p: number): Set<string> => {
+          let per = holds.get(tag(id));
+          if (!per) holds.set(tag(id), (per = Array.from({ length: P }, () => new Set<string>())));
+          return per[p]!;
+        };
+        rec.owners.forEach((o, p) => o.forEach((id, r) => caches.forEach((c) => c.backups >= r && setOf(id, p).add(c.name))));
+        const check = (): void => {
+          for (let p = 0; p < P; p++) {
+            const primary = rec.owners[p]![0];
+            if (primary === undefined || rec.lost.includes(p)) continue;
+            for (const c of caches) {
+              if (rec.lostCaches?.[c.name]?.includes(p)) continue;
+              expect(setOf(primary, p).has(c.name), `p${p} ${c.name} (${c.backups} backups) on primary ${primary} of ${JSON.stringify(rec.owners[p])}`).toBe(true);
+            }
+          }
+        };
+        let now = 0;
+        for (const e of events) {
+          if (e.t === 'die') alive.delete(e.id);
+          else if (e.t === 'join') {
+            if (alive.has(e.id)) continue;
+            alive.set(e.id, lease(e.id, `e${n++}`));
+          } else if (e.t === 'sync' || e.t === 'resync') {
+            const l = alive.get(e.id);
+            if (!l || rec.members[e.id]?.epoch !== l.epoch) continue;
+            for (let p = 0; p < P; p++) {
+              const primary = rec.owners[p]![0];
+              if (primary === undefined || primary === e.id) continue;
+              const pulling = rec.syncing[p]!.find((s) => s.id === e.id);
+              const behindSince = rec.behind?.[String(p)]?.[e.id]?.since;
+              if (e.t === 'sync' && pulling) {
+                // A pull copies the primary's whole partition.
+                setOf(e.id, p).clear();
+                for (const c of setOf(primary, p)) setOf(e.id, p).add(c);
+                l.synced[String(p)] = pulling.since;
+              } else if (e.t === 'resync' && behindSince !== undefined) {
+                // The primary's snapshot, trimmed to the copy's rank; then the lease says so.
+                const r = rankOf(rec, e.id, p);
+                setOf(e.id, p).clear();
+                for (const c of caches) if (c.backups >= r && setOf(primary, p).has(c.name)) setOf(e.id, p).add(c.name);
+                l.caughtUp = { ...(l.caughtUp ?? {}), [String(p)]: rec.version };
+              }
+            }
+          }
+          const next = nextTopology(rec, [...alive.values()], (now += 10), caches);
+          if (next === null) continue;
+          rec = next;
+          // Copies drop the caches they are now ranked below.
+          for (let p = 0; p < P; p++) {
+            for (const id of rec.owners[p]!) {
+              const r = rankOf(rec, id, p);
+              for (const c of caches) if (c.backups < r) setOf(id, p).delete(c.name);
+            }
+          }
+          check();
+        }
+      }),
+      { numRuns: 200 },
+    );
   });
 });
 
