@@ -142,19 +142,21 @@ describe('owners behind their rank (pure)', () => {
 });
 
 describe('per-cache loss is never silent (pure, with a model of who holds which cache)', () => {
-  type Ev = { t: 'die' | 'join' | 'sync' | 'resync'; id: string } | { t: 'step' };
+  type Ev = { t: 'die' | 'join' | 'sync' | 'resync' | 'leave'; id: string } | { t: 'step' };
   const NODES = ['n1', 'n2', 'n3', 'n4'];
-  const on = (t: 'die' | 'join' | 'sync' | 'resync'): fc.Arbitrary<Ev> => fc.record({ t: fc.constant(t), id: fc.constantFrom(...NODES) });
+  const on = (t: 'die' | 'join' | 'sync' | 'resync' | 'leave'): fc.Arbitrary<Ev> => fc.record({ t: fc.constant(t), id: fc.constantFrom(...NODES) });
   // Deaths often (two in a row are what per-cache loss is about), pulls and resyncs between them.
   const ev: fc.Arbitrary<Ev> = fc.oneof(
     { arbitrary: on('die'), weight: 4 },
     { arbitrary: on('join'), weight: 2 },
     { arbitrary: on('sync'), weight: 2 },
     { arbitrary: on('resync'), weight: 2 },
+    // A graceful stop begins: the coordinator may hand the node's primaryships over.
+    { arbitrary: on('leave'), weight: 1 },
     { arbitrary: fc.constant({ t: 'step' as const }), weight: 1 },
   );
 
-  it('a primary holds every cache of its partition that the topology does not call lost', () => {
+  it('a primary holds every cache of its partition that the topology does not call lost (deaths, graceful stops, rejoins, pulls, resyncs)', () => {
     fc.assert(
       fc.property(fc.array(fc.integer({ min: 0, max: 3 }), { minLength: 2, maxLength: 3 }), fc.array(ev, { maxLength: 24 }), (depths, events) => {
         const caches = depths.map((b, i) => ({ name: `c${i}`, backups: b, policy: 'READ_WRITE_SAFE' as const }));
@@ -184,7 +186,10 @@ describe('per-cache loss is never silent (pure, with a model of who holds which 
         let now = 0;
         for (const e of events) {
           if (e.t === 'die') alive.delete(e.id);
-          else if (e.t === 'join') {
+          else if (e.t === 'leave') {
+            const l = alive.get(e.id);
+            if (l) l.leaving = true;
+          } else if (e.t === 'join') {
             if (alive.has(e.id)) continue;
             alive.set(e.id, lease(e.id, `e${n++}`));
           } else if (e.t === 'sync' || e.t === 'resync') {

@@ -334,23 +334,43 @@ export function nextTopology(prev: TopologyRecord, alive: LeaseRecord[], now: nu
     // Not when a cache has fewer backups than the rank of the owner that would take over: that
     // owner holds none of its data, so the cache is lost there explicitly when the leaving node
     // goes (as with a kill), not served empty by a new primary.
+    const key = String(p);
+    // The rank whose caches an owner of the new list holds now: a fresh pull took everything; an
+    // owner behind (and not yet caught up) holds what it held; any other its rank in `prev`.
+    const heldBefore = (id: string): number => {
+      if (!prevOwners.includes(id) || !stillMember(id)) return 0;
+      const e = prev.behind?.[key]?.[id];
+      const caught = e !== undefined && (leaseOf.get(id)?.caughtUp?.[key] ?? -1) >= e.since;
+      return e !== undefined && !caught ? e.rank : rankIn(prev, id, p);
+    };
     const firstStaying = leaving.size > 0 ? o.findIndex((id) => !leaving.has(id)) : -1;
-    if (firstStaying >= 0 && o.length > 1 && (firstStaying === 0 || !caches.some((c) => c.backups < firstStaying))) {
+    const takeover = firstStaying > 0 ? heldBefore(o[firstStaying]!) : 0;
+    if (firstStaying >= 0 && o.length > 1 && (firstStaying === 0 || !caches.some((c) => c.backups < takeover))) {
       o = [...o.filter((id) => !leaving.has(id)), ...o.filter((id) => leaving.has(id))];
+    }
+    // The primary must hold what the best holder holds: an order that puts ahead an owner which
+    // dropped caches it was ranked below (a hand-off undone, a return to the target order) gives
+    // primaryship to the owner holding the most instead. Deaths never need it (survivors keep
+    // their order); lost caches are judged above, on what the owners that died held.
+    if (perCacheDepth && o.length > 1) {
+      const held = o.map(heldBefore);
+      const best = Math.min(...held);
+      if (held[0]! > best && caches.some((c) => c.backups >= best && c.backups < held[0]!)) {
+        const i = held.indexOf(best);
+        o = [o[i]!, ...o.slice(0, i), ...o.slice(i + 1)];
+      }
     }
     // Owners ranked higher than what they hold (an owner before them died): behind until their
     // lease says they caught up. Not the primary: what it lacked is lost (or IGNOREd) now.
     if (perCacheDepth) {
-      const key = String(p);
       const ranked = { owners: [o], backups } as unknown as TopologyRecord;
       const nb: Record<string, { rank: number; since: number }> = {};
       for (const id of o.slice(1)) {
-        if (!stillMember(id) || !prevOwners.includes(id)) continue;
         const now = rankIn(ranked, id, 0);
+        const held = heldBefore(id);
+        if (now >= held || !caches.some((c) => c.backups >= now && c.backups < held)) continue;
         const old = prev.behind?.[key]?.[id];
-        const caught = old !== undefined && (leaseOf.get(id)?.caughtUp?.[key] ?? -1) >= old.since;
-        const held = old !== undefined && !caught ? old.rank : rankIn(prev, id, p);
-        if (now < held && caches.some((c) => c.backups >= now && c.backups < held)) nb[id] = old !== undefined && !caught && now < old.rank ? old : { rank: held, since: version };
+        nb[id] = old !== undefined && old.rank === held ? old : { rank: held, since: version };
       }
       if (Object.keys(nb).length > 0) behind[key] = nb;
     }
