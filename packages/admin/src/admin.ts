@@ -3,7 +3,7 @@
  * over these; tests and embedded setups call them directly (e.g. with a LocalCluster's control
  * plane).
  */
-import { CACHE_PREFIX, LEASE_PREFIX, type AutoAdjustPolicy, type ControlPlane, type LeaseRecord, type TopologyRecord } from '@gridlink/node';
+import { CACHE_PREFIX, CLUSTER_KEY, LEASE_PREFIX, TOPOLOGY_KEY, lostAnywhere, withLossAccepted, type AutoAdjustPolicy, type ControlPlane, type LeaseRecord, type TopologyRecord } from '@gridlink/node';
 import { AdminRefusedError, AdminUsageError } from './errors.js';
 import { DEFAULT_TIMEOUT_MS, readTopology, updateTopology, withTimeout } from './control.js';
 import {
@@ -350,13 +350,13 @@ export async function resetLost(cp: ControlPlane, partitions: number[] | undefin
   const { record, written } = await updateTopology(
     cp,
     (rec) => {
-      lostBefore = [...rec.lost];
+      lostBefore = lostAnywhere(rec);
       for (const p of partitions ?? []) {
         if (!Number.isInteger(p) || p < 0 || p >= rec.partitions) throw new AdminUsageError('partitions', `partition ${p} is out of range [0, ${rec.partitions - 1}]`);
       }
       const wanted = partitions ? new Set(partitions) : null;
-      reset = rec.lost.filter((p) => wanted === null || wanted.has(p));
-      notLost = (partitions ?? []).filter((p) => !rec.lost.includes(p));
+      reset = lostBefore.filter((p) => wanted === null || wanted.has(p));
+      notLost = (partitions ?? []).filter((p) => !lostBefore.includes(p));
       if (reset.length === 0) {
         reason = 'no-change';
         return null;
@@ -366,8 +366,7 @@ export async function resetLost(cp: ControlPlane, partitions: number[] | undefin
         return null;
       }
       reason = 'applied';
-      const gone = new Set(reset);
-      return { ...rec, lost: rec.lost.filter((p) => !gone.has(p)) };
+      return withLossAccepted(rec, reset);
     },
     o.timeoutMs,
   );
@@ -380,23 +379,45 @@ export async function resetLost(cp: ControlPlane, partitions: number[] | undefin
 export interface CacheInfo {
   name: string;
   config: Record<string, unknown>;
+  /** Synchronous backups the cache keeps: its own, else the cluster's (null when unknown). */
+  backups: number | null;
+  /** Its partition-loss policy (READ_WRITE_SAFE when it names none). */
+  policy: string;
+  /** Partitions lost for this cache (lost partitions and those lost for it alone); [] for IGNORE. */
+  lost: number[];
   /** Entries, when a size source was given and answered; else null. */
   size: number | null;
 }
 
+/**
+ * The cache registry with what each cache is promised: backups (a cache naming none has the
+ * cluster's, from the cluster record when the nodes run as processes), loss policy, and which
+ * partitions are lost for it now (from the topology record, when there is one).
+ */
 export async function listCaches(cp: ControlPlane, o: AdminOptions & { sizeOf?: (name: string) => Promise<number> } = {}): Promise<CacheInfo[]> {
-  const entries = await withTimeout('a cache listing', o.timeoutMs ?? DEFAULT_TIMEOUT_MS, () => cp.list<Record<string, unknown>>(CACHE_PREFIX));
+  const timeoutMs = o.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const [entries, topo, cluster] = await Promise.all([
+    withTimeout('a cache listing', timeoutMs, () => cp.list<Record<string, unknown>>(CACHE_PREFIX)),
+    withTimeout('a topology read', timeoutMs, () => cp.get<TopologyRecord>(TOPOLOGY_KEY)),
+    withTimeout('a cluster record read', timeoutMs, () => cp.get<{ backups?: unknown }>(CLUSTER_KEY)),
+  ]);
+  const clusterBackups = typeof cluster?.value.backups === 'number' ? cluster.value.backups : null;
   const out = await Promise.all(
     entries.map(async (e): Promise<CacheInfo> => {
+      const name = e.key.slice(CACHE_PREFIX.length);
       let size: number | null = null;
       if (o.sizeOf) {
         try {
-          size = await o.sizeOf(e.key.slice(CACHE_PREFIX.length));
+          size = await o.sizeOf(name);
         } catch {
           size = null;
         }
       }
-      return { name: e.key.slice(CACHE_PREFIX.length), config: e.value, size };
+      const policy = typeof e.value['partitionLossPolicy'] === 'string' ? e.value['partitionLossPolicy'] : 'READ_WRITE_SAFE';
+      const own = e.value['backups'];
+      const rec = topo?.value;
+      const lost = rec === undefined || policy === 'IGNORE' ? [] : [...new Set([...rec.lost, ...(rec.lostCaches?.[name] ?? [])])].sort((a, b) => a - b);
+      return { name, config: e.value, backups: typeof own === 'number' ? own : clusterBackups, policy, lost, size };
     }),
   );
   return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));

@@ -3,7 +3,7 @@
  * plan of a baseline change. No I/O, so they are property-tested.
  */
 import { computeAssignment, type NodeSpec } from '@gridlink/affinity';
-import type { TopologyRecord } from '@gridlink/node';
+import { lostAnywhere, type TopologyRecord } from '@gridlink/node';
 import { AdminRefusedError } from './errors.js';
 
 export interface PartitionCounts {
@@ -61,7 +61,8 @@ export function underReplicated(rec: TopologyRecord): number[] {
   const out: number[] = [];
   for (let p = 0; p < rec.partitions; p++) {
     if (lost.has(p)) continue;
-    if ((rec.owners[p] ?? []).length < want) out.push(p);
+    // An owner behind its rank (per-cache backups) leaves some cache with too few copies.
+    if ((rec.owners[p] ?? []).length < want || rec.behind?.[String(p)] !== undefined) out.push(p);
   }
   return out;
 }
@@ -84,7 +85,8 @@ export interface SafetyReport {
  * none with fewer copies than wanted. The same notion as a node's /health/safe, seen cluster-wide.
  */
 export function safetyOf(rec: TopologyRecord): SafetyReport {
-  const lost = [...rec.lost];
+  // Partitions lost for one cache alone count as lost too.
+  const lost = lostAnywhere(rec);
   const moving = movingPartitions(rec);
   const under = underReplicated(rec);
   return { safe: lost.length === 0 && moving.length === 0 && under.length === 0, lost, moving, underReplicated: under };
@@ -97,7 +99,7 @@ export function nodeSafe(rec: TopologyRecord, id: string): boolean {
     const owners = rec.owners[p] ?? [];
     const syncing = rec.syncing[p] ?? [];
     const holds = owners.includes(id) || syncing.some((s) => s.id === id);
-    if (holds && (syncing.length > 0 || owners.length < want)) return false;
+    if (holds && (syncing.length > 0 || owners.length < want || rec.behind?.[String(p)] !== undefined)) return false;
   }
   return true;
 }

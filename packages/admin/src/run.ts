@@ -92,7 +92,7 @@ verbs:
                           show or change the baseline (the target set of data nodes)
   decommission <id>       take a node out of the baseline, its copies rebuilt first
   reset-lost [p...]       accept the loss of lost partitions (all, or those given)
-  caches                  caches: name, config, size
+  caches                  caches: name, backups, loss policy, lost partitions, config, size
   safe [--wait]           is every partition fully replicated, nothing moving or lost?
   dashboard               serve a live web dashboard
 run "gridlink <verb> --help" for a verb's options.
@@ -468,7 +468,14 @@ function prepare(p: Parsed, http: HttpLocator | undefined, io: CliIo, deps: CliD
             if (c) o.sizeOf = (name) => c.cache(name).size();
           }
           const caches = await listCaches(cp, o);
-          out(caches, () => (caches.length === 0 ? 'no caches' : table(['NAME', 'CONFIG', 'SIZE'], caches.map((c) => [c.name, JSON.stringify(c.config), c.size]))));
+          out(caches, () =>
+            caches.length === 0
+              ? 'no caches'
+              : table(
+                  ['NAME', 'BACKUPS', 'LOSS POLICY', 'LOST', 'CONFIG', 'SIZE'],
+                  caches.map((c) => [c.name, c.backups ?? 'cluster', c.policy, c.lost.length === 0 ? '-' : c.lost.join(','), JSON.stringify(c.config), c.size]),
+                ),
+          );
           return ExitCode.OK;
         } finally {
           await client?.close();

@@ -169,16 +169,20 @@ describe('admin verbs on a real embedded cluster', () => {
     expect(await client.cache<string, number>('data').get('k3')).toBe(3);
   });
 
-  it('caches lists name, config and the size the nodes report', async () => {
+  it('caches lists name, backups, loss policy, lost partitions, config and the size the nodes report', async () => {
     const sessions = client.cache<string, string>('sessions');
     await Promise.all(['a', 'b', 'c'].map((k) => sessions.put(k, k)));
+    await client.cache('scratch').create({ backups: 0, partitionLossPolicy: 'IGNORE' });
     const r = await cli(cluster, ['caches', '--json']);
     expect(r.code).toBe(0);
-    const list = JSON.parse(r.out) as { name: string; config: unknown; size: number | null }[];
-    const s = list.find((c) => c.name === 'sessions');
-    expect(s).toEqual({ name: 'sessions', config: { ttlMs: 60_000 }, size: 3 });
+    const list = JSON.parse(r.out) as { name: string }[];
+    // No cluster record on an embedded cluster: a cache naming no backups has the cluster's.
+    expect(list.find((c) => c.name === 'sessions')).toEqual({ name: 'sessions', config: { ttlMs: 60_000 }, backups: null, policy: 'READ_WRITE_SAFE', lost: [], size: 3 });
+    expect(list.find((c) => c.name === 'scratch')).toEqual({ name: 'scratch', config: { backups: 0, partitionLossPolicy: 'IGNORE' }, backups: 0, policy: 'IGNORE', lost: [], size: 0 });
     const t = await cli(cluster, ['caches', '--skip-sizes']);
-    expect(t.out).toMatch(/sessions\s+\{"ttlMs":60000\}\s+-/);
+    expect(t.out).toMatch(/BACKUPS\s+LOSS POLICY\s+LOST/);
+    expect(t.out).toMatch(/sessions\s+cluster\s+READ_WRITE_SAFE\s+-\s+\{"ttlMs":60000\}\s+-/);
+    expect(t.out).toMatch(/scratch\s+0\s+IGNORE\s+-/);
   });
 
   it('safe: exit 0 on a settled cluster, per node from /health/safe or the control plane', async () => {

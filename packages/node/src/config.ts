@@ -174,7 +174,7 @@ export function resolveNodeOptions(o: NodeOptions): ResolvedNodeOptions {
   if (o.httpPort !== undefined) int('httpPort', o.httpPort, 0, 65535);
   const backups = o.backups === undefined ? 1 : int('backups', o.backups, 0, 16);
   for (const [name, config] of Object.entries(o.caches ?? {})) {
-    const bad = typeof config === 'object' && config !== null ? unsupportedCacheConfig(config, backups) : { field: '', message: 'must be an object' };
+    const bad = typeof config === 'object' && config !== null ? unsupportedCacheConfig(config) : { field: '', message: 'must be an object' };
     if (bad !== null) throw new NodeConfigError(`caches.${name}${bad.field === '' ? '' : '.' + bad.field}`, bad.message);
   }
   return {

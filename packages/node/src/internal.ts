@@ -4,9 +4,10 @@
  * peer client, the store). Not a stable API: it may change in any release.
  */
 export { TOPOLOGY_KEY, LEASE_PREFIX, CACHE_PREFIX } from './control/keys.js';
-export { initialTopology, nextTopology, nodeSafety, partitionMapOf, isSettled, isBalanced } from './control/topology.js';
+export { cacheOwners, cacheRules, initialTopology, lossDepth, nextTopology, nodeSafety, partitionMapOf, isSettled, isBalanced, rankingDepth, type CacheRule } from './control/topology.js';
+export { holds, missesCaches, rankOf, recordForRank } from './partitions/depth.js';
 export { coordinatorStep, deferHandBack } from './membership/handback.js';
-export { lossRefusal, roleOf, routeRequest, unsupportedCacheConfig, type Role, type RouteDecision } from './control/routing.js';
+export { lossRefusal, lostFor, roleOf, routeRequest, unsupportedCacheConfig, type Role, type RouteDecision } from './control/routing.js';
 export {
   INITIAL_REPLICA,
   step,
@@ -21,7 +22,7 @@ export {
 } from './partitions/replica.js';
 export { Scheduler, delay, type TimerHandle } from './scheduler.js';
 export { PeerClient, PEER_CLIENT_NAME, PEER_WIRE_VERSION, MIN_PEER_WIRE_VERSION, peerWireVersion, isBatch, type PeerClientOptions, type BatchPayload } from './peers/peer-client.js';
-export { NodeStore, type StoreOptions, type StoreStats } from './store/index.js';
+export { NodeStore, type ReplicationRecord, type StoreOptions, type StoreStats } from './store/index.js';
 export { NodeMetrics, FastHistogram, type MetricsSource } from './metrics.js';
 export { usage as cliUsage, envNameOf, CLI_OPTIONS, type CliOptionSpec } from './cli/options.js';
 export { CLUSTER_DEFAULTS, joinOrCreateCluster, reconcileClusterSettings, type WantedClusterSettings } from './cli/cluster.js';

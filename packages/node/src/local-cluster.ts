@@ -3,7 +3,7 @@ import type { NodeSpec } from '@gridlink/affinity';
 import { NodeConfigError } from './errors.js';
 import type { NodeOptions, NodeTiming, TlsOptions } from './config.js';
 import { MemoryControlPlane } from './control/kv.js';
-import { isBalanced, isSettled, partitionMapOf, type AutoAdjustPolicy, type TopologyRecord } from './control/topology.js';
+import { isBalanced, isSettled, partitionMapOf, withLossAccepted, type AutoAdjustPolicy, type TopologyRecord } from './control/topology.js';
 import type { Logger } from './logger.js';
 import { TOPOLOGY_KEY } from './control/keys.js';
 import { GridNode, startNode } from './node.js';
@@ -320,7 +320,7 @@ export class LocalCluster {
 
   /** Accepts the loss of lost partitions: they are served again, empty. */
   async resetLostPartitions(partitions?: number[]): Promise<TopologyRecord> {
-    return this.updateTopology((t) => ({ ...t, lost: partitions ? t.lost.filter((p) => !partitions.includes(p)) : [] }));
+    return this.updateTopology((t) => withLossAccepted(t, partitions));
   }
 
   async stop(): Promise<void> {

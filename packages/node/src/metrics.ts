@@ -122,6 +122,8 @@ export class NodeMetrics {
   readonly replicationSeconds: FastHistogram;
   readonly replication: HistogramSeries;
   readonly transfers: Counter;
+  /** Partitions of IGNORE caches this node started serving again, empty, after they were lost. */
+  readonly lossesIgnored: Counter<'cache'>;
   private readonly topologyVersion: Gauge;
   readonly handoffSeconds: FastHistogram;
   readonly transferBytes: Counter;
@@ -160,6 +162,12 @@ export class NodeMetrics {
     );
     this.replication = this.replicationSeconds.series();
     this.transfers = new Counter({ name: 'gridlink_node_state_transfers_total', help: 'Partitions received by state transfer', registers });
+    this.lossesIgnored = new Counter({
+      name: 'gridlink_node_partition_losses_ignored_total',
+      help: 'Partitions of IGNORE caches lost and served again, empty, by this node as their new primary',
+      labelNames: ['cache'],
+      registers,
+    });
     this.handoffSeconds = new FastHistogram(
       'gridlink_node_handoff_duration_seconds',
       'Graceful stop: time to hand every primaryship to a caught-up backup',

@@ -17,7 +17,7 @@ import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from '
 import { CACHE_PREFIX, LEASE_PREFIX, TOPOLOGY_KEY } from './control/keys.js';
 import type { ControlPlane, KvEvent } from './control/kv.js';
 import type { Role } from './control/routing.js';
-import { nodeSafety, soleCopiesMoving, type LeaseRecord, type NodeSafety, type TopologyRecord } from './control/topology.js';
+import { cacheRules, nodeSafety, soleCopiesMoving, type LeaseRecord, type NodeSafety, type TopologyRecord } from './control/topology.js';
 import { Lifecycle } from './lifecycle.js';
 import type { Logger } from './logger.js';
 import { Coordinator } from './membership/coordinator.js';
@@ -100,7 +100,7 @@ export class GridNode implements ConnectionHost, MetricsSource {
     this.peers = new PeerLinks(id, opts, scheduler, view);
     const base = { id, opts, scheduler, store, metrics, kv, log, life, view, table, peers: this.peers };
     this.promises = new PromiseBook({ id, opts, view, peers: this.peers, scheduler, life, log, leaseRemainingMs: () => this.lease.remainingMs() });
-    this.coordinator = new Coordinator({ ...base, leaseValid, applyTopology: (rec) => this.applyTopology(rec), refreshTopology });
+    this.coordinator = new Coordinator({ ...base, leaseValid, applyTopology: (rec) => this.applyTopology(rec), refreshTopology, caches: () => cacheRules(store.cacheConfigs(), opts.backups) });
     this.replicator = new Replicator(base);
     this.transfer = new StateTransfer({
       ...base,
@@ -111,10 +111,12 @@ export class GridNode implements ConnectionHost, MetricsSource {
     this.driver = new ReplicaDriver({
       ...base,
       synced: () => this.lease.synced,
+      caughtUp: () => this.lease.caughtUp,
       topologyVersion: () => view.topologyVersion(),
       enqueuePull: (p) => this.transfer.enqueue(p),
       startFence: (p, st, fenceId) => this.replicator.startFence(p, st, fenceId),
       scheduleLeaseWrite: () => this.lease.scheduleWrite(),
+      resync: (p, ids) => this.replicator.resyncNow(p, ids),
     });
     this.backup = new BackupReceiver(opts, view, store, table, this.driver);
     this.forwarder = new Forwarder(this.peers, opts.forwardTimeoutMs);

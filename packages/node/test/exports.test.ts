@@ -31,6 +31,9 @@ describe('@gridlink/node entry points', () => {
         'StoreError',
         'TOPOLOGY_KEY',
         'consoleLogger',
+        // Accepting losses (lost partitions and partitions lost for one cache): the admin CLI's reset-lost.
+        'lostAnywhere',
+        'withLossAccepted',
         'resolveNodeOptions',
         'silentLogger',
         'startNode',

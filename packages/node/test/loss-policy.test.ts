@@ -22,14 +22,14 @@ describe('partition-loss policy (pure)', () => {
     );
   });
 
-  it('a per-cache backups other than the cluster\u2019s, and IGNORE, are refused naming the field', () => {
-    expect(unsupportedCacheConfig({ backups: 1 }, 1)).toBeNull();
-    expect(unsupportedCacheConfig({ backups: 2 }, 1)?.field).toBe('backups');
-    expect(unsupportedCacheConfig({ partitionLossPolicy: 'IGNORE' }, 1)?.field).toBe('partitionLossPolicy');
+  it('per-cache backups and IGNORE are accepted; backups beyond the bound are refused naming the field', () => {
+    expect(unsupportedCacheConfig({ backups: 1 })).toBeNull();
+    expect(unsupportedCacheConfig({ backups: 0, partitionLossPolicy: 'IGNORE' })).toBeNull();
+    expect(unsupportedCacheConfig({ backups: 17 })?.field).toBe('backups');
     const cp = new MemoryControlPlane();
-    expect(() => resolveNodeOptions({ id: 'n', controlPlane: cp, backups: 1, caches: { c: { backups: 0 } } })).toThrow(NodeConfigError);
-    expect(() => resolveNodeOptions({ id: 'n', controlPlane: cp, caches: { c: { partitionLossPolicy: 'IGNORE' } } })).toThrow(/caches\.c\.partitionLossPolicy/);
-    expect(resolveNodeOptions({ id: 'n', controlPlane: cp, caches: { c: { partitionLossPolicy: 'READ_ONLY_SAFE', backups: 1 } } }).caches['c']).toBeDefined();
+    expect(() => resolveNodeOptions({ id: 'n', controlPlane: cp, caches: { c: { backups: 99 } } })).toThrow(/caches\.c\.backups/);
+    expect(() => resolveNodeOptions({ id: 'n', controlPlane: cp, caches: { c: 'x' as never } })).toThrow(NodeConfigError);
+    expect(resolveNodeOptions({ id: 'n', controlPlane: cp, backups: 1, caches: { c: { partitionLossPolicy: 'IGNORE', backups: 0 } } }).caches['c']).toBeDefined();
   });
 });
 
@@ -44,8 +44,7 @@ describe('partition-loss policy on LocalCluster (backups = 0, one node killed)',
     const ro = client.cache<string, number>('ro');
     await rw.create({ partitionLossPolicy: 'READ_WRITE_SAFE' });
     await ro.create({ partitionLossPolicy: 'READ_ONLY_SAFE' });
-    await expect(client.cache('bad').create({ partitionLossPolicy: 'IGNORE' })).rejects.toMatchObject({ code: 'GRID_BAD_REQUEST' });
-    await expect(client.cache('bad').create({ backups: 3 })).rejects.toThrow(/backups/);
+    await expect(client.cache('bad').create({ backups: 17 })).rejects.toThrow(/backups/);
     const keys = Array.from({ length: 40 }, (_, i) => `k${i}`);
     for (const [i, k] of keys.entries()) {
       await rw.put(k, i);
@@ -74,5 +73,93 @@ describe('partition-loss policy on LocalCluster (backups = 0, one node killed)',
     await c.waitForTopology((t) => t.lost.length === 0);
     await ro.put(liveKey, 7);
     expect(await ro.get(liveKey)).toBe(7);
+  }, 30_000);
+});
+
+describe('IGNORE and per-cache losses on LocalCluster', () => {
+  const fx = perTestCluster();
+
+  it('a lost partition is served again at once, empty, for IGNORE caches and counted; other caches on it keep their policy', async () => {
+    const c = await fx.start({ nodes: 2, partitions: P, backups: 0, autoAdjust: { enabled: false } });
+    const client = await fx.connect({ endpoints: c.endpoints, requestTimeout: 1000, operationTimeout: 5000, heartbeatInterval: 100, heartbeatTimeout: 600 });
+    const ign = client.cache<string, number>('ign');
+    const rw = client.cache<string, number>('rw');
+    const ro = client.cache<string, number>('ro');
+    await ign.create({ partitionLossPolicy: 'IGNORE' });
+    await rw.create({ partitionLossPolicy: 'READ_WRITE_SAFE' });
+    await ro.create({ partitionLossPolicy: 'READ_ONLY_SAFE' });
+    const keys = Array.from({ length: 40 }, (_, i) => `k${i}`);
+    for (const [i, k] of keys.entries()) {
+      await ign.put(k, i);
+      await rw.put(k, i);
+      await ro.put(k, i);
+    }
+    const [victim, survivor] = c.nodeIds as [string, string];
+    const led = c.topology().owners.filter((o) => o[0] === victim).length;
+    const lostKey = keys.find((k) => c.primaryOf(partitionOf(k, P)) === victim)!;
+    const liveKey = keys.find((k) => c.primaryOf(partitionOf(k, P)) === survivor)!;
+    await c.kill(victim);
+    const t = await c.waitForTopology((x) => x.members[victim] === undefined && x.lost.length > 0);
+    expect(t.lost).toHaveLength(led);
+    // The lost partitions have fresh owners (the survivor) and stay lost for the other caches.
+    for (const p of t.lost) expect(t.owners[p]).toEqual([survivor]);
+    expect(await ign.get(lostKey)).toBeUndefined();
+    await ign.put(lostKey, 5);
+    expect(await ign.get(lostKey)).toBe(5);
+    expect(await ign.get(liveKey)).toBe(keys.indexOf(liveKey));
+    await expect(rw.get(lostKey)).rejects.toBeInstanceOf(PartitionLostError);
+    await expect(rw.put(lostKey, 1)).rejects.toBeInstanceOf(PartitionLostError);
+    expect(await rw.get(liveKey)).toBe(keys.indexOf(liveKey));
+    await expect(ro.put(liveKey, 1)).rejects.toBeInstanceOf(PartitionLostError);
+    expect(await ro.get(liveKey)).toBe(keys.indexOf(liveKey));
+    const counted = (await c.node(survivor).metrics.lossesIgnored.get()).values.find((v) => v.labels['cache'] === 'ign')?.value;
+    expect(counted).toBe(led);
+    // Accepting the loss keeps what the IGNORE cache wrote meanwhile; the others start empty there.
+    await c.resetLostPartitions();
+    await c.waitForTopology((x) => x.lost.length === 0);
+    expect(await ign.get(lostKey)).toBe(5);
+    expect(await rw.get(lostKey)).toBeUndefined();
+    await ro.put(liveKey, 7);
+    expect(await ro.get(liveKey)).toBe(7);
+  }, 30_000);
+
+  it('a backups=0 cache in a cluster with one backup is lost alone where its primary died; the cluster\u2019s caches lose nothing', async () => {
+    const c = await fx.start({ nodes: 2, partitions: P, backups: 1, autoAdjust: { enabled: false } });
+    const client = await fx.connect({ endpoints: c.endpoints, requestTimeout: 1000, operationTimeout: 5000, heartbeatInterval: 100, heartbeatTimeout: 600 });
+    const thin = client.cache<string, number>('thin');
+    const ro = client.cache<string, number>('thin-ro');
+    const full = client.cache<string, number>('full');
+    await thin.create({ backups: 0 });
+    await ro.create({ backups: 0, partitionLossPolicy: 'READ_ONLY_SAFE' });
+    const keys = Array.from({ length: 40 }, (_, i) => `k${i}`);
+    for (const [i, k] of keys.entries()) {
+      await thin.put(k, i);
+      await ro.put(k, i);
+      await full.put(k, i);
+    }
+    const [victim, survivor] = c.nodeIds as [string, string];
+    // thin keeps no copy on the backup.
+    expect(c.node(survivor).store.localSize('thin') + c.node(victim).store.localSize('thin')).toBe(keys.length);
+    const lostKey = keys.find((k) => c.primaryOf(partitionOf(k, P)) === victim)!;
+    const liveKey = keys.find((k) => c.primaryOf(partitionOf(k, P)) === survivor)!;
+    const led = c.topology().owners.flatMap((o, p) => (o[0] === victim ? [p] : []));
+    await c.kill(victim);
+    const t = await c.waitForTopology((x) => x.members[victim] === undefined);
+    expect(t.lost).toEqual([]);
+    expect(t.lostCaches).toEqual({ thin: led, 'thin-ro': led });
+    for (const [i, k] of keys.entries()) expect(await full.get(k)).toBe(i);
+    await expect(thin.get(lostKey)).rejects.toBeInstanceOf(PartitionLostError);
+    await expect(thin.put(lostKey, 1)).rejects.toBeInstanceOf(PartitionLostError);
+    expect(await thin.get(liveKey)).toBe(keys.indexOf(liveKey));
+    await thin.put(liveKey, 100);
+    await expect(ro.put(liveKey, 1)).rejects.toBeInstanceOf(PartitionLostError);
+    expect(await ro.get(liveKey)).toBe(keys.indexOf(liveKey));
+    await c.resetLostPartitions();
+    const reset = await c.waitForTopology((x) => x.lostCaches === undefined);
+    expect(reset.lost).toEqual([]);
+    expect(await thin.get(lostKey)).toBeUndefined();
+    await thin.put(lostKey, 3);
+    expect(await thin.get(lostKey)).toBe(3);
+    await ro.put(liveKey, 9);
   }, 30_000);
 });

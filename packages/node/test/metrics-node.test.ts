@@ -26,7 +26,7 @@ describe('node metrics (Prometheus naming, operator metrics)', () => {
     client = await GridClient.connect({ endpoints: cl.endpoints, requestTimeout: 1000, operationTimeout: 10_000 });
     const cache = client.cache<string, string>('m');
     for (let i = 0; i < 100; i++) await cache.put(`k${i}`, 'x'.repeat(100));
-    await expect(client.cache('bad').create({ backups: 5 })).rejects.toThrow(/backups/);
+    await expect(client.cache('bad').create({ backups: 17 })).rejects.toThrow(/backups/);
 
     const scrape = async (id: string): Promise<string> => (await fetch(`http://127.0.0.1:${cl.node(id).httpPort!}/metrics`)).text();
     const ids = cl.nodeIds;

@@ -166,8 +166,9 @@ export interface CacheConfig {
   /** Default time to live of entries, in ms; 0 or absent = no expiry. */
   ttlMs?: number;
   /**
-   * Backups for this cache's partitions. Ownership is per cluster, so a value other than the
-   * cluster's backups is refused (BAD_REQUEST), never accepted and ignored.
+   * Synchronous backups of this cache (absent: the cluster's), 0 to 16. The cluster ranks each
+   * partition's owners as deep as the most demanding cache; this cache lives on the first
+   * `backups + 1` of them. Above 16 is refused (BAD_REQUEST).
    */
   backups?: number;
   /** What operations on a lost partition do (see PartitionLossPolicy). Default READ_WRITE_SAFE. */
@@ -177,7 +178,8 @@ export interface CacheConfig {
 /**
  * READ_WRITE_SAFE: operations on a lost partition fail with PARTITION_LOST, the rest work.
  * READ_ONLY_SAFE: while any partition is lost, every write to the cache fails with
- * PARTITION_LOST; reads of partitions that survived work. IGNORE: reserved (refused today).
+ * PARTITION_LOST; reads of partitions that survived work. IGNORE: a lost partition is served
+ * again at once, empty (reads and writes succeed), and the loss is counted on the node.
  */
 export type PartitionLossPolicy = 'READ_WRITE_SAFE' | 'READ_ONLY_SAFE' | 'IGNORE';
 export const PARTITION_LOSS_POLICIES: readonly PartitionLossPolicy[] = ['READ_WRITE_SAFE', 'READ_ONLY_SAFE', 'IGNORE'];

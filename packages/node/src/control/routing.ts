@@ -34,11 +34,12 @@ export function routeRequest(
   p: number,
   allowForward: boolean,
   leaseValid: boolean,
+  ignoreLoss = false,
 ): RouteDecision {
   if (!t) return { kind: 'error', code: ErrorCode.NOT_READY, message: 'the node has not joined a cluster yet' };
   if (!Number.isInteger(p) || p < 0 || p >= t.partitions) return { kind: 'error', code: ErrorCode.BAD_REQUEST, message: `partition ${p} out of range` };
   const primary = (t.owners[p] ?? [])[0];
-  if (t.lost.includes(p) || primary === undefined) {
+  if (primary === undefined || (!ignoreLoss && t.lost.includes(p))) {
     return { kind: 'error', code: ErrorCode.PARTITION_LOST, message: `partition ${p} is lost: no owner is alive` };
   }
   if (primary === id && t.members[id]?.epoch === epoch) {
@@ -52,28 +53,58 @@ export function routeRequest(
   return { kind: 'forward', to: primary };
 }
 
-/**
- * The cache's partition-loss policy applied to an operation, before routing: READ_ONLY_SAFE
- * refuses every write to the cache while any partition is lost (reads go on to routing, which
- * refuses those of lost partitions); READ_WRITE_SAFE leaves it to routing. Null: go on.
- */
-export function lossRefusal(t: TopologyRecord | null, config: CacheConfig | undefined, cache: string, mutating: boolean): { code: ErrorCode; message: string; partition: number } | null {
-  if (!t || t.lost.length === 0 || !mutating) return null;
-  if ((config?.partitionLossPolicy ?? 'READ_WRITE_SAFE') !== 'READ_ONLY_SAFE') return null;
-  return { code: ErrorCode.PARTITION_LOST, message: `cache ${cache} is read-only (READ_ONLY_SAFE) while ${t.lost.length} partition(s) are lost`, partition: t.lost[0]! };
+/** True when anything is lost for `cache`: a lost partition, or one lost for the cache alone. */
+export function anyLoss(t: TopologyRecord | null, cache: string): boolean {
+  if (!t) return false;
+  return t.lost.length > 0 || (t.lostCaches?.[cache]?.length ?? 0) > 0;
 }
 
 /**
- * Why a cache config cannot be honoured by this cluster, or null. Ownership is computed per
- * cluster (one partition map for every cache), so a per-cache `backups` other than the
- * cluster's is refused rather than accepted and ignored; IGNORE is not implemented yet.
+ * The cache's partition-loss policy applied to an operation, before routing: READ_ONLY_SAFE
+ * refuses every write to the cache while any partition is lost for it (reads go on to routing);
+ * READ_WRITE_SAFE leaves it to routing; IGNORE never refuses (routing serves lost partitions of
+ * the cache from their fresh owners). Null: go on.
  */
-export function unsupportedCacheConfig(config: CacheConfig, clusterBackups: number): { field: string; message: string } | null {
-  if (config.backups !== undefined && config.backups !== clusterBackups) {
-    return { field: 'backups', message: `per-cache backups (${config.backups}) must equal the cluster's (${clusterBackups}): ownership is per cluster` };
-  }
-  if (config.partitionLossPolicy === 'IGNORE') {
-    return { field: 'partitionLossPolicy', message: 'IGNORE is not supported yet: use READ_WRITE_SAFE or READ_ONLY_SAFE' };
+export function lossRefusal(t: TopologyRecord | null, config: CacheConfig | undefined, cache: string, mutating: boolean): { code: ErrorCode; message: string; partition: number } | null {
+  if (!t || !mutating || !anyLoss(t, cache)) return null;
+  if ((config?.partitionLossPolicy ?? 'READ_WRITE_SAFE') !== 'READ_ONLY_SAFE') return null;
+  const own = t.lostCaches?.[cache] ?? [];
+  const n = new Set([...t.lost, ...own]).size;
+  return { code: ErrorCode.PARTITION_LOST, message: `cache ${cache} is read-only (READ_ONLY_SAFE) while ${n} of its partition(s) are lost`, partition: t.lost[0] ?? own[0]! };
+}
+
+/**
+ * Whether partition p is lost for an operation on `cache` (null: no cache, e.g. a lock): lost
+ * partitions are lost for every cache but IGNORE ones; a partition lost for the cache alone
+ * (its owners all gone, later owners alive) is lost for that cache unless it IGNOREs losses.
+ */
+export function lostFor(t: TopologyRecord, p: number, cache: string | null, config: CacheConfig | undefined): boolean {
+  if (cache !== null && config?.partitionLossPolicy === 'IGNORE') return false;
+  if (t.lost.includes(p)) return true;
+  return cache !== null && (t.lostCaches?.[cache]?.includes(p) ?? false);
+}
+
+/**
+ * Why a cache config cannot be honoured by this cluster, or null. Backups above what any
+ * ranking can carry (16, the node's own bound) are refused naming the field.
+ */
+export function unsupportedCacheConfig(config: CacheConfig): { field: string; message: string } | null {
+  if (config.backups !== undefined && (!Number.isInteger(config.backups) || config.backups < 0 || config.backups > MAX_CACHE_BACKUPS)) {
+    return { field: 'backups', message: `must be an integer from 0 to ${MAX_CACHE_BACKUPS}, got ${String(config.backups)}` };
   }
   return null;
+}
+
+/** The most backups a cache may ask for (the node's own `backups` bound). */
+export const MAX_CACHE_BACKUPS = 16;
+
+/** Backups of a cache: its own, or the cluster's default when it names none. */
+export function cacheBackups(config: CacheConfig | undefined, clusterBackups: number): number {
+  return config?.backups ?? clusterBackups;
+}
+
+/** A partition lost for `cache` (see lostFor), or undefined: what a cluster-wide size refuses on. */
+export function lostPartitionsOf(t: TopologyRecord, cache: string, config: CacheConfig | undefined): number | undefined {
+  if (config?.partitionLossPolicy === 'IGNORE') return undefined;
+  return t.lost[0] ?? t.lostCaches?.[cache]?.[0];
 }

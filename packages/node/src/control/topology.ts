@@ -4,7 +4,7 @@
  * next record (version + 1) or null when nothing changed.
  */
 import { computeAssignment, type NodeSpec } from '@gridlink/affinity';
-import type { NodeInfo, PartitionMap } from '@gridlink/protocol';
+import type { CacheConfig, NodeInfo, PartitionLossPolicy, PartitionMap } from '@gridlink/protocol';
 
 export interface MemberInfo {
   /** Changes whenever the node restarts or its lease lapsed: a new epoch holds no data yet. */
@@ -33,6 +33,10 @@ export interface TopologyRecord {
   clusterId: string;
   version: number;
   partitions: number;
+  /**
+   * Backups the ownership ranking carries: the largest of the cluster's backups and every
+   * registered cache's (a cache with b backups is copied to the first b backups of owners[p]).
+   */
   backups: number;
   /** Target set of data nodes; ownership is computed over it. */
   baseline: NodeSpec[];
@@ -44,8 +48,24 @@ export interface TopologyRecord {
   owners: string[][];
   /** syncing[p]: nodes pulling the partition (they receive writes but do not serve). */
   syncing: SyncEntry[][];
-  /** Partitions whose every holder died: operations fail with PARTITION_LOST until reset. */
+  /**
+   * Partitions whose every holder died: operations fail with PARTITION_LOST until reset, except
+   * on caches with the IGNORE policy (while any exists, a lost partition gets fresh, empty owners
+   * at once, which serve only those caches).
+   */
   lost: number[];
+  /**
+   * Per cache (READ_WRITE_SAFE / READ_ONLY_SAFE only): partitions lost for that cache alone, its
+   * owners (the primary and its first `backups` backups) all gone while later owners survived.
+   * Absent when empty. Cleared with `lost` by a reset.
+   */
+  lostCaches?: Record<string, number[]>;
+  /**
+   * behind[p][id]: an owner ranked higher than the caches it holds (an owner before it died), set
+   * at topology version `since`; it holds the caches of `rank` until its lease reports it caught
+   * up (`caughtUp[p] >= since`). Loss is judged on what owners hold. Absent when empty.
+   */
+  behind?: Record<string, Record<string, { rank: number; since: number }>>;
   autoAdjust: AutoAdjustPolicy;
   /** Pending auto-adjust: set while the live set differs from the baseline. */
   adjust: { firstAt: number; lastAt: number; liveKey: string } | null;
@@ -66,9 +86,80 @@ export interface LeaseRecord {
    * partitions to another caught-up owner (it stays an owner, last, until its lease is gone).
    */
   leaving?: boolean;
+  /**
+   * Partitions on which this node holds every cache its rank asks for, with the topology version
+   * it did so at; reported only while the topology lists it as behind there.
+   */
+  caughtUp?: Record<string, number>;
 }
 
 export const DEFAULT_AUTO_ADJUST: AutoAdjustPolicy = { enabled: true, softTimeoutMs: 10_000, hardTimeoutMs: 60_000 };
+
+/** What the coordinator needs to know of a registered cache (from the cache registry). */
+export interface CacheRule {
+  name: string;
+  /** Synchronous backups of the cache (its own, or the cluster's when it names none). */
+  backups: number;
+  policy: PartitionLossPolicy;
+}
+
+/**
+ * The owners of partition p for a cache with b backups: the first b + 1 entries of the
+ * partition's owner ranking (primary first). The primary is never one of its backups.
+ */
+export function cacheOwners(owners: readonly string[], b: number): string[] {
+  return owners.slice(0, b + 1);
+}
+
+/**
+ * How deep a change of owners cut into the ranking: the index, in `before`, of the first owner
+ * still holding its copy in `after` (`kept` says which did). Every cache with fewer backups
+ * than that index lost its copies of the partition. Infinity when none survived.
+ */
+export function lossDepth(before: readonly string[], kept: (id: string) => boolean): number {
+  for (let i = 0; i < before.length; i++) if (kept(before[i]!)) return i;
+  return Number.POSITIVE_INFINITY;
+}
+
+/**
+ * The rank of `id` for p in `rec`: its index among the owners; 0 (it holds everything) while a
+ * move is in progress (more owners than the ranking's depth) and for a node that is not an owner.
+ */
+export function rankIn(rec: TopologyRecord, id: string, p: number): number {
+  const o = rec.owners[p] ?? [];
+  if (o.length > rec.backups + 1) return 0;
+  const i = o.indexOf(id);
+  return i < 0 ? 0 : i;
+}
+
+/** The rank whose caches `id` actually holds for p: its rank, or a worse one while behind. */
+export function heldRankIn(rec: TopologyRecord, id: string, p: number): number {
+  return rec.behind?.[String(p)]?.[id]?.rank ?? rankIn(rec, id, p);
+}
+
+/**
+ * How deep a change of owners cut into what p's owners in `prev` held: the best rank held by an
+ * owner that `kept` its copy. Every cache with fewer backups lost its copies. Infinity when none.
+ */
+export function heldLossDepth(prev: TopologyRecord, p: number, kept: (id: string) => boolean): number {
+  let d = Number.POSITIVE_INFINITY;
+  for (const id of prev.owners[p] ?? []) if (kept(id)) d = Math.min(d, heldRankIn(prev, id, p));
+  return d;
+}
+
+/** The coordinator's view of the cache registry: every cache with its backups and policy. */
+export function cacheRules(configs: Iterable<[string, CacheConfig]>, clusterBackups: number): CacheRule[] {
+  const out: CacheRule[] = [];
+  for (const [name, c] of configs) out.push({ name, backups: c.backups ?? clusterBackups, policy: c.partitionLossPolicy ?? 'READ_WRITE_SAFE' });
+  return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/** The ranking depth the assignment must carry for these caches over a cluster default. */
+export function rankingDepth(clusterBackups: number, caches: readonly CacheRule[]): number {
+  let d = clusterBackups;
+  for (const c of caches) if (c.backups > d) d = c.backups;
+  return d;
+}
 
 function specOf(id: string, m: { zone?: string; weight?: number }): NodeSpec {
   const spec: NodeSpec = { id };
@@ -127,7 +218,12 @@ const liveKeyOf = (ids: Iterable<string>): string => [...ids].sort().join(',');
  * that are alive but hold nothing are asked to pull; holders outside the target stay until every
  * alive target owner has caught up, then leave. A partition whose holders all died is lost.
  */
-export function nextTopology(prev: TopologyRecord, alive: LeaseRecord[], now: number): TopologyRecord | null {
+export function nextTopology(prev: TopologyRecord, alive: LeaseRecord[], now: number, caches: readonly CacheRule[] = []): TopologyRecord | null {
+  const backups = rankingDepth(prev.backups, caches);
+  const ignoring = caches.some((c) => c.policy === 'IGNORE');
+  const perCache = caches.filter((c) => c.policy !== 'IGNORE' && c.backups < backups);
+  const lostCaches: Record<string, number[]> = {};
+  for (const [name, ps] of Object.entries(prev.lostCaches ?? {})) lostCaches[name] = [...ps];
   const members = membersFrom(alive);
   const leaseOf = new Map(alive.map((l) => [l.id, l]));
   const leaving = new Set(alive.filter((l) => l.leaving === true).map((l) => l.id));
@@ -168,18 +264,32 @@ export function nextTopology(prev: TopologyRecord, alive: LeaseRecord[], now: nu
   }
 
   const aliveIds = Object.keys(members);
-  const assignment = baseline.length > 0 ? computeAssignment({ partitions: prev.partitions, backups: prev.backups, baseline, alive: aliveIds }) : null;
+  const assignment = baseline.length > 0 ? computeAssignment({ partitions: prev.partitions, backups, baseline, alive: aliveIds }) : null;
   const lostSet = new Set(prev.lost);
+  // Per-cache depth matters only when some cache keeps fewer backups than the ranking.
+  const perCacheDepth = caches.some((c) => c.backups < backups);
+  const behind: Record<string, Record<string, { rank: number; since: number }>> = {};
+  let fallback: ReturnType<typeof computeAssignment> | null = null;
   const owners: string[][] = [];
   const syncing: SyncEntry[][] = [];
   for (let p = 0; p < prev.partitions; p++) {
-    if (lostSet.has(p)) {
+    const wasLost = lostSet.has(p);
+    if (wasLost && !ignoring) {
       owners.push([]);
       syncing.push([]);
       continue;
     }
     const prevOwners = prev.owners[p] ?? [];
     let o = prevOwners.filter(stillMember);
+    // Caches whose owners (a prefix of the ranking) all went, while later owners survived.
+    if (!wasLost && o.length > 0 && perCache.length > 0) {
+      const depth = heldLossDepth(prev, p, stillMember);
+      for (const c of perCache) {
+        if (c.backups >= depth) continue;
+        const list = (lostCaches[c.name] ??= []);
+        if (!list.includes(p)) list.push(p);
+      }
+    }
     let s = (prev.syncing[p] ?? []).filter((e) => stillMember(e.id));
     s = s.filter((e) => {
       const since = leaseOf.get(e.id)?.synced[String(p)];
@@ -192,14 +302,22 @@ export function nextTopology(prev: TopologyRecord, alive: LeaseRecord[], now: nu
     const target = assignment?.owners[p] ?? [];
     const targetAlive = target.filter((id) => members[id] !== undefined);
     if (o.length === 0) {
-      if (prevOwners.length > 0) {
+      if (prevOwners.length > 0 && !wasLost) {
         lostSet.add(p);
-        owners.push([]);
-        syncing.push([]);
-        continue;
+        if (!ignoring) {
+          owners.push([]);
+          syncing.push([]);
+          continue;
+        }
       }
-      // Never held by anyone: nothing to transfer, the alive target owners take it as is.
+      // Never held by anyone, or lost while IGNORE caches exist: nothing to transfer, the alive
+      // target owners take it as is (empty). A lost partition with no target owner alive is
+      // taken by its owners over the live members, so IGNORE caches are served at once.
       o = targetAlive.slice();
+      if (o.length === 0 && lostSet.has(p) && aliveIds.length > 0) {
+        fallback ??= computeAssignment({ partitions: prev.partitions, backups, baseline: Object.entries(members).map(([id, m]) => specOf(id, m)), alive: aliveIds });
+        o = (fallback.owners[p] ?? []).slice();
+      }
       s = [];
     }
     for (const id of targetAlive) {
@@ -213,8 +331,48 @@ export function nextTopology(prev: TopologyRecord, alive: LeaseRecord[], now: nu
     }
     // A leaving node hands primaryship to the first caught-up owner that is staying; it stays
     // an owner (last) so nothing it holds is lost until its lease is gone.
-    if (leaving.size > 0 && o.length > 1 && o.some((id) => !leaving.has(id))) {
+    // Not when a cache has fewer backups than the rank of the owner that would take over: that
+    // owner holds none of its data, so the cache is lost there explicitly when the leaving node
+    // goes (as with a kill), not served empty by a new primary.
+    const key = String(p);
+    // The rank whose caches an owner of the new list holds now: a fresh pull took everything; an
+    // owner behind (and not yet caught up) holds what it held; any other its rank in `prev`.
+    const heldBefore = (id: string): number => {
+      if (!prevOwners.includes(id) || !stillMember(id)) return 0;
+      const e = prev.behind?.[key]?.[id];
+      const caught = e !== undefined && (leaseOf.get(id)?.caughtUp?.[key] ?? -1) >= e.since;
+      return e !== undefined && !caught ? e.rank : rankIn(prev, id, p);
+    };
+    const firstStaying = leaving.size > 0 ? o.findIndex((id) => !leaving.has(id)) : -1;
+    const takeover = firstStaying > 0 ? heldBefore(o[firstStaying]!) : 0;
+    if (firstStaying >= 0 && o.length > 1 && (firstStaying === 0 || !caches.some((c) => c.backups < takeover))) {
       o = [...o.filter((id) => !leaving.has(id)), ...o.filter((id) => leaving.has(id))];
+    }
+    // The primary must hold what the best holder holds: an order that puts ahead an owner which
+    // dropped caches it was ranked below (a hand-off undone, a return to the target order) gives
+    // primaryship to the owner holding the most instead. Deaths never need it (survivors keep
+    // their order); lost caches are judged above, on what the owners that died held.
+    if (perCacheDepth && o.length > 1) {
+      const held = o.map(heldBefore);
+      const best = Math.min(...held);
+      if (held[0]! > best && caches.some((c) => c.backups >= best && c.backups < held[0]!)) {
+        const i = held.indexOf(best);
+        o = [o[i]!, ...o.slice(0, i), ...o.slice(i + 1)];
+      }
+    }
+    // Owners ranked higher than what they hold (an owner before them died): behind until their
+    // lease says they caught up. Not the primary: what it lacked is lost (or IGNOREd) now.
+    if (perCacheDepth) {
+      const ranked = { owners: [o], backups } as unknown as TopologyRecord;
+      const nb: Record<string, { rank: number; since: number }> = {};
+      for (const id of o.slice(1)) {
+        const now = rankIn(ranked, id, 0);
+        const held = heldBefore(id);
+        if (now >= held || !caches.some((c) => c.backups >= now && c.backups < held)) continue;
+        const old = prev.behind?.[key]?.[id];
+        nb[id] = old !== undefined && old.rank === held ? old : { rank: held, since: version };
+      }
+      if (Object.keys(nb).length > 0) behind[key] = nb;
     }
     owners.push(o);
     syncing.push(s);
@@ -225,7 +383,7 @@ export function nextTopology(prev: TopologyRecord, alive: LeaseRecord[], now: nu
     clusterId: prev.clusterId,
     version,
     partitions: prev.partitions,
-    backups: prev.backups,
+    backups,
     baseline,
     members,
     addresses,
@@ -235,6 +393,12 @@ export function nextTopology(prev: TopologyRecord, alive: LeaseRecord[], now: nu
     autoAdjust: prev.autoAdjust,
     adjust,
   };
+  if (Object.keys(behind).length > 0) next.behind = behind;
+  const lostNames = Object.keys(lostCaches).sort();
+  if (lostNames.length > 0) {
+    next.lostCaches = {};
+    for (const n of lostNames) next.lostCaches[n] = lostCaches[n]!.sort((a, b) => a - b);
+  }
   return sameTopology(prev, next) ? null : next;
 }
 
@@ -299,7 +463,10 @@ export interface NodeSafety {
   underReplicated: number[];
   /** Partitions it holds (or pulls) that some node is pulling. */
   moving: number[];
-  /** Lost partitions of the cluster: any makes every node unsafe (data is already missing). */
+  /**
+   * Lost partitions of the cluster, and partitions lost for one cache alone: any makes every node
+   * unsafe (data is already missing).
+   */
   lost: number[];
 }
 
@@ -319,10 +486,11 @@ export function nodeSafety(rec: TopologyRecord, id: string): NodeSafety {
     const owners = rec.owners[p] ?? [];
     const syncing = rec.syncing[p] ?? [];
     if (!owners.includes(id) && !syncing.some((e) => e.id === id)) continue;
-    if (owners.length < want) underReplicated.push(p);
+    // An owner still behind (per-cache backups) leaves some cache with fewer copies than it asks.
+    if (owners.length < want || rec.behind?.[String(p)] !== undefined) underReplicated.push(p);
     if (syncing.length > 0) moving.push(p);
   }
-  const lost = [...rec.lost];
+  const lost = lostAnywhere(rec);
   return { safe: underReplicated.length === 0 && moving.length === 0 && lost.length === 0, underReplicated, moving, lost };
 }
 
@@ -342,4 +510,26 @@ export function soleCopiesMoving(rec: TopologyRecord, id: string): number[] {
     if ((rec.syncing[p]?.length ?? 0) > 0 || (targetAlive.length > 0 && !targetAlive.includes(id))) out.push(p);
   }
   return out;
+}
+
+/** Every partition lost for some cache: lost partitions and those lost for one cache alone. */
+export function lostAnywhere(rec: TopologyRecord): number[] {
+  const all = new Set(rec.lost);
+  for (const ps of Object.values(rec.lostCaches ?? {})) for (const p of ps) all.add(p);
+  return [...all].sort((a, b) => a - b);
+}
+
+/**
+ * The record with the loss of these partitions (all when omitted) accepted: they leave `lost`
+ * and every cache's `lostCaches`, and are served again by their owners (empty for what was lost).
+ */
+export function withLossAccepted(rec: TopologyRecord, partitions?: readonly number[]): TopologyRecord {
+  const gone = (p: number): boolean => partitions === undefined || partitions.includes(p);
+  const next: TopologyRecord = { ...rec, lost: rec.lost.filter((p) => !gone(p)) };
+  delete next.lostCaches;
+  for (const [name, ps] of Object.entries(rec.lostCaches ?? {})) {
+    const left = ps.filter((p) => !gone(p));
+    if (left.length > 0) (next.lostCaches ??= {})[name] = left;
+  }
+  return next;
 }

@@ -8,7 +8,7 @@
 import type { ResolvedNodeOptions } from '../config.js';
 import { LEASE_PREFIX, TOPOLOGY_KEY } from '../control/keys.js';
 import type { ControlPlane, KvEvent } from '../control/kv.js';
-import { initialTopology, type LeaseRecord, type TopologyRecord } from '../control/topology.js';
+import { initialTopology, rankingDepth, type CacheRule, type LeaseRecord, type TopologyRecord } from '../control/topology.js';
 import { CasConflictError } from '../errors.js';
 import type { Lifecycle } from '../lifecycle.js';
 import type { Logger } from '../logger.js';
@@ -26,6 +26,8 @@ export interface CoordinatorDeps {
   leaseValid(): boolean;
   applyTopology(rec: TopologyRecord): void;
   refreshTopology(): Promise<void>;
+  /** The cache registry (backups and loss policy per cache); none when absent. */
+  caches?(): CacheRule[];
 }
 
 export class Coordinator {
@@ -95,7 +97,8 @@ export class Coordinator {
         const rec = initialTopology({
           clusterId: opts.clusterId,
           partitions: opts.partitions,
-          backups: opts.backups,
+          // Caches registered before the cluster formed may ask for more backups than the cluster.
+          backups: rankingDepth(opts.backups, this.d.caches?.() ?? []),
           leases: alive,
           autoAdjust: opts.autoAdjust,
         });
@@ -104,12 +107,13 @@ export class Coordinator {
         return;
       }
       // Skip the step when nothing it depends on changed (renewals alone change nothing).
-      const inputs = `${view.topo.version}|${alive.map((l) => `${l.id}:${l.epoch}:${l.leaving === true ? 'L' : ''}:${JSON.stringify(l.synced)}`).join(';')}`;
+      const caches = this.d.caches?.() ?? [];
+      const inputs = `${view.topo.version}|${JSON.stringify(caches)}|${alive.map((l) => `${l.id}:${l.epoch}:${l.leaving === true ? 'L' : ''}:${JSON.stringify(l.synced)}:${JSON.stringify(l.caughtUp ?? {})}`).join(';')}`;
       if (inputs === this.lastInputs && view.topo.adjust === null) return;
       this.lastInputs = inputs;
       // A planned change of primary waits until the new primary is caught up on everything,
       // then happens for all its partitions in one step (ADR 0037).
-      const next = coordinatorStep(view.topo, alive, now);
+      const next = coordinatorStep(view.topo, alive, now, caches);
       if (next === null) return;
       await kv.update(TOPOLOGY_KEY, next, view.topoRevision);
     } catch (err) {

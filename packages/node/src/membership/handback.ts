@@ -15,14 +15,14 @@
  * reorders an owner list or keeps a caught-up holder in it: no copy is dropped earlier, no node
  * that is not caught up is made an owner, and a dead or leaving previous primary is never kept.
  */
-import { nextTopology, type LeaseRecord, type TopologyRecord } from '../control/topology.js';
+import { nextTopology, type CacheRule, type LeaseRecord, type TopologyRecord } from '../control/topology.js';
 
 /**
  * The coordinator's step: `nextTopology` with planned primary changes deferred. Null when there
  * is nothing to write (including a step whose only change was deferred).
  */
-export function coordinatorStep(prev: TopologyRecord, alive: LeaseRecord[], now: number): TopologyRecord | null {
-  const stepped = nextTopology(prev, alive, now);
+export function coordinatorStep(prev: TopologyRecord, alive: LeaseRecord[], now: number, caches: readonly CacheRule[] = []): TopologyRecord | null {
+  const stepped = nextTopology(prev, alive, now, caches);
   if (stepped === null) return null;
   const next = deferHandBack(prev, stepped, new Set(alive.filter((l) => l.leaving === true).map((l) => l.id)));
   return next !== stepped && sameButVersion(prev, next) ? null : next;

@@ -38,6 +38,8 @@ export class OwnLease {
   private writeScheduled = false;
   /** Partitions this node has caught up on while syncing, by partition, with the topology version. */
   synced: Record<string, number> = {};
+  /** Partitions where this node holds every cache its rank asks for while listed as behind. */
+  caughtUp: Record<string, number> = {};
   /** Graceful stop under way: the coordinator moves this node's primaryships away. */
   leaving = false;
 
@@ -63,6 +65,7 @@ export class OwnLease {
       synced: { ...this.synced },
     };
     if (this.leaving) r.leaving = true;
+    if (Object.keys(this.caughtUp).length > 0) r.caughtUp = { ...this.caughtUp };
     if (opts.zone !== undefined) r.zone = opts.zone;
     if (opts.weight !== undefined) r.weight = opts.weight;
     return r;
@@ -142,6 +145,7 @@ export class OwnLease {
    */
   restart(): void {
     this.synced = {};
+    this.caughtUp = {};
     this.rejoinCheckAfter = 0;
     this.rejoinPending = false;
     this.validUntil = 0;

@@ -107,7 +107,8 @@ export class ClusterView {
 
   /** Throws NOT_PRIMARY (or the routing error) unless this node serves p as primary right now. */
   assertPrimary(p: number): void {
-    const d = routeRequest(this.topo, this.id, this.epoch, p, false, this.mayServe(p));
+    // Loss policies are applied before routing (dispatch): here only "am I the primary" counts.
+    const d = routeRequest(this.topo, this.id, this.epoch, p, false, this.mayServe(p), true);
     if (d.kind !== 'local') throw new GridNodeError(d.kind === 'error' ? d.code : ErrorCode.NOT_PRIMARY, d.kind === 'error' ? d.message : 'not primary', p);
   }
 

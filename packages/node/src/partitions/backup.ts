@@ -9,6 +9,7 @@ import { decodeReplicate, wellFormedPut } from '../peers/replicate-codec.js';
 import type { NodeStore } from '../store/index.js';
 import type { ReplicaDriver } from './driver.js';
 import type { ReplicateBatchMsg, ReplicateBatchReply, ReplicateMsg, ReplicateReply } from './messages.js';
+import { recordForRank } from './depth.js';
 import { onRecord } from './replica.js';
 import type { PartitionTable } from './table.js';
 
@@ -85,7 +86,7 @@ export class BackupReceiver {
       case 'gap':
         return GAP;
       case 'apply':
-        if (!this.store.applyRecord(m.p, m.rec, binary && wellFormedPut(m.rec))) {
+        if (!this.store.applyRecord(m.p, st.held === 0 ? m.rec : recordForRank(m.rec, st.held, this.driver.backupsOf), binary && st.held === 0 && wellFormedPut(m.rec))) {
           this.driver.gapDetected(st);
           return GAP;
         }

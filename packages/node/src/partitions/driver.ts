@@ -2,10 +2,13 @@
  * Feeds the replica state machine and performs the actions it returns: the one place where a
  * replica's transitions meet the store, the lease, state transfer and the fence.
  */
-import type { TopologyRecord } from '../control/topology.js';
+import type { ResolvedNodeOptions } from '../config.js';
+import { heldLossDepth, heldRankIn, type TopologyRecord } from '../control/topology.js';
+import type { Logger } from '../logger.js';
 import type { ClusterView } from '../membership/view.js';
 import type { NodeMetrics } from '../metrics.js';
 import { joinSnapshots, type NodeStore, type PartitionSnapshot } from '../store/index.js';
+import { holds, missesCaches, rankOf, recordForRank } from './depth.js';
 import { step, type ReplicaEvent } from './replica.js';
 import type { PartitionTable, PartState } from './table.js';
 
@@ -19,12 +22,18 @@ export interface ReplicaDriverDeps {
   readonly view: ClusterView;
   /** Partitions reported synced in the lease, with the topology version they were pulled at. */
   synced(): Record<string, number>;
+  /** Partitions reported caught up with their rank in the lease (per-cache backups). */
+  caughtUp(): Record<string, number>;
   topologyVersion(): number;
   /** Queue a state transfer of p. */
   enqueuePull(p: number): void;
   startFence(p: number, st: PartState, fenceId: number): void;
   /** The lease content changed: write it soon. */
   scheduleLeaseWrite(): void;
+  readonly opts: ResolvedNodeOptions;
+  readonly log: Logger;
+  /** Push a snapshot of p to these targets before the next acknowledgement (ranked higher now). */
+  resync?(p: number, ids: string[]): void;
 }
 
 export class ReplicaDriver {
@@ -40,19 +49,127 @@ export class ReplicaDriver {
   onTopology(prev: TopologyRecord | null, rec: TopologyRecord, wasMember: boolean): void {
     const { view, table, store } = this.d;
     const synced = this.d.synced();
+    const caughtUp = this.d.caughtUp();
+    const caches = this.cacheBackupsList();
     for (let p = 0; p < rec.partitions; p++) {
       const role = view.roleOf(p);
       let st = table.get(p);
       if (role === 'none' && st === undefined) {
         if (store.hasPartition(p)) store.dropPartition(p);
         delete synced[String(p)];
+        delete caughtUp[String(p)];
         continue;
       }
       st ??= table.part(p);
       const before = prev?.owners[p] ?? [];
       const promoted = role === 'primary' && !(wasMember && before[0] === view.id) && before.length > 0 && prev !== null;
       this.feed(p, st, { type: 'topology-applied', role, promoted, synced: synced[String(p)] !== undefined });
+      if (role !== 'none' && table.get(p) === st) this.trackDepth(p, st, role, prev, rec, wasMember, caches);
     }
+  }
+
+  /** Backups of a cache: its own, or the cluster's default. */
+  backupsOf = (cache: string): number => this.d.store.cacheBackups(cache) ?? this.d.opts.backups;
+
+  private cacheBackupsList(): { name: string; backups: number; ignore: boolean }[] {
+    return this.d.store.cacheConfigs().map(([name, c]) => ({ name, backups: c.backups ?? this.d.opts.backups, ignore: c.partitionLossPolicy === 'IGNORE' }));
+  }
+
+  /**
+   * Per-cache backups (depth.ts) as the topology moves: a copy ranked lower drops the caches it
+   * no longer holds; one ranked higher that misses caches answers "gap" until a snapshot lands
+   * (its primary pushes one at once); fresh owners of a lost partition start empty; a new
+   * primary counts the partitions of IGNORE caches it serves again, empty.
+   */
+  private trackDepth(
+    p: number,
+    st: PartState,
+    role: string,
+    prev: TopologyRecord | null,
+    rec: TopologyRecord,
+    wasMember: boolean,
+    caches: { name: string; backups: number; ignore: boolean }[],
+  ): void {
+    const { view, store } = this.d;
+    const before = prev?.owners[p] ?? [];
+    const after = rec.owners[p] ?? [];
+    // How deep the owners that left took their copies with them (they died; a node that just
+    // stops being an owner while alive handed its copy on first).
+    const depth =
+      prev === null || before.length === 0
+        ? 0
+        : heldLossDepth(prev, p, (id) => rec.members[id] !== undefined && rec.members[id]?.epoch === prev.members[id]?.epoch && (id !== view.id || wasMember));
+    if (depth === Number.POSITIVE_INFINITY) {
+      // Every holder is gone: the owners the topology gave it (IGNORE caches exist) start empty.
+      store.dropPartition(p);
+      st.held = 0;
+    }
+    if (role === 'primary') {
+      if (depth > 0 || st.held > 0) {
+        const missing = Math.max(depth, st.held);
+        for (const c of caches) {
+          if (c.backups >= missing) continue;
+          if (c.ignore) {
+            this.d.metrics.lossesIgnored.inc({ cache: c.name });
+            this.d.log.warn('partition lost for an IGNORE cache: served again, empty', { partition: p, cache: c.name });
+          } else if (c.backups >= depth && !(rec.lostCaches?.[c.name]?.includes(p) ?? false) && !rec.lost.includes(p)) {
+            this.d.log.warn('new primary holds no copy of a cache it was ranked below', { partition: p, cache: c.name, rank: st.held });
+          }
+        }
+      }
+      st.held = 0;
+      if (prev !== null && this.d.resync !== undefined) {
+        const ids: string[] = [];
+        for (const id of after.slice(1)) {
+          const r = rankOf(rec, id, p);
+          const was = before.includes(id) ? heldRankIn(prev, id, p) : 0;
+          if (was > r && rec.members[id]?.epoch === prev.members[id]?.epoch && missesCaches(was, r, caches.map((c) => c.backups))) ids.push(id);
+        }
+        if (ids.length > 0) this.d.resync(p, ids);
+      }
+      return;
+    }
+    if (role !== 'backup') {
+      this.reportCaughtUp(p, st, rec);
+      return;
+    }
+    const r = rankOf(rec, view.id, p);
+    if (r > st.held) {
+      store.dropCaches(p, (c) => holds(this.backupsOf(c), r));
+      st.held = r;
+    } else if (r < st.held && missesCaches(st.held, r, caches.map((c) => c.backups))) {
+      this.gapDetected(st);
+      return;
+    }
+    this.reportCaughtUp(p, st, rec);
+  }
+
+  /**
+   * While the topology lists this copy as behind on p (ranked higher than what it held), tell
+   * the coordinator through the lease once it holds what its rank asks for; forget the report
+   * once the topology no longer lists it.
+   */
+  private reportCaughtUp(p: number, st: PartState, rec: TopologyRecord): void {
+    const key = String(p);
+    const caught = this.d.caughtUp();
+    const listed = rec.behind?.[key]?.[this.d.view.id];
+    if (listed === undefined || st.replica.awaitingSnapshot) {
+      if (listed === undefined && caught[key] !== undefined) delete caught[key];
+      return;
+    }
+    if ((caught[key] ?? -1) >= listed.since) return;
+    caught[key] = rec.version;
+    this.d.scheduleLeaseWrite();
+  }
+
+  /** A whole snapshot landed: this copy holds what its rank asks for, no more. */
+  private settleDepth(p: number, st: PartState): void {
+    const t = this.d.view.topo;
+    const r = t === null || this.d.view.roleOf(p) !== 'backup' ? 0 : rankOf(t, this.d.view.id, p);
+    if (r > 0) this.d.store.dropCaches(p, (c) => holds(this.backupsOf(c), r));
+    st.held = r;
+    st.replica = { ...st.replica, awaitingSnapshot: false };
+    if (t !== null) this.reportCaughtUp(p, st, t);
   }
 
   /**
@@ -97,6 +214,7 @@ export class ReplicaDriver {
           const joined = joinSnapshots(st.parts);
           st.parts = [];
           this.d.store.install(p, joined);
+          this.settleDepth(p, st);
           this.feed(p, st, INSTALLED, pulledAt);
           break;
         }
@@ -122,6 +240,7 @@ export class ReplicaDriver {
 
   /** A whole snapshot of p was installed in the store. */
   installed(p: number, st: PartState, pulledAt?: number): void {
+    this.settleDepth(p, st);
     this.feed(p, st, INSTALLED, pulledAt);
   }
 
@@ -129,7 +248,7 @@ export class ReplicaDriver {
     const buffered = st.buffer ?? [];
     st.buffer = null;
     for (const rec of buffered) {
-      if (!this.d.store.applyRecord(p, rec)) {
+      if (!this.d.store.applyRecord(p, st.held === 0 ? rec : recordForRank(rec, st.held, this.backupsOf))) {
         st.replica = step(st.replica, GAP_DETECTED).state;
         break;
       }

@@ -200,6 +200,16 @@ export class Replicator {
     });
   }
 
+  /**
+   * Targets of p that must hold more caches than they do (ranked higher after an owner left:
+   * per-cache backups, ADR 0038) get a snapshot now, not only at the next write.
+   */
+  resyncNow(p: number, ids: string[]): void {
+    const st = this.d.table.part(p);
+    for (const id of ids) st.failed.add(id);
+    void this.ensureClean(p).catch(() => {});
+  }
+
   /** A snapshot of p in parts that each fit in a frame. */
   snapshotParts(p: number): PartitionSnapshot[] {
     const snap = this.d.store.snapshot(p);

@@ -20,6 +20,11 @@ export interface PartState {
   buffer: ReplicationRecord[] | null;
   /** Parts of the multi-part snapshot being received (replica.receiving). */
   parts: PartitionSnapshot[];
+  /**
+   * Rank whose caches this copy holds (see depth.ts): every cache with at least `held` backups.
+   * 0 for a primary and for a copy that took a whole snapshot before it was ranked.
+   */
+  held: number;
 }
 
 export class PartitionTable {
@@ -37,7 +42,7 @@ export class PartitionTable {
   part(p: number): PartState {
     let st = this.parts.get(p);
     if (!st) {
-      st = { replica: INITIAL_REPLICA, inflight: new Set(), failed: new Set(), resyncs: new Map(), fence: null, buffer: null, parts: [] };
+      st = { replica: INITIAL_REPLICA, inflight: new Set(), failed: new Set(), resyncs: new Map(), fence: null, buffer: null, parts: [], held: 0 };
       this.parts.set(p, st);
     }
     return st;

@@ -19,7 +19,7 @@ import {
   type CacheConfig,
   type RequestFrame,
 } from '@gridlink/protocol';
-import { lossRefusal, routeRequest } from '../control/routing.js';
+import { lossRefusal, lostFor, routeRequest } from '../control/routing.js';
 import { GridNodeError } from '../errors.js';
 import type { Lifecycle } from '../lifecycle.js';
 import type { Logger } from '../logger.js';
@@ -139,7 +139,7 @@ export class Dispatcher {
     if (t === null) return null;
     const p = partitionOfBytes(key, t.partitions);
     // Any lost partition: the slow path applies the caches' loss policies.
-    if ((t.owners[p] ?? [])[0] !== this.id || t.members[this.id]?.epoch !== this.view.epoch || t.lost.length > 0 || !this.d.leaseValid(p)) return null;
+    if ((t.owners[p] ?? [])[0] !== this.id || t.members[this.id]?.epoch !== this.view.epoch || t.lost.length > 0 || t.lostCaches !== undefined || !this.d.leaseValid(p)) return null;
     const st = this.table.part(p);
     if (st.replica.fencing !== 0) return null;
     if (!MUTATING_OPS.has(op)) {
@@ -169,7 +169,7 @@ export class Dispatcher {
   async execute(op: Op, payload: unknown, session: string, allowForward: boolean): Promise<ExecResult> {
     const fanout = this.d.fanout();
     const topo = this.view.topo;
-    if (topo !== null && topo.lost.length > 0) this.applyLossPolicy(op, payload);
+    if (topo !== null && (topo.lost.length > 0 || topo.lostCaches !== undefined)) this.applyLossPolicy(op, payload);
     switch (op) {
       case Op.HEARTBEAT:
         return { result: {}, forwarded: false };
@@ -207,7 +207,18 @@ export class Dispatcher {
   }
 
   async route(p: number, op: Op, payload: unknown, session: string, allowForward: boolean, rerouted = false): Promise<ExecResult> {
-    const d = routeRequest(this.view.topo, this.id, this.view.epoch, p, allowForward, this.d.leaseValid(p));
+    const t = this.view.topo;
+    let lossChecked = false;
+    if (t !== null && (t.lost.length > 0 || t.lostCaches !== undefined) && Number.isInteger(p) && p >= 0 && p < t.partitions) {
+      // The cache's policy decides whether a lost partition is served (IGNORE) or refused.
+      const cache = (payload as { cache?: unknown }).cache;
+      const name = typeof cache === 'string' ? cache : null;
+      if (lostFor(t, p, name, name === null ? undefined : this.store.cacheConfig(name))) {
+        throw new GridNodeError(ErrorCode.PARTITION_LOST, `partition ${p} is lost${name === null ? '' : ` for cache ${name}`}`, p);
+      }
+      lossChecked = true;
+    }
+    const d = routeRequest(t, this.id, this.view.epoch, p, allowForward, this.d.leaseValid(p), lossChecked);
     if (d.kind === 'local') return { result: await this.executeAsPrimary(p, op, payload, session), forwarded: false };
     if (d.kind === 'forward') {
       try {

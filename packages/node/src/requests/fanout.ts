@@ -15,7 +15,7 @@ import { partitionOfBytes } from '@gridlink/affinity';
 import { ErrorCode, Op, type Bytes, type CacheConfig } from '@gridlink/protocol';
 import type { ResolvedNodeOptions } from '../config.js';
 import { CACHE_PREFIX } from '../control/keys.js';
-import { unsupportedCacheConfig } from '../control/routing.js';
+import { lostPartitionsOf, unsupportedCacheConfig } from '../control/routing.js';
 import type { ControlPlane } from '../control/kv.js';
 import { GridNodeError } from '../errors.js';
 import type { ClusterView } from '../membership/view.js';
@@ -109,7 +109,8 @@ export class FanOut {
   async clusterSize(cache: string): Promise<number> {
     const t = this.d.view.topo;
     if (!t) throw new GridNodeError(ErrorCode.NOT_READY, 'the node has not joined a cluster yet');
-    if (t.lost.length > 0) throw new GridNodeError(ErrorCode.PARTITION_LOST, `partition ${t.lost[0]} is lost`, t.lost[0]);
+    const lost = lostPartitionsOf(t, cache, this.d.store.cacheConfig(cache));
+    if (lost !== undefined) throw new GridNodeError(ErrorCode.PARTITION_LOST, `partition ${lost} is lost`, lost);
     const sizes = await Promise.all(
       [...this.sharesByPrimary()].map(async ([id, parts]) =>
         id === this.d.view.id ? this.localPrimarySize(cache, parts) : ((await this.d.peers.peer(id).request(Op.PEER_SIZE, { cache, parts }, this.d.opts.forwardTimeoutMs)) as number),
@@ -153,7 +154,7 @@ export class FanOut {
   }
 
   async createCache(payload: { cache: string; config: CacheConfig }): Promise<Record<string, never>> {
-    const unsupported = unsupportedCacheConfig(payload.config, this.d.view.topo?.backups ?? this.d.opts.backups);
+    const unsupported = unsupportedCacheConfig(payload.config);
     if (unsupported !== null) throw new GridNodeError(ErrorCode.BAD_REQUEST, `config.${unsupported.field}: ${unsupported.message}`);
     this.d.store.createCache(payload.cache, payload.config);
     await this.d.kv.put(CACHE_PREFIX + payload.cache, payload.config);

@@ -120,6 +120,28 @@ export class NodeStore {
     this.parts.delete(partition);
   }
 
+  /**
+   * Drops this node's copy of the caches of `partition` that `keep` refuses (a copy ranked below
+   * those caches' backups holds none of their data). Returns how many caches were dropped.
+   */
+  dropCaches(partition: number, keep: (cache: string) => boolean): number {
+    const part = this.parts.get(partition);
+    if (part === undefined) return 0;
+    let n = 0;
+    for (const [cache, shard] of [...part.shards]) {
+      if (keep(cache)) continue;
+      this.entries.dropShard(shard, (slot) => this.forgetExpiry(slot));
+      part.shards.delete(cache);
+      n++;
+    }
+    return n;
+  }
+
+  /** The backups a cache asked for, or undefined (no cache, or none named: the cluster's). */
+  cacheBackups(name: string): number | undefined {
+    return this.caches.get(name)?.backups;
+  }
+
   private ensurePart(partition: number): PartitionState {
     let part = this.parts.get(partition);
     if (part === undefined) {
