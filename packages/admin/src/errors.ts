@@ -1,6 +1,6 @@
 /**
  * Errors of the admin tooling. Each has a stable `code`, a `retryable` flag and the process exit
- * code the `gridlink` command ends with when it is the reason it stopped (see docs/admin.md and
+ * code the `gridlink` command ends with when it is the reason it stopped (see docs/operations.md §9 and
  * ADR 0025). Branded with Symbol.for so `instanceof` survives duplicate installs.
  */
 export const ExitCode = {
