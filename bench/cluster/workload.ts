@@ -21,6 +21,8 @@ export class Workload {
   readonly failedWhy: string[] = [];
   /** Per key: acknowledgement times of its successful puts. */
   readonly putAcks: number[][];
+  /** Per key: start times of its successful puts (same order as putAcks). */
+  readonly putStarts: number[][];
   private running = true;
   private readonly loops: Promise<void>[];
 
@@ -30,18 +32,23 @@ export class Workload {
     value: Uint8Array,
   ) {
     this.putAcks = keys.map(() => []);
+    this.putStarts = keys.map(() => []);
     this.loops = keys.map((key, k) => this.loop(key, k, value));
   }
 
   private async loop(key: string, k: number, value: Uint8Array): Promise<void> {
     while (this.running) {
       for (const put of [true, false]) {
+        const started = Date.now();
         try {
           if (put) await this.store.put(key, value);
           else await this.store.get(key);
           const now = Date.now();
           this.okAt.push(now);
-          if (put) this.putAcks[k]!.push(now);
+          if (put) {
+            this.putAcks[k]!.push(now);
+            this.putStarts[k]!.push(started);
+          }
         } catch (err) {
           this.failedAt.push(Date.now());
           this.failedWhy.push(err instanceof Error ? `${err.name}: ${err.message}`.slice(0, 70) : String(err).slice(0, 70));
@@ -62,13 +69,16 @@ export class Workload {
   }
 
   /**
-   * Waits until every key in `keys` (indexes) had a put acknowledged after `since`; resolves with
+   * Waits until every key in `keys` (indexes) had a put started after `since` acknowledged; resolves with
    * the time that happened, or with null after `timeoutMs`.
    */
   async recovered(keys: number[], since: number, timeoutMs: number): Promise<number | null> {
     const deadline = since + timeoutMs;
     for (;;) {
-      if (keys.every((k) => this.putAcks[k]!.some((t) => t > since))) return Date.now();
+      // A put sent before `since` and acknowledged after it proves nothing about the fault (a
+      // killed server may still answer what it read before the signal landed): only puts that
+      // started after it count.
+      if (keys.every((k) => this.putStarts[k]!.some((t) => t > since))) return Date.now();
       if (Date.now() > deadline) return null;
       await delay(10);
     }
