@@ -10,8 +10,9 @@
  * Needs `packages/node/dist/cli.js` (build the node package first).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { GridClient } from '@gridlink/client';
+import type { GridClient } from '@gridlink/client';
 import { ProcessCluster, trackedPids, trackedTempDirs, waitFor } from '@gridlink/testkit';
+import { connectClient } from './helpers/load.js';
 import type { NatsControlPlane, TopologyRecord } from '@gridlink/node';
 
 const WORKERS = 32;
@@ -21,14 +22,7 @@ let client: GridClient;
 
 beforeAll(async () => {
   cluster = await ProcessCluster.start({ nodes: 3, natsServers: 3, partitions: 64 });
-  client = await GridClient.connect({
-    endpoints: cluster.endpoints,
-    heartbeatInterval: 200,
-    heartbeatTimeout: 1500,
-    requestTimeout: 1000,
-    operationTimeout: 20_000,
-    reResolveInterval: 0,
-  });
+  client = await connectClient(cluster);
 }, 90_000);
 
 afterAll(async () => {

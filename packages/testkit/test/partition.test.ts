@@ -25,7 +25,7 @@ import { GridClient, msgpackSerializer, type GridCache } from '@gridlink/client'
 import { encodeKey, partitionOf } from '@gridlink/affinity';
 import { Op, RequestFlag, ResponseFlag, WireClient, errorCodeInfo, type ErrorPayload } from '@gridlink/protocol';
 import { ProcessCluster, loopbackAliasesUsable, trackedPids, trackedTempDirs, waitFor } from '@gridlink/testkit';
-import { WORKERS, expectAcknowledged, startLoad, type LoadResult } from './helpers/load.js';
+import { WORKERS, connectClient, expectAcknowledged, startLoad, type LoadResult } from './helpers/load.js';
 import { expectExclusiveHolds, startLockWorkers, type LockWorkers } from './helpers/locks.js';
 
 const usable = await loopbackAliasesUsable();
@@ -100,14 +100,7 @@ let client: GridClient;
 beforeAll(async () => {
   if (!usable) return;
   cluster = await ProcessCluster.start({ nodes: 3, natsServers: 1, partitions: 256, partitionable: true });
-  client = await GridClient.connect({
-    endpoints: cluster.endpoints,
-    heartbeatInterval: 200,
-    heartbeatTimeout: 1500,
-    requestTimeout: 1000,
-    operationTimeout: 20_000,
-    reResolveInterval: 0,
-  });
+  client = await connectClient(cluster);
 }, 90_000);
 
 /** Lock workers still running when a test failed early. */

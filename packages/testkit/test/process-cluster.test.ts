@@ -14,7 +14,7 @@ import { GridClient } from '@gridlink/client';
 import { partitionOf } from '@gridlink/affinity';
 import { ProcessCluster, trackedPids, trackedTempDirs, waitFor } from '@gridlink/testkit';
 import { expectExclusiveHolds, startLockWorkers } from './helpers/locks.js';
-import { throughFault as throughLoad } from './helpers/load.js';
+import { connectClient, throughFault as throughLoad } from './helpers/load.js';
 
 const CLI = fileURLToPath(new URL('../../node/dist/cli.js', import.meta.url));
 
@@ -42,14 +42,7 @@ let client: GridClient;
 
 beforeAll(async () => {
   cluster = await ProcessCluster.start({ nodes: 3, natsServers: 1, partitions: 64 });
-  client = await GridClient.connect({
-    endpoints: cluster.endpoints,
-    heartbeatInterval: 200,
-    heartbeatTimeout: 1500,
-    requestTimeout: 1000,
-    operationTimeout: 20_000,
-    reResolveInterval: 0,
-  });
+  client = await connectClient(cluster);
 }, 90_000);
 
 afterAll(async () => {

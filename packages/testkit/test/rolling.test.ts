@@ -16,8 +16,9 @@
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { partitionOf } from '@gridlink/affinity';
-import { GridClient } from '@gridlink/client';
+import type { GridClient } from '@gridlink/client';
 import { ProcessCluster, trackedPids, trackedTempDirs, waitFor } from '@gridlink/testkit';
+import { connectClient } from './helpers/load.js';
 import { spawnTracked } from '../src/processes.js';
 
 const GRIDLINK = fileURLToPath(new URL('../../admin/bin/gridlink.mjs', import.meta.url));
@@ -135,16 +136,6 @@ class Load {
   }
 }
 
-function connect(cluster: ProcessCluster): Promise<GridClient> {
-  return GridClient.connect({
-    endpoints: cluster.endpoints,
-    heartbeatInterval: 200,
-    heartbeatTimeout: 1500,
-    requestTimeout: 1000,
-    operationTimeout: 20_000,
-    reResolveInterval: 0,
-  });
-}
 
 /** Partitions `id` is primary of in the current topology. */
 async function primariesOf(cluster: ProcessCluster, id: string): Promise<Set<number>> {
@@ -212,7 +203,7 @@ describe('planned changes on gridlink-node processes over NATS (backups = 1)', (
     // Nodes talk to NATS directly: the control plane's latency is NATS's, not this busy process's.
     // Info logs: each stop logs how long its handoff and drain took.
     cluster = await ProcessCluster.start({ nodes: 3, natsServers: 1, partitions: P, backups: 1, http: true, controlPlaneProxies: false, logLevel: 'info' });
-    client = await connect(cluster);
+    client = await connectClient(cluster);
   }, 60_000);
 
   afterAll(async () => {
@@ -329,7 +320,7 @@ describe('decommission on gridlink-node processes over NATS (backups = 0)', () =
 
   beforeAll(async () => {
     cluster = await ProcessCluster.start({ nodes: 3, natsServers: 1, partitions: 32, backups: 0, controlPlaneProxies: false });
-    client = await connect(cluster);
+    client = await connectClient(cluster);
   }, 60_000);
 
   afterAll(async () => {

@@ -5,10 +5,25 @@
  * readable, and the counter equals the acknowledged increments.
  */
 import { expect } from 'vitest';
-import type { GridClient } from '@gridlink/client';
-import { waitFor } from '@gridlink/testkit';
+import { GridClient } from '@gridlink/client';
+import { waitFor, type ProcessCluster } from '@gridlink/testkit';
 
 export const WORKERS = 32;
+
+/**
+ * The client every process-level fault test uses: heartbeats that notice a dead or hung node in
+ * about 1.5 s, a 1 s request timeout retried within a 20 s operation budget, no re-resolution.
+ */
+export function connectClient(cluster: ProcessCluster): Promise<GridClient> {
+  return GridClient.connect({
+    endpoints: cluster.endpoints,
+    heartbeatInterval: 200,
+    heartbeatTimeout: 1500,
+    requestTimeout: 1000,
+    operationTimeout: 20_000,
+    reResolveInterval: 0,
+  });
+}
 
 export interface LoadResult {
   ops: number;
