@@ -1,7 +1,8 @@
 /**
  * The coordinator's liveness judgement (ADR 0007 rule 5) on simulated time: two nodes renew
  * every 250 ms through a control plane that has outages (writes fail for everyone) and a watch
- * that lags (events held back, then delivered in order, some lost). A node that keeps renewing is
+ * that lags (events held back, then delivered in order, intermediate revisions of a key lost, its
+ * newest never). A node that keeps renewing is
  * never judged dead; a node that died is judged dead within a lease (plus a tick) once the
  * control plane is healthy.
  */
@@ -51,8 +52,15 @@ function run(s: Scenario, end: number): number[] {
   for (let t = 0; t <= end; t += STEP) {
     const nowLag = s.lags.find((w) => t >= w.start && t < w.start + w.len);
     if (nowLag !== lag) {
-      // The lag ends (or changes): what was held is delivered in order, some of it lost.
-      for (const h of held ?? []) if (!h.lose) deliver(h.who, t);
+      // The lag ends (or changes): what was held is delivered in order, some of it lost — but
+      // never a key's newest revision: a resumed watch re-reads what changed since the last
+      // revision it saw (ADR 0006), so it may skip intermediate renewals, not the latest one.
+      const h0 = held ?? [];
+      for (let i = 0; i < h0.length; i++) {
+        const h = h0[i]!;
+        const newest = !h0.slice(i + 1).some((x) => x.who === h.who);
+        if (!h.lose || newest) deliver(h.who, t);
+      }
       held = nowLag ? [] : null;
       lag = nowLag;
       lostIndex = 0;
