@@ -66,6 +66,13 @@ export function checkValue(what: string, value: unknown, maxBytes: number): numb
     throw new InvalidPayloadError(what, e instanceof Error ? e.message : String(e), { cause: e });
   }
   if (bytes.length > maxBytes) throw new PayloadTooLargeError(what, bytes.length, maxBytes);
+  // What encodes must also decode, or the job's record could never be read again: MessagePack
+  // refuses to decode some keys that it encodes (an own "__proto__" key, as JSON.parse makes).
+  try {
+    decode(bytes);
+  } catch (e) {
+    throw new InvalidPayloadError(what, e instanceof Error ? e.message : String(e), { cause: e });
+  }
   return bytes.length;
 }
 

@@ -135,6 +135,9 @@ describe('job queue (in-process workers, real grid and nats-server)', () => {
     await expect(q.submit('big', 'x'.repeat(2000))).rejects.toBeInstanceOf(PayloadTooLargeError);
     await expect(q.submit('fn', () => 1)).rejects.toBeInstanceOf(InvalidPayloadError);
     await expect(q.submit('sym', Symbol('s'))).rejects.toBeInstanceOf(InvalidPayloadError);
+    // Encodes, but MessagePack would refuse to decode it: refused up front, never stored.
+    await expect(q.submit('proto', JSON.parse('{"__proto__":1}'))).rejects.toBeInstanceOf(InvalidPayloadError);
+    await expect(q.status('proto')).rejects.toBeInstanceOf(JobNotFoundError);
     await expect(q.status('never-submitted')).rejects.toBeInstanceOf(JobNotFoundError);
     await expect(q.result('never-submitted')).rejects.toBeInstanceOf(JobNotFoundError);
     await expect(q.submit('opts', 1, { maxAttempts: 0 })).rejects.toBeInstanceOf(MessagingConfigError);

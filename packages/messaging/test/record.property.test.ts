@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { checkJobId, MAX_JOB_ID_LENGTH, retryDelay, InvalidJobIdError } from '@gridlink/messaging';
-import { checkpoint, claim, complete, decodeRecord, encodeRecord, fail, isTerminal, jobIdOfKey, newRecord, type JobRecord } from '../src/record.js';
+import { checkJobId, MAX_JOB_ID_LENGTH, retryDelay, InvalidJobIdError, InvalidPayloadError } from '@gridlink/messaging';
+import { checkValue, checkpoint, claim, complete, decodeRecord, encodeRecord, fail, isTerminal, jobIdOfKey, newRecord, type JobRecord } from '../src/record.js';
 import { encodeKey } from '@gridlink/affinity';
 
 const policy = { initialDelayMs: 100, maxDelayMs: 5000, factor: 2 };
@@ -70,7 +70,16 @@ describe('job record transitions (properties)', () => {
   it('records round-trip through their encoding', () => {
     fc.assert(
       // A payload is JSON: -0 is written as 0, so the generator's -0 is normalised the same way.
+      // checkValue (what submit, checkpoint and completion run first) either refuses a payload with
+      // a typed error or guarantees the record round-trips (an own "__proto__" key is refused).
       fc.property(fc.jsonValue().map((v) => JSON.parse(JSON.stringify(v)) as unknown), fc.integer({ min: 1, max: 100 }), (payload, maxAttempts) => {
+        try {
+          checkValue('payload', payload, 1 << 30);
+        } catch (e) {
+          expect(e).toBeInstanceOf(InvalidPayloadError);
+          expect(JSON.stringify(payload)).toContain('"__proto__"');
+          return;
+        }
         const r = newRecord('id-1', payload, maxAttempts, 5);
         expect(decodeRecord(encodeRecord(r))).toEqual(r);
       }),
