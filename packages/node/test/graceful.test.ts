@@ -38,14 +38,7 @@ describe('graceful stop on LocalCluster', () => {
   it('rolling restart of every node under 16-way load: no failed operation, no lost acknowledged write', async () => {
     const cluster = await fx.start({ nodes: 3, partitions: P, backups: 1, autoAdjust: { enabled: false } });
     const c = cluster;
-    const client = await fx.connect({
-      endpoints: c.endpoints,
-      heartbeatInterval: 100,
-      heartbeatTimeout: 600,
-      requestTimeout: 1000,
-      operationTimeout: 20_000,
-      reconnect: { minDelay: 20, maxDelay: 300 },
-    });
+    const client = await fx.connectFast(c.endpoints, { requestTimeout: 1000, operationTimeout: 20_000 });
     const cache = client.cache<string, Uint8Array>('roll', { serializer: bytesSerializer });
     const keys = Array.from({ length: 16 }, (_, i) => `k-${i}`);
     const stream = new WriteStream(cache, keys);

@@ -158,14 +158,7 @@ describe('a node rejoining an embedded cluster under load', () => {
     // Small frames: each partition's snapshot travels in several parts, so the pulls of a
     // rejoining node span many lease renewals (and, without ADR 0037, many topology steps).
     const c = await fx.start({ nodes: 3, partitions: 32, backups: 1, maxFrameSize: 64 * 1024, autoAdjust: { enabled: false } });
-    const client: GridClient = await fx.connect({
-      endpoints: c.endpoints,
-      heartbeatInterval: 100,
-      heartbeatTimeout: 600,
-      requestTimeout: 1000,
-      operationTimeout: 20_000,
-      reconnect: { minDelay: 20, maxDelay: 300 },
-    });
+    const client: GridClient = await fx.connectFast(c.endpoints, { requestTimeout: 1000, operationTimeout: 20_000 });
     const cache = client.cache<string, Uint8Array>('back', { serializer: bytesSerializer });
     // About 128 KiB per partition: four parts per pull.
     const filler = new Uint8Array(8192).fill(7);

@@ -26,6 +26,8 @@ export function connectClient(endpoints: string[], overrides: Partial<GridClient
 export function perTestCluster(): {
   start(options: LocalClusterOptions): Promise<LocalCluster>;
   connect(config: GridClientConfig): Promise<GridClient>;
+  /** `connectClient` (the short failure detection above) with `overrides`, closed after the test. */
+  connectFast(endpoints: string[], overrides?: Partial<GridClientConfig>): Promise<GridClient>;
 } {
   let cluster: LocalCluster | undefined;
   let client: GridClient | undefined;
@@ -42,6 +44,10 @@ export function perTestCluster(): {
     },
     async connect(config) {
       client = await GridClient.connect(config);
+      return client;
+    },
+    async connectFast(endpoints, overrides = {}) {
+      client = await connectClient(endpoints, overrides);
       return client;
     },
   };
