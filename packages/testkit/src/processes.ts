@@ -4,7 +4,7 @@
  * after a failed or timed-out test, since vitest's fork exits then).
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect as netConnect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -73,19 +73,17 @@ export function trackedTempDirs(): string[] {
   return [...dirs];
 }
 
-/** A currently free TCP port on 127.0.0.1 (the OS picks it; there is a small reuse race). */
+/**
+ * A currently free TCP port on 127.0.0.1 for a server a test starts (and may restart on the same
+ * port). It is taken below the kernel's ephemeral range (ip_local_port_range), which outgoing
+ * connections draw their source ports from: a port given back by a killed node or NATS server
+ * cannot then be taken by some client's connection before the restart binds it again. Ports are
+ * not handed out twice by one process; a port another process holds is skipped by the bind check.
+ * Where the range cannot be read, the OS picks an ephemeral port (with that small reuse race).
+ */
 export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const addr = s.address();
-      const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
+  return freePortOn('127.0.0.1');
 }
-
 /** Resolves when the child exits (at once if it already has). */
 export function exited(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
@@ -144,8 +142,50 @@ export function loopbackAliasesUsable(): Promise<boolean> {
   });
 }
 
-/** A currently free TCP port on `host` (the OS picks it; there is a small reuse race). */
-export function freePortOn(host: string): Promise<number> {
+/** A currently free TCP port on `host`, chosen as freePort() chooses (see there). */
+export async function freePortOn(host: string): Promise<number> {
+  const range = stableRange();
+  if (range !== null) {
+    for (let attempt = 0; attempt < 64; attempt++) {
+      const port = range.lo + Math.floor(Math.random() * (range.hi - range.lo + 1));
+      if (handedOut.has(port)) continue;
+      if (await bindable(host, port)) {
+        handedOut.add(port);
+        return port;
+      }
+    }
+  }
+  return osPickedPort(host);
+}
+
+const handedOut = new Set<number>();
+let cachedRange: { lo: number; hi: number } | null | undefined;
+
+/**
+ * Ports for test servers: the 10,000 below the ephemeral range (at least 1024), or null when
+ * /proc/sys/net/ipv4/ip_local_port_range is unreadable or leaves no room.
+ */
+export function stableRange(): { lo: number; hi: number } | null {
+  if (cachedRange !== undefined) return cachedRange;
+  cachedRange = null;
+  try {
+    const [first] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    if (first !== undefined && Number.isInteger(first) && first - 1 >= 2048) cachedRange = { lo: Math.max(1024, first - 10_000), hi: first - 1 };
+  } catch {
+    // not Linux: the OS picks
+  }
+  return cachedRange;
+}
+
+function bindable(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.once('error', () => resolve(false));
+    s.listen({ port, host, exclusive: true }, () => s.close(() => resolve(true)));
+  });
+}
+
+function osPickedPort(host: string): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer();
     s.once('error', reject);
