@@ -3,7 +3,8 @@
  * lowest id judges liveness from lease revisions (a lease is alive while a new revision was seen
  * within leaseMs on this node's clock, not counting time in which this node could not see its own
  * renewals: see `LivenessClock`) and moves the topology record on, through the pure
- * `nextTopology`, with compare-and-set on its revision.
+ * `nextTopology`, with compare-and-set on its revision. A lease under an epoch the topology has
+ * dropped never counts again (ADR 0039).
  */
 import type { ResolvedNodeOptions } from '../config.js';
 import { LEASE_PREFIX, TOPOLOGY_KEY } from '../control/keys.js';
@@ -80,8 +81,11 @@ export class Coordinator {
     // Our own renewals do not come back: we cannot see anybody's, so judge nobody (ADR 0007).
     if (!this.liveness.canJudge(now)) return;
     if (this.busy || (this.d.life.state !== 'running' && this.d.life.state !== 'stopping') || !this.d.leaseValid()) return;
+    // A lease under an epoch the topology already dropped is no node at all (ADR 0039): a dead
+    // node's lease stays in the control plane, and a stall or a blind spell counts it afresh.
+    const departed = view.topo?.departed ?? {};
     const alive: LeaseRecord[] = [];
-    for (const o of this.observed.values()) if (this.liveness.alive(o.seenAt, now)) alive.push(o.lease);
+    for (const o of this.observed.values()) if (departed[o.lease.id] !== o.lease.epoch && this.liveness.alive(o.seenAt, now)) alive.push(o.lease);
     const ids = alive.map((l) => l.id).sort();
     if (ids[0] !== this.d.id) return;
     this.busy = true;
