@@ -33,6 +33,8 @@ export interface CoordinatorDeps {
 
 export class Coordinator {
   private readonly observed = new Map<string, { lease: LeaseRecord; revision: number; seenAt: number }>();
+  /** Per lease key, the newest revision seen (put or delete): an older one is no news. */
+  private readonly newest = new Map<string, number>();
   private lastTick = 0;
   private busy = false;
   private lastInputs = '';
@@ -47,8 +49,21 @@ export class Coordinator {
   async load(): Promise<void> {
     const now = Date.now();
     for (const e of await this.d.kv.list<LeaseRecord>(LEASE_PREFIX)) {
-      this.observed.set(e.value.id, { lease: e.value, revision: e.revision, seenAt: now });
+      const id = e.key.slice(LEASE_PREFIX.length);
+      if (!this.isNews(id, e.revision)) continue;
+      this.observed.set(id, { lease: e.value, revision: e.revision, seenAt: now });
     }
+  }
+
+  /**
+   * Records `revision` as the newest of `id`'s lease key; false when it is not newer than one
+   * already seen (the listing at start overlaps the watch, a watch may deliver a revision again):
+   * such a value must neither count as a renewal nor replace a newer one.
+   */
+  private isNews(id: string, revision: number): boolean {
+    if (revision <= (this.newest.get(id) ?? 0)) return false;
+    this.newest.set(id, revision);
+    return true;
   }
 
   /** Starts the clock of the loop (the first tick judges nobody stalled). */
@@ -59,6 +74,7 @@ export class Coordinator {
 
   onLeaseEvent(e: KvEvent<LeaseRecord>): void {
     const id = e.key.slice(LEASE_PREFIX.length);
+    if (!this.isNews(id, e.revision)) return;
     if (e.type === 'delete') this.observed.delete(id);
     else {
       const now = Date.now();
