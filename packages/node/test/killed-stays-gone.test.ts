@@ -46,7 +46,10 @@ describe('a killed node stays gone', () => {
     cluster = undefined;
   });
 
+  let leaseWrites = 0;
+
   async function killAndDrop(): Promise<{ c: LocalCluster; records: TopologyRecord[] }> {
+    leaseWrites = 0;
     const c = await LocalCluster.start({ nodes: 3, partitions: 128, backups: 1, autoAdjust: { enabled: false }, zones: ['zone-a', 'zone-b', 'zone-c'] });
     cluster = c;
     client = await connectClient(c.endpoints);
@@ -60,6 +63,13 @@ describe('a killed node stays gone', () => {
       if (e.type === 'put') records.push(e.value);
     });
     await c.kill('node-2');
+    // A killed node writes nothing any more (no timer of it survives the kill).
+    const stray = c.controlPlane.watch(LEASE_PREFIX + 'node-2', () => leaseWrites++);
+    const prevUnwatch = unwatch;
+    unwatch = () => {
+      prevUnwatch?.();
+      stray();
+    };
     await c.waitForTopology((t) => t.members['node-2'] === undefined && isSettled(t) && t.owners.every((o) => !o.includes('node-2')), 15_000);
     return { c, records };
   }
@@ -80,6 +90,7 @@ describe('a killed node stays gone', () => {
     // a tick or two.
     await renewals(c, 'node-1', 6);
     expect(resurrections(records)).toEqual([]);
+    expect(leaseWrites).toBe(0);
     expect(c.topology().members['node-2']).toBeUndefined();
   });
 
@@ -91,6 +102,7 @@ describe('a killed node stays gone', () => {
     c.resume('node-1');
     await renewals(c, 'node-1', 6);
     expect(resurrections(records)).toEqual([]);
+    expect(leaseWrites).toBe(0);
     expect(c.topology().members['node-1']).toBeDefined();
     expect(c.topology().members['node-2']).toBeUndefined();
   });
