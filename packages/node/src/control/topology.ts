@@ -42,6 +42,13 @@ export interface TopologyRecord {
   baseline: NodeSpec[];
   /** Nodes whose lease is alive, with the epoch they joined under. */
   members: Record<string, MemberInfo>;
+  /**
+   * Per node id, the epoch under which it last left `members` (declared gone: its lease expired
+   * or was given up, or it came back under another epoch). That epoch is never a member again,
+   * whatever lease carrying it is seen later: the node comes back only under a new epoch (a
+   * restart, or a new life once it learns it was dropped). Absent when empty (ADR 0039).
+   */
+  departed?: Record<string, string>;
   /** Last known address of every node ever seen (for offline baseline nodes in the map). */
   addresses: Record<string, { host: string; port: number; zone?: string }>;
   /** owners[p]: nodes holding an up-to-date copy, effective primary first. */
@@ -217,6 +224,7 @@ const liveKeyOf = (ids: Iterable<string>): string => [...ids].sort().join(',');
  * list; syncing nodes that report the pull done become owners; target owners (over the baseline)
  * that are alive but hold nothing are asked to pull; holders outside the target stay until every
  * alive target owner has caught up, then leave. A partition whose holders all died is lost.
+ * A lease under an epoch that already left the members (`departed`) is ignored (ADR 0039).
  */
 export function nextTopology(prev: TopologyRecord, alive: LeaseRecord[], now: number, caches: readonly CacheRule[] = []): TopologyRecord | null {
   const backups = rankingDepth(prev.backups, caches);
@@ -224,9 +232,15 @@ export function nextTopology(prev: TopologyRecord, alive: LeaseRecord[], now: nu
   const perCache = caches.filter((c) => c.policy !== 'IGNORE' && c.backups < backups);
   const lostCaches: Record<string, number[]> = {};
   for (const [name, ps] of Object.entries(prev.lostCaches ?? {})) lostCaches[name] = [...ps];
-  const members = membersFrom(alive);
-  const leaseOf = new Map(alive.map((l) => [l.id, l]));
-  const leaving = new Set(alive.filter((l) => l.leaving === true).map((l) => l.id));
+  // An epoch once dropped from the members stays out (a stale lease, a coordinator that judged
+  // on an old view or counted a dead lease afresh after a stall must not bring it back).
+  const gone = prev.departed ?? {};
+  const live = alive.filter((l) => gone[l.id] !== l.epoch);
+  const members = membersFrom(live);
+  const departed: Record<string, string> = { ...gone };
+  for (const [id, m] of Object.entries(prev.members)) if (members[id]?.epoch !== m.epoch) departed[id] = m.epoch;
+  const leaseOf = new Map(live.map((l) => [l.id, l]));
+  const leaving = new Set(live.filter((l) => l.leaving === true).map((l) => l.id));
   const stillMember = (id: string): boolean => {
     const before = prev.members[id];
     const after = members[id];
@@ -394,6 +408,11 @@ export function nextTopology(prev: TopologyRecord, alive: LeaseRecord[], now: nu
     adjust,
   };
   if (Object.keys(behind).length > 0) next.behind = behind;
+  const departedIds = Object.keys(departed).sort();
+  if (departedIds.length > 0) {
+    next.departed = {};
+    for (const id of departedIds) next.departed[id] = departed[id]!;
+  }
   const lostNames = Object.keys(lostCaches).sort();
   if (lostNames.length > 0) {
     next.lostCaches = {};

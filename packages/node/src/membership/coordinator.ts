@@ -3,7 +3,8 @@
  * lowest id judges liveness from lease revisions (a lease is alive while a new revision was seen
  * within leaseMs on this node's clock, not counting time in which this node could not see its own
  * renewals: see `LivenessClock`) and moves the topology record on, through the pure
- * `nextTopology`, with compare-and-set on its revision.
+ * `nextTopology`, with compare-and-set on its revision. A lease under an epoch the topology has
+ * dropped never counts again (ADR 0039).
  */
 import type { ResolvedNodeOptions } from '../config.js';
 import { LEASE_PREFIX, TOPOLOGY_KEY } from '../control/keys.js';
@@ -32,6 +33,8 @@ export interface CoordinatorDeps {
 
 export class Coordinator {
   private readonly observed = new Map<string, { lease: LeaseRecord; revision: number; seenAt: number }>();
+  /** Per lease key, the newest revision seen (put or delete): an older one is no news. */
+  private readonly newest = new Map<string, number>();
   private lastTick = 0;
   private busy = false;
   private lastInputs = '';
@@ -46,8 +49,21 @@ export class Coordinator {
   async load(): Promise<void> {
     const now = Date.now();
     for (const e of await this.d.kv.list<LeaseRecord>(LEASE_PREFIX)) {
-      this.observed.set(e.value.id, { lease: e.value, revision: e.revision, seenAt: now });
+      const id = e.key.slice(LEASE_PREFIX.length);
+      if (!this.isNews(id, e.revision)) continue;
+      this.observed.set(id, { lease: e.value, revision: e.revision, seenAt: now });
     }
+  }
+
+  /**
+   * Records `revision` as the newest of `id`'s lease key; false when it is not newer than one
+   * already seen (the listing at start overlaps the watch, a watch may deliver a revision again):
+   * such a value must neither count as a renewal nor replace a newer one.
+   */
+  private isNews(id: string, revision: number): boolean {
+    if (revision <= (this.newest.get(id) ?? 0)) return false;
+    this.newest.set(id, revision);
+    return true;
   }
 
   /** Starts the clock of the loop (the first tick judges nobody stalled). */
@@ -58,6 +74,7 @@ export class Coordinator {
 
   onLeaseEvent(e: KvEvent<LeaseRecord>): void {
     const id = e.key.slice(LEASE_PREFIX.length);
+    if (!this.isNews(id, e.revision)) return;
     if (e.type === 'delete') this.observed.delete(id);
     else {
       const now = Date.now();
@@ -80,8 +97,11 @@ export class Coordinator {
     // Our own renewals do not come back: we cannot see anybody's, so judge nobody (ADR 0007).
     if (!this.liveness.canJudge(now)) return;
     if (this.busy || (this.d.life.state !== 'running' && this.d.life.state !== 'stopping') || !this.d.leaseValid()) return;
+    // A lease under an epoch the topology already dropped is no node at all (ADR 0039): a dead
+    // node's lease stays in the control plane, and a stall or a blind spell counts it afresh.
+    const departed = view.topo?.departed ?? {};
     const alive: LeaseRecord[] = [];
-    for (const o of this.observed.values()) if (this.liveness.alive(o.seenAt, now)) alive.push(o.lease);
+    for (const o of this.observed.values()) if (departed[o.lease.id] !== o.lease.epoch && this.liveness.alive(o.seenAt, now)) alive.push(o.lease);
     const ids = alive.map((l) => l.id).sort();
     if (ids[0] !== this.d.id) return;
     this.busy = true;

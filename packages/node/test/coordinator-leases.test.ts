@@ -1,0 +1,155 @@
+/**
+ * The coordinator loop (`Coordinator`: lease observations, liveness clock, `coordinatorStep`,
+ * compare-and-set) on a real MemoryControlPlane with the clock under the test's control: ticks
+ * and renewals are driven by hand, so "a lease later" takes no time.
+ *
+ * - A revision of a lease seen again (a resumed watch, the listing at start overlapping the
+ *   watch) is no renewal: a dead node is dropped a lease after its last *new* revision.
+ * - After the drop, nothing the coordinator does brings the killed node back (ADR 0039): a tick
+ *   gap (the process stalled), its own renewals seen late (every lease counted afresh), or a
+ *   coordinator that starts afresh and seeds its observations from the listed leases.
+ */
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { MemoryControlPlane, resolveNodeOptions, silentLogger, type KvEvent, type LeaseRecord, type TopologyRecord } from '@gridlink/node';
+import { LEASE_PREFIX, TOPOLOGY_KEY } from '../src/control/keys.js';
+import { initialTopology } from '../src/control/topology.js';
+import { Lifecycle } from '../src/lifecycle.js';
+import { Coordinator } from '../src/membership/coordinator.js';
+import { ClusterView } from '../src/membership/view.js';
+import { Scheduler } from '../src/scheduler.js';
+
+const lease = (id: string, epoch = `${id}-1`): LeaseRecord => ({ id, epoch, host: '127.0.0.1', port: 1, synced: {} });
+
+/** Lets the control plane's queued watch events (microtasks) and the coordinator's awaits run. */
+async function settle(): Promise<void> {
+  for (let i = 0; i < 20; i++) await Promise.resolve();
+}
+
+/** One node's coordinator with what it needs from the node: its view, fed by a topology watch. */
+function coordinatorOf(kv: MemoryControlPlane, id: string): { coordinator: Coordinator; view: ClusterView; leaseEvents: KvEvent<LeaseRecord>[]; close: () => void } {
+  const opts = resolveNodeOptions({ id, controlPlane: kv, partitions: 8, backups: 1 });
+  const scheduler = new Scheduler();
+  const view = new ClusterView(id, 8, scheduler, () => true);
+  const life = new Lifecycle();
+  life.state = 'running';
+  const apply = (rec: TopologyRecord): void => {
+    if (view.topo === null || rec.version > view.topo.version) view.set(rec);
+  };
+  const refreshTopology = async (): Promise<void> => {
+    const e = await kv.get<TopologyRecord>(TOPOLOGY_KEY);
+    if (e === null) return;
+    view.topoRevision = Math.max(view.topoRevision, e.revision);
+    apply(e.value);
+  };
+  const leaseEvents: KvEvent<LeaseRecord>[] = [];
+  const coordinator = new Coordinator({ id, opts, kv, log: silentLogger, life, view, leaseValid: () => true, applyTopology: apply, refreshTopology });
+  const unwatch = [
+    kv.watch<TopologyRecord>(TOPOLOGY_KEY, (e) => {
+      if (e.type !== 'put') return;
+      view.topoRevision = Math.max(view.topoRevision, e.revision);
+      apply(e.value);
+    }),
+    kv.watch<LeaseRecord>(LEASE_PREFIX, (e) => {
+      leaseEvents.push(e);
+      coordinator.onLeaseEvent(e);
+    }),
+  ];
+  return {
+    coordinator,
+    view,
+    leaseEvents,
+    close: () => {
+      for (const u of unwatch) u();
+      scheduler.stop();
+    },
+  };
+}
+
+describe('coordinator lease observations', () => {
+  let now = 1_000_000;
+  const closers: (() => void)[] = [];
+  beforeEach(() => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    now = 1_000_000;
+    vi.setSystemTime(now);
+  });
+  afterEach(() => {
+    for (const c of closers.splice(0)) c();
+    vi.useRealTimers();
+  });
+
+  /** Advances the clock by `ms` in 10 ms steps: `renewing` renew every 250 ms, ticks every 50 ms. */
+  async function run(kv: MemoryControlPlane, c: Coordinator, ms: number, renewing: string[], onStep?: () => void): Promise<void> {
+    for (let t = 0; t < ms; t += 10) {
+      now += 10;
+      vi.setSystemTime(now);
+      if (now % 250 === 0) for (const id of renewing) await kv.put(LEASE_PREFIX + id, lease(id));
+      await settle();
+      if (now % 50 === 0) await c.tick();
+      await settle();
+      onStep?.();
+    }
+  }
+
+  async function cluster(): Promise<{ kv: MemoryControlPlane; n1: ReturnType<typeof coordinatorOf>; versions: TopologyRecord[] }> {
+    const kv = new MemoryControlPlane();
+    const versions: TopologyRecord[] = [];
+    closers.push(kv.watch<TopologyRecord>(TOPOLOGY_KEY, (e) => e.type === 'put' && versions.push(e.value)));
+    for (const id of ['n1', 'n2', 'n3']) await kv.put(LEASE_PREFIX + id, lease(id));
+    await kv.create(TOPOLOGY_KEY, initialTopology({ clusterId: 'c', partitions: 8, backups: 1, leases: ['n1', 'n2', 'n3'].map((id) => lease(id)) }));
+    const n1 = coordinatorOf(kv, 'n1');
+    closers.push(n1.close);
+    await n1.coordinator.load();
+    await settle();
+    n1.coordinator.started();
+    await run(kv, n1.coordinator, 500, ['n1', 'n2', 'n3']);
+    return { kv, n1, versions };
+  }
+
+  it('a lease revision seen again is no renewal', async () => {
+    const { kv, n1 } = await cluster();
+    const lastOfN2 = n1.leaseEvents.filter((e) => e.key === LEASE_PREFIX + 'n2').at(-1)!;
+    const diedAt = now;
+    // n2 dies; 800 ms later its last revision is delivered once more.
+    await run(kv, n1.coordinator, 800, ['n1', 'n3']);
+    n1.coordinator.onLeaseEvent(lastOfN2);
+    let droppedAt: number | undefined;
+    await run(kv, n1.coordinator, 1200, ['n1', 'n3'], () => {
+      if (droppedAt === undefined && n1.view.topo?.members['n2'] === undefined) droppedAt = now;
+    });
+    expect(droppedAt).toBeDefined();
+    // A lease after the death (n2 renewed at most a renewal interval before), plus a tick or two.
+    expect(droppedAt! - diedAt).toBeLessThanOrEqual(1000 + 100);
+  });
+
+  it('a dropped node stays out through a stall, late own renewals and a coordinator started afresh', async () => {
+    const { kv, n1, versions } = await cluster();
+    await run(kv, n1.coordinator, 1500, ['n1', 'n3']);
+    expect(n1.view.topo!.members['n2']).toBeUndefined();
+    const droppedAt = versions.length;
+    // The process stalls for 700 ms: no tick, no renewal (its own lease's renewal is seen late).
+    now += 700;
+    vi.setSystemTime(now);
+    await run(kv, n1.coordinator, 1000, ['n1', 'n3']);
+    // Renewals stall for 400 ms while the ticks go on: its own renewal is seen after a gap.
+    await run(kv, n1.coordinator, 400, []);
+    await run(kv, n1.coordinator, 600, ['n1', 'n3']);
+    // A coordinator started afresh (n1 restarted): it seeds every listed lease as just seen.
+    n1.close();
+    const again = coordinatorOf(kv, 'n1');
+    closers.push(again.close);
+    await again.coordinator.load();
+    const e = await kv.get<TopologyRecord>(TOPOLOGY_KEY);
+    again.view.topoRevision = e!.revision;
+    again.view.set(e!.value);
+    again.coordinator.started();
+    await run(kv, again.coordinator, 600, ['n1', 'n3']);
+    const after = versions.slice(droppedAt);
+    expect(after.filter((t) => t.members['n2'] !== undefined).map((t) => t.version)).toEqual([]);
+    expect(kv.peek<TopologyRecord>(TOPOLOGY_KEY)!.value.members['n3']).toBeDefined();
+    // A restart of n2 (a new epoch) joins at once.
+    await kv.put(LEASE_PREFIX + 'n2', lease('n2', 'n2-2'));
+    await run(kv, again.coordinator, 100, ['n1', 'n3']);
+    expect(kv.peek<TopologyRecord>(TOPOLOGY_KEY)!.value.members['n2']?.epoch).toBe('n2-2');
+  });
+});
