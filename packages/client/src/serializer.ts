@@ -85,9 +85,31 @@ function decodeBin(bytes: Uint8Array): Uint8Array | null {
   return out;
 }
 
+/** The MessagePack string "__proto__" (a fixstr): how an own `__proto__` key is encoded. */
+const PROTO_KEY = Buffer.from([0xa9, ...Buffer.from('__proto__', 'latin1')]);
+const indexOf = Buffer.prototype.indexOf as (this: Uint8Array, needle: Uint8Array) => number;
+
+/**
+ * Throws GridSerializationError when `encoded` would not decode again. MessagePack encodes an
+ * object with an own `__proto__` key (as `JSON.parse('{"__proto__":1}')` makes) but its decoder
+ * refuses such a key: stored, the entry could never be read. That key is the only thing the
+ * encoder writes and the decoder refuses, so the full decode runs only when its bytes occur at
+ * all (one native byte search otherwise).
+ */
+function refuseUndecodable(encoded: Uint8Array): void {
+  if (indexOf.call(encoded, PROTO_KEY) < 0) return;
+  try {
+    decoder.decode(encoded);
+  } catch (e) {
+    throw new GridSerializationError(`cannot serialise value: it would not deserialise again: ${(e as Error).message}`, { cause: e });
+  }
+}
+
 /**
  * MessagePack for every value. A `Uint8Array` is stored as a MessagePack bin and comes back as a
- * `Uint8Array`. Counters written by `increment` are MessagePack integers and read back as numbers.
+ * `Uint8Array`. A value that would encode but not decode again (an object with an own
+ * `__proto__` key) is refused with GridSerializationError at put time. Counters written by
+ * `increment` are MessagePack integers and read back as numbers.
  */
 export const msgpackSerializer: Serializer<unknown> = {
   serialize(value) {
@@ -98,6 +120,7 @@ export const msgpackSerializer: Serializer<unknown> = {
     } catch (e) {
       throw new GridSerializationError(`cannot serialise value: ${(e as Error).message}`, { cause: e });
     }
+    if (typeof value === 'object' && value !== null) refuseUndecodable(encoded);
     // encodeSharedRef returns a view of the encoder's buffer, valid until its next call: copy it.
     const out = allocBytes(encoded.length);
     out.set(encoded);
