@@ -66,10 +66,11 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)] as number;
 }
 
-// A lock per key, so that concurrent workers seldom collide; a refused attempt still costs one op.
+// As the de-duplication middleware does: a lock per key (concurrent workers seldom collide; a
+// refused attempt still costs one op), auto-renewed while held, stored-and-released at once.
 const lockPair = async (i: number): Promise<void> => {
   const k = keys[i % KEYS] as string;
-  const r = await client.lock(k).attemptGet(cache);
+  const r = await client.lock(k).attemptGet(cache, { autoRenew: true });
   if (r.acquired) await r.handle.putAndRelease(cache, value);
 };
 
