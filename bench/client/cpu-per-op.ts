@@ -67,11 +67,15 @@ function median(xs: number[]): number {
 }
 
 // As the de-duplication middleware does: a lock per key (concurrent workers seldom collide; a
-// refused attempt still costs one op), auto-renewed while held, stored-and-released at once.
+// refused attempt still costs one op), auto-renewed while held, watched for loss, then
+// stored-and-released at once.
+const onLost = (): void => undefined;
 const lockPair = async (i: number): Promise<void> => {
   const k = keys[i % KEYS] as string;
   const r = await client.lock(k).attemptGet(cache, { autoRenew: true });
-  if (r.acquired) await r.handle.putAndRelease(cache, value);
+  if (!r.acquired) return;
+  r.handle.onLost(onLost);
+  await r.handle.putAndRelease(cache, value);
 };
 
 const cases: { name: string; op: (i: number) => Promise<unknown>; server: () => Child | null }[] = [];

@@ -174,6 +174,7 @@ export class LockHandle {
   /** Created on the first read of `signal` (most holders never read it). */
   private ac: AbortController | null = null;
   private lostError: GridError | null = null;
+  private lostListeners: ((err: GridError) => void)[] | null = null;
   private released = false;
   private renewCount = 0;
 
@@ -201,6 +202,21 @@ export class LockHandle {
       else if (this.released) this.ac.abort(releasedReason());
     }
     return this.ac.signal;
+  }
+
+  /**
+   * Calls `listener` once with the error if the lock is lost (a renewal failed or found it taken),
+   * never on release; at once (on a microtask) if it is already lost. A cheaper way than `signal`
+   * to learn of a loss: no AbortController is made.
+   */
+  onLost(listener: (err: GridError) => void): void {
+    const lost = this.lostError;
+    if (lost !== null) {
+      queueMicrotask(() => listener(lost));
+      return;
+    }
+    if (this.released) return;
+    (this.lostListeners ??= []).push(listener);
   }
 
   /** Successful renewals so far (manual and automatic). */
@@ -236,11 +252,26 @@ export class LockHandle {
     this.lostError = err;
     this.registry.onLost(this, err);
     this.ac?.abort(err);
+    const listeners = this.lostListeners;
+    this.lostListeners = null;
+    if (listeners !== null) {
+      for (const l of listeners) {
+        try {
+          l(err);
+        } catch (e) {
+          // As an abort listener's would: reported as uncaught, without stopping the others.
+          queueMicrotask(() => {
+            throw e;
+          });
+        }
+      }
+    }
   }
 
   /** Released: aborts the signal if anyone has read it. */
   private markReleased(): void {
     this.released = true;
+    this.lostListeners = null;
     const ac = this.ac;
     if (ac !== null && !ac.signal.aborted) ac.abort(releasedReason());
   }

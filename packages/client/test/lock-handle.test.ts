@@ -1,6 +1,7 @@
 /**
  * Lock handles: automatic renewal of all of a client's locks on one timer (RenewalScheduler), and
- * the handle's signal, made on first read, aborting on release or loss whenever it is read.
+ * the handle's signal, made on first read, aborting on release or loss whenever it is read, and
+ * `onLost` listeners, called on a loss only.
  */
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -98,7 +99,14 @@ describe('lock handles against a cluster', () => {
     expect(a.held).toBe(false);
 
     const b = await client.lock('sig-2').acquire();
+    const lost: GridError[] = [];
+    b.onLost((e) => lost.push(e));
     await b.release();
+    // Not a loss: a renewal after release is refused, but the release listener is not called.
+    await expect(b.renew()).rejects.toBeInstanceOf(LockNotHeldError);
+    b.onLost((e) => lost.push(e));
+    await Promise.resolve();
+    expect(lost).toEqual([]);
     expect(b.signal.aborted).toBe(true);
     expect(b.signal.reason).toBeInstanceOf(LockNotHeldError);
   });
@@ -108,6 +116,8 @@ describe('lock handles against a cluster', () => {
       const key = `lost-${String(readBefore)}`;
       const h = await client.lock(key).acquire({ leaseMs: 100 });
       const early = readBefore ? h.signal : null;
+      const lostBefore: GridError[] = [];
+      h.onLost((e) => lostBefore.push(e));
       const other = await GridClient.connect({ endpoints: cluster.endpoints });
       try {
         let taken: LockHandle | null = null;
@@ -126,6 +136,11 @@ describe('lock handles against a cluster', () => {
         const signal = early ?? h.signal;
         expect(signal.aborted).toBe(true);
         expect(signal.reason).toBeInstanceOf(LockNotHeldError);
+        expect(lostBefore).toHaveLength(1);
+        expect(lostBefore[0]).toBe(signal.reason);
+        // A listener added after the loss hears of it at once.
+        const lostAfter = await new Promise<GridError>((resolve) => h.onLost(resolve));
+        expect(lostAfter).toBe(signal.reason);
         // Releasing a lost lock sends a release the node refuses; the signal keeps the loss reason.
         await expect(h.release()).rejects.toBeInstanceOf(LockNotHeldError);
         expect(signal.reason).toBe(h.signal.reason);
