@@ -53,6 +53,11 @@ export interface ConnectionEvents {
  * ended the request (connection lost, request expired, aborted). Must not throw.
  */
 export interface ResponseHandler {
+  /**
+   * True when the handler passes each response's topology version on itself: the connection then
+   * skips its `version` event for that response.
+   */
+  readonly observesVersion?: boolean;
   onResponse(frame: ResponseFrame, receivedAt: number): void;
   onFailure(err: GridError): void;
 }
@@ -105,6 +110,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   private readonly decoder = new FrameDecoder();
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
+  private idsWrapped = false;
   private lastReceived = 0;
   private lastSent = 0;
   private heartbeatOutstanding = false;
@@ -245,7 +251,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   private onFrame(frame: Frame): void {
     if (frame.kind === FrameKind.RESPONSE) {
       const p = this.pending.get(frame.id);
-      this.emit('version', frame.topologyVersion, false);
+      if (p === undefined || p.handler.observesVersion !== true) this.emit('version', frame.topologyVersion, false);
       if (p !== undefined) {
         this.pending.delete(frame.id);
         p.cleanup?.();
@@ -347,7 +353,9 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     }
     if (signal?.aborted) return abortError(signal);
     let id = this.nextId;
-    while (this.pending.has(id)) id = (id % 0xffffffff) + 1;
+    // Ids count up from 1; only after they wrap around can one still be in use.
+    if (this.idsWrapped) while (this.pending.has(id)) id = (id % 0xffffffff) + 1;
+    if (id === 0xffffffff) this.idsWrapped = true;
     this.nextId = (id % 0xffffffff) + 1;
     let bytes: Uint8Array;
     try {
