@@ -117,8 +117,11 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   private timer: NodeJS.Timeout | null = null;
   private drainWaiters: (() => void)[] = [];
   /**
-   * Frames written in one tick, sent together on the next one as a single buffer (one write
-   * call and one syscall, without the stream's per-chunk bookkeeping of cork/writev).
+   * Frames written during one turn of the event loop, sent together as a single buffer (one
+   * write call and one syscall, without the stream's per-chunk bookkeeping of cork/writev) from
+   * setImmediate: after every I/O callback of this turn, so that requests made in answer to
+   * several sockets' data (responses, HTTP requests of an app) share one write per connection
+   * instead of one per callback.
    */
   private outgoing: Uint8Array[] = [];
   private outgoingBytes = 0;
@@ -380,7 +383,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     if (expiresAt < this.nextExpiry) this.nextExpiry = expiresAt;
     this.pending.set(id, { handler, cleanup, expiresAt, op });
     this.lastSent = now;
-    if (this.outgoing.length === 0) process.nextTick(this.flush);
+    if (this.outgoing.length === 0) setImmediate(this.flush);
     this.outgoing.push(bytes);
     this.outgoingBytes += bytes.length;
     return null;
