@@ -7,9 +7,31 @@ import { Decoder, Encoder } from '@msgpack/msgpack';
 import { allocBytes } from '@gridlink/protocol';
 import { GridSerializationError } from './errors.js';
 
+// Received values are copied once out of the socket's read buffer (a view would pin the whole
+// 64 KiB read). A new Uint8Array of more than 64 bytes gets its own off-heap backing store, which
+// costs more than copying a kilobyte into it; so medium copies are carved out of an 8 KiB slab
+// instead, as Node's Buffer pool does: a retained value keeps at most one slab (8 KiB) alive.
+const VALUE_SLAB_SIZE = 8 * 1024;
+const VALUE_SLAB_MIN = 65;
+const VALUE_SLAB_MAX = 1024;
+let valueSlab = new ArrayBuffer(VALUE_SLAB_SIZE);
+let valueSlabAt = 0;
+
+/** A fresh plain Uint8Array of `n` bytes that no other call returns. */
+function allocValue(n: number): Uint8Array {
+  if (n < VALUE_SLAB_MIN || n > VALUE_SLAB_MAX) return new Uint8Array(n);
+  if (valueSlabAt + n > VALUE_SLAB_SIZE) {
+    valueSlab = new ArrayBuffer(VALUE_SLAB_SIZE);
+    valueSlabAt = 0;
+  }
+  const out = new Uint8Array(valueSlab, valueSlabAt, n);
+  valueSlabAt = (valueSlabAt + n + 7) & ~7;
+  return out;
+}
+
 /** A plain Uint8Array copy (socket data arrives as Buffer views into shared chunks). */
 export function copyBytes(bytes: Uint8Array): Uint8Array {
-  const out = new Uint8Array(bytes.length);
+  const out = allocValue(bytes.length);
   out.set(bytes);
   return out;
 }
@@ -76,7 +98,7 @@ function decodeBin(bytes: Uint8Array): Uint8Array | null {
     return null;
   }
   if (start + n !== total) return null;
-  const out = new Uint8Array(n);
+  const out = allocValue(n);
   if (n <= 128) {
     for (let i = 0; i < n; i++) out[i] = bytes[start + i]!;
   } else {
