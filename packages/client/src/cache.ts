@@ -4,7 +4,7 @@
  */
 import { encodeKey, partitionOfBytes, type GridKey } from '@gridlink/affinity';
 import { Op, type CacheConfig } from '@gridlink/protocol';
-import type { Invoker } from './invoker.js';
+import { NO_OPTIONS, type Invoker } from './invoker.js';
 import type { PartitionService } from './partition-service.js';
 import type { ConnectionManager } from './connection-manager.js';
 import { splitByPrimary } from './routing.js';
@@ -118,7 +118,8 @@ export class GridCache<K extends GridKey = GridKey, V = unknown> {
       const bytes = encodeKey(key);
       const n = this.ctx.partitionCount();
       const partition = n > 0 ? partitionOfBytes(bytes, n) : undefined;
-      return this.ctx.invoker.invoke(Op.CACHE_GET, { cache: this.name, key: bytes }, o === undefined ? { partition } : opts(o, partition), this.valueOf);
+      if (o === undefined) return this.ctx.invoker.invoke(Op.CACHE_GET, { cache: this.name, key: bytes }, NO_OPTIONS, this.valueOf, partition);
+      return this.ctx.invoker.invoke(Op.CACHE_GET, { cache: this.name, key: bytes }, opts(o, partition), this.valueOf);
     } catch (e) {
       return Promise.reject(e instanceof Error ? e : new Error(String(e)));
     }
@@ -168,7 +169,8 @@ export class GridCache<K extends GridKey = GridKey, V = unknown> {
       const n = this.ctx.partitionCount();
       const partition = n > 0 ? partitionOfBytes(bytes, n) : undefined;
       const payload = withTtl({ cache: this.name, key: bytes, value: this.serializer.serialize(value) }, o?.ttlMs);
-      return this.ctx.invoker.invoke(Op.CACHE_PUT, payload, o === undefined ? { partition } : opts(o, partition), toUndefined);
+      if (o === undefined) return this.ctx.invoker.invoke(Op.CACHE_PUT, payload, NO_OPTIONS, toUndefined, partition);
+      return this.ctx.invoker.invoke(Op.CACHE_PUT, payload, opts(o, partition), toUndefined);
     } catch (e) {
       return Promise.reject(e instanceof Error ? e : new Error(String(e)));
     }

@@ -11,7 +11,7 @@ import { resolveConfig, type GridClientConfig, type ResolvedConfig } from './con
 import { ConnectionManager } from './connection-manager.js';
 import { GridClosedError, GridError, LockTimeoutError } from './errors.js';
 import { Invoker, type RetryEvent } from './invoker.js';
-import { GridLock, LockHandle, type AcquireOptions, type LockRegistry } from './lock.js';
+import { GridLock, LockHandle, RenewalScheduler, type AcquireOptions } from './lock.js';
 import { PartitionService } from './partition-service.js';
 
 export interface GridClientEvents {
@@ -82,7 +82,8 @@ export class GridClient extends EventEmitter<GridClientEvents> {
   private readonly partitionService: PartitionService;
   private readonly invoker: Invoker;
   private readonly ctx: ClientContext;
-  private readonly locks = new Set<LockHandle>();
+  /** Automatic renewal of this client's held locks (one timer for all of them). */
+  private readonly renewals = new RenewalScheduler((_h, err) => this.emit('error', err));
   private closing: Promise<void> | null = null;
 
   private constructor(config: GridClientConfig) {
@@ -192,12 +193,7 @@ export class GridClient extends EventEmitter<GridClientEvents> {
   /** A distributed lock on `key`. */
   lock(key: GridKey): GridLock {
     this.checkOpen();
-    const registry: LockRegistry = {
-      add: (h) => this.locks.add(h),
-      delete: (h) => this.locks.delete(h),
-      onLost: (_h, err) => this.emit('error', err),
-    };
-    return new GridLock(this.ctx, registry, key);
+    return new GridLock(this.ctx, this.renewals, key);
   }
 
   /**
@@ -286,8 +282,7 @@ export class GridClient extends EventEmitter<GridClientEvents> {
 
   private async doClose(): Promise<void> {
     this.invoker.close();
-    for (const h of [...this.locks]) h.stop();
-    this.locks.clear();
+    this.renewals.stop();
     await this.invoker.whenIdle();
     this.partitionService.close();
     // Every user operation has finished: what may still be pending is the client's own traffic

@@ -53,6 +53,11 @@ export interface ConnectionEvents {
  * ended the request (connection lost, request expired, aborted). Must not throw.
  */
 export interface ResponseHandler {
+  /**
+   * True when the handler passes each response's topology version on itself: the connection then
+   * skips its `version` event for that response.
+   */
+  readonly observesVersion?: boolean;
   onResponse(frame: ResponseFrame, receivedAt: number): void;
   onFailure(err: GridError): void;
 }
@@ -105,14 +110,18 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   private readonly decoder = new FrameDecoder();
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
+  private idsWrapped = false;
   private lastReceived = 0;
   private lastSent = 0;
   private heartbeatOutstanding = false;
   private timer: NodeJS.Timeout | null = null;
   private drainWaiters: (() => void)[] = [];
   /**
-   * Frames written in one tick, sent together on the next one as a single buffer (one write
-   * call and one syscall, without the stream's per-chunk bookkeeping of cork/writev).
+   * Frames written during one turn of the event loop, sent together as a single buffer (one
+   * write call and one syscall, without the stream's per-chunk bookkeeping of cork/writev) from
+   * setImmediate: after every I/O callback of this turn, so that requests made in answer to
+   * several sockets' data (responses, HTTP requests of an app) share one write per connection
+   * instead of one per callback.
    */
   private outgoing: Uint8Array[] = [];
   private outgoingBytes = 0;
@@ -245,7 +254,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   private onFrame(frame: Frame): void {
     if (frame.kind === FrameKind.RESPONSE) {
       const p = this.pending.get(frame.id);
-      this.emit('version', frame.topologyVersion, false);
+      if (p === undefined || p.handler.observesVersion !== true) this.emit('version', frame.topologyVersion, false);
       if (p !== undefined) {
         this.pending.delete(frame.id);
         p.cleanup?.();
@@ -347,7 +356,9 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     }
     if (signal?.aborted) return abortError(signal);
     let id = this.nextId;
-    while (this.pending.has(id)) id = (id % 0xffffffff) + 1;
+    // Ids count up from 1; only after they wrap around can one still be in use.
+    if (this.idsWrapped) while (this.pending.has(id)) id = (id % 0xffffffff) + 1;
+    if (id === 0xffffffff) this.idsWrapped = true;
     this.nextId = (id % 0xffffffff) + 1;
     let bytes: Uint8Array;
     try {
@@ -372,7 +383,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     if (expiresAt < this.nextExpiry) this.nextExpiry = expiresAt;
     this.pending.set(id, { handler, cleanup, expiresAt, op });
     this.lastSent = now;
-    if (this.outgoing.length === 0) process.nextTick(this.flush);
+    if (this.outgoing.length === 0) setImmediate(this.flush);
     this.outgoing.push(bytes);
     this.outgoingBytes += bytes.length;
     return null;

@@ -12,3 +12,4 @@ export type { Route, RouteReason } from './routing.js';
 export { staggeredRace, RaceFailure } from './stagger.js';
 export { LatencyHistogram } from './histogram.js';
 export { SeqWindow } from './seq-window.js';
+export { RenewalScheduler } from './lock.js';

@@ -163,9 +163,16 @@ export class Invoker {
    * Fast path: the first attempt goes straight to a ready connection, whose response handler is
    * the operation itself — no timer, no AbortController and no promise besides the one returned
    * (the connection expires the request after the attempt's time bound). Only a retryable failure
-   * moves the operation to the slow path (`retry`).
+   * moves the operation to the slow path (`retry`). `partition`, when given, stands for
+   * `options.partition` (so that a caller with no other option needs no options object).
    */
-  invoke<T>(op: Op, payload: Record<string, unknown>, options: InvokeOptions = NO_OPTIONS, transform: ((payload: unknown) => T) | null = null): Promise<T> {
+  invoke<T>(
+    op: Op,
+    payload: Record<string, unknown>,
+    options: InvokeOptions = NO_OPTIONS,
+    transform: ((payload: unknown) => T) | null = null,
+    partition: number | undefined = options.partition,
+  ): Promise<T> {
     if (this.closed) return Promise.reject(new GridClosedError());
     this.operations++;
     const userSignal = options.signal;
@@ -181,8 +188,7 @@ export class Invoker {
     }
     this.active++;
     const now = performance.now();
-    const call = new Call<T>(this, op, payload, options, now, transform, seq);
-    const partition = options.partition;
+    const call = new Call<T>(this, op, payload, options, partition, now, transform, seq);
     const conn = this.pickNow(partition);
     if (conn === null) {
       call.failFirst(new GridConnectionError('no connection to any node is usable right now'));
@@ -430,13 +436,15 @@ export class Invoker {
   }
 }
 
-const NO_OPTIONS: InvokeOptions = Object.freeze({});
+export const NO_OPTIONS: InvokeOptions = Object.freeze({});
 
 /**
  * One operation. On the fast path it is the response handler of its first attempt; a retryable
  * failure hands it to the invoker's slow path.
  */
 class Call<T> implements ResponseHandler {
+  /** interpret() observes each response's topology version: the connection need not. */
+  readonly observesVersion = true;
   readonly promise: Promise<T>;
   private resolve!: (value: T) => void;
   private reject!: (err: unknown) => void;
@@ -452,6 +460,7 @@ class Call<T> implements ResponseHandler {
     private readonly op: Op,
     private readonly payload: Record<string, unknown>,
     private readonly options: InvokeOptions,
+    private readonly partition: number | undefined,
     private readonly startedAt: number,
     private readonly transform: ((payload: unknown) => T) | null,
     /** Seq this operation opened (0 = none). */
@@ -489,8 +498,9 @@ class Call<T> implements ResponseHandler {
    * connection's data handler.
    */
   failFirst(first: unknown): void {
+    const options = this.partition === this.options.partition ? this.options : { ...this.options, partition: this.partition };
     Promise.resolve()
-      .then(() => this.inv.afterFirstFailure<unknown>(this.op, this.payload, this.options, this.deadline, this.timeoutMs, this.attemptMs, first))
+      .then(() => this.inv.afterFirstFailure<unknown>(this.op, this.payload, options, this.deadline, this.timeoutMs, this.attemptMs, first))
       .then(
         (payload) => this.succeed(payload),
         (e: unknown) => {

@@ -92,16 +92,89 @@ function checkPositive(field: string, v: number | undefined, def: number): numbe
   return v;
 }
 
+/** What lock handles need from their client: renewal scheduling and a place to report a loss. */
 export interface LockRegistry {
-  add(h: LockHandle): void;
-  delete(h: LockHandle): void;
+  /** Calls `h.renewDue()` at `at` (a performance.now() time); replaces an earlier schedule of `h`. */
+  scheduleRenew(h: LockHandle, at: number): void;
+  /** Forgets `h`'s scheduled renewal, if any. */
+  cancelRenew(h: LockHandle): void;
   onLost(h: LockHandle, err: GridError): void;
+}
+
+/**
+ * Automatic renewal of every held lock of one client on one timer, armed for the earliest due
+ * renewal, instead of a timer per handle: a handle held for a request's duration (the
+ * de-duplication middleware's case) costs a map insert and delete, not a timer set and cleared.
+ * Leases of one client are mostly equal, so due times arrive in order and the timer, once armed,
+ * is seldom moved.
+ */
+export class RenewalScheduler implements LockRegistry {
+  private readonly due = new Map<LockHandle, number>();
+  private timer: NodeJS.Timeout | null = null;
+  private timerAt = Infinity;
+  private stopped = false;
+
+  constructor(private readonly lost: (h: LockHandle, err: GridError) => void) {}
+
+  /** Handles with a renewal scheduled. */
+  get size(): number {
+    return this.due.size;
+  }
+
+  scheduleRenew(h: LockHandle, at: number): void {
+    if (this.stopped) return;
+    this.due.delete(h);
+    this.due.set(h, at);
+    if (at < this.timerAt) this.arm(at);
+  }
+
+  cancelRenew(h: LockHandle): void {
+    // The timer stays armed: when it fires with nothing due it re-arms for what is left, if any.
+    this.due.delete(h);
+  }
+
+  onLost(h: LockHandle, err: GridError): void {
+    this.lost(h, err);
+  }
+
+  /** Stops every renewal for good (client close). */
+  stop(): void {
+    this.stopped = true;
+    this.due.clear();
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    this.timerAt = Infinity;
+  }
+
+  private arm(at: number): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timerAt = at;
+    this.timer = setTimeout(this.fire, Math.max(0, at - performance.now()));
+    this.timer.unref();
+  }
+
+  private readonly fire = (): void => {
+    this.timer = null;
+    this.timerAt = Infinity;
+    const now = performance.now();
+    let next = Infinity;
+    const dueNow: LockHandle[] = [];
+    for (const [h, at] of this.due) {
+      if (at <= now) dueNow.push(h);
+      else if (at < next) next = at;
+    }
+    for (const h of dueNow) this.due.delete(h);
+    if (next < Infinity) this.arm(next);
+    for (const h of dueNow) h.renewDue();
+  };
 }
 
 /** A held lock. */
 export class LockHandle {
-  private renewTimer: NodeJS.Timeout | null = null;
-  private readonly ac = new AbortController();
+  /** Created on the first read of `signal` (most holders never read it). */
+  private ac: AbortController | null = null;
+  private lostError: GridError | null = null;
+  private lostListeners: ((err: GridError) => void)[] | null = null;
   private released = false;
   private renewCount = 0;
 
@@ -114,17 +187,36 @@ export class LockHandle {
     /** Strictly increasing per lock key; pass it to the resources you protect. */
     readonly fencingToken: number,
     private leaseMs: number,
-    autoRenew: boolean,
+    private readonly autoRenew: boolean,
     /** Owner id of this acquisition (sent with renew and release: they act only for it). */
     private readonly owner: string,
   ) {
-    registry.add(this);
     if (autoRenew) this.scheduleRenew();
   }
 
   /** Aborts when the lock is lost (renewal failed) or released. */
   get signal(): AbortSignal {
+    if (this.ac === null) {
+      this.ac = new AbortController();
+      if (this.lostError !== null) this.ac.abort(this.lostError);
+      else if (this.released) this.ac.abort(releasedReason());
+    }
     return this.ac.signal;
+  }
+
+  /**
+   * Calls `listener` once with the error if the lock is lost (a renewal failed or found it taken),
+   * never on release; at once (on a microtask) if it is already lost. A cheaper way than `signal`
+   * to learn of a loss: no AbortController is made.
+   */
+  onLost(listener: (err: GridError) => void): void {
+    const lost = this.lostError;
+    if (lost !== null) {
+      queueMicrotask(() => listener(lost));
+      return;
+    }
+    if (this.released) return;
+    (this.lostListeners ??= []).push(listener);
   }
 
   /** Successful renewals so far (manual and automatic). */
@@ -133,38 +225,60 @@ export class LockHandle {
   }
 
   get held(): boolean {
-    return !this.released && !this.ac.signal.aborted;
+    return !this.released && this.lostError === null;
   }
 
   private scheduleRenew(): void {
-    const delay = Math.max(1, Math.floor(this.leaseMs / 3));
-    this.renewTimer = setTimeout(() => {
-      this.renewTimer = null;
-      this.renew().then(
-        () => {
-          if (this.held) this.scheduleRenew();
-        },
-        (e: unknown) => {
-          const err = e instanceof GridError ? e : new GridError(String(e));
-          this.lose(err);
-        },
-      );
-    }, delay);
-    this.renewTimer.unref();
+    this.registry.scheduleRenew(this, performance.now() + Math.max(1, Math.floor(this.leaseMs / 3)));
+  }
+
+  /** @internal Its automatic renewal is due (called by the registry's timer). */
+  renewDue(): void {
+    if (!this.held) return;
+    this.renew().then(
+      () => {
+        if (this.held) this.scheduleRenew();
+      },
+      (e: unknown) => {
+        const err = e instanceof GridError ? e : new GridError(String(e));
+        this.lose(err);
+      },
+    );
   }
 
   private lose(err: GridError): void {
-    if (this.released) return;
+    if (!this.held) return;
     this.stop();
+    this.lostError = err;
     this.registry.onLost(this, err);
-    this.ac.abort(err);
+    this.ac?.abort(err);
+    const listeners = this.lostListeners;
+    this.lostListeners = null;
+    if (listeners !== null) {
+      for (const l of listeners) {
+        try {
+          l(err);
+        } catch (e) {
+          // As an abort listener's would: reported as uncaught, without stopping the others.
+          queueMicrotask(() => {
+            throw e;
+          });
+        }
+      }
+    }
+  }
+
+  /** Released: aborts the signal if anyone has read it. */
+  private markReleased(): void {
+    this.released = true;
+    this.lostListeners = null;
+    const ac = this.ac;
+    if (ac !== null && !ac.signal.aborted) ac.abort(releasedReason());
   }
 
   /** Stops automatic renewal (used on release and client close). */
   stop(): void {
-    if (this.renewTimer !== null) clearTimeout(this.renewTimer);
-    this.renewTimer = null;
-    this.registry.delete(this);
+    if (this.autoRenew) this.registry.cancelRenew(this);
   }
 
   /** Extends the lease. Throws LockNotHeldError when the lock is no longer held with this token. */
@@ -204,8 +318,7 @@ export class LockHandle {
       signal: options.signal,
       timeoutMs: options.timeoutMs,
     });
-    this.released = true;
-    if (!this.ac.signal.aborted) this.ac.abort(releasedReason());
+    this.markReleased();
     if (!r.released) throw new LockNotHeldError(`lock was not held with token ${this.fencingToken}; nothing stored`);
   }
 
@@ -218,8 +331,7 @@ export class LockHandle {
       { name: this.name, token: this.fencingToken, owner: this.owner },
       { partition: this.partition, signal: options.signal, timeoutMs: options.timeoutMs },
     );
-    this.released = true;
-    if (!this.ac.signal.aborted) this.ac.abort(releasedReason());
+    this.markReleased();
     if (!r.released) throw new LockNotHeldError(`lock was not held with token ${this.fencingToken} when released`);
   }
 }

@@ -7,9 +7,31 @@ import { Decoder, Encoder } from '@msgpack/msgpack';
 import { allocBytes } from '@gridlink/protocol';
 import { GridSerializationError } from './errors.js';
 
+// Received values are copied once out of the socket's read buffer (a view would pin the whole
+// 64 KiB read). A new Uint8Array of more than 64 bytes gets its own off-heap backing store, which
+// costs more than copying a kilobyte into it; so medium copies are carved out of an 8 KiB slab
+// instead, as Node's Buffer pool does: a retained value keeps at most one slab (8 KiB) alive.
+const VALUE_SLAB_SIZE = 8 * 1024;
+const VALUE_SLAB_MIN = 65;
+const VALUE_SLAB_MAX = 1024;
+let valueSlab = new ArrayBuffer(VALUE_SLAB_SIZE);
+let valueSlabAt = 0;
+
+/** A fresh plain Uint8Array of `n` bytes that no other call returns. */
+function allocValue(n: number): Uint8Array {
+  if (n < VALUE_SLAB_MIN || n > VALUE_SLAB_MAX) return new Uint8Array(n);
+  if (valueSlabAt + n > VALUE_SLAB_SIZE) {
+    valueSlab = new ArrayBuffer(VALUE_SLAB_SIZE);
+    valueSlabAt = 0;
+  }
+  const out = new Uint8Array(valueSlab, valueSlabAt, n);
+  valueSlabAt = (valueSlabAt + n + 7) & ~7;
+  return out;
+}
+
 /** A plain Uint8Array copy (socket data arrives as Buffer views into shared chunks). */
 export function copyBytes(bytes: Uint8Array): Uint8Array {
-  const out = new Uint8Array(bytes.length);
+  const out = allocValue(bytes.length);
   out.set(bytes);
   return out;
 }
@@ -76,7 +98,7 @@ function decodeBin(bytes: Uint8Array): Uint8Array | null {
     return null;
   }
   if (start + n !== total) return null;
-  const out = new Uint8Array(n);
+  const out = allocValue(n);
   if (n <= 128) {
     for (let i = 0; i < n; i++) out[i] = bytes[start + i]!;
   } else {
@@ -85,9 +107,31 @@ function decodeBin(bytes: Uint8Array): Uint8Array | null {
   return out;
 }
 
+/** The MessagePack string "__proto__" (a fixstr): how an own `__proto__` key is encoded. */
+const PROTO_KEY = Buffer.from([0xa9, ...Buffer.from('__proto__', 'latin1')]);
+const indexOf = Buffer.prototype.indexOf as (this: Uint8Array, needle: Uint8Array) => number;
+
+/**
+ * Throws GridSerializationError when `encoded` would not decode again. MessagePack encodes an
+ * object with an own `__proto__` key (as `JSON.parse('{"__proto__":1}')` makes) but its decoder
+ * refuses such a key: stored, the entry could never be read. That key is the only thing the
+ * encoder writes and the decoder refuses, so the full decode runs only when its bytes occur at
+ * all (one native byte search otherwise).
+ */
+function refuseUndecodable(encoded: Uint8Array): void {
+  if (indexOf.call(encoded, PROTO_KEY) < 0) return;
+  try {
+    decoder.decode(encoded);
+  } catch (e) {
+    throw new GridSerializationError(`cannot serialise value: it would not deserialise again: ${(e as Error).message}`, { cause: e });
+  }
+}
+
 /**
  * MessagePack for every value. A `Uint8Array` is stored as a MessagePack bin and comes back as a
- * `Uint8Array`. Counters written by `increment` are MessagePack integers and read back as numbers.
+ * `Uint8Array`. A value that would encode but not decode again (an object with an own
+ * `__proto__` key) is refused with GridSerializationError at put time. Counters written by
+ * `increment` are MessagePack integers and read back as numbers.
  */
 export const msgpackSerializer: Serializer<unknown> = {
   serialize(value) {
@@ -98,6 +142,7 @@ export const msgpackSerializer: Serializer<unknown> = {
     } catch (e) {
       throw new GridSerializationError(`cannot serialise value: ${(e as Error).message}`, { cause: e });
     }
+    if (typeof value === 'object' && value !== null) refuseUndecodable(encoded);
     // encodeSharedRef returns a view of the encoder's buffer, valid until its next call: copy it.
     const out = allocBytes(encoded.length);
     out.set(encoded);
