@@ -33,7 +33,7 @@ const { endpoints } = JSON.parse(String(first.value)) as { endpoints: string[] }
 const client = new WireClient(endpoints);
 await client.connect();
 const keys = Array.from({ length: 10_000 }, (_, i) => encodeKey(`key-${i}`));
-const value = new Uint8Array(64).fill(7);
+const value = new Uint8Array(Number(process.env.PROFILE_SIZE ?? 64)).fill(7);
 /** utime + stime of the cluster process, in µs (Linux /proc; 0 elsewhere). */
 function cpuMicros(pid: number): number {
   try {
