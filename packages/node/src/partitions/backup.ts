@@ -85,12 +85,17 @@ export class BackupReceiver {
         return OK;
       case 'gap':
         return GAP;
-      case 'apply':
-        if (!this.store.applyRecord(m.p, st.held === 0 ? m.rec : recordForRank(m.rec, st.held, this.driver.backupsOf), binary && st.held === 0 && wellFormedPut(m.rec))) {
+      case 'apply': {
+        // A well-formed binary put stays in the store's typed form whatever recordForRank keeps
+        // of it (itself, or the same record without its effect), so it skips the checked copy
+        // on a ranked backup too.
+        const rec = st.held === 0 ? m.rec : recordForRank(m.rec, st.held, this.driver.backupsOf);
+        if (!this.store.applyRecord(m.p, rec, binary && wellFormedPut(m.rec))) {
           this.driver.gapDetected(st);
           return GAP;
         }
         return OK;
+      }
     }
   }
 }
