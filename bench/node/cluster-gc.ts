@@ -6,12 +6,13 @@
  * op barely depend on how busy the machine is, unlike CPU time. `sample-start` and
  * `sample-stop <file>` record a sampling heap profile that keeps collected objects too (where the
  * garbage comes from; open it in Chrome DevTools or read it with alloc-sites.ts). `stop` ends it.
+ * CLUSTER_FROM_DIST=1 runs the built packages (run the build first) instead of the sources.
  */
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { createInterface } from 'node:readline';
 import v8 from 'node:v8';
-import { LocalCluster } from '@gridlink/node';
+import type { LocalCluster as LocalClusterType } from '@gridlink/node';
 
 interface GcStat {
   cost: number;
@@ -19,6 +20,10 @@ interface GcStat {
   afterGC: { heapStatistics: { usedHeapSize: number } };
 }
 
+// CLUSTER_FROM_DIST=1: the built package (profiles then name real source lines through its map).
+const { LocalCluster } = (process.env.CLUSTER_FROM_DIST === '1'
+  ? await import('../../packages/node/dist/index.js' as string)
+  : await import('@gridlink/node')) as { LocalCluster: typeof LocalClusterType };
 const cluster = await LocalCluster.start({ nodes: 3, backups: 1, partitions: 1024 });
 let profiler = new v8.GCProfiler();
 profiler.start();

@@ -242,20 +242,24 @@ export class EntryArena {
   // -------------------------------------------------------------------------------------------
   // Writing
 
+  /** Previous expiry of the entry the last `set` wrote (-1 when it was new). */
+  previousExpireAt = -1;
+
   /**
-   * Sets key → value in the shard, moving the entry to the LRU head. Returns the slot and its
-   * previous expiry (-1 when the entry is new); the caller keeps the expiry bookkeeping.
+   * Sets key → value in the shard, moving the entry to the LRU head. Returns the slot; its
+   * previous expiry is left in `previousExpireAt` (-1 when the entry is new) for the caller's
+   * expiry bookkeeping (no result object per write).
    */
-  set(shard: Shard, key: Bytes, value: Bytes, expireAt: number): { slot: number; previousExpireAt: number } {
+  set(shard: Shard, key: Bytes, value: Bytes, expireAt: number): number {
     let slot = this.find(shard, key);
     const str = joined(key, value);
     if (slot !== NONE) {
       this.bytes += str.length - this.rec[slot]!.length;
       this.rec[slot] = str;
-      const prev = this.expire[slot]!;
+      this.previousExpireAt = this.expire[slot]!;
       this.expire[slot] = expireAt;
       this.touch(slot);
-      return { slot, previousExpireAt: prev };
+      return slot;
     }
     slot = this.allocate();
     this.rec[slot] = str;
@@ -267,7 +271,8 @@ export class EntryArena {
     this.count++;
     this.bytes += str.length;
     this.pushHead(slot);
-    return { slot, previousExpireAt: -1 };
+    this.previousExpireAt = -1;
+    return slot;
   }
 
   /** Removes the slot's entry from its shard and frees the slot. */

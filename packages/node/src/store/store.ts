@@ -257,20 +257,26 @@ export class NodeStore {
       dedup.ack = ack;
       this.outcomes.advance(session, ack, now);
     }
-    this.outcomes.add({ session, seq, op, result, at: now, counter, partition });
+    this.outcomes.add(session, seq, op, result, now, counter, partition);
     this.enforceBounds();
     return { result, record: { v: 1, counter, at: now, effects, dedup } };
   }
 
+  /** The partition the shared planning context reads (set before each use). */
+  private ctxPart: PartitionState | null = null;
+  /** One planning context for every op (not one object and two closures per write). */
+  private readonly ctx: CacheOpContext = {
+    entries: this.entries,
+    expireAtFor: (cache, ttlMs, now) => this.expireAtFor(cache, ttlMs, now),
+    live: (cache, key, now) => {
+      const slot = this.entries.find(this.ctxPart!.shards.get(cache), key);
+      return slot === NONE || this.expire(slot, now) ? NONE : slot;
+    },
+  };
+
   private cacheContext(part: PartitionState): CacheOpContext {
-    return {
-      entries: this.entries,
-      expireAtFor: (cache, ttlMs, now) => this.expireAtFor(cache, ttlMs, now),
-      live: (cache, key, now) => {
-        const slot = this.entries.find(part.shards.get(cache), key);
-        return slot === NONE || this.expire(slot, now) ? NONE : slot;
-      },
-    };
+    this.ctxPart = part;
+    return this.ctx;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -296,7 +302,7 @@ export class NodeStore {
       const d = rec.dedup;
       if (d !== null) {
         if (d.ack !== undefined) this.outcomes.advance(d.session, d.ack, rec.at);
-        this.outcomes.add({ session: d.session, seq: d.seq, op: d.op, result: d.result, at: rec.at, counter: rec.counter, partition });
+        this.outcomes.add(d.session, d.seq, d.op, d.result, rec.at, rec.counter, partition);
       }
       const now = this.clock.now();
       if (this.outcomes.due(now)) this.outcomes.prune(now, Infinity);
@@ -400,7 +406,7 @@ export class NodeStore {
       if (expireAt > now) this.locks.set(part.locks, partition, keyString(name), session, owner ?? '', token, expireAt);
     }
     for (const [session, floor, lastAt] of snap.floors ?? []) this.outcomes.advance(session, floor, lastAt);
-    for (const [session, seq, op, result, at, counter] of snap.dedup) this.outcomes.add({ session, seq, op, result, at, counter, partition });
+    for (const [session, seq, op, result, at, counter] of snap.dedup) this.outcomes.add(session, seq, op, result, at, counter, partition);
     this.outcomes.prune(now, Infinity);
     this.enforceBounds();
   }
@@ -468,7 +474,8 @@ export class NodeStore {
       shard = this.entries.newShard(part.id, cache);
       part.shards.set(cache, shard);
     }
-    const { slot, previousExpireAt: prev } = this.entries.set(shard, key, value, expireAt);
+    const slot = this.entries.set(shard, key, value, expireAt);
+    const prev = this.entries.previousExpireAt;
     if (prev === expireAt) return;
     if (prev > 0) {
       shard.ttlCount--;
