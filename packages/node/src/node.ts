@@ -38,7 +38,7 @@ import { LockService } from './requests/locks.js';
 import { handlePeerOp, type PeerOpsDeps } from './requests/peer-ops.js';
 import { Scheduler } from './scheduler.js';
 import { ServerEdge } from './server/listener.js';
-import type { ConnectionHost, RequestOutcome, ServerConnection } from './server/connection.js';
+import type { ConnectionHost, DEFERRED, RequestOutcome, ServerConnection } from './server/connection.js';
 import { NodeStore } from './store/index.js';
 
 /**
@@ -466,7 +466,7 @@ export class GridNode implements ConnectionHost, MetricsSource {
     this.metrics.connections.set(this.edge.clientConnections());
   }
 
-  handleRequest(conn: ServerConnection, frame: RequestFrame): RequestOutcome | Promise<RequestOutcome> {
+  handleRequest(conn: ServerConnection, frame: RequestFrame): RequestOutcome | Promise<RequestOutcome> | typeof DEFERRED {
     return this.dispatcher.handleRequest(conn, frame);
   }
 }

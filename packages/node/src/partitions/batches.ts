@@ -18,7 +18,7 @@ import type { PeerLinks } from '../peers/links.js';
 import { encodeReplicate } from '../peers/replicate-codec.js';
 import type { ReplicationRecord } from '../store/index.js';
 import type { ReplicateBatchMsg, ReplicateMsg, ReplicateReply } from './messages.js';
-import type { PartState } from './table.js';
+import { InFlightWrite, type PartState } from './table.js';
 
 /** What the batch hands back to the per-record path, and what it needs from the replicator. */
 export interface BatchDeps {
@@ -33,15 +33,44 @@ export interface BatchDeps {
   ensureClean(p: number): Promise<void>;
 }
 
-interface Entry {
-  readonly p: number;
-  readonly t: Target;
-  readonly record: ReplicationRecord;
-  readonly st: PartState;
-  promise: Promise<void>;
-  resolve: () => void;
-  reject: (e: Error) => void;
-  settled: boolean;
+const SETTLED: Promise<void> = Promise.resolve();
+const noop = (): void => {};
+
+/** Told once whether a write may be acknowledged: `null`, or why not. Must not throw. */
+export interface Completion {
+  complete(err: Error | null): void;
+}
+
+/** One record in a batch; it is its partition's in-flight write until it settles. */
+class Entry extends InFlightWrite {
+  /** Off the batch path: continuing alone, or waiting for a resync, or done. */
+  taken = false;
+  /** Done: `completion` has been told. */
+  finished = false;
+  private waiting: Promise<void> | null = null;
+  private wake: () => void = noop;
+
+  constructor(
+    readonly p: number,
+    readonly t: Target,
+    readonly record: ReplicationRecord,
+    readonly st: PartState,
+    readonly completion: Completion,
+  ) {
+    super();
+  }
+
+  settled(): Promise<void> {
+    if (this.finished) return SETTLED;
+    this.waiting ??= new Promise<void>((resolve) => (this.wake = resolve));
+    return this.waiting;
+  }
+
+  finish(err: Error | null): void {
+    this.finished = true;
+    this.wake();
+    this.completion.complete(err);
+  }
 }
 
 interface Open {
@@ -51,8 +80,6 @@ interface Open {
   topo: ClusterView['topo'];
 }
 
-const SETTLED: Promise<void> = Promise.resolve();
-const noop = (): void => {};
 
 /** Type guard for the compact all-OK ack. */
 function isCompactAck(v: unknown): v is { ok: number } {
@@ -66,15 +93,13 @@ export class RecordBatches {
 
   constructor(private readonly d: BatchDeps) {}
 
-  /** Replicates `record` of p to its only target `t`; settles when it is safe to acknowledge. */
-  add(p: number, t: Target, record: ReplicationRecord, st: PartState): Promise<void> {
-    // Created with every field, so all entries share one object shape.
-    const e: Entry = { p, t, record, st, promise: SETTLED, resolve: noop, reject: noop, settled: false };
-    e.promise = new Promise<void>((resolve, reject) => {
-      e.resolve = resolve;
-      e.reject = reject;
-    });
-    st.inflight.add(e.promise);
+  /**
+   * Replicates `record` of p to its only target `t`; tells `completion` when it is safe to
+   * acknowledge (or why not). No promise of its own: one entry object per record.
+   */
+  add(p: number, t: Target, record: ReplicationRecord, st: PartState, completion: Completion): void {
+    const e = new Entry(p, t, record, st, completion);
+    st.inflight.add(e);
     // A plain put travels in its compact binary form (ADR 0027), anything else as a map.
     const v = this.d.view.topologyVersion();
     const msg = encodeReplicate(p, v, this.d.id, t.epoch, record) ?? { p, v, from: this.d.id, epoch: t.epoch, rec: record };
@@ -90,7 +115,6 @@ export class RecordBatches {
       this.scheduled = true;
       process.nextTick(this.flush);
     }
-    return e.promise;
   }
 
   private readonly flush = (): void => {
@@ -122,7 +146,7 @@ export class RecordBatches {
     const stillThere = (): boolean => {
       // Same topology as when the targets were taken: every target is still one.
       if (topo !== null && view.topo === topo) return true;
-      for (const e of pending) if (!e.settled && !view.isTarget(e.p, e.t)) return false;
+      for (const e of pending) if (!e.taken && !view.isTarget(e.p, e.t)) return false;
       return true;
     };
     let answer: unknown;
@@ -131,7 +155,7 @@ export class RecordBatches {
       try {
         r = await view.raceTopology(req, stillThere);
       } catch (err) {
-        for (const e of pending) if (!e.settled) this.continueAlone(e, deadline, started, { err });
+        for (const e of pending) if (!e.taken) this.continueAlone(e, deadline, started, { err });
         return;
       }
       if (r !== GONE) {
@@ -139,23 +163,24 @@ export class RecordBatches {
         break;
       }
       // Some record's target left: acknowledged without it (as on the per-record path).
-      for (const e of pending) if (!e.settled && !view.isTarget(e.p, e.t)) this.ok(e, started);
-      pending = pending.filter((e) => !e.settled);
+      for (const e of pending) if (!e.taken && !view.isTarget(e.p, e.t)) this.ok(e, started);
+      pending = pending.filter((e) => !e.taken);
       if (pending.length === 0) return;
     }
     if (isCompactAck(answer) && answer.ok === entries.length) {
-      for (const e of entries) if (!e.settled) this.ok(e, started);
+      const seconds = (Date.now() - started) / 1000;
+      for (const e of entries) if (!e.taken) this.ok(e, started, seconds);
       return;
     }
     const replies = (answer as { batch?: unknown } | null)?.batch;
     if (!Array.isArray(replies) || replies.length !== entries.length) {
       const err = new GridNodeError(ErrorCode.INTERNAL, `peer answered a batch of ${entries.length} records with a malformed reply`);
-      for (const e of entries) if (!e.settled) this.fail(e, started, err);
+      for (const e of entries) if (!e.taken) this.fail(e, started, err);
       return;
     }
     for (let i = 0; i < entries.length; i++) {
       const e = entries[i]!;
-      if (e.settled) continue;
+      if (e.taken) continue;
       const reply = replies[i] as ReplicateReply | null;
       if (reply?.s === 'ok') this.ok(e, started);
       else if (reply?.s === 'gap' || reply?.s === 'gone' || reply?.s === 'stale') this.continueAlone(e, deadline, started, { reply });
@@ -163,17 +188,18 @@ export class RecordBatches {
     }
   }
 
-  private ok(e: Entry, started: number): void {
+  /** `seconds`: the replication time when the caller knows it already (one clock read per batch). */
+  private ok(e: Entry, started: number, seconds?: number): void {
     if (e.st.failed.size > 0) {
       // Another record of p missed its target: that target gets a snapshot before this acknowledgement.
-      e.settled = true;
+      e.taken = true;
       this.d.ensureClean(e.p).then(
         () => this.done(e, started, null),
         (err: unknown) => this.done(e, started, err instanceof Error ? err : new Error(String(err))),
       );
       return;
     }
-    this.done(e, started, null);
+    this.done(e, started, null, seconds);
   }
 
   private fail(e: Entry, started: number, err: Error): void {
@@ -181,19 +207,18 @@ export class RecordBatches {
   }
 
   private continueAlone(e: Entry, deadline: number, started: number, first: { reply: ReplicateReply } | { err: unknown }): void {
-    e.settled = true;
+    e.taken = true;
     this.d.continueRecord(e.p, e.t, e.record, deadline, first).then(
       () => this.done(e, started, null),
       (err: unknown) => this.done(e, started, err instanceof Error ? err : new Error(String(err))),
     );
   }
 
-  private done(e: Entry, started: number, err: Error | null): void {
-    e.settled = true;
-    e.st.inflight.delete(e.promise);
+  private done(e: Entry, started: number, err: Error | null, seconds = (Date.now() - started) / 1000): void {
+    e.taken = true;
+    e.st.inflight.delete(e);
     const m = this.d.metrics;
-    m.replicationSeconds.observe(m.replication, (Date.now() - started) / 1000);
-    if (err === null) e.resolve();
-    else e.reject(err);
+    m.replicationSeconds.observe(m.replication, seconds);
+    e.finish(err);
   }
 }

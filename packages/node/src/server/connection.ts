@@ -24,6 +24,12 @@ export interface RequestOutcome {
   payload: unknown;
 }
 
+/**
+ * What handleRequest returns for a request it will answer later through
+ * `ServerConnection.answer` (the write fast path: no promise per request, ADR 0040).
+ */
+export const DEFERRED: unique symbol = Symbol('gridlink.deferredAnswer');
+
 /** What a connection needs from its node. */
 export interface ConnectionHost {
   readonly opts: ResolvedNodeOptions;
@@ -31,10 +37,11 @@ export interface ConnectionHost {
   topologyVersion(): number;
   partitionCount(): number;
   /**
-   * Answers one request, synchronously when it can (a local read); never rejects or throws
-   * (errors come back as an ERROR outcome).
+   * Answers one request, synchronously when it can (a local read), or later: through a promise,
+   * or (DEFERRED) by calling `conn.answer` exactly once, possibly before returning. Never
+   * rejects or throws (errors come back as an ERROR outcome).
    */
-  handleRequest(conn: ServerConnection, frame: RequestFrame): RequestOutcome | Promise<RequestOutcome>;
+  handleRequest(conn: ServerConnection, frame: RequestFrame): RequestOutcome | Promise<RequestOutcome> | typeof DEFERRED;
   connectionClosed(conn: ServerConnection): void;
   connectionOpened(conn: ServerConnection): void;
 }
@@ -198,31 +205,39 @@ export class ServerConnection {
 
   private onRequest(f: RequestFrame): void {
     this.inFlight++;
-    let out: RequestOutcome | Promise<RequestOutcome>;
+    let out: RequestOutcome | Promise<RequestOutcome> | typeof DEFERRED;
     try {
       out = this.host.handleRequest(this, f);
     } catch (err) {
       this.reply(f.id, err);
       return;
     }
+    if (out === DEFERRED) return;
     if (out instanceof Promise) {
       out.then(
-        (o) => this.reply(f.id, undefined, o),
+        (o) => this.answer(f.id, o.flags, o.payload),
         (err: unknown) => this.reply(f.id, err),
       );
     } else {
-      this.reply(f.id, undefined, out);
+      this.answer(f.id, out.flags, out.payload);
     }
   }
 
-  private reply(id: number, err: unknown, out?: RequestOutcome): void {
+  /** Answers request `id` (once; see DEFERRED). */
+  answer(id: number, flags: number, payload: unknown): void {
     this.inFlight--;
-    const frame: Frame =
-      out !== undefined
-        ? { kind: FrameKind.RESPONSE, id, flags: out.flags, topologyVersion: this.host.topologyVersion(), payload: out.payload }
-        : errorResponse(id, this.host.topologyVersion(), ErrorCode.INTERNAL, String((err as Error)?.message ?? err));
     try {
-      this.send(frame, id);
+      this.send({ kind: FrameKind.RESPONSE, id, flags, topologyVersion: this.host.topologyVersion(), payload }, id);
+    } catch {
+      // the connection is gone
+    }
+  }
+
+  /** Answers request `id` with an INTERNAL error (the host threw or rejected). */
+  private reply(id: number, err: unknown): void {
+    this.inFlight--;
+    try {
+      this.send(errorResponse(id, this.host.topologyVersion(), ErrorCode.INTERNAL, String((err as Error)?.message ?? err)), id);
     } catch {
       // the connection is gone
     }
