@@ -233,6 +233,32 @@ export function encodeFrame(frame: Frame, options?: EncodeOptions): Uint8Array {
   return out;
 }
 
+/**
+ * Bytes of the RESPONSE frame (length prefix included) carrying `payload`, when the payload has
+ * one of the fast shapes (fastpath.ts: the empty result, `{ value }`, ...), else -1 (use
+ * encodeFrame). A server that gathers many responses into one buffer then calls writeResponse
+ * for the same payload, before any other encoding: no frame object and no byte array per
+ * response.
+ */
+export function responseSize(payload: unknown): number {
+  const fast = fastSize(payload);
+  return fast < 0 ? -1 : LENGTH_PREFIX_SIZE + HEADER_SIZE[FrameKind.RESPONSE] + fast;
+}
+
+/**
+ * Writes at `out[at]` the RESPONSE frame of `size` bytes that the last responseSize call
+ * measured for `payload`. The caller vouches for the header fields: `id` a u32, `flags` a u8,
+ * `topologyVersion` a non-negative safe integer (what encodeFrame would check).
+ */
+export function writeResponse(out: Uint8Array, at: number, size: number, id: number, flags: number, topologyVersion: number, payload: unknown): void {
+  writeU32(out, at, size - LENGTH_PREFIX_SIZE);
+  out[at + 4] = FrameKind.RESPONSE;
+  writeU32(out, at + 5, id);
+  out[at + 9] = flags;
+  writeU64(out, at + 10, topologyVersion);
+  fastWrite(out, at + LENGTH_PREFIX_SIZE + HEADER_SIZE[FrameKind.RESPONSE], payload);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Decoding
 

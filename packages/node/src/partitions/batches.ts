@@ -13,7 +13,7 @@ import { ErrorCode, Op } from '@gridlink/protocol';
 import type { ResolvedNodeOptions } from '../config.js';
 import { GridNodeError } from '../errors.js';
 import type { NodeMetrics } from '../metrics.js';
-import { GONE, type ClusterView, type Target } from '../membership/view.js';
+import type { ClusterView, Target } from '../membership/view.js';
 import type { PeerLinks } from '../peers/links.js';
 import { encodeReplicate } from '../peers/replicate-codec.js';
 import type { ReplicationRecord } from '../store/index.js';
@@ -73,13 +73,30 @@ class Entry extends InFlightWrite {
   }
 }
 
-interface Open {
-  entries: Entry[];
-  msgs: (ReplicateMsg | Uint8Array)[];
-  /** The topology every entry's target was taken from, null when it changed within the tick. */
-  topo: ClusterView['topo'];
-}
+/** The records for one target node sent in one frame, from filling to their answer. */
+class Batch {
+  readonly entries: Entry[] = [];
+  readonly msgs: (ReplicateMsg | Uint8Array)[] = [];
+  started = 0;
+  deadline = 0;
+  /** Waiting for its answer (linked in the outstanding list); false once answered or given up. */
+  waiting = false;
+  prev: Batch | null = null;
+  next: Batch | null = null;
+  /** Called with the answer, or the failure, of its frame (made once per batch). */
+  readonly resolve: (answer: unknown) => void;
+  readonly reject: (err: Error) => void;
 
+  constructor(
+    owner: RecordBatches,
+    readonly targetId: string,
+    /** The topology every entry's target was taken from, null when it changed while filling. */
+    public topo: ClusterView['topo'],
+  ) {
+    this.resolve = (answer) => owner.answered(this, answer);
+    this.reject = (err) => owner.failed(this, err);
+  }
+}
 
 /** Type guard for the compact all-OK ack. */
 function isCompactAck(v: unknown): v is { ok: number } {
@@ -87,9 +104,12 @@ function isCompactAck(v: unknown): v is { ok: number } {
 }
 
 export class RecordBatches {
-  /** Batches being filled in this tick, by target node id. */
-  private open = new Map<string, Open>();
+  /** Batches being filled until the flush (one per target node; few, so a list). */
+  private open: Batch[] = [];
   private scheduled = false;
+  /** Batches sent and waiting for their answer. */
+  private head: Batch | null = null;
+  private watching = false;
 
   constructor(private readonly d: BatchDeps) {}
 
@@ -104,69 +124,103 @@ export class RecordBatches {
     const v = this.d.view.topologyVersion();
     const msg = encodeReplicate(p, v, this.d.id, t.epoch, record) ?? { p, v, from: this.d.id, epoch: t.epoch, rec: record };
     const topo = this.d.view.topo;
-    let b = this.open.get(t.id);
+    let b: Batch | undefined;
+    for (const o of this.open) {
+      if (o.targetId === t.id) {
+        b = o;
+        break;
+      }
+    }
     if (b === undefined) {
-      b = { entries: [], msgs: [], topo };
-      this.open.set(t.id, b);
+      b = new Batch(this, t.id, topo);
+      this.open.push(b);
     } else if (b.topo !== topo) b.topo = null;
     b.entries.push(e);
     b.msgs.push(msg);
     if (!this.scheduled) {
       this.scheduled = true;
-      process.nextTick(this.flush);
+      // After every I/O callback of this loop turn, so records from several reads share a frame.
+      setImmediate(this.flush);
     }
   }
 
   private readonly flush = (): void => {
     this.scheduled = false;
     const open = this.open;
-    this.open = new Map();
-    for (const [id, b] of open) this.send(id, b);
+    this.open = [];
+    for (const b of open) this.send(b);
   };
 
-  private send(id: string, b: Open): void {
-    const started = Date.now();
+  private send(b: Batch): void {
+    b.started = Date.now();
     const timeoutMs = this.d.opts.replicationTimeoutMs;
-    const deadline = started + timeoutMs;
-    let req: Promise<unknown>;
+    b.deadline = b.started + timeoutMs;
+    this.link(b);
+    this.watch();
+    // Taken from an older topology: records whose target left are acknowledged without it now.
+    if (b.topo === null || this.d.view.topo !== b.topo) this.checkTargets(b);
+    if (!b.waiting) return;
     try {
-      req = this.d.peers.peer(id).request(Op.PEER_REPLICATE, { batch: b.msgs, compactAck: true } satisfies ReplicateBatchMsg, timeoutMs);
+      this.d.peers.peer(b.targetId).send(Op.PEER_REPLICATE, { batch: b.msgs, compactAck: true } satisfies ReplicateBatchMsg, timeoutMs, b.resolve, b.reject);
     } catch (err) {
-      req = Promise.reject(err instanceof Error ? err : new Error(String(err)));
+      this.failed(b, err instanceof Error ? err : new Error(String(err)));
     }
-    // Observed even when every record settles before the answer (targets that left the topology).
-    req.catch(() => {});
-    void this.await(b.entries, b.topo, req, deadline, started);
   }
 
-  /** Waits for the batch's answer (or for targets to leave the topology) and settles each record. */
-  private async await(entries: Entry[], topo: ClusterView['topo'], req: Promise<unknown>, deadline: number, started: number): Promise<void> {
-    const view = this.d.view;
-    let pending = entries;
-    const stillThere = (): boolean => {
-      // Same topology as when the targets were taken: every target is still one.
-      if (topo !== null && view.topo === topo) return true;
-      for (const e of pending) if (!e.taken && !view.isTarget(e.p, e.t)) return false;
+  private link(b: Batch): void {
+    b.waiting = true;
+    b.prev = null;
+    b.next = this.head;
+    if (this.head !== null) this.head.prev = b;
+    this.head = b;
+  }
+
+  private unlink(b: Batch): void {
+    if (!b.waiting) return;
+    b.waiting = false;
+    if (b.prev !== null) b.prev.next = b.next;
+    else this.head = b.next;
+    if (b.next !== null) b.next.prev = b.prev;
+    b.prev = null;
+    b.next = null;
+  }
+
+  /**
+   * One hook on the view's topology changes for all batches (instead of one race per batch):
+   * a race whose "still there" test never fails, so it stays registered and is asked at every
+   * change. Armed once, on the first batch sent.
+   */
+  private watch(): void {
+    if (this.watching) return;
+    this.watching = true;
+    void this.d.view.raceTopology(new Promise<never>(() => {}), () => {
+      for (let b = this.head; b !== null; ) {
+        const next = b.next;
+        if (b.topo === null || this.d.view.topo !== b.topo) this.checkTargets(b);
+        b = next;
+      }
       return true;
-    };
-    let answer: unknown;
-    for (;;) {
-      let r: unknown;
-      try {
-        r = await view.raceTopology(req, stillThere);
-      } catch (err) {
-        for (const e of pending) if (!e.taken) this.continueAlone(e, deadline, started, { err });
-        return;
-      }
-      if (r !== GONE) {
-        answer = r;
-        break;
-      }
-      // Some record's target left: acknowledged without it (as on the per-record path).
-      for (const e of pending) if (!e.taken && !view.isTarget(e.p, e.t)) this.ok(e, started);
-      pending = pending.filter((e) => !e.taken);
-      if (pending.length === 0) return;
+    });
+  }
+
+  /** Records of b whose target left the topology are acknowledged without it (as on the per-record path). */
+  private checkTargets(b: Batch): void {
+    const view = this.d.view;
+    let open = 0;
+    for (const e of b.entries) {
+      if (e.taken) continue;
+      if (!view.isTarget(e.p, e.t)) this.ok(e, b.started);
+      else open++;
     }
+    // Nothing left to wait for: the answer, when it comes, is ignored.
+    if (open === 0) this.unlink(b);
+  }
+
+  /** The batch's answer: each record settles by its own reply. */
+  answered(b: Batch, answer: unknown): void {
+    if (!b.waiting) return;
+    this.unlink(b);
+    const { entries, started } = b;
     if (isCompactAck(answer) && answer.ok === entries.length) {
       const seconds = (Date.now() - started) / 1000;
       for (const e of entries) if (!e.taken) this.ok(e, started, seconds);
@@ -183,9 +237,16 @@ export class RecordBatches {
       if (e.taken) continue;
       const reply = replies[i] as ReplicateReply | null;
       if (reply?.s === 'ok') this.ok(e, started);
-      else if (reply?.s === 'gap' || reply?.s === 'gone' || reply?.s === 'stale') this.continueAlone(e, deadline, started, { reply });
+      else if (reply?.s === 'gap' || reply?.s === 'gone' || reply?.s === 'stale') this.continueAlone(e, b.deadline, started, { reply });
       else this.fail(e, started, new GridNodeError(ErrorCode.INTERNAL, `peer answered a record with a malformed reply`, e.p));
     }
+  }
+
+  /** The batch's frame failed (timeout, connection lost): each record continues alone. */
+  failed(b: Batch, err: Error): void {
+    if (!b.waiting) return;
+    this.unlink(b);
+    for (const e of b.entries) if (!e.taken) this.continueAlone(e, b.deadline, b.started, { err });
   }
 
   /** `seconds`: the replication time when the caller knows it already (one clock read per batch). */

@@ -38,19 +38,25 @@ function isEmptyResult(r: unknown): boolean {
   return true;
 }
 
+/** Strings remembered per field: senders, their epochs and sessions alternate from record to record. */
+const MEMO_SIZE = 8;
+
 /**
- * UTF-8 bytes of one string field, remembered for the next call: the sender, its epoch, the
- * cache and (for one client) the session repeat from record to record.
+ * UTF-8 bytes of one string field, remembered for the next calls: the sender, the targets'
+ * epochs, the cache and (per client) the session repeat, though not always in a row.
  */
 class Utf8Memo {
-  private str = '';
-  private bytes: Uint8Array = new Uint8Array(0);
+  private readonly strs: string[] = [];
+  private readonly bytes: Uint8Array[] = [];
+  private next = 0;
   get(s: string): Uint8Array {
-    if (s !== this.str) {
-      this.bytes = Buffer.from(s, 'utf8');
-      this.str = s;
-    }
-    return this.bytes;
+    const strs = this.strs;
+    for (let i = 0; i < strs.length; i++) if (strs[i] === s) return this.bytes[i]!;
+    const b = Buffer.from(s, 'utf8');
+    strs[this.next] = s;
+    this.bytes[this.next] = b;
+    this.next = (this.next + 1) % MEMO_SIZE;
+    return b;
   }
 }
 const fromMemo = new Utf8Memo();
@@ -111,23 +117,28 @@ const head = new Uint8Array(HEADER);
 const headView = new DataView(head.buffer);
 
 /**
- * The string of one field's UTF-8 bytes, remembered for the next record: sender, epoch, cache
- * and session repeat from record to record, so most decodes only compare the bytes.
+ * The string of one field's UTF-8 bytes, remembered for the next records: senders, epochs,
+ * cache and sessions repeat, though not always in a row, so most reads only compare bytes.
  */
 class TextMemo {
-  private bytes: Uint8Array = new Uint8Array(0);
-  private str = '';
+  private readonly bytes: Uint8Array[] = [];
+  private readonly strs: string[] = [];
+  private next = 0;
   get(b: Uint8Array, at: number, len: number): string {
-    const last = this.bytes;
-    if (last.length === len) {
+    const known = this.bytes;
+    for (let k = 0; k < known.length; k++) {
+      const c = known[k]!;
+      if (c.length !== len) continue;
       let i = 0;
-      while (i < len && last[i] === b[at + i]) i++;
-      if (i === len) return this.str;
+      while (i < len && c[i] === b[at + i]) i++;
+      if (i === len) return this.strs[k]!;
     }
     const copy = b.slice(at, at + len);
-    this.bytes = copy;
-    this.str = Buffer.from(copy.buffer, copy.byteOffset, len).toString('utf8');
-    return this.str;
+    const str = Buffer.from(copy.buffer, copy.byteOffset, len).toString('utf8');
+    known[this.next] = copy;
+    this.strs[this.next] = str;
+    this.next = (this.next + 1) % MEMO_SIZE;
+    return str;
   }
 }
 const fromText = new TextMemo();

@@ -52,6 +52,8 @@ export interface DispatcherDeps {
   leaseValid(p: number): boolean;
   /** Node-to-node ops (only on connections from peers). */
   handlePeer(frame: RequestFrame): Promise<unknown>;
+  /** PEER_REPLICATE (see onPeerReplicate): its answer, or a promise of it. */
+  replicate(payload: unknown): unknown;
 }
 
 /** A fast-path mutation waiting for its commit; then answered on its connection. */
@@ -93,8 +95,28 @@ export class Dispatcher {
     if (op < 100) {
       const fast = this.fastPath(conn, frame, started);
       if (fast !== null) return fast;
+    } else if (op === Op.PEER_REPLICATE && conn.isPeer && this.life.state === 'running') {
+      return this.replicateNow(frame);
     }
     return this.handleRequestSlow(conn, frame, started);
+  }
+
+  /**
+   * The backup's side of replication without the general path's promise layers: answered at
+   * once unless a record waits for a newer topology; errors answer as on the general path.
+   */
+  private replicateNow(frame: RequestFrame): RequestOutcome | Promise<RequestOutcome> {
+    let r: unknown;
+    try {
+      r = this.d.replicate(frame.payload);
+    } catch (err) {
+      return this.errorOutcome(frame.op, err);
+    }
+    if (!(r instanceof Promise)) return { flags: 0, payload: r };
+    return r.then(
+      (payload: unknown) => ({ flags: 0, payload }),
+      (err: unknown) => this.errorOutcome(frame.op, err),
+    );
   }
 
   private async handleRequestSlow(conn: ServerConnection, frame: RequestFrame, started: number): Promise<RequestOutcome> {
