@@ -21,9 +21,8 @@ interface GcStat {
 }
 
 // CLUSTER_FROM_DIST=1: the built package (profiles then name real source lines through its map).
-const { LocalCluster } = (process.env.CLUSTER_FROM_DIST === '1'
-  ? await import('../../packages/node/dist/index.js' as string)
-  : await import('@gridlink/node')) as { LocalCluster: typeof LocalClusterType };
+const distPath: string = '../../packages/node/dist/index.js';
+const { LocalCluster } = (process.env.CLUSTER_FROM_DIST === '1' ? await import(distPath) : await import('@gridlink/node')) as { LocalCluster: typeof LocalClusterType };
 const cluster = await LocalCluster.start({ nodes: 3, backups: 1, partitions: 1024 });
 let profiler = new v8.GCProfiler();
 profiler.start();
