@@ -4,6 +4,7 @@
  * stops it and prints the functions with the most self time.
  *
  *   npx tsx bench/node/profile.ts [profile-dir]
+ *   PROFILE_OP=put PROFILE_INFLIGHT=256 PROFILE_SIZE=1024 PROFILE_DIST=1 npx tsx bench/node/profile.ts
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
@@ -24,8 +25,12 @@ const inFlight = Number(process.env.PROFILE_INFLIGHT ?? 256);
 const seconds = Number(process.env.PROFILE_SECONDS ?? 3);
 
 const profiling = process.env.PROFILE_CPU !== '0';
-const proc = spawn(process.execPath, [...(profiling ? ['--cpu-prof', `--cpu-prof-dir=${dir}`] : []), '--import', 'tsx', join(here, '../shared/cluster-process.ts'), '{"nodes":3}'], {
+// PROFILE_DIST=1: the cluster runs the built packages (build first), so the table names real lines.
+const fromDist = process.env.PROFILE_DIST === '1';
+const child = fromDist ? [join(here, 'cluster-gc.ts')] : [join(here, '../shared/cluster-process.ts'), '{"nodes":3}'];
+const proc = spawn(process.execPath, [...(profiling ? ['--cpu-prof', `--cpu-prof-dir=${dir}`] : []), '--import', 'tsx', ...child], {
   stdio: ['pipe', 'pipe', 'inherit'],
+  env: fromDist ? { ...process.env, CLUSTER_FROM_DIST: '1' } : process.env,
 });
 const lines = createInterface({ input: proc.stdout })[Symbol.asyncIterator]();
 const first = await lines.next();

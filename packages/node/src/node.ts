@@ -35,10 +35,10 @@ import { Dispatcher } from './requests/dispatch.js';
 import { FanOut, type RouteFn } from './requests/fanout.js';
 import { Forwarder } from './requests/forward.js';
 import { LockService } from './requests/locks.js';
-import { handlePeerOp, type PeerOpsDeps } from './requests/peer-ops.js';
+import { handlePeerOp, onPeerReplicate, type PeerOpsDeps } from './requests/peer-ops.js';
 import { Scheduler } from './scheduler.js';
 import { ServerEdge } from './server/listener.js';
-import type { ConnectionHost, RequestOutcome, ServerConnection } from './server/connection.js';
+import type { ConnectionHost, DEFERRED, RequestOutcome, ServerConnection } from './server/connection.js';
 import { NodeStore } from './store/index.js';
 
 /**
@@ -123,7 +123,8 @@ export class GridNode implements ConnectionHost, MetricsSource {
     this.locks = new LockService({ scheduler, store, assertPrimary: (p) => view.assertPrimary(p), commit: (p, r) => this.replicator.commit(p, r) });
     const { replicator, forwarder, locks } = this;
     const handlePeer = (frame: RequestFrame): Promise<unknown> => this.handlePeer(frame);
-    this.dispatcher = new Dispatcher({ ...base, replicator, forwarder, locks, fanout: () => this.fanout, leaseValid: mayServe, handlePeer });
+    const replicate = (payload: unknown): unknown => onPeerReplicate(this.backup, payload);
+    this.dispatcher = new Dispatcher({ ...base, replicator, forwarder, locks, fanout: () => this.fanout, leaseValid: mayServe, handlePeer, replicate });
     this.fanout = new FanOut({
       ...base,
       leaseValid,
@@ -466,7 +467,7 @@ export class GridNode implements ConnectionHost, MetricsSource {
     this.metrics.connections.set(this.edge.clientConnections());
   }
 
-  handleRequest(conn: ServerConnection, frame: RequestFrame): RequestOutcome | Promise<RequestOutcome> {
+  handleRequest(conn: ServerConnection, frame: RequestFrame): RequestOutcome | Promise<RequestOutcome> | typeof DEFERRED {
     return this.dispatcher.handleRequest(conn, frame);
   }
 }

@@ -7,10 +7,39 @@ export interface TimerHandle {
   cancel(): void;
 }
 
+const NOOP_HANDLE: TimerHandle = { cancel: () => {} };
+
+/**
+ * One pending timeout, linked into its scheduler's list (a timer per peer request is common:
+ * no Set churn and no closures per timer).
+ */
+class Timeout implements TimerHandle {
+  prev: Timeout | null = null;
+  next: Timeout | null = null;
+  linked = false;
+  readonly handle: NodeJS.Timeout;
+  constructor(
+    private readonly s: Scheduler,
+    readonly fn: () => void,
+    ms: number,
+  ) {
+    this.handle = setTimeout(Timeout.fire, ms, this);
+  }
+  private static fire(this: void, t: Timeout): void {
+    t.s.unlinkTimeout(t);
+    t.s.run(t.fn);
+  }
+  cancel(): void {
+    clearTimeout(this.handle);
+    this.s.unlinkTimeout(this);
+  }
+}
+
 export class Scheduler {
   private frozen = false;
   private stopped = false;
-  private readonly timeouts = new Set<NodeJS.Timeout>();
+  /** Pending timeouts (a list: cleared all at once on stop). */
+  private timeouts: Timeout | null = null;
   private readonly intervals = new Map<() => void, { ms: number; handle: NodeJS.Timeout | null }>();
   private deferred: (() => void)[] = [];
 
@@ -22,18 +51,24 @@ export class Scheduler {
   }
 
   setTimeout(fn: () => void, ms: number): TimerHandle {
-    if (this.stopped) return { cancel: () => {} };
-    const handle = setTimeout(() => {
-      this.timeouts.delete(handle);
-      this.run(fn);
-    }, ms);
-    this.timeouts.add(handle);
-    return {
-      cancel: () => {
-        clearTimeout(handle);
-        this.timeouts.delete(handle);
-      },
-    };
+    if (this.stopped) return NOOP_HANDLE;
+    const t = new Timeout(this, fn, ms);
+    t.linked = true;
+    t.next = this.timeouts;
+    if (this.timeouts !== null) this.timeouts.prev = t;
+    this.timeouts = t;
+    return t;
+  }
+
+  /** @internal A timeout fired or was cancelled. */
+  unlinkTimeout(t: Timeout): void {
+    if (!t.linked) return;
+    t.linked = false;
+    if (t.prev !== null) t.prev.next = t.next;
+    else this.timeouts = t.next;
+    if (t.next !== null) t.next.prev = t.prev;
+    t.prev = null;
+    t.next = null;
   }
 
   setInterval(fn: () => void, ms: number): TimerHandle {
@@ -81,8 +116,11 @@ export class Scheduler {
 
   stop(): void {
     this.stopped = true;
-    for (const t of this.timeouts) clearTimeout(t);
-    this.timeouts.clear();
+    for (let t = this.timeouts; t !== null; t = t.next) {
+      clearTimeout(t.handle);
+      t.linked = false;
+    }
+    this.timeouts = null;
     for (const entry of this.intervals.values()) if (entry.handle) clearInterval(entry.handle);
     this.intervals.clear();
     this.deferred = [];

@@ -99,6 +99,15 @@ let slab = new ArrayBuffer(SLAB_SIZE);
 let slabOffset = 0;
 
 /**
+ * A byte array of length `n` that the caller fills completely (frames being encoded, frames
+ * gathered from several chunks): small ones come from the slab as allocBytes, larger ones are
+ * not zero-filled first (zeroing tens of kB per batch frame is work thrown away).
+ */
+function allocFilled(n: number): Uint8Array {
+  return n > SLAB_MAX_ALLOC ? Buffer.allocUnsafeSlow(n) : allocBytes(n);
+}
+
+/**
  * A byte array of length `n` (zero-filled: slab space is never reused) that no other call returns.
  * Exported for other hot paths that make many small byte arrays (the client's value serializer).
  */
@@ -205,7 +214,7 @@ export function encodeFrame(frame: Frame, options?: EncodeOptions): Uint8Array {
   if (length > max) {
     throw new ProtocolError(`frame of ${length} bytes exceeds the maximum frame size ${max}`, ErrorCode.FRAME_TOO_LARGE);
   }
-  const out = allocBytes(LENGTH_PREFIX_SIZE + length);
+  const out = allocFilled(LENGTH_PREFIX_SIZE + length);
   writeU32(out, 0, length);
   out[4] = frame.kind;
   switch (frame.kind) {
@@ -231,6 +240,32 @@ export function encodeFrame(frame: Frame, options?: EncodeOptions): Uint8Array {
   if (payload === null) fastWrite(out, LENGTH_PREFIX_SIZE + header, value);
   else out.set(payload, LENGTH_PREFIX_SIZE + header);
   return out;
+}
+
+/**
+ * Bytes of the RESPONSE frame (length prefix included) carrying `payload`, when the payload has
+ * one of the fast shapes (fastpath.ts: the empty result, `{ value }`, ...), else -1 (use
+ * encodeFrame). A server that gathers many responses into one buffer then calls writeResponse
+ * for the same payload, before any other encoding: no frame object and no byte array per
+ * response.
+ */
+export function responseSize(payload: unknown): number {
+  const fast = fastSize(payload);
+  return fast < 0 ? -1 : LENGTH_PREFIX_SIZE + HEADER_SIZE[FrameKind.RESPONSE] + fast;
+}
+
+/**
+ * Writes at `out[at]` the RESPONSE frame of `size` bytes that the last responseSize call
+ * measured for `payload`. The caller vouches for the header fields: `id` a u32, `flags` a u8,
+ * `topologyVersion` a non-negative safe integer (what encodeFrame would check).
+ */
+export function writeResponse(out: Uint8Array, at: number, size: number, id: number, flags: number, topologyVersion: number, payload: unknown): void {
+  writeU32(out, at, size - LENGTH_PREFIX_SIZE);
+  out[at + 4] = FrameKind.RESPONSE;
+  writeU32(out, at + 5, id);
+  out[at + 9] = flags;
+  writeU64(out, at + 10, topologyVersion);
+  fastWrite(out, at + LENGTH_PREFIX_SIZE + HEADER_SIZE[FrameKind.RESPONSE], payload);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -514,7 +549,7 @@ export class FrameDecoder {
   private take(n: number): Uint8Array {
     const head = this.chunks[0]!;
     if (head.length - this.headOffset >= n) return head.subarray(this.headOffset, this.headOffset + n);
-    const buf = allocBytes(n);
+    const buf = allocFilled(n);
     let filled = 0;
     let offset = this.headOffset;
     for (let i = 0; filled < n; i++) {

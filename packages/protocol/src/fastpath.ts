@@ -6,6 +6,7 @@
  *   { value: bin | nil }                      GET / GET_AND_PUT / GET_AND_REMOVE results
  *   { cache: str, key: bin }                  GET / CONTAINS_KEY requests
  *   { cache, key, seq: uint, ack?: uint, value: bin, ttlMs?: uint }   PUT-like requests
+ *   { batch: bin[], compactAck: true }        a batch of binary replication records (node to node)
  *
  * The encoder handles these shapes only when every field has the expected type (ASCII cache
  * names); the decoder recognises them only in this exact field order and with minimal headers.
@@ -23,6 +24,8 @@ const K_SEQ = [0xa3, ...ascii('seq')];
 const K_ACK = [0xa3, ...ascii('ack')];
 const K_VALUE = [0xa5, ...ascii('value')];
 const K_TTL = [0xa5, ...ascii('ttlMs')];
+const K_BATCH = [0xa5, ...ascii('batch')];
+const K_COMPACT_ACK = [0xaa, ...ascii('compactAck')];
 
 const TWO_32 = 0x1_0000_0000;
 
@@ -120,7 +123,22 @@ function putUint(out: Uint8Array, at: number, v: number): number {
   return at + 9;
 }
 
-const Shape = { NONE: 0, EMPTY: 1, VALUE: 2, CACHE_KEY: 3, PUT: 4 } as const;
+const arraySize = (n: number): number => (n < 16 ? 1 : n < 0x10000 ? 3 : 5);
+
+const Shape = { NONE: 0, EMPTY: 1, VALUE: 2, CACHE_KEY: 3, PUT: 4, BATCH: 5 } as const;
+
+/** Size of `{ batch: bin[], compactAck: true }`, or -1 when p is not exactly that. */
+function batchSize(p: Record<string, unknown>): number {
+  const batch = p.batch;
+  if (p.compactAck !== true || !Array.isArray(batch)) return -1;
+  let size = 1 + K_BATCH.length + arraySize(batch.length) + K_COMPACT_ACK.length + 1;
+  for (let i = 0; i < batch.length; i++) {
+    const b: unknown = batch[i];
+    if (!(b instanceof Uint8Array)) return -1;
+    size += binSize(b.length);
+  }
+  return size;
+}
 
 let shape: number = Shape.NONE;
 
@@ -150,6 +168,11 @@ export function fastSize(payload: unknown): number {
   }
   const cache = payload.cache;
   const key = payload.key;
+  if (n === 2 && cache === undefined) {
+    const size = batchSize(payload);
+    if (size >= 0) shape = Shape.BATCH;
+    return size;
+  }
   if (typeof cache !== 'string' || !(key instanceof Uint8Array)) return -1;
   const cl = asciiLength(cache);
   if (cl < 0) return -1;
@@ -222,6 +245,26 @@ export function fastWrite(out: Uint8Array, at: number, payload: unknown): void {
         i = putKey(out, i, K_TTL);
         putUint(out, i, p.ttlMs as number);
       }
+      return;
+    }
+    case Shape.BATCH: {
+      out[at] = 0x82;
+      let i = putKey(out, at + 1, K_BATCH);
+      const batch = p.batch as Uint8Array[];
+      const n = batch.length;
+      if (n < 16) out[i++] = 0x90 | n;
+      else if (n < 0x10000) {
+        out[i++] = 0xdc;
+        out[i++] = n >>> 8;
+        out[i++] = n & 0xff;
+      } else {
+        out[i++] = 0xdd;
+        putU32(out, i, n);
+        i += 4;
+      }
+      for (let k = 0; k < n; k++) i = putBin(out, i, batch[k]!);
+      i = putKey(out, i, K_COMPACT_ACK);
+      out[i] = 0xc3;
       return;
     }
     default:
@@ -369,6 +412,7 @@ export function fastDecode(b: Uint8Array, start = 0, end = b.length): unknown {
     return value !== null && pos === end ? { value } : NO_MATCH;
   }
   if (first !== 0x82 && first !== 0x84 && first !== 0x85 && first !== 0x86) return NO_MATCH;
+  if (first === 0x82 && matchKey(b, start + 1, end, K_BATCH)) return decodeBatch(b, start + 1 + K_BATCH.length, end);
   if (!matchKey(b, start + 1, end, K_CACHE)) return NO_MATCH;
   const cache = readAsciiStr(b, start + 1 + K_CACHE.length, end);
   if (cache === null || !matchKey(b, pos, end, K_KEY)) return NO_MATCH;
@@ -396,4 +440,35 @@ export function fastDecode(b: Uint8Array, start = 0, end = b.length): unknown {
   const ttlMs = readUint(b, pos + K_TTL.length, end);
   if (ttlMs < 0 || pos !== end) return NO_MATCH;
   return ack >= 0 ? { cache, key, seq, ack, value, ttlMs } : { cache, key, seq, value, ttlMs };
+}
+
+/** The rest of `{ batch: bin[], compactAck: true }` from the array header at `at`, or NO_MATCH. */
+function decodeBatch(b: Uint8Array, at: number, end: number): unknown {
+  if (at >= end) return NO_MATCH;
+  const h = b[at]!;
+  let n: number;
+  let p: number;
+  if ((h & 0xf0) === 0x90) {
+    n = h & 0x0f;
+    p = at + 1;
+  } else if (h === 0xdc && at + 3 <= end) {
+    n = (b[at + 1]! << 8) | b[at + 2]!;
+    if (n < 16) return NO_MATCH;
+    p = at + 3;
+  } else if (h === 0xdd && at + 5 <= end) {
+    n = b[at + 1]! * 0x100_0000 + ((b[at + 2]! << 16) | (b[at + 3]! << 8) | b[at + 4]!);
+    if (n < 0x10000) return NO_MATCH;
+    p = at + 5;
+  } else return NO_MATCH;
+  // Every bin takes at least 2 bytes: a count that cannot fit is refused before allocating.
+  if (n * 2 > end - p) return NO_MATCH;
+  const batch = new Array<Uint8Array>(n);
+  for (let i = 0; i < n; i++) {
+    const v = readBin(b, p, end);
+    if (v === null) return NO_MATCH;
+    batch[i] = v;
+    p = pos;
+  }
+  if (!matchKey(b, p, end, K_COMPACT_ACK) || p + K_COMPACT_ACK.length + 1 !== end || b[p + K_COMPACT_ACK.length] !== 0xc3) return NO_MATCH;
+  return { batch, compactAck: true };
 }

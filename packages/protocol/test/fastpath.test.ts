@@ -44,6 +44,7 @@ const fastShapes = fc.oneof(
   fc.record({ cache: asciiName, key: blob, seq: uintAtBoundaries, value: blob, ttlMs: fc.constant(undefined) }, opt),
   fc.record({ cache: asciiName, key: blob, seq: uintAtBoundaries, ack: uintAtBoundaries, value: blob }, opt),
   fc.record({ cache: asciiName, key: blob, seq: uintAtBoundaries, ack: uintAtBoundaries, value: blob, ttlMs: uintAtBoundaries }, opt),
+  fc.record({ batch: fc.array(fc.nat(300).map((n) => new Uint8Array(n).fill(n & 0xff)), { maxLength: 20 }), compactAck: fc.constant(true) }, opt),
 );
 
 describe('shape fast path', () => {
@@ -72,6 +73,10 @@ describe('shape fast path', () => {
       { cache: 'c', key: k, seq: 1, expected: k },
       { value: 5 },
       { other: k },
+      { batch: [k], compactAck: false },
+      { batch: [k, 1], compactAck: true },
+      { batch: k, compactAck: true },
+      { batch: [k] },
       [],
       null,
       k,
@@ -130,6 +135,13 @@ describe('shape fast path', () => {
       }),
       { numRuns: 1000 },
     );
+  });
+
+  it('a batch of 65 536 records or more takes the array32 header both ways', () => {
+    const p = { batch: Array.from({ length: 70_000 }, (_, i) => new Uint8Array(i % 3)), compactAck: true };
+    const bytes = fastEncode(p)!;
+    expect(Buffer.from(bytes).equals(Buffer.from(general(p)))).toBe(true);
+    expect(norm(fastDecode(bytes))).toEqual(norm(p));
   });
 
   it('declines non-minimal but valid encodings, which the general decoder then reads', () => {

@@ -5,11 +5,11 @@
  */
 import type { ResolvedNodeOptions } from '../config.js';
 import type { ClusterView } from '../membership/view.js';
-import { decodeReplicate, wellFormedPut } from '../peers/replicate-codec.js';
+import { decodeReplicate, putView, readReplicate, wellFormedPut, wellFormedView, type PutView } from '../peers/replicate-codec.js';
 import type { NodeStore } from '../store/index.js';
 import type { ReplicaDriver } from './driver.js';
 import type { ReplicateBatchMsg, ReplicateBatchReply, ReplicateMsg, ReplicateReply } from './messages.js';
-import { recordForRank } from './depth.js';
+import { holds, recordForRank } from './depth.js';
 import { onRecord } from './replica.js';
 import type { PartitionTable } from './table.js';
 
@@ -17,6 +17,7 @@ const OK: ReplicateReply = Object.freeze({ s: 'ok' });
 const GAP: ReplicateReply = Object.freeze({ s: 'gap' });
 const STALE: ReplicateReply = Object.freeze({ s: 'stale' });
 const GONE_REPLY: ReplicateReply = Object.freeze({ s: 'gone' });
+const NO_BYTES = new Uint8Array(0);
 
 export class BackupReceiver {
   constructor(
@@ -27,12 +28,71 @@ export class BackupReceiver {
     private readonly driver: ReplicaDriver,
   ) {}
 
+  /** Where binary records are read into (one at a time: the read is synchronous). */
+  private readonly put = putView();
+
   /** Synchronous unless the sender knows a newer topology than this node (then it waits for it). */
   onReplicate(raw: ReplicateMsg | Uint8Array): ReplicateReply | Promise<ReplicateReply> {
-    const binary = raw instanceof Uint8Array;
-    const m = binary ? decodeReplicate(raw) : raw;
-    if (m.v > this.view.topologyVersion()) return this.view.awaitTopology(m.v, this.opts.leaseMs).then(() => this.onReplicateNow(m, binary));
-    return this.onReplicateNow(m, binary);
+    if (raw instanceof Uint8Array) {
+      const h = readReplicate(raw, this.put);
+      if (h.v <= this.view.topologyVersion()) {
+        try {
+          return this.onPutNow(h);
+        } finally {
+          h.bytes = NO_BYTES; // the frame is not kept for the next record
+        }
+      }
+      const m = decodeReplicate(raw);
+      return this.view.awaitTopology(m.v, this.opts.leaseMs).then(() => this.onReplicateNow(m, true));
+    }
+    const m = raw;
+    if (m.v > this.view.topologyVersion()) return this.view.awaitTopology(m.v, this.opts.leaseMs).then(() => this.onReplicateNow(m, false));
+    return this.onReplicateNow(m, false);
+  }
+
+  /** Whether a record of p from `from` under `epoch` (sent at topology v) is this copy's to take, else the refusal. */
+  private refusal(p: number, from: string, epoch: string, v: number): ReplicateReply | null {
+    const view = this.view;
+    if (epoch !== view.epoch || !view.isMember()) return GONE_REPLY;
+    const t = view.topo!;
+    if ((t.owners[p] ?? [])[0] !== from) return t.version >= v ? STALE : GONE_REPLY;
+    const role = view.roleOf(p);
+    if (role === 'none' || role === 'primary') return GONE_REPLY;
+    return null;
+  }
+
+  /**
+   * onReplicateNow for a binary put read in place (ADR 0040): applied straight from its bytes;
+   * the record's objects are built only when it has to wait (buffered while a snapshot is on its
+   * way) or is malformed (the store's check refuses it as before).
+   */
+  private onPutNow(h: PutView): ReplicateReply {
+    const refused = this.refusal(h.p, h.from, h.epoch, h.v);
+    if (refused !== null) return refused;
+    const st = this.table.part(h.p);
+    switch (onRecord(st.replica)) {
+      case 'buffer':
+        st.buffer!.push(decodeReplicate(h.bytes).rec!);
+        return OK;
+      case 'gap':
+        return GAP;
+      case 'apply': {
+        let applied: boolean;
+        if (wellFormedView(h)) {
+          const keep = st.held === 0 || holds(this.driver.backupsOf(h.cache), st.held);
+          applied = this.store.applyPut(h.p, h, keep);
+        } else {
+          // The store's check refuses it, exactly as for the decoded record.
+          const rec = decodeReplicate(h.bytes).rec!;
+          applied = this.store.applyRecord(h.p, st.held === 0 ? rec : recordForRank(rec, st.held, this.driver.backupsOf));
+        }
+        if (!applied) {
+          this.driver.gapDetected(st);
+          return GAP;
+        }
+        return OK;
+      }
+    }
   }
 
   /**
@@ -60,12 +120,8 @@ export class BackupReceiver {
 
   /** `binary`: m came from the compact form, whose record the store may take as it is when well formed. */
   private onReplicateNow(m: ReplicateMsg, binary: boolean): ReplicateReply {
-    const view = this.view;
-    if (m.epoch !== view.epoch || !view.isMember()) return GONE_REPLY;
-    const t = view.topo!;
-    if ((t.owners[m.p] ?? [])[0] !== m.from) return t.version >= m.v ? STALE : GONE_REPLY;
-    const role = view.roleOf(m.p);
-    if (role === 'none' || role === 'primary') return GONE_REPLY;
+    const refused = this.refusal(m.p, m.from, m.epoch, m.v);
+    if (refused !== null) return refused;
     const st = this.table.part(m.p);
     if (m.probe) return { s: 'ok', counter: this.store.updateCounter(m.p) };
     if (m.part) {
@@ -85,12 +141,17 @@ export class BackupReceiver {
         return OK;
       case 'gap':
         return GAP;
-      case 'apply':
-        if (!this.store.applyRecord(m.p, st.held === 0 ? m.rec : recordForRank(m.rec, st.held, this.driver.backupsOf), binary && st.held === 0 && wellFormedPut(m.rec))) {
+      case 'apply': {
+        // A well-formed binary put stays in the store's typed form whatever recordForRank keeps
+        // of it (itself, or the same record without its effect), so it skips the checked copy
+        // on a ranked backup too.
+        const rec = st.held === 0 ? m.rec : recordForRank(m.rec, st.held, this.driver.backupsOf);
+        if (!this.store.applyRecord(m.p, rec, binary && wellFormedPut(m.rec))) {
           this.driver.gapDetected(st);
           return GAP;
         }
         return OK;
+      }
     }
   }
 }

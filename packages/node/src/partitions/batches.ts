@@ -13,12 +13,12 @@ import { ErrorCode, Op } from '@gridlink/protocol';
 import type { ResolvedNodeOptions } from '../config.js';
 import { GridNodeError } from '../errors.js';
 import type { NodeMetrics } from '../metrics.js';
-import { GONE, type ClusterView, type Target } from '../membership/view.js';
+import type { ClusterView, Target } from '../membership/view.js';
 import type { PeerLinks } from '../peers/links.js';
 import { encodeReplicate } from '../peers/replicate-codec.js';
 import type { ReplicationRecord } from '../store/index.js';
 import type { ReplicateBatchMsg, ReplicateMsg, ReplicateReply } from './messages.js';
-import type { PartState } from './table.js';
+import { InFlightWrite, type PartState } from './table.js';
 
 /** What the batch hands back to the per-record path, and what it needs from the replicator. */
 export interface BatchDeps {
@@ -33,26 +33,70 @@ export interface BatchDeps {
   ensureClean(p: number): Promise<void>;
 }
 
-interface Entry {
-  readonly p: number;
-  readonly t: Target;
-  readonly record: ReplicationRecord;
-  readonly st: PartState;
-  promise: Promise<void>;
-  resolve: () => void;
-  reject: (e: Error) => void;
-  settled: boolean;
-}
-
-interface Open {
-  entries: Entry[];
-  msgs: (ReplicateMsg | Uint8Array)[];
-  /** The topology every entry's target was taken from, null when it changed within the tick. */
-  topo: ClusterView['topo'];
-}
-
 const SETTLED: Promise<void> = Promise.resolve();
 const noop = (): void => {};
+
+/** Told once whether a write may be acknowledged: `null`, or why not. Must not throw. */
+export interface Completion {
+  complete(err: Error | null): void;
+}
+
+/** One record in a batch; it is its partition's in-flight write until it settles. */
+class Entry extends InFlightWrite {
+  /** Off the batch path: continuing alone, or waiting for a resync, or done. */
+  taken = false;
+  /** Done: `completion` has been told. */
+  finished = false;
+  private waiting: Promise<void> | null = null;
+  private wake: () => void = noop;
+
+  constructor(
+    readonly p: number,
+    readonly t: Target,
+    readonly record: ReplicationRecord,
+    readonly st: PartState,
+    readonly completion: Completion,
+  ) {
+    super();
+  }
+
+  settled(): Promise<void> {
+    if (this.finished) return SETTLED;
+    this.waiting ??= new Promise<void>((resolve) => (this.wake = resolve));
+    return this.waiting;
+  }
+
+  finish(err: Error | null): void {
+    this.finished = true;
+    this.wake();
+    this.completion.complete(err);
+  }
+}
+
+/** The records for one target node sent in one frame, from filling to their answer. */
+class Batch {
+  readonly entries: Entry[] = [];
+  readonly msgs: (ReplicateMsg | Uint8Array)[] = [];
+  started = 0;
+  deadline = 0;
+  /** Waiting for its answer (linked in the outstanding list); false once answered or given up. */
+  waiting = false;
+  prev: Batch | null = null;
+  next: Batch | null = null;
+  /** Called with the answer, or the failure, of its frame (made once per batch). */
+  readonly resolve: (answer: unknown) => void;
+  readonly reject: (err: Error) => void;
+
+  constructor(
+    owner: RecordBatches,
+    readonly targetId: string,
+    /** The topology every entry's target was taken from, null when it changed while filling. */
+    public topo: ClusterView['topo'],
+  ) {
+    this.resolve = (answer) => owner.answered(this, answer);
+    this.reject = (err) => owner.failed(this, err);
+  }
+}
 
 /** Type guard for the compact all-OK ack. */
 function isCompactAck(v: unknown): v is { ok: number } {
@@ -60,120 +104,163 @@ function isCompactAck(v: unknown): v is { ok: number } {
 }
 
 export class RecordBatches {
-  /** Batches being filled in this tick, by target node id. */
-  private open = new Map<string, Open>();
+  /** Batches being filled until the flush (one per target node; few, so a list). */
+  private open: Batch[] = [];
   private scheduled = false;
+  /** Batches sent and waiting for their answer. */
+  private head: Batch | null = null;
+  private watching = false;
 
   constructor(private readonly d: BatchDeps) {}
 
-  /** Replicates `record` of p to its only target `t`; settles when it is safe to acknowledge. */
-  add(p: number, t: Target, record: ReplicationRecord, st: PartState): Promise<void> {
-    // Created with every field, so all entries share one object shape.
-    const e: Entry = { p, t, record, st, promise: SETTLED, resolve: noop, reject: noop, settled: false };
-    e.promise = new Promise<void>((resolve, reject) => {
-      e.resolve = resolve;
-      e.reject = reject;
-    });
-    st.inflight.add(e.promise);
+  /**
+   * Replicates `record` of p to its only target `t`; tells `completion` when it is safe to
+   * acknowledge (or why not). No promise of its own: one entry object per record.
+   */
+  add(p: number, t: Target, record: ReplicationRecord, st: PartState, completion: Completion): void {
+    const e = new Entry(p, t, record, st, completion);
+    st.inflight.add(e);
     // A plain put travels in its compact binary form (ADR 0027), anything else as a map.
     const v = this.d.view.topologyVersion();
     const msg = encodeReplicate(p, v, this.d.id, t.epoch, record) ?? { p, v, from: this.d.id, epoch: t.epoch, rec: record };
     const topo = this.d.view.topo;
-    let b = this.open.get(t.id);
+    let b: Batch | undefined;
+    for (const o of this.open) {
+      if (o.targetId === t.id) {
+        b = o;
+        break;
+      }
+    }
     if (b === undefined) {
-      b = { entries: [], msgs: [], topo };
-      this.open.set(t.id, b);
+      b = new Batch(this, t.id, topo);
+      this.open.push(b);
     } else if (b.topo !== topo) b.topo = null;
     b.entries.push(e);
     b.msgs.push(msg);
     if (!this.scheduled) {
       this.scheduled = true;
-      process.nextTick(this.flush);
+      // After every I/O callback of this loop turn, so records from several reads share a frame.
+      setImmediate(this.flush);
     }
-    return e.promise;
   }
 
   private readonly flush = (): void => {
     this.scheduled = false;
     const open = this.open;
-    this.open = new Map();
-    for (const [id, b] of open) this.send(id, b);
+    this.open = [];
+    for (const b of open) this.send(b);
   };
 
-  private send(id: string, b: Open): void {
-    const started = Date.now();
+  private send(b: Batch): void {
+    b.started = Date.now();
     const timeoutMs = this.d.opts.replicationTimeoutMs;
-    const deadline = started + timeoutMs;
-    let req: Promise<unknown>;
+    b.deadline = b.started + timeoutMs;
+    this.link(b);
+    this.watch();
+    // Taken from an older topology: records whose target left are acknowledged without it now.
+    if (b.topo === null || this.d.view.topo !== b.topo) this.checkTargets(b);
+    if (!b.waiting) return;
     try {
-      req = this.d.peers.peer(id).request(Op.PEER_REPLICATE, { batch: b.msgs, compactAck: true } satisfies ReplicateBatchMsg, timeoutMs);
+      this.d.peers.peer(b.targetId).send(Op.PEER_REPLICATE, { batch: b.msgs, compactAck: true } satisfies ReplicateBatchMsg, timeoutMs, b.resolve, b.reject);
     } catch (err) {
-      req = Promise.reject(err instanceof Error ? err : new Error(String(err)));
+      this.failed(b, err instanceof Error ? err : new Error(String(err)));
     }
-    // Observed even when every record settles before the answer (targets that left the topology).
-    req.catch(() => {});
-    void this.await(b.entries, b.topo, req, deadline, started);
   }
 
-  /** Waits for the batch's answer (or for targets to leave the topology) and settles each record. */
-  private async await(entries: Entry[], topo: ClusterView['topo'], req: Promise<unknown>, deadline: number, started: number): Promise<void> {
-    const view = this.d.view;
-    let pending = entries;
-    const stillThere = (): boolean => {
-      // Same topology as when the targets were taken: every target is still one.
-      if (topo !== null && view.topo === topo) return true;
-      for (const e of pending) if (!e.settled && !view.isTarget(e.p, e.t)) return false;
+  private link(b: Batch): void {
+    b.waiting = true;
+    b.prev = null;
+    b.next = this.head;
+    if (this.head !== null) this.head.prev = b;
+    this.head = b;
+  }
+
+  private unlink(b: Batch): void {
+    if (!b.waiting) return;
+    b.waiting = false;
+    if (b.prev !== null) b.prev.next = b.next;
+    else this.head = b.next;
+    if (b.next !== null) b.next.prev = b.prev;
+    b.prev = null;
+    b.next = null;
+  }
+
+  /**
+   * One hook on the view's topology changes for all batches (instead of one race per batch):
+   * a race whose "still there" test never fails, so it stays registered and is asked at every
+   * change. Armed once, on the first batch sent.
+   */
+  private watch(): void {
+    if (this.watching) return;
+    this.watching = true;
+    void this.d.view.raceTopology(new Promise<never>(() => {}), () => {
+      for (let b = this.head; b !== null; ) {
+        const next = b.next;
+        if (b.topo === null || this.d.view.topo !== b.topo) this.checkTargets(b);
+        b = next;
+      }
       return true;
-    };
-    let answer: unknown;
-    for (;;) {
-      let r: unknown;
-      try {
-        r = await view.raceTopology(req, stillThere);
-      } catch (err) {
-        for (const e of pending) if (!e.settled) this.continueAlone(e, deadline, started, { err });
-        return;
-      }
-      if (r !== GONE) {
-        answer = r;
-        break;
-      }
-      // Some record's target left: acknowledged without it (as on the per-record path).
-      for (const e of pending) if (!e.settled && !view.isTarget(e.p, e.t)) this.ok(e, started);
-      pending = pending.filter((e) => !e.settled);
-      if (pending.length === 0) return;
+    });
+  }
+
+  /** Records of b whose target left the topology are acknowledged without it (as on the per-record path). */
+  private checkTargets(b: Batch): void {
+    const view = this.d.view;
+    let open = 0;
+    for (const e of b.entries) {
+      if (e.taken) continue;
+      if (!view.isTarget(e.p, e.t)) this.ok(e, b.started);
+      else open++;
     }
+    // Nothing left to wait for: the answer, when it comes, is ignored.
+    if (open === 0) this.unlink(b);
+  }
+
+  /** The batch's answer: each record settles by its own reply. */
+  answered(b: Batch, answer: unknown): void {
+    if (!b.waiting) return;
+    this.unlink(b);
+    const { entries, started } = b;
     if (isCompactAck(answer) && answer.ok === entries.length) {
-      for (const e of entries) if (!e.settled) this.ok(e, started);
+      const seconds = (Date.now() - started) / 1000;
+      for (const e of entries) if (!e.taken) this.ok(e, started, seconds);
       return;
     }
     const replies = (answer as { batch?: unknown } | null)?.batch;
     if (!Array.isArray(replies) || replies.length !== entries.length) {
       const err = new GridNodeError(ErrorCode.INTERNAL, `peer answered a batch of ${entries.length} records with a malformed reply`);
-      for (const e of entries) if (!e.settled) this.fail(e, started, err);
+      for (const e of entries) if (!e.taken) this.fail(e, started, err);
       return;
     }
     for (let i = 0; i < entries.length; i++) {
       const e = entries[i]!;
-      if (e.settled) continue;
+      if (e.taken) continue;
       const reply = replies[i] as ReplicateReply | null;
       if (reply?.s === 'ok') this.ok(e, started);
-      else if (reply?.s === 'gap' || reply?.s === 'gone' || reply?.s === 'stale') this.continueAlone(e, deadline, started, { reply });
+      else if (reply?.s === 'gap' || reply?.s === 'gone' || reply?.s === 'stale') this.continueAlone(e, b.deadline, started, { reply });
       else this.fail(e, started, new GridNodeError(ErrorCode.INTERNAL, `peer answered a record with a malformed reply`, e.p));
     }
   }
 
-  private ok(e: Entry, started: number): void {
+  /** The batch's frame failed (timeout, connection lost): each record continues alone. */
+  failed(b: Batch, err: Error): void {
+    if (!b.waiting) return;
+    this.unlink(b);
+    for (const e of b.entries) if (!e.taken) this.continueAlone(e, b.deadline, b.started, { err });
+  }
+
+  /** `seconds`: the replication time when the caller knows it already (one clock read per batch). */
+  private ok(e: Entry, started: number, seconds?: number): void {
     if (e.st.failed.size > 0) {
       // Another record of p missed its target: that target gets a snapshot before this acknowledgement.
-      e.settled = true;
+      e.taken = true;
       this.d.ensureClean(e.p).then(
         () => this.done(e, started, null),
         (err: unknown) => this.done(e, started, err instanceof Error ? err : new Error(String(err))),
       );
       return;
     }
-    this.done(e, started, null);
+    this.done(e, started, null, seconds);
   }
 
   private fail(e: Entry, started: number, err: Error): void {
@@ -181,19 +268,18 @@ export class RecordBatches {
   }
 
   private continueAlone(e: Entry, deadline: number, started: number, first: { reply: ReplicateReply } | { err: unknown }): void {
-    e.settled = true;
+    e.taken = true;
     this.d.continueRecord(e.p, e.t, e.record, deadline, first).then(
       () => this.done(e, started, null),
       (err: unknown) => this.done(e, started, err instanceof Error ? err : new Error(String(err))),
     );
   }
 
-  private done(e: Entry, started: number, err: Error | null): void {
-    e.settled = true;
-    e.st.inflight.delete(e.promise);
+  private done(e: Entry, started: number, err: Error | null, seconds = (Date.now() - started) / 1000): void {
+    e.taken = true;
+    e.st.inflight.delete(e);
     const m = this.d.metrics;
-    m.replicationSeconds.observe(m.replication, (Date.now() - started) / 1000);
-    if (err === null) e.resolve();
-    else e.reject(err);
+    m.replicationSeconds.observe(m.replication, seconds);
+    e.finish(err);
   }
 }

@@ -14,10 +14,10 @@ import type { PeerLinks } from '../peers/links.js';
 import { encodeReplicate } from '../peers/replicate-codec.js';
 import { delay, type Scheduler } from '../scheduler.js';
 import { splitSnapshot, type NodeStore, type PartitionSnapshot, type ReplicationRecord } from '../store/index.js';
-import { RecordBatches } from './batches.js';
+import { RecordBatches, type Completion } from './batches.js';
 import type { ReplicateMsg, ReplicateReply } from './messages.js';
 import { step } from './replica.js';
-import type { PartitionTable, PartState } from './table.js';
+import { PromiseWrite, type PartitionTable, type PartState } from './table.js';
 
 export interface ReplicatorDeps {
   readonly id: string;
@@ -31,6 +31,18 @@ export interface ReplicatorDeps {
 }
 
 const RESOLVED: Promise<void> = Promise.resolve();
+
+/** A Completion that settles a promise. */
+class Settle implements Completion {
+  constructor(
+    private readonly resolve: () => void,
+    private readonly reject: (err: Error) => void,
+  ) {}
+  complete(err: Error | null): void {
+    if (err === null) this.resolve();
+    else this.reject(err);
+  }
+}
 
 export class Replicator {
   /** Snapshots pushed to backups that missed records (gap, timeout, promotion) since start. */
@@ -59,10 +71,35 @@ export class Replicator {
         // The common write: no target waiting for a resync, one target (or none).
         const targets = this.d.view.targets(p);
         if (targets.length === 0) return RESOLVED;
-        if (targets.length === 1) return this.batches.add(p, targets[0]!, record, st);
+        if (targets.length === 1) return new Promise<void>((resolve, reject) => this.batches.add(p, targets[0]!, record, st, new Settle(resolve, reject)));
       }
     }
     return this.commitSlow(p, record);
+  }
+
+  /**
+   * commit() telling `c` instead of returning a promise (the request fast path: no promise per
+   * write, ADR 0040). `c` may be told before this returns (nothing to replicate to).
+   */
+  commitTo(p: number, record: ReplicationRecord | null, c: Completion): void {
+    if (record !== null) {
+      const st = this.d.table.part(p);
+      if (st.failed.size === 0) {
+        const targets = this.d.view.targets(p);
+        if (targets.length === 0) {
+          c.complete(null);
+          return;
+        }
+        if (targets.length === 1) {
+          this.batches.add(p, targets[0]!, record, st, c);
+          return;
+        }
+      }
+    }
+    this.commitSlow(p, record).then(
+      () => c.complete(null),
+      (err: unknown) => c.complete(err instanceof Error ? err : new Error(String(err))),
+    );
   }
 
   private async commitSlow(p: number, record: ReplicationRecord | null): Promise<void> {
@@ -71,7 +108,7 @@ export class Replicator {
       await this.replicate(p, record);
     } else if (st.inflight.size > 0) {
       // A dedup hit: the original may still be replicating.
-      await Promise.allSettled([...st.inflight]);
+      await st.inflight.settled();
     }
     if (st.failed.size > 0) await this.ensureClean(p);
   }
@@ -82,11 +119,12 @@ export class Replicator {
     const st = this.d.table.part(p);
     const started = Date.now();
     const work = targets.length === 1 ? this.replicateTo(p, targets[0]!, record) : Promise.all(targets.map((t) => this.replicateTo(p, t, record)));
-    st.inflight.add(work);
+    const w = new PromiseWrite(work);
+    st.inflight.add(w);
     try {
       await work;
     } finally {
-      st.inflight.delete(work);
+      st.inflight.delete(w);
       this.d.metrics.replicationSeconds.observe(this.d.metrics.replication, (Date.now() - started) / 1000);
     }
   }

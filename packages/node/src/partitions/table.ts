@@ -5,11 +5,69 @@
 import type { PartitionSnapshot, ReplicationRecord } from '../store/index.js';
 import { INITIAL_REPLICA, type ReplicaState } from './replica.js';
 
+const noop = (): void => {};
+
+/**
+ * A replication in flight, linked into its partition's list (ADR 0040): adding and removing one
+ * allocates nothing, and it makes a promise only for a read or a dedup hit that has to wait.
+ */
+export abstract class InFlightWrite {
+  prevInFlight: InFlightWrite | null = null;
+  nextInFlight: InFlightWrite | null = null;
+  listed = false;
+  /** Settles (never rejects) once the write is acknowledged or has failed. */
+  abstract settled(): Promise<void>;
+}
+
+/** An in-flight write that is a promise already (the general replication path). */
+export class PromiseWrite extends InFlightWrite {
+  constructor(private readonly work: Promise<unknown>) {
+    super();
+  }
+  settled(): Promise<void> {
+    return this.work.then(noop, noop);
+  }
+}
+
+/** The replications of one partition in flight. */
+export class InFlightWrites {
+  size = 0;
+  private head: InFlightWrite | null = null;
+
+  add(w: InFlightWrite): void {
+    if (w.listed) return;
+    w.listed = true;
+    w.prevInFlight = null;
+    w.nextInFlight = this.head;
+    if (this.head !== null) this.head.prevInFlight = w;
+    this.head = w;
+    this.size++;
+  }
+
+  delete(w: InFlightWrite): void {
+    if (!w.listed) return;
+    w.listed = false;
+    if (w.prevInFlight !== null) w.prevInFlight.nextInFlight = w.nextInFlight;
+    else this.head = w.nextInFlight;
+    if (w.nextInFlight !== null) w.nextInFlight.prevInFlight = w.prevInFlight;
+    w.prevInFlight = null;
+    w.nextInFlight = null;
+    this.size--;
+  }
+
+  /** Settles once every write in flight now has settled, whatever its outcome (later ones are not waited for). */
+  settled(): Promise<void> {
+    const all: Promise<void>[] = [];
+    for (let w = this.head; w !== null; w = w.nextInFlight) all.push(w.settled());
+    return Promise.all(all).then(noop);
+  }
+}
+
 export interface PartState {
   /** Replica state machine of this partition (roles, pulling, awaiting snapshot, fencing). */
   replica: ReplicaState;
   /** Replications in flight (reads and dedup hits wait for them). */
-  inflight: Set<Promise<unknown>>;
+  inflight: InFlightWrites;
   /** Targets whose copy may have missed a record: a snapshot is pushed before the next acknowledgement. */
   failed: Set<string>;
   /** Resyncs (snapshot pushes) in flight per target, with the counter their snapshot covers. */
@@ -42,7 +100,7 @@ export class PartitionTable {
   part(p: number): PartState {
     let st = this.parts.get(p);
     if (!st) {
-      st = { replica: INITIAL_REPLICA, inflight: new Set(), failed: new Set(), resyncs: new Map(), fence: null, buffer: null, parts: [], held: 0 };
+      st = { replica: INITIAL_REPLICA, inflight: new InFlightWrites(), failed: new Set(), resyncs: new Map(), fence: null, buffer: null, parts: [], held: 0 };
       this.parts.set(p, st);
     }
     return st;

@@ -102,13 +102,23 @@ export class PeerClient {
    */
   request(op: Op, payload: unknown, timeoutMs: number, batchable = false): Promise<unknown> {
     if (this.closed) return Promise.reject(new PeerUnavailableError(`peer ${this.opts.peerId} client closed`));
-    return new Promise<unknown>((resolve, reject) => {
-      this.queue.push({ op, payload, timeoutMs, batchable, resolve, reject });
-      if (!this.flushScheduled) {
-        this.flushScheduled = true;
-        process.nextTick(this.flush);
-      }
-    });
+    return new Promise<unknown>((resolve, reject) => this.send(op, payload, timeoutMs, resolve, reject, batchable));
+  }
+
+  /**
+   * `request` without a promise: exactly one of `resolve` / `reject` is called later (or
+   * `reject` at once when this client is closed).
+   */
+  send(op: Op, payload: unknown, timeoutMs: number, resolve: (v: unknown) => void, reject: (e: Error) => void, batchable = false): void {
+    if (this.closed) {
+      reject(new PeerUnavailableError(`peer ${this.opts.peerId} client closed`));
+      return;
+    }
+    this.queue.push({ op, payload, timeoutMs, batchable, resolve, reject });
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      process.nextTick(this.flush);
+    }
   }
 
   private queue: Queued[] = [];

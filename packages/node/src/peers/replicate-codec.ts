@@ -15,7 +15,7 @@ import { ErrorCode } from '@gridlink/protocol';
 import { GridNodeError } from '../errors.js';
 import type { ReplicateMsg } from '../partitions/messages.js';
 import { EMPTY } from '../store/cache-ops.js';
-import type { ReplicationRecord } from '../store/index.js';
+import type { PutInPlace, ReplicationRecord } from '../store/index.js';
 import { MAX_CACHE_NAME, isSafeNonNegative } from '../store/payload.js';
 
 const FORMAT = 1;
@@ -38,19 +38,25 @@ function isEmptyResult(r: unknown): boolean {
   return true;
 }
 
+/** Strings remembered per field: senders, their epochs and sessions alternate from record to record. */
+const MEMO_SIZE = 8;
+
 /**
- * UTF-8 bytes of one string field, remembered for the next call: the sender, its epoch, the
- * cache and (for one client) the session repeat from record to record.
+ * UTF-8 bytes of one string field, remembered for the next calls: the sender, the targets'
+ * epochs, the cache and (per client) the session repeat, though not always in a row.
  */
 class Utf8Memo {
-  private str = '';
-  private bytes: Uint8Array = new Uint8Array(0);
+  private readonly strs: string[] = [];
+  private readonly bytes: Uint8Array[] = [];
+  private next = 0;
   get(s: string): Uint8Array {
-    if (s !== this.str) {
-      this.bytes = Buffer.from(s, 'utf8');
-      this.str = s;
-    }
-    return this.bytes;
+    const strs = this.strs;
+    for (let i = 0; i < strs.length; i++) if (strs[i] === s) return this.bytes[i]!;
+    const b = Buffer.from(s, 'utf8');
+    strs[this.next] = s;
+    this.bytes[this.next] = b;
+    this.next = (this.next + 1) % MEMO_SIZE;
+    return b;
   }
 }
 const fromMemo = new Utf8Memo();
@@ -111,23 +117,28 @@ const head = new Uint8Array(HEADER);
 const headView = new DataView(head.buffer);
 
 /**
- * The string of one field's UTF-8 bytes, remembered for the next record: sender, epoch, cache
- * and session repeat from record to record, so most decodes only compare the bytes.
+ * The string of one field's UTF-8 bytes, remembered for the next records: senders, epochs,
+ * cache and sessions repeat, though not always in a row, so most reads only compare bytes.
  */
 class TextMemo {
-  private bytes: Uint8Array = new Uint8Array(0);
-  private str = '';
+  private readonly bytes: Uint8Array[] = [];
+  private readonly strs: string[] = [];
+  private next = 0;
   get(b: Uint8Array, at: number, len: number): string {
-    const last = this.bytes;
-    if (last.length === len) {
+    const known = this.bytes;
+    for (let k = 0; k < known.length; k++) {
+      const c = known[k]!;
+      if (c.length !== len) continue;
       let i = 0;
-      while (i < len && last[i] === b[at + i]) i++;
-      if (i === len) return this.str;
+      while (i < len && c[i] === b[at + i]) i++;
+      if (i === len) return this.strs[k]!;
     }
     const copy = b.slice(at, at + len);
-    this.bytes = copy;
-    this.str = Buffer.from(copy.buffer, copy.byteOffset, len).toString('utf8');
-    return this.str;
+    const str = Buffer.from(copy.buffer, copy.byteOffset, len).toString('utf8');
+    known[this.next] = copy;
+    this.strs[this.next] = str;
+    this.next = (this.next + 1) % MEMO_SIZE;
+    return str;
   }
 }
 const fromText = new TextMemo();
@@ -140,11 +151,29 @@ function bad(message: string): GridNodeError {
 }
 
 /**
- * The ReplicateMsg a binary record stands for. Key and value are views of `bytes` (the store
- * copies entry bytes when it keeps them). Throws GridNodeError BAD_REQUEST on a malformed one;
- * field values are checked by the store as for the map form.
+ * A binary put record's fields read in place (readReplicate): numbers, the (remembered) strings,
+ * and where its key and value lie in the record's bytes. What the store applies without building
+ * the record's objects (PutInPlace), plus the message's addressing.
  */
-export function decodeReplicate(bytes: Uint8Array): ReplicateMsg {
+export interface PutView extends PutInPlace {
+  p: number;
+  v: number;
+  from: string;
+  epoch: string;
+}
+
+/** A fresh view to read records into (one per reader; readReplicate overwrites it). */
+export function putView(): PutView {
+  return { p: 0, v: 0, from: '', epoch: '', counter: 0, at: 0, cache: '', expireAt: 0, bytes: EMPTY_BYTES, keyAt: 0, keyLen: 0, valueLen: 0, dedup: false, session: '', seq: 0, op: 0, hasAck: false, ack: 0 };
+}
+const EMPTY_BYTES = new Uint8Array(0);
+
+/**
+ * Reads a binary record into `out` without building its objects: once the strings repeat from
+ * record to record (they do), nothing is allocated. Throws GridNodeError BAD_REQUEST on a
+ * malformed one, exactly as decodeReplicate; field values are checked by wellFormedView.
+ */
+export function readReplicate(bytes: Uint8Array, out: PutView): PutView {
   const n = bytes.length;
   if (n < HEADER) throw bad(`${n} bytes is shorter than its header`);
   // The fixed-width header is copied into a scratch buffer and read from there: no view objects.
@@ -160,36 +189,72 @@ export function decodeReplicate(bytes: Uint8Array): ReplicateMsg {
   const valueLen = headView.getUint32(68, true);
   if (HEADER + fromLen + epochLen + cacheLen + sessionLen + keyLen + valueLen !== n) throw bad('lengths do not add up to its size');
   let o = HEADER;
-  const from = fromText.get(bytes, o, fromLen);
+  out.from = fromText.get(bytes, o, fromLen);
   o += fromLen;
-  const epoch = epochText.get(bytes, o, epochLen);
+  out.epoch = epochText.get(bytes, o, epochLen);
   o += epochLen;
-  const cache = cacheText.get(bytes, o, cacheLen);
+  out.cache = cacheText.get(bytes, o, cacheLen);
   o += cacheLen;
-  const session = sessionText.get(bytes, o, sessionLen);
+  out.session = sessionText.get(bytes, o, sessionLen);
   o += sessionLen;
-  const key = bytes.subarray(o, (o += keyLen));
-  const value = bytes.subarray(o, o + valueLen);
+  out.bytes = bytes;
+  out.keyAt = o;
+  out.keyLen = keyLen;
+  out.valueLen = valueLen;
+  out.p = headView.getUint32(4, true);
+  out.v = headView.getFloat64(8, true);
+  out.counter = headView.getFloat64(16, true);
+  out.at = headView.getFloat64(24, true);
+  out.expireAt = headView.getFloat64(32, true);
+  out.dedup = (flags & F_DEDUP) !== 0;
+  out.seq = out.dedup ? headView.getFloat64(40, true) : 0;
+  out.op = out.dedup ? headView.getUint16(2, true) : 0;
+  out.hasAck = (flags & F_ACK) !== 0;
+  out.ack = out.hasAck ? headView.getFloat64(48, true) : 0;
+  return out;
+}
+
+const scratch = putView();
+
+/**
+ * The ReplicateMsg a binary record stands for. Key and value are views of `bytes` (the store
+ * copies entry bytes when it keeps them). Throws GridNodeError BAD_REQUEST on a malformed one;
+ * field values are checked by the store as for the map form.
+ */
+export function decodeReplicate(bytes: Uint8Array): ReplicateMsg {
+  const h = readReplicate(bytes, scratch);
+  scratch.bytes = EMPTY_BYTES;
+  const key = bytes.subarray(h.keyAt, h.keyAt + h.keyLen);
+  const value = bytes.subarray(h.keyAt + h.keyLen, h.keyAt + h.keyLen + h.valueLen);
   let dedup: ReplicationRecord['dedup'] = null;
-  if (flags & F_DEDUP) {
-    dedup = { session, seq: headView.getFloat64(40, true), op: headView.getUint16(2, true), result: {} };
-    if (flags & F_ACK) dedup.ack = headView.getFloat64(48, true);
+  if (h.dedup) {
+    dedup = { session: h.session, seq: h.seq, op: h.op, result: {} };
+    if (h.hasAck) dedup.ack = h.ack;
   }
   const rec: ReplicationRecord = {
     v: 1,
-    counter: headView.getFloat64(16, true),
-    at: headView.getFloat64(24, true),
-    effects: [{ t: 'put', cache, key, value, expireAt: headView.getFloat64(32, true) }],
+    counter: h.counter,
+    at: h.at,
+    effects: [{ t: 'put', cache: h.cache, key, value, expireAt: h.expireAt }],
     dedup,
   };
-  return { p: headView.getUint32(4, true), v: headView.getFloat64(8, true), from, epoch, rec };
+  return { p: h.p, v: h.v, from: h.from, epoch: h.epoch, rec };
 }
 
 /**
- * Whether a record decoded by decodeReplicate already has every field value the store's own
- * check (normaliseRecord) requires, so the backup may apply it as it is instead of building a
- * checked copy (ADR 0035). False sends it through that check, which refuses it as before.
+ * Whether a record read by readReplicate already has every field value the store's own check
+ * (normaliseRecord) requires, so the backup may apply it in place instead of building a checked
+ * copy (ADR 0035, 0040). False sends it through that check, which refuses it as before.
  */
+export function wellFormedView(h: PutInPlace): boolean {
+  if (!isSafeNonNegative(h.counter) || h.counter < 1 || !Number.isFinite(h.at)) return false;
+  if (h.cache.length === 0 || h.cache.length > MAX_CACHE_NAME || !isSafeNonNegative(h.expireAt)) return false;
+  if (!h.dedup) return true;
+  if (!isSafeNonNegative(h.seq)) return false;
+  return !h.hasAck || (isSafeNonNegative(h.ack) && h.ack <= h.seq);
+}
+
+/** wellFormedView for a record decoded by decodeReplicate. */
 export function wellFormedPut(rec: ReplicationRecord): boolean {
   if (!isSafeNonNegative(rec.counter) || rec.counter < 1 || !Number.isFinite(rec.at)) return false;
   const eff = rec.effects[0] as { cache: string; expireAt: number };

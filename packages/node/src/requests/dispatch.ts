@@ -25,10 +25,11 @@ import type { Lifecycle } from '../lifecycle.js';
 import type { Logger } from '../logger.js';
 import type { ClusterView } from '../membership/view.js';
 import type { NodeMetrics } from '../metrics.js';
+import type { Completion } from '../partitions/batches.js';
 import type { Replicator } from '../partitions/replication.js';
 import type { PartitionTable } from '../partitions/table.js';
-import type { RequestOutcome, ServerConnection } from '../server/connection.js';
-import type { NodeStore, ReplicationRecord } from '../store/index.js';
+import { DEFERRED, type RequestOutcome, type ServerConnection } from '../server/connection.js';
+import type { MutateResult, NodeStore } from '../store/index.js';
 import { toGridError } from './errors.js';
 import type { FanOut } from './fanout.js';
 import { primaryChanged, type Forwarder } from './forward.js';
@@ -51,6 +52,23 @@ export interface DispatcherDeps {
   leaseValid(p: number): boolean;
   /** Node-to-node ops (only on connections from peers). */
   handlePeer(frame: RequestFrame): Promise<unknown>;
+  /** PEER_REPLICATE (see onPeerReplicate): its answer, or a promise of it. */
+  replicate(payload: unknown): unknown;
+}
+
+/** A fast-path mutation waiting for its commit; then answered on its connection. */
+export class PendingAnswer implements Completion {
+  constructor(
+    private readonly dispatcher: Dispatcher,
+    readonly conn: ServerConnection,
+    readonly id: number,
+    readonly op: number,
+    readonly started: number,
+    readonly result: unknown,
+  ) {}
+  complete(err: Error | null): void {
+    this.dispatcher.answerCommitted(this, err);
+  }
 }
 
 export class Dispatcher {
@@ -71,14 +89,34 @@ export class Dispatcher {
     this.replicator = d.replicator;
   }
 
-  handleRequest(conn: ServerConnection, frame: RequestFrame): RequestOutcome | Promise<RequestOutcome> {
+  handleRequest(conn: ServerConnection, frame: RequestFrame): RequestOutcome | Promise<RequestOutcome> | typeof DEFERRED {
     const started = performance.now();
     const op = frame.op as number;
     if (op < 100) {
       const fast = this.fastPath(conn, frame, started);
       if (fast !== null) return fast;
+    } else if (op === Op.PEER_REPLICATE && conn.isPeer && this.life.state === 'running') {
+      return this.replicateNow(frame);
     }
     return this.handleRequestSlow(conn, frame, started);
+  }
+
+  /**
+   * The backup's side of replication without the general path's promise layers: answered at
+   * once unless a record waits for a newer topology; errors answer as on the general path.
+   */
+  private replicateNow(frame: RequestFrame): RequestOutcome | Promise<RequestOutcome> {
+    let r: unknown;
+    try {
+      r = this.d.replicate(frame.payload);
+    } catch (err) {
+      return this.errorOutcome(frame.op, err);
+    }
+    if (!(r instanceof Promise)) return { flags: 0, payload: r };
+    return r.then(
+      (payload: unknown) => ({ flags: 0, payload }),
+      (err: unknown) => this.errorOutcome(frame.op, err),
+    );
   }
 
   private async handleRequestSlow(conn: ServerConnection, frame: RequestFrame, started: number): Promise<RequestOutcome> {
@@ -125,7 +163,7 @@ export class Dispatcher {
    * applied and answered once committed (replicated) exactly as executeAsPrimary does. Returns
    * null, having changed nothing, when the request needs the general path.
    */
-  private fastPath(conn: ServerConnection, frame: RequestFrame, started: number): RequestOutcome | Promise<RequestOutcome> | null {
+  private fastPath(conn: ServerConnection, frame: RequestFrame, started: number): RequestOutcome | typeof DEFERRED | null {
     const op = frame.op;
     if (this.life.state !== 'running' || !SINGLE_KEY_OPS.has(op) || op === Op.LOCK_ACQUIRE) return null;
     try {
@@ -152,17 +190,26 @@ export class Dispatcher {
       }
       return this.finishOp(op, started, outcome);
     }
-    let result: unknown;
-    let record: ReplicationRecord | null;
+    let m: MutateResult;
     try {
-      ({ result, record } = this.store.mutate(p, op, frame.payload, conn.sessionId));
+      m = this.store.mutate(p, op, frame.payload, conn.sessionId);
     } catch (err) {
       return this.finishOp(op, started, this.errorOutcome(op, err));
     }
-    return this.replicator.commit(p, record).then(
-      () => this.finishOp(op, started, { flags: 0, payload: result }),
-      (err: unknown) => this.finishOp(op, started, this.errorOutcome(op, err)),
-    );
+    // Answered when committed (replicated), through one object instead of promise layers.
+    this.replicator.commitTo(p, m.record, new PendingAnswer(this, conn, frame.id, op, started, m.result));
+    return DEFERRED;
+  }
+
+  /** A fast-path mutation is committed (err null) or failed: answers it. */
+  answerCommitted(a: PendingAnswer, err: Error | null): void {
+    if (err === null) {
+      this.d.metrics.observeOp(a.op, false, (performance.now() - a.started) / 1000);
+      a.conn.answer(a.id, 0, a.result);
+    } else {
+      const o = this.finishOp(a.op, a.started, this.errorOutcome(a.op, err));
+      a.conn.answer(a.id, o.flags, o.payload);
+    }
   }
 
   /** Runs a client op as this node: locally when primary, else forwarded once (when allowed). */
@@ -242,7 +289,7 @@ export class Dispatcher {
       this.view.assertPrimary(p);
     }
     if (!MUTATING_OPS.has(op)) {
-      if (st.inflight.size > 0) await Promise.allSettled([...st.inflight]);
+      if (st.inflight.size > 0) await st.inflight.settled();
       this.view.assertPrimary(p);
       return this.store.read(p, op, payload);
     }

@@ -21,6 +21,16 @@ export interface PeerOpsDeps {
   readonly promises: PromiseBook;
 }
 
+/**
+ * PEER_REPLICATE: synchronous unless a record waits for a topology this node does not hold yet.
+ * Records sent in one tick to this node arrive as one batch: handled exactly as if they had
+ * arrived as frames back to back (each starts now, in order).
+ */
+export function onPeerReplicate(backup: BackupReceiver, payload: unknown): unknown {
+  if (isBatch(payload)) return backup.onReplicateBatch(payload as ReplicateBatchMsg);
+  return backup.onReplicate(payload as ReplicateMsg);
+}
+
 export async function handlePeerOp(d: PeerOpsDeps, frame: RequestFrame): Promise<unknown> {
   switch (frame.op) {
     case Op.PEER_FORWARD: {
@@ -39,12 +49,8 @@ export async function handlePeerOp(d: PeerOpsDeps, frame: RequestFrame): Promise
         return { ok: false, error: errorPayload(e.wireCode, e.message, e.partition) } satisfies ForwardReply;
       }
     }
-    case Op.PEER_REPLICATE: {
-      // Records sent in one tick to this node arrive as one batch: handled exactly as if they
-      // had arrived as frames back to back (each starts now, in order).
-      if (isBatch(frame.payload)) return d.backup.onReplicateBatch(frame.payload as ReplicateBatchMsg);
-      return d.backup.onReplicate(frame.payload as ReplicateMsg);
-    }
+    case Op.PEER_REPLICATE:
+      return onPeerReplicate(d.backup, frame.payload);
     case Op.PEER_STATE_PULL:
       return d.transfer.onStatePull(frame.payload as PullMsg);
     case Op.PEER_PROMISE:

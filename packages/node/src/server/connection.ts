@@ -7,11 +7,14 @@ import {
   ProtocolError,
   PushKind,
   checkHandshakeRequest,
+  LENGTH_PREFIX_SIZE,
   encodeFrame,
   errorResponse,
   handshakeError,
   negotiateFeatures,
   negotiateVersion,
+  responseSize,
+  writeResponse,
   type Frame,
   type RequestFrame,
 } from '@gridlink/protocol';
@@ -24,6 +27,17 @@ export interface RequestOutcome {
   payload: unknown;
 }
 
+/**
+ * What handleRequest returns for a request it will answer later through
+ * `ServerConnection.answer` (the write fast path: no promise per request, ADR 0040).
+ */
+export const DEFERRED: unique symbol = Symbol('gridlink.deferredAnswer');
+
+const NO_BYTES = new Uint8Array(0);
+/** Output slab of a busy connection, and the largest answer encoded into one. */
+const SLAB_SIZE = 16 * 1024;
+const SLAB_ANSWER_MAX = 4 * 1024;
+
 /** What a connection needs from its node. */
 export interface ConnectionHost {
   readonly opts: ResolvedNodeOptions;
@@ -31,10 +45,11 @@ export interface ConnectionHost {
   topologyVersion(): number;
   partitionCount(): number;
   /**
-   * Answers one request, synchronously when it can (a local read); never rejects or throws
-   * (errors come back as an ERROR outcome).
+   * Answers one request, synchronously when it can (a local read), or later: through a promise,
+   * or (DEFERRED) by calling `conn.answer` exactly once, possibly before returning. Never
+   * rejects or throws (errors come back as an ERROR outcome).
    */
-  handleRequest(conn: ServerConnection, frame: RequestFrame): RequestOutcome | Promise<RequestOutcome>;
+  handleRequest(conn: ServerConnection, frame: RequestFrame): RequestOutcome | Promise<RequestOutcome> | typeof DEFERRED;
   connectionClosed(conn: ServerConnection): void;
   connectionOpened(conn: ServerConnection): void;
 }
@@ -198,31 +213,49 @@ export class ServerConnection {
 
   private onRequest(f: RequestFrame): void {
     this.inFlight++;
-    let out: RequestOutcome | Promise<RequestOutcome>;
+    let out: RequestOutcome | Promise<RequestOutcome> | typeof DEFERRED;
     try {
       out = this.host.handleRequest(this, f);
     } catch (err) {
       this.reply(f.id, err);
       return;
     }
+    if (out === DEFERRED) return;
     if (out instanceof Promise) {
       out.then(
-        (o) => this.reply(f.id, undefined, o),
+        (o) => this.answer(f.id, o.flags, o.payload),
         (err: unknown) => this.reply(f.id, err),
       );
     } else {
-      this.reply(f.id, undefined, out);
+      this.answer(f.id, out.flags, out.payload);
     }
   }
 
-  private reply(id: number, err: unknown, out?: RequestOutcome): void {
+  /** Answers request `id` (once; see DEFERRED). */
+  answer(id: number, flags: number, payload: unknown): void {
     this.inFlight--;
-    const frame: Frame =
-      out !== undefined
-        ? { kind: FrameKind.RESPONSE, id, flags: out.flags, topologyVersion: this.host.topologyVersion(), payload: out.payload }
-        : errorResponse(id, this.host.topologyVersion(), ErrorCode.INTERNAL, String((err as Error)?.message ?? err));
+    if (this.state === 'closed') return;
+    const size = responseSize(payload);
+    if (size >= 0 && size <= SLAB_ANSWER_MAX && size - LENGTH_PREFIX_SIZE <= this.host.opts.maxFrameSize) {
+      // The common answer goes straight into the connection's output slab.
+      if (this.slabUsed + size > this.slab.length) this.newSlab(size);
+      writeResponse(this.slab, this.slabUsed, size, id, flags, this.host.topologyVersion(), payload);
+      this.slabUsed += size;
+      this.scheduleFlush();
+      return;
+    }
     try {
-      this.send(frame, id);
+      this.send({ kind: FrameKind.RESPONSE, id, flags, topologyVersion: this.host.topologyVersion(), payload }, id);
+    } catch {
+      // the connection is gone
+    }
+  }
+
+  /** Answers request `id` with an INTERNAL error (the host threw or rejected). */
+  private reply(id: number, err: unknown): void {
+    this.inFlight--;
+    try {
+      this.send(errorResponse(id, this.host.topologyVersion(), ErrorCode.INTERNAL, String((err as Error)?.message ?? err)), id);
     } catch {
       // the connection is gone
     }
@@ -248,8 +281,46 @@ export class ServerConnection {
    */
   private outgoing: Uint8Array[] = [];
   private outgoingBytes = 0;
+  private flushScheduled = false;
+  /**
+   * Output slab the common answers are encoded into (ADR 0040): `slab[slabStart, slabUsed)` is
+   * not written yet. A region handed to the socket is never written again; a full slab is
+   * replaced, and an idle connection (nothing in flight at a flush) keeps none.
+   */
+  private slab: Uint8Array = NO_BYTES;
+  private slabStart = 0;
+  private slabUsed = 0;
+
+  private newSlab(size: number): void {
+    this.takeSlab();
+    // Busy: room for the answers still to come this tick; idle: exactly this one (pooled if small).
+    this.slab = Buffer.allocUnsafe(this.inFlight > 0 ? Math.max(size, SLAB_SIZE) : size);
+    this.slabStart = 0;
+    this.slabUsed = 0;
+  }
+
+  /** Moves the slab's unwritten answers to the outgoing list (in order with other frames). */
+  private takeSlab(): void {
+    if (this.slabUsed === this.slabStart) return;
+    this.outgoing.push(this.slab.subarray(this.slabStart, this.slabUsed));
+    this.outgoingBytes += this.slabUsed - this.slabStart;
+    this.slabStart = this.slabUsed;
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(this.flush);
+  }
 
   private readonly flush = (): void => {
+    this.flushScheduled = false;
+    this.takeSlab();
+    if (this.inFlight === 0) {
+      this.slab = NO_BYTES;
+      this.slabStart = 0;
+      this.slabUsed = 0;
+    }
     const frames = this.outgoing;
     if (frames.length === 0) return;
     this.outgoing = [];
@@ -261,7 +332,8 @@ export class ServerConnection {
 
   /** Writes, coalescing everything written in the same tick into one syscall. */
   private write(bytes: Uint8Array): void {
-    if (this.outgoing.length === 0) process.nextTick(this.flush);
+    this.takeSlab();
+    this.scheduleFlush();
     this.outgoing.push(bytes);
     this.outgoingBytes += bytes.length;
   }

@@ -58,10 +58,13 @@ function put(cache: string, key: Bytes, value: Bytes, expireAt: number): Effect 
   return { t: 'put', cache, key, value, expireAt };
 }
 
+/** An entry's value for an outcome that is remembered: an own buffer. */
+function valueOf(e: EntryArena, slot: number): Bytes | null {
+  return slot === NONE ? null : e.ownValue(slot);
+}
+
 export function planCacheOp(ctx: CacheOpContext, op: Op, p: Payload, now: number): CachePlan {
   const e = ctx.entries;
-  /** An entry's value for an outcome that is remembered: an own buffer. */
-  const valueOf = (slot: number): Bytes | null => (slot === NONE ? null : e.ownValue(slot));
   switch (op) {
     case Op.CACHE_PUT: {
       const cache = cacheName(p);
@@ -93,7 +96,7 @@ export function planCacheOp(ctx: CacheOpContext, op: Op, p: Payload, now: number
       const expireAt = ctx.expireAtFor(cache, optSafeInt(p, 'ttlMs', 0), now);
       const cur = ctx.live(cache, key, now);
       const effects = [put(cache, key, value, expireAt)];
-      if (op === Op.CACHE_GET_AND_PUT) return { result: { value: valueOf(cur) }, effects };
+      if (op === Op.CACHE_GET_AND_PUT) return { result: { value: valueOf(e, cur) }, effects };
       const ok = op === Op.CACHE_PUT_IF_ABSENT ? cur === NONE : cur !== NONE;
       return { result: applied(ok), effects: ok ? effects : [] };
     }
@@ -116,7 +119,7 @@ export function planCacheOp(ctx: CacheOpContext, op: Op, p: Payload, now: number
       const cur = ctx.live(cache, key, now);
       const ok = cur !== NONE && (expected === null || e.valueEquals(cur, expected));
       const effects: Effect[] = ok ? [{ t: 'del', cache, key }] : [];
-      if (op === Op.CACHE_GET_AND_REMOVE) return { result: { value: valueOf(cur) }, effects };
+      if (op === Op.CACHE_GET_AND_REMOVE) return { result: { value: valueOf(e, cur) }, effects };
       return { result: applied(ok), effects };
     }
     case Op.CACHE_INCREMENT: {

@@ -21,10 +21,13 @@ export const NONE = -1;
 
 const EMPTY_TABLE = 8;
 
-/** FNV-1a over bytes, finished with a murmur3 mix so that the low bits are usable as an index. */
-function hashBytes(b: Bytes): number {
+/**
+ * FNV-1a over bytes `b[from, to)`, finished with a murmur3 mix so that the low bits are usable
+ * as an index.
+ */
+function hashBytes(b: Bytes, from: number, to: number): number {
   let h = 0x811c9dc5;
-  for (let i = 0; i < b.length; i++) h = Math.imul(h ^ b[i]!, 0x01000193);
+  for (let i = from; i < to; i++) h = Math.imul(h ^ b[i]!, 0x01000193);
   return fmix(h);
 }
 
@@ -149,18 +152,22 @@ export class EntryArena {
   // Lookup
 
   find(shard: Shard | undefined, key: Bytes): number {
+    return this.findIn(shard, key, 0, key.length);
+  }
+
+  /** Lookup by the key `b[at, at + n)`. */
+  findIn(shard: Shard | undefined, b: Bytes, at: number, n: number): number {
     if (shard === undefined || shard.size === 0) return NONE;
     const t = shard.table;
     const mask = t.length - 1;
-    const n = key.length;
-    for (let i = hashBytes(key) & mask; ; i = (i + 1) & mask) {
+    for (let i = hashBytes(b, at, at + n) & mask; ; i = (i + 1) & mask) {
       const v = t[i]!;
       if (v === 0) return NONE;
       const slot = v - 1;
       if (this.klen[slot] === n) {
         const r = this.rec[slot]!;
         let j = 0;
-        while (j < n && r.charCodeAt(j) === key[j]) j++;
+        while (j < n && r.charCodeAt(j) === b[at + j]) j++;
         if (j === n) return slot;
       }
     }
@@ -242,32 +249,50 @@ export class EntryArena {
   // -------------------------------------------------------------------------------------------
   // Writing
 
+  /** Previous expiry of the entry the last `set` wrote (-1 when it was new). */
+  previousExpireAt = -1;
+
   /**
-   * Sets key → value in the shard, moving the entry to the LRU head. Returns the slot and its
-   * previous expiry (-1 when the entry is new); the caller keeps the expiry bookkeeping.
+   * Sets key → value in the shard, moving the entry to the LRU head. Returns the slot; its
+   * previous expiry is left in `previousExpireAt` (-1 when the entry is new) for the caller's
+   * expiry bookkeeping (no result object per write).
    */
-  set(shard: Shard, key: Bytes, value: Bytes, expireAt: number): { slot: number; previousExpireAt: number } {
-    let slot = this.find(shard, key);
-    const str = joined(key, value);
+  set(shard: Shard, key: Bytes, value: Bytes, expireAt: number): number {
+    return this.setString(shard, key, 0, key.length, joined(key, value), expireAt);
+  }
+
+  /**
+   * `set` for a key and value that lie back to back in `b` (key `b[at, at + keyLen)`, value the
+   * `valueLen` bytes after it, as in a binary replication record): the entry's string is made
+   * straight from those bytes, with no copy into the scratch buffer first.
+   */
+  setIn(shard: Shard, b: Bytes, at: number, keyLen: number, valueLen: number, expireAt: number): number {
+    return this.setString(shard, b, at, keyLen, latin1Slice.call(b, at, at + keyLen + valueLen), expireAt);
+  }
+
+  /** Stores `str` (key ++ value) for the key `b[at, at + keyLen)`. */
+  private setString(shard: Shard, b: Bytes, at: number, keyLen: number, str: string, expireAt: number): number {
+    let slot = this.findIn(shard, b, at, keyLen);
     if (slot !== NONE) {
       this.bytes += str.length - this.rec[slot]!.length;
       this.rec[slot] = str;
-      const prev = this.expire[slot]!;
+      this.previousExpireAt = this.expire[slot]!;
       this.expire[slot] = expireAt;
       this.touch(slot);
-      return { slot, previousExpireAt: prev };
+      return slot;
     }
     slot = this.allocate();
     this.rec[slot] = str;
-    this.klen[slot] = key.length;
+    this.klen[slot] = keyLen;
     this.expire[slot] = expireAt;
     this.shardOf[slot] = shard.id;
-    this.insert(shard, slot, hashBytes(key));
+    this.insert(shard, slot, hashBytes(b, at, at + keyLen));
     shard.sorted = null;
     this.count++;
     this.bytes += str.length;
     this.pushHead(slot);
-    return { slot, previousExpireAt: -1 };
+    this.previousExpireAt = -1;
+    return slot;
   }
 
   /** Removes the slot's entry from its shard and frees the slot. */

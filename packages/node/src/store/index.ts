@@ -124,4 +124,5 @@ export type {
   LockTuple,
   StoreStats,
   MutateResult,
+  PutInPlace,
 } from './types.js';

@@ -10,11 +10,17 @@
  * - the time window (`windowMs` after the write, primary clock): the bound for clients that
  *   vanish, or that do not send `ack`. A session's floor is forgotten a window after its last use.
  *
- * Lookups go through a per-session map keyed by the numeric seq (the outcomes of one seq in
- * several partitions — putAll, clear — are chained). Each partition links its own outcomes (for
- * snapshots and dropping the partition), and one min-heap by write time serves the window;
- * outcomes forgotten otherwise leave a dead slot there, compacted away once dead slots outnumber
- * live ones.
+ * Built so that the steady state of a client with acks (one outcome added and one forgotten per
+ * write) allocates only the outcome itself (ADR 0040):
+ * - each session finds its outcomes by seq through its own open-addressing table (SeqIndex:
+ *   linear probing, backward-shift deletion, no tombstones), not a Map, whose deletions leave
+ *   holes that are paid for by rehashing; the outcomes of one seq in several partitions (putAll,
+ *   clear) are chained from the slot;
+ * - each partition links its own outcomes (for snapshots and dropping the partition);
+ * - the window is served in write-time order by a FIFO of outcomes added in nondecreasing time
+ *   (the common case: one primary's clock) and a min-heap for the others (snapshots, several
+ *   primaries, a clock step back); outcomes forgotten otherwise leave a dead slot there, dropped
+ *   when it reaches the front or compacted away once dead slots outnumber live ones.
  */
 
 /** A remembered (session, seq) outcome. */
@@ -36,31 +42,154 @@ export interface Outcome {
   next: Outcome | null;
 }
 
-export type OutcomeInit = Pick<Outcome, 'session' | 'seq' | 'op' | 'result' | 'at' | 'counter' | 'partition'>;
+/** Smallest table of a session's seq index (a power of two). */
+const MIN_INDEX = 8;
+
+/** Slot of a seq in a table of `mask + 1` slots: seqs are mostly consecutive, mixed anyway. */
+function home(seq: number, mask: number): number {
+  const lo = seq | 0;
+  const hi = (seq / 0x1_0000_0000) | 0;
+  return (Math.imul(lo ^ Math.imul(hi, 0x27d4eb2f), 0x9e3779b1) >>> 0) & mask;
+}
+
+/**
+ * One session's outcomes by seq: the first outcome of each seq (its `sameSeq` chain holds the
+ * others), in an open-addressing table kept between 1/8 and 3/4 full.
+ */
+class SeqIndex {
+  slots: (Outcome | undefined)[] = new Array<Outcome | undefined>(MIN_INDEX);
+  size = 0;
+
+  find(seq: number): Outcome | undefined {
+    const t = this.slots;
+    const mask = t.length - 1;
+    for (let i = home(seq, mask); ; i = (i + 1) & mask) {
+      const o = t[i];
+      if (o === undefined || o.seq === seq) return o;
+    }
+  }
+
+  /** Sets the first outcome of `o.seq` (inserting the seq, or replacing its first outcome). */
+  put(o: Outcome): void {
+    if ((this.size + 1) * 4 > this.slots.length * 3) this.resize(this.slots.length * 2);
+    const t = this.slots;
+    const mask = t.length - 1;
+    for (let i = home(o.seq, mask); ; i = (i + 1) & mask) {
+      const cur = t[i];
+      if (cur === undefined) {
+        t[i] = o;
+        this.size++;
+        return;
+      }
+      if (cur.seq === o.seq) {
+        t[i] = o;
+        return;
+      }
+    }
+  }
+
+  /** Removes the seq (backward-shift deletion: later members of the probe run move into the hole). */
+  delete(seq: number): void {
+    const t = this.slots;
+    const mask = t.length - 1;
+    let i = home(seq, mask);
+    for (; ; i = (i + 1) & mask) {
+      const o = t[i];
+      if (o === undefined) return;
+      if (o.seq === seq) break;
+    }
+    let hole = i;
+    for (let j = (i + 1) & mask; t[j] !== undefined; j = (j + 1) & mask) {
+      const h = home(t[j]!.seq, mask);
+      // Move t[j] into the hole when its home is not cyclically in (hole, j].
+      if (((j - h) & mask) >= ((j - hole) & mask)) {
+        t[hole] = t[j];
+        hole = j;
+      }
+    }
+    t[hole] = undefined;
+    this.size--;
+    if (this.size * 8 < t.length && t.length > MIN_INDEX) this.resize(t.length / 2);
+  }
+
+  private resize(n: number): void {
+    const old = this.slots;
+    const t = new Array<Outcome | undefined>(n);
+    const mask = n - 1;
+    for (const o of old) {
+      if (o === undefined) continue;
+      let i = home(o.seq, mask);
+      while (t[i] !== undefined) i = (i + 1) & mask;
+      t[i] = o;
+    }
+    this.slots = t;
+  }
+
+  /** First outcomes of every seq held (table order). */
+  values(): Outcome[] {
+    const out: Outcome[] = [];
+    for (const o of this.slots) if (o !== undefined) out.push(o);
+    return out;
+  }
+}
 
 interface SessionState {
   /** Lowest seq the client may still retry; 0 = never told. */
   floor: number;
   /** Last time (primary clock) the floor moved or an outcome was added. */
   lastAt: number;
-  readonly bySeq: Map<number, Outcome>;
+  readonly bySeq: SeqIndex;
 }
 
 export class OutcomeTable {
   private readonly sessions = new Map<string, SessionState>();
-  private readonly partitions = new Map<number, Outcome>();
-  /** Min-heap by `at` (outcomes arrive out of time order from snapshots and several primaries). */
+  /** Newest outcome of each partition (its list runs through `next` to the oldest); null: none now. */
+  private readonly partitions = new Map<number, Outcome | null>();
+  /** Outcomes in nondecreasing `at` from `queueHead` on (forgotten ones stay as dead slots). */
+  private queue: Outcome[] = [];
+  private queueHead = 0;
+  /** Min-heap by `at` of outcomes that arrived older than the queue's newest. */
   private heap: Outcome[] = [];
-  /** Forgotten outcomes still in the heap. */
+  /** Forgotten outcomes still in the queue or the heap. */
   private dead = 0;
   private sessionCursor: IterableIterator<[string, SessionState]> | null = null;
+  /** The last session looked up (requests of one client come in runs). */
+  private lastName: string | null = null;
+  private lastState: SessionState | undefined = undefined;
   /** Outcomes held. */
   size = 0;
 
-  constructor(private readonly windowMs: number) {}
+  constructor(
+    private readonly windowMs: number,
+    /** Dead slots tolerated before compaction is considered (small in tests, to exercise it). */
+    private readonly compactMin = 1024,
+  ) {}
+
+  private session(name: string): SessionState | undefined {
+    if (name === this.lastName) return this.lastState;
+    const s = this.sessions.get(name);
+    if (s !== undefined) {
+      this.lastName = name;
+      this.lastState = s;
+    }
+    return s;
+  }
+
+  private ensureSession(name: string, at: number): SessionState {
+    let s = this.session(name);
+    if (s === undefined) {
+      s = { floor: 0, lastAt: at, bySeq: new SeqIndex() };
+      this.sessions.set(name, s);
+      this.lastName = name;
+      this.lastState = s;
+    }
+    return s;
+  }
 
   get(partition: number, session: string, seq: number): Outcome | undefined {
-    for (let o = this.sessions.get(session)?.bySeq.get(seq) ?? null; o !== null; o = o.sameSeq) {
+    const s = this.session(session);
+    if (s === undefined || s.bySeq.size === 0) return undefined;
+    for (let o = s.bySeq.find(seq) ?? null; o !== null; o = o.sameSeq) {
       if (o.partition === partition) return o;
     }
     return undefined;
@@ -68,7 +197,7 @@ export class OutcomeTable {
 
   /** The session's floor: seqs below it are acknowledged and never retried (0 = unknown). */
   floor(session: string): number {
-    return this.sessions.get(session)?.floor ?? 0;
+    return this.session(session)?.floor ?? 0;
   }
 
   /** Sessions with a known floor: [session, floor, lastAt]. */
@@ -83,11 +212,10 @@ export class OutcomeTable {
    * it. Costs O(min(floor − previous floor, outcomes of the session)).
    */
   advance(session: string, floor: number, at: number): void {
-    let s = this.sessions.get(session);
+    let s = this.session(session);
     if (s === undefined) {
       if (floor <= 0) return;
-      s = { floor: 0, lastAt: at, bySeq: new Map() };
-      this.sessions.set(session, s);
+      s = this.ensureSession(session, at);
     }
     if (at > s.lastAt) s.lastAt = at;
     if (floor <= s.floor) return;
@@ -97,11 +225,11 @@ export class OutcomeTable {
     if (m.size === 0) return;
     if (floor - from <= m.size) {
       for (let q = from; q < floor; q++) {
-        const o = m.get(q);
+        const o = m.find(q);
         if (o !== undefined) this.dropSeq(m, o);
       }
     } else {
-      for (const [q, o] of m) if (q < floor) this.dropSeq(m, o);
+      for (const o of m.values()) if (o.seq < floor) this.dropSeq(m, o);
     }
     this.compact();
   }
@@ -110,35 +238,22 @@ export class OutcomeTable {
    * Adds an outcome; true when it is held (not below the session's floor). An outcome for a
    * (partition, session, seq) already held replaces it.
    */
-  add(init: OutcomeInit): boolean {
-    let s = this.sessions.get(init.session);
-    if (s === undefined) {
-      s = { floor: 0, lastAt: init.at, bySeq: new Map() };
-      this.sessions.set(init.session, s);
-    } else if (init.at > s.lastAt) s.lastAt = init.at;
-    if (init.seq < s.floor) return false;
-    const old = this.get(init.partition, init.session, init.seq);
-    if (old !== undefined) this.unlink(s.bySeq, old);
+  add(session: string, seq: number, op: number, result: unknown, at: number, counter: number, partition: number): boolean {
+    const s = this.ensureSession(session, at);
+    if (at > s.lastAt) s.lastAt = at;
+    if (seq < s.floor) return false;
+    const m = s.bySeq;
+    const old = this.get(partition, session, seq);
+    if (old !== undefined) this.unlink(m, old);
+    const first = this.partitions.get(partition) ?? null;
     // One literal with every field, so all outcomes share one compact object shape.
-    const o: Outcome = {
-      session: init.session,
-      seq: init.seq,
-      op: init.op,
-      result: init.result,
-      at: init.at,
-      counter: init.counter,
-      partition: init.partition,
-      live: true,
-      sameSeq: s.bySeq.get(init.seq) ?? null,
-      prev: null,
-      next: null,
-    };
-    s.bySeq.set(init.seq, o);
-    const first = this.partitions.get(init.partition) ?? null;
-    o.next = first;
+    const o: Outcome = { session, seq, op, result, at, counter, partition, live: true, sameSeq: m.size === 0 ? null : (m.find(seq) ?? null), prev: null, next: first };
+    m.put(o);
     if (first !== null) first.prev = o;
-    this.partitions.set(init.partition, o);
-    this.push(o);
+    this.partitions.set(partition, o);
+    const q = this.queue;
+    if (q.length === this.queueHead || q[q.length - 1]!.at <= at) q.push(o);
+    else this.heapPush(o);
     this.size++;
     this.compact();
     return true;
@@ -160,33 +275,41 @@ export class OutcomeTable {
       n++;
       o = next;
     }
+    this.partitions.delete(partition);
+    this.compact();
     return n;
+  }
+
+  /** The outcome written first among those queued or heaped (dead or alive), or undefined. */
+  private oldest(): Outcome | undefined {
+    const q = this.queue[this.queueHead];
+    const h = this.heap[0];
+    if (h === undefined) return q;
+    return q === undefined || h.at < q.at ? h : q;
   }
 
   /**
    * Forgets outcomes whose window has passed (`at + windowMs <= now`), oldest first, stopping at
-   * the first one still inside the window or after `budget` heap slots. Returns the number of
-   * slots examined.
+   * the first one still inside the window or after `budget` slots (dead ones included). Returns
+   * the number of slots examined.
    */
   prune(now: number, budget: number): number {
     let examined = 0;
-    const h = this.heap;
-    while (h.length > 0 && examined < budget) {
-      const o = h[0]!;
-      if (o.live && o.at + this.windowMs > now) break;
+    while (examined < budget) {
+      const o = this.oldest();
+      if (o === undefined || (o.live && o.at + this.windowMs > now)) break;
       examined++;
-      this.popTop();
+      if (o === this.queue[this.queueHead]) this.queueShift();
+      else this.heapPop();
       if (o.live) this.unlink(this.sessions.get(o.session)!.bySeq, o);
       this.dead--;
     }
-    // An emptied heap gives its (possibly large) backing store back.
-    if (h.length === 0 && examined > 0) this.heap = [];
     return examined;
   }
 
   /** Fast check for the write path: is there anything `prune` would remove now? */
   due(now: number): boolean {
-    const o = this.heap[0];
+    const o = this.oldest();
     return o !== undefined && (!o.live || o.at + this.windowMs <= now);
   }
 
@@ -205,12 +328,18 @@ export class OutcomeTable {
       }
       examined++;
       const [session, s] = n.value;
-      if (s.bySeq.size === 0 && s.lastAt + this.windowMs <= now) this.sessions.delete(session);
+      if (s.bySeq.size === 0 && s.lastAt + this.windowMs <= now) {
+        this.sessions.delete(session);
+        if (this.lastName === session) {
+          this.lastName = null;
+          this.lastState = undefined;
+        }
+      }
     }
     return examined;
   }
 
-  private dropSeq(m: Map<number, Outcome>, first: Outcome): void {
+  private dropSeq(m: SeqIndex, first: Outcome): void {
     for (let o: Outcome | null = first; o !== null; ) {
       const next: Outcome | null = o.sameSeq;
       this.unlink(m, o);
@@ -218,17 +347,17 @@ export class OutcomeTable {
     }
   }
 
-  /** Removes one outcome from every index (its heap slot turns dead). */
-  private unlink(m: Map<number, Outcome>, o: Outcome): void {
+  /** Removes one outcome from every index (its queue or heap slot turns dead). */
+  private unlink(m: SeqIndex, o: Outcome): void {
     if (!o.live) return;
     o.live = false;
     this.size--;
     this.dead++;
     // same-seq chain
-    const first = m.get(o.seq);
+    const first = m.find(o.seq);
     if (first === o) {
       if (o.sameSeq === null) m.delete(o.seq);
-      else m.set(o.seq, o.sameSeq);
+      else m.put(o.sameSeq);
     } else {
       for (let p = first ?? null; p !== null; p = p.sameSeq) {
         if (p.sameSeq === o) {
@@ -238,25 +367,43 @@ export class OutcomeTable {
       }
     }
     o.sameSeq = null;
-    // partition list
+    // partition list (an emptied partition keeps its key: no map churn)
     if (o.prev !== null) o.prev.next = o.next;
-    else if (o.next !== null) this.partitions.set(o.partition, o.next);
-    else this.partitions.delete(o.partition);
+    else this.partitions.set(o.partition, o.next);
     if (o.next !== null) o.next.prev = o.prev;
     o.prev = null;
     o.next = null;
+    // A dead outcome at the front of the queue goes at once (the queue holds no dead prefix).
+    while (this.queueHead < this.queue.length && !this.queue[this.queueHead]!.live) {
+      this.queueShift();
+      this.dead--;
+    }
   }
 
-  /** Drops dead heap slots once they outnumber live ones (amortised O(1) per outcome). */
+  private queueShift(): void {
+    const q = this.queue;
+    q[this.queueHead++] = undefined as unknown as Outcome;
+    if (this.queueHead === q.length) {
+      q.length = 0;
+      this.queueHead = 0;
+    } else if (this.queueHead >= this.compactMin && this.queueHead * 2 >= q.length) {
+      // Amortised O(1): the consumed half is dropped in one copy.
+      this.queue = q.slice(this.queueHead);
+      this.queueHead = 0;
+    }
+  }
+
+  /** Drops dead queue and heap slots once they outnumber live ones (amortised O(1) per outcome). */
   private compact(): void {
-    const h = this.heap;
-    if (this.dead <= 1024 || this.dead * 2 <= h.length) return;
-    this.heap = h.filter((o) => o.live);
+    if (this.dead <= this.compactMin || this.dead * 2 <= this.queue.length - this.queueHead + this.heap.length) return;
+    this.queue = this.queue.slice(this.queueHead).filter((o) => o.live);
+    this.queueHead = 0;
+    this.heap = this.heap.filter((o) => o.live);
     this.dead = 0;
     for (let i = (this.heap.length >> 1) - 1; i >= 0; i--) this.siftDown(i);
   }
 
-  private push(o: Outcome): void {
+  private heapPush(o: Outcome): void {
     const h = this.heap;
     let i = h.length;
     h.push(o);
@@ -270,7 +417,7 @@ export class OutcomeTable {
     h[i] = o;
   }
 
-  private popTop(): void {
+  private heapPop(): void {
     const h = this.heap;
     const last = h.pop()!;
     if (h.length > 0) {

@@ -11,7 +11,7 @@
  */
 import { ErrorCode, Op, type CacheConfig } from '@gridlink/protocol';
 import { keyString, type Bytes } from './bytes.js';
-import { planCacheOp, type CacheOpContext } from './cache-ops.js';
+import { EMPTY, planCacheOp, type CacheOpContext } from './cache-ops.js';
 import { EntryArena, NONE, type Shard } from './entries.js';
 import { StoreError, badRequest } from './errors.js';
 import { ExpiryQueue } from './expiry.js';
@@ -28,6 +28,7 @@ import type {
   LockTuple,
   MutateResult,
   PartitionSnapshot,
+  PutInPlace,
   ReplicationRecord,
   SnapshotCache,
   StoreOptions,
@@ -257,20 +258,26 @@ export class NodeStore {
       dedup.ack = ack;
       this.outcomes.advance(session, ack, now);
     }
-    this.outcomes.add({ session, seq, op, result, at: now, counter, partition });
+    this.outcomes.add(session, seq, op, result, now, counter, partition);
     this.enforceBounds();
     return { result, record: { v: 1, counter, at: now, effects, dedup } };
   }
 
+  /** The partition the shared planning context reads (set before each use). */
+  private ctxPart: PartitionState | null = null;
+  /** One planning context for every op (not one object and two closures per write). */
+  private readonly ctx: CacheOpContext = {
+    entries: this.entries,
+    expireAtFor: (cache, ttlMs, now) => this.expireAtFor(cache, ttlMs, now),
+    live: (cache, key, now) => {
+      const slot = this.entries.find(this.ctxPart!.shards.get(cache), key);
+      return slot === NONE || this.expire(slot, now) ? NONE : slot;
+    },
+  };
+
   private cacheContext(part: PartitionState): CacheOpContext {
-    return {
-      entries: this.entries,
-      expireAtFor: (cache, ttlMs, now) => this.expireAtFor(cache, ttlMs, now),
-      live: (cache, key, now) => {
-        const slot = this.entries.find(part.shards.get(cache), key);
-        return slot === NONE || this.expire(slot, now) ? NONE : slot;
-      },
-    };
+    this.ctxPart = part;
+    return this.ctx;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -296,7 +303,40 @@ export class NodeStore {
       const d = rec.dedup;
       if (d !== null) {
         if (d.ack !== undefined) this.outcomes.advance(d.session, d.ack, rec.at);
-        this.outcomes.add({ session: d.session, seq: d.seq, op: d.op, result: d.result, at: rec.at, counter: rec.counter, partition });
+        this.outcomes.add(d.session, d.seq, d.op, d.result, rec.at, rec.counter, partition);
+      }
+      const now = this.clock.now();
+      if (this.outcomes.due(now)) this.outcomes.prune(now, Infinity);
+      this.enforceBounds();
+      return true;
+    } finally {
+      this.locks.flush();
+    }
+  }
+
+  /**
+   * applyRecord for a replicated plain put read in place from its binary record (the caller
+   * checked it with wellFormedView): the entry's bytes are taken straight from the record and the
+   * outcome (the empty result) is remembered, with no record, effect or byte-view object. `keep`
+   * false: this copy does not hold the cache (per-cache backups), so only the counter and the
+   * outcome move. Same answers as applyRecord: true when applied or already held, false on a gap.
+   */
+  applyPut(partition: number, put: PutInPlace, keep: boolean): boolean {
+    try {
+      validPartition(partition);
+      const part = this.parts.get(partition);
+      const cur = part?.counter ?? 0;
+      if (put.counter <= cur) return true;
+      if (put.counter !== cur + 1) return false;
+      const target = part ?? this.ensurePart(partition);
+      if (keep) {
+        const shard = this.shardFor(target, put.cache);
+        this.entrySet(shard, this.entries.setIn(shard, put.bytes, put.keyAt, put.keyLen, put.valueLen, put.expireAt), put.expireAt);
+      }
+      target.counter = put.counter;
+      if (put.dedup) {
+        if (put.hasAck) this.outcomes.advance(put.session, put.ack, put.at);
+        this.outcomes.add(put.session, put.seq, put.op, EMPTY, put.at, put.counter, partition);
       }
       const now = this.clock.now();
       if (this.outcomes.due(now)) this.outcomes.prune(now, Infinity);
@@ -400,7 +440,7 @@ export class NodeStore {
       if (expireAt > now) this.locks.set(part.locks, partition, keyString(name), session, owner ?? '', token, expireAt);
     }
     for (const [session, floor, lastAt] of snap.floors ?? []) this.outcomes.advance(session, floor, lastAt);
-    for (const [session, seq, op, result, at, counter] of snap.dedup) this.outcomes.add({ session, seq, op, result, at, counter, partition });
+    for (const [session, seq, op, result, at, counter] of snap.dedup) this.outcomes.add(session, seq, op, result, at, counter, partition);
     this.outcomes.prune(now, Infinity);
     this.enforceBounds();
   }
@@ -461,14 +501,24 @@ export class NodeStore {
   // -------------------------------------------------------------------------------------------
   // Entry / lock bookkeeping
 
-  private setEntry(part: PartitionState, cache: string, key: Bytes, value: Bytes, expireAt: number): void {
+  private shardFor(part: PartitionState, cache: string): Shard {
     let shard = part.shards.get(cache);
     if (shard === undefined) {
       if (!this.caches.has(cache)) this.caches.set(cache, { ...this.cacheDefaults });
       shard = this.entries.newShard(part.id, cache);
       part.shards.set(cache, shard);
     }
-    const { slot, previousExpireAt: prev } = this.entries.set(shard, key, value, expireAt);
+    return shard;
+  }
+
+  private setEntry(part: PartitionState, cache: string, key: Bytes, value: Bytes, expireAt: number): void {
+    const shard = this.shardFor(part, cache);
+    this.entrySet(shard, this.entries.set(shard, key, value, expireAt), expireAt);
+  }
+
+  /** Expiry bookkeeping after the arena wrote `slot` of `shard` (its previous expiry in previousExpireAt). */
+  private entrySet(shard: Shard, slot: number, expireAt: number): void {
+    const prev = this.entries.previousExpireAt;
     if (prev === expireAt) return;
     if (prev > 0) {
       shard.ttlCount--;

@@ -64,6 +64,32 @@ export interface ReplicationRecord {
   dedup: DedupOutcome | null;
 }
 
+/**
+ * A replicated plain put read in place from its binary record (peers/replicate-codec.ts): what
+ * NodeStore.applyPut applies without a record, effect or byte-view object per write.
+ */
+export interface PutInPlace {
+  /** Update counter and primary's clock of the record. */
+  counter: number;
+  at: number;
+  cache: string;
+  /** Absolute ms, 0 = never. */
+  expireAt: number;
+  /** The record's bytes: the key is bytes[keyAt, keyAt + keyLen), the value follows it directly. */
+  bytes: Uint8Array;
+  keyAt: number;
+  keyLen: number;
+  valueLen: number;
+  /** Whether the record carries a (session, seq) outcome (the empty result) with op `op`. */
+  dedup: boolean;
+  session: string;
+  seq: number;
+  op: number;
+  /** Whether the outcome carries the session's floor `ack`. */
+  hasAck: boolean;
+  ack: number;
+}
+
 export interface SnapshotCache {
   name: string;
   config: CacheConfig;
