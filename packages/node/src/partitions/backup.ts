@@ -62,7 +62,7 @@ export class BackupReceiver {
   }
 
   /**
-   * onReplicateNow for a binary put read in place (ADR 0040): applied straight from its bytes;
+   * onReplicateNow for a binary put read in place (ADR 0041): applied straight from its bytes;
    * the record's objects are built only when it has to wait (buffered while a snapshot is on its
    * way) or is malformed (the store's check refuses it as before).
    */

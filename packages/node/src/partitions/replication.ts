@@ -79,7 +79,7 @@ export class Replicator {
 
   /**
    * commit() telling `c` instead of returning a promise (the request fast path: no promise per
-   * write, ADR 0040). `c` may be told before this returns (nothing to replicate to).
+   * write, ADR 0041). `c` may be told before this returns (nothing to replicate to).
    */
   commitTo(p: number, record: ReplicationRecord | null, c: Completion): void {
     if (record !== null) {

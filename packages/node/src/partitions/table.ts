@@ -8,7 +8,7 @@ import { INITIAL_REPLICA, type ReplicaState } from './replica.js';
 const noop = (): void => {};
 
 /**
- * A replication in flight, linked into its partition's list (ADR 0040): adding and removing one
+ * A replication in flight, linked into its partition's list (ADR 0041): adding and removing one
  * allocates nothing, and it makes a promise only for a read or a dedup hit that has to wait.
  */
 export abstract class InFlightWrite {

@@ -244,7 +244,7 @@ export function decodeReplicate(bytes: Uint8Array): ReplicateMsg {
 /**
  * Whether a record read by readReplicate already has every field value the store's own check
  * (normaliseRecord) requires, so the backup may apply it in place instead of building a checked
- * copy (ADR 0035, 0040). False sends it through that check, which refuses it as before.
+ * copy (ADR 0035, 0041). False sends it through that check, which refuses it as before.
  */
 export function wellFormedView(h: PutInPlace): boolean {
   if (!isSafeNonNegative(h.counter) || h.counter < 1 || !Number.isFinite(h.at)) return false;

@@ -29,7 +29,7 @@ export interface RequestOutcome {
 
 /**
  * What handleRequest returns for a request it will answer later through
- * `ServerConnection.answer` (the write fast path: no promise per request, ADR 0040).
+ * `ServerConnection.answer` (the write fast path: no promise per request, ADR 0041).
  */
 export const DEFERRED: unique symbol = Symbol('gridlink.deferredAnswer');
 
@@ -283,7 +283,7 @@ export class ServerConnection {
   private outgoingBytes = 0;
   private flushScheduled = false;
   /**
-   * Output slab the common answers are encoded into (ADR 0040): `slab[slabStart, slabUsed)` is
+   * Output slab the common answers are encoded into (ADR 0041): `slab[slabStart, slabUsed)` is
    * not written yet. A region handed to the socket is never written again; a full slab is
    * replaced, and an idle connection (nothing in flight at a flush) keeps none.
    */

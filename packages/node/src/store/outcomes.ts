@@ -11,7 +11,7 @@
  *   vanish, or that do not send `ack`. A session's floor is forgotten a window after its last use.
  *
  * Built so that the steady state of a client with acks (one outcome added and one forgotten per
- * write) allocates only the outcome itself (ADR 0040):
+ * write) allocates only the outcome itself (ADR 0041):
  * - each session finds its outcomes by seq through its own open-addressing table (SeqIndex:
  *   linear probing, backward-shift deletion, no tombstones), not a Map, whose deletions leave
  *   holes that are paid for by rehashing; the outcomes of one seq in several partitions (putAll,
