@@ -285,16 +285,22 @@ export class ServerConnection {
   /**
    * Output slab the common answers are encoded into (ADR 0041): `slab[slabStart, slabUsed)` is
    * not written yet. A region handed to the socket is never written again; a full slab is
-   * replaced, and an idle connection (nothing in flight at a flush) keeps none.
+   * replaced by one sized from the last flush, and an idle connection (nothing in flight at a
+   * flush) keeps none.
    */
   private slab: Uint8Array = NO_BYTES;
   private slabStart = 0;
   private slabUsed = 0;
 
+  /** Bytes the last flush wrote: how much room the next slab is likely to need. */
+  private lastFlushBytes = 0;
+
   private newSlab(size: number): void {
     this.takeSlab();
-    // Busy: room for the answers still to come this tick; idle: exactly this one (pooled if small).
-    this.slab = Buffer.allocUnsafe(this.inFlight > 0 ? Math.max(size, SLAB_SIZE) : size);
+    // Requests still in flight: room for their answers; else about twice what the last flush
+    // wrote (answers that come in runs, as synchronous reads do), one answer at a time: small.
+    const want = this.inFlight > 0 ? SLAB_SIZE : Math.min(SLAB_SIZE, 2 * this.lastFlushBytes);
+    this.slab = Buffer.allocUnsafe(Math.max(size, want));
     this.slabStart = 0;
     this.slabUsed = 0;
   }
@@ -326,6 +332,7 @@ export class ServerConnection {
     this.outgoing = [];
     const total = this.outgoingBytes;
     this.outgoingBytes = 0;
+    this.lastFlushBytes = total;
     if (this.socket.destroyed) return;
     this.socket.write(frames.length === 1 ? frames[0]! : Buffer.concat(frames, total));
   };

@@ -6,6 +6,11 @@
  *   entry: its key and value as ONE latin1 string (one char per byte: `key ++ value`, the cheapest
  *   container of bytes in V8), the key's length, the absolute expiry, the shard it belongs to and
  *   its two LRU links (slot numbers). Freed slots are reused.
+ * - A big entry (key + value of `bigEntryBytes` or more, default 512) keeps `key ++ value` in a
+ *   byte array of its own instead (ADR 0040): its bytes live outside the JS heap, so the garbage
+ *   collector does not copy them from the young generation to the old one and again when
+ *   compacting — for 1 KiB values that copying was most of what a replicated put cost beyond a
+ *   64 B one. A few dozen bytes more per entry, paid only by big ones.
  * - A shard (one cache in one partition) finds its slots through its own open-addressing hash
  *   table of slot numbers (linear probing, backward-shift deletion, no tombstones), hashing the
  *   key bytes directly: no key string per lookup, no JS Map entry per entry.
@@ -69,6 +74,14 @@ const latin1Slice = (Buffer.prototype as unknown as { latin1Slice: (this: Uint8A
 
 const SCRATCH_MAX = 64 * 1024;
 
+/** Whether the entry's `key ++ value` starts with the latin1 string `k`. */
+function startsWith(r: Rec, k: string): boolean {
+  if (typeof r === 'string') return r.startsWith(k);
+  if (r.length < k.length) return false;
+  for (let i = 0; i < k.length; i++) if (r[i] !== k.charCodeAt(i)) return false;
+  return true;
+}
+
 function joined(key: Bytes, value: Bytes): string {
   const n = key.length + value.length;
   // Entries up to 64 KiB reuse one buffer; a bigger one gets a buffer of its own, so one large
@@ -83,9 +96,20 @@ function joined(key: Bytes, value: Bytes): string {
   return latin1Slice.call(buf, 0, n);
 }
 
+/** `key ++ value` of an entry: a latin1 string, or the bytes of a big entry. */
+type Rec = string | Uint8Array;
+
+/** Key + value bytes from which an entry is kept as bytes rather than a string. */
+export const BIG_ENTRY_BYTES = 512;
+
 export class EntryArena {
-  /** key ++ value, as latin1 (undefined for a free slot). */
-  private rec: (string | undefined)[] = [];
+  constructor(
+    /** Entries with key + value of this many bytes or more are kept as bytes (tests lower it). */
+    private readonly bigEntryBytes = BIG_ENTRY_BYTES,
+  ) {}
+
+  /** key ++ value, as latin1 or as bytes (undefined for a free slot). */
+  private rec: (Rec | undefined)[] = [];
   private klen = new Int32Array(1024);
   /** Absolute ms; 0 = never. */
   private expire = new Float64Array(1024);
@@ -167,7 +191,8 @@ export class EntryArena {
       if (this.klen[slot] === n) {
         const r = this.rec[slot]!;
         let j = 0;
-        while (j < n && r.charCodeAt(j) === b[at + j]) j++;
+        if (typeof r === 'string') while (j < n && r.charCodeAt(j) === b[at + j]) j++;
+        else while (j < n && r[j] === b[at + j]) j++;
         if (j === n) return slot;
       }
     }
@@ -183,7 +208,7 @@ export class EntryArena {
       const v = t[i]!;
       if (v === 0) return NONE;
       const slot = v - 1;
-      if (this.klen[slot] === n && this.rec[slot]!.startsWith(k)) return slot;
+      if (this.klen[slot] === n && startsWith(this.rec[slot]!, k)) return slot;
     }
   }
 
@@ -204,12 +229,14 @@ export class EntryArena {
 
   /** Key as a latin1 string. */
   keyString(slot: number): string {
-    return this.rec[slot]!.slice(0, this.klen[slot]);
+    const r = this.rec[slot]!;
+    return typeof r === 'string' ? r.slice(0, this.klen[slot]) : latin1Slice.call(r, 0, this.klen[slot]!);
   }
 
   /** Value as a latin1 string. */
   valueString(slot: number): string {
-    return this.rec[slot]!.slice(this.klen[slot]);
+    const r = this.rec[slot]!;
+    return typeof r === 'string' ? r.slice(this.klen[slot]) : latin1Slice.call(r, this.klen[slot]!, r.length);
   }
 
   valueLength(slot: number): number {
@@ -218,7 +245,9 @@ export class EntryArena {
 
   /** Key bytes, for short-lived use (may share a pool slab). */
   keyBytes(slot: number): Bytes {
-    const buf = Buffer.from(this.rec[slot]!.slice(0, this.klen[slot]), 'latin1');
+    const r = this.rec[slot]!;
+    if (typeof r !== 'string') return r.slice(0, this.klen[slot]);
+    const buf = Buffer.from(r.slice(0, this.klen[slot]), 'latin1');
     return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
   }
 
@@ -226,12 +255,15 @@ export class EntryArena {
   valueBytes(slot: number): Bytes {
     const r = this.rec[slot]!;
     const k = this.klen[slot]!;
+    if (typeof r !== 'string') return r.slice(k);
     const buf = Buffer.from(r, 'latin1');
     return new Uint8Array(buf.buffer, buf.byteOffset + k, r.length - k);
   }
 
   /** Value bytes in a buffer of their own (for outcomes kept for the dedup window). */
   ownValue(slot: number): Bytes {
+    const r = this.rec[slot]!;
+    if (typeof r !== 'string') return r.slice(this.klen[slot]);
     const v = this.valueString(slot);
     const buf = Buffer.allocUnsafeSlow(v.length);
     buf.write(v, 0, 'latin1');
@@ -242,7 +274,11 @@ export class EntryArena {
     const r = this.rec[slot]!;
     const k = this.klen[slot]!;
     if (r.length - k !== b.length) return false;
-    for (let i = 0; i < b.length; i++) if (r.charCodeAt(k + i) !== b[i]) return false;
+    if (typeof r === 'string') {
+      for (let i = 0; i < b.length; i++) if (r.charCodeAt(k + i) !== b[i]) return false;
+    } else {
+      for (let i = 0; i < b.length; i++) if (r[k + i] !== b[i]) return false;
+    }
     return true;
   }
 
@@ -258,7 +294,15 @@ export class EntryArena {
    * expiry bookkeeping (no result object per write).
    */
   set(shard: Shard, key: Bytes, value: Bytes, expireAt: number): number {
-    return this.setString(shard, key, 0, key.length, joined(key, value), expireAt);
+    const n = key.length + value.length;
+    let rec: Rec;
+    if (n >= this.bigEntryBytes) {
+      const own = new Uint8Array(n);
+      own.set(key, 0);
+      own.set(value, key.length);
+      rec = own;
+    } else rec = joined(key, value);
+    return this.setRec(shard, key, 0, key.length, rec, expireAt);
   }
 
   /**
@@ -267,11 +311,18 @@ export class EntryArena {
    * straight from those bytes, with no copy into the scratch buffer first.
    */
   setIn(shard: Shard, b: Bytes, at: number, keyLen: number, valueLen: number, expireAt: number): number {
-    return this.setString(shard, b, at, keyLen, latin1Slice.call(b, at, at + keyLen + valueLen), expireAt);
+    const n = keyLen + valueLen;
+    let rec: Rec;
+    if (n >= this.bigEntryBytes) {
+      const own = new Uint8Array(n);
+      own.set(b.subarray(at, at + n));
+      rec = own;
+    } else rec = latin1Slice.call(b, at, at + n);
+    return this.setRec(shard, b, at, keyLen, rec, expireAt);
   }
 
   /** Stores `str` (key ++ value) for the key `b[at, at + keyLen)`. */
-  private setString(shard: Shard, b: Bytes, at: number, keyLen: number, str: string, expireAt: number): number {
+  private setRec(shard: Shard, b: Bytes, at: number, keyLen: number, str: Rec, expireAt: number): number {
     let slot = this.findIn(shard, b, at, keyLen);
     if (slot !== NONE) {
       this.bytes += str.length - this.rec[slot]!.length;
@@ -300,13 +351,13 @@ export class EntryArena {
     const shard = this.shard(slot);
     const t = shard.table;
     const mask = t.length - 1;
-    let i = hashChars(this.rec[slot]!, this.klen[slot]!) & mask;
+    let i = this.hashOf(slot) & mask;
     while (t[i] !== slot + 1) i = (i + 1) & mask;
     // Backward-shift deletion: move later members of the probe run into the hole.
     let hole = i;
     for (let j = (i + 1) & mask; t[j] !== 0; j = (j + 1) & mask) {
       const s = t[j]! - 1;
-      const home = hashChars(this.rec[s]!, this.klen[s]!) & mask;
+      const home = this.hashOf(s) & mask;
       // Move s into the hole when its home is not cyclically in (hole, j].
       if (((j - home) & mask) >= ((j - hole) & mask)) {
         t[hole] = t[j]!;
@@ -328,6 +379,12 @@ export class EntryArena {
 
   // -------------------------------------------------------------------------------------------
   // Internals
+
+  /** Hash of the slot's key (as hashBytes of the key's bytes). */
+  private hashOf(slot: number): number {
+    const r = this.rec[slot]!;
+    return typeof r === 'string' ? hashChars(r, this.klen[slot]!) : hashBytes(r, 0, this.klen[slot]!);
+  }
 
   private release(slot: number): void {
     this.count--;
@@ -357,7 +414,7 @@ export class EntryArena {
     for (let i = 0; i < old.length; i++) {
       const v = old[i]!;
       if (v === 0) continue;
-      let j = hashChars(this.rec[v - 1]!, this.klen[v - 1]!) & mask;
+      let j = this.hashOf(v - 1) & mask;
       while (t[j] !== 0) j = (j + 1) & mask;
       t[j] = v;
     }

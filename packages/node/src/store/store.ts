@@ -253,11 +253,12 @@ export class NodeStore {
     const counter = part.counter + 1;
     for (const eff of effects) this.applyEffect(part, eff);
     part.counter = counter;
-    const dedup: DedupOutcome = { session, seq, op, result };
+    // Built whole (no property added later: one object shape, no transition per write).
+    let dedup: DedupOutcome;
     if (ack !== undefined) {
-      dedup.ack = ack;
+      dedup = { session, seq, op, result, ack };
       this.outcomes.advance(session, ack, now);
-    }
+    } else dedup = { session, seq, op, result };
     this.outcomes.add(session, seq, op, result, now, counter, partition);
     this.enforceBounds();
     return { result, record: { v: 1, counter, at: now, effects, dedup } };
