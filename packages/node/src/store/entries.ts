@@ -7,7 +7,7 @@
  *   container of bytes in V8), the key's length, the absolute expiry, the shard it belongs to and
  *   its two LRU links (slot numbers). Freed slots are reused.
  * - A big entry (key + value of `bigEntryBytes` or more, default 512) keeps `key ++ value` in a
- *   byte array of its own instead (ADR 0040): its bytes live outside the JS heap, so the garbage
+ *   byte array of its own instead (ADR 0041): its bytes live outside the JS heap, so the garbage
  *   collector does not copy them from the young generation to the old one and again when
  *   compacting — for 1 KiB values that copying was most of what a replicated put cost beyond a
  *   64 B one. A few dozen bytes more per entry, paid only by big ones.
