@@ -9,28 +9,14 @@
  *
  * Needs `packages/node/dist/cli.js` (build the node package first).
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { GridClient } from '@gridlink/client';
-import { ProcessCluster, trackedPids, trackedTempDirs, waitFor } from '@gridlink/testkit';
-import { connectClient } from './helpers/load.js';
+import { describe, expect, it } from 'vitest';
+import { waitFor } from '@gridlink/testkit';
+import { processClusterFixture } from './helpers/load.js';
 import type { NatsControlPlane, TopologyRecord } from '@gridlink/node';
 
 const WORKERS = 32;
 
-let cluster: ProcessCluster;
-let client: GridClient;
-
-beforeAll(async () => {
-  cluster = await ProcessCluster.start({ nodes: 3, natsServers: 3, partitions: 64 });
-  client = await connectClient(cluster);
-}, 90_000);
-
-afterAll(async () => {
-  await client?.close();
-  await cluster?.close();
-  expect(trackedPids()).toEqual([]);
-  expect(trackedTempDirs()).toEqual([]);
-});
+const fx = processClusterFixture({ nodes: 3, natsServers: 3, partitions: 64 });
 
 const membersOf = (t: TopologyRecord | null): string => JSON.stringify(Object.entries(t?.members ?? {}).map(([id, m]) => [id, m.epoch]).sort());
 
@@ -46,7 +32,7 @@ async function kvWritable(cp: NatsControlPlane): Promise<boolean> {
 
 describe('NATS stream leader killed under grid load', () => {
   it('kill -9 of the KV stream leader: no failed operation, no lost write, nobody declared gone', async () => {
-    const cache = client.cache<string, number>('leader-kill');
+    const cache = fx.client.cache<string, number>('leader-kill');
     const acked = new Map<string, number>();
     const failures: string[] = [];
     let increments = 0;
@@ -78,10 +64,10 @@ describe('NATS stream leader killed under grid load', () => {
     const all = Promise.all(Array.from({ length: WORKERS }, (_, w) => worker(w)));
     try {
       await waitFor('load warmed up', () => ops >= 300, 30_000);
-      const cp = await cluster.controlPlane();
-      const before = membersOf(await cluster.topology());
+      const cp = await fx.cluster.controlPlane();
+      const before = membersOf(await fx.cluster.topology());
       const leader = (await cp.bucketStatus()).leader;
-      const server = cluster.nats.servers.find((s) => s.name === leader);
+      const server = fx.cluster.nats.servers.find((s) => s.name === leader);
       expect(server).toBeDefined();
       const t0 = Date.now();
       await server!.kill();
@@ -96,7 +82,7 @@ describe('NATS stream leader killed under grid load', () => {
       expect(failures).toEqual([]);
       for (const [k, v] of acked) expect(await cache.get(k)).toBe(v);
       expect(await cache.get('counter')).toBe(increments);
-      expect(membersOf(await cluster.topology())).toBe(before);
+      expect(membersOf(await fx.cluster.topology())).toBe(before);
       console.log(`NATS leader kill: KV writable again after ${stall} ms; ${ops} ops, 0 failed; longest operation ${maxDuringFault} ms`);
     } finally {
       stopping = true;

@@ -8,30 +8,16 @@
  *
  * Needs `packages/node/dist/cli.js` (build the node package first).
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { partitionOf } from '@gridlink/affinity';
-import type { GridClient } from '@gridlink/client';
-import { ProcessCluster, trackedPids, trackedTempDirs, waitFor } from '@gridlink/testkit';
-import { connectClient } from './helpers/load.js';
+import { waitFor } from '@gridlink/testkit';
+import { processClusterFixture } from './helpers/load.js';
 
 const P = 16;
-let cluster: ProcessCluster;
-let client: GridClient;
-
-beforeAll(async () => {
-  cluster = await ProcessCluster.start({ nodes: 3, natsServers: 1, partitions: P, backups: 0, http: true });
-  client = await connectClient(cluster);
-}, 90_000);
-
-afterAll(async () => {
-  await client?.close();
-  await cluster?.close();
-  expect(trackedPids()).toEqual([]);
-  expect(trackedTempDirs()).toEqual([]);
-});
+const fx = processClusterFixture({ nodes: 3, natsServers: 1, partitions: P, backups: 0, http: true });
 
 async function ignoredLosses(id: string, cache: string): Promise<number> {
-  const port = cluster.node(id).httpPort!;
+  const port = fx.cluster.node(id).httpPort!;
   const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
   const line = text.split('\n').find((l) => l.startsWith('gridlink_node_partition_losses_ignored_total') && l.includes(`cache="${cache}"`));
   return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
@@ -39,14 +25,14 @@ async function ignoredLosses(id: string, cache: string): Promise<number> {
 
 describe('per-cache backups and IGNORE on gridlink-node processes', () => {
   it('a backups=2 cache survives two kills while a backups=0 IGNORE cache beside it serves its lost partitions empty', async () => {
-    const safe = client.cache<string, number>('safe');
-    const scratch = client.cache<string, number>('scratch');
+    const safe = fx.client.cache<string, number>('safe');
+    const scratch = fx.client.cache<string, number>('scratch');
     await safe.create({ backups: 2 });
     await scratch.create({ backups: 0, partitionLossPolicy: 'IGNORE' });
     // The registry raises the ranking to two backups: every partition gets three owners.
-    let ranked = await cluster.waitForMembers(cluster.nodes.map((n) => n.id));
+    let ranked = await fx.cluster.waitForMembers(fx.cluster.nodes.map((n) => n.id));
     await waitFor('three owners per partition, nothing syncing', async () => {
-      ranked = (await cluster.topology()) ?? ranked;
+      ranked = (await fx.cluster.topology()) ?? ranked;
       return ranked.backups === 2 && ranked.owners.every((o) => o.length === 3) && ranked.syncing.every((s) => s.length === 0);
     });
     const keys = Array.from({ length: 60 }, (_, i) => `k${i}`);
@@ -54,15 +40,15 @@ describe('per-cache backups and IGNORE on gridlink-node processes', () => {
       await safe.put(k, i);
       await scratch.put(k, i);
     }
-    const [a, b, survivor] = cluster.nodes.map((n) => n.id) as [string, string, string];
+    const [a, b, survivor] = fx.cluster.nodes.map((n) => n.id) as [string, string, string];
     // scratch keeps exactly what the survivor led from the start: every other partition lost its
     // only copy with the first or the second kill.
     const ledBySurvivor = (k: string): boolean => ranked.owners[partitionOf(k, P)]![0] === survivor;
 
-    await cluster.node(a).kill();
-    await cluster.waitForGone(a);
-    await cluster.node(b).kill();
-    const after = await cluster.waitForGone(b);
+    await fx.cluster.node(a).kill();
+    await fx.cluster.waitForGone(a);
+    await fx.cluster.node(b).kill();
+    const after = await fx.cluster.waitForGone(b);
     expect(after.lost).toEqual([]);
     expect(after.lostCaches).toBeUndefined();
 

@@ -4,9 +4,9 @@
  * the checks are the same in every scenario: no operation failed, every acknowledged write is
  * readable, and the counter equals the acknowledged increments.
  */
-import { expect } from 'vitest';
+import { afterAll, beforeAll, expect } from 'vitest';
 import { GridClient } from '@gridlink/client';
-import { waitFor, type ProcessCluster } from '@gridlink/testkit';
+import { ProcessCluster, trackedPids, trackedTempDirs, waitFor, type ProcessClusterOptions } from '@gridlink/testkit';
 
 export const WORKERS = 32;
 
@@ -23,6 +23,36 @@ export function connectClient(cluster: ProcessCluster): Promise<GridClient> {
     operationTimeout: 20_000,
     reResolveInterval: 0,
   });
+}
+
+/**
+ * One ProcessCluster and a connectClient() client for a whole test file: started in beforeAll,
+ * closed in afterAll, which then checks that every process the kit started is gone and every
+ * directory it made removed.
+ */
+export function processClusterFixture(options: ProcessClusterOptions): { readonly cluster: ProcessCluster; readonly client: GridClient } {
+  let cluster: ProcessCluster | undefined;
+  let client: GridClient | undefined;
+  beforeAll(async () => {
+    cluster = await ProcessCluster.start(options);
+    client = await connectClient(cluster);
+  }, 90_000);
+  afterAll(async () => {
+    await client?.close();
+    await cluster?.close();
+    expect(trackedPids()).toEqual([]);
+    expect(trackedTempDirs()).toEqual([]);
+  });
+  return {
+    get cluster(): ProcessCluster {
+      if (!cluster) throw new Error('the process cluster has not started');
+      return cluster;
+    },
+    get client(): GridClient {
+      if (!client) throw new Error('the client has not connected');
+      return client;
+    },
+  };
 }
 
 export interface LoadResult {
