@@ -122,25 +122,29 @@ describe('binary replication message', () => {
     );
   });
 
+  // A plain put's record with any double in the numeric fields (NaN, ±Infinity, -0, fractions,
+  // beyond 2^53) and any cache length.
+  const num = fc.oneof(fc.double(), nat, fc.constantFrom(-0, 0, 1, -1, 0.5, 2 ** 53, Number.NaN, Infinity));
+  const putFields = fc.record({
+    counter: num,
+    at: num,
+    cache: fc.string({ maxLength: 300 }),
+    expireAt: num,
+    dedup: fc.option(fc.record({ session: str, seq: num, op: fc.integer({ min: 0, max: 0xffff }), ack: fc.option(num, { nil: undefined }) }), { nil: null }),
+  });
+  type PutFields = typeof putFields extends fc.Arbitrary<infer T> ? T : never;
+  const recordOf = (r: PutFields): ReplicationRecord => ({
+    v: 1,
+    counter: r.counter,
+    at: r.at,
+    effects: [{ t: 'put', cache: r.cache, key: new Uint8Array([1]), value: new Uint8Array([2]), expireAt: r.expireAt }],
+    dedup: r.dedup === null ? null : { session: r.dedup.session, seq: r.dedup.seq, op: r.dedup.op, result: EMPTY, ...(r.dedup.ack !== undefined ? { ack: r.dedup.ack } : {}) },
+  });
+
   it('wellFormedView of a record read in place agrees with wellFormedPut of the decoded one', () => {
-    const num = fc.oneof(fc.double(), nat, fc.constantFrom(-0, 0, 1, -1, 0.5, 2 ** 53, Number.NaN, Infinity));
-    const rec = fc.record({
-      counter: num,
-      at: num,
-      cache: fc.string({ maxLength: 300 }),
-      expireAt: num,
-      dedup: fc.option(fc.record({ session: str, seq: num, op: fc.integer({ min: 0, max: 0xffff }), ack: fc.option(num, { nil: undefined }) }), { nil: null }),
-    });
     fc.assert(
-      fc.property(rec, (r) => {
-        const record: ReplicationRecord = {
-          v: 1,
-          counter: r.counter,
-          at: r.at,
-          effects: [{ t: 'put', cache: r.cache, key: new Uint8Array([1]), value: new Uint8Array([2]), expireAt: r.expireAt }],
-          dedup: r.dedup === null ? null : { session: r.dedup.session, seq: r.dedup.seq, op: r.dedup.op, result: EMPTY, ...(r.dedup.ack !== undefined ? { ack: r.dedup.ack } : {}) },
-        };
-        const bin = encodeReplicate(0, 1, 'n', 'e', record);
+      fc.property(putFields, (r) => {
+        const bin = encodeReplicate(0, 1, 'n', 'e', recordOf(r));
         if (bin === null) return;
         expect(wellFormedView(readReplicate(bin, putView()))).toBe(wellFormedPut(decodeReplicate(bin).rec!));
       }),
@@ -149,25 +153,9 @@ describe('binary replication message', () => {
   });
 
   it('wellFormedPut holds exactly when the store would accept the decoded record as it is', () => {
-    // Any double in the numeric fields (NaN, ±Infinity, -0, fractions, beyond 2^53), any cache length.
-    const num = fc.oneof(fc.double(), nat, fc.constantFrom(-0, 0, 1, -1, 0.5, 2 ** 53, Number.NaN, Infinity));
-    const rec = fc.record({
-      counter: num,
-      at: num,
-      cache: fc.string({ maxLength: 300 }),
-      expireAt: num,
-      dedup: fc.option(fc.record({ session: str, seq: num, op: fc.integer({ min: 0, max: 0xffff }), ack: fc.option(num, { nil: undefined }) }), { nil: null }),
-    });
     fc.assert(
-      fc.property(rec, (r) => {
-        const record: ReplicationRecord = {
-          v: 1,
-          counter: r.counter,
-          at: r.at,
-          effects: [{ t: 'put', cache: r.cache, key: new Uint8Array([1]), value: new Uint8Array([2]), expireAt: r.expireAt }],
-          dedup: r.dedup === null ? null : { session: r.dedup.session, seq: r.dedup.seq, op: r.dedup.op, result: EMPTY, ...(r.dedup.ack !== undefined ? { ack: r.dedup.ack } : {}) },
-        };
-        const bin = encodeReplicate(0, 1, 'n', 'e', record);
+      fc.property(putFields, (r) => {
+        const bin = encodeReplicate(0, 1, 'n', 'e', recordOf(r));
         if (bin === null) return; // a string too long for the binary form
         const decoded = decodeReplicate(bin).rec!;
         let accepted: ReplicationRecord | null = null;
