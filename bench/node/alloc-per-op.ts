@@ -7,23 +7,16 @@
  *   npx tsx bench/node/alloc-per-op.ts
  *   ALLOC_OPS=20000 ALLOC_ROUNDS=3 ALLOC_SIZES=64,1024 npx tsx bench/node/alloc-per-op.ts
  */
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { dirname, join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
-import { encodeKey } from '@gridlink/affinity';
-import { Op } from '@gridlink/protocol';
 import { percentile, table } from '../shared/measure.js';
+import { benchKeys, fixedCount, startGcCluster, wireOps } from './load.js';
 import { WireClient } from './wire-client.js';
 
-const here = dirname(fileURLToPath(import.meta.url));
 const OPS = Number(process.env.ALLOC_OPS ?? 20_000);
 const LATENCY_OPS = Number(process.env.ALLOC_LATENCY_OPS ?? 2_000);
 const ROUNDS = Number(process.env.ALLOC_ROUNDS ?? 3);
 const SIZES = (process.env.ALLOC_SIZES ?? '64,1024').split(',').map(Number);
 const KEYS = 10_000;
-const keys = Array.from({ length: KEYS }, (_, i) => encodeKey(`key-${i.toString().padStart(8, '0')}`));
+const keys = benchKeys(KEYS);
 const cache = 'alloc';
 
 interface Mark {
@@ -33,50 +26,17 @@ interface Mark {
   cpuUs: number;
 }
 
-const proc = spawn(process.execPath, ['--import', 'tsx', join(here, 'cluster-gc.ts')], { stdio: ['pipe', 'pipe', 'inherit'] });
-const exited = once(proc, 'exit');
-process.on('exit', () => proc.kill('SIGKILL'));
-const lines = createInterface({ input: proc.stdout });
-const waiting: ((line: string) => void)[] = [];
-lines.on('line', (line) => waiting.shift()?.(line));
-const nextLine = (): Promise<string> => new Promise((resolve) => waiting.push(resolve));
-const ready = JSON.parse(await nextLine()) as { endpoints: string[] };
-const mark = async (): Promise<Mark> => {
-  const reply = nextLine();
-  proc.stdin.write('mark\n');
-  return JSON.parse(await reply) as Mark;
-};
+const gc = await startGcCluster();
+const mark = async (): Promise<Mark> => JSON.parse(await gc.command('mark')) as Mark;
 
-async function fixedCount(op: (i: number) => Promise<unknown>, count: number, inFlight: number): Promise<void> {
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < count) await op(next++);
-  };
-  await Promise.all(Array.from({ length: inFlight }, () => worker()));
-}
-
-const client = new WireClient(ready.endpoints);
+const client = new WireClient(gc.endpoints);
 const rows: (string | number)[][] = [['value', 'op', 'in flight', 'bytes alloc/op', 'GC µs/op', 'CPU µs/op']];
 try {
   await client.connect();
-  let low = 1;
-  const settled = new Set<number>();
+  const ops = wireOps(client, cache, keys);
   for (const size of SIZES) {
-    const value = new Uint8Array(size).fill(7);
-    const put = async (i: number): Promise<unknown> => {
-      const key = keys[(i * 7919) % KEYS]!;
-      const seq = client.nextSeq();
-      try {
-        return await client.call(Op.CACHE_PUT, { cache, key, value, seq, ack: low }, key);
-      } finally {
-        settled.add(seq);
-        while (settled.delete(low)) low++;
-      }
-    };
-    const get = (i: number): Promise<unknown> => {
-      const key = keys[(i * 7919) % KEYS]!;
-      return client.call(Op.CACHE_GET, { cache, key }, key);
-    };
+    const put = ops.put(new Uint8Array(size).fill(7));
+    const get = ops.get;
     await fixedCount(put, KEYS * 2, 64);
     await fixedCount(get, KEYS, 64);
     const res = new Map<string, { a: number[]; g: number[]; c: number[] }>();
@@ -108,6 +68,5 @@ try {
   console.log(table(rows));
 } finally {
   client.close();
-  proc.stdin.write('stop\n');
-  await exited;
+  await gc.stop();
 }

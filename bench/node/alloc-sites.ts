@@ -5,68 +5,30 @@
  *
  *   ALLOC_OP=put ALLOC_SIZE=64 npx tsx bench/node/alloc-sites.ts [profile-file]
  */
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
-import { encodeKey } from '@gridlink/affinity';
-import { Op } from '@gridlink/protocol';
+import { resolve } from 'node:path';
 import { table } from '../shared/measure.js';
+import { benchKeys, fixedCount, startGcCluster, wireOps } from './load.js';
 import { WireClient } from './wire-client.js';
 
-const here = dirname(fileURLToPath(import.meta.url));
 const file = resolve(process.argv[2] ?? 'alloc.heapprofile');
 const opName = process.env.ALLOC_OP ?? 'put';
 const size = Number(process.env.ALLOC_SIZE ?? 64);
 const inFlight = Number(process.env.ALLOC_INFLIGHT ?? 256);
 const OPS = Number(process.env.ALLOC_OPS ?? 20_000);
-const keys = Array.from({ length: 10_000 }, (_, i) => encodeKey(`key-${i.toString().padStart(8, '0')}`));
+const keys = benchKeys(10_000);
 
-const proc = spawn(process.execPath, ['--import', 'tsx', join(here, 'cluster-gc.ts')], { stdio: ['pipe', 'pipe', 'inherit'] });
-const exited = once(proc, 'exit');
-process.on('exit', () => proc.kill('SIGKILL'));
-const lines = createInterface({ input: proc.stdout });
-const waiting: ((line: string) => void)[] = [];
-lines.on('line', (line) => waiting.shift()?.(line));
-const nextLine = (): Promise<string> => new Promise((r) => waiting.push(r));
-const command = async (cmd: string): Promise<string> => {
-  const reply = nextLine();
-  proc.stdin.write(`${cmd}\n`);
-  return reply;
-};
-const ready = JSON.parse(await nextLine()) as { endpoints: string[] };
-const client = new WireClient(ready.endpoints);
+const gc = await startGcCluster();
+const client = new WireClient(gc.endpoints);
 await client.connect();
-const value = new Uint8Array(size).fill(7);
-let low = 1;
-const settled = new Set<number>();
-const op = async (i: number): Promise<unknown> => {
-  const key = keys[(i * 7919) % keys.length]!;
-  if (opName === 'get') return client.call(Op.CACHE_GET, { cache: 'a', key }, key);
-  const seq = client.nextSeq();
-  try {
-    return await client.call(Op.CACHE_PUT, { cache: 'a', key, value, seq, ack: low }, key);
-  } finally {
-    settled.add(seq);
-    while (settled.delete(low)) low++;
-  }
-};
-async function fixedCount(count: number): Promise<void> {
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < count) await op(next++);
-  };
-  await Promise.all(Array.from({ length: inFlight }, () => worker()));
-}
-await fixedCount(30_000); // prefill and warm-up
-await command('sample-start');
-await fixedCount(OPS);
-await command(`sample-stop ${file}`);
+const ops = wireOps(client, 'a', keys);
+const op = opName === 'get' ? ops.get : ops.put(new Uint8Array(size).fill(7));
+await fixedCount(op, 30_000, inFlight); // prefill and warm-up
+await gc.command('sample-start');
+await fixedCount(op, OPS, inFlight);
+await gc.command(`sample-stop ${file}`);
 client.close();
-proc.stdin.write('stop\n');
-await exited;
+await gc.stop();
 
 interface HeapNode {
   callFrame: { functionName: string; url: string; lineNumber: number; columnNumber: number };

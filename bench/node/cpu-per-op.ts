@@ -13,18 +13,17 @@
  *   npx tsx bench/node/cpu-per-op.ts
  *   CPU_OPS=40000 CPU_ROUNDS=5 npx tsx bench/node/cpu-per-op.ts
  */
-import { encodeKey } from '@gridlink/affinity';
-import { Op } from '@gridlink/protocol';
 import { readFileSync } from 'node:fs';
 import { percentile, table } from '../shared/measure.js';
 import { startCluster } from '../shared/processes.js';
+import { benchKeys, fixedCount, wireOps } from './load.js';
 import { WireClient } from './wire-client.js';
 
 const OPS = Number(process.env.CPU_OPS ?? 30_000);
 const LATENCY_OPS = Number(process.env.CPU_LATENCY_OPS ?? 3_000);
 const ROUNDS = Number(process.env.CPU_ROUNDS ?? 5);
 const KEYS = 10_000;
-const keys = Array.from({ length: KEYS }, (_, i) => encodeKey(`key-${i.toString().padStart(8, '0')}`));
+const keys = benchKeys(KEYS);
 const value = new Uint8Array(64).fill(7);
 const cache = 'cpu';
 
@@ -51,45 +50,14 @@ function syscalls(pid: number): { r: number; w: number } {
   }
 }
 
-/** Runs exactly `count` ops with `inFlight` loops; returns the latency samples in µs. */
-async function fixedCount(op: (i: number) => Promise<unknown>, count: number, inFlight: number): Promise<number[]> {
-  const samples: number[] = [];
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < count) {
-      const i = next++;
-      const t0 = process.hrtime.bigint();
-      await op(i);
-      samples.push(Number(process.hrtime.bigint() - t0) / 1000);
-    }
-  };
-  await Promise.all(Array.from({ length: inFlight }, () => worker()));
-  return samples;
-}
-
 const cluster = await startCluster({ nodes: 3, backups: 1, partitions: 1024 });
 const client = new WireClient(cluster.endpoints);
 const pid = cluster.proc.pid!;
 try {
   await client.connect();
-  // Puts carry `ack`, the lowest seq still in flight, as @gridlink/client's do: the node then
-  // forgets settled outcomes at once instead of holding them for the dedup window.
-  let low = 1;
-  const settled = new Set<number>();
-  const put = async (i: number): Promise<unknown> => {
-    const key = keys[(i * 7919) % KEYS]!;
-    const seq = client.nextSeq();
-    try {
-      return await client.call(Op.CACHE_PUT, { cache, key, value, seq, ack: low }, key);
-    } finally {
-      settled.add(seq);
-      while (settled.delete(low)) low++;
-    }
-  };
-  const get = (i: number): Promise<unknown> => {
-    const key = keys[(i * 7919) % KEYS]!;
-    return client.call(Op.CACHE_GET, { cache, key }, key);
-  };
+  const ops = wireOps(client, cache, keys);
+  const put = ops.put(value);
+  const get = ops.get;
   // Prefill, and warm the JIT on both paths outside the measurement.
   await fixedCount(put, KEYS * 2, 64);
   await fixedCount(get, KEYS, 64);
