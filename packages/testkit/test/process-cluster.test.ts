@@ -9,12 +9,11 @@
  */
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { GridClient } from '@gridlink/client';
+import { describe, expect, it } from 'vitest';
 import { partitionOf } from '@gridlink/affinity';
-import { ProcessCluster, trackedPids, trackedTempDirs, waitFor } from '@gridlink/testkit';
+import { waitFor } from '@gridlink/testkit';
 import { expectExclusiveHolds, startLockWorkers } from './helpers/locks.js';
-import { connectClient, throughFault as throughLoad } from './helpers/load.js';
+import { processClusterFixture, throughFault as throughLoad } from './helpers/load.js';
 
 const CLI = fileURLToPath(new URL('../../node/dist/cli.js', import.meta.url));
 
@@ -37,118 +36,105 @@ function runCli(args: string[]): Promise<{ code: number | null; out: string; err
   });
 }
 
-let cluster: ProcessCluster;
-let client: GridClient;
-
-beforeAll(async () => {
-  cluster = await ProcessCluster.start({ nodes: 3, natsServers: 1, partitions: 64 });
-  client = await connectClient(cluster);
-}, 90_000);
-
-afterAll(async () => {
-  await client?.close();
-  await cluster?.close();
-  // Every process the kit started is gone, and so is every directory it made.
-  expect(trackedPids()).toEqual([]);
-  expect(trackedTempDirs()).toEqual([]);
-});
+// Ends every process the kit started and checks that none and no directory of it is left.
+const fx = processClusterFixture({ nodes: 3, natsServers: 1, partitions: 64 });
 
 let scenario = 0;
 
 /** The shared load (helpers/load.ts) through `fault`, on a fresh cache per scenario. */
 async function throughFault(fault: () => Promise<void>): Promise<void> {
-  await throughLoad(client, `load${++scenario}`, fault);
+  await throughLoad(fx.client, `load${++scenario}`, fault);
 }
 
 describe('ProcessCluster: gridlink-node processes on a NATS control plane', () => {
   it('three processes form one cluster with every partition owned', async () => {
-    const topo = (await cluster.topology())!;
+    const topo = (await fx.cluster.topology())!;
     expect(Object.keys(topo.members).sort()).toEqual(['node-1', 'node-2', 'node-3']);
     expect(topo.partitions).toBe(64);
     expect(topo.owners.every((o) => o.length === 2)).toBe(true);
-    expect(new Set(cluster.nodes.map((n) => n.pid)).size).toBe(3);
+    expect(new Set(fx.cluster.nodes.map((n) => n.pid)).size).toBe(3);
   });
 
   it('a joining node with a different partition count or cluster id is refused, naming the setting', async () => {
-    const base = ['--control-plane', cluster.natsUrls.join(','), '--bucket', cluster.bucket, '--port', '0', '--id', 'intruder'];
+    const base = ['--control-plane', fx.cluster.natsUrls.join(','), '--bucket', fx.cluster.bucket, '--port', '0', '--id', 'intruder'];
     const p = await runCli([...base, '--partitions', '32']);
     expect(p.code).toBe(1);
     expect(p.err).toMatch(/partitions: this node is configured with partitions 32 but the cluster "gridlink" has 64/);
     const c = await runCli([...base, '--cluster-id', 'other']);
     expect(c.code).toBe(1);
     expect(c.err).toMatch(/cluster-id/);
-    expect(Object.keys((await cluster.topology())!.members)).not.toContain('intruder');
+    expect(Object.keys((await fx.cluster.topology())!.members)).not.toContain('intruder');
     const help = await runCli(['--help']);
     expect(help.code).toBe(0);
     expect(help.out).toContain('--control-plane');
   });
 
   it('a node killed with SIGKILL under load: no failed operation, no lost write, exact counter', async () => {
-    const victim = cluster.node('node-2');
+    const victim = fx.cluster.node('node-2');
     await throughFault(async () => {
       await victim.kill();
-      await cluster.waitForGone('node-2');
+      await fx.cluster.waitForGone('node-2');
     });
     expect(victim.running).toBe(false);
   });
 
   it('the killed node restarted empty under the same id rejoins and takes partitions back, under load', async () => {
-    const p = cluster.node('node-2');
-    const before = (await cluster.topology())!;
+    const p = fx.cluster.node('node-2');
+    const before = (await fx.cluster.topology())!;
     await throughFault(async () => {
       await p.start();
-      await cluster.waitForMembers(['node-1', 'node-2', 'node-3']);
+      await fx.cluster.waitForMembers(['node-1', 'node-2', 'node-3']);
     });
-    const topo = (await cluster.topology())!;
+    const topo = (await fx.cluster.topology())!;
     expect(topo.members['node-2']!.epoch).not.toBe(before.members['node-2']?.epoch);
-    await waitFor('node-2 owns partitions again', async () => ((await cluster.topology())?.owners ?? []).some((o) => o.includes('node-2')), 30_000);
+    await waitFor('node-2 owns partitions again', async () => ((await fx.cluster.topology())?.owners ?? []).some((o) => o.includes('node-2')), 30_000);
   });
 
   it('a node hung (SIGSTOP) and resumed under load: it is declared gone, then rejoins under a new epoch', async () => {
-    const p = cluster.node('node-3');
-    const epoch = (await cluster.topology())!.members['node-3']!.epoch;
+    const p = fx.cluster.node('node-3');
+    const epoch = (await fx.cluster.topology())!.members['node-3']!.epoch;
     await throughFault(async () => {
       p.hang();
       try {
-        await cluster.waitForGone('node-3');
+        await fx.cluster.waitForGone('node-3');
       } finally {
         p.resume();
       }
-      await cluster.waitForMembers(['node-3']);
+      await fx.cluster.waitForMembers(['node-3']);
     });
-    expect((await cluster.topology())!.members['node-3']!.epoch).not.toBe(epoch);
+    expect((await fx.cluster.topology())!.members['node-3']!.epoch).not.toBe(epoch);
   });
 
   it('a node cut off from the control plane under load: declared gone, then rejoins under a new epoch after healing', async () => {
-    const epoch = (await cluster.topology())!.members['node-3']!.epoch;
+    const epoch = (await fx.cluster.topology())!.members['node-3']!.epoch;
     await throughFault(async () => {
-      cluster.isolateFromControlPlane('node-3');
+      fx.cluster.isolateFromControlPlane('node-3');
       try {
-        await cluster.waitForGone('node-3');
+        await fx.cluster.waitForGone('node-3');
       } finally {
-        cluster.healControlPlane('node-3');
+        fx.cluster.healControlPlane('node-3');
       }
-      await cluster.waitForMembers(['node-3']);
+      await fx.cluster.waitForMembers(['node-3']);
     });
-    expect((await cluster.topology())!.members['node-3']!.epoch).not.toBe(epoch);
-    expect(cluster.node('node-3').running).toBe(true);
+    expect((await fx.cluster.topology())!.members['node-3']!.epoch).not.toBe(epoch);
+    expect(fx.cluster.node('node-3').running).toBe(true);
   });
 
   it('lock hand-offs between two client processes through a kill of the lock primary: holders never overlap, tokens only grow', async () => {
     const key = 'handoff';
-    const workers = startLockWorkers(cluster.endpoints, key);
+    const workers = startLockWorkers(fx.cluster.endpoints, key);
     try {
       await waitFor('hand-offs before the fault', () => workers.holds.length >= 20 && new Set(workers.holds.map((h) => h.w)).size === 2, 30_000);
-      const topo = (await cluster.topology())!;
+      const topo = (await fx.cluster.topology())!;
       const primary = topo.owners[partitionOf(key, topo.partitions)]![0]!;
-      const victim = cluster.node(primary);
+      const victim = fx.cluster.node(primary);
       await throughFault(async () => {
         await victim.kill();
-        await cluster.waitForGone(primary);
+        await fx.cluster.waitForGone(primary);
         const before = workers.holds.length;
         await waitFor('hand-offs after the kill', () => workers.holds.length >= before + 20, 30_000);
         await victim.start();
-        await cluster.waitForMembers([primary]);
+        await fx.cluster.waitForMembers([primary]);
       });
     } finally {
       await workers.stop();
@@ -157,9 +143,9 @@ describe('ProcessCluster: gridlink-node processes on a NATS control plane', () =
   });
 
   it('a stopped node (SIGTERM) exits cleanly with code 0 and leaves the cluster at once', async () => {
-    const p = cluster.node('node-1');
+    const p = fx.cluster.node('node-1');
     await p.stop();
     expect(p.exitCode).toBe(0);
-    await cluster.waitForGone('node-1', 5000);
+    await fx.cluster.waitForGone('node-1', 5000);
   });
 });
