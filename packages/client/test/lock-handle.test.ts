@@ -4,10 +4,10 @@
  * `onLost` listeners, called on a loss only.
  */
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LocalCluster } from '@gridlink/node';
+import { describe, expect, it } from 'vitest';
 import { GridClient, LockNotHeldError, type GridError, type LockHandle } from '@gridlink/client';
 import { RenewalScheduler } from '@gridlink/client/internal';
+import { oneNodeGrid } from './helpers/grid.js';
 import { nextEvent, waitFor } from './helpers/wait.js';
 
 /** A stand-in handle that records when its renewal came due. */
@@ -78,19 +78,10 @@ describe('RenewalScheduler', () => {
 });
 
 describe('lock handles against a cluster', () => {
-  let cluster: LocalCluster;
-  let client: GridClient;
-  beforeAll(async () => {
-    cluster = await LocalCluster.start({ nodes: 1, backups: 0, partitions: 16 });
-    client = await GridClient.connect({ endpoints: cluster.endpoints, connectTimeout: 3000 });
-  });
-  afterAll(async () => {
-    await client?.close();
-    await cluster?.stop();
-  });
+  const grid = oneNodeGrid();
 
   it('a signal read while held aborts on release; one read after release is already aborted', async () => {
-    const a = await client.lock('sig-1').acquire();
+    const a = await grid.client.lock('sig-1').acquire();
     const before = a.signal;
     expect(before.aborted).toBe(false);
     await a.release();
@@ -98,7 +89,7 @@ describe('lock handles against a cluster', () => {
     expect(before.reason).toBeInstanceOf(LockNotHeldError);
     expect(a.held).toBe(false);
 
-    const b = await client.lock('sig-2').acquire();
+    const b = await grid.client.lock('sig-2').acquire();
     const lost: GridError[] = [];
     b.onLost((e) => lost.push(e));
     await b.release();
@@ -114,11 +105,11 @@ describe('lock handles against a cluster', () => {
   it('a lost lock (lease ran out, taken by another) aborts its signal and reports the loss once, read before or after', async () => {
     for (const readBefore of [true, false]) {
       const key = `lost-${String(readBefore)}`;
-      const h = await client.lock(key).acquire({ leaseMs: 100 });
+      const h = await grid.client.lock(key).acquire({ leaseMs: 100 });
       const early = readBefore ? h.signal : null;
       const lostBefore: GridError[] = [];
       h.onLost((e) => lostBefore.push(e));
-      const other = await GridClient.connect({ endpoints: cluster.endpoints });
+      const other = await GridClient.connect({ endpoints: grid.cluster.endpoints });
       try {
         let taken: LockHandle | null = null;
         await waitFor(
@@ -129,7 +120,7 @@ describe('lock handles against a cluster', () => {
           10_000,
           'the other client takes the expired lock',
         );
-        const lostEvent = nextEvent(client, 'error', (e: GridError) => e instanceof LockNotHeldError, 5000);
+        const lostEvent = nextEvent(grid.client, 'error', (e: GridError) => e instanceof LockNotHeldError, 5000);
         await expect(h.renew()).rejects.toBeInstanceOf(LockNotHeldError);
         await lostEvent;
         expect(h.held).toBe(false);
@@ -153,7 +144,7 @@ describe('lock handles against a cluster', () => {
 
   it('many auto-renewed locks with different leases all stay held past their leases; released ones stop renewing', async () => {
     const handles = await Promise.all(
-      Array.from({ length: 20 }, (_, i) => client.lock(`renew-${i}`).acquire({ leaseMs: i % 2 === 0 ? 150 : 450, autoRenew: true })),
+      Array.from({ length: 20 }, (_, i) => grid.client.lock(`renew-${i}`).acquire({ leaseMs: i % 2 === 0 ? 150 : 450, autoRenew: true })),
     );
     const released = handles.slice(0, 5);
     await Promise.all(released.map((h) => h.release()));
@@ -163,7 +154,7 @@ describe('lock handles against a cluster', () => {
     for (const h of handles.slice(5)) expect(h.held).toBe(true);
     expect(released.map((h) => h.renewals)).toEqual(counts);
     // Held past their leases: no other client can take them.
-    const other = await GridClient.connect({ endpoints: cluster.endpoints });
+    const other = await GridClient.connect({ endpoints: grid.cluster.endpoints });
     try {
       for (let i = 5; i < 20; i++) expect(await other.lock(`renew-${i}`).tryAcquire()).toBeNull();
     } finally {

@@ -5,21 +5,11 @@
  */
 import fc from 'fast-check';
 import { decode, encode } from '@msgpack/msgpack';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LocalCluster } from '@gridlink/node';
-import { GridClient, GridSerializationError, msgpackSerializer } from '@gridlink/client';
+import { describe, expect, it } from 'vitest';
+import { GridSerializationError, msgpackSerializer } from '@gridlink/client';
+import { oneNodeGrid } from './helpers/grid.js';
 
-let cluster: LocalCluster;
-let client: GridClient;
-
-beforeAll(async () => {
-  cluster = await LocalCluster.start({ nodes: 1, backups: 0, partitions: 16 });
-  client = await GridClient.connect({ endpoints: cluster.endpoints, connectTimeout: 3000 });
-});
-afterAll(async () => {
-  await client?.close();
-  await cluster?.stop();
-});
+const grid = oneNodeGrid();
 
 /** What the msgpack library itself says: does `v` encode, and does the encoding decode? */
 function roundTrips(v: unknown): boolean {
@@ -56,7 +46,7 @@ function expectRefused(e: unknown): void {
 
 describe('msgpack values that would not decode', () => {
   it('put of an object with an own __proto__ key is refused and stores nothing', async () => {
-    const c = client.cache<string, unknown>('ser-proto');
+    const c = grid.client.cache<string, unknown>('ser-proto');
     for (const bad of [JSON.parse('{"__proto__":1}'), JSON.parse('{"a":{"b":[{"__proto__":{"x":1}}]}}'), [JSON.parse('{"__proto__":null}')]]) {
       const err = await c.put('k', bad).then(
         () => null,
@@ -74,15 +64,15 @@ describe('msgpack values that would not decode', () => {
   });
 
   it('the key name as a string value, a longer key or inside bytes is accepted and round-trips', async () => {
-    const c = client.cache<string, unknown>('ser-proto-ok');
+    const c = grid.client.cache<string, unknown>('ser-proto-ok');
     const ok = { s: '__proto__', t: { __proto___: 1 }, b: Uint8Array.from([0xa9, ...Buffer.from('__proto__')]) };
     await c.put('k', ok);
     expect(await c.get('k')).toEqual(ok);
   });
 
   it('putAndRelease with such a value is refused before anything is sent; the lock stays held', async () => {
-    const c = client.cache<string, unknown>('ser-proto-lock');
-    const r = await client.lock('ser-lock').attemptGet(c);
+    const c = grid.client.cache<string, unknown>('ser-proto-lock');
+    const r = await grid.client.lock('ser-lock').attemptGet(c);
     expect(r.acquired).toBe(true);
     if (!r.acquired) return;
     const err = await r.handle.putAndRelease(c, JSON.parse('{"__proto__":1}')).then(
@@ -114,7 +104,7 @@ describe('msgpack values that would not decode', () => {
   });
 
   it('property: any value put accepts round-trips through get', async () => {
-    const c = client.cache<number, unknown>('ser-prop');
+    const c = grid.client.cache<number, unknown>('ser-prop');
     let key = 0;
     await fc.assert(
       fc.asyncProperty(values, async (v) => {
