@@ -83,7 +83,7 @@ export class GridClient extends EventEmitter<GridClientEvents> {
   private readonly invoker: Invoker;
   private readonly ctx: ClientContext;
   /** Automatic renewal of this client's held locks (one timer for all of them). */
-  private readonly renewals = new RenewalScheduler((_h, err) => this.emit('error', err));
+  private readonly renewals = new RenewalScheduler((_h, err) => this.reportError(err));
   private closing: Promise<void> | null = null;
 
   private constructor(config: GridClientConfig) {
@@ -154,7 +154,7 @@ export class GridClient extends EventEmitter<GridClientEvents> {
     });
     m.on('nodeUp', (nodeId) => this.emit('nodeUp', { nodeId }));
     m.on('nodeDown', (nodeId) => this.emit('nodeDown', { nodeId }));
-    m.on('error', (e) => this.emit('error', e));
+    m.on('error', (e) => this.reportError(e));
     ps.on('changed', (map, previous) => {
       let changed = 0;
       for (let p = 0; p < map.partitions; p++) {
@@ -237,6 +237,21 @@ export class GridClient extends EventEmitter<GridClientEvents> {
   }
 
   /** Counters and latency percentiles. */
+  /**
+   * Emits `error` to the application's listeners. With none, the emitter (eventemitter3) would
+   * drop it without a trace, so it goes to the configured logger (error level) or, without one, to
+   * a process warning: a lost lock or a refused node is never silent. The lock's `onLost`
+   * listeners and `signal` report a loss as well.
+   */
+  private reportError(err: GridError): void {
+    if (this.listenerCount('error') > 0) {
+      this.emit('error', err);
+      return;
+    }
+    if (this.cfg.logger?.error) this.cfg.logger.error(err.message, { code: err.code, name: err.name });
+    else process.emitWarning(err.message, { type: 'GridlinkWarning', code: err.code });
+  }
+
   stats(): ClientStats {
     const inv = this.invoker;
     const connected = new Set(this.manager.healthyNodeIds());

@@ -5,6 +5,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { LocalCluster } from '@gridlink/node';
 import { GridClient, LockNotHeldError, type GridError, type LockHandle } from '@gridlink/client';
 import { RenewalScheduler } from '@gridlink/client/internal';
 import { oneNodeGrid } from './helpers/grid.js';
@@ -161,5 +162,37 @@ describe('lock handles against a cluster', () => {
       await other.close();
     }
     await Promise.all(handles.slice(5).map((h) => h.release()));
+  });
+});
+
+describe('a lost lock with nobody listening for error', () => {
+  it('goes to the logger instead of being dropped, and onLost still hears of it', async () => {
+    const cluster = await LocalCluster.start({ nodes: 1, backups: 0, partitions: 8 });
+    const logged: { msg: string; fields?: Record<string, unknown> }[] = [];
+    const client = await GridClient.connect({
+      endpoints: cluster.endpoints,
+      requestTimeout: 100,
+      operationTimeout: 300,
+      heartbeatInterval: 1000,
+      logger: { error: (msg: string, fields?: Record<string, unknown>) => logged.push({ msg, fields }) },
+    });
+    const nodeId = cluster.nodeIds[0]!;
+    try {
+      expect(client.listenerCount('error')).toBe(0);
+      const h = await client.lock('unheard').acquire({ leaseMs: 300, autoRenew: true });
+      const lost = new Promise<GridError>((resolve) => h.onLost(resolve));
+      // The only node stops answering: the next renewal times out and the lock is lost. Before,
+      // the client emitted `error` to nobody and the loss left no trace outside the handle.
+      cluster.hang(nodeId);
+      const err = await lost;
+      expect(h.held).toBe(false);
+      await waitFor(() => logged.length > 0, 5000, 'the loss logged');
+      expect(logged[0]!.msg).toBe(err.message);
+      expect(logged[0]!.fields).toMatchObject({ code: err.code });
+    } finally {
+      cluster.resume(nodeId);
+      await client.close();
+      await cluster.stop();
+    }
   });
 });
