@@ -236,7 +236,6 @@ export class GridClient extends EventEmitter<GridClientEvents> {
     };
   }
 
-  /** Counters and latency percentiles. */
   /**
    * Emits `error` to the application's listeners. With none, the emitter (eventemitter3) would
    * drop it without a trace, so it goes to the configured logger (error level) or, without one, to
@@ -252,6 +251,7 @@ export class GridClient extends EventEmitter<GridClientEvents> {
     else process.emitWarning(err.message, { type: 'GridlinkWarning', code: err.code });
   }
 
+  /** Counters and latency percentiles. */
   stats(): ClientStats {
     const inv = this.invoker;
     const connected = new Set(this.manager.healthyNodeIds());
