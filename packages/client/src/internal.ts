@@ -13,3 +13,4 @@ export { staggeredRace, RaceFailure } from './stagger.js';
 export { LatencyHistogram } from './histogram.js';
 export { SeqWindow } from './seq-window.js';
 export { RenewalScheduler } from './lock.js';
+export { whyUndecodable } from './serializer.js';

@@ -112,19 +112,25 @@ const PROTO_KEY = Buffer.from([0xa9, ...Buffer.from('__proto__', 'latin1')]);
 const indexOf = Buffer.prototype.indexOf as (this: Uint8Array, needle: Uint8Array) => number;
 
 /**
- * Throws GridSerializationError when `encoded` would not decode again. MessagePack encodes an
- * object with an own `__proto__` key (as `JSON.parse('{"__proto__":1}')` makes) but its decoder
- * refuses such a key: stored, the entry could never be read. That key is the only thing the
+ * Why MessagePack `encoded` would not decode again, or null when it would. The encoder writes an
+ * object with an own `__proto__` key (as `JSON.parse('{"__proto__":1}')` makes) but the decoder
+ * refuses such a key: stored, the value could never be read. That key is the only thing the
  * encoder writes and the decoder refuses, so the full decode runs only when its bytes occur at
  * all (one native byte search otherwise).
  */
-function refuseUndecodable(encoded: Uint8Array): void {
-  if (indexOf.call(encoded, PROTO_KEY) < 0) return;
+export function whyUndecodable(encoded: Uint8Array): Error | null {
+  if (indexOf.call(encoded, PROTO_KEY) < 0) return null;
   try {
     decoder.decode(encoded);
+    return null;
   } catch (e) {
-    throw new GridSerializationError(`cannot serialise value: it would not deserialise again: ${(e as Error).message}`, { cause: e });
+    return e instanceof Error ? e : new Error(String(e));
   }
+}
+
+function refuseUndecodable(encoded: Uint8Array): void {
+  const why = whyUndecodable(encoded);
+  if (why !== null) throw new GridSerializationError(`cannot serialise value: it would not deserialise again: ${why.message}`, { cause: why });
 }
 
 /**

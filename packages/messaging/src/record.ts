@@ -5,6 +5,7 @@
  * fencing token of its claim and is refused once a newer claim exists.
  */
 import { decode, encode } from '@msgpack/msgpack';
+import { whyUndecodable } from '@gridlink/client/internal';
 import { InvalidJobIdError, InvalidPayloadError, PayloadTooLargeError, type JobErrorInfo } from './errors.js';
 
 export type JobState = 'pending' | 'running' | 'completed' | 'failed';
@@ -68,11 +69,8 @@ export function checkValue(what: string, value: unknown, maxBytes: number): numb
   if (bytes.length > maxBytes) throw new PayloadTooLargeError(what, bytes.length, maxBytes);
   // What encodes must also decode, or the job's record could never be read again: MessagePack
   // refuses to decode some keys that it encodes (an own "__proto__" key, as JSON.parse makes).
-  try {
-    decode(bytes);
-  } catch (e) {
-    throw new InvalidPayloadError(what, e instanceof Error ? e.message : String(e), { cause: e });
-  }
+  const why = whyUndecodable(bytes);
+  if (why !== null) throw new InvalidPayloadError(what, why.message, { cause: why });
   return bytes.length;
 }
 
