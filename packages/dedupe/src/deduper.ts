@@ -397,6 +397,22 @@ export class Ticket<Req = unknown> {
     return this.handle.signal;
   }
 
+  /**
+   * What a handler is shown (`req.idempotency` in the adapters): the key hash, the fencing token
+   * and the lock's signal, made only if the handler reads it (an AbortController per request is a
+   * measurable share of the client's CPU per request).
+   */
+  context(): { readonly keyHash: string; readonly fencingToken: number; readonly signal: AbortSignal } {
+    const handle = this.handle;
+    return {
+      keyHash: this.keyHash,
+      fencingToken: handle.fencingToken,
+      get signal() {
+        return handle.signal;
+      },
+    };
+  }
+
   get settled(): boolean {
     return this.stored !== null;
   }

@@ -79,15 +79,7 @@ export class IdempotencyInterceptor implements NestInterceptor {
           }
           if (d.action === 'proceed') {
             const t = d.ticket;
-            // The signal is made only if the handler reads it (an AbortController per request is a
-            // measurable share of the client's CPU per request).
-            req.idempotency = {
-              keyHash: t.keyHash,
-              fencingToken: t.fencingToken,
-              get signal() {
-                return t.signal;
-              },
-            };
+            req.idempotency = t.context();
             captureResponse(res, t as Ticket<unknown>, deduper.options.maxStoredBodyBytes);
           }
           inner = next.handle().subscribe(subscriber);
