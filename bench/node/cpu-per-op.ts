@@ -12,6 +12,7 @@
  *
  *   npx tsx bench/node/cpu-per-op.ts
  *   CPU_OPS=40000 CPU_ROUNDS=5 npx tsx bench/node/cpu-per-op.ts
+ *   CPU_SIZE=1024 npx tsx bench/node/cpu-per-op.ts     (value size in bytes; default 64)
  */
 import { readFileSync } from 'node:fs';
 import { percentile, table } from '../shared/measure.js';
@@ -24,7 +25,8 @@ const LATENCY_OPS = Number(process.env.CPU_LATENCY_OPS ?? 3_000);
 const ROUNDS = Number(process.env.CPU_ROUNDS ?? 5);
 const KEYS = 10_000;
 const keys = benchKeys(KEYS);
-const value = new Uint8Array(64).fill(7);
+const SIZE = Number(process.env.CPU_SIZE ?? 64);
+const value = new Uint8Array(SIZE).fill(7);
 const cache = 'cpu';
 
 const median = (xs: number[]): number => percentile(xs, 50);
@@ -95,7 +97,7 @@ try {
   }
   const pct = (xs: number[]): string => `${Math.round(100 * median(xs))} %`;
   const m = (xs: number[]): number => Math.round(median(xs) * 10) / 10;
-  console.log(`### Cluster CPU per op (3 nodes in one process, backups = 1, 64 B, median of ${ROUNDS} rounds)\n`);
+  console.log(`### Cluster CPU per op (3 nodes in one process, backups = 1, ${SIZE} B, median of ${ROUNDS} rounds)\n`);
   console.log(
     table([
       ['in flight', 'put CPU µs/op', 'get CPU µs/op', 'put / get', 'put kernel %', 'get kernel %', 'put ops/s', 'get ops/s', 'put p50 µs', 'get p50 µs', 'put syscalls/op', 'get syscalls/op'],

@@ -243,19 +243,26 @@ export class EntryArena {
     return this.rec[slot]!.length - this.klen[slot]!;
   }
 
-  /** Key bytes, for short-lived use (may share a pool slab). */
+  /**
+   * Key bytes, not to be written into: a view of a big entry's own bytes (an entry's bytes are
+   * replaced, never written into, so the view stays the bytes it was), else bytes that may share
+   * a pool slab.
+   */
   keyBytes(slot: number): Bytes {
     const r = this.rec[slot]!;
-    if (typeof r !== 'string') return r.slice(0, this.klen[slot]);
+    if (typeof r !== 'string') return r.subarray(0, this.klen[slot]);
     const buf = Buffer.from(r.slice(0, this.klen[slot]), 'latin1');
     return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
   }
 
-  /** Value bytes, for short-lived use (may share a pool slab). */
+  /**
+   * Value bytes, not to be written into: a view of a big entry's own bytes (no copy per get of a
+   * big value; see keyBytes), else bytes that may share a pool slab.
+   */
   valueBytes(slot: number): Bytes {
     const r = this.rec[slot]!;
     const k = this.klen[slot]!;
-    if (typeof r !== 'string') return r.slice(k);
+    if (typeof r !== 'string') return r.subarray(k);
     const buf = Buffer.from(r, 'latin1');
     return new Uint8Array(buf.buffer, buf.byteOffset + k, r.length - k);
   }
