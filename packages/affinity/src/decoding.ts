@@ -143,8 +143,10 @@ function readString(r: Reader): string {
     }
     if (i === end) return s;
   }
+  // Browsers' TextDecoder refuses views of shared memory: decode a copy of those.
+  const view = typeof SharedArrayBuffer !== 'undefined' && b.buffer instanceof SharedArrayBuffer ? b.slice(start, end) : b.subarray(start, end);
   try {
-    return utf8.decode(b.subarray(start, end));
+    return utf8.decode(view);
   } catch {
     throw invalid('string that is not well-formed UTF-8', start);
   }

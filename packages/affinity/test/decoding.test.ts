@@ -104,6 +104,13 @@ describe('decodeKey: the inverse of encodeKey', () => {
     expect(decodeKey(Buffer.from(encoded))).toStrictEqual(['k', Uint8Array.of(1, 2, 3), 1.5]);
   });
 
+  it('decodes from shared memory', () => {
+    const encoded = encodeKey(['é🌈', Uint8Array.of(7)]);
+    const shared = new Uint8Array(new SharedArrayBuffer(encoded.length));
+    shared.set(encoded);
+    expect(decodeKey(shared)).toStrictEqual(['é🌈', Uint8Array.of(7)]);
+  });
+
   it('accepts composites up to MAX_KEY_DEPTH levels', () => {
     let key: GridKey = 'leaf';
     for (let i = 0; i < MAX_KEY_DEPTH; i++) key = [key];
