@@ -4,8 +4,9 @@ const INVALID_ARGUMENT_BRAND = Symbol.for('gridlink.AffinityArgumentError');
 /**
  * A value that cannot be used as a grid key: NaN, an unsupported type (object, symbol,
  * undefined, null, function, a typed array other than Uint8Array), a string that is not valid
- * Unicode (lone surrogate), or a composite nested too deeply. Never retryable: the same key
- * fails the same way every time.
+ * Unicode (lone surrogate), or a composite nested too deeply; or, from `decodeKey`, bytes that are
+ * not exactly one canonical key encoding. Never retryable: the same key fails the same way every
+ * time.
  */
 export class InvalidKeyError extends TypeError {
   readonly code = 'GRID_INVALID_KEY';

@@ -8,6 +8,7 @@ export {
   MAX_KEY_DEPTH,
   type GridKey,
 } from './encoding.js';
+export { decodeKey } from './decoding.js';
 export {
   rankOwners,
   computeAssignment,

@@ -12,26 +12,9 @@ import {
   type GridKey,
 } from '@gridlink/affinity';
 import { decodeKey, keyValue } from './key-spec.js';
+import { anyKey, wellFormed } from './arbitraries.js';
 
-/** No lone surrogates (the Cs category only matches unpaired halves in a u-mode regexp). */
-const wellFormed = (s: string): boolean => !/\p{Cs}/u.test(s);
 const hex = (k: GridKey): string => Buffer.from(encodeKey(k)).toString('hex');
-
-/** Keys of every type, nested composites included. */
-const scalarKey: fc.Arbitrary<GridKey> = fc.oneof(
-  fc.string({ unit: 'binary', maxLength: 40 }).filter(wellFormed),
-  fc.string({ maxLength: 200 }),
-  fc.integer(),
-  fc.maxSafeInteger(),
-  fc.double({ noNaN: true }),
-  fc.bigInt(),
-  fc.bigInt({ min: -(2n ** 200n), max: 2n ** 200n }),
-  fc.boolean(),
-  fc.uint8Array({ maxLength: 40 }),
-);
-const anyKey: fc.Arbitrary<GridKey> = fc.letrec<{ key: GridKey }>((tie) => ({
-  key: fc.oneof({ depthSize: 'small', withCrossShrink: true }, scalarKey, fc.array(tie('key'), { maxLength: 4 })),
-})).key;
 
 describe('encodeKey: the documented byte layout', () => {
   it.each<[string, GridKey, string]>([

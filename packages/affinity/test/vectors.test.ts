@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { encodeKey, hashKey, murmur3x86_32, partitionOf, partitionOfBytes } from '@gridlink/affinity';
+import { decodeKey, encodeKey, hashKey, murmur3x86_32, partitionOf, partitionOfBytes } from '@gridlink/affinity';
+import { normalised } from './arbitraries.js';
 import { referenceHash32 } from './mmh3-reference.js';
 import { GOLDEN_KEYS, goldenVectors, type GoldenVector } from './vectors/generate.js';
 import { keyFromJson } from './vectors/notation.js';
@@ -36,6 +37,7 @@ describe('golden key vectors (test/vectors/partition.json)', () => {
       const key = keyFromJson(v.key);
       const bytes = Uint8Array.from(Buffer.from(v.bytes, 'hex'));
       expect(Buffer.from(encodeKey(key)).toString('hex')).toBe(v.bytes);
+      expect(decodeKey(bytes)).toStrictEqual(normalised(key));
       expect(murmur3x86_32(bytes, 0)).toBe(v.hash);
       expect(referenceHash32(bytes, 0)).toBe(v.hash);
       expect(hashKey(key)).toBe(v.hash);

@@ -2,7 +2,7 @@
  * A named cache: typed key/value operations over the grid. Keys are encoded with the affinity
  * package's canonical encoding; values with the cache's serializer (MessagePack by default).
  */
-import { encodeKey, partitionOfBytes, type GridKey } from '@gridlink/affinity';
+import { InvalidKeyError, decodeKey, encodeKey, partitionOfBytes, type GridKey } from '@gridlink/affinity';
 import { Op, type CacheConfig } from '@gridlink/protocol';
 import { NO_OPTIONS, type Invoker } from './invoker.js';
 import type { PartitionService } from './partition-service.js';
@@ -314,9 +314,47 @@ export class GridCache<K extends GridKey = GridKey, V = unknown> {
   /**
    * Iterates over every key of the cache (as canonical key bytes), partition by partition. Keys
    * written or removed during the scan may or may not be seen; none is seen twice within a
-   * partition unless it moved between partitions' owners meanwhile.
+   * partition unless it moved between partitions' owners meanwhile. Each yielded array is a copy
+   * the caller may keep; `decodeKey` from `@gridlink/affinity` (or `keys()`) turns it back into a key.
    */
   async *scan(o?: ScanOptions): AsyncGenerator<Uint8Array, void, undefined> {
+    for await (const { bytes } of this.scanPages(o)) yield copyBytes(bytes);
+  }
+
+  /**
+   * Iterates over every key of the cache, decoded: `decodeKey` of each key `scan` yields, with the
+   * same options, order and consistency (keys written or removed during the iteration may or may
+   * not be seen; none is seen twice within a partition unless it moved between owners meanwhile).
+   *
+   * Yields `GridKey`, not the cache's `K`: `K` is a compile-time claim of this handle only (another
+   * handle or client may have stored other kinds of keys in the same cache), and a decoded key is
+   * in the encoding's normal form, which need not be of type `K`: an integer comes back as a
+   * `number` when it is a safe integer and as a `bigint` otherwise (`5n` as `5`, `2 ** 60` as
+   * `2n ** 60n`, `-0` as `0`), and a `Buffer` key as a plain `Uint8Array`. Narrow with a type check
+   * where needed; strings, booleans, non-integral numbers and composites of them come back as
+   * they went in. Every yielded key re-encodes to the bytes `scan` yields for it, so it addresses
+   * the same entry (`get(key)` finds it).
+   *
+   * A stored key that is not a canonical encoding (only a writer bypassing the encoder can store
+   * one) ends the iteration with `InvalidKeyError` (`GRID_INVALID_KEY`) naming the cache, the
+   * partition and the bytes; `scan` still yields such keys as bytes.
+   */
+  async *keys(o?: ScanOptions): AsyncGenerator<GridKey, void, undefined> {
+    for await (const { bytes, partition } of this.scanPages(o)) {
+      let key: GridKey;
+      try {
+        key = decodeKey(bytes);
+      } catch (err) {
+        if (!(err instanceof InvalidKeyError)) throw err;
+        const hex = Buffer.from(bytes.subarray(0, 32)).toString('hex') + (bytes.length > 32 ? '…' : '');
+        throw new InvalidKeyError(`cache '${this.name}' partition ${partition} holds key bytes ${hex} that do not decode: ${err.message}`);
+      }
+      yield key;
+    }
+  }
+
+  /** Every stored key's bytes as received (not copied), with its partition: what scan and keys share. */
+  private async *scanPages(o: ScanOptions | undefined): AsyncGenerator<{ bytes: Uint8Array; partition: number }, void, undefined> {
     const count = o?.batchSize ?? 256;
     if (!Number.isInteger(count) || count < 1) throw new GridConfigError('batchSize', `must be a positive integer, got ${String(count)}`);
     const partitions = this.ctx.partitionCount();
@@ -329,7 +367,7 @@ export class GridCache<K extends GridKey = GridKey, V = unknown> {
           o,
           p,
         );
-        for (const k of r.keys) yield copyBytes(k);
+        for (const bytes of r.keys) yield { bytes, partition: p };
         cursor = r.cursor;
       } while (cursor !== null);
     }
