@@ -1,0 +1,129 @@
+/**
+ * Where an operation's cost lies when the grid runs as processes: for @gridlink/client → three
+ * gridlink-node processes (one nats-server, backups = 1) and for ioredis → one redis-server, at
+ * a fixed number of requests in flight, the CPU time, the read/write system calls and the
+ * context switches that each process spends per operation (Linux /proc: stat, io, status),
+ * beside the throughput. On a small machine these columns explain the throughput table of
+ * `pnpm bench cluster`: a replicated put crosses four process boundaries (client → primary →
+ * backup → primary → client), a redis SET two; each crossing is a write that wakes another
+ * process. CPU time and system calls per op move much less with the machine's load than ops/s.
+ *
+ *   npx tsx bench/cluster/per-process.ts                 # 64 B and 1 KiB, 256 in flight
+ *   SIZES=64 INF=16 SECONDS=3 npx tsx bench/cluster/per-process.ts
+ *
+ * (Run from the repository root with TSX_TSCONFIG_PATH=bench/tsconfig.json after `pnpm build`, as
+ * `pnpm bench` does, so that the built packages are measured.)
+ */
+import { readFileSync } from 'node:fs';
+import { GridClient, bytesSerializer } from '@gridlink/client';
+import { ProcessCluster } from '@gridlink/testkit';
+import { Redis } from 'ioredis';
+import { closedLoop, fmt, table } from '../shared/measure.js';
+import { redisAvailable, startRedisServer } from '../shared/redis-servers.js';
+
+const SIZES = (process.env.SIZES ?? '64,1024').split(',').map(Number);
+const IN_FLIGHT = Number(process.env.INF ?? 256);
+const SECONDS = Number(process.env.SECONDS ?? 2);
+const KEYS = 10_000;
+
+interface Sample {
+  cpuUs: number;
+  syscalls: number;
+  switches: number;
+}
+
+/** CPU time (µs), read + write system calls and context switches of a process so far (Linux). */
+function sample(pid: number): Sample {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const io = readFileSync(`/proc/${pid}/io`, 'utf8');
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const field = (text: string, re: RegExp): number => Number(re.exec(text)?.[1] ?? Number.NaN);
+  return {
+    cpuUs: ((Number(f[11]) + Number(f[12])) * 1e6) / 100,
+    syscalls: field(io, /syscr: (\d+)/) + field(io, /syscw: (\d+)/),
+    switches: field(status, /^voluntary_ctxt_switches:\s+(\d+)/m) + field(status, /^nonvoluntary_ctxt_switches:\s+(\d+)/m),
+  };
+}
+
+interface Row {
+  system: string;
+  size: number;
+  op: string;
+  opsPerSec: number;
+  /** Per process role: client, server(s) summed. */
+  clientCpu: number;
+  serverCpu: number;
+  syscalls: number;
+  switches: number;
+}
+
+/** Measures `fn` at IN_FLIGHT after a warm-up; per-op costs of `client` and the summed `servers`. */
+async function measure(system: string, size: number, op: string, fn: (i: number) => Promise<unknown>, servers: number[]): Promise<Row> {
+  await closedLoop(fn, { inFlight: IN_FLIGHT, durationMs: 500, warmupMs: 0 });
+  const pids = [process.pid, ...servers];
+  const before = pids.map(sample);
+  const r = await closedLoop(fn, { inFlight: IN_FLIGHT, durationMs: SECONDS * 1000, warmupMs: 0 });
+  const after = pids.map(sample);
+  // The load runs on until its last operations settle: count them all (what the /proc samples saw).
+  const ops = Math.max(1, r.ops);
+  const d = (i: number, k: keyof Sample): number => (after[i]![k] - before[i]![k]) / ops;
+  const sum = (k: keyof Sample, from: number): number => pids.slice(from).reduce((s, _, i) => s + d(i + from, k), 0);
+  return {
+    system,
+    size,
+    op,
+    opsPerSec: r.opsPerSec,
+    clientCpu: d(0, 'cpuUs'),
+    serverCpu: sum('cpuUs', 1),
+    syscalls: sum('syscalls', 0),
+    switches: sum('switches', 0),
+  };
+}
+
+const rows: Row[] = [];
+const keyOf = (i: number): string => `key-${(i % KEYS).toString().padStart(8, '0')}`;
+const grid = await ProcessCluster.start({ nodes: 3, natsServers: 1, partitions: 64 });
+const redisServer = redisAvailable() ? await startRedisServer() : null;
+try {
+  const client = await GridClient.connect({ endpoints: grid.endpoints });
+  const redis = redisServer === null ? null : new Redis({ host: '127.0.0.1', port: redisServer.port });
+  try {
+    const cache = client.cache<string, Uint8Array>('per-process', { serializer: bytesSerializer });
+    const nodePids = grid.nodes.map((n) => n.pid!);
+    for (const size of SIZES) {
+      const value = new Uint8Array(size).fill(7);
+      const buf = Buffer.from(value);
+      for (let i = 0; i < KEYS; i += 200) {
+        await Promise.all(Array.from({ length: 200 }, (_, j) => cache.put(keyOf(i + j), value)));
+        if (redis !== null) await Promise.all(Array.from({ length: 200 }, (_, j) => redis.set(keyOf(i + j), buf)));
+      }
+      for (const op of ['put', 'get'] as const) {
+        const g = op === 'put' ? (i: number) => cache.put(keyOf(i), value) : (i: number) => cache.get(keyOf(i));
+        rows.push(await measure('gridlink (3 node processes)', size, op, g, nodePids));
+        if (redis !== null) {
+          const r = op === 'put' ? (i: number) => redis.set(keyOf(i), buf) : (i: number) => redis.getBuffer(keyOf(i));
+          rows.push(await measure('redis-server', size, op, r, [redisServer!.pid!]));
+        }
+        process.stderr.write(`  ${size} B ${op} done\n`);
+      }
+    }
+  } finally {
+    await client.close();
+    redis?.disconnect();
+  }
+} finally {
+  await grid.close();
+  await redisServer?.close();
+}
+
+const f1 = (n: number): string => n.toFixed(1);
+const f3 = (n: number): string => n.toFixed(3);
+console.log(`### Cost per operation by process, ${IN_FLIGHT} in flight, ${SECONDS} s per cell (client: this process)\n`);
+console.log(
+  table([
+    ['value', 'op', 'system', 'ops/s', 'client CPU µs/op', 'server CPU µs/op', 'all CPU µs/op', 'syscalls/op (all)', 'context switches/op (all)'],
+    ...rows.map((r) => [`${r.size} B`, r.op, r.system, fmt(r.opsPerSec), f1(r.clientCpu), f1(r.serverCpu), f1(r.clientCpu + r.serverCpu), f3(r.syscalls), f3(r.switches)]),
+  ]),
+);
+console.log('\nserver CPU: the three node processes summed (gridlink), or redis-server; NATS is not counted (idle between lease renewals).');
