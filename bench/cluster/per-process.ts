@@ -28,6 +28,7 @@ const KEYS = 10_000;
 
 interface Sample {
   cpuUs: number;
+  sysUs: number;
   syscalls: number;
   switches: number;
 }
@@ -41,6 +42,7 @@ function sample(pid: number): Sample {
   const field = (text: string, re: RegExp): number => Number(re.exec(text)?.[1] ?? Number.NaN);
   return {
     cpuUs: ((Number(f[11]) + Number(f[12])) * 1e6) / 100,
+    sysUs: (Number(f[12]) * 1e6) / 100,
     syscalls: field(io, /syscr: (\d+)/) + field(io, /syscw: (\d+)/),
     switches: field(status, /^voluntary_ctxt_switches:\s+(\d+)/m) + field(status, /^nonvoluntary_ctxt_switches:\s+(\d+)/m),
   };
@@ -54,6 +56,8 @@ interface Row {
   /** Per process role: client, server(s) summed. */
   clientCpu: number;
   serverCpu: number;
+  /** Share of the servers' CPU time spent in the kernel. */
+  serverKernel: number;
   syscalls: number;
   switches: number;
 }
@@ -76,6 +80,7 @@ async function measure(system: string, size: number, op: string, fn: (i: number)
     opsPerSec: r.opsPerSec,
     clientCpu: d(0, 'cpuUs'),
     serverCpu: sum('cpuUs', 1),
+    serverKernel: sum('sysUs', 1) / sum('cpuUs', 1),
     syscalls: sum('syscalls', 0),
     switches: sum('switches', 0),
   };
@@ -122,8 +127,8 @@ const f3 = (n: number): string => n.toFixed(3);
 console.log(`### Cost per operation by process, ${IN_FLIGHT} in flight, ${SECONDS} s per cell (client: this process)\n`);
 console.log(
   table([
-    ['value', 'op', 'system', 'ops/s', 'client CPU µs/op', 'server CPU µs/op', 'all CPU µs/op', 'syscalls/op (all)', 'context switches/op (all)'],
-    ...rows.map((r) => [`${r.size} B`, r.op, r.system, fmt(r.opsPerSec), f1(r.clientCpu), f1(r.serverCpu), f1(r.clientCpu + r.serverCpu), f3(r.syscalls), f3(r.switches)]),
+    ['value', 'op', 'system', 'ops/s', 'client CPU µs/op', 'server CPU µs/op', 'of it kernel', 'all CPU µs/op', 'syscalls/op (all)', 'context switches/op (all)'],
+    ...rows.map((r) => [`${r.size} B`, r.op, r.system, fmt(r.opsPerSec), f1(r.clientCpu), f1(r.serverCpu), `${Math.round(100 * r.serverKernel)} %`, f1(r.clientCpu + r.serverCpu), f3(r.syscalls), f3(r.switches)]),
   ]),
 );
 console.log('\nserver CPU: the three node processes summed (gridlink), or redis-server; NATS is not counted (idle between lease renewals).');
