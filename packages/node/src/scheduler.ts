@@ -23,7 +23,9 @@ class Timeout implements TimerHandle {
     readonly fn: () => void,
     ms: number,
   ) {
-    this.handle = setTimeout(Timeout.fire, ms, this);
+    // A deadline already passed (ms < 1) fires after 1 ms, as Node would make it anyway; passing
+    // the negative value itself makes Node 23+ print a TimeoutNegativeWarning.
+    this.handle = setTimeout(Timeout.fire, ms < 1 ? 1 : ms, this);
   }
   private static fire(this: void, t: Timeout): void {
     t.s.unlinkTimeout(t);

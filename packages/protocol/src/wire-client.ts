@@ -102,7 +102,9 @@ const DEFAULT_ERRORS: WireErrors = {
 };
 
 function defaultTimer(fn: () => void, ms: number): WireTimer {
-  const t = setTimeout(fn, ms);
+  // A timeout already used up (ms < 1) fires after 1 ms, as Node would make it anyway; passing the
+  // negative value itself makes Node 23+ print a TimeoutNegativeWarning.
+  const t = setTimeout(fn, ms < 1 ? 1 : ms);
   return { cancel: () => clearTimeout(t) };
 }
 
