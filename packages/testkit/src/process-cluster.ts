@@ -10,7 +10,8 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import { NatsControlPlane, type TopologyRecord } from '@gridlink/node';
 import { FaultProxy } from './fault-proxy.js';
 import { NatsCluster } from './nats-server.js';
@@ -66,7 +67,15 @@ interface ControlPlanePath {
   proxies: FaultProxy[];
 }
 
-const DEFAULT_CLI = fileURLToPath(new URL('../../node/dist/cli.js', import.meta.url));
+/**
+ * The `gridlink-node` CLI of the installed @gridlink/node (its built `dist/cli.js`), found the way
+ * Node resolves the package from here: works from the workspace, from an npm or pnpm install, in
+ * the ESM and the CommonJS build (where tsup's shim stands in for import.meta.url).
+ */
+function defaultCli(): string {
+  const pkg = createRequire(import.meta.url).resolve('@gridlink/node/package.json');
+  return join(dirname(pkg), 'dist', 'cli.js');
+}
 
 /** One `gridlink-node` process, restartable under the same id and port. */
 export class GridNodeProcess {
@@ -321,7 +330,7 @@ export class ProcessCluster {
 
   static async start(options: ProcessClusterOptions = {}): Promise<ProcessCluster> {
     const n = options.nodes ?? 3;
-    const cliPath = options.cliPath ?? DEFAULT_CLI;
+    const cliPath = options.cliPath ?? defaultCli();
     if (!existsSync(cliPath)) throw new Error(`gridlink-node is not built: ${cliPath} is missing (build @gridlink/node first)`);
     const natsServers = options.natsServers ?? 1;
     const nats = await NatsCluster.start({ servers: natsServers });
