@@ -31,6 +31,8 @@ export interface BatchDeps {
   continueRecord(p: number, t: Target, record: ReplicationRecord, deadline: number, first: { reply: ReplicateReply } | { err: unknown }): Promise<void>;
   /** Resyncs targets that missed records before an acknowledgement (Replicator.ensureClean). */
   ensureClean(p: number): Promise<void>;
+  /** t did not take a record of p this node applied (Replicator.missed). */
+  missed(p: number, t: Target): void;
 }
 
 const SETTLED: Promise<void> = Promise.resolve();
@@ -264,6 +266,7 @@ export class RecordBatches {
   }
 
   private fail(e: Entry, started: number, err: Error): void {
+    this.d.missed(e.p, e.t);
     this.done(e, started, err);
   }
 

@@ -59,6 +59,7 @@ export class Replicator {
       peers: d.peers,
       id: d.id,
       continueRecord: (p, t, record, deadline, first) => this.replicateTo(p, t, record, deadline, first),
+      missed: (p, t) => this.missed(p, t),
       ensureClean: (p) => this.ensureClean(p),
     });
   }
@@ -132,6 +133,7 @@ export class Replicator {
   /**
    * Replicates one record to t until it is acknowledged, t leaves the topology, or the deadline
    * passes. `first`: the answer to a send already made (by a batch), handled before any resend.
+   * When it fails, t is marked as having missed the record (see `missed`).
    */
   private async replicateTo(
     p: number,
@@ -140,6 +142,34 @@ export class Replicator {
     deadline = Date.now() + this.d.opts.replicationTimeoutMs,
     first?: { reply: ReplicateReply } | { err: unknown },
   ): Promise<void> {
+    try {
+      await this.replicateToOnce(p, t, record, deadline, first);
+    } catch (err) {
+      this.missed(p, t);
+      throw err;
+    }
+  }
+
+  /**
+   * t, still a target of p, did not take a record this node applied: whatever the reason (no
+   * answer in time, it refused the record as coming from a primary it no longer follows, a
+   * malformed reply), this node holds a write t lacks. Nothing more of p is acknowledged — not
+   * even the replay of that very write to a client's retry (its outcome is in this node's table)
+   * — and nothing of p is read, until t got a snapshot (`ensureClean`). A target that refuses as
+   * stale refuses the snapshot too, so the retry and the read are refused (NOT_PRIMARY), and the
+   * client finds the primary that does hold what it acknowledged.
+   */
+  private missed(p: number, t: Target): void {
+    if (this.d.view.isTarget(p, t)) this.d.table.part(p).failed.add(t.id);
+  }
+
+  private async replicateToOnce(
+    p: number,
+    t: Target,
+    record: ReplicationRecord,
+    deadline: number,
+    first: { reply: ReplicateReply } | { err: unknown } | undefined,
+  ): Promise<void> {
     const { view } = this.d;
     const stillThere = (): boolean => view.isTarget(p, t);
     for (;;) {
@@ -147,7 +177,6 @@ export class Replicator {
       const f = first;
       first = undefined;
       if (f === undefined && deadline - Date.now() <= 0) {
-        this.d.table.part(p).failed.add(t.id);
         throw new GridNodeError(ErrorCode.REPLICATION_FAILED, `backup ${t.id} did not acknowledge in time`, p);
       }
       try {

@@ -181,7 +181,8 @@ export class Dispatcher {
     const st = this.table.part(p);
     if (st.replica.fencing !== 0) return null;
     if (!MUTATING_OPS.has(op)) {
-      if (st.inflight.size > 0) return null;
+      // Writes in flight, or a target that missed one: the general path waits (read barrier).
+      if (st.inflight.size > 0 || st.failed.size > 0) return null;
       let outcome: RequestOutcome;
       try {
         outcome = { flags: 0, payload: this.store.read(p, op, frame.payload) };
@@ -290,6 +291,11 @@ export class Dispatcher {
     }
     if (!MUTATING_OPS.has(op)) {
       if (st.inflight.size > 0) await st.inflight.settled();
+      // Nothing is read that a target lacks: a write this node applied and could not replicate
+      // (it answered the client with an error) would otherwise be seen here and then be gone
+      // after a failover. The target gets a snapshot first; one that refuses it (it follows a
+      // newer primary) makes this read fail with NOT_PRIMARY.
+      if (st.failed.size > 0) await this.replicator.ensureClean(p);
       this.view.assertPrimary(p);
       return this.store.read(p, op, payload);
     }

@@ -1,0 +1,102 @@
+/**
+ * A primary cut off from the control plane keeps serving on its backup's promise (ADR 0007)
+ * until the promise runs out. If the backup meanwhile learned that it is the new primary, it
+ * refuses the old primary's records ("stale"), and the old primary answers the write with
+ * NOT_PRIMARY — but it had applied the write, outcome included. The client retries the same
+ * (session, seq): the old primary must not answer that retry from its outcome table (that
+ * acknowledged a write only it held, and lost it when it learned it was gone: seen as a stale
+ * read in the process tests), nor let a read see the write.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { decode, encode } from '@msgpack/msgpack';
+import { encodeKey, partitionOf } from '@gridlink/affinity';
+import { ErrorCode, Op } from '@gridlink/protocol';
+import { MemoryControlPlane, silentLogger, startNode, type GridNode } from '@gridlink/node';
+import { FlakyControlPlane } from './helpers/flaky-control-plane.js';
+import { GridError, TestConnection } from './helpers/client.js';
+
+const P = 8;
+
+async function until(cond: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/** The error code a call failed with, or 'ok'. */
+async function outcome(p: Promise<unknown>): Promise<number | 'ok'> {
+  try {
+    await p;
+    return 'ok';
+  } catch (err) {
+    if (err instanceof GridError) return err.code;
+    throw err;
+  }
+}
+
+describe('a write the backup refused is neither replayed as acknowledged nor read', () => {
+  const nodes: GridNode[] = [];
+  const conns: TestConnection[] = [];
+  afterEach(() => {
+    for (const c of conns.splice(0)) c.close();
+    for (const n of nodes.splice(0)) n.kill();
+  });
+
+  it('old primary, backup promoted: the retry of the refused write and a read of it fail; the new primary never had it', async () => {
+    const shared = new MemoryControlPlane();
+    const cpA = new FlakyControlPlane(shared);
+    // A long lease: the old primary's promise from its backup outlives the backup's promotion by
+    // more than a second (promise 1800 ms, asked every 300 ms), so the write below reaches it.
+    const common = { port: 0, partitions: P, backups: 1, bootstrapNodes: 2, leaseMs: 3000, logger: silentLogger };
+    const [a, b] = await Promise.all([startNode({ ...common, id: 'a', controlPlane: cpA }), startNode({ ...common, id: 'b', controlPlane: shared })]);
+    nodes.push(a, b);
+    await until(() => [a, b].every((n) => Object.keys(n.topology()?.members ?? {}).length === 2 && n.isServing()), 'two serving members');
+
+    // A key whose primary is a.
+    const topo = a.topology()!;
+    let name = '';
+    for (let i = 0; name === ''; i++) if (topo.owners[partitionOf(`k${i}`, P)]![0] === 'a') name = `k${i}`;
+    const key = encodeKey(name);
+    const toA = await TestConnection.connect(`127.0.0.1:${a.port}`);
+    conns.push(toA);
+    const put = (value: number, seq: number): Promise<unknown> => toA.call(Op.CACHE_PUT, { cache: 'c', key, value: encode(value), seq });
+    expect(await outcome(put(1, 1))).toBe('ok');
+
+    // Cut a off from the control plane: its renewals fail, it sees no topology change.
+    cpA.failReads = true;
+    cpA.failWrites = true;
+    cpA.stallWatches();
+    await until(() => b.topology()?.members['a'] === undefined, 'b to learn that a is gone', 20_000);
+
+    // a still serves (on b's promise); b, now primary, refuses a's record.
+    expect(await outcome(put(2, 2))).toBe(ErrorCode.NOT_PRIMARY);
+    // The client's retry, same session and seq, lands on a again: not acknowledged.
+    expect(await outcome(put(2, 2))).not.toBe('ok');
+    // Nor does a read at a see the refused write.
+    const read = await toA.call<{ value: Uint8Array | null }>(Op.CACHE_GET, { cache: 'c', key }).then(
+      (r) => decode(r.value!),
+      (err: unknown) => (err instanceof GridError ? `error ${err.code}` : Promise.reject(err)),
+    );
+    expect(read).not.toBe(2);
+
+    // What was acknowledged is at the new primary; the refused write is not.
+    const toB = await TestConnection.connect(`127.0.0.1:${b.port}`);
+    conns.push(toB);
+    // b answers NOT_READY until the promises it gave a have run out: poll with a deadline.
+    let got: unknown;
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      try {
+        const r = await toB.call<{ value: Uint8Array | null }>(Op.CACHE_GET, { cache: 'c', key });
+        got = r.value === null ? null : decode(r.value);
+        break;
+      } catch (err) {
+        if (!(err instanceof GridError) || Date.now() > deadline) throw err;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
+    expect(got).toBe(1);
+  });
+});
