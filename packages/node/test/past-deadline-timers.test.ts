@@ -10,11 +10,11 @@
  * (`pnpm test:node24`) they also check that nothing is printed, and the last test checks that this
  * process has not printed the warning before (Node prints it only once).
  */
-import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { FrameDecoder, FrameKind, WireClient, WireClientError, encodeFrame, type Frame } from '@gridlink/protocol';
+import { WireClient, WireClientError } from '@gridlink/protocol';
 import { Scheduler } from '@gridlink/node/internal';
+import { FakeNode } from './helpers/fake-node.js';
 
 const NODE_MAJOR = Number(process.versions.node.split('.')[0]);
 /** Node 23 added TimeoutNegativeWarning (and TimeoutNaNWarning). */
@@ -36,37 +36,6 @@ const pastDelay = fc.oneof(
   fc.double({ min: -1e6, max: 0.999, noNaN: true }),
   fc.constantFrom(-0, -1, Number.MIN_VALUE, -Number.MIN_VALUE),
 );
-
-/** Answers the handshake, then never answers a request. */
-function silentNode(): Promise<{ server: net.Server; port: number }> {
-  const server = net.createServer((socket) => {
-    socket.on('error', () => {});
-    const decoder = new FrameDecoder({ expectMagic: true });
-    socket.on('data', (chunk: Buffer) => {
-      let frames: Frame[];
-      try {
-        frames = decoder.push(chunk);
-      } catch {
-        socket.destroy();
-        return;
-      }
-      for (const f of frames) {
-        if (f.kind === FrameKind.HANDSHAKE) {
-          socket.write(
-            encodeFrame({
-              kind: FrameKind.HANDSHAKE_OK,
-              body: { version: 1, features: 0, nodeId: 'silent', clusterId: 'c', topologyVersion: 1, partitions: 8, idleTimeoutMs: 60_000 },
-            }),
-          );
-        }
-      }
-    });
-  });
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve({ server, port: (server.address() as net.AddressInfo).port }));
-  });
-}
 
 describe('timers for a deadline already passed', () => {
   it('the Scheduler fires them at once and Node prints no warning', async () => {
@@ -93,8 +62,10 @@ describe('timers for a deadline already passed', () => {
   });
 
   it('a WireClient request with such a timeout fails with GRID_WIRE_TIMEOUT and Node prints no warning', async () => {
-    const { server, port } = await silentNode();
-    const wire = new WireClient({ host: '127.0.0.1', port, sessionId: 'past-deadline', handshakeTimeoutMs: 5_000 });
+    // Answers the handshake, then never answers a request.
+    const node = new FakeNode();
+    await node.start();
+    const wire = new WireClient({ host: '127.0.0.1', port: node.port, sessionId: 'past-deadline', handshakeTimeoutMs: 5_000 });
     try {
       await wire.ready;
       await fc.assert(
@@ -113,7 +84,7 @@ describe('timers for a deadline already passed', () => {
       expect(wire.inFlight).toBe(0);
     } finally {
       wire.close();
-      await new Promise<void>((r) => server.close(() => r()));
+      await node.stop();
     }
   });
 
