@@ -103,4 +103,44 @@ describe('a write the backup refused is neither replayed as acknowledged nor rea
     }
     expect(got).toBe(1);
   });
+
+  it('a write whose only backup died while its primary was cut off is not acknowledged once the primary learns it was dropped', async () => {
+    const shared = new MemoryControlPlane();
+    const cpA = new FlakyControlPlane(shared);
+    // The write below waits for its dead backup until the topology drops it (not the deadline).
+    const common = { port: 0, partitions: 64, backups: 1, bootstrapNodes: 3, leaseMs: 3000, replicationTimeoutMs: 30_000, logger: silentLogger };
+    const [a, b, c] = await Promise.all([
+      startNode({ ...common, id: 'a', controlPlane: cpA }),
+      startNode({ ...common, id: 'b', controlPlane: shared }),
+      startNode({ ...common, id: 'c', controlPlane: shared }),
+    ]);
+    nodes.push(a, b, c);
+    await until(() => [a, b, c].every((n) => Object.keys(n.topology()?.members ?? {}).length === 3 && n.isServing()), 'three serving members');
+
+    // A key of a partition held by a (primary) and b only.
+    const topo = a.topology()!;
+    let name = '';
+    for (let i = 0; name === '' && i < 10_000; i++) if (topo.owners[partitionOf(`k${i}`, 64)]!.join() === 'a,b') name = `k${i}`;
+    expect(name).not.toBe('');
+    const key = encodeKey(name);
+    const toA = await TestConnection.connect(`127.0.0.1:${a.port}`);
+    conns.push(toA);
+    const put = (value: number, seq: number): Promise<unknown> => toA.call(Op.CACHE_PUT, { cache: 'c', key, value: encode(value), seq }, 60_000);
+    expect(await outcome(put(1, 1))).toBe('ok');
+
+    // a is cut off from the control plane, then its backup dies; a (lease still valid) takes a
+    // write it cannot replicate.
+    cpA.failReads = true;
+    cpA.failWrites = true;
+    cpA.stallWatches();
+    b.kill();
+    const pending = outcome(put(2, 2));
+    // c declares both gone: the partition has lost every holder.
+    await until(() => c.topology()?.members['a'] === undefined && c.topology()?.members['b'] === undefined, 'c to drop a and b', 30_000);
+    // a learns it: the write's target left, but a is no primary of anything any more.
+    cpA.failReads = false;
+    cpA.failWrites = false;
+    cpA.releaseWatches();
+    expect(await pending).toBe(ErrorCode.NOT_PRIMARY);
+  });
 });

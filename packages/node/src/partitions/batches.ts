@@ -33,6 +33,8 @@ export interface BatchDeps {
   ensureClean(p: number): Promise<void>;
   /** t did not take a record of p this node applied (Replicator.missed). */
   missed(p: number, t: Target): void;
+  /** Throws unless a record of p may be acknowledged without a target that left (Replicator.acknowledgedWithout). */
+  acknowledgedWithout(p: number): void;
 }
 
 const SETTLED: Promise<void> = Promise.resolve();
@@ -211,7 +213,7 @@ export class RecordBatches {
     let open = 0;
     for (const e of b.entries) {
       if (e.taken) continue;
-      if (!view.isTarget(e.p, e.t)) this.ok(e, b.started);
+      if (!view.isTarget(e.p, e.t)) this.withoutTarget(e, b.started);
       else open++;
     }
     // Nothing left to wait for: the answer, when it comes, is ignored.
@@ -249,6 +251,17 @@ export class RecordBatches {
     if (!b.waiting) return;
     this.unlink(b);
     for (const e of b.entries) if (!e.taken) this.continueAlone(e, b.deadline, b.started, { err });
+  }
+
+  /** e's target left the topology: acknowledged without it, by p's primary only. */
+  private withoutTarget(e: Entry, started: number): void {
+    try {
+      this.d.acknowledgedWithout(e.p);
+    } catch (err) {
+      this.fail(e, started, err as Error);
+      return;
+    }
+    this.ok(e, started);
   }
 
   /** `seconds`: the replication time when the caller knows it already (one clock read per batch). */

@@ -60,6 +60,7 @@ export class Replicator {
       id: d.id,
       continueRecord: (p, t, record, deadline, first) => this.replicateTo(p, t, record, deadline, first),
       missed: (p, t) => this.missed(p, t),
+      acknowledgedWithout: (p) => this.acknowledgedWithout(p),
       ensureClean: (p) => this.ensureClean(p),
     });
   }
@@ -147,6 +148,21 @@ export class Replicator {
     } catch (err) {
       this.missed(p, t);
       throw err;
+    }
+    // Done because t left the topology rather than because it took the record: acknowledged
+    // without it only by the partition's primary (see `acknowledgedWithout`).
+    if (!this.d.view.isTarget(p, t)) this.acknowledgedWithout(p);
+  }
+
+  /**
+   * A record whose target left the topology is acknowledged without it — by a node that is still
+   * p's primary, under its epoch, in the topology that dropped the target. A node that is not
+   * (it was itself declared gone, or the partition was lost with both copies) fails the write with
+   * NOT_PRIMARY instead: its copy is not one anybody will serve (ADR 0044).
+   */
+  acknowledgedWithout(p: number): void {
+    if (this.d.view.roleOf(p) !== 'primary') {
+      throw new GridNodeError(ErrorCode.NOT_PRIMARY, `node ${this.d.id} is no longer the primary of partition ${p}`, p);
     }
   }
 
