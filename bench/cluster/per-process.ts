@@ -10,6 +10,7 @@
  *
  *   npx tsx bench/cluster/per-process.ts                 # 64 B and 1 KiB, 256 in flight
  *   SIZES=64 INF=16 SECONDS=3 npx tsx bench/cluster/per-process.ts
+ *   PROXIES=1 npx tsx bench/cluster/per-process.ts       # NATS through the test kit's proxies
  *
  * (Run from the repository root with TSX_TSCONFIG_PATH=bench/tsconfig.json after `pnpm build`, as
  * `pnpm bench` does, so that the built packages are measured.)
@@ -88,7 +89,9 @@ async function measure(system: string, size: number, op: string, fn: (i: number)
 
 const rows: Row[] = [];
 const keyOf = (i: number): string => `key-${(i % KEYS).toString().padStart(8, '0')}`;
-const grid = await ProcessCluster.start({ nodes: 3, natsServers: 1, partitions: 64 });
+// PROXIES=1: the nodes reach NATS through the test kit's fault proxies (in this process), as the
+// tests that cut a node off from the control plane need; by default they dial it directly.
+const grid = await ProcessCluster.start({ nodes: 3, natsServers: 1, partitions: 64, controlPlaneProxies: process.env.PROXIES === '1' });
 const redisServer = redisAvailable() ? await startRedisServer() : null;
 try {
   const client = await GridClient.connect({ endpoints: grid.endpoints });
