@@ -1,24 +1,14 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LocalCluster } from '@gridlink/node';
+import { describe, expect, it } from 'vitest';
 import { GridClient, GridConfigError, GridClosedError, GridAbortError, LockNotHeldError, LockTimeoutError, bytesSerializer } from '@gridlink/client';
 import { encodeKey } from '@gridlink/affinity';
+import { gridFixture } from './helpers/grid.js';
 import { waitFor } from './helpers/wait.js';
 
-let cluster: LocalCluster;
-let client: GridClient;
-
-beforeAll(async () => {
-  cluster = await LocalCluster.start({ nodes: 3, backups: 1, partitions: 64 });
-  client = await GridClient.connect({ endpoints: cluster.endpoints, connectTimeout: 3000 });
-});
-afterAll(async () => {
-  await client?.close();
-  await cluster?.stop();
-});
+const grid = gridFixture({ nodes: 3, backups: 1, partitions: 64 });
 
 describe('cache API against a 3-node cluster', () => {
   it('put/get round-trips MessagePack values and absent keys read as undefined', async () => {
-    const c = client.cache<string, { n: number; s: string[] }>('api-basic');
+    const c = grid.client.cache<string, { n: number; s: string[] }>('api-basic');
     await c.put('a', { n: 1, s: ['x'] });
     expect(await c.get('a')).toEqual({ n: 1, s: ['x'] });
     expect(await c.get('missing')).toBeUndefined();
@@ -27,7 +17,7 @@ describe('cache API against a 3-node cluster', () => {
   });
 
   it('conditional ops, get-and-* and remove', async () => {
-    const c = client.cache<string, string>('api-cond');
+    const c = grid.client.cache<string, string>('api-cond');
     expect(await c.putIfAbsent('k', 'v1')).toBe(true);
     expect(await c.putIfAbsent('k', 'v2')).toBe(false);
     expect(await c.replace('k', 'v3')).toBe(true);
@@ -43,7 +33,7 @@ describe('cache API against a 3-node cluster', () => {
   });
 
   it('increments are counters readable through get', async () => {
-    const c = client.cache<string, number>('api-incr');
+    const c = grid.client.cache<string, number>('api-incr');
     expect(await c.increment('n')).toBe(1);
     expect(await c.increment('n', 5)).toBe(6);
     expect(await c.increment('m', 1, { initial: 100 })).toBe(101);
@@ -51,7 +41,7 @@ describe('cache API against a 3-node cluster', () => {
   });
 
   it('getAll/putAll split by primary and keep the caller order', async () => {
-    const c = client.cache<number, string>('api-bulk');
+    const c = grid.client.cache<number, string>('api-bulk');
     const keys = Array.from({ length: 50 }, (_, i) => i);
     await c.putAll(keys.map((k) => [k, `v${k}`] as const));
     expect(await c.getAll([...keys, 999])).toEqual([...keys.map((k) => `v${k}`), undefined]);
@@ -64,16 +54,16 @@ describe('cache API against a 3-node cluster', () => {
   });
 
   it('composite, bigint and byte keys; Uint8Array values; raw bytes serializer', async () => {
-    const c = client.cache('api-keys');
+    const c = grid.client.cache('api-keys');
     await c.put(['user', 7n, true], new Uint8Array([1, 2, 3]));
     expect(await c.get(['user', 7n, true])).toEqual(new Uint8Array([1, 2, 3]));
-    const raw = client.cache<Uint8Array, Uint8Array>('api-raw', { serializer: bytesSerializer });
+    const raw = grid.client.cache<Uint8Array, Uint8Array>('api-raw', { serializer: bytesSerializer });
     await raw.put(new Uint8Array([9]), new Uint8Array([0xc1]));
     expect(await raw.get(new Uint8Array([9]))).toEqual(new Uint8Array([0xc1]));
   });
 
   it('TTL per put expires the entry', async () => {
-    const c = client.cache<string, string>('api-ttl');
+    const c = grid.client.cache<string, string>('api-ttl');
     await c.put('short', 'x', { ttlMs: 50 });
     await c.put('long', 'y');
     const deadline = Date.now() + 5000;
@@ -85,7 +75,7 @@ describe('cache API against a 3-node cluster', () => {
   });
 
   it('typed errors for bad input and aborted operations', async () => {
-    const c = client.cache<number, string>('api-err');
+    const c = grid.client.cache<number, string>('api-err');
     await expect(c.put(NaN, 'x')).rejects.toMatchObject({ code: 'GRID_INVALID_KEY' });
     await expect(c.put(1, 'x', { ttlMs: -1 })).rejects.toBeInstanceOf(GridConfigError);
     const ac = new AbortController();
@@ -96,9 +86,9 @@ describe('cache API against a 3-node cluster', () => {
 
 describe('locks', () => {
   it('tryAcquire returns null while held elsewhere; fencing tokens increase', async () => {
-    const a = await client.lock('job-1').tryAcquire({ leaseMs: 5000 });
+    const a = await grid.client.lock('job-1').tryAcquire({ leaseMs: 5000 });
     expect(a).not.toBeNull();
-    const other = await GridClient.connect({ endpoints: cluster.endpoints });
+    const other = await GridClient.connect({ endpoints: grid.cluster.endpoints });
     try {
       expect(await other.lock('job-1').tryAcquire()).toBeNull();
       await a!.renew();
@@ -112,8 +102,8 @@ describe('locks', () => {
   });
 
   it('acquire waits for release; a stale token is refused', async () => {
-    const h1 = await client.lock('job-2').acquire({ leaseMs: 5000, waitMs: 1000 });
-    const other = await GridClient.connect({ endpoints: cluster.endpoints });
+    const h1 = await grid.client.lock('job-2').acquire({ leaseMs: 5000, waitMs: 1000 });
+    const other = await GridClient.connect({ endpoints: grid.cluster.endpoints });
     try {
       await expect(other.lock('job-2').acquire({ waitMs: 100 })).rejects.toBeInstanceOf(LockTimeoutError);
       const waiting = other.lock('job-2').acquire({ waitMs: 5000 });
@@ -128,13 +118,13 @@ describe('locks', () => {
   });
 
   it('autoRenew keeps a short lease alive; withLock releases on success and on throw', async () => {
-    const h = await client.lock('job-3').acquire({ leaseMs: 150, autoRenew: true });
+    const h = await grid.client.lock('job-3').acquire({ leaseMs: 150, autoRenew: true });
     // Renewals keep coming (a third of the lease apart), well past the original lease...
     const t0 = performance.now();
     await waitFor(() => h.renewals >= 4 && performance.now() - t0 > 300, 10_000, 'automatic renewals');
     expect(h.held).toBe(true);
     // ...and the lock is still ours: another client cannot take it.
-    const other = await GridClient.connect({ endpoints: cluster.endpoints });
+    const other = await GridClient.connect({ endpoints: grid.cluster.endpoints });
     try {
       expect(await other.lock('job-3').tryAcquire()).toBeNull();
     } finally {
@@ -143,11 +133,11 @@ describe('locks', () => {
     await h.release();
     expect(h.held).toBe(false);
 
-    const v = await client.withLock('job-4', async (handle) => handle.fencingToken);
+    const v = await grid.client.withLock('job-4', async (handle) => handle.fencingToken);
     expect(typeof v).toBe('number');
-    await expect(client.withLock('job-4', () => Promise.reject(new Error('boom')))).rejects.toThrow('boom');
+    await expect(grid.client.withLock('job-4', () => Promise.reject(new Error('boom')))).rejects.toThrow('boom');
     // Released both times: it can be taken at once.
-    const again = await client.lock('job-4').tryAcquire();
+    const again = await grid.client.lock('job-4').tryAcquire();
     expect(again).not.toBeNull();
     await again!.release();
   });
@@ -155,11 +145,11 @@ describe('locks', () => {
 
 describe('observability', () => {
   it('topology and stats describe the cluster', async () => {
-    const t = client.topology();
+    const t = grid.client.topology();
     expect(t.partitions).toBe(64);
-    expect(t.nodes.map((n) => n.id).sort()).toEqual([...cluster.nodeIds].sort());
+    expect(t.nodes.map((n) => n.id).sort()).toEqual([...grid.cluster.nodeIds].sort());
     expect(t.nodes.every((n) => n.connected)).toBe(true);
-    const s = client.stats();
+    const s = grid.client.stats();
     expect(s.nodes.length).toBe(3);
     expect(s.operations).toBeGreaterThan(0);
     expect(s.nodes.some((n) => n.requests > 0 && n.latencyP99Ms >= n.latencyP50Ms && n.latencyP50Ms > 0)).toBe(true);
@@ -167,7 +157,7 @@ describe('observability', () => {
   });
 
   it('a closed client refuses work with GridClosedError', async () => {
-    const c2 = await GridClient.connect({ endpoints: cluster.endpoints });
+    const c2 = await GridClient.connect({ endpoints: grid.cluster.endpoints });
     const cache = c2.cache<string, number>('api-closed');
     await cache.put('x', 1);
     await c2.close();

@@ -2,11 +2,10 @@
  * The client's open sequence numbers and the floor it sends as `ack`, against a model; and, on a
  * real cluster, what that floor buys: the nodes hold outcomes only for what may still be retried.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { LocalCluster } from '@gridlink/node';
-import { GridClient } from '@gridlink/client';
 import { SeqWindow } from '@gridlink/client/internal';
+import { gridFixture } from './helpers/grid.js';
 
 describe('SeqWindow', () => {
   it('floor is the lowest open seq (or the next one), whatever order seqs settle in', () => {
@@ -43,21 +42,12 @@ describe('SeqWindow', () => {
 });
 
 describe('outcomes on the nodes stay bounded by what a live client may still retry', () => {
-  let cluster: LocalCluster;
-  let client: GridClient;
-  beforeAll(async () => {
-    cluster = await LocalCluster.start({ nodes: 2, backups: 1, partitions: 32 });
-    client = await GridClient.connect({ endpoints: cluster.endpoints, connectTimeout: 3000 });
-  });
-  afterAll(async () => {
-    await client?.close();
-    await cluster?.stop();
-  });
+  const grid = gridFixture({ nodes: 2, backups: 1, partitions: 32 });
 
-  const held = (): number => cluster.nodeIds.reduce((n, id) => n + cluster.node(id).store.stats().dedupEntries, 0);
+  const held = (): number => grid.cluster.nodeIds.reduce((n, id) => n + grid.cluster.node(id).store.stats().dedupEntries, 0);
 
   it('thousands of writes, 16 in flight, leave at most a request window of outcomes on primaries and backups', async () => {
-    const c = client.cache<string, number>('bounded');
+    const c = grid.client.cache<string, number>('bounded');
     const IN_FLIGHT = 16;
     let next = 0;
     let maxHeld = 0;

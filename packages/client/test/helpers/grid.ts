@@ -2,15 +2,25 @@ import { afterAll, beforeAll } from 'vitest';
 import { LocalCluster } from '@gridlink/node';
 import { GridClient } from '@gridlink/client';
 
+export interface Grid {
+  readonly cluster: LocalCluster;
+  readonly client: GridClient;
+}
+
+/** A one-node embedded grid (16 partitions, no backups) and a client connected to it (see gridFixture). */
+export function oneNodeGrid(): Grid {
+  return gridFixture({ nodes: 1, backups: 0, partitions: 16 });
+}
+
 /**
- * A one-node embedded grid (16 partitions, no backups) and a client connected to it, for the
- * tests of the enclosing describe block or file: started in beforeAll, closed in afterAll.
+ * An embedded grid started with `options` and a client connected to it, for the tests of the
+ * enclosing describe block or file: started in beforeAll, closed in afterAll.
  */
-export function oneNodeGrid(): { readonly cluster: LocalCluster; readonly client: GridClient } {
+export function gridFixture(options: Parameters<typeof LocalCluster.start>[0]): Grid {
   let cluster: LocalCluster | undefined;
   let client: GridClient | undefined;
   beforeAll(async () => {
-    cluster = await LocalCluster.start({ nodes: 1, backups: 0, partitions: 16 });
+    cluster = await LocalCluster.start(options);
     client = await GridClient.connect({ endpoints: cluster.endpoints, connectTimeout: 3000 });
   });
   afterAll(async () => {
