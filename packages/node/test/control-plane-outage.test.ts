@@ -7,14 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { LEASE_PREFIX, silentLogger, startNode, type GridNode } from '@gridlink/node';
 import { FlakyControlPlane } from './helpers/flaky-control-plane.js';
 import { connectClient } from './helpers/grid.js';
-
-async function until(cond: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+import { until } from './helpers/until.js';
 
 describe('control plane outage (node level)', () => {
   let node: GridNode | undefined;

@@ -14,16 +14,9 @@ import { ErrorCode, Op } from '@gridlink/protocol';
 import { MemoryControlPlane, silentLogger, startNode, type GridNode } from '@gridlink/node';
 import { FlakyControlPlane } from './helpers/flaky-control-plane.js';
 import { GridError, TestConnection } from './helpers/client.js';
+import { until } from './helpers/until.js';
 
 const P = 8;
-
-async function until(cond: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 /** The error code a call failed with, or 'ok'. */
 async function outcome(p: Promise<unknown>): Promise<number | 'ok'> {
@@ -52,7 +45,7 @@ describe('a write the backup refused is neither replayed as acknowledged nor rea
     const common = { port: 0, partitions: P, backups: 1, bootstrapNodes: 2, leaseMs: 3000, logger: silentLogger };
     const [a, b] = await Promise.all([startNode({ ...common, id: 'a', controlPlane: cpA }), startNode({ ...common, id: 'b', controlPlane: shared })]);
     nodes.push(a, b);
-    await until(() => [a, b].every((n) => Object.keys(n.topology()?.members ?? {}).length === 2 && n.isServing()), 'two serving members');
+    await until(() => [a, b].every((n) => Object.keys(n.topology()?.members ?? {}).length === 2 && n.isServing()), 'two serving members', 15_000);
 
     // A key whose primary is a.
     const topo = a.topology()!;
@@ -115,7 +108,7 @@ describe('a write the backup refused is neither replayed as acknowledged nor rea
       startNode({ ...common, id: 'c', controlPlane: shared }),
     ]);
     nodes.push(a, b, c);
-    await until(() => [a, b, c].every((n) => Object.keys(n.topology()?.members ?? {}).length === 3 && n.isServing()), 'three serving members');
+    await until(() => [a, b, c].every((n) => Object.keys(n.topology()?.members ?? {}).length === 3 && n.isServing()), 'three serving members', 15_000);
 
     // A key of a partition held by a (primary) and b only.
     const topo = a.topology()!;
