@@ -15,11 +15,10 @@
  * (Run from the repository root with TSX_TSCONFIG_PATH=bench/tsconfig.json after `pnpm build`, as
  * `pnpm bench` does, so that the built packages are measured.)
  */
-import { readFileSync } from 'node:fs';
 import { GridClient, bytesSerializer } from '@gridlink/client';
 import { ProcessCluster } from '@gridlink/testkit';
 import { Redis } from 'ioredis';
-import { closedLoop, fmt, table } from '../shared/measure.js';
+import { closedLoop, fmt, processContextSwitches, processCpuSplitUs, processSyscalls, table } from '../shared/measure.js';
 import { redisAvailable, startRedisServer } from '../shared/redis-servers.js';
 
 const SIZES = (process.env.SIZES ?? '64,1024').split(',').map(Number);
@@ -34,19 +33,11 @@ interface Sample {
   switches: number;
 }
 
-/** CPU time (µs), read + write system calls and context switches of a process so far (Linux). */
+/** CPU time (µs; of it in the kernel), read + write system calls and context switches of a process so far (Linux). */
 function sample(pid: number): Sample {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const io = readFileSync(`/proc/${pid}/io`, 'utf8');
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const field = (text: string, re: RegExp): number => Number(re.exec(text)?.[1] ?? Number.NaN);
-  return {
-    cpuUs: ((Number(f[11]) + Number(f[12])) * 1e6) / 100,
-    sysUs: (Number(f[12]) * 1e6) / 100,
-    syscalls: field(io, /syscr: (\d+)/) + field(io, /syscw: (\d+)/),
-    switches: field(status, /^voluntary_ctxt_switches:\s+(\d+)/m) + field(status, /^nonvoluntary_ctxt_switches:\s+(\d+)/m),
-  };
+  const cpu = processCpuSplitUs(pid);
+  const io = processSyscalls(pid);
+  return { cpuUs: cpu.user + cpu.system, sysUs: cpu.system, syscalls: io.r + io.w, switches: processContextSwitches(pid) };
 }
 
 interface Row {

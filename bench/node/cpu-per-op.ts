@@ -14,8 +14,7 @@
  *   CPU_OPS=40000 CPU_ROUNDS=5 npx tsx bench/node/cpu-per-op.ts
  *   CPU_SIZE=1024 npx tsx bench/node/cpu-per-op.ts     (value size in bytes; default 64)
  */
-import { readFileSync } from 'node:fs';
-import { percentile, table } from '../shared/measure.js';
+import { percentile, processCpuSplitUs, processSyscalls, table } from '../shared/measure.js';
 import { startCluster } from '../shared/processes.js';
 import { benchKeys, fixedCount, wireOps } from './load.js';
 import { WireClient } from './wire-client.js';
@@ -30,27 +29,6 @@ const value = new Uint8Array(SIZE).fill(7);
 const cache = 'cpu';
 
 const median = (xs: number[]): number => percentile(xs, 50);
-
-/** User and system CPU time of a process so far, µs (Linux /proc; NaN elsewhere). */
-function cpuSplit(pid: number): { user: number; system: number } {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return { user: (Number(f[11]) * 1e6) / 100, system: (Number(f[12]) * 1e6) / 100 };
-  } catch {
-    return { user: Number.NaN, system: Number.NaN };
-  }
-}
-
-/** Read and write system calls a process has made so far (Linux /proc/<pid>/io; NaN elsewhere). */
-function syscalls(pid: number): { r: number; w: number } {
-  try {
-    const io = readFileSync(`/proc/${pid}/io`, 'utf8');
-    return { r: Number(/syscr: (\d+)/.exec(io)?.[1]), w: Number(/syscw: (\d+)/.exec(io)?.[1]) };
-  } catch {
-    return { r: Number.NaN, w: Number.NaN };
-  }
-}
 
 const cluster = await startCluster({ nodes: 3, backups: 1, partitions: 1024 });
 const client = new WireClient(cluster.endpoints);
@@ -76,22 +54,22 @@ try {
       ['put', put],
       ['get', get],
     ] as const) {
-      let c0 = cpuSplit(pid);
+      let c0 = processCpuSplitUs(pid);
       const t0 = performance.now();
       await fixedCount(op, OPS, 256);
       const ms = performance.now() - t0;
-      let c1 = cpuSplit(pid);
+      let c1 = processCpuSplitUs(pid);
       cpu[`${name}256`].push((c1.user + c1.system - c0.user - c0.system) / OPS);
       kernel[`${name}256`].push((c1.system - c0.system) / (c1.user + c1.system - c0.user - c0.system));
       rate[`${name}256`].push((OPS * 1000) / ms);
-      c0 = cpuSplit(pid);
-      const s0 = syscalls(pid);
+      c0 = processCpuSplitUs(pid);
+      const s0 = processSyscalls(pid);
       const lat = await fixedCount(op, LATENCY_OPS, 1);
-      c1 = cpuSplit(pid);
+      c1 = processCpuSplitUs(pid);
       cpu[`${name}1`].push((c1.user + c1.system - c0.user - c0.system) / LATENCY_OPS);
       kernel[`${name}1`].push((c1.system - c0.system) / (c1.user + c1.system - c0.user - c0.system));
       p50[`${name}1`].push(percentile(lat, 50));
-      const s1 = syscalls(pid);
+      const s1 = processSyscalls(pid);
       sys[name].push((s1.r - s0.r + s1.w - s0.w) / LATENCY_OPS);
     }
   }

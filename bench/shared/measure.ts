@@ -18,15 +18,41 @@ export interface LoadResult {
 }
 
 /**
- * CPU time (user + system, all threads) a process has used so far, in µs, from /proc (Linux);
+ * User and system CPU time (all threads) a process has used so far, in µs, from /proc (Linux);
  * NaN where that is not available. Resolution: one clock tick (10 ms).
  */
-export function processCpuUs(pid: number): number {
+export function processCpuSplitUs(pid: number): { user: number; system: number } {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return ((Number(f[11]) + Number(f[12])) * 1e6) / 100;
+    return { user: (Number(f[11]) * 1e6) / 100, system: (Number(f[12]) * 1e6) / 100 };
+  } catch {
+    return { user: Number.NaN, system: Number.NaN };
+  }
+}
+
+/** CPU time (user + system) a process has used so far, in µs (see processCpuSplitUs). */
+export function processCpuUs(pid: number): number {
+  const c = processCpuSplitUs(pid);
+  return c.user + c.system;
+}
+
+/** Read and write system calls a process has made so far (Linux /proc/<pid>/io; NaN elsewhere). */
+export function processSyscalls(pid: number): { r: number; w: number } {
+  try {
+    const io = readFileSync(`/proc/${pid}/io`, 'utf8');
+    return { r: Number(/syscr: (\d+)/.exec(io)?.[1]), w: Number(/syscw: (\d+)/.exec(io)?.[1]) };
+  } catch {
+    return { r: Number.NaN, w: Number.NaN };
+  }
+}
+
+/** Voluntary + involuntary context switches of a process so far (Linux /proc/<pid>/status; NaN elsewhere). */
+export function processContextSwitches(pid: number): number {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    return Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1]) + Number(/^nonvoluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1]);
   } catch {
     return Number.NaN;
   }
