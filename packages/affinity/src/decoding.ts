@@ -54,6 +54,17 @@ function varintEnd(r: Reader, what: string): number {
   }
 }
 
+/** The value of the LEB128 groups `b[start, end)`, summed as a number (exact below 2^53: at most 7 groups here). */
+function varintValue(b: Uint8Array, start: number, end: number): number {
+  let v = 0;
+  let scale = 1;
+  for (let i = start; i < end; i++) {
+    v += (b[i]! & 0x7f) * scale;
+    scale *= 0x80;
+  }
+  return v;
+}
+
 /** A LEB128 length or count, checked not to exceed the bytes left after it (a composite element takes at least one). */
 function readLength(r: Reader, what: string): number {
   const start = r.pos;
@@ -61,12 +72,7 @@ function readLength(r: Reader, what: string): number {
   // Eight or more groups mean at least 2^49: more than any input can hold.
   if (end - start > NUMBER_VARINT_BYTES) throw invalid(`${what} beyond the input`, start);
   const b = r.b;
-  let v = 0;
-  let scale = 1;
-  for (let i = start; i < end; i++) {
-    v += (b[i]! & 0x7f) * scale;
-    scale *= 0x80;
-  }
+  const v = varintValue(b, start, end);
   r.pos = end;
   if (v > b.length - end) throw invalid(`${what} ${v} beyond the input (${b.length - end} bytes left)`, start);
   return v;
@@ -85,12 +91,7 @@ function readInteger(r: Reader): number | bigint {
   r.pos = end;
   const len = end - start;
   if (len <= NUMBER_VARINT_BYTES) {
-    let z = 0;
-    let scale = 1;
-    for (let i = start; i < end; i++) {
-      z += (b[i]! & 0x7f) * scale;
-      scale *= 0x80;
-    }
+    const z = varintValue(b, start, end);
     const m = Math.floor(z / 2);
     // m is at most 2^48 - 1 here; -m - 1 for an odd z never yields -0.
     return z % 2 === 0 ? m : -m - 1;
