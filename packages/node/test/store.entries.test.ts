@@ -2,10 +2,12 @@
  * The entry arena (store/entries.ts) against a Map model, with entries kept as strings, as bytes
  * of their own (big entries), or both mixed: every read answers the same whatever the form, and
  * an entry that grows past the threshold or shrinks below it changes form without losing itself.
+ * Big entries' arrays are recycled (ADR 0045): no live entry and no view handed out ever sees
+ * another entry's bytes.
  */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { EntryArena, NONE } from '../src/store/entries.js';
+import { EntryArena, NONE, POOL_MAX_BYTES, POOL_MAX_ENTRY_BYTES, capacityFor } from '../src/store/entries.js';
 
 type Cmd =
   | { k: 'set'; key: number; value: Uint8Array; inPlace: boolean; expireAt: number }
@@ -94,6 +96,103 @@ describe('EntryArena', () => {
         expect(seen).toEqual([...model.keys()].map((n) => latin1(keyOf(n))).sort());
       }),
       { numRuns: 300 },
+    );
+  });
+
+  it('recycles the array of an overwritten or removed big entry, and only that', () => {
+    const arena = new EntryArena();
+    const shard = arena.newShard(0, 'c');
+    const value = (fill: number): Uint8Array => new Uint8Array(1000).fill(fill);
+    arena.set(shard, keyOf(1), value(1), 0);
+    arena.set(shard, keyOf(2), value(2), 0);
+    expect(arena.pooledBytes).toBe(0);
+    arena.set(shard, keyOf(1), value(3), 0); // the first array of key 1 is freed...
+    const cap = capacityFor(keyOf(1).length + 1000);
+    expect(arena.pooledBytes).toBe(cap);
+    arena.set(shard, keyOf(3), value(4), 0); // ...and taken by the next big entry of its class
+    expect(arena.pooledBytes).toBe(0);
+    arena.remove(arena.find(shard, keyOf(2)));
+    expect(arena.pooledBytes).toBe(capacityFor(keyOf(2).length + 1000));
+    for (const [k, fill] of [[1, 3], [3, 4]] as const) expect(arena.valueBytes(arena.find(shard, keyOf(k)))).toEqual(value(fill));
+  });
+
+  it('never reuses an array a view was handed out of: the view keeps its bytes', () => {
+    const arena = new EntryArena();
+    const shard = arena.newShard(0, 'c');
+    arena.set(shard, keyOf(1), new Uint8Array(1000).fill(1), 0);
+    const view = arena.valueBytes(arena.find(shard, keyOf(1))); // as a get reply holds it
+    const keyView = arena.keyBytes(arena.find(shard, keyOf(1)));
+    arena.set(shard, keyOf(1), new Uint8Array(1000).fill(2), 0);
+    expect(arena.pooledBytes).toBe(0);
+    for (let k = 2; k < 6; k++) arena.set(shard, keyOf(k), new Uint8Array(1000).fill(9), 0);
+    expect(view).toEqual(new Uint8Array(1000).fill(1));
+    expect(keyView).toEqual(keyOf(1));
+    // The entry's new array was not lent: it is recycled when it goes.
+    arena.remove(arena.find(shard, keyOf(1)));
+    expect(arena.pooledBytes).toBeGreaterThan(0);
+  });
+
+  it('keeps at most POOL_MAX_BYTES of freed arrays', () => {
+    const arena = new EntryArena();
+    const shard = arena.newShard(0, 'c');
+    const n = Math.ceil((POOL_MAX_BYTES * 2) / POOL_MAX_ENTRY_BYTES);
+    for (let k = 0; k < n; k++) arena.set(shard, keyOf(k), new Uint8Array(POOL_MAX_ENTRY_BYTES - 64), 0);
+    for (let k = 0; k < n; k++) arena.remove(arena.find(shard, keyOf(k)));
+    expect(arena.pooledBytes).toBeGreaterThan(POOL_MAX_BYTES - POOL_MAX_ENTRY_BYTES);
+    expect(arena.pooledBytes).toBeLessThanOrEqual(POOL_MAX_BYTES);
+    // An entry bigger than the pooled classes gets an array of its own size.
+    expect(capacityFor(POOL_MAX_ENTRY_BYTES + 1)).toBe(POOL_MAX_ENTRY_BYTES + 1);
+  });
+
+  it('capacity classes: at least the entry, at most 1/8 (or 64 B) above it, multiples of 64, monotone', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: POOL_MAX_ENTRY_BYTES }), fc.integer({ min: 1, max: POOL_MAX_ENTRY_BYTES }), (a, b) => {
+        const c = capacityFor(a);
+        expect(c).toBeGreaterThanOrEqual(a);
+        expect(c - a).toBeLessThan(Math.max(64, a / 8));
+        expect(c % 64).toBe(0);
+        if (a <= b) expect(capacityFor(a)).toBeLessThanOrEqual(capacityFor(b));
+      }),
+    );
+  });
+
+  it('under any mix of writes, removals and reads, every entry and every view handed out keeps its own bytes', () => {
+    type Op = { k: 'set'; key: number; size: number; fill: number; inPlace: boolean } | { k: 'remove'; key: number } | { k: 'read'; key: number; of: 'key' | 'value' };
+    const opArb: fc.Arbitrary<Op> = fc.oneof(
+      { weight: 5, arbitrary: fc.record({ k: fc.constant('set' as const), key: fc.nat(8), size: fc.constantFrom(4, 500, 520, 600, 1100, 2000), fill: fc.nat(255), inPlace: fc.boolean() }) },
+      { weight: 2, arbitrary: fc.record({ k: fc.constant('remove' as const), key: fc.nat(8) }) },
+      { weight: 2, arbitrary: fc.record({ k: fc.constant('read' as const), key: fc.nat(8), of: fc.constantFrom('key' as const, 'value' as const) }) },
+    );
+    fc.assert(
+      fc.property(fc.array(opArb, { maxLength: 150 }), (ops) => {
+        const arena = new EntryArena();
+        const shard = arena.newShard(0, 'c');
+        const model = new Map<number, Uint8Array>();
+        const views: { view: Uint8Array; bytes: string }[] = [];
+        for (const op of ops) {
+          const key = keyOf(op.key);
+          const slot = arena.find(shard, key);
+          if (op.k === 'set') {
+            const value = new Uint8Array(op.size).fill(op.fill);
+            if (op.inPlace) {
+              const rec = Uint8Array.from([7, ...key, ...value, 7]);
+              arena.setIn(shard, rec, 1, key.length, value.length, 0);
+              rec.fill(0);
+            } else arena.set(shard, key, value, 0);
+            model.set(op.key, value);
+          } else if (op.k === 'remove') {
+            if (slot !== NONE) arena.remove(slot);
+            model.delete(op.key);
+          } else if (slot !== NONE) {
+            const view = op.of === 'key' ? arena.keyBytes(slot) : arena.valueBytes(slot);
+            views.push({ view, bytes: hex(view) });
+          }
+          expect(arena.pooledBytes).toBeLessThanOrEqual(POOL_MAX_BYTES);
+          for (const [k, v] of model) expect(arena.valueString(arena.find(shard, keyOf(k)))).toBe(latin1(v));
+          for (const v of views) expect(hex(v.view)).toBe(v.bytes);
+        }
+      }),
+      { numRuns: 200 },
     );
   });
 });
