@@ -13,7 +13,12 @@
  * grid process per request (from /proc, 10 ms ticks over thousands of requests) and grid
  * operations per request; and the middleware's own work (key hashing, header check, the stored
  * record's encoding) timed in this process.
- *   API_BENCH_SECONDS (default 3), API_BENCH_ROUNDS (default 3), API_BENCH_CONNECTIONS (default 16)
+ * Before anything is measured each app runs under load for API_BENCH_WARMUP seconds: a process
+ * (app or grid node) needs seconds of load before V8 has optimized the paths it runs, longer at
+ * low request rates — a 64 B grid put at one in flight costs the client 4× its steady CPU in
+ * the first second and reaches its steady latency only after 3–4 s (bench/cluster/throughput.ts).
+ *   API_BENCH_SECONDS (default 3), API_BENCH_ROUNDS (default 3), API_BENCH_CONNECTIONS (default 16),
+ *   API_BENCH_WARMUP (default 5)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { Agent, request } from 'node:http';
@@ -29,6 +34,7 @@ import { startCluster, startRedis } from '../shared/processes.js';
 const here = dirname(fileURLToPath(import.meta.url));
 const seconds = Number(process.env.API_BENCH_SECONDS ?? 3);
 const connections = Number(process.env.API_BENCH_CONNECTIONS ?? 16);
+const warmupSeconds = Number(process.env.API_BENCH_WARMUP ?? 5);
 
 interface AppChild {
   proc: ChildProcess;
@@ -153,7 +159,8 @@ const opsPerRequest = new Map<string, number>();
 const costs = new Map<string, Cost>(modes.map((m) => [m, { requests: 0, appCpuUs: 0, gridCpuUs: 0 }]));
 try {
   for (const mode of modes) apps.set(mode, await startApp(mode, cluster.endpoints, redis?.port));
-  for (const mode of modes) await load(apps.get(mode)!.base, 1, 1, `${mode}-warm`); // JIT, connections, partition map
+  // JIT (of the app and of the grid paths it uses), connections, partition map.
+  for (const mode of modes) await load(apps.get(mode)!.base, warmupSeconds, 1, `${mode}-warm`);
   // Latency at one request in flight (µs resolution), then throughput under autocannon; the
   // modes take turns round by round so that drift in machine load spreads over all of them.
   for (const mode of modes) {
@@ -168,7 +175,7 @@ try {
           issued++;
           return post(`${mode}-single-${i}`);
         },
-        { inFlight: 1, durationMs: 2000, warmupMs: 300 },
+        { inFlight: 1, durationMs: 2000, warmupMs: 1000 },
       ),
     );
     // Every request of the loop has completed: an exact count, unlike under autocannon (which

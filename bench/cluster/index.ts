@@ -16,7 +16,9 @@
  *   GRIDLINK_BENCH_QUICK=1 pnpm bench cluster   # about a minute: short windows, fewer keys,
  *                                               # one node of the rolling restart, no NATS leader
  *                                               # kill, no Redis default timeout, no charts written
- * Knobs: GRIDLINK_BENCH_SECONDS (throughput window, s; default 1.5, quick 0.3),
+ * Knobs: GRIDLINK_BENCH_SECONDS (throughput window, s; default 1, quick 0.3),
+ * GRIDLINK_BENCH_ROUNDS (throughput rounds per cell, the systems taking turns; medians; default 3,
+ * quick 1; each system is first warmed up for 1 s per op and concurrency, quick 0.3 s),
  * GRIDLINK_BENCH_WORKERS (failover workers = keys; default 32), GRIDLINK_BENCH_TAIL_MS (load kept
  * after recovery; default 1500, quick 500), GRIDLINK_BENCH_REPS (control-plane fault repetitions;
  * default 1, quick 0), GRIDLINK_BENCH_CHARTS (1: write the SVGs in quick mode too).
@@ -33,13 +35,14 @@ import { SYSTEMS, throughput, throughputTable, type Cell } from './throughput.js
 
 const env = process.env;
 const quick = env['GRIDLINK_BENCH_QUICK'] === '1';
-const seconds = Number(env['GRIDLINK_BENCH_SECONDS'] ?? (quick ? 0.3 : 1.5));
+const seconds = Number(env['GRIDLINK_BENCH_SECONDS'] ?? (quick ? 0.3 : 1));
+const rounds = Number(env['GRIDLINK_BENCH_ROUNDS'] ?? (quick ? 1 : 3));
 const workers = Number(env['GRIDLINK_BENCH_WORKERS'] ?? 32);
 const tailMs = Number(env['GRIDLINK_BENCH_TAIL_MS'] ?? (quick ? 500 : 1500));
 const reps = Number(env['GRIDLINK_BENCH_REPS'] ?? (quick ? 0 : 1));
 const charts = !quick || env['GRIDLINK_BENCH_CHARTS'] === '1';
-for (const [name, v] of [['GRIDLINK_BENCH_SECONDS', seconds], ['GRIDLINK_BENCH_WORKERS', workers], ['GRIDLINK_BENCH_TAIL_MS', tailMs], ['GRIDLINK_BENCH_REPS', reps]] as const) {
-  if (!Number.isFinite(v) || v < 0 || (name === 'GRIDLINK_BENCH_WORKERS' && (v < 3 || !Number.isInteger(v)))) {
+for (const [name, v] of [['GRIDLINK_BENCH_SECONDS', seconds], ['GRIDLINK_BENCH_WORKERS', workers], ['GRIDLINK_BENCH_TAIL_MS', tailMs], ['GRIDLINK_BENCH_REPS', reps], ['GRIDLINK_BENCH_ROUNDS', rounds]] as const) {
+  if (!Number.isFinite(v) || v < 0 || (name === 'GRIDLINK_BENCH_WORKERS' && (v < 3 || !Number.isInteger(v))) || (name === 'GRIDLINK_BENCH_ROUNDS' && (v < 1 || !Number.isInteger(v)))) {
     console.error(`${name}: not a valid value (${String(env[name])})`);
     process.exit(2);
   }
@@ -62,12 +65,12 @@ let gridResults: GridFaultResults;
       const redis = await startRedisServer();
       const rc = await RedisClusterProcesses.start({ masters: 3 });
       try {
-        cells = await throughput(grid, redis.port, rc, seconds * 1000, quick ? 2000 : 10_000);
+        cells = await throughput(grid, redis.port, rc, seconds * 1000, quick ? 2000 : 10_000, rounds, quick ? 300 : 1000);
       } finally {
         await redis.close();
         await rc.close();
       }
-      console.log(`\n### Throughput and latency (${seconds} s windows, each system right after the other)\n`);
+      console.log(`\n### Throughput and latency (median of ${rounds} round(s) of ${seconds} s windows per figure, the systems taking turns)\n`);
       console.log(throughputTable(cells));
     }
     // 2a. Grid node faults on the same cluster.

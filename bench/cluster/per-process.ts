@@ -11,6 +11,7 @@
  *   npx tsx bench/cluster/per-process.ts                 # 64 B and 1 KiB, 256 in flight
  *   SIZES=64 INF=16 SECONDS=3 npx tsx bench/cluster/per-process.ts
  *   PROXIES=1 npx tsx bench/cluster/per-process.ts       # NATS through the test kit's proxies
+ *   WARMUP_MS=500 npx tsx bench/cluster/per-process.ts   # warm-up before each cell (default 3 s)
  *
  * (Run from the repository root with TSX_TSCONFIG_PATH=bench/tsconfig.json after `pnpm build`, as
  * `pnpm bench` does, so that the built packages are measured.)
@@ -24,6 +25,7 @@ import { redisAvailable, startRedisServer } from '../shared/redis-servers.js';
 const SIZES = (process.env.SIZES ?? '64,1024').split(',').map(Number);
 const IN_FLIGHT = Number(process.env.INF ?? 256);
 const SECONDS = Number(process.env.SECONDS ?? 2);
+const WARMUP_MS = Number(process.env.WARMUP_MS ?? 3000);
 const KEYS = 10_000;
 
 interface Sample {
@@ -56,7 +58,8 @@ interface Row {
 
 /** Measures `fn` at IN_FLIGHT after a warm-up; per-op costs of `client` and the summed `servers`. */
 async function measure(system: string, size: number, op: string, fn: (i: number) => Promise<unknown>, servers: number[]): Promise<Row> {
-  await closedLoop(fn, { inFlight: IN_FLIGHT, durationMs: 500, warmupMs: 0 });
+  // Warm-up: V8 optimizes what each process runs only after seconds of load (longer at low rates).
+  await closedLoop(fn, { inFlight: IN_FLIGHT, durationMs: WARMUP_MS, warmupMs: 0 });
   const pids = [process.pid, ...servers];
   const before = pids.map(sample);
   const r = await closedLoop(fn, { inFlight: IN_FLIGHT, durationMs: SECONDS * 1000, warmupMs: 0 });

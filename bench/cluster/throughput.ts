@@ -1,13 +1,15 @@
 /**
  * Throughput and latency side by side: @gridlink/client → three gridlink-node processes (one
  * nats-server, backups = 1), ioredis → one redis-server, ioredis `Cluster` → a 3-master Redis
- * Cluster. For each value size, operation and number of requests in flight the three systems are
- * measured one right after the other, so that they see about the same background load.
+ * Cluster. For each value size, operation and number of requests in flight the three systems take
+ * turns over several rounds (each round in a rotated order, after one warm-up window per system
+ * and value size), and each figure is the median of its rounds: on a small shared machine one
+ * window of one system can be 30–40 % off the next, which single windows turned into ratios.
  */
 import { GridClient, bytesSerializer } from '@gridlink/client';
 import type { ProcessCluster } from '@gridlink/testkit';
 import { Cluster, Redis } from 'ioredis';
-import { closedLoop, fmt, type LoadResult } from '../shared/measure.js';
+import { closedLoop, fmt, percentile, type LoadResult } from '../shared/measure.js';
 import type { RedisClusterProcesses } from '../shared/redis-servers.js';
 
 export const SYSTEMS = ['gridlink (3 nodes)', 'redis-server', 'Redis Cluster (3 masters)'] as const;
@@ -33,6 +35,8 @@ export async function throughput(
   redisCluster: RedisClusterProcesses,
   durationMs: number,
   keyCount: number,
+  rounds: number,
+  warmupMs: number,
 ): Promise<Cell[]> {
   const keyOf = (i: number): string => `key-${(i % keyCount).toString().padStart(8, '0')}`;
   const client = await GridClient.connect({ endpoints: grid.endpoints });
@@ -52,14 +56,25 @@ export async function throughput(
       const value = new Uint8Array(size).fill(7);
       for (const s of SYSTEMS) {
         for (let i = 0; i < keyCount; i += 200) await Promise.all(Array.from({ length: 200 }, (_, j) => systems[s].put(keyOf(i + j), value)));
+        // Warm-up, at every concurrency the cells use: V8 needs seconds of load to optimize what
+        // a process runs, longer at low rates (a put at 1 in flight cost the client 4× its steady
+        // CPU and took 3–4× its steady latency during the first second, and came down over 3 s).
+        for (const inFlight of [256, 16, 1]) {
+          await closedLoop((i) => systems[s].put(keyOf(i), value), { inFlight, durationMs: warmupMs });
+          await closedLoop((i) => systems[s].get(keyOf(i)), { inFlight, durationMs: warmupMs });
+        }
       }
       for (const op of ['get', 'put'] as const) {
         for (const inFlight of IN_FLIGHT) {
-          const results = {} as Record<System, LoadResult>;
-          for (const s of SYSTEMS) {
-            const fn = op === 'get' ? (i: number) => systems[s].get(keyOf(i)) : (i: number) => systems[s].put(keyOf(i), value);
-            results[s] = await closedLoop(fn, { inFlight, durationMs });
+          const runs = Object.fromEntries(SYSTEMS.map((s) => [s, [] as LoadResult[]])) as Record<System, LoadResult[]>;
+          for (let r = 0; r < rounds; r++) {
+            for (let j = 0; j < SYSTEMS.length; j++) {
+              const s = SYSTEMS[(j + r) % SYSTEMS.length]!;
+              const fn = op === 'get' ? (i: number) => systems[s].get(keyOf(i)) : (i: number) => systems[s].put(keyOf(i), value);
+              runs[s].push(await closedLoop(fn, { inFlight, durationMs }));
+            }
           }
+          const results = Object.fromEntries(SYSTEMS.map((s) => [s, medianResult(runs[s])])) as Record<System, LoadResult>;
           cells.push({ size, op, inFlight, results });
           process.stderr.write(`  ${size} B ${op} @${inFlight}: ${SYSTEMS.map((s) => `${fmt(results[s].opsPerSec)}`).join(' / ')} ops/s\n`);
         }
@@ -71,6 +86,21 @@ export async function throughput(
     rc.disconnect();
   }
   return cells;
+}
+
+/** Per figure the median over the rounds; errors summed over them. */
+function medianResult(runs: LoadResult[]): LoadResult {
+  const m = (pick: (l: LoadResult) => number): number => percentile(runs.map(pick), 50);
+  return {
+    ops: runs.reduce((a, l) => a + l.ops, 0),
+    errors: runs.reduce((a, l) => a + l.errors, 0),
+    seconds: runs.reduce((a, l) => a + l.seconds, 0),
+    opsPerSec: m((l) => l.opsPerSec),
+    p50us: m((l) => l.p50us),
+    p99us: m((l) => l.p99us),
+    cpuUsPerOp: m((l) => l.cpuUsPerOp),
+    serverCpuUsPerOp: m((l) => l.serverCpuUsPerOp),
+  };
 }
 
 /** One table: per value size and operation, p50/p99 at 1 in flight and ops/s at 1, 16, 256; ratios vs one redis-server. */
