@@ -199,7 +199,7 @@ async function startNats(): Promise<{ url: string; stop(): Promise<void> }> {
   };
 }
 
-const fmtMs = (xs: number[]): string => (xs.length === 0 ? '—' : `${Math.round(percentile(xs, 0.5))} / ${Math.round(Math.max(...xs))}`);
+const fmtMs = (xs: number[]): string => (xs.length === 0 ? '—' : `${Math.round(percentile(xs, 50))} / ${Math.round(Math.max(...xs))}`);
 
 const nats = await startNats();
 const redis = await startRedis();
