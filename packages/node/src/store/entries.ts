@@ -120,7 +120,7 @@ export const POOL_MAX_BYTES = 4 * 1024 * 1024;
  */
 export function capacityFor(n: number): number {
   if (n > POOL_MAX_ENTRY_BYTES) return n;
-  const g = Math.max(64, 2 ** (31 - Math.clz32(n)) / 8);
+  const g = Math.max(64, (1 << (31 - Math.clz32(n))) >>> 3);
   return Math.ceil(n / g) * g;
 }
 
