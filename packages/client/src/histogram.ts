@@ -4,14 +4,16 @@
  */
 
 const SUB_BUCKETS = 32; // per power of two
+const SUB_BUCKETS_LOG2 = 5;
 
 function bucketOf(us: number): number {
   if (us < SUB_BUCKETS) return Math.max(0, Math.floor(us));
   // floor(log2(us)): from the leading zeros of its integer part when that fits in 32 bits.
+  // (`2 ** exp` and Math.log2 ran as calls to the C library's pow on every recorded response.)
   const exp = us < 0x1_0000_0000 ? 31 - Math.clz32(us) : Math.floor(Math.log2(us));
-  const base = 2 ** exp;
+  const base = exp < 31 ? 1 << exp : 2 ** exp;
   const sub = Math.floor(((us - base) / base) * SUB_BUCKETS);
-  return SUB_BUCKETS + (exp - Math.log2(SUB_BUCKETS)) * SUB_BUCKETS + Math.min(sub, SUB_BUCKETS - 1);
+  return SUB_BUCKETS + (exp - SUB_BUCKETS_LOG2) * SUB_BUCKETS + Math.min(sub, SUB_BUCKETS - 1);
 }
 
 function bucketUpper(b: number): number {

@@ -97,6 +97,9 @@ const SLAB_SIZE = 32 * 1024;
 const SLAB_MAX_ALLOC = 4 * 1024;
 let slab = new ArrayBuffer(SLAB_SIZE);
 let slabOffset = 0;
+/** Slab of allocFilled, whose callers overwrite every byte they get. */
+let filledSlab: ArrayBuffer = Buffer.allocUnsafeSlow(SLAB_SIZE).buffer;
+let filledOffset = 0;
 
 /**
  * A byte array of length `n` that the caller fills completely (frames being encoded, frames
@@ -104,7 +107,16 @@ let slabOffset = 0;
  * not zero-filled first (zeroing tens of kB per batch frame is work thrown away).
  */
 function allocFilled(n: number): Uint8Array {
-  return n > SLAB_MAX_ALLOC ? Buffer.allocUnsafeSlow(n) : allocBytes(n);
+  if (n > SLAB_MAX_ALLOC) return Buffer.allocUnsafeSlow(n);
+  // A slab of its own that is not zero-filled either: with 1 KiB frames a new zeroed 32 KiB slab
+  // every 30 frames was 3 % of a client's CPU time under puts.
+  if (filledOffset + n > SLAB_SIZE) {
+    filledSlab = Buffer.allocUnsafeSlow(SLAB_SIZE).buffer;
+    filledOffset = 0;
+  }
+  const out = new Uint8Array(filledSlab, filledOffset, n);
+  filledOffset = (filledOffset + n + 7) & ~7;
+  return out;
 }
 
 /**
