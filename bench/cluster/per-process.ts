@@ -2,7 +2,8 @@
  * Where an operation's cost lies when the grid runs as processes: for @gridlink/client → three
  * gridlink-node processes (one nats-server, backups = 1) and for ioredis → one redis-server, at
  * a fixed number of requests in flight, the CPU time, the read/write system calls and the
- * context switches that each process spends per operation (Linux /proc: stat, io, status),
+ * context switches and the minor page faults that each process spends per operation (Linux /proc:
+ * stat, io, status),
  * beside the throughput. On a small machine these columns explain the throughput table of
  * `pnpm bench cluster`: a replicated put crosses four process boundaries (client → primary →
  * backup → primary → client), a redis SET two; each crossing is a write that wakes another
@@ -19,7 +20,7 @@
 import { GridClient, bytesSerializer } from '@gridlink/client';
 import { ProcessCluster } from '@gridlink/testkit';
 import { Redis } from 'ioredis';
-import { closedLoop, fmt, processContextSwitches, processCpuSplitUs, processSyscalls, table } from '../shared/measure.js';
+import { closedLoop, fmt, processContextSwitches, processCpuSplitUs, processMinorFaults, processSyscalls, table } from '../shared/measure.js';
 import { redisAvailable, startRedisServer } from '../shared/redis-servers.js';
 
 const SIZES = (process.env.SIZES ?? '64,1024').split(',').map(Number);
@@ -33,13 +34,14 @@ interface Sample {
   sysUs: number;
   syscalls: number;
   switches: number;
+  faults: number;
 }
 
 /** CPU time (µs; of it in the kernel), read + write system calls and context switches of a process so far (Linux). */
 function sample(pid: number): Sample {
   const cpu = processCpuSplitUs(pid);
   const io = processSyscalls(pid);
-  return { cpuUs: cpu.user + cpu.system, sysUs: cpu.system, syscalls: io.r + io.w, switches: processContextSwitches(pid) };
+  return { cpuUs: cpu.user + cpu.system, sysUs: cpu.system, syscalls: io.r + io.w, switches: processContextSwitches(pid), faults: processMinorFaults(pid) };
 }
 
 interface Row {
@@ -54,6 +56,7 @@ interface Row {
   serverKernel: number;
   syscalls: number;
   switches: number;
+  faults: number;
 }
 
 /** Measures `fn` at IN_FLIGHT after a warm-up; per-op costs of `client` and the summed `servers`. */
@@ -78,6 +81,7 @@ async function measure(system: string, size: number, op: string, fn: (i: number)
     serverKernel: sum('sysUs', 1) / sum('cpuUs', 1),
     syscalls: sum('syscalls', 0),
     switches: sum('switches', 0),
+    faults: sum('faults', 0),
   };
 }
 
@@ -124,8 +128,8 @@ const f3 = (n: number): string => n.toFixed(3);
 console.log(`### Cost per operation by process, ${IN_FLIGHT} in flight, ${SECONDS} s per cell (client: this process)\n`);
 console.log(
   table([
-    ['value', 'op', 'system', 'ops/s', 'client CPU µs/op', 'server CPU µs/op', 'of it kernel', 'all CPU µs/op', 'syscalls/op (all)', 'context switches/op (all)'],
-    ...rows.map((r) => [`${r.size} B`, r.op, r.system, fmt(r.opsPerSec), f1(r.clientCpu), f1(r.serverCpu), `${Math.round(100 * r.serverKernel)} %`, f1(r.clientCpu + r.serverCpu), f3(r.syscalls), f3(r.switches)]),
+    ['value', 'op', 'system', 'ops/s', 'client CPU µs/op', 'server CPU µs/op', 'of it kernel', 'all CPU µs/op', 'syscalls/op (all)', 'context switches/op (all)', 'page faults/op (all)'],
+    ...rows.map((r) => [`${r.size} B`, r.op, r.system, fmt(r.opsPerSec), f1(r.clientCpu), f1(r.serverCpu), `${Math.round(100 * r.serverKernel)} %`, f1(r.clientCpu + r.serverCpu), f3(r.syscalls), f3(r.switches), f3(r.faults)]),
   ]),
 );
 console.log('\nserver CPU: the three node processes summed (gridlink), or redis-server; NATS is not counted (idle between lease renewals).');
