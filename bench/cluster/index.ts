@@ -12,7 +12,7 @@
  * 3. The targets beside the measured values.
  * 4. The control plane alone under faults (nats-faults.ts; GRIDLINK_BENCH_REPS repetitions).
  *
- *   pnpm bench cluster                          # full run (about 4 minutes)
+ *   pnpm bench cluster                          # full run (about 5 minutes)
  *   GRIDLINK_BENCH_QUICK=1 pnpm bench cluster   # about a minute: short windows, fewer keys,
  *                                               # one node of the rolling restart, no NATS leader
  *                                               # kill, no Redis default timeout, no charts written
