@@ -16,6 +16,15 @@ describe('cache API against a 3-node cluster', () => {
     expect(await c.containsKey('missing')).toBe(false);
   });
 
+  it('many big values sent in one turn (one writev of the frames as they are) all arrive intact', async () => {
+    const c = grid.client.cache<string, Uint8Array>('api-big', { serializer: bytesSerializer });
+    const value = (i: number): Uint8Array => Uint8Array.from({ length: 1500 + (i % 7) * 300 }, (_, j) => (i * 31 + j) & 0xff);
+    // Issued in one synchronous loop: each connection flushes them together at the end of the turn.
+    await Promise.all(Array.from({ length: 300 }, (_, i) => c.put(`big-${i}`, value(i))));
+    const got = await Promise.all(Array.from({ length: 300 }, (_, i) => c.get(`big-${i}`)));
+    got.forEach((v, i) => expect(v).toEqual(value(i)));
+  });
+
   it('conditional ops, get-and-* and remove', async () => {
     const c = grid.client.cache<string, string>('api-cond');
     expect(await c.putIfAbsent('k', 'v1')).toBe(true);
