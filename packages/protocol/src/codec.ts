@@ -103,8 +103,8 @@ let filledOffset = 0;
 
 /**
  * A byte array of length `n` that the caller fills completely (frames being encoded, frames
- * gathered from several chunks): small ones come from the slab as allocBytes, larger ones are
- * not zero-filled first (zeroing tens of kB per batch frame is work thrown away).
+ * gathered from several chunks), never zero-filled first (zeroing is work thrown away): small
+ * ones are carved, like allocBytes', out of a slab of their own, larger ones allocated alone.
  */
 function allocFilled(n: number): Uint8Array {
   if (n > SLAB_MAX_ALLOC) return Buffer.allocUnsafeSlow(n);
