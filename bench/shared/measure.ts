@@ -22,13 +22,18 @@ export interface LoadResult {
  * NaN where that is not available. Resolution: one clock tick (10 ms).
  */
 export function processCpuSplitUs(pid: number): { user: number; system: number } {
+  const f = statFields(pid);
+  // utime and stime are fields 14 and 15.
+  return f === null ? { user: Number.NaN, system: Number.NaN } : { user: (Number(f[11]) * 1e6) / 100, system: (Number(f[12]) * 1e6) / 100 };
+}
+
+/** Fields of /proc/<pid>/stat from the third on (after the parenthesised command name), or null. */
+function statFields(pid: number): string[] | null {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return { user: (Number(f[11]) * 1e6) / 100, system: (Number(f[12]) * 1e6) / 100 };
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   } catch {
-    return { user: Number.NaN, system: Number.NaN };
+    return null;
   }
 }
 
@@ -38,12 +43,8 @@ export function processCpuSplitUs(pid: number): { user: number; system: number }
  * pages it copies survivors to when it had given them back to the system.
  */
 export function processMinorFaults(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[7]);
-  } catch {
-    return Number.NaN;
-  }
+  const f = statFields(pid);
+  return f === null ? Number.NaN : Number(f[7]);
 }
 
 /** CPU time (user + system) a process has used so far, in µs (see processCpuSplitUs). */
