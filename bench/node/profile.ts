@@ -13,7 +13,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { encodeKey } from '@gridlink/affinity';
 import { Op } from '@gridlink/protocol';
-import { closedLoop, table } from '../shared/measure.js';
+import { closedLoop, processCpuUs, table } from '../shared/measure.js';
 import { WireClient } from './wire-client.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -39,15 +39,6 @@ const client = new WireClient(endpoints);
 await client.connect();
 const keys = Array.from({ length: 10_000 }, (_, i) => encodeKey(`key-${i}`));
 const value = new Uint8Array(Number(process.env.PROFILE_SIZE ?? 64)).fill(7);
-/** utime + stime of the cluster process, in µs (Linux /proc; 0 elsewhere). */
-function cpuMicros(pid: number): number {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return ((Number(fields[11]) + Number(fields[12])) * 1e6) / 100;
-  } catch {
-    return 0;
-  }
-}
 // Puts carry `ack`, the lowest seq still in flight, as @gridlink/client's do.
 let low = 1;
 const settled = new Set<number>();
@@ -69,10 +60,10 @@ const run = (durationMs: number): ReturnType<typeof closedLoop> =>
     { inFlight, durationMs, warmupMs: 0 },
   );
 await run(1000); // warm-up (JIT, prefill) outside the CPU measurement
-const cpu0 = cpuMicros(proc.pid!);
+const cpu0 = processCpuUs(proc.pid!);
 const t0 = performance.now();
 const r = await run(seconds * 1000);
-const cpu = cpuMicros(proc.pid!) - cpu0;
+const cpu = processCpuUs(proc.pid!) - cpu0;
 const ops = (r.opsPerSec * (performance.now() - t0)) / 1000;
 // CPU per op of the cluster process depends less on how fast the load generator gets scheduled.
 console.log(`${op} ×${inFlight}: ${Math.round(r.opsPerSec)} ops/s, p50 ${Math.round(r.p50us)} µs, cluster CPU ${Math.round(cpu / ops)} µs/op`);
