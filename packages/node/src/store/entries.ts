@@ -505,7 +505,7 @@ export class EntryArena {
   private growSlots(): void {
     // Grow by half: a doubling would leave up to half of these arrays unused.
     const n = Math.ceil(this.klen.length * 1.5);
-    const grow = <T extends Int32Array | Float64Array>(a: T, make: (n: number) => T): T => {
+    const grow = <T extends Int32Array | Float64Array | Uint8Array>(a: T, make: (n: number) => T): T => {
       const b = make(n);
       b.set(a);
       return b;
@@ -515,9 +515,7 @@ export class EntryArena {
     const shardOf = new Int32Array(n).fill(NONE);
     shardOf.set(this.shardOf);
     this.shardOf = shardOf;
-    const lent = new Uint8Array(n);
-    lent.set(this.lent);
-    this.lent = lent;
+    this.lent = grow(this.lent, (k) => new Uint8Array(k));
     this.newer = grow(this.newer, (k) => new Int32Array(k));
     this.older = grow(this.older, (k) => new Int32Array(k));
   }
