@@ -8,7 +8,7 @@ import { StatefulSet } from 'kubernetes-models/apps/v1/StatefulSet';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
 import { ServiceMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor';
 import * as nodePackage from '@gridlink/node';
-import { LocalCluster } from '@gridlink/node';
+import { LocalCluster, NODE_V8_FLAGS } from '@gridlink/node';
 import { parsePrometheus } from '@gridlink/admin';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
@@ -209,13 +209,13 @@ describe('Kubernetes manifests', () => {
     expect(checked).toBeGreaterThan(10);
   });
 
-  it('the Dockerfile runs the gridlink-node bin in exec form, exposes its ports and fetches nothing but packages', () => {
+  it('the Dockerfile runs the gridlink-node bin in exec form with the node\'s V8 flags, exposes its ports and fetches nothing but packages', () => {
     const text = readFileSync(`${root}deploy/docker/Dockerfile`, 'utf8');
     const entry = /^ENTRYPOINT (\[.*\])$/m.exec(text);
     expect(entry).not.toBeNull();
     const argv = JSON.parse(entry![1]!) as string[];
     const bin = (JSON.parse(readFileSync(`${root}packages/node/package.json`, 'utf8')) as { bin: Record<string, string> }).bin['gridlink-node']!;
-    expect(argv).toEqual(['node', `/app/${bin.replace(/^\.\//, '')}`]);
+    expect(argv).toEqual(['node', ...NODE_V8_FLAGS, `/app/${bin.replace(/^\.\//, '')}`]);
     const exposed = /^EXPOSE (.*)$/m.exec(text)![1]!.split(/\s+/).map(Number);
     expect(exposed).toEqual(expect.arrayContaining([portOf('client'), portOf('http')]));
     for (const run of text.match(/^RUN .*(\n .*)*/gm) ?? []) expect(run).not.toMatch(/\b(curl|wget|git|apt-get|apk)\b/);

@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { CLI_OPTIONS, envNameOf, parseCli, usage, type CliConfig } from '../src/cli/options.js';
 import { peerLocalAddress } from '../src/peers/local-address.js';
 import { CLUSTER_DEFAULTS, joinOrCreateCluster, reconcileClusterSettings } from '../src/cli/cluster.js';
-import { MemoryControlPlane, NodeConfigError } from '@gridlink/node';
+import { MemoryControlPlane, NODE_V8_FLAGS, NodeConfigError, youngGenerationConfigured } from '@gridlink/node';
 
 const cfg = (argv: string[], env: Record<string, string> = {}, host = 'pod-0'): CliConfig => {
   const r = parseCli(argv, env, host);
@@ -192,5 +192,22 @@ describe('cluster record', () => {
     await expect(joinOrCreateCluster(cp, { clusterId: 'other' })).rejects.toThrow(/cluster-id/);
     const fresh = new MemoryControlPlane();
     expect((await joinOrCreateCluster(fresh, {})).record).toEqual(CLUSTER_DEFAULTS);
+  });
+});
+
+describe('youngGenerationConfigured (ADR 0046)', () => {
+  it('sees --max-semi-space-size in the exec arguments or NODE_OPTIONS, in any spelling V8 accepts', () => {
+    expect(NODE_V8_FLAGS).toEqual(['--max-semi-space-size=4']);
+    expect(youngGenerationConfigured([...NODE_V8_FLAGS], undefined)).toBe(true);
+    expect(youngGenerationConfigured(['--max_semi_space_size=8'], undefined)).toBe(true);
+    expect(youngGenerationConfigured(['--max-semi-space-size', '4'], undefined)).toBe(true);
+    expect(youngGenerationConfigured([], '--enable-source-maps  --max-semi-space-size=2')).toBe(true);
+    expect(youngGenerationConfigured([], '--max_semi_space_size=2')).toBe(true);
+  });
+
+  it('does not mistake other flags for it', () => {
+    expect(youngGenerationConfigured([], undefined)).toBe(false);
+    expect(youngGenerationConfigured(['--max-old-space-size=4096', '--enable-source-maps'], '')).toBe(false);
+    expect(youngGenerationConfigured(['--max-semi-space-sizes=4'], '--min-semi-space-size=4')).toBe(false);
   });
 });

@@ -13,6 +13,9 @@ describe('@gridlink/node entry points', () => {
       [
         'CACHE_PREFIX',
         'CLUSTER_KEY',
+        // How to start the gridlink-node process (ADR 0046).
+        'NODE_V8_FLAGS',
+        'youngGenerationConfigured',
         'ControlPlaneUnavailableError',
         'NatsControlPlane',
         'parseCli',

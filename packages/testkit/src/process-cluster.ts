@@ -12,7 +12,7 @@ import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { NatsControlPlane, type TopologyRecord } from '@gridlink/node';
+import { NODE_V8_FLAGS, NatsControlPlane, type TopologyRecord } from '@gridlink/node';
 import { FaultProxy } from './fault-proxy.js';
 import { NatsCluster } from './nats-server.js';
 import { exited, freePort, freePortOn, loopbackAliasesUsable, spawnTracked, waitFor } from './processes.js';
@@ -30,6 +30,12 @@ export interface ProcessClusterOptions {
   bucketReplicas?: number;
   /** Extra `gridlink-node` flags for every node. */
   nodeArgs?: string[];
+  /**
+   * Flags of the Node.js runtime every node process starts with (before the CLI's path). Default
+   * `NODE_V8_FLAGS` of @gridlink/node, as the container image starts it (ADR 0046); `[]` for V8's
+   * own defaults.
+   */
+  v8Flags?: readonly string[];
   /** Log level of the nodes (their stderr is kept per node). Default warn. */
   logLevel?: 'debug' | 'info' | 'warn' | 'error';
   /** Path of the built CLI. Default: `packages/node/dist/cli.js` of this workspace. */
@@ -96,6 +102,8 @@ export class GridNodeProcess {
     readonly dialPort: number = port,
     /** The node's HTTP port (/health, /metrics), when the cluster was started with `http: true`. */
     readonly httpPort?: number,
+    /** Runtime flags before the CLI's path. */
+    private readonly v8Flags: readonly string[] = NODE_V8_FLAGS,
   ) {}
 
   /**
@@ -133,7 +141,7 @@ export class GridNodeProcess {
     if (this.running) return;
     this.out = '';
     this.err = '';
-    const child = spawnTracked(process.execPath, [this.cliPath, ...this.args(), ...this.extraArgs], {
+    const child = spawnTracked(process.execPath, [...this.v8Flags, this.cliPath, ...this.args(), ...this.extraArgs], {
       stdio: ['ignore', 'pipe', 'pipe'],
       // Only the flags configure the node: GRIDLINK_* variables of the test process are dropped.
       env: Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('GRIDLINK_'))),
@@ -372,6 +380,7 @@ export class ProcessCluster {
         cliPath,
         net?.dialPort ?? port,
         httpPort,
+        options.v8Flags ?? NODE_V8_FLAGS,
       );
     const ids = options.ids ?? Array.from({ length: n }, (_, i) => `node-${i + 1}`);
     const nodes: GridNodeProcess[] = [];

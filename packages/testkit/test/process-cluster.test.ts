@@ -8,9 +8,11 @@
  * Needs `packages/node/dist/cli.js` (build the node package first).
  */
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { partitionOf } from '@gridlink/affinity';
+import { NODE_V8_FLAGS } from '@gridlink/node';
 import { waitFor } from '@gridlink/testkit';
 import { expectExclusiveHolds, startLockWorkers } from './helpers/locks.js';
 import { processClusterFixture, throughFault as throughLoad } from './helpers/load.js';
@@ -53,6 +55,10 @@ describe('ProcessCluster: gridlink-node processes on a NATS control plane', () =
     expect(topo.partitions).toBe(64);
     expect(topo.owners.every((o) => o.length === 2)).toBe(true);
     expect(new Set(fx.cluster.nodes.map((n) => n.pid)).size).toBe(3);
+    // Started with the runtime flags the container image uses (ADR 0046).
+    if (process.platform === 'linux') {
+      for (const n of fx.cluster.nodes) expect(readFileSync(`/proc/${n.pid}/cmdline`, 'utf8').split('\0')).toEqual(expect.arrayContaining([...NODE_V8_FLAGS]));
+    }
   });
 
   it('a joining node with a different partition count or cluster id is refused, naming the setting', async () => {
