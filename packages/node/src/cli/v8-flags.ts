@@ -9,7 +9,7 @@
  * about 8 MB of reads, and under 1 KiB puts a node ran a full mark-compact every 100–250 ms
  * (about a sixth of its CPU samples). With 4 MiB, scavenges come four times as often, free those
  * bytes sooner, and the headroom is larger: a third as many mark-compacts, and at 16 requests in
- * flight a 1 KiB put costs the nodes 10–16 % less CPU (`bench/cluster/young-gen.ts`). The flag has
+ * flight a 1 KiB put costs the nodes 10–17 % less CPU (`bench/cluster/young-gen.ts`). The flag has
  * to be given when the process starts (V8 sizes its heap then; `v8.setFlagsFromString` later has
  * no effect on it).
  */
