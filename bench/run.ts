@@ -9,7 +9,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const order = ['affinity', 'protocol', 'node', 'client'];
@@ -34,7 +34,12 @@ const selected = wanted.length > 0 ? wanted : available;
 let failed = 0;
 for (const name of selected) {
   console.log(`\n## bench/${name}\n`);
-  const result = spawnSync(process.execPath, ['--import', 'tsx', join(here, name, 'index.ts')], {
+  // The bench module is imported and the process then exits at once, rather than left to wind
+  // down: Node 20 can spin forever in its exit-time handle cleanup (nodejs/node#47748), which we
+  // met three times with throwaway benches of real processes, and spawnSync would wait on it.
+  const entry = pathToFileURL(join(here, name, 'index.ts')).href;
+  const main = `await import(${JSON.stringify(entry)}); process.exit(process.exitCode ?? 0);`;
+  const result = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '--eval', main], {
     stdio: 'inherit',
     // Measure the built packages (dist/), not the sources the root tsconfig maps for tests.
     env: { ...process.env, NODE_ENV: 'production', TSX_TSCONFIG_PATH: join(here, 'tsconfig.json') },

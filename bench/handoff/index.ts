@@ -87,7 +87,7 @@ async function main(): Promise<void> {
   console.log(table(rows));
 }
 
-main().catch((err: unknown) => {
+await main().catch((err: unknown) => {
   console.error(err);
   process.exit(1);
 });
