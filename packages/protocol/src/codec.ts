@@ -95,11 +95,32 @@ function checkMaxFrameSize(value: unknown, field: string): number {
 
 const SLAB_SIZE = 32 * 1024;
 const SLAB_MAX_ALLOC = 4 * 1024;
-let slab = new ArrayBuffer(SLAB_SIZE);
-let slabOffset = 0;
-/** Slab of allocFilled, whose callers overwrite every byte they get. */
-let filledSlab: ArrayBuffer = Buffer.allocUnsafeSlow(SLAB_SIZE).buffer;
-let filledOffset = 0;
+
+/** Distinct views carved in turn out of a shared ArrayBuffer; a full one is replaced by `make`'s next. */
+class Slab {
+  private buf: ArrayBuffer;
+  private offset = 0;
+  constructor(private readonly make: (size: number) => ArrayBuffer) {
+    this.buf = make(SLAB_SIZE);
+  }
+  take(n: number): Uint8Array {
+    if (this.offset + n > SLAB_SIZE) {
+      this.buf = this.make(SLAB_SIZE);
+      this.offset = 0;
+    }
+    const out = new Uint8Array(this.buf, this.offset, n);
+    this.offset = (this.offset + n + 7) & ~7;
+    return out;
+  }
+}
+
+/** allocBytes' slab: zero-filled, and its space is never reused. */
+const zeroedSlab = new Slab((size) => new ArrayBuffer(size));
+/**
+ * allocFilled's slab, not zero-filled: its callers overwrite every byte they get (with 1 KiB
+ * frames a new zeroed 32 KiB slab every 30 frames was 3 % of a client's CPU time under puts).
+ */
+const unfilledSlab = new Slab((size) => Buffer.allocUnsafeSlow(size).buffer);
 
 /**
  * A byte array of length `n` that the caller fills completely (frames being encoded, frames
@@ -107,16 +128,7 @@ let filledOffset = 0;
  * ones are carved, like allocBytes', out of a slab of their own, larger ones allocated alone.
  */
 function allocFilled(n: number): Uint8Array {
-  if (n > SLAB_MAX_ALLOC) return Buffer.allocUnsafeSlow(n);
-  // A slab of its own that is not zero-filled either: with 1 KiB frames a new zeroed 32 KiB slab
-  // every 30 frames was 3 % of a client's CPU time under puts.
-  if (filledOffset + n > SLAB_SIZE) {
-    filledSlab = Buffer.allocUnsafeSlow(SLAB_SIZE).buffer;
-    filledOffset = 0;
-  }
-  const out = new Uint8Array(filledSlab, filledOffset, n);
-  filledOffset = (filledOffset + n + 7) & ~7;
-  return out;
+  return n > SLAB_MAX_ALLOC ? Buffer.allocUnsafeSlow(n) : unfilledSlab.take(n);
 }
 
 /**
@@ -124,14 +136,7 @@ function allocFilled(n: number): Uint8Array {
  * Exported for other hot paths that make many small byte arrays (the client's value serializer).
  */
 export function allocBytes(n: number): Uint8Array {
-  if (n > SLAB_MAX_ALLOC) return new Uint8Array(n);
-  if (slabOffset + n > SLAB_SIZE) {
-    slab = new ArrayBuffer(SLAB_SIZE);
-    slabOffset = 0;
-  }
-  const out = new Uint8Array(slab, slabOffset, n);
-  slabOffset = (slabOffset + n + 7) & ~7;
-  return out;
+  return n > SLAB_MAX_ALLOC ? new Uint8Array(n) : zeroedSlab.take(n);
 }
 
 // ---------------------------------------------------------------------------------------------
