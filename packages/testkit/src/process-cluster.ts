@@ -102,7 +102,7 @@ export class GridNodeProcess {
     readonly dialPort: number = port,
     /** The node's HTTP port (/health, /metrics), when the cluster was started with `http: true`. */
     readonly httpPort?: number,
-    /** Runtime flags before the CLI's path. */
+    /** Runtime flags before the CLI's path (ProcessClusterOptions.v8Flags). */
     private readonly v8Flags: readonly string[] = NODE_V8_FLAGS,
   ) {}
 
@@ -380,7 +380,7 @@ export class ProcessCluster {
         cliPath,
         net?.dialPort ?? port,
         httpPort,
-        options.v8Flags ?? NODE_V8_FLAGS,
+        options.v8Flags,
       );
     const ids = options.ids ?? Array.from({ length: n }, (_, i) => `node-${i + 1}`);
     const nodes: GridNodeProcess[] = [];
