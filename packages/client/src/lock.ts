@@ -26,6 +26,15 @@ export interface LockOptions extends OpOptions {
   autoRenew?: boolean;
 }
 
+export interface LockGetOptions extends LockOptions {
+  /**
+   * Take the lock only when the entry is absent. A present entry is then answered without taking
+   * the lock: a read on the primary, nothing replicated, no release to send. Default false. (A
+   * node older than this option takes the lock anyway: `acquired` says what happened.)
+   */
+  ifAbsent?: boolean;
+}
+
 export interface AcquireOptions extends LockOptions {
   /** How long to wait for the lock (ms). Default 10000. */
   waitMs?: number;
@@ -384,15 +393,19 @@ export class GridLock {
    * Lock + read-your-state: takes the lock if free (never waiting) and, in the same step on the
    * lock's primary, reads the entry stored under the lock's key in `cache`. The value is returned
    * whether or not the lock was taken. One round trip; a retry after a failover is exactly-once
-   * (the same token and value). Pair with `handle.putAndRelease(cache, value)`.
+   * (the same token and value). Pair with `handle.putAndRelease(cache, value)`. With `ifAbsent`
+   * the lock is taken only when the entry is absent: a present one comes back as a plain read.
    */
-  async attemptGet<V>(cache: GridCache<GridKey, V>, options: LockOptions = {}): Promise<LockStateAttempt<V>> {
+  async attemptGet<V>(cache: GridCache<GridKey, V>, options: LockGetOptions = {}): Promise<LockStateAttempt<V>> {
     const leaseMs = checkPositive('leaseMs', options.leaseMs, DEFAULT_LEASE_MS);
+    if (options.ifAbsent !== undefined && typeof options.ifAbsent !== 'boolean') {
+      throw new GridConfigError('ifAbsent', `must be a boolean, got ${String(options.ifAbsent)}`);
+    }
     const partition = this.partition();
     const owner = newOwner();
     const r = await this.ctx.invoker.invoke<LockResult & { value: Uint8Array | null }>(
       Op.LOCK_TRY_ACQUIRE_GET,
-      { cache: cache.name, key: this.name, leaseMs, owner },
+      options.ifAbsent === true ? { cache: cache.name, key: this.name, leaseMs, owner, ifAbsent: true } : { cache: cache.name, key: this.name, leaseMs, owner },
       { partition, signal: options.signal, timeoutMs: options.timeoutMs },
     );
     const value = cache.decodeValue(r.value);

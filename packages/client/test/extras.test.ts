@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { LocalCluster } from '@gridlink/node';
 import { partitionOf } from '@gridlink/affinity';
-import { Op } from '@gridlink/protocol';
+import { ALL_FEATURES, Feature, Op, validateRequest } from '@gridlink/protocol';
 import { GridAbortError, GridClient, GridConnectionError, GridTimeoutError, PartitionLostError, dnsAddressFinder, staticAddressFinder } from '@gridlink/client';
 import { ScriptedNode } from './helpers/scripted-node.js';
 import { waitFor } from './helpers/wait.js';
@@ -173,5 +173,37 @@ describe('deadlines and aborts', () => {
     expect(elapsed).toBeGreaterThanOrEqual(750);
     expect(node.count(Op.CACHE_GET)).toBeGreaterThan(1); // attempts expired and were retried
     expect(client.stats().retries).toBeGreaterThan(0);
+  });
+});
+
+describe('features a node did not grant', () => {
+  it('attemptGet({ ifAbsent }) reaches a node without LOCK_GET_IF_ABSENT as a plain acquire-get; a node with it gets the flag', async () => {
+    const lockNode = async (features: number): Promise<ScriptedNode> => {
+      const node = new ScriptedNode(`f${features}`, 8, (req, n) => {
+        if (req.op === Op.TOPOLOGY) return { payload: n.map(1) };
+        if (req.op === Op.HEARTBEAT) return { payload: {} };
+        if (req.op === Op.LOCK_TRY_ACQUIRE_GET) return { payload: { acquired: true, token: 4, value: null } };
+        return { payload: { released: true } };
+      });
+      node.features = features;
+      await node.start();
+      cleanups.push(() => node.close());
+      return node;
+    };
+    for (const [features, sent] of [
+      [Feature.TOPOLOGY_PUSH | Feature.LOCKS, false],
+      [ALL_FEATURES, true],
+    ] as const) {
+      const node = await lockNode(features);
+      const client = await GridClient.connect({ endpoints: [node.endpoint] });
+      cleanups.push(() => client.close());
+      const r = await client.lock('job').attemptGet(client.cache('state'), { ifAbsent: true });
+      // The older node took the lock (it knows no other way): the caller sees it and owns it.
+      expect(r.acquired).toBe(true);
+      const req = node.requests.find((q) => q.op === Op.LOCK_TRY_ACQUIRE_GET)!;
+      expect('ifAbsent' in (req.payload as object)).toBe(sent);
+      expect(() => validateRequest(req)).not.toThrow();
+      if (r.acquired) await r.handle.release();
+    }
   });
 });

@@ -72,6 +72,33 @@ describe('lock + read-your-state', () => {
     expect(partitionOfBytes(encodeKey('job:1'), P)).toBe(partitionOf('job:1', P));
   });
 
+  it('ifAbsent: a stored entry comes back in one read without taking the lock; an absent one is locked', async () => {
+    const c = await LocalCluster.start({ nodes: 2, backups: 1, partitions: P });
+    cluster = c;
+    const a = await client(c);
+    const rec = a.cache<string, { n: number }>('state');
+    const first = await a.lock('job:2').attemptGet(rec, { ifAbsent: true });
+    expect(first).toMatchObject({ acquired: true, value: undefined });
+    if (!first.acquired) return;
+    // Held and still absent: refused as without the flag.
+    expect(await a.lock('job:2').attemptGet(rec, { ifAbsent: true })).toMatchObject({ acquired: false, value: undefined });
+    await first.handle.putAndRelease(rec, { n: 7 });
+    const ops = a.stats().operations;
+    const read = await a.lock('job:2').attemptGet(rec, { ifAbsent: true });
+    expect(read).toMatchObject({ acquired: false, value: { n: 7 } });
+    expect(a.stats().operations - ops).toBe(1);
+    // The lock was left free: a plain acquisition gets it, with a larger token than the first.
+    const h = await a.lock('job:2').tryAcquire();
+    expect(h).not.toBeNull();
+    expect(h!.fencingToken).toBeGreaterThan(first.handle.fencingToken);
+    // Held and present: the value, and how long the holder still has.
+    const busy = await a.lock('job:2').attemptGet(rec, { ifAbsent: true });
+    expect(busy).toMatchObject({ acquired: false, value: { n: 7 } });
+    expect(busy.acquired === false && busy.heldForMs).toBeGreaterThan(0);
+    await h!.release();
+    await expect(a.lock('job:2').attemptGet(rec, { ifAbsent: 'yes' as never })).rejects.toMatchObject({ code: 'GRID_CONFIG', field: 'ifAbsent' });
+  });
+
   it('a stale holder (lease ran out, another took the lock) stores nothing', async () => {
     const c = await LocalCluster.start({ nodes: 2, backups: 1, partitions: P });
     cluster = c;

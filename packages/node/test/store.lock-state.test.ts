@@ -91,6 +91,38 @@ describe('compound lock ops in the store', () => {
     expect(() => st.mutate(P, Op.LOCK_PUT_RELEASE, { cache, key, seq: 1, token: 1, value: b('x') }, 's')).toThrow(StoreError);
   });
 
+  it('ifAbsent: a present entry is answered as a read (no lock, no record); an absent one is acquired as usual', () => {
+    const clock = new FakeClock();
+    const st = new NodeStore({ clock });
+    let seq = 0;
+    const m = (p: Record<string, unknown>, session = 's') => st.mutate(P, Op.LOCK_TRY_ACQUIRE_GET, { cache, key, seq: ++seq, leaseMs: 1000, ifAbsent: true, ...p }, session);
+    // Absent: the lock is taken, remembered and replicated like without the flag.
+    const a = m({ owner: 'A' });
+    expect(a.result).toEqual({ acquired: true, token: (a.result as AcqGet).token, value: null });
+    expect(a.record!.effects.map((e) => e.t)).toEqual(['lock']);
+    const token = (a.result as AcqGet).token!;
+    st.mutate(P, Op.LOCK_PUT_RELEASE, { cache, key, seq: ++seq, token, owner: 'A', value: b('done') }, 's');
+    const counter = st.updateCounter(P);
+    // Present and free: the value, the lock left alone, nothing recorded.
+    const read = m({ owner: 'B' }, 't');
+    expect(read.record).toBeNull();
+    expect(read.result).not.toHaveProperty('token');
+    expect((read.result as AcqGet).acquired).toBe(false);
+    expect(s((read.result as AcqGet).value)).toBe('done');
+    expect(st.stats().locks).toBe(0);
+    expect(st.updateCounter(P)).toBe(counter);
+    // Present and held: the value and the holder's remaining lease.
+    const held = st.mutate(P, Op.LOCK_TRY_ACQUIRE_GET, { cache, key, seq: ++seq, leaseMs: 1000, owner: 'C' }, 'u');
+    expect((held.result as AcqGet).acquired).toBe(true);
+    clock.advance(250);
+    expect(m({ owner: 'D' }, 'v').result).toMatchObject({ acquired: false, heldForMs: 750 });
+    // Without the flag the present entry does not stop an acquisition (ADR 0036 as before).
+    clock.advance(1000);
+    expect((st.mutate(P, Op.LOCK_TRY_ACQUIRE_GET, { cache, key, seq: ++seq, leaseMs: 1000, owner: 'E' }, 'w').result as AcqGet).acquired).toBe(true);
+    // A flag that is not a boolean is refused before anything changes.
+    expect(() => st.mutate(P, Op.LOCK_TRY_ACQUIRE_GET, { cache, key, seq: ++seq, leaseMs: 1000, ifAbsent: 1 }, 'x')).toThrow(StoreError);
+  });
+
   it('bad input is a typed error that changes nothing', () => {
     const st = new NodeStore({ clock: new FakeClock() });
     const bad: [Op, Record<string, unknown>][] = [

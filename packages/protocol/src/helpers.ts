@@ -44,6 +44,17 @@ export function negotiateFeatures(requested: number, supported: number = ALL_FEA
   return (requested & supported) >>> 0;
 }
 
+/**
+ * A LOCK_TRY_ACQUIRE_GET payload for a node that did not grant LOCK_GET_IF_ABSENT (an older node,
+ * which refuses fields it does not know): a copy without `ifAbsent`, so that node takes the lock
+ * as before and the caller sees `acquired`. Any other payload is returned as is.
+ */
+export function withoutIfAbsent(payload: unknown): unknown {
+  if (typeof payload !== 'object' || payload === null || !('ifAbsent' in payload)) return payload;
+  const { ifAbsent: _dropped, ...rest } = payload as Record<string, unknown>;
+  return rest;
+}
+
 /** Cuts a message to at most MAX_ERROR_MESSAGE_BYTES UTF-8 bytes, on a character boundary. */
 function boundMessage(message: string): string {
   if (message.length * 3 <= MAX_ERROR_MESSAGE_BYTES || utf8Length(message) <= MAX_ERROR_MESSAGE_BYTES) return message;

@@ -39,8 +39,10 @@ export const Feature = {
   TOPOLOGY_PUSH: 1 << 0,
   /** The node accepts LOCK_* operations. */
   LOCKS: 1 << 1,
+  /** The node accepts `ifAbsent` on LOCK_TRY_ACQUIRE_GET. */
+  LOCK_GET_IF_ABSENT: 1 << 2,
 } as const;
-export const ALL_FEATURES = Feature.TOPOLOGY_PUSH | Feature.LOCKS;
+export const ALL_FEATURES = Feature.TOPOLOGY_PUSH | Feature.LOCKS | Feature.LOCK_GET_IF_ABSENT;
 
 /** Kind byte that starts every frame body. */
 export const FrameKind = {
@@ -248,7 +250,11 @@ export interface RequestPayloads {
   [Op.LOCK_RELEASE]: Mutation & LockOwner & { name: Bytes; token: number };
   [Op.LOCK_RENEW]: Mutation & LockOwner & { name: Bytes; token: number; leaseMs: number };
   /** The lock's name is the key's bytes, so the lock and the entry share one partition. */
-  [Op.LOCK_TRY_ACQUIRE_GET]: KeyReq & Mutation & LockOwner & { leaseMs: number };
+  /**
+   * `ifAbsent` (feature LOCK_GET_IF_ABSENT): when the entry is present, answer it without taking
+   * the lock (a read: nothing is replicated or remembered).
+   */
+  [Op.LOCK_TRY_ACQUIRE_GET]: KeyReq & Mutation & LockOwner & { leaseMs: number; ifAbsent?: boolean };
   /** Applied only when the lock named by `key` is held with `token` (and `owner`, if given). */
   [Op.LOCK_PUT_RELEASE]: KeyReq & Mutation & LockOwner & { token: number; value: Bytes; ttlMs?: number };
 

@@ -221,7 +221,7 @@ const REQUEST_FIELDS: Readonly<Record<number, readonly Field[]>> = {
   [Op.LOCK_ACQUIRE]: [...mut, lockName, owner, req('leaseMs', isPositive, 'a positive safe integer'), req('waitMs', isUint, UINT)],
   [Op.LOCK_RELEASE]: [...mut, lockName, owner, req('token', isUint, UINT)],
   [Op.LOCK_RENEW]: [...mut, lockName, owner, req('token', isUint, UINT), req('leaseMs', isPositive, 'a positive safe integer')],
-  [Op.LOCK_TRY_ACQUIRE_GET]: [cache, key, ...mut, owner, req('leaseMs', isPositive, 'a positive safe integer')],
+  [Op.LOCK_TRY_ACQUIRE_GET]: [cache, key, ...mut, owner, req('leaseMs', isPositive, 'a positive safe integer'), opt('ifAbsent', isBool, 'a boolean')],
   [Op.LOCK_PUT_RELEASE]: [cache, key, ...mut, owner, req('token', isUint, UINT), value, ttl],
 };
 

@@ -76,7 +76,7 @@ export const requestPayloads: Record<number, fc.Arbitrary<Record<string, unknown
   [Op.LOCK_ACQUIRE]: rec({ seq, ack, owner, name: bytes, leaseMs: positive, waitMs: uint }, ['ack', 'owner']),
   [Op.LOCK_RELEASE]: rec({ seq, ack, owner, name: bytes, token: uint }, ['ack', 'owner']),
   [Op.LOCK_RENEW]: rec({ seq, ack, owner, name: bytes, token: uint, leaseMs: positive }, ['ack', 'owner']),
-  [Op.LOCK_TRY_ACQUIRE_GET]: rec({ cache: cacheName, key: bytes, seq, ack, owner, leaseMs: positive }, ['ack', 'owner']),
+  [Op.LOCK_TRY_ACQUIRE_GET]: rec({ cache: cacheName, key: bytes, seq, ack, owner, leaseMs: positive, ifAbsent: fc.boolean() }, ['ack', 'owner', 'ifAbsent']),
   [Op.LOCK_PUT_RELEASE]: rec({ cache: cacheName, key: bytes, seq, ack, owner, token: uint, value: bigBytes, ttlMs }, ['ack', 'owner', 'ttlMs']),
 };
 

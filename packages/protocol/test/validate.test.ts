@@ -32,6 +32,7 @@ WRONG.cursor = ['c', 1, [], {}];
 WRONG.owner = ['', 'x'.repeat(65), 'é', 1, null, bin];
 WRONG.keys = ['k', bin, [bin, 'k'], [null], null, {}];
 WRONG.entries = [[[bin]], [[bin, 'v']], [[bin, bin, bin]], [bin], 'e', null, { 0: [bin, bin] }];
+WRONG.ifAbsent = [1, 0, 'true', null, bin, []];
 WRONG.config = [null, 'c', [], { ttlMs: -1 }, { backups: 1.5 }, { other: 1 }, bin];
 
 const frame = (op: number, payload: unknown): RequestFrame => ({ kind: FrameKind.REQUEST, op, id: 1, flags: 0, payload }) as RequestFrame;
@@ -87,7 +88,7 @@ describe('validateRequest', () => {
     for (const op of CLIENT_OPS) {
       fc.assert(
         fc.property(requestPayloads[op]!, fc.nat(), msgpackValue, (p, i, junk) => {
-          const fields = Object.keys(p).filter((f) => !['ttlMs', 'initial', 'knownVersion', 'ack', 'owner'].includes(f));
+          const fields = Object.keys(p).filter((f) => !['ttlMs', 'initial', 'knownVersion', 'ack', 'owner', 'ifAbsent'].includes(f));
           if (fields.length > 0) {
             const field = fields[i % fields.length]!;
             const { [field]: _drop, ...rest } = p;

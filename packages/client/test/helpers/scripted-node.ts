@@ -17,6 +17,8 @@ export interface ScriptedReply {
 export class ScriptedNode {
   readonly requests: RequestFrame[] = [];
   topologyVersion = 1;
+  /** Feature bits granted in the handshake: by default those of a node before LOCK_GET_IF_ABSENT. */
+  features = 3;
   private readonly sockets = new Set<net.Socket>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private server!: net.Server;
@@ -43,7 +45,7 @@ export class ScriptedNode {
                 kind: FrameKind.HANDSHAKE_OK,
                 body: {
                   version: 1,
-                  features: 3,
+                  features: this.features,
                   nodeId: this.nodeId,
                   clusterId: this.clusterId,
                   topologyVersion: this.topologyVersion,

@@ -94,6 +94,11 @@ export class PeerClient {
     return `${this.opts.host}:${this.opts.port}`;
   }
 
+  /** The feature bits the peer granted in its handshake; undefined while not connected. */
+  get features(): number | undefined {
+    return this.connected ? this.wire?.handshake?.features : undefined;
+  }
+
   /**
    * Sends a request; requests made in the same tick are written together, in call order, at the
    * end of the tick. With `batchable`, adjacent batchable requests of the same op share one frame

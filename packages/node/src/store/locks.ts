@@ -11,7 +11,7 @@
 import { ErrorCode, Op } from '@gridlink/protocol';
 import { toBytes, type Bytes } from './bytes.js';
 import { StoreError, badRequest } from './errors.js';
-import { bytesField, cacheName, optOwner, optSafeInt, safeInt, type Payload } from './payload.js';
+import { bytesField, cacheName, optFlag, optOwner, optSafeInt, safeInt, type Payload } from './payload.js';
 import type { Effect, LockTuple } from './types.js';
 
 /** What LockLeases needs of the expiry order (ExpiryQueue), without importing it. */
@@ -114,7 +114,8 @@ export interface LockStateView {
  *
  * - LOCK_TRY_ACQUIRE_GET: a LOCK_TRY_ACQUIRE plus the entry's value at the same point of the
  *   partition's order, whether or not the lock was taken. A refused attempt is not remembered,
- *   like any failed acquisition; a taken one remembers the value with the token.
+ *   like any failed acquisition; a taken one remembers the value with the token. With
+ *   `ifAbsent`, a present entry is answered without taking the lock (not remembered either).
  * - LOCK_PUT_RELEASE: when the lock is held with `token` (and `owner`, if given) the entry is
  *   stored and the lock released in one record; otherwise `released: false` and nothing stored
  *   (fenced: a stale holder cannot overwrite what a later one wrote).
@@ -124,8 +125,16 @@ export function planLockState(op: Op, p: Payload, session: string, held: LockSta
   const key: Bytes = bytesField(p, 'key');
   switch (op) {
     case Op.LOCK_TRY_ACQUIRE_GET: {
+      const ifAbsent = optFlag(p, 'ifAbsent');
+      const value = view.value(cache, key, now);
+      if (value !== null && ifAbsent) {
+        // The entry is there: answer it without taking the lock — a read, nothing to replicate
+        // or remember (a retry reads again).
+        const result = held === undefined ? { acquired: false, value } : { acquired: false, heldForMs: held.expireAt - now, value };
+        return { result, effects: [], record: false };
+      }
       const plan = planAcquire(key, p, session, held, now, nextCounter);
-      return { result: { ...(plan.result as object), value: view.value(cache, key, now) }, effects: plan.effects, record: plan.record };
+      return { result: { ...(plan.result as object), value }, effects: plan.effects, record: plan.record };
     }
     case Op.LOCK_PUT_RELEASE: {
       const token = safeInt(p, 'token', 0);

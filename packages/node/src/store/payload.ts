@@ -59,6 +59,14 @@ export function optOwner(p: Payload): string | undefined {
   return v;
 }
 
+/** An optional boolean field (absent or nil: false). */
+export function optFlag(p: Payload, field: string): boolean {
+  const v = p[field];
+  if (v === undefined || v === null) return false;
+  if (typeof v !== 'boolean') throw badRequest(`${field} must be a boolean`);
+  return v;
+}
+
 export function isSafeNonNegative(v: unknown): v is number {
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 }
