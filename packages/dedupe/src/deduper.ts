@@ -5,8 +5,9 @@
  *
  * Per request, one grid operation before the handler: take the lock on the hashed key
  * (auto-renewed while held) and read the stored response under the same name, atomically on the
- * lock's primary (`lock.attemptGet`, ADR 0036). Lock refused → 409 (or the replay, if the holder
- * already stored one). Stored response → replay (or 422 if the payload differs). Otherwise the
+ * lock's primary (`lock.attemptGet`, ADR 0036); with `ifAbsent`, so a stored response is read
+ * without taking the lock. Lock refused → 409 (or the replay, if the holder already stored one).
+ * Stored response → replay (or 422 if the payload differs). Otherwise the
  * handler runs holding the lock; its response is stored (per `storeStatus`) and the lock released
  * in one more grid operation (`handle.putAndRelease`), before the response is sent or — with
  * `storeAfterSend` — right after.
@@ -228,7 +229,15 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
     const cache = this.cacheOf(client);
     let attempt: LockStateAttempt<StoredRecord>;
     try {
-      attempt = await client.lock(this.namePrefix + keyHash).attemptGet(cache, { leaseMs: o.leaseMs, autoRenew: true, timeoutMs: o.gridTimeoutMs });
+      const lock = client.lock(this.namePrefix + keyHash);
+      // ifAbsent: a stored response comes back as a plain read, without taking the lock (a replay
+      // costs one unreplicated operation and no release).
+      attempt = await lock.attemptGet(cache, { leaseMs: o.leaseMs, autoRenew: true, timeoutMs: o.gridTimeoutMs, ifAbsent: true });
+      if (!attempt.acquired && attempt.value !== undefined && !isRecord(attempt.value)) {
+        // Something that is not a stored response sits under the key: take the lock regardless,
+        // as without ifAbsent (the handler's response will replace it).
+        attempt = await lock.attemptGet(cache, { leaseMs: o.leaseMs, autoRenew: true, timeoutMs: o.gridTimeoutMs });
+      }
       this.breaker.success();
     } catch (e) {
       this.breaker.failure(Date.now());
