@@ -7,13 +7,13 @@
  *        (lockDuration 30 s, stalledInterval 30 s) and tuned (lockDuration 1 s, stalledInterval
  *        500 ms), JetStream redelivery on AckWait alone (default 30 s)
  *   3. double applications: jobs whose effect ran to the end more than once
+ *   4. idempotent consumers over JetStream: messages/s and grid operations per message, fresh
+ *      ids and duplicates (bench/messaging/idempotent.ts)
  *
  * Every process runs on 127.0.0.1; each is killed by pid at the end.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -22,7 +22,8 @@ import { JobQueue } from '@gridlink/messaging';
 import { connect, nanos, type NatsConnection } from '@nats-io/transport-node';
 import { AckPolicy, jetstream, jetstreamManager, StorageType } from '@nats-io/jetstream';
 import { Queue } from 'bullmq';
-import { freePort, startCluster, startRedis, waitForPort } from '../shared/processes.js';
+import { startCluster, startNats, startRedis } from '../shared/processes.js';
+import { idempotentBench } from './idempotent.js';
 import { percentile, table } from '../shared/measure.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -180,28 +181,10 @@ async function resume(sys: System, prefix: string): Promise<{ resumes: number[];
   }
 }
 
-async function startNats(): Promise<{ url: string; stop(): Promise<void> }> {
-  const dir = mkdtempSync(join(tmpdir(), 'gridlink-bench-nats-'));
-  const port = await freePort();
-  const proc = spawn(process.env.NATS_SERVER ?? '/usr/sbin/nats-server', ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', dir], { stdio: 'ignore' });
-  started.add(proc);
-  await waitForPort(port);
-  return {
-    url: `nats://127.0.0.1:${port}`,
-    async stop() {
-      if (proc.exitCode === null && proc.pid !== undefined) {
-        const exited = once(proc, 'exit');
-        process.kill(proc.pid, 'SIGKILL');
-        await exited;
-      }
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
-
 const fmtMs = (xs: number[]): string => (xs.length === 0 ? '—' : `${Math.round(percentile(xs, 50))} / ${Math.round(Math.max(...xs))}`);
 
 const nats = await startNats();
+started.add(nats.proc);
 const redis = await startRedis();
 const cluster = await startCluster({ nodes: 3, backups: 1, partitions: 256 });
 const closers: (() => Promise<unknown>)[] = [];
@@ -282,6 +265,8 @@ try {
   }
   console.log(`Jobs/s: ${THROUGHPUT_JOBS} trivial jobs, three worker processes (concurrency 16 each). Resume: a job holding ${HOLD_MS} ms; its worker is SIGKILLed as soon as it starts; time until another worker starts it.\n`);
   console.log(table(rows));
+  console.log('\nIdempotent consumers (bench/messaging/idempotent.ts):\n');
+  console.log(await idempotentBench(nats.url, cluster.endpoints, cluster.proc.pid!));
 } finally {
   for (const c of closers.reverse()) await c().catch(() => undefined);
   await cluster.stop();

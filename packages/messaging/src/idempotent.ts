@@ -2,17 +2,18 @@
  * Idempotent consumers for core NATS subscriptions and JetStream consumers.
  *
  * Each message has an id (the `Nats-Msg-Id` header, or `idOf(msg)`). Before running the handler
- * the consumer checks a grid cache of processed ids (kept for `windowMs`); a processed id is
- * acknowledged without running the handler again. An id being processed elsewhere is held under
- * a grid lock (with a fencing token passed to the handler): a second delivery of it meanwhile is
- * not run; on JetStream it is nak'ed with a delay so it comes back once the holder is done, and the
- * holder keeps extending its AckWait (`working()`) while it runs. The id is marked processed
- * before the message is acknowledged, so a crash between the two leads to a redelivery that is
- * recognised as a duplicate; a crash before the mark leads to a redelivery that runs the handler
- * again with a newer fencing token (at-least-once, fenced).
+ * the consumer takes the id's grid lock and, in the same operation, reads its processed mark (kept
+ * for `windowMs` under the lock's own key, ADR 0036); a processed id is acknowledged without
+ * running the handler again. An id being processed elsewhere is held under that lock (with a
+ * fencing token passed to the handler): a second delivery of it meanwhile is not run; on
+ * JetStream it is nak'ed with a delay so it comes back once the holder is done, and the holder
+ * keeps extending its AckWait (`working()`) while it runs. The id is marked processed, and the
+ * lock freed, in one operation before the message is acknowledged, so a crash between the two
+ * leads to a redelivery that is recognised as a duplicate; a crash before the mark leads to a
+ * redelivery that runs the handler again with a newer fencing token (at-least-once, fenced).
  */
 import { EventEmitter } from 'eventemitter3';
-import type { GridCache, GridClient } from '@gridlink/client';
+import { LockNotHeldError, type GridCache, type GridClient } from '@gridlink/client';
 import type { JsMsg } from '@nats-io/jetstream';
 import type { Msg, MsgHdrs, NatsConnection, Subscription } from '@nats-io/transport-node';
 import { int, required, token } from './config.js';
@@ -206,12 +207,15 @@ export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
     }
   }
 
+  /**
+   * Grid key of an id: the in-progress lock and the processed mark share it, so one operation
+   * takes the lock and reads the mark, and one stores the mark and frees the lock (ADR 0036).
+   */
+  private keyOf(id: string): string {
+    return `gridlink.msg/${this.name}/${id}`;
+  }
+
   private async processWithId<M extends Msg | JsMsg>(id: string, msg: M, d: Delivery, handler: IdempotentHandler<M>): Promise<Outcome> {
-    if ((await this.processed.get(id)) !== undefined) {
-      await d.ack();
-      this.emit('duplicate', { id });
-      return 'duplicate';
-    }
     if (this.local.has(id)) {
       d.nak(this.busyDelayMs);
       this.emit('inProgress', { id });
@@ -222,19 +226,23 @@ export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
     let keepalive: NodeJS.Timeout | null = null;
     try {
       const sentAt = Date.now();
-      const handle = await this.grid.lock(`gridlink.msg/${this.name}/${id}`).tryAcquire({ leaseMs: this.leaseMs });
-      if (handle === null) {
-        d.nak(this.busyDelayMs);
-        this.emit('inProgress', { id });
-        return 'in-progress';
-      }
-      own = new Ownership(handle, this.leaseMs, Math.floor(this.leaseMs / 5), sentAt);
-      // The holder may have finished between the first check and the lock.
-      if ((await this.processed.get(id)) !== undefined) {
+      // One round trip: the lock if free, and the processed mark as it is at that instant.
+      // ifAbsent: a processed id is answered as a plain read, without taking the lock.
+      const attempt = await this.grid.lock(this.keyOf(id)).attemptGet(this.processed, { leaseMs: this.leaseMs, ifAbsent: true });
+      if (attempt.value !== undefined) {
+        // Processed already (by whoever held the lock before): never run again in the window. (A
+        // node older than ifAbsent takes the lock anyway: give it back.)
+        if (attempt.acquired) attempt.handle.release().catch(() => undefined);
         await d.ack();
         this.emit('duplicate', { id });
         return 'duplicate';
       }
+      if (!attempt.acquired) {
+        d.nak(this.busyDelayMs);
+        this.emit('inProgress', { id });
+        return 'in-progress';
+      }
+      own = new Ownership(attempt.handle, this.leaseMs, Math.floor(this.leaseMs / 5), sentAt);
       d.working();
       keepalive = setInterval(() => d.working(), this.workingMs);
       keepalive.unref();
@@ -248,11 +256,26 @@ export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
         this.emit('failed', { id, error });
         return 'failed';
       }
-      await this.processed.putIfAbsent(id, { t: own.token, at: Date.now() }, { ttlMs: this.windowMs });
+      // The mark and the unlock in one round trip, applied only while this processing still
+      // holds the lock (a holder whose lease ran out stores nothing).
+      const held = own;
+      own = null;
+      try {
+        await held.completeWith(this.processed, { t: held.token, at: Date.now() }, this.windowMs);
+      } catch (error) {
+        if (!(error instanceof LockNotHeldError)) throw error;
+        // The lease ran out while the handler ran and another delivery may hold the id now:
+        // nothing was marked; a redelivery finds the other's mark or runs with a newer token.
+        clearInterval(keepalive);
+        keepalive = null;
+        d.nak(this.busyDelayMs);
+        this.emit('failed', { id, error });
+        return 'failed';
+      }
       clearInterval(keepalive);
       keepalive = null;
       await d.ack();
-      this.emit('processed', { id, fencingToken: own.token });
+      this.emit('processed', { id, fencingToken: held.token });
       return 'processed';
     } finally {
       if (keepalive !== null) clearInterval(keepalive);
@@ -263,7 +286,7 @@ export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
 
   /** Whether `id` is remembered as processed. */
   async isProcessed(id: string): Promise<boolean> {
-    return (await this.processed.get(id)) !== undefined;
+    return (await this.processed.get(this.keyOf(id))) !== undefined;
   }
 
   /** Unsubscribes the core subscriptions made through `subscribe`. */

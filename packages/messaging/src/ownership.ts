@@ -5,7 +5,7 @@
  * lock is no longer held, `signal` aborts — before the lease can expire on the grid, so before
  * anyone else can take the lock.
  */
-import { LockNotHeldError, type LockHandle } from '@gridlink/client';
+import { LockNotHeldError, type GridCache, type LockHandle } from '@gridlink/client';
 
 export class Ownership {
   private readonly ac = new AbortController();
@@ -90,6 +90,24 @@ export class Ownership {
     if (this.watchdog !== null) clearTimeout(this.watchdog);
     this.renewTimer = null;
     this.watchdog = null;
+  }
+
+  /**
+   * Stops renewing, then stores `value` under the lock's key in `cache` and releases the lock, in
+   * one grid operation applied only while this handle still holds the lock (ADR 0036). Throws
+   * LockNotHeldError when it no longer did (nothing stored); on any other error the lock is
+   * released as by `release()` and the error rethrown.
+   */
+  async completeWith<V>(cache: GridCache<string, V>, value: V, ttlMs: number): Promise<void> {
+    this.stop();
+    try {
+      await this.handle.putAndRelease(cache, value, { ttlMs });
+    } catch (e) {
+      if (!(e instanceof LockNotHeldError)) await this.handle.release().catch(() => undefined);
+      throw e;
+    } finally {
+      if (!this.ac.signal.aborted) this.ac.abort(new Error('released'));
+    }
   }
 
   /** Stops renewing and releases the lock (errors ignored: the lease runs out anyway). */

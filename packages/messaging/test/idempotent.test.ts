@@ -169,6 +169,46 @@ describe('idempotent consumers (real nats-server with JetStream, real grid)', ()
     expect(bodyRuns.sort()).toEqual(['a', 'b', 'c']);
   });
 
+  it('a fresh message costs two grid operations (lock + mark read, mark + unlock); a duplicate one read', async () => {
+    const g = await grid();
+    const nc = await natsConn();
+    const ic = new IdempotentConsumer({ grid: g, name: 'cost' });
+    closers.push(() => ic.close());
+    const processed: string[] = [];
+    const duplicates: string[] = [];
+    const tokens = new Map<string, number>();
+    ic.on('processed', (e) => processed.push(e.id));
+    ic.on('duplicate', (e) => duplicates.push(e.id));
+    ic.subscribe(nc, 'cost.in', async (_m, ctx) => void tokens.set(ctx.id, ctx.fencingToken));
+    await nc.flush();
+    const send = async (id: string): Promise<void> => {
+      const h = headers();
+      h.set('Nats-Msg-Id', id);
+      nc.publish('cost.in', id, { headers: h });
+      await nc.flush();
+    };
+    const ops0 = g.stats().operations;
+    for (let i = 0; i < 10; i++) {
+      await send(`k-${i}`);
+      await waitUntil(() => processed.length === i + 1, 5000, `k-${i} processed`);
+    }
+    expect(g.stats().operations - ops0).toBe(20);
+    for (const i of [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]) expect(await ic.isProcessed(`k-${i}`)).toBe(true);
+    const ops1 = g.stats().operations;
+    for (let i = 0; i < 10; i++) {
+      await send(`k-${i}`);
+      await waitUntil(() => duplicates.length === i + 1, 5000, `k-${i} seen as a duplicate`);
+    }
+    // A duplicate is answered by the read alone (ifAbsent): the lock is not taken, nothing to release.
+    expect(g.stats().operations - ops1).toBe(10);
+    expect(processed).toHaveLength(10);
+    // The lock was freed each time: a later holder of the same id gets a larger token.
+    const lock = await g.lock('gridlink.msg/cost/k-0').tryAcquire();
+    expect(lock).not.toBeNull();
+    expect(lock!.fencingToken).toBeGreaterThan(tokens.get('k-0')!);
+    await lock!.release();
+  });
+
   it('config errors name the field', async () => {
     const g = await grid();
     expect(() => new IdempotentConsumer({ grid: g, windowMs: 0 })).toThrow(MessagingConfigError);
