@@ -46,14 +46,27 @@ export function checkJobId(id: unknown): asserts id is string {
   if (!JOB_ID.test(id)) throw new InvalidJobIdError('may contain only A-Z a-z 0-9 . _ : -');
 }
 
+/** Tag of a string in the canonical key encoding (@gridlink/affinity). */
+const STRING_TAG = 0x05;
+
 /**
- * The job id of a scanned job-cache key: job ids are short ASCII, so their canonical key encoding
- * is a tag byte, a length byte and the characters. Undefined for anything else.
+ * The job id of a scanned job-cache key: the canonical encoding of a job id (a string tag, the
+ * LEB128 byte length — two bytes for the longest ids — and the ASCII characters). Undefined for
+ * anything else.
  */
 export function jobIdOfKey(bytes: Uint8Array): string | undefined {
-  if (bytes.length < 3 || bytes[1] !== bytes.length - 2) return undefined;
+  if (bytes.length < 3 || bytes[0] !== STRING_TAG) return undefined;
+  let n = 0;
+  let i = 1;
+  for (let shift = 0; ; shift += 7) {
+    if (i >= bytes.length || shift > 7) return undefined;
+    const b = bytes[i++] as number;
+    n |= (b & 0x7f) << shift;
+    if ((b & 0x80) === 0) break;
+  }
+  if (n !== bytes.length - i || n > MAX_JOB_ID_LENGTH) return undefined;
   let s = '';
-  for (let i = 2; i < bytes.length; i++) s += String.fromCharCode(bytes[i] as number);
+  for (; i < bytes.length; i++) s += String.fromCharCode(bytes[i] as number);
   return JOB_ID.test(s) ? s : undefined;
 }
 

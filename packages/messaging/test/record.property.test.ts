@@ -110,13 +110,27 @@ describe('job record transitions (properties)', () => {
 
   it('valid job ids are exactly the short ASCII names, and scanned keys decode back to them', () => {
     const chars = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-'.split('');
-    const valid = fc.array(fc.constantFrom(...chars), { minLength: 1, maxLength: 128 }).map((a) => a.join(''));
+    const valid = fc.oneof(
+      fc.array(fc.constantFrom(...chars), { minLength: 1, maxLength: 128 }).map((a) => a.join('')),
+      // The longest ids: their key is over 127 bytes, so its length takes two LEB128 bytes.
+      fc.array(fc.constantFrom(...chars), { minLength: 100, maxLength: 128 }).map((a) => a.join('')),
+    );
     fc.assert(
       fc.property(valid, (id) => {
         checkJobId(id);
-        expect(jobIdOfKey(encodeKey(id))).toBe(id);
+        const key = encodeKey(id);
+        expect(jobIdOfKey(key)).toBe(id);
+        // Other keys are not job ids: composites, numbers, cut or padded bytes.
+        expect(jobIdOfKey(encodeKey([id]))).toBeUndefined();
+        expect(jobIdOfKey(key.subarray(0, key.length - 1))).toBeUndefined();
+        expect(jobIdOfKey(new Uint8Array([...key, 0x61]))).toBeUndefined();
       }),
     );
+    // Until this check the longest ids (over 127 characters, a two-byte length) were not
+    // recognised, so a sweep never found a job with a 128-character id.
+    expect(jobIdOfKey(encodeKey('x'.repeat(128)))).toBe('x'.repeat(128));
+    expect(jobIdOfKey(encodeKey(12345))).toBeUndefined();
+    expect(jobIdOfKey(encodeKey('y'.repeat(129)))).toBeUndefined();
     fc.assert(
       fc.property(fc.oneof(fc.string({ maxLength: 200 }), fc.string({ unit: fc.constantFrom('a', 'Z', '9', '.', '_', ':', '-', ' ', '/', 'é', '*', '>', '\u0000', '😀'), maxLength: 140 })), (s) => {
         const ok = s.length >= 1 && s.length <= MAX_JOB_ID_LENGTH && /^[A-Za-z0-9._:-]+$/.test(s);
