@@ -1,6 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { LocalCluster } from '@gridlink/node';
-import type { GridClient } from '@gridlink/client';
+import { LockNotHeldError, type GridClient } from '@gridlink/client';
 import { headers, nanos, type NatsConnection } from '@nats-io/transport-node';
 import { AckPolicy, StorageType, jetstream, jetstreamManager, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
 import { IdempotentConsumer, MessagingConfigError, MissingMessageIdError } from '@gridlink/messaging';
@@ -206,6 +206,43 @@ describe('idempotent consumers (real nats-server with JetStream, real grid)', ()
     const lock = await g.lock('gridlink.msg/cost/k-0').tryAcquire();
     expect(lock).not.toBeNull();
     expect(lock!.fencingToken).toBeGreaterThan(tokens.get('k-0')!);
+    await lock!.release();
+  });
+
+  it('a processing whose lock lease ran out during the handler marks nothing: failed, and the next delivery runs with a larger token', async () => {
+    const g = await grid();
+    const nc = await natsConn();
+    const ic = new IdempotentConsumer({ grid: g, name: 'stall', lockLeaseMs: 100 });
+    closers.push(() => ic.close());
+    const failed: { id: string; error: unknown }[] = [];
+    const processed: { id: string; fencingToken: number }[] = [];
+    ic.on('failed', (e) => failed.push(e));
+    ic.on('processed', (e) => processed.push(e));
+    let stall = true;
+    const tokens: number[] = [];
+    ic.subscribe(nc, 'stall.in', (_m, ctx) => {
+      tokens.push(ctx.fencingToken);
+      if (!stall) return;
+      stall = false;
+      // A stalled process: no renewal can go out until the lease has run out on the grid.
+      const end = Date.now() + 300;
+      while (Date.now() < end);
+    });
+    await nc.flush();
+    const h = headers();
+    h.set('Nats-Msg-Id', 's-1');
+    nc.publish('stall.in', 'x', { headers: h });
+    await waitUntil(() => failed.length === 1, 5000, 'the stalled processing reported failed');
+    expect(failed[0]!.error).toBeInstanceOf(LockNotHeldError);
+    expect(await ic.isProcessed('s-1')).toBe(false);
+    nc.publish('stall.in', 'x', { headers: h });
+    await waitUntil(() => processed.length === 1, 5000, 'the redelivery processed');
+    expect(await ic.isProcessed('s-1')).toBe(true);
+    expect(tokens).toHaveLength(2);
+    expect(tokens[1]!).toBeGreaterThan(tokens[0]!);
+    expect(processed[0]!.fencingToken).toBe(tokens[1]);
+    const lock = await g.lock('gridlink.msg/stall/s-1').tryAcquire();
+    expect(lock).not.toBeNull();
     await lock!.release();
   });
 
