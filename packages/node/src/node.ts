@@ -73,7 +73,10 @@ export class GridNode implements ConnectionHost, MetricsSource {
   private readonly peerOps: PeerOpsDeps;
   private readonly edge: ServerEdge;
   private readonly unwatch: (() => void)[] = [];
-  /** Duration of the last graceful handoff (ms), 0 before any. */
+  /**
+   * Duration of the last graceful handoff (ms, fractional: an embedded cluster can hand off within
+   * a millisecond), 0 before any.
+   */
   lastHandoffMs = 0;
   private topologyAppliedAt = 0;
 
@@ -196,7 +199,7 @@ export class GridNode implements ConnectionHost, MetricsSource {
     while (Date.now() < deadline && this.edge.anyInFlight() && !this.scheduler.isFrozen) {
       await new Promise((r) => setTimeout(r, 10));
     }
-    this.log.info('handed off and drained', { id: this.id, handoffMs: this.lastHandoffMs, drainMs: Date.now() - drainStart, inFlightLeft: this.edge.anyInFlight() });
+    this.log.info('handed off and drained', { id: this.id, handoffMs: Math.round(this.lastHandoffMs), drainMs: Date.now() - drainStart, inFlightLeft: this.edge.anyInFlight() });
     try {
       await this.lease.release();
     } catch (err) {
@@ -218,21 +221,21 @@ export class GridNode implements ConnectionHost, MetricsSource {
   }
 
   private async handOff(): Promise<void> {
-    const started = Date.now();
-    const deadline = started + this.opts.handoffTimeoutMs;
+    const t0 = performance.now();
+    const deadline = t0 + this.opts.handoffTimeoutMs;
     this.lease.leaving = true;
     await this.lease.renew();
     // Judge on the latest record (a baseline change may have been written just now).
     await this.refreshTopology();
     while (!this.handedOff() && this.life.state === 'running') {
-      const left = deadline - Date.now();
+      const left = deadline - performance.now();
       if (left <= 0) {
         this.log.warn('handoff timed out; stopping anyway', { id: this.id, primaries: this.view.primaryPartitions().length });
         break;
       }
       await this.view.awaitTopology(this.view.topologyVersion() + 1, left);
     }
-    this.lastHandoffMs = Date.now() - started;
+    this.lastHandoffMs = performance.now() - t0;
     this.metrics.onHandoff(this.lastHandoffMs / 1000);
   }
 
