@@ -48,8 +48,12 @@ export interface RollingNodeRow {
   stallMs: number;
   /** The same for any key. */
   stallAnyMs: number;
-  /** Longest pause of writes to any key that began after its exit, until ready + 500 ms (restart, partitions moving back to it). */
+  /** Longest pause of writes to the keys it was primary of that began after its exit, until ready + 500 ms (they move back to it). */
+  rejoinStallOwnMs: number;
+  /** The same for any key (the restart's own CPU burst on shared cores included). */
   rejoinStallMs: number;
+  /** For scale: the longest pause of writes to any key in the second before SIGTERM, nothing changing. */
+  calmMs: number;
   failed: number;
 }
 
@@ -159,7 +163,9 @@ export async function gridFaults(cluster: ProcessCluster, opts: GridFaultOptions
         // A pause is attributed to the phase it began in: stopping (SIGTERM → exit) or rejoining.
         stallMs: w.pauseBeganIn(affected, t0, stopped, end, true),
         stallAnyMs: w.pauseBeganIn(all, t0, stopped, end, true),
+        rejoinStallOwnMs: w.pauseBeganIn(affected, stopped, end, end, false),
         rejoinStallMs: w.pauseBeganIn(all, stopped, end, end, false),
+        calmMs: w.pauseBeganIn(all, t0 - 1000, t0, t0, false),
         failed: w.failedBetween(t0, end),
       });
     }
@@ -176,7 +182,7 @@ export async function gridFaults(cluster: ProcessCluster, opts: GridFaultOptions
       unrecovered: false,
       notes: [
         `longest write pause on any key while a node stopped: ${Math.max(...nodes.map((n) => n.stallAnyMs))} ms`,
-        `while a restarted node rejoined: ${Math.max(...nodes.map((n) => n.rejoinStallMs))} ms`,
+        `while a restarted node rejoined: ${Math.max(...nodes.map((n) => n.rejoinStallMs))} ms (on its own keys: ${Math.max(...nodes.map((n) => n.rejoinStallOwnMs))} ms)`,
       ],
       nodes,
     };
