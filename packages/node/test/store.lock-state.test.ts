@@ -137,10 +137,10 @@ describe('compound lock ops in the store', () => {
     expect(st.updateCounter(P)).toBe(0);
   });
 
-  it('model: backups applying the records agree with the primary; the entry only ever holds what a current holder stored', () => {
-    type Cmd = { k: 'acq'; h: number } | { k: 'put'; h: number; v: number } | { k: 'advance'; ms: number };
+  it('model: backups applying the records agree with the primary; the entry only ever holds what a current holder stored; ifAbsent never locks a present entry', () => {
+    type Cmd = { k: 'acq'; h: number; ifAbsent: boolean } | { k: 'put'; h: number; v: number } | { k: 'advance'; ms: number };
     const cmd: fc.Arbitrary<Cmd> = fc.oneof(
-      fc.record({ k: fc.constant('acq' as const), h: fc.nat(3) }),
+      fc.record({ k: fc.constant('acq' as const), h: fc.nat(3), ifAbsent: fc.boolean() }),
       fc.record({ k: fc.constant('put' as const), h: fc.nat(3), v: fc.nat(1000) }),
       fc.record({ k: fc.constant('advance' as const), ms: fc.nat(400) }),
     );
@@ -162,9 +162,17 @@ describe('compound lock ops in the store', () => {
           if (holder !== null && clock.now() >= holderUntil) holder = null;
           const session = `s${c.h % 2}`;
           if (c.k === 'acq') {
-            const { result, record } = primary.mutate(P, Op.LOCK_TRY_ACQUIRE_GET, { cache, key, seq: ++seq, leaseMs: 300, owner: `h${c.h}` }, session);
+            const counter = primary.updateCounter(P);
+            const { result, record } = primary.mutate(P, Op.LOCK_TRY_ACQUIRE_GET, { cache, key, seq: ++seq, leaseMs: 300, owner: `h${c.h}`, ifAbsent: c.ifAbsent }, session);
             const r = result as AcqGet;
             expect(s(r.value)).toBe(stored);
+            if (c.ifAbsent && stored !== null) {
+              // A read: not taken (not even re-entrantly), nothing recorded, nothing replicated.
+              expect(r.acquired).toBe(false);
+              expect(record).toBeNull();
+              expect(primary.updateCounter(P)).toBe(counter);
+              continue;
+            }
             expect(r.acquired).toBe(holder === null || holder === c.h);
             if (r.acquired) {
               if (holder !== c.h) tokens[c.h] = r.token;
