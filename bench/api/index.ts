@@ -18,7 +18,8 @@
  * low request rates — a 64 B grid put at one in flight costs the client 4× its steady CPU in
  * the first second and reaches its steady latency only after 3–4 s (bench/cluster/throughput.ts).
  *   API_BENCH_SECONDS (default 3), API_BENCH_ROUNDS (default 3), API_BENCH_CONNECTIONS (default 16),
- *   API_BENCH_WARMUP (default 5)
+ *   API_BENCH_WARMUP (default 5), API_BENCH_LATENCY_ROUNDS (default 5: rounds at one in flight,
+ *   the modes taking turns; the added p50 is the median of each round's difference to none)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { Agent, request } from 'node:http';
@@ -151,9 +152,12 @@ const modes = ['none', 'gridlink', 'gridlink-after-send', ...(redis ? ['express-
 if (!redis) console.log('redis-server not found: the express-idempotency row is skipped');
 
 const rounds = Number(process.env.API_BENCH_ROUNDS ?? 3);
+/** Rounds at one request in flight: windows there move by ±600 µs, so more of them than of throughput. */
+const latencyRounds = Number(process.env.API_BENCH_LATENCY_ROUNDS ?? 5);
 const apps = new Map<string, AppChild>();
 const runs = new Map<string, Run[]>(modes.map((m) => [m, []]));
-const single = new Map<string, LoadResult>();
+/** Per mode, one latency result per round at one request in flight (the modes take turns). */
+const single = new Map<string, LoadResult[]>(modes.map((m) => [m, []]));
 const dupRows: (string | number)[][] = [];
 const opsPerRequest = new Map<string, number>();
 const costs = new Map<string, Cost>(modes.map((m) => [m, { requests: 0, appCpuUs: 0, gridCpuUs: 0 }]));
@@ -163,24 +167,28 @@ try {
   for (const mode of modes) await load(apps.get(mode)!.base, warmupSeconds, 1, `${mode}-warm`);
   // Latency at one request in flight (µs resolution), then throughput under autocannon; the
   // modes take turns round by round so that drift in machine load spreads over all of them.
-  for (const mode of modes) {
-    const app = apps.get(mode)!;
-    const post = poster(app.base);
-    let issued = 0;
-    const ops0 = (await appStats(app)).gridOps;
-    single.set(
-      mode,
-      await closedLoop(
-        (i) => {
-          issued++;
-          return post(`${mode}-single-${i}`);
-        },
-        { inFlight: 1, durationMs: 2000, warmupMs: 1000 },
-      ),
-    );
-    // Every request of the loop has completed: an exact count, unlike under autocannon (which
-    // abandons the requests in flight at its end).
-    opsPerRequest.set(mode, ((await appStats(app)).gridOps - ops0) / Math.max(1, issued));
+  // One request in flight: the modes take turns, round by round, so that the added p50 is taken
+  // between windows measured next to each other (one window per mode moved 2x between runs).
+  const posts = new Map(modes.map((mode) => [mode, poster(apps.get(mode)!.base)]));
+  for (let r = 0; r < latencyRounds; r++) {
+    for (const mode of modes) {
+      const app = apps.get(mode)!;
+      const post = posts.get(mode)!;
+      let issued = 0;
+      const ops0 = (await appStats(app)).gridOps;
+      single.get(mode)!.push(
+        await closedLoop(
+          (i) => {
+            issued++;
+            return post(`${mode}-single-${r}-${i}`);
+          },
+          { inFlight: 1, durationMs: 2000, warmupMs: r === 0 ? 1000 : 250 },
+        ),
+      );
+      // Every request of the loop has completed: an exact count, unlike under autocannon (which
+      // abandons the requests in flight at its end).
+      if (r === 0) opsPerRequest.set(mode, ((await appStats(app)).gridOps - ops0) / Math.max(1, issued));
+    }
   }
   for (let r = 0; r < rounds; r++) {
     for (const mode of modes) {
@@ -209,16 +217,18 @@ try {
 
 const none = runs.get('none')!;
 const baseRps = median(none.map((r) => r.rps));
-const baseP50us = single.get('none')!.p50us;
+const noneSingle = single.get('none')!;
+/** Median over the rounds of (this mode's p50 − the bare app's p50 of the same round). */
+const addedP50 = (mode: string): number => median(single.get(mode)!.map((x, r) => x.p50us - noneSingle[r]!.p50us));
 const rows = modes.map((mode) => {
   const rs = runs.get(mode)!;
   const rps = median(rs.map((r) => r.rps));
   const one = single.get(mode)!;
   return [
     mode,
-    Math.round(one.p50us),
-    Math.round(one.p99us),
-    mode === 'none' ? '-' : Math.round(one.p50us - baseP50us),
+    Math.round(median(one.map((x) => x.p50us))),
+    Math.round(median(one.map((x) => x.p99us))),
+    mode === 'none' ? '-' : `${Math.round(addedP50(mode))} (${one.map((x, r) => Math.round(x.p50us - noneSingle[r]!.p50us)).join(', ')})`,
     Math.round(rps),
     median(rs.map((r) => r.p50)),
     median(rs.map((r) => r.p99)),
@@ -227,7 +237,9 @@ const rows = modes.map((mode) => {
   ];
 });
 
-console.log(`Orders API, POST /orders with a fresh Idempotency-Key per request. Latency: 1 request in flight, 2 s.`);
+console.log(
+  `Orders API, POST /orders with a fresh Idempotency-Key per request. Latency: 1 request in flight, ${latencyRounds} rounds of 2 s (modes take turns; medians; added p50 = median of each round's difference to none, the rounds' in brackets).`,
+);
 console.log(`Throughput: autocannon, ${connections} connections, median of ${rounds} rounds of ${seconds} s (modes take turns).\n`);
 console.log(
   table([
