@@ -133,6 +133,25 @@ for (const [label, factory] of [
       expect(runs).toBe(before + 1);
     });
 
+    it('runs the handler when something that is not a stored response sits under the key, then replays its response', async () => {
+      const key = `${label}-foreign-${Date.now()}`;
+      const before = runs;
+      expect((await post(base, '/orders', { item: 'x' }, { 'idempotency-key': key })).status).toBe(201);
+      const name = `dedupe:gridlink-idempotency:${keyHashes[keyHashes.length - 1]!}`;
+      // Another writer puts something else under the record's name.
+      await probe.cache<string, unknown>('gridlink-idempotency').put(name, 'not a stored response');
+      const second = await post(base, '/orders', { item: 'x' }, { 'idempotency-key': key });
+      expect(second.status).toBe(201);
+      expect(second.headers.get('idempotent-replayed')).toBeNull();
+      expect(runs).toBe(before + 2);
+      // Its response replaced the foreign value: the next duplicate is a replay of it.
+      const third = await post(base, '/orders', { item: 'x' }, { 'idempotency-key': key });
+      expect(third.headers.get('idempotent-replayed')).toBe('true');
+      expect(Buffer.compare(third.body, second.body)).toBe(0);
+      expect(runs).toBe(before + 2);
+      expect(await lockFree(keyHashes[keyHashes.length - 1]!)).toBe(true);
+    });
+
     it('answers 422 when the key is reused with a different payload', async () => {
       const key = `${label}-mismatch-${Date.now()}`;
       expect((await post(base, '/orders', { item: 'a' }, { 'idempotency-key': key })).status).toBe(201);
