@@ -3,7 +3,7 @@ import { LocalCluster } from '@gridlink/node';
 import { partitionOf } from '@gridlink/affinity';
 import { ALL_FEATURES, Feature, Op, validateRequest } from '@gridlink/protocol';
 import { GridAbortError, GridClient, GridConnectionError, GridTimeoutError, PartitionLostError, dnsAddressFinder, staticAddressFinder } from '@gridlink/client';
-import { ScriptedNode } from './helpers/scripted-node.js';
+import { ScriptedNode } from '@gridlink/testkit';
 import { waitFor } from './helpers/wait.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];

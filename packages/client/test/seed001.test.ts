@@ -10,7 +10,7 @@ import { Op, ResponseFlag, type PartitionMap } from '@gridlink/protocol';
 import { FaultProxy, SilentServer } from '@gridlink/testkit';
 import { partitionOf } from '@gridlink/affinity';
 import { ClusterMismatchError, GridClient, GridConnectionError, type AddressFinder, type GridClientConfig } from '@gridlink/client';
-import { ScriptedNode } from './helpers/scripted-node.js';
+import { ScriptedNode } from '@gridlink/testkit';
 import { nextEvent, waitFor } from './helpers/wait.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];

@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { WireClient, WireClientError } from '@gridlink/protocol';
 import { Scheduler } from '@gridlink/node/internal';
-import { FakeNode } from './helpers/fake-node.js';
+import { ScriptedNode } from '@gridlink/testkit';
 
 const NODE_MAJOR = Number(process.versions.node.split('.')[0]);
 /** Node 23 added TimeoutNegativeWarning (and TimeoutNaNWarning). */
@@ -63,8 +63,7 @@ describe('timers for a deadline already passed', () => {
 
   it('a WireClient request with such a timeout fails with GRID_WIRE_TIMEOUT and Node prints no warning', async () => {
     // Answers the handshake, then never answers a request.
-    const node = new FakeNode();
-    await node.start();
+    const node = await new ScriptedNode('silent', 8).start();
     const wire = new WireClient({ host: '127.0.0.1', port: node.port, sessionId: 'past-deadline', handshakeTimeoutMs: 5_000 });
     try {
       await wire.ready;
@@ -84,7 +83,7 @@ describe('timers for a deadline already passed', () => {
       expect(wire.inFlight).toBe(0);
     } finally {
       wire.close();
-      await node.stop();
+      await node.close();
     }
   });
 

@@ -16,7 +16,7 @@ import {
   type RequestFrame,
 } from '@gridlink/protocol';
 import { LocalCluster } from '@gridlink/node';
-import { FakeNode } from './helpers/fake-node.js';
+import { ScriptedNode } from '@gridlink/testkit';
 
 const clients: WireClient[] = [];
 function client(port: number, extra: Partial<ConstructorParameters<typeof WireClient>[0]> = {}): WireClient {
@@ -56,19 +56,20 @@ describe('WireClient against a real node', () => {
 });
 
 describe('WireClient against a scripted server', () => {
-  const fake = new FakeNode();
+  const fake = new ScriptedNode('fake', 8);
   beforeAll(() => fake.start());
-  afterAll(() => fake.stop());
+  afterAll(() => fake.close());
   afterEach(() => {
     fake.handshake = 'ok';
-    fake.onRequest = () => {};
+    fake.handler = () => undefined;
   });
 
   it('times a request out on its own and ignores its late answer', async () => {
     let late: (() => void) | null = null;
-    fake.onRequest = (f, s) => {
-      if ((f.payload as { n: number }).n === 1) late = () => FakeNode.answer(s, f, { n: 1 });
-      else FakeNode.answer(s, f, f.payload);
+    fake.handler = (f, n, s) => {
+      if ((f.payload as { n: number }).n === 1) late = () => n.answer(s, f, { n: 1 });
+      else n.answer(s, f, f.payload);
+      return undefined;
     };
     const c = client(fake.port);
     await c.ready;
@@ -81,8 +82,9 @@ describe('WireClient against a scripted server', () => {
   });
 
   it('fails every pending request when the server closes, then refuses new ones at once', async () => {
-    fake.onRequest = (_f, s) => {
+    fake.handler = (_f, _n, s) => {
       if (c.inFlight === 3) s.destroy();
+      return undefined;
     };
     const c = client(fake.port);
     await c.ready;
@@ -124,14 +126,15 @@ describe('WireClient against a scripted server', () => {
       fc.asyncProperty(fc.integer({ min: 1, max: 30 }).chain((n) => fc.shuffledSubarray([...Array(n).keys()], { minLength: n, maxLength: n })), async (order) => {
         const held: { f: RequestFrame; s: net.Socket }[] = [];
         const all = new Promise<void>((resolve) => {
-          fake.onRequest = (f, s) => {
+          fake.handler = (f, _n, s) => {
             held.push({ f, s });
             if (held.length === order.length) resolve();
+            return undefined;
           };
         });
         const replies = order.map((_, i) => c.request(Op.HEARTBEAT, { i }, 5000));
         await all;
-        for (const k of order) FakeNode.answer(held[k]!.s, held[k]!.f, { echo: (held[k]!.f.payload as { i: number }).i });
+        for (const k of order) fake.answer(held[k]!.s, held[k]!.f, { echo: (held[k]!.f.payload as { i: number }).i });
         const got = await Promise.all(replies);
         got.forEach((r, i) => expect(r).toEqual({ echo: i }));
       }),
