@@ -1,44 +1,55 @@
 /**
  * Forwarding a request to the partition's primary drops fields of features that primary did not
  * grant on the peer connection (an older node refuses fields it does not know): `ifAbsent` of
- * LOCK_TRY_ACQUIRE_GET reaches a primary without LOCK_GET_IF_ABSENT as a plain acquire-get.
- * Then the same through a real cluster, forwarded by a node that is not the primary.
+ * LOCK_TRY_ACQUIRE_GET reaches a primary without LOCK_GET_IF_ABSENT as a plain acquire-get. The
+ * peer link decides when it sends, once the primary's handshake is known. Then the same through
+ * a real cluster, forwarded by a node that is not the primary.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { encodeKey, partitionOf } from '@gridlink/affinity';
 import { LocalCluster } from '@gridlink/node';
-import { ALL_FEATURES, Feature, Op } from '@gridlink/protocol';
-import { Forwarder } from '../src/requests/forward.js';
-import type { PeerLinks } from '../src/peers/links.js';
+import { ALL_FEATURES, DEFAULT_MAX_FRAME_SIZE, Feature, Op } from '@gridlink/protocol';
+import { ScriptedNode } from '@gridlink/testkit';
+import { PeerClient } from '../src/peers/peer-client.js';
+import { Scheduler } from '../src/scheduler.js';
 import { TestConnection } from './helpers/client.js';
 
 describe('forwarding and feature bits', () => {
-  it('drops ifAbsent for a primary that did not grant LOCK_GET_IF_ABSENT (or is not connected yet), keeps it otherwise', async () => {
-    const sent: { op: Op; payload: Record<string, unknown> }[] = [];
-    let features: number | undefined;
-    const peer = {
-      get features() {
-        return features;
-      },
-      request: (_op: Op, msg: { op: Op; payload: Record<string, unknown> }) => {
-        sent.push(msg);
-        return Promise.resolve({ ok: true, result: { acquired: true, token: 1, value: null } });
-      },
-    };
-    const fwd = new Forwarder({ peer: () => peer } as unknown as PeerLinks, 1000);
-    const payload = { cache: 'c', key: new Uint8Array([1]), seq: 1, leaseMs: 100, ifAbsent: true };
-    for (const f of [undefined, Feature.TOPOLOGY_PUSH | Feature.LOCKS, ALL_FEATURES]) {
-      features = f;
-      await fwd.forward('n2', 0, Op.LOCK_TRY_ACQUIRE_GET, payload, 's');
+  it('a peer link drops ifAbsent from a forwarded acquire-get when the primary did not grant LOCK_GET_IF_ABSENT, and keeps it otherwise', async () => {
+    for (const [features, kept] of [
+      [Feature.TOPOLOGY_PUSH | Feature.LOCKS, false],
+      [ALL_FEATURES, true],
+    ] as const) {
+      const node = new ScriptedNode('primary', 8, () => ({ payload: { ok: true, result: { acquired: true, token: 1, value: null } } }), 'gridlink');
+      node.features = features;
+      await node.start();
+      const peer = new PeerClient({
+        selfId: 'b',
+        peerId: 'primary',
+        host: '127.0.0.1',
+        port: node.port,
+        clusterId: 'gridlink',
+        authToken: undefined,
+        tls: undefined,
+        maxFrameSize: DEFAULT_MAX_FRAME_SIZE,
+        scheduler: new Scheduler(),
+        connectTimeoutMs: 2000,
+      });
+      try {
+        const payload = { cache: 'c', key: new Uint8Array([1]), seq: 1, leaseMs: 100, ifAbsent: true };
+        // Sent before the link is up: decided once the primary's handshake is known.
+        await peer.request(Op.PEER_FORWARD, { op: Op.LOCK_TRY_ACQUIRE_GET, payload, session: 's' }, 2000);
+        // Another op is left alone; the caller's payload is never changed.
+        await peer.request(Op.PEER_FORWARD, { op: Op.CACHE_PUT, payload: { ...payload, value: payload.key }, session: 's' }, 2000);
+        const sent = node.requests.map((r) => r.payload as { op: Op; payload: Record<string, unknown> });
+        expect(sent.map((m) => 'ifAbsent' in m.payload)).toEqual([kept, true]);
+        expect(payload.ifAbsent).toBe(true);
+        if (!kept) expect(Object.keys(sent[0]!.payload).sort()).toEqual(['cache', 'key', 'leaseMs', 'seq']);
+      } finally {
+        peer.destroy();
+        await node.close();
+      }
     }
-    expect(sent.map((m) => 'ifAbsent' in m.payload)).toEqual([false, false, true]);
-    // The caller's payload is left as it was (a retry may go to a node that grants it).
-    expect(payload.ifAbsent).toBe(true);
-    expect(sent[0]!.payload).toEqual({ cache: 'c', key: payload.key, seq: 1, leaseMs: 100 });
-    // Other ops pass untouched.
-    features = undefined;
-    await fwd.forward('n2', 0, Op.CACHE_PUT, { cache: 'c', key: payload.key, seq: 2, value: payload.key, ifAbsent: true }, 's');
-    expect('ifAbsent' in sent[3]!.payload).toBe(true);
   });
 
   describe('through a real cluster', () => {

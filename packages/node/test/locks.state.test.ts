@@ -99,6 +99,39 @@ describe('lock + read-your-state', () => {
     await expect(a.lock('job:2').attemptGet(rec, { ifAbsent: 'yes' as never })).rejects.toMatchObject({ code: 'GRID_CONFIG', field: 'ifAbsent' });
   });
 
+  it('ifAbsent reads behind the read barrier: an entry still replicating is not answered before it is committed', async () => {
+    const c = await LocalCluster.start({ nodes: 3, backups: 1, partitions: P, autoAdjust: { enabled: false } });
+    cluster = c;
+    const key = 'job:barrier';
+    const p = partitionOf(key, P);
+    const [primary, backup] = c.topology().owners[p] as [string, string];
+    // The client talks to the primary only, so it never waits on the frozen backup itself.
+    // A request timeout longer than the stall: each request is answered by the primary itself.
+    const a = await connectClient([c.endpointOf(primary)], { requestTimeout: 10_000 });
+    clients.push(a);
+    const rec = a.cache<string, string>('state');
+    const held = await a.lock(key).attemptGet(rec, { leaseMs: 30_000 });
+    if (!held.acquired) throw new Error('not acquired');
+    c.hang(backup);
+    // The store waits for the frozen backup (until the topology drops it). The read goes out in
+    // the same turn on the same connection, so the primary applies the store first: the read
+    // then finds the entry applied but not committed, and must wait behind it, not answer it.
+    const stored = held.handle.putAndRelease(rec, 'done');
+    let backupDroppedWhenRead: boolean | undefined;
+    const read = a
+      .lock(key)
+      .attemptGet(rec, { ifAbsent: true })
+      .then((r) => {
+        // Answered only once the store is committed, which here takes the backup being dropped.
+        backupDroppedWhenRead = c.topology().members[backup] === undefined;
+        return r;
+      });
+    const [, r] = await Promise.all([stored, read]);
+    expect(backupDroppedWhenRead).toBe(true);
+    expect(r).toMatchObject({ acquired: false, value: 'done' });
+    c.resume(backup);
+  });
+
   it('a stale holder (lease ran out, another took the lock) stores nothing', async () => {
     const c = await LocalCluster.start({ nodes: 2, backups: 1, partitions: P });
     cluster = c;

@@ -1,4 +1,4 @@
-import { ErrorCode, WireClient, type ErrorPayload, type Op, type WireCloseReason } from '@gridlink/protocol';
+import { ErrorCode, Feature, Op, WireClient, withoutIfAbsent, type ErrorPayload, type WireCloseReason } from '@gridlink/protocol';
 import { GridNodeError } from '../errors.js';
 import type { TlsOptions } from '../config.js';
 import type { Scheduler } from '../scheduler.js';
@@ -24,6 +24,14 @@ export function peerWireVersion(clientName: string): number | null {
   if (!clientName.startsWith(`${PEER_CLIENT_NAME}/`)) return null;
   const v = clientName.slice(PEER_CLIENT_NAME.length + 1);
   return /^[1-9][0-9]{0,5}$/.test(v) ? Number(v) : Number.NaN;
+}
+
+/** A PEER_FORWARD message whose LOCK_TRY_ACQUIRE_GET lost its `ifAbsent` (a copy), else as is. */
+function forwardWithoutIfAbsent(msg: unknown): unknown {
+  const m = msg as { op?: unknown; payload?: unknown } | null;
+  if (m === null || typeof m !== 'object' || m.op !== Op.LOCK_TRY_ACQUIRE_GET) return msg;
+  const payload = withoutIfAbsent(m.payload);
+  return payload === m.payload ? msg : { ...m, payload };
 }
 
 const PEER_UNAVAILABLE_BRAND = Symbol.for('gridlink.PeerUnavailableError');
@@ -94,10 +102,6 @@ export class PeerClient {
     return `${this.opts.host}:${this.opts.port}`;
   }
 
-  /** The feature bits the peer granted in its handshake; undefined while not connected. */
-  get features(): number | undefined {
-    return this.connected ? this.wire?.handshake?.features : undefined;
-  }
 
   /**
    * Sends a request; requests made in the same tick are written together, in call order, at the
@@ -147,9 +151,14 @@ export class PeerClient {
     }
     const queued = this.queue;
     this.queue = [];
+    const features = wire.handshake?.features ?? 0;
     wire.cork();
     for (let i = 0; i < queued.length; ) {
       const q = queued[i]!;
+      // A forwarded request carrying a field of a feature this peer did not grant (an older
+      // node refuses fields it does not know) goes without it: decided here, once the peer's
+      // handshake is known, so that a link still connecting does not lose the field.
+      if (q.op === Op.PEER_FORWARD && (features & Feature.LOCK_GET_IF_ABSENT) === 0) q.payload = forwardWithoutIfAbsent(q.payload);
       let j = i + 1;
       if (q.batchable) while (j < queued.length && queued[j]!.batchable && queued[j]!.op === q.op) j++;
       if (j - i === 1) wire.send(q.op, q.payload, q.timeoutMs, q.resolve, q.reject);

@@ -3,7 +3,7 @@
  * partition changes primary meanwhile is abandoned at once (marked so the dispatcher routes it
  * again on the new topology).
  */
-import { ErrorCode, Feature, Op, withoutIfAbsent } from '@gridlink/protocol';
+import { ErrorCode, Op } from '@gridlink/protocol';
 import type { TopologyRecord } from '../control/topology.js';
 import { GridNodeError } from '../errors.js';
 import type { PeerLinks } from '../peers/links.js';
@@ -31,12 +31,8 @@ export class Forwarder {
       this.pending.add(f);
       let req: Promise<unknown>;
       try {
-        const peer = this.peers.peer(primary);
-        // A primary not known to grant LOCK_GET_IF_ABSENT (an older node, or one not connected
-        // yet) refuses the field: it gets the plain acquisition, and the client sees `acquired`.
-        const body = op === Op.LOCK_TRY_ACQUIRE_GET && ((peer.features ?? 0) & Feature.LOCK_GET_IF_ABSENT) === 0 ? withoutIfAbsent(payload) : payload;
-        const msg: ForwardMsg = { op, payload: body, session };
-        req = peer.request(Op.PEER_FORWARD, msg, timeout);
+        const msg: ForwardMsg = { op, payload, session };
+        req = this.peers.peer(primary).request(Op.PEER_FORWARD, msg, timeout);
       } catch (err) {
         this.pending.delete(f);
         reject(err instanceof Error ? err : new Error(String(err)));
