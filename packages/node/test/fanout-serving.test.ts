@@ -5,12 +5,12 @@
  * silently leaving its partitions out of the answer.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { DEFAULT_MAX_FRAME_SIZE, ErrorCode, Op } from '@gridlink/protocol';
+import { ErrorCode, Op } from '@gridlink/protocol';
 import { MemoryControlPlane, silentLogger, startNode, type GridNode } from '@gridlink/node';
-import { PeerClient, Scheduler } from '@gridlink/node/internal';
 import { FlakyControlPlane } from './helpers/flaky-control-plane.js';
 import { GridError, TestConnection } from './helpers/client.js';
 import { connectClient } from './helpers/grid.js';
+import { peerClientTo } from './helpers/peer.js';
 import { until } from './helpers/until.js';
 
 async function codeOf(p: Promise<unknown>): Promise<number> {
@@ -90,18 +90,7 @@ describe('size and clear while a node may not act as primary', () => {
     const ofA = owners.findIndex((o) => o[0] === 'a');
     const notA = owners.findIndex((o) => o[0] !== 'a');
     expect(Math.min(ofA, notA)).toBeGreaterThanOrEqual(0);
-    const peer = new PeerClient({
-      selfId: 'b',
-      peerId: 'a',
-      host: '127.0.0.1',
-      port: a.port,
-      clusterId: 'gridlink',
-      authToken: undefined,
-      tls: undefined,
-      maxFrameSize: DEFAULT_MAX_FRAME_SIZE,
-      scheduler: new Scheduler(),
-      connectTimeoutMs: 2000,
-    });
+    const peer = peerClientTo(a.port, 'a');
     try {
       expect(await peer.request(Op.PEER_SIZE, { cache: 's', parts: [ofA] }, 2000)).toBe(0);
       await expect(peer.request(Op.PEER_SIZE, { cache: 's', parts: [ofA, notA] }, 2000)).rejects.toMatchObject({ wireCode: ErrorCode.NOT_PRIMARY, retryable: true });

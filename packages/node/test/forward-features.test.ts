@@ -8,10 +8,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { encodeKey, partitionOf } from '@gridlink/affinity';
 import { LocalCluster } from '@gridlink/node';
-import { ALL_FEATURES, DEFAULT_MAX_FRAME_SIZE, Feature, Op } from '@gridlink/protocol';
+import { ALL_FEATURES, Feature, Op } from '@gridlink/protocol';
 import { ScriptedNode } from '@gridlink/testkit';
-import { PeerClient } from '../src/peers/peer-client.js';
-import { Scheduler } from '../src/scheduler.js';
+import { peerClientTo } from './helpers/peer.js';
 import { TestConnection } from './helpers/client.js';
 
 describe('forwarding and feature bits', () => {
@@ -23,18 +22,7 @@ describe('forwarding and feature bits', () => {
       const node = new ScriptedNode('primary', 8, () => ({ payload: { ok: true, result: { acquired: true, token: 1, value: null } } }), 'gridlink');
       node.features = features;
       await node.start();
-      const peer = new PeerClient({
-        selfId: 'b',
-        peerId: 'primary',
-        host: '127.0.0.1',
-        port: node.port,
-        clusterId: 'gridlink',
-        authToken: undefined,
-        tls: undefined,
-        maxFrameSize: DEFAULT_MAX_FRAME_SIZE,
-        scheduler: new Scheduler(),
-        connectTimeoutMs: 2000,
-      });
+      const peer = peerClientTo(node.port, 'primary');
       try {
         const payload = { cache: 'c', key: new Uint8Array([1]), seq: 1, leaseMs: 100, ifAbsent: true };
         // Sent before the link is up: decided once the primary's handshake is known.
