@@ -8,7 +8,6 @@ import tls from 'node:tls';
 import { EventEmitter } from 'eventemitter3';
 import {
   ALL_FEATURES,
-  Feature,
   FrameDecoder,
   FrameKind,
   MAGIC,
@@ -16,7 +15,7 @@ import {
   Op,
   PROTOCOL_VERSION,
   encodeFrame,
-  withoutIfAbsent,
+  payloadForFeatures,
   type Frame,
   type HandshakeOk,
   type PushFrame,
@@ -373,7 +372,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     if (this.idsWrapped) while (this.pending.has(id)) id = (id % 0xffffffff) + 1;
     if (id === 0xffffffff) this.idsWrapped = true;
     this.nextId = (id % 0xffffffff) + 1;
-    if (op === Op.LOCK_TRY_ACQUIRE_GET && (this.handshake!.features & Feature.LOCK_GET_IF_ABSENT) === 0) payload = withoutIfAbsent(payload);
+    payload = payloadForFeatures(op, payload, this.handshake!.features);
     let bytes: Uint8Array;
     try {
       bytes = encodeFrame({ kind: FrameKind.REQUEST, op, id, flags: 0, payload });

@@ -4,7 +4,9 @@
 import type { ErrorCode } from './errors.js';
 import {
   ALL_FEATURES,
+  Feature,
   FrameKind,
+  Op,
   MIN_PROTOCOL_VERSION,
   PROTOCOL_VERSION,
   ResponseFlag,
@@ -45,14 +47,29 @@ export function negotiateFeatures(requested: number, supported: number = ALL_FEA
 }
 
 /**
- * A LOCK_TRY_ACQUIRE_GET payload for a node that did not grant LOCK_GET_IF_ABSENT (an older node,
- * which refuses fields it does not know): a copy without `ifAbsent`, so that node takes the lock
- * as before and the caller sees `acquired`. Any other payload is returned as is.
+ * Request fields that only a node granting a feature understands, by op: what a request means
+ * without the field is what it meant before the feature (`ifAbsent` absent: a plain acquire-get,
+ * whose `acquired` tells the caller what happened).
  */
-export function withoutIfAbsent(payload: unknown): unknown {
-  if (typeof payload !== 'object' || payload === null || !('ifAbsent' in payload)) return payload;
-  const { ifAbsent: _dropped, ...rest } = payload as Record<string, unknown>;
-  return rest;
+const FEATURE_FIELDS: Readonly<Partial<Record<number, readonly (readonly [field: string, feature: number])[]>>> = {
+  [Op.LOCK_TRY_ACQUIRE_GET]: [['ifAbsent', Feature.LOCK_GET_IF_ABSENT]],
+};
+
+/**
+ * A request payload as a node that granted `features` understands it: a copy without the fields
+ * of features it did not grant (an older node refuses fields it does not know), else the payload
+ * itself. The client applies it per connection, a node per peer link it forwards over.
+ */
+export function payloadForFeatures(op: number, payload: unknown, features: number): unknown {
+  const fields = FEATURE_FIELDS[op];
+  if (fields === undefined || typeof payload !== 'object' || payload === null) return payload;
+  let out: Record<string, unknown> | null = null;
+  for (const [field, feature] of fields) {
+    if ((features & feature) !== 0 || !(field in payload)) continue;
+    out ??= { ...(payload as Record<string, unknown>) };
+    delete out[field];
+  }
+  return out ?? payload;
 }
 
 /** Cuts a message to at most MAX_ERROR_MESSAGE_BYTES UTF-8 bytes, on a character boundary. */

@@ -12,9 +12,11 @@ import {
   FrameKind,
   handshakeError,
   MAX_ERROR_MESSAGE_BYTES,
+  Feature,
   negotiateFeatures,
   negotiateVersion,
   Op,
+  payloadForFeatures,
   ProtocolConfigError,
   ProtocolError,
   PushKind,
@@ -287,6 +289,18 @@ describe('helpers', () => {
     expect(negotiateFeatures(0xffffffff)).toBe(ALL_FEATURES);
     expect(negotiateFeatures(1, 2)).toBe(0);
     expect(negotiateFeatures(3, 2)).toBe(2);
+  });
+
+  it('payloadForFeatures drops only the fields of features the node did not grant, in a copy', () => {
+    const p = { cache: 'c', key: new Uint8Array([1]), seq: 1, leaseMs: 10, ifAbsent: true };
+    const older = payloadForFeatures(Op.LOCK_TRY_ACQUIRE_GET, p, Feature.TOPOLOGY_PUSH | Feature.LOCKS);
+    expect(older).toEqual({ cache: 'c', key: p.key, seq: 1, leaseMs: 10 });
+    expect(p.ifAbsent).toBe(true);
+    expect(payloadForFeatures(Op.LOCK_TRY_ACQUIRE_GET, p, ALL_FEATURES)).toBe(p);
+    const plain = { cache: 'c', key: p.key, seq: 1, leaseMs: 10 };
+    expect(payloadForFeatures(Op.LOCK_TRY_ACQUIRE_GET, plain, 0)).toBe(plain);
+    expect(payloadForFeatures(Op.CACHE_PUT, p, 0)).toBe(p);
+    expect(payloadForFeatures(Op.LOCK_TRY_ACQUIRE_GET, null, 0)).toBeNull();
   });
 
   it('errorPayload bounds the message and includes the partition only when given', () => {

@@ -1,4 +1,4 @@
-import { ErrorCode, Feature, Op, WireClient, withoutIfAbsent, type ErrorPayload, type WireCloseReason } from '@gridlink/protocol';
+import { ErrorCode, Op, WireClient, payloadForFeatures, type ErrorPayload, type WireCloseReason } from '@gridlink/protocol';
 import { GridNodeError } from '../errors.js';
 import type { TlsOptions } from '../config.js';
 import type { Scheduler } from '../scheduler.js';
@@ -26,11 +26,11 @@ export function peerWireVersion(clientName: string): number | null {
   return /^[1-9][0-9]{0,5}$/.test(v) ? Number(v) : Number.NaN;
 }
 
-/** A PEER_FORWARD message whose LOCK_TRY_ACQUIRE_GET lost its `ifAbsent` (a copy), else as is. */
-function forwardWithoutIfAbsent(msg: unknown): unknown {
+/** A PEER_FORWARD message whose request fits the primary's `features` (payloadForFeatures): a copy when a field was dropped. */
+function forwardForFeatures(msg: unknown, features: number): unknown {
   const m = msg as { op?: unknown; payload?: unknown } | null;
-  if (m === null || typeof m !== 'object' || m.op !== Op.LOCK_TRY_ACQUIRE_GET) return msg;
-  const payload = withoutIfAbsent(m.payload);
+  if (m === null || typeof m !== 'object' || typeof m.op !== 'number') return msg;
+  const payload = payloadForFeatures(m.op, m.payload, features);
   return payload === m.payload ? msg : { ...m, payload };
 }
 
@@ -102,7 +102,6 @@ export class PeerClient {
     return `${this.opts.host}:${this.opts.port}`;
   }
 
-
   /**
    * Sends a request; requests made in the same tick are written together, in call order, at the
    * end of the tick. With `batchable`, adjacent batchable requests of the same op share one frame
@@ -158,7 +157,7 @@ export class PeerClient {
       // A forwarded request carrying a field of a feature this peer did not grant (an older
       // node refuses fields it does not know) goes without it: decided here, once the peer's
       // handshake is known, so that a link still connecting does not lose the field.
-      if (q.op === Op.PEER_FORWARD && (features & Feature.LOCK_GET_IF_ABSENT) === 0) q.payload = forwardWithoutIfAbsent(q.payload);
+      if (q.op === Op.PEER_FORWARD) q.payload = forwardForFeatures(q.payload, features);
       let j = i + 1;
       if (q.batchable) while (j < queued.length && queued[j]!.batchable && queued[j]!.op === q.op) j++;
       if (j - i === 1) wire.send(q.op, q.payload, q.timeoutMs, q.resolve, q.reject);

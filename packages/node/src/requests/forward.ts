@@ -26,12 +26,12 @@ export class Forwarder {
 
   async forward(primary: string, p: number, op: Op, payload: unknown, session: string): Promise<unknown> {
     const timeout = this.forwardTimeoutMs + (op === Op.LOCK_ACQUIRE ? (payload as { waitMs: number }).waitMs : 0);
+    const msg: ForwardMsg = { op, payload, session };
     const reply = await new Promise<ForwardReply>((resolve, reject) => {
       const f = { p, primary, reject };
       this.pending.add(f);
       let req: Promise<unknown>;
       try {
-        const msg: ForwardMsg = { op, payload, session };
         req = this.peers.peer(primary).request(Op.PEER_FORWARD, msg, timeout);
       } catch (err) {
         this.pending.delete(f);
