@@ -403,9 +403,11 @@ export class GridLock {
     }
     const partition = this.partition();
     const owner = newOwner();
+    const payload: Record<string, unknown> = { cache: cache.name, key: this.name, leaseMs, owner };
+    if (options.ifAbsent === true) payload.ifAbsent = true;
     const r = await this.ctx.invoker.invoke<LockResult & { value: Uint8Array | null }>(
       Op.LOCK_TRY_ACQUIRE_GET,
-      options.ifAbsent === true ? { cache: cache.name, key: this.name, leaseMs, owner, ifAbsent: true } : { cache: cache.name, key: this.name, leaseMs, owner },
+      payload,
       { partition, signal: options.signal, timeoutMs: options.timeoutMs },
     );
     const value = cache.decodeValue(r.value);

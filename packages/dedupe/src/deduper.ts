@@ -230,13 +230,14 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
     let attempt: LockStateAttempt<StoredRecord>;
     try {
       const lock = client.lock(this.namePrefix + keyHash);
+      const lockOptions = { leaseMs: o.leaseMs, autoRenew: true, timeoutMs: o.gridTimeoutMs };
       // ifAbsent: a stored response comes back as a plain read, without taking the lock (a replay
       // costs one unreplicated operation and no release).
-      attempt = await lock.attemptGet(cache, { leaseMs: o.leaseMs, autoRenew: true, timeoutMs: o.gridTimeoutMs, ifAbsent: true });
+      attempt = await lock.attemptGet(cache, { ...lockOptions, ifAbsent: true });
       if (!attempt.acquired && attempt.value !== undefined && !isRecord(attempt.value)) {
         // Something that is not a stored response sits under the key: take the lock regardless,
         // as without ifAbsent (the handler's response will replace it).
-        attempt = await lock.attemptGet(cache, { leaseMs: o.leaseMs, autoRenew: true, timeoutMs: o.gridTimeoutMs });
+        attempt = await lock.attemptGet(cache, lockOptions);
       }
       this.breaker.success();
     } catch (e) {

@@ -266,8 +266,7 @@ export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
         if (!(error instanceof LockNotHeldError)) throw error;
         // The lease ran out while the handler ran and another delivery may hold the id now:
         // nothing was marked; a redelivery finds the other's mark or runs with a newer token.
-        clearInterval(keepalive);
-        keepalive = null;
+        // (The finally below stops the keepalive.)
         d.nak(this.busyDelayMs);
         this.emit('failed', { id, error });
         return 'failed';
