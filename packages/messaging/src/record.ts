@@ -5,6 +5,7 @@
  * fencing token of its claim and is refused once a newer claim exists.
  */
 import { decode, encode } from '@msgpack/msgpack';
+import { InvalidKeyError, decodeKey, type GridKey } from '@gridlink/affinity';
 import { whyUndecodable } from '@gridlink/client/internal';
 import { InvalidJobIdError, InvalidPayloadError, PayloadTooLargeError, type JobErrorInfo } from './errors.js';
 
@@ -46,28 +47,19 @@ export function checkJobId(id: unknown): asserts id is string {
   if (!JOB_ID.test(id)) throw new InvalidJobIdError('may contain only A-Z a-z 0-9 . _ : -');
 }
 
-/** Tag of a string in the canonical key encoding (@gridlink/affinity). */
-const STRING_TAG = 0x05;
-
 /**
- * The job id of a scanned job-cache key: the canonical encoding of a job id (a string tag, the
- * LEB128 byte length — two bytes for the longest ids — and the ASCII characters). Undefined for
- * anything else.
+ * The job id of a scanned job-cache key (its canonical key bytes), or undefined for a key that is
+ * not a job id.
  */
 export function jobIdOfKey(bytes: Uint8Array): string | undefined {
-  if (bytes.length < 3 || bytes[0] !== STRING_TAG) return undefined;
-  let n = 0;
-  let i = 1;
-  for (let shift = 0; ; shift += 7) {
-    if (i >= bytes.length || shift > 7) return undefined;
-    const b = bytes[i++] as number;
-    n |= (b & 0x7f) << shift;
-    if ((b & 0x80) === 0) break;
+  let key: GridKey;
+  try {
+    key = decodeKey(bytes);
+  } catch (e) {
+    if (e instanceof InvalidKeyError) return undefined; // not a canonical key: no job id made it
+    throw e;
   }
-  if (n !== bytes.length - i || n > MAX_JOB_ID_LENGTH) return undefined;
-  let s = '';
-  for (; i < bytes.length; i++) s += String.fromCharCode(bytes[i] as number);
-  return JOB_ID.test(s) ? s : undefined;
+  return typeof key === 'string' && key.length <= MAX_JOB_ID_LENGTH && JOB_ID.test(key) ? key : undefined;
 }
 
 /** Encodes a user value (payload, checkpoint, result) and checks its size. */
