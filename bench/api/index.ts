@@ -218,17 +218,18 @@ try {
 const none = runs.get('none')!;
 const baseRps = median(none.map((r) => r.rps));
 const noneSingle = single.get('none')!;
-/** Median over the rounds of (this mode's p50 − the bare app's p50 of the same round). */
-const addedP50 = (mode: string): number => median(single.get(mode)!.map((x, r) => x.p50us - noneSingle[r]!.p50us));
+/** Per round, this mode's p50 − the bare app's p50 of the same round; its median is the added p50. */
+const addedP50s = (mode: string): number[] => single.get(mode)!.map((x, r) => x.p50us - noneSingle[r]!.p50us);
 const rows = modes.map((mode) => {
   const rs = runs.get(mode)!;
   const rps = median(rs.map((r) => r.rps));
   const one = single.get(mode)!;
+  const added = addedP50s(mode);
   return [
     mode,
     Math.round(median(one.map((x) => x.p50us))),
     Math.round(median(one.map((x) => x.p99us))),
-    mode === 'none' ? '-' : `${Math.round(addedP50(mode))} (${one.map((x, r) => Math.round(x.p50us - noneSingle[r]!.p50us)).join(', ')})`,
+    mode === 'none' ? '-' : `${Math.round(median(added))} (${added.map(Math.round).join(', ')})`,
     Math.round(rps),
     median(rs.map((r) => r.p50)),
     median(rs.map((r) => r.p99)),
