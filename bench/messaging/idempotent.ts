@@ -18,7 +18,8 @@ import { IdempotentConsumer } from '@gridlink/messaging';
 import { connect, headers, nanos, type NatsConnection } from '@nats-io/transport-node';
 import { AckPolicy, jetstream, jetstreamManager, StorageType, type JsMsg } from '@nats-io/jetstream';
 import { processCpuUs, table } from '../shared/measure.js';
-import { startCluster, startNats } from '../shared/processes.js';
+import { NatsCluster } from '@gridlink/testkit';
+import { startCluster } from '../shared/processes.js';
 
 const MESSAGES = Number(process.env.MSG_IDEM_MESSAGES ?? 3000);
 const IN_FLIGHT = 16;
@@ -143,12 +144,12 @@ export async function idempotentBench(natsUrl: string, endpoints: string[], grid
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  const nats = await startNats();
+  const nats = await NatsCluster.start();
   const cluster = await startCluster({ nodes: 3, backups: 1, partitions: 256 });
   try {
-    console.log(await idempotentBench(nats.url, cluster.endpoints, cluster.proc.pid!));
+    console.log(await idempotentBench(nats.urls[0]!, cluster.endpoints, cluster.proc.pid!));
   } finally {
     await cluster.stop();
-    await nats.stop();
+    await nats.close();
   }
 }

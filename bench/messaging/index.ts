@@ -22,7 +22,8 @@ import { JobQueue } from '@gridlink/messaging';
 import { connect, nanos, type NatsConnection } from '@nats-io/transport-node';
 import { AckPolicy, jetstream, jetstreamManager, StorageType } from '@nats-io/jetstream';
 import { Queue } from 'bullmq';
-import { startCluster, startNats, startRedis } from '../shared/processes.js';
+import { NatsCluster } from '@gridlink/testkit';
+import { startCluster, startRedis } from '../shared/processes.js';
 import { idempotentBench } from './idempotent.js';
 import { percentile, table } from '../shared/measure.js';
 
@@ -189,20 +190,21 @@ async function resume(sys: System, prefix: string): Promise<{ resumes: number[];
 
 const fmtMs = (xs: number[]): string => (xs.length === 0 ? '—' : `${Math.round(percentile(xs, 50))} / ${Math.round(Math.max(...xs))}`);
 
-const nats = await startNats();
-started.add(nats.proc);
+// One JetStream nats-server (the test kit's: ended by pid, store removed, also on a crash).
+const nats = await NatsCluster.start();
+const natsUrl = nats.urls[0]!;
 const redis = await startRedis();
 const cluster = await startCluster({ nodes: 3, backups: 1, partitions: 256 });
 const closers: (() => Promise<unknown>)[] = [];
 try {
   const grid = await GridClient.connect({ endpoints: cluster.endpoints });
   closers.push(() => grid.close());
-  const nc: NatsConnection = await connect({ servers: nats.url });
+  const nc: NatsConnection = await connect({ servers: natsUrl });
   closers.push(() => nc.close());
   const jq = new JobQueue({ grid, nats: nc, queue: 'bench' });
   const gridlink: System = {
     name: 'gridlink (lease 1.5 s, default)',
-    env: { MODE: 'gridlink', GRID_ENDPOINTS: cluster.endpoints.join(','), NATS_URL: nats.url, QUEUE: 'bench' },
+    env: { MODE: 'gridlink', GRID_ENDPOINTS: cluster.endpoints.join(','), NATS_URL: natsUrl, QUEUE: 'bench' },
     async submit(ids) {
       for (let i = 0; i < ids.length; i += 200) await Promise.all(ids.slice(i, i + 200).map((id) => jq.submit(id, {})));
     },
@@ -217,7 +219,7 @@ try {
   await jsm.consumers.add('BENCH', { durable_name: 'workers', ack_policy: AckPolicy.Explicit, ack_wait: nanos(30_000), max_ack_pending: 1000 });
   const jetstreamSys: System = {
     name: 'JetStream (AckWait 30 s, default)',
-    env: { MODE: 'jetstream', NATS_URL: nats.url, STREAM: 'BENCH' },
+    env: { MODE: 'jetstream', NATS_URL: natsUrl, STREAM: 'BENCH' },
     async submit(ids) {
       for (let i = 0; i < ids.length; i += 200) await Promise.all(ids.slice(i, i + 200).map((id) => js.publish('bench.jobs', '{}', { msgID: id })));
     },
@@ -272,9 +274,9 @@ try {
   console.log(`Jobs/s: ${THROUGHPUT_JOBS} trivial jobs, after ${WARM_JOBS} warm-up jobs through the same workers, three worker processes (concurrency 16 each). Resume: a job holding ${HOLD_MS} ms; its worker is SIGKILLed as soon as it starts; time until another worker starts it.\n`);
   console.log(table(rows));
   console.log('\nIdempotent consumers (bench/messaging/idempotent.ts):\n');
-  console.log(await idempotentBench(nats.url, cluster.endpoints, cluster.proc.pid!));
+  console.log(await idempotentBench(natsUrl, cluster.endpoints, cluster.proc.pid!));
 } finally {
   for (const c of closers.reverse()) await c().catch(() => undefined);
   await cluster.stop();
-  await nats.stop();
+  await nats.close();
 }

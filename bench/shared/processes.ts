@@ -1,13 +1,11 @@
 /**
  * Child processes the benchmarks measure against, so the system under test never shares an
- * event loop with the load generator: an echo server (the floor), a redis-server, a nats-server
- * with JetStream, and a gridlink LocalCluster controlled over stdin.
+ * event loop with the load generator: an echo server (the floor), a redis-server, and a
+ * gridlink LocalCluster controlled over stdin.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -56,26 +54,6 @@ export async function startRedis(): Promise<(Child & { port: number }) | null> {
     return null;
   }
   return { proc, port, stop: () => stopChild(proc) };
-}
-
-/** A nats-server with JetStream (its store in a temporary directory, removed on stop). */
-export async function startNats(): Promise<Child & { url: string }> {
-  const dir = mkdtempSync(join(tmpdir(), 'gridlink-bench-nats-'));
-  const port = await freePort();
-  const proc = spawn(process.env.NATS_SERVER ?? '/usr/sbin/nats-server', ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', dir], { stdio: 'ignore' });
-  await waitForPort(port);
-  return {
-    proc,
-    url: `nats://127.0.0.1:${port}`,
-    async stop() {
-      if (proc.exitCode === null && proc.signalCode === null) {
-        const exited = once(proc, 'exit');
-        proc.kill('SIGKILL');
-        await exited;
-      }
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
 }
 
 /** A length-prefixed echo server in its own process: answers every frame with the same bytes. */
