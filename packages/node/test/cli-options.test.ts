@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { CLI_OPTIONS, envNameOf, parseCli, usage, type CliConfig } from '../src/cli/options.js';
 import { peerLocalAddress } from '../src/peers/local-address.js';
 import { CLUSTER_DEFAULTS, joinOrCreateCluster, reconcileClusterSettings } from '../src/cli/cluster.js';
-import { MemoryControlPlane, NODE_V8_FLAGS, NodeConfigError, youngGenerationConfigured } from '@gridlink/node';
+import { MemoryControlPlane, NODE_V8_FLAGS, NodeConfigError, resolveNodeOptions, youngGenerationConfigured, type NodeOptions } from '@gridlink/node';
 
 const cfg = (argv: string[], env: Record<string, string> = {}, host = 'pod-0'): CliConfig => {
   const r = parseCli(argv, env, host);
@@ -78,8 +78,9 @@ describe('gridlink-node option parser (pure)', () => {
         try {
           c = cfg(argv, env);
         } catch (err) {
-          // Timing relations are checked by the node; the parser only bounds single values.
+          // A lease of 1-5 ms is shorter than the default renewal interval: refused, naming a timing flag.
           expect(err).toBeInstanceOf(NodeConfigError);
+          expect(['lease-ms', 'renew-interval-ms', 'lease-margin-ms']).toContain((err as NodeConfigError).field);
           return;
         }
         const json = JSON.stringify(c);
@@ -114,6 +115,40 @@ describe('gridlink-node option parser (pure)', () => {
     expect(fieldOf(() => cfg(['--tls-cert', '/c']))).toBe('tls-key');
     expect(fieldOf(() => cfg(['--log-level', 'loud']))).toBe('log-level');
     expect(fieldOf(() => cfg(['--id', 'a', '--id', 'b']))).toBe('id');
+  });
+
+  it('accepts exactly the timings the node accepts, naming the flag otherwise (property)', () => {
+    const timing = { 'lease-ms': 'leaseMs', 'renew-interval-ms': 'renewIntervalMs', 'lease-margin-ms': 'leaseMarginMs', 'handoff-timeout-ms': 'handoffTimeoutMs' } as const;
+    const value = fc.option(fc.oneof(fc.integer({ min: 0, max: 1200 }), fc.constantFrom(0, 1, 150, 250, 400, 1000)), { nil: undefined });
+    fc.assert(
+      fc.property(fc.record({ 'lease-ms': value, 'renew-interval-ms': value, 'lease-margin-ms': value, 'handoff-timeout-ms': value }), (t) => {
+        const argv = Object.entries(t).flatMap(([flag, v]) => (v === undefined ? [] : [`--${flag}`, String(v)]));
+        const options: Record<string, unknown> = { id: 'n', controlPlane: new MemoryControlPlane() };
+        for (const [flag, v] of Object.entries(t)) if (v !== undefined) options[timing[flag as keyof typeof timing]] = v;
+        let nodeAccepts = true;
+        try {
+          resolveNodeOptions(options as unknown as NodeOptions);
+        } catch (err) {
+          expect(err).toBeInstanceOf(NodeConfigError);
+          nodeAccepts = false;
+        }
+        let field: string | undefined;
+        try {
+          cfg(argv);
+        } catch (err) {
+          expect(err).toBeInstanceOf(NodeConfigError);
+          field = (err as NodeConfigError).field;
+        }
+        expect(field === undefined).toBe(nodeAccepts);
+        if (field !== undefined) expect(Object.keys(timing)).toContain(field);
+      }),
+      { numRuns: 500 },
+    );
+    expect(fieldOf(() => cfg(['--handoff-timeout-ms', '0']))).toBe('handoff-timeout-ms');
+    expect(fieldOf(() => cfg(['--renew-interval-ms', '1000']))).toBe('renew-interval-ms');
+    expect(fieldOf(() => cfg(['--lease-ms', '300']))).toBe('lease-ms');
+    expect(fieldOf(() => cfg(['--lease-ms', '2000', '--lease-margin-ms', '1800']))).toBe('lease-margin-ms');
+    expect(cfg(['--lease-ms', '2000', '--renew-interval-ms', '500', '--lease-margin-ms', '300'])).toMatchObject({ leaseMs: 2000, renewIntervalMs: 500, leaseMarginMs: 300 });
   });
 
   it('never throws anything but NodeConfigError on arbitrary argv and env (property)', () => {

@@ -3,9 +3,10 @@
  * validated configuration out (or a NodeConfigError naming the flag). No I/O, so it can be tested
  * exhaustively and reused to check deployment manifests.
  *
- * Every flag `--some-flag` can also be given as the environment variable `GRIDLINK_SOME_FLAG`;
+ * Every flag `--some-flag` but `--help` can also be given as the environment variable `GRIDLINK_SOME_FLAG`;
  * a flag on the command line wins over the variable.
  */
+import { DEFAULT_TIMING } from '../config.js';
 import { NodeConfigError } from '../errors.js';
 
 type Kind = 'string' | 'int' | 'bool';
@@ -107,7 +108,7 @@ export interface CliConfig {
 export type CliParseResult = { help: true; usage: string } | { help: false; config: CliConfig };
 
 export function usage(): string {
-  const lines = ['usage: gridlink-node [options]   (every --flag also reads GRIDLINK_FLAG; the flag wins)'];
+  const lines = ['usage: gridlink-node [options]   (every --flag but --help also reads GRIDLINK_FLAG; the flag wins)'];
   for (const o of CLI_OPTIONS) {
     const left = `  --${o.flag}${o.arg ? ` <${o.arg}>` : ''}`;
     lines.push(`${left.padEnd(34)} ${o.help}`);
@@ -255,9 +256,23 @@ export function parseCli(argv: readonly string[], env: Readonly<Record<string, s
     ['leaseMs', int('lease-ms', 1, 3_600_000)],
     ['renewIntervalMs', int('renew-interval-ms', 1, 3_600_000)],
     ['leaseMarginMs', int('lease-margin-ms', 1, 3_600_000)],
-    ['handoffTimeoutMs', int('handoff-timeout-ms', 0, 3_600_000)],
+    ['handoffTimeoutMs', int('handoff-timeout-ms', 1, 3_600_000)],
   ];
   for (const [k, v] of optional) if (v !== undefined) (config as unknown as Record<string, unknown>)[k] = v;
+  // The relations the node checks again at start (resolveNodeOptions), checked here so that a bad
+  // combination is refused naming its flag before the process connects to the control plane.
+  const lease = config.leaseMs ?? DEFAULT_TIMING.leaseMs;
+  const renew = config.renewIntervalMs ?? DEFAULT_TIMING.renewIntervalMs;
+  const margin = config.leaseMarginMs ?? DEFAULT_TIMING.leaseMarginMs;
+  if (renew >= lease) {
+    throw new NodeConfigError(config.renewIntervalMs !== undefined ? 'renew-interval-ms' : 'lease-ms', `the renewal interval (${renew} ms) must be shorter than the lease (${lease} ms)`);
+  }
+  if (margin + renew >= lease) {
+    throw new NodeConfigError(
+      config.leaseMarginMs !== undefined ? 'lease-margin-ms' : config.leaseMs !== undefined ? 'lease-ms' : 'renew-interval-ms',
+      `the lease margin (${margin} ms) plus the renewal interval (${renew} ms) must be shorter than the lease (${lease} ms)`,
+    );
+  }
   if (config.zone === '') throw new NodeConfigError('zone', 'must not be empty');
   if (config.clusterId !== undefined && !/^[A-Za-z0-9._-]{1,64}$/.test(config.clusterId)) throw new NodeConfigError('cluster-id', 'must be 1-64 characters of [A-Za-z0-9._-]');
   const tlsCert = file('tls-cert');
