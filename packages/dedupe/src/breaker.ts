@@ -20,6 +20,7 @@ export class CircuitBreaker {
   private failures = 0;
   private openedAt = 0;
   private probing = false;
+  private readonly listeners = new Set<(state: BreakerState, previous: BreakerState) => void>();
   readonly failureThreshold: number;
   readonly openMs: number;
 
@@ -35,11 +36,29 @@ export class CircuitBreaker {
     return this.stateValue;
   }
 
+  /**
+   * Calls `listener` on every change of state from now on; returns the function that stops it.
+   * A breaker shared by several routes reports to each of them. A listener that throws does not
+   * disturb the breaker or the other listeners.
+   */
+  onStateChange(listener: (state: BreakerState, previous: BreakerState) => void): () => void {
+    const own = (state: BreakerState, previous: BreakerState): void => listener(state, previous);
+    this.listeners.add(own);
+    return () => void this.listeners.delete(own);
+  }
+
   private set(next: BreakerState): void {
     const prev = this.stateValue;
     if (prev === next) return;
     this.stateValue = next;
-    this.onChange?.(next, prev);
+    const all = this.onChange ? [this.onChange, ...this.listeners] : [...this.listeners];
+    for (const listener of all) {
+      try {
+        listener(next, prev);
+      } catch {
+        // A report must not change what the breaker decides, nor keep it from the others.
+      }
+    }
   }
 
   /**

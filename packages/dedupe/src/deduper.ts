@@ -130,11 +130,9 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
       this.options.logger?.warn?.('gridlink dedupe circuit breaker changed state', { event: 'dedupe.breaker', state, previous });
       this.emit('breaker', { state, previous });
     };
-    if (b instanceof CircuitBreaker) {
-      this.breaker = b;
-    } else {
-      this.breaker = new CircuitBreaker(b, onChange);
-    }
+    // A breaker shared with other routes reports its changes to each deduper using it.
+    this.breaker = b instanceof CircuitBreaker ? b : new CircuitBreaker(b);
+    this.breaker.onStateChange(onChange);
     this.counters = createCounters(this.options.metrics);
   }
 

@@ -84,6 +84,44 @@ describe('CircuitBreaker', () => {
   });
 });
 
+describe('a circuit breaker shared by routes', () => {
+  it('reports each change to every deduper using it, as an event and a log line', () => {
+    const shared = new CircuitBreaker({ failureThreshold: 2, openMs: 100 });
+    const seen: string[] = [];
+    const lines: unknown[] = [];
+    const routes = ['a', 'b'].map((name) => {
+      const d = new Deduper({ metrics: false, breaker: shared, logger: { warn: (m, f) => lines.push([name, m, f]) } });
+      d.on('breaker', (e) => seen.push(`${name}:${e.previous}->${e.state}`));
+      return d;
+    });
+    expect(routes[0]!.breaker).toBe(shared);
+    shared.failure(0);
+    expect(seen).toEqual([]);
+    shared.failure(0);
+    expect(shared.allow(100)).toBe(true);
+    shared.success();
+    expect(seen).toEqual(['a:closed->open', 'b:closed->open', 'a:open->half-open', 'b:open->half-open', 'a:half-open->closed', 'b:half-open->closed']);
+    expect(lines).toHaveLength(6);
+    expect(lines[0]).toEqual(['a', expect.any(String), { event: 'dedupe.breaker', state: 'open', previous: 'closed' }]);
+  });
+
+  it('keeps deciding, and keeps reporting to the others, when a listener throws; a stopped listener hears nothing', () => {
+    const b = new CircuitBreaker({ failureThreshold: 1, openMs: 100 });
+    const heard: BreakerState[] = [];
+    b.onStateChange(() => {
+      throw new Error('listener failed');
+    });
+    const stop = b.onStateChange((s) => heard.push(s));
+    b.failure(0);
+    expect(b.state).toBe('open');
+    expect(heard).toEqual(['open']);
+    stop();
+    expect(b.allow(100)).toBe(true);
+    expect(b.state).toBe('half-open');
+    expect(heard).toEqual(['open']);
+  });
+});
+
 describe('keys', () => {
   it('canonical JSON ignores object key order and undefined fields', () => {
     fc.assert(
