@@ -4,7 +4,7 @@
  * plane, and returns the exit code instead of exiting.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { GridClient } from '@gridlink/client';
+import { GridClient, GridConnectionError, GridTimeoutError } from '@gridlink/client';
 import type { ControlPlane } from '@gridlink/node';
 import {
   changeAutoAdjust,
@@ -125,6 +125,7 @@ ${COMMON_HELP}`,
   caches: `usage: gridlink caches [--skip-sizes] [--auth-token <t>]
   Every cache's name and config from the control plane, and its size asked from the nodes
   (connecting a client to the members' addresses) unless --skip-sizes.
+  --auth-token <t>        the token the nodes were started with (--auth-token of gridlink-node)
 ${COMMON_HELP}`,
   safe: `usage: gridlink safe [--wait [--wait-timeout <dur>]]
   Safe when no partition is lost, moving or under-replicated. Asks each node's /health/safe when
@@ -304,6 +305,28 @@ function fail(err: unknown, io: CliIo, json: boolean): number {
 
 type Runner = (cp: ControlPlane) => Promise<number>;
 
+/**
+ * The client `gridlink caches` asks the sizes with, or null when no node can be reached from here
+ * (the sizes then show as `-`). Anything else is not hidden behind a `-`: nodes that refuse the
+ * client's token are a usage error naming --auth-token, and any other failure (a client option
+ * the client rejects, say) propagates.
+ */
+async function sizeClient(endpoints: string[], timeoutMs: number, authToken: string | undefined): Promise<GridClient | null> {
+  try {
+    return await GridClient.connect({ endpoints, connectTimeout: Math.min(timeoutMs, 5000), operationTimeout: timeoutMs, ...(authToken ? { auth: { token: authToken } } : {}) });
+  } catch (err) {
+    if (!(err instanceof GridConnectionError || err instanceof GridTimeoutError)) throw err;
+    const refused = (err instanceof GridConnectionError ? err.endpoints : []).find((e) => /handshake refused: authentication failed/.test(e.cause));
+    if (refused) {
+      throw new AdminUsageError(
+        '--auth-token',
+        `the nodes refused the client (${refused.cause}): give the token the nodes were started with${authToken ? '' : ' (--auth-token)'}, or --skip-sizes`,
+      );
+    }
+    return null;
+  }
+}
+
 function prepare(p: Parsed, http: HttpLocator | undefined, io: CliIo, deps: CliDeps): Runner {
   const { verb, args, values, json, timeoutMs } = p;
   const base = { timeoutMs, ...(http ? { http } : {}) };
@@ -461,9 +484,7 @@ function prepare(p: Parsed, http: HttpLocator | undefined, io: CliIo, deps: CliD
           if (!skip) {
             const rec = (await readTopology(cp, timeoutMs)).value;
             const endpoints = Object.values(rec.members).map((m) => `${m.host.includes(':') ? `[${m.host}]` : m.host}:${m.port}`);
-            if (endpoints.length > 0) {
-              client = await GridClient.connect({ endpoints, connectTimeout: Math.min(timeoutMs, 5000), operationTimeout: timeoutMs, ...(authToken ? { authToken } : {}) }).catch(() => null);
-            }
+            if (endpoints.length > 0) client = await sizeClient(endpoints, timeoutMs, authToken);
             const c = client;
             if (c) o.sizeOf = (name) => c.cache(name).size();
           }

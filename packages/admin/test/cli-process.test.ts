@@ -10,8 +10,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { GridClient } from '@gridlink/client';
 import * as nodePackage from '@gridlink/node';
 import { startNode, type ControlPlane, type GridNode, type TopologyRecord } from '@gridlink/node';
+import { ProcessCluster } from '@gridlink/testkit';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 const children = new Set<ChildProcess>();
@@ -133,5 +135,54 @@ describe.skipIf(Nats === undefined)('gridlink against NATS and two grid nodes', 
     expect(JSON.parse(show.out).baseline.map((n: { id: string }) => n.id)).toEqual(['node-1', 'node-2']);
     expect((await gridlink(['caches', '--control-plane', url, '--skip-sizes'])).code).toBe(0);
     expect((await gridlink(['safe', '--control-plane', url, ...http])).code).toBe(0);
+  });
+});
+
+describe('gridlink caches against nodes that require an auth token', () => {
+  const token = 'caches-test-token';
+  let cluster: ProcessCluster;
+  let client: GridClient;
+
+  beforeAll(async () => {
+    cluster = await ProcessCluster.start({ nodes: 2, partitions: 16, controlPlaneProxies: false, nodeArgs: ['--auth-token', token] });
+    client = await GridClient.connect({ endpoints: cluster.endpoints, auth: { token } });
+    const sessions = client.cache<string, string>('sessions');
+    await sessions.create({ ttlMs: 60_000 });
+    await Promise.all(['a', 'b', 'c', 'd', 'e'].map((k) => sessions.put(k, k)));
+    await client.cache<string, number>('empty').create({ backups: 0 });
+  });
+
+  afterAll(async () => {
+    await client?.close();
+    await cluster?.close();
+  });
+
+  it('--auth-token reaches the nodes: real sizes, not "-"', async () => {
+    const url = cluster.natsUrls.join(',');
+    const json = await gridlink(['caches', '--control-plane', url, '--auth-token', token, '--json']);
+    expect(json.err).toBe('');
+    expect(json.code).toBe(0);
+    const list = JSON.parse(json.out) as { name: string; size: number | null }[];
+    expect(list.map((c) => [c.name, c.size])).toEqual([
+      ['empty', 0],
+      ['sessions', 5],
+    ]);
+    const table = await gridlink(['caches', '--control-plane', url, '--auth-token', token]);
+    expect(table.code).toBe(0);
+    expect(table.out).toMatch(/sessions\s+1\s+READ_WRITE_SAFE\s+-\s+\{"ttlMs":60000\}\s+5\n/);
+  });
+
+  it('nodes refusing the client are not hidden behind "-": a usage error naming --auth-token', async () => {
+    const url = cluster.natsUrls.join(',');
+    for (const args of [[], ['--auth-token', 'not-the-token']]) {
+      const r = await gridlink(['caches', '--control-plane', url, ...args]);
+      expect(r.code, args.join(' ')).toBe(1);
+      expect(r.out).toBe('');
+      expect(r.err).toMatch(/^gridlink: --auth-token: the nodes refused the client \(127\.0\.0\.1:\d+: handshake refused: authentication failed\)/);
+    }
+    // Told not to ask the nodes, it lists the caches without sizes.
+    const skip = await gridlink(['caches', '--control-plane', url, '--skip-sizes', '--json']);
+    expect(skip.code).toBe(0);
+    expect((JSON.parse(skip.out) as { size: number | null }[]).map((c) => c.size)).toEqual([null, null]);
   });
 });
