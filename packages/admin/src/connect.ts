@@ -1,5 +1,5 @@
-import type { ControlPlane } from '@gridlink/node';
-import { AdminUsageError, ControlPlaneUnreachableError } from './errors.js';
+import { ControlPlaneBucketMissingError, type ControlPlane } from '@gridlink/node';
+import { AdminRefusedError, AdminUsageError, ControlPlaneUnreachableError } from './errors.js';
 
 export interface ConnectedControlPlane {
   controlPlane: ControlPlane;
@@ -13,7 +13,12 @@ type NatsControlPlaneModule = Record<string, unknown>;
  * package's NatsControlPlane (JetStream KV), loaded at run time so that this package works with
  * any @gridlink/node that ships it. Accepted shapes: a static `connect(options)` returning the
  * control plane, or a constructor taking the options (with an optional `connect()`/`start()`);
- * options are `{ servers, bucket, token | user + pass | credsFile, connectTimeoutMs }`. A `close()` on the result is called when the command ends.
+ * options are `{ servers, bucket, create: false, token | user + pass | credsFile, connectTimeoutMs }`.
+ * A `close()` on the result is called when the command ends.
+ *
+ * The bucket is only opened, never created: a bucket that does not exist (a mistyped --bucket, or
+ * no node started yet) is refused (AdminRefusedError `ADMIN_NO_BUCKET`, exit code 4) and left
+ * absent, so that the nodes create it later with their own replica count.
  */
 export interface ConnectOptions {
   bucket?: string;
@@ -41,7 +46,7 @@ export async function connectControlPlane(url: string, o: ConnectOptions = {}): 
     throw new ControlPlaneUnreachableError('this @gridlink/node has no NatsControlPlane export: the NATS control plane is not available');
   }
   const timeoutMs = o.timeoutMs ?? 10_000;
-  const options: Record<string, unknown> = { servers, name: 'gridlink-admin', connectTimeoutMs: timeoutMs, requestTimeoutMs: Math.min(timeoutMs, 5000) };
+  const options: Record<string, unknown> = { servers, name: 'gridlink-admin', create: false, connectTimeoutMs: timeoutMs, requestTimeoutMs: Math.min(timeoutMs, 5000) };
   for (const k of ['bucket', 'token', 'user', 'pass', 'credsFile'] as const) if (o[k] !== undefined) options[k] = o[k];
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
@@ -65,6 +70,9 @@ export async function connectControlPlane(url: string, o: ConnectOptions = {}): 
       () => undefined,
     );
     if (err instanceof ControlPlaneUnreachableError) throw err;
+    if (err instanceof ControlPlaneBucketMissingError) {
+      throw new AdminRefusedError('ADMIN_NO_BUCKET', `${err.message}: no gridlink node has used it (check --bucket)`);
+    }
     throw new ControlPlaneUnreachableError(`could not connect to ${url}: ${err instanceof Error ? err.message : String(err)}`);
   } finally {
     clearTimeout(timer);

@@ -56,7 +56,8 @@ export class ControlPlaneUnreachableError extends AdminError {
 
 /**
  * The change was understood but not made: it moves data and --yes was not given, a node is
- * unknown to the cluster, the cluster has no topology yet, or concurrent writers kept winning.
+ * unknown to the cluster, the control plane bucket does not exist, the cluster has no topology
+ * yet, or concurrent writers kept winning.
  * Exit code 4.
  */
 export class AdminRefusedError extends AdminError {

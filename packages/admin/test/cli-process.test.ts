@@ -12,8 +12,10 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GridClient } from '@gridlink/client';
 import * as nodePackage from '@gridlink/node';
-import { startNode, type ControlPlane, type GridNode, type TopologyRecord } from '@gridlink/node';
-import { ProcessCluster } from '@gridlink/testkit';
+import { NatsControlPlane, startNode, type ControlPlane, type GridNode, type TopologyRecord } from '@gridlink/node';
+import { NatsCluster, ProcessCluster } from '@gridlink/testkit';
+import { Kvm } from '@nats-io/kv';
+import { connect as natsConnect } from '@nats-io/transport-node';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 const children = new Set<ChildProcess>();
@@ -184,5 +186,47 @@ describe('gridlink caches against nodes that require an auth token', () => {
     const skip = await gridlink(['caches', '--control-plane', url, '--skip-sizes', '--json']);
     expect(skip.code).toBe(0);
     expect((JSON.parse(skip.out) as { size: number | null }[]).map((c) => c.size)).toEqual([null, null]);
+  });
+});
+
+describe('gridlink against a NATS no node has used', () => {
+  let nats: NatsCluster;
+  beforeAll(async () => {
+    nats = await NatsCluster.start({ servers: 1 });
+  });
+  afterAll(async () => {
+    await nats?.close();
+  });
+
+  /** The KV buckets on the server, listed with the NATS KV API. */
+  async function buckets(): Promise<string[]> {
+    const nc = await natsConnect({ servers: nats.urls });
+    try {
+      const names: string[] = [];
+      for await (const st of new Kvm(nc).list()) names.push(st.bucket);
+      return names.sort();
+    } finally {
+      await nc.close();
+    }
+  }
+
+  it('a bucket that does not exist is refused (exit 4) naming it, and is not created', async () => {
+    const url = nats.urls[0]!;
+    const wrong = await gridlink(['status', '--control-plane', url, '--bucket', 'gridlnk']);
+    expect(wrong.code).toBe(4);
+    expect(wrong.out).toBe('');
+    expect(wrong.err).toBe(`gridlink: bucket "gridlnk" does not exist on ${url}: no gridlink node has used it (check --bucket)\n`);
+    // Before the first node starts: the default bucket is not created with the CLI's one replica either.
+    const json = await gridlink(['baseline', 'show', '--json'], { GRIDLINK_CONTROL_PLANE: url });
+    expect(json.code).toBe(4);
+    expect(JSON.parse(json.err)).toEqual({ error: { code: 'ADMIN_NO_BUCKET', message: `bucket "gridlink" does not exist on ${url}: no gridlink node has used it (check --bucket)`, retryable: false } });
+    expect(await buckets()).toEqual([]);
+    // A bucket a node created is opened as it is (here one no cluster has formed in yet).
+    const node = await NatsControlPlane.connect({ servers: [url], bucket: 'made' });
+    await node.close();
+    const empty = await gridlink(['status', '--control-plane', url, '--bucket', 'made', '--json']);
+    expect(empty.code).toBe(4);
+    expect(JSON.parse(empty.err).error.code).toBe('ADMIN_NO_TOPOLOGY');
+    expect(await buckets()).toEqual(['made']);
   });
 });

@@ -19,6 +19,7 @@ export { NodeStore, StoreError, type StoreOptions, type StoreStats } from './sto
 export {
   NatsControlPlane,
   ControlPlaneUnavailableError,
+  ControlPlaneBucketMissingError,
   parseNatsServers,
   type NatsControlPlaneOptions,
   type NatsTlsOptions,

@@ -17,6 +17,8 @@ describe('@gridlink/node entry points', () => {
         'NODE_V8_FLAGS',
         'youngGenerationConfigured',
         'ControlPlaneUnavailableError',
+        // NatsControlPlane.connect({ create: false }) on a bucket that does not exist (the admin CLI).
+        'ControlPlaneBucketMissingError',
         'NatsControlPlane',
         'parseCli',
         'parseNatsServers',

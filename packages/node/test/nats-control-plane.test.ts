@@ -7,7 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { CasConflictError, MemoryControlPlane, type ControlPlane, type KvEvent } from '@gridlink/node';
 import { NatsCluster, waitFor } from '@gridlink/testkit';
-import { ControlPlaneUnavailableError, NatsControlPlane, parseNatsServers } from '../src/control/nats.js';
+import { Kvm } from '@nats-io/kv';
+import { ControlPlaneBucketMissingError, ControlPlaneUnavailableError, NatsControlPlane, parseNatsServers } from '../src/control/nats.js';
 import { NodeConfigError } from '../src/errors.js';
 
 interface Harness {
@@ -142,6 +143,40 @@ describe('NatsControlPlane configuration', () => {
     await expect(NatsControlPlane.connect({ servers: single.urls, replicas: 0 })).rejects.toThrow(/replicas/);
     await expect(NatsControlPlane.connect({ servers: single.urls, token: 't', user: 'u', pass: 'p' })).rejects.toThrow(/credentials/);
     await expect(NatsControlPlane.connect({ servers: single.urls, user: 'u' })).rejects.toThrow(/user/);
+  });
+
+  it('create: false opens an existing bucket only: a missing one is a typed error at once, and is not created', async () => {
+    const bucketNames = async (): Promise<string[]> => {
+      const nc = await NatsControlPlane.connect({ servers: single.urls, bucket: 'lister', connectTimeoutMs: 20_000 });
+      opened.push(nc);
+      const names: string[] = [];
+      for await (const st of new Kvm(nc.connection).list()) names.push(st.bucket);
+      return names;
+    };
+    const started = Date.now();
+    const err = await NatsControlPlane.connect({ servers: single.urls, bucket: 'nosuchbucket', create: false, connectTimeoutMs: 20_000 }).catch((e: unknown) => e);
+    // Not retried until connectTimeoutMs: a missing bucket does not appear by waiting.
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(err).toBeInstanceOf(ControlPlaneBucketMissingError);
+    const missing = err as ControlPlaneBucketMissingError;
+    expect(missing.code).toBe('GRID_CONTROL_PLANE_BUCKET_MISSING');
+    expect(missing.retryable).toBe(false);
+    expect(missing.bucket).toBe('nosuchbucket');
+    expect(missing.message).toBe(`bucket "nosuchbucket" does not exist on ${single.urls.join(',')}`);
+    expect(await bucketNames()).not.toContain('nosuchbucket');
+    await expect(NatsControlPlane.connect({ servers: single.urls, create: 'no' as unknown as boolean })).rejects.toThrow(/create/);
+
+    // An existing bucket (created by a node, with its replica count) is opened as it is.
+    const creator = await NatsControlPlane.connect({ servers: single.urls, bucket: 'existing', connectTimeoutMs: 20_000 });
+    opened.push(creator);
+    const rev = await creator.put('k.x', { n: 1 });
+    const reader = await NatsControlPlane.connect({ servers: single.urls, bucket: 'existing', create: false, connectTimeoutMs: 20_000 });
+    opened.push(reader);
+    expect(await reader.get('k.x')).toEqual({ key: 'k.x', value: { n: 1 }, revision: rev });
+    const rev2 = await reader.update('k.x', { n: 2 }, rev);
+    expect((await creator.get('k.x'))?.value).toEqual({ n: 2 });
+    expect(rev2).toBeGreaterThan(rev);
+    expect((await reader.bucketStatus()).replicas).toBe(1);
   });
 
   it('gives up connecting after connectTimeoutMs with a retryable typed error', async () => {

@@ -27,6 +27,31 @@ export class ControlPlaneUnavailableError extends Error {
   }
 }
 
+const BUCKET_MISSING_BRAND = Symbol.for('gridlink.ControlPlaneBucketMissingError');
+
+/**
+ * `NatsControlPlane.connect({ create: false })` found no such bucket on the servers: no node has
+ * used it (a mistyped bucket name, or no node has started yet). Not retryable.
+ */
+export class ControlPlaneBucketMissingError extends Error {
+  readonly code = 'GRID_CONTROL_PLANE_BUCKET_MISSING';
+  readonly retryable = false;
+  /** The bucket asked for. */
+  readonly bucket: string;
+  /** The servers asked. */
+  readonly servers: string[];
+  constructor(bucket: string, servers: string[]) {
+    super(`bucket "${bucket}" does not exist on ${servers.join(',')}`);
+    this.name = 'ControlPlaneBucketMissingError';
+    this.bucket = bucket;
+    this.servers = servers;
+    Object.defineProperty(this, BUCKET_MISSING_BRAND, { value: true });
+  }
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return typeof value === 'object' && value !== null && BUCKET_MISSING_BRAND in value;
+  }
+}
+
 export interface NatsTlsOptions {
   /** CA bundle (PEM file) used to verify the servers. */
   caFile?: string;
@@ -40,6 +65,14 @@ export interface NatsControlPlaneOptions {
   servers: string | string[];
   /** KV bucket name. Default `gridlink`. */
   bucket?: string;
+  /**
+   * Create the bucket when it does not exist (with `replicas` and `maxAgeMs`). Default true: the
+   * first node of a new cluster creates it. false only opens an existing bucket, and `connect()`
+   * fails at once with ControlPlaneBucketMissingError when there is none: for tools (the admin
+   * CLI) that must neither leave a stray bucket behind a mistyped name nor create the cluster's
+   * bucket with their own replica count before the first node starts.
+   */
+  create?: boolean;
   /** Replicas of a bucket this process creates (1, or 3 on a 3-server cluster). Default 1. */
   replicas?: number;
   /** Bucket max_age in ms, garbage collection only (nothing relies on expiry). Default 0 = none. */
@@ -182,7 +215,10 @@ export class NatsControlPlane implements ControlPlane {
     }
   }
 
-  /** Connects (retrying until `connectTimeoutMs`) and opens the bucket, creating it if absent. */
+  /**
+   * Connects (retrying until `connectTimeoutMs`) and opens the bucket, creating it if absent
+   * (unless `create: false`: then a missing bucket is a ControlPlaneBucketMissingError).
+   */
   static async connect(options: NatsControlPlaneOptions): Promise<NatsControlPlane> {
     if (typeof options !== 'object' || options === null) throw new NodeConfigError('options', 'must be an object');
     const servers = parseNatsServers(options.servers);
@@ -190,6 +226,8 @@ export class NatsControlPlane implements ControlPlane {
     if (typeof bucket !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(bucket)) {
       throw new NodeConfigError('bucket', 'must be 1-64 characters of [A-Za-z0-9_-]');
     }
+    if (options.create !== undefined && typeof options.create !== 'boolean') throw new NodeConfigError('create', `must be a boolean, got ${String(options.create)}`);
+    const create = options.create ?? true;
     const replicas = options.replicas === undefined ? 1 : positiveInt('replicas', options.replicas, 1);
     if (replicas > 5) throw new NodeConfigError('replicas', 'must be at most 5');
     const maxAgeMs = options.maxAgeMs === undefined ? 0 : positiveInt('maxAgeMs', options.maxAgeMs, 0);
@@ -247,9 +285,10 @@ export class NatsControlPlane implements ControlPlane {
       const kvm = new Kvm(nc);
       for (;;) {
         try {
-          const kv = await openBucket(kvm, bucket, { replicas, maxAgeMs, requestTimeoutMs });
+          const kv = create ? await createBucket(kvm, bucket, { replicas, maxAgeMs, requestTimeoutMs }) : await openExistingBucket(nc, kvm, bucket, servers, requestTimeoutMs);
           return new NatsControlPlane(nc, kv, bucket, { requestTimeoutMs, watchRetryMs, watchStallMs, readRetryMs, readTimeoutMs }, log);
         } catch (err) {
+          if (err instanceof ControlPlaneBucketMissingError) throw err;
           lastErr = err;
           // JetStream is not ready right after a cluster starts (no meta leader yet): retry.
           if (Date.now() >= deadline) throw new ControlPlaneUnavailableError(`open bucket ${bucket}`, lastErr);
@@ -544,6 +583,22 @@ function pause(ms: number): Promise<void> {
  * stale, and the CAS loops of the coordinator want the leader's view. The fields 2.9 does not know
  * (compression, metadata, per-message TTL markers) are never set.
  */
-async function openBucket(kvm: Kvm, bucket: string, o: { replicas: number; maxAgeMs: number; requestTimeoutMs: number }): Promise<KV> {
+async function createBucket(kvm: Kvm, bucket: string, o: { replicas: number; maxAgeMs: number; requestTimeoutMs: number }): Promise<KV> {
   return kvm.create(bucket, { history: 64, replicas: o.replicas, ttl: o.maxAgeMs, timeout: o.requestTimeoutMs, allow_direct: false });
+}
+
+/**
+ * Opens the bucket only if it exists (`create: false`). Its stream is looked up first with the
+ * JetStream API's stream info: "stream not found" (10059) is a ControlPlaneBucketMissingError;
+ * any other failure (JetStream not ready yet) is thrown for the caller to retry. The bucket is
+ * then bound as it is (direct get off, as `createBucket` sets it).
+ */
+async function openExistingBucket(nc: NatsConnection, kvm: Kvm, bucket: string, servers: string[], requestTimeoutMs: number): Promise<KV> {
+  const m = await nc.request(`$JS.API.STREAM.INFO.KV_${bucket}`, '', { timeout: requestTimeoutMs });
+  const reply = JSON.parse(new TextDecoder().decode(m.data)) as { config?: unknown; error?: { err_code?: number; description?: string } };
+  if (reply.error) {
+    if (reply.error.err_code === 10059) throw new ControlPlaneBucketMissingError(bucket, servers);
+    throw new Error(reply.error.description ?? `JetStream error ${String(reply.error.err_code)}`);
+  }
+  return kvm.open(bucket, { allow_direct: false, timeout: requestTimeoutMs });
 }
