@@ -244,16 +244,31 @@ function safeText(r: SafeReport): string {
 
 // ---------------------------------------------------------------------------------------------
 
+/**
+ * Whether the raw arguments ask for JSON output (`--json`, `--output json`, `-o json`), for the
+ * errors found while parsing them, when there is no parsed `--json` to go by.
+ */
+function jsonRequested(argv: string[]): boolean {
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--') break;
+    if (a === '--json' || a === '--output=json' || a === '-ojson') return true;
+    if ((a === '--output' || a === '-o') && argv[i + 1] === 'json') return true;
+  }
+  return false;
+}
+
 export async function runCli(argv: string[], io: CliIo, deps: CliDeps = {}): Promise<number> {
   let p: Parsed;
   try {
     p = parse(argv);
   } catch (err) {
-    return fail(err, io, false);
+    return fail(err, io, jsonRequested(argv));
   }
   if (p.values['help'] === true || p.verb === '') {
     const text = HELP[p.verb] ?? HELP['']!;
     if (p.verb === '' && p.values['help'] !== true) {
+      if (p.json) return fail(new AdminUsageError('verb', 'missing (try gridlink --help)'), io, true);
       io.stderr(text + '\n');
       return ExitCode.USAGE;
     }

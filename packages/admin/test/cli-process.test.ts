@@ -77,6 +77,31 @@ describe('gridlink as a process', () => {
     expect(r.err).toContain('--control-plane');
   });
 
+  it('with --json, errors in the command line itself are JSON error objects too', async () => {
+    const cases: [string[], string][] = [
+      [['frobnicate', '--json'], 'verb: unknown verb "frobnicate"'],
+      [['status', '--bogus', '--json'], '--bogus:'],
+      [['--json', 'status', '--output', 'yaml'], '--output: must be table or json, got "yaml"'],
+      [['status', '--timeout', 'soon', '--output', 'json'], '--timeout: expected a duration'],
+      [['status', '-o', 'json', '--timeout', '0'], '--timeout: must be longer than 0'],
+      [['--json'], 'verb: missing'],
+    ];
+    const runs = await Promise.all(cases.map(([args]) => gridlink(args)));
+    runs.forEach((r, i) => {
+      const [args, message] = cases[i]!;
+      expect(r.code, args.join(' ')).toBe(1);
+      expect(r.out, args.join(' ')).toBe('');
+      const e = JSON.parse(r.err) as { error: { code: string; message: string; retryable: boolean } };
+      expect(e.error.code, args.join(' ')).toBe('ADMIN_USAGE');
+      expect(e.error.retryable).toBe(false);
+      expect(e.error.message.startsWith(message), `${args.join(' ')}: ${e.error.message}`).toBe(true);
+    });
+    // Without --json they stay text.
+    const text = await gridlink(['status', '--bogus']);
+    expect(text.code).toBe(1);
+    expect(text.err).toMatch(/^gridlink: --bogus: /);
+  });
+
   it('an unreachable control plane: exit 3', async () => {
     const port = await freePort();
     const r = await gridlink(['status', '--control-plane', `nats://127.0.0.1:${port}`, '--timeout', '1500ms', '--json']);
