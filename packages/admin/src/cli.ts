@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { ExitCode } from './errors.js';
 import { runCli } from './run.js';
 
 runCli(process.argv.slice(2), {
@@ -8,8 +9,9 @@ runCli(process.argv.slice(2), {
   (code) => {
     process.exitCode = code;
   },
+  // runCli returns an exit code for every error it meets; this is a crash outside it.
   (err: unknown) => {
-    process.stderr.write(`gridlink: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exitCode = 4;
+    process.stderr.write(`gridlink: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exitCode = ExitCode.INTERNAL;
   },
 );

@@ -14,6 +14,8 @@ export const ExitCode = {
   UNREACHABLE: 3,
   /** Understood but refused: a data-moving change without --yes, an unknown node, a conflict. */
   REFUSED: 4,
+  /** An internal error: the command failed in a way it does not classify (a bug, not a refusal). */
+  INTERNAL: 5,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 
@@ -65,4 +67,21 @@ export class AdminRefusedError extends AdminError {
     super(code, message, ExitCode.REFUSED, retryable);
     this.name = 'AdminRefusedError';
   }
+}
+
+/**
+ * An error the command does not classify: a crash (a TypeError, an error from a library it did not
+ * expect), not a refusal. Exit code 5. `cause` is the original error.
+ */
+export class AdminInternalError extends AdminError {
+  constructor(cause: unknown) {
+    super('ADMIN_INTERNAL', `internal error: ${cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause)}`, ExitCode.INTERNAL);
+    this.name = 'AdminInternalError';
+    this.cause = cause;
+  }
+}
+
+/** The AdminError an error ends the command with: itself when it is one, else an AdminInternalError. */
+export function classifyError(err: unknown): AdminError {
+  return err instanceof AdminError ? err : new AdminInternalError(err);
 }

@@ -1,4 +1,4 @@
-export { ExitCode, AdminError, AdminUsageError, AdminRefusedError, ControlPlaneUnreachableError } from './errors.js';
+export { ExitCode, AdminError, AdminUsageError, AdminRefusedError, ControlPlaneUnreachableError, AdminInternalError, classifyError } from './errors.js';
 export { parseDuration, formatDuration } from './duration.js';
 export { updateTopology, readTopology, withTimeout, DEFAULT_TIMEOUT_MS } from './control.js';
 export {

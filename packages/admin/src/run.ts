@@ -24,7 +24,7 @@ import { readTopology } from './control.js';
 import { connectControlPlane, type ConnectedControlPlane, type ConnectOptions } from './connect.js';
 import { startDashboard } from './dashboard/server.js';
 import { formatDuration, parseDuration } from './duration.js';
-import { AdminError, AdminUsageError, ExitCode } from './errors.js';
+import { AdminUsageError, ExitCode, classifyError } from './errors.js';
 import { ranges, table } from './table.js';
 
 export interface CliIo {
@@ -82,7 +82,7 @@ const COMMON_HELP = `common options:
   --help                  this help
 durations: 500ms, 10s, 2m, 1h, 1m30s
 exit codes: 0 ok, 1 usage error, 2 partitions lost or moving, 3 control plane unreachable,
-            4 refused (needs --yes, unknown node, conflict)`;
+            4 refused (needs --yes, unknown node, no such bucket, conflict), 5 internal error`;
 
 const HELP: Record<string, string> = {
   '': `usage: gridlink <verb> [options]
@@ -308,14 +308,19 @@ export async function runCli(argv: string[], io: CliIo, deps: CliDeps = {}): Pro
   }
 }
 
+/**
+ * Prints the error the command ends with and returns its exit code. An error the command does not
+ * classify is an internal error (exit code 5), never a refusal; its stack follows in text output.
+ */
 function fail(err: unknown, io: CliIo, json: boolean): number {
-  if (err instanceof AdminError) {
-    if (json) io.stderr(JSON.stringify({ error: { code: err.code, message: err.message, retryable: err.retryable } }) + '\n');
-    else io.stderr(`gridlink: ${err.message}\n`);
-    return err.exitCode;
+  const e = classifyError(err);
+  if (json) io.stderr(JSON.stringify({ error: { code: e.code, message: e.message, retryable: e.retryable } }) + '\n');
+  else {
+    io.stderr(`gridlink: ${e.message}\n`);
+    // (instanceof on an AdminError subclass checks the shared brand only: compare the exit code.)
+    if (e.exitCode === ExitCode.INTERNAL && err instanceof Error && err.stack) io.stderr(`${err.stack}\n`);
   }
-  io.stderr(`gridlink: ${err instanceof Error ? err.message : String(err)}\n`);
-  return ExitCode.REFUSED;
+  return e.exitCode;
 }
 
 type Runner = (cp: ControlPlane) => Promise<number>;
@@ -537,7 +542,13 @@ function prepare(p: Parsed, http: HttpLocator | undefined, io: CliIo, deps: CliD
       const intervalMs = positiveDuration(values, 'interval', 1000);
       if (intervalMs < 100) throw new AdminUsageError('--interval', 'must be at least 100ms');
       return async (cp) => {
-        const d = await startDashboard({ controlPlane: cp, port, host, scrapeIntervalMs: intervalMs, ...(http ? { http } : {}) });
+        const d = await startDashboard({ controlPlane: cp, port, host, scrapeIntervalMs: intervalMs, ...(http ? { http } : {}) }).catch((err: unknown) => {
+          // The address cannot be listened on: the operator's --port or --host, not a crash.
+          const code = (err as NodeJS.ErrnoException | null)?.code;
+          if (code === 'EADDRINUSE' || code === 'EACCES') throw new AdminUsageError('--port', `cannot listen on ${host}:${port}: ${(err as Error).message}`);
+          if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND' || code === 'EAI_AGAIN') throw new AdminUsageError('--host', `cannot listen on ${host}:${port}: ${(err as Error).message}`);
+          throw err;
+        });
         io.stdout(`gridlink dashboard on ${d.url} (Ctrl-C to stop)\n`);
         deps.onDashboard?.(d.url);
         await new Promise<void>((resolve) => {

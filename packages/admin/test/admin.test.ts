@@ -1,3 +1,4 @@
+import { createServer, type AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GridClient } from '@gridlink/client';
 import { LocalCluster, type TopologyRecord } from '@gridlink/node';
@@ -214,6 +215,19 @@ describe('admin verbs on a real embedded cluster', () => {
     expect(await running).toBe(0);
     expect(out).toContain(url);
     await expect(fetch(url)).rejects.toThrow();
+  });
+
+  it('dashboard on a port already in use: a usage error naming --port (exit 1), not an internal error', async () => {
+    const taken = createServer();
+    await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
+    try {
+      const port = (taken.address() as AddressInfo).port;
+      const r = await cli(cluster, ['dashboard', '--port', String(port)]);
+      expect(r.code).toBe(1);
+      expect(r.err).toMatch(new RegExp(`^gridlink: --port: cannot listen on 127\\.0\\.0\\.1:${port}: .*EADDRINUSE`));
+    } finally {
+      await new Promise<void>((r) => taken.close(() => r()));
+    }
   });
 
   it('usage errors name the argument and exit 1; --help per verb exits 0', async () => {

@@ -254,4 +254,25 @@ describe('gridlink against a NATS no node has used', () => {
     expect(JSON.parse(empty.err).error.code).toBe('ADMIN_NO_TOPOLOGY');
     expect(await buckets()).toEqual(['made']);
   });
+
+  it('an error the CLI does not classify is an internal error (exit 5), not a refusal', async () => {
+    const url = nats.urls[0]!;
+    // A topology record that is not one (no members, owners, baseline): the verbs crash on it.
+    const cp = await NatsControlPlane.connect({ servers: [url], bucket: 'broken' });
+    try {
+      await cp.put('topology', { version: 3 });
+    } finally {
+      await cp.close();
+    }
+    const text = await gridlink(['status', '--sample', '0', '--control-plane', url, '--bucket', 'broken']);
+    expect(text.code).toBe(5);
+    expect(text.out).toBe('');
+    expect(text.err).toMatch(/^gridlink: internal error: TypeError: .+\nTypeError: .+\n\s+at /);
+    const json = await gridlink(['baseline', 'show', '--json', '--control-plane', url, '--bucket', 'broken']);
+    expect(json.code).toBe(5);
+    const e = JSON.parse(json.err) as { error: { code: string; message: string; retryable: boolean } };
+    expect(e.error.code).toBe('ADMIN_INTERNAL');
+    expect(e.error.message).toMatch(/^internal error: TypeError: /);
+    expect(e.error.retryable).toBe(false);
+  });
 });
