@@ -1,5 +1,5 @@
 import { CasConflictError, TOPOLOGY_KEY, type ControlPlane, type KvEntry, type TopologyRecord } from '@gridlink/node';
-import { AdminRefusedError, ControlPlaneUnreachableError } from './errors.js';
+import { AdminError, AdminRefusedError, ControlPlaneUnreachableError } from './errors.js';
 
 /** Default bound on one control plane round trip before the command gives up (exit code 3). */
 export const DEFAULT_TIMEOUT_MS = 10_000;
@@ -16,7 +16,8 @@ export async function withTimeout<T>(what: string, timeoutMs: number, run: () =>
   try {
     return await Promise.race([run(), deadline]);
   } catch (err) {
-    if (err instanceof CasConflictError || err instanceof ControlPlaneUnreachableError || err instanceof AdminRefusedError) throw err;
+    // Our own errors (a refusal from inside `run`, our deadline) pass as they are.
+    if (err instanceof CasConflictError || err instanceof AdminError) throw err;
     throw new ControlPlaneUnreachableError(`control plane error during ${what}: ${err instanceof Error ? err.message : String(err)}`);
   } finally {
     clearTimeout(timer);

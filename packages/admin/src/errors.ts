@@ -1,7 +1,8 @@
 /**
  * Errors of the admin tooling. Each has a stable `code`, a `retryable` flag and the process exit
  * code the `gridlink` command ends with when it is the reason it stopped (see docs/operations.md §9 and
- * ADR 0025). Branded with Symbol.for so `instanceof` survives duplicate installs.
+ * ADR 0025). Each class is branded with its own Symbol.for, so `instanceof` survives duplicate
+ * installs and tells the classes apart (`instanceof AdminRefusedError` is false for a usage error).
  */
 export const ExitCode = {
   /** The command did what was asked; for status/safe: nothing lost or moving. */
@@ -19,9 +20,11 @@ export const ExitCode = {
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 
-const ADMIN_ERROR_BRAND = Symbol.for('gridlink.AdminError');
+/** The brand every instance of a class carries; every class below declares its own. */
+const brandOf = (cls: unknown): symbol => (cls as { brand: symbol }).brand;
 
 export class AdminError extends Error {
+  static readonly brand: symbol = Symbol.for('gridlink.AdminError');
   readonly code: string;
   readonly retryable: boolean;
   readonly exitCode: ExitCode;
@@ -31,15 +34,20 @@ export class AdminError extends Error {
     this.code = code;
     this.exitCode = exitCode;
     this.retryable = retryable;
-    Object.defineProperty(this, ADMIN_ERROR_BRAND, { value: true });
+    // The brands of the class constructed and of each class it extends.
+    for (let cls: unknown = new.target; cls !== Error && typeof cls === 'function'; cls = Object.getPrototypeOf(cls)) {
+      if (!Object.prototype.hasOwnProperty.call(this, brandOf(cls))) Object.defineProperty(this, brandOf(cls), { value: true });
+    }
   }
+  /** `this` is the class on the right of `instanceof` (a subclass inherits this method). */
   static override [Symbol.hasInstance](value: unknown): boolean {
-    return typeof value === 'object' && value !== null && ADMIN_ERROR_BRAND in value;
+    return typeof value === 'object' && value !== null && brandOf(this) in value;
   }
 }
 
 /** A bad command line or argument; the message names the argument. Exit code 1. */
 export class AdminUsageError extends AdminError {
+  static override readonly brand: symbol = Symbol.for('gridlink.AdminUsageError');
   readonly argument: string;
   constructor(argument: string, message: string) {
     super('ADMIN_USAGE', `${argument}: ${message}`, ExitCode.USAGE);
@@ -50,6 +58,7 @@ export class AdminUsageError extends AdminError {
 
 /** The control plane could not be reached, or did not answer within the timeout. Exit code 3. */
 export class ControlPlaneUnreachableError extends AdminError {
+  static override readonly brand: symbol = Symbol.for('gridlink.ControlPlaneUnreachableError');
   constructor(message: string) {
     super('ADMIN_CONTROL_PLANE_UNREACHABLE', message, ExitCode.UNREACHABLE, true);
     this.name = 'ControlPlaneUnreachableError';
@@ -63,6 +72,7 @@ export class ControlPlaneUnreachableError extends AdminError {
  * Exit code 4.
  */
 export class AdminRefusedError extends AdminError {
+  static override readonly brand: symbol = Symbol.for('gridlink.AdminRefusedError');
   constructor(code: string, message: string, retryable = false) {
     super(code, message, ExitCode.REFUSED, retryable);
     this.name = 'AdminRefusedError';
@@ -74,6 +84,7 @@ export class AdminRefusedError extends AdminError {
  * expect), not a refusal. Exit code 5. `cause` is the original error.
  */
 export class AdminInternalError extends AdminError {
+  static override readonly brand: symbol = Symbol.for('gridlink.AdminInternalError');
   constructor(cause: unknown) {
     super('ADMIN_INTERNAL', `internal error: ${cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause)}`, ExitCode.INTERNAL);
     this.name = 'AdminInternalError';

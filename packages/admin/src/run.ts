@@ -24,7 +24,7 @@ import { readTopology } from './control.js';
 import { connectControlPlane, type ConnectedControlPlane, type ConnectOptions } from './connect.js';
 import { startDashboard } from './dashboard/server.js';
 import { formatDuration, parseDuration } from './duration.js';
-import { AdminUsageError, ExitCode, classifyError } from './errors.js';
+import { AdminInternalError, AdminUsageError, ExitCode, classifyError } from './errors.js';
 import { ranges, table } from './table.js';
 
 export interface CliIo {
@@ -317,8 +317,7 @@ function fail(err: unknown, io: CliIo, json: boolean): number {
   if (json) io.stderr(JSON.stringify({ error: { code: e.code, message: e.message, retryable: e.retryable } }) + '\n');
   else {
     io.stderr(`gridlink: ${e.message}\n`);
-    // (instanceof on an AdminError subclass checks the shared brand only: compare the exit code.)
-    if (e.exitCode === ExitCode.INTERNAL && err instanceof Error && err.stack) io.stderr(`${err.stack}\n`);
+    if (e instanceof AdminInternalError && err instanceof Error && err.stack) io.stderr(`${err.stack}\n`);
   }
   return e.exitCode;
 }

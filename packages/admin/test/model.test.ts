@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { computeAssignment } from '@gridlink/affinity';
 import type { LeaseRecord, TopologyRecord } from '@gridlink/node';
 import { initialTopology, nextTopology } from '@gridlink/node/internal';
-import { AdminUsageError, baselineSpecs, formatDuration, nodeSafe, parseDuration, parsePrometheus, partitionCounts, planBaseline, safetyOf, topologyView } from '@gridlink/admin';
+import { AdminError, AdminInternalError, AdminRefusedError, AdminUsageError, ControlPlaneUnreachableError, baselineSpecs, classifyError, withTimeout, formatDuration, nodeSafe, parseDuration, parsePrometheus, partitionCounts, planBaseline, safetyOf, topologyView } from '@gridlink/admin';
 import { ranges } from '../src/table.js';
 
 const lease = (id: string, zone?: string): LeaseRecord => ({ id, epoch: `e-${id}`, host: '127.0.0.1', port: 1000 + Number(id.slice(1)), ...(zone ? { zone } : {}), synced: {} });
@@ -32,6 +32,32 @@ const clusterArb = fc.record({
   partitions: fc.integer({ min: 1, max: 48 }),
   backups: fc.integer({ min: 0, max: 2 }),
   zones: fc.boolean(),
+});
+
+describe('admin errors', () => {
+  it('instanceof tells the classes apart: each error is an AdminError and its own class only', () => {
+    const made = {
+      usage: new AdminUsageError('--x', 'bad'),
+      unreachable: new ControlPlaneUnreachableError('down'),
+      refused: new AdminRefusedError('ADMIN_X', 'no'),
+      internal: new AdminInternalError(new TypeError('boom')),
+    };
+    const classes = { usage: AdminUsageError, unreachable: ControlPlaneUnreachableError, refused: AdminRefusedError, internal: AdminInternalError };
+    for (const [name, err] of Object.entries(made)) {
+      expect(err).toBeInstanceOf(AdminError);
+      expect(err).toBeInstanceOf(Error);
+      for (const [other, cls] of Object.entries(classes)) expect(err instanceof cls, `${name} instanceof ${other}`).toBe(name === other);
+    }
+    expect(new Error('x') instanceof AdminError).toBe(false);
+    expect(classifyError(made.usage)).toBe(made.usage);
+    expect(classifyError(new TypeError('t'))).toBeInstanceOf(AdminInternalError);
+  });
+
+  it('a control plane call passes our own errors through and turns others into unreachable', async () => {
+    const usage = new AdminUsageError('--node', 'unknown');
+    await expect(withTimeout('a read', 1000, () => Promise.reject(usage))).rejects.toBe(usage);
+    await expect(withTimeout('a read', 1000, () => Promise.reject(new Error('socket closed')))).rejects.toBeInstanceOf(ControlPlaneUnreachableError);
+  });
 });
 
 describe('durations', () => {
