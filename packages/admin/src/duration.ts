@@ -2,9 +2,13 @@ import { AdminUsageError } from './errors.js';
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 
+/** The longest duration accepted: the longest delay a Node.js timer takes (about 24.8 days). */
+export const MAX_DURATION_MS = 2_147_483_647;
+
 /**
  * Parses an operator's duration: one or more `<integer><unit>` parts with units ms, s, m, h
- * (`500ms`, `10s`, `2m`, `1m30s`). A bare `0` is allowed. Errors name the argument.
+ * (`500ms`, `10s`, `2m`, `1m30s`). A bare `0` is allowed; at most MAX_DURATION_MS (a longer
+ * timer would fire at once). Errors name the argument.
  */
 export function parseDuration(text: string, argument: string): number {
   if (typeof text !== 'string') throw new AdminUsageError(argument, 'expected a duration such as 10s or 2m');
@@ -23,7 +27,9 @@ export function parseDuration(text: string, argument: string): number {
     parts++;
   }
   if (parts === 0) throw new AdminUsageError(argument, `expected a duration such as 10s, 2m or 1m30s, got "${text}"`);
-  if (!Number.isSafeInteger(total)) throw new AdminUsageError(argument, `duration too large: "${text}"`);
+  if (!Number.isSafeInteger(total) || total > MAX_DURATION_MS) {
+    throw new AdminUsageError(argument, `duration too large: "${text}" (at most ${formatDuration(MAX_DURATION_MS)})`);
+  }
   return total;
 }
 

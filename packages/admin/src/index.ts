@@ -1,5 +1,5 @@
 export { ExitCode, AdminError, AdminUsageError, AdminRefusedError, ControlPlaneUnreachableError, AdminInternalError, classifyError } from './errors.js';
-export { parseDuration, formatDuration } from './duration.js';
+export { parseDuration, formatDuration, MAX_DURATION_MS } from './duration.js';
 export { updateTopology, readTopology, withTimeout, DEFAULT_TIMEOUT_MS } from './control.js';
 export {
   autoAdjustCountdown,

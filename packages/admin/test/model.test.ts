@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { computeAssignment } from '@gridlink/affinity';
 import type { LeaseRecord, TopologyRecord } from '@gridlink/node';
 import { initialTopology, nextTopology } from '@gridlink/node/internal';
-import { AdminError, AdminInternalError, AdminRefusedError, AdminUsageError, ControlPlaneUnreachableError, baselineSpecs, classifyError, withTimeout, formatDuration, nodeSafe, parseDuration, parsePrometheus, partitionCounts, planBaseline, safetyOf, topologyView } from '@gridlink/admin';
+import { AdminError, AdminInternalError, AdminRefusedError, AdminUsageError, ControlPlaneUnreachableError, baselineSpecs, classifyError, MAX_DURATION_MS, withTimeout, formatDuration, nodeSafe, parseDuration, parsePrometheus, partitionCounts, planBaseline, safetyOf, topologyView } from '@gridlink/admin';
 import { ranges } from '../src/table.js';
 
 const lease = (id: string, zone?: string): LeaseRecord => ({ id, epoch: `e-${id}`, host: '127.0.0.1', port: 1000 + Number(id.slice(1)), ...(zone ? { zone } : {}), synced: {} });
@@ -62,7 +62,21 @@ describe('admin errors', () => {
 
 describe('durations', () => {
   it('format then parse is the identity', () => {
-    fc.assert(fc.property(fc.integer({ min: 0, max: 10_000_000_000 }), (ms) => parseDuration(formatDuration(ms), 'x') === ms));
+    fc.assert(fc.property(fc.integer({ min: 0, max: MAX_DURATION_MS }), (ms) => parseDuration(formatDuration(ms), 'x') === ms));
+  });
+  it('refuses a duration longer than a timer can wait, naming the argument', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: MAX_DURATION_MS + 1, max: 10_000_000_000_000 }), (ms) => {
+        try {
+          parseDuration(formatDuration(ms), '--timeout');
+          return false;
+        } catch (err) {
+          return err instanceof AdminUsageError && err.argument === '--timeout' && /too large/.test(err.message);
+        }
+      }),
+    );
+    expect(() => parseDuration('600h', '--timeout')).toThrow(AdminUsageError);
+    expect(parseDuration('596h', '--timeout')).toBe(596 * 3_600_000);
   });
   it('examples', () => {
     expect(parseDuration('10s', 'a')).toBe(10_000);
