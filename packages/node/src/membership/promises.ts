@@ -109,7 +109,20 @@ export class PromiseBook {
     this.held.clear();
   }
 
+  /**
+   * Drops the promises held that have run out: `mayServe` counts them as absent already. Kept,
+   * they would pile up for good — one per partition for every epoch of every peer that ever gave
+   * one (each restart of a peer during a lease hiccup adds a set).
+   */
+  private forgetExpired(now: number): void {
+    for (const [p, h] of this.held) {
+      for (const [key, until] of h) if (until <= now) h.delete(key);
+      if (h.size === 0) this.held.delete(p);
+    }
+  }
+
   private ask(): void {
+    if (this.held.size > 0) this.forgetExpired(Date.now());
     const { view, life, peers, id } = this.d;
     if (life.state !== 'running' || view.topo === null) return;
     if (this.d.leaseRemainingMs() >= this.timing.askBelowMs) return;
