@@ -29,6 +29,20 @@ export interface ManagerEvents {
   error: (error: GridError) => void;
 }
 
+/** Connections, the requests pending on them and their listeners; addresses, attempts, timers, waiters. */
+export interface ManagerBookkeeping {
+  connections: number;
+  pendingRequests: number;
+  connectionListeners: number;
+  addresses: number;
+  connecting: number;
+  /** Reconnect timers armed, and the timer holding back topology-only addresses. */
+  reconnectTimers: number;
+  connectionWaiters: number;
+  /** Listeners on the manager itself. */
+  listeners: number;
+}
+
 interface AddressState {
   endpoint: Endpoint;
   /** Node last seen behind this address. */
@@ -104,6 +118,34 @@ export class ConnectionManager extends EventEmitter<ManagerEvents> {
 
   get cluster(): string | undefined {
     return this.clusterId;
+  }
+
+  /** Sizes of what the manager keeps (see GridClient.bookkeeping). */
+  bookkeeping(): ManagerBookkeeping {
+    let pendingRequests = 0;
+    let connectionListeners = 0;
+    for (const c of this.nodes.values()) {
+      pendingRequests += c.inFlight;
+      for (const e of c.eventNames()) connectionListeners += c.listenerCount(e);
+    }
+    let connecting = 0;
+    let reconnectTimers = this.holdTimer !== null ? 1 : 0;
+    for (const s of this.addresses.values()) {
+      if (s.connecting !== null) connecting++;
+      if (s.timer !== null) reconnectTimers++;
+    }
+    let listeners = 0;
+    for (const e of this.eventNames()) listeners += this.listenerCount(e);
+    return {
+      connections: this.nodes.size,
+      pendingRequests,
+      connectionListeners,
+      addresses: this.addresses.size,
+      connecting,
+      reconnectTimers,
+      connectionWaiters: this.waiters.size,
+      listeners,
+    };
   }
 
   /** Addresses the manager knows, with the node behind each and the last error. */

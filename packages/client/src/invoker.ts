@@ -138,6 +138,11 @@ export class Invoker {
   private active = 0;
   private idleWaiters: (() => void)[] = [];
 
+  /** Operations started and not yet settled. */
+  get activeOperations(): number {
+    return this.active;
+  }
+
   /** Resolves once no operation is in flight (operations started after close() are refused). */
   whenIdle(): Promise<void> {
     if (this.active === 0) return Promise.resolve();

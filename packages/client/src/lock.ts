@@ -130,6 +130,11 @@ export class RenewalScheduler implements LockRegistry {
     return this.due.size;
   }
 
+  /** The timer is armed (it fires once more after the last handle left, then stays off). */
+  get armed(): boolean {
+    return this.timer !== null;
+  }
+
   scheduleRenew(h: LockHandle, at: number): void {
     if (this.stopped) return;
     this.due.delete(h);

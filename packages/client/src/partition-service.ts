@@ -42,6 +42,11 @@ export class PartitionService extends EventEmitter<PartitionServiceEvents> {
     return this.state.map;
   }
 
+  /** A refresh (or a hedged TOPOLOGY request beside one) is under way. */
+  get refreshing(): boolean {
+    return this.inflight !== null || this.hedging;
+  }
+
   get knownVersion(): number {
     return this.state.knownVersion;
   }

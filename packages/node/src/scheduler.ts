@@ -44,6 +44,17 @@ export class Scheduler {
   private timeouts: Timeout | null = null;
   private readonly intervals = new Map<() => void, { ms: number; handle: NodeJS.Timeout | null }>();
   private deferred: (() => void)[] = [];
+  private timeoutCount = 0;
+
+  /** Timeouts set and neither fired nor cancelled yet. */
+  get pendingTimeouts(): number {
+    return this.timeoutCount;
+  }
+
+  /** Callbacks held back while frozen, run on thaw. */
+  get deferredCount(): number {
+    return this.deferred.length;
+  }
 
   get isFrozen(): boolean {
     return this.frozen;
@@ -59,6 +70,7 @@ export class Scheduler {
     t.next = this.timeouts;
     if (this.timeouts !== null) this.timeouts.prev = t;
     this.timeouts = t;
+    this.timeoutCount++;
     return t;
   }
 
@@ -66,6 +78,7 @@ export class Scheduler {
   unlinkTimeout(t: Timeout): void {
     if (!t.linked) return;
     t.linked = false;
+    this.timeoutCount--;
     if (t.prev !== null) t.prev.next = t.next;
     else this.timeouts = t.next;
     if (t.next !== null) t.next.prev = t.prev;
@@ -123,6 +136,7 @@ export class Scheduler {
       t.linked = false;
     }
     this.timeouts = null;
+    this.timeoutCount = 0;
     for (const entry of this.intervals.values()) if (entry.handle) clearInterval(entry.handle);
     this.intervals.clear();
     this.deferred = [];

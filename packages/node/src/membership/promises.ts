@@ -109,6 +109,13 @@ export class PromiseBook {
     this.held.clear();
   }
 
+  /** Promises held, one per (partition, owner epoch); those run out are dropped at the next asking interval. */
+  get heldCount(): number {
+    let n = 0;
+    for (const h of this.held.values()) n += h.size;
+    return n;
+  }
+
   /**
    * Drops the promises held that have run out: `mayServe` counts them as absent already. Kept,
    * they would pile up for good — one per partition for every epoch of every peer that ever gave

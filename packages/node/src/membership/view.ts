@@ -176,6 +176,11 @@ export class ClusterView {
     });
   }
 
+  /** Waiters on a topology version, and races against a target leaving (see raceTopology). */
+  get waiters(): { version: number; gone: number } {
+    return { version: this.topoWaiters.length, gone: this.goneWaiters.size };
+  }
+
   /** After a topology change: ends the races whose target left. */
   wakeGone(): void {
     for (const w of [...this.goneWaiters]) if (w()) this.goneWaiters.delete(w);

@@ -41,6 +41,11 @@ export class StateTransfer {
 
   constructor(private readonly d: StateTransferDeps) {}
 
+  /** Pulls queued or running, and multi-part snapshots kept for pullers. */
+  get pending(): { pulls: number; outgoing: number } {
+    return { pulls: this.queue.length + this.active, outgoing: this.outgoing.size };
+  }
+
   enqueue(p: number): void {
     this.queue.push(p);
     this.drain();

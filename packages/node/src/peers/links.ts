@@ -60,6 +60,11 @@ export class PeerLinks {
     return c;
   }
 
+  /** Peer clients held (one per node and address). */
+  get size(): number {
+    return this.clients.size;
+  }
+
   pause(): void {
     for (const p of this.clients.values()) p.pause();
   }

@@ -24,6 +24,11 @@ export class Forwarder {
     private readonly forwardTimeoutMs: number,
   ) {}
 
+  /** Forwards waiting for the primary's answer. */
+  get inFlight(): number {
+    return this.pending.size;
+  }
+
   async forward(primary: string, p: number, op: Op, payload: unknown, session: string): Promise<unknown> {
     const timeout = this.forwardTimeoutMs + (op === Op.LOCK_ACQUIRE ? (payload as { waitMs: number }).waitMs : 0);
     const msg: ForwardMsg = { op, payload, session };

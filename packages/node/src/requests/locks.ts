@@ -63,6 +63,13 @@ export class LockService {
     }
   }
 
+  /** Acquisitions waiting for a lock to be freed. */
+  get waiting(): number {
+    let n = 0;
+    for (const set of this.waiters.values()) n += set.size;
+    return n;
+  }
+
   private wake(key: string): void {
     const set = this.waiters.get(key);
     if (set) for (const wake of [...set]) wake();

@@ -78,6 +78,13 @@ export class ServerEdge {
     return n;
   }
 
+  /** Open connections from other nodes (their peer links to this one). */
+  peerConnections(): number {
+    let n = 0;
+    for (const c of this.conns) if (c.isPeer) n++;
+    return n;
+  }
+
   anyInFlight(): boolean {
     for (const c of this.conns) if (c.inFlight > 0) return true;
     return false;

@@ -159,6 +159,11 @@ export class OutcomeTable {
   /** Outcomes held. */
   size = 0;
 
+  /** Sessions remembered (their floor, their outcomes). */
+  get sessionCount(): number {
+    return this.sessions.size;
+  }
+
   constructor(
     private readonly windowMs: number,
     /** Dead slots tolerated before compaction is considered (small in tests, to exercise it). */

@@ -486,6 +486,7 @@ export class NodeStore {
       partitions: this.parts.size,
       locks: this.locks.count,
       dedupEntries: this.outcomes.size,
+      dedupSessions: this.outcomes.sessionCount,
       sweepExamined: this.sweepExamined,
     };
   }

@@ -137,6 +137,8 @@ export interface StoreStats {
   locks: number;
   /** (session, seq) outcomes remembered. */
   dedupEntries: number;
+  /** Sessions remembered (a floor or outcomes), each forgotten a window after its last use. */
+  dedupSessions: number;
   /** Items sweep() examined since start (each call examines at most its budget). */
   sweepExamined: number;
 }
