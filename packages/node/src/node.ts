@@ -420,6 +420,8 @@ export class GridNode implements ConnectionHost, MetricsSource {
     return {
       clientConnections: this.edge.clientConnections(),
       peerConnections: this.edge.peerConnections(),
+      sockets: this.edge.sockets(),
+      outputBytes: this.edge.outputBytes(),
       peerLinks: this.peers.size,
       timeouts: this.scheduler.pendingTimeouts,
       deferred: this.scheduler.deferredCount,
@@ -509,6 +511,9 @@ export interface NodeBookkeeping {
   /** Open connections of clients, and of other nodes' peer links. */
   clientConnections: number;
   peerConnections: number;
+  /** Accepted sockets not yet closed (closing ones included), and the answers they owe (bytes). */
+  sockets: number;
+  outputBytes: number;
   /** This node's peer clients (one per other node and address). */
   peerLinks: number;
   /** Scheduler timeouts pending, and callbacks deferred while frozen. */

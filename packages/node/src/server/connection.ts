@@ -38,6 +38,15 @@ const NO_BYTES = new Uint8Array(0);
 const SLAB_SIZE = 16 * 1024;
 const SLAB_ANSWER_MAX = 4 * 1024;
 
+/**
+ * Answers a connection may owe (written to the socket but not taken by the peer, or not written
+ * yet) before it stops taking requests: twice the largest frame, at least 1 MiB. A client that
+ * sends but does not read cannot make the node buffer without bound.
+ */
+export function outputHighWater(maxFrameSize: number): number {
+  return Math.max(1024 * 1024, 2 * maxFrameSize);
+}
+
 /** What a connection needs from its node. */
 export interface ConnectionHost {
   readonly opts: ResolvedNodeOptions;
@@ -73,6 +82,14 @@ export class ServerConnection {
   private idleTimer: TimerHandle | null = null;
   private frameTimer: TimerHandle | null = null;
   inFlight = 0;
+  /** See outputHighWater. */
+  private readonly outputHighWater: number;
+  /** Over the high water mark: reading stopped until the socket drains. */
+  private outputBlocked = false;
+  /** Requests read but held back while blocked (in order; nothing is read after them). */
+  private backlog: Frame[] | null = null;
+  /** Paused by the node (a frozen scheduler), apart from backpressure. */
+  private frozen = false;
   /** Options of every response's encoding (one object, not one per frame). */
   private readonly encodeOptions: { maxFrameSize: number };
 
@@ -83,6 +100,7 @@ export class ServerConnection {
     this.remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`;
     this.decoder = new FrameDecoder({ maxFrameSize: host.opts.maxFrameSize, expectMagic: true });
     this.encodeOptions = { maxFrameSize: host.opts.maxFrameSize };
+    this.outputHighWater = outputHighWater(host.opts.maxFrameSize);
     socket.setNoDelay(true);
     this.handshakeTimer = host.scheduler.setTimeout(() => {
       if (this.state !== 'handshake') return;
@@ -93,7 +111,12 @@ export class ServerConnection {
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', () => {});
     socket.on('close', () => this.close());
-    if (host.scheduler.isFrozen) socket.pause();
+    if (host.scheduler.isFrozen) this.pause();
+  }
+
+  /** Bytes of answers owed: in the socket's buffer, queued for the next flush, in the slab. */
+  get pendingOutput(): number {
+    return this.socket.writableLength + this.outgoingBytes + (this.slabUsed - this.slabStart);
   }
 
   get open(): boolean {
@@ -135,8 +158,17 @@ export class ServerConnection {
       this.frameTimer.cancel();
       this.frameTimer = null;
     }
-    for (const f of frames) {
+    this.dispatch(frames);
+  }
+
+  /**
+   * Handles frames in order. Once the answers owed pass the high water mark the rest are held
+   * back and reading stops, until the socket drains (backpressure to the peer over TCP).
+   */
+  private dispatch(frames: Frame[]): void {
+    for (let i = 0; i < frames.length; i++) {
       if ((this.state as string) === 'closed') return;
+      const f = frames[i]!;
       if (this.state === 'handshake') {
         this.onHandshake(f);
         continue;
@@ -145,8 +177,47 @@ export class ServerConnection {
         this.close();
         return;
       }
+      if (this.pendingOutput > this.outputHighWater) {
+        this.holdBack(frames.slice(i));
+        return;
+      }
       this.onRequest(f);
     }
+  }
+
+  private holdBack(rest: Frame[]): void {
+    this.backlog = rest;
+    this.outputBlocked = true;
+    this.socket.pause();
+    this.socket.once('drain', this.onDrain);
+    // The owed bytes are usually still queued for this tick's flush, which checks again.
+    if (this.outgoingBytes > 0 || this.slabUsed > this.slabStart) this.scheduleFlush();
+    else this.unblockUnlessDraining();
+  }
+
+  /**
+   * The socket emits 'drain' only after a write it could not take at once. When the kernel took
+   * everything, nothing is owed at the socket: carry on after this turn's I/O instead.
+   */
+  private unblockUnlessDraining(): void {
+    if (this.socket.writableNeedDrain) return;
+    this.socket.off('drain', this.onDrain);
+    setImmediate(this.onDrain);
+  }
+
+  private readonly onDrain = (): void => {
+    if (!this.outputBlocked) return;
+    this.outputBlocked = false;
+    if (this.state === 'closed' || this.frozen) return; // resume() carries on
+    this.carryOn();
+  };
+
+  /** After a drain or a thaw: the held-back requests first, then reading again. */
+  private carryOn(): void {
+    const rest = this.backlog;
+    this.backlog = null;
+    if (rest) this.dispatch(rest);
+    if (!this.outputBlocked && this.state !== 'closed') this.socket.resume();
   }
 
   private onHandshake(f: Frame): void {
@@ -335,6 +406,7 @@ export class ServerConnection {
     this.lastFlushBytes = total;
     if (this.socket.destroyed) return;
     this.socket.write(frames.length === 1 ? frames[0]! : Buffer.concat(frames, total));
+    if (this.outputBlocked) this.unblockUnlessDraining();
   };
 
   /** Writes, coalescing everything written in the same tick into one syscall. */
@@ -366,10 +438,12 @@ export class ServerConnection {
   }
 
   pause(): void {
+    this.frozen = true;
     this.socket.pause();
   }
   resume(): void {
-    this.socket.resume();
+    this.frozen = false;
+    if (!this.outputBlocked) this.carryOn();
   }
 
   /** Graceful close (ends the socket once written). */
@@ -380,9 +454,17 @@ export class ServerConnection {
     this.idleTimer?.cancel();
     this.frameTimer?.cancel();
     this.flush(); // answers written in this tick still leave, before the end
+    this.backlog = null;
     const socket = this.socket;
     socket.once('finish', () => socket.destroy());
     socket.end();
+    // A peer that does not read would keep the socket (and what it buffers) open for good:
+    // it gets frameTimeoutMs to take the last answers.
+    if (!socket.destroyed) {
+      const grace = setTimeout(() => socket.destroy(), this.host.opts.frameTimeoutMs);
+      grace.unref();
+      socket.once('close', () => clearTimeout(grace));
+    }
     this.host.connectionClosed(this);
   }
 

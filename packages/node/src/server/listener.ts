@@ -15,6 +15,8 @@ export class ServerEdge {
   private server: net.Server | null = null;
   private httpServer: http.Server | null = null;
   private readonly conns = new Set<ServerConnection>();
+  /** Accepted sockets not closed yet (a connection closing gracefully keeps its socket a while). */
+  private openSockets = 0;
   port = 0;
   httpPort: number | undefined;
 
@@ -34,6 +36,8 @@ export class ServerEdge {
         socket.destroy();
         return;
       }
+      this.openSockets++;
+      socket.once('close', () => this.openSockets--);
       const conn = new ServerConnection(host, socket);
       this.conns.add(conn);
       this.onClientCount(this.clientConnections());
@@ -82,6 +86,18 @@ export class ServerEdge {
   peerConnections(): number {
     let n = 0;
     for (const c of this.conns) if (c.isPeer) n++;
+    return n;
+  }
+
+  /** Sockets accepted and not yet closed, closing ones included. */
+  sockets(): number {
+    return this.openSockets;
+  }
+
+  /** Bytes of answers the open connections owe their peers. */
+  outputBytes(): number {
+    let n = 0;
+    for (const c of this.conns) n += c.pendingOutput;
     return n;
   }
 
