@@ -4,7 +4,7 @@
  * plane, and returns the exit code instead of exiting.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { GridClient, GridConnectionError, GridTimeoutError } from '@gridlink/client';
+import { GridClient, GridConnectionError, GridServerError, GridTimeoutError } from '@gridlink/client';
 import type { ControlPlane } from '@gridlink/node';
 import {
   changeAutoAdjust,
@@ -335,7 +335,7 @@ async function sizeClient(endpoints: string[], timeoutMs: number, authToken: str
     return await GridClient.connect({ endpoints, connectTimeout: Math.min(timeoutMs, 5000), operationTimeout: timeoutMs, ...(authToken ? { auth: { token: authToken } } : {}) });
   } catch (err) {
     if (!(err instanceof GridConnectionError || err instanceof GridTimeoutError)) throw err;
-    const refused = (err instanceof GridConnectionError ? err.endpoints : []).find((e) => /handshake refused: authentication failed/.test(e.cause));
+    const refused = (err instanceof GridConnectionError ? err.endpoints : []).find((e) => e.error instanceof GridServerError && e.error.code === 'GRID_AUTH_FAILED');
     if (refused) {
       throw new AdminUsageError(
         '--auth-token',

@@ -12,7 +12,7 @@ import { backoffDelay } from './backoff.js';
 import type { ResolvedConfig } from './config.js';
 import { Connection } from './connection.js';
 import { formatEndpoint, type Endpoint } from './endpoints.js';
-import { ClusterMismatchError, GridClosedError, GridConnectionError, GridError } from './errors.js';
+import { ClusterMismatchError, GridClosedError, GridConnectionError, GridError, GridServerError, type EndpointFailure } from './errors.js';
 import { RaceFailure, staggeredRace } from './stagger.js';
 
 export interface ManagerEvents {
@@ -202,14 +202,22 @@ export class ConnectionManager extends EventEmitter<ManagerEvents> {
       });
     } catch (e) {
       if (e instanceof RaceFailure) {
-        const list = endpoints.map((ep, i) => ({
-          endpoint: formatEndpoint(ep),
-          cause: e.causes[i] === 'no answer yet' ? `no answer within ${this.cfg.connectTimeout} ms` : (e.causes[i] ?? 'unknown'),
-        }));
+        const list = endpoints.map((ep, i): EndpointFailure => {
+          const f: EndpointFailure = {
+            endpoint: formatEndpoint(ep),
+            cause: e.causes[i] === 'no answer yet' ? `no answer within ${this.cfg.connectTimeout} ms` : (e.causes[i] ?? 'unknown'),
+          };
+          const err = e.errors[i];
+          if (err instanceof Error) f.error = err;
+          return f;
+        });
         this.closeAll();
+        // Every node refused the handshake for a reason a retry does not change (a wrong token,
+        // another cluster, no common version): the same call would fail the same way.
+        const refusedForGood = list.every((l) => l.error instanceof GridServerError && !l.error.retryable);
         throw new GridConnectionError(
           `could not connect to any endpoint within ${this.cfg.connectTimeout} ms: ` + list.map((l) => `${l.endpoint} (${l.cause})`).join('; '),
-          { endpoints: list, retryable: true },
+          { endpoints: list, retryable: !refusedForGood },
         );
       }
       this.closeAll();

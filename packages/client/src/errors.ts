@@ -61,6 +61,13 @@ export class GridError extends Error {
 export interface EndpointFailure {
   endpoint: string;
   cause: string;
+  /**
+   * The error the attempt failed with, when it failed (not when it was still waiting or never
+   * tried): a `GridServerError` when the node refused the handshake (`code` GRID_AUTH_FAILED,
+   * GRID_CLUSTER_MISMATCH, GRID_VERSION_MISMATCH…), else a `GridConnectionError` or the socket's
+   * error.
+   */
+  error?: Error;
 }
 
 /** A connection could not be made or was lost. Requests failing with it are retried elsewhere. */

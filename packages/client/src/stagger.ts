@@ -18,6 +18,8 @@ export class RaceFailure extends Error {
     /** Cause per endpoint index; `undefined` = never started. */
     readonly causes: (string | undefined)[],
     readonly timedOut: boolean,
+    /** The error each failed attempt rejected with (`undefined`: it did not fail). */
+    readonly errors: unknown[] = [],
   ) {
     super(timedOut ? 'no endpoint answered in time' : 'every endpoint failed');
     this.name = 'RaceFailure';
@@ -37,6 +39,7 @@ export interface RaceOptions<T> {
 export function staggeredRace<T>(opts: RaceOptions<T>): Promise<RaceOutcome<T>> {
   return new Promise<RaceOutcome<T>>((resolve, reject) => {
     const causes: (string | undefined)[] = new Array<string | undefined>(opts.count).fill(undefined);
+    const errors: unknown[] = new Array<unknown>(opts.count).fill(undefined);
     const ac = new AbortController();
     let next = 0;
     let running = 0;
@@ -80,12 +83,13 @@ export function staggeredRace<T>(opts: RaceOptions<T>): Promise<RaceOutcome<T>> 
         (err: unknown) => {
           running--;
           causes[i] = err instanceof Error ? err.message : String(err);
+          errors[i] = err;
           if (done) return;
           if (next < opts.count) {
             launch();
           } else if (running === 0) {
             finish();
-            reject(new RaceFailure(causes, false));
+            reject(new RaceFailure(causes, false, errors));
           }
         },
       );
@@ -95,7 +99,7 @@ export function staggeredRace<T>(opts: RaceOptions<T>): Promise<RaceOutcome<T>> 
       if (done) return;
       finish();
       ac.abort();
-      reject(new RaceFailure(causes.map((c, i) => (i >= next ? 'not tried before the connect timeout' : c)), true));
+      reject(new RaceFailure(causes.map((c, i) => (i >= next ? 'not tried before the connect timeout' : c)), true, errors));
     }, opts.timeout);
     deadline.unref();
 

@@ -1,8 +1,9 @@
+import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LocalCluster } from '@gridlink/node';
 import { partitionOf } from '@gridlink/affinity';
 import { ALL_FEATURES, Feature, Op, validateRequest } from '@gridlink/protocol';
-import { GridAbortError, GridClient, GridConnectionError, GridTimeoutError, PartitionLostError, dnsAddressFinder, staticAddressFinder } from '@gridlink/client';
+import { GridAbortError, GridClient, GridConnectionError, GridServerError, GridTimeoutError, PartitionLostError, dnsAddressFinder, staticAddressFinder } from '@gridlink/client';
 import { ScriptedNode } from '@gridlink/testkit';
 import { waitFor } from './helpers/wait.js';
 
@@ -47,6 +48,23 @@ describe('auth and graceful node stop', () => {
     const err = (await GridClient.connect({ endpoints: cl.endpoints, auth: { token: 'wrong' }, connectTimeout: 2000 }).catch((e: unknown) => e)) as GridConnectionError;
     expect(err).toBeInstanceOf(GridConnectionError);
     expect(err.endpoints[0]!.cause).toMatch(/refused/);
+    // The node's refusal itself, typed; and a retry would not change it.
+    expect(err.endpoints[0]!.error).toBeInstanceOf(GridServerError);
+    expect((err.endpoints[0]!.error as GridServerError).code).toBe('GRID_AUTH_FAILED');
+    expect(err.retryable).toBe(false);
+    // With an endpoint where no node listens (yet) among them, trying again may still help.
+    const closedPort = await new Promise<number>((resolve) => {
+      const srv = net.createServer().listen(0, '127.0.0.1', () => {
+        const port = (srv.address() as net.AddressInfo).port;
+        srv.close(() => resolve(port));
+      });
+    });
+    const mixed = (await GridClient.connect({ endpoints: [`127.0.0.1:${closedPort}`, ...cl.endpoints], auth: { token: 'wrong' }, connectTimeout: 2000 }).catch((e: unknown) => e)) as GridConnectionError;
+    expect(mixed).toBeInstanceOf(GridConnectionError);
+    expect(mixed.endpoints[0]!.error).toBeInstanceOf(Error);
+    expect(mixed.endpoints[0]!.error).not.toBeInstanceOf(GridServerError);
+    expect(mixed.endpoints[1]!.error).toBeInstanceOf(GridServerError);
+    expect(mixed.retryable).toBe(true);
     const ok = await GridClient.connect({ endpoints: cl.endpoints, auth: { token: 'secret' } });
     cleanups.push(() => ok.close());
     await ok.cache<string, number>('a').put('k', 1);
