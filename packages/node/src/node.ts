@@ -15,6 +15,7 @@ import { randomUUID } from 'node:crypto';
 import type { CacheConfig, PartitionMap, RequestFrame } from '@gridlink/protocol';
 import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from './config.js';
 import { CACHE_PREFIX, LEASE_PREFIX, TOPOLOGY_KEY } from './control/keys.js';
+import { topologyProblem } from './control/records.js';
 import type { ControlPlane, KvEvent } from './control/kv.js';
 import type { Role } from './control/routing.js';
 import { cacheRules, nodeSafety, soleCopiesMoving, type LeaseRecord, type NodeSafety, type TopologyRecord } from './control/topology.js';
@@ -442,6 +443,9 @@ export class GridNode implements ConnectionHost, MetricsSource {
   // -------------------------------------------------------------------------------------------
   // Topology: control-plane events in, the parts told in order
 
+  /** The last malformed topology record's problem, logged once (the coordinator re-reads it each tick). */
+  private lastTopologyProblem: string | null = null;
+
   private onTopologyEvent(e: KvEvent<TopologyRecord>): void {
     if (e.type !== 'put') return;
     if (e.revision > this.view.topoRevision) this.view.topoRevision = e.revision;
@@ -449,7 +453,15 @@ export class GridNode implements ConnectionHost, MetricsSource {
   }
 
   private onCacheEvent(e: KvEvent<CacheConfig>): void {
-    if (e.type === 'put') this.store.createCache(e.key.slice(CACHE_PREFIX.length), e.value);
+    if (e.type !== 'put') return;
+    const name = e.key.slice(CACHE_PREFIX.length);
+    try {
+      this.store.createCache(name, e.value);
+    } catch (err) {
+      // A config this node cannot read (written by hand, or by an incompatible version) is
+      // ignored: the cache keeps the config it had, or the cluster's defaults.
+      this.log.error('ignoring a malformed cache config in the control plane', { cache: name, err: String(err) });
+    }
   }
 
   private async refreshTopology(): Promise<void> {
@@ -473,8 +485,19 @@ export class GridNode implements ConnectionHost, MetricsSource {
   private applyTopology(rec: TopologyRecord): void {
     if (this.life.state === 'stopped') return;
     const view = this.view;
+    const problem = topologyProblem(rec, this.opts.partitions);
+    if (problem !== null) {
+      // Every node reads the same record: crashing on it would take the whole cluster down.
+      // Serve on with the last good topology; the coordinator writes it again over this one.
+      view.topoMalformed = true;
+      if (problem !== this.lastTopologyProblem) this.log.error('ignoring a malformed topology record in the control plane', { problem, revision: view.topoRevision });
+      this.lastTopologyProblem = problem;
+      return;
+    }
+    this.lastTopologyProblem = null;
     const prev = view.topo;
     if (prev && rec.version <= prev.version) return;
+    view.topoMalformed = false;
     const wasMember = prev?.members[this.id]?.epoch === view.epoch;
     view.set(rec);
     this.topologyAppliedAt = Date.now();

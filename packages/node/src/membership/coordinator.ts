@@ -8,6 +8,7 @@
  */
 import type { ResolvedNodeOptions } from '../config.js';
 import { LEASE_PREFIX, TOPOLOGY_KEY } from '../control/keys.js';
+import { leaseProblem } from '../control/records.js';
 import type { ControlPlane, KvEvent } from '../control/kv.js';
 import { initialTopology, rankingDepth, type CacheRule, type LeaseRecord, type TopologyRecord } from '../control/topology.js';
 import { CasConflictError } from '../errors.js';
@@ -51,6 +52,7 @@ export class Coordinator {
     for (const e of await this.d.kv.list<LeaseRecord>(LEASE_PREFIX)) {
       const id = e.key.slice(LEASE_PREFIX.length);
       if (!this.isNews(id, e.revision)) continue;
+      if (this.malformedLease(id, e.value)) continue;
       this.observed.set(id, { lease: e.value, revision: e.revision, seenAt: now });
     }
   }
@@ -66,6 +68,20 @@ export class Coordinator {
     return true;
   }
 
+  /** Ids whose last lease record could not be read, each logged once. */
+  private readonly malformed = new Set<string>();
+
+  private malformedLease(id: string, value: unknown): boolean {
+    const problem = leaseProblem(value, id);
+    if (problem === null) {
+      this.malformed.delete(id);
+      return false;
+    }
+    if (!this.malformed.has(id)) this.d.log.error('ignoring a malformed lease record in the control plane', { id, problem });
+    this.malformed.add(id);
+    return true;
+  }
+
   /** Starts the clock of the loop (the first tick judges nobody stalled). */
   started(): void {
     this.lastTick = Date.now();
@@ -75,6 +91,9 @@ export class Coordinator {
   onLeaseEvent(e: KvEvent<LeaseRecord>): void {
     const id = e.key.slice(LEASE_PREFIX.length);
     if (!this.isNews(id, e.revision)) return;
+    // A lease record that cannot be read is no renewal: the last good one stands and ages as usual
+    // (a live node's next renewal replaces it; a dead node's lease runs out).
+    if (e.type === 'put' && this.malformedLease(id, e.value)) return;
     if (e.type === 'delete') this.observed.delete(id);
     else {
       const now = Date.now();
@@ -124,6 +143,13 @@ export class Coordinator {
         });
         await kv.create(TOPOLOGY_KEY, rec);
         log.info('cluster created', { nodes: ids, partitions: rec.partitions });
+        return;
+      }
+      if (view.topoMalformed) {
+        // The newest record could not be read (every node ignored it): write the last good one
+        // again over it, one version on, so that the record is readable and moves on from there.
+        await kv.update(TOPOLOGY_KEY, { ...view.topo, version: view.topo.version + 1 }, view.topoRevision);
+        log.warn('rewrote the topology record over a malformed one', { version: view.topo.version + 1 });
         return;
       }
       // Skip the step when nothing it depends on changed (renewals alone change nothing).

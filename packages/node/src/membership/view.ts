@@ -22,6 +22,11 @@ export const GONE = Symbol('gone');
 export class ClusterView {
   topo: TopologyRecord | null = null;
   topoRevision = 0;
+  /**
+   * The newest topology record seen in the control plane could not be read (records.ts): `topo`
+   * is the last good one, and the coordinator writes it again over the bad one.
+   */
+  topoMalformed = false;
   /** Changes on restart and whenever this node learns it was declared gone. */
   epoch = randomUUID();
   private mapCache: PartitionMap | null = null;

@@ -1,0 +1,151 @@
+/**
+ * Records read from the control plane: every record the coordinator can write passes the shape
+ * check, anything else is refused without throwing, and a cluster whose topology or lease key is
+ * overwritten with garbage keeps serving, writes the topology again and fails over as before.
+ */
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import type { LeaseRecord, TopologyRecord } from '@gridlink/node';
+import { CACHE_PREFIX, LEASE_PREFIX, TOPOLOGY_KEY, coordinatorStep, initialTopology } from '@gridlink/node/internal';
+import { leaseProblem, topologyProblem } from '../src/control/records.js';
+import { perTestCluster } from './helpers/grid.js';
+import { until } from './helpers/until.js';
+
+const PARTITIONS = 16;
+const lease = (id: string, epoch: string, synced: Record<string, number> = {}, leaving?: boolean): LeaseRecord => ({
+  id,
+  epoch,
+  host: '127.0.0.1',
+  port: 1000 + Number(id.slice(1)),
+  synced,
+  ...(leaving ? { leaving } : {}),
+});
+
+/** Records a coordinator writes over a run of joins, deaths, restarts, pulls done and graceful stops. */
+const runs = fc
+  .record({
+    start: fc.integer({ min: 1, max: 4 }),
+    backups: fc.integer({ min: 0, max: 2 }),
+    steps: fc.array(fc.record({ node: fc.integer({ min: 0, max: 5 }), act: fc.constantFrom('toggle', 'restart', 'sync', 'leave') }), { maxLength: 25 }),
+  })
+  .map(({ start, backups, steps }) => {
+    const live = new Map<string, LeaseRecord>();
+    for (let i = 0; i < start; i++) live.set(`n${i}`, lease(`n${i}`, `e${i}-0`));
+    let rec = initialTopology({ clusterId: 'c', partitions: PARTITIONS, backups, leases: [...live.values()] });
+    const records: TopologyRecord[] = [rec];
+    let now = 0;
+    for (const [i, s] of steps.entries()) {
+      const id = `n${s.node}`;
+      const l = live.get(id);
+      if (s.act === 'toggle') {
+        if (l) live.delete(id);
+        else live.set(id, lease(id, `e${s.node}-${i}`));
+      } else if (s.act === 'restart' && l) live.set(id, lease(id, `e${s.node}-${i}`));
+      else if (s.act === 'sync' && l) {
+        const synced: Record<string, number> = {};
+        rec.syncing.forEach((es, p) => es.forEach((e) => e.id === id && (synced[String(p)] = e.since)));
+        live.set(id, { ...l, synced });
+      } else if (s.act === 'leave' && l) live.set(id, { ...l, leaving: true });
+      now += 20_000;
+      const next = coordinatorStep(rec, [...live.values()], now);
+      if (next) {
+        rec = next;
+        records.push(rec);
+      }
+    }
+    return records;
+  });
+
+describe('shape checks of control plane records', () => {
+  it('pass every topology record the coordinator writes, as the KV stores it (JSON)', () => {
+    fc.assert(
+      fc.property(runs, (records) => {
+        for (const r of records) {
+          expect(topologyProblem(r, PARTITIONS)).toBeNull();
+          expect(topologyProblem(JSON.parse(JSON.stringify(r)), PARTITIONS)).toBeNull();
+        }
+      }),
+      { numRuns: 150 },
+    );
+  });
+
+  it('never throw, and refuse what is not a record', () => {
+    fc.assert(
+      fc.property(fc.anything(), (v) => {
+        const t = topologyProblem(v, PARTITIONS);
+        const l = leaseProblem(v, 'n1');
+        expect(t === null || typeof t === 'string').toBe(true);
+        expect(l === null || typeof l === 'string').toBe(true);
+      }),
+      { numRuns: 500 },
+    );
+    for (const v of [null, 1, 'x', [], {}, { version: 1 }]) {
+      expect(topologyProblem(v)).toEqual(expect.any(String));
+      expect(leaseProblem(v, 'n1')).toEqual(expect.any(String));
+    }
+  });
+
+  it('refuse a record with any field of the wrong kind, or of another partition count', () => {
+    const good = initialTopology({ clusterId: 'c', partitions: PARTITIONS, backups: 1, leases: [lease('n1', 'a'), lease('n2', 'b')] });
+    const wrong: [string, unknown][] = [
+      ['clusterId', 7],
+      ['version', -1],
+      ['partitions', 0],
+      ['backups', 'one'],
+      ['baseline', {}],
+      ['members', { n1: { epoch: 1 } }],
+      ['departed', { n1: 3 }],
+      ['addresses', { n1: { host: 'h' } }],
+      ['owners', good.owners.slice(1)],
+      ['owners', good.owners.map(() => [1])],
+      ['syncing', good.syncing.map(() => [{ id: 'n1' }])],
+      ['lost', [PARTITIONS]],
+      ['lostCaches', { a: [-1] }],
+      ['behind', { [String(PARTITIONS)]: { n1: { rank: 1, since: 1 } } }],
+      ['autoAdjust', null],
+      ['adjust', { firstAt: 'now' }],
+    ];
+    expect(topologyProblem(good, PARTITIONS)).toBeNull();
+    for (const [field, value] of wrong) expect(topologyProblem({ ...good, [field]: value }, PARTITIONS), field).toMatch(new RegExp(`^${field}`));
+    expect(topologyProblem(good, PARTITIONS * 2)).toMatch(/^partitions/);
+    const { members: _members, ...noMembers } = good;
+    expect(topologyProblem(noMembers, PARTITIONS)).toMatch(/^members/);
+
+    const l = lease('n1', 'a', { '3': 2 });
+    expect(leaseProblem(l, 'n1')).toBeNull();
+    expect(leaseProblem(l, 'n2')).toMatch(/under the key/);
+    expect(leaseProblem({ ...l, port: '1' }, 'n1')).not.toBeNull();
+    expect(leaseProblem({ ...l, synced: { '3': 'x' } }, 'n1')).not.toBeNull();
+  });
+});
+
+describe('a cluster whose control plane holds garbage', () => {
+  const grid = perTestCluster();
+
+  it('keeps serving through a malformed topology and lease record, writes the topology again, and fails over', async () => {
+    const cluster = await grid.start({ nodes: 3, backups: 1, partitions: PARTITIONS });
+    const client = await grid.connectFast(cluster.endpoints);
+    const cache = client.cache<string, number>('c');
+    for (let i = 0; i < 50; i++) await cache.put(`k${i}`, i);
+    const before = cluster.controlPlane.peek<TopologyRecord>(TOPOLOGY_KEY)!.value;
+
+    // Garbage over the topology record, one live node's lease and the cache's config.
+    await cluster.controlPlane.put(TOPOLOGY_KEY, { hello: 'world' });
+    await cluster.controlPlane.put(`${LEASE_PREFIX}${cluster.nodeIds[1]!}`, 'not a lease');
+    await cluster.controlPlane.put(`${CACHE_PREFIX}c`, { backups: 'many' });
+    for (let i = 0; i < 50; i++) expect(await cache.get(`k${i}`)).toBe(i);
+    for (let i = 0; i < 50; i++) await cache.put(`k${i}`, i + 1);
+
+    // The coordinator writes the last good record again, one version on; the node whose lease
+    // was overwritten renews it and stays a member under its epoch.
+    await until(() => topologyProblem(cluster.controlPlane.peek(TOPOLOGY_KEY)?.value, PARTITIONS) === null, 'a readable topology record again');
+    const repaired = cluster.controlPlane.peek<TopologyRecord>(TOPOLOGY_KEY)!.value;
+    expect(repaired.version).toBeGreaterThan(before.version);
+    expect(repaired.members).toEqual(before.members);
+
+    // And it moves on from there: a node dies, its partitions fail over, nothing is lost.
+    await cluster.kill(cluster.nodeIds[2]!);
+    await until(() => !(cluster.nodeIds[2]! in (cluster.controlPlane.peek<TopologyRecord>(TOPOLOGY_KEY)?.value.members ?? {})), 'the killed node to leave the topology');
+    for (let i = 0; i < 50; i++) expect(await cache.get(`k${i}`)).toBe(i + 1);
+  });
+});
