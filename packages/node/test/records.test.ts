@@ -3,9 +3,13 @@
  * check, anything else is refused without throwing, and a cluster whose topology or lease key is
  * overwritten with garbage keeps serving, writes the topology again and fails over as before.
  */
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import type { LeaseRecord, TopologyRecord } from '@gridlink/node';
+import { Kvm } from '@nats-io/kv';
+import { GridClient } from '@gridlink/client';
+import { NatsCluster } from '@gridlink/testkit';
+import { silentLogger, startNode, type GridNode, type LeaseRecord, type TopologyRecord } from '@gridlink/node';
+import { NatsControlPlane } from '../src/control/nats.js';
 import { CACHE_PREFIX, LEASE_PREFIX, TOPOLOGY_KEY, coordinatorStep, initialTopology } from '@gridlink/node/internal';
 import { leaseProblem, topologyProblem } from '../src/control/records.js';
 import { perTestCluster } from './helpers/grid.js';
@@ -147,5 +151,49 @@ describe('a cluster whose control plane holds garbage', () => {
     await cluster.kill(cluster.nodeIds[2]!);
     await until(() => !(cluster.nodeIds[2]! in (cluster.controlPlane.peek<TopologyRecord>(TOPOLOGY_KEY)?.value.members ?? {})), 'the killed node to leave the topology');
     for (let i = 0; i < 50; i++) expect(await cache.get(`k${i}`)).toBe(i + 1);
+  });
+});
+
+describe('a NATS bucket holding a value that is not JSON', () => {
+  const open: { close(): Promise<void> | void }[] = [];
+  afterEach(async () => {
+    for (const o of open.splice(0).reverse()) await o.close();
+  });
+
+  it('over the topology: the nodes keep serving and write the last good record over it', async () => {
+    const nats = await NatsCluster.start({ servers: 1 });
+    open.push(nats);
+    const planes = await Promise.all(['a', 'b'].map(() => NatsControlPlane.connect({ servers: nats.urls, bucket: 'bytes', connectTimeoutMs: 20_000 })));
+    open.push(...planes.map((p) => ({ close: () => p.close() })));
+    const nodes: GridNode[] = await Promise.all(
+      ['a', 'b'].map((id, i) => startNode({ id, controlPlane: planes[i]!, port: 0, partitions: PARTITIONS, backups: 1, bootstrapNodes: 2, logger: silentLogger })),
+    );
+    open.push(...nodes.map((n) => ({ close: () => n.stop() })));
+    const client = await GridClient.connect({ endpoints: nodes.map((n) => `127.0.0.1:${n.port}`) });
+    open.push(client);
+    const cache = client.cache<string, number>('c');
+    for (let i = 0; i < 20; i++) await cache.put(`k${i}`, i);
+    const good = await planes[0]!.get<TopologyRecord>(TOPOLOGY_KEY);
+
+    // Raw bytes straight into the bucket, as another tool could write them: the nodes' watches
+    // deliver them as unreadable, and the coordinator writes the last good record over them.
+    const kv = await new Kvm(planes[0]!.connection).open('bytes');
+    await kv.put(TOPOLOGY_KEY, new TextEncoder().encode('\u0000 not json'));
+    for (let i = 0; i < 20; i++) expect(await cache.get(`k${i}`)).toBe(i);
+
+    const deadline = Date.now() + 10_000;
+    let repaired: TopologyRecord | undefined;
+    while (Date.now() < deadline) {
+      const e = await planes[1]!.get<TopologyRecord>(TOPOLOGY_KEY).catch(() => null);
+      if (e && topologyProblem(e.value, PARTITIONS) === null && e.revision > good!.revision) {
+        repaired = e.value;
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(repaired, 'a readable topology record written over the bytes').toBeDefined();
+    expect(repaired!.version).toBe(good!.value.version + 1);
+    expect(repaired!.members).toEqual(good!.value.members);
+    for (let i = 0; i < 20; i++) await cache.put(`k${i}`, i + 1);
   });
 });

@@ -36,6 +36,11 @@ export interface KvEntry<T> {
   revision: number;
 }
 
+/**
+ * A change under a watched prefix. `value` is the stored JSON as written; a value that is not JSON
+ * at all (written by something else into a NATS bucket) comes as `undefined`, so that readers
+ * learn that the newest revision is unreadable (ADR 0048).
+ */
 export type KvEvent<T> =
   | { type: 'put'; key: string; value: T; revision: number }
   | { type: 'delete'; key: string; revision: number };

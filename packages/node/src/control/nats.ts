@@ -515,8 +515,10 @@ export class NatsControlPlane implements ControlPlane {
       try {
         value = JSON.parse(text);
       } catch {
-        this.log.warn('skipping a value that is not JSON', { key, revision });
-        return;
+        // Delivered as unreadable (undefined), not skipped: a node must learn that the newest
+        // topology revision is one it cannot read, to write the last good one over it (ADR 0048).
+        this.log.warn('a value that is not JSON', { key, revision });
+        value = undefined;
       }
       event = { type: 'put', key, value, revision };
     } else {
