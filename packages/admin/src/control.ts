@@ -1,4 +1,4 @@
-import { CasConflictError, TOPOLOGY_KEY, type ControlPlane, type KvEntry, type TopologyRecord } from '@gridlink/node';
+import { CasConflictError, TOPOLOGY_KEY, topologyProblem, type ControlPlane, type KvEntry, type TopologyRecord } from '@gridlink/node';
 import { AdminError, AdminRefusedError, ControlPlaneUnreachableError } from './errors.js';
 
 /** Default bound on one control plane round trip before the command gives up (exit code 3). */
@@ -28,6 +28,14 @@ export async function withTimeout<T>(what: string, timeoutMs: number, run: () =>
 export async function readTopology(cp: ControlPlane, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<KvEntry<TopologyRecord>> {
   const e = await withTimeout('a topology read', timeoutMs, () => cp.get<TopologyRecord>(TOPOLOGY_KEY));
   if (!e) throw new AdminRefusedError('ADMIN_NO_TOPOLOGY', 'the cluster has no topology record yet (no node has formed it)');
+  const problem = topologyProblem(e.value);
+  if (problem !== null) {
+    throw new AdminRefusedError(
+      'ADMIN_MALFORMED_TOPOLOGY',
+      `the topology record (revision ${e.revision}) cannot be read: ${problem}. The nodes ignore it and their coordinator writes the last good record over it; if it stays, no running node has one (see the nodes' logs)`,
+      true,
+    );
+  }
   return e;
 }
 

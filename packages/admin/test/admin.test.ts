@@ -230,6 +230,28 @@ describe('admin verbs on a real embedded cluster', () => {
     }
   });
 
+  it('a failure the CLI does not classify (a control plane implementation answering nonsense) is an internal error, exit 5', async () => {
+    // A ControlPlane whose list() breaks its contract: the verbs fail on it with a TypeError.
+    const real = cluster.controlPlane;
+    const broken = new Proxy(real, {
+      get: (target, key) => (key === 'list' ? () => Promise.resolve(null) : (Reflect.get(target, key) as unknown) instanceof Function ? (Reflect.get(target, key) as (...a: unknown[]) => unknown).bind(target) : Reflect.get(target, key)),
+    });
+    const run = async (args: string[]): Promise<CliRun> => {
+      let out = '';
+      let err = '';
+      const code = await runCli(args, { stdout: (t) => (out += t), stderr: (t) => (err += t) }, { controlPlane: broken, env: {} });
+      return { code, out, err };
+    };
+    const text = await run(['status', '--sample', '0']);
+    expect(text.code).toBe(5);
+    expect(text.err).toMatch(/^gridlink: internal error: TypeError: .+\nTypeError: .+\n\s+at /);
+    const json = await run(['status', '--sample', '0', '--json']);
+    expect(json.code).toBe(5);
+    const e = JSON.parse(json.err) as { error: { code: string; message: string; retryable: boolean } };
+    expect(e.error).toMatchObject({ code: 'ADMIN_INTERNAL', retryable: false });
+    expect(e.error.message).toMatch(/^internal error: TypeError: /);
+  });
+
   it('usage errors name the argument and exit 1; --help per verb exits 0', async () => {
     const cases: [string[], string][] = [
       [['frobnicate'], 'verb'],

@@ -255,9 +255,9 @@ describe('gridlink against a NATS no node has used', () => {
     expect(await buckets()).toEqual(['made']);
   });
 
-  it('an error the CLI does not classify is an internal error (exit 5), not a refusal', async () => {
+  it('a topology record that cannot be read is refused naming the problem (exit 4), not a crash', async () => {
     const url = nats.urls[0]!;
-    // A topology record that is not one (no members, owners, baseline): the verbs crash on it.
+    // A topology record that is not one (no members, owners, baseline).
     const cp = await NatsControlPlane.connect({ servers: [url], bucket: 'broken' });
     try {
       await cp.put('topology', { version: 3 });
@@ -265,14 +265,13 @@ describe('gridlink against a NATS no node has used', () => {
       await cp.close();
     }
     const text = await gridlink(['status', '--sample', '0', '--control-plane', url, '--bucket', 'broken']);
-    expect(text.code).toBe(5);
+    expect(text.code).toBe(4);
     expect(text.out).toBe('');
-    expect(text.err).toMatch(/^gridlink: internal error: TypeError: .+\nTypeError: .+\n\s+at /);
+    expect(text.err).toMatch(/^gridlink: the topology record \(revision \d+\) cannot be read: clusterId: not a string\./);
     const json = await gridlink(['baseline', 'show', '--json', '--control-plane', url, '--bucket', 'broken']);
-    expect(json.code).toBe(5);
+    expect(json.code).toBe(4);
     const e = JSON.parse(json.err) as { error: { code: string; message: string; retryable: boolean } };
-    expect(e.error.code).toBe('ADMIN_INTERNAL');
-    expect(e.error.message).toMatch(/^internal error: TypeError: /);
-    expect(e.error.retryable).toBe(false);
+    expect(e.error.code).toBe('ADMIN_MALFORMED_TOPOLOGY');
+    expect(e.error.retryable).toBe(true);
   });
 });

@@ -8,6 +8,7 @@ export { LocalCluster, type LocalClusterOptions, type AddNodeOptions } from './l
 export { DEFAULT_TIMING, resolveNodeOptions, type NodeOptions, type NodeTiming, type TlsOptions, type ResolvedNodeOptions } from './config.js';
 // The control plane's key layout: a contract with operator tools (@gridlink/admin) that read it.
 export { TOPOLOGY_KEY, LEASE_PREFIX, CACHE_PREFIX } from './control/keys.js';
+export { topologyProblem, leaseProblem } from './control/records.js';
 export { MemoryControlPlane, type ControlPlane, type KvEntry, type KvEvent } from './control/kv.js';
 export { DEFAULT_AUTO_ADJUST, lostAnywhere, withLossAccepted, type AutoAdjustPolicy, type LeaseRecord, type MemberInfo, type NodeSafety, type SyncEntry, type TopologyRecord } from './control/topology.js';
 export type { Role } from './control/routing.js';

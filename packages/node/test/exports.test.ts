@@ -39,6 +39,9 @@ describe('@gridlink/node entry points', () => {
         // Accepting losses (lost partitions and partitions lost for one cache): the admin CLI's reset-lost.
         'lostAnywhere',
         'withLossAccepted',
+        // Shape checks of control plane records (ADR 0048): the admin CLI refuses a malformed topology.
+        'topologyProblem',
+        'leaseProblem',
         'resolveNodeOptions',
         'silentLogger',
         'startNode',
