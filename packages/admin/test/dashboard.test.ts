@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { GridClient } from '@gridlink/client';
-import { LocalCluster } from '@gridlink/node';
+import { LocalCluster, TOPOLOGY_KEY } from '@gridlink/node';
 import { startDashboard, topologyView, type Dashboard, type HttpLocator } from '@gridlink/admin';
 
 // The browser globals the page functions below use (tests compile without the DOM lib).
@@ -84,6 +84,20 @@ describe('dashboard in a real browser', () => {
     // The page agrees with the control plane.
     const view = topologyView(cluster.topology());
     expect(view.nodes.find((n) => n.id === 'node-2')?.alive).toBe(false);
+  });
+
+  it('keeps showing the last good topology when the record in the control plane cannot be read', async () => {
+    await page.goto(dashboard.url);
+    await page.waitForFunction(() => document.querySelectorAll('#grid .cell').length === 128);
+    const before = Number(await page.getAttribute('body', 'data-version'));
+    await cluster.controlPlane.put(TOPOLOGY_KEY, { version: before + 5 });
+    // The coordinator writes the last good record over it, one version on; the page follows that
+    // one and never showed the bad one (its version would have been before + 5).
+    await page.waitForFunction((v) => Number(document.body.getAttribute('data-version')) > v, before, { timeout: 15_000 });
+    expect(Number(await page.getAttribute('body', 'data-version'))).toBe(before + 1);
+    expect(await page.locator('#grid .cell').count()).toBe(128);
+    const api = (await (await fetch(new URL('/api/topology', dashboard.url))).json()) as { partitions: number; version: number };
+    expect(api).toMatchObject({ partitions: 128, version: before + 1 });
   });
 
   it('serves only its own paths, read-only', async () => {

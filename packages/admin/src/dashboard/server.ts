@@ -6,7 +6,7 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { TOPOLOGY_KEY, type ControlPlane, type TopologyRecord } from '@gridlink/node';
+import { TOPOLOGY_KEY, topologyProblem, type ControlPlane, type TopologyRecord } from '@gridlink/node';
 import { probeHttp, type HttpLocator } from '../admin.js';
 import { AdminUsageError } from '../errors.js';
 import { liveIds, safetyOf } from '../model.js';
@@ -121,6 +121,9 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
     for (const res of clients) res.write(event);
   };
   const onTopology = (rec: TopologyRecord): void => {
+    // A record that cannot be read is not shown (the nodes ignore it too, ADR 0048): the page
+    // keeps the last good one.
+    if (topologyProblem(rec) !== null) return;
     if (topo !== null && rec.version <= topo.version) return;
     topo = rec;
     topoEvent = `event: topology\ndata: ${JSON.stringify(topologyView(rec))}\n\n`;
