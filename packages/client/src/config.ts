@@ -150,8 +150,11 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+/** The longest duration a Node timer can wait (ms): longer ones fire at once (TimeoutOverflowWarning). */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** Reads a duration/count field: a finite number within [min, max], or the default when absent. */
-function num(obj: Record<string, unknown>, field: string, path: string, def: number, min: number, max = 2 ** 31 - 1, int = true): number {
+function num(obj: Record<string, unknown>, field: string, path: string, def: number, min: number, max = MAX_TIMER_MS, int = true): number {
   const v = obj[field];
   if (v === undefined) return def;
   if (typeof v !== 'number' || !Number.isFinite(v)) throw new GridConfigError(path, `must be a finite number, got ${describe(v)}`);
@@ -160,10 +163,11 @@ function num(obj: Record<string, unknown>, field: string, path: string, def: num
   return v;
 }
 
-function describe(v: unknown): string {
+/** A short description of a value for an error message. */
+export function describe(v: unknown): string {
   if (v === null) return 'null';
   if (Array.isArray(v)) return 'an array';
-  if (typeof v === 'string') return JSON.stringify(v);
+  if (typeof v === 'string') return v.length > 64 ? `a string of ${v.length} characters` : JSON.stringify(v);
   if (typeof v === 'object') return 'an object';
   if (typeof v === 'function') return 'a function';
   if (typeof v === 'symbol') return 'a symbol';

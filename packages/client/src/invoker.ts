@@ -9,11 +9,21 @@
  */
 import pRetry from 'p-retry';
 import { ErrorCode, MUTATING_OPS, Op, ResponseFlag, type ErrorPayload, type ResponseFrame } from '@gridlink/protocol';
-import type { ResolvedConfig } from './config.js';
+import { MAX_TIMER_MS, describe, type ResolvedConfig } from './config.js';
 import type { ConnectionManager } from './connection-manager.js';
 import type { Connection, ResponseHandler } from './connection.js';
 import { backoffDelay } from './backoff.js';
-import { GridAbortError, GridClosedError, GridConnectionError, GridError, GridServerError, GridTimeoutError, isRetryable, serverError } from './errors.js';
+import {
+  GridAbortError,
+  GridClosedError,
+  GridConfigError,
+  GridConnectionError,
+  GridError,
+  GridServerError,
+  GridTimeoutError,
+  isRetryable,
+  serverError,
+} from './errors.js';
 import { LatencyHistogram } from './histogram.js';
 import type { PartitionService } from './partition-service.js';
 import { primaryOf } from './partition-table.js';
@@ -64,6 +74,34 @@ const TRANSITION_CODES: ReadonlySet<number> = new Set<number>([
 export function isTransitionError(e: unknown): boolean {
   if (e instanceof GridConnectionError) return true;
   return e instanceof GridServerError && TRANSITION_CODES.has(e.wireCode);
+}
+
+/**
+ * An AbortSignal, or something that behaves as one (another realm's, a polyfill's): what the
+ * client reads and listens to on the signals it is given.
+ */
+function isAbortSignal(s: unknown): s is AbortSignal {
+  if (s instanceof AbortSignal) return true;
+  if (typeof s !== 'object' || s === null) return false;
+  const o = s as Record<string, unknown>;
+  return typeof o.aborted === 'boolean' && typeof o.addEventListener === 'function' && typeof o.removeEventListener === 'function';
+}
+
+/**
+ * Why a call's `signal` or `timeoutMs` cannot be used, or null. Checked before an operation is
+ * counted or given a seq: a signal the connection cannot listen to threw from deep inside the
+ * send, after both, leaving the operation open for good (and close() waiting on it); a timeoutMs
+ * that is not a positive integer left the first attempt without a time bound, and one beyond
+ * what a timer can wait made the deadline fire at once.
+ */
+export function callOptionsError(o: { signal?: unknown; timeoutMs?: unknown }): GridConfigError | null {
+  const t = o.timeoutMs;
+  if (t !== undefined && !(typeof t === 'number' && Number.isInteger(t) && t >= 1 && t <= MAX_TIMER_MS)) {
+    return new GridConfigError('timeoutMs', `must be an integer from 1 to ${MAX_TIMER_MS} (ms), got ${describe(t)}`);
+  }
+  const s = o.signal;
+  if (s !== undefined && !isAbortSignal(s)) return new GridConfigError('signal', `must be an AbortSignal, got ${describe(s)}`);
+  return null;
 }
 
 function pause(ms: number, signal: AbortSignal): Promise<void> {
@@ -179,6 +217,10 @@ export class Invoker {
     partition: number | undefined = options.partition,
   ): Promise<T> {
     if (this.closed) return Promise.reject(new GridClosedError());
+    if (options !== NO_OPTIONS) {
+      const bad = callOptionsError(options);
+      if (bad !== null) return Promise.reject(bad);
+    }
     this.operations++;
     const userSignal = options.signal;
     if (userSignal?.aborted) {

@@ -17,7 +17,9 @@ import { randomBytes } from 'node:crypto';
 import { encodeKey, partitionOfBytes, type GridKey } from '@gridlink/affinity';
 import { Op, type LockResult } from '@gridlink/protocol';
 import type { ClientContext, GridCache, OpOptions, PutOptions } from './cache.js';
+import { MAX_TIMER_MS } from './config.js';
 import { GridConfigError, GridError, LockNotHeldError, LockTimeoutError } from './errors.js';
+import { callOptionsError } from './invoker.js';
 
 export interface LockOptions extends OpOptions {
   /** Lease duration (ms). Default 10000. */
@@ -320,6 +322,9 @@ export class LockHandle {
    */
   async putAndRelease<V>(cache: GridCache<GridKey, V>, value: V, options: PutOptions = {}): Promise<void> {
     if (this.released) throw new LockNotHeldError('lock already released; nothing stored');
+    // Refused before renewal stops: the lock stays held for a call with usable options.
+    const bad = callOptionsError(options);
+    if (bad !== null) throw bad;
     const ttlMs = options.ttlMs;
     if (ttlMs !== undefined && (!Number.isInteger(ttlMs) || ttlMs < 0)) {
       throw new GridConfigError('ttlMs', `must be a non-negative integer, got ${String(ttlMs)}`);
@@ -339,6 +344,8 @@ export class LockHandle {
   /** Releases the lock. Throws LockNotHeldError when it was no longer held with this token. */
   async release(options: OpOptions = {}): Promise<void> {
     if (this.released) return;
+    const bad = callOptionsError(options);
+    if (bad !== null) throw bad;
     this.stop();
     const r = await this.ctx.invoker.invoke<{ released: boolean }>(
       Op.LOCK_RELEASE,
@@ -430,8 +437,9 @@ export class GridLock {
     const waitMs = checkPositive('waitMs', options.waitMs, DEFAULT_WAIT_MS);
     const partition = this.partition();
     const owner = newOwner();
-    // The node waits up to waitMs; the operation deadline covers the wait plus a normal deadline.
-    const timeoutMs = options.timeoutMs ?? waitMs + this.ctx.operationTimeout;
+    // The node waits up to waitMs; the operation deadline covers the wait plus a normal deadline
+    // (at most what a timer can wait: a longer deadline would fire at once).
+    const timeoutMs = options.timeoutMs ?? Math.min(waitMs + this.ctx.operationTimeout, MAX_TIMER_MS);
     const r = await this.ctx.invoker.invoke<LockResult>(
       Op.LOCK_ACQUIRE,
       { name: this.name, leaseMs, waitMs, owner },

@@ -1,0 +1,387 @@
+/**
+ * Hostile input to the client's public API, against a real one-node LocalCluster (and scripted
+ * nodes where a real one cannot be made to hold or refuse a request on demand). The standard:
+ * every input is either accepted or gets a typed error (a GridError, or InvalidKeyError for a
+ * key), and nothing else breaks — no operation or sequence number left open, no lock left taken,
+ * the connection keeps serving and close() completes.
+ */
+import fc from 'fast-check';
+import { afterEach, describe, expect, it } from 'vitest';
+import { InvalidKeyError } from '@gridlink/affinity';
+import { ErrorCode, Op, ResponseFlag } from '@gridlink/protocol';
+import { GridClient, GridClosedError, GridConfigError, GridError, GridServerError, GridTimeoutError, type GridKey } from '@gridlink/client';
+import { ScriptedNode } from '@gridlink/testkit';
+import { oneNodeGrid } from './helpers/grid.js';
+import { waitFor } from './helpers/wait.js';
+
+const grid = oneNodeGrid();
+
+const cleanups: (() => Promise<unknown> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown } | 'pending';
+
+/** How `p` settled within `ms` (a bound on a hang, not a wait for something to happen). */
+async function settle<T>(p: Promise<T>, ms: number): Promise<Settled<T>> {
+  let timer: NodeJS.Timeout | undefined;
+  const bound = new Promise<'pending'>((resolve) => {
+    timer = setTimeout(() => resolve('pending'), ms);
+  });
+  try {
+    return await Promise.race([
+      p.then(
+        (value) => ({ ok: true as const, value }),
+        (error: unknown) => ({ ok: false as const, error }),
+      ),
+      bound,
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The error `p` rejects with (fails when it resolves, or is still pending after `ms`). */
+async function rejection(p: Promise<unknown>, ms = 5000): Promise<unknown> {
+  const r = await settle(p, ms);
+  if (r === 'pending') throw new Error(`still pending after ${ms} ms`);
+  if (r.ok) throw new Error(`resolved (with ${String(r.value)}) instead of rejecting`);
+  return r.error;
+}
+
+function expectConfigError(e: unknown, field: string | RegExp): void {
+  expect(e, String(e)).toBeInstanceOf(GridConfigError);
+  const err = e as GridConfigError;
+  if (typeof field === 'string') expect(err.field).toBe(field);
+  else expect(err.field).toMatch(field);
+  expect(err.code).toBe('GRID_CONFIG');
+  expect(err.retryable).toBe(false);
+}
+
+/** A typed error of the client: a GridError, or InvalidKeyError for a key. */
+function expectTyped(e: unknown): void {
+  expect(e instanceof GridError || e instanceof InvalidKeyError, `untyped error: ${String(e)}`).toBe(true);
+}
+
+async function closeWithin(client: GridClient, ms: number): Promise<void> {
+  if ((await settle(client.close(), ms)) === 'pending') throw new Error(`close() did not complete within ${ms} ms`);
+}
+
+/** A client of the grid of its own (closed after the test, and close() must complete). */
+async function connect(): Promise<GridClient> {
+  const client = await GridClient.connect({ endpoints: grid.cluster.endpoints, connectTimeout: 3000 });
+  client.on('error', () => undefined); // lost locks of tiny leases are expected here
+  cleanups.push(() => closeWithin(client, 5000));
+  return client;
+}
+
+/** Nothing in flight, no seq open, and the connection still serves. */
+async function expectIdleAndHealthy(client: GridClient): Promise<void> {
+  await waitFor(
+    () => {
+      const b = client.bookkeeping();
+      return b.operations === 0 && b.openSeqs === 0;
+    },
+    5000,
+    `no operation or seq left open (${JSON.stringify(client.bookkeeping())})`,
+  );
+  const health = client.cache<string, number>('bad-input-health');
+  await health.put('h', 7);
+  expect(await health.get('h')).toBe(7);
+  expect(client.bookkeeping().connections).toBe(1);
+}
+
+/** Drains an async iterator. */
+async function drain(it: AsyncIterable<unknown>): Promise<void> {
+  for await (const x of it) void x;
+}
+
+/** Values that are not AbortSignals: null, primitives, and look-alikes missing part of one. */
+const notSignals: fc.Arbitrary<unknown> = fc.oneof(
+  fc.constantFrom(null, {}, { aborted: false }, { aborted: true, reason: 'x' }, { aborted: false, addEventListener: 1 }, new EventTarget(), 'signal', 0, true),
+  fc.anything().filter((v) => v !== undefined),
+);
+
+/** A cyclic object: MessagePack cannot encode it. */
+function cyclic(): unknown {
+  const o: Record<string, unknown> = { a: 1 };
+  o.self = o;
+  return o;
+}
+
+describe('per-call options: signal and timeoutMs', () => {
+  it('property: a signal that is not an AbortSignal is refused with GridConfigError naming it; nothing is left open and close() completes', async () => {
+    const client = await connect();
+    const c = client.cache<string, number>('bad-signal');
+    const lock = client.lock('bad-signal-lock');
+    await fc.assert(
+      fc.asyncProperty(notSignals, async (signal) => {
+        const o = { signal } as unknown as { signal: AbortSignal };
+        const calls: Promise<unknown>[] = [
+          c.get('k', o),
+          c.put('k', 1, o),
+          c.putIfAbsent('k', 1, o),
+          c.remove('k', o),
+          c.increment('n', 1, o),
+          c.getAll(['a', 'b', 'c'], o),
+          c.putAll([['a', 1]], o),
+          c.size(o),
+          c.clear(o),
+          c.create({}, o),
+          drain(c.scan(o)),
+          lock.tryAcquire(o),
+          lock.acquire(o),
+          lock.attemptGet(c, o),
+          client.withLock('bad-signal-lock', () => 1, o),
+        ];
+        for (const p of calls) expectConfigError(await rejection(p), 'signal');
+      }),
+      { numRuns: 60 },
+    );
+    await expectIdleAndHealthy(client);
+    await closeWithin(client, 5000);
+  });
+
+  it('a lock handle refuses a bad signal before it stops renewing: the lock stays held and renewed', async () => {
+    const client = await connect();
+    const c = client.cache<string, number>('bad-signal-handle');
+    const h = await client.lock('bad-signal-handle').acquire({ leaseMs: 150, autoRenew: true });
+    for (const call of [
+      () => h.putAndRelease(c, 1, { signal: null as unknown as AbortSignal }),
+      () => h.release({ signal: 'no' as unknown as AbortSignal }),
+      () => h.renew({ signal: {} as unknown as AbortSignal }),
+    ]) {
+      expectConfigError(await rejection(call()), 'signal');
+    }
+    const before = h.renewals;
+    await waitFor(() => h.renewals >= before + 3, 5000, 'renewals going on after the refused calls');
+    expect(h.held).toBe(true);
+    await h.putAndRelease(c, 2);
+    expect(await c.get('bad-signal-handle')).toBe(2);
+    await expectIdleAndHealthy(client);
+  });
+
+  it('property: timeoutMs is a deadline kept even when the node never answers, or is refused with GridConfigError naming it', async () => {
+    // Answers the handshake, the map and heartbeats; never a cache operation.
+    const node = await new ScriptedNode('mute', 8, (req, n) => {
+      if (req.op === Op.TOPOLOGY) return { payload: n.map(1) };
+      if (req.op === Op.HEARTBEAT) return { payload: {} };
+      return undefined;
+    }).start();
+    cleanups.push(() => node.close());
+    const client = await GridClient.connect({
+      endpoints: [node.endpoint],
+      requestTimeout: 100,
+      heartbeatInterval: 50,
+      heartbeatTimeout: 5000,
+      retry: { minDelay: 5, maxDelay: 20 },
+    });
+    cleanups.push(() => closeWithin(client, 5000));
+    const timeouts: fc.Arbitrary<unknown> = fc.oneof(
+      fc.constantFrom(NaN, 0, -0, -1, Infinity, -Infinity, 0.5, 1.5, 2 ** 31, 1e12, Number.MAX_SAFE_INTEGER, '100', null, true, {}, [50]),
+      fc.double({ noInteger: true }),
+      fc.integer({ min: -(2 ** 31), max: 0 }),
+      fc.integer({ min: 2 ** 31, max: Number.MAX_SAFE_INTEGER }),
+      fc.integer({ min: 30, max: 200 }),
+    );
+    await fc.assert(
+      fc.asyncProperty(timeouts, async (timeoutMs) => {
+        const t0 = performance.now();
+        const r = await settle(client.cache('mute').get('k', { timeoutMs: timeoutMs as number }), 2000);
+        const elapsed = performance.now() - t0;
+        if (r === 'pending') throw new Error(`timeoutMs ${String(timeoutMs)}: the operation is still pending after 2 s`);
+        expect(r.ok).toBe(false);
+        const e = (r as { error: unknown }).error;
+        if (e instanceof GridConfigError) {
+          expectConfigError(e, 'timeoutMs');
+          return;
+        }
+        // Accepted: a deadline of timeoutMs, kept.
+        expect(e, String(e)).toBeInstanceOf(GridTimeoutError);
+        expect((e as GridTimeoutError).code).toBe('GRID_TIMEOUT');
+        expect(typeof timeoutMs).toBe('number');
+        expect(elapsed).toBeGreaterThanOrEqual((timeoutMs as number) - 5);
+        expect(elapsed).toBeLessThan((timeoutMs as number) + 1000);
+      }),
+      { numRuns: 40 },
+    );
+    await waitFor(() => client.bookkeeping().operations === 0, 5000, 'every operation settled');
+    await closeWithin(client, 5000);
+  });
+
+  it('acquire with a wait longer than a timer can arm still keeps its deadline across a retry', async () => {
+    // The first LOCK_ACQUIRE is refused as NOT_PRIMARY (retryable), the second granted.
+    let acquires = 0;
+    const node = await new ScriptedNode('lock-retry', 8, (req, n) => {
+      if (req.op === Op.TOPOLOGY) return { payload: n.map(1) };
+      if (req.op === Op.HEARTBEAT) return { payload: {} };
+      if (req.op === Op.LOCK_ACQUIRE) {
+        if (++acquires === 1) return { flags: ResponseFlag.ERROR, payload: { code: ErrorCode.NOT_PRIMARY, message: 'not yet' } };
+        return { payload: { acquired: true, token: 9 } };
+      }
+      if (req.op === Op.LOCK_RELEASE) return { payload: { released: true } };
+      return undefined;
+    }).start();
+    cleanups.push(() => node.close());
+    const client = await GridClient.connect({ endpoints: [node.endpoint] });
+    cleanups.push(() => closeWithin(client, 5000));
+    const r = await settle(client.lock('x').acquire({ waitMs: 2 ** 40 }), 5000);
+    if (r === 'pending' || !r.ok) throw new Error(`acquire failed: ${r === 'pending' ? 'pending' : String(r.error)}`);
+    expect(r.value.fencingToken).toBe(9);
+    expect(acquires).toBe(2);
+    await r.value.release();
+  });
+
+  it('property: no input to put leaves anything pending: it settles with success or a typed error, and the client stays idle and healthy', async () => {
+    const client = await connect();
+    const c = client.cache<GridKey, unknown>('bad-put');
+    const tooLong = 'k'.repeat(4 * 1024 * 1024 + 1);
+    const rarely = <T,>(a: fc.Arbitrary<T>): fc.WeightedArbitrary<T> => ({ arbitrary: a, weight: 1 });
+    const often = <T,>(a: fc.Arbitrary<T>): fc.WeightedArbitrary<T> => ({ arbitrary: a, weight: 10 });
+    const keys = fc.oneof(often(fc.anything()), often(fc.string()), often(fc.integer()), rarely(fc.constant(tooLong)), rarely(fc.constant(NaN)));
+    const values = fc.oneof(
+      often(fc.anything()),
+      rarely(fc.func(fc.anything())),
+      rarely(fc.bigInt()),
+      rarely(fc.constant(Symbol('s'))),
+      rarely(fc.constant(cyclic())),
+      rarely(fc.constant(tooLong)),
+    );
+    const options = fc.option(
+      fc.record(
+        {
+          signal: fc.oneof(notSignals, fc.constant(AbortSignal.abort())),
+          timeoutMs: fc.oneof(fc.anything(), fc.integer({ min: 1, max: 5000 })),
+          ttlMs: fc.oneof(fc.anything(), fc.nat()),
+        },
+        { requiredKeys: [] },
+      ),
+      { nil: undefined },
+    );
+    await fc.assert(
+      fc.asyncProperty(keys, values, options, async (key, value, o) => {
+        const r = await settle(c.put(key as GridKey, value, o as { ttlMs?: number }), 5000);
+        if (r === 'pending') throw new Error('put still pending after 5 s');
+        if (!r.ok) expectTyped(r.error);
+        await waitFor(() => client.bookkeeping().operations === 0 && client.bookkeeping().openSeqs === 0, 5000, 'nothing left open');
+      }),
+      { numRuns: 100 },
+    );
+    await expectIdleAndHealthy(client);
+    await closeWithin(client, 5000);
+  });
+});
+
+describe('closing', () => {
+  it('every call on a closed client, its caches, locks and handles rejects with GridClosedError', async () => {
+    const client = await connect();
+    const c = client.cache<string, number>('closed');
+    const lock = client.lock('closed-lock');
+    const h = await client.lock('closed-held').acquire({ leaseMs: 5000 });
+    await closeWithin(client, 5000);
+    expect(() => client.cache('x')).toThrow(GridClosedError);
+    expect(() => client.lock('x')).toThrow(GridClosedError);
+    const calls: [string, () => Promise<unknown>][] = [
+      ['get', () => c.get('k')],
+      ['getAll', () => c.getAll(['k'])],
+      ['put', () => c.put('k', 1)],
+      ['putAll', () => c.putAll([['k', 1]])],
+      ['putIfAbsent', () => c.putIfAbsent('k', 1)],
+      ['replace', () => c.replace('k', 1)],
+      ['replaceIfEquals', () => c.replaceIfEquals('k', 1, 2)],
+      ['remove', () => c.remove('k')],
+      ['removeIfEquals', () => c.removeIfEquals('k', 1)],
+      ['getAndPut', () => c.getAndPut('k', 1)],
+      ['getAndRemove', () => c.getAndRemove('k')],
+      ['increment', () => c.increment('k')],
+      ['containsKey', () => c.containsKey('k')],
+      ['size', () => c.size()],
+      ['clear', () => c.clear()],
+      ['create', () => c.create({})],
+      ['scan', () => drain(c.scan())],
+      ['keys', () => drain(c.keys())],
+      ['createCache', () => client.createCache('y')],
+      ['tryAcquire', () => lock.tryAcquire()],
+      ['attempt', () => lock.attempt()],
+      ['attemptGet', () => lock.attemptGet(c)],
+      ['acquire', () => lock.acquire()],
+      ['withLock', () => client.withLock('z', () => 1)],
+      ['renew', () => h.renew()],
+      ['putAndRelease', () => h.putAndRelease(c, 1)],
+      ['release', () => h.release()],
+    ];
+    for (const [name, call] of calls) {
+      const e = await rejection(call());
+      expect(e, `${name}: ${String(e)}`).toBeInstanceOf(GridClosedError);
+    }
+  });
+
+  it('close() during calls of every kind: each call settles (done, or a typed error) and close() completes', async () => {
+    const client = await connect();
+    const c = client.cache<string, number>('closing');
+    await c.putAll(Array.from({ length: 50 }, (_, i) => [`k${i}`, i] as [string, number]));
+    const held = await client.lock('closing-held').acquire({ leaseMs: 200, autoRenew: true });
+    const calls: Promise<unknown>[] = [];
+    for (let i = 0; i < 50; i++) {
+      calls.push(c.put(`k${i}`, i), c.get(`k${i}`), c.increment('n'), c.getAll([`k${i}`, 'x']), c.putAll([[`p${i}`, i]]));
+      calls.push(client.withLock(`closing-${i % 5}`, (h) => h.fencingToken, { waitMs: 500 }));
+    }
+    calls.push(drain(c.scan({ batchSize: 3 })), held.renew());
+    const closing = client.close();
+    calls.push(c.get('late'), held.release());
+    const results = await Promise.all(calls.map((p) => settle(p, 10_000)));
+    expect(results.filter((r) => r === 'pending')).toEqual([]);
+    for (const r of results) if (r !== 'pending' && !r.ok) expectTyped(r.error);
+    expect((await settle(closing, 10_000)) === 'pending').toBe(false);
+    expect(client.bookkeeping().operations).toBe(0);
+    expect(client.bookkeeping().openSeqs).toBe(0);
+    expect(client.bookkeeping().renewals).toBe(0);
+  });
+});
+
+describe('TTL edge cases', () => {
+  it('property: ttlMs is refused with GridConfigError naming it, or applied; one the node cannot represent is its GridServerError, and the connection keeps serving', async () => {
+    const client = await connect();
+    const c = client.cache<string, number>('ttl-edges');
+    const ttls = fc.oneof(
+      fc.constantFrom(NaN, -1, -0, 0.5, Infinity, 2 ** 53, Number.MAX_SAFE_INTEGER, 1e15, '100', null, true),
+      fc.integer({ min: -(2 ** 31), max: -1 }),
+      fc.integer({ min: 1e13, max: Number.MAX_SAFE_INTEGER }),
+      fc.integer({ min: 60_000, max: 1e12 }),
+      fc.anything(),
+    );
+    let n = 0;
+    await fc.assert(
+      fc.asyncProperty(ttls, async (ttlMs) => {
+        const key = `t${n++}`;
+        const r = await settle(c.put(key, 1, { ttlMs: ttlMs as number }), 5000);
+        if (r === 'pending') throw new Error('put still pending');
+        if (!r.ok) {
+          if (r.error instanceof GridServerError) {
+            expect(r.error.code).toBe('GRID_BAD_REQUEST');
+            expect(r.error.message).toMatch(/ttlMs/);
+          } else {
+            expectConfigError(r.error, 'ttlMs');
+          }
+          expect(await c.containsKey(key)).toBe(false);
+          return;
+        }
+        // Long enough not to have run out yet.
+        if ((ttlMs as number) === 0 || (ttlMs as number) >= 60_000) expect(await c.get(key)).toBe(1);
+      }),
+      { numRuns: 120 },
+    );
+    await expectIdleAndHealthy(client);
+  });
+
+  it('ttlMs 0 means no expiry, even in a cache whose default ttl is short; ttlMs 1 expires', async () => {
+    const client = await connect();
+    const c = await client.createCache<string, number>('ttl-zero', { ttlMs: 30 });
+    await c.put('forever', 1, { ttlMs: 0 });
+    await c.put('default', 2);
+    await c.put('soon', 3, { ttlMs: 1 });
+    await waitFor(async () => (await c.get('default')) === undefined && (await c.get('soon')) === undefined, 5000, 'the short ttls to expire');
+    expect(await c.get('forever')).toBe(1);
+  });
+});
