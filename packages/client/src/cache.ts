@@ -9,7 +9,8 @@ import type { PartitionService } from './partition-service.js';
 import type { ConnectionManager } from './connection-manager.js';
 import { splitByPrimary } from './routing.js';
 import { copyBytes, msgpackSerializer, type Serializer } from './serializer.js';
-import { GridConfigError } from './errors.js';
+import { describe } from './config.js';
+import { GridConfigError, GridError, GridSerializationError } from './errors.js';
 
 export interface CacheOptions<V> {
   /** Value serializer; MessagePack by default. */
@@ -69,6 +70,12 @@ function withTtl<T extends Record<string, unknown>>(payload: T, ttlMs: number | 
 
 const toUndefined = (): undefined => undefined;
 
+/** A serializer's failure as a GridSerializationError (its cause what was thrown); GridErrors pass. */
+function serializationError(what: string, e: unknown): GridError {
+  if (e instanceof GridError) return e;
+  return new GridSerializationError(`cannot ${what} value: ${e instanceof Error ? e.message : describe(e)}`, { cause: e });
+}
+
 export class GridCache<K extends GridKey = GridKey, V = unknown> {
   private readonly serializer: Serializer<V>;
 
@@ -88,12 +95,29 @@ export class GridCache<K extends GridKey = GridKey, V = unknown> {
 
   private value(bytes: Uint8Array | null | undefined): V | undefined {
     if (bytes === null || bytes === undefined) return undefined;
-    return this.serializer.deserialize(bytes);
+    try {
+      return this.serializer.deserialize(bytes);
+    } catch (e) {
+      throw serializationError('deserialise', e);
+    }
   }
 
-  /** @internal Serialises a value with this cache's serializer (used by the compound lock ops). */
+  /**
+   * @internal Serialises a value with this cache's serializer (also used by the compound lock
+   * ops). What a custom serializer throws, or a result that is not bytes, is a
+   * GridSerializationError here, before anything is sent; another ArrayBufferView (a Uint16Array,
+   * a DataView) is taken as its bytes.
+   */
   encodeValue(value: V): Uint8Array {
-    return this.serializer.serialize(value);
+    let out: unknown;
+    try {
+      out = this.serializer.serialize(value);
+    } catch (e) {
+      throw serializationError('serialise', e);
+    }
+    if (out instanceof Uint8Array) return out;
+    if (ArrayBuffer.isView(out)) return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+    throw new GridSerializationError(`cannot serialise value: the serializer returned ${describe(out)}, not a Uint8Array`);
   }
 
   /** @internal Deserialises a value read by a compound lock op (undefined when absent). */
@@ -168,7 +192,7 @@ export class GridCache<K extends GridKey = GridKey, V = unknown> {
       const bytes = encodeKey(key);
       const n = this.ctx.partitionCount();
       const partition = n > 0 ? partitionOfBytes(bytes, n) : undefined;
-      const payload = withTtl({ cache: this.name, key: bytes, value: this.serializer.serialize(value) }, o?.ttlMs);
+      const payload = withTtl({ cache: this.name, key: bytes, value: this.encodeValue(value) }, o?.ttlMs);
       if (o === undefined) return this.ctx.invoker.invoke(Op.CACHE_PUT, payload, NO_OPTIONS, toUndefined, partition);
       return this.ctx.invoker.invoke(Op.CACHE_PUT, payload, opts(o, partition), toUndefined);
     } catch (e) {
@@ -181,7 +205,7 @@ export class GridCache<K extends GridKey = GridKey, V = unknown> {
     const list = [...entries];
     if (list.length === 0) return;
     checkTtl(o?.ttlMs);
-    const encoded = list.map(([k, v]) => ({ ...this.key(k), value: this.serializer.serialize(v) }));
+    const encoded = list.map(([k, v]) => ({ ...this.key(k), value: this.encodeValue(v) }));
     const groups = this.group(encoded.map((e) => e.partition));
     await Promise.all(
       [...groups].map(([partition, idx]) =>
@@ -209,7 +233,7 @@ export class GridCache<K extends GridKey = GridKey, V = unknown> {
     const k = this.key(key);
     const r = await this.call<{ applied: boolean }>(
       Op.CACHE_PUT_IF_ABSENT,
-      withTtl({ cache: this.name, key: k.bytes, value: this.serializer.serialize(value) }, o?.ttlMs),
+      withTtl({ cache: this.name, key: k.bytes, value: this.encodeValue(value) }, o?.ttlMs),
       o,
       k.partition,
     );
@@ -221,7 +245,7 @@ export class GridCache<K extends GridKey = GridKey, V = unknown> {
     const k = this.key(key);
     const r = await this.call<{ applied: boolean }>(
       Op.CACHE_REPLACE,
-      withTtl({ cache: this.name, key: k.bytes, value: this.serializer.serialize(value) }, o?.ttlMs),
+      withTtl({ cache: this.name, key: k.bytes, value: this.encodeValue(value) }, o?.ttlMs),
       o,
       k.partition,
     );
@@ -234,7 +258,7 @@ export class GridCache<K extends GridKey = GridKey, V = unknown> {
     const r = await this.call<{ applied: boolean }>(
       Op.CACHE_REPLACE_IF_EQUALS,
       withTtl(
-        { cache: this.name, key: k.bytes, expected: this.serializer.serialize(expected), value: this.serializer.serialize(value) },
+        { cache: this.name, key: k.bytes, expected: this.encodeValue(expected), value: this.encodeValue(value) },
         o?.ttlMs,
       ),
       o,
@@ -255,7 +279,7 @@ export class GridCache<K extends GridKey = GridKey, V = unknown> {
     const k = this.key(key);
     const r = await this.call<{ applied: boolean }>(
       Op.CACHE_REMOVE_IF_EQUALS,
-      { cache: this.name, key: k.bytes, expected: this.serializer.serialize(expected) },
+      { cache: this.name, key: k.bytes, expected: this.encodeValue(expected) },
       o,
       k.partition,
     );
@@ -267,7 +291,7 @@ export class GridCache<K extends GridKey = GridKey, V = unknown> {
     const k = this.key(key);
     const r = await this.call<{ value: Uint8Array | null }>(
       Op.CACHE_GET_AND_PUT,
-      withTtl({ cache: this.name, key: k.bytes, value: this.serializer.serialize(value) }, o?.ttlMs),
+      withTtl({ cache: this.name, key: k.bytes, value: this.encodeValue(value) }, o?.ttlMs),
       o,
       k.partition,
     );

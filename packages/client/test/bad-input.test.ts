@@ -9,7 +9,18 @@ import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { InvalidKeyError } from '@gridlink/affinity';
 import { ErrorCode, Op, ResponseFlag } from '@gridlink/protocol';
-import { GridClient, GridClosedError, GridConfigError, GridError, GridServerError, GridTimeoutError, type GridKey } from '@gridlink/client';
+import {
+  GridClient,
+  GridClosedError,
+  GridConfigError,
+  GridError,
+  GridSerializationError,
+  GridServerError,
+  GridTimeoutError,
+  bytesSerializer,
+  type GridKey,
+  type Serializer,
+} from '@gridlink/client';
 import { ScriptedNode } from '@gridlink/testkit';
 import { oneNodeGrid } from './helpers/grid.js';
 import { waitFor } from './helpers/wait.js';
@@ -270,6 +281,87 @@ describe('per-call options: signal and timeoutMs', () => {
     );
     await expectIdleAndHealthy(client);
     await closeWithin(client, 5000);
+  });
+});
+
+/** What a custom serializer does with each call: throw this, or return this. */
+type Behaviour = { throws: unknown } | { returns: unknown };
+
+const behaviours: fc.Arbitrary<Behaviour> = fc.oneof(
+  fc.anything().map((thrown) => ({ throws: thrown })),
+  fc.constantFrom(new Error('boom'), new TypeError('bad type')).map((thrown) => ({ throws: thrown })),
+  fc
+    .oneof(fc.anything(), fc.constantFrom(new ArrayBuffer(4), Uint16Array.of(1, 2), new DataView(new ArrayBuffer(3)), Buffer.from('ok'), Uint8Array.of(1, 2, 3)))
+    .map((returned) => ({ returns: returned })),
+);
+
+function act(b: Behaviour): unknown {
+  if ('throws' in b) throw b.throws;
+  return b.returns;
+}
+
+/** The bytes of a view, as a plain Uint8Array. */
+function bytesOf(v: ArrayBufferView): Uint8Array {
+  return Uint8Array.from(new Uint8Array(v.buffer, v.byteOffset, v.byteLength));
+}
+
+describe('custom serializers', () => {
+  it('property: a serializer that throws anything or returns anything: writes reject with GridSerializationError (its cause what was thrown) or store the bytes, and reads whose deserialize throws reject with GridSerializationError', async () => {
+    const client = await connect();
+    const raw = client.cache<string, Uint8Array>('bad-ser', { serializer: bytesSerializer });
+    let n = 0;
+    await fc.assert(
+      fc.asyncProperty(behaviours, behaviours, async (onWrite, onRead) => {
+        const serializer: Serializer<unknown> = { serialize: () => act(onWrite) as Uint8Array, deserialize: () => act(onRead) };
+        const c = client.cache<string, unknown>('bad-ser', { serializer });
+        const key = `k${n++}`;
+        const writes: [string, () => Promise<unknown>][] = [
+          ['put', () => c.put(key, 1)],
+          ['putAll', () => c.putAll([[key, 1]])],
+          ['putIfAbsent', () => c.putIfAbsent(`${key}-pia`, 1)],
+          ['replace', () => c.replace(key, 1)],
+          ['replaceIfEquals', () => c.replaceIfEquals(key, 1, 2)],
+          ['removeIfEquals', () => c.removeIfEquals(`${key}-rie`, 1)],
+          ['getAndPut', () => c.getAndPut(`${key}-gap`, 1)],
+        ];
+        const storable = 'returns' in onWrite && ArrayBuffer.isView(onWrite.returns);
+        for (const [name, write] of writes) {
+          const r = await settle(write(), 5000);
+          if (r === 'pending') throw new Error(`${name} still pending`);
+          if (storable) {
+            // getAndPut reads the previous value (none): only a throwing deserialize could fail it.
+            if (!r.ok) throw new Error(`${name} refused bytes: ${String(r.error)}`);
+            continue;
+          }
+          expect(r.ok, `${name} accepted a value its serializer could not make`).toBe(false);
+          const e = (r as { error: unknown }).error;
+          expect(e, `${name}: ${String(e)}`).toBeInstanceOf(GridSerializationError);
+          if ('throws' in onWrite) expect((e as GridSerializationError).cause).toBe(onWrite.throws);
+        }
+        if (storable) expect(await raw.get(key)).toEqual(bytesOf(onWrite.returns as ArrayBufferView));
+        // Reads of a stored entry through this serializer.
+        for (const [name, read] of [
+          ['get', () => c.get(key)],
+          ['getAll', () => c.getAll([key])],
+          ['getAndPut', () => c.getAndPut(key, 1)],
+        ] as [string, () => Promise<unknown>][]) {
+          await raw.put(key, Uint8Array.of(0xc0));
+          const r = await settle(read(), 5000);
+          if (r === 'pending') throw new Error(`${name} still pending`);
+          if ('throws' in onRead) {
+            expect(r.ok, `${name} resolved though deserialize threw`).toBe(false);
+            const e = (r as { error: unknown }).error;
+            if (e instanceof GridSerializationError && e.cause === onRead.throws) continue;
+            // getAndPut serialises first: its write-side refusal comes first.
+            expect(name === 'getAndPut' && !storable && e instanceof GridSerializationError, `${name}: ${String(e)}`).toBe(true);
+          } else if (name !== 'getAndPut' || storable) {
+            expect(r.ok, `${name}: ${r.ok ? '' : String(r.error)}`).toBe(true);
+          }
+        }
+      }),
+      { numRuns: 80 },
+    );
+    await expectIdleAndHealthy(client);
   });
 });
 
