@@ -422,9 +422,20 @@ export class GridLock {
       payload,
       { partition, signal: options.signal, timeoutMs: options.timeoutMs },
     );
-    const value = cache.decodeValue(r.value);
-    if (!r.acquired || r.token === undefined) return { acquired: false, heldForMs: r.heldForMs, value };
-    const handle = new LockHandle(this.ctx, this.registry, this.key, this.name, partition, r.token, leaseMs, options.autoRenew ?? false, owner);
+    const acquired = r.acquired && r.token !== undefined;
+    let value: V | undefined;
+    try {
+      value = cache.decodeValue(r.value);
+    } catch (e) {
+      // The caller gets no handle: release what was taken rather than leave it held for a lease.
+      if (acquired) {
+        const taken = new LockHandle(this.ctx, this.registry, this.key, this.name, partition, r.token as number, leaseMs, false, owner);
+        await taken.release().catch(() => undefined);
+      }
+      throw e;
+    }
+    if (!acquired) return { acquired: false, heldForMs: r.heldForMs, value };
+    const handle = new LockHandle(this.ctx, this.registry, this.key, this.name, partition, r.token as number, leaseMs, options.autoRenew ?? false, owner);
     return { acquired: true, handle, value };
   }
 

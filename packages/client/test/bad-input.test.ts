@@ -363,6 +363,26 @@ describe('custom serializers', () => {
     );
     await expectIdleAndHealthy(client);
   });
+
+  it('attemptGet of an entry the serializer cannot read: GridSerializationError, and the lock it took is released', async () => {
+    const client = await connect();
+    const raw = client.cache<string, Uint8Array>('bad-ser-lock', { serializer: bytesSerializer });
+    await raw.put('job', Uint8Array.of(0xc1)); // not MessagePack
+    const thrown = new Error('unreadable');
+    const c = client.cache<string, unknown>('bad-ser-lock', { serializer: { serialize: () => Uint8Array.of(0xc0), deserialize: () => { throw thrown; } } });
+    const e = await rejection(client.lock('job').attemptGet(c));
+    expect(e).toBeInstanceOf(GridSerializationError);
+    expect((e as GridSerializationError).cause).toBe(thrown);
+    const h = await client.lock('job').tryAcquire();
+    expect(h, 'the lock attemptGet took was left held').not.toBeNull();
+    await h!.release();
+    // With the default serializer the same entry fails the same way, and frees the lock too.
+    expect(await rejection(client.lock('job').attemptGet(client.cache('bad-ser-lock')))).toBeInstanceOf(GridSerializationError);
+    const h2 = await client.lock('job').tryAcquire();
+    expect(h2).not.toBeNull();
+    await h2!.release();
+    await expectIdleAndHealthy(client);
+  });
 });
 
 describe('closing', () => {
