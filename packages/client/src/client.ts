@@ -5,11 +5,11 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'eventemitter3';
 import type { GridKey } from '@gridlink/affinity';
-import { PushKind, type CacheConfig, type NodeInfo, type PartitionMap } from '@gridlink/protocol';
+import { MAX_CACHE_NAME_BYTES, PushKind, utf8Length, type CacheConfig, type NodeInfo, type PartitionMap } from '@gridlink/protocol';
 import { GridCache, type CacheOptions, type ClientContext, type OpOptions } from './cache.js';
-import { resolveConfig, type GridClientConfig, type ResolvedConfig } from './config.js';
+import { describe, resolveConfig, type GridClientConfig, type ResolvedConfig } from './config.js';
 import { ConnectionManager } from './connection-manager.js';
-import { GridClosedError, GridError, LockTimeoutError } from './errors.js';
+import { GridClosedError, GridConfigError, GridError, LockTimeoutError } from './errors.js';
 import { Invoker, type RetryEvent } from './invoker.js';
 import { GridLock, LockHandle, RenewalScheduler, type AcquireOptions } from './lock.js';
 import { PartitionService } from './partition-service.js';
@@ -197,11 +197,25 @@ export class GridClient extends EventEmitter<GridClientEvents> {
     if (this.closing !== null) throw new GridClosedError();
   }
 
-  /** A typed view of a named cache. */
-  cache<K extends GridKey = GridKey, V = unknown>(name: string, options: CacheOptions<V> = {}): GridCache<K, V> {
+  /**
+   * A typed view of a named cache. The name is a string of 1 to 255 UTF-8 bytes and the
+   * serializer, when given, has serialize and deserialize methods; otherwise GridConfigError
+   * naming `name` or `serializer`. Null options (or serializer) mean the default.
+   */
+  cache<K extends GridKey = GridKey, V = unknown>(name: string, options?: CacheOptions<V> | null): GridCache<K, V> {
     this.checkOpen();
-    if (typeof name !== 'string' || name.length === 0) throw new GridError('cache name must be a non-empty string', 'GRID_BAD_ARGUMENT');
-    return new GridCache<K, V>(name, this.ctx, options);
+    if (typeof name !== 'string' || name.length === 0 || utf8Length(name) > MAX_CACHE_NAME_BYTES) {
+      const got = typeof name === 'string' ? `${utf8Length(name)} bytes` : describe(name);
+      throw new GridConfigError('name', `a cache name must be a string of 1 to ${MAX_CACHE_NAME_BYTES} UTF-8 bytes, got ${got}`);
+    }
+    const serializer = (options as { serializer?: unknown } | null | undefined)?.serializer;
+    if (serializer !== undefined && serializer !== null) {
+      const s = serializer as Record<string, unknown>;
+      if ((typeof s !== 'object' && typeof s !== 'function') || typeof s.serialize !== 'function' || typeof s.deserialize !== 'function') {
+        throw new GridConfigError('serializer', `must be an object with serialize and deserialize methods, got ${describe(serializer)}`);
+      }
+    }
+    return new GridCache<K, V>(name, this.ctx, options ?? {});
   }
 
   /** Creates a cache with a config (idempotent) and returns its view. */

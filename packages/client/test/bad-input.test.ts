@@ -18,6 +18,7 @@ import {
   GridServerError,
   GridTimeoutError,
   bytesSerializer,
+  type GridCache,
   type GridKey,
   type Serializer,
 } from '@gridlink/client';
@@ -381,6 +382,57 @@ describe('custom serializers', () => {
     const h2 = await client.lock('job').tryAcquire();
     expect(h2).not.toBeNull();
     await h2!.release();
+    await expectIdleAndHealthy(client);
+  });
+});
+
+describe('client.cache(name, options)', () => {
+  it('property: a name is accepted and usable, or refused with GridConfigError naming it', async () => {
+    const client = await connect();
+    const names = fc.oneof(
+      fc.anything(),
+      fc.string({ maxLength: 300 }),
+      fc.string({ unit: 'grapheme', minLength: 50, maxLength: 120 }),
+      fc.constantFrom('', 'x'.repeat(255), 'x'.repeat(256), '€'.repeat(85), '€'.repeat(86), 'a\uD800', null, 42),
+    );
+    await fc.assert(
+      fc.asyncProperty(names, async (name) => {
+        let c: GridCache<string, number>;
+        try {
+          c = client.cache<string, number>(name as string);
+        } catch (e) {
+          expectConfigError(e, 'name');
+          return;
+        }
+        await c.put('k', 1);
+        expect(await c.get('k')).toBe(1);
+      }),
+      { numRuns: 150 },
+    );
+    await expectIdleAndHealthy(client);
+  });
+
+  it('property: options and serializer are accepted and usable, or refused with GridConfigError naming the serializer', async () => {
+    const client = await connect();
+    const options = fc.oneof(
+      fc.constantFrom(undefined, null, {}, { serializer: undefined }, { serializer: bytesSerializer }),
+      fc.anything(),
+      fc.record({ serializer: fc.oneof(fc.anything(), fc.record({ serialize: fc.anything(), deserialize: fc.anything() }, { requiredKeys: [] })) }),
+    );
+    await fc.assert(
+      fc.asyncProperty(options, async (o) => {
+        let c: GridCache<string, Uint8Array>;
+        try {
+          c = client.cache<string, Uint8Array>('bad-options', o as { serializer?: Serializer<Uint8Array> });
+        } catch (e) {
+          expectConfigError(e, 'serializer');
+          return;
+        }
+        await c.put('k', Uint8Array.of(1, 2));
+        expect(await c.get('k')).toEqual(Uint8Array.of(1, 2));
+      }),
+      { numRuns: 100 },
+    );
     await expectIdleAndHealthy(client);
   });
 });
