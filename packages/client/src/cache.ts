@@ -151,6 +151,7 @@ export class GridCache<K extends GridKey = GridKey, V = unknown> {
 
   /** Values for many keys (undefined where absent), split by primary and fetched in parallel. */
   async getAll(keys: readonly K[], o?: OpOptions): Promise<(V | undefined)[]> {
+    if (!Array.isArray(keys)) throw new GridConfigError('keys', `must be an array of keys, got ${describe(keys)}`);
     if (keys.length === 0) return [];
     const encoded = keys.map((k) => this.key(k));
     const out = new Array<V | undefined>(keys.length);
@@ -200,9 +201,18 @@ export class GridCache<K extends GridKey = GridKey, V = unknown> {
     }
   }
 
-  /** Stores many entries, split by primary and written in parallel. Each group is exactly-once. */
+  /**
+   * Stores many entries, split by primary and written in parallel. Each group is exactly-once. A
+   * key given twice gets its last value. `entries` is an iterable (array, Map) of [key, value]
+   * pairs; anything else is GridConfigError naming `entries` or the entry (`entries[3]`).
+   */
   async putAll(entries: Iterable<readonly [K, V]> | Map<K, V>, o?: PutOptions): Promise<void> {
+    const iterable = typeof entries === 'object' && entries !== null && typeof (entries as Partial<Iterable<unknown>>)[Symbol.iterator] === 'function';
+    if (!iterable) throw new GridConfigError('entries', `must be an iterable of [key, value] pairs, got ${describe(entries)}`);
     const list = [...entries];
+    list.forEach((e, i) => {
+      if (!Array.isArray(e) || e.length !== 2) throw new GridConfigError(`entries[${i}]`, `must be a [key, value] pair, got ${describe(e)}`);
+    });
     if (list.length === 0) return;
     checkTtl(o?.ttlMs);
     const encoded = list.map(([k, v]) => ({ ...this.key(k), value: this.encodeValue(v) }));

@@ -18,6 +18,7 @@ import {
   GridServerError,
   GridTimeoutError,
   bytesSerializer,
+  msgpackSerializer,
   type GridCache,
   type GridKey,
   type Serializer,
@@ -434,6 +435,93 @@ describe('client.cache(name, options)', () => {
       { numRuns: 100 },
     );
     await expectIdleAndHealthy(client);
+  });
+});
+
+describe('getAll and putAll', () => {
+  it('property: getAll takes an array of keys: values in key order, InvalidKeyError for a bad key, GridConfigError naming keys for anything else', async () => {
+    const client = await connect();
+    const c = client.cache<GridKey, string>('bad-getall');
+    await c.putAll([
+      ['a', 'A'],
+      [1, 'one'],
+    ]);
+    const keys = fc.oneof(
+      fc.anything(),
+      fc.array(fc.oneof(fc.constantFrom('a', 1, 'zz'), fc.string(), fc.integer())),
+      fc.constantFrom(new Set(['a']), new Map([['a', 1]]), 'ab', { length: 1, 0: 'a' }, null, undefined, [], ['a', 'a', 'zz', 'a']),
+    );
+    await fc.assert(
+      fc.asyncProperty(keys, async (k) => {
+        const r = await settle(c.getAll(k as GridKey[]), 5000);
+        if (r === 'pending') throw new Error('getAll still pending');
+        if (!Array.isArray(k)) {
+          expect(r.ok, `getAll accepted ${String(k)}`).toBe(false);
+          expectConfigError((r as { error: unknown }).error, 'keys');
+          return;
+        }
+        if (!r.ok) {
+          expect(r.error, String(r.error)).toBeInstanceOf(InvalidKeyError);
+          return;
+        }
+        expect(r.value).toEqual(k.map((x) => (x === 'a' ? 'A' : x === 1 ? 'one' : undefined)));
+      }),
+      { numRuns: 150 },
+    );
+    await expectIdleAndHealthy(client);
+  });
+
+  it('property: putAll takes [key, value] pairs: stored (the last of a duplicate key wins), or a typed error naming the entry', async () => {
+    const client = await connect();
+    const c = client.cache<GridKey, unknown>('bad-putall');
+    const raw = client.cache<string, Uint8Array>('bad-putall', { serializer: bytesSerializer });
+    const hex = (b: Uint8Array | undefined): string | undefined => (b === undefined ? undefined : Buffer.from(b).toString('hex'));
+    const entries = fc.oneof(
+      fc.anything(),
+      fc.array(fc.tuple(fc.oneof(fc.constantFrom('d', 'e'), fc.string()), fc.integer())),
+      fc.array(fc.oneof(fc.tuple(fc.string(), fc.integer()), fc.anything())),
+      fc.constantFrom(null, undefined, {}, 'ab', [null], [['a']], [['a', 1, 2]], new Map([['m', 1]]), new Set([['s', 1]])),
+    );
+    await fc.assert(
+      fc.asyncProperty(entries, async (e) => {
+        const r = await settle(c.putAll(e as [GridKey, unknown][]), 5000);
+        if (r === 'pending') throw new Error('putAll still pending');
+        if (!r.ok) {
+          const err = r.error;
+          if (err instanceof InvalidKeyError || err instanceof GridSerializationError) return;
+          expectConfigError(err, /^entries(\[\d+\])?$/);
+          return;
+        }
+        // Accepted: every pair was a [key, value] array, and each key holds its last value.
+        const pairs = [...(e as Iterable<unknown>)] as unknown[];
+        const last = new Map<string, [unknown, unknown]>();
+        for (const p of pairs) {
+          expect(Array.isArray(p) && p.length === 2, `accepted entry ${String(p)}`).toBe(true);
+          const [k, v] = p as [unknown, unknown];
+          last.set(JSON.stringify(k), [k, v]);
+        }
+        const got = await raw.getAll([...last.values()].map(([k]) => k as string));
+        expect(got.map(hex)).toEqual([...last.values()].map(([, v]) => hex(msgpackSerializer.serialize(v))));
+      }),
+      { numRuns: 150 },
+    );
+    await expectIdleAndHealthy(client);
+  });
+
+  it('empty batches send nothing; duplicate keys read back at every position', async () => {
+    const client = await connect();
+    const c = client.cache<string, number>('dup-keys');
+    const ops = client.stats().operations;
+    expect(await c.getAll([])).toEqual([]);
+    await c.putAll([]);
+    await c.putAll(new Map());
+    expect(client.stats().operations).toBe(ops);
+    await c.putAll([
+      ['d', 1],
+      ['d', 2],
+      ['d', 3],
+    ]);
+    expect(await c.getAll(['d', 'x', 'd', 'd'])).toEqual([3, undefined, 3, 3]);
   });
 });
 
