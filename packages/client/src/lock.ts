@@ -97,10 +97,19 @@ function releasedReason(): LockNotHeldError {
 export const DEFAULT_LEASE_MS = 10_000;
 export const DEFAULT_WAIT_MS = 10_000;
 
-function checkPositive(field: string, v: number | undefined, def: number): number {
+function checkPositive(field: string, v: number | undefined, def: number, max = Number.MAX_SAFE_INTEGER): number {
   if (v === undefined) return def;
-  if (!Number.isInteger(v) || v < 1) throw new GridConfigError(field, `must be a positive integer, got ${String(v)}`);
+  if (!Number.isInteger(v) || v < 1 || v > max) throw new GridConfigError(field, `must be an integer from 1 to ${max}, got ${String(v)}`);
   return v;
+}
+
+/**
+ * A lease is renewed on a timer at a third of its length, and the node bounds a wait for a held
+ * lock by the holder's lease: a longer lease than a timer can wait would fire those timers at
+ * once, every millisecond.
+ */
+function checkLease(v: number | undefined, def: number): number {
+  return checkPositive('leaseMs', v, def, MAX_TIMER_MS);
 }
 
 /** What lock handles need from their client: renewal scheduling and a place to report a loss. */
@@ -299,7 +308,7 @@ export class LockHandle {
 
   /** Extends the lease. Throws LockNotHeldError when the lock is no longer held with this token. */
   async renew(options: { leaseMs?: number } & OpOptions = {}): Promise<void> {
-    const leaseMs = checkPositive('leaseMs', options.leaseMs, this.leaseMs);
+    const leaseMs = checkLease(options.leaseMs, this.leaseMs);
     const r = await this.ctx.invoker.invoke<{ renewed: boolean }>(
       Op.LOCK_RENEW,
       { name: this.name, token: this.fencingToken, leaseMs, owner: this.owner },
@@ -388,7 +397,7 @@ export class GridLock {
    * heldForMs }` with the remaining lease of the current holder.
    */
   async attempt(options: LockOptions = {}): Promise<LockAttempt> {
-    const leaseMs = checkPositive('leaseMs', options.leaseMs, DEFAULT_LEASE_MS);
+    const leaseMs = checkLease(options.leaseMs, DEFAULT_LEASE_MS);
     const partition = this.partition();
     const owner = newOwner();
     const r = await this.ctx.invoker.invoke<LockResult>(
@@ -409,7 +418,7 @@ export class GridLock {
    * the lock is taken only when the entry is absent: a present one comes back as a plain read.
    */
   async attemptGet<V>(cache: GridCache<GridKey, V>, options: LockGetOptions = {}): Promise<LockStateAttempt<V>> {
-    const leaseMs = checkPositive('leaseMs', options.leaseMs, DEFAULT_LEASE_MS);
+    const leaseMs = checkLease(options.leaseMs, DEFAULT_LEASE_MS);
     if (options.ifAbsent !== undefined && typeof options.ifAbsent !== 'boolean') {
       throw new GridConfigError('ifAbsent', `must be a boolean, got ${String(options.ifAbsent)}`);
     }
@@ -444,7 +453,7 @@ export class GridLock {
    * remaining lease as `heldForMs`) when not acquired.
    */
   async acquire(options: AcquireOptions = {}): Promise<LockHandle> {
-    const leaseMs = checkPositive('leaseMs', options.leaseMs, DEFAULT_LEASE_MS);
+    const leaseMs = checkLease(options.leaseMs, DEFAULT_LEASE_MS);
     const waitMs = checkPositive('waitMs', options.waitMs, DEFAULT_WAIT_MS);
     const partition = this.partition();
     const owner = newOwner();

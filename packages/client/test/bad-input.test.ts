@@ -17,10 +17,12 @@ import {
   GridSerializationError,
   GridServerError,
   GridTimeoutError,
+  LockNotHeldError,
   bytesSerializer,
   msgpackSerializer,
   type GridCache,
   type GridKey,
+  type LockHandle,
   type Serializer,
 } from '@gridlink/client';
 import { ScriptedNode } from '@gridlink/testkit';
@@ -522,6 +524,43 @@ describe('getAll and putAll', () => {
       ['d', 3],
     ]);
     expect(await c.getAll(['d', 'x', 'd', 'd'])).toEqual([3, undefined, 3, 3]);
+  });
+});
+
+describe('locks', () => {
+  it('property: leaseMs is refused with GridConfigError naming it, or held and auto-renewed on timers Node can arm', async () => {
+    const client = await connect();
+    let overflows = 0;
+    const onWarning = (w: Error): void => {
+      if (w.name === 'TimeoutOverflowWarning') overflows++;
+    };
+    process.on('warning', onWarning);
+    cleanups.push(() => process.off('warning', onWarning));
+    const leases = fc.oneof(
+      fc.constantFrom(NaN, 0, -1, 1.5, Infinity, 2 ** 31 - 1, 2 ** 31, 1e12, Number.MAX_SAFE_INTEGER, 2 ** 53, '100', null),
+      fc.integer({ min: 2 ** 31, max: Number.MAX_SAFE_INTEGER }),
+      fc.integer({ min: 50, max: 2 ** 31 - 1 }),
+      fc.anything(),
+    );
+    let n = 0;
+    await fc.assert(
+      fc.asyncProperty(leases, async (leaseMs) => {
+        overflows = 0;
+        const r = await settle(client.lock(`lease-${n++}`).tryAcquire({ leaseMs: leaseMs as number, autoRenew: true }), 5000);
+        if (r === 'pending') throw new Error('tryAcquire still pending');
+        if (!r.ok) {
+          expectConfigError(r.error, 'leaseMs');
+          return;
+        }
+        const h = r.value as LockHandle;
+        expect(h).not.toBeNull();
+        // The renewal timer is armed when the handle is made; a warning would be out by now.
+        await h.release().catch((e: unknown) => expect(e).toBeInstanceOf(LockNotHeldError));
+        expect(overflows, `leaseMs ${String(leaseMs)} armed a timer Node cannot wait for`).toBe(0);
+      }),
+      { numRuns: 80 },
+    );
+    await expectIdleAndHealthy(client);
   });
 });
 
