@@ -239,15 +239,18 @@ export class GridClient extends EventEmitter<GridClientEvents> {
    * Runs `fn` while holding the lock on `key`, releasing it in every outcome. The handle (with its
    * fencing token and a signal that aborts if the lock is lost) is passed to `fn`.
    */
-  async withLock<T>(key: GridKey, fn: (handle: LockHandle) => Promise<T> | T, options: WithLockOptions = {}): Promise<T> {
+  async withLock<T>(key: GridKey, fn: (handle: LockHandle) => Promise<T> | T, options?: WithLockOptions | null): Promise<T> {
+    const o = options ?? {};
     const lock = this.lock(key);
+    if (typeof fn !== 'function') throw new GridConfigError('fn', `must be a function, got ${describe(fn)}`);
+    if (o.noWait !== undefined && typeof o.noWait !== 'boolean') throw new GridConfigError('noWait', `must be a boolean, got ${describe(o.noWait)}`);
     let handle: LockHandle;
-    if (options.noWait === true) {
-      const r = await lock.attempt(options);
+    if (o.noWait === true) {
+      const r = await lock.attempt(o);
       if (!r.acquired) throw new LockTimeoutError('lock is held elsewhere', { heldForMs: r.heldForMs });
       handle = r.handle;
     } else {
-      handle = await lock.acquire(options);
+      handle = await lock.acquire(o);
     }
     let result: T;
     try {

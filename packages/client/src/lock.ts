@@ -17,7 +17,7 @@ import { randomBytes } from 'node:crypto';
 import { encodeKey, partitionOfBytes, type GridKey } from '@gridlink/affinity';
 import { Op, type LockResult } from '@gridlink/protocol';
 import type { ClientContext, GridCache, OpOptions, PutOptions } from './cache.js';
-import { MAX_TIMER_MS } from './config.js';
+import { MAX_TIMER_MS, describe } from './config.js';
 import { GridConfigError, GridError, LockNotHeldError, LockTimeoutError } from './errors.js';
 import { callOptionsError } from './invoker.js';
 
@@ -110,6 +110,18 @@ function checkPositive(field: string, v: number | undefined, def: number, max = 
  */
 function checkLease(v: number | undefined, def: number): number {
   return checkPositive('leaseMs', v, def, MAX_TIMER_MS);
+}
+
+function checkBoolean(field: string, v: unknown): void {
+  if (v !== undefined && typeof v !== 'boolean') throw new GridConfigError(field, `must be a boolean, got ${describe(v)}`);
+}
+
+/** `cache` is a GridCache (checked by shape: a copy of the package elsewhere makes its own class). */
+function checkCache(cache: unknown): void {
+  const c = cache as Partial<GridCache<GridKey, unknown>> | null;
+  if (typeof c !== 'object' || c === null || typeof c.name !== 'string' || typeof c.encodeValue !== 'function' || typeof c.decodeValue !== 'function') {
+    throw new GridConfigError('cache', `must be a GridCache (client.cache(name)), got ${describe(cache)}`);
+  }
 }
 
 /** What lock handles need from their client: renewal scheduling and a place to report a loss. */
@@ -307,12 +319,13 @@ export class LockHandle {
   }
 
   /** Extends the lease. Throws LockNotHeldError when the lock is no longer held with this token. */
-  async renew(options: { leaseMs?: number } & OpOptions = {}): Promise<void> {
-    const leaseMs = checkLease(options.leaseMs, this.leaseMs);
+  async renew(options?: ({ leaseMs?: number } & OpOptions) | null): Promise<void> {
+    const o = options ?? {};
+    const leaseMs = checkLease(o.leaseMs, this.leaseMs);
     const r = await this.ctx.invoker.invoke<{ renewed: boolean }>(
       Op.LOCK_RENEW,
       { name: this.name, token: this.fencingToken, leaseMs, owner: this.owner },
-      { partition: this.partition, signal: options.signal, timeoutMs: options.timeoutMs },
+      { partition: this.partition, signal: o.signal, timeoutMs: o.timeoutMs },
     );
     if (!r.renewed) {
       const err = new LockNotHeldError(`lock is no longer held with token ${this.fencingToken}`);
@@ -329,12 +342,14 @@ export class LockHandle {
    * this handle holds the lock with its token: otherwise nothing is stored and LockNotHeldError is
    * thrown (a holder whose lease ran out cannot overwrite what a later holder wrote).
    */
-  async putAndRelease<V>(cache: GridCache<GridKey, V>, value: V, options: PutOptions = {}): Promise<void> {
+  async putAndRelease<V>(cache: GridCache<GridKey, V>, value: V, options?: PutOptions | null): Promise<void> {
+    const o = options ?? {};
     if (this.released) throw new LockNotHeldError('lock already released; nothing stored');
-    // Refused before renewal stops: the lock stays held for a call with usable options.
-    const bad = callOptionsError(options);
+    // Refused before renewal stops: the lock stays held for a call with usable arguments.
+    checkCache(cache);
+    const bad = callOptionsError(o);
     if (bad !== null) throw bad;
-    const ttlMs = options.ttlMs;
+    const ttlMs = o.ttlMs;
     if (ttlMs !== undefined && (!Number.isInteger(ttlMs) || ttlMs < 0)) {
       throw new GridConfigError('ttlMs', `must be a non-negative integer, got ${String(ttlMs)}`);
     }
@@ -343,23 +358,24 @@ export class LockHandle {
     this.stop();
     const r = await this.ctx.invoker.invoke<{ released: boolean }>(Op.LOCK_PUT_RELEASE, payload, {
       partition: this.partition,
-      signal: options.signal,
-      timeoutMs: options.timeoutMs,
+      signal: o.signal,
+      timeoutMs: o.timeoutMs,
     });
     this.markReleased();
     if (!r.released) throw new LockNotHeldError(`lock was not held with token ${this.fencingToken}; nothing stored`);
   }
 
   /** Releases the lock. Throws LockNotHeldError when it was no longer held with this token. */
-  async release(options: OpOptions = {}): Promise<void> {
+  async release(options?: OpOptions | null): Promise<void> {
+    const o = options ?? {};
     if (this.released) return;
-    const bad = callOptionsError(options);
+    const bad = callOptionsError(o);
     if (bad !== null) throw bad;
     this.stop();
     const r = await this.ctx.invoker.invoke<{ released: boolean }>(
       Op.LOCK_RELEASE,
       { name: this.name, token: this.fencingToken, owner: this.owner },
-      { partition: this.partition, signal: options.signal, timeoutMs: options.timeoutMs },
+      { partition: this.partition, signal: o.signal, timeoutMs: o.timeoutMs },
     );
     this.markReleased();
     if (!r.released) throw new LockNotHeldError(`lock was not held with token ${this.fencingToken} when released`);
@@ -387,7 +403,7 @@ export class GridLock {
    * Takes the lock if free; null when another holder has it (another client, or another handle
    * of this client). Never waits for the holder. `attempt()` also tells how long it still holds.
    */
-  async tryAcquire(options: LockOptions = {}): Promise<LockHandle | null> {
+  async tryAcquire(options?: LockOptions | null): Promise<LockHandle | null> {
     const r = await this.attempt(options);
     return r.acquired ? r.handle : null;
   }
@@ -396,17 +412,19 @@ export class GridLock {
    * Takes the lock if free, never waiting: `{ acquired: true, handle }`, or `{ acquired: false,
    * heldForMs }` with the remaining lease of the current holder.
    */
-  async attempt(options: LockOptions = {}): Promise<LockAttempt> {
-    const leaseMs = checkLease(options.leaseMs, DEFAULT_LEASE_MS);
+  async attempt(options?: LockOptions | null): Promise<LockAttempt> {
+    const o = options ?? {};
+    checkBoolean('autoRenew', o.autoRenew);
+    const leaseMs = checkLease(o.leaseMs, DEFAULT_LEASE_MS);
     const partition = this.partition();
     const owner = newOwner();
     const r = await this.ctx.invoker.invoke<LockResult>(
       Op.LOCK_TRY_ACQUIRE,
       { name: this.name, leaseMs, owner },
-      { partition, signal: options.signal, timeoutMs: options.timeoutMs },
+      { partition, signal: o.signal, timeoutMs: o.timeoutMs },
     );
     if (!r.acquired || r.token === undefined) return { acquired: false, heldForMs: r.heldForMs };
-    const handle = new LockHandle(this.ctx, this.registry, this.key, this.name, partition, r.token, leaseMs, options.autoRenew ?? false, owner);
+    const handle = new LockHandle(this.ctx, this.registry, this.key, this.name, partition, r.token, leaseMs, o.autoRenew ?? false, owner);
     return { acquired: true, handle };
   }
 
@@ -417,19 +435,20 @@ export class GridLock {
    * (the same token and value). Pair with `handle.putAndRelease(cache, value)`. With `ifAbsent`
    * the lock is taken only when the entry is absent: a present one comes back as a plain read.
    */
-  async attemptGet<V>(cache: GridCache<GridKey, V>, options: LockGetOptions = {}): Promise<LockStateAttempt<V>> {
-    const leaseMs = checkLease(options.leaseMs, DEFAULT_LEASE_MS);
-    if (options.ifAbsent !== undefined && typeof options.ifAbsent !== 'boolean') {
-      throw new GridConfigError('ifAbsent', `must be a boolean, got ${String(options.ifAbsent)}`);
-    }
+  async attemptGet<V>(cache: GridCache<GridKey, V>, options?: LockGetOptions | null): Promise<LockStateAttempt<V>> {
+    const o = options ?? {};
+    checkCache(cache);
+    checkBoolean('autoRenew', o.autoRenew);
+    checkBoolean('ifAbsent', o.ifAbsent);
+    const leaseMs = checkLease(o.leaseMs, DEFAULT_LEASE_MS);
     const partition = this.partition();
     const owner = newOwner();
     const payload: Record<string, unknown> = { cache: cache.name, key: this.name, leaseMs, owner };
-    if (options.ifAbsent === true) payload.ifAbsent = true;
+    if (o.ifAbsent === true) payload.ifAbsent = true;
     const r = await this.ctx.invoker.invoke<LockResult & { value: Uint8Array | null }>(
       Op.LOCK_TRY_ACQUIRE_GET,
       payload,
-      { partition, signal: options.signal, timeoutMs: options.timeoutMs },
+      { partition, signal: o.signal, timeoutMs: o.timeoutMs },
     );
     const acquired = r.acquired && r.token !== undefined;
     let value: V | undefined;
@@ -444,7 +463,7 @@ export class GridLock {
       throw e;
     }
     if (!acquired) return { acquired: false, heldForMs: r.heldForMs, value };
-    const handle = new LockHandle(this.ctx, this.registry, this.key, this.name, partition, r.token as number, leaseMs, options.autoRenew ?? false, owner);
+    const handle = new LockHandle(this.ctx, this.registry, this.key, this.name, partition, r.token as number, leaseMs, o.autoRenew ?? false, owner);
     return { acquired: true, handle, value };
   }
 
@@ -452,22 +471,24 @@ export class GridLock {
    * Takes the lock, waiting up to `waitMs` for it; throws LockTimeoutError (with the holder's
    * remaining lease as `heldForMs`) when not acquired.
    */
-  async acquire(options: AcquireOptions = {}): Promise<LockHandle> {
-    const leaseMs = checkLease(options.leaseMs, DEFAULT_LEASE_MS);
-    const waitMs = checkPositive('waitMs', options.waitMs, DEFAULT_WAIT_MS);
+  async acquire(options?: AcquireOptions | null): Promise<LockHandle> {
+    const o = options ?? {};
+    checkBoolean('autoRenew', o.autoRenew);
+    const leaseMs = checkLease(o.leaseMs, DEFAULT_LEASE_MS);
+    const waitMs = checkPositive('waitMs', o.waitMs, DEFAULT_WAIT_MS);
     const partition = this.partition();
     const owner = newOwner();
     // The node waits up to waitMs; the operation deadline covers the wait plus a normal deadline
     // (at most what a timer can wait: a longer deadline would fire at once).
-    const timeoutMs = options.timeoutMs ?? Math.min(waitMs + this.ctx.operationTimeout, MAX_TIMER_MS);
+    const timeoutMs = o.timeoutMs ?? Math.min(waitMs + this.ctx.operationTimeout, MAX_TIMER_MS);
     const r = await this.ctx.invoker.invoke<LockResult>(
       Op.LOCK_ACQUIRE,
       { name: this.name, leaseMs, waitMs, owner },
-      { partition, signal: options.signal, timeoutMs, attemptExtraMs: waitMs },
+      { partition, signal: o.signal, timeoutMs, attemptExtraMs: waitMs },
     );
     if (!r.acquired || r.token === undefined) {
       throw new LockTimeoutError(`lock not acquired within ${waitMs} ms`, { heldForMs: r.heldForMs });
     }
-    return new LockHandle(this.ctx, this.registry, this.key, this.name, partition, r.token, leaseMs, options.autoRenew ?? false, owner);
+    return new LockHandle(this.ctx, this.registry, this.key, this.name, partition, r.token, leaseMs, o.autoRenew ?? false, owner);
   }
 }

@@ -562,6 +562,80 @@ describe('locks', () => {
     );
     await expectIdleAndHealthy(client);
   });
+
+  it('property: lock options are accepted (null meaning none) or refused with GridConfigError naming the option', async () => {
+    const client = await connect();
+    const c = client.cache<string, number>('bad-lock-options');
+    const options = fc.oneof(
+      fc.constantFrom(null, undefined, {}, 'opts', 5, { autoRenew: 'yes' }, { noWait: 1 }, { ifAbsent: 'no' }),
+      fc.record(
+        {
+          leaseMs: fc.oneof(fc.constant(500), fc.anything()),
+          waitMs: fc.oneof(fc.constant(50), fc.anything()),
+          autoRenew: fc.anything(),
+          noWait: fc.anything(),
+          ifAbsent: fc.anything(),
+        },
+        { requiredKeys: [] },
+      ),
+    );
+    let n = 0;
+    await fc.assert(
+      fc.asyncProperty(options, async (o) => {
+        const key = `opts-${n++}`;
+        const calls: [string, () => Promise<unknown>][] = [
+          ['tryAcquire', () => client.lock(`${key}-t`).tryAcquire(o as object)],
+          ['attempt', () => client.lock(`${key}-a`).attempt(o as object)],
+          ['attemptGet', () => client.lock(`${key}-g`).attemptGet(c, o as object)],
+          ['acquire', () => client.lock(`${key}-q`).acquire(o as object)],
+          ['withLock', () => client.withLock(`${key}-w`, (h) => h.fencingToken, o as object)],
+        ];
+        for (const [name, call] of calls) {
+          const r = await settle(call(), 5000);
+          if (r === 'pending') throw new Error(`${name} still pending`);
+          if (!r.ok) {
+            // A lease of a few ms may run out before the release.
+            if (r.error instanceof LockNotHeldError) continue;
+            expectConfigError(r.error, /^(leaseMs|waitMs|autoRenew|noWait|ifAbsent)$/);
+            continue;
+          }
+          const v = r.value as LockHandle | { acquired: boolean; handle?: LockHandle } | number | null;
+          const h = v !== null && typeof v === 'object' && 'acquired' in v ? v.handle : v;
+          if (h !== null && typeof h === 'object') await h.release().catch((e: unknown) => expect(e).toBeInstanceOf(LockNotHeldError));
+        }
+        // The handle's calls take null for "no options" too.
+        const h = await client.lock(`${key}-h`).acquire();
+        await h.renew(null);
+        await h.putAndRelease(c, 1, null);
+        await h.release(null);
+      }),
+      { numRuns: 60 },
+    );
+    await expectIdleAndHealthy(client);
+  });
+
+  it('withLock without a function, and attemptGet / putAndRelease without a cache, are refused with GridConfigError before anything is sent', async () => {
+    const client = await connect();
+    const c = client.cache<string, number>('bad-lock-args');
+    for (const fn of [undefined, null, 'fn', {}]) {
+      const ops = client.stats().operations;
+      expectConfigError(await rejection(client.withLock('args', fn as () => number)), 'fn');
+      expect(client.stats().operations).toBe(ops);
+    }
+    for (const cache of [undefined, null, 'bad-lock-args', { name: 'bad-lock-args' }]) {
+      expectConfigError(await rejection(client.lock('args').attemptGet(cache as unknown as GridCache<string, number>)), 'cache');
+    }
+    const h = await client.lock('args').acquire({ leaseMs: 150, autoRenew: true });
+    for (const cache of [undefined, null, 'bad-lock-args', { name: 'bad-lock-args' }]) {
+      expectConfigError(await rejection(h.putAndRelease(cache as unknown as GridCache<string, number>, 1)), 'cache');
+    }
+    const before = h.renewals;
+    await waitFor(() => h.renewals >= before + 2, 5000, 'the handle still renewing');
+    expect(h.held).toBe(true);
+    await h.putAndRelease(c, 5);
+    expect(await c.get('args')).toBe(5);
+    await expectIdleAndHealthy(client);
+  });
 });
 
 describe('closing', () => {
