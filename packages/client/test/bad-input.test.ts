@@ -535,7 +535,9 @@ describe('locks', () => {
       if (w.name === 'TimeoutOverflowWarning') overflows++;
     };
     process.on('warning', onWarning);
-    cleanups.push(() => process.off('warning', onWarning));
+    cleanups.push(() => {
+      process.off('warning', onWarning);
+    });
     const leases = fc.oneof(
       fc.constantFrom(NaN, 0, -1, 1.5, Infinity, 2 ** 31 - 1, 2 ** 31, 1e12, Number.MAX_SAFE_INTEGER, 2 ** 53, '100', null),
       fc.integer({ min: 2 ** 31, max: Number.MAX_SAFE_INTEGER }),
