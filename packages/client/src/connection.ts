@@ -22,7 +22,7 @@ import {
   type ResponseFrame,
 } from '@gridlink/protocol';
 import type { ConnectionOptions as TlsConnectionOptions } from 'node:tls';
-import { GridAbortError, GridConnectionError, GridError, GridServerError, GridTimeoutError } from './errors.js';
+import { GridAbortError, GridConnectionError, GridError, GridSerializationError, GridServerError, GridTimeoutError } from './errors.js';
 import type { Endpoint } from './endpoints.js';
 import { formatEndpoint } from './endpoints.js';
 
@@ -377,7 +377,10 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     try {
       bytes = encodeFrame({ kind: FrameKind.REQUEST, op, id, flags: 0, payload });
     } catch (e) {
-      return e instanceof GridError ? e : new GridError(`cannot encode request: ${(e as Error).message}`, 'GRID_BAD_REQUEST', false, { cause: e });
+      // A request over the frame limit (a key, value or batch too large) or holding what
+      // MessagePack cannot carry: refused here, before anything is sent. The cause is the
+      // protocol's error (code GRID_FRAME_TOO_LARGE or GRID_BAD_REQUEST).
+      return e instanceof GridError ? e : new GridSerializationError(`cannot encode request: ${(e as Error).message}`, { cause: e });
     }
     let cleanup: (() => void) | null = null;
     if (signal !== undefined) {

@@ -640,6 +640,39 @@ describe('locks', () => {
   });
 });
 
+describe('requests larger than a frame', () => {
+  it('a key, value or batch whose request would exceed the 4 MiB frame limit is refused with GridSerializationError before it is sent; the connection keeps serving', async () => {
+    const client = await connect();
+    let disconnects = 0;
+    client.on('disconnected', () => disconnects++);
+    const MiB = 1024 * 1024;
+    const bigKey = 'k'.repeat(4 * MiB + 1);
+    const bigValue = new Uint8Array(4 * MiB + 1);
+    const c = client.cache<string, unknown>('too-big');
+    const raw = client.cache<string, Uint8Array>('too-big', { serializer: bytesSerializer });
+    const quarter = (i: number): string => `${i}`.padEnd(1.1 * MiB, 'q');
+    const calls: [string, () => Promise<unknown>][] = [
+      ['get', () => c.get(bigKey)],
+      ['put key', () => c.put(bigKey, 1)],
+      ['put value', () => c.put('k', 'v'.repeat(4 * MiB + 1))],
+      ['put bytes', () => raw.put('k', bigValue)],
+      ['getAll', () => c.getAll([0, 1, 2, 3].map(quarter))],
+      ['putAll', () => c.putAll([0, 1, 2, 3].map((i) => [quarter(i), 1] as [string, number]))],
+      ['increment', () => c.increment(bigKey)],
+      ['lock', () => client.lock(bigKey).tryAcquire()],
+    ];
+    for (const [name, call] of calls) {
+      const e = await rejection(call());
+      expect(e, `${name}: ${String(e)}`).toBeInstanceOf(GridSerializationError);
+      expect((e as GridSerializationError).message).toMatch(/exceeds the maximum frame size/);
+      expect(((e as GridSerializationError).cause as { code?: string }).code).toBe('GRID_FRAME_TOO_LARGE');
+    }
+    expect(await c.get('k')).toBeUndefined(); // nothing was stored
+    await expectIdleAndHealthy(client);
+    expect(disconnects).toBe(0);
+  });
+});
+
 describe('closing', () => {
   it('every call on a closed client, its caches, locks and handles rejects with GridClosedError', async () => {
     const client = await connect();
