@@ -38,6 +38,15 @@ afterEach(async () => {
 
 type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown } | 'pending';
 
+/** A value in a failure message: String(v), or a placeholder for one that cannot be made a string. */
+function show(v: unknown): string {
+  try {
+    return String(v);
+  } catch {
+    return '(a value with no string form)';
+  }
+}
+
 /** How `p` settled within `ms` (a bound on a hang, not a wait for something to happen). */
 async function settle<T>(p: Promise<T>, ms: number): Promise<Settled<T>> {
   let timer: NodeJS.Timeout | undefined;
@@ -61,12 +70,12 @@ async function settle<T>(p: Promise<T>, ms: number): Promise<Settled<T>> {
 async function rejection(p: Promise<unknown>, ms = 5000): Promise<unknown> {
   const r = await settle(p, ms);
   if (r === 'pending') throw new Error(`still pending after ${ms} ms`);
-  if (r.ok) throw new Error(`resolved (with ${String(r.value)}) instead of rejecting`);
+  if (r.ok) throw new Error(`resolved (with ${show(r.value)}) instead of rejecting`);
   return r.error;
 }
 
 function expectConfigError(e: unknown, field: string | RegExp): void {
-  expect(e, String(e)).toBeInstanceOf(GridConfigError);
+  expect(e, show(e)).toBeInstanceOf(GridConfigError);
   const err = e as GridConfigError;
   if (typeof field === 'string') expect(err.field).toBe(field);
   else expect(err.field).toMatch(field);
@@ -76,7 +85,7 @@ function expectConfigError(e: unknown, field: string | RegExp): void {
 
 /** A typed error of the client: a GridError, or InvalidKeyError for a key. */
 function expectTyped(e: unknown): void {
-  expect(e instanceof GridError || e instanceof InvalidKeyError, `untyped error: ${String(e)}`).toBe(true);
+  expect(e instanceof GridError || e instanceof InvalidKeyError, `untyped error: ${show(e)}`).toBe(true);
 }
 
 async function closeWithin(client: GridClient, ms: number): Promise<void> {
@@ -205,7 +214,7 @@ describe('per-call options: signal and timeoutMs', () => {
         const t0 = performance.now();
         const r = await settle(client.cache('mute').get('k', { timeoutMs: timeoutMs as number }), 2000);
         const elapsed = performance.now() - t0;
-        if (r === 'pending') throw new Error(`timeoutMs ${String(timeoutMs)}: the operation is still pending after 2 s`);
+        if (r === 'pending') throw new Error(`timeoutMs ${show(timeoutMs)}: the operation is still pending after 2 s`);
         expect(r.ok).toBe(false);
         const e = (r as { error: unknown }).error;
         if (e instanceof GridConfigError) {
@@ -213,7 +222,7 @@ describe('per-call options: signal and timeoutMs', () => {
           return;
         }
         // Accepted: a deadline of timeoutMs, kept.
-        expect(e, String(e)).toBeInstanceOf(GridTimeoutError);
+        expect(e, show(e)).toBeInstanceOf(GridTimeoutError);
         expect((e as GridTimeoutError).code).toBe('GRID_TIMEOUT');
         expect(typeof timeoutMs).toBe('number');
         expect(elapsed).toBeGreaterThanOrEqual((timeoutMs as number) - 5);
@@ -242,7 +251,7 @@ describe('per-call options: signal and timeoutMs', () => {
     const client = await GridClient.connect({ endpoints: [node.endpoint] });
     cleanups.push(() => closeWithin(client, 5000));
     const r = await settle(client.lock('x').acquire({ waitMs: 2 ** 40 }), 5000);
-    if (r === 'pending' || !r.ok) throw new Error(`acquire failed: ${r === 'pending' ? 'pending' : String(r.error)}`);
+    if (r === 'pending' || !r.ok) throw new Error(`acquire failed: ${r === 'pending' ? 'pending' : show(r.error)}`);
     expect(r.value.fencingToken).toBe(9);
     expect(acquires).toBe(2);
     await r.value.release();
@@ -334,12 +343,12 @@ describe('custom serializers', () => {
           if (r === 'pending') throw new Error(`${name} still pending`);
           if (storable) {
             // getAndPut reads the previous value (none): only a throwing deserialize could fail it.
-            if (!r.ok) throw new Error(`${name} refused bytes: ${String(r.error)}`);
+            if (!r.ok) throw new Error(`${name} refused bytes: ${show(r.error)}`);
             continue;
           }
           expect(r.ok, `${name} accepted a value its serializer could not make`).toBe(false);
           const e = (r as { error: unknown }).error;
-          expect(e, `${name}: ${String(e)}`).toBeInstanceOf(GridSerializationError);
+          expect(e, `${name}: ${show(e)}`).toBeInstanceOf(GridSerializationError);
           if ('throws' in onWrite) expect((e as GridSerializationError).cause).toBe(onWrite.throws);
         }
         if (storable) expect(await raw.get(key)).toEqual(bytesOf(onWrite.returns as ArrayBufferView));
@@ -355,11 +364,11 @@ describe('custom serializers', () => {
           if ('throws' in onRead) {
             expect(r.ok, `${name} resolved though deserialize threw`).toBe(false);
             const e = (r as { error: unknown }).error;
-            if (e instanceof GridSerializationError && e.cause === onRead.throws) continue;
+            if (e instanceof GridSerializationError && Object.is(e.cause, onRead.throws)) continue;
             // getAndPut serialises first: its write-side refusal comes first.
-            expect(name === 'getAndPut' && !storable && e instanceof GridSerializationError, `${name}: ${String(e)}`).toBe(true);
+            expect(name === 'getAndPut' && !storable && e instanceof GridSerializationError, `${name}: ${show(e)}`).toBe(true);
           } else if (name !== 'getAndPut' || storable) {
-            expect(r.ok, `${name}: ${r.ok ? '' : String(r.error)}`).toBe(true);
+            expect(r.ok, `${name}: ${r.ok ? '' : show(r.error)}`).toBe(true);
           }
         }
       }),
@@ -458,12 +467,12 @@ describe('getAll and putAll', () => {
         const r = await settle(c.getAll(k as GridKey[]), 5000);
         if (r === 'pending') throw new Error('getAll still pending');
         if (!Array.isArray(k)) {
-          expect(r.ok, `getAll accepted ${String(k)}`).toBe(false);
+          expect(r.ok, `getAll accepted ${show(k)}`).toBe(false);
           expectConfigError((r as { error: unknown }).error, 'keys');
           return;
         }
         if (!r.ok) {
-          expect(r.error, String(r.error)).toBeInstanceOf(InvalidKeyError);
+          expect(r.error, show(r.error)).toBeInstanceOf(InvalidKeyError);
           return;
         }
         expect(r.value).toEqual(k.map((x) => (x === 'a' ? 'A' : x === 1 ? 'one' : undefined)));
@@ -498,7 +507,7 @@ describe('getAll and putAll', () => {
         const pairs = [...(e as Iterable<unknown>)] as unknown[];
         const last = new Map<string, [unknown, unknown]>();
         for (const p of pairs) {
-          expect(Array.isArray(p) && p.length === 2, `accepted entry ${String(p)}`).toBe(true);
+          expect(Array.isArray(p) && p.length === 2, `accepted entry ${show(p)}`).toBe(true);
           const [k, v] = p as [unknown, unknown];
           last.set(JSON.stringify(k), [k, v]);
         }
@@ -558,7 +567,7 @@ describe('locks', () => {
         expect(h).not.toBeNull();
         // The renewal timer is armed when the handle is made; a warning would be out by now.
         await h.release().catch((e: unknown) => expect(e).toBeInstanceOf(LockNotHeldError));
-        expect(overflows, `leaseMs ${String(leaseMs)} armed a timer Node cannot wait for`).toBe(0);
+        expect(overflows, `leaseMs ${show(leaseMs)} armed a timer Node cannot wait for`).toBe(0);
       }),
       { numRuns: 80 },
     );
@@ -663,7 +672,7 @@ describe('requests larger than a frame', () => {
     ];
     for (const [name, call] of calls) {
       const e = await rejection(call());
-      expect(e, `${name}: ${String(e)}`).toBeInstanceOf(GridSerializationError);
+      expect(e, `${name}: ${show(e)}`).toBeInstanceOf(GridSerializationError);
       expect((e as GridSerializationError).message).toMatch(/exceeds the maximum frame size/);
       expect(((e as GridSerializationError).cause as { code?: string }).code).toBe('GRID_FRAME_TOO_LARGE');
     }
@@ -713,7 +722,7 @@ describe('closing', () => {
     ];
     for (const [name, call] of calls) {
       const e = await rejection(call());
-      expect(e, `${name}: ${String(e)}`).toBeInstanceOf(GridClosedError);
+      expect(e, `${name}: ${show(e)}`).toBeInstanceOf(GridClosedError);
     }
   });
 
