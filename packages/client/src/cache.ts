@@ -51,7 +51,7 @@ export interface ClientContext {
 
 function checkTtl(ttlMs: number | undefined): void {
   if (ttlMs === undefined) return;
-  if (!Number.isInteger(ttlMs) || ttlMs < 0) throw new GridConfigError('ttlMs', `must be a non-negative integer, got ${String(ttlMs)}`);
+  if (!Number.isInteger(ttlMs) || ttlMs < 0) throw new GridConfigError('ttlMs', `must be a non-negative integer, got ${describe(ttlMs)}`);
 }
 
 function opts(o: OpOptions | undefined, partition?: number): { partition?: number; signal?: AbortSignal; timeoutMs?: number } {
@@ -320,7 +320,7 @@ export class GridCache<K extends GridKey = GridKey, V = unknown> {
    * new value. Exactly once even when retried after a failover.
    */
   async increment(key: K, delta = 1, o?: IncrementOptions): Promise<number> {
-    if (!Number.isSafeInteger(delta)) throw new GridConfigError('delta', `must be a safe integer, got ${String(delta)}`);
+    if (!Number.isSafeInteger(delta)) throw new GridConfigError('delta', `must be a safe integer, got ${describe(delta)}`);
     const k = this.key(key);
     const payload: Record<string, unknown> = withTtl({ cache: this.name, key: k.bytes, delta }, o?.ttlMs);
     if (o?.initial !== undefined) payload.initial = o.initial;
@@ -390,7 +390,7 @@ export class GridCache<K extends GridKey = GridKey, V = unknown> {
   /** Every stored key's bytes as received (not copied), with its partition: what scan and keys share. */
   private async *scanPages(o: ScanOptions | undefined): AsyncGenerator<{ bytes: Uint8Array; partition: number }, void, undefined> {
     const count = o?.batchSize ?? 256;
-    if (!Number.isInteger(count) || count < 1) throw new GridConfigError('batchSize', `must be a positive integer, got ${String(count)}`);
+    if (!Number.isInteger(count) || count < 1) throw new GridConfigError('batchSize', `must be a positive integer, got ${describe(count)}`);
     const partitions = this.ctx.partitionCount();
     for (let p = 0; p < partitions; p++) {
       let cursor: Uint8Array | null = null;

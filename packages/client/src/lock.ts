@@ -99,7 +99,7 @@ export const DEFAULT_WAIT_MS = 10_000;
 
 function checkPositive(field: string, v: number | undefined, def: number, max = Number.MAX_SAFE_INTEGER): number {
   if (v === undefined) return def;
-  if (!Number.isInteger(v) || v < 1 || v > max) throw new GridConfigError(field, `must be an integer from 1 to ${max}, got ${String(v)}`);
+  if (!Number.isInteger(v) || v < 1 || v > max) throw new GridConfigError(field, `must be an integer from 1 to ${max}, got ${describe(v)}`);
   return v;
 }
 
@@ -351,7 +351,7 @@ export class LockHandle {
     if (bad !== null) throw bad;
     const ttlMs = o.ttlMs;
     if (ttlMs !== undefined && (!Number.isInteger(ttlMs) || ttlMs < 0)) {
-      throw new GridConfigError('ttlMs', `must be a non-negative integer, got ${String(ttlMs)}`);
+      throw new GridConfigError('ttlMs', `must be a non-negative integer, got ${describe(ttlMs)}`);
     }
     const payload: Record<string, unknown> = { cache: cache.name, key: this.name, token: this.fencingToken, value: cache.encodeValue(value), owner: this.owner };
     if (ttlMs !== undefined) payload.ttlMs = ttlMs;

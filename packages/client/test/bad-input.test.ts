@@ -682,6 +682,53 @@ describe('requests larger than a frame', () => {
   });
 });
 
+describe('values with no string form', () => {
+  it('an argument that cannot be converted to a string is still refused with GridConfigError naming it', async () => {
+    const client = await connect();
+    const c = client.cache<string, number>('no-string-form');
+    const h = await client.lock('no-string-form-held').acquire({ leaseMs: 5000 });
+    const hostile: unknown[] = [
+      Object.create(null),
+      { toString: {} },
+      {
+        [Symbol.toPrimitive]: () => {
+          throw new Error('no primitive');
+        },
+      },
+    ];
+    for (const v of hostile) {
+      const x = v as never;
+      const calls: [string, () => unknown][] = [
+        ['ttlMs', () => c.put('k', 1, { ttlMs: x })],
+        ['ttlMs', () => c.putAll([['k', 1]], { ttlMs: x })],
+        ['ttlMs', () => c.putIfAbsent('k', 1, { ttlMs: x })],
+        ['delta', () => c.increment('k', x)],
+        ['batchSize', () => drain(c.scan({ batchSize: x }))],
+        ['timeoutMs', () => c.get('k', { timeoutMs: x })],
+        ['signal', () => c.get('k', { signal: x })],
+        ['keys', () => c.getAll(x)],
+        ['entries', () => c.putAll(x)],
+        ['name', () => client.cache(x)],
+        ['serializer', () => client.cache('no-string-form', { serializer: x })],
+        ['leaseMs', () => client.lock('l').tryAcquire({ leaseMs: x })],
+        ['waitMs', () => client.lock('l').acquire({ waitMs: x })],
+        ['autoRenew', () => client.lock('l').acquire({ autoRenew: x })],
+        ['cache', () => client.lock('l').attemptGet(x)],
+        ['fn', () => client.withLock('l', x)],
+        ['leaseMs', () => h.renew({ leaseMs: x })],
+        ['ttlMs', () => h.putAndRelease(c, 1, { ttlMs: x })],
+      ];
+      for (const [field, call] of calls) {
+        const e = await rejection(Promise.resolve().then(call));
+        expectConfigError(e, field);
+      }
+    }
+    expect(h.held).toBe(true);
+    await h.release();
+    await expectIdleAndHealthy(client);
+  });
+});
+
 describe('closing', () => {
   it('every call on a closed client, its caches, locks and handles rejects with GridClosedError', async () => {
     const client = await connect();
