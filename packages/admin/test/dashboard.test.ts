@@ -93,7 +93,7 @@ describe('dashboard in a real browser', () => {
     await cluster.controlPlane.put(TOPOLOGY_KEY, { version: before + 5 });
     // The coordinator writes the last good record over it, one version on; the page follows that
     // one and never showed the bad one (its version would have been before + 5).
-    await page.waitForFunction((v) => Number(document.body.getAttribute('data-version')) > v, before, { timeout: 15_000 });
+    await page.waitForFunction((v) => Number(document.querySelector('body')?.getAttribute('data-version')) > v, before, { timeout: 15_000 });
     expect(Number(await page.getAttribute('body', 'data-version'))).toBe(before + 1);
     expect(await page.locator('#grid .cell').count()).toBe(128);
     const api = (await (await fetch(new URL('/api/topology', dashboard.url))).json()) as { partitions: number; version: number };
