@@ -1,6 +1,9 @@
 /** Validation helpers: every bad option is reported with the field's name. */
 import { MessagingConfigError } from './errors.js';
 
+/** The longest delay a Node.js timer takes: a larger one fires at once (with a warning). */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export function int(field: string, v: unknown, def: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
   if (v === undefined) return def;
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {

@@ -16,7 +16,7 @@ import { EventEmitter } from 'eventemitter3';
 import { LockNotHeldError, type GridCache, type GridClient } from '@gridlink/client';
 import type { JsMsg } from '@nats-io/jetstream';
 import type { Msg, MsgHdrs, NatsConnection, Subscription } from '@nats-io/transport-node';
-import { int, required, token } from './config.js';
+import { MAX_TIMER_MS, int, required, token } from './config.js';
 import { MessagingClosedError, MessagingConfigError, MissingMessageIdError } from './errors.js';
 import { Ownership } from './ownership.js';
 
@@ -102,9 +102,9 @@ export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
     this.grid = required('grid', o.grid, (g) => typeof g.cache === 'function' && typeof g.lock === 'function', 'a GridClient');
     this.name = token('name', o.name, 'default');
     this.windowMs = int('windowMs', o.windowMs, 600_000, 1);
-    this.leaseMs = int('lockLeaseMs', o.lockLeaseMs, 5000, 100);
-    this.workingMs = int('workingIntervalMs', o.workingIntervalMs, 1000, 10);
-    this.busyDelayMs = int('busyDelayMs', o.busyDelayMs, 1000, 0);
+    this.leaseMs = int('lockLeaseMs', o.lockLeaseMs, 5000, 100, MAX_TIMER_MS);
+    this.workingMs = int('workingIntervalMs', o.workingIntervalMs, 1000, 10, MAX_TIMER_MS);
+    this.busyDelayMs = int('busyDelayMs', o.busyDelayMs, 1000, 0, MAX_TIMER_MS);
     if (o.idOf !== undefined && typeof o.idOf !== 'function') throw new MessagingConfigError('idOf', 'must be a function');
     this.idOf = o.idOf;
     this.processed = this.grid.cache(`gridlink.processed.${this.name}`);

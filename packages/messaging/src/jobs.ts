@@ -19,7 +19,7 @@ import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'eventemitter3';
 import { bytesSerializer, type GridCache, type GridClient } from '@gridlink/client';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
-import { int, num, required, subjectPrefix, token } from './config.js';
+import { MAX_TIMER_MS, int, num, required, subjectPrefix, token } from './config.js';
 import {
   JobFailedError,
   JobNotFoundError,
@@ -451,8 +451,8 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
     };
     if (r.jitter !== undefined && typeof r.jitter !== 'boolean') throw new MessagingConfigError('retry.jitter', 'must be a boolean');
     this.jitter = r.jitter ?? true;
-    this.sweepIntervalMs = int('sweepIntervalMs', o.sweepIntervalMs, 30_000, 0);
-    this.closeTimeoutMs = int('closeTimeoutMs', o.closeTimeoutMs, 10_000, 0);
+    this.sweepIntervalMs = int('sweepIntervalMs', o.sweepIntervalMs, 30_000, 0, MAX_TIMER_MS);
+    this.closeTimeoutMs = int('closeTimeoutMs', o.closeTimeoutMs, 10_000, 0, MAX_TIMER_MS);
     if (o.onDeadLetter !== undefined && typeof o.onDeadLetter !== 'function') throw new MessagingConfigError('onDeadLetter', 'must be a function');
     this.onDeadLetter = o.onDeadLetter;
     this.workerId = o.workerId === undefined ? randomUUID() : token('workerId', o.workerId);

@@ -253,5 +253,10 @@ describe('idempotent consumers (real nats-server with JetStream, real grid)', ()
     expect(() => new IdempotentConsumer({ grid: g, name: 'a.b' })).toThrow(/name/);
     expect(() => new IdempotentConsumer({ grid: g, idOf: 5 as never })).toThrow(/idOf/);
     expect(() => new IdempotentConsumer({ grid: null as never })).toThrow(/grid/);
+    // Timers take at most 2^31 - 1 ms: a longer lease or interval would fire at once.
+    for (const field of ['lockLeaseMs', 'workingIntervalMs', 'busyDelayMs'] as const) {
+      expect(() => new IdempotentConsumer({ grid: g, [field]: 2 ** 31 })).toThrow(new RegExp(field));
+      expect(() => new IdempotentConsumer({ grid: g, [field]: 2 ** 31 - 1 })).not.toThrow();
+    }
   });
 });
