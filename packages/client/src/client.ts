@@ -8,7 +8,7 @@ import type { GridKey } from '@gridlink/affinity';
 import { MAX_CACHE_NAME_BYTES, PushKind, utf8Length, type CacheConfig, type NodeInfo, type PartitionMap } from '@gridlink/protocol';
 import { GridCache, type CacheOptions, type ClientContext, type OpOptions } from './cache.js';
 import { describe, resolveConfig, type GridClientConfig, type ResolvedConfig } from './config.js';
-import { ConnectionManager } from './connection-manager.js';
+import { ConnectionManager, type ManagerBookkeeping } from './connection-manager.js';
 import { GridClosedError, GridConfigError, GridError, LockTimeoutError } from './errors.js';
 import { Invoker, type RetryEvent } from './invoker.js';
 import { GridLock, LockHandle, RenewalScheduler, type AcquireOptions } from './lock.js';
@@ -69,18 +69,8 @@ export interface ClientStats {
   forwarded: number;
 }
 
-/** @internal What `GridClient.bookkeeping()` reports. */
-export interface ClientBookkeeping {
-  /** Connections registered (one per node), requests awaiting a response on them, their listeners. */
-  connections: number;
-  pendingRequests: number;
-  connectionListeners: number;
-  /** Addresses known, connection attempts under way, reconnect (and hold) timers armed. */
-  addresses: number;
-  connecting: number;
-  reconnectTimers: number;
-  /** Operations waiting for any connection to come up. */
-  connectionWaiters: number;
+/** @internal What `GridClient.bookkeeping()` reports: the connection manager's counts and the client's own. */
+export interface ClientBookkeeping extends Omit<ManagerBookkeeping, 'listeners'> {
   /** Listeners on the connection manager and the partition service (the client wires them once). */
   managerListeners: number;
   partitionListeners: number;
