@@ -58,6 +58,12 @@ const isBytesOrNull = (v: unknown): boolean => v === null || v instanceof Uint8A
 const isBool = (v: unknown): boolean => typeof v === 'boolean';
 const isUint = (v: unknown): boolean => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 const isPositive = (v: unknown): boolean => typeof v === 'number' && Number.isSafeInteger(v) && v >= 1;
+/** Durations a node arms a timer for (lock leases and waits): at most 2^31 - 1 ms, the longest a timer takes. */
+export const MAX_LOCK_DURATION_MS = 2 ** 31 - 1;
+const isLease = (v: unknown): boolean => isPositive(v) && (v as number) <= MAX_LOCK_DURATION_MS;
+const isWait = (v: unknown): boolean => isUint(v) && (v as number) <= MAX_LOCK_DURATION_MS;
+const LEASE = `a positive integer of at most ${MAX_LOCK_DURATION_MS} (ms)`;
+const WAIT = `an integer from 0 to ${MAX_LOCK_DURATION_MS} (ms)`;
 const isInt = (v: unknown): boolean => typeof v === 'number' && Number.isSafeInteger(v);
 const isU16 = (v: unknown): boolean => typeof v === 'number' && (v & 0xffff) === v;
 const isU32 = (v: unknown): boolean => typeof v === 'number' && v >>> 0 === v;
@@ -217,11 +223,11 @@ const REQUEST_FIELDS: Readonly<Record<number, readonly Field[]>> = {
     req('cursor', isBytesOrNull, 'bin or nil'),
     req('count', isScanCount, `an integer in 1..${MAX_SCAN_COUNT}`),
   ],
-  [Op.LOCK_TRY_ACQUIRE]: [...mut, lockName, owner, req('leaseMs', isPositive, 'a positive safe integer')],
-  [Op.LOCK_ACQUIRE]: [...mut, lockName, owner, req('leaseMs', isPositive, 'a positive safe integer'), req('waitMs', isUint, UINT)],
+  [Op.LOCK_TRY_ACQUIRE]: [...mut, lockName, owner, req('leaseMs', isLease, LEASE)],
+  [Op.LOCK_ACQUIRE]: [...mut, lockName, owner, req('leaseMs', isLease, LEASE), req('waitMs', isWait, WAIT)],
   [Op.LOCK_RELEASE]: [...mut, lockName, owner, req('token', isUint, UINT)],
-  [Op.LOCK_RENEW]: [...mut, lockName, owner, req('token', isUint, UINT), req('leaseMs', isPositive, 'a positive safe integer')],
-  [Op.LOCK_TRY_ACQUIRE_GET]: [cache, key, ...mut, owner, req('leaseMs', isPositive, 'a positive safe integer'), opt('ifAbsent', isBool, 'a boolean')],
+  [Op.LOCK_RENEW]: [...mut, lockName, owner, req('token', isUint, UINT), req('leaseMs', isLease, LEASE)],
+  [Op.LOCK_TRY_ACQUIRE_GET]: [cache, key, ...mut, owner, req('leaseMs', isLease, LEASE), opt('ifAbsent', isBool, 'a boolean')],
   [Op.LOCK_PUT_RELEASE]: [cache, key, ...mut, owner, req('token', isUint, UINT), value, ttl],
 };
 

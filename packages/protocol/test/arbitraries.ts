@@ -33,7 +33,9 @@ export const text = (min: number, max: number): fc.Arbitrary<string> =>
 export const cacheName = text(1, 40);
 export const uint = fc.oneof(fc.nat(1000), fc.maxSafeNat());
 export const safeInt = fc.oneof(fc.integer({ min: -1000, max: 1000 }), fc.maxSafeInteger()).map((n) => (Object.is(n, -0) ? 0 : n));
-export const positive = fc.oneof(fc.integer({ min: 1, max: 100_000 }), fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }));
+/** Lock leases and waits: the node arms timers for them, so at most 2^31 - 1 ms. */
+export const lease = fc.oneof(fc.integer({ min: 1, max: 100_000 }), fc.integer({ min: 1, max: 2 ** 31 - 1 }));
+export const wait = fc.oneof(fc.nat(1000), fc.integer({ min: 0, max: 2 ** 31 - 1 }));
 export const u32 = fc.nat({ max: 0xffffffff });
 export const u16 = fc.nat({ max: 0xffff });
 export const u8 = fc.nat({ max: 0xff });
@@ -72,11 +74,11 @@ export const requestPayloads: Record<number, fc.Arbitrary<Record<string, unknown
     cursor: fc.option(bytes, { nil: null }),
     count: fc.integer({ min: 1, max: 65536 }),
   }),
-  [Op.LOCK_TRY_ACQUIRE]: rec({ seq, ack, owner, name: bytes, leaseMs: positive }, ['ack', 'owner']),
-  [Op.LOCK_ACQUIRE]: rec({ seq, ack, owner, name: bytes, leaseMs: positive, waitMs: uint }, ['ack', 'owner']),
+  [Op.LOCK_TRY_ACQUIRE]: rec({ seq, ack, owner, name: bytes, leaseMs: lease }, ['ack', 'owner']),
+  [Op.LOCK_ACQUIRE]: rec({ seq, ack, owner, name: bytes, leaseMs: lease, waitMs: wait }, ['ack', 'owner']),
   [Op.LOCK_RELEASE]: rec({ seq, ack, owner, name: bytes, token: uint }, ['ack', 'owner']),
-  [Op.LOCK_RENEW]: rec({ seq, ack, owner, name: bytes, token: uint, leaseMs: positive }, ['ack', 'owner']),
-  [Op.LOCK_TRY_ACQUIRE_GET]: rec({ cache: cacheName, key: bytes, seq, ack, owner, leaseMs: positive, ifAbsent: fc.boolean() }, ['ack', 'owner', 'ifAbsent']),
+  [Op.LOCK_RENEW]: rec({ seq, ack, owner, name: bytes, token: uint, leaseMs: lease }, ['ack', 'owner']),
+  [Op.LOCK_TRY_ACQUIRE_GET]: rec({ cache: cacheName, key: bytes, seq, ack, owner, leaseMs: lease, ifAbsent: fc.boolean() }, ['ack', 'owner', 'ifAbsent']),
   [Op.LOCK_PUT_RELEASE]: rec({ cache: cacheName, key: bytes, seq, ack, owner, token: uint, value: bigBytes, ttlMs }, ['ack', 'owner', 'ttlMs']),
 };
 

@@ -23,10 +23,12 @@ const uintWrong = [-1, 1.5, NaN, Infinity, -Infinity, 2 ** 53, '1', null, true, 
 const intWrong = [1.5, NaN, Infinity, 2 ** 53, -(2 ** 53), '1', null, bin];
 const bytesWrong = ['k', 1, null, [], {}, [1, 2], true];
 for (const f of ['key', 'value', 'expected', 'name']) WRONG[f] = bytesWrong;
-for (const f of ['seq', 'ack', 'ttlMs', 'knownVersion', 'partition', 'token', 'waitMs']) WRONG[f] = uintWrong;
+for (const f of ['seq', 'ack', 'ttlMs', 'knownVersion', 'partition', 'token']) WRONG[f] = uintWrong;
+// Lock leases and waits arm timers on the node: longer than a timer takes is refused.
+WRONG.waitMs = [2 ** 31, ...uintWrong];
 for (const f of ['delta', 'initial']) WRONG[f] = intWrong;
 WRONG.cache = ['', 'x'.repeat(256), '€'.repeat(86), 1, null, bin, ['c']];
-WRONG.leaseMs = [0, ...uintWrong];
+WRONG.leaseMs = [0, 2 ** 31, ...uintWrong];
 WRONG.count = [0, MAX_SCAN_COUNT + 1, ...uintWrong];
 WRONG.cursor = ['c', 1, [], {}];
 WRONG.owner = ['', 'x'.repeat(65), 'é', 1, null, bin];
