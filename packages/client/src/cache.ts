@@ -10,7 +10,7 @@ import type { ConnectionManager } from './connection-manager.js';
 import { splitByPrimary } from './routing.js';
 import { copyBytes, msgpackSerializer, type Serializer } from './serializer.js';
 import { describe } from './config.js';
-import { GridConfigError, GridError, GridSerializationError } from './errors.js';
+import { GridClosedError, GridConfigError, GridError, GridSerializationError } from './errors.js';
 
 export interface CacheOptions<V> {
   /** Value serializer; MessagePack by default. */
@@ -152,7 +152,11 @@ export class GridCache<K extends GridKey = GridKey, V = unknown> {
   /** Values for many keys (undefined where absent), split by primary and fetched in parallel. */
   async getAll(keys: readonly K[], o?: OpOptions): Promise<(V | undefined)[]> {
     if (!Array.isArray(keys)) throw new GridConfigError('keys', `must be an array of keys, got ${describe(keys)}`);
-    if (keys.length === 0) return [];
+    if (keys.length === 0) {
+      // Nothing to send, but a closed client refuses every call alike.
+      if (this.ctx.invoker.isClosed) throw new GridClosedError();
+      return [];
+    }
     const encoded = keys.map((k) => this.key(k));
     const out = new Array<V | undefined>(keys.length);
     const groups = this.group(encoded.map((e) => e.partition));
@@ -213,7 +217,10 @@ export class GridCache<K extends GridKey = GridKey, V = unknown> {
     list.forEach((e, i) => {
       if (!Array.isArray(e) || e.length !== 2) throw new GridConfigError(`entries[${i}]`, `must be a [key, value] pair, got ${describe(e)}`);
     });
-    if (list.length === 0) return;
+    if (list.length === 0) {
+      if (this.ctx.invoker.isClosed) throw new GridClosedError();
+      return;
+    }
     checkTtl(o?.ttlMs);
     const encoded = list.map(([k, v]) => ({ ...this.key(k), value: this.encodeValue(v) }));
     const groups = this.group(encoded.map((e) => e.partition));

@@ -126,6 +126,10 @@ export class Invoker {
   private readonly seqs = new SeqWindow();
   private readonly rr = new RoundRobin();
   private closed = false;
+  /** close() was called: every operation is refused with GridClosedError. */
+  get isClosed(): boolean {
+    return this.closed;
+  }
   readonly perNode = new Map<string, NodeCounters>();
   retries = 0;
   operations = 0;

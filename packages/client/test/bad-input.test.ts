@@ -741,6 +741,8 @@ describe('closing', () => {
     const calls: [string, () => Promise<unknown>][] = [
       ['get', () => c.get('k')],
       ['getAll', () => c.getAll(['k'])],
+      ['getAll (no keys)', () => c.getAll([])],
+      ['putAll (no entries)', () => c.putAll([])],
       ['put', () => c.put('k', 1)],
       ['putAll', () => c.putAll([['k', 1]])],
       ['putIfAbsent', () => c.putIfAbsent('k', 1)],
