@@ -49,7 +49,8 @@ export interface ClientContext {
   operationTimeout: number;
 }
 
-function checkTtl(ttlMs: number | undefined): void {
+/** A `ttlMs` option: absent, or a non-negative integer (0: no expiry). */
+export function checkTtl(ttlMs: number | undefined): void {
   if (ttlMs === undefined) return;
   if (!Number.isInteger(ttlMs) || ttlMs < 0) throw new GridConfigError('ttlMs', `must be a non-negative integer, got ${describe(ttlMs)}`);
 }

@@ -16,7 +16,7 @@
 import { randomBytes } from 'node:crypto';
 import { encodeKey, partitionOfBytes, type GridKey } from '@gridlink/affinity';
 import { Op, type LockResult } from '@gridlink/protocol';
-import type { ClientContext, GridCache, OpOptions, PutOptions } from './cache.js';
+import { checkTtl, type ClientContext, type GridCache, type OpOptions, type PutOptions } from './cache.js';
 import { MAX_TIMER_MS, describe } from './config.js';
 import { GridConfigError, GridError, LockNotHeldError, LockTimeoutError } from './errors.js';
 import { callOptionsError } from './invoker.js';
@@ -350,9 +350,7 @@ export class LockHandle {
     const bad = callOptionsError(o);
     if (bad !== null) throw bad;
     const ttlMs = o.ttlMs;
-    if (ttlMs !== undefined && (!Number.isInteger(ttlMs) || ttlMs < 0)) {
-      throw new GridConfigError('ttlMs', `must be a non-negative integer, got ${describe(ttlMs)}`);
-    }
+    checkTtl(ttlMs);
     const payload: Record<string, unknown> = { cache: cache.name, key: this.name, token: this.fencingToken, value: cache.encodeValue(value), owner: this.owner };
     if (ttlMs !== undefined) payload.ttlMs = ttlMs;
     this.stop();
@@ -475,7 +473,8 @@ export class GridLock {
     const o = options ?? {};
     checkBoolean('autoRenew', o.autoRenew);
     const leaseMs = checkLease(o.leaseMs, DEFAULT_LEASE_MS);
-    const waitMs = checkPositive('waitMs', o.waitMs, DEFAULT_WAIT_MS);
+    // The node arms a timer for the wait too (the protocol refuses more than a timer takes).
+    const waitMs = checkPositive('waitMs', o.waitMs, DEFAULT_WAIT_MS, MAX_TIMER_MS);
     const partition = this.partition();
     const owner = newOwner();
     // The node waits up to waitMs; the operation deadline covers the wait plus a normal deadline

@@ -250,11 +250,15 @@ describe('per-call options: signal and timeoutMs', () => {
     cleanups.push(() => node.close());
     const client = await GridClient.connect({ endpoints: [node.endpoint] });
     cleanups.push(() => closeWithin(client, 5000));
-    const r = await settle(client.lock('x').acquire({ waitMs: 2 ** 40 }), 5000);
+    // The longest wait allowed: with the operation timeout added, longer than a timer takes.
+    const r = await settle(client.lock('x').acquire({ waitMs: 2 ** 31 - 1 }), 5000);
     if (r === 'pending' || !r.ok) throw new Error(`acquire failed: ${r === 'pending' ? 'pending' : show(r.error)}`);
     expect(r.value.fencingToken).toBe(9);
     expect(acquires).toBe(2);
     await r.value.release();
+    // One millisecond more is refused before anything is sent (the node would refuse it too).
+    expectConfigError(await rejection(client.lock('y').acquire({ waitMs: 2 ** 31 })), 'waitMs');
+    expect(acquires).toBe(2);
   });
 
   it('property: no input to put leaves anything pending: it settles with success or a typed error, and the client stays idle and healthy', async () => {
