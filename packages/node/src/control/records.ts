@@ -7,13 +7,15 @@
  * The checks cover what the node's code relies on (types, array lengths, ranges), not every
  * invariant of a well-formed topology: a record that passes is safe to read, not necessarily sane.
  */
-import type { LeaseRecord, TopologyRecord } from './topology.js';
+import type { LeaseRecord } from './topology.js';
 
 type Check = (v: unknown) => boolean;
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const isString: Check = (v) => typeof v === 'string';
 const isCount = (v: unknown, min = 0): v is number => Number.isSafeInteger(v) && (v as number) >= min;
+const isUint: Check = (v) => isCount(v);
+const isBool: Check = (v) => typeof v === 'boolean';
 const isTime: Check = (v) => typeof v === 'number' && Number.isFinite(v);
 const optional = (check: Check): Check => (v) => v === undefined || check(v);
 const arrayOf = (check: Check): Check => (v) => Array.isArray(v) && v.every(check);
@@ -24,12 +26,18 @@ const shape =
     isObject(v) && Object.entries(fields).every(([k, check]) => check(v[k]));
 
 const node = shape({ id: isString, zone: optional(isString), weight: optional(isTime) });
-const member = shape({ epoch: isString, host: isString, port: (v) => isCount(v), zone: optional(isString), weight: optional(isTime) });
-const address = shape({ host: isString, port: (v) => isCount(v), zone: optional(isString) });
-const syncEntry = shape({ id: isString, since: (v) => isCount(v) });
-const autoAdjust = shape({ enabled: (v) => typeof v === 'boolean', softTimeoutMs: isTime, hardTimeoutMs: isTime });
-const adjust: Check = (v) => v === null || shape({ firstAt: isTime, lastAt: isTime, liveKey: isString })(v);
-const behindEntry = shape({ rank: (v) => isCount(v), since: (v) => isCount(v) });
+const member = shape({ epoch: isString, host: isString, port: isUint, zone: optional(isString), weight: optional(isTime) });
+const address = shape({ host: isString, port: isUint, zone: optional(isString) });
+const syncEntry = shape({ id: isString, since: isUint });
+const autoAdjust = shape({ enabled: isBool, softTimeoutMs: isTime, hardTimeoutMs: isTime });
+const pendingAdjust = shape({ firstAt: isTime, lastAt: isTime, liveKey: isString });
+const adjust: Check = (v) => v === null || pendingAdjust(v);
+const behindEntry = shape({ rank: isUint, since: isUint });
+/** A map key that is a partition number below n. */
+const inRangeKey =
+  (n: number) =>
+  (k: string): boolean =>
+    /^(0|[1-9]\d*)$/.test(k) && Number(k) < n;
 
 /**
  * Why `v` cannot be read as a topology record, or null when it can. With `partitions`, the record
@@ -62,26 +70,16 @@ export function topologyProblem(v: unknown, partitions?: number): string | null 
   return null;
 }
 
-const inRangeKey =
-  (n: number) =>
-  (k: string): boolean =>
-    /^(0|[1-9]\d*)$/.test(k) && Number(k) < n;
-
-/** A topology record read from the control plane, or null when `topologyProblem` finds one. */
-export function asTopology(v: unknown, partitions?: number): TopologyRecord | null {
-  return topologyProblem(v, partitions) === null ? (v as TopologyRecord) : null;
-}
-
 const lease = shape({
   id: isString,
   epoch: isString,
   host: isString,
-  port: (v) => isCount(v),
+  port: isUint,
   zone: optional(isString),
   weight: optional(isTime),
-  synced: recordOf((v) => isCount(v)),
-  leaving: optional((v) => typeof v === 'boolean'),
-  caughtUp: optional(recordOf((v) => isCount(v))),
+  synced: recordOf(isUint),
+  leaving: optional(isBool),
+  caughtUp: optional(recordOf(isUint)),
 });
 
 /** Why `v` cannot be read as the lease record under key `lease.<id>`, or null when it can. */
