@@ -42,6 +42,9 @@ import { ServerEdge } from './server/listener.js';
 import type { ConnectionHost, DEFERRED, RequestOutcome, ServerConnection } from './server/connection.js';
 import { NodeStore } from './store/index.js';
 
+/** How long a graceful stop waits for the control plane to delete its lease (at most a lease). */
+const RELEASE_WITHIN_MS = 1000;
+
 /**
  * A grid node: serves the gridlink protocol over TCP, holds a membership lease in the control
  * plane, owns partitions as primary or backup according to the topology record, replicates
@@ -202,7 +205,8 @@ export class GridNode implements ConnectionHost, MetricsSource {
     }
     this.log.info('handed off and drained', { id: this.id, handoffMs: Math.round(this.lastHandoffMs), drainMs: Date.now() - drainStart, inFlightLeft: this.edge.anyInFlight() });
     try {
-      await this.lease.release();
+      // Bounded: past a lease, deleting it saves nobody any wait.
+      await this.lease.release(Math.min(RELEASE_WITHIN_MS, this.opts.leaseMs));
     } catch (err) {
       this.log.warn('could not delete lease', { err: String(err) });
     }

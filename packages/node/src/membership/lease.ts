@@ -42,6 +42,8 @@ export class OwnLease {
   caughtUp: Record<string, number> = {};
   /** Graceful stop under way: the coordinator moves this node's primaryships away. */
   leaving = false;
+  /** Given up (graceful stop): nothing is written any more, so no late renewal brings it back. */
+  private released = false;
 
   constructor(private readonly d: OwnLeaseDeps) {}
 
@@ -73,7 +75,7 @@ export class OwnLease {
 
   async renew(): Promise<void> {
     const { life, opts, log } = this.d;
-    if (life.state !== 'running' && life.state !== 'stopping') return;
+    if ((life.state !== 'running' && life.state !== 'stopping') || this.released) return;
     const now = Date.now();
     if (this.validUntil > 0 && now >= this.validUntil) {
       // Our lease may have expired: the coordinator may have declared us gone and promoted others.
@@ -152,8 +154,23 @@ export class OwnLease {
     this.scheduleWrite();
   }
 
-  /** Gives the lease up (graceful stop). */
-  async release(): Promise<void> {
-    await this.d.kv.delete(LEASE_PREFIX + this.d.id);
+  /**
+   * Gives the lease up (graceful stop). From now on no renewal is written: one sent after the
+   * delete would bring the lease back for a whole `leaseMs`, and the coordinator would keep a
+   * stopped node as a member that long. The delete only saves the others that wait, so it is
+   * bounded by `withinMs` (a control plane that does not answer must not hold the stop up): past
+   * it the lease simply runs out.
+   */
+  async release(withinMs: number): Promise<void> {
+    this.released = true;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${withinMs} ms; the lease runs out instead`)), withinMs);
+    });
+    try {
+      await Promise.race([this.d.kv.delete(LEASE_PREFIX + this.d.id), late]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 }

@@ -11,15 +11,33 @@ export class FlakyControlPlane implements ControlPlane {
   private held: { key: string; deliver: () => void }[] | null = null;
   /** Successful writes per key prefix (renewals show up under the lease prefix). */
   writes = 0;
+  /** Writes done, in order, as `op key` (successful writes only). */
+  readonly written: string[] = [];
+  /** While set, no operation is answered (a server that hangs); `answer()` ends the wait with an error. */
+  hang = false;
+  private hanging: ((err: Error) => void)[] = [];
+  /** Deletes take effect at once but are acknowledged only this many ms later (a slow link). */
+  deleteAckDelayMs = 0;
   constructor(private readonly inner = new MemoryControlPlane()) {}
+  /** Ends every operation held by `hang` with an error (timeouts, as a NATS client's). */
+  answer(): void {
+    this.hang = false;
+    for (const reject of this.hanging.splice(0)) reject(new ControlPlaneUnavailableError('request', new Error('timeout')));
+  }
+  private unanswered<R>(): Promise<R> {
+    return new Promise<R>((_, reject) => this.hanging.push(reject));
+  }
   private read<R>(op: string, f: () => Promise<R>): Promise<R> {
+    if (this.hang) return this.unanswered();
     if (!this.failReads) return f();
     this.failedReads++;
     return Promise.reject(new ControlPlaneUnavailableError(op, new Error('jetstream is not enabled')));
   }
-  private write<R>(op: string, f: () => Promise<R>): Promise<R> {
+  private write<R>(op: string, f: () => Promise<R>, key?: string): Promise<R> {
+    if (this.hang) return this.unanswered();
     if (!this.failWrites) {
       this.writes++;
+      if (key !== undefined) this.written.push(`${op} ${key}`);
       return f();
     }
     this.failedWrites++;
@@ -32,16 +50,23 @@ export class FlakyControlPlane implements ControlPlane {
     return this.read('list', () => this.inner.list<T>(prefix));
   }
   put<T>(key: string, value: T): Promise<number> {
-    return this.write('put', () => this.inner.put(key, value));
+    return this.write('put', () => this.inner.put(key, value), key);
   }
   create<T>(key: string, value: T): Promise<number> {
-    return this.write('create', () => this.inner.create(key, value));
+    return this.write('create', () => this.inner.create(key, value), key);
   }
   update<T>(key: string, value: T, revision: number): Promise<number> {
-    return this.write('update', () => this.inner.update(key, value, revision));
+    return this.write('update', () => this.inner.update(key, value, revision), key);
   }
   delete(key: string): Promise<void> {
-    return this.write('delete', () => this.inner.delete(key));
+    const done = this.write('delete', () => this.inner.delete(key), key);
+    const delay = this.deleteAckDelayMs;
+    if (delay === 0) return done;
+    return done.then(() => new Promise<void>((resolve) => setTimeout(resolve, delay)));
+  }
+  /** The stored entry, bypassing failures (what the control plane holds). */
+  peek<T>(key: string): Promise<KvEntry<T> | null> {
+    return this.inner.get<T>(key);
   }
   watch<T>(prefix: string, listener: (event: KvEvent<T>) => void): () => void {
     return this.inner.watch<T>(prefix, (e) => {
