@@ -387,12 +387,45 @@ export interface CacheInfo {
   lost: number[];
   /** Entries, when a size source was given and answered; else null. */
   size: number | null;
+  /**
+   * Why `size` is null although sizes were asked: the error the size source failed with for this
+   * cache (a timeout, nodes that cannot be reached, a lost partition the node refuses to count…).
+   * Null when the size was read, or when no size source was given (`--skip-sizes`).
+   */
+  sizeError: SizeError | null;
+}
+
+/** A failure to read one cache's size, as `{ code, message, retryable }` (like the CLI's errors). */
+export interface SizeError {
+  /** The failing error's stable code (GRID_TIMEOUT, GRID_CONNECTION, PARTITION_LOST…). */
+  code: string;
+  message: string;
+  retryable: boolean;
+}
+
+/**
+ * The SizeError of whatever a size source threw: the error's own `code`, `message` and
+ * `retryable` when it has them (every GridError does), else code SIZE_ERROR and a description
+ * of the value that does not depend on its having a string form.
+ */
+export function sizeErrorOf(err: unknown): SizeError {
+  const e = (typeof err === 'object' && err !== null ? err : {}) as { code?: unknown; message?: unknown; retryable?: unknown; name?: unknown };
+  const code = typeof e.code === 'string' && e.code !== '' ? e.code : 'SIZE_ERROR';
+  let message: string;
+  if (typeof e.message === 'string' && e.message !== '') message = e.message;
+  else if (err instanceof Error) message = typeof e.name === 'string' ? e.name : 'Error';
+  else if (typeof err === 'string') message = err;
+  else if (typeof err === 'number' || typeof err === 'boolean' || typeof err === 'bigint' || err === null || err === undefined) message = `${String(err)} was thrown`;
+  else message = `a ${typeof err} was thrown`;
+  return { code, message, retryable: e.retryable === true };
 }
 
 /**
  * The cache registry with what each cache is promised: backups (a cache naming none has the
  * cluster's, from the cluster record when the nodes run as processes), loss policy, and which
- * partitions are lost for it now (from the topology record, when there is one).
+ * partitions are lost for it now (from the topology record, when there is one). With `sizeOf`,
+ * each cache's size too; a size that cannot be read is null with the reason in `sizeError`, and
+ * does not fail the listing.
  */
 export async function listCaches(cp: ControlPlane, o: AdminOptions & { sizeOf?: (name: string) => Promise<number> } = {}): Promise<CacheInfo[]> {
   const timeoutMs = o.timeoutMs ?? DEFAULT_TIMEOUT_MS;
@@ -406,18 +439,19 @@ export async function listCaches(cp: ControlPlane, o: AdminOptions & { sizeOf?: 
     entries.map(async (e): Promise<CacheInfo> => {
       const name = e.key.slice(CACHE_PREFIX.length);
       let size: number | null = null;
+      let sizeError: SizeError | null = null;
       if (o.sizeOf) {
         try {
           size = await o.sizeOf(name);
-        } catch {
-          size = null;
+        } catch (err) {
+          sizeError = sizeErrorOf(err);
         }
       }
       const policy = typeof e.value['partitionLossPolicy'] === 'string' ? e.value['partitionLossPolicy'] : 'READ_WRITE_SAFE';
       const own = e.value['backups'];
       const rec = topo?.value;
       const lost = rec === undefined || policy === 'IGNORE' ? [] : [...new Set([...rec.lost, ...(rec.lostCaches?.[name] ?? [])])].sort((a, b) => a - b);
-      return { name, config: e.value, backups: typeof own === 'number' ? own : clusterBackups, policy, lost, size };
+      return { name, config: e.value, backups: typeof own === 'number' ? own : clusterBackups, policy, lost, size, sizeError };
     }),
   );
   return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));

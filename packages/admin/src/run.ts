@@ -17,6 +17,7 @@ import {
   showBaseline,
   waitSafe,
   type BaselineChangeResult,
+  type CacheInfo,
   type HttpLocator,
   type SafeReport,
 } from './admin.js';
@@ -24,7 +25,7 @@ import { readTopology } from './control.js';
 import { connectControlPlane, type ConnectedControlPlane, type ConnectOptions } from './connect.js';
 import { startDashboard } from './dashboard/server.js';
 import { formatDuration, parseDuration } from './duration.js';
-import { AdminInternalError, AdminUsageError, ExitCode, classifyError } from './errors.js';
+import { AdminInternalError, AdminRefusedError, AdminUsageError, ExitCode, classifyError } from './errors.js';
 import { ranges, table } from './table.js';
 
 export interface CliIo {
@@ -124,7 +125,9 @@ ${COMMON_HELP}`,
 ${COMMON_HELP}`,
   caches: `usage: gridlink caches [--skip-sizes] [--auth-token <t>]
   Every cache's name and config from the control plane, and its size asked from the nodes
-  (connecting a client to the members' addresses) unless --skip-sizes.
+  (connecting a client to the members' addresses) unless --skip-sizes. A size that cannot be
+  read shows as "? <reason>" (timeout, connection, partition-lost…) with the full reason under
+  the table (with --json: "sizeError": {code, message, retryable}); the exit code stays 0.
   --auth-token <t>        the token the nodes were started with (--auth-token of gridlink-node)
 ${COMMON_HELP}`,
   safe: `usage: gridlink safe [--wait [--wait-timeout <dur>]]
@@ -325,12 +328,14 @@ function fail(err: unknown, io: CliIo, json: boolean): number {
 type Runner = (cp: ControlPlane) => Promise<number>;
 
 /**
- * The client `gridlink caches` asks the sizes with, or null when no node can be reached from here
- * (the sizes then show as `-`). Anything else is not hidden behind a `-`: nodes that refuse the
- * client's token are a usage error naming --auth-token, and any other failure (a client option
- * the client rejects, say) propagates.
+ * The client `gridlink caches` asks the sizes with, or the reason no node can be asked from here
+ * (the nodes cannot be reached or did not answer the handshake in time): that reason then stands
+ * for every cache's size. Nodes that refuse the client's token are not a size failure but a usage
+ * error naming --auth-token, and any other failure (a client option the client rejects, say)
+ * propagates.
  */
-async function sizeClient(endpoints: string[], timeoutMs: number, authToken: string | undefined): Promise<GridClient | null> {
+async function sizeClient(endpoints: string[], timeoutMs: number, authToken: string | undefined): Promise<GridClient | Error> {
+  if (endpoints.length === 0) return new AdminRefusedError('ADMIN_NO_MEMBERS', 'the topology lists no member to ask', true);
   try {
     return await GridClient.connect({ endpoints, connectTimeout: Math.min(timeoutMs, 5000), operationTimeout: timeoutMs, ...(authToken ? { auth: { token: authToken } } : {}) });
   } catch (err) {
@@ -342,8 +347,26 @@ async function sizeClient(endpoints: string[], timeoutMs: number, authToken: str
         `the nodes refused the client (${refused.cause}): give the token the nodes were started with${authToken ? '' : ' (--auth-token)'}, or --skip-sizes`,
       );
     }
-    return null;
+    return err;
   }
+}
+
+/** The SIZE cell of a size that could not be read: `? ` and its code, short (`? timeout`). */
+function sizeCell(c: CacheInfo): string | number | null {
+  if (c.sizeError === null) return c.size;
+  return `? ${c.sizeError.code.replace(/^(GRID|ADMIN)_/, '').toLowerCase().replace(/_/g, '-')}`;
+}
+
+/** One line per distinct reason a size could not be read, naming the caches it stands for. */
+function sizeErrorLines(caches: CacheInfo[]): string[] {
+  const byReason = new Map<string, string[]>();
+  for (const c of caches) {
+    if (c.sizeError === null) continue;
+    const reason = `${c.sizeError.code}: ${c.sizeError.message}`;
+    byReason.set(reason, [...(byReason.get(reason) ?? []), c.name]);
+  }
+  if (byReason.size === 0) return [];
+  return ['sizes not read:', ...[...byReason].map(([reason, names]) => `  ${names.join(', ')}: ${reason}`)];
 }
 
 function prepare(p: Parsed, http: HttpLocator | undefined, io: CliIo, deps: CliDeps): Runner {
@@ -503,19 +526,29 @@ function prepare(p: Parsed, http: HttpLocator | undefined, io: CliIo, deps: CliD
           if (!skip) {
             const rec = (await readTopology(cp, timeoutMs)).value;
             const endpoints = Object.values(rec.members).map((m) => `${m.host.includes(':') ? `[${m.host}]` : m.host}:${m.port}`);
-            if (endpoints.length > 0) client = await sizeClient(endpoints, timeoutMs, authToken);
-            const c = client;
-            if (c) o.sizeOf = (name) => c.cache(name).size();
+            const asked = await sizeClient(endpoints, timeoutMs, authToken);
+            if (asked instanceof GridClient) {
+              client = asked;
+              o.sizeOf = (name) => asked.cache(name).size();
+            } else {
+              o.sizeOf = () => Promise.reject(asked);
+            }
           }
           const caches = await listCaches(cp, o);
           out(caches, () =>
             caches.length === 0
               ? 'no caches'
-              : table(
-                  ['NAME', 'BACKUPS', 'LOSS POLICY', 'LOST', 'CONFIG', 'SIZE'],
-                  caches.map((c) => [c.name, c.backups ?? 'cluster', c.policy, c.lost.length === 0 ? '-' : c.lost.join(','), JSON.stringify(c.config), c.size]),
-                ),
+              : [
+                  table(
+                    ['NAME', 'BACKUPS', 'LOSS POLICY', 'LOST', 'CONFIG', 'SIZE'],
+                    caches.map((c) => [c.name, c.backups ?? 'cluster', c.policy, c.lost.length === 0 ? '-' : c.lost.join(','), JSON.stringify(c.config), sizeCell(c)]),
+                  ),
+                  ...sizeErrorLines(caches),
+                ].join('\n'),
           );
+          // The listing came from the control plane; sizes are asked from the nodes on the side.
+          // A size that could not be read is reported with its reason and does not change the
+          // exit code (ADR 0025).
           return ExitCode.OK;
         } finally {
           await client?.close();

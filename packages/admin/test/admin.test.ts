@@ -178,8 +178,8 @@ describe('admin verbs on a real embedded cluster', () => {
     expect(r.code).toBe(0);
     const list = JSON.parse(r.out) as { name: string }[];
     // No cluster record on an embedded cluster: a cache naming no backups has the cluster's.
-    expect(list.find((c) => c.name === 'sessions')).toEqual({ name: 'sessions', config: { ttlMs: 60_000 }, backups: null, policy: 'READ_WRITE_SAFE', lost: [], size: 3 });
-    expect(list.find((c) => c.name === 'scratch')).toEqual({ name: 'scratch', config: { backups: 0, partitionLossPolicy: 'IGNORE' }, backups: 0, policy: 'IGNORE', lost: [], size: 0 });
+    expect(list.find((c) => c.name === 'sessions')).toEqual({ name: 'sessions', config: { ttlMs: 60_000 }, backups: null, policy: 'READ_WRITE_SAFE', lost: [], size: 3, sizeError: null });
+    expect(list.find((c) => c.name === 'scratch')).toEqual({ name: 'scratch', config: { backups: 0, partitionLossPolicy: 'IGNORE' }, backups: 0, policy: 'IGNORE', lost: [], size: 0, sizeError: null });
     const t = await cli(cluster, ['caches', '--skip-sizes']);
     expect(t.out).toMatch(/BACKUPS\s+LOSS POLICY\s+LOST/);
     expect(t.out).toMatch(/sessions\s+cluster\s+READ_WRITE_SAFE\s+-\s+\{"ttlMs":60000\}\s+-/);

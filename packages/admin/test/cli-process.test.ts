@@ -214,6 +214,91 @@ describe('gridlink caches against nodes that require an auth token', () => {
   });
 });
 
+describe('gridlink caches when sizes cannot be read', () => {
+  let cluster: ProcessCluster;
+
+  beforeAll(async () => {
+    cluster = await ProcessCluster.start({ nodes: 2, partitions: 16, backups: 1, controlPlaneProxies: false });
+    const client = await GridClient.connect({ endpoints: cluster.endpoints });
+    try {
+      const kept = client.cache<string, string>('kept');
+      await kept.create({});
+      const solo = client.cache<string, string>('solo');
+      await solo.create({ backups: 0 });
+      await Promise.all(['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'].flatMap((k) => [kept.put(k, k), solo.put(k, k)]));
+    } finally {
+      await client.close();
+    }
+  });
+
+  afterAll(async () => {
+    await cluster?.close();
+  });
+
+  type Listed = { name: string; size: number | null; sizeError: { code: string; message: string; retryable: boolean } | null };
+
+  it('each failed size shows its reason (table and JSON); the listing still exits 0', async () => {
+    const url = cluster.natsUrls.join(',');
+    // node-2 dies: the cache without backups has lost partitions (the node refuses to count it),
+    // the one with a backup still answers.
+    await cluster.node('node-2').kill();
+    await cluster.waitForGone('node-2');
+    const json = await gridlink(['caches', '--control-plane', url, '--json']);
+    expect(json.err).toBe('');
+    expect(json.code).toBe(0);
+    const list = JSON.parse(json.out) as Listed[];
+    expect(list.find((c) => c.name === 'kept')).toMatchObject({ size: 8, sizeError: null });
+    const solo = list.find((c) => c.name === 'solo')!;
+    expect(solo.size).toBeNull();
+    expect(solo.sizeError?.code).toBe('GRID_PARTITION_LOST');
+    expect(solo.sizeError?.message).toMatch(/^partition \d+ is lost/);
+    const table = await gridlink(['caches', '--control-plane', url]);
+    expect(table.code).toBe(0);
+    expect(table.out).toMatch(/\nkept\s+1\s+READ_WRITE_SAFE\s+-\s+\{\}\s+8\n/);
+    expect(table.out).toMatch(/\nsolo\s+0\s+READ_WRITE_SAFE\s+[\d,]+\s+\{"backups":0\}\s+\? partition-lost\n/);
+    expect(table.out).toMatch(/\nsizes not read:\n {2}solo: GRID_PARTITION_LOST: partition \d+ is lost/);
+
+    // node-1 hangs (SIGSTOP): no handshake is answered within --timeout; one reason stands for
+    // every cache.
+    cluster.node('node-1').hang();
+    try {
+      const hung = await gridlink(['caches', '--control-plane', url, '--timeout', '1500ms', '--json']);
+      expect(hung.err).toBe('');
+      expect(hung.code).toBe(0);
+      const listed = JSON.parse(hung.out) as Listed[];
+      expect(listed.map((c) => c.size)).toEqual([null, null]);
+      for (const c of listed) {
+        expect(c.sizeError?.code).toBe('GRID_CONNECTION');
+        expect(c.sizeError?.message).toMatch(/^could not connect to any endpoint within 1500 ms: 127\.0\.0\.1:\d+ \(no answer within 1500 ms\)/);
+      }
+      const text = await gridlink(['caches', '--control-plane', url, '--timeout', '1500ms']);
+      expect(text.code).toBe(0);
+      expect(text.out).toMatch(/\nsizes not read:\n {2}kept, solo: GRID_CONNECTION: could not connect to any endpoint within 1500 ms: /);
+    } finally {
+      cluster.node('node-1').resume();
+    }
+
+    // Both dead, the topology record still lists node-1: its address refuses the connection.
+    await cluster.node('node-1').kill();
+    const dead = await gridlink(['caches', '--control-plane', url, '--json']);
+    expect(dead.code).toBe(0);
+    const gone = JSON.parse(dead.out) as Listed[];
+    for (const c of gone) {
+      expect(c.sizeError?.code).toBe('GRID_CONNECTION');
+      expect(c.sizeError?.message).toContain('ECONNREFUSED');
+      expect(c.sizeError?.retryable).toBe(true);
+    }
+    const text = await gridlink(['caches', '--control-plane', url]);
+    expect(text.out).toMatch(/\s\? connection\n/);
+    // Told not to ask, nothing is reported as failed.
+    const skip = await gridlink(['caches', '--control-plane', url, '--skip-sizes', '--json']);
+    expect((JSON.parse(skip.out) as Listed[]).map((c) => [c.size, c.sizeError])).toEqual([
+      [null, null],
+      [null, null],
+    ]);
+  });
+});
+
 describe('gridlink against a NATS no node has used', () => {
   let nats: NatsCluster;
   beforeAll(async () => {
