@@ -20,6 +20,8 @@ import {
   DEFAULT_MAX_FRAME_SIZE,
   FrameKind,
   MAGIC,
+  MAX_MAX_FRAME_SIZE,
+  MIN_MAX_FRAME_SIZE,
   PushKind,
   ResponseFlag,
   type Frame,
@@ -48,11 +50,6 @@ export const HEADER_SIZE = {
   [FrameKind.RESPONSE]: 14,
   [FrameKind.PUSH]: 11,
 } as const satisfies Record<FrameKind, number>;
-
-/** Smallest accepted `maxFrameSize` (a frame this size can still carry any handshake error). */
-export const MIN_MAX_FRAME_SIZE = 256;
-/** Largest `maxFrameSize` the u32 length prefix can express. */
-export const MAX_MAX_FRAME_SIZE = 0xffffffff;
 
 const TWO_32 = 0x1_0000_0000;
 
@@ -397,6 +394,13 @@ function decodeBody(b: Uint8Array, s: number, end: number, mp: Decoder): Frame {
   }
 }
 
+const REQUEST_HEADER = HEADER_SIZE[FrameKind.REQUEST];
+
+/** The OversizedRequest whose header (kind byte first) starts at `b[s]`. */
+function oversized(b: Uint8Array, s: number, length: number): OversizedRequest {
+  return { kind: 'oversized-request', op: (b[s + 1]! << 8) | b[s + 2]!, id: readU32(b, s + 3), flags: b[s + 7]!, length };
+}
+
 /** Largest held-over tail that is copied out of its chunk rather than kept as a view. */
 const COMPACT_TAIL_MAX = 16 * 1024;
 
@@ -425,15 +429,33 @@ export interface FrameDecoderOptions {
 }
 
 /**
+ * Not a wire frame: a REQUEST whose length field exceeds the decoder's `maxFrameSize`, as
+ * `FrameDecoder.pushRequests` reports it. Its 8-byte header (kind, op, id, flags) was read; its
+ * body is skipped unread and never buffered. The receiver answers `id` with FRAME_TOO_LARGE and
+ * the connection carries on (ADR 0009).
+ */
+export interface OversizedRequest {
+  kind: 'oversized-request';
+  op: number;
+  id: number;
+  flags: number;
+  /** The frame's length field (bytes after the prefix). */
+  length: number;
+}
+
+/**
  * Incremental frame decoder: feed it socket chunks in order, get back the frames they complete.
  *
  * - A frame that lies inside one chunk is decoded in place: its payload byte arrays are views into
  *   that chunk (so do not reuse a chunk's memory after pushing it). Only a frame that straddles
  *   chunks is copied, once, into a buffer of its own.
- * - The length prefix is checked as soon as its 4 bytes are in: a frame over `maxFrameSize`
- *   throws FRAME_TOO_LARGE before any of it is buffered. So after `push` returns, `buffered` is
- *   below 4 + maxFrameSize. A small partial frame held over is copied out of its (larger) chunk,
- *   so an idle connection does not pin a whole read buffer.
+ * - The length prefix is checked as soon as its 4 bytes are in: with `push`, a frame over
+ *   `maxFrameSize` throws FRAME_TOO_LARGE before any of it is buffered. With `pushRequests`, an
+ *   oversized REQUEST frame is instead reported as an OversizedRequest once its header is in,
+ *   and its body is skipped as it arrives (an oversized frame of any other kind still throws).
+ *   So after `push` returns, `buffered` is below 4 + maxFrameSize. A small partial frame held
+ *   over is copied out of its (larger) chunk, so an idle connection does not pin a whole read
+ *   buffer.
  * - Malformed input throws ProtocolError (never another exception type); the decoder is then
  *   dead (every later push throws, frames completed earlier in the same chunk are not returned)
  *   and the connection should be closed.
@@ -446,8 +468,13 @@ export class FrameDecoder {
   private chunks: Uint8Array[] = [];
   private headOffset = 0;
   private pending = 0;
-  /** Length field of the frame being awaited, or -1 when its prefix has not been read yet. */
+  /**
+   * Length field of the frame being awaited, or -1 when its prefix has not been read yet. Above
+   * maxFrameSize (pushRequests only): an oversized request whose header is still awaited.
+   */
   private frameLength = -1;
+  /** Bytes of an oversized request's body still to be dropped (nothing is pending meanwhile). */
+  private skipLeft = 0;
   private failure: ProtocolError | null = null;
 
   constructor(options?: FrameDecoderOptions) {
@@ -461,9 +488,19 @@ export class FrameDecoder {
     this.mp = msgpackDecoder(this.maxFrameSize);
   }
 
-  /** Bytes received but not yet returned as frames. */
+  /** Bytes received but not yet returned as frames (a skipped body's bytes are not kept). */
   get buffered(): number {
     return this.frameLength < 0 ? this.pending : this.pending + LENGTH_PREFIX_SIZE;
+  }
+
+  /** Bytes of an oversized request's body still to arrive and be skipped (pushRequests). */
+  get skipping(): number {
+    return this.skipLeft;
+  }
+
+  /** A frame has started arriving and is not complete yet (buffered, or its body being skipped). */
+  get midFrame(): boolean {
+    return this.pending > 0 || this.frameLength >= 0 || this.skipLeft > 0;
   }
 
   /** Whether the MAGIC bytes (if expected) have all arrived. */
@@ -471,10 +508,25 @@ export class FrameDecoder {
     return this.magicLeft === 0;
   }
 
+  /** The frames `chunk` completes. A frame over maxFrameSize throws FRAME_TOO_LARGE. */
   push(chunk: Uint8Array): Frame[] {
+    return this.pushAny(chunk, false) as Frame[];
+  }
+
+  /**
+   * As `push`, but a REQUEST frame over maxFrameSize does not fail the stream: it comes back, in
+   * its place among the frames, as an OversizedRequest, and its body is skipped (the receiving
+   * side of a connection, which can answer that request alone). Any other kind of frame over the
+   * limit still throws FRAME_TOO_LARGE.
+   */
+  pushRequests(chunk: Uint8Array): (Frame | OversizedRequest)[] {
+    return this.pushAny(chunk, true);
+  }
+
+  private pushAny(chunk: Uint8Array, skip: boolean): (Frame | OversizedRequest)[] {
     if (this.failure !== null) throw this.failure;
     try {
-      return this.doPush(chunk);
+      return this.doPush(chunk, skip);
     } catch (err) {
       const pe =
         err instanceof ProtocolError
@@ -485,11 +537,12 @@ export class FrameDecoder {
       this.pending = 0;
       this.headOffset = 0;
       this.frameLength = -1;
+      this.skipLeft = 0;
       throw pe;
     }
   }
 
-  private doPush(input: Uint8Array): Frame[] {
+  private doPush(input: Uint8Array, skip: boolean): (Frame | OversizedRequest)[] {
     let chunk = input;
     if (!(chunk instanceof Uint8Array)) throw new ProtocolError('chunk must be a Uint8Array', ErrorCode.BAD_REQUEST);
     if (this.magicLeft > 0) {
@@ -502,7 +555,13 @@ export class FrameDecoder {
       }
       chunk = i === 0 ? chunk : chunk.subarray(i);
     }
-    const out: Frame[] = [];
+    const out: (Frame | OversizedRequest)[] = [];
+    if (this.skipLeft > 0) {
+      // The rest of an oversized request's body (nothing else is pending meanwhile).
+      const k = Math.min(this.skipLeft, chunk.length);
+      this.skipLeft -= k;
+      chunk = chunk.subarray(k);
+    }
     if (chunk.length === 0) return out;
 
     if (this.pending === 0 && this.frameLength < 0) {
@@ -510,13 +569,31 @@ export class FrameDecoder {
       let pos = 0;
       const n = chunk.length;
       while (n - pos >= LENGTH_PREFIX_SIZE) {
-        const length = this.checkLength(readU32(chunk, pos));
-        if (n - pos - LENGTH_PREFIX_SIZE < length) {
-          this.frameLength = length;
-          pos += LENGTH_PREFIX_SIZE;
+        const length = this.checkLength(readU32(chunk, pos), skip);
+        const start = pos + LENGTH_PREFIX_SIZE;
+        if (length > this.maxFrameSize) {
+          // An oversized request (checkLength let it through): report its header, skip its body.
+          if (n - start < REQUEST_HEADER) {
+            if (n > start) this.checkOversizedKind(chunk[start]!, length);
+            this.frameLength = length;
+            pos = start;
+            break;
+          }
+          this.checkOversizedKind(chunk[start]!, length);
+          out.push(oversized(chunk, start, length));
+          if (n - start >= length) {
+            pos = start + length;
+            continue;
+          }
+          this.skipLeft = length - (n - start);
+          pos = n;
           break;
         }
-        const start = pos + LENGTH_PREFIX_SIZE;
+        if (n - start < length) {
+          this.frameLength = length;
+          pos = start;
+          break;
+        }
         pos = start + length;
         out.push(decodeBody(chunk, start, pos, this.mp));
       }
@@ -534,8 +611,22 @@ export class FrameDecoder {
       if (this.frameLength < 0) {
         if (this.pending < LENGTH_PREFIX_SIZE) break;
         const prefix = this.take(LENGTH_PREFIX_SIZE);
-        this.frameLength = this.checkLength(readU32(prefix, 0));
+        this.frameLength = this.checkLength(readU32(prefix, 0), skip);
         this.consume(LENGTH_PREFIX_SIZE);
+      }
+      if (this.frameLength > this.maxFrameSize) {
+        const length = this.checkLength(this.frameLength, skip);
+        if (this.pending > 0) this.checkOversizedKind(this.chunks[0]![this.headOffset]!, length);
+        if (this.pending < REQUEST_HEADER) break;
+        out.push(oversized(this.take(REQUEST_HEADER), 0, length));
+        this.consume(REQUEST_HEADER);
+        this.frameLength = -1;
+        const body = length - REQUEST_HEADER;
+        const k = Math.min(body, this.pending);
+        this.consume(k);
+        this.skipLeft = body - k;
+        if (this.pending === 0) break;
+        continue;
       }
       if (this.pending < this.frameLength) break;
       const body = this.take(this.frameLength);
@@ -551,12 +642,20 @@ export class FrameDecoder {
     return out;
   }
 
-  private checkLength(length: number): number {
-    if (length > this.maxFrameSize) {
-      throw new ProtocolError(`frame length ${length} exceeds the maximum frame size ${this.maxFrameSize}`, ErrorCode.FRAME_TOO_LARGE);
-    }
+  /** A length field, or FRAME_TOO_LARGE for one over the limit (unless oversized requests are skipped). */
+  private checkLength(length: number, skip: boolean): number {
+    if (length > this.maxFrameSize && !skip) throw this.tooLarge(length);
     if (length === 0) throw new ProtocolError('frame length 0', ErrorCode.BAD_REQUEST);
     return length;
+  }
+
+  /** Only a request can be skipped and answered alone: any other oversized frame fails the stream. */
+  private checkOversizedKind(kind: number, length: number): void {
+    if (kind !== FrameKind.REQUEST) throw this.tooLarge(length);
+  }
+
+  private tooLarge(length: number): ProtocolError {
+    return new ProtocolError(`frame length ${length} exceeds the maximum frame size ${this.maxFrameSize}`, ErrorCode.FRAME_TOO_LARGE);
   }
 
   /**

@@ -32,6 +32,10 @@ export const DEFAULT_PORT = 10800;
 
 /** Default maximum size of one frame (header + payload), in bytes. */
 export const DEFAULT_MAX_FRAME_SIZE = 4 * 1024 * 1024;
+/** Smallest accepted `maxFrameSize` (a frame this size can still carry any handshake error). */
+export const MIN_MAX_FRAME_SIZE = 256;
+/** Largest `maxFrameSize` the u32 length prefix can express. */
+export const MAX_MAX_FRAME_SIZE = 0xffffffff;
 
 /** Feature bits negotiated in the handshake (the intersection of both sides' bits is in force). */
 export const Feature = {
@@ -141,6 +145,12 @@ export interface HandshakeRequest {
   clientName?: string;
   /** Refuse the connection unless the node belongs to this cluster. */
   clusterId?: string;
+  /**
+   * Largest frame the client accepts (its length field, ADR 0009): the node answers a response
+   * that would be larger with a FRAME_TOO_LARGE error for that request instead. Absent: the
+   * node's own limit applies (what clients before this field got).
+   */
+  maxFrameSize?: number;
 }
 
 export interface HandshakeOk {
@@ -152,6 +162,12 @@ export interface HandshakeOk {
   partitions: number;
   /** The node closes a connection that sends nothing for this long (heartbeats count). */
   idleTimeoutMs: number;
+  /**
+   * Largest frame the node accepts (its length field, ADR 0009): a client refuses, before
+   * sending, a request that would be larger. Absent (nodes before this field): unknown, and the
+   * client keeps to its own limit.
+   */
+  maxFrameSize?: number;
 }
 
 export interface HandshakeError {

@@ -13,7 +13,7 @@
  *   (|n| < 2^53); strings have bounded UTF-8 lengths.
  */
 import { ErrorCode, ProtocolError } from './errors.js';
-import { Op, PushKind, type ErrorPayload, type RequestFrame } from './messages.js';
+import { MIN_MAX_FRAME_SIZE, Op, PushKind, type ErrorPayload, type RequestFrame } from './messages.js';
 
 /** Longest cache name, in UTF-8 bytes. */
 export const MAX_CACHE_NAME_BYTES = 255;
@@ -343,6 +343,10 @@ export function validateResponse(op: number, payload: unknown): void {
 // ---------------------------------------------------------------------------------------------
 // Handshake, errors, pushes (checked by the frame decoder itself)
 
+/** A frame size limit announced in a handshake: what a `maxFrameSize` option accepts. */
+const isFrameLimit = (v: unknown): boolean => isU32(v) && (v as number) >= MIN_MAX_FRAME_SIZE;
+const FRAME_LIMIT = `a u32 of at least ${MIN_MAX_FRAME_SIZE}`;
+
 const HANDSHAKE_REQUEST_FIELDS: readonly Field[] = [
   req('minVersion', isU16, 'a u16'),
   req('maxVersion', isU16, 'a u16'),
@@ -351,6 +355,7 @@ const HANDSHAKE_REQUEST_FIELDS: readonly Field[] = [
   opt('authToken', stringOf(0, MAX_AUTH_TOKEN_BYTES), `a string of at most ${MAX_AUTH_TOKEN_BYTES} UTF-8 bytes`),
   opt('clientName', isLabel, `a string of at most ${MAX_LABEL_BYTES} UTF-8 bytes`),
   opt('clusterId', isLabel, `a string of at most ${MAX_LABEL_BYTES} UTF-8 bytes`),
+  opt('maxFrameSize', isFrameLimit, FRAME_LIMIT),
 ];
 
 export function checkHandshakeRequest(body: unknown): void {
@@ -367,6 +372,7 @@ const HANDSHAKE_OK_FIELDS: readonly Field[] = [
   req('topologyVersion', isUint, UINT),
   req('partitions', (v) => isPositive(v) && isU32(v), 'a positive u32'),
   req('idleTimeoutMs', isUint, UINT),
+  opt('maxFrameSize', isFrameLimit, FRAME_LIMIT),
 ];
 
 export function checkHandshakeOk(body: unknown): void {

@@ -4,8 +4,11 @@
  */
 import fc from 'fast-check';
 import {
+  DEFAULT_MAX_FRAME_SIZE,
   ErrorCode,
   FrameKind,
+  MAX_MAX_FRAME_SIZE,
+  MIN_MAX_FRAME_SIZE,
   Op,
   PushKind,
   ResponseFlag,
@@ -157,26 +160,36 @@ export const errorPayload = rec(
   ['partition'],
 );
 
+/** A frame size limit a handshake may announce (ADR 0009): a u32 of at least MIN_MAX_FRAME_SIZE. */
+export const frameLimit = fc.oneof(
+  fc.integer({ min: MIN_MAX_FRAME_SIZE, max: MAX_MAX_FRAME_SIZE }),
+  fc.constantFrom(MIN_MAX_FRAME_SIZE, DEFAULT_MAX_FRAME_SIZE, MAX_MAX_FRAME_SIZE),
+);
+
 export const handshakeRequest: fc.Arbitrary<HandshakeRequest> = fc
   .tuple(
     u16,
     u16,
     rec(
-      { features: u32, sessionId: text(1, 32), authToken: text(0, 64), clientName: text(0, 32), clusterId: text(0, 32) },
-      ['authToken', 'clientName', 'clusterId'],
+      { features: u32, sessionId: text(1, 32), authToken: text(0, 64), clientName: text(0, 32), clusterId: text(0, 32), maxFrameSize: frameLimit },
+      ['authToken', 'clientName', 'clusterId', 'maxFrameSize'],
     ),
   )
   .map(([a, b, rest]) => ({ minVersion: Math.min(a, b), maxVersion: Math.max(a, b), ...rest }));
 
-export const handshakeOk: fc.Arbitrary<HandshakeOk> = rec({
-  version: u16,
-  features: u32,
-  nodeId: text(1, 32),
-  clusterId: text(0, 32),
-  topologyVersion: uint,
-  partitions: fc.integer({ min: 1, max: 0xffffffff }),
-  idleTimeoutMs: uint,
-});
+export const handshakeOk: fc.Arbitrary<HandshakeOk> = rec(
+  {
+    version: u16,
+    features: u32,
+    nodeId: text(1, 32),
+    clusterId: text(0, 32),
+    topologyVersion: uint,
+    partitions: fc.integer({ min: 1, max: 0xffffffff }),
+    idleTimeoutMs: uint,
+    maxFrameSize: frameLimit,
+  },
+  ['maxFrameSize'],
+);
 
 export const requestFrame: fc.Arbitrary<RequestFrame> = fc.oneof(
   fc

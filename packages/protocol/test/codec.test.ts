@@ -250,6 +250,15 @@ describe('FrameDecoder', () => {
     for (const bad of [{ ...ok, partitions: 0 }, { ...ok, nodeId: '' }, { ...ok, topologyVersion: -1 }, { ...ok, idleTimeoutMs: 'x' }]) {
       expect(decodeError(hsOk(bad)).message).toMatch(/HANDSHAKE_OK/);
     }
+    // maxFrameSize (ADR 0009): optional on both sides; when present, a u32 of at least 256
+    for (const maxFrameSize of [256, 65536, 0xffffffff]) {
+      expect(new FrameDecoder().push(hs({ ...good, maxFrameSize }))).toEqual([{ kind: FrameKind.HANDSHAKE, body: { ...good, maxFrameSize } }]);
+      expect(new FrameDecoder().push(hsOk({ ...ok, maxFrameSize }))).toEqual([{ kind: FrameKind.HANDSHAKE_OK, body: { ...ok, maxFrameSize } }]);
+    }
+    for (const maxFrameSize of [255, 0, -1, 1.5, 2 ** 32, '4194304', null, true]) {
+      expect(decodeError(hs({ ...good, maxFrameSize })).message).toMatch(/HANDSHAKE: field "maxFrameSize" must be a u32 of at least 256/);
+      expect(decodeError(hsOk({ ...ok, maxFrameSize })).message).toMatch(/HANDSHAKE_OK: field "maxFrameSize" must be a u32 of at least 256/);
+    }
     const hsErr = (body: unknown): Uint8Array => framed(concat([new Uint8Array([FrameKind.HANDSHAKE_ERROR]), encode(body)]));
     expect(decodeError(hsErr({ code: 'x', message: '' })).message).toMatch(/HANDSHAKE_ERROR/);
   });

@@ -1,6 +1,16 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { encodeFrame, ErrorCode, FrameDecoder, MAGIC, ProtocolError, validateRequest, type Frame, type RequestFrame } from '@gridlink/protocol';
+import {
+  encodeFrame,
+  ErrorCode,
+  FrameDecoder,
+  MAGIC,
+  ProtocolError,
+  validateRequest,
+  type Frame,
+  type OversizedRequest,
+  type RequestFrame,
+} from '@gridlink/protocol';
 import { anyFrame, applyChunking, chunking, concat, cut, msgpackValue, requestFrame } from './arbitraries.js';
 
 const MAX = 512;
@@ -11,17 +21,21 @@ const BOUND = 4 + MAX;
  * ProtocolError (never anything else), buffered stays under 4 + maxFrameSize, and after a failure
  * every later push throws ProtocolError too.
  */
-function feed(chunks: Uint8Array[], opts: { maxFrameSize: number; expectMagic?: boolean } = { maxFrameSize: MAX }): {
-  frames: Frame[];
+function feed(
+  chunks: Uint8Array[],
+  opts: { maxFrameSize: number; expectMagic?: boolean } = { maxFrameSize: MAX },
+  skipOversizedRequests = false,
+): {
+  frames: (Frame | OversizedRequest)[];
   error: ProtocolError | null;
   decoder: FrameDecoder;
 } {
   const decoder = new FrameDecoder(opts);
-  const frames: Frame[] = [];
+  const frames: (Frame | OversizedRequest)[] = [];
   const bound = 4 + opts.maxFrameSize + (opts.expectMagic === true ? 4 : 0);
   for (const c of chunks) {
     try {
-      frames.push(...decoder.push(c));
+      frames.push(...(skipOversizedRequests ? decoder.pushRequests(c) : decoder.push(c)));
     } catch (err) {
       expect(err).toBeInstanceOf(ProtocolError);
       expect(decoder.buffered).toBe(0);
@@ -41,6 +55,31 @@ describe('fuzz: the decoder yields frames or ProtocolError, and buffers boundedl
       fc.property(fc.uint8Array({ maxLength: 3000 }), chunking, fc.boolean(), (bytes, c, magic) => {
         feed(applyChunking(bytes, c), { maxFrameSize: MAX, expectMagic: magic });
       }),
+      { numRuns: 400 },
+    );
+  });
+
+  it('random bytes and mutated streams through pushRequests (oversized requests skipped): the same contract', () => {
+    const mutation = fc.record({ at: fc.nat(), xor: fc.integer({ min: 1, max: 255 }) });
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          fc.uint8Array({ maxLength: 3000 }),
+          fc
+            .tuple(fc.array(smallFrame, { minLength: 1, maxLength: 6 }), fc.array(mutation, { maxLength: 3 }))
+            .map(([frames, muts]) => {
+              const bytes = concat(frames.map((f) => encodeFrame(f)));
+              for (const m of muts) bytes[m.at % bytes.length] = bytes[m.at % bytes.length]! ^ m.xor;
+              return bytes;
+            }),
+        ),
+        chunking,
+        (bytes, c) => {
+          const { frames, decoder } = feed(applyChunking(bytes, c), { maxFrameSize: MAX }, true);
+          for (const f of frames) if (f.kind === 'oversized-request') expect(f.length).toBeGreaterThan(MAX);
+          expect(decoder.skipping).toBeLessThan(0x1_0000_0000);
+        },
+      ),
       { numRuns: 400 },
     );
   });

@@ -19,6 +19,14 @@ export const GOLDEN: { name: string; frame: Frame }[] = [
   { name: 'handshake', frame: { kind: FrameKind.HANDSHAKE, body: { minVersion: 1, maxVersion: 1, features: 3, sessionId: 'b3f1c2d4e5', clientName: 'api' } } },
   { name: 'handshake with auth and cluster', frame: { kind: FrameKind.HANDSHAKE, body: { minVersion: 1, maxVersion: 2, features: 1, sessionId: 's-1', authToken: 'secret', clusterId: 'prod' } } },
   { name: 'handshake ok', frame: { kind: FrameKind.HANDSHAKE_OK, body: { version: 1, features: 3, nodeId: 'node-a', clusterId: 'prod', topologyVersion: 12, partitions: 1024, idleTimeoutMs: 30000 } } },
+  {
+    name: 'handshake with maxFrameSize',
+    frame: { kind: FrameKind.HANDSHAKE, body: { minVersion: 1, maxVersion: 1, features: 7, sessionId: 's-2', clientName: 'api', maxFrameSize: 4194304 } },
+  },
+  {
+    name: 'handshake ok with maxFrameSize',
+    frame: { kind: FrameKind.HANDSHAKE_OK, body: { version: 1, features: 7, nodeId: 'node-a', clusterId: 'prod', topologyVersion: 12, partitions: 1024, idleTimeoutMs: 30000, maxFrameSize: 65536 } },
+  },
   { name: 'handshake error', frame: { kind: FrameKind.HANDSHAKE_ERROR, body: { code: ErrorCode.VERSION_MISMATCH, message: 'no protocol version in common' } } },
   { name: 'HEARTBEAT request', frame: req(Op.HEARTBEAT, {}) },
   { name: 'HEARTBEAT response', frame: res({}) },
