@@ -11,7 +11,7 @@ import { describe, resolveConfig, type GridClientConfig, type ResolvedConfig } f
 import { ConnectionManager, type ManagerBookkeeping } from './connection-manager.js';
 import { GridClosedError, GridConfigError, GridError, LockTimeoutError } from './errors.js';
 import { Invoker, type RetryEvent } from './invoker.js';
-import { GridLock, LockHandle, RenewalScheduler, type AcquireOptions } from './lock.js';
+import { GridLock, LockHandle, LockTable, type AcquireOptions } from './lock.js';
 import { PartitionService } from './partition-service.js';
 
 export interface GridClientEvents {
@@ -77,12 +77,20 @@ export interface ClientBookkeeping extends Omit<ManagerBookkeeping, 'listeners'>
   /** Operations not settled yet, and sequence numbers still open (may be sent again). */
   operations: number;
   openSeqs: number;
+  /** Lock handles holding a lock whose lease has not passed (close() releases them). */
+  heldLocks: number;
   /** Lock handles with an automatic renewal scheduled, and whether the renewal timer is armed. */
   renewals: number;
   renewalTimer: boolean;
   /** A partition map refresh is under way. */
   mapRefresh: boolean;
 }
+
+/**
+ * The longest close() lets the release of one held lock take (ms; the operation timeout when
+ * shorter): a hung node must not hold close() for a whole operation timeout.
+ */
+export const CLOSE_RELEASE_TIMEOUT_MS = 2000;
 
 export interface WithLockOptions extends AcquireOptions {
   /** Use tryAcquire semantics: fail at once with LockTimeoutError when held elsewhere. */
@@ -97,13 +105,14 @@ export class GridClient extends EventEmitter<GridClientEvents> {
   private readonly partitionService: PartitionService;
   private readonly invoker: Invoker;
   private readonly ctx: ClientContext;
-  /** Automatic renewal of this client's held locks (one timer for all of them). */
-  private readonly renewals = new RenewalScheduler((_h, err) => this.reportError(err));
+  /** This client's held locks (released by close()) and their automatic renewal (one timer for all). */
+  private readonly locks: LockTable;
   private closing: Promise<void> | null = null;
 
   private constructor(config: GridClientConfig) {
     super();
     this.cfg = resolveConfig(config);
+    this.locks = new LockTable((_h, err) => this.reportError(err), Math.min(CLOSE_RELEASE_TIMEOUT_MS, this.cfg.operationTimeout));
     this.manager = new ConnectionManager(this.cfg, this.sessionId);
     this.partitionService = new PartitionService(this.manager, this.cfg.requestTimeout);
     this.invoker = new Invoker(this.cfg, this.manager, this.partitionService, {
@@ -222,7 +231,7 @@ export class GridClient extends EventEmitter<GridClientEvents> {
   /** A distributed lock on `key`. */
   lock(key: GridKey): GridLock {
     this.checkOpen();
-    return new GridLock(this.ctx, this.renewals, key);
+    return new GridLock(this.ctx, this.locks, key);
   }
 
   /**
@@ -250,8 +259,10 @@ export class GridClient extends EventEmitter<GridClientEvents> {
       throw e;
     }
     // If the lock was lost before the critical section finished, release throws LockNotHeldError:
-    // the caller must learn that the section did not run under an exclusive hold.
+    // the caller must learn that the section did not run under an exclusive hold. Likewise when
+    // close() released it meanwhile (this release then sends nothing): GridClosedError.
     await handle.release();
+    if (handle.releasedOnClose) throw new GridClosedError('the client was closed while withLock ran: the lock was released before the function finished');
     return result;
   }
 
@@ -329,16 +340,19 @@ export class GridClient extends EventEmitter<GridClientEvents> {
       managerListeners: listeners,
       operations: this.invoker.activeOperations,
       openSeqs: this.invoker.openSeqs,
-      renewals: this.renewals.size,
-      renewalTimer: this.renewals.armed,
+      heldLocks: this.locks.size,
+      renewals: this.locks.renewals.size,
+      renewalTimer: this.locks.renewals.armed,
       mapRefresh: this.partitionService.refreshing,
       partitionListeners: this.partitionService.listenerCount('changed'),
     };
   }
 
   /**
-   * Stops accepting operations, waits for in-flight ones (each is bounded by its deadline), stops
-   * lock renewal, closes every connection and clears every timer. Idempotent.
+   * Stops accepting operations and lock renewal, waits for in-flight operations (each is bounded
+   * by its deadline), releases every lock this client still holds (each release bounded by a
+   * short deadline; a failed one leaves the lock to its lease), closes every connection and
+   * clears every timer. Idempotent.
    */
   close(): Promise<void> {
     if (this.closing === null) this.closing = this.doClose();
@@ -347,8 +361,10 @@ export class GridClient extends EventEmitter<GridClientEvents> {
 
   private async doClose(): Promise<void> {
     this.invoker.close();
-    this.renewals.stop();
+    this.locks.stopRenewals();
     await this.invoker.whenIdle();
+    // After the operations: one made under a lock must not land after another holder took it.
+    await this.locks.releaseAll();
     this.partitionService.close();
     // Every user operation has finished: what may still be pending is the client's own traffic
     // (a map refresh, a heartbeat), possibly waiting on a hung node. Close without waiting for it.

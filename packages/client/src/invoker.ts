@@ -39,6 +39,8 @@ export interface InvokeOptions {
   timeoutMs?: number | undefined;
   /** Extra time one attempt may take beyond requestTimeout (e.g. a lock wait), ms. */
   attemptExtraMs?: number | undefined;
+  /** The client's own request, sent even after close() (the lock releases close() makes). */
+  internal?: boolean | undefined;
 }
 
 export interface NodeCounters {
@@ -220,7 +222,7 @@ export class Invoker {
     transform: ((payload: unknown) => T) | null = null,
     partition: number | undefined = options.partition,
   ): Promise<T> {
-    if (this.closed) return Promise.reject(new GridClosedError());
+    if (this.closed && options.internal !== true) return Promise.reject(new GridClosedError());
     if (options !== NO_OPTIONS) {
       const bad = callOptionsError(options);
       if (bad !== null) return Promise.reject(bad);

@@ -18,7 +18,7 @@ import { encodeKey, partitionOfBytes, type GridKey } from '@gridlink/affinity';
 import { Op, type LockResult } from '@gridlink/protocol';
 import { checkTtl, type ClientContext, type GridCache, type OpOptions, type PutOptions } from './cache.js';
 import { MAX_TIMER_MS, describe } from './config.js';
-import { GridConfigError, GridError, LockNotHeldError, LockTimeoutError } from './errors.js';
+import { GridClosedError, GridConfigError, GridError, LockNotHeldError, LockTimeoutError } from './errors.js';
 import { callOptionsError } from './invoker.js';
 
 export interface LockOptions extends OpOptions {
@@ -124,13 +124,26 @@ function checkCache(cache: unknown): void {
   }
 }
 
-/** What lock handles need from their client: renewal scheduling and a place to report a loss. */
+/**
+ * What lock handles need from their client: renewal scheduling, a place to report a loss, and
+ * the table of held handles that close() releases.
+ */
 export interface LockRegistry {
   /** Calls `h.renewDue()` at `at` (a performance.now() time); replaces an earlier schedule of `h`. */
   scheduleRenew(h: LockHandle, at: number): void;
   /** Forgets `h`'s scheduled renewal, if any. */
   cancelRenew(h: LockHandle): void;
   onLost(h: LockHandle, err: GridError): void;
+  /** `h` holds its lock (from its acquisition until it is released or lost). */
+  held(h: LockHandle): void;
+  /** `h` no longer holds its lock (released or lost). */
+  dropped(h: LockHandle): void;
+  /** Runs an acquisition (its request and the making of its handle), for close() to wait on. */
+  acquisition<T>(run: () => Promise<T>): Promise<T>;
+  /** The client is closing: its held locks are being released and no new one may be kept. */
+  readonly closing: boolean;
+  /** How long close() lets one release take (ms). */
+  readonly releaseTimeoutMs: number;
 }
 
 /**
@@ -140,7 +153,7 @@ export interface LockRegistry {
  * Leases of one client are mostly equal, so due times arrive in order and the timer, once armed,
  * is seldom moved.
  */
-export class RenewalScheduler implements LockRegistry {
+export class RenewalScheduler implements Pick<LockRegistry, 'scheduleRenew' | 'cancelRenew' | 'onLost'> {
   private readonly due = new Map<LockHandle, number>();
   private timer: NodeJS.Timeout | null = null;
   private timerAt = Infinity;
@@ -206,6 +219,114 @@ export class RenewalScheduler implements LockRegistry {
   };
 }
 
+/** Below this many held handles the table is not swept for handles past their lease. */
+const MIN_SWEEP = 64;
+
+/**
+ * Every lock a client holds, so that close() releases them instead of leaving them to their
+ * leases (other clients would wait a whole lease). A handle enters at its acquisition and leaves
+ * when released or lost; one dropped without release (its lease left to run out) is forgotten
+ * once its lease has passed (by the client's clock, counted from when the acquisition or last
+ * renewal was answered: never before the node's lease ends), in sweeps that run when the table
+ * has doubled since the last one, so dropped handles cost no unbounded memory.
+ */
+export class LockTable implements LockRegistry {
+  readonly renewals: RenewalScheduler;
+  private readonly holding = new Set<LockHandle>();
+  /** Acquisitions under way, and what releaseAll waits on for them to end. */
+  private acquiring = 0;
+  private acquiringDone: (() => void) | null = null;
+  private sweepAt = MIN_SWEEP;
+  private state: 'open' | 'closing' | 'closed' = 'open';
+
+  constructor(
+    lost: (h: LockHandle, err: GridError) => void,
+    readonly releaseTimeoutMs: number,
+  ) {
+    this.renewals = new RenewalScheduler(lost);
+  }
+
+  get closing(): boolean {
+    return this.state !== 'open';
+  }
+
+  /** Handles holding a lock whose lease has not passed (those past it are forgotten first). */
+  get size(): number {
+    this.sweep();
+    return this.holding.size;
+  }
+
+  scheduleRenew(h: LockHandle, at: number): void {
+    this.renewals.scheduleRenew(h, at);
+  }
+
+  cancelRenew(h: LockHandle): void {
+    this.renewals.cancelRenew(h);
+  }
+
+  onLost(h: LockHandle, err: GridError): void {
+    this.renewals.onLost(h, err);
+  }
+
+  held(h: LockHandle): void {
+    if (this.state === 'closed') {
+      // Made after close() released the others (it cannot: close() waits for acquisitions): released the same way.
+      void h.releaseOnClose(this.releaseTimeoutMs);
+      return;
+    }
+    this.holding.add(h);
+    if (this.holding.size >= this.sweepAt) {
+      this.sweep();
+      this.sweepAt = Math.max(MIN_SWEEP, 2 * this.holding.size);
+    }
+  }
+
+  dropped(h: LockHandle): void {
+    this.holding.delete(h);
+  }
+
+  async acquisition<T>(run: () => Promise<T>): Promise<T> {
+    this.acquiring++;
+    try {
+      return await run();
+    } finally {
+      if (--this.acquiring === 0 && this.acquiringDone !== null) {
+        this.acquiringDone();
+        this.acquiringDone = null;
+      }
+    }
+  }
+
+  /** Forgets the handles whose lease has passed. */
+  private sweep(): void {
+    const now = performance.now();
+    for (const h of this.holding) if (h.leaseEnd <= now) this.holding.delete(h);
+  }
+
+  /** Stops every renewal for good; from now on `closing` is true (client close, before draining). */
+  stopRenewals(): void {
+    if (this.state === 'open') this.state = 'closing';
+    this.renewals.stop();
+  }
+
+  /**
+   * Releases every held lock (client close, once no operation is in flight): waits for the
+   * acquisitions still making their handle, then releases each handle, each release bounded by
+   * `releaseTimeoutMs`. Never rejects.
+   */
+  async releaseAll(): Promise<void> {
+    this.stopRenewals();
+    // Their requests have settled (close() waited for every operation): only the making of
+    // their handles is left, on a microtask.
+    if (this.acquiring > 0) await new Promise<void>((resolve) => (this.acquiringDone = resolve));
+    this.state = 'closed';
+    this.sweep();
+    const all = [...this.holding];
+    this.holding.clear();
+    await Promise.all(all.map((h) => h.releaseOnClose(this.releaseTimeoutMs)));
+  }
+}
+
 /** A held lock. */
 export class LockHandle {
   /** Created on the first read of `signal` (most holders never read it). */
@@ -213,7 +334,14 @@ export class LockHandle {
   private lostError: GridError | null = null;
   private lostListeners: ((err: GridError) => void)[] | null = null;
   private released = false;
+  /** Why the signal aborts on release: set when close() released the lock (GridClosedError). */
+  private releaseReason: GridError | null = null;
+  private closeRelease: Promise<void> | null = null;
+  /** A release (or putAndRelease) of the holder's is under way. */
+  private releasing = false;
   private renewCount = 0;
+  /** See `leaseEnd`. */
+  private leaseEndsAt: number;
 
   constructor(
     private readonly ctx: ClientContext,
@@ -228,7 +356,18 @@ export class LockHandle {
     /** Owner id of this acquisition (sent with renew and release: they act only for it). */
     private readonly owner: string,
   ) {
+    this.leaseEndsAt = performance.now() + leaseMs;
+    registry.held(this);
     if (autoRenew) this.scheduleRenew();
+  }
+
+  /**
+   * @internal When the lease ends at the latest, by this client's clock (performance.now()): the
+   * lease counted from when the acquisition or the last renewal was answered, after the node
+   * began it.
+   */
+  get leaseEnd(): number {
+    return this.leaseEndsAt;
   }
 
   /** Aborts when the lock is lost (renewal failed) or released. */
@@ -236,7 +375,7 @@ export class LockHandle {
     if (this.ac === null) {
       this.ac = new AbortController();
       if (this.lostError !== null) this.ac.abort(this.lostError);
-      else if (this.released) this.ac.abort(releasedReason());
+      else if (this.released) this.ac.abort(this.releaseReason ?? releasedReason());
     }
     return this.ac.signal;
   }
@@ -287,6 +426,7 @@ export class LockHandle {
     if (!this.held) return;
     this.stop();
     this.lostError = err;
+    this.registry.dropped(this);
     this.registry.onLost(this, err);
     this.ac?.abort(err);
     const listeners = this.lostListeners;
@@ -305,12 +445,59 @@ export class LockHandle {
     }
   }
 
-  /** Released: aborts the signal if anyone has read it. */
-  private markReleased(): void {
+  /** Released: aborts the signal if anyone has read it (with `reason` when given). */
+  private markReleased(reason: GridError | null = null): void {
+    if (!this.released) this.releaseReason = reason;
     this.released = true;
     this.lostListeners = null;
+    this.registry.dropped(this);
     const ac = this.ac;
-    if (ac !== null && !ac.signal.aborted) ac.abort(releasedReason());
+    if (ac !== null && !ac.signal.aborted) ac.abort(this.releaseReason ?? releasedReason());
+  }
+
+  /** @internal The client's close() released this lock (its holder's work was cut short). */
+  get releasedOnClose(): boolean {
+    return this.releaseReason instanceof GridClosedError;
+  }
+
+  /**
+   * @internal Releases the lock for the closing client: marked released at once (the signal
+   * aborts with GridClosedError; a later release() resolves without sending anything), then the
+   * release is sent even though the client refuses operations, within `timeoutMs`. Never rejects:
+   * a release that fails leaves the lock to its lease. Nothing to do for a handle already released
+   * or lost.
+   */
+  releaseOnClose(timeoutMs: number): Promise<void> {
+    if (this.closeRelease !== null) return this.closeRelease;
+    // A release of the holder's own already went out (and settled: close() waited for it).
+    if (!this.held || this.releasing) return Promise.resolve();
+    this.stop();
+    this.markReleased(new GridClosedError('the client was closed: the lock was released'));
+    this.closeRelease = this.ctx.invoker
+      .invoke<{ released: boolean }>(
+        Op.LOCK_RELEASE,
+        { name: this.name, token: this.fencingToken, owner: this.owner },
+        { partition: this.partition, timeoutMs, internal: true },
+      )
+      .then(
+        () => undefined,
+        () => undefined,
+      );
+    return this.closeRelease;
+  }
+
+  /**
+   * `release`, the holder's release or putAndRelease request, marked as under way (close() then
+   * leaves the handle to it) until it fails; once it succeeds the handle is released.
+   */
+  private async sendingRelease<T>(release: Promise<T>): Promise<T> {
+    this.releasing = true;
+    try {
+      return await release;
+    } catch (e) {
+      this.releasing = false;
+      throw e;
+    }
   }
 
   /** Stops automatic renewal (used on release and client close). */
@@ -333,6 +520,7 @@ export class LockHandle {
       throw err;
     }
     this.leaseMs = leaseMs;
+    this.leaseEndsAt = performance.now() + leaseMs;
     this.renewCount++;
   }
 
@@ -344,7 +532,10 @@ export class LockHandle {
    */
   async putAndRelease<V>(cache: GridCache<GridKey, V>, value: V, options?: PutOptions | null): Promise<void> {
     const o = options ?? {};
-    if (this.released) throw new LockNotHeldError('lock already released; nothing stored');
+    if (this.released) {
+      if (this.releasedOnClose) throw new GridClosedError();
+      throw new LockNotHeldError('lock already released; nothing stored');
+    }
     // Refused before renewal stops: the lock stays held for a call with usable arguments.
     checkCache(cache);
     const bad = callOptionsError(o);
@@ -354,26 +545,40 @@ export class LockHandle {
     const payload: Record<string, unknown> = { cache: cache.name, key: this.name, token: this.fencingToken, value: cache.encodeValue(value), owner: this.owner };
     if (ttlMs !== undefined) payload.ttlMs = ttlMs;
     this.stop();
-    const r = await this.ctx.invoker.invoke<{ released: boolean }>(Op.LOCK_PUT_RELEASE, payload, {
-      partition: this.partition,
-      signal: o.signal,
-      timeoutMs: o.timeoutMs,
-    });
+    const r = await this.sendingRelease(
+      this.ctx.invoker.invoke<{ released: boolean }>(Op.LOCK_PUT_RELEASE, payload, {
+        partition: this.partition,
+        signal: o.signal,
+        timeoutMs: o.timeoutMs,
+      }),
+    );
     this.markReleased();
     if (!r.released) throw new LockNotHeldError(`lock was not held with token ${this.fencingToken}; nothing stored`);
   }
 
-  /** Releases the lock. Throws LockNotHeldError when it was no longer held with this token. */
+  /**
+   * Releases the lock. Throws LockNotHeldError when it was no longer held with this token. Once
+   * the client is closing, resolves once close() has released it (it sends the release itself).
+   */
   async release(options?: OpOptions | null): Promise<void> {
     const o = options ?? {};
-    if (this.released) return;
+    if (this.released) {
+      if (this.closeRelease !== null) await this.closeRelease;
+      return;
+    }
     const bad = callOptionsError(o);
     if (bad !== null) throw bad;
+    if (this.registry.closing) {
+      if (this.lostError !== null) throw new LockNotHeldError(`lock was not held with token ${this.fencingToken} when released`);
+      return this.releaseOnClose(this.registry.releaseTimeoutMs);
+    }
     this.stop();
-    const r = await this.ctx.invoker.invoke<{ released: boolean }>(
-      Op.LOCK_RELEASE,
-      { name: this.name, token: this.fencingToken, owner: this.owner },
-      { partition: this.partition, signal: o.signal, timeoutMs: o.timeoutMs },
+    const r = await this.sendingRelease(
+      this.ctx.invoker.invoke<{ released: boolean }>(
+        Op.LOCK_RELEASE,
+        { name: this.name, token: this.fencingToken, owner: this.owner },
+        { partition: this.partition, signal: o.signal, timeoutMs: o.timeoutMs },
+      ),
     );
     this.markReleased();
     if (!r.released) throw new LockNotHeldError(`lock was not held with token ${this.fencingToken} when released`);
@@ -410,7 +615,11 @@ export class GridLock {
    * Takes the lock if free, never waiting: `{ acquired: true, handle }`, or `{ acquired: false,
    * heldForMs }` with the remaining lease of the current holder.
    */
-  async attempt(options?: LockOptions | null): Promise<LockAttempt> {
+  attempt(options?: LockOptions | null): Promise<LockAttempt> {
+    return this.registry.acquisition(() => this.runAttempt(options));
+  }
+
+  private async runAttempt(options: LockOptions | null | undefined): Promise<LockAttempt> {
     const o = options ?? {};
     checkBoolean('autoRenew', o.autoRenew);
     const leaseMs = checkLease(o.leaseMs, DEFAULT_LEASE_MS);
@@ -422,7 +631,7 @@ export class GridLock {
       { partition, signal: o.signal, timeoutMs: o.timeoutMs },
     );
     if (!r.acquired || r.token === undefined) return { acquired: false, heldForMs: r.heldForMs };
-    const handle = new LockHandle(this.ctx, this.registry, this.key, this.name, partition, r.token, leaseMs, o.autoRenew ?? false, owner);
+    const handle = this.adopt(new LockHandle(this.ctx, this.registry, this.key, this.name, partition, r.token, leaseMs, o.autoRenew ?? false, owner));
     return { acquired: true, handle };
   }
 
@@ -433,7 +642,11 @@ export class GridLock {
    * (the same token and value). Pair with `handle.putAndRelease(cache, value)`. With `ifAbsent`
    * the lock is taken only when the entry is absent: a present one comes back as a plain read.
    */
-  async attemptGet<V>(cache: GridCache<GridKey, V>, options?: LockGetOptions | null): Promise<LockStateAttempt<V>> {
+  attemptGet<V>(cache: GridCache<GridKey, V>, options?: LockGetOptions | null): Promise<LockStateAttempt<V>> {
+    return this.registry.acquisition(() => this.runAttemptGet(cache, options));
+  }
+
+  private async runAttemptGet<V>(cache: GridCache<GridKey, V>, options: LockGetOptions | null | undefined): Promise<LockStateAttempt<V>> {
     const o = options ?? {};
     checkCache(cache);
     checkBoolean('autoRenew', o.autoRenew);
@@ -461,7 +674,7 @@ export class GridLock {
       throw e;
     }
     if (!acquired) return { acquired: false, heldForMs: r.heldForMs, value };
-    const handle = new LockHandle(this.ctx, this.registry, this.key, this.name, partition, r.token as number, leaseMs, o.autoRenew ?? false, owner);
+    const handle = this.adopt(new LockHandle(this.ctx, this.registry, this.key, this.name, partition, r.token as number, leaseMs, o.autoRenew ?? false, owner));
     return { acquired: true, handle, value };
   }
 
@@ -469,7 +682,11 @@ export class GridLock {
    * Takes the lock, waiting up to `waitMs` for it; throws LockTimeoutError (with the holder's
    * remaining lease as `heldForMs`) when not acquired.
    */
-  async acquire(options?: AcquireOptions | null): Promise<LockHandle> {
+  acquire(options?: AcquireOptions | null): Promise<LockHandle> {
+    return this.registry.acquisition(() => this.runAcquire(options));
+  }
+
+  private async runAcquire(options: AcquireOptions | null | undefined): Promise<LockHandle> {
     const o = options ?? {};
     checkBoolean('autoRenew', o.autoRenew);
     const leaseMs = checkLease(o.leaseMs, DEFAULT_LEASE_MS);
@@ -488,6 +705,15 @@ export class GridLock {
     if (!r.acquired || r.token === undefined) {
       throw new LockTimeoutError(`lock not acquired within ${waitMs} ms`, { heldForMs: r.heldForMs });
     }
-    return new LockHandle(this.ctx, this.registry, this.key, this.name, partition, r.token, leaseMs, o.autoRenew ?? false, owner);
+    return this.adopt(new LockHandle(this.ctx, this.registry, this.key, this.name, partition, r.token, leaseMs, o.autoRenew ?? false, owner));
+  }
+
+  /**
+   * A handle whose acquisition was answered after close() began is not handed out: close()
+   * releases its lock with the others, and the caller gets GridClosedError.
+   */
+  private adopt(handle: LockHandle): LockHandle {
+    if (this.registry.closing) throw new GridClosedError();
+    return handle;
   }
 }
