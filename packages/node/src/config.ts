@@ -1,4 +1,4 @@
-import { DEFAULT_MAX_FRAME_SIZE, DEFAULT_PORT, type CacheConfig } from '@gridlink/protocol';
+import { DEFAULT_MAX_FRAME_SIZE, DEFAULT_PORT, MAX_MAX_FRAME_SIZE, MIN_MAX_FRAME_SIZE, type CacheConfig } from '@gridlink/protocol';
 import { NodeConfigError } from './errors.js';
 import type { ControlPlane } from './control/kv.js';
 import { unsupportedCacheConfig } from './control/routing.js';
@@ -199,7 +199,7 @@ export function resolveNodeOptions(o: NodeOptions): ResolvedNodeOptions {
     dedupWindowMs: o.dedupWindowMs === undefined ? 120_000 : int('dedupWindowMs', o.dedupWindowMs, 1),
     sweepBudget: o.sweepBudget === undefined ? 1000 : int('sweepBudget', o.sweepBudget, 1),
     pullConcurrency: o.pullConcurrency === undefined ? 8 : int('pullConcurrency', o.pullConcurrency, 1, 1024),
-    maxFrameSize: o.maxFrameSize === undefined ? DEFAULT_MAX_FRAME_SIZE : int('maxFrameSize', o.maxFrameSize, 64),
+    maxFrameSize: o.maxFrameSize === undefined ? DEFAULT_MAX_FRAME_SIZE : int('maxFrameSize', o.maxFrameSize, MIN_MAX_FRAME_SIZE, MAX_MAX_FRAME_SIZE),
     maxConnections: o.maxConnections === undefined ? 10_000 : int('maxConnections', o.maxConnections, 1),
     authToken: o.authToken,
     tls: o.tls,

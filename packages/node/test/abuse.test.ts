@@ -65,11 +65,20 @@ describe('bad input closes only the offending connection', () => {
     await stillServing();
   });
 
-  it('oversized frame (length prefix beyond maxFrameSize)', async () => {
+  it('oversized frame (length prefix beyond maxFrameSize) whose header never comes: cut off by the frame timeout', async () => {
     const s = await rawConnect(cluster.endpoints[0]!);
     s.write(MAGIC);
     s.write(handshake());
     s.write(Buffer.from([0x7f, 0xff, 0xff, 0xff]));
+    await closed(s);
+    await stillServing();
+  });
+
+  it('oversized frame that is not a request: closed as soon as its kind byte arrives', async () => {
+    const s = await rawConnect(cluster.endpoints[0]!);
+    s.write(MAGIC);
+    s.write(handshake());
+    s.write(Buffer.from([0x7f, 0xff, 0xff, 0xff, FrameKind.PUSH]));
     await closed(s);
     await stillServing();
   });

@@ -49,6 +49,9 @@ describe('node configuration', () => {
     [{ advertisePort: 0 }, 'advertisePort'],
     [{ advertisePort: 65536 }, 'advertisePort'],
     [{ advertisePort: 1.5 }, 'advertisePort'],
+    // below what the frame codec accepts (and a node announces it to clients: ADR 0009)
+    [{ maxFrameSize: 255 }, 'maxFrameSize'],
+    [{ maxFrameSize: 2 ** 32 }, 'maxFrameSize'],
   ] as [Partial<NodeOptions>, string][])('rejects %j naming %s', (patch, field) => {
     let err: unknown;
     try {

@@ -13,7 +13,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { FrameDecoder, encodeFrame } from './codec.js';
 import { errorCodeInfo } from './errors.js';
-import { ALL_FEATURES, FrameKind, MAGIC, PROTOCOL_VERSION, ResponseFlag } from './messages.js';
+import { ALL_FEATURES, DEFAULT_MAX_FRAME_SIZE, FrameKind, MAGIC, PROTOCOL_VERSION, ResponseFlag } from './messages.js';
 import type { ErrorPayload, Frame, HandshakeOk, PushFrame, ResponseFrame } from './messages.js';
 
 /** A cancellable timer (the node passes its own scheduler's, which a frozen process stops). */
@@ -44,7 +44,11 @@ export interface WireClientOptions {
   clientName?: string;
   clusterId?: string;
   authToken?: string;
-  /** Largest frame accepted from the node (the codec's default when absent). */
+  /**
+   * Largest frame accepted from the node (the codec's default when absent), announced in the
+   * handshake. Requests are held to it too, and to the node's own limit when it announces one
+   * (ADR 0009); a node that announces none is sent frames up to the codec's default.
+   */
   maxFrameSize?: number;
   /** The handshake must complete within this time (default 5000 ms). */
   handshakeTimeoutMs?: number;
@@ -132,6 +136,8 @@ export class WireClient {
   private closeError: Error | null = null;
   /** close() was called: the socket is going away, nothing more is sent. */
   private closing = false;
+  /** Encoding options of requests (the limit of send(); see WireClientOptions.maxFrameSize). */
+  private sendOptions: { maxFrameSize: number } = { maxFrameSize: DEFAULT_MAX_FRAME_SIZE };
 
   /** Starts connecting at once; wait for `ready` (or use WireClient.connect). */
   constructor(private readonly opts: WireClientOptions) {
@@ -154,6 +160,7 @@ export class WireClient {
     this.closedPromise = new Promise<void>((r) => (onClosed = r));
     this.ready = new Promise<HandshakeOk>((resolve, reject) => {
       const decoder = new FrameDecoder(o.maxFrameSize !== undefined ? { maxFrameSize: o.maxFrameSize } : {});
+      const ownLimit = decoder.maxFrameSize;
       const timer = this.setTimer(() => {
         if (this.state !== 'connecting') return;
         this.closeError = this.errors.closed('handshake-timeout', `${this.address}: handshake timed out`);
@@ -169,6 +176,7 @@ export class WireClient {
               maxVersion: PROTOCOL_VERSION,
               features: ALL_FEATURES,
               sessionId: o.sessionId,
+              maxFrameSize: ownLimit,
               ...(o.clientName !== undefined ? { clientName: o.clientName } : {}),
               ...(o.clusterId !== undefined ? { clusterId: o.clusterId } : {}),
               ...(o.authToken !== undefined ? { authToken: o.authToken } : {}),
@@ -190,6 +198,7 @@ export class WireClient {
             if (f.kind === FrameKind.HANDSHAKE_OK) {
               this.state = 'open';
               this.handshake = f.body;
+              this.sendOptions = { maxFrameSize: Math.min(ownLimit, f.body.maxFrameSize ?? DEFAULT_MAX_FRAME_SIZE) };
               resolve(f.body);
             } else {
               const why = f.kind === FrameKind.HANDSHAKE_ERROR ? f.body.message : `unexpected frame kind ${f.kind}`;
@@ -259,7 +268,7 @@ export class WireClient {
     this.nextId = this.nextId >= 0xffffffff ? 1 : this.nextId + 1;
     let bytes: Uint8Array;
     try {
-      bytes = encodeFrame({ kind: FrameKind.REQUEST, op, id, flags, payload } as Frame);
+      bytes = encodeFrame({ kind: FrameKind.REQUEST, op, id, flags, payload } as Frame, this.sendOptions);
     } catch (err) {
       reject(err instanceof Error ? err : new Error(String(err)));
       return;

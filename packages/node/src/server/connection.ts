@@ -6,6 +6,7 @@ import {
   Feature,
   ProtocolError,
   PushKind,
+  ResponseFlag,
   checkHandshakeRequest,
   LENGTH_PREFIX_SIZE,
   encodeFrame,
@@ -15,7 +16,9 @@ import {
   negotiateVersion,
   responseSize,
   writeResponse,
+  errorPayload,
   type Frame,
+  type OversizedRequest,
   type RequestFrame,
 } from '@gridlink/protocol';
 import type { ResolvedNodeOptions } from '../config.js';
@@ -63,10 +66,15 @@ export interface ConnectionHost {
   connectionOpened(conn: ServerConnection): void;
 }
 
+/** What the decoder hands the connection: frames, and requests too large to read (ADR 0009). */
+type Incoming = Frame | OversizedRequest;
+
 /**
  * Server side of one TCP connection: MAGIC + handshake, then requests answered concurrently.
- * Malformed or oversized frames, a handshake that does not arrive in time, a frame that trickles
- * in too slowly and an idle connection all close this connection and nothing else.
+ * Malformed frames, oversized frames other than requests, a handshake that does not arrive in
+ * time, a frame that trickles in too slowly and an idle connection all close this connection and
+ * nothing else. A request over maxFrameSize (announced in HANDSHAKE_OK) is skipped unread and
+ * answered with FRAME_TOO_LARGE; the connection carries on.
  */
 export class ServerConnection {
   readonly remote: string;
@@ -87,11 +95,14 @@ export class ServerConnection {
   /** Over the high water mark: reading stopped until the socket drains. */
   private outputBlocked = false;
   /** Requests read but held back while blocked (in order; nothing is read after them). */
-  private backlog: Frame[] | null = null;
+  private backlog: Incoming[] | null = null;
   /** Paused by the node (a frozen scheduler), apart from backpressure. */
   private frozen = false;
-  /** Options of every response's encoding (one object, not one per frame). */
-  private readonly encodeOptions: { maxFrameSize: number };
+  /**
+   * Options of every response's encoding (one object, not one per frame): the largest frame the
+   * peer accepts, the node's own limit or the lower one the client announced in its handshake.
+   */
+  private encodeOptions: { maxFrameSize: number };
 
   constructor(
     private readonly host: ConnectionHost,
@@ -142,9 +153,9 @@ export class ServerConnection {
   private onData(chunk: Buffer): void {
     if (this.state === 'closed') return;
     this.armIdle();
-    let frames: Frame[];
+    let frames: Incoming[];
     try {
-      frames = this.decoder.push(chunk);
+      frames = this.decoder.pushRequests(chunk);
     } catch (err) {
       if (err instanceof ProtocolError && this.state === 'handshake') {
         this.sendRaw(handshakeError(err.wireCode, err.message));
@@ -152,7 +163,7 @@ export class ServerConnection {
       this.close();
       return;
     }
-    if (this.decoder.buffered > 0) {
+    if (this.decoder.midFrame) {
       this.frameTimer ??= this.host.scheduler.setTimeout(() => this.close(), this.host.opts.frameTimeoutMs);
     } else if (this.frameTimer) {
       this.frameTimer.cancel();
@@ -165,10 +176,19 @@ export class ServerConnection {
    * Handles frames in order. Once the answers owed pass the high water mark the rest are held
    * back and reading stops, until the socket drains (backpressure to the peer over TCP).
    */
-  private dispatch(frames: Frame[]): void {
+  private dispatch(frames: Incoming[]): void {
     for (let i = 0; i < frames.length; i++) {
       if ((this.state as string) === 'closed') return;
       const f = frames[i]!;
+      if (f.kind === 'oversized-request') {
+        if (this.state === 'handshake') {
+          this.sendRaw(handshakeError(ErrorCode.FRAME_TOO_LARGE, `frame length ${f.length} exceeds the maximum frame size ${this.host.opts.maxFrameSize}`));
+          this.close();
+          return;
+        }
+        this.refuseOversized(f);
+        continue;
+      }
       if (this.state === 'handshake') {
         this.onHandshake(f);
         continue;
@@ -185,7 +205,7 @@ export class ServerConnection {
     }
   }
 
-  private holdBack(rest: Frame[]): void {
+  private holdBack(rest: Incoming[]): void {
     this.backlog = rest;
     this.outputBlocked = true;
     this.socket.pause();
@@ -267,6 +287,7 @@ export class ServerConnection {
     this.isPeer = peerVersion !== null;
     this.peerVersion = peerVersion ?? 0;
     this.features = negotiateFeatures(body.features);
+    if (body.maxFrameSize !== undefined && body.maxFrameSize < o.maxFrameSize) this.encodeOptions = { maxFrameSize: body.maxFrameSize };
     this.sendRaw({
       kind: FrameKind.HANDSHAKE_OK,
       body: {
@@ -277,9 +298,21 @@ export class ServerConnection {
         topologyVersion: this.host.topologyVersion(),
         partitions: this.host.partitionCount(),
         idleTimeoutMs: o.idleTimeoutMs,
+        maxFrameSize: o.maxFrameSize,
       },
     });
     this.host.connectionOpened(this);
+  }
+
+  /**
+   * A request over maxFrameSize, whose body the decoder skipped: answered FRAME_TOO_LARGE, as if
+   * the node had refused it, and nothing else happens (an older client that sent it without
+   * knowing the limit gets a typed, non-retryable error rather than a closed connection).
+   */
+  private refuseOversized(f: OversizedRequest): void {
+    this.inFlight++;
+    const message = `request frame of ${f.length} bytes (op ${f.op}) exceeds this node's maximum frame size ${this.host.opts.maxFrameSize}; it was not read`;
+    this.answer(f.id, ResponseFlag.ERROR, errorPayload(ErrorCode.FRAME_TOO_LARGE, message));
   }
 
   private onRequest(f: RequestFrame): void {
@@ -307,7 +340,7 @@ export class ServerConnection {
     this.inFlight--;
     if (this.state === 'closed') return;
     const size = responseSize(payload);
-    if (size >= 0 && size <= SLAB_ANSWER_MAX && size - LENGTH_PREFIX_SIZE <= this.host.opts.maxFrameSize) {
+    if (size >= 0 && size <= SLAB_ANSWER_MAX && size - LENGTH_PREFIX_SIZE <= this.encodeOptions.maxFrameSize) {
       // The common answer goes straight into the connection's output slab.
       if (this.slabUsed + size > this.slab.length) this.newSlab(size);
       writeResponse(this.slab, this.slabUsed, size, id, flags, this.host.topologyVersion(), payload);
