@@ -136,12 +136,17 @@ function refuseUndecodable(encoded: Uint8Array): void {
 /**
  * MessagePack for every value. A `Uint8Array` is stored as a MessagePack bin and comes back as a
  * `Uint8Array`. A value that would encode but not decode again (an object with an own
- * `__proto__` key) is refused with GridSerializationError at put time. Counters written by
- * `increment` are MessagePack integers and read back as numbers.
+ * `__proto__` key) is refused with GridSerializationError at put time, and so is `undefined`:
+ * MessagePack has no undefined, it would be stored as nil and read back as null. (Inside a value
+ * undefined goes as in JSON: an object property is left out, an array element becomes null.)
+ * Counters written by `increment` are MessagePack integers and read back as numbers.
  */
 export const msgpackSerializer: Serializer<unknown> = {
   serialize(value) {
     if (value instanceof Uint8Array) return encodeBin(value);
+    if (value === undefined) {
+      throw new GridSerializationError('cannot serialise value: undefined is not a value MessagePack stores (it would read back as null); store null, or remove the key');
+    }
     let encoded: Uint8Array;
     try {
       encoded = encoder.encodeSharedRef(value);

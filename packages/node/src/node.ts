@@ -162,6 +162,17 @@ export class GridNode implements ConnectionHost, MetricsSource {
       kv.watch<TopologyRecord>(TOPOLOGY_KEY, (e) => scheduler.run(() => this.onTopologyEvent(e))),
       kv.watch<CacheConfig>(CACHE_PREFIX, (e) => scheduler.run(() => this.onCacheEvent(e))),
     );
+    // The control plane lost its state (ADR 0028): the view this node serves on came from records
+    // that no longer exist, and a new cluster may form on the new ones. Serving on would be
+    // split brain; stop now (a process restart joins whatever the control plane holds now).
+    if (kv.onReset) {
+      this.unwatch.push(
+        kv.onReset((err) => {
+          this.log.error('control plane lost its state: this node stops; start it again to join the cluster the control plane holds now', { id: this.id, err: err.message });
+          this.kill();
+        }),
+      );
+    }
     await this.coordinator.load();
     for (const e of await kv.list<CacheConfig>(CACHE_PREFIX)) store.createCache(e.key.slice(CACHE_PREFIX.length), e.value);
     for (const [name, config] of Object.entries(opts.caches)) {
