@@ -8,12 +8,15 @@ import tls from 'node:tls';
 import { EventEmitter } from 'eventemitter3';
 import {
   ALL_FEATURES,
+  DEFAULT_MAX_FRAME_SIZE,
+  ErrorCode,
   FrameDecoder,
   FrameKind,
   MAGIC,
   MIN_PROTOCOL_VERSION,
   Op,
   PROTOCOL_VERSION,
+  ProtocolError,
   encodeFrame,
   payloadForFeatures,
   type Frame,
@@ -110,6 +113,14 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   readonly address: string;
   state: ConnectionState = 'connecting';
   handshake: HandshakeOk | null = null;
+  /**
+   * Largest request frame (its length field) sent on this connection: the client's own limit
+   * (the protocol's default, which its decoder also holds responses to), or the lower one the
+   * node announced in its handshake (ADR 0009). A larger request is refused before it is sent.
+   */
+  maxFrameSize = DEFAULT_MAX_FRAME_SIZE;
+  /** Encoding options of requests: undefined while the client's own limit is in force. */
+  private encodeOptions: { maxFrameSize: number } | undefined = undefined;
   private socket: net.Socket | null = null;
   private readonly decoder = new FrameDecoder();
   private readonly pending = new Map<number, Pending>();
@@ -213,6 +224,8 @@ export class Connection extends EventEmitter<ConnectionEvents> {
           features: ALL_FEATURES,
           sessionId: this.opts.sessionId,
           clientName: this.opts.clientName,
+          // Responses larger than the decoder takes are answered FRAME_TOO_LARGE, not sent.
+          maxFrameSize: DEFAULT_MAX_FRAME_SIZE,
           ...(this.opts.authToken !== undefined ? { authToken: this.opts.authToken } : {}),
           ...(this.opts.clusterId !== undefined ? { clusterId: this.opts.clusterId } : {}),
         };
@@ -244,6 +257,11 @@ export class Connection extends EventEmitter<ConnectionEvents> {
           if (this.state === 'connecting') {
             if (frame.kind === FrameKind.HANDSHAKE_OK) {
               this.handshake = frame.body;
+              const announced = frame.body.maxFrameSize;
+              if (announced !== undefined && announced < this.maxFrameSize) {
+                this.maxFrameSize = announced;
+                this.encodeOptions = { maxFrameSize: announced };
+              }
               this.state = 'open';
               this.startHeartbeats();
               finish(null, frame.body);
@@ -375,12 +393,17 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     payload = payloadForFeatures(op, payload, this.handshake!.features);
     let bytes: Uint8Array;
     try {
-      bytes = encodeFrame({ kind: FrameKind.REQUEST, op, id, flags: 0, payload });
+      bytes = encodeFrame({ kind: FrameKind.REQUEST, op, id, flags: 0, payload }, this.encodeOptions);
     } catch (e) {
       // A request over the frame limit (a key, value or batch too large) or holding what
       // MessagePack cannot carry: refused here, before anything is sent. The cause is the
       // protocol's error (code GRID_FRAME_TOO_LARGE or GRID_BAD_REQUEST).
-      return e instanceof GridError ? e : new GridSerializationError(`cannot encode request: ${(e as Error).message}`, { cause: e });
+      if (e instanceof GridError) return e;
+      let message = `cannot encode request: ${(e as Error).message}`;
+      if (this.encodeOptions !== undefined && e instanceof ProtocolError && e.wireCode === ErrorCode.FRAME_TOO_LARGE) {
+        message += ` (the maxFrameSize node ${this.nodeId ?? '?'} at ${this.address} announced)`;
+      }
+      return new GridSerializationError(message, { cause: e });
     }
     let cleanup: (() => void) | null = null;
     if (signal !== undefined) {
