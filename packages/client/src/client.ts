@@ -43,7 +43,9 @@ export interface NodeStats {
   nodeId: string;
   connected: boolean;
   inFlight: number;
+  /** Requests sent to this node (attempts: a retry counts again). */
   requests: number;
+  /** Of those, the ones that failed: an error answer, a timeout, a lost connection. */
   errors: number;
   latencyP50Ms: number;
   latencyP99Ms: number;
@@ -67,6 +69,13 @@ export interface ClientStats {
   routing: { primary: number; roundRobin: number; hits: number; misses: number };
   /** Responses the node marked as forwarded (request reached a non-primary). */
   forwarded: number;
+  /**
+   * Attempts the client refused at the connection it had routed them to, before sending anything
+   * (a request over the frame limit, a connection that stopped being open, a signal aborted
+   * meanwhile): no node's requests or errors. Calls refused before routing (bad arguments, a
+   * value that does not serialise, a closed client) are counted nowhere.
+   */
+  unsent: number;
 }
 
 /** @internal What `GridClient.bookkeeping()` reports: the connection manager's counts and the client's own. */
@@ -326,6 +335,7 @@ export class GridClient extends EventEmitter<GridClientEvents> {
         misses: inv.forwarded,
       },
       forwarded: inv.forwarded,
+      unsent: inv.unsent,
     };
   }
 

@@ -138,6 +138,12 @@ export class Invoker {
   failedOperations = 0;
   readonly routed: Record<RouteReason, number> = { primary: 0, 'round-robin': 0 };
   forwarded = 0;
+  /**
+   * Attempts the chosen connection refused before sending anything (a request over the frame
+   * limit, a connection no longer open, a signal aborted): not counted as the node's requests or
+   * errors, which are only what went out to it.
+   */
+  unsent = 0;
 
   get operationTimeout(): number {
     return this.cfg.operationTimeout;
@@ -248,13 +254,17 @@ export class Invoker {
       return call.promise;
     }
     const nodeId = conn.nodeId as string;
+    call.nodeId = nodeId;
+    // The handler is never called from inside start(): the counters are set before any outcome.
+    const err = conn.start(op, payload, call, Math.min(call.attemptMs, call.timeoutMs), userSignal, now);
+    if (err !== null) {
+      call.onUnsent(err);
+      return call.promise;
+    }
     const c = this.counters(nodeId);
     c.requests++;
     c.inFlight++;
-    call.nodeId = nodeId;
     call.counters = c;
-    const err = conn.start(op, payload, call, Math.min(call.attemptMs, call.timeoutMs), userSignal, now);
-    if (err !== null) call.onFailure(err);
     return call.promise;
   }
 
@@ -465,13 +475,23 @@ export class Invoker {
     wait: boolean,
   ): Promise<T> {
     const { conn, nodeId } = await this.pick(partition, signal, avoid, wait);
+    const start = performance.now();
+    const attempt = new AttemptHandler();
+    const refused = conn.start(op, payload, attempt, attemptMs, signal, start);
+    if (refused !== null) {
+      this.unsent++;
+      if (!(signal?.aborted ?? false)) {
+        avoid?.add(nodeId);
+        this.lastFailedNode.set(refused, nodeId);
+      }
+      throw refused;
+    }
     const c = this.counters(nodeId);
     c.requests++;
     c.inFlight++;
-    const start = performance.now();
     let frame;
     try {
-      frame = await conn.request(op, payload, { signal, timeoutMs: attemptMs });
+      frame = await attempt.promise;
     } catch (e) {
       c.errors++;
       if (!(signal?.aborted ?? false)) {
@@ -490,6 +510,28 @@ export class Invoker {
 }
 
 export const NO_OPTIONS: InvokeOptions = Object.freeze({});
+
+/** The outcome of one slow-path attempt as a promise. */
+class AttemptHandler implements ResponseHandler {
+  readonly promise: Promise<ResponseFrame>;
+  private resolve!: (frame: ResponseFrame) => void;
+  private reject!: (err: GridError) => void;
+
+  constructor() {
+    this.promise = new Promise<ResponseFrame>((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
+  }
+
+  onResponse(frame: ResponseFrame): void {
+    this.resolve(frame);
+  }
+
+  onFailure(err: GridError): void {
+    this.reject(err);
+  }
+}
 
 /**
  * One operation. On the fast path it is the response handler of its first attempt; a retryable
@@ -541,6 +583,13 @@ class Call<T> implements ResponseHandler {
     const c = this.counters as NodeCounters;
     c.errors++;
     c.inFlight--;
+    if (!(this.options.signal?.aborted ?? false)) this.inv.noteFailedNode(err, this.nodeId);
+    this.failFirst(err);
+  }
+
+  /** The connection refused the first attempt before sending it: no request or error of the node. */
+  onUnsent(err: GridError): void {
+    this.inv.unsent++;
     if (!(this.options.signal?.aborted ?? false)) this.inv.noteFailedNode(err, this.nodeId);
     this.failFirst(err);
   }
