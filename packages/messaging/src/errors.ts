@@ -120,11 +120,19 @@ export class ResultTimeoutError extends MessagingError {
   }
 }
 
-/** A message has no id (no `Nats-Msg-Id` header and no `idOf` result). */
+/**
+ * A message has no usable id: no `Nats-Msg-Id` header and no `idOf` result, or one that cannot be
+ * an id (too long, not valid Unicode, not a string), `idOf` threw, or the message's headers cannot
+ * be read. `reason` says which; `cause` is what was thrown, if anything.
+ */
 export class MissingMessageIdError extends MessagingError {
-  constructor(subject: string) {
-    super(`message on ${subject} has no id (no Nats-Msg-Id header and idOf returned nothing)`, 'MSG_NO_ID');
+  readonly subject: string;
+  readonly reason: string;
+  constructor(subject: string, reason = 'no Nats-Msg-Id header and idOf returned nothing', options?: { cause?: unknown }) {
+    super(`message on ${subject} has no usable id: ${reason}`, 'MSG_NO_ID', false, options);
     this.name = 'MissingMessageIdError';
+    this.subject = subject;
+    this.reason = reason;
   }
 }
 

@@ -16,10 +16,14 @@ import { EventEmitter } from 'eventemitter3';
 import { LockNotHeldError, type GridCache, type GridClient } from '@gridlink/client';
 import type { JsMsg } from '@nats-io/jetstream';
 import type { Msg, MsgHdrs, NatsConnection, Subscription } from '@nats-io/transport-node';
-import { MAX_TIMER_MS, int, required, token } from './config.js';
+import { MAX_TIMER_MS, describe, fn, int, options, required, token } from './config.js';
 import { MessagingClosedError, MessagingConfigError, MissingMessageIdError } from './errors.js';
 import { Ownership } from './ownership.js';
 
+/**
+ * What became of one delivery. `failed`: the handler threw, the grid could not be reached, or the
+ * consumer was closed before the processing could finish (the delivery is nak'ed).
+ */
 export type Outcome = 'processed' | 'duplicate' | 'in-progress' | 'failed' | 'no-id';
 
 export interface IdempotentContext {
@@ -51,7 +55,11 @@ export interface IdempotentOptions {
   workingIntervalMs?: number;
   /** A JetStream message in progress elsewhere is nak'ed with this delay (ms). Default 1000. */
   busyDelayMs?: number;
+  /** `close()` waits this long for messages being processed (ms). Default 10000. */
+  closeTimeoutMs?: number;
 }
+
+const OPTION_NAMES = ['grid', 'name', 'windowMs', 'idOf', 'lockLeaseMs', 'workingIntervalMs', 'busyDelayMs', 'closeTimeoutMs'] as const;
 
 export interface IdempotentEvents {
   processed: (e: { id: string; fencingToken: number }) => void;
@@ -63,7 +71,8 @@ export interface IdempotentEvents {
 
 interface Delivery {
   subject: string;
-  headers: MsgHdrs | undefined;
+  /** Reads the headers (nats.js decodes them on first read, and throws on malformed ones). */
+  headers(): MsgHdrs | undefined;
   redelivered: boolean;
   ack(): Promise<void>;
   nak(delayMs?: number): void;
@@ -72,6 +81,18 @@ interface Delivery {
 }
 
 const MAX_ID_LENGTH = 512;
+/** A UTF-16 surrogate not paired with its other half: such a string is no valid grid key. */
+const LONE_SURROGATE = /\p{Surrogate}/u;
+
+/** One processing under way, as `close()` sees it. */
+interface InFlight {
+  /** Set by `close()` once its timeout has passed: stop waiting for the processing. */
+  abandoned: boolean;
+  /** Gives up what the processing holds on the consumer's side (timers, renewals) and naks it. */
+  abandon(): void;
+}
+
+type IdLookup = { id: string } | { reason: string; cause?: unknown };
 
 function quietly(f: () => void): void {
   try {
@@ -94,74 +115,106 @@ export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
   /** Ids this process is handling now (one GridClient: never take the same lock twice at once). */
   private readonly local = new Set<string>();
   private readonly subs = new Set<Subscription>();
+  private readonly closeTimeoutMs: number;
+  private readonly inFlight = new Set<InFlight>();
+  private idleWaiters: (() => void)[] = [];
+  /** Stops every consume() loop. */
+  private readonly stopConsuming = new Set<() => void>();
   private closed = false;
+  private closing: Promise<void> | null = null;
+  private closedDone: () => void = () => undefined;
+  /** Resolves once close() has finished. */
+  private readonly closed$ = new Promise<void>((r) => (this.closedDone = r));
 
   constructor(o: IdempotentOptions) {
     super();
-    if (typeof o !== 'object' || o === null) throw new MessagingConfigError('options', 'must be an object');
+    if (typeof o !== 'object' || o === null || Array.isArray(o)) throw new MessagingConfigError('options', `must be an object, got ${describe(o)}`);
+    options('options', o, OPTION_NAMES);
     this.grid = required('grid', o.grid, (g) => typeof g.cache === 'function' && typeof g.lock === 'function', 'a GridClient');
     this.name = token('name', o.name, 'default');
     this.windowMs = int('windowMs', o.windowMs, 600_000, 1);
     this.leaseMs = int('lockLeaseMs', o.lockLeaseMs, 5000, 100, MAX_TIMER_MS);
     this.workingMs = int('workingIntervalMs', o.workingIntervalMs, 1000, 10, MAX_TIMER_MS);
     this.busyDelayMs = int('busyDelayMs', o.busyDelayMs, 1000, 0, MAX_TIMER_MS);
-    if (o.idOf !== undefined && typeof o.idOf !== 'function') throw new MessagingConfigError('idOf', 'must be a function');
-    this.idOf = o.idOf;
+    this.closeTimeoutMs = int('closeTimeoutMs', o.closeTimeoutMs, 10_000, 0, MAX_TIMER_MS);
+    this.idOf = fn('idOf', o.idOf);
     this.processed = this.grid.cache(`gridlink.processed.${this.name}`);
   }
 
-  private idFor(msg: Msg | JsMsg, headers: MsgHdrs | undefined): string | undefined {
+  /** The message's id, or why it has none that can be used. */
+  private idFor(msg: Msg | JsMsg, d: Delivery): IdLookup {
     let id: unknown;
-    try {
-      id = this.idOf ? this.idOf(msg) : headers?.get('Nats-Msg-Id');
-    } catch {
-      id = undefined;
+    if (this.idOf) {
+      try {
+        id = this.idOf(msg);
+      } catch (cause) {
+        return { reason: `idOf threw ${cause instanceof Error ? `${cause.name}: ${cause.message}` : describe(cause)}`, cause };
+      }
+      if (id === undefined || id === null || id === '') return { reason: 'idOf returned nothing' };
+      if (typeof id !== 'string') return { reason: `idOf returned ${describe(id)}, not a string` };
+    } else {
+      let headers: MsgHdrs | undefined;
+      try {
+        headers = d.headers();
+      } catch (cause) {
+        return { reason: `its headers cannot be read (${cause instanceof Error ? cause.message : describe(cause)})`, cause };
+      }
+      id = headers?.get('Nats-Msg-Id') ?? '';
+      if (id === '') return { reason: 'no Nats-Msg-Id header' };
     }
-    if (typeof id !== 'string' || id.length === 0 || id.length > MAX_ID_LENGTH) return undefined;
-    return id;
+    const s = id as string;
+    if (s.length > MAX_ID_LENGTH) return { reason: `the id is ${s.length} characters, more than ${MAX_ID_LENGTH}` };
+    // Such an id cannot be a grid key: every delivery of it would fail (and be redelivered) forever.
+    if (LONE_SURROGATE.test(s)) return { reason: 'the id is not valid Unicode (it has a lone surrogate)' };
+    return { id: s };
   }
 
-  /** Handles one JetStream message: acks, naks or terms it. */
-  handleJetStream(msg: JsMsg, handler: IdempotentHandler<JsMsg>): Promise<Outcome> {
-    return this.process(
-      msg,
-      {
-        subject: msg.subject,
-        headers: msg.headers,
-        redelivered: msg.redelivered,
-        ack: async () => {
-          await msg.ackAck();
-        },
-        // On a closed or draining connection these throw; the server redelivers anyway.
-        nak: (d) => quietly(() => msg.nak(d)),
-        term: () => quietly(() => msg.term('no message id')),
-        working: () => quietly(() => msg.working()),
-      },
-      handler,
-    );
+  private checkHandler(handler: unknown): void {
+    if (typeof handler !== 'function') throw new MessagingConfigError('handler', `must be a function, got ${describe(handler)}`);
   }
 
-  /** Handles one core NATS message (no acknowledgement exists: a duplicate is just not run). */
-  handleCore(msg: Msg, handler: IdempotentHandler<Msg>): Promise<Outcome> {
-    const noop = (): void => undefined;
-    return this.process(
-      msg,
-      { subject: msg.subject, headers: msg.headers, redelivered: false, ack: async () => undefined, nak: noop, term: noop, working: noop },
-      handler,
-    );
+  /**
+   * Handles one JetStream message: acks, naks or terms it. After `close()` the message is nak'ed
+   * and the promise rejects with MessagingClosedError.
+   */
+  async handleJetStream(msg: JsMsg, handler: IdempotentHandler<JsMsg>): Promise<Outcome> {
+    this.checkHandler(handler);
+    const d = jsDelivery(msg);
+    if (this.closed) {
+      d.nak();
+      throw new MessagingClosedError('idempotent consumer');
+    }
+    return this.process(msg, d, handler);
+  }
+
+  /**
+   * Handles one core NATS message (no acknowledgement exists: a duplicate is just not run). After
+   * `close()` the promise rejects with MessagingClosedError.
+   */
+  async handleCore(msg: Msg, handler: IdempotentHandler<Msg>): Promise<Outcome> {
+    this.checkHandler(handler);
+    if (this.closed) throw new MessagingClosedError('idempotent consumer');
+    return this.process(msg, coreDelivery(msg), handler);
   }
 
   /** Subscribes to a core NATS subject (optionally in a queue group) with the handler wrapped. */
-  subscribe(nc: NatsConnection, subject: string, handler: IdempotentHandler<Msg>, options: { queue?: string } = {}): Subscription {
+  subscribe(nc: NatsConnection, subject: string, handler: IdempotentHandler<Msg>, opts: { queue?: string } | null = {}): Subscription {
     if (this.closed) throw new MessagingClosedError('idempotent consumer');
+    required('nc', nc, (n) => typeof n.subscribe === 'function', 'a NatsConnection');
+    if (typeof subject !== 'string' || subject === '') throw new MessagingConfigError('subject', `must be a non-empty string, got ${describe(subject)}`);
+    this.checkHandler(handler);
+    const o = options('options', opts, ['queue']);
+    if (o.queue !== undefined && (typeof o.queue !== 'string' || o.queue === '')) throw new MessagingConfigError('queue', `must be a non-empty string, got ${describe(o.queue)}`);
     const sub = nc.subscribe(subject, {
-      ...(options.queue !== undefined ? { queue: options.queue } : {}),
+      ...(o.queue !== undefined ? { queue: o.queue } : {}),
       callback: (err, msg) => {
         if (err) {
           this.emit('error', err);
           return;
         }
-        void this.handleCore(msg, handler);
+        if (this.closed) return;
+        // process() settles with an outcome; it rejects only when an event listener threw.
+        this.process(msg, coreDelivery(msg), handler).catch(() => undefined);
       },
     });
     this.subs.add(sub);
@@ -171,39 +224,68 @@ export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
 
   /**
    * Runs the wrapped handler over a JetStream message stream (e.g. `await consumer.consume()`),
-   * up to `concurrency` messages at once. Resolves when the stream ends.
+   * up to `concurrency` messages at once. Resolves when the stream ends, or once `close()` has
+   * finished: closing stops the stream (its `stop()`, as nats.js's ConsumerMessages has, else its
+   * iterator's `return()`) and naks a message it still yields.
    */
-  async consume(messages: AsyncIterable<JsMsg>, handler: IdempotentHandler<JsMsg>, options: { concurrency?: number } = {}): Promise<void> {
-    const concurrency = int('concurrency', options.concurrency, 1, 1, 10_000);
-    const inFlight = new Set<Promise<Outcome>>();
-    for await (const m of messages) {
-      if (this.closed) {
-        quietly(() => m.nak());
-        continue;
-      }
-      const p = this.handleJetStream(m, handler);
-      inFlight.add(p);
-      const forget = (): void => void inFlight.delete(p);
-      p.then(forget, forget);
-      if (inFlight.size >= concurrency) await Promise.race(inFlight);
+  async consume(messages: AsyncIterable<JsMsg>, handler: IdempotentHandler<JsMsg>, opts: { concurrency?: number } | null = {}): Promise<void> {
+    if (this.closed) throw new MessagingClosedError('idempotent consumer');
+    if (typeof (messages as Partial<AsyncIterable<JsMsg>> | null)?.[Symbol.asyncIterator] !== 'function') {
+      throw new MessagingConfigError('messages', `must be an async iterable of JetStream messages, got ${describe(messages)}`);
     }
-    await Promise.allSettled([...inFlight]);
+    this.checkHandler(handler);
+    const concurrency = int('concurrency', options('options', opts, ['concurrency']).concurrency, 1, 1, 10_000);
+    const it = messages[Symbol.asyncIterator]();
+    const CLOSED = Symbol('closed');
+    let stop: () => void = () => undefined;
+    const stopped = new Promise<typeof CLOSED>((r) => (stop = () => r(CLOSED)));
+    this.stopConsuming.add(stop);
+    const inFlight = new Set<Promise<Outcome>>();
+    try {
+      for (;;) {
+        const pending = it.next();
+        const next = await Promise.race([pending, stopped]);
+        if (next === CLOSED) {
+          // A message the stream still yields is not run: nak it so it is redelivered at once.
+          pending.then((r) => void (r.done ? undefined : quietly(() => r.value.nak())), () => undefined);
+          const s = (messages as { stop?: unknown }).stop;
+          if (typeof s === 'function') quietly(() => void (s as () => unknown).call(messages));
+          else void it.return?.()?.then(undefined, () => undefined);
+          break;
+        }
+        if (next.done) break;
+        const p = this.process(next.value, jsDelivery(next.value), handler);
+        inFlight.add(p);
+        const forget = (): void => void inFlight.delete(p);
+        p.then(forget, forget);
+        if (inFlight.size >= concurrency) await Promise.race([Promise.race(inFlight), stopped]);
+      }
+    } finally {
+      this.stopConsuming.delete(stop);
+    }
+    // Processings close() gave up on may never settle (a handler that hangs): do not wait for them then.
+    await Promise.race([Promise.allSettled([...inFlight]), this.closed$]);
   }
 
   private async process<M extends Msg | JsMsg>(msg: M, d: Delivery, handler: IdempotentHandler<M>): Promise<Outcome> {
-    const id = this.idFor(msg, d.headers);
-    if (id === undefined) {
-      this.emit('error', new MissingMessageIdError(d.subject));
+    const found = this.idFor(msg, d);
+    if (!('id' in found)) {
+      this.emit('error', new MissingMessageIdError(d.subject, found.reason, found.cause === undefined ? undefined : { cause: found.cause }));
       d.term();
       return 'no-id';
     }
+    const entry: InFlight = { abandoned: false, abandon: () => undefined };
+    this.inFlight.add(entry);
     try {
-      return await this.processWithId(id, msg, d, handler);
+      return await this.processWithId(found.id, msg, d, handler, entry);
     } catch (e) {
       // Grid unreachable or similar: let JetStream redeliver later.
       d.nak(this.busyDelayMs);
-      this.emit('error', e instanceof Error ? e : new Error(String(e)));
+      this.emit('error', e instanceof Error ? e : new Error(describe(e)));
       return 'failed';
+    } finally {
+      this.inFlight.delete(entry);
+      if (this.inFlight.size === 0) for (const w of this.idleWaiters.splice(0)) w();
     }
   }
 
@@ -215,7 +297,7 @@ export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
     return `gridlink.msg/${this.name}/${id}`;
   }
 
-  private async processWithId<M extends Msg | JsMsg>(id: string, msg: M, d: Delivery, handler: IdempotentHandler<M>): Promise<Outcome> {
+  private async processWithId<M extends Msg | JsMsg>(id: string, msg: M, d: Delivery, handler: IdempotentHandler<M>, entry: InFlight): Promise<Outcome> {
     if (this.local.has(id)) {
       d.nak(this.busyDelayMs);
       this.emit('inProgress', { id });
@@ -243,17 +325,38 @@ export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
         return 'in-progress';
       }
       own = new Ownership(attempt.handle, this.leaseMs, Math.floor(this.leaseMs / 5), sentAt);
+      if (entry.abandoned) {
+        // close() stopped waiting while the lock was being taken: the handler is not run.
+        d.nak();
+        return 'failed';
+      }
       d.working();
       keepalive = setInterval(() => d.working(), this.workingMs);
       keepalive.unref();
+      const running = own;
+      entry.abandon = () => {
+        // close() stops waiting for this handler: nothing of this consumer keeps running for it
+        // (no keepalive, no renewals: the lock's lease runs out unless the handler returns first
+        // and it is released), and the message is nak'ed for another consumer.
+        if (keepalive !== null) clearInterval(keepalive);
+        keepalive = null;
+        running.abandon('the consumer was closed');
+        d.nak(this.busyDelayMs);
+      };
       const ctx: IdempotentContext = { id, fencingToken: own.token, signal: own.signal, working: () => d.working(), redelivered: d.redelivered };
       try {
         await handler(msg, ctx);
       } catch (error) {
-        clearInterval(keepalive);
+        if (keepalive !== null) clearInterval(keepalive);
         keepalive = null;
-        d.nak();
+        if (!entry.abandoned) d.nak();
         this.emit('failed', { id, error });
+        return 'failed';
+      }
+      if (entry.abandoned) {
+        // Nak'ed already: the handler's run is not marked (another consumer may hold the id
+        // now). The lock is released below, the handler being done.
+        this.emit('failed', { id, error: new MessagingClosedError('idempotent consumer') });
         return 'failed';
       }
       // The mark and the unlock in one round trip, applied only while this processing still
@@ -283,15 +386,70 @@ export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
     }
   }
 
-  /** Whether `id` is remembered as processed. */
+  /** Whether `id` is remembered as processed. MessagingClosedError after `close()`. */
   async isProcessed(id: string): Promise<boolean> {
+    if (this.closed) throw new MessagingClosedError('idempotent consumer');
+    if (typeof id !== 'string') throw new MessagingConfigError('id', `must be a string, got ${describe(id)}`);
     return (await this.processed.get(this.keyOf(id))) !== undefined;
   }
 
-  /** Unsubscribes the core subscriptions made through `subscribe`. */
-  async close(): Promise<void> {
+  /**
+   * Stops taking messages: unsubscribes the core subscriptions made through `subscribe`, stops
+   * every `consume()` (which then resolves), and waits up to `closeTimeoutMs` for the messages
+   * being processed. Those still running then are given up: their `ctx.signal` aborts, the
+   * consumer's timers for them stop, the message is nak'ed and its handler's run is not marked
+   * processed. Calling it again returns the same promise.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
     this.closed = true;
     for (const s of this.subs) s.unsubscribe();
     this.subs.clear();
+    for (const stop of this.stopConsuming) stop();
+    if (this.inFlight.size > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([new Promise<void>((r) => this.idleWaiters.push(r)), new Promise<void>((r) => (timer = setTimeout(r, this.closeTimeoutMs)))]);
+      clearTimeout(timer);
+    }
+    for (const e of this.inFlight) {
+      e.abandoned = true;
+      e.abandon();
+    }
+    this.idleWaiters = [];
+    this.closedDone();
   }
+}
+
+/** The Delivery of a core NATS message: no acknowledgement exists. */
+function coreDelivery(msg: Msg): Delivery {
+  const noop = (): void => undefined;
+  return { subject: msg.subject, headers: () => msg.headers, redelivered: false, ack: async () => undefined, nak: noop, term: noop, working: noop };
+}
+
+/** The Delivery of a JetStream message (see handleJetStream). */
+function jsDelivery(msg: JsMsg): Delivery {
+  let redelivered = false;
+  try {
+    redelivered = msg.redelivered;
+  } catch {
+    // a reply subject that is not a JetStream one: not known to be a redelivery
+  }
+  return {
+    subject: msg.subject,
+    headers: () => msg.headers,
+    redelivered,
+    ack: async () => {
+      await msg.ackAck();
+    },
+    // On a closed or draining connection these throw; the server redelivers anyway.
+    nak: (delay) => quietly(() => msg.nak(delay)),
+    // No reason text: nats-server 2.9 takes only a bare "+TERM" as a termination (it ignores
+    // "+TERM <reason>", and the message would come back after every AckWait).
+    term: () => quietly(() => msg.term()),
+    working: () => quietly(() => msg.working()),
+  };
 }

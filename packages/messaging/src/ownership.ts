@@ -110,6 +110,14 @@ export class Ownership {
     }
   }
 
+  /**
+   * Stops renewing and aborts `signal` with `reason`, without releasing the lock: its lease runs
+   * out on the grid unless `release()` follows (once whoever relied on it is done).
+   */
+  abandon(reason: string): void {
+    this.lose(reason);
+  }
+
   /** Stops renewing and releases the lock (errors ignored: the lease runs out anyway). */
   async release(): Promise<void> {
     this.stop();

@@ -14,6 +14,7 @@ export function connectGrid(endpoints: string[], overrides: Partial<GridClientCo
   return GridClient.connect({ endpoints, ...GRID_CLIENT, ...overrides });
 }
 
-export function connectNats(url: string): Promise<NatsConnection> {
-  return connect({ servers: url, reconnectTimeWait: 100, maxReconnectAttempts: -1, pingInterval: 1000 });
+/** A NATS connection; `name` is the connection's name as the server's /connz shows it. */
+export function connectNats(url: string, name?: string): Promise<NatsConnection> {
+  return connect({ servers: url, reconnectTimeWait: 100, maxReconnectAttempts: -1, pingInterval: 1000, ...(name !== undefined ? { name } : {}) });
 }

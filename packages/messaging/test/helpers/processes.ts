@@ -40,6 +40,8 @@ export class NatsServer {
   private constructor(
     readonly port: number,
     readonly storeDir: string,
+    /** The server's HTTP monitoring port (/connz). */
+    readonly monitorPort: number,
   ) {}
 
   get url(): string {
@@ -49,16 +51,29 @@ export class NatsServer {
   static async start(): Promise<NatsServer> {
     const dir = mkdtempSync(join(tmpdir(), 'gridlink-msg-nats-'));
     dirs.add(dir);
-    const s = new NatsServer(await freePort(), dir);
+    const s = new NatsServer(await freePort(), dir, await freePort());
     await s.launch();
     return s;
   }
 
   private async launch(): Promise<void> {
-    const p = spawn(NATS_SERVER, ['-a', '127.0.0.1', '-p', String(this.port), '-js', '-sd', this.storeDir], { stdio: 'ignore' });
+    const p = spawn(NATS_SERVER, ['-a', '127.0.0.1', '-p', String(this.port), '-m', String(this.monitorPort), '-js', '-sd', this.storeDir], { stdio: 'ignore' });
     track(p);
     this.proc = p;
     await waitForPort(this.port, { timeoutMs: 10_000, child: p });
+    await waitForPort(this.monitorPort, { timeoutMs: 10_000, child: p });
+  }
+
+  /**
+   * The subjects the server holds subscriptions on for the client connection named `name` (the
+   * `name` connect option), as its /connz monitoring endpoint reports them; null when no such
+   * connection is open.
+   */
+  async subscriptionsOf(name: string): Promise<string[] | null> {
+    const res = await fetch(`http://127.0.0.1:${this.monitorPort}/connz?subs=1&limit=1024`);
+    const body = (await res.json()) as { connections?: { name?: string; subscriptions_list?: string[] }[] };
+    const c = (body.connections ?? []).find((x) => x.name === name);
+    return c === undefined ? null : [...(c.subscriptions_list ?? [])].sort();
   }
 
   /** SIGKILL, then start again on the same port and store. */
