@@ -84,6 +84,8 @@ export function natsAddressFinder(options: NatsAddressFinderOptions): NatsAddres
   let nc: NatsConnection | undefined;
   let closed = false;
   let stopWatch: (() => void) | null = null;
+  /** Ends the status iterator watching the connection for reconnects. */
+  let stopStatus: (() => void) | null = null;
   /** Bumped when a start fails, ending the watch loop that start began. */
   let generation = 0;
 
@@ -124,6 +126,11 @@ export function natsAddressFinder(options: NatsAddressFinderOptions): NatsAddres
     while (!closed && gen === generation) {
       try {
         const iter = await kv.watch({ key: LEASE_PREFIX + '>', include: 'updates' });
+        if (closed || gen !== generation) {
+          // Ended while the watch was being set up: close() found nothing to stop.
+          iter.stop();
+          break;
+        }
         stopWatch = () => iter.stop();
         await snapshot(kv);
         if (first) ready();
@@ -138,6 +145,8 @@ export function natsAddressFinder(options: NatsAddressFinderOptions): NatsAddres
       stopWatch = null;
       if (!closed && gen === generation) await new Promise((r) => setTimeout(r, 250));
     }
+    // Ended before the first snapshot (closed meanwhile): the start fails now, not at its timeout.
+    if (first) fail(new Error('address finder closed'));
   };
 
   const start = async (): Promise<void> => {
@@ -166,11 +175,22 @@ export function natsAddressFinder(options: NatsAddressFinderOptions): NatsAddres
         },
       );
     });
-    // A reconnect may have lost updates: start the watch again (it re-reads the snapshot).
+    if (closed) return;
+    // A reconnect may have lost updates: start the watch again (it re-reads the snapshot). On a
+    // shared connection the iterator must end with close(), not at the connection's next status
+    // event: nats.js's status iterator has stop() (a QueuedIterator), though typed as a plain
+    // AsyncIterable; breaking out of the loop would end it only at the next event.
+    const status = conn.status();
+    const stoppable = status as AsyncIterable<unknown> & { stop?: unknown };
+    stopStatus = typeof stoppable.stop === 'function' ? () => (stoppable.stop as () => void).call(status) : null;
     void (async () => {
-      for await (const s of conn.status()) {
-        if (closed) break;
-        if (s.type === 'reconnect') stopWatch?.();
+      try {
+        for await (const s of status) {
+          if (closed) break;
+          if (s.type === 'reconnect') stopWatch?.();
+        }
+      } catch {
+        // The connection closed under the iterator: nothing left to watch.
       }
     })();
   };
@@ -202,6 +222,8 @@ export function natsAddressFinder(options: NatsAddressFinderOptions): NatsAddres
     async close() {
       closed = true;
       stopWatch?.();
+      stopStatus?.();
+      stopStatus = null;
       if (options.connection === undefined) await nc?.close().catch(() => undefined);
     },
   };
