@@ -124,7 +124,20 @@ async function main(): Promise<void> {
   });
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+  // The control plane lost its state (ADR 0028): the node has stopped itself; exit so that the
+  // process manager starts it again, and it joins the cluster the control plane holds now.
+  cp.onReset?.(() => {
+    if (stopping) return;
+    stopping = true;
+    running.kill();
+    void close()
+      .catch(() => undefined)
+      .then(() => process.exit(EXIT_CONTROL_PLANE_RESET));
+  });
 }
+
+/** Exit code when the control plane lost its state (its bucket deleted or created anew). */
+const EXIT_CONTROL_PLANE_RESET = 3;
 
 main().catch((err: unknown) => {
   process.stderr.write(`gridlink-node: ${err instanceof Error ? err.message : String(err)}\n`);

@@ -21,6 +21,7 @@ export {
   NatsControlPlane,
   ControlPlaneUnavailableError,
   ControlPlaneBucketMissingError,
+  ControlPlaneResetError,
   parseNatsServers,
   type NatsControlPlaneOptions,
   type NatsTlsOptions,

@@ -19,6 +19,8 @@ describe('@gridlink/node entry points', () => {
         'ControlPlaneUnavailableError',
         // NatsControlPlane.connect({ create: false }) on a bucket that does not exist (the admin CLI).
         'ControlPlaneBucketMissingError',
+        // The bucket was deleted or created anew (ADR 0028): whoever embeds a node can tell why it stopped.
+        'ControlPlaneResetError',
         'NatsControlPlane',
         'parseCli',
         'parseNatsServers',

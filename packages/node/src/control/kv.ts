@@ -28,6 +28,11 @@ export interface ControlPlane {
   delete(key: string): Promise<void>;
   /** Puts and deletes of keys under `prefix`, in revision order. Returns an unsubscribe function. */
   watch<T>(prefix: string, listener: (event: KvEvent<T>) => void): () => void;
+  /**
+   * Optional: called once if the store lost its state (a NATS bucket deleted or created anew,
+   * ADR 0028); a node subscribed to it stops at once. Returns an unsubscribe function.
+   */
+  onReset?(listener: (err: Error) => void): () => void;
 }
 
 export interface KvEntry<T> {

@@ -52,6 +52,27 @@ export class ControlPlaneBucketMissingError extends Error {
   }
 }
 
+const RESET_BRAND = Symbol.for('gridlink.ControlPlaneResetError');
+
+/**
+ * The bucket this plane was opened on is gone or was created anew (NATS lost its JetStream store,
+ * or someone deleted the bucket): every record this node's view came from — the cluster, the
+ * topology, the leases — is gone with it, so nothing this plane reads or writes any more may be
+ * trusted or acted on. Not retryable: a node stops, and rejoins by starting again (ADR 0028).
+ */
+export class ControlPlaneResetError extends Error {
+  readonly code = 'GRID_CONTROL_PLANE_RESET';
+  readonly retryable = false;
+  constructor(readonly reason: string) {
+    super(`the control plane lost its state: ${reason}`);
+    this.name = 'ControlPlaneResetError';
+    Object.defineProperty(this, RESET_BRAND, { value: true });
+  }
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return typeof value === 'object' && value !== null && RESET_BRAND in value;
+  }
+}
+
 export interface NatsTlsOptions {
   /** CA bundle (PEM file) used to verify the servers. */
   caFile?: string;
@@ -171,6 +192,104 @@ export class NatsControlPlane implements ControlPlane {
   private readonly watchdog: NodeJS.Timeout;
   private checking = false;
   private lastStatusAt = 0;
+  /** When the bucket's stream was created, as JetStream first told this plane. */
+  private streamCreated: string | undefined;
+  /** Consecutive stream checks that JetStream answered "no such stream". */
+  private streamMissing = 0;
+  /** Set once the bucket is found gone or re-created; every operation then fails. */
+  private resetReason: string | undefined;
+  private readonly resetListeners = new Set<(err: ControlPlaneResetError) => void>();
+
+  /**
+   * Called once if the bucket this plane opened disappears or is created anew (checked about
+   * once a second): the state every node acted on is gone, and a node must stop (ADR 0028).
+   * Returns an unsubscribe function.
+   */
+  onReset(listener: (err: ControlPlaneResetError) => void): () => void {
+    if (this.resetReason !== undefined) {
+      const err = new ControlPlaneResetError(this.resetReason);
+      queueMicrotask(() => listener(err));
+      return () => undefined;
+    }
+    this.resetListeners.add(listener);
+    return () => this.resetListeners.delete(listener);
+  }
+
+  /** The reason this plane was found reset, if it was. */
+  get reset(): string | undefined {
+    return this.resetReason;
+  }
+
+  /**
+   * The bucket's stream as JetStream describes it, or 'missing' when JetStream answers that there
+   * is no such stream (a definite answer: an election or an outage times out or says
+   * "unavailable" instead).
+   */
+  private async streamInfo(): Promise<{ created: string; lastSeq: number } | 'missing'> {
+    const m = await this.connection.request(`$JS.API.STREAM.INFO.KV_${this.bucket}`, '', { timeout: this.opts.readTimeoutMs });
+    const reply = JSON.parse(new TextDecoder().decode(m.data)) as {
+      created?: unknown;
+      state?: { last_seq?: unknown };
+      error?: { err_code?: number; description?: string };
+    };
+    if (reply.error) {
+      if (reply.error.err_code === 10059) return 'missing';
+      throw new Error(reply.error.description ?? `JetStream error ${String(reply.error.err_code)}`);
+    }
+    const lastSeq = typeof reply.state?.last_seq === 'number' ? reply.state.last_seq : 0;
+    return { created: String(reply.created), lastSeq };
+  }
+
+  /**
+   * Compares the stream with the one this plane opened; false when it is found reset. Missing
+   * must be said twice in a row (a second apart), so that one odd answer during a JetStream
+   * cluster's recovery is not taken for a loss.
+   */
+  private judgeStream(info: { created: string; lastSeq: number } | 'missing'): boolean {
+    if (info === 'missing') {
+      this.streamMissing++;
+      if (this.streamMissing >= 2) this.declareReset(`the bucket ${this.bucket} no longer exists`);
+      return this.resetReason === undefined;
+    }
+    this.streamMissing = 0;
+    if (this.streamCreated === undefined) {
+      this.streamCreated = info.created;
+      return true;
+    }
+    if (info.created !== this.streamCreated) {
+      this.declareReset(`the bucket ${this.bucket} was created anew (at ${info.created}; this node opened the one created at ${this.streamCreated})`);
+      return false;
+    }
+    return true;
+  }
+
+  /** Learns the stream's creation time now, if JetStream answers. */
+  private async noteStream(): Promise<void> {
+    try {
+      const info = await this.streamInfo();
+      if (info !== 'missing' && this.streamCreated === undefined) this.streamCreated = info.created;
+    } catch {
+      // Unavailable for now: the watchdog's first check learns it.
+    }
+  }
+
+  private declareReset(reason: string): void {
+    if (this.resetReason !== undefined) return;
+    this.resetReason = reason;
+    this.log.error('control plane lost its state', { reason });
+    for (const w of this.watches) {
+      w.closed = true;
+      w.restart?.();
+    }
+    this.watches.clear();
+    const err = new ControlPlaneResetError(reason);
+    for (const l of [...this.resetListeners]) l(err);
+    this.resetListeners.clear();
+  }
+
+  private refuseIfReset(): void {
+    if (this.resetReason !== undefined) throw new ControlPlaneResetError(this.resetReason);
+  }
 
   /**
    * Every watch follows the whole bucket (one consumer on '>', filtered here), so its last
@@ -178,16 +297,19 @@ export class NatsControlPlane implements ControlPlane {
    * re-created from its last revision.
    */
   private async checkWatches(): Promise<void> {
-    if (this.checking || this.closed || this.watches.size === 0) return;
+    if (this.checking || this.closed || this.resetReason !== undefined) return;
     this.checking = true;
     try {
       const now = Date.now();
       // The stream's last sequence, asked at most once a second; in between, the revisions this
       // plane wrote or read itself (a node renews its lease every 250 ms) show whether a watch lags.
+      // The same answer tells whether the bucket is still the one this plane opened.
       if (now - this.lastStatusAt >= 1000) {
         this.lastStatusAt = now;
-        this.noteRevision((await this.kv.status()).streamInfo.state.last_seq);
+        const info = await this.streamInfo();
+        if (this.judgeStream(info) && info !== 'missing') this.noteRevision(info.lastSeq);
       }
+      if (this.watches.size === 0 || this.resetReason !== undefined) return;
       const last = this.knownRevision;
       for (const w of this.watches) {
         const progressed = w.last !== w.lastChecked;
@@ -286,7 +408,11 @@ export class NatsControlPlane implements ControlPlane {
       for (;;) {
         try {
           const kv = create ? await createBucket(kvm, bucket, { replicas, maxAgeMs, requestTimeoutMs }) : await openExistingBucket(nc, kvm, bucket, servers, requestTimeoutMs);
-          return new NatsControlPlane(nc, kv, bucket, { requestTimeoutMs, watchRetryMs, watchStallMs, readRetryMs, readTimeoutMs }, log);
+          const plane = new NatsControlPlane(nc, kv, bucket, { requestTimeoutMs, watchRetryMs, watchStallMs, readRetryMs, readTimeoutMs }, log);
+          // Which stream this plane opened, known before anyone acts on what it reads (else the
+          // watchdog's first check learns it).
+          await plane.noteStream();
+          return plane;
         } catch (err) {
           if (err instanceof ControlPlaneBucketMissingError) throw err;
           lastErr = err;
@@ -303,6 +429,7 @@ export class NatsControlPlane implements ControlPlane {
   }
 
   async get<T>(key: string): Promise<KvEntry<T> | null> {
+    this.refuseIfReset();
     const m = await this.read('get', () => this.msgGet({ last_by_subj: `$KV.${this.bucket}.${key}` }));
     if (m === null || m.op !== 'PUT') return null;
     this.noteRevision(m.seq);
@@ -343,6 +470,7 @@ export class NatsControlPlane implements ControlPlane {
   }
 
   async list<T>(prefix: string): Promise<KvEntry<T>[]> {
+    this.refuseIfReset();
     // Watches registered before this call are established first, so watch + list together miss
     // nothing that happened after the watch was asked for.
     await Promise.all([...this.watches].map((w) => w.ready));
@@ -357,12 +485,14 @@ export class NatsControlPlane implements ControlPlane {
   }
 
   async put<T>(key: string, value: T): Promise<number> {
+    this.refuseIfReset();
     const rev = await this.call('put', () => this.kv.put(key, JSON.stringify(value), { timeout: this.opts.requestTimeoutMs }));
     this.noteRevision(rev);
     return rev;
   }
 
   async create<T>(key: string, value: T): Promise<number> {
+    this.refuseIfReset();
     try {
       const rev = await this.kv.create(key, JSON.stringify(value));
       this.noteRevision(rev);
@@ -374,6 +504,7 @@ export class NatsControlPlane implements ControlPlane {
   }
 
   async update<T>(key: string, value: T, revision: number): Promise<number> {
+    this.refuseIfReset();
     if (!Number.isInteger(revision) || revision <= 0) throw new CasConflictError(key);
     try {
       const rev = await this.kv.update(key, JSON.stringify(value), revision, this.opts.requestTimeoutMs);
@@ -386,12 +517,15 @@ export class NatsControlPlane implements ControlPlane {
   }
 
   async delete(key: string): Promise<void> {
+    this.refuseIfReset();
     // A KV delete writes a marker even for an absent key; skip it, as the in-memory plane does.
     if ((await this.get(key)) === null) return;
     await this.call('delete', () => this.kv.delete(key));
   }
 
   watch<T>(prefix: string, listener: (event: KvEvent<T>) => void): () => void {
+    // After a reset nothing is delivered: the records of the new bucket are not this view's.
+    if (this.resetReason !== undefined) return () => undefined;
     let resolveReady!: () => void;
     const w: Watch = {
       prefix,
