@@ -452,6 +452,8 @@ export class GridNode implements ConnectionHost, MetricsSource {
       locks: store.locks,
       outcomes: store.dedupEntries,
       sessions: store.dedupSessions,
+      caches: store.caches,
+      shards: store.shards,
     };
   }
 
@@ -573,6 +575,12 @@ export interface NodeBookkeeping {
   locks: number;
   outcomes: number;
   sessions: number;
+  /**
+   * Store: caches known (the configured ones, and the implicit ones it holds entries of) and
+   * shards held (per cache and partition; an implicit cache's empty one until the next sweep).
+   */
+  caches: number;
+  shards: number;
 }
 
 /** Starts a node and resolves once it listens and holds a lease. */

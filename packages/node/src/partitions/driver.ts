@@ -71,6 +71,14 @@ export class ReplicaDriver {
   /** Backups of a cache: its own, or the cluster's default. */
   backupsOf = (cache: string): number => this.d.store.cacheBackups(cache) ?? this.d.opts.backups;
 
+  /**
+   * The backups of every cache a copy may hold: the known caches', and those of implicit caches,
+   * which this node may not know (it forgets an implicit cache it holds nothing of; ADR 0014).
+   */
+  private depthsOf(caches: { backups: number }[]): number[] {
+    return [...caches.map((c) => c.backups), this.d.opts.cacheDefaults.backups ?? this.d.opts.backups];
+  }
+
   private cacheBackupsList(): { name: string; backups: number; ignore: boolean }[] {
     return this.d.store.cacheConfigs().map(([name, c]) => ({ name, backups: c.backups ?? this.d.opts.backups, ignore: c.partitionLossPolicy === 'IGNORE' }));
   }
@@ -123,7 +131,7 @@ export class ReplicaDriver {
         for (const id of after.slice(1)) {
           const r = rankOf(rec, id, p);
           const was = before.includes(id) ? heldRankIn(prev, id, p) : 0;
-          if (was > r && rec.members[id]?.epoch === prev.members[id]?.epoch && missesCaches(was, r, caches.map((c) => c.backups))) ids.push(id);
+          if (was > r && rec.members[id]?.epoch === prev.members[id]?.epoch && missesCaches(was, r, this.depthsOf(caches))) ids.push(id);
         }
         if (ids.length > 0) this.d.resync(p, ids);
       }
@@ -137,7 +145,7 @@ export class ReplicaDriver {
     if (r > st.held) {
       store.dropCaches(p, (c) => holds(this.backupsOf(c), r));
       st.held = r;
-    } else if (r < st.held && missesCaches(st.held, r, caches.map((c) => c.backups))) {
+    } else if (r < st.held && missesCaches(st.held, r, this.depthsOf(caches))) {
       this.gapDetected(st);
       return;
     }

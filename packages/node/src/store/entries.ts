@@ -157,6 +157,8 @@ export class EntryArena {
 
   private readonly shards: (Shard | undefined)[] = [];
   private readonly freeShardIds: number[] = [];
+  /** Shards held (made and not yet dropped). */
+  shardCount = 0;
 
   // -------------------------------------------------------------------------------------------
   // Shards
@@ -165,14 +167,19 @@ export class EntryArena {
     const id = this.freeShardIds.pop() ?? this.shards.length;
     const shard = new Shard(id, partition, cache);
     this.shards[id] = shard;
+    this.shardCount++;
     return shard;
   }
 
-  /** Removes every entry of the shard and retires it (calls `onRemove` for each, before removal). */
+  /**
+   * Removes every entry of the shard and retires it (calls `onRemove` for each, before removal).
+   * Its id is reused by a later shard: the shard itself must not be used again.
+   */
   dropShard(shard: Shard, onRemove: (slot: number) => void): void {
-    this.clearShard(shard, onRemove);
+    if (shard.size > 0) this.clearShard(shard, onRemove);
     this.shards[shard.id] = undefined;
     this.freeShardIds.push(shard.id);
+    this.shardCount--;
   }
 
   clearShard(shard: Shard, onRemove: (slot: number) => void): void {

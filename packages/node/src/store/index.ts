@@ -12,11 +12,20 @@
  * long); byte arrays in a ReplicationRecord may be the request payload's own arrays.
  *
  * ## Caches
- * `createCache(name, config)` sets a cache's config (last call wins). A cache used before it was
- * created is created with `StoreOptions.cacheDefaults`. A put-like op without `ttlMs` takes the
- * cache's `ttlMs` (0/absent = no expiry); `ttlMs: 0` on the op means "never expires". An expiry
- * is reset by every write of the entry, except CACHE_INCREMENT without `ttlMs`, which keeps the
- * existing entry's expiry (a new counter gets the cache default).
+ * `createCache(name, config)` sets a cache's config (last call wins) and makes the cache
+ * explicit: it is kept for good, empty or not. A cache written before it was created is implicit,
+ * created with `StoreOptions.cacheDefaults` (installed from a snapshot: with the config the
+ * snapshot carries). An implicit cache is forgotten as it empties (ADR 0014): a partition's shard
+ * of it (its entries there) once a remove, a clear, an expiry or an eviction took the last entry,
+ * by the next `sweep()` that still finds it empty; its config once no partition holds any of it
+ * (also when its partitions were dropped). Writing it again creates it again, as on first use;
+ * a shard is never forgotten while it holds an entry. `cacheConfig(name)` of a cache not known
+ * is `cacheDefaults`. `stats()` counts the caches known and the shards held.
+ *
+ * A put-like op without `ttlMs` takes the cache's `ttlMs` (0/absent = no expiry); `ttlMs: 0` on
+ * the op means "never expires". An expiry is reset by every write of the entry, except
+ * CACHE_INCREMENT without `ttlMs`, which keeps the existing entry's expiry (a new counter gets the
+ * cache default).
  *
  * ## Ops
  * `read()` serves CACHE_GET, CACHE_GET_ALL (the given keys are assumed to belong to the
@@ -87,8 +96,8 @@
  *
  * ## TTL, sweep, memory bound
  * Expired entries are invisible to every read and op (and removed when met); `sweep(budget)`
- * removes expired entries and leases in expiry order, forgets outcomes older than the dedup
- * window and idle sessions, examining at most `budget` items. `maxEntries` / `maxBytes` (key + value bytes) bound
+ * removes expired entries and leases in expiry order, forgets implicit caches' empty shards,
+ * outcomes older than the dedup window and idle sessions, examining at most `budget` items. `maxEntries` / `maxBytes` (key + value bytes) bound
  * the whole node — all partitions, primary and backup: after each write that leaves the node over
  * the bound, entries that have already expired are removed first (counted as expired), then the
  * least recently used entries (reads and writes count as use) are evicted until the bound holds,

@@ -1,17 +1,18 @@
 /**
  * NodeStore: composes the store's parts — entries (entries.ts), expiry (expiry.ts), lock leases
- * (locks.ts), exactly-once outcomes (outcomes.ts), the plans of the ops (cache-ops.ts, locks.ts),
- * reads (reads.ts) and record / snapshot checks (records.ts, snapshot.ts) — and keeps their
- * bookkeeping in step. Semantics: index.ts.
+ * (locks.ts), exactly-once outcomes (outcomes.ts), the caches known (caches.ts), the plans of the
+ * ops (cache-ops.ts, locks.ts), reads (reads.ts) and record / snapshot checks (records.ts,
+ * snapshot.ts) — and keeps their bookkeeping in step. Semantics: index.ts.
  *
- * This file is somewhat over 400 lines: it is the one place where a change of state touches
+ * This file is well over 400 lines: it is the one place where a change of state touches
  * several parts (an entry write moves the byte count, the TTL count, the expiry heap and the LRU
- * bound together; a snapshot reads all of them), and splitting that bookkeeping across files
- * would hide those invariants.
+ * bound together; a shard emptied or dropped moves the caches known; a snapshot reads all of
+ * them), and splitting that bookkeeping across files would hide those invariants.
  */
 import { ErrorCode, Op, type CacheConfig } from '@gridlink/protocol';
 import { keyString, type Bytes } from './bytes.js';
 import { EMPTY, planCacheOp, type CacheOpContext } from './cache-ops.js';
+import { CacheBook } from './caches.js';
 import { EntryArena, NONE, type Shard } from './entries.js';
 import { StoreError, badRequest } from './errors.js';
 import { ExpiryQueue } from './expiry.js';
@@ -50,10 +51,15 @@ export class NodeStore {
   private readonly maxEntries: number;
   private readonly maxBytes: number;
   private readonly dedupWindowMs: number;
-  private readonly cacheDefaults: CacheConfig;
 
   private readonly parts = new Map<number, PartitionState>();
-  private readonly caches = new Map<string, CacheConfig>();
+  private readonly caches: CacheBook;
+  /**
+   * Shards of implicit caches that became empty: sweep() forgets those still empty then. Not at
+   * once: a shard emptied and filled again (a queue, a lock-like key) is not remade each time,
+   * and the write path does no more than note it.
+   */
+  private readonly emptied = new Set<Shard>();
   private readonly entries = new EntryArena();
   private readonly expiry = new ExpiryQueue(this.entries);
   private readonly outcomes: OutcomeTable;
@@ -69,31 +75,60 @@ export class NodeStore {
     this.maxEntries = o.maxEntries;
     this.maxBytes = o.maxBytes;
     this.dedupWindowMs = o.dedupWindowMs;
-    this.cacheDefaults = o.cacheDefaults;
+    this.caches = new CacheBook(o.cacheDefaults);
     this.outcomes = new OutcomeTable(this.dedupWindowMs);
   }
 
   // -------------------------------------------------------------------------------------------
   // Caches and partitions
 
-  /** Creates or reconfigures a cache (last call wins; repeating it is a no-op). */
+  /**
+   * Creates or reconfigures a cache (last call wins; repeating it is a no-op). The cache is
+   * explicit from now on: never forgotten, also when it holds nothing.
+   */
   createCache(name: string, config: CacheConfig): void {
     cacheName({ cache: name });
-    this.caches.set(name, validateCacheConfig(config, 'config'));
+    this.caches.configure(name, validateCacheConfig(config, 'config'));
   }
 
-  cacheConfig(name: string): CacheConfig | undefined {
-    const c = this.caches.get(name);
-    return c === undefined ? undefined : { ...c };
+  /**
+   * The config of a cache: its own when it was configured or is held here, else the config an
+   * implicit cache gets on first use (`cacheDefaults`).
+   */
+  cacheConfig(name: string): CacheConfig {
+    return { ...this.caches.config(name) };
   }
 
-  /** Every cache this node knows, with its config. */
+  /** Every cache this node knows (configured, or implicit and held here), with its config. */
   cacheConfigs(): [string, CacheConfig][] {
-    return [...this.caches].map(([n, c]) => [n, { ...c }]);
+    return this.caches.configs();
+  }
+
+  /** The caches configured explicitly, with their configs. */
+  explicitCacheConfigs(): [string, CacheConfig][] {
+    return this.caches.explicitConfigs();
+  }
+
+  /**
+   * The distinct configs (as far as backups and loss policy go) of the implicit caches held
+   * here: usually one, `cacheDefaults` (a snapshot may bring another primary's defaults).
+   */
+  implicitCacheKinds(): CacheConfig[] {
+    return this.caches.implicitKinds();
+  }
+
+  /** Moves on whenever a cache is configured with a config it did not have. */
+  get explicitVersion(): number {
+    return this.caches.explicitVersion;
+  }
+
+  /** Moves on whenever an implicit cache is made or forgotten. */
+  get implicitVersion(): number {
+    return this.caches.implicitVersion;
   }
 
   private expireAtFor(cache: string, ttlMs: number | undefined, now: number): number {
-    const ttl = ttlMs ?? (this.caches.get(cache) ?? this.cacheDefaults).ttlMs ?? 0;
+    const ttl = ttlMs ?? this.caches.config(cache).ttlMs ?? 0;
     if (ttl <= 0) return 0;
     const at = now + ttl;
     if (!Number.isSafeInteger(at)) throw badRequest('ttlMs is too large');
@@ -115,7 +150,7 @@ export class NodeStore {
   dropPartition(partition: number): void {
     const part = this.parts.get(partition);
     if (part === undefined) return;
-    for (const shard of part.shards.values()) this.entries.dropShard(shard, (slot) => this.forgetExpiry(slot));
+    for (const shard of part.shards.values()) this.dropShard(part, shard);
     for (const lock of part.locks.values()) this.locks.unlink(part.locks, lock);
     this.outcomes.dropPartition(partition);
     this.parts.delete(partition);
@@ -131,16 +166,18 @@ export class NodeStore {
     let n = 0;
     for (const [cache, shard] of [...part.shards]) {
       if (keep(cache)) continue;
-      this.entries.dropShard(shard, (slot) => this.forgetExpiry(slot));
-      part.shards.delete(cache);
+      this.dropShard(part, shard);
       n++;
     }
     return n;
   }
 
-  /** The backups a cache asked for, or undefined (no cache, or none named: the cluster's). */
+  /**
+   * The backups a cache asked for (a cache this node does not know: those of `cacheDefaults`),
+   * or undefined when it names none (the cluster's).
+   */
   cacheBackups(name: string): number | undefined {
-    return this.caches.get(name)?.backups;
+    return this.caches.config(name).backups;
   }
 
   private ensurePart(partition: number): PartitionState {
@@ -360,7 +397,9 @@ export class NodeStore {
       }
       case 'clear': {
         const shard = part.shards.get(eff.cache);
-        if (shard !== undefined) this.entries.clearShard(shard, (slot) => this.forgetExpiry(slot));
+        if (shard === undefined) return;
+        this.entries.clearShard(shard, (slot) => this.forgetExpiry(slot));
+        this.shardEmptied(shard);
         return;
       }
       case 'lock':
@@ -409,7 +448,7 @@ export class NodeStore {
     if (part === undefined) return snap;
     const e = this.entries;
     for (const shard of part.shards.values()) {
-      const c: SnapshotCache = { name: shard.cache, config: { ...(this.caches.get(shard.cache) ?? this.cacheDefaults) }, entries: [] };
+      const c: SnapshotCache = { name: shard.cache, config: { ...this.caches.config(shard.cache) }, entries: [] };
       for (const slot of e.slots(shard)) {
         const at = e.expireAt(slot);
         if (at === 0 || at > now) c.entries.push([e.keyBytes(slot), e.valueBytes(slot), at]);
@@ -432,9 +471,12 @@ export class NodeStore {
     part.counter = snap.counter;
     const now = this.clock.now();
     for (const c of snap.caches) {
-      if (!this.caches.has(c.name)) this.caches.set(c.name, c.config);
+      // A cache this node does not know takes the config the snapshot carries (the primary's).
+      let shard: Shard | undefined;
       for (const [key, value, expireAt] of c.entries) {
-        if (expireAt === 0 || expireAt > now) this.setEntry(part, c.name, key, value, expireAt);
+        if (expireAt !== 0 && expireAt <= now) continue;
+        shard ??= part.shards.get(c.name) ?? this.newShard(part, c.name, c.config);
+        this.entrySet(shard, this.entries.set(shard, key, value, expireAt), expireAt);
       }
     }
     for (const [name, session, token, expireAt, owner] of snap.locks) {
@@ -450,9 +492,10 @@ export class NodeStore {
   // Expiry, bounds, stats
 
   /**
-   * Removes expired entries and lock leases (notifying onLockFreed for locks), forgets
-   * (session, seq) outcomes older than the window and idle sessions. Examines at most `budget`
-   * items in total; returns how many entries and locks it removed as expired.
+   * Removes expired entries and lock leases (notifying onLockFreed for locks), forgets the
+   * shards of implicit caches that are empty (and such a cache once no partition holds any of
+   * it), forgets (session, seq) outcomes older than the window and idle sessions. Examines at
+   * most `budget` items in total; returns how many entries and locks it removed as expired.
    */
   sweep(budget: number): number {
     if (!Number.isSafeInteger(budget) || budget < 0) throw new TypeError('sweep budget must be a non-negative integer');
@@ -468,6 +511,7 @@ export class NodeStore {
         this.removeExpired(item.ref);
         removed++;
       }
+      if (examined < budget && this.emptied.size > 0) examined += this.forgetEmptied(budget - examined);
       if (examined < budget) examined += this.outcomes.prune(now, budget - examined);
       if (examined < budget) examined += this.outcomes.pruneSessions(now, budget - examined);
     } finally {
@@ -488,6 +532,8 @@ export class NodeStore {
       dedupEntries: this.outcomes.size,
       dedupSessions: this.outcomes.sessionCount,
       sweepExamined: this.sweepExamined,
+      caches: this.caches.size,
+      shards: this.entries.shardCount,
     };
   }
 
@@ -504,13 +550,54 @@ export class NodeStore {
   // Entry / lock bookkeeping
 
   private shardFor(part: PartitionState, cache: string): Shard {
-    let shard = part.shards.get(cache);
-    if (shard === undefined) {
-      if (!this.caches.has(cache)) this.caches.set(cache, { ...this.cacheDefaults });
-      shard = this.entries.newShard(part.id, cache);
-      part.shards.set(cache, shard);
-    }
+    return part.shards.get(cache) ?? this.newShard(part, cache);
+  }
+
+  /**
+   * A shard for `cache` in `part`, which has none. A cache this node does not know is an
+   * implicit one: it takes `adopt` (a snapshot's config) or `cacheDefaults`.
+   */
+  private newShard(part: PartitionState, cache: string, adopt?: CacheConfig): Shard {
+    this.caches.shardMade(cache, adopt);
+    const shard = this.entries.newShard(part.id, cache);
+    part.shards.set(cache, shard);
     return shard;
+  }
+
+  /**
+   * Drops a shard of `part` with whatever it holds; an implicit cache with no shard left is
+   * forgotten. (The caller may be iterating `part.shards`: deleting the current key is safe.)
+   */
+  private dropShard(part: PartitionState, shard: Shard): void {
+    this.entries.dropShard(shard, (slot) => this.forgetExpiry(slot));
+    part.shards.delete(shard.cache);
+    this.emptied.delete(shard);
+    this.caches.shardDropped(shard.cache);
+  }
+
+  /** The shard's last entry left: an implicit cache's shard is forgotten by the next sweep. */
+  private shardEmptied(shard: Shard): void {
+    if (!this.caches.isExplicit(shard.cache)) this.emptied.add(shard);
+  }
+
+  /**
+   * Forgets the emptied shards still empty, examining at most `budget` of them; returns how many
+   * it examined. A shard filled again meanwhile, or whose cache was configured since, is kept
+   * (a write never lands in a forgotten shard: the store is synchronous, and a later write makes
+   * a new one). Locks are the partition's, not a cache's: a shard holds no lock.
+   */
+  private forgetEmptied(budget: number): number {
+    let n = 0;
+    for (const shard of this.emptied) {
+      if (n >= budget) break;
+      n++;
+      this.emptied.delete(shard);
+      const part = this.parts.get(shard.partition);
+      if (part === undefined || part.shards.get(shard.cache) !== shard || shard.size > 0) continue;
+      if (this.caches.isExplicit(shard.cache)) continue;
+      this.dropShard(part, shard);
+    }
+    return n;
   }
 
   private setEntry(part: PartitionState, cache: string, key: Bytes, value: Bytes, expireAt: number): void {
@@ -534,9 +621,11 @@ export class NodeStore {
   }
 
   private removeEntry(slot: number): void {
-    if (this.entries.expireAt(slot) !== 0) this.entries.shard(slot).ttlCount--;
+    const shard = this.entries.shard(slot);
+    if (this.entries.expireAt(slot) !== 0) shard.ttlCount--;
     this.forgetExpiry(slot);
     this.entries.remove(slot);
+    if (shard.size === 0) this.shardEmptied(shard);
   }
 
   /** An entry leaves: its expiry no longer counts (its heap item turns stale). */

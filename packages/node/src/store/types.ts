@@ -141,6 +141,10 @@ export interface StoreStats {
   dedupSessions: number;
   /** Items sweep() examined since start (each call examines at most its budget). */
   sweepExamined: number;
+  /** Caches known: every one configured explicitly, and the implicit ones held here. */
+  caches: number;
+  /** Shards held: one per cache and partition holding entries (or once did, for a configured cache). */
+  shards: number;
 }
 
 /** Result of a primary-side mutation. `record` is null when there is nothing to replicate. */
