@@ -18,10 +18,10 @@ import { CACHE_PREFIX, LEASE_PREFIX, TOPOLOGY_KEY } from './control/keys.js';
 import { topologyProblem } from './control/records.js';
 import type { ControlPlane, KvEvent } from './control/kv.js';
 import type { Role } from './control/routing.js';
-import { cacheRules, nodeSafety, soleCopiesMoving, type LeaseRecord, type NodeSafety, type TopologyRecord } from './control/topology.js';
+import { nodeSafety, soleCopiesMoving, type CacheRule, type LeaseRecord, type NodeSafety, type TopologyRecord } from './control/topology.js';
 import { Lifecycle } from './lifecycle.js';
 import type { Logger } from './logger.js';
-import { Coordinator } from './membership/coordinator.js';
+import { CacheRuleBook, Coordinator } from './membership/coordinator.js';
 import { OwnLease } from './membership/lease.js';
 import { PromiseBook } from './membership/promises.js';
 import { ClusterView } from './membership/view.js';
@@ -107,7 +107,9 @@ export class GridNode implements ConnectionHost, MetricsSource {
     this.peers = new PeerLinks(id, opts, scheduler, view);
     const base = { id, opts, scheduler, store, metrics, kv, log, life, view, table, peers: this.peers };
     this.promises = new PromiseBook({ id, opts, view, peers: this.peers, scheduler, life, log, leaseRemainingMs: () => this.lease.remainingMs() });
-    this.coordinator = new Coordinator({ ...base, leaseValid, applyTopology: (rec) => this.applyTopology(rec), refreshTopology, caches: () => cacheRules(store.cacheConfigs(), opts.backups) });
+    const cacheRules = new CacheRuleBook(store, opts.backups);
+    const caches = (): readonly CacheRule[] => cacheRules.rules(view.topo?.backups ?? opts.backups);
+    this.coordinator = new Coordinator({ ...base, leaseValid, applyTopology: (rec) => this.applyTopology(rec), refreshTopology, caches });
     this.replicator = new Replicator(base);
     this.transfer = new StateTransfer({
       ...base,

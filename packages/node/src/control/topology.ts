@@ -168,6 +168,19 @@ export function rankingDepth(clusterBackups: number, caches: readonly CacheRule[
   return d;
 }
 
+/**
+ * Whether caches of these kinds (rules whose names do not matter: the implicit caches' configs)
+ * change nothing `nextTopology` decides on a record ranked `depth` deep (its `backups`) next to
+ * the `others`: none IGNOREs losses and each keeps exactly `depth` backups, which no other rule
+ * raises. Such a cache lives on every owner of the ranking, so it raises no depth, no death
+ * loses it alone, and no hand-off, order or owner behind depends on it. The coordinator then
+ * leaves them out: however many implicit caches come and go, its rules stay the same.
+ */
+export function inertCacheRules(kinds: readonly { backups: number; policy: PartitionLossPolicy }[], depth: number, others: readonly CacheRule[]): boolean {
+  if (rankingDepth(depth, others) !== depth) return false;
+  return kinds.every((k) => k.policy !== 'IGNORE' && k.backups === depth);
+}
+
 function specOf(id: string, m: { zone?: string; weight?: number }): NodeSpec {
   const spec: NodeSpec = { id };
   if (m.zone !== undefined) spec.zone = m.zone;

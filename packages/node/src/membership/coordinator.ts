@@ -6,11 +6,12 @@
  * `nextTopology`, with compare-and-set on its revision. A lease under an epoch the topology has
  * dropped never counts again (ADR 0039).
  */
+import type { CacheConfig } from '@gridlink/protocol';
 import type { ResolvedNodeOptions } from '../config.js';
 import { LEASE_PREFIX, TOPOLOGY_KEY } from '../control/keys.js';
 import { leaseProblem } from '../control/records.js';
 import type { ControlPlane, KvEvent } from '../control/kv.js';
-import { initialTopology, rankingDepth, type CacheRule, type LeaseRecord, type TopologyRecord } from '../control/topology.js';
+import { cacheRules, inertCacheRules, initialTopology, rankingDepth, type CacheRule, type LeaseRecord, type TopologyRecord } from '../control/topology.js';
 import { CasConflictError } from '../errors.js';
 import type { Lifecycle } from '../lifecycle.js';
 import type { Logger } from '../logger.js';
@@ -28,8 +29,67 @@ export interface CoordinatorDeps {
   leaseValid(): boolean;
   applyTopology(rec: TopologyRecord): void;
   refreshTopology(): Promise<void>;
-  /** The cache registry (backups and loss policy per cache); none when absent. */
-  caches?(): CacheRule[];
+  /**
+   * The cache registry (backups and loss policy per cache); none when absent. The same array
+   * while the rules are the same: the coordinator serialises them again only when it changes.
+   */
+  caches?(): readonly CacheRule[];
+}
+
+const NO_CACHES: readonly CacheRule[] = Object.freeze([]);
+
+/** What the coordinator's cache rules are made of: the caches this node knows (NodeStore). */
+export interface CacheRegistry {
+  /** Moves on whenever a cache is configured with a config it did not have. */
+  readonly explicitVersion: number;
+  /** Moves on whenever an implicit cache is created or forgotten. */
+  readonly implicitVersion: number;
+  explicitCacheConfigs(): Iterable<[string, CacheConfig]>;
+  /** Every cache known: the configured ones and the implicit ones held. */
+  cacheConfigs(): Iterable<[string, CacheConfig]>;
+  /** The distinct configs of the implicit caches held. */
+  implicitCacheKinds(): Iterable<CacheConfig>;
+}
+
+/**
+ * The coordinator's cache rules, rebuilt only when a cache's config changed, and the same array
+ * while none did. The configured caches always count. The implicit ones (created by first use,
+ * forgotten when empty: ADR 0014) count only when their config matters to the topology (it asks
+ * for another depth than the ranking's, or IGNOREs losses; `inertCacheRules`); with the default
+ * `cacheDefaults` they do not, so implicit caches coming and going cost the coordinator nothing.
+ */
+export class CacheRuleBook {
+  private explicit: readonly CacheRule[] = NO_CACHES;
+  private explicitAt = -1;
+  private kinds: CacheRule[] = [];
+  private kindsAt = -1;
+  private all: readonly CacheRule[] = NO_CACHES;
+  private allAt = '';
+
+  constructor(
+    private readonly registry: CacheRegistry,
+    private readonly clusterBackups: number,
+  ) {}
+
+  /** The rules for a step from a record ranked `depth` deep (its `backups`; the cluster's before any). */
+  rules(depth: number): readonly CacheRule[] {
+    const r = this.registry;
+    if (this.explicitAt !== r.explicitVersion) {
+      this.explicit = cacheRules(r.explicitCacheConfigs(), this.clusterBackups);
+      this.explicitAt = r.explicitVersion;
+    }
+    if (this.kindsAt !== r.implicitVersion) {
+      this.kinds = cacheRules([...r.implicitCacheKinds()].map((c): [string, CacheConfig] => ['', c]), this.clusterBackups);
+      this.kindsAt = r.implicitVersion;
+    }
+    if (inertCacheRules(this.kinds, depth, this.explicit)) return this.explicit;
+    const at = `${r.explicitVersion}|${r.implicitVersion}`;
+    if (this.allAt !== at) {
+      this.all = cacheRules(r.cacheConfigs(), this.clusterBackups);
+      this.allAt = at;
+    }
+    return this.all;
+  }
 }
 
 export class Coordinator {
@@ -39,6 +99,9 @@ export class Coordinator {
   private lastTick = 0;
   private busy = false;
   private lastInputs = '';
+  /** The cache rules last seen and their serialised form (made again only when they change). */
+  private lastCaches: readonly CacheRule[] | null = null;
+  private lastCachesJson = '';
   /** Judges nobody while this node's own renewals are not seen (control plane down, watch gap). */
   private readonly liveness: LivenessClock;
 
@@ -137,7 +200,7 @@ export class Coordinator {
           clusterId: opts.clusterId,
           partitions: opts.partitions,
           // Caches registered before the cluster formed may ask for more backups than the cluster.
-          backups: rankingDepth(opts.backups, this.d.caches?.() ?? []),
+          backups: rankingDepth(opts.backups, this.d.caches?.() ?? NO_CACHES),
           leases: alive,
           autoAdjust: opts.autoAdjust,
         });
@@ -153,8 +216,12 @@ export class Coordinator {
         return;
       }
       // Skip the step when nothing it depends on changed (renewals alone change nothing).
-      const caches = this.d.caches?.() ?? [];
-      const inputs = `${view.topo.version}|${JSON.stringify(caches)}|${alive.map((l) => `${l.id}:${l.epoch}:${l.leaving === true ? 'L' : ''}:${JSON.stringify(l.synced)}:${JSON.stringify(l.caughtUp ?? {})}`).join(';')}`;
+      const caches = this.d.caches?.() ?? NO_CACHES;
+      if (caches !== this.lastCaches) {
+        this.lastCaches = caches;
+        this.lastCachesJson = JSON.stringify(caches);
+      }
+      const inputs = `${view.topo.version}|${this.lastCachesJson}|${alive.map((l) => `${l.id}:${l.epoch}:${l.leaving === true ? 'L' : ''}:${JSON.stringify(l.synced)}:${JSON.stringify(l.caughtUp ?? {})}`).join(';')}`;
       if (inputs === this.lastInputs && view.topo.adjust === null) return;
       this.lastInputs = inputs;
       // A planned change of primary waits until the new primary is caught up on everything,
