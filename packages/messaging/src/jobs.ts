@@ -19,10 +19,11 @@ import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'eventemitter3';
 import { bytesSerializer, type GridCache, type GridClient } from '@gridlink/client';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
-import { MAX_TIMER_MS, int, num, required, subjectPrefix, token } from './config.js';
+import { MAX_TIMER_MS, describe, fn, int, num, options, required, subjectPrefix, token } from './config.js';
 import {
   JobFailedError,
   JobNotFoundError,
+  MessagingError,
   MessagingClosedError,
   MessagingConfigError,
   OwnershipLostError,
@@ -41,6 +42,7 @@ import {
   encodeRecord,
   errorInfo,
   fail,
+  isJobId,
   isTerminal,
   jobIdOfKey,
   newRecord,
@@ -251,8 +253,13 @@ interface Resolved {
   retainFinishedMs: number;
 }
 
+const QUEUE_OPTIONS = ['grid', 'nats', 'queue', 'subjectPrefix', 'maxPayloadBytes', 'maxAttempts', 'retainFinishedMs'] as const;
+const WORKER_OPTIONS = ['concurrency', 'leaseMs', 'leaseMarginMs', 'retry', 'onDeadLetter', 'sweepIntervalMs', 'closeTimeoutMs', 'workerId'] as const;
+const RETRY_OPTIONS = ['initialDelayMs', 'maxDelayMs', 'factor', 'jitter'] as const;
+
 function resolve(o: JobQueueOptions): Resolved {
-  if (typeof o !== 'object' || o === null) throw new MessagingConfigError('options', 'must be an object');
+  if (typeof o !== 'object' || o === null || Array.isArray(o)) throw new MessagingConfigError('options', `must be an object, got ${describe(o)}`);
+  options('options', o, QUEUE_OPTIONS);
   const grid = required('grid', o.grid, (g) => typeof g.cache === 'function' && typeof g.lock === 'function', 'a GridClient');
   const nats = required('nats', o.nats, (n) => typeof n.publish === 'function' && typeof n.subscribe === 'function', 'a NatsConnection');
   const queue = token('queue', o.queue, 'default');
@@ -304,12 +311,13 @@ export class JobQueue {
    * Stores the job (exactly once per id) and tells the workers. Submitting an existing id returns
    * that job unchanged with `created: false`.
    */
-  async submit<R = unknown>(jobId: string, payload: unknown, options: SubmitOptions = {}): Promise<SubmitResult<R>> {
+  async submit<R = unknown>(jobId: string, payload: unknown, opts: SubmitOptions | null = {}): Promise<SubmitResult<R>> {
     this.checkOpen();
     checkJobId(jobId);
+    const o = options('options', opts, ['maxAttempts', 'delayMs']);
     checkValue('payload', payload, this.cfg.maxPayloadBytes);
-    const maxAttempts = int('maxAttempts', options.maxAttempts, this.cfg.maxAttempts, 1, 1_000_000);
-    const delayMs = int('delayMs', options.delayMs, 0, 0, 365 * 24 * 3600 * 1000);
+    const maxAttempts = int('maxAttempts', o.maxAttempts, this.cfg.maxAttempts, 1, 1_000_000);
+    const delayMs = int('delayMs', o.delayMs, 0, 0, 365 * 24 * 3600 * 1000);
     const rec = newRecord(jobId, payload, maxAttempts, Date.now(), delayMs);
     const created = await this.store.cache.putIfAbsent(jobId, encodeRecord(rec));
     const current = created ? rec : await this.store.get(jobId);
@@ -331,10 +339,10 @@ export class JobQueue {
    * The job's result: waits up to `waitMs` (default 0: answer now) for it to finish. Throws
    * JobFailedError when it failed, ResultTimeoutError when it has not finished in time.
    */
-  async result<R = unknown>(jobId: string, options: { waitMs?: number } = {}): Promise<R> {
+  async result<R = unknown>(jobId: string, opts: { waitMs?: number } | null = {}): Promise<R> {
     this.checkOpen();
     checkJobId(jobId);
-    const waitMs = int('waitMs', options.waitMs, 0, 0, 24 * 3600 * 1000);
+    const waitMs = int('waitMs', options('options', opts, ['waitMs']).waitMs, 0, 0, 24 * 3600 * 1000);
     const deadline = Date.now() + waitMs;
     this.ensureDoneSub();
     for (;;) {
@@ -377,9 +385,9 @@ export class JobQueue {
   }
 
   /** A worker running `handler` for this queue's jobs; call `start()` on it. */
-  worker<P = unknown, R = unknown>(handler: JobHandler<P, R>, options: WorkerOptions = {}): JobWorker<P, R> {
+  worker<P = unknown, R = unknown>(handler: JobHandler<P, R>, opts: WorkerOptions | null = {}): JobWorker<P, R> {
     this.checkOpen();
-    return new JobWorker<P, R>(this, this.cfg, this.store, handler, options);
+    return new JobWorker<P, R>(this, this.cfg, this.store, handler, options('options', opts, WORKER_OPTIONS));
   }
 
   /** Stops the result subscription; workers must be closed separately. */
@@ -416,7 +424,10 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
   private readonly held = new Map<string, number>();
   private readonly running = new Map<string, Running>();
   private readonly claiming = new Set<string>();
+  /** Claims under way (lock taken or being taken, record not yet written): close() waits for them. */
+  private readonly claims = new Set<Promise<unknown>>();
   private readonly tasks = new Set<Promise<void>>();
+  private closing: Promise<void> | null = null;
   private sub: Subscription | null = null;
   private tick: NodeJS.Timeout | null = null;
   private heartbeat: NodeJS.Timeout | null = null;
@@ -436,25 +447,24 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
     o: WorkerOptions,
   ) {
     super();
-    if (typeof handler !== 'function') throw new MessagingConfigError('handler', 'must be a function');
+    if (typeof handler !== 'function') throw new MessagingConfigError('handler', `must be a function, got ${describe(handler)}`);
     this.concurrency = int('concurrency', o.concurrency, 4, 1, 10_000);
     // Several workers pick from the same oldest jobs: a window well above everyone's concurrency
     // keeps them from racing for the same locks.
     this.pickWindow = Math.max(64, this.concurrency * 16);
     this.leaseMs = int('leaseMs', o.leaseMs, 1500, 100, 3_600_000);
     this.marginMs = int('leaseMarginMs', o.leaseMarginMs, Math.floor(this.leaseMs / 5), 0, Math.floor(this.leaseMs / 2));
-    const r = o.retry ?? {};
+    const r = options('retry', o.retry, RETRY_OPTIONS, 'retry.');
     this.policy = {
       initialDelayMs: int('retry.initialDelayMs', r.initialDelayMs, 200, 0),
       maxDelayMs: int('retry.maxDelayMs', r.maxDelayMs, 30_000, 0),
       factor: num('retry.factor', r.factor, 2, 1, 100),
     };
-    if (r.jitter !== undefined && typeof r.jitter !== 'boolean') throw new MessagingConfigError('retry.jitter', 'must be a boolean');
+    if (r.jitter !== undefined && typeof r.jitter !== 'boolean') throw new MessagingConfigError('retry.jitter', `must be a boolean, got ${describe(r.jitter)}`);
     this.jitter = r.jitter ?? true;
     this.sweepIntervalMs = int('sweepIntervalMs', o.sweepIntervalMs, 30_000, 0, MAX_TIMER_MS);
     this.closeTimeoutMs = int('closeTimeoutMs', o.closeTimeoutMs, 10_000, 0, MAX_TIMER_MS);
-    if (o.onDeadLetter !== undefined && typeof o.onDeadLetter !== 'function') throw new MessagingConfigError('onDeadLetter', 'must be a function');
-    this.onDeadLetter = o.onDeadLetter;
+    this.onDeadLetter = fn('onDeadLetter', o.onDeadLetter);
     this.workerId = o.workerId === undefined ? randomUUID() : token('workerId', o.workerId);
   }
 
@@ -465,7 +475,8 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
 
   /** Subscribes, scans for pending jobs and starts taking them. */
   async start(): Promise<void> {
-    if (this.state !== 'new') throw new MessagingClosedError('worker (already started)');
+    if (this.state === 'running') throw new MessagingError('worker already started', 'WORKER_STARTED');
+    if (this.state !== 'new') throw new MessagingClosedError('worker');
     this.state = 'running';
     this.sub = this.cfg.nats.subscribe(`${this.cfg.subject}.*`, {
       callback: (err, msg) => {
@@ -511,6 +522,7 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
 
   /** Scans the job cache for unfinished jobs (start, NATS reconnect, slow backstop). */
   sweep(): Promise<void> {
+    if (this.state !== 'running') return Promise.resolve();
     if (this.sweeping !== null) {
       this.sweepAgain = true;
       return this.sweeping;
@@ -556,15 +568,16 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
     if (typeof n !== 'object' || n === null) return;
     const now = Date.now();
     switch (n.t) {
+      // Ids that no job can have are ignored: claiming them would try the grid again and again.
       case 'submitted':
       case 'released':
-        if (typeof n.id !== 'string' || this.running.has(n.id)) return;
+        if (!isJobId(n.id) || this.running.has(n.id)) return;
         this.held.delete(n.id);
         this.candidates.set(n.id, typeof n.notBefore === 'number' ? n.notBefore : 0);
         this.pump();
         return;
       case 'done':
-        if (typeof n.id !== 'string') return;
+        if (!isJobId(n.id)) return;
         this.candidates.delete(n.id);
         this.orphans.delete(n.id);
         this.held.delete(n.id);
@@ -574,7 +587,7 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
         for (const entry of n.jobs) {
           if (!Array.isArray(entry)) continue;
           const [id, remaining] = entry;
-          if (typeof id !== 'string' || typeof remaining !== 'number' || this.running.has(id)) continue;
+          if (!isJobId(id) || typeof remaining !== 'number' || this.running.has(id)) continue;
           this.candidates.delete(id);
           this.orphans.delete(id);
           // The owner's lease runs out `remaining` ms from now unless renewed; the next heartbeat
@@ -646,6 +659,36 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
   }
 
   private async claimAndRun(id: string): Promise<void> {
+    const claiming = this.claim(id);
+    this.claims.add(claiming);
+    let claimed: Awaited<typeof claiming>;
+    try {
+      claimed = await claiming;
+    } finally {
+      this.claims.delete(claiming);
+    }
+    if (claimed === null) return;
+    const { own, rec, takenOverFrom, known } = claimed;
+    this.running.set(id, { own });
+    this.claiming.delete(id);
+    // Tell the others at once so they stop trying this job's lock.
+    this.queue.publish({ t: 'alive', w: this.workerId, jobs: [[id, own.remainingMs]] });
+    this.emit('claimed', { jobId: id, fencingToken: own.token, attempt: rec.attempt, takenOverFrom, at: Date.now() });
+    try {
+      await this.run(rec, own, takenOverFrom, known);
+    } finally {
+      this.running.delete(id);
+      await own.release();
+      if (this.running.size === 0) for (const w of this.idleWaiters.splice(0)) w();
+    }
+  }
+
+  /**
+   * Takes the job's lock and writes the claim into its record; null when the job is not this
+   * worker's to run now (held elsewhere, not due, finished, or the worker is closing: then the
+   * lock is given back before this resolves).
+   */
+  private async claim(id: string): Promise<{ own: Ownership; rec: JobRecord; takenOverFrom: string | null; known: { raw: Uint8Array | null } } | null> {
     const sentAt = Date.now();
     let handle;
     try {
@@ -658,12 +701,12 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
       // Held by a live owner (its heartbeats will keep pushing this back) or by a dead one whose
       // lease has not quite run out: try again shortly.
       if (!this.held.has(id)) this.held.set(id, Date.now() + 100);
-      return;
+      return null;
     }
     const own = new Ownership(handle, this.leaseMs, this.marginMs, sentAt);
     if (this.state !== 'running') {
       await own.release();
-      return;
+      return null;
     }
     let previous: JobRecord | undefined;
     let t: UpdateResult;
@@ -686,22 +729,16 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
       await own.release();
       if (t.reason === 'not-due') this.candidates.set(id, t.notBefore);
       else if (t.reason === 'terminal') this.queue.publish({ t: 'done', id, state: previous?.state ?? 'completed' });
-      return;
+      return null;
     }
-    const rec = t.next;
-    const takenOverFrom = previous?.state === 'running' ? previous.owner : null;
-    this.running.set(id, { own });
-    this.claiming.delete(id);
-    // Tell the others at once so they stop trying this job's lock.
-    this.queue.publish({ t: 'alive', w: this.workerId, jobs: [[id, own.remainingMs]] });
-    this.emit('claimed', { jobId: id, fencingToken: own.token, attempt: rec.attempt, takenOverFrom, at: Date.now() });
-    try {
-      await this.run(rec, own, takenOverFrom, known);
-    } finally {
-      this.running.delete(id);
+    if (this.state !== 'running') {
+      // Closed while the claim was being written: the handler is not started. Another worker
+      // claims the job with a newer token at once.
       await own.release();
-      if (this.running.size === 0) for (const w of this.idleWaiters.splice(0)) w();
+      this.queue.publish({ t: 'released', id, notBefore: 0 });
+      return null;
     }
+    return { own, rec: t.next, takenOverFrom: previous?.state === 'running' ? previous.owner : null, known };
   }
 
   private async run(rec: JobRecord, own: Ownership, takenOverFrom: string | null, known: { raw: Uint8Array | null }): Promise<void> {
@@ -795,11 +832,16 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
   }
 
   /**
-   * Stops taking jobs, waits up to closeTimeoutMs for running handlers, then releases their locks
-   * (announcing them so another worker resumes them at once).
+   * Stops taking jobs, waits up to closeTimeoutMs for claims under way and running handlers, then
+   * releases the locks of those still running (announcing them so another worker resumes them at
+   * once). No handler starts once close() was called. Calling it again returns the same promise.
    */
-  async close(): Promise<void> {
-    if (this.state === 'closed' || this.state === 'closing') return;
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
     const wasRunning = this.state === 'running';
     this.state = 'closing';
     for (const t of [this.tick, this.heartbeat]) if (t !== null) clearInterval(t);
@@ -810,15 +852,15 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
     if (wasRunning) {
       // Keep heartbeats going while draining so nobody takes the running jobs over meanwhile.
       this.heartbeat = setInterval(() => this.beat(), Math.max(20, Math.floor(this.leaseMs / 3)));
-      if (this.running.size > 0) {
-        let timer: NodeJS.Timeout | undefined;
-        await Promise.race([
-          new Promise<void>((r) => this.idleWaiters.push(r)),
-          new Promise<void>((r) => (timer = setTimeout(r, this.closeTimeoutMs))),
-        ]);
-        clearTimeout(timer);
-      }
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<void>((r) => (timer = setTimeout(r, this.closeTimeoutMs)));
+      // Claims under way end soon (one or two grid operations): a claim written meanwhile gives
+      // its lock back instead of starting the handler.
+      if (this.claims.size > 0) await Promise.race([Promise.allSettled([...this.claims]), timeout]);
+      if (this.running.size > 0) await Promise.race([new Promise<void>((r) => this.idleWaiters.push(r)), timeout]);
+      clearTimeout(timer);
       clearInterval(this.heartbeat);
+      this.heartbeat = null;
       const left = [...this.running.entries()];
       for (const [id, r] of left) {
         await r.own.release();

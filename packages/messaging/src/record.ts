@@ -182,11 +182,59 @@ export function fail(r: JobRecord, token: number, error: JobErrorInfo, now: numb
   };
 }
 
-/** Normalises a thrown value for storage. */
+/** The longest error message kept in a job record (characters); a longer one is cut. */
+export const MAX_ERROR_MESSAGE_LENGTH = 4096;
+/** The longest error name or code kept in a job record (characters). */
+const MAX_ERROR_NAME_LENGTH = 256;
+
+function cut(s: string, max: number): string {
+  return s.length <= max ? s : `${s.slice(0, max)}… (${s.length} characters)`;
+}
+
+/**
+ * Normalises a thrown value for storage: any value at all (a thrown object without a string
+ * form, one whose properties throw when read, a message of megabytes) gives a record the grid
+ * takes, with the message cut at MAX_ERROR_MESSAGE_LENGTH characters.
+ */
 export function errorInfo(e: unknown): JobErrorInfo {
-  if (e instanceof Error) {
-    const code = (e as { code?: unknown }).code;
-    return typeof code === 'string' ? { name: e.name, message: e.message, code } : { name: e.name, message: e.message };
+  let name = 'Error';
+  let message: string;
+  let code: unknown;
+  try {
+    if (typeof e === 'object' && e !== null) {
+      const o = e as { name?: unknown; message?: unknown; code?: unknown };
+      if (typeof o.name === 'string' && o.name !== '' && (e instanceof Error || typeof o.message === 'string')) name = o.name;
+      code = o.code;
+      if (typeof o.message === 'string') message = o.message;
+      else if (e instanceof Error) message = '';
+      else {
+        // Its own toString, if it has one that works (an object made with no prototype has none).
+        let str: unknown;
+        try {
+          const toString = (e as { toString?: unknown }).toString;
+          str = typeof toString === 'function' ? (toString as () => unknown).call(e) : undefined;
+        } catch {
+          str = undefined;
+        }
+        message = typeof str === 'string' && str !== '[object Object]' ? str : `${Array.isArray(e) ? 'an array' : 'an object that is not an Error'} was thrown`;
+      }
+    } else if (typeof e === 'symbol') {
+      message = e.toString();
+    } else if (typeof e === 'function') {
+      message = 'a function was thrown';
+    } else {
+      message = String(e);
+    }
+  } catch {
+    // A getter or proxy that throws on reading.
+    return { name: 'Error', message: 'a value whose properties cannot be read was thrown' };
   }
-  return { name: 'Error', message: String(e) };
+  const info: JobErrorInfo = { name: cut(name, MAX_ERROR_NAME_LENGTH), message: cut(message, MAX_ERROR_MESSAGE_LENGTH) };
+  if (typeof code === 'string') info.code = cut(code, MAX_ERROR_NAME_LENGTH);
+  return info;
+}
+
+/** Whether `id` is a job id (see checkJobId), without throwing. */
+export function isJobId(id: unknown): id is string {
+  return typeof id === 'string' && id.length > 0 && id.length <= MAX_JOB_ID_LENGTH && JOB_ID.test(id);
 }

@@ -1,0 +1,200 @@
+/**
+ * Job queues and workers under bad input and shutdown, against a real grid and nats-server.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { LocalCluster } from '@gridlink/node';
+import type { GridClient } from '@gridlink/client';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { JobFailedError, JobQueue, MessagingClosedError, MessagingConfigError, MessagingError, ResultTimeoutError, type JobWorker } from '@gridlink/messaging';
+import { NatsServer, waitUntil } from './helpers/processes.js';
+import { connectGrid, connectNats } from './helpers/env.js';
+
+describe('job queue: bad input and close (real grid and nats-server)', () => {
+  let cluster: LocalCluster;
+  let nats: NatsServer;
+  const closers: (() => Promise<void> | void)[] = [];
+
+  beforeAll(async () => {
+    [cluster, nats] = await Promise.all([LocalCluster.start({ nodes: 3, backups: 1, partitions: 64 }), NatsServer.start()]);
+  });
+  afterEach(async () => {
+    for (const c of closers.splice(0).reverse()) await c();
+  });
+  afterAll(async () => {
+    await nats?.stop();
+    await cluster?.stop();
+  });
+
+  async function grid(): Promise<GridClient> {
+    const g = await connectGrid(cluster.endpoints);
+    closers.push(() => g.close());
+    return g;
+  }
+  async function natsConn(): Promise<NatsConnection> {
+    const nc = await connectNats(nats.url);
+    closers.push(() => nc.close());
+    return nc;
+  }
+  /** A queue on its own grid client and NATS connection, closed after the test. */
+  async function queue(name: string): Promise<{ q: JobQueue; grid: GridClient; nc: NatsConnection }> {
+    const g = await grid();
+    const nc = await natsConn();
+    const q = new JobQueue({ grid: g, nats: nc, queue: name });
+    closers.push(() => q.close());
+    return { q, grid: g, nc };
+  }
+  function closeAfter<W extends JobWorker<never, unknown>>(w: W): W {
+    closers.push(() => w.close());
+    return w;
+  }
+  const configError = (f: () => unknown): MessagingConfigError => {
+    try {
+      f();
+    } catch (e) {
+      expect(e).toBeInstanceOf(MessagingConfigError);
+      return e as MessagingConfigError;
+    }
+    throw new Error('no MessagingConfigError');
+  };
+
+  it('a handler throwing what is not an Error, or an Error of megabytes, fails the job with a readable, bounded error', async () => {
+    const { q } = await queue('thrown');
+    const unreadable = {};
+    Object.defineProperty(unreadable, 'message', {
+      get() {
+        throw new Error('no');
+      },
+    });
+    const w = closeAfter(
+      q.worker<string>(async (ctx) => {
+        switch (ctx.payload) {
+          case 'no-prototype':
+            throw Object.create(null);
+          case 'huge':
+            throw new Error('x'.repeat(5 * 1024 * 1024));
+          // What handlers are not supposed to throw, but some do.
+          case 'unreadable':
+            throw unreadable; // eslint-disable-line @typescript-eslint/only-throw-error
+          case 'string':
+            throw 'plain'; // eslint-disable-line @typescript-eslint/only-throw-error
+          default:
+            return 'ok';
+        }
+      }),
+    );
+    await w.start();
+    const failure = async (payload: string): Promise<JobFailedError> => {
+      await q.submit(`t-${payload}`, payload, { maxAttempts: 1 });
+      const e = await q.result(`t-${payload}`, { waitMs: 10_000 }).catch((x: unknown) => x);
+      expect(e, payload).toBeInstanceOf(JobFailedError);
+      return e as JobFailedError;
+    };
+    expect((await failure('no-prototype')).error).toEqual({ name: 'Error', message: 'an object that is not an Error was thrown' });
+    const huge = (await failure('huge')).error;
+    expect(huge.name).toBe('Error');
+    expect(huge.message.startsWith('x'.repeat(4096))).toBe(true);
+    expect(huge.message.endsWith(`… (${5 * 1024 * 1024} characters)`)).toBe(true);
+    expect(huge.message.length).toBeLessThan(4200);
+    expect((await failure('unreadable')).error).toEqual({ name: 'Error', message: 'a value whose properties cannot be read was thrown' });
+    expect((await failure('string')).error).toEqual({ name: 'Error', message: 'plain' });
+  });
+
+  it('options: unknown, null and mistyped ones are MessagingConfigErrors naming the field', async () => {
+    const { q, grid: g, nc } = await queue('opts');
+    expect(configError(() => new JobQueue({ grid: g, nats: nc, maxPayloadByte: 10 } as never)).field).toBe('maxPayloadByte');
+    // A value without a JSON form is described, not a TypeError from describing it.
+    expect(configError(() => new JobQueue({ grid: g, nats: nc, queue: 10n as never })).field).toBe('queue');
+    const h = async (): Promise<number> => 1;
+    expect(configError(() => q.worker(h, { concurrenc: 2 } as never)).field).toBe('concurrenc');
+    expect(configError(() => q.worker(h, { retry: 5 as never })).field).toBe('retry');
+    expect(configError(() => q.worker(h, { retry: { factr: 3 } as never })).field).toBe('retry.factr');
+    expect(configError(() => q.worker(h, 'fast' as never)).field).toBe('options');
+    expect(configError(() => q.worker(h, { onDeadLetter: 1 as never })).field).toBe('onDeadLetter');
+    // null options mean none.
+    await closeAfter(q.worker(h, null)).close();
+    await expect(q.submit('o-1', 1, { delay: 5 } as never)).rejects.toMatchObject({ field: 'delay' });
+    expect((await q.submit('o-1', 1, null)).created).toBe(true);
+    await expect(q.result('o-1', { wait: 5 } as never)).rejects.toMatchObject({ field: 'wait' });
+    await expect(q.result('o-1', null)).rejects.toBeInstanceOf(ResultTimeoutError);
+  });
+
+  it('notices naming ids that no job can have cost a worker no grid operation', async () => {
+    const { q } = await queue('garbage');
+    const wg = await grid();
+    const wnc = await natsConn();
+    const worker = new JobQueue({ grid: wg, nats: wnc, queue: 'garbage' });
+    closers.push(() => worker.close());
+    const w = closeAfter(worker.worker(async () => 'done', { concurrency: 16, sweepIntervalMs: 0 }));
+    await w.start();
+    const ops = wg.stats().operations;
+    const nc = await natsConn();
+    const enc = new TextEncoder();
+    for (const id of ['a b', 'x'.repeat(129), '', 'é', 'a/b', 'a*']) {
+      nc.publish('gridlink.jobs.garbage.submitted', enc.encode(JSON.stringify({ t: 'submitted', id, notBefore: 0 })));
+      nc.publish('gridlink.jobs.garbage.released', enc.encode(JSON.stringify({ t: 'released', id, notBefore: 0 })));
+    }
+    await nc.flush();
+    // A real job notified after them: the worker has read every garbage notice before this one.
+    await q.submit('real-1', null);
+    expect(await q.result('real-1', { waitMs: 10_000 })).toBe('done');
+    await waitUntil(() => w.active.length === 0, 10_000, 'the job released');
+    // The job's own: lock, read, claim, completion, unlock.
+    await waitUntil(() => wg.stats().operations - ops >= 5, 10_000, 'the job operations counted');
+    expect(wg.stats().operations - ops).toBe(5);
+  });
+
+  it('close(): a second call is the same shutdown; a claim under way gives its lock back and starts no handler; later use is refused', async () => {
+    const { q, grid: g } = await queue('closing');
+    let open: () => void = () => undefined;
+    const gate = new Promise<void>((r) => (open = r));
+    closers.push(() => open());
+    const runs: string[] = [];
+    const w = closeAfter(
+      q.worker(async (ctx) => {
+        runs.push(ctx.jobId);
+        if (ctx.jobId === 'c-1') await gate;
+        return ctx.jobId;
+      }),
+    );
+    const claimed = new Promise<void>((r) => w.once('claimed', () => r()));
+    await w.start();
+    await q.submit('c-1', null);
+    await claimed;
+    let closedSecond = false;
+    const first = w.close();
+    const second = w.close();
+    void second.then(() => (closedSecond = true));
+    expect(second).toBe(first);
+    // A grid round trip later the second close() still waits for the running job.
+    expect((await q.status('c-1')).state).toBe('running');
+    expect(closedSecond).toBe(false);
+    open();
+    await second;
+    expect((await q.status('c-1')).state).toBe('completed');
+    // Start twice, start after close.
+    await expect(w.start()).rejects.toBeInstanceOf(MessagingClosedError);
+    await expect(w.start()).rejects.toThrow(/^worker is closed$/);
+    const twice = closeAfter(q.worker(async () => 1));
+    await twice.start();
+    const e = await twice.start().catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(MessagingError);
+    expect((e as MessagingError).code).toBe('WORKER_STARTED');
+    await twice.close();
+    // A sweep after close asks the grid nothing.
+    const before = g.stats().operations;
+    await w.sweep();
+    expect(g.stats().operations).toBe(before);
+
+    // A worker closed while it is claiming a pending job (its start-up scan found it).
+    await q.submit('c-2', null);
+    const w2 = q.worker(async (ctx) => void runs.push(ctx.jobId));
+    await w2.start();
+    await w2.close();
+    // The lock is free the moment close() resolved, and no handler ran.
+    const lock = await g.lock('gridlink.job/closing/c-2').tryAcquire();
+    expect(lock).not.toBeNull();
+    await lock!.release();
+    expect(runs).toEqual(['c-1']);
+    expect(['pending', 'running']).toContain((await q.status('c-2')).state);
+  });
+});
