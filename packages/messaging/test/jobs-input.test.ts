@@ -30,8 +30,8 @@ describe('job queue: bad input and close (real grid and nats-server)', () => {
     closers.push(() => g.close());
     return g;
   }
-  async function natsConn(): Promise<NatsConnection> {
-    const nc = await connectNats(nats.url);
+  async function natsConn(name?: string): Promise<NatsConnection> {
+    const nc = await connectNats(nats.url, name);
     closers.push(() => nc.close());
     return nc;
   }
@@ -196,5 +196,35 @@ describe('job queue: bad input and close (real grid and nats-server)', () => {
     await lock!.release();
     expect(runs).toEqual(['c-1']);
     expect(['pending', 'running']).toContain((await q.status('c-2')).state);
+  });
+  it('closing a queue wakes a waiting result(); closing it and its worker leaves no subscription at the server and no status listener', async () => {
+    const g = await grid();
+    const nc = await natsConn('jobs-leak');
+    // nats.js keeps each status() iterator in this list until it is stopped.
+    const statusListeners = (): number => (nc as unknown as { protocol: { listeners: unknown[] } }).protocol.listeners.length;
+    const listeners0 = statusListeners();
+    const q = new JobQueue({ grid: g, nats: nc, queue: 'leak' });
+    let open: () => void = () => undefined;
+    const gate = new Promise<void>((r) => (open = r));
+    closers.push(() => open());
+    const w = q.worker(async () => {
+      await gate;
+      return 1;
+    });
+    await w.start();
+    expect(statusListeners()).toBe(listeners0 + 1);
+    await q.submit('l-1', null);
+    const waiting = q.result('l-1', { waitMs: 60_000 });
+    await waitUntil(() => w.active.length === 1, 10_000, 'the job running');
+    await nc.flush();
+    expect(await nats.subscriptionsOf('jobs-leak')).toEqual(['gridlink.jobs.leak.*', 'gridlink.jobs.leak.done']);
+    await q.close();
+    await expect(waiting).rejects.toBeInstanceOf(MessagingClosedError);
+    await expect(q.close()).resolves.toBeUndefined();
+    open();
+    await w.close();
+    await nc.flush();
+    expect(await nats.subscriptionsOf('jobs-leak')).toEqual([]);
+    expect(statusListeners()).toBe(listeners0);
   });
 });
