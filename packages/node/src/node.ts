@@ -101,6 +101,8 @@ export class GridNode implements ConnectionHost, MetricsSource {
     const mayServe = (p: number): boolean => this.promises.mayServe(p, this.lease.valid());
     this.view = new ClusterView(id, opts.partitions, scheduler, mayServe);
     const view = this.view;
+    // A partition served again empty after a loss starts its counter at the topology's floor.
+    store.useCounterFloors((p) => view.topo?.floors?.[String(p)] ?? 0);
     const refreshTopology = (): Promise<void> => this.refreshTopology();
     view.refresh = refreshTopology;
     this.lease = new OwnLease({ id, opts, kv, scheduler, log, life, epoch: () => view.epoch, port: () => this.edge.port, rejoinCheck: refreshTopology });

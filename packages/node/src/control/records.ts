@@ -65,6 +65,9 @@ export function topologyProblem(v: unknown, partitions?: number): string | null 
   if (!optional(recordOf(recordOf(behindEntry)))(v['behind'])) return 'behind: not a map of ranks';
   const behind = v['behind'];
   if (isObject(behind) && !Object.keys(behind).every(inRangeKey(n))) return 'behind: a key is not a partition';
+  const floors = v['floors'];
+  if (!optional(recordOf(isUint))(floors)) return 'floors: not a map of counters';
+  if (isObject(floors) && !Object.keys(floors).every(inRangeKey(n))) return 'floors: a key is not a partition';
   if (!autoAdjust(v['autoAdjust'])) return 'autoAdjust: not a policy';
   if (!adjust(v['adjust'])) return 'adjust: neither null nor a pending adjustment';
   return null;

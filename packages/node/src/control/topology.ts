@@ -68,6 +68,13 @@ export interface TopologyRecord {
    */
   lostCaches?: Record<string, number[]>;
   /**
+   * Update counter floors, by partition: a partition served again empty after every holder of it
+   * died (a reset of the loss, or fresh owners for IGNORE caches) starts its counter here, above
+   * every counter — so every fencing token — of the copies that were lost (ADR 0049). Kept for
+   * good (one number per partition at most). Absent when empty.
+   */
+  floors?: Record<string, number>;
+  /**
    * behind[p][id]: an owner ranked higher than the caches it holds (an owner before it died), set
    * at topology version `since`; it holds the caches of `rank` until its lease reports it caught
    * up (`caughtUp[p] >= since`). Loss is judged on what owners hold. Absent when empty.
@@ -76,6 +83,16 @@ export interface TopologyRecord {
   autoAdjust: AutoAdjustPolicy;
   /** Pending auto-adjust: set while the live set differs from the baseline. */
   adjust: { firstAt: number; lastAt: number; liveKey: string } | null;
+}
+
+/**
+ * The counter floor of a partition starting again empty at `now` (ms, the writer's clock): the
+ * wall clock times 1024, so above any counter the lost copies could have reached unless the
+ * partition averaged over a million updates a second since its last floor; and at least 2^32
+ * above the previous floor, should the writer's clock be behind (ADR 0049).
+ */
+export function nextFloor(previous: number | undefined, now: number): number {
+  return Math.max(Math.floor(now) * 1024, (previous ?? 0) + 2 ** 32);
 }
 
 /** What a node writes into its lease key, renewed every renewal interval. */
@@ -245,6 +262,7 @@ export function nextTopology(prev: TopologyRecord, alive: LeaseRecord[], now: nu
   const perCache = caches.filter((c) => c.policy !== 'IGNORE' && c.backups < backups);
   const lostCaches: Record<string, number[]> = {};
   for (const [name, ps] of Object.entries(prev.lostCaches ?? {})) lostCaches[name] = [...ps];
+  const floors: Record<string, number> = { ...prev.floors };
   // An epoch once dropped from the members stays out (a stale lease, a coordinator that judged
   // on an old view or counted a dead lease afresh after a stall must not bring it back).
   const gone = prev.departed ?? {};
@@ -345,6 +363,8 @@ export function nextTopology(prev: TopologyRecord, alive: LeaseRecord[], now: nu
         fallback ??= computeAssignment({ partitions: prev.partitions, backups, baseline: Object.entries(members).map(([id, m]) => specOf(id, m)), alive: aliveIds });
         o = (fallback.owners[p] ?? []).slice();
       }
+      // A lost partition starting again empty: its counter (fencing tokens) must not go back.
+      if (lostSet.has(p) && o.length > 0) floors[String(p)] = nextFloor(prev.floors?.[String(p)], now);
       s = [];
     }
     for (const id of targetAlive) {
@@ -431,7 +451,18 @@ export function nextTopology(prev: TopologyRecord, alive: LeaseRecord[], now: nu
     next.lostCaches = {};
     for (const n of lostNames) next.lostCaches[n] = lostCaches[n]!.sort((a, b) => a - b);
   }
+  const floored = sortedFloors(floors);
+  if (floored !== undefined) next.floors = floored;
   return sameTopology(prev, next) ? null : next;
+}
+
+/** Floors in partition order (records compare as JSON), or undefined when there are none. */
+function sortedFloors(floors: Record<string, number>): Record<string, number> | undefined {
+  const keys = Object.keys(floors).sort((a, b) => Number(a) - Number(b));
+  if (keys.length === 0) return undefined;
+  const out: Record<string, number> = {};
+  for (const k of keys) out[k] = floors[k]!;
+  return out;
 }
 
 function sameTopology(a: TopologyRecord, b: TopologyRecord): boolean {
@@ -555,9 +586,16 @@ export function lostAnywhere(rec: TopologyRecord): number[] {
  * The record with the loss of these partitions (all when omitted) accepted: they leave `lost`
  * and every cache's `lostCaches`, and are served again by their owners (empty for what was lost).
  */
-export function withLossAccepted(rec: TopologyRecord, partitions?: readonly number[]): TopologyRecord {
+export function withLossAccepted(rec: TopologyRecord, partitions?: readonly number[], now = Date.now()): TopologyRecord {
   const gone = (p: number): boolean => partitions === undefined || partitions.includes(p);
   const next: TopologyRecord = { ...rec, lost: rec.lost.filter((p) => !gone(p)) };
+  // Served again empty: the new copies' counters start above the lost ones' (ADR 0049). Not a
+  // partition that already has owners (fresh ones for IGNORE caches, floored then): a floor must
+  // never be above a counter a copy holds.
+  const floors: Record<string, number> = { ...rec.floors };
+  for (const p of rec.lost) if (gone(p) && (rec.owners[p]?.length ?? 0) === 0) floors[String(p)] = nextFloor(rec.floors?.[String(p)], now);
+  const floored = sortedFloors(floors);
+  if (floored !== undefined) next.floors = floored;
   delete next.lostCaches;
   for (const [name, ps] of Object.entries(rec.lostCaches ?? {})) {
     const left = ps.filter((p) => !gone(p));

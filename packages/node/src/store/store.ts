@@ -37,10 +37,13 @@ import type {
 } from './types.js';
 
 class PartitionState {
-  counter = 0;
   readonly shards = new Map<string, Shard>();
   readonly locks = new Map<string, LockState>();
-  constructor(readonly id: number) {}
+  /** `counter`: where a new copy starts (its floor, ADR 0049: 0 unless the partition was lost). */
+  constructor(
+    readonly id: number,
+    public counter: number,
+  ) {}
 }
 
 /**
@@ -68,6 +71,18 @@ export class NodeStore {
   private evictions = 0;
   private expiredCount = 0;
   private sweepExamined = 0;
+
+  /** Where the update counter of a partition this store does not hold starts. */
+  private counterFloor: (partition: number) => number = () => 0;
+
+  /**
+   * Partitions served again empty after a loss start their update counter at a floor above
+   * every counter of the lost copies, so fencing tokens (counters) never go back (ADR 0049).
+   * `floor` answers for the partition as the current topology says.
+   */
+  useCounterFloors(floor: (partition: number) => number): void {
+    this.counterFloor = floor;
+  }
 
   constructor(opts: StoreOptions = {}) {
     const o = resolveStoreOptions(opts);
@@ -184,7 +199,7 @@ export class NodeStore {
     let part = this.parts.get(partition);
     if (part === undefined) {
       validPartition(partition);
-      part = new PartitionState(partition);
+      part = new PartitionState(partition, this.counterFloor(partition));
       this.parts.set(partition, part);
     }
     return part;
@@ -259,7 +274,7 @@ export class NodeStore {
       );
     }
     const existing = this.parts.get(partition);
-    const part = existing ?? new PartitionState(partition);
+    const part = existing ?? new PartitionState(partition, this.counterFloor(partition));
     let result: unknown;
     let effects: Effect[];
     if (op === Op.LOCK_TRY_ACQUIRE_GET || op === Op.LOCK_PUT_RELEASE) {
@@ -332,7 +347,7 @@ export class NodeStore {
       validPartition(partition);
       const rec = normalised ? record : normaliseRecord(record);
       const part = this.parts.get(partition);
-      const cur = part?.counter ?? 0;
+      const cur = part?.counter ?? this.counterFloor(partition);
       if (rec.counter <= cur) return true;
       if (rec.counter !== cur + 1) return false;
       const target = part ?? this.ensurePart(partition);
@@ -363,7 +378,7 @@ export class NodeStore {
     try {
       validPartition(partition);
       const part = this.parts.get(partition);
-      const cur = part?.counter ?? 0;
+      const cur = part?.counter ?? this.counterFloor(partition);
       if (put.counter <= cur) return true;
       if (put.counter !== cur + 1) return false;
       const target = part ?? this.ensurePart(partition);
