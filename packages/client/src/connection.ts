@@ -76,7 +76,7 @@ interface Pending {
 }
 
 /** Adapts a ResponseHandler to a promise (for callers that await a request). */
-class PromiseHandler implements ResponseHandler {
+export class PromiseHandler implements ResponseHandler {
   resolve!: (frame: ResponseFrame) => void;
   reject!: (err: unknown) => void;
   readonly promise = new Promise<ResponseFrame>((resolve, reject) => {

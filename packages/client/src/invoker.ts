@@ -11,7 +11,7 @@ import pRetry from 'p-retry';
 import { ErrorCode, MUTATING_OPS, Op, ResponseFlag, type ErrorPayload, type ResponseFrame } from '@gridlink/protocol';
 import { MAX_TIMER_MS, describe, type ResolvedConfig } from './config.js';
 import type { ConnectionManager } from './connection-manager.js';
-import type { Connection, ResponseHandler } from './connection.js';
+import { PromiseHandler, type Connection, type ResponseHandler } from './connection.js';
 import { backoffDelay } from './backoff.js';
 import {
   GridAbortError,
@@ -476,7 +476,7 @@ export class Invoker {
   ): Promise<T> {
     const { conn, nodeId } = await this.pick(partition, signal, avoid, wait);
     const start = performance.now();
-    const attempt = new AttemptHandler();
+    const attempt = new PromiseHandler();
     const refused = conn.start(op, payload, attempt, attemptMs, signal, start);
     if (refused !== null) {
       this.unsent++;
@@ -511,27 +511,6 @@ export class Invoker {
 
 export const NO_OPTIONS: InvokeOptions = Object.freeze({});
 
-/** The outcome of one slow-path attempt as a promise. */
-class AttemptHandler implements ResponseHandler {
-  readonly promise: Promise<ResponseFrame>;
-  private resolve!: (frame: ResponseFrame) => void;
-  private reject!: (err: GridError) => void;
-
-  constructor() {
-    this.promise = new Promise<ResponseFrame>((resolve, reject) => {
-      this.resolve = resolve;
-      this.reject = reject;
-    });
-  }
-
-  onResponse(frame: ResponseFrame): void {
-    this.resolve(frame);
-  }
-
-  onFailure(err: GridError): void {
-    this.reject(err);
-  }
-}
 
 /**
  * One operation. On the fast path it is the response handler of its first attempt; a retryable
