@@ -3,41 +3,16 @@
  * and its /connz monitoring endpoint for the subscriptions left) and a real grid.
  */
 import net from 'node:net';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { LocalCluster } from '@gridlink/node';
-import type { GridClient } from '@gridlink/client';
+import { describe, expect, it } from 'vitest';
 import { headers, nanos, type Msg, type NatsConnection } from '@nats-io/transport-node';
 import { AckPolicy, StorageType, jetstream, jetstreamManager, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
 import { IdempotentConsumer, MessagingClosedError, MessagingConfigError, MissingMessageIdError, type IdempotentContext } from '@gridlink/messaging';
-import { NatsServer, waitUntil } from './helpers/processes.js';
-import { connectGrid, connectNats } from './helpers/env.js';
+import { waitUntil } from './helpers/processes.js';
+import { messagingEnv } from './helpers/env.js';
 
 describe('idempotent consumer: bad input and close (real nats-server, real grid)', () => {
-  let cluster: LocalCluster;
-  let nats: NatsServer;
-  const closers: (() => Promise<void> | void)[] = [];
-
-  beforeAll(async () => {
-    [cluster, nats] = await Promise.all([LocalCluster.start({ nodes: 3, backups: 1, partitions: 64 }), NatsServer.start()]);
-  });
-  afterEach(async () => {
-    for (const c of closers.splice(0).reverse()) await c();
-  });
-  afterAll(async () => {
-    await nats?.stop();
-    await cluster?.stop();
-  });
-
-  async function grid(): Promise<GridClient> {
-    const g = await connectGrid(cluster.endpoints);
-    closers.push(() => g.close());
-    return g;
-  }
-  async function natsConn(name?: string): Promise<NatsConnection> {
-    const nc = await connectNats(nats.url, name);
-    closers.push(() => nc.close());
-    return nc;
-  }
+  const env = messagingEnv();
+  const { closers, grid, natsConn } = env;
   /** A stream on `<name>.>` and a durable pull consumer "c" with explicit acks. */
   async function stream(name: string, ackWaitMs = 30_000): Promise<void> {
     const jsm = await jetstreamManager(await natsConn());
@@ -181,7 +156,7 @@ describe('idempotent consumer: bad input and close (real nats-server, real grid)
       () => (consumeEnded = true),
     );
     // A header name nats.js refuses to decode ("Bad Key"), published with the raw protocol.
-    const sock = net.connect(nats.port, '127.0.0.1');
+    const sock = net.connect(env.nats.port, '127.0.0.1');
     await new Promise<void>((resolve, reject) => {
       let seen = '';
       sock.on('error', reject);
@@ -221,7 +196,7 @@ describe('idempotent consumer: bad input and close (real nats-server, real grid)
     });
     ic.subscribe(nc, 'closing.other', async () => undefined, { queue: 'q' });
     await nc.flush();
-    expect(await nats.subscriptionsOf('close-core')).toEqual(['closing.in', 'closing.other']);
+    expect(await env.nats.subscriptionsOf('close-core')).toEqual(['closing.in', 'closing.other']);
     nc.publish('closing.in', 'x', { headers: withId('c-1') });
     await waitUntil(() => started.length === 1, 10_000, 'the handler started');
     let closed = false;
@@ -230,7 +205,7 @@ describe('idempotent consumer: bad input and close (real nats-server, real grid)
     // A second close() is the same shutdown, not an early return.
     expect(ic.close()).toBe(closing);
     await nc.flush();
-    await waitUntil(async () => (await nats.subscriptionsOf('close-core'))?.length === 0, 10_000, 'the subscriptions gone at the server');
+    await waitUntil(async () => (await env.nats.subscriptionsOf('close-core'))?.length === 0, 10_000, 'the subscriptions gone at the server');
     // Still waiting for the handler: another grid round trip later it has not resolved.
     const other = consumer({ grid: g, name: 'closing' });
     expect(await other.isProcessed('c-1')).toBe(false);
@@ -266,7 +241,7 @@ describe('idempotent consumer: bad input and close (real nats-server, real grid)
     await waitUntil(() => seen !== null, 10_000, 'the handler started');
     await nc.flush();
     // The request inbox (nats.js's `_INBOX.<id>.*`, for the consumer lookup) and the pull's own.
-    const during = (await nats.subscriptionsOf('hang-js')) ?? [];
+    const during = (await env.nats.subscriptionsOf('hang-js')) ?? [];
     expect(during).toHaveLength(2);
     await a.close();
     await consumed;
@@ -276,7 +251,7 @@ describe('idempotent consumer: bad input and close (real nats-server, real grid)
     // The stream consume() read was stopped: only the request inbox is left on the connection.
     await nc.flush();
     await waitUntil(
-      async () => JSON.stringify(await nats.subscriptionsOf('hang-js')) === JSON.stringify(during.filter((sub) => sub.endsWith('.*'))),
+      async () => JSON.stringify(await env.nats.subscriptionsOf('hang-js')) === JSON.stringify(during.filter((sub) => sub.endsWith('.*'))),
       10_000,
       'the pull subscription gone',
     );

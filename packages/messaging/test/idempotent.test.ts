@@ -1,38 +1,14 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { LocalCluster } from '@gridlink/node';
-import { LockNotHeldError, type GridClient } from '@gridlink/client';
-import { headers, nanos, type NatsConnection } from '@nats-io/transport-node';
+import { describe, expect, it } from 'vitest';
+import { LockNotHeldError } from '@gridlink/client';
+import { headers, nanos } from '@nats-io/transport-node';
 import { AckPolicy, StorageType, jetstream, jetstreamManager, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
 import { IdempotentConsumer, MessagingConfigError, MissingMessageIdError } from '@gridlink/messaging';
-import { NatsServer, waitUntil } from './helpers/processes.js';
-import { connectGrid, connectNats } from './helpers/env.js';
+import { waitUntil } from './helpers/processes.js';
+import { messagingEnv } from './helpers/env.js';
 
 describe('idempotent consumers (real nats-server with JetStream, real grid)', () => {
-  let cluster: LocalCluster;
-  let nats: NatsServer;
-  const closers: (() => Promise<void> | void)[] = [];
-
-  beforeAll(async () => {
-    [cluster, nats] = await Promise.all([LocalCluster.start({ nodes: 3, backups: 1, partitions: 64 }), NatsServer.start()]);
-  });
-  afterEach(async () => {
-    for (const c of closers.splice(0).reverse()) await c();
-  });
-  afterAll(async () => {
-    await nats?.stop();
-    await cluster?.stop();
-  });
-
-  async function grid(): Promise<GridClient> {
-    const g = await connectGrid(cluster.endpoints);
-    closers.push(() => g.close());
-    return g;
-  }
-  async function natsConn(): Promise<NatsConnection> {
-    const nc = await connectNats(nats.url);
-    closers.push(() => nc.close());
-    return nc;
-  }
+  const env = messagingEnv();
+  const { closers, grid, natsConn } = env;
 
   /** A stream and a durable pull consumer with a short AckWait. */
   async function stream(name: string, ackWaitMs: number): Promise<void> {

@@ -1,40 +1,16 @@
 /**
  * Job queues and workers under bad input and shutdown, against a real grid and nats-server.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { LocalCluster } from '@gridlink/node';
+import { describe, expect, it } from 'vitest';
 import type { GridClient } from '@gridlink/client';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { JobFailedError, JobQueue, MessagingClosedError, MessagingConfigError, MessagingError, ResultTimeoutError, type JobWorker } from '@gridlink/messaging';
-import { NatsServer, waitUntil } from './helpers/processes.js';
-import { connectGrid, connectNats } from './helpers/env.js';
+import { waitUntil } from './helpers/processes.js';
+import { messagingEnv } from './helpers/env.js';
 
 describe('job queue: bad input and close (real grid and nats-server)', () => {
-  let cluster: LocalCluster;
-  let nats: NatsServer;
-  const closers: (() => Promise<void> | void)[] = [];
-
-  beforeAll(async () => {
-    [cluster, nats] = await Promise.all([LocalCluster.start({ nodes: 3, backups: 1, partitions: 64 }), NatsServer.start()]);
-  });
-  afterEach(async () => {
-    for (const c of closers.splice(0).reverse()) await c();
-  });
-  afterAll(async () => {
-    await nats?.stop();
-    await cluster?.stop();
-  });
-
-  async function grid(): Promise<GridClient> {
-    const g = await connectGrid(cluster.endpoints);
-    closers.push(() => g.close());
-    return g;
-  }
-  async function natsConn(name?: string): Promise<NatsConnection> {
-    const nc = await connectNats(nats.url, name);
-    closers.push(() => nc.close());
-    return nc;
-  }
+  const env = messagingEnv();
+  const { closers, grid, natsConn } = env;
   /** A queue on its own grid client and NATS connection, closed after the test. */
   async function queue(name: string): Promise<{ q: JobQueue; grid: GridClient; nc: NatsConnection }> {
     const g = await grid();
@@ -217,14 +193,14 @@ describe('job queue: bad input and close (real grid and nats-server)', () => {
     const waiting = q.result('l-1', { waitMs: 60_000 });
     await waitUntil(() => w.active.length === 1, 10_000, 'the job running');
     await nc.flush();
-    expect(await nats.subscriptionsOf('jobs-leak')).toEqual(['gridlink.jobs.leak.*', 'gridlink.jobs.leak.done']);
+    expect(await env.nats.subscriptionsOf('jobs-leak')).toEqual(['gridlink.jobs.leak.*', 'gridlink.jobs.leak.done']);
     await q.close();
     await expect(waiting).rejects.toBeInstanceOf(MessagingClosedError);
     await expect(q.close()).resolves.toBeUndefined();
     open();
     await w.close();
     await nc.flush();
-    expect(await nats.subscriptionsOf('jobs-leak')).toEqual([]);
+    expect(await env.nats.subscriptionsOf('jobs-leak')).toEqual([]);
     expect(statusListeners()).toBe(listeners0);
   });
 });

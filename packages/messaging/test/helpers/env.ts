@@ -1,5 +1,8 @@
+import { afterAll, afterEach, beforeAll } from 'vitest';
 import { GridClient, type GridClientConfig } from '@gridlink/client';
+import { LocalCluster } from '@gridlink/node';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { NatsServer } from './processes.js';
 
 /** The grid client settings the messaging tests use: killed or hung nodes are left quickly. */
 export const GRID_CLIENT: Partial<GridClientConfig> = {
@@ -17,4 +20,58 @@ export function connectGrid(endpoints: string[], overrides: Partial<GridClientCo
 /** A NATS connection; `name` is the connection's name as the server's /connz shows it. */
 export function connectNats(url: string, name?: string): Promise<NatsConnection> {
   return connect({ servers: url, reconnectTimeWait: 100, maxReconnectAttempts: -1, pingInterval: 1000, ...(name !== undefined ? { name } : {}) });
+}
+
+/** What a messaging test file shares: a grid, a nats-server, and what each test opened. */
+export interface MessagingEnv {
+  readonly cluster: LocalCluster;
+  readonly nats: NatsServer;
+  /** Run (last first) after each test. */
+  readonly closers: (() => Promise<void> | void)[];
+  /** A grid client closed after the test. */
+  grid: () => Promise<GridClient>;
+  /** A NATS connection closed after the test; `name` as the server's /connz shows it. */
+  natsConn: (name?: string) => Promise<NatsConnection>;
+}
+
+/**
+ * Registers the file's hooks: a LocalCluster (3 nodes, backups 1, 64 partitions) and a
+ * nats-server for the whole file, and closing what each test opened after it.
+ */
+export function messagingEnv(): MessagingEnv {
+  let cluster: LocalCluster | undefined;
+  let nats: NatsServer | undefined;
+  const closers: (() => Promise<void> | void)[] = [];
+  beforeAll(async () => {
+    [cluster, nats] = await Promise.all([LocalCluster.start({ nodes: 3, backups: 1, partitions: 64 }), NatsServer.start()]);
+  });
+  afterEach(async () => {
+    for (const c of closers.splice(0).reverse()) await c();
+  });
+  afterAll(async () => {
+    await nats?.stop();
+    await cluster?.stop();
+  });
+  const env: MessagingEnv = {
+    get cluster(): LocalCluster {
+      if (!cluster) throw new Error('the grid has not started');
+      return cluster;
+    },
+    get nats(): NatsServer {
+      if (!nats) throw new Error('nats-server has not started');
+      return nats;
+    },
+    closers,
+    grid: async () => {
+      const g = await connectGrid(env.cluster.endpoints);
+      closers.push(() => g.close());
+      return g;
+    },
+    natsConn: async (name?: string) => {
+      const nc = await connectNats(env.nats.url, name);
+      closers.push(() => nc.close());
+      return nc;
+    },
+  };
+  return env;
 }
