@@ -67,7 +67,7 @@ describe('a control plane whose bucket is lost', () => {
     expect(events).toEqual([]);
   });
 
-  it('a bucket deleted for good: reported once JetStream says twice that it does not exist', async () => {
+  it('a bucket deleted for good: reported once JetStream says five times in a row that it does not exist', async () => {
     const bucket = `reset${++seq}`;
     const p = await plane(bucket);
     const resets: Error[] = [];

@@ -54,6 +54,9 @@ export class ControlPlaneBucketMissingError extends Error {
 
 const RESET_BRAND = Symbol.for('gridlink.ControlPlaneResetError');
 
+/** Stream checks in a row (about a second apart) that must find the bucket missing (ADR 0028). */
+const MISSING_CHECKS = 5;
+
 /**
  * The bucket this plane was opened on is gone or was created anew (NATS lost its JetStream store,
  * or someone deleted the bucket): every record this node's view came from — the cluster, the
@@ -242,13 +245,15 @@ export class NatsControlPlane implements ControlPlane {
 
   /**
    * Compares the stream with the one this plane opened; false when it is found reset. Missing
-   * must be said twice in a row (a second apart), so that one odd answer during a JetStream
-   * cluster's recovery is not taken for a loss.
+   * must be said on MISSING_CHECKS checks in a row (a second apart), so that odd answers during
+   * a JetStream cluster's recovery are not taken for a loss. Waiting costs no safety: while the
+   * bucket is missing nothing can be committed, and a bucket created anew meanwhile is seen by
+   * its creation time.
    */
   private judgeStream(info: { created: string; lastSeq: number } | 'missing'): boolean {
     if (info === 'missing') {
       this.streamMissing++;
-      if (this.streamMissing >= 2) this.declareReset(`the bucket ${this.bucket} no longer exists`);
+      if (this.streamMissing >= MISSING_CHECKS) this.declareReset(`the bucket ${this.bucket} no longer exists`);
       return this.resetReason === undefined;
     }
     this.streamMissing = 0;
