@@ -102,7 +102,12 @@ async function main(): Promise<void> {
   let stopping = false;
   const running = node;
   const stop = (signal: string): void => {
-    if (stopping) return;
+    if (stopping) {
+      // A second SIGTERM/SIGINT (an operator's second Ctrl-C): stop waiting for the handoff and
+      // the drain. The cluster survives it as it survives a kill (lease expiry).
+      log.warn('second signal while stopping: exiting now', { signal });
+      process.exit(EXIT_FORCED);
+    }
     stopping = true;
     log.info('stopping', { signal });
     running
@@ -138,6 +143,8 @@ async function main(): Promise<void> {
 
 /** Exit code when the control plane lost its state (its bucket deleted or created anew). */
 const EXIT_CONTROL_PLANE_RESET = 3;
+/** Exit code when a second signal cut a graceful stop short. */
+const EXIT_FORCED = 130;
 
 main().catch((err: unknown) => {
   process.stderr.write(`gridlink-node: ${err instanceof Error ? err.message : String(err)}\n`);
