@@ -5,6 +5,7 @@ import { PartitionLostError } from '@gridlink/client';
 import { MemoryControlPlane, NodeConfigError, resolveNodeOptions, type TopologyRecord } from '@gridlink/node';
 import { lossRefusal, unsupportedCacheConfig } from '@gridlink/node/internal';
 import { ErrorCode } from '@gridlink/protocol';
+import { waitFor } from '@gridlink/testkit';
 import { perTestCluster } from './helpers/grid.js';
 
 const P = 16;
@@ -161,5 +162,30 @@ describe('IGNORE and per-cache losses on LocalCluster', () => {
     await thin.put(lostKey, 3);
     expect(await thin.get(lostKey)).toBe(3);
     await ro.put(liveKey, 9);
+  }, 30_000);
+});
+
+describe('IGNORE losses of implicit caches (LocalCluster)', () => {
+  const fx = perTestCluster();
+
+  it('are counted under one metric label, however many cache names the app made up', async () => {
+    const c = await fx.start({ nodes: 2, partitions: P, backups: 0, autoAdjust: { enabled: false }, cacheDefaults: { partitionLossPolicy: 'IGNORE' } });
+    const client = await fx.connect({ endpoints: c.endpoints, requestTimeout: 1000, operationTimeout: 5000, heartbeatInterval: 100, heartbeatTimeout: 600 });
+    const [victim, survivor] = c.nodeIds as [string, string];
+    // Per-tenant cache names, each with a key on every partition.
+    for (let t = 0; t < 20; t++) {
+      const cache = client.cache<string, number>(`tenant-${t}`);
+      for (let i = 0; i < 3 * P; i++) await cache.put(`k${i}`, i);
+    }
+    await c.kill(victim);
+    await c.waitForTopology((x) => x.members[victim] === undefined && x.lost.length > 0);
+    await c.waitForTopology((x) => x.lost.every((p) => x.owners[p]?.[0] === survivor));
+    await waitFor('the losses counted', async () => (await c.node(survivor).metrics.lossesIgnored.get()).values.length > 0, 10_000);
+    const values = (await c.node(survivor).metrics.lossesIgnored.get()).values;
+    expect(values.map((v) => v.labels['cache'])).toEqual(['(implicit)']);
+    expect(values[0]!.value).toBeGreaterThan(0);
+    // Served again, empty, as before.
+    const lostKey = Array.from({ length: 3 * P }, (_, i) => `k${i}`).find((k) => c.topology().lost.includes(partitionOf(k, P)))!;
+    expect(await client.cache<string, number>('tenant-0').get(lostKey)).toBeUndefined();
   }, 30_000);
 });

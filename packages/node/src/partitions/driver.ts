@@ -36,6 +36,9 @@ export interface ReplicaDriverDeps {
   resync?(p: number, ids: string[]): void;
 }
 
+/** The `cache` label of per-cache metrics for every implicit cache (never configured). */
+export const IMPLICIT_CACHES_LABEL = '(implicit)';
+
 export class ReplicaDriver {
   /** State transfers completed since start (partitions pulled or installed). */
   transfers = 0;
@@ -79,8 +82,16 @@ export class ReplicaDriver {
     return [...caches.map((c) => c.backups), this.d.opts.cacheDefaults.backups ?? this.d.opts.backups];
   }
 
-  private cacheBackupsList(): { name: string; backups: number; ignore: boolean }[] {
-    return this.d.store.cacheConfigs().map(([name, c]) => ({ name, backups: c.backups ?? this.d.opts.backups, ignore: c.partitionLossPolicy === 'IGNORE' }));
+  private cacheBackupsList(): { name: string; backups: number; ignore: boolean; label: string }[] {
+    const explicit = new Set(this.d.store.explicitCacheConfigs().map(([name]) => name));
+    return this.d.store.cacheConfigs().map(([name, c]) => ({
+      name,
+      backups: c.backups ?? this.d.opts.backups,
+      ignore: c.partitionLossPolicy === 'IGNORE',
+      // Metric label: implicit caches (any name an app makes up, per tenant say) share one, so
+      // the series stay bounded; the log line names the cache.
+      label: explicit.has(name) ? name : IMPLICIT_CACHES_LABEL,
+    }));
   }
 
   /**
@@ -96,7 +107,7 @@ export class ReplicaDriver {
     prev: TopologyRecord | null,
     rec: TopologyRecord,
     wasMember: boolean,
-    caches: { name: string; backups: number; ignore: boolean }[],
+    caches: { name: string; backups: number; ignore: boolean; label: string }[],
   ): void {
     const { view, store } = this.d;
     const before = prev?.owners[p] ?? [];
@@ -118,7 +129,7 @@ export class ReplicaDriver {
         for (const c of caches) {
           if (c.backups >= missing) continue;
           if (c.ignore) {
-            this.d.metrics.lossesIgnored.inc({ cache: c.name });
+            this.d.metrics.lossesIgnored.inc({ cache: c.label });
             this.d.log.warn('partition lost for an IGNORE cache: served again, empty', { partition: p, cache: c.name });
           } else if (c.backups >= depth && !(rec.lostCaches?.[c.name]?.includes(p) ?? false) && !rec.lost.includes(p)) {
             this.d.log.warn('new primary holds no copy of a cache it was ranked below', { partition: p, cache: c.name, rank: st.held });
