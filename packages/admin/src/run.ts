@@ -583,21 +583,37 @@ function prepare(p: Parsed, http: HttpLocator | undefined, io: CliIo, deps: CliD
         });
         io.stdout(`gridlink dashboard on ${d.url} (Ctrl-C to stop)\n`);
         deps.onDashboard?.(d.url);
+        // Runs until a signal, or until the control plane loses its state (ADR 0028): its watch
+        // then delivers nothing more, and a page that goes on showing the old cluster would lie.
+        let lost: Error | undefined;
+        const cleanup: (() => void)[] = [];
         await new Promise<void>((resolve) => {
+          const stopReset = cp.onReset?.((err) => {
+            lost = err;
+            resolve();
+          });
+          if (stopReset) cleanup.push(stopReset);
           if (deps.signal) {
             if (deps.signal.aborted) resolve();
-            else deps.signal.addEventListener('abort', () => resolve(), { once: true });
+            else {
+              const abort = (): void => resolve();
+              deps.signal.addEventListener('abort', abort, { once: true });
+              const signal = deps.signal;
+              cleanup.push(() => signal.removeEventListener('abort', abort));
+            }
             return;
           }
-          const done = (): void => {
-            process.off('SIGINT', done);
-            process.off('SIGTERM', done);
-            resolve();
-          };
+          const done = (): void => resolve();
           process.on('SIGINT', done);
           process.on('SIGTERM', done);
+          cleanup.push(() => {
+            process.off('SIGINT', done);
+            process.off('SIGTERM', done);
+          });
         });
+        for (const c of cleanup) c();
         await d.close();
+        if (lost !== undefined) throw new AdminRefusedError('ADMIN_CONTROL_PLANE_RESET', `${lost.message}; start the dashboard again to show the cluster it holds now`);
         return ExitCode.OK;
       };
     }
