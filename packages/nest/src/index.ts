@@ -1,5 +1,5 @@
 export { GridlinkModule } from './module.js';
-export type { GridlinkModuleOptions, GridlinkModuleAsyncOptions } from './module.js';
+export type { GridlinkModuleOptions, GridlinkModuleAsyncOptions, GridlinkOptionsFactory } from './module.js';
 export { Idempotent, IdempotencyInterceptor } from './interceptor.js';
 export type { IdempotentOptions, IdempotentRequest } from './interceptor.js';
 export { GridHealthIndicator } from './health.js';

@@ -6,7 +6,7 @@ import { applyDecorators, Inject, Injectable, SetMetadata, UseInterceptors, type
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Observable, of } from 'rxjs';
 import type { GridClient } from '@gridlink/client';
-import { Deduper, captureResponse, describeRequest, sendDirect, type DedupeOptions, type Ticket } from '@gridlink/dedupe';
+import { DedupeConfigError, Deduper, captureResponse, describeRequest, resolveDedupeOptions, sendDirect, type DedupeOptions, type Ticket } from '@gridlink/dedupe';
 import { GRID_CLIENT, GRIDLINK_OPTIONS, IDEMPOTENT_METADATA } from './tokens.js';
 import type { GridlinkModuleOptions } from './options.js';
 
@@ -24,8 +24,35 @@ export type IdempotentOptions = Omit<DedupeOptions<IdempotentRequest>, 'client'>
 
 /** De-duplicates the route (or every route of the controller) with these options. */
 export function Idempotent(options: IdempotentOptions = {}): MethodDecorator & ClassDecorator {
+  checkIdempotentOptions(options, '');
   return applyDecorators(SetMetadata(IDEMPOTENT_METADATA, options), UseInterceptors(IdempotencyInterceptor));
 }
+
+/**
+ * Validates a part of a route's options (module defaults, a controller's or a route's own) where
+ * it is written, so a bad option fails at startup instead of answering every request with a 500.
+ * Each part may leave `fingerprint` to another (`header: false` here, `fingerprint` there); the
+ * merged options are checked again when the route's deduper is built. Field names are prefixed
+ * with `prefix` (`idempotency.` for the module defaults).
+ */
+export function checkIdempotentOptions(options: unknown, prefix: string): void {
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw new DedupeConfigError(prefix === '' ? 'options' : prefix.slice(0, -1), 'must be an object');
+  }
+  const o = options as IdempotentOptions;
+  if ('client' in o) throw new DedupeConfigError(`${prefix}client`, 'is not an option here: routes use the GridlinkModule client');
+  try {
+    resolveDedupeOptions<IdempotentRequest>(o.header === false && o.fingerprint === undefined ? { ...o, fingerprint: () => null } : o);
+  } catch (e) {
+    if (e instanceof DedupeConfigError && prefix !== '') {
+      throw new DedupeConfigError(prefix + e.field, e.message.slice(`invalid dedupe option "${e.field}": `.length));
+    }
+    throw e;
+  }
+}
+
+/** Marks a request one IdempotencyInterceptor already handles (a controller's and a route's @Idempotent, or a global one). */
+const HANDLED = Symbol('gridlink.nest.idempotent');
 
 function routeOf(req: IdempotentRequest): string {
   const p = req.route?.path;
@@ -41,16 +68,17 @@ export class IdempotencyInterceptor implements NestInterceptor {
     private readonly moduleOptions: GridlinkModuleOptions,
   ) {}
 
-  /** The deduper of a route (built once, from the module defaults and the route's options). */
+  /**
+   * The deduper of a route (built once): the module defaults, then the controller's
+   * `@Idempotent()` options, then the route's, each overriding the one before.
+   */
   deduperFor(context: ExecutionContext): Deduper<IdempotentRequest> {
     const handler = context.getHandler();
     let d = this.dedupers.get(handler);
     if (d === undefined) {
-      const routeOpts =
-        (Reflect.getMetadata(IDEMPOTENT_METADATA, handler) as IdempotentOptions | undefined) ??
-        (Reflect.getMetadata(IDEMPOTENT_METADATA, context.getClass()) as IdempotentOptions | undefined) ??
-        {};
-      d = new Deduper<IdempotentRequest>({ ...(this.moduleOptions.idempotency as IdempotentOptions | undefined), ...routeOpts, client: this.client });
+      const classOpts = Reflect.getMetadata(IDEMPOTENT_METADATA, context.getClass()) as IdempotentOptions | undefined;
+      const routeOpts = Reflect.getMetadata(IDEMPOTENT_METADATA, handler) as IdempotentOptions | undefined;
+      d = new Deduper<IdempotentRequest>({ ...(this.moduleOptions.idempotency as IdempotentOptions | undefined), ...classOpts, ...routeOpts, client: this.client });
       this.dedupers.set(handler, d);
     }
     return d;
@@ -59,10 +87,14 @@ export class IdempotencyInterceptor implements NestInterceptor {
   intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
     if (context.getType() !== 'http') return next.handle();
     const http = context.switchToHttp();
-    const req = http.getRequest<IdempotentRequest>();
+    const req = http.getRequest<IdempotentRequest & { [HANDLED]?: true }>();
     const res = http.getResponse<ServerResponse>();
+    // Once per request: `@Idempotent()` on a controller and on one of its routes (or a global
+    // interceptor besides) chain the interceptor twice; the second would find its own key taken.
+    if (req[HANDLED] === true) return next.handle();
     const deduper = this.deduperFor(context);
     if (!deduper.options.methods.has((req.method ?? '').toUpperCase())) return next.handle();
+    req[HANDLED] = true;
     return new Observable<unknown>((subscriber) => {
       let inner: { unsubscribe(): void } | undefined;
       deduper.begin(describeRequest(req, routeOf(req), req.body, req.ip)).then(

@@ -4,30 +4,67 @@
  * and the health indicator. The client connects while the module initialises and closes on
  * application shutdown.
  */
-import { Inject, Injectable, type DynamicModule, type InjectionToken, type ModuleMetadata, type OnApplicationShutdown, type Provider } from '@nestjs/common';
-import { GridClient } from '@gridlink/client';
+import { Inject, Injectable, type DynamicModule, type InjectionToken, type ModuleMetadata, type OnApplicationShutdown, type Provider, type Type } from '@nestjs/common';
+import { GridClient, GridConfigError, resolveConfig } from '@gridlink/client';
 import { DedupeConfigError } from '@gridlink/dedupe';
 import { GridHealthIndicator } from './health.js';
-import { IdempotencyInterceptor } from './interceptor.js';
+import { IdempotencyInterceptor, checkIdempotentOptions } from './interceptor.js';
 import { GRID_CLIENT, GRIDLINK_OPTIONS, cacheToken } from './tokens.js';
 import type { GridlinkModuleOptions } from './options.js';
 
 export type { GridlinkModuleOptions } from './options.js';
 
+/** What `forRootAsync({ useClass })` or `forRootAsync({ useExisting })` names: a provider making the options. */
+export interface GridlinkOptionsFactory {
+  createGridlinkOptions(): GridlinkModuleOptions | Promise<GridlinkModuleOptions>;
+}
+
+/** Exactly one of `useFactory` (with `inject`), `useClass` or `useExisting`. */
 export interface GridlinkModuleAsyncOptions extends Pick<ModuleMetadata, 'imports'> {
-  useFactory: (...args: never[]) => GridlinkModuleOptions | Promise<GridlinkModuleOptions>;
+  useFactory?: (...args: never[]) => GridlinkModuleOptions | Promise<GridlinkModuleOptions>;
   inject?: InjectionToken[];
+  /** A class implementing `GridlinkOptionsFactory`, instantiated by the module. */
+  useClass?: Type<GridlinkOptionsFactory>;
+  /** A provider (from `imports` or a global module) implementing `GridlinkOptionsFactory`. */
+  useExisting?: InjectionToken<GridlinkOptionsFactory>;
   /** Named caches to provide for `@InjectCache(name)` (known before the factory runs). */
   caches?: string[];
 }
 
-function validate(o: unknown): GridlinkModuleOptions {
-  if (typeof o !== 'object' || o === null) throw new DedupeConfigError('GridlinkModule options', 'must be an object');
+const MODULE_FIELDS = new Set(['client', 'idempotency', 'caches']);
+const ASYNC_FIELDS = new Set(['imports', 'useFactory', 'inject', 'useClass', 'useExisting', 'caches']);
+
+function checkCacheNames(field: string, v: unknown): string[] {
+  if (!Array.isArray(v) || !v.every((c) => typeof c === 'string' && c.length > 0)) throw new DedupeConfigError(field, 'must be an array of non-empty cache names');
+  return v as string[];
+}
+
+/**
+ * Checks the module options where they are given (forRoot) or made (the async factory), so a bad
+ * one stops the bootstrap with the field named instead of failing requests later. `asyncCaches`:
+ * the caches `forRootAsync` provides (a factory's `caches` cannot add providers any more).
+ */
+function validate(o: unknown, asyncCaches?: readonly string[]): GridlinkModuleOptions {
+  if (typeof o !== 'object' || o === null || Array.isArray(o)) {
+    throw new DedupeConfigError('GridlinkModule options', `must be an object${asyncCaches === undefined ? '' : ' (what the async factory returned)'}, got ${o === null ? 'null' : Array.isArray(o) ? 'an array' : typeof o}`);
+  }
+  for (const k of Object.keys(o)) if (!MODULE_FIELDS.has(k)) throw new DedupeConfigError(k, 'is not a GridlinkModule option (client, idempotency, caches)');
   const opts = o as GridlinkModuleOptions;
   if (typeof opts.client !== 'object' || opts.client === null) throw new DedupeConfigError('client', 'must be a GridClientConfig object');
-  if (opts.caches !== undefined && (!Array.isArray(opts.caches) || !opts.caches.every((c) => typeof c === 'string' && c.length > 0))) {
-    throw new DedupeConfigError('caches', 'must be an array of non-empty cache names');
+  try {
+    resolveConfig(opts.client); // the client's own checks, before connecting
+  } catch (e) {
+    if (e instanceof GridConfigError) throw new DedupeConfigError(`client.${e.field}`, e.message.slice(`invalid config "${e.field}": `.length));
+    throw e;
   }
+  if (opts.caches !== undefined) {
+    const names = checkCacheNames('caches', opts.caches);
+    const missing = asyncCaches === undefined ? [] : names.filter((n) => !asyncCaches.includes(n));
+    if (missing.length > 0) {
+      throw new DedupeConfigError('caches', `${JSON.stringify(missing)} returned by the async factory: name them in forRootAsync({ caches }) — providers exist before the factory runs`);
+    }
+  }
+  if (opts.idempotency !== undefined) checkIdempotentOptions(opts.idempotency, 'idempotency.');
   return opts;
 }
 
@@ -50,7 +87,7 @@ function cacheProviders(names: readonly string[]): Provider[] {
   }));
 }
 
-function common(optionsProvider: Provider, caches: readonly string[], imports: ModuleMetadata['imports'] = []): DynamicModule {
+function common(optionsProvider: Provider, caches: readonly string[], imports: ModuleMetadata['imports'] = [], extra: Provider[] = []): DynamicModule {
   const clientProvider: Provider = {
     provide: GRID_CLIENT,
     useFactory: (o: GridlinkModuleOptions) => GridClient.connect(o.client),
@@ -63,6 +100,7 @@ function common(optionsProvider: Provider, caches: readonly string[], imports: M
     global: true,
     imports,
     providers: [
+      ...extra,
       optionsProvider,
       clientProvider,
       { provide: GridClient, useExisting: GRID_CLIENT },
@@ -84,19 +122,38 @@ export class GridlinkModule {
 
   /** Connects with a configuration from a factory (e.g. from ConfigService). */
   static forRootAsync(options: GridlinkModuleAsyncOptions): DynamicModule {
-    if (typeof options?.useFactory !== 'function') throw new DedupeConfigError('useFactory', 'must be a function');
-    const factory = options.useFactory as (...args: unknown[]) => GridlinkModuleOptions | Promise<GridlinkModuleOptions>;
-    const provider: Provider = {
-      provide: GRIDLINK_OPTIONS,
-      useFactory: async (...args: unknown[]) => validate(await factory(...args)),
-      inject: options.inject ?? [],
-    };
-    return common(provider, options.caches ?? [], options.imports);
+    if (typeof options !== 'object' || options === null) throw new DedupeConfigError('GridlinkModule async options', 'must be an object');
+    for (const k of Object.keys(options)) if (!ASYNC_FIELDS.has(k)) throw new DedupeConfigError(k, 'is not a forRootAsync option (imports, useFactory, inject, useClass, useExisting, caches)');
+    const ways = (['useFactory', 'useClass', 'useExisting'] as const).filter((k) => options[k] !== undefined);
+    if (ways.length !== 1) throw new DedupeConfigError('useFactory', `exactly one of useFactory, useClass or useExisting is required${ways.length > 1 ? `, got ${ways.join(' and ')}` : ''}`);
+    if (options.useFactory !== undefined && typeof options.useFactory !== 'function') throw new DedupeConfigError('useFactory', 'must be a function');
+    if (options.useClass !== undefined && typeof options.useClass !== 'function') throw new DedupeConfigError('useClass', 'must be a class implementing createGridlinkOptions()');
+    if (options.inject !== undefined && (!Array.isArray(options.inject) || options.useFactory === undefined)) throw new DedupeConfigError('inject', 'must be an array of tokens, with useFactory');
+    if (options.imports !== undefined && !Array.isArray(options.imports)) throw new DedupeConfigError('imports', 'must be an array of modules');
+    const caches = options.caches === undefined ? [] : checkCacheNames('caches', options.caches);
+    const extra: Provider[] = [];
+    let provider: Provider;
+    if (options.useFactory !== undefined) {
+      const factory = options.useFactory as (...args: unknown[]) => GridlinkModuleOptions | Promise<GridlinkModuleOptions>;
+      provider = { provide: GRIDLINK_OPTIONS, useFactory: async (...args: unknown[]) => validate(await factory(...args), caches), inject: options.inject ?? [] };
+    } else {
+      const token = (options.useClass ?? options.useExisting) as InjectionToken<GridlinkOptionsFactory>;
+      if (options.useClass !== undefined) extra.push(options.useClass);
+      provider = {
+        provide: GRIDLINK_OPTIONS,
+        useFactory: async (f: GridlinkOptionsFactory) => {
+          if (typeof f?.createGridlinkOptions !== 'function') throw new DedupeConfigError(options.useClass !== undefined ? 'useClass' : 'useExisting', 'must provide createGridlinkOptions()');
+          return validate(await f.createGridlinkOptions(), caches);
+        },
+        inject: [token],
+      };
+    }
+    return common(provider, caches, options.imports, extra);
   }
 
   /** Provides more named caches for `@InjectCache` in a feature module. */
   static forFeature(caches: string[]): DynamicModule {
-    const providers = cacheProviders(caches);
+    const providers = cacheProviders(checkCacheNames('caches', caches));
     return { module: GridlinkModule, providers, exports: providers.map((p) => (p as { provide: string }).provide) };
   }
 }

@@ -238,7 +238,7 @@ describe('GridlinkModule on Nest', () => {
 
   it('validates module options with field-named errors', () => {
     expect(() => GridlinkModule.forRoot({} as never)).toThrow(/"client"/);
-    expect(() => GridlinkModule.forRoot({ client: {}, caches: [''] })).toThrow(/"caches"/);
+    expect(() => GridlinkModule.forRoot({ client: { endpoints: ['127.0.0.1:1'] }, caches: [''] })).toThrow(/"caches"/);
     expect(() => GridlinkModule.forRootAsync({} as never)).toThrow(/"useFactory"/);
   });
 });

@@ -1,0 +1,193 @@
+/**
+ * GridlinkModule options and @Idempotent() options are checked where they are written (forRoot,
+ * the async factory's result, the decorators), each error naming its field; forRootAsync with
+ * useFactory + inject, useClass and useExisting on real Nest apps; @Idempotent() on a controller
+ * and on its route (options merged, the interceptor run once per request).
+ */
+import 'reflect-metadata';
+import type { AddressInfo } from 'node:net';
+import { Controller, Inject, Injectable, Module, Post } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { GridClient, type GridCache } from '@gridlink/client';
+import { LocalCluster } from '@gridlink/node';
+import { GRID_CLIENT, GridlinkModule, Idempotent, InjectCache, type GridlinkModuleOptions, type GridlinkOptionsFactory } from '@gridlink/nest';
+import { post } from '../../express/test/helpers.js';
+
+let cluster: LocalCluster;
+
+beforeAll(async () => {
+  cluster = await LocalCluster.start({ nodes: 1, partitions: 16 });
+});
+
+afterAll(async () => {
+  await cluster?.stop();
+});
+
+const quiet = { logger: false as const, abortOnError: false };
+
+/** Boots an application context for `module` and closes it; resolves to the bootstrap error, or 'started'. */
+async function boot(module: object, use?: (app: Awaited<ReturnType<typeof NestFactory.createApplicationContext>>) => Promise<void> | void): Promise<string> {
+  let app: Awaited<ReturnType<typeof NestFactory.createApplicationContext>>;
+  try {
+    app = await NestFactory.createApplicationContext(module, quiet);
+  } catch (e) {
+    return String(e);
+  }
+  try {
+    await use?.(app);
+  } finally {
+    await app.close();
+  }
+  return 'started';
+}
+
+describe('GridlinkModule.forRoot options', () => {
+  it('names the field of a bad option before anything connects', () => {
+    const endpoints = ['127.0.0.1:1'];
+    expect(() => GridlinkModule.forRoot({ client: { endpoints }, cache: ['x'] } as never)).toThrow(/"cache": is not a GridlinkModule option/);
+    expect(() => GridlinkModule.forRoot({ client: {} })).toThrow(/"client\.endpoints"/);
+    expect(() => GridlinkModule.forRoot({ client: { endpoints: ['grid-0:99999'] } })).toThrow(/"client\.endpoints\[0\]"/);
+    expect(() => GridlinkModule.forRoot({ client: { endpoints }, idempotency: { leaseMs: -1 } })).toThrow(/"idempotency\.leaseMs"/);
+    expect(() => GridlinkModule.forRoot({ client: { endpoints }, idempotency: { failMode: 'sideways' } as never })).toThrow(/"idempotency\.failMode"/);
+    expect(() => GridlinkModule.forRoot({ client: { endpoints }, idempotency: { lease: 1 } as never })).toThrow(/"idempotency\.lease": is not a known option/);
+    expect(() => GridlinkModule.forRoot({ client: { endpoints }, idempotency: { client: {} } as never })).toThrow(/"idempotency\.client"/);
+    expect(() => GridlinkModule.forRoot({ client: { endpoints }, idempotency: 'on' as never })).toThrow(/"idempotency": must be an object/);
+    // Module defaults may leave the fingerprint to the routes.
+    expect(() => GridlinkModule.forRoot({ client: { endpoints }, idempotency: { header: false } })).not.toThrow();
+  });
+
+  it('names the field of a bad @Idempotent(), @InjectCache() or forFeature() argument where it is written', () => {
+    expect(() => Idempotent({ leaseMs: 'long' } as never)).toThrow(/"leaseMs"/);
+    expect(() => Idempotent({ methods: [] })).toThrow(/"methods"/);
+    expect(() => Idempotent({ client: {} } as never)).toThrow(/"client": is not an option here/);
+    expect(() => Idempotent({ header: false })).not.toThrow();
+    expect(() => InjectCache('')).toThrow(/"InjectCache"/);
+    expect(() => GridlinkModule.forFeature([''])).toThrow(/"caches"/);
+    expect(() => GridlinkModule.forFeature('orders' as never)).toThrow(/"caches"/);
+  });
+});
+
+describe('GridlinkModule.forRootAsync', () => {
+  it('checks its own options at once', () => {
+    expect(() => GridlinkModule.forRootAsync({})).toThrow(/"useFactory": exactly one of useFactory, useClass or useExisting/);
+    expect(() => GridlinkModule.forRootAsync({ useFactory: () => ({ client: {} }), useExisting: 'X' })).toThrow(/got useFactory and useExisting/);
+    expect(() => GridlinkModule.forRootAsync({ useExisting: 'X', inject: ['Y'] })).toThrow(/"inject"/);
+    expect(() => GridlinkModule.forRootAsync({ useFactory: () => ({ client: {} }), caches: [''] })).toThrow(/"caches"/);
+    expect(() => GridlinkModule.forRootAsync({ useFactory: () => ({ client: {} }), inejct: [] } as never)).toThrow(/"inejct"/);
+  });
+
+  it('stops the bootstrap with the field named when the factory returns bad options', async () => {
+    const factoryModule = (useFactory: () => unknown): object => {
+      @Module({ imports: [GridlinkModule.forRootAsync({ useFactory: useFactory as () => GridlinkModuleOptions })] })
+      class M {}
+      return M;
+    };
+    expect(await boot(factoryModule(() => 42))).toMatch(/"GridlinkModule options": must be an object \(what the async factory returned\), got number/);
+    expect(await boot(factoryModule(() => null))).toMatch(/got null/);
+    expect(await boot(factoryModule(() => ({ client: {} })))).toMatch(/"client\.endpoints"/);
+    expect(await boot(factoryModule(() => ({ client: { endpoints: cluster.endpoints }, idempotency: { gridTimeoutMs: 0 } })))).toMatch(/"idempotency\.gridTimeoutMs"/);
+    expect(await boot(factoryModule(() => Promise.reject(new Error('config service down'))))).toMatch(/config service down/);
+    expect(await boot(factoryModule(() => {
+      throw new Error('factory threw');
+    }))).toMatch(/factory threw/);
+  });
+
+  it("refuses caches the factory returns that forRootAsync did not name (they could not be injected)", async () => {
+    @Module({ imports: [GridlinkModule.forRootAsync({ useFactory: () => ({ client: { endpoints: cluster.endpoints }, caches: ['orders', 'late'] }), caches: ['orders'] })] })
+    class M {}
+    expect(await boot(M)).toMatch(/"caches": \["late"\] returned by the async factory: name them in forRootAsync\(\{ caches \}\)/);
+  });
+
+  it('useFactory with inject, useClass and useExisting give a connected client and the named caches', async () => {
+    const ENDPOINTS = 'ENDPOINTS';
+    @Module({ providers: [{ provide: ENDPOINTS, useValue: cluster.endpoints }], exports: [ENDPOINTS] })
+    class ConfigModule {}
+
+    @Injectable()
+    class OptionsFromClass implements GridlinkOptionsFactory {
+      constructor(@Inject(ENDPOINTS) private readonly endpoints: string[]) {}
+      createGridlinkOptions(): Promise<GridlinkModuleOptions> {
+        return Promise.resolve({ client: { endpoints: this.endpoints }, caches: ['orders'] });
+      }
+    }
+
+    @Injectable()
+    class Uses {
+      constructor(@InjectCache('orders') readonly orders: GridCache<string, string>, @Inject(GridClient) readonly client: GridClient) {}
+    }
+
+    const variants = [
+      GridlinkModule.forRootAsync({ imports: [ConfigModule], inject: [ENDPOINTS], useFactory: (endpoints: string[]) => ({ client: { endpoints } }), caches: ['orders'] }),
+      GridlinkModule.forRootAsync({ imports: [ConfigModule], useClass: OptionsFromClass, caches: ['orders'] }),
+    ];
+    @Module({ imports: [ConfigModule], providers: [OptionsFromClass], exports: [OptionsFromClass] })
+    class OptionsModule {}
+    variants.push(GridlinkModule.forRootAsync({ imports: [OptionsModule], useExisting: OptionsFromClass, caches: ['orders'] }));
+
+    for (const grid of variants) {
+      @Module({ imports: [grid], providers: [Uses] })
+      class App {}
+      expect(
+        await boot(App, async (app) => {
+          const uses = app.get(Uses);
+          expect(uses.client).toBe(app.get(GRID_CLIENT));
+          expect(uses.client.topology().nodes.some((n) => n.connected)).toBe(true);
+          await uses.orders.put('k', 'v');
+          expect(await uses.client.cache<string, string>('orders').get('k')).toBe('v');
+        }),
+      ).toBe('started');
+    }
+  });
+
+  it('useClass / useExisting that do not make options are named', async () => {
+    @Injectable()
+    class NotAFactory {}
+    @Module({ imports: [GridlinkModule.forRootAsync({ useClass: NotAFactory as never })] })
+    class M {}
+    expect(await boot(M)).toMatch(/"useClass": must provide createGridlinkOptions\(\)/);
+  });
+});
+
+describe('@Idempotent() on a controller and on its route', () => {
+  it('runs the interceptor once per request, with the route options over the controller options', async () => {
+    let runs = 0;
+    @Controller('both')
+    @Idempotent({ retryAfterSeconds: 7 })
+    class Both {
+      @Post()
+      @Idempotent({ required: true })
+      create(): { run: number } {
+        return { run: ++runs };
+      }
+
+      @Post('controller-only')
+      other(): { run: number } {
+        return { run: ++runs };
+      }
+    }
+    @Module({ imports: [GridlinkModule.forRoot({ client: { endpoints: cluster.endpoints } })], controllers: [Both] })
+    class App {}
+    const app = await NestFactory.create(App, quiet);
+    try {
+      await app.listen(0, '127.0.0.1');
+      const base = `http://127.0.0.1:${(app.getHttpServer().address() as AddressInfo).port}`;
+      const key = `both-${Date.now()}`;
+      const a = await post(base, '/both', {}, { 'idempotency-key': key });
+      expect(a.status).toBe(201);
+      expect(JSON.parse(a.body.toString())).toEqual({ run: 1 });
+      const b = await post(base, '/both', {}, { 'idempotency-key': key });
+      expect(b.status).toBe(201);
+      expect(b.headers.get('idempotent-replayed')).toBe('true');
+      expect(b.body.equals(a.body)).toBe(true);
+      // required: true comes from the route, on top of the controller's options.
+      expect((await post(base, '/both', {})).status).toBe(400);
+      const c = await post(base, '/both/controller-only', {}, { 'idempotency-key': key });
+      const d = await post(base, '/both/controller-only', {}, { 'idempotency-key': key });
+      expect([c.status, d.status, d.headers.get('idempotent-replayed')]).toEqual([201, 201, 'true']);
+      expect(runs).toBe(2);
+    } finally {
+      await app.close();
+    }
+  });
+});
