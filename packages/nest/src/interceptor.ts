@@ -60,6 +60,18 @@ function routeOf(req: IdempotentRequest): string {
   return (req.baseUrl ?? '') + (req.path ?? req.url ?? '');
 }
 
+/**
+ * After a direct answer the handler does not run, but Nest still finishes the route: a plain
+ * reply finds the response sent and does nothing, while `@Redirect()` and `@Render()` call
+ * `res.redirect` / `res.render`, which would set headers on the sent response (an
+ * ERR_HTTP_HEADERS_SENT logged by Nest for every duplicate). On this response they do nothing.
+ */
+function answered(res: ServerResponse): void {
+  const r = res as ServerResponse & { redirect?: unknown; render?: unknown };
+  if (typeof r.redirect === 'function') r.redirect = () => undefined;
+  if (typeof r.render === 'function') r.render = () => undefined;
+}
+
 export class IdempotencyInterceptor implements NestInterceptor {
   private readonly dedupers = new WeakMap<object, Deduper<IdempotentRequest>>();
 
@@ -106,6 +118,7 @@ export class IdempotencyInterceptor implements NestInterceptor {
           if (d.action === 'respond') {
             // Answered here; Nest's own reply then finds the response already sent.
             sendDirect(res, d.response);
+            answered(res);
             inner = of(undefined).subscribe(subscriber);
             return;
           }

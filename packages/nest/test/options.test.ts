@@ -6,7 +6,7 @@
  */
 import 'reflect-metadata';
 import type { AddressInfo } from 'node:net';
-import { Controller, Inject, Injectable, Module, Post } from '@nestjs/common';
+import { Controller, Inject, Injectable, Module, Post, Redirect } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GridClient, type GridCache } from '@gridlink/client';
@@ -186,6 +186,41 @@ describe('@Idempotent() on a controller and on its route', () => {
       const d = await post(base, '/both/controller-only', {}, { 'idempotency-key': key });
       expect([c.status, d.status, d.headers.get('idempotent-replayed')]).toEqual([201, 201, 'true']);
       expect(runs).toBe(2);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
+describe('@Idempotent() on @Redirect() routes', () => {
+  it('answers duplicates and missing keys without Nest setting headers on the sent response', async () => {
+    let runs = 0;
+    @Controller('redirect')
+    class Redirecting {
+      @Post()
+      @Idempotent({ required: true, storeStatus: (s) => s < 500 })
+      @Redirect('/orders', 303)
+      create(): { url: string } {
+        return { url: `/orders/${++runs}` };
+      }
+    }
+    @Module({ imports: [GridlinkModule.forRoot({ client: { endpoints: cluster.endpoints } })], controllers: [Redirecting] })
+    class App {}
+    const errors: string[] = [];
+    const logger = { log: () => undefined, warn: (m: unknown) => errors.push(String(m)), error: (...m: unknown[]) => errors.push(m.map(String).join(' ')) };
+    const app = await NestFactory.create(App, { logger, abortOnError: false });
+    try {
+      await app.listen(0, '127.0.0.1');
+      const base = `http://127.0.0.1:${(app.getHttpServer().address() as AddressInfo).port}`;
+      const send = (headers: Record<string, string>): Promise<Response> => fetch(`${base}/redirect`, { method: 'POST', redirect: 'manual', headers });
+      const key = `redirect-${Date.now()}`;
+      const a = await send({ 'idempotency-key': key });
+      expect([a.status, a.headers.get('location')]).toEqual([303, '/orders/1']);
+      const b = await send({ 'idempotency-key': key });
+      expect([b.status, b.headers.get('location'), b.headers.get('idempotent-replayed')]).toEqual([303, '/orders/1', 'true']);
+      expect((await send({})).status).toBe(400);
+      expect(runs).toBe(1);
+      expect(errors).toEqual([]);
     } finally {
       await app.close();
     }
