@@ -5,6 +5,7 @@
  * docs/adr/0006-nats-control-plane.md.
  */
 import { readFileSync } from 'node:fs';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { connect, credsAuthenticator, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
 import { Kvm, type KV, type KvWatchEntry } from '@nats-io/kv';
 import { CasConflictError, NodeConfigError } from '../errors.js';
@@ -164,6 +165,12 @@ export function parseNatsServers(servers: string | string[]): string[] {
   return list;
 }
 
+/** A stored record's value: gzip (magic 1f 8b, which no JSON text starts with) of JSON, or JSON. Throws when neither. */
+export function decodeValue(data: Uint8Array): unknown {
+  const bytes = data[0] === 0x1f && data[1] === 0x8b ? gunzipSync(data) : data;
+  return JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'));
+}
+
 function isWrongLastSequence(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
   // 10071 wrong last sequence, 10164 wrong last sequence unknown (JetStream API error codes).
@@ -290,6 +297,25 @@ export class NatsControlPlane implements ControlPlane {
     const err = new ControlPlaneResetError(reason);
     for (const l of [...this.resetListeners]) l(err);
     this.resetListeners.clear();
+  }
+
+  /**
+   * A record's bytes: its JSON, or gzip of it when the JSON would not fit comfortably in one NATS
+   * message (over 90 % of the server's max_payload; a topology of tens of thousands of partitions,
+   * ADR 0050). Below that size records stay plain JSON, as every earlier version wrote them, so a
+   * node of an earlier version never meets a compressed record it could have written itself.
+   */
+  private encode(value: unknown): string | Uint8Array {
+    const text = JSON.stringify(value);
+    const above = this.compressAbove;
+    if (text.length * 3 <= above || Buffer.byteLength(text) <= above) return text;
+    return gzipSync(text);
+  }
+
+  /** Bytes of JSON above which a record is stored gzipped: 90 % of the server's max_payload. */
+  private get compressAbove(): number {
+    const max = this.connection.info?.max_payload;
+    return Math.floor(0.9 * (typeof max === 'number' && max > 0 ? max : 1024 * 1024));
   }
 
   private refuseIfReset(): void {
@@ -438,14 +464,14 @@ export class NatsControlPlane implements ControlPlane {
     const m = await this.read('get', () => this.msgGet({ last_by_subj: `$KV.${this.bucket}.${key}` }));
     if (m === null || m.op !== 'PUT') return null;
     this.noteRevision(m.seq);
-    return { key, value: JSON.parse(m.data) as T, revision: m.seq };
+    return { key, value: decodeValue(m.data) as T, revision: m.seq };
   }
 
   /**
    * The JetStream API's message get (answered by the stream leader), with this plane's own short
    * timeout so that reads notice the end of a leader election quickly. null: no such message.
    */
-  private async msgGet(q: { seq: number } | { last_by_subj: string }): Promise<{ key: string; seq: number; op: 'PUT' | 'DEL'; data: string } | null> {
+  private async msgGet(q: { seq: number } | { last_by_subj: string }): Promise<{ key: string; seq: number; op: 'PUT' | 'DEL'; data: Uint8Array } | null> {
     const m = await this.connection.request(`$JS.API.STREAM.MSG.GET.KV_${this.bucket}`, JSON.stringify(q), { timeout: this.opts.readTimeoutMs });
     const reply = JSON.parse(new TextDecoder().decode(m.data)) as {
       message?: { subject: string; seq: number; data?: string; hdrs?: string };
@@ -463,7 +489,7 @@ export class NatsControlPlane implements ControlPlane {
       key: msg.subject.slice(prefix.length),
       seq: msg.seq,
       op: /KV-Operation:\s*(DEL|PURGE)/i.test(hdrs) ? 'DEL' : 'PUT',
-      data: msg.data ? Buffer.from(msg.data, 'base64').toString('utf8') : '',
+      data: msg.data ? Buffer.from(msg.data, 'base64') : new Uint8Array(0),
     };
   }
 
@@ -491,7 +517,7 @@ export class NatsControlPlane implements ControlPlane {
 
   async put<T>(key: string, value: T): Promise<number> {
     this.refuseIfReset();
-    const rev = await this.call('put', () => this.kv.put(key, JSON.stringify(value), { timeout: this.opts.requestTimeoutMs }));
+    const rev = await this.call('put', () => this.kv.put(key, this.encode(value), { timeout: this.opts.requestTimeoutMs }));
     this.noteRevision(rev);
     return rev;
   }
@@ -499,7 +525,7 @@ export class NatsControlPlane implements ControlPlane {
   async create<T>(key: string, value: T): Promise<number> {
     this.refuseIfReset();
     try {
-      const rev = await this.kv.create(key, JSON.stringify(value));
+      const rev = await this.kv.create(key, this.encode(value));
       this.noteRevision(rev);
       return rev;
     } catch (err) {
@@ -512,7 +538,7 @@ export class NatsControlPlane implements ControlPlane {
     this.refuseIfReset();
     if (!Number.isInteger(revision) || revision <= 0) throw new CasConflictError(key);
     try {
-      const rev = await this.kv.update(key, JSON.stringify(value), revision, this.opts.requestTimeoutMs);
+      const rev = await this.kv.update(key, this.encode(value), revision, this.opts.requestTimeoutMs);
       this.noteRevision(rev);
       return rev;
     } catch (err) {
@@ -641,10 +667,10 @@ export class NatsControlPlane implements ControlPlane {
   }
 
   private deliver(w: Watch, e: KvWatchEntry): void {
-    this.deliverRaw(w, e.key, e.revision, e.operation === 'PUT' ? 'PUT' : 'DEL', e.operation === 'PUT' ? e.string() : '');
+    this.deliverRaw(w, e.key, e.revision, e.operation === 'PUT' ? 'PUT' : 'DEL', e.operation === 'PUT' ? e.value : new Uint8Array(0));
   }
 
-  private deliverRaw(w: Watch, key: string, revision: number, op: 'PUT' | 'DEL', text: string): void {
+  private deliverRaw(w: Watch, key: string, revision: number, op: 'PUT' | 'DEL', data: Uint8Array): void {
     if (revision <= w.last) return;
     w.last = revision;
     if (!key.startsWith(w.prefix)) return;
@@ -652,7 +678,7 @@ export class NatsControlPlane implements ControlPlane {
     if (op === 'PUT') {
       let value: unknown;
       try {
-        value = JSON.parse(text);
+        value = decodeValue(data);
       } catch {
         // Delivered as unreadable (undefined), not skipped: a node must learn that the newest
         // topology revision is one it cannot read, to write the last good one over it (ADR 0048).
