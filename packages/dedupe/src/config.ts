@@ -195,23 +195,40 @@ export function resolveDedupeOptions<Req>(o: DedupeOptions<Req> = {}): ResolvedD
   let breaker: CircuitBreaker | Required<BreakerOptions>;
   if (o.breaker instanceof CircuitBreaker) breaker = o.breaker;
   else {
-    const b = o.breaker ?? {};
-    if (typeof b !== 'object' || b === null) throw new DedupeConfigError('breaker', 'must be an object or a CircuitBreaker');
+    const b = o.breaker === undefined ? {} : o.breaker;
+    if (typeof b !== 'object' || b === null || Array.isArray(b)) throw new DedupeConfigError('breaker', 'must be an object or a CircuitBreaker');
+    for (const k of Object.keys(b)) {
+      if (k !== 'failureThreshold' && k !== 'openMs') throw new DedupeConfigError(`breaker.${k}`, 'is not a known option');
+    }
     breaker = {
       failureThreshold: int('breaker.failureThreshold', b.failureThreshold, DEFAULT_BREAKER.failureThreshold, 1, 1000),
       openMs: int('breaker.openMs', b.openMs, DEFAULT_BREAKER.openMs, 1, 3_600_000),
     };
   }
-  if (o.cache !== undefined && (typeof o.cache !== 'string' || o.cache.length === 0)) {
-    throw new DedupeConfigError('cache', 'must be a non-empty string');
+  if (o.cache !== undefined && (typeof o.cache !== 'string' || o.cache.length === 0 || Buffer.byteLength(o.cache, 'utf8') > 255)) {
+    // A name the grid refuses would fail every request at run time, and feed the breaker.
+    throw new DedupeConfigError('cache', 'must be a grid cache name: a string of 1 to 255 UTF-8 bytes');
   }
-  if (o.logger !== undefined && (typeof o.logger !== 'object' || o.logger === null)) {
-    throw new DedupeConfigError('logger', 'must be an object with info/warn/error methods');
+  if (o.logger !== undefined) {
+    if (typeof o.logger !== 'object' || o.logger === null) throw new DedupeConfigError('logger', 'must be an object with info/warn/error methods');
+    for (const level of ['info', 'warn', 'error'] as const) {
+      const f = (o.logger as Record<string, unknown>)[level];
+      if (f !== undefined && typeof f !== 'function') throw new DedupeConfigError(`logger.${level}`, `must be a function, got ${f === null ? 'null' : typeof f}`);
+    }
   }
   const m = o.metrics;
   if (m !== undefined && m !== 'auto' && m !== false) {
     if (typeof m !== 'object' || m === null || typeof (m as { client?: { Counter?: unknown } }).client?.Counter !== 'function') {
       throw new DedupeConfigError('metrics', 'must be "auto", false or { client: prom-client module }');
+    }
+    for (const k of Object.keys(m)) {
+      if (k !== 'client' && k !== 'registry' && k !== 'prefix') throw new DedupeConfigError(`metrics.${k}`, 'is not a known option');
+    }
+    if (m.prefix !== undefined && (typeof m.prefix !== 'string' || !/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(m.prefix))) {
+      throw new DedupeConfigError('metrics.prefix', 'must be a Prometheus metric name prefix ([a-zA-Z_:][a-zA-Z0-9_:]*)');
+    }
+    if (m.registry !== undefined && (typeof m.registry !== 'object' || m.registry === null || typeof m.registry.getSingleMetric !== 'function')) {
+      throw new DedupeConfigError('metrics.registry', 'must be a prom-client Registry');
     }
   }
   if (o.storeAfterSend !== undefined && typeof o.storeAfterSend !== 'boolean') throw new DedupeConfigError('storeAfterSend', 'must be a boolean');

@@ -25,6 +25,11 @@ export interface DedupeRequest<Req> {
   /** Matched route pattern (or path) the key is scoped by, unless the `route` option says otherwise. */
   route: string;
   header(name: string): string | undefined;
+  /**
+   * How many times the header appears in the request (optional). An Idempotency-Key sent twice
+   * is refused (400): its lines would otherwise be joined into one key ("a, b").
+   */
+  headerLines?(name: string): number;
   body: unknown;
   clientAddress: string | undefined;
   userAgent: string | undefined;
@@ -100,6 +105,15 @@ interface StoredRecord {
 
 const PROBLEM_TYPE = 'urn:gridlink:problem:';
 
+/** The breaker's clock: monotonic, so a wall-clock step (NTP, a VM resumed) cannot hold it open. */
+const now = (): number => performance.now();
+
+function describeValue(v: unknown): string {
+  if (v === null) return 'null';
+  if (typeof (v as { then?: unknown })?.then === 'function') return 'a Promise';
+  return typeof v;
+}
+
 function problem(status: number, type: string, title: string, detail: string, extraHeaders: [string, string][] = []): DirectResponse {
   const body = Buffer.from(JSON.stringify({ type: PROBLEM_TYPE + type, title, status, detail }));
   return { status, headers: [['content-type', 'application/problem+json'], ...extraHeaders], body };
@@ -127,8 +141,8 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
     this.namePrefix = `dedupe:${this.options.cache}:`;
     const b = this.options.breaker;
     const onChange = (state: BreakerState, previous: BreakerState): void => {
-      this.options.logger?.warn?.('gridlink dedupe circuit breaker changed state', { event: 'dedupe.breaker', state, previous });
-      this.emit('breaker', { state, previous });
+      this.log('warn', 'gridlink dedupe circuit breaker changed state', { event: 'dedupe.breaker', state, previous });
+      this.report('breaker', { state, previous });
     };
     // A breaker shared with other routes reports its changes to each deduper using it.
     this.breaker = b instanceof CircuitBreaker ? b : new CircuitBreaker(b);
@@ -151,7 +165,33 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
   }
 
   private count(route: string, outcome: Outcome): void {
-    this.counters.inc(route, outcome);
+    try {
+      this.counters.inc(route, outcome);
+    } catch {
+      // A metrics failure must not decide a request.
+    }
+  }
+
+  /**
+   * Emits an event, and keeps a listener that throws from deciding the request: the response must
+   * still go out and the key be freed (a throw on the response path used to leave the response
+   * unsent and the lock held). The listener's error goes to the logger.
+   */
+  private report<K extends keyof DedupeEvents>(event: K, ...args: DedupeEvents[K]): void {
+    try {
+      (this.emit as (e: K, ...a: DedupeEvents[K]) => boolean)(event, ...args);
+    } catch (e) {
+      this.log('error', 'a dedupe event listener threw', { event: 'dedupe.listener_failed', listenerEvent: event, error: String(e) });
+    }
+  }
+
+  /** Writes a log line; a logger that throws is ignored for the same reason. */
+  log(level: 'info' | 'warn' | 'error', message: string, fields: Record<string, unknown>): void {
+    try {
+      this.options.logger?.[level]?.(message, fields);
+    } catch {
+      // nothing left to tell it to
+    }
   }
 
   private routeOf(req: DedupeRequest<Req>): string {
@@ -164,10 +204,10 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
   async begin(req: DedupeRequest<Req>): Promise<Decision<Req>> {
     const o = this.options;
     const method = req.method.toUpperCase();
-    const route = this.routeOf(req);
     if (!o.methods.has(method)) {
       return { action: 'bypass', outcome: 'bypass' };
     }
+    let route = req.route;
     const unidentifiable = (e: unknown): Decision<Req> => {
       this.count(route, 'invalid_key');
       const detail = `the request's identifying fields could not be read: ${e instanceof Error ? e.message : String(e)}`;
@@ -175,7 +215,12 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
     };
     let tenant: string | undefined;
     try {
+      route = this.routeOf(req);
+      // A scope that is not a string (a Promise from an async function, an object) would be
+      // hashed as "{}": every request would share one scope.
+      if (typeof route !== 'string') throw new TypeError(`the route function must return a string, got ${describeValue(route)}`);
       tenant = o.tenant?.(req.raw);
+      if (tenant !== undefined && typeof tenant !== 'string') throw new TypeError(`the tenant function must return a string or undefined, got ${describeValue(tenant)}`);
     } catch (e) {
       return unidentifiable(e);
     }
@@ -185,9 +230,10 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
     // The key: header first, else the fingerprint.
     let keyHash: string;
     let fp: string | null = null;
+    let fields: unknown;
     const raw = o.header === false ? undefined : req.header(o.header);
     if (raw !== undefined) {
-      const checked = checkHeaderKey(raw, o.maxKeyLength);
+      const checked = o.header !== false && (req.headerLines?.(o.header) ?? 1) > 1 ? { error: `the ${o.header} header appears more than once` } : checkHeaderKey(raw, o.maxKeyLength);
       if ('error' in checked) {
         this.count(route, 'invalid_key');
         return { action: 'respond', outcome: 'invalid_key', response: problem(400, 'invalid-idempotency-key', 'Invalid Idempotency-Key', checked.error) };
@@ -198,10 +244,11 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
       } catch (e) {
         return unidentifiable(e);
       }
-    } else if (o.fingerprint !== undefined) {
+    } else if (o.fingerprint !== undefined && (fields = this.fingerprintOf(req)) !== undefined) {
+      if (fields instanceof Error) return unidentifiable(fields);
       let material: string;
       try {
-        material = canonicalJson(o.fingerprint(req.raw));
+        material = canonicalJson(fields);
         if (typeof o.payload === 'function') fp = payloadHash(o.payload(req.raw));
       } catch (e) {
         return unidentifiable(e);
@@ -220,13 +267,21 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
     }
     info.keyHash = keyHash;
 
-    const client = o.client(req.raw);
+    let client: GridClient | undefined;
+    try {
+      client = o.client(req.raw);
+    } catch (e) {
+      return this.unavailable(info, `the client function threw: ${e instanceof Error ? e.message : String(e)}`);
+    }
     if (client === undefined) return this.unavailable(info, 'grid client not connected');
-    if (!this.breaker.allow(Date.now())) return this.unavailable(info, 'circuit breaker open');
+    if (!this.breaker.allow(now())) return this.unavailable(info, 'circuit breaker open');
 
-    const cache = this.cacheOf(client);
+    let cache: GridCache<string, StoredRecord>;
     let attempt: LockStateAttempt<StoredRecord>;
     try {
+      // Inside the try: a closed client throws here, and an allowed half-open probe must report
+      // an outcome, or the breaker would wait for it for ever.
+      cache = this.cacheOf(client);
       const lock = client.lock(this.namePrefix + keyHash);
       const lockOptions = { leaseMs: o.leaseMs, autoRenew: true, timeoutMs: o.gridTimeoutMs };
       // ifAbsent: a stored response comes back as a plain read, without taking the lock (a replay
@@ -239,7 +294,7 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
       }
       this.breaker.success();
     } catch (e) {
-      this.breaker.failure(Date.now());
+      this.breaker.failure(now());
       return this.unavailable(info, e instanceof Error ? `${(e as { code?: string }).code ?? e.name}: ${e.message}` : String(e));
     }
     const handle: LockHandle | null = attempt.acquired ? attempt.handle : null;
@@ -265,6 +320,23 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
     return { action: 'proceed', ticket };
   }
 
+  /**
+   * The fingerprint's fields; undefined when the function returns undefined (this request has no
+   * fingerprint: it is keyless), an Error when it throws or returns a Promise (fingerprints are
+   * synchronous: a Promise would hash as "{}", one key for every request).
+   */
+  private fingerprintOf(req: DedupeRequest<Req>): unknown {
+    try {
+      const f = (this.options.fingerprint as (r: Req) => unknown)(req.raw);
+      if (typeof (f as { then?: unknown } | null)?.then === 'function') {
+        return new TypeError('the fingerprint function returned a Promise; it must return the fields synchronously');
+      }
+      return f;
+    } catch (e) {
+      return e instanceof Error ? e : new Error(String(e));
+    }
+  }
+
   private replay(record: StoredRecord): DirectResponse {
     const headers: [string, string][] = record.headers.filter(([k]) => record.body !== null || k !== 'content-type');
     headers.push([this.options.replayedHeader, 'true']);
@@ -275,22 +347,22 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
   private duplicate(info: RequestInfo, outcome: 'replayed' | 'in_progress' | 'payload_mismatch', response: DirectResponse): Decision<Req> {
     this.count(info.route, outcome);
     const fields = { event: 'dedupe.duplicate', outcome, ...info };
-    if (outcome === 'replayed') this.options.logger?.info?.('duplicate request answered with the stored response', fields);
-    else this.options.logger?.warn?.('duplicate request rejected', fields);
-    this.emit('duplicate', { ...info, outcome });
+    if (outcome === 'replayed') this.log('info', 'duplicate request answered with the stored response', fields);
+    else this.log('warn', 'duplicate request rejected', fields);
+    this.report('duplicate', { ...info, outcome });
     return { action: 'respond', outcome, response };
   }
 
   private unavailable(info: RequestInfo, reason: string): Decision<Req> {
     if (this.options.failMode === 'open') {
       this.count(info.route, 'fail_open');
-      this.options.logger?.warn?.('grid unavailable: serving without de-duplication', { event: 'dedupe.fail_open', reason, ...info });
-      this.emit('failOpen', { ...info, reason });
+      this.log('warn', 'grid unavailable: serving without de-duplication', { event: 'dedupe.fail_open', reason, ...info });
+      this.report('failOpen', { ...info, reason });
       return { action: 'bypass', outcome: 'fail_open' };
     }
     this.count(info.route, 'fail_closed');
-    this.options.logger?.warn?.('grid unavailable: request refused', { event: 'dedupe.fail_closed', reason, ...info });
-    this.emit('failClosed', { ...info, reason });
+    this.log('warn', 'grid unavailable: request refused', { event: 'dedupe.fail_closed', reason, ...info });
+    this.report('failClosed', { ...info, reason });
     return {
       action: 'respond',
       outcome: 'fail_closed',
@@ -311,14 +383,21 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
    */
   async finish(ticket: Ticket<Req>, handle: LockHandle, cache: GridCache<string, StoredRecord>, info: RequestInfo, fp: string | null, res: CapturedResponse): Promise<void> {
     const o = this.options;
-    if (!o.storeStatus(res.status)) {
+    let store: boolean;
+    try {
+      store = Boolean(o.storeStatus(res.status));
+    } catch (e) {
+      this.log('error', 'storeStatus threw: the response is not stored', { event: 'dedupe.store_status_failed', error: String(e), ...info });
+      store = false;
+    }
+    if (!store) {
       await this.release(ticket, handle, info, `status ${res.status} not stored`);
       return;
     }
     try {
       if (!handle.held) {
         handle.stop(); // the lock was lost: nothing may be stored, nothing is left to free
-        o.logger?.error?.('lock lost before the response was stored: not stored', { event: 'dedupe.store_refused', fencingToken: handle.fencingToken, ...info });
+        this.log('error', 'lock lost before the response was stored: not stored', { event: 'dedupe.store_refused', fencingToken: handle.fencingToken, ...info });
         return;
       }
       const headers: [string, string][] = [];
@@ -334,12 +413,12 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
       const record: StoredRecord = { v: 1, fp, status: res.status, headers, body: res.body, at: Date.now() };
       try {
         await handle.putAndRelease(cache, record, { ttlMs: o.retentionMs, timeoutMs: o.gridTimeoutMs });
-        this.emit('stored', { ...info, status: res.status, fencingToken: handle.fencingToken, bodyOmitted: res.body === null });
+        this.report('stored', { ...info, status: res.status, fencingToken: handle.fencingToken, bodyOmitted: res.body === null });
       } catch (e) {
         if (e instanceof LockNotHeldError) {
-          o.logger?.error?.('lock lost before the response was stored: not stored', { event: 'dedupe.store_refused', fencingToken: handle.fencingToken, ...info });
+          this.log('error', 'lock lost before the response was stored: not stored', { event: 'dedupe.store_refused', fencingToken: handle.fencingToken, ...info });
         } else {
-          o.logger?.error?.('could not store the response for replay; the key is freed', { event: 'dedupe.store_failed', error: String(e), ...info });
+          this.log('error', 'could not store the response for replay; the key is freed', { event: 'dedupe.store_failed', error: String(e), ...info });
           this.releaseQuietly(handle);
         }
       }
@@ -352,10 +431,10 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
   async release(ticket: Ticket<Req>, handle: LockHandle, info: RequestInfo, reason: string | null): Promise<void> {
     const o = this.options;
     try {
-      if (reason !== null) this.emit('released', { ...info, reason, fencingToken: handle.fencingToken });
+      if (reason !== null) this.report('released', { ...info, reason, fencingToken: handle.fencingToken });
       if (handle.held) {
         await handle.release({ timeoutMs: o.gridTimeoutMs }).catch((e: unknown) => {
-          o.logger?.warn?.('could not release the lock; its lease will free it', { event: 'dedupe.release_failed', error: String(e), ...info });
+          this.log('warn', 'could not release the lock; its lease will free it', { event: 'dedupe.release_failed', error: String(e), ...info });
         });
       } else {
         handle.stop();
@@ -367,8 +446,8 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
 
   /** @internal */
   lockLost(info: RequestInfo, handle: LockHandle, error: unknown): void {
-    this.options.logger?.error?.('lock lost while the handler ran: a duplicate may run', { event: 'dedupe.lock_lost', fencingToken: handle.fencingToken, error: String(error), ...info });
-    this.emit('lockLost', { ...info, fencingToken: handle.fencingToken, error });
+    this.log('error', 'lock lost while the handler ran: a duplicate may run', { event: 'dedupe.lock_lost', fencingToken: handle.fencingToken, error: String(error), ...info });
+    this.report('lockLost', { ...info, fencingToken: handle.fencingToken, error });
   }
 }
 

@@ -22,11 +22,17 @@ export function canonicalJson(value: unknown): string {
       case 'object':
         break;
       default:
-        return 'null';
+        // A function or a symbol carries nothing that identifies a request.
+        throw new TypeError(`cannot fingerprint a ${typeof v}`);
     }
     const o = v;
     if (ArrayBuffer.isView(o)) return JSON.stringify(`b:${Buffer.from(o.buffer, o.byteOffset, o.byteLength).toString('hex')}`);
     if (o instanceof Date) return JSON.stringify(o.toISOString());
+    // These have no enumerable own fields: each would hash as "{}", whatever it holds, and every
+    // request would get the same key.
+    if (o instanceof Map || o instanceof Set || o instanceof WeakMap || o instanceof WeakSet || o instanceof Promise || typeof (o as { then?: unknown }).then === 'function') {
+      throw new TypeError(`cannot fingerprint a ${o.constructor?.name ?? 'value'} (its contents are not enumerable fields)`);
+    }
     if (seen.has(o)) throw new TypeError('cannot fingerprint a cyclic value');
     seen.add(o);
     let out: string;

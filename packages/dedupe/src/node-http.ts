@@ -22,6 +22,14 @@ function toBuffer(chunk: unknown, encoding: unknown): Buffer | null {
   return null;
 }
 
+function addHeader(into: Record<string, string | string[] | number>, name: string, value: unknown): void {
+  if (value === undefined || value === null) return;
+  const k = name.toLowerCase();
+  const values = (Array.isArray(value) ? (value as unknown[]) : [value]).map((x) => `${x as string}`);
+  const prev = into[k];
+  into[k] = prev === undefined ? (values.length === 1 ? (values[0] as string) : values) : [...(Array.isArray(prev) ? prev : [String(prev)]), ...values];
+}
+
 /**
  * Captures the response body (up to `limit` bytes; beyond it the body is not kept) and reports
  * the outcome to the ticket. The final `end()` is held back until the ticket has stored the
@@ -45,6 +53,21 @@ export function captureResponse(res: ServerResponse, ticket: Ticket<unknown>, li
     }
     chunks.push(Buffer.from(b)); // a copy: the caller may reuse its buffer
   };
+  // Headers given to writeHead() without an earlier setHeader() never reach getHeaders(): Node
+  // writes them straight out. Keep them, or the replay would lack Content-Type, Location...
+  const headHeaders: Record<string, string | string[] | number> = {};
+  const writeHead = res.writeHead.bind(res) as (...a: unknown[]) => ServerResponse;
+  res.writeHead = ((statusCode: number, ...rest: unknown[]) => {
+    const h = typeof rest[0] === 'string' ? rest[1] : rest[0];
+    if (Array.isArray(h)) {
+      // [name, value, name, value, ...] or [[name, value], ...]
+      const flat = h.length > 0 && Array.isArray(h[0]) ? (h as unknown[][]).flat() : h;
+      for (let i = 0; i + 1 < flat.length; i += 2) addHeader(headHeaders, String(flat[i]), flat[i + 1]);
+    } else if (typeof h === 'object' && h !== null) {
+      for (const [k, v] of Object.entries(h as Record<string, unknown>)) addHeader(headHeaders, k, v);
+    }
+    return writeHead(statusCode, ...rest);
+  });
   const write = res.write.bind(res) as (...a: unknown[]) => boolean;
   const end = res.end.bind(res) as (...a: unknown[]) => ServerResponse;
   res.write = ((chunk: unknown, ...rest: unknown[]) => {
@@ -60,7 +83,7 @@ export function captureResponse(res: ServerResponse, ticket: Ticket<unknown>, li
     ended = true;
     collect(chunk, rest[0]);
     res.off('close', onClose);
-    const captured: CapturedResponse = { status: res.statusCode, headers: res.getHeaders(), body: over ? null : Buffer.concat(chunks) };
+    const captured: CapturedResponse = { status: res.statusCode, headers: { ...headHeaders, ...res.getHeaders() }, body: over ? null : Buffer.concat(chunks) };
     if (ticket.storeAfterSend) {
       // Sent now; stored (and the key freed) right after. The lock stays held until then, so a
       // duplicate meanwhile gets 409, never a second run (ADR 0036).
@@ -83,6 +106,7 @@ export function describeRequest<Req extends IncomingMessage>(req: Req, route: st
       const v = req.headers[name];
       return Array.isArray(v) ? v.join(', ') : v;
     },
+    headerLines: (name) => req.headersDistinct[name]?.length ?? 0,
     body,
     clientAddress: ip ?? req.socket.remoteAddress,
     userAgent: req.headers['user-agent'],

@@ -209,6 +209,18 @@ describe('options', () => {
     [{ metrics: { client: {} } }, 'metrics'],
     [{ client: 42 }, 'client'],
     [{ retentionMS: 5 }, 'retentionMS'],
+    [{ breaker: null }, 'breaker'],
+    [{ breaker: { failureTreshold: 5 } }, 'breaker.failureTreshold'],
+    [{ breaker: { openMs: Number.NaN } }, 'breaker.openMs'],
+    [{ breaker: { openMs: 2 ** 31 } }, 'breaker.openMs'],
+    [{ leaseMs: Number.POSITIVE_INFINITY }, 'leaseMs'],
+    [{ gridTimeoutMs: 2 ** 31 }, 'gridTimeoutMs'],
+    [{ logger: { warn: 'yes' } }, 'logger.warn'],
+    [{ logger: { error: null } }, 'logger.error'],
+    [{ cache: 'c'.repeat(256) }, 'cache'],
+    [{ metrics: { client: prom, prefix: 'bad prefix' } }, 'metrics.prefix'],
+    [{ metrics: { client: prom, registery: {} } }, 'metrics.registery'],
+    [{ metrics: { client: prom, registry: 5 } }, 'metrics.registry'],
   ])('rejects %j naming %s', (opts, field) => {
     let err: unknown;
     try {
@@ -233,6 +245,15 @@ describe('options', () => {
     expect(o.maxStoredBodyBytes).toBe(1024 * 1024);
     expect([200, 201, 204, 400, 404, 409, 422].every(o.storeStatus)).toBe(true);
     expect([500, 502, 503, 301].some(o.storeStatus)).toBe(false);
+  });
+});
+
+describe('canonical JSON of what cannot be fingerprinted', () => {
+  it('throws for values whose contents would all hash alike ({}) and for functions and symbols', () => {
+    for (const v of [new Map([['a', 1]]), new Set([1]), Promise.resolve(1), { then: () => undefined }, () => 1, Symbol('s'), [new Map()], { a: new Set() }]) {
+      expect(() => canonicalJson(v)).toThrow(TypeError);
+    }
+    expect(canonicalJson([undefined, null])).toBe('[null,null]');
   });
 });
 

@@ -50,6 +50,7 @@ function routeOf(req: Request): string {
  * `options.client`, else the one `gridlink(app, ...)` connected.
  */
 export function dedupe(options: ExpressDedupeOptions = {}): DedupeMiddleware {
+  if (typeof options !== 'object' || options === null) throw new DedupeConfigError('options', 'must be an object');
   const given = options.client;
   const deduper = new Deduper<Request>({
     ...options,
@@ -109,6 +110,8 @@ export interface GridlinkHandle {
   close(): Promise<void>;
 }
 
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 function isClient(v: unknown): v is GridClient {
   return v instanceof GridClient || (typeof v === 'object' && v !== null && typeof (v as GridClient).lock === 'function' && typeof (v as GridClient).stats === 'function');
 }
@@ -121,12 +124,22 @@ function isClient(v: unknown): v is GridClient {
 export function gridlink(app: Application, config: GridClientConfig | GridClient, options: GridlinkOptions = {}): GridlinkHandle {
   if (typeof app !== 'function' || typeof (app as { use?: unknown }).use !== 'function') throw new DedupeConfigError('app', 'must be an Express application');
   if (typeof config !== 'object' || config === null) throw new DedupeConfigError('clientConfig', 'must be a GridClientConfig or a GridClient');
+  if (typeof options !== 'object' || options === null) throw new DedupeConfigError('options', 'must be an object');
+  for (const k of Object.keys(options)) {
+    if (k !== 'health' && k !== 'reconnectDelayMs' && k !== 'onError') throw new DedupeConfigError(k, 'is not a known option');
+  }
   const health = options.health === undefined ? { path: '/health/ready' } : options.health;
-  if (health !== false && (typeof health.path !== 'string' || !health.path.startsWith('/'))) {
-    throw new DedupeConfigError('health.path', 'must be a path starting with "/"');
+  if (health !== false) {
+    if (typeof health !== 'object' || health === null) throw new DedupeConfigError('health', 'must be { path } or false');
+    for (const k of Object.keys(health)) if (k !== 'path') throw new DedupeConfigError(`health.${k}`, 'is not a known option');
+    if (typeof health.path !== 'string' || !health.path.startsWith('/')) throw new DedupeConfigError('health.path', 'must be a path starting with "/"');
   }
   const reconnectDelayMs = options.reconnectDelayMs ?? 1000;
-  if (!Number.isInteger(reconnectDelayMs) || reconnectDelayMs < 1) throw new DedupeConfigError('reconnectDelayMs', 'must be a positive integer');
+  // Above 2^31-1 ms Node's timers fire after 1 ms: a retry loop with no delay.
+  if (!Number.isInteger(reconnectDelayMs) || reconnectDelayMs < 1 || reconnectDelayMs > MAX_TIMER_MS) {
+    throw new DedupeConfigError('reconnectDelayMs', `must be an integer in [1, ${MAX_TIMER_MS}]`);
+  }
+  if (options.onError !== undefined && typeof options.onError !== 'function') throw new DedupeConfigError('onError', 'must be a function');
 
   const owned = !isClient(config);
   let client: GridClient | undefined = owned ? undefined : config;
@@ -149,13 +162,18 @@ export function gridlink(app: Application, config: GridClientConfig | GridClient
   if (!owned) install(config);
   else {
     const attempt = (): void => {
+      timer = null;
       GridClient.connect(config).then(
         (c) => {
           if (closed) void c.close();
           else install(c);
         },
         (e: unknown) => {
-          options.onError?.(e);
+          try {
+            options.onError?.(e);
+          } catch {
+            // the app's reporter failing must not stop the retries
+          }
           if (closed) return;
           timer = setTimeout(attempt, reconnectDelayMs);
           timer.unref();

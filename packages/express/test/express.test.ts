@@ -342,6 +342,14 @@ describe('gridlink() lifecycle', () => {
     expect(() => gridlink(express5(), {}, { health: { path: 'nope' } })).toThrow(/health\.path/);
     expect(() => dedupe({ leaseMs: -1 })).toThrow(/leaseMs/);
     expect(() => dedupe({ failMode: 'sometimes' as never })).toThrow(/failMode/);
+    // Checked before anything is connected or registered.
+    expect(() => dedupe(null as never)).toThrow(/"options"/);
+    expect(() => gridlink(express5(), {}, { reconnectDelayMs: 2 ** 31 })).toThrow(/reconnectDelayMs/);
+    expect(() => gridlink(express5(), {}, { reconnectDelay: 50 } as never)).toThrow(/"reconnectDelay"/);
+    expect(() => gridlink(express5(), {}, { health: null } as never)).toThrow(/"health"/);
+    expect(() => gridlink(express5(), {}, { health: { pth: '/x' } } as never)).toThrow(/health\.pth/);
+    expect(() => gridlink(express5(), {}, { onError: 'log' } as never)).toThrow(/onError/);
+    expect(() => gridlink(express5(), {}, null as never)).toThrow(/"options"/);
   });
 });
 
