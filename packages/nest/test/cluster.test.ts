@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalCluster } from '@gridlink/node';
 import { scopedKeyHash } from '@gridlink/dedupe';
-import { post } from '../../express/test/helpers.js';
+import { post, waitFor } from '../../express/test/helpers.js';
 import { startApp, stopApp, type AppProcess } from '../../express/test/processes.js';
 
 const APP = fileURLToPath(new URL('./fixtures/app.ts', import.meta.url));
@@ -47,5 +47,24 @@ describe('three Nest app instances behind a round-robin', () => {
     const hash = scopedKeyHash({ method: 'POST', route: '/orders', tenant: undefined }, 'h', key);
     const runs = readFileSync(ledger, 'utf8').split('\n').filter((l) => l.includes(hash));
     expect(runs).toHaveLength(1);
+  });
+
+  it('SIGTERM with enableShutdownHooks: the request in flight is answered and stored before the client closes; a retry elsewhere gets the replay', async () => {
+    const key = `nest-sigterm-${Date.now()}`;
+    const hash = scopedKeyHash({ method: 'POST', route: '/orders', tenant: undefined }, 'h', key);
+    const victim = apps[0]!;
+    const first = post(victim.base, '/orders', { order: 'n-2' }, { 'idempotency-key': key });
+    // Its handler runs (WORK_MS) when the ledger has its line; then the process is told to stop.
+    await waitFor(() => readFileSync(ledger, 'utf8').includes(hash), 5000, 'the handler to start');
+    process.kill(victim.child.pid!, 'SIGTERM');
+    const answer = await first;
+    expect(answer.status).toBe(201);
+    await victim.exited;
+    expect(victim.child.exitCode !== null || victim.child.signalCode === 'SIGTERM').toBe(true);
+    const retry = await post(apps[1]!.base, '/orders', { order: 'n-2' }, { 'idempotency-key': key });
+    expect(retry.status).toBe(201);
+    expect(retry.headers.get('idempotent-replayed')).toBe('true');
+    expect(retry.body.equals(answer.body)).toBe(true);
+    expect(readFileSync(ledger, 'utf8').split('\n').filter((l) => l.includes(hash))).toHaveLength(1);
   });
 });

@@ -2,7 +2,8 @@
  * GridlinkModule options and @Idempotent() options are checked where they are written (forRoot,
  * the async factory's result, the decorators), each error naming its field; forRootAsync with
  * useFactory + inject, useClass and useExisting on real Nest apps; @Idempotent() on a controller
- * and on its route (options merged, the interceptor run once per request).
+ * and on its route (options merged, the interceptor run once per request); duplicates on
+ * @Redirect() routes; the client's bookkeeping after many requests of every outcome.
  */
 import 'reflect-metadata';
 import type { AddressInfo } from 'node:net';
@@ -12,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GridClient, type GridCache } from '@gridlink/client';
 import { LocalCluster } from '@gridlink/node';
 import { GRID_CLIENT, GridlinkModule, Idempotent, InjectCache, type GridlinkModuleOptions, type GridlinkOptionsFactory } from '@gridlink/nest';
-import { post } from '../../express/test/helpers.js';
+import { post, waitFor } from '../../express/test/helpers.js';
 
 let cluster: LocalCluster;
 
@@ -221,6 +222,53 @@ describe('@Idempotent() on @Redirect() routes', () => {
       expect((await send({})).status).toBe(400);
       expect(runs).toBe(1);
       expect(errors).toEqual([]);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
+describe('many requests', () => {
+  it("leave the client's tables, timers and locks as they were (checked, already so)", async () => {
+    @Controller('many')
+    class Many {
+      @Post()
+      @Idempotent({ required: true })
+      create(): { ok: true } {
+        return { ok: true };
+      }
+
+      @Post('boom')
+      @Idempotent({ required: true })
+      boom(): never {
+        throw new Error('handler failed');
+      }
+    }
+    @Module({ imports: [GridlinkModule.forRoot({ client: { endpoints: cluster.endpoints } })], controllers: [Many] })
+    class App {}
+    const app = await NestFactory.create(App, quiet);
+    try {
+      await app.listen(0, '127.0.0.1');
+      const base = `http://127.0.0.1:${(app.getHttpServer().address() as AddressInfo).port}`;
+      const client = app.get<GridClient>(GRID_CLIENT);
+      expect((await post(base, '/many', {}, { 'idempotency-key': 'warm-up' })).status).toBe(201);
+      const idle = JSON.stringify(client.bookkeeping());
+      const run = `many-${Date.now()}`;
+      for (let i = 0; i < 20; i++) {
+        await Promise.all(
+          Array.from({ length: 10 }, async (_, j) => {
+            const key = `${run}-${i}-${j}`;
+            const first = post(base, '/many', {}, { 'idempotency-key': key });
+            const dup = post(base, '/many', {}, { 'idempotency-key': key });
+            expect([201, 409]).toContain((await dup).status);
+            expect((await first).status).toBe(201);
+            expect((await post(base, '/many', {}, { 'idempotency-key': key })).headers.get('idempotent-replayed')).toBe('true');
+            expect((await post(base, '/many', {})).status).toBe(400);
+            expect((await post(base, '/many/boom', {}, { 'idempotency-key': key })).status).toBe(500);
+          }),
+        );
+      }
+      await waitFor(() => JSON.stringify(client.bookkeeping()) === idle, 5000, 'the bookkeeping to return to idle');
     } finally {
       await app.close();
     }
