@@ -4,6 +4,21 @@ import { defineConfig } from 'vitest/config';
 const pkg = (name: string): string =>
   fileURLToPath(new URL(`./packages/${name}/src/index.ts`, import.meta.url));
 
+const ALL = ['packages/*/test/**/*.test.ts', 'packages/*/compat/*/test/**/*.test.ts', 'examples/test/**/*.test.ts', 'examples/api-*/**/*.test.ts'];
+const ALONE = [
+  'packages/testkit/test/**/*.test.ts',
+  'packages/admin/test/cli-process.test.ts',
+  'examples/test/**/*.test.ts',
+  'examples/api-*/**/*.test.ts',
+  'packages/express/test/cluster.test.ts',
+  'packages/nest/test/cluster.test.ts',
+  'packages/messaging/test/chaos.test.ts',
+  'packages/messaging/test/failover.test.ts',
+  'packages/node/test/nats-control-plane.test.ts',
+  'packages/node/test/nats-vouch.test.ts',
+  'packages/node/test/control-plane-outage.test.ts',
+];
+
 export default defineConfig({
   resolve: {
     alias: {
@@ -25,10 +40,24 @@ export default defineConfig({
     },
   },
   test: {
-    include: ['packages/*/test/**/*.test.ts', 'packages/*/compat/*/test/**/*.test.ts', 'examples/test/**/*.test.ts', 'examples/api-*/**/*.test.ts'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: 'forks',
+    // Two test files at a time (vitest's default on 2 CPUs is one), except the files below.
+    maxWorkers: 2,
+    projects: [
+      {
+        extends: true,
+        test: { name: 'in-process', include: ALL, exclude: ALONE },
+      },
+      {
+        // Child processes (grid nodes, nats-server clusters, app instances) and tests that count on
+        // timing under faults (no member declared gone through a stall): one file at a time, after
+        // the others, so no other test file competes with them for the two CPUs.
+        extends: true,
+        test: { name: 'processes', include: ALONE, fileParallelism: false, sequence: { groupOrder: 1 } },
+      },
+    ],
     // The JSON report feeds the one-line summary printed by .ci/run.
     reporters: ['default', 'json'],
     outputFile: { json: '.vitest-results.json' },

@@ -44,6 +44,8 @@ describe('records bigger than a NATS message', () => {
     expect(JSON.stringify(big).length).toBeGreaterThan(1024 * 1024);
     const events: KvEvent<unknown>[] = [];
     q.watch('rec.', (e) => events.push(e));
+    // A watch sees what is written once it is established; list() waits for that (contract).
+    expect(await q.list('rec.')).toEqual([]);
     const r1 = await p.put('rec.big', big);
     expect((await q.get('rec.big'))!.value).toEqual(big);
     const raw = await rawBytes(p, 'big', 'rec.big');
