@@ -8,18 +8,9 @@
 import { describe, expect, it } from 'vitest';
 import { GridClient, GridClosedError, GridConfigError, GridSerializationError, GridServerError, type ClientStats } from '@gridlink/client';
 import { oneNodeGrid } from './helpers/grid.js';
+import { rejection } from './helpers/wait.js';
 
 const grid = oneNodeGrid();
-
-/** The rejection of `p` (fails when it resolves). */
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  return p.then(
-    (v) => {
-      throw new Error(`resolved with ${String(v)} instead of rejecting`);
-    },
-    (e: unknown) => e,
-  );
-}
 
 /** Requests and errors summed over the nodes. */
 function nodeTotals(s: ClientStats): { requests: number; errors: number } {

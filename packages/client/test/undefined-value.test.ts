@@ -7,18 +7,9 @@
 import { describe, expect, it } from 'vitest';
 import { GridSerializationError, msgpackSerializer, type Serializer } from '@gridlink/client';
 import { oneNodeGrid } from './helpers/grid.js';
+import { rejection } from './helpers/wait.js';
 
 const grid = oneNodeGrid();
-
-/** The rejection of `p` (fails when it resolves). */
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  return p.then(
-    (v) => {
-      throw new Error(`resolved with ${String(v)} instead of rejecting`);
-    },
-    (e: unknown) => e,
-  );
-}
 
 describe('undefined as a value', () => {
   it('the default serializer refuses it', () => {

@@ -32,3 +32,41 @@ export function nextEvent<E extends keyof GridClientEvents>(
     client.on(event, on);
   });
 }
+
+export type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown } | 'pending';
+
+/** A value in a failure message: String(v), or a placeholder for one that cannot be made a string. */
+export function show(v: unknown): string {
+  try {
+    return String(v);
+  } catch {
+    return '(a value with no string form)';
+  }
+}
+
+/** How `p` settled within `ms` (a bound on a hang, not a wait for something to happen). */
+export async function settle<T>(p: Promise<T>, ms: number): Promise<Settled<T>> {
+  let timer: NodeJS.Timeout | undefined;
+  const bound = new Promise<'pending'>((resolve) => {
+    timer = setTimeout(() => resolve('pending'), ms);
+  });
+  try {
+    return await Promise.race([
+      p.then(
+        (value) => ({ ok: true as const, value }),
+        (error: unknown) => ({ ok: false as const, error }),
+      ),
+      bound,
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The error `p` rejects with (fails when it resolves, or is still pending after `ms`). */
+export async function rejection(p: Promise<unknown>, ms = 5000): Promise<unknown> {
+  const r = await settle(p, ms);
+  if (r === 'pending') throw new Error(`still pending after ${ms} ms`);
+  if (r.ok) throw new Error(`resolved (with ${show(r.value)}) instead of rejecting`);
+  return r.error;
+}
