@@ -230,24 +230,8 @@ export class NatsControlPlane implements ControlPlane {
     return this.resetReason;
   }
 
-  /**
-   * The bucket's stream as JetStream describes it, or 'missing' when JetStream answers that there
-   * is no such stream (a definite answer: an election or an outage times out or says
-   * "unavailable" instead).
-   */
-  private async streamInfo(): Promise<{ created: string; lastSeq: number } | 'missing'> {
-    const m = await this.connection.request(`$JS.API.STREAM.INFO.KV_${this.bucket}`, '', { timeout: this.opts.readTimeoutMs });
-    const reply = JSON.parse(new TextDecoder().decode(m.data)) as {
-      created?: unknown;
-      state?: { last_seq?: unknown };
-      error?: { err_code?: number; description?: string };
-    };
-    if (reply.error) {
-      if (reply.error.err_code === 10059) return 'missing';
-      throw new Error(reply.error.description ?? `JetStream error ${String(reply.error.err_code)}`);
-    }
-    const lastSeq = typeof reply.state?.last_seq === 'number' ? reply.state.last_seq : 0;
-    return { created: String(reply.created), lastSeq };
+  private streamInfo(): Promise<StreamInfo | 'missing'> {
+    return bucketStream(this.connection, this.bucket, this.opts.readTimeoutMs);
   }
 
   /**
@@ -257,7 +241,7 @@ export class NatsControlPlane implements ControlPlane {
    * bucket is missing nothing can be committed, and a bucket created anew meanwhile is seen by
    * its creation time.
    */
-  private judgeStream(info: { created: string; lastSeq: number } | 'missing'): boolean {
+  private judgeStream(info: StreamInfo | 'missing'): boolean {
     if (info === 'missing') {
       this.streamMissing++;
       if (this.streamMissing >= MISSING_CHECKS) this.declareReset(`the bucket ${this.bucket} no longer exists`);
@@ -278,8 +262,7 @@ export class NatsControlPlane implements ControlPlane {
   /** Learns the stream's creation time now, if JetStream answers. */
   private async noteStream(): Promise<void> {
     try {
-      const info = await this.streamInfo();
-      if (info !== 'missing' && this.streamCreated === undefined) this.streamCreated = info.created;
+      this.judgeStream(await this.streamInfo());
     } catch {
       // Unavailable for now: the watchdog's first check learns it.
     }
@@ -761,11 +744,32 @@ async function createBucket(kvm: Kvm, bucket: string, o: { replicas: number; max
  * then bound as it is (direct get off, as `createBucket` sets it).
  */
 async function openExistingBucket(nc: NatsConnection, kvm: Kvm, bucket: string, servers: string[], requestTimeoutMs: number): Promise<KV> {
-  const m = await nc.request(`$JS.API.STREAM.INFO.KV_${bucket}`, '', { timeout: requestTimeoutMs });
-  const reply = JSON.parse(new TextDecoder().decode(m.data)) as { config?: unknown; error?: { err_code?: number; description?: string } };
+  if ((await bucketStream(nc, bucket, requestTimeoutMs)) === 'missing') throw new ControlPlaneBucketMissingError(bucket, servers);
+  return kvm.open(bucket, { allow_direct: false, timeout: requestTimeoutMs });
+}
+
+/** What this plane reads of the bucket's stream. */
+interface StreamInfo {
+  created: string;
+  lastSeq: number;
+}
+
+/**
+ * The bucket's stream as JetStream describes it, or 'missing' when JetStream answers that there
+ * is no such stream (API error 10059: a definite answer; an election or an outage times out or
+ * says "unavailable" instead, which throws).
+ */
+async function bucketStream(nc: NatsConnection, bucket: string, timeoutMs: number): Promise<StreamInfo | 'missing'> {
+  const m = await nc.request(`$JS.API.STREAM.INFO.KV_${bucket}`, '', { timeout: timeoutMs });
+  const reply = JSON.parse(new TextDecoder().decode(m.data)) as {
+    created?: unknown;
+    state?: { last_seq?: unknown };
+    error?: { err_code?: number; description?: string };
+  };
   if (reply.error) {
-    if (reply.error.err_code === 10059) throw new ControlPlaneBucketMissingError(bucket, servers);
+    if (reply.error.err_code === 10059) return 'missing';
     throw new Error(reply.error.description ?? `JetStream error ${String(reply.error.err_code)}`);
   }
-  return kvm.open(bucket, { allow_direct: false, timeout: requestTimeoutMs });
+  const lastSeq = typeof reply.state?.last_seq === 'number' ? reply.state.last_seq : 0;
+  return { created: String(reply.created), lastSeq };
 }
