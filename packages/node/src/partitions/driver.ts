@@ -83,14 +83,13 @@ export class ReplicaDriver {
   }
 
   private cacheBackupsList(): { name: string; backups: number; ignore: boolean; label: string }[] {
-    const explicit = new Set(this.d.store.explicitCacheConfigs().map(([name]) => name));
     return this.d.store.cacheConfigs().map(([name, c]) => ({
       name,
       backups: c.backups ?? this.d.opts.backups,
       ignore: c.partitionLossPolicy === 'IGNORE',
       // Metric label: implicit caches (any name an app makes up, per tenant say) share one, so
       // the series stay bounded; the log line names the cache.
-      label: explicit.has(name) ? name : IMPLICIT_CACHES_LABEL,
+      label: this.d.store.isExplicitCache(name) ? name : IMPLICIT_CACHES_LABEL,
     }));
   }
 

@@ -119,6 +119,11 @@ export class NodeStore {
     return this.caches.configs();
   }
 
+  /** Configured explicitly (kept for good), rather than made by its first use. */
+  isExplicitCache(name: string): boolean {
+    return this.caches.isExplicit(name);
+  }
+
   /** The caches configured explicitly, with their configs. */
   explicitCacheConfigs(): [string, CacheConfig][] {
     return this.caches.explicitConfigs();
