@@ -147,15 +147,21 @@ function headerName(field: string, v: unknown): string {
 
 const defaultStoreStatus = (s: number): boolean => (s >= 200 && s < 300) || (s >= 400 && s < 500);
 
+/** Refuses a key of `o` that is not in `known` (a misspelt option would be ignored), naming it with `prefix`. */
+export function onlyKnownOptions(o: object, known: readonly string[], prefix = ''): void {
+  for (const k of Object.keys(o)) if (!known.includes(k)) throw new DedupeConfigError(`${prefix}${k}`, 'is not a known option');
+}
+
+const OPTIONS = [
+  'client', 'header', 'fingerprint', 'required', 'payload', 'tenant', 'route', 'methods', 'retentionMs', 'leaseMs',
+  'storeStatus', 'replayHeaders', 'replayedHeader', 'maxKeyLength', 'maxStoredBodyBytes', 'retryAfterSeconds',
+  'failMode', 'unavailableRetryAfterSeconds', 'gridTimeoutMs', 'breaker', 'cache', 'logger', 'metrics',
+  'storeAfterSend',
+];
+
 export function resolveDedupeOptions<Req>(o: DedupeOptions<Req> = {}): ResolvedDedupeOptions<Req> {
   if (typeof o !== 'object' || o === null) throw new DedupeConfigError('options', 'must be an object');
-  const known = new Set([
-    'client', 'header', 'fingerprint', 'required', 'payload', 'tenant', 'route', 'methods', 'retentionMs', 'leaseMs',
-    'storeStatus', 'replayHeaders', 'replayedHeader', 'maxKeyLength', 'maxStoredBodyBytes', 'retryAfterSeconds',
-    'failMode', 'unavailableRetryAfterSeconds', 'gridTimeoutMs', 'breaker', 'cache', 'logger', 'metrics',
-    'storeAfterSend',
-  ]);
-  for (const k of Object.keys(o)) if (!known.has(k)) throw new DedupeConfigError(k, 'is not a known option');
+  onlyKnownOptions(o, OPTIONS);
 
   let client: (req: Req) => GridClient | undefined;
   if (o.client === undefined) client = () => undefined;
@@ -197,9 +203,7 @@ export function resolveDedupeOptions<Req>(o: DedupeOptions<Req> = {}): ResolvedD
   else {
     const b = o.breaker === undefined ? {} : o.breaker;
     if (typeof b !== 'object' || b === null || Array.isArray(b)) throw new DedupeConfigError('breaker', 'must be an object or a CircuitBreaker');
-    for (const k of Object.keys(b)) {
-      if (k !== 'failureThreshold' && k !== 'openMs') throw new DedupeConfigError(`breaker.${k}`, 'is not a known option');
-    }
+    onlyKnownOptions(b, ['failureThreshold', 'openMs'], 'breaker.');
     breaker = {
       failureThreshold: int('breaker.failureThreshold', b.failureThreshold, DEFAULT_BREAKER.failureThreshold, 1, 1000),
       openMs: int('breaker.openMs', b.openMs, DEFAULT_BREAKER.openMs, 1, 3_600_000),
@@ -221,9 +225,7 @@ export function resolveDedupeOptions<Req>(o: DedupeOptions<Req> = {}): ResolvedD
     if (typeof m !== 'object' || m === null || typeof (m as { client?: { Counter?: unknown } }).client?.Counter !== 'function') {
       throw new DedupeConfigError('metrics', 'must be "auto", false or { client: prom-client module }');
     }
-    for (const k of Object.keys(m)) {
-      if (k !== 'client' && k !== 'registry' && k !== 'prefix') throw new DedupeConfigError(`metrics.${k}`, 'is not a known option');
-    }
+    onlyKnownOptions(m, ['client', 'registry', 'prefix'], 'metrics.');
     if (m.prefix !== undefined && (typeof m.prefix !== 'string' || !/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(m.prefix))) {
       throw new DedupeConfigError('metrics.prefix', 'must be a Prometheus metric name prefix ([a-zA-Z_:][a-zA-Z0-9_:]*)');
     }

@@ -6,7 +6,7 @@
 import type { Server } from 'node:http';
 import type { Application, NextFunction, Request, RequestHandler, Response } from 'express';
 import { GridClient, type GridClientConfig } from '@gridlink/client';
-import { Deduper, DedupeConfigError, captureResponse, describeRequest, sendDirect, type DedupeOptions, type Ticket } from '@gridlink/dedupe';
+import { Deduper, DedupeConfigError, captureResponse, describeRequest, onlyKnownOptions, sendDirect, type DedupeOptions, type Ticket } from '@gridlink/dedupe';
 
 /** What a handler behind `dedupe()` sees as `req.idempotency`. */
 export interface IdempotencyContext {
@@ -125,13 +125,11 @@ export function gridlink(app: Application, config: GridClientConfig | GridClient
   if (typeof app !== 'function' || typeof (app as { use?: unknown }).use !== 'function') throw new DedupeConfigError('app', 'must be an Express application');
   if (typeof config !== 'object' || config === null) throw new DedupeConfigError('clientConfig', 'must be a GridClientConfig or a GridClient');
   if (typeof options !== 'object' || options === null) throw new DedupeConfigError('options', 'must be an object');
-  for (const k of Object.keys(options)) {
-    if (k !== 'health' && k !== 'reconnectDelayMs' && k !== 'onError') throw new DedupeConfigError(k, 'is not a known option');
-  }
+  onlyKnownOptions(options, ['health', 'reconnectDelayMs', 'onError']);
   const health = options.health === undefined ? { path: '/health/ready' } : options.health;
   if (health !== false) {
     if (typeof health !== 'object' || health === null) throw new DedupeConfigError('health', 'must be { path } or false');
-    for (const k of Object.keys(health)) if (k !== 'path') throw new DedupeConfigError(`health.${k}`, 'is not a known option');
+    onlyKnownOptions(health, ['path'], 'health.');
     if (typeof health.path !== 'string' || !health.path.startsWith('/')) throw new DedupeConfigError('health.path', 'must be a path starting with "/"');
   }
   const reconnectDelayMs = options.reconnectDelayMs ?? 1000;
