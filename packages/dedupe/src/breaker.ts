@@ -15,12 +15,23 @@ export interface BreakerOptions {
 
 export const DEFAULT_BREAKER = { failureThreshold: 3, openMs: 2000 } as const;
 
+type Listener = (state: BreakerState, previous: BreakerState) => void;
+
+/** A subscription that holds its owner weakly (see `watch`). */
+interface Watch {
+  owner: WeakRef<object>;
+  fn: (owner: object, state: BreakerState, previous: BreakerState) => void;
+}
+
 export class CircuitBreaker {
   private stateValue: BreakerState = 'closed';
   private failures = 0;
   private openedAt = 0;
   private probing = false;
-  private readonly listeners = new Set<(state: BreakerState, previous: BreakerState) => void>();
+  private readonly listeners = new Set<Listener>();
+  private readonly watches = new Set<Watch>();
+  /** Drops the subscription of an owner that was garbage collected. */
+  private readonly collected = new FinalizationRegistry<Watch>((w) => void this.watches.delete(w));
   readonly failureThreshold: number;
   readonly openMs: number;
 
@@ -47,6 +58,33 @@ export class CircuitBreaker {
     return () => void this.listeners.delete(own);
   }
 
+  /**
+   * Like `onStateChange`, but holds `owner` weakly: `fn(owner, state, previous)` is called while
+   * `owner` lives, and the subscription ends by itself once `owner` is garbage collected (or when
+   * the returned function is called). `fn` must not capture `owner`, or it would keep it alive.
+   * A `Deduper` subscribes this way, so dedupers built again and again on one shared breaker (a
+   * middleware created per request or per router) do not pile up listeners on it.
+   */
+  watch<T extends object>(owner: T, fn: (owner: T, state: BreakerState, previous: BreakerState) => void): () => void {
+    const w: Watch = { owner: new WeakRef(owner), fn: fn as Watch['fn'] };
+    this.watches.add(w);
+    this.collected.register(owner, w, w);
+    return () => {
+      this.watches.delete(w);
+      this.collected.unregister(w);
+    };
+  }
+
+  /** Subscriptions currently attached (`onStateChange` listeners and live `watch` owners). */
+  get listenerCount(): number {
+    let live = 0;
+    for (const w of this.watches) {
+      if (w.owner.deref() === undefined) this.watches.delete(w);
+      else live++;
+    }
+    return this.listeners.size + live;
+  }
+
   private set(next: BreakerState): void {
     const prev = this.stateValue;
     if (prev === next) return;
@@ -57,6 +95,18 @@ export class CircuitBreaker {
         listener(next, prev);
       } catch {
         // A report must not change what the breaker decides, nor keep it from the others.
+      }
+    }
+    for (const w of [...this.watches]) {
+      const owner = w.owner.deref();
+      if (owner === undefined) {
+        this.watches.delete(w);
+        continue;
+      }
+      try {
+        w.fn(owner, next, prev);
+      } catch {
+        // as above
       }
     }
   }

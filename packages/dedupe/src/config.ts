@@ -52,9 +52,19 @@ export interface DedupeOptions<Req = unknown> {
   retentionMs?: number;
   /** Lease of the lock held while the handler runs (ms); renewed at a third of it. Default 10 000. */
   leaseMs?: number;
-  /** Which final statuses are stored for replay. Default 2xx and 4xx; others free the key. */
+  /**
+   * Which final statuses are stored for replay; the others free the key, so a retry runs the
+   * handler again. Default: 2xx, 3xx and 4xx except 408, 425 and 429 — answers that are final
+   * for this request are replayed (a redirect too: a POST-redirect-GET must not run twice), while
+   * 408 Request Timeout, 425 Too Early and 429 Too Many Requests say "try again later" and would
+   * otherwise be replayed for the whole retention window. 5xx are never stored by default
+   * (ADR 0051).
+   */
   storeStatus?: (status: number) => boolean;
-  /** Response headers stored and replayed (lower case). */
+  /**
+   * Response headers stored and replayed (lower case). Content-Encoding is always stored with a
+   * body, whatever this list says: it describes the stored bytes (ADR 0051).
+   */
   replayHeaders?: string[];
   /** Header set on replayed responses. Default "Idempotent-Replayed" (value "true"). */
   replayedHeader?: string;
@@ -95,6 +105,7 @@ export const DEFAULT_REPLAY_HEADERS = [
   'etag',
   'last-modified',
   'cache-control',
+  'content-encoding',
 ];
 
 export interface ResolvedDedupeOptions<Req> {
@@ -145,7 +156,11 @@ function headerName(field: string, v: unknown): string {
   return v.toLowerCase();
 }
 
-const defaultStoreStatus = (s: number): boolean => (s >= 200 && s < 300) || (s >= 400 && s < 500);
+/** Statuses that ask the client to try again later: replaying them would refuse every retry. */
+const TRANSIENT_4XX = new Set([408, 425, 429]);
+
+/** The default `storeStatus`: 2xx, 3xx and 4xx except 408, 425 and 429 (ADR 0051). */
+export const defaultStoreStatus = (s: number): boolean => s >= 200 && s < 500 && !TRANSIENT_4XX.has(s);
 
 /** Refuses a key of `o` that is not in `known` (a misspelt option would be ignored), naming it with `prefix`. */
 export function onlyKnownOptions(o: object, known: readonly string[], prefix = ''): void {

@@ -13,7 +13,17 @@
  * `storeAfterSend` — right after.
  */
 import { EventEmitter } from 'node:events';
-import { LockNotHeldError, type GridCache, type GridClient, type LockHandle, type LockStateAttempt } from '@gridlink/client';
+import {
+  ClusterMismatchError,
+  GridConnectionError,
+  GridServerError,
+  GridTimeoutError,
+  LockNotHeldError,
+  type GridCache,
+  type GridClient,
+  type LockHandle,
+  type LockStateAttempt,
+} from '@gridlink/client';
 import { CircuitBreaker, type BreakerState } from './breaker.js';
 import { resolveDedupeOptions, type DedupeOptions, type ResolvedDedupeOptions } from './config.js';
 import { canonicalJson, checkHeaderKey, payloadHash, scopedKeyHash, type Scope } from './key.js';
@@ -123,6 +133,27 @@ function isRecord(v: unknown): v is StoredRecord {
   return typeof v === 'object' && v !== null && (v as { v?: unknown }).v === 1 && typeof (v as { status?: unknown }).status === 'number';
 }
 
+/**
+ * Answers a node gives about the request itself, not about the grid's health: the same request
+ * would get them from a perfectly healthy grid.
+ */
+const REQUEST_FAULT_CODES = new Set(['GRID_BAD_REQUEST', 'GRID_UNKNOWN_OP', 'GRID_VALUE_TYPE', 'GRID_FRAME_TOO_LARGE', 'GRID_LOCK_NOT_HELD']);
+
+/**
+ * Whether an error of a grid call says the grid is unhealthy or unreachable, and so counts as a
+ * failure for the circuit breaker: a connection error, a deadline passed, an answer from a node
+ * that it cannot serve (not primary, partition moving or lost, overloaded, stopping, internal
+ * failure...), a node of another cluster. Not: what the app did to its own client (closed it,
+ * aborted the call, bad options) or what the request carried (a value that does not serialise or
+ * deserialise, a frame too large, a bad request): a healthy grid gives those too, and opening the
+ * breaker on them would refuse every other request for `openMs`.
+ */
+export function isGridFault(e: unknown): boolean {
+  if (e instanceof GridConnectionError || e instanceof GridTimeoutError || e instanceof ClusterMismatchError) return true;
+  if (e instanceof GridServerError) return !REQUEST_FAULT_CODES.has(e.code);
+  return false;
+}
+
 export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
   readonly options: ResolvedDedupeOptions<Req>;
   readonly breaker: CircuitBreaker;
@@ -134,20 +165,33 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
    * share one partition and one grid operation reads or writes both (ADR 0036).
    */
   private readonly namePrefix: string;
+  private readonly unwatch: () => void;
 
   constructor(options: DedupeOptions<Req> = {}) {
     super();
     this.options = resolveDedupeOptions(options);
     this.namePrefix = `dedupe:${this.options.cache}:`;
     const b = this.options.breaker;
-    const onChange = (state: BreakerState, previous: BreakerState): void => {
-      this.log('warn', 'gridlink dedupe circuit breaker changed state', { event: 'dedupe.breaker', state, previous });
-      this.report('breaker', { state, previous });
-    };
-    // A breaker shared with other routes reports its changes to each deduper using it.
+    // A breaker shared with other routes reports its changes to each deduper using it. It holds
+    // this deduper weakly: one that is dropped (a middleware built per request, a router rebuilt)
+    // leaves the breaker's listeners with it, without anyone having to call close().
     this.breaker = b instanceof CircuitBreaker ? b : new CircuitBreaker(b);
-    this.breaker.onStateChange(onChange);
+    this.unwatch = this.breaker.watch(this, (self, state, previous) => self.breakerChanged(state, previous));
     this.counters = createCounters(this.options.metrics);
+  }
+
+  private breakerChanged(state: BreakerState, previous: BreakerState): void {
+    this.log('warn', 'gridlink dedupe circuit breaker changed state', { event: 'dedupe.breaker', state, previous });
+    this.report('breaker', { state, previous });
+  }
+
+  /**
+   * Detaches this deduper from its circuit breaker at once (its `breaker` events stop). Requests
+   * it still decides keep working. Idempotent. Not needed for a deduper that is simply dropped:
+   * the breaker holds it weakly.
+   */
+  close(): void {
+    this.unwatch();
   }
 
   /** Requests currently holding a key through this deduper. */
@@ -294,7 +338,10 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
       }
       this.breaker.success();
     } catch (e) {
-      this.breaker.failure(now());
+      // Only what says the grid is unhealthy counts; anything else still leaves this request
+      // without de-duplication, but must not refuse every other one for openMs.
+      if (isGridFault(e)) this.breaker.failure(now());
+      else this.breaker.cancel();
       return this.unavailable(info, e instanceof Error ? `${(e as { code?: string }).code ?? e.name}: ${e.message}` : String(e));
     }
     const handle: LockHandle | null = attempt.acquired ? attempt.handle : null;
@@ -338,7 +385,8 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
   }
 
   private replay(record: StoredRecord): DirectResponse {
-    const headers: [string, string][] = record.headers.filter(([k]) => record.body !== null || k !== 'content-type');
+    // Without its body, a replay has nothing for Content-Type or Content-Encoding to describe.
+    const headers: [string, string][] = record.headers.filter(([k]) => record.body !== null || (k !== 'content-type' && k !== 'content-encoding'));
     headers.push([this.options.replayedHeader, 'true']);
     if (record.body === null) headers.push(['idempotent-body-omitted', 'true']);
     return { status: record.status, headers, body: record.body ?? new Uint8Array(0) };
@@ -406,7 +454,8 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
         const v = all[k];
         if (v === undefined) continue;
         const name = k.toLowerCase();
-        if (!o.replayHeaders.has(name)) continue;
+        // Content-Encoding describes the stored bytes: without it they replay as garbage.
+        if (!o.replayHeaders.has(name) && name !== 'content-encoding') continue;
         if (Array.isArray(v)) for (const one of v) headers.push([name, one]);
         else headers.push([name, String(v)]);
       }

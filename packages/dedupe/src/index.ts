@@ -1,10 +1,10 @@
-export { Deduper, Ticket } from './deduper.js';
+export { Deduper, Ticket, isGridFault } from './deduper.js';
 export type { DedupeRequest, DirectResponse, CapturedResponse, Decision, Outcome, RequestInfo, DedupeEvents } from './deduper.js';
-export { resolveDedupeOptions, onlyKnownOptions, DEFAULT_REPLAY_HEADERS } from './config.js';
+export { resolveDedupeOptions, onlyKnownOptions, DEFAULT_REPLAY_HEADERS, defaultStoreStatus } from './config.js';
 export type { DedupeOptions, ResolvedDedupeOptions, DedupeLogger, FailMode, MetricsOption, PromClientLike, RegistryLike } from './config.js';
 export { CircuitBreaker, DEFAULT_BREAKER } from './breaker.js';
 export type { BreakerOptions, BreakerState } from './breaker.js';
-export { canonicalJson, checkHeaderKey, scopedKeyHash, payloadHash, sha256 } from './key.js';
+export { canonicalJson, checkHeaderKey, serializeSfString, scopedKeyHash, payloadHash, sha256 } from './key.js';
 export type { Scope } from './key.js';
 export { DedupeError, DedupeConfigError } from './errors.js';
 export { sendDirect, captureResponse, describeRequest } from './node-http.js';

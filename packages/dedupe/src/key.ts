@@ -58,19 +58,61 @@ export function sha256(text: string): string {
   return oneShot !== undefined ? oneShot('sha256', text, 'base64url') : crypto.createHash('sha256').update(text).digest('base64url');
 }
 
-/** Why a header value is not a usable key, or null when it is. */
+/** The sf-string serialisation of a key (RFC 8941 section 4.1.6): what a conforming client sends. */
+export function serializeSfString(key: string): string {
+  return `"${key.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
+}
+
+/**
+ * The Idempotency-Key header value as a key, or why it is not one (answered 400).
+ *
+ * draft-ietf-httpapi-idempotency-key-header-07 defines the field as `sf-string` (RFC 8941 section
+ * 3.3.3), parsed strictly here (section 4.2.5): a quoted key holds printable ASCII (0x20-0x7E),
+ * `\"` and `\\` are its only escapes, and nothing may follow the closing quote — no parameters
+ * (the draft's ABNF is a bare sf-string, not an Item with parameters) and no trailing bytes. A value
+ * that does not start with a quote is accepted as the key itself when it is printable ASCII
+ * (most clients send a bare UUID); `"abc"` and `abc` are the same key.
+ */
 export function checkHeaderKey(raw: string, maxLength: number): { key: string } | { error: string } {
-  let v = raw.trim();
-  // draft-ietf-httpapi-idempotency-key-header: an sf-string ("..."); unquoted tokens are accepted too.
-  if (v.length >= 2 && v.startsWith('"') && v.endsWith('"')) {
-    v = v.slice(1, -1);
-    if (/(?<!\\)\\(?!["\\])/.test(v)) return { error: 'invalid escape in quoted key' };
-    v = v.replace(/\\(["\\])/g, '$1');
+  // Only optional whitespace (SP, HTAB) around a field value is not part of it.
+  const v = raw.replace(/^[ \t]+|[ \t]+$/g, '');
+  let key: string;
+  if (v.startsWith('"')) {
+    let out = '';
+    let i = 1;
+    for (;;) {
+      if (i >= v.length) return { error: 'quoted key has no closing quote' };
+      const c = v.charCodeAt(i);
+      if (c === 0x5c) {
+        const next = v[i + 1];
+        if (next !== '"' && next !== '\\') {
+          return { error: next === undefined ? 'quoted key ends with a lone backslash' : 'invalid escape in quoted key: only \\" and \\\\ are allowed' };
+        }
+        out += next;
+        i += 2;
+        continue;
+      }
+      if (c === 0x22) {
+        i++;
+        break;
+      }
+      if (c < 0x20 || c > 0x7e) return { error: 'quoted key must be printable ASCII' };
+      out += v[i];
+      i++;
+    }
+    if (i < v.length) {
+      return {
+        error: v[i] === ';' ? 'parameters are not allowed on an Idempotency-Key (it is a bare sf-string)' : 'unexpected characters after the closing quote of the key',
+      };
+    }
+    key = out;
+  } else {
+    key = v;
+    if (key.length > 0 && !/^[\x20-\x7e]+$/.test(key)) return { error: 'key must be printable ASCII' };
   }
-  if (v.length === 0) return { error: 'key is empty' };
-  if (v.length > maxLength) return { error: `key is longer than ${maxLength} characters` };
-  if (!/^[\x20-\x7e]+$/.test(v)) return { error: 'key must be printable ASCII' };
-  return { key: v };
+  if (key.length === 0) return { error: 'key is empty' };
+  if (key.length > maxLength) return { error: `key is longer than ${maxLength} characters` };
+  return { key };
 }
 
 export interface Scope {

@@ -11,7 +11,9 @@ export function sendDirect(res: ServerResponse, d: DirectResponse): void {
   const grouped = new Map<string, string[]>();
   for (const [k, v] of d.headers) grouped.set(k, [...(grouped.get(k) ?? []), v]);
   for (const [k, v] of grouped) res.setHeader(k, v.length === 1 ? (v[0] as string) : v);
-  res.setHeader('content-length', String(d.body.byteLength));
+  // RFC 9110 section 8.6: no Content-Length on 1xx and 204 (a 304 would announce the length of
+  // the representation, which a replay does not have).
+  if (d.status >= 200 && d.status !== 204 && d.status !== 304) res.setHeader('content-length', String(d.body.byteLength));
   res.end(Buffer.from(d.body.buffer, d.body.byteOffset, d.body.byteLength));
 }
 
@@ -36,6 +38,21 @@ function addHeader(into: Record<string, string | string[] | number>, name: strin
  * response, so a client that has it and retries always gets the replay — unless the ticket says
  * `storeAfterSend`: then the response goes out at once and is stored right after. The connection closing
  * before `end()` (client aborted) abandons the ticket, freeing the key.
+ *
+ * While `end()` is held back the response is complete (ADR 0051): a later `end()`, `write()` or
+ * `writeHead()` does nothing, and status and header changes are undone before the held `end()`
+ * goes out. So what was stored is what is sent, also when the handler calls `next()` after
+ * answering and Express's final handler (404, or 500 for an error) would otherwise answer first.
+ * `headersSent` stays false meanwhile: made true, it would make that final handler destroy the
+ * socket on an error (its answer to "an error after the headers went out").
+ *
+ * The body is captured as the bytes pass this point, and so is Content-Encoding: its value when
+ * the head of the response passes (the first writeHead, write or end seen here, before it goes
+ * further down). A compression middleware mounted after `dedupe()` (it wraps the response
+ * outside this capture) hands compressed bytes and its Content-Encoding through here: both are
+ * stored. One mounted before `dedupe()` compresses below this point: the plain bytes are stored
+ * without its Content-Encoding (set further down), and it compresses the replay as it would any
+ * answer.
  */
 export function captureResponse(res: ServerResponse, ticket: Ticket<unknown>, limit: number): void {
   const chunks: Buffer[] = [];
@@ -56,8 +73,20 @@ export function captureResponse(res: ServerResponse, ticket: Ticket<unknown>, li
   // Headers given to writeHead() without an earlier setHeader() never reach getHeaders(): Node
   // writes them straight out. Keep them, or the replay would lack Content-Type, Location...
   const headHeaders: Record<string, string | string[] | number> = {};
+  // The Content-Encoding of the bytes seen here (undefined: none), read once the head passes.
+  let contentEncoding: string | undefined;
+  let headSeen = false;
+  const seeHead = (): void => {
+    if (headSeen) return;
+    headSeen = true;
+    const v = headHeaders['content-encoding'] ?? res.getHeader('content-encoding');
+    if (v !== undefined) contentEncoding = Array.isArray(v) ? v.join(', ') : String(v);
+  };
+  // Set once the handler's end() is held back waiting for the store.
+  let held = false;
   const writeHead = res.writeHead.bind(res) as (...a: unknown[]) => ServerResponse;
   res.writeHead = ((statusCode: number, ...rest: unknown[]) => {
+    if (held) return res;
     const h = typeof rest[0] === 'string' ? rest[1] : rest[0];
     if (Array.isArray(h)) {
       // [name, value, name, value, ...] or [[name, value], ...]
@@ -66,11 +95,14 @@ export function captureResponse(res: ServerResponse, ticket: Ticket<unknown>, li
     } else if (typeof h === 'object' && h !== null) {
       for (const [k, v] of Object.entries(h as Record<string, unknown>)) addHeader(headHeaders, k, v);
     }
+    seeHead();
     return writeHead(statusCode, ...rest);
   });
   const write = res.write.bind(res) as (...a: unknown[]) => boolean;
   const end = res.end.bind(res) as (...a: unknown[]) => ServerResponse;
   res.write = ((chunk: unknown, ...rest: unknown[]) => {
+    if (held) return true; // after end(): nothing more belongs to this response
+    seeHead();
     collect(chunk, rest[0]);
     return write(chunk, ...rest);
   }) as ServerResponse['write'];
@@ -79,11 +111,16 @@ export function captureResponse(res: ServerResponse, ticket: Ticket<unknown>, li
     if (!ended) void ticket.abandon('connection closed before the response finished');
   };
   res.end = ((chunk?: unknown, ...rest: unknown[]) => {
+    if (held) return res;
     if (ended) return end(chunk, ...rest);
     ended = true;
+    seeHead();
     collect(chunk, rest[0]);
     res.off('close', onClose);
-    const captured: CapturedResponse = { status: res.statusCode, headers: { ...headHeaders, ...res.getHeaders() }, body: over ? null : Buffer.concat(chunks) };
+    const headers: CapturedResponse['headers'] = { ...headHeaders, ...res.getHeaders() };
+    delete headers['content-encoding'];
+    if (contentEncoding !== undefined) headers['content-encoding'] = contentEncoding;
+    const captured: CapturedResponse = { status: res.statusCode, headers, body: over ? null : Buffer.concat(chunks) };
     if (ticket.storeAfterSend) {
       // Sent now; stored (and the key freed) right after. The lock stays held until then, so a
       // duplicate meanwhile gets 409, never a second run (ADR 0036).
@@ -91,7 +128,23 @@ export function captureResponse(res: ServerResponse, ticket: Ticket<unknown>, li
       void ticket.complete(captured);
       return res;
     }
-    void ticket.complete(captured).then(() => end(chunk, ...rest));
+    // Held back: from here on the response is the one captured. Whatever runs meanwhile
+    // (Express's final handler after a next(), an error handler) cannot send anything, and what
+    // it changes is undone before the held end() goes out.
+    held = true;
+    const status = res.statusCode;
+    const statusMessage = res.statusMessage;
+    const headerSnapshot = res.headersSent ? null : res.getHeaders();
+    void ticket.complete(captured).then(() => {
+      held = false;
+      if (headerSnapshot !== null && !res.headersSent) {
+        for (const name of res.getHeaderNames()) if (!(name in headerSnapshot)) res.removeHeader(name);
+        for (const [name, value] of Object.entries(headerSnapshot)) if (value !== undefined) res.setHeader(name, value);
+        res.statusCode = status;
+        res.statusMessage = statusMessage;
+      }
+      end(chunk, ...rest);
+    });
     return res;
   }) as ServerResponse['end'];
   res.once('close', onClose);

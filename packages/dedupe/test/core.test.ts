@@ -3,6 +3,8 @@
  * header key checks, option validation, prom-client counters.
  */
 import { createHash } from 'node:crypto';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import fc from 'fast-check';
 import * as prom from 'prom-client';
 import { describe, expect, it } from 'vitest';
@@ -12,12 +14,28 @@ import {
   CircuitBreaker,
   Deduper,
   DedupeConfigError,
+  defaultStoreStatus,
+  isGridFault,
   payloadHash,
+  serializeSfString,
   resolveDedupeOptions,
   scopedKeyHash,
   sha256,
   type BreakerState,
 } from '@gridlink/dedupe';
+import {
+  ClusterMismatchError,
+  GridAbortError,
+  GridClosedError,
+  GridConfigError,
+  GridConnectionError,
+  GridSerializationError,
+  GridServerError,
+  GridTimeoutError,
+  LockNotHeldError,
+  PartitionLostError,
+} from '@gridlink/client';
+import { ErrorCode } from '@gridlink/protocol';
 
 describe('CircuitBreaker', () => {
   it('follows its model for any sequence of calls, results and clock steps', () => {
@@ -182,6 +200,15 @@ describe('keys', () => {
     expect(checkHeaderKey('x'.repeat(11), 10)).toHaveProperty('error');
     expect(checkHeaderKey('caf\u00e9', 10)).toHaveProperty('error');
     expect(checkHeaderKey('a\u0000b', 10)).toHaveProperty('error');
+    // Quoted keys are parsed strictly as an sf-string (RFC 8941 4.2.5).
+    for (const bad of ['"abc', '"a\\qb"', '"a\\"', '"abc"x', '"abc" "d"', '"abc";p=1', '"abc";p', '"a\tb"', '"caf\u00e9"', '"', '"a\u007fb"', '"abc""']) {
+      const r = checkHeaderKey(bad, 100);
+      expect(r, JSON.stringify(bad)).toHaveProperty('error');
+    }
+    expect(checkHeaderKey('"abc";p=1', 100)).toEqual({ error: expect.stringContaining('parameters') });
+    expect(checkHeaderKey('"a\\qb"', 100)).toEqual({ error: expect.stringContaining('escape') });
+    expect(checkHeaderKey('"a\\\\b"', 10)).toEqual({ key: 'a\\b' });
+    expect(checkHeaderKey('" a b "', 10)).toEqual({ key: ' a b ' });
     fc.assert(
       fc.property(fc.string({ unit: fc.constantFrom(...'abcXYZ019-_.:~ '.split('')), minLength: 1, maxLength: 40 }), (s) => {
         const r = checkHeaderKey(s, 40);
@@ -189,6 +216,110 @@ describe('keys', () => {
         else expect(r).toEqual({ key: s.trim() });
       }),
     );
+  });
+});
+
+const PRINTABLE = Array.from({ length: 0x7f - 0x20 }, (_, i) => String.fromCharCode(0x20 + i));
+
+describe('Idempotency-Key as an sf-string (properties)', () => {
+  it('every key serialised as an sf-string parses back to itself', () => {
+    fc.assert(
+      fc.property(fc.string({ unit: fc.constantFrom(...PRINTABLE), minLength: 1, maxLength: 255 }), (key) => {
+        expect(checkHeaderKey(serializeSfString(key), 255)).toEqual({ key });
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('accepts a quoted value only when it is the sf-string of the key it yields: no lax forms', () => {
+    const quotedish = fc.string({ unit: fc.constantFrom('"', '\\', 'a', ' ', ';', '=', '\t', '\u00e9', '\u0000', '\u007f'), maxLength: 12 }).map((s) => `"${s}`);
+    fc.assert(
+      fc.property(quotedish, (v) => {
+        const r = checkHeaderKey(v, 255);
+        // Only the optional whitespace around a field value may differ.
+        if ('key' in r) expect(serializeSfString(r.key)).toBe(v.replace(/[ \t]+$/, ''));
+        else expect(r.error.length).toBeGreaterThan(0);
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('never throws on random bytes: a key or an error', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 300 }), fc.integer({ min: 1, max: 300 }), (bytes, max) => {
+        const r = checkHeaderKey(Buffer.from(bytes).toString('latin1'), max);
+        if ('key' in r) {
+          expect(r.key.length).toBeGreaterThan(0);
+          expect(r.key.length).toBeLessThanOrEqual(max);
+          expect(r.key).toMatch(/^[\x20-\x7e]+$/);
+        } else expect(typeof r.error).toBe('string');
+      }),
+      { numRuns: 3000 },
+    );
+  });
+});
+
+describe('dedupers on a shared breaker', () => {
+  it('a deduper dropped without close() does not keep a listener on the breaker; close() detaches at once', async () => {
+    const shared = new CircuitBreaker({ failureThreshold: 1, openMs: 100 });
+    const kept = new Deduper({ metrics: false, breaker: shared });
+    const heard: string[] = [];
+    kept.on('breaker', (e) => heard.push(e.state));
+    // Per-request middleware: a deduper built and dropped for each of many requests.
+    for (let i = 0; i < 2000; i++) new Deduper({ metrics: false, breaker: shared }).on('breaker', () => undefined);
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      // Collect first, in a task of its own: a WeakRef read (listenerCount) keeps its target
+      // alive until the end of the task that read it.
+      gc();
+      await new Promise((r) => setTimeout(r, 10));
+      if (shared.listenerCount <= 1) break;
+      if (Date.now() > deadline) throw new Error(`listeners still attached: ${shared.listenerCount}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    expect(shared.listenerCount).toBe(1);
+    // The deduper still in use still hears its breaker.
+    shared.failure(0);
+    expect(heard).toEqual(['open']);
+    kept.close();
+    kept.close();
+    expect(shared.listenerCount).toBe(0);
+    expect(shared.allow(100)).toBe(true);
+    expect(heard).toEqual(['open']);
+  });
+});
+
+describe('which grid errors feed the breaker', () => {
+  it('counts what says the grid is unhealthy, not what the app or the request caused', () => {
+    const faults = [
+      new GridConnectionError('reset'),
+      new GridTimeoutError('deadline'),
+      new GridTimeoutError('one attempt', { code: 'GRID_REQUEST_TIMEOUT', retryable: true }),
+      new GridServerError(ErrorCode.NOT_PRIMARY, 'moved'),
+      new GridServerError(ErrorCode.OVERLOADED, 'busy'),
+      new GridServerError(ErrorCode.INTERNAL, 'bug'),
+      new GridServerError(ErrorCode.REPLICATION_FAILED, 'backup'),
+      new PartitionLostError('lost'),
+      new ClusterMismatchError('other cluster'),
+    ];
+    const notFaults = [
+      new GridClosedError(),
+      new GridAbortError(),
+      new GridConfigError('leaseMs', 'bad'),
+      new GridSerializationError('cannot deserialise value'),
+      new GridServerError(ErrorCode.BAD_REQUEST, 'bad'),
+      new GridServerError(ErrorCode.FRAME_TOO_LARGE, 'too large'),
+      new GridServerError(ErrorCode.VALUE_TYPE, 'type'),
+      new GridServerError(ErrorCode.UNKNOWN_OP, 'op'),
+      new LockNotHeldError('not held'),
+      new TypeError('a bug'),
+      'a string',
+      undefined,
+    ];
+    for (const e of faults) expect(isGridFault(e), String(e)).toBe(true);
+    for (const e of notFaults) expect(isGridFault(e), String(e)).toBe(false);
   });
 });
 
@@ -243,8 +374,12 @@ describe('options', () => {
     expect(o.leaseMs).toBe(10_000);
     expect(o.retentionMs).toBe(86_400_000);
     expect(o.maxStoredBodyBytes).toBe(1024 * 1024);
-    expect([200, 201, 204, 400, 404, 409, 422].every(o.storeStatus)).toBe(true);
-    expect([500, 502, 503, 301].some(o.storeStatus)).toBe(false);
+    // ADR 0051: 2xx, 3xx and 4xx except the "try again later" ones; no 5xx.
+    expect([200, 201, 204, 301, 302, 303, 307, 308, 400, 404, 409, 422, 451, 499].every(o.storeStatus)).toBe(true);
+    expect([408, 425, 429, 500, 502, 503, 504, 100, 199, 599].some(o.storeStatus)).toBe(false);
+    expect(o.storeStatus).toBe(defaultStoreStatus);
+    for (let s = 100; s < 600; s++) expect(o.storeStatus(s), String(s)).toBe(s >= 200 && s < 500 && s !== 408 && s !== 425 && s !== 429);
+    expect(o.replayHeaders.has('content-encoding')).toBe(true);
   });
 });
 

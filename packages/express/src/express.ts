@@ -34,6 +34,13 @@ export type ExpressDedupeOptions = DedupeOptions<Request>;
 
 export type DedupeMiddleware = RequestHandler & { deduper: Deduper<Request> };
 
+/**
+ * Marks a request one `dedupe()` already holds a key for. A second `dedupe()` on its way (one
+ * app-wide and one on the route) would compute the same key and find it taken by the first:
+ * every request would get 409. It passes the request through instead.
+ */
+const HELD = Symbol.for('gridlink.express.dedupe.held');
+
 function clientOf(req: Request): GridClient | undefined {
   return req.grid ?? (req.app?.locals?.grid as GridClient | undefined);
 }
@@ -59,7 +66,7 @@ export function dedupe(options: ExpressDedupeOptions = {}): DedupeMiddleware {
   const limit = deduper.options.maxStoredBodyBytes;
   const methods = deduper.options.methods;
   const mw = ((req: Request, res: Response, next: NextFunction): void => {
-    if (!methods.has(req.method)) {
+    if (!methods.has(req.method) || (req as { [HELD]?: true })[HELD] === true) {
       next();
       return;
     }
@@ -81,6 +88,7 @@ export function dedupe(options: ExpressDedupeOptions = {}): DedupeMiddleware {
           return;
         }
         req.idempotency = t.context();
+        (req as { [HELD]?: true })[HELD] = true;
         captureResponse(res, t as Ticket<unknown>, limit);
         next();
       })
@@ -106,7 +114,11 @@ export interface GridlinkHandle {
   readonly ready: Promise<GridClient>;
   /** Whether the client has at least one live connection to a grid node. */
   isReady(): boolean;
-  /** Closes the client (if owned). Idempotent; also runs when the HTTP server closes. */
+  /**
+   * Closes the client (if owned). Idempotent; also runs when the HTTP server closes. A connection
+   * attempt still in flight is waited for and the client it made closed: when this resolves,
+   * nothing `gridlink()` started is left open.
+   */
   close(): Promise<void>;
 }
 
@@ -144,6 +156,8 @@ export function gridlink(app: Application, config: GridClientConfig | GridClient
   let closed = false;
   let closing: Promise<void> | null = null;
   let timer: NodeJS.Timeout | null = null;
+  /** The connection attempt in flight; settles once its client is installed or closed. */
+  let connecting: Promise<void> | null = null;
   let resolveReady!: (c: GridClient) => void;
   let rejectReady!: (e: unknown) => void;
   const ready = new Promise<GridClient>((res, rej) => {
@@ -161,9 +175,10 @@ export function gridlink(app: Application, config: GridClientConfig | GridClient
   else {
     const attempt = (): void => {
       timer = null;
-      GridClient.connect(config).then(
-        (c) => {
-          if (closed) void c.close();
+      const settled: Promise<void> = GridClient.connect(config).then(
+        async (c) => {
+          // Closed while connecting: close() waits for this, so the client goes before it resolves.
+          if (closed) await c.close().catch(() => undefined);
           else install(c);
         },
         (e: unknown) => {
@@ -177,6 +192,10 @@ export function gridlink(app: Application, config: GridClientConfig | GridClient
           timer.unref();
         },
       );
+      connecting = settled;
+      void settled.finally(() => {
+        if (connecting === settled) connecting = null;
+      });
     };
     attempt();
   }
@@ -192,6 +211,8 @@ export function gridlink(app: Application, config: GridClientConfig | GridClient
         closed = true;
         if (timer !== null) clearTimeout(timer);
         rejectReady(new Error('gridlink closed'));
+        // GridClient.connect cannot be aborted: wait for it, and close what it made.
+        if (connecting !== null) await connecting;
         if (owned && client !== undefined) await client.close();
       })();
       return closing;

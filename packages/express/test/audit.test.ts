@@ -8,7 +8,8 @@ import type { Server } from 'node:http';
 import { connect } from 'node:net';
 import express from 'express';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { GridClient } from '@gridlink/client';
+import { GridClient, bytesSerializer } from '@gridlink/client';
+import { scopedKeyHash } from '@gridlink/dedupe';
 import { LocalCluster } from '@gridlink/node';
 import { dedupe } from '@gridlink/express';
 import { closeServer, listen, post, waitFor, type Reply } from './helpers.js';
@@ -16,14 +17,17 @@ import { closeServer, listen, post, waitFor, type Reply } from './helpers.js';
 let cluster: LocalCluster;
 let client: GridClient;
 let closedClient: GridClient;
+/** A client whose grid is gone (its only node stopped): every call is a grid fault. */
+let deadClient: GridClient;
 let server: Server;
 let base: string;
 let runs = 0;
-let useClosed = true;
+let use: 'closed' | 'dead' | 'good' = 'closed';
 const loggerLines: string[] = [];
 const breakerMw = dedupe({
-  client: () => (useClosed ? closedClient : client),
+  client: () => (use === 'closed' ? closedClient : use === 'dead' ? deadClient : client),
   metrics: false,
+  gridTimeoutMs: 500,
   breaker: { failureThreshold: 1, openMs: 100 },
 });
 
@@ -32,6 +36,9 @@ beforeAll(async () => {
   client = await GridClient.connect({ endpoints: cluster.endpoints });
   closedClient = await GridClient.connect({ endpoints: cluster.endpoints });
   await closedClient.close();
+  const doomed = await LocalCluster.start({ nodes: 1, backups: 0, partitions: 16 });
+  deadClient = await GridClient.connect({ endpoints: doomed.endpoints, reconnect: { minDelay: 20, maxDelay: 100 } });
+  await doomed.stop();
   const app = express();
   app.disable('x-powered-by'); // as helmet does: nothing calls setHeader before the handler
   app.use(express.json());
@@ -89,6 +96,7 @@ beforeAll(async () => {
 afterAll(async () => {
   if (server) await closeServer(server);
   await client?.close();
+  await deadClient?.close();
   await cluster?.stop();
 });
 
@@ -208,28 +216,49 @@ describe('what the app plugs in fails', () => {
 });
 
 describe('a closed client and the breaker', () => {
-  it('a closed client is the grid unavailable (503, breaker fed), not a 500; the breaker recovers once the client is good', async () => {
-    useClosed = true;
-    const r = await post(base, '/breaker', {}, { 'idempotency-key': key('closed') });
+  it('a closed client (closed by the app itself) is unavailable (503, not a 500) but says nothing about the grid: the breaker stays closed', async () => {
+    use = 'closed';
+    for (let i = 0; i < 3; i++) {
+      const r = await post(base, '/breaker', {}, { 'idempotency-key': key('closed') });
+      expect(r.status).toBe(503);
+      expect(JSON.parse(r.body.toString())).toMatchObject({ type: 'urn:gridlink:problem:deduplication-unavailable' });
+    }
+    expect(breakerMw.deduper.breaker.state).toBe('closed');
+    use = 'good';
+    expect((await post(base, '/breaker', {}, { 'idempotency-key': key('ok') })).status).toBe(201);
+  });
+
+  it('a stored record that does not deserialise fails its own key only: the breaker stays closed for the others', async () => {
+    use = 'good';
+    const k = key('corrupt');
+    const hash = scopedKeyHash({ method: 'POST', route: '/breaker', tenant: undefined }, 'h', k);
+    // 0xc1 is never used in MessagePack: a grid read of it throws GridSerializationError.
+    await client.cache('gridlink-idempotency', { serializer: bytesSerializer }).put(`dedupe:gridlink-idempotency:${hash}`, Uint8Array.of(0xc1));
+    const r = await post(base, '/breaker', {}, { 'idempotency-key': k });
     expect(r.status).toBe(503);
-    expect(JSON.parse(r.body.toString())).toMatchObject({ type: 'urn:gridlink:problem:deduplication-unavailable' });
-    expect(breakerMw.deduper.breaker.state).toBe('open');
-    // Half-open probes keep meeting the closed client: each must report, or the breaker would
-    // wait for the first probe for ever.
+    expect(breakerMw.deduper.breaker.state).toBe('closed');
+    expect((await post(base, '/breaker', {}, { 'idempotency-key': key('other') })).status).toBe(201);
+  });
+
+  it('a grid that is gone opens it; a half-open probe meeting a closed client leaves it half-open for the next probe; a good grid closes it', async () => {
+    use = 'dead';
+    await waitFor(async () => (await post(base, '/breaker', {}, { 'idempotency-key': key('dead') })).status === 503 && breakerMw.deduper.breaker.state === 'open', 5000, 'breaker open');
     await waitFor(() => breakerMw.deduper.breaker.state === 'half-open' || (breakerMw.deduper.breaker.allow(performance.now()) && (breakerMw.deduper.breaker.cancel(), true)), 5000, 'breaker past openMs');
+    use = 'closed';
     const probe = await post(base, '/breaker', {}, { 'idempotency-key': key('probe') });
     expect(probe.status).toBe(503);
-    useClosed = false;
-    await waitFor(async () => (await post(base, '/breaker', {}, { 'idempotency-key': key('ok') })).status === 201, 5000, 'recovery');
+    expect(breakerMw.deduper.breaker.state).toBe('half-open');
+    use = 'good';
+    expect((await post(base, '/breaker', {}, { 'idempotency-key': key('ok') })).status).toBe(201);
     expect(breakerMw.deduper.breaker.state).toBe('closed');
   });
 
   it('opens for openMs of monotonic time: a wall clock stepped back does not hold it open', async () => {
-    useClosed = true;
+    use = 'dead';
     await waitFor(async () => (await post(base, '/breaker', {}, { 'idempotency-key': key('trip') })).status === 503 && breakerMw.deduper.breaker.state === 'open', 5000, 'breaker open');
     vi.useFakeTimers({ toFake: ['Date'], now: Date.now() - 3_600_000 }); // NTP stepped the clock back an hour
     try {
-      useClosed = false;
+      use = 'good';
       await waitFor(async () => (await post(base, '/breaker', {}, { 'idempotency-key': key('after') })).status === 201, 3000, 'probe after openMs');
     } finally {
       vi.useRealTimers();

@@ -1,0 +1,200 @@
+/**
+ * What is sent, stored and replayed (ADR 0051), on a real Express 5 app on 127.0.0.1 with an
+ * embedded grid: a handler that answers and then calls next() (or next(err)) keeps its answer;
+ * a body the handler encoded keeps its Content-Encoding in the replay; the default storeStatus
+ * (2xx, 3xx, 4xx but 408/425/429); no Content-Length on a replayed 204; dedupe() app-wide and on
+ * the route at once.
+ */
+import type { Server } from 'node:http';
+import { request as httpRequest } from 'node:http';
+import { gunzipSync, gzipSync } from 'node:zlib';
+import express from 'express';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { GridClient } from '@gridlink/client';
+import { LocalCluster } from '@gridlink/node';
+import { dedupe } from '@gridlink/express';
+import { closeServer, listen, post } from './helpers.js';
+
+let cluster: LocalCluster;
+let client: GridClient;
+let server: Server;
+let base: string;
+let runs = 0;
+const errorsSeen: string[] = [];
+
+beforeAll(async () => {
+  cluster = await LocalCluster.start({ nodes: 1, backups: 0, partitions: 16 });
+  client = await GridClient.connect({ endpoints: cluster.endpoints });
+  const app = express();
+  app.use(express.json());
+  const mw = (): express.RequestHandler => dedupe({ client, metrics: false });
+  app.post('/send-then-next', mw(), (_req, res, next) => {
+    runs++;
+    res.status(201).json({ n: runs });
+    next(); // nothing else matches: Express's final handler answers 404 unless the answer above wins
+  });
+  app.post('/send-then-error', mw(), (_req, res, next) => {
+    runs++;
+    res.status(201).set('etag', `"e${runs}"`).json({ n: runs });
+    next(new Error('failed after answering'));
+  });
+  app.post('/gzip-by-hand', mw(), (_req, res) => {
+    runs++;
+    res.status(201).type('application/json').setHeader('content-encoding', 'gzip');
+    res.end(gzipSync(JSON.stringify({ n: runs })));
+  });
+  app.post('/gzip-writehead', mw(), (_req, res) => {
+    runs++;
+    res.writeHead(201, { 'Content-Type': 'text/plain', 'Content-Encoding': 'gzip' });
+    res.end(gzipSync(`run ${runs}`));
+  });
+  app.post('/status/:code', mw(), (req, res) => {
+    runs++;
+    const code = Number(req.params.code);
+    if (code >= 300 && code < 400) res.redirect(code, `/orders/${runs}`);
+    else if (code === 204) res.status(204).end();
+    else res.status(code).json({ n: runs });
+  });
+  const router = express.Router();
+  router.use(dedupe({ client, metrics: false }));
+  router.post('/both', dedupe({ client, metrics: false, required: true }), (_req, res) => {
+    runs++;
+    res.status(201).json({ n: runs });
+  });
+  app.use('/mounted', router);
+  // An error handler that does not look at res.headersSent, as many do.
+  app.use((err: Error, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
+    errorsSeen.push(err.message);
+    res.status(500).json({ error: err.message });
+  });
+  ({ server, base } = await listen(app));
+});
+
+afterAll(async () => {
+  if (server) await closeServer(server);
+  await client?.close();
+  await cluster?.stop();
+});
+
+const key = (what: string): string => `${what}-${process.hrtime.bigint()}`;
+
+/** A POST through node:http: no redirect following, no decompression — the bytes as sent. */
+function rawPost(path: string, headers: Record<string, string>): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const u = new URL(base + path);
+    const req = httpRequest({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', headers: { 'content-type': 'application/json', ...headers } });
+    req.on('response', (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end('{}');
+  });
+}
+
+describe('an answer followed by next()', () => {
+  it('is what the client gets and what is replayed, not the final handler 404', async () => {
+    const k = key('next');
+    const first = await post(base, '/send-then-next', {}, { 'idempotency-key': k });
+    expect(first.status).toBe(201);
+    const n = (JSON.parse(first.body.toString()) as { n: number }).n;
+    const again = await post(base, '/send-then-next', {}, { 'idempotency-key': k });
+    expect(again.status).toBe(201);
+    expect(again.headers.get('idempotent-replayed')).toBe('true');
+    expect(again.body.equals(first.body)).toBe(true);
+    expect(runs).toBeGreaterThanOrEqual(n);
+    expect(JSON.parse(again.body.toString())).toEqual({ n });
+  });
+
+  it('with an error: the error handler runs, but the answer sent first is what goes out and is replayed', async () => {
+    const k = key('err');
+    const first = await post(base, '/send-then-error', {}, { 'idempotency-key': k });
+    expect(first.status).toBe(201);
+    expect(first.headers.get('content-type')).toContain('application/json');
+    expect(first.headers.get('etag')).toMatch(/^"e\d+"$/);
+    expect(Object.keys(JSON.parse(first.body.toString()) as object)).toEqual(['n']);
+    expect(errorsSeen).toContain('failed after answering');
+    const again = await post(base, '/send-then-error', {}, { 'idempotency-key': k });
+    expect(again.status).toBe(201);
+    expect(again.headers.get('idempotent-replayed')).toBe('true');
+    expect(again.headers.get('etag')).toBe(first.headers.get('etag'));
+    expect(again.body.equals(first.body)).toBe(true);
+  });
+});
+
+describe('Content-Encoding', () => {
+  it('is stored with the bytes it describes: the replay is byte for byte the encoded answer', async () => {
+    for (const path of ['/gzip-by-hand', '/gzip-writehead']) {
+      const k = key('gz');
+      const first = await rawPost(path, { 'idempotency-key': k, 'accept-encoding': 'gzip' });
+      expect(first.status).toBe(201);
+      expect(first.headers['content-encoding']).toBe('gzip');
+      const again = await rawPost(path, { 'idempotency-key': k, 'accept-encoding': 'gzip' });
+      expect(again.headers['idempotent-replayed']).toBe('true');
+      expect(again.status).toBe(201);
+      expect(again.headers['content-encoding'], path).toBe('gzip');
+      expect(again.body.equals(first.body)).toBe(true);
+      expect(gunzipSync(again.body).equals(gunzipSync(first.body))).toBe(true);
+      // fetch decodes both alike.
+      const viaFetch = await post(base, path, {}, { 'idempotency-key': k });
+      expect(viaFetch.body.equals(gunzipSync(first.body))).toBe(true);
+    }
+  });
+});
+
+describe('the default storeStatus', () => {
+  it('replays a redirect (a POST-redirect-GET does not run twice)', async () => {
+    for (const code of [301, 302, 303, 307, 308]) {
+      const k = key(`r${code}`);
+      const first = await rawPost(`/status/${code}`, { 'idempotency-key': k });
+      expect(first.status).toBe(code);
+      const before = runs;
+      const again = await rawPost(`/status/${code}`, { 'idempotency-key': k });
+      expect(again.status).toBe(code);
+      expect(again.headers['idempotent-replayed']).toBe('true');
+      expect(again.headers.location).toBe(first.headers.location);
+      expect(runs).toBe(before);
+    }
+  });
+
+  it('does not store 408, 425 and 429: a retry runs again; other 4xx are replayed', async () => {
+    for (const code of [408, 425, 429]) {
+      const k = key(`t${code}`);
+      const first = await rawPost(`/status/${code}`, { 'idempotency-key': k });
+      expect(first.status).toBe(code);
+      const again = await rawPost(`/status/${code}`, { 'idempotency-key': k });
+      expect(again.status).toBe(code);
+      expect(again.headers['idempotent-replayed'], String(code)).toBeUndefined();
+      expect((JSON.parse(again.body.toString()) as { n: number }).n).toBe((JSON.parse(first.body.toString()) as { n: number }).n + 1);
+    }
+    const k = key('t404');
+    await rawPost('/status/404', { 'idempotency-key': k });
+    expect((await rawPost('/status/404', { 'idempotency-key': k })).headers['idempotent-replayed']).toBe('true');
+  });
+
+  it('replays a 204 without a Content-Length', async () => {
+    const k = key('nc');
+    const first = await rawPost('/status/204', { 'idempotency-key': k });
+    expect(first.status).toBe(204);
+    const again = await rawPost('/status/204', { 'idempotency-key': k });
+    expect(again.status).toBe(204);
+    expect(again.headers['idempotent-replayed']).toBe('true');
+    expect(again.headers['content-length']).toBeUndefined();
+  });
+});
+
+describe('dedupe() app-wide and on the route', () => {
+  it('de-duplicates once: the second middleware passes the request through instead of finding its own key taken', async () => {
+    const k = key('both');
+    const first = await post(base, '/mounted/both', {}, { 'idempotency-key': k });
+    expect(first.status).toBe(201);
+    const again = await post(base, '/mounted/both', {}, { 'idempotency-key': k });
+    expect(again.status).toBe(201);
+    expect(again.headers.get('idempotent-replayed')).toBe('true');
+    expect(again.body.equals(first.body)).toBe(true);
+    // The route's own options still apply to what the app-wide one lets through.
+    expect((await post(base, '/mounted/both', {})).status).toBe(400);
+  });
+});
