@@ -1,16 +1,20 @@
 /**
  * `@Idempotent(options)` and its interceptor: request de-duplication (the shared core) for Nest
- * routes on the Express platform.
+ * routes on the Express platform (`@nestjs/platform-express`) and the Fastify platform
+ * (`@nestjs/platform-fastify`).
  */
 import { applyDecorators, Inject, Injectable, SetMetadata, UseInterceptors, type CallHandler, type ExecutionContext, type NestInterceptor } from '@nestjs/common';
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Observable, of } from 'rxjs';
+import { ServerResponse, type IncomingMessage } from 'node:http';
+import { Observable, of, throwError } from 'rxjs';
 import type { GridClient } from '@gridlink/client';
-import { DedupeConfigError, Deduper, captureResponse, describeRequest, resolveDedupeOptions, sendDirect, type DedupeOptions, type Ticket } from '@gridlink/dedupe';
+import { DedupeConfigError, Deduper, captureResponse, describeRequest, resolveDedupeOptions, sendDirect, type DedupeOptions, type DedupeRequest, type DirectResponse, type Ticket } from '@gridlink/dedupe';
 import { GRID_CLIENT, GRIDLINK_OPTIONS, IDEMPOTENT_METADATA } from './tokens.js';
 import type { GridlinkModuleOptions } from './options.js';
 
-/** The request as the Express platform hands it over. */
+/**
+ * The request as the Express platform hands it over. On the Fastify platform the handler gets
+ * Fastify's request (with `raw`, `body`, `ip`, `headers`), and `idempotency` on it too.
+ */
 export interface IdempotentRequest extends IncomingMessage {
   body?: unknown;
   ip?: string;
@@ -48,6 +52,73 @@ export function checkIdempotentOptions(options: unknown, prefix: string): void {
       throw new DedupeConfigError(prefix + e.field, e.message.slice(`invalid dedupe option "${e.field}": `.length));
     }
     throw e;
+  }
+}
+
+/**
+ * The options a route runs with: the module defaults, then the controller's `@Idempotent()`
+ * options, then the route's, each overriding the one before (checked at startup, see module.ts).
+ */
+export function routeOptions(module: GridlinkModuleOptions, classOpts: IdempotentOptions | undefined, routeOpts: IdempotentOptions | undefined): IdempotentOptions {
+  return { ...(module.idempotency as IdempotentOptions | undefined), ...classOpts, ...routeOpts };
+}
+
+/** What the interceptor uses of Fastify's request and reply (`@nestjs/platform-fastify`, Fastify 4 and 5). */
+interface FastifyRequestLike {
+  raw: IncomingMessage;
+  body?: unknown;
+  ip?: string;
+  method: string;
+  url: string;
+  headers: IncomingMessage['headers'];
+  routeOptions?: { url?: unknown };
+  idempotency?: IdempotentRequest['idempotency'];
+}
+interface FastifyReplyLike {
+  raw: ServerResponse;
+  code(status: number): FastifyReplyLike;
+  header(name: string, value: string | string[]): FastifyReplyLike;
+  send(payload?: unknown): FastifyReplyLike;
+}
+
+function isFastifyReply(res: unknown): res is FastifyReplyLike {
+  const r = res as Partial<FastifyReplyLike> | null;
+  return typeof r === 'object' && r !== null && r.raw instanceof ServerResponse && typeof r.code === 'function' && typeof r.send === 'function' && typeof r.header === 'function';
+}
+
+/** Describes a Fastify request for the core; the functions of the options get Fastify's request. */
+function describeFastify(req: FastifyRequestLike): DedupeRequest<IdempotentRequest> {
+  const pattern = req.routeOptions?.url;
+  const route = typeof pattern === 'string' ? pattern : (req.url.split('?')[0] ?? req.url);
+  return {
+    method: req.method,
+    route,
+    header: (name) => {
+      const v = req.headers[name];
+      return Array.isArray(v) ? v.join(', ') : v;
+    },
+    headerLines: (name) => req.raw.headersDistinct[name]?.length ?? 0,
+    body: req.body,
+    clientAddress: req.ip ?? req.raw.socket.remoteAddress,
+    userAgent: req.headers['user-agent'],
+    raw: req as unknown as IdempotentRequest,
+  };
+}
+
+/**
+ * Sends a direct answer through Fastify's reply (its hooks still apply: CORS headers, ...), then
+ * makes the reply ignore what Nest does next: Nest still finishes the route with its own status
+ * (201 for a POST) and an empty body, or a redirect, which must not change or resend the answer.
+ */
+function answerFastify(reply: FastifyReplyLike, d: DirectResponse): void {
+  const grouped = new Map<string, string[]>();
+  for (const [k, v] of d.headers) grouped.set(k, [...(grouped.get(k) ?? []), v]);
+  reply.code(d.status);
+  for (const [k, v] of grouped) reply.header(k, v.length === 1 ? (v[0] as string) : v);
+  reply.send(Buffer.from(d.body.buffer, d.body.byteOffset, d.body.byteLength));
+  const ignore = (): FastifyReplyLike => reply;
+  for (const m of ['code', 'status', 'send', 'header', 'headers', 'redirect', 'view']) {
+    if (typeof (reply as unknown as Record<string, unknown>)[m] === 'function') Object.defineProperty(reply, m, { value: ignore, configurable: true, writable: true });
   }
 }
 
@@ -90,7 +161,7 @@ export class IdempotencyInterceptor implements NestInterceptor {
     if (d === undefined) {
       const classOpts = Reflect.getMetadata(IDEMPOTENT_METADATA, context.getClass()) as IdempotentOptions | undefined;
       const routeOpts = Reflect.getMetadata(IDEMPOTENT_METADATA, handler) as IdempotentOptions | undefined;
-      d = new Deduper<IdempotentRequest>({ ...(this.moduleOptions.idempotency as IdempotentOptions | undefined), ...classOpts, ...routeOpts, client: this.client });
+      d = new Deduper<IdempotentRequest>({ ...routeOptions(this.moduleOptions, classOpts, routeOpts), client: this.client });
       this.dedupers.set(handler, d);
     }
     return d;
@@ -99,33 +170,50 @@ export class IdempotencyInterceptor implements NestInterceptor {
   intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
     if (context.getType() !== 'http') return next.handle();
     const http = context.switchToHttp();
-    const req = http.getRequest<IdempotentRequest & { [HANDLED]?: true }>();
-    const res = http.getResponse<ServerResponse>();
+    const req = http.getRequest<(IdempotentRequest | FastifyRequestLike) & { [HANDLED]?: true }>();
+    const res = http.getResponse<unknown>();
     // Once per request: `@Idempotent()` on a controller and on one of its routes (or a global
     // interceptor besides) chain the interceptor twice; the second would find its own key taken.
     if (req[HANDLED] === true) return next.handle();
     const deduper = this.deduperFor(context);
     if (!deduper.options.methods.has((req.method ?? '').toUpperCase())) return next.handle();
+    let describe: () => DedupeRequest<IdempotentRequest>;
+    let raw: ServerResponse;
+    let answer: (d: DirectResponse) => void;
+    if (res instanceof ServerResponse) {
+      const r = req as IdempotentRequest;
+      describe = () => describeRequest(r, routeOf(r), r.body, r.ip);
+      raw = res;
+      answer = (d) => {
+        // Answered here; Nest's own reply then finds the response already sent.
+        sendDirect(res, d);
+        answered(res);
+      };
+    } else if (isFastifyReply(res)) {
+      describe = () => describeFastify(req as FastifyRequestLike);
+      raw = res.raw;
+      answer = (d) => answerFastify(res, d);
+    } else {
+      return throwError(() => new TypeError('@Idempotent() supports the Express and Fastify platforms of Nest (@nestjs/platform-express, @nestjs/platform-fastify); this response is neither'));
+    }
     req[HANDLED] = true;
     return new Observable<unknown>((subscriber) => {
       let inner: { unsubscribe(): void } | undefined;
-      deduper.begin(describeRequest(req, routeOf(req), req.body, req.ip)).then(
+      deduper.begin(describe()).then(
         (d) => {
           if (subscriber.closed) {
             if (d.action === 'proceed') void d.ticket.abandon('request torn down before the handler ran');
             return;
           }
           if (d.action === 'respond') {
-            // Answered here; Nest's own reply then finds the response already sent.
-            sendDirect(res, d.response);
-            answered(res);
+            answer(d.response);
             inner = of(undefined).subscribe(subscriber);
             return;
           }
           if (d.action === 'proceed') {
             const t = d.ticket;
             req.idempotency = t.context();
-            captureResponse(res, t as Ticket<unknown>, deduper.options.maxStoredBodyBytes);
+            captureResponse(raw, t as Ticket<unknown>, deduper.options.maxStoredBodyBytes);
           }
           inner = next.handle().subscribe(subscriber);
         },
