@@ -5,11 +5,13 @@
  * application shutdown.
  */
 import { Inject, Injectable, type DynamicModule, type InjectionToken, type ModuleMetadata, type OnApplicationShutdown, type Provider, type Type } from '@nestjs/common';
+import { DiscoveryModule, DiscoveryService } from '@nestjs/core';
 import { GridClient, GridConfigError, resolveConfig } from '@gridlink/client';
-import { DedupeConfigError } from '@gridlink/dedupe';
+import { DedupeConfigError, resolveDedupeOptions } from '@gridlink/dedupe';
 import { GridHealthIndicator } from './health.js';
-import { IdempotencyInterceptor, checkIdempotentOptions } from './interceptor.js';
-import { GRID_CLIENT, GRIDLINK_OPTIONS, cacheToken } from './tokens.js';
+import { IdempotencyInterceptor, checkIdempotentOptions, routeOptions, type IdempotentOptions, type IdempotentRequest } from './interceptor.js';
+import { installStartupGuard, trackStartupClient } from './startup.js';
+import { GRID_CLIENT, GRIDLINK_OPTIONS, IDEMPOTENT_METADATA, cacheToken } from './tokens.js';
 import type { GridlinkModuleOptions } from './options.js';
 
 export type { GridlinkModuleOptions } from './options.js';
@@ -87,18 +89,58 @@ function cacheProviders(names: readonly string[]): Provider[] {
   }));
 }
 
+/**
+ * Checks the options every `@Idempotent()` route will run with (module defaults, controller,
+ * route merged), before the client connects: each part alone may be incomplete (`header: false`
+ * here, `fingerprint` there), but a route whose merged options are not (no key could ever be
+ * derived) must stop the bootstrap, not answer its first request with a 500.
+ */
+function checkRoutes(o: GridlinkModuleOptions, discovery: DiscoveryService): void {
+  for (const wrapper of discovery.getControllers()) {
+    const cls = wrapper.metatype as (abstract new (...a: never[]) => unknown) | null | undefined;
+    if (typeof cls !== 'function') continue;
+    const classOpts = Reflect.getMetadata(IDEMPOTENT_METADATA, cls) as IdempotentOptions | undefined;
+    const seen = new Set<string>();
+    for (let proto = cls.prototype as object | null; proto !== null && proto !== Object.prototype; proto = Object.getPrototypeOf(proto) as object | null) {
+      for (const name of Object.getOwnPropertyNames(proto)) {
+        if (name === 'constructor' || seen.has(name)) continue;
+        seen.add(name);
+        const handler = Object.getOwnPropertyDescriptor(proto, name)?.value as unknown;
+        // Route handlers only: Nest's @Get/@Post... set the 'method' metadata on the function.
+        if (typeof handler !== 'function' || !Reflect.hasMetadata('method', handler)) continue;
+        const routeOpts = Reflect.getMetadata(IDEMPOTENT_METADATA, handler) as IdempotentOptions | undefined;
+        if (classOpts === undefined && routeOpts === undefined) continue;
+        try {
+          resolveDedupeOptions<IdempotentRequest>(routeOptions(o, classOpts, routeOpts));
+        } catch (e) {
+          if (e instanceof DedupeConfigError) {
+            throw new DedupeConfigError(e.field, `${e.message.slice(`invalid dedupe option "${e.field}": `.length)} — @Idempotent() route ${cls.name}.${name} (module idempotency, controller and route options merged)`);
+          }
+          throw e;
+        }
+      }
+    }
+  }
+}
+
 function common(optionsProvider: Provider, caches: readonly string[], imports: ModuleMetadata['imports'] = [], extra: Provider[] = []): DynamicModule {
+  installStartupGuard();
   const clientProvider: Provider = {
     provide: GRID_CLIENT,
-    useFactory: (o: GridlinkModuleOptions) => GridClient.connect(o.client),
-    inject: [GRIDLINK_OPTIONS],
+    useFactory: async (o: GridlinkModuleOptions, discovery: DiscoveryService) => {
+      checkRoutes(o, discovery);
+      const client = await GridClient.connect(o.client);
+      await trackStartupClient(client);
+      return client;
+    },
+    inject: [GRIDLINK_OPTIONS, DiscoveryService],
   };
   const cacheP = cacheProviders(caches);
   const exported = [GRID_CLIENT, GridClient, GRIDLINK_OPTIONS, IdempotencyInterceptor, GridHealthIndicator, ...cacheP.map((p) => (p as { provide: string }).provide)];
   return {
     module: GridlinkModule,
     global: true,
-    imports,
+    imports: [DiscoveryModule, ...(imports ?? [])],
     providers: [
       ...extra,
       optionsProvider,

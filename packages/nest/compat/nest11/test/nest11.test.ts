@@ -95,7 +95,43 @@ afterAll(async () => {
   await cluster?.stop();
 });
 
+/** Runs failing.ts (FAIL=mode) to its end; resolves to its output and exit code. */
+function runFailing(mode: 'init' | 'build'): Promise<{ stdout: string; code: number | null; signal: NodeJS.Signals | null }> {
+  const proc = spawn(process.execPath, [tsxCli, 'failing.ts'], {
+    cwd: here,
+    env: { ...process.env, GRID_ENDPOINTS: cluster!.endpoints.join(','), FAIL: mode, NODE_OPTIONS: '' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let err = '';
+  proc.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  proc.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  return new Promise((resolve, reject) => {
+    // A safety net, not a measurement: a process kept alive by an open client never exits.
+    const timer = setTimeout(() => {
+      if (proc.pid !== undefined) process.kill(proc.pid, 'SIGKILL');
+      reject(new Error(`failing.ts (${mode}) still running 30 s after start (output: ${stdout}${err})`));
+    }, 30_000);
+    proc.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ stdout, code, signal });
+    });
+  });
+}
+
 describe('@gridlink/nest on Nest 11', () => {
+  it('a startup failing after the client connected closes it: the process ends by itself (onModuleInit throws)', async () => {
+    const r = await runFailing('init');
+    expect(r.stdout).toContain('FAILED init failed');
+    expect([r.code, r.signal]).toEqual([0, null]);
+  });
+
+  it('a startup failing after the client connected closes it: the process ends by itself (a provider fails to build)', async () => {
+    const r = await runFailing('build');
+    expect(r.stdout).toContain('FAILED constructor failed');
+    expect([r.code, r.signal]).toEqual([0, null]);
+  });
+
   it('really runs on @nestjs/core and @nestjs/common 11.x, through the injected adapter copy', () => {
     expect(ready.nestCore).toMatch(/^11\./);
     expect(ready.nestCommon).toMatch(/^11\./);

@@ -1,0 +1,40 @@
+/**
+ * A Nest 11 app whose startup fails after GridlinkModule's client connected. Env: GRID_ENDPOINTS,
+ * FAIL = 'init' (a provider's onModuleInit throws, createApplicationContext) or 'build' (a
+ * provider's constructor throws, NestFactory.create with abortOnError: false). Prints
+ * `FAILED <message>` and then does nothing: the process must end by itself, which it does only if
+ * the grid client was closed (its sockets would keep it alive).
+ */
+import 'reflect-metadata';
+import { Inject, Injectable, Module, type OnModuleInit } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { GRID_CLIENT, GridlinkModule } from '@gridlink/nest';
+
+@Injectable()
+class FailsToInit implements OnModuleInit {
+  constructor(@Inject(GRID_CLIENT) readonly client: unknown) {}
+  onModuleInit(): void {
+    throw new Error('init failed');
+  }
+}
+
+@Injectable()
+class FailsToBuild {
+  constructor(@Inject(GRID_CLIENT) client: unknown) {
+    if (client !== undefined) throw new Error('constructor failed');
+  }
+}
+
+const endpoints = (process.env.GRID_ENDPOINTS ?? '').split(',').filter(Boolean);
+const mode = process.env.FAIL;
+
+@Module({ imports: [GridlinkModule.forRoot({ client: { endpoints } })], providers: [mode === 'build' ? FailsToBuild : FailsToInit] })
+class AppModule {}
+
+try {
+  if (mode === 'build') await NestFactory.create(AppModule, { logger: false, abortOnError: false });
+  else await NestFactory.createApplicationContext(AppModule, { logger: false });
+  process.stdout.write('STARTED\n');
+} catch (e) {
+  process.stdout.write(`FAILED ${e instanceof Error ? e.message : String(e)}\n`);
+}
