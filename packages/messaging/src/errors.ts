@@ -101,6 +101,30 @@ export class OwnershipLostError extends MessagingError {
   }
 }
 
+/**
+ * The outcome of a finished run (`completed` or `failed`) could not be written to the grid (the
+ * grid's error is the `cause`). `willRetry`: the worker keeps trying (fenced by `token`); false
+ * when its close() gave up: the job stays running in the grid and is run again after takeover.
+ */
+export class JobOutcomeNotRecordedError extends MessagingError {
+  constructor(
+    readonly jobId: string,
+    readonly token: number,
+    readonly outcome: 'completed' | 'failed',
+    readonly willRetry: boolean,
+    options?: { cause?: unknown },
+  ) {
+    const why = options?.cause instanceof Error ? options.cause.message : String(options?.cause);
+    super(
+      `job ${jobId}: its ${outcome === 'completed' ? 'completion' : 'failure'} (fencing token ${token}) could not be recorded (${why}); ${willRetry ? 'retrying' : 'given up: the job runs again after takeover'}`,
+      'JOB_OUTCOME_NOT_RECORDED',
+      true,
+      options,
+    );
+    this.name = 'JobOutcomeNotRecordedError';
+  }
+}
+
 /** `result()` of a job that ended as failed. */
 export class JobFailedError extends MessagingError {
   constructor(

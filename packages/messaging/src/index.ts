@@ -24,6 +24,7 @@ export {
   StaleOwnerError,
   OwnershipLostError,
   JobFailedError,
+  JobOutcomeNotRecordedError,
   ResultTimeoutError,
   MissingMessageIdError,
   MessagingClosedError,

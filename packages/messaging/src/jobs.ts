@@ -17,12 +17,13 @@
  */
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'eventemitter3';
-import { bytesSerializer, type GridCache, type GridClient } from '@gridlink/client';
+import { GridClosedError, GridError, bytesSerializer, type GridCache, type GridClient } from '@gridlink/client';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { MAX_TIMER_MS, describe, fn, int, num, options, required, subjectPrefix, token } from './config.js';
 import {
   JobFailedError,
   JobNotFoundError,
+  JobOutcomeNotRecordedError,
   MessagingError,
   MessagingClosedError,
   MessagingConfigError,
@@ -49,6 +50,7 @@ import {
   type BackoffPolicy,
   type JobRecord,
   type JobState,
+  type Refusal,
   type Transition,
 } from './record.js';
 
@@ -163,6 +165,13 @@ export interface WorkerEvents {
   lost: (e: { jobId: string; fencingToken: number; reason: string }) => void;
   /** A write of this worker was refused because another owner superseded it. */
   stale: (e: { jobId: string; fencingToken: number }) => void;
+  /**
+   * The outcome of a finished run (its completion or failure) could not be written to the grid.
+   * `willRetry`: the write is tried again (fenced, with backoff) until it applies or a newer owner
+   * refuses it; false only when the worker's `close()` gave up on it — the job then stays `running`
+   * in the grid and is run again by the worker that takes it over. The error is also emitted as `error`.
+   */
+  unrecorded: (e: { jobId: string; fencingToken: number; outcome: 'completed' | 'failed'; attempt: number; willRetry: boolean; error: JobOutcomeNotRecordedError }) => void;
   /** Something went wrong in the background (grid or NATS error, dead-letter hook threw). */
   error: (e: Error) => void;
 }
@@ -174,6 +183,20 @@ type Notice =
   | { t: 'alive'; w: string; jobs: [string, number][] };
 
 const enc = new TextEncoder();
+
+/** Resolves after `ms`, or at once when `signal` aborts. */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
 const dec = new TextDecoder();
 
 function toStatus<R>(r: JobRecord): JobStatus<R> {
@@ -195,7 +218,8 @@ function toStatus<R>(r: JobRecord): JobStatus<R> {
   };
 }
 
-type UpdateResult = Transition | { ok: false; reason: 'missing' };
+/** A refusal carries the stored record it was decided on. */
+type UpdateResult = { ok: true; next: JobRecord } | (Refusal & { current: JobRecord }) | { ok: false; reason: 'missing' };
 
 /** Raw access to the job records: get and compare-and-set on the exact stored bytes. */
 class JobStore {
@@ -219,7 +243,8 @@ class JobStore {
     for (;;) {
       if (raw === undefined) raw = await this.cache.get(id);
       if (raw === undefined) return { ok: false, reason: 'missing' };
-      const t = f(decodeRecord(raw));
+      const current = decodeRecord(raw);
+      const t = f(current);
       if (!t.ok) {
         if (known?.raw === raw) {
           // The cached bytes may be out of date: decide on the stored record.
@@ -227,7 +252,7 @@ class JobStore {
           raw = undefined;
           continue;
         }
-        return t;
+        return { ...t, current };
       }
       const next = encodeRecord(t.next);
       // A finished record is kept for the retention window only; unfinished ones never expire.
@@ -404,6 +429,24 @@ interface Running {
   own: Ownership;
 }
 
+/** A job held by another worker: when to try its lock unless a heartbeat pushes this back. */
+interface Held {
+  at: number;
+  /** The owner named by the heartbeats, once the job's record confirmed it (null: not confirmed). */
+  owner: string | null;
+}
+
+/** A notice about a job that is checked against its record before this worker acts on it. */
+interface Check {
+  /** A heartbeat's claim: `w` runs the job and its lease runs out at `at`. */
+  alive?: { w: string; at: number };
+}
+
+/** The most job records read in one check of notices. */
+const CHECK_BATCH = 512;
+/** The most notices waiting for a check; more are dropped (the sweep finds their jobs). */
+const MAX_CHECKS = 100_000;
+
 /** Runs jobs of one queue. One GridClient per worker process; a worker never claims one job twice at once. */
 export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEvents> {
   readonly workerId: string;
@@ -421,7 +464,17 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
   /** Jobs whose owner went silent: tried before any other candidate so they resume first. */
   private readonly orphans = new Set<string>();
   /** Jobs held elsewhere: id → when to try the lock again unless a heartbeat says the owner lives. */
-  private readonly held = new Map<string, number>();
+  private readonly held = new Map<string, Held>();
+  /**
+   * Notices that would make this worker forget or postpone a job (done, a first heartbeat, a
+   * notBefore in the future), waiting to be checked against the job's record; such a job is not
+   * picked meanwhile. `checksInFlight`: the ones being read now.
+   */
+  private readonly checks = new Map<string, Check>();
+  private checksInFlight = new Map<string, Check>();
+  private checking = false;
+  /** Aborted when close() stops waiting for running jobs: outcome writes stop retrying. */
+  private readonly givenUp = new AbortController();
   private readonly running = new Map<string, Running>();
   private readonly claiming = new Set<string>();
   /** Claims under way (lock taken or being taken, record not yet written): close() waits for them. */
@@ -545,19 +598,52 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
       const id = jobIdOfKey(key);
       if (id !== undefined) ids.push(id);
     }
+    const unreadable: string[] = [];
     for (let i = 0; i < ids.length; i += 256) {
       const batch = ids.slice(i, i + 256);
       const raws = await this.store.cache.getAll(batch);
-      for (const raw of raws) {
-        if (raw === undefined) continue;
-        const r = decodeRecord(raw);
-        if (isTerminal(r.state) || this.running.has(r.id) || this.claiming.has(r.id)) continue;
-        if (!this.held.has(r.id)) this.candidates.set(r.id, r.state === 'pending' ? r.notBefore : 0);
-      }
+      batch.forEach((id, j) => {
+        const raw = raws[j];
+        if (raw === undefined) return;
+        let r: JobRecord;
+        try {
+          r = decodeRecord(raw);
+        } catch {
+          // Not a record this version can read: skipped (and reported), not a reason to stop.
+          unreadable.push(id);
+          return;
+        }
+        if (isTerminal(r.state) || this.running.has(id) || this.claiming.has(id)) return;
+        if (r.state === 'pending') {
+          // Whatever notices said about it: the record says it is free.
+          this.held.delete(id);
+          this.candidates.set(id, r.notBefore);
+        } else {
+          // Running elsewhere: one try of its lock, even if heartbeats say its owner lives (they
+          // may be replayed by someone else); a refused try keeps it held.
+          this.candidates.set(id, 0);
+        }
+      });
     }
     this.pump();
+    if (unreadable.length > 0) {
+      const shown = unreadable.slice(0, 10).join(', ');
+      this.emit('error', new MessagingError(`${unreadable.length} record(s) in ${this.cfg.cacheName} are no job records this version can read, skipped: ${shown}${unreadable.length > 10 ? ', …' : ''}`, 'JOB_UNREADABLE_RECORD'));
+    }
   }
 
+  /** Whether this worker tracks the job (a candidate, held elsewhere, or a notice being checked). */
+  private knows(id: string): boolean {
+    return this.candidates.has(id) || this.held.has(id) || this.orphans.has(id) || this.checks.has(id) || this.checksInFlight.has(id);
+  }
+
+  /**
+   * Notices are unauthenticated hints. One that makes this worker try a job sooner is acted on at
+   * once: the claim itself (lock, then a compare-and-set on the record) decides. One that would
+   * make it forget a job (`done`), or postpone it (a heartbeat from an owner not yet confirmed, a
+   * notBefore in the future) is first checked against the job's record in the grid (batched reads,
+   * see check()); ids this worker does not track cost nothing.
+   */
   private onNotice(data: Uint8Array): void {
     let n: Notice;
     try {
@@ -570,40 +656,122 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
     switch (n.t) {
       // Ids that no job can have are ignored: claiming them would try the grid again and again.
       case 'submitted':
-      case 'released':
+      case 'released': {
         if (!isJobId(n.id) || this.running.has(n.id)) return;
-        this.held.delete(n.id);
-        this.candidates.set(n.id, typeof n.notBefore === 'number' ? n.notBefore : 0);
+        const notBefore = typeof n.notBefore === 'number' && Number.isFinite(n.notBefore) ? n.notBefore : 0;
+        if (notBefore > now) {
+          // Later than now: the record says when (a forged notBefore must not postpone a job).
+          this.check(n.id);
+          return;
+        }
+        // A held job stays held (a refused lock keeps its deadline); a free one is claimed now.
+        this.candidates.set(n.id, 0);
         this.pump();
         return;
+      }
       case 'done':
-        if (!isJobId(n.id)) return;
-        this.candidates.delete(n.id);
-        this.orphans.delete(n.id);
-        this.held.delete(n.id);
+        if (!isJobId(n.id) || this.running.has(n.id) || this.claiming.has(n.id) || !this.knows(n.id)) return;
+        this.check(n.id);
         return;
-      case 'alive':
-        if (n.w === this.workerId || !Array.isArray(n.jobs)) return;
+      case 'alive': {
+        if (typeof n.w !== 'string' || n.w === this.workerId || !Array.isArray(n.jobs)) return;
         for (const entry of n.jobs) {
           if (!Array.isArray(entry)) continue;
           const [id, remaining] = entry;
-          if (!isJobId(id) || typeof remaining !== 'number' || this.running.has(id)) continue;
-          this.candidates.delete(id);
-          this.orphans.delete(id);
+          if (!isJobId(id) || typeof remaining !== 'number' || !Number.isFinite(remaining) || this.running.has(id) || this.claiming.has(id)) continue;
           // The owner's lease runs out `remaining` ms from now unless renewed; the next heartbeat
           // pushes this back while the owner lives.
-          this.held.set(id, now + Math.min(Math.max(0, remaining), 3_600_000) + 50);
+          const at = now + Math.min(Math.max(0, remaining), 3_600_000) + 50;
+          const h = this.held.get(id);
+          if (h !== undefined && h.owner === n.w) {
+            h.at = at; // the record named this owner: its heartbeats are trusted
+            continue;
+          }
+          if (this.knows(id)) this.check(id, { w: n.w, at });
         }
         return;
+      }
       default:
         return;
     }
   }
 
+  /** Queues a check of the job's record (see onNotice); one batch of reads runs at a time. */
+  private check(id: string, alive?: { w: string; at: number }): void {
+    const c = this.checks.get(id);
+    if (c === undefined) {
+      if (this.checks.size >= MAX_CHECKS) return;
+      this.checks.set(id, alive ? { alive } : {});
+    } else if (alive) {
+      c.alive = alive;
+    }
+    if (!this.checking && this.state === 'running') {
+      this.checking = true;
+      this.track(this.runChecks());
+    }
+  }
+
+  private async runChecks(): Promise<void> {
+    try {
+      while (this.checks.size > 0 && this.state === 'running') {
+        const batch = new Map<string, Check>();
+        for (const [id, c] of this.checks) {
+          batch.set(id, c);
+          this.checks.delete(id);
+          if (batch.size >= CHECK_BATCH) break;
+        }
+        this.checksInFlight = batch;
+        const ids = [...batch.keys()];
+        let raws: (Uint8Array | undefined)[];
+        try {
+          raws = await this.store.cache.getAll(ids);
+        } finally {
+          // On an error the notices are dropped: the jobs stay as they were (claimable).
+          this.checksInFlight = new Map();
+        }
+        ids.forEach((id, i) => this.settle(id, raws[i], batch.get(id) as Check));
+        this.pump();
+      }
+    } finally {
+      this.checking = false;
+    }
+  }
+
+  /** Applies a checked notice: the job's record decides what this worker does about it. */
+  private settle(id: string, raw: Uint8Array | undefined, c: Check): void {
+    if (this.running.has(id) || this.claiming.has(id)) return;
+    let r: JobRecord | undefined;
+    try {
+      r = raw === undefined ? undefined : decodeRecord(raw);
+    } catch {
+      return; // not a job record: leave the job as it was
+    }
+    if (r === undefined || isTerminal(r.state)) {
+      this.candidates.delete(id);
+      this.orphans.delete(id);
+      this.held.delete(id);
+      return;
+    }
+    if (r.state === 'pending') {
+      this.held.delete(id);
+      this.candidates.set(id, r.notBefore);
+      return;
+    }
+    if (c.alive !== undefined && r.owner === c.alive.w) {
+      this.candidates.delete(id);
+      this.orphans.delete(id);
+      this.held.set(id, { at: c.alive.at, owner: c.alive.w });
+      return;
+    }
+    // Running, but not confirmed by this notice: held as before, or (nobody known to hold it)
+    // tried now — the lock decides.
+    if (!this.held.has(id) && !this.candidates.has(id)) this.candidates.set(id, 0);
+  }
+
   private onTick(): void {
     if (this.state !== 'running') return;
     const now = Date.now();
-    for (const [id, at] of this.held) {
+    for (const [id, { at }] of this.held) {
       if (at <= now) {
         this.held.delete(id);
         if (!this.running.has(id)) {
@@ -623,12 +791,13 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
 
   private pick(now: number): string | undefined {
     for (const id of this.orphans) {
+      if (this.checks.has(id) || this.checksInFlight.has(id)) continue;
       this.orphans.delete(id);
       if (this.candidates.has(id) && !this.running.has(id) && !this.claiming.has(id)) return id;
     }
     const ready: string[] = [];
     for (const [id, nb] of this.candidates) {
-      if (nb > now || this.running.has(id) || this.claiming.has(id)) continue;
+      if (nb > now || this.running.has(id) || this.claiming.has(id) || this.checks.has(id) || this.checksInFlight.has(id)) continue;
       ready.push(id);
       if (ready.length >= this.pickWindow) break;
     }
@@ -694,15 +863,16 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
     try {
       handle = await this.cfg.grid.lock(this.lockKey(id)).tryAcquire({ leaseMs: this.leaseMs, timeoutMs: this.leaseMs });
     } catch (e) {
-      this.held.set(id, Date.now() + 250);
+      this.held.set(id, { at: Date.now() + 250, owner: this.held.get(id)?.owner ?? null });
       throw e;
     }
     if (handle === null) {
       // Held by a live owner (its heartbeats will keep pushing this back) or by a dead one whose
       // lease has not quite run out: try again shortly.
-      if (!this.held.has(id)) this.held.set(id, Date.now() + 100);
+      if (!this.held.has(id)) this.held.set(id, { at: Date.now() + 100, owner: null });
       return null;
     }
+    this.held.delete(id);
     const own = new Ownership(handle, this.leaseMs, this.marginMs, sentAt);
     if (this.state !== 'running') {
       await own.release();
@@ -722,7 +892,9 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
       );
     } catch (e) {
       await own.release();
-      this.held.set(id, Date.now() + 250);
+      // The grid failed: try again soon. A record that cannot be read is not tried again (a
+      // notice naming it would otherwise make this worker lock and read it every 250 ms).
+      if (e instanceof GridError) this.held.set(id, { at: Date.now() + 250, owner: null });
       throw e;
     }
     if (!t.ok) {
@@ -792,7 +964,8 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
     // The write is fenced by the token in the record: it applies only if nobody claimed the job
     // since this run did, whatever this worker believes about its lease.
     if (!threw) {
-      const u = await this.store.update(id, (r) => complete(r, tok, result ?? null, Date.now()), known);
+      const u = await this.recordOutcome(id, tok, 'completed', (r) => complete(r, tok, result ?? null, Date.now()), known);
+      if (u === null) return;
       if (u.ok) {
         this.queue.publish({ t: 'done', id, state: 'completed' });
         this.emit('completed', { jobId: id, fencingToken: tok });
@@ -808,7 +981,9 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
       return;
     }
     const info = errorInfo(error);
-    const u = await this.store.update(id, (r) => fail(r, tok, info, Date.now(), this.policy, this.jitter ? 0.5 + Math.random() / 2 : 1), known);
+    const jitter = this.jitter ? 0.5 + Math.random() / 2 : 1;
+    const u = await this.recordOutcome(id, tok, 'failed', (r) => fail(r, tok, info, Date.now(), this.policy, jitter), known);
+    if (u === null) return;
     if (!u.ok) {
       this.emit('stale', { jobId: id, fencingToken: tok });
       return;
@@ -828,6 +1003,42 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
     } else {
       this.candidates.set(id, next.notBefore);
       this.queue.publish({ t: 'released', id, notBefore: next.notBefore });
+    }
+  }
+
+  /**
+   * Writes a finished run's outcome (fenced by its token). A write the grid does not answer (it
+   * is unavailable, the operation timed out) is announced (`unrecorded`, `error`) and tried again
+   * with backoff — 100 ms doubling to 5 s — for as long as this worker lives: until it applies, or
+   * the record refuses it because a newer owner claimed the job (that owner runs it again). Only
+   * close(), once it stops waiting for running jobs, gives up (null): the record stays `running`
+   * with this run's token, and the job is run again by whoever takes it over. A write that applied
+   * although its answer was lost is recognised on the next try (the record carries this run's
+   * token and is no longer running: only this run can have written that).
+   */
+  private async recordOutcome(
+    id: string,
+    tok: number,
+    outcome: 'completed' | 'failed',
+    f: (r: JobRecord) => Transition,
+    known: { raw: Uint8Array | null },
+  ): Promise<UpdateResult | null> {
+    let delay = 100;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const u = await this.store.update(id, f, known);
+        if (!u.ok && u.reason !== 'missing' && u.current.token === tok && u.current.state !== 'running') return { ok: true, next: u.current };
+        return u;
+      } catch (e) {
+        // A closed grid client never answers again: nothing to wait for.
+        const willRetry = !this.givenUp.signal.aborted && !(e instanceof GridClosedError);
+        const error = new JobOutcomeNotRecordedError(id, tok, outcome, willRetry, { cause: e });
+        this.emit('unrecorded', { jobId: id, fencingToken: tok, outcome, attempt, willRetry, error });
+        this.emit('error', error);
+        if (!willRetry) return null;
+      }
+      await sleep(delay, this.givenUp.signal);
+      delay = Math.min(delay * 2, 5_000);
     }
   }
 
@@ -859,6 +1070,8 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
       if (this.claims.size > 0) await Promise.race([Promise.allSettled([...this.claims]), timeout]);
       if (this.running.size > 0) await Promise.race([new Promise<void>((r) => this.idleWaiters.push(r)), timeout]);
       clearTimeout(timer);
+      // Outcome writes still being retried stop now (their jobs are released below).
+      this.givenUp.abort();
       clearInterval(this.heartbeat);
       this.heartbeat = null;
       const left = [...this.running.entries()];

@@ -2,7 +2,7 @@
  * Job queues and workers under bad input and shutdown, against a real grid and nats-server.
  */
 import { describe, expect, it } from 'vitest';
-import type { GridClient } from '@gridlink/client';
+import { bytesSerializer, type GridClient } from '@gridlink/client';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { JobFailedError, JobQueue, MessagingClosedError, MessagingConfigError, MessagingError, ResultTimeoutError, type JobWorker } from '@gridlink/messaging';
 import { waitUntil } from './helpers/processes.js';
@@ -94,7 +94,7 @@ describe('job queue: bad input and close (real grid and nats-server)', () => {
     await expect(q.result('o-1', null)).rejects.toBeInstanceOf(ResultTimeoutError);
   });
 
-  it('notices naming ids that no job can have cost a worker no grid operation', async () => {
+  it('notices naming ids that no job can have, or done/alive notices of jobs the worker does not know, cost it no grid operation', async () => {
     const { q } = await queue('garbage');
     const wg = await grid();
     const wnc = await natsConn();
@@ -109,6 +109,9 @@ describe('job queue: bad input and close (real grid and nats-server)', () => {
       nc.publish('gridlink.jobs.garbage.submitted', enc.encode(JSON.stringify({ t: 'submitted', id, notBefore: 0 })));
       nc.publish('gridlink.jobs.garbage.released', enc.encode(JSON.stringify({ t: 'released', id, notBefore: 0 })));
     }
+    // Well-formed, but about jobs this worker never heard of: nothing to forget or postpone.
+    nc.publish('gridlink.jobs.garbage.done', enc.encode(JSON.stringify({ t: 'done', id: 'ghost-1', state: 'completed' })));
+    nc.publish('gridlink.jobs.garbage.alive', enc.encode(JSON.stringify({ t: 'alive', w: 'ghost', jobs: [['ghost-2', 3_600_000]] })));
     await nc.flush();
     // A real job notified after them: the worker has read every garbage notice before this one.
     await q.submit('real-1', null);
@@ -117,6 +120,22 @@ describe('job queue: bad input and close (real grid and nats-server)', () => {
     // The job's own: lock, read, claim, completion, unlock.
     await waitUntil(() => wg.stats().operations - ops >= 5, 10_000, 'the job operations counted');
     expect(wg.stats().operations - ops).toBe(5);
+  });
+
+  it('a record that is no job record does not stop a worker from starting and running the other jobs', async () => {
+    const { q, grid: g } = await queue('unreadable');
+    const raw = g.cache<string, Uint8Array>('gridlink.jobs.unreadable', { serializer: bytesSerializer });
+    await raw.put('bad-1', new Uint8Array([0xc1])); // 0xc1: never used by MessagePack
+    await raw.put('bad-2', new Uint8Array([0x01])); // a number, not a record
+    await q.submit('good-1', null);
+    const w = closeAfter(q.worker(async () => 'ok', { sweepIntervalMs: 0 }));
+    const errors: MessagingError[] = [];
+    w.on('error', (e) => errors.push(e as MessagingError));
+    await w.start();
+    expect(await q.result('good-1', { waitMs: 10_000 })).toBe('ok');
+    const unreadable = errors.filter((e) => e.code === 'JOB_UNREADABLE_RECORD');
+    expect(unreadable).toHaveLength(1);
+    expect(unreadable[0]?.message).toMatch(/^2 record\(s\) in gridlink\.jobs\.unreadable .*: bad-[12], bad-[12]$/);
   });
 
   it('close(): a second call is the same shutdown; a claim under way gives its lock back and starts no handler; later use is refused', async () => {

@@ -1,0 +1,141 @@
+/**
+ * Job workers against forged notices and against a grid that does not take a run's outcome, with
+ * a real grid and nats-server.
+ */
+import { describe, expect, it } from 'vitest';
+import { FaultProxy } from '@gridlink/testkit';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { JobOutcomeNotRecordedError, JobQueue, type JobWorker, type WorkerEvents } from '@gridlink/messaging';
+import { waitUntil } from './helpers/processes.js';
+import { connectGrid, messagingEnv } from './helpers/env.js';
+
+type Unrecorded = Parameters<WorkerEvents['unrecorded']>[0];
+
+describe('job notices are hints; outcomes the grid did not take are announced and retried', () => {
+  const env = messagingEnv();
+  const { closers, grid, natsConn } = env;
+  const enc = new TextEncoder();
+  function closeAfter<W extends { close(): Promise<void> }>(w: W): W {
+    closers.push(() => w.close());
+    return w;
+  }
+  /** Resolves once every message published before on any of `conns` has reached its subscribers. */
+  async function delivered(...conns: NatsConnection[]): Promise<void> {
+    for (const c of conns) await c.flush();
+  }
+
+  it('forged done, alive and released notices make no job forgotten, postponed or run twice', async () => {
+    const queue = 'forged';
+    const nc1 = await natsConn();
+    const nc2 = await natsConn();
+    const q1 = closeAfter(new JobQueue({ grid: await grid(), nats: nc1, queue }));
+    const q2 = closeAfter(new JobQueue({ grid: await grid(), nats: nc2, queue }));
+    let open: () => void = () => undefined;
+    const gate = new Promise<void>((r) => (open = r));
+    closers.push(() => open());
+    const runs = new Map<string, number>();
+    const handler = async (ctx: { jobId: string }): Promise<string> => {
+      runs.set(ctx.jobId, (runs.get(ctx.jobId) ?? 0) + 1);
+      if (ctx.jobId.startsWith('busy')) await gate;
+      return ctx.jobId;
+    };
+    // No backstop sweep: what a worker does not remember is not found again in this test.
+    const w1 = closeAfter(q1.worker(handler, { concurrency: 1, sweepIntervalMs: 0, workerId: 'w1' }));
+    const w2 = closeAfter(q2.worker(handler, { concurrency: 1, sweepIntervalMs: 0, workerId: 'w2' }));
+    const claimed = new Set<string>();
+    for (const w of [w1, w2]) w.on('claimed', (e) => claimed.add(e.jobId));
+    await w1.start();
+    await w2.start();
+    // Both workers busy (one job each), so the next jobs wait as their candidates.
+    await q1.submit('busy-1', null);
+    await q1.submit('busy-2', null);
+    await waitUntil(() => claimed.size === 2, 10_000, 'both busy jobs claimed');
+    const jobs = ['j-done', 'j-alive', 'j-released', 'j-all'];
+    for (const id of jobs) await q1.submit(id, null);
+    // Each worker has heard of the jobs (and of the other's busy job) before the forgeries.
+    await delivered(nc1, nc2);
+
+    const attacker = await natsConn();
+    const forge = (kind: string, body: unknown): void => attacker.publish(`gridlink.jobs.${queue}.${kind}`, enc.encode(JSON.stringify(body)));
+    const later = Date.now() + 3_600_000;
+    forge('done', { t: 'done', id: 'j-done', state: 'completed' });
+    forge('alive', { t: 'alive', w: 'ghost', jobs: [['j-alive', 3_600_000]] });
+    forge('released', { t: 'released', id: 'j-released', notBefore: later });
+    forge('alive', { t: 'alive', w: 'w1', jobs: [['j-all', 3_600_000]] });
+    forge('done', { t: 'done', id: 'j-all', state: 'failed' });
+    forge('submitted', { t: 'submitted', id: 'j-all', notBefore: later });
+    // The running jobs: "done" while they run, "released" to make the other worker try them.
+    for (const id of ['busy-1', 'busy-2']) {
+      forge('done', { t: 'done', id, state: 'completed' });
+      forge('released', { t: 'released', id, notBefore: 0 });
+    }
+    await attacker.flush();
+    await delivered(nc1, nc2);
+    open();
+    for (const id of [...jobs, 'busy-1', 'busy-2']) expect(await q1.result(id, { waitMs: 15_000 }), id).toBe(id);
+    for (const id of [...jobs, 'busy-1', 'busy-2']) expect(runs.get(id), id).toBe(1);
+  });
+
+  it.each(['completed', 'failed'] as const)('a %s outcome the grid does not take is announced and retried until it applies: recorded once, the handler ran once', async (outcome) => {
+    const queue = `unrec-${outcome}`;
+    const proxies = await Promise.all(env.cluster.nodeIds.map((id) => FaultProxy.start({ target: env.cluster.endpointOf(id) })));
+    closers.push(async () => {
+      for (const p of proxies) await p.close();
+    });
+    // Through the proxies only, connections kept while blackholed, operations given up after 1 s.
+    const gw = await connectGrid(
+      proxies.map((p) => p.endpoint),
+      { heartbeatInterval: 10_000, heartbeatTimeout: 60_000, operationTimeout: 1000 },
+    );
+    closers.push(() => gw.close());
+    const qw = closeAfter(new JobQueue({ grid: gw, nats: await natsConn(), queue }));
+    const reader = closeAfter(new JobQueue({ grid: await grid(), nats: await natsConn(), queue }));
+    let open: () => void = () => undefined;
+    const gate = new Promise<void>((r) => (open = r));
+    closers.push(() => open());
+    let runs = 0;
+    const w: JobWorker = closeAfter(
+      qw.worker(
+        async () => {
+          runs++;
+          await gate;
+          if (outcome === 'failed') throw new Error('handler failed');
+          return 'ran';
+        },
+        { workerId: 'w', sweepIntervalMs: 0 },
+      ),
+    );
+    let token = 0;
+    w.on('claimed', (e) => (token = e.fencingToken));
+    const unrecorded: Unrecorded[] = [];
+    const errors: Error[] = [];
+    w.on('unrecorded', (e) => unrecorded.push(e));
+    w.on('error', (e) => errors.push(e));
+    const recorded = new Promise<void>((r) => {
+      w.on('completed', () => r());
+      w.on('failed', () => r());
+    });
+    await w.start();
+    await qw.submit('u-1', null, { maxAttempts: 1 });
+    await waitUntil(() => token > 0, 10_000, 'the job claimed');
+    for (const p of proxies) p.blackhole(true);
+    open();
+    await waitUntil(() => unrecorded.length > 0, 15_000, 'the unrecorded outcome announced');
+    const first = unrecorded[0] as Unrecorded;
+    expect(first).toMatchObject({ jobId: 'u-1', fencingToken: token, outcome, attempt: 1, willRetry: true });
+    expect(first.error).toBeInstanceOf(JobOutcomeNotRecordedError);
+    expect(first.error.code).toBe('JOB_OUTCOME_NOT_RECORDED');
+    expect(first.error.cause).toBeInstanceOf(Error);
+    expect(errors).toContain(first.error);
+    // Not recorded: the grid still says running, with this run's token.
+    const during = await reader.status('u-1');
+    expect(during).toMatchObject({ state: 'running', fencingToken: token });
+    for (const p of proxies) p.heal();
+    await recorded;
+    const st = await reader.status('u-1');
+    expect(st).toMatchObject({ state: outcome, fencingToken: token, attempt: 1 });
+    if (outcome === 'completed') expect(st.result).toBe('ran');
+    else expect(st.error?.message).toBe('handler failed');
+    expect(runs).toBe(1);
+  });
+});
