@@ -34,6 +34,12 @@ export interface DedupeRequest<Req> {
   method: string;
   /** Matched route pattern (or path) the key is scoped by, unless the `route` option says otherwise. */
   route: string;
+  /**
+   * The `route` label of the metrics, when `route` is a concrete path (no route matched yet, e.g.
+   * middleware mounted app-wide): one series per URL would grow without bound. Default `route`;
+   * the `route` option, when set, names both.
+   */
+  routeLabel?: string;
   header(name: string): string | undefined;
   /**
    * How many times the header appears in the request (optional). An Idempotency-Key sent twice
@@ -252,8 +258,9 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
       return { action: 'bypass', outcome: 'bypass' };
     }
     let route = req.route;
+    let label = req.routeLabel ?? route;
     const unidentifiable = (e: unknown): Decision<Req> => {
-      this.count(route, 'invalid_key');
+      this.count(label, 'invalid_key');
       const detail = `the request's identifying fields could not be read: ${e instanceof Error ? e.message : String(e)}`;
       return { action: 'respond', outcome: 'invalid_key', response: problem(400, 'unidentifiable-request', 'Request cannot be identified', detail) };
     };
@@ -263,6 +270,7 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
       // A scope that is not a string (a Promise from an async function, an object) would be
       // hashed as "{}": every request would share one scope.
       if (typeof route !== 'string') throw new TypeError(`the route function must return a string, got ${describeValue(route)}`);
+      if (o.route !== undefined) label = route;
       tenant = o.tenant?.(req.raw);
       if (tenant !== undefined && typeof tenant !== 'string') throw new TypeError(`the tenant function must return a string or undefined, got ${describeValue(tenant)}`);
     } catch (e) {
@@ -279,7 +287,7 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
     if (raw !== undefined) {
       const checked = o.header !== false && (req.headerLines?.(o.header) ?? 1) > 1 ? { error: `the ${o.header} header appears more than once` } : checkHeaderKey(raw, o.maxKeyLength);
       if ('error' in checked) {
-        this.count(route, 'invalid_key');
+        this.count(label, 'invalid_key');
         return { action: 'respond', outcome: 'invalid_key', response: problem(400, 'invalid-idempotency-key', 'Invalid Idempotency-Key', checked.error) };
       }
       keyHash = scopedKeyHash(scope, 'h', checked.key);
@@ -299,14 +307,14 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
       }
       keyHash = scopedKeyHash(scope, 'f', material);
     } else if (o.required) {
-      this.count(route, 'missing_key');
+      this.count(label, 'missing_key');
       return {
         action: 'respond',
         outcome: 'missing_key',
         response: problem(400, 'missing-idempotency-key', 'Idempotency-Key required', `this endpoint requires an ${o.header === false ? 'identifiable request' : `${o.header} header`}`),
       };
     } else {
-      this.count(route, 'bypass');
+      this.count(label, 'bypass');
       return { action: 'bypass', outcome: 'bypass' };
     }
     info.keyHash = keyHash;
@@ -315,10 +323,10 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
     try {
       client = o.client(req.raw);
     } catch (e) {
-      return this.unavailable(info, `the client function threw: ${e instanceof Error ? e.message : String(e)}`);
+      return this.unavailable(info, label, `the client function threw: ${e instanceof Error ? e.message : String(e)}`);
     }
-    if (client === undefined) return this.unavailable(info, 'grid client not connected');
-    if (!this.breaker.allow(now())) return this.unavailable(info, 'circuit breaker open');
+    if (client === undefined) return this.unavailable(info, label, 'grid client not connected');
+    if (!this.breaker.allow(now())) return this.unavailable(info, label, 'circuit breaker open');
 
     let cache: GridCache<string, StoredRecord>;
     let attempt: LockStateAttempt<StoredRecord>;
@@ -342,7 +350,7 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
       // without de-duplication, but must not refuse every other one for openMs.
       if (isGridFault(e)) this.breaker.failure(now());
       else this.breaker.cancel();
-      return this.unavailable(info, e instanceof Error ? `${(e as { code?: string }).code ?? e.name}: ${e.message}` : String(e));
+      return this.unavailable(info, label, e instanceof Error ? `${(e as { code?: string }).code ?? e.name}: ${e.message}` : String(e));
     }
     const handle: LockHandle | null = attempt.acquired ? attempt.handle : null;
     const record = isRecord(attempt.value) ? attempt.value : undefined;
@@ -350,18 +358,19 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
     if (record !== undefined) {
       if (handle !== null) this.releaseQuietly(handle);
       if (record.fp !== null && fp !== null && record.fp !== fp) {
-        return this.duplicate(info, 'payload_mismatch', problem(422, 'idempotency-key-reused', 'Idempotency-Key reused with a different payload', 'this key was already used for a request with a different payload'));
+        return this.duplicate(info, label, 'payload_mismatch', problem(422, 'idempotency-key-reused', 'Idempotency-Key reused with a different payload', 'this key was already used for a request with a different payload'));
       }
-      return this.duplicate(info, 'replayed', this.replay(record));
+      return this.duplicate(info, label, 'replayed', this.replay(record));
     }
     if (handle === null) {
       return this.duplicate(
         info,
+        label,
         'in_progress',
         problem(409, 'request-in-progress', 'Request in progress', 'a request with this key is being processed; retry later', [['retry-after', String(o.retryAfterSeconds)]]),
       );
     }
-    this.count(route, 'proceed');
+    this.count(label, 'proceed');
     const ticket = new Ticket<Req>(this, cache, handle, info, fp);
     this.active.add(ticket);
     return { action: 'proceed', ticket };
@@ -392,8 +401,8 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
     return { status: record.status, headers, body: record.body ?? new Uint8Array(0) };
   }
 
-  private duplicate(info: RequestInfo, outcome: 'replayed' | 'in_progress' | 'payload_mismatch', response: DirectResponse): Decision<Req> {
-    this.count(info.route, outcome);
+  private duplicate(info: RequestInfo, label: string, outcome: 'replayed' | 'in_progress' | 'payload_mismatch', response: DirectResponse): Decision<Req> {
+    this.count(label, outcome);
     const fields = { event: 'dedupe.duplicate', outcome, ...info };
     if (outcome === 'replayed') this.log('info', 'duplicate request answered with the stored response', fields);
     else this.log('warn', 'duplicate request rejected', fields);
@@ -401,14 +410,14 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
     return { action: 'respond', outcome, response };
   }
 
-  private unavailable(info: RequestInfo, reason: string): Decision<Req> {
+  private unavailable(info: RequestInfo, label: string, reason: string): Decision<Req> {
     if (this.options.failMode === 'open') {
-      this.count(info.route, 'fail_open');
+      this.count(label, 'fail_open');
       this.log('warn', 'grid unavailable: serving without de-duplication', { event: 'dedupe.fail_open', reason, ...info });
       this.report('failOpen', { ...info, reason });
       return { action: 'bypass', outcome: 'fail_open' };
     }
-    this.count(info.route, 'fail_closed');
+    this.count(label, 'fail_closed');
     this.log('warn', 'grid unavailable: request refused', { event: 'dedupe.fail_closed', reason, ...info });
     this.report('failClosed', { ...info, reason });
     return {

@@ -150,11 +150,15 @@ export function captureResponse(res: ServerResponse, ticket: Ticket<unknown>, li
   res.once('close', onClose);
 }
 
-/** Describes a Node/Express request for the core. `route` is the matched pattern when known. */
-export function describeRequest<Req extends IncomingMessage>(req: Req, route: string, body: unknown, ip: string | undefined): DedupeRequest<Req> {
+/**
+ * Describes a Node/Express request for the core. `route` is the matched pattern when known;
+ * `routeLabel` names it in the metrics when `route` is a concrete path.
+ */
+export function describeRequest<Req extends IncomingMessage>(req: Req, route: string, body: unknown, ip: string | undefined, routeLabel?: string): DedupeRequest<Req> {
   return {
     method: req.method ?? 'GET',
     route,
+    ...(routeLabel === undefined ? {} : { routeLabel }),
     header: (name) => {
       const v = req.headers[name];
       return Array.isArray(v) ? v.join(', ') : v;

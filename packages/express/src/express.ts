@@ -52,6 +52,17 @@ function routeOf(req: Request): string {
 }
 
 /**
+ * The metrics label of a request: its route pattern when one matched, else (middleware mounted
+ * app-wide, before routing) the mount path and `/*` — the concrete path would make one series per
+ * URL (`/items/1`, `/items/2`, ...) and grow the registry without bound.
+ */
+function routeLabelOf(req: Request): string {
+  const r = req.route as { path?: unknown } | undefined;
+  if (r !== undefined && typeof r.path === 'string') return req.baseUrl + r.path;
+  return `${req.baseUrl}/*`;
+}
+
+/**
  * Request de-duplication middleware. Use app-wide (`app.use(dedupe())`, after the body parser) or
  * per route (`app.post('/orders', dedupe({ required: true }), handler)`). The grid client is
  * `options.client`, else the one `gridlink(app, ...)` connected.
@@ -71,7 +82,7 @@ export function dedupe(options: ExpressDedupeOptions = {}): DedupeMiddleware {
       return;
     }
     deduper
-      .begin(describeRequest(req, routeOf(req), req.body, req.ip))
+      .begin(describeRequest(req, routeOf(req), req.body, req.ip, routeLabelOf(req)))
       .then((d) => {
         if (d.action === 'bypass') {
           next();

@@ -21,6 +21,16 @@ let server: Server;
 let base: string;
 let runs = 0;
 const errorsSeen: string[] = [];
+/** Labels counted by the app-wide middleware, through a minimal prom-client look-alike. */
+const labels: Record<string, string>[] = [];
+const promLike = {
+  Counter: class {
+    inc(l: Record<string, string>): void {
+      labels.push(l);
+    }
+  },
+  register: { getSingleMetric: (): undefined => undefined },
+};
 
 beforeAll(async () => {
   cluster = await LocalCluster.start({ nodes: 1, backups: 0, partitions: 16 });
@@ -62,6 +72,13 @@ beforeAll(async () => {
     res.status(201).json({ n: runs });
   });
   app.use('/mounted', router);
+  const items = express.Router();
+  items.use(dedupe({ client, metrics: { client: promLike } }));
+  items.post('/:id', (req, res) => {
+    runs++;
+    res.status(201).json({ id: req.params.id });
+  });
+  app.use('/items', items);
   // An error handler that does not look at res.headersSent, as many do.
   app.use((err: Error, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
     errorsSeen.push(err.message);
@@ -196,5 +213,13 @@ describe('dedupe() app-wide and on the route', () => {
     expect(again.body.equals(first.body)).toBe(true);
     // The route's own options still apply to what the app-wide one lets through.
     expect((await post(base, '/mounted/both', {})).status).toBe(400);
+  });
+});
+
+describe('metrics of app-wide dedupe()', () => {
+  it('label requests by mount path, not by URL: the series stay bounded', async () => {
+    for (let i = 0; i < 5; i++) expect((await post(base, `/items/${i}`, {}, { 'idempotency-key': key('items') })).status).toBe(201);
+    expect(labels).toHaveLength(5);
+    for (const l of labels) expect(l).toEqual({ route: '/items/*', outcome: 'proceed' });
   });
 });
