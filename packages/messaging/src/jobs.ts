@@ -725,8 +725,13 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
         let raws: (Uint8Array | undefined)[];
         try {
           raws = await this.store.cache.getAll(ids);
+        } catch (e) {
+          // The grid did not answer: these notices, and those queued meanwhile, are dropped and
+          // their jobs stay as they were (claimable: the claim reads the record anyway). Kept
+          // queued, they would stay unpickable until some later notice restarted the checks.
+          this.checks.clear();
+          throw e;
         } finally {
-          // On an error the notices are dropped: the jobs stay as they were (claimable).
           this.checksInFlight = new Map();
         }
         ids.forEach((id, i) => this.settle(id, raws[i], batch.get(id) as Check));

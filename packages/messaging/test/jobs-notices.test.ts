@@ -4,6 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { FaultProxy } from '@gridlink/testkit';
+import type { GridClient } from '@gridlink/client';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { JobOutcomeNotRecordedError, JobQueue, type JobWorker, type WorkerEvents } from '@gridlink/messaging';
 import { waitUntil } from './helpers/processes.js';
@@ -18,6 +19,23 @@ describe('job notices are hints; outcomes the grid did not take are announced an
   function closeAfter<W extends { close(): Promise<void> }>(w: W): W {
     closers.push(() => w.close());
     return w;
+  }
+  /**
+   * A grid client whose connections all go through fault proxies (kept open while blackholed, so
+   * the client does not find its way round through the nodes' own addresses); operations are
+   * given up after 1 s.
+   */
+  async function proxiedGrid(): Promise<{ gw: GridClient; proxies: FaultProxy[] }> {
+    const proxies = await Promise.all(env.cluster.nodeIds.map((id) => FaultProxy.start({ target: env.cluster.endpointOf(id) })));
+    closers.push(async () => {
+      for (const p of proxies) await p.close();
+    });
+    const gw = await connectGrid(
+      proxies.map((p) => p.endpoint),
+      { heartbeatInterval: 10_000, heartbeatTimeout: 60_000, operationTimeout: 1000 },
+    );
+    closers.push(() => gw.close());
+    return { gw, proxies };
   }
   /** Resolves once every message published before on any of `conns` has reached its subscribers. */
   async function delivered(...conns: NatsConnection[]): Promise<void> {
@@ -78,16 +96,7 @@ describe('job notices are hints; outcomes the grid did not take are announced an
 
   it.each(['completed', 'failed'] as const)('a %s outcome the grid does not take is announced and retried until it applies: recorded once, the handler ran once', async (outcome) => {
     const queue = `unrec-${outcome}`;
-    const proxies = await Promise.all(env.cluster.nodeIds.map((id) => FaultProxy.start({ target: env.cluster.endpointOf(id) })));
-    closers.push(async () => {
-      for (const p of proxies) await p.close();
-    });
-    // Through the proxies only, connections kept while blackholed, operations given up after 1 s.
-    const gw = await connectGrid(
-      proxies.map((p) => p.endpoint),
-      { heartbeatInterval: 10_000, heartbeatTimeout: 60_000, operationTimeout: 1000 },
-    );
-    closers.push(() => gw.close());
+    const { gw, proxies } = await proxiedGrid();
     const qw = closeAfter(new JobQueue({ grid: gw, nats: await natsConn(), queue }));
     const reader = closeAfter(new JobQueue({ grid: await grid(), nats: await natsConn(), queue }));
     let open: () => void = () => undefined;
@@ -137,5 +146,99 @@ describe('job notices are hints; outcomes the grid did not take are announced an
     if (outcome === 'completed') expect(st.result).toBe('ran');
     else expect(st.error?.message).toBe('handler failed');
     expect(runs).toBe(1);
+  });
+
+  it('notices whose check the grid does not answer are dropped: their jobs stay claimable', async () => {
+    const queue = 'check-fails';
+    const { gw, proxies } = await proxiedGrid();
+    const nc = await natsConn();
+    const q = closeAfter(new JobQueue({ grid: gw, nats: nc, queue }));
+    const reader = closeAfter(new JobQueue({ grid: await grid(), nats: await natsConn(), queue }));
+    let open: () => void = () => undefined;
+    const gate = new Promise<void>((r) => (open = r));
+    closers.push(() => open());
+    const runs = new Map<string, number>();
+    const w = closeAfter(
+      q.worker(
+        async (ctx) => {
+          runs.set(ctx.jobId, (runs.get(ctx.jobId) ?? 0) + 1);
+          if (ctx.jobId === 'busy') await gate;
+          return ctx.jobId;
+        },
+        { concurrency: 1, sweepIntervalMs: 0 },
+      ),
+    );
+    const errors: Error[] = [];
+    w.on('error', (e) => errors.push(e));
+    let claimed = false;
+    w.once('claimed', () => (claimed = true));
+    await w.start();
+    await q.submit('busy', null);
+    await waitUntil(() => claimed, 10_000, 'the busy job claimed');
+    await q.submit('p-1', null);
+    await q.submit('p-2', null);
+    await delivered(nc);
+    for (const p of proxies) p.blackhole(true);
+    // The first notice's check is sent (and hangs); the second is queued behind it.
+    const attacker = await natsConn();
+    for (const id of ['p-1', 'p-2']) attacker.publish(`gridlink.jobs.${queue}.done`, enc.encode(JSON.stringify({ t: 'done', id, state: 'completed' })));
+    await attacker.flush();
+    await delivered(nc);
+    await waitUntil(() => errors.length > 0, 15_000, 'the check to fail');
+    for (const p of proxies) p.heal();
+    open();
+    for (const id of ['busy', 'p-1', 'p-2']) expect(await reader.result(id, { waitMs: 15_000 }), id).toBe(id);
+    expect([...runs.values()]).toEqual([1, 1, 1]);
+  });
+
+  it('close() gives up on an outcome the grid does not take: announced as given up, the job runs again after takeover', async () => {
+    const queue = 'unrec-close';
+    const { gw, proxies } = await proxiedGrid();
+    const qa = closeAfter(new JobQueue({ grid: gw, nats: await natsConn(), queue }));
+    const qb = closeAfter(new JobQueue({ grid: await grid(), nats: await natsConn(), queue }));
+    let open: () => void = () => undefined;
+    const gate = new Promise<void>((r) => (open = r));
+    closers.push(() => open());
+    const runs: string[] = [];
+    const wa = closeAfter(
+      qa.worker(
+        async () => {
+          runs.push('A');
+          await gate;
+          return 'A';
+        },
+        { workerId: 'A', sweepIntervalMs: 0, closeTimeoutMs: 200 },
+      ),
+    );
+    let aToken = 0;
+    wa.on('claimed', (e) => (aToken = e.fencingToken));
+    const unrecorded: Unrecorded[] = [];
+    wa.on('unrecorded', (e) => unrecorded.push(e));
+    await wa.start();
+    await qa.submit('c-1', null);
+    await waitUntil(() => aToken > 0, 10_000, 'A to claim the job');
+    for (const p of proxies) p.blackhole(true);
+    open();
+    await waitUntil(() => unrecorded.length > 0, 15_000, 'the unrecorded completion announced');
+    expect(unrecorded[0]).toMatchObject({ jobId: 'c-1', fencingToken: aToken, willRetry: true });
+    await wa.close(); // gives up after closeTimeoutMs: no hang while the grid stays away
+    expect(unrecorded.at(-1)).toMatchObject({ jobId: 'c-1', fencingToken: aToken, willRetry: false });
+    expect(unrecorded.at(-1)?.error.willRetry).toBe(false);
+    // The record still says running with A's token: B takes the job over and runs it again.
+    const wb = closeAfter(
+      qb.worker(
+        async (ctx) => {
+          runs.push('B');
+          expect(ctx.takenOverFrom).toBe('A');
+          return 'B';
+        },
+        { workerId: 'B' },
+      ),
+    );
+    await wb.start();
+    expect(await qb.result('c-1', { waitMs: 15_000 })).toBe('B');
+    expect(runs).toEqual(['A', 'B']);
+    const st = await qb.status('c-1');
+    expect(st.fencingToken).toBeGreaterThan(aToken);
   });
 });
