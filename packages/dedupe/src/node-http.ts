@@ -101,7 +101,12 @@ export function captureResponse(res: ServerResponse, ticket: Ticket<unknown>, li
   const write = res.write.bind(res) as (...a: unknown[]) => boolean;
   const end = res.end.bind(res) as (...a: unknown[]) => ServerResponse;
   res.write = ((chunk: unknown, ...rest: unknown[]) => {
-    if (held) return true; // after end(): nothing more belongs to this response
+    if (held) {
+      // After end(): nothing more belongs to this response. The callback hears it, as from Node.
+      const cb = rest.find((a) => typeof a === 'function') as ((e: Error) => void) | undefined;
+      if (cb !== undefined) process.nextTick(cb, new Error('write after end: the response is complete and waits to be stored'));
+      return true;
+    }
     seeHead();
     collect(chunk, rest[0]);
     return write(chunk, ...rest);
@@ -111,7 +116,12 @@ export function captureResponse(res: ServerResponse, ticket: Ticket<unknown>, li
     if (!ended) void ticket.abandon('connection closed before the response finished');
   };
   res.end = ((chunk?: unknown, ...rest: unknown[]) => {
-    if (held) return res;
+    if (held) {
+      // A second end(): its callback runs when the held response has gone out, as Node's would.
+      const cb = [chunk, ...rest].find((a) => typeof a === 'function') as (() => void) | undefined;
+      if (cb !== undefined) res.once('finish', () => cb());
+      return res;
+    }
     if (ended) return end(chunk, ...rest);
     ended = true;
     seeHead();

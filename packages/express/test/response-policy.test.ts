@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GridClient } from '@gridlink/client';
 import { LocalCluster } from '@gridlink/node';
 import { dedupe } from '@gridlink/express';
-import { closeServer, listen, post } from './helpers.js';
+import { closeServer, listen, post, waitFor } from './helpers.js';
 
 let cluster: LocalCluster;
 let client: GridClient;
@@ -21,6 +21,8 @@ let server: Server;
 let base: string;
 let runs = 0;
 const errorsSeen: string[] = [];
+const lateWrites: (Error | null)[] = [];
+let endCallbacks = 0;
 /** Labels counted by the app-wide middleware, through a minimal prom-client look-alike. */
 const labels: Record<string, string>[] = [];
 const promLike = {
@@ -47,6 +49,12 @@ beforeAll(async () => {
     runs++;
     res.status(201).set('etag', `"e${runs}"`).json({ n: runs });
     next(new Error('failed after answering'));
+  });
+  app.post('/end-twice', mw(), (_req, res) => {
+    runs++;
+    res.status(201).json({ n: runs });
+    res.write('late', (e) => lateWrites.push(e ?? null));
+    res.end(() => void endCallbacks++);
   });
   app.post('/gzip-by-hand', mw(), (_req, res) => {
     runs++;
@@ -137,6 +145,19 @@ describe('an answer followed by next()', () => {
     expect(again.status).toBe(201);
     expect(again.headers.get('idempotent-replayed')).toBe('true');
     expect(again.headers.get('etag')).toBe(first.headers.get('etag'));
+    expect(again.body.equals(first.body)).toBe(true);
+  });
+});
+
+describe('writes after the answer', () => {
+  it('are dropped, and their callbacks still run: a late write hears an error, a second end() hears the finish', async () => {
+    const k = key('twice');
+    const first = await post(base, '/end-twice', {}, { 'idempotency-key': k });
+    expect(first.status).toBe(201);
+    expect(Object.keys(JSON.parse(first.body.toString()) as object)).toEqual(['n']);
+    await waitFor(() => endCallbacks === 1 && lateWrites.length === 1, 5000, 'the callbacks');
+    expect(lateWrites[0]).toBeInstanceOf(Error);
+    const again = await post(base, '/end-twice', {}, { 'idempotency-key': k });
     expect(again.body.equals(first.body)).toBe(true);
   });
 });
