@@ -475,6 +475,8 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
   private checking = false;
   /** Aborted when close() stops waiting for running jobs: outcome writes stop retrying. */
   private readonly givenUp = new AbortController();
+  /** Outcome writes under way (close() waits for the try in flight once it gave up on them). */
+  private readonly recording = new Set<Promise<unknown>>();
   private readonly running = new Map<string, Running>();
   private readonly claiming = new Set<string>();
   /** Claims under way (lock taken or being taken, record not yet written): close() waits for them. */
@@ -1028,22 +1030,48 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
     f: (r: JobRecord) => Transition,
     known: { raw: Uint8Array | null },
   ): Promise<UpdateResult | null> {
+    const p = this.recordOutcomeLoop(id, tok, outcome, f, known);
+    this.recording.add(p);
+    try {
+      return await p;
+    } finally {
+      this.recording.delete(p);
+    }
+  }
+
+  private async recordOutcomeLoop(
+    id: string,
+    tok: number,
+    outcome: 'completed' | 'failed',
+    f: (r: JobRecord) => Transition,
+    known: { raw: Uint8Array | null },
+  ): Promise<UpdateResult | null> {
     let delay = 100;
+    const announce = (attempt: number, willRetry: boolean, cause: unknown): void => {
+      const error = new JobOutcomeNotRecordedError(id, tok, outcome, willRetry, { cause });
+      this.emit('unrecorded', { jobId: id, fencingToken: tok, outcome, attempt, willRetry, error });
+      this.emit('error', error);
+    };
     for (let attempt = 1; ; attempt++) {
+      let cause: unknown;
       try {
         const u = await this.store.update(id, f, known);
         if (!u.ok && u.reason !== 'missing' && u.current.token === tok && u.current.state !== 'running') return { ok: true, next: u.current };
         return u;
       } catch (e) {
-        // A closed grid client never answers again: nothing to wait for.
-        const willRetry = !this.givenUp.signal.aborted && !(e instanceof GridClosedError);
-        const error = new JobOutcomeNotRecordedError(id, tok, outcome, willRetry, { cause: e });
-        this.emit('unrecorded', { jobId: id, fencingToken: tok, outcome, attempt, willRetry, error });
-        this.emit('error', error);
-        if (!willRetry) return null;
+        cause = e;
       }
+      // A closed grid client never answers again: nothing to wait for.
+      const willRetry = !this.givenUp.signal.aborted && !(cause instanceof GridClosedError);
+      announce(attempt, willRetry, cause);
+      if (!willRetry) return null;
       await sleep(delay, this.givenUp.signal);
       delay = Math.min(delay * 2, 5_000);
+      if (this.givenUp.signal.aborted) {
+        // close() stopped waiting while this write was between tries: not tried again.
+        announce(attempt, false, cause);
+        return null;
+      }
     }
   }
 
@@ -1084,6 +1112,9 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
         await r.own.release();
         this.queue.publish({ t: 'released', id, notBefore: 0 });
       }
+      // A write in flight ends within the grid client's operation timeout; its result (recorded,
+      // or `unrecorded` with willRetry false) is reported before the listeners go.
+      if (this.recording.size > 0) await Promise.allSettled([...this.recording]);
     }
     this.state = 'closed';
     this.removeAllListeners();
