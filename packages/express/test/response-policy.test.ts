@@ -9,6 +9,7 @@ import type { Server } from 'node:http';
 import { request as httpRequest } from 'node:http';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import express from 'express';
+import express4 from 'express4';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GridClient } from '@gridlink/client';
 import { LocalCluster } from '@gridlink/node';
@@ -19,6 +20,8 @@ let cluster: LocalCluster;
 let client: GridClient;
 let server: Server;
 let base: string;
+let server4: Server;
+let base4: string;
 let runs = 0;
 const errorsSeen: string[] = [];
 const lateWrites: (Error | null)[] = [];
@@ -93,10 +96,28 @@ beforeAll(async () => {
     res.status(500).json({ error: err.message });
   });
   ({ server, base } = await listen(app));
+  // The same two routes on Express 4 (finalhandler 1.x).
+  const app4 = express4();
+  app4.post('/send-then-next', dedupe({ client, metrics: false }) as never, (_req: express.Request, res: express.Response, next: express.NextFunction) => {
+    runs++;
+    res.status(201).json({ n: runs });
+    next();
+  });
+  app4.post('/send-then-error', dedupe({ client, metrics: false }) as never, (_req: express.Request, res: express.Response, next: express.NextFunction) => {
+    runs++;
+    res.status(201).set('etag', `"e${runs}"`).json({ n: runs });
+    next(new Error('failed after answering'));
+  });
+  app4.use((err: Error, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
+    errorsSeen.push(err.message);
+    res.status(500).json({ error: err.message });
+  });
+  ({ server: server4, base: base4 } = await listen(app4 as never));
 });
 
 afterAll(async () => {
   if (server) await closeServer(server);
+  if (server4) await closeServer(server4);
   await client?.close();
   await cluster?.stop();
 });
@@ -119,13 +140,16 @@ function rawPost(path: string, headers: Record<string, string>): Promise<{ statu
   });
 }
 
-describe('an answer followed by next()', () => {
+describe.each([
+  ['Express 5', () => base],
+  ['Express 4', () => base4],
+] as const)('%s: an answer followed by next()', (_label, at) => {
   it('is what the client gets and what is replayed, not the final handler 404', async () => {
     const k = key('next');
-    const first = await post(base, '/send-then-next', {}, { 'idempotency-key': k });
+    const first = await post(at(), '/send-then-next', {}, { 'idempotency-key': k });
     expect(first.status).toBe(201);
     const n = (JSON.parse(first.body.toString()) as { n: number }).n;
-    const again = await post(base, '/send-then-next', {}, { 'idempotency-key': k });
+    const again = await post(at(), '/send-then-next', {}, { 'idempotency-key': k });
     expect(again.status).toBe(201);
     expect(again.headers.get('idempotent-replayed')).toBe('true');
     expect(again.body.equals(first.body)).toBe(true);
@@ -135,13 +159,13 @@ describe('an answer followed by next()', () => {
 
   it('with an error: the error handler runs, but the answer sent first is what goes out and is replayed', async () => {
     const k = key('err');
-    const first = await post(base, '/send-then-error', {}, { 'idempotency-key': k });
+    const first = await post(at(), '/send-then-error', {}, { 'idempotency-key': k });
     expect(first.status).toBe(201);
     expect(first.headers.get('content-type')).toContain('application/json');
     expect(first.headers.get('etag')).toMatch(/^"e\d+"$/);
     expect(Object.keys(JSON.parse(first.body.toString()) as object)).toEqual(['n']);
     expect(errorsSeen).toContain('failed after answering');
-    const again = await post(base, '/send-then-error', {}, { 'idempotency-key': k });
+    const again = await post(at(), '/send-then-error', {}, { 'idempotency-key': k });
     expect(again.status).toBe(201);
     expect(again.headers.get('idempotent-replayed')).toBe('true');
     expect(again.headers.get('etag')).toBe(first.headers.get('etag'));
