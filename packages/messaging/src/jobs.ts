@@ -666,7 +666,9 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
           this.check(n.id);
           return;
         }
-        // A held job stays held (a refused lock keeps its deadline); a free one is claimed now.
+        // Tried now, and (its lock may be given back just after the notice) again every 100 ms
+        // until a heartbeat says who holds it.
+        this.held.delete(n.id);
         this.candidates.set(n.id, 0);
         this.pump();
         return;
