@@ -14,8 +14,10 @@
  */
 import { EventEmitter } from 'node:events';
 import {
+  bytesSerializer,
   ClusterMismatchError,
   GridConnectionError,
+  GridSerializationError,
   GridServerError,
   GridTimeoutError,
   LockNotHeldError,
@@ -205,6 +207,11 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
     return this.active.size;
   }
 
+  /** The same cache read as raw bytes: for a record that does not decode. Rarely used: not cached. */
+  private bytesCacheOf(client: GridClient): GridCache<string, Uint8Array> {
+    return client.cache<string, Uint8Array>(this.options.cache, { serializer: bytesSerializer });
+  }
+
   private cacheOf(client: GridClient): GridCache<string, StoredRecord> {
     let c = this.caches.get(client);
     if (c === undefined) {
@@ -338,7 +345,17 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
       const lockOptions = { leaseMs: o.leaseMs, autoRenew: true, timeoutMs: o.gridTimeoutMs };
       // ifAbsent: a stored response comes back as a plain read, without taking the lock (a replay
       // costs one unreplicated operation and no release).
-      attempt = await lock.attemptGet(cache, { ...lockOptions, ifAbsent: true });
+      try {
+        attempt = await lock.attemptGet(cache, { ...lockOptions, ifAbsent: true });
+      } catch (e) {
+        if (!(e instanceof GridSerializationError)) throw e;
+        // What sits under the key does not even decode: it is no stored response either. Take the
+        // lock reading it as bytes (the handler's response replaces it), rather than answer 503
+        // to this key for the rest of the record's life.
+        this.log('warn', 'an unreadable record sits under the key: it is replaced', { event: 'dedupe.record_unreadable', error: String(e), ...info });
+        const raw = await lock.attemptGet(this.bytesCacheOf(client), lockOptions);
+        attempt = raw.acquired ? { acquired: true, handle: raw.handle, value: undefined } : { acquired: false, heldForMs: raw.heldForMs, value: undefined };
+      }
       if (!attempt.acquired && attempt.value !== undefined && !isRecord(attempt.value)) {
         // Something that is not a stored response sits under the key: take the lock regardless,
         // as without ifAbsent (the handler's response will replace it).

@@ -273,16 +273,22 @@ describe('a closed client and the breaker', () => {
     expect((await post(base, '/breaker', {}, { 'idempotency-key': key('ok') })).status).toBe(201);
   });
 
-  it('a stored record that does not deserialise fails its own key only: the breaker stays closed for the others', async () => {
+  it('a record that does not deserialise is no stored response: the handler runs and its answer replaces it; the breaker stays closed', async () => {
     use = 'good';
     const k = key('corrupt');
     const hash = scopedKeyHash({ method: 'POST', route: '/breaker', tenant: undefined }, 'h', k);
     // 0xc1 is never used in MessagePack: a grid read of it throws GridSerializationError.
     await client.cache('gridlink-idempotency', { serializer: bytesSerializer }).put(`dedupe:gridlink-idempotency:${hash}`, Uint8Array.of(0xc1));
+    const before = runs;
     const r = await post(base, '/breaker', {}, { 'idempotency-key': k });
-    expect(r.status).toBe(503);
+    expect(r.status).toBe(201);
+    expect(r.headers.get('idempotent-replayed')).toBeNull();
+    expect(runs).toBe(before + 1);
     expect(breakerMw.deduper.breaker.state).toBe('closed');
-    expect((await post(base, '/breaker', {}, { 'idempotency-key': key('other') })).status).toBe(201);
+    const again = await post(base, '/breaker', {}, { 'idempotency-key': k });
+    expect(again.headers.get('idempotent-replayed')).toBe('true');
+    expect(again.body.equals(r.body)).toBe(true);
+    expect(runs).toBe(before + 1);
   });
 
   it('a grid that is gone opens it; a half-open probe meeting a closed client leaves it half-open for the next probe; a good grid closes it', async () => {
