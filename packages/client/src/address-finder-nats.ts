@@ -5,6 +5,12 @@
  * watches those records, so a client given only the NATS servers learns every node and picks up
  * new ones (on its next re-resolution: periodic, on connection loss, on topology change).
  *
+ * The bucket can be created anew under it (NATS lost its JetStream store, or someone deleted the
+ * bucket; ADR 0028): the nodes stop and start again into a new cluster on the new bucket, whose
+ * revisions count from 1 again. The finder notices by the bucket stream's creation time (asked
+ * every `checkIntervalMs`, and whenever its watch starts again) and then forgets every
+ * announcement and reads the new bucket from scratch (ADR 0054).
+ *
  * Import it from `@gridlink/client/nats` (the main entry never loads NATS); `@nats-io/kv` and
  * `@nats-io/transport-node` are optional peer dependencies.
  */
@@ -33,6 +39,11 @@ export interface NatsAddressFinderOptions {
   staleAfterMs?: number;
   /** Bound on connecting and on the first snapshot. Default 5000 ms. */
   timeoutMs?: number;
+  /**
+   * How often to ask JetStream whether the bucket is still the one read (its stream's creation
+   * time): a bucket created anew is read again from scratch. Default 1000 ms.
+   */
+  checkIntervalMs?: number;
   /** Use this NATS connection instead of opening one (it is not closed by `close()`). */
   connection?: NatsConnection;
 }
@@ -42,6 +53,8 @@ export interface NatsAddressFinder extends AddressFinder {
   announced(): { id: string; endpoint: string }[];
   /** Stops watching and closes the connection it opened. */
   close(): Promise<void>;
+  /** Times the bucket was found created anew since the finder started (each time it was read again from scratch). */
+  readonly resets: number;
 }
 
 interface Announcement {
@@ -61,6 +74,23 @@ function parseAnnouncement(e: KvEntry): { host: string; port: number } | null {
   }
 }
 
+/**
+ * When the bucket's stream was created, as JetStream says (`$JS.API.STREAM.INFO`), or null
+ * when it answers that there is no such stream (API error 10059, a definite answer; a leader
+ * election times out instead, which throws). The node's control plane tells buckets apart the
+ * same way (ADR 0028).
+ */
+async function bucketCreated(nc: NatsConnection, bucket: string, timeoutMs: number): Promise<string | null> {
+  const m = await nc.request(`$JS.API.STREAM.INFO.KV_${bucket}`, '', { timeout: timeoutMs });
+  const reply = JSON.parse(new TextDecoder().decode(m.data)) as { created?: unknown; error?: { err_code?: number; description?: string } };
+  if (reply.error) {
+    if (reply.error.err_code === 10059) return null;
+    throw new Error(reply.error.description ?? `JetStream error ${String(reply.error.err_code)}`);
+  }
+  if (typeof reply.created !== 'string' || reply.created === '') throw new Error(`JetStream described stream KV_${bucket} without its creation time`);
+  return reply.created;
+}
+
 /** Watches the grid's announced endpoints in a NATS KV bucket. */
 export function natsAddressFinder(options: NatsAddressFinderOptions): NatsAddressFinder {
   if (typeof options !== 'object' || options === null) throw new GridConfigError('addressFinder', 'options must be an object');
@@ -77,6 +107,8 @@ export function natsAddressFinder(options: NatsAddressFinderOptions): NatsAddres
   if (!Number.isInteger(staleAfterMs) || staleAfterMs < 1) throw new GridConfigError('staleAfterMs', 'must be a positive integer');
   const timeoutMs = options.timeoutMs ?? 5000;
   if (!Number.isInteger(timeoutMs) || timeoutMs < 1) throw new GridConfigError('timeoutMs', 'must be a positive integer');
+  const checkIntervalMs = options.checkIntervalMs ?? 1000;
+  if (!Number.isInteger(checkIntervalMs) || checkIntervalMs < 1) throw new GridConfigError('checkIntervalMs', 'must be a positive integer');
   if ((options.user === undefined) !== (options.pass === undefined)) throw new GridConfigError('user', 'user and pass go together');
 
   const nodes = new Map<string, Announcement>();
@@ -91,6 +123,41 @@ export function natsAddressFinder(options: NatsAddressFinderOptions): NatsAddres
 
   /** Deleted ids with the revision of their delete, so an older snapshot read cannot revive them. */
   const gone = new Map<string, number>();
+
+  /**
+   * The creation time of the bucket stream `nodes` and `gone` come from (revisions are comparable
+   * only within one stream), and a count bumped whenever another one is found: a watch or a
+   * snapshot begun under an earlier count applies nothing more.
+   */
+  let created: string | undefined;
+  let bucketEpoch = 0;
+  let resets = 0;
+  let checkTimer: ReturnType<typeof setInterval> | undefined;
+  let checking: Promise<void> | null = null;
+
+  /**
+   * Asks which stream the bucket is now. Another one than the announcements were read from (the
+   * bucket was created anew; its revisions start again from 1, below those held): forget them
+   * all and restart the watch, which reads the new bucket from scratch. A missing bucket changes
+   * nothing (the nodes stop on their own; the client keeps what it knew until a bucket appears).
+   */
+  const checkBucket = (conn: NatsConnection): Promise<void> =>
+    (checking ??= (async () => {
+      try {
+        const now = await bucketCreated(conn, bucket, timeoutMs);
+        if (now === null || now === created) return;
+        if (created !== undefined) {
+          nodes.clear();
+          gone.clear();
+          bucketEpoch++;
+          resets++;
+          stopWatch?.();
+        }
+        created = now;
+      } finally {
+        checking = null;
+      }
+    })());
 
   const apply = (e: KvEntry, fromSnapshot: boolean): void => {
     const id = e.key.slice(LEASE_PREFIX.length);
@@ -108,11 +175,12 @@ export function natsAddressFinder(options: NatsAddressFinderOptions): NatsAddres
     nodes.set(id, { ...a, seenAt, revision: e.revision });
   };
 
-  /** Current announcements, read key by key. */
-  const snapshot = async (kv: KV): Promise<void> => {
+  /** Current announcements, read key by key (applied only if the bucket is still the one of `epoch`). */
+  const snapshot = async (kv: KV, epoch: number): Promise<void> => {
     const keys: string[] = [];
     for await (const k of await kv.keys(LEASE_PREFIX + '>')) keys.push(k);
     const entries = await Promise.all(keys.map((k) => kv.get(k)));
+    if (epoch !== bucketEpoch) return;
     for (const e of entries) if (e !== null) apply(e, true);
   };
 
@@ -120,11 +188,16 @@ export function natsAddressFinder(options: NatsAddressFinderOptions): NatsAddres
    * Watches updates (started before each snapshot, so nothing falls between the two); whenever
    * the watch breaks or the connection reconnects, it starts again with a fresh snapshot.
    */
-  const run = async (kv: KV, ready: () => void, fail: (err: unknown) => void): Promise<void> => {
+  const run = async (conn: NatsConnection, kv: KV, ready: () => void, fail: (err: unknown) => void): Promise<void> => {
     let first = true;
     const gen = generation;
     while (!closed && gen === generation) {
       try {
+        // Which bucket this watch and snapshot read: a new one is read from scratch. The first
+        // start must know it; a later one goes on without an answer (the timer asks again).
+        if (first) await checkBucket(conn);
+        else await checkBucket(conn).catch(() => undefined);
+        const epoch = bucketEpoch;
         const iter = await kv.watch({ key: LEASE_PREFIX + '>', include: 'updates' });
         if (closed || gen !== generation) {
           // Ended while the watch was being set up: close() found nothing to stop.
@@ -132,10 +205,15 @@ export function natsAddressFinder(options: NatsAddressFinderOptions): NatsAddres
           break;
         }
         stopWatch = () => iter.stop();
-        await snapshot(kv);
+        if (epoch !== bucketEpoch) iter.stop();
+        await snapshot(kv, epoch);
         if (first) ready();
         first = false;
-        for await (const e of iter) apply(e, false);
+        for await (const e of iter) {
+          // Events still queued from a bucket since found replaced: their revisions mean nothing now.
+          if (epoch !== bucketEpoch) break;
+          apply(e, false);
+        }
       } catch (err) {
         if (first) {
           fail(err);
@@ -164,6 +242,7 @@ export function natsAddressFinder(options: NatsAddressFinderOptions): NatsAddres
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`no snapshot of ${bucket} announcements within ${timeoutMs} ms`)), timeoutMs);
       void run(
+        conn,
         kv,
         () => {
           clearTimeout(timer);
@@ -176,6 +255,11 @@ export function natsAddressFinder(options: NatsAddressFinderOptions): NatsAddres
       );
     });
     if (closed) return;
+    // Which bucket it is, asked on a timer: a watch on a bucket deleted and created anew may go on
+    // without an error (its ordered consumer resumes after the last revision it saw, past every
+    // revision of the new bucket).
+    checkTimer = setInterval(() => void checkBucket(conn).catch(() => undefined), checkIntervalMs);
+    checkTimer.unref();
     // A reconnect may have lost updates: start the watch again (it re-reads the snapshot). On a
     // shared connection the iterator must end with close(), not at the connection's next status
     // event: nats.js's status iterator has stop() (a QueuedIterator), though typed as a plain
@@ -219,8 +303,13 @@ export function natsAddressFinder(options: NatsAddressFinderOptions): NatsAddres
       return list;
     },
     announced,
+    get resets() {
+      return resets;
+    },
     async close() {
       closed = true;
+      if (checkTimer !== undefined) clearInterval(checkTimer);
+      checkTimer = undefined;
       stopWatch?.();
       stopStatus?.();
       stopStatus = null;
