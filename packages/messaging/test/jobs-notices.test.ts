@@ -94,6 +94,51 @@ describe('job notices are hints; outcomes the grid did not take are announced an
     for (const id of [...jobs, 'busy-1', 'busy-2']) expect(runs.get(id), id).toBe(1);
   });
 
+  it('genuine notices cost a worker that is not the owner two record reads per job: the claim and done, not the later heartbeats', async () => {
+    const queue = 'notice-cost';
+    const wg = await grid();
+    const wnc = await natsConn();
+    const qw = closeAfter(new JobQueue({ grid: wg, nats: wnc, queue }));
+    const qo = closeAfter(new JobQueue({ grid: await grid(), nats: await natsConn(), queue }));
+    const gates = new Map<string, () => void>();
+    closers.push(() => {
+      for (const open of gates.values()) open();
+    });
+    const handler = async (ctx: { jobId: string }): Promise<string> => {
+      await new Promise<void>((r) => gates.set(ctx.jobId, r));
+      return ctx.jobId;
+    };
+    // The observer: busy with one job (a long lease: no renewal during the test), no sweeps.
+    const w = closeAfter(qw.worker(handler, { concurrency: 1, leaseMs: 60_000, sweepIntervalMs: 0, workerId: 'observer' }));
+    await w.start();
+    await qw.submit('busy', null);
+    await waitUntil(() => gates.has('busy'), 10_000, 'the observer to run its job');
+    const o = closeAfter(qo.worker(handler, { concurrency: 1, workerId: 'owner' }));
+    await o.start();
+    // Heartbeats of the owner naming the job, as the observer's connection receives them.
+    let beats = 0;
+    const probe = wnc.subscribe(`gridlink.jobs.${queue}.alive`, {
+      callback: (_e, m) => {
+        const n = JSON.parse(new TextDecoder().decode(m.data)) as { w: string; jobs: [string, number][] };
+        if (n.w === 'owner' && n.jobs.some(([id]) => id === 'j-1')) beats++;
+      },
+    });
+    closers.push(() => probe.unsubscribe());
+    const ops = wg.stats().operations;
+    await qo.submit('j-1', null);
+    await waitUntil(() => gates.has('j-1'), 10_000, 'the owner to run the job');
+    // The claim's heartbeat and three periodic ones.
+    await waitUntil(() => beats >= 4, 10_000, 'heartbeats of the owner');
+    await delivered(wnc);
+    gates.get('j-1')?.();
+    expect(await qo.result('j-1', { waitMs: 10_000 })).toBe('j-1');
+    await waitUntil(() => wg.stats().operations - ops >= 2, 10_000, "the observer's checks");
+    // Settled: the observer forgot the job (a later done would cost it nothing).
+    await delivered(wnc);
+    expect(wg.stats().operations - ops).toBe(2);
+    gates.get('busy')?.();
+  });
+
   it.each(['completed', 'failed'] as const)('a %s outcome the grid does not take is announced and retried until it applies: recorded once, the handler ran once', async (outcome) => {
     const queue = `unrec-${outcome}`;
     const { gw, proxies } = await proxiedGrid();
