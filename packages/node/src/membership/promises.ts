@@ -57,12 +57,36 @@ export interface PromiseDeps {
   leaseRemainingMs(): number;
 }
 
+/** What this node asks each peer for: its primary partitions that peer owns too, made once per topology. */
+interface AskPlan {
+  topo: unknown;
+  epoch: string;
+  targetsVersion: number;
+  byPeer: Map<string, { parts: number[]; covers: Uint8Array }>;
+}
+
+/**
+ * The promises held from one owner under one epoch. A reply granting everything asked (the usual
+ * case: both sides hold the same topology) is recorded in O(1) as `full` (the partitions of the
+ * plan it answered, valid until `until`); a partial grant is written partition by partition into
+ * `until`. So while nothing changes, holding promises costs nothing per partition (ADR 0054).
+ */
+interface Held {
+  until: Float64Array;
+  full: { covers: Uint8Array; until: number } | null;
+  /** Latest expiry of anything held: the whole entry is dropped after it. */
+  last: number;
+}
+
 export class PromiseBook {
   readonly timing: PromiseTiming;
   /** By partition: this node promised not to serve it as primary before this time. */
   private readonly given: number[] = [];
-  /** By partition: `owner:epoch` → valid until. */
-  private readonly held = new Map<number, Map<string, number>>();
+  /** By `owner:epoch`: the promises held from that owner. */
+  private readonly held = new Map<string, Held>();
+  private plan: AskPlan | null = null;
+  /** How many times the ask plan was made (a test counts that it is not made again while nothing changes). */
+  planBuilds = 0;
   /** Peers asked and not answered yet (a slow peer holds up nobody else). */
   private readonly asking = new Set<string>();
 
@@ -81,10 +105,13 @@ export class PromiseBook {
     if (leaseValid) return true;
     const targets = this.d.view.targets(p);
     if (targets.length === 0) return false;
-    const h = this.held.get(p);
-    if (h === undefined) return false;
     const now = Date.now();
-    return targets.every((t) => (h.get(`${t.id}:${t.epoch}`) ?? 0) > now);
+    return targets.every((t) => {
+      const h = this.held.get(`${t.id}:${t.epoch}`);
+      if (h === undefined) return false;
+      if (h.full !== null && h.full.until > now && h.full.covers[p] === 1) return true;
+      return (h.until[p] ?? 0) > now;
+    });
   }
 
   /** Owner side: promise the partitions of which the asker is primary in our newest topology. */
@@ -109,23 +136,59 @@ export class PromiseBook {
     this.held.clear();
   }
 
-  /** Promises held, one per (partition, owner epoch); those run out are dropped at the next asking interval. */
+  /**
+   * Owners (by epoch) this node holds promises from; an owner's entry is dropped at the first
+   * asking interval after everything it promised has run out.
+   */
   get heldCount(): number {
-    let n = 0;
-    for (const h of this.held.values()) n += h.size;
-    return n;
+    return this.held.size;
   }
 
   /**
-   * Drops the promises held that have run out: `mayServe` counts them as absent already. Kept,
-   * they would pile up for good — one per partition for every epoch of every peer that ever gave
-   * one (each restart of a peer during a lease hiccup adds a set).
+   * Drops the owners whose promises have all run out: `mayServe` counts them as absent already.
+   * Kept, they would pile up for good — one for every epoch of every peer that ever gave one
+   * (each restart of a peer during a lease hiccup adds one).
    */
   private forgetExpired(now: number): void {
-    for (const [p, h] of this.held) {
-      for (const [key, until] of h) if (until <= now) h.delete(key);
-      if (h.size === 0) this.held.delete(p);
+    for (const [key, h] of this.held) if (h.last <= now) this.held.delete(key);
+  }
+
+  /** The partitions to ask each peer for, made again only when the topology, epoch or targets changed. */
+  private askPlan(): AskPlan {
+    const { view } = this.d;
+    const pl = this.plan;
+    if (pl !== null && pl.topo === view.topo && pl.epoch === view.epoch && pl.targetsVersion === view.targetsVersion) return pl;
+    this.planBuilds++;
+    const n = view.partitionCount();
+    const byPeer = new Map<string, { parts: number[]; covers: Uint8Array }>();
+    for (const p of view.primaryPartitions()) {
+      for (const t of view.targets(p)) {
+        let e = byPeer.get(t.id);
+        if (e === undefined) byPeer.set(t.id, (e = { parts: [], covers: new Uint8Array(n) }));
+        e.parts.push(p);
+        e.covers[p] = 1;
+      }
     }
+    this.plan = { topo: view.topo, epoch: view.epoch, targetsVersion: view.targetsVersion, byPeer };
+    return this.plan;
+  }
+
+  /** Records a reply: everything asked in O(1), a part of it partition by partition. */
+  private record(key: string, asked: { parts: number[]; covers: Uint8Array }, granted: number[], until: number): void {
+    let h = this.held.get(key);
+    if (h === undefined) this.held.set(key, (h = { until: new Float64Array(asked.covers.length), full: null, last: 0 }));
+    h.last = Math.max(h.last, until);
+    if (granted.length === asked.parts.length) {
+      // The giver answers the parts asked in their order, filtered: the same length is all of them.
+      const f = h.full;
+      if (f !== null && f.covers !== asked.covers && f.until > Date.now()) {
+        // A new plan (the topology moved): what the old one still covers is kept partition by partition.
+        for (let p = 0; p < f.covers.length; p++) if (f.covers[p] === 1 && (h.until[p] ?? 0) < f.until) h.until[p] = f.until;
+      }
+      h.full = f !== null && f.covers === asked.covers ? { covers: f.covers, until: Math.max(f.until, until) } : { covers: asked.covers, until };
+      return;
+    }
+    for (const p of granted) if (Number.isInteger(p) && p >= 0 && p < h.until.length && (h.until[p] ?? 0) < until) h.until[p] = until;
   }
 
   private ask(): void {
@@ -133,32 +196,20 @@ export class PromiseBook {
     const { view, life, peers, id } = this.d;
     if (life.state !== 'running' || view.topo === null) return;
     if (this.d.leaseRemainingMs() >= this.timing.askBelowMs) return;
-    const byPeer = new Map<string, number[]>();
-    for (const p of view.primaryPartitions()) {
-      for (const t of view.targets(p)) {
-        let list = byPeer.get(t.id);
-        if (list === undefined) byPeer.set(t.id, (list = []));
-        list.push(p);
-      }
-    }
+    const { byPeer } = this.askPlan();
     const sentAt = Date.now();
     const until = sentAt + this.timing.promiseMs - this.timing.marginMs;
-    const req = (peer: string, parts: number[]): Promise<void> =>
+    const req = (peer: string, asked: { parts: number[]; covers: Uint8Array }): Promise<void> =>
       Promise.resolve()
-        .then(() => peers.peer(peer).request(Op.PEER_PROMISE, { from: id, epoch: view.epoch, parts } satisfies PromiseRequest, this.timing.promiseMs))
+        .then(() => peers.peer(peer).request(Op.PEER_PROMISE, { from: id, epoch: view.epoch, parts: asked.parts } satisfies PromiseRequest, this.timing.promiseMs))
         .then((r) => {
           const reply = r as PromiseReply;
-          for (const p of reply.parts) {
-            let h = this.held.get(p);
-            if (h === undefined) this.held.set(p, (h = new Map()));
-            const key = `${peer}:${reply.epoch}`;
-            h.set(key, Math.max(h.get(key) ?? 0, until));
-          }
+          this.record(`${peer}:${reply.epoch}`, asked, reply.parts, until);
         });
-    for (const [peer, parts] of byPeer) {
+    for (const [peer, asked] of byPeer) {
       if (this.asking.has(peer)) continue;
       this.asking.add(peer);
-      req(peer, parts).then(
+      req(peer, asked).then(
         () => this.asking.delete(peer),
         () => this.asking.delete(peer),
       );

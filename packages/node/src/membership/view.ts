@@ -74,6 +74,7 @@ export class ClusterView {
     this.topo = rec;
     this.mapCache = null;
     this.targetsCache = [];
+    this.targetsVersion++;
     for (const key of this.departed) {
       const i = key.lastIndexOf(':');
       if (rec.members[key.slice(0, i)]?.epoch !== key.slice(i + 1)) this.departed.delete(key);
@@ -95,9 +96,16 @@ export class ClusterView {
     if (this.topo?.members[target.id]?.epoch !== target.epoch || this.departed.has(key)) return true;
     this.departed.add(key);
     this.targetsCache = [];
+    this.targetsVersion++;
     this.wakeGone();
     return true;
   }
+
+  /**
+   * Moves on whenever `targets()` may answer differently (a new topology, an owner found stopping);
+   * with `topo` and `epoch` it tells when something computed from the targets must be made again.
+   */
+  targetsVersion = 0;
 
   primaryPartitions(): number[] {
     const out: number[] = [];
