@@ -366,7 +366,15 @@ export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
       try {
         await held.completeWith(this.processed, { t: held.token, at: Date.now() }, this.windowMs);
       } catch (error) {
-        if (!(error instanceof LockNotHeldError)) throw error;
+        if (!(error instanceof LockNotHeldError)) {
+          // The grid did not take the mark (it may have applied with its answer lost): the
+          // handler ran, but its run is not known to be recorded. Reported as failed (it used to
+          // be only an anonymous error); the redelivery finds the mark or runs again.
+          d.nak(this.busyDelayMs);
+          this.emit('failed', { id, error });
+          this.emit('error', error instanceof Error ? error : new Error(describe(error)));
+          return 'failed';
+        }
         // The lease ran out while the handler ran and another delivery may hold the id now:
         // nothing was marked; a redelivery finds the other's mark or runs with a newer token.
         // (The finally below stops the keepalive.)
