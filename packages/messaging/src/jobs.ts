@@ -984,8 +984,12 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
       return;
     }
     if (error instanceof StaleOwnerError) return; // a checkpoint was refused: the job is someone else's
-    if (lostReason !== null || own.signal.aborted) {
+    // This run's checkpoint() refused because the lease was no longer certain: the watchdog may
+    // not have aborted the signal yet (its timer runs after the handler's promise settles).
+    const lostInCheckpoint = error instanceof OwnershipLostError && error.jobId === id;
+    if (lostReason !== null || own.signal.aborted || lostInCheckpoint) {
       // The handler stopped because ownership was lost: not a failure of the job. Free it at once.
+      if (lostReason === null && !own.signal.aborted) this.emit('lost', { jobId: id, fencingToken: tok, reason: 'lease not certainly valid' });
       this.queue.publish({ t: 'released', id, notBefore: 0 });
       return;
     }

@@ -286,4 +286,36 @@ describe('job notices are hints; outcomes the grid did not take are announced an
     const st = await qb.status('c-1');
     expect(st.fencingToken).toBeGreaterThan(aToken);
   });
+
+  it('a handler that stops on the OwnershipLostError of its checkpoint, before the watchdog fired, releases the job: no failure is counted', async () => {
+    const q = closeAfter(new JobQueue({ grid: await grid(), nats: await natsConn(), queue: 'lost-checkpoint' }));
+    const attempts: number[] = [];
+    const w = closeAfter(
+      q.worker(
+        async (ctx) => {
+          attempts.push(ctx.attempt);
+          if (ctx.attempt === 1) {
+            // A stall (a long GC pause, say) past the lease margin: no timer runs meanwhile, so
+            // the lease is no longer certain but the watchdog has not aborted the signal yet.
+            const until = Date.now() + 400;
+            while (Date.now() < until) {
+              // stalled
+            }
+            await ctx.checkpoint({ step: 1 }); // throws OwnershipLostError
+          }
+          return 'ok';
+        },
+        { leaseMs: 300, leaseMarginMs: 60 },
+      ),
+    );
+    const lost: string[] = [];
+    w.on('lost', (e) => lost.push(e.reason));
+    await w.start();
+    await q.submit('l-1', null, { maxAttempts: 1 });
+    expect(await q.result('l-1', { waitMs: 10_000 })).toBe('ok');
+    expect(attempts).toEqual([1, 2]);
+    const st = await q.status('l-1');
+    expect(st.failures).toBe(0);
+    expect(lost.length).toBeGreaterThan(0);
+  });
 });
