@@ -1006,13 +1006,10 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
     this.emit('failed', { jobId: id, error: info, final });
     if (final) {
       this.queue.publish({ t: 'done', id, state: 'failed' });
-      if (this.onDeadLetter) {
-        try {
-          await this.onDeadLetter(toStatus(next));
-        } catch (e) {
-          this.emit('error', e instanceof Error ? e : new Error(String(e)));
-        }
-      }
+      // Not awaited here: a slow or hanging hook must not keep the finished job's slot and its
+      // (renewed) lock. Its rejection is reported as `error`.
+      const hook = this.onDeadLetter;
+      if (hook) this.track(Promise.resolve().then(() => hook(toStatus(next))));
     } else {
       this.candidates.set(id, next.notBefore);
       this.queue.publish({ t: 'released', id, notBefore: next.notBefore });

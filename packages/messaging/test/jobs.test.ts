@@ -105,6 +105,26 @@ describe('job queue (in-process workers, real grid and nats-server)', () => {
     expect(dead.map((d) => d.id)).toEqual(['bad-1']);
   });
 
+  it('a dead-letter hook that never returns keeps neither a slot nor the lock: the next jobs run', async () => {
+    const q = await queue('dead-hang');
+    const dead: string[] = [];
+    const w = q.worker(
+      async (ctx) => {
+        if (ctx.jobId === 'bad') throw new Error('boom');
+        return ctx.jobId;
+      },
+      { concurrency: 1, closeTimeoutMs: 100, onDeadLetter: (j) => new Promise<void>(() => void dead.push(j.id)) },
+    );
+    workers.push(w);
+    await w.start();
+    await q.submit('bad', null, { maxAttempts: 1 });
+    expect(await q.result('bad', { waitMs: 10_000 }).catch((e: unknown) => e)).toBeInstanceOf(JobFailedError);
+    await waitUntil(() => dead.length === 1, 10_000, 'the hook called');
+    await q.submit('next', null);
+    expect(await q.result('next', { waitMs: 10_000 })).toBe('next');
+    expect(w.active).toEqual([]);
+  });
+
   it('a checkpoint is kept and handed to the next run; a transient failure then succeeds', async () => {
     const q = await queue('ckpt');
     const seen: unknown[] = [];
