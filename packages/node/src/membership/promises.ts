@@ -69,7 +69,7 @@ interface AskPlan {
  * The promises held from one owner under one epoch. A reply granting everything asked (the usual
  * case: both sides hold the same topology) is recorded in O(1) as `full` (the partitions of the
  * plan it answered, valid until `until`); a partial grant is written partition by partition into
- * `until`. So while nothing changes, holding promises costs nothing per partition (ADR 0054).
+ * `until`. So while nothing changes, holding promises costs nothing per partition (ADR 0007, "Cost at many partitions").
  */
 interface Held {
   until: Float64Array;
