@@ -14,6 +14,10 @@
  * it). With the default 1.5 s lease a job resumes elsewhere about 1.5–1.7 s after its worker dies.
  * A full scan of the job cache runs only when a worker starts, when its NATS connection comes back,
  * and as a slow backstop (default every 30 s).
+ *
+ * The notices are unauthenticated hints (ADR 0053): one that would make a worker forget or
+ * postpone a job is checked against the job's record first; a finished run's outcome that the
+ * grid did not take is announced and written again until it applies or a newer owner refuses it.
  */
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'eventemitter3';
