@@ -1,14 +1,17 @@
 /**
  * A Nest 11 app on @gridlink/nest, run as a child process from this folder so that @nestjs/* and
- * the injected copy of @gridlink/nest (built dist) resolve to Nest 11.x. Env: GRID_ENDPOINTS.
+ * the injected copy of @gridlink/nest (built dist) resolve to Nest 11.x. Env: GRID_ENDPOINTS,
+ * PLATFORM = 'express' (default) or 'fastify' (@nestjs/platform-fastify 11).
  * Prints one line `READY {"port":…,"nestCore":…,…}` once listening (versions and builds it loaded).
- * A POST /orders with header `x-hold: 1` waits, after counting its run, until POST /release.
+ * A POST /orders with header `x-hold: 1` waits, after counting its run, until POST /release;
+ * POST /orders/boom throws (counted in /runs too).
  */
 import 'reflect-metadata';
 import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import { Body, Controller, Get, HttpCode, Inject, Module, Post, Req } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
+import { FastifyAdapter } from '@nestjs/platform-fastify';
 import { GridHealthIndicator, GridlinkModule, Idempotent, type IdempotentRequest } from '@gridlink/nest';
 
 const require = createRequire(import.meta.url);
@@ -24,6 +27,13 @@ class OrdersController {
     const run = ++runs;
     if (req.headers['x-hold'] === '1') await held;
     return { run, item: body.item, token: req.idempotency!.fencingToken };
+  }
+
+  @Post('boom')
+  @Idempotent({ required: true })
+  boom(): never {
+    runs++;
+    throw new Error('handler failed');
   }
 }
 
@@ -62,12 +72,18 @@ class ControlController {
 })
 class AppModule {}
 
-const app = await NestFactory.create(AppModule, { logger: ['error'] });
+const platform = process.env.PLATFORM ?? 'express';
+if (platform !== 'express' && platform !== 'fastify') throw new Error(`PLATFORM must be express or fastify, got ${platform}`);
+const app = platform === 'fastify' ? await NestFactory.create(AppModule, new FastifyAdapter(), { logger: ['error'] }) : await NestFactory.create(AppModule, { logger: ['error'] });
 app.enableShutdownHooks();
 await app.listen(0, '127.0.0.1');
 const version = (id: string): string => (require(id) as { version: string }).version;
 const info = {
   port: (app.getHttpServer().address() as AddressInfo).port,
+  platform,
+  // The HTTP platform the app really runs on (@nestjs/platform-express or -fastify), and its version.
+  adapter: app.getHttpAdapter().constructor.name,
+  platformVersion: version(`@nestjs/platform-${platform}/package.json`),
   nestCore: version('@nestjs/core/package.json'),
   nestCommon: version('@nestjs/common/package.json'),
   // Where @gridlink/nest loaded Nest from: its own (injected) location, not this folder.

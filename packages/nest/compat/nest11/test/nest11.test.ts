@@ -1,7 +1,8 @@
 /**
- * @gridlink/nest on Nest 11: a real Nest 11 app (child process started from this package's folder,
- * where @nestjs/* and the injected copy of @gridlink/nest resolve to 11.x) listening on 127.0.0.1,
- * against an embedded LocalCluster in this process. Needs the built dist (`pnpm build`).
+ * @gridlink/nest on Nest 11: real Nest 11 apps (child processes started from this package's folder,
+ * where @nestjs/* and the injected copy of @gridlink/nest resolve to 11.x) on both HTTP platforms
+ * (@nestjs/platform-express and @nestjs/platform-fastify 11) listening on 127.0.0.1, against an
+ * embedded LocalCluster in this process. Needs the built dist (`pnpm build`).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
@@ -15,6 +16,9 @@ const tsxCli = createRequire(import.meta.url).resolve('tsx/cli');
 
 interface Ready {
   port: number;
+  platform: string;
+  adapter: string;
+  platformVersion: string;
   nestCore: string;
   nestCommon: string;
   nestCoreSeenByAdapter: string;
@@ -22,33 +26,30 @@ interface Ready {
   cjsBuildLoads: boolean;
 }
 
-let cluster: LocalCluster | undefined;
-let child: ChildProcess | undefined;
-let ready: Ready;
-let base: string;
-const stderr: string[] = [];
+interface Reply {
+  status: number;
+  headers: Headers;
+  body: Buffer;
+}
 
-function killChild(): void {
-  if (child?.pid !== undefined && child.exitCode === null && child.signalCode === null) {
+type Platform = 'express' | 'fastify';
+
+let cluster: LocalCluster | undefined;
+const children = new Set<ChildProcess>();
+
+function kill(proc: ChildProcess): void {
+  if (proc.pid !== undefined && proc.exitCode === null && proc.signalCode === null) {
     try {
-      process.kill(child.pid, 'SIGKILL');
+      process.kill(proc.pid, 'SIGKILL');
     } catch {
       // already gone
     }
   }
 }
-process.on('exit', killChild);
-
-async function post(path: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; headers: Headers; body: Buffer }> {
-  const r = await fetch(base + path, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
-  return { status: r.status, headers: r.headers, body: Buffer.from(await r.arrayBuffer()) };
+function killChildren(): void {
+  for (const c of children) kill(c);
 }
-
-async function getJson<T>(path: string): Promise<T> {
-  const r = await fetch(base + path);
-  expect(r.status).toBe(200);
-  return (await r.json()) as T;
-}
+process.on('exit', killChildren);
 
 async function waitFor(cond: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -58,20 +59,21 @@ async function waitFor(cond: () => Promise<boolean>, timeoutMs: number, what: st
   }
 }
 
-beforeAll(async () => {
-  cluster = await LocalCluster.start({ nodes: 2, partitions: 64 });
+/** Starts app.ts on `platform` as a child process; resolves once it printed READY. */
+async function startApp(platform: Platform): Promise<{ proc: ChildProcess; ready: Ready; stderr: string[] }> {
   const proc = spawn(process.execPath, [tsxCli, 'app.ts'], {
     cwd: here,
-    env: { ...process.env, GRID_ENDPOINTS: cluster.endpoints.join(','), NODE_OPTIONS: '' },
+    env: { ...process.env, GRID_ENDPOINTS: cluster!.endpoints.join(','), PLATFORM: platform, NODE_OPTIONS: '' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  child = proc;
+  children.add(proc);
+  const stderr: string[] = [];
   proc.stderr.on('data', (d: Buffer) => stderr.push(d.toString()));
-  ready = await new Promise<Ready>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`Nest 11 app not ready in 20 s: ${stderr.join('')}`)), 20_000);
+  const ready = await new Promise<Ready>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`Nest 11 app (${platform}) not ready in 20 s: ${stderr.join('')}`)), 20_000);
     proc.once('exit', (code, signal) => {
       clearTimeout(timer);
-      reject(new Error(`Nest 11 app exited (${code ?? signal}) before READY: ${stderr.join('')}`));
+      reject(new Error(`Nest 11 app (${platform}) exited (${code ?? signal}) before READY: ${stderr.join('')}`));
     });
     createInterface({ input: proc.stdout }).on('line', (line) => {
       if (!line.startsWith('READY ')) return;
@@ -79,19 +81,29 @@ beforeAll(async () => {
       resolve(JSON.parse(line.slice(6)) as Ready);
     });
   });
-  base = `http://127.0.0.1:${ready.port}`;
-});
+  return { proc, ready, stderr };
+}
 
-afterAll(async () => {
-  const proc = child;
-  if (proc?.pid !== undefined && proc.exitCode === null && proc.signalCode === null) {
+/** Ends a child app with SIGTERM (its shutdown hooks close the client), SIGKILL after 5 s. */
+async function stopApp(proc: ChildProcess | undefined): Promise<void> {
+  if (proc === undefined) return;
+  if (proc.pid !== undefined && proc.exitCode === null && proc.signalCode === null) {
     const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
     process.kill(proc.pid, 'SIGTERM');
-    const timer = setTimeout(killChild, 5000);
+    const timer = setTimeout(() => kill(proc), 5000);
     await exited;
     clearTimeout(timer);
   }
-  process.off('exit', killChild);
+  children.delete(proc);
+}
+
+beforeAll(async () => {
+  cluster = await LocalCluster.start({ nodes: 2, partitions: 64 });
+});
+
+afterAll(async () => {
+  await Promise.all([...children].map(stopApp));
+  process.off('exit', killChildren);
   await cluster?.stop();
 });
 
@@ -119,7 +131,7 @@ function runFailing(mode: 'init' | 'build'): Promise<{ stdout: string; code: num
   });
 }
 
-describe('@gridlink/nest on Nest 11', () => {
+describe('@gridlink/nest on Nest 11: a failed startup', () => {
   it('a startup failing after the client connected closes it: the process ends by itself (onModuleInit throws)', async () => {
     const r = await runFailing('init');
     expect(r.stdout).toContain('FAILED init failed');
@@ -132,7 +144,45 @@ describe('@gridlink/nest on Nest 11', () => {
     expect([r.code, r.signal]).toEqual([0, null]);
   });
 
-  it('really runs on @nestjs/core and @nestjs/common 11.x, through the injected adapter copy', () => {
+});
+
+/**
+ * The same core cases on both HTTP platforms of Nest 11: a fresh request, a concurrent duplicate
+ * (409), the replay byte for byte, 422 (and 400), a handler that throws frees the key.
+ */
+describe.each<Platform>(['express', 'fastify'])('@gridlink/nest on Nest 11 with platform-%s', (platform) => {
+  let proc: ChildProcess | undefined;
+  let ready: Ready;
+  let base = '';
+
+  beforeAll(async () => {
+    const started = await startApp(platform);
+    proc = started.proc;
+    ready = started.ready;
+    base = `http://127.0.0.1:${ready.port}`;
+  });
+
+  afterAll(async () => {
+    await stopApp(proc);
+  });
+
+  async function post(path: string, body: unknown, headers: Record<string, string> = {}): Promise<Reply> {
+    const r = await fetch(base + path, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+    return { status: r.status, headers: r.headers, body: Buffer.from(await r.arrayBuffer()) };
+  }
+
+  async function getJson<T>(path: string): Promise<T> {
+    const r = await fetch(base + path);
+    expect(r.status).toBe(200);
+    return (await r.json()) as T;
+  }
+
+  const runs = async (): Promise<number> => (await getJson<{ runs: number }>('/runs')).runs;
+
+  it(`really runs on @nestjs/core and @nestjs/common 11.x and @nestjs/platform-${platform} 11.x, through the injected adapter copy`, () => {
+    expect(ready.platform).toBe(platform);
+    expect(ready.adapter).toBe(platform === 'fastify' ? 'FastifyAdapter' : 'ExpressAdapter');
+    expect(ready.platformVersion).toMatch(/^11\./);
     expect(ready.nestCore).toMatch(/^11\./);
     expect(ready.nestCommon).toMatch(/^11\./);
     expect(ready.nestCoreSeenByAdapter).toMatch(/^11\./);
@@ -147,20 +197,34 @@ describe('@gridlink/nest on Nest 11', () => {
     expect(h.grid.knownNodes).toBe(2);
   });
 
-  it('runs the handler once for two concurrent identical requests, then replays', async () => {
-    const key = `nest11-concurrent-${Date.now()}`;
-    const { runs: before } = await getJson<{ runs: number }>('/runs');
+  it('runs a fresh request once; a duplicate gets the stored response byte for byte, marked', async () => {
+    const key = `nest11-${platform}-fresh-${Date.now()}`;
+    const before = await runs();
+    const a = await post('/orders', { item: 'pen' }, { 'idempotency-key': key });
+    expect(a.status).toBe(201);
+    expect(a.headers.get('idempotent-replayed')).toBeNull();
+    expect(JSON.parse(a.body.toString())).toMatchObject({ run: before + 1, item: 'pen' });
+    const b = await post('/orders', { item: 'pen' }, { 'idempotency-key': key });
+    expect(b.status).toBe(201);
+    expect(b.headers.get('idempotent-replayed')).toBe('true');
+    expect(b.headers.get('content-type')).toBe(a.headers.get('content-type'));
+    expect(Buffer.compare(b.body, a.body)).toBe(0);
+    expect(await runs()).toBe(before + 1);
+  });
+
+  it('runs the handler once for two concurrent identical requests (409 for the second), then replays', async () => {
+    const key = `nest11-${platform}-concurrent-${Date.now()}`;
+    const before = await runs();
     expect((await post('/hold', {})).status).toBe(200);
     const headers = { 'idempotency-key': key, 'x-hold': '1' };
     const first = post('/orders', { item: 'book' }, headers);
-    let second: Promise<{ status: number; headers: Headers; body: Buffer }> | undefined;
     try {
       // The first request holds the key (its handler has run) before the duplicate is sent.
-      await waitFor(async () => (await getJson<{ runs: number }>('/runs')).runs === before + 1, 5000, 'first handler run');
-      second = post('/orders', { item: 'book' }, headers);
-      const dup = await second;
+      await waitFor(async () => (await runs()) === before + 1, 5000, 'first handler run');
+      const dup = await post('/orders', { item: 'book' }, headers);
       expect(dup.status).toBe(409);
       expect(dup.headers.get('retry-after')).toBe('1');
+      expect(dup.headers.get('content-type')).toContain('application/problem+json');
     } finally {
       await post('/release', {});
     }
@@ -172,15 +236,26 @@ describe('@gridlink/nest on Nest 11', () => {
     expect(replay.status).toBe(201);
     expect(replay.headers.get('idempotent-replayed')).toBe('true');
     expect(Buffer.compare(replay.body, a.body)).toBe(0);
-    expect((await getJson<{ runs: number }>('/runs')).runs).toBe(before + 1);
+    expect(await runs()).toBe(before + 1);
   });
 
   it('answers 422 for the same key with another payload and 400 without a key', async () => {
-    const key = `nest11-mismatch-${Date.now()}`;
+    const key = `nest11-${platform}-mismatch-${Date.now()}`;
     expect((await post('/orders', { item: 'a' }, { 'idempotency-key': key })).status).toBe(201);
     const r = await post('/orders', { item: 'b' }, { 'idempotency-key': key });
     expect(r.status).toBe(422);
     expect(r.headers.get('content-type')).toContain('application/problem+json');
+    expect(JSON.parse(r.body.toString())).toMatchObject({ type: 'urn:gridlink:problem:idempotency-key-reused', status: 422 });
     expect((await post('/orders', { item: 'a' })).status).toBe(400);
+  });
+
+  it('frees the key when the handler throws: a retry with the same key runs again', async () => {
+    const key = `nest11-${platform}-boom-${Date.now()}`;
+    const before = await runs();
+    expect((await post('/orders/boom', {}, { 'idempotency-key': key })).status).toBe(500);
+    expect(await runs()).toBe(before + 1);
+    // Freeing the key follows the 500; the retry may still find it held (409) for a moment.
+    await waitFor(async () => (await post('/orders/boom', {}, { 'idempotency-key': key })).status === 500, 5000, 'the retry to run');
+    expect(await runs()).toBe(before + 2);
   });
 });
