@@ -5,26 +5,19 @@
  * aborts frees the key, and the terminus health check.
  */
 import 'reflect-metadata';
-import { Body, Controller, Get, Header, Inject, Module, Post, Req } from '@nestjs/common';
-import { NestFactory } from '@nestjs/core';
+import { Body, Controller, Header, Post, Req } from '@nestjs/common';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
-import { HealthCheck, HealthCheckService, TerminusModule } from '@nestjs/terminus';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { GridClient } from '@gridlink/client';
-import { LocalCluster } from '@gridlink/node';
-import { GRID_CLIENT, GridHealthIndicator, GridlinkModule, Idempotent, type IdempotentRequest } from '@gridlink/nest';
-import { gate, post, waitFor } from '../../express/test/helpers.js';
+import type { GridClient } from '@gridlink/client';
+import { GRID_CLIENT, Idempotent, type IdempotentRequest } from '@gridlink/nest';
+import { HandlerHold, HealthController, expectAbortFreesKey, post, startTestApp, waitFor, type TestApp } from './helpers.js';
 
-let cluster: LocalCluster;
-let app: NestFastifyApplication;
+let t: TestApp<NestFastifyApplication>;
 let base: string;
 let runs = 0;
 let boomRuns = 0;
-let hold = gate();
-let started = gate();
-let holdNext = false;
+const hold = new HandlerHold();
 let lastKeyHash = '';
-const logged: string[] = [];
 
 @Controller('orders')
 class OrdersController {
@@ -35,11 +28,7 @@ class OrdersController {
     const id = ++runs;
     lastKeyHash = req.idempotency!.keyHash;
     const token = req.idempotency!.fencingToken;
-    if (holdNext) {
-      holdNext = false;
-      started.open();
-      await hold.promise;
-    }
+    await hold.pass();
     return { id, item: body.item, token };
   }
 
@@ -51,41 +40,13 @@ class OrdersController {
   }
 }
 
-@Controller('health')
-class HealthController {
-  constructor(
-    @Inject(HealthCheckService) private readonly health: HealthCheckService,
-    @Inject(GridHealthIndicator) private readonly grid: GridHealthIndicator,
-  ) {}
-
-  @Get()
-  @HealthCheck()
-  check(): Promise<unknown> {
-    return this.health.check([() => this.grid.isHealthy('grid')]);
-  }
-}
-
-let endpoints: string[] = [];
-
-@Module({
-  imports: [GridlinkModule.forRootAsync({ useFactory: () => ({ client: { endpoints }, idempotency: { leaseMs: 2000 } }) }), TerminusModule],
-  controllers: [OrdersController, HealthController],
-})
-class AppModule {}
-
 beforeAll(async () => {
-  cluster = await LocalCluster.start({ nodes: 2, partitions: 64 });
-  endpoints = cluster.endpoints;
-  const logger = { log: () => undefined, warn: (m: unknown) => logged.push(String(m)), error: (...m: unknown[]) => logged.push(m.map(String).join(' ')) };
-  app = await NestFactory.create<NestFastifyApplication>(AppModule, new FastifyAdapter(), { logger, abortOnError: false });
-  await app.listen(0, '127.0.0.1');
-  const address = app.getHttpServer().address() as { port: number };
-  base = `http://127.0.0.1:${address.port}`;
+  t = await startTestApp<NestFastifyApplication>([OrdersController, HealthController], { adapter: new FastifyAdapter() });
+  base = t.base;
 });
 
 afterAll(async () => {
-  await app?.close();
-  await cluster?.stop();
+  await t?.close();
 });
 
 describe('@Idempotent() on Nest with Fastify', () => {
@@ -106,20 +67,18 @@ describe('@Idempotent() on Nest with Fastify', () => {
 
   it('rejects a concurrent duplicate with 409 problem+json while the first runs, then replays', async () => {
     const key = `fastify-concurrent-${Date.now()}`;
-    hold = gate();
-    started = gate();
-    holdNext = true;
+    hold.arm();
     const before = runs;
     const first = post(base, '/orders', { item: 'slow' }, { 'idempotency-key': key });
     try {
-      await started.promise;
+      await hold.started;
       const dup = await post(base, '/orders', { item: 'slow' }, { 'idempotency-key': key });
       expect(dup.status).toBe(409);
       expect(dup.headers.get('retry-after')).toBe('1');
       expect(dup.headers.get('content-type')).toContain('application/problem+json');
       expect(JSON.parse(dup.body.toString())).toMatchObject({ type: 'urn:gridlink:problem:request-in-progress', status: 409 });
     } finally {
-      hold.open();
+      hold.release();
     }
     const a = await first;
     expect(a.status).toBe(201);
@@ -149,44 +108,17 @@ describe('@Idempotent() on Nest with Fastify', () => {
   });
 
   it('frees the key when the client aborts while the handler runs', async () => {
-    const probe = await GridClient.connect({ endpoints: cluster.endpoints });
-    try {
-      const key = `fastify-abort-${Date.now()}`;
-      hold = gate();
-      started = gate();
-      holdNext = true;
-      const ac = new AbortController();
-      const pending = fetch(`${base}/orders`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', 'idempotency-key': key },
-        body: JSON.stringify({ item: 'abandoned' }),
-        signal: ac.signal,
-      }).catch((e: unknown) => e);
-      await started.promise;
-      const lockFree = async (): Promise<boolean> => {
-        const h = await probe.lock(`dedupe:gridlink-idempotency:${lastKeyHash}`).tryAcquire({ leaseMs: 1000 });
-        if (h === null) return false;
-        await h.release();
-        return true;
-      };
-      expect(await lockFree()).toBe(false);
-      ac.abort();
-      await pending;
-      await waitFor(lockFree, 5000, 'the lock to be freed after the abort');
-    } finally {
-      hold.open();
-      await probe.close();
-    }
+    await expectAbortFreesKey({ base, endpoints: t.cluster.endpoints, hold, keyHash: () => lastKeyHash, key: `fastify-abort-${Date.now()}` });
   });
 
   it('leaves no error logged by Nest or Fastify for the direct answers', () => {
-    expect(logged.filter((l) => /header|sent|ERR_/i.test(l))).toEqual([]);
+    expect(t.logged.filter((l) => /header|sent|ERR_/i.test(l))).toEqual([]);
   });
 
   it('reports grid health through terminus', async () => {
     const r = await fetch(`${base}/health`);
     expect(r.status).toBe(200);
     expect(await r.json()).toMatchObject({ status: 'ok', info: { grid: { status: 'up' } } });
-    expect(app.get<GridClient>(GRID_CLIENT).topology().nodes.some((n) => n.connected)).toBe(true);
+    expect(t.app.get<GridClient>(GRID_CLIENT).topology().nodes.some((n) => n.connected)).toBe(true);
   });
 });

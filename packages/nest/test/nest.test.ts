@@ -4,23 +4,18 @@
  * keys), the terminus health indicator, and the client closed on application shutdown.
  */
 import 'reflect-metadata';
-import type { AddressInfo } from 'node:net';
-import { Body, Controller, Get, HttpCode, Inject, Module, Post, Req, type INestApplication } from '@nestjs/common';
+import { Body, Controller, HttpCode, Inject, Module, Post, Req, type INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { HealthCheck, HealthCheckService, TerminusModule } from '@nestjs/terminus';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GridClient, type GridCache } from '@gridlink/client';
-import { LocalCluster } from '@gridlink/node';
-import { GRID_CLIENT, GridHealthIndicator, GridlinkModule, Idempotent, InjectCache, type IdempotentRequest } from '@gridlink/nest';
-import { gate, post, waitFor } from '../../express/test/helpers.js';
+import { GRID_CLIENT, GridlinkModule, Idempotent, InjectCache, type IdempotentRequest } from '@gridlink/nest';
+import { HandlerHold, HealthController, expectAbortFreesKey, post, startTestApp, waitFor, type TestApp } from './helpers.js';
 
-let cluster: LocalCluster;
+let t: TestApp<INestApplication>;
 let app: INestApplication;
 let base: string;
 let runs = 0;
-let hold = gate();
-let started = gate();
-let holdNext = false;
+const hold = new HandlerHold();
 let lastKeyHash = '';
 let afterSendRuns = 0;
 
@@ -38,11 +33,7 @@ class OrdersController {
     const token = req.idempotency!.fencingToken;
     lastKeyHash = req.idempotency!.keyHash;
     await this.orders.put(`order-${id}`, { item: body.item, token });
-    if (holdNext) {
-      holdNext = false;
-      started.open();
-      await hold.promise;
-    }
+    await hold.pass();
     return { id, item: body.item, token };
   }
 
@@ -67,51 +58,14 @@ class OrdersController {
   }
 }
 
-@Controller('health')
-class HealthController {
-  constructor(
-    @Inject(HealthCheckService) private readonly health: HealthCheckService,
-    @Inject(GridHealthIndicator) private readonly grid: GridHealthIndicator,
-  ) {}
-
-  @Get()
-  @HealthCheck()
-  check(): Promise<unknown> {
-    return this.health.check([() => this.grid.isHealthy('grid')]);
-  }
-}
-
-let endpoints: string[] = [];
-const logged: string[] = [];
-const logger = {
-  log: () => undefined,
-  warn: (m: unknown) => logged.push(String(m)),
-  error: (m: unknown, ...rest: unknown[]) => logged.push([m, ...rest].map(String).join(' ')),
-};
-
-@Module({
-  imports: [
-    GridlinkModule.forRootAsync({
-      useFactory: () => ({ client: { endpoints }, idempotency: { leaseMs: 2000 } }),
-      caches: ['orders'],
-    }),
-    TerminusModule,
-  ],
-  controllers: [OrdersController, HealthController],
-})
-class AppModule {}
-
 beforeAll(async () => {
-  cluster = await LocalCluster.start({ nodes: 2, partitions: 64 });
-  endpoints = cluster.endpoints;
-  app = await NestFactory.create(AppModule, { logger });
-  await app.listen(0, '127.0.0.1');
-  base = `http://127.0.0.1:${(app.getHttpServer().address() as AddressInfo).port}`;
+  t = await startTestApp([OrdersController, HealthController], { caches: ['orders'] });
+  app = t.app;
+  base = t.base;
 });
 
 afterAll(async () => {
-  await app?.close();
-  await cluster?.stop();
+  await t?.close();
 });
 
 describe('GridlinkModule on Nest', () => {
@@ -166,23 +120,21 @@ describe('GridlinkModule on Nest', () => {
     const plain = await post(base, '/orders/plain', {});
     expect(JSON.parse(plain.body.toString())).toEqual({ deduped: false });
     // Nest's own reply after the interceptor answered finds the response sent, and says nothing.
-    expect(logged.filter((l) => /header|ERR_/i.test(l))).toEqual([]);
+    expect(t.logged.filter((l) => /header|ERR_/i.test(l))).toEqual([]);
   });
 
   it('rejects a concurrent duplicate with 409 while the first runs', async () => {
     const key = `nest-concurrent-${Date.now()}`;
-    hold = gate();
-    started = gate();
-    holdNext = true;
+    hold.arm();
     const first = post(base, '/orders', { item: 'slow' }, { 'idempotency-key': key });
     try {
-      await started.promise;
+      await hold.started;
       // Needs locks to exclude each other within one GridClient (per-handle ownership).
       const dup = await post(base, '/orders', { item: 'slow' }, { 'idempotency-key': key });
       expect(dup.status).toBe(409);
       expect(dup.headers.get('retry-after')).toBe('1');
     } finally {
-      hold.open();
+      hold.release();
     }
     expect((await first).status).toBe(201);
   });
@@ -198,36 +150,7 @@ describe('GridlinkModule on Nest', () => {
   });
 
   it('frees the key when the client aborts the connection', async () => {
-    const probe = await GridClient.connect({ endpoints: cluster.endpoints });
-    try {
-      const key = `nest-abort-${Date.now()}`;
-      hold = gate();
-      started = gate();
-      holdNext = true;
-      const ac = new AbortController();
-      const pending = fetch(`${base}/orders`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', 'idempotency-key': key },
-        body: JSON.stringify({ item: 'abandoned' }),
-        signal: ac.signal,
-      }).catch((e: unknown) => e);
-      await started.promise;
-      const hash = lastKeyHash;
-      const lockFree = async (): Promise<boolean> => {
-        const h = await probe.lock(`dedupe:gridlink-idempotency:${hash}`).tryAcquire({ leaseMs: 1000 });
-        if (h === null) return false;
-        await h.release();
-        return true;
-      };
-      expect(await lockFree()).toBe(false);
-      ac.abort();
-      await pending;
-      await waitFor(lockFree, 5000, 'lock freed after abort');
-      hold.open();
-    } finally {
-      hold.open();
-      await probe.close();
-    }
+    await expectAbortFreesKey({ base, endpoints: t.cluster.endpoints, hold, keyHash: () => lastKeyHash, key: `nest-abort-${Date.now()}` });
   });
 
   it('reports grid health through terminus', async () => {
@@ -245,7 +168,7 @@ describe('GridlinkModule on Nest', () => {
 
 describe('application shutdown', () => {
   it('closes the client', async () => {
-    @Module({ imports: [GridlinkModule.forRoot({ client: { endpoints: cluster.endpoints } })] })
+    @Module({ imports: [GridlinkModule.forRoot({ client: { endpoints: t.cluster.endpoints } })] })
     class SmallModule {}
     const small = await NestFactory.createApplicationContext(SmallModule, { logger: false });
     const client = small.get(GridClient);

@@ -1,0 +1,148 @@
+/**
+ * What the Nest app tests share (nest.test.ts on platform-express, fastify.test.ts on
+ * platform-fastify): the terminus health controller, an embedded grid with a listening app around
+ * the test's controllers, a gate that holds a handler run, and the check that a client's abort
+ * frees the key.
+ */
+import 'reflect-metadata';
+import { Controller, Get, Inject, Module, type INestApplication, type LoggerService, type Type } from '@nestjs/common';
+import { NestFactory, type AbstractHttpAdapter } from '@nestjs/core';
+import { HealthCheck, HealthCheckService, TerminusModule } from '@nestjs/terminus';
+import { expect } from 'vitest';
+import { GridClient } from '@gridlink/client';
+import { LocalCluster } from '@gridlink/node';
+import { GridHealthIndicator, GridlinkModule } from '@gridlink/nest';
+import { gate, waitFor } from '../../express/test/helpers.js';
+
+export { gate, post, waitFor } from '../../express/test/helpers.js';
+
+/** GET /health: terminus' HealthCheckService over GridHealthIndicator. */
+@Controller('health')
+export class HealthController {
+  constructor(
+    @Inject(HealthCheckService) private readonly health: HealthCheckService,
+    @Inject(GridHealthIndicator) private readonly grid: GridHealthIndicator,
+  ) {}
+
+  @Get()
+  @HealthCheck()
+  check(): Promise<unknown> {
+    return this.health.check([() => this.grid.isHealthy('grid')]);
+  }
+}
+
+/**
+ * Holds the next handler run that passes through it until the test releases it. `arm()` before
+ * sending the request, `await started` to know the handler runs (and holds the key), `release()`.
+ */
+export class HandlerHold {
+  private held = gate();
+  private entered = gate();
+  private armed = false;
+
+  arm(): void {
+    this.held = gate();
+    this.entered = gate();
+    this.armed = true;
+  }
+
+  /** Called by the handler: waits for release() if armed. */
+  async pass(): Promise<void> {
+    if (!this.armed) return;
+    this.armed = false;
+    this.entered.open();
+    await this.held.promise;
+  }
+
+  get started(): Promise<void> {
+    return this.entered.promise;
+  }
+
+  release(): void {
+    this.held.open();
+  }
+}
+
+export interface TestApp<A extends INestApplication> {
+  cluster: LocalCluster;
+  app: A;
+  base: string;
+  /** What Nest (and the platform) logged as warnings and errors. */
+  logged: string[];
+  close(): Promise<void>;
+}
+
+/**
+ * A two-node embedded grid and a Nest app listening on 127.0.0.1 with `controllers`, GridlinkModule
+ * (forRootAsync, lease 2 s, `caches`) and TerminusModule, on `adapter` (platform-express without).
+ */
+export async function startTestApp<A extends INestApplication>(controllers: Type[], options: { caches?: string[]; adapter?: AbstractHttpAdapter } = {}): Promise<TestApp<A>> {
+  const cluster = await LocalCluster.start({ nodes: 2, partitions: 64 });
+  const logged: string[] = [];
+  const logger: LoggerService = {
+    log: () => undefined,
+    warn: (m: unknown) => logged.push(String(m)),
+    error: (m: unknown, ...rest: unknown[]) => logged.push([m, ...rest].map(String).join(' ')),
+  };
+  const endpoints = cluster.endpoints;
+  @Module({
+    imports: [GridlinkModule.forRootAsync({ useFactory: () => ({ client: { endpoints }, idempotency: { leaseMs: 2000 } }), caches: options.caches ?? [] }), TerminusModule],
+    controllers,
+  })
+  class AppModule {}
+  let app: A | undefined;
+  try {
+    const settings = { logger, abortOnError: false };
+    app = options.adapter === undefined ? await NestFactory.create<A>(AppModule, settings) : await NestFactory.create<A>(AppModule, options.adapter, settings);
+    await app.listen(0, '127.0.0.1');
+  } catch (e) {
+    await app?.close().catch(() => undefined);
+    await cluster.stop();
+    throw e;
+  }
+  const { port } = app.getHttpServer().address() as { port: number };
+  const started = app;
+  return {
+    cluster,
+    app: started,
+    base: `http://127.0.0.1:${port}`,
+    logged,
+    close: async () => {
+      await started.close();
+      await cluster.stop();
+    },
+  };
+}
+
+/**
+ * A client aborts its request while the handler runs (held by `hold`): the lock of the key
+ * (`keyHash()` once the handler runs) is held until then and freed after, seen from a second client.
+ */
+export async function expectAbortFreesKey(t: { base: string; endpoints: string[]; hold: HandlerHold; keyHash: () => string; key: string }): Promise<void> {
+  const probe = await GridClient.connect({ endpoints: t.endpoints });
+  try {
+    t.hold.arm();
+    const ac = new AbortController();
+    const pending = fetch(`${t.base}/orders`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'idempotency-key': t.key },
+      body: JSON.stringify({ item: 'abandoned' }),
+      signal: ac.signal,
+    }).catch((e: unknown) => e);
+    await t.hold.started;
+    const hash = t.keyHash();
+    const lockFree = async (): Promise<boolean> => {
+      const h = await probe.lock(`dedupe:gridlink-idempotency:${hash}`).tryAcquire({ leaseMs: 1000 });
+      if (h === null) return false;
+      await h.release();
+      return true;
+    };
+    expect(await lockFree()).toBe(false);
+    ac.abort();
+    await pending;
+    await waitFor(lockFree, 5000, 'the lock to be freed after the abort');
+  } finally {
+    t.hold.release();
+    await probe.close();
+  }
+}
