@@ -66,7 +66,26 @@ export interface IdempotentEvents {
   duplicate: (e: { id: string }) => void;
   inProgress: (e: { id: string }) => void;
   failed: (e: { id: string; error: unknown }) => void;
+  /**
+   * A core NATS message was not handled (never run, no grid operation): `overflow` when its
+   * subscription had `concurrency` messages being handled and `maxQueued` waiting; `closed` when
+   * the consumer was closed while it waited. `total`: messages dropped by this consumer so far.
+   */
+  dropped: (e: { subject: string; reason: 'overflow' | 'closed'; total: number }) => void;
   error: (e: Error) => void;
+}
+
+/** Options of `subscribe` (core NATS). */
+export interface SubscribeOptions {
+  /** Queue group of the subscription. */
+  queue?: string;
+  /** Messages of this subscription handled at once (handlers and their grid operations). Default 16. */
+  concurrency?: number;
+  /**
+   * Messages kept in memory, in arrival order, while `concurrency` are being handled; one arriving
+   * beyond that is dropped (event `dropped`; core NATS has no redelivery). Default 1000; 0: none.
+   */
+  maxQueued?: number;
 }
 
 interface Delivery {
@@ -115,6 +134,9 @@ export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
   /** Ids this process is handling now (one GridClient: never take the same lock twice at once). */
   private readonly local = new Set<string>();
   private readonly subs = new Set<Subscription>();
+  /** Empties each subscription's waiting messages (close()). */
+  private readonly discardQueued = new Set<() => void>();
+  private droppedTotal = 0;
   private readonly closeTimeoutMs: number;
   private readonly inFlight = new Set<InFlight>();
   private idleWaiters: (() => void)[] = [];
@@ -197,14 +219,47 @@ export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
     return this.process(msg, coreDelivery(msg), handler);
   }
 
-  /** Subscribes to a core NATS subject (optionally in a queue group) with the handler wrapped. */
-  subscribe(nc: NatsConnection, subject: string, handler: IdempotentHandler<Msg>, opts: { queue?: string } | null = {}): Subscription {
+  /** Core NATS messages dropped so far (see the `dropped` event). */
+  get dropped(): number {
+    return this.droppedTotal;
+  }
+
+  private drop(subject: string, reason: 'overflow' | 'closed'): void {
+    this.droppedTotal++;
+    this.emit('dropped', { subject, reason, total: this.droppedTotal });
+  }
+
+  /**
+   * Subscribes to a core NATS subject (optionally in a queue group) with the handler wrapped. At
+   * most `concurrency` messages are handled at once; up to `maxQueued` more wait in memory, in
+   * arrival order, and any beyond that is dropped (`dropped` event, `dropped` count): core NATS
+   * has no redelivery, so a burst larger than the two is lost, not deferred.
+   */
+  subscribe(nc: NatsConnection, subject: string, handler: IdempotentHandler<Msg>, opts: SubscribeOptions | null = {}): Subscription {
     if (this.closed) throw new MessagingClosedError('idempotent consumer');
     required('nc', nc, (n) => typeof n.subscribe === 'function', 'a NatsConnection');
     if (typeof subject !== 'string' || subject === '') throw new MessagingConfigError('subject', `must be a non-empty string, got ${describe(subject)}`);
     this.checkHandler(handler);
-    const o = options('options', opts, ['queue']);
+    const o = options('options', opts, ['queue', 'concurrency', 'maxQueued']);
     if (o.queue !== undefined && (typeof o.queue !== 'string' || o.queue === '')) throw new MessagingConfigError('queue', `must be a non-empty string, got ${describe(o.queue)}`);
+    const concurrency = int('concurrency', o.concurrency, 16, 1, 10_000);
+    const maxQueued = int('maxQueued', o.maxQueued, 1000, 0, 1_000_000);
+    const waiting = new Fifo<Msg>();
+    let active = 0;
+    const run = (msg: Msg): void => {
+      active++;
+      // process() settles with an outcome; it rejects only when an event listener threw.
+      void this.process(msg, coreDelivery(msg), handler)
+        .catch(() => undefined)
+        .finally(() => {
+          active--;
+          const next = this.closed ? undefined : waiting.shift();
+          if (next !== undefined) run(next);
+        });
+    };
+    const discard = (): void => {
+      for (let m = waiting.shift(); m !== undefined; m = waiting.shift()) this.drop(m.subject, 'closed');
+    };
     const sub = nc.subscribe(subject, {
       ...(o.queue !== undefined ? { queue: o.queue } : {}),
       callback: (err, msg) => {
@@ -213,11 +268,13 @@ export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
           return;
         }
         if (this.closed) return;
-        // process() settles with an outcome; it rejects only when an event listener threw.
-        this.process(msg, coreDelivery(msg), handler).catch(() => undefined);
+        if (active < concurrency) run(msg);
+        else if (waiting.length < maxQueued) waiting.push(msg);
+        else this.drop(msg.subject, 'overflow');
       },
     });
     this.subs.add(sub);
+    this.discardQueued.add(discard);
     void sub.closed.then(() => this.subs.delete(sub));
     return sub;
   }
@@ -417,6 +474,9 @@ export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
     this.closed = true;
     for (const s of this.subs) s.unsubscribe();
     this.subs.clear();
+    // Messages waiting for a slot are not run (core NATS: nothing to give back).
+    for (const discard of this.discardQueued) discard();
+    this.discardQueued.clear();
     for (const stop of this.stopConsuming) stop();
     if (this.inFlight.size > 0) {
       let timer: NodeJS.Timeout | undefined;
@@ -429,6 +489,31 @@ export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
     }
     this.idleWaiters = [];
     this.closedDone();
+  }
+}
+
+/** A queue with O(1) push and shift (the waiting messages of a core subscription). */
+class Fifo<T> {
+  private items: (T | undefined)[] = [];
+  private head = 0;
+
+  get length(): number {
+    return this.items.length - this.head;
+  }
+
+  push(v: T): void {
+    this.items.push(v);
+  }
+
+  shift(): T | undefined {
+    if (this.head >= this.items.length) return undefined;
+    const v = this.items[this.head];
+    this.items[this.head++] = undefined;
+    if (this.head >= 1024 && this.head * 2 >= this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+    return v;
   }
 }
 
