@@ -12,8 +12,9 @@
  * third of the lock lease. Other workers remember, per job, when its lease must have run out if
  * the heartbeats stop, and only then try the lock (a few tries ~100 ms apart until the grid frees
  * it). With the default 1.5 s lease a job resumes elsewhere about 1.5–1.7 s after its worker dies.
- * A full scan of the job cache runs only when a worker starts, when its NATS connection comes back,
- * and as a slow backstop (default every 30 s).
+ * A scan of the unfinished jobs (an index kept beside the records, ADR 0055; at start, once, of
+ * every record) runs only when a worker starts, when its NATS connection comes back, and as a
+ * slow backstop (default every 30 s).
  *
  * The notices are unauthenticated hints (ADR 0053): one that would make a worker forget or
  * postpone a job is checked against the job's record first; a finished run's outcome that the
@@ -151,7 +152,7 @@ export interface WorkerOptions {
   retry?: RetryOptions;
   /** Called once for a job that failed for the last time. */
   onDeadLetter?: (job: JobStatus) => Promise<void> | void;
-  /** Full scan of the job cache as a backstop (ms); 0 = only at start and on NATS reconnect. Default 30000. */
+  /** Scan of the unfinished jobs as a backstop (ms); 0 = only at start and on NATS reconnect. Default 30000. */
   sweepIntervalMs?: number;
   /** Graceful close waits this long for running handlers (ms). Default 10000. */
   closeTimeoutMs?: number;
@@ -225,12 +226,35 @@ function toStatus<R>(r: JobRecord): JobStatus<R> {
 /** A refusal carries the stored record it was decided on. */
 type UpdateResult = { ok: true; next: JobRecord } | (Refusal & { current: JobRecord }) | { ok: false; reason: 'missing' };
 
-/** Raw access to the job records: get and compare-and-set on the exact stored bytes. */
+/**
+ * How old (by its own timestamp) an entry of the unfinished-jobs index must be before a sweep
+ * removes it when it does not match its record (the record is missing, or finished but written by
+ * another submit): a submit writes the entry just before it creates the record, and an entry
+ * younger than this may belong to a submit between those two writes.
+ */
+export const INDEX_GRACE_MS = 5 * 60_000;
+
+/**
+ * Raw access to the job records: get and compare-and-set on the exact stored bytes; and the
+ * index of unfinished jobs (ADR 0055): id → the `createdAt` of the submit that wrote it. Every
+ * unfinished record has an entry (a submit writes it before the record); an entry whose record
+ * finished is removed by the worker that finished it, and one left over (a lost removal, a second
+ * submit of the same id) by a later sweep.
+ */
 class JobStore {
   constructor(
     readonly cache: GridCache<string, Uint8Array>,
+    readonly index: GridCache<string, number>,
     private readonly retainFinishedMs: number,
   ) {}
+
+  /**
+   * Removes the index entry of a job whose record finished, if it is still the one the record's
+   * submit wrote (a newer submit of the same id, once the record expired, wrote another value).
+   */
+  forget(id: string, createdAt: number): Promise<boolean> {
+    return this.index.removeIfEquals(id, createdAt);
+  }
 
   async get(id: string): Promise<JobRecord | undefined> {
     const raw = await this.cache.get(id);
@@ -277,6 +301,7 @@ interface Resolved {
   queue: string;
   subject: string;
   cacheName: string;
+  indexName: string;
   maxPayloadBytes: number;
   maxAttempts: number;
   retainFinishedMs: number;
@@ -299,6 +324,7 @@ function resolve(o: JobQueueOptions): Resolved {
     queue,
     subject: `${prefix}.${queue}`,
     cacheName: `gridlink.jobs.${queue}`,
+    indexName: `gridlink.jobs.${queue}.unfinished`,
     maxPayloadBytes: int('maxPayloadBytes', o.maxPayloadBytes, 65536, 1, 3 * 1024 * 1024),
     maxAttempts: int('maxAttempts', o.maxAttempts, 3, 1, 1_000_000),
     retainFinishedMs: int('retainFinishedMs', o.retainFinishedMs, 86_400_000, 1, 365 * 24 * 3600 * 1000),
@@ -315,7 +341,11 @@ export class JobQueue {
 
   constructor(options: JobQueueOptions) {
     this.cfg = resolve(options);
-    this.store = new JobStore(this.cfg.grid.cache<string, Uint8Array>(this.cfg.cacheName, { serializer: bytesSerializer }), this.cfg.retainFinishedMs);
+    this.store = new JobStore(
+      this.cfg.grid.cache<string, Uint8Array>(this.cfg.cacheName, { serializer: bytesSerializer }),
+      this.cfg.grid.cache<string, number>(this.cfg.indexName),
+      this.cfg.retainFinishedMs,
+    );
   }
 
   get name(): string {
@@ -348,6 +378,10 @@ export class JobQueue {
     const maxAttempts = int('maxAttempts', o.maxAttempts, this.cfg.maxAttempts, 1, 1_000_000);
     const delayMs = int('delayMs', o.delayMs, 0, 0, 365 * 24 * 3600 * 1000);
     const rec = newRecord(jobId, payload, maxAttempts, Date.now(), delayMs);
+    // The index entry first: an unfinished record never exists without one (the sweep reads only
+    // the index). If the job exists already, the entry is left as written; a sweep removes it
+    // once it no longer matches an unfinished record (INDEX_GRACE_MS).
+    await this.store.index.put(jobId, rec.createdAt);
     const created = await this.store.cache.putIfAbsent(jobId, encodeRecord(rec));
     const current = created ? rec : await this.store.get(jobId);
     if (current === undefined) throw new JobNotFoundError(jobId); // removed in between: not expected
@@ -366,15 +400,19 @@ export class JobQueue {
 
   /**
    * The job's result: waits up to `waitMs` (default 0: answer now) for it to finish. Throws
-   * JobFailedError when it failed, ResultTimeoutError when it has not finished in time.
+   * JobFailedError when it failed, ResultTimeoutError when it has not finished in time. The grid
+   * answers: the `done` notice only wakes the wait early. Without a NATS subscription (the
+   * connection is closed, or refused it) the record is read again with backoff, 50 ms doubling
+   * to 1 s; with one, at least every second.
    */
   async result<R = unknown>(jobId: string, opts: { waitMs?: number } | null = {}): Promise<R> {
     this.checkOpen();
     checkJobId(jobId);
     const waitMs = int('waitMs', options('options', opts, ['waitMs']).waitMs, 0, 0, 24 * 3600 * 1000);
     const deadline = Date.now() + waitMs;
-    this.ensureDoneSub();
+    let pollMs = 50;
     for (;;) {
+      const notified = waitMs > 0 && this.ensureDoneSub();
       // Register before reading so a completion between the read and the wait is not missed.
       let wake: () => void = () => undefined;
       const woken = new Promise<void>((r) => (wake = r));
@@ -388,8 +426,11 @@ export class JobQueue {
         const left = deadline - Date.now();
         if (left <= 0) throw new ResultTimeoutError(jobId, waitMs);
         // The notification is the fast path; re-reading at most every second covers a missed one.
+        // Without it, the grid is polled with backoff.
+        const pause = notified ? 1000 : pollMs;
+        pollMs = Math.min(pollMs * 2, 1000);
         let timer: NodeJS.Timeout | undefined;
-        await Promise.race([woken, new Promise<void>((r) => (timer = setTimeout(r, Math.min(left, 1000))))]);
+        await Promise.race([woken, new Promise<void>((r) => (timer = setTimeout(r, Math.min(left, pause))))]);
         clearTimeout(timer);
       } finally {
         set.delete(wake);
@@ -398,19 +439,41 @@ export class JobQueue {
     }
   }
 
-  private ensureDoneSub(): void {
-    if (this.doneSub !== null) return;
-    this.doneSub = this.cfg.nats.subscribe(`${this.cfg.subject}.done`, {
-      callback: (err, msg) => {
-        if (err) return;
-        try {
-          const n = JSON.parse(dec.decode(msg.data)) as { id?: unknown };
-          if (typeof n.id === 'string') for (const w of this.waiters.get(n.id) ?? []) w();
-        } catch {
-          // not ours
-        }
+  /**
+   * Subscribes to `done` notices (once); false when NATS refuses (a closed or draining
+   * connection): `result()` then polls the grid. Tried again at the next wait.
+   */
+  private ensureDoneSub(): boolean {
+    if (this.doneSub !== null) return true;
+    if (this.closed) return false;
+    let sub: Subscription;
+    try {
+      sub = this.cfg.nats.subscribe(`${this.cfg.subject}.done`, {
+        callback: (err, msg) => {
+          if (err) return;
+          try {
+            const n = JSON.parse(dec.decode(msg.data)) as { id?: unknown };
+            if (typeof n.id === 'string') for (const w of this.waiters.get(n.id) ?? []) w();
+          } catch {
+            // not ours
+          }
+        },
+      });
+    } catch {
+      return false;
+    }
+    this.doneSub = sub;
+    // The connection closed later: forget the subscription, so waits poll (and a later wait
+    // subscribes again should the connection object be usable).
+    void sub.closed.then(
+      () => {
+        if (this.doneSub === sub) this.doneSub = null;
       },
-    });
+      () => {
+        if (this.doneSub === sub) this.doneSub = null;
+      },
+    );
+    return true;
   }
 
   /** A worker running `handler` for this queue's jobs; call `start()` on it. */
@@ -493,6 +556,8 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
   private sweeper: NodeJS.Timeout | null = null;
   private sweeping: Promise<void> | null = null;
   private sweepAgain = false;
+  /** The sweep asked for meanwhile reads every record (see sweep()). */
+  private sweepFull = false;
   private state: 'new' | 'running' | 'closing' | 'closed' = 'new';
   private stopStatus: () => void = () => undefined;
   private idleWaiters: (() => void)[] = [];
@@ -532,17 +597,24 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
     return [...this.running.keys()];
   }
 
-  /** Subscribes, scans for pending jobs and starts taking them. */
+  /**
+   * Subscribes, scans for pending jobs and starts taking them. If the subscription cannot be made
+   * (the NATS connection is closed or draining, say), the error is thrown and the worker is left
+   * as it was: nothing started, `start()` may be called again. If the first sweep cannot read the
+   * queue, the worker is closed (what it started is stopped) and the grid's error thrown.
+   */
   async start(): Promise<void> {
     if (this.state === 'running') throw new MessagingError('worker already started', 'WORKER_STARTED');
     if (this.state !== 'new') throw new MessagingClosedError('worker');
-    this.state = 'running';
+    // Subscribed before anything else starts: if it throws, the worker stays `new` (startable).
+    // Nothing is delivered before `state` is set below (same tick).
     this.sub = this.cfg.nats.subscribe(`${this.cfg.subject}.*`, {
       callback: (err, msg) => {
         if (err) return;
         this.onNotice(msg.data);
       },
     });
+    this.state = 'running';
     this.tick = setInterval(() => this.onTick(), 50);
     this.tick.unref();
     this.heartbeat = setInterval(() => this.beat(), Math.max(20, Math.floor(this.leaseMs / 3)));
@@ -553,7 +625,7 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
     }
     this.track(this.watchNats());
     try {
-      await this.sweep();
+      await this.sweepAs(true);
     } catch (e) {
       // Could not read the queue's jobs at all: do not leave a half-started worker behind.
       await this.close();
@@ -579,17 +651,38 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
     }
   }
 
-  /** Scans the job cache for unfinished jobs (start, NATS reconnect, slow backstop). */
+  /**
+   * Drops a finished job from the index of unfinished jobs (not awaited: the job's slot and lock
+   * do not wait for it; if it fails, a sweep removes the entry).
+   */
+  private forget(id: string, createdAt: number): void {
+    this.store.forget(id, createdAt).catch(() => undefined);
+  }
+
+  /**
+   * Looks for unfinished jobs (NATS reconnect, slow backstop): reads the index of unfinished jobs
+   * and their records — finished records kept for `retainFinishedMs` are not read. The first
+   * sweep of `start()` reads every record of the queue instead, and adds the index entries an
+   * unfinished record lacks (records written by a version without the index).
+   */
   sweep(): Promise<void> {
+    return this.sweepAs(false);
+  }
+
+  private sweepAs(full: boolean): Promise<void> {
     if (this.state !== 'running') return Promise.resolve();
     if (this.sweeping !== null) {
+      if (full) this.sweepFull = true;
       this.sweepAgain = true;
       return this.sweeping;
     }
+    this.sweepFull = full;
     this.sweeping = (async () => {
       do {
         this.sweepAgain = false;
-        await this.sweepOnce();
+        const f = this.sweepFull;
+        this.sweepFull = false;
+        await this.sweepOnce(f);
       } while (this.sweepAgain && this.state === 'running');
     })().finally(() => {
       this.sweeping = null;
@@ -597,20 +690,27 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
     return this.sweeping;
   }
 
-  private async sweepOnce(): Promise<void> {
+  private async sweepOnce(full: boolean): Promise<void> {
     const ids: string[] = [];
-    for await (const key of this.store.cache.scan({ batchSize: 512 })) {
+    for await (const key of (full ? this.store.cache : this.store.index).scan({ batchSize: 512 })) {
       if (this.state !== 'running') return;
       const id = jobIdOfKey(key);
       if (id !== undefined) ids.push(id);
     }
     const unreadable: string[] = [];
+    /** Unfinished jobs (full sweep): their index entries are checked. */
+    const unfinished: string[] = [];
+    /** Index entries whose record is missing or finished: id → the record's createdAt (or null). */
+    const leftover = new Map<string, number | null>();
     for (let i = 0; i < ids.length; i += 256) {
       const batch = ids.slice(i, i + 256);
       const raws = await this.store.cache.getAll(batch);
       batch.forEach((id, j) => {
         const raw = raws[j];
-        if (raw === undefined) return;
+        if (raw === undefined) {
+          if (!full) leftover.set(id, null);
+          return;
+        }
         let r: JobRecord;
         try {
           r = decodeRecord(raw);
@@ -619,7 +719,12 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
           unreadable.push(id);
           return;
         }
-        if (isTerminal(r.state) || this.running.has(id) || this.claiming.has(id)) return;
+        if (isTerminal(r.state)) {
+          if (!full) leftover.set(id, r.createdAt);
+          return;
+        }
+        if (full) unfinished.push(id);
+        if (this.running.has(id) || this.claiming.has(id)) return;
         if (r.state === 'pending') {
           // Whatever notices said about it: the record says it is free.
           this.held.delete(id);
@@ -635,6 +740,56 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
     if (unreadable.length > 0) {
       const shown = unreadable.slice(0, 10).join(', ');
       this.emit('error', new MessagingError(`${unreadable.length} record(s) in ${this.cfg.cacheName} are no job records this version can read, skipped: ${shown}${unreadable.length > 10 ? ', …' : ''}`, 'JOB_UNREADABLE_RECORD'));
+    }
+    if (full) await this.addMissingEntries(unfinished);
+    else await this.removeLeftovers(leftover);
+  }
+
+  /** Index entries for unfinished records that have none (written before the index existed). */
+  private async addMissingEntries(ids: string[]): Promise<void> {
+    for (let i = 0; i < ids.length && this.state === 'running'; i += 256) {
+      const batch = ids.slice(i, i + 256);
+      const entries = await this.store.index.getAll(batch);
+      const missing = batch.filter((_, j) => entries[j] === undefined);
+      if (missing.length === 0) continue;
+      const raws = await this.store.cache.getAll(missing);
+      await Promise.all(
+        missing.map(async (id, j) => {
+          const raw = raws[j];
+          if (raw === undefined) return;
+          let r: JobRecord;
+          try {
+            r = decodeRecord(raw);
+          } catch {
+            return;
+          }
+          if (isTerminal(r.state)) return;
+          await this.store.index.putIfAbsent(id, r.createdAt);
+          // Finished meanwhile (its worker's removal may have come first): the next sweep removes it.
+        }),
+      );
+    }
+  }
+
+  /**
+   * Removes index entries that no longer stand for an unfinished job: one written by the submit of
+   * a record that has finished (its worker's removal was lost), at once; any other (the record is
+   * gone, or finished but created by another submit of the id) once it is INDEX_GRACE_MS old. Each
+   * removal applies only if the entry is still the one read (a new submit writes a new value).
+   */
+  private async removeLeftovers(leftover: Map<string, number | null>): Promise<void> {
+    const ids = [...leftover.keys()];
+    for (let i = 0; i < ids.length && this.state === 'running'; i += 256) {
+      const batch = ids.slice(i, i + 256);
+      const entries = await this.store.index.getAll(batch);
+      const now = Date.now();
+      await Promise.all(
+        batch.map(async (id, j) => {
+          const v = entries[j];
+          if (typeof v !== 'number') return;
+          if (v === leftover.get(id) || now - v > INDEX_GRACE_MS) await this.store.index.removeIfEquals(id, v);
+        }),
+      );
     }
   }
 
@@ -980,6 +1135,7 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
       const u = await this.recordOutcome(id, tok, 'completed', (r) => complete(r, tok, result ?? null, Date.now()), known);
       if (u === null) return;
       if (u.ok) {
+        this.forget(id, u.next.createdAt);
         this.queue.publish({ t: 'done', id, state: 'completed' });
         this.emit('completed', { jobId: id, fencingToken: tok });
       } else {
@@ -1009,6 +1165,7 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
     const final = next.state === 'failed';
     this.emit('failed', { jobId: id, error: info, final });
     if (final) {
+      this.forget(id, next.createdAt);
       this.queue.publish({ t: 'done', id, state: 'failed' });
       // Not awaited here: a slow or hanging hook must not keep the finished job's slot and its
       // (renewed) lock. Its rejection is reported as `error`.
