@@ -16,6 +16,11 @@ import type { GridlinkModuleOptions } from './options.js';
 
 export type { GridlinkModuleOptions } from './options.js';
 
+// When this module loads, not when a GridlinkModule is first defined: in
+// `NestFactory.create(AppModule.register())` the callee is read before the arguments run, so a
+// guard installed by `GridlinkModule.forRoot()` inside register() would miss that very call.
+installStartupGuard();
+
 /** What `forRootAsync({ useClass })` or `forRootAsync({ useExisting })` names: a provider making the options. */
 export interface GridlinkOptionsFactory {
   createGridlinkOptions(): GridlinkModuleOptions | Promise<GridlinkModuleOptions>;

@@ -6,89 +6,140 @@
  * reject without a shutdown hook — Nest 11's `close()` even rethrows the init error instead of
  * running them. The open client's sockets then keep the process alive after the error.
  *
- * So the Nest entry points that build or initialise an application are wrapped, once per copy of
- * this module: `NestFactory.create*()` runs in an AsyncLocalStorage scope in which the client
- * provider registers what it connected, closed if the call rejects; `init()` of an application
- * (context) closes the application's client if it rejects. Successful calls are untouched.
+ * So the Nest entry points that build or initialise an application are wrapped:
+ * `NestFactory.create*()` and `@nestjs/testing`'s `TestingModuleBuilder.compile()` (when it can be
+ * loaded) run in an AsyncLocalStorage scope in which the client provider registers what it
+ * connected, closed if the call rejects; `init()` of an application (context) closes the
+ * application's client if it rejects. Successful calls are untouched.
+ *
+ * The scope storage and the record of what is wrapped live on `globalThis` under a registered
+ * symbol, shared by every copy of this module in the process (the ESM and the CJS build, a copy
+ * re-evaluated by hot reload, two installed versions): each entry point is wrapped once per
+ * process, and a client registers with the scope whichever copy wrapped the call.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { createRequire } from 'node:module';
 import { NestApplication, NestApplicationContext, NestFactory } from '@nestjs/core';
-import type { GridClient } from '@gridlink/client';
 import { GRID_CLIENT } from './tokens.js';
 
+interface Closable {
+  close(): Promise<void>;
+}
+
+/** One bootstrap in progress. Shape shared between copies: change the registry key with it. */
 interface Startup {
-  readonly clients: Set<GridClient>;
+  readonly clients: Set<Closable>;
   failed: boolean;
 }
 
-const startups = new AsyncLocalStorage<Startup>();
-/** Local symbol: each loaded copy of this module (ESM and CJS builds) wraps with its own scope. */
-const WRAPPED = Symbol('gridlink.nest.startupGuard');
-type Fn = ((this: unknown, ...args: unknown[]) => Promise<unknown>) & { [WRAPPED]?: true };
-let installed = false;
+interface Registry {
+  readonly scopes: AsyncLocalStorage<Startup>;
+  /** Per target object, the names of its methods wrapped (by any copy). */
+  readonly wrapped: WeakMap<object, Set<string>>;
+}
 
-async function closeQuietly(client: GridClient): Promise<void> {
+const REGISTRY = Symbol.for('gridlink.nest.startupGuard.v1');
+/** On every wrapper: the function it wraps (to unwrap, or to patch beneath it). */
+export const ORIGINAL = Symbol.for('gridlink.nest.startupGuard.original');
+
+type Fn = ((this: unknown, ...args: unknown[]) => Promise<unknown>) & { [ORIGINAL]?: Fn };
+
+function registry(): Registry {
+  const g = globalThis as { [REGISTRY]?: Registry };
+  return (g[REGISTRY] ??= { scopes: new AsyncLocalStorage<Startup>(), wrapped: new WeakMap() });
+}
+
+async function closeQuietly(client: Closable): Promise<void> {
   await client.close().catch(() => undefined);
 }
 
+/** Replaces `target[name]` by `make(original)`, once per target and name in the process. */
 function wrap(target: object, name: string, make: (original: Fn) => Fn): void {
-  const t = target as Record<string, Fn | undefined>;
-  const original = t[name];
-  if (typeof original !== 'function' || original[WRAPPED] === true) return;
+  const r = registry();
+  const names = r.wrapped.get(target) ?? new Set<string>();
+  const original = (target as Record<string, Fn | undefined>)[name];
+  if (names.has(name) || typeof original !== 'function') return;
   const wrapped = make(original);
-  wrapped[WRAPPED] = true;
+  Object.defineProperty(wrapped, 'name', { value: original.name, configurable: true });
+  wrapped[ORIGINAL] = original;
   Object.defineProperty(target, name, { value: wrapped, writable: true, configurable: true, enumerable: false });
+  names.add(name);
+  r.wrapped.set(target, names);
 }
 
-/** Wraps the entry points (idempotent). Called when a GridlinkModule is defined, before any bootstrap. */
+/** Runs a bootstrap call in its own scope; closes what connected in it if the call rejects. */
+function scoped(original: Fn): Fn {
+  return function (this: unknown, ...args: unknown[]) {
+    const startup: Startup = { clients: new Set(), failed: false };
+    return Promise.resolve(registry().scopes.run(startup, () => original.apply(this, args))).then(
+      (app) => {
+        startup.clients.clear();
+        return app;
+      },
+      async (e: unknown) => {
+        startup.failed = true;
+        await Promise.all([...startup.clients].map(closeQuietly));
+        throw e;
+      },
+    );
+  };
+}
+
+/** init() that closes the application's client if it rejects. */
+function closingInit(original: Fn): Fn {
+  return async function (this: unknown, ...args: unknown[]) {
+    try {
+      return await original.apply(this, args);
+    } catch (e) {
+      let client: Closable | undefined;
+      try {
+        client = (this as { get(token: symbol, o: { strict: boolean }): Closable }).get(GRID_CLIENT, { strict: false });
+      } catch {
+        // no GridlinkModule in this application
+      }
+      if (client !== undefined) await closeQuietly(client);
+      throw e;
+    }
+  };
+}
+
+/**
+ * `@nestjs/testing`, if installed where this copy can resolve it: an optional peer, never a
+ * dependency of apps. Loaded synchronously (Nest 12's ESM build through require(esm), Node
+ * 20.19+ / 22.12+) so it is wrapped before any test compiles; elsewhere not covered.
+ */
+function loadTesting(): { TestingModuleBuilder?: unknown } | undefined {
+  try {
+    return createRequire(import.meta.url)('@nestjs/testing') as { TestingModuleBuilder?: unknown };
+  } catch {
+    return undefined;
+  }
+}
+
+let installed = false;
+
+/** Wraps the entry points, once per process (idempotent). Runs when this module loads. */
 export function installStartupGuard(): void {
   if (installed) return;
   installed = true;
-  const factory = Object.getPrototypeOf(NestFactory) as object;
+  const factoryProto = Object.getPrototypeOf(NestFactory) as object;
   for (const name of ['create', 'createApplicationContext', 'createMicroservice']) {
-    wrap(factory, name, (original) =>
-      function (this: unknown, ...args: unknown[]) {
-        const startup: Startup = { clients: new Set(), failed: false };
-        return startups.run(startup, () => original.apply(this, args)).then(
-          (app) => {
-            startup.clients.clear();
-            return app;
-          },
-          async (e: unknown) => {
-            startup.failed = true;
-            await Promise.all([...startup.clients].map(closeQuietly));
-            throw e;
-          },
-        );
-      },
-    );
+    wrap(factoryProto, name, scoped);
+    // A patch of the NestFactory instance itself, made before this module loaded, calls the
+    // original it captured and would pass by the prototype's wrapper: wrap it too.
+    if (Object.prototype.hasOwnProperty.call(NestFactory, name)) wrap(NestFactory, name, scoped);
   }
-  for (const proto of [NestApplicationContext.prototype, NestApplication.prototype]) {
-    wrap(proto, 'init', (original) =>
-      async function (this: unknown, ...args: unknown[]) {
-        try {
-          return await original.apply(this, args);
-        } catch (e) {
-          let client: GridClient | undefined;
-          try {
-            client = (this as { get(token: symbol, o: { strict: boolean }): GridClient }).get(GRID_CLIENT, { strict: false });
-          } catch {
-            // no GridlinkModule in this application
-          }
-          if (client !== undefined) await closeQuietly(client);
-          throw e;
-        }
-      },
-    );
-  }
+  for (const proto of [NestApplicationContext.prototype, NestApplication.prototype]) wrap(proto, 'init', closingInit);
+  const builder = loadTesting()?.TestingModuleBuilder;
+  if (typeof builder === 'function') wrap(builder.prototype as object, 'compile', scoped);
 }
 
 /**
  * Registers a client the provider just connected with the startup in progress. If that startup
  * already failed (another provider failed while this one connected), closes it and throws.
  */
-export async function trackStartupClient(client: GridClient): Promise<void> {
-  const startup = startups.getStore();
+export async function trackStartupClient(client: Closable): Promise<void> {
+  const startup = registry().scopes.getStore();
   if (startup === undefined) return;
   if (startup.failed) {
     await closeQuietly(client);

@@ -8,8 +8,8 @@ import 'reflect-metadata';
 import { Controller, Get, Inject, Module, type INestApplication, type LoggerService, type Type } from '@nestjs/common';
 import { NestFactory, type AbstractHttpAdapter } from '@nestjs/core';
 import { HealthCheck, HealthCheckService, TerminusModule } from '@nestjs/terminus';
-import { expect } from 'vitest';
-import { GridClient } from '@gridlink/client';
+import { expect, vi } from 'vitest';
+import { GridClient, GridClosedError } from '@gridlink/client';
 import { LocalCluster } from '@gridlink/node';
 import { GridHealthIndicator, GridlinkModule } from '@gridlink/nest';
 import { gate, waitFor } from '../../express/test/helpers.js';
@@ -144,5 +144,39 @@ export async function expectAbortFreesKey(t: { base: string; endpoints: string[]
   } finally {
     t.hold.release();
     await probe.close();
+  }
+}
+
+/**
+ * Records every client GridClient.connect makes while started (the ones a failed startup cannot
+ * hand back); `closeAll()` after each test closes them and ends the recording.
+ */
+export function clientRecorder(): { connected: GridClient[]; start(): void; closeAll(): Promise<void> } {
+  const connected: GridClient[] = [];
+  return {
+    connected,
+    start() {
+      const connect = GridClient.connect.bind(GridClient);
+      vi.spyOn(GridClient, 'connect').mockImplementation(async (config) => {
+        const c = await connect(config);
+        connected.push(c);
+        return c;
+      });
+    },
+    async closeAll() {
+      vi.restoreAllMocks();
+      await Promise.all(connected.map((c) => c.close()));
+      connected.length = 0;
+    },
+  };
+}
+
+/** Whether the client was closed: it refuses use and holds no connection. */
+export function isClosed(c: GridClient): boolean {
+  try {
+    c.cache('probe');
+    return false;
+  } catch (e) {
+    return e instanceof GridClosedError && !c.topology().nodes.some((n) => n.connected);
   }
 }

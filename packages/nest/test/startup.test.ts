@@ -7,13 +7,17 @@
 import 'reflect-metadata';
 import { Controller, Inject, Injectable, Module, Post, type OnApplicationBootstrap, type OnModuleInit } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
+import { Test } from '@nestjs/testing';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { GridClient, GridClosedError } from '@gridlink/client';
+import { GridClient } from '@gridlink/client';
 import { LocalCluster } from '@gridlink/node';
 import { GRID_CLIENT, GridlinkModule, Idempotent } from '@gridlink/nest';
+import { clientRecorder, isClosed } from './helpers.js';
 
 let cluster: LocalCluster;
-let connected: GridClient[] = [];
+const clients = clientRecorder();
+const connected = clients.connected;
+const recordClients = (): void => clients.start();
 
 beforeAll(async () => {
   cluster = await LocalCluster.start({ nodes: 1, partitions: 16 });
@@ -24,29 +28,8 @@ afterAll(async () => {
 });
 
 afterEach(async () => {
-  vi.restoreAllMocks();
-  await Promise.all(connected.map((c) => c.close()));
-  connected = [];
+  await clients.closeAll();
 });
-
-/** Records every client GridClient.connect makes (the ones a failed startup cannot hand back). */
-function recordClients(): void {
-  const connect = GridClient.connect.bind(GridClient);
-  vi.spyOn(GridClient, 'connect').mockImplementation(async (config) => {
-    const c = await connect(config);
-    connected.push(c);
-    return c;
-  });
-}
-
-function isClosed(c: GridClient): boolean {
-  try {
-    c.cache('probe');
-    return false;
-  } catch (e) {
-    return e instanceof GridClosedError && !c.topology().nodes.some((n) => n.connected);
-  }
-}
 
 const quiet = { logger: false as const, abortOnError: false };
 
@@ -131,6 +114,106 @@ describe('startup fails after the client connected', () => {
     await app.listen(0, '127.0.0.1');
     expect(isClosed(connected[0]!)).toBe(false);
     await app.close();
+    expect(isClosed(connected[0]!)).toBe(true);
+  });
+});
+
+describe('two applications bootstrapping at once', () => {
+  it('the one that fails closes its own client; the other keeps its client', async () => {
+    recordClients();
+    @Injectable()
+    class Failing {
+      constructor(@Inject(GRID_CLIENT) client: GridClient) {
+        if (client !== undefined) throw new Error('constructor failed');
+      }
+    }
+    @Module({ imports: [GridlinkModule.forRoot({ client: { endpoints: cluster.endpoints } })], providers: [Failing] })
+    class Bad {}
+    @Module({ imports: [GridlinkModule.forRoot({ client: { endpoints: cluster.endpoints } })] })
+    class Good {}
+    const [bad, good] = await Promise.allSettled([NestFactory.createApplicationContext(Bad, quiet), NestFactory.createApplicationContext(Good, quiet)]);
+    expect(bad.status).toBe('rejected');
+    expect(good.status).toBe('fulfilled');
+    const app = (good as PromiseFulfilledResult<Awaited<ReturnType<typeof NestFactory.createApplicationContext>>>).value;
+    const goodClient = app.get<GridClient>(GRID_CLIENT);
+    expect(connected).toHaveLength(2);
+    expect(isClosed(goodClient)).toBe(false);
+    expect(connected.filter((c) => c !== goodClient).map(isClosed)).toEqual([true]);
+    await app.close();
+    expect(isClosed(goodClient)).toBe(true);
+  });
+});
+
+/**
+ * @nestjs/testing builds the module through its own loader, not NestFactory: the guard wraps
+ * TestingModuleBuilder.compile() too (@nestjs/testing loaded, if installed, when @gridlink/nest loads).
+ */
+describe('@nestjs/testing: Test.createTestingModule(...).compile()', () => {
+  it('a provider that fails to build after the client connected: compile() rejects with the client closed', async () => {
+    recordClients();
+    @Injectable()
+    class Failing {
+      constructor(@Inject(GRID_CLIENT) client: GridClient) {
+        if (client !== undefined) throw new Error('constructor failed');
+      }
+    }
+    const builder = Test.createTestingModule({ imports: [GridlinkModule.forRoot({ client: { endpoints: cluster.endpoints } })], providers: [Failing] }).setLogger({ log: () => undefined, error: () => undefined, warn: () => undefined });
+    await expect(builder.compile()).rejects.toThrow('constructor failed');
+    expect(connected).toHaveLength(1);
+    expect(isClosed(connected[0]!)).toBe(true);
+  });
+
+  it('another provider fails while the client is still connecting: the client closes once connected', async () => {
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    const connect = GridClient.connect.bind(GridClient);
+    const made: Promise<GridClient>[] = [];
+    let connecting!: () => void;
+    const connectCalled = new Promise<void>((r) => (connecting = r));
+    vi.spyOn(GridClient, 'connect').mockImplementation((config) => {
+      // The client connects only once the other provider has failed the compile.
+      const p = held.then(() => connect(config));
+      made.push(p);
+      connecting();
+      return p;
+    });
+    const builder = Test.createTestingModule({
+      imports: [GridlinkModule.forRoot({ client: { endpoints: cluster.endpoints } })],
+      // Fails once the client provider is connecting (the testing loader may build it first or after).
+      providers: [{ provide: 'BROKEN', useFactory: () => connectCalled.then(() => Promise.reject(new Error('config missing'))) }],
+    }).setLogger({ log: () => undefined, error: () => undefined, warn: () => undefined });
+    await expect(builder.compile()).rejects.toThrow('config missing');
+    release();
+    expect(made).toHaveLength(1);
+    const client = await made[0]!;
+    connected.push(client);
+    await vi.waitFor(() => expect(isClosed(client)).toBe(true), { timeout: 5000 });
+  });
+
+  it('compile() succeeds, init() of the testing app fails (onModuleInit throws): the client is closed', async () => {
+    recordClients();
+    @Injectable()
+    class Failing implements OnModuleInit {
+      onModuleInit(): void {
+        throw new Error('init failed');
+      }
+    }
+    const moduleRef = await Test.createTestingModule({ imports: [GridlinkModule.forRoot({ client: { endpoints: cluster.endpoints } })], providers: [Failing] })
+      .setLogger({ log: () => undefined, error: () => undefined, warn: () => undefined })
+      .compile();
+    expect(isClosed(connected[0]!)).toBe(false);
+    const app = moduleRef.createNestApplication({ logger: false });
+    await expect(app.init()).rejects.toThrow('init failed');
+    expect(isClosed(connected[0]!)).toBe(true);
+  });
+
+  it('a successful compile() keeps the client open until the testing module closes', async () => {
+    recordClients();
+    const moduleRef = await Test.createTestingModule({ imports: [GridlinkModule.forRoot({ client: { endpoints: cluster.endpoints } })] }).compile();
+    await moduleRef.init();
+    expect(moduleRef.get(GridClient)).toBe(connected[0]);
+    expect(isClosed(connected[0]!)).toBe(false);
+    await moduleRef.close();
     expect(isClosed(connected[0]!)).toBe(true);
   });
 });

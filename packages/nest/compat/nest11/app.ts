@@ -92,4 +92,8 @@ const info = {
   // The app runs the ESM build; the CommonJS build (what a CommonJS Nest 11 app requires) loads too.
   cjsBuildLoads: typeof (require('@gridlink/nest') as { GridlinkModule?: unknown }).GridlinkModule === 'function',
 };
+// With both builds loaded, NestFactory.create is wrapped once (the guard is shared per process).
+let layers = 0;
+for (let f = (Object.getPrototypeOf(NestFactory) as Record<string, unknown>).create as Record<symbol, unknown> | undefined; f !== undefined; f = f[Symbol.for('gridlink.nest.startupGuard.original')] as Record<symbol, unknown> | undefined) layers++;
+Object.assign(info, { createWrappers: layers - 1 });
 process.stdout.write(`READY ${JSON.stringify(info)}\n`);

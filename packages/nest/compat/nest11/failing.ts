@@ -1,13 +1,15 @@
 /**
  * A Nest 11 app whose startup fails after GridlinkModule's client connected. Env: GRID_ENDPOINTS,
- * FAIL = 'init' (a provider's onModuleInit throws, createApplicationContext) or 'build' (a
- * provider's constructor throws, NestFactory.create with abortOnError: false). Prints
+ * FAIL = 'init' (a provider's onModuleInit throws, createApplicationContext), 'build' (a
+ * provider's constructor throws, NestFactory.create with abortOnError: false) or 'testing' (the
+ * same provider, @nestjs/testing's Test.createTestingModule(...).compile()). Prints
  * `FAILED <message>` and then does nothing: the process must end by itself, which it does only if
  * the grid client was closed (its sockets would keep it alive).
  */
 import 'reflect-metadata';
 import { Inject, Injectable, Module, type OnModuleInit } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
+import { Test } from '@nestjs/testing';
 import { GRID_CLIENT, GridlinkModule } from '@gridlink/nest';
 
 @Injectable()
@@ -28,11 +30,12 @@ class FailsToBuild {
 const endpoints = (process.env.GRID_ENDPOINTS ?? '').split(',').filter(Boolean);
 const mode = process.env.FAIL;
 
-@Module({ imports: [GridlinkModule.forRoot({ client: { endpoints } })], providers: [mode === 'build' ? FailsToBuild : FailsToInit] })
+@Module({ imports: [GridlinkModule.forRoot({ client: { endpoints } })], providers: [mode === 'init' ? FailsToInit : FailsToBuild] })
 class AppModule {}
 
 try {
   if (mode === 'build') await NestFactory.create(AppModule, { logger: false, abortOnError: false });
+  else if (mode === 'testing') await Test.createTestingModule({ imports: [AppModule] }).setLogger({ log: () => undefined, error: () => undefined, warn: () => undefined }).compile();
   else await NestFactory.createApplicationContext(AppModule, { logger: false });
   process.stdout.write('STARTED\n');
 } catch (e) {

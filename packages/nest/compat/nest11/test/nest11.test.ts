@@ -24,6 +24,7 @@ interface Ready {
   nestCoreSeenByAdapter: string;
   gridlinkNest: string;
   cjsBuildLoads: boolean;
+  createWrappers: number;
 }
 
 interface Reply {
@@ -108,7 +109,7 @@ afterAll(async () => {
 });
 
 /** Runs failing.ts (FAIL=mode) to its end; resolves to its output and exit code. */
-function runFailing(mode: 'init' | 'build'): Promise<{ stdout: string; code: number | null; signal: NodeJS.Signals | null }> {
+function runFailing(mode: 'init' | 'build' | 'testing'): Promise<{ stdout: string; code: number | null; signal: NodeJS.Signals | null }> {
   const proc = spawn(process.execPath, [tsxCli, 'failing.ts'], {
     cwd: here,
     env: { ...process.env, GRID_ENDPOINTS: cluster!.endpoints.join(','), FAIL: mode, NODE_OPTIONS: '' },
@@ -140,6 +141,12 @@ describe('@gridlink/nest on Nest 11: a failed startup', () => {
 
   it('a startup failing after the client connected closes it: the process ends by itself (a provider fails to build)', async () => {
     const r = await runFailing('build');
+    expect(r.stdout).toContain('FAILED constructor failed');
+    expect([r.code, r.signal]).toEqual([0, null]);
+  });
+
+  it('@nestjs/testing 11: a compile() failing after the client connected closes it: the process ends by itself', async () => {
+    const r = await runFailing('testing');
     expect(r.stdout).toContain('FAILED constructor failed');
     expect([r.code, r.signal]).toEqual([0, null]);
   });
@@ -187,6 +194,8 @@ describe.each<Platform>(['express', 'fastify'])('@gridlink/nest on Nest 11 with 
     expect(ready.nestCommon).toMatch(/^11\./);
     expect(ready.nestCoreSeenByAdapter).toMatch(/^11\./);
     expect(ready.cjsBuildLoads).toBe(true);
+    // The ESM and the CJS build are both loaded: NestFactory.create is still wrapped once.
+    expect(ready.createWrappers).toBe(1);
     expect(ready.gridlinkNest).toContain('node_modules/.pnpm/@gridlink+nest@file+packages+nest_@nestjs+common@11.');
   });
 
