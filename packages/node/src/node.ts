@@ -105,7 +105,7 @@ export class GridNode implements ConnectionHost, MetricsSource {
     store.useCounterFloors((p) => view.topo?.floors?.[String(p)] ?? 0);
     const refreshTopology = (): Promise<void> => this.refreshTopology();
     view.refresh = refreshTopology;
-    this.lease = new OwnLease({ id, opts, kv, scheduler, log, life, epoch: () => view.epoch, port: () => this.edge.port, rejoinCheck: refreshTopology });
+    this.lease = new OwnLease({ id, opts, kv, scheduler, log, life, epoch: () => view.epoch, port: () => this.edge.port, rejoinCheck: refreshTopology, pullsPending: () => this.transfer.pending.pulls > 0 });
     this.peers = new PeerLinks(id, opts, scheduler, view);
     const base = { id, opts, scheduler, store, metrics, kv, log, life, view, table, peers: this.peers };
     this.promises = new PromiseBook({ id, opts, view, peers: this.peers, scheduler, life, log, leaseRemainingMs: () => this.lease.remainingMs() });
@@ -319,6 +319,11 @@ export class GridNode implements ConnectionHost, MetricsSource {
   /** State transfers completed since start (partitions pulled or installed). */
   get transfers(): number {
     return this.driver.transfers;
+  }
+
+  /** State-transfer requests sent since start (a batch of partitions is one; ADR 0056). */
+  get pullRequests(): number {
+    return this.transfer.requests;
   }
 
   /** Snapshots pushed to backups that missed records (gap, timeout, promotion) since start. */

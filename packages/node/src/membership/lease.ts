@@ -23,7 +23,15 @@ export interface OwnLeaseDeps {
   port(): number;
   /** After a lapse: re-read the topology (applying it notices if this epoch was declared gone). */
   rejoinCheck(): Promise<void>;
+  /** State transfers are still queued or running (ADR 0056: `synced` is reported in bulk meanwhile). */
+  pullsPending?(): boolean;
 }
+
+/**
+ * While pulls remain, the lease reports newly synced partitions at most this often (ADR 0056):
+ * each report is a coordinator step, a new topology version every node reads and applies whole.
+ */
+export const SYNCED_REPORT_MS = 2000;
 
 export class OwnLease {
   private validUntil = 0;
@@ -38,6 +46,9 @@ export class OwnLease {
   private writeScheduled = false;
   /** Partitions this node has caught up on while syncing, by partition, with the topology version. */
   synced: Record<string, number> = {};
+  /** What the lease record last reported of `synced`, and when (see SYNCED_REPORT_MS). */
+  private reportedSynced: Record<string, number> = {};
+  private reportedAt = 0;
   /** Partitions where this node holds every cache its rank asks for while listed as behind. */
   caughtUp: Record<string, number> = {};
   /** Graceful stop under way: the coordinator moves this node's primaryships away. */
@@ -64,13 +75,28 @@ export class OwnLease {
       epoch: this.d.epoch(),
       host: opts.advertiseHost,
       port: opts.advertisePort ?? this.d.port(),
-      synced: { ...this.synced },
+      synced: this.syncedReport(),
     };
     if (this.leaving) r.leaving = true;
     if (Object.keys(this.caughtUp).length > 0) r.caughtUp = { ...this.caughtUp };
     if (opts.zone !== undefined) r.zone = opts.zone;
     if (opts.weight !== undefined) r.weight = opts.weight;
     return r;
+  }
+
+  /**
+   * `synced` as the lease reports it: as it is, except while pulls remain, when partitions synced
+   * since the last report wait for the next one, at most SYNCED_REPORT_MS later (the last pull
+   * ending reports at once). Holding a report back only delays the coordinator making this node
+   * an owner of those partitions; until then it is a replication target of each, as while pulling.
+   */
+  private syncedReport(): Record<string, number> {
+    const now = Date.now();
+    if (this.d.pullsPending?.() !== true || now - this.reportedAt >= SYNCED_REPORT_MS) {
+      this.reportedSynced = { ...this.synced };
+      this.reportedAt = now;
+    }
+    return { ...this.reportedSynced };
   }
 
   async renew(): Promise<void> {
@@ -147,6 +173,8 @@ export class OwnLease {
    */
   restart(): void {
     this.synced = {};
+    this.reportedSynced = {};
+    this.reportedAt = 0;
     this.caughtUp = {};
     this.rejoinCheckAfter = 0;
     this.rejoinPending = false;

@@ -35,10 +35,28 @@ export interface PullMsg {
   /** Continuation of a multi-part transfer: which part of which snapshot. */
   id?: string;
   index?: number;
+  /**
+   * A batch (ADR 0056): every partition to pull from this primary in one request, `p` first (an
+   * older node ignores the list and answers for `p` alone, a `PullReply`). Answered with a
+   * `PullBatchReply`.
+   */
+  ps?: number[];
 }
 
 export interface PullReply {
   snap: PartitionSnapshot;
   total: number;
   id?: string;
+}
+
+/**
+ * The answer to a batch pull: whole snapshots of the partitions that fit the frame's budget, each
+ * taken under the same checks as a single pull; `later` did not fit (ask again in another batch);
+ * `alone` must be pulled one by one (too big for one part, or refused here: not primary, fencing,
+ * the puller not a target yet), where the single pull's retries and multi-part transfer apply.
+ */
+export interface PullBatchReply {
+  snaps: PartitionSnapshot[];
+  later: number[];
+  alone: number[];
 }

@@ -1,7 +1,14 @@
 /**
  * State transfer: a node syncing a partition pulls a snapshot from its primary (in parts when
- * it does not fit in a frame), a bounded number of partitions at a time, retrying with backoff;
+ * it does not fit in a frame), a bounded number of requests at a time, retrying with backoff;
  * the primary serves pulls once the requester is one of its replication targets.
+ *
+ * Partitions with the same primary are pulled in batches (ADR 0056): one request names up to
+ * `PULL_BATCH` of them and is answered with every snapshot that fits a frame's budget, each taken
+ * under the checks of a single pull. A node rejoining a cluster of 65,536 partitions pulls
+ * ~43,000 of them, mostly empty: one round trip (and one lease report, one coordinator step)
+ * per partition made the re-sync cost what the cluster has rather than what it holds. A partition
+ * too big for one part, or one the primary refuses in the batch, is pulled alone as before.
  */
 import { randomUUID } from 'node:crypto';
 import { ErrorCode, Op } from '@gridlink/protocol';
@@ -12,10 +19,13 @@ import type { Logger } from '../logger.js';
 import type { ClusterView } from '../membership/view.js';
 import type { PeerLinks } from '../peers/links.js';
 import { delay, type Scheduler } from '../scheduler.js';
-import { joinSnapshots, type NodeStore, type PartitionSnapshot } from '../store/index.js';
+import { joinSnapshots, snapshotSize, type NodeStore, type PartitionSnapshot } from '../store/index.js';
 import type { ReplicaDriver } from './driver.js';
-import type { PullMsg, PullReply } from './messages.js';
+import type { PullBatchReply, PullMsg, PullReply } from './messages.js';
 import type { PartitionTable } from './table.js';
+
+/** Partitions named in one batch pull at most. */
+export const PULL_BATCH = 4096;
 
 export interface StateTransferDeps {
   readonly id: string;
@@ -35,9 +45,13 @@ export interface StateTransferDeps {
 
 export class StateTransfer {
   private readonly queue: number[] = [];
+  /** Queued partitions to pull one by one (a batch could not take them). */
+  private readonly alone = new Set<number>();
   private active = 0;
   /** Multi-part snapshots being pulled from this node, by transfer id. */
   private readonly outgoing = new Map<string, { parts: PartitionSnapshot[]; timer: { cancel(): void } }>();
+  /** PEER_STATE_PULL requests this node sent (batches, single pulls and their parts, retries). */
+  requests = 0;
 
   constructor(private readonly d: StateTransferDeps) {}
 
@@ -54,16 +68,122 @@ export class StateTransfer {
   /** Forgets queued pulls (a new life: nothing of the old one is pulled). */
   clearQueue(): void {
     this.queue.length = 0;
+    this.alone.clear();
   }
 
   private drain(): void {
     while (this.active < this.d.opts.pullConcurrency && this.queue.length > 0) {
-      const p = this.queue.shift()!;
+      const batch = this.takeBatch();
       this.active++;
-      void this.pull(p).finally(() => {
+      void (batch.length === 1 ? this.pull(batch[0]!) : this.pullBatch(batch)).finally(() => {
         this.active--;
         this.drain();
       });
+    }
+  }
+
+  /**
+   * The next request's partitions: the first queued one, and (unless it is to be pulled alone)
+   * every other queued one with the same primary, up to PULL_BATCH, in queue order.
+   */
+  private takeBatch(): number[] {
+    const first = this.queue.shift()!;
+    if (this.alone.delete(first)) return [first];
+    const src = this.sourceOf(first);
+    if (src === undefined || this.queue.length === 0) return [first];
+    const batch = [first];
+    let kept = 0;
+    for (let i = 0; i < this.queue.length; i++) {
+      const p = this.queue[i]!;
+      if (batch.length < PULL_BATCH && !this.alone.has(p) && this.sourceOf(p) === src) batch.push(p);
+      else this.queue[kept++] = p;
+    }
+    this.queue.length = kept;
+    return batch;
+  }
+
+  /** Where p is pulled from now: its primary in the topology held. */
+  private sourceOf(p: number): string | undefined {
+    return this.d.view.topo?.owners[p]?.[0];
+  }
+
+  /** p is still to be pulled in this life, as syncing. */
+  private stillPulling(p: number, epoch: string): boolean {
+    const { table, view, life } = this.d;
+    return table.get(p)?.replica.pulling === true && view.epoch === epoch && life.state === 'running' && view.roleOf(p) === 'syncing';
+  }
+
+  /** Queues p again, to be pulled alone (the single pull's checks, retries and parts apply). */
+  private requeueAlone(p: number): void {
+    this.alone.add(p);
+    this.queue.push(p);
+  }
+
+  /**
+   * Pulls `ps` (same primary when taken) in one request; installs every snapshot that came back
+   * exactly as a single pull installs its one; queues the others again (in a later batch, or
+   * alone). A failed request is retried with the single pull's backoff, twice, then each
+   * partition is pulled alone.
+   */
+  private async pullBatch(ps: number[]): Promise<void> {
+    const { view, table, opts } = this.d;
+    const epoch = view.epoch;
+    const started = performance.now();
+    for (let attempt = 0; ; attempt++) {
+      const src = this.sourceOf(ps[0]!);
+      const live: number[] = [];
+      for (const p of ps) {
+        if (!this.stillPulling(p, epoch)) {
+          // The single pull's own first check decides: it returns, or abandons the pull.
+          if (table.get(p)?.replica.pulling === true && view.epoch === epoch) this.requeueAlone(p);
+        } else if (src === undefined || this.sourceOf(p) !== src) this.requeueAlone(p);
+        else live.push(p);
+      }
+      if (live.length === 0 || src === undefined) return;
+      ps = live;
+      const states = ps.map((p) => table.get(p)!);
+      const v = view.topologyVersion();
+      let reply: PullBatchReply | PullReply;
+      try {
+        this.requests++;
+        reply = (await this.d.peers.peer(src).request(Op.PEER_STATE_PULL, { p: ps[0]!, v, from: this.d.id, ps } satisfies PullMsg, opts.replicationTimeoutMs)) as PullBatchReply | PullReply;
+      } catch (err) {
+        this.d.log.debug('batch state pull failed; retrying', { partitions: ps.length, src, err: String(err) });
+        if (attempt >= 2) {
+          for (const p of ps) this.requeueAlone(p);
+          return;
+        }
+        await delay(this.d.scheduler, Math.min(500, 20 * 2 ** attempt));
+        continue;
+      }
+      if (!('snaps' in reply)) {
+        // A node that does not know batches answered for the first partition alone.
+        for (const p of ps) this.requeueAlone(p);
+        return;
+      }
+      const asked = new Map(ps.map((p, i) => [p, states[i]!]));
+      const seconds = (performance.now() - started) / 1000;
+      for (const snap of reply.snaps) {
+        const p = snap.partition;
+        const st = asked.get(p);
+        if (st === undefined) continue;
+        asked.delete(p);
+        if (table.get(p) !== st || !st.replica.pulling || view.epoch !== epoch) continue;
+        if (view.roleOf(p) !== 'syncing') {
+          this.requeueAlone(p);
+          continue;
+        }
+        const before = this.d.store.stats().bytes;
+        this.d.store.install(p, snap);
+        this.d.onTransferred?.(Math.max(0, this.d.store.stats().bytes - before), seconds);
+        this.d.driver().installed(p, st, v);
+      }
+      const later = new Set(reply.later);
+      for (const p of asked.keys()) {
+        if (later.has(p)) this.queue.push(p);
+        else this.requeueAlone(p);
+      }
+      return;
     }
   }
 
@@ -85,10 +205,12 @@ export class StateTransfer {
         return;
       }
       try {
+        this.requests++;
         const first = (await this.d.peers.peer(src).request(Op.PEER_STATE_PULL, { p, v, from: this.d.id } satisfies PullMsg, opts.replicationTimeoutMs)) as PullReply;
         const parts = [first.snap];
         for (let index = 1; index < first.total; index++) {
           const msg: PullMsg = { p, v, from: this.d.id, id: first.id!, index };
+          this.requests++;
           parts.push(((await this.d.peers.peer(src).request(Op.PEER_STATE_PULL, msg, opts.replicationTimeoutMs)) as PullReply).snap);
         }
         if (table.get(p) !== st || !st.replica.pulling || view.epoch !== epoch || view.roleOf(p) !== 'syncing') return;
@@ -111,8 +233,9 @@ export class StateTransfer {
   }
 
   /** Primary side of state transfer: a snapshot taken once the requester is a replication target. */
-  async onStatePull(m: PullMsg): Promise<PullReply> {
+  async onStatePull(m: PullMsg): Promise<PullReply | PullBatchReply> {
     const { view, table } = this.d;
+    if (m.ps !== undefined && m.id === undefined) return this.onBatchPull(m, m.ps);
     if (m.id !== undefined && m.index !== undefined) {
       const out = this.outgoing.get(m.id);
       const snap = out?.parts[m.index];
@@ -137,5 +260,62 @@ export class StateTransfer {
     const timer = this.d.scheduler.setTimeout(() => this.outgoing.delete(id), 30_000);
     this.outgoing.set(id, { parts, timer });
     return { snap: parts[0]!, total: parts.length, id };
+  }
+
+  /**
+   * A batch pull: after waiting for the puller's topology and for the fences of the partitions
+   * named, every snapshot is taken in one synchronous pass, each right after the checks a single
+   * pull makes (this node is its primary and may serve it, no fence pending, the puller is a
+   * replication target): a write acknowledged after its snapshot was taken was replicated to the
+   * puller, which buffers it until the snapshot is installed. Snapshots are added while the
+   * estimated size stays within a part's budget; the rest is `later`, and a partition that fails
+   * a check or needs several parts is `alone`.
+   */
+  private async onBatchPull(m: PullMsg, ps: unknown): Promise<PullBatchReply> {
+    const { view, table } = this.d;
+    const n = view.partitionCount();
+    if (!Array.isArray(ps) || ps.length > PULL_BATCH || !ps.every((p) => Number.isInteger(p) && (p as number) >= 0 && (p as number) < n)) {
+      throw new GridNodeError(ErrorCode.BAD_REQUEST, 'state pull: bad partition list');
+    }
+    const list = ps as number[];
+    if (m.v > view.topologyVersion()) await view.awaitTopology(m.v, this.d.opts.leaseMs);
+    const fences: Promise<void>[] = [];
+    for (const p of list) {
+      const f = table.get(p)?.fence;
+      if (f) fences.push(f);
+    }
+    if (fences.length > 0) await Promise.allSettled(fences);
+    const budget = Math.max(16 * 1024, Math.floor(this.d.opts.maxFrameSize / 2));
+    const reply: PullBatchReply = { snaps: [], later: [], alone: [] };
+    let bytes = 0;
+    for (const p of list) {
+      if (bytes >= budget) {
+        reply.later.push(p);
+        continue;
+      }
+      try {
+        view.assertPrimary(p);
+      } catch {
+        reply.alone.push(p);
+        continue;
+      }
+      if (table.get(p)?.fence || !view.targets(p).some((t) => t.id === m.from)) {
+        reply.alone.push(p);
+        continue;
+      }
+      const parts = this.d.snapshotParts(p);
+      if (parts.length !== 1) {
+        reply.alone.push(p);
+        continue;
+      }
+      const size = snapshotSize(parts[0]!);
+      if (reply.snaps.length > 0 && bytes + size > budget) {
+        reply.later.push(p);
+        continue;
+      }
+      bytes += size;
+      reply.snaps.push(parts[0]!);
+    }
+    return reply;
   }
 }

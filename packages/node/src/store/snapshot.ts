@@ -23,6 +23,22 @@ function resultSize(v: unknown): number {
 }
 
 /**
+ * Estimated MessagePack size of a whole snapshot, by the same per-item estimates `splitSnapshot`
+ * uses (a state-transfer batch adds snapshots up to a frame's budget with it).
+ */
+export function snapshotSize(snap: PartitionSnapshot): number {
+  let n = 64;
+  for (const c of snap.caches) {
+    n += c.name.length + 32;
+    for (const e of c.entries) n += e[0].byteLength + e[1].byteLength + 24;
+  }
+  for (const l of snap.locks) n += l[0].byteLength + l[1].length + (l[4]?.length ?? 0) + 32;
+  for (const d of snap.dedup) n += d[0].length + 40 + resultSize(d[3]);
+  for (const f of snap.floors ?? []) n += f[0].length + 24;
+  return n;
+}
+
+/**
  * Splits a snapshot into chunks whose estimated MessagePack size stays under `maxBytes` each
  * (an item bigger than that gets a chunk of its own), so a large partition can cross a link with
  * a frame size limit. Every chunk is itself a PartitionSnapshot of the same partition, counter
