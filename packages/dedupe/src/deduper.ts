@@ -494,6 +494,9 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
           this.log('error', 'lock lost before the response was stored: not stored', { event: 'dedupe.store_refused', fencingToken: handle.fencingToken, ...info });
         } else {
           this.log('error', 'could not store the response for replay; the key is freed', { event: 'dedupe.store_failed', error: String(e), ...info });
+          // The grid failing here says as much about its health as a failed lock does. Counted
+          // only while closed: in half-open the breaker waits for its own probe's outcome.
+          if (isGridFault(e) && this.breaker.state === 'closed') this.breaker.failure(now());
           this.releaseQuietly(handle);
         }
       }

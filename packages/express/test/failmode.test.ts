@@ -20,6 +20,8 @@ const reasons: string[] = [];
 const states: BreakerState[] = [];
 const openMw = dedupe({ failMode: 'open', gridTimeoutMs: 300, breaker: { failureThreshold: 2, openMs: 200 } });
 const closedMw = dedupe({ failMode: 'closed', gridTimeoutMs: 300, breaker: { failureThreshold: 2, openMs: 200 }, unavailableRetryAfterSeconds: 7 });
+// One failure opens it, for longer than the test: only the store of the response can fail here.
+const storeMw = dedupe({ failMode: 'closed', gridTimeoutMs: 300, breaker: { failureThreshold: 1, openMs: 600_000 } });
 
 beforeAll(async () => {
   cluster = await LocalCluster.start({ nodes: 1, backups: 0, partitions: 16 });
@@ -46,6 +48,11 @@ beforeAll(async () => {
   };
   app.post('/open', openMw, handler);
   app.post('/closed', closedMw, handler);
+  // The grid stops answering while the handler runs: the lock was taken, the store of the answer fails.
+  app.post('/store-fails', storeMw, (_req: express.Request, res: express.Response): void => {
+    cluster.hang(cluster.nodeIds[0]!);
+    res.status(201).json({ ok: true });
+  });
   ({ server, base } = await listen(app));
 });
 
@@ -109,6 +116,23 @@ describe('grid unavailable', () => {
     const again = await post(base, '/closed', {}, { 'idempotency-key': 'healthy-2' });
     expect(JSON.parse(again.body.toString())).toEqual({ deduped: true });
     expect((await post(base, '/closed', {}, { 'idempotency-key': 'healthy-2' })).headers.get('idempotent-replayed')).toBe('true');
+  });
+
+  it('a store of the response that fails on the grid counts as a grid failure for the breaker', async () => {
+    const id = cluster.nodeIds[0]!;
+    try {
+      expect(storeMw.deduper.breaker.state).toBe('closed');
+      const r = await post(base, '/store-fails', {}, { 'idempotency-key': 'store-fails-1' });
+      // The answer still goes out; it is not stored, and the breaker learnt that the grid failed.
+      expect(r.status).toBe(201);
+      expect(storeMw.deduper.breaker.state).toBe('open');
+    } finally {
+      cluster.resume(id);
+    }
+    await waitFor(async () => {
+      const r = await post(base, '/closed', {}, { 'idempotency-key': `after-store-${Math.random()}` });
+      return r.status === 201;
+    }, 15_000, 'the grid to answer again');
   });
 
   it('a stopped grid (node killed, connections refused) trips the breakers too: failOpen serves, failClosed answers 503', async () => {
