@@ -14,18 +14,13 @@
  * (After `pnpm build`: the nodes are the built CLI.)
  */
 import { ProcessCluster } from '@gridlink/testkit';
-import { processCpuSplitUs, table } from '../shared/measure.js';
+import { processCpuUs, table } from '../shared/measure.js';
 
 const PARTITIONS = (process.env.PARTITIONS ?? '1024,16384,65536').split(',').map(Number);
 const SECONDS = Number(process.env.SECONDS ?? 10);
 /** Settling after the cluster formed (first leases, promise rounds, the sweeps' first passes). */
 const STALL = process.env.STALL === '1';
 const SETTLE_MS = Number(process.env.SETTLE_MS ?? 5000);
-
-const cpuUs = (pid: number): number => {
-  const c = processCpuSplitUs(pid);
-  return c.user + c.system;
-};
 
 const rows: (string | number)[][] = [['partitions', 'node-1 % CPU', 'node-2 % CPU', 'node-3 % CPU', 'members stayed', 'start to settled (s)']];
 for (const partitions of PARTITIONS) {
@@ -37,12 +32,12 @@ for (const partitions of PARTITIONS) {
     const ids = ['node-1', 'node-2', 'node-3'];
     const before = (await cluster.topology())?.members ?? {};
     const pids = ids.map((id) => cluster.node(id).pid!);
-    const a = pids.map(cpuUs);
+    const a = pids.map(processCpuUs);
     const start = performance.now();
     if (STALL) cluster.nats.servers[0]!.hang();
     await new Promise((r) => setTimeout(r, SECONDS * 1000));
     const wall = performance.now() - start;
-    const b = pids.map(cpuUs);
+    const b = pids.map(processCpuUs);
     if (STALL) cluster.nats.servers[0]!.resume();
     const after = (await cluster.topology())?.members ?? {};
     // The same members under the same epochs: nobody was declared gone while idle.

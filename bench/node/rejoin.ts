@@ -17,7 +17,7 @@
  */
 import type { TopologyRecord } from '@gridlink/node';
 import { ProcessCluster } from '@gridlink/testkit';
-import { processCpuSplitUs, table } from '../shared/measure.js';
+import { processCpuUs, table } from '../shared/measure.js';
 import { benchKeys, fixedCount, wireOps } from './load.js';
 import { WireClient } from './wire-client.js';
 
@@ -28,15 +28,7 @@ const VICTIM = process.env.VICTIM ?? 'node-3';
 const TIMEOUT_S = Number(process.env.TIMEOUT_S ?? 300);
 const PROF = process.env.V8_PROF;
 
-const cpuUs = (pid: number | undefined): number => {
-  if (pid === undefined) return 0;
-  try {
-    const c = processCpuSplitUs(pid);
-    return c.user + c.system;
-  } catch {
-    return 0;
-  }
-};
+const cpuUs = (pid: number | undefined): number => (pid === undefined ? 0 : processCpuUs(pid));
 const count = (text: string, needle: string): number => text.split(needle).length - 1;
 
 const rows: (string | number)[][] = [
