@@ -202,6 +202,17 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
     signal.addEventListener('abort', done, { once: true });
   });
 }
+
+/** Awaits `p`, keeping it in `set` until it settles (for close() to wait on). */
+async function during<T>(set: Set<Promise<unknown>>, p: Promise<T>): Promise<T> {
+  set.add(p);
+  try {
+    return await p;
+  } finally {
+    set.delete(p);
+  }
+}
+
 const dec = new TextDecoder();
 
 function toStatus<R>(r: JobRecord): JobStatus<R> {
@@ -996,14 +1007,7 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
   }
 
   private async claimAndRun(id: string): Promise<void> {
-    const claiming = this.claim(id);
-    this.claims.add(claiming);
-    let claimed: Awaited<typeof claiming>;
-    try {
-      claimed = await claiming;
-    } finally {
-      this.claims.delete(claiming);
-    }
+    const claimed = await during(this.claims, this.claim(id));
     if (claimed === null) return;
     const { own, rec, takenOverFrom, known } = claimed;
     this.running.set(id, { own });
@@ -1132,7 +1136,7 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
     // The write is fenced by the token in the record: it applies only if nobody claimed the job
     // since this run did, whatever this worker believes about its lease.
     if (!threw) {
-      const u = await this.recordOutcome(id, tok, 'completed', (r) => complete(r, tok, result ?? null, Date.now()), known);
+      const u = await during(this.recording, this.recordOutcome(id, tok, 'completed', (r) => complete(r, tok, result ?? null, Date.now()), known));
       if (u === null) return;
       if (u.ok) {
         this.forget(id, u.next.createdAt);
@@ -1155,7 +1159,7 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
     }
     const info = errorInfo(error);
     const jitter = this.jitter ? 0.5 + Math.random() / 2 : 1;
-    const u = await this.recordOutcome(id, tok, 'failed', (r) => fail(r, tok, info, Date.now(), this.policy, jitter), known);
+    const u = await during(this.recording, this.recordOutcome(id, tok, 'failed', (r) => fail(r, tok, info, Date.now(), this.policy, jitter), known));
     if (u === null) return;
     if (!u.ok) {
       this.emit('stale', { jobId: id, fencingToken: tok });
@@ -1188,22 +1192,6 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
    * token and is no longer running: only this run can have written that).
    */
   private async recordOutcome(
-    id: string,
-    tok: number,
-    outcome: 'completed' | 'failed',
-    f: (r: JobRecord) => Transition,
-    known: { raw: Uint8Array | null },
-  ): Promise<UpdateResult | null> {
-    const p = this.recordOutcomeLoop(id, tok, outcome, f, known);
-    this.recording.add(p);
-    try {
-      return await p;
-    } finally {
-      this.recording.delete(p);
-    }
-  }
-
-  private async recordOutcomeLoop(
     id: string,
     tok: number,
     outcome: 'completed' | 'failed',
