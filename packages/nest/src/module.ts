@@ -129,7 +129,6 @@ function checkRoutes(o: GridlinkModuleOptions, discovery: DiscoveryService): voi
 }
 
 function common(optionsProvider: Provider, caches: readonly string[], imports: ModuleMetadata['imports'] = [], extra: Provider[] = []): DynamicModule {
-  installStartupGuard();
   const clientProvider: Provider = {
     provide: GRID_CLIENT,
     useFactory: async (o: GridlinkModuleOptions, discovery: DiscoveryService) => {
