@@ -1,26 +1,17 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import { bytesSerializer, type GridClient } from '@gridlink/client';
-import { LocalCluster } from '@gridlink/node';
-import { connectClient } from './helpers/grid.js';
+import { describe, expect, it } from 'vitest';
+import { bytesSerializer } from '@gridlink/client';
+import { perTestCluster } from './helpers/grid.js';
 
 /**
  * ADR 0056: a rejoining node pulls the partitions of one primary in batches, not one request per
  * partition. What it installs, and what survives the loss of the other copy, is unchanged.
  */
 describe('state transfer in batches', () => {
-  let cluster: LocalCluster | undefined;
-  let cl: GridClient | undefined;
-  afterEach(async () => {
-    await cl?.close();
-    cl = undefined;
-    await cluster?.stop();
-    cluster = undefined;
-  });
+  const fx = perTestCluster();
 
   it('a node restarted empty pulls hundreds of mostly empty partitions in a few requests, and loses nothing', async () => {
-    const c = await LocalCluster.start({ nodes: 3, backups: 1, partitions: 512, autoAdjust: { enabled: false } });
-    cluster = c;
-    cl = await connectClient(c.endpoints);
+    const c = await fx.start({ nodes: 3, backups: 1, partitions: 512, autoAdjust: { enabled: false } });
+    const cl = await fx.connectFast(c.endpoints);
     const cache = cl.cache<string, string>('few');
     for (let i = 0; i < 200; i++) await cache.put(`k${i}`, `v${i}`);
     const [n1, , n3] = c.nodeIds as [string, string, string];
@@ -39,9 +30,8 @@ describe('state transfer in batches', () => {
   });
 
   it('snapshots beyond a frame budget come in later batches; a partition too big for one part is pulled alone', async () => {
-    const c = await LocalCluster.start({ nodes: 2, backups: 1, partitions: 64, maxFrameSize: 64 * 1024, autoAdjust: { enabled: false } });
-    cluster = c;
-    cl = await connectClient(c.endpoints);
+    const c = await fx.start({ nodes: 2, backups: 1, partitions: 64, maxFrameSize: 64 * 1024, autoAdjust: { enabled: false } });
+    const cl = await fx.connectFast(c.endpoints);
     const big = cl.cache<string, Uint8Array>('big', { serializer: bytesSerializer });
     const value = (i: number, n: number): Uint8Array => new Uint8Array(n).fill(i % 251);
     // About 3 KiB in most partitions (a 32 KiB budget takes ~10 per batch), and ~80 KiB in a few.
