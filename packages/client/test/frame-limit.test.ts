@@ -10,8 +10,7 @@ import { Op } from '@gridlink/protocol';
 import { GridClient, GridSerializationError, bytesSerializer } from '@gridlink/client';
 import { ScriptedNode } from '@gridlink/testkit';
 import { gridFixture } from './helpers/grid.js';
-import { settle } from './helpers/wait.js';
-import { waitFor } from './helpers/wait.js';
+import { settle, waitFor } from './helpers/wait.js';
 
 const LIMIT = 64 * 1024;
 const grid = gridFixture({ nodes: 2, backups: 1, partitions: 16, maxFrameSize: LIMIT });
