@@ -26,14 +26,19 @@ export class DedupeError extends Error {
   }
 }
 
-/** Invalid options, found at construction; `field` names the offending option. */
+/**
+ * Invalid options, found at construction; `field` names the offending option, `reason` says what
+ * is wrong with it (the message without the field: to report it again under another field name).
+ */
 export class DedupeConfigError extends DedupeError {
   readonly field: string;
+  readonly reason: string;
 
-  constructor(field: string, message: string) {
-    super(`invalid dedupe option "${field}": ${message}`, 'DEDUPE_CONFIG', false);
+  constructor(field: string, reason: string) {
+    super(`invalid dedupe option "${field}": ${reason}`, 'DEDUPE_CONFIG', false);
     this.name = 'DedupeConfigError';
     this.field = field;
+    this.reason = reason;
     Object.defineProperty(this, CONFIG_BRAND, { value: true, enumerable: false });
   }
 

@@ -49,7 +49,7 @@ export function checkIdempotentOptions(options: unknown, prefix: string): void {
     resolveDedupeOptions<IdempotentRequest>(o.header === false && o.fingerprint === undefined ? { ...o, fingerprint: () => null } : o);
   } catch (e) {
     if (e instanceof DedupeConfigError && prefix !== '') {
-      throw new DedupeConfigError(prefix + e.field, e.message.slice(`invalid dedupe option "${e.field}": `.length));
+      throw new DedupeConfigError(prefix + e.field, e.reason);
     }
     throw e;
   }

@@ -119,7 +119,7 @@ function checkRoutes(o: GridlinkModuleOptions, discovery: DiscoveryService): voi
           resolveDedupeOptions<IdempotentRequest>(routeOptions(o, classOpts, routeOpts));
         } catch (e) {
           if (e instanceof DedupeConfigError) {
-            throw new DedupeConfigError(e.field, `${e.message.slice(`invalid dedupe option "${e.field}": `.length)} — @Idempotent() route ${cls.name}.${name} (module idempotency, controller and route options merged)`);
+            throw new DedupeConfigError(e.field, `${e.reason} — @Idempotent() route ${cls.name}.${name} (module idempotency, controller and route options merged)`);
           }
           throw e;
         }
