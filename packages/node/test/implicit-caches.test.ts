@@ -26,17 +26,9 @@ import { ClusterView } from '../src/membership/view.js';
 import { Scheduler } from '../src/scheduler.js';
 import { NodeStore } from '../src/store/index.js';
 import { connectClient } from './helpers/grid.js';
+import { eventually } from './helpers/until.js';
 
 type Bookkeeping = ReturnType<GridNode['bookkeeping']>;
-
-/** Polls `pred` every 10 ms until it holds; after `timeoutMs` throws with `state()` of the moment. */
-async function eventually(pred: () => boolean, timeoutMs: number, what: string, state: () => unknown): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!pred()) {
-    if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; now: ${JSON.stringify(state())}`);
-    await new Promise<void>((r) => setTimeout(r, 10));
-  }
-}
 
 /** Runs `work(i)` for i in [0, n) with at most `width` at a time. */
 async function inParallel(n: number, width: number, work: (i: number) => Promise<void>): Promise<void> {

@@ -14,17 +14,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { GridClient } from '@gridlink/client';
 import { LocalCluster, type GridNode, type LocalClusterOptions } from '@gridlink/node';
 import { connectClient } from './helpers/grid.js';
+import { eventually } from './helpers/until.js';
 
 type Bookkeeping = ReturnType<GridNode['bookkeeping']>;
-
-/** Polls `pred` every 10 ms until it holds; after `timeoutMs` throws with `state()` of the moment. */
-async function eventually(pred: () => boolean, timeoutMs: number, what: string, state: () => unknown): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!pred()) {
-    if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; now: ${JSON.stringify(state())}`);
-    await new Promise<void>((r) => setTimeout(r, 10));
-  }
-}
 
 const opened: { clients: GridClient[]; clusters: LocalCluster[] } = { clients: [], clusters: [] };
 afterEach(async () => {

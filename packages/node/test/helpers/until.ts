@@ -6,3 +6,15 @@ export async function until(cond: () => boolean, what: string, timeoutMs = 10_00
     await new Promise((r) => setTimeout(r, 10));
   }
 }
+
+/**
+ * Polls `pred` every 10 ms until it holds; after `timeoutMs` (on the monotonic clock, so also
+ * under a faked Date) throws naming `what`, with `state()` of the moment.
+ */
+export async function eventually(pred: () => boolean, timeoutMs: number, what: string, state: () => unknown): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!pred()) {
+    if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; now: ${JSON.stringify(state())}`);
+    await new Promise<void>((r) => setTimeout(r, 10));
+  }
+}
