@@ -25,9 +25,7 @@ describe('idempotent consumer: core NATS bursts (real grid and nats-server)', ()
     let active = 0;
     let max = 0;
     const started: string[] = [];
-    let open: () => void = () => undefined;
-    const gate = new Promise<void>((r) => (open = r));
-    closers.push(() => open());
+    const { gate, open } = env.gate();
     return {
       started,
       max: () => max,

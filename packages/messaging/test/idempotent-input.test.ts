@@ -187,8 +187,7 @@ describe('idempotent consumer: bad input and close (real nats-server, real grid)
     const ic = consumer({ grid: g, name: 'closing' });
     const processed: string[] = [];
     ic.on('processed', (e) => processed.push(e.id));
-    let open: () => void = () => undefined;
-    const gate = new Promise<void>((r) => (open = r));
+    const { gate, open } = env.gate();
     const started: string[] = [];
     ic.subscribe(nc, 'closing.in', async (_m, ctx) => {
       started.push(ctx.id);
@@ -227,9 +226,7 @@ describe('idempotent consumer: bad input and close (real nats-server, real grid)
     const g = await grid();
     const nc = await natsConn('hang-js');
     const a = consumer({ grid: g, name: 'hang', lockLeaseMs: 400, busyDelayMs: 100, closeTimeoutMs: 200, workingIntervalMs: 50 });
-    let open: () => void = () => undefined;
-    const gate = new Promise<void>((r) => (open = r));
-    closers.push(() => open());
+    const { gate, open } = env.gate();
     let seen: IdempotentContext | null = null;
     const failed: unknown[] = [];
     a.on('failed', (e) => failed.push(e.error));

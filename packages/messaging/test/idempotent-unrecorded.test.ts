@@ -4,32 +4,21 @@
  */
 import { describe, expect, it } from 'vitest';
 import { GridError } from '@gridlink/client';
-import { FaultProxy } from '@gridlink/testkit';
 import { headers } from '@nats-io/transport-node';
 import { IdempotentConsumer } from '@gridlink/messaging';
 import { waitUntil } from './helpers/processes.js';
-import { connectGrid, messagingEnv } from './helpers/env.js';
+import { messagingEnv } from './helpers/env.js';
 
 describe('idempotent consumer: a mark the grid does not take', () => {
   const env = messagingEnv();
   const { closers, grid, natsConn } = env;
 
   it('is reported as failed (not only as an anonymous error); the id is not marked and runs again when redelivered', async () => {
-    const proxies = await Promise.all(env.cluster.nodeIds.map((id) => FaultProxy.start({ target: env.cluster.endpointOf(id) })));
-    closers.push(async () => {
-      for (const p of proxies) await p.close();
-    });
-    const gw = await connectGrid(
-      proxies.map((p) => p.endpoint),
-      { heartbeatInterval: 10_000, heartbeatTimeout: 60_000, operationTimeout: 1000 },
-    );
-    closers.push(() => gw.close());
+    const { gw, proxies } = await env.proxiedGrid();
     const ic = new IdempotentConsumer({ grid: gw, name: 'unmarked', lockLeaseMs: 500 });
     closers.push(() => ic.close());
     const nc = await natsConn();
-    let open: () => void = () => undefined;
-    const gate = new Promise<void>((r) => (open = r));
-    closers.push(() => open());
+    const { gate, open } = env.gate();
     let runs = 0;
     ic.subscribe(nc, 'unmarked.in', async () => {
       runs++;

@@ -4,13 +4,13 @@
 import { describe, expect, it } from 'vitest';
 import { bytesSerializer, type GridClient } from '@gridlink/client';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { JobFailedError, JobQueue, MessagingClosedError, MessagingConfigError, MessagingError, ResultTimeoutError, type JobWorker } from '@gridlink/messaging';
+import { JobFailedError, JobQueue, MessagingClosedError, MessagingConfigError, MessagingError, ResultTimeoutError } from '@gridlink/messaging';
 import { waitUntil } from './helpers/processes.js';
 import { messagingEnv } from './helpers/env.js';
 
 describe('job queue: bad input and close (real grid and nats-server)', () => {
   const env = messagingEnv();
-  const { closers, grid, natsConn } = env;
+  const { closers, grid, natsConn, closeAfter } = env;
   /** A queue on its own grid client and NATS connection, closed after the test. */
   async function queue(name: string): Promise<{ q: JobQueue; grid: GridClient; nc: NatsConnection }> {
     const g = await grid();
@@ -18,10 +18,6 @@ describe('job queue: bad input and close (real grid and nats-server)', () => {
     const q = new JobQueue({ grid: g, nats: nc, queue: name });
     closers.push(() => q.close());
     return { q, grid: g, nc };
-  }
-  function closeAfter<W extends JobWorker<never, unknown>>(w: W): W {
-    closers.push(() => w.close());
-    return w;
   }
   const configError = (f: () => unknown): MessagingConfigError => {
     try {
@@ -141,9 +137,7 @@ describe('job queue: bad input and close (real grid and nats-server)', () => {
 
   it('close(): a second call is the same shutdown; a claim under way gives its lock back and starts no handler; later use is refused', async () => {
     const { q, grid: g } = await queue('closing');
-    let open: () => void = () => undefined;
-    const gate = new Promise<void>((r) => (open = r));
-    closers.push(() => open());
+    const { gate, open } = env.gate();
     const runs: string[] = [];
     const w = closeAfter(
       q.worker(async (ctx) => {
@@ -200,9 +194,7 @@ describe('job queue: bad input and close (real grid and nats-server)', () => {
     const statusListeners = (): number => (nc as unknown as { protocol: { listeners: unknown[] } }).protocol.listeners.length;
     const listeners0 = statusListeners();
     const q = new JobQueue({ grid: g, nats: nc, queue: 'leak' });
-    let open: () => void = () => undefined;
-    const gate = new Promise<void>((r) => (open = r));
-    closers.push(() => open());
+    const { gate, open } = env.gate();
     const w = q.worker(async () => {
       await gate;
       return 1;

@@ -5,21 +5,17 @@
 import { describe, expect, it } from 'vitest';
 import type { GridClient } from '@gridlink/client';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { JobQueue, MessagingError, type JobWorker } from '@gridlink/messaging';
+import { JobQueue, MessagingError } from '@gridlink/messaging';
 import { waitUntil } from './helpers/processes.js';
 import { messagingEnv } from './helpers/env.js';
 
 describe('job queue: sweep, result() without NATS, failed start (real grid and nats-server)', () => {
   const env = messagingEnv();
-  const { closers, grid, natsConn } = env;
+  const { closers, grid, natsConn, closeAfter } = env;
   async function queue(name: string, g?: GridClient, nc?: NatsConnection): Promise<JobQueue> {
     const q = new JobQueue({ grid: g ?? (await grid()), nats: nc ?? (await natsConn()), queue: name });
     closers.push(() => q.close());
     return q;
-  }
-  function closeAfter<W extends JobWorker<never, unknown>>(w: W): W {
-    closers.push(() => w.close());
-    return w;
   }
   const indexOf = (g: GridClient, name: string) => g.cache<string, number>(`gridlink.jobs.${name}.unfinished`);
 
@@ -123,9 +119,7 @@ describe('job queue: sweep, result() without NATS, failed start (real grid and n
     await expect(closedQueue.result('r-0')).resolves.toBe('done r-0');
     await expect(closedQueue.result('r-0', { waitMs: 5000 })).resolves.toBe('done r-0');
     // Not finished yet: the grid is polled until it is.
-    let open: () => void = () => undefined;
-    const gate = new Promise<void>((r) => (open = r));
-    closers.push(() => open());
+    const { gate, open } = env.gate();
     const w2 = closeAfter(q.worker(async () => {
       await gate;
       return 'late';

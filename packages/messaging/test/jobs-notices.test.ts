@@ -3,40 +3,17 @@
  * a real grid and nats-server.
  */
 import { describe, expect, it } from 'vitest';
-import { FaultProxy } from '@gridlink/testkit';
-import type { GridClient } from '@gridlink/client';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { JobOutcomeNotRecordedError, JobQueue, type JobWorker, type WorkerEvents } from '@gridlink/messaging';
 import { waitUntil } from './helpers/processes.js';
-import { connectGrid, messagingEnv } from './helpers/env.js';
+import { messagingEnv } from './helpers/env.js';
 
 type Unrecorded = Parameters<WorkerEvents['unrecorded']>[0];
 
 describe('job notices are hints; outcomes the grid did not take are announced and retried', () => {
   const env = messagingEnv();
-  const { closers, grid, natsConn } = env;
+  const { closers, grid, natsConn, closeAfter, proxiedGrid } = env;
   const enc = new TextEncoder();
-  function closeAfter<W extends { close(): Promise<void> }>(w: W): W {
-    closers.push(() => w.close());
-    return w;
-  }
-  /**
-   * A grid client whose connections all go through fault proxies (kept open while blackholed, so
-   * the client does not find its way round through the nodes' own addresses); operations are
-   * given up after 1 s.
-   */
-  async function proxiedGrid(): Promise<{ gw: GridClient; proxies: FaultProxy[] }> {
-    const proxies = await Promise.all(env.cluster.nodeIds.map((id) => FaultProxy.start({ target: env.cluster.endpointOf(id) })));
-    closers.push(async () => {
-      for (const p of proxies) await p.close();
-    });
-    const gw = await connectGrid(
-      proxies.map((p) => p.endpoint),
-      { heartbeatInterval: 10_000, heartbeatTimeout: 60_000, operationTimeout: 1000 },
-    );
-    closers.push(() => gw.close());
-    return { gw, proxies };
-  }
   /** Resolves once every message published before on any of `conns` has reached its subscribers. */
   async function delivered(...conns: NatsConnection[]): Promise<void> {
     for (const c of conns) await c.flush();
@@ -48,9 +25,7 @@ describe('job notices are hints; outcomes the grid did not take are announced an
     const nc2 = await natsConn();
     const q1 = closeAfter(new JobQueue({ grid: await grid(), nats: nc1, queue }));
     const q2 = closeAfter(new JobQueue({ grid: await grid(), nats: nc2, queue }));
-    let open: () => void = () => undefined;
-    const gate = new Promise<void>((r) => (open = r));
-    closers.push(() => open());
+    const { gate, open } = env.gate();
     const runs = new Map<string, number>();
     const handler = async (ctx: { jobId: string }): Promise<string> => {
       runs.set(ctx.jobId, (runs.get(ctx.jobId) ?? 0) + 1);
@@ -144,9 +119,7 @@ describe('job notices are hints; outcomes the grid did not take are announced an
     const { gw, proxies } = await proxiedGrid();
     const qw = closeAfter(new JobQueue({ grid: gw, nats: await natsConn(), queue }));
     const reader = closeAfter(new JobQueue({ grid: await grid(), nats: await natsConn(), queue }));
-    let open: () => void = () => undefined;
-    const gate = new Promise<void>((r) => (open = r));
-    closers.push(() => open());
+    const { gate, open } = env.gate();
     let runs = 0;
     const w: JobWorker = closeAfter(
       qw.worker(
@@ -199,9 +172,7 @@ describe('job notices are hints; outcomes the grid did not take are announced an
     const nc = await natsConn();
     const q = closeAfter(new JobQueue({ grid: gw, nats: nc, queue }));
     const reader = closeAfter(new JobQueue({ grid: await grid(), nats: await natsConn(), queue }));
-    let open: () => void = () => undefined;
-    const gate = new Promise<void>((r) => (open = r));
-    closers.push(() => open());
+    const { gate, open } = env.gate();
     const runs = new Map<string, number>();
     const w = closeAfter(
       q.worker(
@@ -241,9 +212,7 @@ describe('job notices are hints; outcomes the grid did not take are announced an
     const { gw, proxies } = await proxiedGrid();
     const qa = closeAfter(new JobQueue({ grid: gw, nats: await natsConn(), queue }));
     const qb = closeAfter(new JobQueue({ grid: await grid(), nats: await natsConn(), queue }));
-    let open: () => void = () => undefined;
-    const gate = new Promise<void>((r) => (open = r));
-    closers.push(() => open());
+    const { gate, open } = env.gate();
     const runs: string[] = [];
     const wa = closeAfter(
       qa.worker(

@@ -1,6 +1,7 @@
 import { afterAll, afterEach, beforeAll } from 'vitest';
 import { GridClient, type GridClientConfig } from '@gridlink/client';
 import { LocalCluster } from '@gridlink/node';
+import { FaultProxy } from '@gridlink/testkit';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { NatsServer } from './processes.js';
 
@@ -32,6 +33,16 @@ export interface MessagingEnv {
   grid: () => Promise<GridClient>;
   /** A NATS connection closed after the test; `name` as the server's /connz shows it. */
   natsConn: (name?: string) => Promise<NatsConnection>;
+  /** `x`, closed after the test. */
+  closeAfter: <T extends { close(): Promise<void> | void }>(x: T) => T;
+  /**
+   * A grid client whose connections all go through fault proxies (kept open while blackholed, so
+   * the client does not find its way round through the nodes' own addresses); operations are
+   * given up after 1 s. Both are closed after the test.
+   */
+  proxiedGrid: () => Promise<{ gw: GridClient; proxies: FaultProxy[] }>;
+  /** A promise that resolves once `open()` is called; opened after the test at the latest. */
+  gate: () => { gate: Promise<void>; open: () => void };
 }
 
 /**
@@ -71,6 +82,28 @@ export function messagingEnv(): MessagingEnv {
       const nc = await connectNats(env.nats.url, name);
       closers.push(() => nc.close());
       return nc;
+    },
+    closeAfter: (x) => {
+      closers.push(() => x.close());
+      return x;
+    },
+    proxiedGrid: async () => {
+      const proxies = await Promise.all(env.cluster.nodeIds.map((id) => FaultProxy.start({ target: env.cluster.endpointOf(id) })));
+      closers.push(async () => {
+        for (const p of proxies) await p.close();
+      });
+      const gw = await connectGrid(
+        proxies.map((p) => p.endpoint),
+        { heartbeatInterval: 10_000, heartbeatTimeout: 60_000, operationTimeout: 1000 },
+      );
+      closers.push(() => gw.close());
+      return { gw, proxies };
+    },
+    gate: () => {
+      let open: () => void = () => undefined;
+      const gate = new Promise<void>((r) => (open = r));
+      closers.push(() => open());
+      return { gate, open };
     },
   };
   return env;
