@@ -5,12 +5,23 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CapturedResponse, DedupeRequest, DirectResponse, Ticket } from './deduper.js';
 
+/**
+ * A direct answer's headers by name, to set each once: a header the pairs repeat (Set-Cookie,
+ * Vary...) gets all its values in order, any other its one value.
+ */
+export function headersByName(pairs: DirectResponse['headers']): Map<string, string | string[]> {
+  const grouped = new Map<string, string | string[]>();
+  for (const [k, v] of pairs) {
+    const prev = grouped.get(k);
+    grouped.set(k, prev === undefined ? v : [...(Array.isArray(prev) ? prev : [prev]), v]);
+  }
+  return grouped;
+}
+
 /** Sends a problem+json or replayed response as is. */
 export function sendDirect(res: ServerResponse, d: DirectResponse): void {
   res.statusCode = d.status;
-  const grouped = new Map<string, string[]>();
-  for (const [k, v] of d.headers) grouped.set(k, [...(grouped.get(k) ?? []), v]);
-  for (const [k, v] of grouped) res.setHeader(k, v.length === 1 ? (v[0] as string) : v);
+  for (const [k, v] of headersByName(d.headers)) res.setHeader(k, v);
   // RFC 9110 section 8.6: no Content-Length on 1xx and 204 (a 304 would announce the length of
   // the representation, which a replay does not have).
   if (d.status >= 200 && d.status !== 204 && d.status !== 304) res.setHeader('content-length', String(d.body.byteLength));

@@ -7,7 +7,7 @@ import { applyDecorators, Inject, Injectable, SetMetadata, UseInterceptors, type
 import { ServerResponse, type IncomingMessage } from 'node:http';
 import { Observable, of, throwError } from 'rxjs';
 import type { GridClient } from '@gridlink/client';
-import { DedupeConfigError, Deduper, captureResponse, describeRequest, resolveDedupeOptions, sendDirect, type DedupeOptions, type DedupeRequest, type DirectResponse, type Ticket } from '@gridlink/dedupe';
+import { DedupeConfigError, Deduper, captureResponse, describeRequest, headersByName, resolveDedupeOptions, sendDirect, type DedupeOptions, type DedupeRequest, type DirectResponse, type Ticket } from '@gridlink/dedupe';
 import { GRID_CLIENT, GRIDLINK_OPTIONS, IDEMPOTENT_METADATA } from './tokens.js';
 import type { GridlinkModuleOptions } from './options.js';
 
@@ -111,10 +111,8 @@ function describeFastify(req: FastifyRequestLike): DedupeRequest<IdempotentReque
  * (201 for a POST) and an empty body, or a redirect, which must not change or resend the answer.
  */
 function answerFastify(reply: FastifyReplyLike, d: DirectResponse): void {
-  const grouped = new Map<string, string[]>();
-  for (const [k, v] of d.headers) grouped.set(k, [...(grouped.get(k) ?? []), v]);
   reply.code(d.status);
-  for (const [k, v] of grouped) reply.header(k, v.length === 1 ? (v[0] as string) : v);
+  for (const [k, v] of headersByName(d.headers)) reply.header(k, v);
   reply.send(Buffer.from(d.body.buffer, d.body.byteOffset, d.body.byteLength));
   const ignore = (): FastifyReplyLike => reply;
   for (const m of ['code', 'status', 'send', 'header', 'headers', 'redirect', 'view']) {
