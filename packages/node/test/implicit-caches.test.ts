@@ -15,16 +15,14 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import fc from 'fast-check';
 import type { GridClient } from '@gridlink/client';
-import { LocalCluster, MemoryControlPlane, resolveNodeOptions, silentLogger, type GridNode, type LeaseRecord, type LocalClusterOptions, type TopologyRecord } from '@gridlink/node';
+import { LocalCluster, MemoryControlPlane, type GridNode, type LeaseRecord, type LocalClusterOptions } from '@gridlink/node';
 import { initialTopology, nextTopology, rankingDepth, type CacheRule } from '@gridlink/node/internal';
 import { Op } from '@gridlink/protocol';
 import { LEASE_PREFIX, TOPOLOGY_KEY } from '../src/control/keys.js';
 import { inertCacheRules } from '../src/control/topology.js';
-import { Lifecycle } from '../src/lifecycle.js';
-import { CacheRuleBook, Coordinator } from '../src/membership/coordinator.js';
-import { ClusterView } from '../src/membership/view.js';
-import { Scheduler } from '../src/scheduler.js';
+import { CacheRuleBook } from '../src/membership/coordinator.js';
 import { NodeStore } from '../src/store/index.js';
+import { coordinatorOf, lease, settle } from './helpers/coordinator.js';
 import { connectClient } from './helpers/grid.js';
 import { eventually } from './helpers/until.js';
 
@@ -282,43 +280,16 @@ describe('the coordinator serialises its cache rules once per change', () => {
     vi.useRealTimers();
   });
 
-  async function settle(): Promise<void> {
-    for (let i = 0; i < 20; i++) await Promise.resolve();
-  }
-
   it('not on every tick', async () => {
     const kv = new MemoryControlPlane();
-    const lease = (id: string): LeaseRecord => ({ id, epoch: `${id}-1`, host: '127.0.0.1', port: 1, synced: {} });
     for (const id of ['n1', 'n2']) await kv.put(LEASE_PREFIX + id, lease(id));
-    await kv.create(TOPOLOGY_KEY, initialTopology({ clusterId: 'c', partitions: 8, backups: 1, leases: ['n1', 'n2'].map(lease) }));
-    const opts = resolveNodeOptions({ id: 'n1', controlPlane: kv, partitions: 8, backups: 1 });
-    const scheduler = new Scheduler();
-    const view = new ClusterView('n1', 8, scheduler, () => true);
-    const life = new Lifecycle();
-    life.state = 'running';
-    const apply = (rec: TopologyRecord): void => {
-      if (view.topo === null || rec.version > view.topo.version) view.set(rec);
-    };
-    const refreshTopology = async (): Promise<void> => {
-      const e = await kv.get<TopologyRecord>(TOPOLOGY_KEY);
-      if (e === null) return;
-      view.topoRevision = Math.max(view.topoRevision, e.revision);
-      apply(e.value);
-    };
+    await kv.create(TOPOLOGY_KEY, initialTopology({ clusterId: 'c', partitions: 8, backups: 1, leases: ['n1', 'n2'].map((id) => lease(id)) }));
     // Rules that count how often they are serialised.
     let serialised = 0;
     const rule = (name: string): CacheRule => ({ name, backups: 1, policy: 'READ_WRITE_SAFE', toJSON: () => (serialised++, { name }) }) as CacheRule;
     let rules: readonly CacheRule[] = [rule('a'), rule('b')];
-    const coordinator = new Coordinator({ id: 'n1', opts, kv, log: silentLogger, life, view, leaseValid: () => true, applyTopology: apply, refreshTopology, caches: () => rules });
-    closers.push(
-      kv.watch<TopologyRecord>(TOPOLOGY_KEY, (e) => {
-        if (e.type !== 'put') return;
-        view.topoRevision = Math.max(view.topoRevision, e.revision);
-        apply(e.value);
-      }),
-      kv.watch<LeaseRecord>(LEASE_PREFIX, (e) => coordinator.onLeaseEvent(e)),
-      () => scheduler.stop(),
-    );
+    const { coordinator, refreshTopology, close } = coordinatorOf(kv, 'n1', () => rules);
+    closers.push(close);
     await coordinator.load();
     await refreshTopology();
     coordinator.started();
