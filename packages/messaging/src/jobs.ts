@@ -476,14 +476,10 @@ export class JobQueue {
     this.doneSub = sub;
     // The connection closed later: forget the subscription, so waits poll (and a later wait
     // subscribes again should the connection object be usable).
-    void sub.closed.then(
-      () => {
-        if (this.doneSub === sub) this.doneSub = null;
-      },
-      () => {
-        if (this.doneSub === sub) this.doneSub = null;
-      },
-    );
+    const forget = (): void => {
+      if (this.doneSub === sub) this.doneSub = null;
+    };
+    void sub.closed.then(forget, forget);
     return true;
   }
 
