@@ -5,13 +5,13 @@
  * frees the key.
  */
 import 'reflect-metadata';
-import { Controller, Get, Inject, Module, type INestApplication, type LoggerService, type Type } from '@nestjs/common';
+import { Controller, Get, Inject, Injectable, Module, type INestApplication, type LoggerService, type Type } from '@nestjs/common';
 import { NestFactory, type AbstractHttpAdapter } from '@nestjs/core';
 import { HealthCheck, HealthCheckService, TerminusModule } from '@nestjs/terminus';
 import { expect, vi } from 'vitest';
 import { GridClient, GridClosedError } from '@gridlink/client';
 import { LocalCluster } from '@gridlink/node';
-import { GridHealthIndicator, GridlinkModule } from '@gridlink/nest';
+import { GRID_CLIENT, GridHealthIndicator, GridlinkModule } from '@gridlink/nest';
 import { gate, waitFor } from '../../express/test/helpers.js';
 
 export { gate, post, waitFor } from '../../express/test/helpers.js';
@@ -179,4 +179,30 @@ export function isClosed(c: GridClient): boolean {
   } catch (e) {
     return e instanceof GridClosedError && !c.topology().nodes.some((n) => n.connected);
   }
+}
+
+/** A provider that fails to build once it got the (connected) client. */
+@Injectable()
+export class FailsToBuild {
+  constructor(@Inject(GRID_CLIENT) client: GridClient) {
+    if (client !== undefined) throw new Error('constructor failed');
+  }
+}
+
+/**
+ * Makes GridClient.connect wait for `release()` before it connects: `made` holds what each call
+ * returns, `called` resolves at the first call. Restored by `vi.restoreAllMocks()` (`closeAll()`).
+ */
+export function holdConnect(): { made: Promise<GridClient>[]; called: Promise<void>; release(): void } {
+  const held = gate();
+  const called = gate();
+  const made: Promise<GridClient>[] = [];
+  const connect = GridClient.connect.bind(GridClient);
+  vi.spyOn(GridClient, 'connect').mockImplementation((config) => {
+    const p = held.promise.then(() => connect(config));
+    made.push(p);
+    called.open();
+    return p;
+  });
+  return { made, called: called.promise, release: held.open };
 }

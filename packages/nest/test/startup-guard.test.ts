@@ -7,15 +7,14 @@
  * process, so the first test here sees the state right after @gridlink/nest loaded.
  */
 import 'reflect-metadata';
-import { Inject, Injectable, Module, type DynamicModule } from '@nestjs/common';
+import { Module, type DynamicModule } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { TestingModuleBuilder } from '@nestjs/testing';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { GridClient } from '@gridlink/client';
 import { LocalCluster } from '@gridlink/node';
-import { GRID_CLIENT, GridlinkModule } from '@gridlink/nest';
+import { GridlinkModule } from '@gridlink/nest';
 import { ORIGINAL } from '../src/startup.js';
-import { clientRecorder, isClosed } from './helpers.js';
+import { FailsToBuild, clientRecorder, isClosed } from './helpers.js';
 
 type StartupModule = typeof import('../src/startup.js');
 
@@ -34,13 +33,6 @@ afterAll(async () => {
 afterEach(async () => {
   await clients.closeAll();
 });
-
-@Injectable()
-class FailsToBuild {
-  constructor(@Inject(GRID_CLIENT) client: GridClient) {
-    if (client !== undefined) throw new Error('constructor failed');
-  }
-}
 
 /** A module whose register() defines the GridlinkModule: only when the bootstrap's arguments run. */
 class AppModule {

@@ -12,7 +12,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import { GridClient } from '@gridlink/client';
 import { LocalCluster } from '@gridlink/node';
 import { GRID_CLIENT, GridlinkModule, Idempotent } from '@gridlink/nest';
-import { clientRecorder, isClosed } from './helpers.js';
+import { FailsToBuild, clientRecorder, holdConnect, isClosed } from './helpers.js';
 
 let cluster: LocalCluster;
 const clients = clientRecorder();
@@ -52,13 +52,7 @@ describe('startup fails after the client connected', () => {
 
   it('NestFactory.create with abortOnError false: a provider that fails to build after the client connected', async () => {
     recordClients();
-    @Injectable()
-    class Failing {
-      constructor(@Inject(GRID_CLIENT) client: GridClient) {
-        if (client !== undefined) throw new Error('constructor failed');
-      }
-    }
-    @Module({ imports: [GridlinkModule.forRoot({ client: { endpoints: cluster.endpoints } })], providers: [Failing] })
+    @Module({ imports: [GridlinkModule.forRoot({ client: { endpoints: cluster.endpoints } })], providers: [FailsToBuild] })
     class App {}
     await expect(NestFactory.create(App, quiet)).rejects.toThrow('constructor failed');
     expect(connected).toHaveLength(1);
@@ -66,25 +60,17 @@ describe('startup fails after the client connected', () => {
   });
 
   it('NestFactory.create: another provider fails while the client is still connecting', async () => {
-    let release!: () => void;
-    const held = new Promise<void>((r) => (release = r));
-    const connect = GridClient.connect.bind(GridClient);
-    const made: Promise<GridClient>[] = [];
-    vi.spyOn(GridClient, 'connect').mockImplementation((config) => {
-      // The client connects only once the other provider has failed the bootstrap.
-      const p = held.then(() => connect(config));
-      made.push(p);
-      return p;
-    });
+    // The client connects only once the other provider has failed the bootstrap.
+    const connecting = holdConnect();
     @Module({
       imports: [GridlinkModule.forRoot({ client: { endpoints: cluster.endpoints } })],
       providers: [{ provide: 'BROKEN', useFactory: () => Promise.reject(new Error('config missing')) }],
     })
     class App {}
     await expect(NestFactory.create(App, quiet)).rejects.toThrow('config missing');
-    release();
-    expect(made).toHaveLength(1);
-    const client = await made[0]!;
+    connecting.release();
+    expect(connecting.made).toHaveLength(1);
+    const client = await connecting.made[0]!;
     connected.push(client);
     // The provider closes what it connected once it sees the startup failed.
     await vi.waitFor(() => expect(isClosed(client)).toBe(true), { timeout: 5000 });
@@ -121,13 +107,7 @@ describe('startup fails after the client connected', () => {
 describe('two applications bootstrapping at once', () => {
   it('the one that fails closes its own client; the other keeps its client', async () => {
     recordClients();
-    @Injectable()
-    class Failing {
-      constructor(@Inject(GRID_CLIENT) client: GridClient) {
-        if (client !== undefined) throw new Error('constructor failed');
-      }
-    }
-    @Module({ imports: [GridlinkModule.forRoot({ client: { endpoints: cluster.endpoints } })], providers: [Failing] })
+    @Module({ imports: [GridlinkModule.forRoot({ client: { endpoints: cluster.endpoints } })], providers: [FailsToBuild] })
     class Bad {}
     @Module({ imports: [GridlinkModule.forRoot({ client: { endpoints: cluster.endpoints } })] })
     class Good {}
@@ -151,41 +131,24 @@ describe('two applications bootstrapping at once', () => {
 describe('@nestjs/testing: Test.createTestingModule(...).compile()', () => {
   it('a provider that fails to build after the client connected: compile() rejects with the client closed', async () => {
     recordClients();
-    @Injectable()
-    class Failing {
-      constructor(@Inject(GRID_CLIENT) client: GridClient) {
-        if (client !== undefined) throw new Error('constructor failed');
-      }
-    }
-    const builder = Test.createTestingModule({ imports: [GridlinkModule.forRoot({ client: { endpoints: cluster.endpoints } })], providers: [Failing] }).setLogger({ log: () => undefined, error: () => undefined, warn: () => undefined });
+    const builder = Test.createTestingModule({ imports: [GridlinkModule.forRoot({ client: { endpoints: cluster.endpoints } })], providers: [FailsToBuild] }).setLogger({ log: () => undefined, error: () => undefined, warn: () => undefined });
     await expect(builder.compile()).rejects.toThrow('constructor failed');
     expect(connected).toHaveLength(1);
     expect(isClosed(connected[0]!)).toBe(true);
   });
 
   it('another provider fails while the client is still connecting: the client closes once connected', async () => {
-    let release!: () => void;
-    const held = new Promise<void>((r) => (release = r));
-    const connect = GridClient.connect.bind(GridClient);
-    const made: Promise<GridClient>[] = [];
-    let connecting!: () => void;
-    const connectCalled = new Promise<void>((r) => (connecting = r));
-    vi.spyOn(GridClient, 'connect').mockImplementation((config) => {
-      // The client connects only once the other provider has failed the compile.
-      const p = held.then(() => connect(config));
-      made.push(p);
-      connecting();
-      return p;
-    });
+    // The client connects only once the other provider has failed the compile.
+    const connecting = holdConnect();
     const builder = Test.createTestingModule({
       imports: [GridlinkModule.forRoot({ client: { endpoints: cluster.endpoints } })],
       // Fails once the client provider is connecting (the testing loader may build it first or after).
-      providers: [{ provide: 'BROKEN', useFactory: () => connectCalled.then(() => Promise.reject(new Error('config missing'))) }],
+      providers: [{ provide: 'BROKEN', useFactory: () => connecting.called.then(() => Promise.reject(new Error('config missing'))) }],
     }).setLogger({ log: () => undefined, error: () => undefined, warn: () => undefined });
     await expect(builder.compile()).rejects.toThrow('config missing');
-    release();
-    expect(made).toHaveLength(1);
-    const client = await made[0]!;
+    connecting.release();
+    expect(connecting.made).toHaveLength(1);
+    const client = await connecting.made[0]!;
     connected.push(client);
     await vi.waitFor(() => expect(isClosed(client)).toBe(true), { timeout: 5000 });
   });
