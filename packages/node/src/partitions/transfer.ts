@@ -250,16 +250,25 @@ export class StateTransfer {
     view.assertPrimary(m.p);
     const st = table.part(m.p);
     if (st.fence) await st.fence;
-    view.assertPrimary(m.p);
-    if (!view.targets(m.p).some((t) => t.id === m.from)) {
-      throw new GridNodeError(ErrorCode.PARTITION_MOVING, `node ${m.from} is not a target of partition ${m.p}`, m.p);
-    }
+    this.assertServes(m.p, m.from);
     const parts = this.d.snapshotParts(m.p);
     if (parts.length === 1) return { snap: parts[0]!, total: 1 };
     const id = randomUUID();
     const timer = this.d.scheduler.setTimeout(() => this.outgoing.delete(id), 30_000);
     this.outgoing.set(id, { parts, timer });
     return { snap: parts[0]!, total: parts.length, id };
+  }
+
+  /**
+   * The checks a snapshot of p for `from` is taken after, single or in a batch: this node is p's
+   * primary and may serve it, and `from` is one of its replication targets.
+   */
+  private assertServes(p: number, from: string): void {
+    const { view } = this.d;
+    view.assertPrimary(p);
+    if (!view.targets(p).some((t) => t.id === from)) {
+      throw new GridNodeError(ErrorCode.PARTITION_MOVING, `node ${from} is not a target of partition ${p}`, p);
+    }
   }
 
   /**
@@ -294,12 +303,12 @@ export class StateTransfer {
         continue;
       }
       try {
-        view.assertPrimary(p);
+        this.assertServes(p, m.from);
       } catch {
         reply.alone.push(p);
         continue;
       }
-      if (table.get(p)?.fence || !view.targets(p).some((t) => t.id === m.from)) {
+      if (table.get(p)?.fence) {
         reply.alone.push(p);
         continue;
       }
