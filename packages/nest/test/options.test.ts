@@ -7,7 +7,7 @@
  */
 import 'reflect-metadata';
 import type { AddressInfo } from 'node:net';
-import { Controller, Inject, Injectable, Module, Post, Redirect } from '@nestjs/common';
+import { Controller, Inject, Injectable, Module, Post, Redirect, type INestApplication, type NestApplicationOptions, type Type } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GridClient, type GridCache } from '@gridlink/client';
@@ -41,6 +41,19 @@ async function boot(module: object, use?: (app: Awaited<ReturnType<typeof NestFa
     await app.close();
   }
   return 'started';
+}
+
+/** Runs `use` against an app listening on 127.0.0.1 with GridlinkModule.forRoot and `controllers`, then closes it. */
+async function serve(controllers: Type[], use: (base: string, app: INestApplication) => Promise<void>, settings: NestApplicationOptions = quiet): Promise<void> {
+  @Module({ imports: [GridlinkModule.forRoot({ client: { endpoints: cluster.endpoints } })], controllers })
+  class App {}
+  const app = await NestFactory.create(App, settings);
+  try {
+    await app.listen(0, '127.0.0.1');
+    await use(`http://127.0.0.1:${(app.getHttpServer().address() as AddressInfo).port}`, app);
+  } finally {
+    await app.close();
+  }
 }
 
 describe('GridlinkModule.forRoot options', () => {
@@ -167,12 +180,7 @@ describe('@Idempotent() on a controller and on its route', () => {
         return { run: ++runs };
       }
     }
-    @Module({ imports: [GridlinkModule.forRoot({ client: { endpoints: cluster.endpoints } })], controllers: [Both] })
-    class App {}
-    const app = await NestFactory.create(App, quiet);
-    try {
-      await app.listen(0, '127.0.0.1');
-      const base = `http://127.0.0.1:${(app.getHttpServer().address() as AddressInfo).port}`;
+    await serve([Both], async (base) => {
       const key = `both-${Date.now()}`;
       const a = await post(base, '/both', {}, { 'idempotency-key': key });
       expect(a.status).toBe(201);
@@ -187,9 +195,7 @@ describe('@Idempotent() on a controller and on its route', () => {
       const d = await post(base, '/both/controller-only', {}, { 'idempotency-key': key });
       expect([c.status, d.status, d.headers.get('idempotent-replayed')]).toEqual([201, 201, 'true']);
       expect(runs).toBe(2);
-    } finally {
-      await app.close();
-    }
+    });
   });
 });
 
@@ -205,14 +211,9 @@ describe('@Idempotent() on @Redirect() routes', () => {
         return { url: `/orders/${++runs}` };
       }
     }
-    @Module({ imports: [GridlinkModule.forRoot({ client: { endpoints: cluster.endpoints } })], controllers: [Redirecting] })
-    class App {}
     const errors: string[] = [];
     const logger = { log: () => undefined, warn: (m: unknown) => errors.push(String(m)), error: (...m: unknown[]) => errors.push(m.map(String).join(' ')) };
-    const app = await NestFactory.create(App, { logger, abortOnError: false });
-    try {
-      await app.listen(0, '127.0.0.1');
-      const base = `http://127.0.0.1:${(app.getHttpServer().address() as AddressInfo).port}`;
+    await serve([Redirecting], async (base) => {
       const send = (headers: Record<string, string>): Promise<Response> => fetch(`${base}/redirect`, { method: 'POST', redirect: 'manual', headers });
       const key = `redirect-${Date.now()}`;
       const a = await send({ 'idempotency-key': key });
@@ -222,9 +223,7 @@ describe('@Idempotent() on @Redirect() routes', () => {
       expect((await send({})).status).toBe(400);
       expect(runs).toBe(1);
       expect(errors).toEqual([]);
-    } finally {
-      await app.close();
-    }
+    }, { logger, abortOnError: false });
   });
 });
 
@@ -244,12 +243,7 @@ describe('many requests', () => {
         throw new Error('handler failed');
       }
     }
-    @Module({ imports: [GridlinkModule.forRoot({ client: { endpoints: cluster.endpoints } })], controllers: [Many] })
-    class App {}
-    const app = await NestFactory.create(App, quiet);
-    try {
-      await app.listen(0, '127.0.0.1');
-      const base = `http://127.0.0.1:${(app.getHttpServer().address() as AddressInfo).port}`;
+    await serve([Many], async (base, app) => {
       const client = app.get<GridClient>(GRID_CLIENT);
       expect((await post(base, '/many', {}, { 'idempotency-key': 'warm-up' })).status).toBe(201);
       const idle = JSON.stringify(client.bookkeeping());
@@ -269,8 +263,6 @@ describe('many requests', () => {
         );
       }
       await waitFor(() => JSON.stringify(client.bookkeeping()) === idle, 5000, 'the bookkeeping to return to idle');
-    } finally {
-      await app.close();
-    }
+    });
   });
 });
