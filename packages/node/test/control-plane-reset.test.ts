@@ -9,7 +9,7 @@ import { Kvm } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { silentLogger, startNode, type GridNode } from '@gridlink/node';
 import { NatsCluster, waitFor } from '@gridlink/testkit';
-import { ControlPlaneResetError, NatsControlPlane } from '../src/control/nats.js';
+import { ControlPlaneResetError, NatsControlPlane, readStreamInfo } from '../src/control/nats.js';
 
 let nats: NatsCluster;
 let nc: NatsConnection;
@@ -109,5 +109,29 @@ describe('a control plane whose bucket is lost', () => {
     await waitFor('the new cluster to serve', () => fresh.isServing(), 20_000);
     expect(Object.keys(fresh.topology()!.members)).toEqual(['c']);
     expect(started.every((n) => !n.running && !n.isServing())).toBe(true);
+  });
+});
+
+describe('which stream the bucket is: the STREAM.INFO reply', () => {
+  const reply = (body: unknown): Uint8Array => new TextEncoder().encode(JSON.stringify(body));
+
+  it('a real server describes the stream the plane noted when it opened the bucket', async () => {
+    const bucket = `reset${++seq}`;
+    const p = await plane(bucket);
+    const m = await nc.request(`$JS.API.STREAM.INFO.KV_${bucket}`, '');
+    const info = readStreamInfo(bucket, m.data);
+    expect(info).not.toBe('missing');
+    expect(info !== 'missing' && info.created).toBe((p as unknown as { streamCreated?: string }).streamCreated);
+  });
+
+  it('a reply without the creation time says nothing (throws, as a timeout does); it is never a stream created at "undefined"', () => {
+    // A check that throws judges nothing: neither a reset (another creation time than the one
+    // noted) nor, at connect, the creation time a later check would be compared with.
+    for (const body of [{ state: { last_seq: 5 } }, { created: '', state: { last_seq: 5 } }, { created: null }, { created: 1700000000 }]) {
+      expect(() => readStreamInfo('b', reply(body))).toThrow('JetStream described stream KV_b without its creation time');
+    }
+    expect(readStreamInfo('b', reply({ created: '2024-05-01T10:00:00.123456789Z', state: { last_seq: 5 } }))).toEqual({ created: '2024-05-01T10:00:00.123456789Z', lastSeq: 5 });
+    expect(readStreamInfo('b', reply({ error: { code: 404, err_code: 10059, description: 'stream not found' } }))).toBe('missing');
+    expect(() => readStreamInfo('b', reply({ error: { code: 503, err_code: 10008, description: 'JetStream system temporarily unavailable' } }))).toThrow('temporarily unavailable');
   });
 });

@@ -264,7 +264,7 @@ export class NatsControlPlane implements ControlPlane {
     try {
       this.judgeStream(await this.streamInfo());
     } catch {
-      // Unavailable for now: the watchdog's first check learns it.
+      // Unavailable for now, or a reply without the creation time: the watchdog's first check learns it.
     }
   }
 
@@ -749,19 +749,27 @@ async function openExistingBucket(nc: NatsConnection, kvm: Kvm, bucket: string, 
 }
 
 /** What this plane reads of the bucket's stream. */
-interface StreamInfo {
+export interface StreamInfo {
   created: string;
   lastSeq: number;
 }
 
-/**
- * The bucket's stream as JetStream describes it, or 'missing' when JetStream answers that there
- * is no such stream (API error 10059: a definite answer; an election or an outage times out or
- * says "unavailable" instead, which throws).
- */
+/** The bucket's stream as JetStream describes it now (see `readStreamInfo`). */
 async function bucketStream(nc: NatsConnection, bucket: string, timeoutMs: number): Promise<StreamInfo | 'missing'> {
   const m = await nc.request(`$JS.API.STREAM.INFO.KV_${bucket}`, '', { timeout: timeoutMs });
-  const reply = JSON.parse(new TextDecoder().decode(m.data)) as {
+  return readStreamInfo(bucket, m.data);
+}
+
+/**
+ * A `$JS.API.STREAM.INFO` reply about the bucket's stream: its creation time and last sequence,
+ * or 'missing' when JetStream answers that there is no such stream (API error 10059: a definite
+ * answer; an election or an outage times out or says "unavailable" instead, which throws). A reply
+ * without the creation time throws too: that time is what tells one bucket from another created
+ * anew (ADR 0028), so such a check says nothing, as a timeout says nothing. The client's NATS
+ * address finder reads the same reply the same way (ADR 0054).
+ */
+export function readStreamInfo(bucket: string, data: Uint8Array): StreamInfo | 'missing' {
+  const reply = JSON.parse(new TextDecoder().decode(data)) as {
     created?: unknown;
     state?: { last_seq?: unknown };
     error?: { err_code?: number; description?: string };
@@ -770,6 +778,7 @@ async function bucketStream(nc: NatsConnection, bucket: string, timeoutMs: numbe
     if (reply.error.err_code === 10059) return 'missing';
     throw new Error(reply.error.description ?? `JetStream error ${String(reply.error.err_code)}`);
   }
+  if (typeof reply.created !== 'string' || reply.created === '') throw new Error(`JetStream described stream KV_${bucket} without its creation time`);
   const lastSeq = typeof reply.state?.last_seq === 'number' ? reply.state.last_seq : 0;
-  return { created: String(reply.created), lastSeq };
+  return { created: reply.created, lastSeq };
 }
