@@ -8,6 +8,7 @@ import fc from 'fast-check';
 import { CasConflictError, MemoryControlPlane, type ControlPlane, type KvEvent } from '@gridlink/node';
 import { NatsCluster, waitFor } from '@gridlink/testkit';
 import { Kvm } from '@nats-io/kv';
+import { connect } from '@nats-io/transport-node';
 import { ControlPlaneBucketMissingError, ControlPlaneUnavailableError, NatsControlPlane, parseNatsServers } from '../src/control/nats.js';
 import { NodeConfigError } from '../src/errors.js';
 
@@ -177,6 +178,36 @@ describe('NatsControlPlane configuration', () => {
     expect((await creator.get('k.x'))?.value).toEqual({ n: 2 });
     expect(rev2).toBeGreaterThan(rev);
     expect((await reader.bucketStatus()).replicas).toBe(1);
+  });
+
+  it('opening an existing bucket asks JetStream for its stream once, which also says which stream it is', async () => {
+    const bucket = 'askedonce';
+    const creator = await NatsControlPlane.connect({ servers: single.urls, bucket, connectTimeoutMs: 20_000 });
+    // Closed before counting: its watchdog asks about the same stream every second.
+    await creator.close();
+    const counter = await connect({ servers: single.urls });
+    try {
+      let asked = 0;
+      counter.subscribe(`$JS.API.STREAM.INFO.KV_${bucket}`, {
+        callback: () => {
+          asked++;
+        },
+      });
+      await counter.flush();
+      for (const create of [false, true]) {
+        asked = 0;
+        // watchStallMs puts the watchdog's first stream check 30 s away, outside the count.
+        const p = await NatsControlPlane.connect({ servers: single.urls, bucket, create, watchStallMs: 60_000, connectTimeoutMs: 20_000 });
+        opened.push(p);
+        // The requests reached the server before their replies: a round trip of the counter's
+        // connection delivers every copy of them before it ends.
+        await counter.flush();
+        expect(asked, `create: ${create}`).toBe(1);
+        expect((p as unknown as { streamCreated?: string }).streamCreated).toMatch(/^\d{4}-\d\d-\d\dT/);
+      }
+    } finally {
+      await counter.close();
+    }
   });
 
   it('gives up connecting after connectTimeoutMs with a retryable typed error', async () => {

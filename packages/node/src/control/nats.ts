@@ -421,11 +421,17 @@ export class NatsControlPlane implements ControlPlane {
       const kvm = new Kvm(nc);
       for (;;) {
         try {
-          const kv = create ? await createBucket(kvm, bucket, { replicas, maxAgeMs, requestTimeoutMs }) : await openExistingBucket(nc, kvm, bucket, servers, requestTimeoutMs);
+          // One stream info says whether the bucket exists and, if it does, which stream this
+          // plane opens (its creation time), known before anyone acts on what it reads. A failed
+          // one (JetStream not ready, a reply without the creation time) is retried.
+          const found = await bucketStream(nc, bucket, requestTimeoutMs);
+          if (found === 'missing' && !create) throw new ControlPlaneBucketMissingError(bucket, servers);
+          const kv = found === 'missing' ? await createBucket(kvm, bucket, { replicas, maxAgeMs, requestTimeoutMs }) : await openBucket(kvm, bucket, requestTimeoutMs);
           const plane = new NatsControlPlane(nc, kv, bucket, { requestTimeoutMs, watchRetryMs, watchStallMs, readRetryMs, readTimeoutMs }, log);
-          // Which stream this plane opened, known before anyone acts on what it reads (else the
-          // watchdog's first check learns it).
-          await plane.noteStream();
+          // A bucket created just now (by this plane or another one meanwhile) is asked about
+          // again (else the watchdog's first check learns which stream it is).
+          if (found === 'missing') await plane.noteStream();
+          else plane.judgeStream(found);
           return plane;
         } catch (err) {
           if (err instanceof ControlPlaneBucketMissingError) throw err;
@@ -531,8 +537,8 @@ export class NatsControlPlane implements ControlPlane {
   }
 
   async delete(key: string): Promise<void> {
-    this.refuseIfReset();
     // A KV delete writes a marker even for an absent key; skip it, as the in-memory plane does.
+    // (The get refuses a reset plane first.)
     if ((await this.get(key)) === null) return;
     await this.call('delete', () => this.kv.delete(key));
   }
@@ -728,23 +734,20 @@ function pause(ms: number): Promise<void> {
 }
 
 /**
- * Opens the bucket, creating it when absent (an existing bucket is used as it is). Direct get is
- * switched off: on 2.9 any replica answers a direct get, so a read right after a write could be
- * stale, and the CAS loops of the coordinator want the leader's view. The fields 2.9 does not know
- * (compression, metadata, per-message TTL markers) are never set.
+ * Creates the bucket (`connect` found none; one created meanwhile by another node is used as it
+ * is). Direct get is switched off: on 2.9 any replica answers a direct get, so a read right after
+ * a write could be stale, and the CAS loops of the coordinator want the leader's view. The fields
+ * 2.9 does not know (compression, metadata, per-message TTL markers) are never set.
  */
 async function createBucket(kvm: Kvm, bucket: string, o: { replicas: number; maxAgeMs: number; requestTimeoutMs: number }): Promise<KV> {
   return kvm.create(bucket, { history: 64, replicas: o.replicas, ttl: o.maxAgeMs, timeout: o.requestTimeoutMs, allow_direct: false });
 }
 
 /**
- * Opens the bucket only if it exists (`create: false`). Its stream is looked up first with the
- * JetStream API's stream info: "stream not found" (10059) is a ControlPlaneBucketMissingError;
- * any other failure (JetStream not ready yet) is thrown for the caller to retry. The bucket is
- * then bound as it is (direct get off, as `createBucket` sets it).
+ * Binds the bucket `connect` found (its stream info already read), as it is: no request of its
+ * own. Direct get off, as `createBucket` sets it.
  */
-async function openExistingBucket(nc: NatsConnection, kvm: Kvm, bucket: string, servers: string[], requestTimeoutMs: number): Promise<KV> {
-  if ((await bucketStream(nc, bucket, requestTimeoutMs)) === 'missing') throw new ControlPlaneBucketMissingError(bucket, servers);
+async function openBucket(kvm: Kvm, bucket: string, requestTimeoutMs: number): Promise<KV> {
   return kvm.open(bucket, { allow_direct: false, timeout: requestTimeoutMs });
 }
 
