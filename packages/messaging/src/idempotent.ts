@@ -22,9 +22,12 @@ import { Ownership } from './ownership.js';
 
 /**
  * What became of one delivery. `failed`: the handler threw, the grid could not be reached, or the
- * consumer was closed before the processing could finish (the delivery is nak'ed).
+ * consumer was closed before the processing could finish (the delivery is nak'ed). `dropped`: a
+ * direct call (`handleCore`, `handleJetStream`) that was not handled: `direct.concurrency` calls
+ * were being handled and `direct.maxQueued` waited, or the consumer was closed while it waited
+ * (see the `dropped` event; a JetStream message is nak'ed, so it comes back).
  */
-export type Outcome = 'processed' | 'duplicate' | 'in-progress' | 'failed' | 'no-id';
+export type Outcome = 'processed' | 'duplicate' | 'in-progress' | 'failed' | 'no-id' | 'dropped';
 
 export interface IdempotentContext {
   /** The message id. */
@@ -57,9 +60,26 @@ export interface IdempotentOptions {
   busyDelayMs?: number;
   /** `close()` waits this long for messages being processed (ms). Default 10000. */
   closeTimeoutMs?: number;
+  /** Bounds of the calls the application makes itself (`handleCore`, `handleJetStream`). */
+  direct?: DirectOptions | null;
 }
 
-const OPTION_NAMES = ['grid', 'name', 'windowMs', 'idOf', 'lockLeaseMs', 'workingIntervalMs', 'busyDelayMs', 'closeTimeoutMs'] as const;
+/**
+ * Bounds of `handleCore` / `handleJetStream` calls, shared by all of this consumer's direct calls
+ * (`subscribe` and `consume` have their own).
+ */
+export interface DirectOptions {
+  /** Direct calls handled at once (handlers and their grid operations). Default 16. */
+  concurrency?: number;
+  /**
+   * Direct calls that wait, in call order, while `concurrency` are handled (a JetStream message's
+   * AckWait is extended meanwhile); a call beyond that is not handled: outcome `dropped`, event
+   * `dropped`, and a JetStream message is nak'ed. Default 1000; 0: none wait.
+   */
+  maxQueued?: number;
+}
+
+const OPTION_NAMES = ['grid', 'name', 'windowMs', 'idOf', 'lockLeaseMs', 'workingIntervalMs', 'busyDelayMs', 'closeTimeoutMs', 'direct'] as const;
 
 export interface IdempotentEvents {
   processed: (e: { id: string; fencingToken: number }) => void;
@@ -67,11 +87,14 @@ export interface IdempotentEvents {
   inProgress: (e: { id: string }) => void;
   failed: (e: { id: string; error: unknown }) => void;
   /**
-   * A core NATS message was not handled (never run, no grid operation): `overflow` when its
-   * subscription had `concurrency` messages being handled and `maxQueued` waiting; `closed` when
-   * the consumer was closed while it waited. `total`: messages dropped by this consumer so far.
+   * A message was not handled (never run, no grid operation): `overflow` when its subscription
+   * (or, for `handleCore` / `handleJetStream`, the consumer's direct calls) had `concurrency`
+   * messages being handled and `maxQueued` waiting; `closed` when the consumer was closed while it
+   * waited. `jetstream`: a JetStream message (a direct `handleJetStream` call), nak'ed, so the
+   * server delivers it again; a core NATS message is lost. `total`: messages dropped by this
+   * consumer so far.
    */
-  dropped: (e: { subject: string; reason: 'overflow' | 'closed'; total: number }) => void;
+  dropped: (e: { subject: string; reason: 'overflow' | 'closed'; jetstream: boolean; total: number }) => void;
   error: (e: Error) => void;
 }
 
@@ -102,6 +125,14 @@ interface Delivery {
 const MAX_ID_LENGTH = 512;
 /** A UTF-16 surrogate not paired with its other half: such a string is no valid grid key. */
 const LONE_SURROGATE = /\p{Surrogate}/u;
+
+/** A direct call waiting for a slot. */
+interface DirectWaiter {
+  /** Runs it in the slot handed over by a call that finished. */
+  start(): void;
+  /** close(): it is not run (nak'ed if JetStream, announced). */
+  refuse(): void;
+}
 
 /** One processing under way, as `close()` sees it. */
 interface InFlight {
@@ -139,6 +170,11 @@ export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
   private droppedTotal = 0;
   private readonly closeTimeoutMs: number;
   private readonly inFlight = new Set<InFlight>();
+  private readonly directLimit: number;
+  private readonly directMaxQueued: number;
+  /** Direct calls being handled (slots taken). */
+  private directActive = 0;
+  private readonly directWaiting = new Fifo<DirectWaiter>();
   private idleWaiters: (() => void)[] = [];
   /** Stops every consume() loop. */
   private readonly stopConsuming = new Set<() => void>();
@@ -160,6 +196,9 @@ export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
     this.busyDelayMs = int('busyDelayMs', o.busyDelayMs, 1000, 0, MAX_TIMER_MS);
     this.closeTimeoutMs = int('closeTimeoutMs', o.closeTimeoutMs, 10_000, 0, MAX_TIMER_MS);
     this.idOf = fn('idOf', o.idOf);
+    const direct = options('direct', o.direct, ['concurrency', 'maxQueued'], 'direct.');
+    this.directLimit = int('direct.concurrency', direct.concurrency, 16, 1, 10_000);
+    this.directMaxQueued = int('direct.maxQueued', direct.maxQueued, 1000, 0, 1_000_000);
     this.processed = this.grid.cache(`gridlink.processed.${this.name}`);
   }
 
@@ -196,8 +235,10 @@ export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
   }
 
   /**
-   * Handles one JetStream message: acks, naks or terms it. After `close()` the message is nak'ed
-   * and the promise rejects with MessagingClosedError.
+   * Handles one JetStream message: acks, naks or terms it. Bounded like every direct call (see
+   * `handleCore`); while it waits for a slot its AckWait is extended (`working()` every
+   * `workingIntervalMs`), and one not handled (`dropped`) is nak'ed with `busyDelayMs`. After
+   * `close()` the message is nak'ed and the promise rejects with MessagingClosedError.
    */
   async handleJetStream(msg: JsMsg, handler: IdempotentHandler<JsMsg>): Promise<Outcome> {
     this.checkHandler(handler);
@@ -206,27 +247,78 @@ export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
       d.nak();
       throw new MessagingClosedError('idempotent consumer');
     }
-    return this.process(msg, d, handler);
+    return this.direct(msg, d, handler, true);
   }
 
   /**
-   * Handles one core NATS message (no acknowledgement exists: a duplicate is just not run). After
+   * Handles one core NATS message (no acknowledgement exists: a duplicate is just not run). The
+   * consumer's direct calls (this and `handleJetStream`) are bounded as `subscribe` is: at most
+   * `direct.concurrency` are handled at once, up to `direct.maxQueued` more wait in call order
+   * (the promise settles once the call was handled), and a call beyond both is not handled:
+   * `dropped` (outcome and event). A waiting call that `close()` finds is `dropped` too. After
    * `close()` the promise rejects with MessagingClosedError.
+   *
+   * A handler must not await another direct call of the same consumer: with every slot held by
+   * such handlers, the calls they wait for would wait for a slot for ever.
    */
   async handleCore(msg: Msg, handler: IdempotentHandler<Msg>): Promise<Outcome> {
     this.checkHandler(handler);
     if (this.closed) throw new MessagingClosedError('idempotent consumer');
-    return this.process(msg, coreDelivery(msg), handler);
+    return this.direct(msg, coreDelivery(msg), handler, false);
   }
 
-  /** Core NATS messages dropped so far (see the `dropped` event). */
+  /**
+   * A direct call in a slot of the consumer's direct calls: at once if one is free, else after
+   * the calls queued before it (a JetStream message kept from redelivery meanwhile), or not at
+   * all beyond `direct.maxQueued`. A call that finishes hands its slot to the next waiting one.
+   */
+  private async direct<M extends Msg | JsMsg>(msg: M, d: Delivery, handler: IdempotentHandler<M>, jetstream: boolean): Promise<Outcome> {
+    if (this.directActive < this.directLimit) {
+      this.directActive++;
+    } else {
+      if (this.directWaiting.length >= this.directMaxQueued) {
+        d.nak(this.busyDelayMs);
+        this.drop(d.subject, 'overflow', jetstream);
+        return 'dropped';
+      }
+      let keepalive: NodeJS.Timeout | null = null;
+      if (jetstream) {
+        // Held by this process from now on: its AckWait must not run out while it waits.
+        d.working();
+        keepalive = setInterval(() => d.working(), this.workingMs);
+        keepalive.unref();
+      }
+      const admitted = await new Promise<boolean>((resolve) => {
+        this.directWaiting.push({
+          start: () => resolve(true),
+          refuse: () => {
+            d.nak();
+            this.drop(d.subject, 'closed', jetstream);
+            resolve(false);
+          },
+        });
+      });
+      if (keepalive !== null) clearInterval(keepalive);
+      if (!admitted) return 'dropped';
+      // The slot of the call that finished was handed to this one (directActive unchanged).
+    }
+    try {
+      return await this.process(msg, d, handler);
+    } finally {
+      const next = this.closed ? undefined : this.directWaiting.shift();
+      if (next !== undefined) next.start();
+      else this.directActive--;
+    }
+  }
+
+  /** Messages not handled so far (see the `dropped` event). */
   get dropped(): number {
     return this.droppedTotal;
   }
 
-  private drop(subject: string, reason: 'overflow' | 'closed'): void {
+  private drop(subject: string, reason: 'overflow' | 'closed', jetstream: boolean): void {
     this.droppedTotal++;
-    this.emit('dropped', { subject, reason, total: this.droppedTotal });
+    this.emit('dropped', { subject, reason, jetstream, total: this.droppedTotal });
   }
 
   /**
@@ -258,7 +350,7 @@ export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
         });
     };
     const discard = (): void => {
-      for (let m = waiting.shift(); m !== undefined; m = waiting.shift()) this.drop(m.subject, 'closed');
+      for (let m = waiting.shift(); m !== undefined; m = waiting.shift()) this.drop(m.subject, 'closed', false);
     };
     const sub = nc.subscribe(subject, {
       ...(o.queue !== undefined ? { queue: o.queue } : {}),
@@ -270,7 +362,7 @@ export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
         if (this.closed) return;
         if (active < concurrency) run(msg);
         else if (waiting.length < maxQueued) waiting.push(msg);
-        else this.drop(msg.subject, 'overflow');
+        else this.drop(msg.subject, 'overflow', false);
       },
     });
     this.subs.add(sub);
@@ -477,6 +569,7 @@ export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
     // Messages waiting for a slot are not run (core NATS: nothing to give back).
     for (const discard of this.discardQueued) discard();
     this.discardQueued.clear();
+    for (let w = this.directWaiting.shift(); w !== undefined; w = this.directWaiting.shift()) w.refuse();
     for (const stop of this.stopConsuming) stop();
     if (this.inFlight.size > 0) {
       let timer: NodeJS.Timeout | undefined;

@@ -11,7 +11,7 @@ export type {
   WorkerEvents,
 } from './jobs.js';
 export { IdempotentConsumer } from './idempotent.js';
-export type { IdempotentOptions, IdempotentContext, IdempotentHandler, IdempotentEvents, Outcome, SubscribeOptions } from './idempotent.js';
+export type { IdempotentOptions, IdempotentContext, IdempotentHandler, IdempotentEvents, Outcome, SubscribeOptions, DirectOptions } from './idempotent.js';
 export { retryDelay, checkJobId, MAX_JOB_ID_LENGTH } from './record.js';
 export type { JobState, BackoffPolicy } from './record.js';
 export {
