@@ -14,7 +14,7 @@
  */
 import { EventEmitter } from 'eventemitter3';
 import { LockNotHeldError, type GridCache, type GridClient } from '@gridlink/client';
-import type { JsMsg } from '@nats-io/jetstream';
+import type { Consumer, JsMsg } from '@nats-io/jetstream';
 import type { Msg, MsgHdrs, NatsConnection, Subscription } from '@nats-io/transport-node';
 import { MAX_TIMER_MS, describe, fn, int, options, required, token } from './config.js';
 import { MessagingClosedError, MessagingConfigError, MissingMessageIdError } from './errors.js';
@@ -372,18 +372,38 @@ export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
   }
 
   /**
-   * Runs the wrapped handler over a JetStream message stream (e.g. `await consumer.consume()`),
-   * up to `concurrency` messages at once. Resolves when the stream ends, or once `close()` has
-   * finished: closing stops the stream (its `stop()`, as nats.js's ConsumerMessages has, else its
-   * iterator's `return()`) and naks a message it still yields.
+   * Runs the wrapped handler over JetStream messages, up to `concurrency` at once. `source` is a
+   * nats.js consumer (`await js.consumers.get(stream, name)`: this opens its message stream with
+   * a pull of `concurrency` messages, so a message waits for a slot for about one handler run at
+   * most, and refuses a `workingIntervalMs` not below the consumer's AckWait) or a message stream
+   * the application opened (`await consumer.consume(...)`: its own pull size decides how long a
+   * message waits). Resolves when the stream ends, or once `close()` has finished: closing stops
+   * the stream (its `stop()`, as nats.js's ConsumerMessages has, else its iterator's `return()`)
+   * and naks a message it still yields.
    */
-  async consume(messages: AsyncIterable<JsMsg>, handler: IdempotentHandler<JsMsg>, opts: { concurrency?: number } | null = {}): Promise<void> {
+  async consume(source: AsyncIterable<JsMsg> | Consumer, handler: IdempotentHandler<JsMsg>, opts: { concurrency?: number } | null = {}): Promise<void> {
     if (this.closed) throw new MessagingClosedError('idempotent consumer');
-    if (typeof (messages as Partial<AsyncIterable<JsMsg>> | null)?.[Symbol.asyncIterator] !== 'function') {
-      throw new MessagingConfigError('messages', `must be an async iterable of JetStream messages, got ${describe(messages)}`);
+    const pull = isPullConsumer(source) ? source : null;
+    if (pull === null && typeof (source as Partial<AsyncIterable<JsMsg>> | null)?.[Symbol.asyncIterator] !== 'function') {
+      throw new MessagingConfigError('messages', `must be an async iterable of JetStream messages or a JetStream consumer, got ${describe(source)}`);
     }
     this.checkHandler(handler);
     const concurrency = int('concurrency', options('options', opts, ['concurrency']).concurrency, 1, 1, 10_000);
+    let messages: AsyncIterable<JsMsg>;
+    if (pull !== null) {
+      // The consumer's configuration as nats.js last read it (no request).
+      const cfg = (await pull.info(true))?.config;
+      const ackWaitMs = cfg !== undefined && cfg.ack_policy !== 'none' ? Math.floor((cfg.ack_wait ?? 0) / 1e6) : 0;
+      if (ackWaitMs > 0 && this.workingMs >= ackWaitMs) {
+        throw new MessagingConfigError('workingIntervalMs', `must be below the consumer's AckWait (${ackWaitMs} ms) for working() to keep a message being handled, got ${this.workingMs}`);
+      }
+      if (this.closed) throw new MessagingClosedError('idempotent consumer');
+      // Pulls only what the slots can take: nats.js asks for more as this loop takes messages,
+      // so at most about `concurrency` wait, each for about one handler run.
+      messages = await pull.consume({ max_messages: concurrency });
+    } else {
+      messages = source as AsyncIterable<JsMsg>;
+    }
     const it = messages[Symbol.asyncIterator]();
     const CLOSED = Symbol('closed');
     let stop: () => void = () => undefined;
@@ -397,9 +417,7 @@ export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
         if (next === CLOSED) {
           // A message the stream still yields is not run: nak it so it is redelivered at once.
           pending.then((r) => void (r.done ? undefined : quietly(() => r.value.nak())), () => undefined);
-          const s = (messages as { stop?: unknown }).stop;
-          if (typeof s === 'function') quietly(() => void (s as () => unknown).call(messages));
-          else void it.return?.()?.then(undefined, () => undefined);
+          if (!stopStream(messages)) void it.return?.()?.then(undefined, () => undefined);
           break;
         }
         if (next.done) break;
@@ -411,6 +429,8 @@ export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
       }
     } finally {
       this.stopConsuming.delete(stop);
+      // A stream this opened is this loop's to stop (the server redelivers what it still holds).
+      if (pull !== null) stopStream(messages);
     }
     // Processings close() gave up on may never settle (a handler that hangs): do not wait for them then.
     await Promise.race([Promise.allSettled([...inFlight]), this.closed$]);
@@ -583,6 +603,21 @@ export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
     this.idleWaiters = [];
     this.closedDone();
   }
+}
+
+/** A nats.js consumer (it can open a message stream and tell its configuration), not a message stream. */
+function isPullConsumer(v: unknown): v is Consumer {
+  if (typeof v !== 'object' || v === null) return false;
+  const c = v as Partial<Consumer> & { [Symbol.asyncIterator]?: unknown };
+  return typeof c.consume === 'function' && typeof c.info === 'function' && typeof c[Symbol.asyncIterator] !== 'function';
+}
+
+/** Stops a message stream that has `stop()` (nats.js's ConsumerMessages); false when it has none. */
+function stopStream(messages: AsyncIterable<JsMsg>): boolean {
+  const s = (messages as { stop?: unknown }).stop;
+  if (typeof s !== 'function') return false;
+  quietly(() => void (s as () => unknown).call(messages));
+  return true;
 }
 
 /** A queue with O(1) push and shift (the waiting messages of a core subscription). */
