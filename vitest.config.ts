@@ -14,6 +14,7 @@ const ALONE = [
   'packages/nest/test/cluster.test.ts',
   'packages/messaging/test/chaos.test.ts',
   'packages/messaging/test/failover.test.ts',
+  'packages/messaging/test/jobs-stalled-submit.test.ts',
   'packages/node/test/nats-control-plane.test.ts',
   'packages/node/test/nats-vouch.test.ts',
   'packages/node/test/control-plane-outage.test.ts',

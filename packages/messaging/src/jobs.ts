@@ -241,7 +241,8 @@ type UpdateResult = { ok: true; next: JobRecord } | (Refusal & { current: JobRec
  * How old (by its own timestamp) an entry of the unfinished-jobs index must be before a sweep
  * removes it when it does not match its record (the record is missing, or finished but written by
  * another submit): a submit writes the entry just before it creates the record, and an entry
- * younger than this may belong to a submit between those two writes.
+ * younger than this may belong to a submit between those two writes. A submit that took more than
+ * half of this between its two writes writes the entry again (see submit()).
  */
 export const INDEX_GRACE_MS = 5 * 60_000;
 
@@ -394,6 +395,13 @@ export class JobQueue {
     // once it no longer matches an unfinished record (INDEX_GRACE_MS).
     await this.store.index.put(jobId, rec.createdAt);
     const created = await this.store.cache.putIfAbsent(jobId, encodeRecord(rec));
+    if (created && Date.now() - rec.createdAt > INDEX_GRACE_MS / 2) {
+      // So long between the two writes that a sweep may have found the entry without a record,
+      // old enough to be a leftover, and removed it: written again, with a value no sweep has
+      // read (a sweep's removal applies only to the value it read). The finishing worker's
+      // removal no longer matches it; a sweep removes it once it is INDEX_GRACE_MS old.
+      await this.store.index.put(jobId, Date.now());
+    }
     const current = created ? rec : await this.store.get(jobId);
     if (current === undefined) throw new JobNotFoundError(jobId); // removed in between: not expected
     if (!isTerminal(current.state)) this.publish({ t: 'submitted', id: jobId, notBefore: current.notBefore });
