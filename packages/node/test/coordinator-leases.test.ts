@@ -8,6 +8,8 @@
  * - After the drop, nothing the coordinator does brings the killed node back (ADR 0039): a tick
  *   gap (the process stalled), its own renewals seen late (every lease counted afresh), or a
  *   coordinator that starts afresh and seeds its observations from the listed leases.
+ * - While the auto-adjust the drop started is pending, renewals cost no step (each walks every
+ *   partition); the baseline still moves at the first tick after the soft timeout.
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { MemoryControlPlane, type TopologyRecord } from '@gridlink/node';
@@ -42,10 +44,17 @@ describe('coordinator lease observations', () => {
     }
   }
 
-  async function cluster(): Promise<{ kv: MemoryControlPlane; n1: ReturnType<typeof coordinatorOf>; versions: TopologyRecord[] }> {
+  async function cluster(): Promise<{ kv: MemoryControlPlane; n1: ReturnType<typeof coordinatorOf>; versions: TopologyRecord[]; writtenAt: number[] }> {
     const kv = new MemoryControlPlane();
     const versions: TopologyRecord[] = [];
-    closers.push(kv.watch<TopologyRecord>(TOPOLOGY_KEY, (e) => e.type === 'put' && versions.push(e.value)));
+    const writtenAt: number[] = [];
+    closers.push(
+      kv.watch<TopologyRecord>(TOPOLOGY_KEY, (e) => {
+        if (e.type !== 'put') return;
+        versions.push(e.value);
+        writtenAt.push(Date.now());
+      }),
+    );
     for (const id of ['n1', 'n2', 'n3']) await kv.put(LEASE_PREFIX + id, lease(id));
     await kv.create(TOPOLOGY_KEY, initialTopology({ clusterId: 'c', partitions: 8, backups: 1, leases: ['n1', 'n2', 'n3'].map((id) => lease(id)) }));
     const n1 = coordinatorOf(kv, 'n1');
@@ -54,7 +63,7 @@ describe('coordinator lease observations', () => {
     await settle();
     n1.coordinator.started();
     await run(kv, n1.coordinator, 500, ['n1', 'n2', 'n3']);
-    return { kv, n1, versions };
+    return { kv, n1, versions, writtenAt };
   }
 
   it('a lease revision seen again is no renewal', async () => {
@@ -102,5 +111,24 @@ describe('coordinator lease observations', () => {
     await kv.put(LEASE_PREFIX + 'n2', lease('n2', 'n2-2'));
     await run(kv, again.coordinator, 100, ['n1', 'n3']);
     expect(kv.peek<TopologyRecord>(TOPOLOGY_KEY)!.value.members['n2']?.epoch).toBe('n2-2');
+  });
+
+  it('a pending auto-adjust costs no step per tick, and the baseline moves at the first tick after the soft timeout', async () => {
+    const { kv, n1, versions, writtenAt } = await cluster();
+    await run(kv, n1.coordinator, 1500, ['n1', 'n2']);
+    const dropped = versions.findIndex((t) => t.members['n3'] === undefined);
+    expect(dropped).toBeGreaterThan(0);
+    const pending = versions[dropped]!.adjust!;
+    expect(pending.liveKey).toBe('n1,n2');
+    // Renewals only (every one a new lease record with the same content): no step is needed.
+    const steps = n1.coordinator.steps;
+    await run(kv, n1.coordinator, 3000, ['n1', 'n2']);
+    expect(n1.coordinator.steps - steps).toBeLessThanOrEqual(1);
+    await run(kv, n1.coordinator, 8000, ['n1', 'n2']);
+    const adjusted = versions.findIndex((t) => t.adjust === null && t.baseline.map((n) => n.id).join(',') === 'n1,n2');
+    expect(adjusted).toBeGreaterThan(dropped);
+    // Ticks come at multiples of 50 ms: the first one once the soft timeout (10 s) has passed.
+    const softMs = n1.view.topo!.autoAdjust.softTimeoutMs;
+    expect(writtenAt[adjusted]).toBe(Math.ceil((pending.lastAt + softMs) / 50) * 50);
   });
 });

@@ -248,6 +248,15 @@ export function initialTopology(opts: {
 const liveKeyOf = (ids: Iterable<string>): string => [...ids].sort().join(',');
 
 /**
+ * Whether a pending auto-adjust is due at `now`: quiet for the soft timeout since the live set
+ * last changed, or pending for the hard timeout. `nextTopology` then makes the live set the
+ * baseline; the coordinator skips steps on unchanged inputs only while this is false.
+ */
+export function adjustDue(adjust: TopologyRecord['adjust'], policy: AutoAdjustPolicy, now: number): boolean {
+  return adjust !== null && policy.enabled && (now - adjust.lastAt >= policy.softTimeoutMs || now - adjust.firstAt >= policy.hardTimeoutMs);
+}
+
+/**
  * Moves the record on from the leases currently judged alive. Returns null when nothing changed.
  *
  * Per partition: holders that died (or came back under a new epoch, hence empty) leave the owner
@@ -298,12 +307,7 @@ export function nextTopology(prev: TopologyRecord, alive: LeaseRecord[], now: nu
   } else if (adjust.liveKey !== liveKey) {
     adjust = { firstAt: adjust.firstAt, lastAt: now, liveKey };
   }
-  if (
-    adjust !== null &&
-    prev.autoAdjust.enabled &&
-    liveKey !== '' &&
-    (now - adjust.lastAt >= prev.autoAdjust.softTimeoutMs || now - adjust.firstAt >= prev.autoAdjust.hardTimeoutMs)
-  ) {
+  if (liveKey !== '' && adjustDue(adjust, prev.autoAdjust, now)) {
     baseline = Object.entries(members).map(([id, m]) => specOf(id, m));
     adjust = null;
   }

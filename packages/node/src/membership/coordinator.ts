@@ -11,12 +11,13 @@ import type { ResolvedNodeOptions } from '../config.js';
 import { LEASE_PREFIX, TOPOLOGY_KEY } from '../control/keys.js';
 import { leaseProblem } from '../control/records.js';
 import type { ControlPlane, KvEvent } from '../control/kv.js';
-import { cacheRules, inertCacheRules, initialTopology, rankingDepth, type CacheRule, type LeaseRecord, type TopologyRecord } from '../control/topology.js';
+import { adjustDue, cacheRules, inertCacheRules, initialTopology, rankingDepth, type CacheRule, type LeaseRecord, type TopologyRecord } from '../control/topology.js';
 import { CasConflictError } from '../errors.js';
 import type { Lifecycle } from '../lifecycle.js';
 import type { Logger } from '../logger.js';
 import { coordinatorStep } from './handback.js';
 import { LivenessClock } from './liveness.js';
+import { StepBasis } from './step-basis.js';
 import type { ClusterView } from './view.js';
 
 export interface CoordinatorDeps {
@@ -98,7 +99,10 @@ export class Coordinator {
   private readonly newest = new Map<string, number>();
   private lastTick = 0;
   private busy = false;
-  private lastInputs = '';
+  /** What the last step was computed from (null: none, or it failed: step at the next tick). */
+  private basis: StepBasis | null = null;
+  /** Steps computed (each walks every partition): diagnostics and tests. */
+  steps = 0;
   /** The cache rules last seen and their serialised form (made again only when they change). */
   private lastCaches: readonly CacheRule[] | null = null;
   private lastCachesJson = '';
@@ -215,22 +219,29 @@ export class Coordinator {
         log.warn('rewrote the topology record over a malformed one', { version: view.topo.version + 1 });
         return;
       }
-      // Skip the step when nothing it depends on changed (renewals alone change nothing).
+      // Skip the step when nothing it depends on changed (renewals alone change nothing). While
+      // an auto-adjust is pending the step depends on the time too: it is skipped then only if
+      // the last one, on exactly these inputs, found nothing to write, and until the adjust is
+      // due (before that, the same inputs give the same nothing).
       const caches = this.d.caches?.() ?? NO_CACHES;
       if (caches !== this.lastCaches) {
         this.lastCaches = caches;
         this.lastCachesJson = JSON.stringify(caches);
       }
-      const inputs = `${view.topo.version}|${this.lastCachesJson}|${alive.map((l) => `${l.id}:${l.epoch}:${l.leaving === true ? 'L' : ''}:${JSON.stringify(l.synced)}:${JSON.stringify(l.caughtUp ?? {})}`).join(';')}`;
-      if (inputs === this.lastInputs && view.topo.adjust === null) return;
-      this.lastInputs = inputs;
+      const basis = this.basis;
+      const same = basis === null ? 'changed' : basis.compare(view.topo.version, this.lastCachesJson, alive);
+      if (same !== 'changed' && (view.topo.adjust === null || (same === 'same' && basis!.empty && !adjustDue(view.topo.adjust, view.topo.autoAdjust, now)))) return;
+      const stepping = new StepBasis(view.topo.version, this.lastCachesJson, alive);
+      this.basis = stepping;
+      this.steps++;
       // A planned change of primary waits until the new primary is caught up on everything,
       // then happens for all its partitions in one step (ADR 0037).
       const next = coordinatorStep(view.topo, alive, now, caches);
+      stepping.empty = next === null;
       if (next === null) return;
       await kv.update(TOPOLOGY_KEY, next, view.topoRevision);
     } catch (err) {
-      this.lastInputs = '';
+      this.basis = null;
       if (err instanceof CasConflictError) {
         // Someone moved the topology on: re-read it (a failed read is retried by the next tick).
         await this.d.refreshTopology().catch((e: unknown) => log.warn('coordinator could not re-read the topology', { err: String(e) }));
