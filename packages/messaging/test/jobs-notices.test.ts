@@ -114,6 +114,57 @@ describe('job notices are hints; outcomes the grid did not take are announced an
     gates.get('busy')?.();
   });
 
+  it('heartbeats replayed in the name of a confirmed owner that died hold its job until a sweep: then it is taken over', async () => {
+    const queue = 'replayed';
+    const leaseMs = 600;
+    const { gw, proxies } = await proxiedGrid();
+    const qa = closeAfter(new JobQueue({ grid: gw, nats: await natsConn(), queue }));
+    const bnc = await natsConn();
+    const qb = closeAfter(new JobQueue({ grid: await grid(), nats: bnc, queue }));
+    const { gate } = env.gate();
+    const a = closeAfter(qa.worker(async () => gate, { workerId: 'A', leaseMs, sweepIntervalMs: 0, closeTimeoutMs: 100 }));
+    const lost: string[] = [];
+    a.on('lost', (e) => lost.push(e.jobId));
+    await a.start();
+    // A genuine heartbeat of A naming the job, kept for the replay.
+    let recorded: Uint8Array | null = null;
+    const probe = bnc.subscribe(`gridlink.jobs.${queue}.alive`, {
+      callback: (_e, m) => {
+        const n = JSON.parse(new TextDecoder().decode(m.data)) as { w: string };
+        if (n.w === 'A') recorded = m.data;
+      },
+    });
+    closers.push(() => probe.unsubscribe());
+    await qa.submit('r-1', null);
+    await waitUntil(() => recorded !== null, 10_000, 'a heartbeat of A');
+    // B learns of the job (its start's sweep; its lock try refused) and confirms A as its owner
+    // from A's next heartbeat (a read of the record).
+    const b = closeAfter(qb.worker(async () => 'B ran it', { workerId: 'B', leaseMs, sweepIntervalMs: 0 }));
+    const claimedByB: (string | null)[] = [];
+    b.on('claimed', (e) => claimedByB.push(e.takenOverFrom));
+    await b.start();
+    let beats = 0;
+    const counter = bnc.subscribe(`gridlink.jobs.${queue}.alive`, { callback: () => void beats++ });
+    closers.push(() => counter.unsubscribe());
+    await waitUntil(() => beats >= 3, 10_000, 'heartbeats of A after B started');
+    // A dies for the grid: its lease is no longer renewed, it stops its heartbeats.
+    for (const p of proxies) p.blackhole(true);
+    await waitUntil(() => lost.length === 1, 10_000, 'A to give the job up');
+    // Someone replays A's heartbeat every 100 ms: B keeps holding the job past the lease's end.
+    const attacker = await natsConn();
+    const replay = setInterval(() => attacker.publish(`gridlink.jobs.${queue}.alive`, recorded as unknown as Uint8Array), 100);
+    closers.push(() => clearInterval(replay));
+    const since = Date.now();
+    await waitUntil(() => Date.now() - since > 5 * leaseMs, 10_000, 'five leases');
+    expect(claimedByB).toEqual([]);
+    // The sweep tries the lock of every job running elsewhere, whatever heartbeats say.
+    await b.sweep();
+    await waitUntil(() => claimedByB.length === 1, 10_000, 'B to take the job over');
+    expect(claimedByB).toEqual(['A']);
+    expect(await qb.result('r-1', { waitMs: 10_000 })).toBe('B ran it');
+    clearInterval(replay);
+  });
+
   it.each(['completed', 'failed'] as const)('a %s outcome the grid does not take is announced and retried until it applies: recorded once, the handler ran once', async (outcome) => {
     const queue = `unrec-${outcome}`;
     const { gw, proxies } = await proxiedGrid();
