@@ -63,14 +63,19 @@ export interface DedupeOptions<Req = unknown> {
   storeStatus?: (status: number) => boolean;
   /**
    * Response headers stored and replayed (lower case). Content-Encoding is always stored with a
-   * body, whatever this list says: it describes the stored bytes (ADR 0051).
+   * body, whatever this list says: it describes the stored bytes (ADR 0051). A replay to a request
+   * whose Accept-Encoding does not take it is decoded (gzip, deflate, br) and adjusted.
    */
   replayHeaders?: string[];
   /** Header set on replayed responses. Default "Idempotent-Replayed" (value "true"). */
   replayedHeader?: string;
   /** Longest accepted header key. Default 255. */
   maxKeyLength?: number;
-  /** Largest response body stored for replay (bytes); larger ones are replayed without body. Default 1 MiB. */
+  /**
+   * Largest response body stored for replay (bytes); larger ones are replayed without body. Also
+   * the most a replay decodes an encoded body to, for a duplicate that does not accept its
+   * Content-Encoding; beyond it that replay has no body either. Default 1 MiB.
+   */
   maxStoredBodyBytes?: number;
   /** Retry-After (s) of the 409 for a request in progress. Default 1. */
   retryAfterSeconds?: number;

@@ -29,6 +29,7 @@ import {
 import { CircuitBreaker, type BreakerState } from './breaker.js';
 import { resolveDedupeOptions, type DedupeOptions, type ResolvedDedupeOptions } from './config.js';
 import { canonicalJson, checkHeaderKey, payloadHash, scopedKeyHash, type Scope } from './key.js';
+import { DecodedTooLarge, canDecode, codingsToKeep, contentCodings, decode, parseAcceptEncoding } from './encoding.js';
 import { createCounters, type DedupeCounters } from './metrics.js';
 
 /** What an adapter knows about a request. */
@@ -135,6 +136,31 @@ function describeValue(v: unknown): string {
 function problem(status: number, type: string, title: string, detail: string, extraHeaders: [string, string][] = []): DirectResponse {
   const body = Buffer.from(JSON.stringify({ type: PROBLEM_TYPE + type, title, status, detail }));
   return { status, headers: [['content-type', 'application/problem+json'], ...extraHeaders], body };
+}
+
+/**
+ * A replay whose body has a content coding depends on the request's Accept-Encoding (it may be
+ * decoded): `Vary: Accept-Encoding` (RFC 9110 section 12.5.5), unless the stored Vary already
+ * names it or is `*`.
+ */
+function withVaryAcceptEncoding(headers: [string, string][]): [string, string][] {
+  const named = headers.some(([k, v]) => k === 'vary' && v.split(',').some((f) => ['*', 'accept-encoding'].includes(f.trim().toLowerCase())));
+  return named ? headers : [...headers, ['vary', 'Accept-Encoding']];
+}
+
+/**
+ * Headers of a body decoded down to the codings `kept`: Content-Encoding says what is left, a
+ * stored Content-Length (listed in replayHeaders) no longer holds, and a strong ETag named the
+ * encoded bytes, so it becomes weak (the decoded body is the same content, not the same bytes).
+ */
+function decodedHeaders(headers: [string, string][], kept: string[]): [string, string][] {
+  const out: [string, string][] = [];
+  for (const [k, v] of headers) {
+    if (k === 'content-encoding' || k === 'content-length') continue;
+    out.push(k === 'etag' && !v.startsWith('W/') ? [k, `W/${v}`] : [k, v]);
+  }
+  if (kept.length > 0) out.push(['content-encoding', kept.join(', ')]);
+  return out;
 }
 
 function isRecord(v: unknown): v is StoredRecord {
@@ -377,7 +403,7 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
       if (record.fp !== null && fp !== null && record.fp !== fp) {
         return this.duplicate(info, label, 'payload_mismatch', problem(422, 'idempotency-key-reused', 'Idempotency-Key reused with a different payload', 'this key was already used for a request with a different payload'));
       }
-      return this.duplicate(info, label, 'replayed', this.replay(record));
+      return this.duplicate(info, label, 'replayed', await this.replay(record, req.header('accept-encoding'), info));
     }
     if (handle === null) {
       return this.duplicate(
@@ -410,12 +436,54 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
     }
   }
 
-  private replay(record: StoredRecord): DirectResponse {
+  /**
+   * The stored response as this request gets it. A body with a Content-Encoding the request does
+   * not accept (its Accept-Encoding lacks it, gives it q=0, or is absent) is decoded as far as the
+   * request needs (gzip, deflate, br), each layer bounded by `maxStoredBodyBytes`; a body that
+   * cannot be decoded within that (another coding, corrupt bytes, larger decoded) is replayed
+   * without it, as a body too large to store. Such a replay varies by Accept-Encoding: it says so.
+   */
+  private async replay(record: StoredRecord, acceptEncoding: string | undefined, info: RequestInfo): Promise<DirectResponse> {
+    let headers: [string, string][] = record.headers;
+    let body = record.body;
+    const encoding = record.headers.filter(([k]) => k === 'content-encoding').map(([, v]) => v).join(', ');
+    const codings = body === null ? [] : contentCodings(encoding);
+    let omitted: string | null = null;
+    if (codings.length > 0) {
+      headers = withVaryAcceptEncoding(headers);
+      const keep = codingsToKeep(codings, parseAcceptEncoding(acceptEncoding));
+      // null: the request accepts no form of it, identity included; decoding would not help.
+      if (keep !== null && keep < codings.length) {
+        try {
+          let bytes = Buffer.from((body as Uint8Array).buffer, (body as Uint8Array).byteOffset, (body as Uint8Array).byteLength);
+          for (let i = codings.length - 1; i >= keep; i--) {
+            const coding = codings[i] as string;
+            if (!canDecode(coding)) throw new Error(`the "${coding}" coding cannot be decoded here`);
+            bytes = await decode(coding, bytes, this.options.maxStoredBodyBytes);
+          }
+          body = bytes;
+          headers = decodedHeaders(headers, codings.slice(0, keep));
+        } catch (e) {
+          omitted = e instanceof DecodedTooLarge ? `larger than maxStoredBodyBytes (${e.limit}) once decoded` : e instanceof Error ? e.message : String(e);
+          body = null;
+        }
+        if (omitted !== null) {
+          this.log('warn', 'the stored body is not in an encoding the request accepts and could not be decoded: replayed without it', {
+            event: 'dedupe.replay_body_omitted',
+            reason: omitted,
+            contentEncoding: encoding,
+            acceptEncoding: acceptEncoding ?? null,
+            ...info,
+          });
+        }
+      }
+    }
     // Without its body, a replay has nothing for Content-Type or Content-Encoding to describe.
-    const headers: [string, string][] = record.headers.filter(([k]) => record.body !== null || (k !== 'content-type' && k !== 'content-encoding'));
+    if (body === null) headers = headers.filter(([k]) => k !== 'content-type' && k !== 'content-encoding' && k !== 'content-length');
+    else if (headers === record.headers) headers = [...headers];
     headers.push([this.options.replayedHeader, 'true']);
-    if (record.body === null) headers.push(['idempotent-body-omitted', 'true']);
-    return { status: record.status, headers, body: record.body ?? new Uint8Array(0) };
+    if (body === null) headers.push(['idempotent-body-omitted', 'true']);
+    return { status: record.status, headers, body: body ?? new Uint8Array(0) };
   }
 
   private duplicate(info: RequestInfo, label: string, outcome: 'replayed' | 'in_progress' | 'payload_mismatch', response: DirectResponse): Decision<Req> {

@@ -18,10 +18,19 @@ export function headersByName(pairs: DirectResponse['headers']): Map<string, str
   return grouped;
 }
 
+/**
+ * The headers that describe a direct answer's body: its own only. Set on the response before the
+ * answer (a Nest route's `@Header('Content-Encoding', ...)`, a middleware), they would describe
+ * bytes they do not fit: a decoded replay or a problem+json announced as gzip.
+ */
+export const BODY_HEADERS = ['content-type', 'content-encoding', 'content-length'] as const;
+
 /** Sends a problem+json or replayed response as is. */
 export function sendDirect(res: ServerResponse, d: DirectResponse): void {
   res.statusCode = d.status;
-  for (const [k, v] of headersByName(d.headers)) res.setHeader(k, v);
+  const grouped = headersByName(d.headers);
+  for (const name of BODY_HEADERS) if (!grouped.has(name)) res.removeHeader(name);
+  for (const [k, v] of grouped) res.setHeader(k, v);
   // RFC 9110 section 8.6: no Content-Length on 1xx and 204 (a 304 would announce the length of
   // the representation, which a replay does not have).
   if (d.status >= 200 && d.status !== 204 && d.status !== 304) res.setHeader('content-length', String(d.body.byteLength));

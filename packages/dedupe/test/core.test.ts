@@ -1,10 +1,11 @@
 /**
  * The pure parts of the core: circuit breaker transitions, key canonicalisation and hashing,
- * header key checks, option validation, prom-client counters.
+ * header key checks, option validation, prom-client counters, a replay's Accept-Encoding.
  */
 import { createHash } from 'node:crypto';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
+import { brotliCompressSync, deflateRawSync, gzipSync } from 'node:zlib';
 import fc from 'fast-check';
 import * as prom from 'prom-client';
 import { describe, expect, it } from 'vitest';
@@ -36,6 +37,7 @@ import {
   PartitionLostError,
 } from '@gridlink/client';
 import { ErrorCode } from '@gridlink/protocol';
+import { DecodedTooLarge, codingsToKeep, contentCodings, decode, parseAcceptEncoding } from '../src/encoding.js';
 
 describe('CircuitBreaker', () => {
   it('follows its model for any sequence of calls, results and clock steps', () => {
@@ -458,5 +460,41 @@ describe('decisions without a grid', () => {
     expect(text).toContain('gridlink_dedupe_requests_total{route="/orders",outcome="fail_open"} 1');
     expect(text).toContain('gridlink_dedupe_requests_total{route="/orders",outcome="bypass"} 1');
     expect(text).toContain('gridlink_dedupe_requests_total{route="/orders",outcome="missing_key"} 1');
+  });
+});
+
+describe('Accept-Encoding of a replay (RFC 9110 section 12.5.3)', () => {
+  const keep = (stored: string, ae: string | undefined): number | null => codingsToKeep(contentCodings(stored), parseAcceptEncoding(ae));
+
+  it('keeps the stored codings the request accepts, peels the outer ones it does not, and gives up when not even identity is acceptable', () => {
+    expect(keep('gzip', 'gzip, deflate')).toBe(1);
+    expect(keep('gzip', 'x-gzip')).toBe(1);
+    expect(keep('x-gzip', 'GZIP;Q=0.001')).toBe(1);
+    expect(keep('gzip', '*')).toBe(1);
+    expect(keep('gzip', undefined)).toBe(0); // no field: identity only
+    expect(keep('gzip', '')).toBe(0);
+    expect(keep('gzip', 'gzip;q=0')).toBe(0);
+    expect(keep('gzip', 'gzip;q=0.000, *')).toBe(0);
+    expect(keep('gzip', 'gzip;q=1.5')).toBe(0); // a weight that does not parse: not taken as accepting
+    expect(keep('gzip', 'gzip, gzip;q=0')).toBe(0); // listed twice: the lowest weight
+    expect(keep('gzip, br', 'gzip')).toBe(1);
+    expect(keep('gzip, br', 'br')).toBe(0);
+    expect(keep('gzip, identity', 'identity')).toBe(0);
+    expect(keep('gzip', 'br, identity;q=0')).toBeNull();
+    expect(keep('gzip', '*;q=0')).toBeNull();
+    expect(keep('gzip', '*;q=0, identity')).toBe(0);
+  });
+
+  it('decodes within the bound: a body that inflates past it stops there (a decompression bomb), however small it is encoded', async () => {
+    const text = Buffer.from('x'.repeat(1000));
+    expect((await decode('gzip', gzipSync(text), 1000)).equals(text)).toBe(true);
+    expect((await decode('deflate', deflateRawSync(text), 1000)).equals(text)).toBe(true);
+    const bomb = gzipSync(Buffer.alloc(64 * 1024 * 1024));
+    expect(bomb.byteLength).toBeLessThan(128 * 1024);
+    const heap = process.memoryUsage().arrayBuffers;
+    await expect(decode('gzip', bomb, 1024 * 1024)).rejects.toBeInstanceOf(DecodedTooLarge);
+    await expect(decode('br', brotliCompressSync(Buffer.alloc(1001)), 1000)).rejects.toBeInstanceOf(DecodedTooLarge);
+    expect(process.memoryUsage().arrayBuffers - heap).toBeLessThan(32 * 1024 * 1024);
+    await expect(decode('gzip', Buffer.from('not gzip'), 1000)).rejects.toThrow();
   });
 });

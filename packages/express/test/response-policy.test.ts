@@ -7,7 +7,7 @@
  */
 import type { Server } from 'node:http';
 import { request as httpRequest } from 'node:http';
-import { gunzipSync, gzipSync } from 'node:zlib';
+import { brotliCompressSync, deflateRawSync, deflateSync, gunzipSync, gzipSync } from 'node:zlib';
 import express from 'express';
 import express4 from 'express4';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -69,6 +69,24 @@ beforeAll(async () => {
     res.writeHead(201, { 'Content-Type': 'text/plain', 'Content-Encoding': 'gzip' });
     res.end(gzipSync(`run ${runs}`));
   });
+  // The body JSON-encoded, then put through each coding of ?codings= in order (as stacked
+  // compression would), with a strong ETag: what a compressor mounted after dedupe() hands it.
+  app.post('/encoded', mw(), (req, res) => {
+    runs++;
+    const codings = (req.query.codings as string).split(',');
+    let body: Buffer = Buffer.from(JSON.stringify({ n: runs, text: 'a body worth compressing '.repeat(20) }));
+    for (const c of codings) body = ENCODERS[c]!(body);
+    res.status(201).type('application/json').set('etag', `"v${runs}"`);
+    res.setHeader('content-encoding', codings.map((c) => (c === 'raw-deflate' ? 'deflate' : c)).join(', '));
+    res.end(body);
+  });
+  // 16 MiB of zeros, 16 KiB gzipped: stored (under 64 KiB), but far larger decoded.
+  const bomb = gzipSync(Buffer.alloc(16 * 1024 * 1024));
+  app.post('/bomb', dedupe({ client, metrics: false, maxStoredBodyBytes: 64 * 1024 }), (_req, res) => {
+    runs++;
+    res.status(201).type('application/json').setHeader('content-encoding', 'gzip');
+    res.end(bomb);
+  });
   app.post('/status/:code', mw(), (req, res) => {
     runs++;
     const code = Number(req.params.code);
@@ -124,11 +142,20 @@ afterAll(async () => {
 
 const key = (what: string): string => `${what}-${process.hrtime.bigint()}`;
 
+/** Encoders of the /encoded route by ?codings= name ("compress": bytes no zlib decodes). */
+const ENCODERS: Record<string, (b: Buffer) => Buffer> = {
+  gzip: (b) => gzipSync(b),
+  deflate: (b) => deflateSync(b),
+  'raw-deflate': (b) => deflateRawSync(b),
+  br: (b) => brotliCompressSync(b),
+  compress: (b) => Buffer.concat([Buffer.from([0x1f, 0x9d, 0x90]), b]),
+};
+
 /** A POST through node:http: no redirect following, no decompression — the bytes as sent. */
 function rawPost(path: string, headers: Record<string, string>): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }> {
   return new Promise((resolve, reject) => {
     const u = new URL(base + path);
-    const req = httpRequest({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', headers: { 'content-type': 'application/json', ...headers } });
+    const req = httpRequest({ host: u.hostname, port: u.port, path: u.pathname + u.search, method: 'POST', headers: { 'content-type': 'application/json', ...headers } });
     req.on('response', (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
@@ -203,6 +230,68 @@ describe('Content-Encoding', () => {
       const viaFetch = await post(base, path, {}, { 'idempotency-key': k });
       expect(viaFetch.body.equals(gunzipSync(first.body))).toBe(true);
     }
+  });
+});
+
+describe('a replay to a retry that does not accept the stored Content-Encoding', () => {
+  /** The answer of a first request that accepted `codings`, and a replay to `acceptEncoding` (undefined: no header). */
+  async function replayTo(codings: string, acceptEncoding: string | undefined, path = `/encoded?codings=${codings}`): Promise<{ first: Awaited<ReturnType<typeof rawPost>>; again: Awaited<ReturnType<typeof rawPost>> }> {
+    const k = key('ae');
+    const first = await rawPost(path, { 'idempotency-key': k, 'accept-encoding': '*' });
+    expect(first.status).toBe(201);
+    const before = runs;
+    const again = await rawPost(path, { 'idempotency-key': k, ...(acceptEncoding === undefined ? {} : { 'accept-encoding': acceptEncoding }) });
+    expect(runs).toBe(before);
+    expect(again.status).toBe(201);
+    expect(again.headers['idempotent-replayed']).toBe('true');
+    expect(again.headers.vary).toMatch(/accept-encoding/i);
+    return { first, again };
+  }
+
+  it('is decoded when the retry sends no Accept-Encoding, lacks the coding, refuses it or asks for identity: no Content-Encoding, its own Content-Length, a weak ETag', async () => {
+    for (const ae of [undefined, '', 'br', 'gzip;q=0, deflate', 'identity', '*;q=0, identity', 'gzip;q=0, *', 'gzip;q=oops']) {
+      const { first, again } = await replayTo('gzip', ae);
+      expect(again.headers['content-encoding'], String(ae)).toBeUndefined();
+      expect(again.body.equals(gunzipSync(first.body)), String(ae)).toBe(true);
+      expect(again.headers['content-length']).toBe(String(again.body.byteLength));
+      expect(again.headers['content-type']).toContain('application/json');
+      expect(again.headers.etag).toBe(`W/${first.headers.etag as string}`);
+    }
+  });
+
+  it('is sent as stored, marked Vary: Accept-Encoding, when the retry accepts the coding (any case, x-gzip, *), or accepts no form of it at all', async () => {
+    for (const ae of ['gzip', 'GZIP;q=0.5', 'x-gzip', '*', 'deflate, *;q=0.1', 'br, identity;q=0']) {
+      const { first, again } = await replayTo('gzip', ae);
+      expect(again.headers['content-encoding'], ae).toBe('gzip');
+      expect(again.body.equals(first.body), ae).toBe(true);
+      expect(again.headers.etag).toBe(first.headers.etag);
+    }
+  });
+
+  it('decodes deflate (zlib and raw) and br, and only the outer codings the retry does not accept', async () => {
+    for (const codings of ['deflate', 'raw-deflate', 'br']) {
+      const { first, again } = await replayTo(codings, undefined);
+      expect(again.headers['content-encoding'], codings).toBeUndefined();
+      expect(JSON.parse(again.body.toString()), codings).toMatchObject({ text: expect.stringContaining('compressing') as unknown });
+      expect(first.body.equals(again.body)).toBe(false);
+    }
+    const { first, again } = await replayTo('gzip,br', 'gzip');
+    expect(first.headers['content-encoding']).toBe('gzip, br');
+    expect(again.headers['content-encoding']).toBe('gzip');
+    expect(JSON.parse(gunzipSync(again.body).toString())).toMatchObject({ text: expect.stringContaining('compressing') as unknown });
+  });
+
+  it('is replayed without its body when the coding cannot be decoded, or decodes beyond maxStoredBodyBytes (a decompression bomb), as a body too large to store', async () => {
+    for (const [codings, path] of [['compress', undefined], ['gzip', '/bomb']] as const) {
+      const { again } = await replayTo(codings, 'identity', path);
+      expect(again.headers['idempotent-body-omitted'], codings).toBe('true');
+      expect(again.body.byteLength).toBe(0);
+      expect(again.headers['content-encoding']).toBeUndefined();
+      expect(again.headers['content-type']).toBeUndefined();
+    }
+    // The same stored bomb still goes to a retry that accepts gzip, as it was sent.
+    const { first, again } = await replayTo('gzip', 'gzip', '/bomb');
+    expect(again.body.equals(first.body)).toBe(true);
   });
 });
 

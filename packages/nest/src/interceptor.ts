@@ -7,7 +7,7 @@ import { applyDecorators, Inject, Injectable, SetMetadata, UseInterceptors, type
 import { ServerResponse, type IncomingMessage } from 'node:http';
 import { Observable, of, throwError } from 'rxjs';
 import type { GridClient } from '@gridlink/client';
-import { DedupeConfigError, Deduper, captureResponse, describeRequest, headersByName, resolveDedupeOptions, sendDirect, type DedupeOptions, type DedupeRequest, type DirectResponse, type Ticket } from '@gridlink/dedupe';
+import { BODY_HEADERS, DedupeConfigError, Deduper, captureResponse, describeRequest, headersByName, resolveDedupeOptions, sendDirect, type DedupeOptions, type DedupeRequest, type DirectResponse, type Ticket } from '@gridlink/dedupe';
 import { GRID_CLIENT, GRIDLINK_OPTIONS, IDEMPOTENT_METADATA } from './tokens.js';
 import type { GridlinkModuleOptions } from './options.js';
 
@@ -78,6 +78,7 @@ interface FastifyReplyLike {
   raw: ServerResponse;
   code(status: number): FastifyReplyLike;
   header(name: string, value: string | string[]): FastifyReplyLike;
+  removeHeader(name: string): FastifyReplyLike;
   send(payload?: unknown): FastifyReplyLike;
 }
 
@@ -106,13 +107,20 @@ function describeFastify(req: FastifyRequestLike): DedupeRequest<IdempotentReque
 }
 
 /**
- * Sends a direct answer through Fastify's reply (its hooks still apply: CORS headers, ...), then
+ * Sends a direct answer through Fastify's reply (its hooks still apply: CORS headers, ...), with
+ * its own body headers only (see BODY_HEADERS), then
  * makes the reply ignore what Nest does next: Nest still finishes the route with its own status
  * (201 for a POST) and an empty body, or a redirect, which must not change or resend the answer.
  */
 function answerFastify(reply: FastifyReplyLike, d: DirectResponse): void {
+  const grouped = headersByName(d.headers);
+  for (const name of BODY_HEADERS) {
+    if (grouped.has(name)) continue;
+    reply.removeHeader(name);
+    reply.raw.removeHeader(name);
+  }
   reply.code(d.status);
-  for (const [k, v] of headersByName(d.headers)) reply.header(k, v);
+  for (const [k, v] of grouped) reply.header(k, v);
   reply.send(Buffer.from(d.body.buffer, d.body.byteOffset, d.body.byteLength));
   const ignore = (): FastifyReplyLike => reply;
   for (const m of ['code', 'status', 'send', 'header', 'headers', 'redirect', 'view']) {

@@ -2,15 +2,17 @@
  * @Idempotent() and the health indicator on Nest's Fastify platform (@nestjs/platform-fastify), a
  * real app listening on 127.0.0.1 with an embedded grid: a fresh request, a concurrent duplicate
  * (409), the replay byte for byte, 422, 400, a handler that throws frees the key, a client that
- * aborts frees the key, and the terminus health check.
+ * aborts frees the key, the terminus health check, and a gzipped answer replayed to a retry
+ * without gzip.
  */
 import 'reflect-metadata';
-import { Body, Controller, Header, Post, Req } from '@nestjs/common';
+import { gzipSync } from 'node:zlib';
+import { Body, Controller, Header, Post, Req, StreamableFile } from '@nestjs/common';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { GridClient } from '@gridlink/client';
 import { GRID_CLIENT, Idempotent, type IdempotentRequest } from '@gridlink/nest';
-import { HandlerHold, HealthController, expectAbortFreesKey, post, startTestApp, waitFor, type TestApp } from './helpers.js';
+import { HandlerHold, HealthController, expectAbortFreesKey, expectEncodedReplays, post, startTestApp, waitFor, type TestApp } from './helpers.js';
 
 let t: TestApp<NestFastifyApplication>;
 let base: string;
@@ -30,6 +32,15 @@ class OrdersController {
     const token = req.idempotency!.fencingToken;
     await hold.pass();
     return { id, item: body.item, token };
+  }
+
+  /** Gzipped by the handler, as a compressor mounted around it would. */
+  @Post('gz')
+  @Idempotent({ required: true })
+  @Header('content-type', 'application/json')
+  @Header('content-encoding', 'gzip')
+  gz(): StreamableFile {
+    return new StreamableFile(gzipSync(JSON.stringify({ n: ++runs, text: 'compressible '.repeat(30) })));
   }
 
   @Post('boom')
@@ -109,6 +120,10 @@ describe('@Idempotent() on Nest with Fastify', () => {
 
   it('frees the key when the client aborts while the handler runs', async () => {
     await expectAbortFreesKey({ base, endpoints: t.cluster.endpoints, hold, keyHash: () => lastKeyHash, key: `fastify-abort-${Date.now()}` });
+  });
+
+  it('replays a gzipped answer decoded to a retry that does not accept gzip, as stored to one that does', async () => {
+    await expectEncodedReplays(base, '/orders/gz', `fastify-gz-${Date.now()}`);
   });
 
   it('leaves no error logged by Nest or Fastify for the direct answers', () => {

@@ -1,10 +1,12 @@
 /**
  * What the Nest app tests share (nest.test.ts on platform-express, fastify.test.ts on
  * platform-fastify): the terminus health controller, an embedded grid with a listening app around
- * the test's controllers, a gate that holds a handler run, and the check that a client's abort
- * frees the key.
+ * the test's controllers, a gate that holds a handler run, the check that a client's abort
+ * frees the key, and the checks of a gzipped answer replayed to a retry that does not accept gzip.
  */
 import 'reflect-metadata';
+import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+import { gunzipSync } from 'node:zlib';
 import { Controller, Get, Inject, Injectable, Module, type INestApplication, type LoggerService, type Type } from '@nestjs/common';
 import { NestFactory, type AbstractHttpAdapter } from '@nestjs/core';
 import { HealthCheck, HealthCheckService, TerminusModule } from '@nestjs/terminus';
@@ -205,4 +207,42 @@ export function holdConnect(): { made: Promise<GridClient>[]; called: Promise<vo
     return p;
   });
   return { made, called: called.promise, release: held.open };
+}
+
+/** A POST through node:http: the bytes as sent (fetch would decode them), no Accept-Encoding unless given. */
+export function rawPost(base: string, path: string, headers: Record<string, string>): Promise<{ status: number; headers: IncomingHttpHeaders; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const u = new URL(base + path);
+    const req = httpRequest({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', headers: { 'content-type': 'application/json', ...headers } });
+    req.on('response', (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end('{}');
+  });
+}
+
+/**
+ * `path` answers gzipped JSON (Content-Encoding: gzip set by the handler, as a compressor would):
+ * the replay to a retry without Accept-Encoding, or refusing gzip, is the decoded body without
+ * Content-Encoding; to one accepting gzip, the stored bytes; both say Vary: Accept-Encoding.
+ */
+export async function expectEncodedReplays(base: string, path: string, key: string): Promise<void> {
+  const first = await rawPost(base, path, { 'idempotency-key': key, 'accept-encoding': 'gzip' });
+  expect(first.status).toBe(201);
+  expect(first.headers['content-encoding']).toBe('gzip');
+  for (const ae of [undefined, 'gzip;q=0, identity']) {
+    const r = await rawPost(base, path, { 'idempotency-key': key, ...(ae === undefined ? {} : { 'accept-encoding': ae }) });
+    expect([r.status, r.headers['idempotent-replayed'], r.headers['content-encoding']], String(ae)).toEqual([201, 'true', undefined]);
+    expect(r.headers.vary).toMatch(/accept-encoding/i);
+    expect(r.headers['content-length']).toBe(String(r.body.byteLength));
+    expect(r.body.equals(gunzipSync(first.body))).toBe(true);
+  }
+  const same = await rawPost(base, path, { 'idempotency-key': key, 'accept-encoding': 'br, gzip' });
+  expect([same.status, same.headers['idempotent-replayed'], same.headers['content-encoding']]).toEqual([201, 'true', 'gzip']);
+  expect(same.headers.vary).toMatch(/accept-encoding/i);
+  expect(same.body.equals(first.body)).toBe(true);
 }

@@ -4,12 +4,13 @@
  * keys), the terminus health indicator, and the client closed on application shutdown.
  */
 import 'reflect-metadata';
-import { Body, Controller, HttpCode, Inject, Module, Post, Req, type INestApplication } from '@nestjs/common';
+import { gzipSync } from 'node:zlib';
+import { Body, Controller, Header, HttpCode, Inject, Module, Post, Req, StreamableFile, type INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GridClient, type GridCache } from '@gridlink/client';
 import { GRID_CLIENT, GridlinkModule, Idempotent, InjectCache, type IdempotentRequest } from '@gridlink/nest';
-import { HandlerHold, HealthController, expectAbortFreesKey, post, startTestApp, waitFor, type TestApp } from './helpers.js';
+import { HandlerHold, HealthController, expectAbortFreesKey, expectEncodedReplays, post, startTestApp, waitFor, type TestApp } from './helpers.js';
 
 let t: TestApp<INestApplication>;
 let app: INestApplication;
@@ -49,6 +50,15 @@ class OrdersController {
   afterSend(@Body() body: { item: string }): { n: number; item: string } {
     afterSendRuns++;
     return { n: afterSendRuns, item: body.item };
+  }
+
+  /** Gzipped by the handler, as a compressor mounted around it would. */
+  @Post('gz')
+  @Idempotent({ required: true })
+  @Header('content-type', 'application/json')
+  @Header('content-encoding', 'gzip')
+  gz(): StreamableFile {
+    return new StreamableFile(gzipSync(JSON.stringify({ n: ++runs, text: 'compressible '.repeat(30) })));
   }
 
   @Post('plain')
@@ -151,6 +161,10 @@ describe('GridlinkModule on Nest', () => {
 
   it('frees the key when the client aborts the connection', async () => {
     await expectAbortFreesKey({ base, endpoints: t.cluster.endpoints, hold, keyHash: () => lastKeyHash, key: `nest-abort-${Date.now()}` });
+  });
+
+  it('replays a gzipped answer decoded to a retry that does not accept gzip, as stored to one that does', async () => {
+    await expectEncodedReplays(base, '/orders/gz', `nest-gz-${Date.now()}`);
   });
 
   it('reports grid health through terminus', async () => {
