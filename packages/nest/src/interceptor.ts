@@ -106,13 +106,30 @@ function describeFastify(req: FastifyRequestLike): DedupeRequest<IdempotentReque
   };
 }
 
+/** Calls `fn` once the response has gone out or the connection closed, whichever comes first. */
+function whenDone(res: ServerResponse, fn: () => void): void {
+  if (res.writableFinished || res.destroyed) {
+    fn();
+    return;
+  }
+  const once = (): void => {
+    res.off('finish', once);
+    res.off('close', once);
+    fn();
+  };
+  res.on('finish', once);
+  res.on('close', once);
+}
+
 /**
- * Sends a direct answer through Fastify's reply (its hooks still apply: CORS headers, ...), with
- * its own body headers only (see BODY_HEADERS), then
- * makes the reply ignore what Nest does next: Nest still finishes the route with its own status
- * (201 for a POST) and an empty body, or a redirect, which must not change or resend the answer.
+ * Sends a direct answer through Fastify's reply (its hooks still apply: CORS headers, ...); `then`
+ * runs once it has gone out, and the reply then ignores what Nest does next: Nest still finishes
+ * the route with its own status (201 for a POST) and an empty body, or a redirect, which must not
+ * change or resend the answer. Not before: Fastify runs its onSend hooks before it writes
+ * (later, when one is async), and one that fails hands its error to the error handler (Nest's,
+ * a 500), which answers through these very methods; ignored, the request would hang (ADR 0052).
  */
-function answerFastify(reply: FastifyReplyLike, d: DirectResponse): void {
+function answerFastify(reply: FastifyReplyLike, d: DirectResponse, then: () => void): void {
   const grouped = headersByName(d.headers);
   for (const name of BODY_HEADERS) {
     if (grouped.has(name)) continue;
@@ -122,10 +139,13 @@ function answerFastify(reply: FastifyReplyLike, d: DirectResponse): void {
   reply.code(d.status);
   for (const [k, v] of grouped) reply.header(k, v);
   reply.send(Buffer.from(d.body.buffer, d.body.byteOffset, d.body.byteLength));
-  const ignore = (): FastifyReplyLike => reply;
-  for (const m of ['code', 'status', 'send', 'header', 'headers', 'redirect', 'view']) {
-    if (typeof (reply as unknown as Record<string, unknown>)[m] === 'function') Object.defineProperty(reply, m, { value: ignore, configurable: true, writable: true });
-  }
+  whenDone(reply.raw, () => {
+    const ignore = (): FastifyReplyLike => reply;
+    for (const m of ['code', 'status', 'send', 'header', 'headers', 'redirect', 'view']) {
+      if (typeof (reply as unknown as Record<string, unknown>)[m] === 'function') Object.defineProperty(reply, m, { value: ignore, configurable: true, writable: true });
+    }
+    then();
+  });
 }
 
 /** Marks a request one IdempotencyInterceptor already handles (a controller's and a route's @Idempotent, or a global one). */
@@ -185,20 +205,22 @@ export class IdempotencyInterceptor implements NestInterceptor {
     if (!deduper.options.methods.has((req.method ?? '').toUpperCase())) return next.handle();
     let describe: () => DedupeRequest<IdempotentRequest>;
     let raw: ServerResponse;
-    let answer: (d: DirectResponse) => void;
+    /** Sends a direct answer; `then` once Nest may finish the route. */
+    let answer: (d: DirectResponse, then: () => void) => void;
     if (res instanceof ServerResponse) {
       const r = req as IdempotentRequest;
       describe = () => describeRequest(r, routeOf(r), r.body, r.ip);
       raw = res;
-      answer = (d) => {
+      answer = (d, then) => {
         // Answered here; Nest's own reply then finds the response already sent.
         sendDirect(res, d);
         answered(res);
+        then();
       };
     } else if (isFastifyReply(res)) {
       describe = () => describeFastify(req as FastifyRequestLike);
       raw = res.raw;
-      answer = (d) => answerFastify(res, d);
+      answer = (d, then) => answerFastify(res, d, then);
     } else {
       return throwError(() => new TypeError('@Idempotent() supports the Express and Fastify platforms of Nest (@nestjs/platform-express, @nestjs/platform-fastify); this response is neither'));
     }
@@ -212,8 +234,9 @@ export class IdempotencyInterceptor implements NestInterceptor {
             return;
           }
           if (d.action === 'respond') {
-            answer(d.response);
-            inner = of(undefined).subscribe(subscriber);
+            answer(d.response, () => {
+              inner = of(undefined).subscribe(subscriber);
+            });
             return;
           }
           if (d.action === 'proceed') {

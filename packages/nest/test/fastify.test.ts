@@ -2,8 +2,8 @@
  * @Idempotent() and the health indicator on Nest's Fastify platform (@nestjs/platform-fastify), a
  * real app listening on 127.0.0.1 with an embedded grid: a fresh request, a concurrent duplicate
  * (409), the replay byte for byte, 422, 400, a handler that throws frees the key, a client that
- * aborts frees the key, the terminus health check, and a gzipped answer replayed to a retry
- * without gzip.
+ * aborts frees the key, the terminus health check, a gzipped answer replayed to a retry without
+ * gzip, and a user's onSend hook failing on a direct answer.
  */
 import 'reflect-metadata';
 import { gzipSync } from 'node:zlib';
@@ -52,7 +52,14 @@ class OrdersController {
 }
 
 beforeAll(async () => {
-  t = await startTestApp<NestFastifyApplication>([OrdersController, HealthController], { adapter: new FastifyAdapter() });
+  const adapter = new FastifyAdapter();
+  // A user's onSend hook that fails for requests carrying x-fail-on-send (async: it fails after
+  // reply.send() returned, as any hook that awaits something does).
+  adapter.getInstance().addHook('onSend', async (req, _reply, payload) => {
+    if (req.headers['x-fail-on-send'] !== undefined) throw new Error('the onSend hook failed');
+    return payload;
+  });
+  t = await startTestApp<NestFastifyApplication>([OrdersController, HealthController], { adapter });
   base = t.base;
 });
 
@@ -135,5 +142,46 @@ describe('@Idempotent() on Nest with Fastify', () => {
     expect(r.status).toBe(200);
     expect(await r.json()).toMatchObject({ status: 'ok', info: { grid: { status: 'up' } } });
     expect(t.app.get<GridClient>(GRID_CLIENT).topology().nodes.some((n) => n.connected)).toBe(true);
+  });
+});
+
+describe('an onSend hook that fails on a direct answer', () => {
+  /** A POST that fails instead of waiting for ever if no answer comes. */
+  const failingOnSend = (headers: Record<string, string>): Promise<Awaited<ReturnType<typeof post>> | string> =>
+    fetch(`${base}/orders`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-fail-on-send': '1', ...headers },
+      body: JSON.stringify({ item: 'hooked' }),
+      signal: AbortSignal.timeout(5000),
+    }).then(
+      async (r) => ({ status: r.status, headers: r.headers, body: Buffer.from(await r.arrayBuffer()) }),
+      (e: unknown) => `no answer: ${String(e)}`,
+    );
+
+  it("reaches the client as the error handler's answer (a replay, a 409, a 400), as on any route, instead of hanging the request", async () => {
+    const key = `fastify-onsend-${Date.now()}`;
+    const first = await post(base, '/orders', { item: 'hooked' }, { 'idempotency-key': key });
+    expect(first.status).toBe(201);
+    const expect500 = (r: Awaited<ReturnType<typeof failingOnSend>>, what: string): void => {
+      expect(typeof r === 'string' ? r : r.status, what).toBe(500);
+      expect(JSON.parse((r as Awaited<ReturnType<typeof post>>).body.toString()), what).toMatchObject({ statusCode: 500 });
+    };
+    expect500(await failingOnSend({ 'idempotency-key': key }), 'replay');
+    expect500(await failingOnSend({}), 'missing key');
+    hold.arm();
+    const running = post(base, '/orders', { item: 'held' }, { 'idempotency-key': `${key}-held` });
+    try {
+      await hold.started;
+      expect500(await failingOnSend({ 'idempotency-key': `${key}-held` }), 'in progress');
+    } finally {
+      hold.release();
+    }
+    expect((await running).status).toBe(201);
+    // The stored answer is untouched: the replay without the failing hook.
+    const replay = await post(base, '/orders', { item: 'hooked' }, { 'idempotency-key': key });
+    expect([replay.status, replay.headers.get('idempotent-replayed')]).toEqual([201, 'true']);
+    expect(replay.body.equals(first.body)).toBe(true);
+    // Nest's completion of the route after the error answer is still ignored: nothing resent.
+    expect(t.logged.filter((l) => /already sent|ERR_HTTP_HEADERS_SENT/i.test(l))).toEqual([]);
   });
 });
