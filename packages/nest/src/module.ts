@@ -4,7 +4,7 @@
  * and the health indicator. The client connects while the module initialises and closes on
  * application shutdown.
  */
-import { Inject, Injectable, type DynamicModule, type InjectionToken, type ModuleMetadata, type OnApplicationShutdown, type Provider, type Type } from '@nestjs/common';
+import { Inject, Injectable, RequestMethod, type DynamicModule, type InjectionToken, type ModuleMetadata, type OnApplicationShutdown, type Provider, type Type } from '@nestjs/common';
 import { DiscoveryModule, DiscoveryService } from '@nestjs/core';
 import { GridClient, GridConfigError, resolveConfig } from '@gridlink/client';
 import { DedupeConfigError, resolveDedupeOptions } from '@gridlink/dedupe';
@@ -94,11 +94,31 @@ function cacheProviders(names: readonly string[]): Provider[] {
   }));
 }
 
+/** The metadata key Nest's `@Sse()` sets on its handler (`SSE_METADATA`, the same in Nest 11 and 12). */
+const SSE_METADATA = '__sse__';
+
+/**
+ * An `@Sse()` route answers with an event stream that ends only when the client goes away: a key
+ * taken for it would stay held as long (every retry 409), and a stream is neither stored nor
+ * replayed. `@Idempotent()` on such a route is refused; on its controller, only if its merged
+ * `methods` take the stream's method (GET unless `@Sse(path, { method })` says otherwise), else
+ * the stream passes through it untouched.
+ */
+function checkSse(handler: object, onRoute: boolean, methods: ReadonlySet<string>, where: string): void {
+  const why = 'an @Sse() route answers with an event stream that ends only when the client goes away: its key would stay held as long, and a stream cannot be replayed';
+  if (onRoute) throw new DedupeConfigError('@Idempotent()', `cannot apply to an @Sse() route (${why}) — ${where}`);
+  const method = RequestMethod[Reflect.getMetadata('method', handler) as RequestMethod] ?? 'GET';
+  if (method === 'ALL' || methods.has(method)) {
+    throw new DedupeConfigError('methods', `includes ${method}, the method of this @Sse() route, so the controller's @Idempotent() would de-duplicate it (${why}): leave ${method} out of the controller's methods — ${where}`);
+  }
+}
+
 /**
  * Checks the options every `@Idempotent()` route will run with (module defaults, controller,
  * route merged), before the client connects: each part alone may be incomplete (`header: false`
  * here, `fingerprint` there), but a route whose merged options are not (no key could ever be
- * derived) must stop the bootstrap, not answer its first request with a 500.
+ * derived) must stop the bootstrap, not answer its first request with a 500. So does one on an
+ * `@Sse()` route (`checkSse`).
  */
 function checkRoutes(o: GridlinkModuleOptions, discovery: DiscoveryService): void {
   for (const wrapper of discovery.getControllers()) {
@@ -115,14 +135,17 @@ function checkRoutes(o: GridlinkModuleOptions, discovery: DiscoveryService): voi
         if (typeof handler !== 'function' || !Reflect.hasMetadata('method', handler)) continue;
         const routeOpts = Reflect.getMetadata(IDEMPOTENT_METADATA, handler) as IdempotentOptions | undefined;
         if (classOpts === undefined && routeOpts === undefined) continue;
+        const where = `@Idempotent() route ${cls.name}.${name}`;
+        let methods: ReadonlySet<string>;
         try {
-          resolveDedupeOptions<IdempotentRequest>(routeOptions(o, classOpts, routeOpts));
+          methods = resolveDedupeOptions<IdempotentRequest>(routeOptions(o, classOpts, routeOpts)).methods;
         } catch (e) {
           if (e instanceof DedupeConfigError) {
-            throw new DedupeConfigError(e.field, `${e.reason} — @Idempotent() route ${cls.name}.${name} (module idempotency, controller and route options merged)`);
+            throw new DedupeConfigError(e.field, `${e.reason} — ${where} (module idempotency, controller and route options merged)`);
           }
           throw e;
         }
+        if (Reflect.getMetadata(SSE_METADATA, handler) === true) checkSse(handler, routeOpts !== undefined, methods, where);
       }
     }
   }

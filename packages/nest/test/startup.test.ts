@@ -2,10 +2,12 @@
  * A Nest application whose startup fails after GridlinkModule's client connected (or while it
  * connects) closes that client: Nest runs no shutdown hook then, and the open client's sockets
  * would keep the process alive after the error (ADR 0052). Also: a route whose merged
- * @Idempotent() options can never derive a key stops the bootstrap before anything connects.
+ * @Idempotent() options can never derive a key, or that would de-duplicate an @Sse() stream,
+ * stops the bootstrap before anything connects.
  */
 import 'reflect-metadata';
-import { Controller, Inject, Injectable, Module, Post, type OnApplicationBootstrap, type OnModuleInit } from '@nestjs/common';
+import { Controller, Inject, Injectable, Module, Post, RequestMethod, Sse, type MessageEvent, type OnApplicationBootstrap, type OnModuleInit } from '@nestjs/common';
+import { interval, map, type Observable } from 'rxjs';
 import { NestFactory } from '@nestjs/core';
 import { Test } from '@nestjs/testing';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -226,5 +228,96 @@ describe('@Idempotent() routes that could never derive a key', () => {
     const app = await NestFactory.createApplicationContext(Accepted, quiet);
     await app.close();
     expect(connected).toHaveLength(1);
+  });
+});
+
+describe('@Idempotent() on an @Sse() route', () => {
+  const ticks = (): Observable<MessageEvent> => interval(10).pipe(map((n) => ({ data: { n } })));
+
+  it('on the route: stops the bootstrap naming the route, before connecting', async () => {
+    recordClients();
+    @Controller('events')
+    class Events {
+      @Sse('stream')
+      @Idempotent()
+      stream(): Observable<MessageEvent> {
+        return ticks();
+      }
+    }
+    @Module({ imports: [GridlinkModule.forRoot({ client: { endpoints: cluster.endpoints } })], controllers: [Events] })
+    class App {}
+    await expect(NestFactory.create(App, quiet)).rejects.toThrow(/"@Idempotent\(\)": cannot apply to an @Sse\(\) route .* — @Idempotent\(\) route Events\.stream/);
+    expect(connected).toHaveLength(0);
+  });
+
+  it("on the controller: refused when its methods take the stream's method (GET listed, or @Sse with method POST)", async () => {
+    recordClients();
+    @Controller('get-events')
+    @Idempotent({ methods: ['GET', 'POST'] })
+    class GetEvents {
+      @Sse('stream')
+      stream(): Observable<MessageEvent> {
+        return ticks();
+      }
+    }
+    @Controller('post-events')
+    @Idempotent()
+    class PostEvents {
+      @Sse('stream', { method: RequestMethod.POST })
+      stream(): Observable<MessageEvent> {
+        return ticks();
+      }
+    }
+    for (const [controller, method] of [[GetEvents, 'GET'], [PostEvents, 'POST']] as const) {
+      @Module({ imports: [GridlinkModule.forRoot({ client: { endpoints: cluster.endpoints } })], controllers: [controller] })
+      class App {}
+      await expect(NestFactory.create(App, quiet)).rejects.toThrow(new RegExp(`"methods": includes ${method}, the method of this @Sse\\(\\) route.* — @Idempotent\\(\\) route ${controller.name}\\.stream`));
+    }
+    expect(connected).toHaveLength(0);
+  });
+
+  it('on a controller whose methods leave the stream out: the app starts, the stream passes through, its POST route is de-duplicated', async () => {
+    recordClients();
+    let posts = 0;
+    @Controller('mixed')
+    @Idempotent({ required: true })
+    class Mixed {
+      @Sse('stream')
+      stream(): Observable<MessageEvent> {
+        return ticks();
+      }
+
+      @Post()
+      create(): { n: number } {
+        return { n: ++posts };
+      }
+    }
+    @Module({ imports: [GridlinkModule.forRoot({ client: { endpoints: cluster.endpoints } })], controllers: [Mixed] })
+    class App {}
+    const app = await NestFactory.create(App, quiet);
+    const ac = new AbortController();
+    try {
+      await app.listen(0, '127.0.0.1');
+      const base = `http://127.0.0.1:${(app.getHttpServer().address() as { port: number }).port}`;
+      const events = await fetch(`${base}/mixed/stream`, { signal: ac.signal });
+      expect(events.headers.get('content-type')).toContain('text/event-stream');
+      const reader = events.body!.getReader();
+      let text = '';
+      while (!text.includes('data: {"n":1}')) {
+        const { value, done } = await reader.read();
+        expect(done).toBe(false);
+        text += Buffer.from(value).toString();
+      }
+      expect(text).toContain('data: {"n":0}');
+      ac.abort();
+      const send = (): Promise<Response> => fetch(`${base}/mixed`, { method: 'POST', headers: { 'idempotency-key': 'mixed-1' } });
+      expect((await send()).status).toBe(201);
+      const again = await send();
+      expect([again.status, again.headers.get('idempotent-replayed')]).toEqual([201, 'true']);
+      expect(posts).toBe(1);
+    } finally {
+      ac.abort();
+      await app.close();
+    }
   });
 });
