@@ -10,7 +10,8 @@
  * `NestFactory.create*()` and `@nestjs/testing`'s `TestingModuleBuilder.compile()` (when it can be
  * loaded) run in an AsyncLocalStorage scope in which the client provider registers what it
  * connected, closed if the call rejects; `init()` of an application (context) closes the
- * application's client if it rejects. Successful calls are untouched.
+ * application's client if it rejects, and so does a microservice's `listen()` that is its startup
+ * (no init() before it). Successful calls are untouched.
  *
  * The scope storage and the record of what is wrapped live on `globalThis` under a registered
  * symbol, shared by every copy of this module in the process (the ESM and the CJS build, a copy
@@ -67,13 +68,17 @@ function wrap(target: object, name: string, make: (original: Fn) => Fn): void {
   r.wrapped.set(target, names);
 }
 
-/** Runs a bootstrap call in its own scope; closes what connected in it if the call rejects. */
-function scoped(original: Fn): Fn {
+/**
+ * Runs a bootstrap call in its own scope; closes what connected in it if the call rejects. `then`
+ * sees what a successful call returned.
+ */
+function scoped(original: Fn, then?: (app: unknown) => void): Fn {
   return function (this: unknown, ...args: unknown[]) {
     const startup: Startup = { clients: new Set(), failed: false };
     return Promise.resolve(registry().scopes.run(startup, () => original.apply(this, args))).then(
       (app) => {
         startup.clients.clear();
+        then?.(app);
         return app;
       },
       async (e: unknown) => {
@@ -85,22 +90,69 @@ function scoped(original: Fn): Fn {
   };
 }
 
+/** Closes the client of an application (its GRID_CLIENT), if it has one. */
+async function closeClientOf(app: unknown): Promise<void> {
+  let client: Closable | undefined;
+  try {
+    client = (app as { get(token: symbol, o: { strict: boolean }): Closable }).get(GRID_CLIENT, { strict: false });
+  } catch {
+    // no GridlinkModule in this application
+  }
+  if (client !== undefined) await closeQuietly(client);
+}
+
+/**
+ * Applications whose init() resolved. Module-local: the wrappers that read and fill it are made
+ * by the same copy of this module (the first to load).
+ */
+const initialized = new WeakSet<object>();
+
 /** init() that closes the application's client if it rejects. */
 function closingInit(original: Fn): Fn {
   return async function (this: unknown, ...args: unknown[]) {
     try {
-      return await original.apply(this, args);
+      const r = await original.apply(this, args);
+      initialized.add(this as object);
+      return r;
     } catch (e) {
-      let client: Closable | undefined;
-      try {
-        client = (this as { get(token: symbol, o: { strict: boolean }): Closable }).get(GRID_CLIENT, { strict: false });
-      } catch {
-        // no GridlinkModule in this application
-      }
-      if (client !== undefined) await closeQuietly(client);
+      await closeClientOf(this);
       throw e;
     }
   };
+}
+
+/**
+ * A microservice's listen(): without an init() before it, it is the startup itself — Nest's
+ * NestMicroservice.listen() runs the lifecycle hooks (registerModules), then starts the transport,
+ * and init() is never called. If it rejects then, the application's client is closed, whatever
+ * failed (a hook, the transport). After a successful init() it is left alone, like an HTTP
+ * listen() that fails to bind: the caller holds a started application, and close() closes it.
+ * So is the listen() of a hybrid application's microservice (`connectMicroservice()`), which Nest
+ * marks initialised at once (`isInitialized`, a field of NestApplicationContext in 11 and 12): the
+ * HTTP application's init() ran the hooks.
+ */
+function closingListen(original: Fn): Fn {
+  return async function (this: unknown, ...args: unknown[]) {
+    const isStartup = !initialized.has(this as object) && (this as { isInitialized?: unknown }).isInitialized !== true;
+    try {
+      return await original.apply(this, args);
+    } catch (e) {
+      if (isStartup) await closeClientOf(this);
+      throw e;
+    }
+  };
+}
+
+/**
+ * Wraps listen() of the microservice class, found on the first application createMicroservice()
+ * returns (a Proxy around a NestMicroservice: its prototype is the class's), so
+ * `@nestjs/microservices` need not resolve from here. Once per process, before that first
+ * application reaches its caller.
+ */
+function guardMicroservice(app: unknown): void {
+  if (typeof app !== 'object' || app === null) return;
+  const proto = Object.getPrototypeOf(app) as object | null;
+  if (proto !== null && proto !== Object.prototype) wrap(proto, 'listen', closingListen);
 }
 
 /**
@@ -124,10 +176,11 @@ export function installStartupGuard(): void {
   installed = true;
   const factoryProto = Object.getPrototypeOf(NestFactory) as object;
   for (const name of ['create', 'createApplicationContext', 'createMicroservice']) {
-    wrap(factoryProto, name, scoped);
+    const make = (original: Fn): Fn => (name === 'createMicroservice' ? scoped(original, guardMicroservice) : scoped(original));
+    wrap(factoryProto, name, make);
     // A patch of the NestFactory instance itself, made before this module loaded, calls the
     // original it captured and would pass by the prototype's wrapper: wrap it too.
-    if (Object.prototype.hasOwnProperty.call(NestFactory, name)) wrap(NestFactory, name, scoped);
+    if (Object.prototype.hasOwnProperty.call(NestFactory, name)) wrap(NestFactory, name, make);
   }
   for (const proto of [NestApplicationContext.prototype, NestApplication.prototype]) wrap(proto, 'init', closingInit);
   const builder = loadTesting()?.TestingModuleBuilder;

@@ -1,15 +1,18 @@
 /**
- * A Nest application whose startup fails after GridlinkModule's client connected (or while it
- * connects) closes that client: Nest runs no shutdown hook then, and the open client's sockets
- * would keep the process alive after the error (ADR 0052). Also: a route whose merged
+ * A Nest application (HTTP, application context, TCP microservice, testing module) whose startup
+ * fails after GridlinkModule's client connected (or while it connects) closes that client: Nest
+ * runs no shutdown hook then, and the open client's sockets would keep the process alive after
+ * the error (ADR 0052). Also: a route whose merged
  * @Idempotent() options can never derive a key, or that would de-duplicate an @Sse() stream,
  * stops the bootstrap before anything connects.
  */
 import 'reflect-metadata';
 import { Controller, Inject, Injectable, Module, Post, RequestMethod, Sse, type MessageEvent, type OnApplicationBootstrap, type OnModuleInit } from '@nestjs/common';
-import { interval, map, type Observable } from 'rxjs';
+import { firstValueFrom, interval, map, type Observable } from 'rxjs';
 import { NestFactory } from '@nestjs/core';
+import { ClientProxyFactory, MessagePattern, Transport, type MicroserviceOptions } from '@nestjs/microservices';
 import { Test } from '@nestjs/testing';
+import type { AddressInfo, Server as NetServer } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { GridClient } from '@gridlink/client';
 import { LocalCluster } from '@gridlink/node';
@@ -123,6 +126,120 @@ describe('two applications bootstrapping at once', () => {
     expect(connected.filter((c) => c !== goodClient).map(isClosed)).toEqual([true]);
     await app.close();
     expect(isClosed(goodClient)).toBe(true);
+  });
+});
+
+/**
+ * NestFactory.createMicroservice() with Nest's own TCP transport on 127.0.0.1. A microservice has
+ * no separate init step in the usual bootstrap: `listen()` runs the lifecycle hooks itself (in
+ * NestMicroservice.registerModules), then starts the transport.
+ */
+describe('NestFactory.createMicroservice (TCP on 127.0.0.1)', () => {
+  const tcp = (port = 0): MicroserviceOptions & typeof quiet => ({ ...quiet, transport: Transport.TCP, options: { host: '127.0.0.1', port } });
+
+  it('a provider that fails to build after the client connected: createMicroservice() rejects with the client closed', async () => {
+    recordClients();
+    @Module({ imports: [GridlinkModule.forRoot({ client: { endpoints: cluster.endpoints } })], providers: [FailsToBuild] })
+    class App {}
+    await expect(NestFactory.createMicroservice<MicroserviceOptions>(App, tcp())).rejects.toThrow('constructor failed');
+    expect(connected).toHaveLength(1);
+    expect(isClosed(connected[0]!)).toBe(true);
+  });
+
+  it('listen() without init(): an onModuleInit that throws rejects it with the client closed', async () => {
+    recordClients();
+    @Injectable()
+    class Failing implements OnModuleInit {
+      onModuleInit(): void {
+        throw new Error('init failed');
+      }
+    }
+    @Module({ imports: [GridlinkModule.forRoot({ client: { endpoints: cluster.endpoints } })], providers: [Failing] })
+    class App {}
+    const app = await NestFactory.createMicroservice<MicroserviceOptions>(App, tcp());
+    expect(isClosed(connected[0]!)).toBe(false);
+    await expect(app.listen()).rejects.toThrow('init failed');
+    expect(isClosed(connected[0]!)).toBe(true);
+  });
+
+  it('init() then listen(): an onApplicationBootstrap that throws rejects init() with the client closed', async () => {
+    recordClients();
+    @Injectable()
+    class Failing implements OnApplicationBootstrap {
+      onApplicationBootstrap(): Promise<void> {
+        return Promise.reject(new Error('bootstrap failed'));
+      }
+    }
+    @Module({ imports: [GridlinkModule.forRoot({ client: { endpoints: cluster.endpoints } })], providers: [Failing] })
+    class App {}
+    const app = await NestFactory.createMicroservice<MicroserviceOptions>(App, tcp());
+    await expect(app.init()).rejects.toThrow('bootstrap failed');
+    expect(isClosed(connected[0]!)).toBe(true);
+  });
+
+  it('a successful microservice answers over TCP with its client open, until close()', async () => {
+    recordClients();
+    @Controller()
+    class Ping {
+      constructor(@Inject(GRID_CLIENT) private readonly client: GridClient) {}
+      @MessagePattern('ping')
+      ping(): { connected: boolean } {
+        return { connected: this.client.topology().nodes.some((n) => n.connected) };
+      }
+    }
+    @Module({ imports: [GridlinkModule.forRoot({ client: { endpoints: cluster.endpoints } })], controllers: [Ping] })
+    class App {}
+    const app = await NestFactory.createMicroservice<MicroserviceOptions>(App, tcp());
+    await app.listen();
+    const { port } = app.unwrap<NetServer>().address() as AddressInfo;
+    const proxy = ClientProxyFactory.create({ transport: Transport.TCP, options: { host: '127.0.0.1', port } });
+    try {
+      expect(await firstValueFrom(proxy.send<{ connected: boolean }>('ping', {}))).toEqual({ connected: true });
+    } finally {
+      await proxy.close();
+    }
+    expect(isClosed(connected[0]!)).toBe(false);
+    await app.close();
+    expect(isClosed(connected[0]!)).toBe(true);
+  });
+
+  it('listen() after a successful init() that fails to bind (port taken) leaves the application to the caller: close() closes the client', async () => {
+    recordClients();
+    @Module({ imports: [GridlinkModule.forRoot({ client: { endpoints: cluster.endpoints } })] })
+    class App {}
+    const first = await NestFactory.createMicroservice<MicroserviceOptions>(App, tcp());
+    await first.listen();
+    const { port } = first.unwrap<NetServer>().address() as AddressInfo;
+    const second = await NestFactory.createMicroservice<MicroserviceOptions>(App, tcp(port));
+    try {
+      await second.init();
+      await expect(second.listen()).rejects.toThrow(/EADDRINUSE/);
+      expect(isClosed(connected[1]!)).toBe(false);
+    } finally {
+      await second.close();
+      await first.close();
+    }
+    expect(connected.map(isClosed)).toEqual([true, true]);
+  });
+
+  it("a hybrid application's startAllMicroservices() failing to bind leaves the application to the caller: its hooks ran in init()", async () => {
+    recordClients();
+    @Module({ imports: [GridlinkModule.forRoot({ client: { endpoints: cluster.endpoints } })] })
+    class App {}
+    const taken = await NestFactory.createMicroservice<MicroserviceOptions>(App, tcp());
+    await taken.listen();
+    const { port } = taken.unwrap<NetServer>().address() as AddressInfo;
+    const hybrid = await NestFactory.create(App, quiet);
+    try {
+      hybrid.connectMicroservice<MicroserviceOptions>(tcp(port));
+      await hybrid.init();
+      await expect(hybrid.startAllMicroservices()).rejects.toThrow(/EADDRINUSE/);
+      expect(isClosed(connected[1]!)).toBe(false);
+    } finally {
+      await hybrid.close();
+      await taken.close();
+    }
+    expect(connected.map(isClosed)).toEqual([true, true]);
   });
 });
 

@@ -109,7 +109,7 @@ afterAll(async () => {
 });
 
 /** Runs failing.ts (FAIL=mode) to its end; resolves to its output and exit code. */
-function runFailing(mode: 'init' | 'build' | 'testing'): Promise<{ stdout: string; code: number | null; signal: NodeJS.Signals | null }> {
+function runFailing(mode: 'init' | 'build' | 'testing' | 'microservice' | 'microservice-build'): Promise<{ stdout: string; code: number | null; signal: NodeJS.Signals | null }> {
   const proc = spawn(process.execPath, [tsxCli, 'failing.ts'], {
     cwd: here,
     env: { ...process.env, GRID_ENDPOINTS: cluster!.endpoints.join(','), FAIL: mode, NODE_OPTIONS: '' },
@@ -149,6 +149,14 @@ describe('@gridlink/nest on Nest 11: a failed startup', () => {
     const r = await runFailing('testing');
     expect(r.stdout).toContain('FAILED constructor failed');
     expect([r.code, r.signal]).toEqual([0, null]);
+  });
+
+  it('@nestjs/microservices 11 (TCP on 127.0.0.1): listen() failing in onModuleInit, and createMicroservice() failing to build a provider, close the client: the process ends by itself', async () => {
+    const [hooks, build] = await Promise.all([runFailing('microservice'), runFailing('microservice-build')]);
+    expect(hooks.stdout).toContain('FAILED init failed');
+    expect([hooks.code, hooks.signal]).toEqual([0, null]);
+    expect(build.stdout).toContain('FAILED constructor failed');
+    expect([build.code, build.signal]).toEqual([0, null]);
   });
 
 });
