@@ -25,12 +25,33 @@ export function headersByName(pairs: DirectResponse['headers']): Map<string, str
  */
 export const BODY_HEADERS = ['content-type', 'content-encoding', 'content-length'] as const;
 
-/** Sends a problem+json or replayed response as is. */
+/**
+ * A Vary value naming the fields of `existing` (what the response already says: CORS middleware
+ * adds `Origin`) and of `added`, each once (compared without case); `*` alone if either says `*`.
+ */
+export function mergeVary(existing: unknown, added: string | string[]): string {
+  const names: string[] = [];
+  const seen = new Set<string>();
+  const all = [...(Array.isArray(existing) ? existing : existing === undefined || existing === null ? [] : [existing]), ...(Array.isArray(added) ? added : [added])];
+  for (const value of all) {
+    for (const f of String(value).split(',')) {
+      const name = f.trim();
+      if (name === '') continue;
+      if (name === '*') return '*';
+      if (seen.has(name.toLowerCase())) continue;
+      seen.add(name.toLowerCase());
+      names.push(name);
+    }
+  }
+  return names.join(', ');
+}
+
+/** Sends a problem+json or replayed response as is (its Vary merged with the response's). */
 export function sendDirect(res: ServerResponse, d: DirectResponse): void {
   res.statusCode = d.status;
   const grouped = headersByName(d.headers);
   for (const name of BODY_HEADERS) if (!grouped.has(name)) res.removeHeader(name);
-  for (const [k, v] of grouped) res.setHeader(k, v);
+  for (const [k, v] of grouped) res.setHeader(k, k === 'vary' ? mergeVary(res.getHeader('vary'), v) : v);
   // RFC 9110 section 8.6: no Content-Length on 1xx and 204 (a 304 would announce the length of
   // the representation, which a replay does not have).
   if (d.status >= 200 && d.status !== 204 && d.status !== 304) res.setHeader('content-length', String(d.body.byteLength));

@@ -71,7 +71,12 @@ beforeAll(async () => {
   });
   // The body JSON-encoded, then put through each coding of ?codings= in order (as stacked
   // compression would), with a strong ETag: what a compressor mounted after dedupe() hands it.
-  app.post('/encoded', mw(), (req, res) => {
+  // Vary: Origin set before dedupe() (as CORS middleware does): a replay keeps it beside its own.
+  const varyOrigin: express.RequestHandler = (_req, res, next) => {
+    res.setHeader('vary', 'Origin');
+    next();
+  };
+  app.post('/encoded', varyOrigin, mw(), (req, res) => {
     runs++;
     const codings = (req.query.codings as string).split(',');
     let body: Buffer = Buffer.from(JSON.stringify({ n: runs, text: 'a body worth compressing '.repeat(20) }));
@@ -245,6 +250,7 @@ describe('a replay to a retry that does not accept the stored Content-Encoding',
     expect(again.status).toBe(201);
     expect(again.headers['idempotent-replayed']).toBe('true');
     expect(again.headers.vary).toMatch(/accept-encoding/i);
+    if (path.startsWith('/encoded')) expect(again.headers.vary).toBe('Origin, Accept-Encoding');
     return { first, again };
   }
 

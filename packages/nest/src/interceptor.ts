@@ -7,7 +7,7 @@ import { applyDecorators, Inject, Injectable, SetMetadata, UseInterceptors, type
 import { ServerResponse, type IncomingMessage } from 'node:http';
 import { Observable, of, throwError } from 'rxjs';
 import type { GridClient } from '@gridlink/client';
-import { BODY_HEADERS, DedupeConfigError, Deduper, captureResponse, describeRequest, headersByName, resolveDedupeOptions, sendDirect, type DedupeOptions, type DedupeRequest, type DirectResponse, type Ticket } from '@gridlink/dedupe';
+import { BODY_HEADERS, DedupeConfigError, Deduper, captureResponse, describeRequest, headersByName, mergeVary, resolveDedupeOptions, sendDirect, type DedupeOptions, type DedupeRequest, type DirectResponse, type Ticket } from '@gridlink/dedupe';
 import { GRID_CLIENT, GRIDLINK_OPTIONS, IDEMPOTENT_METADATA } from './tokens.js';
 import type { GridlinkModuleOptions } from './options.js';
 
@@ -79,6 +79,7 @@ interface FastifyReplyLike {
   code(status: number): FastifyReplyLike;
   header(name: string, value: string | string[]): FastifyReplyLike;
   removeHeader(name: string): FastifyReplyLike;
+  getHeader(name: string): unknown;
   send(payload?: unknown): FastifyReplyLike;
 }
 
@@ -137,7 +138,7 @@ function answerFastify(reply: FastifyReplyLike, d: DirectResponse, then: () => v
     reply.raw.removeHeader(name);
   }
   reply.code(d.status);
-  for (const [k, v] of grouped) reply.header(k, v);
+  for (const [k, v] of grouped) reply.header(k, k === 'vary' ? mergeVary(reply.getHeader('vary') ?? reply.raw.getHeader('vary'), v) : v);
   reply.send(Buffer.from(d.body.buffer, d.body.byteOffset, d.body.byteLength));
   whenDone(reply.raw, () => {
     const ignore = (): FastifyReplyLike => reply;

@@ -57,6 +57,7 @@ class OrdersController {
   @Idempotent({ required: true })
   @Header('content-type', 'application/json')
   @Header('content-encoding', 'gzip')
+  @Header('vary', 'Origin')
   gz(): StreamableFile {
     return new StreamableFile(gzipSync(JSON.stringify({ n: ++runs, text: 'compressible '.repeat(30) })));
   }
