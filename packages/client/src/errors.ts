@@ -106,11 +106,14 @@ export class GridTimeoutError extends GridError {
 /** A configuration field is invalid; `field` names it. */
 export class GridConfigError extends GridError {
   readonly field: string;
+  /** What is wrong with the field, without the field's name (the message is `invalid config "<field>": <reason>`). */
+  readonly reason: string;
 
-  constructor(field: string, message: string) {
-    super(`invalid config "${field}": ${message}`, 'GRID_CONFIG', false);
+  constructor(field: string, reason: string) {
+    super(`invalid config "${field}": ${reason}`, 'GRID_CONFIG', false);
     this.name = 'GridConfigError';
     this.field = field;
+    this.reason = reason;
     mark(this, BRANDS.GridConfigError);
   }
 

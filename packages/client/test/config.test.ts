@@ -9,7 +9,8 @@ function fieldOf(input: unknown): string {
     const err = e as GridConfigError;
     expect(err.code).toBe('GRID_CONFIG');
     expect(err.retryable).toBe(false);
-    expect(err.message).toContain(err.field);
+    expect(err.message).toBe(`invalid config "${err.field}": ${err.reason}`);
+    expect(err.reason).not.toBe('');
     return err.field;
   }
   throw new Error('expected a GridConfigError');

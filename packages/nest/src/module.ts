@@ -61,7 +61,7 @@ function validate(o: unknown, asyncCaches?: readonly string[]): GridlinkModuleOp
   try {
     resolveConfig(opts.client); // the client's own checks, before connecting
   } catch (e) {
-    if (e instanceof GridConfigError) throw new DedupeConfigError(`client.${e.field}`, e.message.slice(`invalid config "${e.field}": `.length));
+    if (e instanceof GridConfigError) throw new DedupeConfigError(`client.${e.field}`, e.reason);
     throw e;
   }
   if (opts.caches !== undefined) {
