@@ -149,14 +149,23 @@ function withVaryAcceptEncoding(headers: [string, string][]): [string, string][]
 }
 
 /**
+ * Digests of the bytes as sent (RFC 9530's Content-Digest and Repr-Digest, both over the coded
+ * bytes; RFC 3230's Digest; Content-MD5), when replayHeaders lists them: a replay whose bytes are
+ * not the stored ones (decoded, or omitted) must not carry them, a client checking them would
+ * refuse a correct answer.
+ */
+const BYTE_DIGESTS = new Set(['content-digest', 'repr-digest', 'digest', 'content-md5']);
+
+/**
  * Headers of a body decoded down to the codings `kept`: Content-Encoding says what is left, a
- * stored Content-Length (listed in replayHeaders) no longer holds, and a strong ETag named the
- * encoded bytes, so it becomes weak (the decoded body is the same content, not the same bytes).
+ * stored Content-Length (listed in replayHeaders) and digests of the bytes no longer hold, and a
+ * strong ETag named the encoded bytes, so it becomes weak (the decoded body is the same content,
+ * not the same bytes).
  */
 function decodedHeaders(headers: [string, string][], kept: string[]): [string, string][] {
   const out: [string, string][] = [];
   for (const [k, v] of headers) {
-    if (k === 'content-encoding' || k === 'content-length') continue;
+    if (k === 'content-encoding' || k === 'content-length' || BYTE_DIGESTS.has(k)) continue;
     out.push(k === 'etag' && !v.startsWith('W/') ? [k, `W/${v}`] : [k, v]);
   }
   if (kept.length > 0) out.push(['content-encoding', kept.join(', ')]);
@@ -478,8 +487,8 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
         }
       }
     }
-    // Without its body, a replay has nothing for Content-Type or Content-Encoding to describe.
-    if (body === null) headers = headers.filter(([k]) => k !== 'content-type' && k !== 'content-encoding' && k !== 'content-length');
+    // Without its body, a replay has nothing for Content-Type, Content-Encoding or a digest to describe.
+    if (body === null) headers = headers.filter(([k]) => k !== 'content-type' && k !== 'content-encoding' && k !== 'content-length' && !BYTE_DIGESTS.has(k));
     else if (headers === record.headers) headers = [...headers];
     headers.push([this.options.replayedHeader, 'true']);
     if (body === null) headers.push(['idempotent-body-omitted', 'true']);

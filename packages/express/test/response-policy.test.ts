@@ -5,6 +5,7 @@
  * (2xx, 3xx, 4xx but 408/425/429); no Content-Length on a replayed 204; dedupe() app-wide and on
  * the route at once.
  */
+import { createHash } from 'node:crypto';
 import type { Server } from 'node:http';
 import { request as httpRequest } from 'node:http';
 import { brotliCompressSync, deflateRawSync, deflateSync, gunzipSync, gzipSync } from 'node:zlib';
@@ -13,6 +14,7 @@ import express4 from 'express4';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GridClient } from '@gridlink/client';
 import { LocalCluster } from '@gridlink/node';
+import { DEFAULT_REPLAY_HEADERS } from '@gridlink/dedupe';
 import { dedupe } from '@gridlink/express';
 import { closeServer, listen, post, waitFor } from './helpers.js';
 
@@ -83,6 +85,17 @@ beforeAll(async () => {
     for (const c of codings) body = ENCODERS[c]!(body);
     res.status(201).type('application/json').set('etag', `"v${runs}"`);
     res.setHeader('content-encoding', codings.map((c) => (c === 'raw-deflate' ? 'deflate' : c)).join(', '));
+    res.end(body);
+  });
+  // A gzipped answer with digests of its bytes, which this route's replayHeaders keep.
+  app.post('/digested', dedupe({ client, metrics: false, replayHeaders: [...DEFAULT_REPLAY_HEADERS, 'content-digest', 'repr-digest', 'content-md5'] }), (_req, res) => {
+    runs++;
+    const body = gzipSync(`digested ${runs}`);
+    const sha = createHash('sha256').update(body).digest('base64');
+    res.status(201).type('text/plain').setHeader('content-encoding', 'gzip');
+    res.setHeader('content-digest', `sha-256=:${sha}:`);
+    res.setHeader('repr-digest', `sha-256=:${sha}:`);
+    res.setHeader('content-md5', createHash('md5').update(body).digest('base64'));
     res.end(body);
   });
   // 16 MiB of zeros, 16 KiB gzipped: stored (under 64 KiB), but far larger decoded.
@@ -298,6 +311,22 @@ describe('a replay to a retry that does not accept the stored Content-Encoding',
     // The same stored bomb still goes to a retry that accepts gzip, as it was sent.
     const { first, again } = await replayTo('gzip', 'gzip', '/bomb');
     expect(again.body.equals(first.body)).toBe(true);
+  });
+});
+
+describe('digests of the stored bytes (Content-Digest, Repr-Digest, Content-MD5 in replayHeaders)', () => {
+  it('go with a replay of the stored bytes, and are dropped from a decoded replay', async () => {
+    const k = key('digest');
+    const first = await rawPost('/digested', { 'idempotency-key': k, 'accept-encoding': 'gzip' });
+    expect(first.status).toBe(201);
+    const as = await rawPost('/digested', { 'idempotency-key': k, 'accept-encoding': 'gzip' });
+    expect(as.headers['idempotent-replayed']).toBe('true');
+    expect(as.body.equals(first.body)).toBe(true);
+    for (const h of ['content-digest', 'repr-digest', 'content-md5']) expect(as.headers[h], h).toBe(first.headers[h]);
+    const decoded = await rawPost('/digested', { 'idempotency-key': k, 'accept-encoding': 'identity' });
+    expect(decoded.headers['idempotent-replayed']).toBe('true');
+    expect(decoded.body.toString()).toBe(gunzipSync(first.body).toString());
+    for (const h of ['content-digest', 'repr-digest', 'content-md5']) expect(decoded.headers[h], h).toBeUndefined();
   });
 });
 
