@@ -13,6 +13,8 @@
  *   SIZES=64 INF=16 SECONDS=3 npx tsx bench/cluster/per-process.ts
  *   PROXIES=1 npx tsx bench/cluster/per-process.ts       # NATS through the test kit's proxies
  *   WARMUP_MS=500 npx tsx bench/cluster/per-process.ts   # warm-up before each cell (default 3 s)
+ *   V8FLAGS="--max-semi-space-size=4 --single-threaded-gc" npx tsx bench/cluster/per-process.ts
+ *                                                        # the nodes' V8 flags (default: NODE_V8_FLAGS)
  *
  * (Run from the repository root with TSX_TSCONFIG_PATH=bench/tsconfig.json after `pnpm build`, as
  * `pnpm bench` does, so that the built packages are measured.)
@@ -89,7 +91,9 @@ const rows: Row[] = [];
 const keyOf = (i: number): string => `key-${(i % KEYS).toString().padStart(8, '0')}`;
 // PROXIES=1: the nodes reach NATS through the test kit's fault proxies (in this process), as the
 // tests that cut a node off from the control plane need; by default they dial it directly.
-const grid = await ProcessCluster.start({ nodes: 3, natsServers: 1, partitions: 64, controlPlaneProxies: process.env.PROXIES === '1' });
+// V8FLAGS: the node processes' V8 flags instead of @gridlink/node's NODE_V8_FLAGS (space-separated).
+const v8Flags = process.env.V8FLAGS?.split(' ').filter(Boolean);
+const grid = await ProcessCluster.start({ nodes: 3, natsServers: 1, partitions: 64, controlPlaneProxies: process.env.PROXIES === '1', ...(v8Flags !== undefined ? { v8Flags } : {}) });
 const redisServer = redisAvailable() ? await startRedisServer() : null;
 try {
   const client = await GridClient.connect({ endpoints: grid.endpoints });
