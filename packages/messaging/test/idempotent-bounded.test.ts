@@ -3,49 +3,20 @@
  * operations, a bounded wait queue, drops counted and announced (real grid and nats-server).
  */
 import { describe, expect, it } from 'vitest';
-import { headers, type NatsConnection } from '@nats-io/transport-node';
 import { IdempotentConsumer, MessagingConfigError } from '@gridlink/messaging';
 import { waitUntil } from './helpers/processes.js';
-import { messagingEnv } from './helpers/env.js';
+import { messagingEnv, publishIds } from './helpers/env.js';
 
 describe('idempotent consumer: core NATS bursts (real grid and nats-server)', () => {
   const env = messagingEnv();
   const { closers, grid, natsConn } = env;
-
-  function publish(nc: NatsConnection, subject: string, ids: string[]): void {
-    for (const id of ids) {
-      const h = headers();
-      h.set('Nats-Msg-Id', id);
-      nc.publish(subject, id, { headers: h });
-    }
-  }
-
-  /** A handler that counts how many run at once and waits for `open()`. */
-  function gated(): { handler: (m: unknown, ctx: { id: string }) => Promise<void>; started: string[]; max: () => number; open: () => void } {
-    let active = 0;
-    let max = 0;
-    const started: string[] = [];
-    const { gate, open } = env.gate();
-    return {
-      started,
-      max: () => max,
-      open: () => open(),
-      handler: async (_m, ctx) => {
-        active++;
-        max = Math.max(max, active);
-        started.push(ctx.id);
-        await gate;
-        active--;
-      },
-    };
-  }
 
   it('a burst runs at most `concurrency` handlers (and grid operations) at once; maxQueued wait in order; the rest are dropped, counted and announced', async () => {
     const g = await grid();
     const nc = await natsConn();
     const ic = new IdempotentConsumer({ grid: g, name: 'burst' });
     closers.push(() => ic.close());
-    const h = gated();
+    const h = env.gated();
     const dropped: { subject: string; reason: string; total: number }[] = [];
     const processed: string[] = [];
     ic.on('dropped', (e) => dropped.push(e));
@@ -55,7 +26,7 @@ describe('idempotent consumer: core NATS bursts (real grid and nats-server)', ()
     const ops0 = g.stats().operations;
     const pub = await natsConn();
     const ids = Array.from({ length: 50 }, (_, i) => `b-${i}`);
-    publish(pub, 'burst.in', ids);
+    publishIds(pub, 'burst.in', ids);
     await pub.flush();
     await waitUntil(() => h.started.length === 4 && dropped.length === 36, 10_000, 'four handlers running and 36 messages dropped');
     // Only the running four asked the grid anything (one lock-and-read each).
@@ -77,13 +48,13 @@ describe('idempotent consumer: core NATS bursts (real grid and nats-server)', ()
     const nc = await natsConn();
     const ic = new IdempotentConsumer({ grid: g, name: 'burst-default' });
     closers.push(() => ic.close());
-    const h = gated();
+    const h = env.gated();
     const processed: string[] = [];
     ic.on('processed', (e) => processed.push(e.id));
     ic.subscribe(nc, 'burstd.in', h.handler);
     await nc.flush();
     const pub = await natsConn();
-    publish(
+    publishIds(
       pub,
       'burstd.in',
       Array.from({ length: 40 }, (_, i) => `d-${i}`),
@@ -105,14 +76,14 @@ describe('idempotent consumer: core NATS bursts (real grid and nats-server)', ()
     const g = await grid();
     const nc = await natsConn();
     const ic = new IdempotentConsumer({ grid: g, name: 'burst-close' });
-    const h = gated();
+    const h = env.gated();
     const dropped: string[] = [];
     const processed: string[] = [];
     ic.on('dropped', (e) => dropped.push(e.reason));
     ic.on('processed', (e) => processed.push(e.id));
     ic.subscribe(nc, 'burstc.in', h.handler, { concurrency: 1, maxQueued: 5 });
     await nc.flush();
-    publish(nc, 'burstc.in', ['c-0', 'c-1', 'c-2']);
+    publishIds(nc, 'burstc.in', ['c-0', 'c-1', 'c-2']);
     await nc.flush();
     await waitUntil(() => h.started.length === 1, 10_000, 'the first handler running');
     await nc.flush();

@@ -5,11 +5,11 @@
  * a real nats-server with JetStream.
  */
 import { describe, expect, it } from 'vitest';
-import { headers, nanos, type Msg, type NatsConnection } from '@nats-io/transport-node';
+import { headers, nanos, type Msg } from '@nats-io/transport-node';
 import { AckPolicy, StorageType, jetstream, jetstreamManager, type JsMsg } from '@nats-io/jetstream';
 import { IdempotentConsumer, MessagingConfigError, type IdempotentEvents, type Outcome } from '@gridlink/messaging';
 import { waitUntil } from './helpers/processes.js';
-import { messagingEnv } from './helpers/env.js';
+import { messagingEnv, publishIds } from './helpers/env.js';
 
 type Dropped = Parameters<IdempotentEvents['dropped']>[0];
 
@@ -17,39 +17,11 @@ describe('idempotent consumer: direct calls are bounded (real grid and nats-serv
   const env = messagingEnv();
   const { closers, grid, natsConn } = env;
 
-  function publish(nc: NatsConnection, subject: string, ids: string[]): void {
-    for (const id of ids) {
-      const h = headers();
-      h.set('Nats-Msg-Id', id);
-      nc.publish(subject, id, { headers: h });
-    }
-  }
-
-  /** A handler that counts how many run at once and waits for `open()`. */
-  function gated(): { handler: (m: unknown, ctx: { id: string }) => Promise<void>; started: string[]; max: () => number; open: () => void } {
-    let active = 0;
-    let max = 0;
-    const started: string[] = [];
-    const { gate, open } = env.gate();
-    return {
-      started,
-      max: () => max,
-      open: () => open(),
-      handler: async (_m, ctx) => {
-        active++;
-        max = Math.max(max, active);
-        started.push(ctx.id);
-        await gate;
-        active--;
-      },
-    };
-  }
-
   it('handleCore from the application\'s own subscription: `direct.concurrency` run at once, `direct.maxQueued` wait in order, the rest are dropped (outcome and event)', async () => {
     const g = await grid();
     const nc = await natsConn();
     const ic = env.closeAfter(new IdempotentConsumer({ grid: g, name: 'direct-core', direct: { concurrency: 4, maxQueued: 10 } }));
-    const h = gated();
+    const h = env.gated();
     const dropped: Dropped[] = [];
     const processed: string[] = [];
     ic.on('dropped', (e) => dropped.push(e));
@@ -65,7 +37,7 @@ describe('idempotent consumer: direct calls are bounded (real grid and nats-serv
     const ops0 = g.stats().operations;
     const pub = await natsConn();
     const ids = Array.from({ length: 50 }, (_, i) => `dc-${i}`);
-    publish(pub, 'direct.core', ids);
+    publishIds(pub, 'direct.core', ids);
     await pub.flush();
     await waitUntil(() => h.started.length === 4 && dropped.length === 36, 10_000, 'four handlers running and 36 calls dropped');
     // Only the running four asked the grid anything (one lock-and-read each).
@@ -85,7 +57,7 @@ describe('idempotent consumer: direct calls are bounded (real grid and nats-serv
   it('close() drops the direct calls still waiting (outcome dropped, reason "closed"), runs none of them and waits for the running one', async () => {
     const g = await grid();
     const ic = new IdempotentConsumer({ grid: g, name: 'direct-close', direct: { concurrency: 1 } });
-    const h = gated();
+    const h = env.gated();
     const dropped: Dropped[] = [];
     ic.on('dropped', (e) => dropped.push(e));
     const msg = (id: string): Msg => {
@@ -116,7 +88,7 @@ describe('idempotent consumer: direct calls are bounded (real grid and nats-serv
     const processed: string[] = [];
     ic.on('dropped', (e) => dropped.push(e));
     ic.on('processed', (e) => processed.push(e.id));
-    const h = gated();
+    const h = env.gated();
     /** Deliveries of each message id that reached the application's loop. */
     const deliveries = new Map<string, number>();
     const ran: string[] = [];

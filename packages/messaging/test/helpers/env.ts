@@ -2,7 +2,7 @@ import { afterAll, afterEach, beforeAll } from 'vitest';
 import { GridClient, type GridClientConfig } from '@gridlink/client';
 import { LocalCluster } from '@gridlink/node';
 import { FaultProxy } from '@gridlink/testkit';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
 import { NatsServer } from './processes.js';
 
 /** The grid client settings the messaging tests use: killed or hung nodes are left quickly. */
@@ -21,6 +21,23 @@ export function connectGrid(endpoints: string[], overrides: Partial<GridClientCo
 /** A NATS connection; `name` is the connection's name as the server's /connz shows it. */
 export function connectNats(url: string, name?: string): Promise<NatsConnection> {
   return connect({ servers: url, reconnectTimeWait: 100, maxReconnectAttempts: -1, pingInterval: 1000, ...(name !== undefined ? { name } : {}) });
+}
+
+/** Publishes one message per id on core NATS: the id is its body and its Nats-Msg-Id. */
+export function publishIds(nc: NatsConnection, subject: string, ids: string[]): void {
+  for (const id of ids) {
+    const h = headers();
+    h.set('Nats-Msg-Id', id);
+    nc.publish(subject, id, { headers: h });
+  }
+}
+
+/** A handler held by a gate: which message ids it started, and the most that ran at once. */
+export interface Gated {
+  handler: (m: unknown, ctx: { id: string }) => Promise<void>;
+  started: string[];
+  max: () => number;
+  open: () => void;
 }
 
 /** What a messaging test file shares: a grid, a nats-server, and what each test opened. */
@@ -43,6 +60,8 @@ export interface MessagingEnv {
   proxiedGrid: () => Promise<{ gw: GridClient; proxies: FaultProxy[] }>;
   /** A promise that resolves once `open()` is called; opened after the test at the latest. */
   gate: () => { gate: Promise<void>; open: () => void };
+  /** A handler that counts how many run at once and waits for `open()` (a `gate()`). */
+  gated: () => Gated;
 }
 
 /**
@@ -104,6 +123,24 @@ export function messagingEnv(): MessagingEnv {
       const gate = new Promise<void>((r) => (open = r));
       closers.push(() => open());
       return { gate, open };
+    },
+    gated: () => {
+      let active = 0;
+      let max = 0;
+      const started: string[] = [];
+      const { gate, open } = env.gate();
+      return {
+        started,
+        max: () => max,
+        open: () => open(),
+        handler: async (_m, ctx) => {
+          active++;
+          max = Math.max(max, active);
+          started.push(ctx.id);
+          await gate;
+          active--;
+        },
+      };
     },
   };
   return env;
