@@ -7,7 +7,7 @@
 import 'reflect-metadata';
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { gunzipSync } from 'node:zlib';
-import { Controller, Get, Inject, Injectable, Module, type INestApplication, type LoggerService, type Type } from '@nestjs/common';
+import { Controller, Get, Inject, Injectable, Module, type INestApplication, type LoggerService, type OnApplicationBootstrap, type OnModuleInit, type Type } from '@nestjs/common';
 import { NestFactory, type AbstractHttpAdapter } from '@nestjs/core';
 import { HealthCheck, HealthCheckService, TerminusModule } from '@nestjs/terminus';
 import { expect, vi } from 'vitest';
@@ -188,6 +188,22 @@ export function isClosed(c: GridClient): boolean {
 export class FailsToBuild {
   constructor(@Inject(GRID_CLIENT) client: GridClient) {
     if (client !== undefined) throw new Error('constructor failed');
+  }
+}
+
+/** A provider whose onModuleInit throws ('init failed'). */
+@Injectable()
+export class FailsOnInit implements OnModuleInit {
+  onModuleInit(): void {
+    throw new Error('init failed');
+  }
+}
+
+/** A provider whose onApplicationBootstrap rejects ('bootstrap failed'). */
+@Injectable()
+export class FailsOnBootstrap implements OnApplicationBootstrap {
+  onApplicationBootstrap(): Promise<void> {
+    return Promise.reject(new Error('bootstrap failed'));
   }
 }
 

@@ -7,7 +7,7 @@
  * stops the bootstrap before anything connects.
  */
 import 'reflect-metadata';
-import { Controller, Inject, Injectable, Module, Post, RequestMethod, Sse, type MessageEvent, type OnApplicationBootstrap, type OnModuleInit } from '@nestjs/common';
+import { Controller, Inject, Injectable, Module, Post, RequestMethod, Sse, type MessageEvent, type OnModuleInit } from '@nestjs/common';
 import { firstValueFrom, interval, map, type Observable } from 'rxjs';
 import { NestFactory } from '@nestjs/core';
 import { ClientProxyFactory, MessagePattern, Transport, type MicroserviceOptions } from '@nestjs/microservices';
@@ -17,7 +17,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import { GridClient } from '@gridlink/client';
 import { LocalCluster } from '@gridlink/node';
 import { GRID_CLIENT, GridlinkModule, Idempotent } from '@gridlink/nest';
-import { FailsToBuild, clientRecorder, holdConnect, isClosed } from './helpers.js';
+import { FailsOnBootstrap, FailsOnInit, FailsToBuild, clientRecorder, holdConnect, isClosed } from './helpers.js';
 
 let cluster: LocalCluster;
 const clients = clientRecorder();
@@ -83,13 +83,7 @@ describe('startup fails after the client connected', () => {
 
   it('listen(): an onApplicationBootstrap that throws', async () => {
     recordClients();
-    @Injectable()
-    class Failing implements OnApplicationBootstrap {
-      onApplicationBootstrap(): Promise<void> {
-        return Promise.reject(new Error('bootstrap failed'));
-      }
-    }
-    @Module({ imports: [GridlinkModule.forRoot({ client: { endpoints: cluster.endpoints } })], providers: [Failing] })
+    @Module({ imports: [GridlinkModule.forRoot({ client: { endpoints: cluster.endpoints } })], providers: [FailsOnBootstrap] })
     class App {}
     const app = await NestFactory.create(App, quiet);
     await expect(app.listen(0, '127.0.0.1')).rejects.toThrow('bootstrap failed');
@@ -148,13 +142,7 @@ describe('NestFactory.createMicroservice (TCP on 127.0.0.1)', () => {
 
   it('listen() without init(): an onModuleInit that throws rejects it with the client closed', async () => {
     recordClients();
-    @Injectable()
-    class Failing implements OnModuleInit {
-      onModuleInit(): void {
-        throw new Error('init failed');
-      }
-    }
-    @Module({ imports: [GridlinkModule.forRoot({ client: { endpoints: cluster.endpoints } })], providers: [Failing] })
+    @Module({ imports: [GridlinkModule.forRoot({ client: { endpoints: cluster.endpoints } })], providers: [FailsOnInit] })
     class App {}
     const app = await NestFactory.createMicroservice<MicroserviceOptions>(App, tcp());
     expect(isClosed(connected[0]!)).toBe(false);
@@ -164,13 +152,7 @@ describe('NestFactory.createMicroservice (TCP on 127.0.0.1)', () => {
 
   it('init() then listen(): an onApplicationBootstrap that throws rejects init() with the client closed', async () => {
     recordClients();
-    @Injectable()
-    class Failing implements OnApplicationBootstrap {
-      onApplicationBootstrap(): Promise<void> {
-        return Promise.reject(new Error('bootstrap failed'));
-      }
-    }
-    @Module({ imports: [GridlinkModule.forRoot({ client: { endpoints: cluster.endpoints } })], providers: [Failing] })
+    @Module({ imports: [GridlinkModule.forRoot({ client: { endpoints: cluster.endpoints } })], providers: [FailsOnBootstrap] })
     class App {}
     const app = await NestFactory.createMicroservice<MicroserviceOptions>(App, tcp());
     await expect(app.init()).rejects.toThrow('bootstrap failed');
@@ -274,13 +256,7 @@ describe('@nestjs/testing: Test.createTestingModule(...).compile()', () => {
 
   it('compile() succeeds, init() of the testing app fails (onModuleInit throws): the client is closed', async () => {
     recordClients();
-    @Injectable()
-    class Failing implements OnModuleInit {
-      onModuleInit(): void {
-        throw new Error('init failed');
-      }
-    }
-    const moduleRef = await Test.createTestingModule({ imports: [GridlinkModule.forRoot({ client: { endpoints: cluster.endpoints } })], providers: [Failing] })
+    const moduleRef = await Test.createTestingModule({ imports: [GridlinkModule.forRoot({ client: { endpoints: cluster.endpoints } })], providers: [FailsOnInit] })
       .setLogger({ log: () => undefined, error: () => undefined, warn: () => undefined })
       .compile();
     expect(isClosed(connected[0]!)).toBe(false);
