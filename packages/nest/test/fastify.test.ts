@@ -6,13 +6,12 @@
  * gzip, and a user's onSend hook failing on a direct answer.
  */
 import 'reflect-metadata';
-import { gzipSync } from 'node:zlib';
 import { Body, Controller, Header, Post, Req, StreamableFile } from '@nestjs/common';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { GridClient } from '@gridlink/client';
 import { GRID_CLIENT, Idempotent, type IdempotentRequest } from '@gridlink/nest';
-import { HandlerHold, HealthController, expectAbortFreesKey, expectEncodedReplays, post, startTestApp, waitFor, type TestApp } from './helpers.js';
+import { GzippedRoute, HandlerHold, HealthController, expectAbortFreesKey, expectEncodedReplays, gzippedAnswer, post, startTestApp, waitFor, type TestApp } from './helpers.js';
 
 let t: TestApp<NestFastifyApplication>;
 let base: string;
@@ -34,14 +33,9 @@ class OrdersController {
     return { id, item: body.item, token };
   }
 
-  /** Gzipped by the handler, as a compressor mounted around it would. */
-  @Post('gz')
-  @Idempotent({ required: true })
-  @Header('content-type', 'application/json')
-  @Header('content-encoding', 'gzip')
-  @Header('vary', 'Origin')
+  @GzippedRoute('gz')
   gz(): StreamableFile {
-    return new StreamableFile(gzipSync(JSON.stringify({ n: ++runs, text: 'compressible '.repeat(30) })));
+    return gzippedAnswer(++runs);
   }
 
   @Post('boom')

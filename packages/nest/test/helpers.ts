@@ -2,18 +2,19 @@
  * What the Nest app tests share (nest.test.ts on platform-express, fastify.test.ts on
  * platform-fastify): the terminus health controller, an embedded grid with a listening app around
  * the test's controllers, a gate that holds a handler run, the check that a client's abort
- * frees the key, and the checks of a gzipped answer replayed to a retry that does not accept gzip.
+ * frees the key, and a route answering gzip with the checks of its answer replayed to a retry that
+ * does not accept gzip.
  */
 import 'reflect-metadata';
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
-import { gunzipSync } from 'node:zlib';
-import { Controller, Get, Inject, Injectable, Module, type INestApplication, type LoggerService, type OnApplicationBootstrap, type OnModuleInit, type Type } from '@nestjs/common';
+import { gunzipSync, gzipSync } from 'node:zlib';
+import { Controller, Get, Header, Inject, Injectable, Module, Post, StreamableFile, applyDecorators, type INestApplication, type LoggerService, type OnApplicationBootstrap, type OnModuleInit, type Type } from '@nestjs/common';
 import { NestFactory, type AbstractHttpAdapter } from '@nestjs/core';
 import { HealthCheck, HealthCheckService, TerminusModule } from '@nestjs/terminus';
 import { expect, vi } from 'vitest';
 import { GridClient, GridClosedError } from '@gridlink/client';
 import { LocalCluster } from '@gridlink/node';
-import { GRID_CLIENT, GridHealthIndicator, GridlinkModule } from '@gridlink/nest';
+import { GRID_CLIENT, GridHealthIndicator, GridlinkModule, Idempotent } from '@gridlink/nest';
 import { gate, waitFor } from '../../express/test/helpers.js';
 
 export { gate, post, waitFor } from '../../express/test/helpers.js';
@@ -239,6 +240,21 @@ export function rawPost(base: string, path: string, headers: Record<string, stri
     req.on('error', reject);
     req.end('{}');
   });
+}
+
+/**
+ * The route `expectEncodedReplays` checks: POST `path`, @Idempotent({ required: true }), answering
+ * JSON the handler gzipped itself (`gzippedAnswer()`), as a compressor mounted around it would,
+ * with Content-Encoding: gzip and its own Vary: Origin set by @Header. (Listed bottom first: the
+ * order in which stacked decorators apply.)
+ */
+export function GzippedRoute(path: string): MethodDecorator {
+  return applyDecorators(Header('vary', 'Origin'), Header('content-encoding', 'gzip'), Header('content-type', 'application/json'), Idempotent({ required: true }), Post(path));
+}
+
+/** The body of a `GzippedRoute`: `{ n, text }` gzipped, the text long enough to compress. */
+export function gzippedAnswer(n: number): StreamableFile {
+  return new StreamableFile(gzipSync(JSON.stringify({ n, text: 'compressible '.repeat(30) })));
 }
 
 /**

@@ -4,13 +4,12 @@
  * keys), the terminus health indicator, and the client closed on application shutdown.
  */
 import 'reflect-metadata';
-import { gzipSync } from 'node:zlib';
-import { Body, Controller, Header, HttpCode, Inject, Module, Post, Req, StreamableFile, type INestApplication } from '@nestjs/common';
+import { Body, Controller, HttpCode, Inject, Module, Post, Req, StreamableFile, type INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GridClient, type GridCache } from '@gridlink/client';
 import { GRID_CLIENT, GridlinkModule, Idempotent, InjectCache, type IdempotentRequest } from '@gridlink/nest';
-import { HandlerHold, HealthController, expectAbortFreesKey, expectEncodedReplays, post, startTestApp, waitFor, type TestApp } from './helpers.js';
+import { GzippedRoute, HandlerHold, HealthController, expectAbortFreesKey, expectEncodedReplays, gzippedAnswer, post, startTestApp, waitFor, type TestApp } from './helpers.js';
 
 let t: TestApp<INestApplication>;
 let app: INestApplication;
@@ -52,14 +51,9 @@ class OrdersController {
     return { n: afterSendRuns, item: body.item };
   }
 
-  /** Gzipped by the handler, as a compressor mounted around it would. */
-  @Post('gz')
-  @Idempotent({ required: true })
-  @Header('content-type', 'application/json')
-  @Header('content-encoding', 'gzip')
-  @Header('vary', 'Origin')
+  @GzippedRoute('gz')
   gz(): StreamableFile {
-    return new StreamableFile(gzipSync(JSON.stringify({ n: ++runs, text: 'compressible '.repeat(30) })));
+    return gzippedAnswer(++runs);
   }
 
   @Post('plain')
