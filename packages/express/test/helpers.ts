@@ -1,5 +1,5 @@
 import type { AddressInfo } from 'node:net';
-import type { Server } from 'node:http';
+import { request as httpRequest, type IncomingHttpHeaders, type Server } from 'node:http';
 
 export interface Reply {
   status: number;
@@ -14,6 +14,25 @@ export async function post(base: string, path: string, body: unknown, headers: R
     body: typeof body === 'string' ? body : JSON.stringify(body),
   });
   return { status: r.status, headers: r.headers, body: Buffer.from(await r.arrayBuffer()) };
+}
+
+/**
+ * A POST of `{}` through node:http: no redirect following, no decompression — the bytes as sent;
+ * no Accept-Encoding unless given (fetch would add one and decode the answer).
+ */
+export function rawPost(base: string, path: string, headers: Record<string, string>): Promise<{ status: number; headers: IncomingHttpHeaders; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const u = new URL(base + path);
+    const req = httpRequest({ host: u.hostname, port: u.port, path: u.pathname + u.search, method: 'POST', headers: { 'content-type': 'application/json', ...headers } });
+    req.on('response', (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end('{}');
+  });
 }
 
 export function listen(app: { listen(port: number, host: string, cb: () => void): Server }): Promise<{ server: Server; base: string }> {

@@ -6,7 +6,6 @@
  * does not accept gzip.
  */
 import 'reflect-metadata';
-import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { Controller, Get, Header, Inject, Injectable, Module, Post, StreamableFile, applyDecorators, type INestApplication, type LoggerService, type OnApplicationBootstrap, type OnModuleInit, type Type } from '@nestjs/common';
 import { NestFactory, type AbstractHttpAdapter } from '@nestjs/core';
@@ -15,9 +14,9 @@ import { expect, vi } from 'vitest';
 import { GridClient, GridClosedError } from '@gridlink/client';
 import { LocalCluster } from '@gridlink/node';
 import { GRID_CLIENT, GridHealthIndicator, GridlinkModule, Idempotent } from '@gridlink/nest';
-import { gate, waitFor } from '../../express/test/helpers.js';
+import { gate, rawPost, waitFor } from '../../express/test/helpers.js';
 
-export { gate, post, waitFor } from '../../express/test/helpers.js';
+export { gate, post, rawPost, waitFor } from '../../express/test/helpers.js';
 
 /** GET /health: terminus' HealthCheckService over GridHealthIndicator. */
 @Controller('health')
@@ -224,22 +223,6 @@ export function holdConnect(): { made: Promise<GridClient>[]; called: Promise<vo
     return p;
   });
   return { made, called: called.promise, release: held.open };
-}
-
-/** A POST through node:http: the bytes as sent (fetch would decode them), no Accept-Encoding unless given. */
-export function rawPost(base: string, path: string, headers: Record<string, string>): Promise<{ status: number; headers: IncomingHttpHeaders; body: Buffer }> {
-  return new Promise((resolve, reject) => {
-    const u = new URL(base + path);
-    const req = httpRequest({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', headers: { 'content-type': 'application/json', ...headers } });
-    req.on('response', (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end('{}');
-  });
 }
 
 /**
