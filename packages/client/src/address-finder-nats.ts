@@ -18,6 +18,7 @@ import { connect, type ConnectionOptions, type NatsConnection } from '@nats-io/t
 import { Kvm, type KV, type KvEntry } from '@nats-io/kv';
 import { formatEndpoint } from './endpoints.js';
 import { GridConfigError } from './errors.js';
+import { readStreamCreated } from './stream-info.js';
 import type { AddressFinder } from './address-finder.js';
 
 const LEASE_PREFIX = 'lease.';
@@ -74,21 +75,10 @@ function parseAnnouncement(e: KvEntry): { host: string; port: number } | null {
   }
 }
 
-/**
- * When the bucket's stream was created, as JetStream says (`$JS.API.STREAM.INFO`), or null
- * when it answers that there is no such stream (API error 10059, a definite answer; a leader
- * election times out instead, which throws). The node's control plane tells buckets apart the
- * same way (ADR 0028).
- */
+/** When the bucket's stream was created, as JetStream says now (see `readStreamCreated`). */
 async function bucketCreated(nc: NatsConnection, bucket: string, timeoutMs: number): Promise<string | null> {
   const m = await nc.request(`$JS.API.STREAM.INFO.KV_${bucket}`, '', { timeout: timeoutMs });
-  const reply = JSON.parse(new TextDecoder().decode(m.data)) as { created?: unknown; error?: { err_code?: number; description?: string } };
-  if (reply.error) {
-    if (reply.error.err_code === 10059) return null;
-    throw new Error(reply.error.description ?? `JetStream error ${String(reply.error.err_code)}`);
-  }
-  if (typeof reply.created !== 'string' || reply.created === '') throw new Error(`JetStream described stream KV_${bucket} without its creation time`);
-  return reply.created;
+  return readStreamCreated(bucket, m.data);
 }
 
 /** Watches the grid's announced endpoints in a NATS KV bucket. */

@@ -14,3 +14,4 @@ export { LatencyHistogram } from './histogram.js';
 export { SeqWindow } from './seq-window.js';
 export { RenewalScheduler } from './lock.js';
 export { whyUndecodable } from './serializer.js';
+export { readStreamCreated } from './stream-info.js';

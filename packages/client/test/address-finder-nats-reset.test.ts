@@ -4,13 +4,15 @@
  * again (same ids, new ports, as a StatefulSet's pods) form a new cluster on the new bucket, whose
  * revisions count from 1 again. A client given only the NATS servers must follow: the finder
  * forgets the old announcements and reads the new bucket from scratch. Real nats-server, real
- * grid nodes, real client.
+ * grid nodes, real client. Also the reading of JetStream's STREAM.INFO reply that tells one bucket
+ * from the other.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Kvm } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { GridClient } from '@gridlink/client';
 import { natsAddressFinder } from '@gridlink/client/nats';
+import { readStreamCreated } from '@gridlink/client/internal';
 import { NatsControlPlane, silentLogger, startNode, type GridNode } from '@gridlink/node';
 import { NatsCluster } from '@gridlink/testkit';
 import { waitFor } from './helpers/wait.js';
@@ -100,5 +102,28 @@ describe('natsAddressFinder and a bucket created anew', () => {
 
   it('refuses a bad checkIntervalMs naming the field', () => {
     expect(() => natsAddressFinder({ servers: 'nats://x:1', checkIntervalMs: 0 })).toThrow(/checkIntervalMs/);
+  });
+});
+
+describe('which stream the bucket is: the STREAM.INFO reply', () => {
+  const reply = (body: unknown): Uint8Array => new TextEncoder().encode(JSON.stringify(body));
+
+  it("a real server's reply gives the creation time of the bucket's stream", async () => {
+    const bucket = 'finder-info';
+    const kv = await new Kvm(nc).create(bucket, { history: 64 });
+    const m = await nc.request(`$JS.API.STREAM.INFO.KV_${bucket}`, '');
+    expect(readStreamCreated(bucket, m.data)).toBe((await kv.status()).streamInfo.created);
+    await kv.destroy();
+  });
+
+  it('a reply without the creation time says nothing (throws, as a timeout does); it is never a bucket created at "undefined"', () => {
+    // A check that throws judges nothing: neither a bucket created anew (another creation time
+    // than the one noted) nor, at the start, the creation time a later check is compared with.
+    for (const body of [{ state: { last_seq: 5 } }, { created: '', state: { last_seq: 5 } }, { created: null }, { created: 1700000000 }]) {
+      expect(() => readStreamCreated('b', reply(body)), JSON.stringify(body)).toThrow('JetStream described stream KV_b without its creation time');
+    }
+    expect(readStreamCreated('b', reply({ created: '2024-05-01T10:00:00.123456789Z', state: { last_seq: 5 } }))).toBe('2024-05-01T10:00:00.123456789Z');
+    expect(readStreamCreated('b', reply({ error: { code: 404, err_code: 10059, description: 'stream not found' } }))).toBeNull();
+    expect(() => readStreamCreated('b', reply({ error: { code: 503, err_code: 10008, description: 'JetStream system temporarily unavailable' } }))).toThrow('temporarily unavailable');
   });
 });
