@@ -17,6 +17,7 @@
 import { connect, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
 import { Kvm, type KV, type KvEntry } from '@nats-io/kv';
 import { formatEndpoint } from './endpoints.js';
+import { MAX_TIMER_MS } from './config.js';
 import { GridConfigError } from './errors.js';
 import { readStreamCreated } from './stream-info.js';
 import type { AddressFinder } from './address-finder.js';
@@ -95,10 +96,13 @@ export function natsAddressFinder(options: NatsAddressFinderOptions): NatsAddres
   if (!/^[A-Za-z0-9_-]{1,64}$/.test(bucket)) throw new GridConfigError('bucket', 'must be 1-64 characters of [A-Za-z0-9_-]');
   const staleAfterMs = options.staleAfterMs ?? 30_000;
   if (!Number.isInteger(staleAfterMs) || staleAfterMs < 1) throw new GridConfigError('staleAfterMs', 'must be a positive integer');
+  // Both arm timers: a Node timer longer than MAX_TIMER_MS fires at once (every millisecond for an interval).
   const timeoutMs = options.timeoutMs ?? 5000;
-  if (!Number.isInteger(timeoutMs) || timeoutMs < 1) throw new GridConfigError('timeoutMs', 'must be a positive integer');
+  if (!Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > MAX_TIMER_MS) throw new GridConfigError('timeoutMs', `must be an integer from 1 to ${MAX_TIMER_MS}`);
   const checkIntervalMs = options.checkIntervalMs ?? 1000;
-  if (!Number.isInteger(checkIntervalMs) || checkIntervalMs < 1) throw new GridConfigError('checkIntervalMs', 'must be a positive integer');
+  if (!Number.isInteger(checkIntervalMs) || checkIntervalMs < 1 || checkIntervalMs > MAX_TIMER_MS) {
+    throw new GridConfigError('checkIntervalMs', `must be an integer from 1 to ${MAX_TIMER_MS}`);
+  }
   if ((options.user === undefined) !== (options.pass === undefined)) throw new GridConfigError('user', 'user and pass go together');
 
   const nodes = new Map<string, Announcement>();
