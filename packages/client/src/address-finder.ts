@@ -6,16 +6,31 @@
  */
 import { promises as dns } from 'node:dns';
 import { DEFAULT_PORT } from '@gridlink/protocol';
-import { parseEndpoints, type Endpoint } from './endpoints.js';
+import { describe } from './config.js';
+import { EndpointParseError, parseEndpoints, type Endpoint } from './endpoints.js';
+import { GridConfigError } from './errors.js';
 
 export interface AddressFinder {
   /** Current addresses, in order of preference. May reject; the previous list is then kept. */
   resolve(signal?: AbortSignal): Promise<string[]>;
 }
 
-/** Always answers the same list. */
+/**
+ * Always answers the same list. Each entry is an endpoint as in the client's `endpoints`; anything
+ * else is a GridConfigError naming it (`endpoints[1]`), as it would be there.
+ */
 export function staticAddressFinder(endpoints: readonly string[]): AddressFinder {
-  const list = [...endpoints];
+  if (!Array.isArray(endpoints)) throw new GridConfigError('endpoints', `must be an array of strings, got ${describe(endpoints)}`);
+  const list: string[] = [...endpoints];
+  list.forEach((e, i) => {
+    if (typeof e !== 'string') throw new GridConfigError(`endpoints[${i}]`, `must be a string, got ${describe(e)}`);
+    try {
+      parseEndpoints([e]);
+    } catch (err) {
+      if (err instanceof EndpointParseError) throw new GridConfigError(`endpoints[${i}]`, err.message);
+      throw err;
+    }
+  });
   return { resolve: async () => [...list] };
 }
 
@@ -37,12 +52,25 @@ export interface DnsAddressFinderOptions {
 /**
  * Resolves a DNS name (e.g. a Kubernetes headless service) to every A and AAAA record it has.
  * IPv4 addresses come first, each family sorted so that the order is stable between calls.
- * Fails only when neither family yields an address.
+ * Fails only when neither family yields an address. A name that is not a non-empty string, a
+ * port outside 1-65535, a family other than 4, 6 or 'both', or a resolver without resolve4 and
+ * resolve6 is a GridConfigError naming it. Null options mean the defaults.
  */
-export function dnsAddressFinder(name: string, options: DnsAddressFinderOptions = {}): AddressFinder {
-  const port = options.port ?? DEFAULT_PORT;
-  const family = options.family ?? 'both';
-  const resolver: DnsResolver = options.resolver ?? { resolve4: (h) => dns.resolve4(h), resolve6: (h) => dns.resolve6(h) };
+export function dnsAddressFinder(name: string, options?: DnsAddressFinderOptions | null): AddressFinder {
+  if (typeof name !== 'string' || name.trim() === '') throw new GridConfigError('name', `must be a non-empty DNS name, got ${describe(name)}`);
+  const o = options ?? {};
+  if (typeof o !== 'object') throw new GridConfigError('options', `must be an object, got ${describe(o)}`);
+  const port = o.port ?? DEFAULT_PORT;
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new GridConfigError('port', `must be an integer from 1 to 65535, got ${describe(port)}`);
+  const family = o.family ?? 'both';
+  if (family !== 4 && family !== 6 && family !== 'both') throw new GridConfigError('family', `must be 4, 6 or 'both', got ${describe(family)}`);
+  if (o.resolver !== undefined && o.resolver !== null) {
+    const r = o.resolver as unknown as Record<string, unknown>;
+    if (typeof r !== 'object' || typeof r.resolve4 !== 'function' || typeof r.resolve6 !== 'function') {
+      throw new GridConfigError('resolver', `must have resolve4 and resolve6 methods, got ${describe(o.resolver)}`);
+    }
+  }
+  const resolver: DnsResolver = o.resolver ?? { resolve4: (h) => dns.resolve4(h), resolve6: (h) => dns.resolve6(h) };
   return {
     async resolve() {
       const [v4, v6] = await Promise.allSettled([
