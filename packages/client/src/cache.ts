@@ -30,7 +30,7 @@ export interface PutOptions extends OpOptions {
 }
 
 export interface IncrementOptions extends PutOptions {
-  /** Value to start from when the key is absent (default 0). */
+  /** Value to start from when the key is absent (default 0): a safe integer. */
   initial?: number;
 }
 
@@ -329,6 +329,8 @@ export class GridCache<K extends GridKey = GridKey, V = unknown> {
    */
   async increment(key: K, delta = 1, o?: IncrementOptions): Promise<number> {
     if (!Number.isSafeInteger(delta)) throw new GridConfigError('delta', `must be a safe integer, got ${describe(delta)}`);
+    // Checked here like delta: the node refuses it too, but only after the request took a seq and went out.
+    if (o?.initial !== undefined && !Number.isSafeInteger(o.initial)) throw new GridConfigError('initial', `must be a safe integer, got ${describe(o.initial)}`);
     const k = this.key(key);
     const payload: Record<string, unknown> = withTtl({ cache: this.name, key: k.bytes, delta }, o?.ttlMs);
     if (o?.initial !== undefined) payload.initial = o.initial;

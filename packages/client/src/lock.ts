@@ -386,6 +386,8 @@ export class LockHandle {
    * to learn of a loss: no AbortController is made.
    */
   onLost(listener: (err: GridError) => void): void {
+    // Refused now: called on a loss, a non-function threw an uncaught TypeError (the process's end).
+    if (typeof listener !== 'function') throw new GridConfigError('listener', `must be a function, got ${describe(listener)}`);
     const lost = this.lostError;
     if (lost !== null) {
       queueMicrotask(() => listener(lost));

@@ -669,6 +669,7 @@ describe('values with no string form', () => {
         ['ttlMs', () => c.putAll([['k', 1]], { ttlMs: x })],
         ['ttlMs', () => c.putIfAbsent('k', 1, { ttlMs: x })],
         ['delta', () => c.increment('k', x)],
+        ['initial', () => c.increment('k', 1, { initial: x })],
         ['batchSize', () => drain(c.scan({ batchSize: x }))],
         ['timeoutMs', () => c.get('k', { timeoutMs: x })],
         ['signal', () => c.get('k', { signal: x })],
@@ -683,6 +684,7 @@ describe('values with no string form', () => {
         ['fn', () => client.withLock('l', x)],
         ['leaseMs', () => h.renew({ leaseMs: x })],
         ['ttlMs', () => h.putAndRelease(c, 1, { ttlMs: x })],
+        ['listener', () => h.onLost(x)],
       ];
       for (const [field, call] of calls) {
         const e = await rejection(Promise.resolve().then(call));
@@ -694,6 +696,37 @@ describe('values with no string form', () => {
     await expectIdleAndHealthy(client);
   });
 });
+
+describe('increment and onLost arguments', () => {
+  it("increment's initial is checked as delta is, before a request goes out", async () => {
+    const client = await connect();
+    const c = client.cache<string, number>('bad-initial');
+    for (const initial of [1.5, Number.MAX_SAFE_INTEGER + 1, '3', NaN]) {
+      const before = client.stats().operations;
+      expectConfigError(await rejection(c.increment('k', 1, { initial: initial as number })), 'initial');
+      expect(client.stats().operations).toBe(before); // refused before routing: nothing sent
+    }
+    expect(await c.increment('k', 1, { initial: 41 })).toBe(42);
+    await expectIdleAndHealthy(client);
+  });
+
+  it('onLost refuses a listener that is not a function, so a later loss cannot throw out of the renewal', async () => {
+    const client = await connect();
+    const h = await client.lock('bad-listener').acquire({ leaseMs: 5000 });
+    for (const listener of [undefined, null, 'log', {}]) expectConfigError(rejectionOf(() => h.onLost(listener as never)), 'listener');
+    expect(h.held).toBe(true);
+    await h.release();
+  });
+});
+
+function rejectionOf(call: () => unknown): unknown {
+  try {
+    call();
+  } catch (e) {
+    return e;
+  }
+  throw new Error('expected a throw');
+}
 
 describe('closing', () => {
   it('every call on a closed client, its caches, locks and handles rejects with GridClosedError', async () => {
