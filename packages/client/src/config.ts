@@ -290,7 +290,7 @@ export function resolveConfig(input: unknown): ResolvedConfig {
 
   let logger: GridLogger | undefined;
   if (input.logger !== undefined) {
-    if (!isObject(input.logger) && typeof input.logger !== 'object') throw new GridConfigError('logger', 'must be an object with debug/info/warn/error methods');
+    if (!isObject(input.logger)) throw new GridConfigError('logger', `must be an object with debug/info/warn/error methods, got ${describe(input.logger)}`);
     const l = input.logger as Record<string, unknown>;
     for (const m of ['debug', 'info', 'warn', 'error']) {
       if (l[m] !== undefined && typeof l[m] !== 'function') throw new GridConfigError(`logger.${m}`, 'must be a function');

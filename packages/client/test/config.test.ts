@@ -64,6 +64,10 @@ describe('config validation', () => {
     expect(fieldOf({ ...ok, tls: 'on' })).toBe('tls');
     expect(fieldOf({ ...ok, auth: { token: '' } })).toBe('auth.token');
     expect(fieldOf({ ...ok, logger: { info: 1 } })).toBe('logger.info');
+    // null passed the object check and then threw a TypeError reading its methods.
+    expect(fieldOf({ ...ok, logger: null })).toBe('logger');
+    expect(fieldOf({ ...ok, logger: 'console' })).toBe('logger');
+    expect(fieldOf({ ...ok, logger: [] })).toBe('logger');
     expect(fieldOf({ ...ok, name: '' })).toBe('name');
     expect(fieldOf({ ...ok, clusterId: 5 })).toBe('clusterId');
   });
