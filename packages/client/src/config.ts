@@ -291,11 +291,11 @@ export function resolveConfig(input: unknown): ResolvedConfig {
   let logger: GridLogger | undefined;
   if (input.logger !== undefined) {
     if (!isObject(input.logger)) throw new GridConfigError('logger', `must be an object with debug/info/warn/error methods, got ${describe(input.logger)}`);
-    const l = input.logger as Record<string, unknown>;
+    const l = input.logger;
     for (const m of ['debug', 'info', 'warn', 'error']) {
       if (l[m] !== undefined && typeof l[m] !== 'function') throw new GridConfigError(`logger.${m}`, 'must be a function');
     }
-    logger = input.logger as GridLogger;
+    logger = input.logger;
   }
 
   if (input.name !== undefined && (typeof input.name !== 'string' || input.name.length === 0 || input.name.length > 256)) {
