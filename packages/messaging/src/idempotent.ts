@@ -401,6 +401,12 @@ export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
       // Pulls only what the slots can take: nats.js asks for more as this loop takes messages,
       // so at most about `concurrency` wait, each for about one handler run.
       messages = await pull.consume({ max_messages: concurrency });
+      if (this.closed) {
+        // close() came while the stream was being opened: it found no loop to stop, so nothing
+        // may be read from the stream (its messages would run after close()); stopped unread.
+        stopStream(messages);
+        throw new MessagingClosedError('idempotent consumer');
+      }
     } else {
       messages = source as AsyncIterable<JsMsg>;
     }

@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { nanos } from '@nats-io/transport-node';
 import { AckPolicy, StorageType, jetstream, jetstreamManager, type Consumer, type JsMsg } from '@nats-io/jetstream';
-import { IdempotentConsumer, MessagingConfigError } from '@gridlink/messaging';
+import { IdempotentConsumer, MessagingClosedError, MessagingConfigError } from '@gridlink/messaging';
 import { waitUntil } from './helpers/processes.js';
 import { messagingEnv } from './helpers/env.js';
 
@@ -85,5 +85,42 @@ describe('idempotent consumer: consume() sizes the pull to its slots (real nats-
       10_000,
       'the pull subscription gone',
     );
+  });
+
+  it('a close() that comes while consume() opens the stream: nothing is run after it, the stream is stopped and consume() rejects with MessagingClosedError', async () => {
+    await backlog('PULLRACE', 5000, 3);
+    const nc = await natsConn('pull-race');
+    const real = await jetstream(nc).consumers.get('PULLRACE', 'c');
+    const ic = new IdempotentConsumer({ grid: await grid(), name: 'pullrace', workingIntervalMs: 100 });
+    // The real consumer, its stream opened only once close() has been called (the window between
+    // consume()'s own checks and its reading loop, held open).
+    const opened = env.gate();
+    let opening = false;
+    const held = {
+      info: (cached?: boolean) => real.info(cached),
+      consume: async (o: Parameters<Consumer['consume']>[0]) => {
+        opening = true;
+        await opened.gate;
+        return real.consume(o);
+      },
+    } as unknown as Consumer;
+    let runs = 0;
+    let outcome: unknown = 'pending';
+    void ic.consume(held, async () => void runs++).then(
+      () => (outcome = 'resolved'),
+      (e: unknown) => (outcome = e),
+    );
+    await waitUntil(() => opening, 10_000, 'consume() opening the stream');
+    await ic.close();
+    opened.open();
+    await waitUntil(() => outcome !== 'pending', 10_000, 'consume() settled');
+    expect(outcome).toBeInstanceOf(MessagingClosedError);
+    await nc.flush();
+    await waitUntil(
+      async () => ((await env.nats.subscriptionsOf('pull-race')) ?? []).every((s) => s.endsWith('.*')),
+      10_000,
+      'the pull subscription gone',
+    );
+    expect(runs).toBe(0);
   });
 });
