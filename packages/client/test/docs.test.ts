@@ -1,12 +1,16 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import * as client from '@gridlink/client';
 import { DEFAULTS, resolveConfig } from '@gridlink/client';
+
+function clientMd(): string {
+  return readFileSync(fileURLToPath(new URL('../../../docs/client.md', import.meta.url)), 'utf8');
+}
 
 /** docs/client.md's "Configuration" table: option name → its Default cell. */
 function documentedOptions(): Map<string, string> {
-  const md = readFileSync(fileURLToPath(new URL('../../../docs/client.md', import.meta.url)), 'utf8');
-  const section = md.split('\n## Configuration\n')[1]?.split('\n## ')[0];
+  const section = clientMd().split('\n## Configuration\n')[1]?.split('\n## ')[0];
   if (section === undefined) throw new Error('docs/client.md has no Configuration section');
   const rows = new Map<string, string>();
   for (const line of section.split('\n')) {
@@ -43,6 +47,39 @@ describe('docs/client.md', () => {
       else if (typeof value === 'boolean') expect(cell, name).toBe(String(value));
       else if (typeof value === 'string') expect(cell, name).toBe(`\`${value}\``);
       else expect(literal(cell as string), name).toEqual(value);
+    }
+  });
+
+  it("lists every error class with the code and retryability an instance has", () => {
+    const section = clientMd().split('\n## Errors\n')[1]?.split('\n## ')[0] ?? '';
+    const rows = new Map<string, string[]>();
+    for (const line of section.split('\n')) {
+      const cells = line.split('|').map((c) => c.trim());
+      const name = /^`([A-Za-z]+)`/.exec(cells[1] ?? '')?.[1];
+      if (name !== undefined) rows.set(name, cells.slice(2, 4));
+    }
+    const made: Record<string, { code: string; retryable: boolean }> = {
+      GridError: new client.GridError('x'),
+      GridConnectionError: new client.GridConnectionError('x'),
+      GridTimeoutError: new client.GridTimeoutError('x'),
+      LockTimeoutError: new client.LockTimeoutError('x'),
+      GridConfigError: new client.GridConfigError('f', 'x'),
+      PartitionLostError: new client.PartitionLostError('x'),
+      LockNotHeldError: new client.LockNotHeldError('x'),
+      GridClosedError: new client.GridClosedError(),
+      GridAbortError: new client.GridAbortError(),
+      ClusterMismatchError: new client.ClusterMismatchError('x'),
+      GridSerializationError: new client.GridSerializationError('x'),
+      InvalidKeyError: new client.InvalidKeyError('x'),
+    };
+    // Every exported error class with a code is here (GridServerError's code is the protocol's).
+    const exported = Object.keys(client).filter((k) => /^[A-Z].*Error$/.test(k) && k !== 'EndpointParseError' && k !== 'GridServerError');
+    expect(Object.keys(made).sort()).toEqual(exported.sort());
+    expect(rows.has('GridServerError')).toBe(true);
+    for (const [name, err] of Object.entries(made)) {
+      const [code, retryable] = rows.get(name) ?? [];
+      expect(code, name).toContain(`\`${err.code}\``);
+      if (name !== 'GridError') expect(retryable?.split(/[ (]/)[0], name).toBe(err.retryable ? 'yes' : 'no');
     }
   });
 });
