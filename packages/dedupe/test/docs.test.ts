@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { DedupeConfigError, resolveDedupeOptions, type DedupeOptions } from '@gridlink/dedupe';
+import { DedupeConfigError, Deduper, resolveDedupeOptions, type DedupeOptions, type DedupeRequest } from '@gridlink/dedupe';
 
 interface Row {
   name: string;
@@ -81,5 +81,59 @@ describe('docs/api.md options table', () => {
     expect(refusal({ cache: 'é'.repeat(127) })).toBeUndefined();
     expect(refusal({ cache: 'é'.repeat(128) })?.field).toBe('cache');
     expect(refusal({ cache: '' })?.field).toBe('cache');
+  });
+});
+
+describe('docs/api.md direct answers table', () => {
+  const doc = readFileSync(new URL('../../../docs/api.md', import.meta.url), 'utf8');
+  const rows = new Map<string, { status: number; title: string; headers: string }>();
+  for (const m of doc.matchAll(/^\| (\d{3}) \| `([a-z-]+)` \| ([^|]+) \| ([^|]*)\|$/gm)) {
+    rows.set(m[2] as string, { status: Number(m[1]), title: (m[3] as string).trim(), headers: (m[4] as string).trim() });
+  }
+
+  /** A request as an adapter describes it; no grid client: the decisions below come before the grid. */
+  const request = (headers: Record<string, string>): DedupeRequest<null> => ({
+    method: 'POST',
+    route: '/orders',
+    header: (name) => headers[name],
+    body: { a: 1 },
+    clientAddress: undefined,
+    userAgent: undefined,
+    raw: null,
+  });
+
+  async function answer(options: DedupeOptions<null>, headers: Record<string, string>): Promise<{ status: number; type: string; title: string; headers: string[]; contentType: string | undefined }> {
+    const d = await new Deduper<null>({ metrics: false, ...options }).begin(request(headers));
+    if (d.action !== 'respond') throw new Error(`no direct answer: ${d.action}`);
+    const body = JSON.parse(Buffer.from(d.response.body).toString('utf8')) as { type: string; title: string; status: number };
+    expect(body.status).toBe(d.response.status);
+    return {
+      status: d.response.status,
+      type: body.type,
+      title: body.title,
+      headers: d.response.headers.map(([k]) => k).filter((k) => k !== 'content-type'),
+      contentType: d.response.headers.find(([k]) => k === 'content-type')?.[1],
+    };
+  }
+
+  it('gives the status, type, title and headers of each answer made before the grid is asked', async () => {
+    expect([...rows.keys()].sort()).toEqual(['deduplication-unavailable', 'idempotency-key-reused', 'invalid-idempotency-key', 'missing-idempotency-key', 'request-in-progress', 'unidentifiable-request']);
+    const cases: [string, DedupeOptions<null>, Record<string, string>][] = [
+      ['invalid-idempotency-key', {}, { 'idempotency-key': '"unterminated' }],
+      ['missing-idempotency-key', { required: true }, {}],
+      ['unidentifiable-request', { tenant: () => 1 as unknown as string }, { 'idempotency-key': 'k' }],
+      ['deduplication-unavailable', {}, { 'idempotency-key': 'k' }],
+    ];
+    for (const [type, options, headers] of cases) {
+      const row = rows.get(type);
+      const got = await answer(options, headers);
+      expect(got).toEqual({
+        status: row?.status,
+        type: `urn:gridlink:problem:${type}`,
+        title: row?.title,
+        headers: row?.headers === '' ? [] : [row?.headers.replace(/`/g, '').toLowerCase()],
+        contentType: 'application/problem+json',
+      });
+    }
   });
 });
