@@ -3,7 +3,7 @@
  * package's canonical encoding; values with the cache's serializer (MessagePack by default).
  */
 import { InvalidKeyError, decodeKey, encodeKey, partitionOfBytes, type GridKey } from '@gridlink/affinity';
-import { Op, type CacheConfig } from '@gridlink/protocol';
+import { MAX_SCAN_COUNT, Op, type CacheConfig } from '@gridlink/protocol';
 import { NO_OPTIONS, type Invoker } from './invoker.js';
 import type { PartitionService } from './partition-service.js';
 import type { ConnectionManager } from './connection-manager.js';
@@ -35,7 +35,7 @@ export interface IncrementOptions extends PutOptions {
 }
 
 export interface ScanOptions extends OpOptions {
-  /** Keys per request. Default 256. */
+  /** Keys per request, 1 to 65536. Default 256. */
   batchSize?: number;
 }
 
@@ -400,7 +400,10 @@ export class GridCache<K extends GridKey = GridKey, V = unknown> {
   /** Every stored key's bytes as received (not copied), with its partition: what scan and keys share. */
   private async *scanPages(o: ScanOptions | undefined): AsyncGenerator<{ bytes: Uint8Array; partition: number }, void, undefined> {
     const count = o?.batchSize ?? 256;
-    if (!Number.isInteger(count) || count < 1) throw new GridConfigError('batchSize', `must be a positive integer, got ${describe(count)}`);
+    // The node refuses a larger count, but only once the first page's request has gone out.
+    if (!Number.isInteger(count) || count < 1 || count > MAX_SCAN_COUNT) {
+      throw new GridConfigError('batchSize', `must be an integer from 1 to ${MAX_SCAN_COUNT}, got ${describe(count)}`);
+    }
     const partitions = this.ctx.partitionCount();
     for (let p = 0; p < partitions; p++) {
       let cursor: Uint8Array | null = null;

@@ -86,6 +86,18 @@ describe('GridCache.keys()', () => {
     }
   });
 
+  it("refuses a batchSize over the protocol's 65536 before sending, as it refuses one under 1", async () => {
+    const c = grid.client.cache('keys-batch');
+    await c.put('k', 1);
+    const before = grid.client.stats().operations;
+    for (const it of [() => c.keys({ batchSize: 65_537 }), () => c.scan({ batchSize: 65_537 })]) {
+      // It went out and came back as the node's BAD_REQUEST (a GridServerError).
+      await expect(collect(it())).rejects.toMatchObject({ name: 'GridConfigError', field: 'batchSize' });
+    }
+    expect(grid.client.stats().operations).toBe(before);
+    expect(await collect(c.keys({ batchSize: 65_536 }))).toEqual(['k']);
+  });
+
   it('stops with InvalidKeyError naming the cache and partition when a stored key is not a canonical encoding', async () => {
     const c = grid.client.cache('keys-forged');
     await c.put('fine', 1);
