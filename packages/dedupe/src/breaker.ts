@@ -4,6 +4,8 @@
  * `openMs` has passed; then one call is let through as a probe (half-open). The probe's success
  * closes the breaker; its failure opens it again for another `openMs`.
  */
+import { DedupeConfigError } from './errors.js';
+
 export type BreakerState = 'closed' | 'open' | 'half-open';
 
 export interface BreakerOptions {
@@ -14,6 +16,29 @@ export interface BreakerOptions {
 }
 
 export const DEFAULT_BREAKER = { failureThreshold: 3, openMs: 2000 } as const;
+
+function bounded(field: string, v: unknown, def: number, max: number): number {
+  if (v === undefined) return def;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > max) {
+    throw new DedupeConfigError(field, `must be an integer in [1, ${max}], got ${typeof v === 'number' ? v : typeof v}`);
+  }
+  return v;
+}
+
+/**
+ * Breaker options with their defaults, checked (`failureThreshold` 1-1000, `openMs` 1-3 600 000,
+ * no other names): a DedupeConfigError naming `breaker.<option>` otherwise.
+ */
+export function resolveBreakerOptions(b: unknown): Required<BreakerOptions> {
+  const o = b === undefined ? {} : b;
+  if (typeof o !== 'object' || o === null || Array.isArray(o)) throw new DedupeConfigError('breaker', 'must be an object or a CircuitBreaker');
+  for (const k of Object.keys(o)) if (k !== 'failureThreshold' && k !== 'openMs') throw new DedupeConfigError(`breaker.${k}`, 'is not a known option');
+  const { failureThreshold, openMs } = o as BreakerOptions;
+  return {
+    failureThreshold: bounded('breaker.failureThreshold', failureThreshold, DEFAULT_BREAKER.failureThreshold, 1000),
+    openMs: bounded('breaker.openMs', openMs, DEFAULT_BREAKER.openMs, 3_600_000),
+  };
+}
 
 type Listener = (state: BreakerState, previous: BreakerState) => void;
 
@@ -35,12 +60,17 @@ export class CircuitBreaker {
   readonly failureThreshold: number;
   readonly openMs: number;
 
+  /**
+   * `options` as the `breaker` option takes them (defaults `failureThreshold` 3, `openMs` 2000),
+   * checked here too: a breaker built to be shared is not checked again by the routes using it.
+   */
   constructor(
-    options: Required<BreakerOptions>,
+    options: BreakerOptions = {},
     private readonly onChange?: (state: BreakerState, previous: BreakerState) => void,
   ) {
-    this.failureThreshold = options.failureThreshold;
-    this.openMs = options.openMs;
+    const o = resolveBreakerOptions(options);
+    this.failureThreshold = o.failureThreshold;
+    this.openMs = o.openMs;
   }
 
   get state(): BreakerState {

@@ -3,7 +3,7 @@
  * error is a DedupeConfigError naming the option.
  */
 import type { GridClient } from '@gridlink/client';
-import { CircuitBreaker, DEFAULT_BREAKER, type BreakerOptions } from './breaker.js';
+import { CircuitBreaker, resolveBreakerOptions, type BreakerOptions } from './breaker.js';
 import { DedupeConfigError } from './errors.js';
 
 /** Structured logger; `console` fits. Silent when absent. */
@@ -220,15 +220,7 @@ export function resolveDedupeOptions<Req>(o: DedupeOptions<Req> = {}): ResolvedD
   }
   let breaker: CircuitBreaker | Required<BreakerOptions>;
   if (o.breaker instanceof CircuitBreaker) breaker = o.breaker;
-  else {
-    const b = o.breaker === undefined ? {} : o.breaker;
-    if (typeof b !== 'object' || b === null || Array.isArray(b)) throw new DedupeConfigError('breaker', 'must be an object or a CircuitBreaker');
-    onlyKnownOptions(b, ['failureThreshold', 'openMs'], 'breaker.');
-    breaker = {
-      failureThreshold: int('breaker.failureThreshold', b.failureThreshold, DEFAULT_BREAKER.failureThreshold, 1, 1000),
-      openMs: int('breaker.openMs', b.openMs, DEFAULT_BREAKER.openMs, 1, 3_600_000),
-    };
-  }
+  else breaker = resolveBreakerOptions(o.breaker);
   if (o.cache !== undefined && (typeof o.cache !== 'string' || o.cache.length === 0 || Buffer.byteLength(o.cache, 'utf8') > 255)) {
     // A name the grid refuses would fail every request at run time, and feed the breaker.
     throw new DedupeConfigError('cache', 'must be a grid cache name: a string of 1 to 255 UTF-8 bytes');

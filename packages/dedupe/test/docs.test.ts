@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { DedupeConfigError, Deduper, resolveDedupeOptions, type DedupeOptions, type DedupeRequest } from '@gridlink/dedupe';
+import { CircuitBreaker, DedupeConfigError, Deduper, resolveDedupeOptions, type DedupeOptions, type DedupeRequest } from '@gridlink/dedupe';
 
 interface Row {
   name: string;
@@ -74,6 +74,29 @@ describe('docs/api.md options table', () => {
       if (max < Number.MAX_SAFE_INTEGER) expect([field, refusal(withValue(field, max + 1))?.field]).toEqual([field, field]);
       expect([field, refusal(withValue(field, min + 0.5))?.field]).toEqual([field, field]);
     }
+  });
+
+  it('a shared CircuitBreaker is held to the same breaker options (it used to take any value: openMs -1, NaN, a misspelt name)', () => {
+    const breaker = rows.find((r) => r.name === 'breaker')?.allowed ?? '';
+    const built = (o: object): string | undefined => {
+      try {
+        new CircuitBreaker(o);
+        return undefined;
+      } catch (e) {
+        if (e instanceof DedupeConfigError) return e.field;
+        throw e;
+      }
+    };
+    const ranges = [...breaker.matchAll(/`(failureThreshold|openMs)` (\d[\d\s ]*)–(\d[\d\s ]*)/g)];
+    expect(ranges.map((m) => m[1])).toEqual(['failureThreshold', 'openMs']);
+    for (const m of ranges) {
+      const [name, min, max] = [m[1] as string, num(m[2] as string), num(m[3] as string)];
+      for (const ok of [min, max]) expect([name, built({ [name]: ok })]).toEqual([name, undefined]);
+      for (const bad of [min - 1, max + 1, Number.NaN, null]) expect([name, built({ [name]: bad })]).toEqual([name, `breaker.${name}`]);
+    }
+    expect(built({ openMS: 10 })).toBe('breaker.openMS');
+    const b = new CircuitBreaker();
+    expect([b.failureThreshold, b.openMs]).toEqual([3, 2000]);
   });
 
   it('cache: 1 to 255 UTF-8 bytes', () => {
