@@ -3,7 +3,7 @@
  * every documented one is known, each numeric default is the one applied, and each documented
  * integer range is the one enforced (its bounds accepted, one beyond refused naming the field).
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { CircuitBreaker, DedupeConfigError, Deduper, resolveDedupeOptions, type DedupeOptions, type DedupeRequest } from '@gridlink/dedupe';
 
@@ -158,5 +158,20 @@ describe('docs/api.md direct answers table', () => {
         contentType: 'application/problem+json',
       });
     }
+  });
+});
+
+describe('docs/api.md log lines', () => {
+  it('names every structured log line the adapters write (their `event` field)', () => {
+    const doc = readFileSync(new URL('../../../docs/api.md', import.meta.url), 'utf8');
+    const written = new Set<string>();
+    for (const pkg of ['dedupe', 'express', 'nest']) {
+      const dir = new URL(`../../${pkg}/src/`, import.meta.url);
+      for (const f of readdirSync(dir)) {
+        for (const m of readFileSync(new URL(f, dir), 'utf8').matchAll(/event: '(dedupe\.[a-z_]+)'/g)) written.add(m[1] as string);
+      }
+    }
+    expect(written.size).toBeGreaterThan(10);
+    expect([...written].filter((e) => !doc.includes(`\`${e}\``))).toEqual([]);
   });
 });
