@@ -11,7 +11,7 @@ import { describe, resolveConfig, type GridClientConfig, type ResolvedConfig } f
 import { ConnectionManager, type ManagerBookkeeping } from './connection-manager.js';
 import { GridClosedError, GridConfigError, GridError, LockTimeoutError } from './errors.js';
 import { Invoker, type RetryEvent } from './invoker.js';
-import { GridLock, LockHandle, LockTable, type AcquireOptions } from './lock.js';
+import { GridLock, LockHandle, LockTable, checkWaitMs, type AcquireOptions } from './lock.js';
 import { PartitionService } from './partition-service.js';
 
 export interface GridClientEvents {
@@ -254,6 +254,8 @@ export class GridClient extends EventEmitter<GridClientEvents> {
     if (o.noWait !== undefined && typeof o.noWait !== 'boolean') throw new GridConfigError('noWait', `must be a boolean, got ${describe(o.noWait)}`);
     let handle: LockHandle;
     if (o.noWait === true) {
+      // Not used without a wait, but checked as everywhere: a bad value is a mistake to report.
+      checkWaitMs(o.waitMs);
       const r = await lock.attempt(o);
       if (!r.acquired) throw new LockTimeoutError('lock is held elsewhere', { heldForMs: r.heldForMs });
       handle = r.handle;

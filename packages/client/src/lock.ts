@@ -112,6 +112,11 @@ function checkLease(v: number | undefined, def: number): number {
   return checkPositive('leaseMs', v, def, MAX_TIMER_MS);
 }
 
+/** A `waitMs` option: the node arms a timer for the wait too (the protocol refuses more than a timer takes). */
+export function checkWaitMs(v: number | undefined): number {
+  return checkPositive('waitMs', v, DEFAULT_WAIT_MS, MAX_TIMER_MS);
+}
+
 function checkBoolean(field: string, v: unknown): void {
   if (v !== undefined && typeof v !== 'boolean') throw new GridConfigError(field, `must be a boolean, got ${describe(v)}`);
 }
@@ -692,8 +697,7 @@ export class GridLock {
     const o = options ?? {};
     checkBoolean('autoRenew', o.autoRenew);
     const leaseMs = checkLease(o.leaseMs, DEFAULT_LEASE_MS);
-    // The node arms a timer for the wait too (the protocol refuses more than a timer takes).
-    const waitMs = checkPositive('waitMs', o.waitMs, DEFAULT_WAIT_MS, MAX_TIMER_MS);
+    const waitMs = checkWaitMs(o.waitMs);
     const partition = this.partition();
     const owner = newOwner();
     // The node waits up to waitMs; the operation deadline covers the wait plus a normal deadline

@@ -682,6 +682,7 @@ describe('values with no string form', () => {
         ['autoRenew', () => client.lock('l').acquire({ autoRenew: x })],
         ['cache', () => client.lock('l').attemptGet(x)],
         ['fn', () => client.withLock('l', x)],
+        ['waitMs', () => client.withLock('l', () => undefined, { noWait: true, waitMs: x })],
         ['leaseMs', () => h.renew({ leaseMs: x })],
         ['ttlMs', () => h.putAndRelease(c, 1, { ttlMs: x })],
         ['listener', () => h.onLost(x)],
