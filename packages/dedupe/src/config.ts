@@ -48,7 +48,7 @@ export interface DedupeOptions<Req = unknown> {
   route?: string | ((req: Req) => string);
   /** Methods de-duplicated; others pass through. Default POST, PUT, PATCH, DELETE. */
   methods?: string[];
-  /** How long a completed response is kept for replay (ms). Default 86 400 000 (24 h). */
+  /** How long a completed response is kept for replay (ms), 1 to one year. Default 86 400 000 (24 h). */
   retentionMs?: number;
   /** Lease of the lock held while the handler runs (ms); renewed at a third of it. Default 10 000. */
   leaseMs?: number;
@@ -141,6 +141,9 @@ export interface ResolvedDedupeOptions<Req> {
 }
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/** The longest `retentionMs`: one year (365 days). */
+const MAX_RETENTION_MS = 365 * 24 * 3600 * 1000;
 
 function int(field: string, v: unknown, def: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
   if (v === undefined) return def;
@@ -256,7 +259,9 @@ export function resolveDedupeOptions<Req>(o: DedupeOptions<Req> = {}): ResolvedD
     tenant: fn('tenant', o.tenant),
     route: o.route,
     methods,
-    retentionMs: int('retentionMs', o.retentionMs, 86_400_000, 1),
+    // Bounded: the grid refuses a TTL whose expiry (now + TTL) is no safe integer, so a larger
+    // value passed here failed every store at run time. A year is far beyond any retry.
+    retentionMs: int('retentionMs', o.retentionMs, 86_400_000, 1, MAX_RETENTION_MS),
     leaseMs,
     storeStatus: fn<(s: number) => boolean>('storeStatus', o.storeStatus) ?? defaultStoreStatus,
     replayHeaders,

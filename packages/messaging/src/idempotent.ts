@@ -48,7 +48,7 @@ export interface IdempotentOptions {
   grid: GridClient;
   /** Namespace of the processed ids: one token of [A-Za-z0-9_-]. Default "default". */
   name?: string;
-  /** How long a processed id is remembered (ms). Default 600000 (10 min). */
+  /** How long a processed id is remembered (ms), 1 to one year. Default 600000 (10 min). */
   windowMs?: number;
   /** The message id; default: the `Nats-Msg-Id` header. Return undefined when it has none. */
   idOf?: (msg: Msg | JsMsg) => string | undefined;
@@ -190,7 +190,9 @@ export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
     options('options', o, OPTION_NAMES);
     this.grid = required('grid', o.grid, (g) => typeof g.cache === 'function' && typeof g.lock === 'function', 'a GridClient');
     this.name = token('name', o.name, 'default');
-    this.windowMs = int('windowMs', o.windowMs, 600_000, 1);
+    // Bounded: the grid refuses a TTL whose expiry (now + TTL) is no safe integer, so a larger
+    // window failed every mark at run time (each message nak'ed and run again). One year at most.
+    this.windowMs = int('windowMs', o.windowMs, 600_000, 1, 365 * 24 * 3600 * 1000);
     this.leaseMs = int('lockLeaseMs', o.lockLeaseMs, 5000, 100, MAX_TIMER_MS);
     this.workingMs = int('workingIntervalMs', o.workingIntervalMs, 1000, 10, MAX_TIMER_MS);
     this.busyDelayMs = int('busyDelayMs', o.busyDelayMs, 1000, 0, MAX_TIMER_MS);
