@@ -2,6 +2,8 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import * as client from '@gridlink/client';
+import * as internal from '@gridlink/client/internal';
+import * as nats from '@gridlink/client/nats';
 import { DEFAULTS, resolveConfig } from '@gridlink/client';
 
 function clientMd(): string {
@@ -81,5 +83,12 @@ describe('docs/client.md', () => {
       expect(code, name).toContain(`\`${err.code}\``);
       if (name !== 'GridError') expect(retryable?.split(/[ (]/)[0], name).toBe(err.retryable ? 'yes' : 'no');
     }
+  });
+
+  it('names every value the three entry points export', () => {
+    const md = clientMd();
+    const exported = [...Object.keys(client), ...Object.keys(internal), ...Object.keys(nats)];
+    expect(exported.length).toBeGreaterThan(40);
+    expect(exported.filter((name) => !md.includes(`\`${name}`))).toEqual([]);
   });
 });
