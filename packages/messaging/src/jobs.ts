@@ -68,7 +68,7 @@ export interface JobQueueOptions {
   queue?: string;
   /** Subject prefix of the queue's notifications. Default "gridlink.jobs". */
   subjectPrefix?: string;
-  /** Largest encoded payload / checkpoint / result (bytes). Default 65536. */
+  /** Largest encoded payload / checkpoint / result (bytes), 1 to 786432 (768 KiB). Default 65536. */
   maxPayloadBytes?: number;
   /** Handler failures after which a job is marked failed, unless given per submit. Default 3. */
   maxAttempts?: number;
@@ -319,6 +319,17 @@ interface Resolved {
   retainFinishedMs: number;
 }
 
+/**
+ * The largest `maxPayloadBytes`. A job record holds the payload, a checkpoint and (once completed)
+ * a result, each up to `maxPayloadBytes`, and every owner's write is a compare-and-set that sends
+ * the stored record and the new one in one request: up to five times the bound, which must fit
+ * the grid client's frames (4 MiB, less if a node announces less). With the earlier bound of
+ * 3 MiB a payload over about 2 MiB was accepted by submit() and could never be claimed (each
+ * claim refused before it left the client: frame too large), the job pending for ever. 768 KiB
+ * leaves 256 KiB of the frame for the rest of the record and the request.
+ */
+export const MAX_PAYLOAD_BYTES = 768 * 1024;
+
 const QUEUE_OPTIONS = ['grid', 'nats', 'queue', 'subjectPrefix', 'maxPayloadBytes', 'maxAttempts', 'retainFinishedMs'] as const;
 const WORKER_OPTIONS = ['concurrency', 'leaseMs', 'leaseMarginMs', 'retry', 'onDeadLetter', 'sweepIntervalMs', 'closeTimeoutMs', 'workerId'] as const;
 const RETRY_OPTIONS = ['initialDelayMs', 'maxDelayMs', 'factor', 'jitter'] as const;
@@ -337,7 +348,7 @@ function resolve(o: JobQueueOptions): Resolved {
     subject: `${prefix}.${queue}`,
     cacheName: `gridlink.jobs.${queue}`,
     indexName: `gridlink.jobs.${queue}.unfinished`,
-    maxPayloadBytes: int('maxPayloadBytes', o.maxPayloadBytes, 65536, 1, 3 * 1024 * 1024),
+    maxPayloadBytes: int('maxPayloadBytes', o.maxPayloadBytes, 65536, 1, MAX_PAYLOAD_BYTES),
     maxAttempts: int('maxAttempts', o.maxAttempts, 3, 1, 1_000_000),
     retainFinishedMs: int('retainFinishedMs', o.retainFinishedMs, 86_400_000, 1, 365 * 24 * 3600 * 1000),
   };

@@ -94,6 +94,27 @@ describe('docs/messaging.md option tables (real grid and nats-server)', () => {
     expect(refusal(() => make({ queu: 'x' }))).toBe('queu');
   });
 
+  it('a job at the documented maxPayloadBytes bound (payload, checkpoint and result each that large) is claimed, checkpointed and completed', async () => {
+    const range = /^(\d+)–(\d+)/.exec(table('maxPayloadBytes').find((r) => r.names[0] === 'maxPayloadBytes')?.allowed ?? '');
+    const max = Number(range?.[2]);
+    expect(max).toBeGreaterThan(65536);
+    const q = env.closeAfter(new JobQueue({ grid: await env.grid(), nats: await env.natsConn(), queue: 'docsmax', maxPayloadBytes: max }));
+    // A string of n characters encodes as n + 5 bytes (MessagePack str32): exactly the bound.
+    const big = (c: string): string => c.repeat(max - 5);
+    const errors: unknown[] = [];
+    const w = env.closeAfter(
+      q.worker(async (ctx) => {
+        await ctx.checkpoint(big('c'));
+        return big('r');
+      }),
+    );
+    w.on('error', (e) => errors.push(e));
+    await w.start();
+    await q.submit('at-the-bound', big('p'));
+    const result = await q.result<string>('at-the-bound', { waitMs: 20_000 }).catch((e: unknown) => e);
+    expect([typeof result === 'string' ? result.length : String(result), errors.map(String)]).toEqual([max - 5, []]);
+  }, 30_000);
+
   it('worker: the documented options are the known ones, with the documented ranges', async () => {
     const q = new JobQueue({ grid: await env.grid(), nats: await env.natsConn() });
     const rows = table('leaseMarginMs');
