@@ -89,9 +89,34 @@ export function dnsAddressFinder(name: string, options?: DnsAddressFinderOptions
   };
 }
 
-/** Resolves through a finder and parses the answer; invalid entries are skipped. */
-export async function resolveEndpoints(finder: AddressFinder, signal?: AbortSignal): Promise<Endpoint[]> {
-  const list = await finder.resolve(signal);
+/**
+ * Asks a finder, for at most `timeoutMs`: a finder that has not answered by then (a hung lookup)
+ * fails this resolution, as one that rejects does, and the signal it was given aborts. Without
+ * the bound a finder that never answered held connect() past its connectTimeout for good, and
+ * every later re-resolution waited behind it.
+ */
+async function resolveWithin(finder: AddressFinder, timeoutMs: number): Promise<string[]> {
+  const ac = new AbortController();
+  let timer: NodeJS.Timeout | undefined;
+  const answer = Promise.resolve().then(() => finder.resolve(ac.signal));
+  const expired = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => {
+      const err = new Error(`the address finder did not answer within ${timeoutMs} ms`);
+      ac.abort(err);
+      reject(err);
+    }, timeoutMs);
+  });
+  try {
+    return await Promise.race([answer, expired]);
+  } finally {
+    clearTimeout(timer);
+    answer.catch(() => undefined); // a late failure of the abandoned call is not unhandled
+  }
+}
+
+/** Resolves through a finder within `timeoutMs` and parses the answer; invalid entries are skipped. */
+export async function resolveEndpoints(finder: AddressFinder, timeoutMs: number): Promise<Endpoint[]> {
+  const list = await resolveWithin(finder, timeoutMs);
   const out: Endpoint[] = [];
   for (const s of list) {
     try {

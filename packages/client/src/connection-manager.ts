@@ -160,7 +160,7 @@ export class ConnectionManager extends EventEmitter<ManagerEvents> {
   async start(): Promise<void> {
     if (this.cfg.addressFinder !== undefined) {
       try {
-        const found = await resolveEndpoints(this.cfg.addressFinder);
+        const found = await resolveEndpoints(this.cfg.addressFinder, this.cfg.connectTimeout);
         if (found.length > 0) this.seeds = mergeEndpoints(found, this.cfg.endpoints);
       } catch (e) {
         this.log('warn', 'address finder failed at startup', { error: (e as Error).message });
@@ -458,7 +458,7 @@ export class ConnectionManager extends EventEmitter<ManagerEvents> {
     }
     if (this.resolving !== null) return;
     const finder = this.cfg.addressFinder;
-    this.resolving = resolveEndpoints(finder)
+    this.resolving = resolveEndpoints(finder, this.cfg.connectTimeout)
       .then(
         (found) => {
           if (found.length > 0) this.seeds = mergeEndpoints(found, this.cfg.endpoints);

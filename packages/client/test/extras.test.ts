@@ -39,6 +39,37 @@ describe('address finders', () => {
     cleanups.push(() => client.close());
     await client.cache<string, number>('f').put('x', 1);
   });
+
+  it('a finder that never answers costs connect one connectTimeout, and later re-resolutions still run', async () => {
+    const cl = await LocalCluster.start({ nodes: 1, partitions: 16 });
+    cleanups.push(() => cl.stop());
+    // A lookup that hangs (a discovery service that accepts and never answers) until the client
+    // gives up on it, then answers from the next call on.
+    const signals: AbortSignal[] = [];
+    let hang = true;
+    const finder = {
+      resolve: (signal?: AbortSignal): Promise<string[]> => {
+        if (signal !== undefined) signals.push(signal);
+        return hang ? new Promise<string[]>(() => undefined) : Promise.resolve(cl.endpoints);
+      },
+    };
+    // Alone: connect fails within its connectTimeout instead of waiting for good.
+    const t0 = performance.now();
+    const err = await GridClient.connect({ addressFinder: finder, connectTimeout: 300 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(GridConnectionError);
+    expect((err as GridConnectionError).message).toMatch(/did not answer within 300 ms/);
+    expect(performance.now() - t0).toBeLessThan(3000);
+    expect(signals[0]?.aborted).toBe(true);
+    // Beside endpoints: connect goes on with them, and the finder is asked again later.
+    const client = await GridClient.connect({ addressFinder: finder, endpoints: cl.endpoints, connectTimeout: 300, reResolveInterval: 50 });
+    cleanups.push(() => client.close());
+    await client.cache<string, number>('f').put('y', 1);
+    const asked = signals.length;
+    await waitFor(() => signals.length > asked + 1, 5000, 'the finder asked again after a hung call');
+    hang = false;
+    const answered = signals.length;
+    await waitFor(() => signals.length > answered + 1, 5000, 'a re-resolution after the finder recovered');
+  });
 });
 
 describe('auth and graceful node stop', () => {
