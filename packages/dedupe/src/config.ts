@@ -74,7 +74,8 @@ export interface DedupeOptions<Req = unknown> {
   /**
    * Largest response body stored for replay (bytes); larger ones are replayed without body. Also
    * the most a replay decodes an encoded body to, for a duplicate that does not accept its
-   * Content-Encoding; beyond it that replay has no body either. Default 1 MiB.
+   * Content-Encoding; beyond it that replay has no body either. Default 1 MiB; at most 4 MiB less
+   * 256 KiB (one grid request holds the stored response).
    */
   maxStoredBodyBytes?: number;
   /** Retry-After (s) of the 409 for a request in progress. Default 1. */
@@ -141,6 +142,14 @@ export interface ResolvedDedupeOptions<Req> {
 }
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/**
+ * The largest `maxStoredBodyBytes`: the stored response goes to the grid in one request, and the
+ * grid client's requests are at most 4 MiB (less if a node announces less). Beyond that every
+ * store failed (frame too large), so such a response was never replayed: the earlier bound of
+ * 64 MiB accepted bodies no store could hold. 256 KiB are left for the headers and the request.
+ */
+const MAX_STORED_BODY_BYTES = 4 * 1024 * 1024 - 256 * 1024;
 
 /** The longest `retentionMs`: one year (365 days). */
 const MAX_RETENTION_MS = 365 * 24 * 3600 * 1000;
@@ -267,7 +276,7 @@ export function resolveDedupeOptions<Req>(o: DedupeOptions<Req> = {}): ResolvedD
     replayHeaders,
     replayedHeader: o.replayedHeader === undefined ? 'idempotent-replayed' : headerName('replayedHeader', o.replayedHeader),
     maxKeyLength: int('maxKeyLength', o.maxKeyLength, 255, 1, 8192),
-    maxStoredBodyBytes: int('maxStoredBodyBytes', o.maxStoredBodyBytes, 1024 * 1024, 0, 64 * 1024 * 1024),
+    maxStoredBodyBytes: int('maxStoredBodyBytes', o.maxStoredBodyBytes, 1024 * 1024, 0, MAX_STORED_BODY_BYTES),
     retryAfterSeconds: int('retryAfterSeconds', o.retryAfterSeconds, 1, 0, 86_400),
     failMode: o.failMode ?? 'closed',
     unavailableRetryAfterSeconds: int('unavailableRetryAfterSeconds', o.unavailableRetryAfterSeconds, 5, 0, 86_400),
