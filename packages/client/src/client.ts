@@ -148,8 +148,15 @@ export class GridClient extends EventEmitter<GridClientEvents> {
       await client.close();
       throw e;
     }
-    // Fetch the first partition map; routing works without it (round-robin) if this fails.
-    await client.partitionService.refresh().catch(() => undefined);
+    // Fetch the first partition map; routing works without it (round-robin) if this fails. Waited
+    // for at most connectTimeout: a node that hangs after its handshake must not hold connect()
+    // for several requestTimeouts (the refresh goes on in the background).
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      client.partitionService.refresh().catch(() => undefined),
+      new Promise<void>((resolve) => (timer = setTimeout(resolve, client.cfg.connectTimeout))),
+    ]);
+    clearTimeout(timer);
     return client;
   }
 

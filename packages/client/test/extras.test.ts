@@ -72,6 +72,22 @@ describe('address finders', () => {
   });
 });
 
+describe('connect', () => {
+  it('waits for the first partition map at most connectTimeout when the node hangs after its handshake', async () => {
+    // Handshakes and heartbeats answered, the map request never.
+    const node = await new ScriptedNode('no-map', 8, (req) => (req.op === Op.HEARTBEAT ? { payload: {} } : undefined)).start();
+    cleanups.push(() => node.close());
+    const t0 = performance.now();
+    const client = await GridClient.connect({ endpoints: [node.endpoint], connectTimeout: 300, requestTimeout: 3000 });
+    const elapsed = performance.now() - t0;
+    cleanups.push(() => client.close());
+    // It waited a requestTimeout per ask of the map (3000 ms, up to five asks).
+    expect(elapsed).toBeLessThan(2500);
+    expect(client.topology().version).toBeNull();
+    expect(node.count(Op.TOPOLOGY)).toBeGreaterThanOrEqual(1);
+  });
+});
+
 describe('auth and graceful node stop', () => {
   it('a wrong token is refused with the node error as the endpoint cause', async () => {
     const cl = await LocalCluster.start({ nodes: 1, partitions: 16, authToken: 'secret' });
