@@ -11,7 +11,7 @@ import { DedupeConfigError, resolveDedupeOptions } from '@gridlink/dedupe';
 import { GridHealthIndicator } from './health.js';
 import { IdempotencyInterceptor, checkIdempotentOptions, routeOptions, type IdempotentOptions, type IdempotentRequest } from './interceptor.js';
 import { installStartupGuard, trackStartupClient } from './startup.js';
-import { GRID_CLIENT, GRIDLINK_OPTIONS, IDEMPOTENT_METADATA, cacheToken } from './tokens.js';
+import { GRID_CLIENT, GRIDLINK_OPTIONS, IDEMPOTENT_METADATA, cacheToken, isCacheName } from './tokens.js';
 import type { GridlinkModuleOptions } from './options.js';
 
 export type { GridlinkModuleOptions } from './options.js';
@@ -42,8 +42,10 @@ const MODULE_FIELDS = new Set(['client', 'idempotency', 'caches']);
 const ASYNC_FIELDS = new Set(['imports', 'useFactory', 'inject', 'useClass', 'useExisting', 'caches']);
 
 function checkCacheNames(field: string, v: unknown): string[] {
-  if (!Array.isArray(v) || !v.every((c) => typeof c === 'string' && c.length > 0)) throw new DedupeConfigError(field, 'must be an array of non-empty cache names');
-  return v as string[];
+  // The grid's limit (1 to 255 UTF-8 bytes): a longer name passed here used to fail only while
+  // the module's providers were built, with the client's error naming "name".
+  if (!Array.isArray(v) || !v.every(isCacheName)) throw new DedupeConfigError(field, 'must be an array of cache names (strings of 1 to 255 UTF-8 bytes)');
+  return v;
 }
 
 /**

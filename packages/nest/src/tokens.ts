@@ -7,3 +7,8 @@ export const IDEMPOTENT_METADATA = 'gridlink:idempotent';
 export function cacheToken(name: string): string {
   return `gridlink:cache:${name}`;
 }
+
+/** A grid cache name: a string of 1 to 255 UTF-8 bytes. */
+export function isCacheName(name: unknown): name is string {
+  return typeof name === 'string' && name.length > 0 && Buffer.byteLength(name, 'utf8') <= 255;
+}

@@ -79,6 +79,13 @@ describe('GridlinkModule.forRoot options', () => {
     expect(() => InjectCache('')).toThrow(/"InjectCache"/);
     expect(() => GridlinkModule.forFeature([''])).toThrow(/"caches"/);
     expect(() => GridlinkModule.forFeature('orders' as never)).toThrow(/"caches"/);
+    // The grid's limit on a cache name, 255 UTF-8 bytes: refused here, not while the providers are built.
+    const tooLong = 'é'.repeat(128);
+    expect(() => InjectCache(tooLong)).toThrow(/"InjectCache": the cache name must be a string of 1 to 255 UTF-8 bytes, got 256 bytes/);
+    expect(() => GridlinkModule.forFeature([tooLong])).toThrow(/"caches"/);
+    expect(() => GridlinkModule.forRoot({ client: { endpoints: ['127.0.0.1:1'] }, caches: [tooLong] })).toThrow(/"caches"/);
+    expect(() => GridlinkModule.forRootAsync({ useFactory: () => ({ client: {} }), caches: [tooLong] })).toThrow(/"caches"/);
+    expect(() => InjectCache('é'.repeat(127))).not.toThrow();
   });
 });
 
