@@ -350,6 +350,11 @@ describe('gridlink() lifecycle', () => {
     expect(() => gridlink(express5(), {}, { health: { pth: '/x' } } as never)).toThrow(/health\.pth/);
     expect(() => gridlink(express5(), {}, { onError: 'log' } as never)).toThrow(/onError/);
     expect(() => gridlink(express5(), {}, null as never)).toThrow(/"options"/);
+    // The client config too, with the client's own checks: it used to fail every connection
+    // attempt, retried for ever, ready never resolving.
+    expect(() => gridlink(express5(), {})).toThrow(/^invalid dedupe option "clientConfig\.endpoints": /);
+    expect(() => gridlink(express5(), { endpoints: ['grid-0:99999'] })).toThrow(/"clientConfig\.endpoints\[0\]"/);
+    expect(() => gridlink(express5(), { endpoints: ['127.0.0.1:1'], connectTimeout: -1 })).toThrow(/"clientConfig\.connectTimeout"/);
   });
 });
 
