@@ -6,7 +6,7 @@
  */
 import { promises as dns } from 'node:dns';
 import { DEFAULT_PORT } from '@gridlink/protocol';
-import { describe } from './config.js';
+import { describe } from './describe.js';
 import { EndpointParseError, parseEndpoints, type Endpoint } from './endpoints.js';
 import { GridConfigError } from './errors.js';
 

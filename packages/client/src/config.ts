@@ -5,7 +5,10 @@
 import type { ConnectionOptions as TlsConnectionOptions } from 'node:tls';
 import type { AddressFinder } from './address-finder.js';
 import { parseEndpoints, EndpointParseError, type Endpoint } from './endpoints.js';
+import { describe } from './describe.js';
 import { GridConfigError } from './errors.js';
+
+export { describe };
 
 /** Minimal logger; `console` fits. The client is silent unless one is given. */
 export interface GridLogger {
@@ -161,17 +164,6 @@ function num(obj: Record<string, unknown>, field: string, path: string, def: num
   if (int && !Number.isInteger(v)) throw new GridConfigError(path, `must be an integer, got ${v}`);
   if (v < min || v > max) throw new GridConfigError(path, `must be between ${min} and ${max}, got ${v}`);
   return v;
-}
-
-/** A short description of a value for an error message. */
-export function describe(v: unknown): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'an array';
-  if (typeof v === 'string') return v.length > 64 ? `a string of ${v.length} characters` : JSON.stringify(v);
-  if (typeof v === 'object') return 'an object';
-  if (typeof v === 'function') return 'a function';
-  if (typeof v === 'symbol') return 'a symbol';
-  return `${v as number | bigint | boolean | undefined}`;
 }
 
 function checkKnown(obj: Record<string, unknown>, known: readonly string[], prefix: string): void {
