@@ -53,11 +53,12 @@ describe('idempotent consumer: consume() sizes the pull to its slots (real nats-
     expect(sized.duplicates).toBe(0);
     expect(await deliveriesOf('PULLSZ')).toBe(count);
     // The same backlog through a stream the application opened with nats.js's defaults: the whole
-    // backlog waits in its buffer, the later messages longer than AckWait, and come back.
+    // backlog waits in its buffer, the later messages longer than AckWait, and the server delivers
+    // them again. (Counted by the server: the copies queue behind the originals, so whether the
+    // consumer has met one as a duplicate by the time the originals are done depends on timing.)
     const messages = await (await backlog('PULLBIG', ackWaitMs, count)).consume();
     closers.push(() => messages.stop());
-    const big = await drain('PULLBIG', messages, count, handlerMs);
-    expect(big.duplicates).toBeGreaterThan(0);
+    await drain('PULLBIG', messages, count, handlerMs);
     expect(await deliveriesOf('PULLBIG')).toBeGreaterThan(count);
   });
 
