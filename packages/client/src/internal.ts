@@ -14,4 +14,5 @@ export { LatencyHistogram } from './histogram.js';
 export { SeqWindow } from './seq-window.js';
 export { RenewalScheduler } from './lock.js';
 export { whyUndecodable } from './serializer.js';
+export { describe } from './describe.js';
 export { readStreamCreated } from './stream-info.js';

@@ -1,5 +1,9 @@
 /** Validation helpers: every bad option is reported with the field's name. */
+import { describe } from '@gridlink/client/internal';
 import { MessagingConfigError } from './errors.js';
+
+/** A value named in an error message, as the client's configuration errors name it. */
+export { describe };
 
 /** The longest delay a Node.js timer takes: a larger one fires at once (with a warning). */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -43,17 +47,6 @@ export function subjectPrefix(field: string, v: unknown, def: string): string {
 export function required<T>(field: string, v: T | undefined | null, check: (v: T) => boolean, what: string): T {
   if (v === undefined || v === null || !check(v)) throw new MessagingConfigError(field, `must be ${what}`);
   return v;
-}
-
-/** A value named in an error message without converting it to a string (it may have no string form). */
-export function describe(v: unknown): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'an array';
-  if (typeof v === 'string') return v.length > 64 ? `a string of ${v.length} characters` : JSON.stringify(v);
-  if (typeof v === 'object') return 'an object';
-  if (typeof v === 'function') return 'a function';
-  if (typeof v === 'symbol') return 'a symbol';
-  return `${v as number | bigint | boolean | undefined}`;
 }
 
 /**
