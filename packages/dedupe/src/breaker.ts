@@ -4,6 +4,7 @@
  * `openMs` has passed; then one call is let through as a probe (half-open). The probe's success
  * closes the breaker; its failure opens it again for another `openMs`.
  */
+import { int, onlyKnownOptions } from './checks.js';
 import { DedupeConfigError } from './errors.js';
 
 export type BreakerState = 'closed' | 'open' | 'half-open';
@@ -17,14 +18,6 @@ export interface BreakerOptions {
 
 export const DEFAULT_BREAKER = { failureThreshold: 3, openMs: 2000 } as const;
 
-function bounded(field: string, v: unknown, def: number, max: number): number {
-  if (v === undefined) return def;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > max) {
-    throw new DedupeConfigError(field, `must be an integer in [1, ${max}], got ${typeof v === 'number' ? v : typeof v}`);
-  }
-  return v;
-}
-
 /**
  * Breaker options with their defaults, checked (`failureThreshold` 1-1000, `openMs` 1-3 600 000,
  * no other names): a DedupeConfigError naming `breaker.<option>` otherwise.
@@ -32,11 +25,11 @@ function bounded(field: string, v: unknown, def: number, max: number): number {
 export function resolveBreakerOptions(b: unknown): Required<BreakerOptions> {
   const o = b === undefined ? {} : b;
   if (typeof o !== 'object' || o === null || Array.isArray(o)) throw new DedupeConfigError('breaker', 'must be an object or a CircuitBreaker');
-  for (const k of Object.keys(o)) if (k !== 'failureThreshold' && k !== 'openMs') throw new DedupeConfigError(`breaker.${k}`, 'is not a known option');
+  onlyKnownOptions(o, ['failureThreshold', 'openMs'], 'breaker.');
   const { failureThreshold, openMs } = o as BreakerOptions;
   return {
-    failureThreshold: bounded('breaker.failureThreshold', failureThreshold, DEFAULT_BREAKER.failureThreshold, 1000),
-    openMs: bounded('breaker.openMs', openMs, DEFAULT_BREAKER.openMs, 3_600_000),
+    failureThreshold: int('breaker.failureThreshold', failureThreshold, DEFAULT_BREAKER.failureThreshold, 1, 1000),
+    openMs: int('breaker.openMs', openMs, DEFAULT_BREAKER.openMs, 1, 3_600_000),
   };
 }
 

@@ -4,7 +4,10 @@
  */
 import type { GridClient } from '@gridlink/client';
 import { CircuitBreaker, resolveBreakerOptions, type BreakerOptions } from './breaker.js';
+import { int, onlyKnownOptions } from './checks.js';
 import { DedupeConfigError } from './errors.js';
+
+export { onlyKnownOptions };
 
 /** Structured logger; `console` fits. Silent when absent. */
 export interface DedupeLogger {
@@ -154,14 +157,6 @@ const MAX_STORED_BODY_BYTES = 4 * 1024 * 1024 - 256 * 1024;
 /** The longest `retentionMs`: one year (365 days). */
 const MAX_RETENTION_MS = 365 * 24 * 3600 * 1000;
 
-function int(field: string, v: unknown, def: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
-  if (v === undefined) return def;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-    throw new DedupeConfigError(field, `must be an integer in [${min}, ${max}], got ${typeof v === "number" ? v : typeof v}`);
-  }
-  return v;
-}
-
 function fn<T>(field: string, v: unknown): T | undefined {
   if (v === undefined) return undefined;
   if (typeof v !== 'function') throw new DedupeConfigError(field, `must be a function, got ${typeof v}`);
@@ -178,11 +173,6 @@ const TRANSIENT_4XX = new Set([408, 425, 429]);
 
 /** The default `storeStatus`: 2xx, 3xx and 4xx except 408, 425 and 429 (ADR 0051). */
 export const defaultStoreStatus = (s: number): boolean => s >= 200 && s < 500 && !TRANSIENT_4XX.has(s);
-
-/** Refuses a key of `o` that is not in `known` (a misspelt option would be ignored), naming it with `prefix`. */
-export function onlyKnownOptions(o: object, known: readonly string[], prefix = ''): void {
-  for (const k of Object.keys(o)) if (!known.includes(k)) throw new DedupeConfigError(`${prefix}${k}`, 'is not a known option');
-}
 
 const OPTIONS = [
   'client', 'header', 'fingerprint', 'required', 'payload', 'tenant', 'route', 'methods', 'retentionMs', 'leaseMs',
