@@ -7,7 +7,7 @@
 import { promises as dns } from 'node:dns';
 import { DEFAULT_PORT } from '@gridlink/protocol';
 import { describe } from './describe.js';
-import { EndpointParseError, parseEndpoints, type Endpoint } from './endpoints.js';
+import { checkedEndpoints, parseEndpoints, type Endpoint } from './endpoints.js';
 import { GridConfigError } from './errors.js';
 
 export interface AddressFinder {
@@ -20,17 +20,8 @@ export interface AddressFinder {
  * else is a GridConfigError naming it (`endpoints[1]`), as it would be there.
  */
 export function staticAddressFinder(endpoints: readonly string[]): AddressFinder {
-  if (!Array.isArray(endpoints)) throw new GridConfigError('endpoints', `must be an array of strings, got ${describe(endpoints)}`);
-  const list: string[] = [...endpoints];
-  list.forEach((e, i) => {
-    if (typeof e !== 'string') throw new GridConfigError(`endpoints[${i}]`, `must be a string, got ${describe(e)}`);
-    try {
-      parseEndpoints([e]);
-    } catch (err) {
-      if (err instanceof EndpointParseError) throw new GridConfigError(`endpoints[${i}]`, err.message);
-      throw err;
-    }
-  });
+  checkedEndpoints(endpoints);
+  const list = [...endpoints];
   return { resolve: async () => [...list] };
 }
 

@@ -4,7 +4,7 @@
  */
 import type { ConnectionOptions as TlsConnectionOptions } from 'node:tls';
 import type { AddressFinder } from './address-finder.js';
-import { parseEndpoints, EndpointParseError, type Endpoint } from './endpoints.js';
+import { checkedEndpoints, type Endpoint } from './endpoints.js';
 import { describe } from './describe.js';
 import { GridConfigError } from './errors.js';
 
@@ -179,22 +179,7 @@ export function resolveConfig(input: unknown): ResolvedConfig {
     if (!KNOWN_FIELDS.has(k)) throw new GridConfigError(k, 'unknown option');
   }
 
-  let endpoints: Endpoint[] = [];
-  if (input.endpoints !== undefined) {
-    if (!Array.isArray(input.endpoints)) throw new GridConfigError('endpoints', `must be an array of strings, got ${describe(input.endpoints)}`);
-    input.endpoints.forEach((e, i) => {
-      if (typeof e !== 'string') throw new GridConfigError(`endpoints[${i}]`, `must be a string, got ${describe(e)}`);
-    });
-    try {
-      endpoints = parseEndpoints(input.endpoints as string[]);
-    } catch (err) {
-      if (err instanceof EndpointParseError) {
-        const i = (input.endpoints as string[]).indexOf(err.input);
-        throw new GridConfigError(`endpoints[${i}]`, err.message);
-      }
-      throw err;
-    }
-  }
+  const endpoints: Endpoint[] = input.endpoints === undefined ? [] : checkedEndpoints(input.endpoints);
 
   let addressFinder: AddressFinder | undefined;
   if (input.addressFinder !== undefined) {

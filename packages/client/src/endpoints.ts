@@ -8,6 +8,8 @@
  * A bare IPv6 address without brackets (more than one colon) is accepted with the default port.
  */
 import { DEFAULT_PORT } from '@gridlink/protocol';
+import { describe } from './describe.js';
+import { GridConfigError } from './errors.js';
 
 export interface Endpoint {
   host: string;
@@ -103,4 +105,22 @@ export function parseEndpoints(inputs: readonly string[], defaultPort: number = 
 /** Canonical "host:port" text of an endpoint, with brackets for IPv6. */
 export function formatEndpoint(ep: Endpoint): string {
   return ep.host.includes(':') ? `[${ep.host}]:${ep.port}` : `${ep.host}:${ep.port}`;
+}
+
+/**
+ * An `endpoints` option (the client's, or a static address finder's) parsed: an array of endpoint
+ * strings, else a GridConfigError naming it or the entry (`endpoints[2]`).
+ */
+export function checkedEndpoints(value: unknown): Endpoint[] {
+  if (!Array.isArray(value)) throw new GridConfigError('endpoints', `must be an array of strings, got ${describe(value)}`);
+  value.forEach((e, i) => {
+    if (typeof e !== 'string') throw new GridConfigError(`endpoints[${i}]`, `must be a string, got ${describe(e)}`);
+  });
+  const list = value as string[];
+  try {
+    return parseEndpoints(list);
+  } catch (err) {
+    if (err instanceof EndpointParseError) throw new GridConfigError(`endpoints[${list.indexOf(err.input)}]`, err.message);
+    throw err;
+  }
 }
