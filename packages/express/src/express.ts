@@ -5,8 +5,8 @@
  */
 import type { Server } from 'node:http';
 import type { Application, NextFunction, Request, RequestHandler, Response } from 'express';
-import { GridClient, GridConfigError, resolveConfig, type GridClientConfig } from '@gridlink/client';
-import { Deduper, DedupeConfigError, captureResponse, describeRequest, onlyKnownOptions, sendDirect, type DedupeOptions, type Ticket } from '@gridlink/dedupe';
+import { GridClient, type GridClientConfig } from '@gridlink/client';
+import { Deduper, DedupeConfigError, captureResponse, checkClientConfig, describeRequest, onlyKnownOptions, sendDirect, type DedupeOptions, type Ticket } from '@gridlink/dedupe';
 
 /** What a handler behind `dedupe()` sees as `req.idempotency`. */
 export interface IdempotencyContext {
@@ -163,16 +163,9 @@ export function gridlink(app: Application, config: GridClientConfig | GridClient
   if (options.onError !== undefined && typeof options.onError !== 'function') throw new DedupeConfigError('onError', 'must be a function');
 
   const owned = !isClient(config);
-  if (owned) {
-    // The client's own checks, before the first attempt: a bad config failed every attempt,
-    // retried every reconnectDelayMs for ever, the app answering 503s (ready never resolved).
-    try {
-      resolveConfig(config);
-    } catch (e) {
-      if (e instanceof GridConfigError) throw new DedupeConfigError(`clientConfig.${e.field}`, e.reason);
-      throw e;
-    }
-  }
+  // The client's own checks, before the first attempt: a bad config failed every attempt,
+  // retried every reconnectDelayMs for ever, the app answering 503s (ready never resolved).
+  if (owned) checkClientConfig(config, 'clientConfig');
   let client: GridClient | undefined = owned ? undefined : config;
   let closed = false;
   let closing: Promise<void> | null = null;

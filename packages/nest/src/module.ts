@@ -6,8 +6,8 @@
  */
 import { Inject, Injectable, RequestMethod, type DynamicModule, type InjectionToken, type ModuleMetadata, type OnApplicationShutdown, type Provider, type Type } from '@nestjs/common';
 import { DiscoveryModule, DiscoveryService } from '@nestjs/core';
-import { GridClient, GridConfigError, resolveConfig } from '@gridlink/client';
-import { DedupeConfigError, resolveDedupeOptions } from '@gridlink/dedupe';
+import { GridClient } from '@gridlink/client';
+import { DedupeConfigError, checkClientConfig, resolveDedupeOptions } from '@gridlink/dedupe';
 import { GridHealthIndicator } from './health.js';
 import { IdempotencyInterceptor, checkIdempotentOptions, routeOptions, type IdempotentOptions, type IdempotentRequest } from './interceptor.js';
 import { installStartupGuard, trackStartupClient } from './startup.js';
@@ -60,12 +60,7 @@ function validate(o: unknown, asyncCaches?: readonly string[]): GridlinkModuleOp
   for (const k of Object.keys(o)) if (!MODULE_FIELDS.has(k)) throw new DedupeConfigError(k, 'is not a GridlinkModule option (client, idempotency, caches)');
   const opts = o as GridlinkModuleOptions;
   if (typeof opts.client !== 'object' || opts.client === null) throw new DedupeConfigError('client', 'must be a GridClientConfig object');
-  try {
-    resolveConfig(opts.client); // the client's own checks, before connecting
-  } catch (e) {
-    if (e instanceof GridConfigError) throw new DedupeConfigError(`client.${e.field}`, e.reason);
-    throw e;
-  }
+  checkClientConfig(opts.client, 'client'); // the client's own checks, before connecting
   if (opts.caches !== undefined) {
     const names = checkCacheNames('caches', opts.caches);
     const missing = asyncCaches === undefined ? [] : names.filter((n) => !asyncCaches.includes(n));
