@@ -512,8 +512,26 @@ export class LockHandle {
     if (this.autoRenew) this.registry.cancelRenew(this);
   }
 
-  /** Extends the lease. Throws LockNotHeldError when the lock is no longer held with this token. */
+  /**
+   * Why a handle no longer holding its lock refuses `what` at once, without asking the node:
+   * GridClosedError when the client's close() released it, LockNotHeldError when its holder
+   * released it or it was lost.
+   */
+  private notHeldError(what: string): GridError {
+    if (this.releasedOnClose) return new GridClosedError();
+    if (this.released) return new LockNotHeldError(`lock already released; ${what}`);
+    return new LockNotHeldError(`lock with token ${this.fencingToken} was lost; ${what}`, { cause: this.lostError });
+  }
+
+  /**
+   * Extends the lease. Throws LockNotHeldError when the lock is no longer held with this token;
+   * on a handle already released or lost, at once without a request (GridClosedError when the
+   * client's close() released it).
+   */
   async renew(options?: ({ leaseMs?: number } & OpOptions) | null): Promise<void> {
+    // Nothing to ask the node: a renewal reaching a node where the lease still ran would extend a
+    // lock that no handle releases any more.
+    if (!this.held) throw this.notHeldError('not renewed');
     const o = options ?? {};
     const leaseMs = checkLease(o.leaseMs, this.leaseMs);
     const r = await this.ctx.invoker.invoke<{ renewed: boolean }>(

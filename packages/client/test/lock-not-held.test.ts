@@ -1,0 +1,76 @@
+/**
+ * A lock handle that no longer holds its lock — released (release, putAndRelease), released by
+ * the client's close(), or lost — answers its holder at once, with the typed error of its state,
+ * instead of asking the node: nothing it could send would be of use, and a renewal that reached
+ * a node where the lease still ran would extend a lock no handle releases any more. Against a
+ * real one-node LocalCluster; what was sent is read from the client's own counters (`stats()`).
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { GridClient, GridClosedError, LockNotHeldError, type LockHandle } from '@gridlink/client';
+import { oneNodeGrid } from './helpers/grid.js';
+import { waitFor } from './helpers/wait.js';
+
+const grid = oneNodeGrid();
+
+const cleanups: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function connect(): Promise<GridClient> {
+  const client = await GridClient.connect({ endpoints: grid.cluster.endpoints, connectTimeout: 3000 });
+  client.on('error', () => undefined);
+  cleanups.push(() => client.close());
+  return client;
+}
+
+/**
+ * Operations the client began and requests it sent to nodes (its heartbeats and map refreshes
+ * are not counted: between two reads with no call of the test's in between, nothing else moves).
+ */
+function sent(client: GridClient): { operations: number; requests: number } {
+  const s = client.stats();
+  return { operations: s.operations, requests: s.nodes.reduce((n, node) => n + node.requests, 0) };
+}
+
+/** A handle of `a` on `key` that is lost: its short lease ran out, `b` took the lock, and a renewal learnt of it. */
+async function lostHandle(a: GridClient, b: GridClient, key: string): Promise<{ lost: LockHandle; taker: LockHandle }> {
+  const lost = await a.lock(key).acquire({ leaseMs: 100 });
+  let taker: LockHandle | null = null;
+  await waitFor(async () => (taker = await b.lock(key).tryAcquire({ leaseMs: 30_000 })) !== null, 10_000, `the other client takes ${key}`);
+  await expect(lost.renew()).rejects.toBeInstanceOf(LockNotHeldError);
+  expect(lost.held).toBe(false);
+  return { lost, taker: taker as unknown as LockHandle };
+}
+
+describe('renew() of a handle that no longer holds its lock', () => {
+  it('after release(), putAndRelease() or a loss rejects with LockNotHeldError without sending anything', async () => {
+    const a = await connect();
+    const b = await connect();
+    const released = await a.lock('nh-release').acquire({ leaseMs: 30_000, autoRenew: true });
+    await released.release();
+    const putReleased = await a.lock('nh-put').acquire({ leaseMs: 30_000 });
+    await putReleased.putAndRelease(a.cache<string, number>('lock-not-held'), 1);
+    const { lost, taker } = await lostHandle(a, b, 'nh-lost');
+
+    const before = sent(a);
+    for (const h of [released, putReleased, lost]) {
+      await expect(h.renew()).rejects.toBeInstanceOf(LockNotHeldError);
+      await expect(h.renew({ leaseMs: 5000 })).rejects.toBeInstanceOf(LockNotHeldError);
+    }
+    expect(sent(a)).toEqual(before);
+    expect([released, putReleased, lost].map((h) => h.renewals)).toEqual([0, 0, 0]);
+    // The other client's lock is untouched.
+    expect(taker.held).toBe(true);
+    await taker.release();
+  });
+
+  it('after close() rejects with GridClosedError without sending anything', async () => {
+    const a = await connect();
+    const h = await a.lock('nh-close').acquire({ leaseMs: 30_000, autoRenew: true });
+    await a.close();
+    const before = sent(a);
+    await expect(h.renew()).rejects.toBeInstanceOf(GridClosedError);
+    expect(sent(a)).toEqual(before);
+  });
+});
