@@ -5,7 +5,15 @@
  */
 import * as crypto from 'node:crypto';
 
-/** Deterministic JSON: object keys sorted, typed arrays and Buffers as hex, bigint as string. */
+/**
+ * A value's canonical text, hashed for keys and payload fingerprints. A JSON value is its JSON
+ * with object keys sorted — the text, hence the digest, of every earlier release, so stored
+ * records still match after an upgrade. What JSON cannot hold gets a form no JSON value has:
+ * `NaN`, `Infinity`, `-Infinity` and a bigint as `5n`, bare (they were the strings "NaN" or
+ * "5n", and compared equal to them). Unchanged, as raw bodies and Dates reach it from parsers and
+ * handlers alike: bytes (Buffer, typed arrays, DataView) are the string "b:" and their hex, a Date
+ * its ISO text (as JSON.stringify writes it), `undefined` an absent field or, in an array, null.
+ */
 export function canonicalJson(value: unknown): string {
   const seen = new Set<object>();
   const walk = (v: unknown): string => {
@@ -14,11 +22,14 @@ export function canonicalJson(value: unknown): string {
       case 'string':
         return JSON.stringify(v);
       case 'number':
-        return Number.isFinite(v) ? JSON.stringify(v) : JSON.stringify(String(v));
+        // -0 is written 0, as JSON writes it. NaN and the infinities are bare words (not JSON):
+        // no string, number or null has that text.
+        return Number.isFinite(v) ? JSON.stringify(v) : String(v);
       case 'boolean':
         return v ? 'true' : 'false';
       case 'bigint':
-        return JSON.stringify(`${v.toString()}n`);
+        // Digits and an n: no JSON number ends with a letter, and a string is quoted.
+        return `${v.toString()}n`;
       case 'object':
         break;
       default:
@@ -32,6 +43,19 @@ export function canonicalJson(value: unknown): string {
     // request would get the same key.
     if (o instanceof Map || o instanceof Set || o instanceof WeakMap || o instanceof WeakSet || o instanceof Promise || typeof (o as { then?: unknown }).then === 'function') {
       throw new TypeError(`cannot fingerprint a ${o.constructor?.name ?? 'value'} (its contents are not enumerable fields)`);
+    }
+    // Refused likewise: a boxed primitive (new Number(5) hashes as "{}", a String as its indexes)
+    // and a class instance without fields (a URL, a RegExp, an Error, an ArrayBuffer, one with
+    // getters only), each "{}" whatever it holds. A class instance with fields is its fields.
+    if (o instanceof Number || o instanceof String || o instanceof Boolean || o instanceof BigInt || o instanceof Symbol) {
+      throw new TypeError(`cannot fingerprint a boxed ${typeof o.valueOf()} (pass the primitive)`);
+    }
+    if (!Array.isArray(o)) {
+      // Plain: no prototype, or one without its own (Object.prototype of this realm or another).
+      const proto = Object.getPrototypeOf(o) as object | null;
+      if (proto !== null && Object.getPrototypeOf(proto) !== null && Object.keys(o).length === 0) {
+        throw new TypeError(`cannot fingerprint a ${o.constructor?.name ?? 'value'} (it has no enumerable fields)`);
+      }
     }
     if (seen.has(o)) throw new TypeError('cannot fingerprint a cyclic value');
     seen.add(o);
