@@ -12,7 +12,7 @@ export type { Route, RouteReason } from './routing.js';
 export { staggeredRace, RaceFailure } from './stagger.js';
 export { LatencyHistogram } from './histogram.js';
 export { SeqWindow } from './seq-window.js';
-export { RenewalScheduler } from './lock.js';
+export { RenewalScheduler, stopRenewal } from './lock.js';
 export { whyUndecodable } from './serializer.js';
 export { describe } from './describe.js';
 export { readStreamCreated } from './stream-info.js';

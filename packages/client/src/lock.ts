@@ -332,8 +332,26 @@ export class LockTable implements LockRegistry {
   }
 }
 
+/** Set by LockHandle's static block: the only way outside the class to reach its private `stop`. */
+let stopHandle: (h: LockHandle) => void;
+
+/**
+ * @internal Stops a handle's automatic renewal without releasing its lock (it stays held until
+ * released or its lease ends), as the client does itself on release and close: for packages of
+ * this repository that end a handle's renewal on their own (`@gridlink/dedupe`). Exported from
+ * `@gridlink/client/internal` only. It calls the method by name, so it also stops a handle made by
+ * another copy of this module (the CommonJS build bundles each entry point with its own copy).
+ */
+export function stopRenewal(handle: LockHandle): void {
+  stopHandle(handle);
+}
+
 /** A held lock. */
 export class LockHandle {
+  static {
+    stopHandle = (h) => h.stop();
+  }
+
   /** Created on the first read of `signal` (most holders never read it). */
   private ac: AbortController | null = null;
   private lostError: GridError | null = null;
@@ -507,8 +525,8 @@ export class LockHandle {
     }
   }
 
-  /** Stops automatic renewal (used on release and client close). */
-  stop(): void {
+  /** Stops automatic renewal (used on release, loss and client close; `stopRenewal` for other packages). */
+  private stop(): void {
     if (this.autoRenew) this.registry.cancelRenew(this);
   }
 

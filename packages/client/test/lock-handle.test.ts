@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { LocalCluster } from '@gridlink/node';
 import { GridClient, LockNotHeldError, type GridError, type LockHandle } from '@gridlink/client';
-import { RenewalScheduler } from '@gridlink/client/internal';
+import { RenewalScheduler, stopRenewal } from '@gridlink/client/internal';
 import { oneNodeGrid } from './helpers/grid.js';
 import { nextEvent, waitFor } from './helpers/wait.js';
 
@@ -162,6 +162,35 @@ describe('lock handles against a cluster', () => {
       await other.close();
     }
     await Promise.all(handles.slice(5).map((h) => h.release()));
+  });
+});
+
+describe('stopRenewal (@gridlink/client/internal)', () => {
+  const grid = oneNodeGrid();
+
+  it('ends a handle\'s automatic renewal without releasing: the lock stays held until its lease ends', async () => {
+    const a = await GridClient.connect({ endpoints: grid.cluster.endpoints });
+    const b = await GridClient.connect({ endpoints: grid.cluster.endpoints });
+    try {
+      const h = await a.lock('stop-renewal').acquire({ leaseMs: 150, autoRenew: true });
+      await waitFor(() => h.renewals >= 1, 5000, 'a first automatic renewal');
+      expect(a.bookkeeping().renewals).toBe(1);
+      stopRenewal(h);
+      expect(a.bookkeeping().renewals).toBe(0);
+      expect(h.held).toBe(true);
+      const renewed = h.renewals;
+      // With no renewal the lease runs out and another client gets the lock.
+      let taken: LockHandle | null = null;
+      await waitFor(async () => (taken = await b.lock('stop-renewal').tryAcquire()) !== null, 10_000, 'the other client takes the lock');
+      expect(h.renewals).toBe(renewed);
+      await (taken as LockHandle | null)?.release();
+      // Not on the public handle: the hook lives in the internal entry only.
+      // @ts-expect-error `stop` is not a public member of LockHandle
+      void h.stop;
+    } finally {
+      await a.close();
+      await b.close();
+    }
   });
 });
 

@@ -26,6 +26,7 @@ import {
   type LockHandle,
   type LockStateAttempt,
 } from '@gridlink/client';
+import { stopRenewal } from '@gridlink/client/internal';
 import { CircuitBreaker, type BreakerState } from './breaker.js';
 import { resolveDedupeOptions, type DedupeOptions, type ResolvedDedupeOptions } from './config.js';
 import { canonicalJson, checkHeaderKey, payloadHash, scopedKeyHash, type Scope } from './key.js';
@@ -547,7 +548,7 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
     }
     try {
       if (!handle.held) {
-        handle.stop(); // the lock was lost: nothing may be stored, nothing is left to free
+        stopRenewal(handle); // the lock was lost: nothing may be stored, nothing is left to free
         this.log('error', 'lock lost before the response was stored: not stored', { event: 'dedupe.store_refused', fencingToken: handle.fencingToken, ...info });
         return;
       }
@@ -592,7 +593,7 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
           this.log('warn', 'could not release the lock; its lease will free it', { event: 'dedupe.release_failed', error: String(e), ...info });
         });
       } else {
-        handle.stop();
+        stopRenewal(handle);
       }
     } finally {
       this.active.delete(ticket);
