@@ -44,6 +44,45 @@ export function subjectPrefix(field: string, v: unknown, def: string): string {
   return v;
 }
 
+/**
+ * nats-server's longest protocol line by default (`max_control_line`): a SUB whose arguments
+ * (subject, queue group, subscription id) are longer closes the connection.
+ */
+const MAX_CONTROL_LINE = 4096;
+/** Room kept for nats.js's subscription id (a counter: at most 16 digits). */
+const SID_ROOM = 16;
+/**
+ * Letters, marks, numbers, punctuation and symbols: the characters nats-server's error text quotes
+ * as they are (Go's %q), and no whitespace, control or format character, nor a lone surrogate.
+ */
+const QUEUE_CHARS = /^[\p{L}\p{M}\p{N}\p{P}\p{S}]+$/u;
+const utf8 = new TextEncoder();
+
+/**
+ * A core NATS queue group name that reaches nats-server as given and whose refusal, if the server
+ * refuses it, reaches the subscription (docs/messaging.md, *Queue group names*). nats.js 3 checks
+ * nothing of it (it writes `SUB <subject> <queue> <sid>` as is), so without this check:
+ * whitespace splits the line (the server closes the connection; a line feed even sends the rest
+ * as another command); a lone surrogate is sent as U+FFFD (two different names, one group); a
+ * control or format character, `"` or `\` is escaped in the server's permission error, which
+ * nats.js then cannot match to the subscription (it stays open, silently receiving nothing);
+ * `_sys_` is refused by the server; a line longer than `max_control_line` closes the connection.
+ */
+export function queueGroup(field: string, v: unknown, subject: string): string | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string' || v === '') throw new MessagingConfigError(field, `must be a non-empty string, got ${describe(v)}`);
+  if (!QUEUE_CHARS.test(v) || v.includes('"') || v.includes('\\')) {
+    throw new MessagingConfigError(field, `must be letters, marks, numbers, punctuation or symbols (Unicode), without whitespace, control or format characters, lone surrogates, " or \\, got ${describe(v)}`);
+  }
+  if (v === '_sys_') throw new MessagingConfigError(field, 'must not be "_sys_", which nats-server reserves (it refuses the subscription)');
+  const room = MAX_CONTROL_LINE - SID_ROOM - 2 - utf8.encode(subject).length;
+  const bytes = utf8.encode(v).length;
+  if (bytes > room) {
+    throw new MessagingConfigError(field, `must be at most ${Math.max(room, 0)} bytes (UTF-8) with this subject, for the SUB line to fit nats-server's ${MAX_CONTROL_LINE} bytes, got ${bytes}`);
+  }
+  return v;
+}
+
 export function required<T>(field: string, v: T | undefined | null, check: (v: T) => boolean, what: string): T {
   if (v === undefined || v === null || !check(v)) throw new MessagingConfigError(field, `must be ${what}`);
   return v;

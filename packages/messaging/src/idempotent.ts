@@ -16,7 +16,7 @@ import { EventEmitter } from 'eventemitter3';
 import { LockNotHeldError, type GridCache, type GridClient } from '@gridlink/client';
 import type { Consumer, JsMsg } from '@nats-io/jetstream';
 import type { Msg, MsgHdrs, NatsConnection, Subscription } from '@nats-io/transport-node';
-import { MAX_TIMER_MS, describe, fn, int, options, required, token } from './config.js';
+import { MAX_TIMER_MS, describe, fn, int, options, queueGroup, required, token } from './config.js';
 import { MessagingClosedError, MessagingConfigError, MissingMessageIdError } from './errors.js';
 import { Ownership } from './ownership.js';
 
@@ -100,7 +100,11 @@ export interface IdempotentEvents {
 
 /** Options of `subscribe` (core NATS). */
 export interface SubscribeOptions {
-  /** Queue group of the subscription. */
+  /**
+   * Queue group of the subscription: letters, marks, numbers, punctuation and symbols, not `"` or
+   * `\`, not `_sys_`, short enough for nats-server's SUB line (docs/messaging.md). Wildcards and
+   * dots are plain characters of a queue name.
+   */
   queue?: string;
   /** Messages of this subscription handled at once (handlers and their grid operations). Default 16. */
   concurrency?: number;
@@ -335,7 +339,7 @@ export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
     if (typeof subject !== 'string' || subject === '') throw new MessagingConfigError('subject', `must be a non-empty string, got ${describe(subject)}`);
     this.checkHandler(handler);
     const o = options('options', opts, ['queue', 'concurrency', 'maxQueued']);
-    if (o.queue !== undefined && (typeof o.queue !== 'string' || o.queue === '')) throw new MessagingConfigError('queue', `must be a non-empty string, got ${describe(o.queue)}`);
+    const queue = queueGroup('queue', o.queue, subject);
     const concurrency = int('concurrency', o.concurrency, 16, 1, 10_000);
     const maxQueued = int('maxQueued', o.maxQueued, 1000, 0, 1_000_000);
     const waiting = new Fifo<Msg>();
@@ -355,7 +359,7 @@ export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
       for (let m = waiting.shift(); m !== undefined; m = waiting.shift()) this.drop(m.subject, 'closed', false);
     };
     const sub = nc.subscribe(subject, {
-      ...(o.queue !== undefined ? { queue: o.queue } : {}),
+      ...(queue !== undefined ? { queue } : {}),
       callback: (err, msg) => {
         if (err) {
           this.emit('error', err);

@@ -8,7 +8,7 @@ import { headers, nanos, type Msg, type NatsConnection } from '@nats-io/transpor
 import { AckPolicy, StorageType, jetstream, jetstreamManager, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
 import { IdempotentConsumer, MessagingClosedError, MessagingConfigError, MissingMessageIdError, type IdempotentContext } from '@gridlink/messaging';
 import { waitUntil } from './helpers/processes.js';
-import { messagingEnv } from './helpers/env.js';
+import { messagingEnv, publishIds } from './helpers/env.js';
 
 describe('idempotent consumer: bad input and close (real nats-server, real grid)', () => {
   const env = messagingEnv();
@@ -85,6 +85,68 @@ describe('idempotent consumer: bad input and close (real nats-server, real grid)
       );
       expect(e, String(field)).toBeInstanceOf(MessagingConfigError);
       expect((e as MessagingConfigError).field).toMatch(field);
+    }
+  });
+
+  it('subscribe: a queue group name nats-server or nats.js would break on is refused naming queue, before any SUB; others form one group', async () => {
+    const g = await grid();
+    const nc = await natsConn();
+    const ic = consumer({ grid: g, name: 'queues' });
+    const h = async (): Promise<void> => undefined;
+    const subject = 'queues.in';
+    // nats-server's max_control_line (4096) less the two spaces and 16 digits kept for the sid.
+    const room = 4096 - 16 - 2 - subject.length;
+    const refused: [string, string][] = [
+      ['empty', ''],
+      // Whitespace splits the SUB line: the server closes the connection (a line feed even sends
+      // the rest as another command).
+      ['space', 'a b'],
+      ['tab', 'a\tb'],
+      ['carriage return', 'a\rb'],
+      ['line feed', 'a\nb'],
+      // Sent by nats.js as U+FFFD: two such names would be one group.
+      ['lone surrogate', 'q\uD800'],
+      // Quoted with escapes in the server's permission error, so nats.js cannot give that error to
+      // the subscription (it stays open, receiving nothing).
+      ['control character', 'q\u0001'],
+      ['NUL', 'q\u0000'],
+      ['DEL', 'q\u007f'],
+      ['no-break space', 'q\u00a0'],
+      ['zero-width space', 'q\u200b'],
+      ['line separator', 'q\u2028'],
+      ['double quote', 'q"'],
+      ['backslash', 'q\\'],
+      // The server refuses a subscription in this group.
+      ['_sys_', '_sys_'],
+      // A SUB line over max_control_line closes the connection; counted in UTF-8 bytes.
+      ['one byte too long', 'q'.repeat(room + 1)],
+      ['too long in UTF-8', '\u00e9'.repeat(Math.floor(room / 2) + 1)],
+    ];
+    for (const [what, queue] of refused) {
+      let thrown: unknown;
+      try {
+        ic.subscribe(nc, subject, h, { queue });
+      } catch (e) {
+        thrown = e;
+      }
+      expect(thrown, what).toBeInstanceOf(MessagingConfigError);
+      expect((thrown as MessagingConfigError).field, what).toBe('queue');
+    }
+    // Nothing reached the server: the connection is open and answers.
+    await nc.flush();
+    expect(nc.isClosed()).toBe(false);
+
+    // Wildcards and dots are plain characters of a queue name; so is any printable Unicode.
+    const accepted = ['billing', '*', '>', 'v1.*', 'a-b_c:d/e@f', 'gr\u00fc\u00dfe', '\u65e5\u672c', 'q'.repeat(room)];
+    for (const [i, queue] of accepted.entries()) {
+      // Two subscriptions of the group: each message reaches one of them.
+      const subs = [ic.subscribe(nc, subject, h, { queue }), ic.subscribe(nc, subject, h, { queue })];
+      const ids = [0, 1, 2, 3, 4, 5].map((n) => `q${i}-${n}`);
+      publishIds(nc, subject, ids);
+      await nc.flush();
+      expect(nc.isClosed(), queue.slice(0, 20)).toBe(false);
+      expect(subs[0]!.getReceived() + subs[1]!.getReceived(), queue.slice(0, 20)).toBe(ids.length);
+      for (const s of subs) s.unsubscribe();
     }
   });
 
