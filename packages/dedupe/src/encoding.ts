@@ -3,10 +3,19 @@
  * 12.5.3). A stored body keeps the Content-Encoding it had when it passed the middleware (ADR
  * 0051); the duplicate that gets it replayed may not accept that coding (another client library,
  * a proxy that strips Accept-Encoding, `identity` asked for). Then the replay is decoded with
- * node:zlib as far as the request needs, bounded in size; what cannot be decoded is replayed
- * without its body, as a body too large to store is.
+ * node:zlib as far as the request needs (zstd where this Node's zlib has it), bounded in size;
+ * what cannot be decoded is replayed without its body, as a body too large to store is.
  */
+import * as zlib from 'node:zlib';
 import { brotliDecompress, gunzip, inflate, inflateRaw, type ZlibOptions } from 'node:zlib';
+
+type Decoder = (buf: Buffer, o: ZlibOptions, cb: (e: Error | null, r: Buffer) => void) => void;
+
+/**
+ * zstd (RFC 8878) where node:zlib has it (Node 22.15+, 23.8+; not Node 20): feature-detected,
+ * not version-checked. Its options take `maxOutputLength` as the other decoders' do.
+ */
+const zstdDecompress = (zlib as { zstdDecompress?: Decoder }).zstdDecompress;
 
 /** What an Accept-Encoding field says: a weight per coding (lower case), `*` included. */
 export type AcceptEncoding = ReadonlyMap<string, number>;
@@ -91,13 +100,16 @@ export function codingsToKeep(codings: readonly string[], ae: AcceptEncoding): n
   return null;
 }
 
-/** Codings node:zlib decodes. Others (`compress`, `zstd`, private ones) are not decoded. */
+/**
+ * Codings node:zlib decodes: gzip, deflate, br, and zstd where this Node has it. Others
+ * (`compress`, zstd on Node 20, private ones) are not decoded.
+ */
 export function canDecode(coding: string): boolean {
   const c = codingName(coding);
-  return c === 'gzip' || c === 'deflate' || c === 'br';
+  return c === 'gzip' || c === 'deflate' || c === 'br' || (c === 'zstd' && zstdDecompress !== undefined);
 }
 
-function run(fn: (buf: Buffer, o: ZlibOptions, cb: (e: Error | null, r: Buffer) => void) => void, buf: Buffer, o: ZlibOptions): Promise<Buffer> {
+function run(fn: Decoder, buf: Buffer, o: ZlibOptions): Promise<Buffer> {
   return new Promise((resolve, reject) => fn(buf, o, (e, r) => (e === null ? resolve(r) : reject(e))));
 }
 
@@ -125,6 +137,7 @@ export async function decode(coding: string, body: Buffer, limit: number): Promi
   try {
     if (c === 'gzip') out = await run(gunzip, body, o);
     else if (c === 'br') out = await run(brotliDecompress, body, o);
+    else if (c === 'zstd' && zstdDecompress !== undefined) out = await run(zstdDecompress, body, o);
     else if (c === 'deflate') {
       try {
         out = await run(inflate, body, o);
