@@ -363,6 +363,8 @@ export class LockHandle {
   /** A release (or putAndRelease) of the holder's is under way. */
   private releasing = false;
   private renewCount = 0;
+  /** `stop()` was called: automatic renewal never resumes (not even from a renewal in flight). */
+  private renewStopped = false;
   /** See `leaseEnd`. */
   private leaseEndsAt: number;
 
@@ -438,7 +440,9 @@ export class LockHandle {
     if (!this.held) return;
     this.renew().then(
       () => {
-        if (this.held) this.scheduleRenew();
+        // Not after stop(): a release sent while this renewal was in flight, even one that then
+        // failed, ended the renewals (a holder that gave up on the lock leaves it to its lease).
+        if (this.held && !this.renewStopped) this.scheduleRenew();
       },
       (e: unknown) => {
         const err = e instanceof GridError ? e : new GridError(String(e));
@@ -527,6 +531,7 @@ export class LockHandle {
 
   /** Stops automatic renewal (used on release, loss and client close; `stopRenewal` for other packages). */
   private stop(): void {
+    this.renewStopped = true;
     if (this.autoRenew) this.registry.cancelRenew(this);
   }
 

@@ -6,7 +6,8 @@
  * real one-node LocalCluster; what was sent is read from the client's own counters (`stats()`).
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { GridClient, GridClosedError, LockNotHeldError, type LockHandle } from '@gridlink/client';
+import { LocalCluster } from '@gridlink/node';
+import { GridClient, GridClosedError, GridTimeoutError, LockNotHeldError, type LockHandle } from '@gridlink/client';
 import { oneNodeGrid } from './helpers/grid.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -72,5 +73,30 @@ describe('renew() of a handle that no longer holds its lock', () => {
     const before = sent(a);
     await expect(h.renew()).rejects.toBeInstanceOf(GridClosedError);
     expect(sent(a)).toEqual(before);
+  });
+});
+
+describe('automatic renewal of a handle its holder released', () => {
+  it('does not resume when a renewal in flight is answered after release() was called, even if the release failed', async () => {
+    const cluster = await LocalCluster.start({ nodes: 1, backups: 0, partitions: 8 });
+    cleanups.push(() => cluster.stop());
+    const nodeId = cluster.nodeIds[0]!;
+    const a = await GridClient.connect({ endpoints: cluster.endpoints, connectTimeout: 3000 });
+    a.on('error', () => undefined);
+    cleanups.push(() => a.close());
+    const h = await a.lock('released-mid-renewal').acquire({ leaseMs: 600, autoRenew: true });
+    // The node stops answering; the first renewal goes out (its schedule leaves the table) and waits.
+    cluster.hang(nodeId);
+    cleanups.push(async () => cluster.resume(nodeId));
+    await waitFor(() => a.bookkeeping().renewals === 0, 5000, 'the renewal sent to the hung node');
+    // The holder releases; the release is not answered in time and fails, leaving the lock to its lease.
+    await expect(h.release({ timeoutMs: 200 })).rejects.toBeInstanceOf(GridTimeoutError);
+    // The node answers the renewal it held (then the late release).
+    cluster.resume(nodeId);
+    await waitFor(() => h.renewals === 1, 5000, 'the renewal answered');
+    // The holder asked for no more renewals: none is scheduled (before, the answer scheduled the
+    // next one, and the handle kept renewing a lock its holder had given up on).
+    expect(a.bookkeeping().renewals).toBe(0);
+    expect(a.bookkeeping().renewalTimer).toBe(false);
   });
 });
