@@ -391,7 +391,9 @@ export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
     if (this.closed) throw new MessagingClosedError('idempotent consumer');
     const pull = isPullConsumer(source) ? source : null;
     if (pull === null && typeof (source as Partial<AsyncIterable<JsMsg>> | null)?.[Symbol.asyncIterator] !== 'function') {
-      throw new MessagingConfigError('messages', `must be an async iterable of JetStream messages or a JetStream consumer, got ${describe(source)}`);
+      // Named after the argument, which is a nats.js consumer or a message stream (it was `messages`
+      // when only a stream was taken).
+      throw new MessagingConfigError('source', `must be a nats.js JetStream consumer or an async iterable of JetStream messages, got ${describe(source)}`);
     }
     this.checkHandler(handler);
     const concurrency = int('concurrency', options('options', opts, ['concurrency']).concurrency, 1, 1, 10_000);

@@ -72,7 +72,8 @@ describe('idempotent consumer: bad input and close (real nats-server, real grid)
     await stream('OPTS');
     const msgs = await consumerMessages('OPTS');
     for (const [call, field] of [
-      [() => ic.consume(null as never, h), /^messages$/],
+      [() => ic.consume(null as never, h), /^source$/],
+      [() => ic.consume({ next: () => undefined } as never, h), /^source$/],
       [() => ic.consume(msgs, 42 as never), /^handler$/],
       [() => ic.consume(msgs, h, { concurrency: 0 }), /^concurrency$/],
       [() => ic.consume(msgs, h, { concurency: 2 } as never), /^concurency$/],
