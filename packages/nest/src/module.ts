@@ -4,8 +4,8 @@
  * and the health indicator. The client connects while the module initialises and closes on
  * application shutdown.
  */
-import { Inject, Injectable, RequestMethod, type DynamicModule, type InjectionToken, type ModuleMetadata, type OnApplicationShutdown, type Provider, type Type } from '@nestjs/common';
-import { DiscoveryModule, DiscoveryService } from '@nestjs/core';
+import { Inject, Injectable, RequestMethod, type DynamicModule, type InjectionToken, type ModuleMetadata, type OnApplicationShutdown, type OnModuleInit, type Provider, type Type } from '@nestjs/common';
+import { ApplicationConfig, DiscoveryModule, DiscoveryService } from '@nestjs/core';
 import { GridClient } from '@gridlink/client';
 import { DedupeConfigError, checkClientConfig, resolveDedupeOptions } from '@gridlink/dedupe';
 import { GridHealthIndicator } from './health.js';
@@ -101,12 +101,13 @@ const SSE_METADATA = '__sse__';
  * `methods` take the stream's method (GET unless `@Sse(path, { method })` says otherwise), else
  * the stream passes through it untouched.
  */
-function checkSse(handler: object, onRoute: boolean, methods: ReadonlySet<string>, where: string): void {
+function checkSse(handler: object, onRoute: boolean, onController: boolean, methods: ReadonlySet<string>, where: string): void {
   const why = 'an @Sse() route answers with an event stream that ends only when the client goes away: its key would stay held as long, and a stream cannot be replayed';
   if (onRoute) throw new DedupeConfigError('@Idempotent()', `cannot apply to an @Sse() route (${why}) — ${where}`);
   const method = RequestMethod[Reflect.getMetadata('method', handler) as RequestMethod] ?? 'GET';
   if (method === 'ALL' || methods.has(method)) {
-    throw new DedupeConfigError('methods', `includes ${method}, the method of this @Sse() route, so the controller's @Idempotent() would de-duplicate it (${why}): leave ${method} out of the controller's methods — ${where}`);
+    const [by, fix] = onController ? ["the controller's @Idempotent()", "the controller's methods"] : ['the global IdempotencyInterceptor', "GridlinkModule's idempotency.methods"];
+    throw new DedupeConfigError('methods', `includes ${method}, the method of this @Sse() route, so ${by} would de-duplicate it (${why}): leave ${method} out of ${fix} — ${where}`);
   }
 }
 
@@ -115,9 +116,10 @@ function checkSse(handler: object, onRoute: boolean, methods: ReadonlySet<string
  * route merged), before the client connects: each part alone may be incomplete (`header: false`
  * here, `fingerprint` there), but a route whose merged options are not (no key could ever be
  * derived) must stop the bootstrap, not answer its first request with a 500. So does one on an
- * `@Sse()` route (`checkSse`).
+ * `@Sse()` route (`checkSse`). `global`: an IdempotencyInterceptor runs on every route (see
+ * `GlobalInterceptorCheck`), so every route is checked, with or without `@Idempotent()`.
  */
-function checkRoutes(o: GridlinkModuleOptions, discovery: DiscoveryService): void {
+function checkRoutes(o: GridlinkModuleOptions, discovery: DiscoveryService, global = false): void {
   for (const wrapper of discovery.getControllers()) {
     const cls = wrapper.metatype as (abstract new (...a: never[]) => unknown) | null | undefined;
     if (typeof cls !== 'function') continue;
@@ -131,8 +133,8 @@ function checkRoutes(o: GridlinkModuleOptions, discovery: DiscoveryService): voi
         // Route handlers only: Nest's @Get/@Post... set the 'method' metadata on the function.
         if (typeof handler !== 'function' || !Reflect.hasMetadata('method', handler)) continue;
         const routeOpts = Reflect.getMetadata(IDEMPOTENT_METADATA, handler) as IdempotentOptions | undefined;
-        if (classOpts === undefined && routeOpts === undefined) continue;
-        const where = `@Idempotent() route ${cls.name}.${name}`;
+        if (!global && classOpts === undefined && routeOpts === undefined) continue;
+        const where = classOpts === undefined && routeOpts === undefined ? `route ${cls.name}.${name} (global IdempotencyInterceptor)` : `@Idempotent() route ${cls.name}.${name}`;
         let methods: ReadonlySet<string>;
         try {
           methods = resolveDedupeOptions<IdempotentRequest>(routeOptions(o, classOpts, routeOpts)).methods;
@@ -142,11 +144,44 @@ function checkRoutes(o: GridlinkModuleOptions, discovery: DiscoveryService): voi
           }
           throw e;
         }
-        if (Reflect.getMetadata(SSE_METADATA, handler) === true) checkSse(handler, routeOpts !== undefined, methods, where);
+        if (Reflect.getMetadata(SSE_METADATA, handler) === true) checkSse(handler, routeOpts !== undefined, classOpts !== undefined, methods, where);
       }
     }
   }
 }
+
+/**
+ * An IdempotencyInterceptor registered globally — `{ provide: APP_INTERCEPTOR, useClass (or
+ * useExisting): IdempotencyInterceptor }`, or `app.useGlobalInterceptors(app.get(IdempotencyInterceptor))`
+ * — runs on every route, `@Idempotent()` or not, so `checkRoutes` must see every route. Nest
+ * knows global interceptors only after the providers are built (APP_INTERCEPTOR ones are added to
+ * its ApplicationConfig then) or once the caller has the application (useGlobalInterceptors), so
+ * they cannot be seen where the client provider checks: they are read from ApplicationConfig
+ * (public, injectable in every module, the same in Nest 11 and 12) when the application
+ * initialises, before it listens — the latest point at which Nest applies them to routes. A
+ * refusal fails init() (listen()); the client is connected by then, and the startup guard closes
+ * it (ADR 0052).
+ */
+class GlobalInterceptorCheck implements OnModuleInit {
+  constructor(
+    private readonly config: ApplicationConfig,
+    private readonly options: GridlinkModuleOptions,
+    private readonly discovery: DiscoveryService,
+  ) {}
+
+  onModuleInit(): void {
+    const ours = (c: unknown): boolean => c === IdempotencyInterceptor || (typeof c === 'function' && c.prototype instanceof IdempotencyInterceptor);
+    const global =
+      this.config.getGlobalInterceptors().some((i) => i instanceof IdempotencyInterceptor) ||
+      // Request-scoped or transient registrations: Nest keeps their wrappers, instances come per request.
+      this.config.getGlobalRequestInterceptors().some((w) => ours(w.metatype));
+    if (global) checkRoutes(this.options, this.discovery, true);
+  }
+}
+Injectable()(GlobalInterceptorCheck);
+Inject(ApplicationConfig)(GlobalInterceptorCheck, undefined, 0);
+Inject(GRIDLINK_OPTIONS)(GlobalInterceptorCheck, undefined, 1);
+Inject(DiscoveryService)(GlobalInterceptorCheck, undefined, 2);
 
 function common(optionsProvider: Provider, caches: readonly string[], imports: ModuleMetadata['imports'] = [], extra: Provider[] = []): DynamicModule {
   const clientProvider: Provider = {
@@ -171,6 +206,7 @@ function common(optionsProvider: Provider, caches: readonly string[], imports: M
       clientProvider,
       { provide: GridClient, useExisting: GRID_CLIENT },
       GridlinkLifecycle,
+      GlobalInterceptorCheck,
       IdempotencyInterceptor,
       GridHealthIndicator,
       ...cacheP,

@@ -4,19 +4,20 @@
  * runs no shutdown hook then, and the open client's sockets would keep the process alive after
  * the error (ADR 0052). Also: a route whose merged
  * @Idempotent() options can never derive a key, or that would de-duplicate an @Sse() stream,
- * stops the bootstrap before anything connects.
+ * stops the bootstrap before anything connects; under a global IdempotencyInterceptor (every
+ * route), when the application initialises, the client then closed.
  */
 import 'reflect-metadata';
-import { Controller, Inject, Injectable, Module, Post, RequestMethod, Sse, type MessageEvent, type OnModuleInit } from '@nestjs/common';
+import { Controller, Inject, Injectable, Module, Post, RequestMethod, Scope, Sse, type MessageEvent, type OnModuleInit, type Provider } from '@nestjs/common';
 import { firstValueFrom, interval, map, type Observable } from 'rxjs';
-import { NestFactory } from '@nestjs/core';
+import { APP_INTERCEPTOR, NestFactory } from '@nestjs/core';
 import { ClientProxyFactory, MessagePattern, Transport, type MicroserviceOptions } from '@nestjs/microservices';
 import { Test } from '@nestjs/testing';
 import type { AddressInfo, Server as NetServer } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { GridClient } from '@gridlink/client';
 import { LocalCluster } from '@gridlink/node';
-import { GRID_CLIENT, GridlinkModule, Idempotent } from '@gridlink/nest';
+import { GRID_CLIENT, GridlinkModule, Idempotent, IdempotencyInterceptor } from '@gridlink/nest';
 import { FailsOnBootstrap, FailsOnInit, FailsToBuild, clientRecorder, holdConnect, isClosed } from './helpers.js';
 
 let cluster: LocalCluster;
@@ -404,6 +405,110 @@ describe('@Idempotent() on an @Sse() route', () => {
       expect(text).toContain('data: {"n":0}');
       ac.abort();
       const send = (): Promise<Response> => fetch(`${base}/mixed`, { method: 'POST', headers: { 'idempotency-key': 'mixed-1' } });
+      expect((await send()).status).toBe(201);
+      const again = await send();
+      expect([again.status, again.headers.get('idempotent-replayed')]).toEqual([201, 'true']);
+      expect(posts).toBe(1);
+    } finally {
+      ac.abort();
+      await app.close();
+    }
+  });
+});
+
+describe('a global IdempotencyInterceptor and @Sse() routes', () => {
+  const ticks = (): Observable<MessageEvent> => interval(10).pipe(map((n) => ({ data: { n } })));
+
+  @Controller('global-events')
+  class PostStream {
+    @Sse('stream', { method: RequestMethod.POST })
+    stream(): Observable<MessageEvent> {
+      return ticks();
+    }
+  }
+
+  const global: [string, Provider][] = [
+    ['APP_INTERCEPTOR useClass', { provide: APP_INTERCEPTOR, useClass: IdempotencyInterceptor }],
+    ['APP_INTERCEPTOR useExisting', { provide: APP_INTERCEPTOR, useExisting: IdempotencyInterceptor }],
+    ['APP_INTERCEPTOR request-scoped', { provide: APP_INTERCEPTOR, useClass: IdempotencyInterceptor, scope: Scope.REQUEST }],
+  ];
+
+  it.each(global)("%s: a stream whose method the module's methods take stops init(), naming the route; the client is closed", async (_name, provider) => {
+    recordClients();
+    @Module({ imports: [GridlinkModule.forRoot({ client: { endpoints: cluster.endpoints } })], controllers: [PostStream], providers: [provider] })
+    class App {}
+    const app = await NestFactory.create(App, quiet);
+    await expect(app.init()).rejects.toThrow(
+      /"methods": includes POST, the method of this @Sse\(\) route, so the global IdempotencyInterceptor would de-duplicate it .*: leave POST out of GridlinkModule's idempotency\.methods — route PostStream\.stream \(global IdempotencyInterceptor\)/,
+    );
+    expect(connected).toHaveLength(1);
+    expect(isClosed(connected[0]!)).toBe(true);
+  });
+
+  it('app.useGlobalInterceptors(): a GET stream under methods that take GET stops listen(); so do merged options that derive no key', async () => {
+    recordClients();
+    @Controller('get-stream')
+    class GetStream {
+      @Sse('stream')
+      stream(): Observable<MessageEvent> {
+        return ticks();
+      }
+    }
+    @Controller('keyless')
+    class Keyless {
+      @Post()
+      create(): string {
+        return 'created';
+      }
+    }
+    const cases: [ReturnType<typeof GridlinkModule.forRoot>, abstract new () => unknown, RegExp][] = [
+      [GridlinkModule.forRoot({ client: { endpoints: cluster.endpoints }, idempotency: { methods: ['GET', 'POST'] } }), GetStream, /"methods": includes GET, .* — route GetStream\.stream \(global IdempotencyInterceptor\)/],
+      [GridlinkModule.forRoot({ client: { endpoints: cluster.endpoints }, idempotency: { header: false } }), Keyless, /"fingerprint": is required when header is false .* — route Keyless\.create \(global IdempotencyInterceptor\)/],
+    ];
+    for (const [gridlink, controller, refusal] of cases) {
+      @Module({ imports: [gridlink], controllers: [controller as never] })
+      class App {}
+      const app = await NestFactory.create(App, quiet);
+      app.useGlobalInterceptors(app.get(IdempotencyInterceptor));
+      await expect(app.listen(0, '127.0.0.1')).rejects.toThrow(refusal);
+    }
+    expect(connected).toHaveLength(2);
+    expect(connected.map(isClosed)).toEqual([true, true]);
+  });
+
+  it('a GET stream under the default methods: the app starts, the stream passes through, a POST route is de-duplicated by the global interceptor', async () => {
+    recordClients();
+    let posts = 0;
+    @Controller('plain')
+    class Plain {
+      @Sse('stream')
+      stream(): Observable<MessageEvent> {
+        return ticks();
+      }
+
+      @Post()
+      create(): { n: number } {
+        return { n: ++posts };
+      }
+    }
+    @Module({ imports: [GridlinkModule.forRoot({ client: { endpoints: cluster.endpoints } })], controllers: [Plain], providers: [{ provide: APP_INTERCEPTOR, useExisting: IdempotencyInterceptor }] })
+    class App {}
+    const app = await NestFactory.create(App, quiet);
+    const ac = new AbortController();
+    try {
+      await app.listen(0, '127.0.0.1');
+      const base = `http://127.0.0.1:${(app.getHttpServer().address() as { port: number }).port}`;
+      const events = await fetch(`${base}/plain/stream`, { signal: ac.signal });
+      expect(events.headers.get('content-type')).toContain('text/event-stream');
+      const reader = events.body!.getReader();
+      let text = '';
+      while (!text.includes('data: {"n":1}')) {
+        const { value, done } = await reader.read();
+        expect(done).toBe(false);
+        text += Buffer.from(value).toString();
+      }
+      ac.abort();
+      const send = (): Promise<Response> => fetch(`${base}/plain`, { method: 'POST', headers: { 'idempotency-key': 'plain-1' } });
       expect((await send()).status).toBe(201);
       const again = await send();
       expect([again.status, again.headers.get('idempotent-replayed')]).toEqual([201, 'true']);

@@ -109,7 +109,7 @@ afterAll(async () => {
 });
 
 /** Runs failing.ts (FAIL=mode) to its end; resolves to its output and exit code. */
-function runFailing(mode: 'init' | 'build' | 'testing' | 'microservice' | 'microservice-build'): Promise<{ stdout: string; code: number | null; signal: NodeJS.Signals | null }> {
+function runFailing(mode: 'init' | 'build' | 'testing' | 'microservice' | 'microservice-build' | 'sse-app-interceptor' | 'sse-use-global'): Promise<{ stdout: string; code: number | null; signal: NodeJS.Signals | null }> {
   const proc = spawn(process.execPath, [tsxCli, 'failing.ts'], {
     cwd: here,
     env: { ...process.env, GRID_ENDPOINTS: cluster!.endpoints.join(','), FAIL: mode, NODE_OPTIONS: '' },
@@ -157,6 +157,14 @@ describe('@gridlink/nest on Nest 11: a failed startup', () => {
     expect([hooks.code, hooks.signal]).toEqual([0, null]);
     expect(build.stdout).toContain('FAILED constructor failed');
     expect([build.code, build.signal]).toEqual([0, null]);
+  });
+
+  it('a global IdempotencyInterceptor (APP_INTERCEPTOR, useGlobalInterceptors) on an @Sse() route whose method it takes: init() / listen() refuse it, naming the route, and the client is closed', async () => {
+    const [provider, useGlobal] = await Promise.all([runFailing('sse-app-interceptor'), runFailing('sse-use-global')]);
+    expect(provider.stdout).toMatch(/FAILED invalid dedupe option "methods": includes POST, the method of this @Sse\(\) route, so the global IdempotencyInterceptor would de-duplicate it .* — route Events\.post \(global IdempotencyInterceptor\)/);
+    expect([provider.code, provider.signal]).toEqual([0, null]);
+    expect(useGlobal.stdout).toMatch(/FAILED invalid dedupe option "methods": includes GET, .* — route Events\.get \(global IdempotencyInterceptor\)/);
+    expect([useGlobal.code, useGlobal.signal]).toEqual([0, null]);
   });
 
 });
