@@ -169,16 +169,13 @@ export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
   /** Ids this process is handling now (one GridClient: never take the same lock twice at once). */
   private readonly local = new Set<string>();
   private readonly subs = new Set<Subscription>();
-  /** Empties each subscription's waiting messages (close()). */
-  private readonly discardQueued = new Set<() => void>();
+  /** The slots of each subscription and of the direct calls: close() refuses what waits in them. */
+  private readonly pools = new Set<{ refuseWaiting(): void }>();
   private droppedTotal = 0;
   private readonly closeTimeoutMs: number;
   private readonly inFlight = new Set<InFlight>();
-  private readonly directLimit: number;
-  private readonly directMaxQueued: number;
-  /** Direct calls being handled (slots taken). */
-  private directActive = 0;
-  private readonly directWaiting = new Fifo<DirectWaiter>();
+  /** The direct calls' slots (`direct` option), apart from those of each subscription. */
+  private readonly directSlots: Slots<DirectWaiter>;
   private idleWaiters: (() => void)[] = [];
   /** Stops every consume() loop. */
   private readonly stopConsuming = new Set<() => void>();
@@ -203,8 +200,10 @@ export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
     this.closeTimeoutMs = int('closeTimeoutMs', o.closeTimeoutMs, 10_000, 0, MAX_TIMER_MS);
     this.idOf = fn('idOf', o.idOf);
     const direct = options('direct', o.direct, ['concurrency', 'maxQueued'], 'direct.');
-    this.directLimit = int('direct.concurrency', direct.concurrency, 16, 1, 10_000);
-    this.directMaxQueued = int('direct.maxQueued', direct.maxQueued, 1000, 0, 1_000_000);
+    const directLimit = int('direct.concurrency', direct.concurrency, 16, 1, 10_000);
+    const directMaxQueued = int('direct.maxQueued', direct.maxQueued, 1000, 0, 1_000_000);
+    this.directSlots = new Slots(directLimit, directMaxQueued, (w: DirectWaiter) => w.refuse());
+    this.pools.add(this.directSlots);
     this.processed = this.grid.cache(`gridlink.processed.${this.name}`);
   }
 
@@ -279,10 +278,8 @@ export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
    * all beyond `direct.maxQueued`. A call that finishes hands its slot to the next waiting one.
    */
   private async direct<M extends Msg | JsMsg>(msg: M, d: Delivery, handler: IdempotentHandler<M>, jetstream: boolean): Promise<Outcome> {
-    if (this.directActive < this.directLimit) {
-      this.directActive++;
-    } else {
-      if (this.directWaiting.length >= this.directMaxQueued) {
+    if (!this.directSlots.take()) {
+      if (this.directSlots.full) {
         d.nak(this.busyDelayMs);
         this.drop(d.subject, 'overflow', jetstream);
         return 'dropped';
@@ -295,7 +292,7 @@ export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
         keepalive.unref();
       }
       const admitted = await new Promise<boolean>((resolve) => {
-        this.directWaiting.push({
+        this.directSlots.queue({
           start: () => resolve(true),
           refuse: () => {
             d.nak();
@@ -306,14 +303,12 @@ export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
       });
       if (keepalive !== null) clearInterval(keepalive);
       if (!admitted) return 'dropped';
-      // The slot of the call that finished was handed to this one (directActive unchanged).
+      // The slot of the call that finished was handed to this one.
     }
     try {
       return await this.process(msg, d, handler);
     } finally {
-      const next = this.closed ? undefined : this.directWaiting.shift();
-      if (next !== undefined) next.start();
-      else this.directActive--;
+      this.directSlots.next()?.start();
     }
   }
 
@@ -342,21 +337,15 @@ export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
     const queue = queueGroup('queue', o.queue, subject);
     const concurrency = int('concurrency', o.concurrency, 16, 1, 10_000);
     const maxQueued = int('maxQueued', o.maxQueued, 1000, 0, 1_000_000);
-    const waiting = new Fifo<Msg>();
-    let active = 0;
+    const slots = new Slots(concurrency, maxQueued, (m: Msg) => this.drop(m.subject, 'closed', false));
     const run = (msg: Msg): void => {
-      active++;
       // process() settles with an outcome; it rejects only when an event listener threw.
       void this.process(msg, coreDelivery(msg), handler)
         .catch(() => undefined)
         .finally(() => {
-          active--;
-          const next = this.closed ? undefined : waiting.shift();
+          const next = slots.next();
           if (next !== undefined) run(next);
         });
-    };
-    const discard = (): void => {
-      for (let m = waiting.shift(); m !== undefined; m = waiting.shift()) this.drop(m.subject, 'closed', false);
     };
     const sub = nc.subscribe(subject, {
       ...(queue !== undefined ? { queue } : {}),
@@ -366,13 +355,13 @@ export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
           return;
         }
         if (this.closed) return;
-        if (active < concurrency) run(msg);
-        else if (waiting.length < maxQueued) waiting.push(msg);
+        if (slots.take()) run(msg);
+        else if (!slots.full) slots.queue(msg);
         else this.drop(msg.subject, 'overflow', false);
       },
     });
     this.subs.add(sub);
-    this.discardQueued.add(discard);
+    this.pools.add(slots);
     void sub.closed.then(() => this.subs.delete(sub));
     return sub;
   }
@@ -600,10 +589,10 @@ export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
     this.closed = true;
     for (const s of this.subs) s.unsubscribe();
     this.subs.clear();
-    // Messages waiting for a slot are not run (core NATS: nothing to give back).
-    for (const discard of this.discardQueued) discard();
-    this.discardQueued.clear();
-    for (let w = this.directWaiting.shift(); w !== undefined; w = this.directWaiting.shift()) w.refuse();
+    // What waits for a slot is not run: a subscription's message is dropped (core NATS: nothing
+    // to give back), a direct call refused (a JetStream one nak'ed).
+    for (const pool of this.pools) pool.refuseWaiting();
+    this.pools.clear();
     for (const stop of this.stopConsuming) stop();
     if (this.inFlight.size > 0) {
       let timer: NodeJS.Timeout | undefined;
@@ -634,28 +623,61 @@ function stopStream(messages: AsyncIterable<JsMsg>): boolean {
   return true;
 }
 
-/** A queue with O(1) push and shift (the waiting messages of a core subscription). */
-class Fifo<T> {
+/**
+ * Bounded slots and the items waiting for one, in arrival order: a subscription's messages, or
+ * the direct calls (ADR 0055, 0059), each with its own limits. A holder that finishes hands its
+ * slot to the next waiting item (`next()`), so a slot never sits free while something waits.
+ */
+class Slots<T> {
+  private active = 0;
+  /** The waiting items, from `head` on (O(1) queue and shift). */
   private items: (T | undefined)[] = [];
   private head = 0;
 
-  get length(): number {
-    return this.items.length - this.head;
+  constructor(
+    private readonly limit: number,
+    private readonly maxQueued: number,
+    private readonly refuse: (t: T) => void,
+  ) {}
+
+  /** Takes a free slot for the caller; false when all are held. */
+  take(): boolean {
+    if (this.active >= this.limit) return false;
+    this.active++;
+    return true;
   }
 
-  push(v: T): void {
-    this.items.push(v);
+  /** Whether `maxQueued` items wait already (one more is not queued). */
+  get full(): boolean {
+    return this.items.length - this.head >= this.maxQueued;
   }
 
-  shift(): T | undefined {
+  /** Queues `t` (not `full`) for the next slot that frees. */
+  queue(t: T): void {
+    this.items.push(t);
+  }
+
+  /** A slot's holder is done: the waiting item the slot now belongs to, or undefined (it is free). */
+  next(): T | undefined {
+    const t = this.shift();
+    if (t === undefined) this.active--;
+    return t;
+  }
+
+  /** close(): every waiting item is refused, in order; a slot freed later stays free. */
+  refuseWaiting(): void {
+    for (let t = this.shift(); t !== undefined; t = this.shift()) this.refuse(t);
+  }
+
+  private shift(): T | undefined {
     if (this.head >= this.items.length) return undefined;
-    const v = this.items[this.head];
+    const t = this.items[this.head];
     this.items[this.head++] = undefined;
     if (this.head >= 1024 && this.head * 2 >= this.items.length) {
       this.items = this.items.slice(this.head);
       this.head = 0;
     }
-    return v;
+    return t;
   }
 }
 
