@@ -152,6 +152,7 @@ describe('values whose contents are not enumerable fields are refused', () => {
     for (const v of [Object(5), Object('ab'), Object(true), Object(5n), new URL('https://a.example/x'), /a/, new Error('e'), new Money(), new ArrayBuffer(2), [new URL('https://a.example/')]]) {
       expect(() => canonicalJson(v), String(v)).toThrow(TypeError);
     }
+    expect(() => canonicalJson({ at: new Date(NaN) })).toThrow(RangeError); // no ISO text
     // Class instances with fields are their fields; an object without a prototype is a plain one.
     class Point {
       constructor(
