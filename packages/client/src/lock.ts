@@ -362,6 +362,11 @@ export class LockHandle {
   private closeRelease: Promise<void> | null = null;
   /** A release (or putAndRelease) of the holder's is under way. */
   private releasing = false;
+  /**
+   * A renewal failed while that release was under way: reported as a loss only if the release
+   * fails (see `lose`).
+   */
+  private lossWhileReleasing: GridError | null = null;
   private renewCount = 0;
   /** `stop()` was called: automatic renewal never resumes (not even from a renewal in flight). */
   private renewStopped = false;
@@ -407,7 +412,8 @@ export class LockHandle {
 
   /**
    * Calls `listener` once with the error if the lock is lost (a renewal failed or found it taken),
-   * never on release; at once (on a microtask) if it is already lost. A cheaper way than `signal`
+   * never on release (nor for a renewal failing while the holder's release is under way, unless
+   * that release fails); at once (on a microtask) if it is already lost. A cheaper way than `signal`
    * to learn of a loss: no AbortController is made.
    */
   onLost(listener: (err: GridError) => void): void {
@@ -453,6 +459,15 @@ export class LockHandle {
 
   private lose(err: GridError): void {
     if (!this.held) return;
+    if (this.releasing) {
+      // Not news for anyone. Either the release took effect first (a renewal reaching the node
+      // after it finds the lock free: nothing was lost, its holder gave it up), or the lock had
+      // been lost before, and then the release is answered `released: false` and rejects with
+      // LockNotHeldError, which tells its caller. Kept for the case the release itself fails
+      // (no answer): the handle is then lost, as when this failure came after that one.
+      this.lossWhileReleasing ??= err;
+      return;
+    }
     this.stop();
     this.lostError = err;
     this.registry.dropped(this);
@@ -517,16 +532,25 @@ export class LockHandle {
 
   /**
    * `release`, the holder's release or putAndRelease request, marked as under way (close() then
-   * leaves the handle to it) until it fails; once it succeeds the handle is released.
+   * leaves the handle to it, and a renewal failing meanwhile reports no loss) until it fails;
+   * once it is answered the handle is released.
    */
   private async sendingRelease<T>(release: Promise<T>): Promise<T> {
     this.releasing = true;
+    let answer: T;
     try {
-      return await release;
+      answer = await release;
     } catch (e) {
       this.releasing = false;
+      // A renewal that failed meanwhile was a loss after all (or may have been): reported now.
+      const lost = this.lossWhileReleasing;
+      this.lossWhileReleasing = null;
+      if (lost !== null) this.lose(lost);
       throw e;
     }
+    // Answered: the handle is released, whatever a renewal said meanwhile.
+    this.lossWhileReleasing = null;
+    return answer;
   }
 
   /** Stops automatic renewal (used on release, loss and client close; `stopRenewal` for other packages). */
