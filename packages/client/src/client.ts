@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'eventemitter3';
 import type { GridKey } from '@gridlink/affinity';
 import { MAX_CACHE_NAME_BYTES, PushKind, utf8Length, type CacheConfig, type NodeInfo, type PartitionMap } from '@gridlink/protocol';
+import { isCacheName } from './cache-name.js';
 import { GridCache, type CacheOptions, type ClientContext, type OpOptions } from './cache.js';
 import { describe, resolveConfig, type GridClientConfig, type ResolvedConfig } from './config.js';
 import { ConnectionManager, type ManagerBookkeeping } from './connection-manager.js';
@@ -219,7 +220,7 @@ export class GridClient extends EventEmitter<GridClientEvents> {
    */
   cache<K extends GridKey = GridKey, V = unknown>(name: string, options?: CacheOptions<V> | null): GridCache<K, V> {
     this.checkOpen();
-    if (typeof name !== 'string' || name.length === 0 || utf8Length(name) > MAX_CACHE_NAME_BYTES) {
+    if (!isCacheName(name)) {
       const got = typeof name === 'string' ? `${utf8Length(name)} bytes` : describe(name);
       throw new GridConfigError('name', `a cache name must be a string of 1 to ${MAX_CACHE_NAME_BYTES} UTF-8 bytes, got ${got}`);
     }

@@ -16,3 +16,4 @@ export { RenewalScheduler, stopRenewal } from './lock.js';
 export { whyUndecodable } from './serializer.js';
 export { describe } from './describe.js';
 export { readStreamCreated } from './stream-info.js';
+export { isCacheName } from './cache-name.js';

@@ -3,6 +3,7 @@
  * error is a DedupeConfigError naming the option.
  */
 import type { GridClient } from '@gridlink/client';
+import { isCacheName } from '@gridlink/client/internal';
 import { CircuitBreaker, resolveBreakerOptions, type BreakerOptions } from './breaker.js';
 import { int, onlyKnownOptions } from './checks.js';
 import { DedupeConfigError } from './errors.js';
@@ -223,7 +224,7 @@ export function resolveDedupeOptions<Req>(o: DedupeOptions<Req> = {}): ResolvedD
   let breaker: CircuitBreaker | Required<BreakerOptions>;
   if (o.breaker instanceof CircuitBreaker) breaker = o.breaker;
   else breaker = resolveBreakerOptions(o.breaker);
-  if (o.cache !== undefined && (typeof o.cache !== 'string' || o.cache.length === 0 || Buffer.byteLength(o.cache, 'utf8') > 255)) {
+  if (o.cache !== undefined && !isCacheName(o.cache)) {
     // A name the grid refuses would fail every request at run time, and feed the breaker.
     throw new DedupeConfigError('cache', 'must be a grid cache name: a string of 1 to 255 UTF-8 bytes');
   }

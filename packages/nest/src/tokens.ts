@@ -8,11 +8,5 @@ export function cacheToken(name: string): string {
   return `gridlink:cache:${name}`;
 }
 
-/**
- * A grid cache name: a string of 1 to 255 UTF-8 bytes. The client's rule (`GridClient.cache()`,
- * with @gridlink/protocol's MAX_CACHE_NAME_BYTES), restated: neither package exports it as a
- * function. test/cache-name-rule.test.ts holds this copy (and dedupe's `cache` check) to it.
- */
-export function isCacheName(name: unknown): name is string {
-  return typeof name === 'string' && name.length > 0 && Buffer.byteLength(name, 'utf8') <= 255;
-}
+/** A grid cache name (1 to 255 UTF-8 bytes): the client's own rule. */
+export { isCacheName } from '@gridlink/client/internal';

@@ -1,10 +1,9 @@
 /**
  * The cache-name rule of the adapters (Nest's `@InjectCache()` and `forFeature()`, the dedupe
  * `cache` option) against the client's own (`GridClient.cache()`, on a client connected to a real
- * grid): each restates "1 to 255 UTF-8 bytes", since neither @gridlink/client nor
- * @gridlink/protocol exports the rule as a function the adapters could call. Until one does, this
- * holds the copies to the client's answer for any string, lone surrogates and the 255-byte edge
- * included.
+ * grid): the adapters call the client's `isCacheName` (`@gridlink/client/internal`), since they must
+ * refuse a name before any client exists. This holds them to the client's answer for any string,
+ * lone surrogates and the 255-byte edge included.
  */
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
