@@ -7,12 +7,14 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalCluster } from '@gridlink/node';
 
 const here = fileURLToPath(new URL('..', import.meta.url));
-const tsxCli = createRequire(import.meta.url).resolve('tsx/cli');
+// tsx as a loader of the app's own process (not tsx's CLI, which runs the app in a grandchild that a
+// SIGKILL of the CLI would leave running): the pid this test ends is the app's.
+const tsxLoader = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
 
 interface Ready {
   port: number;
@@ -62,7 +64,7 @@ async function waitFor(cond: () => Promise<boolean>, timeoutMs: number, what: st
 
 /** Starts app.ts on `platform` as a child process; resolves once it printed READY. */
 async function startApp(platform: Platform): Promise<{ proc: ChildProcess; ready: Ready; stderr: string[] }> {
-  const proc = spawn(process.execPath, [tsxCli, 'app.ts'], {
+  const proc = spawn(process.execPath, ['--import', tsxLoader, 'app.ts'], {
     cwd: here,
     env: { ...process.env, GRID_ENDPOINTS: cluster!.endpoints.join(','), PLATFORM: platform, NODE_OPTIONS: '' },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -110,11 +112,12 @@ afterAll(async () => {
 
 /** Runs failing.ts (FAIL=mode) to its end; resolves to its output and exit code. */
 function runFailing(mode: 'init' | 'build' | 'testing' | 'microservice' | 'microservice-build' | 'sse-app-interceptor' | 'sse-use-global'): Promise<{ stdout: string; code: number | null; signal: NodeJS.Signals | null }> {
-  const proc = spawn(process.execPath, [tsxCli, 'failing.ts'], {
+  const proc = spawn(process.execPath, ['--import', tsxLoader, 'failing.ts'], {
     cwd: here,
     env: { ...process.env, GRID_ENDPOINTS: cluster!.endpoints.join(','), FAIL: mode, NODE_OPTIONS: '' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  children.add(proc);
   let stdout = '';
   let err = '';
   proc.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -127,6 +130,7 @@ function runFailing(mode: 'init' | 'build' | 'testing' | 'microservice' | 'micro
     }, 30_000);
     proc.once('exit', (code, signal) => {
       clearTimeout(timer);
+      children.delete(proc);
       resolve({ stdout, code, signal });
     });
   });
