@@ -8,7 +8,7 @@
  * route), when the application initialises, the client then closed.
  */
 import 'reflect-metadata';
-import { Controller, Inject, Injectable, Module, Post, RequestMethod, Scope, Sse, type MessageEvent, type OnModuleInit, type Provider } from '@nestjs/common';
+import { Controller, Inject, Injectable, Module, Post, RequestMethod, Scope, Sse, type INestApplication, type MessageEvent, type OnModuleInit, type Provider } from '@nestjs/common';
 import { firstValueFrom, interval, map, type Observable } from 'rxjs';
 import { APP_INTERCEPTOR, NestFactory } from '@nestjs/core';
 import { ClientProxyFactory, MessagePattern, Transport, type MicroserviceOptions } from '@nestjs/microservices';
@@ -19,6 +19,38 @@ import { GridClient } from '@gridlink/client';
 import { LocalCluster } from '@gridlink/node';
 import { GRID_CLIENT, GridlinkModule, Idempotent, IdempotencyInterceptor } from '@gridlink/nest';
 import { FailsOnBootstrap, FailsOnInit, FailsToBuild, clientRecorder, holdConnect, isClosed } from './helpers.js';
+
+/**
+ * Listens, reads `/<route>/stream` past its first two events (a stream the interceptor lets
+ * through), then POSTs `/<route>` twice with one Idempotency-Key: the handler runs once
+ * (`posts()`), the second answer is its replay. Closes the app.
+ */
+async function streamsThenReplays(app: INestApplication, route: string, posts: () => number): Promise<void> {
+  const ac = new AbortController();
+  try {
+    await app.listen(0, '127.0.0.1');
+    const base = `http://127.0.0.1:${(app.getHttpServer().address() as { port: number }).port}`;
+    const events = await fetch(`${base}/${route}/stream`, { signal: ac.signal });
+    expect(events.headers.get('content-type')).toContain('text/event-stream');
+    const reader = events.body!.getReader();
+    let text = '';
+    while (!text.includes('data: {"n":1}')) {
+      const { value, done } = await reader.read();
+      expect(done).toBe(false);
+      text += Buffer.from(value).toString();
+    }
+    expect(text).toContain('data: {"n":0}');
+    ac.abort();
+    const send = (): Promise<Response> => fetch(`${base}/${route}`, { method: 'POST', headers: { 'idempotency-key': `${route}-1` } });
+    expect((await send()).status).toBe(201);
+    const again = await send();
+    expect([again.status, again.headers.get('idempotent-replayed')]).toEqual([201, 'true']);
+    expect(posts()).toBe(1);
+  } finally {
+    ac.abort();
+    await app.close();
+  }
+}
 
 let cluster: LocalCluster;
 const clients = clientRecorder();
@@ -388,31 +420,7 @@ describe('@Idempotent() on an @Sse() route', () => {
     }
     @Module({ imports: [GridlinkModule.forRoot({ client: { endpoints: cluster.endpoints } })], controllers: [Mixed] })
     class App {}
-    const app = await NestFactory.create(App, quiet);
-    const ac = new AbortController();
-    try {
-      await app.listen(0, '127.0.0.1');
-      const base = `http://127.0.0.1:${(app.getHttpServer().address() as { port: number }).port}`;
-      const events = await fetch(`${base}/mixed/stream`, { signal: ac.signal });
-      expect(events.headers.get('content-type')).toContain('text/event-stream');
-      const reader = events.body!.getReader();
-      let text = '';
-      while (!text.includes('data: {"n":1}')) {
-        const { value, done } = await reader.read();
-        expect(done).toBe(false);
-        text += Buffer.from(value).toString();
-      }
-      expect(text).toContain('data: {"n":0}');
-      ac.abort();
-      const send = (): Promise<Response> => fetch(`${base}/mixed`, { method: 'POST', headers: { 'idempotency-key': 'mixed-1' } });
-      expect((await send()).status).toBe(201);
-      const again = await send();
-      expect([again.status, again.headers.get('idempotent-replayed')]).toEqual([201, 'true']);
-      expect(posts).toBe(1);
-    } finally {
-      ac.abort();
-      await app.close();
-    }
+    await streamsThenReplays(await NestFactory.create(App, quiet), 'mixed', () => posts);
   });
 });
 
@@ -493,29 +501,6 @@ describe('a global IdempotencyInterceptor and @Sse() routes', () => {
     }
     @Module({ imports: [GridlinkModule.forRoot({ client: { endpoints: cluster.endpoints } })], controllers: [Plain], providers: [{ provide: APP_INTERCEPTOR, useExisting: IdempotencyInterceptor }] })
     class App {}
-    const app = await NestFactory.create(App, quiet);
-    const ac = new AbortController();
-    try {
-      await app.listen(0, '127.0.0.1');
-      const base = `http://127.0.0.1:${(app.getHttpServer().address() as { port: number }).port}`;
-      const events = await fetch(`${base}/plain/stream`, { signal: ac.signal });
-      expect(events.headers.get('content-type')).toContain('text/event-stream');
-      const reader = events.body!.getReader();
-      let text = '';
-      while (!text.includes('data: {"n":1}')) {
-        const { value, done } = await reader.read();
-        expect(done).toBe(false);
-        text += Buffer.from(value).toString();
-      }
-      ac.abort();
-      const send = (): Promise<Response> => fetch(`${base}/plain`, { method: 'POST', headers: { 'idempotency-key': 'plain-1' } });
-      expect((await send()).status).toBe(201);
-      const again = await send();
-      expect([again.status, again.headers.get('idempotent-replayed')]).toEqual([201, 'true']);
-      expect(posts).toBe(1);
-    } finally {
-      ac.abort();
-      await app.close();
-    }
+    await streamsThenReplays(await NestFactory.create(App, quiet), 'plain', () => posts);
   });
 });
