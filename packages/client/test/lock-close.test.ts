@@ -5,11 +5,11 @@
  * closes is released too. Against a real one-node LocalCluster (a scripted node only for a
  * release that is never answered).
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Op } from '@gridlink/protocol';
 import { GridClient, GridClosedError, type LockHandle } from '@gridlink/client';
 import { ScriptedNode } from '@gridlink/testkit';
-import { oneNodeGrid } from './helpers/grid.js';
+import { oneNodeGrid, perTest } from './helpers/grid.js';
 import { waitFor } from './helpers/wait.js';
 
 const grid = oneNodeGrid();
@@ -19,17 +19,7 @@ const LONG_LEASE = 30_000;
 /** How soon another client must get a lock the closing client held (a tenth of the lease). */
 const PROMPTLY = 3000;
 
-const cleanups: (() => Promise<unknown>)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
-async function connect(): Promise<GridClient> {
-  const client = await GridClient.connect({ endpoints: grid.cluster.endpoints, connectTimeout: 3000 });
-  client.on('error', () => undefined);
-  cleanups.push(() => client.close());
-  return client;
-}
+const { cleanups, connect } = perTest(grid);
 
 /** `client` takes the lock on `key` by polling tryAcquire, within PROMPTLY (far below LONG_LEASE). */
 async function takenPromptly(client: GridClient, key: string): Promise<LockHandle> {

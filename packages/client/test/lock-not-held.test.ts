@@ -5,25 +5,15 @@
  * a node where the lease still ran would extend a lock no handle releases any more. Against a
  * real one-node LocalCluster; what was sent is read from the client's own counters (`stats()`).
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { LocalCluster } from '@gridlink/node';
 import { GridClient, GridClosedError, GridTimeoutError, LockNotHeldError, type LockHandle } from '@gridlink/client';
-import { oneNodeGrid } from './helpers/grid.js';
+import { oneNodeGrid, perTest } from './helpers/grid.js';
 import { waitFor } from './helpers/wait.js';
 
 const grid = oneNodeGrid();
 
-const cleanups: (() => Promise<unknown>)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
-async function connect(): Promise<GridClient> {
-  const client = await GridClient.connect({ endpoints: grid.cluster.endpoints, connectTimeout: 3000 });
-  client.on('error', () => undefined);
-  cleanups.push(() => client.close());
-  return client;
-}
+const { cleanups, connect } = perTest(grid);
 
 /**
  * Operations the client began and requests it sent to nodes (its heartbeats and map refreshes

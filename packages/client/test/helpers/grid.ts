@@ -1,4 +1,4 @@
-import { afterAll, beforeAll } from 'vitest';
+import { afterAll, afterEach, beforeAll } from 'vitest';
 import { LocalCluster } from '@gridlink/node';
 import { GridClient } from '@gridlink/client';
 
@@ -34,6 +34,26 @@ export function gridFixture(options: Parameters<typeof LocalCluster.start>[0]): 
     },
     get client(): GridClient {
       if (!client) throw new Error('the client has not connected');
+      return client;
+    },
+  };
+}
+
+/**
+ * What one test sets up beyond `grid`'s own client: `cleanups`, run in reverse order after each
+ * test, and `connect()`, another client of `grid` ('error' events ignored) closed after the test.
+ */
+export function perTest(grid: Grid): { cleanups: (() => Promise<unknown>)[]; connect: () => Promise<GridClient> } {
+  const cleanups: (() => Promise<unknown>)[] = [];
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c();
+  });
+  return {
+    cleanups,
+    connect: async (): Promise<GridClient> => {
+      const client = await GridClient.connect({ endpoints: grid.cluster.endpoints, connectTimeout: 3000 });
+      client.on('error', () => undefined);
+      cleanups.push(() => client.close());
       return client;
     },
   };
