@@ -362,7 +362,12 @@ export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
     });
     this.subs.add(sub);
     this.pools.add(slots);
-    void sub.closed.then(() => this.subs.delete(sub));
+    // Unsubscribed: its messages still waiting run as before; once none waits, close() has
+    // nothing of it to refuse (an app that subscribes and unsubscribes for ever keeps no trace).
+    void sub.closed.then(() => {
+      this.subs.delete(sub);
+      slots.whenNoneWaits(() => this.pools.delete(slots));
+    });
     return sub;
   }
 
@@ -633,6 +638,8 @@ class Slots<T> {
   /** The waiting items, from `head` on (O(1) queue and shift). */
   private items: (T | undefined)[] = [];
   private head = 0;
+  /** Called once the queue is empty (`whenNoneWaits`). */
+  private onEmpty: (() => void) | null = null;
 
   constructor(
     private readonly limit: number,
@@ -664,6 +671,12 @@ class Slots<T> {
     return t;
   }
 
+  /** Calls `f` as soon as no item waits: now, or when the last waiting one leaves the queue. */
+  whenNoneWaits(f: () => void): void {
+    if (this.head >= this.items.length) f();
+    else this.onEmpty = f;
+  }
+
   /** close(): every waiting item is refused, in order; a slot freed later stays free. */
   refuseWaiting(): void {
     for (let t = this.shift(); t !== undefined; t = this.shift()) this.refuse(t);
@@ -673,7 +686,13 @@ class Slots<T> {
     if (this.head >= this.items.length) return undefined;
     const t = this.items[this.head];
     this.items[this.head++] = undefined;
-    if (this.head >= 1024 && this.head * 2 >= this.items.length) {
+    if (this.head >= this.items.length) {
+      this.items = [];
+      this.head = 0;
+      const f = this.onEmpty;
+      this.onEmpty = null;
+      f?.();
+    } else if (this.head >= 1024 && this.head * 2 >= this.items.length) {
       this.items = this.items.slice(this.head);
       this.head = 0;
     }

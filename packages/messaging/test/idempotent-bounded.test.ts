@@ -96,6 +96,39 @@ describe('idempotent consumer: core NATS bursts (real grid and nats-server)', ()
     expect(ic.dropped).toBe(2);
   });
 
+  it('an unsubscribed subscription is forgotten once none of its messages waits; those still waiting run first', async () => {
+    const g = await grid();
+    const nc = await natsConn();
+    const ic = new IdempotentConsumer({ grid: g, name: 'burst-unsub' });
+    closers.push(() => ic.close());
+    // What close() would have to refuse: one pool per subscription plus the direct calls'.
+    const pools = (): number => (ic as unknown as { pools: Set<unknown> }).pools.size;
+    expect(pools()).toBe(1);
+    for (let i = 0; i < 50; i++) {
+      const sub = ic.subscribe(nc, `burstu.${i}`, async () => undefined);
+      sub.unsubscribe();
+      await sub.closed;
+    }
+    await waitUntil(() => pools() === 1, 5000, 'the 50 unsubscribed subscriptions forgotten');
+    // Unsubscribed while two messages wait for its one slot: they still run, then it is forgotten.
+    const h = env.gated();
+    const processed: string[] = [];
+    ic.on('processed', (e) => processed.push(e.id));
+    const sub = ic.subscribe(nc, 'burstu.in', h.handler, { concurrency: 1, maxQueued: 5 });
+    await nc.flush();
+    publishIds(nc, 'burstu.in', ['u-0', 'u-1', 'u-2']);
+    await nc.flush();
+    await waitUntil(() => h.started.length === 1, 10_000, 'the first handler running');
+    await nc.flush();
+    sub.unsubscribe();
+    await sub.closed;
+    expect(pools()).toBe(2);
+    h.open();
+    await waitUntil(() => processed.length === 3, 10_000, 'the waiting messages run after the unsubscribe');
+    expect(processed).toEqual(['u-0', 'u-1', 'u-2']);
+    expect(pools()).toBe(1);
+  });
+
   it('concurrency and maxQueued are validated and named', async () => {
     const g = await grid();
     const nc = await natsConn();
