@@ -15,6 +15,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { initialTopology, nextTopology, withLossAccepted, type CacheRule, type LeaseRecord, type TopologyRecord } from '../src/control/topology.js';
+import { sameJson } from '../src/control/same-json.js';
 import { coordinatorStep } from '../src/membership/handback.js';
 import * as reference from './helpers/topology-reference.js';
 
@@ -205,3 +206,82 @@ describe('the cheaper coordinator step', () => {
   });
 });
 
+/**
+ * A value built from a shape whose leaves are chosen, each side apart, among values that print
+ * the same JSON (or, for a few, something else): NaN and null, -0 and 0, a Date and its text, a
+ * boxed primitive, a `toJSON`, what JSON leaves out of objects and prints as null in lists.
+ */
+type Shape = { leaf: number } | { list: Shape[] } | { fields: [string, Shape][]; bare: boolean };
+
+const LEAVES: (() => unknown)[][] = [
+  [() => null, () => Number.NaN, () => Number.POSITIVE_INFINITY, () => -Infinity, () => ({ toJSON: () => null })],
+  [() => undefined, () => () => 0, () => Symbol('s'), () => ({ toJSON: () => undefined })],
+  [() => 0, () => -0, () => ({ toJSON: () => 0 }), () => new Number(0)],
+  [() => 'x', () => new String('x'), () => ({ toJSON: () => 'x' })],
+  [() => true, () => new Boolean(true)],
+  [() => new Date(0), () => '1970-01-01T00:00:00.000Z'],
+  [() => 1, () => 1.5, () => '1'],
+  [() => ({}), () => Object.create(null) as object, () => new Map([[1, 2]]), () => []],
+];
+
+const shapeArb = fc.letrec<{ shape: Shape }>((tie) => ({
+  shape: fc.oneof(
+    { depthSize: 'small', withCrossShrink: true },
+    fc.record({ leaf: fc.nat(LEAVES.length - 1) }),
+    fc.record({ list: fc.array(tie('shape'), { maxLength: 3 }) }),
+    fc.record({ fields: fc.array(fc.tuple(fc.constantFrom('a', 'b', '1', '0', 'toJSON'), tie('shape')), { maxLength: 3 }), bare: fc.boolean() }),
+  ),
+})).shape;
+
+/** The value of a shape, each leaf picked by `pick` among its look-alikes. */
+function build(shape: Shape, pick: () => number): unknown {
+  if ('leaf' in shape) {
+    const options = LEAVES[shape.leaf]!;
+    return options[pick() % options.length]!();
+  }
+  if ('list' in shape) return shape.list.map((s) => build(s, pick));
+  const out: Record<string, unknown> = shape.bare ? (Object.create(null) as Record<string, unknown>) : {};
+  for (const [k, s] of shape.fields) out[k] = build(s, pick);
+  return out;
+}
+
+const picks = (seed: number[]): (() => number) => {
+  let i = 0;
+  return () => seed[i++ % seed.length]!;
+};
+
+describe('sameJson', () => {
+  it('is JSON.stringify(a) === JSON.stringify(b) (property)', () => {
+    const met = { same: 0, different: 0 };
+    const check = (a: unknown, b: unknown): void => {
+      const want = JSON.stringify(a) === JSON.stringify(b);
+      met[want ? 'same' : 'different']++;
+      expect(sameJson(a, b), `${JSON.stringify(a)} / ${JSON.stringify(b)}`).toBe(want);
+    };
+    fc.assert(
+      fc.property(shapeArb, shapeArb, fc.array(fc.nat(), { minLength: 1, maxLength: 8 }), fc.array(fc.nat(), { minLength: 1, maxLength: 8 }), (s1, s2, seedA, seedB) => {
+        // The same shape, leaves picked apart: mostly the same text, told by the walk.
+        check(build(s1, picks(seedA)), build(s1, picks(seedB)));
+        // Two shapes: mostly different.
+        check(build(s1, picks(seedA)), build(s2, picks(seedB)));
+        // A value and the one JSON reads back from its text.
+        const a = build(s1, picks(seedA));
+        const text = JSON.stringify(a);
+        if (text !== undefined) check(a, JSON.parse(text));
+      }),
+      { numRuns: 3000 },
+    );
+    const anything = fc.anything({ withBoxedValues: true, withMap: true, withSet: true, withNullPrototype: true, withDate: true, withTypedArray: true, withSparseArray: true, withObjectString: true });
+    fc.assert(
+      fc.property(anything, anything, (a, b) => {
+        check(a, b);
+        check(a, a);
+        const text = JSON.stringify(a);
+        if (text !== undefined) check(a, JSON.parse(text));
+      }),
+      { numRuns: 2000 },
+    );
+    expect(met.same).toBeGreaterThan(1000);
+    expect(met.different).toBeGreaterThan(1000);
+  });
+});

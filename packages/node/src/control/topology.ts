@@ -5,6 +5,7 @@
  */
 import { computeAssignment, type NodeSpec } from '@gridlink/affinity';
 import type { CacheConfig, NodeInfo, PartitionLossPolicy, PartitionMap } from '@gridlink/protocol';
+import { sameJson } from './same-json.js';
 
 export interface MemberInfo {
   /** Changes whenever the node restarts or its lease lapsed: a new epoch holds no data yet. */
@@ -457,7 +458,7 @@ export function nextTopology(prev: TopologyRecord, alive: LeaseRecord[], now: nu
   }
   const floored = sortedFloors(floors);
   if (floored !== undefined) next.floors = floored;
-  return sameTopology(prev, next) ? null : next;
+  return sameButVersion(prev, next) ? null : next;
 }
 
 /** Floors in partition order (records compare as JSON), or undefined when there are none. */
@@ -469,9 +470,9 @@ function sortedFloors(floors: Record<string, number>): Record<string, number> | 
   return out;
 }
 
-function sameTopology(a: TopologyRecord, b: TopologyRecord): boolean {
-  const strip = (r: TopologyRecord): string => JSON.stringify({ ...r, version: 0 });
-  return strip(a) === strip(b);
+/** True when `a` and `b` differ in nothing but their version: the same JSON with version 0. */
+export function sameButVersion(a: TopologyRecord, b: TopologyRecord): boolean {
+  return sameJson({ ...a, version: 0 }, { ...b, version: 0 });
 }
 
 /** The partition map handed to clients. */

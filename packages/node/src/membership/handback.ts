@@ -15,7 +15,7 @@
  * reorders an owner list or keeps a caught-up holder in it: no copy is dropped earlier, no node
  * that is not caught up is made an owner, and a dead or leaving previous primary is never kept.
  */
-import { nextTopology, type CacheRule, type LeaseRecord, type TopologyRecord } from '../control/topology.js';
+import { nextTopology, sameButVersion, type CacheRule, type LeaseRecord, type TopologyRecord } from '../control/topology.js';
 
 /**
  * The coordinator's step: `nextTopology` with planned primary changes deferred. Null when there
@@ -55,13 +55,10 @@ export function deferHandBack(prev: TopologyRecord, next: TopologyRecord, leavin
     const before = prev.members[was];
     const after = next.members[was];
     if (before === undefined || after === undefined || before.epoch !== after.epoch || leaving.has(was)) continue;
-    owners ??= next.owners.map((x) => x.slice());
+    // A new list for each partition changed; the others are the step's own (lists are never
+    // changed once in a record).
+    owners ??= next.owners.slice();
     owners[p] = [was, ...o.filter((id) => id !== was)];
   }
   return owners === null ? next : { ...next, owners };
-}
-
-/** True when `a` and `b` differ in nothing but their version (the step changed nothing). */
-export function sameButVersion(a: TopologyRecord, b: TopologyRecord): boolean {
-  return JSON.stringify({ ...a, version: 0 }) === JSON.stringify({ ...b, version: 0 });
 }
