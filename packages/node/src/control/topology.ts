@@ -330,6 +330,12 @@ export function nextTopology(prev: TopologyRecord, alive: LeaseRecord[], now: nu
       continue;
     }
     const prevOwners = prev.owners[p] ?? [];
+    const settled = wasLost ? null : settledOwners(prev, p, prevOwners, stillMember, perCacheDepth, leaving, assignment?.owners[p] ?? [], members);
+    if (settled !== null) {
+      owners.push(settled);
+      syncing.push(prev.syncing[p]!);
+      continue;
+    }
     let o = prevOwners.filter(stillMember);
     // Caches whose owners (a prefix of the ranking) all went, while later owners survived.
     if (!wasLost && o.length > 0 && perCache.length > 0) {
@@ -459,6 +465,48 @@ export function nextTopology(prev: TopologyRecord, alive: LeaseRecord[], now: nu
   const floored = sortedFloors(floors);
   if (floored !== undefined) next.floors = floored;
   return sameButVersion(prev, next) ? null : next;
+}
+
+/**
+ * The owners of partition p after the step when nothing but deaths moves it, or null when the
+ * full rule must decide. That is when p is not lost, nobody pulls it, no owner is behind, and
+ * the owners still members are its alive target owners in their order (or none of its target
+ * owners is alive), none leaving; with per-cache depths (`perCacheDepth`), all of them still
+ * members too. The full rule then keeps exactly those owners, in that order, asks nobody to pull,
+ * marks nothing lost or behind, and so this returns them without it: the previous record's own
+ * list when every owner stays (lists are never changed once in a record), else the survivors.
+ */
+function settledOwners(
+  prev: TopologyRecord,
+  p: number,
+  prevOwners: string[],
+  stillMember: (id: string) => boolean,
+  perCacheDepth: boolean,
+  leaving: ReadonlySet<string>,
+  target: readonly string[],
+  members: Record<string, MemberInfo>,
+): string[] | null {
+  const prevSyncing = prev.syncing[p];
+  if (prevSyncing === undefined || prevSyncing.length > 0 || prevOwners.length === 0) return null;
+  if (prev.behind !== undefined && prev.behind[String(p)] !== undefined) return null;
+  let kept: string[] = prevOwners;
+  for (let i = 0; i < prevOwners.length; i++) {
+    if (stillMember(prevOwners[i]!)) continue;
+    // An owner died: with per-cache depths who is behind depends on it, so the full rule decides.
+    if (perCacheDepth) return null;
+    kept = prevOwners.filter(stillMember);
+    break;
+  }
+  if (kept.length === 0) return null;
+  if (leaving.size > 0) for (const id of kept) if (leaving.has(id)) return null;
+  // The target owners that are alive, in order, against the owners kept.
+  let k = 0;
+  for (const id of target) {
+    if (members[id] === undefined) continue;
+    if (kept[k] !== id) return null;
+    k++;
+  }
+  return k === 0 || k === kept.length ? kept : null;
 }
 
 /** Floors in partition order (records compare as JSON), or undefined when there are none. */
