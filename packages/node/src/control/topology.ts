@@ -248,6 +248,50 @@ export function initialTopology(opts: {
 
 const liveKeyOf = (ids: Iterable<string>): string => [...ids].sort().join(',');
 
+/** How many rankings `rankedOwners` remembers: the baseline's, and the live members' for a lost partition. */
+const RANKINGS_KEPT = 2;
+const rankings = new Map<string, readonly (readonly string[])[]>();
+
+/**
+ * `computeAssignment(...).owners`: each partition's owners over `baseline`, which depend on the
+ * partition count, the depth and the baseline's ids, zones and weights alone (`alive` only picks
+ * the effective primaries, not used here). The coordinator asks for the same ranking step after
+ * step, and at 65,536 partitions ranking them all took a good part of a step, so the last
+ * rankings are kept, frozen (a step reads them, never changes them or puts them in a record).
+ */
+function rankedOwners(partitions: number, backups: number, baseline: readonly NodeSpec[], alive: readonly string[]): readonly (readonly string[])[] {
+  const key = rankingKey(partitions, backups, baseline);
+  const kept = key === null ? undefined : rankings.get(key);
+  if (key === null || kept === undefined) {
+    const owners = computeAssignment({ partitions, backups, baseline, alive }).owners;
+    if (key === null) return owners;
+    for (const o of owners) Object.freeze(o);
+    rankings.set(key, Object.freeze(owners));
+    if (rankings.size > RANKINGS_KEPT) rankings.delete(rankings.keys().next().value!);
+    return owners;
+  }
+  // The most recently used last, so the other one goes first.
+  rankings.delete(key);
+  rankings.set(key, kept);
+  return kept;
+}
+
+/**
+ * What the ranking depends on, as a string that differs whenever it does; null for a baseline
+ * that is not well-formed (not remembered: computeAssignment judges it, every time).
+ */
+function rankingKey(partitions: number, backups: number, baseline: readonly NodeSpec[]): string | null {
+  if (typeof partitions !== 'number' || typeof backups !== 'number' || !Array.isArray(baseline)) return null;
+  let key = `${partitions}/${backups}`;
+  for (const n of baseline as readonly unknown[]) {
+    if (typeof n !== 'object' || n === null) return null;
+    const { id, zone, weight } = n as { id?: unknown; zone?: unknown; weight?: unknown };
+    if (typeof id !== 'string' || (zone !== undefined && typeof zone !== 'string') || (weight !== undefined && typeof weight !== 'number')) return null;
+    key += `|${JSON.stringify(id)}:${zone === undefined ? '-' : JSON.stringify(zone)}:${weight === undefined ? '-' : String(weight)}`;
+  }
+  return key;
+}
+
 /**
  * Whether a pending auto-adjust is due at `now`: quiet for the soft timeout since the live set
  * last changed, or pending for the hard timeout. `nextTopology` then makes the live set the
@@ -314,12 +358,12 @@ export function nextTopology(prev: TopologyRecord, alive: LeaseRecord[], now: nu
   }
 
   const aliveIds = Object.keys(members);
-  const assignment = baseline.length > 0 ? computeAssignment({ partitions: prev.partitions, backups, baseline, alive: aliveIds }) : null;
+  const targets = baseline.length > 0 ? rankedOwners(prev.partitions, backups, baseline, aliveIds) : null;
   const lostSet = new Set(prev.lost);
   // Per-cache depth matters only when some cache keeps fewer backups than the ranking.
   const perCacheDepth = caches.some((c) => c.backups < backups);
   const behind: Record<string, Record<string, { rank: number; since: number }>> = {};
-  let fallback: ReturnType<typeof computeAssignment> | null = null;
+  let fallback: readonly (readonly string[])[] | null = null;
   const owners: string[][] = [];
   const syncing: SyncEntry[][] = [];
   for (let p = 0; p < prev.partitions; p++) {
@@ -330,7 +374,7 @@ export function nextTopology(prev: TopologyRecord, alive: LeaseRecord[], now: nu
       continue;
     }
     const prevOwners = prev.owners[p] ?? [];
-    const settled = wasLost ? null : settledOwners(prev, p, prevOwners, stillMember, perCacheDepth, leaving, assignment?.owners[p] ?? [], members);
+    const settled = wasLost ? null : settledOwners(prev, p, prevOwners, stillMember, perCacheDepth, leaving, targets?.[p] ?? [], members);
     if (settled !== null) {
       owners.push(settled);
       syncing.push(prev.syncing[p]!);
@@ -355,7 +399,7 @@ export function nextTopology(prev: TopologyRecord, alive: LeaseRecord[], now: nu
       }
       return true;
     });
-    const target = assignment?.owners[p] ?? [];
+    const target: readonly string[] = targets?.[p] ?? [];
     const targetAlive = target.filter((id) => members[id] !== undefined);
     if (o.length === 0) {
       if (prevOwners.length > 0 && !wasLost) {
@@ -371,8 +415,8 @@ export function nextTopology(prev: TopologyRecord, alive: LeaseRecord[], now: nu
       // taken by its owners over the live members, so IGNORE caches are served at once.
       o = targetAlive.slice();
       if (o.length === 0 && lostSet.has(p) && aliveIds.length > 0) {
-        fallback ??= computeAssignment({ partitions: prev.partitions, backups, baseline: Object.entries(members).map(([id, m]) => specOf(id, m)), alive: aliveIds });
-        o = (fallback.owners[p] ?? []).slice();
+        fallback ??= rankedOwners(prev.partitions, backups, Object.entries(members).map(([id, m]) => specOf(id, m)), aliveIds);
+        o = (fallback[p] ?? []).slice();
       }
       // A lost partition starting again empty: its counter (fencing tokens) must not go back.
       if (lostSet.has(p) && o.length > 0) floors[String(p)] = nextFloor(prev.floors?.[String(p)], now);
