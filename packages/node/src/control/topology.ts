@@ -331,6 +331,12 @@ export function nextTopology(prev: TopologyRecord, alive: LeaseRecord[], now: nu
     const after = members[id];
     return before !== undefined && after !== undefined && before.epoch === after.epoch;
   };
+  // stillMember and `members[id] !== undefined` as sets, for the partition loop; an id no record
+  // holds (never met in a well-formed record) asks them.
+  const staying = new Set(Object.keys(prev.members).filter(stillMember));
+  const memberIds = new Set(Object.keys(members));
+  const stays = (id: string): boolean => staying.has(id) || (!Object.hasOwn(prev.members, id) && stillMember(id));
+  const isMember = (id: string): boolean => memberIds.has(id) || members[id] !== undefined;
   const version = prev.version + 1;
 
   const addresses = { ...prev.addresses };
@@ -374,7 +380,7 @@ export function nextTopology(prev: TopologyRecord, alive: LeaseRecord[], now: nu
       continue;
     }
     const prevOwners = prev.owners[p] ?? [];
-    const settled = wasLost ? null : settledOwners(prev, p, prevOwners, stillMember, perCacheDepth, leaving, targets?.[p] ?? [], members);
+    const settled = wasLost ? null : settledOwners(prev, p, prevOwners, stays, perCacheDepth, leaving, targets?.[p] ?? [], isMember);
     if (settled !== null) {
       owners.push(settled);
       syncing.push(prev.syncing[p]!);
@@ -528,7 +534,7 @@ function settledOwners(
   perCacheDepth: boolean,
   leaving: ReadonlySet<string>,
   target: readonly string[],
-  members: Record<string, MemberInfo>,
+  isMember: (id: string) => boolean,
 ): string[] | null {
   const prevSyncing = prev.syncing[p];
   if (prevSyncing === undefined || prevSyncing.length > 0 || prevOwners.length === 0) return null;
@@ -546,7 +552,7 @@ function settledOwners(
   // The target owners that are alive, in order, against the owners kept.
   let k = 0;
   for (const id of target) {
-    if (members[id] === undefined) continue;
+    if (!isMember(id)) continue;
     if (kept[k] !== id) return null;
     k++;
   }
