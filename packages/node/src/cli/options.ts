@@ -17,24 +17,29 @@ export interface CliOptionSpec {
   help: string;
   /** Shown as the value placeholder in the usage text. */
   arg?: string;
+  /** An int option's accepted range, inclusive (docs/operations.md §4 lists it; test/docs.test.ts holds the two together). */
+  min?: number;
+  max?: number;
 }
+
+const HOUR_MS = 3_600_000;
 
 /** Every option the command accepts, in usage order. */
 export const CLI_OPTIONS: readonly CliOptionSpec[] = [
   { flag: 'id', kind: 'string', arg: 'id', help: 'node id, stable across restarts (default: the host name)' },
   { flag: 'host', kind: 'string', arg: 'addr', help: 'listen address (default: 127.0.0.1)' },
-  { flag: 'port', kind: 'int', arg: 'n', help: 'listen port (default: 10800; 0 = ephemeral)' },
+  { flag: 'port', kind: 'int', min: 0, max: 65_535, arg: 'n', help: 'listen port (default: 10800; 0 = ephemeral)' },
   { flag: 'advertise-host', kind: 'string', arg: 'h', help: 'address clients and peers dial (default: --host; required when --host is 0.0.0.0 or ::)' },
-  { flag: 'advertise-port', kind: 'int', arg: 'n', help: 'port clients and peers dial, when port mapping/NAT/a proxy forwards it to --port (default: --port)' },
-  { flag: 'http-port', kind: 'int', arg: 'n', help: '/health and /metrics port (default: off)' },
+  { flag: 'advertise-port', kind: 'int', min: 1, max: 65_535, arg: 'n', help: 'port clients and peers dial, when port mapping/NAT/a proxy forwards it to --port (default: --port)' },
+  { flag: 'http-port', kind: 'int', min: 0, max: 65_535, arg: 'n', help: '/health and /metrics port (default: off)' },
   { flag: 'zone', kind: 'string', arg: 'zone', help: 'availability zone (backups prefer other zones)' },
   { flag: 'cluster-id', kind: 'string', arg: 'id', help: 'cluster id (default: gridlink; a joining node must match the cluster)' },
-  { flag: 'partitions', kind: 'int', arg: 'n', help: 'partition count of a new cluster (default: 1024; a joining node must match)' },
-  { flag: 'backups', kind: 'int', arg: 'n', help: 'backups per partition of a new cluster (default: 1; a joining node must match)' },
-  { flag: 'bootstrap-nodes', kind: 'int', arg: 'n', help: 'the first topology is written once this many nodes hold a lease (default: 1)' },
+  { flag: 'partitions', kind: 'int', min: 1, max: 65_536, arg: 'n', help: 'partition count of a new cluster (default: 1024; a joining node must match)' },
+  { flag: 'backups', kind: 'int', min: 0, max: 16, arg: 'n', help: 'backups per partition of a new cluster (default: 1; a joining node must match)' },
+  { flag: 'bootstrap-nodes', kind: 'int', min: 1, max: 1000, arg: 'n', help: 'the first topology is written once this many nodes hold a lease (default: 1)' },
   { flag: 'control-plane', kind: 'string', arg: 'url', help: '"memory" (a one-node cluster; default) or nats://h1:4222,nats://h2:4222' },
   { flag: 'bucket', kind: 'string', arg: 'name', help: 'NATS KV bucket (default: gridlink)' },
-  { flag: 'bucket-replicas', kind: 'int', arg: 'n', help: 'replicas when this node creates the bucket (default: 1; 3 on a 3-server NATS)' },
+  { flag: 'bucket-replicas', kind: 'int', min: 1, max: 5, arg: 'n', help: 'replicas when this node creates the bucket (default: 1; 3 on a 3-server NATS)' },
   { flag: 'nats-token', kind: 'string', arg: 't', help: 'NATS token' },
   { flag: 'nats-user', kind: 'string', arg: 'u', help: 'NATS user (with --nats-pass)' },
   { flag: 'nats-pass', kind: 'string', arg: 'p', help: 'NATS password' },
@@ -42,17 +47,17 @@ export const CLI_OPTIONS: readonly CliOptionSpec[] = [
   { flag: 'nats-tls-ca', kind: 'string', arg: 'file', help: 'CA (PEM) that verifies the NATS servers' },
   { flag: 'nats-tls-cert', kind: 'string', arg: 'file', help: 'client certificate (PEM) for NATS mutual TLS' },
   { flag: 'nats-tls-key', kind: 'string', arg: 'file', help: 'client key (PEM) for NATS mutual TLS' },
-  { flag: 'nats-connect-timeout-ms', kind: 'int', arg: 'ms', help: 'give up reaching NATS at start-up after this (default: 30000)' },
+  { flag: 'nats-connect-timeout-ms', kind: 'int', min: 1, max: HOUR_MS, arg: 'ms', help: 'give up reaching NATS at start-up after this (default: 30000)' },
   { flag: 'tls-cert', kind: 'string', arg: 'file', help: 'serve clients and peers over TLS with this certificate (PEM)' },
   { flag: 'tls-key', kind: 'string', arg: 'file', help: 'private key (PEM) for --tls-cert' },
   { flag: 'tls-ca', kind: 'string', arg: 'file', help: 'CA (PEM) used to verify peers over TLS' },
   { flag: 'auth-token', kind: 'string', arg: 't', help: 'token clients and peers must present (default: none)' },
-  { flag: 'max-entries', kind: 'int', arg: 'n', help: 'per-node entry bound, LRU eviction (default: unbounded)' },
-  { flag: 'max-bytes', kind: 'int', arg: 'n', help: 'per-node key+value byte bound, LRU eviction (default: unbounded)' },
-  { flag: 'lease-ms', kind: 'int', arg: 'ms', help: 'membership lease length (default: 1000)' },
-  { flag: 'renew-interval-ms', kind: 'int', arg: 'ms', help: 'lease renewal period (default: 250)' },
-  { flag: 'lease-margin-ms', kind: 'int', arg: 'ms', help: 'safety margin before a lease is considered lapsed (default: 150)' },
-  { flag: 'handoff-timeout-ms', kind: 'int', arg: 'ms', help: 'on SIGTERM, how long to wait for primaries to be handed over before stopping anyway (default: 5000)' },
+  { flag: 'max-entries', kind: 'int', min: 1, max: Number.MAX_SAFE_INTEGER, arg: 'n', help: 'per-node entry bound, LRU eviction (default: unbounded)' },
+  { flag: 'max-bytes', kind: 'int', min: 1, max: Number.MAX_SAFE_INTEGER, arg: 'n', help: 'per-node key+value byte bound, LRU eviction (default: unbounded)' },
+  { flag: 'lease-ms', kind: 'int', min: 1, max: HOUR_MS, arg: 'ms', help: 'membership lease length (default: 1000)' },
+  { flag: 'renew-interval-ms', kind: 'int', min: 1, max: HOUR_MS, arg: 'ms', help: 'lease renewal period (default: 250)' },
+  { flag: 'lease-margin-ms', kind: 'int', min: 1, max: HOUR_MS, arg: 'ms', help: 'safety margin before a lease is considered lapsed (default: 150)' },
+  { flag: 'handoff-timeout-ms', kind: 'int', min: 1, max: HOUR_MS, arg: 'ms', help: 'on SIGTERM, how long to wait for primaries to be handed over before stopping anyway (default: 5000)' },
   { flag: 'log-level', kind: 'string', arg: 'l', help: 'debug | info | warn | error (default: info)' },
   { flag: 'help', kind: 'bool', help: 'print this text' },
 ];
@@ -156,9 +161,10 @@ export function parseCli(argv: readonly string[], env: Readonly<Record<string, s
     return e === undefined || e === '' ? undefined : e;
   };
   const str = (flag: string): string | undefined => raw(flag);
-  const int = (flag: string, min: number, max: number): number | undefined => {
+  const int = (flag: string): number | undefined => {
     const v = raw(flag);
     if (v === undefined) return undefined;
+    const { min = 0, max = Number.MAX_SAFE_INTEGER } = specs.get(flag) ?? {};
     if (!/^-?\d+$/.test(v.trim())) throw new NodeConfigError(flag, `must be an integer, got ${JSON.stringify(v)}`);
     const n = Number(v);
     if (!Number.isSafeInteger(n) || n < min || n > max) throw new NodeConfigError(flag, `must be an integer in [${min}, ${max}], got ${v}`);
@@ -205,8 +211,8 @@ export function parseCli(argv: readonly string[], env: Readonly<Record<string, s
       kind: 'nats',
       servers,
       bucket,
-      replicas: int('bucket-replicas', 1, 5) ?? 1,
-      connectTimeoutMs: int('nats-connect-timeout-ms', 1, 3_600_000) ?? 30_000,
+      replicas: int('bucket-replicas') ?? 1,
+      connectTimeoutMs: int('nats-connect-timeout-ms') ?? 30_000,
     };
     const token = str('nats-token');
     const user = str('nats-user');
@@ -237,26 +243,26 @@ export function parseCli(argv: readonly string[], env: Readonly<Record<string, s
   const config: CliConfig = {
     id,
     host,
-    port: int('port', 0, 65535) ?? 10800,
+    port: int('port') ?? 10800,
     advertiseHost,
     controlPlane,
     logLevel: level,
   };
   const optional: [keyof CliConfig, number | string | undefined][] = [
-    ['advertisePort', int('advertise-port', 1, 65535)],
-    ['httpPort', int('http-port', 0, 65535)],
+    ['advertisePort', int('advertise-port')],
+    ['httpPort', int('http-port')],
     ['zone', str('zone')],
     ['clusterId', str('cluster-id')],
-    ['partitions', int('partitions', 1, 65536)],
-    ['backups', int('backups', 0, 16)],
-    ['bootstrapNodes', int('bootstrap-nodes', 1, 1000)],
+    ['partitions', int('partitions')],
+    ['backups', int('backups')],
+    ['bootstrapNodes', int('bootstrap-nodes')],
     ['authToken', str('auth-token')],
-    ['maxEntries', int('max-entries', 1, Number.MAX_SAFE_INTEGER)],
-    ['maxBytes', int('max-bytes', 1, Number.MAX_SAFE_INTEGER)],
-    ['leaseMs', int('lease-ms', 1, 3_600_000)],
-    ['renewIntervalMs', int('renew-interval-ms', 1, 3_600_000)],
-    ['leaseMarginMs', int('lease-margin-ms', 1, 3_600_000)],
-    ['handoffTimeoutMs', int('handoff-timeout-ms', 1, 3_600_000)],
+    ['maxEntries', int('max-entries')],
+    ['maxBytes', int('max-bytes')],
+    ['leaseMs', int('lease-ms')],
+    ['renewIntervalMs', int('renew-interval-ms')],
+    ['leaseMarginMs', int('lease-margin-ms')],
+    ['handoffTimeoutMs', int('handoff-timeout-ms')],
   ];
   for (const [k, v] of optional) if (v !== undefined) (config as unknown as Record<string, unknown>)[k] = v;
   // The relations the node checks again at start (resolveNodeOptions), checked here so that a bad
