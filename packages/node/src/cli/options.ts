@@ -37,7 +37,7 @@ export const CLI_OPTIONS: readonly CliOptionSpec[] = [
   { flag: 'partitions', kind: 'int', min: 1, max: 65_536, arg: 'n', help: 'partition count of a new cluster (default: 1024; a joining node must match)' },
   { flag: 'backups', kind: 'int', min: 0, max: 16, arg: 'n', help: 'backups per partition of a new cluster (default: 1; a joining node must match)' },
   { flag: 'bootstrap-nodes', kind: 'int', min: 1, max: 1000, arg: 'n', help: 'the first topology is written once this many nodes hold a lease (default: 1)' },
-  { flag: 'control-plane', kind: 'string', arg: 'url', help: '"memory" (a one-node cluster; default) or nats://h1:4222,nats://h2:4222' },
+  { flag: 'control-plane', kind: 'string', arg: 'url', help: '"memory" (a one-node cluster) or nats://h1:4222,nats://h2:4222 (default: memory)' },
   { flag: 'bucket', kind: 'string', arg: 'name', help: 'NATS KV bucket (default: gridlink)' },
   { flag: 'bucket-replicas', kind: 'int', min: 1, max: 5, arg: 'n', help: 'replicas when this node creates the bucket (default: 1; 3 on a 3-server NATS)' },
   { flag: 'nats-token', kind: 'string', arg: 't', help: 'NATS token' },

@@ -1,0 +1,306 @@
+/**
+ * The node's documentation against its code, as an operator reads it: docs/operations.md §4 (every
+ * gridlink-node flag, its variable, default and values) against CLI_OPTIONS, parseCli and the
+ * defaults the node applies; §5's lease and promise figures against DEFAULT_TIMING and
+ * promiseTiming; docs/node.md's `NodeOptions` table against resolveNodeOptions.
+ */
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_MAX_FRAME_SIZE, MAX_MAX_FRAME_SIZE, MIN_MAX_FRAME_SIZE } from '@gridlink/protocol';
+import { CLI_OPTIONS, envNameOf, parseCli, usage, type CliConfig } from '../src/cli/options.js';
+import { CLUSTER_DEFAULTS } from '../src/cli/cluster.js';
+import { DEFAULT_TIMING, resolveNodeOptions, type NodeOptions } from '../src/config.js';
+import { MemoryControlPlane } from '../src/control/kv.js';
+import { promiseTiming } from '../src/membership/promises.js';
+import { NodeConfigError } from '../src/errors.js';
+import { silentLogger } from '../src/logger.js';
+
+const doc = (name: string): string => readFileSync(new URL(`../../../docs/${name}`, import.meta.url), 'utf8');
+
+function section(text: string, heading: string): string {
+  const start = text.indexOf(`\n${heading}\n`);
+  if (start < 0) throw new Error(`no section ${heading}`);
+  const end = text.indexOf('\n## ', start + heading.length + 2);
+  return text.slice(start, end < 0 ? undefined : end);
+}
+
+/** A markdown table's rows (header and separator left out) as trimmed cells. */
+function tableRows(text: string, header: string): string[][] {
+  const lines = text.split('\n');
+  const at = lines.indexOf(header);
+  if (at < 0) throw new Error(`no table ${header}`);
+  const rows: string[][] = [];
+  for (const line of lines.slice(at + 2)) {
+    if (!line.startsWith('|')) break;
+    // Split on the | that are not escaped (`debug \| info`).
+    rows.push(line.slice(1, -1).split(/(?<!\\)\|/).map((c) => c.trim()));
+  }
+  return rows;
+}
+
+const unquote = (s: string): string => s.replace(/`/g, '');
+const num = (s: string): number => Number(s.replace(/[\s ]/g, ''));
+
+interface FlagRow {
+  flag: string;
+  arg: string | undefined;
+  variable: string;
+  def: string;
+  values: string;
+}
+
+function flagTable(): FlagRow[] {
+  return tableRows(section(doc('operations.md'), '## 4. Every flag and variable'), '| flag | variable | default | values | meaning |').map((c) => {
+    const m = /^`--([a-z-]+)(?: <([a-z]+)>)?`$/.exec(c[0] ?? '');
+    if (m === null) throw new Error(`not a flag cell: ${c[0]}`);
+    return { flag: m[1] as string, arg: m[2], variable: c[1] as string, def: c[2] as string, values: c[3] as string };
+  });
+}
+
+const parsed = (argv: string[]): CliConfig => {
+  const r = parseCli(argv, {}, 'the-host-name');
+  if (r.help) throw new Error('help');
+  return r.config;
+};
+const refusal = (argv: string[]): NodeConfigError | undefined => {
+  try {
+    parsed(argv);
+    return undefined;
+  } catch (err) {
+    if (err instanceof NodeConfigError) return err;
+    throw err;
+  }
+};
+const refusedFlag = (argv: string[]): string | undefined => refusal(argv)?.field;
+const NATS = ['--control-plane', 'nats://h:4222'];
+
+describe('docs/operations.md §4: every flag and variable', () => {
+  const rows = flagTable();
+
+  it('lists every flag the command accepts, in usage order, with its placeholder and variable, and no other', () => {
+    expect(rows.map((r) => r.flag)).toEqual(CLI_OPTIONS.map((o) => o.flag));
+    for (const o of CLI_OPTIONS) {
+      const row = rows.find((r) => r.flag === o.flag)!;
+      expect([o.flag, row.arg]).toEqual([o.flag, o.arg]);
+      expect([o.flag, row.variable]).toEqual([o.flag, o.kind === 'bool' ? '—' : `\`${envNameOf(o.flag)}\``]);
+    }
+  });
+
+  it('gives the default the node runs with when the flag and its variable are unset', () => {
+    const memory = parsed([]);
+    const nats = parsed(NATS);
+    if (nats.controlPlane.kind !== 'nats') throw new Error('nats');
+    const node = resolveNodeOptions({ id: 'n', controlPlane: new MemoryControlPlane() });
+    // What each default cell stands for, and where the code keeps that default.
+    const actual: Record<string, unknown> = {
+      id: memory.id === 'the-host-name' ? 'the host name' : memory.id,
+      host: memory.host,
+      port: memory.port,
+      'advertise-host': memory.advertiseHost === memory.host ? '--host' : memory.advertiseHost,
+      'advertise-port': memory.advertisePort === undefined && node.advertisePort === undefined ? '--port' : memory.advertisePort,
+      'http-port': memory.httpPort === undefined && node.httpPort === undefined ? 'off' : memory.httpPort,
+      zone: memory.zone ?? node.zone ?? 'none',
+      'cluster-id': CLUSTER_DEFAULTS.clusterId,
+      partitions: CLUSTER_DEFAULTS.partitions,
+      backups: CLUSTER_DEFAULTS.backups,
+      'bootstrap-nodes': node.bootstrapNodes,
+      'control-plane': memory.controlPlane.kind,
+      bucket: nats.controlPlane.bucket,
+      'bucket-replicas': nats.controlPlane.replicas,
+      'nats-token': nats.controlPlane.token ?? 'none',
+      'nats-user': nats.controlPlane.user ?? 'none',
+      'nats-pass': nats.controlPlane.pass ?? 'none',
+      'nats-creds': nats.controlPlane.credsFile ?? 'none',
+      'nats-tls-ca': nats.controlPlane.tls?.caFile ?? 'none',
+      'nats-tls-cert': nats.controlPlane.tls?.certFile ?? 'none',
+      'nats-tls-key': nats.controlPlane.tls?.keyFile ?? 'none',
+      'nats-connect-timeout-ms': nats.controlPlane.connectTimeoutMs,
+      'tls-cert': memory.tls?.certFile ?? node.tls ?? 'none',
+      'tls-key': memory.tls?.keyFile ?? node.tls ?? 'none',
+      'tls-ca': memory.tls?.caFile ?? node.tls ?? 'none',
+      'auth-token': memory.authToken ?? node.authToken ?? 'none',
+      'max-entries': memory.maxEntries ?? node.maxEntries ?? 'unbounded',
+      'max-bytes': memory.maxBytes ?? node.maxBytes ?? 'unbounded',
+      'lease-ms': memory.leaseMs ?? node.leaseMs,
+      'renew-interval-ms': memory.renewIntervalMs ?? node.renewIntervalMs,
+      'lease-margin-ms': memory.leaseMarginMs ?? node.leaseMarginMs,
+      'handoff-timeout-ms': memory.handoffTimeoutMs ?? node.handoffTimeoutMs,
+      'log-level': memory.logLevel,
+      help: '—',
+    };
+    expect(Object.keys(actual)).toEqual(CLI_OPTIONS.map((o) => o.flag));
+    for (const r of rows) {
+      const want = actual[r.flag];
+      expect([r.flag, typeof want === 'number' ? num(r.def) : unquote(r.def)]).toEqual([r.flag, want]);
+    }
+  });
+
+  it("agrees with --help's own defaults", () => {
+    const text = usage();
+    for (const o of CLI_OPTIONS) {
+      const line = text.split('\n').find((l) => l.startsWith(`  --${o.flag} `) || l === `  --${o.flag}` || l.startsWith(`  --${o.flag}  `));
+      expect(line, o.flag).toBeDefined();
+      const said = /\(default: ([^;)]+)[;)]/.exec(line!)?.[1];
+      const row = rows.find((r) => r.flag === o.flag)!;
+      if (said !== undefined) expect([o.flag, unquote(row.def)]).toEqual([o.flag, said]);
+      else expect([o.flag, row.def]).toEqual([o.flag, o.kind === 'bool' ? '—' : 'none']);
+    }
+  });
+
+  it('gives the range each integer flag is held to, and parseCli holds it there (bounds accepted, one beyond refused naming the flag)', () => {
+    const ints = CLI_OPTIONS.filter((o) => o.kind === 'int');
+    expect(ints.length).toBeGreaterThan(10);
+    for (const o of ints) {
+      const row = rows.find((r) => r.flag === o.flag)!;
+      const m = /^(\d+)–(\d+)/.exec(row.values);
+      expect(m, `${o.flag}: ${row.values}`).not.toBeNull();
+      const [min, max] = [num(m![1]!), num(m![2]!)];
+      expect([o.flag, min, max]).toEqual([o.flag, o.min, o.max]);
+      const base = /^(bucket|nats)/.test(o.flag) ? NATS : [];
+      for (const v of [min, max]) {
+        // A bound the range allows may still break the lease relations (a 1 ms lease, a renewal as
+        // long as the longest lease): refused for that then, never for the range.
+        const err = refusal([...base, `--${o.flag}`, String(v)]);
+        if (err !== undefined) expect([o.flag, v, err.message]).toEqual([o.flag, v, expect.stringMatching(/shorter than the lease/)]);
+      }
+      expect([o.flag, refusedFlag([...base, `--${o.flag}`, String(min - 1)])]).toEqual([o.flag, o.flag]);
+      if (max < Number.MAX_SAFE_INTEGER) expect([o.flag, refusedFlag([...base, `--${o.flag}`, String(max + 1)])]).toEqual([o.flag, o.flag]);
+      expect([o.flag, refusedFlag([...base, `--${o.flag}`, `${min}.5`])]).toEqual([o.flag, o.flag]);
+    }
+  });
+
+  it('names the log levels parseCli accepts', () => {
+    const row = rows.find((r) => r.flag === 'log-level')!;
+    const levels = [...row.values.matchAll(/`([a-z]+)`/g)].map((m) => m[1]!);
+    expect(levels).toEqual(['debug', 'info', 'warn', 'error']);
+    for (const l of levels) expect(parsed(['--log-level', l]).logLevel).toBe(l);
+    expect(refusedFlag(['--log-level', 'verbose'])).toBe('log-level');
+  });
+
+  it('"needs nats://" where parseCli refuses the flag on the memory control plane', () => {
+    for (const r of rows) {
+      const o = CLI_OPTIONS.find((x) => x.flag === r.flag)!;
+      if (o.kind === 'bool') continue;
+      const value = o.kind === 'int' ? String(o.min ?? 1) : 'x';
+      const field = refusedFlag([`--${r.flag}`, value]);
+      expect([r.flag, field === r.flag && /needs nats:\/\//.test(r.values)]).toEqual([r.flag, /needs nats:\/\//.test(r.values)]);
+    }
+  });
+});
+
+describe('docs/operations.md §5 and elsewhere: timing figures stated as defaults', () => {
+  const ops = doc('operations.md');
+  const promise = promiseTiming(DEFAULT_TIMING);
+
+  it('the lease and promise figures of §5 are the defaults the node runs with', () => {
+    const s5 = section(ops, '## 5. Timing, and what happens when NATS is slow or down');
+    const m = /Leases \(ADR 0003\): (\d+) ms, renewed every (\d+) ms, (\d+) ms margin; the coordinator ticks every\s+(\d+) ms\. Promises \(ADR 0007, derived from the lease timings\): (\d+) ms, asked every (\d+) ms while a\s+renewal is late, counted (\d+) ms short\./.exec(s5);
+    expect(m).not.toBeNull();
+    expect(m!.slice(1).map(Number)).toEqual([
+      DEFAULT_TIMING.leaseMs,
+      DEFAULT_TIMING.renewIntervalMs,
+      DEFAULT_TIMING.leaseMarginMs,
+      DEFAULT_TIMING.coordinatorIntervalMs,
+      promise.promiseMs,
+      promise.intervalMs,
+      promise.marginMs,
+    ]);
+    // A node asks for promises once its lease has less than askBelowMs left: that many ms after a
+    // renewal was due.
+    const late = DEFAULT_TIMING.leaseMs - DEFAULT_TIMING.leaseMarginMs - promise.askBelowMs - DEFAULT_TIMING.renewIntervalMs;
+    expect(s5).toContain(`once a node's renewal is\n  late (~${late} ms)`);
+    expect(s5).toContain(`every ${promise.intervalMs} ms`);
+    expect(s5).toContain(`(${promise.promiseMs} ms per promise)`);
+    expect(s5).toContain(`stops within ${promise.promiseMs} ms`);
+    // Served on the lease alone: until the lease end minus the margin.
+    const leaseAlone = DEFAULT_TIMING.leaseMs - DEFAULT_TIMING.leaseMarginMs;
+    expect(s5).toContain(`NOT_READY (retryable) from ${leaseAlone} ms after the last\n  successful renewal`);
+    expect(s5).toContain(`it stops ${leaseAlone} ms after its\n  last renewal`);
+    expect(s5).toContain(`(${DEFAULT_TIMING.leaseMs} ms after its last renewal, their clocks)`);
+    expect(s5).toContain(`\`--nats-connect-timeout-ms\` (${parsedNatsTimeout() / 1000} s)`);
+  });
+
+  it('§2, §7 and §11 give the renewal period and handoff timeout the node defaults to', () => {
+    expect(section(ops, '## 2. Three grid nodes')).toContain(`renewed every ${DEFAULT_TIMING.renewIntervalMs} ms`);
+    expect(ops).toContain(`### The handoff timeout (\`--handoff-timeout-ms\`, default ${DEFAULT_TIMING.handoffTimeoutMs})`);
+    expect(section(ops, '## 11. Kubernetes')).toContain(`\`handoffTimeoutMs\`\n(default ${DEFAULT_TIMING.handoffTimeoutMs / 1000} s)`);
+  });
+
+  it('docs/node.md explains the lease numbers the node defaults to', () => {
+    const node = doc('node.md');
+    const { leaseMs, renewIntervalMs, leaseMarginMs } = DEFAULT_TIMING;
+    expect(node).toContain(`With ${leaseMs}/${renewIntervalMs}/${leaseMarginMs} that is`);
+    // A renewal may be late by the lease, less the margin and the renewal period, before the node stops serving.
+    expect(node).toContain(`a renewal can be late by up to\n${leaseMs - leaseMarginMs - renewIntervalMs} ms`);
+  });
+});
+
+function parsedNatsTimeout(): number {
+  const c = parsed(NATS).controlPlane;
+  if (c.kind !== 'nats') throw new Error('nats');
+  return c.connectTimeoutMs;
+}
+
+describe('docs/node.md: the NodeOptions table', () => {
+  const rows = tableRows(section(doc('node.md'), '## Configuration (`startNode` / `NodeOptions`)'), '| option | default | meaning |');
+  /** `host` / `port` and `zone`, `weight` rows: each name with its part of the default cell. */
+  const documented = new Map<string, string>();
+  for (const [names, def] of rows as [string, string][]) {
+    const ns = [...names.matchAll(/`([A-Za-z]+)`/g)].map((m) => m[1]!);
+    const defs = ns.length === 1 ? [def] : def.split(/ \/ |, /);
+    // One default for several options (`maxEntries` / `maxBytes` | unbounded) is each one's.
+    if (defs.length === 1) while (defs.length < ns.length) defs.push(def);
+    expect([names, defs.length]).toEqual([names, ns.length]);
+    ns.forEach((n, i) => documented.set(n, defs[i]!.trim()));
+  }
+  const resolved = resolveNodeOptions({ id: 'n', controlPlane: new MemoryControlPlane() }) as unknown as Record<string, unknown>;
+
+  it('documents every option the node knows, and only those', () => {
+    expect([...documented.keys()].sort()).toEqual(Object.keys(resolved).sort());
+  });
+
+  it('gives the defaults resolveNodeOptions applies', () => {
+    const words: Record<string, (name: string) => unknown> = {
+      required: () => 'required',
+      none: () => undefined,
+      off: () => undefined,
+      unbounded: () => undefined,
+      'the listen port': () => undefined,
+      silent: () => silentLogger,
+      '`host`': () => resolved['host'],
+      '`{}`': () => ({}),
+    };
+    const expected: Record<string, unknown> = { ...resolved, id: 'required', controlPlane: 'required' };
+    for (const [name, cell] of documented) {
+      let value: unknown;
+      if (words[cell] !== undefined) value = words[cell](name);
+      else if (/^\d[\d\s ]*$/.test(cell)) value = num(cell);
+      else if (/^\d+ MiB$/.test(cell)) value = num(cell.slice(0, -4)) * 1024 * 1024;
+      else if (/^`[^`{]+`$/.test(cell)) value = /^`\d+`$/.test(cell) ? num(unquote(cell)) : unquote(cell);
+      else if (/^`\{.*\}`$/.test(cell)) {
+        value = Object.fromEntries(
+          unquote(cell)
+            .slice(1, -1)
+            .split(',')
+            .map((p) => p.split(':').map((x) => x.trim()))
+            .map(([k, v]) => [k, v === 'true' ? true : v === 'false' ? false : num(v!)]),
+        );
+      } else throw new Error(`${name}: cannot read the default ${cell}`);
+      // `weight` is documented as 1: unset means the weight of one (the assignment's default).
+      if (name === 'weight') expect([name, value, resolved['weight']]).toEqual([name, 1, undefined]);
+      else expect([name, value]).toEqual([name, expected[name]]);
+    }
+  });
+
+  it('gives the maxFrameSize range the node enforces', () => {
+    const row = rows.find((r) => r[0] === '`maxFrameSize`')!;
+    expect(row[2]).toMatch(new RegExp(`^${MIN_MAX_FRAME_SIZE} to 2\\^32 − 1\\.`));
+    expect(MAX_MAX_FRAME_SIZE).toBe(2 ** 32 - 1);
+    expect(DEFAULT_MAX_FRAME_SIZE).toBe(4 * 1024 * 1024);
+    const opts = (maxFrameSize: number): NodeOptions => ({ id: 'n', controlPlane: new MemoryControlPlane(), maxFrameSize });
+    expect(resolveNodeOptions(opts(MIN_MAX_FRAME_SIZE)).maxFrameSize).toBe(MIN_MAX_FRAME_SIZE);
+    expect(resolveNodeOptions(opts(MAX_MAX_FRAME_SIZE)).maxFrameSize).toBe(MAX_MAX_FRAME_SIZE);
+    expect(() => resolveNodeOptions(opts(MIN_MAX_FRAME_SIZE - 1))).toThrow(NodeConfigError);
+    expect(() => resolveNodeOptions(opts(MAX_MAX_FRAME_SIZE + 1))).toThrow(NodeConfigError);
+  });
+});
