@@ -85,13 +85,6 @@ async function main(): Promise<void> {
     await close();
     throw err;
   }
-  // One line on stdout that launchers (and people) wait for.
-  process.stdout.write(
-    `gridlink-node ${node.id} listening on ${c.host}:${node.port}` +
-      (c.advertiseHost !== c.host || c.advertisePort !== undefined ? ` (advertised ${c.advertiseHost}:${c.advertisePort ?? node.port})` : '') +
-      (node.httpPort !== undefined ? ` (http ${node.httpPort})` : '') +
-      ` cluster ${record.clusterId} partitions ${record.partitions} backups ${record.backups}\n`,
-  );
   if (!youngGenerationConfigured(process.execArgv, process.env['NODE_OPTIONS'])) {
     // Not an error: the node works, but spends more CPU per operation in V8's collector (ADR 0046).
     log.info('V8 young generation at its default size: a node started with these flags (the container image is) spends less CPU per operation', {
@@ -139,6 +132,14 @@ async function main(): Promise<void> {
       .catch(() => undefined)
       .then(() => process.exit(EXIT_CONTROL_PLANE_RESET));
   });
+  // One line on stdout that launchers (and people) wait for; printed once the signal handlers are
+  // in place, so that a SIGTERM sent as soon as it appears stops the node gracefully.
+  process.stdout.write(
+    `gridlink-node ${node.id} listening on ${c.host}:${node.port}` +
+      (c.advertiseHost !== c.host || c.advertisePort !== undefined ? ` (advertised ${c.advertiseHost}:${c.advertisePort ?? node.port})` : '') +
+      (node.httpPort !== undefined ? ` (http ${node.httpPort})` : '') +
+      ` cluster ${record.clusterId} partitions ${record.partitions} backups ${record.backups}\n`,
+  );
 }
 
 /** Exit code when the control plane lost its state (its bucket deleted or created anew). */

@@ -1,0 +1,81 @@
+/**
+ * gridlink-node as an operator meets it: the real command (bin/gridlink-node.mjs, which runs
+ * dist/cli.js: build the node package first) given values it must refuse. Each must exit 1 with one
+ * line naming the flag, before it serves, connects to a control plane or prints a stack; a process
+ * that does not exit by the deadline is ended by its pid and the test fails.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+
+const BIN = new URL('../bin/gridlink-node.mjs', import.meta.url).pathname;
+const live = new Set<number>();
+const dir = mkdtempSync(join(tmpdir(), 'gridlink-cli-'));
+
+afterAll(() => {
+  for (const pid of live) process.kill(pid, 'SIGKILL');
+  rmSync(dir, { recursive: true, force: true });
+  expect([...live]).toEqual([]);
+});
+
+/** A node of a one-node cluster has nobody to hand its partitions to: do not wait for that on SIGTERM. */
+const QUICK_STOP = ['--handoff-timeout-ms', '100'];
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs the command until it exits, or until `until` holds on its output (then SIGTERM, and the
+ * exit awaited); past `deadlineMs` it is killed and `code` is null.
+ */
+function run(args: string[], opts: { env?: Record<string, string>; until?: (out: string) => boolean; deadlineMs?: number } = {}): Promise<Run> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('GRIDLINK_') && v !== undefined) env[k] = v;
+  const child = spawn(process.execPath, [BIN, ...args], { env: { ...env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const pid = child.pid!;
+  live.add(pid);
+  const out = { stdout: '', stderr: '' };
+  let killed = false;
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      killed = true;
+      child.kill('SIGKILL');
+    }, opts.deadlineMs ?? 8000);
+    let asked = false;
+    const check = (): void => {
+      if (!asked && opts.until?.(out.stdout + out.stderr) === true) {
+        asked = true;
+        child.kill('SIGTERM');
+      }
+    };
+    child.stdout.on('data', (b: Buffer) => {
+      out.stdout += b.toString();
+      check();
+    });
+    child.stderr.on('data', (b: Buffer) => {
+      out.stderr += b.toString();
+      check();
+    });
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      live.delete(pid);
+      resolve({ code: killed ? null : code, ...out });
+    });
+  });
+}
+
+describe('gridlink-node and its launcher', () => {
+  it('a SIGTERM sent as soon as the listening line appears stops the node gracefully (the line came before the signal handlers, and such a SIGTERM killed it)', async () => {
+    for (let i = 0; i < 3; i++) {
+      const r = await run(['--port', '0', ...QUICK_STOP], { until: (o) => /listening on/.test(o) });
+      expect(r.stdout).toMatch(/listening on/);
+      expect(r.code).toBe(0);
+      expect(r.stderr).toMatch(/"msg":"stopping","signal":"SIGTERM"/);
+    }
+  });
+});
