@@ -69,6 +69,15 @@ function run(args: string[], opts: { env?: Record<string, string>; until?: (out:
   });
 }
 
+/** Exits 1 at once with the one line `gridlink-node: <flag>: ...` matching `message`, having served nothing. */
+async function refused(args: string[], flag: string, message: RegExp, env?: Record<string, string>): Promise<void> {
+  const r = await run(['--port', '0', ...args], env === undefined ? {} : { env });
+  expect({ code: r.code, stdout: r.stdout }).toEqual({ code: 1, stdout: '' });
+  expect(r.stderr).toMatch(new RegExp(`^gridlink-node: ${flag}: `));
+  expect(r.stderr).toMatch(message);
+  expect(r.stderr.trim().split('\n')).toHaveLength(1);
+}
+
 describe('gridlink-node and its launcher', () => {
   it('a SIGTERM sent as soon as the listening line appears stops the node gracefully (the line came before the signal handlers, and such a SIGTERM killed it)', async () => {
     for (let i = 0; i < 3; i++) {
@@ -77,5 +86,22 @@ describe('gridlink-node and its launcher', () => {
       expect(r.code).toBe(0);
       expect(r.stderr).toMatch(/"msg":"stopping","signal":"SIGTERM"/);
     }
+  });
+});
+
+describe('gridlink-node refuses what it cannot run with, naming the flag', () => {
+  it('a flag given an empty value (--advertise-host= used to advertise ":<port>", --auth-token= to demand an empty token)', async () => {
+    await refused(['--advertise-host='], 'advertise-host', /--advertise-host needs a value/);
+    await refused(['--auth-token='], 'auth-token', /--auth-token needs a value/);
+    await refused(['--host='], 'host', /--host needs a value/);
+    // An empty variable is no variable: the default applies.
+    const r = await run(['--port', '0', ...QUICK_STOP], { env: { GRIDLINK_ADVERTISE_HOST: '', GRIDLINK_AUTH_TOKEN: '' }, until: (o) => /listening on/.test(o) });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^gridlink-node \S+ listening on 127\.0\.0\.1:\d+ cluster/);
+  });
+
+  it('a flag followed by another flag instead of its value (was: "unexpected argument" about the next value)', async () => {
+    await refused(['--zone', '--port', '0'], 'zone', /--zone needs a value \(got the flag --port;/);
+    await refused(['--id', '--help'], 'id', /--id needs a value \(got the flag --help;/);
   });
 });

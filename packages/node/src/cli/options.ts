@@ -148,7 +148,12 @@ export function parseCli(argv: readonly string[], env: Readonly<Record<string, s
       value = argv[i + 1];
       i++;
     }
-    if (value === undefined) throw new NodeConfigError(flag, `--${flag} needs a value`);
+    // An empty value is no value (an empty variable counts as unset, below), and a known flag in
+    // a value's place is a value forgotten, not a value that happens to start with --.
+    if (value === undefined || value === '') throw new NodeConfigError(flag, `--${flag} needs a value`);
+    if (eq < 0 && value.startsWith('--') && specs.has(value.slice(2).split('=')[0]!)) {
+      throw new NodeConfigError(flag, `--${flag} needs a value (got the flag ${value}; write --${flag}=${value} if that is the value)`);
+    }
     if (fromArgs.has(flag)) throw new NodeConfigError(flag, `--${flag} given twice`);
     fromArgs.set(flag, value);
   }
