@@ -71,7 +71,7 @@ describe('gridlink-node option parser (pure)', () => {
     const intFlags = CLI_OPTIONS.filter((o) => o.kind === 'int').map((o) => o.flag);
     fc.assert(
       fc.property(fc.constantFrom(...intFlags), fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 5 }), fc.boolean(), (flag, envV, argV, both) => {
-        const base = flag.startsWith('bucket') || flag.startsWith('nats') ? ['--control-plane', 'nats://h:4222'] : [];
+        const base = flag.startsWith('bucket') || flag.startsWith('nats') || flag === 'bootstrap-nodes' ? ['--control-plane', 'nats://h:4222'] : [];
         const env = { [envNameOf(flag)]: String(envV) };
         const argv = both ? [...base, `--${flag}`, String(argV)] : base;
         let c: CliConfig;

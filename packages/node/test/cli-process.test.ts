@@ -104,4 +104,9 @@ describe('gridlink-node refuses what it cannot run with, naming the flag', () =>
     await refused(['--zone', '--port', '0'], 'zone', /--zone needs a value \(got the flag --port;/);
     await refused(['--id', '--help'], 'id', /--id needs a value \(got the flag --help;/);
   });
+
+  it('--bootstrap-nodes above 1 on the memory control plane, a cluster of one (it used to wait for ever)', async () => {
+    await refused(['--bootstrap-nodes', '2'], 'bootstrap-nodes', /needs --control-plane nats:\/\//);
+    await refused([], 'bootstrap-nodes', /needs --control-plane nats:\/\//, { GRIDLINK_BOOTSTRAP_NODES: '3' });
+  });
 });

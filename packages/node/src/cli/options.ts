@@ -270,6 +270,11 @@ export function parseCli(argv: readonly string[], env: Readonly<Record<string, s
     ['handoffTimeoutMs', int('handoff-timeout-ms')],
   ];
   for (const [k, v] of optional) if (v !== undefined) (config as unknown as Record<string, unknown>)[k] = v;
+  if (controlPlane.kind === 'memory' && config.bootstrapNodes !== undefined && config.bootstrapNodes > 1) {
+    // A memory control plane is this process's own: no other node can ever join it, so the first
+    // topology would wait for ever.
+    throw new NodeConfigError('bootstrap-nodes', `--bootstrap-nodes ${config.bootstrapNodes} needs --control-plane nats://... (the memory control plane is a cluster of one node)`);
+  }
   // The relations the node checks again at start (resolveNodeOptions), checked here so that a bad
   // combination is refused naming its flag before the process connects to the control plane.
   const lease = config.leaseMs ?? DEFAULT_TIMING.leaseMs;
