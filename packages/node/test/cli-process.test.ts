@@ -109,4 +109,12 @@ describe('gridlink-node refuses what it cannot run with, naming the flag', () =>
     await refused(['--bootstrap-nodes', '2'], 'bootstrap-nodes', /needs --control-plane nats:\/\//);
     await refused([], 'bootstrap-nodes', /needs --control-plane nats:\/\//, { GRIDLINK_BOOTSTRAP_NODES: '3' });
   });
+
+  it('--host [::] listens everywhere as :: does (it was taken for a wildcard, then failed to resolve "[::]"), and [::] is no address to advertise', async () => {
+    await refused(['--host', '0.0.0.0', '--advertise-host', '[::]'], 'advertise-host', /not a wildcard/);
+    const r = await run(['--port', '0', ...QUICK_STOP, '--host', '[::]', '--advertise-host', '127.0.0.1'], { until: (o) => /listening on/.test(o) });
+    expect(r.stderr).not.toMatch(/ENOTFOUND/);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/listening on :::\d+ \(advertised 127\.0\.0\.1:\d+\)/);
+  });
 });

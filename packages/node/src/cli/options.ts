@@ -185,11 +185,12 @@ export function parseCli(argv: readonly string[], env: Readonly<Record<string, s
   if (!ID_RE.test(id)) {
     throw new NodeConfigError('id', `must be 1-64 characters of [A-Za-z0-9._-], got ${JSON.stringify(id)}${str('id') === undefined ? ' (from the host name; pass --id)' : ''}`);
   }
-  const host = str('host') ?? '127.0.0.1';
-  const wildcard = host === '0.0.0.0' || host === '::' || host === '[::]';
-  const advertiseHost = str('advertise-host') ?? (wildcard ? undefined : host);
+  // An IPv6 address may be written in brackets, as in a URL ([::], [fd00::5]); the listen address is the address itself.
+  const host = (str('host') ?? '127.0.0.1').replace(/^\[(.*:.*)\]$/, '$1');
+  const isWildcard = (h: string): boolean => h === '0.0.0.0' || h === '::' || h === '[::]';
+  const advertiseHost = str('advertise-host') ?? (isWildcard(host) ? undefined : host);
   if (advertiseHost === undefined) throw new NodeConfigError('advertise-host', `required when --host is ${host} (the address clients and peers dial)`);
-  if (advertiseHost === '0.0.0.0' || advertiseHost === '::') throw new NodeConfigError('advertise-host', 'must be an address others can dial, not a wildcard');
+  if (isWildcard(advertiseHost)) throw new NodeConfigError('advertise-host', 'must be an address others can dial, not a wildcard');
 
   const level = (str('log-level') ?? 'info') as LogLevel;
   if (!['debug', 'info', 'warn', 'error'].includes(level)) throw new NodeConfigError('log-level', `must be debug, info, warn or error, got ${JSON.stringify(level)}`);
