@@ -108,6 +108,27 @@ describe('gridlink as a process', () => {
     expect(r.code).toBe(3);
     expect(JSON.parse(r.err).error.code).toBe('ADMIN_CONTROL_PLANE_UNREACHABLE');
   });
+
+  it('a server that accepts but never answers: exit 3 once --timeout has passed, not a hang', async () => {
+    // What a firewall or a wrong port with something else listening looks like: the connection
+    // opens, NATS never says hello. The connection attempt given up on must not keep the process.
+    const silent = net.createServer(() => undefined);
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const port = (silent.address() as net.AddressInfo).port;
+    try {
+      const started = Date.now();
+      const r = await gridlink(['status', '--control-plane', `nats://127.0.0.1:${port}`, '--timeout', '1s', '--json']);
+      expect(r.code).toBe(3);
+      expect(JSON.parse(r.err).error.code).toBe('ADMIN_CONTROL_PLANE_UNREACHABLE');
+      // 1 s of timeout plus starting node with tsx; it used to stay until the server went away.
+      expect(Date.now() - started).toBeLessThan(8000);
+    } finally {
+      silent.close();
+      await new Promise<void>((r) => {
+        silent.getConnections(() => r());
+      });
+    }
+  }, 30_000);
 });
 
 type NatsModule = { NatsControlPlane?: { connect(o: { servers: string[] }): Promise<ControlPlane & { close(): Promise<void> }> } };
