@@ -6,14 +6,52 @@
  */
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { createSecureContext, type SecureContextOptions } from 'node:tls';
 import { joinOrCreateCluster } from './cli/cluster.js';
 import { parseCli, type CliConfig } from './cli/options.js';
 import { NODE_V8_FLAGS, youngGenerationConfigured } from './cli/v8-flags.js';
 import { MemoryControlPlane, type ControlPlane } from './control/kv.js';
 import { NatsControlPlane, type NatsControlPlaneOptions } from './control/nats.js';
+import { NodeConfigError } from './errors.js';
 import { consoleLogger } from './logger.js';
 import { startNode } from './node.js';
-import type { NodeOptions } from './config.js';
+import type { NodeOptions, TlsOptions } from './config.js';
+
+/**
+ * Reads and checks the node's TLS files, naming the flag of one that cannot be read, holds no PEM
+ * certificate or key, or a key that is not the certificate's: before the control plane is opened,
+ * not as a bare ENOENT or OpenSSL error once the node has joined.
+ */
+function loadTls(t: NonNullable<CliConfig['tls']>): TlsOptions {
+  const read = (flag: string, file: string): Buffer => {
+    try {
+      return readFileSync(file);
+    } catch (err) {
+      throw new NodeConfigError(flag, `cannot read ${file}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  };
+  const check = (flag: string, o: SecureContextOptions, problem: string): void => {
+    try {
+      createSecureContext(o);
+    } catch (err) {
+      throw new NodeConfigError(flag, `${problem} (${err instanceof Error ? err.message : String(err)})`);
+    }
+  };
+  const cert = read('tls-cert', t.certFile);
+  const key = read('tls-key', t.keyFile);
+  check('tls-cert', { cert }, `no certificate (PEM) in ${t.certFile}`);
+  check('tls-key', { key }, `no private key (PEM) in ${t.keyFile}`);
+  check('tls-key', { cert, key }, `the key in ${t.keyFile} does not match the certificate in ${t.certFile}`);
+  const tls: TlsOptions = { cert, key };
+  if (t.caFile !== undefined) {
+    const ca = read('tls-ca', t.caFile);
+    // OpenSSL skips what is not a certificate in a CA bundle: one with none would verify no peer.
+    if (!ca.toString('latin1').includes('-----BEGIN CERTIFICATE-----')) throw new NodeConfigError('tls-ca', `no certificate (PEM) in ${t.caFile}`);
+    check('tls-ca', { ca }, `no usable CA certificate (PEM) in ${t.caFile}`);
+    tls.ca = ca;
+  }
+  return tls;
+}
 
 async function openControlPlane(c: CliConfig, log: ReturnType<typeof consoleLogger>): Promise<{ cp: ControlPlane; close: () => Promise<void> }> {
   const spec = c.controlPlane;
@@ -43,6 +81,7 @@ async function main(): Promise<void> {
   }
   const c = parsed.config;
   const log = consoleLogger(c.logLevel);
+  const tls = c.tls === undefined ? undefined : loadTls(c.tls);
   const { cp, close } = await openControlPlane(c, log);
   let record;
   try {
@@ -73,10 +112,7 @@ async function main(): Promise<void> {
   if (c.renewIntervalMs !== undefined) opts.renewIntervalMs = c.renewIntervalMs;
   if (c.leaseMarginMs !== undefined) opts.leaseMarginMs = c.leaseMarginMs;
   if (c.handoffTimeoutMs !== undefined) opts.handoffTimeoutMs = c.handoffTimeoutMs;
-  if (c.tls !== undefined) {
-    opts.tls = { cert: readFileSync(c.tls.certFile), key: readFileSync(c.tls.keyFile) };
-    if (c.tls.caFile !== undefined) opts.tls.ca = readFileSync(c.tls.caFile);
-  }
+  if (tls !== undefined) opts.tls = tls;
 
   let node;
   try {

@@ -4,8 +4,8 @@
  * line naming the flag, before it serves, connects to a control plane or prints a stack; a process
  * that does not exit by the deadline is ended by its pid and the test fails.
  */
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -116,5 +116,24 @@ describe('gridlink-node refuses what it cannot run with, naming the flag', () =>
     expect(r.stderr).not.toMatch(/ENOTFOUND/);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/listening on :::\d+ \(advertised 127\.0\.0\.1:\d+\)/);
+  });
+
+  it('a TLS file it cannot read or that holds no certificate or key (was: a bare ENOENT or OpenSSL error, after the node had started)', async () => {
+    const junk = join(dir, 'junk.pem');
+    writeFileSync(junk, 'not a pem file\n');
+    await refused(['--tls-cert', join(dir, 'missing.pem'), '--tls-key', junk], 'tls-cert', /cannot read .*missing\.pem/);
+    await refused(['--tls-cert', junk, '--tls-key', junk], 'tls-cert', /no certificate/);
+    const pair = (name: string): [string, string] => {
+      const [cert, key] = [join(dir, `${name}.crt`), join(dir, `${name}.key`)];
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost', '-keyout', key, '-out', cert], { stdio: 'ignore' });
+      return [cert, key];
+    };
+    const [certA, keyA] = pair('a');
+    const [, keyB] = pair('b');
+    await refused(['--tls-cert', certA, '--tls-key', junk], 'tls-key', /no private key/);
+    await refused(['--tls-cert', certA, '--tls-key', keyB], 'tls-key', /does not match the certificate/);
+    await refused(['--tls-cert', certA, '--tls-key', keyA, '--tls-ca', junk], 'tls-ca', /no certificate/);
+    const r = await run(['--port', '0', ...QUICK_STOP, '--tls-cert', certA, '--tls-key', keyA, '--tls-ca', certA], { until: (o) => /listening on/.test(o) });
+    expect(r.code).toBe(0);
   });
 });
