@@ -44,9 +44,10 @@ export interface CliDeps {
   onDashboard?: (url: string) => void;
 }
 
-type OptionSpec = NonNullable<ParseArgsConfig['options']>;
+export type OptionSpec = NonNullable<ParseArgsConfig['options']>;
 
-const COMMON: OptionSpec = {
+/** The options every verb accepts (docs/operations.md §9, "Common options"). */
+export const COMMON: OptionSpec = {
   'control-plane': { type: 'string' },
   bucket: { type: 'string' },
   'nats-token': { type: 'string' },
@@ -61,7 +62,8 @@ const COMMON: OptionSpec = {
   help: { type: 'boolean', short: 'h' },
 };
 
-const VERB_OPTIONS: Record<string, OptionSpec> = {
+/** Each verb's own options; its keys are the verbs (docs/operations.md §9, "Verb options"). */
+export const VERB_OPTIONS: Record<string, OptionSpec> = {
   status: { sample: { type: 'string' } },
   baseline: { yes: { type: 'boolean', short: 'y' }, enable: { type: 'boolean' }, disable: { type: 'boolean' }, soft: { type: 'string' }, hard: { type: 'string' } },
   decommission: { yes: { type: 'boolean', short: 'y' }, wait: { type: 'boolean' }, 'wait-timeout': { type: 'string' } },
@@ -70,6 +72,25 @@ const VERB_OPTIONS: Record<string, OptionSpec> = {
   safe: { wait: { type: 'boolean' }, 'wait-timeout': { type: 'string' } },
   dashboard: { port: { type: 'string' }, host: { type: 'string' }, interval: { type: 'string' } },
 };
+
+/** The options a GRIDLINK_<NAME> environment variable stands in for (`--nats-user`: GRIDLINK_NATS_USER). */
+export const ENV_OPTIONS = ['control-plane', 'bucket', 'nats-token', 'nats-user', 'nats-pass', 'nats-creds'] as const;
+
+/** The environment variable an option of ENV_OPTIONS is read from when not given. */
+export const envName = (option: string): string => 'GRIDLINK_' + option.toUpperCase().replace(/-/g, '_');
+
+/**
+ * The defaults of options that have one, in milliseconds for durations (the bucket's is the node
+ * package's own, `gridlink`: the CLI passes no bucket when none is given).
+ */
+export const OPTION_DEFAULTS = {
+  timeout: 10_000,
+  sample: 600,
+  'wait-timeout': 300_000,
+  port: 8090,
+  host: '127.0.0.1',
+  interval: 1000,
+} as const;
 
 const COMMON_HELP = `common options:
   --control-plane <url>   nats://host:port[,nats://...] (env GRIDLINK_CONTROL_PLANE)
@@ -173,7 +194,7 @@ function parse(argv: string[]): Parsed {
   if (output !== undefined && output !== 'table' && output !== 'json') throw new AdminUsageError('--output', `must be table or json, got "${output}"`);
   const json = values['json'] === true || output === 'json';
   const timeout = values['timeout'] as string | undefined;
-  const timeoutMs = timeout === undefined ? 10_000 : parseDuration(timeout, '--timeout');
+  const timeoutMs = timeout === undefined ? OPTION_DEFAULTS.timeout : parseDuration(timeout, '--timeout');
   if (timeoutMs <= 0) throw new AdminUsageError('--timeout', 'must be longer than 0');
   return { verb, args: positionals.slice(1), values, json, timeoutMs };
 }
@@ -284,15 +305,21 @@ export async function runCli(argv: string[], io: CliIo, deps: CliDeps = {}): Pro
     // Validate the verb's own arguments before connecting anywhere.
     const run = prepare(p, http, io, deps);
     const env = deps.env ?? process.env;
-    const opt = (flag: string): string | undefined => {
-      const v = (p.values[flag] as string | undefined) ?? env['GRIDLINK_' + flag.toUpperCase().replace(/-/g, '_')];
+    const opt = (flag: (typeof ENV_OPTIONS)[number]): string | undefined => {
+      const v = (p.values[flag] as string | undefined) ?? env[envName(flag)];
       return v === '' ? undefined : v;
     };
     const o: ConnectOptions = { timeoutMs: p.timeoutMs };
-    const pairs: [keyof ConnectOptions, string][] = [['bucket', 'bucket'], ['token', 'nats-token'], ['user', 'nats-user'], ['pass', 'nats-pass'], ['credsFile', 'nats-creds']];
+    const pairs: [keyof ConnectOptions, (typeof ENV_OPTIONS)[number]][] = [['bucket', 'bucket'], ['token', 'nats-token'], ['user', 'nats-user'], ['pass', 'nats-pass'], ['credsFile', 'nats-creds']];
     for (const [k, flag] of pairs) {
       const v = opt(flag);
       if (v !== undefined) (o as Record<string, unknown>)[k] = v;
+    }
+    // The rule the nodes' NatsControlPlane applies; found here, it is the operator's argument and
+    // not a connection that failed.
+    if (o.bucket !== undefined && !/^[A-Za-z0-9_-]{1,64}$/.test(o.bucket)) {
+      const from = p.values['bucket'] === undefined ? ` (from ${envName('bucket')})` : '';
+      throw new AdminUsageError('--bucket', `"${o.bucket}"${from} is not a bucket name: 1-64 characters of [A-Za-z0-9_-]`);
     }
     if ((o.user === undefined) !== (o.pass === undefined)) throw new AdminUsageError(o.user === undefined ? '--nats-user' : '--nats-pass', '--nats-user and --nats-pass go together');
     if ([o.token, o.user, o.credsFile].filter((x) => x !== undefined).length > 1) throw new AdminUsageError('--nats-token', 'give one of --nats-token, --nats-user/--nats-pass, --nats-creds');
@@ -378,7 +405,7 @@ function prepare(p: Parsed, http: HttpLocator | undefined, io: CliIo, deps: CliD
   switch (verb) {
     case 'status': {
       noExtra(args, 0, verb);
-      const sampleMs = positiveDuration(values, 'sample', 600);
+      const sampleMs = positiveDuration(values, 'sample', OPTION_DEFAULTS.sample);
       return async (cp) => {
         const s = await clusterStatus(cp, { ...base, sampleMs });
         out(s, () => {
@@ -482,7 +509,7 @@ function prepare(p: Parsed, http: HttpLocator | undefined, io: CliIo, deps: CliD
       const id = nodeId(args[0], '<id>');
       noExtra(args, 1, 'decommission');
       const wait = values['wait'] === true;
-      const waitMs = positiveDuration(values, 'wait-timeout', 300_000);
+      const waitMs = positiveDuration(values, 'wait-timeout', OPTION_DEFAULTS['wait-timeout']);
       return async (cp) => {
         const r = await decommission(cp, id, { ...base, yes: values['yes'] === true, ...(wait ? { waitMs } : {}) });
         out(r, () => {
@@ -558,7 +585,7 @@ function prepare(p: Parsed, http: HttpLocator | undefined, io: CliIo, deps: CliD
     case 'safe': {
       noExtra(args, 0, verb);
       const wait = values['wait'] === true;
-      const waitMs = positiveDuration(values, 'wait-timeout', 300_000);
+      const waitMs = positiveDuration(values, 'wait-timeout', OPTION_DEFAULTS['wait-timeout']);
       return async (cp) => {
         const r = wait ? await waitSafe(cp, { ...base, waitMs }) : await checkSafe(cp, base);
         out(r, () => safeText(r));
@@ -568,10 +595,10 @@ function prepare(p: Parsed, http: HttpLocator | undefined, io: CliIo, deps: CliD
     case 'dashboard': {
       noExtra(args, 0, verb);
       const portText = values['port'] as string | undefined;
-      const port = portText === undefined ? 8090 : Number(portText);
+      const port = portText === undefined ? OPTION_DEFAULTS.port : Number(portText);
       if (!Number.isInteger(port) || port < 0 || port > 65535) throw new AdminUsageError('--port', `must be a port number in [0, 65535], got "${portText}"`);
-      const host = (values['host'] as string | undefined) ?? '127.0.0.1';
-      const intervalMs = positiveDuration(values, 'interval', 1000);
+      const host = (values['host'] as string | undefined) ?? OPTION_DEFAULTS.host;
+      const intervalMs = positiveDuration(values, 'interval', OPTION_DEFAULTS.interval);
       if (intervalMs < 100) throw new AdminUsageError('--interval', 'must be at least 100ms');
       return async (cp) => {
         const d = await startDashboard({ controlPlane: cp, port, host, scrapeIntervalMs: intervalMs, ...(http ? { http } : {}) }).catch((err: unknown) => {

@@ -109,6 +109,19 @@ describe('gridlink as a process', () => {
     expect(JSON.parse(r.err).error.code).toBe('ADMIN_CONTROL_PLANE_UNREACHABLE');
   });
 
+  it('a bucket name NATS cannot hold is a usage error naming --bucket (exit 1), found before connecting', async () => {
+    const port = await freePort();
+    const cp = `nats://127.0.0.1:${port}`;
+    const flag = await gridlink(['status', '--control-plane', cp, '--bucket', 'grid link', '--timeout', '1s']);
+    expect(flag.code).toBe(1);
+    expect(flag.err).toMatch(/^gridlink: --bucket: "grid link" /);
+    const env = await gridlink(['caches', '--control-plane', cp, '--timeout', '1s', '--json'], { GRIDLINK_BUCKET: 'a.b' });
+    expect(env.code).toBe(1);
+    const e = JSON.parse(env.err) as { error: { code: string; message: string } };
+    expect(e.error.code).toBe('ADMIN_USAGE');
+    expect(e.error.message).toContain('GRIDLINK_BUCKET');
+  });
+
   it('a server that accepts but never answers: exit 3 once --timeout has passed, not a hang', async () => {
     // What a firewall or a wrong port with something else listening looks like: the connection
     // opens, NATS never says hello. The connection attempt given up on must not keep the process.
