@@ -136,4 +136,11 @@ describe('gridlink-node refuses what it cannot run with, naming the flag', () =>
     const r = await run(['--port', '0', ...QUICK_STOP, '--tls-cert', certA, '--tls-key', keyA, '--tls-ca', certA], { until: (o) => /listening on/.test(o) });
     expect(r.code).toBe(0);
   });
+
+  it('a bad value from a GRIDLINK_* variable names the variable, which the command line does not show', async () => {
+    await refused([], 'http-port', /must be an integer, got "x" \(given as GRIDLINK_HTTP_PORT\)$/m, { GRIDLINK_HTTP_PORT: 'x' });
+    await refused(['--control-plane', 'nats://127.0.0.1:1', '--nats-creds', '/c'], 'nats-token', /give one of .* \(--nats-token given as GRIDLINK_NATS_TOKEN\)$/m, { GRIDLINK_NATS_TOKEN: 't' });
+    // Given on the command line, the flag is named as it was given.
+    await refused(['--http-port', 'x'], 'http-port', /must be an integer, got "x"$/m, { GRIDLINK_HTTP_PORT: '8080' });
+  });
 });

@@ -128,6 +128,21 @@ const ID_RE = /^[A-Za-z0-9._-]{1,64}$/;
  * its name across restarts). Throws NodeConfigError naming the flag on any bad value.
  */
 export function parseCli(argv: readonly string[], env: Readonly<Record<string, string | undefined>>, hostname: string): CliParseResult {
+  try {
+    return parse(argv, env, hostname);
+  } catch (err) {
+    // A value from a variable is not on the command line the operator looks at: say where it came from.
+    if (!(err instanceof NodeConfigError)) throw err;
+    const flag = err.field;
+    const onCommandLine = argv.some((a) => a === `--${flag}` || a.startsWith(`--${flag}=`));
+    const variable = CLI_OPTIONS.some((o) => o.flag === flag) ? envNameOf(flag) : undefined;
+    if (onCommandLine || variable === undefined || (env[variable] ?? '') === '') throw err;
+    const message = err.message.slice(flag.length + 2);
+    throw new NodeConfigError(flag, `${message} (${message.includes(`--${flag}`) ? `--${flag} ` : ''}given as ${variable})`);
+  }
+}
+
+function parse(argv: readonly string[], env: Readonly<Record<string, string | undefined>>, hostname: string): CliParseResult {
   const specs = new Map(CLI_OPTIONS.map((o) => [o.flag, o]));
   const fromArgs = new Map<string, string | true>();
   for (let i = 0; i < argv.length; i++) {
