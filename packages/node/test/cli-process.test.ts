@@ -143,4 +143,11 @@ describe('gridlink-node refuses what it cannot run with, naming the flag', () =>
     // Given on the command line, the flag is named as it was given.
     await refused(['--http-port', 'x'], 'http-port', /must be an integer, got "x"$/m, { GRIDLINK_HTTP_PORT: '8080' });
   });
+
+  it('--http-port the same as --port (was: listen EADDRINUSE after joining the cluster, naming neither)', async () => {
+    const r = await run(['--port', '18557', '--http-port', '18557']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^gridlink-node: http-port: must differ from --port \(18557\)/);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+  });
 });

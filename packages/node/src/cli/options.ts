@@ -286,6 +286,10 @@ function parse(argv: readonly string[], env: Readonly<Record<string, string | un
     ['handoffTimeoutMs', int('handoff-timeout-ms')],
   ];
   for (const [k, v] of optional) if (v !== undefined) (config as unknown as Record<string, unknown>)[k] = v;
+  if (config.httpPort !== undefined && config.httpPort !== 0 && config.httpPort === config.port) {
+    // Both listen on --host: the second listen would fail, after the node has joined the cluster.
+    throw new NodeConfigError('http-port', `must differ from --port (${config.port})`);
+  }
   if (controlPlane.kind === 'memory' && config.bootstrapNodes !== undefined && config.bootstrapNodes > 1) {
     // A memory control plane is this process's own: no other node can ever join it, so the first
     // topology would wait for ever.
