@@ -115,6 +115,16 @@ describe('gridlink-node option parser (pure)', () => {
     expect(fieldOf(() => cfg(['--tls-cert', '/c']))).toBe('tls-key');
     expect(fieldOf(() => cfg(['--log-level', 'loud']))).toBe('log-level');
     expect(fieldOf(() => cfg(['--id', 'a', '--id', 'b']))).toBe('id');
+    expect(fieldOf(() => cfg(['--advertise-host=']))).toBe('advertise-host');
+    expect(fieldOf(() => cfg(['--zone', '--port', '1']))).toBe('zone');
+    expect(cfg(['--auth-token=--x']).authToken).toBe('--x');
+    expect(fieldOf(() => cfg(['--bootstrap-nodes', '2']))).toBe('bootstrap-nodes');
+    expect(cfg(['--control-plane', 'nats://h:1', '--bootstrap-nodes', '2']).bootstrapNodes).toBe(2);
+    expect(fieldOf(() => cfg(['--port', '8080', '--http-port', '8080']))).toBe('http-port');
+    expect(cfg(['--port', '0', '--http-port', '0']).httpPort).toBe(0);
+    expect(cfg(['--host', '[::]', '--advertise-host', 'pod-0.grid']).host).toBe('::');
+    expect(fieldOf(() => cfg(['--host', '::', '--advertise-host', '[::]']))).toBe('advertise-host');
+    expect(() => cfg([], { GRIDLINK_PORT: 'x' })).toThrow('port: must be an integer, got "x" (given as GRIDLINK_PORT)');
   });
 
   it('accepts exactly the timings the node accepts, naming the flag otherwise (property)', () => {
