@@ -117,7 +117,7 @@ verbs:
   caches                  caches: name, backups, loss policy, lost partitions, config, size
   safe [--wait]           is every partition fully replicated, nothing moving or lost?
   dashboard               serve a live web dashboard
-run "gridlink <verb> --help" for a verb's options.
+run "gridlink <verb> --help" (or "gridlink help <verb>") for a verb's options.
 ${COMMON_HELP}`,
   status: `usage: gridlink status [--sample <dur>] [common options]
   Members (id, zone, address, epoch, lease age, ready), partitions per node (primary, backup,
@@ -184,7 +184,12 @@ function parse(argv: string[]): Parsed {
   }
   const { values, positionals } = parsed;
   const verb = positionals[0] ?? '';
-  if (verb === 'help') return { verb: '', args: [], values: { help: true }, json: false, timeoutMs: 0 };
+  if (verb === 'help') {
+    // `gridlink help <verb>` is `gridlink <verb> --help`.
+    const target = positionals[1] ?? '';
+    if (target !== '' && !(target in VERB_OPTIONS)) throw new AdminUsageError('verb', `unknown verb "${target}" (try gridlink --help)`);
+    return { verb: target, args: [], values: { help: true }, json: false, timeoutMs: 0 };
+  }
   if (verb !== '' && !(verb in VERB_OPTIONS)) throw new AdminUsageError('verb', `unknown verb "${verb}" (try gridlink --help)`);
   const allowed = new Set([...Object.keys(COMMON), ...Object.keys(VERB_OPTIONS[verb] ?? {})]);
   for (const k of Object.keys(values)) {

@@ -131,6 +131,10 @@ describe('docs/operations.md §9: the gridlink command', () => {
       const help = await output([verb, '--help']);
       expect(help.code, verb).toBe(ExitCode.OK);
       for (const o of [...Object.keys(spec), ...Object.keys(COMMON)]) expect(help.out, `${verb} --help: --${o}`).toContain(`--${o}`);
+      // `gridlink help <verb>` is the same help (it used to print the command's, for any verb).
+      expect(await output(['help', verb]), `help ${verb}`).toEqual(help);
     }
+    expect(await output(['help'])).toEqual(top);
+    expect((await output(['help', 'frobnicate'])).code).toBe(ExitCode.USAGE);
   });
 });
