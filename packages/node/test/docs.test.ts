@@ -11,6 +11,7 @@ import { CLI_OPTIONS, envNameOf, parseCli, usage, type CliConfig } from '../src/
 import { CLUSTER_DEFAULTS } from '../src/cli/cluster.js';
 import { DEFAULT_TIMING, resolveNodeOptions, type NodeOptions } from '../src/config.js';
 import { MemoryControlPlane } from '../src/control/kv.js';
+import { LocalCluster } from '../src/local-cluster.js';
 import { promiseTiming } from '../src/membership/promises.js';
 import { NodeConfigError } from '../src/errors.js';
 import { silentLogger } from '../src/logger.js';
@@ -304,4 +305,18 @@ describe('docs/node.md: the NodeOptions table', () => {
     expect(() => resolveNodeOptions(opts(MIN_MAX_FRAME_SIZE - 1))).toThrow(NodeConfigError);
     expect(() => resolveNodeOptions(opts(MAX_MAX_FRAME_SIZE + 1))).toThrow(NodeConfigError);
   });
+});
+
+describe('docs/node.md: LocalCluster.start defaults', () => {
+  it('starts the nodes, backups and partitions the docs give when it is told none', async () => {
+    const m = /`LocalCluster\.start` takes `nodes` \((\d+)\), `backups` \((\d+)\), `partitions` \((\d+)\)/.exec(doc('node.md'));
+    expect(m).not.toBeNull();
+    const cluster = await LocalCluster.start();
+    try {
+      const t = cluster.topology();
+      expect([cluster.nodeIds.length, t.backups, t.partitions]).toEqual(m!.slice(1).map(Number));
+    } finally {
+      await cluster.stop();
+    }
+  }, 30_000);
 });
