@@ -320,3 +320,25 @@ describe('docs/node.md: LocalCluster.start defaults', () => {
     }
   }, 30_000);
 });
+
+describe('docs/node.md: the metrics table', () => {
+  it('lists every gridlink_node_* metric a node serves on /metrics, with its type, and no other', async () => {
+    const section = doc('node.md').split('\n## Operating it\n')[1]!.split('\n## ')[0]!;
+    const documented = new Map<string, string>();
+    for (const line of section.split('\n')) {
+      const m = /^\s*\| (`gridlink_node_[^|]*(?:\\\|[^|]*)*) \| ([a-z]+) \|/.exec(line);
+      if (m === null) continue;
+      for (const name of m[1]!.matchAll(/`(gridlink_node_[a-z_]+)/g)) documented.set(name[1]!, m[2]!);
+    }
+    const cluster = await LocalCluster.start({ nodes: 1, partitions: 8, http: true });
+    try {
+      const text = await (await fetch(`http://127.0.0.1:${cluster.node('node-1').httpPort}/metrics`)).text();
+      const served = new Map<string, string>();
+      for (const m of text.matchAll(/^# TYPE (gridlink_node_[a-z_]+) ([a-z]+)$/gm)) served.set(m[1]!, m[2]!);
+      expect(served.size).toBeGreaterThan(15);
+      expect([...documented].sort()).toEqual([...served].sort());
+    } finally {
+      await cluster.stop();
+    }
+  }, 30_000);
+});
