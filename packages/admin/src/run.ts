@@ -613,13 +613,13 @@ function prepare(p: Parsed, http: HttpLocator | undefined, io: CliIo, deps: CliD
           if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND' || code === 'EAI_AGAIN') throw new AdminUsageError('--host', `cannot listen on ${host}:${port}: ${(err as Error).message}`);
           throw err;
         });
-        io.stdout(`gridlink dashboard on ${d.url} (Ctrl-C to stop)\n`);
-        deps.onDashboard?.(d.url);
         // Runs until a signal, or until the control plane loses its state (ADR 0028): its watch
         // then delivers nothing more, and a page that goes on showing the old cluster would lie.
+        // The handlers are in place before the URL is printed: a supervisor that stops it as soon
+        // as it is up must get the clean stop, not a process killed by the signal.
         let lost: Error | undefined;
         const cleanup: (() => void)[] = [];
-        await new Promise<void>((resolve) => {
+        const stopped = new Promise<void>((resolve) => {
           const stopReset = cp.onReset?.((err) => {
             lost = err;
             resolve();
@@ -643,6 +643,9 @@ function prepare(p: Parsed, http: HttpLocator | undefined, io: CliIo, deps: CliD
             process.off('SIGTERM', done);
           });
         });
+        io.stdout(`gridlink dashboard on ${d.url} (Ctrl-C to stop)\n`);
+        deps.onDashboard?.(d.url);
+        await stopped;
         for (const c of cleanup) c();
         await d.close();
         if (lost !== undefined) throw new AdminRefusedError('ADMIN_CONTROL_PLANE_RESET', `${lost.message}; start the dashboard again to show the cluster it holds now`);

@@ -182,6 +182,31 @@ describe.skipIf(Nats === undefined)('gridlink against NATS and two grid nodes', 
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
+  it('dashboard: SIGTERM or SIGINT as soon as it prints its URL ends it with exit 0, closed', async () => {
+    // A supervisor stops it once it is up; a signal that came before its handlers would kill it.
+    for (const signal of ['SIGTERM', 'SIGINT', 'SIGTERM', 'SIGINT'] as const) {
+      const child = spawn(process.execPath, ['--import', 'tsx', 'packages/admin/src/cli.ts', 'dashboard', '--control-plane', url, '--port', '0'], {
+        cwd: root,
+        env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      children.add(child);
+      let out = '';
+      let sent = false;
+      child.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+        if (!sent && out.includes('(Ctrl-C to stop)')) {
+          sent = true;
+          child.kill(signal);
+        }
+      });
+      const [code, killedBy] = await new Promise<[number | null, NodeJS.Signals | null]>((r) => child.on('close', (c, s) => r([c, s])));
+      children.delete(child);
+      expect(out).toMatch(/^gridlink dashboard on http:\/\/127\.0\.0\.1:\d+\/ \(Ctrl-C to stop\)$/m);
+      expect([code, killedBy], signal).toEqual([0, null]);
+    }
+  }, 60_000);
+
   it('status, baseline show, caches and safe over the NATS control plane', async () => {
     const http = nodes.flatMap((n) => ['--http', `${n.id}=http://127.0.0.1:${n.httpPort}`]);
     const status = await gridlink(['status', '--control-plane', url, '--json', ...http]);
