@@ -5,7 +5,7 @@
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { GridClient, GridConnectionError, GridServerError, GridTimeoutError } from '@gridlink/client';
-import type { ControlPlane } from '@gridlink/node';
+import { isBucketName, type ControlPlane } from '@gridlink/node';
 import {
   changeAutoAdjust,
   changeBaseline,
@@ -322,7 +322,7 @@ export async function runCli(argv: string[], io: CliIo, deps: CliDeps = {}): Pro
     }
     // The rule the nodes' NatsControlPlane applies; found here, it is the operator's argument and
     // not a connection that failed.
-    if (o.bucket !== undefined && !/^[A-Za-z0-9_-]{1,64}$/.test(o.bucket)) {
+    if (o.bucket !== undefined && !isBucketName(o.bucket)) {
       const from = p.values['bucket'] === undefined ? ` (from ${envName('bucket')})` : '';
       throw new AdminUsageError('--bucket', `"${o.bucket}"${from} is not a bucket name: 1-64 characters of [A-Za-z0-9_-]`);
     }

@@ -7,7 +7,7 @@ export { GridNode, startNode } from './node.js';
 export { LocalCluster, type LocalClusterOptions, type AddNodeOptions } from './local-cluster.js';
 export { DEFAULT_TIMING, resolveNodeOptions, type NodeOptions, type NodeTiming, type TlsOptions, type ResolvedNodeOptions } from './config.js';
 // The control plane's key layout: a contract with operator tools (@gridlink/admin) that read it.
-export { TOPOLOGY_KEY, LEASE_PREFIX, CACHE_PREFIX } from './control/keys.js';
+export { TOPOLOGY_KEY, LEASE_PREFIX, CACHE_PREFIX, isBucketName } from './control/keys.js';
 export { topologyProblem, leaseProblem } from './control/records.js';
 export { MemoryControlPlane, type ControlPlane, type KvEntry, type KvEvent } from './control/kv.js';
 export { DEFAULT_AUTO_ADJUST, lostAnywhere, withLossAccepted, type AutoAdjustPolicy, type LeaseRecord, type MemberInfo, type NodeSafety, type SyncEntry, type TopologyRecord } from './control/topology.js';

@@ -13,6 +13,8 @@ describe('@gridlink/node entry points', () => {
       [
         'CACHE_PREFIX',
         'CLUSTER_KEY',
+        // The bucket name rule the admin CLI checks --bucket with before connecting.
+        'isBucketName',
         // How to start the gridlink-node process (ADR 0046).
         'NODE_V8_FLAGS',
         'youngGenerationConfigured',

@@ -8,6 +8,7 @@
  */
 import { DEFAULT_TIMING } from '../config.js';
 import { NodeConfigError } from '../errors.js';
+import { isBucketName } from '../control/keys.js';
 
 type Kind = 'string' | 'int' | 'bool';
 
@@ -227,7 +228,7 @@ function parse(argv: readonly string[], env: Readonly<Record<string, string | un
       if (!/^(nats|tls):\/\/[^\s/,]+$/.test(s)) throw new NodeConfigError('control-plane', `not "memory" or a nats://host:port URL: ${JSON.stringify(s)}`);
     }
     const bucket = str('bucket') ?? 'gridlink';
-    if (!/^[A-Za-z0-9_-]{1,64}$/.test(bucket)) throw new NodeConfigError('bucket', 'must be 1-64 characters of [A-Za-z0-9_-]');
+    if (!isBucketName(bucket)) throw new NodeConfigError('bucket', 'must be 1-64 characters of [A-Za-z0-9_-]');
     const nats: Extract<ControlPlaneSpec, { kind: 'nats' }> = {
       kind: 'nats',
       servers,

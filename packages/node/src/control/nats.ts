@@ -11,6 +11,7 @@ import { Kvm, type KV, type KvWatchEntry } from '@nats-io/kv';
 import { CasConflictError, NodeConfigError } from '../errors.js';
 import { silentLogger, type Logger } from '../logger.js';
 import type { ControlPlane, KvEntry, KvEvent } from './kv.js';
+import { isBucketName } from './keys.js';
 
 const UNAVAILABLE_BRAND = Symbol.for('gridlink.ControlPlaneUnavailableError');
 
@@ -359,7 +360,7 @@ export class NatsControlPlane implements ControlPlane {
     if (typeof options !== 'object' || options === null) throw new NodeConfigError('options', 'must be an object');
     const servers = parseNatsServers(options.servers);
     const bucket = options.bucket ?? DEFAULT_BUCKET;
-    if (typeof bucket !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(bucket)) {
+    if (!isBucketName(bucket)) {
       throw new NodeConfigError('bucket', 'must be 1-64 characters of [A-Za-z0-9_-]');
     }
     if (options.create !== undefined && typeof options.create !== 'boolean') throw new NodeConfigError('create', `must be a boolean, got ${String(options.create)}`);
