@@ -68,6 +68,30 @@ const utf8 = new TextEncoder();
  * nats.js then cannot match to the subscription (it stays open, silently receiving nothing);
  * `_sys_` is refused by the server; a line longer than `max_control_line` closes the connection.
  */
+/**
+ * A core NATS subject `subscribe` can send (docs/messaging.md, *Subjects*). nats.js 3 checks only
+ * that it is not empty and has no space, tab, CR or LF (throwing its own InvalidSubjectError), so
+ * without this check: an empty token (a leading, trailing or doubled dot) or a `>` before the last
+ * token is answered by nats-server with -ERR 'Invalid Subject', and nats.js leaves the
+ * subscription open, receiving nothing, the error only a connection status; a SUB line longer
+ * than `max_control_line` makes the server close the connection (nats.js reconnects, sends the
+ * SUB again and is closed again), with every other subscription on it. `queued`: a queue group is
+ * given, whose space and at least one byte the line must hold too.
+ */
+export function subscribeSubject(field: string, v: unknown, queued: boolean): string {
+  if (typeof v !== 'string' || v === '') throw new MessagingConfigError(field, `must be a non-empty string, got ${describe(v)}`);
+  if (/[ \t\n\v\f\r]/.test(v)) throw new MessagingConfigError(field, `must not contain whitespace (space, tab, CR, LF, vertical tab, form feed), got ${describe(v)}`);
+  const tokens = v.split('.');
+  if (tokens.includes('')) throw new MessagingConfigError(field, `must not have an empty token (a leading, trailing or doubled dot), got ${describe(v)}`);
+  if (tokens.slice(0, -1).includes('>')) throw new MessagingConfigError(field, `may have ">" only as its last token, got ${describe(v)}`);
+  const room = MAX_CONTROL_LINE - SID_ROOM - 1 - (queued ? 2 : 0);
+  const bytes = utf8.encode(v).length;
+  if (bytes > room) {
+    throw new MessagingConfigError(field, `must be at most ${room} bytes (UTF-8)${queued ? ' with a queue group' : ''}, for the SUB line to fit nats-server's ${MAX_CONTROL_LINE} bytes, got ${bytes}`);
+  }
+  return v;
+}
+
 export function queueGroup(field: string, v: unknown, subject: string): string | undefined {
   if (v === undefined) return undefined;
   if (typeof v !== 'string' || v === '') throw new MessagingConfigError(field, `must be a non-empty string, got ${describe(v)}`);

@@ -16,7 +16,7 @@ import { EventEmitter } from 'eventemitter3';
 import { LockNotHeldError, type GridCache, type GridClient } from '@gridlink/client';
 import type { Consumer, JsMsg } from '@nats-io/jetstream';
 import type { Msg, MsgHdrs, NatsConnection, Subscription } from '@nats-io/transport-node';
-import { MAX_TIMER_MS, describe, fn, int, options, queueGroup, required, token } from './config.js';
+import { MAX_TIMER_MS, describe, fn, int, options, queueGroup, required, subscribeSubject, token } from './config.js';
 import { MessagingClosedError, MessagingConfigError, MissingMessageIdError } from './errors.js';
 import { Ownership } from './ownership.js';
 
@@ -334,6 +334,7 @@ export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
     if (typeof subject !== 'string' || subject === '') throw new MessagingConfigError('subject', `must be a non-empty string, got ${describe(subject)}`);
     this.checkHandler(handler);
     const o = options('options', opts, ['queue', 'concurrency', 'maxQueued']);
+    subscribeSubject('subject', subject, o.queue !== undefined);
     const queue = queueGroup('queue', o.queue, subject);
     const concurrency = int('concurrency', o.concurrency, 16, 1, 10_000);
     const maxQueued = int('maxQueued', o.maxQueued, 1000, 0, 1_000_000);

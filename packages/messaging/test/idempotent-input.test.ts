@@ -151,6 +151,76 @@ describe('idempotent consumer: bad input and close (real nats-server, real grid)
     }
   });
 
+  it('subscribe: a subject nats-server would refuse or close the connection on is refused naming subject, before any SUB', async () => {
+    const g = await grid();
+    const nc = await natsConn();
+    const ic = consumer({ grid: g, name: 'subjects' });
+    const h = async (): Promise<void> => undefined;
+    // nats-server's max_control_line (4096) less the space and 16 digits kept for the sid; with a
+    // queue group, its space and at least one byte of it too.
+    const room = 4096 - 16 - 1;
+    const refused: [string, string, string | undefined][] = [
+      // nats-server answers -ERR 'Invalid Subject': nats.js leaves the subscription open, receiving
+      // nothing, and reports the error only as a connection status.
+      ['empty token', 'a..b', undefined],
+      ['leading dot', '.a', undefined],
+      ['trailing dot', 'a.', undefined],
+      ['a lone dot', '.', undefined],
+      ['> before the last token', 'a.>.b', undefined],
+      // Whitespace: nats.js throws its own InvalidSubjectError for some, the rest NATS excludes.
+      ['space', 'a b', undefined],
+      ['tab', 'a\tb', undefined],
+      ['line feed', 'a\nb', undefined],
+      ['form feed', 'a\fb', undefined],
+      // A SUB line over max_control_line: the server closes the connection (nats.js reconnects,
+      // sends the SUB again and is closed again), with every other subscription on it.
+      ['one byte too long', 'x'.repeat(room + 1), undefined],
+      ['far too long', 'x'.repeat(5000), undefined],
+      ['too long in UTF-8', '\u00e9'.repeat(Math.floor(room / 2) + 1), undefined],
+      ['no room left for any queue group', 'x'.repeat(room - 1), 'q'],
+    ];
+    const statuses: string[] = [];
+    void (async () => {
+      for await (const s of nc.status()) statuses.push(s.type);
+    })();
+    for (const [what, subject, queue] of refused) {
+      let thrown: unknown;
+      try {
+        ic.subscribe(nc, subject, h, queue === undefined ? {} : { queue });
+      } catch (e) {
+        thrown = e;
+      }
+      expect(thrown, what).toBeInstanceOf(MessagingConfigError);
+      expect((thrown as MessagingConfigError).field, what).toBe('subject');
+    }
+    // Nothing reached the server: the connection was neither closed nor told of an error.
+    await nc.flush();
+    expect(nc.isClosed()).toBe(false);
+    expect(statuses.filter((s) => s === 'error' || s === 'disconnect')).toEqual([]);
+
+    // Wildcards where NATS takes them, and the longest subjects whose SUB line fits.
+    const accepted: [string, string | undefined][] = [
+      ['subjects.*', undefined],
+      ['subjects.>', undefined],
+      ['*.in', undefined],
+      ['x'.repeat(room), undefined],
+      ['x'.repeat(room - 2), 'q'],
+    ];
+    for (const [subject, queue] of accepted) {
+      const sub = ic.subscribe(nc, subject, h, queue === undefined ? {} : { queue });
+      await nc.flush();
+      expect(nc.isClosed(), subject.slice(0, 20)).toBe(false);
+      sub.unsubscribe();
+    }
+    expect(statuses.filter((s) => s === 'error' || s === 'disconnect')).toEqual([]);
+    // Messages reach a wildcard subscription.
+    const sub = ic.subscribe(nc, 'subjects.>', h);
+    publishIds(nc, 'subjects.a.b', ['s-1', 's-2']);
+    await nc.flush();
+    await waitUntil(() => sub.getReceived() === 2, 5000, 'both messages received');
+    sub.unsubscribe();
+  });
+
   it('a message without a usable id says why, is terminated once and never costs a grid operation', async () => {
     await stream('BADID');
     const g = await grid();
