@@ -140,22 +140,27 @@ export class GridClient extends EventEmitter<GridClientEvents> {
     this.wire();
   }
 
-  /** Validates the config, connects to the first reachable endpoint and returns the client. */
+  /**
+   * Validates the config, connects to the first reachable endpoint and returns the client, all
+   * within one connectTimeout: the address finder, the first connection and the wait for the
+   * first partition map draw on the same budget.
+   */
   static async connect(config: GridClientConfig): Promise<GridClient> {
     const client = new GridClient(config);
+    const deadline = performance.now() + client.cfg.connectTimeout;
     try {
-      await client.manager.start();
+      await client.manager.start(deadline);
     } catch (e) {
       await client.close();
       throw e;
     }
     // Fetch the first partition map; routing works without it (round-robin) if this fails. Waited
-    // for at most connectTimeout: a node that hangs after its handshake must not hold connect()
-    // for several requestTimeouts (the refresh goes on in the background).
+    // for only until the deadline: a node that hangs after its handshake must not hold connect()
+    // for several requestTimeouts, nor past connectTimeout (the refresh goes on in the background).
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
       client.partitionService.refresh().catch(() => undefined),
-      new Promise<void>((resolve) => (timer = setTimeout(resolve, client.cfg.connectTimeout))),
+      new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.max(0, deadline - performance.now())))),
     ]);
     clearTimeout(timer);
     return client;

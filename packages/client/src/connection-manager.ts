@@ -156,11 +156,20 @@ export class ConnectionManager extends EventEmitter<ManagerEvents> {
   /**
    * Makes the first connection. Endpoints are tried in order with `connectStagger`; resolves on
    * the first handshake; rejects with GridConnectionError listing each endpoint's cause.
+   *
+   * Everything here draws on one budget ending at `deadline` (performance.now() time; the caller's
+   * connect() set it connectTimeout ahead): the address finder's answer, then the race to the
+   * first handshake with what the finder left. With `endpoints` configured beside the finder, the
+   * finder gets at most half of the budget, so a hung finder leaves the endpoints the other half.
    */
-  async start(): Promise<void> {
+  async start(deadline: number): Promise<void> {
+    const left = (): number => Math.max(1, Math.ceil(deadline - performance.now()));
+    let finderUsed = false;
     if (this.cfg.addressFinder !== undefined) {
+      finderUsed = true;
       try {
-        const found = await resolveEndpoints(this.cfg.addressFinder, this.cfg.connectTimeout);
+        const budget = this.seeds.length > 0 ? Math.max(1, Math.ceil(left() / 2)) : left();
+        const found = await resolveEndpoints(this.cfg.addressFinder, budget);
         if (found.length > 0) this.seeds = mergeEndpoints(found, this.cfg.endpoints);
       } catch (e) {
         this.log('warn', 'address finder failed at startup', { error: (e as Error).message });
@@ -171,11 +180,13 @@ export class ConnectionManager extends EventEmitter<ManagerEvents> {
     }
     const endpoints = [...this.seeds];
     if (endpoints.length === 0) throw new GridConnectionError('no endpoints to connect to', { retryable: true });
+    // What the finder left of the budget (all of it without a finder: the race is the whole bound).
+    const raceTimeout = finderUsed ? left() : this.cfg.connectTimeout;
     try {
       await staggeredRace<Connection>({
         count: endpoints.length,
         stagger: this.cfg.connectStagger,
-        timeout: this.cfg.connectTimeout,
+        timeout: raceTimeout,
         attempt: async (i, signal) => {
           const ep = endpoints[i] as Endpoint;
           const state = this.addressState(ep);
@@ -205,7 +216,12 @@ export class ConnectionManager extends EventEmitter<ManagerEvents> {
         const list = endpoints.map((ep, i): EndpointFailure => {
           const f: EndpointFailure = {
             endpoint: formatEndpoint(ep),
-            cause: e.causes[i] === 'no answer yet' ? `no answer within ${this.cfg.connectTimeout} ms` : (e.causes[i] ?? 'unknown'),
+            cause:
+              e.causes[i] !== 'no answer yet'
+                ? (e.causes[i] ?? 'unknown')
+                : finderUsed
+                  ? `no answer within the ${raceTimeout} ms the address finder left`
+                  : `no answer within ${raceTimeout} ms`,
           };
           const err = e.errors[i];
           if (err instanceof Error) f.error = err;
