@@ -363,6 +363,11 @@ export class LockHandle {
   /** A release (or putAndRelease) of the holder's is under way. */
   private releasing = false;
   /**
+   * The holder's release or putAndRelease under way (until it settles): a `release()` called
+   * meanwhile is that call (same promise), and a `putAndRelease()` is refused.
+   */
+  private holderRelease: Promise<void> | null = null;
+  /**
    * A renewal failed while that release was under way: reported as a loss only if the release
    * fails (see `lose`).
    */
@@ -600,7 +605,9 @@ export class LockHandle {
    * Stores `value` under this lock's key in `cache` and releases the lock, as one operation on the
    * lock's primary, replicated like a put and exactly-once like every mutation. Applied only while
    * this handle holds the lock with its token: otherwise nothing is stored and LockNotHeldError is
-   * thrown (a holder whose lease ran out cannot overwrite what a later holder wrote).
+   * thrown (a holder whose lease ran out cannot overwrite what a later holder wrote). While a
+   * release or putAndRelease of this handle is under way, rejects at once with LockNotHeldError
+   * (nothing stored, nothing sent).
    */
   async putAndRelease<V>(cache: GridCache<GridKey, V>, value: V, options?: PutOptions | null): Promise<void> {
     const o = options ?? {};
@@ -608,6 +615,9 @@ export class LockHandle {
       if (this.releasedOnClose) throw new GridClosedError();
       throw new LockNotHeldError('lock already released; nothing stored');
     }
+    // Its holder is giving the lock up already: whatever that call's outcome, this one would
+    // either find the lock free or race it.
+    if (this.holderRelease !== null) throw new LockNotHeldError('lock is already being released; nothing stored');
     // Refused before renewal stops: the lock stays held for a call with usable arguments.
     checkCache(cache);
     const bad = callOptionsError(o);
@@ -616,6 +626,10 @@ export class LockHandle {
     checkTtl(ttlMs);
     const payload: Record<string, unknown> = { cache: cache.name, key: this.name, token: this.fencingToken, value: cache.encodeValue(value), owner: this.owner };
     if (ttlMs !== undefined) payload.ttlMs = ttlMs;
+    return this.shareRelease(this.sendPutAndRelease(payload, o));
+  }
+
+  private async sendPutAndRelease(payload: Record<string, unknown>, o: PutOptions): Promise<void> {
     this.stop();
     const r = await this.sendingRelease(
       this.ctx.invoker.invoke<{ released: boolean }>(Op.LOCK_PUT_RELEASE, payload, {
@@ -628,22 +642,40 @@ export class LockHandle {
     if (!r.released) throw new LockNotHeldError(`lock was not held with token ${this.fencingToken}; nothing stored`);
   }
 
+  /** `call` is the holder's release under way until it settles (see `holderRelease`). */
+  private shareRelease(call: Promise<void>): Promise<void> {
+    this.holderRelease = call;
+    const done = (): void => {
+      if (this.holderRelease === call) this.holderRelease = null;
+    };
+    call.then(done, done);
+    return call;
+  }
+
   /**
    * Releases the lock. Throws LockNotHeldError when it was no longer held with this token. Once
    * the client is closing, resolves once close() has released it (it sends the release itself).
+   * Called while a release or putAndRelease of this handle is under way, it sends nothing and
+   * settles as that call does (the same promise for two releases; its own options are not used).
+   * After a completed release it resolves without sending anything; after a failed one (no
+   * answer) it sends the release again.
    */
-  async release(options?: OpOptions | null): Promise<void> {
+  release(options?: OpOptions | null): Promise<void> {
     const o = options ?? {};
-    if (this.released) {
-      if (this.closeRelease !== null) await this.closeRelease;
-      return;
-    }
+    if (this.released) return this.closeRelease ?? Promise.resolve();
     const bad = callOptionsError(o);
-    if (bad !== null) throw bad;
+    if (bad !== null) return Promise.reject(bad);
+    // A second LOCK_RELEASE with this token would only find the lock already free and reject,
+    // although the first released it (or, should the first fail, race it).
+    if (this.holderRelease !== null) return this.holderRelease;
     if (this.registry.closing) {
-      if (this.lostError !== null) throw new LockNotHeldError(`lock was not held with token ${this.fencingToken} when released`);
+      if (this.lostError !== null) return Promise.reject(new LockNotHeldError(`lock was not held with token ${this.fencingToken} when released`));
       return this.releaseOnClose(this.registry.releaseTimeoutMs);
     }
+    return this.shareRelease(this.sendRelease(o));
+  }
+
+  private async sendRelease(o: OpOptions): Promise<void> {
     this.stop();
     const r = await this.sendingRelease(
       this.ctx.invoker.invoke<{ released: boolean }>(
