@@ -7,6 +7,9 @@
  */
 import { LockNotHeldError, type GridCache, type LockHandle } from '@gridlink/client';
 
+/** Why `signal` aborts when the grid says the lock is no longer held. */
+const NOT_HELD = 'the grid says the lock is no longer held';
+
 export class Ownership {
   private readonly ac = new AbortController();
   private validUntil: number;
@@ -67,9 +70,13 @@ export class Ownership {
             this.armWatchdog();
           },
           (e: unknown) => {
+            // Stopped (completeWith or release under way or done): a renewal sent before reaching
+            // the grid after the lock was given up finds it free, which is no loss; a real one is
+            // reported by completeWith (its putAndRelease is refused too).
+            if (this.stopped) return;
             // Not held any more: lost for sure. Anything else (timeout, connection): keep trying
             // until the watchdog says the lease may have run out.
-            if (e instanceof LockNotHeldError) this.lose('the grid says the lock is no longer held');
+            if (e instanceof LockNotHeldError) this.lose(NOT_HELD);
           },
         )
         .finally(() => this.scheduleRenew());
@@ -95,15 +102,18 @@ export class Ownership {
   /**
    * Stops renewing, then stores `value` under the lock's key in `cache` and releases the lock, in
    * one grid operation applied only while this handle still holds the lock (ADR 0036). Throws
-   * LockNotHeldError when it no longer did (nothing stored); on any other error the lock is
-   * released as by `release()` and the error rethrown.
+   * LockNotHeldError when it no longer did (nothing stored; `signal` aborts as lost); on any other
+   * error the lock is released as by `release()` and the error rethrown. `signal` aborts as
+   * released otherwise, whatever a renewal still under way is answered.
    */
   async completeWith<V>(cache: GridCache<string, V>, value: V, ttlMs: number): Promise<void> {
     this.stop();
     try {
       await this.handle.putAndRelease(cache, value, { ttlMs });
     } catch (e) {
-      if (!(e instanceof LockNotHeldError)) await this.handle.release().catch(() => undefined);
+      // The lock was lost before the value could be stored: `signal` aborts as lost, not released.
+      if (e instanceof LockNotHeldError) this.lose(NOT_HELD);
+      else await this.handle.release().catch(() => undefined);
       throw e;
     } finally {
       if (!this.ac.signal.aborted) this.ac.abort(new Error('released'));
