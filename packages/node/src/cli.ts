@@ -7,8 +7,9 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { createSecureContext, type SecureContextOptions } from 'node:tls';
+import { credsAuthenticator } from '@nats-io/transport-node';
 import { joinOrCreateCluster } from './cli/cluster.js';
-import { parseCli, type CliConfig } from './cli/options.js';
+import { namingVariable, parseCli, type CliConfig } from './cli/options.js';
 import { NODE_V8_FLAGS, youngGenerationConfigured } from './cli/v8-flags.js';
 import { MemoryControlPlane, type ControlPlane } from './control/kv.js';
 import { NatsControlPlane, type NatsControlPlaneOptions } from './control/nats.js';
@@ -53,6 +54,27 @@ function loadTls(t: NonNullable<CliConfig['tls']>): TlsOptions {
   return tls;
 }
 
+/**
+ * Reads and checks the --nats-creds file, naming the flag when it cannot be read or holds no user
+ * JWT and nkey seed: before anything connects. NATS reads it only once a server answers, and the
+ * node then retried until --nats-connect-timeout-ms and stopped with a bare ENOENT or "unable to
+ * parse credentials".
+ */
+function checkNatsCreds(file: string): void {
+  let creds: Buffer;
+  try {
+    creds = readFileSync(file);
+  } catch (err) {
+    throw new NodeConfigError('nats-creds', `cannot read ${file}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  try {
+    // What NATS does with it on connecting: parse the JWT and the seed, sign a nonce with the seed.
+    credsAuthenticator(() => creds)('gridlink');
+  } catch (err) {
+    throw new NodeConfigError('nats-creds', `no NATS credentials (a user JWT and nkey seed) in ${file} (${err instanceof Error ? err.message : String(err)})`);
+  }
+}
+
 async function openControlPlane(c: CliConfig, log: ReturnType<typeof consoleLogger>): Promise<{ cp: ControlPlane; close: () => Promise<void> }> {
   const spec = c.controlPlane;
   if (spec.kind === 'memory') return { cp: new MemoryControlPlane(), close: () => Promise.resolve() };
@@ -74,14 +96,21 @@ async function openControlPlane(c: CliConfig, log: ReturnType<typeof consoleLogg
 }
 
 async function main(): Promise<void> {
-  const parsed = parseCli(process.argv.slice(2), process.env, hostname());
+  const argv = process.argv.slice(2);
+  const parsed = parseCli(argv, process.env, hostname());
   if (parsed.help) {
     process.stdout.write(parsed.usage + '\n');
     return;
   }
   const c = parsed.config;
   const log = consoleLogger(c.logLevel);
-  const tls = c.tls === undefined ? undefined : loadTls(c.tls);
+  let tls: TlsOptions | undefined;
+  try {
+    tls = c.tls === undefined ? undefined : loadTls(c.tls);
+    if (c.controlPlane.kind === 'nats' && c.controlPlane.credsFile !== undefined) checkNatsCreds(c.controlPlane.credsFile);
+  } catch (err) {
+    throw err instanceof NodeConfigError ? namingVariable(err, argv, process.env) : err;
+  }
   const { cp, close } = await openControlPlane(c, log);
   let record;
   try {

@@ -9,6 +9,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { nkeys } from '@nats-io/transport-node';
+import { NatsCluster } from '@gridlink/testkit';
 
 const BIN = new URL('../bin/gridlink-node.mjs', import.meta.url).pathname;
 const live = new Set<number>();
@@ -142,6 +144,29 @@ describe('gridlink-node refuses what it cannot run with, naming the flag', () =>
     await refused(['--control-plane', 'nats://127.0.0.1:1', '--nats-creds', '/c'], 'nats-token', /give one of .* \(--nats-token given as GRIDLINK_NATS_TOKEN\)$/m, { GRIDLINK_NATS_TOKEN: 't' });
     // Given on the command line, the flag is named as it was given.
     await refused(['--http-port', 'x'], 'http-port', /must be an integer, got "x"$/m, { GRIDLINK_HTTP_PORT: '8080' });
+  });
+
+  it('a --nats-creds file it cannot read or that holds no credentials, before it connects (was: a bare ENOENT or "unable to parse credentials" once NATS answered, after retrying for --nats-connect-timeout-ms)', async () => {
+    const nats = await NatsCluster.start({ servers: 1 });
+    try {
+      const cp = ['--control-plane', nats.urls[0]!, '--nats-connect-timeout-ms', '8000'];
+      const junk = join(dir, 'junk.creds');
+      writeFileSync(junk, 'not a creds file\n');
+      await refused([...cp, '--nats-creds', join(dir, 'missing.creds')], 'nats-creds', /cannot read .*missing\.creds/);
+      await refused([...cp, '--nats-creds', dir], 'nats-creds', /cannot read /);
+      await refused([...cp, '--nats-creds', junk], 'nats-creds', /no NATS credentials .*junk\.creds/);
+      // From the variable: the message names it, as the command line does not show it.
+      await refused(cp, 'nats-creds', /cannot read .*missing\.creds.* \(given as GRIDLINK_NATS_CREDS\)$/m, { GRIDLINK_NATS_CREDS: join(dir, 'missing.creds') });
+      // A well-formed file passes the check (a server without authorization accepts any user).
+      const seed = new TextDecoder().decode(nkeys.createUser().getSeed());
+      const creds = join(dir, 'user.creds');
+      writeFileSync(creds, `-----BEGIN NATS USER JWT-----\neyJ0eXAiOiJKV1QiLCJhbGciOiJlZDI1NTE5LW5rZXkifQ.e30.x\n------END NATS USER JWT------\n\n-----BEGIN USER NKEY SEED-----\n${seed}\n------END USER NKEY SEED------\n`);
+      const r = await run(['--port', '0', ...QUICK_STOP, ...cp, '--nats-creds', creds], { until: (o) => /listening on/.test(o) });
+      expect(r.stderr).not.toMatch(/nats-creds/);
+      expect(r.code).toBe(0);
+    } finally {
+      await nats.close();
+    }
   });
 
   it('--http-port the same as --port (was: listen EADDRINUSE after joining the cluster, naming neither)', async () => {

@@ -132,15 +132,22 @@ export function parseCli(argv: readonly string[], env: Readonly<Record<string, s
   try {
     return parse(argv, env, hostname);
   } catch (err) {
-    // A value from a variable is not on the command line the operator looks at: say where it came from.
-    if (!(err instanceof NodeConfigError)) throw err;
-    const flag = err.field;
-    const onCommandLine = argv.some((a) => a === `--${flag}` || a.startsWith(`--${flag}=`));
-    const variable = CLI_OPTIONS.some((o) => o.flag === flag) ? envNameOf(flag) : undefined;
-    if (onCommandLine || variable === undefined || (env[variable] ?? '') === '') throw err;
-    const message = err.message.slice(flag.length + 2);
-    throw new NodeConfigError(flag, `${message} (${message.includes(`--${flag}`) ? `--${flag} ` : ''}given as ${variable})`);
+    throw err instanceof NodeConfigError ? namingVariable(err, argv, env) : err;
   }
+}
+
+/**
+ * `err` (about a flag), saying that the flag's value came from its GRIDLINK_* variable when it did:
+ * a value from a variable is not on the command line the operator looks at. For refusals found
+ * after parseCli too (the command's checks of the files the flags name).
+ */
+export function namingVariable(err: NodeConfigError, argv: readonly string[], env: Readonly<Record<string, string | undefined>>): NodeConfigError {
+  const flag = err.field;
+  const onCommandLine = argv.some((a) => a === `--${flag}` || a.startsWith(`--${flag}=`));
+  const variable = CLI_OPTIONS.some((o) => o.flag === flag) ? envNameOf(flag) : undefined;
+  if (onCommandLine || variable === undefined || (env[variable] ?? '') === '') return err;
+  const message = err.message.slice(flag.length + 2);
+  return new NodeConfigError(flag, `${message} (${message.includes(`--${flag}`) ? `--${flag} ` : ''}given as ${variable})`);
 }
 
 function parse(argv: readonly string[], env: Readonly<Record<string, string | undefined>>, hostname: string): CliParseResult {
