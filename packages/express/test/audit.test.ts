@@ -13,7 +13,7 @@ import { checkHeaderKey, scopedKeyHash } from '@gridlink/dedupe';
 import fc from 'fast-check';
 import { LocalCluster } from '@gridlink/node';
 import { dedupe } from '@gridlink/express';
-import { closeServer, listen, post, waitFor, type Reply } from './helpers.js';
+import { listen, post, teardown, waitFor, type Reply } from './helpers.js';
 
 let cluster: LocalCluster;
 let client: GridClient;
@@ -94,12 +94,7 @@ beforeAll(async () => {
   ({ server, base } = await listen(app));
 });
 
-afterAll(async () => {
-  if (server) await closeServer(server);
-  await client?.close();
-  await deadClient?.close();
-  await cluster?.stop();
-});
+afterAll(() => teardown(server, client, deadClient, cluster));
 
 const key = (what: string): string => `${what}-${process.hrtime.bigint()}`;
 

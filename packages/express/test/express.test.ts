@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GridClient } from '@gridlink/client';
 import { LocalCluster } from '@gridlink/node';
 import { dedupe, gridlink, type GridlinkHandle } from '@gridlink/express';
-import { closeServer, gate, listen, post, waitFor } from './helpers.js';
+import { closeServer, gate, listen, post, teardown, waitFor } from './helpers.js';
 
 
 let cluster: LocalCluster;
@@ -21,10 +21,7 @@ beforeAll(async () => {
   cluster = await LocalCluster.start({ nodes: 2, partitions: 64 });
   probe = await GridClient.connect({ endpoints: cluster.endpoints });
 });
-afterAll(async () => {
-  await probe?.close();
-  await cluster?.stop();
-});
+afterAll(() => teardown(probe, cluster));
 
 /** Whether the dedupe lock for this key hash is free (a probe client can take and drop it). */
 async function lockFree(keyHash: string): Promise<boolean> {
@@ -97,9 +94,7 @@ for (const [label, factory] of [
       });
       ({ server, base } = await listen(app as never));
     });
-    afterAll(async () => {
-      if (server) await closeServer(server);
-    });
+    afterAll(() => teardown(server));
 
     it('runs the handler once and replays the stored response byte for byte, marked', async () => {
       const key = `${label}-replay-${Date.now()}`;

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalCluster } from '@gridlink/node';
 import { dedupe, gridlink, type GridlinkHandle } from '@gridlink/express';
 import type { BreakerState } from '@gridlink/dedupe';
-import { closeServer, listen, post, waitFor } from './helpers.js';
+import { listen, post, teardown, waitFor } from './helpers.js';
 
 let cluster: LocalCluster;
 let server: Server;
@@ -56,11 +56,7 @@ beforeAll(async () => {
   ({ server, base } = await listen(app));
 });
 
-afterAll(async () => {
-  if (server) await closeServer(server);
-  await grid?.close();
-  await cluster?.stop();
-});
+afterAll(() => teardown(server, grid, cluster));
 
 describe('grid unavailable', () => {
   it('failOpen serves, failClosed answers 503; with the breaker open no call reaches the grid; a probe recovers', async () => {

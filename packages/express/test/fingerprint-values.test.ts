@@ -9,7 +9,7 @@ import express from 'express';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalCluster } from '@gridlink/node';
 import { dedupe, gridlink, type GridlinkHandle } from '@gridlink/express';
-import { closeServer, listen, post } from './helpers.js';
+import { listen, post, teardown } from './helpers.js';
 
 /** What the app's functions make of a body's `v`: a few values no JSON body holds. */
 const special: Record<string, unknown> = { nan: NaN, inf: Infinity, big: 5n };
@@ -39,11 +39,7 @@ beforeAll(async () => {
   ({ server, base } = await listen(app));
 }, 30_000);
 
-afterAll(async () => {
-  await closeServer(server);
-  await grid.close();
-  await cluster.stop();
-});
+afterAll(() => teardown(server, grid, cluster));
 
 const run = (reply: { body: Buffer }): number => (JSON.parse(reply.body.toString()) as { run: number }).run;
 

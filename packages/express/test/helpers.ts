@@ -1,5 +1,5 @@
 import type { AddressInfo } from 'node:net';
-import { request as httpRequest, type IncomingHttpHeaders, type Server } from 'node:http';
+import { Server, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 
 export interface Reply {
   status: number;
@@ -49,6 +49,33 @@ export function closeServer(server: Server): Promise<void> {
     server.closeAllConnections();
     server.close(() => resolve());
   });
+}
+
+/**
+ * What a test file's afterAll tears down: an HTTP server (closed with its connections), a grid
+ * client or gridlink handle (`close()`), a cluster (`stop()`); undefined when never made.
+ */
+export type Teardown = Server | { close(): Promise<unknown> } | { stop(): Promise<unknown> } | null | undefined;
+
+/**
+ * Tears down what a test file started, one after the other in the order given (the HTTP servers,
+ * then the clients of the grid, then the cluster), skipping what was never made (a beforeAll that
+ * failed part way) and going on past a failure: the cluster is stopped even when a server or
+ * client would not close. Rejects at the end with the first failure.
+ */
+export async function teardown(...items: Teardown[]): Promise<void> {
+  const failures: unknown[] = [];
+  for (const item of items) {
+    if (item === null || item === undefined) continue;
+    try {
+      if (item instanceof Server) await closeServer(item);
+      else if ('stop' in item) await item.stop();
+      else await item.close();
+    } catch (e) {
+      failures.push(e);
+    }
+  }
+  if (failures.length > 0) throw failures[0];
 }
 
 /** Polls `cond` until it holds or the deadline passes. */

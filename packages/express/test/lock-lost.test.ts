@@ -10,7 +10,7 @@ import express5 from 'express';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalCluster } from '@gridlink/node';
 import { dedupe, gridlink, type GridlinkHandle } from '@gridlink/express';
-import { closeServer, gate, listen, post, waitFor } from './helpers.js';
+import { gate, listen, post, teardown, waitFor } from './helpers.js';
 
 let cluster: LocalCluster;
 let grid: GridlinkHandle;
@@ -38,10 +38,7 @@ beforeAll(async () => {
   ({ server, base } = await listen(app as never));
 });
 
-afterAll(async () => {
-  if (server) await closeServer(server);
-  await cluster?.stop();
-});
+afterAll(() => teardown(server, cluster));
 
 describe('the de-duplication lock lost mid-request', () => {
   it('emits lockLost and aborts the signal, and the app keeps serving', async () => {

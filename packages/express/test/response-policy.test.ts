@@ -15,7 +15,7 @@ import { GridClient } from '@gridlink/client';
 import { LocalCluster } from '@gridlink/node';
 import { DEFAULT_REPLAY_HEADERS } from '@gridlink/dedupe';
 import { dedupe } from '@gridlink/express';
-import { closeServer, listen, post, rawPost, waitFor } from './helpers.js';
+import { listen, post, rawPost, teardown, waitFor } from './helpers.js';
 
 let cluster: LocalCluster;
 let client: GridClient;
@@ -150,12 +150,7 @@ beforeAll(async () => {
   ({ server: server4, base: base4 } = await listen(app4 as never));
 });
 
-afterAll(async () => {
-  if (server) await closeServer(server);
-  if (server4) await closeServer(server4);
-  await client?.close();
-  await cluster?.stop();
-});
+afterAll(() => teardown(server, server4, client, cluster));
 
 const key = (what: string): string => `${what}-${process.hrtime.bigint()}`;
 

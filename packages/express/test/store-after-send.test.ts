@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GridClient } from '@gridlink/client';
 import { LocalCluster } from '@gridlink/node';
 import { dedupe, gridlink, type GridlinkHandle } from '@gridlink/express';
-import { closeServer, listen, post, waitFor, type Reply } from './helpers.js';
+import { listen, post, teardown, waitFor, type Reply } from './helpers.js';
 
 let cluster: LocalCluster;
 let probe: GridClient;
@@ -46,11 +46,7 @@ beforeAll(async () => {
   });
   ({ server, base } = await listen(app));
 });
-afterAll(async () => {
-  if (server) await closeServer(server);
-  await probe?.close();
-  await cluster?.stop();
-});
+afterAll(() => teardown(server, probe, cluster));
 
 /** The key hash the middleware computed for the next stored response. */
 function nextStored(): Promise<string> {

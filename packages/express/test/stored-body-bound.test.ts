@@ -10,7 +10,7 @@ import express from 'express';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalCluster } from '@gridlink/node';
 import { dedupe, gridlink, type GridlinkHandle } from '@gridlink/express';
-import { closeServer, listen, rawPost } from './helpers.js';
+import { listen, rawPost, teardown } from './helpers.js';
 
 /** The largest `maxStoredBodyBytes` of docs/api.md's options table. */
 function documentedMax(): number {
@@ -46,11 +46,7 @@ beforeAll(async () => {
   ({ server, base } = await listen(app));
 }, 30_000);
 
-afterAll(async () => {
-  await closeServer(server);
-  await grid.close();
-  await cluster.stop();
-});
+afterAll(() => teardown(server, grid, cluster));
 
 describe('maxStoredBodyBytes at its documented bound', () => {
   it('a body of that size is stored and replayed whole, the handler running once', async () => {

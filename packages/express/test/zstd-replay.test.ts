@@ -10,7 +10,7 @@ import express from 'express';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalCluster } from '@gridlink/node';
 import { dedupe, gridlink, type GridlinkHandle } from '@gridlink/express';
-import { closeServer, listen, rawPost } from './helpers.js';
+import { listen, rawPost, teardown } from './helpers.js';
 
 const hasZstd = typeof (zlib as { zstdDecompress?: unknown }).zstdDecompress === 'function';
 
@@ -57,11 +57,7 @@ beforeAll(async () => {
   ({ server, base } = await listen(app));
 }, 30_000);
 
-afterAll(async () => {
-  await closeServer(server);
-  await grid.close();
-  await cluster.stop();
-});
+afterAll(() => teardown(server, grid, cluster));
 
 /** The first request accepts zstd and gets the bytes as sent; the body is stored with them. */
 async function first(path: string, key: string, body: Buffer): Promise<void> {
