@@ -4,6 +4,7 @@ import type { ControlPlane } from './control/kv.js';
 import { unsupportedCacheConfig } from './control/routing.js';
 import { DEFAULT_AUTO_ADJUST, type AutoAdjustPolicy } from './control/topology.js';
 import { silentLogger, type Logger } from './logger.js';
+import { MIN_PEER_WIRE_VERSION, PEER_WIRE, PEER_WIRE_VERSION, peerWireRangeOf, type WireRange } from './peers/wire-version.js';
 
 /** Timing knobs, all in milliseconds. See docs/node.md for why the defaults are what they are. */
 export interface NodeTiming {
@@ -135,6 +136,8 @@ export interface ResolvedNodeOptions extends NodeTiming {
   httpPort: number | undefined;
   httpHost: string;
   logger: Logger;
+  /** Node-to-node wire versions this node speaks (its release's, unless a test set another: withPeerWireRange). */
+  [PEER_WIRE]: WireRange;
 }
 
 function int(field: string, v: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
@@ -206,5 +209,6 @@ export function resolveNodeOptions(o: NodeOptions): ResolvedNodeOptions {
     httpPort: o.httpPort,
     httpHost: o.httpHost ?? host,
     logger: o.logger ?? silentLogger,
+    [PEER_WIRE]: peerWireRangeOf(o, { min: MIN_PEER_WIRE_VERSION, max: PEER_WIRE_VERSION }),
   };
 }

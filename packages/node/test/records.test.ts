@@ -123,6 +123,66 @@ describe('shape checks of control plane records', () => {
   });
 });
 
+describe('records of a newer release (ADR 0060: fields are only ever added)', () => {
+  /** A JSON value a later release might add as a field. */
+  const extra = fc.dictionary(
+    fc.string({ minLength: 1, maxLength: 8 }).map((k) => `x_${k}`),
+    fc.jsonValue({ maxDepth: 2 }),
+    { minKeys: 1, maxKeys: 3 },
+  );
+
+  it('a topology record with fields this release does not know, at the top and in its members and addresses, is readable', () => {
+    fc.assert(
+      fc.property(runs, extra, extra, (records, top, inner) => {
+        for (const r of records) {
+          const wider = JSON.parse(JSON.stringify(r)) as Record<string, unknown> & TopologyRecord;
+          Object.assign(wider, top);
+          for (const m of Object.values(wider.members)) Object.assign(m, inner);
+          for (const a of Object.values(wider.addresses)) Object.assign(a, inner);
+          expect(topologyProblem(wider, PARTITIONS)).toBeNull();
+        }
+      }),
+      { numRuns: 60 },
+    );
+  });
+
+  it('so is a lease record with such fields', () => {
+    fc.assert(
+      fc.property(extra, (more) => {
+        expect(leaseProblem({ ...lease('n1', 'e1', { '3': 7 }, true), ...more }, 'n1')).toBeNull();
+      }),
+    );
+  });
+});
+
+describe('a cluster reading a topology a newer release wrote', () => {
+  const grid = perTestCluster();
+
+  it('applies it, keeps serving, writes it again with the fields it knows, and goes on from there', async () => {
+    const cluster = await grid.start({ nodes: 3, backups: 1, partitions: PARTITIONS });
+    const client = await grid.connectFast(cluster.endpoints);
+    const cache = client.cache<string, number>('c');
+    for (let i = 0; i < 50; i++) await cache.put(`k${i}`, i);
+    const cur = cluster.controlPlane.peek<TopologyRecord>(TOPOLOGY_KEY)!;
+    // What a coordinator of a later release could write: the same topology with a field more.
+    const newer = { ...cur.value, version: cur.value.version + 1, placementHints: { zones: ['a', 'b'] } };
+    await cluster.controlPlane.update(TOPOLOGY_KEY, newer, cur.revision);
+    await until(() => cluster.nodeIds.every((id) => cluster.node(id).topology()?.version === newer.version), 'every node to apply the newer record');
+    for (let i = 0; i < 50; i++) expect(await cache.get(`k${i}`)).toBe(i);
+    // This release's coordinator writes the fields it knows: the same topology, without the
+    // newer one's field, one version on (a later release must do without its added fields).
+    await until(() => !('placementHints' in cluster.controlPlane.peek<TopologyRecord>(TOPOLOGY_KEY)!.value), 'the record written again');
+    const rewritten = cluster.controlPlane.peek<TopologyRecord>(TOPOLOGY_KEY)!.value;
+    expect(rewritten).toEqual({ ...cur.value, version: newer.version + 1 });
+
+    // The next change is computed from it.
+    await cluster.kill(cluster.nodeIds[2]!);
+    await until(() => !(cluster.nodeIds[2]! in (cluster.controlPlane.peek<TopologyRecord>(TOPOLOGY_KEY)?.value.members ?? {})), 'the killed node to leave the topology');
+    expect(cluster.controlPlane.peek<TopologyRecord>(TOPOLOGY_KEY)!.value.version).toBeGreaterThan(newer.version);
+    for (let i = 0; i < 50; i++) expect(await cache.get(`k${i}`)).toBe(i);
+  });
+});
+
 describe('a cluster whose control plane holds garbage', () => {
   const grid = perTestCluster();
 

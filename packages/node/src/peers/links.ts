@@ -7,6 +7,7 @@ import type { Scheduler } from '../scheduler.js';
 import type { ClusterView } from '../membership/view.js';
 import { peerLocalAddress } from './local-address.js';
 import { PeerClient, PeerUnavailableError } from './peer-client.js';
+import { PEER_WIRE } from './wire-version.js';
 
 export class PeerLinks {
   /** Peer clients by node id, valid for the address they were made for. */
@@ -53,6 +54,8 @@ export class PeerLinks {
         maxFrameSize: this.opts.maxFrameSize,
         scheduler: this.scheduler,
         connectTimeoutMs: this.opts.replicationTimeoutMs,
+        wireRange: this.opts[PEER_WIRE],
+        logger: this.opts.logger,
       });
       if (this.scheduler.isFrozen) c.pause();
       this.clients.set(key, c);

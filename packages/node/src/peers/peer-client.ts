@@ -2,18 +2,13 @@ import { ErrorCode, Op, WireClient, payloadForFeatures, type ErrorPayload, type 
 import { GridNodeError } from '../errors.js';
 import type { TlsOptions } from '../config.js';
 import type { Scheduler } from '../scheduler.js';
+import type { Logger } from '../logger.js';
+import { MIN_PEER_WIRE_VERSION, PEER_WIRE_VERSION, commonVersion, refusedRange, type WireRange } from './wire-version.js';
 
 /** Client name peers announce in their handshake (followed by `/<wire version>`). */
 export const PEER_CLIENT_NAME = 'gridlink-peer';
 
-/**
- * Version of the node-to-node wire (peer ops, their message forms and replies), announced in the
- * peer hello as `gridlink-peer/<version>`; the plain `gridlink-peer` of older nodes is version 1.
- * 2: batched records may ask for the compact all-OK ack (ADR 0035).
- */
-export const PEER_WIRE_VERSION = 2;
-/** Oldest peer wire version this node still answers correctly. */
-export const MIN_PEER_WIRE_VERSION = 1;
+export { MIN_PEER_WIRE_VERSION, PEER_WIRE_VERSION } from './wire-version.js';
 
 /**
  * The peer wire version a hello's client name announces: 1 for the unversioned name, NaN for a
@@ -63,6 +58,10 @@ export interface PeerClientOptions {
   maxFrameSize: number;
   scheduler: Scheduler;
   connectTimeoutMs: number;
+  /** Node-to-node wire versions this node speaks, the newest announced first (ADR 0060). Default: this release's. */
+  wireRange?: WireRange | undefined;
+  /** Where a link that settles on an older version says so (once per version). */
+  logger?: Logger | undefined;
 }
 
 /** A request waiting for the end of the tick to be written. */
@@ -95,8 +94,19 @@ export class PeerClient {
   private closed = false;
   private paused = false;
   private connected = false;
+  private version = 0;
+  private loggedVersion = 0;
 
-  constructor(readonly opts: PeerClientOptions) {}
+  private readonly wireRange: WireRange;
+
+  constructor(readonly opts: PeerClientOptions) {
+    this.wireRange = opts.wireRange ?? { min: MIN_PEER_WIRE_VERSION, max: PEER_WIRE_VERSION };
+  }
+
+  /** Node-to-node wire version of the current connection (ADR 0060); 0 while not connected. */
+  get wireVersion(): number {
+    return this.version;
+  }
 
   get address(): string {
     return `${this.opts.host}:${this.opts.port}`;
@@ -210,14 +220,31 @@ export class PeerClient {
 
   private connect(): Promise<WireClient> {
     if (this.ready) return this.ready;
+    const attempt = this.dial(this.wireRange.max);
+    this.ready = attempt;
+    attempt.catch(() => {
+      if (this.ready === attempt) this.ready = null;
+    });
+    return attempt;
+  }
+
+  /**
+   * Connects announcing wire `version`. A peer of an older release refuses a version it does not
+   * speak and names its range (ADR 0060): dialed again at once with the newest version both speak,
+   * so the requests waiting for this connection do not notice.
+   */
+  private dial(version: number): Promise<WireClient> {
     const o = this.opts;
     const peer = o.peerId;
-    const closed = (reason: WireCloseReason): Error => {
+    let refusal = '';
+    let opened = false;
+    const closed = (reason: WireCloseReason, detail: string): Error => {
       switch (reason) {
         case 'unreachable':
           return new PeerUnavailableError(`peer ${peer} unreachable at ${this.address}`);
         case 'refused':
-          return new PeerUnavailableError(`peer ${peer} refused the handshake`);
+          refusal = detail;
+          return new PeerUnavailableError(`peer ${peer} refused the handshake: ${detail}`);
         case 'handshake-timeout':
           return new PeerUnavailableError(`peer ${peer} handshake timed out`);
         case 'closed':
@@ -230,7 +257,7 @@ export class PeerClient {
       ...(o.localAddress !== undefined ? { localAddress: o.localAddress } : {}),
       ...(o.tls ? { tls: { ca: o.tls.ca, rejectUnauthorized: o.tls.rejectUnauthorized ?? true } } : {}),
       sessionId: `peer:${o.selfId}`,
-      clientName: `${PEER_CLIENT_NAME}/${PEER_WIRE_VERSION}`,
+      clientName: `${PEER_CLIENT_NAME}/${version}`,
       clusterId: o.clusterId,
       ...(o.authToken !== undefined ? { authToken: o.authToken } : {}),
       maxFrameSize: o.maxFrameSize,
@@ -244,21 +271,42 @@ export class PeerClient {
       onClose: () => {
         if (this.wire === wire) {
           this.wire = null;
-          this.ready = null;
           this.connected = false;
+          this.version = 0;
+          // A connection that never opened leaves `ready` to the attempt, which may dial again.
+          if (opened) this.ready = null;
         }
       },
     });
     this.wire = wire;
     if (this.paused) wire.pause();
-    const attempt = wire.ready.then(() => {
-      if (this.wire === wire) this.connected = true;
-      return wire;
-    });
-    this.ready = attempt;
-    attempt.catch(() => {
-      if (this.ready === attempt) this.ready = null;
-    });
-    return attempt;
+    return wire.ready.then(
+      () => {
+        opened = true;
+        if (this.wire === wire) {
+          this.connected = true;
+          this.version = version;
+        }
+        return wire;
+      },
+      (err: unknown) => {
+        const theirs = refusedRange(refusal);
+        if (theirs === null || this.closed) throw err;
+        const own = this.wireRange;
+        const v = commonVersion(own, theirs);
+        if (v === null) {
+          throw new PeerUnavailableError(
+            `peer ${peer} speaks node-to-node wire versions ${theirs.min}..${theirs.max} and this node ${own.min}..${own.max}: none in common, so these two releases cannot run in one cluster`,
+          );
+        }
+        // A refusal of a version inside the range it names is not about versions: no retry.
+        if (v >= version) throw err;
+        if (this.loggedVersion !== v) {
+          this.loggedVersion = v;
+          o.logger?.info('peer speaks an older node-to-node wire: using its version', { peer, version: v, peerVersions: `${theirs.min}..${theirs.max}` });
+        }
+        return this.dial(v);
+      },
+    );
   }
 }

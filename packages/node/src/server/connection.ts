@@ -22,7 +22,8 @@ import {
   type RequestFrame,
 } from '@gridlink/protocol';
 import type { ResolvedNodeOptions } from '../config.js';
-import { MIN_PEER_WIRE_VERSION, PEER_WIRE_VERSION, peerWireVersion } from '../peers/peer-client.js';
+import { peerWireVersion } from '../peers/peer-client.js';
+import { PEER_WIRE, wireRefusal } from '../peers/wire-version.js';
 import type { Scheduler, TimerHandle } from '../scheduler.js';
 
 export interface RequestOutcome {
@@ -272,10 +273,11 @@ export class ServerConnection {
       return;
     }
     const peerVersion = peerWireVersion(body.clientName ?? '');
-    if (peerVersion !== null && !(peerVersion >= MIN_PEER_WIRE_VERSION && peerVersion <= PEER_WIRE_VERSION)) {
-      // Another node speaking a node-to-node wire this one does not: refused, never misread.
-      const msg = `peer wire version ${body.clientName ?? ''} is not supported: this node speaks ${MIN_PEER_WIRE_VERSION}..${PEER_WIRE_VERSION}`;
-      this.sendRaw(handshakeError(ErrorCode.VERSION_MISMATCH, msg));
+    const wire = o[PEER_WIRE];
+    if (peerVersion !== null && !(peerVersion >= wire.min && peerVersion <= wire.max)) {
+      // Another node speaking a node-to-node wire this one does not: refused, never misread. The
+      // refusal names this node's range, from which a newer peer picks a version both speak.
+      this.sendRaw(handshakeError(ErrorCode.VERSION_MISMATCH, wireRefusal(body.clientName ?? '', wire)));
       this.close();
       return;
     }
