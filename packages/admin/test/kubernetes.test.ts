@@ -158,6 +158,9 @@ describe('Kubernetes manifests', () => {
         zone: 'zone-a',
         controlPlane: { kind: 'nats' },
       });
+      // No variable the node would warn of as no flag's (a misspelling it would ignore).
+      const unknownVariables = (nodePackage as Record<string, unknown>)['unknownVariables'];
+      if (typeof unknownVariables === 'function') expect((unknownVariables as (e: Record<string, string>) => unknown[])(env)).toEqual([]);
     } else {
       for (const name of Object.keys(env).filter((n) => n.startsWith('GRIDLINK_'))) {
         expect(DOCUMENTED_FLAGS, name).toContain(name.slice('GRIDLINK_'.length).toLowerCase().replace(/_/g, '-'));

@@ -9,7 +9,7 @@ import { hostname } from 'node:os';
 import { createSecureContext, type SecureContextOptions } from 'node:tls';
 import { credsAuthenticator } from '@nats-io/transport-node';
 import { joinOrCreateCluster } from './cli/cluster.js';
-import { namingVariable, parseCli, type CliConfig } from './cli/options.js';
+import { namingVariable, parseCli, unknownVariableWarning, unknownVariables, type CliConfig } from './cli/options.js';
 import { NODE_V8_FLAGS, youngGenerationConfigured } from './cli/v8-flags.js';
 import { MemoryControlPlane, type ControlPlane } from './control/kv.js';
 import { NatsControlPlane, type NatsControlPlaneOptions } from './control/nats.js';
@@ -97,6 +97,8 @@ async function openControlPlane(c: CliConfig, log: ReturnType<typeof consoleLogg
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
+  // Before anything else, a refusal included: a misspelt variable may be why a value is refused.
+  for (const u of unknownVariables(process.env)) process.stderr.write(`gridlink-node: ${unknownVariableWarning(u)}\n`);
   const parsed = parseCli(argv, process.env, hostname());
   if (parsed.help) {
     process.stdout.write(parsed.usage + '\n');

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { CLI_OPTIONS, envNameOf, parseCli, usage, type CliConfig } from '../src/cli/options.js';
+import { CLI_OPTIONS, envNameOf, parseCli, unknownVariables, usage, type CliConfig } from '../src/cli/options.js';
 import { peerLocalAddress } from '../src/peers/local-address.js';
 import { CLUSTER_DEFAULTS, joinOrCreateCluster, reconcileClusterSettings } from '../src/cli/cluster.js';
 import { MemoryControlPlane, NODE_V8_FLAGS, NodeConfigError, resolveNodeOptions, youngGenerationConfigured, type NodeOptions } from '@gridlink/node';
@@ -177,6 +177,36 @@ describe('gridlink-node option parser (pure)', () => {
       ),
       { numRuns: 500 },
     );
+  });
+});
+
+describe('GRIDLINK_* variables the command does not read', () => {
+  const meant = (name: string): string[] | undefined => unknownVariables({ [name]: 'x' })[0]?.meant;
+
+  it('every option but --help has its variable, and none of those is unknown; nor are other variables', () => {
+    const env = Object.fromEntries(CLI_OPTIONS.filter((o) => o.kind !== 'bool').map((o) => [envNameOf(o.flag), '1']));
+    expect(Object.keys(env)).toHaveLength(CLI_OPTIONS.length - 1);
+    expect(unknownVariables({ ...env, PATH: '/bin', NODE_OPTIONS: '--max-semi-space-size=4', gridlink_partitions: '8' })).toEqual([]);
+    expect(unknownVariables({ GRIDLINK_HELP: '1' })).toEqual([{ name: 'GRIDLINK_HELP', meant: [] }]);
+  });
+
+  it('names the variable probably meant: a misspelling of an edit or two, a name cut short or run on', () => {
+    expect(meant('GRIDLINK_PARTITION')).toEqual(['GRIDLINK_PARTITIONS']);
+    expect(meant('GRIDLINK_partitions')).toEqual(['GRIDLINK_PARTITIONS']);
+    expect(meant('GRIDLINK_CONTROLPLANE')).toEqual(['GRIDLINK_CONTROL_PLANE']);
+    expect(meant('GRIDLINK_NATS_CRED')).toEqual(['GRIDLINK_NATS_CREDS']);
+    expect(meant('GRIDLINK_HTTP_PROT')).toEqual(['GRIDLINK_HTTP_PORT']);
+    expect(meant('GRIDLINK_PORT_NUMBER')).toEqual(['GRIDLINK_PORT']);
+    expect(meant('GRIDLINK_LEASE')).toEqual(['GRIDLINK_LEASE_MS', 'GRIDLINK_LEASE_MARGIN_MS']);
+    // A misspelling wins over a name that merely begins the same.
+    expect(meant('GRIDLINK_HOSTS')).toEqual(['GRIDLINK_HOST']);
+  });
+
+  it('guesses nothing when nothing is close, or too many are', () => {
+    expect(meant('GRIDLINK_SOMETHING_NEW')).toEqual([]);
+    expect(meant('GRIDLINK_XY')).toEqual([]);
+    expect(meant('GRIDLINK_')).toEqual([]);
+    expect(meant('GRIDLINK_NATS')).toEqual([]);
   });
 });
 

@@ -91,6 +91,29 @@ describe('gridlink-node and its launcher', () => {
   });
 });
 
+describe('gridlink-node warns of GRIDLINK_* variables it does not read', () => {
+  it('one line per unknown variable, naming the variable it probably meant, and runs on with the defaults (it used to ignore GRIDLINK_PARTITION=512 without a word)', async () => {
+    const env = { GRIDLINK_PARTITION: '512', GRIDLINK_LEASE_MARIGN_MS: '100', GRIDLINK_SOMETHING_NEW: 'x', GRIDLINK_ZONE: 'a' };
+    const r = await run(['--port', '0', ...QUICK_STOP], { env, until: (o) => /listening on/.test(o) });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/listening on .* partitions 1024 /);
+    const warnings = r.stderr.split('\n').filter((l) => l.startsWith('gridlink-node: warning: '));
+    expect(warnings.sort()).toEqual([
+      'gridlink-node: warning: GRIDLINK_LEASE_MARIGN_MS is not a gridlink-node variable and is ignored (did you mean GRIDLINK_LEASE_MARGIN_MS?)',
+      'gridlink-node: warning: GRIDLINK_PARTITION is not a gridlink-node variable and is ignored (did you mean GRIDLINK_PARTITIONS?)',
+      'gridlink-node: warning: GRIDLINK_SOMETHING_NEW is not a gridlink-node variable and is ignored',
+    ]);
+    // Before anything else: also when the options are then refused (a misspelt GRIDLINK_CONTROL_PLANE
+    // leaves GRIDLINK_BUCKET on the memory control plane).
+    const refusedRun = await run(['--port', '0'], { env: { GRIDLINK_CONTROL_PLAN: 'nats://127.0.0.1:4222', GRIDLINK_BUCKET: 'grid' } });
+    expect(refusedRun.code).toBe(1);
+    expect(refusedRun.stderr.trim().split('\n')).toEqual([
+      'gridlink-node: warning: GRIDLINK_CONTROL_PLAN is not a gridlink-node variable and is ignored (did you mean GRIDLINK_CONTROL_PLANE?)',
+      'gridlink-node: bucket: --bucket needs --control-plane nats://... (--bucket given as GRIDLINK_BUCKET)',
+    ]);
+  });
+});
+
 describe('gridlink-node refuses what it cannot run with, naming the flag', () => {
   it('a flag given an empty value (--advertise-host= used to advertise ":<port>", --auth-token= to demand an empty token)', async () => {
     await refused(['--advertise-host='], 'advertise-host', /--advertise-host needs a value/);

@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_MAX_FRAME_SIZE, MAX_MAX_FRAME_SIZE, MIN_MAX_FRAME_SIZE } from '@gridlink/protocol';
-import { CLI_OPTIONS, envNameOf, parseCli, usage, type CliConfig } from '../src/cli/options.js';
+import { CLI_OPTIONS, envNameOf, parseCli, unknownVariableWarning, unknownVariables, usage, type CliConfig } from '../src/cli/options.js';
 import { CLUSTER_DEFAULTS } from '../src/cli/cluster.js';
 import { DEFAULT_TIMING, resolveNodeOptions, type NodeOptions } from '../src/config.js';
 import { MemoryControlPlane } from '../src/control/kv.js';
@@ -177,6 +177,15 @@ describe('docs/operations.md §4: every flag and variable', () => {
     expect(levels).toEqual(['debug', 'info', 'warn', 'error']);
     for (const l of levels) expect(parsed(['--log-level', l]).logLevel).toBe(l);
     expect(refusedFlag(['--log-level', 'verbose'])).toBe('log-level');
+  });
+
+  it('quotes the warning the command prints for a GRIDLINK_* variable that is no flag\'s, as it prints it', () => {
+    const s4 = section(doc('operations.md'), '## 4. Every flag and variable').replace(/\s+/g, ' ');
+    const quoted = /\(`(gridlink-node: warning: (GRIDLINK_[A-Z_]+) [^`]*)`\)/.exec(s4);
+    expect(quoted).not.toBeNull();
+    const [u] = unknownVariables({ [quoted![2]!]: '512' });
+    expect(quoted![1]).toBe(`gridlink-node: ${unknownVariableWarning(u!)}`);
+    expect(u!.meant).not.toEqual([]);
   });
 
   it('"needs nats://" where parseCli refuses the flag on the memory control plane', () => {

@@ -68,6 +68,60 @@ export function envNameOf(flag: string): string {
   return 'GRIDLINK_' + flag.toUpperCase().replace(/-/g, '_');
 }
 
+/** An environment variable named like the command's but that it does not read, and the ones it probably meant. */
+export interface UnknownVariable {
+  name: string;
+  /** The command's own variables closest to `name` (an edit or two away, or one's name begins the other's); may be empty. */
+  meant: string[];
+}
+
+/** Levenshtein distance. */
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) cur.push(Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1)));
+    prev = cur;
+  }
+  return prev[b.length]!;
+}
+
+/**
+ * The `GRIDLINK_*` variables of `env` that are no option's variable (every flag but --help has one:
+ * envNameOf), each with the variables it was probably meant to be. The command warns of them and
+ * runs on: a variable may be meant for a newer version. Empty for what the container image and
+ * deploy/kubernetes set.
+ */
+export function unknownVariables(env: Readonly<Record<string, string | undefined>>): UnknownVariable[] {
+  const known = CLI_OPTIONS.filter((o) => o.kind !== 'bool').map((o) => envNameOf(o.flag));
+  const unknown: UnknownVariable[] = [];
+  for (const name of Object.keys(env).sort()) {
+    if (!name.startsWith('GRIDLINK_') || known.includes(name)) continue;
+    const given = name.slice('GRIDLINK_'.length).toUpperCase();
+    let best = Infinity;
+    let meant: string[] = [];
+    for (const k of known) {
+      const want = k.slice('GRIDLINK_'.length);
+      const d = editDistance(given, want);
+      // An edit or two (not a name rewritten whole: `ID` is not meant by any two letters), or a
+      // name cut short or run on (`PARTITION`, `PORT_NUMBER`), counted as one edit more than
+      // the nearest misspelling.
+      const score = d <= 2 && d < want.length ? d : given !== '' && (want.startsWith(given) || given.startsWith(want)) ? 3 : Infinity;
+      if (score < best) [best, meant] = [score, [k]];
+      else if (score === best && score !== Infinity) meant.push(k);
+    }
+    // Many equally near (`GRIDLINK_NATS`) is no guess.
+    unknown.push({ name, meant: meant.length <= 3 ? meant : [] });
+  }
+  return unknown;
+}
+
+/** The warning line (without the command's name) for an unknown variable. */
+export function unknownVariableWarning(u: UnknownVariable): string {
+  const meant = u.meant.length === 0 ? '' : ` (did you mean ${u.meant.join(' or ')}?)`;
+  return `warning: ${u.name} is not a gridlink-node variable and is ignored${meant}`;
+}
+
 export type ControlPlaneSpec =
   | { kind: 'memory' }
   | {
