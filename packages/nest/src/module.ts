@@ -111,15 +111,28 @@ function checkSse(handler: object, onRoute: boolean, onController: boolean, meth
   }
 }
 
+/** A route handler of a controller, with what the route check reads of it. */
+interface Route {
+  readonly handler: object;
+  readonly controller: string;
+  readonly name: string;
+  readonly classOpts: IdempotentOptions | undefined;
+  readonly routeOpts: IdempotentOptions | undefined;
+}
+
+/** Per application (its DiscoveryService), its routes, walked once: both route checks read them. */
+const walked = new WeakMap<DiscoveryService, readonly Route[]>();
+
 /**
- * Checks the options every `@Idempotent()` route will run with (module defaults, controller,
- * route merged), before the client connects: each part alone may be incomplete (`header: false`
- * here, `fingerprint` there), but a route whose merged options are not (no key could ever be
- * derived) must stop the bootstrap, not answer its first request with a 500. So does one on an
- * `@Sse()` route (`checkSse`). `global`: an IdempotencyInterceptor runs on every route (see
- * `GlobalInterceptorCheck`), so every route is checked, with or without `@Idempotent()`.
+ * Every route handler of the application's controllers (Nest's @Get/@Post... set the 'method'
+ * metadata on the function), inherited ones included. The controllers are walked once per
+ * application, while the client provider is built (the controllers are known by then); the check
+ * in init() reads what that walk found.
  */
-function checkRoutes(o: GridlinkModuleOptions, discovery: DiscoveryService, global = false): void {
+function routesOf(discovery: DiscoveryService): readonly Route[] {
+  const known = walked.get(discovery);
+  if (known !== undefined) return known;
+  const routes: Route[] = [];
   for (const wrapper of discovery.getControllers()) {
     const cls = wrapper.metatype as (abstract new (...a: never[]) => unknown) | null | undefined;
     if (typeof cls !== 'function') continue;
@@ -130,23 +143,39 @@ function checkRoutes(o: GridlinkModuleOptions, discovery: DiscoveryService, glob
         if (name === 'constructor' || seen.has(name)) continue;
         seen.add(name);
         const handler = Object.getOwnPropertyDescriptor(proto, name)?.value as unknown;
-        // Route handlers only: Nest's @Get/@Post... set the 'method' metadata on the function.
         if (typeof handler !== 'function' || !Reflect.hasMetadata('method', handler)) continue;
-        const routeOpts = Reflect.getMetadata(IDEMPOTENT_METADATA, handler) as IdempotentOptions | undefined;
-        if (!global && classOpts === undefined && routeOpts === undefined) continue;
-        const where = classOpts === undefined && routeOpts === undefined ? `route ${cls.name}.${name} (global IdempotencyInterceptor)` : `@Idempotent() route ${cls.name}.${name}`;
-        let methods: ReadonlySet<string>;
-        try {
-          methods = resolveDedupeOptions<IdempotentRequest>(routeOptions(o, classOpts, routeOpts)).methods;
-        } catch (e) {
-          if (e instanceof DedupeConfigError) {
-            throw new DedupeConfigError(e.field, `${e.reason} — ${where} (module idempotency, controller and route options merged)`);
-          }
-          throw e;
-        }
-        if (Reflect.getMetadata(SSE_METADATA, handler) === true) checkSse(handler, routeOpts !== undefined, classOpts !== undefined, methods, where);
+        routes.push({ handler, controller: cls.name, name, classOpts, routeOpts: Reflect.getMetadata(IDEMPOTENT_METADATA, handler) as IdempotentOptions | undefined });
       }
     }
+  }
+  walked.set(discovery, routes);
+  return routes;
+}
+
+/**
+ * Checks the options every `@Idempotent()` route will run with (module defaults, controller,
+ * route merged), before the client connects: each part alone may be incomplete (`header: false`
+ * here, `fingerprint` there), but a route whose merged options are not (no key could ever be
+ * derived) must stop the bootstrap, not answer its first request with a 500. So does one on an
+ * `@Sse()` route (`checkSse`). `global`: an IdempotencyInterceptor runs on every route (see
+ * `GlobalInterceptorCheck`), so the routes without `@Idempotent()` are checked too (those with it
+ * were, before connecting); otherwise only those with it.
+ */
+function checkRoutes(o: GridlinkModuleOptions, routes: readonly Route[], global = false): void {
+  for (const { handler, controller, name, classOpts, routeOpts } of routes) {
+    const marked = classOpts !== undefined || routeOpts !== undefined;
+    if (marked === global) continue;
+    const where = marked ? `@Idempotent() route ${controller}.${name}` : `route ${controller}.${name} (global IdempotencyInterceptor)`;
+    let methods: ReadonlySet<string>;
+    try {
+      methods = resolveDedupeOptions<IdempotentRequest>(routeOptions(o, classOpts, routeOpts)).methods;
+    } catch (e) {
+      if (e instanceof DedupeConfigError) {
+        throw new DedupeConfigError(e.field, `${e.reason} — ${where} (module idempotency, controller and route options merged)`);
+      }
+      throw e;
+    }
+    if (Reflect.getMetadata(SSE_METADATA, handler) === true) checkSse(handler, routeOpts !== undefined, classOpts !== undefined, methods, where);
   }
 }
 
@@ -175,7 +204,7 @@ class GlobalInterceptorCheck implements OnModuleInit {
       this.config.getGlobalInterceptors().some((i) => i instanceof IdempotencyInterceptor) ||
       // Request-scoped or transient registrations: Nest keeps their wrappers, instances come per request.
       this.config.getGlobalRequestInterceptors().some((w) => ours(w.metatype));
-    if (global) checkRoutes(this.options, this.discovery, true);
+    if (global) checkRoutes(this.options, routesOf(this.discovery), true);
   }
 }
 Injectable()(GlobalInterceptorCheck);
@@ -187,7 +216,7 @@ function common(optionsProvider: Provider, caches: readonly string[], imports: M
   const clientProvider: Provider = {
     provide: GRID_CLIENT,
     useFactory: async (o: GridlinkModuleOptions, discovery: DiscoveryService) => {
-      checkRoutes(o, discovery);
+      checkRoutes(o, routesOf(discovery));
       const client = await GridClient.connect(o.client);
       await trackStartupClient(client);
       return client;

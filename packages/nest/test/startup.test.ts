@@ -10,7 +10,7 @@
 import 'reflect-metadata';
 import { Controller, Inject, Injectable, Module, Post, RequestMethod, Scope, Sse, type INestApplication, type MessageEvent, type OnModuleInit, type Provider } from '@nestjs/common';
 import { firstValueFrom, interval, map, type Observable } from 'rxjs';
-import { APP_INTERCEPTOR, NestFactory } from '@nestjs/core';
+import { APP_INTERCEPTOR, DiscoveryService, NestFactory } from '@nestjs/core';
 import { ClientProxyFactory, MessagePattern, Transport, type MicroserviceOptions } from '@nestjs/microservices';
 import { Test } from '@nestjs/testing';
 import type { AddressInfo, Server as NetServer } from 'node:net';
@@ -482,6 +482,33 @@ describe('a global IdempotencyInterceptor and @Sse() routes', () => {
     }
     expect(connected).toHaveLength(2);
     expect(connected.map(isClosed)).toEqual([true, true]);
+  });
+
+  it("the controllers' routes are walked once at startup, also with a global interceptor (the check before connecting and the one in init() share that walk)", async () => {
+    @Controller('walked')
+    class Walked {
+      @Idempotent()
+      @Post()
+      create(): string {
+        return 'created';
+      }
+
+      @Sse('stream')
+      stream(): Observable<MessageEvent> {
+        return ticks();
+      }
+    }
+    const walks = vi.spyOn(DiscoveryService.prototype, 'getControllers');
+    @Module({ imports: [GridlinkModule.forRoot({ client: { endpoints: cluster.endpoints } })], controllers: [Walked], providers: [{ provide: APP_INTERCEPTOR, useExisting: IdempotencyInterceptor }] })
+    class App {}
+    const app = await NestFactory.create(App, quiet);
+    try {
+      await app.init();
+      expect(walks).toHaveBeenCalledTimes(1);
+    } finally {
+      walks.mockRestore();
+      await app.close();
+    }
   });
 
   it('a GET stream under the default methods: the app starts, the stream passes through, a POST route is de-duplicated by the global interceptor', async () => {
