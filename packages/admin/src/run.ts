@@ -5,7 +5,7 @@
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { GridClient, GridConnectionError, GridServerError, GridTimeoutError } from '@gridlink/client';
-import { isBucketName, type ControlPlane } from '@gridlink/node';
+import { envNameOf, isBucketName, type ControlPlane } from '@gridlink/node';
 import {
   changeAutoAdjust,
   changeBaseline,
@@ -73,11 +73,12 @@ export const VERB_OPTIONS: Record<string, OptionSpec> = {
   dashboard: { port: { type: 'string' }, host: { type: 'string' }, interval: { type: 'string' } },
 };
 
-/** The options a GRIDLINK_<NAME> environment variable stands in for (`--nats-user`: GRIDLINK_NATS_USER). */
+/**
+ * The options a GRIDLINK_<NAME> environment variable stands in for (`--nats-user`:
+ * GRIDLINK_NATS_USER): the gridlink-node flags of the same names, read from the node's variables
+ * (@gridlink/node's envNameOf), so one environment serves both commands.
+ */
 export const ENV_OPTIONS = ['control-plane', 'bucket', 'nats-token', 'nats-user', 'nats-pass', 'nats-creds'] as const;
-
-/** The environment variable an option of ENV_OPTIONS is read from when not given. */
-export const envName = (option: string): string => 'GRIDLINK_' + option.toUpperCase().replace(/-/g, '_');
 
 /**
  * The defaults of options that have one, in milliseconds for durations (the bucket's is the node
@@ -311,7 +312,7 @@ export async function runCli(argv: string[], io: CliIo, deps: CliDeps = {}): Pro
     const run = prepare(p, http, io, deps);
     const env = deps.env ?? process.env;
     const opt = (flag: (typeof ENV_OPTIONS)[number]): string | undefined => {
-      const v = (p.values[flag] as string | undefined) ?? env[envName(flag)];
+      const v = (p.values[flag] as string | undefined) ?? env[envNameOf(flag)];
       return v === '' ? undefined : v;
     };
     const o: ConnectOptions = { timeoutMs: p.timeoutMs };
@@ -323,7 +324,7 @@ export async function runCli(argv: string[], io: CliIo, deps: CliDeps = {}): Pro
     // The rule the nodes' NatsControlPlane applies; found here, it is the operator's argument and
     // not a connection that failed.
     if (o.bucket !== undefined && !isBucketName(o.bucket)) {
-      const from = p.values['bucket'] === undefined ? ` (from ${envName('bucket')})` : '';
+      const from = p.values['bucket'] === undefined ? ` (from ${envNameOf('bucket')})` : '';
       throw new AdminUsageError('--bucket', `"${o.bucket}"${from} is not a bucket name: 1-64 characters of [A-Za-z0-9_-]`);
     }
     if ((o.user === undefined) !== (o.pass === undefined)) throw new AdminUsageError(o.user === undefined ? '--nats-user' : '--nats-pass', '--nats-user and --nats-pass go together');

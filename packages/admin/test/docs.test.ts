@@ -9,7 +9,8 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parseDuration } from '../src/duration.js';
 import { ExitCode } from '../src/errors.js';
-import { COMMON, ENV_OPTIONS, OPTION_DEFAULTS, VERB_OPTIONS, envName, runCli, type OptionSpec } from '../src/run.js';
+import { envNameOf, parseCli } from '@gridlink/node';
+import { COMMON, ENV_OPTIONS, OPTION_DEFAULTS, VERB_OPTIONS, runCli, type OptionSpec } from '../src/run.js';
 
 const md = (path: string): string => readFileSync(fileURLToPath(new URL(`../../../${path}`, import.meta.url)), 'utf8');
 
@@ -66,10 +67,20 @@ describe('docs/operations.md §9: the gridlink command', () => {
     for (const option of ENV_OPTIONS) {
       const row = table.find((r) => longOptions(r[0]!).includes(option));
       expect(row, option).toBeDefined();
-      expect(row!.join(' '), option).toContain(`\`${envName(option)}\``);
+      expect(row!.join(' '), option).toContain(`\`${envNameOf(option)}\``);
     }
     const named = new Set([...md('docs/operations.md').matchAll(/GRIDLINK_[A-Z_]+/g)].map((m) => m[0]).filter((n) => section9().includes(n)));
-    expect([...named].sort()).toEqual(ENV_OPTIONS.map(envName).sort());
+    expect([...named].sort()).toEqual(ENV_OPTIONS.map(envNameOf).sort());
+  });
+
+  it("reads its variables by gridlink-node's names, so one environment serves both commands", () => {
+    expect(ENV_OPTIONS.map(envNameOf)).toEqual(['GRIDLINK_CONTROL_PLANE', 'GRIDLINK_BUCKET', 'GRIDLINK_NATS_TOKEN', 'GRIDLINK_NATS_USER', 'GRIDLINK_NATS_PASS', 'GRIDLINK_NATS_CREDS']);
+    // The node's parser reads the same variables as the same options.
+    const env = { GRIDLINK_CONTROL_PLANE: 'nats://h:4222', GRIDLINK_BUCKET: 'b', GRIDLINK_NATS_USER: 'u', GRIDLINK_NATS_PASS: 'p' };
+    const r = parseCli([], env, 'h');
+    expect(r.help ? undefined : r.config.controlPlane).toMatchObject({ kind: 'nats', servers: ['nats://h:4222'], bucket: 'b', user: 'u', pass: 'p' });
+    expect(parseCli([], { GRIDLINK_CONTROL_PLANE: 'nats://h:4222', GRIDLINK_NATS_CREDS: '/c' }, 'h')).toMatchObject({ config: { controlPlane: { credsFile: '/c' } } });
+    expect(parseCli([], { GRIDLINK_CONTROL_PLANE: 'nats://h:4222', GRIDLINK_NATS_TOKEN: 't' }, 'h')).toMatchObject({ config: { controlPlane: { token: 't' } } });
   });
 
   it('gives the common options the defaults the code uses', () => {

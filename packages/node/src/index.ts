@@ -27,6 +27,6 @@ export {
   type NatsTlsOptions,
 } from './control/nats.js';
 // gridlink-node's option parser (flags and GRIDLINK_* variables): deployment checks validate manifests with it.
-export { parseCli, unknownVariables, type CliConfig, type CliParseResult, type ControlPlaneSpec, type UnknownVariable } from './cli/options.js';
+export { parseCli, envNameOf, unknownVariables, type CliConfig, type CliParseResult, type ControlPlaneSpec, type UnknownVariable } from './cli/options.js';
 export { CLUSTER_KEY, type ClusterRecord } from './cli/cluster.js';
 export { NODE_V8_FLAGS, youngGenerationConfigured } from './cli/v8-flags.js';
