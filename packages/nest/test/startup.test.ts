@@ -484,6 +484,42 @@ describe('a global IdempotencyInterceptor and @Sse() routes', () => {
     expect(connected.map(isClosed)).toEqual([true, true]);
   });
 
+  it('app.useGlobalInterceptors() after init() is not checked: the interceptor never runs on a singleton controller, and runs unchecked on a request-scoped one', async () => {
+    recordClients();
+    let n = 0;
+    @Controller('late-singleton')
+    class Singleton {
+      @Post()
+      create(): { n: number } {
+        return { n: ++n };
+      }
+    }
+    @Controller({ path: 'late-scoped', scope: Scope.REQUEST })
+    class Scoped {
+      @Post()
+      create(): { n: number } {
+        return { n: ++n };
+      }
+    }
+    // header: false with no fingerprint derives no key: refused if the interceptor were seen.
+    @Module({ imports: [GridlinkModule.forRoot({ client: { endpoints: cluster.endpoints }, idempotency: { header: false } })], controllers: [Singleton, Scoped] })
+    class App {}
+    const app = await NestFactory.create(App, quiet);
+    try {
+      await app.init();
+      app.useGlobalInterceptors(app.get(IdempotencyInterceptor));
+      await app.listen(0, '127.0.0.1');
+      const base = `http://127.0.0.1:${(app.getHttpServer().address() as AddressInfo).port}`;
+      // Nest built the singleton's handler in init(), with the global interceptors it knew then.
+      expect((await fetch(`${base}/late-singleton`, { method: 'POST' })).status).toBe(201);
+      // A request-scoped controller's handler is built per request: the interceptor runs there,
+      // with the options the check would have refused (no key can be derived: 500).
+      expect((await fetch(`${base}/late-scoped`, { method: 'POST' })).status).toBe(500);
+    } finally {
+      await app.close();
+    }
+  });
+
   it("the controllers' routes are walked once at startup, also with a global interceptor (the check before connecting and the one in init() share that walk)", async () => {
     @Controller('walked')
     class Walked {
