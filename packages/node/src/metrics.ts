@@ -1,5 +1,7 @@
 import { Counter, Gauge, Registry, type Metric } from 'prom-client';
 import { errorCodeInfo, opName } from '@gridlink/protocol';
+import { MIN_PEER_WIRE_VERSION, PEER_WIRE_VERSION } from './peers/wire-version.js';
+import { RELEASE } from './release.js';
 
 /** What the metrics read from their node at collection time (the node implements it). */
 export interface MetricsSource {
@@ -15,6 +17,8 @@ export interface MetricsSource {
   topologyAgeSeconds(): number;
   /** Under-replicated partitions this node holds and lost partitions of the cluster, or null before joining. */
   safety(): { underReplicated: number[]; lost: number[] } | null;
+  /** Node-to-node wire versions the node speaks (default: this release's). */
+  wireRange?(): { min: number; max: number };
 }
 
 /**
@@ -176,6 +180,13 @@ export class NodeMetrics {
     );
     this.handoff = this.handoffSeconds.series();
     this.topologyVersion = new Gauge({ name: 'gridlink_node_topology_version', help: 'Topology version this node holds', registers });
+    const wire = node.wireRange?.() ?? { min: MIN_PEER_WIRE_VERSION, max: PEER_WIRE_VERSION };
+    new Gauge({
+      name: 'gridlink_node_build_info',
+      help: 'Always 1: the gridlink release this node runs and the node-to-node wire versions it speaks (ADR 0060)',
+      labelNames: ['release', 'wire'],
+      registers,
+    }).set({ release: RELEASE, wire: `${wire.min}..${wire.max}` }, 1);
     new Gauge({
       name: 'gridlink_node_partitions',
       help: 'Partitions by role: owned (primary or backup), primary, moving (being pulled)',

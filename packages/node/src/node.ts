@@ -41,6 +41,7 @@ import { Scheduler } from './scheduler.js';
 import { ServerEdge } from './server/listener.js';
 import type { ConnectionHost, DEFERRED, RequestOutcome, ServerConnection } from './server/connection.js';
 import { NodeStore } from './store/index.js';
+import { PEER_WIRE } from './peers/wire-version.js';
 
 /** How long a graceful stop waits for the control plane to delete its lease (at most a lease). */
 const RELEASE_WITHIN_MS = 1000;
@@ -423,6 +424,11 @@ export class GridNode implements ConnectionHost, MetricsSource {
 
   replicationInFlight(): number {
     return this.table.replicationInFlight();
+  }
+
+  /** Node-to-node wire versions this node speaks (ADR 0060). */
+  wireRange(): { min: number; max: number } {
+    return { ...this.opts[PEER_WIRE] };
   }
 
   storeStats(): { entries: number; bytes: number; evictions: number; expired: number } {

@@ -116,6 +116,13 @@ export interface LeaseRecord {
    * it did so at; reported only while the topology lists it as behind there.
    */
   caughtUp?: Record<string, number>;
+  /**
+   * The gridlink release the node runs and the node-to-node wire versions it speaks (ADR 0060):
+   * for operators (`gridlink status`, the dashboard); no node decides anything on them. Absent in
+   * the leases of nodes older than these fields.
+   */
+  release?: string;
+  wire?: { min: number; max: number };
 }
 
 export const DEFAULT_AUTO_ADJUST: AutoAdjustPolicy = { enabled: true, softTimeoutMs: 10_000, hardTimeoutMs: 60_000 };

@@ -11,6 +11,8 @@ import type { LeaseRecord } from '../control/topology.js';
 import type { Logger } from '../logger.js';
 import type { Scheduler } from '../scheduler.js';
 import type { Lifecycle } from '../lifecycle.js';
+import { PEER_WIRE } from '../peers/wire-version.js';
+import { RELEASE } from '../release.js';
 
 export interface OwnLeaseDeps {
   readonly id: string;
@@ -76,6 +78,8 @@ export class OwnLease {
       host: opts.advertiseHost,
       port: opts.advertisePort ?? this.d.port(),
       synced: this.syncedReport(),
+      release: RELEASE,
+      wire: { min: opts[PEER_WIRE].min, max: opts[PEER_WIRE].max },
     };
     if (this.leaving) r.leaving = true;
     if (Object.keys(this.caughtUp).length > 0) r.caughtUp = { ...this.caughtUp };
