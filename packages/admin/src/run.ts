@@ -172,6 +172,43 @@ interface Parsed {
   timeoutMs: number;
 }
 
+/** The usage error of an option `verb` does not take (another verb's, or none's). */
+function notAnOption(option: string, verb: string): AdminUsageError {
+  return new AdminUsageError(option, `not an option of "gridlink ${verb || '<verb>'}" (see gridlink ${verb ? `${verb} ` : ''}--help)`);
+}
+
+function unknownVerb(verb: string): AdminUsageError {
+  return new AdminUsageError('verb', `unknown verb "${verb}" (try gridlink --help)`);
+}
+
+/**
+ * What is wrong with a command line parseArgs refused (`err`), said in the operator's terms and
+ * naming the option and the verb: an option the verb does not take (also when it is another verb's
+ * and was given no value: parseArgs knows every verb's options at once, and said "argument
+ * missing"), an option given no value, or a flag given one.
+ */
+function commandLineError(argv: string[], all: OptionSpec, err: unknown): AdminUsageError {
+  const { tokens } = parseArgs({ args: argv, options: all, allowPositionals: true, strict: false, tokens: true });
+  const verb = tokens.find((t) => t.kind === 'positional')?.value ?? '';
+  if (verb !== '' && verb !== 'help' && !(verb in VERB_OPTIONS)) return unknownVerb(verb);
+  const allowed = new Set([...Object.keys(COMMON), ...Object.keys(VERB_OPTIONS[verb] ?? {})]);
+  const command = verb === '' || verb === 'help' ? 'gridlink' : `gridlink ${verb}`;
+  for (const t of tokens) {
+    if (t.kind !== 'option') continue;
+    if (!allowed.has(t.name)) return notAnOption(t.rawName, verb);
+    if (all[t.name]!.type === 'string') {
+      if (t.value === undefined) return new AdminUsageError(t.rawName, `needs a value (${command} ${t.rawName} <value>)`);
+      // parseArgs takes no option for a value: `--sample --json` is a forgotten value.
+      if (!t.inlineValue && t.value.startsWith('-')) return new AdminUsageError(t.rawName, `needs a value (${command} ${t.rawName} <value>; got the option ${t.value})`);
+    } else if (t.value !== undefined) {
+      return new AdminUsageError(t.rawName, `takes no value (${command} ${t.rawName})`);
+    }
+  }
+  const msg = err instanceof Error ? err.message : String(err);
+  const m = /'(-{1,2}[^' ]+)/.exec(msg);
+  return new AdminUsageError(m?.[1] ?? 'arguments', msg.replace(/\. To specify a positional.*$/s, ''));
+}
+
 function parse(argv: string[]): Parsed {
   const all: OptionSpec = { ...COMMON };
   for (const spec of Object.values(VERB_OPTIONS)) Object.assign(all, spec);
@@ -179,22 +216,20 @@ function parse(argv: string[]): Parsed {
   try {
     parsed = parseArgs({ args: argv, options: all, allowPositionals: true, strict: true });
   } catch (err) {
-    const msg = err instanceof Error ? err.message : String(err);
-    const m = /'(-{1,2}[^' ]+)/.exec(msg);
-    throw new AdminUsageError(m?.[1] ?? 'arguments', msg.replace(/\. To specify a positional.*$/s, ''));
+    throw commandLineError(argv, all, err);
   }
   const { values, positionals } = parsed;
   const verb = positionals[0] ?? '';
   if (verb === 'help') {
     // `gridlink help <verb>` is `gridlink <verb> --help`.
     const target = positionals[1] ?? '';
-    if (target !== '' && !(target in VERB_OPTIONS)) throw new AdminUsageError('verb', `unknown verb "${target}" (try gridlink --help)`);
+    if (target !== '' && !(target in VERB_OPTIONS)) throw unknownVerb(target);
     return { verb: target, args: [], values: { help: true }, json: false, timeoutMs: 0 };
   }
-  if (verb !== '' && !(verb in VERB_OPTIONS)) throw new AdminUsageError('verb', `unknown verb "${verb}" (try gridlink --help)`);
+  if (verb !== '' && !(verb in VERB_OPTIONS)) throw unknownVerb(verb);
   const allowed = new Set([...Object.keys(COMMON), ...Object.keys(VERB_OPTIONS[verb] ?? {})]);
   for (const k of Object.keys(values)) {
-    if (!allowed.has(k)) throw new AdminUsageError(`--${k}`, `not an option of "gridlink ${verb || '<verb>'}"`);
+    if (!allowed.has(k)) throw notAnOption(`--${k}`, verb);
   }
   const output = values['output'] as string | undefined;
   if (output !== undefined && output !== 'table' && output !== 'json') throw new AdminUsageError('--output', `must be table or json, got "${output}"`);

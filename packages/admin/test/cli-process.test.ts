@@ -102,6 +102,26 @@ describe('gridlink as a process', () => {
     expect(text.err).toMatch(/^gridlink: --bogus: /);
   });
 
+  it("an option the verb does not take, or one missing its value, says which, naming the option and the verb (was: \"argument missing\" for another verb's option)", async () => {
+    const cases: [string[], string][] = [
+      // --port is the dashboard's: for status it is no option, with or without a value.
+      [['status', '--port'], '--port: not an option of "gridlink status" (see gridlink status --help)'],
+      [['status', '--port', '5'], '--port: not an option of "gridlink status" (see gridlink status --help)'],
+      [['status', '--bogus'], '--bogus: not an option of "gridlink status" (see gridlink status --help)'],
+      [['safe', '-x'], '-x: not an option of "gridlink safe" (see gridlink safe --help)'],
+      [['status', '--sample'], '--sample: needs a value (gridlink status --sample <value>)'],
+      [['caches', '--auth-token', '--skip-sizes'], '--auth-token: needs a value (gridlink caches --auth-token <value>; got the option --skip-sizes)'],
+      [['dashboard', '--port'], '--port: needs a value (gridlink dashboard --port <value>)'],
+      [['--timeout'], '--timeout: needs a value (gridlink --timeout <value>)'],
+      [['status', '--json=yes'], '--json: takes no value (gridlink status --json)'],
+    ];
+    const runs = await Promise.all(cases.map(([args]) => gridlink(args)));
+    runs.forEach((r, i) => {
+      const [args, message] = cases[i]!;
+      expect({ args, code: r.code, out: r.out, err: r.err }).toEqual({ args, code: 1, out: '', err: `gridlink: ${message}\n` });
+    });
+  });
+
   it('an unreachable control plane: exit 3', async () => {
     const port = await freePort();
     const r = await gridlink(['status', '--control-plane', `nats://127.0.0.1:${port}`, '--timeout', '1500ms', '--json']);

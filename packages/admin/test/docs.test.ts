@@ -125,6 +125,20 @@ describe('docs/operations.md §9: the gridlink command', () => {
     }
   });
 
+  it('quotes the usage errors of a wrong option as the command prints them', async () => {
+    const text = subsection('Verb options').replace(/\s+/g, ' ');
+    const quoted = [...text.matchAll(/\(`(--[a-z]+: [^`]+)`[;)]/g)].map((m) => m[1]!);
+    expect(quoted).toEqual(['--port: not an option of "gridlink status"', '--sample: needs a value']);
+    const stderr = async (argv: string[]): Promise<string> => {
+      let err = '';
+      expect(await runCli(argv, { stdout: () => undefined, stderr: (t) => (err += t) }), argv.join(' ')).toBe(ExitCode.USAGE);
+      return err;
+    };
+    for (const argv of [['status', '--port'], ['status', '--port', '1']]) expect(await stderr(argv)).toMatch(new RegExp(`^gridlink: ${quoted[0]} `));
+    expect(await stderr(['status', '--sample'])).toMatch(new RegExp(`^gridlink: ${quoted[1]} `));
+    expect(await stderr(['status', '--json=yes'])).toMatch(/^gridlink: --json: takes no value /);
+  });
+
   it('gives every exit code its value, and no other', () => {
     const documented = rows(subsection('Exit codes')).map((r) => Number(r[0]));
     expect(documented).toEqual(Object.values(ExitCode).sort((a, b) => a - b));
