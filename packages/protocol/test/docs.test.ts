@@ -729,6 +729,52 @@ describe('docs/protocol.md §5: errors', () => {
   });
 });
 
+describe('docs/protocol.md: the stream rules', () => {
+  const handshake = encodeFrame({ kind: FrameKind.HANDSHAKE, body: { minVersion: 1, maxVersion: 1, features: 0, sessionId: 's' } });
+
+  it('§1: MAGIC and the HANDSHAKE may come in one packet; bad MAGIC is refused', () => {
+    expect(md).toContain('It may write both in one packet.');
+    const both = new Uint8Array([...MAGIC, ...handshake]);
+    expect(new FrameDecoder({ expectMagic: true }).push(both).map((f) => f.kind)).toEqual([FrameKind.HANDSHAKE]);
+    expect(refuses(() => new FrameDecoder({ expectMagic: true }).push(Uint8Array.of(0x47, 0x4c, 0x4e, 0x4c)))).toBe(true);
+  });
+
+  it('§2: a frame split across reads, and several frames in one read, are reassembled by length', () => {
+    expect(md).toContain('A stream can split a frame across TCP reads and put several frames in one read');
+    const get = encodeFrame({ kind: FrameKind.REQUEST, op: Op.CACHE_GET, id: 1, flags: 0, payload: { cache: 'c', key: bin } });
+    const stream = new Uint8Array([...MAGIC, ...handshake, ...get, ...get]);
+    const d = new FrameDecoder({ expectMagic: true });
+    const frames: Frame[] = [];
+    for (const byte of stream) frames.push(...d.push(Uint8Array.of(byte)));
+    expect(frames.map((f) => f.kind)).toEqual([FrameKind.HANDSHAKE, FrameKind.REQUEST, FrameKind.REQUEST]);
+    expect(new FrameDecoder().push(new Uint8Array([...get, ...get]))).toEqual([frames[1], frames[2]]);
+    expect(d.buffered).toBe(0);
+  });
+
+  it('§9: frames within one chunk are decoded in place, frames that straddle chunks are copied', () => {
+    const get = encodeFrame({ kind: FrameKind.REQUEST, op: Op.CACHE_GET, id: 1, flags: 0, payload: { cache: 'c', key: bin } });
+    const chunk = new Uint8Array([...get]);
+    const [inPlace] = new FrameDecoder().push(chunk) as unknown as [{ payload: { key: Uint8Array } }];
+    expect(inPlace.payload.key.buffer).toBe(chunk.buffer);
+    const d = new FrameDecoder();
+    const first = chunk.slice(0, 5);
+    d.push(first);
+    const second = chunk.slice(5);
+    const [copied] = d.push(second) as unknown as [{ payload: { key: Uint8Array } }];
+    expect([...copied.payload.key]).toEqual([...bin]);
+    expect(copied.payload.key.buffer).not.toBe(first.buffer);
+    expect(copied.payload.key.buffer).not.toBe(second.buffer);
+  });
+
+  it('§9: encodeFrame throws ProtocolError for out-of-range header fields and values MessagePack cannot carry', () => {
+    expect(refuses(() => encodeFrame({ kind: FrameKind.REQUEST, op: 0x10000 as Op, id: 1, flags: 0, payload: {} }))).toBe(true);
+    expect(refuses(() => encodeFrame({ kind: FrameKind.REQUEST, op: Op.HEARTBEAT, id: 2 ** 32, flags: 0, payload: {} }))).toBe(true);
+    expect(refuses(() => encodeFrame({ kind: FrameKind.REQUEST, op: Op.HEARTBEAT, id: 1, flags: 256, payload: {} }))).toBe(true);
+    expect(refuses(() => encodeFrame({ kind: FrameKind.RESPONSE, id: 1, flags: 0, topologyVersion: 2 ** 53, payload: {} }))).toBe(true);
+    expect(refuses(() => encodeFrame({ kind: FrameKind.RESPONSE, id: 1, flags: 0, topologyVersion: 0, payload: { f: () => 1 } }))).toBe(true);
+  });
+});
+
 describe('docs/protocol.md §9: the TypeScript names it gives', () => {
   it('exports every helper and class the page names', () => {
     const text = section('## 9. Implementation notes (TypeScript)');
