@@ -99,6 +99,7 @@ const COMMON_HELP = `common options:
   --nats-token <t> | --nats-user <u> --nats-pass <p> | --nats-creds <file>
                           NATS credentials (env GRIDLINK_NATS_TOKEN, _USER, _PASS, _CREDS)
   --output table|json     output format (default table); --json is short for --output json
+                          (with --output table: a usage error)
   --timeout <dur>         bound on each control plane call (default 10s)
   --http-port <n>         nodes' HTTP port (/health, /metrics) on each member's host
   --http <id>=<url>       one node's HTTP base URL (repeatable; overrides --http-port)
@@ -233,6 +234,8 @@ function parse(argv: string[]): Parsed {
   }
   const output = values['output'] as string | undefined;
   if (output !== undefined && output !== 'table' && output !== 'json') throw new AdminUsageError('--output', `must be table or json, got "${output}"`);
+  // Neither wins: a script that asks for both has a bug, and either output would hide it.
+  if (values['json'] === true && output === 'table') throw new AdminUsageError('--json', 'conflicts with --output table (--json is short for --output json): give one of them');
   const json = values['json'] === true || output === 'json';
   const timeout = values['timeout'] as string | undefined;
   const timeoutMs = timeout === undefined ? OPTION_DEFAULTS.timeout : parseDuration(timeout, '--timeout');

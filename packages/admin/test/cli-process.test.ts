@@ -122,6 +122,21 @@ describe('gridlink as a process', () => {
     });
   });
 
+  it('--json with --output table is a usage error naming both, before connecting (was: JSON, the table request dropped without a word)', async () => {
+    const port = await freePort();
+    const cp = ['--control-plane', `nats://127.0.0.1:${port}`, '--timeout', '1s'];
+    for (const args of [['status', '--json', '--output', 'table'], ['caches', '-o', 'table', '--json'], ['safe', '--output=table', '--json']]) {
+      const r = await gridlink([...args, ...cp]);
+      expect({ args, code: r.code, out: r.out }).toEqual({ args, code: 1, out: '' });
+      // --json was given: the error is JSON, as every command line error with it is.
+      const e = JSON.parse(r.err) as { error: { code: string; message: string } };
+      expect(e.error).toMatchObject({ code: 'ADMIN_USAGE', message: '--json: conflicts with --output table (--json is short for --output json): give one of them' });
+    }
+    // Agreeing, they are one request.
+    const same = await gridlink(['status', '--json', '-o', 'json', ...cp]);
+    expect(same.code).toBe(3);
+  });
+
   it('an unreachable control plane: exit 3', async () => {
     const port = await freePort();
     const r = await gridlink(['status', '--control-plane', `nats://127.0.0.1:${port}`, '--timeout', '1500ms', '--json']);

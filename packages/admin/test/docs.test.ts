@@ -125,6 +125,16 @@ describe('docs/operations.md §9: the gridlink command', () => {
     }
   });
 
+  it('--json with --output table: the usage error the common options table says it is', async () => {
+    const table = rows(section9().split('Common options, accepted by every verb:')[1]!.split('\n\n')[1]!);
+    const row = table.find((r) => longOptions(r[0]!).includes('json'))!;
+    expect(row[1]).toContain('with `--output table` it is a usage error naming both (neither wins)');
+    let err = '';
+    expect(await runCli(['status', '--json', '--output', 'table'], { stdout: () => undefined, stderr: (t) => (err += t) })).toBe(ExitCode.USAGE);
+    const message = (JSON.parse(err) as { error: { message: string } }).error.message;
+    expect(message).toMatch(/^--json: .*--output table/);
+  });
+
   it('quotes the usage errors of a wrong option as the command prints them', async () => {
     const text = subsection('Verb options').replace(/\s+/g, ' ');
     const quoted = [...text.matchAll(/\(`(--[a-z]+: [^`]+)`[;)]/g)].map((m) => m[1]!);
