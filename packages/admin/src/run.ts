@@ -115,7 +115,8 @@ verbs:
   baseline show|set|add|remove|auto-adjust
                           show or change the baseline (the target set of data nodes)
   decommission <id>       take a node out of the baseline, its copies rebuilt first
-  reset-lost [p...]       accept the loss of lost partitions (all, or those given)
+  reset-lost [<partition>...]
+                          accept the loss of lost partitions (all, or those given)
   caches                  caches: name, backups, loss policy, lost partitions, config, size
   safe [--wait]           is every partition fully replicated, nothing moving or lost?
   dashboard               serve a live web dashboard
@@ -511,8 +512,8 @@ function prepare(p: Parsed, http: HttpLocator | undefined, io: CliIo, deps: CliD
           let change: Parameters<typeof changeBaseline>[1];
           if (sub === 'set') {
             const ids = args.slice(1).flatMap((a) => a.split(',')).filter((s) => s !== '');
-            if (ids.length === 0) throw new AdminUsageError('<ids>', 'give at least one node id');
-            change = { kind: 'set', ids: ids.map((id) => nodeId(id, '<ids>')) };
+            if (ids.length === 0) throw new AdminUsageError('<id>', 'give at least one node id');
+            change = { kind: 'set', ids: ids.map((id) => nodeId(id, '<id>')) };
           } else {
             noExtra(args, 2, `baseline ${sub}`);
             change = { kind: sub, id: nodeId(args[1], '<id>') };
@@ -570,7 +571,7 @@ function prepare(p: Parsed, http: HttpLocator | undefined, io: CliIo, deps: CliD
     case 'reset-lost': {
       const parts = args.flatMap((a) => a.split(',')).filter((s) => s !== '').map((s) => {
         const n = Number(s);
-        if (!/^\d+$/.test(s) || !Number.isSafeInteger(n)) throw new AdminUsageError('<partitions>', `"${s}" is not a partition number`);
+        if (!/^\d+$/.test(s) || !Number.isSafeInteger(n)) throw new AdminUsageError('<partition>', `"${s}" is not a partition number`);
         return n;
       });
       return async (cp) => {

@@ -137,6 +137,13 @@ describe('gridlink as a process', () => {
     expect(same.code).toBe(3);
   });
 
+  it('reset-lost calls its argument <partition> in the command\'s help, its own and its errors, as §9 does (was: "p" and "<partitions>")', async () => {
+    const [top, verb, bad] = await Promise.all([gridlink(['--help']), gridlink(['reset-lost', '--help']), gridlink(['reset-lost', '3,x', '--yes'])]);
+    expect(top.out).toMatch(/^ {2}reset-lost \[<partition>\.\.\.\]\s/m);
+    expect(verb.out.split('\n')[0]).toBe('usage: gridlink reset-lost [<partition>...] --yes');
+    expect({ code: bad.code, err: bad.err }).toEqual({ code: 1, err: 'gridlink: <partition>: "x" is not a partition number\n' });
+  });
+
   it('an unreachable control plane: exit 3', async () => {
     const port = await freePort();
     const r = await gridlink(['status', '--control-plane', `nats://127.0.0.1:${port}`, '--timeout', '1500ms', '--json']);

@@ -149,6 +149,31 @@ describe('docs/operations.md §9: the gridlink command', () => {
     expect(await stderr(['status', '--json=yes'])).toMatch(/^gridlink: --json: takes no value /);
   });
 
+  it("names each verb's arguments alike in §9, the verb's help, the command's help and its errors", async () => {
+    const placeholders = (lines: string[]): string[] => [...new Set(lines.join(' ').match(/<[a-z-]+>/g) ?? [])].sort();
+    const top = (await output(['--help'])).out;
+    for (const verb of Object.keys(VERB_OPTIONS)) {
+      const usageLine = new RegExp(`^(?:#### \`)?gridlink ${verb}(?:[ \`]|$)`);
+      const documented = placeholders(section9().split('\n').filter((l) => usageLine.test(l)));
+      const help = (await output([verb, '--help'])).out.split('\n').filter((l) => new RegExp(`^(?:usage: | {7})gridlink ${verb}\\b`).test(l));
+      expect(placeholders(help), verb).toEqual(documented);
+      // The command's help names a verb's arguments by the same names.
+      const topLines = top.split('\n');
+      const at = topLines.findIndex((l) => new RegExp(`^  ${verb}\\b`).test(l));
+      expect(placeholders([topLines[at]!]).every((p) => documented.includes(p)), `${verb}: ${topLines[at]}`).toBe(true);
+    }
+    const argumentOf = async (argv: string[]): Promise<string> => {
+      let err = '';
+      expect(await runCli(argv, { stdout: () => undefined, stderr: (t) => (err += t) }), argv.join(' ')).toBe(ExitCode.USAGE);
+      return /^gridlink: (<[a-z-]+>):/.exec(err)?.[1] ?? err;
+    };
+    expect(await argumentOf(['reset-lost', '3,x', '--yes'])).toBe('<partition>');
+    expect(await argumentOf(['decommission', 'a b'])).toBe('<id>');
+    expect(await argumentOf(['baseline', 'set', 'a b'])).toBe('<id>');
+    expect(await argumentOf(['baseline', 'set'])).toBe('<id>');
+    expect(await argumentOf(['baseline', 'add'])).toBe('<id>');
+  });
+
   it('gives every exit code its value, and no other', () => {
     const documented = rows(subsection('Exit codes')).map((r) => Number(r[0]));
     expect(documented).toEqual(Object.values(ExitCode).sort((a, b) => a - b));
