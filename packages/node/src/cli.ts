@@ -18,12 +18,19 @@ import { consoleLogger } from './logger.js';
 import { startNode } from './node.js';
 import type { NodeOptions, TlsOptions } from './config.js';
 
+interface PemFiles {
+  certFile?: string | undefined;
+  keyFile?: string | undefined;
+  caFile?: string | undefined;
+}
+
 /**
- * Reads and checks the node's TLS files, naming the flag of one that cannot be read, holds no PEM
- * certificate or key, or a key that is not the certificate's: before the control plane is opened,
- * not as a bare ENOENT or OpenSSL error once the node has joined.
+ * Reads and checks the TLS files of the flags `<prefix>-cert`, `-key` and `-ca` (the node's own
+ * --tls-*, or --nats-tls-*), naming the flag of one that cannot be read, holds no PEM certificate
+ * or key, or a key that is not the certificate's: before the control plane is opened, not as a
+ * bare ENOENT or OpenSSL error once the node has joined (or, for NATS, once a server answered).
  */
-function loadTls(t: NonNullable<CliConfig['tls']>): TlsOptions {
+function readPemFiles(t: PemFiles, prefix: 'tls' | 'nats-tls'): { cert?: Buffer; key?: Buffer; ca?: Buffer } {
   const read = (flag: string, file: string): Buffer => {
     try {
       return readFileSync(file);
@@ -38,19 +45,30 @@ function loadTls(t: NonNullable<CliConfig['tls']>): TlsOptions {
       throw new NodeConfigError(flag, `${problem} (${err instanceof Error ? err.message : String(err)})`);
     }
   };
-  const cert = read('tls-cert', t.certFile);
-  const key = read('tls-key', t.keyFile);
-  check('tls-cert', { cert }, `no certificate (PEM) in ${t.certFile}`);
-  check('tls-key', { key }, `no private key (PEM) in ${t.keyFile}`);
-  check('tls-key', { cert, key }, `the key in ${t.keyFile} does not match the certificate in ${t.certFile}`);
-  const tls: TlsOptions = { cert, key };
-  if (t.caFile !== undefined) {
-    const ca = read('tls-ca', t.caFile);
-    // OpenSSL skips what is not a certificate in a CA bundle: one with none would verify no peer.
-    if (!ca.toString('latin1').includes('-----BEGIN CERTIFICATE-----')) throw new NodeConfigError('tls-ca', `no certificate (PEM) in ${t.caFile}`);
-    check('tls-ca', { ca }, `no usable CA certificate (PEM) in ${t.caFile}`);
-    tls.ca = ca;
+  const [certFlag, keyFlag, caFlag] = [`${prefix}-cert`, `${prefix}-key`, `${prefix}-ca`];
+  const out: { cert?: Buffer; key?: Buffer; ca?: Buffer } = {};
+  if (t.certFile !== undefined) out.cert = read(certFlag, t.certFile);
+  if (t.keyFile !== undefined) out.key = read(keyFlag, t.keyFile);
+  if (out.cert !== undefined) check(certFlag, { cert: out.cert }, `no certificate (PEM) in ${t.certFile}`);
+  if (out.key !== undefined) check(keyFlag, { key: out.key }, `no private key (PEM) in ${t.keyFile}`);
+  if (out.cert !== undefined && out.key !== undefined) {
+    check(keyFlag, { cert: out.cert, key: out.key }, `the key in ${t.keyFile} does not match the certificate in ${t.certFile}`);
   }
+  if (t.caFile !== undefined) {
+    const ca = read(caFlag, t.caFile);
+    // OpenSSL skips what is not a certificate in a CA bundle: one with none would verify no peer.
+    if (!ca.toString('latin1').includes('-----BEGIN CERTIFICATE-----')) throw new NodeConfigError(caFlag, `no certificate (PEM) in ${t.caFile}`);
+    check(caFlag, { ca }, `no usable CA certificate (PEM) in ${t.caFile}`);
+    out.ca = ca;
+  }
+  return out;
+}
+
+/** The node's TLS files (--tls-*), read and checked (readPemFiles). */
+function loadTls(t: NonNullable<CliConfig['tls']>): TlsOptions {
+  const { cert, key, ca } = readPemFiles(t, 'tls');
+  const tls: TlsOptions = { cert: cert!, key: key! };
+  if (ca !== undefined) tls.ca = ca;
   return tls;
 }
 
@@ -109,7 +127,11 @@ async function main(): Promise<void> {
   let tls: TlsOptions | undefined;
   try {
     tls = c.tls === undefined ? undefined : loadTls(c.tls);
-    if (c.controlPlane.kind === 'nats' && c.controlPlane.credsFile !== undefined) checkNatsCreds(c.controlPlane.credsFile);
+    if (c.controlPlane.kind === 'nats') {
+      if (c.controlPlane.credsFile !== undefined) checkNatsCreds(c.controlPlane.credsFile);
+      // NATS reads these itself, by path, when it connects: checked here, they are named.
+      if (c.controlPlane.tls !== undefined) readPemFiles(c.controlPlane.tls, 'nats-tls');
+    }
   } catch (err) {
     throw err instanceof NodeConfigError ? namingVariable(err, argv, process.env) : err;
   }

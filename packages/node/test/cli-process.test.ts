@@ -192,6 +192,29 @@ describe('gridlink-node refuses what it cannot run with, naming the flag', () =>
     }
   });
 
+  it('a --nats-tls-* file it cannot read or that holds no certificate or key, before it connects (was: "server does not support \'tls\'" or a bare ENOENT once NATS answered)', async () => {
+    const nats = await NatsCluster.start({ servers: 1 });
+    try {
+      const url = nats.urls[0]!.replace(/^nats:/, 'tls:');
+      const cp = ['--control-plane', url, '--nats-connect-timeout-ms', '8000'];
+      const junk = join(dir, 'junk.pem');
+      writeFileSync(junk, 'not a pem file\n');
+      const [cert, key] = [join(dir, 'nats-client.crt'), join(dir, 'nats-client.key')];
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=client', '-keyout', key, '-out', cert], { stdio: 'ignore' });
+      await refused([...cp, '--nats-tls-ca', join(dir, 'missing.pem')], 'nats-tls-ca', /cannot read .*missing\.pem/);
+      await refused([...cp, '--nats-tls-ca', junk], 'nats-tls-ca', /no certificate/);
+      await refused([...cp, '--nats-tls-cert', join(dir, 'missing.pem'), '--nats-tls-key', key], 'nats-tls-cert', /cannot read .*missing\.pem/);
+      await refused([...cp, '--nats-tls-cert', cert, '--nats-tls-key', junk], 'nats-tls-key', /no private key/);
+      await refused(cp, 'nats-tls-ca', /cannot read .*missing\.pem.* \(given as GRIDLINK_NATS_TLS_CA\)$/m, { GRIDLINK_NATS_TLS_CA: join(dir, 'missing.pem') });
+      // Good files pass the check: what stops it then is this server, which speaks no TLS.
+      const r = await run(['--port', '0', '--control-plane', url, '--nats-connect-timeout-ms', '1000', '--nats-tls-ca', cert, '--nats-tls-cert', cert, '--nats-tls-key', key]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/^gridlink-node: control plane /);
+    } finally {
+      await nats.close();
+    }
+  });
+
   it('--http-port the same as --port (was: listen EADDRINUSE after joining the cluster, naming neither)', async () => {
     const r = await run(['--port', '18557', '--http-port', '18557']);
     expect(r.code).toBe(1);
