@@ -5,7 +5,7 @@
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { GridClient, GridConnectionError, GridServerError, GridTimeoutError } from '@gridlink/client';
-import { envNameOf, isBucketName, type ControlPlane } from '@gridlink/node';
+import { NodeConfigError, checkNatsCredsFile, envNameOf, isBucketName, type ControlPlane } from '@gridlink/node';
 import {
   changeAutoAdjust,
   changeBaseline,
@@ -368,6 +368,17 @@ export async function runCli(argv: string[], io: CliIo, deps: CliDeps = {}): Pro
     }
     if ((o.user === undefined) !== (o.pass === undefined)) throw new AdminUsageError(o.user === undefined ? '--nats-user' : '--nats-pass', '--nats-user and --nats-pass go together');
     if ([o.token, o.user, o.credsFile].filter((x) => x !== undefined).length > 1) throw new AdminUsageError('--nats-token', 'give one of --nats-token, --nats-user/--nats-pass, --nats-creds');
+    if (o.credsFile !== undefined) {
+      // NATS reads the file only once a server answers: a bad one looked like a control plane it
+      // could not reach (exit 3). Checked here, it is the operator's argument.
+      try {
+        checkNatsCredsFile(o.credsFile);
+      } catch (err) {
+        if (!(err instanceof NodeConfigError)) throw err;
+        const from = p.values['nats-creds'] === undefined ? ` (from ${envNameOf('nats-creds')})` : '';
+        throw new AdminUsageError('--nats-creds', `${err.message.slice(err.field.length + 2)}${from}`);
+      }
+    }
     let cp = deps.controlPlane;
     if (!cp) {
       const url = opt('control-plane');

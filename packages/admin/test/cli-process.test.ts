@@ -4,7 +4,7 @@
  * real grid nodes.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -162,6 +162,27 @@ describe('gridlink as a process', () => {
     const e = JSON.parse(env.err) as { error: { code: string; message: string } };
     expect(e.error.code).toBe('ADMIN_USAGE');
     expect(e.error.message).toContain('GRIDLINK_BUCKET');
+  });
+
+  it('a --nats-creds file it cannot read or that holds no credentials is a usage error naming it (exit 1), found before connecting (was: exit 3, "could not connect")', async () => {
+    const port = await freePort();
+    const cp = ['--control-plane', `nats://127.0.0.1:${port}`, '--timeout', '1s'];
+    const tmp = mkdtempSync(join(tmpdir(), 'gridlink-admin-creds-'));
+    try {
+      const junk = join(tmp, 'junk.creds');
+      writeFileSync(junk, 'not a creds file\n');
+      const missing = await gridlink(['status', ...cp, '--nats-creds', join(tmp, 'missing.creds')]);
+      expect({ code: missing.code, out: missing.out }).toEqual({ code: 1, out: '' });
+      expect(missing.err).toMatch(/^gridlink: --nats-creds: cannot read .*missing\.creds/);
+      const bad = await gridlink(['safe', ...cp, '--nats-creds', junk]);
+      expect(bad.code).toBe(1);
+      expect(bad.err).toMatch(/^gridlink: --nats-creds: no NATS credentials .*junk\.creds/);
+      const env = await gridlink(['caches', ...cp, '--json'], { GRIDLINK_NATS_CREDS: join(tmp, 'missing.creds') });
+      expect(env.code).toBe(1);
+      expect((JSON.parse(env.err) as { error: { code: string; message: string } }).error).toMatchObject({ code: 'ADMIN_USAGE', message: expect.stringMatching(/^--nats-creds: .*\(from GRIDLINK_NATS_CREDS\)$/) });
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
   });
 
   it('a server that accepts but never answers: exit 3 once --timeout has passed, not a hang', async () => {

@@ -4,11 +4,9 @@
  * multi-process cluster on a NATS JetStream KV bucket; with the default `memory` it is a cluster
  * of one. Options: see `src/cli/options.ts` or `gridlink-node --help` (docs/operations.md).
  */
-import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { createSecureContext, type SecureContextOptions } from 'node:tls';
-import { credsAuthenticator } from '@nats-io/transport-node';
 import { joinOrCreateCluster } from './cli/cluster.js';
+import { checkNatsCredsFile, readPemFiles } from './cli/files.js';
 import { namingVariable, parseCli, unknownVariableWarning, unknownVariables, type CliConfig } from './cli/options.js';
 import { NODE_V8_FLAGS, youngGenerationConfigured } from './cli/v8-flags.js';
 import { MemoryControlPlane, type ControlPlane } from './control/kv.js';
@@ -18,79 +16,12 @@ import { consoleLogger } from './logger.js';
 import { startNode } from './node.js';
 import type { NodeOptions, TlsOptions } from './config.js';
 
-interface PemFiles {
-  certFile?: string | undefined;
-  keyFile?: string | undefined;
-  caFile?: string | undefined;
-}
-
-/**
- * Reads and checks the TLS files of the flags `<prefix>-cert`, `-key` and `-ca` (the node's own
- * --tls-*, or --nats-tls-*), naming the flag of one that cannot be read, holds no PEM certificate
- * or key, or a key that is not the certificate's: before the control plane is opened, not as a
- * bare ENOENT or OpenSSL error once the node has joined (or, for NATS, once a server answered).
- */
-function readPemFiles(t: PemFiles, prefix: 'tls' | 'nats-tls'): { cert?: Buffer; key?: Buffer; ca?: Buffer } {
-  const read = (flag: string, file: string): Buffer => {
-    try {
-      return readFileSync(file);
-    } catch (err) {
-      throw new NodeConfigError(flag, `cannot read ${file}: ${err instanceof Error ? err.message : String(err)}`);
-    }
-  };
-  const check = (flag: string, o: SecureContextOptions, problem: string): void => {
-    try {
-      createSecureContext(o);
-    } catch (err) {
-      throw new NodeConfigError(flag, `${problem} (${err instanceof Error ? err.message : String(err)})`);
-    }
-  };
-  const [certFlag, keyFlag, caFlag] = [`${prefix}-cert`, `${prefix}-key`, `${prefix}-ca`];
-  const out: { cert?: Buffer; key?: Buffer; ca?: Buffer } = {};
-  if (t.certFile !== undefined) out.cert = read(certFlag, t.certFile);
-  if (t.keyFile !== undefined) out.key = read(keyFlag, t.keyFile);
-  if (out.cert !== undefined) check(certFlag, { cert: out.cert }, `no certificate (PEM) in ${t.certFile}`);
-  if (out.key !== undefined) check(keyFlag, { key: out.key }, `no private key (PEM) in ${t.keyFile}`);
-  if (out.cert !== undefined && out.key !== undefined) {
-    check(keyFlag, { cert: out.cert, key: out.key }, `the key in ${t.keyFile} does not match the certificate in ${t.certFile}`);
-  }
-  if (t.caFile !== undefined) {
-    const ca = read(caFlag, t.caFile);
-    // OpenSSL skips what is not a certificate in a CA bundle: one with none would verify no peer.
-    if (!ca.toString('latin1').includes('-----BEGIN CERTIFICATE-----')) throw new NodeConfigError(caFlag, `no certificate (PEM) in ${t.caFile}`);
-    check(caFlag, { ca }, `no usable CA certificate (PEM) in ${t.caFile}`);
-    out.ca = ca;
-  }
-  return out;
-}
-
 /** The node's TLS files (--tls-*), read and checked (readPemFiles). */
 function loadTls(t: NonNullable<CliConfig['tls']>): TlsOptions {
   const { cert, key, ca } = readPemFiles(t, 'tls');
   const tls: TlsOptions = { cert: cert!, key: key! };
   if (ca !== undefined) tls.ca = ca;
   return tls;
-}
-
-/**
- * Reads and checks the --nats-creds file, naming the flag when it cannot be read or holds no user
- * JWT and nkey seed: before anything connects. NATS reads it only once a server answers, and the
- * node then retried until --nats-connect-timeout-ms and stopped with a bare ENOENT or "unable to
- * parse credentials".
- */
-function checkNatsCreds(file: string): void {
-  let creds: Buffer;
-  try {
-    creds = readFileSync(file);
-  } catch (err) {
-    throw new NodeConfigError('nats-creds', `cannot read ${file}: ${err instanceof Error ? err.message : String(err)}`);
-  }
-  try {
-    // What NATS does with it on connecting: parse the JWT and the seed, sign a nonce with the seed.
-    credsAuthenticator(() => creds)('gridlink');
-  } catch (err) {
-    throw new NodeConfigError('nats-creds', `no NATS credentials (a user JWT and nkey seed) in ${file} (${err instanceof Error ? err.message : String(err)})`);
-  }
 }
 
 async function openControlPlane(c: CliConfig, log: ReturnType<typeof consoleLogger>): Promise<{ cp: ControlPlane; close: () => Promise<void> }> {
@@ -128,7 +59,7 @@ async function main(): Promise<void> {
   try {
     tls = c.tls === undefined ? undefined : loadTls(c.tls);
     if (c.controlPlane.kind === 'nats') {
-      if (c.controlPlane.credsFile !== undefined) checkNatsCreds(c.controlPlane.credsFile);
+      if (c.controlPlane.credsFile !== undefined) checkNatsCredsFile(c.controlPlane.credsFile);
       // NATS reads these itself, by path, when it connects: checked here, they are named.
       if (c.controlPlane.tls !== undefined) readPemFiles(c.controlPlane.tls, 'nats-tls');
     }

@@ -29,4 +29,6 @@ export {
 // gridlink-node's option parser (flags and GRIDLINK_* variables): deployment checks validate manifests with it.
 export { parseCli, envNameOf, unknownVariables, type CliConfig, type CliParseResult, type ControlPlaneSpec, type UnknownVariable } from './cli/options.js';
 export { CLUSTER_KEY, type ClusterRecord } from './cli/cluster.js';
+// The --nats-creds check gridlink-node runs before connecting; the admin CLI runs it on its own --nats-creds.
+export { checkNatsCredsFile } from './cli/files.js';
 export { NODE_V8_FLAGS, youngGenerationConfigured } from './cli/v8-flags.js';

@@ -25,6 +25,8 @@ describe('@gridlink/node entry points', () => {
         'ControlPlaneResetError',
         'NatsControlPlane',
         'parseCli',
+        // The credentials file check of gridlink-node's --nats-creds, which the admin CLI's --nats-creds runs too.
+        'checkNatsCredsFile',
         // A flag's GRIDLINK_* variable (--nats-user: GRIDLINK_NATS_USER): the admin CLI reads the same ones.
         'envNameOf',
         // The GRIDLINK_* variables gridlink-node warns of (no flag's): a manifest check can refuse them.
