@@ -200,8 +200,14 @@ function commandLineError(argv: string[], all: OptionSpec, err: unknown): AdminU
     if (!allowed.has(t.name)) return notAnOption(t.rawName, verb);
     if (all[t.name]!.type === 'string') {
       if (t.value === undefined) return new AdminUsageError(t.rawName, `needs a value (${command} ${t.rawName} <value>)`);
-      // parseArgs takes no option for a value: `--sample --json` is a forgotten value.
-      if (!t.inlineValue && t.value.startsWith('-')) return new AdminUsageError(t.rawName, `needs a value (${command} ${t.rawName} <value>; got the option ${t.value})`);
+      // parseArgs takes nothing that starts with - for a value: `--sample --json` is a forgotten
+      // value, and `--port -1` is written `--port=-1`.
+      if (!t.inlineValue && t.value.startsWith('-')) {
+        const name = t.value.replace(/^--?/, '').split('=')[0]!;
+        const isOption = t.value.startsWith('--') ? name in all : Object.values(all).some((o) => o.short === name);
+        const got = isOption ? `got the option ${t.value}` : `a value that starts with - is written ${t.rawName.startsWith('--') ? `${t.rawName}=${t.value}` : `${t.rawName}${t.value}`}`;
+        return new AdminUsageError(t.rawName, `needs a value (${command} ${t.rawName} <value>; ${got})`);
+      }
     } else if (t.value !== undefined) {
       return new AdminUsageError(t.rawName, `takes no value (${command} ${t.rawName})`);
     }

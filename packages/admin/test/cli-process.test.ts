@@ -112,6 +112,7 @@ describe('gridlink as a process', () => {
       [['status', '--sample'], '--sample: needs a value (gridlink status --sample <value>)'],
       [['caches', '--auth-token', '--skip-sizes'], '--auth-token: needs a value (gridlink caches --auth-token <value>; got the option --skip-sizes)'],
       [['dashboard', '--port'], '--port: needs a value (gridlink dashboard --port <value>)'],
+      [['dashboard', '--port', '-1'], '--port: needs a value (gridlink dashboard --port <value>; a value that starts with - is written --port=-1)'],
       [['--timeout'], '--timeout: needs a value (gridlink --timeout <value>)'],
       [['status', '--json=yes'], '--json: takes no value (gridlink status --json)'],
     ];
