@@ -38,7 +38,7 @@ beforeAll(async () => {
   ({ server, base } = await listen(app as never));
 });
 
-afterAll(() => teardown(server, cluster));
+afterAll(() => teardown(server, grid, cluster));
 
 describe('the de-duplication lock lost mid-request', () => {
   it('emits lockLost and aborts the signal, and the app keeps serving', async () => {

@@ -46,7 +46,7 @@ beforeAll(async () => {
   });
   ({ server, base } = await listen(app));
 });
-afterAll(() => teardown(server, probe, cluster));
+afterAll(() => teardown(server, grid, probe, cluster));
 
 /** The key hash the middleware computed for the next stored response. */
 function nextStored(): Promise<string> {
