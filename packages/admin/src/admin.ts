@@ -42,6 +42,15 @@ export async function probeHttp(base: string, path: string, timeoutMs = 2000): P
 // ---------------------------------------------------------------------------------------------
 // status
 
+/** What a lease announces of the node's release (ADR 0060), read defensively: nothing decides on it. */
+function announced(lease: LeaseRecord | undefined): { release: string | null; wire: string | null } {
+  const l = lease as Record<string, unknown> | undefined;
+  const release = typeof l?.['release'] === 'string' && l['release'].length <= 64 ? l['release'] : null;
+  const w = l?.['wire'] as Record<string, unknown> | null | undefined;
+  const wire = typeof w === 'object' && w !== null && Number.isSafeInteger(w['min']) && Number.isSafeInteger(w['max']) ? `${String(w['min'])}..${String(w['max'])}` : null;
+  return { release, wire };
+}
+
 export type MemberState = 'member' | 'joining' | 'offline';
 
 export interface MemberStatus {
@@ -54,6 +63,12 @@ export interface MemberStatus {
   zone: string | null;
   address: string | null;
   epoch: string | null;
+  /**
+   * The gridlink release the node announces in its lease, and the node-to-node wire versions it
+   * speaks (`1..2`); null when it has no lease or a release older than these fields (ADR 0060).
+   */
+  release: string | null;
+  wire: string | null;
   /** Time since the last lease renewal seen while sampling; null when none was seen. */
   leaseAgeMs: number | null;
   ready: boolean;
@@ -142,6 +157,7 @@ export async function clusterStatus(cp: ControlPlane, o: StatusOptions = {}): Pr
         zone: addr?.zone ?? null,
         address: addr ? `${addr.host}:${addr.port}` : null,
         epoch: m?.epoch ?? lease?.epoch ?? null,
+        ...announced(lease),
         leaseAgeMs,
         ready,
         readySource,

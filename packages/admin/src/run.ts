@@ -26,7 +26,7 @@ import { connectControlPlane, type ConnectedControlPlane, type ConnectOptions } 
 import { startDashboard } from './dashboard/server.js';
 import { formatDuration, parseDuration } from './duration.js';
 import { AdminInternalError, AdminRefusedError, AdminUsageError, ExitCode, classifyError } from './errors.js';
-import { ranges, table } from './table.js';
+import { ranges, releasesLine, table } from './table.js';
 
 export interface CliIo {
   stdout(text: string): void;
@@ -475,13 +475,14 @@ function prepare(p: Parsed, http: HttpLocator | undefined, io: CliIo, deps: CliD
           return [
             `cluster ${s.clusterId}  topology version ${s.topologyVersion}  partitions ${s.partitions}  backups ${s.backups}`,
             table(
-              ['ID', 'STATE', 'ZONE', 'ADDRESS', 'EPOCH', 'LEASE AGE', 'READY', 'BASELINE', 'PRIMARY', 'BACKUP', 'MOVING'],
+              ['ID', 'STATE', 'ZONE', 'ADDRESS', 'EPOCH', 'RELEASE', 'LEASE AGE', 'READY', 'BASELINE', 'PRIMARY', 'BACKUP', 'MOVING'],
               s.members.map((m) => [
                 m.id,
                 m.state,
                 m.zone,
                 m.address,
                 m.epoch?.slice(0, 8),
+                m.release,
                 m.leaseAgeMs === null ? (m.state === 'offline' ? null : 'stale') : formatDuration(m.leaseAgeMs),
                 m.ready ? 'yes' : 'no',
                 m.inBaseline ? 'yes' : 'no',
@@ -497,6 +498,7 @@ function prepare(p: Parsed, http: HttpLocator | undefined, io: CliIo, deps: CliD
             `auto-adjust: ${aa.enabled ? 'enabled' : 'disabled'} (soft ${formatDuration(aa.softTimeoutMs)}, hard ${formatDuration(aa.hardTimeoutMs)})` +
               (aa.pending ? (aa.countdownMs !== null ? `; baseline follows the live set in ${formatDuration(aa.countdownMs)}` : '; live set differs from the baseline') : ''),
             `lost: ${ranges(s.lost)}   moving: ${ranges(s.moving)}   under-replicated: ${ranges(s.underReplicated)}`,
+            ...releasesLine(s.members),
           ].join('\n');
         });
         return s.lost.length > 0 || s.moving.length > 0 ? ExitCode.PARTITIONS_UNSAFE : ExitCode.OK;

@@ -28,3 +28,21 @@ export function ranges(ps: readonly number[], max = 12): string {
   }
   return out.length > max ? `${out.slice(0, max).join(',')},… (${ps.length} partitions)` : out.join(',');
 }
+
+/**
+ * The `releases:` line of `gridlink status` while nodes announce different releases or node-to-node
+ * wire ranges (a rolling upgrade under way, ADR 0060): each release with its nodes; none when they
+ * all agree. Offline nodes are left out (their lease, if any, is a dead node's).
+ */
+export function releasesLine(members: readonly { id: string; state: string; release: string | null; wire: string | null }[]): string[] {
+  const by = new Map<string, string[]>();
+  for (const m of members) {
+    if (m.state === 'offline') continue;
+    const key = `${m.release ?? 'unknown'}${m.wire === null ? '' : ` (wire ${m.wire})`}`;
+    const ids = by.get(key) ?? [];
+    ids.push(m.id);
+    by.set(key, ids);
+  }
+  if (by.size <= 1) return [];
+  return [`releases: ${[...by].map(([k, ids]) => `${k}: ${ids.join(', ')}`).join('; ')}`];
+}

@@ -3,6 +3,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GridClient } from '@gridlink/client';
 import { LocalCluster, type TopologyRecord } from '@gridlink/node';
 import { changeBaseline, checkSafe, clusterStatus, runCli, updateTopology, type HttpLocator } from '@gridlink/admin';
+import { MIN_PEER_WIRE_VERSION, PEER_WIRE_VERSION, RELEASE } from '@gridlink/node/internal';
+import { releasesLine } from '../src/table.js';
 
 interface CliRun {
   code: number;
@@ -55,6 +57,9 @@ describe('admin verbs on a real embedded cluster', () => {
       expect(m.leaseAgeMs!).toBeLessThan(1000);
       expect(m.address).toBe(cluster.endpointOf(m.id));
       expect(m.epoch).toBe(cluster.node(m.id).epoch);
+      // what the lease announces (ADR 0060)
+      expect(m.release).toBe(RELEASE);
+      expect(m.wire).toBe(`${MIN_PEER_WIRE_VERSION}..${PEER_WIRE_VERSION}`);
     }
     expect(s.members.reduce((n, m) => n + m.partitions.primary, 0)).toBe(64);
     expect(s.members.reduce((n, m) => n + m.partitions.backup, 0)).toBe(64);
@@ -66,6 +71,9 @@ describe('admin verbs on a real embedded cluster', () => {
     const table = await cli(cluster, ['status', '--sample', '300ms']);
     expect(table.code).toBe(0);
     expect(table.out).toMatch(/node-1\s+member/);
+    expect(table.out).toMatch(new RegExp(`node-1\\s+member\\s.*\\s${RELEASE.replace(/\./g, '\\.')}\\s`));
+    // one release throughout: no releases line
+    expect(table.out).not.toContain('releases:');
     expect(table.out).toContain('auto-adjust: disabled');
     const json = await cli(cluster, ['status', '--json', '--sample', '0']);
     expect(json.code).toBe(0);
@@ -363,5 +371,17 @@ describe('decommission with no backups', () => {
     expect(t.lost).toEqual([]);
     expect(await Promise.all(keys.map((k) => cache.get(k)))).toEqual(keys.map((k) => k.toUpperCase()));
     expect((await cli(cluster, ['status', '--sample', '0'])).code).toBe(0);
+  });
+});
+
+describe('the releases line of gridlink status (ADR 0060)', () => {
+  const m = (id: string, release: string | null, wire: string | null, state = 'member') => ({ id, state, release, wire });
+  it('is there only while the live nodes announce different releases or wire ranges, naming each with its nodes', () => {
+    expect(releasesLine([m('a', '0.1.0', '1..2'), m('b', '0.1.0', '1..2')])).toEqual([]);
+    expect(releasesLine([m('a', '0.1.0', '1..2'), m('b', '0.2.0', '1..3'), m('c', '0.1.0', '1..2')])).toEqual(['releases: 0.1.0 (wire 1..2): a, c; 0.2.0 (wire 1..3): b']);
+    // a node of a release before leases announced one
+    expect(releasesLine([m('a', null, null, 'joining'), m('b', '0.1.0', '1..2')])).toEqual(['releases: unknown: a; 0.1.0 (wire 1..2): b']);
+    // an offline node's lease is a dead node's: not counted
+    expect(releasesLine([m('a', '0.0.9', '1..1', 'offline'), m('b', '0.1.0', '1..2')])).toEqual([]);
   });
 });

@@ -28,3 +28,4 @@ export { usage as cliUsage, envNameOf, CLI_OPTIONS, type CliOptionSpec } from '.
 export { CLUSTER_DEFAULTS, joinOrCreateCluster, reconcileClusterSettings, type WantedClusterSettings } from './cli/cluster.js';
 export { encodeReplicate, decodeReplicate } from './peers/replicate-codec.js';
 export { withPeerWireRange, commonVersion, refusedRange, wireRefusal, type WireRange } from './peers/wire-version.js';
+export { RELEASE } from './release.js';
