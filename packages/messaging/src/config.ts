@@ -55,19 +55,26 @@ const SID_ROOM = 16;
  * Letters, marks, numbers, punctuation and symbols: the characters nats-server's error text quotes
  * as they are (Go's %q), and no whitespace, control or format character, nor a lone surrogate.
  */
-const QUEUE_CHARS = /^[\p{L}\p{M}\p{N}\p{P}\p{S}]+$/u;
+const QUOTED_AS_IS = /^[\p{L}\p{M}\p{N}\p{P}\p{S}]+$/u;
+const QUOTED_AS_IS_RULE = 'letters, marks, numbers, punctuation or symbols (Unicode), without whitespace, control or format characters, lone surrogates, " or \\';
 const utf8 = new TextEncoder();
 
 /**
- * A core NATS queue group name that reaches nats-server as given and whose refusal, if the server
- * refuses it, reaches the subscription (docs/messaging.md, *Queue group names*). nats.js 3 checks
- * nothing of it (it writes `SUB <subject> <queue> <sid>` as is), so without this check:
- * whitespace splits the line (the server closes the connection; a line feed even sends the rest
- * as another command); a lone surrogate is sent as U+FFFD (two different names, one group); a
- * control or format character, `"` or `\` is escaped in the server's permission error, which
- * nats.js then cannot match to the subscription (it stays open, silently receiving nothing);
- * `_sys_` is refused by the server; a line longer than `max_control_line` closes the connection.
+ * Refuses a subject or queue group name that nats-server would quote with escapes in its
+ * permission error (`Permissions Violation for Subscription to "<subject>" using queue
+ * "<queue>"`, Go's %q): nats.js matches that text to a subscription by the name it sent, so it
+ * gives the error to none, and the refused subscription stays open, silently receiving nothing.
+ * That is every character but letters, marks, numbers, punctuation and symbols (whitespace,
+ * control characters C0, C1 and DEL, format characters, private-use and unassigned code points),
+ * and `"` and `\`. A lone surrogate is also refused: nats.js sends it as U+FFFD, so two different
+ * names would be one.
  */
+function quotedAsIs(field: string, v: string): void {
+  if (!QUOTED_AS_IS.test(v) || v.includes('"') || v.includes('\\')) {
+    throw new MessagingConfigError(field, `must be ${QUOTED_AS_IS_RULE}, got ${describe(v)}`);
+  }
+}
+
 /**
  * A core NATS subject `subscribe` can send (docs/messaging.md, *Subjects*). nats.js 3 checks only
  * that it is not empty and has no space, tab, CR or LF (throwing its own InvalidSubjectError), so
@@ -75,12 +82,15 @@ const utf8 = new TextEncoder();
  * token is answered by nats-server with -ERR 'Invalid Subject', and nats.js leaves the
  * subscription open, receiving nothing, the error only a connection status; a SUB line longer
  * than `max_control_line` makes the server close the connection (nats.js reconnects, sends the
- * SUB again and is closed again), with every other subscription on it. `queued`: a queue group is
- * given, whose space and at least one byte the line must hold too.
+ * SUB again and is closed again), with every other subscription on it; a character the server
+ * escapes in its permission error (a control or format character, `"`, `\`, ...) leaves a refused
+ * subscription open, silently receiving nothing, as for queue group names (`quotedAsIs`).
+ * `queued`: a queue group is given, whose space and at least one byte the line must hold too.
  */
 export function subscribeSubject(field: string, v: unknown, queued: boolean): string {
   if (typeof v !== 'string' || v === '') throw new MessagingConfigError(field, `must be a non-empty string, got ${describe(v)}`);
   if (/[ \t\n\v\f\r]/.test(v)) throw new MessagingConfigError(field, `must not contain whitespace (space, tab, CR, LF, vertical tab, form feed), got ${describe(v)}`);
+  quotedAsIs(field, v);
   const tokens = v.split('.');
   if (tokens.includes('')) throw new MessagingConfigError(field, `must not have an empty token (a leading, trailing or doubled dot), got ${describe(v)}`);
   if (tokens.slice(0, -1).includes('>')) throw new MessagingConfigError(field, `may have ">" only as its last token, got ${describe(v)}`);
@@ -92,12 +102,20 @@ export function subscribeSubject(field: string, v: unknown, queued: boolean): st
   return v;
 }
 
+/**
+ * A core NATS queue group name that reaches nats-server as given and whose refusal, if the server
+ * refuses it, reaches the subscription (docs/messaging.md, *Queue group names*). nats.js 3 checks
+ * nothing of it (it writes `SUB <subject> <queue> <sid>` as is), so without this check:
+ * whitespace splits the line (the server closes the connection; a line feed even sends the rest
+ * as another command); a lone surrogate is sent as U+FFFD (two different names, one group); a
+ * control or format character, `"` or `\` is escaped in the server's permission error, which
+ * nats.js then cannot match to the subscription (it stays open, silently receiving nothing);
+ * `_sys_` is refused by the server; a line longer than `max_control_line` closes the connection.
+ */
 export function queueGroup(field: string, v: unknown, subject: string): string | undefined {
   if (v === undefined) return undefined;
   if (typeof v !== 'string' || v === '') throw new MessagingConfigError(field, `must be a non-empty string, got ${describe(v)}`);
-  if (!QUEUE_CHARS.test(v) || v.includes('"') || v.includes('\\')) {
-    throw new MessagingConfigError(field, `must be letters, marks, numbers, punctuation or symbols (Unicode), without whitespace, control or format characters, lone surrogates, " or \\, got ${describe(v)}`);
-  }
+  quotedAsIs(field, v);
   if (v === '_sys_') throw new MessagingConfigError(field, 'must not be "_sys_", which nats-server reserves (it refuses the subscription)');
   const room = MAX_CONTROL_LINE - SID_ROOM - 2 - utf8.encode(subject).length;
   const bytes = utf8.encode(v).length;

@@ -172,6 +172,25 @@ describe('idempotent consumer: bad input and close (real nats-server, real grid)
       ['tab', 'a\tb', undefined],
       ['line feed', 'a\nb', undefined],
       ['form feed', 'a\fb', undefined],
+      // Quoted with escapes in a permission error of the server (Go's %q): nats.js cannot give that
+      // error to the subscription, which stays open, silently receiving nothing (as a queue name).
+      ['NUL', 'a.\u0000', undefined],
+      ['C0 control character', 'a.\u0001', undefined],
+      ['escape within a token', 'a.x\u001by', undefined],
+      ['DEL', 'a.\u007f', undefined],
+      ['C1 control character (NEL)', 'a.\u0085', undefined],
+      ['C1 control character', 'a.\u009f', undefined],
+      ['zero-width space', 'a.\u200b', undefined],
+      ['soft hyphen', 'a.\u00ad', undefined],
+      ['byte order mark', '\ufeffa.b', undefined],
+      ['right-to-left override', 'a.\u202e', undefined],
+      ['no-break space', 'a.\u00a0', undefined],
+      ['line separator', 'a.\u2028', undefined],
+      ['private use', 'a.\ue000', undefined],
+      ['double quote', 'a."', undefined],
+      ['backslash', 'a.\\', undefined],
+      // Sent by nats.js as U+FFFD: two such subjects would be one.
+      ['lone surrogate', 'a.\ud800', undefined],
       // A SUB line over max_control_line: the server closes the connection (nats.js reconnects,
       // sends the SUB again and is closed again), with every other subscription on it.
       ['one byte too long', 'x'.repeat(room + 1), undefined],
@@ -203,6 +222,8 @@ describe('idempotent consumer: bad input and close (real nats-server, real grid)
       ['subjects.*', undefined],
       ['subjects.>', undefined],
       ['*.in', undefined],
+      ['subjects.gr\u00fc\u00dfe.\u65e5\u672c.\u{1F600}', undefined],
+      ['subjects.a-b_c:d/e@f', undefined],
       ['x'.repeat(room), undefined],
       ['x'.repeat(room - 2), 'q'],
     ];
@@ -213,12 +234,18 @@ describe('idempotent consumer: bad input and close (real nats-server, real grid)
       sub.unsubscribe();
     }
     expect(statuses.filter((s) => s === 'error' || s === 'disconnect')).toEqual([]);
-    // Messages reach a wildcard subscription.
+    // Messages reach a wildcard subscription, and one to a subject of printable Unicode.
     const sub = ic.subscribe(nc, 'subjects.>', h);
     publishIds(nc, 'subjects.a.b', ['s-1', 's-2']);
     await nc.flush();
     await waitUntil(() => sub.getReceived() === 2, 5000, 'both messages received');
     sub.unsubscribe();
+    const unicode = 'subjects.gr\u00fc\u00dfe.\u65e5\u672c';
+    const usub = ic.subscribe(nc, unicode, h);
+    publishIds(nc, unicode, ['s-3']);
+    await nc.flush();
+    await waitUntil(() => usub.getReceived() === 1, 5000, 'the message to a Unicode subject received');
+    usub.unsubscribe();
   });
 
   it('a message without a usable id says why, is terminated once and never costs a grid operation', async () => {
