@@ -6,11 +6,12 @@
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_MAX_FRAME_SIZE, MAX_MAX_FRAME_SIZE, MIN_MAX_FRAME_SIZE } from '@gridlink/protocol';
+import { DEFAULT_MAX_FRAME_SIZE, HANDSHAKE_TIMEOUT_MS, MAX_MAX_FRAME_SIZE, MIN_MAX_FRAME_SIZE } from '@gridlink/protocol';
 import { CLI_OPTIONS, envNameOf, parseCli, unknownVariableWarning, unknownVariables, usage, type CliConfig } from '../src/cli/options.js';
 import { CLUSTER_DEFAULTS } from '../src/cli/cluster.js';
 import { DEFAULT_TIMING, resolveNodeOptions, type NodeOptions } from '../src/config.js';
 import { MemoryControlPlane } from '../src/control/kv.js';
+import { MAX_CACHE_BACKUPS, unsupportedCacheConfig } from '../src/control/routing.js';
 import { LocalCluster } from '../src/local-cluster.js';
 import { promiseTiming } from '../src/membership/promises.js';
 import { NodeConfigError } from '../src/errors.js';
@@ -350,4 +351,45 @@ describe('docs/node.md: the metrics table', () => {
       await cluster.stop();
     }
   }, 30_000);
+});
+
+describe('docs/protocol.md and docs/affinity.md: the figures that are the node’s defaults', () => {
+  const protocol = doc('protocol.md');
+  const resolved = resolveNodeOptions({ id: 'n', controlPlane: new MemoryControlPlane() });
+
+  it('§1 timeouts: handshake, idle and frame timeout are the node’s DEFAULT_TIMING', () => {
+    const header = protocol.split('\n').find((l) => /^\|\s*timeout\s*\|\s*default\s*\|/.test(l));
+    expect(header, 'the timeouts table').toBeDefined();
+    const rows = tableRows(protocol, header!);
+    const ms = (name: string): number => {
+      const row = rows.find((r) => r[0] === name);
+      expect(row, name).toBeDefined();
+      const m = /^(\d+) ms$/.exec(row![1]!);
+      expect(m, `${name}: ${row![1]}`).not.toBeNull();
+      return Number(m![1]);
+    };
+    expect(ms('handshake timeout')).toBe(DEFAULT_TIMING.handshakeTimeoutMs);
+    expect(ms('idle timeout')).toBe(DEFAULT_TIMING.idleTimeoutMs);
+    expect(ms('frame timeout')).toBe(DEFAULT_TIMING.frameTimeoutMs);
+    // the row names the protocol package's constant: the node's default is that constant
+    expect(HANDSHAKE_TIMEOUT_MS).toBe(DEFAULT_TIMING.handshakeTimeoutMs);
+  });
+
+  it('CACHE_CREATE’s backups bound and the dedup window are what the node enforces and defaults to', () => {
+    const bound = /`config\.backups`\s+\(absent: the cluster's\) is at most (\d+)/.exec(protocol);
+    expect(bound).not.toBeNull();
+    expect(Number(bound![1])).toBe(MAX_CACHE_BACKUPS);
+    expect(unsupportedCacheConfig({ backups: MAX_CACHE_BACKUPS })).toBeNull();
+    expect(unsupportedCacheConfig({ backups: MAX_CACHE_BACKUPS + 1 })).toMatchObject({ field: 'backups' });
+    const window = /the node's `dedupWindowMs`, default (\d+) s/.exec(protocol);
+    expect(window).not.toBeNull();
+    expect(Number(window![1]) * 1000).toBe(resolved.dedupWindowMs);
+  });
+
+  it('affinity.md: the partition count a cluster is created with by default', () => {
+    const m = /fixed when a cluster is created \(default (\d+)\)/.exec(doc('affinity.md'));
+    expect(m).not.toBeNull();
+    expect(Number(m![1])).toBe(resolved.partitions);
+    expect(Number(m![1])).toBe(CLUSTER_DEFAULTS.partitions);
+  });
 });
