@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { GridClient } from '@gridlink/client';
 import { LocalCluster, TOPOLOGY_KEY } from '@gridlink/node';
+import { RELEASE } from '@gridlink/node/internal';
 import { startDashboard, topologyView, type Dashboard, type HttpLocator } from '@gridlink/admin';
 
 // The browser globals the page functions below use (tests compile without the DOM lib).
@@ -67,6 +68,8 @@ describe('dashboard in a real browser', () => {
       ),
     );
     await page.waitForFunction(() => [...document.querySelectorAll('#members td.clients')].some((td) => Number(td.textContent) >= 1));
+    // each node's release, from its gridlink_node_build_info (ADR 0060)
+    expect(await page.$$eval('#members td.release', (tds) => tds.map((td) => td.textContent))).toEqual([RELEASE, RELEASE, RELEASE]);
     if (process.env['GRIDLINK_DASHBOARD_SCREENSHOT']) await page.screenshot({ path: process.env['GRIDLINK_DASHBOARD_SCREENSHOT'], fullPage: true });
 
     await page.evaluate(() => {

@@ -24,7 +24,7 @@ export const INDEX_HTML = `<!doctype html>
   <section>
     <h2>Members</h2>
     <table id="members">
-      <thead><tr><th>node</th><th>zone</th><th>address</th><th>state</th><th>baseline</th><th>ready</th><th>primary</th><th>backup</th><th>moving</th><th>ops/s</th><th>errors</th><th>clients</th></tr></thead>
+      <thead><tr><th>node</th><th>zone</th><th>address</th><th>release</th><th>state</th><th>baseline</th><th>ready</th><th>primary</th><th>backup</th><th>moving</th><th>ops/s</th><th>errors</th><th>clients</th></tr></thead>
       <tbody></tbody>
     </table>
   </section>
@@ -99,6 +99,7 @@ export const APP_JS = `'use strict';
       tr.appendChild(name);
       tr.appendChild(el('td', {}, n.zone || '-'));
       tr.appendChild(el('td', {}, n.address || '-'));
+      tr.appendChild(el('td', { 'class': 'release' }, n.alive && m.release ? m.release : '-'));
       tr.appendChild(el('td', { 'class': 'state' }, n.alive ? 'alive' : 'gone'));
       tr.appendChild(el('td', {}, n.inBaseline ? 'yes' : 'no'));
       tr.appendChild(el('td', { 'class': 'ready' }, !n.alive ? '-' : m.ready === true ? 'yes' : m.ready === false ? 'no' : '?'));

@@ -58,6 +58,8 @@ export interface NodeMetricsView {
   /** Share of operations that failed in the last interval, 0..1. */
   errorRate: number | null;
   clients: number | null;
+  /** The release the node reports (`gridlink_node_build_info`, ADR 0060); null before a scrape or from an older node. */
+  release: string | null;
 }
 
 export function topologyView(rec: TopologyRecord): TopologyView {
@@ -148,7 +150,7 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
       liveIds(rec).map(async (id): Promise<NodeMetricsView> => {
         const m = rec.members[id]!;
         const base = o.http!(id, { host: m.host, port: m.port });
-        const view: NodeMetricsView = { id, ready: null, opsPerSec: null, errorsPerSec: null, errorRate: null, clients: null };
+        const view: NodeMetricsView = { id, ready: null, opsPerSec: null, errorsPerSec: null, errorRate: null, clients: null, release: null };
         if (base === undefined) return view;
         const [ready, metrics] = await Promise.all([probeHttp(base, '/health/ready', interval), probeHttp(base, '/metrics', interval)]);
         view.ready = ready !== null && ready.status === 200;
@@ -157,6 +159,8 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
           const ok = sumOf(samples, 'gridlink_node_ops_total', { outcome: 'ok' }) ?? 0;
           const error = sumOf(samples, 'gridlink_node_ops_total', { outcome: 'error' }) ?? 0;
           view.clients = sumOf(samples, 'gridlink_node_connected_clients');
+          const build = samples.find((x) => x.name === 'gridlink_node_build_info');
+          if (build?.labels['release'] !== undefined) view.release = build.labels['release'].slice(0, 64);
           const now = Date.now();
           const before = prev.get(id);
           prev.set(id, { at: now, ok, error });
