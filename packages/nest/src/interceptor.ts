@@ -3,11 +3,12 @@
  * routes on the Express platform (`@nestjs/platform-express`) and the Fastify platform
  * (`@nestjs/platform-fastify`).
  */
-import { applyDecorators, Inject, Injectable, SetMetadata, UseInterceptors, type CallHandler, type ExecutionContext, type NestInterceptor } from '@nestjs/common';
+import { applyDecorators, Inject, Injectable, Logger, SetMetadata, UseInterceptors, type CallHandler, type ExecutionContext, type NestInterceptor } from '@nestjs/common';
 import { ServerResponse, type IncomingMessage } from 'node:http';
-import { Observable, of, throwError } from 'rxjs';
+import { EMPTY, Observable, of, throwError } from 'rxjs';
 import type { GridClient } from '@gridlink/client';
 import { BODY_HEADERS, DedupeConfigError, Deduper, captureResponse, describeRequest, headersByName, mergeVary, resolveDedupeOptions, sendDirect, type DedupeOptions, type DedupeRequest, type DirectResponse, type Ticket } from '@gridlink/dedupe';
+import { checkRoute, isSseHandler } from './route-check.js';
 import { GRID_CLIENT, GRIDLINK_OPTIONS, IDEMPOTENT_METADATA } from './tokens.js';
 import type { GridlinkModuleOptions } from './options.js';
 
@@ -170,8 +171,24 @@ function answered(res: ServerResponse): void {
   if (typeof r.render === 'function') r.render = () => undefined;
 }
 
+/**
+ * The answer to a request on a route the interceptor refuses to de-duplicate (an `@Sse()` route
+ * no startup check saw): a 500 problem+json whose detail is the startup check's error.
+ */
+function misconfigured(e: DedupeConfigError): DirectResponse {
+  const detail = `${e.message} (refused at request time: an IdempotencyInterceptor cannot apply to an @Sse() route; one given to useGlobalInterceptors() after init() is not checked at startup)`;
+  const body = Buffer.from(JSON.stringify({ type: 'urn:gridlink:problem:idempotency-misconfigured', title: 'Idempotency misconfigured', status: 500, detail }));
+  return { status: 500, headers: [['content-type', 'application/problem+json']], body };
+}
+
 export class IdempotencyInterceptor implements NestInterceptor {
   private readonly dedupers = new WeakMap<object, Deduper<IdempotentRequest>>();
+  /**
+   * Per controller class and `@Sse()` handler, the refusal of the route check (null: the stream
+   * passes through untouched), found, and logged, at its first request.
+   */
+  private readonly sseChecks = new WeakMap<object, WeakMap<object, DedupeConfigError | null>>();
+  private readonly logger = new Logger('IdempotencyInterceptor');
 
   constructor(
     private readonly client: GridClient,
@@ -194,6 +211,34 @@ export class IdempotencyInterceptor implements NestInterceptor {
     return d;
   }
 
+  /**
+   * The route check of the startup (route-check.ts) for an `@Sse()` route, run at its first
+   * request: an IdempotencyInterceptor given to `useGlobalInterceptors()` after `init()` runs on
+   * a request-scoped controller's routes without any startup check having seen it. A refusal is
+   * logged once per route; null when the stream passes through (its method not de-duplicated).
+   */
+  private sseRefusal(context: ExecutionContext): DedupeConfigError | null {
+    const cls = context.getClass();
+    const handler = context.getHandler();
+    let byHandler = this.sseChecks.get(cls);
+    if (byHandler === undefined) this.sseChecks.set(cls, (byHandler = new WeakMap()));
+    let refusal = byHandler.get(handler);
+    if (refusal === undefined) {
+      const classOpts = Reflect.getMetadata(IDEMPOTENT_METADATA, cls) as IdempotentOptions | undefined;
+      const routeOpts = Reflect.getMetadata(IDEMPOTENT_METADATA, handler) as IdempotentOptions | undefined;
+      try {
+        checkRoute(routeOptions(this.moduleOptions, classOpts, routeOpts), handler, classOpts, routeOpts, cls.name, handler.name);
+        refusal = null;
+      } catch (e) {
+        if (!(e instanceof DedupeConfigError)) throw e;
+        refusal = e;
+        this.logger.error(`${e.message} (refused at request time: an IdempotencyInterceptor cannot apply to an @Sse() route; one given to useGlobalInterceptors() after init() is not checked at startup: call it before init()/listen(), or register it as APP_INTERCEPTOR)`);
+      }
+      byHandler.set(handler, refusal);
+    }
+    return refusal;
+  }
+
   intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
     if (context.getType() !== 'http') return next.handle();
     const http = context.switchToHttp();
@@ -202,8 +247,12 @@ export class IdempotencyInterceptor implements NestInterceptor {
     // Once per request: `@Idempotent()` on a controller and on one of its routes (or a global
     // interceptor besides) chain the interceptor twice; the second would find its own key taken.
     if (req[HANDLED] === true) return next.handle();
-    const deduper = this.deduperFor(context);
-    if (!deduper.options.methods.has((req.method ?? '').toUpperCase())) return next.handle();
+    // A stream is never de-duplicated: it passes through, or its route is refused (no lock taken).
+    const sse = isSseHandler(context.getHandler());
+    const refusal = sse ? this.sseRefusal(context) : null;
+    if (sse && refusal === null) return next.handle();
+    const deduper = refusal === null ? this.deduperFor(context) : null;
+    if (deduper !== null && !deduper.options.methods.has((req.method ?? '').toUpperCase())) return next.handle();
     let describe: () => DedupeRequest<IdempotentRequest>;
     let raw: ServerResponse;
     /** Sends a direct answer; `then` once Nest may finish the route. */
@@ -226,6 +275,17 @@ export class IdempotencyInterceptor implements NestInterceptor {
       return throwError(() => new TypeError('@Idempotent() supports the Express and Fastify platforms of Nest (@nestjs/platform-express, @nestjs/platform-fastify); this response is neither'));
     }
     req[HANDLED] = true;
+    if (deduper === null) {
+      // Written to the raw response at once, on Fastify too (as Nest writes an @Sse() stream, past
+      // Fastify's onSend hooks, an async one of which would let the stream's headers go out
+      // first): Nest's SSE stream commits its headers a macrotask later at the earliest, then
+      // finds the response ended and completes without a write.
+      const problem = misconfigured(refusal!);
+      return new Observable<unknown>((subscriber) => {
+        sendDirect(raw, problem);
+        EMPTY.subscribe(subscriber);
+      });
+    }
     return new Observable<unknown>((subscriber) => {
       let inner: { unsubscribe(): void } | undefined;
       deduper.begin(describe()).then(

@@ -4,12 +4,13 @@
  * and the health indicator. The client connects while the module initialises and closes on
  * application shutdown.
  */
-import { Inject, Injectable, RequestMethod, type DynamicModule, type InjectionToken, type ModuleMetadata, type OnApplicationShutdown, type OnModuleInit, type Provider, type Type } from '@nestjs/common';
+import { Inject, Injectable, type DynamicModule, type InjectionToken, type ModuleMetadata, type OnApplicationShutdown, type OnModuleInit, type Provider, type Type } from '@nestjs/common';
 import { ApplicationConfig, DiscoveryModule, DiscoveryService } from '@nestjs/core';
 import { GridClient } from '@gridlink/client';
-import { DedupeConfigError, checkClientConfig, resolveDedupeOptions } from '@gridlink/dedupe';
+import { DedupeConfigError, checkClientConfig } from '@gridlink/dedupe';
 import { GridHealthIndicator } from './health.js';
-import { IdempotencyInterceptor, checkIdempotentOptions, routeOptions, type IdempotentOptions, type IdempotentRequest } from './interceptor.js';
+import { IdempotencyInterceptor, checkIdempotentOptions, routeOptions, type IdempotentOptions } from './interceptor.js';
+import { checkRoute } from './route-check.js';
 import { installStartupGuard, trackStartupClient } from './startup.js';
 import { GRID_CLIENT, GRIDLINK_OPTIONS, IDEMPOTENT_METADATA, cacheToken, isCacheName } from './tokens.js';
 import type { GridlinkModuleOptions } from './options.js';
@@ -91,26 +92,6 @@ function cacheProviders(names: readonly string[]): Provider[] {
   }));
 }
 
-/** The metadata key Nest's `@Sse()` sets on its handler (`SSE_METADATA`, the same in Nest 11 and 12). */
-const SSE_METADATA = '__sse__';
-
-/**
- * An `@Sse()` route answers with an event stream that ends only when the client goes away: a key
- * taken for it would stay held as long (every retry 409), and a stream is neither stored nor
- * replayed. `@Idempotent()` on such a route is refused; on its controller, only if its merged
- * `methods` take the stream's method (GET unless `@Sse(path, { method })` says otherwise), else
- * the stream passes through it untouched.
- */
-function checkSse(handler: object, onRoute: boolean, onController: boolean, methods: ReadonlySet<string>, where: string): void {
-  const why = 'an @Sse() route answers with an event stream that ends only when the client goes away: its key would stay held as long, and a stream cannot be replayed';
-  if (onRoute) throw new DedupeConfigError('@Idempotent()', `cannot apply to an @Sse() route (${why}) — ${where}`);
-  const method = RequestMethod[Reflect.getMetadata('method', handler) as RequestMethod] ?? 'GET';
-  if (method === 'ALL' || methods.has(method)) {
-    const [by, fix] = onController ? ["the controller's @Idempotent()", "the controller's methods"] : ['the global IdempotencyInterceptor', "GridlinkModule's idempotency.methods"];
-    throw new DedupeConfigError('methods', `includes ${method}, the method of this @Sse() route, so ${by} would de-duplicate it (${why}): leave ${method} out of ${fix} — ${where}`);
-  }
-}
-
 /** A route handler of a controller, with what the route check reads of it. */
 interface Route {
   readonly handler: object;
@@ -157,7 +138,7 @@ function routesOf(discovery: DiscoveryService): readonly Route[] {
  * route merged), before the client connects: each part alone may be incomplete (`header: false`
  * here, `fingerprint` there), but a route whose merged options are not (no key could ever be
  * derived) must stop the bootstrap, not answer its first request with a 500. So does one on an
- * `@Sse()` route (`checkSse`). `global`: an IdempotencyInterceptor runs on every route (see
+ * `@Sse()` route (`checkRoute`, route-check.ts). `global`: an IdempotencyInterceptor runs on every route (see
  * `GlobalInterceptorCheck`), so the routes without `@Idempotent()` are checked too (those with it
  * were, before connecting); otherwise only those with it.
  */
@@ -165,17 +146,7 @@ function checkRoutes(o: GridlinkModuleOptions, routes: readonly Route[], global 
   for (const { handler, controller, name, classOpts, routeOpts } of routes) {
     const marked = classOpts !== undefined || routeOpts !== undefined;
     if (marked === global) continue;
-    const where = marked ? `@Idempotent() route ${controller}.${name}` : `route ${controller}.${name} (global IdempotencyInterceptor)`;
-    let methods: ReadonlySet<string>;
-    try {
-      methods = resolveDedupeOptions<IdempotentRequest>(routeOptions(o, classOpts, routeOpts)).methods;
-    } catch (e) {
-      if (e instanceof DedupeConfigError) {
-        throw new DedupeConfigError(e.field, `${e.reason} — ${where} (module idempotency, controller and route options merged)`);
-      }
-      throw e;
-    }
-    if (Reflect.getMetadata(SSE_METADATA, handler) === true) checkSse(handler, routeOpts !== undefined, classOpts !== undefined, methods, where);
+    checkRoute(routeOptions(o, classOpts, routeOpts), handler, classOpts, routeOpts, controller, name);
   }
 }
 

@@ -12,6 +12,7 @@ import { Controller, Inject, Injectable, Module, Post, RequestMethod, Scope, Sse
 import { firstValueFrom, interval, map, type Observable } from 'rxjs';
 import { APP_INTERCEPTOR, DiscoveryService, NestFactory } from '@nestjs/core';
 import { ClientProxyFactory, MessagePattern, Transport, type MicroserviceOptions } from '@nestjs/microservices';
+import { FastifyAdapter } from '@nestjs/platform-fastify';
 import { Test } from '@nestjs/testing';
 import type { AddressInfo, Server as NetServer } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -515,6 +516,93 @@ describe('a global IdempotencyInterceptor and @Sse() routes', () => {
       // A request-scoped controller's handler is built per request: the interceptor runs there,
       // with the options the check would have refused (no key can be derived: 500).
       expect((await fetch(`${base}/late-scoped`, { method: 'POST' })).status).toBe(500);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it.each(['express', 'fastify'] as const)('app.useGlobalInterceptors() after init(), a request-scoped @Sse() route whose method it takes (platform-%s): a 500 problem+json naming the route, logged once, no lock, the stream never runs; other streams pass through', async (platform) => {
+    recordClients();
+    let streams = 0;
+    let posts = 0;
+    @Controller({ path: 'late-sse', scope: Scope.REQUEST })
+    class LateSse {
+      @Sse('post', { method: RequestMethod.POST })
+      post(): Observable<MessageEvent> {
+        streams++;
+        return ticks();
+      }
+
+      @Sse('stream')
+      stream(): Observable<MessageEvent> {
+        return ticks();
+      }
+
+      @Post()
+      create(): { n: number } {
+        return { n: ++posts };
+      }
+    }
+    const errors: string[] = [];
+    const logger = { log: () => undefined, warn: () => undefined, error: (m: unknown, ...rest: unknown[]) => errors.push([m, ...rest].map(String).join(' ')) };
+    @Module({ imports: [GridlinkModule.forRoot({ client: { endpoints: cluster.endpoints } })], controllers: [LateSse] })
+    class App {}
+    let app: INestApplication;
+    if (platform === 'express') app = await NestFactory.create(App, { logger, abortOnError: false });
+    else {
+      const adapter = new FastifyAdapter();
+      // An async onSend hook that takes a while, as many apps have: it must not let Nest's SSE
+      // stream write its headers before the refusal.
+      adapter.getInstance().addHook('onSend', async (_req, _reply, payload) => {
+        await new Promise((r) => setTimeout(r, 30));
+        return payload;
+      });
+      app = await NestFactory.create(App, adapter, { logger, abortOnError: false });
+    }
+    try {
+      await app.init();
+      app.useGlobalInterceptors(app.get(IdempotencyInterceptor));
+      await app.listen(0, '127.0.0.1');
+      const base = `http://127.0.0.1:${(app.getHttpServer().address() as AddressInfo).port}`;
+      const refusal = /"methods": includes POST, the method of this @Sse\(\) route, so the global IdempotencyInterceptor would de-duplicate it .* — route LateSse\.post \(global IdempotencyInterceptor\).*IdempotencyInterceptor cannot apply to an @Sse\(\) route/;
+      for (let i = 0; i < 2; i++) {
+        // The same key twice: a lock taken by the first would answer the second 409.
+        const ac = new AbortController();
+        try {
+          const r = await fetch(`${base}/late-sse/post`, { method: 'POST', headers: { 'idempotency-key': `late-sse-1-${platform}` }, signal: ac.signal });
+          expect(r.status).toBe(500);
+          expect(r.headers.get('content-type')).toBe('application/problem+json');
+          const problem = (await r.json()) as { status: number; detail: string };
+          expect(problem.status).toBe(500);
+          expect(problem.detail).toMatch(refusal);
+        } finally {
+          ac.abort();
+        }
+      }
+      expect(streams).toBe(0);
+      expect(errors.filter((e) => refusal.test(e))).toHaveLength(1);
+      // A GET stream (not in the default methods) passes through; the POST route is de-duplicated.
+      const ac = new AbortController();
+      try {
+        const events = await fetch(`${base}/late-sse/stream`, { signal: ac.signal });
+        expect([events.status, events.headers.get('content-type')]).toEqual([200, 'text/event-stream']);
+        const reader = events.body!.getReader();
+        let text = '';
+        while (!text.includes('data: {"n":0}')) {
+          const { value, done } = await reader.read();
+          expect(done).toBe(false);
+          text += Buffer.from(value).toString();
+        }
+      } finally {
+        ac.abort();
+      }
+      const send = (): Promise<Response> => fetch(`${base}/late-sse`, { method: 'POST', headers: { 'idempotency-key': `late-sse-2-${platform}` } });
+      expect((await send()).status).toBe(201);
+      const again = await send();
+      expect([again.status, again.headers.get('idempotent-replayed')]).toEqual([201, 'true']);
+      expect(posts).toBe(1);
+      // Logged once, and nothing else (no headers written twice, no write after end).
+      expect(errors).toHaveLength(1);
     } finally {
       await app.close();
     }

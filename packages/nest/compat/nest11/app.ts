@@ -4,18 +4,22 @@
  * PLATFORM = 'express' (default) or 'fastify' (@nestjs/platform-fastify 11).
  * Prints one line `READY {"port":…,"nestCore":…,…}` once listening (versions and builds it loaded).
  * A POST /orders with header `x-hold: 1` waits, after counting its run, until POST /release;
- * POST /orders/boom throws (counted in /runs too).
+ * POST /orders/boom throws (counted in /runs too). An IdempotencyInterceptor is given to
+ * useGlobalInterceptors() after init(): it runs on the request-scoped LateSseController only, whose
+ * POST @Sse() route it must refuse (a 500 problem+json) without running it (/runs counts `streams`).
  */
 import 'reflect-metadata';
 import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
-import { Body, Controller, Get, HttpCode, Inject, Module, Post, Req } from '@nestjs/common';
+import { Body, Controller, Get, HttpCode, Inject, Module, Post, Req, RequestMethod, Scope, Sse, type MessageEvent } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
-import { GridHealthIndicator, GridlinkModule, Idempotent, type IdempotentRequest } from '@gridlink/nest';
+import { interval, map, type Observable } from 'rxjs';
+import { GridHealthIndicator, GridlinkModule, Idempotent, IdempotencyInterceptor, type IdempotentRequest } from '@gridlink/nest';
 
 const require = createRequire(import.meta.url);
 let runs = 0;
+let streams = 0;
 let release: () => void = () => undefined;
 let held: Promise<void> = Promise.resolve();
 
@@ -37,13 +41,22 @@ class OrdersController {
   }
 }
 
+@Controller({ path: 'late-sse', scope: Scope.REQUEST })
+class LateSseController {
+  @Sse('post', { method: RequestMethod.POST })
+  post(): Observable<MessageEvent> {
+    streams++;
+    return interval(10).pipe(map((n) => ({ data: { n } })));
+  }
+}
+
 @Controller()
 class ControlController {
   constructor(@Inject(GridHealthIndicator) private readonly grid: GridHealthIndicator) {}
 
   @Get('runs')
-  count(): { runs: number } {
-    return { runs };
+  count(): { runs: number; streams: number } {
+    return { runs, streams };
   }
 
   @Post('hold')
@@ -68,7 +81,7 @@ class ControlController {
 
 @Module({
   imports: [GridlinkModule.forRoot({ client: { endpoints: (process.env.GRID_ENDPOINTS ?? '').split(',').filter(Boolean) }, idempotency: { leaseMs: 2000 } })],
-  controllers: [OrdersController, ControlController],
+  controllers: [OrdersController, ControlController, LateSseController],
 })
 class AppModule {}
 
@@ -76,6 +89,8 @@ const platform = process.env.PLATFORM ?? 'express';
 if (platform !== 'express' && platform !== 'fastify') throw new Error(`PLATFORM must be express or fastify, got ${platform}`);
 const app = platform === 'fastify' ? await NestFactory.create(AppModule, new FastifyAdapter(), { logger: ['error'] }) : await NestFactory.create(AppModule, { logger: ['error'] });
 app.enableShutdownHooks();
+await app.init();
+app.useGlobalInterceptors(app.get(IdempotencyInterceptor));
 await app.listen(0, '127.0.0.1');
 const version = (id: string): string => (require(id) as { version: string }).version;
 const info = {

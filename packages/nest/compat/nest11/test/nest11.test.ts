@@ -180,12 +180,14 @@ describe('@gridlink/nest on Nest 11: a failed startup', () => {
 describe.each<Platform>(['express', 'fastify'])('@gridlink/nest on Nest 11 with platform-%s', (platform) => {
   let proc: ChildProcess | undefined;
   let ready: Ready;
+  let stderr: string[] = [];
   let base = '';
 
   beforeAll(async () => {
     const started = await startApp(platform);
     proc = started.proc;
     ready = started.ready;
+    stderr = started.stderr;
     base = `http://127.0.0.1:${ready.port}`;
   });
 
@@ -276,6 +278,24 @@ describe.each<Platform>(['express', 'fastify'])('@gridlink/nest on Nest 11 with 
     expect(r.headers.get('content-type')).toContain('application/problem+json');
     expect(JSON.parse(r.body.toString())).toMatchObject({ type: 'urn:gridlink:problem:idempotency-key-reused', status: 422 });
     expect((await post('/orders', { item: 'a' })).status).toBe(400);
+  });
+
+  it('an IdempotencyInterceptor given to useGlobalInterceptors() after init(), on a request-scoped POST @Sse() route: a 500 problem+json naming the route, logged once, no lock, the stream never runs', async () => {
+    const refusal = /"methods": includes POST, the method of this @Sse\(\) route, so the global IdempotencyInterceptor would de-duplicate it .* — route LateSseController\.post \(global IdempotencyInterceptor\).*IdempotencyInterceptor cannot apply to an @Sse\(\) route/;
+    for (let i = 0; i < 2; i++) {
+      // The same key twice: a lock taken by the first would answer the second 409.
+      const ac = new AbortController();
+      try {
+        const r = await fetch(`${base}/late-sse/post`, { method: 'POST', headers: { 'idempotency-key': `nest11-${platform}-late-sse` }, signal: ac.signal });
+        expect(r.status).toBe(500);
+        expect(r.headers.get('content-type')).toBe('application/problem+json');
+        expect(((await r.json()) as { detail: string }).detail).toMatch(refusal);
+      } finally {
+        ac.abort();
+      }
+    }
+    expect((await getJson<{ streams: number }>('/runs')).streams).toBe(0);
+    expect(stderr.join('').split('\n').filter((line) => refusal.test(line))).toHaveLength(1);
   });
 
   it('frees the key when the handler throws: a retry with the same key runs again', async () => {
