@@ -182,7 +182,11 @@ function misconfigured(e: DedupeConfigError): DirectResponse {
 }
 
 export class IdempotencyInterceptor implements NestInterceptor {
-  private readonly dedupers = new WeakMap<object, Deduper<IdempotentRequest>>();
+  /**
+   * Per controller class and handler: one handler function can be the route of several
+   * controllers (a base class's method), each with its own `@Idempotent()` options.
+   */
+  private readonly dedupers = new WeakMap<object, WeakMap<object, Deduper<IdempotentRequest>>>();
   /**
    * Per controller class and `@Sse()` handler, the refusal of the route check (null: the stream
    * passes through untouched), found, and logged, at its first request.
@@ -200,13 +204,16 @@ export class IdempotencyInterceptor implements NestInterceptor {
    * `@Idempotent()` options, then the route's, each overriding the one before.
    */
   deduperFor(context: ExecutionContext): Deduper<IdempotentRequest> {
+    const cls = context.getClass();
     const handler = context.getHandler();
-    let d = this.dedupers.get(handler);
+    let byHandler = this.dedupers.get(cls);
+    if (byHandler === undefined) this.dedupers.set(cls, (byHandler = new WeakMap()));
+    let d = byHandler.get(handler);
     if (d === undefined) {
-      const classOpts = Reflect.getMetadata(IDEMPOTENT_METADATA, context.getClass()) as IdempotentOptions | undefined;
+      const classOpts = Reflect.getMetadata(IDEMPOTENT_METADATA, cls) as IdempotentOptions | undefined;
       const routeOpts = Reflect.getMetadata(IDEMPOTENT_METADATA, handler) as IdempotentOptions | undefined;
       d = new Deduper<IdempotentRequest>({ ...routeOptions(this.moduleOptions, classOpts, routeOpts), client: this.client });
-      this.dedupers.set(handler, d);
+      byHandler.set(handler, d);
     }
     return d;
   }

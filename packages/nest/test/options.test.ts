@@ -206,6 +206,34 @@ describe('@Idempotent() on a controller and on its route', () => {
   });
 });
 
+describe('@Idempotent() on two controllers sharing an inherited route', () => {
+  it('each controller de-duplicates its requests with its own options', async () => {
+    let runs = 0;
+    class Base {
+      @Post()
+      create(): { run: number } {
+        return { run: ++runs };
+      }
+    }
+    @Controller('strict')
+    @Idempotent({ required: true })
+    class Strict extends Base {}
+    @Controller('lenient')
+    @Idempotent({ required: false })
+    class Lenient extends Base {}
+    await serve([Strict, Lenient], async (base) => {
+      // One handler function, two controllers: the first one's options must not become the second's.
+      expect((await post(base, '/strict', {})).status).toBe(400);
+      expect((await post(base, '/lenient', {})).status).toBe(201);
+      expect((await post(base, '/strict', {})).status).toBe(400);
+      const key = `inherited-${Date.now()}`;
+      const a = await post(base, '/lenient', {}, { 'idempotency-key': key });
+      const b = await post(base, '/lenient', {}, { 'idempotency-key': key });
+      expect([a.status, b.status, b.headers.get('idempotent-replayed')]).toEqual([201, 201, 'true']);
+    });
+  });
+});
+
 describe('@Idempotent() on @Redirect() routes', () => {
   it('answers duplicates and missing keys without Nest setting headers on the sent response', async () => {
     let runs = 0;
