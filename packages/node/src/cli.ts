@@ -72,7 +72,8 @@ async function main(): Promise<void> {
     ({ record } = await joinOrCreateCluster(cp, { clusterId: c.clusterId, partitions: c.partitions, backups: c.backups }));
   } catch (err) {
     await close();
-    throw err;
+    // A cluster setting the cluster does not have, from a variable: name it, as every other refusal does.
+    throw err instanceof NodeConfigError ? namingVariable(err, argv, process.env) : err;
   }
   const opts: NodeOptions = {
     id: c.id,

@@ -169,6 +169,23 @@ describe('gridlink-node refuses what it cannot run with, naming the flag', () =>
     await refused(['--http-port', 'x'], 'http-port', /must be an integer, got "x"$/m, { GRIDLINK_HTTP_PORT: '8080' });
   });
 
+  it('a cluster setting from a GRIDLINK_* variable that the cluster does not have names the variable (was: "partitions: ..." only, the one refusal that did not)', async () => {
+    const nats = await NatsCluster.start({ servers: 1 });
+    try {
+      const env = { GRIDLINK_CONTROL_PLANE: nats.urls[0]!, GRIDLINK_PARTITIONS: '64' };
+      const first = await run(['--port', '0', ...QUICK_STOP], { env, until: (o) => /listening on/.test(o) });
+      expect(first.stdout).toMatch(/listening on .* partitions 64 /);
+      expect(first.code).toBe(0);
+      const joining = /this node is configured with partitions 32 but the cluster "gridlink" has 64; a joining node must match \(or leave it unset\)/;
+      await refused([], 'partitions', new RegExp(`${joining.source} \\(given as GRIDLINK_PARTITIONS\\)$`, 'm'), { ...env, GRIDLINK_PARTITIONS: '32' });
+      await refused([], 'backups', /configured with backups 2 but the cluster "gridlink" has 1; .* \(given as GRIDLINK_BACKUPS\)$/m, { ...env, GRIDLINK_BACKUPS: '2' });
+      // Given on the command line, the flag is named as it was given.
+      await refused(['--partitions', '32'], 'partitions', new RegExp(`${joining.source}$`, 'm'), env);
+    } finally {
+      await nats.close();
+    }
+  });
+
   it('a --nats-creds file it cannot read or that holds no credentials, before it connects (was: a bare ENOENT or "unable to parse credentials" once NATS answered, after retrying for --nats-connect-timeout-ms)', async () => {
     const nats = await NatsCluster.start({ servers: 1 });
     try {
