@@ -18,7 +18,7 @@ import { CACHE_PREFIX, LEASE_PREFIX, TOPOLOGY_KEY } from './control/keys.js';
 import { topologyProblem } from './control/records.js';
 import type { ControlPlane, KvEvent } from './control/kv.js';
 import type { Role } from './control/routing.js';
-import { nodeSafety, soleCopiesMoving, type CacheRule, type LeaseRecord, type NodeSafety, type TopologyRecord } from './control/topology.js';
+import { handOffRefused, nodeSafety, soleCopiesMoving, type CacheRule, type LeaseRecord, type NodeSafety, type TopologyRecord } from './control/topology.js';
 import { Lifecycle } from './lifecycle.js';
 import type { Logger } from './logger.js';
 import { CacheRuleBook, Coordinator } from './membership/coordinator.js';
@@ -83,6 +83,8 @@ export class GridNode implements ConnectionHost, MetricsSource {
    * a millisecond), 0 before any.
    */
   lastHandoffMs = 0;
+  /** The cache rules the coordinator steps with (per-cache backups), for the graceful stop's wait. */
+  private readonly caches: () => readonly CacheRule[];
   private topologyAppliedAt = 0;
 
   constructor(options: NodeOptions) {
@@ -112,6 +114,7 @@ export class GridNode implements ConnectionHost, MetricsSource {
     this.promises = new PromiseBook({ id, opts, view, peers: this.peers, scheduler, life, log, leaseRemainingMs: () => this.lease.remainingMs() });
     const cacheRules = new CacheRuleBook(store, opts.backups);
     const caches = (): readonly CacheRule[] => cacheRules.rules(view.topo?.backups ?? opts.backups);
+    this.caches = caches;
     this.coordinator = new Coordinator({ ...base, leaseValid, applyTopology: (rec) => this.applyTopology(rec), refreshTopology, caches });
     this.replicator = new Replicator(base);
     this.transfer = new StateTransfer({
@@ -230,14 +233,16 @@ export class GridNode implements ConnectionHost, MetricsSource {
   }
 
   /**
-   * True when no partition this node is primary of has another caught-up owner to take it, and
-   * no partition it alone holds is being pulled by another node (a decommission in progress:
-   * stopping now would lose the only copy).
+   * True when no partition this node is primary of has another caught-up owner to take it (an
+   * owner the coordinator refuses to hand it to, ADR 0038, does not count), and no partition it
+   * alone holds is being pulled by another node (a decommission in progress: stopping now would
+   * lose the only copy).
    */
   private handedOff(): boolean {
     const t = this.view.topo;
     if (!t || !this.view.isMember()) return true;
-    for (const p of this.view.primaryPartitions()) if ((t.owners[p]?.length ?? 0) > 1) return false;
+    const caches = this.caches();
+    for (const p of this.view.primaryPartitions()) if ((t.owners[p]?.length ?? 0) > 1 && !handOffRefused(t, p, this.id, caches)) return false;
     return soleCopiesMoving(t, this.id).length === 0;
   }
 

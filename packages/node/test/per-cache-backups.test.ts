@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import { partitionOf } from '@gridlink/affinity';
 import type { LeaseRecord, TopologyRecord } from '@gridlink/node';
 import type { ReplicationRecord } from '@gridlink/node/internal';
-import { cacheOwners, initialTopology, isBalanced, lossDepth, missesCaches, nextTopology, rankOf, rankingDepth, recordForRank } from '@gridlink/node/internal';
+import { cacheOwners, handOffRefused, initialTopology, isBalanced, lossDepth, missesCaches, nextTopology, rankOf, rankingDepth, recordForRank } from '@gridlink/node/internal';
 import { perTestCluster } from './helpers/grid.js';
 
 const IDS = ['n1', 'n2', 'n3', 'n4', 'n5', 'n6'];
@@ -282,6 +282,28 @@ describe('per-cache backups on LocalCluster', () => {
   }, 30_000);
 });
 
+describe('a graceful stop beside a backups=0 cache, on LocalCluster', () => {
+  const fx = perTestCluster();
+
+  it('does not wait out the hand-off timeout for primaryships the coordinator keeps on the stopping node', async () => {
+    const warned: string[] = [];
+    const noop = (): void => {};
+    const logger = { debug: noop, info: noop, error: noop, warn: (msg: string) => void warned.push(msg) };
+    const c = await fx.start({ nodes: 3, partitions: 16, backups: 1, autoAdjust: { enabled: false }, caches: { deep: { backups: 1 }, thin: { backups: 0 } }, handoffTimeoutMs: 20_000, logger });
+    const client = await fx.connect({ endpoints: c.endpoints, operationTimeout: 8000 });
+    const deep = client.cache<string, number>('deep');
+    for (let i = 0; i < 40; i++) await deep.put(`k${i}`, i);
+    const victim = c.nodeIds[0]!;
+    expect(c.topology().owners.some((o) => o[0] === victim)).toBe(true);
+    await c.stopNode(victim);
+    // It stayed primary of its partitions until its lease was gone (ADR 0038), and did not sit
+    // through the 20 s timeout waiting for a hand-off that never comes.
+    expect(warned.filter((m) => m.startsWith('handoff timed out'))).toEqual([]);
+    expect(c.node(victim).lastHandoffMs).toBeLessThan(20_000);
+    for (let i = 0; i < 40; i++) expect(await deep.get(`k${i}`)).toBe(i);
+  }, 60_000);
+});
+
 describe('ranks move on LocalCluster', () => {
   const fx = perTestCluster();
 
@@ -333,6 +355,47 @@ describe('ranks move on LocalCluster', () => {
       expect(await mid.get(k)).toBe(i);
     }
   }, 30_000);
+});
+
+describe('a graceful stop does not wait for a hand-off the coordinator refuses (pure)', () => {
+  it('handOffRefused is true only where the coordinator keeps the leaving node primary, and is where a backups=0 cache lives', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.integer({ min: 0, max: 2 }), { minLength: 1, maxLength: 3 }),
+        fc.integer({ min: 2, max: 5 }),
+        fc.nat(),
+        fc.option(fc.nat(), { nil: undefined }),
+        (depths, n, who, dies) => {
+          const caches = depths.map((b, i) => ({ name: `c${i}`, backups: b, policy: 'READ_WRITE_SAFE' as const }));
+          const ids = IDS.slice(0, n);
+          let leases = ids.map((id) => lease(id));
+          let rec = settle(initialTopology({ clusterId: 'c', partitions: 12, backups: rankingDepth(0, caches), leases }), leases, caches);
+          const leaver = ids[who % n]!;
+          // Sometimes another node has just died: owners move up and may be behind.
+          if (dies !== undefined && n > 2) {
+            const dead = ids.filter((id) => id !== leaver)[dies % (n - 1)]!;
+            leases = leases.filter((l) => l.id !== dead);
+            rec = nextTopology(rec, leases, 1_000, caches) ?? rec;
+          }
+          const next = nextTopology(rec, leases.map((l) => (l.id === leaver ? { ...l, leaving: true } : l)), 2_000, caches) ?? rec;
+          for (let p = 0; p < rec.partitions; p++) {
+            if (rec.owners[p]![0] !== leaver || !handOffRefused(rec, p, leaver, caches)) continue;
+            expect(next.owners[p]![0], `p${p}: ${JSON.stringify(rec.owners[p])} -> ${JSON.stringify(next.owners[p])}`).toBe(leaver);
+          }
+        },
+      ),
+      { numRuns: 300 },
+    );
+    // Not vacuous: with a backups=0 cache every led partition is refused, without one none.
+    const leases = ['n1', 'n2', 'n3'].map((id) => lease(id));
+    const deep = [{ name: 'deep', backups: 1, policy: 'READ_WRITE_SAFE' as const }];
+    const shallow = [...deep, { name: 'thin', backups: 0, policy: 'READ_WRITE_SAFE' as const }];
+    const rec = settle(initialTopology({ clusterId: 'c', partitions: 16, backups: 1, leases }), leases, deep);
+    const led = rec.owners.flatMap((o, p) => (o[0] === 'n1' ? [p] : []));
+    expect(led.length).toBeGreaterThan(0);
+    expect(led.map((p) => handOffRefused(rec, p, 'n1', shallow))).toEqual(led.map(() => true));
+    expect(led.map((p) => handOffRefused(rec, p, 'n1', deep))).toEqual(led.map(() => false));
+  });
 });
 
 describe('graceful hand-off with per-cache backups (pure)', () => {

@@ -668,6 +668,21 @@ export function nodeSafety(rec: TopologyRecord, id: string): NodeSafety {
 }
 
 /**
+ * True when the coordinator will not hand p's primaryship over from `id` while it stops
+ * gracefully (ADR 0038): the next owner holds, at best, the caches of its rank, and some cache
+ * keeps fewer backups than that, so it holds none of that cache's data here. The node stays
+ * primary until its lease is gone; a graceful stop need not wait for a hand-off that will not
+ * come. (The coordinator judges on what the owner holds, never better than its rank: this
+ * answers true only when it certainly refuses.)
+ */
+export function handOffRefused(rec: TopologyRecord, p: number, id: string, caches: readonly CacheRule[]): boolean {
+  const next = (rec.owners[p] ?? []).find((x) => x !== id);
+  if (next === undefined) return false;
+  const rank = rankIn(rec, next, p);
+  return caches.some((c) => c.backups < rank);
+}
+
+/**
  * Partitions of which `id` holds the only caught-up copy while the record wants that copy
  * elsewhere (a node is pulling it, or `id` is no longer one of its alive target owners over the
  * baseline): stopping `id` now would lose them. A graceful stop waits for this to be empty.
