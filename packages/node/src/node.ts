@@ -209,11 +209,28 @@ export class GridNode implements ConnectionHost, MetricsSource {
     if (!this.scheduler.isFrozen && this.view.isMember()) {
       // Bounded even if the control plane does not answer at all; on failure stop anyway.
       let timer: ReturnType<typeof setTimeout> | undefined;
-      const handoff = this.handOff().catch((err: unknown) => {
-        this.log.warn('handoff failed; stopping anyway', { id: this.id, err: String(err) });
-      });
+      const t0 = performance.now();
+      let settled = false;
+      const handoff = this.handOff().then(
+        () => {
+          settled = true;
+        },
+        (err: unknown) => {
+          settled = true;
+          // Once the stop has gone on without it, a late failure is no news (it would be
+          // logged after "node stopped").
+          if (this.life.state === 'running') this.log.warn('handoff failed; stopping anyway', { id: this.id, err: String(err) });
+        },
+      );
       await Promise.race([handoff, new Promise<void>((r) => (timer = setTimeout(r, this.opts.handoffTimeoutMs + 50)))]);
       clearTimeout(timer);
+      if (!settled) {
+        // The control plane did not answer (the leaving lease or the topology read is still
+        // pending): the hand-off ran out of time like any other, and says so.
+        this.lastHandoffMs = performance.now() - t0;
+        this.metrics.onHandoff(this.lastHandoffMs / 1000);
+        this.log.warn('handoff timed out; stopping anyway', { id: this.id, primaries: this.view.primaryPartitions().length, reason: 'the control plane did not answer' });
+      }
     }
     this.life.state = 'stopping';
     this.edge.pushStopping();

@@ -35,6 +35,9 @@ export interface OwnLeaseDeps {
  */
 export const SYNCED_REPORT_MS = 2000;
 
+/** While renewals keep failing, how often that is logged again. */
+export const FAILURE_LOG_MS = 10_000;
+
 export class OwnLease {
   private validUntil = 0;
   private lastRenewSentAt = 0;
@@ -57,6 +60,10 @@ export class OwnLease {
   leaving = false;
   /** Given up (graceful stop): nothing is written any more, so no late renewal brings it back. */
   private released = false;
+  /** Renewals failed in a row, since when, and when that was last logged. */
+  private failedRenewals = 0;
+  private failingSince = 0;
+  private failureLoggedAt = 0;
 
   constructor(private readonly d: OwnLeaseDeps) {}
 
@@ -122,8 +129,23 @@ export class OwnLease {
       if ((life.state as string) === 'stopped') return;
       this.validUntil = Math.max(this.validUntil, sentAt + opts.leaseMs - opts.leaseMarginMs);
       this.lastAckAt = Date.now();
+      if (this.failedRenewals > 0) {
+        log.info('lease renewals succeed again', { failed: this.failedRenewals, forMs: Date.now() - this.failingSince });
+        this.failedRenewals = 0;
+      }
     } catch (err) {
-      log.warn('lease renewal failed', { err: String(err) });
+      // Said once when renewals start failing, then at most every FAILURE_LOG_MS with a count:
+      // while the control plane is down a renewal fails every renewal interval (4 a second by
+      // default), which would bury the lines that matter.
+      const t = Date.now();
+      if (this.failedRenewals++ === 0) {
+        this.failingSince = t;
+        this.failureLoggedAt = t;
+        log.warn('lease renewal failed', { err: String(err) });
+      } else if (t - this.failureLoggedAt >= FAILURE_LOG_MS) {
+        this.failureLoggedAt = t;
+        log.warn('lease renewals still failing', { err: String(err), failed: this.failedRenewals, forMs: t - this.failingSince });
+      }
     }
   }
 
