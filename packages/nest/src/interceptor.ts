@@ -7,25 +7,13 @@ import { applyDecorators, Inject, Injectable, Logger, SetMetadata, UseIntercepto
 import { ServerResponse, type IncomingMessage } from 'node:http';
 import { EMPTY, Observable, of, throwError } from 'rxjs';
 import type { GridClient } from '@gridlink/client';
-import { BODY_HEADERS, DedupeConfigError, Deduper, captureResponse, describeRequest, headersByName, mergeVary, resolveDedupeOptions, sendDirect, type DedupeOptions, type DedupeRequest, type DirectResponse, type Ticket } from '@gridlink/dedupe';
+import { BODY_HEADERS, DedupeConfigError, Deduper, captureResponse, describeRequest, headersByName, mergeVary, resolveDedupeOptions, sendDirect, type DedupeRequest, type DirectResponse, type Ticket } from '@gridlink/dedupe';
 import { checkRoute, isSseHandler } from './route-check.js';
 import { GRID_CLIENT, GRIDLINK_OPTIONS, IDEMPOTENT_METADATA } from './tokens.js';
 import type { GridlinkModuleOptions } from './options.js';
+import type { IdempotentOptions, IdempotentRequest } from './types.js';
 
-/**
- * The request as the Express platform hands it over. On the Fastify platform the handler gets
- * Fastify's request (with `raw`, `body`, `ip`, `headers`), and `idempotency` on it too.
- */
-export interface IdempotentRequest extends IncomingMessage {
-  body?: unknown;
-  ip?: string;
-  baseUrl?: string;
-  path?: string;
-  route?: { path?: unknown };
-  idempotency?: { keyHash: string; fencingToken: number; signal: AbortSignal };
-}
-
-export type IdempotentOptions = Omit<DedupeOptions<IdempotentRequest>, 'client'>;
+export type { IdempotentOptions, IdempotentRequest } from './types.js';
 
 /** De-duplicates the route (or every route of the controller) with these options. */
 export function Idempotent(options: IdempotentOptions = {}): MethodDecorator & ClassDecorator {

@@ -5,7 +5,7 @@
  */
 import { RequestMethod } from '@nestjs/common';
 import { DedupeConfigError, resolveDedupeOptions } from '@gridlink/dedupe';
-import type { IdempotentOptions, IdempotentRequest } from './interceptor.js';
+import type { IdempotentOptions, IdempotentRequest } from './types.js';
 
 /** The metadata key Nest's `@Sse()` sets on its handler (`SSE_METADATA`, the same in Nest 11 and 12). */
 export const SSE_METADATA = '__sse__';
