@@ -3,7 +3,7 @@
  * routes on the Express platform (`@nestjs/platform-express`) and the Fastify platform
  * (`@nestjs/platform-fastify`).
  */
-import { applyDecorators, Inject, Injectable, Logger, SetMetadata, UseInterceptors, type CallHandler, type ExecutionContext, type NestInterceptor } from '@nestjs/common';
+import { applyDecorators, Inject, Injectable, Logger, SetMetadata, UseInterceptors, type CallHandler, type ExecutionContext, type NestInterceptor, type Type } from '@nestjs/common';
 import { ServerResponse, type IncomingMessage } from 'node:http';
 import { EMPTY, Observable, of, throwError } from 'rxjs';
 import type { GridClient } from '@gridlink/client';
@@ -188,22 +188,30 @@ export class IdempotencyInterceptor implements NestInterceptor {
   ) {}
 
   /**
+   * What `make` builds for the route of `context`, once per controller class and handler (one
+   * handler function can be the route of several controllers, a base class's method, each with
+   * its own `@Idempotent()` options), given the route's options as written: the controller's and
+   * the route's.
+   */
+  private perRoute<T>(memo: WeakMap<object, WeakMap<object, T>>, context: ExecutionContext, make: (cls: Type, handler: { readonly name: string }, classOpts: IdempotentOptions | undefined, routeOpts: IdempotentOptions | undefined) => T): T {
+    const cls = context.getClass();
+    const handler = context.getHandler();
+    let byHandler = memo.get(cls);
+    if (byHandler === undefined) memo.set(cls, (byHandler = new WeakMap()));
+    if (!byHandler.has(handler)) {
+      const classOpts = Reflect.getMetadata(IDEMPOTENT_METADATA, cls) as IdempotentOptions | undefined;
+      const routeOpts = Reflect.getMetadata(IDEMPOTENT_METADATA, handler) as IdempotentOptions | undefined;
+      byHandler.set(handler, make(cls, handler, classOpts, routeOpts));
+    }
+    return byHandler.get(handler) as T;
+  }
+
+  /**
    * The deduper of a route (built once): the module defaults, then the controller's
    * `@Idempotent()` options, then the route's, each overriding the one before.
    */
   deduperFor(context: ExecutionContext): Deduper<IdempotentRequest> {
-    const cls = context.getClass();
-    const handler = context.getHandler();
-    let byHandler = this.dedupers.get(cls);
-    if (byHandler === undefined) this.dedupers.set(cls, (byHandler = new WeakMap()));
-    let d = byHandler.get(handler);
-    if (d === undefined) {
-      const classOpts = Reflect.getMetadata(IDEMPOTENT_METADATA, cls) as IdempotentOptions | undefined;
-      const routeOpts = Reflect.getMetadata(IDEMPOTENT_METADATA, handler) as IdempotentOptions | undefined;
-      d = new Deduper<IdempotentRequest>({ ...routeOptions(this.moduleOptions, classOpts, routeOpts), client: this.client });
-      byHandler.set(handler, d);
-    }
-    return d;
+    return this.perRoute(this.dedupers, context, (_cls, _handler, classOpts, routeOpts) => new Deduper<IdempotentRequest>({ ...routeOptions(this.moduleOptions, classOpts, routeOpts), client: this.client }));
   }
 
   /**
@@ -213,25 +221,16 @@ export class IdempotencyInterceptor implements NestInterceptor {
    * logged once per route; null when the stream passes through (its method not de-duplicated).
    */
   private sseRefusal(context: ExecutionContext): DedupeConfigError | null {
-    const cls = context.getClass();
-    const handler = context.getHandler();
-    let byHandler = this.sseChecks.get(cls);
-    if (byHandler === undefined) this.sseChecks.set(cls, (byHandler = new WeakMap()));
-    let refusal = byHandler.get(handler);
-    if (refusal === undefined) {
-      const classOpts = Reflect.getMetadata(IDEMPOTENT_METADATA, cls) as IdempotentOptions | undefined;
-      const routeOpts = Reflect.getMetadata(IDEMPOTENT_METADATA, handler) as IdempotentOptions | undefined;
+    return this.perRoute(this.sseChecks, context, (cls, handler, classOpts, routeOpts) => {
       try {
         checkRoute(routeOptions(this.moduleOptions, classOpts, routeOpts), handler, classOpts, routeOpts, cls.name, handler.name);
-        refusal = null;
+        return null;
       } catch (e) {
         if (!(e instanceof DedupeConfigError)) throw e;
-        refusal = e;
         this.logger.error(`${e.message} (refused at request time: an IdempotencyInterceptor cannot apply to an @Sse() route; one given to useGlobalInterceptors() after init() is not checked at startup: call it before init()/listen(), or register it as APP_INTERCEPTOR)`);
+        return e;
       }
-      byHandler.set(handler, refusal);
-    }
-    return refusal;
+    });
   }
 
   intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
