@@ -58,16 +58,24 @@ describe('idempotent consumer: renewal answers after the mark was stored (script
     return m;
   }
 
-  it('a renewal answered "not held" while the mark-and-unlock is under way, which then succeeds: processed, and the signal aborts as released, not as lost', async () => {
+  /**
+   * A consumer on a grid node that holds lock answers back (lockNode), with its own NATS
+   * connection. No heartbeats: the only grid operations are the consumer's. Renewals every 2 s
+   * (a third of the lease), each given up to 2 s.
+   */
+  async function consumerOnHeldNode() {
     const { node, held } = await lockNode();
-    // No heartbeats during the test: the only operations are the consumer's.
     const g = await GridClient.connect({ endpoints: [node.endpoint], heartbeatInterval: 60_000, heartbeatTimeout: 120_000 });
     closers.push(() => g.close());
     const nc = await connect({ servers: nats!.url });
     closers.push(() => nc.close());
-    // Renewals every 2 s (a third of the lease), each given up to 2 s.
     const ic = new IdempotentConsumer({ grid: g, name: 'own', lockLeaseMs: 6000 });
     closers.push(() => ic.close());
+    return { node, held, g, nc, ic };
+  }
+
+  it('a renewal answered "not held" while the mark-and-unlock is under way, which then succeeds: processed, and the signal aborts as released, not as lost', async () => {
+    const { node, held, g, nc, ic } = await consumerOnHeldNode();
     const processed: string[] = [];
     ic.on('processed', (e) => processed.push(e.id));
     const aborts: string[] = [];
@@ -97,13 +105,7 @@ describe('idempotent consumer: renewal answers after the mark was stored (script
   });
 
   it('a mark-and-unlock refused because the lock was lost: failed, and the signal aborts as lost', async () => {
-    const { node, held } = await lockNode();
-    const g = await GridClient.connect({ endpoints: [node.endpoint], heartbeatInterval: 60_000, heartbeatTimeout: 120_000 });
-    closers.push(() => g.close());
-    const nc = await connect({ servers: nats!.url });
-    closers.push(() => nc.close());
-    const ic = new IdempotentConsumer({ grid: g, name: 'own', lockLeaseMs: 6000 });
-    closers.push(() => ic.close());
+    const { node, held, nc, ic } = await consumerOnHeldNode();
     const failed: string[] = [];
     ic.on('failed', (e) => failed.push(e.id));
     const aborts: string[] = [];
