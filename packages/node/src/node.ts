@@ -525,9 +525,13 @@ export class GridNode implements ConnectionHost, MetricsSource {
     this.applyTopology(e.value);
   }
 
-  /** This node's previous epoch was declared gone: its data is stale, start over empty. */
-  private declaredGone(): void {
-    this.log.warn('declared gone by the cluster; rejoining empty', { id: this.id });
+  /**
+   * This node's previous epoch was declared gone (topology `version` no longer lists it, most
+   * often because its lease lapsed while it was hung or cut off): its data is stale, start over
+   * empty.
+   */
+  private declaredGone(version: number): void {
+    this.log.warn('declared gone by the cluster; rejoining empty', { id: this.id, epoch: this.view.epoch, topologyVersion: version, leaseValid: this.lease.valid() });
     this.view.epoch = randomUUID();
     for (const p of this.store.heldPartitions()) this.store.dropPartition(p);
     this.table.clear();
@@ -555,7 +559,7 @@ export class GridNode implements ConnectionHost, MetricsSource {
     const wasMember = prev?.members[this.id]?.epoch === view.epoch;
     view.set(rec);
     this.topologyAppliedAt = Date.now();
-    if (wasMember && rec.members[this.id]?.epoch !== view.epoch) this.declaredGone();
+    if (wasMember && rec.members[this.id]?.epoch !== view.epoch) this.declaredGone(rec.version);
 
     this.driver.onTopology(prev, rec, wasMember);
     view.wakeGone();

@@ -155,6 +155,22 @@ describe('failover of a primary during a stream of acknowledged writes (backups 
     await stream.verify(cl);
   });
 
+  it('a node that learns it was declared gone says which topology version dropped which epoch of it', async () => {
+    const said: { msg: string; fields: Record<string, unknown> | undefined }[] = [];
+    const at = (msg: string, fields?: Record<string, unknown>): void => void said.push({ msg, fields });
+    const c = await LocalCluster.start({ nodes: 3, backups: 1, partitions: P, autoAdjust: { enabled: false }, logger: { debug: at, info: at, warn: at, error: at } });
+    cluster = c;
+    const victim = c.nodeIds[2]!;
+    const oldEpoch = c.node(victim).epoch;
+    c.hang(victim);
+    const dropped = await c.waitForTopology((t) => t.members[victim] === undefined);
+    c.resume(victim);
+    await c.waitForStable();
+    const line = said.find((s) => s.msg === 'declared gone by the cluster; rejoining empty' && s.fields?.['id'] === victim);
+    expect(line?.fields).toMatchObject({ epoch: oldEpoch, leaseValid: false });
+    expect(line!.fields!['topologyVersion']).toBeGreaterThanOrEqual(dropped.version);
+  });
+
   it('the coordinator hanging: the next node takes over coordinating, and the returning one does not disturb it', async () => {
     const c = await LocalCluster.start({ nodes: 3, backups: 1, partitions: P, autoAdjust: { enabled: false } });
     cluster = c;
