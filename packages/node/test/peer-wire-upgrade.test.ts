@@ -110,8 +110,12 @@ describe('a cluster of three releases', () => {
     const cp = new MemoryControlPlane();
     const node = await startNode({ id: 'cur', controlPlane: cp, port: 0, partitions: 4, backups: 0 });
     nodes.push(node);
+    const errors: string[] = [];
+    const noop = (): void => {};
+    const logger: Logger = { debug: noop, info: noop, warn: noop, error: (msg) => void errors.push(msg) };
     const link = (wireRange: WireRange): PeerClient =>
       new PeerClient({
+        logger,
         selfId: 'other',
         peerId: 'cur',
         host: '127.0.0.1',
@@ -131,6 +135,9 @@ describe('a cluster of three releases', () => {
         message: expect.stringMatching(/speaks node-to-node wire versions 1\.\.2 and this node 3\.\.4: none in common/),
       });
       expect(far.wireVersion).toBe(0);
+      // Said once in the dialing node's log, however many requests fail that way.
+      await expect(far.request(Op.PEER_REPLICATE, { p: 0, v: 0, from: 'other', epoch: 'e', probe: true }, 2000)).rejects.toThrow(/none in common/);
+      expect(errors).toEqual([expect.stringMatching(/^peer cur speaks node-to-node wire versions 1\.\.2 and this node 3\.\.4: none in common/)]);
     } finally {
       far.destroy();
     }

@@ -96,6 +96,7 @@ export class PeerClient {
   private connected = false;
   private version = 0;
   private loggedVersion = 0;
+  private loggedDisjoint = false;
 
   private readonly wireRange: WireRange;
 
@@ -295,9 +296,15 @@ export class PeerClient {
         const own = this.wireRange;
         const v = commonVersion(own, theirs);
         if (v === null) {
-          throw new PeerUnavailableError(
+          const e = new PeerUnavailableError(
             `peer ${peer} speaks node-to-node wire versions ${theirs.min}..${theirs.max} and this node ${own.min}..${own.max}: none in common, so these two releases cannot run in one cluster`,
           );
+          // Every request to that peer fails this way: said once per link, where operators look.
+          if (!this.loggedDisjoint) {
+            this.loggedDisjoint = true;
+            o.logger?.error(e.message, { peer, peerVersions: `${theirs.min}..${theirs.max}`, versions: `${own.min}..${own.max}` });
+          }
+          throw e;
         }
         // A refusal of a version inside the range it names is not about versions: no retry.
         if (v >= version) throw err;
