@@ -4,7 +4,7 @@ import type { ControlPlane } from './control/kv.js';
 import { unsupportedCacheConfig } from './control/routing.js';
 import { DEFAULT_AUTO_ADJUST, type AutoAdjustPolicy } from './control/topology.js';
 import { silentLogger, type Logger } from './logger.js';
-import { MIN_PEER_WIRE_VERSION, PEER_WIRE, PEER_WIRE_VERSION, peerWireRangeOf, type WireRange } from './peers/wire-version.js';
+import { PEER_WIRE, peerWireRangeOf, type WireRange } from './peers/wire-version.js';
 
 /** Timing knobs, all in milliseconds. See docs/node.md for why the defaults are what they are. */
 export interface NodeTiming {
@@ -209,6 +209,6 @@ export function resolveNodeOptions(o: NodeOptions): ResolvedNodeOptions {
     httpPort: o.httpPort,
     httpHost: o.httpHost ?? host,
     logger: o.logger ?? silentLogger,
-    [PEER_WIRE]: peerWireRangeOf(o, { min: MIN_PEER_WIRE_VERSION, max: PEER_WIRE_VERSION }),
+    [PEER_WIRE]: peerWireRangeOf(o),
   };
 }

@@ -1,6 +1,6 @@
 import { Counter, Gauge, Registry, type Metric } from 'prom-client';
 import { errorCodeInfo, opName } from '@gridlink/protocol';
-import { MIN_PEER_WIRE_VERSION, PEER_WIRE_VERSION } from './peers/wire-version.js';
+import { OWN_WIRE_RANGE } from './peers/wire-version.js';
 import { RELEASE } from './release.js';
 
 /** What the metrics read from their node at collection time (the node implements it). */
@@ -180,7 +180,7 @@ export class NodeMetrics {
     );
     this.handoff = this.handoffSeconds.series();
     this.topologyVersion = new Gauge({ name: 'gridlink_node_topology_version', help: 'Topology version this node holds', registers });
-    const wire = node.wireRange?.() ?? { min: MIN_PEER_WIRE_VERSION, max: PEER_WIRE_VERSION };
+    const wire = node.wireRange?.() ?? OWN_WIRE_RANGE;
     new Gauge({
       name: 'gridlink_node_build_info',
       help: 'Always 1: the gridlink release this node runs and the node-to-node wire versions it speaks (ADR 0060)',

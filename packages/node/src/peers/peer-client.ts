@@ -3,7 +3,7 @@ import { GridNodeError } from '../errors.js';
 import type { TlsOptions } from '../config.js';
 import type { Scheduler } from '../scheduler.js';
 import type { Logger } from '../logger.js';
-import { MIN_PEER_WIRE_VERSION, PEER_WIRE_VERSION, commonVersion, refusedRange, type WireRange } from './wire-version.js';
+import { OWN_WIRE_RANGE, commonVersion, refusedRange, type WireRange } from './wire-version.js';
 
 /** Client name peers announce in their handshake (followed by `/<wire version>`). */
 export const PEER_CLIENT_NAME = 'gridlink-peer';
@@ -101,7 +101,7 @@ export class PeerClient {
   private readonly wireRange: WireRange;
 
   constructor(readonly opts: PeerClientOptions) {
-    this.wireRange = opts.wireRange ?? { min: MIN_PEER_WIRE_VERSION, max: PEER_WIRE_VERSION };
+    this.wireRange = opts.wireRange ?? OWN_WIRE_RANGE;
   }
 
   /** Node-to-node wire version of the current connection (ADR 0060); 0 while not connected. */

@@ -21,6 +21,9 @@ export interface WireRange {
   readonly max: number;
 }
 
+/** The range this release speaks. */
+export const OWN_WIRE_RANGE: WireRange = Object.freeze({ min: MIN_PEER_WIRE_VERSION, max: PEER_WIRE_VERSION });
+
 /** Key of the range in ResolvedNodeOptions (a symbol: not an option users set, see withPeerWireRange). */
 export const PEER_WIRE: unique symbol = Symbol('gridlink.peerWire');
 
@@ -38,9 +41,9 @@ export function withPeerWireRange<T extends object>(options: T, range: WireRange
   return options;
 }
 
-/** The range set for `options` with withPeerWireRange, else `own`. */
-export function peerWireRangeOf(options: object, own: WireRange): WireRange {
-  return ranges.get(options) ?? own;
+/** The range set for `options` with withPeerWireRange, else this release's. */
+export function peerWireRangeOf(options: object): WireRange {
+  return ranges.get(options) ?? OWN_WIRE_RANGE;
 }
 
 /** The refusal a node sends a peer whose version it does not speak; peers of later releases read the range back from it. */
