@@ -460,7 +460,7 @@ export function nextTopology(prev: TopologyRecord, alive: LeaseRecord[], now: nu
     };
     const firstStaying = leaving.size > 0 ? o.findIndex((id) => !leaving.has(id)) : -1;
     const takeover = firstStaying > 0 ? heldBefore(o[firstStaying]!) : 0;
-    if (firstStaying >= 0 && o.length > 1 && (firstStaying === 0 || !caches.some((c) => c.backups < takeover))) {
+    if (firstStaying >= 0 && o.length > 1 && (firstStaying === 0 || !handOffLoses(caches, takeover))) {
       o = [...o.filter((id) => !leaving.has(id)), ...o.filter((id) => leaving.has(id))];
     }
     // The primary must hold what the best holder holds: an order that puts ahead an owner which
@@ -677,9 +677,15 @@ export function nodeSafety(rec: TopologyRecord, id: string): NodeSafety {
  */
 export function handOffRefused(rec: TopologyRecord, p: number, id: string, caches: readonly CacheRule[]): boolean {
   const next = (rec.owners[p] ?? []).find((x) => x !== id);
-  if (next === undefined) return false;
-  const rank = rankIn(rec, next, p);
-  return caches.some((c) => c.backups < rank);
+  return next !== undefined && handOffLoses(caches, rankIn(rec, next, p));
+}
+
+/**
+ * The graceful hand-off rule (ADR 0038): handing primaryship to an owner that holds the caches of
+ * rank `held` would lose every cache keeping fewer backups than that, so it is not done.
+ */
+function handOffLoses(caches: readonly CacheRule[], held: number): boolean {
+  return caches.some((c) => c.backups < held);
 }
 
 /**
