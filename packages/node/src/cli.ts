@@ -11,7 +11,6 @@ import { namingVariable, parseCli, unknownVariableWarning, unknownVariables, typ
 import { NODE_V8_FLAGS, youngGenerationConfigured } from './cli/v8-flags.js';
 import { MemoryControlPlane, type ControlPlane } from './control/kv.js';
 import { NatsControlPlane, type NatsControlPlaneOptions } from './control/nats.js';
-import { NodeConfigError } from './errors.js';
 import { consoleLogger } from './logger.js';
 import { startNode } from './node.js';
 import type { NodeOptions, TlsOptions } from './config.js';
@@ -64,7 +63,7 @@ async function main(): Promise<void> {
       if (c.controlPlane.tls !== undefined) readPemFiles(c.controlPlane.tls, 'nats-tls');
     }
   } catch (err) {
-    throw err instanceof NodeConfigError ? namingVariable(err, argv, process.env) : err;
+    throw namingVariable(err, argv, process.env);
   }
   const { cp, close } = await openControlPlane(c, log);
   let record;
@@ -73,7 +72,7 @@ async function main(): Promise<void> {
   } catch (err) {
     await close();
     // A cluster setting the cluster does not have, from a variable: name it, as every other refusal does.
-    throw err instanceof NodeConfigError ? namingVariable(err, argv, process.env) : err;
+    throw namingVariable(err, argv, process.env);
   }
   const opts: NodeOptions = {
     id: c.id,

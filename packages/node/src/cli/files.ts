@@ -8,6 +8,15 @@ import { createSecureContext, type SecureContextOptions } from 'node:tls';
 import { credsAuthenticator } from '@nats-io/transport-node';
 import { NodeConfigError } from '../errors.js';
 
+/** The file a flag names, or a NodeConfigError naming the flag when it cannot be read. */
+function readFlagFile(flag: string, file: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    throw new NodeConfigError(flag, `cannot read ${file}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+}
+
 export interface PemFiles {
   certFile?: string | undefined;
   keyFile?: string | undefined;
@@ -21,13 +30,6 @@ export interface PemFiles {
  * bare ENOENT or OpenSSL error once the node has joined (or, for NATS, once a server answered).
  */
 export function readPemFiles(t: PemFiles, prefix: 'tls' | 'nats-tls'): { cert?: Buffer; key?: Buffer; ca?: Buffer } {
-  const read = (flag: string, file: string): Buffer => {
-    try {
-      return readFileSync(file);
-    } catch (err) {
-      throw new NodeConfigError(flag, `cannot read ${file}: ${err instanceof Error ? err.message : String(err)}`);
-    }
-  };
   const check = (flag: string, o: SecureContextOptions, problem: string): void => {
     try {
       createSecureContext(o);
@@ -37,15 +39,15 @@ export function readPemFiles(t: PemFiles, prefix: 'tls' | 'nats-tls'): { cert?: 
   };
   const [certFlag, keyFlag, caFlag] = [`${prefix}-cert`, `${prefix}-key`, `${prefix}-ca`];
   const out: { cert?: Buffer; key?: Buffer; ca?: Buffer } = {};
-  if (t.certFile !== undefined) out.cert = read(certFlag, t.certFile);
-  if (t.keyFile !== undefined) out.key = read(keyFlag, t.keyFile);
+  if (t.certFile !== undefined) out.cert = readFlagFile(certFlag, t.certFile);
+  if (t.keyFile !== undefined) out.key = readFlagFile(keyFlag, t.keyFile);
   if (out.cert !== undefined) check(certFlag, { cert: out.cert }, `no certificate (PEM) in ${t.certFile}`);
   if (out.key !== undefined) check(keyFlag, { key: out.key }, `no private key (PEM) in ${t.keyFile}`);
   if (out.cert !== undefined && out.key !== undefined) {
     check(keyFlag, { cert: out.cert, key: out.key }, `the key in ${t.keyFile} does not match the certificate in ${t.certFile}`);
   }
   if (t.caFile !== undefined) {
-    const ca = read(caFlag, t.caFile);
+    const ca = readFlagFile(caFlag, t.caFile);
     // OpenSSL skips what is not a certificate in a CA bundle: one with none would verify no peer.
     if (!ca.toString('latin1').includes('-----BEGIN CERTIFICATE-----')) throw new NodeConfigError(caFlag, `no certificate (PEM) in ${t.caFile}`);
     check(caFlag, { ca }, `no usable CA certificate (PEM) in ${t.caFile}`);
@@ -62,12 +64,7 @@ export function readPemFiles(t: PemFiles, prefix: 'tls' | 'nats-tls'): { cert?: 
  * control plane it could not reach.
  */
 export function checkNatsCredsFile(file: string): void {
-  let creds: Buffer;
-  try {
-    creds = readFileSync(file);
-  } catch (err) {
-    throw new NodeConfigError('nats-creds', `cannot read ${file}: ${err instanceof Error ? err.message : String(err)}`);
-  }
+  const creds = readFlagFile('nats-creds', file);
   try {
     // What NATS does with it on connecting: parse the JWT and the seed, sign a nonce with the seed.
     credsAuthenticator(() => creds)('gridlink');

@@ -186,16 +186,18 @@ export function parseCli(argv: readonly string[], env: Readonly<Record<string, s
   try {
     return parse(argv, env, hostname);
   } catch (err) {
-    throw err instanceof NodeConfigError ? namingVariable(err, argv, env) : err;
+    throw namingVariable(err, argv, env);
   }
 }
 
 /**
- * `err` (about a flag), saying that the flag's value came from its GRIDLINK_* variable when it did:
- * a value from a variable is not on the command line the operator looks at. For refusals found
- * after parseCli too (the command's checks of the files the flags name).
+ * `err`, a refusal of a flag's value (NodeConfigError), saying that the value came from the flag's
+ * GRIDLINK_* variable when it did: a value from a variable is not on the command line the operator
+ * looks at. Any other error is returned as it is. For refusals found after parseCli too (the
+ * command's checks of the files the flags name, the cluster's settings).
  */
-export function namingVariable(err: NodeConfigError, argv: readonly string[], env: Readonly<Record<string, string | undefined>>): NodeConfigError {
+export function namingVariable(err: unknown, argv: readonly string[], env: Readonly<Record<string, string | undefined>>): unknown {
+  if (!(err instanceof NodeConfigError)) return err;
   const flag = err.field;
   const onCommandLine = argv.some((a) => a === `--${flag}` || a.startsWith(`--${flag}=`));
   const variable = CLI_OPTIONS.some((o) => o.flag === flag) ? envNameOf(flag) : undefined;
