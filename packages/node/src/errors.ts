@@ -9,10 +9,13 @@ export class NodeConfigError extends Error {
   readonly code = 'GRID_NODE_CONFIG';
   readonly retryable = false;
   readonly field: string;
+  /** What is wrong with the field's value: the message without the `<field>: ` in front. */
+  readonly reason: string;
   constructor(field: string, message: string) {
     super(`${field}: ${message}`);
     this.name = 'NodeConfigError';
     this.field = field;
+    this.reason = message;
     Object.defineProperty(this, CONFIG_ERROR_BRAND, { value: true });
   }
   static override [Symbol.hasInstance](value: unknown): boolean {

@@ -62,6 +62,7 @@ describe('node configuration', () => {
     expect(err).toBeInstanceOf(NodeConfigError);
     expect((err as NodeConfigError).field).toBe(field);
     expect((err as NodeConfigError).message).toContain(field);
+    expect((err as NodeConfigError).message).toBe(`${field}: ${(err as NodeConfigError).reason}`);
   });
 
   it('LocalCluster validates its own options', async () => {

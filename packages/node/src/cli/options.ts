@@ -202,7 +202,7 @@ export function namingVariable(err: unknown, argv: readonly string[], env: Reado
   const onCommandLine = argv.some((a) => a === `--${flag}` || a.startsWith(`--${flag}=`));
   const variable = CLI_OPTIONS.some((o) => o.flag === flag) ? envNameOf(flag) : undefined;
   if (onCommandLine || variable === undefined || (env[variable] ?? '') === '') return err;
-  const message = err.message.slice(flag.length + 2);
+  const message = err.reason;
   return new NodeConfigError(flag, `${message} (${message.includes(`--${flag}`) ? `--${flag} ` : ''}given as ${variable})`);
 }
 
