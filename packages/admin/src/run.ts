@@ -174,6 +174,11 @@ interface Parsed {
   timeoutMs: number;
 }
 
+/** The options `verb` takes: the common ones and its own (none of its own for no verb or `help`). */
+function optionsOf(verb: string): Set<string> {
+  return new Set([...Object.keys(COMMON), ...Object.keys(VERB_OPTIONS[verb] ?? {})]);
+}
+
 /** The usage error of an option `verb` does not take (another verb's, or none's). */
 function notAnOption(option: string, verb: string): AdminUsageError {
   return new AdminUsageError(option, `not an option of "gridlink ${verb || '<verb>'}" (see gridlink ${verb ? `${verb} ` : ''}--help)`);
@@ -193,7 +198,7 @@ function commandLineError(argv: string[], all: OptionSpec, err: unknown): AdminU
   const { tokens } = parseArgs({ args: argv, options: all, allowPositionals: true, strict: false, tokens: true });
   const verb = tokens.find((t) => t.kind === 'positional')?.value ?? '';
   if (verb !== '' && verb !== 'help' && !(verb in VERB_OPTIONS)) return unknownVerb(verb);
-  const allowed = new Set([...Object.keys(COMMON), ...Object.keys(VERB_OPTIONS[verb] ?? {})]);
+  const allowed = optionsOf(verb);
   const command = verb === '' || verb === 'help' ? 'gridlink' : `gridlink ${verb}`;
   for (const t of tokens) {
     if (t.kind !== 'option') continue;
@@ -235,7 +240,7 @@ function parse(argv: string[]): Parsed {
     return { verb: target, args: [], values: { help: true }, json: false, timeoutMs: 0 };
   }
   if (verb !== '' && !(verb in VERB_OPTIONS)) throw unknownVerb(verb);
-  const allowed = new Set([...Object.keys(COMMON), ...Object.keys(VERB_OPTIONS[verb] ?? {})]);
+  const allowed = optionsOf(verb);
   for (const k of Object.keys(values)) {
     if (!allowed.has(k)) throw notAnOption(`--${k}`, verb);
   }
@@ -382,7 +387,7 @@ export async function runCli(argv: string[], io: CliIo, deps: CliDeps = {}): Pro
       } catch (err) {
         if (!(err instanceof NodeConfigError)) throw err;
         const from = p.values['nats-creds'] === undefined ? ` (from ${envNameOf('nats-creds')})` : '';
-        throw new AdminUsageError('--nats-creds', `${err.message.slice(err.field.length + 2)}${from}`);
+        throw new AdminUsageError('--nats-creds', `${err.reason}${from}`);
       }
     }
     let cp = deps.controlPlane;
