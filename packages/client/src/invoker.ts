@@ -317,7 +317,9 @@ export class Invoker {
   afterFirstFailure<T>(op: Op, payload: Record<string, unknown>, options: InvokeOptions, deadline: number, timeoutMs: number, attemptMs: number, first: unknown): Promise<T> {
     const userSignal = options.signal;
     const expired = performance.now() >= deadline;
-    if (userSignal?.aborted || expired || this.cfg.retry === false || !isRetryable(first) || this.closedForRetry()) {
+    // `retries: 0` leaves no retry for a failure that uses up the budget (a transition uses none).
+    const budgetSpent = this.cfg.retry !== false && this.cfg.retry.retries === 0 && !isTransitionError(first);
+    if (userSignal?.aborted || expired || this.cfg.retry === false || !isRetryable(first) || budgetSpent || this.closedForRetry()) {
       this.failedOperations++;
       if (userSignal?.aborted) return Promise.reject(new GridAbortError('the operation was aborted', { cause: userSignal.reason }));
       if (expired && isRetryable(first)) return Promise.reject(this.deadlineError(op, timeoutMs, first));
@@ -373,6 +375,13 @@ export class Invoker {
     // node), later ones wait like ordinary retries, until the deadline.
     const transitionPolicy = { minDelay: Math.max(1, r.minDelay), maxDelay: Math.max(1, r.maxDelay), factor: r.factor, jitter: r.jitter ? 0.5 : 0 };
     let transitions = firstIsTransition ? 1 : 0;
+    // The retry budget, kept here rather than by p-retry: p-retry ends the loop once its count of
+    // consumed retries is spent even for a failure that consumes none, so a transition after the
+    // budget was spent (or with `retries: 0`, after the first slow attempt) failed the operation
+    // long before its deadline. Failures that use up the budget so far, the first attempt's included.
+    let budgetUsed = firstIsTransition ? 0 : 1;
+    /** What onFailedAttempt decided for the failure p-retry is handling (shouldRetry answers it). */
+    let retryThis = false;
     this.retries++;
     this.hooks.onRetry({ op, attempt: 1, error: first as GridError });
     try {
@@ -387,24 +396,26 @@ export class Invoker {
           }
         },
         {
-          // The first attempt already ran (on the fast path); it used up a retry unless it was a
-          // connection loss.
-          retries: Math.max(0, firstIsTransition ? r.retries : r.retries - 1),
+          // Bounded by `budgetUsed` (see above) and by the deadline, not by p-retry's count.
+          retries: Number.POSITIVE_INFINITY,
           factor: r.factor,
           minTimeout: r.minDelay,
           maxTimeout: r.maxDelay,
           randomize: r.jitter,
           signal,
           unref: true,
-          shouldRetry: ({ error }) => isRetryable(error) && !signal.aborted && !this.closedForRetry(),
+          shouldRetry: () => retryThis,
           // A cluster in transition (lost connection, partition moving, not primary yet) is the
           // failover case itself: it does not use up the retry budget; the deadline bounds it.
           shouldConsumeRetry: ({ error }) => !isTransitionError(error),
-          onFailedAttempt: async ({ error, attemptNumber, retriesLeft }) => {
-            if (retriesLeft > 0 && isRetryable(error) && !signal.aborted) {
+          onFailedAttempt: async ({ error, attemptNumber }) => {
+            const transition = isTransitionError(error);
+            if (!transition) budgetUsed++;
+            retryThis = isRetryable(error) && !signal.aborted && !this.closedForRetry() && (transition || budgetUsed <= r.retries);
+            if (retryThis) {
               this.retries++;
               this.hooks.onRetry({ op, attempt: attemptNumber + 1, error: error as GridError });
-              if (isTransitionError(error)) {
+              if (transition) {
                 const n = transitions++;
                 if (n > 0) await pause(backoffDelay(transitionPolicy, n - 1, Math.random()), signal);
               }
