@@ -502,7 +502,15 @@ export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
         this.emit('inProgress', { id });
         return 'in-progress';
       }
-      own = new Ownership(attempt.handle, this.leaseMs, Math.floor(this.leaseMs / 5), sentAt);
+      own = new Ownership(attempt.handle, this.leaseMs, Math.floor(this.leaseMs / 5), sentAt, () => {
+        // Lost (lease not renewed in time, the grid says the lock is gone) or given up by close():
+        // the message is no longer extended, so once its AckWait runs out the server redelivers it
+        // to a consumer that can take the id (whose lock's lease runs out meanwhile). It used to
+        // be extended for as long as the handler ran, so a handler that did not stop on the
+        // signal kept the message from every other consumer.
+        if (keepalive !== null) clearInterval(keepalive);
+        keepalive = null;
+      });
       if (entry.abandoned) {
         // close() stopped waiting while the lock was being taken: the handler is not run.
         d.nak();

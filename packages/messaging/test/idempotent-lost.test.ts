@@ -1,0 +1,55 @@
+/**
+ * An idempotent JetStream consumer that loses its lock while its handler runs on: another consumer
+ * must get the message, with a real grid (the first consumer reaches it through fault proxies) and
+ * a real nats-server.
+ */
+import { describe, expect, it } from 'vitest';
+import { nanos } from '@nats-io/transport-node';
+import { AckPolicy, StorageType, jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { IdempotentConsumer } from '@gridlink/messaging';
+import { waitUntil } from './helpers/processes.js';
+import { messagingEnv } from './helpers/env.js';
+
+describe('idempotent consumer: a lock lost while the handler runs', () => {
+  const env = messagingEnv();
+  const { closers, grid, natsConn } = env;
+
+  it('stops extending the AckWait, so the message is redelivered to a consumer that holds the id and processed there', async () => {
+    const jsm = await jetstreamManager(await natsConn());
+    await jsm.streams.add({ name: 'LOST', subjects: ['LOST.>'], storage: StorageType.File });
+    await jsm.consumers.add('LOST', { durable_name: 'c', ack_policy: AckPolicy.Explicit, ack_wait: nanos(1000), max_deliver: -1 });
+    const js = jetstream(await natsConn());
+
+    // A: cut off from the grid while its handler runs, a handler that does not stop on the signal.
+    const { gw, proxies } = await env.proxiedGrid();
+    const a = new IdempotentConsumer({ grid: gw, name: 'lost', lockLeaseMs: 600, workingIntervalMs: 100, busyDelayMs: 100, closeTimeoutMs: 0 });
+    closers.push(() => a.close());
+    a.on('error', () => undefined);
+    const { gate, open } = env.gate();
+    let aSignal: AbortSignal | null = null;
+    const doneA = a.consume(await js.consumers.get('LOST', 'c'), async (_m, ctx) => {
+      aSignal = ctx.signal;
+      for (const p of proxies) p.blackhole(true);
+      await gate;
+    });
+    void doneA.catch(() => undefined);
+    await js.publish('LOST.x', 'x', { msgID: 'lost-1' });
+    await waitUntil(() => aSignal !== null, 10_000, 'A to run the handler');
+    await waitUntil(() => aSignal?.aborted === true, 10_000, "A's signal to abort (lease not renewed)");
+    expect(String((aSignal as AbortSignal | null)?.reason)).toContain('lease could not be renewed in time');
+
+    // B: a healthy consumer of the same durable. A's lease has run out on the grid: B may take
+    // the id once the server gives it the message.
+    const b = new IdempotentConsumer({ grid: await grid(), name: 'lost', workingIntervalMs: 100, busyDelayMs: 100 });
+    closers.push(() => b.close());
+    const processedB: { id: string; fencingToken: number }[] = [];
+    b.on('processed', (e) => processedB.push(e));
+    void b.consume(await js.consumers.get('LOST', 'c'), () => undefined).catch(() => undefined);
+    // Before, A went on calling working() every 100 ms for as long as its handler ran, so the
+    // server never redelivered the message: no other consumer could process it.
+    await waitUntil(() => processedB.length === 1, 15_000, 'B to process the message A lost');
+    expect(processedB[0]?.id).toBe('lost-1');
+    expect(await b.isProcessed('lost-1')).toBe(true);
+    open();
+  });
+});
