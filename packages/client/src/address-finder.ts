@@ -61,13 +61,37 @@ export function dnsAddressFinder(name: string, options?: DnsAddressFinderOptions
       throw new GridConfigError('resolver', `must have resolve4 and resolve6 methods, got ${describe(o.resolver)}`);
     }
   }
-  const resolver: DnsResolver = o.resolver ?? { resolve4: (h) => dns.resolve4(h), resolve6: (h) => dns.resolve6(h) };
+  const custom = o.resolver ?? null;
   return {
-    async resolve() {
-      const [v4, v6] = await Promise.allSettled([
-        family === 6 ? Promise.resolve([] as string[]) : resolver.resolve4(name),
-        family === 4 ? Promise.resolve([] as string[]) : resolver.resolve6(name),
-      ]);
+    async resolve(signal?: AbortSignal) {
+      // Without a resolver of the caller's, each resolution gets a resolver of its own (with the
+      // servers node:dns uses now), cancelled when the caller gives up on the answer (the client's
+      // timeout on it, or its close()): a lookup on a DNS server that does not answer otherwise
+      // runs on for the resolver's own timeouts (about 26 s by default) and keeps the process
+      // alive that long after close(). A caller's resolver may be shared: it is never cancelled.
+      let own: InstanceType<typeof dns.Resolver> | null = null;
+      if (custom === null) {
+        own = new dns.Resolver();
+        // Read now, through the module object: an imported getServers is bound to the resolver
+        // of import time, which a later dns.setServers() replaces.
+        own.setServers(dns.getServers());
+      }
+      const resolver: DnsResolver = custom ?? (own as DnsResolver);
+      const cancel = (): void => own?.cancel();
+      if (own !== null && signal !== undefined) {
+        if (signal.aborted) cancel();
+        else signal.addEventListener('abort', cancel, { once: true });
+      }
+      let v4: PromiseSettledResult<string[]>;
+      let v6: PromiseSettledResult<string[]>;
+      try {
+        [v4, v6] = await Promise.allSettled([
+          family === 6 ? Promise.resolve([] as string[]) : resolver.resolve4(name),
+          family === 4 ? Promise.resolve([] as string[]) : resolver.resolve6(name),
+        ]);
+      } finally {
+        signal?.removeEventListener('abort', cancel);
+      }
       const out: string[] = [];
       if (v4.status === 'fulfilled') for (const a of [...v4.value].sort()) out.push(`${a}:${port}`);
       if (v6.status === 'fulfilled') for (const a of [...v6.value].sort()) out.push(`[${a}]:${port}`);
@@ -84,30 +108,41 @@ export function dnsAddressFinder(name: string, options?: DnsAddressFinderOptions
  * Asks a finder, for at most `timeoutMs`: a finder that has not answered by then (a hung lookup)
  * fails this resolution, as one that rejects does, and the signal it was given aborts. Without
  * the bound a finder that never answered held connect() past its connectTimeout for good, and
- * every later re-resolution waited behind it.
+ * every later re-resolution waited behind it. `stop` (the client closing) ends it the same way at
+ * once: close() must not wait out a hung lookup.
  */
-async function resolveWithin(finder: AddressFinder, timeoutMs: number): Promise<string[]> {
+async function resolveWithin(finder: AddressFinder, timeoutMs: number, stop?: AbortSignal): Promise<string[]> {
   const ac = new AbortController();
   let timer: NodeJS.Timeout | undefined;
+  let onStop: (() => void) | undefined;
   const answer = Promise.resolve().then(() => finder.resolve(ac.signal));
   const expired = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => {
-      const err = new Error(`the address finder did not answer within ${timeoutMs} ms`);
+    const end = (err: Error): void => {
       ac.abort(err);
       reject(err);
-    }, timeoutMs);
+    };
+    timer = setTimeout(() => end(new Error(`the address finder did not answer within ${timeoutMs} ms`)), timeoutMs);
+    if (stop !== undefined) {
+      onStop = () => end(stop.reason instanceof Error ? stop.reason : new Error('the address resolution was stopped'));
+      if (stop.aborted) onStop();
+      else stop.addEventListener('abort', onStop, { once: true });
+    }
   });
   try {
     return await Promise.race([answer, expired]);
   } finally {
     clearTimeout(timer);
+    if (onStop !== undefined) stop?.removeEventListener('abort', onStop);
     answer.catch(() => undefined); // a late failure of the abandoned call is not unhandled
   }
 }
 
-/** Resolves through a finder within `timeoutMs` and parses the answer; invalid entries are skipped. */
-export async function resolveEndpoints(finder: AddressFinder, timeoutMs: number): Promise<Endpoint[]> {
-  const list = await resolveWithin(finder, timeoutMs);
+/**
+ * Resolves through a finder within `timeoutMs` (or until `stop` aborts) and parses the answer;
+ * invalid entries are skipped.
+ */
+export async function resolveEndpoints(finder: AddressFinder, timeoutMs: number, stop?: AbortSignal): Promise<Endpoint[]> {
+  const list = await resolveWithin(finder, timeoutMs, stop);
   const out: Endpoint[] = [];
   for (const s of list) {
     try {

@@ -67,6 +67,8 @@ export class ConnectionManager extends EventEmitter<ManagerEvents> {
   private periodic: NodeJS.Timeout | null = null;
   private holdTimer: NodeJS.Timeout | null = null;
   private waiters = new Set<() => void>();
+  /** Aborted by close(): ends an address resolution under way (its finder's signal aborts too). */
+  private readonly stopping = new AbortController();
 
   constructor(
     private readonly cfg: ResolvedConfig,
@@ -474,12 +476,14 @@ export class ConnectionManager extends EventEmitter<ManagerEvents> {
     }
     if (this.resolving !== null) return;
     const finder = this.cfg.addressFinder;
-    this.resolving = resolveEndpoints(finder, this.cfg.connectTimeout)
+    this.resolving = resolveEndpoints(finder, this.cfg.connectTimeout, this.stopping.signal)
       .then(
         (found) => {
           if (found.length > 0) this.seeds = mergeEndpoints(found, this.cfg.endpoints);
         },
-        (e: unknown) => this.log('warn', 'address re-resolution failed', { error: (e as Error).message }),
+        (e: unknown) => {
+          if (!this.closed) this.log('warn', 'address re-resolution failed', { error: (e as Error).message });
+        },
       )
       .finally(() => {
         this.resolving = null;
@@ -531,6 +535,7 @@ export class ConnectionManager extends EventEmitter<ManagerEvents> {
   async close(drainMs: number): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.stopping.abort(new GridClosedError());
     if (this.periodic !== null) clearInterval(this.periodic);
     this.periodic = null;
     if (this.holdTimer !== null) clearTimeout(this.holdTimer);
