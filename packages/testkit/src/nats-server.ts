@@ -6,7 +6,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { exited, freePort, makeTempDir, removeTempDir, spawnTracked, waitFor } from './processes.js';
+import { exited, freePort, makeTempDir, removeTempDir, spawnError, spawnTracked, waitFor } from './processes.js';
 
 export interface NatsServerOptions {
   /** nats-server binary. Default: `NATS_SERVER` env variable, else `nats-server` on PATH. */
@@ -74,7 +74,11 @@ export class NatsServer {
       if (d.includes('Server is ready')) ready = true;
     });
     await waitFor(`nats-server ${this.spec.name} to be ready`, () => {
-      if (!this.running) throw new Error(`nats-server ${this.spec.name} exited: ${this.stderr.slice(-2000)}`);
+      if (!this.running) {
+        const cause = spawnError(child);
+        if (cause) throw new Error(`nats-server ${this.spec.name} could not be started: ${cause.message} (set NATS_SERVER or the binary option to its path)`);
+        throw new Error(`nats-server ${this.spec.name} exited: ${this.stderr.slice(-2000)}`);
+      }
       return ready;
     });
   }

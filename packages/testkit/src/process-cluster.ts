@@ -15,7 +15,7 @@ import { dirname, join } from 'node:path';
 import { NODE_V8_FLAGS, NatsControlPlane, type TopologyRecord } from '@gridlink/node';
 import { FaultProxy } from './fault-proxy.js';
 import { NatsCluster } from './nats-server.js';
-import { exited, freePort, freePortOn, loopbackAliasesUsable, spawnTracked, waitFor } from './processes.js';
+import { exited, freePort, freePortOn, loopbackAliasesUsable, spawnError, spawnTracked, waitFor } from './processes.js';
 
 export interface ProcessClusterOptions {
   /** Grid node processes. Default 3. */
@@ -155,7 +155,11 @@ export class GridNodeProcess {
       if (this.err.length < 500_000) this.err += d;
     });
     await waitFor(`gridlink-node ${this.id} to listen`, () => {
-      if (!this.running) throw new Error(`gridlink-node ${this.id} exited (${String(child.exitCode ?? child.signalCode)}): ${this.err.slice(-2000)}`);
+      if (!this.running) {
+        const cause = spawnError(child);
+        if (cause) throw new Error(`gridlink-node ${this.id} could not be started: ${cause.message}`);
+        throw new Error(`gridlink-node ${this.id} exited (${String(child.exitCode ?? child.signalCode)}): ${this.err.slice(-2000)}`);
+      }
       return this.out.includes(' listening on ');
     }, 30_000);
   }
@@ -498,6 +502,9 @@ export class ProcessCluster {
     await Promise.all(this.nodes.map((p) => p.kill()));
     await Promise.all([...this.paths.values()].flatMap((path) => path.proxies.map((p) => p.close())));
     await Promise.all([...this.nets.values()].map((n) => n.proxy.close()));
+    // A NATS server a test left hung (SIGSTOP) would hold up the observer's drain for seconds:
+    // it is about to be killed anyway, so it answers once more first.
+    for (const s of this.nats.servers) s.resume();
     if (this.observer) await this.observer.close().catch(() => undefined);
     await this.nats.close();
   }

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 
 const children = new Set<ChildProcess>();
 const dirs = new Set<string>();
+const spawnErrors = new WeakMap<ChildProcess, Error>();
 let hooked = false;
 
 function cleanupSync(): void {
@@ -46,8 +47,16 @@ export function spawnTracked(command: string, args: string[], options: SpawnOpti
   const child = spawn(command, args, options);
   children.add(child);
   child.once('exit', () => children.delete(child));
-  child.once('error', () => children.delete(child));
+  child.once('error', (err) => {
+    children.delete(child);
+    spawnErrors.set(child, err);
+  });
   return child;
+}
+
+/** Why `child` (from spawnTracked) could not be started, if it could not (e.g. ENOENT). */
+export function spawnError(child: ChildProcess): Error | undefined {
+  return spawnErrors.get(child);
 }
 
 /** A fresh temp dir removed when this process exits (or earlier by `removeTempDir`). */

@@ -1,0 +1,112 @@
+/**
+ * The kit's promise: every process it starts is ended by pid and every temp dir removed — on
+ * `close()`, when a start fails half-way, and on stopping what is stopped, hung or gone. Real
+ * nats-server and `gridlink-node` processes on 127.0.0.1.
+ *
+ * Needs `packages/node/dist/cli.js` (build the node package first).
+ */
+import { readFileSync } from 'node:fs';
+import { createServer, type AddressInfo, type Server } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, it } from 'vitest';
+import { NatsCluster, ProcessCluster, trackedPids, trackedTempDirs } from '@gridlink/testkit';
+
+const fixture = (name: string): string => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
+
+/** Whether `pid` is a live process (a zombie nobody reaped yet counts as gone). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return process.platform !== 'linux';
+  }
+}
+
+async function holdPort(): Promise<Server> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  return s;
+}
+
+afterEach(() => {
+  expect(trackedPids()).toEqual([]);
+  expect(trackedTempDirs()).toEqual([]);
+});
+
+describe('a start that fails half-way ends what it started', () => {
+  it('a nats-server binary that cannot be run: the error names it and the reason, no dir is left', async () => {
+    const err = await NatsCluster.start({ binary: '/nonexistent/nats-server' }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(Error);
+    expect((err as Error).message).toMatch(/nats-server n1 could not be started: spawn \/nonexistent\/nats-server ENOENT/);
+  });
+
+  it('the second of three nats-servers cannot bind: the others are ended, the dir removed, the error says why', async () => {
+    const busy = await holdPort();
+    process.env['BUSY_PORT'] = String((busy.address() as AddressInfo).port);
+    try {
+      const err = await NatsCluster.start({ servers: 3, binary: fixture('nats-n2-port-taken.sh') }).catch((e: unknown) => e);
+      expect((err as Error).message).toMatch(/nats-server n2 exited/);
+      expect((err as Error).message).toMatch(/address already in use/);
+    } finally {
+      delete process.env['BUSY_PORT'];
+      busy.close();
+    }
+  });
+
+  it('a grid node that exits at start-up: the node already up and NATS are ended, the error carries its stderr', async () => {
+    const err = await ProcessCluster.start({ nodes: 3, partitions: 8, cliPath: fixture('node-2-fails.mjs') }).catch((e: unknown) => e);
+    expect((err as Error).message).toMatch(/gridlink-node node-2 exited \(3\): node-2: refusing to start/);
+  });
+});
+
+describe('stopping what is stopped, hung or gone', () => {
+  it('close() with a hung (SIGSTOPped) NATS server and a hung node is prompt', async () => {
+    const cluster = await ProcessCluster.start({ nodes: 1, partitions: 8 });
+    await cluster.topology(); // the cluster's own control-plane connection is open
+    cluster.nats.servers[0]!.hang();
+    cluster.nodes[0]!.hang();
+    const t0 = Date.now();
+    await cluster.close();
+    expect(Date.now() - t0).toBeLessThan(3000);
+  });
+
+  it('double stop, stop after kill, kill after stop, restart of a hung process: each ends by pid', async () => {
+    const cluster = await ProcessCluster.start({ nodes: 1, partitions: 8 });
+    try {
+      const node = cluster.nodes[0]!;
+      const nats = cluster.nats.servers[0]!;
+      // A hung node restarts (SIGKILL works on a stopped process) under the same id.
+      const hungPid = node.pid!;
+      node.hang();
+      await node.restart();
+      expect(alive(hungPid)).toBe(false);
+      expect(node.pid).not.toBe(hungPid);
+      await cluster.waitForMembers(['node-1']);
+      // A hung node is stopped gracefully: SIGCONT first, or SIGTERM would wait for ever.
+      node.hang();
+      await node.stop();
+      expect(node.exitCode).toBe(0);
+      await node.stop();
+      await node.kill();
+      expect(await node.terminate()).toBe(0);
+      // The same for the NATS server.
+      const natsPid = nats.pid!;
+      nats.hang();
+      await nats.restart();
+      expect(alive(natsPid)).toBe(false);
+      nats.hang();
+      await nats.stop();
+      await nats.stop();
+      await nats.kill();
+      expect(nats.running).toBe(false);
+    } finally {
+      await cluster.close();
+      await cluster.close();
+    }
+  });
+});
