@@ -1,7 +1,10 @@
 /**
  * Bookkeeping for child processes and temp dirs the test kit starts: each is ended by its pid and
  * each dir removed when the owner stops it, and, as a last resort, when this process exits (also
- * after a failed or timed-out test, since vitest's fork exits then).
+ * after a failed or timed-out test, since vitest's fork exits then) or is killed outright (SIGKILL,
+ * as vitest ends a fork whose event loop is stuck, or the OOM killer): then a small reaper process
+ * does it, which learns every pid and dir from this process over a pipe and acts when the pipe
+ * closes.
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -13,6 +16,56 @@ const children = new Set<ChildProcess>();
 const dirs = new Set<string>();
 const spawnErrors = new WeakMap<ChildProcess, Error>();
 let hooked = false;
+
+/**
+ * The reaper's program: lines on stdin add (`+p <pid>`, `+d <dir>`) and drop (`-p`, `-d`) what it
+ * ends; when stdin closes — this process exited, however it ended — it SIGKILLs every pid still
+ * listed and removes every dir, then exits.
+ */
+const REAPER = `
+const { rmSync } = require('node:fs');
+const pids = new Set();
+const dirs = new Set();
+let buf = '';
+process.stdin.setEncoding('utf8');
+process.stdin.on('data', (d) => {
+  buf += d;
+  let i;
+  while ((i = buf.indexOf('\\n')) >= 0) {
+    const line = buf.slice(0, i);
+    buf = buf.slice(i + 1);
+    const set = line[1] === 'p' ? pids : dirs;
+    const v = line.slice(3);
+    if (line[0] === '+') set.add(v); else set.delete(v);
+  }
+});
+process.stdin.on('close', () => {
+  for (const p of pids) { try { process.kill(Number(p), 'SIGKILL'); } catch {} }
+  for (const d of dirs) { try { rmSync(d, { recursive: true, force: true }); } catch {} }
+  process.exit(0);
+});
+`;
+
+let reaper: ChildProcess | null | undefined;
+
+/** Tells the reaper (started on first use; none where it cannot start) to add or drop an entry. */
+function toReaper(line: string): void {
+  if (reaper === undefined) {
+    try {
+      // Its own process group, so a Ctrl-C meant for the tests does not end it before it acts; no
+      // stdout/stderr, so it holds no pipe of a test runner open. Unreferenced: this process exits
+      // as if it were not there.
+      reaper = spawn(process.execPath, ['-e', REAPER], { stdio: ['pipe', 'ignore', 'ignore'], detached: true });
+      reaper.on('error', () => (reaper = null));
+      reaper.stdin!.on('error', () => undefined);
+      reaper.unref();
+      (reaper.stdin as unknown as { unref?: () => void }).unref?.();
+    } catch {
+      reaper = null;
+    }
+  }
+  if (reaper !== null && reaper.stdin?.writable === true) reaper.stdin.write(line + '\n');
+}
 
 function cleanupSync(): void {
   for (const c of children) {
@@ -46,7 +99,12 @@ export function spawnTracked(command: string, args: string[], options: SpawnOpti
   hook();
   const child = spawn(command, args, options);
   children.add(child);
-  child.once('exit', () => children.delete(child));
+  const pid = child.pid;
+  if (pid !== undefined) toReaper(`+p ${pid}`);
+  child.once('exit', () => {
+    children.delete(child);
+    if (pid !== undefined) toReaper(`-p ${pid}`);
+  });
   child.once('error', (err) => {
     children.delete(child);
     spawnErrors.set(child, err);
@@ -64,12 +122,13 @@ export function makeTempDir(prefix: string): string {
   hook();
   const d = mkdtempSync(join(tmpdir(), prefix));
   dirs.add(d);
+  toReaper(`+d ${d}`);
   return d;
 }
 
 export function removeTempDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
-  dirs.delete(dir);
+  if (dirs.delete(dir)) toReaper(`-d ${dir}`);
 }
 
 /** Pids of live children started through this module (for leak checks in tests). */

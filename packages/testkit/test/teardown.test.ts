@@ -1,15 +1,17 @@
 /**
  * The kit's promise: every process it starts is ended by pid and every temp dir removed — on
- * `close()`, when a start fails half-way, and on stopping what is stopped, hung or gone. Real
- * nats-server and `gridlink-node` processes on 127.0.0.1.
+ * `close()`, when a start fails half-way, and when the process that started them goes away (a
+ * vitest fork that fails, times out, is SIGTERMed, or is SIGKILLed because its event loop is
+ * stuck). Real nats-server and `gridlink-node` processes on 127.0.0.1.
  *
  * Needs `packages/node/dist/cli.js` (build the node package first).
  */
-import { readFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { NatsCluster, ProcessCluster, trackedPids, trackedTempDirs } from '@gridlink/testkit';
+import { NatsCluster, ProcessCluster, trackedPids, trackedTempDirs, waitFor } from '@gridlink/testkit';
 
 const fixture = (name: string): string => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
 
@@ -108,5 +110,51 @@ describe('stopping what is stopped, hung or gone', () => {
       await cluster.close();
       await cluster.close();
     }
+  });
+});
+
+describe('the process that started them goes away', () => {
+  /** Starts the worker fixture and reads its `{ pid, dir }`. */
+  async function startWorker(args: string[]): Promise<{ worker: ChildProcess; pid: number; dir: string }> {
+    const worker = spawn(process.execPath, ['--import', 'tsx', fixture('worker-with-nats.ts'), ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    worker.stdout.setEncoding('utf8');
+    worker.stdout.on('data', (d: string) => (out += d));
+    try {
+      await waitFor('the worker to start nats-server', () => {
+        if (worker.exitCode !== null) throw new Error(`the worker exited (${worker.exitCode})`);
+        return out.includes('\n');
+      }, 30_000);
+    } catch (err) {
+      worker.kill('SIGKILL');
+      throw err;
+    }
+    const { pid, dir } = JSON.parse(out) as { pid: number; dir: string };
+    expect(alive(pid)).toBe(true);
+    expect(existsSync(dir)).toBe(true);
+    return { worker, pid, dir };
+  }
+
+  async function expectCleanedUp(pid: number, dir: string): Promise<void> {
+    try {
+      await waitFor('the nats-server to be ended and the dir removed', () => !alive(pid) && !existsSync(dir), 5000);
+    } catch (err) {
+      if (alive(pid)) process.kill(pid, 'SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  it('SIGTERM: its exit handler ends the nats-server and removes the dir', async () => {
+    const { worker, pid, dir } = await startWorker([]);
+    worker.kill('SIGTERM');
+    await expectCleanedUp(pid, dir);
+  });
+
+  it('SIGTERM that its stuck event loop never handles, then SIGKILL (as vitest ends a fork): nothing is left', async () => {
+    const { worker, pid, dir } = await startWorker(['--block']);
+    worker.kill('SIGTERM');
+    worker.kill('SIGKILL');
+    await expectCleanedUp(pid, dir);
   });
 });
