@@ -14,10 +14,10 @@
  */
 import { EventEmitter } from 'eventemitter3';
 import { LockNotHeldError, type GridCache, type GridClient } from '@gridlink/client';
-import type { Consumer, JsMsg } from '@nats-io/jetstream';
+import type { Consumer, ConsumerMessages, ConsumerNotification, JsMsg } from '@nats-io/jetstream';
 import type { Msg, MsgHdrs, NatsConnection, Subscription } from '@nats-io/transport-node';
 import { MAX_TIMER_MS, describe, fn, int, options, queueGroup, required, subscribeSubject, token } from './config.js';
-import { MessagingClosedError, MessagingConfigError, MissingMessageIdError } from './errors.js';
+import { MessagingClosedError, MessagingConfigError, MessagingError, MissingMessageIdError } from './errors.js';
 import { Ownership } from './ownership.js';
 
 /**
@@ -380,7 +380,8 @@ export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
    * the application opened (`await consumer.consume(...)`: its own pull size decides how long a
    * message waits). Resolves when the stream ends, or once `close()` has finished: closing stops
    * the stream (its `stop()`, as nats.js's ConsumerMessages has, else its iterator's `return()`)
-   * and naks a message it still yields.
+   * and naks a message it still yields. A stream it opened whose consumer (or stream) goes
+   * missing is reported as `error` events (code MSG_CONSUMER_MISSING) while it waits on.
    */
   async consume(source: AsyncIterable<JsMsg> | Consumer, handler: IdempotentHandler<JsMsg>, opts: { concurrency?: number } | null = {}): Promise<void> {
     if (this.closed) throw new MessagingClosedError('idempotent consumer');
@@ -393,9 +394,11 @@ export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
     this.checkHandler(handler);
     const concurrency = int('concurrency', options('options', opts, ['concurrency']).concurrency, 1, 1, 10_000);
     let messages: AsyncIterable<JsMsg>;
+    let stopStatus: () => void = () => undefined;
     if (pull !== null) {
       // The consumer's configuration as nats.js last read it (no request).
-      const cfg = (await pull.info(true))?.config;
+      const info = await pull.info(true);
+      const cfg = info?.config;
       const ackWaitMs = cfg !== undefined && cfg.ack_policy !== 'none' ? Math.floor((cfg.ack_wait ?? 0) / 1e6) : 0;
       if (ackWaitMs > 0 && this.workingMs >= ackWaitMs) {
         throw new MessagingConfigError('workingIntervalMs', `must be below the consumer's AckWait (${ackWaitMs} ms) for working() to keep a message being handled, got ${this.workingMs}`);
@@ -403,11 +406,16 @@ export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
       if (this.closed) throw new MessagingClosedError('idempotent consumer');
       // Pulls only what the slots can take: nats.js asks for more as this loop takes messages,
       // so at most about `concurrency` wait, each for about one handler run.
-      messages = await pull.consume({ max_messages: concurrency });
+      const opened = await pull.consume({ max_messages: concurrency });
+      messages = opened;
+      // nats.js tells only the stream's status() that the consumer is gone, and goes on asking
+      // for messages: the application, which does not hold this stream, must hear it from us.
+      stopStatus = this.reportMissing(opened, info?.stream_name ?? cfg?.durable_name ?? '?', info?.name ?? cfg?.name ?? cfg?.durable_name ?? '?');
       if (this.closed) {
         // close() came while the stream was being opened: it found no loop to stop, so nothing
         // may be read from the stream (its messages would run after close()); stopped unread.
         stopStream(messages);
+        stopStatus();
         throw new MessagingClosedError('idempotent consumer');
       }
     } else {
@@ -440,9 +448,29 @@ export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
       this.stopConsuming.delete(stop);
       // A stream this opened is this loop's to stop (the server redelivers what it still holds).
       if (pull !== null) stopStream(messages);
+      stopStatus();
     }
     // Processings close() gave up on may never settle (a handler that hangs): do not wait for them then.
     await Promise.race([Promise.allSettled([...inFlight]), this.closed$]);
+  }
+
+  /**
+   * Emits `error` (MessagingError, code MSG_CONSUMER_MISSING) whenever nats.js says that the
+   * consumer or stream behind a message stream `consume()` opened is missing (deleted, or not
+   * found when it checks after missed heartbeats). nats.js keeps asking for messages, so the
+   * loop goes on: it resumes once a consumer of that name exists again. Returns the stop.
+   */
+  private reportMissing(messages: ConsumerMessages, stream: string, name: string): () => void {
+    const it = messages.status() as AsyncIterable<ConsumerNotification> & { stop?: () => void };
+    void (async () => {
+      for await (const n of it) {
+        if (n.type !== 'consumer_deleted' && n.type !== 'consumer_not_found' && n.type !== 'stream_not_found') continue;
+        const what = n.type === 'stream_not_found' ? `stream "${stream}" is missing` : `JetStream consumer "${name}" of stream "${stream}" is missing`;
+        const detail = n.type === 'consumer_deleted' ? `deleted: ${n.code} ${n.description}` : n.type;
+        this.emit('error', new MessagingError(`${what} (${detail}); consume() waits for it to exist again`, 'MSG_CONSUMER_MISSING'));
+      }
+    })().catch(() => undefined);
+    return () => it.stop?.();
   }
 
   private async process<M extends Msg | JsMsg>(msg: M, d: Delivery, handler: IdempotentHandler<M>): Promise<Outcome> {

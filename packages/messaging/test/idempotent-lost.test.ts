@@ -53,3 +53,36 @@ describe('idempotent consumer: a lock lost while the handler runs', () => {
     open();
   });
 });
+
+describe('idempotent consumer: the JetStream consumer deleted underneath consume()', () => {
+  const env = messagingEnv();
+  const { closers, grid, natsConn } = env;
+
+  it('is reported as an error event (MSG_CONSUMER_MISSING) while consume() goes on waiting; close() ends it', async () => {
+    const jsm = await jetstreamManager(await natsConn());
+    await jsm.streams.add({ name: 'GONE', subjects: ['GONE.>'], storage: StorageType.File });
+    await jsm.consumers.add('GONE', { durable_name: 'c', ack_policy: AckPolicy.Explicit, ack_wait: nanos(2000), max_deliver: -1 });
+    const js = jetstream(await natsConn());
+    const ic = new IdempotentConsumer({ grid: await grid(), name: 'gone' });
+    closers.push(() => ic.close());
+    const errors: Error[] = [];
+    ic.on('error', (e) => errors.push(e));
+    const processed: string[] = [];
+    ic.on('processed', (e) => processed.push(e.id));
+    let settled = false;
+    const done = ic.consume(await js.consumers.get('GONE', 'c'), () => undefined);
+    void done.then(() => (settled = true), () => (settled = true));
+    await js.publish('GONE.x', 'a', { msgID: 'gone-1' });
+    await waitUntil(() => processed.length === 1, 10_000, 'the first message processed');
+    await jsm.consumers.delete('GONE', 'c');
+    // Before, nothing said so: consume() opened the message stream itself, so the application
+    // could not read nats.js's notices, and it waited for messages that never came.
+    await waitUntil(() => errors.some((e) => (e as { code?: string }).code === 'MSG_CONSUMER_MISSING'), 10_000, 'the missing consumer reported');
+    const missing = errors.find((e) => (e as { code?: string }).code === 'MSG_CONSUMER_MISSING');
+    expect(missing?.message).toContain('GONE');
+    expect(settled).toBe(false);
+    await ic.close();
+    // close() ends it.
+    await done;
+  });
+});
