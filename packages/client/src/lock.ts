@@ -377,6 +377,12 @@ export class LockHandle {
   private renewStopped = false;
   /** See `leaseEnd`. */
   private leaseEndsAt: number;
+  /**
+   * The earliest the node's lease may end (performance.now()): the lease counted from when the
+   * acquisition or last successful renewal was sent, before the node began it. An automatic
+   * renewal not answered by then is a loss: the node may have given the lock to another holder.
+   */
+  private safeLeaseEnd: number;
 
   constructor(
     private readonly ctx: ClientContext,
@@ -390,8 +396,14 @@ export class LockHandle {
     private readonly autoRenew: boolean,
     /** Owner id of this acquisition (sent with renew and release: they act only for it). */
     private readonly owner: string,
+    /**
+     * When the acquisition was sent (performance.now()), its lease beginning no earlier; for one
+     * that waited on the node, when it was answered.
+     */
+    requestedAt: number,
   ) {
     this.leaseEndsAt = performance.now() + leaseMs;
+    this.safeLeaseEnd = requestedAt + leaseMs;
     registry.held(this);
     if (autoRenew) this.scheduleRenew();
   }
@@ -449,7 +461,13 @@ export class LockHandle {
   /** @internal Its automatic renewal is due (called by the registry's timer). */
   renewDue(): void {
     if (!this.held) return;
-    this.renew().then(
+    // Bounded by what is left of the lease (and by the operation timeout): a renewal still
+    // unanswered when the lease may have ended (a primary this client cannot reach while the
+    // cluster still can) is a loss then, not an operation timeout later, during which another
+    // holder could have had the lock while this one's signal had not aborted.
+    const left = Math.floor(this.safeLeaseEnd - performance.now());
+    const timeoutMs = Math.max(1, Math.min(left, this.ctx.operationTimeout));
+    this.renew({ timeoutMs }).then(
       () => {
         // Not after stop(): a release sent while this renewal was in flight, even one that then
         // failed, ended the renewals (a holder that gave up on the lock leaves it to its lease).
@@ -586,6 +604,7 @@ export class LockHandle {
     if (!this.held) throw this.notHeldError('not renewed');
     const o = options ?? {};
     const leaseMs = checkLease(o.leaseMs, this.leaseMs);
+    const sentAt = performance.now();
     const r = await this.ctx.invoker.invoke<{ renewed: boolean }>(
       Op.LOCK_RENEW,
       { name: this.name, token: this.fencingToken, leaseMs, owner: this.owner },
@@ -598,6 +617,7 @@ export class LockHandle {
     }
     this.leaseMs = leaseMs;
     this.leaseEndsAt = performance.now() + leaseMs;
+    this.safeLeaseEnd = sentAt + leaseMs;
     this.renewCount++;
   }
 
@@ -729,13 +749,14 @@ export class GridLock {
     const leaseMs = checkLease(o.leaseMs, DEFAULT_LEASE_MS);
     const partition = this.partition();
     const owner = newOwner();
+    const requestedAt = performance.now();
     const r = await this.ctx.invoker.invoke<LockResult>(
       Op.LOCK_TRY_ACQUIRE,
       { name: this.name, leaseMs, owner },
       { partition, signal: o.signal, timeoutMs: o.timeoutMs },
     );
     if (!r.acquired || r.token === undefined) return { acquired: false, heldForMs: r.heldForMs };
-    const handle = this.adopt(new LockHandle(this.ctx, this.registry, this.key, this.name, partition, r.token, leaseMs, o.autoRenew ?? false, owner));
+    const handle = this.adopt(new LockHandle(this.ctx, this.registry, this.key, this.name, partition, r.token, leaseMs, o.autoRenew ?? false, owner, requestedAt));
     return { acquired: true, handle };
   }
 
@@ -760,6 +781,7 @@ export class GridLock {
     const owner = newOwner();
     const payload: Record<string, unknown> = { cache: cache.name, key: this.name, leaseMs, owner };
     if (o.ifAbsent === true) payload.ifAbsent = true;
+    const requestedAt = performance.now();
     const r = await this.ctx.invoker.invoke<LockResult & { value: Uint8Array | null }>(
       Op.LOCK_TRY_ACQUIRE_GET,
       payload,
@@ -772,13 +794,13 @@ export class GridLock {
     } catch (e) {
       // The caller gets no handle: release what was taken rather than leave it held for a lease.
       if (acquired) {
-        const taken = new LockHandle(this.ctx, this.registry, this.key, this.name, partition, r.token as number, leaseMs, false, owner);
+        const taken = new LockHandle(this.ctx, this.registry, this.key, this.name, partition, r.token as number, leaseMs, false, owner, requestedAt);
         await taken.release().catch(() => undefined);
       }
       throw e;
     }
     if (!acquired) return { acquired: false, heldForMs: r.heldForMs, value };
-    const handle = this.adopt(new LockHandle(this.ctx, this.registry, this.key, this.name, partition, r.token as number, leaseMs, o.autoRenew ?? false, owner));
+    const handle = this.adopt(new LockHandle(this.ctx, this.registry, this.key, this.name, partition, r.token as number, leaseMs, o.autoRenew ?? false, owner, requestedAt));
     return { acquired: true, handle, value };
   }
 
@@ -808,7 +830,10 @@ export class GridLock {
     if (!r.acquired || r.token === undefined) {
       throw new LockTimeoutError(`lock not acquired within ${waitMs} ms`, { heldForMs: r.heldForMs });
     }
-    return this.adopt(new LockHandle(this.ctx, this.registry, this.key, this.name, partition, r.token, leaseMs, o.autoRenew ?? false, owner));
+    // The node granted it somewhere within the wait, which the answer follows at once (the time
+    // of the request would make a lease granted after a long wait look nearly over).
+    const grantedAt = performance.now();
+    return this.adopt(new LockHandle(this.ctx, this.registry, this.key, this.name, partition, r.token, leaseMs, o.autoRenew ?? false, owner, grantedAt));
   }
 
   /**
