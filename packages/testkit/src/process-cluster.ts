@@ -183,11 +183,13 @@ export class GridNodeProcess {
   }
   /**
    * SIGTERM without waiting: the graceful stop runs (handoff, drain, lease given up); resolves
-   * with the exit code once the process exited (null when a signal ended it).
+   * with the exit code once the process exited (null when a signal ended it). A hung process is
+   * resumed first (SIGCONT), as by `stop()`: stopped, it would not act on the SIGTERM.
    */
   terminate(): Promise<number | null> {
     const c = this.child;
     if (!c || !this.running) return Promise.resolve(this.exitCode);
+    process.kill(c.pid!, 'SIGCONT');
     process.kill(c.pid!, 'SIGTERM');
     return exited(c).then(() => c.exitCode);
   }

@@ -91,6 +91,10 @@ describe('stopping what is stopped, hung or gone', () => {
       await cluster.waitForMembers(['node-1']);
       // A hung node is stopped gracefully: SIGCONT first, or SIGTERM would wait for ever.
       node.hang();
+      expect(await node.terminate()).toBe(0);
+      await node.start();
+      await cluster.waitForMembers(['node-1']);
+      node.hang();
       await node.stop();
       expect(node.exitCode).toBe(0);
       await node.stop();
