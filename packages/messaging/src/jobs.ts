@@ -1274,11 +1274,14 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
       this.givenUp.abort();
       clearInterval(this.heartbeat);
       this.heartbeat = null;
-      const left = [...this.running.entries()];
-      for (const [id, r] of left) {
-        await r.own.release();
-        this.queue.publish({ t: 'released', id, notBefore: 0 });
-      }
+      // Released together: each release the grid does not answer takes up to the client's
+      // operation timeout, and one after another they made close() take that once per job.
+      await Promise.all(
+        [...this.running.entries()].map(async ([id, r]) => {
+          await r.own.release();
+          this.queue.publish({ t: 'released', id, notBefore: 0 });
+        }),
+      );
       // A write in flight ends within the grid client's operation timeout; its result (recorded,
       // or `unrecorded` with willRetry false) is reported before the listeners go.
       if (this.recording.size > 0) await Promise.allSettled([...this.recording]);
