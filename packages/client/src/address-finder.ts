@@ -142,9 +142,12 @@ async function resolveWithin(finder: AddressFinder, timeoutMs: number, stop?: Ab
  * invalid entries are skipped.
  */
 export async function resolveEndpoints(finder: AddressFinder, timeoutMs: number, stop?: AbortSignal): Promise<Endpoint[]> {
-  const list = await resolveWithin(finder, timeoutMs, stop);
+  const list: unknown = await resolveWithin(finder, timeoutMs, stop);
+  // A string would be iterated character by character, each one taken for a host name.
+  if (!Array.isArray(list)) throw new Error(`the address finder answered ${describe(list)}, not an array of endpoint strings`);
   const out: Endpoint[] = [];
   for (const s of list) {
+    if (typeof s !== 'string') continue;
     try {
       out.push(...parseEndpoints([s]));
     } catch {
