@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import * as client from '@gridlink/client';
 import * as internal from '@gridlink/client/internal';
 import * as nats from '@gridlink/client/nats';
-import { DEFAULTS, resolveConfig } from '@gridlink/client';
+import { DEFAULTS, resolveConfig, type GridClientEvents } from '@gridlink/client';
 
 function clientMd(): string {
   return readFileSync(fileURLToPath(new URL('../../../docs/client.md', import.meta.url)), 'utf8');
@@ -83,6 +83,27 @@ describe('docs/client.md', () => {
       expect(code, name).toContain(`\`${err.code}\``);
       if (name !== 'GridError') expect(retryable?.split(/[ (]/)[0], name).toBe(err.retryable ? 'yes' : 'no');
     }
+  });
+
+  it('lists every event GridClientEvents types, and only those', () => {
+    // Exhaustive by type: a key missing from or added to GridClientEvents fails to compile here.
+    const typed: Record<keyof GridClientEvents, true> = {
+      connected: true,
+      disconnected: true,
+      nodeUp: true,
+      nodeDown: true,
+      topologyChanged: true,
+      retry: true,
+      error: true,
+    };
+    const section = clientMd().split('\n## Events\n')[1]?.split('\n## ')[0] ?? '';
+    const documented: string[] = [];
+    for (const line of section.split('\n')) {
+      const first = line.split('|')[1] ?? '';
+      if (!line.startsWith('| `')) continue;
+      for (const m of first.matchAll(/`([A-Za-z]+)`/g)) documented.push(m[1] as string);
+    }
+    expect(documented.sort()).toEqual(Object.keys(typed).sort());
   });
 
   it('names every value the three entry points export', () => {

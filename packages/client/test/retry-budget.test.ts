@@ -29,7 +29,13 @@ async function scripted(codes: number[], retry: GridClientConfig['retry']): Prom
   const client = await GridClient.connect({ endpoints: [node.endpoint], retry, operationTimeout: 5000 });
   cleanups.push(() => client.close());
   let events = 0;
-  client.on('retry', () => events++);
+  client.on('retry', (e) => {
+    events++;
+    // The documented payload: the op, the number of the attempt that failed (1 for the first), its error.
+    expect(e.op).toBe(Op.CACHE_GET);
+    expect(e.attempt).toBe(events);
+    expect(e.error).toBeInstanceOf(GridServerError);
+  });
   return { client, gets: () => gets, retryEvents: () => events };
 }
 
