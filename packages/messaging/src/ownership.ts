@@ -9,6 +9,8 @@ import { LockNotHeldError, type GridCache, type LockHandle } from '@gridlink/cli
 
 /** Why `signal` aborts when the grid says the lock is no longer held. */
 const NOT_HELD = 'the grid says the lock is no longer held';
+/** Pause before the renewal that follows a failed one (see scheduleRenew). */
+const RENEW_RETRY_MS = 50;
 
 export class Ownership {
   private readonly ac = new AbortController();
@@ -55,11 +57,20 @@ export class Ownership {
     this.watchdog.unref();
   }
 
-  private scheduleRenew(): void {
+  /**
+   * The next renewal: a third of the lease after the last one settled, or, after one that failed
+   * (timed out, connection trouble), RENEW_RETRY_MS after it. Waiting a third of the lease after a
+   * renewal that took a third of the lease to time out sent the next one two thirds of the lease
+   * after the last confirmed one, past `lease − margin` (four fifths by default): one slow answer
+   * of the grid lost the lock's holder its ownership. Now the retry lands before that.
+   */
+  private scheduleRenew(afterFailure = false): void {
     if (this.stopped) return;
+    const interval = Math.max(1, Math.floor(this.leaseMs / 3));
     this.renewTimer = setTimeout(() => {
       this.renewTimer = null;
       const sentAt = Date.now();
+      let failed = false;
       this.handle
         .renew({ leaseMs: this.leaseMs, timeoutMs: Math.max(50, Math.floor(this.leaseMs / 3)) })
         .then(
@@ -74,13 +85,14 @@ export class Ownership {
             // the grid after the lock was given up finds it free, which is no loss; a real one is
             // reported by completeWith (its putAndRelease is refused too).
             if (this.stopped) return;
-            // Not held any more: lost for sure. Anything else (timeout, connection): keep trying
-            // until the watchdog says the lease may have run out.
+            // Not held any more: lost for sure. Anything else (timeout, connection): keep trying,
+            // soon, until the watchdog says the lease may have run out.
             if (e instanceof LockNotHeldError) this.lose(NOT_HELD);
+            else failed = true;
           },
         )
-        .finally(() => this.scheduleRenew());
-    }, Math.max(1, Math.floor(this.leaseMs / 3)));
+        .finally(() => this.scheduleRenew(failed));
+    }, afterFailure ? Math.min(RENEW_RETRY_MS, interval) : interval);
     this.renewTimer.unref();
   }
 
