@@ -73,14 +73,21 @@ export class NatsServer {
       if (this.stderr.length < 200_000) this.stderr += d;
       if (d.includes('Server is ready')) ready = true;
     });
-    await waitFor(`nats-server ${this.spec.name} to be ready`, () => {
-      if (!this.running) {
-        const cause = spawnError(child);
-        if (cause) throw new Error(`nats-server ${this.spec.name} could not be started: ${cause.message} (set NATS_SERVER or the binary option to its path)`);
-        throw new Error(`nats-server ${this.spec.name} exited: ${this.stderr.slice(-2000)}`);
-      }
-      return ready;
-    });
+    let exited = false;
+    try {
+      await waitFor(`nats-server ${this.spec.name} to be ready`, () => {
+        if (!this.running) {
+          exited = true;
+          const cause = spawnError(child);
+          if (cause) throw new Error(`nats-server ${this.spec.name} could not be started: ${cause.message} (set NATS_SERVER or the binary option to its path)`);
+          throw new Error(`nats-server ${this.spec.name} exited: ${this.stderr.slice(-2000)}`);
+        }
+        return ready;
+      });
+    } catch (err) {
+      if (exited) throw err;
+      throw new Error(`${(err as Error).message}; its stderr: ${this.stderr.slice(-2000)}`);
+    }
   }
 
   /** SIGKILL, and wait until the process is gone. */

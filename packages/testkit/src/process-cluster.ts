@@ -36,6 +36,11 @@ export interface ProcessClusterOptions {
    * own defaults.
    */
   v8Flags?: readonly string[];
+  /**
+   * How long a node process may take to print its "listening" line before its start fails (the
+   * error then carries its stderr). Default 30000.
+   */
+  startTimeoutMs?: number;
   /** Log level of the nodes (their stderr is kept per node). Default warn. */
   logLevel?: 'debug' | 'info' | 'warn' | 'error';
   /** Path of the built CLI. Default: `packages/node/dist/cli.js` of this workspace. */
@@ -92,6 +97,8 @@ export class GridNodeProcess {
   starts = 0;
   /** Flags added to this node's own on its next starts (e.g. a different `--handoff-timeout-ms`). */
   extraArgs: string[] = [];
+  /** How long `start()` waits for the "listening" line (ProcessClusterOptions.startTimeoutMs). */
+  startTimeoutMs = 30_000;
 
   constructor(
     readonly id: string,
@@ -154,14 +161,22 @@ export class GridNodeProcess {
     child.stderr?.on('data', (d: string) => {
       if (this.err.length < 500_000) this.err += d;
     });
-    await waitFor(`gridlink-node ${this.id} to listen`, () => {
-      if (!this.running) {
-        const cause = spawnError(child);
-        if (cause) throw new Error(`gridlink-node ${this.id} could not be started: ${cause.message}`);
-        throw new Error(`gridlink-node ${this.id} exited (${String(child.exitCode ?? child.signalCode)}): ${this.err.slice(-2000)}`);
-      }
-      return this.out.includes(' listening on ');
-    }, 30_000);
+    let exited = false;
+    try {
+      await waitFor(`gridlink-node ${this.id} to listen`, () => {
+        if (!this.running) {
+          exited = true;
+          const cause = spawnError(child);
+          if (cause) throw new Error(`gridlink-node ${this.id} could not be started: ${cause.message}`);
+          throw new Error(`gridlink-node ${this.id} exited (${String(child.exitCode ?? child.signalCode)}): ${this.err.slice(-2000)}`);
+        }
+        return this.out.includes(' listening on ');
+      }, this.startTimeoutMs);
+    } catch (err) {
+      if (exited) throw err;
+      // Timed out: what the node said is the only clue to why.
+      throw new Error(`${(err as Error).message}; its stderr: ${this.err.slice(-2000)}`);
+    }
   }
 
   /** SIGKILL; resolves once the process is gone. */
@@ -388,10 +403,15 @@ export class ProcessCluster {
         httpPort,
         options.v8Flags,
       );
+    const makeNodeWithTimeout: typeof makeNode = (...a) => {
+      const p = makeNode(...a);
+      if (options.startTimeoutMs !== undefined) p.startTimeoutMs = options.startTimeoutMs;
+      return p;
+    };
     const ids = options.ids ?? Array.from({ length: n }, (_, i) => `node-${i + 1}`);
     const nodes: GridNodeProcess[] = [];
     const http = options.http ?? false;
-    const cluster = new ProcessCluster(nats, nodes, bucket, makeNode, http, options.controlPlaneProxies ?? true);
+    const cluster = new ProcessCluster(nats, nodes, bucket, makeNodeWithTimeout, http, options.controlPlaneProxies ?? true);
     try {
       if (options.partitionable === true) {
         if (!(await loopbackAliasesUsable())) {

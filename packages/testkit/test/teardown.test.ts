@@ -64,6 +64,14 @@ describe('a start that fails half-way ends what it started', () => {
     const err = await ProcessCluster.start({ nodes: 3, partitions: 8, cliPath: fixture('node-2-fails.mjs') }).catch((e: unknown) => e);
     expect((err as Error).message).toMatch(/gridlink-node node-2 exited \(3\): node-2: refusing to start/);
   });
+
+  it('a grid node that never listens: after startTimeoutMs everything is ended, the error carries its stderr', async () => {
+    const t0 = Date.now();
+    const err = await ProcessCluster.start({ nodes: 2, partitions: 8, cliPath: fixture('node-2-hangs.mjs'), startTimeoutMs: 1500 }).catch((e: unknown) => e);
+    expect((err as Error).message).toMatch(/timed out after 1500 ms waiting for gridlink-node node-2 to listen/);
+    expect((err as Error).message).toMatch(/node-2: waiting for a control plane that never answers/);
+    expect(Date.now() - t0).toBeLessThan(15_000);
+  });
 });
 
 describe('stopping what is stopped, hung or gone', () => {
