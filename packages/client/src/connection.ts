@@ -159,6 +159,15 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   };
   /** Earliest expiresAt among pending requests (Infinity when none expires). */
   private nextExpiry = Infinity;
+  /** How often the heartbeat timer sweeps for expired requests (ms; 0 until the connection is open). */
+  private tick = 0;
+  /**
+   * A one-shot timer for a request expiring sooner than the next sweep (a per-call `timeoutMs`
+   * shorter than the sweep period), and when it fires: without it such a request outlived its
+   * deadline by up to a whole sweep period (250 ms with the default settings).
+   */
+  private expiryTimer: NodeJS.Timeout | null = null;
+  private expiryTimerAt = Infinity;
   private closeError: GridError | null = null;
 
   constructor(private readonly opts: ConnectionOptions) {
@@ -307,6 +316,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     const idle = this.handshake?.idleTimeoutMs ?? 0;
     const interval = idle > 0 ? Math.min(this.opts.heartbeatInterval, Math.max(1, Math.floor(idle / 3))) : this.opts.heartbeatInterval;
     const tick = Math.max(5, Math.min(interval, this.opts.heartbeatTimeout, this.opts.requestTimeout ?? Infinity) / 4);
+    this.tick = tick;
     this.timer = setInterval(() => {
       const t = performance.now();
       if (t >= this.nextExpiry) this.expireRequests(t);
@@ -339,8 +349,24 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       }
     }
     this.nextExpiry = next;
+    this.scheduleExpiry(next, now);
     this.checkDrained();
   }
+
+  /** Arms the one-shot expiry timer for `at` when it comes sooner than the next sweep and the timer. */
+  private scheduleExpiry(at: number, now: number): void {
+    if (at - now >= this.tick || at >= this.expiryTimerAt || this.state === 'closed') return;
+    if (this.expiryTimer !== null) clearTimeout(this.expiryTimer);
+    this.expiryTimerAt = at;
+    this.expiryTimer = setTimeout(this.onExpiryTimer, Math.max(1, Math.ceil(at - now)));
+    this.expiryTimer.unref();
+  }
+
+  private readonly onExpiryTimer = (): void => {
+    this.expiryTimer = null;
+    this.expiryTimerAt = Infinity;
+    this.expireRequests(performance.now());
+  };
 
   /** A heartbeat whose answer is lost (a dropped frame) expires so the next one can go out. */
   private sendHeartbeat(interval: number): void {
@@ -420,6 +446,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     }
     const expiresAt = timeoutMs !== undefined && timeoutMs > 0 ? now + timeoutMs : Infinity;
     if (expiresAt < this.nextExpiry) this.nextExpiry = expiresAt;
+    if (expiresAt < this.expiryTimerAt && expiresAt - now < this.tick) this.scheduleExpiry(expiresAt, now);
     this.pending.set(id, { handler, cleanup, expiresAt, op });
     this.lastSent = now;
     if (this.outgoing.length === 0) setImmediate(this.flush);
@@ -473,6 +500,11 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     if (this.timer !== null) {
       clearInterval(this.timer);
       this.timer = null;
+    }
+    if (this.expiryTimer !== null) {
+      clearTimeout(this.expiryTimer);
+      this.expiryTimer = null;
+      this.expiryTimerAt = Infinity;
     }
     const socket = this.socket;
     if (socket !== null) {
