@@ -7,7 +7,13 @@
 import { JobQueue } from '@gridlink/messaging';
 import { connectGrid, nats, QUEUE } from './shared.js';
 
-const count = Number(process.argv[2] ?? 10);
+const arg = process.argv[2] ?? '10';
+const count = Number(arg);
+if (!/^\d+$/.test(arg) || count < 1 || count > 10_000) {
+  // Number('ten') is NaN: it used to submit nothing and exit 0.
+  console.error(`usage: pnpm messaging:submit [count]   (count: 1 to 10000 transfers, default 10; got "${arg}")`);
+  process.exit(2);
+}
 const grid = await connectGrid();
 const nc = await nats();
 const queue = new JobQueue({ grid, nats: nc, queue: QUEUE });

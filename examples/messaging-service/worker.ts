@@ -4,7 +4,8 @@
  * does not apply it twice; the checkpoint is fenced, so a worker that lost the job can never
  * write over the one that took it.
  *
- *   pnpm messaging:worker          (start two or three; kill one with kill -9 while jobs run)
+ *   pnpm messaging:worker          (start two or three; kill one but the first, which hosts the
+ *                                   embedded grid, with kill -9 while jobs run; docs/messaging.md)
  */
 import { JobQueue } from '@gridlink/messaging';
 import { gridOrStart, nats, QUEUE } from './shared.js';
