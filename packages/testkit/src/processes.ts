@@ -53,9 +53,12 @@ function toReaper(line: string): void {
   if (reaper === undefined) {
     try {
       // Its own process group, so a Ctrl-C meant for the tests does not end it before it acts; no
-      // stdout/stderr, so it holds no pipe of a test runner open. Unreferenced: this process exits
+      // stdout/stderr, so it holds no pipe of a test runner open; no NODE_OPTIONS (a loader or a
+      // default module type of the tests' is not the reaper's). Unreferenced: this process exits
       // as if it were not there.
-      reaper = spawn(process.execPath, ['-e', REAPER], { stdio: ['pipe', 'ignore', 'ignore'], detached: true });
+      const env = { ...process.env };
+      delete env['NODE_OPTIONS'];
+      reaper = spawn(process.execPath, ['-e', REAPER], { stdio: ['pipe', 'ignore', 'ignore'], detached: true, env });
       reaper.on('error', () => (reaper = null));
       reaper.stdin!.on('error', () => undefined);
       reaper.unref();
