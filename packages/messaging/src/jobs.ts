@@ -539,6 +539,13 @@ interface Check {
 const CHECK_BATCH = 512;
 /** The most notices waiting for a check; more are dropped (the sweep finds their jobs). */
 const MAX_CHECKS = 100_000;
+/**
+ * The most jobs a worker remembers as claimable. A notice or sweep naming a job it does not know
+ * yet finds the rest ignored (the next sweep offers it again, once the known ones have run):
+ * anyone who can publish on the queue's subjects could otherwise grow every busy worker's
+ * memory without bound with `submitted` notices of ids no job has.
+ */
+const MAX_CANDIDATES = 100_000;
 
 /** Runs jobs of one queue. One GridClient per worker process; a worker never claims one job twice at once. */
 export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEvents> {
@@ -751,6 +758,7 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
         }
         if (full) unfinished.push(id);
         if (this.running.has(id) || this.claiming.has(id)) return;
+        if (!this.candidates.has(id) && this.candidates.size >= MAX_CANDIDATES) return;
         if (r.state === 'pending') {
           // Whatever notices said about it: the record says it is free.
           this.held.delete(id);
@@ -845,6 +853,7 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
       case 'submitted':
       case 'released': {
         if (!isJobId(n.id) || this.running.has(n.id)) return;
+        if (!this.knows(n.id) && this.candidates.size >= MAX_CANDIDATES) return;
         const notBefore = typeof n.notBefore === 'number' && Number.isFinite(n.notBefore) ? n.notBefore : 0;
         if (notBefore > now) {
           // Later than now: the record says when (a forged notBefore must not postpone a job).
