@@ -126,7 +126,7 @@ export class GridClient extends EventEmitter<GridClientEvents> {
     this.manager = new ConnectionManager(this.cfg, this.sessionId);
     this.partitionService = new PartitionService(this.manager, this.cfg.requestTimeout);
     this.invoker = new Invoker(this.cfg, this.manager, this.partitionService, {
-      onRetry: (e) => this.emit('retry', e),
+      onRetry: (e) => this.notify('retry', e),
     });
     const ps = this.partitionService;
     this.ctx = {
@@ -193,13 +193,13 @@ export class GridClient extends EventEmitter<GridClientEvents> {
         ps.observe(typeof v === 'number' ? v : frame.topologyVersion, true, conn.nodeId);
       }
     });
-    m.on('connected', (nodeId, address) => this.emit('connected', { nodeId, address }));
+    m.on('connected', (nodeId, address) => this.notify('connected', { nodeId, address }));
     m.on('disconnected', (nodeId, address, error) => {
-      this.emit('disconnected', { nodeId, address, error });
+      this.notify('disconnected', { nodeId, address, error });
       void ps.refresh();
     });
-    m.on('nodeUp', (nodeId) => this.emit('nodeUp', { nodeId }));
-    m.on('nodeDown', (nodeId) => this.emit('nodeDown', { nodeId }));
+    m.on('nodeUp', (nodeId) => this.notify('nodeUp', { nodeId }));
+    m.on('nodeDown', (nodeId) => this.notify('nodeDown', { nodeId }));
     m.on('error', (e) => this.reportError(e));
     ps.on('changed', (map, previous) => {
       let changed = 0;
@@ -209,9 +209,27 @@ export class GridClient extends EventEmitter<GridClientEvents> {
         if (a !== b) changed++;
       }
       this.cfg.logger?.info?.('partition map updated', { version: map.version, changedPartitions: changed });
-      this.emit('topologyChanged', { version: map.version, previousVersion: previous?.version ?? null, changedPartitions: changed });
+      this.notify('topologyChanged', { version: map.version, previousVersion: previous?.version ?? null, changedPartitions: changed });
       m.onTopology(map, previous);
     });
+  }
+
+  /**
+   * Emits an event to the application's listeners from inside the client's own work (a response
+   * handler, a renewal, a map refresh). A listener that throws must not cut that work short — the
+   * new map not followed, the lost lock's signal never aborted, the operation failed with the
+   * listener's error — nor be swallowed: its error is thrown again on a microtask, an uncaught
+   * exception as an abort listener's would be, and the later listeners of that event are skipped
+   * as with any emitter.
+   */
+  private notify<E extends keyof GridClientEvents>(event: E, payload: Parameters<GridClientEvents[E]>[0]): void {
+    try {
+      (this.emit as (event: E, payload: unknown) => boolean)(event, payload);
+    } catch (e) {
+      queueMicrotask(() => {
+        throw e;
+      });
+    }
   }
 
   private checkOpen(): void {
@@ -311,7 +329,7 @@ export class GridClient extends EventEmitter<GridClientEvents> {
    */
   private reportError(err: GridError): void {
     if (this.listenerCount('error') > 0) {
-      this.emit('error', err);
+      this.notify('error', err);
       return;
     }
     if (this.cfg.logger?.error) this.cfg.logger.error(err.message, { code: err.code, name: err.name });
