@@ -292,6 +292,7 @@ export class ProcessCluster {
    */
   isolate(id: string, options: { clients?: boolean } = {}): void {
     const self = this.netOf(id);
+    this.controlPlanePath(id); // checked before anything is cut
     for (const [other, n] of this.nets) {
       if (other === id) continue;
       self.proxy.blackholeFrom(n.address);
@@ -344,12 +345,18 @@ export class ProcessCluster {
    * (clients, peers) are untouched.
    */
   isolateFromControlPlane(id: string): void {
-    const path = this.paths.get(id);
-    if (!path) throw new Error(`no node ${id}`);
-    for (const p of path.proxies) {
+    for (const p of this.controlPlanePath(id).proxies) {
       p.refuse(true);
       p.blackhole(true);
     }
+  }
+
+  /** Node `id`'s proxies to NATS; throws naming why there are none. */
+  private controlPlanePath(id: string): ControlPlanePath {
+    if (!this.nodes.some((n) => n.id === id)) throw new Error(`no node ${id}`);
+    const path = this.paths.get(id);
+    if (!path) throw new Error('isolating a node from the control plane needs its FaultProxies: this cluster was started with controlPlaneProxies: false');
+    return path;
   }
 
   /** Heals `isolateFromControlPlane`. */

@@ -125,6 +125,18 @@ describe('stopping what is stopped, hung or gone', () => {
   });
 });
 
+describe('a call the cluster cannot serve says why', () => {
+  it('isolateFromControlPlane on a cluster without control-plane proxies names the option, not a missing node', async () => {
+    const cluster = await ProcessCluster.start({ nodes: 1, partitions: 8, controlPlaneProxies: false });
+    try {
+      expect(() => cluster.isolateFromControlPlane('node-1')).toThrow(/controlPlaneProxies: false/);
+      expect(() => cluster.isolateFromControlPlane('node-9')).toThrow(/no node node-9/);
+    } finally {
+      await cluster.close();
+    }
+  });
+});
+
 describe('the process that started them goes away', () => {
   /** Starts the worker fixture and reads its `{ pid, dir }`. */
   async function startWorker(args: string[]): Promise<{ worker: ChildProcess; pid: number; dir: string }> {
