@@ -171,8 +171,11 @@ describe('the process that started them goes away', () => {
 
   it('SIGTERM: its exit handler ends the nats-server and removes the dir', async () => {
     const { worker, pid, dir } = await startWorker([]);
+    const ended = new Promise<NodeJS.Signals | null>((r) => worker.once('exit', (_code, sig) => r(sig)));
     worker.kill('SIGTERM');
     await expectCleanedUp(pid, dir);
+    // The hook re-raises the signal: the worker still ends as SIGTERM ends it.
+    expect(await ended).toBe('SIGTERM');
   });
 
   it('SIGTERM that its stuck event loop never handles, then SIGKILL (as vitest ends a fork): nothing is left', async () => {
