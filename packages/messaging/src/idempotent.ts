@@ -563,7 +563,10 @@ export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
       } catch (error) {
         if (keepalive !== null) clearInterval(keepalive);
         keepalive = null;
-        if (!entry.abandoned) d.nak();
+        // Redelivered after busyDelayMs, as every other delivery that did not get processed: nak'ed
+        // without a delay, a message whose handler kept failing (a downstream outage) came back
+        // at once, a run and two grid operations every few milliseconds.
+        if (!entry.abandoned) d.nak(this.busyDelayMs);
         this.emit('failed', { id, error });
         return 'failed';
       }

@@ -86,3 +86,31 @@ describe('idempotent consumer: the JetStream consumer deleted underneath consume
     await done;
   });
 });
+
+describe('idempotent consumer: a handler that throws', () => {
+  const env = messagingEnv();
+  const { closers, grid, natsConn } = env;
+
+  it('has its JetStream message nak\'ed with busyDelayMs, not redelivered at once in a loop', async () => {
+    const jsm = await jetstreamManager(await natsConn());
+    await jsm.streams.add({ name: 'THROWS', subjects: ['THROWS.>'], storage: StorageType.File });
+    await jsm.consumers.add('THROWS', { durable_name: 'c', ack_policy: AckPolicy.Explicit, ack_wait: nanos(5000), max_deliver: -1 });
+    const js = jetstream(await natsConn());
+    const ic = new IdempotentConsumer({ grid: await grid(), name: 'throws', busyDelayMs: 300 });
+    closers.push(() => ic.close());
+    const runs: number[] = [];
+    const failed: string[] = [];
+    ic.on('failed', (e) => failed.push(e.id));
+    void ic.consume(await js.consumers.get('THROWS', 'c'), () => {
+      runs.push(Date.now());
+      throw new Error('downstream unavailable');
+    }).catch(() => undefined);
+    await js.publish('THROWS.x', 'x', { msgID: 'throws-1' });
+    await waitUntil(() => runs.length >= 3, 10_000, 'three runs');
+    // Before: nak'ed without a delay, the message came back at once — a run every few ms, two
+    // grid operations each, for as long as the handler failed (max_deliver -1).
+    for (let i = 1; i < 3; i++) expect(runs[i]! - runs[i - 1]!).toBeGreaterThanOrEqual(250);
+    expect(failed.slice(0, 3)).toEqual(['throws-1', 'throws-1', 'throws-1']);
+    expect(await ic.isProcessed('throws-1')).toBe(false);
+  });
+});
