@@ -80,7 +80,9 @@ export class NatsServer {
           exited = true;
           const cause = spawnError(child);
           if (cause) throw new Error(`nats-server ${this.spec.name} could not be started: ${cause.message} (set NATS_SERVER or the binary option to its path)`);
-          throw new Error(`nats-server ${this.spec.name} exited: ${this.stderr.slice(-2000)}`);
+          // Its fatal line first (the banner before it says nothing about why).
+          const fatal = this.stderr.split('\n').filter((l) => /\[(FTL|ERR)\]/.test(l)).join('\n');
+          throw new Error(`nats-server ${this.spec.name} exited: ${fatal === '' ? this.stderr.slice(-2000) : `${fatal}\n--- its stderr:\n${this.stderr.slice(-2000)}`}`);
         }
         return ready;
       });
