@@ -377,12 +377,6 @@ export class LockHandle {
   private renewStopped = false;
   /** See `leaseEnd`. */
   private leaseEndsAt: number;
-  /**
-   * The earliest the node's lease may end (performance.now()): the lease counted from when the
-   * acquisition or last successful renewal was sent, before the node began it. An automatic
-   * renewal not answered by then is a loss: the node may have given the lock to another holder.
-   */
-  private safeLeaseEnd: number;
 
   constructor(
     private readonly ctx: ClientContext,
@@ -396,14 +390,8 @@ export class LockHandle {
     private readonly autoRenew: boolean,
     /** Owner id of this acquisition (sent with renew and release: they act only for it). */
     private readonly owner: string,
-    /**
-     * When the acquisition was sent (performance.now()), its lease beginning no earlier; for one
-     * that waited on the node, when it was answered.
-     */
-    requestedAt: number,
   ) {
     this.leaseEndsAt = performance.now() + leaseMs;
-    this.safeLeaseEnd = requestedAt + leaseMs;
     registry.held(this);
     if (autoRenew) this.scheduleRenew();
   }
@@ -462,10 +450,12 @@ export class LockHandle {
   renewDue(): void {
     if (!this.held) return;
     // Bounded by what is left of the lease (and by the operation timeout): a renewal still
-    // unanswered when the lease may have ended (a primary this client cannot reach while the
-    // cluster still can) is a loss then, not an operation timeout later, during which another
-    // holder could have had the lock while this one's signal had not aborted.
-    const left = Math.floor(this.safeLeaseEnd - performance.now());
+    // unanswered when the lease ends (a primary this client cannot reach while the cluster still
+    // can) is a loss then, not an operation timeout later, during which another holder could have
+    // had the lock while this one's signal had not aborted. The lease is counted from the last
+    // answer (`leaseEnd`): later than the node's by that answer's way back, but never ending
+    // early after an acquisition that was retried (whose lease began at an unknown attempt).
+    const left = Math.floor(this.leaseEndsAt - performance.now());
     const timeoutMs = Math.max(1, Math.min(left, this.ctx.operationTimeout));
     this.renew({ timeoutMs }).then(
       () => {
@@ -604,7 +594,6 @@ export class LockHandle {
     if (!this.held) throw this.notHeldError('not renewed');
     const o = options ?? {};
     const leaseMs = checkLease(o.leaseMs, this.leaseMs);
-    const sentAt = performance.now();
     const r = await this.ctx.invoker.invoke<{ renewed: boolean }>(
       Op.LOCK_RENEW,
       { name: this.name, token: this.fencingToken, leaseMs, owner: this.owner },
@@ -617,7 +606,6 @@ export class LockHandle {
     }
     this.leaseMs = leaseMs;
     this.leaseEndsAt = performance.now() + leaseMs;
-    this.safeLeaseEnd = sentAt + leaseMs;
     this.renewCount++;
   }
 
@@ -749,14 +737,13 @@ export class GridLock {
     const leaseMs = checkLease(o.leaseMs, DEFAULT_LEASE_MS);
     const partition = this.partition();
     const owner = newOwner();
-    const requestedAt = performance.now();
     const r = await this.ctx.invoker.invoke<LockResult>(
       Op.LOCK_TRY_ACQUIRE,
       { name: this.name, leaseMs, owner },
       { partition, signal: o.signal, timeoutMs: o.timeoutMs },
     );
     if (!r.acquired || r.token === undefined) return { acquired: false, heldForMs: r.heldForMs };
-    const handle = this.adopt(new LockHandle(this.ctx, this.registry, this.key, this.name, partition, r.token, leaseMs, o.autoRenew ?? false, owner, requestedAt));
+    const handle = this.adopt(new LockHandle(this.ctx, this.registry, this.key, this.name, partition, r.token, leaseMs, o.autoRenew ?? false, owner));
     return { acquired: true, handle };
   }
 
@@ -781,7 +768,6 @@ export class GridLock {
     const owner = newOwner();
     const payload: Record<string, unknown> = { cache: cache.name, key: this.name, leaseMs, owner };
     if (o.ifAbsent === true) payload.ifAbsent = true;
-    const requestedAt = performance.now();
     const r = await this.ctx.invoker.invoke<LockResult & { value: Uint8Array | null }>(
       Op.LOCK_TRY_ACQUIRE_GET,
       payload,
@@ -794,13 +780,13 @@ export class GridLock {
     } catch (e) {
       // The caller gets no handle: release what was taken rather than leave it held for a lease.
       if (acquired) {
-        const taken = new LockHandle(this.ctx, this.registry, this.key, this.name, partition, r.token as number, leaseMs, false, owner, requestedAt);
+        const taken = new LockHandle(this.ctx, this.registry, this.key, this.name, partition, r.token as number, leaseMs, false, owner);
         await taken.release().catch(() => undefined);
       }
       throw e;
     }
     if (!acquired) return { acquired: false, heldForMs: r.heldForMs, value };
-    const handle = this.adopt(new LockHandle(this.ctx, this.registry, this.key, this.name, partition, r.token as number, leaseMs, o.autoRenew ?? false, owner, requestedAt));
+    const handle = this.adopt(new LockHandle(this.ctx, this.registry, this.key, this.name, partition, r.token as number, leaseMs, o.autoRenew ?? false, owner));
     return { acquired: true, handle, value };
   }
 
@@ -830,10 +816,7 @@ export class GridLock {
     if (!r.acquired || r.token === undefined) {
       throw new LockTimeoutError(`lock not acquired within ${waitMs} ms`, { heldForMs: r.heldForMs });
     }
-    // The node granted it somewhere within the wait, which the answer follows at once (the time
-    // of the request would make a lease granted after a long wait look nearly over).
-    const grantedAt = performance.now();
-    return this.adopt(new LockHandle(this.ctx, this.registry, this.key, this.name, partition, r.token, leaseMs, o.autoRenew ?? false, owner, grantedAt));
+    return this.adopt(new LockHandle(this.ctx, this.registry, this.key, this.name, partition, r.token, leaseMs, o.autoRenew ?? false, owner));
   }
 
   /**

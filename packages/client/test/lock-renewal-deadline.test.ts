@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { Op } from '@gridlink/protocol';
+import { ErrorCode, Op, ResponseFlag } from '@gridlink/protocol';
 import { GridClient, GridError, GridTimeoutError } from '@gridlink/client';
 import { ScriptedNode } from '@gridlink/testkit';
 
@@ -63,5 +63,34 @@ describe('an automatic renewal that is not answered', () => {
     expect(h.held).toBe(true);
     expect(h.renewals).toBeGreaterThanOrEqual(3);
     await h.release();
+  });
+
+  it('a lock taken on a retry after a slow refusal is renewed as usual: no loss is made up from the time of the first attempt', async () => {
+    let tries = 0;
+    const node = await new ScriptedNode('n1', 8, (req, n) => {
+      if (req.op === Op.TOPOLOGY) return { payload: n.map(1) };
+      if (req.op === Op.HEARTBEAT) return { payload: {} };
+      // The first attempt is refused late (a partition moving), the retry granted.
+      if (req.op === Op.LOCK_TRY_ACQUIRE) {
+        if (++tries === 1) return { flags: ResponseFlag.ERROR, payload: { code: ErrorCode.PARTITION_MOVING, message: 'moving' }, delayMs: 700 };
+        return { payload: { acquired: true, token: 1 } };
+      }
+      // Answered in a while, as over a real network.
+      if (req.op === Op.LOCK_RENEW) return { payload: { renewed: true }, delayMs: 50 };
+      if (req.op === Op.LOCK_RELEASE) return { payload: { released: true } };
+      return undefined;
+    }).start();
+    cleanups.push(() => node.close());
+    const client = await GridClient.connect({ endpoints: [node.endpoint] });
+    cleanups.push(() => client.close());
+    const errors: GridError[] = [];
+    client.on('error', (e) => errors.push(e));
+    const h = await client.lock('k').tryAcquire({ leaseMs: 900, autoRenew: true });
+    expect(tries).toBe(2);
+    const deadline = performance.now() + 5000;
+    while (h!.renewals < 3 && h!.held && performance.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect(errors).toEqual([]);
+    expect(h!.held).toBe(true);
+    await h!.release();
   });
 });
