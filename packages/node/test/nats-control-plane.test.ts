@@ -3,13 +3,14 @@
  * nats-server processes (one server, and a 3-server JetStream cluster with an R3 bucket), plus
  * what only NATS can do to a watch: lose its server, or its stream leader.
  */
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { CasConflictError, MemoryControlPlane, type ControlPlane, type KvEvent } from '@gridlink/node';
 import { NatsCluster, waitFor } from '@gridlink/testkit';
 import { Kvm } from '@nats-io/kv';
 import { connect } from '@nats-io/transport-node';
-import { ControlPlaneBucketMissingError, ControlPlaneUnavailableError, NatsControlPlane, parseNatsServers } from '../src/control/nats.js';
+import { ControlPlaneBucketMissingError, ControlPlaneUnavailableError, NatsControlPlane, nextServer, parseNatsServers } from '../src/control/nats.js';
 import { NodeConfigError } from '../src/errors.js';
 
 interface Harness {
@@ -329,3 +330,65 @@ describe('NatsControlPlane watch on a hung server', () => {
 async function streamLeader(plane: NatsControlPlane): Promise<string | undefined> {
   return (await plane.bucketStatus()).leader;
 }
+
+describe('NatsControlPlane write on a hung server', () => {
+  it('nextServer dials another server than the one just left, while it is avoided (property)', () => {
+    const listen = fc.constantFrom('a:1', 'b:2', 'c:3');
+    fc.assert(
+      fc.property(fc.array(listen.map((l) => ({ listen: l }))), listen, fc.integer({ min: 0, max: 100 }), fc.integer({ min: 0, max: 100 }), (pool, left, until, now) => {
+        const pick = nextServer(pool, { listen: left, until }, now);
+        const other = pool.find((s) => s.listen !== left);
+        if (now < until && pool[0]?.listen === left && other !== undefined) expect(pick).toBe(other);
+        else expect(pick).toBeNull(); // nats.js's own choice
+      }),
+    );
+  });
+
+  // A node whose NATS server hangs (SIGSTOP, a paused VM, a server cut off from its clients) must
+  // renew its lease through another server before the lease runs out, else the coordinator,
+  // on a healthy server, declares it gone; and every node on that server with it, which loses
+  // the partitions they held together. NATS's own pings notice a hung server only after
+  // (maxPingOut + 1) × pingInterval, 4–6 s: the plane probes the server itself when a request
+  // goes unanswered (ADR 0061).
+  it('moves to another server and writes again within two leases, not after the pings time out', async () => {
+    const cluster = await NatsCluster.start({ servers: 3 });
+    try {
+      const a = await NatsControlPlane.connect({ servers: cluster.urls, bucket: 'stuck', replicas: 3, connectTimeoutMs: 20_000 });
+      opened.push(a);
+      let leader: string | undefined;
+      await waitFor('a stream leader', async () => (leader = await streamLeader(a)) !== undefined);
+      // The writer knows one server, not the stream leader; it learns the others from the cluster.
+      const stuck = cluster.servers.find((s) => s.name !== leader)!;
+      const lines: string[] = [];
+      const logger = { debug: () => {}, info: () => {}, warn: (m: string) => void lines.push(m), error: (m: string) => void lines.push(m) };
+      const b = await NatsControlPlane.connect({ servers: stuck.url, bucket: 'stuck', replicas: 3, connectTimeoutMs: 20_000, logger });
+      opened.push(b);
+      await waitFor('the writer learns the other servers', () => b.connection.info !== undefined && (b.connection.info.connect_urls?.length ?? 0) >= 2);
+      await b.put('lease.x', 0);
+      stuck.hang();
+      // SIGSTOP takes effect asynchronously: a request could still be answered meanwhile.
+      await waitFor('the server stopped', () => readFileSync(`/proc/${stuck.pid!}/stat`, 'utf8').split(') ')[1]?.startsWith('T') === true);
+      try {
+        const hungAt = Date.now();
+        let writtenAt = 0;
+        for (let i = 1; writtenAt === 0 && Date.now() - hungAt < 20_000; i++) {
+          try {
+            await b.put('lease.x', i);
+            writtenAt = Date.now();
+          } catch (err) {
+            expect(err).toBeInstanceOf(ControlPlaneUnavailableError);
+          }
+        }
+        expect(writtenAt).toBeGreaterThan(0);
+        // Two default leases (1 s); NATS's pings alone take 4 s at the least.
+        expect(writtenAt - hungAt).toBeLessThan(2000);
+        expect(lines.some((l) => l.includes('not answering'))).toBe(true);
+        expect((await a.get<number>('lease.x'))?.value).toBeGreaterThan(0);
+      } finally {
+        stuck.resume();
+      }
+    } finally {
+      await cluster.close();
+    }
+  });
+});

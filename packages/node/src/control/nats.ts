@@ -128,6 +128,15 @@ export interface NatsControlPlaneOptions {
   watchStallMs?: number;
   /** Timeout of one read request (get, gap read). Default 1000 ms. */
   readTimeoutMs?: number;
+  /**
+   * A request (read or write) unanswered for this long makes the plane ping its server; a server
+   * that does not answer the ping within `probeTimeoutMs` is taken for hung and the plane
+   * reconnects, to another server of the cluster when there is one (ADR 0061). NATS's own pings
+   * notice a hung server only after seconds, longer than a lease. Default 150 ms.
+   */
+  stuckProbeMs?: number;
+  /** See `stuckProbeMs`. Default 250 ms. */
+  probeTimeoutMs?: number;
   logger?: Logger;
 }
 
@@ -147,6 +156,26 @@ interface Watch {
 }
 
 const DEFAULT_BUCKET = 'gridlink';
+
+/** How long a server left for not answering is dialled after the others. */
+const AVOID_MS = 10_000;
+
+/** The server a plane left because it did not answer a probe (ADR 0061): avoided until `until`. */
+export interface AvoidedServer {
+  listen: string;
+  until: number;
+}
+
+/**
+ * nats.js's choice of the next server to dial (`reconnectToServer`): its own (null), unless that
+ * is the server just left for not answering, while another is known. nats.js would dial that
+ * same server first after a forced reconnect, and a hung server accepts the connection and then
+ * says nothing until the connect timeout.
+ */
+export function nextServer<S extends { readonly listen: string }>(pool: readonly S[], avoided: AvoidedServer, now: number): S | null {
+  if (now >= avoided.until || pool[0]?.listen !== avoided.listen) return null;
+  return pool.find((s) => s.listen !== avoided.listen) ?? null;
+}
 
 function positiveInt(field: string, v: unknown, min: number): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw new NodeConfigError(field, `must be an integer >= ${min}, got ${String(v)}`);
@@ -191,8 +220,10 @@ export class NatsControlPlane implements ControlPlane {
     readonly connection: NatsConnection,
     private readonly kv: KV,
     readonly bucket: string,
-    private readonly opts: { requestTimeoutMs: number; watchRetryMs: number; watchStallMs: number; readRetryMs: number; readTimeoutMs: number },
+    private readonly opts: { requestTimeoutMs: number; watchRetryMs: number; watchStallMs: number; readRetryMs: number; readTimeoutMs: number; stuckProbeMs: number; probeTimeoutMs: number },
     logger: Logger,
+    /** Shared with the connection's `reconnectToServer`. */
+    private readonly avoided: AvoidedServer = { listen: '', until: 0 },
   ) {
     this.log = logger;
     void this.followStatus();
@@ -374,10 +405,13 @@ export class NatsControlPlane implements ControlPlane {
     const readRetryMs = options.readRetryMs === undefined ? 10_000 : positiveInt('readRetryMs', options.readRetryMs, 0);
     const readTimeoutMs = options.readTimeoutMs === undefined ? 1000 : positiveInt('readTimeoutMs', options.readTimeoutMs, 1);
     const watchStallMs = options.watchStallMs === undefined ? 500 : positiveInt('watchStallMs', options.watchStallMs, 100);
+    const stuckProbeMs = options.stuckProbeMs === undefined ? 150 : positiveInt('stuckProbeMs', options.stuckProbeMs, 1);
+    const probeTimeoutMs = options.probeTimeoutMs === undefined ? 250 : positiveInt('probeTimeoutMs', options.probeTimeoutMs, 1);
     const kinds = [options.token !== undefined, options.user !== undefined || options.pass !== undefined, options.credsFile !== undefined];
     if (kinds.filter(Boolean).length > 1) throw new NodeConfigError('credentials', 'give one of token, user+pass, credsFile');
     if ((options.user === undefined) !== (options.pass === undefined)) throw new NodeConfigError('user', 'user and pass go together');
     const log = options.logger ?? silentLogger;
+    const avoided: AvoidedServer = { listen: '', until: 0 };
 
     const co: ConnectionOptions = {
       servers,
@@ -390,6 +424,7 @@ export class NatsControlPlane implements ControlPlane {
       maxPingOut: 2,
       timeout: Math.min(connectTimeoutMs, 5000),
       ignoreClusterUpdates: false,
+      reconnectToServer: (pool) => nextServer(pool, avoided, Date.now()),
     };
     if (options.token !== undefined) co.token = options.token;
     if (options.user !== undefined) co.user = options.user;
@@ -428,7 +463,7 @@ export class NatsControlPlane implements ControlPlane {
           const found = await bucketStream(nc, bucket, requestTimeoutMs);
           if (found === 'missing' && !create) throw new ControlPlaneBucketMissingError(bucket, servers);
           const kv = found === 'missing' ? await createBucket(kvm, bucket, { replicas, maxAgeMs, requestTimeoutMs }) : await openBucket(kvm, bucket, requestTimeoutMs);
-          const plane = new NatsControlPlane(nc, kv, bucket, { requestTimeoutMs, watchRetryMs, watchStallMs, readRetryMs, readTimeoutMs }, log);
+          const plane = new NatsControlPlane(nc, kv, bucket, { requestTimeoutMs, watchRetryMs, watchStallMs, readRetryMs, readTimeoutMs, stuckProbeMs, probeTimeoutMs }, log, avoided);
           // A bucket created just now (by this plane or another one meanwhile) is asked about
           // again (else the watchdog's first check learns which stream it is).
           if (found === 'missing') await plane.noteStream();
@@ -515,7 +550,7 @@ export class NatsControlPlane implements ControlPlane {
   async create<T>(key: string, value: T): Promise<number> {
     this.refuseIfReset();
     try {
-      const rev = await this.kv.create(key, this.encode(value));
+      const rev = await this.watched(this.kv.create(key, this.encode(value)));
       this.noteRevision(rev);
       return rev;
     } catch (err) {
@@ -528,7 +563,7 @@ export class NatsControlPlane implements ControlPlane {
     this.refuseIfReset();
     if (!Number.isInteger(revision) || revision <= 0) throw new CasConflictError(key);
     try {
-      const rev = await this.kv.update(key, this.encode(value), revision, this.opts.requestTimeoutMs);
+      const rev = await this.watched(this.kv.update(key, this.encode(value), revision, this.opts.requestTimeoutMs));
       this.noteRevision(rev);
       return rev;
     } catch (err) {
@@ -686,6 +721,85 @@ export class NatsControlPlane implements ControlPlane {
     }
   }
 
+  /** A probe of the server is under way (one at a time). */
+  private probing = false;
+  /**
+   * The callers' side of every request under way: failed at once when the plane leaves a server
+   * that does not answer (nats.js would keep them until their own timeouts, seconds).
+   */
+  private readonly unanswered = new Set<(err: Error) => void>();
+  /** Set while the plane leaves a server that did not answer: why its requests failed. */
+  private leaving: Error | undefined;
+
+  /** Fails the requests under way on the server just left (whether they reached it is unknown, as after a timeout). */
+  private failUnanswered(): void {
+    const why = this.leaving;
+    if (why === undefined) return;
+    this.leaving = undefined;
+    for (const fail of [...this.unanswered]) fail(why);
+    this.unanswered.clear();
+  }
+  /** When the plane last reconnected because its server did not answer a probe. */
+  private forcedAt = 0;
+
+  /**
+   * `request`, with a probe of the server if it is not answered within `stuckProbeMs` (ADR 0061).
+   * A JetStream leader election also leaves requests unanswered for seconds, but its servers
+   * answer pings, so only a server that is hung (or cut off) makes the plane move.
+   */
+  private watched<R>(request: Promise<R>): Promise<R> {
+    return new Promise<R>((resolve, reject) => {
+      this.unanswered.add(reject);
+      const timer = setTimeout(() => void this.probe(), this.opts.stuckProbeMs);
+      request
+        .then(resolve, reject)
+        .finally(() => {
+          clearTimeout(timer);
+          this.unanswered.delete(reject);
+        })
+        .catch(() => undefined);
+    });
+  }
+
+  /**
+   * Pings the server; when no answer comes within `probeTimeoutMs`, reconnects (nats.js dials
+   * the next server of its pool, this one last). At most one forced reconnect a second, so that
+   * a machine too loaded to answer in time does not make the plane thrash between servers.
+   */
+  private async probe(): Promise<void> {
+    const nc = this.connection;
+    if (this.probing || this.closed || nc.isClosed() || Date.now() - this.forcedAt < 1000) return;
+    this.probing = true;
+    const server = nc.getServer();
+    const startedAt = Date.now();
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const answered = await Promise.race([
+        // A rejected flush means the connection dropped already: nats.js is reconnecting.
+        nc.flush().then(
+          () => true,
+          () => true,
+        ),
+        new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), this.opts.probeTimeoutMs))),
+      ]);
+      if (answered || this.closed || nc.isClosed()) return;
+      this.forcedAt = Date.now();
+      // Dial the others first for a while; back to normal once it had time to recover.
+      this.avoided.listen = server;
+      this.avoided.until = this.forcedAt + AVOID_MS;
+      this.log.warn('control plane server not answering; reconnecting to another', { server, waitedMs: this.forcedAt - startedAt });
+      // The requests under way fail once the connection is down (status 'disconnect'): a retry
+      // made before that would be written to the socket being closed, and lost.
+      this.leaving = new Error(`server ${server} did not answer a ping within ${this.opts.probeTimeoutMs} ms; left it`);
+      await nc.reconnect();
+    } catch (err) {
+      this.log.debug('control plane probe failed', { err: String(err) });
+    } finally {
+      clearTimeout(timer);
+      this.probing = false;
+    }
+  }
+
   /** After a reconnect every consumer may have lost messages: restart each from its last revision. */
   private async followStatus(): Promise<void> {
     for await (const s of this.connection.status()) {
@@ -694,6 +808,7 @@ export class NatsControlPlane implements ControlPlane {
         this.log.info('control plane reconnected', { server: s.server });
         void this.checkWatches();
       } else if (s.type === 'disconnect') {
+        this.failUnanswered();
         this.log.warn('control plane disconnected');
       }
     }
@@ -708,7 +823,7 @@ export class NatsControlPlane implements ControlPlane {
     const deadline = Date.now() + this.opts.readRetryMs;
     for (let delay = 50; ; delay = Math.min(delay * 2, 500)) {
       try {
-        return await fn();
+        return await this.watched(fn());
       } catch (err) {
         if (this.closed || Date.now() + delay >= deadline) throw new ControlPlaneUnavailableError(operation, err);
         await pause(delay);
@@ -718,7 +833,7 @@ export class NatsControlPlane implements ControlPlane {
 
   private async call<R>(operation: string, fn: () => Promise<R>): Promise<R> {
     try {
-      return await fn();
+      return await this.watched(fn());
     } catch (err) {
       throw new ControlPlaneUnavailableError(operation, err);
     }
