@@ -544,6 +544,15 @@ export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
         d.nak();
         return 'failed';
       }
+      if (!own.certain) {
+        // The grid's answer took longer than the lease less its margin: the lease may run out on
+        // the grid at any moment, and another consumer take the id while this handler ran. It
+        // used to run anyway (its signal aborting just after it started). Nak'ed, as in
+        // progress; the lock is released below.
+        d.nak(this.busyDelayMs);
+        this.emit('failed', { id, error: new MessagingError(`the lock of ${id} was granted too late to be trusted (its answer took more than lockLeaseMs less its margin): not run`, 'MSG_LEASE_UNCERTAIN', true) });
+        return 'failed';
+      }
       d.working();
       keepalive = setInterval(() => d.working(), this.workingMs);
       keepalive.unref();

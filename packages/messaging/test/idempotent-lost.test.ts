@@ -114,3 +114,43 @@ describe('idempotent consumer: a handler that throws', () => {
     expect(await ic.isProcessed('throws-1')).toBe(false);
   });
 });
+
+describe('idempotent consumer: a lock granted too late to be trusted', () => {
+  const env = messagingEnv();
+  const { closers, natsConn } = env;
+
+  it('does not run the handler: the message is nak\'ed and runs once the grid answers in time', async () => {
+    const jsm = await jetstreamManager(await natsConn());
+    await jsm.streams.add({ name: 'LATE', subjects: ['LATE.>'], storage: StorageType.File });
+    await jsm.consumers.add('LATE', { durable_name: 'c', ack_policy: AckPolicy.Explicit, ack_wait: nanos(5000), max_deliver: -1 });
+    const js = jetstream(await natsConn());
+    const { gw, proxies } = await env.proxiedGrid();
+    // Lease 500 ms, trusted for 400 ms from when the request was sent; every grid answer takes
+    // longer than that while the proxies delay each way by 300 ms.
+    const ic = new IdempotentConsumer({ grid: gw, name: 'late', lockLeaseMs: 500, busyDelayMs: 100 });
+    closers.push(() => ic.close());
+    ic.on('error', () => undefined);
+    const failed: unknown[] = [];
+    const processed: string[] = [];
+    ic.on('failed', (e) => failed.push(e.error));
+    ic.on('processed', (e) => processed.push(e.id));
+    let runs = 0;
+    let runsWhileLate = 0;
+    let late = true;
+    for (const p of proxies) p.delay(300);
+    void ic.consume(await js.consumers.get('LATE', 'c'), () => {
+      runs++;
+      if (late) runsWhileLate++;
+    }).catch(() => undefined);
+    await js.publish('LATE.x', 'x', { msgID: 'late-1' });
+    await waitUntil(() => failed.length >= 2 || runsWhileLate > 0, 15_000, 'two deliveries given up');
+    // Before, the handler ran with a lock whose lease could run out on the grid at any moment
+    // (its signal aborted just after it started): another consumer could take the id meanwhile.
+    expect(runsWhileLate).toBe(0);
+    expect((failed[0] as { code?: string }).code).toBe('MSG_LEASE_UNCERTAIN');
+    late = false;
+    for (const p of proxies) p.heal();
+    await waitUntil(() => processed.length === 1, 15_000, 'the message processed once the grid answers in time');
+    expect(runs).toBe(1);
+  });
+});
