@@ -11,6 +11,13 @@ import { exited, freePort, makeTempDir, removeTempDir, spawnError, spawnTracked,
 export interface NatsServerOptions {
   /** nats-server binary. Default: `NATS_SERVER` env variable, else `nats-server` on PATH. */
   binary?: string;
+  /**
+   * Servers of a cluster tell their clients the others' addresses (NATS's gossip, on by
+   * default). False (`no_advertise`) keeps clients to the URLs they were given: a
+   * ProcessCluster's nodes reach NATS only through their fault proxies, so that
+   * `isolateFromControlPlane` cannot be escaped by dialling a gossiped address. Default true.
+   */
+  advertise?: boolean;
 }
 
 interface ServerSpec {
@@ -19,6 +26,7 @@ interface ServerSpec {
   clusterPort: number | undefined;
   routes: number[];
   dir: string;
+  advertise: boolean;
 }
 
 /** One nats-server process (started, killed, hung, resumed and restarted by pid). */
@@ -61,7 +69,8 @@ export class NatsServer {
     ];
     if (this.spec.clusterPort !== undefined) {
       const routes = this.spec.routes.map((p) => `nats-route://127.0.0.1:${p}`).join(', ');
-      lines.push(`cluster { name: gridlink-test, listen: 127.0.0.1:${this.spec.clusterPort}, routes: [${routes}] }`);
+      const gossip = this.spec.advertise ? '' : ', no_advertise: true';
+      lines.push(`cluster { name: gridlink-test, listen: 127.0.0.1:${this.spec.clusterPort}, routes: [${routes}]${gossip} }`);
     }
     writeFileSync(conf, lines.join('\n') + '\n');
     this.stderr = '';
@@ -152,7 +161,7 @@ export class NatsCluster {
       mkdirSync(sdir);
       servers.push(
         new NatsServer(
-          { name: `n${i + 1}`, port: ports[i]!, clusterPort: n > 1 ? clusterPorts[i] : undefined, routes: n > 1 ? clusterPorts.filter((_, j) => j !== i) : [], dir: sdir },
+          { name: `n${i + 1}`, port: ports[i]!, clusterPort: n > 1 ? clusterPorts[i] : undefined, routes: n > 1 ? clusterPorts.filter((_, j) => j !== i) : [], dir: sdir, advertise: options.advertise ?? true },
           binary,
         ),
       );

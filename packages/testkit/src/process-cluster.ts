@@ -14,7 +14,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { NODE_V8_FLAGS, NatsControlPlane, type TopologyRecord } from '@gridlink/node';
 import { FaultProxy } from './fault-proxy.js';
-import { NatsCluster } from './nats-server.js';
+import { NatsCluster, type NatsServer } from './nats-server.js';
 import { exited, freePort, freePortOn, loopbackAliasesUsable, spawnError, spawnTracked, waitFor } from './processes.js';
 
 export interface ProcessClusterOptions {
@@ -111,6 +111,8 @@ export class GridNodeProcess {
     readonly httpPort?: number,
     /** Runtime flags before the CLI's path (ProcessClusterOptions.v8Flags). */
     private readonly v8Flags: readonly string[] = NODE_V8_FLAGS,
+    /** The address the node listens on, its HTTP port too (`--host`): 127.0.1.i when partitionable. */
+    readonly host: string = '127.0.0.1',
   ) {}
 
   /**
@@ -120,7 +122,7 @@ export class GridNodeProcess {
   async httpStatus(path: string): Promise<number> {
     if (this.httpPort === undefined || !this.running) return 0;
     try {
-      const res = await fetch(`http://127.0.0.1:${this.httpPort}${path}`, { signal: AbortSignal.timeout(2000) });
+      const res = await fetch(`http://${this.host}:${this.httpPort}${path}`, { signal: AbortSignal.timeout(2000) });
       await res.arrayBuffer();
       return res.status;
     } catch {
@@ -254,12 +256,12 @@ export class ProcessCluster {
    */
   private async newNode(id: string): Promise<GridNodeProcess> {
     const natsUrls = await this.natsPathFor(id);
-    const httpPort = this.http ? await freePort() : undefined;
-    if (!this.partitionable) return this.makeNode(id, await freePort(), natsUrls, httpPort);
+    if (!this.partitionable) return this.makeNode(id, await freePort(), natsUrls, this.http ? await freePort() : undefined);
     const i = this.nets.size + 1;
     if (i > 254) throw new Error('a partitionable ProcessCluster has at most 254 nodes');
     const address = `127.0.1.${i}`;
     const port = await freePortOn(address);
+    const httpPort = this.http ? await freePortOn(address) : undefined;
     const proxy = await FaultProxy.start({ target: { host: address, port }, frames: false });
     this.nets.set(id, { address, proxy });
     // A node added while another is isolated is cut off from that one too.
@@ -359,6 +361,16 @@ export class ProcessCluster {
     return path;
   }
 
+  /**
+   * The NATS server node `id` is connected to now: the one whose proxy on the node's path has a
+   * connection open (undefined while it has none, or without control-plane proxies).
+   */
+  controlPlaneServerOf(id: string): NatsServer | undefined {
+    const proxies = this.paths.get(id)?.proxies ?? [];
+    const i = proxies.findIndex((p) => p.stats().open > 0);
+    return i < 0 ? undefined : this.nats.servers[i];
+  }
+
   /** Heals `isolateFromControlPlane`. */
   healControlPlane(id: string): void {
     for (const p of this.paths.get(id)?.proxies ?? []) p.heal();
@@ -369,7 +381,9 @@ export class ProcessCluster {
     const cliPath = options.cliPath ?? defaultCli();
     if (!existsSync(cliPath)) throw new Error(`gridlink-node is not built: ${cliPath} is missing (build @gridlink/node first)`);
     const natsServers = options.natsServers ?? 1;
-    const nats = await NatsCluster.start({ servers: natsServers });
+    // Through proxies, the nodes must know no other way to the servers (ADR 0061: a node leaves a
+    // server that stops answering, and would reach a gossiped address past its cut proxies).
+    const nats = await NatsCluster.start({ servers: natsServers, advertise: !(options.controlPlaneProxies ?? true) });
     const bucket = 'gridlink';
     const replicas = options.bucketReplicas ?? natsServers;
     const common = [
@@ -409,6 +423,7 @@ export class ProcessCluster {
         net?.dialPort ?? port,
         httpPort,
         options.v8Flags,
+        net?.host,
       );
     const makeNodeWithTimeout: typeof makeNode = (...a) => {
       const p = makeNode(...a);

@@ -10,9 +10,9 @@
  * Needs `packages/node/dist/cli.js` (build the node package first).
  */
 import { describe, expect, it } from 'vitest';
-import { waitFor } from '@gridlink/testkit';
-import { processClusterFixture } from './helpers/load.js';
-import type { NatsControlPlane, TopologyRecord } from '@gridlink/node';
+import { waitFor, type NatsServer } from '@gridlink/testkit';
+import { processClusterFixture, throughFault } from './helpers/load.js';
+import { LEASE_PREFIX, type NatsControlPlane, type TopologyRecord } from '@gridlink/node';
 
 const WORKERS = 32;
 
@@ -89,4 +89,39 @@ describe('NATS stream leader killed under grid load', () => {
       await all;
     }
   }, 60_000);
+
+  it('a hung nats-server: the nodes on it move to another within a lease, nobody is declared gone, no operation fails (ADR 0061)', async () => {
+    // The server the previous test killed comes back (a hang of one of two would leave no quorum).
+    for (const s of fx.cluster.nats.servers) if (!s.running) await s.start();
+    const cp = await fx.cluster.controlPlane();
+    await waitFor('the KV writable', () => kvWritable(cp), 30_000, 100);
+    let server: NatsServer | undefined;
+    await waitFor('node-1 connected to a server', () => (server = fx.cluster.controlPlaneServerOf('node-1')) !== undefined);
+    const before = membersOf(await fx.cluster.topology());
+    await throughFault(fx.client, 'nats-hang', async () => {
+      const renewed = (await cp.get(LEASE_PREFIX + 'node-1'))?.revision ?? 0;
+      server!.hang();
+      try {
+        // NATS's own pings would take 4-6 s, and the coordinator declares a node gone after 1 s.
+        await waitFor('node-1 on another server', () => ![undefined, server].includes(fx.cluster.controlPlaneServerOf('node-1')), 10_000, 20);
+        await waitFor('a renewal of node-1 through it', async () => ((await cp.get(LEASE_PREFIX + 'node-1'))?.revision ?? 0) > renewed, 10_000);
+      } finally {
+        server!.resume();
+      }
+    });
+    expect(membersOf(await fx.cluster.topology())).toBe(before);
+    expect(fx.cluster.node('node-1').log).toContain('control plane server not answering');
+  }, 90_000);
+
+  it('a node cut off from a 3-server NATS stays cut off (no gossiped way around its proxies): declared gone, back under a new epoch', async () => {
+    const epoch = (await fx.cluster.topology())!.members['node-2']!.epoch;
+    fx.cluster.isolateFromControlPlane('node-2');
+    try {
+      await fx.cluster.waitForGone('node-2', 30_000);
+    } finally {
+      fx.cluster.healControlPlane('node-2');
+    }
+    const t = await fx.cluster.waitForMembers(['node-1', 'node-2', 'node-3'], 30_000);
+    expect(t.members['node-2']!.epoch).not.toBe(epoch);
+  }, 90_000);
 });

@@ -99,7 +99,7 @@ let client: GridClient;
 
 beforeAll(async () => {
   if (!usable) return;
-  cluster = await ProcessCluster.start({ nodes: 3, natsServers: 1, partitions: 256, partitionable: true });
+  cluster = await ProcessCluster.start({ nodes: 3, natsServers: 1, partitions: 256, partitionable: true, http: true });
   client = await connectClient(cluster);
 }, 90_000);
 
@@ -338,5 +338,11 @@ describe.skipIf(!usable)('ProcessCluster: a grid node cut off from its peers and
     const cache = client.cache<string, number>('after-heal');
     await cache.put('k', 1);
     expect(await cache.get('k')).toBe(1);
+  });
+
+  it("a partitionable node's HTTP is asked on its own address: /health answers and waitForSafe settles", async () => {
+    // Each node listens on its 127.0.1.x address, its HTTP port too (--host).
+    for (const n of cluster.nodes) expect(await n.httpStatus('/health/ready')).toBe(200);
+    await cluster.waitForSafe(30_000);
   });
 });
