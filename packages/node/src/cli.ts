@@ -5,7 +5,7 @@
  * of one. Options: see `src/cli/options.ts` or `gridlink-node --help` (docs/operations.md).
  */
 import { hostname } from 'node:os';
-import { joinOrCreateCluster } from './cli/cluster.js';
+import { joinOrCreateCluster, retriedWhileUnavailable } from './cli/cluster.js';
 import { checkNatsCredsFile, readPemFiles } from './cli/files.js';
 import { namingVariable, parseCli, unknownVariableWarning, unknownVariables, type CliConfig } from './cli/options.js';
 import { NODE_V8_FLAGS, youngGenerationConfigured } from './cli/v8-flags.js';
@@ -65,10 +65,12 @@ async function main(): Promise<void> {
   } catch (err) {
     throw namingVariable(err, argv, process.env);
   }
+  // Start-up, connecting included, waits out an unready control plane this long (then exit 1).
+  const deadline = Date.now() + (c.controlPlane.kind === 'nats' ? c.controlPlane.connectTimeoutMs : 0);
   const { cp, close } = await openControlPlane(c, log);
   let record;
   try {
-    ({ record } = await joinOrCreateCluster(cp, { clusterId: c.clusterId, partitions: c.partitions, backups: c.backups }));
+    ({ record } = await retriedWhileUnavailable('cluster record', deadline, log, () => joinOrCreateCluster(cp, { clusterId: c.clusterId, partitions: c.partitions, backups: c.backups })));
   } catch (err) {
     await close();
     // A cluster setting the cluster does not have, from a variable: name it, as every other refusal does.
@@ -100,7 +102,7 @@ async function main(): Promise<void> {
 
   let node;
   try {
-    node = await startNode(opts);
+    node = await retriedWhileUnavailable('node start', deadline, log, () => startNode(opts));
   } catch (err) {
     await close();
     throw err;

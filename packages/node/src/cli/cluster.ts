@@ -6,6 +6,8 @@
  */
 import { CasConflictError, NodeConfigError } from '../errors.js';
 import type { ControlPlane } from '../control/kv.js';
+import { ControlPlaneUnavailableError } from '../control/nats.js';
+import type { Logger } from '../logger.js';
 import type { TopologyRecord } from '../control/topology.js';
 
 export const CLUSTER_KEY = 'cluster';
@@ -81,4 +83,25 @@ export async function joinOrCreateCluster(cp: ControlPlane, wanted: WantedCluste
     }
   }
   throw new NodeConfigError('control-plane', 'could not read or create the cluster record');
+}
+
+/**
+ * Runs a start-up step, and again while the control plane answers "unavailable", until
+ * `deadline`. Connecting already waits out NATS for the whole `--nats-connect-timeout-ms`; the
+ * reads and writes after it need the same: a JetStream leader election after a server restart
+ * keeps the KV failing for 10 s and more (the plane's own read retries give up after 10 s), and a
+ * pod that exits then goes into a crash-loop back-off instead of joining a moment later. Safe to
+ * repeat: a failed step wrote nothing that a new attempt does not write again (`startNode` ends
+ * the node it started, which gets a new epoch next time).
+ */
+export async function retriedWhileUnavailable<T>(step: string, deadline: number, log: Logger, fn: () => Promise<T>, pauseMs = 500): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (!(err instanceof ControlPlaneUnavailableError) || Date.now() + pauseMs >= deadline) throw err;
+      log.warn('control plane not ready at start-up; retrying', { step, attempt, err: err.message });
+      await new Promise((r) => setTimeout(r, pauseMs));
+    }
+  }
 }
