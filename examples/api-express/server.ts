@@ -17,8 +17,13 @@ await new Promise<void>((r) => server.once('listening', r));
 const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 
 async function shutdown(): Promise<void> {
-  server.closeAllConnections();
-  await new Promise<void>((r) => server.close(() => r())); // closes the grid client too
+  // Requests under way finish (their idempotency keys stored or freed, not left to their lease);
+  // idle keep-alive sockets close at once; whatever still runs after 10 s is cut.
+  const closed = new Promise<void>((r) => server.close(() => r())); // closes the grid client too
+  server.closeIdleConnections();
+  const cut = setTimeout(() => server.closeAllConnections(), 10_000);
+  await closed;
+  clearTimeout(cut);
   await cluster.stop();
 }
 

@@ -5,6 +5,7 @@
  * HTTP server, the grid client and the embedded grid, and exit 0 on their own.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { freePort, waitFor } from '@gridlink/testkit';
@@ -75,3 +76,63 @@ describe.each(CASES)('$file, stopped with $signal', ({ file, health, signal }) =
     }
   });
 });
+
+describe.each([CASES[1], CASES[3]])('$file, stopped with $signal while a request is under way', ({ file, signal }) => {
+  it('answers that request before it exits (graceful: the key is stored, not left to its lease)', async () => {
+    const port = await freePort();
+    const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', file], {
+      cwd: root,
+      env: { ...process.env, PORT: String(port), TSX_TSCONFIG_PATH: 'tsconfig.json' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout!.setEncoding('utf8');
+    child.stderr!.setEncoding('utf8');
+    child.stdout!.on('data', (d: string) => (out += d));
+    child.stderr!.on('data', (d: string) => (out += d));
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.once('exit', (code, sig) => r({ code, signal: sig })));
+    try {
+      await waitFor(`${file} to serve`, () => {
+        if (child.exitCode !== null) throw new Error(`${file} exited: ${out}`);
+        return out.includes(`orders API on http://127.0.0.1:${port}`);
+      }, 45_000);
+      // A request whose body is still arriving when the signal comes.
+      const body = JSON.stringify({ sku: 'book', qty: 1 });
+      const socket = net.connect(port, '127.0.0.1');
+      let answer = '';
+      socket.setEncoding('utf8');
+      socket.on('data', (d: string) => (answer += d));
+      socket.on('error', () => undefined);
+      const socketClosed = new Promise<void>((r) => socket.once('close', () => r()));
+      await new Promise<void>((r) => socket.once('connect', () => r()));
+      // Expect: 100-continue, so the server says when it has the request (a connection whose
+      // request it has not read yet is idle, and closing the server closes idle connections).
+      socket.write(`POST /orders HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/json\r\nexpect: 100-continue\r\nidempotency-key: under-way\r\ncontent-length: ${body.length}\r\n\r\n`);
+      await waitFor('100 Continue', () => answer.startsWith('HTTP/1.1 100 Continue\r\n\r\n'), 20_000);
+      socket.write(body.slice(0, 5));
+      child.kill(signal);
+      // Once it stops taking connections, the rest of the body arrives.
+      await waitFor('the server to stop accepting', () => portRefuses(port), 20_000);
+      socket.write(body.slice(5));
+      await socketClosed;
+      expect(answer).toMatch(/^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 201 /);
+      const end = await Promise.race([exited, new Promise<null>((r) => setTimeout(() => r(null), 20_000))]);
+      expect(end, `${file} still running 20 s after ${signal}: ${out}`).toEqual({ code: 0, signal: null });
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
+    }
+  });
+});
+
+/** True when a connection to the port is refused (the server stopped listening). */
+function portRefuses(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1');
+    s.once('connect', () => {
+      s.destroy();
+      resolve(false);
+    });
+    s.once('error', () => resolve(true));
+  });
+}
