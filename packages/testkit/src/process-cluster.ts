@@ -130,6 +130,17 @@ export class GridNodeProcess {
     }
   }
 
+  /** GET one of the node's HTTP paths and parse its JSON body; undefined when nothing answers or the body is no JSON. */
+  async httpJson<T>(path: string): Promise<{ status: number; body: T } | undefined> {
+    if (this.httpPort === undefined || !this.running) return undefined;
+    try {
+      const res = await fetch(`http://${this.host}:${this.httpPort}${path}`, { signal: AbortSignal.timeout(2000) });
+      return { status: res.status, body: (await res.json()) as T };
+    } catch {
+      return undefined;
+    }
+  }
+
   /** `127.0.0.1:<port clients dial>`. */
   get endpoint(): string {
     return `127.0.0.1:${this.dialPort}`;
@@ -522,17 +533,27 @@ export class ProcessCluster {
   }
 
   /**
-   * Waits until `/health/safe` answers 200 on every running node (started with `http: true`):
-   * nothing any of them holds is under-replicated, moving or lost.
+   * Waits until `/health/safe` answers 200 on every running node (started with `http: true`),
+   * every one of them judging on the topology the control plane holds now, whose members all
+   * run: nothing any of them holds is under-replicated, moving or lost, and no dead node is still
+   * counted as a holder. (A node answers on the topology it has applied; in
+   * the moment after a step, before it applied it, it would call safe what the step just made
+   * unsafe, e.g. a backup declared gone.)
    */
   async waitForSafe(timeoutMs = 30_000): Promise<void> {
     if (!this.http) throw new Error('waitForSafe needs a cluster started with http: true');
     await waitFor(
-      'every running node safe',
+      'every running node safe on the current topology',
       async () => {
-        const running = this.nodes.filter((p) => p.running);
-        const codes = await Promise.all(running.map((p) => p.httpStatus('/health/safe')));
-        return running.length > 0 && codes.every((c) => c === 200);
+        const topo = await this.topology().catch(() => null);
+        if (topo === null) return false;
+        // Every member is asked (a dead one not yet declared gone answers nothing: not safe), and
+        // every running node.
+        const members = Object.keys(topo.members);
+        if (!members.every((id) => this.nodes.some((p) => p.id === id && p.running))) return false;
+        const asked = this.nodes.filter((p) => p.running);
+        const answers = await Promise.all(asked.map((p) => p.httpJson<{ safe?: boolean; topologyVersion?: number }>('/health/safe')));
+        return asked.length > 0 && answers.every((a) => a?.status === 200 && a.body.safe === true && a.body.topologyVersion === topo.version);
       },
       timeoutMs,
       25,

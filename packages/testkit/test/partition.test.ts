@@ -345,4 +345,20 @@ describe.skipIf(!usable)('ProcessCluster: a grid node cut off from its peers and
     for (const n of cluster.nodes) expect(await n.httpStatus('/health/ready')).toBe(200);
     await cluster.waitForSafe(30_000);
   });
+
+  it('waitForSafe right after a kill waits for the dead node to be declared gone and its copies made again', async () => {
+    const before = (await cluster.topology())!.version;
+    await cluster.node('node-3').kill();
+    try {
+      await cluster.waitForSafe(30_000);
+      const t = (await cluster.topology())!;
+      expect(t.version).toBeGreaterThan(before);
+      expect(t.members['node-3']).toBeUndefined();
+      expect(t.owners.every((o) => o.length === 2 && !o.includes('node-3'))).toBe(true);
+    } finally {
+      await cluster.node('node-3').start();
+    }
+    await cluster.waitForMembers(['node-1', 'node-2', 'node-3']);
+    await cluster.waitForSafe(30_000);
+  });
 });
