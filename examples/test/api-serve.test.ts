@@ -19,25 +19,37 @@ const CASES = [
   { file: 'examples/api-nest/main.ts', health: '/health', signal: 'SIGTERM' },
 ] as const;
 
+/** Starts an example as docs/api.md does (PORT set) and waits until it serves. */
+async function serve(file: string): Promise<{ port: number; child: ChildProcess; output: () => string; exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }> }> {
+  const port = await freePort();
+  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', file], {
+    cwd: root,
+    env: { ...process.env, PORT: String(port), TSX_TSCONFIG_PATH: 'tsconfig.json' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout!.setEncoding('utf8');
+  child.stderr!.setEncoding('utf8');
+  child.stdout!.on('data', (d: string) => (out += d));
+  child.stderr!.on('data', (d: string) => (out += d));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.once('exit', (code, sig) => r({ code, signal: sig })));
+  try {
+    await waitFor(`${file} to serve`, () => {
+      if (child.exitCode !== null) throw new Error(`${file} exited: ${out}`);
+      return out.includes(`orders API on http://127.0.0.1:${port}`);
+    }, 45_000);
+  } catch (err) {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await exited;
+    throw err;
+  }
+  return { port, child, output: () => out, exited };
+}
+
 describe.each(CASES)('$file, stopped with $signal', ({ file, health, signal }) => {
   it('serves, replays, refuses a concurrent duplicate, answers health, and exits 0 promptly', async () => {
-    const port = await freePort();
-    const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', file], {
-      cwd: root,
-      env: { ...process.env, PORT: String(port), TSX_TSCONFIG_PATH: 'tsconfig.json' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    child.stdout!.setEncoding('utf8');
-    child.stderr!.setEncoding('utf8');
-    child.stdout!.on('data', (d: string) => (out += d));
-    child.stderr!.on('data', (d: string) => (out += d));
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.once('exit', (code, sig) => r({ code, signal: sig })));
+    const { port, child, output, exited } = await serve(file);
     try {
-      await waitFor(`${file} to serve`, () => {
-        if (child.exitCode !== null) throw new Error(`${file} exited: ${out}`);
-        return out.includes(`orders API on http://127.0.0.1:${port}`);
-      }, 45_000);
       const base = `http://127.0.0.1:${port}`;
       const post = (key: string, body: unknown): Promise<Response> =>
         fetch(`${base}/orders`, { method: 'POST', headers: { 'content-type': 'application/json', 'idempotency-key': key }, body: JSON.stringify(body) });
@@ -68,7 +80,7 @@ describe.each(CASES)('$file, stopped with $signal', ({ file, health, signal }) =
       const t0 = Date.now();
       child.kill(signal);
       const end = await Promise.race([exited, new Promise<null>((r) => setTimeout(() => r(null), 10_000))]);
-      expect(end, `${file} still running 10 s after ${signal}: ${out}`).toEqual({ code: 0, signal: null });
+      expect(end, `${file} still running 10 s after ${signal}: ${output()}`).toEqual({ code: 0, signal: null });
       expect(Date.now() - t0).toBeLessThan(10_000);
     } finally {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
@@ -79,23 +91,8 @@ describe.each(CASES)('$file, stopped with $signal', ({ file, health, signal }) =
 
 describe.each([CASES[1], CASES[3]])('$file, stopped with $signal while a request is under way', ({ file, signal }) => {
   it('answers that request before it exits (graceful: the key is stored, not left to its lease)', async () => {
-    const port = await freePort();
-    const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', file], {
-      cwd: root,
-      env: { ...process.env, PORT: String(port), TSX_TSCONFIG_PATH: 'tsconfig.json' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    child.stdout!.setEncoding('utf8');
-    child.stderr!.setEncoding('utf8');
-    child.stdout!.on('data', (d: string) => (out += d));
-    child.stderr!.on('data', (d: string) => (out += d));
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.once('exit', (code, sig) => r({ code, signal: sig })));
+    const { port, child, output, exited } = await serve(file);
     try {
-      await waitFor(`${file} to serve`, () => {
-        if (child.exitCode !== null) throw new Error(`${file} exited: ${out}`);
-        return out.includes(`orders API on http://127.0.0.1:${port}`);
-      }, 45_000);
       // A request whose body is still arriving when the signal comes.
       const body = JSON.stringify({ sku: 'book', qty: 1 });
       const socket = net.connect(port, '127.0.0.1');
@@ -117,7 +114,7 @@ describe.each([CASES[1], CASES[3]])('$file, stopped with $signal while a request
       await socketClosed;
       expect(answer).toMatch(/^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 201 /);
       const end = await Promise.race([exited, new Promise<null>((r) => setTimeout(() => r(null), 20_000))]);
-      expect(end, `${file} still running 20 s after ${signal}: ${out}`).toEqual({ code: 0, signal: null });
+      expect(end, `${file} still running 20 s after ${signal}: ${output()}`).toEqual({ code: 0, signal: null });
     } finally {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       await exited;
