@@ -113,6 +113,27 @@ describe('coordinator lease observations', () => {
     expect(kv.peek<TopologyRecord>(TOPOLOGY_KEY)!.value.members['n2']?.epoch).toBe('n2-2');
   });
 
+  it('a late renewal of a dropped epoch (applied when a hung NATS server resumed) does not evict the node\'s new life', async () => {
+    const { kv, n1 } = await cluster();
+    await run(kv, n1.coordinator, 1500, ['n1', 'n3']);
+    expect(n1.view.topo!.members['n2']).toBeUndefined();
+    // n2 restarts under a new epoch and joins.
+    await kv.put(LEASE_PREFIX + 'n2', lease('n2', 'n2-2'));
+    await run(kv, n1.coordinator, 100, ['n1', 'n3']);
+    expect(n1.view.topo!.members['n2']?.epoch).toBe('n2-2');
+    // A renewal its old life sent to a server that hung lands now, after the new life's (a newer
+    // revision): that life is over (ADR 0039), it replaces nothing.
+    await kv.put(LEASE_PREFIX + 'n2', lease('n2'));
+    await run(kv, n1.coordinator, 200, ['n1', 'n3']);
+    expect(n1.view.topo!.members['n2']?.epoch).toBe('n2-2');
+    // The new life's renewals go on counting: it stays.
+    for (let i = 0; i < 6; i++) {
+      await kv.put(LEASE_PREFIX + 'n2', lease('n2', 'n2-2'));
+      await run(kv, n1.coordinator, 250, ['n1', 'n3']);
+    }
+    expect(n1.view.topo!.members['n2']?.epoch).toBe('n2-2');
+  });
+
   it('a pending auto-adjust costs no step per tick, and the baseline moves at the first tick after the soft timeout', async () => {
     const { kv, n1, versions, writtenAt } = await cluster();
     await run(kv, n1.coordinator, 1500, ['n1', 'n2']);

@@ -161,6 +161,12 @@ export class Coordinator {
     // A lease record that cannot be read is no renewal: the last good one stands and ages as usual
     // (a live node's next renewal replaces it; a dead node's lease runs out).
     if (e.type === 'put' && this.malformedLease(id, e.value)) return;
+    // A renewal of an epoch the topology already dropped replaces nothing (ADR 0039): a request
+    // of a life that is over can reach the control plane late (a hung NATS server applies what it
+    // had buffered when it resumes, ADR 0061), after the node's new life renewed. Taken as the
+    // newest, it evicted the new life at the next step, and with it gone from `departed` the old
+    // epoch counted as alive again and became a member.
+    if (e.type === 'put' && this.d.view.topo?.departed?.[id] === e.value.epoch) return;
     if (e.type === 'delete') this.observed.delete(id);
     else {
       const now = Date.now();
