@@ -120,22 +120,19 @@ export class GridNodeProcess {
    * answers (not running, no HTTP port).
    */
   async httpStatus(path: string): Promise<number> {
-    if (this.httpPort === undefined || !this.running) return 0;
-    try {
-      const res = await fetch(`http://${this.host}:${this.httpPort}${path}`, { signal: AbortSignal.timeout(2000) });
-      await res.arrayBuffer();
-      return res.status;
-    } catch {
-      return 0;
-    }
+    return (await this.httpGet(path, async (res) => (await res.arrayBuffer(), res.status))) ?? 0;
   }
 
   /** GET one of the node's HTTP paths and parse its JSON body; undefined when nothing answers or the body is no JSON. */
-  async httpJson<T>(path: string): Promise<{ status: number; body: T } | undefined> {
+  httpJson<T>(path: string): Promise<{ status: number; body: T } | undefined> {
+    return this.httpGet(path, async (res) => ({ status: res.status, body: (await res.json()) as T }));
+  }
+
+  /** GET `path` from the node's HTTP port and read the answer with `read`; undefined when nothing answers or reading fails. */
+  private async httpGet<R>(path: string, read: (res: Response) => Promise<R>): Promise<R | undefined> {
     if (this.httpPort === undefined || !this.running) return undefined;
     try {
-      const res = await fetch(`http://${this.host}:${this.httpPort}${path}`, { signal: AbortSignal.timeout(2000) });
-      return { status: res.status, body: (await res.json()) as T };
+      return await read(await fetch(`http://${this.host}:${this.httpPort}${path}`, { signal: AbortSignal.timeout(2000) }));
     } catch {
       return undefined;
     }
@@ -413,8 +410,8 @@ export class ProcessCluster {
       options.logLevel ?? 'warn',
       ...(options.nodeArgs ?? []),
     ];
-    const makeNode = (id: string, port: number, natsUrls: string[], httpPort?: number, net?: { host: string; dialPort: number }): GridNodeProcess =>
-      new GridNodeProcess(
+    const makeNode = (id: string, port: number, natsUrls: string[], httpPort?: number, net?: { host: string; dialPort: number }): GridNodeProcess => {
+      const node = new GridNodeProcess(
         id,
         port,
         () => [
@@ -436,15 +433,13 @@ export class ProcessCluster {
         options.v8Flags,
         net?.host,
       );
-    const makeNodeWithTimeout: typeof makeNode = (...a) => {
-      const p = makeNode(...a);
-      if (options.startTimeoutMs !== undefined) p.startTimeoutMs = options.startTimeoutMs;
-      return p;
+      if (options.startTimeoutMs !== undefined) node.startTimeoutMs = options.startTimeoutMs;
+      return node;
     };
     const ids = options.ids ?? Array.from({ length: n }, (_, i) => `node-${i + 1}`);
     const nodes: GridNodeProcess[] = [];
     const http = options.http ?? false;
-    const cluster = new ProcessCluster(nats, nodes, bucket, makeNodeWithTimeout, http, options.controlPlaneProxies ?? true);
+    const cluster = new ProcessCluster(nats, nodes, bucket, makeNode, http, options.controlPlaneProxies ?? true);
     try {
       if (options.partitionable === true) {
         if (!(await loopbackAliasesUsable())) {

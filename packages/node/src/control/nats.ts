@@ -223,7 +223,7 @@ export class NatsControlPlane implements ControlPlane {
     private readonly opts: { requestTimeoutMs: number; watchRetryMs: number; watchStallMs: number; readRetryMs: number; readTimeoutMs: number; stuckProbeMs: number; probeTimeoutMs: number },
     logger: Logger,
     /** Shared with the connection's `reconnectToServer`. */
-    private readonly avoided: AvoidedServer = { listen: '', until: 0 },
+    private readonly avoided: AvoidedServer,
   ) {
     this.log = logger;
     void this.followStatus();
