@@ -115,7 +115,14 @@ export class GridNode implements ConnectionHost, MetricsSource {
     const cacheRules = new CacheRuleBook(store, opts.backups);
     const caches = (): readonly CacheRule[] => cacheRules.rules(view.topo?.backups ?? opts.backups);
     this.caches = caches;
-    this.coordinator = new Coordinator({ ...base, leaseValid, applyTopology: (rec) => this.applyTopology(rec), refreshTopology, caches });
+    this.coordinator = new Coordinator({
+      ...base,
+      leaseValid,
+      applyTopology: (rec) => this.applyTopology(rec),
+      refreshTopology,
+      caches,
+      askAlive: (peer, timeoutMs) => this.promises.askAlive(peer, timeoutMs),
+    });
     this.replicator = new Replicator(base);
     this.transfer = new StateTransfer({
       ...base,

@@ -4,7 +4,7 @@
  * must serve again on its own once the control plane is back.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { LEASE_PREFIX, silentLogger, startNode, type GridNode } from '@gridlink/node';
+import { LEASE_PREFIX, MemoryControlPlane, silentLogger, startNode, type GridNode } from '@gridlink/node';
 import { FlakyControlPlane } from './helpers/flaky-control-plane.js';
 import { connectClient } from './helpers/grid.js';
 import { until } from './helpers/until.js';
@@ -128,6 +128,51 @@ describe('primaries vouched for by their backups (ADR 0007)', () => {
       cp.failWrites = false;
       await until(() => nodes.every((x) => x.leaseValid()), 'leases valid again');
       for (const x of nodes) expect(Object.keys(x.topology()!.members).sort()).toEqual(['a', 'b', 'c']);
+    } finally {
+      await client.close();
+    }
+  });
+});
+
+describe('a node whose own control-plane connection fails for a moment (ADR 0062)', () => {
+  const nodes: GridNode[] = [];
+  afterEach(() => {
+    for (const n of nodes.splice(0)) n.kill();
+  });
+
+  it('renewals fail for c alone for longer than a lease: c answers the coordinator over the grid, stays a member under its epoch, and writes succeed throughout', async () => {
+    const shared = new MemoryControlPlane();
+    // c reaches the control plane through its own connection (a nats-server that was killed).
+    const cOnly = new FlakyControlPlane(shared);
+    const started = await Promise.all(
+      (['a', 'b', 'c'] as const).map((id) => startNode({ id, controlPlane: id === 'c' ? cOnly : shared, port: 0, partitions: 16, backups: 1, bootstrapNodes: 3, logger: silentLogger })),
+    );
+    nodes.push(...started);
+    await until(() => nodes.every((n) => n.topology() !== null && Object.keys(n.topology()!.members).length === 3 && n.isServing()), 'three serving members');
+    const c = nodes[2]!;
+    const epoch = c.epoch;
+    const version = c.topologyVersion();
+    const client = await connectClient(nodes.map((n) => `127.0.0.1:${n.port}`), { operationTimeout: 3000 });
+    try {
+      const cache = client.cache<string, number>('v');
+      cOnly.failWrites = true;
+      cOnly.failReads = true;
+      await until(() => !c.leaseValid(), 'c\'s lease to lapse');
+      // Six failed renewals: 1.5 s without one, half a lease past its lease (declared gone at 1 s before).
+      let n = 0;
+      while (cOnly.failedWrites < 6) {
+        await cache.put(`k${n % 64}`, n);
+        expect(await cache.get(`k${n % 64}`)).toBe(n);
+        n++;
+      }
+      cOnly.failWrites = false;
+      cOnly.failReads = false;
+      await until(() => c.leaseValid() && c.isServing(), 'c serving on its lease again');
+      for (const x of nodes) expect(x.topology()!.members['c']?.epoch).toBe(epoch);
+      expect(c.epoch).toBe(epoch);
+      expect(nodes.every((x) => x.topologyVersion() === version)).toBe(true);
+      for (let i = 0; i < 64; i++) await cache.put(`k${i}`, 1000 + i);
+      for (let i = 0; i < 64; i++) expect(await cache.get(`k${i}`)).toBe(1000 + i);
     } finally {
       await client.close();
     }

@@ -16,7 +16,7 @@ import { CasConflictError } from '../errors.js';
 import type { Lifecycle } from '../lifecycle.js';
 import type { Logger } from '../logger.js';
 import { coordinatorStep } from './handback.js';
-import { LivenessClock } from './liveness.js';
+import { LateNodes, LivenessClock, type AliveAnswer } from './liveness.js';
 import { StepBasis } from './step-basis.js';
 import type { ClusterView } from './view.js';
 
@@ -35,6 +35,11 @@ export interface CoordinatorDeps {
    * while the rules are the same: the coordinator serialises them again only when it changes.
    */
   caches?(): readonly CacheRule[];
+  /**
+   * Asks node `id` over the grid whether it is alive (ADR 0062): its epoch and topology version.
+   * Without it, a node is judged on its lease alone.
+   */
+  askAlive?(id: string, timeoutMs: number): Promise<AliveAnswer>;
 }
 
 const NO_CACHES: readonly CacheRule[] = Object.freeze([]);
@@ -108,9 +113,15 @@ export class Coordinator {
   private lastCachesJson = '';
   /** Judges nobody while this node's own renewals are not seen (control plane down, watch gap). */
   private readonly liveness: LivenessClock;
+  /** Nodes late with their renewals that answer over the grid, kept a while (ADR 0062). */
+  readonly late: LateNodes;
 
   constructor(private readonly d: CoordinatorDeps) {
-    this.liveness = new LivenessClock(d.opts.leaseMs, d.opts.leaseMs / 2, Date.now(), d.opts.renewIntervalMs * 1.5);
+    const { leaseMs, renewIntervalMs } = d.opts;
+    this.liveness = new LivenessClock(leaseMs, leaseMs / 2, Date.now(), renewIntervalMs * 1.5);
+    // Asked once two renewals are missing; an answer counts for half a lease; kept up to two
+    // leases past the lease (a reconnect to another nats-server takes well under that, ADR 0061).
+    this.late = new LateNodes(leaseMs, 2 * renewIntervalMs, leaseMs / 2, 2 * leaseMs, leaseMs / 4);
   }
 
   /** Seeds the observations with the leases listed at start. */
@@ -178,6 +189,47 @@ export class Coordinator {
     }
   }
 
+  /**
+   * ADR 0062: asks the members whose renewals are late whether they are alive, and counts as
+   * alive those past their lease that answered recently from the same epoch with the current
+   * topology, within the grace.
+   */
+  private keepAnswering(late: readonly { lease: LeaseRecord; age: number }[], alive: LeaseRecord[], now: number): void {
+    const { view, opts, log } = this.d;
+    const topo = view.topo;
+    if (this.d.askAlive === undefined || topo === null) return;
+    const kept = new Set<string>();
+    for (const { lease, age } of late) {
+      const id = lease.id;
+      if (topo.members[id]?.epoch !== lease.epoch) continue;
+      if (this.late.shouldAsk(id, age, now)) {
+        this.late.asked(id, now);
+        const timeoutMs = opts.leaseMs / 4;
+        void Promise.resolve()
+          .then(() => this.d.askAlive!(id, timeoutMs))
+          .then(
+            (a) => this.late.answered(id, now, a),
+            () => this.late.answered(id, now, null),
+          );
+      }
+      if (age > opts.leaseMs && this.late.vouched(id, lease.epoch, age, topo.version, now)) {
+        kept.add(id);
+        if (!this.keptOnAnswers.has(id)) {
+          log.info('lease renewals late, but the node answers over the grid: kept a member for now', { node: id, epoch: lease.epoch, lateMs: Math.round(age), upToMs: opts.leaseMs + this.late.graceMs });
+        }
+        alive.push(lease);
+      }
+    }
+    for (const id of this.keptOnAnswers) {
+      if (!kept.has(id)) log.info('no longer kept on answers', { node: id, renewing: alive.some((l) => l.id === id) });
+    }
+    this.keptOnAnswers = kept;
+    this.late.retain((id) => this.observed.has(id));
+  }
+
+  /** Nodes currently kept a member on their answers (logged once per spell). */
+  private keptOnAnswers = new Set<string>();
+
   async tick(): Promise<void> {
     const { opts, view, kv, log } = this.d;
     const now = Date.now();
@@ -193,9 +245,18 @@ export class Coordinator {
     // node's lease stays in the control plane, and a stall or a blind spell counts it afresh.
     const departed = view.topo?.departed ?? {};
     const alive: LeaseRecord[] = [];
-    for (const o of this.observed.values()) if (departed[o.lease.id] !== o.lease.epoch && this.liveness.alive(o.seenAt, now)) alive.push(o.lease);
+    const late: { lease: LeaseRecord; age: number }[] = [];
+    for (const o of this.observed.values()) {
+      if (departed[o.lease.id] === o.lease.epoch) continue;
+      const age = this.liveness.age(o.seenAt, now);
+      if (age <= opts.leaseMs) alive.push(o.lease);
+      if (age > this.late.askAfterMs && o.lease.id !== this.d.id) late.push({ lease: o.lease, age });
+    }
+    // The coordinator is the lowest id among the leases alive: a node kept on its answers alone
+    // may be cut off from the control plane, where it could write nothing.
     const ids = alive.map((l) => l.id).sort();
     if (ids[0] !== this.d.id) return;
+    if (late.length > 0) this.keepAnswering(late, alive, now);
     this.busy = true;
     try {
       if (view.topo === null) {
@@ -215,7 +276,7 @@ export class Coordinator {
           autoAdjust: opts.autoAdjust,
         });
         await kv.create(TOPOLOGY_KEY, rec);
-        log.info('cluster created', { nodes: ids, partitions: rec.partitions });
+        log.info('cluster created', { nodes: alive.map((l) => l.id).sort(), partitions: rec.partitions });
         return;
       }
       if (view.topoMalformed) {

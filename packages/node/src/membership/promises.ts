@@ -9,6 +9,7 @@
  * gave for p has run out. The primary asks only when its lease runs short, so while the control
  * plane is healthy nobody holds a promise and hand-overs wait for nothing.
  */
+import type { AliveAnswer } from './liveness.js';
 import type { ResolvedNodeOptions } from '../config.js';
 import type { Lifecycle } from '../lifecycle.js';
 import type { Logger } from '../logger.js';
@@ -43,6 +44,8 @@ export interface PromiseRequest {
 export interface PromiseReply {
   epoch: string;
   parts: number[];
+  /** The giver's topology version (ADR 0062: a request for no partitions asks "are you alive?"). */
+  version?: number;
 }
 
 export interface PromiseDeps {
@@ -128,7 +131,21 @@ export class PromiseBook {
         out.push(p);
       }
     }
-    return { epoch: view.epoch, parts: out };
+    return { epoch: view.epoch, parts: out, version: view.topologyVersion() };
+  }
+
+  /**
+   * Asks `peer` whether it is alive (ADR 0062): a promise request for no partitions, answered by
+   * every release with its epoch, and since ADR 0062 with its topology version.
+   */
+  askAlive(peer: string, timeoutMs: number): Promise<AliveAnswer> {
+    const { peers, id, view } = this.d;
+    return Promise.resolve()
+      .then(() => peers.peer(peer).request(Op.PEER_PROMISE, { from: id, epoch: view.epoch, parts: [] } satisfies PromiseRequest, timeoutMs))
+      .then((r) => {
+        const reply = r as Partial<PromiseReply> | null;
+        return reply !== null && typeof reply === 'object' && typeof reply.epoch === 'string' ? { epoch: reply.epoch, ...(typeof reply.version === 'number' ? { version: reply.version } : {}) } : { epoch: '' };
+      });
   }
 
   /** A new life: the promises held were for the old epoch (the ones given stay binding). */

@@ -1,0 +1,210 @@
+/**
+ * ADR 0062: a node whose lease renewals are late but who answers the coordinator over the grid
+ * (its nats-server was killed or hung and it is reconnecting) stays a member for up to two leases
+ * past its lease; one that answers nothing (dead, hung, cut off from its peers too) is dropped
+ * exactly when it was before. Driven on a real MemoryControlPlane with the clock under the test's
+ * control, through the same harness as `coordinator-leases.test.ts`.
+ */
+import fc from 'fast-check';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { MemoryControlPlane, type TopologyRecord } from '@gridlink/node';
+import { LEASE_PREFIX, TOPOLOGY_KEY } from '../src/control/keys.js';
+import { initialTopology } from '../src/control/topology.js';
+import { LateNodes, type AliveAnswer } from '../src/membership/liveness.js';
+import { coordinatorOf, lease, settle } from './helpers/coordinator.js';
+
+const LEASE = 1000;
+const GRACE = 2 * LEASE;
+const TICK = 50;
+
+/** How n2 answers "are you alive?" at a moment (null: no answer; the request fails). */
+type Answering = (now: number) => 'yes' | 'other-epoch' | 'old-version' | null;
+
+describe('coordinator: late nodes that answer over the grid (ADR 0062)', () => {
+  let now = 1_000_000;
+  const closers: (() => void)[] = [];
+  beforeEach(() => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    now = 1_000_000;
+    vi.setSystemTime(now);
+  });
+  afterEach(() => {
+    for (const c of closers.splice(0)) c();
+    vi.useRealTimers();
+  });
+
+  /**
+   * Three nodes, n1 coordinating; n1 and n3 renew throughout, n2 until `n2StopsAt` ms into the run
+   * and again from `n2ResumesAt`. Returns when n2 left the topology (ms after its last renewal
+   * written, or null) and how many topology versions were written.
+   */
+  async function scenario(answering: Answering | undefined, n2StopsAt: number, n2ResumesAt: number, totalMs: number): Promise<{ droppedAfter: number | null; versions: number; asked: number }> {
+    // Every scenario on the same clock phase: renewals every 250 ms, ticks every 50 ms.
+    now = 1_000_000;
+    vi.setSystemTime(now);
+    const kv = new MemoryControlPlane();
+    let versions = 0;
+    closers.push(
+      kv.watch<TopologyRecord>(TOPOLOGY_KEY, (e) => {
+        if (e.type === 'put') versions++;
+      }),
+    );
+    for (const id of ['n1', 'n2', 'n3']) await kv.put(LEASE_PREFIX + id, lease(id));
+    await kv.create(TOPOLOGY_KEY, initialTopology({ clusterId: 'c', partitions: 8, backups: 1, leases: ['n1', 'n2', 'n3'].map((id) => lease(id)) }));
+    let asked = 0;
+    const askAlive =
+      answering === undefined
+        ? undefined
+        : (id: string): Promise<AliveAnswer> => {
+            asked++;
+            expect(id).toBe('n2');
+            const a = answering(now);
+            const version = n1.view.topo!.version;
+            if (a === null) return Promise.reject(new Error('peer unavailable'));
+            if (a === 'other-epoch') return Promise.resolve({ epoch: 'n2-2', version });
+            if (a === 'old-version') return Promise.resolve({ epoch: 'n2-1', version: version - 1 });
+            return Promise.resolve({ epoch: 'n2-1', version });
+          };
+    const n1 = coordinatorOf(kv, 'n1', undefined, askAlive);
+    closers.push(n1.close);
+    await n1.coordinator.load();
+    await n1.refreshTopology();
+    await settle();
+    n1.coordinator.started();
+    const start = now;
+    let lastN2 = now;
+    let droppedAfter: number | null = null;
+    for (let t = 0; t < totalMs; t += 10) {
+      now += 10;
+      vi.setSystemTime(now);
+      const elapsed = now - start;
+      if (now % 250 === 0) {
+        for (const id of ['n1', 'n3']) await kv.put(LEASE_PREFIX + id, lease(id));
+        if (elapsed < n2StopsAt || elapsed >= n2ResumesAt) {
+          await kv.put(LEASE_PREFIX + 'n2', lease('n2'));
+          lastN2 = now;
+        }
+      }
+      await settle();
+      if (now % TICK === 0) await n1.coordinator.tick();
+      await settle();
+      if (droppedAfter === null && n1.view.topo!.members['n2'] === undefined) droppedAfter = now - lastN2;
+    }
+    return { droppedAfter, versions, asked };
+  }
+
+  it('a node that answers is kept up to two leases past its lease, then dropped', async () => {
+    const r = await scenario(() => 'yes', 500, Infinity, 5000);
+    expect(r.droppedAfter).not.toBeNull();
+    expect(r.droppedAfter!).toBeGreaterThan(LEASE + GRACE - 2 * TICK);
+    expect(r.droppedAfter!).toBeLessThanOrEqual(LEASE + GRACE + 2 * TICK);
+    expect(r.asked).toBeGreaterThan(0);
+  });
+
+  it('a node whose renewals come back within the grace stays a member, and no topology is written', async () => {
+    const r = await scenario(() => 'yes', 500, 500 + 2500, 6000);
+    expect(r.droppedAfter).toBeNull();
+    expect(r.versions).toBe(1);
+  });
+
+  it('a node that answers nothing is dropped exactly as without asking', async () => {
+    const without = await scenario(undefined, 500, Infinity, 3000);
+    const silent = await scenario(() => null, 500, Infinity, 3000);
+    expect(without.droppedAfter).not.toBeNull();
+    expect(silent.droppedAfter).toBe(without.droppedAfter);
+    expect(silent.droppedAfter!).toBeLessThanOrEqual(LEASE + 2 * TICK);
+  });
+
+  it('an answer from another epoch, or from a node behind on the topology, keeps nobody', async () => {
+    const without = await scenario(undefined, 500, Infinity, 3000);
+    expect((await scenario(() => 'other-epoch', 500, Infinity, 3000)).droppedAfter).toBe(without.droppedAfter);
+    expect((await scenario(() => 'old-version', 500, Infinity, 3000)).droppedAfter).toBe(without.droppedAfter);
+  });
+
+  it('a node that stops answering (it died while reconnecting) is dropped within half a lease of its last answer', async () => {
+    // It answers until 1,800 ms after it stopped renewing at 500 ms.
+    let stoppedAt = 0;
+    const r = await scenario((t) => {
+      if (stoppedAt === 0) stoppedAt = t;
+      return t - stoppedAt < 1800 ? 'yes' : null;
+    }, 500, Infinity, 5000);
+    expect(r.droppedAfter).not.toBeNull();
+    expect(r.droppedAfter!).toBeLessThan(LEASE + GRACE - 2 * TICK);
+  });
+
+  it('property: never dropped while renewing, never before its lease, never after the grace; silent nodes exactly as before', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 300, max: 1000 }),
+        fc.integer({ min: 100, max: 4000 }),
+        fc.integer({ min: 0, max: 4000 }),
+        fc.constantFrom<'yes' | 'other-epoch' | 'old-version' | null>('yes', 'other-epoch', 'old-version', null),
+        async (stopAt, gap, answersFor, kind) => {
+          let firstAsk = 0;
+          const answering: Answering = (t) => {
+            if (firstAsk === 0) firstAsk = t;
+            return t - firstAsk < answersFor ? kind : null;
+          };
+          const r = await scenario(answering, stopAt, stopAt + gap, stopAt + gap + 1500);
+          const silent = await scenario(undefined, stopAt, stopAt + gap, stopAt + gap + 1500);
+          if (silent.droppedAfter !== null) expect(silent.droppedAfter).toBeLessThanOrEqual(LEASE + 2 * TICK);
+          if (r.droppedAfter !== null) {
+            // Never before the lease ran out, never past the grace.
+            expect(r.droppedAfter).toBeGreaterThan(LEASE - TICK);
+            expect(r.droppedAfter).toBeLessThanOrEqual(LEASE + GRACE + 2 * TICK);
+          }
+          // Whoever was dropped without asking is dropped with asking unless it answered as itself.
+          if (kind !== 'yes' || answersFor === 0) expect(r.droppedAfter).toBe(silent.droppedAfter);
+          // A node dropped without asking is kept (or dropped later) when it answered; one kept
+          // without asking is kept with it.
+          // A node answering as itself all along is kept through the grace: a gap shorter than
+          // that costs it nothing.
+          if (kind === 'yes' && answersFor >= LEASE + GRACE) {
+            if (gap < LEASE + GRACE - 2 * TICK) expect(r.droppedAfter).toBeNull();
+            else expect(r.droppedAfter).toBeGreaterThan(LEASE + GRACE - 2 * TICK);
+          }
+          if (silent.droppedAfter === null) expect(r.droppedAfter).toBeNull();
+          else if (r.droppedAfter !== null) expect(r.droppedAfter).toBeGreaterThanOrEqual(silent.droppedAfter);
+        },
+      ),
+      { numRuns: 40 },
+    );
+    for (const c of closers.splice(0)) c();
+  }, 120_000);
+});
+
+describe('LateNodes', () => {
+  it('property: an answer counts only from the same epoch, at the topology asked, fresh, within the grace', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 5000 }),
+        fc.integer({ min: 0, max: 5000 }),
+        fc.boolean(),
+        fc.integer({ min: -2, max: 2 }),
+        (sentAgo, age, sameEpoch, versionDelta) => {
+          const late = new LateNodes(1000, 500, 500, 2000, 250);
+          const now = 100_000;
+          late.asked('n', now - sentAgo);
+          late.answered('n', now - sentAgo, { epoch: sameEpoch ? 'e1' : 'e2', version: 10 + versionDelta });
+          const kept = late.vouched('n', 'e1', age, 10, now);
+          expect(kept).toBe(sameEpoch && versionDelta >= 0 && sentAgo <= 500 && age <= 3000);
+        },
+      ),
+    );
+  });
+
+  it('asks only once renewals are late and within the grace, one request at a time until it is stale', () => {
+    const late = new LateNodes(1000, 500, 500, 2000, 250);
+    expect(late.shouldAsk('n', 400, 0)).toBe(false);
+    expect(late.shouldAsk('n', 600, 0)).toBe(true);
+    late.asked('n', 0);
+    expect(late.shouldAsk('n', 650, 50)).toBe(false);
+    expect(late.shouldAsk('n', 850, 250)).toBe(true);
+    late.answered('n', 0, null);
+    expect(late.shouldAsk('n', 700, 100)).toBe(true);
+    expect(late.shouldAsk('n', 3001, 100)).toBe(false);
+    // An answer without a topology version (a release before ADR 0062) keeps nobody.
+    late.answered('n', 100, { epoch: 'e1' });
+    expect(late.vouched('n', 'e1', 1200, 0, 150)).toBe(false);
+  });
+});
