@@ -38,7 +38,13 @@ describe('coordinator: late nodes that answer over the grid (ADR 0062)', () => {
    * and again from `n2ResumesAt`. Returns when n2 left the topology (ms after its last renewal
    * written, or null) and how many topology versions were written.
    */
-  async function scenario(answering: Answering | undefined, n2StopsAt: number, n2ResumesAt: number, totalMs: number): Promise<{ droppedAfter: number | null; versions: number; asked: number }> {
+  async function scenario(
+    answering: Answering | undefined,
+    n2StopsAt: number,
+    n2ResumesAt: number,
+    totalMs: number,
+    n3DiesAt = Infinity,
+  ): Promise<{ droppedAfter: number | null; versions: number; asked: number; topo: TopologyRecord }> {
     // Every scenario on the same clock phase: renewals every 250 ms, ticks every 50 ms.
     now = 1_000_000;
     vi.setSystemTime(now);
@@ -56,6 +62,7 @@ describe('coordinator: late nodes that answer over the grid (ADR 0062)', () => {
       answering === undefined
         ? undefined
         : (id: string): Promise<AliveAnswer> => {
+            if (id === 'n3') return Promise.reject(new Error('peer unavailable'));
             asked++;
             expect(id).toBe('n2');
             const a = answering(now);
@@ -79,7 +86,8 @@ describe('coordinator: late nodes that answer over the grid (ADR 0062)', () => {
       vi.setSystemTime(now);
       const elapsed = now - start;
       if (now % 250 === 0) {
-        for (const id of ['n1', 'n3']) await kv.put(LEASE_PREFIX + id, lease(id));
+        await kv.put(LEASE_PREFIX + 'n1', lease('n1'));
+        if (elapsed < n3DiesAt) await kv.put(LEASE_PREFIX + 'n3', lease('n3'));
         if (elapsed < n2StopsAt || elapsed >= n2ResumesAt) {
           await kv.put(LEASE_PREFIX + 'n2', lease('n2'));
           lastN2 = now;
@@ -90,7 +98,7 @@ describe('coordinator: late nodes that answer over the grid (ADR 0062)', () => {
       await settle();
       if (droppedAfter === null && n1.view.topo!.members['n2'] === undefined) droppedAfter = now - lastN2;
     }
-    return { droppedAfter, versions, asked };
+    return { droppedAfter, versions, asked, topo: n1.view.topo! };
   }
 
   it('a node that answers is kept up to two leases past its lease, then dropped', async () => {
@@ -105,6 +113,19 @@ describe('coordinator: late nodes that answer over the grid (ADR 0062)', () => {
     const r = await scenario(() => 'yes', 500, 500 + 2500, 6000);
     expect(r.droppedAfter).toBeNull();
     expect(r.versions).toBe(1);
+  });
+
+  it('past the grace, a node that answers and holds the only copy of partitions (their other owner died) is kept, and nothing is lost', async () => {
+    // n2 cannot renew from 500 ms and answers throughout; n3 dies at 1,000 ms; n2 renews again at 6,000 ms.
+    const r = await scenario(() => 'yes', 500, 6000, 8000, 1000);
+    expect(r.droppedAfter).toBeNull();
+    expect(r.topo.members['n3']).toBeUndefined();
+    expect(r.topo.lost).toEqual([]);
+    // Without asking, n2 is dropped a lease after its last renewal and the partitions only it
+    // and n3 held are lost.
+    const without = await scenario(undefined, 500, 6000, 8000, 1000);
+    expect(without.droppedAfter).not.toBeNull();
+    expect(without.topo.lost.length).toBeGreaterThan(0);
   });
 
   it('a node that answers nothing is dropped exactly as without asking', async () => {
@@ -193,7 +214,7 @@ describe('LateNodes', () => {
     );
   });
 
-  it('asks only once renewals are late and within the grace, one request at a time until it is stale', () => {
+  it('asks only once renewals are late, one request at a time until it is stale', () => {
     const late = new LateNodes(1000, 500, 500, 2000, 250);
     expect(late.shouldAsk('n', 400, 0)).toBe(false);
     expect(late.shouldAsk('n', 600, 0)).toBe(true);
@@ -202,9 +223,18 @@ describe('LateNodes', () => {
     expect(late.shouldAsk('n', 850, 250)).toBe(true);
     late.answered('n', 0, null);
     expect(late.shouldAsk('n', 700, 100)).toBe(true);
-    expect(late.shouldAsk('n', 3001, 100)).toBe(false);
+    // Still asked past the grace: a node holding the only copy of a partition is kept while it answers.
+    expect(late.shouldAsk('n', 30_001, 100)).toBe(true);
+    late.answered('n', 90, { epoch: 'e1', version: 3 });
+    expect(late.answering('n', 'e1', 590)).toBe(true);
+    expect(late.answering('n', 'e1', 591)).toBe(false);
+    expect(late.answering('n', 'e2', 100)).toBe(false);
+    expect(late.vouched('n', 'e1', 3001, 3, 100)).toBe(false);
     // An answer without a topology version (a release before ADR 0062) keeps nobody.
-    late.answered('n', 100, { epoch: 'e1' });
-    expect(late.vouched('n', 'e1', 1200, 0, 150)).toBe(false);
+    const older = new LateNodes(1000, 500, 500, 2000, 250);
+    older.asked('n', 100);
+    older.answered('n', 100, { epoch: 'e1' });
+    expect(older.answering('n', 'e1', 150)).toBe(false);
+    expect(older.vouched('n', 'e1', 1200, 0, 150)).toBe(false);
   });
 });

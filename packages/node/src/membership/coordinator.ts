@@ -44,6 +44,16 @@ export interface CoordinatorDeps {
 
 const NO_CACHES: readonly CacheRule[] = Object.freeze([]);
 
+/** How many partitions list `id` as an owner and no other owner among `alive` (ADR 0062). */
+export function soleHolderOf(topo: TopologyRecord, id: string, alive: ReadonlySet<string>): number {
+  let n = 0;
+  for (const owners of topo.owners) {
+    if (!owners.includes(id)) continue;
+    if (!owners.some((o) => o !== id && alive.has(o))) n++;
+  }
+  return n;
+}
+
 /** What the coordinator's cache rules are made of: the caches this node knows (NodeStore). */
 export interface CacheRegistry {
   /** Moves on whenever a cache is configured with a config it did not have. */
@@ -199,6 +209,7 @@ export class Coordinator {
     const topo = view.topo;
     if (this.d.askAlive === undefined || topo === null) return;
     const kept = new Set<string>();
+    const aliveIds = new Set(alive.map((l) => l.id));
     for (const { lease, age } of late) {
       const id = lease.id;
       if (topo.members[id]?.epoch !== lease.epoch) continue;
@@ -212,10 +223,23 @@ export class Coordinator {
             () => this.late.answered(id, now, null),
           );
       }
-      if (age > opts.leaseMs && this.late.vouched(id, lease.epoch, age, topo.version, now)) {
+      if (age <= opts.leaseMs) continue;
+      if (this.late.vouched(id, lease.epoch, age, topo.version, now)) {
         kept.add(id);
         if (!this.keptOnAnswers.has(id)) {
           log.info('lease renewals late, but the node answers over the grid: kept a member for now', { node: id, epoch: lease.epoch, lateMs: Math.round(age), upToMs: opts.leaseMs + this.late.graceMs });
+        }
+        alive.push(lease);
+      } else if (this.late.answering(id, lease.epoch, now)) {
+        // Past the grace, or the topology moved on without it: dropped, unless it holds the only
+        // copy of a partition among the nodes alive (another owner died meanwhile). Dropping it
+        // would lose that partition; kept, the partition waits for it to reach the control plane.
+        const only = soleHolderOf(topo, id, aliveIds);
+        if (only === 0) continue;
+        kept.add(id);
+        if (!this.keptOnAnswers.has(id) || now - this.soleLoggedAt >= 10_000) {
+          this.soleLoggedAt = now;
+          log.warn('node cannot renew its lease but answers over the grid and holds the only copy of partitions: kept a member', { node: id, epoch: lease.epoch, lateMs: Math.round(age), partitions: only });
         }
         alive.push(lease);
       }
@@ -229,6 +253,7 @@ export class Coordinator {
 
   /** Nodes currently kept a member on their answers (logged once per spell). */
   private keptOnAnswers = new Set<string>();
+  private soleLoggedAt = 0;
 
   async tick(): Promise<void> {
     const { opts, view, kv, log } = this.d;

@@ -103,9 +103,9 @@ export class LateNodes {
     private readonly retryMs: number,
   ) {}
 
-  /** Whether to ask the node now: late by `age`, within the grace, and no recent request in flight. */
+  /** Whether to ask the node now: late by `age`, and no recent request in flight. */
   shouldAsk(id: string, age: number, now: number): boolean {
-    if (age <= this.askAfterMs || age > this.leaseMs + this.graceMs) return false;
+    if (age <= this.askAfterMs) return false;
     const sentAt = this.asking.get(id);
     return sentAt === undefined || now - sentAt >= this.retryMs;
   }
@@ -122,15 +122,20 @@ export class LateNodes {
     if (h === undefined || h.sentAt < sentAt) this.heard.set(id, { epoch: answer.epoch, version: answer.version, sentAt });
   }
 
+  /** The node answered a request sent within `freshMs` of `now`, under `epoch`. */
+  answering(id: string, epoch: string, now: number): boolean {
+    const h = this.heard.get(id);
+    return h !== undefined && h.epoch === epoch && now - h.sentAt <= this.freshMs;
+  }
+
   /**
    * A lease under `epoch` last seen `age` ago (past the lease) counts as alive at `now` with the
-   * topology at `version`: the node answered a request sent within `freshMs`, from that epoch and
-   * holding that version or a newer one, and the grace has not run out.
+   * topology at `version`: the node answers (see `answering`), holds that version or a newer one,
+   * and the grace has not run out.
    */
   vouched(id: string, epoch: string, age: number, version: number, now: number): boolean {
-    if (age > this.leaseMs + this.graceMs) return false;
-    const h = this.heard.get(id);
-    return h !== undefined && h.epoch === epoch && h.version >= version && now - h.sentAt <= this.freshMs;
+    if (age > this.leaseMs + this.graceMs || !this.answering(id, epoch, now)) return false;
+    return this.heard.get(id)!.version >= version;
   }
 
   /** Answers kept (diagnostics and tests). */
