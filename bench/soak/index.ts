@@ -8,7 +8,7 @@
  * random (seeded: the seed is printed and `SOAK_SEED` repeats a schedule), each as soon as the
  * previous one has healed (every node back, a member, `/health/safe`), on 3 nats-servers (R3) and
  * 4 grid nodes with one backup: a node killed (-9) and restarted empty, hung and resumed, stopped
- * gracefully and restarted, cut off from its peers and healed, cut off from NATS and healed; a
+ * gracefully and restarted, cut off from its peers (with or without NATS) and healed, cut off from NATS and healed; a
  * nats-server killed or hung; and, now and then, a node fault and a nats-server fault together.
  *
  *   pnpm bench soak                      # SOAK_SECONDS=180 by default
@@ -116,18 +116,32 @@ const nodeFaults: Fault[] = [
   },
 ];
 
-const partitionFault: Fault = {
-  name: 'node cut off from its peers and NATS, healed',
-  weight: 2,
-  async run(c) {
-    const n = pick(c.nodes);
-    const ms = between(1000, 6000);
-    c.isolate(n.id); // from NATS too
-    await delay(ms);
-    c.heal(n.id);
-    return `${n.id}, ${ms} ms`;
+const partitionFaults: Fault[] = [
+  {
+    name: 'node cut off from its peers and NATS, healed',
+    weight: 2,
+    async run(c) {
+      const n = pick(c.nodes);
+      const ms = between(1000, 6000);
+      c.isolate(n.id); // from NATS too
+      await delay(ms);
+      c.heal(n.id);
+      return `${n.id}, ${ms} ms`;
+    },
   },
-};
+  {
+    name: 'node cut off from its peers (not NATS), healed',
+    weight: 2,
+    async run(c) {
+      const n = pick(c.nodes);
+      const ms = between(500, 6000);
+      c.isolate(n.id, { controlPlane: false });
+      await delay(ms);
+      c.heal(n.id);
+      return `${n.id}, ${ms} ms`;
+    },
+  },
+];
 
 const natsFaults: Fault[] = [
   {
@@ -279,7 +293,7 @@ async function healed(c: ProcessCluster): Promise<void> {
 }
 
 const partitionable = await loopbackAliasesUsable();
-const faults = [...nodeFaults, ...(partitionable ? [partitionFault] : []), ...natsFaults, together];
+const faults = [...nodeFaults, ...(partitionable ? partitionFaults : []), ...natsFaults, together];
 console.log(`seed ${SEED} (SOAK_SEED=${SEED} repeats this schedule), ${SECONDS} s, ${NODES} grid nodes, 3 nats-servers (R3), ${WORKERS} workers and two lock-holding processes${partitionable ? '' : '; no network-partition faults: 127.0.1.x is not routed to loopback here'}\n`);
 
 const logLevel = (process.env.SOAK_LOG_LEVEL ?? 'info') as 'debug' | 'info' | 'warn' | 'error';

@@ -24,6 +24,7 @@ import type { Logger } from './logger.js';
 import { CacheRuleBook, Coordinator } from './membership/coordinator.js';
 import { OwnLease } from './membership/lease.js';
 import { PromiseBook } from './membership/promises.js';
+import { PeerReach } from './membership/reach.js';
 import { ClusterView } from './membership/view.js';
 import { NodeMetrics, type MetricsSource } from './metrics.js';
 import { BackupReceiver } from './partitions/backup.js';
@@ -67,6 +68,8 @@ export class GridNode implements ConnectionHost, MetricsSource {
   private readonly promises: PromiseBook;
   private readonly table = new PartitionTable();
   private readonly peers: PeerLinks;
+  /** Whether this node reaches the other members over the grid (ADR 0063). */
+  private readonly reach: PeerReach;
   private readonly replicator: Replicator;
   private readonly driver: ReplicaDriver;
   private readonly transfer: StateTransfer;
@@ -108,7 +111,19 @@ export class GridNode implements ConnectionHost, MetricsSource {
     store.useCounterFloors((p) => view.topo?.floors?.[String(p)] ?? 0);
     const refreshTopology = (): Promise<void> => this.refreshTopology();
     view.refresh = refreshTopology;
-    this.lease = new OwnLease({ id, opts, kv, scheduler, log, life, epoch: () => view.epoch, port: () => this.edge.port, rejoinCheck: refreshTopology, pullsPending: () => this.transfer.pending.pulls > 0 });
+    this.lease = new OwnLease({
+      id,
+      opts,
+      kv,
+      scheduler,
+      log,
+      life,
+      epoch: () => view.epoch,
+      port: () => this.edge.port,
+      rejoinCheck: refreshTopology,
+      pullsPending: () => this.transfer.pending.pulls > 0,
+      fenced: () => this.reach.fenced(),
+    });
     this.peers = new PeerLinks(id, opts, scheduler, view);
     const base = { id, opts, scheduler, store, metrics, kv, log, life, view, table, peers: this.peers };
     this.promises = new PromiseBook({ id, opts, view, peers: this.peers, scheduler, life, log, leaseRemainingMs: () => this.lease.remainingMs() });
@@ -122,6 +137,15 @@ export class GridNode implements ConnectionHost, MetricsSource {
       refreshTopology,
       caches,
       askAlive: (peer, timeoutMs) => this.promises.askAlive(peer, timeoutMs),
+    });
+    this.reach = new PeerReach({
+      id,
+      view,
+      scheduler,
+      log,
+      timing: { intervalMs: opts.renewIntervalMs, timeoutMs: opts.leaseMs / 2, cutMs: opts.leaseMs, renewedAfterMs: 2 * opts.renewIntervalMs },
+      askAlive: (peer, timeoutMs) => this.promises.askAlive(peer, timeoutMs),
+      renewedAt: (peer) => this.coordinator.renewalSeenAt(peer),
     });
     this.replicator = new Replicator(base);
     this.transfer = new StateTransfer({
@@ -199,6 +223,7 @@ export class GridNode implements ConnectionHost, MetricsSource {
     scheduler.setInterval(() => void this.lease.renew(), opts.renewIntervalMs);
     scheduler.setInterval(() => void this.coordinator.tick(), opts.coordinatorIntervalMs);
     this.promises.start();
+    this.reach.start();
     scheduler.setInterval(() => {
       store.sweep(opts.sweepBudget);
     }, opts.sweepIntervalMs);
@@ -413,6 +438,10 @@ export class GridNode implements ConnectionHost, MetricsSource {
     if (this.life.state !== 'running') return { reason: 'stopping' };
     const s = this.safety();
     if (s === null || !this.view.isMember()) return { reason: 'not a member yet' };
+    // Its lease is not renewed (it cannot reach the control plane, or is fenced: ADR 0063): the
+    // coordinator may drop it any moment (ADR 0062 keeps it a while), so another fault now could
+    // find partitions with a copy fewer than they seem to have.
+    if (!this.lease.valid()) return { reason: 'lease not renewed' };
     if (s.safe) return null;
     const reason = s.lost.length > 0 ? 'partitions lost' : s.moving.length > 0 ? 'partitions moving' : 'partitions under-replicated';
     return { reason, lost: s.lost, moving: s.moving, underReplicated: s.underReplicated };

@@ -246,7 +246,7 @@ export class ProcessCluster {
   /** Per node, when the cluster is partitionable. */
   private readonly nets = new Map<string, NodeNet>();
   /** Isolated nodes, and whether their clients are cut too. */
-  private readonly isolated = new Map<string, { clients: boolean }>();
+  private readonly isolated = new Map<string, { clients: boolean; controlPlane: boolean }>();
   private partitionable = false;
 
   private constructor(
@@ -298,19 +298,22 @@ export class ProcessCluster {
    * theirs, by its source address: existing connections go silent, new ones are accepted and
    * never answered), and so is its control plane (as `isolateFromControlPlane`). Clients on
    * 127.0.0.1 still reach it, so a test can see it refuse to serve rather than merely vanish;
-   * with `{ clients: true }` they are blackholed too. Needs `partitionable: true`.
+   * with `{ clients: true }` they are blackholed too. With `{ controlPlane: false }` it keeps its
+   * control plane: cut off from its peers alone (an asymmetric partition). Needs
+   * `partitionable: true`.
    */
-  isolate(id: string, options: { clients?: boolean } = {}): void {
+  isolate(id: string, options: { clients?: boolean; controlPlane?: boolean } = {}): void {
     const self = this.netOf(id);
-    this.controlPlanePath(id); // checked before anything is cut
+    const cutControlPlane = options.controlPlane !== false;
+    if (cutControlPlane) this.controlPlanePath(id); // checked before anything is cut
     for (const [other, n] of this.nets) {
       if (other === id) continue;
       self.proxy.blackholeFrom(n.address);
       n.proxy.blackholeFrom(self.address);
     }
     if (options.clients === true) self.proxy.blackholeFrom('127.0.0.1');
-    this.isolateFromControlPlane(id);
-    this.isolated.set(id, { clients: options.clients === true });
+    if (cutControlPlane) this.isolateFromControlPlane(id);
+    this.isolated.set(id, { clients: options.clients === true, controlPlane: cutControlPlane });
   }
 
   /**
@@ -333,7 +336,7 @@ export class ProcessCluster {
       self.proxy.blackholeFrom('127.0.0.1', false);
       self.proxy.resetFrom('127.0.0.1');
     }
-    this.healControlPlane(id);
+    if (was?.controlPlane !== false) this.healControlPlane(id);
     this.isolated.delete(id);
   }
 

@@ -361,4 +361,31 @@ describe.skipIf(!usable)('ProcessCluster: a grid node cut off from its peers and
     await cluster.waitForMembers(['node-1', 'node-2', 'node-3']);
     await cluster.waitForSafe(30_000);
   });
+
+  it('a node cut off from its peers but not from NATS (asymmetric): it fences itself, is declared gone, and rejoins after healing; no operation fails', async () => {
+    const victim = 'node-2';
+    const epoch0 = (await cluster.topology())!.members[victim]!.epoch;
+    const load = startLoad(client, 'asym');
+    try {
+      await waitFor('load warmed up', () => load.ops() >= 300, 30_000);
+      cluster.isolate(victim, { controlPlane: false });
+      try {
+        await cluster.waitForGone(victim, 30_000);
+        const after = load.ops();
+        await waitFor('load running without it', () => load.ops() >= after + 600, 45_000);
+        expect(cluster.node(victim).log).toContain('cannot reach the other members');
+      } finally {
+        cluster.heal(victim);
+      }
+      const t = await cluster.waitForMembers(['node-1', 'node-2', 'node-3'], 30_000);
+      expect(t.members[victim]!.epoch).not.toBe(epoch0);
+      const after = load.ops();
+      await waitFor('load running after healing', () => load.ops() >= after + 600, 45_000);
+    } finally {
+      const r = await load.stop();
+      expect(r.failures).toEqual([]);
+      await expectAcknowledged(client, 'asym', r);
+    }
+    await cluster.waitForSafe(30_000);
+  });
 });

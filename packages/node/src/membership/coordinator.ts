@@ -191,6 +191,7 @@ export class Coordinator {
     if (e.type === 'delete') this.observed.delete(id);
     else {
       const now = Date.now();
+      this.renewals.set(id, now);
       const wasLeaving = this.observed.get(id)?.lease.leaving === true;
       this.observed.set(id, { lease: e.value, revision: e.revision, seenAt: now });
       if (id === this.d.id) this.liveness.ownRenewalSeen(now);
@@ -249,6 +250,14 @@ export class Coordinator {
     }
     this.keptOnAnswers = kept;
     this.late.retain((id) => this.observed.has(id));
+  }
+
+  /** When a renewal of each id was last seen arriving (not reset by a stall, unlike `seenAt`). */
+  private readonly renewals = new Map<string, number>();
+
+  /** When this node last saw `id`'s lease renewed through its watch (ADR 0063). */
+  renewalSeenAt(id: string): number | undefined {
+    return this.renewals.get(id);
   }
 
   /** Nodes currently kept a member on their answers (logged once per spell). */

@@ -27,6 +27,8 @@ export interface OwnLeaseDeps {
   rejoinCheck(): Promise<void>;
   /** State transfers are still queued or running (ADR 0056: `synced` is reported in bulk meanwhile). */
   pullsPending?(): boolean;
+  /** Cut off from the other members over the grid (ADR 0063): renew nothing meanwhile. */
+  fenced?(): boolean;
 }
 
 /**
@@ -122,6 +124,8 @@ export class OwnLease {
       this.rejoinPending = true;
       this.scheduleRejoinCheck(opts.leaseMs);
     }
+    // Cut off from the members that renew (ADR 0063): let the lease run out, as if this node had died.
+    if (this.d.fenced?.() === true) return;
     const sentAt = now;
     this.lastRenewSentAt = sentAt;
     try {

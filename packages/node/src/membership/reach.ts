@@ -1,0 +1,131 @@
+/**
+ * Whether this node is cut off from the other members over the grid while it still reaches the
+ * control plane (ADR 0063). Such a node renews its lease, so nobody declares it gone, yet it can
+ * replicate to no backup and no primary can replicate to it: the writes of every partition it
+ * holds stall. So each node asks every other member "are you alive?" (the same request as ADR
+ * 0062's) every renewal interval, and stops renewing its own lease — fences itself — while the
+ * members it cannot reach, but that have shown they are alive by renewing *after* it lost them,
+ * outnumber those it reaches, itself included (a tie: the side holding the lowest id stays). Its
+ * lease then runs out as if it had died, and the ordinary rules (ADR 0003, 0007) hand its
+ * partitions over; once it reaches them again it renews and, declared gone meanwhile, rejoins
+ * under a new epoch. Fencing only ever stops a renewal, so it cannot break safety; the majority
+ * rule and "renewed after the cut" keep a dead or hung peer (which renews nothing) and a cut that
+ * splits the cluster in halves from fencing both sides.
+ */
+import type { Logger } from '../logger.js';
+import type { Scheduler } from '../scheduler.js';
+import type { AliveAnswer } from './liveness.js';
+import type { ClusterView } from './view.js';
+
+/** What this node knows of one other member. */
+export interface PeerReachState {
+  readonly id: string;
+  /** When the last answered request was sent (0: none). */
+  readonly okAt: number;
+  /** When the first request that failed since the last answer was sent (null: none failed). */
+  readonly failingSince: number | null;
+  /** When this node last saw the peer's lease renewed (undefined: never). */
+  readonly renewedAt: number | undefined;
+}
+
+export interface ReachTiming {
+  /** How long a peer must have answered nothing to count as cut off. */
+  readonly cutMs: number;
+  /** A peer counts as alive only if seen renewing at least this long after it stopped answering. */
+  readonly renewedAfterMs: number;
+}
+
+/**
+ * The members this node is cut off from if it must fence itself, else null. Pure: the property
+ * tests split random clusters and check that exactly the minority side fences.
+ */
+export function fenceFrom(self: string, peers: readonly PeerReachState[], now: number, t: ReachTiming): string[] | null {
+  const cut: string[] = [];
+  const reached: string[] = [self];
+  for (const p of peers) {
+    if (p.failingSince !== null && now - p.failingSince >= t.cutMs && p.renewedAt !== undefined && p.renewedAt >= p.failingSince + t.renewedAfterMs) cut.push(p.id);
+    else if (p.failingSince === null && now - p.okAt <= t.cutMs) reached.push(p.id);
+  }
+  if (cut.length === 0) return null;
+  if (cut.length > reached.length) return cut.sort();
+  if (cut.length < reached.length) return null;
+  const lowest = (ids: string[]): string => ids.reduce((a, b) => (b < a ? b : a));
+  return lowest(cut) < lowest(reached) ? cut.sort() : null;
+}
+
+export interface PeerReachDeps {
+  readonly id: string;
+  readonly view: ClusterView;
+  readonly scheduler: Scheduler;
+  readonly log: Logger;
+  readonly timing: ReachTiming & { readonly intervalMs: number; readonly timeoutMs: number };
+  askAlive(peer: string, timeoutMs: number): Promise<AliveAnswer>;
+  /** When this node last saw `id`'s lease renewed. */
+  renewedAt(id: string): number | undefined;
+}
+
+export class PeerReach {
+  private readonly peers = new Map<string, { okAt: number; failingSince: number | null; asking: boolean }>();
+  private fencedFrom: string[] | null = null;
+
+  constructor(private readonly d: PeerReachDeps) {}
+
+  start(): void {
+    this.d.scheduler.setInterval(() => this.probe(), this.d.timing.intervalMs);
+  }
+
+  /** Asks every other member whether it is alive (one request in flight per member). */
+  probe(): void {
+    const { view, id } = this.d;
+    const topo = view.topo;
+    if (topo === null) return;
+    for (const peer of Object.keys(topo.members)) {
+      if (peer === id) continue;
+      let s = this.peers.get(peer);
+      if (s === undefined) {
+        // Counted as answered now: a member first seen is not cut off before it was ever asked.
+        s = { okAt: Date.now(), failingSince: null, asking: false };
+        this.peers.set(peer, s);
+      }
+      if (s.asking) continue;
+      s.asking = true;
+      const st = s;
+      const sentAt = Date.now();
+      void Promise.resolve()
+        .then(() => this.d.askAlive(peer, this.d.timing.timeoutMs))
+        .then(
+          () => {
+            st.asking = false;
+            if (sentAt >= st.okAt) st.okAt = sentAt;
+            if (st.failingSince !== null && sentAt >= st.failingSince) st.failingSince = null;
+          },
+          () => {
+            st.asking = false;
+            if (st.failingSince === null && sentAt >= st.okAt) st.failingSince = sentAt;
+          },
+        );
+    }
+    for (const peer of this.peers.keys()) if (topo.members[peer] === undefined) this.peers.delete(peer);
+  }
+
+  /** The members state as `fenceFrom` takes it. */
+  states(): PeerReachState[] {
+    return [...this.peers].map(([id, s]) => ({ id, okAt: s.okAt, failingSince: s.failingSince, renewedAt: this.d.renewedAt(id) }));
+  }
+
+  /** Whether this node must not renew its lease now (logged when that starts and ends). */
+  fenced(): boolean {
+    const cut = fenceFrom(this.d.id, this.states(), Date.now(), this.d.timing);
+    if (cut !== null && this.fencedFrom === null) {
+      this.d.log.warn('cannot reach the other members over the grid while they renew their leases: not renewing this node\'s lease until it can', { unreachable: cut });
+    } else if (cut === null && this.fencedFrom !== null) {
+      this.d.log.info('reaches the other members again: renewing its lease', { was: this.fencedFrom });
+    }
+    this.fencedFrom = cut;
+    return cut !== null;
+  }
+
+  get isFenced(): boolean {
+    return this.fencedFrom !== null;
+  }
+}
