@@ -143,7 +143,7 @@ export class GridNode implements ConnectionHost, MetricsSource {
       view,
       scheduler,
       log,
-      timing: { intervalMs: opts.renewIntervalMs, timeoutMs: opts.leaseMs / 2, cutMs: opts.leaseMs, renewedAfterMs: 2 * opts.renewIntervalMs },
+      timing: { intervalMs: opts.renewIntervalMs, timeoutMs: opts.leaseMs / 2, cutMs: opts.leaseMs, renewedAfterMs: 2 * opts.renewIntervalMs, cutRequests: 3 },
       askAlive: (peer, timeoutMs) => this.promises.askAlive(peer, timeoutMs),
       renewedAt: (peer) => this.coordinator.renewalSeenAt(peer),
     });

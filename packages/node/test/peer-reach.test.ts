@@ -7,12 +7,12 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { fenceFrom, type PeerReachState } from '../src/membership/reach.js';
 
-const T = { cutMs: 1000, renewedAfterMs: 500 };
+const T = { cutMs: 1000, renewedAfterMs: 500, cutRequests: 3 };
 const NOW = 100_000;
 
 /** What `self` sees of `peer`: answering (same side), or cut off since `cutAt` and seen renewing at `renewedAt`. */
-function seen(peer: string, reached: boolean, cutAt: number, renewedAt: number | undefined): PeerReachState {
-  return reached ? { id: peer, okAt: NOW - 100, failingSince: null, renewedAt } : { id: peer, okAt: cutAt - 250, failingSince: cutAt, renewedAt };
+function seen(peer: string, reached: boolean, cutAt: number, renewedAt: number | undefined, failures = 3): PeerReachState {
+  return reached ? { id: peer, okAt: NOW - 100, failingSince: null, failures: 0, renewedAt } : { id: peer, okAt: cutAt - 250, failingSince: cutAt, failures, renewedAt };
 }
 
 const clusters = fc
@@ -60,6 +60,21 @@ describe('fenceFrom (ADR 0063)', () => {
         for (const self of ids) {
           const mine = a.includes(self) ? a : b;
           const peers = ids.filter((p) => p !== self).map((p) => seen(p, mine.includes(p), cutAt, NOW - 1));
+          expect(fenceFrom(self, peers, NOW, T)).toBeNull();
+        }
+      }),
+    );
+  });
+
+  it('property: after a pause of this process (one or two requests in flight timed out at once), nobody fences', () => {
+    fc.assert(
+      fc.property(clusters, fc.integer({ min: 1000, max: 20_000 }), fc.integer({ min: 1, max: 2 }), ([ids, side], cutFor, failures) => {
+        const cutAt = NOW - cutFor;
+        const a = ids.filter((_, i) => side[i]);
+        const b = ids.filter((_, i) => !side[i]);
+        for (const self of ids) {
+          const mine = a.includes(self) ? a : b;
+          const peers = ids.filter((p) => p !== self).map((p) => seen(p, mine.includes(p), cutAt, NOW - 1, failures));
           expect(fenceFrom(self, peers, NOW, T)).toBeNull();
         }
       }),

@@ -24,6 +24,8 @@ export interface PeerReachState {
   readonly okAt: number;
   /** When the first request that failed since the last answer was sent (null: none failed). */
   readonly failingSince: number | null;
+  /** Requests failed since the last answer. */
+  readonly failures: number;
   /** When this node last saw the peer's lease renewed (undefined: never). */
   readonly renewedAt: number | undefined;
 }
@@ -33,6 +35,11 @@ export interface ReachTiming {
   readonly cutMs: number;
   /** A peer counts as alive only if seen renewing at least this long after it stopped answering. */
   readonly renewedAfterMs: number;
+  /**
+   * How many requests in a row must have failed: after a pause of this process (a long GC, a
+   * frozen VM) the one request in flight times out at once, which says nothing about the network.
+   */
+  readonly cutRequests: number;
 }
 
 /**
@@ -43,7 +50,9 @@ export function fenceFrom(self: string, peers: readonly PeerReachState[], now: n
   const cut: string[] = [];
   const reached: string[] = [self];
   for (const p of peers) {
-    if (p.failingSince !== null && now - p.failingSince >= t.cutMs && p.renewedAt !== undefined && p.renewedAt >= p.failingSince + t.renewedAfterMs) cut.push(p.id);
+    if (p.failingSince !== null && p.failures >= t.cutRequests && now - p.failingSince >= t.cutMs && p.renewedAt !== undefined && p.renewedAt >= p.failingSince + t.renewedAfterMs) {
+      cut.push(p.id);
+    }
     else if (p.failingSince === null && now - p.okAt <= t.cutMs) reached.push(p.id);
   }
   if (cut.length === 0) return null;
@@ -65,7 +74,7 @@ export interface PeerReachDeps {
 }
 
 export class PeerReach {
-  private readonly peers = new Map<string, { okAt: number; failingSince: number | null; asking: boolean }>();
+  private readonly peers = new Map<string, { okAt: number; failingSince: number | null; failures: number; asking: boolean }>();
   private fencedFrom: string[] | null = null;
 
   constructor(private readonly d: PeerReachDeps) {}
@@ -84,7 +93,7 @@ export class PeerReach {
       let s = this.peers.get(peer);
       if (s === undefined) {
         // Counted as answered now: a member first seen is not cut off before it was ever asked.
-        s = { okAt: Date.now(), failingSince: null, asking: false };
+        s = { okAt: Date.now(), failingSince: null, failures: 0, asking: false };
         this.peers.set(peer, s);
       }
       if (s.asking) continue;
@@ -97,11 +106,16 @@ export class PeerReach {
           () => {
             st.asking = false;
             if (sentAt >= st.okAt) st.okAt = sentAt;
-            if (st.failingSince !== null && sentAt >= st.failingSince) st.failingSince = null;
+            if (st.failingSince !== null && sentAt >= st.failingSince) {
+              st.failingSince = null;
+              st.failures = 0;
+            }
           },
           () => {
             st.asking = false;
-            if (st.failingSince === null && sentAt >= st.okAt) st.failingSince = sentAt;
+            if (sentAt < st.okAt) return;
+            st.failingSince ??= sentAt;
+            st.failures++;
           },
         );
     }
@@ -110,7 +124,7 @@ export class PeerReach {
 
   /** The members state as `fenceFrom` takes it. */
   states(): PeerReachState[] {
-    return [...this.peers].map(([id, s]) => ({ id, okAt: s.okAt, failingSince: s.failingSince, renewedAt: this.d.renewedAt(id) }));
+    return [...this.peers].map(([id, s]) => ({ id, okAt: s.okAt, failingSince: s.failingSince, failures: s.failures, renewedAt: this.d.renewedAt(id) }));
   }
 
   /** Whether this node must not renew its lease now (logged when that starts and ends). */
