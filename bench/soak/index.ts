@@ -60,6 +60,22 @@ function startAgain(n: GridNodeProcess): Promise<void> {
   return n.start();
 }
 
+/**
+ * The topology, read again while the control plane answers "unavailable" (a JetStream election
+ * after a nats-server fault can refuse reads for longer than one read's retries), for up to 60 s.
+ */
+async function topologyOf(c: ProcessCluster): Promise<Awaited<ReturnType<ProcessCluster['topology']>>> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    try {
+      return await c.topology();
+    } catch (err) {
+      if ((err as { code?: unknown } | null)?.code !== 'GRID_CONTROL_PLANE_UNAVAILABLE' || Date.now() > deadline) throw err;
+      await delay(250);
+    }
+  }
+}
+
 interface Fault {
   name: string;
   weight: number;
@@ -320,7 +336,7 @@ try {
     const fault = draw(faults);
     const before = { ops: load.ops(), holds: lk.holds.length };
     load.takeLongest();
-    const members = (await cluster.topology())?.members ?? {};
+    const members = (await topologyOf(cluster))?.members ?? {};
     const t0 = Date.now();
     let what: string;
     try {
@@ -344,7 +360,7 @@ try {
     await waitFor('load after the fault', () => load.ops() >= before.ops + 600 && lk.holds.length >= before.holds + 3, 45_000).catch((err: unknown) => {
       problems.push(`after fault ${i}: ${err instanceof Error ? err.message : String(err)}`);
     });
-    const now = (await cluster.topology())?.members ?? {};
+    const now = (await topologyOf(cluster))?.members ?? {};
     // Nodes that came back under another epoch: declared gone (or restarted) meanwhile.
     const rejoined = Object.keys(members).filter((id) => now[id] !== undefined && now[id].epoch !== members[id]!.epoch);
     const longest = load.takeLongest();
