@@ -6,12 +6,12 @@
  * control, through the same harness as `coordinator-leases.test.ts`.
  */
 import fc from 'fast-check';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { MemoryControlPlane, type TopologyRecord } from '@gridlink/node';
 import { LEASE_PREFIX, TOPOLOGY_KEY } from '../src/control/keys.js';
 import { initialTopology } from '../src/control/topology.js';
 import { LateNodes, type AliveAnswer } from '../src/membership/liveness.js';
-import { coordinatorOf, lease, settle } from './helpers/coordinator.js';
+import { coordinatorOf, fakeDateClock, lease, settle } from './helpers/coordinator.js';
 
 const LEASE = 1000;
 const GRACE = 2 * LEASE;
@@ -21,17 +21,8 @@ const TICK = 50;
 type Answering = (now: number) => 'yes' | 'other-epoch' | 'old-version' | null;
 
 describe('coordinator: late nodes that answer over the grid (ADR 0062)', () => {
-  let now = 1_000_000;
-  const closers: (() => void)[] = [];
-  beforeEach(() => {
-    vi.useFakeTimers({ toFake: ['Date'] });
-    now = 1_000_000;
-    vi.setSystemTime(now);
-  });
-  afterEach(() => {
-    for (const c of closers.splice(0)) c();
-    vi.useRealTimers();
-  });
+  const clock = fakeDateClock();
+  const closers = clock.closers;
 
   /**
    * Three nodes, n1 coordinating; n1 and n3 renew throughout, n2 until `n2StopsAt` ms into the run
@@ -46,8 +37,8 @@ describe('coordinator: late nodes that answer over the grid (ADR 0062)', () => {
     n3DiesAt = Infinity,
   ): Promise<{ droppedAfter: number | null; versions: number; asked: number; topo: TopologyRecord }> {
     // Every scenario on the same clock phase: renewals every 250 ms, ticks every 50 ms.
-    now = 1_000_000;
-    vi.setSystemTime(now);
+    clock.now = 1_000_000;
+    clock.apply();
     const kv = new MemoryControlPlane();
     let versions = 0;
     closers.push(
@@ -65,7 +56,7 @@ describe('coordinator: late nodes that answer over the grid (ADR 0062)', () => {
             if (id === 'n3') return Promise.reject(new Error('peer unavailable'));
             asked++;
             expect(id).toBe('n2');
-            const a = answering(now);
+            const a = answering(clock.now);
             const version = n1.view.topo!.version;
             if (a === null) return Promise.reject(new Error('peer unavailable'));
             if (a === 'other-epoch') return Promise.resolve({ epoch: 'n2-2', version });
@@ -78,25 +69,25 @@ describe('coordinator: late nodes that answer over the grid (ADR 0062)', () => {
     await n1.refreshTopology();
     await settle();
     n1.coordinator.started();
-    const start = now;
-    let lastN2 = now;
+    const start = clock.now;
+    let lastN2 = clock.now;
     let droppedAfter: number | null = null;
     for (let t = 0; t < totalMs; t += 10) {
-      now += 10;
-      vi.setSystemTime(now);
-      const elapsed = now - start;
-      if (now % 250 === 0) {
+      clock.now += 10;
+      clock.apply();
+      const elapsed = clock.now - start;
+      if (clock.now % 250 === 0) {
         await kv.put(LEASE_PREFIX + 'n1', lease('n1'));
         if (elapsed < n3DiesAt) await kv.put(LEASE_PREFIX + 'n3', lease('n3'));
         if (elapsed < n2StopsAt || elapsed >= n2ResumesAt) {
           await kv.put(LEASE_PREFIX + 'n2', lease('n2'));
-          lastN2 = now;
+          lastN2 = clock.now;
         }
       }
       await settle();
-      if (now % TICK === 0) await n1.coordinator.tick();
+      if (clock.now % TICK === 0) await n1.coordinator.tick();
       await settle();
-      if (droppedAfter === null && n1.view.topo!.members['n2'] === undefined) droppedAfter = now - lastN2;
+      if (droppedAfter === null && n1.view.topo!.members['n2'] === undefined) droppedAfter = clock.now - lastN2;
     }
     return { droppedAfter, versions, asked, topo: n1.view.topo! };
   }
@@ -204,10 +195,10 @@ describe('LateNodes', () => {
         fc.integer({ min: -2, max: 2 }),
         (sentAgo, age, sameEpoch, versionDelta) => {
           const late = new LateNodes(1000, 500, 500, 2000, 250);
-          const now = 100_000;
-          late.asked('n', now - sentAgo);
-          late.answered('n', now - sentAgo, { epoch: sameEpoch ? 'e1' : 'e2', version: 10 + versionDelta });
-          const kept = late.vouched('n', 'e1', age, 10, now);
+          const at = 100_000;
+          late.asked('n', at - sentAgo);
+          late.answered('n', at - sentAgo, { epoch: sameEpoch ? 'e1' : 'e2', version: 10 + versionDelta });
+          const kept = late.vouched('n', 'e1', age, 10, at);
           expect(kept).toBe(sameEpoch && versionDelta >= 0 && sentAgo <= 500 && age <= 3000);
         },
       ),

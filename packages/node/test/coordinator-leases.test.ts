@@ -11,34 +11,25 @@
  * - While the auto-adjust the drop started is pending, renewals cost no step (each walks every
  *   partition); the baseline still moves at the first tick after the soft timeout.
  */
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { MemoryControlPlane, type TopologyRecord } from '@gridlink/node';
 import { LEASE_PREFIX, TOPOLOGY_KEY } from '../src/control/keys.js';
 import { initialTopology } from '../src/control/topology.js';
 import type { Coordinator } from '../src/membership/coordinator.js';
-import { coordinatorOf, lease, settle } from './helpers/coordinator.js';
+import { coordinatorOf, fakeDateClock, lease, settle } from './helpers/coordinator.js';
 
 describe('coordinator lease observations', () => {
-  let now = 1_000_000;
-  const closers: (() => void)[] = [];
-  beforeEach(() => {
-    vi.useFakeTimers({ toFake: ['Date'] });
-    now = 1_000_000;
-    vi.setSystemTime(now);
-  });
-  afterEach(() => {
-    for (const c of closers.splice(0)) c();
-    vi.useRealTimers();
-  });
+  const clock = fakeDateClock();
+  const closers = clock.closers;
 
   /** Advances the clock by `ms` in 10 ms steps: `renewing` renew every 250 ms, ticks every 50 ms. */
   async function run(kv: MemoryControlPlane, c: Coordinator, ms: number, renewing: string[], onStep?: () => void): Promise<void> {
     for (let t = 0; t < ms; t += 10) {
-      now += 10;
-      vi.setSystemTime(now);
-      if (now % 250 === 0) for (const id of renewing) await kv.put(LEASE_PREFIX + id, lease(id));
+      clock.now += 10;
+      clock.apply();
+      if (clock.now % 250 === 0) for (const id of renewing) await kv.put(LEASE_PREFIX + id, lease(id));
       await settle();
-      if (now % 50 === 0) await c.tick();
+      if (clock.now % 50 === 0) await c.tick();
       await settle();
       onStep?.();
     }
@@ -69,13 +60,13 @@ describe('coordinator lease observations', () => {
   it('a lease revision seen again is no renewal', async () => {
     const { kv, n1 } = await cluster();
     const lastOfN2 = n1.leaseEvents.filter((e) => e.key === LEASE_PREFIX + 'n2').at(-1)!;
-    const diedAt = now;
+    const diedAt = clock.now;
     // n2 dies; 800 ms later its last revision is delivered once more.
     await run(kv, n1.coordinator, 800, ['n1', 'n3']);
     n1.coordinator.onLeaseEvent(lastOfN2);
     let droppedAt: number | undefined;
     await run(kv, n1.coordinator, 1200, ['n1', 'n3'], () => {
-      if (droppedAt === undefined && n1.view.topo?.members['n2'] === undefined) droppedAt = now;
+      if (droppedAt === undefined && n1.view.topo?.members['n2'] === undefined) droppedAt = clock.now;
     });
     expect(droppedAt).toBeDefined();
     // A lease after the death (n2 renewed at most a renewal interval before), plus a tick or two.
@@ -88,8 +79,8 @@ describe('coordinator lease observations', () => {
     expect(n1.view.topo!.members['n2']).toBeUndefined();
     const droppedAt = versions.length;
     // The process stalls for 700 ms: no tick, no renewal (its own lease's renewal is seen late).
-    now += 700;
-    vi.setSystemTime(now);
+    clock.now += 700;
+    clock.apply();
     await run(kv, n1.coordinator, 1000, ['n1', 'n3']);
     // Renewals stall for 400 ms while the ticks go on: its own renewal is seen after a gap.
     await run(kv, n1.coordinator, 400, []);
@@ -121,7 +112,7 @@ describe('coordinator lease observations', () => {
     await kv.put(LEASE_PREFIX + 'n2', lease('n2', 'n2-2'));
     await run(kv, n1.coordinator, 100, ['n1', 'n3']);
     expect(n1.view.topo!.members['n2']?.epoch).toBe('n2-2');
-    // A renewal its old life sent to a server that hung lands now, after the new life's (a newer
+    // A renewal its old life sent to a server that hung lands clock.now, after the new life's (a newer
     // revision): that life is over (ADR 0039), it replaces nothing.
     await kv.put(LEASE_PREFIX + 'n2', lease('n2'));
     await run(kv, n1.coordinator, 200, ['n1', 'n3']);

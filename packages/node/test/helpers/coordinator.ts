@@ -1,3 +1,4 @@
+import { afterEach, beforeEach, vi } from 'vitest';
 import { MemoryControlPlane, resolveNodeOptions, silentLogger, type KvEvent, type LeaseRecord, type TopologyRecord } from '@gridlink/node';
 import { LEASE_PREFIX, TOPOLOGY_KEY } from '../../src/control/keys.js';
 import type { CacheRule } from '../../src/control/topology.js';
@@ -75,4 +76,28 @@ export function coordinatorOf(
       scheduler.stop();
     },
   };
+}
+
+/**
+ * A clock the test moves by hand: `Date` is faked from `start` before each test and real again
+ * after it, when `closers` run too. Set `clock.now` and call `clock.apply()` to move it.
+ */
+export function fakeDateClock(start = 1_000_000): { now: number; readonly closers: (() => void)[]; apply(): void } {
+  const clock = {
+    now: start,
+    closers: [] as (() => void)[],
+    apply(): void {
+      vi.setSystemTime(clock.now);
+    },
+  };
+  beforeEach(() => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    clock.now = start;
+    clock.apply();
+  });
+  afterEach(() => {
+    for (const c of clock.closers.splice(0)) c();
+    vi.useRealTimers();
+  });
+  return clock;
 }
