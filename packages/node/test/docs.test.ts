@@ -227,8 +227,12 @@ describe('docs/operations.md §5 and elsewhere: timing figures stated as default
     // Served on the lease alone: until the lease end minus the margin.
     const leaseAlone = DEFAULT_TIMING.leaseMs - DEFAULT_TIMING.leaseMarginMs;
     expect(s5).toContain(`NOT_READY (retryable) from ${leaseAlone} ms after the last\n  successful renewal`);
-    expect(s5).toContain(`it stops ${leaseAlone} ms after its\n  last renewal`);
-    expect(s5).toContain(`(${DEFAULT_TIMING.leaseMs} ms after its last renewal, their clocks)`);
+    const flat = s5.replace(/\s+/g, ' ');
+    expect(flat).toContain(`it stops ${leaseAlone} ms after its last renewal`);
+    expect(flat).toContain(`is declared gone ${DEFAULT_TIMING.leaseMs} ms after its last renewal, as before`);
+    // ADR 0062: asked once two renewals are missing, kept up to two leases past its lease.
+    expect(flat).toContain(`Once its renewal is ${2 * DEFAULT_TIMING.renewIntervalMs} ms late the coordinator asks it`);
+    expect(flat).toContain(`Back on NATS within ${(3 * DEFAULT_TIMING.leaseMs) / 1000} s of its last renewal`);
     expect(s5).toContain(`\`--nats-connect-timeout-ms\` (${parsedNatsTimeout() / 1000} s)`);
   });
 
