@@ -146,6 +146,7 @@ export class GridNode implements ConnectionHost, MetricsSource {
       timing: { intervalMs: opts.renewIntervalMs, timeoutMs: opts.leaseMs / 2, cutMs: opts.leaseMs, renewedAfterMs: 2 * opts.renewIntervalMs, cutRequests: 3 },
       askAlive: (peer, timeoutMs) => this.promises.askAlive(peer, timeoutMs),
       renewedAt: (peer) => this.coordinator.renewalSeenAt(peer),
+      heard: (peer, sentAt, answer) => this.coordinator.late.answered(peer, sentAt, answer),
     });
     this.replicator = new Replicator(base);
     this.transfer = new StateTransfer({

@@ -119,6 +119,41 @@ describe('coordinator: late nodes that answer over the grid (ADR 0062)', () => {
     expect(without.topo.lost.length).toBeGreaterThan(0);
   });
 
+  it('the lowest id late: the next node takes over coordinating and keeps it at its first tick, on the answers its probes got (ADR 0063 probes)', async () => {
+    // n1 coordinates until its lease is gone; n2 then coordinates and must not drop n1 while n1
+    // answers. n2 asks nobody itself (no askAlive): it knows only what its probes heard.
+    const run = async (fed: boolean): Promise<boolean> => {
+      clock.now = 1_000_000;
+      clock.apply();
+      const kv = new MemoryControlPlane();
+      for (const id of ['n1', 'n2', 'n3']) await kv.put(LEASE_PREFIX + id, lease(id));
+      await kv.create(TOPOLOGY_KEY, initialTopology({ clusterId: 'c', partitions: 8, backups: 1, leases: ['n1', 'n2', 'n3'].map((id) => lease(id)) }));
+      const n2 = coordinatorOf(kv, 'n2');
+      closers.push(n2.close);
+      await n2.coordinator.load();
+      await n2.refreshTopology();
+      await settle();
+      n2.coordinator.started();
+      let dropped = false;
+      for (let t = 0; t < 3000; t += 10) {
+        clock.now += 10;
+        clock.apply();
+        if (clock.now % 250 === 0) {
+          for (const id of ['n2', 'n3']) await kv.put(LEASE_PREFIX + id, lease(id));
+          if (t < 200) await kv.put(LEASE_PREFIX + 'n1', lease('n1'));
+          if (fed) n2.coordinator.late.answered('n1', clock.now, { epoch: 'n1-1', version: n2.view.topo!.version });
+        }
+        await settle();
+        if (clock.now % TICK === 0) await n2.coordinator.tick();
+        await settle();
+        if (n2.view.topo!.members['n1'] === undefined) dropped = true;
+      }
+      return dropped;
+    };
+    expect(await run(false)).toBe(true);
+    expect(await run(true)).toBe(false);
+  });
+
   it('a node that answers nothing is dropped exactly as without asking', async () => {
     const without = await scenario(undefined, 500, Infinity, 3000);
     const silent = await scenario(() => null, 500, Infinity, 3000);

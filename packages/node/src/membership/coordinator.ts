@@ -208,13 +208,13 @@ export class Coordinator {
   private keepAnswering(late: readonly { lease: LeaseRecord; age: number }[], alive: LeaseRecord[], now: number): void {
     const { view, opts, log } = this.d;
     const topo = view.topo;
-    if (this.d.askAlive === undefined || topo === null) return;
+    if (topo === null) return;
     const kept = new Set<string>();
     const aliveIds = new Set(alive.map((l) => l.id));
     for (const { lease, age } of late) {
       const id = lease.id;
       if (topo.members[id]?.epoch !== lease.epoch) continue;
-      if (this.late.shouldAsk(id, age, now)) {
+      if (this.d.askAlive !== undefined && this.late.shouldAsk(id, age, now)) {
         this.late.asked(id, now);
         const timeoutMs = opts.leaseMs / 4;
         void Promise.resolve()

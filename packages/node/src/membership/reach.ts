@@ -71,6 +71,12 @@ export interface PeerReachDeps {
   askAlive(peer: string, timeoutMs: number): Promise<AliveAnswer>;
   /** When this node last saw `id`'s lease renewed. */
   renewedAt(id: string): number | undefined;
+  /**
+   * Every answer (null: the request failed), with when its request was sent: the coordinator
+   * counts them too (ADR 0062), so that a node taking over as coordinator from a late lower id
+   * already holds that node's recent answers at its first tick.
+   */
+  heard?(peer: string, sentAt: number, answer: AliveAnswer | null): void;
 }
 
 export class PeerReach {
@@ -103,8 +109,9 @@ export class PeerReach {
       void Promise.resolve()
         .then(() => this.d.askAlive(peer, this.d.timing.timeoutMs))
         .then(
-          () => {
+          (answer) => {
             st.asking = false;
+            this.d.heard?.(peer, sentAt, answer);
             if (sentAt >= st.okAt) st.okAt = sentAt;
             if (st.failingSince !== null && sentAt >= st.failingSince) {
               st.failingSince = null;
@@ -113,6 +120,7 @@ export class PeerReach {
           },
           () => {
             st.asking = false;
+            this.d.heard?.(peer, sentAt, null);
             if (sentAt < st.okAt) return;
             st.failingSince ??= sentAt;
             st.failures++;
