@@ -4,6 +4,7 @@
  * must serve again on its own once the control plane is back.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { partitionOf } from '@gridlink/affinity';
 import { LEASE_PREFIX, MemoryControlPlane, silentLogger, startNode, type GridNode } from '@gridlink/node';
 import { FlakyControlPlane } from './helpers/flaky-control-plane.js';
 import { connectClient } from './helpers/grid.js';
@@ -177,4 +178,52 @@ describe('a node whose own control-plane connection fails for a moment (ADR 0062
       await client.close();
     }
   });
+});
+
+describe('a backup restarted under a new epoch while the coordinator is blind (watches stalled)', () => {
+  const nodes: GridNode[] = [];
+  afterEach(() => {
+    for (const n of nodes.splice(0)) n.kill();
+  });
+
+  it('the snapshot it refuses (not that life any more) waits for the topology like a record: no write fails once the watches resume', async () => {
+    const cp = new FlakyControlPlane();
+    const opts = (id: string, port = 0) => ({ id, controlPlane: cp, port, partitions: 16, backups: 1, bootstrapNodes: 3, replicationTimeoutMs: 1000, logger: silentLogger });
+    nodes.push(...(await Promise.all(['a', 'b', 'c'].map((id) => startNode(opts(id))))));
+    await until(() => nodes.every((n) => n.topology() !== null && Object.keys(n.topology()!.members).length === 3 && n.isServing()), 'three serving members');
+    const topo = nodes[0]!.topology()!;
+    // A key whose backup is c.
+    let key = '';
+    for (let i = 0; key === ''; i++) if (topo.owners[partitionOf(`k${i}`, 16)]?.[1] === 'c') key = `k${i}`;
+    const client = await connectClient(nodes.map((n) => `127.0.0.1:${n.port}`), { operationTimeout: 20_000 });
+    try {
+      const cache = client.cache<string, number>('v');
+      await cache.put(key, 0);
+      // Every coordinator goes blind: nobody is declared gone, nobody joins.
+      cp.stallWatches();
+      const c = nodes[2]!;
+      const port = c.port;
+      c.kill();
+      const c2 = await startNode(opts('c', port));
+      nodes[2] = c2;
+      expect(c2.epoch).not.toBe(topo.members['c']!.epoch);
+      // Writes now replicate to c's old epoch, whose address answers "not that life" ('gone').
+      let n = 0;
+      let stop = false;
+      const writes = (async () => {
+        for (; !stop; n++) await cache.put(key, n + 1);
+      })();
+      // The watches come back after a while: the old epoch is dropped, the new one joins.
+      await new Promise((r) => setTimeout(r, 2500)); // the stall's duration, not a synchronisation
+      cp.releaseWatches();
+      await until(() => nodes[0]!.topology()!.members['c']?.epoch === c2.epoch, 'c back under its new epoch', 15_000);
+      const at = n;
+      await until(() => n >= at + 20, 'writes after the stall');
+      stop = true;
+      await writes;
+      expect(await cache.get(key)).toBe(n);
+    } finally {
+      await client.close();
+    }
+  }, 60_000);
 });

@@ -244,6 +244,7 @@ export class Replicator {
     const v = view.topologyVersion();
     const id = randomUUID();
     const from = this.d.id;
+    const startedAt = Date.now();
     // All parts are written now, in order, so records sent later arrive after the last part.
     const sends = parts.map((snap, index) => {
       const msg: ReplicateMsg =
@@ -261,6 +262,15 @@ export class Replicator {
       if (replies === GONE) return;
       for (const reply of replies) {
         if (reply.s === 'stale') throw new GridNodeError(ErrorCode.NOT_PRIMARY, `node ${from} is no longer the primary of partition ${p}`, p);
+        if (reply.s === 'gone') {
+          // Not that life of the target any more (it restarted under a new epoch): no snapshot
+          // can be acknowledged until the topology drops the old one. Wait for that, as a record
+          // does, instead of failing at once: a client retrying at once used up its retries
+          // while a blind coordinator (watches stalled after a nats-server restart) could not
+          // declare the old epoch gone (bench/soak).
+          const left = Math.max(1, startedAt + opts.replicationTimeoutMs - Date.now());
+          if ((await view.raceTopology(delay(this.d.scheduler, left), () => view.isTarget(p, t))) === GONE) return;
+        }
         if (reply.s !== 'ok') throw new GridNodeError(ErrorCode.REPLICATION_FAILED, `backup ${t.id} refused a snapshot`, p);
       }
     })();
