@@ -65,11 +65,14 @@ const TRANSITION_CODES: ReadonlySet<number> = new Set<number>([
   ErrorCode.PARTITION_MOVING,
   ErrorCode.NOT_READY,
   ErrorCode.NODE_STOPPING,
+  ErrorCode.REPLICATION_FAILED,
 ]);
 
 /**
  * Failures that mean "the cluster is changing under this request": a lost connection, or a node
- * saying the partition is moving / it is not (yet) the primary / it is stopping. They are retried
+ * saying the partition is moving / it is not (yet) the primary / it is stopping / a backup did not
+ * acknowledge (it died or restarted and the topology has not dropped it yet: while the control
+ * plane elects a leader that can take seconds, and seven quick retries ran out first). They are retried
  * until the operation's deadline (with their own backoff) instead of using up the retry budget,
  * so a failover never exhausts an operation's retries before its deadline.
  */

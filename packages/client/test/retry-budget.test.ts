@@ -40,8 +40,8 @@ async function scripted(codes: number[], retry: GridClientConfig['retry']): Prom
 }
 
 describe('the retry budget bounds only failures that are not transitions', () => {
-  it('retries: 0: transitions (NOT_PRIMARY, PARTITION_MOVING, NOT_READY) are still retried until they end', async () => {
-    const codes = [ErrorCode.NOT_PRIMARY, ErrorCode.PARTITION_MOVING, ErrorCode.NOT_PRIMARY, ErrorCode.NOT_READY, ErrorCode.NOT_PRIMARY];
+  it('retries: 0: transitions (NOT_PRIMARY, PARTITION_MOVING, NOT_READY, REPLICATION_FAILED) are still retried until they end', async () => {
+    const codes = [ErrorCode.NOT_PRIMARY, ErrorCode.PARTITION_MOVING, ErrorCode.NOT_PRIMARY, ErrorCode.NOT_READY, ErrorCode.REPLICATION_FAILED, ErrorCode.REPLICATION_FAILED, ErrorCode.NOT_PRIMARY];
     const { client, gets, retryEvents } = await scripted(codes, { retries: 0, minDelay: 1, maxDelay: 5 });
     await expect(client.cache('c').get('k')).resolves.toBeUndefined();
     expect(gets()).toBe(codes.length + 1);
