@@ -63,6 +63,48 @@ describe('lease vouching (ADR 0007), pure model', () => {
     expect(leaseExpired(0, 500, 1001, VOUCH_TIMING)).toBe(false);
   });
 
+  // KNOWN, not yet understood: fast-check found this schedule (seed -1817724194, on Node 22, after
+  // about 750 of the 2000 runs) in which the model lets n0 and n1 serve the same partition at
+  // real time 3021 ms. The model (control/vouch.ts) has not changed since ADR 0007; whether the
+  // flaw is in the model or in the rules it encodes (and so in the node) is still to find out.
+  // \`it.fails\` keeps the schedule here and the suite green; it fails once the model is fixed.
+  it.fails('known counterexample (under investigation): two primaries in the model', () => {
+    const steps: [VouchAction, number][] = [
+      [{kind: 'coordinate'}, 0],
+      [{kind: 'ask', from: 0, to: 0, delay: 0, replyDelay: 0}, 1],
+      [{kind: 'renew', node: 0}, 0],
+      [{kind: 'renew', node: 2}, 0],
+      [{kind: 'learn', node: 0}, 97],
+      [{kind: 'link', a: 0, b: 0, up: false}, 399],
+      [{kind: 'ask', from: 0, to: 0, delay: 0, replyDelay: 0}, 56],
+      [{kind: 'ask', from: 0, to: 0, delay: 0, replyDelay: 0}, 222],
+      [{kind: 'ask', from: 0, to: 0, delay: 0, replyDelay: 0}, 246],
+      [{kind: 'coordinate'}, 0],
+      [{kind: 'learn', node: 0}, 0],
+      [{kind: 'kvLink', node: 0, up: false}, 0],
+      [{kind: 'coordinate'}, 0],
+      [{kind: 'kv', up: true}, 268],
+      [{kind: 'renew', node: 0}, 86],
+      [{kind: 'learn', node: 0}, 154],
+      [{kind: 'ask', from: 0, to: 0, delay: 0, replyDelay: 0}, 283],
+      [{kind: 'coordinate'}, 188],
+      [{kind: 'renew', node: 1}, 42],
+      [{kind: 'coordinate'}, 0],
+      [{kind: 'ask', from: 0, to: 0, delay: 0, replyDelay: 0}, 90],
+      [{kind: 'renew', node: 0}, 132],
+      [{kind: 'learn', node: 0}, 37],
+      [{kind: 'ask', from: 0, to: 0, delay: 0, replyDelay: 0}, 81],
+      [{kind: 'ask', from: 0, to: 0, delay: 0, replyDelay: 0}, 183],
+      [{kind: 'renew', node: 0}, 189],
+      [{kind: 'renew', node: 1}, 267],
+      [{kind: 'learn', node: 1}, 0],
+      [{kind: 'ask', from: 0, to: 2, delay: 0, replyDelay: 0}, 0],
+      [{kind: 'renew', node: 0}, 1],
+    ];
+    const w = run(new VouchWorld(VOUCH_TIMING, [0, 1, 2].map(() => ({ rate: 0.98, offset: 0 }))), steps);
+    expect(w.overlaps()).toEqual([]);
+  });
+
   it('never two primaries: arbitrary KV outages, cut links, delayed or lost messages, crashes, drift (property)', () => {
     fc.assert(
       fc.property(fc.integer({ min: 2, max: 4 }).chain((n) => fc.tuple(clocks(n), schedule(n))), ([c, steps]) => {
