@@ -63,12 +63,12 @@ describe('lease vouching (ADR 0007), pure model', () => {
     expect(leaseExpired(0, 500, 1001, VOUCH_TIMING)).toBe(false);
   });
 
-  // KNOWN, not yet understood: fast-check found this schedule (seed -1817724194, on Node 22, after
-  // about 750 of the 2000 runs) in which the model lets n0 and n1 serve the same partition at
-  // real time 3021 ms. The model (control/vouch.ts) has not changed since ADR 0007; whether the
-  // flaw is in the model or in the rules it encodes (and so in the node) is still to find out.
-  // \`it.fails\` keeps the schedule here and the suite green; it fails once the model is fixed.
-  it.fails('known counterexample (under investigation): two primaries in the model', () => {
+  // Found by the property below on Node 22 (seed -1817724194): n1, dropped, rejoined as an owner
+  // through n0 while n0 was cut off from the control plane and never learned of it; n0 then served
+  // on n2's promise (n2 knew an older topology) while n1 served as the only owner left. The node
+  // cannot do that (a pull is served only once the primary holds the puller's topology); the model
+  // could, and now cannot either.
+  it('a node rejoins only through a primary that learns of it (a schedule that found two primaries)', () => {
     const steps: [VouchAction, number][] = [
       [{kind: 'coordinate'}, 0],
       [{kind: 'ask', from: 0, to: 0, delay: 0, replyDelay: 0}, 1],

@@ -222,14 +222,26 @@ export class VouchWorld {
         // Rejoin: a node renewing again after being dropped is appended (it would pull the data
         // from the primary, which therefore knows the newest topology: required here).
         const primaryIdx = this.nodes.findIndex((n) => n.id === owners[0]);
-        const primaryUpToDate = primaryIdx >= 0 && this.nodes[primaryIdx]!.known === this.versions.length - 1;
+        // The pull is served only once the primary holds the topology that adds the puller
+        // (StateTransfer.onStatePull waits for it), so the primary must be able to learn it now,
+        // and does: a primary cut off from the control plane serves no pull, and nobody rejoins
+        // through it. (Without this the model let a node rejoin through a primary that never
+        // learned of it, and found two primaries that the node itself cannot produce.)
+        const primaryUpToDate = primaryIdx >= 0 && this.nodes[primaryIdx]!.known === this.versions.length - 1 && this.canKv(primaryIdx);
+        let rejoined = false;
         if (primaryUpToDate) {
           for (const n of this.nodes) {
             const s = seen.get(n.id);
-            if (!owners.includes(n.id) && s !== undefined && !leaseExpired(s, this.kvHealthySince.get(c)!, nowC, this.timing) && owners.length > 0) owners.push(n.id);
+            if (!owners.includes(n.id) && s !== undefined && !leaseExpired(s, this.kvHealthySince.get(c)!, nowC, this.timing) && owners.length > 0) {
+              owners.push(n.id);
+              rejoined = true;
+            }
           }
         }
-        if (owners.length !== this.latest.length || owners.some((id, i) => id !== this.latest[i])) this.versions.push(owners);
+        if (owners.length !== this.latest.length || owners.some((id, i) => id !== this.latest[i])) {
+          this.versions.push(owners);
+          if (rejoined) this.apply({ kind: 'learn', node: primaryIdx });
+        }
         return;
       }
       case 'learn': {
