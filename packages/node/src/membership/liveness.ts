@@ -138,11 +138,6 @@ export class LateNodes {
     return this.heard.get(id)!.version >= version;
   }
 
-  /** Answers kept (diagnostics and tests). */
-  get size(): number {
-    return this.heard.size + this.asking.size;
-  }
-
   /** Forgets nodes not in `keep` (dropped, or renewing again). */
   retain(keep: (id: string) => boolean): void {
     for (const id of this.heard.keys()) if (!keep(id)) this.heard.delete(id);

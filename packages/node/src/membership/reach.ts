@@ -52,8 +52,7 @@ export function fenceFrom(self: string, peers: readonly PeerReachState[], now: n
   for (const p of peers) {
     if (p.failingSince !== null && p.failures >= t.cutRequests && now - p.failingSince >= t.cutMs && p.renewedAt !== undefined && p.renewedAt >= p.failingSince + t.renewedAfterMs) {
       cut.push(p.id);
-    }
-    else if (p.failingSince === null && now - p.okAt <= t.cutMs) reached.push(p.id);
+    } else if (p.failingSince === null && now - p.okAt <= t.cutMs) reached.push(p.id);
   }
   if (cut.length === 0) return null;
   if (cut.length > reached.length) return cut.sort();
@@ -145,9 +144,5 @@ export class PeerReach {
     }
     this.fencedFrom = cut;
     return cut !== null;
-  }
-
-  get isFenced(): boolean {
-    return this.fencedFrom !== null;
   }
 }
