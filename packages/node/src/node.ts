@@ -136,7 +136,6 @@ export class GridNode implements ConnectionHost, MetricsSource {
       applyTopology: (rec) => this.applyTopology(rec),
       refreshTopology,
       caches,
-      askAlive: (peer, timeoutMs) => this.promises.askAlive(peer, timeoutMs),
     });
     this.reach = new PeerReach({
       id,

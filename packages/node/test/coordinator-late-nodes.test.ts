@@ -10,15 +10,18 @@ import { describe, expect, it } from 'vitest';
 import { MemoryControlPlane, type TopologyRecord } from '@gridlink/node';
 import { LEASE_PREFIX, TOPOLOGY_KEY } from '../src/control/keys.js';
 import { initialTopology } from '../src/control/topology.js';
-import { LateNodes, type AliveAnswer } from '../src/membership/liveness.js';
+import { LateNodes } from '../src/membership/liveness.js';
 import { coordinatorOf, fakeDateClock, lease, settle } from './helpers/coordinator.js';
 
 const LEASE = 1000;
 const GRACE = 2 * LEASE;
 const TICK = 50;
 
-/** How n2 answers "are you alive?" at a moment (null: no answer; the request fails). */
-type Answering = (now: number) => 'yes' | 'other-epoch' | 'old-version' | null;
+/**
+ * How n2 answers n1's probe ("are you alive?", sent every renewal interval: ADR 0063) at `elapsed`
+ * ms into the run (null: no answer; the request fails).
+ */
+type Answering = (elapsed: number) => 'yes' | 'other-epoch' | 'old-version' | null;
 
 describe('coordinator: late nodes that answer over the grid (ADR 0062)', () => {
   const clock = fakeDateClock();
@@ -35,7 +38,7 @@ describe('coordinator: late nodes that answer over the grid (ADR 0062)', () => {
     n2ResumesAt: number,
     totalMs: number,
     n3DiesAt = Infinity,
-  ): Promise<{ droppedAfter: number | null; versions: number; asked: number; topo: TopologyRecord }> {
+  ): Promise<{ droppedAfter: number | null; versions: number; topo: TopologyRecord }> {
     // Every scenario on the same clock phase: renewals every 250 ms, ticks every 50 ms.
     clock.now = 1_000_000;
     clock.apply();
@@ -48,22 +51,7 @@ describe('coordinator: late nodes that answer over the grid (ADR 0062)', () => {
     );
     for (const id of ['n1', 'n2', 'n3']) await kv.put(LEASE_PREFIX + id, lease(id));
     await kv.create(TOPOLOGY_KEY, initialTopology({ clusterId: 'c', partitions: 8, backups: 1, leases: ['n1', 'n2', 'n3'].map((id) => lease(id)) }));
-    let asked = 0;
-    const askAlive =
-      answering === undefined
-        ? undefined
-        : (id: string): Promise<AliveAnswer> => {
-            if (id === 'n3') return Promise.reject(new Error('peer unavailable'));
-            asked++;
-            expect(id).toBe('n2');
-            const a = answering(clock.now);
-            const version = n1.view.topo!.version;
-            if (a === null) return Promise.reject(new Error('peer unavailable'));
-            if (a === 'other-epoch') return Promise.resolve({ epoch: 'n2-2', version });
-            if (a === 'old-version') return Promise.resolve({ epoch: 'n2-1', version: version - 1 });
-            return Promise.resolve({ epoch: 'n2-1', version });
-          };
-    const n1 = coordinatorOf(kv, 'n1', undefined, askAlive);
+    const n1 = coordinatorOf(kv, 'n1');
     closers.push(n1.close);
     await n1.coordinator.load();
     await n1.refreshTopology();
@@ -83,13 +71,23 @@ describe('coordinator: late nodes that answer over the grid (ADR 0062)', () => {
           await kv.put(LEASE_PREFIX + 'n2', lease('n2'));
           lastN2 = clock.now;
         }
+        // n1's probe of n2 (what PeerReach hands the coordinator), answered at once or failed.
+        const a = answering?.(elapsed);
+        if (a !== undefined) {
+          const version = n1.view.topo!.version;
+          n1.coordinator.late.answered(
+            'n2',
+            clock.now,
+            a === null ? null : a === 'other-epoch' ? { epoch: 'n2-2', version } : a === 'old-version' ? { epoch: 'n2-1', version: version - 1 } : { epoch: 'n2-1', version },
+          );
+        }
       }
       await settle();
       if (clock.now % TICK === 0) await n1.coordinator.tick();
       await settle();
       if (droppedAfter === null && n1.view.topo!.members['n2'] === undefined) droppedAfter = clock.now - lastN2;
     }
-    return { droppedAfter, versions, asked, topo: n1.view.topo! };
+    return { droppedAfter, versions, topo: n1.view.topo! };
   }
 
   it('a node that answers is kept up to two leases past its lease, then dropped', async () => {
@@ -97,7 +95,6 @@ describe('coordinator: late nodes that answer over the grid (ADR 0062)', () => {
     expect(r.droppedAfter).not.toBeNull();
     expect(r.droppedAfter!).toBeGreaterThan(LEASE + GRACE - 2 * TICK);
     expect(r.droppedAfter!).toBeLessThanOrEqual(LEASE + GRACE + 2 * TICK);
-    expect(r.asked).toBeGreaterThan(0);
   });
 
   it('a node whose renewals come back within the grace stays a member, and no topology is written', async () => {
@@ -121,7 +118,7 @@ describe('coordinator: late nodes that answer over the grid (ADR 0062)', () => {
 
   it('the lowest id late: the next node takes over coordinating and keeps it at its first tick, on the answers its probes got (ADR 0063 probes)', async () => {
     // n1 coordinates until its lease is gone; n2 then coordinates and must not drop n1 while n1
-    // answers. n2 asks nobody itself (no askAlive): it knows only what its probes heard.
+    // answers: it knows only what its probes heard before it coordinated.
     const run = async (fed: boolean): Promise<boolean> => {
       clock.now = 1_000_000;
       clock.apply();
@@ -170,11 +167,7 @@ describe('coordinator: late nodes that answer over the grid (ADR 0062)', () => {
 
   it('a node that stops answering (it died while reconnecting) is dropped within half a lease of its last answer', async () => {
     // It answers until 1,800 ms after it stopped renewing at 500 ms.
-    let stoppedAt = 0;
-    const r = await scenario((t) => {
-      if (stoppedAt === 0) stoppedAt = t;
-      return t - stoppedAt < 1800 ? 'yes' : null;
-    }, 500, Infinity, 5000);
+    const r = await scenario((elapsed) => (elapsed < 500 + 1800 ? 'yes' : null), 500, Infinity, 5000);
     expect(r.droppedAfter).not.toBeNull();
     expect(r.droppedAfter!).toBeLessThan(LEASE + GRACE - 2 * TICK);
   });
@@ -187,11 +180,8 @@ describe('coordinator: late nodes that answer over the grid (ADR 0062)', () => {
         fc.integer({ min: 0, max: 4000 }),
         fc.constantFrom<'yes' | 'other-epoch' | 'old-version' | null>('yes', 'other-epoch', 'old-version', null),
         async (stopAt, gap, answersFor, kind) => {
-          let firstAsk = 0;
-          const answering: Answering = (t) => {
-            if (firstAsk === 0) firstAsk = t;
-            return t - firstAsk < answersFor ? kind : null;
-          };
+          // Answers as `kind` until `answersFor` ms after it stopped renewing, then nothing.
+          const answering: Answering = (elapsed) => (elapsed < stopAt + answersFor ? kind : null);
           const r = await scenario(answering, stopAt, stopAt + gap, stopAt + gap + 1500);
           const silent = await scenario(undefined, stopAt, stopAt + gap, stopAt + gap + 1500);
           if (silent.droppedAfter !== null) expect(silent.droppedAfter).toBeLessThanOrEqual(LEASE + 2 * TICK);
@@ -229,9 +219,8 @@ describe('LateNodes', () => {
         fc.boolean(),
         fc.integer({ min: -2, max: 2 }),
         (sentAgo, age, sameEpoch, versionDelta) => {
-          const late = new LateNodes(1000, 500, 500, 2000, 250);
+          const late = new LateNodes(1000, 500, 2000);
           const at = 100_000;
-          late.asked('n', at - sentAgo);
           late.answered('n', at - sentAgo, { epoch: sameEpoch ? 'e1' : 'e2', version: 10 + versionDelta });
           const kept = late.vouched('n', 'e1', age, 10, at);
           expect(kept).toBe(sameEpoch && versionDelta >= 0 && sentAgo <= 500 && age <= 3000);
@@ -240,25 +229,20 @@ describe('LateNodes', () => {
     );
   });
 
-  it('asks only once renewals are late, one request at a time until it is stale', () => {
-    const late = new LateNodes(1000, 500, 500, 2000, 250);
-    expect(late.shouldAsk('n', 400, 0)).toBe(false);
-    expect(late.shouldAsk('n', 600, 0)).toBe(true);
-    late.asked('n', 0);
-    expect(late.shouldAsk('n', 650, 50)).toBe(false);
-    expect(late.shouldAsk('n', 850, 250)).toBe(true);
+  it('the newest answer counts, for freshMs from when its request was sent', () => {
+    const late = new LateNodes(1000, 500, 2000);
     late.answered('n', 0, null);
-    expect(late.shouldAsk('n', 700, 100)).toBe(true);
-    // Still asked past the grace: a node holding the only copy of a partition is kept while it answers.
-    expect(late.shouldAsk('n', 30_001, 100)).toBe(true);
+    expect(late.answering('n', 'e1', 100)).toBe(false);
     late.answered('n', 90, { epoch: 'e1', version: 3 });
     expect(late.answering('n', 'e1', 590)).toBe(true);
     expect(late.answering('n', 'e1', 591)).toBe(false);
     expect(late.answering('n', 'e2', 100)).toBe(false);
     expect(late.vouched('n', 'e1', 3001, 3, 100)).toBe(false);
     // An answer without a topology version (a release before ADR 0062) keeps nobody.
-    const older = new LateNodes(1000, 500, 500, 2000, 250);
-    older.asked('n', 100);
+    // An answer to an older request arriving late replaces nothing newer.
+    late.answered('n', 50, { epoch: 'e2', version: 4 });
+    expect(late.answering('n', 'e1', 590)).toBe(true);
+    const older = new LateNodes(1000, 500, 2000);
     older.answered('n', 100, { epoch: 'e1' });
     expect(older.answering('n', 'e1', 150)).toBe(false);
     expect(older.vouched('n', 'e1', 1200, 0, 150)).toBe(false);

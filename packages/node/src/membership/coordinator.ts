@@ -16,7 +16,7 @@ import { CasConflictError } from '../errors.js';
 import type { Lifecycle } from '../lifecycle.js';
 import type { Logger } from '../logger.js';
 import { coordinatorStep } from './handback.js';
-import { LateNodes, LivenessClock, type AliveAnswer } from './liveness.js';
+import { LateNodes, LivenessClock } from './liveness.js';
 import { StepBasis } from './step-basis.js';
 import type { ClusterView } from './view.js';
 
@@ -35,11 +35,6 @@ export interface CoordinatorDeps {
    * while the rules are the same: the coordinator serialises them again only when it changes.
    */
   caches?(): readonly CacheRule[];
-  /**
-   * Asks node `id` over the grid whether it is alive (ADR 0062): its epoch and topology version.
-   * Without it, a node is judged on its lease alone.
-   */
-  askAlive?(id: string, timeoutMs: number): Promise<AliveAnswer>;
 }
 
 const NO_CACHES: readonly CacheRule[] = Object.freeze([]);
@@ -131,7 +126,7 @@ export class Coordinator {
     this.liveness = new LivenessClock(leaseMs, leaseMs / 2, Date.now(), renewIntervalMs * 1.5);
     // Asked once two renewals are missing; an answer counts for half a lease; kept up to two
     // leases past the lease (a reconnect to another nats-server takes well under that, ADR 0061).
-    this.late = new LateNodes(leaseMs, 2 * renewIntervalMs, leaseMs / 2, 2 * leaseMs, leaseMs / 4);
+    this.late = new LateNodes(leaseMs, leaseMs / 2, 2 * leaseMs);
   }
 
   /** Seeds the observations with the leases listed at start. */
@@ -201,9 +196,9 @@ export class Coordinator {
   }
 
   /**
-   * ADR 0062: asks the members whose renewals are late whether they are alive, and counts as
-   * alive those past their lease that answered recently from the same epoch with the current
-   * topology, within the grace.
+   * ADR 0062: counts as alive the members past their lease that answered this node's probes
+   * (`PeerReach`, fed to `late`) recently from the same epoch with the current topology, within
+   * the grace.
    */
   private keepAnswering(late: readonly { lease: LeaseRecord; age: number }[], alive: LeaseRecord[], now: number): void {
     const { view, opts, log } = this.d;
@@ -214,17 +209,6 @@ export class Coordinator {
     for (const { lease, age } of late) {
       const id = lease.id;
       if (topo.members[id]?.epoch !== lease.epoch) continue;
-      if (this.d.askAlive !== undefined && this.late.shouldAsk(id, age, now)) {
-        this.late.asked(id, now);
-        const timeoutMs = opts.leaseMs / 4;
-        void Promise.resolve()
-          .then(() => this.d.askAlive!(id, timeoutMs))
-          .then(
-            (a) => this.late.answered(id, now, a),
-            () => this.late.answered(id, now, null),
-          );
-      }
-      if (age <= opts.leaseMs) continue;
       if (this.late.vouched(id, lease.epoch, age, topo.version, now)) {
         kept.add(id);
         if (!this.keptOnAnswers.has(id)) {
@@ -284,7 +268,7 @@ export class Coordinator {
       if (departed[o.lease.id] === o.lease.epoch) continue;
       const age = this.liveness.age(o.seenAt, now);
       if (age <= opts.leaseMs) alive.push(o.lease);
-      if (age > this.late.askAfterMs && o.lease.id !== this.d.id) late.push({ lease: o.lease, age });
+      else if (o.lease.id !== this.d.id) late.push({ lease: o.lease, age });
     }
     // The coordinator is the lowest id among the leases alive: a node kept on its answers alone
     // may be cut off from the control plane, where it could write nothing.

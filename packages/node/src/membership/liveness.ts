@@ -73,50 +73,33 @@ export interface AliveAnswer {
 }
 
 /**
- * Nodes whose lease renewals are late but who still answer the coordinator over the grid (ADR
- * 0062). A node whose control-plane connection broke (its nats-server was killed or hung, it is
- * reconnecting to another) cannot renew for a moment, yet serves its partitions on its backups'
- * promises (ADR 0007); declaring it gone then pauses those partitions and sends it back empty
- * under a new epoch. So the coordinator asks a node whose renewals are late whether it is alive,
- * and a fresh answer from the same epoch holding the current topology keeps it a member for up to
- * `graceMs` past its lease. A dead or hung node answers nothing and is judged exactly as before;
- * a node cut off from the control plane for good is dropped when the grace ends, or at once when
- * the topology moves on without it (it cannot learn the new version). Declaring a node gone later
- * never weakens safety (ADR 0007: who serves rests on leases and promises, not on this judgement).
- * Pure (the clock is passed in), so the tests drive it directly.
+ * Nodes whose lease renewals are late but who still answer over the grid (ADR 0062). A node
+ * whose control-plane connection broke (its nats-server was killed or hung, it is reconnecting to
+ * another) cannot renew for a moment, yet serves its partitions on its backups' promises (ADR
+ * 0007); declaring it gone then pauses those partitions and sends it back empty under a new epoch.
+ * Every node asks every member "are you alive?" each renewal interval (`PeerReach`, ADR 0063) and
+ * hands the answers here; a fresh answer from the same epoch holding the current topology keeps a
+ * node whose lease ran out a member for up to `graceMs` past its lease. A dead or hung node
+ * answers nothing and is judged exactly as before; a node cut off from the control plane for good
+ * is dropped when the grace ends, or at once when the topology moves on without it (it cannot
+ * learn the new version). Declaring a node gone later never weakens safety (ADR 0007: who serves
+ * rests on leases and promises, not on this judgement). Pure (the clock is passed in), so the
+ * tests drive it directly.
  */
 export class LateNodes {
   /** The newest answer per node, with when the request it answered was sent. */
   private readonly heard = new Map<string, { epoch: string; version: number; sentAt: number }>();
-  /** Per node, when the request in flight was sent. */
-  private readonly asking = new Map<string, number>();
 
   constructor(
     private readonly leaseMs: number,
-    /** Ask once a lease has not been seen renewed for this long. */
-    readonly askAfterMs: number,
     /** An answer counts while the request it answered was sent no longer ago than this. */
     private readonly freshMs: number,
     /** How long past its lease an answering node is kept. */
     readonly graceMs: number,
-    /** A request unanswered this long no longer stops another one. */
-    private readonly retryMs: number,
   ) {}
-
-  /** Whether to ask the node now: late by `age`, and no recent request in flight. */
-  shouldAsk(id: string, age: number, now: number): boolean {
-    if (age <= this.askAfterMs) return false;
-    const sentAt = this.asking.get(id);
-    return sentAt === undefined || now - sentAt >= this.retryMs;
-  }
-
-  asked(id: string, now: number): void {
-    this.asking.set(id, now);
-  }
 
   /** The request sent at `sentAt` got `answer` (null: it failed or timed out). */
   answered(id: string, sentAt: number, answer: AliveAnswer | null): void {
-    if (this.asking.get(id) === sentAt) this.asking.delete(id);
     if (answer === null || typeof answer.epoch !== 'string' || typeof answer.version !== 'number') return;
     const h = this.heard.get(id);
     if (h === undefined || h.sentAt < sentAt) this.heard.set(id, { epoch: answer.epoch, version: answer.version, sentAt });
@@ -138,9 +121,8 @@ export class LateNodes {
     return this.heard.get(id)!.version >= version;
   }
 
-  /** Forgets nodes not in `keep` (dropped, or renewing again). */
+  /** Forgets nodes not in `keep` (no longer observed). */
   retain(keep: (id: string) => boolean): void {
     for (const id of this.heard.keys()) if (!keep(id)) this.heard.delete(id);
-    for (const id of this.asking.keys()) if (!keep(id)) this.asking.delete(id);
   }
 }

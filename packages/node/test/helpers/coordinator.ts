@@ -4,7 +4,6 @@ import { LEASE_PREFIX, TOPOLOGY_KEY } from '../../src/control/keys.js';
 import type { CacheRule } from '../../src/control/topology.js';
 import { Lifecycle } from '../../src/lifecycle.js';
 import { Coordinator } from '../../src/membership/coordinator.js';
-import type { AliveAnswer } from '../../src/membership/liveness.js';
 import { ClusterView } from '../../src/membership/view.js';
 import { Scheduler } from '../../src/scheduler.js';
 
@@ -18,14 +17,13 @@ export async function settle(): Promise<void> {
 
 /**
  * One node's coordinator (8 partitions, backups 1) with what it needs from the node: its view,
- * fed by a topology watch, `caches` as its cache registry and `askAlive` as its way to ask a
- * late node over the grid (ADR 0062) when given.
+ * fed by a topology watch, and `caches` as its cache registry. The answers of the node's probes
+ * (ADR 0062/0063) are fed by the test through `coordinator.late.answered`.
  */
 export function coordinatorOf(
   kv: MemoryControlPlane,
   id: string,
   caches?: () => readonly CacheRule[],
-  askAlive?: (id: string, timeoutMs: number) => Promise<AliveAnswer>,
 ): { coordinator: Coordinator; view: ClusterView; leaseEvents: KvEvent<LeaseRecord>[]; refreshTopology: () => Promise<void>; close: () => void } {
   const opts = resolveNodeOptions({ id, controlPlane: kv, partitions: 8, backups: 1 });
   const scheduler = new Scheduler();
@@ -53,7 +51,6 @@ export function coordinatorOf(
     applyTopology: apply,
     refreshTopology,
     ...(caches !== undefined ? { caches } : {}),
-    ...(askAlive !== undefined ? { askAlive } : {}),
   });
   const unwatch = [
     kv.watch<TopologyRecord>(TOPOLOGY_KEY, (e) => {
