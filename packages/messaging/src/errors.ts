@@ -147,13 +147,14 @@ export class ResultTimeoutError extends MessagingError {
 /**
  * A message has no usable id: no `Nats-Msg-Id` header and no `idOf` result, or one that cannot be
  * an id (too long, not valid Unicode, not a string), `idOf` threw, or the message's headers cannot
- * be read. `reason` says which; `cause` is what was thrown, if anything.
+ * be read. `reason` says which; `cause` is what was thrown, if anything. Also thrown by
+ * `isProcessed(id)` for such an id, with `subject` ''.
  */
 export class MissingMessageIdError extends MessagingError {
   readonly subject: string;
   readonly reason: string;
   constructor(subject: string, reason = 'no Nats-Msg-Id header and idOf returned nothing', options?: { cause?: unknown }) {
-    super(`message on ${subject} has no usable id: ${reason}`, 'MSG_NO_ID', false, options);
+    super(subject === '' ? `not a usable message id: ${reason}` : `message on ${subject} has no usable id: ${reason}`, 'MSG_NO_ID', false, options);
     this.name = 'MissingMessageIdError';
     this.subject = subject;
     this.reason = reason;

@@ -148,6 +148,19 @@ interface InFlight {
 
 type IdLookup = { id: string } | { reason: string; cause?: unknown };
 
+/**
+ * Why `id` cannot be a message id (null when it can): what process() refuses (an id found for a
+ * message) and isProcessed() refuses alike.
+ */
+function idProblem(id: unknown): string | null {
+  if (typeof id !== 'string') return `the id is ${describe(id)}, not a string`;
+  if (id === '') return 'the id is empty';
+  if (id.length > MAX_ID_LENGTH) return `the id is ${id.length} characters, more than ${MAX_ID_LENGTH}`;
+  // Such an id cannot be a grid key: every delivery of it would fail (and be redelivered) forever.
+  if (LONE_SURROGATE.test(id)) return 'the id is not valid Unicode (it has a lone surrogate)';
+  return null;
+}
+
 function quietly(f: () => void): void {
   try {
     f();
@@ -229,10 +242,8 @@ export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
       if (id === '') return { reason: 'no Nats-Msg-Id header' };
     }
     const s = id as string;
-    if (s.length > MAX_ID_LENGTH) return { reason: `the id is ${s.length} characters, more than ${MAX_ID_LENGTH}` };
-    // Such an id cannot be a grid key: every delivery of it would fail (and be redelivered) forever.
-    if (LONE_SURROGATE.test(s)) return { reason: 'the id is not valid Unicode (it has a lone surrogate)' };
-    return { id: s };
+    const why = idProblem(s);
+    return why === null ? { id: s } : { reason: why };
   }
 
   private checkHandler(handler: unknown): void {
@@ -620,10 +631,15 @@ export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
     }
   }
 
-  /** Whether `id` is remembered as processed. MessagingClosedError after `close()`. */
+  /**
+   * Whether `id` is remembered as processed. MessagingClosedError after `close()`; an id that
+   * process() refuses (not a string, empty, over 512 characters, a lone surrogate) is a
+   * MissingMessageIdError with the same reason (`subject` ''), without a grid operation.
+   */
   async isProcessed(id: string): Promise<boolean> {
     if (this.closed) throw new MessagingClosedError('idempotent consumer');
-    if (typeof id !== 'string') throw new MessagingConfigError('id', `must be a string, got ${describe(id)}`);
+    const why = idProblem(id);
+    if (why !== null) throw new MissingMessageIdError('', why);
     return (await this.processed.get(this.keyOf(id))) !== undefined;
   }
 

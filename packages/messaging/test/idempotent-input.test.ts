@@ -301,6 +301,31 @@ describe('idempotent consumer: bad input and close (real nats-server, real grid)
     await done;
   });
 
+  it('isProcessed() refuses, with the MissingMessageIdError process() reports, the ids process() refuses, without a grid operation', async () => {
+    const g = await grid();
+    const ic = consumer({ grid: g, name: 'isprocessed' });
+    const ops = g.stats().operations;
+    const refusal = async (id: unknown): Promise<MissingMessageIdError> => {
+      const e: unknown = await ic.isProcessed(id as string).then(
+        () => null,
+        (x: unknown) => x,
+      );
+      expect(e).toBeInstanceOf(MissingMessageIdError);
+      return e as MissingMessageIdError;
+    };
+    // The reasons process() gives for the same ids (see the test above).
+    expect((await refusal('x'.repeat(513))).reason).toBe('the id is 513 characters, more than 512');
+    expect((await refusal('ab\uD800')).reason).toBe('the id is not valid Unicode (it has a lone surrogate)');
+    expect((await refusal('')).reason).toBe('the id is empty');
+    expect((await refusal(42)).reason).toBe('the id is 42, not a string');
+    expect((await refusal(undefined)).code).toBe('MSG_NO_ID');
+    expect(g.stats().operations).toBe(ops);
+    // At the bound, and any other id process() takes: asked of the grid.
+    expect(await ic.isProcessed('x'.repeat(512))).toBe(false);
+    expect(await ic.isProcessed('ok.\u00e9-\u{1F600}')).toBe(false);
+    expect(g.stats().operations).toBe(ops + 2);
+  });
+
   it('a message whose headers cannot be decoded is terminated with the reason; consume() goes on', async () => {
     await stream('BADHDR');
     const ic = consumer({ grid: await grid(), name: 'badhdr' });
