@@ -53,6 +53,10 @@ export interface NodeStats {
 }
 
 export interface ClientStats {
+  /**
+   * Nodes with counters or a usable connection. A node's counters are dropped once it is neither
+   * in the current partition map nor behind a connection (it left the cluster for good).
+   */
   nodes: NodeStats[];
   operations: number;
   failedOperations: number;
@@ -185,6 +189,7 @@ export class GridClient extends EventEmitter<GridClientEvents> {
     });
     m.on('clusterChanged', () => {
       ps.reset();
+      this.forgetDepartedNodes();
     });
     m.on('version', (v, refresh, nodeId) => ps.observe(v, refresh, nodeId));
     m.on('push', (frame, conn) => {
@@ -199,7 +204,10 @@ export class GridClient extends EventEmitter<GridClientEvents> {
       void ps.refresh();
     });
     m.on('nodeUp', (nodeId) => this.notify('nodeUp', { nodeId }));
-    m.on('nodeDown', (nodeId) => this.notify('nodeDown', { nodeId }));
+    m.on('nodeDown', (nodeId) => {
+      this.forgetDepartedNodes();
+      this.notify('nodeDown', { nodeId });
+    });
     m.on('error', (e) => this.reportError(e));
     ps.on('changed', (map, previous) => {
       let changed = 0;
@@ -211,7 +219,21 @@ export class GridClient extends EventEmitter<GridClientEvents> {
       this.cfg.logger?.info?.('partition map updated', { version: map.version, changedPartitions: changed });
       this.notify('topologyChanged', { version: map.version, previousVersion: previous?.version ?? null, changedPartitions: changed });
       m.onTopology(map, previous);
+      this.forgetDepartedNodes();
     });
+  }
+
+  /**
+   * Drops the per-node counters of nodes that have left: neither in the current partition map
+   * (which lists the baseline, so a node down for a while stays) nor behind a connection of the
+   * manager (open or draining). Runs when a connection is lost and when a new map is installed,
+   * the two ways a node can stop being either.
+   */
+  private forgetDepartedNodes(): void {
+    const map = this.partitionService.map;
+    const inMap = new Set(map === null ? [] : map.nodes.map((n) => n.id));
+    const conns = this.manager.connections();
+    this.invoker.forgetNodes((id) => inMap.has(id) || conns.has(id));
   }
 
   /**

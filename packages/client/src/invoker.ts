@@ -172,6 +172,17 @@ export class Invoker {
     return c;
   }
 
+  /**
+   * Forgets the counters (and latency histogram) of every node `keep` refuses: the client calls
+   * this when a node has left the partition map and has no connection, so the ids of departed
+   * nodes (rolling restarts under new ids, a scaled-down cluster) do not pile up in a long-lived
+   * client. An attempt still holding a forgotten node's counters updates an object nobody reads;
+   * a node that comes back starts from zero.
+   */
+  forgetNodes(keep: (nodeId: string) => boolean): void {
+    for (const id of this.perNode.keys()) if (!keep(id)) this.perNode.delete(id);
+  }
+
   /** Stops accepting operations. */
   close(): void {
     this.closed = true;
