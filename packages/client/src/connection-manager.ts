@@ -349,6 +349,7 @@ export class ConnectionManager extends EventEmitter<ManagerEvents> {
     if (this.closed || state.timer !== null || state.connecting !== null) return;
     const delay = backoffDelay(this.cfg.reconnect, state.failures, Math.random());
     state.failures++;
+    this.log('debug', 'reconnect scheduled', { address: formatEndpoint(state.endpoint), failures: state.failures, delayMs: delay });
     state.timer = setTimeout(() => {
       state.timer = null;
       this.ensureConnections();
@@ -419,10 +420,9 @@ export class ConnectionManager extends EventEmitter<ManagerEvents> {
     conn.connect().then(
       (ok) => {
         state.connecting = null;
-        if (!this.register(conn, ok, state)) {
-          state.failures++;
-          this.scheduleReconnect(state);
-        }
+        // Refused after its handshake (a node of another cluster): one failed attempt, counted
+        // once, by scheduleReconnect, as a refused or failed handshake is.
+        if (!this.register(conn, ok, state)) this.scheduleReconnect(state);
         this.ensureConnections();
       },
       (e: unknown) => {
