@@ -125,6 +125,21 @@ export class JobOutcomeNotRecordedError extends MessagingError {
   }
 }
 
+/**
+ * A run of a job's handler took longer than the job's `jobTimeoutMs`: the reason its `signal`
+ * aborts with, and (as `{ name, message, code }`) the error stored for the run, which counts as a
+ * failed attempt.
+ */
+export class JobTimeoutError extends MessagingError {
+  constructor(
+    readonly jobId: string,
+    readonly timeoutMs: number,
+  ) {
+    super(`job ${jobId}: the handler timed out after ${timeoutMs} ms`, 'JOB_TIMEOUT', true);
+    this.name = 'JobTimeoutError';
+  }
+}
+
 /** `result()` of a job that ended as failed. */
 export class JobFailedError extends MessagingError {
   constructor(

@@ -24,6 +24,7 @@ export {
   StaleOwnerError,
   OwnershipLostError,
   JobFailedError,
+  JobTimeoutError,
   JobOutcomeNotRecordedError,
   ResultTimeoutError,
   MissingMessageIdError,

@@ -32,6 +32,7 @@ import {
   MessagingError,
   MessagingClosedError,
   MessagingConfigError,
+  JobTimeoutError,
   OwnershipLostError,
   ResultTimeoutError,
   StaleOwnerError,
@@ -39,6 +40,7 @@ import {
 } from './errors.js';
 import { Ownership } from './ownership.js';
 import {
+  DEFAULT_MAX_LOST_RUNS,
   checkJobId,
   checkValue,
   checkpoint as checkpointTransition,
@@ -52,6 +54,7 @@ import {
   isTerminal,
   jobIdOfKey,
   newRecord,
+  unclaim,
   type BackoffPolicy,
   type JobRecord,
   type JobState,
@@ -73,6 +76,18 @@ export interface JobQueueOptions {
   /** Handler failures after which a job is marked failed, unless given per submit. Default 3. */
   maxAttempts?: number;
   /**
+   * Runs that ended without an outcome (the worker died, hung past its lease or lost the job)
+   * after which a job is marked failed, unless given per submit; counted apart from maxAttempts
+   * (ADR 0064). Default 5.
+   */
+  maxLostRuns?: number;
+  /**
+   * How long one run of the handler may take (ms), unless given per submit: then its signal
+   * aborts (JobTimeoutError), the run counts as a failed attempt and the job's slot and lock are
+   * freed; what the handler does later is ignored. 1 to 2147483647. Default: no limit.
+   */
+  jobTimeoutMs?: number;
+  /**
    * How long a completed or failed job's record stays readable (ms), from the moment it finished.
    * After that the grid drops it (`status` throws JobNotFoundError) and the same id may be
    * submitted again as a new job. Default 86400000 (one day).
@@ -83,6 +98,10 @@ export interface JobQueueOptions {
 export interface SubmitOptions {
   /** Failures after which the job is marked failed (≥ 1). Default: the queue's maxAttempts. */
   maxAttempts?: number;
+  /** Lost runs after which the job is marked failed (≥ 1). Default: the queue's maxLostRuns. */
+  maxLostRuns?: number;
+  /** Time limit of one run (ms); null: none. Default: the queue's jobTimeoutMs. */
+  jobTimeoutMs?: number | null;
   /** Do not start the job before this delay (ms). Default 0. */
   delayMs?: number;
 }
@@ -93,6 +112,11 @@ export interface JobStatus<R = unknown> {
   attempt: number;
   failures: number;
   maxAttempts: number;
+  /** Runs that ended without an outcome (taken over from a worker that died or lost the job). */
+  lostRuns: number;
+  maxLostRuns: number;
+  /** Time limit of one run (ms), null when none. */
+  jobTimeoutMs: number | null;
   fencingToken: number;
   owner: string | null;
   hasCheckpoint: boolean;
@@ -123,7 +147,10 @@ export interface JobContext<P = unknown> {
   lastCheckpoint: unknown;
   /** Stores a checkpoint in the grid, fenced: throws StaleOwnerError / OwnershipLostError once this run was superseded. */
   checkpoint(state: unknown): Promise<void>;
-  /** Aborts when this worker can no longer be sure it owns the job. */
+  /**
+   * Aborts when this worker can no longer be sure it owns the job, when the run exceeds the job's
+   * jobTimeoutMs (reason: a JobTimeoutError), and once the run is over.
+   */
   signal: AbortSignal;
   /** Id of the worker that held the job before, when this run takes over a running job. */
   takenOverFrom: string | null;
@@ -164,7 +191,11 @@ export interface WorkerEvents {
   /** This worker claimed a job. */
   claimed: (e: { jobId: string; fencingToken: number; attempt: number; takenOverFrom: string | null; at: number }) => void;
   completed: (e: { jobId: string; fencingToken: number }) => void;
-  /** The handler threw; `final` when the job is now marked failed. */
+  /**
+   * The handler threw or timed out; `final` when the job is now marked failed. Also (`final`,
+   * error code JOB_RUN_LOST) when this worker's takeover found the job's last allowed run lost
+   * and marked it failed without running it.
+   */
   failed: (e: { jobId: string; error: JobErrorInfo; final: boolean }) => void;
   /** Ownership was lost while the handler ran (its signal aborted). */
   lost: (e: { jobId: string; fencingToken: number; reason: string }) => void;
@@ -203,6 +234,9 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
+/** What a run's time limit resolves with when it passes first. */
+const TIMED_OUT = Symbol('timed out');
+
 /** Awaits `p`, keeping it in `set` until it settles (for close() to wait on). */
 async function during<T>(set: Set<Promise<unknown>>, p: Promise<T>): Promise<T> {
   set.add(p);
@@ -215,13 +249,17 @@ async function during<T>(set: Set<Promise<unknown>>, p: Promise<T>): Promise<T> 
 
 const dec = new TextDecoder();
 
-function toStatus<R>(r: JobRecord): JobStatus<R> {
+/** `defaultMaxLostRuns`: the queue's, for a record written before it carried its own. */
+function toStatus<R>(r: JobRecord, defaultMaxLostRuns: number): JobStatus<R> {
   return {
     id: r.id,
     state: r.state,
     attempt: r.attempt,
     failures: r.failures,
     maxAttempts: r.maxAttempts,
+    lostRuns: r.lostRuns ?? 0,
+    maxLostRuns: r.maxLostRuns ?? defaultMaxLostRuns,
+    jobTimeoutMs: r.timeoutMs ?? null,
     fencingToken: r.token,
     owner: r.owner,
     hasCheckpoint: r.hasCheckpoint,
@@ -316,6 +354,8 @@ interface Resolved {
   indexName: string;
   maxPayloadBytes: number;
   maxAttempts: number;
+  maxLostRuns: number;
+  jobTimeoutMs: number | null;
   retainFinishedMs: number;
 }
 
@@ -330,7 +370,13 @@ interface Resolved {
  */
 export const MAX_PAYLOAD_BYTES = 768 * 1024;
 
-const QUEUE_OPTIONS = ['grid', 'nats', 'queue', 'subjectPrefix', 'maxPayloadBytes', 'maxAttempts', 'retainFinishedMs'] as const;
+const QUEUE_OPTIONS = ['grid', 'nats', 'queue', 'subjectPrefix', 'maxPayloadBytes', 'maxAttempts', 'maxLostRuns', 'jobTimeoutMs', 'retainFinishedMs'] as const;
+const SUBMIT_OPTIONS = ['maxAttempts', 'maxLostRuns', 'jobTimeoutMs', 'delayMs'] as const;
+
+/** A run's time limit: 1 ms to the longest timer Node.js takes; `undefined` is `def`. */
+function jobTimeout(field: string, v: unknown, def: number | null): number | null {
+  return v === undefined ? def : int(field, v, 0, 1, MAX_TIMER_MS);
+}
 const WORKER_OPTIONS = ['concurrency', 'leaseMs', 'leaseMarginMs', 'retry', 'onDeadLetter', 'sweepIntervalMs', 'closeTimeoutMs', 'workerId'] as const;
 const RETRY_OPTIONS = ['initialDelayMs', 'maxDelayMs', 'factor', 'jitter'] as const;
 
@@ -350,6 +396,8 @@ function resolve(o: JobQueueOptions): Resolved {
     indexName: `gridlink.jobs.${queue}.unfinished`,
     maxPayloadBytes: int('maxPayloadBytes', o.maxPayloadBytes, 65536, 1, MAX_PAYLOAD_BYTES),
     maxAttempts: int('maxAttempts', o.maxAttempts, 3, 1, 1_000_000),
+    maxLostRuns: int('maxLostRuns', o.maxLostRuns, DEFAULT_MAX_LOST_RUNS, 1, 1_000_000),
+    jobTimeoutMs: jobTimeout('jobTimeoutMs', o.jobTimeoutMs, null),
     retainFinishedMs: int('retainFinishedMs', o.retainFinishedMs, 86_400_000, 1, 365 * 24 * 3600 * 1000),
   };
 }
@@ -396,11 +444,14 @@ export class JobQueue {
   async submit<R = unknown>(jobId: string, payload: unknown, opts: SubmitOptions | null = {}): Promise<SubmitResult<R>> {
     this.checkOpen();
     checkJobId(jobId);
-    const o = options('options', opts, ['maxAttempts', 'delayMs']);
+    const o = options('options', opts, SUBMIT_OPTIONS);
     checkValue('payload', payload, this.cfg.maxPayloadBytes);
     const maxAttempts = int('maxAttempts', o.maxAttempts, this.cfg.maxAttempts, 1, 1_000_000);
+    const maxLostRuns = int('maxLostRuns', o.maxLostRuns, this.cfg.maxLostRuns, 1, 1_000_000);
+    // null: no time limit for this job, whatever the queue's.
+    const timeoutMs = o.jobTimeoutMs === null ? null : jobTimeout('jobTimeoutMs', o.jobTimeoutMs, this.cfg.jobTimeoutMs);
     const delayMs = int('delayMs', o.delayMs, 0, 0, 365 * 24 * 3600 * 1000);
-    const rec = newRecord(jobId, payload, maxAttempts, Date.now(), delayMs);
+    const rec = newRecord(jobId, payload, maxAttempts, Date.now(), delayMs, { maxLostRuns, timeoutMs });
     // The index entry first: an unfinished record never exists without one (the sweep reads only
     // the index). If the job exists already, the entry is left as written; a sweep removes it
     // once it no longer matches an unfinished record (INDEX_GRACE_MS).
@@ -416,7 +467,7 @@ export class JobQueue {
     const current = created ? rec : await this.store.get(jobId);
     if (current === undefined) throw new JobNotFoundError(jobId); // removed in between: not expected
     if (!isTerminal(current.state)) this.publish({ t: 'submitted', id: jobId, notBefore: current.notBefore });
-    return { created, status: toStatus<R>(current) };
+    return { created, status: toStatus<R>(current, this.cfg.maxLostRuns) };
   }
 
   /** The job's current status; JobNotFoundError for an unknown id. */
@@ -425,7 +476,7 @@ export class JobQueue {
     checkJobId(jobId);
     const r = await this.store.get(jobId);
     if (r === undefined) throw new JobNotFoundError(jobId);
-    return toStatus<R>(r);
+    return toStatus<R>(r, this.cfg.maxLostRuns);
   }
 
   /**
@@ -1082,7 +1133,7 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
         id,
         (r) => {
           previous = r;
-          return claim(r, own.token, this.workerId, Date.now());
+          return claim(r, own.token, this.workerId, Date.now(), this.cfg.maxLostRuns);
         },
         known,
       );
@@ -1099,14 +1150,43 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
       else if (t.reason === 'terminal') this.queue.publish({ t: 'done', id, state: previous?.state ?? 'completed' });
       return null;
     }
+    if (t.next.state === 'failed') {
+      // A takeover that counted the job's last allowed lost run (ADR 0064): failed without
+      // running it. Only the claim whose write applied gets here: dead-lettered once.
+      await own.release();
+      this.finishFailed(t.next);
+      return null;
+    }
     if (this.state !== 'running') {
-      // Closed while the claim was being written: the handler is not started. Another worker
-      // claims the job with a newer token at once.
+      // Closed while the claim was being written: the handler is not started. The claim is given
+      // back (pending again, not counted as a run); another worker claims the job at once.
+      await this.unclaim(id, own, known);
       await own.release();
       this.queue.publish({ t: 'released', id, notBefore: 0 });
       return null;
     }
     return { own, rec: t.next, takenOverFrom: previous?.state === 'running' ? previous.owner : null, known };
+  }
+
+  /**
+   * Gives back a claim whose handler was not started (fenced by its token): otherwise the next
+   * claim would find the job running and count a lost run it never had. If the write does not
+   * apply (the grid did not answer, or someone claimed the job since), the next claim decides.
+   */
+  private async unclaim(id: string, own: Ownership, known: { raw: Uint8Array | null }): Promise<void> {
+    await this.store.update(id, (r) => unclaim(r, own.token, Date.now()), known).catch(() => undefined);
+  }
+
+  /** A job this worker just marked failed: announced, out of the index, and dead-lettered (once). */
+  private finishFailed(next: JobRecord): void {
+    const id = next.id;
+    this.emit('failed', { jobId: id, error: next.error ?? { name: 'Error', message: 'failed' }, final: true });
+    this.forget(id, next.createdAt);
+    this.queue.publish({ t: 'done', id, state: 'failed' });
+    // Not awaited here: a slow or hanging hook must not keep the finished job's slot and its
+    // (renewed) lock. Its rejection is reported as `error`.
+    const hook = this.onDeadLetter;
+    if (hook) this.track(Promise.resolve().then(() => hook(toStatus(next, this.cfg.maxLostRuns))));
   }
 
   private async run(rec: JobRecord, own: Ownership, takenOverFrom: string | null, known: { raw: Uint8Array | null }): Promise<void> {
@@ -1119,13 +1199,20 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
       lostReason = reason;
       this.emit('lost', { jobId: id, fencingToken: tok, reason });
     };
-    // Ownership may already be lost (the claim's writes took longer than the lease margin).
+    // Ownership may already be lost (the claim's writes took longer than the lease margin): the
+    // handler is not started, and the claim is given back (fenced) so it is not counted as a run.
     if (own.signal.aborted) {
       onAbort();
+      await this.unclaim(id, own, known);
       this.queue.publish({ t: 'released', id, notBefore: 0 });
       return;
     }
     own.signal.addEventListener('abort', onAbort, { once: true });
+    // The handler's signal: the ownership's, and the run's time limit.
+    const runAbort = new AbortController();
+    own.signal.addEventListener('abort', () => runAbort.abort(own.signal.reason), { once: true });
+    /** Set when the run exceeded its time limit: its later checkpoints are refused with it. */
+    let timedOutWith: JobTimeoutError | null = null;
     const ctx: JobContext<P> = {
       jobId: id,
       payload: rec.payload as P,
@@ -1133,10 +1220,11 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
       fencingToken: tok,
       hasCheckpoint: rec.hasCheckpoint,
       lastCheckpoint: rec.hasCheckpoint ? rec.checkpoint : undefined,
-      signal: own.signal,
+      signal: runAbort.signal,
       takenOverFrom,
       checkpoint: async (state: unknown): Promise<void> => {
         checkValue('checkpoint', state, this.cfg.maxPayloadBytes);
+        if (timedOutWith !== null) throw timedOutWith;
         if (!own.certain) throw new OwnershipLostError(id, lostReason ?? 'lease not certainly valid');
         const u = await this.store.update(id, (r) => checkpointTransition(r, tok, state, Date.now()), known);
         if (!u.ok) {
@@ -1148,14 +1236,41 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
     let result: R | undefined;
     let error: unknown = null;
     let threw = false;
+    let timedOut = false;
+    const outcome = (async (): Promise<R> => {
+      const r = await this.handler(ctx);
+      checkValue('result', r, this.cfg.maxPayloadBytes);
+      return r;
+    })();
+    const timeoutMs = rec.timeoutMs ?? null;
+    let timer: NodeJS.Timeout | undefined;
     try {
-      result = await this.handler(ctx);
-      checkValue('result', result, this.cfg.maxPayloadBytes);
+      if (timeoutMs === null) {
+        result = await outcome;
+      } else {
+        const expired = new Promise<typeof TIMED_OUT>((resolve) => (timer = setTimeout(() => resolve(TIMED_OUT), timeoutMs)));
+        const first = await Promise.race([outcome, expired]);
+        if (first === TIMED_OUT) timedOut = true;
+        else result = first;
+      }
     } catch (e) {
       threw = true;
       error = e;
     } finally {
+      clearTimeout(timer);
       own.signal.removeEventListener('abort', onAbort);
+    }
+    if (timedOut) {
+      // What the handler does from now on is ignored (its late outcome is not written; its
+      // checkpoints are refused once the failure below is recorded: they are fenced).
+      outcome.catch(() => undefined);
+      threw = true;
+      if (lostReason === null && !own.signal.aborted) {
+        timedOutWith = new JobTimeoutError(id, timeoutMs as number);
+        error = timedOutWith;
+        runAbort.abort(timedOutWith);
+      }
+      // Otherwise ownership was lost first: released below, like any run that lost its job.
     }
     // The write is fenced by the token in the record: it applies only if nobody claimed the job
     // since this run did, whatever this worker believes about its lease.
@@ -1176,7 +1291,8 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
     // not have aborted the signal yet (its timer runs after the handler's promise settles).
     const lostInCheckpoint = error instanceof OwnershipLostError && error.jobId === id;
     if (lostReason !== null || own.signal.aborted || lostInCheckpoint) {
-      // The handler stopped because ownership was lost: not a failure of the job. Free it at once.
+      // The handler stopped because ownership was lost: not a handler failure. Free it at once;
+      // the record stays running, so the next claim counts this run as lost (ADR 0064).
       if (lostReason === null && !own.signal.aborted) this.emit('lost', { jobId: id, fencingToken: tok, reason: 'lease not certainly valid' });
       this.queue.publish({ t: 'released', id, notBefore: 0 });
       return;
@@ -1190,16 +1306,10 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
       return;
     }
     const next = u.next;
-    const final = next.state === 'failed';
-    this.emit('failed', { jobId: id, error: info, final });
-    if (final) {
-      this.forget(id, next.createdAt);
-      this.queue.publish({ t: 'done', id, state: 'failed' });
-      // Not awaited here: a slow or hanging hook must not keep the finished job's slot and its
-      // (renewed) lock. Its rejection is reported as `error`.
-      const hook = this.onDeadLetter;
-      if (hook) this.track(Promise.resolve().then(() => hook(toStatus(next))));
+    if (next.state === 'failed') {
+      this.finishFailed(next);
     } else {
+      this.emit('failed', { jobId: id, error: info, final: false });
       this.candidates.set(id, next.notBefore);
       this.queue.publish({ t: 'released', id, notBefore: next.notBefore });
     }

@@ -34,6 +34,20 @@ export interface JobRecord {
   updatedAt: number;
   /** Not to be claimed before this time (ms since epoch): retry backoff or a delayed submit. */
   notBefore: number;
+  /**
+   * Runs that ended without an outcome (their owner died, hung past its lease or lost the job),
+   * counted when another claim takes the running job over (ADR 0064). Absent in records written
+   * before it was kept: 0.
+   */
+  lostRuns?: number;
+  /**
+   * Lost runs after which the job is marked failed (by the claim that counts the last one, which
+   * does not run it). Absent in records written before it was kept: the claiming queue's
+   * `maxLostRuns`.
+   */
+  maxLostRuns?: number;
+  /** How long a run of the handler may take (ms) before it counts as failed; null (or absent): no limit. */
+  timeoutMs?: number | null;
 }
 
 export const MAX_JOB_ID_LENGTH = 128;
@@ -89,7 +103,17 @@ export function decodeRecord(bytes: Uint8Array): JobRecord {
   return r;
 }
 
-export function newRecord(id: string, payload: unknown, maxAttempts: number, now: number, delayMs = 0): JobRecord {
+/** Lost runs after which a job is failed when neither its submit nor its queue said (ADR 0064). */
+export const DEFAULT_MAX_LOST_RUNS = 5;
+
+export interface RecordLimits {
+  /** See JobRecord.maxLostRuns. Default DEFAULT_MAX_LOST_RUNS. */
+  maxLostRuns?: number;
+  /** See JobRecord.timeoutMs. Default null (no limit). */
+  timeoutMs?: number | null;
+}
+
+export function newRecord(id: string, payload: unknown, maxAttempts: number, now: number, delayMs = 0, limits: RecordLimits = {}): JobRecord {
   return {
     v: 1,
     id,
@@ -107,7 +131,15 @@ export function newRecord(id: string, payload: unknown, maxAttempts: number, now
     createdAt: now,
     updatedAt: now,
     notBefore: now + delayMs,
+    lostRuns: 0,
+    maxLostRuns: limits.maxLostRuns ?? DEFAULT_MAX_LOST_RUNS,
+    timeoutMs: limits.timeoutMs ?? null,
   };
+}
+
+/** The error stored for a run that ended without an outcome (its owner died or lost the job). */
+export function lostRunError(owner: string | null): JobErrorInfo {
+  return { name: 'JobRunLostError', message: `worker lost while running (owner ${owner ?? 'unknown'})`, code: 'JOB_RUN_LOST' };
 }
 
 export function isTerminal(s: JobState): boolean {
@@ -123,12 +155,34 @@ export type Transition = { ok: true; next: JobRecord } | Refusal;
 /**
  * A new owner holding the job's lock with `token` claims it. Refused for a finished job, a job
  * whose retry time has not come, or a token not newer than the record's (tokens only grow).
+ *
+ * A job still `running` is taken over: its last run ended without an outcome (ADR 0064). That
+ * lost run is counted (`lostRuns`, its `error` says whose run it was); the claim that counts the
+ * `maxLostRuns`-th marks the job `failed` instead of running it again (the state the caller must
+ * check: `running` means run it, `failed` means dead-letter it). `defaultMaxLostRuns` stands for a
+ * record written before it carried its own.
  */
-export function claim(r: JobRecord, token: number, owner: string, now: number): Transition {
+export function claim(r: JobRecord, token: number, owner: string, now: number, defaultMaxLostRuns = DEFAULT_MAX_LOST_RUNS): Transition {
   if (isTerminal(r.state)) return { ok: false, reason: 'terminal' };
   if (token <= r.token) return { ok: false, reason: 'stale', currentToken: r.token };
   if (r.state === 'pending' && r.notBefore > now) return { ok: false, reason: 'not-due', notBefore: r.notBefore };
+  if (r.state === 'running') {
+    const lostRuns = (r.lostRuns ?? 0) + 1;
+    const error = lostRunError(r.owner);
+    if (lostRuns >= (r.maxLostRuns ?? defaultMaxLostRuns)) return { ok: true, next: { ...r, state: 'failed', token, owner, lostRuns, error, updatedAt: now } };
+    return { ok: true, next: { ...r, state: 'running', token, owner, attempt: r.attempt + 1, lostRuns, error, updatedAt: now } };
+  }
   return { ok: true, next: { ...r, state: 'running', token, owner, attempt: r.attempt + 1, updatedAt: now } };
+}
+
+/**
+ * The owner with `token` gives back a claim whose handler it did not start (the worker closed, or
+ * its lease was already uncertain, while the claim was written): the job is pending again, due
+ * now, and the claim is not counted as a run — neither as an attempt nor, at the next claim, as a
+ * lost run.
+ */
+export function unclaim(r: JobRecord, token: number, now: number): Transition {
+  return fenced(r, token) ?? { ok: true, next: { ...r, state: 'pending', attempt: Math.max(0, r.attempt - 1), notBefore: now, updatedAt: now } };
 }
 
 function fenced(r: JobRecord, token: number): Refusal | null {

@@ -88,7 +88,7 @@ describe('docs/messaging.md option tables (real grid and nats-server)', () => {
     const rows = table('maxPayloadBytes');
     expect(rows.flatMap((r) => r.names).sort()).toEqual(known('jobs.ts', 'QUEUE_OPTIONS').sort());
     const make = (o: Record<string, unknown>): JobQueue => new JobQueue({ grid, nats, ...o });
-    checkRanges(rows, make, ['maxPayloadBytes', 'maxAttempts', 'retainFinishedMs']);
+    checkRanges(rows, make, ['maxPayloadBytes', 'maxAttempts', 'maxLostRuns', 'jobTimeoutMs', 'retainFinishedMs']);
     expect(refusal(() => make({ queue: 'a'.repeat(64) }))).toBeUndefined();
     expect(refusal(() => make({ queue: 'a'.repeat(65) }))).toBe('queue');
     expect(refusal(() => make({ queu: 'x' }))).toBe('queu');

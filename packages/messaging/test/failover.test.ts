@@ -3,7 +3,7 @@ import { LocalCluster } from '@gridlink/node';
 import type { GridClient } from '@gridlink/client';
 import { FaultProxy } from '@gridlink/testkit';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { JobQueue, OwnershipLostError } from '@gridlink/messaging';
+import { JobFailedError, JobQueue, OwnershipLostError, type JobStatus } from '@gridlink/messaging';
 import { fileURLToPath } from 'node:url';
 import { Child, NatsServer, waitUntil } from './helpers/processes.js';
 import { FencedSink } from './helpers/sink.js';
@@ -169,5 +169,79 @@ describe('job failover (in-process workers)', () => {
     await hung.waitFor((l): l is { ev: string } => ['lost', 'stale'].includes((l as { ev?: string }).ev ?? ''), 15_000);
     expect(sink.applied.get('h-1')).toBe(1);
     expect((await q.status('h-1')).owner).toBe('rescuer');
+  });
+  describe('poison jobs: runs that end without an outcome (worker processes that die)', () => {
+    const root = fileURLToPath(new URL('../../..', import.meta.url));
+    const file = fileURLToPath(new URL('./fixtures/poison-worker.ts', import.meta.url));
+    type Running = { ev: 'running'; w: string; jobId: string; attempt: number; takenOverFrom: string | null };
+    const isRunning = (l: unknown): l is Running => (l as { ev?: string }).ev === 'running';
+    const spawnWorker = (id: string, queue: string): Child => {
+      const c = Child.spawn(file, { GRID_ENDPOINTS: cluster.endpoints.join(','), NATS_URL: nats.url, WORKER_ID: id, QUEUE: queue, LEASE_MS: '600' }, id, root);
+      closers.push(() => c.kill());
+      return c;
+    };
+    /** The `running` line a worker printed for `jobId` (read once its stdout has been read). */
+    const ranHere = async (c: Child, jobId: string): Promise<Running> => {
+      await waitUntil(() => c.lines.some((l) => isRunning(l) && l.jobId === jobId), 30_000, `${c.name} to run ${jobId}`);
+      return c.lines.find((l): l is Running => isRunning(l) && l.jobId === jobId)!;
+    };
+
+    it('a job that crashes every worker that runs it is failed and dead-lettered once after maxLostRuns such runs, without running again', async () => {
+      const q = track(new JobQueue({ grid: await grid(), nats: await natsConn(), queue: 'poison' }));
+      const { status } = await q.submit('poison-1', { crash: true }, { maxLostRuns: 2 });
+      expect(status).toMatchObject({ lostRuns: 0, maxLostRuns: 2, maxAttempts: 3 });
+      // The first worker runs it and dies of it.
+      const c1 = spawnWorker('c1', 'poison');
+      expect(await ranHere(c1, 'poison-1')).toMatchObject({ attempt: 1, takenOverFrom: null });
+      await c1.exited;
+      expect(c1.proc.exitCode).not.toBe(0);
+      expect(await q.status('poison-1')).toMatchObject({ state: 'running', owner: 'c1', lostRuns: 0 });
+      // The next takes it over (one run lost, under the budget of 2), runs it and dies of it too.
+      const c2 = spawnWorker('c2', 'poison');
+      expect(await ranHere(c2, 'poison-1')).toMatchObject({ attempt: 2, takenOverFrom: 'c1' });
+      await c2.exited;
+      expect(c2.proc.exitCode).not.toBe(0);
+      expect(await q.status('poison-1')).toMatchObject({
+        state: 'running',
+        owner: 'c2',
+        lostRuns: 1,
+        failures: 0,
+        error: { name: 'JobRunLostError', message: 'worker lost while running (owner c1)', code: 'JOB_RUN_LOST' },
+      });
+      // The third worker's takeover is the second lost run: the job is failed instead of run.
+      const ran: string[] = [];
+      const dead: JobStatus[] = [];
+      const failed: { jobId: string; final: boolean; code: string | undefined }[] = [];
+      const w3 = track(q.worker(async (ctx) => void ran.push(ctx.jobId), { workerId: 'w3', onDeadLetter: (j) => void dead.push(j) }));
+      w3.on('failed', (e) => failed.push({ jobId: e.jobId, final: e.final, code: e.error.code }));
+      await w3.start();
+      const err = await q.result('poison-1', { waitMs: 15_000 }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(JobFailedError);
+      expect((err as JobFailedError).error).toEqual({ name: 'JobRunLostError', message: 'worker lost while running (owner c2)', code: 'JOB_RUN_LOST' });
+      await waitUntil(() => dead.length === 1, 5000, 'the dead-letter hook');
+      expect(dead[0]).toMatchObject({ id: 'poison-1', state: 'failed', lostRuns: 2, failures: 0, attempt: 2 });
+      expect(failed).toEqual([{ jobId: 'poison-1', final: true, code: 'JOB_RUN_LOST' }]);
+      expect(ran).toEqual([]);
+      // Dead-lettered once: another worker's start and sweeps find nothing to do.
+      const w4 = track(q.worker(async (ctx) => void ran.push(ctx.jobId), { workerId: 'w4', onDeadLetter: (j) => void dead.push(j) }));
+      await w4.start();
+      await w3.sweep();
+      await w4.sweep();
+      expect(dead).toHaveLength(1);
+      expect(ran).toEqual([]);
+      expect((await q.status('poison-1')).state).toBe('failed');
+    });
+
+    it('by default a worker killed once (a deploy, an unrelated crash) does not fail a job with maxAttempts 1: it is taken over and completes', async () => {
+      const q = track(new JobQueue({ grid: await grid(), nats: await natsConn(), queue: 'deploy' }));
+      await q.submit('deploy-1', { hang: true }, { maxAttempts: 1 });
+      const c = spawnWorker('d1', 'deploy');
+      await ranHere(c, 'deploy-1');
+      await c.kill('SIGKILL');
+      const w = track(q.worker(async (ctx) => `done by ${ctx.takenOverFrom === 'd1' ? 'the rescuer' : '?'}`, { workerId: 'rescuer' }));
+      await w.start();
+      expect(await q.result('deploy-1', { waitMs: 15_000 })).toBe('done by the rescuer');
+      expect(await q.status('deploy-1')).toMatchObject({ state: 'completed', attempt: 2, failures: 0, lostRuns: 1, maxLostRuns: 5, maxAttempts: 1, error: null });
+    });
   });
 });
