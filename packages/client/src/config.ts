@@ -2,7 +2,8 @@
  * Client configuration: the user-facing shape, its documented defaults, and validation at
  * construction. Every error is a GridConfigError naming the offending field.
  */
-import type { ConnectionOptions as TlsConnectionOptions } from 'node:tls';
+import { X509Certificate } from 'node:crypto';
+import { createSecureContext, type ConnectionOptions as TlsConnectionOptions } from 'node:tls';
 import type { AddressFinder } from './address-finder.js';
 import { checkedEndpoints, type Endpoint } from './endpoints.js';
 import { describe } from './describe.js';
@@ -172,6 +173,84 @@ function checkKnown(obj: Record<string, unknown>, known: readonly string[], pref
   }
 }
 
+/** Names of file options other libraries take (natsAddressFinder among them) that node:tls ignores. */
+const TLS_FILE_OPTIONS: Record<string, string> = { caFile: 'ca', certFile: 'cert', keyFile: 'key', pfxFile: 'pfx' };
+
+/** A PEM certificate block's first line. */
+const PEM_CERTIFICATE = /-----BEGIN (?:TRUSTED |X509 )?CERTIFICATE-----/;
+
+/** One entry of `tls.ca`: a PEM certificate (or bundle) as a string or bytes. */
+function checkCa(value: unknown, field: string): void {
+  let text: string;
+  if (typeof value === 'string') text = value;
+  else if (ArrayBuffer.isView(value)) text = Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('latin1');
+  else throw new GridConfigError(field, `must be a PEM certificate (a string or Buffer), got ${describe(value)}`);
+  if (!PEM_CERTIFICATE.test(text)) {
+    // node:tls takes such a value without a word and trusts no certificate from it.
+    const path = typeof value === 'string' && value.length > 0 && value.length <= 4096 && !value.includes('\n');
+    throw new GridConfigError(
+      field,
+      path
+        ? `is not a PEM certificate (got ${describe(value)}: a file path? pass the file's contents, e.g. readFileSync(path))`
+        : 'is not a PEM certificate (no -----BEGIN CERTIFICATE----- block)',
+    );
+  }
+  try {
+    new X509Certificate(typeof value === 'string' ? value : text);
+  } catch (e) {
+    throw new GridConfigError(field, `holds a certificate that cannot be read: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * Checks node:tls connection options up front, so that what would make every connection attempt
+ * throw (or quietly trust nothing) is a GridConfigError naming the field when the client is made,
+ * rather than a connection error retried for ever. The options are returned as they are.
+ */
+function checkTls(o: Record<string, unknown>): TlsConnectionOptions {
+  for (const [k, instead] of Object.entries(TLS_FILE_OPTIONS)) {
+    if (o[k] !== undefined) {
+      throw new GridConfigError(`tls.${k}`, `is not a node:tls option (it would be ignored): pass the file's contents as tls.${instead}, e.g. readFileSync(path)`);
+    }
+  }
+  if (o.rejectUnauthorized !== undefined && typeof o.rejectUnauthorized !== 'boolean') {
+    throw new GridConfigError('tls.rejectUnauthorized', `must be a boolean, got ${describe(o.rejectUnauthorized)}`);
+  }
+  if (o.servername !== undefined && (typeof o.servername !== 'string' || o.servername.length === 0)) {
+    throw new GridConfigError('tls.servername', `must be a non-empty string, got ${describe(o.servername)}`);
+  }
+  if (o.checkServerIdentity !== undefined && typeof o.checkServerIdentity !== 'function') {
+    throw new GridConfigError('tls.checkServerIdentity', `must be a function, got ${describe(o.checkServerIdentity)}`);
+  }
+  if (o.ca !== undefined) {
+    if (Array.isArray(o.ca)) o.ca.forEach((c: unknown, i) => checkCa(c, `tls.ca[${i}]`));
+    else checkCa(o.ca, 'tls.ca');
+  }
+  // What node:tls itself refuses (a PEM that is not one, a key that does not match its
+  // certificate, a cipher list matching nothing, an unknown protocol version, a wrong type):
+  // made once here, as every connection attempt would.
+  try {
+    createSecureContext(o);
+  } catch (e) {
+    const message = (e as Error).message;
+    const named = /"options\.(\w+)"/.exec(message)?.[1];
+    if (named !== undefined) throw new GridConfigError(`tls.${named}`, message);
+    // The option that fails on its own (with the passphrase its key or pfx may need).
+    const passphrase = o.passphrase !== undefined ? { passphrase: o.passphrase } : {};
+    for (const k of Object.keys(o)) {
+      if (k === 'passphrase') continue;
+      try {
+        createSecureContext({ [k]: o[k], ...passphrase } as TlsConnectionOptions);
+      } catch (alone) {
+        throw new GridConfigError(`tls.${k}`, (alone as Error).message);
+      }
+    }
+    if (o.key !== undefined && o.cert !== undefined) throw new GridConfigError('tls.key', `does not match tls.cert: ${message}`);
+    throw new GridConfigError('tls', message);
+  }
+  return o;
+}
+
 /** Validates a user config and fills in defaults. Throws GridConfigError naming the field. */
 export function resolveConfig(input: unknown): ResolvedConfig {
   if (!isObject(input)) throw new GridConfigError('config', `must be an object, got ${describe(input)}`);
@@ -252,7 +331,7 @@ export function resolveConfig(input: unknown): ResolvedConfig {
   let tls: TlsConnectionOptions | undefined;
   if (input.tls === true) tls = {};
   else if (input.tls === undefined || input.tls === false) tls = undefined;
-  else if (isObject(input.tls)) tls = input.tls;
+  else if (isObject(input.tls)) tls = checkTls(input.tls);
   else throw new GridConfigError('tls', `must be a boolean or TLS options object, got ${describe(input.tls)}`);
 
   let auth: AuthConfig | undefined;

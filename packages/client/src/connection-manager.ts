@@ -12,7 +12,7 @@ import { backoffDelay } from './backoff.js';
 import type { ResolvedConfig } from './config.js';
 import { Connection } from './connection.js';
 import { formatEndpoint, type Endpoint } from './endpoints.js';
-import { ClusterMismatchError, GridClosedError, GridConnectionError, GridError, GridServerError, type EndpointFailure } from './errors.js';
+import { ClusterMismatchError, GridClosedError, GridConnectionError, GridError, GridServerError, GridTlsError, type EndpointFailure } from './errors.js';
 import { RaceFailure, staggeredRace } from './stagger.js';
 
 export interface ManagerEvents {
@@ -53,6 +53,8 @@ interface AddressState {
   failures: number;
   timer: NodeJS.Timeout | null;
   lastError: string | undefined;
+  /** The TLS failure last reported on `error` for this address (reported once until it changes or a handshake succeeds). */
+  reportedTls: string | undefined;
 }
 
 export class ConnectionManager extends EventEmitter<ManagerEvents> {
@@ -206,6 +208,7 @@ export class ConnectionManager extends EventEmitter<ManagerEvents> {
             // An attempt that outlived the race (e.g. a blackholed endpoint) is retried like any
             // background connection.
             if (this.started && !this.closed) {
+              this.reportTls(state, e);
               this.scheduleReconnect(state);
               this.ensureConnections();
             }
@@ -232,7 +235,8 @@ export class ConnectionManager extends EventEmitter<ManagerEvents> {
         this.closeAll();
         // Every node refused the handshake for a reason a retry does not change (a wrong token,
         // another cluster, no common version): the same call would fail the same way.
-        const refusedForGood = list.every((l) => l.error instanceof GridServerError && !l.error.retryable);
+        // Likewise a TLS handshake that failed on the settings (an untrusted certificate).
+        const refusedForGood = list.every((l) => (l.error instanceof GridServerError || l.error instanceof GridTlsError) && !l.error.retryable);
         throw new GridConnectionError(
           `could not connect to any endpoint within ${this.cfg.connectTimeout} ms: ` + list.map((l) => `${l.endpoint} (${l.cause})`).join('; '),
           { endpoints: list, retryable: !refusedForGood },
@@ -254,7 +258,7 @@ export class ConnectionManager extends EventEmitter<ManagerEvents> {
     const key = formatEndpoint(ep);
     let s = this.addresses.get(key);
     if (s === undefined) {
-      s = { endpoint: ep, nodeId: undefined, connecting: null, attemptStartedAt: 0, failures: 0, timer: null, lastError: undefined };
+      s = { endpoint: ep, nodeId: undefined, connecting: null, attemptStartedAt: 0, failures: 0, timer: null, lastError: undefined, reportedTls: undefined };
       this.addresses.set(key, s);
     }
     return s;
@@ -305,6 +309,7 @@ export class ConnectionManager extends EventEmitter<ManagerEvents> {
     state.nodeId = ok.nodeId;
     state.failures = 0;
     state.lastError = undefined;
+    state.reportedTls = undefined;
     const existing = this.nodes.get(ok.nodeId);
     if (existing !== undefined && existing.state !== 'closed') {
       // Two addresses of one node: keep the first connection.
@@ -343,6 +348,19 @@ export class ConnectionManager extends EventEmitter<ManagerEvents> {
     this.emit('nodeDown', nodeId);
     this.scheduleReconnect(state);
     this.reResolve();
+  }
+
+  /**
+   * A background attempt failed its TLS handshake: settings to fix (an untrusted certificate, a
+   * node not serving TLS), which retrying alone will not. Reported on `error` once, not at every
+   * attempt; again only when the failure changes or after a handshake succeeded. The address is
+   * still retried with backoff (a certificate may be replaced on the node).
+   */
+  private reportTls(state: AddressState, e: unknown): void {
+    if (!(e instanceof GridTlsError) || state.reportedTls === e.message) return;
+    state.reportedTls = e.message;
+    this.log('warn', 'TLS handshake failed', { address: formatEndpoint(state.endpoint), error: e.message });
+    this.emit('error', e);
   }
 
   private scheduleReconnect(state: AddressState): void {
@@ -430,6 +448,7 @@ export class ConnectionManager extends EventEmitter<ManagerEvents> {
         state.lastError = (e as Error).message;
         if (this.closed) return;
         this.log('debug', 'connection attempt failed', { address: conn.address, error: state.lastError });
+        this.reportTls(state, e);
         this.scheduleReconnect(state);
         this.ensureConnections();
       },

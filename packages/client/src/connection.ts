@@ -25,7 +25,7 @@ import {
   type ResponseFrame,
 } from '@gridlink/protocol';
 import type { ConnectionOptions as TlsConnectionOptions } from 'node:tls';
-import { GridAbortError, GridConnectionError, GridError, GridSerializationError, GridServerError, GridTimeoutError } from './errors.js';
+import { GridAbortError, GridConnectionError, GridError, GridSerializationError, GridServerError, GridTimeoutError, GridTlsError } from './errors.js';
 import type { Endpoint } from './endpoints.js';
 import { formatEndpoint } from './endpoints.js';
 
@@ -103,6 +103,18 @@ function abortError(signal: AbortSignal): GridError {
   const reason: unknown = signal.reason;
   if (reason instanceof GridError) return reason;
   return new GridAbortError('the operation was aborted', { cause: reason });
+}
+
+/** Socket errors that may cut a TLS handshake short without anything being wrong with the settings. */
+const TRANSIENT_SOCKET_CODES: ReadonlySet<string> = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNABORTED']);
+
+/** A TLS handshake that failed with node:tls's error `e`: a GridTlsError naming TLS and its code. */
+function tlsFailure(address: string, e: Error): GridTlsError {
+  const code = (e as NodeJS.ErrnoException).code;
+  return new GridTlsError(`${address}: TLS handshake failed: ${e.message}${code !== undefined ? ` (${code})` : ''}`, {
+    cause: e,
+    retryable: code !== undefined && TRANSIENT_SOCKET_CODES.has(code),
+  });
 }
 
 /** Average frame size of a flush from which its frames are written as they are (writev), not joined. */
@@ -220,11 +232,28 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       }
       signal?.addEventListener('abort', onAbort, { once: true });
 
-      const socket =
-        this.opts.tls !== undefined
-          ? tls.connect({ ...this.opts.tls, host, port, servername: this.opts.tls.servername ?? (net.isIP(host) ? undefined : host) })
-          : net.connect({ host, port });
+      const useTls = this.opts.tls !== undefined;
+      /** TCP is up (TLS: its handshake under way until `secured`). */
+      let tcpConnected = false;
+      let secured = false;
+      let socket: net.Socket;
+      try {
+        socket =
+          this.opts.tls !== undefined
+            ? tls.connect({ ...this.opts.tls, host, port, servername: this.opts.tls.servername ?? (net.isIP(host) ? undefined : host) })
+            : net.connect({ host, port });
+      } catch (e) {
+        // Options node:tls refuses at each attempt (the config check catches those it can).
+        finish(new GridTlsError(`${this.address}: TLS options refused by node:tls: ${(e as Error).message}`, { cause: e }));
+        return;
+      }
       this.socket = socket;
+      if (useTls) {
+        socket.once('connect', () => (tcpConnected = true));
+        socket.once('secureConnect', () => (secured = true));
+      }
+      /** A TLS handshake under way: its failures are the settings', named as TLS. */
+      const inTlsHandshake = (): boolean => useTls && tcpConnected && !secured;
       socket.setNoDelay(true);
       const onConnect = (): void => {
         const body = {
@@ -243,12 +272,14 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       };
       socket.once(this.opts.tls !== undefined ? 'secureConnect' : 'connect', onConnect);
       socket.on('error', (e: Error) => {
-        const err = new GridConnectionError(`${this.address}: ${e.message}`, { cause: e });
+        const err = !settled && inTlsHandshake() ? tlsFailure(this.address, e) : new GridConnectionError(`${this.address}: ${e.message}`, { cause: e });
         if (!settled) finish(err);
         else this.destroy(err);
       });
       socket.on('close', () => {
-        if (!settled) finish(new GridConnectionError(`${this.address}: connection closed during handshake`));
+        if (!settled && inTlsHandshake()) {
+          finish(new GridTlsError(`${this.address}: connection closed during the TLS handshake (does the node serve TLS?)`, { retryable: true }));
+        } else if (!settled) finish(new GridConnectionError(`${this.address}: connection closed during handshake`));
         else this.destroy(this.closeError ?? new GridConnectionError(`${this.address}: connection closed by the node`));
       });
       socket.on('data', (chunk: Buffer) => {

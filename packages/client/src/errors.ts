@@ -13,6 +13,7 @@ function brand(name: string): symbol {
 const BRANDS = {
   GridError: brand('GridError'),
   GridConnectionError: brand('GridConnectionError'),
+  GridTlsError: brand('GridTlsError'),
   GridTimeoutError: brand('GridTimeoutError'),
   GridConfigError: brand('GridConfigError'),
   GridServerError: brand('GridServerError'),
@@ -75,8 +76,8 @@ export class GridConnectionError extends GridError {
   /** Each endpoint's cause when no connection could be made at all. */
   readonly endpoints: EndpointFailure[];
 
-  constructor(message: string, options?: GridErrorOptions & { endpoints?: EndpointFailure[]; retryable?: boolean }) {
-    super(message, 'GRID_CONNECTION', options?.retryable ?? true, options);
+  constructor(message: string, options?: GridErrorOptions & { endpoints?: EndpointFailure[]; retryable?: boolean; code?: string }) {
+    super(message, options?.code ?? 'GRID_CONNECTION', options?.retryable ?? true, options);
     this.name = 'GridConnectionError';
     this.endpoints = options?.endpoints ?? [];
     mark(this, BRANDS.GridConnectionError);
@@ -84,6 +85,25 @@ export class GridConnectionError extends GridError {
 
   static override [Symbol.hasInstance](value: unknown): boolean {
     return hasBrand(value, BRANDS.GridConnectionError);
+  }
+}
+
+/**
+ * The TLS handshake with a node failed: its certificate was not trusted (an unknown CA, a name
+ * that does not match, expired), no protocol version or cipher in common, or the node does not
+ * serve TLS. Not retryable unless the connection was only cut during the handshake (a reset): the
+ * same settings would fail the same way. `cause` is node:tls's error (its `code`, e.g.
+ * DEPTH_ZERO_SELF_SIGNED_CERT).
+ */
+export class GridTlsError extends GridConnectionError {
+  constructor(message: string, options?: GridErrorOptions & { retryable?: boolean }) {
+    super(message, { ...options, code: 'GRID_TLS', retryable: options?.retryable ?? false });
+    this.name = 'GridTlsError';
+    mark(this, BRANDS.GridTlsError);
+  }
+
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return hasBrand(value, BRANDS.GridTlsError);
   }
 }
 

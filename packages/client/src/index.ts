@@ -21,6 +21,7 @@ export type { RetryEvent } from './invoker.js';
 export {
   GridError,
   GridConnectionError,
+  GridTlsError,
   GridTimeoutError,
   GridConfigError,
   GridServerError,

@@ -63,6 +63,7 @@ describe('docs/client.md', () => {
     const made: Record<string, { code: string; retryable: boolean }> = {
       GridError: new client.GridError('x'),
       GridConnectionError: new client.GridConnectionError('x'),
+      GridTlsError: new client.GridTlsError('x'),
       GridTimeoutError: new client.GridTimeoutError('x'),
       LockTimeoutError: new client.LockTimeoutError('x'),
       GridConfigError: new client.GridConfigError('f', 'x'),
