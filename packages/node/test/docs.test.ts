@@ -230,8 +230,8 @@ describe('docs/operations.md §5 and elsewhere: timing figures stated as default
     const flat = s5.replace(/\s+/g, ' ');
     expect(flat).toContain(`it stops ${leaseAlone} ms after its last renewal`);
     expect(flat).toContain(`is declared gone ${DEFAULT_TIMING.leaseMs} ms after its last renewal, as before`);
-    // ADR 0062: asked once two renewals are missing, kept up to two leases past its lease.
-    expect(flat).toContain(`Once its renewal is ${2 * DEFAULT_TIMING.renewIntervalMs} ms late the coordinator asks it`);
+    // ADR 0062/0063: every member asked every renewal interval, kept up to two leases past its lease.
+    expect(flat).toContain(`whether it is alive every ${DEFAULT_TIMING.renewIntervalMs} ms (ADR 0063)`);
     expect(flat).toContain(`Back on NATS within ${(3 * DEFAULT_TIMING.leaseMs) / 1000} s of its last renewal`);
     expect(s5).toContain(`\`--nats-connect-timeout-ms\` (${parsedNatsTimeout() / 1000} s)`);
   });
