@@ -122,7 +122,8 @@ export class GridNode implements ConnectionHost, MetricsSource {
       port: () => this.edge.port,
       rejoinCheck: refreshTopology,
       pullsPending: () => this.transfer.pending.pulls > 0,
-      fenced: () => this.reach.fenced(),
+      fenced: () => this.reach.fenced() || this.fencedByCoordinator(),
+      unreachable: () => this.reach.unreachable(),
     });
     this.peers = new PeerLinks(id, opts, scheduler, view);
     const base = { id, opts, scheduler, store, metrics, kv, log, life, view, table, peers: this.peers };
@@ -367,6 +368,19 @@ export class GridNode implements ConnectionHost, MetricsSource {
   }
 
   /** Changes on restart and whenever this node learns it was declared gone. */
+  /** Whether the topology asks this life not to renew its lease (ADR 0065), logged when it changes. */
+  private fencedByCoordinator(): boolean {
+    const fenced = this.view.topo?.fenced?.[this.id] === this.view.epoch;
+    if (fenced !== this.coordinatorFenced) {
+      this.coordinatorFenced = fenced;
+      if (fenced) this.log.warn('the coordinator asks this node to stop renewing its lease: it cannot reach a member that renews, which cannot reach it either or is preferred; letting the lease run out', { epoch: this.view.epoch });
+      else this.log.info('the coordinator no longer asks this node to stop renewing its lease', { epoch: this.view.epoch });
+    }
+    return fenced;
+  }
+
+  private coordinatorFenced = false;
+
   get epoch(): string {
     return this.view.epoch;
   }

@@ -247,6 +247,8 @@ export class ProcessCluster {
   private readonly nets = new Map<string, NodeNet>();
   /** Isolated nodes, and whether their clients are cut too. */
   private readonly isolated = new Map<string, { clients: boolean; controlPlane: boolean }>();
+  /** Pairs of nodes cut from each other by `cut` (ids in order, joined by a newline). */
+  private readonly cuts = new Set<string>();
   private partitionable = false;
 
   private constructor(
@@ -325,8 +327,8 @@ export class ProcessCluster {
     const was = this.isolated.get(id);
     for (const [other, n] of this.nets) {
       if (other === id) continue;
-      // Another node isolated on its own stays cut off from this one.
-      if (this.isolated.has(other)) continue;
+      // Another node isolated on its own stays cut off from this one, and so does a pair `cut`.
+      if (this.isolated.has(other) || this.cuts.has(cutKey(id, other))) continue;
       self.proxy.blackholeFrom(n.address, false);
       self.proxy.resetFrom(n.address);
       n.proxy.blackholeFrom(self.address, false);
@@ -338,6 +340,34 @@ export class ProcessCluster {
     }
     if (was?.controlPlane !== false) this.healControlPlane(id);
     this.isolated.delete(id);
+  }
+
+  /**
+   * Cuts the grid paths between nodes `a` and `b` both ways (each one's connections to the other,
+   * blackholed at the other's proxy by source address), and nothing else: both still reach every
+   * other node, the control plane and clients (a partial partition, ADR 0065). Needs
+   * `partitionable: true`; `healCut(a, b)` ends it (`heal` of either leaves it in place).
+   */
+  cut(a: string, b: string): void {
+    if (a === b) throw new Error(`cut needs two different nodes, got ${a} twice`);
+    const na = this.netOf(a);
+    const nb = this.netOf(b);
+    na.proxy.blackholeFrom(nb.address);
+    nb.proxy.blackholeFrom(na.address);
+    this.cuts.add(cutKey(a, b));
+  }
+
+  /** Ends `cut(a, b)`; the connections that were blackholed are reset, so both sides reconnect. */
+  healCut(a: string, b: string): void {
+    const na = this.netOf(a);
+    const nb = this.netOf(b);
+    this.cuts.delete(cutKey(a, b));
+    for (const [self, other] of [[na, nb], [nb, na]] as const) {
+      // A node still isolated stays cut off from everyone.
+      if (this.isolated.has(a) || this.isolated.has(b)) break;
+      self.proxy.blackholeFrom(other.address, false);
+      self.proxy.resetFrom(other.address);
+    }
   }
 
   /** A node's own path to NATS: one FaultProxy per server, so its control plane can be cut alone. */
@@ -571,4 +601,9 @@ export class ProcessCluster {
     if (this.observer) await this.observer.close().catch(() => undefined);
     await this.nats.close();
   }
+}
+
+/** The key of a pair of nodes in `ProcessCluster.cuts`, whatever their order. */
+function cutKey(a: string, b: string): string {
+  return a < b ? `${a}\n${b}` : `${b}\n${a}`;
 }

@@ -388,4 +388,39 @@ describe.skipIf(!usable)('ProcessCluster: a grid node cut off from its peers and
     }
     await cluster.waitForSafe(30_000);
   });
+
+  it('two nodes cut from each other, both reaching the third and NATS (ADR 0065): the coordinator has one stop renewing, it stays out while the cut lasts, rejoins after healing; no operation fails', async () => {
+    const epochs0 = (await cluster.topology())!.members;
+    const load = startLoad(client, 'pair');
+    try {
+      await waitFor('load warmed up', () => load.ops() >= 300, 30_000);
+      cluster.cut('node-2', 'node-3');
+      try {
+        // Each reaches a majority, so neither fences itself (ADR 0063); the coordinator picks the
+        // higher id of the pair.
+        await cluster.waitForGone('node-3', 30_000);
+        expect(cluster.node('node-3').log).toContain('the coordinator asks this node to stop renewing');
+        expect(cluster.node('node-2').log).not.toContain('stop renewing');
+        const after = load.ops();
+        await waitFor('load running without it', () => load.ops() >= after + 600, 45_000);
+        // While the cut lasts, its next life is not admitted (it would stall again).
+        await waitFor('held back', () => cluster.node('node-1').log.includes('not admitted until it can'), 30_000);
+        const t = (await cluster.topology())!;
+        expect(t.members['node-3']).toBeUndefined();
+        expect(t.members['node-2']?.epoch).toBe(epochs0['node-2']!.epoch);
+      } finally {
+        cluster.healCut('node-2', 'node-3');
+      }
+      const t = await cluster.waitForMembers(['node-1', 'node-2', 'node-3'], 30_000);
+      expect(t.members['node-3']!.epoch).not.toBe(epochs0['node-3']!.epoch);
+      expect(t.fenced?.['node-3']).toBeUndefined();
+      const after = load.ops();
+      await waitFor('load running after healing', () => load.ops() >= after + 600, 45_000);
+    } finally {
+      const r = await load.stop();
+      expect(r.failures).toEqual([]);
+      await expectAcknowledged(client, 'pair', r);
+    }
+    await cluster.waitForSafe(30_000);
+  });
 });

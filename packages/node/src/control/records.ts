@@ -54,6 +54,7 @@ export function topologyProblem(v: unknown, partitions?: number): string | null 
   if (!arrayOf(node)(v['baseline'])) return 'baseline: not a list of nodes';
   if (!recordOf(member)(v['members'])) return 'members: not a map of members';
   if (!optional(recordOf(isString))(v['departed'])) return 'departed: not a map of epochs';
+  if (!optional(recordOf(isString))(v['fenced'])) return 'fenced: not a map of epochs';
   if (!recordOf(address)(v['addresses'])) return 'addresses: not a map of addresses';
   const inRange = (p: unknown): boolean => isCount(p) && p < n;
   const owners = v['owners'];
@@ -83,6 +84,7 @@ const lease = shape({
   synced: recordOf(isUint),
   leaving: optional(isBool),
   caughtUp: optional(recordOf(isUint)),
+  unreachable: optional(arrayOf(isString)),
 });
 
 /** Why `v` cannot be read as the lease record under key `lease.<id>`, or null when it can. */

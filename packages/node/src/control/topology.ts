@@ -50,6 +50,14 @@ export interface TopologyRecord {
    * restart, or a new life once it learns it was dropped). Absent when empty (ADR 0039).
    */
   departed?: Record<string, string>;
+  /**
+   * Per node id, the epoch the coordinator asked to stop renewing its lease because it cannot
+   * reach another member that renews while that member still renews too: a cut between two
+   * nodes that both reach the rest (ADR 0065). That life then runs out as if it had died. A later
+   * life of the node is not admitted as a member until it has renewed for two leases without
+   * reporting an alive member unreachable; the entry goes when it is admitted. Absent when empty.
+   */
+  fenced?: Record<string, string>;
   /** Last known address of every node ever seen (for offline baseline nodes in the map). */
   addresses: Record<string, { host: string; port: number; zone?: string }>;
   /** owners[p]: nodes holding an up-to-date copy, effective primary first. */
@@ -116,6 +124,12 @@ export interface LeaseRecord {
    * it did so at; reported only while the topology lists it as behind there.
    */
   caughtUp?: Record<string, number>;
+  /**
+   * Members this node cannot reach over the grid while they renew their leases (ADR 0065: three
+   * requests in a row failed over at least a lease, as ADR 0063 counts a cut), sorted. Absent
+   * when none; nodes of releases before ADR 0065 never report any.
+   */
+  unreachable?: string[];
   /**
    * The gridlink release the node runs and the node-to-node wire versions it speaks (ADR 0060):
    * for operators (`gridlink status`, the dashboard); no node decides anything on them. Absent in
@@ -509,6 +523,17 @@ export function nextTopology(prev: TopologyRecord, alive: LeaseRecord[], now: nu
     adjust,
   };
   if (Object.keys(behind).length > 0) next.behind = behind;
+  // A fence asked of one life stays until a later life of that node is a member (ADR 0065).
+  const fenced: Record<string, string> = {};
+  for (const [id, epoch] of Object.entries(prev.fenced ?? {})) {
+    const m = members[id];
+    if (m === undefined || m.epoch === epoch) fenced[id] = epoch;
+  }
+  const fencedIds = Object.keys(fenced).sort();
+  if (fencedIds.length > 0) {
+    next.fenced = {};
+    for (const id of fencedIds) next.fenced[id] = fenced[id]!;
+  }
   const departedIds = Object.keys(departed).sort();
   if (departedIds.length > 0) {
     next.departed = {};

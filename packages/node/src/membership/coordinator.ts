@@ -17,6 +17,7 @@ import type { Lifecycle } from '../lifecycle.js';
 import type { Logger } from '../logger.js';
 import { coordinatorStep } from './handback.js';
 import { LateNodes, LivenessClock } from './liveness.js';
+import { admissionHeld, pairKey, reachFence, reportedPairs, soleHolderOf } from './reach-fence.js';
 import { StepBasis } from './step-basis.js';
 import type { ClusterView } from './view.js';
 
@@ -38,16 +39,6 @@ export interface CoordinatorDeps {
 }
 
 const NO_CACHES: readonly CacheRule[] = Object.freeze([]);
-
-/** How many partitions list `id` as an owner and no other owner among `alive` (ADR 0062). */
-export function soleHolderOf(topo: TopologyRecord, id: string, alive: ReadonlySet<string>): number {
-  let n = 0;
-  for (const owners of topo.owners) {
-    if (!owners.includes(id)) continue;
-    if (!owners.some((o) => o !== id && alive.has(o))) n++;
-  }
-  return n;
-}
 
 /** What the coordinator's cache rules are made of: the caches this node knows (NodeStore). */
 export interface CacheRegistry {
@@ -120,12 +111,18 @@ export class Coordinator {
   private readonly liveness: LivenessClock;
   /** Nodes late with their renewals that answer over the grid, kept a while (ADR 0062). */
   readonly late: LateNodes;
+  /** Per node, the epoch of the newest lease seen and when a lease of it was first seen. */
+  private readonly lives = new Map<string, { epoch: string; since: number }>();
+  /** Since when each pair of members cannot reach each other, as reported (ADR 0065). */
+  private readonly pairsSince = new Map<string, number>();
+  /** Later lives of fenced nodes held back for what they report (logged once per spell, ADR 0065). */
+  private readonly held = new Set<string>();
 
   constructor(private readonly d: CoordinatorDeps) {
     const { leaseMs, renewIntervalMs } = d.opts;
     this.liveness = new LivenessClock(leaseMs, leaseMs / 2, Date.now(), renewIntervalMs * 1.5);
-    // Asked once two renewals are missing; an answer counts for half a lease; kept up to two
-    // leases past the lease (a reconnect to another nats-server takes well under that, ADR 0061).
+    // An answer to a probe counts for half a lease; kept up to two leases past the lease (a
+    // reconnect to another nats-server takes well under that, ADR 0061).
     this.late = new LateNodes(leaseMs, leaseMs / 2, 2 * leaseMs);
   }
 
@@ -137,6 +134,7 @@ export class Coordinator {
       if (!this.isNews(id, e.revision)) continue;
       if (this.malformedLease(id, e.value)) continue;
       this.observed.set(id, { lease: e.value, revision: e.revision, seenAt: now });
+      this.lives.set(id, { epoch: e.value.epoch, since: now });
     }
   }
 
@@ -189,6 +187,7 @@ export class Coordinator {
       this.renewals.set(id, now);
       const wasLeaving = this.observed.get(id)?.lease.leaving === true;
       this.observed.set(id, { lease: e.value, revision: e.revision, seenAt: now });
+      if (this.lives.get(id)?.epoch !== e.value.epoch) this.lives.set(id, { epoch: e.value.epoch, since: now });
       if (id === this.d.id) this.liveness.ownRenewalSeen(now);
       // A node started its graceful stop: move its primaryships now, not at the next tick.
       if (e.value.leaving === true && !wasLeaving) void this.tick();
@@ -209,7 +208,9 @@ export class Coordinator {
     for (const { lease, age } of late) {
       const id = lease.id;
       if (topo.members[id]?.epoch !== lease.epoch) continue;
-      if (this.late.vouched(id, lease.epoch, age, topo.version, now)) {
+      // A node asked to stop renewing (ADR 0065) answers its peers on purpose: no grace for it.
+      const fenced = topo.fenced?.[id] === lease.epoch;
+      if (!fenced && this.late.vouched(id, lease.epoch, age, topo.version, now)) {
         kept.add(id);
         if (!this.keptOnAnswers.has(id)) {
           log.info('lease renewals late, but the node answers over the grid: kept a member for now', { node: id, epoch: lease.epoch, lateMs: Math.round(age), upToMs: opts.leaseMs + this.late.graceMs });
@@ -248,6 +249,38 @@ export class Coordinator {
   private keptOnAnswers = new Set<string>();
   private soleLoggedAt = 0;
 
+  /**
+   * ADR 0065: takes out of `alive` the later lives of fenced nodes not to be admitted yet (see
+   * `admissionHeld`): a new life of a node cut off from a member would be fenced again at once.
+   */
+  private holdBack(alive: LeaseRecord[], now: number): void {
+    const topo = this.d.view.topo;
+    if (topo?.fenced === undefined) {
+      this.held.clear();
+      return;
+    }
+    const memberIds = new Set(alive.filter((l) => topo.members[l.id]?.epoch === l.epoch).map((l) => l.id));
+    const holdMs = 2 * this.d.opts.leaseMs;
+    const held = new Set<string>();
+    for (let i = alive.length - 1; i >= 0; i--) {
+      const l = alive[i]!;
+      const life = this.lives.get(l.id);
+      const forMs = life !== undefined && life.epoch === l.epoch ? now - life.since : 0;
+      if (!admissionHeld(topo, l, forMs, memberIds, holdMs)) continue;
+      held.add(l.id);
+      alive.splice(i, 1);
+      if (forMs >= holdMs && !this.held.has(l.id)) {
+        this.held.add(l.id);
+        this.d.log.warn('node cannot reach members that renew; not admitted until it can', { node: l.id, epoch: l.epoch, unreachable: l.unreachable ?? [] });
+      }
+    }
+    for (const id of [...this.held]) {
+      if (held.has(id)) continue;
+      this.held.delete(id);
+      this.d.log.info('node reaches every member again: admitted', { node: id });
+    }
+  }
+
   async tick(): Promise<void> {
     const { opts, view, kv, log } = this.d;
     const now = Date.now();
@@ -275,6 +308,7 @@ export class Coordinator {
     const ids = alive.map((l) => l.id).sort();
     if (ids[0] !== this.d.id) return;
     if (late.length > 0) this.keepAnswering(late, alive, now);
+    this.holdBack(alive, now);
     this.busy = true;
     try {
       if (view.topo === null) {
@@ -302,6 +336,26 @@ export class Coordinator {
         // again over it, one version on, so that the record is readable and moves on from there.
         await kv.update(TOPOLOGY_KEY, { ...view.topo, version: view.topo.version + 1 }, view.topoRevision);
         log.warn('rewrote the topology record over a malformed one', { version: view.topo.version + 1 });
+        return;
+      }
+      // Members that cannot reach each other while both renew (ADR 0065): ask one to stop renewing.
+      const reported = reportedPairs(view.topo, alive);
+      const keys = new Set(reported.map(pairKey));
+      for (const k of this.pairsSince.keys()) if (!keys.has(k)) this.pairsSince.delete(k);
+      for (const k of keys) if (!this.pairsSince.has(k)) this.pairsSince.set(k, now);
+      const settled = reported.filter((p) => now - this.pairsSince.get(pairKey(p))! >= opts.leaseMs);
+      const reach = reachFence(view.topo, alive, settled);
+      if (reach !== null) {
+        const fenced = { ...view.topo.fenced };
+        if (reach.kind === 'fence') fenced[reach.id] = reach.epoch;
+        else delete fenced[reach.id];
+        const next: TopologyRecord = { ...view.topo, version: view.topo.version + 1 };
+        if (Object.keys(fenced).length > 0) next.fenced = fenced;
+        else delete next.fenced;
+        await kv.update(TOPOLOGY_KEY, next, view.topoRevision);
+        if (reach.kind === 'fence') {
+          log.warn('members cannot reach each other over the grid while both renew their leases: asked one to stop renewing', { node: reach.id, epoch: reach.epoch, pairs: reach.pairs.map((p) => p.join('<->')) });
+        } else log.warn('withdrew the request to stop renewing: the node now holds the only copy of partitions', { node: reach.id });
         return;
       }
       // Skip the step when nothing it depends on changed (renewals alone change nothing). While

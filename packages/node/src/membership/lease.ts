@@ -27,8 +27,10 @@ export interface OwnLeaseDeps {
   rejoinCheck(): Promise<void>;
   /** State transfers are still queued or running (ADR 0056: `synced` is reported in bulk meanwhile). */
   pullsPending?(): boolean;
-  /** Cut off from the other members over the grid (ADR 0063): renew nothing meanwhile. */
+  /** Cut off from the other members over the grid (ADR 0063), or asked to by the coordinator (ADR 0065): renew nothing meanwhile. */
   fenced?(): boolean;
+  /** Members this node cannot reach while they renew, reported in the lease (ADR 0065). */
+  unreachable?(): string[];
 }
 
 /**
@@ -91,6 +93,8 @@ export class OwnLease {
       wire: { min: opts[PEER_WIRE].min, max: opts[PEER_WIRE].max },
     };
     if (this.leaving) r.leaving = true;
+    const unreachable = this.d.unreachable?.() ?? [];
+    if (unreachable.length > 0) r.unreachable = unreachable;
     if (Object.keys(this.caughtUp).length > 0) r.caughtUp = { ...this.caughtUp };
     if (opts.zone !== undefined) r.zone = opts.zone;
     if (opts.weight !== undefined) r.weight = opts.weight;

@@ -43,6 +43,20 @@ export interface ReachTiming {
 }
 
 /**
+ * This node is cut off from the peer: `cutRequests` requests in a row failed over at least
+ * `cutMs`, while the peer was seen renewing its lease at least `renewedAfterMs` after the first
+ * of them (a dead or hung peer renews nothing, so it is never "cut off").
+ */
+export function isCut(p: PeerReachState, now: number, t: ReachTiming): boolean {
+  return p.failingSince !== null && p.failures >= t.cutRequests && now - p.failingSince >= t.cutMs && p.renewedAt !== undefined && p.renewedAt >= p.failingSince + t.renewedAfterMs;
+}
+
+/** The members this node is cut off from (see `isCut`), sorted: what its lease reports (ADR 0065). */
+export function cutPeers(peers: readonly PeerReachState[], now: number, t: ReachTiming): string[] {
+  return peers.filter((p) => isCut(p, now, t)).map((p) => p.id).sort();
+}
+
+/**
  * The members this node is cut off from if it must fence itself, else null. Pure: the property
  * tests split random clusters and check that exactly the minority side fences.
  */
@@ -50,9 +64,8 @@ export function fenceFrom(self: string, peers: readonly PeerReachState[], now: n
   const cut: string[] = [];
   const reached: string[] = [self];
   for (const p of peers) {
-    if (p.failingSince !== null && p.failures >= t.cutRequests && now - p.failingSince >= t.cutMs && p.renewedAt !== undefined && p.renewedAt >= p.failingSince + t.renewedAfterMs) {
-      cut.push(p.id);
-    } else if (p.failingSince === null && now - p.okAt <= t.cutMs) reached.push(p.id);
+    if (isCut(p, now, t)) cut.push(p.id);
+    else if (p.failingSince === null && now - p.okAt <= t.cutMs) reached.push(p.id);
   }
   if (cut.length === 0) return null;
   if (cut.length > reached.length) return cut.sort();
@@ -132,6 +145,11 @@ export class PeerReach {
   /** The members state as `fenceFrom` takes it. */
   states(): PeerReachState[] {
     return [...this.peers].map(([id, s]) => ({ id, okAt: s.okAt, failingSince: s.failingSince, failures: s.failures, renewedAt: this.d.renewedAt(id) }));
+  }
+
+  /** The members this node cannot reach while they renew (reported in its lease, ADR 0065). */
+  unreachable(): string[] {
+    return cutPeers(this.states(), Date.now(), this.d.timing);
   }
 
   /** Whether this node must not renew its lease now (logged when that starts and ends). */
