@@ -157,6 +157,19 @@ const partitionFaults: Fault[] = [
       return `${n.id}, ${ms} ms`;
     },
   },
+  {
+    name: 'two nodes cut from each other (both reach the rest), healed',
+    weight: 2,
+    async run(c) {
+      const a = pick(c.nodes);
+      const b = pick(c.nodes.filter((n) => n !== a));
+      const ms = between(500, 7000);
+      c.cut(a.id, b.id);
+      await delay(ms);
+      c.healCut(a.id, b.id);
+      return `${a.id} and ${b.id}, ${ms} ms`;
+    },
+  },
 ];
 
 const natsFaults: Fault[] = [
