@@ -456,6 +456,8 @@ export class GridNode implements ConnectionHost, MetricsSource {
     // coordinator may drop it any moment (ADR 0062 keeps it a while), so another fault now could
     // find partitions with a copy fewer than they seem to have.
     if (!this.lease.valid()) return { reason: 'lease not renewed' };
+    // It stopped renewing on purpose (ADR 0063, 0065): its lease runs out within a lease.
+    if (this.reach.fenced() || this.fencedByCoordinator()) return { reason: 'fenced' };
     if (s.safe) return null;
     const reason = s.lost.length > 0 ? 'partitions lost' : s.moving.length > 0 ? 'partitions moving' : 'partitions under-replicated';
     return { reason, lost: s.lost, moving: s.moving, underReplicated: s.underReplicated };

@@ -8,7 +8,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { LeaseRecord, TopologyRecord } from '../src/control/topology.js';
-import { initialTopology, nextTopology } from '../src/control/topology.js';
+import { initialTopology, nextTopology, nodeSafety } from '../src/control/topology.js';
 import { leaseProblem, topologyProblem } from '../src/control/records.js';
 import { admissionHeld, reachFence, reportedPairs, soleHolderOf } from '../src/membership/reach-fence.js';
 import { lease } from './helpers/coordinator.js';
@@ -174,5 +174,23 @@ describe('TopologyRecord.fenced through nextTopology (ADR 0065)', () => {
     expect(topologyProblem({ ...t, fenced: ['node-1'] })).toBe('fenced: not a map of epochs');
     expect(leaseProblem({ ...lease('node-1'), unreachable: ['node-2'] }, 'node-1')).toBeNull();
     expect(leaseProblem({ ...lease('node-1'), unreachable: 'node-2' }, 'node-1')).toBe('not a lease record');
+  });
+});
+
+describe('nodeSafety with a fenced member (ADR 0065)', () => {
+  it('a member asked to stop renewing counts for no copy: it and every node sharing a partition with it are unsafe; once it is gone, as usual', () => {
+    const t = topologyOf(3, [
+      ['node-1', 'node-2'],
+      ['node-2', 'node-3'],
+      ['node-3', 'node-1'],
+    ]);
+    expect(['node-1', 'node-2', 'node-3'].map((id) => nodeSafety(t, id).safe)).toEqual([true, true, true]);
+    const fenced: TopologyRecord = { ...t, fenced: { 'node-3': 'node-3-1' } };
+    expect(nodeSafety(fenced, 'node-3')).toMatchObject({ safe: false, underReplicated: [1, 2] });
+    expect(nodeSafety(fenced, 'node-1')).toMatchObject({ safe: false, underReplicated: [2] });
+    expect(nodeSafety(fenced, 'node-2')).toMatchObject({ safe: false, underReplicated: [1] });
+    // The entry of an earlier life (the node was dropped and came back) counts nothing.
+    const earlier: TopologyRecord = { ...t, fenced: { 'node-3': 'node-3-0' } };
+    expect(['node-1', 'node-2', 'node-3'].map((id) => nodeSafety(earlier, id).safe)).toEqual([true, true, true]);
   });
 });

@@ -679,13 +679,16 @@ export function nodeSafety(rec: TopologyRecord, id: string): NodeSafety {
   const lostSet = new Set(rec.lost);
   const underReplicated: number[] = [];
   const moving: number[] = [];
+  // A member asked to stop renewing (ADR 0065) is on its way out: its copies do not count.
+  const fenced = new Set(Object.entries(rec.fenced ?? {}).filter(([o, epoch]) => rec.members[o]?.epoch === epoch).map(([o]) => o));
   for (let p = 0; p < rec.partitions; p++) {
     if (lostSet.has(p)) continue;
     const owners = rec.owners[p] ?? [];
     const syncing = rec.syncing[p] ?? [];
     if (!owners.includes(id) && !syncing.some((e) => e.id === id)) continue;
+    const copies = fenced.size === 0 ? owners.length : owners.filter((o) => !fenced.has(o)).length;
     // An owner still behind (per-cache backups) leaves some cache with fewer copies than it asks.
-    if (owners.length < want || rec.behind?.[String(p)] !== undefined) underReplicated.push(p);
+    if (copies < want || rec.behind?.[String(p)] !== undefined) underReplicated.push(p);
     if (syncing.length > 0) moving.push(p);
   }
   const lost = lostAnywhere(rec);
