@@ -10,12 +10,15 @@ import {
   autoAdjustCountdown,
   baselineIds,
   baselineSpecs,
+  fencedNodes,
   liveIds,
   nodeSafe,
   partitionCounts,
   planBaseline,
+  reportedUnreachable,
   safetyOf,
   type BaselinePlan,
+  type FencedNode,
   type PartitionCounts,
 } from './model.js';
 
@@ -69,6 +72,11 @@ export interface MemberStatus {
    */
   release: string | null;
   wire: string | null;
+  /**
+   * Members the node's lease reports it cannot reach over the grid while they renew (ADR 0065),
+   * sorted; [] when none, for offline nodes, and for nodes older than the report.
+   */
+  unreachable: string[];
   /** Time since the last lease renewal seen while sampling; null when none was seen. */
   leaseAgeMs: number | null;
   ready: boolean;
@@ -96,6 +104,11 @@ export interface ClusterStatus {
   autoAdjust: AutoAdjustPolicy & { pending: boolean; countdownMs: number | null };
   /** No partition lost, moving or under-replicated. */
   safe: boolean;
+  /**
+   * Nodes the coordinator asked to stop renewing their lease (cut from another member, ADR 0065),
+   * while the topology keeps the entry: still a member, gone, or gone with a later life held back.
+   */
+  fenced: FencedNode[];
 }
 
 export interface StatusOptions extends AdminOptions {
@@ -158,6 +171,7 @@ export async function clusterStatus(cp: ControlPlane, o: StatusOptions = {}): Pr
         address: addr ? `${addr.host}:${addr.port}` : null,
         epoch: m?.epoch ?? lease?.epoch ?? null,
         ...announced(lease),
+        unreachable: state === 'offline' ? [] : reportedUnreachable(lease),
         leaseAgeMs,
         ready,
         readySource,
@@ -183,6 +197,11 @@ export async function clusterStatus(cp: ControlPlane, o: StatusOptions = {}): Pr
     underReplicated: safety.underReplicated,
     autoAdjust: { ...rec.autoAdjust, pending: rec.adjust !== null, countdownMs },
     safe: safety.safe,
+    // A later life is held back when its lease renews (joining) under another epoch.
+    fenced: fencedNodes(rec, (id) => {
+      const m = members.find((x) => x.id === id);
+      return m?.state === 'joining' ? m.epoch : null;
+    }),
   };
 }
 

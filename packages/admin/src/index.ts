@@ -4,14 +4,18 @@ export { updateTopology, readTopology, withTimeout, DEFAULT_TIMEOUT_MS } from '.
 export {
   autoAdjustCountdown,
   baselineSpecs,
+  fencedNodes,
   movingPartitions,
   nodeSafe,
   partitionCounts,
   planBaseline,
+  reportedUnreachable,
   safetyOf,
   underReplicated,
   wantedCopies,
   type BaselinePlan,
+  type FencedNode,
+  type FenceState,
   type NodePlan,
   type PartitionCounts,
   type SafetyReport,
@@ -49,5 +53,5 @@ export {
 } from './admin.js';
 export { connectControlPlane, type ConnectedControlPlane, type ConnectOptions } from './connect.js';
 export { runCli, type CliIo, type CliDeps } from './run.js';
-export { startDashboard, topologyView, type Dashboard, type DashboardOptions, type TopologyView, type NodeMetricsView } from './dashboard/server.js';
+export { startDashboard, topologyView, type Dashboard, type DashboardOptions, type LeaseView, type TopologyView, type NodeMetricsView } from './dashboard/server.js';
 export { parsePrometheus, sumOf, type Sample } from './prometheus.js';

@@ -212,3 +212,57 @@ export function planBaseline(rec: TopologyRecord, after: NodeSpec[]): BaselinePl
     movesData: partitionsMoving > 0,
   };
 }
+
+/** Longest node id or epoch the admin tools take from a record; a longer value is not one. */
+const MAX_ID_CHARS = 128;
+/** Most ids read from one report (a cluster has far fewer members). */
+const MAX_REPORTED = 1024;
+
+const isId = (v: unknown): v is string => typeof v === 'string' && v.length > 0 && v.length <= MAX_ID_CHARS;
+
+/**
+ * The members a lease reports it cannot reach over the grid while they renew (ADR 0065), read
+ * defensively as `announced()` reads the release: nodes older than the field write none, and a
+ * malformed value is no report. Sorted, without duplicates; [] when none.
+ */
+export function reportedUnreachable(lease: unknown): string[] {
+  const v = typeof lease === 'object' && lease !== null ? (lease as Record<string, unknown>)['unreachable'] : undefined;
+  if (!Array.isArray(v)) return [];
+  return [...new Set(v.slice(0, MAX_REPORTED).filter(isId))].sort();
+}
+
+/**
+ * What became of a life the coordinator asked to stop renewing (ADR 0065): `stopping` while it
+ * is still a member under that epoch (its lease running out), `held-back` once gone while a later
+ * life of the node renews without being admitted, `gone` otherwise.
+ */
+export type FenceState = 'stopping' | 'gone' | 'held-back';
+
+export interface FencedNode {
+  id: string;
+  /** The epoch asked to stop renewing. */
+  epoch: string;
+  state: FenceState;
+  /** With `held-back`: the epoch of the later life that renews and is not admitted. */
+  nextEpoch: string | null;
+}
+
+/**
+ * The topology's `fenced` entries (ADR 0065), read defensively (older coordinators write none; a
+ * malformed entry is skipped), sorted by id. `renewing(id)` is the epoch of a lease of `id` seen
+ * renewing, if any: a life after the fenced one that renews while not a member is held back.
+ */
+export function fencedNodes(rec: TopologyRecord, renewing: (id: string) => string | null = () => null): FencedNode[] {
+  const f = (rec as { fenced?: unknown }).fenced;
+  if (typeof f !== 'object' || f === null || Array.isArray(f)) return [];
+  const members = (typeof rec.members === 'object' && rec.members !== null ? rec.members : {}) as Record<string, { epoch?: unknown } | undefined>;
+  const out: FencedNode[] = [];
+  for (const [id, epoch] of Object.entries(f as Record<string, unknown>).slice(0, MAX_REPORTED)) {
+    if (!isId(id) || !isId(epoch)) continue;
+    const m = Object.hasOwn(members, id) ? members[id] : undefined;
+    const next = m === undefined ? renewing(id) : null;
+    const state: FenceState = m !== undefined && m?.epoch === epoch ? 'stopping' : next !== null && next !== epoch ? 'held-back' : 'gone';
+    out.push({ id, epoch, state, nextEpoch: state === 'held-back' ? next : null });
+  }
+  return out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+}

@@ -26,7 +26,7 @@ import { connectControlPlane, type ConnectedControlPlane, type ConnectOptions } 
 import { startDashboard } from './dashboard/server.js';
 import { formatDuration, parseDuration } from './duration.js';
 import { AdminInternalError, AdminRefusedError, AdminUsageError, ExitCode, classifyError } from './errors.js';
-import { ranges, releasesLine, table } from './table.js';
+import { fencedLine, ranges, releasesLine, table, unreachableLine } from './table.js';
 
 export interface CliIo {
   stdout(text: string): void;
@@ -504,6 +504,8 @@ function prepare(p: Parsed, http: HttpLocator | undefined, io: CliIo, deps: CliD
               (aa.pending ? (aa.countdownMs !== null ? `; baseline follows the live set in ${formatDuration(aa.countdownMs)}` : '; live set differs from the baseline') : ''),
             `lost: ${ranges(s.lost)}   moving: ${ranges(s.moving)}   under-replicated: ${ranges(s.underReplicated)}`,
             ...releasesLine(s.members),
+            ...unreachableLine(s.members),
+            ...fencedLine(s.fenced),
           ].join('\n');
         });
         return s.lost.length > 0 || s.moving.length > 0 ? ExitCode.PARTITIONS_UNSAFE : ExitCode.OK;

@@ -46,3 +46,35 @@ export function releasesLine(members: readonly { id: string; state: string; rele
   if (by.size <= 1) return [];
   return [`releases: ${[...by].map(([k, ids]) => `${k}: ${ids.join(', ')}`).join('; ')}`];
 }
+
+/**
+ * The `unreachable:` line of `gridlink status` while any node reports members it cannot reach
+ * over the grid while they renew (ADR 0065): `node-2 cannot reach node-3; node-3 cannot reach
+ * node-2`. None when no node reports any. Offline nodes are left out (a dead node's lease).
+ */
+export function unreachableLine(members: readonly { id: string; state: string; unreachable: readonly string[] }[]): string[] {
+  const parts = members.filter((m) => m.state !== 'offline' && m.unreachable.length > 0).map((m) => `${m.id} cannot reach ${m.unreachable.join(', ')}`);
+  return parts.length === 0 ? [] : [`unreachable: ${parts.join('; ')}`];
+}
+
+/** What a fenced life has become, as the `fenced:` line says it. */
+function fenceText(f: { state: string; nextEpoch: string | null }): string {
+  switch (f.state) {
+    case 'stopping':
+      return 'still a member until its lease runs out';
+    case 'held-back':
+      return `gone; its next life (epoch ${(f.nextEpoch ?? '').slice(0, 8)}) held back until it reaches every member`;
+    default:
+      return 'gone';
+  }
+}
+
+/**
+ * The `fenced:` line of `gridlink status` while the topology has entries (ADR 0065): each node the
+ * coordinator asked to stop renewing, the epoch asked (its first 8 characters, as the EPOCH
+ * column), and whether that life is still a member or gone (and its next life held back).
+ */
+export function fencedLine(fenced: readonly { id: string; epoch: string; state: string; nextEpoch: string | null }[]): string[] {
+  if (fenced.length === 0) return [];
+  return [`fenced: ${fenced.map((f) => `${f.id} (epoch ${f.epoch.slice(0, 8)}) asked to stop renewing: ${fenceText(f)}`).join('; ')}`];
+}

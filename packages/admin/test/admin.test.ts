@@ -4,7 +4,9 @@ import { GridClient } from '@gridlink/client';
 import { LocalCluster, type TopologyRecord } from '@gridlink/node';
 import { changeBaseline, checkSafe, clusterStatus, runCli, updateTopology, type HttpLocator } from '@gridlink/admin';
 import { MIN_PEER_WIRE_VERSION, PEER_WIRE_VERSION, RELEASE } from '@gridlink/node/internal';
-import { releasesLine } from '../src/table.js';
+import fc from 'fast-check';
+import { fencedNodes, reportedUnreachable } from '../src/model.js';
+import { fencedLine, releasesLine, unreachableLine } from '../src/table.js';
 
 interface CliRun {
   code: number;
@@ -383,5 +385,64 @@ describe('the releases line of gridlink status (ADR 0060)', () => {
     expect(releasesLine([m('a', null, null, 'joining'), m('b', '0.1.0', '1..2')])).toEqual(['releases: unknown: a; 0.1.0 (wire 1..2): b']);
     // an offline node's lease is a dead node's: not counted
     expect(releasesLine([m('a', '0.0.9', '1..1', 'offline'), m('b', '0.1.0', '1..2')])).toEqual([]);
+  });
+});
+
+describe('the unreachable and fenced lines of gridlink status (ADR 0065)', () => {
+  const topo = (members: Record<string, string>, fenced?: unknown): TopologyRecord =>
+    ({ members: Object.fromEntries(Object.entries(members).map(([id, epoch]) => [id, { id, epoch, host: 'h', port: 1 }])), ...(fenced === undefined ? {} : { fenced }) }) as unknown as TopologyRecord;
+
+  it('names what each live node reports, and nothing when none does or the node is offline', () => {
+    const m = (id: string, unreachable: string[], state = 'member') => ({ id, state, unreachable });
+    expect(unreachableLine([m('node-1', []), m('node-2', [])])).toEqual([]);
+    expect(unreachableLine([m('node-1', []), m('node-2', ['node-3']), m('node-3', ['node-2'])])).toEqual(['unreachable: node-2 cannot reach node-3; node-3 cannot reach node-2']);
+    expect(unreachableLine([m('node-1', ['node-2', 'node-3'], 'joining')])).toEqual(['unreachable: node-1 cannot reach node-2, node-3']);
+    // an offline node's lease is a dead node's: not counted
+    expect(unreachableLine([m('node-3', ['node-2'], 'offline')])).toEqual([]);
+  });
+
+  it('reads a lease\u2019s report defensively: absent (older nodes), malformed or odd values are no report, never a throw', () => {
+    expect(reportedUnreachable({ id: 'a', epoch: 'e' })).toEqual([]);
+    expect(reportedUnreachable(undefined)).toEqual([]);
+    expect(reportedUnreachable(null)).toEqual([]);
+    expect(reportedUnreachable({ unreachable: 'node-2' })).toEqual([]);
+    expect(reportedUnreachable({ unreachable: { 0: 'node-2' } })).toEqual([]);
+    expect(reportedUnreachable({ unreachable: ['node-3', 7, null, '', 'node-2', 'node-3', 'x'.repeat(500)] })).toEqual(['node-2', 'node-3']);
+  });
+
+  it('says whether the fenced life is still a member, gone, or gone with its next life held back', () => {
+    expect(fencedNodes(topo({ 'node-1': 'e1' }))).toEqual([]);
+    expect(fencedLine(fencedNodes(topo({ 'node-1': 'e1' })))).toEqual([]);
+    const stopping = fencedNodes(topo({ 'node-1': 'e1', 'node-3': 'abcdef0123456789' }, { 'node-3': 'abcdef0123456789' }));
+    expect(stopping).toEqual([{ id: 'node-3', epoch: 'abcdef0123456789', state: 'stopping', nextEpoch: null }]);
+    expect(fencedLine(stopping)).toEqual(['fenced: node-3 (epoch abcdef01) asked to stop renewing: still a member until its lease runs out']);
+    const gone = fencedNodes(topo({ 'node-1': 'e1' }, { 'node-3': 'abcdef0123456789' }));
+    expect(fencedLine(gone)).toEqual(['fenced: node-3 (epoch abcdef01) asked to stop renewing: gone']);
+    // the same life renewing is not a next life
+    expect(fencedNodes(topo({ 'node-1': 'e1' }, { 'node-3': 'e3' }), () => 'e3')[0]!.state).toBe('gone');
+    const held = fencedNodes(topo({ 'node-1': 'e1' }, { 'node-3': 'abcdef0123456789', 'node-2': 'e2' }), (id) => (id === 'node-3' ? '99887766554433' : null));
+    expect(fencedLine(held)).toEqual([
+      'fenced: node-2 (epoch e2) asked to stop renewing: gone; node-3 (epoch abcdef01) asked to stop renewing: gone; its next life (epoch 99887766) held back until it reaches every member',
+    ]);
+  });
+
+  it('reads the topology\u2019s entries defensively: older coordinators write none, malformed ones are skipped', () => {
+    for (const bad of [null, 'node-3', ['node-3'], 42]) expect(fencedNodes(topo({}, bad))).toEqual([]);
+    expect(fencedNodes(topo({}, { 'node-3': 7, 'node-4': '', constructor: 'e', 'node-5': 'e5' })).map((f) => [f.id, f.state])).toEqual([
+      ['constructor', 'gone'],
+      ['node-5', 'gone'],
+    ]);
+  });
+
+  it('never throws, whatever the records hold (property)', () => {
+    fc.assert(
+      fc.property(fc.anything(), fc.anything(), fc.anything(), (lease, fenced, members) => {
+        const u = reportedUnreachable(lease);
+        expect(u.every((id) => typeof id === 'string')).toBe(true);
+        const f = fencedNodes({ members, fenced } as unknown as TopologyRecord, () => 'next');
+        expect(fencedLine(f).length).toBe(f.length === 0 ? 0 : 1);
+        expect(unreachableLine([{ id: 'a', state: 'member', unreachable: u }]).length).toBe(u.length === 0 ? 0 : 1);
+      }),
+    );
   });
 });

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { GridClient } from '@gridlink/client';
-import { LocalCluster, TOPOLOGY_KEY } from '@gridlink/node';
+import { LEASE_PREFIX, LocalCluster, MemoryControlPlane, TOPOLOGY_KEY, type TopologyRecord } from '@gridlink/node';
 import { RELEASE } from '@gridlink/node/internal';
 import { startDashboard, topologyView, type Dashboard, type HttpLocator } from '@gridlink/admin';
 
@@ -70,6 +70,9 @@ describe('dashboard in a real browser', () => {
     await page.waitForFunction(() => [...document.querySelectorAll('#members td.clients')].some((td) => Number(td.textContent) >= 1));
     // each node's release, from its gridlink_node_build_info (ADR 0060)
     expect(await page.$$eval('#members td.release', (tds) => tds.map((td) => td.textContent))).toEqual([RELEASE, RELEASE, RELEASE]);
+    // nobody reports a member unreachable, nobody is fenced (ADR 0065): no banner, no badge
+    expect(await page.isHidden('#warnings')).toBe(true);
+    expect(await page.locator('#members .warn').count()).toBe(0);
     if (process.env['GRIDLINK_DASHBOARD_SCREENSHOT']) await page.screenshot({ path: process.env['GRIDLINK_DASHBOARD_SCREENSHOT'], fullPage: true });
 
     await page.evaluate(() => {
@@ -101,6 +104,54 @@ describe('dashboard in a real browser', () => {
     expect(await page.locator('#grid .cell').count()).toBe(128);
     const api = (await (await fetch(new URL('/api/topology', dashboard.url))).json()) as { partitions: number; version: number };
     expect(api).toMatchObject({ partitions: 128, version: before + 1 });
+  });
+
+  it('shows what leases report unreachable and a node asked to stop renewing: a badge on the member, the status lines in a banner (ADR 0065)', async () => {
+    // What a cut between two members leaves in the control plane, over this cluster's records (a
+    // real cut needs node processes: cli-process.test.ts runs one under gridlink status and the
+    // dashboard's /api/topology). Same browser, a second dashboard.
+    const t: TopologyRecord = cluster.topology();
+    const ids = Object.keys(t.members).sort();
+    const [a, b] = [ids[0]!, ids[ids.length - 1]!];
+    const epoch = (id: string): string => t.members[id]!.epoch;
+    const cp = new MemoryControlPlane();
+    const lease = (id: string, e: string, extra: Record<string, unknown> = {}) => cp.put(LEASE_PREFIX + id, { id, epoch: e, host: '127.0.0.1', port: 1, synced: {}, ...extra });
+    await cp.put(TOPOLOGY_KEY, { ...t, fenced: { [b]: epoch(b) } });
+    await lease(a, epoch(a), { unreachable: [b] });
+    await lease(b, epoch(b), { unreachable: [a, 7, a] });
+    const second = await startDashboard({ controlPlane: cp, port: 0, scrapeIntervalMs: 100 });
+    try {
+      await page.goto(second.url);
+      await page.waitForFunction(() => document.querySelectorAll('#warnings div').length === 2);
+      expect(await page.$$eval('#warnings div', (ds) => ds.map((d) => d.textContent))).toEqual([
+        `unreachable: ${a} cannot reach ${b}; ${b} cannot reach ${a}`,
+        `fenced: ${b} (epoch ${epoch(b).slice(0, 8)}) asked to stop renewing: still a member until its lease runs out`,
+      ]);
+      expect(await page.textContent(`#members tr[data-member="${a}"] .warn.unreachable`)).toBe(`cannot reach ${b}`);
+      expect(await page.textContent(`#members tr[data-member="${b}"] .warn.unreachable`)).toBe(`cannot reach ${a}`);
+      expect(await page.textContent(`#members tr[data-member="${b}"] .warn.fenced`)).toBe('asked to stop renewing');
+      expect(await page.locator(`#members tr[data-member="${a}"] .warn.fenced`).count()).toBe(0);
+
+      // It is declared gone; its next life renews, reporting the other unreachable, and is held back.
+      const { [b]: _gone, ...members } = t.members;
+      await cp.put(TOPOLOGY_KEY, { ...t, version: t.version + 1, members, fenced: { [b]: epoch(b) } });
+      await lease(a, epoch(a));
+      let renewals = 0;
+      const renew = setInterval(() => void lease(b, 'next-life-epoch', { unreachable: [a], n: renewals++ }), 50);
+      try {
+        await page.waitForFunction((id) => document.querySelector(`#members tr[data-member="${id}"]`)?.getAttribute('data-fence') === 'held-back', b, { timeout: 10_000 });
+      } finally {
+        clearInterval(renew);
+      }
+      expect(await page.textContent(`#members tr[data-member="${b}"] .warn.fenced`)).toBe('fenced: next life held back');
+      expect(await page.getAttribute(`#members tr[data-member="${b}"]`, 'data-alive')).toBe('false');
+      const warnings = await page.$$eval('#warnings div', (ds) => ds.map((d) => d.textContent));
+      expect(warnings[warnings.length - 1]).toBe(`fenced: ${b} (epoch ${epoch(b).slice(0, 8)}) asked to stop renewing: gone; its next life (epoch next-lif) held back until it reaches every member`);
+      const api = (await (await fetch(new URL('/api/topology', second.url))).json()) as { fenced: unknown };
+      expect(api.fenced).toEqual([{ id: b, epoch: epoch(b), state: 'held-back', nextEpoch: 'next-life-epoch' }]);
+    } finally {
+      await second.close();
+    }
   });
 
   it('serves only its own paths, read-only', async () => {

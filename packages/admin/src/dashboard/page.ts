@@ -20,6 +20,7 @@ export const INDEX_HTML = `<!doctype html>
   <span id="counts"></span>
   <span id="conn" class="conn">connecting</span>
 </header>
+<div id="warnings" hidden></div>
 <main>
   <section>
     <h2>Members</h2>
@@ -66,6 +67,10 @@ tr[data-alive="false"] { color: #9aa1ad; text-decoration: line-through; }
 .state-m { background-image: repeating-linear-gradient(45deg, rgba(255,255,255,.85) 0 2px, transparent 2px 4px); }
 .state-l { background: #111 !important; border: 2px solid #c0392b; }
 .legend { font-size: .85em; margin-bottom: .5em; }
+#warnings { padding: .4em 1.2em; background: #fdf2d0; border-bottom: 1px solid #e6c35c; font-size: .9em; }
+#warnings div { margin: .1em 0; }
+.warn { margin-left: .5em; padding: 0 .5em; border-radius: 1em; font-size: .8em; background: #e67e22; color: #fff; text-decoration: none; display: inline-block; }
+.warn.fenced { background: #c0392b; }
 `;
 
 export const APP_JS = `'use strict';
@@ -85,6 +90,7 @@ export const APP_JS = `'use strict';
     if (text !== undefined) e.textContent = text;
     return e;
   }
+  var FENCE = { stopping: 'asked to stop renewing', gone: 'fenced: gone', 'held-back': 'fenced: next life held back' };
   function fmt(v, digits) { return v === null || v === undefined ? '-' : v.toFixed(digits); }
   function renderMembers() {
     var body = document.querySelector('#members tbody');
@@ -92,10 +98,14 @@ export const APP_JS = `'use strict';
     if (!topo) return;
     topo.nodes.forEach(function (n) {
       var m = metrics[n.id] || {};
-      var tr = el('tr', { 'data-member': n.id, 'data-alive': String(n.alive) });
+      var unreachable = n.unreachable || [];
+      var tr = el('tr', { 'data-member': n.id, 'data-alive': String(n.alive), 'data-unreachable': unreachable.join(','), 'data-fence': n.fence || '' });
       var name = el('td');
       name.appendChild(el('span', { 'class': 'swatch', style: 'background:' + colour(n.id) }));
       name.appendChild(document.createTextNode(n.id));
+      // ADR 0065: what its lease reports it cannot reach, and a fence the coordinator asked for.
+      if (unreachable.length > 0) name.appendChild(el('span', { 'class': 'warn unreachable', title: 'its lease reports it cannot reach these members over the grid' }, 'cannot reach ' + unreachable.join(', ')));
+      if (n.fence) name.appendChild(el('span', { 'class': 'warn fenced', title: 'the coordinator asked this node to stop renewing its lease' }, FENCE[n.fence] || n.fence));
       tr.appendChild(name);
       tr.appendChild(el('td', {}, n.zone || '-'));
       tr.appendChild(el('td', {}, n.address || '-'));
@@ -138,6 +148,11 @@ export const APP_JS = `'use strict';
     document.getElementById('counts').textContent = 'lost ' + topo.lost + ' · moving ' + topo.moving + ' · under-replicated ' + topo.underReplicated +
       ' · auto-adjust ' + (topo.autoAdjust.enabled ? 'on' : 'off') + (topo.autoAdjust.pending ? ' (pending)' : '');
     document.getElementById('pcount').textContent = topo.partitions + ' partitions, ' + topo.backups + ' backup(s)';
+    // The unreachable: and fenced: lines of gridlink status (ADR 0065).
+    var warnings = document.getElementById('warnings');
+    warnings.textContent = '';
+    (topo.warnings || []).forEach(function (w) { warnings.appendChild(el('div', {}, w)); });
+    warnings.hidden = warnings.children.length === 0;
   }
   function render() {
     if (!topo) return;

@@ -6,10 +6,11 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { TOPOLOGY_KEY, topologyProblem, type ControlPlane, type TopologyRecord } from '@gridlink/node';
+import { LEASE_PREFIX, TOPOLOGY_KEY, topologyProblem, type ControlPlane, type LeaseRecord, type TopologyRecord } from '@gridlink/node';
 import { probeHttp, type HttpLocator } from '../admin.js';
 import { AdminUsageError } from '../errors.js';
-import { liveIds, safetyOf } from '../model.js';
+import { fencedNodes, liveIds, reportedUnreachable, safetyOf, type FenceState, type FencedNode } from '../model.js';
+import { fencedLine, unreachableLine } from '../table.js';
 import { parsePrometheus, sumOf } from '../prometheus.js';
 import { APP_CSS, APP_JS, INDEX_HTML } from './page.js';
 
@@ -37,7 +38,20 @@ export interface TopologyView {
   clusterId: string;
   partitions: number;
   backups: number;
-  nodes: { id: string; zone: string | null; address: string | null; alive: boolean; inBaseline: boolean; primary: number; backup: number; moving: number }[];
+  nodes: {
+    id: string;
+    zone: string | null;
+    address: string | null;
+    alive: boolean;
+    inBaseline: boolean;
+    primary: number;
+    backup: number;
+    moving: number;
+    /** Members its renewing lease reports it cannot reach over the grid (ADR 0065); [] when none. */
+    unreachable: string[];
+    /** Set while the topology has it asked to stop renewing (ADR 0065): what became of that life. */
+    fence: FenceState | null;
+  }[];
   /** Per partition: index into nodes of the primary, or -1. */
   primary: number[];
   /** Per partition: r replicated, u under-replicated, m moving, l lost. */
@@ -47,6 +61,40 @@ export interface TopologyView {
   underReplicated: number;
   safe: boolean;
   autoAdjust: { enabled: boolean; pending: boolean };
+  /** Nodes asked to stop renewing their lease while the topology keeps the entry (ADR 0065). */
+  fenced: FencedNode[];
+  /** The `unreachable:` and `fenced:` lines of `gridlink status`, for the page's banner; [] when none. */
+  warnings: string[];
+}
+
+/**
+ * What the leases say beyond the topology: per node, the members its lease reports unreachable
+ * (ADR 0065) and the epoch of a lease seen renewing. Only leases seen renewing count, and a
+ * member's lease under its member epoch (a lease left behind by a dead node says nothing).
+ */
+export interface LeaseView {
+  unreachable: ReadonlyMap<string, string[]>;
+  renewing: ReadonlyMap<string, string>;
+}
+
+/** What the leases listed at `revision` (and before at `previous`) say, read defensively. */
+export function leaseView(rec: TopologyRecord, leases: readonly { value: unknown; revision: number }[], previous: ReadonlyMap<string, number>): LeaseView & { revisions: Map<string, number> } {
+  const unreachable = new Map<string, string[]>();
+  const renewing = new Map<string, string>();
+  const revisions = new Map<string, number>();
+  for (const e of leases) {
+    const l = (typeof e.value === 'object' && e.value !== null ? e.value : {}) as Record<string, unknown>;
+    const id = l['id'];
+    const epoch = l['epoch'];
+    if (typeof id !== 'string' || typeof epoch !== 'string') continue;
+    revisions.set(id, e.revision);
+    const renewed = previous.has(id) && e.revision > previous.get(id)!;
+    if (renewed) renewing.set(id, epoch);
+    const member = Object.hasOwn(rec.members, id) ? rec.members[id] : undefined;
+    const report = reportedUnreachable(l);
+    if (report.length > 0 && (renewed || member?.epoch === epoch)) unreachable.set(id, report);
+  }
+  return { unreachable, renewing, revisions };
 }
 
 export interface NodeMetricsView {
@@ -62,14 +110,30 @@ export interface NodeMetricsView {
   release: string | null;
 }
 
-export function topologyView(rec: TopologyRecord): TopologyView {
+export function topologyView(rec: TopologyRecord, leases: LeaseView = { unreachable: new Map(), renewing: new Map() }): TopologyView {
   const baseline = rec.baseline.map((n) => n.id);
   const ids = [...new Set([...liveIds(rec), ...baseline])].sort();
   const index = new Map(ids.map((id, i) => [id, i]));
   const nodes = ids.map((id) => {
     const a = rec.members[id] ?? rec.addresses[id];
-    return { id, zone: a?.zone ?? null, address: a ? `${a.host}:${a.port}` : null, alive: rec.members[id] !== undefined, inBaseline: baseline.includes(id), primary: 0, backup: 0, moving: 0 };
+    return {
+      id,
+      zone: a?.zone ?? null,
+      address: a ? `${a.host}:${a.port}` : null,
+      alive: rec.members[id] !== undefined,
+      inBaseline: baseline.includes(id),
+      primary: 0,
+      backup: 0,
+      moving: 0,
+      unreachable: leases.unreachable.get(id) ?? [],
+      fence: null as FenceState | null,
+    };
   });
+  const fenced = fencedNodes(rec, (id) => leases.renewing.get(id) ?? null);
+  for (const f of fenced) {
+    const n = nodes[index.get(f.id) ?? -1];
+    if (n) n.fence = f.state;
+  }
   const safety = safetyOf(rec);
   const lost = new Set(safety.lost);
   const under = new Set(safety.underReplicated);
@@ -103,6 +167,11 @@ export function topologyView(rec: TopologyRecord): TopologyView {
     underReplicated: safety.underReplicated.length,
     safe: safety.safe,
     autoAdjust: { enabled: rec.autoAdjust.enabled, pending: rec.adjust !== null },
+    fenced,
+    warnings: [
+      ...unreachableLine([...leases.unreachable].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([id, unreachable]) => ({ id, state: 'reporting', unreachable }))),
+      ...fencedLine(fenced),
+    ],
   };
 }
 
@@ -114,6 +183,8 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
   const cp = o.controlPlane;
   const clients = new Set<http.ServerResponse>();
   let topo: TopologyRecord | null = null;
+  let leases: LeaseView = { unreachable: new Map(), renewing: new Map() };
+  let leaseRevisions = new Map<string, number>();
   let topoEvent = '';
   let metricsEvent = '';
   const prev = new Map<string, { at: number; ok: number; error: number }>();
@@ -122,14 +193,21 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
   const broadcast = (event: string): void => {
     for (const res of clients) res.write(event);
   };
+  // The view changes with the topology and with what the leases report: sent again when it differs.
+  const publish = (): void => {
+    if (topo === null) return;
+    const event = `event: topology\ndata: ${JSON.stringify(topologyView(topo, leases))}\n\n`;
+    if (event === topoEvent) return;
+    topoEvent = event;
+    broadcast(topoEvent);
+  };
   const onTopology = (rec: TopologyRecord): void => {
     // A record that cannot be read is not shown (the nodes ignore it too, ADR 0048): the page
     // keeps the last good one.
     if (topologyProblem(rec) !== null) return;
     if (topo !== null && rec.version <= topo.version) return;
     topo = rec;
-    topoEvent = `event: topology\ndata: ${JSON.stringify(topologyView(rec))}\n\n`;
-    broadcast(topoEvent);
+    publish();
   };
   const unwatch = cp.watch<TopologyRecord>(TOPOLOGY_KEY, (e) => {
     if (e.type === 'put') onTopology(e.value);
@@ -140,6 +218,16 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
       if (e && !closed) onTopology(e.value);
     } catch {
       // the control plane is unreachable: keep showing the last record
+    }
+    try {
+      const listed = await cp.list<LeaseRecord>(LEASE_PREFIX);
+      if (topo === null || closed) return;
+      const next = leaseView(topo, listed, leaseRevisions);
+      leaseRevisions = next.revisions;
+      leases = next;
+      publish();
+    } catch {
+      // keep what the leases said last
     }
   };
 
@@ -212,7 +300,7 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
       case '/app.css':
         return send('text/css; charset=utf-8', APP_CSS);
       case '/api/topology':
-        return send('application/json', topo ? JSON.stringify(topologyView(topo)) : 'null');
+        return send('application/json', topo ? JSON.stringify(topologyView(topo, leases)) : 'null');
       case '/events': {
         res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
         res.write('retry: 1000\n\n');
