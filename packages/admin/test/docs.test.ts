@@ -11,6 +11,7 @@ import { parseDuration } from '../src/duration.js';
 import { ExitCode } from '../src/errors.js';
 import { envNameOf, parseCli } from '@gridlink/node';
 import { COMMON, ENV_OPTIONS, OPTION_DEFAULTS, VERB_OPTIONS, runCli, type OptionSpec } from '../src/run.js';
+import { fencedLine, unreachableLine } from '../src/table.js';
 
 const md = (path: string): string => readFileSync(fileURLToPath(new URL(`../../../${path}`, import.meta.url)), 'utf8');
 
@@ -172,6 +173,17 @@ describe('docs/operations.md §9: the gridlink command', () => {
     expect(await argumentOf(['baseline', 'set', 'a b'])).toBe('<id>');
     expect(await argumentOf(['baseline', 'set'])).toBe('<id>');
     expect(await argumentOf(['baseline', 'add'])).toBe('<id>');
+  });
+
+  it('quotes the unreachable: and fenced: lines of gridlink status as the command prints them (ADR 0065)', () => {
+    const text = section9().replace(/\s+/g, ' ');
+    const quoted = (line: string | undefined): string => `\`${line ?? '(no line)'}\``;
+    const m = (id: string, unreachable: string[]) => ({ id, state: 'member', unreachable });
+    expect(text).toContain(quoted(unreachableLine([m('node-1', []), m('node-2', ['node-3']), m('node-3', ['node-2'])])[0]));
+    const fenced = (state: string, nextEpoch: string | null) => fencedLine([{ id: 'node-3', epoch: 'a420f5810123', state, nextEpoch }])[0];
+    expect(text).toContain(quoted(fenced('stopping', null)));
+    expect(text).toContain(quoted(fenced('held-back', '5c1e07d24567')));
+    expect(text).toContain(`\`…: ${fenced('gone', null)!.split(': ').slice(2).join(': ')}\``);
   });
 
   it('gives every exit code its value, and no other', () => {
