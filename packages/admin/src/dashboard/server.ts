@@ -1,8 +1,9 @@
 /**
  * `gridlink dashboard`: a small read-only web page over the control plane and the nodes' HTTP
  * endpoints. node:http serves a static page (page.ts, no build step) and a server-sent event
- * stream: `topology` whenever the topology record changes (watched in the control plane), and
- * `metrics` after each scrape of the members' /health/ready and /metrics.
+ * stream: `topology` whenever the topology record changes (watched in the control plane) or what
+ * the leases report unreachable does (listed every interval, ADR 0065), and `metrics` after each
+ * scrape of the members' /health/ready and /metrics.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
