@@ -137,6 +137,7 @@ export class GridNode implements ConnectionHost, MetricsSource {
       applyTopology: (rec) => this.applyTopology(rec),
       refreshTopology,
       caches,
+      acceptedThroughout: (from, to) => this.lease.acceptedThroughout(from, to),
     });
     this.reach = new PeerReach({
       id,

@@ -227,3 +227,58 @@ describe('a backup restarted under a new epoch while the coordinator is blind (w
     }
   }, 60_000);
 });
+
+describe('a node killed while the watches keep stalling (ADR 0066)', () => {
+  const nodes: GridNode[] = [];
+  afterEach(() => {
+    for (const n of nodes.splice(0)) n.kill();
+  });
+
+  it('is declared gone on direct lease reads while every watch delivers only in bursts, and writes to its partitions go on', async () => {
+    const cp = new FlakyControlPlane();
+    const opts = (id: string) => ({ id, controlPlane: cp, port: 0, partitions: 16, backups: 1, bootstrapNodes: 3, logger: silentLogger });
+    nodes.push(...(await Promise.all(['a', 'b', 'c'].map((id) => startNode(opts(id))))));
+    await until(() => nodes.every((n) => n.topology() !== null && Object.keys(n.topology()!.members).length === 3 && n.isServing()), 'three serving members');
+    const topo = nodes[0]!.topology()!;
+    // A key whose primary is c.
+    let key = '';
+    for (let i = 0; key === ''; i++) if (topo.owners[partitionOf(`k${i}`, 16)]?.[0] === 'c') key = `k${i}`;
+    const client = await connectClient(nodes.slice(0, 2).map((n) => `127.0.0.1:${n.port}`), { operationTimeout: 20_000 });
+    // As after a nats-server kill: every watch stalls, is re-created and reads its gap, again and
+    // again (ADR 0061's soak runs: ~15 s). Each burst restarts every lease's count (ADR 0007).
+    cp.stallWatches();
+    const bursts = setInterval(() => {
+      cp.releaseWatches();
+      cp.stallWatches();
+    }, 700);
+    let bursting = true;
+    try {
+      const cache = client.cache<string, number>('v');
+      await cache.put(key, 0);
+      nodes[2]!.kill();
+      let n = 0;
+      let stop = false;
+      const writes = (async () => {
+        for (; !stop; n++) await cache.put(key, n + 1);
+      })();
+      // Declared gone while the watches still stall (they would for 10 s more here).
+      const stopBursts = setTimeout(() => {
+        bursting = false;
+        clearInterval(bursts);
+        cp.releaseWatches();
+      }, 10_000);
+      await until(() => nodes[0]!.topology()!.members['c'] === undefined, 'c declared gone', 15_000);
+      expect(bursting).toBe(true);
+      const at = n;
+      await until(() => n >= at + 20, 'writes to its partition after the takeover');
+      stop = true;
+      await writes;
+      clearTimeout(stopBursts);
+      expect(await cache.get(key)).toBe(n);
+    } finally {
+      clearInterval(bursts);
+      cp.releaseWatches();
+      await client.close();
+    }
+  }, 60_000);
+});

@@ -16,7 +16,7 @@ import { CasConflictError } from '../errors.js';
 import type { Lifecycle } from '../lifecycle.js';
 import type { Logger } from '../logger.js';
 import { coordinatorStep } from './handback.js';
-import { LateNodes, LivenessClock } from './liveness.js';
+import { LateNodes, LeaseReads, LivenessClock } from './liveness.js';
 import { admissionHeld, pairKey, reachFence, reportedPairs, soleHolderOf } from './reach-fence.js';
 import { StepBasis } from './step-basis.js';
 import type { ClusterView } from './view.js';
@@ -36,6 +36,11 @@ export interface CoordinatorDeps {
    * while the rules are the same: the coordinator serialises them again only when it changes.
    */
   caches?(): readonly CacheRule[];
+  /**
+   * The control plane acknowledged this node's own renewals all through [from, to] (ADR 0066).
+   * Without it, leases are never read directly: a blind coordinator judges nobody.
+   */
+  acceptedThroughout?(from: number, to: number): boolean;
 }
 
 const NO_CACHES: readonly CacheRule[] = Object.freeze([]);
@@ -113,6 +118,11 @@ export class Coordinator {
   readonly late: LateNodes;
   /** Per node, the epoch of the newest lease seen and when a lease of it was first seen. */
   private readonly lives = new Map<string, { epoch: string; since: number }>();
+  /** Leases read directly while the watch cannot be trusted (ADR 0066). */
+  private readonly reads: LeaseReads;
+  /** Lease reads in flight, and when each node's lease was last read. */
+  private readonly reading = new Set<string>();
+  private readonly readAt = new Map<string, number>();
   /** Since when each pair of members cannot reach each other, as reported (ADR 0065). */
   private readonly pairsSince = new Map<string, number>();
   /** Later lives of fenced nodes held back for what they report (logged once per spell, ADR 0065). */
@@ -124,6 +134,7 @@ export class Coordinator {
     // An answer to a probe counts for half a lease; kept up to two leases past the lease (a
     // reconnect to another nats-server takes well under that, ADR 0061).
     this.late = new LateNodes(leaseMs, leaseMs / 2, 2 * leaseMs);
+    this.reads = new LeaseReads(leaseMs);
   }
 
   /** Seeds the observations with the leases listed at start. */
@@ -181,6 +192,7 @@ export class Coordinator {
     // newest, it evicted the new life at the next step, and with it gone from `departed` the old
     // epoch counted as alive again and became a member.
     if (e.type === 'put' && this.d.view.topo?.departed?.[id] === e.value.epoch) return;
+    this.reads.watched(id, e.revision);
     if (e.type === 'delete') this.observed.delete(id);
     else {
       const now = Date.now();
@@ -281,6 +293,29 @@ export class Coordinator {
     }
   }
 
+  /**
+   * ADR 0066: reads every other node's lease key (one read in flight per node, at most one per
+   * renewal interval); `reads` learns from the answers which leases stopped changing.
+   */
+  private readLeases(now: number): void {
+    for (const id of this.observed.keys()) {
+      if (id === this.d.id || this.reading.has(id) || now - (this.readAt.get(id) ?? 0) < this.d.opts.renewIntervalMs) continue;
+      this.reading.add(id);
+      this.readAt.set(id, now);
+      const startedAt = Date.now();
+      void Promise.resolve()
+        .then(() => this.d.kv.get<LeaseRecord>(LEASE_PREFIX + id))
+        .then(
+          (e) => {
+            this.reading.delete(id);
+            if (e !== null) this.reads.answered(id, e.revision, startedAt, Date.now());
+          },
+          () => this.reading.delete(id),
+        );
+    }
+    for (const id of this.readAt.keys()) if (!this.observed.has(id)) this.readAt.delete(id);
+  }
+
   async tick(): Promise<void> {
     const { opts, view, kv, log } = this.d;
     const now = Date.now();
@@ -289,17 +324,27 @@ export class Coordinator {
       for (const o of this.observed.values()) o.seenAt = now;
     }
     this.lastTick = now;
-    // Our own renewals do not come back: we cannot see anybody's, so judge nobody (ADR 0007).
-    if (!this.liveness.canJudge(now)) return;
-    if (this.busy || (this.d.life.state !== 'running' && this.d.life.state !== 'stopping') || !this.d.leaseValid()) return;
+    // Our own renewals do not come back: we cannot see anybody's through the watch, so judge
+    // nobody on it (ADR 0007); and for two leases after every lease's count restarted, a node
+    // that died meanwhile is not judged by it yet. Then leases are read directly (ADR 0066).
+    const blind = !this.liveness.canJudge(now);
+    const accepted = this.d.acceptedThroughout?.bind(this.d);
+    const restarted = this.liveness.restartedAt;
+    if (accepted !== undefined && (blind || (restarted > 0 && now - restarted < 2 * opts.leaseMs))) this.readLeases(now);
+    this.reads.retain((id) => this.observed.has(id));
+    const readOut = (id: string): number => (accepted === undefined || id === this.d.id ? 0 : this.reads.silentFor(id, accepted));
     // A lease under an epoch the topology already dropped is no node at all (ADR 0039): a dead
     // node's lease stays in the control plane, and a stall or a blind spell counts it afresh.
     const departed = view.topo?.departed ?? {};
+    if (blind && ![...this.observed.values()].some((o) => departed[o.lease.id] !== o.lease.epoch && readOut(o.lease.id) >= opts.leaseMs)) return;
+    if (this.busy || (this.d.life.state !== 'running' && this.d.life.state !== 'stopping') || !this.d.leaseValid()) return;
     const alive: LeaseRecord[] = [];
     const late: { lease: LeaseRecord; age: number }[] = [];
     for (const o of this.observed.values()) {
       if (departed[o.lease.id] === o.lease.epoch) continue;
-      const age = this.liveness.age(o.seenAt, now);
+      // Blind, only the reads say anything: every lease counts as alive unless they show it ran out.
+      const silent = readOut(o.lease.id);
+      const age = Math.max(blind ? 0 : this.liveness.age(o.seenAt, now), silent >= opts.leaseMs ? silent : 0);
       if (age <= opts.leaseMs) alive.push(o.lease);
       else if (o.lease.id !== this.d.id) late.push({ lease: o.lease, age });
     }

@@ -13,6 +13,7 @@ import type { Scheduler } from '../scheduler.js';
 import type { Lifecycle } from '../lifecycle.js';
 import { PEER_WIRE } from '../peers/wire-version.js';
 import { RELEASE } from '../release.js';
+import { coveredByAcks } from './liveness.js';
 
 export interface OwnLeaseDeps {
   readonly id: string;
@@ -39,6 +40,9 @@ export interface OwnLeaseDeps {
  */
 export const SYNCED_REPORT_MS = 2000;
 
+/** How many renewal acknowledgements are kept for `acceptedThroughout` (16 s at 250 ms). */
+export const ACKS_KEPT = 64;
+
 /** While renewals keep failing, how often that is logged again. */
 export const FAILURE_LOG_MS = 10_000;
 
@@ -47,6 +51,8 @@ export class OwnLease {
   private lastRenewSentAt = 0;
   /** When the last renewal was acknowledged by the control plane (ms), 0 before any. */
   lastAckAt = 0;
+  /** When the recent renewals were acknowledged, oldest first (the last ACKS_KEPT; ADR 0066). */
+  private readonly acks: number[] = [];
   /** After a lapse: not primary until the control plane confirms membership. */
   private rejoinCheckAfter = 0;
   /** A lapse was noticed and the topology has not been re-read successfully since. */
@@ -70,6 +76,14 @@ export class OwnLease {
   private failureLoggedAt = 0;
 
   constructor(private readonly d: OwnLeaseDeps) {}
+
+  /**
+   * The control plane acknowledged this node's renewals all through [from, to], none further
+   * apart than two renewal intervals (ADR 0066: it took writes, so others could write too).
+   */
+  acceptedThroughout(from: number, to: number): boolean {
+    return coveredByAcks(this.acks, from, to, 2 * this.d.opts.renewIntervalMs);
+  }
 
   /** The lease is certainly valid: renewed recently enough, judged from when the renewal was sent. */
   valid(): boolean {
@@ -137,6 +151,8 @@ export class OwnLease {
       if ((life.state as string) === 'stopped') return;
       this.validUntil = Math.max(this.validUntil, sentAt + opts.leaseMs - opts.leaseMarginMs);
       this.lastAckAt = Date.now();
+      this.acks.push(this.lastAckAt);
+      if (this.acks.length > ACKS_KEPT) this.acks.splice(0, this.acks.length - ACKS_KEPT);
       if (this.failedRenewals > 0) {
         log.info('lease renewals succeed again', { failed: this.failedRenewals, forMs: Date.now() - this.failingSince });
         this.failedRenewals = 0;

@@ -62,6 +62,11 @@ export class LivenessClock {
   get blind(): boolean {
     return this.blindNow;
   }
+
+  /** When every lease's count last restarted (the end of the last blind spell or gap; 0: never). */
+  get restartedAt(): number {
+    return this.countFrom;
+  }
 }
 
 /** A node's answer to the coordinator's "are you alive?" over the grid (ADR 0062). */
@@ -125,4 +130,73 @@ export class LateNodes {
   retain(keep: (id: string) => boolean): void {
     for (const id of this.heard.keys()) if (!keep(id)) this.heard.delete(id);
   }
+}
+
+/**
+ * Leases read straight from the control plane while the coordinator's watch cannot be trusted
+ * (ADR 0066). After a nats-server is killed, watches can stall again and again for many seconds:
+ * the plane re-creates their consumers and reads the gap, so renewals arrive in bursts, and the
+ * coordinator — rightly — counts every lease afresh after each gap in its own renewals
+ * (`LivenessClock`). A node that dies then is never judged, and its partitions stay dead until the
+ * watches recover. A read of a lease key by its last revision answers, from the stream leader,
+ * what the newest renewal is: if two reads of a node's lease show the same revision, the node
+ * committed no renewal between the answer of the first and the start of the second, whatever the
+ * watch does. When that span is a lease or more, and this node's own renewals were accepted all
+ * along (the control plane took writes, so the other node could have written too), the node's
+ * lease has run out. Pure (times are passed in), so the tests drive it directly.
+ */
+export class LeaseReads {
+  /** Per node, the newest revision read, when a read first showed it, and the latest read start that showed it still. */
+  private readonly seen = new Map<string, { revision: number; since: number; stillAt: number }>();
+
+  constructor(private readonly leaseMs: number) {}
+
+  /** A read of `id`'s lease started at `startedAt` and answered at `answeredAt` with `revision`. */
+  answered(id: string, revision: number, startedAt: number, answeredAt: number): void {
+    const s = this.seen.get(id);
+    if (s === undefined || revision > s.revision) this.seen.set(id, { revision, since: answeredAt, stillAt: answeredAt });
+    else if (revision === s.revision) s.stillAt = Math.max(s.stillAt, startedAt);
+  }
+
+  /** The watch delivered `revision` of `id`'s lease: a newer one than read means it renewed. */
+  watched(id: string, revision: number): void {
+    const s = this.seen.get(id);
+    if (s !== undefined && revision > s.revision) this.seen.delete(id);
+  }
+
+  /**
+   * How long `id` is known to have committed no renewal (0: not known), counting only spans in
+   * which `writable(from, to)` says this node's own renewals were accepted throughout.
+   */
+  silentFor(id: string, writable: (from: number, to: number) => boolean): number {
+    const s = this.seen.get(id);
+    if (s === undefined || s.stillAt <= s.since) return 0;
+    return writable(s.since, s.stillAt) ? s.stillAt - s.since : 0;
+  }
+
+  /** Its lease has certainly run out (see `silentFor`). */
+  expired(id: string, writable: (from: number, to: number) => boolean): boolean {
+    return this.silentFor(id, writable) >= this.leaseMs;
+  }
+
+  /** Forgets nodes not in `keep`. */
+  retain(keep: (id: string) => boolean): void {
+    for (const id of this.seen.keys()) if (!keep(id)) this.seen.delete(id);
+  }
+}
+
+/**
+ * Whether acknowledgements at `acks` (ascending) cover [from, to] with no gap longer than
+ * `maxGapMs`: the control plane accepted writes all along (ADR 0066).
+ */
+export function coveredByAcks(acks: readonly number[], from: number, to: number, maxGapMs: number): boolean {
+  if (to < from) return false;
+  let last = from;
+  for (const a of acks) {
+    if (a < from) continue;
+    if (a > to) break;
+    if (a - last > maxGapMs) return false;
+    last = a;
+  }
+  return to - last <= maxGapMs;
 }
