@@ -54,15 +54,34 @@ export function partitionCounts(rec: TopologyRecord): Map<string, PartitionCount
   return out;
 }
 
-/** Partitions held by fewer up-to-date copies than wanted (lost ones excluded). */
+/**
+ * Members the topology asks to stop renewing, under the epoch they are members with (ADR 0065):
+ * on their way out, so their copies count for none, as in a node's /health/safe (`nodeSafety`).
+ * An entry for an earlier life, or for a node that is no member, counts nothing; the entries are
+ * read by `fencedNodes`, so a malformed one is skipped.
+ */
+function fencedMembers(rec: TopologyRecord): ReadonlySet<string> {
+  return new Set(fencedNodes(rec).flatMap((f) => (f.state === 'stopping' ? [f.id] : [])));
+}
+
+/** Up-to-date copies of a partition: its owners but those fenced. */
+function copiesOf(owners: readonly string[], fenced: ReadonlySet<string>): number {
+  return fenced.size === 0 ? owners.length : owners.filter((id) => !fenced.has(id)).length;
+}
+
+/**
+ * Partitions held by fewer up-to-date copies than wanted (lost ones excluded). A fenced member's
+ * copy counts for none: every partition it owns is under-replicated while the fence is under way.
+ */
 export function underReplicated(rec: TopologyRecord): number[] {
   const want = wantedCopies(rec);
   const lost = new Set(rec.lost);
+  const fenced = fencedMembers(rec);
   const out: number[] = [];
   for (let p = 0; p < rec.partitions; p++) {
     if (lost.has(p)) continue;
     // An owner behind its rank (per-cache backups) leaves some cache with too few copies.
-    if ((rec.owners[p] ?? []).length < want || rec.behind?.[String(p)] !== undefined) out.push(p);
+    if (copiesOf(rec.owners[p] ?? [], fenced) < want || rec.behind?.[String(p)] !== undefined) out.push(p);
   }
   return out;
 }
@@ -82,7 +101,8 @@ export interface SafetyReport {
 
 /**
  * Cluster safety derived from the topology record alone: no partition lost, none being pulled,
- * none with fewer copies than wanted. The same notion as a node's /health/safe, seen cluster-wide.
+ * none with fewer copies than wanted (a fenced member's copy counting for none). The same notion
+ * as a node's /health/safe, seen cluster-wide.
  */
 export function safetyOf(rec: TopologyRecord): SafetyReport {
   // Partitions lost for one cache alone count as lost too.
@@ -92,14 +112,19 @@ export function safetyOf(rec: TopologyRecord): SafetyReport {
   return { safe: lost.length === 0 && moving.length === 0 && under.length === 0, lost, moving, underReplicated: under };
 }
 
-/** Safety of the partitions one node holds or pulls. */
+/**
+ * Safety of the partitions one node holds or pulls: none moving or under-replicated (a fenced
+ * member's copy counting for none), as the node's /health/safe judges them. Lost partitions are
+ * left to the caller (`safetyOf(rec).lost`), as `checkSafe` does.
+ */
 export function nodeSafe(rec: TopologyRecord, id: string): boolean {
   const want = wantedCopies(rec);
+  const fenced = fencedMembers(rec);
   for (let p = 0; p < rec.partitions; p++) {
     const owners = rec.owners[p] ?? [];
     const syncing = rec.syncing[p] ?? [];
     const holds = owners.includes(id) || syncing.some((s) => s.id === id);
-    if (holds && (syncing.length > 0 || owners.length < want || rec.behind?.[String(p)] !== undefined)) return false;
+    if (holds && (syncing.length > 0 || copiesOf(owners, fenced) < want || rec.behind?.[String(p)] !== undefined)) return false;
   }
   return true;
 }

@@ -2,8 +2,8 @@ import { createServer, type AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GridClient } from '@gridlink/client';
 import { LocalCluster, type TopologyRecord } from '@gridlink/node';
-import { changeBaseline, checkSafe, clusterStatus, runCli, updateTopology, type HttpLocator } from '@gridlink/admin';
-import { MIN_PEER_WIRE_VERSION, PEER_WIRE_VERSION, RELEASE } from '@gridlink/node/internal';
+import { changeBaseline, checkSafe, clusterStatus, nodeSafe, runCli, safetyOf, topologyView, updateTopology, type HttpLocator } from '@gridlink/admin';
+import { initialTopology, MIN_PEER_WIRE_VERSION, PEER_WIRE_VERSION, RELEASE } from '@gridlink/node/internal';
 import fc from 'fast-check';
 import { fencedNodes, reportedUnreachable } from '../src/model.js';
 import { fencedLine, releasesLine, unreachableLine } from '../src/table.js';
@@ -444,5 +444,83 @@ describe('the unreachable and fenced lines of gridlink status (ADR 0065)', () =>
         expect(unreachableLine([{ id: 'a', state: 'member', unreachable: u }]).length).toBe(u.length === 0 ? 0 : 1);
       }),
     );
+  });
+});
+
+describe('safety while a fence is under way (ADR 0065: a member asked to stop renewing counts for no copy)', () => {
+  const ids = ['node-1', 'node-2', 'node-3'];
+  /** Three members (epochs e-node-n), backups 1, partition p held by the owners given. */
+  const ring = (fenced?: unknown): TopologyRecord => {
+    const leases = ids.map((id) => ({ id, epoch: `e-${id}`, host: '127.0.0.1', port: 1, synced: {} }));
+    const t = initialTopology({ clusterId: 'c', partitions: 3, backups: 1, leases });
+    const owners = [
+      ['node-1', 'node-2'],
+      ['node-2', 'node-3'],
+      ['node-3', 'node-1'],
+    ];
+    return { ...t, owners, syncing: owners.map(() => []), ...(fenced === undefined ? {} : { fenced }) } as TopologyRecord;
+  };
+
+  it('every partition with the fenced life as owner is under-replicated: gridlink safe, status and the dashboard say not safe', () => {
+    expect(safetyOf(ring()).safe).toBe(true);
+    const t = ring({ 'node-3': 'e-node-3' });
+    expect(safetyOf(t)).toEqual({ safe: false, lost: [], moving: [], underReplicated: [1, 2] });
+    // each node shares a partition with node-3 here, as the node's own /health/safe judges it
+    expect(ids.map((id) => nodeSafe(t, id))).toEqual([false, false, false]);
+    const view = topologyView(t);
+    expect(view.safe).toBe(false);
+    expect(view.state).toBe('ruu');
+  });
+
+  it('an entry for an earlier life, for a node that is no member, or a malformed one counts nothing', () => {
+    for (const fenced of [{ 'node-3': 'e-node-3-before' }, { 'node-4': 'e-node-4' }, { 'node-3': 7 }, ['node-3'], 'node-3', null, { 'node-3': '' }]) {
+      const t = ring(fenced);
+      expect(safetyOf(t).safe).toBe(true);
+      expect(ids.map((id) => nodeSafe(t, id))).toEqual([true, true, true]);
+      expect(topologyView(t).safe).toBe(true);
+    }
+  });
+});
+
+describe('safety while a fence is under way, on a real embedded cluster (ADR 0065)', () => {
+  let cluster: LocalCluster;
+  beforeAll(async () => {
+    cluster = await LocalCluster.start({ nodes: 3, partitions: 32, backups: 1, autoAdjust: { enabled: false } });
+  });
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+
+  it('gridlink safe and status say not safe while the fenced life is still a member, then safe once its partitions have their copies again', async () => {
+    await cluster.waitForStable(10_000);
+    expect((await checkSafe(cluster.controlPlane)).safe).toBe(true);
+    const epoch3 = cluster.node('node-3').epoch;
+    expect(holders(cluster.topology(), 'node-3').length).toBeGreaterThan(0);
+    // What the coordinator writes when it chooses node-3 of a cut pair (the node then stops renewing).
+    const { record: fencedAt } = await updateTopology(cluster.controlPlane, (t) => ({ ...t, fenced: { ...t.fenced, 'node-3': epoch3 } }));
+    // Without HTTP, gridlink safe derives every node's answer from the topology: each report read
+    // while node-3 is still a member under the fenced epoch must say not safe.
+    let seen = 0;
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const [safe, status] = await Promise.all([checkSafe(cluster.controlPlane), clusterStatus(cluster.controlPlane, { sampleMs: 0 })]);
+      if (safe.topologyVersion === fencedAt.version) {
+        seen++;
+        expect(safe.safe).toBe(false);
+        expect(safe.underReplicated).toEqual(holders(fencedAt, 'node-3'));
+        expect(safe.nodes.filter((n) => !n.safe).map((n) => n.id)).toEqual(['node-1', 'node-2', 'node-3']);
+      }
+      if (status.fenced.some((f) => f.id === 'node-3' && f.state === 'stopping')) {
+        seen++;
+        expect(status.safe).toBe(false);
+      }
+      if (cluster.topology().members['node-3']?.epoch !== epoch3) break;
+      expect(Date.now()).toBeLessThan(deadline);
+      await new Promise((r) => setTimeout(r, 20)); // the polling interval
+    }
+    expect(seen).toBeGreaterThan(0);
+    // node-3's lease ran out and it was declared gone: its partitions are copied again.
+    const safe = await cli(cluster, ['safe', '--wait', '--wait-timeout', '20s']);
+    expect(safe.code).toBe(0);
   });
 });

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { computeAssignment } from '@gridlink/affinity';
 import type { LeaseRecord, TopologyRecord } from '@gridlink/node';
-import { initialTopology, nextTopology } from '@gridlink/node/internal';
+import { initialTopology, nextTopology, nodeSafety } from '@gridlink/node/internal';
 import { AdminError, AdminInternalError, AdminRefusedError, AdminUsageError, ControlPlaneUnreachableError, baselineSpecs, classifyError, MAX_DURATION_MS, withTimeout, formatDuration, nodeSafe, parseDuration, parsePrometheus, partitionCounts, planBaseline, safetyOf, topologyView } from '@gridlink/admin';
 import { ranges } from '../src/table.js';
 
@@ -172,27 +172,33 @@ describe('views of any reachable topology', () => {
     fc.record({ kind: fc.constant('return' as const), node: fc.nat() }),
     fc.record({ kind: fc.constant('tick' as const), sync: fc.boolean() }),
   );
+  type Step = { kind: 'kill'; node: number } | { kind: 'return'; node: number } | { kind: 'tick'; sync: boolean };
+  /** The record after the history: nodes n1..n<c.nodes>, a node returning under epoch r<k>. */
+  function historyOf(c: { nodes: number; partitions: number; backups: number }, steps: readonly Step[]): TopologyRecord {
+    const ids = Array.from({ length: c.nodes }, (_, i) => `n${i + 1}`);
+    const alive = new Map(ids.map((id) => [id, lease(id)]));
+    let rec = settle(initialTopology({ clusterId: 'c', partitions: c.partitions, backups: c.backups, leases: [...alive.values()], autoAdjust: { enabled: false, softTimeoutMs: 0, hardTimeoutMs: 0 } }), [...alive.values()]);
+    let epoch = 0;
+    for (const s of steps) {
+      if (s.kind === 'kill') alive.delete(ids[s.node % ids.length]!);
+      else if (s.kind === 'return') {
+        const id = ids[s.node % ids.length]!;
+        if (!alive.has(id)) alive.set(id, { ...lease(id), epoch: `r${epoch++}` });
+      } else {
+        const ls = [...alive.values()].map((l) => {
+          const synced: Record<string, number> = {};
+          if (s.sync) rec.syncing.forEach((sy, p) => sy.forEach((e) => e.id === l.id && (synced[String(p)] = e.since)));
+          return { ...l, synced };
+        });
+        rec = nextTopology(rec, ls, 0) ?? rec;
+      }
+    }
+    return rec;
+  }
   it('counts, safety and the dashboard view agree with each other', () => {
     fc.assert(
       fc.property(clusterArb, fc.array(step, { maxLength: 12 }), (c, steps) => {
-        const ids = Array.from({ length: c.nodes }, (_, i) => `n${i + 1}`);
-        const alive = new Map(ids.map((id) => [id, lease(id)]));
-        let rec = settle(initialTopology({ clusterId: 'c', partitions: c.partitions, backups: c.backups, leases: [...alive.values()], autoAdjust: { enabled: false, softTimeoutMs: 0, hardTimeoutMs: 0 } }), [...alive.values()]);
-        let epoch = 0;
-        for (const s of steps) {
-          if (s.kind === 'kill') alive.delete(ids[s.node % ids.length]!);
-          else if (s.kind === 'return') {
-            const id = ids[s.node % ids.length]!;
-            if (!alive.has(id)) alive.set(id, { ...lease(id), epoch: `r${epoch++}` });
-          } else {
-            const ls = [...alive.values()].map((l) => {
-              const synced: Record<string, number> = {};
-              if (s.sync) rec.syncing.forEach((sy, p) => sy.forEach((e) => e.id === l.id && (synced[String(p)] = e.since)));
-              return { ...l, synced };
-            });
-            rec = nextTopology(rec, ls, 0) ?? rec;
-          }
-        }
+        const rec = historyOf(c, steps);
         const safety = safetyOf(rec);
         const counts = partitionCounts(rec);
         const owned = rec.owners.filter((o) => o.length > 0).length;
@@ -207,6 +213,43 @@ describe('views of any reachable topology', () => {
         view.primary.forEach((i, p) => expect(i === -1 ? undefined : view.nodes[i]!.id).toBe(rec.owners[p]![0]));
       }),
       { numRuns: 80 },
+    );
+  });
+  it('with fenced entries, agree with the node\u2019s own rule (nodeSafety): a fenced life still a member counts for no copy (ADR 0065)', () => {
+    // Entries for members under their epoch, for an earlier life (e-<id> once it returned), for a
+    // node that is no member, and for an epoch never seen.
+    const entry = fc.record({ node: fc.integer({ min: 1, max: 8 }), epoch: fc.constantFrom('current', 'first', 'other') });
+    fc.assert(
+      fc.property(clusterArb, fc.array(step, { maxLength: 12 }), fc.array(entry, { maxLength: 4 }), (c, steps, entries) => {
+        const base = historyOf(c, steps);
+        const fenced: Record<string, string> = {};
+        for (const e of entries) {
+          const id = `n${e.node}`;
+          fenced[id] = e.epoch === 'current' ? (base.members[id]?.epoch ?? `e-${id}`) : e.epoch === 'first' ? `e-${id}` : 'never';
+        }
+        const rec: TopologyRecord = Object.keys(fenced).length > 0 ? { ...base, fenced } : base;
+        const safety = safetyOf(rec);
+        const lost = new Set(safety.lost);
+        const all = Array.from({ length: 8 }, (_, i) => `n${i + 1}`);
+        for (const id of all) {
+          const node = nodeSafety(rec, id);
+          const holds = (p: number): boolean => !lost.has(p) && ((rec.owners[p] ?? []).includes(id) || (rec.syncing[p] ?? []).some((e) => e.id === id));
+          // The same verdict as the node's /health/safe judges it from the same record...
+          expect(nodeSafe(rec, id) && safety.lost.length === 0).toBe(node.safe);
+          // ...for the same partitions.
+          expect(safety.underReplicated.filter(holds)).toEqual(node.underReplicated);
+          expect(safety.moving.filter(holds)).toEqual(node.moving);
+          expect(safety.lost).toEqual(node.lost);
+        }
+        if (safety.safe) for (const id of all) expect(nodeSafety(rec, id).safe).toBe(true);
+        expect(topologyView(rec).safe).toBe(safety.safe);
+        // A fence under way makes every partition the fenced life holds under-replicated.
+        for (const [id, epoch] of Object.entries(fenced)) {
+          if (rec.members[id]?.epoch !== epoch) continue;
+          for (let p = 0; p < rec.partitions; p++) if (!lost.has(p) && rec.owners[p]!.includes(id)) expect(safety.underReplicated).toContain(p);
+        }
+      }),
+      { numRuns: 150 },
     );
   });
 });
