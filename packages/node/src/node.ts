@@ -133,7 +133,7 @@ export class GridNode implements ConnectionHost, MetricsSource {
     this.caches = caches;
     this.coordinator = new Coordinator({
       ...base,
-      leaseValid,
+      renewed: () => this.lease.renewed(),
       applyTopology: (rec) => this.applyTopology(rec),
       refreshTopology,
       caches,

@@ -28,7 +28,12 @@ export interface CoordinatorDeps {
   readonly log: Logger;
   readonly life: Lifecycle;
   readonly view: ClusterView;
-  leaseValid(): boolean;
+  /**
+   * This node's last acknowledged renewal has not run out. The other nodes then see its lease
+   * alive and, as the lowest id, defer to it: it must coordinate even while, after a lapse, it
+   * does not trust its lease to serve until it re-read the topology (ADR 0066).
+   */
+  renewed(): boolean;
   applyTopology(rec: TopologyRecord): void;
   refreshTopology(): Promise<void>;
   /**
@@ -337,7 +342,7 @@ export class Coordinator {
     // node's lease stays in the control plane, and a stall or a blind spell counts it afresh.
     const departed = view.topo?.departed ?? {};
     if (blind && ![...this.observed.values()].some((o) => departed[o.lease.id] !== o.lease.epoch && readOut(o.lease.id) >= opts.leaseMs)) return;
-    if (this.busy || (this.d.life.state !== 'running' && this.d.life.state !== 'stopping') || !this.d.leaseValid()) return;
+    if (this.busy || (this.d.life.state !== 'running' && this.d.life.state !== 'stopping') || !this.d.renewed()) return;
     const alive: LeaseRecord[] = [];
     const late: { lease: LeaseRecord; age: number }[] = [];
     for (const o of this.observed.values()) {

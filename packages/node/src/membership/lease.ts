@@ -90,6 +90,15 @@ export class OwnLease {
     return Date.now() < this.validUntil && !this.rejoinPending && Date.now() >= this.rejoinCheckAfter;
   }
 
+  /**
+   * The last acknowledged renewal has not run out (judged from when it was sent), whether or not
+   * the node re-read the topology since a lapse: its renewals are accepted, so the other nodes see
+   * it alive. Not a licence to serve (`valid` is); enough to coordinate (ADR 0066).
+   */
+  renewed(): boolean {
+    return Date.now() < this.validUntil;
+  }
+
   /** Time left on the lease while it is certainly valid, else 0. */
   remainingMs(): number {
     return this.valid() ? this.validUntil - Date.now() : 0;

@@ -47,7 +47,7 @@ export function coordinatorOf(
     log: silentLogger,
     life,
     view,
-    leaseValid: () => true,
+    renewed: () => true,
     applyTopology: apply,
     refreshTopology,
     ...(caches !== undefined ? { caches } : {}),
