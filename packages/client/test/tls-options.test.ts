@@ -12,27 +12,17 @@
  *
  * Against real grid nodes serving TLS (node:tls) on 127.0.0.1, certificates made with openssl.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryControlPlane, startNode, type GridNode } from '@gridlink/node';
 import { GridClient, GridConfigError, GridConnectionError, GridTlsError, resolveConfig, type GridError } from '@gridlink/client';
+import { hasOpenssl, selfSigned } from './helpers/certs.js';
 import { waitFor } from './helpers/wait.js';
-
-function hasOpenssl(): boolean {
-  try {
-    execFileSync('openssl', ['version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 const available = hasOpenssl();
 let dir = '';
+let remove: (() => void) | undefined;
 /** Two self-signed certificates for 127.0.0.1, each with its key. */
 const pem: Record<'a' | 'b', { cert: Buffer; key: Buffer }> = {} as never;
 const nodes: GridNode[] = [];
@@ -42,15 +32,11 @@ let nodeB: GridNode;
 
 beforeAll(async () => {
   if (!available) return;
-  dir = mkdtempSync(join(tmpdir(), 'gridlink-tls-options-'));
-  for (const n of ['a', 'b'] as const) {
-    execFileSync('openssl', [
-      'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', `/CN=node-${n}`,
-      '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost',
-      '-keyout', join(dir, `${n}.key`), '-out', join(dir, `${n}.pem`),
-    ], { stdio: 'ignore' });
-    pem[n] = { cert: readFileSync(join(dir, `${n}.pem`)), key: readFileSync(join(dir, `${n}.key`)) };
-  }
+  const made = selfSigned('gridlink-tls-options-', { a: 'node-a', b: 'node-b' });
+  dir = made.dir;
+  remove = made.remove;
+  pem.a = made.certs.a;
+  pem.b = made.certs.b;
   nodeA = await startNode({ id: 'tls-a', controlPlane: new MemoryControlPlane(), host: '127.0.0.1', port: 0, partitions: 16, backups: 0, tls: pem.a });
   nodes.push(nodeA);
   nodeB = await startNode({ id: 'tls-b', controlPlane: new MemoryControlPlane(), host: '127.0.0.1', port: 0, partitions: 16, backups: 0, tls: pem.b });
@@ -59,7 +45,7 @@ beforeAll(async () => {
 
 afterAll(() => {
   for (const n of nodes) n.kill();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  remove?.();
 });
 
 const cleanups: (() => Promise<unknown>)[] = [];
