@@ -84,4 +84,21 @@ describe('coordinator: members that cannot reach each other (ADR 0065)', () => {
     expect(seen.at(-1)!.topo.fenced).toBeUndefined();
     expect(seen.at(-1)!.topo.lost).toEqual([]);
   });
+
+  it('a fence whose reporters stop reporting before the node is gone is withdrawn: the node keeps its epoch', async () => {
+    let fencedSeenAt = -1;
+    const seen = await run((id, elapsed, topo) => {
+      const fenced = topo.fenced?.['n3'] === 'n3-1';
+      if (fenced && fencedSeenAt < 0) fencedSeenAt = elapsed;
+      // n2 reports n3 until 250 ms after the fence (the cut heals then).
+      if (id === 'n2') return elapsed >= 500 && (fencedSeenAt < 0 || elapsed < fencedSeenAt + 250) ? { ...lease(id), unreachable: ['n3'] } : lease(id);
+      // n3 renews nothing while asked not to.
+      if (id === 'n3' && fenced) return null;
+      return lease(id);
+    }, 6000);
+    expect(fencedSeenAt).toBeGreaterThan(0);
+    const withdrawn = seen.find((s) => s.at > fencedSeenAt && s.topo.fenced === undefined);
+    expect(withdrawn).toBeDefined();
+    expect(seen.every((s) => s.topo.members['n3']?.epoch === 'n3-1')).toBe(true);
+  });
 });

@@ -10,7 +10,7 @@ import { describe, expect, it } from 'vitest';
 import type { LeaseRecord, TopologyRecord } from '../src/control/topology.js';
 import { initialTopology, nextTopology, nodeSafety } from '../src/control/topology.js';
 import { leaseProblem, topologyProblem } from '../src/control/records.js';
-import { admissionHeld, reachFence, reportedPairs, soleHolderOf } from '../src/membership/reach-fence.js';
+import { admissionHeld, reachFence, reachedAgain, reportedPairs, reportersOf, soleHolderOf } from '../src/membership/reach-fence.js';
 import { lease } from './helpers/coordinator.js';
 
 const ids = (n: number): string[] => Array.from({ length: n }, (_, i) => `node-${i + 1}`);
@@ -86,7 +86,7 @@ describe('reachFence (ADR 0065)', () => {
         const rest = alive.filter((l) => l.id !== victim);
         const d = reachFence(fencedTopo, rest, reportedPairs(fencedTopo, rest));
         const sole = soleHolderOf(fencedTopo, victim, new Set(rest.map((l) => l.id))) > 0;
-        expect(d).toEqual(sole ? { kind: 'withdraw', id: victim } : null);
+        expect(d).toEqual(sole ? { kind: 'withdraw', id: victim, reason: 'sole holder' } : null);
         // Once that life left the members (declared gone), the next pair may be fenced.
         const after: TopologyRecord = { ...fencedTopo, members: Object.fromEntries(Object.entries(topo.members).filter(([id]) => id !== victim)) };
         const later = reachFence(after, rest, reportedPairs(after, rest));
@@ -192,5 +192,19 @@ describe('nodeSafety with a fenced member (ADR 0065)', () => {
     // The entry of an earlier life (the node was dropped and came back) counts nothing.
     const earlier: TopologyRecord = { ...t, fenced: { 'node-3': 'node-3-0' } };
     expect(['node-1', 'node-2', 'node-3'].map((id) => nodeSafety(earlier, id).safe)).toEqual([true, true, true]);
+  });
+});
+
+describe('reachedAgain (ADR 0065)', () => {
+  it('only once every member whose report the fence rested on, still alive, reports it no more; never on the fenced node\'s own word', () => {
+    const cut = [lease('node-1'), withReports(lease('node-2'), ['node-3']), withReports(lease('node-3'), ['node-2'])];
+    expect(reportersOf('node-3', cut)).toEqual(['node-2']);
+    expect(reachedAgain('node-3', ['node-2'], cut)).toBe(false);
+    const healed = [lease('node-1'), lease('node-2'), withReports(lease('node-3'), ['node-2'])];
+    expect(reachedAgain('node-3', ['node-2'], healed)).toBe(true);
+    // Nobody but node-3 had reported the cut: the others' silence says nothing.
+    expect(reachedAgain('node-3', [], healed)).toBe(false);
+    // The reporter is gone too: nothing to go on.
+    expect(reachedAgain('node-3', ['node-2'], [lease('node-1')])).toBe(false);
   });
 });

@@ -17,7 +17,7 @@ import type { Lifecycle } from '../lifecycle.js';
 import type { Logger } from '../logger.js';
 import { coordinatorStep } from './handback.js';
 import { LateNodes, LeaseReads, LivenessClock } from './liveness.js';
-import { admissionHeld, pairKey, reachFence, reportedPairs, soleHolderOf } from './reach-fence.js';
+import { admissionHeld, pairKey, reachFence, reachedAgain, reportedPairs, reportersOf, soleHolderOf, type ReachDecision } from './reach-fence.js';
 import { StepBasis } from './step-basis.js';
 import type { ClusterView } from './view.js';
 
@@ -128,6 +128,8 @@ export class Coordinator {
   /** Lease reads in flight, and when each node's lease was last read. */
   private readonly reading = new Set<string>();
   private readonly readAt = new Map<string, number>();
+  /** The fences this coordinator asked, with the members whose reports they rested on (ADR 0065). */
+  private readonly fencedOn = new Map<string, { epoch: string; by: string[] }>();
   /** Since when each pair of members cannot reach each other, as reported (ADR 0065). */
   private readonly pairsSince = new Map<string, number>();
   /** Later lives of fenced nodes held back for what they report (logged once per spell, ADR 0065). */
@@ -394,7 +396,16 @@ export class Coordinator {
       for (const k of this.pairsSince.keys()) if (!keys.has(k)) this.pairsSince.delete(k);
       for (const k of keys) if (!this.pairsSince.has(k)) this.pairsSince.set(k, now);
       const settled = reported.filter((p) => now - this.pairsSince.get(pairKey(p))! >= opts.leaseMs);
-      const reach = reachFence(view.topo, alive, settled);
+      for (const [id, f] of this.fencedOn) if (view.topo.members[id]?.epoch !== f.epoch || view.topo.fenced?.[id] !== f.epoch) this.fencedOn.delete(id);
+      let reach: ReachDecision = reachFence(view.topo, alive, settled);
+      if (reach === null) {
+        // A fence under way whose reporters no longer report it: the cut healed before its lease ran out.
+        for (const [id, epoch] of Object.entries(view.topo.fenced ?? {})) {
+          const asked = this.fencedOn.get(id);
+          if (view.topo.members[id]?.epoch !== epoch || asked?.epoch !== epoch) continue;
+          if (reachedAgain(id, asked.by, alive)) reach = { kind: 'withdraw', id, reason: 'reached again' };
+        }
+      }
       if (reach !== null) {
         const fenced = { ...view.topo.fenced };
         if (reach.kind === 'fence') fenced[reach.id] = reach.epoch;
@@ -404,8 +415,13 @@ export class Coordinator {
         else delete next.fenced;
         await kv.update(TOPOLOGY_KEY, next, view.topoRevision);
         if (reach.kind === 'fence') {
+          this.fencedOn.set(reach.id, { epoch: reach.epoch, by: reportersOf(reach.id, alive) });
           log.warn('members cannot reach each other over the grid while both renew their leases: asked one to stop renewing', { node: reach.id, epoch: reach.epoch, pairs: reach.pairs.map((p) => p.join('<->')) });
-        } else log.warn('withdrew the request to stop renewing: the node now holds the only copy of partitions', { node: reach.id });
+        } else {
+          this.fencedOn.delete(reach.id);
+          if (reach.reason === 'sole holder') log.warn('withdrew the request to stop renewing: the node now holds the only copy of partitions', { node: reach.id });
+          else log.info('withdrew the request to stop renewing: the members that reported the node unreachable reach it again', { node: reach.id });
+        }
         return;
       }
       // Skip the step when nothing it depends on changed (renewals alone change nothing). While

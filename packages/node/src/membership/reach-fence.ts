@@ -25,8 +25,11 @@ export function soleHolderOf(topo: TopologyRecord, id: string, alive: ReadonlySe
 export type ReachDecision =
   /** Ask this life of node `id` to stop renewing (add it to `fenced`). */
   | { readonly kind: 'fence'; readonly id: string; readonly epoch: string; readonly pairs: readonly (readonly [string, string])[] }
-  /** Take back the fence of `id`: it now holds the only copy of a partition (another owner died meanwhile). */
-  | { readonly kind: 'withdraw'; readonly id: string }
+  /**
+   * Take back the fence of `id`: it now holds the only copy of a partition (another owner died
+   * meanwhile), or no member reports it unreachable any more (the cut healed before it was gone).
+   */
+  | { readonly kind: 'withdraw'; readonly id: string; readonly reason: 'sole holder' | 'reached again' }
   | null;
 
 /**
@@ -56,7 +59,8 @@ export const pairKey = (pair: readonly [string, string]): string => `${pair[0]}\
  * report made in the moment a hung node resumes, renewing before it answers, moves nobody).
  * While a fenced node is still a member under the fenced epoch, nothing else is fenced (it is on
  * its way out; two at once could take both owners of a partition), and its fence is withdrawn if
- * it now holds the only copy of a partition. Among the nodes in the pairs, the one in the most
+ * it now holds the only copy of a partition. (The coordinator also withdraws it when the members
+ * that reported it stop doing so before it is gone: `reachedAgain`.) Among the nodes in the pairs, the one in the most
  * pairs goes first (a node cut off from everyone is one node, not all the others), then the
  * highest id; a node whose going would leave a partition with no owner alive is skipped.
  */
@@ -66,7 +70,7 @@ export function reachFence(topo: TopologyRecord, alive: readonly LeaseRecord[], 
   const aliveIds = new Set(members.keys());
   for (const [id, epoch] of Object.entries(topo.fenced ?? {})) {
     if (topo.members[id]?.epoch !== epoch) continue;
-    return soleHolderOf(topo, id, aliveIds) > 0 ? { kind: 'withdraw', id } : null;
+    return soleHolderOf(topo, id, aliveIds) > 0 ? { kind: 'withdraw', id, reason: 'sole holder' } : null;
   }
   const degree = new Map<string, number>();
   const counted: (readonly [string, string])[] = [];
@@ -95,4 +99,23 @@ export function admissionHeld(topo: TopologyRecord, lease: LeaseRecord, renewing
   if (fenced === undefined || fenced === lease.epoch || topo.members[lease.id]?.epoch === lease.epoch) return false;
   if (renewingForMs < holdMs) return true;
   return (lease.unreachable ?? []).some((u) => u !== lease.id && aliveIds.has(u));
+}
+
+/**
+ * The members whose leases report `id` unreachable (not `id` itself: a fenced node renews no
+ * more, so its own last report stays as it was).
+ */
+export function reportersOf(id: string, alive: readonly LeaseRecord[]): string[] {
+  return alive.filter((l) => l.id !== id && (l.unreachable ?? []).includes(id)).map((l) => l.id).sort();
+}
+
+/**
+ * A fence asked because `by` reported `id` unreachable may be taken back: none of them that is
+ * still alive reports it any more (the cut healed before its lease ran out). False when nobody
+ * but `id` itself had reported the cut: the others' silence then says nothing.
+ */
+export function reachedAgain(id: string, by: readonly string[], alive: readonly LeaseRecord[]): boolean {
+  if (by.length === 0) return false;
+  const still = new Set(reportersOf(id, alive));
+  return by.every((r) => !still.has(r)) && alive.some((l) => by.includes(l.id));
 }
