@@ -419,6 +419,9 @@ export class Coordinator {
           log.warn('members cannot reach each other over the grid while both renew their leases: asked one to stop renewing', { node: reach.id, epoch: reach.epoch, pairs: reach.pairs.map((p) => p.join('<->')) });
         } else {
           this.fencedOn.delete(reach.id);
+          // Its own last report is as old as its last renewal: its pairs count again only once
+          // reported for a whole lease from now (else the stale report fenced it again at once).
+          for (const k of [...this.pairsSince.keys()]) if (k.split('\n').includes(reach.id)) this.pairsSince.delete(k);
           if (reach.reason === 'sole holder') log.warn('withdrew the request to stop renewing: the node now holds the only copy of partitions', { node: reach.id });
           else log.info('withdrew the request to stop renewing: the members that reported the node unreachable reach it again', { node: reach.id });
         }
