@@ -33,8 +33,8 @@ async function touchEvery(client: GridClient, ids: string[]): Promise<void> {
   );
 }
 
-describe('nodes that leave the cluster for good', () => {
-  it('a node replaced under a new id drops out of stats() once it is out of the map; one down for a while stays', async () => {
+/** A three-node cluster and a client connected to all three, each of which has answered it. */
+async function threeNodesInUse(): Promise<{ cluster: LocalCluster; client: GridClient }> {
     const cluster = await LocalCluster.start({ nodes: 3, backups: 1, partitions: 16 });
     cleanups.push(() => cluster.stop());
     const client = await GridClient.connect({ endpoints: cluster.endpoints, connectTimeout: 3000 });
@@ -42,6 +42,12 @@ describe('nodes that leave the cluster for good', () => {
     cleanups.push(() => client.close());
     await waitFor(() => client.stats().nodes.filter((n) => n.connected).length === 3, 10_000, 'connected to the three nodes');
     await touchEvery(client, ['node-1', 'node-2', 'node-3']);
+  return { cluster, client };
+}
+
+describe('nodes that leave the cluster for good', () => {
+  it('a node replaced under a new id drops out of stats() once it is out of the map; one down for a while stays', async () => {
+    const { cluster, client } = await threeNodesInUse();
 
     // A rolling restart under a new id: node-4 joins, node-3 goes away and the baseline follows.
     const added = await cluster.addNode();
@@ -65,13 +71,7 @@ describe('nodes that leave the cluster for good', () => {
   });
 
   it('a scaled-down cluster: stats() lists no more nodes than the map and the connections', async () => {
-    const cluster = await LocalCluster.start({ nodes: 3, backups: 1, partitions: 16 });
-    cleanups.push(() => cluster.stop());
-    const client = await GridClient.connect({ endpoints: cluster.endpoints, connectTimeout: 3000 });
-    client.on('error', () => undefined);
-    cleanups.push(() => client.close());
-    await waitFor(() => client.stats().nodes.filter((n) => n.connected).length === 3, 10_000, 'connected to the three nodes');
-    await touchEvery(client, ['node-1', 'node-2', 'node-3']);
+    const { cluster, client } = await threeNodesInUse();
 
     // The baseline drops node-3 while it still runs; then it stops. Either order releases it.
     await cluster.setBaseline(['node-1', 'node-2']);
