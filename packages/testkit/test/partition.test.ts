@@ -24,6 +24,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GridClient, msgpackSerializer, type GridCache } from '@gridlink/client';
 import { encodeKey, partitionOf } from '@gridlink/affinity';
 import { Op, RequestFlag, ResponseFlag, WireClient, errorCodeInfo, type ErrorPayload } from '@gridlink/protocol';
+import { clusterStatus } from '@gridlink/admin';
 import { ProcessCluster, loopbackAliasesUsable, trackedPids, trackedTempDirs, waitFor } from '@gridlink/testkit';
 import { WORKERS, connectClient, expectAcknowledged, startLoad, type LoadResult } from './helpers/load.js';
 import { expectExclusiveHolds, startLockWorkers, type LockWorkers } from './helpers/locks.js';
@@ -408,12 +409,23 @@ describe.skipIf(!usable)('ProcessCluster: a grid node cut off from its peers and
         const t = (await cluster.topology())!;
         expect(t.members['node-3']).toBeUndefined();
         expect(t.members['node-2']?.epoch).toBe(epochs0['node-2']!.epoch);
+        // What `gridlink status` shows of it (its lines are held to this by the admin tests).
+        const s = await clusterStatus(await cluster.controlPlane(), { sampleMs: 300 });
+        const next = s.members.find((m) => m.id === 'node-3')!;
+        expect(next).toMatchObject({ state: 'joining', unreachable: ['node-2'] });
+        expect(s.fenced).toEqual([{ id: 'node-3', epoch: epochs0['node-3']!.epoch, state: 'held-back', nextEpoch: next.epoch }]);
+        expect(s.members.find((m) => m.id === 'node-1')!.unreachable).toEqual([]);
       } finally {
         cluster.healCut('node-2', 'node-3');
       }
       const t = await cluster.waitForMembers(['node-1', 'node-2', 'node-3'], 30_000);
       expect(t.members['node-3']!.epoch).not.toBe(epochs0['node-3']!.epoch);
       expect(t.fenced?.['node-3']).toBeUndefined();
+      const cp = await cluster.controlPlane();
+      await waitFor('no fence and no report left in gridlink status', async () => {
+        const s = await clusterStatus(cp, { sampleMs: 300 });
+        return s.fenced.length === 0 && s.members.every((m) => m.unreachable.length === 0);
+      }, 30_000);
       const after = load.ops();
       await waitFor('load running after healing', () => load.ops() >= after + 600, 45_000);
     } finally {
