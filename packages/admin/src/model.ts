@@ -3,7 +3,7 @@
  * plan of a baseline change. No I/O, so they are property-tested.
  */
 import { computeAssignment, type NodeSpec } from '@gridlink/affinity';
-import { lostAnywhere, type TopologyRecord } from '@gridlink/node';
+import { fencedMembers, lostAnywhere, type TopologyRecord } from '@gridlink/node';
 import { AdminRefusedError } from './errors.js';
 
 export interface PartitionCounts {
@@ -55,16 +55,9 @@ export function partitionCounts(rec: TopologyRecord): Map<string, PartitionCount
 }
 
 /**
- * Members the topology asks to stop renewing, under the epoch they are members with (ADR 0065):
- * on their way out, so their copies count for none, as in a node's /health/safe (`nodeSafety`).
- * An entry for an earlier life, or for a node that is no member, counts nothing; the entries are
- * read by `fencedNodes`, so a malformed one is skipped.
+ * Up-to-date copies of a partition: its owners but the members the topology asks to stop renewing
+ * (ADR 0065: on their way out, counted for none, as in a node's /health/safe; `fencedMembers`).
  */
-function fencedMembers(rec: TopologyRecord): ReadonlySet<string> {
-  return new Set(fencedNodes(rec).flatMap((f) => (f.state === 'stopping' ? [f.id] : [])));
-}
-
-/** Up-to-date copies of a partition: its owners but those fenced. */
 function copiesOf(owners: readonly string[], fenced: ReadonlySet<string>): number {
   return fenced.size === 0 ? owners.length : owners.filter((id) => !fenced.has(id)).length;
 }

@@ -122,7 +122,7 @@ export class GridNode implements ConnectionHost, MetricsSource {
       port: () => this.edge.port,
       rejoinCheck: refreshTopology,
       pullsPending: () => this.transfer.pending.pulls > 0,
-      fenced: () => this.reach.fenced() || this.fencedByCoordinator(),
+      fenced: () => this.fenced(),
       unreachable: () => this.reach.unreachable(),
     });
     this.peers = new PeerLinks(id, opts, scheduler, view);
@@ -368,7 +368,14 @@ export class GridNode implements ConnectionHost, MetricsSource {
     return this.edge.httpPort;
   }
 
-  /** Changes on restart and whenever this node learns it was declared gone. */
+  /**
+   * Whether this node withholds its lease renewals on purpose: cut off from most members (ADR
+   * 0063), or asked to by the coordinator (ADR 0065).
+   */
+  private fenced(): boolean {
+    return this.reach.fenced() || this.fencedByCoordinator();
+  }
+
   /** Whether the topology asks this life not to renew its lease (ADR 0065), logged when it changes. */
   private fencedByCoordinator(): boolean {
     const fenced = this.view.topo?.fenced?.[this.id] === this.view.epoch;
@@ -382,6 +389,7 @@ export class GridNode implements ConnectionHost, MetricsSource {
 
   private coordinatorFenced = false;
 
+  /** Changes on restart and whenever this node learns it was declared gone. */
   get epoch(): string {
     return this.view.epoch;
   }
@@ -458,7 +466,7 @@ export class GridNode implements ConnectionHost, MetricsSource {
     // find partitions with a copy fewer than they seem to have.
     if (!this.lease.valid()) return { reason: 'lease not renewed' };
     // It stopped renewing on purpose (ADR 0063, 0065): its lease runs out within a lease.
-    if (this.reach.fenced() || this.fencedByCoordinator()) return { reason: 'fenced' };
+    if (this.fenced()) return { reason: 'fenced' };
     if (s.safe) return null;
     const reason = s.lost.length > 0 ? 'partitions lost' : s.moving.length > 0 ? 'partitions moving' : 'partitions under-replicated';
     return { reason, lost: s.lost, moving: s.moving, underReplicated: s.underReplicated };

@@ -29,6 +29,7 @@ describe('@gridlink/node entry points', () => {
         'checkNatsCredsFile',
         // A flag's GRIDLINK_* variable (--nats-user: GRIDLINK_NATS_USER): the admin CLI reads the same ones.
         'envNameOf',
+        'fencedMembers',
         // The GRIDLINK_* variables gridlink-node warns of (no flag's): a manifest check can refuse them.
         'unknownVariables',
         'parseNatsServers',

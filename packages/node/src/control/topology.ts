@@ -524,15 +524,10 @@ export function nextTopology(prev: TopologyRecord, alive: LeaseRecord[], now: nu
   };
   if (Object.keys(behind).length > 0) next.behind = behind;
   // A fence asked of one life stays until a later life of that node is a member (ADR 0065).
-  const fenced: Record<string, string> = {};
-  for (const [id, epoch] of Object.entries(prev.fenced ?? {})) {
+  for (const id of Object.keys(prev.fenced ?? {}).sort()) {
+    const epoch = prev.fenced![id]!;
     const m = members[id];
-    if (m === undefined || m.epoch === epoch) fenced[id] = epoch;
-  }
-  const fencedIds = Object.keys(fenced).sort();
-  if (fencedIds.length > 0) {
-    next.fenced = {};
-    for (const id of fencedIds) next.fenced[id] = fenced[id]!;
+    if (m === undefined || m.epoch === epoch) (next.fenced ??= {})[id] = epoch;
   }
   const departedIds = Object.keys(departed).sort();
   if (departedIds.length > 0) {
@@ -669,6 +664,16 @@ export interface NodeSafety {
 }
 
 /**
+ * The members the topology asks to stop renewing (ADR 0065) under the epoch they are members
+ * with: on their way out. An entry for an earlier life, or for a node that is no member, is none.
+ */
+export function fencedMembers(rec: TopologyRecord): ReadonlySet<string> {
+  const out = new Set<string>();
+  for (const [id, epoch] of Object.entries(rec.fenced ?? {})) if (rec.members[id]?.epoch === epoch) out.add(id);
+  return out;
+}
+
+/**
  * Safety of the partitions `id` holds, from the topology record alone: a partition is
  * under-replicated when it has fewer caught-up owners than min(backups + 1, alive baseline
  * nodes), moving while any node pulls it.
@@ -680,7 +685,7 @@ export function nodeSafety(rec: TopologyRecord, id: string): NodeSafety {
   const underReplicated: number[] = [];
   const moving: number[] = [];
   // A member asked to stop renewing (ADR 0065) is on its way out: its copies do not count.
-  const fenced = new Set(Object.entries(rec.fenced ?? {}).filter(([o, epoch]) => rec.members[o]?.epoch === epoch).map(([o]) => o));
+  const fenced = fencedMembers(rec);
   for (let p = 0; p < rec.partitions; p++) {
     if (lostSet.has(p)) continue;
     const owners = rec.owners[p] ?? [];

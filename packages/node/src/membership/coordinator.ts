@@ -11,7 +11,7 @@ import type { ResolvedNodeOptions } from '../config.js';
 import { LEASE_PREFIX, TOPOLOGY_KEY } from '../control/keys.js';
 import { leaseProblem } from '../control/records.js';
 import type { ControlPlane, KvEvent } from '../control/kv.js';
-import { adjustDue, cacheRules, inertCacheRules, initialTopology, rankingDepth, type CacheRule, type LeaseRecord, type TopologyRecord } from '../control/topology.js';
+import { adjustDue, cacheRules, fencedMembers, inertCacheRules, initialTopology, rankingDepth, type CacheRule, type LeaseRecord, type TopologyRecord } from '../control/topology.js';
 import { CasConflictError } from '../errors.js';
 import type { Lifecycle } from '../lifecycle.js';
 import type { Logger } from '../logger.js';
@@ -130,8 +130,8 @@ export class Coordinator {
   private readonly readAt = new Map<string, number>();
   /** The fences this coordinator asked, with the members whose reports they rested on (ADR 0065). */
   private readonly fencedOn = new Map<string, { epoch: string; by: string[] }>();
-  /** Since when each pair of members cannot reach each other, as reported (ADR 0065). */
-  private readonly pairsSince = new Map<string, number>();
+  /** Since when each pair of members cannot reach each other, as reported, by `pairKey` (ADR 0065). */
+  private readonly pairsSince = new Map<string, { pair: readonly [string, string]; since: number }>();
   /** Later lives of fenced nodes held back for what they report (logged once per spell, ADR 0065). */
   private readonly held = new Set<string>();
 
@@ -141,7 +141,7 @@ export class Coordinator {
     // An answer to a probe counts for half a lease; kept up to two leases past the lease (a
     // reconnect to another nats-server takes well under that, ADR 0061).
     this.late = new LateNodes(leaseMs, leaseMs / 2, 2 * leaseMs);
-    this.reads = new LeaseReads(leaseMs);
+    this.reads = new LeaseReads();
   }
 
   /** Seeds the observations with the leases listed at start. */
@@ -394,16 +394,15 @@ export class Coordinator {
       const reported = reportedPairs(view.topo, alive);
       const keys = new Set(reported.map(pairKey));
       for (const k of this.pairsSince.keys()) if (!keys.has(k)) this.pairsSince.delete(k);
-      for (const k of keys) if (!this.pairsSince.has(k)) this.pairsSince.set(k, now);
-      const settled = reported.filter((p) => now - this.pairsSince.get(pairKey(p))! >= opts.leaseMs);
+      for (const pair of reported) if (!this.pairsSince.has(pairKey(pair))) this.pairsSince.set(pairKey(pair), { pair, since: now });
+      const settled = reported.filter((p) => now - this.pairsSince.get(pairKey(p))!.since >= opts.leaseMs);
       for (const [id, f] of this.fencedOn) if (view.topo.members[id]?.epoch !== f.epoch || view.topo.fenced?.[id] !== f.epoch) this.fencedOn.delete(id);
       let reach: ReachDecision = reachFence(view.topo, alive, settled);
       if (reach === null) {
         // A fence under way whose reporters no longer report it: the cut healed before its lease ran out.
-        for (const [id, epoch] of Object.entries(view.topo.fenced ?? {})) {
+        for (const id of fencedMembers(view.topo)) {
           const asked = this.fencedOn.get(id);
-          if (view.topo.members[id]?.epoch !== epoch || asked?.epoch !== epoch) continue;
-          if (reachedAgain(id, asked.by, alive)) reach = { kind: 'withdraw', id, reason: 'reached again' };
+          if (asked !== undefined && reachedAgain(id, asked.by, alive)) reach = { kind: 'withdraw', id, reason: 'reached again' };
         }
       }
       if (reach !== null) {
@@ -421,7 +420,7 @@ export class Coordinator {
           this.fencedOn.delete(reach.id);
           // Its own last report is as old as its last renewal: its pairs count again only once
           // reported for a whole lease from now (else the stale report fenced it again at once).
-          for (const k of [...this.pairsSince.keys()]) if (k.split('\n').includes(reach.id)) this.pairsSince.delete(k);
+          for (const [k, { pair }] of this.pairsSince) if (pair.includes(reach.id)) this.pairsSince.delete(k);
           if (reach.reason === 'sole holder') log.warn('withdrew the request to stop renewing: the node now holds the only copy of partitions', { node: reach.id });
           else log.info('withdrew the request to stop renewing: the members that reported the node unreachable reach it again', { node: reach.id });
         }

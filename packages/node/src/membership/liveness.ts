@@ -149,8 +149,6 @@ export class LeaseReads {
   /** Per node, the newest revision read, when a read first showed it, and the latest read start that showed it still. */
   private readonly seen = new Map<string, { revision: number; since: number; stillAt: number }>();
 
-  constructor(private readonly leaseMs: number) {}
-
   /** A read of `id`'s lease started at `startedAt` and answered at `answeredAt` with `revision`. */
   answered(id: string, revision: number, startedAt: number, answeredAt: number): void {
     const s = this.seen.get(id);
@@ -172,11 +170,6 @@ export class LeaseReads {
     const s = this.seen.get(id);
     if (s === undefined || s.stillAt <= s.since) return 0;
     return writable(s.since, s.stillAt) ? s.stillAt - s.since : 0;
-  }
-
-  /** Its lease has certainly run out (see `silentFor`). */
-  expired(id: string, writable: (from: number, to: number) => boolean): boolean {
-    return this.silentFor(id, writable) >= this.leaseMs;
   }
 
   /** Forgets nodes not in `keep`. */

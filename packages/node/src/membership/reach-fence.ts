@@ -9,7 +9,7 @@
  * One node at a time, never one whose loss would lose a partition, and a later life of it is
  * admitted again only once it reaches every member. Pure: the property tests drive it directly.
  */
-import type { LeaseRecord, TopologyRecord } from '../control/topology.js';
+import { fencedMembers, type LeaseRecord, type TopologyRecord } from '../control/topology.js';
 
 /** How many partitions list `id` as an owner and no other owner among `alive` (ADR 0062). */
 export function soleHolderOf(topo: TopologyRecord, id: string, alive: ReadonlySet<string>): number {
@@ -68,10 +68,7 @@ export function reachFence(topo: TopologyRecord, alive: readonly LeaseRecord[], 
   const members = new Map<string, LeaseRecord>();
   for (const l of alive) if (topo.members[l.id]?.epoch === l.epoch) members.set(l.id, l);
   const aliveIds = new Set(members.keys());
-  for (const [id, epoch] of Object.entries(topo.fenced ?? {})) {
-    if (topo.members[id]?.epoch !== epoch) continue;
-    return soleHolderOf(topo, id, aliveIds) > 0 ? { kind: 'withdraw', id, reason: 'sole holder' } : null;
-  }
+  for (const id of fencedMembers(topo)) return soleHolderOf(topo, id, aliveIds) > 0 ? { kind: 'withdraw', id, reason: 'sole holder' } : null;
   const degree = new Map<string, number>();
   const counted: (readonly [string, string])[] = [];
   for (const pair of pairs) {
