@@ -270,7 +270,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
         socket.write(MAGIC);
         socket.write(encodeFrame({ kind: FrameKind.HANDSHAKE, body }));
       };
-      socket.once(this.opts.tls !== undefined ? 'secureConnect' : 'connect', onConnect);
+      socket.once(useTls ? 'secureConnect' : 'connect', onConnect);
       socket.on('error', (e: Error) => {
         const err = !settled && inTlsHandshake() ? tlsFailure(this.address, e) : new GridConnectionError(`${this.address}: ${e.message}`, { cause: e });
         if (!settled) finish(err);
