@@ -5,10 +5,28 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { partitionOf } from '@gridlink/affinity';
-import { LEASE_PREFIX, MemoryControlPlane, silentLogger, startNode, type GridNode } from '@gridlink/node';
+import { LEASE_PREFIX, MemoryControlPlane, silentLogger, startNode, type ControlPlane, type GridNode, type NodeOptions } from '@gridlink/node';
 import { FlakyControlPlane } from './helpers/flaky-control-plane.js';
 import { connectClient } from './helpers/grid.js';
 import { until } from './helpers/until.js';
+
+/** Options of node `id` in the three-node tests: 16 partitions, one backup, formed by three. */
+const optionsOf = (id: string, controlPlane: ControlPlane, more: Partial<NodeOptions> = {}): NodeOptions => ({
+  id,
+  controlPlane,
+  port: 0,
+  partitions: 16,
+  backups: 1,
+  bootstrapNodes: 3,
+  logger: silentLogger,
+  ...more,
+});
+
+/** Starts a, b and c (`planeOf` says each one's control plane) into `nodes`; resolves once all three serve as members. */
+async function startThree(nodes: GridNode[], planeOf: (id: string) => ControlPlane, more: Partial<NodeOptions> = {}): Promise<void> {
+  nodes.push(...(await Promise.all(['a', 'b', 'c'].map((id) => startNode(optionsOf(id, planeOf(id), more))))));
+  await until(() => nodes.every((n) => n.topology() !== null && Object.keys(n.topology()!.members).length === 3 && n.isServing()), 'three serving members');
+}
 
 describe('control plane outage (node level)', () => {
   let node: GridNode | undefined;
@@ -51,13 +69,7 @@ describe('control plane outage (three nodes)', () => {
     for (const n of nodes.splice(0)) n.kill();
   });
 
-  async function start3(cp: FlakyControlPlane): Promise<void> {
-    const started = await Promise.all(
-      ['a', 'b', 'c'].map((id) => startNode({ id, controlPlane: cp, port: 0, partitions: 16, backups: 1, bootstrapNodes: 3, logger: silentLogger })),
-    );
-    nodes.push(...started);
-    await until(() => nodes.every((n) => n.topology() !== null && Object.keys(n.topology()!.members).length === 3 && n.isServing()), 'three serving members');
-  }
+  const start3 = (cp: FlakyControlPlane): Promise<void> => startThree(nodes, () => cp);
 
   const membersOf = (n: GridNode): string =>
     JSON.stringify(Object.entries(n.topology()!.members).map(([id, m]) => [id, m.epoch]).sort());
@@ -106,11 +118,7 @@ describe('primaries vouched for by their backups (ADR 0007)', () => {
 
   it('renewals fail cluster-wide for several leases: every node keeps serving on promises, writes succeed throughout', async () => {
     const cp = new FlakyControlPlane();
-    const started = await Promise.all(
-      ['a', 'b', 'c'].map((id) => startNode({ id, controlPlane: cp, port: 0, partitions: 16, backups: 1, bootstrapNodes: 3, logger: silentLogger })),
-    );
-    nodes.push(...started);
-    await until(() => nodes.every((n) => n.topology() !== null && Object.keys(n.topology()!.members).length === 3 && n.isServing()), 'three serving members');
+    await startThree(nodes, () => cp);
     const client = await connectClient(nodes.map((n) => `127.0.0.1:${n.port}`), { operationTimeout: 3000 });
     try {
       const cache = client.cache<string, number>('v');
@@ -145,11 +153,7 @@ describe('a node whose own control-plane connection fails for a moment (ADR 0062
     const shared = new MemoryControlPlane();
     // c reaches the control plane through its own connection (a nats-server that was killed).
     const cOnly = new FlakyControlPlane(shared);
-    const started = await Promise.all(
-      (['a', 'b', 'c'] as const).map((id) => startNode({ id, controlPlane: id === 'c' ? cOnly : shared, port: 0, partitions: 16, backups: 1, bootstrapNodes: 3, logger: silentLogger })),
-    );
-    nodes.push(...started);
-    await until(() => nodes.every((n) => n.topology() !== null && Object.keys(n.topology()!.members).length === 3 && n.isServing()), 'three serving members');
+    await startThree(nodes, (id) => (id === 'c' ? cOnly : shared));
     const c = nodes[2]!;
     const epoch = c.epoch;
     const version = c.topologyVersion();
@@ -188,9 +192,7 @@ describe('a backup restarted under a new epoch while the coordinator is blind (w
 
   it('the snapshot it refuses (not that life any more) waits for the topology like a record: no write fails once the watches resume', async () => {
     const cp = new FlakyControlPlane();
-    const opts = (id: string, port = 0) => ({ id, controlPlane: cp, port, partitions: 16, backups: 1, bootstrapNodes: 3, replicationTimeoutMs: 1000, logger: silentLogger });
-    nodes.push(...(await Promise.all(['a', 'b', 'c'].map((id) => startNode(opts(id))))));
-    await until(() => nodes.every((n) => n.topology() !== null && Object.keys(n.topology()!.members).length === 3 && n.isServing()), 'three serving members');
+    await startThree(nodes, () => cp, { replicationTimeoutMs: 1000 });
     const topo = nodes[0]!.topology()!;
     // A key whose backup is c.
     let key = '';
@@ -204,7 +206,7 @@ describe('a backup restarted under a new epoch while the coordinator is blind (w
       const c = nodes[2]!;
       const port = c.port;
       c.kill();
-      const c2 = await startNode(opts('c', port));
+      const c2 = await startNode(optionsOf('c', cp, { replicationTimeoutMs: 1000, port }));
       nodes[2] = c2;
       expect(c2.epoch).not.toBe(topo.members['c']!.epoch);
       // Writes now replicate to c's old epoch, whose address answers "not that life" ('gone').
@@ -236,9 +238,7 @@ describe('a node killed while the watches keep stalling (ADR 0066)', () => {
 
   it('is declared gone on direct lease reads while every watch delivers only in bursts, and writes to its partitions go on', async () => {
     const cp = new FlakyControlPlane();
-    const opts = (id: string) => ({ id, controlPlane: cp, port: 0, partitions: 16, backups: 1, bootstrapNodes: 3, logger: silentLogger });
-    nodes.push(...(await Promise.all(['a', 'b', 'c'].map((id) => startNode(opts(id))))));
-    await until(() => nodes.every((n) => n.topology() !== null && Object.keys(n.topology()!.members).length === 3 && n.isServing()), 'three serving members');
+    await startThree(nodes, () => cp);
     const topo = nodes[0]!.topology()!;
     // A key whose primary is c.
     let key = '';
@@ -291,9 +291,7 @@ describe('a node killed while the coordinator has just lapsed and renews again',
 
   it('is declared gone though the coordinator cannot re-read the topology yet: it coordinates while its renewals are accepted', async () => {
     const cp = new FlakyControlPlane();
-    const opts = (id: string) => ({ id, controlPlane: cp, port: 0, partitions: 16, backups: 1, bootstrapNodes: 3, logger: silentLogger });
-    nodes.push(...(await Promise.all(['a', 'b', 'c'].map((id) => startNode(opts(id))))));
-    await until(() => nodes.every((n) => n.topology() !== null && Object.keys(n.topology()!.members).length === 3 && n.isServing()), 'three serving members');
+    await startThree(nodes, () => cp);
     // Every lease lapses (writes refused for over a lease), then writes come back while reads
     // still fail: each node renews again, but re-reading the topology (which a lapsed lease waits
     // for before it is trusted: ADR 0003) keeps failing.
