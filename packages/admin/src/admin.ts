@@ -508,6 +508,8 @@ export interface SafeReport {
   lost: number[];
   moving: number[];
   underReplicated: number[];
+  /** Members being fenced (ADR 0065; `SafetyReport.fenced`): none may be for the cluster to be safe. */
+  fenced: string[];
   nodes: NodeSafety[];
 }
 
@@ -532,11 +534,12 @@ export async function checkSafe(cp: ControlPlane, o: AdminOptions = {}): Promise
     }),
   );
   return {
-    safe: safety.lost.length === 0 && nodes.every((n) => n.safe) && safety.moving.length === 0 && safety.underReplicated.length === 0,
+    safe: safety.safe && nodes.every((n) => n.safe),
     topologyVersion: rec.version,
     lost: safety.lost,
     moving: safety.moving,
     underReplicated: safety.underReplicated,
+    fenced: safety.fenced,
     nodes,
   };
 }

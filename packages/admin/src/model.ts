@@ -3,7 +3,7 @@
  * plan of a baseline change. No I/O, so they are property-tested.
  */
 import { computeAssignment, type NodeSpec } from '@gridlink/affinity';
-import { fencedMembers, lostAnywhere, type TopologyRecord } from '@gridlink/node';
+import { clusterSafety, fencedMembers, nodeSafety, wantedCopies as nodeWantedCopies, type TopologyRecord } from '@gridlink/node';
 import { AdminRefusedError } from './errors.js';
 
 export interface PartitionCounts {
@@ -26,11 +26,8 @@ export function baselineIds(rec: TopologyRecord): string[] {
   return rec.baseline.map((n) => n.id);
 }
 
-/** Copies a partition should have right now: backups + 1, bounded by the alive baseline nodes. */
-export function wantedCopies(rec: TopologyRecord): number {
-  const aliveBaseline = rec.baseline.filter((n) => rec.members[n.id] !== undefined).length;
-  return Math.min(rec.backups + 1, aliveBaseline);
-}
+/** Copies a partition should have right now: backups + 1, bounded by the alive baseline nodes (the node's own rule). */
+export const wantedCopies: (rec: TopologyRecord) => number = nodeWantedCopies;
 
 export function partitionCounts(rec: TopologyRecord): Map<string, PartitionCounts> {
   const out = new Map<string, PartitionCounts>();
@@ -55,34 +52,16 @@ export function partitionCounts(rec: TopologyRecord): Map<string, PartitionCount
 }
 
 /**
- * Up-to-date copies of a partition: its owners but the members the topology asks to stop renewing
- * (ADR 0065: on their way out, counted for none, as in a node's /health/safe; `fencedMembers`).
- */
-function copiesOf(owners: readonly string[], fenced: ReadonlySet<string>): number {
-  return fenced.size === 0 ? owners.length : owners.filter((id) => !fenced.has(id)).length;
-}
-
-/**
  * Partitions held by fewer up-to-date copies than wanted (lost ones excluded). A fenced member's
  * copy counts for none: every partition it owns is under-replicated while the fence is under way.
  */
 export function underReplicated(rec: TopologyRecord): number[] {
-  const want = wantedCopies(rec);
-  const lost = new Set(rec.lost);
-  const fenced = fencedMembers(rec);
-  const out: number[] = [];
-  for (let p = 0; p < rec.partitions; p++) {
-    if (lost.has(p)) continue;
-    // An owner behind its rank (per-cache backups) leaves some cache with too few copies.
-    if (copiesOf(rec.owners[p] ?? [], fenced) < want || rec.behind?.[String(p)] !== undefined) out.push(p);
-  }
-  return out;
+  return clusterSafety(rec).underReplicated;
 }
 
+/** Partitions some node is pulling (lost ones excluded, as in `safetyOf`). */
 export function movingPartitions(rec: TopologyRecord): number[] {
-  const out: number[] = [];
-  for (let p = 0; p < rec.partitions; p++) if ((rec.syncing[p] ?? []).length > 0) out.push(p);
-  return out;
+  return clusterSafety(rec).moving;
 }
 
 export interface SafetyReport {
@@ -90,36 +69,38 @@ export interface SafetyReport {
   lost: number[];
   moving: number[];
   underReplicated: number[];
+  /**
+   * Members the topology asks to stop renewing (ADR 0065), sorted: on their way out, so the
+   * cluster is not safe to take another node from until they are gone (their own /health/safe
+   * answers `fenced`), whatever they hold.
+   */
+  fenced: string[];
 }
 
 /**
  * Cluster safety derived from the topology record alone: no partition lost, none being pulled,
- * none with fewer copies than wanted (a fenced member's copy counting for none). The same notion
- * as a node's /health/safe, seen cluster-wide.
+ * none with fewer copies than wanted (a fenced member's copy counting for none), no member being
+ * fenced. The partitions' verdicts are the node's own
+ * rule (`clusterSafety` of @gridlink/node: what every node's /health/safe judges, seen
+ * cluster-wide), so the two cannot drift apart.
  */
 export function safetyOf(rec: TopologyRecord): SafetyReport {
-  // Partitions lost for one cache alone count as lost too.
-  const lost = lostAnywhere(rec);
-  const moving = movingPartitions(rec);
-  const under = underReplicated(rec);
-  return { safe: lost.length === 0 && moving.length === 0 && under.length === 0, lost, moving, underReplicated: under };
+  const { safe, lost, moving, underReplicated } = clusterSafety(rec);
+  const fenced = [...fencedMembers(rec)].sort();
+  return { safe: safe && fenced.length === 0, lost, moving, underReplicated, fenced };
 }
 
 /**
- * Safety of the partitions one node holds or pulls: none moving or under-replicated (a fenced
- * member's copy counting for none), as the node's /health/safe judges them. Lost partitions are
- * left to the caller (`safetyOf(rec).lost`), as `checkSafe` does.
+ * Safety of one node as its /health/safe answers it, from the record alone: no partition it holds
+ * or pulls is moving or under-replicated (a fenced member's copy counting for none), and it is
+ * not itself a member the topology asks to stop renewing (ADR 0065; its /health/safe answers
+ * `fenced` then, whatever it holds). Lost partitions are left to the caller
+ * (`safetyOf(rec).lost`), as `checkSafe` does.
  */
 export function nodeSafe(rec: TopologyRecord, id: string): boolean {
-  const want = wantedCopies(rec);
-  const fenced = fencedMembers(rec);
-  for (let p = 0; p < rec.partitions; p++) {
-    const owners = rec.owners[p] ?? [];
-    const syncing = rec.syncing[p] ?? [];
-    const holds = owners.includes(id) || syncing.some((s) => s.id === id);
-    if (holds && (syncing.length > 0 || copiesOf(owners, fenced) < want || rec.behind?.[String(p)] !== undefined)) return false;
-  }
-  return true;
+  if (fencedMembers(rec).has(id)) return false;
+  const s = nodeSafety(rec, id);
+  return s.underReplicated.length === 0 && s.moving.length === 0;
 }
 
 /** Auto-adjust state: the time left (on the coordinator's clock) before the baseline follows the live set. */

@@ -313,11 +313,12 @@ function outcomeText(reason: 'applied' | 'confirmation-required' | 'no-change', 
 
 const exitOf = (reason: 'applied' | 'confirmation-required' | 'no-change'): number => (reason === 'confirmation-required' ? ExitCode.REFUSED : ExitCode.OK);
 
-function safeText(r: SafeReport): string {
+export function safeText(r: SafeReport): string {
   const head = r.safe ? `safe (topology version ${r.topologyVersion})` : `NOT safe (topology version ${r.topologyVersion})`;
   return [
     head,
-    `  lost: ${ranges(r.lost)}; moving: ${ranges(r.moving)}; under-replicated: ${ranges(r.underReplicated)}`,
+    `  lost: ${ranges(r.lost)}; moving: ${ranges(r.moving)}; under-replicated: ${ranges(r.underReplicated)}` +
+      (r.fenced.length > 0 ? `; fenced: ${r.fenced.join(', ')}` : ''),
     table(['NODE', 'SAFE', 'SOURCE'], r.nodes.map((n) => [n.id, n.safe ? 'yes' : 'no', n.source])),
   ].join('\n');
 }

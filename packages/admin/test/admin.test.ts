@@ -7,6 +7,7 @@ import { initialTopology, MIN_PEER_WIRE_VERSION, PEER_WIRE_VERSION, RELEASE } fr
 import fc from 'fast-check';
 import { fencedNodes, reportedUnreachable } from '../src/model.js';
 import { fencedLine, releasesLine, unreachableLine } from '../src/table.js';
+import { safeText } from '../src/run.js';
 
 interface CliRun {
   code: number;
@@ -464,12 +465,22 @@ describe('safety while a fence is under way (ADR 0065: a member asked to stop re
   it('every partition with the fenced life as owner is under-replicated: gridlink safe, status and the dashboard say not safe', () => {
     expect(safetyOf(ring()).safe).toBe(true);
     const t = ring({ 'node-3': 'e-node-3' });
-    expect(safetyOf(t)).toEqual({ safe: false, lost: [], moving: [], underReplicated: [1, 2] });
+    expect(safetyOf(t)).toEqual({ safe: false, lost: [], moving: [], underReplicated: [1, 2], fenced: ['node-3'] });
     // each node shares a partition with node-3 here, as the node's own /health/safe judges it
     expect(ids.map((id) => nodeSafe(t, id))).toEqual([false, false, false]);
     const view = topologyView(t);
     expect(view.safe).toBe(false);
     expect(view.state).toBe('ruu');
+  });
+
+  it('a fenced member holding nothing: no partition under-replicated, yet neither it nor the cluster is safe (its /health/safe answers `fenced`)', () => {
+    const base = ring({ 'node-3': 'e-node-3' });
+    // node-3 holds no partition any more: every one has its two copies on node-1 and node-2.
+    const t = { ...base, owners: [['node-1', 'node-2'], ['node-2', 'node-1'], ['node-1', 'node-2']] };
+    expect(safetyOf(t)).toEqual({ safe: false, lost: [], moving: [], underReplicated: [], fenced: ['node-3'] });
+    expect(ids.map((id) => nodeSafe(t, id))).toEqual([true, true, false]);
+    expect(topologyView(t).safe).toBe(false);
+    expect(safeText({ safe: false, topologyVersion: 4, lost: [], moving: [], underReplicated: [], fenced: ['node-3'], nodes: [] })).toContain('fenced: node-3');
   });
 
   it('an entry for an earlier life, for a node that is no member, or a malformed one counts nothing', () => {

@@ -234,14 +234,21 @@ describe('views of any reachable topology', () => {
         for (const id of all) {
           const node = nodeSafety(rec, id);
           const holds = (p: number): boolean => !lost.has(p) && ((rec.owners[p] ?? []).includes(id) || (rec.syncing[p] ?? []).some((e) => e.id === id));
-          // The same verdict as the node's /health/safe judges it from the same record...
-          expect(nodeSafe(rec, id) && safety.lost.length === 0).toBe(node.safe);
+          // The same verdict as the node's /health/safe judges it from the same record, which
+          // answers `fenced` for a member asked to stop renewing, whatever it holds...
+          const fencedNow = rec.members[id] !== undefined && rec.fenced?.[id] === rec.members[id].epoch;
+          expect(nodeSafe(rec, id) && safety.lost.length === 0).toBe(node.safe && !fencedNow);
+          if (fencedNow) expect(nodeSafe(rec, id)).toBe(false);
           // ...for the same partitions.
           expect(safety.underReplicated.filter(holds)).toEqual(node.underReplicated);
           expect(safety.moving.filter(holds)).toEqual(node.moving);
           expect(safety.lost).toEqual(node.lost);
         }
         if (safety.safe) for (const id of all) expect(nodeSafety(rec, id).safe).toBe(true);
+        // Any member being fenced makes the cluster unsafe, even one holding nothing.
+        const fencedNow = all.filter((id) => rec.members[id] !== undefined && rec.fenced?.[id] === rec.members[id].epoch);
+        expect(safety.fenced).toEqual(fencedNow);
+        if (fencedNow.length > 0) expect(safety.safe).toBe(false);
         expect(topologyView(rec).safe).toBe(safety.safe);
         // A fence under way makes every partition the fenced life holds under-replicated.
         for (const [id, epoch] of Object.entries(fenced)) {

@@ -10,7 +10,7 @@ export { DEFAULT_TIMING, resolveNodeOptions, type NodeOptions, type NodeTiming, 
 export { TOPOLOGY_KEY, LEASE_PREFIX, CACHE_PREFIX, isBucketName } from './control/keys.js';
 export { topologyProblem, leaseProblem } from './control/records.js';
 export { MemoryControlPlane, type ControlPlane, type KvEntry, type KvEvent } from './control/kv.js';
-export { DEFAULT_AUTO_ADJUST, fencedMembers, lostAnywhere, withLossAccepted, type AutoAdjustPolicy, type LeaseRecord, type MemberInfo, type NodeSafety, type SyncEntry, type TopologyRecord } from './control/topology.js';
+export { DEFAULT_AUTO_ADJUST, clusterSafety, fencedMembers, lostAnywhere, nodeSafety, wantedCopies, withLossAccepted, type AutoAdjustPolicy, type LeaseRecord, type MemberInfo, type NodeSafety, type SyncEntry, type TopologyRecord } from './control/topology.js';
 export type { Role } from './control/routing.js';
 export { NodeConfigError, GridNodeError, CasConflictError } from './errors.js';
 export { PeerUnavailableError } from './peers/peer-client.js';

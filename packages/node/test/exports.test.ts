@@ -30,6 +30,11 @@ describe('@gridlink/node entry points', () => {
         // A flag's GRIDLINK_* variable (--nats-user: GRIDLINK_NATS_USER): the admin CLI reads the same ones.
         'envNameOf',
         'fencedMembers',
+        // The safety rule of /health/safe from a topology record: the admin CLI's `safe` and
+        // dashboard judge with the same code (no twin to drift apart).
+        'clusterSafety',
+        'nodeSafety',
+        'wantedCopies',
         // The GRIDLINK_* variables gridlink-node warns of (no flag's): a manifest check can refuse them.
         'unknownVariables',
         'parseNatsServers',

@@ -673,31 +673,47 @@ export function fencedMembers(rec: TopologyRecord): ReadonlySet<string> {
   return out;
 }
 
-/**
- * Safety of the partitions `id` holds, from the topology record alone: a partition is
- * under-replicated when it has fewer caught-up owners than min(backups + 1, alive baseline
- * nodes), moving while any node pulls it.
- */
-export function nodeSafety(rec: TopologyRecord, id: string): NodeSafety {
+/** Copies a partition should have now: backups + 1, bounded by the alive baseline nodes. */
+export function wantedCopies(rec: TopologyRecord): number {
   const aliveBaseline = rec.baseline.filter((n) => rec.members[n.id] !== undefined).length;
-  const want = Math.min(rec.backups + 1, aliveBaseline);
+  return Math.min(rec.backups + 1, aliveBaseline);
+}
+
+/**
+ * Safety of the partitions `holder` holds or pulls (every partition when omitted), from the
+ * topology record alone: a partition is under-replicated when it has fewer caught-up owners than
+ * `wantedCopies`, counting none for a member the topology asks to stop renewing (ADR 0065: on its
+ * way out) and none short for an owner still behind its rank (per-cache backups); moving while
+ * any node pulls it. Lost partitions (of the cluster, or of one cache alone) are in `lost` and in
+ * neither list; any makes the verdict unsafe, since data is already missing.
+ */
+function scanSafety(rec: TopologyRecord, holder: string | undefined): NodeSafety {
+  const want = wantedCopies(rec);
   const lostSet = new Set(rec.lost);
   const underReplicated: number[] = [];
   const moving: number[] = [];
-  // A member asked to stop renewing (ADR 0065) is on its way out: its copies do not count.
   const fenced = fencedMembers(rec);
   for (let p = 0; p < rec.partitions; p++) {
     if (lostSet.has(p)) continue;
     const owners = rec.owners[p] ?? [];
     const syncing = rec.syncing[p] ?? [];
-    if (!owners.includes(id) && !syncing.some((e) => e.id === id)) continue;
+    if (holder !== undefined && !owners.includes(holder) && !syncing.some((e) => e.id === holder)) continue;
     const copies = fenced.size === 0 ? owners.length : owners.filter((o) => !fenced.has(o)).length;
-    // An owner still behind (per-cache backups) leaves some cache with fewer copies than it asks.
     if (copies < want || rec.behind?.[String(p)] !== undefined) underReplicated.push(p);
     if (syncing.length > 0) moving.push(p);
   }
   const lost = lostAnywhere(rec);
   return { safe: underReplicated.length === 0 && moving.length === 0 && lost.length === 0, underReplicated, moving, lost };
+}
+
+/** Safety of the partitions `id` holds or pulls (what its `/health/safe` judges; `scanSafety`). */
+export function nodeSafety(rec: TopologyRecord, id: string): NodeSafety {
+  return scanSafety(rec, id);
+}
+
+/** Safety of every partition, seen cluster-wide: the union of every node's `nodeSafety`. */
+export function clusterSafety(rec: TopologyRecord): NodeSafety {
+  return scanSafety(rec, undefined);
 }
 
 /**
