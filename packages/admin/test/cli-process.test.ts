@@ -126,15 +126,17 @@ describe('gridlink as a process', () => {
   it('--json with --output table is a usage error naming both, before connecting (was: JSON, the table request dropped without a word)', async () => {
     const port = await freePort();
     const cp = ['--control-plane', `nats://127.0.0.1:${port}`, '--timeout', '1s'];
-    for (const args of [['status', '--json', '--output', 'table'], ['caches', '-o', 'table', '--json'], ['safe', '--output=table', '--json']]) {
-      const r = await gridlink([...args, ...cp]);
+    const conflicting = [['status', '--json', '--output', 'table'], ['caches', '-o', 'table', '--json'], ['safe', '--output=table', '--json']];
+    // Agreeing, they are one request (the last run).
+    const runs = await Promise.all([...conflicting, ['status', '--json', '-o', 'json']].map((args) => gridlink([...args, ...cp])));
+    conflicting.forEach((args, i) => {
+      const r = runs[i]!;
       expect({ args, code: r.code, out: r.out }).toEqual({ args, code: 1, out: '' });
       // --json was given: the error is JSON, as every command line error with it is.
       const e = JSON.parse(r.err) as { error: { code: string; message: string } };
       expect(e.error).toMatchObject({ code: 'ADMIN_USAGE', message: '--json: conflicts with --output table (--json is short for --output json): give one of them' });
-    }
-    // Agreeing, they are one request.
-    const same = await gridlink(['status', '--json', '-o', 'json', ...cp]);
+    });
+    const same = runs[conflicting.length]!;
     expect(same.code).toBe(3);
   });
 
@@ -155,10 +157,12 @@ describe('gridlink as a process', () => {
   it('a bucket name NATS cannot hold is a usage error naming --bucket (exit 1), found before connecting', async () => {
     const port = await freePort();
     const cp = `nats://127.0.0.1:${port}`;
-    const flag = await gridlink(['status', '--control-plane', cp, '--bucket', 'grid link', '--timeout', '1s']);
+    const [flag, env] = await Promise.all([
+      gridlink(['status', '--control-plane', cp, '--bucket', 'grid link', '--timeout', '1s']),
+      gridlink(['caches', '--control-plane', cp, '--timeout', '1s', '--json'], { GRIDLINK_BUCKET: 'a.b' }),
+    ]);
     expect(flag.code).toBe(1);
     expect(flag.err).toMatch(/^gridlink: --bucket: "grid link" /);
-    const env = await gridlink(['caches', '--control-plane', cp, '--timeout', '1s', '--json'], { GRIDLINK_BUCKET: 'a.b' });
     expect(env.code).toBe(1);
     const e = JSON.parse(env.err) as { error: { code: string; message: string } };
     expect(e.error.code).toBe('ADMIN_USAGE');
@@ -172,13 +176,15 @@ describe('gridlink as a process', () => {
     try {
       const junk = join(tmp, 'junk.creds');
       writeFileSync(junk, 'not a creds file\n');
-      const missing = await gridlink(['status', ...cp, '--nats-creds', join(tmp, 'missing.creds')]);
+      const [missing, bad, env] = await Promise.all([
+        gridlink(['status', ...cp, '--nats-creds', join(tmp, 'missing.creds')]),
+        gridlink(['safe', ...cp, '--nats-creds', junk]),
+        gridlink(['caches', ...cp, '--json'], { GRIDLINK_NATS_CREDS: join(tmp, 'missing.creds') }),
+      ]);
       expect({ code: missing.code, out: missing.out }).toEqual({ code: 1, out: '' });
       expect(missing.err).toMatch(/^gridlink: --nats-creds: cannot read .*missing\.creds/);
-      const bad = await gridlink(['safe', ...cp, '--nats-creds', junk]);
       expect(bad.code).toBe(1);
       expect(bad.err).toMatch(/^gridlink: --nats-creds: no NATS credentials .*junk\.creds/);
-      const env = await gridlink(['caches', ...cp, '--json'], { GRIDLINK_NATS_CREDS: join(tmp, 'missing.creds') });
       expect(env.code).toBe(1);
       expect((JSON.parse(env.err) as { error: { code: string; message: string } }).error).toMatchObject({ code: 'ADMIN_USAGE', message: expect.stringMatching(/^--nats-creds: .*\(from GRIDLINK_NATS_CREDS\)$/) });
     } finally {
@@ -248,7 +254,8 @@ describe.skipIf(Nats === undefined)('gridlink against NATS and two grid nodes', 
 
   it('dashboard: SIGTERM or SIGINT as soon as it prints its URL ends it with exit 0, closed', async () => {
     // A supervisor stops it once it is up; a signal that came before its handlers would kill it.
-    for (const signal of ['SIGTERM', 'SIGINT', 'SIGTERM', 'SIGINT'] as const) {
+    // Four dashboards at once, each on its own port, each stopped by its own signal.
+    const stopped = (['SIGTERM', 'SIGINT', 'SIGTERM', 'SIGINT'] as const).map(async (signal) => {
       const child = spawn(process.execPath, ['--import', 'tsx', 'packages/admin/src/cli.ts', 'dashboard', '--control-plane', url, '--port', '0'], {
         cwd: root,
         env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '' },
@@ -266,6 +273,9 @@ describe.skipIf(Nats === undefined)('gridlink against NATS and two grid nodes', 
       });
       const [code, killedBy] = await new Promise<[number | null, NodeJS.Signals | null]>((r) => child.on('close', (c, s) => r([c, s])));
       children.delete(child);
+      return { signal, out, code, killedBy };
+    });
+    for (const { signal, out, code, killedBy } of await Promise.all(stopped)) {
       expect(out).toMatch(/^gridlink dashboard on http:\/\/127\.0\.0\.1:\d+\/ \(Ctrl-C to stop\)$/m);
       expect([code, killedBy], signal).toEqual([0, null]);
     }
@@ -273,7 +283,12 @@ describe.skipIf(Nats === undefined)('gridlink against NATS and two grid nodes', 
 
   it('status, baseline show, caches and safe over the NATS control plane', async () => {
     const http = nodes.flatMap((n) => ['--http', `${n.id}=http://127.0.0.1:${n.httpPort}`]);
-    const status = await gridlink(['status', '--control-plane', url, '--json', ...http]);
+    const [status, show, caches, safe] = await Promise.all([
+      gridlink(['status', '--control-plane', url, '--json', ...http]),
+      gridlink(['baseline', 'show', '--json'], { GRIDLINK_CONTROL_PLANE: url }),
+      gridlink(['caches', '--control-plane', url, '--skip-sizes']),
+      gridlink(['safe', '--control-plane', url, ...http]),
+    ]);
     expect(status.err).toBe('');
     expect(status.code).toBe(0);
     const s = JSON.parse(status.out);
@@ -281,10 +296,9 @@ describe.skipIf(Nats === undefined)('gridlink against NATS and two grid nodes', 
       ['node-1', true],
       ['node-2', true],
     ]);
-    const show = await gridlink(['baseline', 'show', '--json'], { GRIDLINK_CONTROL_PLANE: url });
     expect(JSON.parse(show.out).baseline.map((n: { id: string }) => n.id)).toEqual(['node-1', 'node-2']);
-    expect((await gridlink(['caches', '--control-plane', url, '--skip-sizes'])).code).toBe(0);
-    expect((await gridlink(['safe', '--control-plane', url, ...http])).code).toBe(0);
+    expect(caches.code).toBe(0);
+    expect(safe.code).toBe(0);
   });
 });
 
@@ -309,7 +323,10 @@ describe('gridlink caches against nodes that require an auth token', () => {
 
   it('--auth-token reaches the nodes: real sizes, not "-"', async () => {
     const url = cluster.natsUrls.join(',');
-    const json = await gridlink(['caches', '--control-plane', url, '--auth-token', token, '--json']);
+    const [json, table] = await Promise.all([
+      gridlink(['caches', '--control-plane', url, '--auth-token', token, '--json']),
+      gridlink(['caches', '--control-plane', url, '--auth-token', token]),
+    ]);
     expect(json.err).toBe('');
     expect(json.code).toBe(0);
     const list = JSON.parse(json.out) as { name: string; size: number | null }[];
@@ -317,21 +334,22 @@ describe('gridlink caches against nodes that require an auth token', () => {
       ['empty', 0],
       ['sessions', 5],
     ]);
-    const table = await gridlink(['caches', '--control-plane', url, '--auth-token', token]);
     expect(table.code).toBe(0);
     expect(table.out).toMatch(/sessions\s+1\s+READ_WRITE_SAFE\s+-\s+\{"ttlMs":60000\}\s+5\n/);
   });
 
   it('nodes refusing the client are not hidden behind "-": a usage error naming --auth-token', async () => {
     const url = cluster.natsUrls.join(',');
-    for (const args of [[], ['--auth-token', 'not-the-token']]) {
-      const r = await gridlink(['caches', '--control-plane', url, ...args]);
+    const refused = [[], ['--auth-token', 'not-the-token']];
+    // Told not to ask the nodes, it lists the caches without sizes (the last run).
+    const runs = await Promise.all([...refused, ['--skip-sizes', '--json']].map((args) => gridlink(['caches', '--control-plane', url, ...args])));
+    refused.forEach((args, i) => {
+      const r = runs[i]!;
       expect(r.code, args.join(' ')).toBe(1);
       expect(r.out).toBe('');
       expect(r.err).toMatch(/^gridlink: --auth-token: the nodes refused the client \(127\.0\.0\.1:\d+: handshake refused: authentication failed\)/);
-    }
-    // Told not to ask the nodes, it lists the caches without sizes.
-    const skip = await gridlink(['caches', '--control-plane', url, '--skip-sizes', '--json']);
+    });
+    const skip = runs[refused.length]!;
     expect(skip.code).toBe(0);
     expect((JSON.parse(skip.out) as { size: number | null }[]).map((c) => c.size)).toEqual([null, null]);
   });
@@ -366,7 +384,7 @@ describe('gridlink caches when sizes cannot be read', () => {
     // the one with a backup still answers.
     await cluster.node('node-2').kill();
     await cluster.waitForGone('node-2');
-    const json = await gridlink(['caches', '--control-plane', url, '--json']);
+    const [json, table] = await Promise.all([gridlink(['caches', '--control-plane', url, '--json']), gridlink(['caches', '--control-plane', url])]);
     expect(json.err).toBe('');
     expect(json.code).toBe(0);
     const list = JSON.parse(json.out) as Listed[];
@@ -375,7 +393,6 @@ describe('gridlink caches when sizes cannot be read', () => {
     expect(solo.size).toBeNull();
     expect(solo.sizeError?.code).toBe('GRID_PARTITION_LOST');
     expect(solo.sizeError?.message).toMatch(/^partition \d+ is lost/);
-    const table = await gridlink(['caches', '--control-plane', url]);
     expect(table.code).toBe(0);
     expect(table.out).toMatch(/\nkept\s+1\s+READ_WRITE_SAFE\s+-\s+\{\}\s+8\n/);
     expect(table.out).toMatch(/\nsolo\s+0\s+READ_WRITE_SAFE\s+[\d,]+\s+\{"backups":0\}\s+\? partition-lost\n/);
@@ -385,7 +402,10 @@ describe('gridlink caches when sizes cannot be read', () => {
     // every cache.
     cluster.node('node-1').hang();
     try {
-      const hung = await gridlink(['caches', '--control-plane', url, '--timeout', '1500ms', '--json']);
+      const [hung, text] = await Promise.all([
+        gridlink(['caches', '--control-plane', url, '--timeout', '1500ms', '--json']),
+        gridlink(['caches', '--control-plane', url, '--timeout', '1500ms']),
+      ]);
       expect(hung.err).toBe('');
       expect(hung.code).toBe(0);
       const listed = JSON.parse(hung.out) as Listed[];
@@ -394,7 +414,6 @@ describe('gridlink caches when sizes cannot be read', () => {
         expect(c.sizeError?.code).toBe('GRID_CONNECTION');
         expect(c.sizeError?.message).toMatch(/^could not connect to any endpoint within 1500 ms: 127\.0\.0\.1:\d+ \(no answer within 1500 ms\)/);
       }
-      const text = await gridlink(['caches', '--control-plane', url, '--timeout', '1500ms']);
       expect(text.code).toBe(0);
       expect(text.out).toMatch(/\nsizes not read:\n {2}kept, solo: GRID_CONNECTION: could not connect to any endpoint within 1500 ms: /);
     } finally {
@@ -403,7 +422,12 @@ describe('gridlink caches when sizes cannot be read', () => {
 
     // Both dead, the topology record still lists node-1: its address refuses the connection.
     await cluster.node('node-1').kill();
-    const dead = await gridlink(['caches', '--control-plane', url, '--json']);
+    const [dead, text, skip] = await Promise.all([
+      gridlink(['caches', '--control-plane', url, '--json']),
+      gridlink(['caches', '--control-plane', url]),
+      // Told not to ask, nothing is reported as failed.
+      gridlink(['caches', '--control-plane', url, '--skip-sizes', '--json']),
+    ]);
     expect(dead.code).toBe(0);
     const gone = JSON.parse(dead.out) as Listed[];
     for (const c of gone) {
@@ -411,10 +435,7 @@ describe('gridlink caches when sizes cannot be read', () => {
       expect(c.sizeError?.message).toContain('ECONNREFUSED');
       expect(c.sizeError?.retryable).toBe(true);
     }
-    const text = await gridlink(['caches', '--control-plane', url]);
     expect(text.out).toMatch(/\s\? connection\n/);
-    // Told not to ask, nothing is reported as failed.
-    const skip = await gridlink(['caches', '--control-plane', url, '--skip-sizes', '--json']);
     expect((JSON.parse(skip.out) as Listed[]).map((c) => [c.size, c.sizeError])).toEqual([
       [null, null],
       [null, null],
@@ -445,12 +466,14 @@ describe('gridlink against a NATS no node has used', () => {
 
   it('a bucket that does not exist is refused (exit 4) naming it, and is not created', async () => {
     const url = nats.urls[0]!;
-    const wrong = await gridlink(['status', '--control-plane', url, '--bucket', 'gridlnk']);
+    const [wrong, json] = await Promise.all([
+      gridlink(['status', '--control-plane', url, '--bucket', 'gridlnk']),
+      // Before the first node starts: the default bucket is not created with the CLI's one replica either.
+      gridlink(['baseline', 'show', '--json'], { GRIDLINK_CONTROL_PLANE: url }),
+    ]);
     expect(wrong.code).toBe(4);
     expect(wrong.out).toBe('');
     expect(wrong.err).toBe(`gridlink: bucket "gridlnk" does not exist on ${url}: no gridlink node has used it (check --bucket)\n`);
-    // Before the first node starts: the default bucket is not created with the CLI's one replica either.
-    const json = await gridlink(['baseline', 'show', '--json'], { GRIDLINK_CONTROL_PLANE: url });
     expect(json.code).toBe(4);
     expect(JSON.parse(json.err)).toEqual({ error: { code: 'ADMIN_NO_BUCKET', message: `bucket "gridlink" does not exist on ${url}: no gridlink node has used it (check --bucket)`, retryable: false } });
     expect(await buckets()).toEqual([]);
@@ -472,11 +495,13 @@ describe('gridlink against a NATS no node has used', () => {
     } finally {
       await cp.close();
     }
-    const text = await gridlink(['status', '--sample', '0', '--control-plane', url, '--bucket', 'broken']);
+    const [text, json] = await Promise.all([
+      gridlink(['status', '--sample', '0', '--control-plane', url, '--bucket', 'broken']),
+      gridlink(['baseline', 'show', '--json', '--control-plane', url, '--bucket', 'broken']),
+    ]);
     expect(text.code).toBe(4);
     expect(text.out).toBe('');
     expect(text.err).toMatch(/^gridlink: the topology record \(revision \d+\) cannot be read: clusterId: not a string\./);
-    const json = await gridlink(['baseline', 'show', '--json', '--control-plane', url, '--bucket', 'broken']);
     expect(json.code).toBe(4);
     const e = JSON.parse(json.err) as { error: { code: string; message: string; retryable: boolean } };
     expect(e.error.code).toBe('ADMIN_MALFORMED_TOPOLOGY');
