@@ -32,13 +32,26 @@ async function natsPair(urls: string[], replicas = 1): Promise<{ a: NatsControlP
   return { a, b };
 }
 
+/**
+ * The 3-server clusters of the three tests that take one (each its own, closed by it), started with
+ * the file: a new JetStream cluster elects its meta leader ~2 s after its servers are up, which the
+ * tests would otherwise each wait out in turn, after the tests before them.
+ */
+const THREE = { leaderKill: 0, watchHang: 1, writeHang: 2 } as const;
+let threes: Promise<NatsCluster>[] = [];
+const three = (which: keyof typeof THREE): Promise<NatsCluster> => threes[THREE[which]]!;
+
 beforeAll(async () => {
+  threes = Object.keys(THREE).map(() => NatsCluster.start({ servers: 3 }));
+  // Each is awaited by its test (a failed start fails that test), and closed in afterAll too.
+  for (const t of threes) t.catch(() => undefined);
   single = await NatsCluster.start({ servers: 1 });
 });
 
 afterAll(async () => {
   await Promise.all(opened.map((p) => p.close()));
   await single?.close();
+  for (const t of await Promise.allSettled(threes)) if (t.status === 'fulfilled') await t.value.close();
 });
 
 /** Collects a watch's events; `until(n)` waits for n of them. */
@@ -277,7 +290,7 @@ describe('NatsControlPlane watches resume', () => {
   });
 
   it('on a 3-server cluster (R3) when the stream leader is killed', async () => {
-    const cluster = await NatsCluster.start({ servers: 3 });
+    const cluster = await three('leaderKill');
     try {
       const { a, b } = await natsPair(cluster.urls, 3);
       const status = await (async () => {
@@ -305,7 +318,7 @@ describe('NatsControlPlane watches resume', () => {
 
 describe('NatsControlPlane watch on a hung server', () => {
   it('resumes on another server when its own hangs (SIGSTOP), missing nothing', async () => {
-    const cluster = await NatsCluster.start({ servers: 3 });
+    const cluster = await three('watchHang');
     try {
       const a = await NatsControlPlane.connect({ servers: cluster.urls, bucket: 'hang', replicas: 3, connectTimeoutMs: 20_000 });
       let leader: string | undefined;
@@ -351,7 +364,7 @@ describe('NatsControlPlane write on a hung server', () => {
   // (maxPingOut + 1) × pingInterval, 4–6 s: the plane probes the server itself when a request
   // goes unanswered (ADR 0061).
   it('moves to another server and writes again within two leases, not after the pings time out', async () => {
-    const cluster = await NatsCluster.start({ servers: 3 });
+    const cluster = await three('writeHang');
     try {
       const a = await NatsControlPlane.connect({ servers: cluster.urls, bucket: 'stuck', replicas: 3, connectTimeoutMs: 20_000 });
       opened.push(a);
