@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { bytesSerializer } from '@gridlink/client';
-import { nextTopology, initialTopology } from '@gridlink/node/internal';
+import { handOffRefused, nextTopology, initialTopology } from '@gridlink/node/internal';
 import type { LeaseRecord } from '@gridlink/node';
 import fc from 'fast-check';
 import { WriteStream } from './helpers/workload.js';
@@ -28,6 +28,57 @@ describe('graceful stop: the leaving flag in nextTopology', () => {
           if (before.length === 1) expect(o).toEqual(before);
         }
       }),
+    );
+  });
+});
+
+describe('graceful stop: several nodes leaving at once (ADR 0067)', () => {
+  it('the record marks the members whose lease says leaving, and only while it says so', () => {
+    const ids = ['n0', 'n1', 'n2'];
+    const t0 = initialTopology({ clusterId: 'c', partitions: 8, backups: 1, leases: ids.map((id) => lease(id)) });
+    const t1 = nextTopology(t0, ids.map((id) => lease(id, id === 'n1' ? { leaving: true } : {})), 0)!;
+    expect(t1).not.toBeNull();
+    expect(Object.entries(t1.members).map(([id, m]) => [id, m.leaving])).toEqual([['n0', undefined], ['n1', true], ['n2', undefined]]);
+    // The flag alone is a change: a member outside the baseline (it owns nothing) that starts
+    // leaving still gets a new record, so every node learns it.
+    const off = { enabled: false, softTimeoutMs: 0, hardTimeoutMs: 0 };
+    const two = initialTopology({ clusterId: 'c', partitions: 8, backups: 1, leases: [lease('n0'), lease('n1')], autoAdjust: off });
+    const three = nextTopology(two, ids.map((id) => lease(id)), 0)!;
+    expect(three.owners.flat()).not.toContain('n2');
+    expect(nextTopology(three, ids.map((id) => lease(id)), 1)).toBeNull();
+    const t2 = nextTopology(three, ids.map((id) => lease(id, id === 'n2' ? { leaving: true } : {})), 2);
+    expect(t2?.members['n2']?.leaving).toBe(true);
+    expect(t2?.owners).toEqual(three.owners);
+    // Back to a plain lease (a node that restarted under the same epoch cannot, but a record must
+    // not keep a flag its lease no longer has).
+    const t3 = nextTopology(t1, ids.map((id) => lease(id)), 0);
+    expect(t3?.members['n1']?.leaving).toBeUndefined();
+  });
+
+  it('handOffRefused says so exactly where the coordinator keeps a leaving primary because every other owner leaves too', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 2, max: 5 }), fc.integer({ min: 1, max: 3 }), fc.uniqueArray(fc.nat(4), { minLength: 1, maxLength: 5 }), (n, backups, picks) => {
+        const ids = Array.from({ length: n }, (_, i) => `n${i}`);
+        const leases = ids.map((id) => lease(id));
+        let rec = initialTopology({ clusterId: 'c', partitions: 16, backups, leases });
+        const leavers = new Set(picks.map((i) => ids[i % n]!));
+        const marked = ids.map((id) => lease(id, leavers.has(id) ? { leaving: true } : {}));
+        // The step that sees the leases, then one more on the same leases: the order is final.
+        rec = nextTopology(rec, marked, 0) ?? rec;
+        const after = nextTopology(rec, marked, 1) ?? rec;
+        for (let p = 0; p < 16; p++) {
+          const o = rec.owners[p]!;
+          const primary = o[0]!;
+          if (!leavers.has(primary)) continue;
+          const everyOtherLeaves = o.length > 1 && o.slice(1).every((id) => leavers.has(id));
+          expect(handOffRefused(rec, p, primary, [])).toBe(everyOtherLeaves);
+          // Refused: the coordinator keeps it primary (its stop does not wait for it).
+          if (everyOtherLeaves) expect(after.owners[p]![0]).toBe(primary);
+          // Not refused: a staying owner is already first, so a leaving node leads only such partitions.
+          else if (o.length > 1) expect.unreachable(`p${p}: ${JSON.stringify(o)} led by a leaving node with a staying owner`);
+        }
+      }),
+      { numRuns: 200 },
     );
   });
 });
@@ -71,6 +122,19 @@ describe('graceful stop on LocalCluster', () => {
     await node.stop();
     expect(node.running).toBe(false);
     expect(node.lastHandoffMs).toBeLessThan(10_000);
+  });
+
+  it('every node stopped at once: none waits for a hand-off to a node that is stopping too (ADR 0067)', async () => {
+    const warnings: string[] = [];
+    const logger = { debug: () => {}, info: () => {}, error: () => {}, warn: (msg: string) => void warnings.push(msg) };
+    const cluster = await fx.start({ nodes: 3, partitions: P, backups: 2, autoAdjust: { enabled: false }, handoffTimeoutMs: 30_000, logger });
+    await cluster.waitForStable();
+    const nodes = cluster.nodeIds.map((id) => cluster.node(id));
+    for (const n of nodes) expect(n.partitionCounts().primary).toBeGreaterThan(0);
+    await Promise.all(nodes.map((n) => n.stop()));
+    for (const n of nodes) expect(n.running).toBe(false);
+    // Before, each waited the whole handoffTimeoutMs for owners that could never take over.
+    expect(warnings.filter((w) => w.startsWith('handoff timed out'))).toEqual([]);
   });
 
   it('a stop whose handoff cannot complete (the coordinator is frozen) ends at handoffTimeoutMs', async () => {

@@ -26,7 +26,7 @@ const shape =
     isObject(v) && Object.entries(fields).every(([k, check]) => check(v[k]));
 
 const node = shape({ id: isString, zone: optional(isString), weight: optional(isTime) });
-const member = shape({ epoch: isString, host: isString, port: isUint, zone: optional(isString), weight: optional(isTime) });
+const member = shape({ epoch: isString, host: isString, port: isUint, zone: optional(isString), weight: optional(isTime), leaving: optional((v) => v === true) });
 const address = shape({ host: isString, port: isUint, zone: optional(isString) });
 const syncEntry = shape({ id: isString, since: isUint });
 const autoAdjust = shape({ enabled: isBool, softTimeoutMs: isTime, hardTimeoutMs: isTime });

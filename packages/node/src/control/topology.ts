@@ -14,6 +14,12 @@ export interface MemberInfo {
   port: number;
   zone?: string;
   weight?: number;
+  /**
+   * Its lease says it is stopping gracefully (`LeaseRecord.leaving`, ADR 0029), copied here by the
+   * coordinator (ADR 0067) so that every node knows which owners will not take a primaryship over:
+   * a stopping node does not wait for a hand-off to one.
+   */
+  leaving?: true;
 }
 
 export interface AutoAdjustPolicy {
@@ -233,6 +239,7 @@ function membersFrom(leases: LeaseRecord[]): Record<string, MemberInfo> {
     const m: MemberInfo = { epoch: l.epoch, host: l.host, port: l.port };
     if (l.zone !== undefined) m.zone = l.zone;
     if (l.weight !== undefined) m.weight = l.weight;
+    if (l.leaving === true) m.leaving = true;
     members[l.id] = m;
   }
   return members;
@@ -718,15 +725,20 @@ export function clusterSafety(rec: TopologyRecord): NodeSafety {
 
 /**
  * True when the coordinator will not hand p's primaryship over from `id` while it stops
- * gracefully (ADR 0038): the next owner holds, at best, the caches of its rank, and some cache
- * keeps fewer backups than that, so it holds none of that cache's data here. The node stays
- * primary until its lease is gone; a graceful stop need not wait for a hand-off that will not
- * come. (The coordinator judges on what the owner holds, never better than its rank: this
- * answers true only when it certainly refuses.)
+ * gracefully: every other owner is stopping too (the record's members say `leaving`, ADR 0067:
+ * nobody staying could take it), or the first owner that stays holds, at best, the caches of its
+ * rank, and some cache keeps fewer backups than that, so it holds none of that cache's data here
+ * (ADR 0038). The node stays primary until its lease is gone; a graceful stop need not wait for
+ * a hand-off that will not come. (The coordinator judges on what the owner holds, never better
+ * than its rank, and on leases that say `leaving` at least as soon as the record does: this
+ * answers true only when it certainly refuses.) False when `id` is p's only owner: there is
+ * nobody to refuse.
  */
 export function handOffRefused(rec: TopologyRecord, p: number, id: string, caches: readonly CacheRule[]): boolean {
-  const next = (rec.owners[p] ?? []).find((x) => x !== id);
-  return next !== undefined && handOffLoses(caches, rankIn(rec, next, p));
+  const others = (rec.owners[p] ?? []).filter((x) => x !== id);
+  if (others.length === 0) return false;
+  const next = others.find((x) => rec.members[x]?.leaving !== true);
+  return next === undefined || handOffLoses(caches, rankIn(rec, next, p));
 }
 
 /**

@@ -3,7 +3,8 @@
  * 0003, amendment on step cost): `initialTopology`, `nextTopology` and `coordinatorStep` with
  * what they used, copied verbatim, for `topology-oracle.test.ts` to hold the optimised functions
  * to. Test only, and never changed to follow the source: it defines the results the step must
- * keep giving.
+ * keep giving. Changed only where a result was changed on purpose, each marked with its ADR
+ * (0067: a member whose lease says `leaving` carries the flag in the record).
  */
 import { computeAssignment, type NodeSpec } from '@gridlink/affinity';
 import { DEFAULT_AUTO_ADJUST, type AutoAdjustPolicy, type CacheRule, type LeaseRecord, type MemberInfo, type SyncEntry, type TopologyRecord } from '../../src/control/topology.js';
@@ -64,6 +65,8 @@ function membersFrom(leases: LeaseRecord[]): Record<string, MemberInfo> {
     const m: MemberInfo = { epoch: l.epoch, host: l.host, port: l.port };
     if (l.zone !== undefined) m.zone = l.zone;
     if (l.weight !== undefined) m.weight = l.weight;
+    // The one deliberate change of result since the copy (ADR 0067): members carry the flag.
+    if (l.leaving === true) m.leaving = true;
     members[l.id] = m;
   }
   return members;
