@@ -54,13 +54,14 @@ function announced(lease: LeaseRecord | undefined): { release: string | null; wi
   return { release, wire };
 }
 
-export type MemberState = 'member' | 'joining' | 'offline';
+export type MemberState = 'member' | 'leaving' | 'joining' | 'offline';
 
 export interface MemberStatus {
   id: string;
   /**
-   * member: in the topology; joining: lease renewed while sampling, not yet in the topology;
-   * offline: in the baseline (or a lease left behind) without renewals.
+   * member: in the topology; leaving: in the topology, stopping gracefully (handing its
+   * primaryships off, ADR 0029, 0067); joining: lease renewed while sampling, not yet in the
+   * topology; offline: in the baseline (or a lease left behind) without renewals.
    */
   state: MemberState;
   zone: string | null;
@@ -154,9 +155,9 @@ export async function clusterStatus(cp: ControlPlane, o: StatusOptions = {}): Pr
       const addr = m ?? lease ?? rec.addresses[id];
       const at = renewedAt.get(id);
       // A lease left behind by a killed node stays in the store: joining means renewing.
-      const state: MemberState = m ? 'member' : lease && at !== undefined ? 'joining' : 'offline';
+      const state: MemberState = m ? (m.leaving === true ? 'leaving' : 'member') : lease && at !== undefined ? 'joining' : 'offline';
       const leaseAgeMs = at !== undefined ? t - at : null;
-      let ready = state === 'member' && (sampleMs === 0 || leaseAgeMs !== null) && (lease === undefined || lease.epoch === m?.epoch);
+      let ready = m !== undefined && (sampleMs === 0 || leaseAgeMs !== null) && (lease === undefined || lease.epoch === m?.epoch);
       let readySource: MemberStatus['readySource'] = 'control-plane';
       const base = addr && state !== 'offline' ? o.http?.(id, { host: addr.host, port: addr.port }) : undefined;
       if (base !== undefined) {

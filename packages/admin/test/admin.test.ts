@@ -1,7 +1,7 @@
 import { createServer, type AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GridClient } from '@gridlink/client';
-import { LocalCluster, type TopologyRecord } from '@gridlink/node';
+import { LEASE_PREFIX, LocalCluster, MemoryControlPlane, TOPOLOGY_KEY, type TopologyRecord } from '@gridlink/node';
 import { changeBaseline, checkSafe, clusterStatus, nodeSafe, runCli, safetyOf, topologyView, updateTopology, type HttpLocator } from '@gridlink/admin';
 import { initialTopology, MIN_PEER_WIRE_VERSION, PEER_WIRE_VERSION, RELEASE } from '@gridlink/node/internal';
 import fc from 'fast-check';
@@ -374,6 +374,26 @@ describe('decommission with no backups', () => {
     expect(t.lost).toEqual([]);
     expect(await Promise.all(keys.map((k) => cache.get(k)))).toEqual(keys.map((k) => k.toUpperCase()));
     expect((await cli(cluster, ['status', '--sample', '0'])).code).toBe(0);
+  });
+});
+
+describe('a member stopping gracefully (ADR 0067)', () => {
+  it('status calls a member whose record entry says leaving `leaving`, and still counts it ready from the control plane', async () => {
+    const cp = new MemoryControlPlane();
+    const leases = ['node-1', 'node-2', 'node-3'].map((id) => ({ id, epoch: `e-${id}`, host: '127.0.0.1', port: 1, synced: {} }));
+    const t = initialTopology({ clusterId: 'c', partitions: 4, backups: 1, leases });
+    await cp.put(TOPOLOGY_KEY, { ...t, members: { ...t.members, 'node-2': { ...t.members['node-2']!, leaving: true } } });
+    for (const l of leases) await cp.put(LEASE_PREFIX + l.id, l.id === 'node-2' ? { ...l, leaving: true } : l);
+    const s = await clusterStatus(cp, { sampleMs: 0 });
+    expect(s.members.map((m) => [m.id, m.state, m.ready])).toEqual([
+      ['node-1', 'member', true],
+      ['node-2', 'leaving', true],
+      ['node-3', 'member', true],
+    ]);
+    let out = '';
+    const code = await runCli(['status', '--sample', '0ms'], { stdout: (t) => (out += t), stderr: () => undefined }, { controlPlane: cp, env: {} });
+    expect(code).toBe(0);
+    expect(out).toMatch(/^node-2\s+leaving\s/m);
   });
 });
 
