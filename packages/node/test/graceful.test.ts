@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { bytesSerializer } from '@gridlink/client';
-import { handOffRefused, nextTopology, initialTopology } from '@gridlink/node/internal';
-import type { LeaseRecord } from '@gridlink/node';
+import { handOffRefused, nextTopology, initialTopology, soleCopiesMoving } from '@gridlink/node/internal';
+import type { LeaseRecord, TopologyRecord } from '@gridlink/node';
 import fc from 'fast-check';
 import { WriteStream } from './helpers/workload.js';
 import { perTestCluster } from './helpers/grid.js';
@@ -83,6 +83,39 @@ describe('graceful stop: several nodes leaving at once (ADR 0067)', () => {
   });
 });
 
+describe('nodes stopping together, as a model (ADR 0067)', () => {
+  /** What GridNode.handedOff judges from a record: nothing left to hand to a staying owner, no copy of its own still needed. */
+  const mayGo = (rec: TopologyRecord, id: string): boolean =>
+    rec.owners.every((o, p) => o[0] !== id || o.length === 1 || handOffRefused(rec, p, id, [])) && soleCopiesMoving(rec, id).length === 0;
+
+  it('while one member stays, no partition is lost and every leaving node gets to go (property)', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 2, max: 5 }), fc.integer({ min: 0, max: 2 }), fc.uniqueArray(fc.nat(4), { minLength: 1, maxLength: 4 }), fc.boolean(), (n, backups, picks, oneByOne) => {
+        const ids = Array.from({ length: n }, (_, i) => `n${i}`);
+        const leavers = new Set(picks.map((i) => ids[i % n]!));
+        if (leavers.size === n) leavers.delete(ids[0]!);
+        const alive = new Map(ids.map((id) => [id, lease(id)]));
+        let rec = initialTopology({ clusterId: 'c', partitions: 16, backups, leases: [...alive.values()] });
+        for (const id of leavers) alive.get(id)!.leaving = true;
+        let now = 0;
+        for (let step = 0; step < 60 && [...leavers].some((id) => alive.has(id)); step++) {
+          // Pulls complete at once: every puller reports the partitions it was asked for.
+          for (const l of alive.values()) for (let p = 0; p < rec.partitions; p++) if (rec.syncing[p]!.some((e) => e.id === l.id)) l.synced[String(p)] = rec.version;
+          rec = nextTopology(rec, [...alive.values()], (now += 10)) ?? rec;
+          // Leaving nodes whose stop would wait no longer go (one per step, or all that may at once).
+          const going = [...leavers].filter((id) => alive.has(id) && mayGo(rec, id));
+          for (const id of oneByOne ? going.slice(0, 1) : going) alive.delete(id);
+        }
+        expect([...leavers].filter((id) => alive.has(id))).toEqual([]);
+        rec = nextTopology(rec, [...alive.values()], (now += 10)) ?? rec;
+        expect(rec.lost).toEqual([]);
+        for (let p = 0; p < rec.partitions; p++) expect(rec.owners[p]!.length).toBeGreaterThan(0);
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
+
 describe('graceful stop on LocalCluster', () => {
   const fx = perTestCluster();
 
@@ -115,13 +148,23 @@ describe('graceful stop on LocalCluster', () => {
     await stream.verify(cache);
   }, 60_000);
 
-  it('with nobody to hand to (backups = 0) the stop does not wait', async () => {
+  it('with no backups, the stop first has the node that stays pull its partitions (ADR 0067), well within handoffTimeoutMs, and nothing is lost', async () => {
     const cluster = await fx.start({ nodes: 2, partitions: 8, backups: 0, autoAdjust: { enabled: false }, handoffTimeoutMs: 10_000 });
-    const node = cluster.node(cluster.nodeIds[1]!);
+    await cluster.waitForStable();
+    const [stays, goes] = cluster.nodeIds as [string, string];
+    const client = await fx.connectFast(cluster.endpoints);
+    const cache = client.cache<string, string>('solo');
+    const keys = Array.from({ length: 40 }, (_, i) => `k-${i}`);
+    for (const k of keys) await cache.put(k, `v-${k}`);
+    const node = cluster.node(goes);
     expect(node.partitionCounts().primary).toBeGreaterThan(0);
     await node.stop();
     expect(node.running).toBe(false);
     expect(node.lastHandoffMs).toBeLessThan(10_000);
+    await cluster.waitForTopology((t) => t.members[goes] === undefined);
+    expect(cluster.topology().lost).toEqual([]);
+    expect(cluster.topology().owners.every((o) => o.length === 1 && o[0] === stays)).toBe(true);
+    for (const k of keys) expect(await cache.get(k)).toBe(`v-${k}`);
   });
 
   it('every node stopped at once: none waits for a hand-off to a node that is stopping too (ADR 0067)', async () => {
@@ -136,6 +179,35 @@ describe('graceful stop on LocalCluster', () => {
     // Before, each waited the whole handoffTimeoutMs for owners that could never take over.
     expect(warnings.filter((w) => w.startsWith('handoff timed out'))).toEqual([]);
   });
+
+  it('two of three nodes stopped at once under load (backups = 1): the survivor gets every partition in time, nothing failed or lost (ADR 0067)', async () => {
+    const warnings: string[] = [];
+    const logger = { debug: () => {}, info: () => {}, error: () => {}, warn: (msg: string) => void warnings.push(msg) };
+    const cluster = await fx.start({ nodes: 3, partitions: P, backups: 1, autoAdjust: { enabled: false }, handoffTimeoutMs: 5000, logger });
+    await cluster.waitForStable();
+    const [survivor, ...stopping] = cluster.nodeIds as [string, string, string];
+    const client = await fx.connectFast(cluster.endpoints, { requestTimeout: 1000, operationTimeout: 20_000 });
+    const cache = client.cache<string, Uint8Array>('two', { serializer: bytesSerializer });
+    const keys = Array.from({ length: 16 }, (_, i) => `k-${i}`);
+    const stream = new WriteStream(cache, keys);
+    try {
+      await stream.waitForAcks(keys, 0, 64);
+      // Partitions both stopping nodes own: only the survivor can keep them, once it has pulled them.
+      const shared = cluster.topology().owners.filter((o) => stopping.every((id) => o.includes(id))).length;
+      expect(shared).toBeGreaterThan(0);
+      await Promise.all(stopping.map((id) => cluster.node(id).stop()));
+      // Before, both waited out handoffTimeoutMs together for a hand-off between them, so the
+      // survivor's pulls started only as both stopped, and the shared partitions were lost.
+      expect(warnings.filter((w) => w.startsWith('handoff timed out'))).toEqual([]);
+      await cluster.waitForTopology((t) => Object.keys(t.members).join() === survivor && t.owners.every((o) => o.length === 1 && o[0] === survivor));
+      expect(cluster.topology().lost).toEqual([]);
+      await stream.waitForAcks(keys, Date.now(), 32);
+    } finally {
+      await stream.stop();
+    }
+    expect(stream.failures).toEqual([]);
+    await stream.verify(cache);
+  }, 60_000);
 
   it('a stop whose handoff cannot complete (the coordinator is frozen) ends at handoffTimeoutMs', async () => {
     const cluster = await fx.start({ nodes: 2, partitions: 8, backups: 1, autoAdjust: { enabled: false }, handoffTimeoutMs: 300 });

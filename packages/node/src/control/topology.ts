@@ -3,7 +3,7 @@
  * timers: given the previous record, the leases judged alive and the current time, it returns the
  * next record (version + 1) or null when nothing changed.
  */
-import { computeAssignment, type NodeSpec } from '@gridlink/affinity';
+import { computeAssignment, rankOwners, type NodeSpec } from '@gridlink/affinity';
 import type { CacheConfig, NodeInfo, PartitionLossPolicy, PartitionMap } from '@gridlink/protocol';
 import { sameJson } from './same-json.js';
 
@@ -398,6 +398,8 @@ export function nextTopology(prev: TopologyRecord, alive: LeaseRecord[], now: nu
   const perCacheDepth = caches.some((c) => c.backups < backups);
   const behind: Record<string, Record<string, { rank: number; since: number }>> = {};
   let fallback: readonly (readonly string[])[] | null = null;
+  /** Members not leaving, as ranking specs (ADR 0067); computed when some partition needs them. */
+  let standIns: NodeSpec[] | null = null;
   const owners: string[][] = [];
   const syncing: SyncEntry[][] = [];
   for (let p = 0; p < prev.partitions; p++) {
@@ -433,8 +435,24 @@ export function nextTopology(prev: TopologyRecord, alive: LeaseRecord[], now: nu
       }
       return true;
     });
-    const target: readonly string[] = targets?.[p] ?? [];
-    const targetAlive = target.filter((id) => members[id] !== undefined);
+    let target: readonly string[] = targets?.[p] ?? [];
+    let targetAlive = target.filter((id) => members[id] !== undefined);
+    // Every alive target owner is stopping gracefully (ADR 0067): members that stay stand in, so
+    // a staying node pulls a copy while the leaving owners still serve and wait for it, instead
+    // of the partition going with the last of them. Kept as targets while the partition is held
+    // only by leaving owners and stand-ins, so a stand-in that caught up stays an owner.
+    if (leaving.size > 0 && o.length > 0 && targetAlive.length > 0 && targetAlive.every((id) => leaving.has(id))) {
+      standIns ??= Object.entries(members)
+        .filter(([id]) => !leaving.has(id))
+        .map(([id, m]) => specOf(id, m));
+      if (standIns.length > 0) {
+        const extra = rankOwners(p, standIns).slice(0, Math.min(backups + 1, standIns.length));
+        if (o.every((id) => leaving.has(id) || extra.includes(id))) {
+          target = [...target, ...extra.filter((id) => !target.includes(id))];
+          targetAlive = target.filter((id) => members[id] !== undefined);
+        }
+      }
+    }
     if (o.length === 0) {
       if (prevOwners.length > 0 && !wasLost) {
         lostSet.add(p);
@@ -752,7 +770,8 @@ function handOffLoses(caches: readonly CacheRule[], held: number): boolean {
 /**
  * Partitions of which `id` holds the only caught-up copy while the record wants that copy
  * elsewhere (a node is pulling it, or `id` is no longer one of its alive target owners over the
- * baseline): stopping `id` now would lose them. A graceful stop waits for this to be empty.
+ * baseline), or holds a copy while every other owner is stopping too (`leaving`) and a node pulls
+ * it (ADR 0067): stopping `id` now would lose them. A graceful stop waits for this to be empty.
  */
 export function soleCopiesMoving(rec: TopologyRecord, id: string): number[] {
   const alive = Object.keys(rec.members);
@@ -760,9 +779,16 @@ export function soleCopiesMoving(rec: TopologyRecord, id: string): number[] {
   const out: number[] = [];
   for (let p = 0; p < rec.partitions; p++) {
     const owners = rec.owners[p] ?? [];
-    if (owners.length !== 1 || owners[0] !== id) continue;
+    if (!owners.includes(id)) continue;
+    const pulled = (rec.syncing[p]?.length ?? 0) > 0;
+    if (owners.length > 1) {
+      // Every other owner is stopping too while a staying node pulls the partition (ADR 0067):
+      // the copies that are there all go, so wait for the pull.
+      if (pulled && owners.every((x) => x === id || rec.members[x]?.leaving === true)) out.push(p);
+      continue;
+    }
     const targetAlive = (a?.owners[p] ?? []).filter((x) => rec.members[x] !== undefined);
-    if ((rec.syncing[p]?.length ?? 0) > 0 || (targetAlive.length > 0 && !targetAlive.includes(id))) out.push(p);
+    if (pulled || (targetAlive.length > 0 && !targetAlive.includes(id))) out.push(p);
   }
   return out;
 }

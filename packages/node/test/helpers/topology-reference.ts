@@ -4,9 +4,10 @@
  * what they used, copied verbatim, for `topology-oracle.test.ts` to hold the optimised functions
  * to. Test only, and never changed to follow the source: it defines the results the step must
  * keep giving. Changed only where a result was changed on purpose, each marked with its ADR
- * (0067: a member whose lease says `leaving` carries the flag in the record).
+ * (0067: a member whose lease says `leaving` carries the flag in the record, and members that
+ * stay stand in for a partition whose every alive target owner is leaving).
  */
-import { computeAssignment, type NodeSpec } from '@gridlink/affinity';
+import { computeAssignment, rankOwners, type NodeSpec } from '@gridlink/affinity';
 import { DEFAULT_AUTO_ADJUST, type AutoAdjustPolicy, type CacheRule, type LeaseRecord, type MemberInfo, type SyncEntry, type TopologyRecord } from '../../src/control/topology.js';
 
 /**
@@ -204,8 +205,23 @@ export function nextTopology(prev: TopologyRecord, alive: LeaseRecord[], now: nu
       }
       return true;
     });
-    const target = assignment?.owners[p] ?? [];
-    const targetAlive = target.filter((id) => members[id] !== undefined);
+    let target: readonly string[] = assignment?.owners[p] ?? [];
+    let targetAlive = target.filter((id) => members[id] !== undefined);
+    // ADR 0067 (a deliberate change of result): when every alive target owner is leaving, the
+    // first members that stay (ranked for p, backups + 1 of them) are targets too, while only
+    // leaving owners and those stand-ins hold p.
+    if (leaving.size > 0 && o.length > 0 && targetAlive.length > 0 && targetAlive.every((id) => leaving.has(id))) {
+      const stayingSpecs = Object.entries(members)
+        .filter(([id]) => !leaving.has(id))
+        .map(([id, m]) => specOf(id, m));
+      if (stayingSpecs.length > 0) {
+        const extra = rankOwners(p, stayingSpecs).slice(0, Math.min(backups + 1, stayingSpecs.length));
+        if (o.every((id) => leaving.has(id) || extra.includes(id))) {
+          target = [...target, ...extra.filter((id) => !target.includes(id))];
+          targetAlive = target.filter((id) => members[id] !== undefined);
+        }
+      }
+    }
     if (o.length === 0) {
       if (prevOwners.length > 0 && !wasLost) {
         lostSet.add(p);
