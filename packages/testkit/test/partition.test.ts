@@ -24,7 +24,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GridClient, msgpackSerializer, type GridCache } from '@gridlink/client';
 import { encodeKey, partitionOf } from '@gridlink/affinity';
 import { Op, RequestFlag, ResponseFlag, WireClient, errorCodeInfo, type ErrorPayload } from '@gridlink/protocol';
-import { clusterStatus } from '@gridlink/admin';
+import { changeAutoAdjust, clusterStatus } from '@gridlink/admin';
 import { ProcessCluster, loopbackAliasesUsable, trackedPids, trackedTempDirs, waitFor } from '@gridlink/testkit';
 import { WORKERS, connectClient, expectAcknowledged, startLoad, type LoadResult } from './helpers/load.js';
 import { expectExclusiveHolds, startLockWorkers, type LockWorkers } from './helpers/locks.js';
@@ -348,16 +348,26 @@ describe.skipIf(!usable)('ProcessCluster: a grid node cut off from its peers and
   });
 
   it('waitForSafe right after a kill waits for the dead node to be declared gone and its copies made again', async () => {
+    // The copies are made again once the baseline follows the live set: after auto-adjust's soft
+    // timeout, 10 s by default, 500 ms here (the wait is the same, only shorter). Put back before
+    // node-3 returns, so that the tests after this one run under the default policy.
+    const cp = await cluster.controlPlane();
+    const policy = await changeAutoAdjust(cp, { softTimeoutMs: 500 });
+    expect(policy.applied).toBe(true);
     const before = (await cluster.topology())!.version;
-    await cluster.node('node-3').kill();
     try {
+      await cluster.node('node-3').kill();
       await cluster.waitForSafe(30_000);
       const t = (await cluster.topology())!;
       expect(t.version).toBeGreaterThan(before);
       expect(t.members['node-3']).toBeUndefined();
       expect(t.owners.every((o) => o.length === 2 && !o.includes('node-3'))).toBe(true);
     } finally {
-      await cluster.node('node-3').start();
+      try {
+        await changeAutoAdjust(cp, { softTimeoutMs: policy.before.softTimeoutMs });
+      } finally {
+        await cluster.node('node-3').start();
+      }
     }
     await cluster.waitForMembers(['node-1', 'node-2', 'node-3']);
     await cluster.waitForSafe(30_000);
