@@ -19,6 +19,11 @@ const ALONE = [
   'packages/node/test/nats-vouch.test.ts',
   'packages/node/test/control-plane-outage.test.ts',
 ];
+/**
+ * Files of ALONE that spawn processes but count on no timing under faults (examples served and
+ * stopped, built entry points loaded): two at a time, after the ALONE ones.
+ */
+const PAIRED = ['examples/test/api-serve.test.ts', 'examples/test/published-entries.test.ts', 'examples/api-*/**/*.test.ts'];
 
 export default defineConfig({
   resolve: {
@@ -56,7 +61,11 @@ export default defineConfig({
         // timing under faults (no member declared gone through a stall): one file at a time, after
         // the others, so no other test file competes with them for the two CPUs.
         extends: true,
-        test: { name: 'processes', include: ALONE, fileParallelism: false, sequence: { groupOrder: 1 } },
+        test: { name: 'processes', include: ALONE, exclude: PAIRED, fileParallelism: false, sequence: { groupOrder: 1 } },
+      },
+      {
+        extends: true,
+        test: { name: 'processes-paired', include: PAIRED, sequence: { groupOrder: 2 } },
       },
     ],
     // The JSON report feeds the one-line summary printed by .ci/run.
