@@ -119,6 +119,18 @@ const nodeFaults: Fault[] = [
     },
   },
   {
+    // ADR 0067: partitions both own are pulled by a node that stays before either goes.
+    name: 'two nodes stopped together (SIGTERM), restarted',
+    weight: 1,
+    async run(c) {
+      const a = pick(c.nodes);
+      const b = pick(c.nodes.filter((n) => n !== a));
+      await Promise.all([a.stop(), b.stop()]);
+      await Promise.all([startAgain(a), startAgain(b)]);
+      return `${a.id} and ${b.id}`;
+    },
+  },
+  {
     name: 'node cut off from NATS, healed',
     weight: 2,
     async run(c) {
