@@ -20,10 +20,19 @@ const ALONE = [
   'packages/node/test/control-plane-outage.test.ts',
 ];
 /**
- * Files of ALONE that spawn processes but count on no timing under faults (examples served and
- * stopped, built entry points loaded): two at a time, after the ALONE ones.
+ * Files of ALONE that spawn processes or proxies but count on no timing under faults (examples
+ * served and stopped, built entry points loaded, a node's flags and its second SIGTERM, the fault
+ * proxy itself, ports): two at a time, after the ALONE ones.
  */
-const PAIRED = ['examples/test/api-serve.test.ts', 'examples/test/published-entries.test.ts', 'examples/api-*/**/*.test.ts'];
+const PAIRED = [
+  'examples/test/api-serve.test.ts',
+  'examples/test/published-entries.test.ts',
+  'examples/api-*/**/*.test.ts',
+  'packages/testkit/test/cli-signals.test.ts',
+  'packages/testkit/test/node-v8-flags.test.ts',
+  'packages/testkit/test/fault-proxy.test.ts',
+  'packages/testkit/test/ports.test.ts',
+];
 
 export default defineConfig({
   resolve: {
