@@ -131,6 +131,7 @@ describe('dashboard in a real browser', () => {
       expect(await page.textContent(`#members tr[data-member="${b}"] .warn.unreachable`)).toBe(`cannot reach ${a}`);
       expect(await page.textContent(`#members tr[data-member="${b}"] .warn.fenced`)).toBe('asked to stop renewing');
       expect(await page.locator(`#members tr[data-member="${a}"] .warn.fenced`).count()).toBe(0);
+      expect(await page.locator('#members .warn.leaving').count()).toBe(0);
 
       // It is declared gone; its next life renews, reporting the other unreachable, and is held back.
       const { [b]: _gone, ...members } = t.members;
@@ -149,6 +150,12 @@ describe('dashboard in a real browser', () => {
       expect(warnings[warnings.length - 1]).toBe(`fenced: ${b} (epoch ${epoch(b).slice(0, 8)}) asked to stop renewing: gone; its next life (epoch next-lif) held back until it reaches every member`);
       const api = (await (await fetch(new URL('/api/topology', second.url))).json()) as { fenced: unknown };
       expect(api.fenced).toEqual([{ id: b, epoch: epoch(b), state: 'held-back', nextEpoch: 'next-life-epoch' }]);
+
+      // A member stopping gracefully (ADR 0067): the record's entry says leaving; a badge says so.
+      await cp.put(TOPOLOGY_KEY, { ...t, version: t.version + 2, members: { ...members, [a]: { ...t.members[a]!, leaving: true } } });
+      await page.waitForFunction((id) => document.querySelector(`#members tr[data-member="${id}"]`)?.getAttribute('data-leaving') === 'true', a, { timeout: 10_000 });
+      expect(await page.textContent(`#members tr[data-member="${a}"] .warn.leaving`)).toBe('leaving');
+      expect(await page.locator('#members .warn.leaving').count()).toBe(1);
     } finally {
       await second.close();
     }

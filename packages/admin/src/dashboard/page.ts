@@ -71,6 +71,7 @@ tr[data-alive="false"] { color: #9aa1ad; text-decoration: line-through; }
 #warnings div { margin: .1em 0; }
 .warn { margin-left: .5em; padding: 0 .5em; border-radius: 1em; font-size: .8em; background: #e67e22; color: #fff; text-decoration: none; display: inline-block; }
 .warn.fenced { background: #c0392b; }
+.warn.leaving { background: #2c7be5; }
 `;
 
 export const APP_JS = `'use strict';
@@ -99,13 +100,15 @@ export const APP_JS = `'use strict';
     topo.nodes.forEach(function (n) {
       var m = metrics[n.id] || {};
       var unreachable = n.unreachable || [];
-      var tr = el('tr', { 'data-member': n.id, 'data-alive': String(n.alive), 'data-unreachable': unreachable.join(','), 'data-fence': n.fence || '' });
+      var tr = el('tr', { 'data-member': n.id, 'data-alive': String(n.alive), 'data-unreachable': unreachable.join(','), 'data-fence': n.fence || '', 'data-leaving': String(n.leaving === true) });
       var name = el('td');
       name.appendChild(el('span', { 'class': 'swatch', style: 'background:' + colour(n.id) }));
       name.appendChild(document.createTextNode(n.id));
       // ADR 0065: what its lease reports it cannot reach, and a fence the coordinator asked for.
       if (unreachable.length > 0) name.appendChild(el('span', { 'class': 'warn unreachable', title: 'its lease reports it cannot reach these members over the grid' }, 'cannot reach ' + unreachable.join(', ')));
       if (n.fence) name.appendChild(el('span', { 'class': 'warn fenced', title: 'the coordinator asked this node to stop renewing its lease' }, FENCE[n.fence] || n.fence));
+      // ADR 0067: a graceful stop under way (its lease says leaving).
+      if (n.leaving) name.appendChild(el('span', { 'class': 'warn leaving', title: 'stopping gracefully: handing its primaryships off' }, 'leaving'));
       tr.appendChild(name);
       tr.appendChild(el('td', {}, n.zone || '-'));
       tr.appendChild(el('td', {}, n.address || '-'));

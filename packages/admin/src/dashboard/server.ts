@@ -52,6 +52,8 @@ export interface TopologyView {
     unreachable: string[];
     /** Set while the topology has it asked to stop renewing (ADR 0065): what became of that life. */
     fence: FenceState | null;
+    /** A member stopping gracefully: handing its primaryships off (ADR 0029, 0067). */
+    leaving: boolean;
   }[];
   /** Per partition: index into nodes of the primary, or -1. */
   primary: number[];
@@ -128,6 +130,7 @@ export function topologyView(rec: TopologyRecord, leases: LeaseView = { unreacha
       moving: 0,
       unreachable: leases.unreachable.get(id) ?? [],
       fence: null as FenceState | null,
+      leaving: rec.members[id]?.leaving === true,
     };
   });
   const fenced = fencedNodes(rec, (id) => leases.renewing.get(id) ?? null);
