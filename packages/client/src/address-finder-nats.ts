@@ -21,6 +21,7 @@ import { MAX_TIMER_MS } from './config.js';
 import { GridConfigError } from './errors.js';
 import { readStreamCreated } from './stream-info.js';
 import type { AddressFinder } from './address-finder.js';
+import { DeletedIds } from './deleted-ids.js';
 
 const LEASE_PREFIX = 'lease.';
 
@@ -116,7 +117,7 @@ export function natsAddressFinder(options: NatsAddressFinderOptions): NatsAddres
   let generation = 0;
 
   /** Deleted ids with the revision of their delete, so an older snapshot read cannot revive them. */
-  const gone = new Map<string, number>();
+  const gone = new DeletedIds();
 
   /**
    * The creation time of the bucket stream `nodes` and `gone` come from (revisions are comparable
@@ -155,15 +156,16 @@ export function natsAddressFinder(options: NatsAddressFinderOptions): NatsAddres
 
   const apply = (e: KvEntry, fromSnapshot: boolean): void => {
     const id = e.key.slice(LEASE_PREFIX.length);
-    const known = Math.max(nodes.get(id)?.revision ?? 0, gone.get(id) ?? 0);
+    const known = Math.max(nodes.get(id)?.revision ?? 0, gone.revision(id));
     if (e.revision <= known) return;
     if (e.operation !== 'PUT') {
       nodes.delete(id);
-      gone.set(id, e.revision);
+      gone.note(id, e.revision);
       return;
     }
     const a = parseAnnouncement(e);
     if (a === null) return;
+    gone.forget(id);
     // Snapshot entries are judged by when the server stored them; updates by when they arrived.
     const seenAt = fromSnapshot ? Math.min(Date.now(), e.created.getTime()) : Date.now();
     nodes.set(id, { ...a, seenAt, revision: e.revision });

@@ -17,3 +17,4 @@ export { whyUndecodable } from './serializer.js';
 export { describe } from './describe.js';
 export { readStreamCreated } from './stream-info.js';
 export { isCacheName } from './cache-name.js';
+export { DeletedIds } from './deleted-ids.js';
