@@ -29,7 +29,7 @@ import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { msgpackSerializer } from '@gridlink/client';
 import { checkHeaderKey, payloadHash, scopedKeyHash } from '@gridlink/dedupe';
-import { closedLoop, nsPerOp, processCpuUs, table, type LoadResult } from '../shared/measure.js';
+import { closedLoop, nsPerOp, processContextSwitches, processCpuUs, processSyscalls, table, type LoadResult } from '../shared/measure.js';
 import { startCluster, startRedis } from '../shared/processes.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -81,6 +81,9 @@ interface Cost {
   requests: number;
   appCpuUs: number;
   gridCpuUs: number;
+  /** The app process's read- and write-class system calls (/proc/<pid>/io) and context switches. */
+  appSyscalls: number;
+  appSwitches: number;
 }
 
 interface Run {
@@ -160,7 +163,7 @@ const runs = new Map<string, Run[]>(modes.map((m) => [m, []]));
 const single = new Map<string, LoadResult[]>(modes.map((m) => [m, []]));
 const dupRows: (string | number)[][] = [];
 const opsPerRequest = new Map<string, number>();
-const costs = new Map<string, Cost>(modes.map((m) => [m, { requests: 0, appCpuUs: 0, gridCpuUs: 0 }]));
+const costs = new Map<string, Cost>(modes.map((m) => [m, { requests: 0, appCpuUs: 0, gridCpuUs: 0, appSyscalls: 0, appSwitches: 0 }]));
 try {
   for (const mode of modes) apps.set(mode, await startApp(mode, cluster.endpoints, redis?.port));
   // JIT (of the app and of the grid paths it uses), connections, partition map.
@@ -193,12 +196,18 @@ try {
   for (let r = 0; r < rounds; r++) {
     for (const mode of modes) {
       const app = apps.get(mode)!;
-      const before = { app: processCpuUs(app.proc.pid!), grid: processCpuUs(cluster.proc.pid!) };
+      const syscalls = (): number => {
+        const io = processSyscalls(app.proc.pid!);
+        return io.r + io.w;
+      };
+      const before = { app: processCpuUs(app.proc.pid!), grid: processCpuUs(cluster.proc.pid!), syscalls: syscalls(), switches: processContextSwitches(app.proc.pid!) };
       const run = await load(app.base, seconds, 1, `${mode}-unique-${r}`);
       const c = costs.get(mode)!;
       c.requests += run.requests;
       c.appCpuUs += processCpuUs(app.proc.pid!) - before.app;
       c.gridCpuUs += processCpuUs(cluster.proc.pid!) - before.grid;
+      c.appSyscalls += syscalls() - before.syscalls;
+      c.appSwitches += processContextSwitches(app.proc.pid!) - before.switches;
       runs.get(mode)!.push(run);
     }
   }
@@ -253,11 +262,11 @@ console.log(table([['middleware', 'requests', 'distinct keys', 'handler runs', '
 const noneCost = costs.get('none')!;
 const perReq = (c: Cost, v: number): number => v / Math.max(1, c.requests);
 console.log(
-  '\nCost per request: CPU over the throughput rounds (from /proc); grid operations the app\'s client made per request, at 1 in flight (exact):\n',
+  '\nCost per request: CPU, read/write system calls and context switches of the app over the throughput rounds (from /proc); grid operations the app\'s client made per request, at 1 in flight (exact):\n',
 );
 console.log(
   table([
-    ['middleware', 'requests', 'app CPU µs/req', 'added app CPU µs/req', 'grid CPU µs/req', 'grid ops/req'],
+    ['middleware', 'requests', 'app CPU µs/req', 'added app CPU µs/req', 'grid CPU µs/req', 'grid ops/req', 'app syscalls/req', 'app switches/req'],
     ...modes.map((mode) => {
       const c = costs.get(mode)!;
       return [
@@ -267,6 +276,8 @@ console.log(
         mode === 'none' ? '-' : Math.round(perReq(c, c.appCpuUs) - perReq(noneCost, noneCost.appCpuUs)),
         Math.round(perReq(c, c.gridCpuUs)),
         (opsPerRequest.get(mode) ?? Number.NaN).toFixed(2),
+        perReq(c, c.appSyscalls).toFixed(2),
+        perReq(c, c.appSwitches).toFixed(2),
       ];
     }),
   ]),
