@@ -437,11 +437,12 @@ export function nextTopology(prev: TopologyRecord, alive: LeaseRecord[], now: nu
     });
     let target: readonly string[] = targets?.[p] ?? [];
     let targetAlive = target.filter((id) => members[id] !== undefined);
-    // Every alive target owner is stopping gracefully (ADR 0067): members that stay stand in, so
-    // a staying node pulls a copy while the leaving owners still serve and wait for it, instead
-    // of the partition going with the last of them. Kept as targets while the partition is held
-    // only by leaving owners and stand-ins, so a stand-in that caught up stays an owner.
-    if (leaving.size > 0 && o.length > 0 && targetAlive.length > 0 && targetAlive.every((id) => leaving.has(id))) {
+    // Some owner and every alive target owner (none may be alive) are stopping gracefully (ADR
+    // 0067): members that stay stand in, so a staying node pulls a copy while the leaving owners
+    // still serve and wait for it, instead of the partition going with the last of them. Kept as
+    // targets while the partition is held only by leaving owners and stand-ins, so a stand-in
+    // that caught up stays an owner until the leaving ones are gone.
+    if (leaving.size > 0 && o.some((id) => leaving.has(id)) && targetAlive.every((id) => leaving.has(id))) {
       standIns ??= Object.entries(members)
         .filter(([id]) => !leaving.has(id))
         .map(([id, m]) => specOf(id, m));
@@ -501,6 +502,14 @@ export function nextTopology(prev: TopologyRecord, alive: LeaseRecord[], now: nu
     const takeover = firstStaying > 0 ? heldBefore(o[firstStaying]!) : 0;
     if (firstStaying >= 0 && o.length > 1 && (firstStaying === 0 || !handOffLoses(caches, takeover))) {
       o = [...o.filter((id) => !leaving.has(id)), ...o.filter((id) => leaving.has(id))];
+    }
+    // A step never moves a primaryship onto a leaving owner while the previous primary is still
+    // an owner (ADR 0067): with no staying owner to take it, the order would otherwise go back to
+    // the target's, handing it to a leaving node that may have handed off already and left the
+    // replication targets, so its copy lacks writes the previous primary acknowledged since.
+    const was = prevOwners[0];
+    if (leaving.size > 0 && o.length > 1 && was !== undefined && o[0] !== was && leaving.has(o[0]!) && o.includes(was)) {
+      o = [was, ...o.filter((id) => id !== was)];
     }
     // The primary must hold what the best holder holds: an order that puts ahead an owner which
     // dropped caches it was ranked below (a hand-off undone, a return to the target order) gives

@@ -210,7 +210,7 @@ export function nextTopology(prev: TopologyRecord, alive: LeaseRecord[], now: nu
     // ADR 0067 (a deliberate change of result): when every alive target owner is leaving, the
     // first members that stay (ranked for p, backups + 1 of them) are targets too, while only
     // leaving owners and those stand-ins hold p.
-    if (leaving.size > 0 && o.length > 0 && targetAlive.length > 0 && targetAlive.every((id) => leaving.has(id))) {
+    if (leaving.size > 0 && o.some((id) => leaving.has(id)) && targetAlive.every((id) => leaving.has(id))) {
       const stayingSpecs = Object.entries(members)
         .filter(([id]) => !leaving.has(id))
         .map(([id, m]) => specOf(id, m));
@@ -270,6 +270,12 @@ export function nextTopology(prev: TopologyRecord, alive: LeaseRecord[], now: nu
     const takeover = firstStaying > 0 ? heldBefore(o[firstStaying]!) : 0;
     if (firstStaying >= 0 && o.length > 1 && (firstStaying === 0 || !caches.some((c) => c.backups < takeover))) {
       o = [...o.filter((id) => !leaving.has(id)), ...o.filter((id) => leaving.has(id))];
+    }
+    // ADR 0067 (a deliberate change of result): a step never moves a primaryship onto a leaving
+    // owner while the previous primary is still an owner.
+    const was = prevOwners[0];
+    if (leaving.size > 0 && o.length > 1 && was !== undefined && o[0] !== was && leaving.has(o[0]!) && o.includes(was)) {
+      o = [was, ...o.filter((id) => id !== was)];
     }
     // The primary must hold what the best holder holds: an order that puts ahead an owner which
     // dropped caches it was ranked below (a hand-off undone, a return to the target order) gives
