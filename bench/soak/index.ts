@@ -13,10 +13,11 @@
  *
  *   pnpm bench soak                      # SOAK_SECONDS=180 by default
  *   SOAK_SECONDS=900 SOAK_SEED=42 pnpm bench soak
+ *   SOAK_ONLY='two nodes stopped together|node kill' pnpm bench soak   # only these faults
  *
  * Exits 1 when a check fails or the cluster did not heal within 60 s of a fault; the nodes' logs
  * (`SOAK_LOG_LEVEL`, default info) are then written to a temp directory whose path is printed
- * (also with `SOAK_KEEP_LOGS=1`).
+ * (also with `SOAK_KEEP_LOGS=1`), with `topology.jsonl`: every topology record of the run.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -24,6 +25,7 @@ import { GridClient } from '@gridlink/client';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { TopologyRecord as TopologyRecordT } from '@gridlink/node';
 import { ProcessCluster, loopbackAliasesUsable, waitFor, type GridNodeProcess } from '@gridlink/testkit';
 import { delay, table } from '../shared/measure.js';
 
@@ -334,13 +336,25 @@ async function healed(c: ProcessCluster): Promise<void> {
 }
 
 const partitionable = await loopbackAliasesUsable();
-const faults = [...nodeFaults, ...(partitionable ? partitionFaults : []), ...natsFaults, together];
+const allFaults = [...nodeFaults, ...(partitionable ? partitionFaults : []), ...natsFaults, together];
+// SOAK_ONLY: draw only the faults whose names contain one of these |-separated parts.
+const only = process.env.SOAK_ONLY?.split('|');
+const faults = only ? allFaults.filter((f) => only.some((o) => f.name.includes(o))) : allFaults;
+if (faults.length === 0) throw new Error(`SOAK_ONLY=${process.env.SOAK_ONLY}: no fault's name contains any of it`);
 console.log(`seed ${SEED} (SOAK_SEED=${SEED} repeats this schedule), ${SECONDS} s, ${NODES} grid nodes, 3 nats-servers (R3), ${WORKERS} workers and two lock-holding processes${partitionable ? '' : '; no network-partition faults: 127.0.1.x is not routed to loopback here'}\n`);
 
 const logLevel = (process.env.SOAK_LOG_LEVEL ?? 'info') as 'debug' | 'info' | 'warn' | 'error';
 const cluster = await ProcessCluster.start({ nodes: NODES, natsServers: 3, partitions: 64, backups: 1, http: true, partitionable, logLevel });
 let exitCode = 0;
 let lockers: ReturnType<typeof startLockers> | undefined;
+/** Every topology record (owners, pulls, members with `-L` when leaving), written beside the logs. */
+const history: string[] = [];
+const recorder = await cluster.controlPlane();
+recorder.watch('topology', (e) => {
+  if (e.type !== 'put') return;
+  const t = e.value as TopologyRecordT;
+  history.push(JSON.stringify({ at: since(), wall: new Date().toISOString(), v: t.version, members: Object.fromEntries(Object.entries(t.members).map(([id, m]) => [id, m.epoch.slice(0, 6) + (m.leaving ? '-L' : '')])), owners: t.owners, syncing: t.syncing, lost: t.lost }));
+});
 try {
   const client = await GridClient.connect({
     endpoints: cluster.endpoints,
@@ -432,6 +446,7 @@ try {
     // The nodes' logs, for the diagnosis (left in place on purpose: the path is printed).
     const dir = mkdtempSync(join(tmpdir(), 'gridlink-soak-'));
     for (const n of cluster.nodes) writeFileSync(join(dir, `${n.id}.log`), [...(earlierLogs.get(n.id) ?? []), n.log].join(''));
+    writeFileSync(join(dir, 'topology.jsonl'), history.join('\n'));
     console.log(`\nnode logs (${logLevel}): ${dir}`);
   }
 } finally {
