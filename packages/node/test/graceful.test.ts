@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { bytesSerializer } from '@gridlink/client';
+import { bytesSerializer, type GridCache } from '@gridlink/client';
 import { handOffRefused, nextTopology, initialTopology, soleCopiesMoving } from '@gridlink/node/internal';
 import type { LeaseRecord, TopologyRecord } from '@gridlink/node';
 import fc from 'fast-check';
@@ -9,6 +9,27 @@ import { perTestCluster } from './helpers/grid.js';
 const P = 32;
 
 const lease = (id: string, extra: Partial<LeaseRecord> = {}): LeaseRecord => ({ id, epoch: `${id}-e`, host: '127.0.0.1', port: 1, synced: {}, ...extra });
+
+/** A node logger that keeps the warnings' messages and drops the rest. */
+function warningLog(): { logger: { debug(): void; info(): void; error(): void; warn(msg: string): void }; warnings: string[] } {
+  const warnings: string[] = [];
+  return { logger: { debug: () => {}, info: () => {}, error: () => {}, warn: (msg: string) => void warnings.push(msg) }, warnings };
+}
+
+/**
+ * Runs `body` while 16 sequential writers put to `keys`, then stops them: no write may have
+ * failed, and every key reads back its last acknowledged value (or the one in flight at the stop).
+ */
+async function underWrites(cache: GridCache<string, Uint8Array>, keys: string[], body: (stream: WriteStream) => Promise<void>): Promise<void> {
+  const stream = new WriteStream(cache, keys);
+  try {
+    await body(stream);
+  } finally {
+    await stream.stop();
+  }
+  expect(stream.failures).toEqual([]);
+  await stream.verify(cache);
+}
 
 describe('graceful stop: the leaving flag in nextTopology', () => {
   it('moves primaryship off a leaving node to a caught-up owner, keeping it as the last owner', () => {
@@ -142,8 +163,7 @@ describe('graceful stop on LocalCluster', () => {
     const client = await fx.connectFast(c.endpoints, { requestTimeout: 1000, operationTimeout: 20_000 });
     const cache = client.cache<string, Uint8Array>('roll', { serializer: bytesSerializer });
     const keys = Array.from({ length: 16 }, (_, i) => `k-${i}`);
-    const stream = new WriteStream(cache, keys);
-    try {
+    await underWrites(cache, keys, async (stream) => {
       await stream.waitForAcks(keys, 0, 64);
       for (const id of [...c.nodeIds]) {
         const node = c.node(id);
@@ -158,11 +178,7 @@ describe('graceful stop on LocalCluster', () => {
         await c.waitForStable(20_000);
         await stream.waitForAcks(keys, Date.now(), 32);
       }
-    } finally {
-      await stream.stop();
-    }
-    expect(stream.failures).toEqual([]);
-    await stream.verify(cache);
+    });
   }, 60_000);
 
   it('with no backups, the stop first has the node that stays pull its partitions (ADR 0067), well within handoffTimeoutMs, and nothing is lost', async () => {
@@ -185,8 +201,7 @@ describe('graceful stop on LocalCluster', () => {
   });
 
   it('every node stopped at once: none waits for a hand-off to a node that is stopping too (ADR 0067)', async () => {
-    const warnings: string[] = [];
-    const logger = { debug: () => {}, info: () => {}, error: () => {}, warn: (msg: string) => void warnings.push(msg) };
+    const { logger, warnings } = warningLog();
     const cluster = await fx.start({ nodes: 3, partitions: P, backups: 2, autoAdjust: { enabled: false }, handoffTimeoutMs: 30_000, logger });
     await cluster.waitForStable();
     const nodes = cluster.nodeIds.map((id) => cluster.node(id));
@@ -198,16 +213,14 @@ describe('graceful stop on LocalCluster', () => {
   });
 
   it('two of three nodes stopped at once under load (backups = 1): the survivor gets every partition in time, nothing failed or lost (ADR 0067)', async () => {
-    const warnings: string[] = [];
-    const logger = { debug: () => {}, info: () => {}, error: () => {}, warn: (msg: string) => void warnings.push(msg) };
+    const { logger, warnings } = warningLog();
     const cluster = await fx.start({ nodes: 3, partitions: P, backups: 1, autoAdjust: { enabled: false }, handoffTimeoutMs: 5000, logger });
     await cluster.waitForStable();
     const [survivor, ...stopping] = cluster.nodeIds as [string, string, string];
     const client = await fx.connectFast(cluster.endpoints, { requestTimeout: 1000, operationTimeout: 20_000 });
     const cache = client.cache<string, Uint8Array>('two', { serializer: bytesSerializer });
     const keys = Array.from({ length: 16 }, (_, i) => `k-${i}`);
-    const stream = new WriteStream(cache, keys);
-    try {
+    await underWrites(cache, keys, async (stream) => {
       await stream.waitForAcks(keys, 0, 64);
       // Partitions both stopping nodes own: only the survivor can keep them, once it has pulled them.
       const shared = cluster.topology().owners.filter((o) => stopping.every((id) => o.includes(id))).length;
@@ -219,11 +232,7 @@ describe('graceful stop on LocalCluster', () => {
       await cluster.waitForTopology((t) => Object.keys(t.members).join() === survivor && t.owners.every((o) => o.length === 1 && o[0] === survivor));
       expect(cluster.topology().lost).toEqual([]);
       await stream.waitForAcks(keys, Date.now(), 32);
-    } finally {
-      await stream.stop();
-    }
-    expect(stream.failures).toEqual([]);
-    await stream.verify(cache);
+    });
   }, 60_000);
 
   it('a stop whose handoff cannot complete (the coordinator is frozen) ends at handoffTimeoutMs', async () => {
