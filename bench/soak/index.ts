@@ -350,7 +350,7 @@ let lockers: ReturnType<typeof startLockers> | undefined;
 /** Every topology record (owners, pulls, members with `-L` when leaving), written beside the logs. */
 const history: string[] = [];
 const recorder = await cluster.controlPlane();
-recorder.watch('topology', (e) => {
+const stopRecording = recorder.watch('topology', (e) => {
   if (e.type !== 'put') return;
   const t = e.value as TopologyRecordT;
   history.push(JSON.stringify({ at: since(), wall: new Date().toISOString(), v: t.version, members: Object.fromEntries(Object.entries(t.members).map(([id, m]) => [id, m.epoch.slice(0, 6) + (m.leaving ? '-L' : '')])), owners: t.owners, syncing: t.syncing, lost: t.lost }));
@@ -450,6 +450,7 @@ try {
     console.log(`\nnode logs (${logLevel}): ${dir}`);
   }
 } finally {
+  stopRecording();
   await lockers?.stop();
   await cluster.close();
 }
