@@ -4,7 +4,7 @@
  * peer client, the store). Not a stable API: it may change in any release.
  */
 export { TOPOLOGY_KEY, LEASE_PREFIX, CACHE_PREFIX } from './control/keys.js';
-export { cacheOwners, cacheRules, handOffRefused, soleCopiesMoving, initialTopology, lossDepth, nextTopology, nodeSafety, partitionMapOf, isSettled, isBalanced, rankingDepth, type CacheRule } from './control/topology.js';
+export { cacheOwners, cacheRules, handOffDone, handOffRefused, initialTopology, lossDepth, nextTopology, nodeSafety, partitionMapOf, isSettled, isBalanced, rankingDepth, type CacheRule } from './control/topology.js';
 export { holds, missesCaches, rankOf, recordForRank } from './partitions/depth.js';
 export { coordinatorStep, deferHandBack } from './membership/handback.js';
 export { lossRefusal, lostFor, roleOf, routeRequest, unsupportedCacheConfig, type Role, type RouteDecision } from './control/routing.js';

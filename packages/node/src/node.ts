@@ -18,7 +18,7 @@ import { CACHE_PREFIX, LEASE_PREFIX, TOPOLOGY_KEY } from './control/keys.js';
 import { topologyProblem } from './control/records.js';
 import type { ControlPlane, KvEvent } from './control/kv.js';
 import type { Role } from './control/routing.js';
-import { handOffRefused, nodeSafety, soleCopiesMoving, type CacheRule, type LeaseRecord, type NodeSafety, type TopologyRecord } from './control/topology.js';
+import { handOffDone, nodeSafety, type CacheRule, type LeaseRecord, type NodeSafety, type TopologyRecord } from './control/topology.js';
 import { Lifecycle } from './lifecycle.js';
 import type { Logger } from './logger.js';
 import { CacheRuleBook, Coordinator } from './membership/coordinator.js';
@@ -292,9 +292,7 @@ export class GridNode implements ConnectionHost, MetricsSource {
   private handedOff(): boolean {
     const t = this.view.topo;
     if (!t || !this.view.isMember()) return true;
-    const caches = this.caches();
-    for (const p of this.view.primaryPartitions()) if ((t.owners[p]?.length ?? 0) > 1 && !handOffRefused(t, p, this.id, caches)) return false;
-    return soleCopiesMoving(t, this.id).length === 0;
+    return handOffDone(t, this.id, this.caches());
   }
 
   private async handOff(): Promise<void> {

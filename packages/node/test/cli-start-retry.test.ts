@@ -5,15 +5,11 @@
  * into a crash-loop back-off); other errors, and the last one at the deadline, are not retried.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { NodeConfigError, silentLogger, startNode, type GridNode, type Logger } from '@gridlink/node';
+import { NodeConfigError, silentLogger, startNode, type GridNode } from '@gridlink/node';
 import { joinOrCreateCluster, retriedWhileUnavailable } from '../src/cli/cluster.js';
 import { FlakyControlPlane } from './helpers/flaky-control-plane.js';
 import { until } from './helpers/until.js';
-
-function recordingLogger(): Logger & { warnings: string[] } {
-  const warnings: string[] = [];
-  return { ...silentLogger, warnings, warn: (msg: string) => void warnings.push(msg) };
-}
+import { recordingLogger } from './helpers/logger.js';
 
 describe('gridlink-node start-up while the control plane is unavailable', () => {
   let node: GridNode | undefined;

@@ -777,6 +777,19 @@ function handOffLoses(caches: readonly CacheRule[], held: number): boolean {
 }
 
 /**
+ * A member `id` stopping gracefully may go on this record: no partition it leads has another
+ * owner it would be handed to (`handOffRefused` answers which are not), and no copy of its own is
+ * still needed (`soleCopiesMoving`). What `GridNode` waits for, and what the models test.
+ */
+export function handOffDone(rec: TopologyRecord, id: string, caches: readonly CacheRule[]): boolean {
+  for (let p = 0; p < rec.partitions; p++) {
+    const o = rec.owners[p] ?? [];
+    if (o[0] === id && o.length > 1 && !handOffRefused(rec, p, id, caches)) return false;
+  }
+  return soleCopiesMoving(rec, id).length === 0;
+}
+
+/**
  * Partitions of which `id` holds the only caught-up copy while the record wants that copy
  * elsewhere (a node is pulling it, or `id` is no longer one of its alive target owners over the
  * baseline), or holds a copy while every other owner is stopping too (`leaving`) and a node pulls
