@@ -3,8 +3,11 @@
  * plan of a baseline change. No I/O, so they are property-tested.
  */
 import { computeAssignment, type NodeSpec } from '@gridlink/affinity';
-import { clusterSafety, fencedMembers, nodeSafety, wantedCopies as nodeWantedCopies, type TopologyRecord } from '@gridlink/node';
+import { clusterSafety, fencedMembers, nodeSafety, type TopologyRecord } from '@gridlink/node';
 import { AdminRefusedError } from './errors.js';
+
+/** Copies a partition should have right now: the node's own rule. */
+export { wantedCopies } from '@gridlink/node';
 
 export interface PartitionCounts {
   /** Partitions this node serves as effective primary. */
@@ -25,9 +28,6 @@ export function liveIds(rec: TopologyRecord): string[] {
 export function baselineIds(rec: TopologyRecord): string[] {
   return rec.baseline.map((n) => n.id);
 }
-
-/** Copies a partition should have right now: backups + 1, bounded by the alive baseline nodes (the node's own rule). */
-export const wantedCopies: (rec: TopologyRecord) => number = nodeWantedCopies;
 
 export function partitionCounts(rec: TopologyRecord): Map<string, PartitionCounts> {
   const out = new Map<string, PartitionCounts>();
@@ -80,9 +80,8 @@ export interface SafetyReport {
 /**
  * Cluster safety derived from the topology record alone: no partition lost, none being pulled,
  * none with fewer copies than wanted (a fenced member's copy counting for none), no member being
- * fenced. The partitions' verdicts are the node's own
- * rule (`clusterSafety` of @gridlink/node: what every node's /health/safe judges, seen
- * cluster-wide), so the two cannot drift apart.
+ * fenced. The partitions' verdicts are the node's own rule (`clusterSafety` of @gridlink/node:
+ * what every node's /health/safe judges, seen cluster-wide), so the two cannot drift apart.
  */
 export function safetyOf(rec: TopologyRecord): SafetyReport {
   const { safe, lost, moving, underReplicated } = clusterSafety(rec);
