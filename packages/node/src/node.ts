@@ -618,7 +618,10 @@ export class GridNode implements ConnectionHost, MetricsSource {
     const wasMember = prev?.members[this.id]?.epoch === view.epoch;
     view.set(rec);
     this.topologyAppliedAt = Date.now();
-    if (wasMember && rec.members[this.id]?.epoch !== view.epoch) this.declaredGone(rec.version);
+    // Also when this epoch was a member only in records this node never saw (its watch skipped
+    // them): the record names it as departed, and it would renew a lease nobody admits (ADR 0069).
+    const dropped = rec.members[this.id]?.epoch !== view.epoch && (wasMember || rec.departed?.[this.id] === view.epoch);
+    if (dropped) this.declaredGone(rec.version);
 
     this.driver.onTopology(prev, rec, wasMember);
     view.wakeGone();

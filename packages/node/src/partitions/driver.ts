@@ -36,6 +36,20 @@ export interface ReplicaDriverDeps {
   resync?(p: number, ids: string[]): void;
 }
 
+/**
+ * The previous primary of p when `rec` dropped it from p's owners while it stays a member under
+ * the same epoch: it is alive and, until its own view reaches `rec`, still serves p as primary
+ * (ADR 0068). Null otherwise: it is an owner still (the fence probes it as a holder), it left the
+ * members, or it is this node.
+ */
+export function deposedPrimary(prev: TopologyRecord, rec: TopologyRecord, p: number, self: string): { id: string; epoch: string } | null {
+  const id = (prev.owners[p] ?? [])[0];
+  if (id === undefined || id === self || (rec.owners[p] ?? []).includes(id)) return null;
+  const epoch = prev.members[id]?.epoch;
+  if (epoch === undefined || rec.members[id]?.epoch !== epoch) return null;
+  return { id, epoch };
+}
+
 /** The `cache` label of per-cache metrics for every implicit cache (never configured). */
 export const IMPLICIT_CACHES_LABEL = '(implicit)';
 
@@ -66,8 +80,11 @@ export class ReplicaDriver {
       st ??= table.part(p);
       const before = prev?.owners[p] ?? [];
       const promoted = role === 'primary' && !(wasMember && before[0] === view.id) && before.length > 0 && prev !== null;
+      st.deposed = promoted ? deposedPrimary(prev, rec, p, view.id) : null;
+      // Read before the feed, which forgets the mark once the node is an owner.
+      const pulled = wasMember && synced[String(p)] !== undefined;
       this.feed(p, st, { type: 'topology-applied', role, promoted, synced: synced[String(p)] !== undefined });
-      if (role !== 'none' && table.get(p) === st) this.trackDepth(p, st, role, prev, rec, wasMember, caches);
+      if (role !== 'none' && table.get(p) === st) this.trackDepth(p, st, role, prev, rec, wasMember, caches, pulled);
     }
   }
 
@@ -107,14 +124,17 @@ export class ReplicaDriver {
     rec: TopologyRecord,
     wasMember: boolean,
     caches: { name: string; backups: number; ignore: boolean; label: string }[],
+    pulled: boolean,
   ): void {
     const { view, store } = this.d;
     const before = prev?.owners[p] ?? [];
     const after = rec.owners[p] ?? [];
     // How deep the owners that left took their copies with them (they died; a node that just
-    // stops being an owner while alive handed its copy on first).
+    // stops being an owner while alive handed its copy on first). A copy this node pulled whole
+    // in this life counts as held (rank 0), whatever `prev` says: a node whose watch skipped the
+    // record that made it an owner sees the owners it pulled from gone, not itself (ADR 0069).
     const depth =
-      prev === null || before.length === 0
+      prev === null || before.length === 0 || pulled
         ? 0
         : heldLossDepth(prev, p, (id) => rec.members[id] !== undefined && rec.members[id]?.epoch === prev.members[id]?.epoch && (id !== view.id || wasMember));
     if (depth === Number.POSITIVE_INFINITY) {

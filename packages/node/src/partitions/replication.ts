@@ -322,17 +322,44 @@ export class Replicator {
   }
 
   /**
-   * The fence `fenceId` of a node that just became primary of p: it asks every other holder for
-   * its update counter; a holder that is ahead (it got a record the old primary never
-   * acknowledged) or unreachable gets a snapshot before this node acknowledges anything on p.
+   * The fence `fenceId` of a node that just became primary of p: it asks every other holder, and
+   * every node pulling p (ADR 0069), for its update counter; one that is ahead (it got a record
+   * the old primary never acknowledged), behind, or unreachable gets a snapshot before this node
+   * acknowledges anything on p.
    * Feeds fence-done to the replica state machine when it is over.
    */
+  /**
+   * Waits until `old`, p's previous primary that the step dropped from the owners while it stays a
+   * member, has seen this topology (ADR 0068): until then it still serves p as primary — reads
+   * of what this node is about to overwrite. A probe at this version makes it catch up first
+   * (re-reading the topology, waiting at most a lease for it) and then answer, whatever it
+   * answers. Ends early when it leaves the members; an unreachable or silent one ends the wait
+   * after `replicationTimeoutMs`, as for a holder (it cannot be told, and a node cut off from
+   * its peers fences itself: ADR 0063).
+   */
+  private async awaitDeposed(p: number, old: Target): Promise<void> {
+    const { view, opts } = this.d;
+    const msg: ReplicateMsg = { p, v: view.topologyVersion(), from: this.d.id, epoch: old.epoch, probe: true };
+    try {
+      await view.raceTopology(
+        this.d.peers.peer(old.id).request(Op.PEER_REPLICATE, msg, opts.replicationTimeoutMs) as Promise<ReplicateReply>,
+        () => view.topo?.members[old.id]?.epoch === old.epoch,
+      );
+    } catch (err) {
+      // Stopping (it handed off and serves nothing), unreachable or silent: nothing more to wait for.
+      view.noteStopping(old, err);
+    }
+  }
+
   startFence(p: number, st: PartState, fenceId: number): void {
     const { view, store, opts } = this.d;
     const fence = (async () => {
       const mine = store.updateCounter(p);
-      // Holders only: a node still pulling gets its whole state from this primary anyway.
-      const holders = view.targets(p).filter((t) => (view.topo?.owners[p] ?? []).includes(t.id));
+      // Every target, the nodes listed as pulling too (ADR 0069): one may have pulled from the
+      // previous primary already and then missed a record that this node took as its backup; a
+      // write of that record acknowledged here (a client's retry, replayed) would be gone once
+      // the puller leads. One behind, or still pulling, gets a snapshot from this node first.
+      const holders = view.targets(p);
       const probe = async (t: Target): Promise<void> => {
         const msg: ReplicateMsg = { p, v: view.topologyVersion(), from: this.d.id, epoch: t.epoch, probe: true };
         try {
@@ -346,7 +373,9 @@ export class Replicator {
           if (!view.noteStopping(t, err) && view.isTarget(p, t)) st.failed.add(t.id);
         }
       };
-      await Promise.all(holders.map(probe));
+      const deposed = st.deposed;
+      st.deposed = null;
+      await Promise.all([...holders.map(probe), deposed === null ? undefined : this.awaitDeposed(p, deposed)]);
       if (st.failed.size > 0) await this.ensureClean(p).catch(() => {});
     })();
     st.fence = fence;

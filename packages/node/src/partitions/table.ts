@@ -74,6 +74,11 @@ export interface PartState {
   resyncs: Map<string, { counter: number; promise: Promise<void> }>;
   /** The pending promotion fence (replica.fencing !== 0), awaited by requests. */
   fence: Promise<void> | null;
+  /**
+   * The previous primary, alive, that the step which made this node primary also dropped from
+   * the owners: the fence waits until it has seen that step (ADR 0068). Set for one fence.
+   */
+  deposed: { id: string; epoch: string } | null;
   /** Records received while a snapshot is on its way (replica.buffering). */
   buffer: ReplicationRecord[] | null;
   /** Parts of the multi-part snapshot being received (replica.receiving). */
@@ -100,7 +105,7 @@ export class PartitionTable {
   part(p: number): PartState {
     let st = this.parts.get(p);
     if (!st) {
-      st = { replica: INITIAL_REPLICA, inflight: new InFlightWrites(), failed: new Set(), resyncs: new Map(), fence: null, buffer: null, parts: [], held: 0 };
+      st = { replica: INITIAL_REPLICA, inflight: new InFlightWrites(), failed: new Set(), resyncs: new Map(), fence: null, deposed: null, buffer: null, parts: [], held: 0 };
       this.parts.set(p, st);
     }
     return st;

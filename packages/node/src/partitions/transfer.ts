@@ -169,7 +169,9 @@ export class StateTransfer {
         if (st === undefined) continue;
         asked.delete(p);
         if (table.get(p) !== st || !st.replica.pulling || view.epoch !== epoch) continue;
-        if (view.roleOf(p) !== 'syncing') {
+        // Only a snapshot of p's primary as this node knows it now (ADR 0069): one taken by a
+        // primary deposed meanwhile may lack what its successor acknowledged.
+        if (view.roleOf(p) !== 'syncing' || this.sourceOf(p) !== src) {
           this.requeueAlone(p);
           continue;
         }
@@ -214,6 +216,8 @@ export class StateTransfer {
           parts.push(((await this.d.peers.peer(src).request(Op.PEER_STATE_PULL, msg, opts.replicationTimeoutMs)) as PullReply).snap);
         }
         if (table.get(p) !== st || !st.replica.pulling || view.epoch !== epoch || view.roleOf(p) !== 'syncing') return;
+        // The snapshot of a primary deposed meanwhile is not installed (ADR 0069): pull again.
+        if (view.topo!.owners[p]?.[0] !== src) continue;
         const before = this.d.store.stats().bytes;
         this.d.store.install(p, parts.length === 1 ? first.snap : joinSnapshots(parts));
         this.d.onTransferred?.(Math.max(0, this.d.store.stats().bytes - before), (performance.now() - started) / 1000);

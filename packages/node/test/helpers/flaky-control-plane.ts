@@ -70,9 +70,18 @@ export class FlakyControlPlane implements ControlPlane {
   }
   watch<T>(prefix: string, listener: (event: KvEvent<T>) => void): () => void {
     return this.inner.watch<T>(prefix, (e) => {
-      if (this.held) this.held.push({ key: e.key, deliver: () => listener(e) });
+      if (this.held === null && this.stallFrom?.(e) === true) this.held = [];
+      if (this.held && (this.heldKey === null || e.key === this.heldKey)) this.held.push({ key: e.key, deliver: () => listener(e) });
       else listener(e);
     });
+  }
+
+  /** Stalls from the first event `first` accepts (see stallWatches), holding only `key`'s events when given. */
+  private stallFrom: ((e: KvEvent<unknown>) => boolean) | null = null;
+  private heldKey: string | null = null;
+  stallWatchesFrom(first: (e: KvEvent<unknown>) => boolean, key: string | null = null): void {
+    this.stallFrom = first;
+    this.heldKey = key;
   }
 
   stallWatches(): void {
@@ -86,6 +95,8 @@ export class FlakyControlPlane implements ControlPlane {
   releaseWatches(keep: (key: string) => boolean = () => true): void {
     const held = this.held ?? [];
     this.held = null;
+    this.stallFrom = null;
+    this.heldKey = null;
     for (const h of held) if (keep(h.key)) h.deliver();
   }
 }
