@@ -322,13 +322,6 @@ export class Replicator {
   }
 
   /**
-   * The fence `fenceId` of a node that just became primary of p: it asks every other holder, and
-   * every node pulling p (ADR 0069), for its update counter; one that is ahead (it got a record
-   * the old primary never acknowledged), behind, or unreachable gets a snapshot before this node
-   * acknowledges anything on p.
-   * Feeds fence-done to the replica state machine when it is over.
-   */
-  /**
    * Waits until `old`, p's previous primary that the step dropped from the owners while it stays a
    * member, has seen this topology (ADR 0068): until then it still serves p as primary — reads
    * of what this node is about to overwrite. A probe at this version makes it catch up first
@@ -351,6 +344,13 @@ export class Replicator {
     }
   }
 
+  /**
+   * The fence `fenceId` of a node that just became primary of p: it asks every other holder, and
+   * every node pulling p (ADR 0069), for its update counter; one that is ahead (it got a record
+   * the old primary never acknowledged), behind, or unreachable gets a snapshot before this node
+   * acknowledges anything on p.
+   * Feeds fence-done to the replica state machine when it is over.
+   */
   startFence(p: number, st: PartState, fenceId: number): void {
     const { view, store, opts } = this.d;
     const fence = (async () => {
