@@ -10,20 +10,9 @@ import { Op } from '@gridlink/protocol';
 import { MemoryControlPlane, TOPOLOGY_KEY, silentLogger, startNode, type GridNode, type TopologyRecord } from '@gridlink/node';
 import { FlakyControlPlane } from './helpers/flaky-control-plane.js';
 import { GridError, TestConnection } from './helpers/client.js';
-import { until } from './helpers/until.js';
+import { until, untilValue } from './helpers/until.js';
 
 const P = 16;
-
-/** Polls `f` every 10 ms until it returns something other than null; throws naming `what` after `timeoutMs`. */
-async function poll<T>(f: () => Promise<T | null>, what: string, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await f();
-    if (v !== null) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 describe('a deposed primary (ADR 0068)', () => {
   const nodes: GridNode[] = [];
@@ -61,7 +50,7 @@ describe('a deposed primary (ADR 0068)', () => {
       // The baseline without b: p moves to a and c, and b leaves its owners — alive, a member.
       const cur = (await inner.get<TopologyRecord>(TOPOLOGY_KEY))!;
       await inner.update(TOPOLOGY_KEY, { ...cur.value, version: cur.value.version + 1, baseline: [{ id: 'a' }, { id: 'c' }], adjust: null }, cur.revision);
-      const moved = await poll(
+      const moved = await untilValue(
         async () => {
           const t = (await inner.get<TopologyRecord>(TOPOLOGY_KEY))!.value;
           return !t.owners[p]!.includes('b') && (t.syncing[p] ?? []).length === 0 && t.members['b'] !== undefined ? t : null;
@@ -73,7 +62,7 @@ describe('a deposed primary (ADR 0068)', () => {
       const toNew = await TestConnection.connect(`127.0.0.1:${successor.port}`);
       conns.push(toNew);
       // The successor acknowledges a write once its fence is done (NOT_READY / NOT_PRIMARY meanwhile).
-      await poll(
+      await untilValue(
         async () => {
           try {
             await toNew.call(Op.CACHE_PUT, { cache: 'c', key, value: new Uint8Array([2]), seq: 2 });

@@ -13,57 +13,13 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import type { GridClient } from '@gridlink/client';
-import { MemoryControlPlane, TOPOLOGY_KEY, silentLogger, startNode, type ControlPlane, type GridNode, type KvEntry, type KvEvent, type TopologyRecord } from '@gridlink/node';
+import { LEASE_PREFIX, MemoryControlPlane, TOPOLOGY_KEY, silentLogger, startNode, type GridNode, type TopologyRecord } from '@gridlink/node';
+import { FlakyControlPlane } from './helpers/flaky-control-plane.js';
 import { connectClient } from './helpers/grid.js';
+import { until, untilValue } from './helpers/until.js';
 
 const ROUNDS = 6;
 const MAX_LAG_MS = 400;
-
-/** The shared control plane as one node sees it: its watches deliver each event up to MAX_LAG_MS late, in order. */
-class LaggingControlPlane implements ControlPlane {
-  constructor(private readonly inner: MemoryControlPlane) {}
-  get<T>(key: string): Promise<KvEntry<T> | null> {
-    return this.inner.get<T>(key);
-  }
-  list<T>(prefix: string): Promise<KvEntry<T>[]> {
-    return this.inner.list<T>(prefix);
-  }
-  put<T>(key: string, value: T): Promise<number> {
-    return this.inner.put(key, value);
-  }
-  create<T>(key: string, value: T): Promise<number> {
-    return this.inner.create(key, value);
-  }
-  update<T>(key: string, value: T, revision: number): Promise<number> {
-    return this.inner.update(key, value, revision);
-  }
-  delete(key: string): Promise<void> {
-    return this.inner.delete(key);
-  }
-  /** Events due, in order: each `lag` after it came, never before the one ahead of it. */
-  private readonly due: { at: number; deliver: () => void }[] = [];
-  private timer: NodeJS.Timeout | null = null;
-  watch<T>(prefix: string, listener: (event: KvEvent<T>) => void): () => void {
-    let open = true;
-    const stop = this.inner.watch<T>(prefix, (e) => {
-      const last = this.due.at(-1)?.at ?? 0;
-      this.due.push({ at: Math.max(last, Date.now() + Math.random() * MAX_LAG_MS), deliver: () => open && listener(e) });
-      this.arm();
-    });
-    return () => {
-      open = false;
-      stop();
-    };
-  }
-  private arm(): void {
-    if (this.timer !== null || this.due.length === 0) return;
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      while (this.due.length > 0 && this.due[0]!.at <= Date.now()) this.due.shift()!.deliver();
-      this.arm();
-    }, Math.max(0, this.due[0]!.at - Date.now()));
-  }
-}
 
 describe('double stops while every watch lags (ADR 0069)', () => {
   const nodes = new Map<string, GridNode>();
@@ -80,23 +36,29 @@ describe('double stops while every watch lags (ADR 0069)', () => {
     const ids = ['n1', 'n2', 'n3', 'n4'];
     const ports = new Map<string, number>();
     const launch = async (id: string): Promise<void> => {
-      const n = await startNode({ id, controlPlane: new LaggingControlPlane(inner), port: ports.get(id) ?? 0, partitions: 64, backups: 1, bootstrapNodes: 4, logger: silentLogger });
+      // The shared control plane as this node sees it: every watch event up to MAX_LAG_MS late, in order.
+      const plane = new FlakyControlPlane(inner);
+      plane.lagWatches(MAX_LAG_MS);
+      const n = await startNode({ id, controlPlane: plane, port: ports.get(id) ?? 0, partitions: 64, backups: 1, bootstrapNodes: 4, logger: silentLogger });
       ports.set(id, n.port);
       nodes.set(id, n);
     };
     /** Every node a member (not leaving), nothing pulled, every node on the newest record. */
-    const settled = async (): Promise<void> => {
-      const deadline = Date.now() + 20_000;
-      for (;;) {
-        const t = (await inner.get<TopologyRecord>(TOPOLOGY_KEY))?.value;
-        if (t && ids.every((id) => t.members[id] !== undefined && t.members[id].leaving !== true) && t.syncing.every((s) => s.length === 0) && [...nodes.values()].every((n) => n.topology()?.version === t.version)) return;
-        if (Date.now() > deadline) {
-          const leases = await inner.list<Record<string, unknown>>('lease.');
-          throw new Error(`not settled: ${JSON.stringify(t?.members)} ${JSON.stringify((t as unknown as { departed?: unknown })?.departed)} leases ${JSON.stringify(leases.map((l) => [l.key, l.revision, l.value['epoch'], l.value['leaving'], l.value['unreachable']]))} views ${JSON.stringify([...nodes.values()].map((n) => [n.id, n.running, n.topology()?.version, Object.keys(n.topology()?.members ?? {})]))} v${t?.version}`);
-        }
-        await new Promise((r) => setTimeout(r, 10));
-      }
-    };
+    const settled = (): Promise<unknown> =>
+      untilValue(
+        async () => {
+          const t = (await inner.get<TopologyRecord>(TOPOLOGY_KEY))?.value;
+          const done = t && ids.every((id) => t.members[id] !== undefined && t.members[id].leaving !== true) && t.syncing.every((s) => s.length === 0) && [...nodes.values()].every((n) => n.topology()?.version === t.version);
+          return done ? t : null;
+        },
+        'every node a settled member',
+        20_000,
+        async () => ({
+          topology: (await inner.get<TopologyRecord>(TOPOLOGY_KEY))?.value,
+          leases: (await inner.list<Record<string, unknown>>(LEASE_PREFIX)).map((l) => [l.key, l.revision, l.value['epoch']]),
+          views: [...nodes.values()].map((n) => [n.id, n.running, n.topology()?.version, Object.keys(n.topology()?.members ?? {})]),
+        }),
+      );
     await Promise.all(ids.map(launch));
     await settled();
     const c = await connectClient(
@@ -133,11 +95,7 @@ describe('double stops while every watch lags (ADR 0069)', () => {
         await Promise.all([launch(a), launch(b)]);
         await settled();
         const before = ops;
-        const deadline = Date.now() + 10_000;
-        while (ops < before + 300 && problems.length === 0) {
-          if (Date.now() > deadline) throw new Error('no load after the restart');
-          await new Promise((r) => setTimeout(r, 10));
-        }
+        await until(() => ops >= before + 300 || problems.length > 0, 'load after the restart');
       }
     } finally {
       stopping = true;

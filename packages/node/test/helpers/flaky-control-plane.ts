@@ -1,4 +1,4 @@
-/** A real in-memory control plane that can be made to fail or lag, as NATS does during a leader change. */
+/** A real in-memory control plane that can be made to fail, stall or lag, as NATS does during a leader change. */
 import { ControlPlaneUnavailableError, MemoryControlPlane, type ControlPlane, type KvEntry, type KvEvent } from '@gridlink/node';
 
 /** A real in-memory control plane whose operations can be made to fail (as NATS does during a leader change). */
@@ -69,11 +69,46 @@ export class FlakyControlPlane implements ControlPlane {
     return this.inner.get<T>(key);
   }
   watch<T>(prefix: string, listener: (event: KvEvent<T>) => void): () => void {
-    return this.inner.watch<T>(prefix, (e) => {
+    let open = true;
+    const stop = this.inner.watch<T>(prefix, (e) => {
       if (this.held === null && this.stallFrom?.(e) === true) this.held = [];
       if (this.held && (this.heldKey === null || e.key === this.heldKey)) this.held.push({ key: e.key, deliver: () => listener(e) });
+      else if (this.maxLagMs > 0) this.later(() => open && listener(e));
       else listener(e);
     });
+    return () => {
+      open = false;
+      stop();
+    };
+  }
+
+  /** Up to this many ms of lag on every watch event (0: none); see lagWatches. */
+  private maxLagMs = 0;
+  /** Lagged events due, in order: each up to maxLagMs after it came, never before the one ahead. */
+  private readonly due: { at: number; deliver: () => void }[] = [];
+  private dueTimer: NodeJS.Timeout | null = null;
+
+  /** From now on every watch event (of every watch) comes 0–`maxMs` ms late (random), in order, as a lagging NATS watch. */
+  lagWatches(maxMs: number): void {
+    this.maxLagMs = maxMs;
+  }
+
+  private later(deliver: () => void): void {
+    const last = this.due.at(-1)?.at ?? 0;
+    this.due.push({ at: Math.max(last, Date.now() + Math.random() * this.maxLagMs), deliver });
+    this.armDue();
+  }
+
+  private armDue(): void {
+    if (this.dueTimer !== null || this.due.length === 0) return;
+    this.dueTimer = setTimeout(
+      () => {
+        this.dueTimer = null;
+        while (this.due.length > 0 && this.due[0]!.at <= Date.now()) this.due.shift()!.deliver();
+        this.armDue();
+      },
+      Math.max(0, this.due[0]!.at - Date.now()),
+    );
   }
 
   /** Stalls from the first event `first` accepts (see stallWatches), holding only `key`'s events when given. */

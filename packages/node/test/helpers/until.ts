@@ -18,3 +18,17 @@ export async function eventually(pred: () => boolean, timeoutMs: number, what: s
     await new Promise<void>((r) => setTimeout(r, 10));
   }
 }
+
+/**
+ * Polls `f` every 10 ms until it returns something other than null, and returns that; after
+ * `timeoutMs` throws naming `what`, with `state()` of the moment when given.
+ */
+export async function untilValue<T>(f: () => Promise<T | null> | T | null, what: string, timeoutMs = 10_000, state?: () => unknown): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await f();
+    if (v !== null) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${state === undefined ? '' : `; now: ${JSON.stringify(await state())}`}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
