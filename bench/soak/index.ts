@@ -315,8 +315,8 @@ function counterAnomalies(flat: number[]): string[] {
   const values = [...byValue.keys()].sort((a, b) => a - b);
   let expected = 1;
   for (const v of values) {
-    if (v > expected) out.push(`increments: ${v - expected} value(s) ${expected}..${v - 1} returned to nobody (applied twice?), next acknowledged at ${Math.min(...byValue.get(v)!)} ms`);
     const at = byValue.get(v)!;
+    if (v > expected) out.push(`increments: ${v - expected} value(s) ${expected}..${v - 1} returned to nobody (applied twice?), next acknowledged at ${Math.min(...at)} ms`);
     if (at.length > 1) out.push(`increments: value ${v} returned ${at.length} times (a stale copy?), at ${at.join(', ')} ms`);
     expected = v + 1;
   }

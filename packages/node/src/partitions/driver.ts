@@ -82,9 +82,9 @@ export class ReplicaDriver {
       const promoted = role === 'primary' && !(wasMember && before[0] === view.id) && before.length > 0 && prev !== null;
       st.deposed = promoted ? deposedPrimary(prev, rec, p, view.id) : null;
       // Read before the feed, which forgets the mark once the node is an owner.
-      const pulled = wasMember && synced[String(p)] !== undefined;
-      this.feed(p, st, { type: 'topology-applied', role, promoted, synced: synced[String(p)] !== undefined });
-      if (role !== 'none' && table.get(p) === st) this.trackDepth(p, st, role, prev, rec, wasMember, caches, pulled);
+      const isSynced = synced[String(p)] !== undefined;
+      this.feed(p, st, { type: 'topology-applied', role, promoted, synced: isSynced });
+      if (role !== 'none' && table.get(p) === st) this.trackDepth(p, st, role, prev, rec, wasMember, caches, wasMember && isSynced);
     }
   }
 

@@ -217,7 +217,7 @@ export class StateTransfer {
         }
         if (table.get(p) !== st || !st.replica.pulling || view.epoch !== epoch || view.roleOf(p) !== 'syncing') return;
         // The snapshot of a primary deposed meanwhile is not installed (ADR 0069): pull again.
-        if (view.topo!.owners[p]?.[0] !== src) continue;
+        if (this.sourceOf(p) !== src) continue;
         const before = this.d.store.stats().bytes;
         this.d.store.install(p, parts.length === 1 ? first.snap : joinSnapshots(parts));
         this.d.onTransferred?.(Math.max(0, this.d.store.stats().bytes - before), (performance.now() - started) / 1000);
