@@ -328,11 +328,33 @@ describe('NatsControlPlane watch on a hung server', () => {
       const watched = cluster.servers.find((s) => s.name !== leader)!;
       const b = await NatsControlPlane.connect({ servers: watched.url, bucket: 'hang', replicas: 3, connectTimeoutMs: 20_000 });
       opened.push(a, b);
-      await watchSurvives(a, b, () => {
-        watched.hang();
-        return Promise.resolve();
+      // A plane that only watches sends no request of its own that could go unanswered but the
+      // watchdog's stream check: that one must make it move, not NATS's pings 4-6 s later (and a
+      // first reconnect back to the hung server, 5 s more: the watch was blind ~11-12 s).
+      let hungAt = 0;
+      let mark = Infinity;
+      let seenAfter = 0;
+      const stopSeeing = b.watch('r.', (e) => {
+        if (e.revision >= mark && seenAfter === 0) seenAfter = Date.now();
       });
+      await watchSurvives(a, b, async () => {
+        watched.hang();
+        // SIGSTOP takes effect asynchronously: what the server sent until then may still arrive.
+        await waitFor('the server stopped', () => readFileSync(`/proc/${watched.pid!}/stat`, 'utf8').split(') ')[1]?.startsWith('T') === true);
+        hungAt = Date.now();
+        // The writer may be on the hung server too: it moves within a lease (the test below).
+        for (let i = 0; mark === Infinity; i++) {
+          try {
+            mark = await a.put('r.mark', i);
+          } catch (err) {
+            expect(err).toBeInstanceOf(ControlPlaneUnavailableError);
+          }
+        }
+      });
+      stopSeeing();
       watched.resume();
+      expect(seenAfter).toBeGreaterThan(0);
+      expect(seenAfter - hungAt, 'the watch delivered again before NATS pings could notice the hung server').toBeLessThan(4000);
       await Promise.all([a.close(), b.close()]);
     } finally {
       await cluster.close();

@@ -352,7 +352,9 @@ export class NatsControlPlane implements ControlPlane {
       // The same answer tells whether the bucket is still the one this plane opened.
       if (now - this.lastStatusAt >= 1000) {
         this.lastStatusAt = now;
-        const info = await this.streamInfo();
+        // Watched like any request: a plane that only watches has no other request to notice
+        // that its server hung, and NATS's pings take seconds (ADR 0061).
+        const info = await this.watched(this.streamInfo());
         if (this.judgeStream(info) && info !== 'missing') this.noteRevision(info.lastSeq);
       }
       if (this.watches.size === 0 || this.resetReason !== undefined) return;
