@@ -6,6 +6,7 @@
  */
 import type { AddressInfo } from 'node:net';
 import { LocalCluster } from '@gridlink/node';
+import { trackResponses } from '../http-shutdown.js';
 import { createOrdersApp } from './app.js';
 
 const demo = process.argv.includes('--demo');
@@ -14,13 +15,15 @@ const { app, grid, partnerCalls } = createOrdersApp({ grid: { endpoints: cluster
 await grid.ready;
 const server = app.listen(demo ? 0 : Number(process.env.PORT ?? 3000), '127.0.0.1');
 await new Promise<void>((r) => server.once('listening', r));
+const responses = trackResponses(server);
 const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 
 async function shutdown(): Promise<void> {
-  // Requests under way finish (their idempotency keys stored or freed, not left to their lease);
-  // idle keep-alive sockets close at once; whatever still runs after 10 s is cut.
+  // Requests under way finish (their idempotency keys stored or freed, not left to their lease)
+  // and their connections close after the answer; idle keep-alive sockets close at once; whatever
+  // still runs after 10 s is cut.
   const closed = new Promise<void>((r) => server.close(() => r())); // closes the grid client too
-  server.closeIdleConnections();
+  responses.stopping();
   const cut = setTimeout(() => server.closeAllConnections(), 10_000);
   await closed;
   clearTimeout(cut);

@@ -8,6 +8,7 @@ import 'reflect-metadata';
 import type { AddressInfo } from 'node:net';
 import { NestFactory } from '@nestjs/core';
 import { LocalCluster } from '@gridlink/node';
+import { trackResponses } from '../http-shutdown.js';
 import { ordersModule, partner } from './app.module.js';
 
 const demo = process.argv.includes('--demo');
@@ -15,9 +16,14 @@ const cluster = await LocalCluster.start({ nodes: 3, partitions: 128 });
 const app = await NestFactory.create(ordersModule({ endpoints: cluster.endpoints }), { logger: demo ? false : ['log', 'error', 'warn'] });
 await app.listen(demo ? 0 : Number(process.env.PORT ?? 3000), '127.0.0.1');
 const base = `http://127.0.0.1:${(app.getHttpServer().address() as AddressInfo).port}`;
+const responses = trackResponses(app.getHttpServer());
 
 async function shutdown(): Promise<void> {
-  await app.close(); // closes the grid client (onApplicationShutdown)
+  // Requests under way finish and their connections close after the answer (not held for the
+  // keep-alive timeout); then the grid client closes (onApplicationShutdown).
+  const closed = app.close();
+  responses.stopping();
+  await closed;
   await cluster.stop();
 }
 

@@ -104,10 +104,9 @@ describe.each([CASES[1], CASES[3]])('$file, stopped with $signal while a request
       await new Promise<void>((r) => socket.once('connect', () => r()));
       // Expect: 100-continue, so the server says when it has the request (a connection whose
       // request it has not read yet is idle, and closing the server closes idle connections).
-      // Connection: close, as a client with one request to make says: the server ends the
-      // connection after its answer (a kept-alive one would hold the socket open, and the exit,
-      // for the server's keep-alive timeout, ~6 s each time).
-      socket.write(`POST /orders HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/json\r\nexpect: 100-continue\r\nconnection: close\r\nidempotency-key: under-way\r\ncontent-length: ${body.length}\r\n\r\n`);
+      // HTTP/1.1 keeps the connection alive by default: the stopping server must end it after the
+      // answer itself, not hold it (and its exit) for its keep-alive timeout.
+      socket.write(`POST /orders HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/json\r\nexpect: 100-continue\r\nidempotency-key: under-way\r\ncontent-length: ${body.length}\r\n\r\n`);
       await waitFor('100 Continue', () => answer.startsWith('HTTP/1.1 100 Continue\r\n\r\n'), 20_000);
       socket.write(body.slice(0, 5));
       child.kill(signal);
@@ -116,6 +115,7 @@ describe.each([CASES[1], CASES[3]])('$file, stopped with $signal while a request
       socket.write(body.slice(5));
       await socketClosed;
       expect(answer).toMatch(/^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 201 /);
+      expect(answer, 'the answer tells the client the connection ends').toMatch(/\r\nconnection: close\r\n/i);
       const end = await Promise.race([exited, new Promise<null>((r) => setTimeout(() => r(null), 20_000))]);
       expect(end, `${file} still running 20 s after ${signal}: ${output()}`).toEqual({ code: 0, signal: null });
     } finally {
