@@ -4,7 +4,7 @@
  * real grid nodes.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,10 +25,20 @@ const killAll = (): void => {
 process.on('exit', killAll);
 afterAll(killAll);
 
-/** Runs `gridlink <args>` from source (tsx resolves @gridlink/* through tsconfig paths). */
+/**
+ * The command as a package manager links it: the committed launcher, which runs the built CLI
+ * (`pnpm test` builds first). Starting it from source through tsx cost about a second a run,
+ * most of this file's time.
+ */
+const BIN = 'packages/admin/bin/gridlink.mjs';
+beforeAll(() => {
+  if (!existsSync(join(root, 'packages/admin/dist/cli.js'))) throw new Error('packages/admin/dist/cli.js is missing: build the workspace first (pnpm build)');
+});
+
+/** Runs `gridlink <args>`. */
 function gridlink(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; out: string; err: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'packages/admin/src/cli.ts', ...args], {
+    const child = spawn(process.execPath, [BIN, ...args], {
       cwd: root,
       env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -203,7 +213,7 @@ describe('gridlink as a process', () => {
       const r = await gridlink(['status', '--control-plane', `nats://127.0.0.1:${port}`, '--timeout', '1s', '--json']);
       expect(r.code).toBe(3);
       expect(JSON.parse(r.err).error.code).toBe('ADMIN_CONTROL_PLANE_UNREACHABLE');
-      // 1 s of timeout plus starting node with tsx; it used to stay until the server went away.
+      // 1 s of timeout plus starting node; it used to stay until the server went away.
       expect(Date.now() - started).toBeLessThan(8000);
     } finally {
       silent.close();
@@ -256,7 +266,7 @@ describe.skipIf(Nats === undefined)('gridlink against NATS and two grid nodes', 
     // A supervisor stops it once it is up; a signal that came before its handlers would kill it.
     // Four dashboards at once, each on its own port, each stopped by its own signal.
     const stopped = (['SIGTERM', 'SIGINT', 'SIGTERM', 'SIGINT'] as const).map(async (signal) => {
-      const child = spawn(process.execPath, ['--import', 'tsx', 'packages/admin/src/cli.ts', 'dashboard', '--control-plane', url, '--port', '0'], {
+      const child = spawn(process.execPath, [BIN, 'dashboard', '--control-plane', url, '--port', '0'], {
         cwd: root,
         env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '' },
         stdio: ['ignore', 'pipe', 'pipe'],
