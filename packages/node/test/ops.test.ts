@@ -3,16 +3,9 @@ import { encodeKey } from '@gridlink/affinity';
 import { bytesSerializer, type GridClient } from '@gridlink/client';
 import { LocalCluster } from '@gridlink/node';
 import { connectClient } from './helpers/grid.js';
+import { until, untilValue } from './helpers/until.js';
 
 const P = 16;
-
-async function poll(cond: () => Promise<boolean> | boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 describe('cache operations, expiry, eviction and operating endpoints', () => {
   let c: LocalCluster;
@@ -62,7 +55,7 @@ describe('cache operations, expiry, eviction and operating endpoints', () => {
     for (const k of keys) await ttl.put(k, k);
     const expiredBefore = c.nodeIds.reduce((n, id) => n + c.node(id).store.stats().expired, 0);
     // Without any access, the background sweep removes them from primaries and backups.
-    await poll(() => c.nodeIds.reduce((n, id) => n + c.node(id).store.stats().expired, 0) >= expiredBefore + 2 * keys.length);
+    await until(() => c.nodeIds.reduce((n, id) => n + c.node(id).store.stats().expired, 0) >= expiredBefore + 2 * keys.length, 'the sweep to expire every copy', 5000);
     expect(await ttl.get('t0')).toBeUndefined();
   });
 
@@ -103,7 +96,7 @@ describe('cache operations, expiry, eviction and operating endpoints', () => {
     const node = await c.restart(id);
     expect(node.isReady()).toBe(false);
     await c.waitForStable();
-    await poll(async () => (await fetch(`http://127.0.0.1:${node.httpPort}/health/ready`)).status === 200);
+    await untilValue(async () => ((await fetch(`http://127.0.0.1:${node.httpPort}/health/ready`)).status === 200 ? true : null), '/health/ready to answer 200', 5000);
     expect(node.transfers).toBeGreaterThan(0);
   });
 });

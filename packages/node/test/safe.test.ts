@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { LocalCluster, type LeaseRecord } from '@gridlink/node';
 import { initialTopology, nextTopology, nodeSafety } from '@gridlink/node/internal';
+import { untilValue } from './helpers/until.js';
 
 const lease = (id: string, epoch = `${id}-e`): LeaseRecord => ({ id, epoch, host: '127.0.0.1', port: 1, synced: {} });
 
@@ -18,14 +19,14 @@ async function safeOf(c: LocalCluster, id: string): Promise<{ status: number; bo
   return { status: res.status, body: (await res.json()) as SafeBody };
 }
 
-async function until<T>(what: string, f: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await f();
-    if (ok(v)) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(v)}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+/** The node's /health/safe answer once `ok` holds for it. */
+function safeWhen(c: LocalCluster, id: string, what: string, ok: (v: { status: number; body: SafeBody }) => boolean): Promise<{ status: number; body: SafeBody }> {
+  let last: unknown;
+  return untilValue(async () => {
+    const v = await safeOf(c, id);
+    last = v;
+    return ok(v) ? v : null;
+  }, what, 10_000, () => last);
 }
 
 describe('nodeSafety (pure)', () => {
@@ -67,14 +68,14 @@ describe('/health/safe', () => {
     const [victim, ...rest] = cl.nodeIds as [string, ...string[]];
     await cl.kill(victim);
     for (const id of rest) {
-      const r = await until(`${id} unsafe`, () => safeOf(cl, id), (v) => v.status === 503);
+      const r = await safeWhen(cl, id, `${id} unsafe`, (v) => v.status === 503);
       expect(r.body.safe).toBe(false);
       expect(r.body.reason).toBe('partitions under-replicated');
       expect(r.body.underReplicated!.length).toBeGreaterThan(0);
     }
     await cl.restart(victim);
     await cl.waitForStable(20_000);
-    for (const id of cl.nodeIds) await until(`${id} safe`, () => safeOf(cl, id), (v) => v.status === 200);
+    for (const id of cl.nodeIds) await safeWhen(cl, id, `${id} safe`, (v) => v.status === 200);
   }, 30_000);
 
   it('503 with the lost partitions when a partition lost its last copy', async () => {
@@ -83,7 +84,7 @@ describe('/health/safe', () => {
     await cl.waitForStable();
     const [victim, survivor] = cl.nodeIds as [string, string];
     await cl.kill(victim);
-    const r = await until('lost', () => safeOf(cl, survivor), (v) => v.status === 503);
+    const r = await safeWhen(cl, survivor, 'lost', (v) => v.status === 503);
     expect(r.body.reason).toBe('partitions lost');
     expect(r.body.lost!.length).toBeGreaterThan(0);
   }, 30_000);
