@@ -352,9 +352,11 @@ export class NatsControlPlane implements ControlPlane {
       // The same answer tells whether the bucket is still the one this plane opened.
       if (now - this.lastStatusAt >= 1000) {
         this.lastStatusAt = now;
-        // Watched like any request: a plane that only watches has no other request to notice
-        // that its server hung, and NATS's pings take seconds (ADR 0061).
-        const info = await this.watched(this.streamInfo());
+        // A plane that only watches has no other request to notice that its server hung, and
+        // NATS's pings take seconds: then this one is watched (ADR 0061). A plane that sent
+        // requests within the last second (a node renews every 250 ms) notices through them, and
+        // keeps its one forced reconnect a second for them.
+        const info = await (now - this.requestedAt >= 1000 ? this.watched(this.streamInfo(), false) : this.streamInfo());
         if (this.judgeStream(info) && info !== 'missing') this.noteRevision(info.lastSeq);
       }
       if (this.watches.size === 0 || this.resetReason !== undefined) return;
@@ -743,13 +745,17 @@ export class NatsControlPlane implements ControlPlane {
   }
   /** When the plane last reconnected because its server did not answer a probe. */
   private forcedAt = 0;
+  /** When the plane last sent a request of its own (not the watchdog's stream check). */
+  private requestedAt = 0;
 
   /**
    * `request`, with a probe of the server if it is not answered within `stuckProbeMs` (ADR 0061).
    * A JetStream leader election also leaves requests unanswered for seconds, but its servers
-   * answer pings, so only a server that is hung (or cut off) makes the plane move.
+   * answer pings, so only a server that is hung (or cut off) makes the plane move. `counts`:
+   * false for the watchdog's stream check, which is not a request of the plane's own.
    */
-  private watched<R>(request: Promise<R>): Promise<R> {
+  private watched<R>(request: Promise<R>, counts = true): Promise<R> {
+    if (counts) this.requestedAt = Date.now();
     return new Promise<R>((resolve, reject) => {
       this.unanswered.add(reject);
       const timer = setTimeout(() => void this.probe(), this.opts.stuckProbeMs);
