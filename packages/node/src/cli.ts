@@ -98,6 +98,7 @@ async function main(): Promise<void> {
   if (c.renewIntervalMs !== undefined) opts.renewIntervalMs = c.renewIntervalMs;
   if (c.leaseMarginMs !== undefined) opts.leaseMarginMs = c.leaseMarginMs;
   if (c.handoffTimeoutMs !== undefined) opts.handoffTimeoutMs = c.handoffTimeoutMs;
+  if (c.handoffOutageMs !== undefined) opts.handoffOutageMs = c.handoffOutageMs;
   if (tls !== undefined) opts.tls = tls;
 
   let node;

@@ -33,6 +33,12 @@ export interface NodeTiming {
    * before it stops anyway (then those partitions fail over as after a kill).
    */
   handoffTimeoutMs: number;
+  /**
+   * Graceful stop: how much longer the node waits for its hand-off while the control plane does
+   * not answer it (no other node could take its partitions meanwhile; ADR 0071).
+   * `handoffTimeoutMs` counts only the time it answers.
+   */
+  handoffOutageMs: number;
 }
 
 export const DEFAULT_TIMING: NodeTiming = {
@@ -47,6 +53,7 @@ export const DEFAULT_TIMING: NodeTiming = {
   frameTimeoutMs: 10_000,
   sweepIntervalMs: 1000,
   handoffTimeoutMs: 5000,
+  handoffOutageMs: 15_000,
 };
 
 export interface TlsOptions {

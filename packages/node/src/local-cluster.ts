@@ -119,6 +119,7 @@ export class LocalCluster {
     const timingKeys: (keyof NodeTiming)[] = [
       'leaseMs', 'renewIntervalMs', 'leaseMarginMs', 'coordinatorIntervalMs', 'replicationTimeoutMs',
       'forwardTimeoutMs', 'handshakeTimeoutMs', 'idleTimeoutMs', 'frameTimeoutMs', 'sweepIntervalMs', 'handoffTimeoutMs',
+      'handoffOutageMs',
     ];
     for (const k of timingKeys) if (o[k] !== undefined) base[k] = o[k];
     if (slot.zone !== undefined) base.zone = slot.zone;

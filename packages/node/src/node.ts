@@ -22,6 +22,7 @@ import { handOffDone, nodeSafety, type CacheRule, type LeaseRecord, type NodeSaf
 import { Lifecycle } from './lifecycle.js';
 import type { Logger } from './logger.js';
 import { CacheRuleBook, Coordinator } from './membership/coordinator.js';
+import { HandoffBudget } from './membership/handoff-budget.js';
 import { OwnLease } from './membership/lease.js';
 import { PromiseBook } from './membership/promises.js';
 import { PeerReach } from './membership/reach.js';
@@ -43,6 +44,9 @@ import { ServerEdge } from './server/listener.js';
 import type { ConnectionHost, DEFERRED, RequestOutcome, ServerConnection } from './server/connection.js';
 import { NodeStore } from './store/index.js';
 import { PEER_WIRE } from './peers/wire-version.js';
+
+/** How often a graceful stop checks its hand-off's budget while it waits. */
+const HANDOFF_CHECK_MS = 50;
 
 /** How long a graceful stop waits for the control plane to delete its lease (at most a lease). */
 const RELEASE_WITHIN_MS = 1000;
@@ -235,17 +239,18 @@ export class GridNode implements ConnectionHost, MetricsSource {
   /**
    * Graceful stop: first hands every partition it is primary of to a caught-up backup (its lease
    * says "leaving" and the coordinator promotes the first staying owner; requests arriving
-   * meanwhile are served or forwarded), bounded by `handoffTimeoutMs`; then refuses new requests,
+   * meanwhile are served or forwarded), bounded by `handoffTimeoutMs` of time the control plane
+   * answers and `handoffOutageMs` more while it does not (ADR 0071); then refuses new requests,
    * lets in-flight ones finish (bounded), gives up its lease and closes.
    */
   async stop(): Promise<void> {
     if (this.life.state !== 'running') return;
     if (!this.scheduler.isFrozen && this.view.isMember()) {
       // Bounded even if the control plane does not answer at all; on failure stop anyway.
-      let timer: ReturnType<typeof setTimeout> | undefined;
       const t0 = performance.now();
+      const budget = new HandoffBudget(this.opts.handoffTimeoutMs, this.opts.handoffOutageMs, t0);
       let settled = false;
-      const handoff = this.handOff().then(
+      const handoff = this.handOff(budget).then(
         () => {
           settled = true;
         },
@@ -256,14 +261,19 @@ export class GridNode implements ConnectionHost, MetricsSource {
           if (this.life.state === 'running') this.log.warn('handoff failed; stopping anyway', { id: this.id, err: String(err) });
         },
       );
-      await Promise.race([handoff, new Promise<void>((r) => (timer = setTimeout(r, this.opts.handoffTimeoutMs + 50)))]);
-      clearTimeout(timer);
+      // The hand-off may be stuck in a control-plane request of its own (the leaving lease, the
+      // topology read): the budget is also checked from here.
+      while (!settled && !this.handoffSpent(budget)) {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        await Promise.race([handoff, new Promise<void>((r) => (timer = setTimeout(r, HANDOFF_CHECK_MS)))]);
+        clearTimeout(timer);
+      }
       if (!settled) {
         // The control plane did not answer (the leaving lease or the topology read is still
         // pending): the hand-off ran out of time like any other, and says so.
         this.lastHandoffMs = performance.now() - t0;
         this.metrics.onHandoff(this.lastHandoffMs / 1000);
-        this.log.warn('handoff timed out; stopping anyway', { id: this.id, primaries: this.view.primaryPartitions().length, reason: 'the control plane did not answer' });
+        this.log.warn('handoff timed out; stopping anyway', { id: this.id, primaries: this.view.primaryPartitions().length, reason: 'the control plane did not answer', outageMs: Math.round(budget.outageCountedMs) });
       }
     }
     this.life.state = 'stopping';
@@ -295,23 +305,39 @@ export class GridNode implements ConnectionHost, MetricsSource {
     return handOffDone(t, this.id, this.caches());
   }
 
-  private async handOff(): Promise<void> {
+  private async handOff(budget: HandoffBudget): Promise<void> {
     const t0 = performance.now();
-    const deadline = t0 + this.opts.handoffTimeoutMs;
     this.lease.leaving = true;
     await this.lease.renew();
     // Judge on the latest record (a baseline change may have been written just now).
     await this.refreshTopology();
     while (!this.handedOff() && this.life.state === 'running') {
-      const left = deadline - performance.now();
-      if (left <= 0) {
-        this.log.warn('handoff timed out; stopping anyway', { id: this.id, primaries: this.view.primaryPartitions().length });
+      if (this.handoffSpent(budget)) {
+        this.log.warn('handoff timed out; stopping anyway', { id: this.id, primaries: this.view.primaryPartitions().length, outageMs: Math.round(budget.outageCountedMs) });
         break;
       }
-      await this.view.awaitTopology(this.view.topologyVersion() + 1, left);
+      // Each wait re-reads the topology once first: not more often than a renewal interval.
+      await this.view.awaitTopology(this.view.topologyVersion() + 1, this.opts.renewIntervalMs);
     }
     this.lastHandoffMs = performance.now() - t0;
     this.metrics.onHandoff(this.lastHandoffMs / 1000);
+  }
+
+  /**
+   * Counts the time since the last check against the hand-off's budget: as an outage while this
+   * node's lease renewals have gone unacknowledged for two renewal intervals (an answer takes
+   * milliseconds; nobody can commit a topology then), and after one until its lease is confirmed
+   * again (a lapse costs a lease before this node, or a coordinator, acts on it). Says so once
+   * when the wait goes on for that reason.
+   */
+  private handoffSpent(budget: HandoffBudget): boolean {
+    const answering = Date.now() - this.lease.lastAckAt <= 2 * this.opts.renewIntervalMs && this.lease.valid();
+    const before = budget.outageCountedMs;
+    const spent = budget.spent(performance.now(), answering);
+    if (!answering && before === 0 && budget.outageCountedMs > 0 && !spent) {
+      this.log.warn('the control plane does not answer: the hand-off waits for it (no other node can take the partitions meanwhile)', { id: this.id, upToMs: this.opts.handoffOutageMs });
+    }
+    return spent;
   }
 
   /** Abrupt death: sockets destroyed, timers stopped, no goodbye. */

@@ -127,6 +127,7 @@ describe('docs/operations.md §4: every flag and variable', () => {
       'renew-interval-ms': memory.renewIntervalMs ?? node.renewIntervalMs,
       'lease-margin-ms': memory.leaseMarginMs ?? node.leaseMarginMs,
       'handoff-timeout-ms': memory.handoffTimeoutMs ?? node.handoffTimeoutMs,
+      'handoff-outage-ms': memory.handoffOutageMs ?? node.handoffOutageMs,
       'log-level': memory.logLevel,
       help: '—',
     };
@@ -236,10 +237,14 @@ describe('docs/operations.md §5 and elsewhere: timing figures stated as default
     expect(s5).toContain(`\`--nats-connect-timeout-ms\` (${parsedNatsTimeout() / 1000} s)`);
   });
 
-  it('§2, §7 and §11 give the renewal period and handoff timeout the node defaults to', () => {
+  it('§2, §7 and §11 give the renewal period and handoff timeouts the node defaults to', () => {
+    const { handoffTimeoutMs, handoffOutageMs } = DEFAULT_TIMING;
     expect(section(ops, '## 2. Three grid nodes')).toContain(`renewed every ${DEFAULT_TIMING.renewIntervalMs} ms`);
-    expect(ops).toContain(`### The handoff timeout (\`--handoff-timeout-ms\`, default ${DEFAULT_TIMING.handoffTimeoutMs})`);
-    expect(section(ops, '## 11. Kubernetes')).toContain(`\`handoffTimeoutMs\`\n(default ${DEFAULT_TIMING.handoffTimeoutMs / 1000} s)`);
+    expect(ops).toContain(`### The handoff timeout (\`--handoff-timeout-ms\`, default ${handoffTimeoutMs}; \`--handoff-outage-ms\`, default ${handoffOutageMs})`);
+    const k8s = section(ops, '## 11. Kubernetes');
+    expect(k8s).toContain(`\`handoffTimeoutMs\`\n(default ${handoffTimeoutMs / 1000} s) plus \`handoffOutageMs\` (default ${handoffOutageMs / 1000} s,`);
+    // The sum the grace period must exceed: both waits, the 2 s drain and 1 s for the lease.
+    expect(k8s).toContain(`${(handoffTimeoutMs + handoffOutageMs) / 1000 + 3} s by default`);
   });
 
   it('docs/node.md explains the lease numbers the node defaults to', () => {

@@ -20,13 +20,14 @@ describe('graceful stop and the control plane', () => {
 
   it('ends when the control plane answers nothing: the handoff and the lease delete are both bounded', async () => {
     cp = new FlakyControlPlane();
-    const n = (node = await startNode({ id: 'a', controlPlane: cp, port: 0, partitions: 8, backups: 0, handoffTimeoutMs: 200, logger: silentLogger }));
+    const n = (node = await startNode({ id: 'a', controlPlane: cp, port: 0, partitions: 8, backups: 0, handoffTimeoutMs: 200, handoffOutageMs: 300, logger: silentLogger }));
     await until(() => n.isServing(), 'the node to serve');
     cp.hang = true;
     let stopped = false;
     void n.stop().then(() => (stopped = true));
-    // Handoff (200 ms) + lease delete (at most a lease, 1 s) + slack. Before, the delete waited
-    // for an answer that never came and the process never exited.
+    // Handoff (200 ms, and 300 ms more while the control plane does not answer) + lease delete
+    // (at most a lease, 1 s) + slack. Before, the delete waited for an answer that never came and
+    // the process never exited.
     await until(() => stopped, 'stop() to return', 5_000);
     expect(n.running).toBe(false);
   });
@@ -36,7 +37,7 @@ describe('graceful stop and the control plane', () => {
     const said: { level: string; msg: string; fields: Record<string, unknown> | undefined }[] = [];
     const at = (level: string) => (msg: string, fields?: Record<string, unknown>) => void said.push({ level, msg, fields });
     const logger = { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
-    const n = (node = await startNode({ id: 'a', controlPlane: cp, port: 0, partitions: 8, backups: 0, handoffTimeoutMs: 200, logger }));
+    const n = (node = await startNode({ id: 'a', controlPlane: cp, port: 0, partitions: 8, backups: 0, handoffTimeoutMs: 200, handoffOutageMs: 300, logger }));
     await until(() => n.isServing(), 'the node to serve');
     cp.hang = true;
     await n.stop();

@@ -58,7 +58,8 @@ export const CLI_OPTIONS: readonly CliOptionSpec[] = [
   { flag: 'lease-ms', kind: 'int', min: 1, max: HOUR_MS, arg: 'ms', help: 'membership lease length (default: 1000)' },
   { flag: 'renew-interval-ms', kind: 'int', min: 1, max: HOUR_MS, arg: 'ms', help: 'lease renewal period (default: 250)' },
   { flag: 'lease-margin-ms', kind: 'int', min: 1, max: HOUR_MS, arg: 'ms', help: 'safety margin before a lease is considered lapsed (default: 150)' },
-  { flag: 'handoff-timeout-ms', kind: 'int', min: 1, max: HOUR_MS, arg: 'ms', help: 'on SIGTERM, how long to wait for primaries to be handed over before stopping anyway (default: 5000)' },
+  { flag: 'handoff-timeout-ms', kind: 'int', min: 1, max: HOUR_MS, arg: 'ms', help: 'on SIGTERM, how long to wait for primaries to be handed over before stopping anyway, counting the time the control plane answers (default: 5000)' },
+  { flag: 'handoff-outage-ms', kind: 'int', min: 1, max: HOUR_MS, arg: 'ms', help: 'on SIGTERM, how much longer to wait while the control plane does not answer (default: 15000)' },
   { flag: 'log-level', kind: 'string', arg: 'l', help: 'debug | info | warn | error (default: info)' },
   { flag: 'help', kind: 'bool', help: 'print this text' },
 ];
@@ -162,6 +163,7 @@ export interface CliConfig {
   renewIntervalMs?: number;
   leaseMarginMs?: number;
   handoffTimeoutMs?: number;
+  handoffOutageMs?: number;
   logLevel: LogLevel;
 }
 
@@ -348,6 +350,7 @@ function parse(argv: readonly string[], env: Readonly<Record<string, string | un
     ['renewIntervalMs', int('renew-interval-ms')],
     ['leaseMarginMs', int('lease-margin-ms')],
     ['handoffTimeoutMs', int('handoff-timeout-ms')],
+    ['handoffOutageMs', int('handoff-outage-ms')],
   ];
   for (const [k, v] of optional) if (v !== undefined) (config as unknown as Record<string, unknown>)[k] = v;
   if (config.httpPort !== undefined && config.httpPort !== 0 && config.httpPort === config.port) {
