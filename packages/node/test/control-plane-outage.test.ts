@@ -5,28 +5,10 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { partitionOf } from '@gridlink/affinity';
-import { LEASE_PREFIX, MemoryControlPlane, silentLogger, startNode, type ControlPlane, type GridNode, type NodeOptions } from '@gridlink/node';
+import { LEASE_PREFIX, MemoryControlPlane, silentLogger, startNode, type GridNode } from '@gridlink/node';
 import { FlakyControlPlane } from './helpers/flaky-control-plane.js';
-import { connectClient } from './helpers/grid.js';
+import { connectClient, optionsOf, startThree } from './helpers/grid.js';
 import { until } from './helpers/until.js';
-
-/** Options of node `id` in the three-node tests: 16 partitions, one backup, formed by three. */
-const optionsOf = (id: string, controlPlane: ControlPlane, more: Partial<NodeOptions> = {}): NodeOptions => ({
-  id,
-  controlPlane,
-  port: 0,
-  partitions: 16,
-  backups: 1,
-  bootstrapNodes: 3,
-  logger: silentLogger,
-  ...more,
-});
-
-/** Starts a, b and c (`planeOf` says each one's control plane) into `nodes`; resolves once all three serve as members. */
-async function startThree(nodes: GridNode[], planeOf: (id: string) => ControlPlane, more: Partial<NodeOptions> = {}): Promise<void> {
-  nodes.push(...(await Promise.all(['a', 'b', 'c'].map((id) => startNode(optionsOf(id, planeOf(id), more))))));
-  await until(() => nodes.every((n) => n.topology() !== null && Object.keys(n.topology()!.members).length === 3 && n.isServing()), 'three serving members');
-}
 
 describe('control plane outage (node level)', () => {
   let node: GridNode | undefined;

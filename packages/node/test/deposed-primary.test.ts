@@ -7,12 +7,13 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { encodeKey, partitionOfBytes } from '@gridlink/affinity';
 import { Op } from '@gridlink/protocol';
-import { MemoryControlPlane, TOPOLOGY_KEY, silentLogger, startNode, type GridNode, type TopologyRecord } from '@gridlink/node';
+import { MemoryControlPlane, TOPOLOGY_KEY, type GridNode, type TopologyRecord } from '@gridlink/node';
 import { FlakyControlPlane } from './helpers/flaky-control-plane.js';
 import { GridError, TestConnection } from './helpers/client.js';
-import { until, untilValue } from './helpers/until.js';
+import { THREE_PARTITIONS, startThree } from './helpers/grid.js';
+import { untilValue } from './helpers/until.js';
 
-const P = 16;
+const P = THREE_PARTITIONS;
 
 describe('a deposed primary (ADR 0068)', () => {
   const nodes: GridNode[] = [];
@@ -25,12 +26,7 @@ describe('a deposed primary (ADR 0068)', () => {
   it('dropped from the owners while its watch lags: its successor serves only once it has seen that, so it never answers a read with what the successor overwrote', async () => {
     const inner = new MemoryControlPlane();
     const planes = new Map(['a', 'b', 'c'].map((id) => [id, new FlakyControlPlane(inner)]));
-    nodes.push(
-      ...(await Promise.all(
-        ['a', 'b', 'c'].map((id) => startNode({ id, controlPlane: planes.get(id)!, port: 0, partitions: P, backups: 1, bootstrapNodes: 3, logger: silentLogger })),
-      )),
-    );
-    await until(() => nodes.every((n) => n.topology() !== null && Object.keys(n.topology()!.members).length === 3 && n.isServing()), 'three serving members');
+    await startThree(nodes, (id) => planes.get(id)!);
     const [, b] = nodes as [GridNode, GridNode, GridNode];
     // A key whose primary is b (a is the coordinator: the lowest id).
     const topo = b.topology()!;

@@ -9,7 +9,7 @@ import { ErrorCode, Op } from '@gridlink/protocol';
 import { MemoryControlPlane, silentLogger, startNode, type GridNode } from '@gridlink/node';
 import { FlakyControlPlane } from './helpers/flaky-control-plane.js';
 import { GridError, TestConnection } from './helpers/client.js';
-import { connectClient } from './helpers/grid.js';
+import { connectClient, startThree } from './helpers/grid.js';
 import { peerClientTo } from './helpers/peer.js';
 import { until } from './helpers/until.js';
 
@@ -31,8 +31,7 @@ afterEach(() => {
 describe('size and clear while a node may not act as primary', () => {
   it('every lease lapsed, primaries vouched for by their backups: size stays exact', async () => {
     const cp = new FlakyControlPlane();
-    nodes.push(...(await Promise.all(['a', 'b', 'c'].map((id) => startNode({ id, controlPlane: cp, port: 0, partitions: 16, backups: 1, bootstrapNodes: 3, logger: silentLogger })))));
-    await until(() => nodes.every((n) => n.topology() !== null && Object.keys(n.topology()!.members).length === 3 && n.isServing()), 'three serving members');
+    await startThree(nodes, () => cp);
     const client = await connectClient(nodes.map((n) => `127.0.0.1:${n.port}`), { operationTimeout: 3000 });
     try {
       const cache = client.cache<string, number>('s');

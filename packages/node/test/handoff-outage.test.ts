@@ -10,10 +10,11 @@ import { afterEach, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { encodeKey, partitionOfBytes } from '@gridlink/affinity';
 import { Op } from '@gridlink/protocol';
-import { MemoryControlPlane, TOPOLOGY_KEY, startNode, type GridNode, type TopologyRecord } from '@gridlink/node';
+import { MemoryControlPlane, TOPOLOGY_KEY, type GridNode, type TopologyRecord } from '@gridlink/node';
 import { HandoffBudget } from '../src/membership/handoff-budget.js';
 import { FlakyControlPlane } from './helpers/flaky-control-plane.js';
 import { GridError, TestConnection } from './helpers/client.js';
+import { THREE_PARTITIONS, startThree } from './helpers/grid.js';
 import { until, untilValue } from './helpers/until.js';
 
 describe('HandoffBudget', () => {
@@ -54,7 +55,7 @@ describe('HandoffBudget', () => {
   });
 });
 
-const P = 16;
+const P = THREE_PARTITIONS;
 
 describe('a graceful stop while the control plane takes no writes (ADR 0071)', () => {
   const nodes: GridNode[] = [];
@@ -67,20 +68,15 @@ describe('a graceful stop while the control plane takes no writes (ADR 0071)', (
   it('both owners of a partition stopped together wait for it, hand the partition to the node that stays, and lose nothing', async () => {
     const inner = new MemoryControlPlane();
     const planes = new Map(['a', 'b', 'c'].map((id) => [id, new FlakyControlPlane(inner)]));
+    // One log for the three: the lines looked at name their node (`id`).
     const said: { id: string; msg: string }[] = [];
-    const logger = (id: string) => {
-      const at = (msg: string) => void said.push({ id, msg });
-      return { debug: () => undefined, info: at, warn: at, error: at };
+    const at = (msg: string, fields?: Record<string, unknown>): void => {
+      const id = fields?.['id'];
+      said.push({ id: typeof id === 'string' ? id : '', msg });
     };
+    const logger = { debug: () => undefined, info: at, warn: at, error: at };
     const HANDOFF_MS = 1500;
-    nodes.push(
-      ...(await Promise.all(
-        ['a', 'b', 'c'].map((id) =>
-          startNode({ id, controlPlane: planes.get(id)!, port: 0, partitions: P, backups: 1, bootstrapNodes: 3, handoffTimeoutMs: HANDOFF_MS, handoffOutageMs: 20_000, logger: logger(id) }),
-        ),
-      )),
-    );
-    await until(() => nodes.every((n) => n.topology() !== null && Object.keys(n.topology()!.members).length === 3 && n.isServing()), 'three serving members');
+    await startThree(nodes, (id) => planes.get(id)!, { handoffTimeoutMs: HANDOFF_MS, handoffOutageMs: 20_000, logger });
     const [a, b, c] = nodes as [GridNode, GridNode, GridNode];
     // Keys of partitions held by b and c only (a, the coordinator, stays).
     const topo = a.topology()!;

@@ -1,6 +1,28 @@
 import { afterEach } from 'vitest';
 import { GridClient, type GridClientConfig } from '@gridlink/client';
-import { LocalCluster, type LocalClusterOptions } from '@gridlink/node';
+import { LocalCluster, silentLogger, startNode, type ControlPlane, type GridNode, type LocalClusterOptions, type NodeOptions } from '@gridlink/node';
+import { until } from './until.js';
+
+/** Partitions of the three-node tests' cluster (`optionsOf`, `startThree`). */
+export const THREE_PARTITIONS = 16;
+
+/** Options of node `id` in the three-node tests: THREE_PARTITIONS partitions, one backup, formed by three. */
+export const optionsOf = (id: string, controlPlane: ControlPlane, more: Partial<NodeOptions> = {}): NodeOptions => ({
+  id,
+  controlPlane,
+  port: 0,
+  partitions: THREE_PARTITIONS,
+  backups: 1,
+  bootstrapNodes: 3,
+  logger: silentLogger,
+  ...more,
+});
+
+/** Starts a, b and c (`planeOf` says each one's control plane) into `nodes`; resolves once all three serve as members. */
+export async function startThree(nodes: GridNode[], planeOf: (id: string) => ControlPlane, more: Partial<NodeOptions> = {}): Promise<void> {
+  nodes.push(...(await Promise.all(['a', 'b', 'c'].map((id) => startNode(optionsOf(id, planeOf(id), more))))));
+  await until(() => nodes.every((n) => n.topology() !== null && Object.keys(n.topology()!.members).length === 3 && n.isServing()), 'three serving members');
+}
 
 /**
  * The real client as the node's tests use it: short failure detection (heartbeats every 100 ms,
