@@ -9,7 +9,7 @@ import { encodeKey, partitionOfBytes } from '@gridlink/affinity';
 import { Op } from '@gridlink/protocol';
 import { MemoryControlPlane, TOPOLOGY_KEY, type GridNode, type TopologyRecord } from '@gridlink/node';
 import { FlakyControlPlane } from './helpers/flaky-control-plane.js';
-import { GridError, TestConnection } from './helpers/client.js';
+import { GridError, TestConnection, untilAnswered } from './helpers/client.js';
 import { THREE_PARTITIONS, startThree } from './helpers/grid.js';
 import { untilValue } from './helpers/until.js';
 
@@ -58,19 +58,7 @@ describe('a deposed primary (ADR 0068)', () => {
       const toNew = await TestConnection.connect(`127.0.0.1:${successor.port}`);
       conns.push(toNew);
       // The successor acknowledges a write once its fence is done (NOT_READY / NOT_PRIMARY meanwhile).
-      await untilValue(
-        async () => {
-          try {
-            await toNew.call(Op.CACHE_PUT, { cache: 'c', key, value: new Uint8Array([2]), seq: 2 });
-            return true;
-          } catch (err) {
-            if (err instanceof GridError) return null;
-            throw err;
-          }
-        },
-        'the successor acknowledges a write',
-        10_000,
-      );
+      await untilAnswered(() => toNew.call(Op.CACHE_PUT, { cache: 'c', key, value: new Uint8Array([2]), seq: 2 }), 'the successor acknowledges a write', 10_000);
       // b answers a read of p with the new value (forwarded) or refuses it: never the old one.
       let got: string;
       try {

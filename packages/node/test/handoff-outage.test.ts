@@ -13,7 +13,7 @@ import { Op } from '@gridlink/protocol';
 import { MemoryControlPlane, TOPOLOGY_KEY, type GridNode, type TopologyRecord } from '@gridlink/node';
 import { HandoffBudget } from '../src/membership/handoff-budget.js';
 import { FlakyControlPlane } from './helpers/flaky-control-plane.js';
-import { GridError, TestConnection } from './helpers/client.js';
+import { TestConnection, untilAnswered } from './helpers/client.js';
 import { THREE_PARTITIONS, startThree } from './helpers/grid.js';
 import { until, untilValue } from './helpers/until.js';
 
@@ -117,18 +117,7 @@ describe('a graceful stop while the control plane takes no writes (ADR 0071)', (
     expect(final.lost).toEqual([]);
     for (const [i, key] of keys.entries()) {
       // Right after the outage a answers NOT_READY until it has confirmed its lease: a client retries.
-      const r = await untilValue(
-        async () => {
-          try {
-            return await toA.call<{ value: Uint8Array | null }>(Op.CACHE_GET, { cache: 'c', key });
-          } catch (err) {
-            if (err instanceof GridError) return null;
-            throw err;
-          }
-        },
-        'a read a serves',
-        10_000,
-      );
+      const r = await untilAnswered(() => toA.call<{ value: Uint8Array | null }>(Op.CACHE_GET, { cache: 'c', key }), 'a read a serves', 10_000);
       expect(r.value?.[0]).toBe(i + 1);
     }
   }, 40_000);

@@ -14,7 +14,7 @@ import { encodeKey, partitionOf } from '@gridlink/affinity';
 import { ErrorCode, Op } from '@gridlink/protocol';
 import { MemoryControlPlane, silentLogger, startNode, type GridNode } from '@gridlink/node';
 import { FlakyControlPlane } from './helpers/flaky-control-plane.js';
-import { GridError, TestConnection } from './helpers/client.js';
+import { GridError, TestConnection, untilAnswered } from './helpers/client.js';
 import { until } from './helpers/until.js';
 
 const P = 8;
@@ -129,19 +129,8 @@ describe('a write the backup refused is neither replayed as acknowledged nor rea
     const toB = await TestConnection.connect(`127.0.0.1:${b.port}`);
     conns.push(toB);
     // b answers NOT_READY until the promises it gave a have run out: poll with a deadline.
-    let got: unknown;
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      try {
-        const r = await toB.call<{ value: Uint8Array | null }>(Op.CACHE_GET, { cache: 'c', key });
-        got = r.value === null ? null : decode(r.value);
-        break;
-      } catch (err) {
-        if (!(err instanceof GridError) || Date.now() > deadline) throw err;
-        await new Promise((r) => setTimeout(r, 20));
-      }
-    }
-    expect(got).toBe(1);
+    const r = await untilAnswered(() => toB.call<{ value: Uint8Array | null }>(Op.CACHE_GET, { cache: 'c', key }), 'b to answer the read', 10_000);
+    expect(r.value === null ? null : decode(r.value)).toBe(1);
   });
 
   /**

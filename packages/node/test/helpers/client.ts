@@ -5,6 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { WireClient, isRetryableCode, type ErrorPayload, type HandshakeOk, type Op, type PushFrame, type ResponseFrame } from '@gridlink/protocol';
+import { untilValue } from './until.js';
 
 export class GridError extends Error {
   constructor(readonly payload: ErrorPayload) {
@@ -16,6 +17,27 @@ export class GridError extends Error {
 }
 
 export class ConnectionLost extends Error {}
+
+/**
+ * Repeats `call` (every 10 ms) until the node answers it: a GridError (NOT_READY, NOT_PRIMARY
+ * while a fence or a lease check is under way) means not yet; any other error is thrown. After
+ * `timeoutMs` throws naming `what`.
+ */
+export async function untilAnswered<T>(call: () => Promise<T>, what: string, timeoutMs = 10_000): Promise<T> {
+  const answer = await untilValue(
+    async () => {
+      try {
+        return { value: await call() };
+      } catch (err) {
+        if (err instanceof GridError) return null;
+        throw err;
+      }
+    },
+    what,
+    timeoutMs,
+  );
+  return answer.value;
+}
 
 /** One connection to one node, on the protocol's WireClient. */
 export class TestConnection {
