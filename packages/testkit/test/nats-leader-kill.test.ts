@@ -30,6 +30,14 @@ async function kvWritable(cp: NatsControlPlane): Promise<boolean> {
   }
 }
 
+/** Starts again every nats-server a test stopped; resolves with the control plane once the KV takes writes. */
+async function everyNatsServerUp(): Promise<NatsControlPlane> {
+  for (const s of fx.cluster.nats.servers) if (!s.running) await s.start();
+  const cp = await fx.cluster.controlPlane();
+  await waitFor('the KV writable', () => kvWritable(cp), 30_000, 100);
+  return cp;
+}
+
 describe('NATS stream leader killed under grid load', () => {
   it('kill -9 of the KV stream leader: no failed operation, no lost write, nobody declared gone', async () => {
     const cache = fx.client.cache<string, number>('leader-kill');
@@ -92,9 +100,7 @@ describe('NATS stream leader killed under grid load', () => {
 
   it('a hung nats-server: the nodes on it move to another within a lease, nobody is declared gone, no operation fails (ADR 0061)', async () => {
     // The server the previous test killed comes back (a hang of one of two would leave no quorum).
-    for (const s of fx.cluster.nats.servers) if (!s.running) await s.start();
-    const cp = await fx.cluster.controlPlane();
-    await waitFor('the KV writable', () => kvWritable(cp), 30_000, 100);
+    const cp = await everyNatsServerUp();
     let server: NatsServer | undefined;
     await waitFor('node-1 connected to a server', () => (server = fx.cluster.controlPlaneServerOf('node-1')) !== undefined);
     const before = membersOf(await fx.cluster.topology());
@@ -129,9 +135,7 @@ describe('NATS stream leader killed under grid load', () => {
     // No topology can be committed until a new stream leader is elected (4.5-8 s here), and
     // the partitions the two hold together must be pulled by node-1 before they go (ADR 0067);
     // before ADR 0071 both stopped at their 5 s hand-off timeout and those partitions were lost.
-    for (const s of fx.cluster.nats.servers) if (!s.running) await s.start();
-    const cp = await fx.cluster.controlPlane();
-    await waitFor('the KV writable', () => kvWritable(cp), 30_000, 100);
+    const cp = await everyNatsServerUp();
     const leader = (await cp.bucketStatus()).leader;
     const server = fx.cluster.nats.servers.find((s) => s.name === leader);
     expect(server).toBeDefined();
