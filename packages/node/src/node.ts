@@ -250,7 +250,7 @@ export class GridNode implements ConnectionHost, MetricsSource {
       const t0 = performance.now();
       const budget = new HandoffBudget(this.opts.handoffTimeoutMs, this.opts.handoffOutageMs, t0);
       let settled = false;
-      const handoff = this.handOff(budget).then(
+      const handoff = this.handOff().then(
         () => {
           settled = true;
         },
@@ -261,19 +261,23 @@ export class GridNode implements ConnectionHost, MetricsSource {
           if (this.life.state === 'running') this.log.warn('handoff failed; stopping anyway', { id: this.id, err: String(err) });
         },
       );
-      // The hand-off may be stuck in a control-plane request of its own (the leaving lease, the
-      // topology read): the budget is also checked from here.
+      // The budget is judged here alone (the hand-off may be stuck in a control-plane request of
+      // its own: the leaving lease, a topology read); the hand-off ends its wait once it is over.
       while (!settled && !this.handoffSpent(budget)) {
         let timer: ReturnType<typeof setTimeout> | undefined;
         await Promise.race([handoff, new Promise<void>((r) => (timer = setTimeout(r, HANDOFF_CHECK_MS)))]);
         clearTimeout(timer);
       }
+      this.handoffOver = true;
+      this.lastHandoffMs = performance.now() - t0;
+      this.metrics.onHandoff(this.lastHandoffMs / 1000);
       if (!settled) {
-        // The control plane did not answer (the leaving lease or the topology read is still
-        // pending): the hand-off ran out of time like any other, and says so.
-        this.lastHandoffMs = performance.now() - t0;
-        this.metrics.onHandoff(this.lastHandoffMs / 1000);
-        this.log.warn('handoff timed out; stopping anyway', { id: this.id, primaries: this.view.primaryPartitions().length, reason: 'the control plane did not answer', outageMs: Math.round(budget.outageCountedMs) });
+        const outageMs = Math.round(budget.outageCountedMs);
+        this.log.warn('handoff timed out; stopping anyway', {
+          id: this.id,
+          primaries: this.view.primaryPartitions().length,
+          ...(outageMs > 0 ? { reason: 'the control plane did not answer', outageMs } : {}),
+        });
       }
     }
     this.life.state = 'stopping';
@@ -305,22 +309,18 @@ export class GridNode implements ConnectionHost, MetricsSource {
     return handOffDone(t, this.id, this.caches());
   }
 
-  private async handOff(budget: HandoffBudget): Promise<void> {
-    const t0 = performance.now();
+  /** Set by `stop()` once the hand-off's budget is spent: the hand-off stops waiting. */
+  private handoffOver = false;
+
+  private async handOff(): Promise<void> {
     this.lease.leaving = true;
     await this.lease.renew();
     // Judge on the latest record (a baseline change may have been written just now).
     await this.refreshTopology();
-    while (!this.handedOff() && this.life.state === 'running') {
-      if (this.handoffSpent(budget)) {
-        this.log.warn('handoff timed out; stopping anyway', { id: this.id, primaries: this.view.primaryPartitions().length, outageMs: Math.round(budget.outageCountedMs) });
-        break;
-      }
+    while (!this.handedOff() && this.life.state === 'running' && !this.handoffOver) {
       // Each wait re-reads the topology once first: not more often than a renewal interval.
       await this.view.awaitTopology(this.view.topologyVersion() + 1, this.opts.renewIntervalMs);
     }
-    this.lastHandoffMs = performance.now() - t0;
-    this.metrics.onHandoff(this.lastHandoffMs / 1000);
   }
 
   /**
