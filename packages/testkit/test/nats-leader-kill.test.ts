@@ -10,6 +10,7 @@
  * Needs `packages/node/dist/cli.js` (build the node package first).
  */
 import { describe, expect, it } from 'vitest';
+import { GridClosedError } from '@gridlink/client';
 import { waitFor, type NatsServer } from '@gridlink/testkit';
 import { processClusterFixture, throughFault } from './helpers/load.js';
 import { LEASE_PREFIX, type NatsControlPlane, type TopologyRecord } from '@gridlink/node';
@@ -66,6 +67,7 @@ describe('NATS stream leader killed under grid load', () => {
           increments++;
         } catch (err) {
           failures.push(`${key}: ${err instanceof Error ? `${err.name}: ${err.message}` : String(err)}`);
+          if (err instanceof GridClosedError) return; // a closed client rejects at once: stop, don't spin
         }
       }
     };

@@ -21,7 +21,7 @@
  * `packages/node/dist/cli.js` (build the node package first).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { GridClient, msgpackSerializer, type GridCache } from '@gridlink/client';
+import { GridClient, GridClosedError, msgpackSerializer, type GridCache } from '@gridlink/client';
 import { encodeKey, partitionOf } from '@gridlink/affinity';
 import { Op, RequestFlag, ResponseFlag, WireClient, errorCodeInfo, type ErrorPayload } from '@gridlink/protocol';
 import { changeAutoAdjust, clusterStatus } from '@gridlink/admin';
@@ -143,6 +143,7 @@ class Writer {
       this.acks.push({ n, at: Date.now() });
     } catch (err) {
       this.failures.push(String(err));
+      if (err instanceof GridClosedError) this.running = false; // a closed client rejects at once: stop, don't spin
     }
   }
 

@@ -16,7 +16,7 @@
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { partitionOf } from '@gridlink/affinity';
-import type { GridClient } from '@gridlink/client';
+import { GridClosedError, type GridClient } from '@gridlink/client';
 import { ProcessCluster, trackedPids, trackedTempDirs, waitFor } from '@gridlink/testkit';
 import { connectClient } from './helpers/load.js';
 import { spawnTracked } from '../src/processes.js';
@@ -102,6 +102,7 @@ class Load {
         this.count++;
       } catch (err) {
         this.failures.push(`${key}: ${err instanceof Error ? `${err.name}: ${err.message}` : String(err)}`);
+        if (err instanceof GridClosedError) return; // a closed client rejects at once: stop, don't spin
       }
     }
   }

@@ -4,8 +4,8 @@
  * the checks are the same in every scenario: no operation failed, every acknowledged write is
  * readable, and the counter equals the acknowledged increments.
  */
-import { afterAll, beforeAll, expect } from 'vitest';
-import { GridClient } from '@gridlink/client';
+import { afterAll, afterEach, beforeAll, expect } from 'vitest';
+import { GridClient, GridClosedError } from '@gridlink/client';
 import { ProcessCluster, trackedPids, trackedTempDirs, waitFor, type ProcessClusterOptions } from '@gridlink/testkit';
 
 export const WORKERS = 32;
@@ -37,6 +37,9 @@ export function processClusterFixture(options: ProcessClusterOptions): { readonl
     cluster = await ProcessCluster.start(options);
     client = await connectClient(cluster);
   }, 90_000);
+  afterEach(async (ctx) => {
+    if (ctx.task.result?.state === 'fail' && cluster) await reportCluster(cluster);
+  });
   afterAll(async () => {
     await client?.close();
     await cluster?.close();
@@ -53,6 +56,29 @@ export function processClusterFixture(options: ProcessClusterOptions): { readonl
       return client;
     },
   };
+}
+
+/**
+ * After a failed test: what each node logged (its last lines) and the topology, so a failure on a
+ * CI machine says what the grid was doing.
+ */
+export async function reportCluster(cluster: ProcessCluster): Promise<void> {
+  const lines: string[] = [];
+  for (const n of cluster.nodes) {
+    const log = n.log.trimEnd().split('\n').slice(-40);
+    lines.push(`--- ${n.id} (${n.running ? 'running' : `exited ${String(n.exitCode)}`}), last ${log.length} log lines:`, ...log);
+  }
+  try {
+    const t = await Promise.race([cluster.topology(), new Promise<null>((r) => setTimeout(() => r(null), 3000))]);
+    if (t) {
+      const owners: Record<string, number> = {};
+      for (const o of t.owners) owners[o.join(',')] = (owners[o.join(',')] ?? 0) + 1;
+      lines.push(`--- topology v${t.version}: members ${JSON.stringify(t.members)}, lost ${JSON.stringify(t.lost)}, syncing ${t.syncing.filter((x) => x.length > 0).length} partitions, owners ${JSON.stringify(owners)}`);
+    } else lines.push('--- topology: none read within 3 s');
+  } catch (err) {
+    lines.push(`--- topology unreadable: ${String(err)}`);
+  }
+  console.error(lines.join('\n'));
 }
 
 export interface LoadResult {
@@ -94,6 +120,9 @@ export function startLoad(client: GridClient, cacheName: string, workers = WORKE
         ops++;
       } catch (err) {
         failures.push(`${key}: ${err instanceof Error ? `${err.name}: ${err.message}` : String(err)}`);
+        // A closed client rejects at once: looping on would spin without yielding to timers and
+        // fill memory until the test worker dies (a test that failed before stopping its load).
+        if (err instanceof GridClosedError) return;
       }
     }
   };
@@ -118,11 +147,15 @@ export async function expectAcknowledged(client: GridClient, cacheName: string, 
 /** Runs the load through `fault`, then checks: no failure, every acknowledged write readable, counter exact. */
 export async function throughFault(client: GridClient, cacheName: string, fault: () => Promise<void>): Promise<LoadResult> {
   const load = startLoad(client, cacheName);
-  await waitFor('load warmed up', () => load.ops() >= 300, 30_000);
-  await fault();
-  const after = load.ops();
-  await waitFor('load running after the fault', () => load.ops() >= after + 600, 45_000);
-  const r = await load.stop();
+  let r: LoadResult;
+  try {
+    await waitFor('load warmed up', () => load.ops() >= 300, 30_000);
+    await fault();
+    const after = load.ops();
+    await waitFor('load running after the fault', () => load.ops() >= after + 600, 45_000);
+  } finally {
+    r = await load.stop();
+  }
   expect(r.failures).toEqual([]);
   await expectAcknowledged(client, cacheName, r);
   return r;
