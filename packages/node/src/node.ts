@@ -315,8 +315,14 @@ export class GridNode implements ConnectionHost, MetricsSource {
   private async handOff(): Promise<void> {
     this.lease.leaving = true;
     await this.lease.renew();
-    // Judge on the latest record (a baseline change may have been written just now).
-    await this.refreshTopology();
+    // Judge on the latest record (a baseline change may have been written just now). Reads fail
+    // too while the control plane elects a leader: then the wait below re-reads (and the watch
+    // delivers); giving up here would stop the node before anyone took its partitions.
+    try {
+      await this.refreshTopology();
+    } catch {
+      // judged on the record held; the budget bounds the wait
+    }
     while (!this.handedOff() && this.life.state === 'running' && !this.handoffOver) {
       // Each wait re-reads the topology once first: not more often than a renewal interval.
       await this.view.awaitTopology(this.view.topologyVersion() + 1, this.opts.renewIntervalMs);
