@@ -169,6 +169,7 @@ export class GridNode implements ConnectionHost, MetricsSource {
       startFence: (p, st, fenceId) => this.replicator.startFence(p, st, fenceId),
       scheduleLeaseWrite: () => this.lease.scheduleWrite(),
       resync: (p, ids) => this.replicator.resyncNow(p, ids),
+      lastHeard: (peerId, epoch) => this.reach.lastAnswered(peerId, epoch),
     });
     this.backup = new BackupReceiver(opts, view, store, table, this.driver);
     this.forwarder = new Forwarder(this.peers, opts.forwardTimeoutMs);

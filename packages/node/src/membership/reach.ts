@@ -93,6 +93,11 @@ export interface PeerReachDeps {
 
 export class PeerReach {
   private readonly peers = new Map<string, { okAt: number; failingSince: number | null; failures: number; asking: boolean }>();
+  /**
+   * Per member, when a request it answered was sent, under each of its last epochs (a node
+   * restarted under the same id answers under a new one): `lastAnswered` (ADR 0072).
+   */
+  private readonly answeredUnder = new Map<string, Map<string, number>>();
   private fencedFrom: string[] | null = null;
 
   constructor(private readonly d: PeerReachDeps) {}
@@ -124,6 +129,7 @@ export class PeerReach {
           (answer) => {
             st.asking = false;
             this.d.heard?.(peer, sentAt, answer);
+            this.noteEpoch(peer, answer, sentAt);
             if (sentAt >= st.okAt) st.okAt = sentAt;
             if (st.failingSince !== null && sentAt >= st.failingSince) {
               st.failingSince = null;
@@ -139,7 +145,31 @@ export class PeerReach {
           },
         );
     }
-    for (const peer of this.peers.keys()) if (topo.members[peer] === undefined) this.peers.delete(peer);
+    for (const peer of this.peers.keys()) {
+      if (topo.members[peer] !== undefined) continue;
+      this.peers.delete(peer);
+      this.answeredUnder.delete(peer);
+    }
+  }
+
+  private noteEpoch(peer: string, answer: AliveAnswer | null, sentAt: number): void {
+    if (answer === null || typeof answer.epoch !== 'string') return;
+    let m = this.answeredUnder.get(peer);
+    if (m === undefined) this.answeredUnder.set(peer, (m = new Map()));
+    m.delete(answer.epoch); // re-inserted last: the map keeps epochs in the order last heard
+    m.set(answer.epoch, Math.max(sentAt, m.get(answer.epoch) ?? 0));
+    for (const e of m.keys()) {
+      if (m.size <= 3) break;
+      m.delete(e);
+    }
+  }
+
+  /**
+   * When `peer` last answered under `epoch` (the send time of the request it answered; Date.now()
+   * ms); undefined when it never did, as far as this node remembers (its last three epochs).
+   */
+  lastAnswered(peer: string, epoch: string): number | undefined {
+    return this.answeredUnder.get(peer)?.get(epoch);
   }
 
   /** The members state as `fenceFrom` takes it. */

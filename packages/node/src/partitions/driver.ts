@@ -34,6 +34,25 @@ export interface ReplicaDriverDeps {
   readonly log: Logger;
   /** Push a snapshot of p to these targets before the next acknowledgement (ranked higher now). */
   resync?(p: number, ids: string[]): void;
+  /** When member `id` last answered this node's "are you alive?" under `epoch` (Date.now() ms; undefined: unknown). */
+  lastHeard?(id: string, epoch: string): number | undefined;
+}
+
+/**
+ * How long partition p of a promotion had no primary that could serve it, as far as this node
+ * can tell (ADR 0072): since its previous primary last answered this node under the epoch it was
+ * primary with, when that life left the members (died, hung, cut off, restarted); 0 when it lives
+ * on under the same epoch (a hand-off, a rebalance: it served until now), when it was this node,
+ * or when nothing is known of it.
+ */
+export function pausedFor(prev: TopologyRecord, rec: TopologyRecord, p: number, self: string, lastHeard: (id: string, epoch: string) => number | undefined, now: number): number {
+  const id = (prev.owners[p] ?? [])[0];
+  if (id === undefined || id === self) return 0;
+  const epoch = prev.members[id]?.epoch;
+  if (epoch === undefined || rec.members[id]?.epoch === epoch) return 0;
+  // Under the epoch it was primary with: restarted under the same id, it answers as a new node.
+  const heard = lastHeard(id, epoch);
+  return heard === undefined ? 0 : Math.max(0, now - heard);
 }
 
 /**
@@ -68,9 +87,14 @@ export class ReplicaDriver {
     const synced = this.d.synced();
     const caughtUp = this.d.caughtUp();
     const caches = this.cacheBackupsList();
+    const resumed = { partitions: 0, extended: 0, freed: 0, pausedMs: 0 };
+    const now = Date.now();
     for (let p = 0; p < rec.partitions; p++) {
       const role = view.roleOf(p);
       let st = table.get(p);
+      // Lock leases (ADR 0072): a backup keeps those that run out; a new primary resumes them.
+      if (role === 'backup' || role === 'syncing') store.keepLockLeases(p);
+      else if (role === 'none') store.forgetLockKeeping(p);
       if (role === 'none' && st === undefined) {
         if (store.hasPartition(p)) store.dropPartition(p);
         delete synced[String(p)];
@@ -81,10 +105,23 @@ export class ReplicaDriver {
       const before = prev?.owners[p] ?? [];
       const promoted = role === 'primary' && !(wasMember && before[0] === view.id) && before.length > 0 && prev !== null;
       st.deposed = promoted ? deposedPrimary(prev, rec, p, view.id) : null;
+      if (role === 'primary') {
+        const paused = promoted ? pausedFor(prev, rec, p, view.id, (id, epoch) => this.d.lastHeard?.(id, epoch), now) : 0;
+        const r = store.resumeLockLeases(p, paused);
+        if (r.extended + r.freed > 0) {
+          resumed.partitions++;
+          resumed.extended += r.extended;
+          resumed.freed += r.freed;
+          resumed.pausedMs = Math.max(resumed.pausedMs, paused);
+        }
+      }
       // Read before the feed, which forgets the mark once the node is an owner.
       const isSynced = synced[String(p)] !== undefined;
       this.feed(p, st, { type: 'topology-applied', role, promoted, synced: isSynced });
       if (role !== 'none' && table.get(p) === st) this.trackDepth(p, st, role, prev, rec, wasMember, caches, wasMember && isSynced);
+    }
+    if (resumed.partitions > 0) {
+      this.d.log.info('lock leases resumed as primary: the time without a primary is not counted', { version: rec.version, ...resumed });
     }
   }
 

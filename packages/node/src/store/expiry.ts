@@ -24,7 +24,7 @@ export class ExpiryQueue {
   isCurrent(item: HeapItem<Expiring>): boolean {
     const ref = item.ref;
     if (typeof ref === 'number') return this.entries.isLive(ref) && this.entries.expireAt(ref) === item.at;
-    return ref.live && ref.expireAt === item.at;
+    return ref.live && ref.sweepAt === item.at;
   }
 
   /** Removes and returns the earliest item if it expires at or before `now` (current or not). */

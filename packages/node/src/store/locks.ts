@@ -30,6 +30,11 @@ export interface LockState {
   owner: string;
   token: number;
   expireAt: number;
+  /**
+   * When the sweep next looks at the lease (its place in the expiry order): `expireAt`, or, on a
+   * copy that keeps run-out leases (a backup, ADR 0072), `LOCK_KEEP_MS` later.
+   */
+  sweepAt: number;
   live: boolean;
 }
 
@@ -156,8 +161,10 @@ export function planLockState(op: Op, p: Payload, session: string, held: LockSta
  * `onLockFreed` notifications (queued while the store changes state, delivered by `flush`).
  */
 export class LockLeases {
-  /** Live leases. */
+  /** Leases held: live ones, and those a backup keeps after they ran out (`kept`). */
   count = 0;
+  /** Leases a backup keeps after they ran out, until LOCK_KEEP_MS later (ADR 0072). */
+  kept = 0;
   private readonly listeners = new Set<(partition: number, name: Uint8Array) => void>();
   private pending: [number, string][] = [];
 
@@ -180,17 +187,24 @@ export class LockLeases {
       cur.session = session;
       cur.owner = owner;
       cur.token = token;
-      if (cur.expireAt !== expireAt) {
-        cur.expireAt = expireAt;
-        this.expiry.push(expireAt, cur);
-      }
+      if (cur.expireAt !== expireAt) this.reschedule(cur, expireAt, expireAt);
       return;
     }
-    const lock: LockState = { partition, k, session, owner, token, expireAt, live: true };
+    const lock: LockState = { partition, k, session, owner, token, expireAt, sweepAt: expireAt, live: true };
     locks.set(k, lock);
     this.count++;
     this.expiry.expiring++;
     this.expiry.push(expireAt, lock);
+  }
+
+  /** Gives a live lease a new end (`expireAt`), and the sweep a new time to look at it. */
+  reschedule(l: LockState, expireAt: number, sweepAt: number): void {
+    if (l.sweepAt !== l.expireAt) this.kept--;
+    if (sweepAt !== expireAt) this.kept++;
+    l.expireAt = expireAt;
+    if (l.sweepAt === sweepAt) return;
+    l.sweepAt = sweepAt;
+    this.expiry.push(sweepAt, l);
   }
 
   /** Removes a lease without notifying (its partition is dropped). */
@@ -199,6 +213,7 @@ export class LockLeases {
     l.live = false;
     locks.delete(l.k);
     this.count--;
+    if (l.sweepAt !== l.expireAt) this.kept--;
     this.expiry.expiring--;
   }
 

@@ -36,6 +36,12 @@ import type {
   StoreStats,
 } from './types.js';
 
+/**
+ * How long a copy that keeps run-out lock leases (a backup, ADR 0072) keeps one past its end: a
+ * promotion within that time counts the time the partition had no primary as not spent.
+ */
+export const LOCK_KEEP_MS = 30_000;
+
 class PartitionState {
   readonly shards = new Map<string, Shard>();
   readonly locks = new Map<string, LockState>();
@@ -68,6 +74,8 @@ export class NodeStore {
   private readonly outcomes: OutcomeTable;
 
   private readonly locks = new LockLeases(this.expiry);
+  /** Partitions whose run-out lock leases are kept `LOCK_KEEP_MS` (this node is a backup of them). */
+  private readonly keepingLocks = new Set<number>();
   private evictions = 0;
   private expiredCount = 0;
   private sweepExamined = 0;
@@ -456,6 +464,57 @@ export class NodeStore {
   }
 
   // -------------------------------------------------------------------------------------------
+  // Lock leases across a change of primary (ADR 0072)
+
+  /**
+   * This node is a backup of `partition`: a lock lease that runs out is kept `LOCK_KEEP_MS` past
+   * its end (invisible to nothing: backups serve no lock op), so that if this copy is promoted,
+   * `resumeLockLeases` can tell which leases were live while the old primary was.
+   */
+  keepLockLeases(partition: number): void {
+    validPartition(partition);
+    this.keepingLocks.add(partition);
+  }
+
+  /**
+   * This node serves `partition` as primary now. Its lock leases ran on no primary for
+   * `pausedForMs` (the time since the old primary was last heard alive; 0 when it lives on, or
+   * nothing is known): that time is not counted — each lease live then ends `pausedForMs` later
+   * than it said (its holder could neither renew nor release it meanwhile, and nobody could take
+   * it), and a lease that had run out by then is freed. Returns how many were extended and freed.
+   */
+  resumeLockLeases(partition: number, pausedForMs: number): { extended: number; freed: number } {
+    const kept = this.keepingLocks.delete(partition);
+    const part = this.parts.get(partition);
+    const out = { extended: 0, freed: 0 };
+    if (part === undefined || (!kept && pausedForMs <= 0)) return out;
+    const now = this.clock.now();
+    const paused = Math.max(0, Math.min(pausedForMs, LOCK_KEEP_MS));
+    const since = now - paused;
+    try {
+      for (const l of [...part.locks.values()]) {
+        if (l.expireAt <= since) {
+          this.locks.free(part.locks, l);
+          out.freed++;
+        } else if (paused > 0) {
+          this.locks.reschedule(l, l.expireAt + paused, l.expireAt + paused);
+          out.extended++;
+        } else if (l.sweepAt !== l.expireAt) {
+          this.locks.reschedule(l, l.expireAt, l.expireAt);
+        }
+      }
+    } finally {
+      this.locks.flush();
+    }
+    return out;
+  }
+
+  /** This node holds no copy of `partition` any more (or it was never a backup of it). */
+  forgetLockKeeping(partition: number): void {
+    this.keepingLocks.delete(partition);
+  }
+
+  // -------------------------------------------------------------------------------------------
   // State transfer
 
   /** Everything of the partition that is still live now. */
@@ -528,8 +587,7 @@ export class NodeStore {
         if (item === undefined) break;
         examined++;
         if (!this.expiry.isCurrent(item)) continue;
-        this.removeExpired(item.ref);
-        removed++;
+        if (this.removeExpired(item.ref, now)) removed++;
       }
       if (examined < budget && this.emptied.size > 0) examined += this.forgetEmptied(budget - examined);
       if (examined < budget) examined += this.outcomes.prune(now, budget - examined);
@@ -548,7 +606,8 @@ export class NodeStore {
       evictions: this.evictions,
       expired: this.expiredCount,
       partitions: this.parts.size,
-      locks: this.locks.count,
+      locks: this.locks.count - this.locks.kept,
+      locksKept: this.locks.kept,
       dedupEntries: this.outcomes.size,
       dedupSessions: this.outcomes.sessionCount,
       sweepExamined: this.sweepExamined,
@@ -653,14 +712,23 @@ export class NodeStore {
     if (this.entries.expireAt(slot) !== 0) this.expiry.expiring--;
   }
 
-  /** Removes an entry or lease whose expiry came (counted as expired / reported freed). */
-  private removeExpired(ref: number | LockState): void {
+  /**
+   * Removes an entry or lease whose expiry came (counted as expired / reported freed); a lease a
+   * backup keeps (ADR 0072) is looked at again `LOCK_KEEP_MS` after its end instead. Whether it
+   * removed anything.
+   */
+  private removeExpired(ref: number | LockState, now: number): boolean {
     if (typeof ref === 'number') {
       this.removeEntry(ref);
       this.expiredCount++;
-    } else {
-      this.locks.free(this.parts.get(ref.partition)!.locks, ref);
+      return true;
     }
+    if (this.keepingLocks.has(ref.partition) && ref.expireAt + LOCK_KEEP_MS > now) {
+      this.locks.reschedule(ref, ref.expireAt, ref.expireAt + LOCK_KEEP_MS);
+      return false;
+    }
+    this.locks.free(this.parts.get(ref.partition)!.locks, ref);
+    return true;
   }
 
   /** Over the bound: first drop what has already expired, then evict least recently used entries. */
@@ -671,7 +739,7 @@ export class NodeStore {
     while (e.count > this.maxEntries || e.bytes > this.maxBytes) {
       const item = this.expiry.popDue(now);
       if (item !== undefined) {
-        if (this.expiry.isCurrent(item)) this.removeExpired(item.ref);
+        if (this.expiry.isCurrent(item)) this.removeExpired(item.ref, now);
         continue;
       }
       if (e.tail === NONE) return;

@@ -133,8 +133,13 @@ export interface StoreStats {
   expired: number;
   /** Partitions held. */
   partitions: number;
-  /** Unexpired-or-not-yet-swept lock leases held. */
+  /** Unexpired-or-not-yet-swept lock leases held (not those of `locksKept`). */
   locks: number;
+  /**
+   * Lock leases that ran out on a copy this node is a backup of, kept LOCK_KEEP_MS (30 s) past
+   * their end in case it is promoted (ADR 0072): held by nobody, counted apart.
+   */
+  locksKept: number;
   /** (session, seq) outcomes remembered. */
   dedupEntries: number;
   /** Sessions remembered (a floor or outcomes), each forgotten a window after its last use. */

@@ -1,0 +1,111 @@
+/**
+ * ADR 0072 on running nodes: the primary of a lock dies while the control plane takes no writes
+ * (a NATS stream leader change), so nobody can be promoted until it is back, and the outage
+ * outlasts the lock's lease. The holder's release, retried by the client all along, lands on the
+ * promoted backup, which did not count the time the partition had no primary: the release
+ * succeeds (it was refused with LockNotHeldError before). Soak runs hit this (docs/operations.md
+ * §5, seeds 23 and 31).
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { encodeKey, partitionOfBytes } from '@gridlink/affinity';
+import type { GridClient } from '@gridlink/client';
+import { MemoryControlPlane, silentLogger, startNode, type GridNode, type TopologyRecord } from '@gridlink/node';
+import { pausedFor } from '../src/partitions/driver.js';
+import { FlakyControlPlane } from './helpers/flaky-control-plane.js';
+import { THREE_PARTITIONS, connectClient, optionsOf, startThree } from './helpers/grid.js';
+import { until } from './helpers/until.js';
+
+describe('pausedFor: how long a promoted partition had no primary', () => {
+  const topo = (members: Record<string, string>, primary: string): TopologyRecord =>
+    ({ members: Object.fromEntries(Object.entries(members).map(([id, epoch]) => [id, { epoch }])), owners: [[primary, 'c']] }) as unknown as TopologyRecord;
+  const prev = topo({ a: 'a1', b: 'b1', c: 'c1' }, 'b');
+  const heardAt = (at: Record<string, number>) => (id: string, epoch: string): number | undefined => at[`${id}/${epoch}`];
+  const NOW = 10_000;
+
+  it('counts from the last answer of the life that was primary, once that life left', () => {
+    const rec = topo({ a: 'a1', c: 'c1' }, 'c');
+    expect(pausedFor(prev, rec, 0, 'c', heardAt({ 'b/b1': 7000 }), NOW)).toBe(3000);
+    // Restarted under the same id (admitted again or not): its new life's answers do not count.
+    expect(pausedFor(prev, topo({ a: 'a1', b: 'b2', c: 'c1' }, 'c'), 0, 'c', heardAt({ 'b/b1': 7000, 'b/b2': 9900 }), NOW)).toBe(3000);
+  });
+
+  it('counts nothing when the old primary lives on, was this node, or was never heard', () => {
+    expect(pausedFor(prev, topo({ a: 'a1', b: 'b1', c: 'c1' }, 'c'), 0, 'c', heardAt({ 'b/b1': 7000 }), NOW)).toBe(0);
+    expect(pausedFor(topo({ a: 'a1', c: 'c1' }, 'c'), topo({ a: 'a1', c: 'c1' }, 'c'), 0, 'c', heardAt({}), NOW)).toBe(0);
+    expect(pausedFor(prev, topo({ a: 'a1', c: 'c1' }, 'c'), 0, 'c', heardAt({}), NOW)).toBe(0);
+  });
+});
+
+describe('a lock whose primary dies during a control-plane outage (ADR 0072)', () => {
+  const nodes: GridNode[] = [];
+  let client: GridClient | undefined;
+  afterEach(async () => {
+    await client?.close();
+    client = undefined;
+    for (const n of nodes.splice(0)) n.kill();
+  });
+
+  // Restarted: a new life under the same id and address answers the others' "are you alive?"
+  // under a new epoch during the outage (the soak's case); the pause counts from the old life's
+  // last answer.
+  it.each([{ restarted: false }, { restarted: true }])('its holder releases it once a backup is promoted, although the outage outlasted the lease; the next holder gets a larger token (restarted: $restarted)', async ({ restarted }) => {
+    const inner = new MemoryControlPlane();
+    const planes = new Map(['a', 'b', 'c'].map((id) => [id, new FlakyControlPlane(inner)]));
+    const lines: { msg: string; fields?: Record<string, unknown> }[] = [];
+    const at = (msg: string, fields?: Record<string, unknown>): void => void lines.push({ msg, fields });
+    await startThree(nodes, (id) => planes.get(id)!, { logger: { debug: () => undefined, info: at, warn: at, error: at } });
+    // A lock whose primary is not the coordinator (a): b or c dies.
+    const topo = nodes[0]!.topology()!;
+    let name = '';
+    for (let i = 0; name === '' && i < 1000; i++) {
+      const owners = topo.owners[partitionOfBytes(encodeKey(`lock-${i}`), THREE_PARTITIONS)]!;
+      if (owners[0] !== 'a' && owners.length === 2) name = `lock-${i}`;
+    }
+    const primary = nodes.find((n) => n.id === topo.owners[partitionOfBytes(encodeKey(name), THREE_PARTITIONS)]![0])!;
+    client = await connectClient(nodes.map((n) => `127.0.0.1:${n.port}`), { operationTimeout: 20_000 });
+
+    // The others have heard the primary answer their "are you alive?" (every 250 ms): a cluster
+    // that has run a moment (the pause is counted from that answer; unknown, nothing is counted).
+    const epoch = topo.members[primary.id]!.epoch;
+    const heard = (n: GridNode): number | undefined => (n as unknown as { reach: { lastAnswered(id: string, e: string): number | undefined } }).reach.lastAnswered(primary.id, epoch);
+    await until(() => nodes.every((n) => n === primary || heard(n) !== undefined), 'the others to hear the primary answer', 5000);
+    // A lease with room for the client's retries after the promotion (backoff up to 500 ms).
+    const LEASE_MS = 2000;
+    const h = (await client.lock(name).tryAcquire({ leaseMs: LEASE_MS, autoRenew: false }))!;
+    expect(h).not.toBeNull();
+
+    // The KV takes nothing; the lock's primary dies; the release is under way meanwhile.
+    for (const p of planes.values()) {
+      p.failWrites = true;
+      p.failReads = true;
+    }
+    const outageAt = performance.now();
+    primary.kill();
+    if (restarted) {
+      // Its control plane takes no writes either, but answers reads (it could not start otherwise).
+      const plane = new FlakyControlPlane(inner);
+      plane.failWrites = true;
+      planes.set(`${primary.id}'`, plane);
+      nodes.push(await startNode(optionsOf(primary.id, plane, { port: primary.port, logger: silentLogger })));
+    }
+    const release = h.release().then(
+      () => 'released',
+      (err: unknown) => (err instanceof Error ? err.name : String(err)),
+    );
+    // The outage outlasts the lease (a leader change of 5–8 s against a 5 s lease).
+    await until(() => performance.now() - outageAt > LEASE_MS + 500, 'the outage to outlast the lease', 10_000);
+    for (const p of planes.values()) {
+      p.failWrites = false;
+      p.failReads = false;
+    }
+    const outcome = await release;
+    expect(outcome).toBe('released');
+    const resumed = lines.find((l) => l.msg === 'lock leases resumed as primary: the time without a primary is not counted');
+    expect(resumed?.fields).toMatchObject({ partitions: 1, extended: 1, freed: 0 });
+    expect(resumed?.fields?.['pausedMs']).toBeGreaterThanOrEqual(LEASE_MS + 500);
+    const next = (await client.lock(name).tryAcquire({ leaseMs: LEASE_MS }))!;
+    expect(next).not.toBeNull();
+    expect(next.fencingToken).toBeGreaterThan(h.fencingToken);
+    await next.release();
+  }, 30_000);
+});
