@@ -228,6 +228,7 @@ export class GridNode implements ConnectionHost, MetricsSource {
     await this.lease.renew();
     this.coordinator.started();
     scheduler.setInterval(() => void this.lease.renew(), opts.renewIntervalMs);
+    scheduler.setInterval(() => this.driver.checkServing((p) => this.promises.mayServe(p, this.lease.valid())), opts.renewIntervalMs);
     scheduler.setInterval(() => void this.coordinator.tick(), opts.coordinatorIntervalMs);
     this.promises.start();
     this.reach.start();

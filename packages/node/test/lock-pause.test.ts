@@ -109,3 +109,51 @@ describe('a lock whose primary dies during a control-plane outage (ADR 0072)', (
     await next.release();
   }, 30_000);
 });
+
+describe('a lock whose primary cannot serve during a control-plane outage (ADR 0072)', () => {
+  const nodes: GridNode[] = [];
+  let client: GridClient | undefined;
+  afterEach(async () => {
+    await client?.close();
+    client = undefined;
+    for (const n of nodes.splice(0)) n.kill();
+  });
+
+  it('without a backup to vouch for it the primary answers NOT_READY while the KV is out; the holder releases the lock once it serves again, although the outage outlasted the lease', async () => {
+    const inner = new MemoryControlPlane();
+    const planes = new Map(['a', 'b', 'c'].map((id) => [id, new FlakyControlPlane(inner)]));
+    const lines: { msg: string; fields?: Record<string, unknown> }[] = [];
+    const at = (msg: string, fields?: Record<string, unknown>): void => void lines.push({ msg, fields });
+    // No backups: nobody can vouch for a primary whose lease the KV cannot confirm (ADR 0007).
+    await startThree(nodes, (id) => planes.get(id)!, { backups: 0, logger: { debug: () => undefined, info: at, warn: at, error: at } });
+    client = await connectClient(nodes.map((n) => `127.0.0.1:${n.port}`), { operationTimeout: 20_000 });
+    const LEASE_MS = 2000;
+    const h = (await client.lock('solo').tryAcquire({ leaseMs: LEASE_MS, autoRenew: false }))!;
+    expect(h).not.toBeNull();
+
+    for (const p of planes.values()) {
+      p.failWrites = true;
+      p.failReads = true;
+    }
+    const outageAt = performance.now();
+    // Once the lock's primary stops serving (850 ms after its last renewal), the release is
+    // refused NOT_READY and retried by the client.
+    const topo = nodes[0]!.topology()!;
+    const primary = nodes.find((n) => n.id === topo.owners[partitionOfBytes(encodeKey('solo'), THREE_PARTITIONS)]![0])!;
+    await until(() => !primary.isServing(), 'the primary to stop serving', 5000);
+    const release = h.release().then(
+      () => 'released',
+      (err: unknown) => (err instanceof Error ? err.name : String(err)),
+    );
+    await until(() => performance.now() - outageAt > LEASE_MS + 500, 'the outage to outlast the lease', 10_000);
+    for (const p of planes.values()) {
+      p.failWrites = false;
+      p.failReads = false;
+    }
+    expect(await release).toBe('released');
+    const resumed = lines.find((l) => l.msg === 'lock leases resumed as primary: the time it could not serve is not counted');
+    expect(resumed?.fields).toMatchObject({ partitions: 1, extended: 1, freed: 0 });
+    // Nobody was declared gone: the same three members.
+    expect(Object.keys(nodes[0]!.topology()!.members).sort()).toEqual(['a', 'b', 'c']);
+  }, 30_000);
+});

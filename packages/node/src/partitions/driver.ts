@@ -75,6 +75,11 @@ export const IMPLICIT_CACHES_LABEL = '(implicit)';
 export class ReplicaDriver {
   /** State transfers completed since start (partitions pulled or installed). */
   transfers = 0;
+  /**
+   * Partitions this node is primary of but cannot serve (its lease unconfirmed and no promises
+   * to serve on, ADR 0007), with since when (Date.now() ms, as `checkServing` first saw it).
+   */
+  private readonly unservable = new Map<number, number>();
 
   constructor(private readonly d: ReplicaDriverDeps) {}
 
@@ -105,15 +110,13 @@ export class ReplicaDriver {
       const before = prev?.owners[p] ?? [];
       const promoted = role === 'primary' && !(wasMember && before[0] === view.id) && before.length > 0 && prev !== null;
       st.deposed = promoted ? deposedPrimary(prev, rec, p, view.id) : null;
-      if (role === 'primary') {
+      if (role === 'primary' && (promoted || !this.unservable.has(p))) {
+        // (A primary that cannot serve keeps its leases until it can: checkServing.)
+        this.unservable.delete(p);
         const paused = promoted ? pausedFor(prev, rec, p, view.id, (id, epoch) => this.d.lastHeard?.(id, epoch), now) : 0;
-        const r = store.resumeLockLeases(p, paused);
-        if (r.extended + r.freed > 0) {
-          resumed.partitions++;
-          resumed.extended += r.extended;
-          resumed.freed += r.freed;
-          resumed.pausedMs = Math.max(resumed.pausedMs, paused);
-        }
+        this.noteResumed(resumed, store.resumeLockLeases(p, paused), paused);
+      } else if (role !== 'primary') {
+        this.unservable.delete(p);
       }
       // Read before the feed, which forgets the mark once the node is an owner.
       const isSynced = synced[String(p)] !== undefined;
@@ -122,6 +125,42 @@ export class ReplicaDriver {
     }
     if (resumed.partitions > 0) {
       this.d.log.info('lock leases resumed as primary: the time without a primary is not counted', { version: rec.version, ...resumed });
+    }
+  }
+
+  private noteResumed(into: { partitions: number; extended: number; freed: number; pausedMs: number }, r: { extended: number; freed: number }, paused: number): void {
+    if (r.extended + r.freed === 0) return;
+    into.partitions++;
+    into.extended += r.extended;
+    into.freed += r.freed;
+    into.pausedMs = Math.max(into.pausedMs, paused);
+  }
+
+  /**
+   * Every renewal interval (ADR 0072): a partition this node is primary of but cannot serve — its
+   * lease unconfirmed and nothing to serve on (no backup's promise), as while the control plane
+   * elects a leader — keeps its run-out lock leases like a backup; once it serves again, the time
+   * it could not is not counted against them (nobody else could serve it meanwhile: serving again
+   * takes the control plane's word that this node is still the member it was).
+   */
+  checkServing(mayServe: (p: number) => boolean): void {
+    const { view, store } = this.d;
+    const now = Date.now();
+    const resumed = { partitions: 0, extended: 0, freed: 0, pausedMs: 0 };
+    for (const p of view.primaryPartitions()) {
+      const since = this.unservable.get(p);
+      if (!mayServe(p)) {
+        if (since === undefined) {
+          this.unservable.set(p, now);
+          store.keepLockLeases(p);
+        }
+      } else if (since !== undefined) {
+        this.unservable.delete(p);
+        this.noteResumed(resumed, store.resumeLockLeases(p, now - since), now - since);
+      }
+    }
+    if (resumed.partitions > 0) {
+      this.d.log.info('lock leases resumed as primary: the time it could not serve is not counted', resumed);
     }
   }
 
