@@ -9,11 +9,33 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { encodeKey, partitionOfBytes } from '@gridlink/affinity';
 import type { GridClient } from '@gridlink/client';
-import { MemoryControlPlane, silentLogger, startNode, type GridNode, type TopologyRecord } from '@gridlink/node';
+import { MemoryControlPlane, silentLogger, startNode, type GridNode, type Logger, type TopologyRecord } from '@gridlink/node';
 import { pausedFor } from '../src/partitions/driver.js';
 import { FlakyControlPlane } from './helpers/flaky-control-plane.js';
 import { THREE_PARTITIONS, connectClient, optionsOf, startThree } from './helpers/grid.js';
 import { until } from './helpers/until.js';
+
+/** Every control plane refuses reads and writes (a NATS stream leader election), or answers again. */
+function outage(planes: Iterable<FlakyControlPlane>, on: boolean): void {
+  for (const p of planes) {
+    p.failWrites = on;
+    p.failReads = on;
+  }
+}
+
+/** 'released', or the name of the error the release failed with. */
+const outcomeOf = (release: Promise<void>): Promise<string> =>
+  release.then(
+    () => 'released',
+    (err: unknown) => (err instanceof Error ? err.name : String(err)),
+  );
+
+/** A logger for the three nodes that keeps every line, and the line with this message. */
+function recorder(): { logger: Logger; line(msg: string): Record<string, unknown> | undefined } {
+  const lines: { msg: string; fields?: Record<string, unknown> }[] = [];
+  const at = (msg: string, fields?: Record<string, unknown>): void => void lines.push({ msg, fields });
+  return { logger: { debug: () => undefined, info: at, warn: at, error: at }, line: (msg) => lines.find((l) => l.msg === msg)?.fields };
+}
 
 describe('pausedFor: how long a promoted partition had no primary', () => {
   const topo = (members: Record<string, string>, primary: string): TopologyRecord =>
@@ -36,7 +58,7 @@ describe('pausedFor: how long a promoted partition had no primary', () => {
   });
 });
 
-describe('a lock whose primary dies during a control-plane outage (ADR 0072)', () => {
+describe('a lock through a control-plane outage longer than its lease (ADR 0072)', () => {
   const nodes: GridNode[] = [];
   let client: GridClient | undefined;
   afterEach(async () => {
@@ -48,12 +70,11 @@ describe('a lock whose primary dies during a control-plane outage (ADR 0072)', (
   // Restarted: a new life under the same id and address answers the others' "are you alive?"
   // under a new epoch during the outage (the soak's case); the pause counts from the old life's
   // last answer.
-  it.each([{ restarted: false }, { restarted: true }])('its holder releases it once a backup is promoted, although the outage outlasted the lease; the next holder gets a larger token (restarted: $restarted)', async ({ restarted }) => {
+  it.each([{ restarted: false }, { restarted: true }])('its primary killed: its holder releases it once a backup is promoted, although the outage outlasted the lease; the next holder gets a larger token (restarted: $restarted)', async ({ restarted }) => {
     const inner = new MemoryControlPlane();
     const planes = new Map(['a', 'b', 'c'].map((id) => [id, new FlakyControlPlane(inner)]));
-    const lines: { msg: string; fields?: Record<string, unknown> }[] = [];
-    const at = (msg: string, fields?: Record<string, unknown>): void => void lines.push({ msg, fields });
-    await startThree(nodes, (id) => planes.get(id)!, { logger: { debug: () => undefined, info: at, warn: at, error: at } });
+    const log = recorder();
+    await startThree(nodes, (id) => planes.get(id)!, { logger: log.logger });
     // A lock whose primary is not the coordinator (a): b or c dies.
     const topo = nodes[0]!.topology()!;
     let name = '';
@@ -75,10 +96,7 @@ describe('a lock whose primary dies during a control-plane outage (ADR 0072)', (
     expect(h).not.toBeNull();
 
     // The KV takes nothing; the lock's primary dies; the release is under way meanwhile.
-    for (const p of planes.values()) {
-      p.failWrites = true;
-      p.failReads = true;
-    }
+    outage(planes.values(), true);
     const outageAt = performance.now();
     primary.kill();
     if (restarted) {
@@ -88,71 +106,44 @@ describe('a lock whose primary dies during a control-plane outage (ADR 0072)', (
       planes.set(`${primary.id}'`, plane);
       nodes.push(await startNode(optionsOf(primary.id, plane, { port: primary.port, logger: silentLogger })));
     }
-    const release = h.release().then(
-      () => 'released',
-      (err: unknown) => (err instanceof Error ? err.name : String(err)),
-    );
+    const release = outcomeOf(h.release());
     // The outage outlasts the lease (a leader change of 5–8 s against a 5 s lease).
     await until(() => performance.now() - outageAt > LEASE_MS + 500, 'the outage to outlast the lease', 10_000);
-    for (const p of planes.values()) {
-      p.failWrites = false;
-      p.failReads = false;
-    }
+    outage(planes.values(), false);
     const outcome = await release;
     expect(outcome).toBe('released');
-    const resumed = lines.find((l) => l.msg === 'lock leases resumed as primary: the time without a primary is not counted');
-    expect(resumed?.fields).toMatchObject({ partitions: 1, extended: 1, freed: 0 });
-    expect(resumed?.fields?.['pausedMs']).toBeGreaterThanOrEqual(LEASE_MS + 500);
+    const resumed = log.line('lock leases resumed as primary: the time without a primary is not counted');
+    expect(resumed).toMatchObject({ partitions: 1, extended: 1, freed: 0 });
+    expect(resumed?.['pausedMs']).toBeGreaterThanOrEqual(LEASE_MS + 500);
     const next = (await client.lock(name).tryAcquire({ leaseMs: LEASE_MS }))!;
     expect(next).not.toBeNull();
     expect(next.fencingToken).toBeGreaterThan(h.fencingToken);
     await next.release();
   }, 30_000);
-});
 
-describe('a lock whose primary cannot serve during a control-plane outage (ADR 0072)', () => {
-  const nodes: GridNode[] = [];
-  let client: GridClient | undefined;
-  afterEach(async () => {
-    await client?.close();
-    client = undefined;
-    for (const n of nodes.splice(0)) n.kill();
-  });
-
-  it('without a backup to vouch for it the primary answers NOT_READY while the KV is out; the holder releases the lock once it serves again, although the outage outlasted the lease', async () => {
+  it('its primary without a backup to vouch for it answers NOT_READY while the KV is out: the holder releases the lock once it serves again', async () => {
     const inner = new MemoryControlPlane();
     const planes = new Map(['a', 'b', 'c'].map((id) => [id, new FlakyControlPlane(inner)]));
-    const lines: { msg: string; fields?: Record<string, unknown> }[] = [];
-    const at = (msg: string, fields?: Record<string, unknown>): void => void lines.push({ msg, fields });
+    const log = recorder();
     // No backups: nobody can vouch for a primary whose lease the KV cannot confirm (ADR 0007).
-    await startThree(nodes, (id) => planes.get(id)!, { backups: 0, logger: { debug: () => undefined, info: at, warn: at, error: at } });
+    await startThree(nodes, (id) => planes.get(id)!, { backups: 0, logger: log.logger });
     client = await connectClient(nodes.map((n) => `127.0.0.1:${n.port}`), { operationTimeout: 20_000 });
     const LEASE_MS = 2000;
     const h = (await client.lock('solo').tryAcquire({ leaseMs: LEASE_MS, autoRenew: false }))!;
     expect(h).not.toBeNull();
 
-    for (const p of planes.values()) {
-      p.failWrites = true;
-      p.failReads = true;
-    }
+    outage(planes.values(), true);
     const outageAt = performance.now();
     // Once the lock's primary stops serving (850 ms after its last renewal), the release is
     // refused NOT_READY and retried by the client.
     const topo = nodes[0]!.topology()!;
     const primary = nodes.find((n) => n.id === topo.owners[partitionOfBytes(encodeKey('solo'), THREE_PARTITIONS)]![0])!;
     await until(() => !primary.isServing(), 'the primary to stop serving', 5000);
-    const release = h.release().then(
-      () => 'released',
-      (err: unknown) => (err instanceof Error ? err.name : String(err)),
-    );
+    const release = outcomeOf(h.release());
     await until(() => performance.now() - outageAt > LEASE_MS + 500, 'the outage to outlast the lease', 10_000);
-    for (const p of planes.values()) {
-      p.failWrites = false;
-      p.failReads = false;
-    }
+    outage(planes.values(), false);
     expect(await release).toBe('released');
-    const resumed = lines.find((l) => l.msg === 'lock leases resumed as primary: the time it could not serve is not counted');
-    expect(resumed?.fields).toMatchObject({ partitions: 1, extended: 1, freed: 0 });
+    expect(log.line('lock leases resumed as primary: the time it could not serve is not counted')).toMatchObject({ partitions: 1, extended: 1, freed: 0 });
     // Nobody was declared gone: the same three members.
     expect(Object.keys(nodes[0]!.topology()!.members).sort()).toEqual(['a', 'b', 'c']);
   }, 30_000);
