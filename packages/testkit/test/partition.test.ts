@@ -26,7 +26,7 @@ import { encodeKey, partitionOf } from '@gridlink/affinity';
 import { Op, RequestFlag, ResponseFlag, WireClient, errorCodeInfo, type ErrorPayload } from '@gridlink/protocol';
 import { changeAutoAdjust, clusterStatus } from '@gridlink/admin';
 import { ProcessCluster, loopbackAliasesUsable, trackedPids, trackedTempDirs, waitFor } from '@gridlink/testkit';
-import { WORKERS, connectClient, expectAcknowledged, startLoad, type LoadResult } from './helpers/load.js';
+import { WORKERS, connectClient, expectAcknowledged, reportOnFailure, startLoad, type LoadResult } from './helpers/load.js';
 import { expectExclusiveHolds, startLockWorkers, type LockWorkers } from './helpers/locks.js';
 
 const usable = await loopbackAliasesUsable();
@@ -103,6 +103,8 @@ beforeAll(async () => {
   cluster = await ProcessCluster.start({ nodes: 3, natsServers: 1, partitions: 256, partitionable: true, http: true });
   client = await connectClient(cluster);
 }, 90_000);
+
+reportOnFailure(() => cluster);
 
 /** Lock workers still running when a test failed early. */
 let lockersRunning: LockWorkers | undefined;

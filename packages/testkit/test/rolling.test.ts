@@ -18,7 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { partitionOf } from '@gridlink/affinity';
 import { GridClosedError, type GridClient } from '@gridlink/client';
 import { ProcessCluster, trackedPids, trackedTempDirs, waitFor } from '@gridlink/testkit';
-import { connectClient } from './helpers/load.js';
+import { connectClient, reportOnFailure } from './helpers/load.js';
 import { spawnTracked } from '../src/processes.js';
 
 const GRIDLINK = fileURLToPath(new URL('../../admin/bin/gridlink.mjs', import.meta.url));
@@ -206,6 +206,7 @@ describe('planned changes on gridlink-node processes over NATS (backups = 1)', (
     cluster = await ProcessCluster.start({ nodes: 3, natsServers: 1, partitions: P, backups: 1, http: true, controlPlaneProxies: false, logLevel: 'info' });
     client = await connectClient(cluster);
   }, 60_000);
+  reportOnFailure(() => cluster);
 
   afterAll(async () => {
     await client?.close();
@@ -323,6 +324,7 @@ describe('decommission on gridlink-node processes over NATS (backups = 0)', () =
     cluster = await ProcessCluster.start({ nodes: 3, natsServers: 1, partitions: 32, backups: 0, controlPlaneProxies: false });
     client = await connectClient(cluster);
   }, 60_000);
+  reportOnFailure(() => cluster);
 
   afterAll(async () => {
     await client?.close();

@@ -37,9 +37,7 @@ export function processClusterFixture(options: ProcessClusterOptions): { readonl
     cluster = await ProcessCluster.start(options);
     client = await connectClient(cluster);
   }, 90_000);
-  afterEach(async (ctx) => {
-    if (ctx.task.result?.state === 'fail' && cluster) await reportCluster(cluster);
-  });
+  reportOnFailure(() => cluster);
   afterAll(async () => {
     await client?.close();
     await cluster?.close();
@@ -79,6 +77,14 @@ export async function reportCluster(cluster: ProcessCluster): Promise<void> {
     lines.push(`--- topology unreadable: ${String(err)}`);
   }
   console.error(lines.join('\n'));
+}
+
+/** After each failed test of the file (or describe block): `reportCluster` of the cluster running then. */
+export function reportOnFailure(current: () => ProcessCluster | undefined): void {
+  afterEach(async (ctx) => {
+    const cluster = current();
+    if (ctx.task.result?.state === 'fail' && cluster) await reportCluster(cluster);
+  });
 }
 
 export interface LoadResult {
