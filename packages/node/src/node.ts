@@ -108,7 +108,13 @@ export class GridNode implements ConnectionHost, MetricsSource {
     const { id, scheduler, store, metrics, kv, log, life, table } = this;
     const leaseValid = (): boolean => this.lease.valid();
 
-    const mayServe = (p: number): boolean => this.promises.mayServe(p, this.lease.valid());
+    const mayServe = (p: number): boolean => {
+      if (!this.promises.mayServe(p, this.lease.valid())) return false;
+      // Asked before anything of p is served: lock leases it kept while it could not serve
+      // resume first (ADR 0072).
+      this.driver.servable(p);
+      return true;
+    };
     this.view = new ClusterView(id, opts.partitions, scheduler, mayServe);
     const view = this.view;
     // A partition served again empty after a loss starts its counter at the topology's floor.

@@ -148,20 +148,32 @@ export class ReplicaDriver {
     const now = Date.now();
     const resumed = { partitions: 0, extended: 0, freed: 0, pausedMs: 0 };
     for (const p of view.primaryPartitions()) {
-      const since = this.unservable.get(p);
-      if (!mayServe(p)) {
-        if (since === undefined) {
-          this.unservable.set(p, now);
-          store.keepLockLeases(p);
-        }
-      } else if (since !== undefined) {
-        this.unservable.delete(p);
-        this.noteResumed(resumed, store.resumeLockLeases(p, now - since), now - since);
+      if (mayServe(p)) {
+        this.servable(p, now, resumed);
+      } else if (!this.unservable.has(p)) {
+        this.unservable.set(p, now);
+        store.keepLockLeases(p);
       }
     }
-    if (resumed.partitions > 0) {
-      this.d.log.info('lock leases resumed as primary: the time it could not serve is not counted', resumed);
-    }
+    this.logResumed(resumed);
+  }
+
+  /**
+   * This node serves p as primary now: if it could not before, its lock leases resume first
+   * (called before anything of p is served, so no request sees them before; see `checkServing`).
+   */
+  servable(p: number, now = Date.now(), into?: { partitions: number; extended: number; freed: number; pausedMs: number }): void {
+    if (this.unservable.size === 0) return;
+    const since = this.unservable.get(p);
+    if (since === undefined) return;
+    this.unservable.delete(p);
+    const resumed = into ?? { partitions: 0, extended: 0, freed: 0, pausedMs: 0 };
+    this.noteResumed(resumed, this.d.store.resumeLockLeases(p, now - since), now - since);
+    if (into === undefined) this.logResumed(resumed);
+  }
+
+  private logResumed(resumed: { partitions: number; extended: number; freed: number; pausedMs: number }): void {
+    if (resumed.partitions > 0) this.d.log.info('lock leases resumed as primary: the time it could not serve is not counted', resumed);
   }
 
   /** Backups of a cache: its own, or the cluster's default. */
