@@ -92,11 +92,11 @@
  * heldForMs}`. Release and renew need the current token and, when they carry an owner, the
  * holder's (the session is not checked): otherwise `{released:false}` / `{renewed:false}`. An expired
  * lease is free: checked lazily at access and removed by `sweep()`; `onLockFreed` listeners are
- * told of releases and of expired leases removed. A partition this node is a backup of
- * (`keepLockLeases`) keeps its run-out leases `LOCK_KEEP_MS` (30 s) before the sweep removes them,
- * counted in `stats().locksKept`; promoted, `resumeLockLeases(p, pausedForMs)` adds the time the
- * partition had no primary to every lease live when its old primary was last heard, and frees the
- * others (ADR 0072).
+ * told of releases and of expired leases removed. A partition this node does not serve as
+ * primary (a backup, or a primary that cannot serve: `keepLockLeases`) keeps its run-out leases
+ * `LOCK_KEEP_MS` (30 s) before the sweep removes them, counted in `stats().locksKept`; served,
+ * `resumeLockLeases(p, pausedForMs)` adds the time the partition had no serving primary to every
+ * lease live when it was last served, and frees the others (ADR 0072).
  *
  * ## TTL, sweep, memory bound
  * Expired entries are invisible to every read and op (and removed when met); `sweep(budget)`

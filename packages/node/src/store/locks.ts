@@ -32,7 +32,8 @@ export interface LockState {
   expireAt: number;
   /**
    * When the sweep next looks at the lease (its place in the expiry order): `expireAt`, or, on a
-   * copy that keeps run-out leases (a backup, ADR 0072), `LOCK_KEEP_MS` later.
+   * copy that keeps run-out leases (a backup, a primary that cannot serve: ADR 0072),
+   * `LOCK_KEEP_MS` later.
    */
   sweepAt: number;
   live: boolean;
@@ -163,7 +164,7 @@ export function planLockState(op: Op, p: Payload, session: string, held: LockSta
 export class LockLeases {
   /** Leases held: live ones, and those a backup keeps after they ran out (`kept`). */
   count = 0;
-  /** Leases a backup keeps after they ran out, until LOCK_KEEP_MS later (ADR 0072). */
+  /** Leases kept after they ran out, until LOCK_KEEP_MS later (ADR 0072). */
   kept = 0;
   private readonly listeners = new Set<(partition: number, name: Uint8Array) => void>();
   private pending: [number, string][] = [];

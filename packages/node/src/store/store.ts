@@ -37,8 +37,9 @@ import type {
 } from './types.js';
 
 /**
- * How long a copy that keeps run-out lock leases (a backup, ADR 0072) keeps one past its end: a
- * promotion within that time counts the time the partition had no primary as not spent.
+ * How long a copy that keeps run-out lock leases (a backup, or a primary that cannot serve: ADR
+ * 0072) keeps one past its end: serving within that time, it counts the time the partition had no
+ * serving primary as not spent.
  */
 export const LOCK_KEEP_MS = 30_000;
 
@@ -74,7 +75,7 @@ export class NodeStore {
   private readonly outcomes: OutcomeTable;
 
   private readonly locks = new LockLeases(this.expiry);
-  /** Partitions whose run-out lock leases are kept `LOCK_KEEP_MS` (this node is a backup of them). */
+  /** Partitions whose run-out lock leases are kept `LOCK_KEEP_MS` (this node does not serve them as primary). */
   private readonly keepingLocks = new Set<number>();
   private evictions = 0;
   private expiredCount = 0;
@@ -467,9 +468,10 @@ export class NodeStore {
   // Lock leases across a change of primary (ADR 0072)
 
   /**
-   * This node is a backup of `partition`: a lock lease that runs out is kept `LOCK_KEEP_MS` past
-   * its end (invisible to nothing: backups serve no lock op), so that if this copy is promoted,
-   * `resumeLockLeases` can tell which leases were live while the old primary was.
+   * This node is a backup of `partition`, or its primary but unable to serve it: a lock lease
+   * that runs out is kept `LOCK_KEEP_MS` past its end (no lock op is served meanwhile, so nothing
+   * sees it), so that once this copy serves, `resumeLockLeases` can tell which leases were live
+   * while the partition was last served.
    */
   keepLockLeases(partition: number): void {
     validPartition(partition);
@@ -477,9 +479,9 @@ export class NodeStore {
   }
 
   /**
-   * This node serves `partition` as primary now. Its lock leases ran on no primary for
-   * `pausedForMs` (the time since the old primary was last heard alive; 0 when it lives on, or
-   * nothing is known): that time is not counted — each lease live then ends `pausedForMs` later
+   * This node serves `partition` as primary now. Its lock leases ran on no serving primary for
+   * `pausedForMs` (since the old primary was last heard alive, or since this node could not
+   * serve it; 0 when the old primary lives on, or nothing is known): that time is not counted — each lease live then ends `pausedForMs` later
    * than it said (its holder could neither renew nor release it meanwhile, and nobody could take
    * it), and a lease that had run out by then is freed. Returns how many were extended and freed.
    */

@@ -136,8 +136,9 @@ export interface StoreStats {
   /** Unexpired-or-not-yet-swept lock leases held (not those of `locksKept`). */
   locks: number;
   /**
-   * Lock leases that ran out on a copy this node is a backup of, kept LOCK_KEEP_MS (30 s) past
-   * their end in case it is promoted (ADR 0072): held by nobody, counted apart.
+   * Lock leases that ran out on a copy this node does not serve as primary (a backup, or a
+   * primary that cannot serve), kept LOCK_KEEP_MS (30 s) past their end in case it serves them
+   * (ADR 0072): held by nobody, counted apart.
    */
   locksKept: number;
   /** (session, seq) outcomes remembered. */
