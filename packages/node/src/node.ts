@@ -341,11 +341,16 @@ export class GridNode implements ConnectionHost, MetricsSource {
    * Counts the time since the last check against the hand-off's budget: as an outage while this
    * node's lease renewals have gone unacknowledged for two renewal intervals (an answer takes
    * milliseconds; nobody can commit a topology then), and after one until its lease is confirmed
-   * again (a lapse costs a lease before this node, or a coordinator, acts on it). Says so once
+   * again (a lapse costs a lease before this node, or a coordinator, acts on it) — unless another
+   * member answered its "are you alive?" lately with a newer topology than this node holds (then
+   * the control plane works for the others and only this node is cut off from it). Says so once
    * when the wait goes on for that reason.
    */
   private handoffSpent(budget: HandoffBudget): boolean {
-    const answering = Date.now() - this.lease.lastAckAt <= 2 * this.opts.renewIntervalMs && this.lease.valid();
+    const now = Date.now();
+    // Not an outage when the others hold a newer topology than this node: the control plane
+    // commits for them, this node alone is cut off from it, and waiting would not help.
+    const answering = (now - this.lease.lastAckAt <= 2 * this.opts.renewIntervalMs && this.lease.valid()) || this.coordinator.late.newerThan(this.view.topologyVersion(), now);
     const before = budget.outageCountedMs;
     const spent = budget.spent(performance.now(), answering);
     if (!answering && before === 0 && budget.outageCountedMs > 0 && !spent) {

@@ -252,4 +252,15 @@ describe('LateNodes', () => {
     expect(older.answering('n', 'e1', 150)).toBe(false);
     expect(older.vouched('n', 'e1', 1200, 0, 150)).toBe(false);
   });
+
+  it('property: newerThan says whether some fresh answer holds a newer topology (ADR 0071 amendment)', () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.integer({ min: 0, max: 2000 }), fc.integer({ min: 0, max: 20 })), { maxLength: 5 }), fc.integer({ min: 0, max: 20 }), (answers, version) => {
+        const late = new LateNodes(1000, 500, 2000);
+        const at = 100_000;
+        answers.forEach(([sentAgo, v], i) => late.answered(`n${i}`, at - sentAgo, { epoch: 'e', version: v }));
+        expect(late.newerThan(version, at)).toBe(answers.some(([sentAgo, v]) => v > version && sentAgo <= 500));
+      }),
+    );
+  });
 });

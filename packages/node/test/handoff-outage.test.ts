@@ -133,3 +133,39 @@ describe('a graceful stop while the control plane takes no writes (ADR 0071)', (
     }
   }, 40_000);
 });
+
+describe('a graceful stop of a node cut off from the control plane alone (ADR 0071 amendment)', () => {
+  const nodes: GridNode[] = [];
+  afterEach(() => {
+    for (const n of nodes.splice(0)) n.kill();
+  });
+
+  it('does not wait out handoffOutageMs once the others, which the control plane still serves, hold a newer topology', async () => {
+    const inner = new MemoryControlPlane();
+    const planes = new Map(['a', 'b', 'c'].map((id) => [id, new FlakyControlPlane(inner)]));
+    const said: { id: string; msg: string; fields: Record<string, unknown> }[] = [];
+    const at = (msg: string, fields: Record<string, unknown> = {}): void => {
+      const id = fields['id'];
+      said.push({ id: typeof id === 'string' ? id : '', msg, fields });
+    };
+    const HANDOFF_MS = 1500;
+    const OUTAGE_MS = 20_000;
+    await startThree(nodes, (id) => planes.get(id)!, { handoffTimeoutMs: HANDOFF_MS, handoffOutageMs: OUTAGE_MS, logger: { debug: () => undefined, info: at, warn: at, error: at } });
+    const c = nodes[2]!;
+    // Only c's control plane fails (its watches too); a and b go on committing (they declare c gone).
+    const cut = planes.get('c')!;
+    cut.failReads = true;
+    cut.failWrites = true;
+    cut.stallWatches();
+    let stopped = false;
+    const stop = c.stop().then(() => (stopped = true));
+    // Before the amendment it waited HANDOFF_MS + OUTAGE_MS (21.5 s) for a control plane that
+    // worked for everyone else.
+    await until(() => stopped, 'c to stop before its outage allowance is spent', OUTAGE_MS / 2);
+    await stop;
+    const timedOut = said.find((s) => s.id === 'c' && s.msg === 'handoff timed out; stopping anyway');
+    expect(timedOut, JSON.stringify(said.filter((s) => s.id === 'c'))).toBeDefined();
+    expect(Number(timedOut!.fields['outageMs'] ?? 0)).toBeLessThan(OUTAGE_MS);
+    expect(Object.keys((await inner.get<TopologyRecord>(TOPOLOGY_KEY))!.value.members).sort()).toEqual(['a', 'b']);
+  }, 30_000);
+});

@@ -126,6 +126,15 @@ export class LateNodes {
     return this.heard.get(id)!.version >= version;
   }
 
+  /**
+   * Some node answered a request sent within `freshMs` of `now` holding a topology newer than
+   * `version`: the control plane commits for the others (ADR 0071 amendment).
+   */
+  newerThan(version: number, now: number): boolean {
+    for (const h of this.heard.values()) if (h.version > version && now - h.sentAt <= this.freshMs) return true;
+    return false;
+  }
+
   /** Forgets nodes not in `keep` (no longer observed). */
   retain(keep: (id: string) => boolean): void {
     for (const id of this.heard.keys()) if (!keep(id)) this.heard.delete(id);
