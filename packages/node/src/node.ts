@@ -257,6 +257,8 @@ export class GridNode implements ConnectionHost, MetricsSource {
       // Bounded even if the control plane does not answer at all; on failure stop anyway.
       const t0 = performance.now();
       const budget = new HandoffBudget(this.opts.handoffTimeoutMs, this.opts.handoffOutageMs, t0);
+      // The newest topology this node knows of as the stop begins, its own or a member's answer.
+      const knownVersion = Math.max(this.view.topologyVersion(), this.coordinator.late.newestVersion(Date.now()));
       let settled = false;
       const handoff = this.handOff().then(
         () => {
@@ -271,7 +273,7 @@ export class GridNode implements ConnectionHost, MetricsSource {
       );
       // The budget is judged here alone (the hand-off may be stuck in a control-plane request of
       // its own: the leaving lease, a topology read); the hand-off ends its wait once it is over.
-      while (!settled && !this.handoffSpent(budget)) {
+      while (!settled && !this.handoffSpent(budget, knownVersion)) {
         let timer: ReturnType<typeof setTimeout> | undefined;
         await Promise.race([handoff, new Promise<void>((r) => (timer = setTimeout(r, HANDOFF_CHECK_MS)))]);
         clearTimeout(timer);
@@ -342,15 +344,15 @@ export class GridNode implements ConnectionHost, MetricsSource {
    * node's lease renewals have gone unacknowledged for two renewal intervals (an answer takes
    * milliseconds; nobody can commit a topology then), and after one until its lease is confirmed
    * again (a lapse costs a lease before this node, or a coordinator, acts on it) — unless another
-   * member answered its "are you alive?" lately with a newer topology than this node holds (then
-   * the control plane works for the others and only this node is cut off from it). Says so once
-   * when the wait goes on for that reason.
+   * member answered its "are you alive?" lately with a topology newer than any this node knew of
+   * when the stop began (`knownVersion`): then the control plane commits for the others and only
+   * this node is cut off from it. (Newer than its own view is not enough: a node whose NATS server
+   * died can be a record behind the others through a whole outage.) Says so once when the wait
+   * goes on for that reason.
    */
-  private handoffSpent(budget: HandoffBudget): boolean {
+  private handoffSpent(budget: HandoffBudget, knownVersion: number): boolean {
     const now = Date.now();
-    // Not an outage when the others hold a newer topology than this node: the control plane
-    // commits for them, this node alone is cut off from it, and waiting would not help.
-    const answering = (now - this.lease.lastAckAt <= 2 * this.opts.renewIntervalMs && this.lease.valid()) || this.coordinator.late.newerThan(this.view.topologyVersion(), now);
+    const answering = (now - this.lease.lastAckAt <= 2 * this.opts.renewIntervalMs && this.lease.valid()) || this.coordinator.late.newestVersion(now) > knownVersion;
     const before = budget.outageCountedMs;
     const spent = budget.spent(performance.now(), answering);
     if (!answering && before === 0 && budget.outageCountedMs > 0 && !spent) {

@@ -127,12 +127,14 @@ export class LateNodes {
   }
 
   /**
-   * Some node answered a request sent within `freshMs` of `now` holding a topology newer than
-   * `version`: the control plane commits for the others (ADR 0071 amendment).
+   * The newest topology version among the answers to requests sent within `freshMs` of `now`
+   * (-1: none). Rising while this node's own control plane does not answer, it says the control
+   * plane commits for the others (ADR 0071 amendment).
    */
-  newerThan(version: number, now: number): boolean {
-    for (const h of this.heard.values()) if (h.version > version && now - h.sentAt <= this.freshMs) return true;
-    return false;
+  newestVersion(now: number): number {
+    let v = -1;
+    for (const h of this.heard.values()) if (now - h.sentAt <= this.freshMs && h.version > v) v = h.version;
+    return v;
   }
 
   /** Forgets nodes not in `keep` (no longer observed). */
