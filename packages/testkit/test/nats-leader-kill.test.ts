@@ -32,11 +32,25 @@ async function kvWritable(cp: NatsControlPlane): Promise<boolean> {
   }
 }
 
-/** Starts again every nats-server a test stopped; resolves with the control plane once the KV takes writes. */
+/**
+ * Starts again every nats-server a test stopped; resolves with the control plane once the KV
+ * takes writes and both followers of its stream are current. (A server restarted a moment ago
+ * takes writes through the leader before it has caught up; killing the leader then left the
+ * stream without a quorum for over a minute in a CI run.)
+ */
 async function everyNatsServerUp(): Promise<NatsControlPlane> {
   for (const s of fx.cluster.nats.servers) if (!s.running) await s.start();
   const cp = await fx.cluster.controlPlane();
   await waitFor('the KV writable', () => kvWritable(cp), 30_000, 100);
+  await waitFor(
+    'both followers of the KV stream current',
+    async () => {
+      const st = await cp.bucketStatus().catch(() => null);
+      return st !== null && st.followers.length === 2 && st.followers.every((f) => f.current && !f.offline);
+    },
+    30_000,
+    100,
+  );
   return cp;
 }
 

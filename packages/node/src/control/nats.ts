@@ -607,9 +607,16 @@ export class NatsControlPlane implements ControlPlane {
   }
 
   /** The bucket's stream: its current leader (server name), replica count and last revision. */
-  async bucketStatus(): Promise<{ leader: string | undefined; replicas: number; lastRevision: number }> {
+  /**
+   * The bucket's stream: its leader (clustered), replica count, last revision, and its followers
+   * (`current`: caught up with the leader; `offline`: not reachable) — a follower restarted a
+   * moment ago is not current yet, and killing the leader then can leave the stream without a
+   * quorum for long (tests and benchmarks wait for `followers` to be current first).
+   */
+  async bucketStatus(): Promise<{ leader: string | undefined; replicas: number; lastRevision: number; followers: { name: string; current: boolean; offline: boolean }[] }> {
     const st = await this.call('status', () => this.kv.status());
-    return { leader: st.streamInfo.cluster?.leader, replicas: st.replicas, lastRevision: st.streamInfo.state.last_seq };
+    const followers = (st.streamInfo.cluster?.replicas ?? []).map((r) => ({ name: r.name, current: r.current, offline: r.offline === true }));
+    return { leader: st.streamInfo.cluster?.leader, replicas: st.replicas, lastRevision: st.streamInfo.state.last_seq, followers };
   }
 
   /** Highest revision delivered to each open watch (diagnostics and tests). */
