@@ -175,7 +175,9 @@ export class GridNode implements ConnectionHost, MetricsSource {
       startFence: (p, st, fenceId) => this.replicator.startFence(p, st, fenceId),
       scheduleLeaseWrite: () => this.lease.scheduleWrite(),
       resync: (p, ids) => this.replicator.resyncNow(p, ids),
-      lastHeard: (peerId, epoch) => this.reach.lastAnswered(peerId, epoch),
+      // Its last answer over the grid; else (never asked yet: a cluster seconds old) its last
+      // renewal seen, earlier than its death by up to an outage: a longer pause, the safe side.
+      lastHeard: (peerId, epoch) => this.reach.lastAnswered(peerId, epoch) ?? this.coordinator.renewalSeenUnder(peerId, epoch),
     });
     this.backup = new BackupReceiver(opts, view, store, table, this.driver);
     this.forwarder = new Forwarder(this.peers, opts.forwardTimeoutMs);

@@ -264,6 +264,11 @@ export class Coordinator {
     return this.renewals.get(id);
   }
 
+  /** When the last renewal of `id` was seen arriving, if it was a renewal under `epoch`. */
+  renewalSeenUnder(id: string, epoch: string): number | undefined {
+    return this.observed.get(id)?.lease.epoch === epoch ? this.renewals.get(id) : undefined;
+  }
+
   /** Nodes currently kept a member on their answers (logged once per spell). */
   private keptOnAnswers = new Set<string>();
   private soleLoggedAt = 0;
