@@ -114,8 +114,8 @@ describe('a lock through a control-plane outage longer than its lease (ADR 0072)
     outage(planes.values(), false);
     const outcome = await release;
     expect(outcome).toBe('released');
-    const resumed = log.line('lock leases resumed as primary: the time without a primary is not counted');
-    expect(resumed).toMatchObject({ partitions: 1, extended: 1, freed: 0 });
+    const resumed = log.line('lock leases resumed as primary: the time without a serving primary is not counted');
+    expect(resumed).toMatchObject({ cause: 'promoted', partitions: 1, extended: 1, freed: 0 });
     expect(resumed?.['pausedMs']).toBeGreaterThanOrEqual(LEASE_MS + 500);
     const next = (await client.lock(name).tryAcquire({ leaseMs: LEASE_MS }))!;
     expect(next).not.toBeNull();
@@ -153,7 +153,7 @@ describe('a lock through a control-plane outage longer than its lease (ADR 0072)
     } finally {
       raw.close();
     }
-    expect(log.line('lock leases resumed as primary: the time it could not serve is not counted')).toMatchObject({ partitions: 1, extended: 1, freed: 0 });
+    expect(log.line('lock leases resumed as primary: the time without a serving primary is not counted')).toMatchObject({ cause: 'serving again', partitions: 1, extended: 1, freed: 0 });
     // Nobody was declared gone: the same three members.
     expect(Object.keys(nodes[0]!.topology()!.members).sort()).toEqual(['a', 'b', 'c']);
   }, 30_000);

@@ -46,13 +46,19 @@ export interface ReplicaDriverDeps {
  * or when nothing is known of it.
  */
 export function pausedFor(prev: TopologyRecord, rec: TopologyRecord, p: number, self: string, lastHeard: (id: string, epoch: string) => number | undefined, now: number): number {
-  const id = (prev.owners[p] ?? [])[0];
-  if (id === undefined || id === self) return 0;
-  const epoch = prev.members[id]?.epoch;
-  if (epoch === undefined || rec.members[id]?.epoch === epoch) return 0;
+  const was = previousPrimary(prev, p, self);
+  if (was === null || rec.members[was.id]?.epoch === was.epoch) return 0;
   // Under the epoch it was primary with: restarted under the same id, it answers as a new node.
-  const heard = lastHeard(id, epoch);
+  const heard = lastHeard(was.id, was.epoch);
   return heard === undefined ? 0 : Math.max(0, now - heard);
+}
+
+/** The primary of p in `prev` and the epoch it had there; null when none, or when it was `self`. */
+function previousPrimary(prev: TopologyRecord, p: number, self: string): { id: string; epoch: string } | null {
+  const id = (prev.owners[p] ?? [])[0];
+  if (id === undefined || id === self) return null;
+  const epoch = prev.members[id]?.epoch;
+  return epoch === undefined ? null : { id, epoch };
 }
 
 /**
@@ -62,12 +68,30 @@ export function pausedFor(prev: TopologyRecord, rec: TopologyRecord, p: number, 
  * members, or it is this node.
  */
 export function deposedPrimary(prev: TopologyRecord, rec: TopologyRecord, p: number, self: string): { id: string; epoch: string } | null {
-  const id = (prev.owners[p] ?? [])[0];
-  if (id === undefined || id === self || (rec.owners[p] ?? []).includes(id)) return null;
-  const epoch = prev.members[id]?.epoch;
-  if (epoch === undefined || rec.members[id]?.epoch !== epoch) return null;
-  return { id, epoch };
+  const was = previousPrimary(prev, p, self);
+  if (was === null || (rec.owners[p] ?? []).includes(was.id) || rec.members[was.id]?.epoch !== was.epoch) return null;
+  return was;
 }
+
+/** What resuming lock leases as primary did (ADR 0072), summed over partitions for one log line. */
+interface LockLeasesResumed {
+  /** Partitions whose leases were extended or freed. */
+  partitions: number;
+  /** Leases extended by the time without a serving primary. */
+  extended: number;
+  /** Kept leases that had run out before that time began: freed. */
+  freed: number;
+  /** The longest time not counted (ms). */
+  pausedMs: number;
+}
+
+/**
+ * The log line of resumed lock leases; `cause`: 'promoted' (the previous primary's life ended) or
+ * 'serving again' (this primary could not serve for a while).
+ */
+const LEASES_RESUMED = 'lock leases resumed as primary: the time without a serving primary is not counted';
+
+const noneResumed = (): LockLeasesResumed => ({ partitions: 0, extended: 0, freed: 0, pausedMs: 0 });
 
 /** The `cache` label of per-cache metrics for every implicit cache (never configured). */
 export const IMPLICIT_CACHES_LABEL = '(implicit)';
@@ -92,7 +116,7 @@ export class ReplicaDriver {
     const synced = this.d.synced();
     const caughtUp = this.d.caughtUp();
     const caches = this.cacheBackupsList();
-    const resumed = { partitions: 0, extended: 0, freed: 0, pausedMs: 0 };
+    const resumed = noneResumed();
     const now = Date.now();
     for (let p = 0; p < rec.partitions; p++) {
       const role = view.roleOf(p);
@@ -124,11 +148,11 @@ export class ReplicaDriver {
       if (role !== 'none' && table.get(p) === st) this.trackDepth(p, st, role, prev, rec, wasMember, caches, wasMember && isSynced);
     }
     if (resumed.partitions > 0) {
-      this.d.log.info('lock leases resumed as primary: the time without a primary is not counted', { version: rec.version, ...resumed });
+      this.d.log.info(LEASES_RESUMED, { cause: 'promoted', version: rec.version, ...resumed });
     }
   }
 
-  private noteResumed(into: { partitions: number; extended: number; freed: number; pausedMs: number }, r: { extended: number; freed: number }, paused: number): void {
+  private noteResumed(into: LockLeasesResumed, r: { extended: number; freed: number }, paused: number): void {
     if (r.extended + r.freed === 0) return;
     into.partitions++;
     into.extended += r.extended;
@@ -146,7 +170,7 @@ export class ReplicaDriver {
   checkServing(mayServe: (p: number) => boolean): void {
     const { view, store } = this.d;
     const now = Date.now();
-    const resumed = { partitions: 0, extended: 0, freed: 0, pausedMs: 0 };
+    const resumed = noneResumed();
     for (const p of view.primaryPartitions()) {
       if (mayServe(p)) {
         this.servable(p, now, resumed);
@@ -162,18 +186,18 @@ export class ReplicaDriver {
    * This node serves p as primary now: if it could not before, its lock leases resume first
    * (called before anything of p is served, so no request sees them before; see `checkServing`).
    */
-  servable(p: number, now = Date.now(), into?: { partitions: number; extended: number; freed: number; pausedMs: number }): void {
+  servable(p: number, now = Date.now(), into?: LockLeasesResumed): void {
     if (this.unservable.size === 0) return;
     const since = this.unservable.get(p);
     if (since === undefined) return;
     this.unservable.delete(p);
-    const resumed = into ?? { partitions: 0, extended: 0, freed: 0, pausedMs: 0 };
+    const resumed = into ?? noneResumed();
     this.noteResumed(resumed, this.d.store.resumeLockLeases(p, now - since), now - since);
     if (into === undefined) this.logResumed(resumed);
   }
 
-  private logResumed(resumed: { partitions: number; extended: number; freed: number; pausedMs: number }): void {
-    if (resumed.partitions > 0) this.d.log.info('lock leases resumed as primary: the time it could not serve is not counted', resumed);
+  private logResumed(resumed: LockLeasesResumed): void {
+    if (resumed.partitions > 0) this.d.log.info(LEASES_RESUMED, { cause: 'serving again', ...resumed });
   }
 
   /** Backups of a cache: its own, or the cluster's default. */
