@@ -11,7 +11,7 @@ import { namingVariable, parseCli, unknownVariableWarning, unknownVariables, typ
 import { NODE_V8_FLAGS, youngGenerationConfigured } from './cli/v8-flags.js';
 import { MemoryControlPlane, type ControlPlane } from './control/kv.js';
 import { NatsControlPlane, type NatsControlPlaneOptions } from './control/nats.js';
-import { consoleLogger } from './logger.js';
+import { StartupSteps, consoleLogger } from './logger.js';
 import { startNode } from './node.js';
 import type { NodeOptions, TlsOptions } from './config.js';
 
@@ -67,14 +67,23 @@ async function main(): Promise<void> {
   }
   // Start-up, connecting included, waits out an unready control plane this long (then exit 1).
   const deadline = Date.now() + (c.controlPlane.kind === 'nats' ? c.controlPlane.connectTimeoutMs : 0);
-  const { cp, close } = await openControlPlane(c, log);
+  // Until the node's own start takes over (GridNode.start names its steps the same way).
+  const steps = new StartupSteps(log, { id: c.id }, 'connecting to the control plane');
+  let cp: ControlPlane;
+  let close: () => Promise<void>;
   let record;
   try {
-    ({ record } = await retriedWhileUnavailable('cluster record', deadline, log, () => joinOrCreateCluster(cp, { clusterId: c.clusterId, partitions: c.partitions, backups: c.backups })));
-  } catch (err) {
-    await close();
-    // A cluster setting the cluster does not have, from a variable: name it, as every other refusal does.
-    throw namingVariable(err, argv, process.env);
+    ({ cp, close } = await openControlPlane(c, log));
+    steps.step('reading the cluster record (control plane)');
+    try {
+      ({ record } = await retriedWhileUnavailable('cluster record', deadline, log, () => joinOrCreateCluster(cp, { clusterId: c.clusterId, partitions: c.partitions, backups: c.backups })));
+    } catch (err) {
+      await close();
+      // A cluster setting the cluster does not have, from a variable: name it, as every other refusal does.
+      throw namingVariable(err, argv, process.env);
+    }
+  } finally {
+    steps.done();
   }
   const opts: NodeOptions = {
     id: c.id,

@@ -21,3 +21,34 @@ export function consoleLogger(level: 'debug' | 'info' | 'warn' | 'error' = 'info
     };
   return { debug: make('debug'), info: make('info'), warn: make('warn'), error: make('error') };
 }
+
+/**
+ * Names the step a start-up is waiting in, and says so (a warning every `everyMs`) while it
+ * takes longer than that: a node that hangs at start-up says where, instead of nothing.
+ */
+export class StartupSteps {
+  private current: string;
+  private readonly t0 = performance.now();
+  private readonly timer: ReturnType<typeof setInterval>;
+
+  constructor(log: Logger, fields: Record<string, unknown>, first: string, everyMs = STARTUP_SLOW_LOG_MS) {
+    this.current = first;
+    this.timer = setInterval(() => {
+      log.warn('start-up still waiting', { ...fields, step: this.current, waitedMs: Math.round(performance.now() - this.t0) });
+    }, everyMs);
+    this.timer.unref();
+  }
+
+  /** The step it waits in from now on. */
+  step(name: string): void {
+    this.current = name;
+  }
+
+  /** Started (or failed): no more warnings. */
+  done(): void {
+    clearInterval(this.timer);
+  }
+}
+
+/** How often a slow start-up says which step it waits in. */
+export const STARTUP_SLOW_LOG_MS = 5000;

@@ -20,7 +20,7 @@ import type { ControlPlane, KvEvent } from './control/kv.js';
 import type { Role } from './control/routing.js';
 import { handOffDone, nodeSafety, type CacheRule, type LeaseRecord, type NodeSafety, type TopologyRecord } from './control/topology.js';
 import { Lifecycle } from './lifecycle.js';
-import type { Logger } from './logger.js';
+import { StartupSteps, type Logger } from './logger.js';
 import { CacheRuleBook, Coordinator } from './membership/coordinator.js';
 import { HandoffBudget } from './membership/handoff-budget.js';
 import { OwnLease } from './membership/lease.js';
@@ -206,9 +206,31 @@ export class GridNode implements ConnectionHost, MetricsSource {
   async start(): Promise<void> {
     if (this.life.state !== 'new') throw new Error('node already started');
     this.life.state = 'running';
+    const { store, scheduler, opts } = this;
+    const steps = new StartupSteps(this.log, { id: this.id }, 'listening');
+    try {
+      await this.startSteps(steps);
+    } finally {
+      steps.done();
+    }
+    this.coordinator.started();
+    scheduler.setInterval(() => void this.lease.renew(), opts.renewIntervalMs);
+    scheduler.setInterval(() => this.driver.checkServing((p) => this.promises.mayServe(p, this.lease.valid())), opts.renewIntervalMs);
+    scheduler.setInterval(() => void this.coordinator.tick(), opts.coordinatorIntervalMs);
+    this.promises.start();
+    this.reach.start();
+    scheduler.setInterval(() => {
+      store.sweep(opts.sweepBudget);
+    }, opts.sweepIntervalMs);
+    this.log.info('node started', { id: this.id, port: this.port });
+  }
+
+  /** `start()`'s waits, each named in `steps`. */
+  private async startSteps(steps: StartupSteps): Promise<void> {
     const { kv, store, scheduler, opts } = this;
     for (const [name, config] of Object.entries(opts.caches)) store.createCache(name, config);
     await this.edge.listen(this);
+    steps.step('listening for HTTP');
     if (opts.httpPort !== undefined) await this.edge.listenHttp({ id: this.id, registry: this.metrics.registry, isReady: () => this.isReady(), topologyVersion: () => this.topologyVersion(), unsafeReason: () => this.unsafeReason() });
 
     this.unwatch.push(
@@ -227,23 +249,17 @@ export class GridNode implements ConnectionHost, MetricsSource {
         }),
       );
     }
+    steps.step('reading the members (control plane)');
     await this.coordinator.load();
+    steps.step('reading the caches (control plane)');
     for (const e of await kv.list<CacheConfig>(CACHE_PREFIX)) store.createCache(e.key.slice(CACHE_PREFIX.length), e.value);
     for (const [name, config] of Object.entries(opts.caches)) {
       if ((await kv.get(CACHE_PREFIX + name)) === null) await kv.put(CACHE_PREFIX + name, config);
     }
+    steps.step('reading the topology (control plane)');
     await this.refreshTopology();
+    steps.step('writing its lease (control plane)');
     await this.lease.renew();
-    this.coordinator.started();
-    scheduler.setInterval(() => void this.lease.renew(), opts.renewIntervalMs);
-    scheduler.setInterval(() => this.driver.checkServing((p) => this.promises.mayServe(p, this.lease.valid())), opts.renewIntervalMs);
-    scheduler.setInterval(() => void this.coordinator.tick(), opts.coordinatorIntervalMs);
-    this.promises.start();
-    this.reach.start();
-    scheduler.setInterval(() => {
-      store.sweep(opts.sweepBudget);
-    }, opts.sweepIntervalMs);
-    this.log.info('node started', { id: this.id, port: this.port });
   }
 
   /**

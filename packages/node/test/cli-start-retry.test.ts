@@ -4,8 +4,9 @@
  * more). The steps are retried until the connect deadline instead of exiting 1 (a pod would go
  * into a crash-loop back-off); other errors, and the last one at the deadline, are not retried.
  */
-import { afterEach, describe, expect, it } from 'vitest';
-import { NodeConfigError, silentLogger, startNode, type GridNode } from '@gridlink/node';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { NodeConfigError, silentLogger, startNode, type GridNode, type Logger } from '@gridlink/node';
+import { STARTUP_SLOW_LOG_MS } from '../src/logger.js';
 import { joinOrCreateCluster, retriedWhileUnavailable } from '../src/cli/cluster.js';
 import { FlakyControlPlane } from './helpers/flaky-control-plane.js';
 import { until } from './helpers/until.js';
@@ -69,5 +70,36 @@ describe('gridlink-node start-up while the control plane is unavailable', () => 
     cp.failReads = true;
     await expect(retriedWhileUnavailable('cluster record', Date.now() + 100, log, () => joinOrCreateCluster(cp, {}), 20)).rejects.toThrow(/get failed/);
     expect(cp.failedReads).toBeGreaterThan(1);
+  });
+
+  it('a start-up that waits on a control plane that does not answer says in which step, until it ends', async () => {
+    // Only the warning's interval is faked: the node listens on a real socket meanwhile.
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    try {
+      const cp = new FlakyControlPlane();
+      cp.hang = true;
+      const lines: Record<string, unknown>[] = [];
+      const logger: Logger = { ...silentLogger, warn: (msg, fields) => void lines.push({ msg, ...fields }) };
+      const starting = startNode({ id: 'slow', controlPlane: cp, port: 0, partitions: 8, backups: 0, logger }).then(
+        (n) => n,
+        (err: unknown) => err as Error,
+      );
+      await until(() => {
+        vi.advanceTimersByTime(STARTUP_SLOW_LOG_MS);
+        return lines.some((l) => l['step'] === 'reading the members (control plane)');
+      }, 'a warning naming the step it waits in');
+      // (Warnings that came while it still bound its port name that step.)
+      expect(new Set(lines.map((l) => l['step']))).toEqual(new Set(['listening', 'reading the members (control plane)'].slice(lines[0]!['step'] === 'listening' ? 0 : 1)));
+      expect(lines.at(-1)).toMatchObject({ msg: 'start-up still waiting', id: 'slow', step: 'reading the members (control plane)' });
+      cp.answer();
+      const outcome = await starting;
+      expect(outcome).toBeInstanceOf(Error);
+      // Failed: the warnings end with it.
+      const count = lines.length;
+      vi.advanceTimersByTime(STARTUP_SLOW_LOG_MS * 3);
+      expect(lines.length).toBe(count);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
