@@ -24,6 +24,7 @@ import { StartupSteps, type Logger } from './logger.js';
 import { CacheRuleBook, Coordinator } from './membership/coordinator.js';
 import { HandoffBudget } from './membership/handoff-budget.js';
 import { OwnLease } from './membership/lease.js';
+import { soleHolderOf } from './membership/reach-fence.js';
 import { PromiseBook } from './membership/promises.js';
 import { PeerReach } from './membership/reach.js';
 import { ClusterView } from './membership/view.js';
@@ -109,7 +110,7 @@ export class GridNode implements ConnectionHost, MetricsSource {
     const leaseValid = (): boolean => this.lease.valid();
 
     const mayServe = (p: number): boolean => {
-      if (!this.promises.mayServe(p, this.lease.valid())) return false;
+      if (!this.mayServeAsPrimary(p)) return false;
       // Asked before anything of p is served: lock leases it kept while it could not serve
       // resume first (ADR 0072).
       this.driver.servable(p);
@@ -134,10 +135,13 @@ export class GridNode implements ConnectionHost, MetricsSource {
       pullsPending: () => this.transfer.pending.pulls > 0,
       fenced: () => this.fenced(),
       unreachable: () => this.reach.unreachable(),
+      isMember: () => view.isMember(),
+      mayGiveUp: () => this.reach.fenced() && this.losesNoCopy(),
+      newLife: () => this.startOver('fence ended after this life gave its lease up', {}),
     });
     this.peers = new PeerLinks(id, opts, scheduler, view);
     const base = { id, opts, scheduler, store, metrics, kv, log, life, view, table, peers: this.peers };
-    this.promises = new PromiseBook({ id, opts, view, peers: this.peers, scheduler, life, log, leaseRemainingMs: () => this.lease.remainingMs() });
+    this.promises = new PromiseBook({ id, opts, view, peers: this.peers, scheduler, life, log, leaseRemainingMs: () => this.lease.remainingMs(), gaveUp: () => this.lease.gaveUp() });
     const cacheRules = new CacheRuleBook(store, opts.backups);
     const caches = (): readonly CacheRule[] => cacheRules.rules(view.topo?.backups ?? opts.backups);
     this.caches = caches;
@@ -215,7 +219,7 @@ export class GridNode implements ConnectionHost, MetricsSource {
     }
     this.coordinator.started();
     scheduler.setInterval(() => void this.lease.renew(), opts.renewIntervalMs);
-    scheduler.setInterval(() => this.driver.checkServing((p) => this.promises.mayServe(p, this.lease.valid())), opts.renewIntervalMs);
+    scheduler.setInterval(() => this.driver.checkServing((p) => this.mayServeAsPrimary(p)), opts.renewIntervalMs);
     scheduler.setInterval(() => void this.coordinator.tick(), opts.coordinatorIntervalMs);
     this.promises.start();
     this.reach.start();
@@ -439,6 +443,22 @@ export class GridNode implements ConnectionHost, MetricsSource {
     return this.reach.fenced() || this.fencedByCoordinator();
   }
 
+  /**
+   * Every partition this node holds has another owner whose lease renewal was seen within a
+   * lease: this life going loses no copy (ADR 0073).
+   */
+  private losesNoCopy(): boolean {
+    const topo = this.view.topo;
+    if (topo === null) return false;
+    const now = Date.now();
+    const renewing = new Set<string>();
+    for (const id of Object.keys(topo.members)) {
+      const seen = this.coordinator.renewalSeenAt(id);
+      if (id !== this.id && seen !== undefined && now - seen <= this.opts.leaseMs) renewing.add(id);
+    }
+    return soleHolderOf(topo, this.id, renewing) === 0;
+  }
+
   /** Whether the topology asks this life not to renew its lease (ADR 0065), logged when it changes. */
   private fencedByCoordinator(): boolean {
     const fenced = this.view.topo?.fenced?.[this.id] === this.view.epoch;
@@ -504,7 +524,7 @@ export class GridNode implements ConnectionHost, MetricsSource {
     const n = this.view.topo!.partitions;
     for (let p = 0; p < n; p++) {
       if (this.roleOf(p) !== 'primary') continue;
-      if (!this.promises.mayServe(p, this.leaseValid())) return false;
+      if (!this.mayServeAsPrimary(p)) return false;
       if ((this.table.get(p)?.replica.fencing ?? 0) !== 0) return false;
     }
     return true;
@@ -533,6 +553,15 @@ export class GridNode implements ConnectionHost, MetricsSource {
     if (s.safe) return null;
     const reason = s.lost.length > 0 ? 'partitions lost' : s.moving.length > 0 ? 'partitions moving' : 'partitions under-replicated';
     return { reason, lost: s.lost, moving: s.moving, underReplicated: s.underReplicated };
+  }
+
+  /**
+   * May this node serve p, of which its topology makes it primary: its lease is certainly valid,
+   * or its backups' promises vouch for it (ADR 0007) — never once this life gave its lease up
+   * (ADR 0073).
+   */
+  private mayServeAsPrimary(p: number): boolean {
+    return !this.lease.gaveUp() && this.promises.mayServe(p, this.lease.valid());
   }
 
   /** The lease is certainly valid: renewed recently enough, judged from when the renewal was sent. */
@@ -655,7 +684,12 @@ export class GridNode implements ConnectionHost, MetricsSource {
    * empty.
    */
   private declaredGone(version: number): void {
-    this.log.warn('declared gone by the cluster; rejoining empty', { id: this.id, epoch: this.view.epoch, topologyVersion: version, leaseValid: this.lease.valid() });
+    this.startOver('declared gone by the cluster', { topologyVersion: version, leaseValid: this.lease.valid() });
+  }
+
+  /** A new life under a new epoch, empty: what this node held is stale (or may be). */
+  private startOver(why: string, fields: Record<string, unknown>): void {
+    this.log.warn(`${why}; rejoining empty`, { id: this.id, epoch: this.view.epoch, ...fields });
     this.view.epoch = randomUUID();
     for (const p of this.store.heldPartitions()) this.store.dropPartition(p);
     this.table.clear();

@@ -32,6 +32,16 @@ export interface OwnLeaseDeps {
   fenced?(): boolean;
   /** Members this node cannot reach while they renew, reported in the lease (ADR 0065). */
   unreachable?(): string[];
+  /** This life is a member of the topology this node holds. */
+  isMember?(): boolean;
+  /**
+   * Fenced because it is cut off from most members (ADR 0063), and every partition it holds has
+   * another owner that renews: giving the lease up loses no copy (ADR 0073). Otherwise a fenced
+   * lease just runs out (and the coordinator may keep a sole holder that answers it: ADR 0062).
+   */
+  mayGiveUp?(): boolean;
+  /** Start over under a new epoch, empty (a life whose lease was given up never renews again: ADR 0073). */
+  newLife?(): void;
 }
 
 /**
@@ -70,6 +80,13 @@ export class OwnLease {
   leaving = false;
   /** Given up (graceful stop): nothing is written any more, so no late renewal brings it back. */
   private released = false;
+  /**
+   * The epoch whose lease this node gave up on being fenced (ADR 0073): it serves nothing of that
+   * life any more and never renews it again.
+   */
+  private givenUpEpoch: string | null = null;
+  /** The renewal in flight, if any. */
+  private putting: Promise<number> | null = null;
   /** Renewals failed in a row, since when, and when that was last logged. */
   private failedRenewals = 0;
   private failingSince = 0;
@@ -87,7 +104,15 @@ export class OwnLease {
 
   /** The lease is certainly valid: renewed recently enough, judged from when the renewal was sent. */
   valid(): boolean {
-    return Date.now() < this.validUntil && !this.rejoinPending && Date.now() >= this.rejoinCheckAfter;
+    return Date.now() < this.validUntil && !this.rejoinPending && Date.now() >= this.rejoinCheckAfter && !this.gaveUp();
+  }
+
+  /**
+   * This life's lease was given up on being fenced (ADR 0073): nothing may be served as primary
+   * in this life any more, promises held or not.
+   */
+  gaveUp(): boolean {
+    return this.givenUpEpoch !== null && this.givenUpEpoch === this.d.epoch();
   }
 
   /**
@@ -96,7 +121,7 @@ export class OwnLease {
    * it alive. Not a licence to serve (`valid` is); enough to coordinate (ADR 0066).
    */
   renewed(): boolean {
-    return Date.now() < this.validUntil;
+    return Date.now() < this.validUntil && !this.gaveUp();
   }
 
   /** Time left on the lease while it is certainly valid, else 0. */
@@ -151,12 +176,24 @@ export class OwnLease {
       this.rejoinPending = true;
       this.scheduleRejoinCheck(opts.leaseMs);
     }
-    // Cut off from the members that renew (ADR 0063): let the lease run out, as if this node had died.
-    if (this.d.fenced?.() === true) return;
+    // Cut off from the members that renew (ADR 0063), or asked to stop by the coordinator (ADR
+    // 0065): out, as if this node had died — cut off, at once, by giving the lease up (ADR 0073).
+    if (this.d.fenced?.() === true) {
+      if (this.d.mayGiveUp?.() === true) this.giveUp();
+      return;
+    }
+    // The fence ended before the topology dropped the life that gave its lease up: that life is
+    // over all the same (the coordinator may be dropping it right now); start a new one.
+    if (this.gaveUp()) {
+      this.d.newLife?.();
+      return;
+    }
     const sentAt = now;
     this.lastRenewSentAt = sentAt;
     try {
-      await this.d.kv.put(LEASE_PREFIX + this.d.id, this.record());
+      const put = this.d.kv.put(LEASE_PREFIX + this.d.id, this.record());
+      this.putting = put;
+      await put;
       if ((life.state as string) === 'stopped') return;
       this.validUntil = Math.max(this.validUntil, sentAt + opts.leaseMs - opts.leaseMarginMs);
       this.lastAckAt = Date.now();
@@ -180,6 +217,32 @@ export class OwnLease {
         log.warn('lease renewals still failing', { err: String(err), failed: this.failedRenewals, forMs: t - this.failingSince });
       }
     }
+  }
+
+  /**
+   * Cut off while a member (ADR 0073; `mayGiveUp`): stops serving this life at once (`valid`, `gaveUp`: checked
+   * synchronously before anything is served), then deletes the lease, so that the coordinator
+   * declares the node gone now instead of a lease after its last renewal. Never renewed again:
+   * a renewal after the delete would bring this life back. A delete that fails (the control
+   * plane unreachable too) leaves the lease to run out, as before. Not a member (a life not yet
+   * admitted): nothing to give up; it just renews nothing until the fence ends.
+   * A fence the coordinator asked for (ADR 0065) is not given up this way: the coordinator takes
+   * such a fence back when the node turns out to hold the only copy of a partition.
+   */
+  private giveUp(): void {
+    if (this.gaveUp() || this.d.isMember?.() !== true) return;
+    const epoch = this.d.epoch();
+    this.givenUpEpoch = epoch;
+    const { log, kv, id } = this.d;
+    log.warn('fenced: giving the lease up now, so that the others take over its partitions at once; this life serves nothing more', { epoch });
+    // After the renewal in flight, if any: the delete must be the last word of this life.
+    void (this.putting ?? Promise.resolve())
+      .catch(() => undefined)
+      .then(() => kv.delete(LEASE_PREFIX + id))
+      .then(
+      () => log.info('lease given up', { epoch }),
+      (err: unknown) => log.warn('giving the lease up failed: it runs out instead', { epoch, err: String(err) }),
+    );
   }
 
   /**

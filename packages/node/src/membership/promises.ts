@@ -58,6 +58,8 @@ export interface PromiseDeps {
   readonly log: Logger;
   /** Time left on the own lease (0 when not certainly valid). */
   leaseRemainingMs(): number;
+  /** This life gave its lease up (ADR 0073): it will serve nothing more, so it asks for nothing (a promise binds the giver). */
+  gaveUp?(): boolean;
 }
 
 /** What this node asks each peer for: its primary partitions that peer owns too, made once per topology. */
@@ -212,7 +214,7 @@ export class PromiseBook {
     if (this.held.size > 0) this.forgetExpired(Date.now());
     const { view, life, peers, id } = this.d;
     if (life.state !== 'running' || view.topo === null) return;
-    if (this.d.leaseRemainingMs() >= this.timing.askBelowMs) return;
+    if (this.d.leaseRemainingMs() >= this.timing.askBelowMs || this.d.gaveUp?.() === true) return;
     const { byPeer } = this.askPlan();
     const sentAt = Date.now();
     const until = sentAt + this.timing.promiseMs - this.timing.marginMs;
