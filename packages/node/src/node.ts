@@ -444,16 +444,18 @@ export class GridNode implements ConnectionHost, MetricsSource {
   }
 
   /**
-   * Every partition this node holds has another owner whose lease renewal was seen within a
-   * lease: this life going loses no copy (ADR 0073).
+   * Every partition this node holds has another owner whose lease renewal, under the epoch the
+   * topology lists it with, was seen within a lease (and not deleted since): this life going
+   * loses no copy (ADR 0073).
    */
   private losesNoCopy(): boolean {
     const topo = this.view.topo;
     if (topo === null) return false;
     const now = Date.now();
     const renewing = new Set<string>();
-    for (const id of Object.keys(topo.members)) {
-      const seen = this.coordinator.renewalSeenAt(id);
+    for (const [id, m] of Object.entries(topo.members)) {
+      // Under the epoch the topology lists: a restarted node renews as a new, empty life.
+      const seen = this.coordinator.renewalSeenUnder(id, m.epoch);
       if (id !== this.id && seen !== undefined && now - seen <= this.opts.leaseMs) renewing.add(id);
     }
     return soleHolderOf(topo, this.id, renewing) === 0;

@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { encodeKey, partitionOfBytes } from '@gridlink/affinity';
 import { GridClosedError, type GridClient } from '@gridlink/client';
 import { ErrorCode, Op } from '@gridlink/protocol';
-import { LEASE_PREFIX, MemoryControlPlane, TOPOLOGY_KEY, resolveNodeOptions, silentLogger, type GridNode, type KvEvent, type TopologyRecord } from '@gridlink/node';
+import { CasConflictError, LEASE_PREFIX, MemoryControlPlane, TOPOLOGY_KEY, resolveNodeOptions, silentLogger, type GridNode, type KvEvent, type TopologyRecord } from '@gridlink/node';
 import { Lifecycle } from '../src/lifecycle.js';
 import { OwnLease } from '../src/membership/lease.js';
 import { Scheduler } from '../src/scheduler.js';
@@ -74,6 +74,40 @@ describe('OwnLease on a fence (ADR 0073)', () => {
     await l.renew();
     expect(kv.written).toHaveLength(4);
     expect((await kv.peek<{ epoch: string }>(`${LEASE_PREFIX}n1`))?.value.epoch).toBe('e2');
+  });
+
+  it('a delete that reaches the control plane after a later life renewed deletes nothing', async () => {
+    // A control plane that applies deletes only when let through (a request held in a client).
+    const inner = new FlakyControlPlane();
+    let letThrough!: () => void;
+    const gate = new Promise<void>((r) => (letThrough = r));
+    const deletes: (string | Error)[] = [];
+    const kv = Object.assign(Object.create(inner) as FlakyControlPlane, {
+      delete: (key: string, revision?: number) =>
+        gate.then(() =>
+          inner.delete(key, revision).then(
+            () => void deletes.push('deleted'),
+            (err: unknown) => {
+              deletes.push(err as Error);
+              throw err;
+            },
+          ),
+        ),
+    });
+    const state = { fenced: false, member: true, epoch: 'e1', lives: 0 };
+    const l = lease(kv, state);
+    await l.renew();
+    state.fenced = true;
+    await l.renew();
+    expect(l.gaveUp()).toBe(true);
+    state.fenced = false;
+    await l.renew(); // a new life, e2
+    await l.renew(); // e2 renews
+    expect((await inner.peek<{ epoch: string }>(`${LEASE_PREFIX}n1`))?.value.epoch).toBe('e2');
+    letThrough();
+    await until(() => deletes.length > 0, 'the late delete answered');
+    expect(deletes[0]).toBeInstanceOf(CasConflictError);
+    expect((await inner.peek<{ epoch: string }>(`${LEASE_PREFIX}n1`))?.value.epoch).toBe('e2');
   });
 
   it('a fence it may not give up (asked by the coordinator, or the only live holder of a partition) withholds renewals only, as before', async () => {

@@ -101,6 +101,22 @@ for (const h of harnesses) {
       );
     });
 
+    it('a delete with a revision is compare-and-set: refused when the key moved on or is absent', async () => {
+      const { a, b } = await h.open();
+      const r1 = await a.put('d.k', { n: 1 });
+      const r2 = await b.put('d.k', { n: 2 });
+      await expect(a.delete('d.k', r1)).rejects.toBeInstanceOf(CasConflictError);
+      expect((await b.get('d.k'))?.value).toEqual({ n: 2 });
+      await expect(a.delete('d.none', r1)).rejects.toBeInstanceOf(CasConflictError);
+      await b.delete('d.k', r2);
+      expect(await a.get('d.k')).toBeNull();
+      // Deleted: a delete at the old revision is refused too, and a new put is untouched by it.
+      await expect(a.delete('d.k', r2)).rejects.toBeInstanceOf(CasConflictError);
+      const r3 = await a.put('d.k', { n: 3 });
+      await expect(b.delete('d.k', r2)).rejects.toBeInstanceOf(CasConflictError);
+      expect(await a.get('d.k')).toEqual({ key: 'd.k', value: { n: 3 }, revision: r3 });
+    });
+
     it('watch reports every put and delete under its prefix once, in revision order (property)', async () => {
       const op = fc.oneof(
         fc.record({ t: fc.constant('put' as const), k: fc.constantFrom('w.a', 'w.b', 'x.c', 'w.d.e'), v: fc.integer() }),

@@ -25,7 +25,12 @@ export interface ControlPlane {
   create<T>(key: string, value: T): Promise<number>;
   /** Write only if the key's current revision is `revision`; throws CasConflictError otherwise. */
   update<T>(key: string, value: T, revision: number): Promise<number>;
-  delete(key: string): Promise<void>;
+  /**
+   * Removes the key (nothing happens when it is absent). With `revision`: only if the key's
+   * current revision is `revision`; throws CasConflictError otherwise, an absent key included (a
+   * request that reaches the store late must not delete what was written since).
+   */
+  delete(key: string, revision?: number): Promise<void>;
   /** Puts and deletes of keys under `prefix`, in revision order. Returns an unsubscribe function. */
   watch<T>(prefix: string, listener: (event: KvEvent<T>) => void): () => void;
   /**
@@ -101,7 +106,8 @@ export class MemoryControlPlane implements ControlPlane {
     return this.write(key, value);
   }
 
-  async delete(key: string): Promise<void> {
+  async delete(key: string, ifRevision?: number): Promise<void> {
+    if (ifRevision !== undefined && this.entries.get(key)?.revision !== ifRevision) throw new CasConflictError(key);
     if (!this.entries.delete(key)) return;
     const revision = ++this.revision;
     this.emit({ type: 'delete', key, revision });

@@ -576,7 +576,19 @@ export class NatsControlPlane implements ControlPlane {
     }
   }
 
-  async delete(key: string): Promise<void> {
+  async delete(key: string, revision?: number): Promise<void> {
+    if (revision !== undefined) {
+      // Conditional: the server refuses it unless the key's last revision is `revision`.
+      this.refuseIfReset();
+      if (!Number.isInteger(revision) || revision <= 0) throw new CasConflictError(key);
+      try {
+        await this.watched(this.kv.delete(key, { previousSeq: revision }));
+        return;
+      } catch (err) {
+        if (isWrongLastSequence(err)) throw new CasConflictError(key);
+        throw new ControlPlaneUnavailableError('delete', err);
+      }
+    }
     // A KV delete writes a marker even for an absent key; skip it, as the in-memory plane does.
     // (The get refuses a reset plane first.)
     if ((await this.get(key)) === null) return;

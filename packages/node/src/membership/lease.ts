@@ -87,6 +87,8 @@ export class OwnLease {
   private givenUpEpoch: string | null = null;
   /** The renewal in flight, if any. */
   private putting: Promise<number> | null = null;
+  /** The revision of this node's newest acknowledged renewal (0 before any). */
+  private lastRevision = 0;
   /** Renewals failed in a row, since when, and when that was last logged. */
   private failedRenewals = 0;
   private failingSince = 0;
@@ -193,7 +195,8 @@ export class OwnLease {
     try {
       const put = this.d.kv.put(LEASE_PREFIX + this.d.id, this.record());
       this.putting = put;
-      await put;
+      const rev = await put;
+      if (rev > this.lastRevision) this.lastRevision = rev;
       if ((life.state as string) === 'stopped') return;
       this.validUntil = Math.max(this.validUntil, sentAt + opts.leaseMs - opts.leaseMarginMs);
       this.lastAckAt = Date.now();
@@ -235,10 +238,17 @@ export class OwnLease {
     this.givenUpEpoch = epoch;
     const { log, kv, id } = this.d;
     log.warn('fenced: giving the lease up now, so that the others take over its partitions at once; this life serves nothing more', { epoch });
-    // After the renewal in flight, if any: the delete must be the last word of this life.
-    void (this.putting ?? Promise.resolve())
-      .catch(() => undefined)
-      .then(() => kv.delete(LEASE_PREFIX + id))
+    // After the renewal in flight, if any, and only if that renewal is still the key's newest
+    // revision: a delete that reaches the control plane late (held in the NATS client through a
+    // disconnect) must not delete the lease a later life of this node wrote meanwhile.
+    // (Taken now: a later life's renewals move lastRevision on.)
+    const newest = this.lastRevision;
+    void (this.putting ?? Promise.resolve(newest))
+      .then(
+        (rev) => Math.max(rev, newest),
+        () => newest,
+      )
+      .then((rev) => kv.delete(LEASE_PREFIX + id, rev))
       .then(
       () => log.info('lease given up', { epoch }),
       (err: unknown) => log.warn('giving the lease up failed: it runs out instead', { epoch, err: String(err) }),

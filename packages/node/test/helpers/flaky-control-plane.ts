@@ -58,8 +58,8 @@ export class FlakyControlPlane implements ControlPlane {
   update<T>(key: string, value: T, revision: number): Promise<number> {
     return this.write('update', () => this.inner.update(key, value, revision), key);
   }
-  delete(key: string): Promise<void> {
-    const done = this.write('delete', () => this.inner.delete(key), key);
+  delete(key: string, revision?: number): Promise<void> {
+    const done = this.write('delete', () => this.inner.delete(key, revision), key);
     const delay = this.deleteAckDelayMs;
     if (delay === 0) return done;
     return done.then(() => new Promise<void>((resolve) => setTimeout(resolve, delay)));
