@@ -223,8 +223,8 @@ export class OwnLease {
   }
 
   /**
-   * Cut off while a member (ADR 0073; `mayGiveUp`): stops serving this life at once (`valid`, `gaveUp`: checked
-   * synchronously before anything is served), then deletes the lease, so that the coordinator
+   * Cut off while a member (ADR 0073; `mayGiveUp`): stops serving this life at once (`valid`,
+   * `gaveUp`: checked synchronously before anything is served), then deletes the lease, so that the coordinator
    * declares the node gone now instead of a lease after its last renewal. Never renewed again:
    * a renewal after the delete would bring this life back. A delete that fails (the control
    * plane unreachable too) leaves the lease to run out, as before. Not a member (a life not yet
@@ -250,9 +250,9 @@ export class OwnLease {
       )
       .then((rev) => kv.delete(LEASE_PREFIX + id, rev))
       .then(
-      () => log.info('lease given up', { epoch }),
-      (err: unknown) => log.warn('giving the lease up failed: it runs out instead', { epoch, err: String(err) }),
-    );
+        () => log.info('lease given up', { epoch }),
+        (err: unknown) => log.warn('giving the lease up failed: it runs out instead', { epoch, err: String(err) }),
+      );
   }
 
   /**
