@@ -560,10 +560,10 @@ export class GridNode implements ConnectionHost, MetricsSource {
   /**
    * May this node serve p, of which its topology makes it primary: its lease is certainly valid,
    * or its backups' promises vouch for it (ADR 0007) — never once this life gave its lease up
-   * (ADR 0073).
+   * (ADR 0073; `PromiseBook.mayServe` checks that).
    */
   private mayServeAsPrimary(p: number): boolean {
-    return !this.lease.gaveUp() && this.promises.mayServe(p, this.lease.valid());
+    return this.promises.mayServe(p, this.lease.valid());
   }
 
   /** The lease is certainly valid: renewed recently enough, judged from when the renewal was sent. */

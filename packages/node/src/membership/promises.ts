@@ -58,7 +58,10 @@ export interface PromiseDeps {
   readonly log: Logger;
   /** Time left on the own lease (0 when not certainly valid). */
   leaseRemainingMs(): number;
-  /** This life gave its lease up (ADR 0073): it will serve nothing more, so it asks for nothing (a promise binds the giver). */
+  /**
+   * This life gave its lease up (ADR 0073): it serves nothing as primary any more, promises held
+   * or not, and asks for none (a promise binds its giver not to serve).
+   */
   gaveUp?(): boolean;
 }
 
@@ -105,6 +108,7 @@ export class PromiseBook {
 
   /** May this node serve p as primary now (it is p's primary in its topology; the caller checks that)? */
   mayServe(p: number, leaseValid: boolean): boolean {
+    if (this.d.gaveUp?.() === true) return false;
     const given = this.given[p];
     if (given !== undefined && Date.now() < given) return false;
     if (leaseValid) return true;

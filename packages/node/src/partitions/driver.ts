@@ -134,13 +134,11 @@ export class ReplicaDriver {
       const before = prev?.owners[p] ?? [];
       const promoted = role === 'primary' && !(wasMember && before[0] === view.id) && before.length > 0 && prev !== null;
       st.deposed = promoted ? deposedPrimary(prev, rec, p, view.id) : null;
-      if (role === 'primary' && (promoted || !this.unservable.has(p))) {
-        // (A primary that cannot serve keeps its leases until it can: checkServing.)
-        this.unservable.delete(p);
+      if (role !== 'primary' || promoted) this.unservable.delete(p);
+      // (A primary that cannot serve keeps its leases until it can: checkServing.)
+      if (role === 'primary' && !this.unservable.has(p)) {
         const paused = promoted ? pausedFor(prev, rec, p, view.id, (id, epoch) => this.d.lastHeard?.(id, epoch), now) : 0;
         this.noteResumed(resumed, store.resumeLockLeases(p, paused), paused);
-      } else if (role !== 'primary') {
-        this.unservable.delete(p);
       }
       // Read before the feed, which forgets the mark once the node is an owner.
       const isSynced = synced[String(p)] !== undefined;
