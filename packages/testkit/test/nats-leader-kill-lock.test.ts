@@ -12,13 +12,12 @@
  */
 import { describe, expect, it } from 'vitest';
 import { encodeKey, partitionOfBytes } from '@gridlink/affinity';
-import { processClusterFixture } from './helpers/load.js';
+import { processClusterFixture, streamLeader } from './helpers/load.js';
 
 const fx = processClusterFixture({ nodes: 3, natsServers: 3, partitions: 64 });
 
 describe('a held lock through a kill of the KV stream leader and of its primary (ADR 0072)', () => {
   it('the holder releases it after the failover although the lease would have ended; the next holder gets a larger token', async () => {
-    const cp = await fx.cluster.controlPlane();
     const topo = (await fx.cluster.topology())!;
     let name = '';
     for (let i = 0; name === '' && i < 10_000; i++) {
@@ -27,8 +26,7 @@ describe('a held lock through a kill of the KV stream leader and of its primary 
     const LEASE_MS = 3000;
     const h = await fx.client.lock(name).tryAcquire({ leaseMs: LEASE_MS });
     expect(h).not.toBeNull();
-    const leader = (await cp.bucketStatus()).leader;
-    const server = fx.cluster.nats.servers.find((s) => s.name === leader)!;
+    const server = await streamLeader(fx.cluster);
     const t0 = Date.now();
     await Promise.all([server.kill(), fx.cluster.node('node-3').kill()]);
     const outcome = await h!.release().then(

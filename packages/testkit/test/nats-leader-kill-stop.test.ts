@@ -10,7 +10,7 @@
 import { describe, expect, it } from 'vitest';
 import { waitFor } from '@gridlink/testkit';
 import type { TopologyRecord } from '@gridlink/node';
-import { processClusterFixture, throughFault } from './helpers/load.js';
+import { processClusterFixture, streamLeader, throughFault } from './helpers/load.js';
 
 const fx = processClusterFixture({ nodes: 3, natsServers: 3, partitions: 64 });
 
@@ -19,13 +19,10 @@ describe('graceful stops during a NATS stream leader election', () => {
     // No topology can be committed until a new stream leader is elected (4.5-8 s here), and
     // the partitions the two hold together must be pulled by node-1 before they go (ADR 0067);
     // before ADR 0071 both stopped at their 5 s hand-off timeout and those partitions were lost.
-    const cp = await fx.cluster.controlPlane();
-    const leader = (await cp.bucketStatus()).leader;
-    const server = fx.cluster.nats.servers.find((s) => s.name === leader);
-    expect(server).toBeDefined();
+    const server = await streamLeader(fx.cluster);
     let exits: (number | null)[] = [];
     await throughFault(fx.client, 'stop-in-outage', async () => {
-      await server!.kill();
+      await server.kill();
       exits = await Promise.all([fx.cluster.node('node-2').terminate(), fx.cluster.node('node-3').terminate()]);
     });
     expect(exits).toEqual([0, 0]);

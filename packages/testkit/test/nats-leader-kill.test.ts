@@ -12,7 +12,7 @@
 import { describe, expect, it } from 'vitest';
 import { GridClosedError } from '@gridlink/client';
 import { waitFor, type NatsServer } from '@gridlink/testkit';
-import { processClusterFixture, throughFault } from './helpers/load.js';
+import { processClusterFixture, streamLeader, throughFault } from './helpers/load.js';
 import { LEASE_PREFIX, type NatsControlPlane, type TopologyRecord } from '@gridlink/node';
 
 const WORKERS = 32;
@@ -90,11 +90,9 @@ describe('NATS stream leader killed under grid load', () => {
       await waitFor('load warmed up', () => ops >= 300, 30_000);
       const cp = await fx.cluster.controlPlane();
       const before = membersOf(await fx.cluster.topology());
-      const leader = (await cp.bucketStatus()).leader;
-      const server = fx.cluster.nats.servers.find((s) => s.name === leader);
-      expect(server).toBeDefined();
+      const server = await streamLeader(fx.cluster);
       const t0 = Date.now();
-      await server!.kill();
+      await server.kill();
       // The KV elects a new leader; then the grid must go on for a while with its members intact.
       await waitFor('the KV writable again', () => kvWritable(cp), 30_000, 100);
       const stall = Date.now() - t0;

@@ -6,7 +6,7 @@
  */
 import { afterAll, afterEach, beforeAll, expect } from 'vitest';
 import { GridClient, GridClosedError } from '@gridlink/client';
-import { ProcessCluster, trackedPids, trackedTempDirs, waitFor, type ProcessClusterOptions } from '@gridlink/testkit';
+import { ProcessCluster, trackedPids, trackedTempDirs, waitFor, type NatsServer, type ProcessClusterOptions } from '@gridlink/testkit';
 
 export const WORKERS = 32;
 
@@ -77,6 +77,14 @@ export async function reportCluster(cluster: ProcessCluster): Promise<void> {
     lines.push(`--- topology unreadable: ${String(err)}`);
   }
   console.error(lines.join('\n'));
+}
+
+/** The nats-server that leads the KV bucket's stream now (throws when none of the cluster's does). */
+export async function streamLeader(cluster: ProcessCluster): Promise<NatsServer> {
+  const leader = (await (await cluster.controlPlane()).bucketStatus()).leader;
+  const server = cluster.nats.servers.find((s) => s.name === leader);
+  if (server === undefined) throw new Error(`no nats-server of the cluster leads the KV stream (leader: ${String(leader)})`);
+  return server;
 }
 
 /** After each failed test of the file (or describe block): `reportCluster` of the cluster running then. */
