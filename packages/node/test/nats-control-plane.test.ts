@@ -378,6 +378,30 @@ describe('NatsControlPlane watch on a hung server', () => {
   });
 });
 
+describe('NatsControlPlane close', () => {
+  it('ends within about requestTimeoutMs when its only server hangs with a watch open, and leaves the connection closed', async () => {
+    const cluster = await NatsCluster.start({ servers: 1 });
+    const server = cluster.servers[0]!;
+    try {
+      const a = await NatsControlPlane.connect({ servers: cluster.urls, bucket: 'closing', requestTimeoutMs: 500, connectTimeoutMs: 20_000 });
+      const seen: number[] = [];
+      a.watch('c.', (e) => seen.push(e.revision));
+      const rev = await a.put('c.1', 1);
+      await waitFor('the watch event', () => seen.includes(rev));
+      server.hang();
+      await waitFor('the server stopped', () => readFileSync(`/proc/${server.pid!}/stat`, 'utf8').split(') ')[1]?.startsWith('T') === true);
+      const t0 = Date.now();
+      await a.close();
+      // The drain waits for a pong the hung server never sends; nats.js gave up after ~11 s.
+      expect(Date.now() - t0, 'close waited for the hung server').toBeLessThan(4000);
+      expect(a.connection.isClosed()).toBe(true);
+    } finally {
+      server.resume();
+      await cluster.close();
+    }
+  });
+});
+
 async function streamLeader(plane: NatsControlPlane): Promise<string | undefined> {
   return (await plane.bucketStatus()).leader;
 }

@@ -636,7 +636,12 @@ export class NatsControlPlane implements ControlPlane {
     return [...this.watches].map((w) => w.last);
   }
 
-  /** Ends every watch and closes the NATS connection. */
+  /**
+   * Ends every watch and closes the NATS connection: drains it (what was published is flushed)
+   * for at most `requestTimeoutMs`, then closes it. A drain waits for the server's answer to a
+   * ping, which a hung server never gives: without the bound, close took the ~11 s nats.js needs
+   * to give up on it.
+   */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
@@ -646,7 +651,21 @@ export class NatsControlPlane implements ControlPlane {
       w.restart?.();
     }
     this.watches.clear();
-    await this.connection.drain().catch(() => this.connection.close());
+    let timer: NodeJS.Timeout | undefined;
+    const drained = await Promise.race([
+      this.connection.drain().then(
+        () => true,
+        () => false,
+      ),
+      new Promise<false>((resolve) => {
+        timer = setTimeout(() => resolve(false), this.opts.requestTimeoutMs);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (!drained) {
+      this.log.debug('control plane connection not drained in time: closed', { timeoutMs: this.opts.requestTimeoutMs });
+      await this.connection.close().catch(() => undefined);
+    }
   }
 
   /**
