@@ -167,7 +167,7 @@ export class GridNode implements ConnectionHost, MetricsSource {
     this.transfer = new StateTransfer({
       ...base,
       driver: () => this.driver,
-      snapshotParts: (p) => this.replicator.snapshotParts(p),
+      snapshotParts: (p, maxBytes) => this.replicator.snapshotParts(p, maxBytes),
       onTransferred: (bytes, seconds) => metrics.onTransfer(bytes, seconds),
     });
     this.driver = new ReplicaDriver({
@@ -487,6 +487,16 @@ export class GridNode implements ConnectionHost, MetricsSource {
   /** State-transfer requests sent since start (a batch of partitions is one; ADR 0056). */
   get pullRequests(): number {
     return this.transfer.requests;
+  }
+
+  /** The most state-transfer pulls this node had running at once since start (ADR 0074). */
+  get mostPullsInFlight(): number {
+    return this.transfer.mostInFlight;
+  }
+
+  /** The largest state-transfer answer this node received since start, in entry bytes (keys and values; ADR 0074). */
+  get largestPullAnswerBytes(): number {
+    return this.transfer.largestAnswer;
   }
 
   /** Snapshots pushed to backups that missed records (gap, timeout, promotion) since start. */

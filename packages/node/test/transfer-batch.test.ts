@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import { encodeKey, partitionOfBytes } from '@gridlink/affinity';
 import { bytesSerializer } from '@gridlink/client';
+import { TRANSFER_UNIT_BYTES } from '../src/partitions/transfer.js';
 import { perTestCluster } from './helpers/grid.js';
 
 /**
@@ -52,5 +54,35 @@ describe('state transfer in batches', () => {
       expect(v?.[0]).toBe(i % 251);
     }
     for (let i = 0; i < 24; i++) expect((await big.get(`b${i}`))?.length).toBe(10_000);
+  });
+
+  it('partitions that hold data come one transfer unit at a time, one pull in flight, and whole (ADR 0074)', async () => {
+    const c = await fx.start({ nodes: 3, backups: 1, partitions: 64, autoAdjust: { enabled: false } });
+    const cl = await fx.connectFast(c.endpoints);
+    const cache = cl.cache<string, Uint8Array>('data', { serializer: bytesSerializer });
+    const value = (i: number): Uint8Array => new Uint8Array(1024).fill(i % 251);
+    // ~32 KiB in most partitions (several to a unit), and ~300 KiB in partition 5 (three units:
+    // pulled alone, in parts). With 2 MiB answers and two primaries pulled from at once, the
+    // restarted node took in ~700 KiB at a time.
+    const keys = Array.from({ length: 2048 }, (_, i) => `d${i}`);
+    for (let i = 0; keys.length < 2048 + 300; i++) if (partitionOfBytes(encodeKey(`p5-${i}`), 64) === 5) keys.push(`p5-${i}`);
+    for (let i = 0; i < keys.length; i += 128) await Promise.all(keys.slice(i, i + 128).map((k, j) => cache.put(k, value(i + j))));
+    const n3 = c.nodeIds[2]!;
+    await c.restart(n3);
+    await c.waitForStable();
+    const node = c.node(n3);
+    const held = c.topology().owners.filter((o) => o.includes(n3)).length;
+    expect(node.transfers).toBe(held);
+    expect(node.mostPullsInFlight).toBe(1);
+    expect(node.largestPullAnswerBytes).toBeGreaterThan(TRANSFER_UNIT_BYTES / 4);
+    expect(node.largestPullAnswerBytes).toBeLessThanOrEqual(TRANSFER_UNIT_BYTES);
+    // Its copies are whole: with both other nodes gone, everything it holds is still there.
+    const owned = keys.map((k, i) => [k, i] as const).filter(([k]) => c.topology().owners[partitionOfBytes(encodeKey(k), 64)]!.includes(n3));
+    expect(owned.length).toBeGreaterThan(1000);
+    const [n1, n2] = c.nodeIds as [string, string];
+    await c.kill(n1);
+    await c.kill(n2);
+    await c.waitForTopology((t) => t.members[n1] === undefined && t.members[n2] === undefined);
+    for (const [k, i] of owned) expect((await cache.get(k))?.[0], k).toBe(i % 251);
   });
 });

@@ -303,10 +303,9 @@ export class Replicator {
     void this.ensureClean(p).catch(() => {});
   }
 
-  /** A snapshot of p in parts that each fit in a frame. */
-  snapshotParts(p: number): PartitionSnapshot[] {
-    const snap = this.d.store.snapshot(p);
-    return splitSnapshot(snap, Math.max(16 * 1024, Math.floor(this.d.opts.maxFrameSize / 2)));
+  /** A snapshot of p in parts of at most `maxBytes` each (default: half a frame, so that each fits in one). */
+  snapshotParts(p: number, maxBytes = Math.max(16 * 1024, Math.floor(this.d.opts.maxFrameSize / 2))): PartitionSnapshot[] {
+    return splitSnapshot(this.d.store.snapshot(p), maxBytes);
   }
 
   async ensureClean(p: number): Promise<void> {

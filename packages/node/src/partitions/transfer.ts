@@ -9,6 +9,13 @@
  * ~43,000 of them, mostly empty: one round trip (and one lease report, one coordinator step)
  * per partition made the re-sync cost what the cluster has rather than what it holds. A partition
  * too big for one part, or one the primary refuses in the batch, is pulled alone as before.
+ *
+ * Transfers are paced (ADR 0074): a batch answer carries at most `TRANSFER_UNIT_BYTES` of
+ * snapshots and a single pull comes in parts of that size, and once an answer shows that the
+ * partitions hold data the puller keeps one pull in flight. Taking in a unit (copying the frame,
+ * decoding it, storing every entry) blocks the puller's event loop, and the puller is already a
+ * replication target of what it pulls: with 2 MiB answers, eight at a time, writes to every
+ * partition it was to own stalled 130–280 ms while it pulled 20 MB.
  */
 import { randomUUID } from 'node:crypto';
 import { ErrorCode, Op } from '@gridlink/protocol';
@@ -19,13 +26,25 @@ import type { Logger } from '../logger.js';
 import type { ClusterView } from '../membership/view.js';
 import type { PeerLinks } from '../peers/links.js';
 import { delay, type Scheduler } from '../scheduler.js';
-import { joinSnapshots, snapshotSize, type NodeStore, type PartitionSnapshot } from '../store/index.js';
+import { joinSnapshots, snapshotDataBytes, snapshotSize, type NodeStore, type PartitionSnapshot } from '../store/index.js';
 import type { ReplicaDriver } from './driver.js';
 import type { PullBatchReply, PullMsg, PullReply } from './messages.js';
 import type { PartitionTable } from './table.js';
 
 /** Partitions named in one batch pull at most. */
 export const PULL_BATCH = 4096;
+
+/**
+ * Most entry bytes (keys and values) in one batch answer, and the estimated size of one part of a
+ * single pull (less when half the frame limit is smaller): what a puller takes in between two
+ * turns of its event loop.
+ */
+export const TRANSFER_UNIT_BYTES = 128 * 1024;
+
+/** The transfer unit for a node whose frames are at most `maxFrameSize` bytes. */
+export function transferUnit(maxFrameSize: number): number {
+  return Math.min(TRANSFER_UNIT_BYTES, Math.max(16 * 1024, Math.floor(maxFrameSize / 2)));
+}
 
 export interface StateTransferDeps {
   readonly id: string;
@@ -40,7 +59,8 @@ export interface StateTransferDeps {
   /** A pull installed: key+value bytes it added to the store and its duration (metrics). */
   onTransferred?(bytes: number, seconds: number): void;
   driver(): ReplicaDriver;
-  snapshotParts(p: number): PartitionSnapshot[];
+  /** A snapshot of p in parts of at most `maxBytes` (estimated) each. */
+  snapshotParts(p: number, maxBytes: number): PartitionSnapshot[];
 }
 
 export class StateTransfer {
@@ -52,6 +72,30 @@ export class StateTransfer {
   private readonly outgoing = new Map<string, { parts: PartitionSnapshot[]; timer: { cancel(): void } }>();
   /** PEER_STATE_PULL requests this node sent (batches, single pulls and their parts, retries). */
   requests = 0;
+  /** The most pulls (batches or single) this node had running at once. */
+  mostInFlight = 0;
+  /** The largest answer this node received, in entry bytes (`snapshotDataBytes`). */
+  largestAnswer = 0;
+  /**
+   * How many pulls may run (ADR 0074). A round of pulls (from an empty queue to an empty queue
+   * again) starts with one pull in flight (`probe`); an answer with next to no entries widens it to
+   * `pullConcurrency` (`wide`: a rejoin at 65,536 mostly empty partitions, ADR 0056); an answer
+   * that carried data keeps one in flight until the round ends (`narrow`). Data: partitions left
+   * for later, a snapshot in several parts, or entries enough that `pullConcurrency` answers like
+   * it would make a quarter of a unit (`dataAnswer`).
+   */
+  private pace: 'probe' | 'wide' | 'narrow' = 'probe';
+
+  /** An answer with `entryBytes` of entries carried data (see `pace`). */
+  private dataAnswer(entryBytes: number): boolean {
+    return entryBytes * this.d.opts.pullConcurrency >= transferUnit(this.d.opts.maxFrameSize) / 4;
+  }
+
+  /** What an answer showed about the partitions pulled: data, only small snapshots, or nothing (all refused). */
+  private answered(carried: 'data' | 'small' | 'nothing'): void {
+    if (carried === 'data') this.pace = 'narrow';
+    else if (carried === 'small' && this.pace === 'probe') this.pace = 'wide';
+  }
 
   constructor(private readonly d: StateTransferDeps) {}
 
@@ -69,12 +113,16 @@ export class StateTransfer {
   clearQueue(): void {
     this.queue.length = 0;
     this.alone.clear();
+    this.pace = 'probe';
   }
 
   private drain(): void {
-    while (this.active < this.d.opts.pullConcurrency && this.queue.length > 0) {
+    if (this.queue.length === 0 && this.active === 0) this.pace = 'probe';
+    const limit = this.pace === 'wide' ? this.d.opts.pullConcurrency : 1;
+    while (this.active < limit && this.queue.length > 0) {
       const batch = this.takeBatch();
       this.active++;
+      if (this.active > this.mostInFlight) this.mostInFlight = this.active;
       void (batch.length === 1 ? this.pull(batch[0]!) : this.pullBatch(batch)).finally(() => {
         this.active--;
         this.drain();
@@ -161,6 +209,9 @@ export class StateTransfer {
         for (const p of ps) this.requeueAlone(p);
         return;
       }
+      const data = reply.snaps.reduce((n, snap) => n + snapshotDataBytes(snap), 0);
+      if (data > this.largestAnswer) this.largestAnswer = data;
+      this.answered(reply.later.length > 0 || this.dataAnswer(data) ? 'data' : reply.snaps.length > 0 ? 'small' : 'nothing');
       const asked = new Map(ps.map((p, i) => [p, states[i]!]));
       const seconds = (performance.now() - started) / 1000;
       for (const snap of reply.snaps) {
@@ -209,11 +260,16 @@ export class StateTransfer {
       try {
         this.requests++;
         const first = (await this.d.peers.peer(src).request(Op.PEER_STATE_PULL, { p, v, from: this.d.id } satisfies PullMsg, opts.replicationTimeoutMs)) as PullReply;
+        const firstData = snapshotDataBytes(first.snap);
+        this.answered(first.total > 1 || this.dataAnswer(firstData) ? 'data' : 'small');
+        if (firstData > this.largestAnswer) this.largestAnswer = firstData;
         const parts = [first.snap];
         for (let index = 1; index < first.total; index++) {
           const msg: PullMsg = { p, v, from: this.d.id, id: first.id!, index };
           this.requests++;
-          parts.push(((await this.d.peers.peer(src).request(Op.PEER_STATE_PULL, msg, opts.replicationTimeoutMs)) as PullReply).snap);
+          const part = ((await this.d.peers.peer(src).request(Op.PEER_STATE_PULL, msg, opts.replicationTimeoutMs)) as PullReply).snap;
+          this.largestAnswer = Math.max(this.largestAnswer, snapshotDataBytes(part));
+          parts.push(part);
         }
         if (table.get(p) !== st || !st.replica.pulling || view.epoch !== epoch || view.roleOf(p) !== 'syncing') return;
         // The snapshot of a primary deposed meanwhile is not installed (ADR 0069): pull again.
@@ -255,7 +311,7 @@ export class StateTransfer {
     const st = table.part(m.p);
     if (st.fence) await st.fence;
     this.assertServes(m.p, m.from);
-    const parts = this.d.snapshotParts(m.p);
+    const parts = this.d.snapshotParts(m.p, transferUnit(this.d.opts.maxFrameSize));
     if (parts.length === 1) return { snap: parts[0]!, total: 1 };
     const id = randomUUID();
     const timer = this.d.scheduler.setTimeout(() => this.outgoing.delete(id), 30_000);
@@ -280,9 +336,12 @@ export class StateTransfer {
    * named, every snapshot is taken in one synchronous pass, each right after the checks a single
    * pull makes (this node is its primary and may serve it, no fence pending, the puller is a
    * replication target): a write acknowledged after its snapshot was taken was replicated to the
-   * puller, which buffers it until the snapshot is installed. Snapshots are added while the
-   * estimated size stays within a part's budget; the rest is `later`, and a partition that fails
-   * a check or needs several parts is `alone`.
+   * puller, which buffers it until the snapshot is installed. Snapshots are added while their
+   * entries stay within a transfer unit and their estimated size within half a frame; the rest is
+   * `later`, and a partition that fails a check or needs several parts is `alone`. The snapshots
+   * of `alone` partitions count too, so that one pass never copies much more than two units (a
+   * batch of big partitions would otherwise snapshot every one of them only to send none).
+   * Empty partitions cost no unit: a batch of 4,096 of them is one answer (ADR 0056).
    */
   private async onBatchPull(m: PullMsg, ps: unknown): Promise<PullBatchReply> {
     const { view, table } = this.d;
@@ -298,11 +357,16 @@ export class StateTransfer {
       if (f) fences.push(f);
     }
     if (fences.length > 0) await Promise.allSettled(fences);
-    const budget = Math.max(16 * 1024, Math.floor(this.d.opts.maxFrameSize / 2));
+    const frameBudget = Math.max(16 * 1024, Math.floor(this.d.opts.maxFrameSize / 2));
+    const unit = transferUnit(this.d.opts.maxFrameSize);
     const reply: PullBatchReply = { snaps: [], later: [], alone: [] };
+    /** Estimated size of the answer, and the entry bytes in it. */
     let bytes = 0;
+    let data = 0;
+    /** Entry bytes snapshotted in this pass, sent or not. */
+    let taken = 0;
     for (const p of list) {
-      if (bytes >= budget) {
+      if (bytes >= frameBudget || data >= unit || taken >= 2 * unit) {
         reply.later.push(p);
         continue;
       }
@@ -316,18 +380,23 @@ export class StateTransfer {
         reply.alone.push(p);
         continue;
       }
-      const parts = this.d.snapshotParts(p);
+      const parts = this.d.snapshotParts(p, unit);
       if (parts.length !== 1) {
+        taken += unit * parts.length;
         reply.alone.push(p);
         continue;
       }
-      const size = snapshotSize(parts[0]!);
-      if (reply.snaps.length > 0 && bytes + size > budget) {
+      const snap = parts[0]!;
+      const size = snapshotSize(snap);
+      const entries = snapshotDataBytes(snap);
+      taken += entries;
+      if (reply.snaps.length > 0 && (bytes + size > frameBudget || data + entries > unit)) {
         reply.later.push(p);
         continue;
       }
       bytes += size;
-      reply.snaps.push(parts[0]!);
+      data += entries;
+      reply.snaps.push(snap);
     }
     return reply;
   }

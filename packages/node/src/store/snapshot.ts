@@ -22,6 +22,13 @@ function resultSize(v: unknown): number {
   return 9;
 }
 
+/** Bytes of the keys and values of a snapshot's entries: what installing it copies and stores (ADR 0074). */
+export function snapshotDataBytes(snap: PartitionSnapshot): number {
+  let n = 0;
+  for (const c of snap.caches) for (const e of c.entries) n += e[0].byteLength + e[1].byteLength;
+  return n;
+}
+
 /**
  * Estimated MessagePack size of a whole snapshot, by the same per-item estimates `splitSnapshot`
  * uses (a state-transfer batch adds snapshots up to a frame's budget with it).
