@@ -110,6 +110,28 @@ describe('OwnLease on a fence (ADR 0073)', () => {
     expect((await inner.peek<{ epoch: string }>(`${LEASE_PREFIX}n1`))?.value.epoch).toBe('e2');
   });
 
+  it('on a control plane whose delete is not conditional, the life is given up but the lease is left to run out', async () => {
+    // A custom plane written before delete took a revision: it would delete unconditionally.
+    const inner = new FlakyControlPlane();
+    const kv = Object.assign(Object.create(inner) as FlakyControlPlane, { conditionalDelete: undefined });
+    const state = { fenced: false, member: true, epoch: 'e1', lives: 0 };
+    const l = lease(kv, state);
+    await l.renew();
+    state.fenced = true;
+    await l.renew();
+    expect(l.gaveUp()).toBe(true);
+    expect(l.valid()).toBe(false);
+    await l.renew();
+    expect(inner.written).toEqual([`put ${LEASE_PREFIX}n1`]);
+    expect((await inner.peek<{ epoch: string }>(`${LEASE_PREFIX}n1`))?.value.epoch).toBe('e1');
+    // The fence ends: a new life, as when the delete went through.
+    state.fenced = false;
+    await l.renew();
+    await l.renew();
+    expect(state.lives).toBe(1);
+    expect((await inner.peek<{ epoch: string }>(`${LEASE_PREFIX}n1`))?.value.epoch).toBe('e2');
+  });
+
   it('a fence it may not give up (asked by the coordinator, or the only live holder of a partition) withholds renewals only, as before', async () => {
     const kv = new FlakyControlPlane();
     const state = { fenced: false, member: true, epoch: 'e1', lives: 0, mayGiveUp: false };

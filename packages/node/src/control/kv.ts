@@ -31,6 +31,14 @@ export interface ControlPlane {
    * request that reaches the store late must not delete what was written since).
    */
   delete(key: string, revision?: number): Promise<void>;
+  /**
+   * True when `delete` honours its `revision` (compare-and-set), as both built-in planes do. A
+   * node cut off from its peers gives its lease up by deleting it (ADR 0073) only on a plane that
+   * says so: an unconditional delete that reached the store late (held in a client through a
+   * disconnect) could delete the lease of the node's next life. Elsewhere the given-up lease runs
+   * out instead (the others take over a lease later).
+   */
+  readonly conditionalDelete?: boolean;
   /** Puts and deletes of keys under `prefix`, in revision order. Returns an unsubscribe function. */
   watch<T>(prefix: string, listener: (event: KvEvent<T>) => void): () => void;
   /**
@@ -61,6 +69,7 @@ export type KvEvent<T> =
  * in and out so no node can mutate another's view.
  */
 export class MemoryControlPlane implements ControlPlane {
+  readonly conditionalDelete = true;
   private readonly entries = new Map<string, { value: string; revision: number }>();
   private readonly watchers = new Set<{ prefix: string; listener: (e: KvEvent<unknown>) => void }>();
   private revision = 0;

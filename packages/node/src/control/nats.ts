@@ -212,6 +212,8 @@ function isWrongLastSequence(err: unknown): boolean {
  * `close()` ends its watches and the connection.
  */
 export class NatsControlPlane implements ControlPlane {
+  /** `delete(key, revision)` is a KV delete with `previousSeq`. */
+  readonly conditionalDelete = true;
   private readonly watches = new Set<Watch>();
   private closed = false;
   private readonly log: Logger;

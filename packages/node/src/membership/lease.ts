@@ -230,13 +230,19 @@ export class OwnLease {
    * plane unreachable too) leaves the lease to run out, as before. Not a member (a life not yet
    * admitted): nothing to give up; it just renews nothing until the fence ends.
    * A fence the coordinator asked for (ADR 0065) is not given up this way: the coordinator takes
-   * such a fence back when the node turns out to hold the only copy of a partition.
+   * such a fence back when the node turns out to hold the only copy of a partition. On a control
+   * plane whose delete is not conditional (`ControlPlane.conditionalDelete`) the life is given up
+   * all the same, but the lease is left to run out.
    */
   private giveUp(): void {
     if (this.gaveUp() || this.d.isMember?.() !== true) return;
     const epoch = this.d.epoch();
     this.givenUpEpoch = epoch;
     const { log, kv, id } = this.d;
+    if (kv.conditionalDelete !== true) {
+      log.warn('fenced: this life serves nothing more; the control plane cannot delete the lease conditionally, so it is left to run out', { epoch });
+      return;
+    }
     log.warn('fenced: giving the lease up now, so that the others take over its partitions at once; this life serves nothing more', { epoch });
     // After the renewal in flight, if any, and only if that renewal is still the key's newest
     // revision: a delete that reaches the control plane late (held in the NATS client through a

@@ -3,6 +3,7 @@ import { ControlPlaneUnavailableError, MemoryControlPlane, type ControlPlane, ty
 
 /** A real in-memory control plane whose operations can be made to fail (as NATS does during a leader change). */
 export class FlakyControlPlane implements ControlPlane {
+  readonly conditionalDelete = true;
   failReads = false;
   failWrites = false;
   failedReads = 0;
