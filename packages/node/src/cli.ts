@@ -103,6 +103,7 @@ async function main(): Promise<void> {
   if (c.authToken !== undefined) opts.authToken = c.authToken;
   if (c.maxEntries !== undefined) opts.maxEntries = c.maxEntries;
   if (c.maxBytes !== undefined) opts.maxBytes = c.maxBytes;
+  if (c.transferUnitBytes !== undefined) opts.transferUnitBytes = c.transferUnitBytes;
   if (c.leaseMs !== undefined) opts.leaseMs = c.leaseMs;
   if (c.renewIntervalMs !== undefined) opts.renewIntervalMs = c.renewIntervalMs;
   if (c.leaseMarginMs !== undefined) opts.leaseMarginMs = c.leaseMarginMs;

@@ -102,6 +102,12 @@ export interface NodeOptions extends Partial<NodeTiming> {
   sweepBudget?: number;
   /** Partitions pulled in parallel during state transfer. Default 8. */
   pullConcurrency?: number;
+  /**
+   * Most entry bytes a state-transfer answer carries (and the size of one part of a partition
+   * pulled in parts), at most half of `maxFrameSize`. Default 131 072 (128 KiB): a rejoining node
+   * takes data in between serving writes (ADR 0074). Larger: faster re-sync, longer write pauses.
+   */
+  transferUnitBytes?: number;
   maxFrameSize?: number;
   /** Clients beyond this are refused. Default 10 000. */
   maxConnections?: number;
@@ -136,6 +142,7 @@ export interface ResolvedNodeOptions extends NodeTiming {
   dedupWindowMs: number;
   sweepBudget: number;
   pullConcurrency: number;
+  transferUnitBytes: number;
   maxFrameSize: number;
   maxConnections: number;
   authToken: string | undefined;
@@ -146,6 +153,11 @@ export interface ResolvedNodeOptions extends NodeTiming {
   /** Node-to-node wire versions this node speaks (its release's, unless a test set another: withPeerWireRange). */
   [PEER_WIRE]: WireRange;
 }
+
+/** Default, smallest and largest `transferUnitBytes` (ADR 0074). */
+export const DEFAULT_TRANSFER_UNIT_BYTES = 128 * 1024;
+export const MIN_TRANSFER_UNIT_BYTES = 16 * 1024;
+export const MAX_TRANSFER_UNIT_BYTES = 1024 * 1024 * 1024;
 
 function int(field: string, v: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
@@ -209,6 +221,7 @@ export function resolveNodeOptions(o: NodeOptions): ResolvedNodeOptions {
     dedupWindowMs: o.dedupWindowMs === undefined ? 120_000 : int('dedupWindowMs', o.dedupWindowMs, 1),
     sweepBudget: o.sweepBudget === undefined ? 1000 : int('sweepBudget', o.sweepBudget, 1),
     pullConcurrency: o.pullConcurrency === undefined ? 8 : int('pullConcurrency', o.pullConcurrency, 1, 1024),
+    transferUnitBytes: o.transferUnitBytes === undefined ? DEFAULT_TRANSFER_UNIT_BYTES : int('transferUnitBytes', o.transferUnitBytes, MIN_TRANSFER_UNIT_BYTES, MAX_TRANSFER_UNIT_BYTES),
     maxFrameSize: o.maxFrameSize === undefined ? DEFAULT_MAX_FRAME_SIZE : int('maxFrameSize', o.maxFrameSize, MIN_MAX_FRAME_SIZE, MAX_MAX_FRAME_SIZE),
     maxConnections: o.maxConnections === undefined ? 10_000 : int('maxConnections', o.maxConnections, 1),
     authToken: o.authToken,

@@ -69,8 +69,11 @@ describe('gridlink-node option parser (pure)', () => {
 
   it('every option can come from its GRIDLINK_* variable, and a flag wins over it (property)', () => {
     const intFlags = CLI_OPTIONS.filter((o) => o.kind === 'int').map((o) => o.flag);
+    // Values 1-5, above the flag's least value when that is larger (--transfer-unit-bytes).
+    const low = (flag: string): number => Math.max(0, (CLI_OPTIONS.find((o) => o.flag === flag)?.min ?? 0) - 1);
     fc.assert(
-      fc.property(fc.constantFrom(...intFlags), fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 5 }), fc.boolean(), (flag, envV, argV, both) => {
+      fc.property(fc.constantFrom(...intFlags), fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 5 }), fc.boolean(), (flag, envDelta, argDelta, both) => {
+        const [envV, argV] = [low(flag) + envDelta, low(flag) + argDelta];
         const base = flag.startsWith('bucket') || flag.startsWith('nats') || flag === 'bootstrap-nodes' ? ['--control-plane', 'nats://h:4222'] : [];
         const env = { [envNameOf(flag)]: String(envV) };
         const argv = both ? [...base, `--${flag}`, String(argV)] : base;

@@ -31,6 +31,8 @@ describe('node configuration', () => {
       replicationTimeoutMs: 3000,
       idleTimeoutMs: 30_000,
       dedupWindowMs: 120_000,
+      pullConcurrency: 8,
+      transferUnitBytes: 131_072,
       autoAdjust: { enabled: true, softTimeoutMs: 10_000, hardTimeoutMs: 60_000 },
     });
   });
@@ -52,6 +54,8 @@ describe('node configuration', () => {
     // below what the frame codec accepts (and a node announces it to clients: ADR 0009)
     [{ maxFrameSize: 255 }, 'maxFrameSize'],
     [{ maxFrameSize: 2 ** 32 }, 'maxFrameSize'],
+    [{ transferUnitBytes: 16 * 1024 - 1 }, 'transferUnitBytes'],
+    [{ transferUnitBytes: 2 ** 30 + 1 }, 'transferUnitBytes'],
   ] as [Partial<NodeOptions>, string][])('rejects %j naming %s', (patch, field) => {
     let err: unknown;
     try {

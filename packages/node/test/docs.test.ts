@@ -123,6 +123,7 @@ describe('docs/operations.md §4: every flag and variable', () => {
       'auth-token': memory.authToken ?? node.authToken ?? 'none',
       'max-entries': memory.maxEntries ?? node.maxEntries ?? 'unbounded',
       'max-bytes': memory.maxBytes ?? node.maxBytes ?? 'unbounded',
+      'transfer-unit-bytes': memory.transferUnitBytes ?? node.transferUnitBytes,
       'lease-ms': memory.leaseMs ?? node.leaseMs,
       'renew-interval-ms': memory.renewIntervalMs ?? node.renewIntervalMs,
       'lease-margin-ms': memory.leaseMarginMs ?? node.leaseMarginMs,

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { encodeKey, partitionOfBytes } from '@gridlink/affinity';
 import { bytesSerializer } from '@gridlink/client';
-import { TRANSFER_UNIT_BYTES } from '../src/partitions/transfer.js';
+import { DEFAULT_TRANSFER_UNIT_BYTES as TRANSFER_UNIT_BYTES } from '../src/config.js';
 import { perTestCluster } from './helpers/grid.js';
 
 /**

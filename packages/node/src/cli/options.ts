@@ -6,7 +6,7 @@
  * Every flag `--some-flag` but `--help` can also be given as the environment variable `GRIDLINK_SOME_FLAG`;
  * a flag on the command line wins over the variable.
  */
-import { DEFAULT_TIMING } from '../config.js';
+import { DEFAULT_TIMING, MAX_TRANSFER_UNIT_BYTES, MIN_TRANSFER_UNIT_BYTES } from '../config.js';
 import { NodeConfigError } from '../errors.js';
 import { isBucketName } from '../control/keys.js';
 
@@ -55,6 +55,7 @@ export const CLI_OPTIONS: readonly CliOptionSpec[] = [
   { flag: 'auth-token', kind: 'string', arg: 't', help: 'token clients and peers must present (default: none)' },
   { flag: 'max-entries', kind: 'int', min: 1, max: Number.MAX_SAFE_INTEGER, arg: 'n', help: 'per-node entry bound, LRU eviction (default: unbounded)' },
   { flag: 'max-bytes', kind: 'int', min: 1, max: Number.MAX_SAFE_INTEGER, arg: 'n', help: 'per-node key+value byte bound, LRU eviction (default: unbounded)' },
+  { flag: 'transfer-unit-bytes', kind: 'int', min: MIN_TRANSFER_UNIT_BYTES, max: MAX_TRANSFER_UNIT_BYTES, arg: 'n', help: 'most entry bytes per state-transfer answer: larger re-syncs faster, pauses writes longer (default: 131072)' },
   { flag: 'lease-ms', kind: 'int', min: 1, max: HOUR_MS, arg: 'ms', help: 'membership lease length (default: 1000)' },
   { flag: 'renew-interval-ms', kind: 'int', min: 1, max: HOUR_MS, arg: 'ms', help: 'lease renewal period (default: 250)' },
   { flag: 'lease-margin-ms', kind: 'int', min: 1, max: HOUR_MS, arg: 'ms', help: 'safety margin before a lease is considered lapsed (default: 150)' },
@@ -159,6 +160,7 @@ export interface CliConfig {
   authToken?: string;
   maxEntries?: number;
   maxBytes?: number;
+  transferUnitBytes?: number;
   leaseMs?: number;
   renewIntervalMs?: number;
   leaseMarginMs?: number;
@@ -346,6 +348,7 @@ function parse(argv: readonly string[], env: Readonly<Record<string, string | un
     ['authToken', str('auth-token')],
     ['maxEntries', int('max-entries')],
     ['maxBytes', int('max-bytes')],
+    ['transferUnitBytes', int('transfer-unit-bytes')],
     ['leaseMs', int('lease-ms')],
     ['renewIntervalMs', int('renew-interval-ms')],
     ['leaseMarginMs', int('lease-margin-ms')],

@@ -10,8 +10,8 @@
  * per partition made the re-sync cost what the cluster has rather than what it holds. A partition
  * too big for one part, or one the primary refuses in the batch, is pulled alone as before.
  *
- * Transfers are paced (ADR 0074): a batch answer carries at most `TRANSFER_UNIT_BYTES` of
- * snapshots and a single pull comes in parts of that size, and once an answer shows that the
+ * Transfers are paced (ADR 0074): a batch answer carries at most a unit (`transferUnitBytes`) of
+ * entries and a single pull comes in parts of that size, and once an answer shows that the
  * partitions hold data the puller keeps one pull in flight. Taking in a unit (copying the frame,
  * decoding it, storing every entry) blocks the puller's event loop, and the puller is already a
  * replication target of what it pulls: with 2 MiB answers, eight at a time, writes to every
@@ -35,15 +35,12 @@ import type { PartitionTable } from './table.js';
 export const PULL_BATCH = 4096;
 
 /**
- * Most entry bytes (keys and values) in one batch answer, and the estimated size of one part of a
- * single pull (less when half the frame limit is smaller): what a puller takes in between two
- * turns of its event loop.
+ * The transfer unit: most entry bytes (keys and values) in one batch answer, and the estimated
+ * size of one part of a single pull — `transferUnitBytes` (128 KiB by default), less when half the
+ * frame limit is smaller: what a puller takes in between two turns of its event loop.
  */
-export const TRANSFER_UNIT_BYTES = 128 * 1024;
-
-/** The transfer unit for a node whose frames are at most `maxFrameSize` bytes. */
-export function transferUnit(maxFrameSize: number): number {
-  return Math.min(TRANSFER_UNIT_BYTES, Math.max(16 * 1024, Math.floor(maxFrameSize / 2)));
+export function transferUnit(opts: Pick<ResolvedNodeOptions, 'transferUnitBytes' | 'maxFrameSize'>): number {
+  return Math.min(opts.transferUnitBytes, Math.max(16 * 1024, Math.floor(opts.maxFrameSize / 2)));
 }
 
 export interface StateTransferDeps {
@@ -88,7 +85,7 @@ export class StateTransfer {
 
   /** An answer with `entryBytes` of entries carried data (see `pace`). */
   private dataAnswer(entryBytes: number): boolean {
-    return entryBytes * this.d.opts.pullConcurrency >= transferUnit(this.d.opts.maxFrameSize) / 4;
+    return entryBytes * this.d.opts.pullConcurrency >= transferUnit(this.d.opts) / 4;
   }
 
   /** What an answer showed about the partitions pulled: data, only small snapshots, or nothing (all refused). */
@@ -311,7 +308,7 @@ export class StateTransfer {
     const st = table.part(m.p);
     if (st.fence) await st.fence;
     this.assertServes(m.p, m.from);
-    const parts = this.d.snapshotParts(m.p, transferUnit(this.d.opts.maxFrameSize));
+    const parts = this.d.snapshotParts(m.p, transferUnit(this.d.opts));
     if (parts.length === 1) return { snap: parts[0]!, total: 1 };
     const id = randomUUID();
     const timer = this.d.scheduler.setTimeout(() => this.outgoing.delete(id), 30_000);
@@ -358,7 +355,7 @@ export class StateTransfer {
     }
     if (fences.length > 0) await Promise.allSettled(fences);
     const frameBudget = Math.max(16 * 1024, Math.floor(this.d.opts.maxFrameSize / 2));
-    const unit = transferUnit(this.d.opts.maxFrameSize);
+    const unit = transferUnit(this.d.opts);
     const reply: PullBatchReply = { snaps: [], later: [], alone: [] };
     /** Estimated size of the answer, and the entry bytes in it. */
     let bytes = 0;
