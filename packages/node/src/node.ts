@@ -489,7 +489,7 @@ export class GridNode implements ConnectionHost, MetricsSource {
     return this.transfer.requests;
   }
 
-  /** The most state-transfer pulls this node had running at once since start (ADR 0074). */
+  /** The most state-transfer pulls this node had running at once since start, not counting ones slow to be answered (ADR 0074). */
   get mostPullsInFlight(): number {
     return this.transfer.mostInFlight;
   }

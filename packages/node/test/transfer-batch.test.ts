@@ -3,6 +3,7 @@ import { encodeKey, partitionOfBytes } from '@gridlink/affinity';
 import { bytesSerializer } from '@gridlink/client';
 import { DEFAULT_TRANSFER_UNIT_BYTES as TRANSFER_UNIT_BYTES } from '../src/config.js';
 import { perTestCluster } from './helpers/grid.js';
+import { until } from './helpers/until.js';
 
 /**
  * ADR 0056: a rejoining node pulls the partitions of one primary in batches, not one request per
@@ -84,5 +85,41 @@ describe('state transfer in batches', () => {
     await c.kill(n2);
     await c.waitForTopology((t) => t.members[n1] === undefined && t.members[n2] === undefined);
     for (const [k, i] of owned) expect((await cache.get(k))?.[0], k).toBe(i % 251);
+  });
+
+  it('a source that does not answer holds back the pulls from the others no longer than SLOW_PULL_MS, not until its request times out (ADR 0074)', async () => {
+    // Requests time out after 60 s here: waiting them out would outlast the test's deadline.
+    const c = await fx.start({ nodes: 3, backups: 1, partitions: 64, replicationTimeoutMs: 60_000, autoAdjust: { enabled: false } });
+    const cl = await fx.connectFast(c.endpoints);
+    const cache = cl.cache<string, Uint8Array>('data', { serializer: bytesSerializer });
+    // ~32 KiB a partition: every answer carries data, so pulls run one at a time.
+    for (let i = 0; i < 2048; i += 128) await Promise.all(Array.from({ length: 128 }, (_, j) => cache.put(`d${i + j}`, new Uint8Array(1024).fill(7))));
+    const [n1, n2, n3] = c.nodeIds as [string, string, string];
+    // n1 takes every state pull and never answers (until released).
+    const transfer = (c.node(n1) as unknown as { transfer: { onStatePull: (m: unknown) => Promise<unknown> } }).transfer;
+    const serve = transfer.onStatePull.bind(transfer);
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    transfer.onStatePull = async (m) => {
+      await released;
+      return serve(m);
+    };
+    try {
+      await c.restart(n3);
+      // The partitions n3 pulls from n2 all arrive (n3 reports them synced and becomes their
+      // owner) while n1 answers nothing.
+      const pulling = (from: string): number[] => {
+        const t = c.topology();
+        return t.owners.flatMap((o, p) => (o[0] === from && t.syncing[p]!.some((s) => s.id === n3) ? [p] : []));
+      };
+      await until(() => pulling(n1).length > 0 && pulling(n2).length > 0, 'n3 pulling from both');
+      const fromN2 = pulling(n2);
+      await until(() => fromN2.every((p) => c.topology().owners[p]!.includes(n3)), `the ${fromN2.length} pulls from n2 done while n1 hangs`, 20_000);
+      expect(pulling(n1).length).toBeGreaterThan(0);
+    } finally {
+      release();
+    }
+    await c.waitForStable();
+    expect(c.node(n3).transfers).toBe(c.topology().owners.filter((o) => o.includes(n3)).length);
   });
 });

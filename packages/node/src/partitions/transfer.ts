@@ -35,6 +35,20 @@ import type { PartitionTable } from './table.js';
 export const PULL_BATCH = 4096;
 
 /**
+ * A pull waiting this long for an answer no longer holds the others back while the pace is one at
+ * a time (ADR 0074): a source that hangs must not stall the pulls from the healthy ones until the
+ * request times out (`replicationTimeoutMs`). A pull in many parts that keeps being answered is
+ * not slow.
+ */
+export const SLOW_PULL_MS = 500;
+
+/** One pull's wait for an answer, counted in `StateTransfer.slow` once it passes SLOW_PULL_MS. */
+interface PullWait {
+  slow: boolean;
+  timer: { cancel(): void };
+}
+
+/**
  * The transfer unit: most entry bytes (keys and values) in one batch answer, and the estimated
  * size of one part of a single pull — `transferUnitBytes` (128 KiB by default), less when half the
  * frame limit is smaller: what a puller takes in between two turns of its event loop.
@@ -69,7 +83,10 @@ export class StateTransfer {
   private readonly outgoing = new Map<string, { parts: PartitionSnapshot[]; timer: { cancel(): void } }>();
   /** PEER_STATE_PULL requests this node sent (batches, single pulls and their parts, retries). */
   requests = 0;
-  /** The most pulls (batches or single) this node had running at once. */
+  /**
+   * The most pulls (batches or single) this node had running at once, not counting those that
+   * waited past SLOW_PULL_MS for an answer: the pace's own concurrency.
+   */
   mostInFlight = 0;
   /** The largest answer this node received, in entry bytes (`snapshotDataBytes`). */
   largestAnswer = 0;
@@ -79,13 +96,35 @@ export class StateTransfer {
    * `pullConcurrency` (`wide`: a rejoin at 65,536 mostly empty partitions, ADR 0056); an answer
    * that carried data keeps one in flight until the round ends (`narrow`). Data: partitions left
    * for later, a snapshot in several parts, or entries enough that `pullConcurrency` answers like
-   * it would make a quarter of a unit (`dataAnswer`).
+   * it would make a quarter of a unit (`dataAnswer`). A pull unanswered for SLOW_PULL_MS lets
+   * another start beside it.
    */
   private pace: 'probe' | 'wide' | 'narrow' = 'probe';
+  /** Pulls running longer than SLOW_PULL_MS: they do not count against the pace's limit. */
+  private slow = 0;
 
   /** An answer with `entryBytes` of entries carried data (see `pace`). */
   private dataAnswer(entryBytes: number): boolean {
     return entryBytes * this.d.opts.pullConcurrency >= transferUnit(this.d.opts) / 4;
+  }
+
+  /** Starts timing a pull's wait for its next answer. */
+  private waitAnswer(wait: PullWait): void {
+    wait.timer = this.d.scheduler.setTimeout(() => {
+      wait.slow = true;
+      this.slow++;
+      this.drain();
+    }, SLOW_PULL_MS);
+  }
+
+  /** A pull got an answer (or ended): it is not slow any more; the next request is timed anew. */
+  private answeredNow(wait: PullWait, again = false): void {
+    wait.timer.cancel();
+    if (wait.slow) {
+      wait.slow = false;
+      this.slow--;
+    }
+    if (again) this.waitAnswer(wait);
   }
 
   /** What an answer showed about the partitions pulled: data, only small snapshots, or nothing (all refused). */
@@ -115,12 +154,16 @@ export class StateTransfer {
 
   private drain(): void {
     if (this.queue.length === 0 && this.active === 0) this.pace = 'probe';
-    const limit = this.pace === 'wide' ? this.d.opts.pullConcurrency : 1;
+    const limit = Math.min(this.d.opts.pullConcurrency, (this.pace === 'wide' ? this.d.opts.pullConcurrency : 1) + this.slow);
     while (this.active < limit && this.queue.length > 0) {
       const batch = this.takeBatch();
       this.active++;
-      if (this.active > this.mostInFlight) this.mostInFlight = this.active;
-      void (batch.length === 1 ? this.pull(batch[0]!) : this.pullBatch(batch)).finally(() => {
+      if (this.active - this.slow > this.mostInFlight) this.mostInFlight = this.active - this.slow;
+      const wait: PullWait = { slow: false, timer: { cancel: () => undefined } };
+      this.waitAnswer(wait);
+      void (batch.length === 1 ? this.pull(batch[0]!, wait) : this.pullBatch(batch, wait)).finally(() => {
+        this.answeredNow(wait);
+        wait.timer.cancel();
         this.active--;
         this.drain();
       });
@@ -170,7 +213,7 @@ export class StateTransfer {
    * alone). A failed request is retried with the single pull's backoff, twice, then each
    * partition is pulled alone.
    */
-  private async pullBatch(ps: number[]): Promise<void> {
+  private async pullBatch(ps: number[], wait: PullWait): Promise<void> {
     const { view, table, opts } = this.d;
     const epoch = view.epoch;
     const started = performance.now();
@@ -192,6 +235,7 @@ export class StateTransfer {
       try {
         this.requests++;
         reply = (await this.d.peers.peer(src).request(Op.PEER_STATE_PULL, { p: ps[0]!, v, from: this.d.id, ps } satisfies PullMsg, opts.replicationTimeoutMs)) as PullBatchReply | PullReply;
+        this.answeredNow(wait, true);
       } catch (err) {
         this.d.log.debug('batch state pull failed; retrying', { partitions: ps.length, src, err: String(err) });
         if (attempt >= 2) {
@@ -237,7 +281,7 @@ export class StateTransfer {
     }
   }
 
-  private async pull(p: number): Promise<void> {
+  private async pull(p: number, wait: PullWait): Promise<void> {
     const { view, table, life, opts } = this.d;
     const epoch = view.epoch;
     const started = performance.now();
@@ -257,6 +301,7 @@ export class StateTransfer {
       try {
         this.requests++;
         const first = (await this.d.peers.peer(src).request(Op.PEER_STATE_PULL, { p, v, from: this.d.id } satisfies PullMsg, opts.replicationTimeoutMs)) as PullReply;
+        this.answeredNow(wait, true);
         const firstData = snapshotDataBytes(first.snap);
         this.answered(first.total > 1 || this.dataAnswer(firstData) ? 'data' : 'small');
         if (firstData > this.largestAnswer) this.largestAnswer = firstData;
@@ -265,6 +310,7 @@ export class StateTransfer {
           const msg: PullMsg = { p, v, from: this.d.id, id: first.id!, index };
           this.requests++;
           const part = ((await this.d.peers.peer(src).request(Op.PEER_STATE_PULL, msg, opts.replicationTimeoutMs)) as PullReply).snap;
+          this.answeredNow(wait, true);
           this.largestAnswer = Math.max(this.largestAnswer, snapshotDataBytes(part));
           parts.push(part);
         }
