@@ -16,6 +16,8 @@
  *   pnpm bench soak                      # SOAK_SECONDS=180 by default
  *   SOAK_SECONDS=900 SOAK_SEED=42 pnpm bench soak
  *   SOAK_ONLY='two nodes stopped together|node kill' pnpm bench soak   # only these faults
+ *   SOAK_PRELOAD=20000 pnpm bench soak   # that many 1 KiB entries first, so that every re-sync
+ *                                        # moves data (ADR 0074); checked at the end
  *
  * Exits 1 when a check fails or the cluster did not heal within 60 s of a fault; the nodes' logs
  * (`SOAK_LOG_LEVEL`, default info) are then written to a temp directory whose path is printed
@@ -23,7 +25,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { GridClient } from '@gridlink/client';
+import { GridClient, bytesSerializer } from '@gridlink/client';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -33,6 +35,9 @@ import { delay, table } from '../shared/measure.js';
 
 const SECONDS = Number(process.env.SOAK_SECONDS ?? 180);
 const SEED = Number(process.env.SOAK_SEED ?? Math.floor(Math.random() * 2 ** 31));
+/** Entries of 1 KiB written before the faults (in their own cache) and read back at the end. */
+const PRELOAD = Number(process.env.SOAK_PRELOAD ?? 0);
+const ballastValue = (i: number): Uint8Array => new Uint8Array(1024).fill(i % 251);
 const WORKERS = 32;
 const NODES = 4;
 
@@ -394,6 +399,9 @@ try {
     operationTimeout: 20_000,
     reResolveInterval: 0,
   });
+  const ballast = client.cache<string, Uint8Array>('ballast', { serializer: bytesSerializer });
+  for (let i = 0; i < PRELOAD; i += 200) await Promise.all(Array.from({ length: Math.min(200, PRELOAD - i) }, (_, j) => ballast.put(`b${i + j}`, ballastValue(i + j))));
+  if (PRELOAD > 0) console.log(`${PRELOAD} entries of 1 KiB written first`);
   const load = startLoad(client);
   const lk = startLockers(cluster.endpoints);
   lockers = lk;
@@ -452,6 +460,15 @@ try {
     const got = await read(k);
     if (got !== v) problems.push(`acknowledged write lost: ${k} = ${String(got)}, acknowledged ${v}`);
   }
+  let ballastBad = 0;
+  for (let i = 0; i < PRELOAD; i++) {
+    const got = await ballast.get(`b${i}`).catch((err: unknown) => String(err));
+    const want = ballastValue(i);
+    if (!(got instanceof Uint8Array) || got.length !== want.length || got[0] !== want[0] || got[1023] !== want[1023]) {
+      if (ballastBad++ < 20) problems.push(`preloaded entry b${i} lost or wrong: ${got instanceof Uint8Array ? `${got.length} bytes of ${got[0]}` : String(got)}`);
+    }
+  }
+  if (ballastBad > 20) problems.push(`… and ${ballastBad - 20} more preloaded entries lost or wrong`);
   const counter = await read('counter');
   if (counter !== r.increments) problems.push(`counter ${String(counter)} != ${r.increments} acknowledged increments`);
   problems.push(...counterAnomalies(r.counted));
@@ -467,7 +484,7 @@ try {
 
   console.log('');
   console.log(table([['#', 'fault', 'detail', 'fault ms', 'healed ms after repair', 'new epoch', 'longest op ms (which, start from fault)', 'ops during'], ...rows]));
-  console.log(`\n${rows.length} faults, ${load.ops()} operations, ${r.acked.size} keys and ${r.increments} increments checked, ${holds.length} lock holds`);
+  console.log(`\n${rows.length} faults, ${load.ops()} operations, ${r.acked.size} keys and ${r.increments} increments checked${PRELOAD > 0 ? `, ${PRELOAD} preloaded entries read back` : ''}, ${holds.length} lock holds`);
   if (problems.length > 0) {
     exitCode = 1;
     console.log(`\nFAILED (seed ${SEED}):`);
