@@ -42,6 +42,17 @@ describe('OwnLease on a fence (ADR 0073)', () => {
     });
   };
 
+  /** A lease renewed once, then fenced: the life given up. */
+  const givenUp = async (kv: FlakyControlPlane): Promise<{ l: OwnLease; state: { fenced: boolean; member: boolean; epoch: string; lives: number } }> => {
+    const state = { fenced: false, member: true, epoch: 'e1', lives: 0 };
+    const l = lease(kv, state);
+    await l.renew();
+    state.fenced = true;
+    await l.renew();
+    expect(l.gaveUp()).toBe(true);
+    return { l, state };
+  };
+
   it('stops serving at once, deletes the lease after the renewal in flight, never renews that life again, and starts a new one when the fence ends', async () => {
     const kv = new FlakyControlPlane();
     const state = { fenced: false, member: true, epoch: 'e1', lives: 0 };
@@ -94,12 +105,7 @@ describe('OwnLease on a fence (ADR 0073)', () => {
           ),
         ),
     });
-    const state = { fenced: false, member: true, epoch: 'e1', lives: 0 };
-    const l = lease(kv, state);
-    await l.renew();
-    state.fenced = true;
-    await l.renew();
-    expect(l.gaveUp()).toBe(true);
+    const { l, state } = await givenUp(kv);
     state.fenced = false;
     await l.renew(); // a new life, e2
     await l.renew(); // e2 renews
@@ -114,12 +120,7 @@ describe('OwnLease on a fence (ADR 0073)', () => {
     // A custom plane written before delete took a revision: it would delete unconditionally.
     const inner = new FlakyControlPlane();
     const kv = Object.assign(Object.create(inner) as FlakyControlPlane, { conditionalDelete: undefined });
-    const state = { fenced: false, member: true, epoch: 'e1', lives: 0 };
-    const l = lease(kv, state);
-    await l.renew();
-    state.fenced = true;
-    await l.renew();
-    expect(l.gaveUp()).toBe(true);
+    const { l, state } = await givenUp(kv);
     expect(l.valid()).toBe(false);
     await l.renew();
     expect(inner.written).toEqual([`put ${LEASE_PREFIX}n1`]);
