@@ -5,17 +5,17 @@
  * declares it gone a moment later instead of a lease after its last renewal. That life never
  * renews again; it comes back only under a new epoch, empty.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { encodeKey, partitionOfBytes } from '@gridlink/affinity';
-import { GridClosedError, type GridClient } from '@gridlink/client';
+import { GridClosedError } from '@gridlink/client';
 import { ErrorCode, Op } from '@gridlink/protocol';
-import { CasConflictError, LEASE_PREFIX, MemoryControlPlane, TOPOLOGY_KEY, resolveNodeOptions, silentLogger, type GridNode, type KvEvent, type TopologyRecord } from '@gridlink/node';
+import { CasConflictError, LEASE_PREFIX, MemoryControlPlane, TOPOLOGY_KEY, resolveNodeOptions, silentLogger, type KvEvent, type TopologyRecord } from '@gridlink/node';
 import { Lifecycle } from '../src/lifecycle.js';
 import { OwnLease } from '../src/membership/lease.js';
 import { Scheduler } from '../src/scheduler.js';
 import { FlakyControlPlane } from './helpers/flaky-control-plane.js';
 import { GridError, TestConnection } from './helpers/client.js';
-import { THREE_PARTITIONS, connectClient, startThree } from './helpers/grid.js';
+import { THREE_PARTITIONS, perTestNodes, startThree } from './helpers/grid.js';
 import { until } from './helpers/until.js';
 
 describe('OwnLease on a fence (ADR 0073)', () => {
@@ -166,21 +166,14 @@ describe('OwnLease on a fence (ADR 0073)', () => {
 });
 
 describe('a fenced node on a live cluster (ADR 0073)', () => {
-  const nodes: GridNode[] = [];
-  let client: GridClient | undefined;
-  afterEach(async () => {
-    await client?.close();
-    client = undefined;
-    for (const n of nodes.splice(0)) n.kill();
-  });
+  const { nodes, connectFast } = perTestNodes();
 
   it('serves nothing more, is declared gone long before its lease would have run out, and rejoins empty under a new epoch once the fence ends; no operation fails', async () => {
     const kv = new MemoryControlPlane();
     // A long lease: "before it would have run out" is then seconds, not a race with the machine.
     const LEASE_MS = 6000;
     await startThree(nodes, () => kv, { leaseMs: LEASE_MS });
-    const c = await connectClient(nodes.map((n) => `127.0.0.1:${n.port}`));
-    client = c;
+    const c = await connectFast(nodes.map((n) => `127.0.0.1:${n.port}`));
     const cache = c.cache<string, number>('fence');
     for (let i = 0; i < 64; i++) await cache.put(`k${i}`, i);
     const victim = nodes[1]!;

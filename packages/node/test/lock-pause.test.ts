@@ -6,15 +6,14 @@
  * succeeds (it was refused with LockNotHeldError before). Soak runs hit this (docs/operations.md
  * §5, seeds 23 and 31).
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { encodeKey, partitionOfBytes } from '@gridlink/affinity';
-import type { GridClient } from '@gridlink/client';
 import { MemoryControlPlane, silentLogger, startNode, type GridNode, type Logger, type TopologyRecord } from '@gridlink/node';
 import { pausedFor } from '../src/partitions/driver.js';
 import { Op } from '@gridlink/protocol';
 import { FlakyControlPlane } from './helpers/flaky-control-plane.js';
 import { TestConnection, untilAnswered } from './helpers/client.js';
-import { THREE_PARTITIONS, connectClient, optionsOf, startThree } from './helpers/grid.js';
+import { THREE_PARTITIONS, optionsOf, perTestNodes, startThree } from './helpers/grid.js';
 import { until } from './helpers/until.js';
 
 /** Every control plane refuses reads and writes (a NATS stream leader election), or answers again. */
@@ -61,13 +60,7 @@ describe('pausedFor: how long a promoted partition had no primary', () => {
 });
 
 describe('a lock through a control-plane outage longer than its lease (ADR 0072)', () => {
-  const nodes: GridNode[] = [];
-  let client: GridClient | undefined;
-  afterEach(async () => {
-    await client?.close();
-    client = undefined;
-    for (const n of nodes.splice(0)) n.kill();
-  });
+  const { nodes, connectFast } = perTestNodes();
 
   // Restarted: a new life under the same id and address answers the others' "are you alive?"
   // under a new epoch during the outage (the soak's case); the pause counts from the old life's
@@ -85,7 +78,7 @@ describe('a lock through a control-plane outage longer than its lease (ADR 0072)
       if (owners[0] !== 'a' && owners.length === 2) name = `lock-${i}`;
     }
     const primary = nodes.find((n) => n.id === topo.owners[partitionOfBytes(encodeKey(name), THREE_PARTITIONS)]![0])!;
-    client = await connectClient(nodes.map((n) => `127.0.0.1:${n.port}`), { operationTimeout: 20_000 });
+    const client = await connectFast(nodes.map((n) => `127.0.0.1:${n.port}`), { operationTimeout: 20_000 });
 
     // The others have heard the primary answer their "are you alive?" (every 250 ms): a cluster
     // that has run a moment (the pause is counted from that answer; unknown, nothing is counted).
@@ -129,7 +122,7 @@ describe('a lock through a control-plane outage longer than its lease (ADR 0072)
     const log = recorder();
     // No backups: nobody can vouch for a primary whose lease the KV cannot confirm (ADR 0007).
     await startThree(nodes, (id) => planes.get(id)!, { backups: 0, logger: log.logger });
-    client = await connectClient(nodes.map((n) => `127.0.0.1:${n.port}`), { operationTimeout: 20_000 });
+    const client = await connectFast(nodes.map((n) => `127.0.0.1:${n.port}`), { operationTimeout: 20_000 });
     const LEASE_MS = 2000;
     const h = (await client.lock('solo').tryAcquire({ leaseMs: LEASE_MS, autoRenew: false }))!;
     expect(h).not.toBeNull();

@@ -42,6 +42,28 @@ export function connectClient(endpoints: string[], overrides: Partial<GridClient
 }
 
 /**
+ * Nodes a test starts (pushed onto `nodes`, by `startThree` say) and one client, ended after each
+ * test (the client closed first, then every node killed), also when the test fails.
+ * `connectFast` is `connectClient`, recording the client for that teardown.
+ */
+export function perTestNodes(): { nodes: GridNode[]; connectFast: (endpoints: string[], overrides?: Partial<GridClientConfig>) => Promise<GridClient> } {
+  const nodes: GridNode[] = [];
+  let client: GridClient | undefined;
+  afterEach(async () => {
+    await client?.close();
+    client = undefined;
+    for (const n of nodes.splice(0)) n.kill();
+  });
+  return {
+    nodes,
+    connectFast: async (endpoints, overrides = {}) => {
+      client = await connectClient(endpoints, overrides);
+      return client;
+    },
+  };
+}
+
+/**
  * One embedded cluster and one client per test, both closed after each test (client first), also
  * when the test fails. `start` and `connect` record what they open for that teardown.
  */
