@@ -163,7 +163,6 @@ export class StateTransfer {
       this.waitAnswer(wait);
       void (batch.length === 1 ? this.pull(batch[0]!, wait) : this.pullBatch(batch, wait)).finally(() => {
         this.answeredNow(wait);
-        wait.timer.cancel();
         this.active--;
         this.drain();
       });
