@@ -4,3 +4,4 @@ export * from './codec.js';
 export * from './validate.js';
 export * from './helpers.js';
 export * from './wire-client.js';
+export * from './int-map.js';
