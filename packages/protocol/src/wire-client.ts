@@ -13,6 +13,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { FrameDecoder, encodeFrame } from './codec.js';
 import { errorCodeInfo } from './errors.js';
+import { IntMap } from './int-map.js';
 import { ALL_FEATURES, DEFAULT_MAX_FRAME_SIZE, FrameKind, MAGIC, PROTOCOL_VERSION, ResponseFlag } from './messages.js';
 import type { ErrorPayload, Frame, HandshakeOk, PushFrame, ResponseFrame } from './messages.js';
 
@@ -127,7 +128,8 @@ export class WireClient {
   handshake: HandshakeOk | null = null;
   readonly closedPromise: Promise<void>;
   private readonly socket: net.Socket;
-  private readonly pending = new Map<number, Pending>();
+  /** By request id; not a Map (ADR 0075). */
+  private readonly pending = new IntMap<Pending>();
   private readonly errors: WireErrors;
   private readonly setTimer: (fn: () => void, ms: number) => WireTimer;
   private nextId = 1;
@@ -277,7 +279,7 @@ export class WireClient {
       timeoutMs === Infinity
         ? null
         : this.setTimer(() => {
-            if (this.pending.delete(id)) reject(this.errors.timeout(op, timeoutMs));
+            if (this.pending.delete(id) !== undefined) reject(this.errors.timeout(op, timeoutMs));
           }, timeoutMs);
     this.pending.set(id, { resolve, reject, timer, raw });
     this.socket.write(bytes);
@@ -304,8 +306,9 @@ export class WireClient {
   }
 
   private failAll(err: Error): void {
-    for (const [id, p] of this.pending) {
-      this.pending.delete(id);
+    const pending = this.pending.values();
+    this.pending.clear();
+    for (const p of pending) {
       p.timer?.cancel();
       p.reject(err);
     }
