@@ -203,7 +203,11 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
   readonly breaker: CircuitBreaker;
   private readonly counters: DedupeCounters;
   private readonly caches = new WeakMap<GridClient, GridCache<string, StoredRecord>>();
-  private readonly active = new Set<Ticket<Req>>();
+  /**
+   * Tickets holding a key: a count, not a Set of them — per-request churn in a V8 Set slows the
+   * collector down for good after the first full collection (ADR 0075).
+   */
+  private active = 0;
   /**
    * Prefix of the grid name of a key: the lock and the stored response share that name, so they
    * share one partition and one grid operation reads or writes both (ADR 0036).
@@ -240,7 +244,7 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
 
   /** Requests currently holding a key through this deduper. */
   get inFlight(): number {
-    return this.active.size;
+    return this.active;
   }
 
   /** The same cache read as raw bytes: for a record that does not decode. Rarely used: not cached. */
@@ -425,7 +429,7 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
     }
     this.count(label, 'proceed');
     const ticket = new Ticket<Req>(this, cache, handle, info, fp);
-    this.active.add(ticket);
+    this.active++;
     return { action: 'proceed', ticket };
   }
 
@@ -579,7 +583,7 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
         }
       }
     } finally {
-      this.active.delete(ticket);
+      this.done(ticket);
     }
   }
 
@@ -596,8 +600,15 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
         stopRenewal(handle);
       }
     } finally {
-      this.active.delete(ticket);
+      this.done(ticket);
     }
+  }
+
+  /** The ticket no longer holds its key (counted once, whichever way it ended). */
+  private done(ticket: Ticket<Req>): void {
+    if (!ticket.holding) return;
+    ticket.holding = false;
+    this.active--;
   }
 
   /** @internal */
@@ -609,6 +620,8 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
 
 /** The right to run the handler for one key; report exactly one outcome. */
 export class Ticket<Req = unknown> {
+  /** @internal Counted in its deduper's `inFlight` until stored or released. */
+  holding = true;
   private stored: Promise<void> | null = null;
   private freed: Promise<void> | null = null;
 
