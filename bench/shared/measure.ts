@@ -74,7 +74,7 @@ export function processContextSwitches(pid: number): number {
 }
 
 /** Percentile (0..100) of an unsorted list of numbers; sorts a copy. */
-export function percentile(values: readonly number[], p: number): number {
+export function percentile(values: ArrayLike<number>, p: number): number {
   if (values.length === 0) return Number.NaN;
   const sorted = Float64Array.from(values).sort();
   const idx = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
@@ -92,7 +92,8 @@ export async function closedLoop(
   const { inFlight, durationMs } = opts;
   const warmupMs = opts.warmupMs ?? Math.min(500, durationMs / 4);
   const maxSamples = opts.maxSamples ?? 200_000;
-  const samples: number[] = [];
+  const samples = new Float64Array(maxSamples);
+  let sampled = 0;
   let ops = 0;
   let errors = 0;
   let counter = 0;
@@ -108,7 +109,7 @@ export async function closedLoop(
         await op(i);
         if (measuring) {
           ops++;
-          if (samples.length < maxSamples) samples.push(Number(process.hrtime.bigint() - t0) / 1000);
+          if (sampled < maxSamples) samples[sampled++] = Number(process.hrtime.bigint() - t0) / 1000;
         }
       } catch {
         if (measuring) errors++;
@@ -134,8 +135,8 @@ export async function closedLoop(
     errors,
     seconds,
     opsPerSec: ops / seconds,
-    p50us: percentile(samples, 50),
-    p99us: percentile(samples, 99),
+    p50us: percentile(samples.subarray(0, sampled), 50),
+    p99us: percentile(samples.subarray(0, sampled), 99),
     cpuUsPerOp: (cpu.user + cpu.system) / Math.max(1, ops),
     serverCpuUsPerOp: (server1 - server0) / Math.max(1, ops),
   };
