@@ -76,7 +76,11 @@ export async function throughput(
           }
           const results = Object.fromEntries(SYSTEMS.map((s) => [s, medianResult(runs[s])])) as Record<System, LoadResult>;
           cells.push({ size, op, inFlight, results });
-          process.stderr.write(`  ${size} B ${op} @${inFlight}: ${SYSTEMS.map((s) => `${fmt(results[s].opsPerSec)}`).join(' / ')} ops/s\n`);
+          // The client's CPU per operation beside the rate: a client that got slower shows here
+          // first (ADR 0075: a whole run once measured a client in a slow state).
+          process.stderr.write(
+            `  ${size} B ${op} @${inFlight}: ${SYSTEMS.map((s) => `${fmt(results[s].opsPerSec)}`).join(' / ')} ops/s; client CPU ${SYSTEMS.map((s) => fmt(results[s].cpuUsPerOp)).join(' / ')} µs/op\n`,
+          );
         }
       }
     }
