@@ -10,7 +10,8 @@
  * every young collection keeps every table (with the requests it held) made since, until the
  * next full collection moves the current table to the old generation again. Measured: after one
  * full collection a `Map` with 256 entries under churn cost 12× the CPU per operation (Node 20,
- * 4× on Node 22) for as long as the process ran; the client spent half its CPU in the collector.
+ * 4× on Node 22) for as long as the process ran; the client spent a third of its CPU in the
+ * collector.
  *
  * Here the slots are two arrays that are replaced only when the map grows past half of its
  * capacity or shrinks below an eighth of it; a removed entry leaves no hole (linear probing,
