@@ -13,7 +13,7 @@ import { GONE, type ClusterView, type Target } from '../membership/view.js';
 import type { PeerLinks } from '../peers/links.js';
 import { encodeReplicate } from '../peers/replicate-codec.js';
 import { delay, type Scheduler } from '../scheduler.js';
-import { splitSnapshot, type NodeStore, type PartitionSnapshot, type ReplicationRecord } from '../store/index.js';
+import { snapshotPartBudget, splitSnapshot, type NodeStore, type PartitionSnapshot, type ReplicationRecord } from '../store/index.js';
 import { RecordBatches, type Completion } from './batches.js';
 import type { ReplicateMsg, ReplicateReply } from './messages.js';
 import { step } from './replica.js';
@@ -304,7 +304,7 @@ export class Replicator {
   }
 
   /** A snapshot of p in parts of at most `maxBytes` each (default: half a frame, so that each fits in one). */
-  snapshotParts(p: number, maxBytes = Math.max(16 * 1024, Math.floor(this.d.opts.maxFrameSize / 2))): PartitionSnapshot[] {
+  snapshotParts(p: number, maxBytes = snapshotPartBudget(this.d.opts.maxFrameSize)): PartitionSnapshot[] {
     return splitSnapshot(this.d.store.snapshot(p), maxBytes);
   }
 

@@ -26,7 +26,7 @@ import type { Logger } from '../logger.js';
 import type { ClusterView } from '../membership/view.js';
 import type { PeerLinks } from '../peers/links.js';
 import { delay, type Scheduler } from '../scheduler.js';
-import { joinSnapshots, snapshotDataBytes, snapshotSize, type NodeStore, type PartitionSnapshot } from '../store/index.js';
+import { joinSnapshots, snapshotDataBytes, snapshotPartBudget, snapshotSize, type NodeStore, type PartitionSnapshot } from '../store/index.js';
 import type { ReplicaDriver } from './driver.js';
 import type { PullBatchReply, PullMsg, PullReply } from './messages.js';
 import type { PartitionTable } from './table.js';
@@ -54,7 +54,7 @@ interface PullWait {
  * frame limit is smaller: what a puller takes in between two turns of its event loop.
  */
 export function transferUnit(opts: Pick<ResolvedNodeOptions, 'transferUnitBytes' | 'maxFrameSize'>): number {
-  return Math.min(opts.transferUnitBytes, Math.max(16 * 1024, Math.floor(opts.maxFrameSize / 2)));
+  return Math.min(opts.transferUnitBytes, snapshotPartBudget(opts.maxFrameSize));
 }
 
 export interface StateTransferDeps {
@@ -399,7 +399,7 @@ export class StateTransfer {
       if (f) fences.push(f);
     }
     if (fences.length > 0) await Promise.allSettled(fences);
-    const frameBudget = Math.max(16 * 1024, Math.floor(this.d.opts.maxFrameSize / 2));
+    const frameBudget = snapshotPartBudget(this.d.opts.maxFrameSize);
     const unit = transferUnit(this.d.opts);
     const reply: PullBatchReply = { snaps: [], later: [], alone: [] };
     /** Estimated size of the answer, and the entry bytes in it. */

@@ -22,6 +22,14 @@ function resultSize(v: unknown): number {
   return 9;
 }
 
+/**
+ * The most a snapshot part may be estimated at (`snapshotSize`) so that it travels in one frame
+ * of `maxFrameSize`: half of it, for the message around the part, and never under 16 KiB.
+ */
+export function snapshotPartBudget(maxFrameSize: number): number {
+  return Math.max(16 * 1024, Math.floor(maxFrameSize / 2));
+}
+
 /** Bytes of the keys and values of a snapshot's entries: what installing it copies and stores (ADR 0074). */
 export function snapshotDataBytes(snap: PartitionSnapshot): number {
   let n = 0;
