@@ -464,7 +464,7 @@ try {
   for (let i = 0; i < PRELOAD; i++) {
     const got = await ballast.get(`b${i}`).catch((err: unknown) => String(err));
     const want = ballastValue(i);
-    if (!(got instanceof Uint8Array) || got.length !== want.length || got[0] !== want[0] || got[1023] !== want[1023]) {
+    if (!(got instanceof Uint8Array) || !Buffer.from(got.buffer, got.byteOffset, got.byteLength).equals(want)) {
       if (ballastBad++ < 20) problems.push(`preloaded entry b${i} lost or wrong: ${got instanceof Uint8Array ? `${got.length} bytes of ${got[0]}` : String(got)}`);
     }
   }
