@@ -58,9 +58,16 @@ function fmix(h: number): number {
   return (h ^ (h >>> 16)) >>> 0;
 }
 
-/** One cache's entries within one partition: a hash table of slot numbers (slot + 1; 0 = empty). */
+/**
+ * One cache's entries within one partition: a hash table of slot numbers (slot + 1; 0 = empty),
+ * with the top 8 bits of each key's hash beside it (`tags`): a probe compares a key's bytes only
+ * when its tag matches, so a lookup touches the one entry it finds instead of every entry of its
+ * probe run (each such touch was a cache miss or two: the entry's array object, then its bytes).
+ */
 export class Shard {
   table = new Int32Array(EMPTY_TABLE);
+  /** `hash >>> 24` of the key in `table[i]`, for occupied positions. */
+  tags = new Uint8Array(EMPTY_TABLE);
   /** Entries held. */
   size = 0;
   /** Keys in byte order (latin1 strings), for scans; null when stale (rebuilt on the next scan). */
@@ -192,6 +199,7 @@ export class EntryArena {
       }
     }
     shard.table = new Int32Array(EMPTY_TABLE);
+    shard.tags = new Uint8Array(EMPTY_TABLE);
     shard.size = 0;
     shard.ttlCount = 0;
     shard.sorted = null;
@@ -214,16 +222,24 @@ export class EntryArena {
     return this.findIn(shard, key, 0, key.length);
   }
 
+  /** Hash of the key the last findIn looked up (setAt inserts a new entry with it). */
+  private lookupHash = 0;
+
   /** Lookup by the key `b[at, at + n)`. */
   findIn(shard: Shard | undefined, b: Bytes, at: number, n: number): number {
-    if (shard === undefined || shard.size === 0) return NONE;
+    if (shard === undefined) return NONE;
+    const h = hashBytes(b, at, at + n);
+    this.lookupHash = h;
+    if (shard.size === 0) return NONE;
     const t = shard.table;
+    const tags = shard.tags;
     const mask = t.length - 1;
-    for (let i = hashBytes(b, at, at + n) & mask; ; i = (i + 1) & mask) {
+    const tag = h >>> 24;
+    for (let i = h & mask; ; i = (i + 1) & mask) {
       const v = t[i]!;
       if (v === 0) return NONE;
       const slot = v - 1;
-      if (this.klen[slot] === n) {
+      if (tags[i] === tag && this.klen[slot] === n) {
         const r = this.rec[slot]!;
         let j = 0;
         if (typeof r === 'string') while (j < n && r.charCodeAt(j) === b[at + j]) j++;
@@ -237,13 +253,16 @@ export class EntryArena {
   findKey(shard: Shard, k: string): number {
     if (shard.size === 0) return NONE;
     const t = shard.table;
+    const tags = shard.tags;
     const mask = t.length - 1;
     const n = k.length;
-    for (let i = hashChars(k, n) & mask; ; i = (i + 1) & mask) {
+    const h = hashChars(k, n);
+    const tag = h >>> 24;
+    for (let i = h & mask; ; i = (i + 1) & mask) {
       const v = t[i]!;
       if (v === 0) return NONE;
       const slot = v - 1;
-      if (this.klen[slot] === n && startsWith(this.rec[slot]!, k)) return slot;
+      if (tags[i] === tag && this.klen[slot] === n && startsWith(this.rec[slot]!, k)) return slot;
     }
   }
 
@@ -343,14 +362,17 @@ export class EntryArena {
    */
   set(shard: Shard, key: Bytes, value: Bytes, expireAt: number): number {
     const n = key.length + value.length;
-    let rec: Rec;
-    if (n >= this.bigEntryBytes) {
-      const own = this.bigArray(n);
-      own.set(key, 0);
-      own.set(value, key.length);
-      rec = own;
-    } else rec = joined(key, value);
-    return this.setRec(shard, key, 0, key.length, rec, expireAt);
+    if (n < this.bigEntryBytes) return this.setAt(shard, this.findIn(shard, key, 0, key.length), key.length, joined(key, value), expireAt);
+    const slot = this.findIn(shard, key, 0, key.length);
+    const same = this.ownArray(slot, n);
+    if (same !== null) {
+      same.set(value, key.length);
+      return this.rewritten(slot, same, expireAt);
+    }
+    const own = this.bigArray(n);
+    own.set(key, 0);
+    own.set(value, key.length);
+    return this.setAt(shard, slot, key.length, own, expireAt);
   }
 
   /**
@@ -360,18 +382,48 @@ export class EntryArena {
    */
   setIn(shard: Shard, b: Bytes, at: number, keyLen: number, valueLen: number, expireAt: number): number {
     const n = keyLen + valueLen;
-    let rec: Rec;
-    if (n >= this.bigEntryBytes) {
-      const own = this.bigArray(n);
-      own.set(b.subarray(at, at + n));
-      rec = own;
-    } else rec = latin1Slice.call(b, at, at + n);
-    return this.setRec(shard, b, at, keyLen, rec, expireAt);
+    const slot = this.findIn(shard, b, at, keyLen);
+    if (n < this.bigEntryBytes) return this.setAt(shard, slot, keyLen, latin1Slice.call(b, at, at + n), expireAt);
+    const same = this.ownArray(slot, n);
+    if (same !== null) {
+      same.set(b.subarray(at + keyLen, at + n), keyLen);
+      return this.rewritten(slot, same, expireAt);
+    }
+    const own = this.bigArray(n);
+    own.set(b.subarray(at, at + n));
+    return this.setAt(shard, slot, keyLen, own, expireAt);
   }
 
-  /** Stores `str` (key ++ value) for the key `b[at, at + keyLen)`. */
-  private setRec(shard: Shard, b: Bytes, at: number, keyLen: number, str: Rec, expireAt: number): number {
-    let slot = this.findIn(shard, b, at, keyLen);
+  /**
+   * The array the slot's big entry lives in, as an entry of `n` bytes, when a big entry of `n`
+   * bytes may be written into it in place: never lent out (no view of it outside the arena, so
+   * nobody sees its bytes change) and of `n`'s capacity class. The key is the same (the slot was
+   * found by it); the caller writes the value. Saves taking an array from the pool and giving
+   * this one back — and, at the same size, the view object (ADR 0076).
+   */
+  private ownArray(slot: number, n: number): Uint8Array | null {
+    if (slot === NONE || this.lent[slot] === 1) return null;
+    const r = this.rec[slot]!;
+    if (typeof r === 'string') return null;
+    if (r.length === n) return r;
+    return r.buffer.byteLength === capacityFor(n) ? new Uint8Array(r.buffer, 0, n) : null;
+  }
+
+  /** The slot's big entry was rewritten in place as `r`. */
+  private rewritten(slot: number, r: Uint8Array, expireAt: number): number {
+    this.bytes += r.length - this.rec[slot]!.length;
+    this.rec[slot] = r;
+    this.previousExpireAt = this.expire[slot]!;
+    this.expire[slot] = expireAt;
+    this.touch(slot);
+    return slot;
+  }
+
+  /**
+   * Stores `str` (key ++ value, the key `keyLen` bytes) at `slot`, which the last findIn found for
+   * that key — NONE: a new entry, inserted with that lookup's hash.
+   */
+  private setAt(shard: Shard, slot: number, keyLen: number, str: Rec, expireAt: number): number {
     if (slot !== NONE) {
       const old = this.rec[slot]!;
       this.bytes += str.length - old.length;
@@ -387,7 +439,7 @@ export class EntryArena {
     this.klen[slot] = keyLen;
     this.expire[slot] = expireAt;
     this.shardOf[slot] = shard.id;
-    this.insert(shard, slot, hashBytes(b, at, at + keyLen));
+    this.insert(shard, slot, this.lookupHash);
     shard.sorted = null;
     this.count++;
     this.bytes += str.length;
@@ -400,6 +452,7 @@ export class EntryArena {
   remove(slot: number): void {
     const shard = this.shard(slot);
     const t = shard.table;
+    const tags = shard.tags;
     const mask = t.length - 1;
     let i = this.hashOf(slot) & mask;
     while (t[i] !== slot + 1) i = (i + 1) & mask;
@@ -411,6 +464,7 @@ export class EntryArena {
       // Move s into the hole when its home is not cyclically in (hole, j].
       if (((j - home) & mask) >= ((j - hole) & mask)) {
         t[hole] = t[j]!;
+        tags[hole] = tags[j]!;
         hole = j;
       }
     }
@@ -482,21 +536,26 @@ export class EntryArena {
     let i = hash & mask;
     while (t[i] !== 0) i = (i + 1) & mask;
     t[i] = slot + 1;
+    shard.tags[i] = hash >>> 24;
     shard.size++;
   }
 
   private grow(shard: Shard): void {
     const old = shard.table;
     const t = new Int32Array(old.length * 2);
+    const tags = new Uint8Array(t.length);
     const mask = t.length - 1;
     for (let i = 0; i < old.length; i++) {
       const v = old[i]!;
       if (v === 0) continue;
-      let j = this.hashOf(v - 1) & mask;
+      const h = this.hashOf(v - 1);
+      let j = h & mask;
       while (t[j] !== 0) j = (j + 1) & mask;
       t[j] = v;
+      tags[j] = h >>> 24;
     }
     shard.table = t;
+    shard.tags = tags;
   }
 
   private allocate(): number {
