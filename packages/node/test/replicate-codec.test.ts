@@ -6,9 +6,9 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { decode, encode } from '@msgpack/msgpack';
-import { ErrorCode, Op } from '@gridlink/protocol';
+import { ErrorCode, FrameKind, Op, decodeFrame, encodeFrame } from '@gridlink/protocol';
 import { GridNodeError } from '../src/errors.js';
-import { decodeReplicate, encodeReplicate, putView, readReplicate, wellFormedPut, wellFormedView } from '../src/peers/replicate-codec.js';
+import { decodeReplicate, encodeReplicate, replicateWriter, putView, readReplicate, wellFormedPut, wellFormedView } from '../src/peers/replicate-codec.js';
 import { normaliseRecord } from '../src/store/records.js';
 import { NodeStore, type ReplicationRecord } from '../src/store/index.js';
 import { EMPTY } from '../src/store/cache-ops.js';
@@ -46,6 +46,29 @@ function plain(rec: object): unknown {
 }
 
 describe('binary replication message', () => {
+  it('written straight into a batch frame (ADR 0077), gives the bytes of its own array, and no others', () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(putRecord, fc.nat({ max: 0xffffffff }), nat, str, str), { minLength: 1, maxLength: 6 }), fc.nat(40), (items, pad) => {
+        const writers = items.map(([r, p, v, from, epoch]) => replicateWriter(p, v, from, epoch, toRecord(r))!);
+        const arrays = items.map(([r, p, v, from, epoch]) => encodeReplicate(p, v, from, epoch, toRecord(r))!);
+        writers.forEach((w, i) => {
+          // Exactly byteLength bytes at the offset, nothing around them.
+          const out = new Uint8Array(pad + w.byteLength + 3).fill(0xee);
+          w.writeTo(out, pad);
+          expect(Buffer.from(out.subarray(pad, pad + w.byteLength)).equals(Buffer.from(arrays[i]!))).toBe(true);
+          expect([...out.subarray(0, pad), ...out.subarray(pad + w.byteLength)].every((x) => x === 0xee)).toBe(true);
+        });
+        // The frame encoder's fast path writes the writers; the bytes are those of the arrays.
+        const frame = (batch: unknown[]): Uint8Array => encodeFrame({ kind: FrameKind.REQUEST, op: Op.PEER_REPLICATE, id: 7, flags: 0, payload: { batch, compactAck: true } });
+        const viaWriters = frame(writers);
+        expect(Buffer.from(viaWriters).equals(Buffer.from(frame(arrays)))).toBe(true);
+        const back = decodeFrame(viaWriters) as { payload: { batch: Uint8Array[] } };
+        back.payload.batch.forEach((bin, i) => expect(decodeReplicate(bin).p).toBe(items[i]![1]));
+      }),
+      { numRuns: 150 },
+    );
+  });
+
   it('decodes, after the frame codec, to the message the map form would have given', () => {
     fc.assert(
       fc.property(putRecord, fc.nat({ max: 0xffffffff }), nat, str, str, (r, p, v, from, epoch) => {

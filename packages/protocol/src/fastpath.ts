@@ -6,13 +6,41 @@
  *   { value: bin | nil }                      GET / GET_AND_PUT / GET_AND_REMOVE results
  *   { cache: str, key: bin }                  GET / CONTAINS_KEY requests
  *   { cache, key, seq: uint, ack?: uint, value: bin, ttlMs?: uint }   PUT-like requests
- *   { batch: bin[], compactAck: true }        a batch of binary replication records (node to node)
+ *   { batch: bin[], compactAck: true }        a batch of binary replication records (node to node);
+ *                                             an element may be a BinWriter, whose bytes are
+ *                                             written straight into the frame
  *
  * The encoder handles these shapes only when every field has the expected type (ASCII cache
  * names); the decoder recognises them only in this exact field order and with minimal headers.
  * Anything else goes through the general MessagePack codec, so a payload decodes to the same
  * value whichever path reads it.
  */
+
+/**
+ * Bytes that write themselves into an encoded frame, as one bin element of a batch: a sender
+ * whose element would otherwise be encoded into an array of its own only to be copied into the
+ * frame (a node's replication record) hands the writer instead. Only the fast path knows it: a
+ * payload that the fast path declines must not hold one (see `binWriterBytes`).
+ */
+export interface BinWriter {
+  /** Bytes `writeTo` writes. */
+  readonly byteLength: number;
+  /** Writes exactly `byteLength` bytes at `at`. */
+  writeTo(out: Uint8Array, at: number): void;
+}
+
+/** Whether `b` is a BinWriter rather than bytes. */
+export function isBinWriter(b: unknown): b is BinWriter {
+  return typeof b === 'object' && b !== null && !(b instanceof Uint8Array) && typeof (b as { writeTo?: unknown }).writeTo === 'function' && typeof (b as { byteLength?: unknown }).byteLength === 'number';
+}
+
+/** The bytes of a batch element (a BinWriter's, written into an array of their own). */
+export function binWriterBytes(b: Uint8Array | BinWriter): Uint8Array {
+  if (b instanceof Uint8Array) return b;
+  const out = new Uint8Array(b.byteLength);
+  b.writeTo(out, 0);
+  return out;
+}
 
 /** Returned by fastDecode when the payload is not one of the recognised shapes. */
 export const NO_MATCH: unique symbol = Symbol('gridlink.noFastPath');
@@ -71,6 +99,13 @@ function putStr(out: Uint8Array, at: number, s: string): number {
 
 function putBin(out: Uint8Array, at: number, b: Uint8Array): number {
   const n = b.length;
+  at = putBinHeader(out, at, n);
+  out.set(b, at);
+  return at + n;
+}
+
+/** A bin header for `n` bytes at `at`; returns where the bytes go. */
+function putBinHeader(out: Uint8Array, at: number, n: number): number {
   if (n < 0x100) {
     out[at++] = 0xc4;
     out[at++] = n;
@@ -85,8 +120,7 @@ function putBin(out: Uint8Array, at: number, b: Uint8Array): number {
     out[at++] = (n >>> 8) & 0xff;
     out[at++] = n & 0xff;
   }
-  out.set(b, at);
-  return at + n;
+  return at;
 }
 
 function putU32(out: Uint8Array, at: number, v: number): void {
@@ -134,8 +168,9 @@ function batchSize(p: Record<string, unknown>): number {
   let size = 1 + K_BATCH.length + arraySize(batch.length) + K_COMPACT_ACK.length + 1;
   for (let i = 0; i < batch.length; i++) {
     const b: unknown = batch[i];
-    if (!(b instanceof Uint8Array)) return -1;
-    size += binSize(b.length);
+    if (b instanceof Uint8Array) size += binSize(b.length);
+    else if (isBinWriter(b)) size += binSize(b.byteLength);
+    else return -1;
   }
   return size;
 }
@@ -250,7 +285,7 @@ export function fastWrite(out: Uint8Array, at: number, payload: unknown): void {
     case Shape.BATCH: {
       out[at] = 0x82;
       let i = putKey(out, at + 1, K_BATCH);
-      const batch = p.batch as Uint8Array[];
+      const batch = p.batch as (Uint8Array | BinWriter)[];
       const n = batch.length;
       if (n < 16) out[i++] = 0x90 | n;
       else if (n < 0x10000) {
@@ -262,7 +297,15 @@ export function fastWrite(out: Uint8Array, at: number, payload: unknown): void {
         putU32(out, i, n);
         i += 4;
       }
-      for (let k = 0; k < n; k++) i = putBin(out, i, batch[k]!);
+      for (let k = 0; k < n; k++) {
+        const b = batch[k]!;
+        if (b instanceof Uint8Array) i = putBin(out, i, b);
+        else {
+          i = putBinHeader(out, i, b.byteLength);
+          b.writeTo(out, i);
+          i += b.byteLength;
+        }
+      }
       i = putKey(out, i, K_COMPACT_ACK);
       out[i] = 0xc3;
       return;

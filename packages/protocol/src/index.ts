@@ -5,3 +5,4 @@ export * from './validate.js';
 export * from './helpers.js';
 export * from './wire-client.js';
 export * from './int-map.js';
+export { type BinWriter, isBinWriter, binWriterBytes } from './fastpath.js';

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { decode, encode } from '@msgpack/msgpack';
-import { fastDecode, fastSize, fastWrite, NO_MATCH } from '../src/fastpath.js';
+import { binWriterBytes, fastDecode, fastSize, fastWrite, isBinWriter, NO_MATCH, type BinWriter } from '../src/fastpath.js';
 import { msgpackValue } from './arbitraries.js';
 
 const general = (v: unknown): Uint8Array => encode(v, { ignoreUndefined: true });
@@ -57,6 +57,27 @@ describe('shape fast path', () => {
       }),
       { numRuns: 300 },
     );
+  });
+
+  it('writes BinWriter elements of a batch as the bins of their bytes, and declines them elsewhere', () => {
+    const writer = (b: Uint8Array): BinWriter => ({ byteLength: b.length, writeTo: (out, at) => out.set(b, at) });
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.uint8Array({ maxLength: 300 }), fc.boolean()), { maxLength: 20 }), (items) => {
+        const asBytes = { batch: items.map(([b]) => b), compactAck: true };
+        const mixed = { batch: items.map(([b, w]) => (w ? writer(b) : b)), compactAck: true };
+        const fast = fastEncode(mixed);
+        expect(fast).not.toBeNull();
+        expect(Buffer.from(fast!).equals(Buffer.from(general(asBytes)))).toBe(true);
+        for (const [b, w] of items) expect(Buffer.from(binWriterBytes(w ? writer(b) : b)).equals(Buffer.from(b))).toBe(true);
+      }),
+      { numRuns: 200 },
+    );
+    const w = writer(new Uint8Array(3));
+    expect(isBinWriter(w)).toBe(true);
+    for (const x of [new Uint8Array(3), Buffer.alloc(3), { byteLength: 3 }, { writeTo() {} }, null, 3]) expect(isBinWriter(x)).toBe(false);
+    // Only a batch takes writers: a writer as a value, or in a batch next to a map, is not the fast path's.
+    expect(fastEncode({ value: w })).toBeNull();
+    expect(fastEncode({ batch: [w, { p: 1 }], compactAck: true })).toBeNull();
   });
 
   it('declines payloads outside the shapes (non-ASCII names, wrong types, other fields)', () => {

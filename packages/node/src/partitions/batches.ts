@@ -9,13 +9,13 @@
  * been after the same answer; a record whose target left the topology is acknowledged without
  * it, as before.
  */
-import { ErrorCode, Op } from '@gridlink/protocol';
+import { ErrorCode, Op, binWriterBytes, isBinWriter, type BinWriter } from '@gridlink/protocol';
 import type { ResolvedNodeOptions } from '../config.js';
 import { GridNodeError } from '../errors.js';
 import type { NodeMetrics } from '../metrics.js';
 import type { ClusterView, Target } from '../membership/view.js';
 import type { PeerLinks } from '../peers/links.js';
-import { encodeReplicate } from '../peers/replicate-codec.js';
+import { replicateWriter } from '../peers/replicate-codec.js';
 import type { ReplicationRecord } from '../store/index.js';
 import type { ReplicateBatchMsg, ReplicateMsg, ReplicateReply } from './messages.js';
 import { InFlightWrite, type PartState } from './table.js';
@@ -80,7 +80,10 @@ class Entry extends InFlightWrite {
 /** The records for one target node sent in one frame, from filling to their answer. */
 class Batch {
   readonly entries: Entry[] = [];
-  readonly msgs: (ReplicateMsg | Uint8Array)[] = [];
+  /** Binary records as writers into the frame (ADR 0077), other records in the map form. */
+  readonly msgs: (ReplicateMsg | BinWriter)[] = [];
+  /** Records in the map form among `msgs`. */
+  maps = 0;
   started = 0;
   deadline = 0;
   /** Waiting for its answer (linked in the outstanding list); false once answered or given up. */
@@ -100,6 +103,16 @@ class Batch {
     this.resolve = (answer) => owner.answered(this, answer);
     this.reject = (err) => owner.failed(this, err);
   }
+}
+
+/**
+ * The frame's payload. Writers are known to the frame encoder's fast path only, which takes a
+ * batch of binary records alone: a batch that also holds a map-form record goes through the
+ * general encoder, so its writers become byte arrays first.
+ */
+function batchPayload(b: Batch): ReplicateBatchMsg | { batch: BinWriter[]; compactAck: true } {
+  if (b.maps === 0) return { batch: b.msgs as BinWriter[], compactAck: true };
+  return { batch: b.msgs.map((m) => (isBinWriter(m) ? binWriterBytes(m) : m)), compactAck: true };
 }
 
 /** Type guard for the compact all-OK ack. */
@@ -126,7 +139,7 @@ export class RecordBatches {
     st.inflight.add(e);
     // A plain put travels in its compact binary form (ADR 0027), anything else as a map.
     const v = this.d.view.topologyVersion();
-    const msg = encodeReplicate(p, v, this.d.id, t.epoch, record) ?? { p, v, from: this.d.id, epoch: t.epoch, rec: record };
+    const msg: ReplicateMsg | BinWriter = replicateWriter(p, v, this.d.id, t.epoch, record) ?? { p, v, from: this.d.id, epoch: t.epoch, rec: record };
     const topo = this.d.view.topo;
     let b: Batch | undefined;
     for (const o of this.open) {
@@ -141,6 +154,7 @@ export class RecordBatches {
     } else if (b.topo !== topo) b.topo = null;
     b.entries.push(e);
     b.msgs.push(msg);
+    if (!isBinWriter(msg)) b.maps++;
     if (!this.scheduled) {
       this.scheduled = true;
       // After every I/O callback of this loop turn, so records from several reads share a frame.
@@ -165,7 +179,7 @@ export class RecordBatches {
     if (b.topo === null || this.d.view.topo !== b.topo) this.checkTargets(b);
     if (!b.waiting) return;
     try {
-      this.d.peers.peer(b.targetId).send(Op.PEER_REPLICATE, { batch: b.msgs, compactAck: true } satisfies ReplicateBatchMsg, timeoutMs, b.resolve, b.reject);
+      this.d.peers.peer(b.targetId).send(Op.PEER_REPLICATE, batchPayload(b), timeoutMs, b.resolve, b.reject);
     } catch (err) {
       this.failed(b, err instanceof Error ? err : new Error(String(err)));
     }

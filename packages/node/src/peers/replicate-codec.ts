@@ -11,7 +11,7 @@
  * u16 cache | u16 session | u32 key | u32 value (byte lengths) | from | epoch | cache | session
  * (UTF-8) | key | value.
  */
-import { ErrorCode } from '@gridlink/protocol';
+import { ErrorCode, binWriterBytes, type BinWriter } from '@gridlink/protocol';
 import { GridNodeError } from '../errors.js';
 import type { ReplicateMsg } from '../partitions/messages.js';
 import { EMPTY } from '../store/cache-ops.js';
@@ -66,51 +66,90 @@ const sessionMemo = new Utf8Memo();
 
 /**
  * The binary form of a record message, or null when it has none (the caller sends the map
- * form). Strings longer than 65 535 bytes fall back to the map form too.
+ * form). Strings longer than 65 535 bytes fall back to the map form too. Its bytes in an array of
+ * their own; `replicateWriter` writes them where they are needed instead.
  */
 export function encodeReplicate(p: number, v: number, from: string, epoch: string, rec: ReplicationRecord): Uint8Array | null {
+  const w = replicateWriter(p, v, from, epoch, rec);
+  return w === null ? null : binWriterBytes(w);
+}
+
+/**
+ * The binary form of a record message as a BinWriter, or null when it has none: the batch frame's
+ * encoder writes it straight into the frame, so a record's key and value are copied once on the
+ * primary (into the frame) instead of twice (into a record array, then into the frame), and no
+ * array is made per record (ADR 0077). The record must not change until the frame is encoded
+ * (records are made per write and never changed).
+ */
+export function replicateWriter(p: number, v: number, from: string, epoch: string, rec: ReplicationRecord): ReplicateWriter | null {
   if (!binaryRecord(rec)) return null;
-  const eff = rec.effects[0] as { t: 'put'; cache: string; key: Uint8Array; value: Uint8Array; expireAt: number };
+  const eff = rec.effects[0] as PutEffect;
   const d = rec.dedup;
   const fromB = fromMemo.get(from);
   const epochB = epochMemo.get(epoch);
   const cacheB = cacheMemo.get(eff.cache);
   const sessionB = sessionMemo.get(d === null ? '' : d.session);
   if (fromB.length > MAX_U16 || epochB.length > MAX_U16 || cacheB.length > MAX_U16 || sessionB.length > MAX_U16) return null;
-  const key = eff.key;
-  const value = eff.value;
-  const buf = Buffer.allocUnsafe(HEADER + fromB.length + epochB.length + cacheB.length + sessionB.length + key.length + value.length);
-  let flags = 0;
-  if (d !== null) flags |= F_DEDUP;
-  if (d?.ack !== undefined) flags |= F_ACK;
-  buf[0] = FORMAT;
-  buf[1] = flags;
-  buf.writeUInt16LE(d === null ? 0 : d.op, 2);
-  buf.writeUInt32LE(p, 4);
-  buf.writeDoubleLE(v, 8);
-  buf.writeDoubleLE(rec.counter, 16);
-  buf.writeDoubleLE(rec.at, 24);
-  buf.writeDoubleLE(eff.expireAt, 32);
-  buf.writeDoubleLE(d === null ? 0 : d.seq, 40);
-  buf.writeDoubleLE(d?.ack ?? 0, 48);
-  buf.writeUInt16LE(fromB.length, 56);
-  buf.writeUInt16LE(epochB.length, 58);
-  buf.writeUInt16LE(cacheB.length, 60);
-  buf.writeUInt16LE(sessionB.length, 62);
-  buf.writeUInt32LE(key.length, 64);
-  buf.writeUInt32LE(value.length, 68);
-  let o = HEADER;
-  buf.set(fromB, o);
-  o += fromB.length;
-  buf.set(epochB, o);
-  o += epochB.length;
-  buf.set(cacheB, o);
-  o += cacheB.length;
-  buf.set(sessionB, o);
-  o += sessionB.length;
-  buf.set(key, o);
-  buf.set(value, o + key.length);
-  return buf;
+  return new ReplicateWriter(p, v, fromB, epochB, cacheB, sessionB, rec, eff);
+}
+
+type PutEffect = { t: 'put'; cache: string; key: Uint8Array; value: Uint8Array; expireAt: number };
+
+/** The fixed-width fields are written here (with Buffer's little-endian writers), then copied out. */
+const headScratch = Buffer.allocUnsafeSlow(HEADER);
+
+/** One record's binary form, written on demand (see replicateWriter). */
+export class ReplicateWriter implements BinWriter {
+  readonly byteLength: number;
+  constructor(
+    private readonly p: number,
+    private readonly v: number,
+    private readonly fromB: Uint8Array,
+    private readonly epochB: Uint8Array,
+    private readonly cacheB: Uint8Array,
+    private readonly sessionB: Uint8Array,
+    private readonly rec: ReplicationRecord,
+    private readonly eff: PutEffect,
+  ) {
+    this.byteLength = HEADER + fromB.length + epochB.length + cacheB.length + sessionB.length + eff.key.length + eff.value.length;
+  }
+
+  writeTo(out: Uint8Array, at: number): void {
+    const { rec, eff, fromB, epochB, cacheB, sessionB } = this;
+    const d = rec.dedup;
+    const h = headScratch;
+    let flags = 0;
+    if (d !== null) flags |= F_DEDUP;
+    if (d?.ack !== undefined) flags |= F_ACK;
+    h[0] = FORMAT;
+    h[1] = flags;
+    h.writeUInt16LE(d === null ? 0 : d.op, 2);
+    h.writeUInt32LE(this.p, 4);
+    h.writeDoubleLE(this.v, 8);
+    h.writeDoubleLE(rec.counter, 16);
+    h.writeDoubleLE(rec.at, 24);
+    h.writeDoubleLE(eff.expireAt, 32);
+    h.writeDoubleLE(d === null ? 0 : d.seq, 40);
+    h.writeDoubleLE(d?.ack ?? 0, 48);
+    h.writeUInt16LE(fromB.length, 56);
+    h.writeUInt16LE(epochB.length, 58);
+    h.writeUInt16LE(cacheB.length, 60);
+    h.writeUInt16LE(sessionB.length, 62);
+    h.writeUInt32LE(eff.key.length, 64);
+    h.writeUInt32LE(eff.value.length, 68);
+    out.set(h, at);
+    let o = at + HEADER;
+    out.set(fromB, o);
+    o += fromB.length;
+    out.set(epochB, o);
+    o += epochB.length;
+    out.set(cacheB, o);
+    o += cacheB.length;
+    out.set(sessionB, o);
+    o += sessionB.length;
+    out.set(eff.key, o);
+    out.set(eff.value, o + eff.key.length);
+  }
 }
 
 const head = new Uint8Array(HEADER);
