@@ -14,7 +14,8 @@
  * collector.
  *
  * Here the slots are two arrays that are replaced only when the map grows past half of its
- * capacity or shrinks below an eighth of it; a removed entry leaves no hole (linear probing,
+ * capacity or, above SHRINK_ABOVE slots, shrinks below an eighth of it; a removed entry leaves
+ * no hole (linear probing,
  * backward-shift deletion). Keys must be integers in [0, 2^53). A key's first slot comes from
  * its low 32 bits by Fibonacci hashing: ids that count up would otherwise sit in one unbroken
  * run of slots, and every removal would walk the rest of it.
@@ -98,7 +99,7 @@ export class IntMap<V> {
     keys[i] = EMPTY;
     vals[i] = undefined;
     this.count--;
-    if (mask + 1 > MIN_SLOTS && this.count * 8 < mask + 1) this.resize((mask + 1) / 2);
+    if (mask + 1 > SHRINK_ABOVE && this.count * 8 < mask + 1) this.resize((mask + 1) / 2);
     return value;
   }
 
@@ -161,6 +162,14 @@ const EMPTY = -1;
 /** 2^32 / φ, odd: multiplying by it spreads consecutive keys over the slots. */
 const PHI = 0x9e3779b1;
 const MIN_SLOTS = 16;
+/**
+ * A map of this many slots or fewer (16 KiB) never shrinks. Requests in flight come and go in
+ * bursts — a client's count on one connection swung between a few dozen and a few hundred within
+ * milliseconds — and shrinking at an eighth made such a map rebuild its arrays about once every
+ * 40 operations (a tenth of a client's CPU time under puts). A burst beyond this still gives its
+ * memory back.
+ */
+const SHRINK_ABOVE = 1024;
 
 function slotsFor(capacity: number): number {
   let n = MIN_SLOTS;

@@ -98,17 +98,41 @@ describe('IntMap', () => {
     );
   });
 
-  it('grows past half full and shrinks below an eighth, so a burst does not hold its memory', () => {
+  it('grows past half full and, above 1024 slots, shrinks below an eighth, so a burst does not hold its memory', () => {
     const m = new IntMap<number>();
     for (let i = 0; i < 10_000; i++) m.set(i, i);
     expect(m.capacity).toBeGreaterThanOrEqual(20_000);
     for (let i = 0; i < 9_990; i++) m.delete(i);
     expect(m.size).toBe(10);
-    expect(m.capacity).toBeLessThanOrEqual(128);
+    expect(m.capacity).toBe(1024);
     for (let i = 9_990; i < 10_000; i++) expect(m.get(i)).toBe(i);
     m.clear();
     expect(m.size).toBe(0);
     expect(m.get(9_995)).toBeUndefined();
+  });
+
+  it('keeps its slots while the count swings between a few and a few hundred (requests in bursts)', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 500 }), fc.array(fc.tuple(fc.integer({ min: 0, max: 40 }), fc.integer({ min: 100, max: 500 })), { minLength: 1, maxLength: 30 }), (peak, swings) => {
+        const m = new IntMap<number>();
+        let next = 0;
+        let low = 0;
+        for (let i = 0; i < peak; i++) m.set(next++, i);
+        const capacity = () => m.capacity;
+        let seen = capacity();
+        for (const [down, up] of swings) {
+          // Settle the oldest down to `down` held, then send up to `up` held.
+          while (m.size > down) m.delete(low++);
+          expect(capacity()).toBe(seen);
+          while (m.size < up) m.set(next++, 0);
+          // Growing is allowed (the peak grew); shrinking back never is, at this size.
+          expect(capacity()).toBeGreaterThanOrEqual(seen);
+          seen = capacity();
+        }
+        for (let k = low; k < next; k++) expect(m.get(k)).not.toBeUndefined();
+      }),
+      { numRuns: 100 },
+    );
   });
 
   it('refuses a key that is not a non-negative safe integer', () => {
