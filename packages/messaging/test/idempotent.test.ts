@@ -53,6 +53,43 @@ describe('idempotent consumers (real nats-server with JetStream, real grid)', ()
     void done.catch(() => undefined);
   });
 
+  it('consume() over a stream that ends resolves only once the messages it took are handled', async () => {
+    await stream('ENDS', 5000);
+    const js = jetstream(await natsConn());
+    for (let i = 0; i < 3; i++) await js.publish('ENDS.o', `m${i}`, { msgID: `ends-${i}` });
+    const messages = await consume('ENDS');
+    // The first three messages, then the end of the stream.
+    let ended = false;
+    async function* firstThree(): AsyncGenerator<JsMsg> {
+      let n = 0;
+      for await (const m of messages) {
+        yield m;
+        if (++n === 3) break;
+      }
+      ended = true;
+    }
+    const ic = new IdempotentConsumer({ grid: await grid(), name: 'ends' });
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let started = 0;
+    let finished = 0;
+    let resolved = false;
+    const done = ic.consume(firstThree(), async () => {
+      started++;
+      await gate;
+      finished++;
+    }, { concurrency: 4 }).then(() => (resolved = true));
+    await waitUntil(() => started === 3 && ended, 10_000, 'three handlers running, the stream ended');
+    // The loop has seen the end (a free slot let it ask for more); the handlers still run, so
+    // consume() has not resolved, a few turns of the event loop later.
+    for (let i = 0; i < 3; i++) await new Promise((r) => setImmediate(r));
+    expect(resolved).toBe(false);
+    release();
+    await done;
+    expect(finished).toBe(3);
+    await ic.close();
+  });
+
   it('a slow message redelivered after AckWait to another consumer is not run concurrently; the holder keeps its AckWait with working()', async () => {
     await stream('SLOW', 300);
     let active = 0;
