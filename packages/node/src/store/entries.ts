@@ -362,8 +362,8 @@ export class EntryArena {
    */
   set(shard: Shard, key: Bytes, value: Bytes, expireAt: number): number {
     const n = key.length + value.length;
-    if (n < this.bigEntryBytes) return this.setAt(shard, this.findIn(shard, key, 0, key.length), key.length, joined(key, value), expireAt);
     const slot = this.findIn(shard, key, 0, key.length);
+    if (n < this.bigEntryBytes) return this.setAt(shard, slot, key.length, joined(key, value), expireAt);
     const same = this.ownArray(slot, n);
     if (same !== null) {
       same.set(value, key.length);
