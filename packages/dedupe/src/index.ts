@@ -8,4 +8,4 @@ export type { BreakerOptions, BreakerState } from './breaker.js';
 export { canonicalJson, checkHeaderKey, serializeSfString, scopedKeyHash, payloadHash, sha256 } from './key.js';
 export type { Scope } from './key.js';
 export { DedupeError, DedupeConfigError } from './errors.js';
-export { sendDirect, headersByName, mergeVary, captureResponse, describeRequest, BODY_HEADERS } from './node-http.js';
+export { sendDirect, headersByName, mergeVary, captureResponse, describeRequest, headerLineCount, BODY_HEADERS } from './node-http.js';

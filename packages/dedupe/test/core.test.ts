@@ -3,6 +3,8 @@
  * header key checks, option validation, prom-client counters, a replay's Accept-Encoding.
  */
 import { createHash } from 'node:crypto';
+import { IncomingMessage } from 'node:http';
+import { Socket } from 'node:net';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { brotliCompressSync, deflateRawSync, gzipSync } from 'node:zlib';
@@ -16,6 +18,7 @@ import {
   Deduper,
   DedupeConfigError,
   defaultStoreStatus,
+  headerLineCount,
   isGridFault,
   payloadHash,
   serializeSfString,
@@ -496,5 +499,27 @@ describe('Accept-Encoding of a replay (RFC 9110 section 12.5.3)', () => {
     await expect(decode('br', brotliCompressSync(Buffer.alloc(1001)), 1000)).rejects.toBeInstanceOf(DecodedTooLarge);
     expect(process.memoryUsage().arrayBuffers - heap).toBeLessThan(32 * 1024 * 1024);
     await expect(decode('gzip', Buffer.from('not gzip'), 1000)).rejects.toThrow();
+  });
+});
+
+describe('counting header lines without headersDistinct', () => {
+  // headerLineCount must give what Node's own headersDistinct would: a duplicated
+  // Idempotency-Key is refused by that count (400), a single one never is.
+  const name = fc.constantFrom('idempotency-key', 'Idempotency-Key', 'IDEMPOTENCY-KEY', 'idempotency-kex', 'x-idempotency-key', 'content-type', 'Accept');
+  it('equals the length of headersDistinct[name] for any raw header list (property)', () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(name, fc.string({ maxLength: 8 })), { maxLength: 12 }), fc.constantFrom('idempotency-key', 'content-type', 'accept'), (pairs, asked) => {
+        const msg = new IncomingMessage(new Socket());
+        // What Node's HTTP parser calls with the header lines it read (it sets the count that
+        // headersDistinct walks; assigning rawHeaders alone leaves that count at 0).
+        const raw = pairs.flat();
+        (msg as unknown as { _addHeaderLines(h: string[], n: number): void })._addHeaderLines(raw, raw.length);
+        expect(headerLineCount(msg.rawHeaders, asked)).toBe(msg.headersDistinct[asked]?.length ?? 0);
+      }),
+    );
+  });
+  it('counts every line of the name, in any case', () => {
+    expect(headerLineCount(['Idempotency-Key', 'a', 'host', 'h', 'idempotency-key', 'b'], 'idempotency-key')).toBe(2);
+    expect(headerLineCount(['host', 'h'], 'idempotency-key')).toBe(0);
   });
 });

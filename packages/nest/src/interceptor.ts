@@ -7,7 +7,7 @@ import { applyDecorators, Inject, Injectable, Logger, SetMetadata, UseIntercepto
 import { ServerResponse, type IncomingMessage } from 'node:http';
 import { EMPTY, Observable, of, throwError } from 'rxjs';
 import type { GridClient } from '@gridlink/client';
-import { BODY_HEADERS, DedupeConfigError, Deduper, captureResponse, describeRequest, headersByName, mergeVary, resolveDedupeOptions, sendDirect, type DedupeRequest, type DirectResponse, type Ticket } from '@gridlink/dedupe';
+import { BODY_HEADERS, DedupeConfigError, Deduper, captureResponse, describeRequest, headerLineCount, headersByName, mergeVary, resolveDedupeOptions, sendDirect, type DedupeRequest, type DirectResponse, type Ticket } from '@gridlink/dedupe';
 import { checkRoute, isSseHandler } from './route-check.js';
 import { GRID_CLIENT, GRIDLINK_OPTIONS, IDEMPOTENT_METADATA } from './tokens.js';
 import type { GridlinkModuleOptions } from './options.js';
@@ -88,7 +88,7 @@ function describeFastify(req: FastifyRequestLike): DedupeRequest<IdempotentReque
       const v = req.headers[name];
       return Array.isArray(v) ? v.join(', ') : v;
     },
-    headerLines: (name) => req.raw.headersDistinct[name]?.length ?? 0,
+    headerLines: (name) => headerLineCount(req.raw.rawHeaders, name),
     body: req.body,
     clientAddress: req.ip ?? req.raw.socket.remoteAddress,
     userAgent: req.headers['user-agent'],
