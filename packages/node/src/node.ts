@@ -656,6 +656,7 @@ export class GridNode implements ConnectionHost, MetricsSource {
       sessions: store.dedupSessions,
       caches: store.caches,
       shards: store.shards,
+      slabs: store.slabs,
     };
   }
 
@@ -795,6 +796,8 @@ export interface NodeBookkeeping {
    */
   caches: number;
   shards: number;
+  /** Store: slabs of small entries (64 KiB each; ADR 0078). */
+  slabs: number;
 }
 
 /** Starts a node and resolves once it listens and holds a lease. */

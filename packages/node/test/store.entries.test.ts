@@ -3,11 +3,12 @@
  * of their own (big entries), or both mixed: every read answers the same whatever the form, and
  * an entry that grows past the threshold or shrinks below it changes form without losing itself.
  * Big entries' arrays are recycled (ADR 0045): no live entry and no view handed out ever sees
- * another entry's bytes.
+ * another entry's bytes. Small entries live in slab cells (ADR 0078), rewritten in place, moved
+ * out of slabs that empty, and the slabs given back.
  */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { EntryArena, NONE, POOL_MAX_BYTES, POOL_MAX_ENTRY_BYTES, capacityFor } from '../src/store/entries.js';
+import { EntryArena, NONE, POOL_MAX_BYTES, POOL_MAX_ENTRY_BYTES, SLAB_BYTES, capacityFor, cellUnits } from '../src/store/entries.js';
 
 type Cmd =
   | { k: 'set'; key: number; value: Uint8Array; inPlace: boolean; expireAt: number }
@@ -224,4 +225,95 @@ describe('EntryArena', () => {
       { numRuns: 200 },
     );
   });
+
+  it('slabs: cells of 16 B classes, one slab per class until it fills, no cell shared by two live entries (property)', () => {
+    // Sizes around a few classes, enough keys to fill several slabs of the larger ones, removals
+    // that empty slabs: every entry keeps its bytes through evacuations, and the slabs held stay
+    // within what the live entries need (each class: its cells rounded up to slabs, plus the
+    // one slab every class keeps, plus the slab a quarter-full one may still be).
+    const sizes = [3, 16, 17, 200, 300, 470];
+    const opArb = fc.oneof(
+      { weight: 4, arbitrary: fc.record({ k: fc.constant('set' as const), key: fc.nat(699), size: fc.constantFrom(...sizes), fill: fc.nat(255) }) },
+      { weight: 3, arbitrary: fc.record({ k: fc.constant('remove' as const), key: fc.nat(699) }) },
+      { weight: 1, arbitrary: fc.record({ k: fc.constant('removeMany' as const), every: fc.integer({ min: 1, max: 4 }), from: fc.nat(3) }) },
+    );
+    fc.assert(
+      fc.property(fc.array(opArb, { maxLength: 2500 }), (ops) => {
+        const arena = new EntryArena();
+        const shard = arena.newShard(0, 'c');
+        const model = new Map<number, Uint8Array>();
+        const key = (k: number): Uint8Array => Uint8Array.from(`k${k}`, (c) => c.charCodeAt(0));
+        const drop = (k: number): void => {
+          const slot = arena.find(shard, key(k));
+          expect(slot === NONE).toBe(!model.has(k));
+          if (slot !== NONE) arena.remove(slot);
+          model.delete(k);
+        };
+        for (const op of ops) {
+          if (op.k === 'set') {
+            const value = new Uint8Array(op.size).fill(op.fill);
+            value[0] = op.key & 255; // each entry's bytes its own
+            arena.set(shard, key(op.key), value, 0);
+            model.set(op.key, value);
+          } else if (op.k === 'remove') drop(op.key);
+          else for (const k of [...model.keys()]) if (k % op.every === op.from % op.every) drop(k);
+        }
+        expect(arena.count).toBe(model.size);
+        for (const [k, v] of model) expect(hex(arena.valueBytes(arena.find(shard, key(k))))).toBe(hex(v));
+        const cells = new Map<number, number>();
+        for (const [k, v] of model) {
+          const u = cellUnits(key(k).length + v.length);
+          cells.set(u, (cells.get(u) ?? 0) + 1);
+        }
+        let bound = 0;
+        for (const u of new Set(sizes.map((n) => cellUnits(2 + n)).concat(sizes.map((n) => cellUnits(4 + n))))) {
+          const perSlab = Math.floor(SLAB_BYTES / 16 / u);
+          bound += Math.max(1, Math.ceil(((cells.get(u) ?? 0) * 4) / 3 / perSlab)) + 1;
+        }
+        expect(arena.slabCount).toBeLessThanOrEqual(bound);
+      }),
+      { numRuns: 60 },
+    );
+  });
+
+  it('gives back the slabs a removal empties: 4/5 of the entries removed, most of their slabs go', () => {
+    const arena = new EntryArena();
+    const shard = arena.newShard(0, 'c');
+    const key = (k: number): Uint8Array => Uint8Array.from(`key-${k}`.padStart(10, '0'), (c) => c.charCodeAt(0));
+    const n = 4000;
+    for (let k = 0; k < n; k++) arena.set(shard, key(k), new Uint8Array(300).fill(k & 255), 0);
+    const full = arena.slabCount;
+    expect(full).toBeGreaterThanOrEqual(Math.ceil(n / Math.floor(SLAB_BYTES / (cellUnits(310) * 16))));
+    // Every fifth entry stays: scattered over every slab (a fifth of each, under the quarter that
+    // lets a slab be evacuated), so only evacuation gives any back.
+    for (let k = 0; k < n; k++) if (k % 5 !== 0) arena.remove(arena.find(shard, key(k)));
+    expect(arena.slabCount).toBeLessThanOrEqual(Math.ceil(full / 5) + 2);
+    for (let k = 0; k < n; k += 5) {
+      const slot = arena.find(shard, key(k));
+      expect(arena.valueEquals(slot, new Uint8Array(300).fill(k & 255))).toBe(true);
+    }
+    // And back: the cells freed are reused before any new slab.
+    for (let k = 0; k < n; k++) if (k % 5 !== 0) arena.set(shard, key(k), new Uint8Array(300).fill(k & 255), 0);
+    expect(arena.slabCount).toBeLessThanOrEqual(full + 1);
+    for (let k = 0; k < n; k++) expect(arena.valueEquals(arena.find(shard, key(k)), new Uint8Array(300).fill(k & 255))).toBe(true);
+  });
+
+  it('rewrites a small entry of the same class in place, and copies it out to readers', () => {
+    const arena = new EntryArena();
+    const shard = arena.newShard(0, 'c');
+    const k = keyOf(3);
+    const slot = arena.set(shard, k, new Uint8Array(40).fill(1), 7);
+    const read = arena.valueBytes(slot);
+    const slabs = arena.slabCount;
+    expect(arena.set(shard, k, new Uint8Array(41).fill(2), 8)).toBe(slot);
+    expect(arena.previousExpireAt).toBe(7);
+    expect(hex(read)).toBe(hex(new Uint8Array(40).fill(1))); // the copy handed out is its own
+    expect(arena.valueString(slot)).toBe(latin1(new Uint8Array(41).fill(2)));
+    // Another class: the entry moves to a cell of that class, under the same slot.
+    expect(arena.set(shard, k, new Uint8Array(100).fill(3), 9)).toBe(slot);
+    expect(arena.valueBytes(slot)).toEqual(new Uint8Array(100).fill(3));
+    expect(arena.slabCount).toBe(slabs + 1);
+    expect(arena.bytes).toBe(k.length + 100);
+  });
 });
+

@@ -3,9 +3,18 @@
  * docs/node.md, "Memory per entry", and ADR 0019).
  *
  * - An entry is a numbered slot. What a slot holds lives in parallel arrays, not in an object per
- *   entry: its key and value as ONE latin1 string (one char per byte: `key ++ value`, the cheapest
- *   container of bytes in V8), the key's length, the absolute expiry, the shard it belongs to and
- *   its two LRU links (slot numbers). Freed slots are reused.
+ *   entry: where its `key ++ value` bytes are (an array and an offset in it) and how many, the
+ *   key's length, the absolute expiry, the shard it belongs to and its two LRU links (slot
+ *   numbers). Freed slots are reused.
+ * - A small entry (key + value under `bigEntryBytes`, default 512) lives in a slab (ADR 0078): a
+ *   64 KiB byte array cut into equal cells of one size class (16 B steps), outside the JS heap and
+ *   made once. Overwriting an entry with a value of the same class writes its bytes in place: a
+ *   put makes no garbage (an entry used to be a latin1 string, new for each write, which lived
+ *   until the key's next write — long enough to be promoted and die in the old generation, the
+ *   largest share of a node's collector time under small puts). Small entries are never lent out:
+ *   readers get copies, so a cell can be rewritten or reused at once. A slab that empties below a
+ *   quarter is evacuated into the class's other slabs and given back (no cell is pinned by a few
+ *   survivors); every class keeps one slab.
  * - A big entry (key + value of `bigEntryBytes` or more, default 512) keeps `key ++ value` in a
  *   byte array of its own instead (ADR 0041): its bytes live outside the JS heap, so the garbage
  *   collector does not copy them from the young generation to the old one and again when
@@ -82,38 +91,21 @@ export class Shard {
   ) {}
 }
 
-/** Scratch buffer for building an entry's string (key ++ value) in one copy. */
-let scratch = Buffer.allocUnsafeSlow(4096);
 const latin1Slice = (Buffer.prototype as unknown as { latin1Slice: (this: Uint8Array, start: number, end: number) => string }).latin1Slice;
 
-const SCRATCH_MAX = 64 * 1024;
+/** Bytes of a slab; cells are addressed in 16 B units, `slab << 12 | unit`. */
+export const SLAB_BYTES = 64 * 1024;
+const UNIT_SHIFT = 4;
+const SLAB_UNITS = SLAB_BYTES >>> UNIT_SHIFT;
+/** Entries of this many bytes or more never go to a slab, whatever `bigEntryBytes` says. */
+const SLAB_MAX_ENTRY = 4096;
 
-/** Whether the entry's `key ++ value` starts with the latin1 string `k`. */
-function startsWith(r: Rec, k: string): boolean {
-  if (typeof r === 'string') return r.startsWith(k);
-  if (r.length < k.length) return false;
-  for (let i = 0; i < k.length; i++) if (r[i] !== k.charCodeAt(i)) return false;
-  return true;
+/** The size class of a small entry of `n` bytes: its cell size in 16 B units (at least one). */
+export function cellUnits(n: number): number {
+  return n <= 16 ? 1 : (n + 15) >>> UNIT_SHIFT;
 }
 
-function joined(key: Bytes, value: Bytes): string {
-  const n = key.length + value.length;
-  // Entries up to 64 KiB reuse one buffer; a bigger one gets a buffer of its own, so one large
-  // value does not pin a large scratch buffer for good.
-  let buf = scratch;
-  if (n > buf.length) {
-    buf = Buffer.allocUnsafeSlow(n);
-    if (n <= SCRATCH_MAX) scratch = buf;
-  }
-  buf.set(key, 0);
-  buf.set(value, key.length);
-  return latin1Slice.call(buf, 0, n);
-}
-
-/** `key ++ value` of an entry: a latin1 string, or the bytes of a big entry. */
-type Rec = string | Uint8Array;
-
-/** Key + value bytes from which an entry is kept as bytes rather than a string. */
+/** Key + value bytes from which an entry is kept in an array of its own rather than a slab. */
 export const BIG_ENTRY_BYTES = 512;
 
 /** Big entries up to this many bytes get a recycled array of a capacity class. */
@@ -132,13 +124,28 @@ export function capacityFor(n: number): number {
 }
 
 export class EntryArena {
-  constructor(
-    /** Entries with key + value of this many bytes or more are kept as bytes (tests lower it). */
-    private readonly bigEntryBytes = BIG_ENTRY_BYTES,
-  ) {}
+  /** Key + value bytes from which an entry gets an array of its own (below: a slab cell). */
+  private readonly smallMax: number;
 
-  /** key ++ value, as latin1 or as bytes (undefined for a free slot). */
-  private rec: (Rec | undefined)[] = [];
+  constructor(
+    /** Entries with key + value of this many bytes or more get an array of their own (tests lower it). */
+    bigEntryBytes = BIG_ENTRY_BYTES,
+  ) {
+    this.smallMax = Math.min(bigEntryBytes, SLAB_MAX_ENTRY);
+  }
+
+  /**
+   * The array holding the slot's `key ++ value`: its slab, or a big entry's own array (exactly
+   * its bytes); undefined for a free slot.
+   */
+  private rec: (Uint8Array | undefined)[] = [];
+  /**
+   * A small entry's cell, `slab << 12 | unit`: its bytes are at `(cell & 4095) << 4` in its slab
+   * (`cellOffset`); 0 for a big entry, whose bytes start its array.
+   */
+  private cell = new Int32Array(1024);
+  /** Key + value bytes of the slot's entry. */
+  private len = new Int32Array(1024);
   private klen = new Int32Array(1024);
   /** Absolute ms; 0 = never. */
   private expire = new Float64Array(1024);
@@ -161,6 +168,24 @@ export class EntryArena {
   /** Entries held, and their key + value bytes. */
   count = 0;
   bytes = 0;
+
+  // Slabs (ADR 0078), by slab id: its bytes, its class (cell size in units), per cell the slot it
+  // holds or, when free, the next free cell (`-2 - index`; -1: none), its first free cell and how
+  // many are free.
+  private readonly slabs: (Uint8Array | undefined)[] = [];
+  private readonly slabUnits: number[] = [];
+  private readonly slabOwner: (Int32Array | undefined)[] = [];
+  private readonly slabFreeHead: number[] = [];
+  private readonly slabFreeCount: number[] = [];
+  /** Position of a slab in its class's `partial` list, or NONE when it has no free cell. */
+  private readonly slabPartialAt: number[] = [];
+  private readonly freeSlabIds: number[] = [];
+  // Per class (cell units): slabs with a free cell, every slab, free cells over all of them.
+  private readonly partial: number[][] = [];
+  private readonly classSlabs: number[] = [];
+  private readonly classFree: number[] = [];
+  /** Slabs held, and bytes in them (made, not yet given back). */
+  slabCount = 0;
 
   private readonly shards: (Shard | undefined)[] = [];
   private readonly freeShardIds: number[] = [];
@@ -241,10 +266,11 @@ export class EntryArena {
       const slot = v - 1;
       if (tags[i] === tag && this.klen[slot] === n) {
         const r = this.rec[slot]!;
-        let j = 0;
-        if (typeof r === 'string') while (j < n && r.charCodeAt(j) === b[at + j]) j++;
-        else while (j < n && r[j] === b[at + j]) j++;
-        if (j === n) return slot;
+        const o = cellOffset(this.cell[slot]!) - at;
+        let j = at;
+        const end = at + n;
+        while (j < end && r[o + j] === b[j]) j++;
+        if (j === end) return slot;
       }
     }
   }
@@ -262,7 +288,13 @@ export class EntryArena {
       const v = t[i]!;
       if (v === 0) return NONE;
       const slot = v - 1;
-      if (tags[i] === tag && this.klen[slot] === n && startsWith(this.rec[slot]!, k)) return slot;
+      if (tags[i] === tag && this.klen[slot] === n) {
+        const r = this.rec[slot]!;
+        const o = cellOffset(this.cell[slot]!);
+        let j = 0;
+        while (j < n && r[o + j] === k.charCodeAt(j)) j++;
+        if (j === n) return slot;
+      }
     }
   }
 
@@ -283,69 +315,67 @@ export class EntryArena {
 
   /** Key as a latin1 string. */
   keyString(slot: number): string {
-    const r = this.rec[slot]!;
-    return typeof r === 'string' ? r.slice(0, this.klen[slot]) : latin1Slice.call(r, 0, this.klen[slot]!);
+    const o = cellOffset(this.cell[slot]!);
+    return latin1Slice.call(this.rec[slot]!, o, o + this.klen[slot]!);
   }
 
   /** Value as a latin1 string. */
   valueString(slot: number): string {
-    const r = this.rec[slot]!;
-    return typeof r === 'string' ? r.slice(this.klen[slot]) : latin1Slice.call(r, this.klen[slot]!, r.length);
+    const o = cellOffset(this.cell[slot]!);
+    return latin1Slice.call(this.rec[slot]!, o + this.klen[slot]!, o + this.len[slot]!);
   }
 
   valueLength(slot: number): number {
-    return this.rec[slot]!.length - this.klen[slot]!;
+    return this.len[slot]! - this.klen[slot]!;
+  }
+
+  /** Whether the slot's entry lives in a slab (small) rather than an array of its own (big). */
+  private inSlab(slot: number): boolean {
+    return this.len[slot]! < this.smallMax;
   }
 
   /**
-   * Key bytes, not to be written into: a view of a big entry's own bytes (an entry's bytes are
-   * replaced, never written into, so the view stays the bytes it was), else bytes that may share
-   * a pool slab.
+   * Key bytes, not to be written into: a view of a big entry's own bytes (an entry's own array is
+   * replaced, never written into, once lent: the view stays the bytes it was), else a copy (a
+   * slab's cells are rewritten in place).
    */
   keyBytes(slot: number): Bytes {
     const r = this.rec[slot]!;
-    if (typeof r !== 'string') {
+    const o = cellOffset(this.cell[slot]!);
+    if (!this.inSlab(slot)) {
       this.lent[slot] = 1;
       return r.subarray(0, this.klen[slot]);
     }
-    const buf = Buffer.from(r.slice(0, this.klen[slot]), 'latin1');
-    return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+    return copyOut(r, o, o + this.klen[slot]!);
   }
 
   /**
    * Value bytes, not to be written into: a view of a big entry's own bytes (no copy per get of a
-   * big value; see keyBytes), else bytes that may share a pool slab.
+   * big value; see keyBytes), else a copy (bytes that may share Node's buffer pool).
    */
   valueBytes(slot: number): Bytes {
     const r = this.rec[slot]!;
     const k = this.klen[slot]!;
-    if (typeof r !== 'string') {
+    if (!this.inSlab(slot)) {
       this.lent[slot] = 1;
       return r.subarray(k);
     }
-    const buf = Buffer.from(r, 'latin1');
-    return new Uint8Array(buf.buffer, buf.byteOffset + k, r.length - k);
+    const o = cellOffset(this.cell[slot]!);
+    return copyOut(r, o + k, o + this.len[slot]!);
   }
 
   /** Value bytes in a buffer of their own (for outcomes kept for the dedup window). */
   ownValue(slot: number): Bytes {
-    const r = this.rec[slot]!;
-    if (typeof r !== 'string') return r.slice(this.klen[slot]);
-    const v = this.valueString(slot);
-    const buf = Buffer.allocUnsafeSlow(v.length);
-    buf.write(v, 0, 'latin1');
-    return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+    const o = cellOffset(this.cell[slot]!);
+    return this.rec[slot]!.slice(o + this.klen[slot]!, o + this.len[slot]!);
   }
 
   valueEquals(slot: number, b: Bytes): boolean {
-    const r = this.rec[slot]!;
     const k = this.klen[slot]!;
-    if (r.length - k !== b.length) return false;
-    if (typeof r === 'string') {
-      for (let i = 0; i < b.length; i++) if (r.charCodeAt(k + i) !== b[i]) return false;
-    } else {
-      for (let i = 0; i < b.length; i++) if (r[k + i] !== b[i]) return false;
-    }
+    if (this.len[slot]! - k !== b.length) return false;
+    const r = this.rec[slot]!;
+    const o = cellOffset(this.cell[slot]!) + k;
+    for (let i = 0; i < b.length; i++) if (r[o + i] !== b[i]) return false;
     return true;
   }
 
@@ -363,88 +393,99 @@ export class EntryArena {
   set(shard: Shard, key: Bytes, value: Bytes, expireAt: number): number {
     const n = key.length + value.length;
     const slot = this.findIn(shard, key, 0, key.length);
-    if (n < this.bigEntryBytes) return this.setAt(shard, slot, key.length, joined(key, value), expireAt);
-    const same = this.ownArray(slot, n);
-    if (same !== null) {
-      same.set(value, key.length);
-      return this.rewritten(slot, same, expireAt);
-    }
-    const own = this.bigArray(n);
-    own.set(key, 0);
-    own.set(value, key.length);
-    return this.setAt(shard, slot, key.length, own, expireAt);
+    const into = this.place(slot, n);
+    const r = this.rec[into]!;
+    const o = cellOffset(this.cell[into]!);
+    if (into !== slot) r.set(key, o);
+    r.set(value, o + key.length);
+    return this.placed(shard, slot, into, key.length, n, expireAt);
   }
 
   /**
    * `set` for a key and value that lie back to back in `b` (key `b[at, at + keyLen)`, value the
-   * `valueLen` bytes after it, as in a binary replication record): the entry's string is made
-   * straight from those bytes, with no copy into the scratch buffer first.
+   * `valueLen` bytes after it, as in a binary replication record): copied straight from there.
    */
   setIn(shard: Shard, b: Bytes, at: number, keyLen: number, valueLen: number, expireAt: number): number {
     const n = keyLen + valueLen;
     const slot = this.findIn(shard, b, at, keyLen);
-    if (n < this.bigEntryBytes) return this.setAt(shard, slot, keyLen, latin1Slice.call(b, at, at + n), expireAt);
-    const same = this.ownArray(slot, n);
-    if (same !== null) {
-      same.set(b.subarray(at + keyLen, at + n), keyLen);
-      return this.rewritten(slot, same, expireAt);
-    }
-    const own = this.bigArray(n);
-    own.set(b.subarray(at, at + n));
-    return this.setAt(shard, slot, keyLen, own, expireAt);
+    const into = this.place(slot, n);
+    const r = this.rec[into]!;
+    const o = cellOffset(this.cell[into]!);
+    if (into === slot) r.set(b.subarray(at + keyLen, at + n), o + keyLen);
+    else r.set(b.subarray(at, at + n), o);
+    return this.placed(shard, slot, into, keyLen, n, expireAt);
   }
 
   /**
-   * The array the slot's big entry lives in, as an entry of `n` bytes, when a big entry of `n`
-   * bytes may be written into it in place: never lent out (no view of it outside the arena, so
-   * nobody sees its bytes change) and of `n`'s capacity class. The key is the same (the slot was
-   * found by it); the caller writes the value. Saves taking an array from the pool and giving
-   * this one back — and, at the same size, the view object (ADR 0076).
+   * Where an entry of `n` bytes for `slot` (what the last findIn found; NONE: a new key) is
+   * written: `slot` itself when its bytes can be rewritten in place (the key is the same, the
+   * caller writes only the value) — a small entry of the same class, or a never-lent big entry
+   * of the same capacity class (ADR 0076) — else a fresh slot with room for the bytes (a slab
+   * cell or an array of its own), whose key and value the caller writes; `placed` then finishes.
    */
-  private ownArray(slot: number, n: number): Uint8Array | null {
-    if (slot === NONE || this.lent[slot] === 1) return null;
-    const r = this.rec[slot]!;
-    if (typeof r === 'string') return null;
-    if (r.length === n) return r;
-    return r.buffer.byteLength === capacityFor(n) ? new Uint8Array(r.buffer, 0, n) : null;
+  private place(slot: number, n: number): number {
+    if (slot !== NONE) {
+      const was = this.len[slot]!;
+      if (n < this.smallMax) {
+        if (was < this.smallMax && cellUnits(was) === cellUnits(n)) return slot;
+      } else if (was >= this.smallMax && this.lent[slot] === 0) {
+        const r = this.rec[slot]!;
+        if (r.length === n) return slot;
+        if (r.buffer.byteLength === capacityFor(n)) {
+          this.rec[slot] = new Uint8Array(r.buffer, 0, n);
+          return slot;
+        }
+      }
+    }
+    const fresh = this.allocate();
+    this.len[fresh] = n;
+    if (n < this.smallMax) {
+      const c = this.takeCell(cellUnits(n), fresh);
+      this.cell[fresh] = c;
+      this.rec[fresh] = this.slabs[c >>> 12];
+    } else {
+      this.rec[fresh] = this.bigArray(n);
+      this.cell[fresh] = 0;
+      this.lent[fresh] = 0;
+    }
+    return fresh;
   }
 
-  /** The slot's big entry was rewritten in place as `r`. */
-  private rewritten(slot: number, r: Uint8Array, expireAt: number): number {
-    this.bytes += r.length - this.rec[slot]!.length;
-    this.rec[slot] = r;
+  /**
+   * Completes a write `place` prepared: `into` holds key ++ value (`keyLen` + the rest of `n`).
+   * Rewritten in place (`into === slot`), a new entry (`slot` NONE), or a replacement: the old
+   * slot keeps its place in the shard's table and the LRU list, takes the new bytes over and
+   * gives its old ones back; the fresh slot returns to the free list.
+   */
+  private placed(shard: Shard, slot: number, into: number, keyLen: number, n: number, expireAt: number): number {
+    if (slot === NONE) {
+      this.klen[into] = keyLen;
+      this.expire[into] = expireAt;
+      this.shardOf[into] = shard.id;
+      this.insert(shard, into, this.lookupHash);
+      shard.sorted = null;
+      this.count++;
+      this.bytes += n;
+      this.pushHead(into);
+      this.previousExpireAt = -1;
+      return into;
+    }
+    this.bytes += n - this.len[slot]!;
+    if (into !== slot) {
+      this.freeBytes(slot);
+      this.rec[slot] = this.rec[into];
+      const c = this.cell[into]!;
+      this.cell[slot] = c;
+      this.lent[slot] = 0;
+      if (n < this.smallMax) this.slabOwner[c >>> 12]![this.cellIndex(c)] = slot;
+      this.rec[into] = undefined;
+      this.older[into] = this.freeHead;
+      this.freeHead = into;
+    }
+    this.len[slot] = n;
     this.previousExpireAt = this.expire[slot]!;
     this.expire[slot] = expireAt;
     this.touch(slot);
-    return slot;
-  }
-
-  /**
-   * Stores `str` (key ++ value, the key `keyLen` bytes) at `slot`, which the last findIn found for
-   * that key — NONE: a new entry, inserted with that lookup's hash.
-   */
-  private setAt(shard: Shard, slot: number, keyLen: number, str: Rec, expireAt: number): number {
-    if (slot !== NONE) {
-      const old = this.rec[slot]!;
-      this.bytes += str.length - old.length;
-      if (typeof old !== 'string') this.retire(slot, old);
-      this.rec[slot] = str;
-      this.previousExpireAt = this.expire[slot]!;
-      this.expire[slot] = expireAt;
-      this.touch(slot);
-      return slot;
-    }
-    slot = this.allocate();
-    this.rec[slot] = str;
-    this.klen[slot] = keyLen;
-    this.expire[slot] = expireAt;
-    this.shardOf[slot] = shard.id;
-    this.insert(shard, slot, this.lookupHash);
-    shard.sorted = null;
-    this.count++;
-    this.bytes += str.length;
-    this.pushHead(slot);
-    this.previousExpireAt = -1;
     return slot;
   }
 
@@ -486,21 +527,127 @@ export class EntryArena {
 
   /** Hash of the slot's key (as hashBytes of the key's bytes). */
   private hashOf(slot: number): number {
-    const r = this.rec[slot]!;
-    return typeof r === 'string' ? hashChars(r, this.klen[slot]!) : hashBytes(r, 0, this.klen[slot]!);
+    const o = cellOffset(this.cell[slot]!);
+    return hashBytes(this.rec[slot]!, o, o + this.klen[slot]!);
   }
 
   private release(slot: number): void {
     this.count--;
-    const r = this.rec[slot]!;
-    this.bytes -= r.length;
-    if (typeof r !== 'string') this.retire(slot, r);
+    this.bytes -= this.len[slot]!;
+    this.freeBytes(slot);
     this.unlink(slot);
     this.rec[slot] = undefined;
     this.shardOf[slot] = NONE;
     this.expire[slot] = 0;
     this.older[slot] = this.freeHead;
     this.freeHead = slot;
+  }
+
+  /** The slot's bytes are no longer its entry's: its cell back to its slab, or its array retired. */
+  private freeBytes(slot: number): void {
+    if (this.inSlab(slot)) this.giveCell(this.cell[slot]!);
+    else this.retire(slot, this.rec[slot]!);
+  }
+
+  /** Index of a cell within its slab. */
+  private cellIndex(c: number): number {
+    return ((c & (SLAB_UNITS - 1)) / this.slabUnits[c >>> 12]!) | 0;
+  }
+
+  /** A free cell of `units` for `owner`: from a slab of the class with room, else a new slab. */
+  private takeCell(units: number, owner: number): number {
+    const partial = (this.partial[units] ??= []);
+    const id = partial.length > 0 ? partial[partial.length - 1]! : this.newSlab(units);
+    const owners = this.slabOwner[id]!;
+    const index = this.slabFreeHead[id]!;
+    this.slabFreeHead[id] = -2 - owners[index]!;
+    owners[index] = owner;
+    if (--this.slabFreeCount[id]! === 0) this.leavePartial(id);
+    this.classFree[units]!--;
+    return (id << 12) | (index * units);
+  }
+
+  /**
+   * Gives a cell back. A slab left under a quarter full whose entries fit in the class's other
+   * slabs is evacuated into them and dropped: a few entries never pin a slab. Every class keeps
+   * at least one slab (a key alternating between two sizes must not make and drop one per write).
+   */
+  private giveCell(c: number): void {
+    const id = c >>> 12;
+    const units = this.slabUnits[id]!;
+    const index = this.cellIndex(c);
+    const owners = this.slabOwner[id]!;
+    owners[index] = -2 - this.slabFreeHead[id]!;
+    this.slabFreeHead[id] = index;
+    if (this.slabFreeCount[id]!++ === 0) this.joinPartial(id, units);
+    this.classFree[units]!++;
+    const free = this.slabFreeCount[id]!;
+    const live = owners.length - free;
+    if (live * 4 < owners.length && this.classSlabs[units]! > 1 && this.classFree[units]! - free >= live) this.evacuate(id, units);
+  }
+
+  /** Moves the slab's entries into other slabs of its class (they have room) and drops it. */
+  private evacuate(id: number, units: number): void {
+    this.leavePartial(id);
+    // Its free cells are no longer the class's to hand out.
+    this.classFree[units]! -= this.slabFreeCount[id]!;
+    const owners = this.slabOwner[id]!;
+    const from = this.slabs[id]!;
+    for (let i = 0; i < owners.length; i++) {
+      const slot = owners[i]!;
+      if (slot < 0) continue;
+      const c = this.takeCell(units, slot);
+      const to = this.slabs[c >>> 12]!;
+      const o = cellOffset(c);
+      const a = i * units << UNIT_SHIFT;
+      to.set(from.subarray(a, a + this.len[slot]!), o);
+      this.rec[slot] = to;
+      this.cell[slot] = c;
+    }
+    this.slabs[id] = undefined;
+    this.slabOwner[id] = undefined;
+    this.freeSlabIds.push(id);
+    this.classSlabs[units]!--;
+    this.slabCount--;
+  }
+
+  private newSlab(units: number): number {
+    const id = this.freeSlabIds.pop() ?? this.slabs.length;
+    // A cell's address is `slab << 12 | unit` in an int32: 2^19 slabs (32 GiB of small entries).
+    if (id >= 1 << 19) throw new RangeError('the node holds 32 GiB of small entries: no room for another slab');
+    const capacity = (SLAB_UNITS / units) | 0;
+    this.slabs[id] = new Uint8Array(SLAB_BYTES);
+    this.slabUnits[id] = units;
+    // Every cell free, each pointing to the next.
+    const owners = new Int32Array(capacity);
+    for (let i = 0; i < capacity; i++) owners[i] = i + 1 < capacity ? -2 - (i + 1) : -1;
+    this.slabOwner[id] = owners;
+    this.slabFreeHead[id] = 0;
+    this.slabFreeCount[id] = capacity;
+    this.slabPartialAt[id] = NONE;
+    this.joinPartial(id, units);
+    this.classSlabs[units] = (this.classSlabs[units] ?? 0) + 1;
+    this.classFree[units] = (this.classFree[units] ?? 0) + capacity;
+    this.slabCount++;
+    return id;
+  }
+
+  private joinPartial(id: number, units: number): void {
+    const partial = (this.partial[units] ??= []);
+    this.slabPartialAt[id] = partial.length;
+    partial.push(id);
+  }
+
+  private leavePartial(id: number): void {
+    const at = this.slabPartialAt[id]!;
+    if (at === NONE) return;
+    const partial = this.partial[this.slabUnits[id]!]!;
+    const last = partial.pop()!;
+    if (last !== id) {
+      partial[at] = last;
+      this.slabPartialAt[last] = at;
+    }
+    this.slabPartialAt[id] = NONE;
   }
 
   /** An array for a big entry of `n` bytes: a freed one of its capacity class, else a new one. */
@@ -576,6 +723,8 @@ export class EntryArena {
       b.set(a);
       return b;
     };
+    this.cell = grow(this.cell, (k) => new Int32Array(k));
+    this.len = grow(this.len, (k) => new Int32Array(k));
     this.klen = grow(this.klen, (k) => new Int32Array(k));
     this.expire = grow(this.expire, (k) => new Float64Array(k));
     const shardOf = new Int32Array(n).fill(NONE);
@@ -604,4 +753,16 @@ export class EntryArena {
     this.newer[slot] = NONE;
     this.older[slot] = NONE;
   }
+}
+
+/** Offset in its slab of a small entry's cell (0 for a big entry's `cell`, 0). */
+function cellOffset(cell: number): number {
+  return (cell & (SLAB_UNITS - 1)) << UNIT_SHIFT;
+}
+
+/** Bytes `r[from, to)` copied into a buffer of their own (small ones share Node's buffer pool). */
+function copyOut(r: Uint8Array, from: number, to: number): Bytes {
+  const buf = Buffer.allocUnsafe(to - from);
+  buf.set(r.subarray(from, to));
+  return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
 }

@@ -615,6 +615,7 @@ export class NodeStore {
       sweepExamined: this.sweepExamined,
       caches: this.caches.size,
       shards: this.entries.shardCount,
+      slabs: this.entries.slabCount,
     };
   }
 

@@ -151,6 +151,11 @@ export interface StoreStats {
   caches: number;
   /** Shards held: one per cache and partition holding entries (or once did, for a configured cache). */
   shards: number;
+  /**
+   * Slabs of 64 KiB holding the small entries (ADR 0078): at least one per size class in use; a
+   * slab left under a quarter full is emptied into the others and given back.
+   */
+  slabs: number;
 }
 
 /** Result of a primary-side mutation. `record` is null when there is nothing to replicate. */
