@@ -184,7 +184,7 @@ export class EntryArena {
   private readonly partial: number[][] = [];
   private readonly classSlabs: number[] = [];
   private readonly classFree: number[] = [];
-  /** Slabs held, and bytes in them (made, not yet given back). */
+  /** Slabs held (made and not yet given back), SLAB_BYTES each. */
   slabCount = 0;
 
   private readonly shards: (Shard | undefined)[] = [];
