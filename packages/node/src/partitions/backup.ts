@@ -55,10 +55,33 @@ export class BackupReceiver {
     const view = this.view;
     if (epoch !== view.epoch || !view.isMember()) return GONE_REPLY;
     const t = view.topo!;
+    if (this.lateFromPrevious(p, from)) return null;
     if ((t.owners[p] ?? [])[0] !== from) return t.version >= v ? STALE : GONE_REPLY;
     const role = view.roleOf(p);
     if (role === 'none' || role === 'primary') return GONE_REPLY;
     return null;
+  }
+
+  /**
+   * A record of p from its previous primary that reached this node after it became p's primary,
+   * while its promotion fence still runs (ADR 0079): `from` holds p in this node's topology (it
+   * stays an owner: a handback or a reorder, not a failover), and this node has served nothing of
+   * p yet — requests wait for the fence. The record is one the previous primary applied before it
+   * learned the new topology; taken here as its backup would take it (the next counter, or
+   * refused), this copy stays equal to the previous primary's, so the fence finds nothing to
+   * overwrite with a snapshot. Only plain records: no probe, snapshot or part.
+   */
+  private lateFromPrevious(p: number, from: string): boolean {
+    const view = this.view;
+    if (view.roleOf(p) !== 'primary') return false;
+    const st = this.table.get(p);
+    if (st === undefined || st.replica.fencing === 0) return false;
+    return (view.topo!.owners[p] ?? []).includes(from);
+  }
+
+  /** In `lateFromPrevious`'s case, what is not a plain record that applies is refused as stale. */
+  private lateRefusal(p: number): ReplicateReply | null {
+    return this.view.roleOf(p) === 'primary' ? STALE : null;
   }
 
   /**
@@ -70,7 +93,8 @@ export class BackupReceiver {
     const refused = this.refusal(h.p, h.from, h.epoch, h.v);
     if (refused !== null) return refused;
     const st = this.table.part(h.p);
-    switch (onRecord(st.replica)) {
+    const late = this.lateRefusal(h.p);
+    switch (late === null ? onRecord(st.replica) : 'apply') {
       case 'buffer':
         st.buffer!.push(decodeReplicate(h.bytes).rec!);
         return OK;
@@ -87,6 +111,7 @@ export class BackupReceiver {
           applied = this.store.applyRecord(h.p, st.held === 0 ? rec : recordForRank(rec, st.held, this.driver.backupsOf));
         }
         if (!applied) {
+          if (late !== null) return late;
           this.driver.gapDetected(st);
           return GAP;
         }
@@ -123,6 +148,8 @@ export class BackupReceiver {
     const refused = this.refusal(m.p, m.from, m.epoch, m.v);
     if (refused !== null) return refused;
     const st = this.table.part(m.p);
+    const late = this.lateRefusal(m.p);
+    if (late !== null && (m.probe || m.part || m.snap || !m.rec)) return late;
     if (m.probe) return { s: 'ok', counter: this.store.updateCounter(m.p) };
     if (m.part) {
       const { id, index, total, snap } = m.part;
@@ -135,7 +162,7 @@ export class BackupReceiver {
       return OK;
     }
     if (!m.rec) return GONE_REPLY;
-    switch (onRecord(st.replica)) {
+    switch (late === null ? onRecord(st.replica) : 'apply') {
       case 'buffer':
         st.buffer!.push(m.rec);
         return OK;
@@ -147,6 +174,7 @@ export class BackupReceiver {
         // on a ranked backup too.
         const rec = st.held === 0 ? m.rec : recordForRank(m.rec, st.held, this.driver.backupsOf);
         if (!this.store.applyRecord(m.p, rec, binary && wellFormedPut(m.rec))) {
+          if (late !== null) return late;
           this.driver.gapDetected(st);
           return GAP;
         }

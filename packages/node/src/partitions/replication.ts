@@ -32,6 +32,13 @@ export interface ReplicatorDeps {
 
 const RESOLVED: Promise<void> = Promise.resolve();
 
+/**
+ * How long a promotion fence waits for the previous primary's last records when a holder reports
+ * a counter ahead of this node's (ADR 0079): they were sent before the fence's probe was answered
+ * and are on another connection. Past it, the holder gets a snapshot as before.
+ */
+const LATE_RECORDS_WAIT_MS = 50;
+
 /** A Completion that settles a promise. */
 class Settle implements Completion {
   constructor(
@@ -353,12 +360,16 @@ export class Replicator {
   startFence(p: number, st: PartState, fenceId: number): void {
     const { view, store, opts } = this.d;
     const fence = (async () => {
-      const mine = store.updateCounter(p);
       // Every target, the nodes listed as pulling too (ADR 0069): one may have pulled from the
       // previous primary already and then missed a record that this node took as its backup; a
       // write of that record acknowledged here (a client's retry, replayed) would be gone once
       // the puller leads. One behind, or still pulling, gets a snapshot from this node first.
+      // A holder ahead is usually the previous primary with the records it applied before it
+      // learned the new topology, on their way here: this node takes them while its fence runs
+      // (ADR 0079), so it waits a moment for its own counter to catch up before calling the
+      // holder different — a whole-partition snapshot otherwise.
       const holders = view.targets(p);
+      const counters = new Map<string, number>();
       const probe = async (t: Target): Promise<void> => {
         const msg: ReplicateMsg = { p, v: view.topologyVersion(), from: this.d.id, epoch: t.epoch, probe: true };
         try {
@@ -367,7 +378,9 @@ export class Replicator {
             () => view.isTarget(p, t),
           );
           if (reply === GONE) return;
-          if (reply.s === 'ok' && reply.counter !== mine) st.failed.add(t.id);
+          if (reply.s !== 'ok') return;
+          if (typeof reply.counter === 'number') counters.set(t.id, reply.counter);
+          else st.failed.add(t.id);
         } catch (err) {
           if (!view.noteStopping(t, err) && view.isTarget(p, t)) st.failed.add(t.id);
         }
@@ -375,6 +388,12 @@ export class Replicator {
       const deposed = st.deposed;
       st.deposed = null;
       await Promise.all([...holders.map(probe), deposed === null ? undefined : this.awaitDeposed(p, deposed)]);
+      let ahead = 0;
+      for (const c of counters.values()) ahead = Math.max(ahead, c);
+      const waitUntil = Date.now() + LATE_RECORDS_WAIT_MS;
+      while (store.updateCounter(p) < ahead && Date.now() < waitUntil && view.roleOf(p) === 'primary') await delay(this.d.scheduler, 1);
+      const mine = store.updateCounter(p);
+      for (const [id, c] of counters) if (c !== mine) st.failed.add(id);
       if (st.failed.size > 0) await this.ensureClean(p).catch(() => {});
     })();
     st.fence = fence;
