@@ -17,6 +17,8 @@ const OK: ReplicateReply = Object.freeze({ s: 'ok' });
 const GAP: ReplicateReply = Object.freeze({ s: 'gap' });
 const STALE: ReplicateReply = Object.freeze({ s: 'stale' });
 const GONE_REPLY: ReplicateReply = Object.freeze({ s: 'gone' });
+/** `refusal`'s answer for a record to take as the previous primary's last one (ADR 0079). */
+const LATE = 'late';
 const NO_BYTES = new Uint8Array(0);
 
 export class BackupReceiver {
@@ -50,13 +52,19 @@ export class BackupReceiver {
     return this.onReplicateNow(m, false);
   }
 
-  /** Whether a record of p from `from` under `epoch` (sent at topology v) is this copy's to take, else the refusal. */
-  private refusal(p: number, from: string, epoch: string, v: number): ReplicateReply | null {
+  /**
+   * Whether a record of p from `from` under `epoch` (sent at topology v) is this copy's to take
+   * (null), to take as the previous primary's last one (LATE), or else the refusal.
+   */
+  private refusal(p: number, from: string, epoch: string, v: number): ReplicateReply | null | typeof LATE {
     const view = this.view;
     if (epoch !== view.epoch || !view.isMember()) return GONE_REPLY;
     const t = view.topo!;
-    if (this.lateFromPrevious(p, from)) return null;
-    if ((t.owners[p] ?? [])[0] !== from) return t.version >= v ? STALE : GONE_REPLY;
+    const owners = t.owners[p] ?? [];
+    if (owners[0] !== from) {
+      if (this.lateFromPrevious(p, owners, from)) return LATE;
+      return t.version >= v ? STALE : GONE_REPLY;
+    }
     const role = view.roleOf(p);
     if (role === 'none' || role === 'primary') return GONE_REPLY;
     return null;
@@ -71,17 +79,10 @@ export class BackupReceiver {
    * refused), this copy stays equal to the previous primary's, so the fence finds nothing to
    * overwrite with a snapshot. Only plain records: no probe, snapshot or part.
    */
-  private lateFromPrevious(p: number, from: string): boolean {
-    const view = this.view;
-    if (view.roleOf(p) !== 'primary') return false;
+  private lateFromPrevious(p: number, owners: readonly string[], from: string): boolean {
+    if (this.view.roleOf(p) !== 'primary') return false;
     const st = this.table.get(p);
-    if (st === undefined || st.replica.fencing === 0) return false;
-    return (view.topo!.owners[p] ?? []).includes(from);
-  }
-
-  /** In `lateFromPrevious`'s case, what is not a plain record that applies is refused as stale. */
-  private lateRefusal(p: number): ReplicateReply | null {
-    return this.view.roleOf(p) === 'primary' ? STALE : null;
+    return st !== undefined && st.replica.fencing !== 0 && owners.includes(from);
   }
 
   /**
@@ -91,10 +92,10 @@ export class BackupReceiver {
    */
   private onPutNow(h: PutView): ReplicateReply {
     const refused = this.refusal(h.p, h.from, h.epoch, h.v);
-    if (refused !== null) return refused;
+    if (refused !== null && refused !== LATE) return refused;
+    const late = refused === LATE;
     const st = this.table.part(h.p);
-    const late = this.lateRefusal(h.p);
-    switch (late === null ? onRecord(st.replica) : 'apply') {
+    switch (late ? 'apply' : onRecord(st.replica)) {
       case 'buffer':
         st.buffer!.push(decodeReplicate(h.bytes).rec!);
         return OK;
@@ -111,7 +112,8 @@ export class BackupReceiver {
           applied = this.store.applyRecord(h.p, st.held === 0 ? rec : recordForRank(rec, st.held, this.driver.backupsOf));
         }
         if (!applied) {
-          if (late !== null) return late;
+          // A late record that does not follow on is refused as stale, not resynced from here.
+          if (late) return STALE;
           this.driver.gapDetected(st);
           return GAP;
         }
@@ -146,10 +148,11 @@ export class BackupReceiver {
   /** `binary`: m came from the compact form, whose record the store may take as it is when well formed. */
   private onReplicateNow(m: ReplicateMsg, binary: boolean): ReplicateReply {
     const refused = this.refusal(m.p, m.from, m.epoch, m.v);
-    if (refused !== null) return refused;
+    if (refused !== null && refused !== LATE) return refused;
+    const late = refused === LATE;
+    // Late, only a plain record is taken: no probe, snapshot or part.
+    if (late && (m.probe || m.part || m.snap || !m.rec)) return STALE;
     const st = this.table.part(m.p);
-    const late = this.lateRefusal(m.p);
-    if (late !== null && (m.probe || m.part || m.snap || !m.rec)) return late;
     if (m.probe) return { s: 'ok', counter: this.store.updateCounter(m.p) };
     if (m.part) {
       const { id, index, total, snap } = m.part;
@@ -162,7 +165,7 @@ export class BackupReceiver {
       return OK;
     }
     if (!m.rec) return GONE_REPLY;
-    switch (late === null ? onRecord(st.replica) : 'apply') {
+    switch (late ? 'apply' : onRecord(st.replica)) {
       case 'buffer':
         st.buffer!.push(m.rec);
         return OK;
@@ -174,7 +177,7 @@ export class BackupReceiver {
         // on a ranked backup too.
         const rec = st.held === 0 ? m.rec : recordForRank(m.rec, st.held, this.driver.backupsOf);
         if (!this.store.applyRecord(m.p, rec, binary && wellFormedPut(m.rec))) {
-          if (late !== null) return late;
+          if (late) return STALE;
           this.driver.gapDetected(st);
           return GAP;
         }
