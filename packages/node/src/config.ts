@@ -4,7 +4,7 @@ import type { ControlPlane } from './control/kv.js';
 import { unsupportedCacheConfig } from './control/routing.js';
 import { DEFAULT_AUTO_ADJUST, type AutoAdjustPolicy } from './control/topology.js';
 import { silentLogger, type Logger } from './logger.js';
-import { PEER_WIRE, peerWireRangeOf, type WireRange } from './peers/wire-version.js';
+import { NODE_FEATURES, PEER_WIRE, nodeFeaturesOf, peerWireRangeOf, type WireRange } from './peers/wire-version.js';
 
 /** Timing knobs, all in milliseconds. See docs/node.md for why the defaults are what they are. */
 export interface NodeTiming {
@@ -152,6 +152,8 @@ export interface ResolvedNodeOptions extends NodeTiming {
   logger: Logger;
   /** Node-to-node wire versions this node speaks (its release's, unless a test set another: withPeerWireRange). */
   [PEER_WIRE]: WireRange;
+  /** Feature bits this node grants (withNodeFeatures; else every one of this release). */
+  [NODE_FEATURES]: number;
 }
 
 /** Default, smallest and largest `transferUnitBytes` (ADR 0074). */
@@ -230,5 +232,6 @@ export function resolveNodeOptions(o: NodeOptions): ResolvedNodeOptions {
     httpHost: o.httpHost ?? host,
     logger: o.logger ?? silentLogger,
     [PEER_WIRE]: peerWireRangeOf(o),
+    [NODE_FEATURES]: nodeFeaturesOf(o),
   };
 }

@@ -27,5 +27,5 @@ export { NodeMetrics, FastHistogram, type MetricsSource } from './metrics.js';
 export { usage as cliUsage, envNameOf, CLI_OPTIONS, type CliOptionSpec } from './cli/options.js';
 export { CLUSTER_DEFAULTS, joinOrCreateCluster, reconcileClusterSettings, type WantedClusterSettings } from './cli/cluster.js';
 export { encodeReplicate, decodeReplicate } from './peers/replicate-codec.js';
-export { withPeerWireRange, commonVersion, refusedRange, wireRefusal, type WireRange } from './peers/wire-version.js';
+export { withPeerWireRange, withNodeFeatures, commonVersion, refusedRange, wireRefusal, type WireRange } from './peers/wire-version.js';
 export { RELEASE } from './release.js';

@@ -167,7 +167,7 @@ export class GridNode implements ConnectionHost, MetricsSource {
     this.transfer = new StateTransfer({
       ...base,
       driver: () => this.driver,
-      snapshotParts: (p, maxBytes) => this.replicator.snapshotParts(p, maxBytes),
+      snapshotParts: (p, maxBytes, packed) => this.replicator.snapshotParts(p, maxBytes, packed),
       onTransferred: (bytes, seconds) => metrics.onTransfer(bytes, seconds),
     });
     this.driver = new ReplicaDriver({

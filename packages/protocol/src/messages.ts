@@ -45,8 +45,13 @@ export const Feature = {
   LOCKS: 1 << 1,
   /** The node accepts `ifAbsent` on LOCK_TRY_ACQUIRE_GET. */
   LOCK_GET_IF_ABSENT: 1 << 2,
+  /**
+   * Between nodes: the node installs partition snapshots whose cache entries come packed in
+   * byte blobs (`SnapshotCache.packed`, ADR 0080). Clients ignore it.
+   */
+  PACKED_SNAPSHOTS: 1 << 3,
 } as const;
-export const ALL_FEATURES = Feature.TOPOLOGY_PUSH | Feature.LOCKS | Feature.LOCK_GET_IF_ABSENT;
+export const ALL_FEATURES = Feature.TOPOLOGY_PUSH | Feature.LOCKS | Feature.LOCK_GET_IF_ABSENT | Feature.PACKED_SNAPSHOTS;
 
 /** Kind byte that starts every frame body. */
 export const FrameKind = {

@@ -3,10 +3,12 @@
  * from the primary. What a record does (apply, buffer, answer "gap") is the replica state
  * machine's decision; this module checks the sender and does the store work.
  */
+import { Feature } from '@gridlink/protocol';
 import type { ResolvedNodeOptions } from '../config.js';
 import type { ClusterView } from '../membership/view.js';
 import { decodeReplicate, putView, readReplicate, wellFormedPut, wellFormedView, type PutView } from '../peers/replicate-codec.js';
-import type { NodeStore } from '../store/index.js';
+import { NODE_FEATURES } from '../peers/wire-version.js';
+import type { NodeStore, PartitionSnapshot } from '../store/index.js';
 import type { ReplicaDriver } from './driver.js';
 import type { ReplicateBatchMsg, ReplicateBatchReply, ReplicateMsg, ReplicateReply } from './messages.js';
 import { holds, recordForRank } from './depth.js';
@@ -155,12 +157,13 @@ export class BackupReceiver {
     const st = this.table.part(m.p);
     if (m.probe) return { s: 'ok', counter: this.store.updateCounter(m.p) };
     if (m.part) {
-      const { id, index, total, snap } = m.part;
+      const { id, index, total } = m.part;
+      const snap = this.asGranted(m.part.snap);
       const reply = this.driver.feed(m.p, st, { type: 'snapshot-part', id, index, total, have: st.parts.length }, undefined, snap);
       return reply === 'gap' ? GAP : OK;
     }
     if (m.snap) {
-      this.store.install(m.p, m.snap);
+      this.store.install(m.p, this.asGranted(m.snap));
       this.driver.installed(m.p, st);
       return OK;
     }
@@ -184,5 +187,15 @@ export class BackupReceiver {
         return OK;
       }
     }
+  }
+
+  /**
+   * A snapshot as this node takes it: as is, unless this node does not grant
+   * Feature.PACKED_SNAPSHOTS (withNodeFeatures, a testing hook): then without its packed entries,
+   * as a node of an older release, which does not know the field, installs it (ADR 0080).
+   */
+  private asGranted(snap: PartitionSnapshot): PartitionSnapshot {
+    if ((this.opts[NODE_FEATURES] & Feature.PACKED_SNAPSHOTS) !== 0 || typeof snap !== 'object' || snap === null || !Array.isArray(snap.caches)) return snap;
+    return { ...snap, caches: snap.caches.map((c) => ({ name: c.name, config: c.config, entries: c.entries })) };
   }
 }

@@ -41,6 +41,8 @@ export interface PullMsg {
    * `PullBatchReply`.
    */
   ps?: number[];
+  /** The puller installs packed snapshots (ADR 0080): answer with them. An older node ignores it. */
+  pk?: boolean;
 }
 
 export interface PullReply {

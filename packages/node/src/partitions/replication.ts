@@ -13,7 +13,7 @@ import { GONE, type ClusterView, type Target } from '../membership/view.js';
 import type { PeerLinks } from '../peers/links.js';
 import { encodeReplicate } from '../peers/replicate-codec.js';
 import { delay, type Scheduler } from '../scheduler.js';
-import { snapshotPartBudget, splitSnapshot, type NodeStore, type PartitionSnapshot, type ReplicationRecord } from '../store/index.js';
+import { packedBlobBytes, snapshotPartBudget, splitSnapshot, type NodeStore, type PartitionSnapshot, type ReplicationRecord } from '../store/index.js';
 import { RecordBatches, type Completion } from './batches.js';
 import type { ReplicateMsg, ReplicateReply } from './messages.js';
 import { step } from './replica.js';
@@ -310,9 +310,13 @@ export class Replicator {
     void this.ensureClean(p).catch(() => {});
   }
 
-  /** A snapshot of p in parts of at most `maxBytes` each (default: half a frame, so that each fits in one). */
-  snapshotParts(p: number, maxBytes = snapshotPartBudget(this.d.opts.maxFrameSize)): PartitionSnapshot[] {
-    return splitSnapshot(this.d.store.snapshot(p), maxBytes);
+  /**
+   * A snapshot of p in parts of at most `maxBytes` each (default: half a frame, so that each fits
+   * in one); with `packed` its entries packed in blobs (ADR 0080). A resync push is always packed:
+   * the peer link unpacks it for a node that does not take packed snapshots.
+   */
+  snapshotParts(p: number, maxBytes = snapshotPartBudget(this.d.opts.maxFrameSize), packed = true): PartitionSnapshot[] {
+    return splitSnapshot(this.d.store.snapshot(p, packed ? packedBlobBytes(maxBytes) : undefined), maxBytes);
   }
 
   async ensureClean(p: number): Promise<void> {

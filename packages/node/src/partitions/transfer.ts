@@ -71,7 +71,8 @@ export interface StateTransferDeps {
   onTransferred?(bytes: number, seconds: number): void;
   driver(): ReplicaDriver;
   /** A snapshot of p in parts of at most `maxBytes` (estimated) each. */
-  snapshotParts(p: number, maxBytes: number): PartitionSnapshot[];
+  /** With `packed`, entries packed in blobs (ADR 0080): for a puller that said it takes them. */
+  snapshotParts(p: number, maxBytes: number, packed: boolean): PartitionSnapshot[];
 }
 
 export class StateTransfer {
@@ -233,7 +234,7 @@ export class StateTransfer {
       let reply: PullBatchReply | PullReply;
       try {
         this.requests++;
-        reply = (await this.d.peers.peer(src).request(Op.PEER_STATE_PULL, { p: ps[0]!, v, from: this.d.id, ps } satisfies PullMsg, opts.replicationTimeoutMs)) as PullBatchReply | PullReply;
+        reply = (await this.d.peers.peer(src).request(Op.PEER_STATE_PULL, { p: ps[0]!, v, from: this.d.id, ps, pk: true } satisfies PullMsg, opts.replicationTimeoutMs)) as PullBatchReply | PullReply;
         this.answeredNow(wait, true);
       } catch (err) {
         this.d.log.debug('batch state pull failed; retrying', { partitions: ps.length, src, err: String(err) });
@@ -299,7 +300,7 @@ export class StateTransfer {
       }
       try {
         this.requests++;
-        const first = (await this.d.peers.peer(src).request(Op.PEER_STATE_PULL, { p, v, from: this.d.id } satisfies PullMsg, opts.replicationTimeoutMs)) as PullReply;
+        const first = (await this.d.peers.peer(src).request(Op.PEER_STATE_PULL, { p, v, from: this.d.id, pk: true } satisfies PullMsg, opts.replicationTimeoutMs)) as PullReply;
         this.answeredNow(wait, true);
         const firstData = snapshotDataBytes(first.snap);
         this.answered(first.total > 1 || this.dataAnswer(firstData) ? 'data' : 'small');
@@ -353,7 +354,7 @@ export class StateTransfer {
     const st = table.part(m.p);
     if (st.fence) await st.fence;
     this.assertServes(m.p, m.from);
-    const parts = this.d.snapshotParts(m.p, transferUnit(this.d.opts));
+    const parts = this.d.snapshotParts(m.p, transferUnit(this.d.opts), m.pk === true);
     if (parts.length === 1) return { snap: parts[0]!, total: 1 };
     const id = randomUUID();
     const timer = this.d.scheduler.setTimeout(() => this.outgoing.delete(id), 30_000);
@@ -422,7 +423,7 @@ export class StateTransfer {
         reply.alone.push(p);
         continue;
       }
-      const parts = this.d.snapshotParts(p, unit);
+      const parts = this.d.snapshotParts(p, unit, m.pk === true);
       if (parts.length !== 1) {
         taken += unit * parts.length;
         reply.alone.push(p);

@@ -1,5 +1,7 @@
-import { ErrorCode, Op, WireClient, payloadForFeatures, type ErrorPayload, type WireCloseReason } from '@gridlink/protocol';
+import { ErrorCode, Feature, Op, WireClient, payloadForFeatures, type ErrorPayload, type WireCloseReason } from '@gridlink/protocol';
 import { GridNodeError } from '../errors.js';
+import { unpackSnapshot } from '../store/snapshot.js';
+import type { PartitionSnapshot } from '../store/types.js';
 import type { TlsOptions } from '../config.js';
 import type { Scheduler } from '../scheduler.js';
 import type { Logger } from '../logger.js';
@@ -27,6 +29,19 @@ function forwardForFeatures(msg: unknown, features: number): unknown {
   if (m === null || typeof m !== 'object' || typeof m.op !== 'number') return msg;
   const payload = payloadForFeatures(m.op, m.payload, features);
   return payload === m.payload ? msg : { ...m, payload };
+}
+
+/**
+ * A PEER_REPLICATE message as a peer without Feature.PACKED_SNAPSHOTS installs it: its snapshot
+ * (whole or a part) with the packed entries as plain ones (ADR 0080) — an older node would install
+ * the caches without them. A copy when something was unpacked.
+ */
+function replicateForFeatures(msg: unknown, features: number): unknown {
+  if ((features & Feature.PACKED_SNAPSHOTS) !== 0 || msg === null || typeof msg !== 'object') return msg;
+  const m = msg as { snap?: PartitionSnapshot; part?: { snap?: PartitionSnapshot } };
+  if (m.snap !== undefined) return { ...m, snap: unpackSnapshot(m.snap) };
+  if (m.part?.snap !== undefined) return { ...m, part: { ...m.part, snap: unpackSnapshot(m.part.snap) } };
+  return msg;
 }
 
 const PEER_UNAVAILABLE_BRAND = Symbol.for('gridlink.PeerUnavailableError');
@@ -169,6 +184,7 @@ export class PeerClient {
       // node refuses fields it does not know) goes without it: decided here, once the peer's
       // handshake is known, so that a link still connecting does not lose the field.
       if (q.op === Op.PEER_FORWARD) q.payload = forwardForFeatures(q.payload, features);
+      else if (q.op === Op.PEER_REPLICATE && !q.batchable) q.payload = replicateForFeatures(q.payload, features);
       let j = i + 1;
       if (q.batchable) while (j < queued.length && queued[j]!.batchable && queued[j]!.op === q.op) j++;
       if (j - i === 1) wire.send(q.op, q.payload, q.timeoutMs, q.resolve, q.reject);

@@ -5,6 +5,7 @@
  * newest version both speak. So the nodes of a cluster in the middle of a rolling upgrade keep
  * replicating to each other in both directions, whichever release each one runs.
  */
+import { ALL_FEATURES } from '@gridlink/protocol';
 
 /**
  * Version of the node-to-node wire (peer ops, their message forms and replies), announced in the
@@ -44,6 +45,26 @@ export function withPeerWireRange<T extends object>(options: T, range: WireRange
 /** The range set for `options` with withPeerWireRange, else this release's. */
 export function peerWireRangeOf(options: object): WireRange {
   return ranges.get(options) ?? OWN_WIRE_RANGE;
+}
+
+/** Key of the feature bits a node grants in ResolvedNodeOptions (a symbol, see withNodeFeatures). */
+export const NODE_FEATURES: unique symbol = Symbol('gridlink.nodeFeatures');
+
+const featureSets = new WeakMap<object, number>();
+
+/**
+ * Testing hook (`@gridlink/node/internal`): a node started with these options grants only
+ * `features` (Feature bits) in its handshakes, as a node of an older release that lacks the others
+ * would. Returns `options`.
+ */
+export function withNodeFeatures<T extends object>(options: T, features: number): T {
+  featureSets.set(options, features >>> 0);
+  return options;
+}
+
+/** The feature bits set for `options` with withNodeFeatures, else this release's. */
+export function nodeFeaturesOf(options: object): number {
+  return featureSets.get(options) ?? ALL_FEATURES;
 }
 
 /** The refusal a node sends a peer whose version it does not speak; peers of later releases read the range back from it. */

@@ -23,7 +23,7 @@ import {
 } from '@gridlink/protocol';
 import type { ResolvedNodeOptions } from '../config.js';
 import { peerWireVersion } from '../peers/peer-client.js';
-import { PEER_WIRE, wireRefusal } from '../peers/wire-version.js';
+import { NODE_FEATURES, PEER_WIRE, wireRefusal } from '../peers/wire-version.js';
 import type { Scheduler, TimerHandle } from '../scheduler.js';
 
 export interface RequestOutcome {
@@ -288,7 +288,7 @@ export class ServerConnection {
     this.clientName = body.clientName ?? '';
     this.isPeer = peerVersion !== null;
     this.peerVersion = peerVersion ?? 0;
-    this.features = negotiateFeatures(body.features);
+    this.features = negotiateFeatures(body.features, o[NODE_FEATURES]);
     if (body.maxFrameSize !== undefined && body.maxFrameSize < o.maxFrameSize) this.encodeOptions = { maxFrameSize: body.maxFrameSize };
     this.sendRaw({
       kind: FrameKind.HANDSHAKE_OK,

@@ -364,6 +364,18 @@ export class EntryArena {
     return copyOut(r, o + k, o + this.len[slot]!);
   }
 
+  /** Whether keyBytes / valueBytes of the slot are views of its own array (a big entry), not copies. */
+  lendsBytes(slot: number): boolean {
+    return !this.inSlab(slot);
+  }
+
+  /** Writes the slot's key and value, back to back, into `dst` at `at` (a packed snapshot, ADR 0080). */
+  copyEntryTo(slot: number, dst: Uint8Array, at: number): void {
+    const r = this.rec[slot]!;
+    const o = cellOffset(this.cell[slot]!);
+    dst.set(r.subarray(o, o + this.len[slot]!), at);
+  }
+
   /** Value bytes in a buffer of their own (for outcomes kept for the dedup window). */
   ownValue(slot: number): Bytes {
     const o = cellOffset(this.cell[slot]!);

@@ -30,10 +30,55 @@ export function snapshotPartBudget(maxFrameSize: number): number {
   return Math.max(16 * 1024, Math.floor(maxFrameSize / 2));
 }
 
-/** Bytes of the keys and values of a snapshot's entries: what installing it copies and stores (ADR 0074). */
+/** Bytes before each packed entry's key: u32 key length, u32 value length, f64 expireAt (ADR 0080). */
+export const PACKED_HEADER = 16;
+
+/** Largest blob a packed snapshot's entries are written into (an entry bigger than that gets one of its own). */
+export const PACKED_BLOB_BYTES = 64 * 1024;
+
+/** Blob size for a snapshot split in parts of `partBytes`: several blobs to a part. */
+export function packedBlobBytes(partBytes: number): number {
+  return Math.min(PACKED_BLOB_BYTES, Math.max(1024, partBytes >>> 1));
+}
+
+/**
+ * Calls `fn` for each entry of a packed blob (ADR 0080) with where its key starts in `blob` (its
+ * value follows), the lengths and expireAt. The blob must have been checked (`checkPacked`).
+ */
+export function forEachPacked(blob: Bytes, fn: (at: number, keyLen: number, valueLen: number, expireAt: number) => void): void {
+  const dv = new DataView(blob.buffer, blob.byteOffset, blob.byteLength);
+  for (let i = 0; i < blob.byteLength; ) {
+    const keyLen = dv.getUint32(i, true);
+    const valueLen = dv.getUint32(i + 4, true);
+    const expireAt = dv.getFloat64(i + 8, true);
+    fn(i + PACKED_HEADER, keyLen, valueLen, expireAt);
+    i += PACKED_HEADER + keyLen + valueLen;
+  }
+}
+
+/** Checks a packed blob from a peer: every entry whole, every expireAt a non-negative integer. */
+function checkPacked(blob: Bytes): void {
+  const dv = new DataView(blob.buffer, blob.byteOffset, blob.byteLength);
+  const n = blob.byteLength;
+  for (let i = 0; i < n; ) {
+    if (n - i < PACKED_HEADER) throw badSnapshot('packed entries: a header is cut short');
+    const size = PACKED_HEADER + dv.getUint32(i, true) + dv.getUint32(i + 4, true);
+    if (!isSafeNonNegative(dv.getFloat64(i + 8, true))) throw badSnapshot('packed entries: expireAt must be a non-negative integer');
+    if (size > n - i) throw badSnapshot('packed entries: an entry runs past the end of its blob');
+    i += size;
+  }
+}
+
+/**
+ * Bytes of the keys and values of a snapshot's entries: what installing it copies and stores
+ * (ADR 0074); for packed entries the blobs' size (16 B per entry more).
+ */
 export function snapshotDataBytes(snap: PartitionSnapshot): number {
   let n = 0;
-  for (const c of snap.caches) for (const e of c.entries) n += e[0].byteLength + e[1].byteLength;
+  for (const c of snap.caches) {
+    for (const e of c.entries) n += e[0].byteLength + e[1].byteLength;
+    if (c.packed !== undefined) for (const b of c.packed) n += b.byteLength;
+  }
   return n;
 }
 
@@ -46,6 +91,7 @@ export function snapshotSize(snap: PartitionSnapshot): number {
   for (const c of snap.caches) {
     n += c.name.length + 32;
     for (const e of c.entries) n += e[0].byteLength + e[1].byteLength + 24;
+    if (c.packed !== undefined) for (const b of c.packed) n += b.byteLength + 8;
   }
   for (const l of snap.locks) n += l[0].byteLength + l[1].length + (l[4]?.length ?? 0) + 32;
   for (const d of snap.dedup) n += d[0].length + 40 + resultSize(d[3]);
@@ -86,12 +132,36 @@ export function splitSnapshot(snap: PartitionSnapshot, maxBytes: number): Partit
       }
       cur.entries.push(e);
     }
+    for (const b of c.packed ?? []) {
+      const chunk = room(b.byteLength + 8);
+      if (owner !== chunk || cur === null) {
+        cur = { name: c.name, config: c.config, entries: [] };
+        chunk.caches.push(cur);
+        owner = chunk;
+      }
+      (cur.packed ??= []).push(b);
+    }
   }
   for (const l of snap.locks) room(l[0].byteLength + l[1].length + (l[4]?.length ?? 0) + 32).locks.push(l);
   for (const d of snap.dedup) room(d[0].length + 40 + resultSize(d[3])).dedup.push(d);
   // Floors are few (one per session): they travel with the first chunk.
   if (snap.floors !== undefined) chunks[0]!.floors = snap.floors;
   return chunks;
+}
+
+/**
+ * The snapshot with its packed entries as plain ones (views of the blobs), for a node that does not
+ * install packed snapshots (ADR 0080); the snapshot itself when nothing is packed.
+ */
+export function unpackSnapshot(snap: PartitionSnapshot): PartitionSnapshot {
+  if (!snap.caches.some((c) => c.packed !== undefined)) return snap;
+  const caches = snap.caches.map((c): SnapshotCache => {
+    if (c.packed === undefined) return c;
+    const entries = [...c.entries];
+    for (const b of c.packed) forEachPacked(b, (at, keyLen, valueLen, expireAt) => entries.push([b.subarray(at, at + keyLen), b.subarray(at + keyLen, at + keyLen + valueLen), expireAt]));
+    return { name: c.name, config: c.config, entries };
+  });
+  return { ...snap, caches };
 }
 
 /** Reassembles the chunks of one snapshot made by `splitSnapshot` (in any order). */
@@ -112,6 +182,7 @@ export function joinSnapshots(chunks: PartitionSnapshot[]): PartitionSnapshot {
         out.caches.push(cur);
       }
       for (const e of c.entries) cur.entries.push(e);
+      if (c.packed !== undefined) for (const b of c.packed) (cur.packed ??= []).push(b);
     }
     for (const l of ch.locks) out.locks.push(l);
     for (const d of ch.dedup) out.dedup.push(d);
@@ -152,7 +223,11 @@ export function normaliseSnapshot(v: unknown): PartitionSnapshot {
       }
       return [ev[0], ev[1], ev[2]];
     });
-    return { name, config, entries };
+    const packed = c['packed'];
+    if (packed === undefined || packed === null) return { name, config, entries };
+    if (!Array.isArray(packed) || !packed.every(isBytes)) throw badSnapshot('cache packed entries must be an array of byte strings');
+    for (const b of packed) checkPacked(b);
+    return { name, config, entries, packed };
   });
   const locks = (s['locks'] as unknown[]).map((lv): LockTuple => {
     if (

@@ -21,7 +21,7 @@ import { OutcomeTable } from './outcomes.js';
 import { cacheName, obj, optSafeInt, resolveStoreOptions, safeInt, validPartition, validateCacheConfig } from './payload.js';
 import { readOp, shardSize } from './reads.js';
 import { normaliseRecord } from './records.js';
-import { normaliseSnapshot } from './snapshot.js';
+import { PACKED_HEADER, forEachPacked, normaliseSnapshot } from './snapshot.js';
 import type {
   Clock,
   DedupOutcome,
@@ -520,7 +520,12 @@ export class NodeStore {
   // State transfer
 
   /** Everything of the partition that is still live now. */
-  snapshot(partition: number): PartitionSnapshot {
+  /**
+   * Everything of the partition, for state transfer. With `packBytes`, the cache entries come
+   * packed in blobs of at most that many bytes each (an entry bigger than that gets a blob of its
+   * own): only for a node that granted Feature.PACKED_SNAPSHOTS (ADR 0080).
+   */
+  snapshot(partition: number, packBytes?: number): PartitionSnapshot {
     const now = this.clock.now();
     const part = this.parts.get(partition);
     const snap: PartitionSnapshot = { v: 1, partition, counter: part?.counter ?? 0, at: now, caches: [], locks: [], dedup: [] };
@@ -530,6 +535,12 @@ export class NodeStore {
     const e = this.entries;
     for (const shard of part.shards.values()) {
       const c: SnapshotCache = { name: shard.cache, config: { ...this.caches.config(shard.cache) }, entries: [] };
+      if (packBytes !== undefined) {
+        const packed = this.packShard(shard, now, packBytes, c.entries);
+        if (packed.length > 0) c.packed = packed;
+        if (packed.length > 0 || c.entries.length > 0) snap.caches.push(c);
+        continue;
+      }
       for (const slot of e.slots(shard)) {
         const at = e.expireAt(slot);
         if (at === 0 || at > now) c.entries.push([e.keyBytes(slot), e.valueBytes(slot), at]);
@@ -541,6 +552,48 @@ export class NodeStore {
       if (d.at + this.dedupWindowMs > now) snap.dedup.push([d.session, d.seq, d.op, d.result, d.at, d.counter]);
     }
     return snap;
+  }
+
+  /**
+   * The shard's live small entries packed in blobs of at most `blobBytes` (an entry bigger than
+   * that: a blob of its own). Big entries (arrays of their own) go to `big` as plain ones instead:
+   * lent as they are, they are copied once, into the frame, where packing would copy them twice.
+   */
+  private packShard(shard: Shard, now: number, blobBytes: number, big: [Bytes, Bytes, number][]): Uint8Array[] {
+    const e = this.entries;
+    const blobs: Uint8Array[] = [];
+    let blob: Uint8Array | null = null;
+    let dv: DataView | null = null;
+    let used = 0;
+    const close = (): void => {
+      if (blob !== null && used > 0) blobs.push(blob.subarray(0, used));
+      blob = null;
+      dv = null;
+      used = 0;
+    };
+    for (const slot of e.slots(shard)) {
+      const at = e.expireAt(slot);
+      if (at !== 0 && at <= now) continue;
+      if (e.lendsBytes(slot)) {
+        big.push([e.keyBytes(slot), e.valueBytes(slot), at]);
+        continue;
+      }
+      const keyLen = e.keyLength(slot);
+      const valueLen = e.valueLength(slot);
+      const size = PACKED_HEADER + keyLen + valueLen;
+      if (blob === null || used + size > blob.length) {
+        close();
+        blob = new Uint8Array(Math.max(blobBytes, size));
+        dv = new DataView(blob.buffer);
+      }
+      dv!.setUint32(used, keyLen, true);
+      dv!.setUint32(used + 4, valueLen, true);
+      dv!.setFloat64(used + 8, at, true);
+      e.copyEntryTo(slot, blob, used + PACKED_HEADER);
+      used += size;
+    }
+    close();
+    return blobs;
   }
 
   /** Replaces whatever this node holds of the partition with the snapshot. */
@@ -558,6 +611,13 @@ export class NodeStore {
         if (expireAt !== 0 && expireAt <= now) continue;
         shard ??= part.shards.get(c.name) ?? this.newShard(part, c.name, c.config);
         this.entrySet(shard, this.entries.set(shard, key, value, expireAt), expireAt);
+      }
+      for (const blob of c.packed ?? []) {
+        forEachPacked(blob, (at, keyLen, valueLen, expireAt) => {
+          if (expireAt !== 0 && expireAt <= now) return;
+          shard ??= part.shards.get(c.name) ?? this.newShard(part, c.name, c.config);
+          this.entrySet(shard, this.entries.setIn(shard, blob, at, keyLen, valueLen, expireAt), expireAt);
+        });
       }
     }
     for (const [name, session, token, expireAt, owner] of snap.locks) {

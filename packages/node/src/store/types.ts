@@ -93,8 +93,14 @@ export interface PutInPlace {
 export interface SnapshotCache {
   name: string;
   config: CacheConfig;
-  /** [key, value, expireAt (0 = never)] of every live entry. */
+  /** [key, value, expireAt (0 = never)] of every live entry (those not in `packed`). */
   entries: [Bytes, Bytes, number][];
+  /**
+   * More entries, packed back to back in blobs (ADR 0080; only to a node that granted
+   * Feature.PACKED_SNAPSHOTS): per entry a u32 key length, a u32 value length, an f64 expireAt
+   * (little-endian), then the key and the value bytes.
+   */
+  packed?: Bytes[];
 }
 
 /** Everything of one partition, for state transfer. Plain data, MessagePack-serialisable. */
