@@ -2,7 +2,8 @@
  * One app under load, in its own process: the orders example (examples/api-express) without
  * de-duplication ("none"), with @gridlink/express ("gridlink"; "gridlink-after-send" with
  * `storeAfterSend: true`), or the same handler behind the express-idempotency middleware on
- * redis-server ("express-idempotency").
+ * redis-server ("express-idempotency"); "two-puts", a reference: two plain grid puts around the
+ * handler, without lock or de-duplication.
  *   app-server.ts <mode> <grid endpoints, comma-separated> [redis port]
  * Prints "READY <port>"; GET /bench/stats answers { partnerCalls, gridOps } (gridOps: grid
  * operations the app's client has completed, every kind).
@@ -26,6 +27,34 @@ if (mode === 'none' || mode === 'gridlink' || mode === 'gridlink-after-send') {
   const orders = createOrdersApp({ grid: { endpoints }, dedupe: mode === 'none' ? false : { storeAfterSend: mode === 'gridlink-after-send' } });
   const client = await orders.grid.ready;
   app = orders.app;
+  partnerCalls = orders.partnerCalls;
+  gridOps = () => client.stats().operations;
+} else if (mode === 'two-puts') {
+  // A reference, not a middleware: two plain grid puts around the same handler (one before it,
+  // one before the response), no lock and no de-duplication (duplicates run). What any design
+  // making two grid writes per request costs this app at least.
+  const orders = createOrdersApp({ grid: { endpoints }, dedupe: false });
+  const client = await orders.grid.ready;
+  const marks = client.cache<string, number>('bench-marks');
+  const records = client.cache<string, { status: number; body: string }>('bench-records');
+  app = express();
+  app.disable('x-powered-by');
+  app.use((req, res, next) => {
+    const key = req.get('idempotency-key') ?? '';
+    marks.put(key, 1).then(() => {
+      const end = res.end.bind(res) as (...args: unknown[]) => express.Response;
+      res.end = ((...args: unknown[]) => {
+        const body = typeof args[0] === 'string' || Buffer.isBuffer(args[0]) ? args[0].toString() : '';
+        records.put(key, { status: res.statusCode, body }).then(
+          () => end(...args),
+          () => end(...args),
+        );
+        return res;
+      }) as typeof res.end;
+      next();
+    }, next);
+  });
+  app.use(orders.app);
   partnerCalls = orders.partnerCalls;
   gridOps = () => client.stats().operations;
 } else if (mode === 'express-idempotency') {

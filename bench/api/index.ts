@@ -5,7 +5,9 @@
  *   - without de-duplication,
  *   - with @gridlink/express dedupe(),
  *   - with express-idempotency + express-idempotency-redis-adapter (the most used npm
- *     idempotency middleware) on redis-server.
+ *     idempotency middleware) on redis-server;
+ *   - a reference, "two-puts": two plain grid puts around the handler, without lock or
+ *     de-duplication (duplicates run): what any design writing the grid twice per request costs.
  * Phase 1: every request has a fresh Idempotency-Key (the cost on normal traffic).
  * Phase 2: every key is sent 4 times by concurrent connections (a misbehaving client): handler
  * runs are compared with distinct keys — a run beyond one per key is a duplicate that ran.
@@ -17,7 +19,8 @@
  * (app or grid node) needs seconds of load before V8 has optimized the paths it runs, longer at
  * low request rates — a 64 B grid put at one in flight costs the client 4× its steady CPU in
  * the first second and reaches its steady latency only after 3–4 s (bench/cluster/throughput.ts).
- *   API_BENCH_SECONDS (default 3), API_BENCH_ROUNDS (default 3), API_BENCH_CONNECTIONS (default 16),
+ *   API_BENCH_MODES (comma-separated; default none,two-puts,gridlink,gridlink-after-send,
+ *   express-idempotency), API_BENCH_SECONDS (default 3), API_BENCH_ROUNDS (default 3), API_BENCH_CONNECTIONS (default 16),
  *   API_BENCH_WARMUP (default 5), API_BENCH_LATENCY_ROUNDS (default 5: rounds at one in flight,
  *   the modes taking turns; the added p50 is the median of each round's difference to none)
  */
@@ -151,7 +154,14 @@ const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floo
 
 const cluster = await startCluster({ nodes: 3, backups: 1, partitions: 1024 });
 const redis = await startRedis();
-const modes = ['none', 'gridlink', 'gridlink-after-send', ...(redis ? ['express-idempotency'] : [])];
+const KNOWN_MODES = ['none', 'two-puts', 'gridlink', 'gridlink-after-send', 'express-idempotency'];
+const modes = process.env.API_BENCH_MODES ? process.env.API_BENCH_MODES.split(',') : KNOWN_MODES.filter((m) => redis || m !== 'express-idempotency');
+if (!modes.includes('none') || modes.some((m) => !KNOWN_MODES.includes(m) || (m === 'express-idempotency' && !redis))) {
+  console.error(`API_BENCH_MODES: ${modes.join(',')} — the modes are ${KNOWN_MODES.join(', ')} (none, the baseline, is required; express-idempotency needs redis-server)`);
+  await redis?.stop();
+  await cluster.stop();
+  process.exit(2);
+}
 if (!redis) console.log('redis-server not found: the express-idempotency row is skipped');
 
 const rounds = Number(process.env.API_BENCH_ROUNDS ?? 3);
