@@ -519,11 +519,10 @@ export class NodeStore {
   // -------------------------------------------------------------------------------------------
   // State transfer
 
-  /** Everything of the partition that is still live now. */
   /**
-   * Everything of the partition, for state transfer. With `packBytes`, the cache entries come
-   * packed in blobs of at most that many bytes each (an entry bigger than that gets a blob of its
-   * own): only for a node that granted Feature.PACKED_SNAPSHOTS (ADR 0080).
+   * Everything of the partition that is still live now, for state transfer. With `packBytes`, its
+   * small entries come packed in blobs of at most that many bytes each (packShard): only for a
+   * node that installs packed snapshots (Feature.PACKED_SNAPSHOTS, ADR 0080).
    */
   snapshot(partition: number, packBytes?: number): PartitionSnapshot {
     const now = this.clock.now();
