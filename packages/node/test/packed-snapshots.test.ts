@@ -19,6 +19,9 @@ afterEach(() => {
 });
 
 /** Values of every size class, small (slab cells) and big (arrays of their own). */
+/** Keys written before the stalls: about 100 KB per partition. */
+const KEYS = 1200;
+
 const valueOf = (i: number, round: number): string => `${round}:${i}:`.padEnd(((i * 97) % 1500) + 8, String.fromCharCode(97 + (i % 26)));
 
 describe('packed snapshots between nodes of both kinds', () => {
@@ -33,6 +36,9 @@ describe('packed snapshots between nodes of both kinds', () => {
       backups: 2,
       bootstrapNodes: 3,
       replicationTimeoutMs: 250,
+      // Parts of at most 16 KiB: each partition's resync travels in several parts, more than
+      // are sent ahead of the answers (RESYNC_WINDOW).
+      maxFrameSize: 32 * 1024,
       leaseMs: 3000,
       renewIntervalMs: 500,
       leaseMarginMs: 300,
@@ -55,7 +61,7 @@ describe('packed snapshots between nodes of both kinds', () => {
     };
     const resyncs = (): number => nodes.reduce((n, x) => n + x.resyncs, 0);
     try {
-      await write(0, 0, 300);
+      await write(0, 0, KEYS);
       // Each backup in turn stalls past the replication timeout (its lease still valid) while
       // writes go on: it misses their records, and gets a snapshot once it is back.
       for (const [round, stalled] of [[1, old], [2, b]] as const) {
@@ -90,7 +96,7 @@ describe('packed snapshots between nodes of both kinds', () => {
       a.kill();
       await until(() => !('a' in (old.topology()?.members ?? {})) && !('a' in (b.topology()?.members ?? {})), 'a declared gone');
       for (const [k, v] of acked) expect(await cache.get(k)).toBe(v);
-      await write(3, 0, 100);
+      await write(3, 0, 200);
       // …the remaining current node goes too: the node that took snapshots unpacked holds everything.
       b.kill();
       await until(() => !('b' in (old.topology()?.members ?? {})), 'b declared gone');

@@ -51,6 +51,12 @@ class Settle implements Completion {
   }
 }
 
+/**
+ * Parts of a multi-part resync push sent ahead of the answers (ADR 0080): enough to keep the
+ * link busy, few enough that one turn of the event loop encodes a bounded share of a big partition.
+ */
+export const RESYNC_WINDOW = 4;
+
 export class Replicator {
   /** Snapshots pushed to backups that missed records (gap, timeout, promotion) since start. */
   resyncs = 0;
@@ -252,33 +258,49 @@ export class Replicator {
     const id = randomUUID();
     const from = this.d.id;
     const startedAt = Date.now();
-    // All parts are written now, in order, so records sent later arrive after the last part.
-    const sends = parts.map((snap, index) => {
+    const send = (index: number): Promise<ReplicateReply> => {
+      const snap = parts[index]!;
       const msg: ReplicateMsg =
         parts.length === 1 ? { p, v, from, epoch: t.epoch, snap } : { p, v, from, epoch: t.epoch, part: { id, index, total: parts.length, snap } };
       return this.d.peers.peer(t.id).request(Op.PEER_REPLICATE, msg, opts.replicationTimeoutMs) as Promise<ReplicateReply>;
-    });
+    };
     const promise = (async () => {
-      let replies: ReplicateReply[] | typeof GONE;
+      // Parts leave in order, at most RESYNC_WINDOW unanswered: the first ones in this very turn
+      // (before any record of p can be written after the snapshot: writes to p wait for the
+      // resync), the rest as answers come, so a big partition is encoded a few parts per turn
+      // of the event loop, not all in one, and not all of it sits in the socket at once.
+      const waiting: Promise<ReplicateReply>[] = [];
+      let next = 0;
+      const fill = (): void => {
+        while (next < parts.length && waiting.length < RESYNC_WINDOW) waiting.push(send(next++));
+      };
       try {
-        replies = await view.raceTopology(Promise.all(sends), () => view.isTarget(p, t));
-      } catch (err) {
-        if (view.noteStopping(t, err)) return;
-        throw err;
-      }
-      if (replies === GONE) return;
-      for (const reply of replies) {
-        if (reply.s === 'stale') throw new GridNodeError(ErrorCode.NOT_PRIMARY, `node ${from} is no longer the primary of partition ${p}`, p);
-        if (reply.s === 'gone') {
-          // Not that life of the target any more (it restarted under a new epoch): no snapshot
-          // can be acknowledged until the topology drops the old one. Wait for that, as a record
-          // does, instead of failing at once: a client retrying at once used up its retries
-          // while a blind coordinator (watches stalled after a nats-server restart) could not
-          // declare the old epoch gone (bench/soak).
-          const left = Math.max(1, startedAt + opts.replicationTimeoutMs - Date.now());
-          if ((await view.raceTopology(delay(this.d.scheduler, left), () => view.isTarget(p, t))) === GONE) return;
+        fill();
+        while (waiting.length > 0) {
+          let reply: ReplicateReply | typeof GONE;
+          try {
+            reply = await view.raceTopology(waiting.shift()!, () => view.isTarget(p, t));
+          } catch (err) {
+            if (view.noteStopping(t, err)) return;
+            throw err;
+          }
+          if (reply === GONE) return;
+          if (reply.s === 'stale') throw new GridNodeError(ErrorCode.NOT_PRIMARY, `node ${from} is no longer the primary of partition ${p}`, p);
+          if (reply.s === 'gone') {
+            // Not that life of the target any more (it restarted under a new epoch): no snapshot
+            // can be acknowledged until the topology drops the old one. Wait for that, as a record
+            // does, instead of failing at once: a client retrying at once used up its retries
+            // while a blind coordinator (watches stalled after a nats-server restart) could not
+            // declare the old epoch gone (bench/soak).
+            const left = Math.max(1, startedAt + opts.replicationTimeoutMs - Date.now());
+            if ((await view.raceTopology(delay(this.d.scheduler, left), () => view.isTarget(p, t))) === GONE) return;
+          }
+          if (reply.s !== 'ok') throw new GridNodeError(ErrorCode.REPLICATION_FAILED, `backup ${t.id} refused a snapshot`, p);
+          fill();
         }
-        if (reply.s !== 'ok') throw new GridNodeError(ErrorCode.REPLICATION_FAILED, `backup ${t.id} refused a snapshot`, p);
+      } finally {
+        // Parts still unanswered when this push ended early: their outcome no longer matters.
+        for (const w of waiting) w.catch(() => {});
       }
     })();
     const entry = { counter, promise };
