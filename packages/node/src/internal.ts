@@ -22,7 +22,7 @@ export {
 } from './partitions/replica.js';
 export { Scheduler, delay, type TimerHandle } from './scheduler.js';
 export { PeerClient, PEER_CLIENT_NAME, PEER_WIRE_VERSION, MIN_PEER_WIRE_VERSION, peerWireVersion, isBatch, type PeerClientOptions, type BatchPayload } from './peers/peer-client.js';
-export { NodeStore, type ReplicationRecord, type StoreOptions, type StoreStats } from './store/index.js';
+export { NodeStore, splitSnapshot, snapshotPartBudget, packedBlobBytes, type PartitionSnapshot, type ReplicationRecord, type StoreOptions, type StoreStats } from './store/index.js';
 export { NodeMetrics, FastHistogram, type MetricsSource } from './metrics.js';
 export { usage as cliUsage, envNameOf, CLI_OPTIONS, type CliOptionSpec } from './cli/options.js';
 export { CLUSTER_DEFAULTS, joinOrCreateCluster, reconcileClusterSettings, type WantedClusterSettings } from './cli/cluster.js';
