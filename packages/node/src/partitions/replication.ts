@@ -55,7 +55,7 @@ class Settle implements Completion {
  * Parts of a multi-part resync push sent ahead of the answers (ADR 0080): enough to keep the
  * link busy, few enough that one turn of the event loop encodes a bounded share of a big partition.
  */
-export const RESYNC_WINDOW = 4;
+const RESYNC_WINDOW = 4;
 
 export class Replicator {
   /** Snapshots pushed to backups that missed records (gap, timeout, promotion) since start. */

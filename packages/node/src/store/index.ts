@@ -123,7 +123,7 @@
  */
 export { NodeStore } from './store.js';
 export { decodeCounter, encodeCounter } from './cache-ops.js';
-export { PACKED_BLOB_BYTES, packedBlobBytes, splitSnapshot, joinSnapshots, snapshotDataBytes, snapshotPartBudget, snapshotSize } from './snapshot.js';
+export { packedBlobBytes, splitSnapshot, joinSnapshots, snapshotDataBytes, snapshotPartBudget, snapshotSize } from './snapshot.js';
 export { StoreError, type StoreErrorReason } from './errors.js';
 export { keyString } from './bytes.js';
 export type {

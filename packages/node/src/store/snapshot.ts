@@ -123,24 +123,18 @@ export function splitSnapshot(snap: PartitionSnapshot, maxBytes: number): Partit
   for (const c of snap.caches) {
     let cur: SnapshotCache | null = null;
     let owner: PartitionSnapshot | null = null;
-    for (const e of c.entries) {
-      const chunk = room(e[0].byteLength + e[1].byteLength + 24);
+    /** The cache's part in the chunk with room for `n` more bytes (made when that chunk has none yet). */
+    const cacheWithRoom = (n: number): SnapshotCache => {
+      const chunk = room(n);
       if (owner !== chunk || cur === null) {
         cur = { name: c.name, config: c.config, entries: [] };
         chunk.caches.push(cur);
         owner = chunk;
       }
-      cur.entries.push(e);
-    }
-    for (const b of c.packed ?? []) {
-      const chunk = room(b.byteLength + 8);
-      if (owner !== chunk || cur === null) {
-        cur = { name: c.name, config: c.config, entries: [] };
-        chunk.caches.push(cur);
-        owner = chunk;
-      }
-      (cur.packed ??= []).push(b);
-    }
+      return cur;
+    };
+    for (const e of c.entries) cacheWithRoom(e[0].byteLength + e[1].byteLength + 24).entries.push(e);
+    for (const b of c.packed ?? []) (cacheWithRoom(b.byteLength + 8).packed ??= []).push(b);
   }
   for (const l of snap.locks) room(l[0].byteLength + l[1].length + (l[4]?.length ?? 0) + 32).locks.push(l);
   for (const d of snap.dedup) room(d[0].length + 40 + resultSize(d[3])).dedup.push(d);

@@ -521,7 +521,7 @@ export class NodeStore {
 
   /**
    * Everything of the partition that is still live now, for state transfer. With `packBytes`, its
-   * small entries come packed in blobs of at most that many bytes each (packShard): only for a
+   * small entries come packed in blobs of at most that many bytes each (shardEntries): only for a
    * node that installs packed snapshots (Feature.PACKED_SNAPSHOTS, ADR 0080).
    */
   snapshot(partition: number, packBytes?: number): PartitionSnapshot {
@@ -531,20 +531,11 @@ export class NodeStore {
     const floors = this.outcomes.floors();
     if (floors.length > 0) snap.floors = floors;
     if (part === undefined) return snap;
-    const e = this.entries;
     for (const shard of part.shards.values()) {
       const c: SnapshotCache = { name: shard.cache, config: { ...this.caches.config(shard.cache) }, entries: [] };
-      if (packBytes !== undefined) {
-        const packed = this.packShard(shard, now, packBytes, c.entries);
-        if (packed.length > 0) c.packed = packed;
-        if (packed.length > 0 || c.entries.length > 0) snap.caches.push(c);
-        continue;
-      }
-      for (const slot of e.slots(shard)) {
-        const at = e.expireAt(slot);
-        if (at === 0 || at > now) c.entries.push([e.keyBytes(slot), e.valueBytes(slot), at]);
-      }
-      if (c.entries.length > 0) snap.caches.push(c);
+      const packed = this.shardEntries(shard, now, packBytes, c.entries);
+      if (packed.length > 0) c.packed = packed;
+      if (packed.length > 0 || c.entries.length > 0) snap.caches.push(c);
     }
     for (const l of part.locks.values()) if (l.expireAt > now) snap.locks.push(lockTuple(l));
     for (const d of this.outcomes.ofPartition(partition)) {
@@ -554,11 +545,12 @@ export class NodeStore {
   }
 
   /**
-   * The shard's live small entries packed in blobs of at most `blobBytes` (an entry bigger than
-   * that: a blob of its own). Big entries (arrays of their own) go to `big` as plain ones instead:
-   * lent as they are, they are copied once, into the frame, where packing would copy them twice.
+   * The shard's live entries: plain ones pushed to `plain`, and, with `blobBytes`, the small ones
+   * packed instead, in the blobs returned, of at most `blobBytes` each (an entry bigger than that:
+   * a blob of its own). Big entries (arrays of their own) stay plain: lent as they are, they are
+   * copied once, into the frame, where packing would copy them twice.
    */
-  private packShard(shard: Shard, now: number, blobBytes: number, big: [Bytes, Bytes, number][]): Uint8Array[] {
+  private shardEntries(shard: Shard, now: number, blobBytes: number | undefined, plain: [Bytes, Bytes, number][]): Uint8Array[] {
     const e = this.entries;
     const blobs: Uint8Array[] = [];
     let blob: Uint8Array | null = null;
@@ -573,8 +565,8 @@ export class NodeStore {
     for (const slot of e.slots(shard)) {
       const at = e.expireAt(slot);
       if (at !== 0 && at <= now) continue;
-      if (e.lendsBytes(slot)) {
-        big.push([e.keyBytes(slot), e.valueBytes(slot), at]);
+      if (blobBytes === undefined || e.lendsBytes(slot)) {
+        plain.push([e.keyBytes(slot), e.valueBytes(slot), at]);
         continue;
       }
       const keyLen = e.keyLength(slot);
