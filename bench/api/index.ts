@@ -20,7 +20,8 @@
  * low request rates — a 64 B grid put at one in flight costs the client 4× its steady CPU in
  * the first second and reaches its steady latency only after 3–4 s (bench/cluster/throughput.ts).
  *   API_BENCH_MODES (comma-separated; default none,two-puts,gridlink,gridlink-after-send,
- *   express-idempotency), API_BENCH_SECONDS (default 3), API_BENCH_ROUNDS (default 3), API_BENCH_CONNECTIONS (default 16),
+ *   express-idempotency — skipped without redis-server), API_BENCH_SECONDS (default 3),
+ *   API_BENCH_ROUNDS (default 3), API_BENCH_CONNECTIONS (default 16),
  *   API_BENCH_WARMUP (default 5), API_BENCH_LATENCY_ROUNDS (default 5: rounds at one in flight,
  *   the modes taking turns; the added p50 is the median of each round's difference to none)
  */
@@ -152,17 +153,17 @@ function poster(base: string): (key: string) => Promise<number> {
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
-const cluster = await startCluster({ nodes: 3, backups: 1, partitions: 1024 });
-const redis = await startRedis();
 const KNOWN_MODES = ['none', 'two-puts', 'gridlink', 'gridlink-after-send', 'express-idempotency'];
-const modes = process.env.API_BENCH_MODES ? process.env.API_BENCH_MODES.split(',') : KNOWN_MODES.filter((m) => redis || m !== 'express-idempotency');
-if (!modes.includes('none') || modes.some((m) => !KNOWN_MODES.includes(m) || (m === 'express-idempotency' && !redis))) {
-  console.error(`API_BENCH_MODES: ${modes.join(',')} — the modes are ${KNOWN_MODES.join(', ')} (none, the baseline, is required; express-idempotency needs redis-server)`);
-  await redis?.stop();
-  await cluster.stop();
+const chosen = process.env.API_BENCH_MODES?.split(',');
+// Checked before any process starts.
+if (chosen !== undefined && (!chosen.includes('none') || chosen.some((m) => !KNOWN_MODES.includes(m)))) {
+  console.error(`API_BENCH_MODES: ${chosen.join(',')} — the modes are ${KNOWN_MODES.join(', ')} (none, the baseline, is required)`);
   process.exit(2);
 }
-if (!redis) console.log('redis-server not found: the express-idempotency row is skipped');
+const cluster = await startCluster({ nodes: 3, backups: 1, partitions: 1024 });
+const redis = await startRedis();
+const modes = (chosen ?? KNOWN_MODES).filter((m) => redis || m !== 'express-idempotency');
+if (!redis && (chosen ?? KNOWN_MODES).includes('express-idempotency')) console.log('redis-server not found: the express-idempotency row is skipped');
 
 const rounds = Number(process.env.API_BENCH_ROUNDS ?? 3);
 /** Rounds at one request in flight: windows there move by ±600 µs, so more of them than of throughput. */
