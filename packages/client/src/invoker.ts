@@ -109,16 +109,24 @@ export function callOptionsError(o: { signal?: unknown; timeoutMs?: unknown }): 
   return null;
 }
 
-function pause(ms: number, signal: AbortSignal): Promise<void> {
-  if (ms <= 0) return Promise.resolve();
-  return new Promise<void>((resolve) => {
-    const done = (): void => {
+/**
+ * Waits `ms`, or less: until `signal` aborts, or until `wakers` is woken (the client installed a
+ * newer partition map). Resolves true when woken.
+ */
+function pause(ms: number, signal: AbortSignal, wakers: Set<() => void>): Promise<boolean> {
+  if (ms <= 0) return Promise.resolve(false);
+  return new Promise<boolean>((resolve) => {
+    const finish = (woken: boolean): void => {
       clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
+      signal.removeEventListener('abort', onAbort);
+      wakers.delete(onWake);
+      resolve(woken);
     };
-    const t = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
+    const onAbort = (): void => finish(false);
+    const onWake = (): void => finish(true);
+    const t = setTimeout(onAbort, ms);
+    signal.addEventListener('abort', onAbort, { once: true });
+    wakers.add(onWake);
   });
 }
 
@@ -156,12 +164,24 @@ export class Invoker {
     return this.cfg.requestTimeout;
   }
 
+  /**
+   * Operations pausing between attempts that failed with a transition (see isTransitionError):
+   * a newer partition map wakes them all, so that an operation waiting out its backoff tries the
+   * new owner at once instead of up to `retry.maxDelay` later (ADR 0081).
+   */
+  private readonly transitionWaiters = new Set<() => void>();
+
   constructor(
     private readonly cfg: ResolvedConfig,
     private readonly manager: ConnectionManager,
     private readonly partitions: PartitionService,
     private readonly hooks: InvokerHooks,
-  ) {}
+  ) {
+    partitions.on('changed', () => {
+      if (this.transitionWaiters.size === 0) return;
+      for (const wake of [...this.transitionWaiters]) wake();
+    });
+  }
 
   counters(nodeId: string): NodeCounters {
     let c = this.perNode.get(nodeId);
@@ -431,7 +451,9 @@ export class Invoker {
               this.hooks.onRetry({ op, attempt: attemptNumber + 1, error: error as GridError });
               if (transition) {
                 const n = transitions++;
-                if (n > 0) await pause(backoffDelay(transitionPolicy, n - 1, Math.random()), signal);
+                // Woken by a newer map: the next attempt goes out now, and the backoff starts
+                // over (the cluster moved on; what failed before says little about the new owner).
+                if (n > 0 && (await pause(backoffDelay(transitionPolicy, n - 1, Math.random()), signal, this.transitionWaiters))) transitions = 1;
               }
             }
           },
