@@ -3,7 +3,9 @@
  * de-duplication ("none"), with @gridlink/express ("gridlink"; "gridlink-after-send" with
  * `storeAfterSend: true`), or the same handler behind the express-idempotency middleware on
  * redis-server ("express-idempotency"); "two-puts", a reference: two plain grid puts around the
- * handler, without lock or de-duplication.
+ * handler, without lock or de-duplication. A mode with "-embedded" appended ("none-embedded",
+ * "gridlink-embedded", ...) runs against a three-node grid started in the app's own process, as
+ * the example's `pnpm example:api-express` does, instead of the grid process.
  *   app-server.ts <mode> <grid endpoints, comma-separated> [redis port]
  * Prints "READY <port>"; GET /bench/stats answers { partnerCalls, gridOps } (gridOps: grid
  * operations the app's client has completed, every kind).
@@ -14,10 +16,16 @@ import express from 'express';
 import { getSharedIdempotencyService, idempotency } from 'express-idempotency';
 import RedisAdapter from 'express-idempotency-redis-adapter';
 import { gridlink } from '@gridlink/express';
+import { LocalCluster } from '@gridlink/node';
 import { createOrdersApp } from '../../examples/api-express/app.js';
 
-const [mode, endpointList, redisPort] = process.argv.slice(2);
-const endpoints = (endpointList ?? '').split(',').filter(Boolean);
+const [modeArg = '', endpointList, redisPort] = process.argv.slice(2);
+// "<mode>-embedded": the example as `pnpm example:api-express` runs it, its three-node grid
+// started in this process (examples/api-express/server.ts) instead of the separate grid process.
+const embedded = modeArg.endsWith('-embedded');
+const mode = embedded ? modeArg.slice(0, -'-embedded'.length) : modeArg;
+const local = embedded ? await LocalCluster.start({ nodes: 3, partitions: 128 }) : undefined;
+const endpoints = local?.endpoints ?? (endpointList ?? '').split(',').filter(Boolean);
 
 let app: express.Express;
 let partnerCalls: () => number;
@@ -79,7 +87,7 @@ if (mode === 'none' || mode === 'gridlink' || mode === 'gridlink-after-send') {
     res.status(201).location(`/orders/${order.id}`).json(order);
   });
 } else {
-  throw new Error(`unknown mode ${mode}`);
+  throw new Error(`unknown mode ${modeArg}`);
 }
 
 // express-idempotency reports a request in progress as an error: answer 409 without a stack trace.
@@ -94,5 +102,8 @@ const server = app.listen(0, '127.0.0.1', () => {
 });
 process.on('SIGTERM', () => {
   server.closeAllConnections();
-  server.close(() => process.exit(0));
+  server.close(() => {
+    if (local === undefined) process.exit(0);
+    else void local.stop().finally(() => process.exit(0));
+  });
 });

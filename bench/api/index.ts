@@ -20,7 +20,9 @@
  * low request rates — a 64 B grid put at one in flight costs the client 4× its steady CPU in
  * the first second and reaches its steady latency only after 3–4 s (bench/cluster/throughput.ts).
  *   API_BENCH_MODES (comma-separated; default none,two-puts,gridlink,gridlink-after-send,
- *   express-idempotency — skipped without redis-server), API_BENCH_SECONDS (default 3),
+ *   express-idempotency — skipped without redis-server — and none-embedded, gridlink-embedded,
+ *   gridlink-after-send-embedded: the same app with its grid in its own process, as the example
+ *   runs; each compared with its bare app, none or none-embedded), API_BENCH_SECONDS (default 3),
  *   API_BENCH_ROUNDS (default 3), API_BENCH_CONNECTIONS (default 16),
  *   API_BENCH_WARMUP (default 5), API_BENCH_LATENCY_ROUNDS (default 5: rounds at one in flight,
  *   the modes taking turns; the added p50 is the median of each round's difference to none)
@@ -153,11 +155,13 @@ function poster(base: string): (key: string) => Promise<number> {
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
-const KNOWN_MODES = ['none', 'two-puts', 'gridlink', 'gridlink-after-send', 'express-idempotency'];
+const KNOWN_MODES = ['none', 'two-puts', 'gridlink', 'gridlink-after-send', 'express-idempotency', 'none-embedded', 'gridlink-embedded', 'gridlink-after-send-embedded'];
+/** The bare app each mode is compared with: the same grid, in the grid process or embedded. */
+const baseOf = (mode: string): string => (mode.endsWith('-embedded') ? 'none-embedded' : 'none');
 const chosen = process.env.API_BENCH_MODES?.split(',');
 // Checked before any process starts.
-if (chosen !== undefined && (!chosen.includes('none') || chosen.some((m) => !KNOWN_MODES.includes(m)))) {
-  console.error(`API_BENCH_MODES: ${chosen.join(',')} — the modes are ${KNOWN_MODES.join(', ')} (none, the baseline, is required)`);
+if (chosen !== undefined && (chosen.some((m) => !KNOWN_MODES.includes(m)) || chosen.some((m) => !chosen.includes(baseOf(m))))) {
+  console.error(`API_BENCH_MODES: ${chosen.join(',')} — the modes are ${KNOWN_MODES.join(', ')} (each mode's baseline, none or none-embedded, is required with it)`);
   process.exit(2);
 }
 const cluster = await startCluster({ nodes: 3, backups: 1, partitions: 1024 });
@@ -227,7 +231,7 @@ try {
     const before = await partnerCalls(app);
     const d = await load(app.base, Math.max(2, seconds), 4, `${mode}-dup`);
     const ran = (await partnerCalls(app)) - before;
-    dupRows.push([mode, d.requests, d.keys, ran, mode === 'none' ? '-' : Math.max(0, ran - d.keys), d.non2xx]);
+    dupRows.push([mode, d.requests, d.keys, ran, mode === baseOf(mode) ? '-' : Math.max(0, ran - d.keys), d.non2xx]);
   }
 } finally {
   for (const app of apps.values()) await stopApp(app);
@@ -235,11 +239,10 @@ try {
   await cluster.stop();
 }
 
-const none = runs.get('none')!;
-const baseRps = median(none.map((r) => r.rps));
-const noneSingle = single.get('none')!;
-/** Per round, this mode's p50 − the bare app's p50 of the same round; its median is the added p50. */
-const addedP50s = (mode: string): number[] => single.get(mode)!.map((x, r) => x.p50us - noneSingle[r]!.p50us);
+const isBase = (mode: string): boolean => mode === baseOf(mode);
+const baseRps = (mode: string): number => median(runs.get(baseOf(mode))!.map((r) => r.rps));
+/** Per round, this mode's p50 − its bare app's p50 of the same round; its median is the added p50. */
+const addedP50s = (mode: string): number[] => single.get(mode)!.map((x, r) => x.p50us - single.get(baseOf(mode))![r]!.p50us);
 const rows = modes.map((mode) => {
   const rs = runs.get(mode)!;
   const rps = median(rs.map((r) => r.rps));
@@ -249,28 +252,28 @@ const rows = modes.map((mode) => {
     mode,
     Math.round(median(one.map((x) => x.p50us))),
     Math.round(median(one.map((x) => x.p99us))),
-    mode === 'none' ? '-' : `${Math.round(median(added))} (${added.map(Math.round).join(', ')})`,
+    isBase(mode) ? '-' : `${Math.round(median(added))} (${added.map(Math.round).join(', ')})`,
     Math.round(rps),
     median(rs.map((r) => r.p50)),
     median(rs.map((r) => r.p99)),
-    mode === 'none' ? '-' : `${(rps / baseRps).toFixed(2)}x`,
+    isBase(mode) ? '-' : `${(rps / baseRps(mode)).toFixed(2)}x`,
     rs.reduce((a, r) => a + r.non2xx + r.errors, 0),
   ];
 });
 
 console.log(
-  `Orders API, POST /orders with a fresh Idempotency-Key per request. Latency: 1 request in flight, ${latencyRounds} rounds of 2 s (modes take turns; medians; added p50 = median of each round's difference to none, the rounds' in brackets).`,
+  `Orders API, POST /orders with a fresh Idempotency-Key per request. Latency: 1 request in flight, ${latencyRounds} rounds of 2 s (modes take turns; medians; added p50 = median of each round's difference to the bare app on the same grid — none, or none-embedded for the -embedded modes — the rounds' in brackets).`,
 );
+console.log('-embedded: the example as `pnpm example:api-express` runs it, its three-node grid in the app process; the others: the grid in a process of its own.');
 console.log(`Throughput: autocannon, ${connections} connections, median of ${rounds} rounds of ${seconds} s (modes take turns).\n`);
 console.log(
   table([
-    ['middleware', 'p50 µs (1 in flight)', 'p99 µs (1 in flight)', 'added p50 µs', 'req/s', 'p50 ms', 'p99 ms', 'throughput vs none', 'non-2xx + errors'],
+    ['middleware', 'p50 µs (1 in flight)', 'p99 µs (1 in flight)', 'added p50 µs', 'req/s', 'p50 ms', 'p99 ms', 'throughput vs bare app', 'non-2xx + errors'],
     ...rows,
   ]),
 );
 console.log('\nEvery key sent 4 times by concurrent connections (a misbehaving client):\n');
 console.log(table([['middleware', 'requests', 'distinct keys', 'handler runs', 'duplicates that ran', 'non-2xx (409 in progress)'], ...dupRows]));
-const noneCost = costs.get('none')!;
 const perReq = (c: Cost, v: number): number => v / Math.max(1, c.requests);
 console.log(
   '\nCost per request: CPU, read/write system calls and context switches of the app over the throughput rounds (from /proc); grid operations the app\'s client made per request, at 1 in flight (exact):\n',
@@ -284,8 +287,8 @@ console.log(
         mode,
         c.requests,
         Math.round(perReq(c, c.appCpuUs)),
-        mode === 'none' ? '-' : Math.round(perReq(c, c.appCpuUs) - perReq(noneCost, noneCost.appCpuUs)),
-        Math.round(perReq(c, c.gridCpuUs)),
+        isBase(mode) ? '-' : Math.round(perReq(c, c.appCpuUs) - perReq(costs.get(baseOf(mode))!, costs.get(baseOf(mode))!.appCpuUs)),
+        mode.endsWith('-embedded') ? 'in the app' : Math.round(perReq(c, c.gridCpuUs)),
         (opsPerRequest.get(mode) ?? Number.NaN).toFixed(2),
         perReq(c, c.appSyscalls).toFixed(2),
         perReq(c, c.appSwitches).toFixed(2),
@@ -312,4 +315,4 @@ const own: [string, number][] = [
 console.log('\nThe middleware\'s own work per request (this process, no grid):\n');
 console.log(table([['step', 'µs'], ...own.map(([k, ns]) => [k, (ns / 1000).toFixed(2)]), ['total', (own.reduce((a, [, ns]) => a + ns, 0) / 1000).toFixed(2)]]));
 if (sink < 0) console.log(sink);
-console.log('\nTargets: added p50 ≤ 150 µs, throughput ≥ 0.8x of none, no duplicate runs.');
+console.log('\nTargets: added p50 ≤ 150 µs, throughput ≥ 0.8x of the bare app, no duplicate runs.');
