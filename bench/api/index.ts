@@ -20,9 +20,9 @@
  * low request rates — a 64 B grid put at one in flight costs the client 4× its steady CPU in
  * the first second and reaches its steady latency only after 3–4 s (bench/cluster/throughput.ts).
  *   API_BENCH_MODES (comma-separated; default none,two-puts,gridlink,gridlink-after-send,
- *   express-idempotency — skipped without redis-server — and none-embedded, gridlink-embedded,
- *   gridlink-after-send-embedded: the same app with its grid in its own process, as the example
- *   runs; each compared with its bare app, none or none-embedded), API_BENCH_SECONDS (default 3),
+ *   express-idempotency — skipped without redis-server; also none-embedded, gridlink-embedded,
+ *   gridlink-after-send-embedded: the same app with its three-node grid inside the app's process,
+ *   as the example runs, compared with none-embedded), API_BENCH_SECONDS (default 3),
  *   API_BENCH_ROUNDS (default 3), API_BENCH_CONNECTIONS (default 16),
  *   API_BENCH_WARMUP (default 5), API_BENCH_LATENCY_ROUNDS (default 5: rounds at one in flight,
  *   the modes taking turns; the added p50 is the median of each round's difference to none)
@@ -155,7 +155,8 @@ function poster(base: string): (key: string) => Promise<number> {
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
-const KNOWN_MODES = ['none', 'two-puts', 'gridlink', 'gridlink-after-send', 'express-idempotency', 'none-embedded', 'gridlink-embedded', 'gridlink-after-send-embedded'];
+const DEFAULT_MODES = ['none', 'two-puts', 'gridlink', 'gridlink-after-send', 'express-idempotency'];
+const KNOWN_MODES = [...DEFAULT_MODES, 'none-embedded', 'gridlink-embedded', 'gridlink-after-send-embedded'];
 /** The bare app each mode is compared with: the same grid, in the grid process or embedded. */
 const baseOf = (mode: string): string => (mode.endsWith('-embedded') ? 'none-embedded' : 'none');
 const chosen = process.env.API_BENCH_MODES?.split(',');
@@ -166,8 +167,8 @@ if (chosen !== undefined && (chosen.some((m) => !KNOWN_MODES.includes(m)) || cho
 }
 const cluster = await startCluster({ nodes: 3, backups: 1, partitions: 1024 });
 const redis = await startRedis();
-const modes = (chosen ?? KNOWN_MODES).filter((m) => redis || m !== 'express-idempotency');
-if (!redis && (chosen ?? KNOWN_MODES).includes('express-idempotency')) console.log('redis-server not found: the express-idempotency row is skipped');
+const modes = (chosen ?? DEFAULT_MODES).filter((m) => redis || m !== 'express-idempotency');
+if (!redis && (chosen ?? DEFAULT_MODES).includes('express-idempotency')) console.log('redis-server not found: the express-idempotency row is skipped');
 
 const rounds = Number(process.env.API_BENCH_ROUNDS ?? 3);
 /** Rounds at one request in flight: windows there move by ±600 µs, so more of them than of throughput. */
