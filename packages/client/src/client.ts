@@ -195,7 +195,12 @@ export class GridClient extends EventEmitter<GridClientEvents> {
     m.on('push', (frame, conn) => {
       if (frame.push === PushKind.TOPOLOGY_CHANGED) {
         const v = (frame.payload as { version?: unknown }).version;
-        ps.observe(typeof v === 'number' ? v : frame.topologyVersion, true, conn.nodeId);
+        const version = typeof v === 'number' ? v : frame.topologyVersion;
+        ps.observe(version, true, conn.nodeId);
+        // The node holds the map this client routes by (a newer one wakes them once installed):
+        // what it refused while it was behind (not yet the primary in its own view), it may take now.
+        const held = ps.map?.version;
+        if (held !== undefined && version === held) this.invoker.wakeTransitionWaiters();
       }
     });
     m.on('connected', (nodeId, address) => this.notify('connected', { nodeId, address }));

@@ -166,8 +166,9 @@ export class Invoker {
 
   /**
    * Operations pausing between attempts that failed with a transition (see isTransitionError):
-   * a newer partition map wakes them all, so that an operation waiting out its backoff tries the
-   * new owner at once instead of up to `retry.maxDelay` later (ADR 0081).
+   * a newer partition map wakes them all, and so does a node announcing that it holds the map
+   * this client holds (it may have refused them while it was behind), so that an operation
+   * waiting out its backoff tries again at once instead of up to `retry.maxDelay` later (ADR 0081).
    */
   private readonly transitionWaiters = new Set<() => void>();
 
@@ -177,10 +178,13 @@ export class Invoker {
     private readonly partitions: PartitionService,
     private readonly hooks: InvokerHooks,
   ) {
-    partitions.on('changed', () => {
-      if (this.transitionWaiters.size === 0) return;
-      for (const wake of [...this.transitionWaiters]) wake();
-    });
+    partitions.on('changed', () => this.wakeTransitionWaiters());
+  }
+
+  /** Every operation pausing between transition attempts goes on now, its backoff started over. */
+  wakeTransitionWaiters(): void {
+    if (this.transitionWaiters.size === 0) return;
+    for (const wake of [...this.transitionWaiters]) wake();
   }
 
   counters(nodeId: string): NodeCounters {

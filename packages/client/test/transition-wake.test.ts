@@ -14,7 +14,7 @@ afterEach(async () => {
  * TOPOLOGY answers the map of the current `topologyVersion`. The client's transition backoff grows
  * to a minute: an operation waiting it out only goes on early when something wakes it.
  */
-async function setup(retry: { minDelay: number; maxDelay: number; factor: number }): Promise<{ node: ScriptedNode; client: GridClient; gets: () => number; move: () => void }> {
+async function setup(retry: { minDelay: number; maxDelay: number; factor: number }, version = 1): Promise<{ node: ScriptedNode; client: GridClient; gets: () => number; move: () => void }> {
   let moved = false;
   let gets = 0;
   const node = await new ScriptedNode('n1', 8, (req, n) => {
@@ -26,6 +26,7 @@ async function setup(retry: { minDelay: number; maxDelay: number; factor: number
     }
     return undefined;
   }).start();
+  node.topologyVersion = version;
   cleanups.push(() => node.close());
   const client = await GridClient.connect({
     endpoints: [node.endpoint],
@@ -54,21 +55,21 @@ describe('an operation waiting out a transition backoff', () => {
     expect(gets()).toBe(3);
   });
 
-  it('is not woken by a map that is not newer, and starts its backoff over once woken', async () => {
+  it('is woken by a node announcing the map the client holds (it was behind), not by an older one; its backoff starts over', async () => {
     // Waits of 200 ms, then 20 s, then a minute.
-    const { node, client, gets, move } = await setup({ minDelay: 200, maxDelay: 60_000, factor: 100 });
+    const { node, client, gets, move } = await setup({ minDelay: 200, maxDelay: 60_000, factor: 100 }, 2);
     const get = client.cache('c').get('k');
     await waitFor(() => gets() >= 3, 5000, 'the third NOT_PRIMARY (then a 20 s wait)');
-    // The same version again: refreshed, nothing installed, nothing woken.
+    // An older version: refreshed (the push asks for it), nothing installed, nothing woken.
     const refreshes = client.stats().mapRefreshes;
     node.pushTopologyChanged(1);
     await waitFor(() => client.stats().mapRefreshes > refreshes, 5000, 'the refresh the push asks for');
     expect(gets()).toBe(3);
-    // A newer map wakes it. That attempt fails too: the backoff has started over, so the next
-    // attempt follows 200 ms later (not a minute), and then it waits 20 s again.
-    node.topologyVersion = 2;
+    // The node now holds the client's map (a node that refused while behind, caught up): woken.
+    // That attempt fails too; the backoff has started over, so the next attempt follows 200 ms
+    // later (not a minute), and then it waits 20 s again.
     node.pushTopologyChanged(2);
-    await waitFor(() => gets() >= 5, 5000, 'two attempts after the newer map');
+    await waitFor(() => gets() >= 5, 5000, 'two attempts after the push');
     move();
     node.topologyVersion = 3;
     node.pushTopologyChanged(3);
