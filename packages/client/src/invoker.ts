@@ -110,8 +110,8 @@ export function callOptionsError(o: { signal?: unknown; timeoutMs?: unknown }): 
 }
 
 /**
- * Waits `ms`, or less: until `signal` aborts, or until `wakers` is woken (the client installed a
- * newer partition map). Resolves true when woken.
+ * Waits `ms`, or less: until `signal` aborts, or until `wakers` is woken (see
+ * Invoker.transitionWaiters). Resolves true when woken.
  */
 function pause(ms: number, signal: AbortSignal, wakers: Set<() => void>): Promise<boolean> {
   if (ms <= 0) return Promise.resolve(false);
@@ -455,8 +455,8 @@ export class Invoker {
               this.hooks.onRetry({ op, attempt: attemptNumber + 1, error: error as GridError });
               if (transition) {
                 const n = transitions++;
-                // Woken by a newer map: the next attempt goes out now, and the backoff starts
-                // over (the cluster moved on; what failed before says little about the new owner).
+                // Woken (a newer map, or a node caught up with it): the next attempt goes out now,
+                // and the backoff starts over (what failed before says little about the new owner).
                 if (n > 0 && (await pause(backoffDelay(transitionPolicy, n - 1, Math.random()), signal, this.transitionWaiters))) transitions = 1;
               }
             }
