@@ -20,7 +20,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GridClient } from '@gridlink/client';
 import { Redis } from 'ioredis';
-import { closedLoop, delay, fmt, table, type LoadResult } from '../shared/measure.js';
+import { closedLoop, delay, fmt, median, table, type LoadResult } from '../shared/measure.js';
 import { startCluster, startEcho, startRedis } from '../shared/processes.js';
 import { lineChart } from '../shared/svg.js';
 
@@ -86,11 +86,6 @@ interface Interleaved {
   getCpu256: number;
   putCpu256: number;
 }
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0 ? Number.NaN : (s[(s.length - 1) >> 1]! + s[s.length >> 1]!) / 2;
-};
 
 async function measureAll(): Promise<{ rows: Row[]; interleaved: Interleaved }> {
   const rows: Row[] = [];

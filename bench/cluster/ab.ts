@@ -16,7 +16,7 @@
 import { resolve } from 'node:path';
 import { GridClient, bytesSerializer, type GridCache } from '@gridlink/client';
 import { ProcessCluster } from '@gridlink/testkit';
-import { closedLoop, fmt, processCpuUs, table } from '../shared/measure.js';
+import { closedLoop, fmt, median, processCpuUs, table } from '../shared/measure.js';
 
 const CLI_B = process.env.CLI_B;
 if (CLI_B === undefined) {
@@ -44,11 +44,6 @@ interface Side {
   cache: GridCache<string, Uint8Array>;
   pids: number[];
 }
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0 ? Number.NaN : s.length % 2 === 1 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 
 const sides: Side[] = [];
 try {

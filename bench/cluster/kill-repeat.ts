@@ -13,7 +13,7 @@
 import { partitionOf } from '@gridlink/affinity';
 import { GridClient, bytesSerializer } from '@gridlink/client';
 import { ProcessCluster } from '@gridlink/testkit';
-import { delay } from '../shared/measure.js';
+import { delay, median } from '../shared/measure.js';
 import { GRID_CLIENT } from './grid-faults.js';
 import { Workload, keyNames } from './workload.js';
 
@@ -23,11 +23,6 @@ if (!Number.isInteger(kills) || kills < 1 || !Number.isInteger(workers) || worke
   console.error('GRIDLINK_BENCH_KILLS must be an integer ≥ 1 and GRIDLINK_BENCH_WORKERS one ≥ 3');
   process.exit(2);
 }
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0 ? NaN : s.length % 2 === 1 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 
 const cluster = await ProcessCluster.start({ nodes: 3, natsServers: 1, partitions: 64 });
 const rows: { victim: string; keys: number; pauseMs: number; mapMs: number | null; afterMapMs: number | null; failed: number }[] = [];

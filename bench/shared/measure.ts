@@ -73,6 +73,12 @@ export function processContextSwitches(pid: number): number {
   }
 }
 
+/** Median of an unsorted list (the mean of the two middle values for an even count; NaN when empty); sorts a copy. */
+export function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0 ? Number.NaN : (s[(s.length - 1) >> 1]! + s[s.length >> 1]!) / 2;
+}
+
 /** Percentile (0..100) of an unsorted list of numbers; sorts a copy. */
 export function percentile(values: ArrayLike<number>, p: number): number {
   if (values.length === 0) return Number.NaN;
