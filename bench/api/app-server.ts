@@ -7,8 +7,8 @@
  * "gridlink-embedded", ...) runs against a three-node grid started in the app's own process, as
  * the example's `pnpm example:api-express` does, instead of the grid process.
  *   app-server.ts <mode> <grid endpoints, comma-separated> [redis port]
- * Prints "READY <port>"; GET /bench/stats answers { partnerCalls, gridOps } (gridOps: grid
- * operations the app's client has completed, every kind).
+ * Prints "READY <port>"; GET /bench/stats answers { partnerCalls, gridOps, now } (gridOps: grid
+ * operations the app's client has completed, every kind; now: the process's monotonic clock, µs).
  */
 import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
@@ -95,7 +95,8 @@ app.use((err: Error, _req: express.Request, res: express.Response, _next: expres
   res.status(/in progress/i.test(err.message) ? 409 : 500).json({ error: err.message });
 });
 app.get('/bench/stats', (_req, res) => {
-  res.json({ partnerCalls: partnerCalls(), gridOps: gridOps() });
+  // now: this process's monotonic clock in µs, the clock of V8's CPU profile (bench/api/profile.ts).
+  res.json({ partnerCalls: partnerCalls(), gridOps: gridOps(), now: Number(process.hrtime.bigint() / 1000n) });
 });
 const server = app.listen(0, '127.0.0.1', () => {
   process.stdout.write(`READY ${(server.address() as AddressInfo).port}\n`);

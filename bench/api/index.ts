@@ -42,6 +42,11 @@ const here = dirname(fileURLToPath(import.meta.url));
 const seconds = Number(process.env.API_BENCH_SECONDS ?? 3);
 const connections = Number(process.env.API_BENCH_CONNECTIONS ?? 16);
 const warmupSeconds = Number(process.env.API_BENCH_WARMUP ?? 5);
+/**
+ * Node options for the app processes only, space-separated (Node refuses `--cpu-prof` in
+ * NODE_OPTIONS): `API_BENCH_APP_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/p"` profiles each app.
+ */
+const appNodeArgs = (process.env.API_BENCH_APP_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
 
 interface AppChild {
   proc: ChildProcess;
@@ -49,7 +54,7 @@ interface AppChild {
 }
 
 async function startApp(mode: string, endpoints: string[], redisPort: number | undefined): Promise<AppChild> {
-  const proc = spawn(process.execPath, ['--import', 'tsx', join(here, 'app-server.ts'), mode, endpoints.join(','), String(redisPort ?? '')], {
+  const proc = spawn(process.execPath, [...appNodeArgs, '--import', 'tsx', join(here, 'app-server.ts'), mode, endpoints.join(','), String(redisPort ?? '')], {
     stdio: ['ignore', 'pipe', 'inherit'],
     env: process.env,
   });
