@@ -326,7 +326,18 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
     } catch (e) {
       return unidentifiable(e);
     }
-    const info: RequestInfo = { keyHash: undefined, method, route, tenant, clientAddress: req.clientAddress, userAgent: req.userAgent };
+    // The client's address is read only if an event or a log line names it: behind proxies,
+    // finding it walks the forwarding chain.
+    const info: RequestInfo = {
+      keyHash: undefined,
+      method,
+      route,
+      tenant,
+      get clientAddress() {
+        return req.clientAddress;
+      },
+      userAgent: req.userAgent,
+    };
     const scope: Scope = { method, route, tenant };
 
     // The key: header first, else the fingerprint.

@@ -321,6 +321,54 @@ describe('gridlink() lifecycle', () => {
     expect(() => client.cache('x')).toThrow();
   });
 
+  for (const [label, make] of [
+    ['Express 4', express4],
+    ['Express 5', express5],
+  ] as const) {
+    it(`${label}: req.grid in routes registered before gridlink(), in mounted apps, and assignable; undefined until connected`, async () => {
+      const app = make() as unknown as express5.Express;
+      const seen: Record<string, unknown> = {};
+      app.get('/early', (req, res) => {
+        seen.early = req.grid;
+        res.end('ok');
+      });
+      const sub = make() as unknown as express5.Express;
+      sub.get('/inner', (req, res) => {
+        seen.inner = req.grid;
+        res.end('ok');
+      });
+      app.use('/sub', sub);
+      const grid = gridlink(app, { endpoints: cluster.endpoints });
+      // Before the client connects, as a middleware that sets it once connected would leave it.
+      const { server, base } = await listen(app);
+      const other = { fake: true };
+      app.get('/late', (req, res) => {
+        seen.beforeAssign = req.grid;
+        req.grid = other as unknown as GridClient;
+        seen.assigned = req.grid;
+        res.end('ok');
+      });
+      try {
+        if (grid.client === undefined) {
+          await fetch(`${base}/early`);
+          expect(seen.early).toBeUndefined();
+        }
+        const client = await grid.ready;
+        for (const path of ['/early', '/sub/inner', '/late']) expect((await fetch(`${base}${path}`)).status).toBe(200);
+        expect(seen.early).toBe(client);
+        expect(seen.inner).toBe(client);
+        expect(seen.beforeAssign).toBe(client);
+        expect(seen.assigned).toBe(other);
+        // The assignment stayed on that one request.
+        await fetch(`${base}/early`);
+        expect(seen.early).toBe(client);
+      } finally {
+        await closeServer(server);
+        await grid.close();
+      }
+    });
+  }
+
   it('reports 503 on /health/ready while the grid cannot be reached', async () => {
     const app = express5();
     const grid = gridlink(app, { endpoints: ['127.0.0.1:1'], connectTimeout: 200 }, { reconnectDelayMs: 50 });

@@ -138,8 +138,12 @@ function answerFastify(reply: FastifyReplyLike, d: DirectResponse, then: () => v
   });
 }
 
-/** Marks a request one IdempotencyInterceptor already handles (a controller's and a route's @Idempotent, or a global one). */
-const HANDLED = Symbol('gridlink.nest.idempotent');
+/**
+ * The requests an IdempotencyInterceptor already handles (a controller's and a route's
+ * @Idempotent, or a global one). A WeakSet rather than a mark on the request: on Express a
+ * property added to a request costs a new hidden class each time (ADR 0082).
+ */
+const HANDLED = new WeakSet<object>();
 
 function routeOf(req: IdempotentRequest): string {
   const p = req.route?.path;
@@ -236,11 +240,11 @@ export class IdempotencyInterceptor implements NestInterceptor {
   intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
     if (context.getType() !== 'http') return next.handle();
     const http = context.switchToHttp();
-    const req = http.getRequest<(IdempotentRequest | FastifyRequestLike) & { [HANDLED]?: true }>();
+    const req = http.getRequest<IdempotentRequest | FastifyRequestLike>();
     const res = http.getResponse<unknown>();
     // Once per request: `@Idempotent()` on a controller and on one of its routes (or a global
     // interceptor besides) chain the interceptor twice; the second would find its own key taken.
-    if (req[HANDLED] === true) return next.handle();
+    if (HANDLED.has(req)) return next.handle();
     // A stream is never de-duplicated: it passes through, or its route is refused (no lock taken).
     const sse = isSseHandler(context.getHandler());
     const refusal = sse ? this.sseRefusal(context) : null;
@@ -253,7 +257,7 @@ export class IdempotencyInterceptor implements NestInterceptor {
     let answer: (d: DirectResponse, then: () => void) => void;
     if (res instanceof ServerResponse) {
       const r = req as IdempotentRequest;
-      describe = () => describeRequest(r, routeOf(r), r.body, r.ip);
+      describe = () => describeRequest(r, routeOf(r), r.body, () => r.ip);
       raw = res;
       answer = (d, then) => {
         // Answered here; Nest's own reply then finds the response already sent.
@@ -268,7 +272,7 @@ export class IdempotencyInterceptor implements NestInterceptor {
     } else {
       return throwError(() => new TypeError('@Idempotent() supports the Express and Fastify platforms of Nest (@nestjs/platform-express, @nestjs/platform-fastify); this response is neither'));
     }
-    req[HANDLED] = true;
+    HANDLED.add(req);
     if (deduper === null) {
       // Written to the raw response at once, on Fastify too (as Nest writes an @Sse() stream, past
       // Fastify's onSend hooks, an async one of which would let the stream's headers go out
