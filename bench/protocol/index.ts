@@ -1,12 +1,13 @@
 /**
  * Codec cost per operation: encodeFrame + FrameDecoder.push for the hot messages (a get request
- * and its response, a put with a 1 KiB value and its response), plus validateRequest.
+ * and its response, a put with a 1 KiB value and its response, the lock pair @gridlink/dedupe
+ * makes per request: attemptGet and putAndRelease with their responses), plus validateRequest.
  *
  *   npx tsx bench/protocol/index.ts            # default rounds
  *   npx tsx bench/protocol/index.ts --quick    # fewer iterations
  *
- * For comparison it also times the same get and put pairs through the general MessagePack codec
- * alone, i.e. without the shape-specialised fast path the codec uses for these payloads.
+ * For comparison it also times the same pairs through the general MessagePack codec alone, i.e.
+ * without the shape-specialised fast path the codec uses for these payloads.
  */
 import { cpus, loadavg } from 'node:os';
 import { Decoder, Encoder } from '@msgpack/msgpack';
@@ -55,6 +56,25 @@ const putReq: RequestFrame = {
   payload: { cache, key, seq: 987654, value: kib },
 };
 const putRes: ResponseFrame = { kind: FrameKind.RESPONSE, id: 123457, flags: 0, topologyVersion: 42, payload: {} };
+// The lock pair as @gridlink/dedupe sends it for a fresh key (ADR 0083): built in the client's
+// field order (the invoker adds seq and ack last); the stored response about 100 bytes.
+const owner = 'h7Kq2mZx9PaLw3Rt';
+const acquireReq: RequestFrame = {
+  kind: FrameKind.REQUEST,
+  op: Op.LOCK_TRY_ACQUIRE_GET,
+  id: 123458,
+  flags: 0,
+  payload: { cache: 'dedupe', key, leaseMs: 30_000, owner, ifAbsent: true, seq: 987655, ack: 987650 },
+};
+const acquireRes: ResponseFrame = { kind: FrameKind.RESPONSE, id: 123458, flags: 0, topologyVersion: 42, payload: { acquired: true, token: 4711, value: null } };
+const releaseReq: RequestFrame = {
+  kind: FrameKind.REQUEST,
+  op: Op.LOCK_PUT_RELEASE,
+  id: 123459,
+  flags: 0,
+  payload: { cache: 'dedupe', key, token: 4711, value: new Uint8Array(100).fill(5), owner, ttlMs: 86_400_000, seq: 987656, ack: 987650 },
+};
+const releaseRes: ResponseFrame = { kind: FrameKind.RESPONSE, id: 123459, flags: 0, topologyVersion: 42, payload: { released: true } };
 
 const decoder = new FrameDecoder();
 function decodeOne(bytes: Uint8Array): Frame {
@@ -123,13 +143,29 @@ function row(name: string, frame: Frame): Row {
   return { name, bytes: bytes.length, encode, decode, total };
 }
 
-const rows: Row[] = [row('get request', getReq), row('get response (64 B value)', getRes), row('put request (1 KiB value)', putReq), row('put response', putRes)];
+const rows: Row[] = [
+  row('get request', getReq),
+  row('get response (64 B value)', getRes),
+  row('put request (1 KiB value)', putReq),
+  row('put response', putRes),
+  row('attemptGet request', acquireReq),
+  row('attemptGet response', acquireRes),
+  row('putAndRelease request', releaseReq),
+  row('putAndRelease response', releaseRes),
+];
 
 const getPair = measure(() => {
   sink += decodeOne(encodeFrame(getReq)).kind + decodeOne(encodeFrame(getRes)).kind;
 });
 const putPair = measure(() => {
   sink += decodeOne(encodeFrame(putReq)).kind + decodeOne(encodeFrame(putRes)).kind;
+});
+const lockPair = measure(() => {
+  sink += decodeOne(encodeFrame(acquireReq)).kind + decodeOne(encodeFrame(acquireRes)).kind;
+  sink += decodeOne(encodeFrame(releaseReq)).kind + decodeOne(encodeFrame(releaseRes)).kind;
+});
+const generalLock = measure(() => {
+  sink += generalPair(acquireReq, acquireRes) + generalPair(releaseReq, releaseRes);
 });
 const validateGet = measure(() => validateRequest(getReq));
 const validatePut = measure(() => validateRequest(putReq));
@@ -155,5 +191,7 @@ console.log(`| validateRequest(get)                          | ${fmt(validateGet
 console.log(`| validateRequest(put)                          | ${fmt(validatePut).padStart(9)} |         |`);
 console.log(`| get pair, general MessagePack codec only      | ${fmt(generalGet).padStart(9)} |         |`);
 console.log(`| put pair, general MessagePack codec only      | ${fmt(generalPut).padStart(9)} |         |`);
+console.log(`| lock pair (attemptGet + putAndRelease, both with responses) | ${fmt(lockPair).padStart(9)} |         |`);
+console.log(`| lock pair, general MessagePack codec only     | ${fmt(generalLock).padStart(9)} |         |`);
 console.log(`\nget pair: ${getPair <= 2000 ? 'meets' : 'MISSES'} the 2 µs target (load average ${loadavg()[0]!.toFixed(2)} on ${cpus().length} CPUs while measuring).`);
 if (sink === 42) console.log('');

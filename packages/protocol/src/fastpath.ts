@@ -6,6 +6,12 @@
  *   { value: bin | nil }                      GET / GET_AND_PUT / GET_AND_REMOVE results
  *   { cache: str, key: bin }                  GET / CONTAINS_KEY requests
  *   { cache, key, seq: uint, ack?: uint, value: bin, ttlMs?: uint }   PUT-like requests
+ *   { cache, key, seq: uint, ack?: uint, owner: str, leaseMs: uint, ifAbsent?: true }
+ *                                             LOCK_TRY_ACQUIRE_GET requests
+ *   { cache, key, seq: uint, ack?: uint, owner: str, token: uint, value: bin, ttlMs?: uint }
+ *                                             LOCK_PUT_RELEASE requests
+ *   { acquired: bool, token?: uint, heldForMs?: uint, value: bin | nil }   their results
+ *   { released: bool }                        (ADR 0083)
  *   { batch: bin[], compactAck: true }        a batch of binary replication records (node to node);
  *                                             an element may be a BinWriter, whose bytes are
  *                                             written straight into the frame
@@ -54,6 +60,13 @@ const K_VALUE = [0xa5, ...ascii('value')];
 const K_TTL = [0xa5, ...ascii('ttlMs')];
 const K_BATCH = [0xa5, ...ascii('batch')];
 const K_COMPACT_ACK = [0xaa, ...ascii('compactAck')];
+const K_LEASE = [0xa7, ...ascii('leaseMs')];
+const K_OWNER = [0xa5, ...ascii('owner')];
+const K_IF_ABSENT = [0xa8, ...ascii('ifAbsent')];
+const K_TOKEN = [0xa5, ...ascii('token')];
+const K_ACQUIRED = [0xa8, ...ascii('acquired')];
+const K_HELD = [0xa9, ...ascii('heldForMs')];
+const K_RELEASED = [0xa8, ...ascii('released')];
 
 const TWO_32 = 0x1_0000_0000;
 
@@ -159,7 +172,47 @@ function putUint(out: Uint8Array, at: number, v: number): number {
 
 const arraySize = (n: number): number => (n < 16 ? 1 : n < 0x10000 ? 3 : 5);
 
-const Shape = { NONE: 0, EMPTY: 1, VALUE: 2, CACHE_KEY: 3, PUT: 4, BATCH: 5 } as const;
+const Shape = { NONE: 0, EMPTY: 1, VALUE: 2, CACHE_KEY: 3, PUT: 4, BATCH: 5, RELEASED: 6, LOCK_RESULT: 7, ACQUIRE_GET: 8, PUT_RELEASE: 9 } as const;
+
+/** Size of `value: bin | nil` after its key. */
+const valueSize = (v: Uint8Array | null): number => (v === null ? 1 : binSize(v.length));
+
+/** Size of `{ acquired, token? | heldForMs?, value }` (a lock result), or -1 when p is not exactly that. */
+function lockResultSize(p: Record<string, unknown>, n: number): number {
+  const v = p.value;
+  if (typeof p.acquired !== 'boolean' || !(v === null || v instanceof Uint8Array)) return -1;
+  let size = 1 + K_ACQUIRED.length + 1 + K_VALUE.length + valueSize(v);
+  let fields = 2;
+  if (p.token !== undefined) {
+    if (!isUint(p.token)) return -1;
+    size += K_TOKEN.length + uintSize(p.token);
+    fields++;
+  }
+  if (p.heldForMs !== undefined) {
+    if (!isUint(p.heldForMs)) return -1;
+    size += K_HELD.length + uintSize(p.heldForMs);
+    fields++;
+  }
+  return n === fields ? size : -1;
+}
+
+/** Size of `seq: uint, ack?: uint` and the number of those fields present, or -1. */
+function seqAckSize(p: Record<string, unknown>): number {
+  if (!isUint(p.seq)) return -1;
+  let size = K_SEQ.length + uintSize(p.seq);
+  if (p.ack !== undefined) {
+    if (!isUint(p.ack)) return -1;
+    size += K_ACK.length + uintSize(p.ack);
+  }
+  return size;
+}
+
+/** The ASCII owner string's encoded size, or -1. */
+function ownerSize(owner: unknown): number {
+  if (typeof owner !== 'string') return -1;
+  const n = asciiLength(owner);
+  return n < 0 ? -1 : K_OWNER.length + strSize(n);
+}
 
 /** Size of `{ batch: bin[], compactAck: true }`, or -1 when p is not exactly that. */
 function batchSize(p: Record<string, unknown>): number {
@@ -190,6 +243,11 @@ export function fastSize(payload: unknown): number {
     return 1;
   }
   if (n === 1) {
+    const released = payload.released;
+    if (typeof released === 'boolean') {
+      shape = Shape.RELEASED;
+      return 1 + K_RELEASED.length + 1;
+    }
     const v = payload.value;
     if (v === null) {
       shape = Shape.VALUE;
@@ -200,6 +258,11 @@ export function fastSize(payload: unknown): number {
       return 1 + K_VALUE.length + binSize(v.length);
     }
     return -1;
+  }
+  if (payload.acquired !== undefined) {
+    const size = lockResultSize(payload, n);
+    if (size >= 0) shape = Shape.LOCK_RESULT;
+    return size;
   }
   const cache = payload.cache;
   const key = payload.key;
@@ -216,6 +279,7 @@ export function fastSize(payload: unknown): number {
     shape = Shape.CACHE_KEY;
     return base;
   }
+  if (payload.owner !== undefined) return lockRequestSize(payload, n, base);
   const seq = payload.seq;
   const value = payload.value;
   const ack = payload.ack;
@@ -236,6 +300,53 @@ export function fastSize(payload: unknown): number {
   if (n !== fields) return -1;
   shape = Shape.PUT;
   return size;
+}
+
+/**
+ * Size of a LOCK_TRY_ACQUIRE_GET or LOCK_PUT_RELEASE request whose cache and key (`base` bytes
+ * with the map header) are known good, or -1; sets the shape.
+ */
+function lockRequestSize(p: Record<string, unknown>, n: number, base: number): number {
+  const owner = ownerSize(p.owner);
+  const seqAck = seqAckSize(p);
+  if (owner < 0 || seqAck < 0) return -1;
+  let fields = p.ack === undefined ? 5 : 6; // cache, key, owner, seq (+ ack), and one more below
+  let size = base + owner + seqAck;
+  if (p.leaseMs !== undefined) {
+    if (!isUint(p.leaseMs) || p.token !== undefined || p.value !== undefined || p.ttlMs !== undefined) return -1;
+    size += K_LEASE.length + uintSize(p.leaseMs);
+    if (p.ifAbsent !== undefined) {
+      if (p.ifAbsent !== true) return -1;
+      size += K_IF_ABSENT.length + 1;
+      fields++;
+    }
+    if (n !== fields) return -1;
+    shape = Shape.ACQUIRE_GET;
+    return size;
+  }
+  const value = p.value;
+  if (!isUint(p.token) || !(value instanceof Uint8Array) || p.ifAbsent !== undefined) return -1;
+  size += K_TOKEN.length + uintSize(p.token) + K_VALUE.length + binSize(value.length);
+  fields++; // value
+  if (p.ttlMs !== undefined) {
+    if (!isUint(p.ttlMs)) return -1;
+    size += K_TTL.length + uintSize(p.ttlMs);
+    fields++;
+  }
+  if (n !== fields) return -1;
+  shape = Shape.PUT_RELEASE;
+  return size;
+}
+
+/** Writes `seq` and, when present, `ack`. */
+function putSeqAck(out: Uint8Array, i: number, p: Record<string, unknown>): number {
+  i = putKey(out, i, K_SEQ);
+  i = putUint(out, i, p.seq as number);
+  if (p.ack !== undefined) {
+    i = putKey(out, i, K_ACK);
+    i = putUint(out, i, p.ack as number);
+  }
+  return i;
 }
 
 /** Writes the payload measured by the last `fastSize` call at `at`. */
@@ -274,6 +385,69 @@ export function fastWrite(out: Uint8Array, at: number, payload: unknown): void {
         i = putKey(out, i, K_ACK);
         i = putUint(out, i, p.ack as number);
       }
+      i = putKey(out, i, K_VALUE);
+      i = putBin(out, i, p.value as Uint8Array);
+      if (hasTtl) {
+        i = putKey(out, i, K_TTL);
+        putUint(out, i, p.ttlMs as number);
+      }
+      return;
+    }
+    case Shape.RELEASED: {
+      out[at] = 0x81;
+      const i = putKey(out, at + 1, K_RELEASED);
+      out[i] = p.released === true ? 0xc3 : 0xc2;
+      return;
+    }
+    case Shape.LOCK_RESULT: {
+      const hasToken = p.token !== undefined;
+      const hasHeld = p.heldForMs !== undefined;
+      out[at] = 0x82 + (hasToken ? 1 : 0) + (hasHeld ? 1 : 0);
+      let i = putKey(out, at + 1, K_ACQUIRED);
+      out[i++] = p.acquired === true ? 0xc3 : 0xc2;
+      if (hasToken) {
+        i = putKey(out, i, K_TOKEN);
+        i = putUint(out, i, p.token as number);
+      }
+      if (hasHeld) {
+        i = putKey(out, i, K_HELD);
+        i = putUint(out, i, p.heldForMs as number);
+      }
+      i = putKey(out, i, K_VALUE);
+      if (p.value === null) out[i] = 0xc0;
+      else putBin(out, i, p.value as Uint8Array);
+      return;
+    }
+    case Shape.ACQUIRE_GET: {
+      const ifAbsent = p.ifAbsent === true;
+      out[at] = 0x85 + (ifAbsent ? 1 : 0) + (p.ack !== undefined ? 1 : 0);
+      let i = putKey(out, at + 1, K_CACHE);
+      i = putStr(out, i, p.cache as string);
+      i = putKey(out, i, K_KEY);
+      i = putBin(out, i, p.key as Uint8Array);
+      i = putSeqAck(out, i, p);
+      i = putKey(out, i, K_OWNER);
+      i = putStr(out, i, p.owner as string);
+      i = putKey(out, i, K_LEASE);
+      i = putUint(out, i, p.leaseMs as number);
+      if (ifAbsent) {
+        i = putKey(out, i, K_IF_ABSENT);
+        out[i] = 0xc3;
+      }
+      return;
+    }
+    case Shape.PUT_RELEASE: {
+      const hasTtl = p.ttlMs !== undefined;
+      out[at] = 0x86 + (hasTtl ? 1 : 0) + (p.ack !== undefined ? 1 : 0);
+      let i = putKey(out, at + 1, K_CACHE);
+      i = putStr(out, i, p.cache as string);
+      i = putKey(out, i, K_KEY);
+      i = putBin(out, i, p.key as Uint8Array);
+      i = putSeqAck(out, i, p);
+      i = putKey(out, i, K_OWNER);
+      i = putStr(out, i, p.owner as string);
+      i = putKey(out, i, K_TOKEN);
+      i = putUint(out, i, p.token as number);
       i = putKey(out, i, K_VALUE);
       i = putBin(out, i, p.value as Uint8Array);
       if (hasTtl) {
@@ -448,29 +622,31 @@ export function fastDecode(b: Uint8Array, start = 0, end = b.length): unknown {
   const first = b[start];
   if (first === 0x80) return end === start + 1 ? {} : NO_MATCH;
   if (first === 0x81) {
+    if (matchKey(b, start + 1, end, K_RELEASED)) {
+      const at = start + 1 + K_RELEASED.length;
+      const flag = b[at];
+      return at + 1 === end && (flag === 0xc3 || flag === 0xc2) ? { released: flag === 0xc3 } : NO_MATCH;
+    }
     if (!matchKey(b, start + 1, end, K_VALUE)) return NO_MATCH;
     const at = start + 1 + K_VALUE.length;
     if (b[at] === 0xc0) return at + 1 === end ? { value: null } : NO_MATCH;
     const value = readBin(b, at, end);
     return value !== null && pos === end ? { value } : NO_MATCH;
   }
-  if (first !== 0x82 && first !== 0x84 && first !== 0x85 && first !== 0x86) return NO_MATCH;
+  if (first === undefined || first < 0x82 || first > 0x88) return NO_MATCH;
   if (first === 0x82 && matchKey(b, start + 1, end, K_BATCH)) return decodeBatch(b, start + 1 + K_BATCH.length, end);
+  if (first <= 0x84 && matchKey(b, start + 1, end, K_ACQUIRED)) return decodeLockResult(b, first - 0x80, start + 1 + K_ACQUIRED.length, end);
   if (!matchKey(b, start + 1, end, K_CACHE)) return NO_MATCH;
   const cache = readAsciiStr(b, start + 1 + K_CACHE.length, end);
   if (cache === null || !matchKey(b, pos, end, K_KEY)) return NO_MATCH;
   const key = readBin(b, pos + K_KEY.length, end);
   if (key === null) return NO_MATCH;
   if (first === 0x82) return pos === end ? { cache, key } : NO_MATCH;
-  if (!matchKey(b, pos, end, K_SEQ)) return NO_MATCH;
-  const seq = readUint(b, pos + K_SEQ.length, end);
-  if (seq < 0) return NO_MATCH;
-  let ack = -1;
-  if (matchKey(b, pos, end, K_ACK)) {
-    ack = readUint(b, pos + K_ACK.length, end);
-    if (ack < 0) return NO_MATCH;
-  }
-  if (!matchKey(b, pos, end, K_VALUE)) return NO_MATCH;
+  if (!readSeqAck(b, pos, end)) return NO_MATCH;
+  const seq = seqRead;
+  const ack = ackRead;
+  if (matchKey(b, pos, end, K_OWNER)) return decodeLockRequest(b, first - 0x80, cache, key, seq, ack, pos + K_OWNER.length, end);
+  if (first > 0x86 || !matchKey(b, pos, end, K_VALUE)) return NO_MATCH;
   const value = readBin(b, pos + K_VALUE.length, end);
   if (value === null) return NO_MATCH;
   // Fields so far: cache, key, seq, value (+ ack); the map header says whether ttlMs follows.
@@ -483,6 +659,127 @@ export function fastDecode(b: Uint8Array, start = 0, end = b.length): unknown {
   const ttlMs = readUint(b, pos + K_TTL.length, end);
   if (ttlMs < 0 || pos !== end) return NO_MATCH;
   return ack >= 0 ? { cache, key, seq, ack, value, ttlMs } : { cache, key, seq, value, ttlMs };
+}
+
+/** Reads a bool at `at` (true/false), or null. */
+function readBool(b: Uint8Array, at: number, end: number): boolean | null {
+  if (at >= end) return null;
+  const h = b[at];
+  if (h !== 0xc2 && h !== 0xc3) return null;
+  pos = at + 1;
+  return h === 0xc3;
+}
+
+/** Reads an ASCII fixstr/str8 at `at` without remembering it (owner ids: new with every lock), or null. */
+function readAsciiOnce(b: Uint8Array, at: number, end: number): string | null {
+  if (at >= end) return null;
+  const h = b[at]!;
+  let n: number;
+  let p: number;
+  if ((h & 0xe0) === 0xa0) {
+    n = h & 0x1f;
+    p = at + 1;
+  } else if (h === 0xd9) {
+    if (at + 2 > end) return null;
+    n = b[at + 1]!;
+    if (n < 32) return null; // not minimal: the general decoder reads it
+    p = at + 2;
+  } else return null;
+  if (p + n > end) return null;
+  let s = '';
+  for (let i = p; i < p + n; i++) {
+    const c = b[i]!;
+    if (c > 0x7f) return null;
+    s += String.fromCharCode(c);
+  }
+  pos = p + n;
+  return s;
+}
+
+/** Reads `seq` and an optional `ack` from `at` into the two slots; false when malformed. */
+let seqRead = 0;
+let ackRead = -1;
+function readSeqAck(b: Uint8Array, at: number, end: number): boolean {
+  if (!matchKey(b, at, end, K_SEQ)) return false;
+  seqRead = readUint(b, at + K_SEQ.length, end);
+  if (seqRead < 0) return false;
+  ackRead = -1;
+  if (matchKey(b, pos, end, K_ACK)) {
+    ackRead = readUint(b, pos + K_ACK.length, end);
+    if (ackRead < 0) return false;
+  }
+  return true;
+}
+
+/** The rest of `{ acquired, token?, heldForMs?, value }` after `acquired`'s key, or NO_MATCH. */
+function decodeLockResult(b: Uint8Array, fields: number, at: number, end: number): unknown {
+  const acquired = readBool(b, at, end);
+  if (acquired === null) return NO_MATCH;
+  let token = -1;
+  let heldForMs = -1;
+  let n = 2;
+  if (matchKey(b, pos, end, K_TOKEN)) {
+    token = readUint(b, pos + K_TOKEN.length, end);
+    if (token < 0) return NO_MATCH;
+    n++;
+  }
+  if (matchKey(b, pos, end, K_HELD)) {
+    heldForMs = readUint(b, pos + K_HELD.length, end);
+    if (heldForMs < 0) return NO_MATCH;
+    n++;
+  }
+  if (n !== fields || !matchKey(b, pos, end, K_VALUE)) return NO_MATCH;
+  const at2 = pos + K_VALUE.length;
+  let value: Uint8Array | null;
+  if (b[at2] === 0xc0 && at2 < end) {
+    value = null;
+    pos = at2 + 1;
+  } else {
+    value = readBin(b, at2, end);
+    if (value === null) return NO_MATCH;
+  }
+  if (pos !== end) return NO_MATCH;
+  if (token >= 0 && heldForMs >= 0) return { acquired, token, heldForMs, value };
+  if (token >= 0) return { acquired, token, value };
+  if (heldForMs >= 0) return { acquired, heldForMs, value };
+  return { acquired, value };
+}
+
+/**
+ * The rest of a LOCK_TRY_ACQUIRE_GET (`leaseMs` next) or LOCK_PUT_RELEASE (`token` next) request
+ * after `owner`'s key, `fields` the map's count, or NO_MATCH.
+ */
+function decodeLockRequest(b: Uint8Array, fields: number, cache: string, key: Uint8Array, seq: number, ack: number, at: number, end: number): unknown {
+  const owner = readAsciiOnce(b, at, end);
+  if (owner === null) return NO_MATCH;
+  const seqAck = ack >= 0 ? 2 : 1;
+  if (matchKey(b, pos, end, K_LEASE)) {
+    const leaseMs = readUint(b, pos + K_LEASE.length, end);
+    if (leaseMs < 0) return NO_MATCH;
+    let ifAbsent = false;
+    if (matchKey(b, pos, end, K_IF_ABSENT)) {
+      const flag = pos + K_IF_ABSENT.length;
+      if (flag >= end || b[flag] !== 0xc3) return NO_MATCH;
+      pos = flag + 1;
+      ifAbsent = true;
+    }
+    if (pos !== end || fields !== 4 + seqAck + (ifAbsent ? 1 : 0)) return NO_MATCH;
+    if (ifAbsent) return ack >= 0 ? { cache, key, seq, ack, owner, leaseMs, ifAbsent } : { cache, key, seq, owner, leaseMs, ifAbsent };
+    return ack >= 0 ? { cache, key, seq, ack, owner, leaseMs } : { cache, key, seq, owner, leaseMs };
+  }
+  if (!matchKey(b, pos, end, K_TOKEN)) return NO_MATCH;
+  const token = readUint(b, pos + K_TOKEN.length, end);
+  if (token < 0 || !matchKey(b, pos, end, K_VALUE)) return NO_MATCH;
+  const value = readBin(b, pos + K_VALUE.length, end);
+  if (value === null) return NO_MATCH;
+  let ttlMs = -1;
+  if (matchKey(b, pos, end, K_TTL)) {
+    ttlMs = readUint(b, pos + K_TTL.length, end);
+    if (ttlMs < 0) return NO_MATCH;
+  }
+  if (pos !== end || fields !== 5 + seqAck + (ttlMs >= 0 ? 1 : 0)) return NO_MATCH;
+  if (ttlMs >= 0) return ack >= 0 ? { cache, key, seq, ack, owner, token, value, ttlMs } : { cache, key, seq, owner, token, value, ttlMs };
+  return ack >= 0 ? { cache, key, seq, ack, owner, token, value } : { cache, key, seq, owner, token, value };
 }
 
 /** The rest of `{ batch: bin[], compactAck: true }` from the array header at `at`, or NO_MATCH. */

@@ -45,7 +45,27 @@ const fastShapes = fc.oneof(
   fc.record({ cache: asciiName, key: blob, seq: uintAtBoundaries, ack: uintAtBoundaries, value: blob }, opt),
   fc.record({ cache: asciiName, key: blob, seq: uintAtBoundaries, ack: uintAtBoundaries, value: blob, ttlMs: uintAtBoundaries }, opt),
   fc.record({ batch: fc.array(fc.nat(300).map((n) => new Uint8Array(n).fill(n & 0xff)), { maxLength: 20 }), compactAck: fc.constant(true) }, opt),
+  ...lockShapes(),
 );
+
+/** The lock operations' shapes (ADR 0083), each optional field present or absent, in canonical order. */
+function lockShapes(): fc.Arbitrary<Record<string, unknown>>[] {
+  const owner = fc.oneof(fc.string({ unit: 'binary-ascii', maxLength: 40 }), fc.constantFrom('aZ09-_aZ09-_aZ09', 'o'.repeat(31), 'o'.repeat(32), 'o'.repeat(255)));
+  const maybe = <T,>(a: fc.Arbitrary<T>): fc.Arbitrary<T | undefined> => fc.option(a, { nil: undefined });
+  const drop = (r: Record<string, unknown>): Record<string, unknown> => Object.fromEntries(Object.entries(r).filter(([, v]) => v !== undefined));
+  return [
+    fc.record({ released: fc.boolean() }, opt),
+    fc
+      .record({ acquired: fc.boolean(), token: maybe(uintAtBoundaries), heldForMs: maybe(uintAtBoundaries), value: fc.option(blob, { nil: null }) }, opt)
+      .map(drop),
+    fc
+      .record({ cache: asciiName, key: blob, seq: uintAtBoundaries, ack: maybe(uintAtBoundaries), owner, leaseMs: uintAtBoundaries, ifAbsent: maybe(fc.constant(true)) }, opt)
+      .map(drop),
+    fc
+      .record({ cache: asciiName, key: blob, seq: uintAtBoundaries, ack: maybe(uintAtBoundaries), owner, token: uintAtBoundaries, value: blob, ttlMs: maybe(uintAtBoundaries) }, opt)
+      .map(drop),
+  ];
+}
 
 describe('shape fast path', () => {
   it('encodes the fast shapes to exactly the bytes of the general MessagePack encoder', () => {
@@ -98,6 +118,21 @@ describe('shape fast path', () => {
       { batch: [k, 1], compactAck: true },
       { batch: k, compactAck: true },
       { batch: [k] },
+      { released: 1 },
+      { released: true, value: null },
+      { acquired: 'yes', value: null },
+      { acquired: true, token: -1, value: null },
+      { acquired: true, token: 1 },
+      { acquired: true, token: 1, value: null, reentrant: true },
+      { cache: 'c', key: k, leaseMs: 1, owner: 'é', seq: 1 },
+      { cache: 'c', key: k, leaseMs: 1, owner: 'o', ifAbsent: false, seq: 1 },
+      { cache: 'c', key: k, leaseMs: 1.5, owner: 'o', seq: 1 },
+      { cache: 'c', key: k, leaseMs: 1, owner: 'o' },
+      { cache: 'c', key: k, leaseMs: 1, owner: 'o', seq: 1, value: k },
+      { cache: 'c', key: k, token: 1, owner: 'o', seq: 1 },
+      { cache: 'c', key: k, token: 1, value: k, owner: 7, seq: 1 },
+      { cache: 'c', key: k, token: 1, value: k, owner: 'o', seq: 1, ifAbsent: true },
+      { cache: 'c', key: k, token: 1, value: k, owner: 'o', seq: 1, extra: 1 },
       [],
       null,
       k,
@@ -163,6 +198,21 @@ describe('shape fast path', () => {
     const bytes = fastEncode(p)!;
     expect(Buffer.from(bytes).equals(Buffer.from(general(p)))).toBe(true);
     expect(norm(fastDecode(bytes))).toEqual(norm(p));
+  });
+
+  it("takes the lock operations' payloads as the client and the node build them", () => {
+    const key = new Uint8Array([1, 2, 3]);
+    // As the client builds them: the invoker appends seq and ack last.
+    const acquire = { cache: 'dedupe', key, leaseMs: 30_000, owner: 'Ab-_0123456789xy', ifAbsent: true, seq: 7, ack: 5 };
+    const putRelease = { cache: 'dedupe', key, token: 42, value: key, owner: 'Ab-_0123456789xy', ttlMs: 60_000, seq: 8, ack: 5 };
+    // As the node builds a lock result: the plan's fields, then the value.
+    const result = { acquired: true, token: 42, value: null };
+    for (const p of [acquire, putRelease, result, { released: true }]) {
+      const fast = fastEncode(p);
+      expect(fast).not.toBeNull();
+      expect(norm(decode(fast!))).toEqual(norm(p));
+      expect(norm(fastDecode(fast!))).toEqual(norm(p));
+    }
   });
 
   it('declines non-minimal but valid encodings, which the general decoder then reads', () => {
