@@ -27,18 +27,14 @@
  *   API_BENCH_WARMUP (default 5), API_BENCH_LATENCY_ROUNDS (default 5: rounds at one in flight,
  *   the modes taking turns; the added p50 is the median of each round's difference to none)
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { Agent, request } from 'node:http';
-import { once } from 'node:events';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { msgpackSerializer } from '@gridlink/client';
 import { checkHeaderKey, payloadHash, scopedKeyHash } from '@gridlink/dedupe';
 import { closedLoop, nsPerOp, processContextSwitches, processCpuUs, processSyscalls, table, type LoadResult } from '../shared/measure.js';
 import { startCluster, startRedis } from '../shared/processes.js';
+import { startApp, stopApp, type AppChild } from './app-process.js';
 
-const here = dirname(fileURLToPath(import.meta.url));
 const seconds = Number(process.env.API_BENCH_SECONDS ?? 3);
 const connections = Number(process.env.API_BENCH_CONNECTIONS ?? 16);
 const warmupSeconds = Number(process.env.API_BENCH_WARMUP ?? 5);
@@ -47,37 +43,6 @@ const warmupSeconds = Number(process.env.API_BENCH_WARMUP ?? 5);
  * NODE_OPTIONS): `API_BENCH_APP_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/p"` profiles each app.
  */
 const appNodeArgs = (process.env.API_BENCH_APP_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
-
-interface AppChild {
-  proc: ChildProcess;
-  base: string;
-}
-
-async function startApp(mode: string, endpoints: string[], redisPort: number | undefined): Promise<AppChild> {
-  const proc = spawn(process.execPath, [...appNodeArgs, '--import', 'tsx', join(here, 'app-server.ts'), mode, endpoints.join(','), String(redisPort ?? '')], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-    env: process.env,
-  });
-  let out = '';
-  const port = await new Promise<number>((resolve, reject) => {
-    proc.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /READY (\d+)/.exec(out);
-      if (m) resolve(Number(m[1]));
-    });
-    proc.once('exit', (code) => reject(new Error(`${mode} app exited with ${code}`)));
-  });
-  return { proc, base: `http://127.0.0.1:${port}` };
-}
-
-async function stopApp(app: AppChild): Promise<void> {
-  if (app.proc.exitCode !== null || app.proc.signalCode !== null) return;
-  const exited = once(app.proc, 'exit');
-  app.proc.kill('SIGTERM');
-  const t = setTimeout(() => app.proc.kill('SIGKILL'), 3000);
-  await exited;
-  clearTimeout(t);
-}
 
 async function appStats(app: AppChild): Promise<{ partnerCalls: number; gridOps: number }> {
   return (await (await fetch(`${app.base}/bench/stats`)).json()) as { partnerCalls: number; gridOps: number };
@@ -186,7 +151,7 @@ const dupRows: (string | number)[][] = [];
 const opsPerRequest = new Map<string, number>();
 const costs = new Map<string, Cost>(modes.map((m) => [m, { requests: 0, appCpuUs: 0, gridCpuUs: 0, appSyscalls: 0, appSwitches: 0 }]));
 try {
-  for (const mode of modes) apps.set(mode, await startApp(mode, cluster.endpoints, redis?.port));
+  for (const mode of modes) apps.set(mode, await startApp(mode, cluster.endpoints, redis?.port, appNodeArgs));
   // JIT (of the app and of the grid paths it uses), connections, partition map.
   for (const mode of modes) await load(apps.get(mode)!.base, warmupSeconds, 1, `${mode}-warm`);
   // Latency at one request in flight (µs resolution), then throughput under autocannon; the

@@ -10,18 +10,14 @@
  *   PROFILE_TOP (25): rows of the function table.
  * The profiler's own cost (a sample every 250 µs) is in every mode alike.
  */
-import { readdir, readFile, rm } from 'node:fs/promises';
-import { mkdtemp } from 'node:fs/promises';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import autocannon from 'autocannon';
 import { startCluster } from '../shared/processes.js';
 import { table } from '../shared/measure.js';
+import { startApp, stopApp } from './app-process.js';
 
-const here = dirname(fileURLToPath(import.meta.url));
 const modes = (process.env.PROFILE_MODES ?? 'two-puts,gridlink').split(',').filter((m) => m !== '');
 const seconds = Number(process.env.PROFILE_SECONDS ?? 10);
 const connections = Number(process.env.PROFILE_CONNECTIONS ?? 16);
@@ -74,22 +70,6 @@ function tally(profile: CpuProfile, from: number, to: number, requests: number):
   return { requests, windowUs: to - from, byGroup, byFunction };
 }
 
-async function startApp(mode: string, endpoints: string[], dir: string): Promise<{ proc: ChildProcess; base: string }> {
-  const proc = spawn(process.execPath, ['--cpu-prof', `--cpu-prof-dir=${dir}`, '--cpu-prof-interval=250', '--import', 'tsx', join(here, 'app-server.ts'), mode, endpoints.join(',')], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let out = '';
-  const port = await new Promise<number>((resolve, reject) => {
-    proc.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /READY (\d+)/.exec(out);
-      if (m) resolve(Number(m[1]));
-    });
-    proc.once('exit', (code) => reject(new Error(`${mode} app exited with ${code}`)));
-  });
-  return { proc, base: `http://127.0.0.1:${port}` };
-}
-
 async function appNow(base: string): Promise<number> {
   return ((await (await fetch(`${base}/bench/stats`)).json()) as { now: number }).now;
 }
@@ -121,15 +101,13 @@ const tallies = new Map<string, Tally>();
 try {
   for (const mode of modes) {
     const dir = join(root, mode);
-    const app = await startApp(mode, cluster.endpoints, dir);
+    const app = await startApp(mode, cluster.endpoints, undefined, ['--cpu-prof', `--cpu-prof-dir=${dir}`, '--cpu-prof-interval=250']);
     try {
       await load(app.base, 5, `${mode}-warm`);
       const from = await appNow(app.base);
       const requests = await load(app.base, seconds, mode);
       const to = await appNow(app.base);
-      const exited = once(app.proc, 'exit');
-      app.proc.kill('SIGTERM'); // the app exits on SIGTERM, which writes the profile
-      await exited;
+      await stopApp(app); // the app exits on SIGTERM, which writes the profile
       // The main thread's profile: thread 0 in Node's file name CPU.<date>.<time>.<pid>.<thread>.<seq>
       // (tsx's loader thread writes one too).
       const main = (await readdir(dir)).find((f) => /^CPU\.\d+\.\d+\.\d+\.0\.\d+\.cpuprofile$/.test(f));

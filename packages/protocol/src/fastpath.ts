@@ -338,8 +338,16 @@ function lockRequestSize(p: Record<string, unknown>, n: number, base: number): n
   return size;
 }
 
-/** Writes `seq` and, when present, `ack`. */
-function putSeqAck(out: Uint8Array, i: number, p: Record<string, unknown>): number {
+/**
+ * Writes the map header `header`, then `cache`, `key`, `seq` and (when present) `ack`: how every
+ * mutating shape starts. Returns where the next field goes.
+ */
+function putCacheKeySeq(out: Uint8Array, at: number, header: number, p: Record<string, unknown>): number {
+  out[at] = header;
+  let i = putKey(out, at + 1, K_CACHE);
+  i = putStr(out, i, p.cache as string);
+  i = putKey(out, i, K_KEY);
+  i = putBin(out, i, p.key as Uint8Array);
   i = putKey(out, i, K_SEQ);
   i = putUint(out, i, p.seq as number);
   if (p.ack !== undefined) {
@@ -373,18 +381,7 @@ export function fastWrite(out: Uint8Array, at: number, payload: unknown): void {
     }
     case Shape.PUT: {
       const hasTtl = p.ttlMs !== undefined;
-      const hasAck = p.ack !== undefined;
-      out[at] = 0x84 + (hasTtl ? 1 : 0) + (hasAck ? 1 : 0);
-      let i = putKey(out, at + 1, K_CACHE);
-      i = putStr(out, i, p.cache as string);
-      i = putKey(out, i, K_KEY);
-      i = putBin(out, i, p.key as Uint8Array);
-      i = putKey(out, i, K_SEQ);
-      i = putUint(out, i, p.seq as number);
-      if (hasAck) {
-        i = putKey(out, i, K_ACK);
-        i = putUint(out, i, p.ack as number);
-      }
+      let i = putCacheKeySeq(out, at, 0x84 + (hasTtl ? 1 : 0) + (p.ack !== undefined ? 1 : 0), p);
       i = putKey(out, i, K_VALUE);
       i = putBin(out, i, p.value as Uint8Array);
       if (hasTtl) {
@@ -420,12 +417,7 @@ export function fastWrite(out: Uint8Array, at: number, payload: unknown): void {
     }
     case Shape.ACQUIRE_GET: {
       const ifAbsent = p.ifAbsent === true;
-      out[at] = 0x85 + (ifAbsent ? 1 : 0) + (p.ack !== undefined ? 1 : 0);
-      let i = putKey(out, at + 1, K_CACHE);
-      i = putStr(out, i, p.cache as string);
-      i = putKey(out, i, K_KEY);
-      i = putBin(out, i, p.key as Uint8Array);
-      i = putSeqAck(out, i, p);
+      let i = putCacheKeySeq(out, at, 0x85 + (ifAbsent ? 1 : 0) + (p.ack !== undefined ? 1 : 0), p);
       i = putKey(out, i, K_OWNER);
       i = putStr(out, i, p.owner as string);
       i = putKey(out, i, K_LEASE);
@@ -438,12 +430,7 @@ export function fastWrite(out: Uint8Array, at: number, payload: unknown): void {
     }
     case Shape.PUT_RELEASE: {
       const hasTtl = p.ttlMs !== undefined;
-      out[at] = 0x86 + (hasTtl ? 1 : 0) + (p.ack !== undefined ? 1 : 0);
-      let i = putKey(out, at + 1, K_CACHE);
-      i = putStr(out, i, p.cache as string);
-      i = putKey(out, i, K_KEY);
-      i = putBin(out, i, p.key as Uint8Array);
-      i = putSeqAck(out, i, p);
+      let i = putCacheKeySeq(out, at, 0x86 + (hasTtl ? 1 : 0) + (p.ack !== undefined ? 1 : 0), p);
       i = putKey(out, i, K_OWNER);
       i = putStr(out, i, p.owner as string);
       i = putKey(out, i, K_TOKEN);
