@@ -382,6 +382,8 @@ describe('gridlink() lifecycle', () => {
 
   it('validates its arguments with field-named errors', () => {
     expect(() => gridlink({} as never, {})).toThrow(/"app"/);
+    // Refused before any connection attempt: req.grid goes on the app's request prototype.
+    expect(() => gridlink(Object.assign(() => undefined, { use: () => undefined }) as never, { endpoints: ['127.0.0.1:1'] })).toThrow(/request prototype/);
     expect(() => gridlink(express5(), {}, { health: { path: 'nope' } })).toThrow(/health\.path/);
     expect(() => dedupe({ leaseMs: -1 })).toThrow(/leaseMs/);
     expect(() => dedupe({ failMode: 'sometimes' as never })).toThrow(/failMode/);
