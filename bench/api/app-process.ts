@@ -7,6 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import autocannon from 'autocannon';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -42,4 +43,27 @@ export async function stopApp(app: AppChild): Promise<void> {
   const t = setTimeout(() => app.proc.kill('SIGKILL'), 3000);
   await exited;
   clearTimeout(t);
+}
+
+/**
+ * POST /orders under autocannon for `durationS` seconds over `connections` connections, each
+ * request with the Idempotency-Key `nextKey()` gives (the bench's load on every app).
+ */
+export function postOrders(base: string, connections: number, durationS: number, nextKey: () => string): Promise<autocannon.Result> {
+  return autocannon({
+    url: `${base}/orders`,
+    connections,
+    duration: durationS,
+    requests: [
+      {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ sku: 'book', qty: 1 }),
+        setupRequest: (req: { headers?: Record<string, string> }) => {
+          req.headers = { ...req.headers, 'idempotency-key': nextKey() };
+          return req;
+        },
+      },
+    ],
+  });
 }

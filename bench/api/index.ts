@@ -28,12 +28,11 @@
  *   the modes taking turns; the added p50 is the median of each round's difference to none)
  */
 import { Agent, request } from 'node:http';
-import autocannon from 'autocannon';
 import { msgpackSerializer } from '@gridlink/client';
 import { checkHeaderKey, payloadHash, scopedKeyHash } from '@gridlink/dedupe';
 import { closedLoop, nsPerOp, processContextSwitches, processCpuUs, processSyscalls, table, type LoadResult } from '../shared/measure.js';
 import { startCluster, startRedis } from '../shared/processes.js';
-import { startApp, stopApp, type AppChild } from './app-process.js';
+import { postOrders, startApp, stopApp, type AppChild } from './app-process.js';
 
 const seconds = Number(process.env.API_BENCH_SECONDS ?? 3);
 const connections = Number(process.env.API_BENCH_CONNECTIONS ?? 16);
@@ -75,23 +74,10 @@ interface Run {
 async function load(base: string, durationS: number, copiesPerKey: number, tag: string): Promise<Run> {
   let n = 0;
   const keys = new Set<string>();
-  const result = await autocannon({
-    url: `${base}/orders`,
-    connections,
-    duration: durationS,
-    requests: [
-      {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ sku: 'book', qty: 1 }),
-        setupRequest: (req: { headers?: Record<string, string> }) => {
-          const key = `${tag}-${Math.floor(n++ / copiesPerKey)}`;
-          keys.add(key);
-          req.headers = { ...req.headers, 'idempotency-key': key };
-          return req;
-        },
-      },
-    ],
+  const result = await postOrders(base, connections, durationS, () => {
+    const key = `${tag}-${Math.floor(n++ / copiesPerKey)}`;
+    keys.add(key);
+    return key;
   });
   return {
     rps: result.requests.average,

@@ -13,10 +13,9 @@
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import autocannon from 'autocannon';
 import { startCluster } from '../shared/processes.js';
 import { table } from '../shared/measure.js';
-import { startApp, stopApp } from './app-process.js';
+import { postOrders, startApp, stopApp } from './app-process.js';
 
 const modes = (process.env.PROFILE_MODES ?? 'two-puts,gridlink').split(',').filter((m) => m !== '');
 const seconds = Number(process.env.PROFILE_SECONDS ?? 10);
@@ -76,23 +75,7 @@ async function appNow(base: string): Promise<number> {
 
 async function load(base: string, durationS: number, tag: string): Promise<number> {
   let n = 0;
-  const result = await autocannon({
-    url: `${base}/orders`,
-    connections,
-    duration: durationS,
-    requests: [
-      {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ sku: 'book', qty: 1 }),
-        setupRequest: (req: { headers?: Record<string, string> }) => {
-          req.headers = { ...req.headers, 'idempotency-key': `${tag}-${n++}` };
-          return req;
-        },
-      },
-    ],
-  });
-  return result.requests.total;
+  return (await postOrders(base, connections, durationS, () => `${tag}-${n++}`)).requests.total;
 }
 
 const cluster = await startCluster({ nodes: 3, backups: 1, partitions: 1024 });

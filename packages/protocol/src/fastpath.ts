@@ -338,6 +338,16 @@ function lockRequestSize(p: Record<string, unknown>, n: number, base: number): n
   return size;
 }
 
+/** Writes `value` and, when present, `ttlMs`: how the storing shapes end. */
+function putValueTtl(out: Uint8Array, i: number, p: Record<string, unknown>): void {
+  i = putKey(out, i, K_VALUE);
+  i = putBin(out, i, p.value as Uint8Array);
+  if (p.ttlMs !== undefined) {
+    i = putKey(out, i, K_TTL);
+    putUint(out, i, p.ttlMs as number);
+  }
+}
+
 /**
  * Writes the map header `header`, then `cache`, `key`, `seq` and (when present) `ack`: how every
  * mutating shape starts. Returns where the next field goes.
@@ -381,13 +391,7 @@ export function fastWrite(out: Uint8Array, at: number, payload: unknown): void {
     }
     case Shape.PUT: {
       const hasTtl = p.ttlMs !== undefined;
-      let i = putCacheKeySeq(out, at, 0x84 + (hasTtl ? 1 : 0) + (p.ack !== undefined ? 1 : 0), p);
-      i = putKey(out, i, K_VALUE);
-      i = putBin(out, i, p.value as Uint8Array);
-      if (hasTtl) {
-        i = putKey(out, i, K_TTL);
-        putUint(out, i, p.ttlMs as number);
-      }
+      putValueTtl(out, putCacheKeySeq(out, at, 0x84 + (hasTtl ? 1 : 0) + (p.ack !== undefined ? 1 : 0), p), p);
       return;
     }
     case Shape.RELEASED: {
@@ -435,12 +439,7 @@ export function fastWrite(out: Uint8Array, at: number, payload: unknown): void {
       i = putStr(out, i, p.owner as string);
       i = putKey(out, i, K_TOKEN);
       i = putUint(out, i, p.token as number);
-      i = putKey(out, i, K_VALUE);
-      i = putBin(out, i, p.value as Uint8Array);
-      if (hasTtl) {
-        i = putKey(out, i, K_TTL);
-        putUint(out, i, p.ttlMs as number);
-      }
+      putValueTtl(out, i, p);
       return;
     }
     case Shape.BATCH: {
@@ -538,8 +537,12 @@ function rememberName(b: Uint8Array, p: number, n: number, s: string): void {
   nameNext = (nameNext + 1) % NAME_CACHE_SIZE;
 }
 
-/** Reads an ASCII fixstr/str8 at `at`, or null. */
-function readAsciiStr(b: Uint8Array, at: number, end: number): string | null {
+/**
+ * Reads an ASCII fixstr/str8 at `at`, or null. Short ones are looked up in, and added to, the
+ * recent names unless `remember` is false (owner ids: new with every lock, they would only push
+ * the cache names out).
+ */
+function readAsciiStr(b: Uint8Array, at: number, end: number, remember = true): string | null {
   if (at >= end) return null;
   const h = b[at]!;
   let n: number;
@@ -553,7 +556,7 @@ function readAsciiStr(b: Uint8Array, at: number, end: number): string | null {
     p = at + 2;
   } else return null;
   if (p + n > end) return null;
-  if (n <= NAME_MAX) {
+  if (remember && n <= NAME_MAX) {
     const known = cachedName(b, p, n);
     if (known !== null) {
       pos = p + n;
@@ -566,7 +569,7 @@ function readAsciiStr(b: Uint8Array, at: number, end: number): string | null {
     if (c > 0x7f) return null;
     s += String.fromCharCode(c);
   }
-  if (n <= NAME_MAX) rememberName(b, p, n, s);
+  if (remember && n <= NAME_MAX) rememberName(b, p, n, s);
   pos = p + n;
   return s;
 }
@@ -657,32 +660,6 @@ function readBool(b: Uint8Array, at: number, end: number): boolean | null {
   return h === 0xc3;
 }
 
-/** Reads an ASCII fixstr/str8 at `at` without remembering it (owner ids: new with every lock), or null. */
-function readAsciiOnce(b: Uint8Array, at: number, end: number): string | null {
-  if (at >= end) return null;
-  const h = b[at]!;
-  let n: number;
-  let p: number;
-  if ((h & 0xe0) === 0xa0) {
-    n = h & 0x1f;
-    p = at + 1;
-  } else if (h === 0xd9) {
-    if (at + 2 > end) return null;
-    n = b[at + 1]!;
-    if (n < 32) return null; // not minimal: the general decoder reads it
-    p = at + 2;
-  } else return null;
-  if (p + n > end) return null;
-  let s = '';
-  for (let i = p; i < p + n; i++) {
-    const c = b[i]!;
-    if (c > 0x7f) return null;
-    s += String.fromCharCode(c);
-  }
-  pos = p + n;
-  return s;
-}
-
 /** Reads `seq` and an optional `ack` from `at` into the two slots; false when malformed. */
 let seqRead = 0;
 let ackRead = -1;
@@ -737,7 +714,7 @@ function decodeLockResult(b: Uint8Array, fields: number, at: number, end: number
  * after `owner`'s key, `fields` the map's count, or NO_MATCH.
  */
 function decodeLockRequest(b: Uint8Array, fields: number, cache: string, key: Uint8Array, seq: number, ack: number, at: number, end: number): unknown {
-  const owner = readAsciiOnce(b, at, end);
+  const owner = readAsciiStr(b, at, end, false);
   if (owner === null) return NO_MATCH;
   const seqAck = ack >= 0 ? 2 : 1;
   if (matchKey(b, pos, end, K_LEASE)) {
