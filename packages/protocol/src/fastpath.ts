@@ -177,7 +177,7 @@ const Shape = { NONE: 0, EMPTY: 1, VALUE: 2, CACHE_KEY: 3, PUT: 4, BATCH: 5, REL
 /** Size of `value: bin | nil` after its key. */
 const valueSize = (v: Uint8Array | null): number => (v === null ? 1 : binSize(v.length));
 
-/** Size of `{ acquired, token? | heldForMs?, value }` (a lock result), or -1 when p is not exactly that. */
+/** Size of `{ acquired, token?, heldForMs?, value }` (a lock result), or -1 when p is not exactly that. */
 function lockResultSize(p: Record<string, unknown>, n: number): number {
   const v = p.value;
   if (typeof p.acquired !== 'boolean' || !(v === null || v instanceof Uint8Array)) return -1;
@@ -196,7 +196,7 @@ function lockResultSize(p: Record<string, unknown>, n: number): number {
   return n === fields ? size : -1;
 }
 
-/** Size of `seq: uint, ack?: uint` and the number of those fields present, or -1. */
+/** Size of `seq: uint, ack?: uint` (keys included), or -1. */
 function seqAckSize(p: Record<string, unknown>): number {
   if (!isUint(p.seq)) return -1;
   let size = K_SEQ.length + uintSize(p.seq);
@@ -249,15 +249,9 @@ export function fastSize(payload: unknown): number {
       return 1 + K_RELEASED.length + 1;
     }
     const v = payload.value;
-    if (v === null) {
-      shape = Shape.VALUE;
-      return 1 + K_VALUE.length + 1;
-    }
-    if (v instanceof Uint8Array) {
-      shape = Shape.VALUE;
-      return 1 + K_VALUE.length + binSize(v.length);
-    }
-    return -1;
+    if (v !== null && !(v instanceof Uint8Array)) return -1;
+    shape = Shape.VALUE;
+    return 1 + K_VALUE.length + valueSize(v);
   }
   if (payload.acquired !== undefined) {
     const size = lockResultSize(payload, n);
@@ -280,18 +274,12 @@ export function fastSize(payload: unknown): number {
     return base;
   }
   if (payload.owner !== undefined) return lockRequestSize(payload, n, base);
-  const seq = payload.seq;
   const value = payload.value;
-  const ack = payload.ack;
   const ttl = payload.ttlMs;
-  if (!isUint(seq) || !(value instanceof Uint8Array)) return -1;
-  let size = base + K_SEQ.length + uintSize(seq) + K_VALUE.length + binSize(value.length);
-  let fields = 4;
-  if (ack !== undefined) {
-    if (!isUint(ack)) return -1;
-    size += K_ACK.length + uintSize(ack);
-    fields++;
-  }
+  const seqAck = seqAckSize(payload);
+  if (seqAck < 0 || !(value instanceof Uint8Array)) return -1;
+  let size = base + seqAck + K_VALUE.length + binSize(value.length);
+  let fields = payload.ack === undefined ? 4 : 5;
   if (ttl !== undefined) {
     if (!isUint(ttl)) return -1;
     size += K_TTL.length + uintSize(ttl);
@@ -338,6 +326,12 @@ function lockRequestSize(p: Record<string, unknown>, n: number, base: number): n
   return size;
 }
 
+/** Writes a bin, or nil for null. */
+function putValueOrNil(out: Uint8Array, i: number, v: Uint8Array | null): void {
+  if (v === null) out[i] = 0xc0;
+  else putBin(out, i, v);
+}
+
 /** Writes `value` and, when present, `ttlMs`: how the storing shapes end. */
 function putValueTtl(out: Uint8Array, i: number, p: Record<string, unknown>): void {
   i = putKey(out, i, K_VALUE);
@@ -376,9 +370,7 @@ export function fastWrite(out: Uint8Array, at: number, payload: unknown): void {
       return;
     case Shape.VALUE: {
       out[at] = 0x81;
-      const i = putKey(out, at + 1, K_VALUE);
-      if (p.value === null) out[i] = 0xc0;
-      else putBin(out, i, p.value as Uint8Array);
+      putValueOrNil(out, putKey(out, at + 1, K_VALUE), p.value as Uint8Array | null);
       return;
     }
     case Shape.CACHE_KEY: {
@@ -414,9 +406,7 @@ export function fastWrite(out: Uint8Array, at: number, payload: unknown): void {
         i = putKey(out, i, K_HELD);
         i = putUint(out, i, p.heldForMs as number);
       }
-      i = putKey(out, i, K_VALUE);
-      if (p.value === null) out[i] = 0xc0;
-      else putBin(out, i, p.value as Uint8Array);
+      putValueOrNil(out, putKey(out, i, K_VALUE), p.value as Uint8Array | null);
       return;
     }
     case Shape.ACQUIRE_GET: {
@@ -509,6 +499,15 @@ function readBin(b: Uint8Array, at: number, end: number): Uint8Array | null {
   if (p + n > end) return null;
   pos = p + n;
   return b.subarray(p, pos);
+}
+
+/** Reads a bin (a view) or nil (null) at `at`; undefined when it is neither. */
+function readBinOrNil(b: Uint8Array, at: number, end: number): Uint8Array | null | undefined {
+  if (at < end && b[at] === 0xc0) {
+    pos = at + 1;
+    return null;
+  }
+  return readBin(b, at, end) ?? undefined;
 }
 
 /** Recently decoded short ASCII strings (cache names), to skip rebuilding them. */
@@ -618,10 +617,8 @@ export function fastDecode(b: Uint8Array, start = 0, end = b.length): unknown {
       return at + 1 === end && (flag === 0xc3 || flag === 0xc2) ? { released: flag === 0xc3 } : NO_MATCH;
     }
     if (!matchKey(b, start + 1, end, K_VALUE)) return NO_MATCH;
-    const at = start + 1 + K_VALUE.length;
-    if (b[at] === 0xc0) return at + 1 === end ? { value: null } : NO_MATCH;
-    const value = readBin(b, at, end);
-    return value !== null && pos === end ? { value } : NO_MATCH;
+    const value = readBinOrNil(b, start + 1 + K_VALUE.length, end);
+    return value !== undefined && pos === end ? { value } : NO_MATCH;
   }
   if (first === undefined || first < 0x82 || first > 0x88) return NO_MATCH;
   if (first === 0x82 && matchKey(b, start + 1, end, K_BATCH)) return decodeBatch(b, start + 1 + K_BATCH.length, end);
@@ -693,16 +690,8 @@ function decodeLockResult(b: Uint8Array, fields: number, at: number, end: number
     n++;
   }
   if (n !== fields || !matchKey(b, pos, end, K_VALUE)) return NO_MATCH;
-  const at2 = pos + K_VALUE.length;
-  let value: Uint8Array | null;
-  if (b[at2] === 0xc0 && at2 < end) {
-    value = null;
-    pos = at2 + 1;
-  } else {
-    value = readBin(b, at2, end);
-    if (value === null) return NO_MATCH;
-  }
-  if (pos !== end) return NO_MATCH;
+  const value = readBinOrNil(b, pos + K_VALUE.length, end);
+  if (value === undefined || pos !== end) return NO_MATCH;
   if (token >= 0 && heldForMs >= 0) return { acquired, token, heldForMs, value };
   if (token >= 0) return { acquired, token, value };
   if (heldForMs >= 0) return { acquired, heldForMs, value };
