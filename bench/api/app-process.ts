@@ -46,6 +46,14 @@ export async function stopApp(app: AppChild): Promise<void> {
 }
 
 /**
+ * The app's GET /bench/stats: handler runs (partnerCalls), grid operations its client completed,
+ * and its monotonic clock in µs (the clock of V8's CPU profile).
+ */
+export async function appStats(app: AppChild): Promise<{ partnerCalls: number; gridOps: number; now: number }> {
+  return (await (await fetch(`${app.base}/bench/stats`)).json()) as { partnerCalls: number; gridOps: number; now: number };
+}
+
+/**
  * POST /orders under autocannon for `durationS` seconds over `connections` connections, each
  * request with the Idempotency-Key `nextKey()` gives (the bench's load on every app).
  */

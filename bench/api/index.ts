@@ -32,7 +32,7 @@ import { msgpackSerializer } from '@gridlink/client';
 import { checkHeaderKey, payloadHash, scopedKeyHash } from '@gridlink/dedupe';
 import { closedLoop, nsPerOp, processContextSwitches, processCpuUs, processSyscalls, table, type LoadResult } from '../shared/measure.js';
 import { startCluster, startRedis } from '../shared/processes.js';
-import { postOrders, startApp, stopApp, type AppChild } from './app-process.js';
+import { appStats, postOrders, startApp, stopApp, type AppChild } from './app-process.js';
 
 const seconds = Number(process.env.API_BENCH_SECONDS ?? 3);
 const connections = Number(process.env.API_BENCH_CONNECTIONS ?? 16);
@@ -42,10 +42,6 @@ const warmupSeconds = Number(process.env.API_BENCH_WARMUP ?? 5);
  * NODE_OPTIONS): `API_BENCH_APP_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/p"` profiles each app.
  */
 const appNodeArgs = (process.env.API_BENCH_APP_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
-
-async function appStats(app: AppChild): Promise<{ partnerCalls: number; gridOps: number }> {
-  return (await (await fetch(`${app.base}/bench/stats`)).json()) as { partnerCalls: number; gridOps: number };
-}
 
 async function partnerCalls(app: AppChild): Promise<number> {
   return (await appStats(app)).partnerCalls;
@@ -240,11 +236,12 @@ console.log(
     ['middleware', 'requests', 'app CPU µs/req', 'added app CPU µs/req', 'grid CPU µs/req', 'grid ops/req', 'app syscalls/req', 'app switches/req'],
     ...modes.map((mode) => {
       const c = costs.get(mode)!;
+      const base = costs.get(baseOf(mode))!;
       return [
         mode,
         c.requests,
         Math.round(perReq(c, c.appCpuUs)),
-        isBase(mode) ? '-' : Math.round(perReq(c, c.appCpuUs) - perReq(costs.get(baseOf(mode))!, costs.get(baseOf(mode))!.appCpuUs)),
+        isBase(mode) ? '-' : Math.round(perReq(c, c.appCpuUs) - perReq(base, base.appCpuUs)),
         mode.endsWith('-embedded') ? 'in the app' : Math.round(perReq(c, c.gridCpuUs)),
         (opsPerRequest.get(mode) ?? Number.NaN).toFixed(2),
         perReq(c, c.appSyscalls).toFixed(2),

@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startCluster } from '../shared/processes.js';
 import { table } from '../shared/measure.js';
-import { postOrders, startApp, stopApp } from './app-process.js';
+import { appStats, postOrders, startApp, stopApp } from './app-process.js';
 
 const modes = (process.env.PROFILE_MODES ?? 'two-puts,gridlink').split(',').filter((m) => m !== '');
 const seconds = Number(process.env.PROFILE_SECONDS ?? 10);
@@ -69,10 +69,6 @@ function tally(profile: CpuProfile, from: number, to: number, requests: number):
   return { requests, windowUs: to - from, byGroup, byFunction };
 }
 
-async function appNow(base: string): Promise<number> {
-  return ((await (await fetch(`${base}/bench/stats`)).json()) as { now: number }).now;
-}
-
 async function load(base: string, durationS: number, tag: string): Promise<number> {
   let n = 0;
   return (await postOrders(base, connections, durationS, () => `${tag}-${n++}`)).requests.total;
@@ -87,9 +83,9 @@ try {
     const app = await startApp(mode, cluster.endpoints, undefined, ['--cpu-prof', `--cpu-prof-dir=${dir}`, '--cpu-prof-interval=250']);
     try {
       await load(app.base, 5, `${mode}-warm`);
-      const from = await appNow(app.base);
+      const from = (await appStats(app)).now;
       const requests = await load(app.base, seconds, mode);
-      const to = await appNow(app.base);
+      const to = (await appStats(app)).now;
       await stopApp(app); // the app exits on SIGTERM, which writes the profile
       // The main thread's profile: thread 0 in Node's file name CPU.<date>.<time>.<pid>.<thread>.<seq>
       // (tsx's loader thread writes one too).
