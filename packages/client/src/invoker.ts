@@ -118,14 +118,15 @@ function pause(ms: number, signal: AbortSignal, wakers: Set<() => void>): Promis
   return new Promise<boolean>((resolve) => {
     const finish = (woken: boolean): void => {
       clearTimeout(t);
-      signal.removeEventListener('abort', onAbort);
+      signal.removeEventListener('abort', done);
       wakers.delete(onWake);
       resolve(woken);
     };
-    const onAbort = (): void => finish(false);
+    // The wait ran out, or the signal aborted: not woken.
+    const done = (): void => finish(false);
     const onWake = (): void => finish(true);
-    const t = setTimeout(onAbort, ms);
-    signal.addEventListener('abort', onAbort, { once: true });
+    const t = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
     wakers.add(onWake);
   });
 }
