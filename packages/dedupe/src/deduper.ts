@@ -270,12 +270,12 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
   }
 
   /**
-   * Emits an event, and keeps a listener that throws from deciding the request. Callers on the
+   * Emits an event, and keeps a listener that throws from deciding the request: the response must
+   * still go out and the key be freed (a throw on the response path used to leave the response
+   * unsent and the lock held). The listener's error goes to the logger. Callers on the
    * per-request path build the event's fields only when someone listens (`listenerCount`): the
    * spread of the request's fields into a new object for every stored response showed in the
-   * app's CPU profile with nobody listening.: the response must
-   * still go out and the key be freed (a throw on the response path used to leave the response
-   * unsent and the lock held). The listener's error goes to the logger.
+   * app's CPU profile with nobody listening.
    */
   private report<K extends keyof DedupeEvents>(event: K, ...args: DedupeEvents[K]): void {
     try {

@@ -1,7 +1,7 @@
 export { Deduper, Ticket, isGridFault } from './deduper.js';
 export type { DedupeRequest, DirectResponse, CapturedResponse, Decision, Outcome, RequestInfo, DedupeEvents } from './deduper.js';
 export { resolveDedupeOptions, onlyKnownOptions, DEFAULT_REPLAY_HEADERS, defaultStoreStatus } from './config.js';
-export { checkClientConfig } from './checks.js';
+export { checkClientConfig, int as intOption } from './checks.js';
 export type { DedupeOptions, ResolvedDedupeOptions, DedupeLogger, FailMode, MetricsOption, PromClientLike, RegistryLike } from './config.js';
 export { CircuitBreaker, DEFAULT_BREAKER } from './breaker.js';
 export type { BreakerOptions, BreakerState } from './breaker.js';

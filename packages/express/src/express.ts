@@ -6,7 +6,7 @@
 import type { Server } from 'node:http';
 import type { Application, NextFunction, Request, RequestHandler, Response } from 'express';
 import { GridClient, type GridClientConfig } from '@gridlink/client';
-import { Deduper, DedupeConfigError, captureResponse, checkClientConfig, describeRequest, onlyKnownOptions, sendDirect, type DedupeOptions, type Ticket } from '@gridlink/dedupe';
+import { Deduper, DedupeConfigError, captureResponse, checkClientConfig, describeRequest, intOption, onlyKnownOptions, sendDirect, type DedupeOptions, type Ticket } from '@gridlink/dedupe';
 
 /** What a handler behind `dedupe()` sees as `req.idempotency`. */
 export interface IdempotencyContext {
@@ -138,6 +138,7 @@ export interface GridlinkHandle {
 }
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
+const DEFAULT_HEALTH_PATH = '/health/ready';
 
 function isClient(v: unknown): v is GridClient {
   return v instanceof GridClient || (typeof v === 'object' && v !== null && typeof (v as GridClient).lock === 'function' && typeof (v as GridClient).stats === 'function');
@@ -156,17 +157,21 @@ export function gridlink(app: Application, config: GridClientConfig | GridClient
   if (typeof config !== 'object' || config === null) throw new DedupeConfigError('clientConfig', 'must be a GridClientConfig or a GridClient');
   if (typeof options !== 'object' || options === null) throw new DedupeConfigError('options', 'must be an object');
   onlyKnownOptions(options, ['health', 'reconnectDelayMs', 'onError']);
-  const health = options.health === undefined ? { path: '/health/ready' } : options.health;
-  if (health !== false) {
-    if (typeof health !== 'object' || health === null) throw new DedupeConfigError('health', 'must be { path } or false');
-    onlyKnownOptions(health, ['path'], 'health.');
-    if (typeof health.path !== 'string' || !health.path.startsWith('/')) throw new DedupeConfigError('health.path', 'must be a path starting with "/"');
+  const given = options.health;
+  let health: { path: string } | false;
+  if (given === false) health = false;
+  else if (given === undefined) health = { path: DEFAULT_HEALTH_PATH };
+  else {
+    if (typeof given !== 'object' || given === null) throw new DedupeConfigError('health', 'must be { path } or false');
+    onlyKnownOptions(given, ['path'], 'health.');
+    // `{}` (or `path: undefined`) takes the default path, as the type says it may.
+    const path: unknown = given.path ?? DEFAULT_HEALTH_PATH;
+    if (typeof path !== 'string' || !path.startsWith('/')) throw new DedupeConfigError('health.path', `must be a path starting with "/", got ${JSON.stringify(path) ?? typeof path}`);
+    health = { path };
   }
-  const reconnectDelayMs = options.reconnectDelayMs ?? 1000;
-  // Above 2^31-1 ms Node's timers fire after 1 ms: a retry loop with no delay.
-  if (!Number.isInteger(reconnectDelayMs) || reconnectDelayMs < 1 || reconnectDelayMs > MAX_TIMER_MS) {
-    throw new DedupeConfigError('reconnectDelayMs', `must be an integer in [1, ${MAX_TIMER_MS}]`);
-  }
+  // Above 2^31-1 ms Node's timers fire after 1 ms: a retry loop with no delay. `null` is refused
+  // like any other non-number (it used to be taken as the default).
+  const reconnectDelayMs = intOption('reconnectDelayMs', options.reconnectDelayMs, 1000, 1, MAX_TIMER_MS);
   if (options.onError !== undefined && typeof options.onError !== 'function') throw new DedupeConfigError('onError', 'must be a function');
 
   const owned = !isClient(config);
@@ -255,7 +260,7 @@ export function gridlink(app: Application, config: GridClientConfig | GridClient
     },
   });
   if (health !== false) {
-    app.get(health.path as string, (_req: Request, res: Response) => {
+    app.get(health.path, (_req: Request, res: Response) => {
       const up = handle.isReady();
       const nodes = client?.topology().nodes ?? [];
       res.status(up ? 200 : 503).json({

@@ -371,7 +371,8 @@ describe('gridlink() lifecycle', () => {
 
   it('reports 503 on /health/ready while the grid cannot be reached', async () => {
     const app = express5();
-    const grid = gridlink(app, { endpoints: ['127.0.0.1:1'], connectTimeout: 200 }, { reconnectDelayMs: 50 });
+    // `health: {}` is the default path, as its type says (it used to be refused for want of a path).
+    const grid = gridlink(app, { endpoints: ['127.0.0.1:1'], connectTimeout: 200 }, { reconnectDelayMs: 50, health: {} });
     const { server, base } = await listen(app);
     const r = await fetch(`${base}/health/ready`);
     expect(r.status).toBe(503);
@@ -384,7 +385,10 @@ describe('gridlink() lifecycle', () => {
     expect(() => gridlink({} as never, {})).toThrow(/"app"/);
     // Refused before any connection attempt: req.grid goes on the app's request prototype.
     expect(() => gridlink(Object.assign(() => undefined, { use: () => undefined }) as never, { endpoints: ['127.0.0.1:1'] })).toThrow(/request prototype/);
-    expect(() => gridlink(express5(), {}, { health: { path: 'nope' } })).toThrow(/health\.path/);
+    expect(() => gridlink(express5(), {}, { health: { path: 'nope' } })).toThrow(/"health\.path": must be a path starting with "\/", got "nope"/);
+    expect(() => gridlink(express5(), {}, { health: true } as never)).toThrow(/"health"/);
+    // null is not "left out": refused with the value it got (it used to be taken as 1000).
+    expect(() => gridlink(express5(), {}, { reconnectDelayMs: null } as never)).toThrow(/"reconnectDelayMs": must be an integer in \[1, 2147483647\], got object/);
     expect(() => dedupe({ leaseMs: -1 })).toThrow(/leaseMs/);
     expect(() => dedupe({ failMode: 'sometimes' as never })).toThrow(/failMode/);
     // Checked before anything is connected or registered.
