@@ -1085,12 +1085,20 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
     const claimed = await during(this.claims, this.claim(id));
     if (claimed === null) return;
     const { own, rec, takenOverFrom, known } = claimed;
-    this.running.set(id, { own });
     this.claiming.delete(id);
-    // Tell the others at once so they stop trying this job's lock.
-    this.queue.publish({ t: 'alive', w: this.workerId, jobs: [[id, own.remainingMs]] });
-    this.emit('claimed', { jobId: id, fencingToken: own.token, attempt: rec.attempt, takenOverFrom, at: Date.now() });
     try {
+      // Tell the others at once so they stop trying this job's lock.
+      if (this.state === 'running') this.queue.publish({ t: 'alive', w: this.workerId, jobs: [[id, own.remainingMs]] });
+      if (this.state === 'running') this.emit('claimed', { jobId: id, fencingToken: own.token, attempt: rec.attempt, takenOverFrom, at: Date.now() });
+      if (this.state !== 'running') {
+        // close() was called after the claim was written (in the microtasks before this, or by a
+        // 'claimed' listener): the handler is not started, and the claim is given back as one
+        // written while closing is (claim()). close() waits for it: the job is in `running`.
+        await this.unclaim(id, own, known);
+        await own.release();
+        this.queue.publish({ t: 'released', id, notBefore: 0 });
+        return;
+      }
       await this.run(rec, own, takenOverFrom, known);
     } finally {
       this.running.delete(id);
@@ -1165,6 +1173,11 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
       this.queue.publish({ t: 'released', id, notBefore: 0 });
       return null;
     }
+    // In `running` from the same step as the check above: a close() from now on waits for the job
+    // (its claim stays in `claims` until this resolves, so there is no moment close() sees
+    // neither; set in claimAndRun instead, a close() in between returned with the handler
+    // starting after it).
+    this.running.set(id, { own });
     return { own, rec: t.next, takenOverFrom: previous?.state === 'running' ? previous.owner : null, known };
   }
 

@@ -187,6 +187,33 @@ describe('job queue: bad input and close (real grid and nats-server)', () => {
     expect(runs).toEqual(['c-1']);
     expect(['pending', 'running']).toContain((await q.status('c-2')).state);
   });
+  it("close() from a 'claimed' listener: that job's handler does not start, and the claim is given back before close() resolves", async () => {
+    const { q, grid: g } = await queue('close-on-claimed');
+    const runs: string[] = [];
+    const w = closeAfter(q.worker(async (ctx) => void runs.push(ctx.jobId)));
+    let closing: Promise<void> | undefined;
+    w.once('claimed', () => {
+      closing = w.close();
+    });
+    await w.start();
+    await q.submit('k-1', null);
+    await waitUntil(() => closing !== undefined, 10_000, 'the job claimed');
+    await closing;
+    // The handler used to start anyway (the state was checked only before the claim resolved).
+    expect(runs).toEqual([]);
+    const lock = await g.lock('gridlink.job/close-on-claimed/k-1').tryAcquire();
+    expect(lock).not.toBeNull();
+    await lock!.release();
+    // Pending again and not counted as a lost run: the next worker runs it as if first.
+    const given = await q.status('k-1');
+    expect(given.state).toBe('pending');
+    expect(given.lostRuns).toBe(0);
+    const next = closeAfter(q.worker(async (ctx) => void runs.push(ctx.jobId)));
+    await next.start();
+    await waitUntil(async () => (await q.status('k-1')).state === 'completed', 10_000, 'the job run by the next worker');
+    expect(runs).toEqual(['k-1']);
+    expect((await q.status('k-1')).lostRuns).toBe(0);
+  });
   it('closing a queue wakes a waiting result(); closing it and its worker leaves no subscription at the server and no status listener', async () => {
     const g = await grid();
     const nc = await natsConn('jobs-leak');
