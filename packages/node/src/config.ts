@@ -2,6 +2,7 @@ import { DEFAULT_MAX_FRAME_SIZE, DEFAULT_PORT, MAX_MAX_FRAME_SIZE, MIN_MAX_FRAME
 import { NodeConfigError } from './errors.js';
 import type { ControlPlane } from './control/kv.js';
 import { unsupportedCacheConfig } from './control/routing.js';
+import { cacheConfigProblem } from './store/payload.js';
 import { DEFAULT_AUTO_ADJUST, type AutoAdjustPolicy } from './control/topology.js';
 import { silentLogger, type Logger } from './logger.js';
 import { NODE_FEATURES, PEER_WIRE, nodeFeaturesOf, peerWireRangeOf, type WireRange } from './peers/wire-version.js';
@@ -81,7 +82,10 @@ export interface NodeOptions extends Partial<NodeTiming> {
   advertisePort?: number;
   zone?: string;
   weight?: number;
-  /** Cluster settings, used only by the node that creates the cluster. */
+  /**
+   * Cluster settings, used by the node that creates the cluster; a node joining one whose
+   * partition count (or `clusterId`) differs from these is refused at start (NodeConfigError).
+   */
   clusterId?: string;
   partitions?: number;
   backups?: number;
@@ -185,8 +189,14 @@ export function resolveNodeOptions(o: NodeOptions): ResolvedNodeOptions {
   if (t.leaseMarginMs + t.renewIntervalMs >= t.leaseMs) {
     throw new NodeConfigError('leaseMarginMs', 'leaseMarginMs + renewIntervalMs must be shorter than leaseMs');
   }
-  const host = o.host ?? '127.0.0.1';
-  if (typeof host !== 'string' || host === '') throw new NodeConfigError('host', 'must be a non-empty string');
+  // Given (null included: it is not "left out") or the default; refused when not a non-empty
+  // string. `??` took null and '' for left out on some of these and not on others.
+  const text = (field: string, v: unknown, def: string): string => {
+    if (v === undefined) return def;
+    if (typeof v !== 'string' || v === '') throw new NodeConfigError(field, `must be a non-empty string, got ${JSON.stringify(v) ?? typeof v}`);
+    return v;
+  };
+  const host = text('host', o.host, '127.0.0.1');
   const autoAdjust: AutoAdjustPolicy = { ...DEFAULT_AUTO_ADJUST, ...o.autoAdjust };
   if (typeof autoAdjust.enabled !== 'boolean') throw new NodeConfigError('autoAdjust.enabled', 'must be a boolean');
   int('autoAdjust.softTimeoutMs', autoAdjust.softTimeoutMs, 0);
@@ -197,9 +207,18 @@ export function resolveNodeOptions(o: NodeOptions): ResolvedNodeOptions {
   }
   if (o.httpPort !== undefined) int('httpPort', o.httpPort, 0, 65535);
   const backups = o.backups === undefined ? 1 : int('backups', o.backups, 0, 16);
-  for (const [name, config] of Object.entries(o.caches ?? {})) {
-    const bad = typeof config === 'object' && config !== null ? unsupportedCacheConfig(config) : { field: '', message: 'must be an object' };
-    if (bad !== null) throw new NodeConfigError(`caches.${name}${bad.field === '' ? '' : '.' + bad.field}`, bad.message);
+  // Cache configs are checked here with the store's own rules (they used to pass here and fail
+  // start() with a StoreError naming "config.<field>").
+  const cacheConfig = (field: string, config: unknown): void => {
+    const bad = cacheConfigProblem(config) ?? unsupportedCacheConfig(config as CacheConfig);
+    if (bad !== null) throw new NodeConfigError(`${field}${bad.field === '' ? '' : '.' + bad.field}`, bad.message);
+  };
+  if (o.caches !== undefined && (typeof o.caches !== 'object' || o.caches === null || Array.isArray(o.caches))) throw new NodeConfigError('caches', 'must be an object of cache configs');
+  for (const [name, config] of Object.entries(o.caches ?? {})) cacheConfig(`caches.${name}`, config);
+  if (o.cacheDefaults !== undefined) cacheConfig('cacheDefaults', o.cacheDefaults);
+  const logger = o.logger === undefined ? silentLogger : o.logger;
+  if (typeof logger !== 'object' || logger === null || !(['debug', 'info', 'warn', 'error'] as const).every((m) => typeof (logger as Partial<Logger>)[m] === 'function')) {
+    throw new NodeConfigError('logger', 'must be a Logger (debug, info, warn and error functions)');
   }
   return {
     ...t,
@@ -207,11 +226,11 @@ export function resolveNodeOptions(o: NodeOptions): ResolvedNodeOptions {
     controlPlane: o.controlPlane,
     host,
     port: o.port === undefined ? DEFAULT_PORT : int('port', o.port, 0, 65535),
-    advertiseHost: o.advertiseHost ?? host,
+    advertiseHost: text('advertiseHost', o.advertiseHost, host),
     advertisePort: o.advertisePort === undefined ? undefined : int('advertisePort', o.advertisePort, 1, 65535),
     zone: o.zone,
     weight: o.weight,
-    clusterId: o.clusterId ?? 'gridlink',
+    clusterId: text('clusterId', o.clusterId, 'gridlink'),
     partitions: o.partitions === undefined ? 1024 : int('partitions', o.partitions, 1, 65536),
     backups,
     bootstrapNodes: o.bootstrapNodes === undefined ? 1 : int('bootstrapNodes', o.bootstrapNodes, 1, 1000),
@@ -229,8 +248,8 @@ export function resolveNodeOptions(o: NodeOptions): ResolvedNodeOptions {
     authToken: o.authToken,
     tls: o.tls,
     httpPort: o.httpPort,
-    httpHost: o.httpHost ?? host,
-    logger: o.logger ?? silentLogger,
+    httpHost: text('httpHost', o.httpHost, host),
+    logger,
     [PEER_WIRE]: peerWireRangeOf(o),
     [NODE_FEATURES]: nodeFeaturesOf(o),
   };

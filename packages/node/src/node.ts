@@ -14,6 +14,7 @@
 import { randomUUID } from 'node:crypto';
 import type { CacheConfig, PartitionMap, RequestFrame } from '@gridlink/protocol';
 import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from './config.js';
+import { NodeConfigError } from './errors.js';
 import { CACHE_PREFIX, LEASE_PREFIX, TOPOLOGY_KEY } from './control/keys.js';
 import { topologyProblem } from './control/records.js';
 import type { ControlPlane, KvEvent } from './control/kv.js';
@@ -120,7 +121,7 @@ export class GridNode implements ConnectionHost, MetricsSource {
     const view = this.view;
     // A partition served again empty after a loss starts its counter at the topology's floor.
     store.useCounterFloors((p) => view.topo?.floors?.[String(p)] ?? 0);
-    const refreshTopology = (): Promise<void> => this.refreshTopology();
+    const refreshTopology = async (): Promise<void> => void (await this.refreshTopology());
     view.refresh = refreshTopology;
     this.lease = new OwnLease({
       id,
@@ -261,7 +262,7 @@ export class GridNode implements ConnectionHost, MetricsSource {
       if ((await kv.get(CACHE_PREFIX + name)) === null) await kv.put(CACHE_PREFIX + name, config);
     }
     steps.step('reading the topology (control plane)');
-    await this.refreshTopology();
+    this.refuseOtherCluster(await this.refreshTopology());
     steps.step('writing its lease (control plane)');
     await this.lease.renew();
   }
@@ -684,11 +685,30 @@ export class GridNode implements ConnectionHost, MetricsSource {
     }
   }
 
-  private async refreshTopology(): Promise<void> {
+  /**
+   * A cluster's partition count and id are fixed when it forms: a node configured with others
+   * must not join it. Checked once the topology is read, before this node writes its lease: it
+   * used to be listed as a member while ignoring every topology record as malformed (never
+   * ready, an error in its log), or to be refused by its peers' handshakes one by one.
+   */
+  private refuseOtherCluster(rec: unknown): void {
+    if (rec === null || typeof rec !== 'object') return;
+    const { partitions, clusterId } = rec as { partitions?: unknown; clusterId?: unknown };
+    if (typeof partitions === 'number' && partitions !== this.opts.partitions) {
+      throw new NodeConfigError('partitions', `the cluster in this control plane has ${partitions} partitions, this node is configured with ${this.opts.partitions} (fixed when the cluster formed)`);
+    }
+    if (typeof clusterId === 'string' && clusterId !== this.opts.clusterId) {
+      throw new NodeConfigError('clusterId', `the cluster in this control plane is "${clusterId}", this node is configured with "${this.opts.clusterId}"`);
+    }
+  }
+
+  /** Reads and applies the topology record; resolves with it as read (null: none, or stopped). */
+  private async refreshTopology(): Promise<unknown> {
     const e = await this.kv.get<TopologyRecord>(TOPOLOGY_KEY);
-    if (!e || this.life.state === 'stopped') return;
+    if (!e || this.life.state === 'stopped') return null;
     if (e.revision > this.view.topoRevision) this.view.topoRevision = e.revision;
     this.applyTopology(e.value);
+    return e.value;
   }
 
   /**

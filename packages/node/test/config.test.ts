@@ -56,6 +56,24 @@ describe('node configuration', () => {
     [{ maxFrameSize: 2 ** 32 }, 'maxFrameSize'],
     [{ transferUnitBytes: 16 * 1024 - 1 }, 'transferUnitBytes'],
     [{ transferUnitBytes: 2 ** 30 + 1 }, 'transferUnitBytes'],
+    // null is not "left out" (these took it, and '', for the default), as for port or zone
+    [{ host: null }, 'host'],
+    [{ advertiseHost: '' }, 'advertiseHost'],
+    [{ advertiseHost: null }, 'advertiseHost'],
+    [{ httpHost: '' }, 'httpHost'],
+    [{ clusterId: '' }, 'clusterId'],
+    [{ clusterId: null }, 'clusterId'],
+    [{ logger: null }, 'logger'],
+    [{ logger: { info: () => undefined } }, 'logger'],
+    [{ caches: null }, 'caches'],
+    // cache configs with the store's own rules, at construction (they failed start() with a
+    // StoreError naming "config.<field>"), cacheDefaults too (not checked at all before)
+    [{ caches: { c: { partitionLossPolicy: 'NOPE' } } }, 'caches.c.partitionLossPolicy'],
+    [{ caches: { c: { ttlMs: -1 } } }, 'caches.c.ttlMs'],
+    [{ caches: { c: 'x' } }, 'caches.c'],
+    [{ cacheDefaults: { ttlMs: 1.5 } }, 'cacheDefaults.ttlMs'],
+    [{ cacheDefaults: { backups: 17 } }, 'cacheDefaults.backups'],
+    [{ cacheDefaults: null }, 'cacheDefaults'],
   ] as [Partial<NodeOptions>, string][])('rejects %j naming %s', (patch, field) => {
     let err: unknown;
     try {
@@ -67,6 +85,38 @@ describe('node configuration', () => {
     expect((err as NodeConfigError).field).toBe(field);
     expect((err as NodeConfigError).message).toContain(field);
     expect((err as NodeConfigError).message).toBe(`${field}: ${(err as NodeConfigError).reason}`);
+  });
+
+  it("a node configured with another partition count or cluster id than the cluster's is refused at start, naming the setting, and never becomes a member", async () => {
+    const cp = new MemoryControlPlane();
+    const a = await startNode({ id: 'a', controlPlane: cp, port: 0, partitions: 8, backups: 0 });
+    try {
+      const deadline = Date.now() + 10_000;
+      while (a.topology()?.members['a'] === undefined && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      expect(a.topology()?.members['a']).toBeDefined();
+      // It used to start, be listed as a member by the coordinator, and ignore every topology
+      // record as malformed: never ready, an error in its log.
+      for (const [patch, field, said] of [
+        [{ partitions: 16 }, 'partitions', 'has 8 partitions, this node is configured with 16'],
+        [{ clusterId: 'other' }, 'clusterId', 'is "gridlink", this node is configured with "other"'],
+      ] as [Partial<NodeOptions>, string, string][]) {
+        const err = await startNode({ id: 'b', controlPlane: cp, port: 0, partitions: 8, backups: 0, ...patch }).then(
+          (b) => {
+            b.kill();
+            return null;
+          },
+          (e: unknown) => e,
+        );
+        expect(err).toBeInstanceOf(NodeConfigError);
+        expect((err as NodeConfigError).field).toBe(field);
+        expect((err as NodeConfigError).message).toContain(said);
+      }
+      // No lease was written: the coordinator has nobody to add.
+      expect(await cp.get('lease.b')).toBeNull();
+      expect(Object.keys(a.topology()!.members)).toEqual(['a']);
+    } finally {
+      a.kill();
+    }
   });
 
   it('LocalCluster validates its own options', async () => {

@@ -71,24 +71,31 @@ export function isSafeNonNegative(v: unknown): v is number {
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 }
 
-export function validateCacheConfig(config: unknown, what: string): CacheConfig {
-  const c = obj(config, what);
-  const out: CacheConfig = {};
-  if (c['ttlMs'] !== undefined && c['ttlMs'] !== null) {
-    if (!isSafeNonNegative(c['ttlMs'])) throw badRequest(`${what}.ttlMs must be a non-negative integer`);
-    out.ttlMs = c['ttlMs'];
-  }
-  if (c['backups'] !== undefined && c['backups'] !== null) {
-    if (!isSafeNonNegative(c['backups'])) throw badRequest(`${what}.backups must be a non-negative integer`);
-    out.backups = c['backups'];
-  }
+/**
+ * What is wrong with a cache config, by field (`''`: the config itself), or null: the store's
+ * check (validateCacheConfig) and the node options' (caches, cacheDefaults) alike.
+ */
+export function cacheConfigProblem(config: unknown): { field: string; message: string } | null {
+  if (typeof config !== 'object' || config === null || Array.isArray(config) || isBytes(config)) return { field: '', message: 'must be an object' };
+  const c = config as Payload;
+  if (c['ttlMs'] !== undefined && c['ttlMs'] !== null && !isSafeNonNegative(c['ttlMs'])) return { field: 'ttlMs', message: 'must be a non-negative integer' };
+  if (c['backups'] !== undefined && c['backups'] !== null && !isSafeNonNegative(c['backups'])) return { field: 'backups', message: 'must be a non-negative integer' };
   const policy = c['partitionLossPolicy'];
-  if (policy !== undefined && policy !== null) {
-    if (policy !== 'READ_WRITE_SAFE' && policy !== 'READ_ONLY_SAFE' && policy !== 'IGNORE') {
-      throw badRequest(`${what}.partitionLossPolicy must be READ_WRITE_SAFE, READ_ONLY_SAFE or IGNORE`);
-    }
-    out.partitionLossPolicy = policy;
+  if (policy !== undefined && policy !== null && policy !== 'READ_WRITE_SAFE' && policy !== 'READ_ONLY_SAFE' && policy !== 'IGNORE') {
+    return { field: 'partitionLossPolicy', message: 'must be READ_WRITE_SAFE, READ_ONLY_SAFE or IGNORE' };
   }
+  return null;
+}
+
+export function validateCacheConfig(config: unknown, what: string): CacheConfig {
+  const bad = cacheConfigProblem(config);
+  if (bad !== null) throw badRequest(`${what}${bad.field === '' ? '' : '.' + bad.field} ${bad.message}`);
+  const c = config as Payload;
+  const out: CacheConfig = {};
+  if (c['ttlMs'] !== undefined && c['ttlMs'] !== null) out.ttlMs = c['ttlMs'] as number;
+  if (c['backups'] !== undefined && c['backups'] !== null) out.backups = c['backups'] as number;
+  const policy = c['partitionLossPolicy'];
+  if (policy !== undefined && policy !== null) out.partitionLossPolicy = policy as CacheConfig['partitionLossPolicy'];
   return out;
 }
 
