@@ -19,21 +19,22 @@ import { Kvm, type KV, type KvEntry } from '@nats-io/kv';
 import { formatEndpoint } from './endpoints.js';
 import { MAX_TIMER_MS } from './config.js';
 import { GridConfigError } from './errors.js';
+import { describe } from './describe.js';
 import { readStreamCreated } from './stream-info.js';
 import type { AddressFinder } from './address-finder.js';
 import { DeletedIds } from './deleted-ids.js';
 
 const LEASE_PREFIX = 'lease.';
 
-export interface NatsAddressFinderOptions {
-  /** NATS server URLs (or one comma-separated string). */
-  servers: string | string[];
+/** Options of `natsAddressFinder` besides where its NATS connection comes from. */
+export interface NatsAddressFinderCommonOptions {
   /** KV bucket of the grid's control plane. Default `gridlink`. */
   bucket?: string;
+  /** Authentication of the connection it opens (not used with a shared `connection`). */
   token?: string;
   user?: string;
   pass?: string;
-  /** TLS to NATS: CA, client certificate and key files (PEM). */
+  /** TLS to NATS: CA, client certificate and key files (PEM), for the connection it opens. */
   tls?: { caFile?: string; certFile?: string; keyFile?: string };
   /**
    * An announcement not renewed for this long is left out (a killed node's record stays in the
@@ -47,8 +48,71 @@ export interface NatsAddressFinderOptions {
    * time): a bucket created anew is read again from scratch. Default 1000 ms.
    */
   checkIntervalMs?: number;
-  /** Use this NATS connection instead of opening one (it is not closed by `close()`). */
-  connection?: NatsConnection;
+}
+
+/**
+ * Either `servers` (the finder opens its own connection, closed by `close()`) or `connection` (a
+ * shared NATS connection, used instead: `servers` is then not needed, and ignored if given).
+ */
+export type NatsAddressFinderOptions = NatsAddressFinderCommonOptions &
+  (
+    | {
+        /** NATS server URLs (or one comma-separated string). */
+        servers: string | string[];
+        connection?: undefined;
+      }
+    | {
+        /** Ignored: the shared connection is used. */
+        servers?: string | string[];
+        /** Use this NATS connection instead of opening one (it is not closed by `close()`). */
+        connection: NatsConnection;
+      }
+  );
+
+const KNOWN_OPTIONS = ['servers', 'connection', 'bucket', 'token', 'user', 'pass', 'tls', 'staleAfterMs', 'timeoutMs', 'checkIntervalMs'];
+const KNOWN_TLS_OPTIONS = ['caFile', 'certFile', 'keyFile'];
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** An optional string option: absent, or a non-empty string (null included in what is refused). */
+function checkString(v: unknown, field: string): void {
+  if (v !== undefined && (typeof v !== 'string' || v === '')) throw new GridConfigError(field, `must be a non-empty string, got ${describe(v)}`);
+}
+
+/** An optional integer option from 1 to `max` (absent: `def`; null is refused, as in the client's config). */
+function checkInt(v: unknown, field: string, def: number, max?: number): number {
+  if (v === undefined) return def;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || (max !== undefined && v > max)) {
+    throw new GridConfigError(field, max === undefined ? `must be a positive integer, got ${describe(v)}` : `must be an integer from 1 to ${max}, got ${describe(v)}`);
+  }
+  return v;
+}
+
+/** The server URLs of `servers` (a comma-separated string or an array of strings), checked. */
+function checkServers(v: unknown, required: boolean): string[] {
+  if (v === undefined) {
+    if (required) throw new GridConfigError('servers', 'at least one NATS server URL is required (or a connection)');
+    return [];
+  }
+  let entries: { url: string; field: string }[];
+  if (typeof v === 'string') {
+    entries = v.split(',').map((url) => ({ url: url.trim(), field: 'servers' }));
+  } else if (Array.isArray(v)) {
+    entries = v.map((url: unknown, i) => {
+      if (typeof url !== 'string') throw new GridConfigError(`servers[${i}]`, `must be a nats:// or tls:// URL string, got ${describe(url)}`);
+      return { url: url.trim(), field: `servers[${i}]` };
+    });
+  } else {
+    throw new GridConfigError('servers', `must be a string or an array of strings, got ${describe(v)}`);
+  }
+  entries = entries.filter((e) => e.url !== '');
+  // With a shared connection the URLs are not used: only their types are checked.
+  if (!required) return entries.map((e) => e.url);
+  if (entries.length === 0) throw new GridConfigError('servers', 'at least one NATS server URL is required');
+  for (const e of entries) if (!/^(nats|tls):\/\/[^\s/]+$/.test(e.url)) throw new GridConfigError(e.field, `not a nats:// URL: ${e.url}`);
+  return entries.map((e) => e.url);
 }
 
 export interface NatsAddressFinder extends AddressFinder {
@@ -85,31 +149,47 @@ async function bucketCreated(nc: NatsConnection, bucket: string, timeoutMs: numb
 
 /** Watches the grid's announced endpoints in a NATS KV bucket. */
 export function natsAddressFinder(options: NatsAddressFinderOptions): NatsAddressFinder {
-  if (typeof options !== 'object' || options === null) throw new GridConfigError('addressFinder', 'options must be an object');
-  const servers = (Array.isArray(options.servers) ? options.servers : String(options.servers).split(','))
-    .map((s) => s.trim())
-    .filter((s) => s !== '');
-  if (options.connection === undefined) {
-    if (servers.length === 0) throw new GridConfigError('servers', 'at least one NATS server URL is required');
-    for (const s of servers) if (!/^(nats|tls):\/\/[^\s/]+$/.test(s)) throw new GridConfigError('servers', `not a nats:// URL: ${s}`);
+  // Checked as the client checks its own configuration: every wrong value is a GridConfigError
+  // naming the option (`servers[0]`, `tls.caFile`), and only an absent option takes its default.
+  if (!isObject(options)) throw new GridConfigError('addressFinder', 'options must be an object');
+  const o = options as Record<string, unknown>;
+  for (const k of Object.keys(o)) if (!KNOWN_OPTIONS.includes(k)) throw new GridConfigError(k, 'unknown option');
+  const shared = o.connection;
+  if (shared !== undefined) {
+    const c = shared as Record<string, unknown> | null;
+    if (!isObject(c) || typeof c.request !== 'function' || typeof c.status !== 'function' || typeof c.close !== 'function') {
+      throw new GridConfigError('connection', `must be a NATS connection (connect() of @nats-io/transport-node), got ${describe(shared)}`);
+    }
   }
-  const bucket = options.bucket ?? 'gridlink';
-  if (!/^[A-Za-z0-9_-]{1,64}$/.test(bucket)) throw new GridConfigError('bucket', 'must be 1-64 characters of [A-Za-z0-9_-]');
-  const staleAfterMs = options.staleAfterMs ?? 30_000;
-  if (!Number.isInteger(staleAfterMs) || staleAfterMs < 1) throw new GridConfigError('staleAfterMs', 'must be a positive integer');
+  const servers = checkServers(o.servers, shared === undefined);
+  const bucket = o.bucket === undefined ? 'gridlink' : o.bucket;
+  if (typeof bucket !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(bucket)) throw new GridConfigError('bucket', `must be 1-64 characters of [A-Za-z0-9_-], got ${describe(bucket)}`);
+  const staleAfterMs = checkInt(o.staleAfterMs, 'staleAfterMs', 30_000);
   // Both arm timers: a Node timer longer than MAX_TIMER_MS fires at once (every millisecond for an interval).
-  const timeoutMs = options.timeoutMs ?? 5000;
-  if (!Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > MAX_TIMER_MS) throw new GridConfigError('timeoutMs', `must be an integer from 1 to ${MAX_TIMER_MS}`);
-  const checkIntervalMs = options.checkIntervalMs ?? 1000;
-  if (!Number.isInteger(checkIntervalMs) || checkIntervalMs < 1 || checkIntervalMs > MAX_TIMER_MS) {
-    throw new GridConfigError('checkIntervalMs', `must be an integer from 1 to ${MAX_TIMER_MS}`);
+  const timeoutMs = checkInt(o.timeoutMs, 'timeoutMs', 5000, MAX_TIMER_MS);
+  const checkIntervalMs = checkInt(o.checkIntervalMs, 'checkIntervalMs', 1000, MAX_TIMER_MS);
+  checkString(o.token, 'token');
+  checkString(o.user, 'user');
+  checkString(o.pass, 'pass');
+  if ((o.user === undefined) !== (o.pass === undefined)) throw new GridConfigError('user', 'user and pass go together');
+  if (o.tls !== undefined) {
+    if (!isObject(o.tls)) throw new GridConfigError('tls', `must be an object { caFile?, certFile?, keyFile? } (PEM file paths), got ${describe(o.tls)}`);
+    for (const k of Object.keys(o.tls)) {
+      if (!KNOWN_TLS_OPTIONS.includes(k)) throw new GridConfigError(`tls.${k}`, 'unknown option');
+      checkString(o.tls[k], `tls.${k}`);
+    }
   }
-  if ((options.user === undefined) !== (options.pass === undefined)) throw new GridConfigError('user', 'user and pass go together');
 
   const nodes = new Map<string, Announcement>();
   let started: Promise<void> | null = null;
+  /** The start has succeeded (`started` resolved): resolve() need not wait for anything. */
+  let startedOk = false;
   let nc: NatsConnection | undefined;
   let closed = false;
+  /** Rejects when close() is called: a resolve() waiting for the start rejects then, at once. */
+  let onClose: (err: Error) => void = () => undefined;
+  const whenClosed = new Promise<never>((_resolve, reject) => (onClose = reject));
+  whenClosed.catch(() => undefined);
   let stopWatch: (() => void) | null = null;
   /** Ends the status iterator watching the connection for reconnects. */
   let stopStatus: (() => void) | null = null;
@@ -232,6 +312,9 @@ export function natsAddressFinder(options: NatsAddressFinderOptions): NatsAddres
       if (options.pass !== undefined) co.pass = options.pass;
       if (options.tls !== undefined) co.tls = { ...options.tls };
       nc = await connect(co);
+      // Closed while connecting (close() found no connection to close): the start fails, and
+      // closes the connection it has just opened, now rather than after opening the bucket.
+      if (closed) throw new Error('address finder closed');
     }
     const conn = nc;
     const kv = await new Kvm(conn).open(bucket);
@@ -286,14 +369,24 @@ export function natsAddressFinder(options: NatsAddressFinderOptions): NatsAddres
   return {
     async resolve() {
       if (closed) throw new Error('address finder closed');
-      started ??= start().catch(async (err: unknown) => {
-        started = null;
-        generation++;
-        stopWatch?.();
-        if (options.connection === undefined) await nc?.close().catch(() => undefined);
-        throw err;
-      });
-      await started;
+      started ??= start().then(
+        () => {
+          startedOk = true;
+        },
+        async (err: unknown) => {
+          started = null;
+          generation++;
+          stopWatch?.();
+          if (options.connection === undefined) await nc?.close().catch(() => undefined);
+          throw err;
+        },
+      );
+      // Not only the start's outcome: close() ends the wait at once (a connect of its own, or the
+      // first snapshot on a shared connection, may still be under way and end without an error).
+      // Raced only while the start is under way: a race against the long-lived whenClosed for
+      // every periodic re-resolution would keep a reaction per call until close().
+      if (!startedOk) await Promise.race([started, whenClosed]);
+      if (closed) throw new Error('address finder closed');
       const list = announced().map((a) => a.endpoint);
       if (list.length === 0) throw new Error(`no grid node announced in NATS bucket ${bucket}`);
       return list;
@@ -304,6 +397,7 @@ export function natsAddressFinder(options: NatsAddressFinderOptions): NatsAddres
     },
     async close() {
       closed = true;
+      onClose(new Error('address finder closed'));
       if (checkTimer !== undefined) clearInterval(checkTimer);
       checkTimer = undefined;
       stopWatch?.();

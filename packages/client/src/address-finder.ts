@@ -45,15 +45,17 @@ export interface DnsAddressFinderOptions {
  * IPv4 addresses come first, each family sorted so that the order is stable between calls.
  * Fails only when neither family yields an address. A name that is not a non-empty string, a
  * port outside 1-65535, a family other than 4, 6 or 'both', or a resolver without resolve4 and
- * resolve6 is a GridConfigError naming it. Null options mean the defaults.
+ * resolve6 is a GridConfigError naming it (a null port or family too, as in the client's config).
+ * Null options (the whole object) mean the defaults.
  */
 export function dnsAddressFinder(name: string, options?: DnsAddressFinderOptions | null): AddressFinder {
   if (typeof name !== 'string' || name.trim() === '') throw new GridConfigError('name', `must be a non-empty DNS name, got ${describe(name)}`);
   const o = options ?? {};
   if (typeof o !== 'object') throw new GridConfigError('options', `must be an object, got ${describe(o)}`);
-  const port = o.port ?? DEFAULT_PORT;
+  // Only an absent option takes its default: null is refused, as in the client's config.
+  const port = o.port === undefined ? DEFAULT_PORT : o.port;
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new GridConfigError('port', `must be an integer from 1 to 65535, got ${describe(port)}`);
-  const family = o.family ?? 'both';
+  const family = o.family === undefined ? 'both' : o.family;
   if (family !== 4 && family !== 6 && family !== 'both') throw new GridConfigError('family', `must be 4, 6 or 'both', got ${describe(family)}`);
   if (o.resolver !== undefined && o.resolver !== null) {
     const r = o.resolver as unknown as Record<string, unknown>;

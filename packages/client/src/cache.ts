@@ -399,7 +399,8 @@ export class GridCache<K extends GridKey = GridKey, V = unknown> {
 
   /** Every stored key's bytes as received (not copied), with its partition: what scan and keys share. */
   private async *scanPages(o: ScanOptions | undefined): AsyncGenerator<{ bytes: Uint8Array; partition: number }, void, undefined> {
-    const count = o?.batchSize ?? 256;
+    // Only an absent batchSize takes the default: null is refused, as ttlMs and timeoutMs are.
+    const count = o?.batchSize === undefined ? 256 : o.batchSize;
     // The node refuses a larger count, but only once the first page's request has gone out.
     if (!Number.isInteger(count) || count < 1 || count > MAX_SCAN_COUNT) {
       throw new GridConfigError('batchSize', `must be an integer from 1 to ${MAX_SCAN_COUNT}, got ${describe(count)}`);

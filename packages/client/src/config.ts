@@ -22,7 +22,11 @@ export interface GridLogger {
 export interface RetryConfig {
   /** Retries after the first attempt. Default 7. */
   retries?: number;
-  /** Delay before the first retry, ms. Default 10. */
+  /**
+   * Base delay between retries, ms. Default 10. The first retry goes at once; minDelay is the
+   * delay before the second retry, and each later delay is `factor` times the one before, capped
+   * at maxDelay (with jitter, multiplied by a random factor in [1, 2), then capped).
+   */
   minDelay?: number;
   /** Cap on any delay, ms. Default 500. */
   maxDelay?: number;

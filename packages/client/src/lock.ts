@@ -807,7 +807,9 @@ export class GridLock {
     const owner = newOwner();
     // The node waits up to waitMs; the operation deadline covers the wait plus a normal deadline
     // (at most what a timer can wait: a longer deadline would fire at once).
-    const timeoutMs = o.timeoutMs ?? Math.min(waitMs + this.ctx.operationTimeout, MAX_TIMER_MS);
+    // Only an absent timeoutMs takes the default: null (or anything else) is refused as by every
+    // other call (callOptionsError), not quietly replaced by the default deadline.
+    const timeoutMs = o.timeoutMs === undefined ? Math.min(waitMs + this.ctx.operationTimeout, MAX_TIMER_MS) : o.timeoutMs;
     const r = await this.ctx.invoker.invoke<LockResult>(
       Op.LOCK_ACQUIRE,
       { name: this.name, leaseMs, waitMs, owner },

@@ -3,12 +3,13 @@
  * its status iterator (which watches for reconnects) ends at once, not at the connection's next
  * status event. Against a real nats-server and a real grid node announcing itself.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { Kvm, type KV } from '@nats-io/kv';
 import { natsAddressFinder } from '@gridlink/client/nats';
 import { NatsControlPlane, startNode, type GridNode } from '@gridlink/node';
-import { NatsCluster } from '@gridlink/testkit';
-import { rejection, waitFor } from './helpers/wait.js';
+import { NatsCluster, SilentServer } from '@gridlink/testkit';
+import { rejection, settle, waitFor } from './helpers/wait.js';
 
 let nats: NatsCluster;
 let plane: NatsControlPlane | undefined;
@@ -41,7 +42,8 @@ describe('natsAddressFinder on a shared connection', () => {
     const nc = await connect({ servers: nats.urls });
     try {
       const base = statusIterators(nc);
-      const finder = natsAddressFinder({ servers: [], connection: nc, bucket: 'finder-close' });
+      // No servers: with a shared connection they are not needed (nor required by the type).
+      const finder = natsAddressFinder({ connection: nc, bucket: 'finder-close' });
       expect(await finder.resolve()).toEqual([`127.0.0.1:${node?.port}`]);
       // The finder's own, and the KV watch's (its consumer re-subscribes on a reconnect).
       expect(statusIterators(nc)).toBeGreaterThan(base);
@@ -70,6 +72,92 @@ describe('natsAddressFinder on a shared connection', () => {
       await waitFor(() => statusIterators(nc) === base, 1000, `no status iterator left (${statusIterators(nc)} open, ${base} before)`);
     } finally {
       await nc.close();
+    }
+  });
+
+  /**
+   * Holds the finder's first snapshot (its `kv.keys()`) until `release()`: the KV bucket the
+   * finder opens is the real one, its key listing is made to wait for the test.
+   */
+  function holdSnapshot(): { reached: Promise<void>; release: () => void; restore: () => void } {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let reach!: () => void;
+    const reached = new Promise<void>((r) => (reach = r));
+    const proto = Kvm.prototype as unknown as { open: (this: Kvm, ...args: Parameters<Kvm['open']>) => Promise<KV> };
+    const open = proto.open;
+    const spy = vi.spyOn(Kvm.prototype, 'open').mockImplementation(async function (this: Kvm, ...args: Parameters<Kvm['open']>): Promise<KV> {
+      const kv = await open.apply(this, args);
+      const keys = kv.keys.bind(kv);
+      kv.keys = async (...k: Parameters<KV['keys']>) => {
+        reach();
+        await gate;
+        return keys(...k);
+      };
+      return kv;
+    });
+    return { reached, release, restore: () => spy.mockRestore() };
+  }
+
+  it('close() during the first snapshot: the resolve rejects at once, and never answers the endpoints', async () => {
+    const nc = await connect({ servers: nats.urls });
+    const held = holdSnapshot();
+    try {
+      const finder = natsAddressFinder({ connection: nc, bucket: 'finder-close', timeoutMs: 60_000 });
+      const resolving = finder.resolve();
+      resolving.catch(() => undefined);
+      await held.reached;
+      await finder.close();
+      // Rejected while the snapshot is still held: close() does not wait for the start to end.
+      const early = await settle(resolving, 2000);
+      held.release();
+      expect(early, 'resolve() still pending after close()').not.toBe('pending');
+      expect(early !== 'pending' && early.ok, 'resolve() answered after close()').toBe(false);
+      expect(String((early as { error: unknown }).error)).toMatch(/closed/);
+    } finally {
+      held.release();
+      held.restore();
+      await nc.close();
+    }
+  });
+
+  it('close() as the first snapshot completes: the resolve rejects rather than answering the endpoints', async () => {
+    const nc = await connect({ servers: nats.urls });
+    const held = holdSnapshot();
+    try {
+      const finder = natsAddressFinder({ connection: nc, bucket: 'finder-close', timeoutMs: 60_000 });
+      const resolving = finder.resolve();
+      resolving.catch(() => undefined);
+      await held.reached;
+      // The snapshot goes on in the same turn as close(): nothing stops it now but `closed`.
+      held.release();
+      await finder.close();
+      expect(String(await rejection(resolving, 10_000))).toMatch(/closed/);
+    } finally {
+      held.release();
+      held.restore();
+      await nc.close();
+    }
+  });
+});
+
+describe('natsAddressFinder with a connection of its own', () => {
+  it('close() while it is still connecting to NATS: the resolve rejects at once, not when the connect ends', async () => {
+    // Accepts the TCP connection and never sends NATS's INFO: the connect hangs until its timeout.
+    const silent = await SilentServer.start();
+    try {
+      const finder = natsAddressFinder({ servers: `nats://127.0.0.1:${silent.port}`, timeoutMs: 60_000 });
+      const resolving = finder.resolve();
+      resolving.catch(() => undefined);
+      await waitFor(() => silent.connections > 0, 5000, 'the finder connecting');
+      await finder.close();
+      const r = await settle(resolving, 2000);
+      expect(r, 'resolve() still pending after close() (waiting for the connect)').not.toBe('pending');
+      expect(r !== 'pending' && r.ok).toBe(false);
+      expect(String((r as { error: unknown }).error)).toMatch(/closed/);
+    } finally {
+      // Ends the hung connect (the connection is refused): the start fails and leaves nothing open.
+      await silent.close();
     }
   });
 });

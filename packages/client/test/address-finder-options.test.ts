@@ -3,8 +3,9 @@
  * wrong value is a GridConfigError naming the option, not a finder that misbehaves later.
  */
 import { describe, expect, it } from 'vitest';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { GridConfigError, dnsAddressFinder, staticAddressFinder } from '@gridlink/client';
-import { natsAddressFinder } from '@gridlink/client/nats';
+import { natsAddressFinder, type NatsAddressFinderOptions } from '@gridlink/client/nats';
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -27,6 +28,66 @@ describe('natsAddressFinder options', () => {
   });
 });
 
+describe('natsAddressFinder options, checked as the client checks its own', () => {
+  const url = 'nats://127.0.0.1:1';
+  /** The options as a caller without types (plain JavaScript, JSON config) may pass them. */
+  const untyped = (o: Record<string, unknown>): NatsAddressFinderOptions => o as unknown as NatsAddressFinderOptions;
+  /** Something shaped as a NATS connection: the options are checked before it is used. */
+  const connection = { request: () => undefined, status: () => undefined, close: async () => undefined } as unknown as NatsConnection;
+
+  it('takes a shared connection without servers (the type too: this file must type-check)', async () => {
+    const finder = natsAddressFinder({ connection, bucket: 'b' });
+    await finder.close();
+    // Still takes servers beside it (ignored), and servers alone.
+    await natsAddressFinder({ connection, servers: [] }).close();
+    await natsAddressFinder({ servers: url }).close();
+  });
+
+  it('refuses an entry of servers that is not a string, naming it as the client names endpoints[i]', () => {
+    expect(fieldOf(() => natsAddressFinder(untyped({ servers: [42] })))).toBe('servers[0]');
+    expect(fieldOf(() => natsAddressFinder(untyped({ servers: [url, null] })))).toBe('servers[1]');
+    expect(fieldOf(() => natsAddressFinder(untyped({ servers: [url, 'http://x'] })))).toBe('servers[1]');
+    expect(fieldOf(() => natsAddressFinder(untyped({ servers: 42 })))).toBe('servers');
+    expect(fieldOf(() => natsAddressFinder(untyped({})))).toBe('servers');
+    // Not used with a connection, but still not a TypeError.
+    expect(fieldOf(() => natsAddressFinder(untyped({ connection, servers: [42] })))).toBe('servers[0]');
+  });
+
+  it('refuses a token, user, pass, tls or connection of the wrong type, naming it', () => {
+    expect(fieldOf(() => natsAddressFinder(untyped({ servers: url, token: 42 })))).toBe('token');
+    expect(fieldOf(() => natsAddressFinder(untyped({ servers: url, token: null })))).toBe('token');
+    expect(fieldOf(() => natsAddressFinder(untyped({ servers: url, user: 1, pass: 'p' })))).toBe('user');
+    expect(fieldOf(() => natsAddressFinder(untyped({ servers: url, user: 'u', pass: 7 })))).toBe('pass');
+    expect(fieldOf(() => natsAddressFinder(untyped({ servers: url, user: 'u' })))).toBe('user');
+    expect(fieldOf(() => natsAddressFinder(untyped({ servers: url, tls: 'ca.pem' })))).toBe('tls');
+    expect(fieldOf(() => natsAddressFinder(untyped({ servers: url, tls: null })))).toBe('tls');
+    expect(fieldOf(() => natsAddressFinder(untyped({ servers: url, tls: { caFile: 5 } })))).toBe('tls.caFile');
+    expect(fieldOf(() => natsAddressFinder(untyped({ servers: url, tls: { keyFile: '' } })))).toBe('tls.keyFile');
+    expect(fieldOf(() => natsAddressFinder(untyped({ servers: url, tls: { ca: 'pem' } })))).toBe('tls.ca');
+    expect(fieldOf(() => natsAddressFinder(untyped({ connection: 'nats://x:1' })))).toBe('connection');
+    expect(fieldOf(() => natsAddressFinder(untyped({ connection: null })))).toBe('connection');
+    expect(fieldOf(() => natsAddressFinder(untyped({ connection: {} })))).toBe('connection');
+  });
+
+  it('refuses an unknown option, naming it', () => {
+    expect(fieldOf(() => natsAddressFinder(untyped({ servers: url, timeout: 100 })))).toBe('timeout');
+    expect(fieldOf(() => natsAddressFinder(untyped({ servers: url, bucketName: 'x' })))).toBe('bucketName');
+  });
+
+  it('refuses null where a default would have been taken', () => {
+    for (const field of ['bucket', 'staleAfterMs', 'timeoutMs', 'checkIntervalMs']) {
+      expect(fieldOf(() => natsAddressFinder(untyped({ servers: url, [field]: null })))).toBe(field);
+    }
+  });
+
+  it('passes checked options on: a well-formed finder is made', async () => {
+    const f = natsAddressFinder({ servers: [url], token: 't', tls: { caFile: 'ca.pem' }, bucket: 'b', staleAfterMs: 1, timeoutMs: 1, checkIntervalMs: 1 });
+    await f.close();
+    const g = natsAddressFinder({ servers: `${url}, nats://127.0.0.1:2`, user: 'u', pass: 'p' });
+    await g.close();
+  });
+});
+
 describe('dnsAddressFinder options', () => {
   const resolver = { resolve4: async () => ['10.0.0.1'], resolve6: async () => [] as string[] };
 
@@ -40,6 +101,11 @@ describe('dnsAddressFinder options', () => {
     // Asked for both families instead of the one meant.
     expect(fieldOf(() => dnsAddressFinder('svc', { family: '4' as unknown as 4, resolver }))).toBe('family');
     expect(fieldOf(() => dnsAddressFinder('svc', { resolver: { resolve4: resolver.resolve4 } as unknown as typeof resolver }))).toBe('resolver');
+  });
+
+  it('refuses a null port or family (as the client config refuses null) rather than taking the default', () => {
+    expect(fieldOf(() => dnsAddressFinder('svc', { port: null as unknown as number, resolver }))).toBe('port');
+    expect(fieldOf(() => dnsAddressFinder('svc', { family: null as unknown as 4, resolver }))).toBe('family');
   });
 
   it('takes null options as the defaults and a valid port', async () => {
