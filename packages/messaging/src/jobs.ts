@@ -571,6 +571,8 @@ export class JobQueue {
 
 interface Running {
   own: Ownership;
+  /** Set when close() came before the handler started: the claim being given back (claimAndRun). */
+  givingBack?: Promise<void>;
 }
 
 /** A job held by another worker: when to try its lock unless a heartbeat pushes this back. */
@@ -1093,10 +1095,18 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
       if (this.state !== 'running') {
         // close() was called after the claim was written (in the microtasks before this, or by a
         // 'claimed' listener): the handler is not started, and the claim is given back as one
-        // written while closing is (claim()). close() waits for it: the job is in `running`.
-        await this.unclaim(id, own, known);
-        await own.release();
-        this.queue.publish({ t: 'released', id, notBefore: 0 });
+        // written while closing is (claim()): the record first, then the lock. close() waits for
+        // it (the job is in `running`), and its release loop leaves the job to this: releasing
+        // the lock before the record is pending again would let another worker's claim count a
+        // lost run that never started.
+        const giveBack = (async () => {
+          await this.unclaim(id, own, known);
+          await own.release();
+          this.queue.publish({ t: 'released', id, notBefore: 0 });
+        })();
+        const entry = this.running.get(id);
+        if (entry !== undefined) entry.givingBack = giveBack;
+        await giveBack;
         return;
       }
       await this.run(rec, own, takenOverFrom, known);
@@ -1410,6 +1420,8 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
       // operation timeout, and one after another they made close() take that once per job.
       await Promise.all(
         [...this.running.entries()].map(async ([id, r]) => {
+          // A claim being given back releases its lock itself, after its record (claimAndRun).
+          if (r.givingBack !== undefined) return r.givingBack.catch(() => undefined);
           await r.own.release();
           this.queue.publish({ t: 'released', id, notBefore: 0 });
         }),

@@ -190,7 +190,10 @@ describe('job queue: bad input and close (real grid and nats-server)', () => {
   it("close() from a 'claimed' listener: that job's handler does not start, and the claim is given back before close() resolves", async () => {
     const { q, grid: g } = await queue('close-on-claimed');
     const runs: string[] = [];
-    const w = closeAfter(q.worker(async (ctx) => void runs.push(ctx.jobId)));
+    // closeTimeoutMs 0: close() stops waiting at once, and its release loop must still leave this
+    // job to be given back record first (it used to release the lock while the record said
+    // 'running', so another worker's claim could count a lost run that never started).
+    const w = closeAfter(q.worker(async (ctx) => void runs.push(ctx.jobId), { closeTimeoutMs: 0 }));
     let closing: Promise<void> | undefined;
     w.once('claimed', () => {
       closing = w.close();
