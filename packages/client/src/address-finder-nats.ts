@@ -26,8 +26,12 @@ import { DeletedIds } from './deleted-ids.js';
 
 const LEASE_PREFIX = 'lease.';
 
-/** Options of `natsAddressFinder` besides where its NATS connection comes from. */
-export interface NatsAddressFinderCommonOptions {
+export interface NatsAddressFinderOptions {
+  /**
+   * NATS server URLs (or one comma-separated string): required unless `connection` is given
+   * (then ignored).
+   */
+  servers?: string | string[];
   /** KV bucket of the grid's control plane. Default `gridlink`. */
   bucket?: string;
   /** Authentication of the connection it opens (not used with a shared `connection`). */
@@ -48,26 +52,9 @@ export interface NatsAddressFinderCommonOptions {
    * time): a bucket created anew is read again from scratch. Default 1000 ms.
    */
   checkIntervalMs?: number;
+  /** Use this NATS connection instead of opening one (it is not closed by `close()`). */
+  connection?: NatsConnection;
 }
-
-/**
- * Either `servers` (the finder opens its own connection, closed by `close()`) or `connection` (a
- * shared NATS connection, used instead: `servers` is then not needed, and ignored if given).
- */
-export type NatsAddressFinderOptions = NatsAddressFinderCommonOptions &
-  (
-    | {
-        /** NATS server URLs (or one comma-separated string). */
-        servers: string | string[];
-        connection?: undefined;
-      }
-    | {
-        /** Ignored: the shared connection is used. */
-        servers?: string | string[];
-        /** Use this NATS connection instead of opening one (it is not closed by `close()`). */
-        connection: NatsConnection;
-      }
-  );
 
 const KNOWN_OPTIONS = ['servers', 'connection', 'bucket', 'token', 'user', 'pass', 'tls', 'staleAfterMs', 'timeoutMs', 'checkIntervalMs'];
 const KNOWN_TLS_OPTIONS = ['caFile', 'certFile', 'keyFile'];
@@ -151,8 +138,8 @@ async function bucketCreated(nc: NatsConnection, bucket: string, timeoutMs: numb
 export function natsAddressFinder(options: NatsAddressFinderOptions): NatsAddressFinder {
   // Checked as the client checks its own configuration: every wrong value is a GridConfigError
   // naming the option (`servers[0]`, `tls.caFile`), and only an absent option takes its default.
-  if (!isObject(options)) throw new GridConfigError('addressFinder', 'options must be an object');
-  const o = options as Record<string, unknown>;
+  const o: unknown = options;
+  if (!isObject(o)) throw new GridConfigError('addressFinder', 'options must be an object');
   for (const k of Object.keys(o)) if (!KNOWN_OPTIONS.includes(k)) throw new GridConfigError(k, 'unknown option');
   const shared = o.connection;
   if (shared !== undefined) {
@@ -186,10 +173,12 @@ export function natsAddressFinder(options: NatsAddressFinderOptions): NatsAddres
   let startedOk = false;
   let nc: NatsConnection | undefined;
   let closed = false;
-  /** Rejects when close() is called: a resolve() waiting for the start rejects then, at once. */
-  let onClose: (err: Error) => void = () => undefined;
-  const whenClosed = new Promise<never>((_resolve, reject) => (onClose = reject));
-  whenClosed.catch(() => undefined);
+  /**
+   * resolve() calls waiting for the start: close() rejects them at once. Each removes itself once
+   * the start settles, so nothing is kept per call (a race against one promise settled only by
+   * close() kept a reaction per call for as long as the finder lived).
+   */
+  const waitingForStart = new Set<(err: Error) => void>();
   let stopWatch: (() => void) | null = null;
   /** Ends the status iterator watching the connection for reconnects. */
   let stopStatus: (() => void) | null = null;
@@ -383,9 +372,14 @@ export function natsAddressFinder(options: NatsAddressFinderOptions): NatsAddres
       );
       // Not only the start's outcome: close() ends the wait at once (a connect of its own, or the
       // first snapshot on a shared connection, may still be under way and end without an error).
-      // Raced only while the start is under way: a race against the long-lived whenClosed for
-      // every periodic re-resolution would keep a reaction per call until close().
-      if (!startedOk) await Promise.race([started, whenClosed]);
+      // Once started, periodic re-resolution waits for nothing.
+      if (!startedOk) {
+        const start = started;
+        await new Promise<void>((resolve, reject) => {
+          waitingForStart.add(reject);
+          void start.then(resolve, reject).finally(() => waitingForStart.delete(reject));
+        });
+      }
       if (closed) throw new Error('address finder closed');
       const list = announced().map((a) => a.endpoint);
       if (list.length === 0) throw new Error(`no grid node announced in NATS bucket ${bucket}`);
@@ -397,7 +391,8 @@ export function natsAddressFinder(options: NatsAddressFinderOptions): NatsAddres
     },
     async close() {
       closed = true;
-      onClose(new Error('address finder closed'));
+      for (const reject of waitingForStart) reject(new Error('address finder closed'));
+      waitingForStart.clear();
       if (checkTimer !== undefined) clearInterval(checkTimer);
       checkTimer = undefined;
       stopWatch?.();
