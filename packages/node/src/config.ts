@@ -212,6 +212,8 @@ export function resolveNodeOptions(o: NodeOptions): ResolvedNodeOptions {
   const cacheConfig = (field: string, config: unknown): void => {
     const bad = cacheConfigProblem(config) ?? unsupportedCacheConfig(config as CacheConfig);
     if (bad !== null) throw new NodeConfigError(`${field}${bad.field === '' ? '' : '.' + bad.field}`, bad.message);
+    // On the wire nil means absent; in these options, as in the others, only undefined does.
+    for (const [k, v] of Object.entries(config as object)) if (v === null) throw new NodeConfigError(`${field}.${k}`, 'must be left out, not null, for the default');
   };
   if (o.caches !== undefined && (typeof o.caches !== 'object' || o.caches === null || Array.isArray(o.caches))) throw new NodeConfigError('caches', 'must be an object of cache configs');
   for (const [name, config] of Object.entries(o.caches ?? {})) cacheConfig(`caches.${name}`, config);

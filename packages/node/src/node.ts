@@ -121,7 +121,7 @@ export class GridNode implements ConnectionHost, MetricsSource {
     const view = this.view;
     // A partition served again empty after a loss starts its counter at the topology's floor.
     store.useCounterFloors((p) => view.topo?.floors?.[String(p)] ?? 0);
-    const refreshTopology = async (): Promise<void> => void (await this.refreshTopology());
+    const refreshTopology = (): Promise<void> => this.refreshTopology();
     view.refresh = refreshTopology;
     this.lease = new OwnLease({
       id,
@@ -256,13 +256,16 @@ export class GridNode implements ConnectionHost, MetricsSource {
     }
     steps.step('reading the members (control plane)');
     await this.coordinator.load();
+    // Before anything of this node goes into the control plane (its caches' configs, its lease)
+    // or its topology is applied: a node of another cluster's settings stops here.
+    this.refuseOtherCluster((await kv.get<TopologyRecord>(TOPOLOGY_KEY))?.value ?? null);
     steps.step('reading the caches (control plane)');
     for (const e of await kv.list<CacheConfig>(CACHE_PREFIX)) store.createCache(e.key.slice(CACHE_PREFIX.length), e.value);
     for (const [name, config] of Object.entries(opts.caches)) {
       if ((await kv.get(CACHE_PREFIX + name)) === null) await kv.put(CACHE_PREFIX + name, config);
     }
     steps.step('reading the topology (control plane)');
-    this.refuseOtherCluster(await this.refreshTopology());
+    await this.refreshTopology();
     steps.step('writing its lease (control plane)');
     await this.lease.renew();
   }
@@ -689,7 +692,8 @@ export class GridNode implements ConnectionHost, MetricsSource {
    * A cluster's partition count and id are fixed when it forms: a node configured with others
    * must not join it. Checked once the topology is read, before this node writes its lease: it
    * used to be listed as a member while ignoring every topology record as malformed (never
-   * ready, an error in its log), or to be refused by its peers' handshakes one by one.
+   * ready, an error in its log), or to be refused by its peers' handshakes one by one. Checked
+   * on the record as read, before the node writes anything (cache configs, its lease) or applies it.
    */
   private refuseOtherCluster(rec: unknown): void {
     if (rec === null || typeof rec !== 'object') return;
@@ -702,13 +706,11 @@ export class GridNode implements ConnectionHost, MetricsSource {
     }
   }
 
-  /** Reads and applies the topology record; resolves with it as read (null: none, or stopped). */
-  private async refreshTopology(): Promise<unknown> {
+  private async refreshTopology(): Promise<void> {
     const e = await this.kv.get<TopologyRecord>(TOPOLOGY_KEY);
-    if (!e || this.life.state === 'stopped') return null;
+    if (!e || this.life.state === 'stopped') return;
     if (e.revision > this.view.topoRevision) this.view.topoRevision = e.revision;
     this.applyTopology(e.value);
-    return e.value;
   }
 
   /**

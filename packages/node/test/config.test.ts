@@ -74,6 +74,8 @@ describe('node configuration', () => {
     [{ cacheDefaults: { ttlMs: 1.5 } }, 'cacheDefaults.ttlMs'],
     [{ cacheDefaults: { backups: 17 } }, 'cacheDefaults.backups'],
     [{ cacheDefaults: null }, 'cacheDefaults'],
+    [{ cacheDefaults: { ttlMs: null } }, 'cacheDefaults.ttlMs'],
+    [{ caches: { c: { partitionLossPolicy: null } } }, 'caches.c.partitionLossPolicy'],
   ] as [Partial<NodeOptions>, string][])('rejects %j naming %s', (patch, field) => {
     let err: unknown;
     try {
@@ -100,7 +102,7 @@ describe('node configuration', () => {
         [{ partitions: 16 }, 'partitions', 'has 8 partitions, this node is configured with 16'],
         [{ clusterId: 'other' }, 'clusterId', 'is "gridlink", this node is configured with "other"'],
       ] as [Partial<NodeOptions>, string, string][]) {
-        const err = await startNode({ id: 'b', controlPlane: cp, port: 0, partitions: 8, backups: 0, ...patch }).then(
+        const err = await startNode({ id: 'b', controlPlane: cp, port: 0, partitions: 8, backups: 0, caches: { 'b-only': { ttlMs: 1000 } }, ...patch }).then(
           (b) => {
             b.kill();
             return null;
@@ -111,8 +113,10 @@ describe('node configuration', () => {
         expect((err as NodeConfigError).field).toBe(field);
         expect((err as NodeConfigError).message).toContain(said);
       }
-      // No lease was written: the coordinator has nobody to add.
+      // Nothing of it was written: no lease (the coordinator has nobody to add), no cache config
+      // (the other cluster's nodes would have created its caches).
       expect(await cp.get('lease.b')).toBeNull();
+      expect(await cp.get('cache.b-only')).toBeNull();
       expect(Object.keys(a.topology()!.members)).toEqual(['a']);
     } finally {
       a.kill();
