@@ -298,12 +298,26 @@ export class IdempotencyInterceptor implements NestInterceptor {
             });
             return;
           }
-          if (d.action === 'proceed') {
-            const t = d.ticket;
-            req.idempotency = t.context();
-            captureResponse(raw, t as Ticket<unknown>, deduper.options.maxStoredBodyBytes);
+          if (d.action !== 'proceed') {
+            inner = next.handle().subscribe(subscriber);
+            return;
           }
-          inner = next.handle().subscribe(subscriber);
+          const t = d.ticket;
+          req.idempotency = t.context();
+          captureResponse(raw, t as Ticket<unknown>, deduper.options.maxStoredBodyBytes);
+          inner = next.handle().subscribe({
+            next: (v) => subscriber.next(v),
+            error: (e: unknown) => {
+              // The handler failed after its response started (an `@Res()` handler that wrote
+              // part of it): Nest's exception filter can only end() it, which would store the
+              // truncated answer with its 2xx status and replay it. Freed instead, before the
+              // filter runs; a failure before anything went out is answered (and, a 4xx, stored)
+              // as usual.
+              if (raw.headersSent) void t.abandon('the handler failed after its response started');
+              subscriber.error(e);
+            },
+            complete: () => subscriber.complete(),
+          });
         },
         (e: unknown) => subscriber.error(e),
       );

@@ -230,6 +230,10 @@ export class GridlinkModule {
     if (ways.length !== 1) throw new DedupeConfigError('useFactory', `exactly one of useFactory, useClass or useExisting is required${ways.length > 1 ? `, got ${ways.join(' and ')}` : ''}`);
     if (options.useFactory !== undefined && typeof options.useFactory !== 'function') throw new DedupeConfigError('useFactory', 'must be a function');
     if (options.useClass !== undefined && typeof options.useClass !== 'function') throw new DedupeConfigError('useClass', 'must be a class implementing createGridlinkOptions()');
+    const existing: unknown = options.useExisting;
+    if (existing !== undefined && !(typeof existing === 'function' || typeof existing === 'symbol' || (typeof existing === 'string' && existing !== ''))) {
+      throw new DedupeConfigError('useExisting', `must be an injection token (a class, a non-empty string or a symbol) of a provider implementing createGridlinkOptions(), got ${existing === null ? 'null' : JSON.stringify(existing) ?? typeof existing}`);
+    }
     if (options.inject !== undefined && (!Array.isArray(options.inject) || options.useFactory === undefined)) throw new DedupeConfigError('inject', 'must be an array of tokens, with useFactory');
     if (options.imports !== undefined && !Array.isArray(options.imports)) throw new DedupeConfigError('imports', 'must be an array of modules');
     const caches = options.caches === undefined ? [] : checkCacheNames('caches', options.caches);

@@ -7,7 +7,7 @@
  */
 import 'reflect-metadata';
 import type { AddressInfo } from 'node:net';
-import { Controller, Inject, Injectable, Module, Post, Redirect, type INestApplication, type NestApplicationOptions, type Type } from '@nestjs/common';
+import { ConflictException, Controller, HttpCode, Inject, Injectable, Module, Post, Redirect, Res, type INestApplication, type NestApplicationOptions, type Type } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GridClient, type GridCache } from '@gridlink/client';
@@ -96,6 +96,15 @@ describe('GridlinkModule.forRootAsync', () => {
     expect(() => GridlinkModule.forRootAsync({ useExisting: 'X', inject: ['Y'] })).toThrow(/"inject"/);
     expect(() => GridlinkModule.forRootAsync({ useFactory: () => ({ client: {} }), caches: [''] })).toThrow(/"caches"/);
     expect(() => GridlinkModule.forRootAsync({ useFactory: () => ({ client: {} }), inejct: [] } as never)).toThrow(/"inejct"/);
+    // null is refused for useExisting as it is for useFactory and useClass (it was passed to Nest
+    // as the token to inject, failing the bootstrap with "can't resolve dependencies").
+    expect(() => GridlinkModule.forRootAsync({ useFactory: null as never })).toThrow(/"useFactory": must be a function/);
+    expect(() => GridlinkModule.forRootAsync({ useClass: null as never })).toThrow(/"useClass"/);
+    expect(() => GridlinkModule.forRootAsync({ useExisting: null as never })).toThrow(/"useExisting": must be an injection token .*got null/);
+    expect(() => GridlinkModule.forRootAsync({ useExisting: '' })).toThrow(/"useExisting": must be an injection token .*got ""/);
+    expect(() => GridlinkModule.forRootAsync({ useExisting: 42 as never })).toThrow(/"useExisting".*got 42/);
+    expect(() => GridlinkModule.forRootAsync({ useExisting: 'OPTIONS' })).not.toThrow();
+    expect(() => GridlinkModule.forRootAsync({ useExisting: Symbol('OPTIONS') })).not.toThrow();
   });
 
   it('stops the bootstrap with the field named when the factory returns bad options', async () => {
@@ -202,6 +211,48 @@ describe('@Idempotent() on a controller and on its route', () => {
       const d = await post(base, '/both/controller-only', {}, { 'idempotency-key': key });
       expect([c.status, d.status, d.headers.get('idempotent-replayed')]).toEqual([201, 201, 'true']);
       expect(runs).toBe(2);
+    });
+  });
+});
+
+describe('@Idempotent() on a handler that fails after its response started', () => {
+  it('frees the key instead of storing the truncated answer: a retry runs the handler again', async () => {
+    let runs = 0;
+    @Controller('partial')
+    class Partial {
+      @Post()
+      @Idempotent()
+      async create(@Res() res: import('node:http').ServerResponse): Promise<void> {
+        runs++;
+        res.statusCode = 200;
+        res.setHeader('content-type', 'text/plain');
+        res.write('first half ');
+        await new Promise((r) => setTimeout(r, 10));
+        throw new Error('failed half way');
+      }
+
+      // An error before anything went out is answered by Nest's filter, and a 4xx stored as usual.
+      @Post('early')
+      @Idempotent()
+      @HttpCode(200)
+      early(): never {
+        runs++;
+        throw new ConflictException('taken');
+      }
+    }
+    await serve([Partial], async (base) => {
+      const key = { 'idempotency-key': 'partial-1' };
+      const first = await post(base, '/partial', {}, key);
+      expect(first.status).toBe(200);
+      await waitFor(async () => {
+        const again = await post(base, '/partial', {}, key);
+        return again.status === 200 && again.headers.get('idempotent-replayed') === null;
+      }, 5000, 'a retry that runs the handler again');
+      expect(runs).toBeGreaterThanOrEqual(2);
+      runs = 0;
+      const a = await post(base, '/partial/early', {}, { 'idempotency-key': 'early-1' });
+      const b = await post(base, '/partial/early', {}, { 'idempotency-key': 'early-1' });
+      expect([a.status, b.status, b.headers.get('idempotent-replayed'), runs]).toEqual([409, 409, 'true', 1]);
     });
   });
 });
