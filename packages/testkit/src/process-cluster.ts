@@ -239,8 +239,11 @@ export class GridNodeProcess {
 
 /** A multi-process grid on a real NATS control plane. */
 export class ProcessCluster {
-  private observer: NatsControlPlane | undefined;
+  /** The cluster's own control-plane handle, once asked for (one connection however many ask at once). */
+  private observer: Promise<NatsControlPlane> | undefined;
   private closed = false;
+  /** The running or finished close(): a second call waits for the same one. */
+  private closing: Promise<void> | undefined;
 
   private readonly paths = new Map<string, ControlPlanePath>();
   /** Per node, when the cluster is partitionable. */
@@ -273,6 +276,7 @@ export class ProcessCluster {
     const port = await freePortOn(address);
     const httpPort = this.http ? await freePortOn(address) : undefined;
     const proxy = await FaultProxy.start({ target: { host: address, port }, frames: false });
+    await this.refuseIfClosed([proxy]);
     this.nets.set(id, { address, proxy });
     // A node added while another is isolated is cut off from that one too.
     for (const other of this.isolated.keys()) {
@@ -373,8 +377,19 @@ export class ProcessCluster {
   /** A node's own path to NATS: one FaultProxy per server, so its control plane can be cut alone. */
   private async pathFor(id: string): Promise<string[]> {
     const proxies = await Promise.all(this.nats.servers.map((s) => FaultProxy.start({ target: { host: '127.0.0.1', port: s.port }, frames: false })));
+    await this.refuseIfClosed(proxies);
     this.paths.set(id, { proxies });
     return proxies.map((p) => `nats://127.0.0.1:${p.port}`);
+  }
+
+  /**
+   * Proxies started while close() ran would be missed by it: they are closed here, and the caller
+   * (addNode) stops with an error.
+   */
+  private async refuseIfClosed(proxies: FaultProxy[]): Promise<void> {
+    if (!this.closed) return;
+    await Promise.all(proxies.map((p) => p.close()));
+    throw new Error('the ProcessCluster was closed');
   }
 
   /** The NATS URLs a node connects to: its own proxies, or the servers when proxies are off. */
@@ -422,6 +437,9 @@ export class ProcessCluster {
     const cliPath = options.cliPath ?? defaultCli();
     if (!existsSync(cliPath)) throw new Error(`gridlink-node is not built: ${cliPath} is missing (build @gridlink/node first)`);
     const natsServers = options.natsServers ?? 1;
+    const ids = options.ids ?? Array.from({ length: n }, (_, i) => `node-${i + 1}`);
+    const twice = ids.find((id, i) => ids.indexOf(id) !== i);
+    if (twice !== undefined) throw new Error(`ProcessCluster ids: ${twice} given twice`);
     // Through proxies, the nodes must know no other way to the servers (ADR 0061: a node leaves a
     // server that stops answering, and would reach a gossiped address past its cut proxies).
     const nats = await NatsCluster.start({ servers: natsServers, advertise: !(options.controlPlaneProxies ?? true) });
@@ -469,7 +487,6 @@ export class ProcessCluster {
       if (options.startTimeoutMs !== undefined) node.startTimeoutMs = options.startTimeoutMs;
       return node;
     };
-    const ids = options.ids ?? Array.from({ length: n }, (_, i) => `node-${i + 1}`);
     const nodes: GridNodeProcess[] = [];
     const http = options.http ?? false;
     const cluster = new ProcessCluster(nats, nodes, bucket, makeNode, http, options.controlPlaneProxies ?? true);
@@ -511,7 +528,12 @@ export class ProcessCluster {
 
   /** Starts one more node process and waits until it is a member. */
   async addNode(id: string): Promise<GridNodeProcess> {
+    if (this.closed) throw new Error('the ProcessCluster was closed');
+    // A second process under an id would replace the first one's proxies, which nothing closed then.
+    if (this.nodes.some((x) => x.id === id) || this.paths.has(id) || this.nets.has(id)) throw new Error(`node ${id} exists already`);
     const p = await this.newNode(id);
+    // close() ran meanwhile: it did not see this node; a process started now would outlive it.
+    if (this.closed) throw new Error('the ProcessCluster was closed');
     this.nodes.push(p);
     await p.start();
     await this.waitForMembers([id]);
@@ -520,7 +542,15 @@ export class ProcessCluster {
 
   /** A control-plane handle of the cluster's own (opened on first use, closed by `close()`). */
   async controlPlane(): Promise<NatsControlPlane> {
-    this.observer ??= await NatsControlPlane.connect({ servers: this.nats.urls, bucket: this.bucket, connectTimeoutMs: 20_000 });
+    if (this.closed) throw new Error('the ProcessCluster was closed');
+    if (this.observer === undefined) {
+      // The promise is kept, not the handle: callers that ask while it connects share it.
+      const connecting = NatsControlPlane.connect({ servers: this.nats.urls, bucket: this.bucket, connectTimeoutMs: 20_000 });
+      this.observer = connecting;
+      connecting.catch(() => {
+        if (this.observer === connecting) this.observer = undefined;
+      });
+    }
     return this.observer;
   }
 
@@ -530,13 +560,19 @@ export class ProcessCluster {
     return (await cp.get<TopologyRecord>('topology'))?.value ?? null;
   }
 
+  /** A failed topology read is polled again, unless the cluster was closed: then the wait ends with it. */
+  private readonly unlessClosed = (err: unknown): null => {
+    if (this.closed) throw err;
+    return null;
+  };
+
   /** Waits until the topology lists every one of `ids` as a member and nothing is syncing. */
   async waitForMembers(ids: string[], timeoutMs = 30_000): Promise<TopologyRecord> {
     let rec: TopologyRecord | null = null;
     await waitFor(
       `members ${ids.join(',')} settled`,
       async () => {
-        rec = await this.topology().catch(() => null);
+        rec = await this.topology().catch(this.unlessClosed);
         return rec !== null && ids.every((id) => rec!.members[id] !== undefined) && rec.syncing.every((s) => s.length === 0);
       },
       timeoutMs,
@@ -551,7 +587,7 @@ export class ProcessCluster {
     await waitFor(
       `${id} gone from the topology`,
       async () => {
-        rec = await this.topology().catch(() => null);
+        rec = await this.topology().catch(this.unlessClosed);
         return rec !== null && rec.members[id] === undefined;
       },
       timeoutMs,
@@ -573,7 +609,7 @@ export class ProcessCluster {
     await waitFor(
       'every running node safe on the current topology',
       async () => {
-        const topo = await this.topology().catch(() => null);
+        const topo = await this.topology().catch(this.unlessClosed);
         if (topo === null) return false;
         // Every member is asked (a dead one not yet declared gone answers nothing: not safe), and
         // every running node.
@@ -589,16 +625,21 @@ export class ProcessCluster {
   }
 
   /** Kills every node and NATS server by pid and removes their directories. Idempotent. */
-  async close(): Promise<void> {
-    if (this.closed) return;
+  close(): Promise<void> {
     this.closed = true;
+    this.closing ??= this.doClose();
+    return this.closing;
+  }
+
+  private async doClose(): Promise<void> {
     await Promise.all(this.nodes.map((p) => p.kill()));
     await Promise.all([...this.paths.values()].flatMap((path) => path.proxies.map((p) => p.close())));
     await Promise.all([...this.nets.values()].map((n) => n.proxy.close()));
     // A NATS server a test left hung (SIGSTOP) would hold up the observer's drain for seconds:
     // it is about to be killed anyway, so it answers once more first.
     for (const s of this.nats.servers) s.resume();
-    if (this.observer) await this.observer.close().catch(() => undefined);
+    // A connection still being opened is waited for and closed too.
+    if (this.observer) await this.observer.then((cp) => cp.close()).catch(() => undefined);
     await this.nats.close();
   }
 }

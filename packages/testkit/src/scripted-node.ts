@@ -80,7 +80,23 @@ export class ScriptedNode {
       });
     });
     this.server = server;
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const closedWhileStarting = (): Error => new Error('the scripted node was closed while it started');
+    // close() while it binds cancels the bind (no 'listening' ever comes: start() waited for ever)
+    // or, on another runtime, lets it finish after close() returned; and a failed bind is an error.
+    await new Promise<void>((resolve, reject) => {
+      const onClose = (): void => reject(closedWhileStarting());
+      server.once('close', onClose);
+      server.once('error', reject);
+      server.listen(0, '127.0.0.1', () => {
+        server.off('close', onClose);
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    if (this.server !== server) {
+      server.close();
+      throw closedWhileStarting();
+    }
     this.port = (server.address() as net.AddressInfo).port;
     return this;
   }
