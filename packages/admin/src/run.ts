@@ -241,8 +241,12 @@ function parse(argv: string[]): Parsed {
   }
   if (verb !== '' && !(verb in VERB_OPTIONS)) throw unknownVerb(verb);
   const allowed = optionsOf(verb);
-  for (const k of Object.keys(values)) {
+  for (const [k, v] of Object.entries(values)) {
     if (!allowed.has(k)) throw notAnOption(`--${k}`, verb);
+    // An empty value (`--bucket=`, `--host ""`) is no value, as an option given none: left out, it
+    // would silently become the default (the bucket, no token) or another meaning (`--host=`: every
+    // address; `--port=`: 0, any free port).
+    if (v === '' || (Array.isArray(v) && v.includes(''))) throw new AdminUsageError(`--${k}`, `needs a value (gridlink ${verb ? `${verb} ` : ''}--${k} <value>)`);
   }
   const output = values['output'] as string | undefined;
   if (output !== undefined && output !== 'table' && output !== 'json') throw new AdminUsageError('--output', `must be table or json, got "${output}"`);

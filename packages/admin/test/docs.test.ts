@@ -150,6 +150,25 @@ describe('docs/operations.md §9: the gridlink command', () => {
     expect(await stderr(['status', '--json=yes'])).toMatch(/^gridlink: --json: takes no value /);
   });
 
+  it('an option given an empty value is an option given no value, not one left out', async () => {
+    // The control plane is never reached: each is refused while parsing.
+    const never = new Proxy({}, { get: () => () => Promise.reject(new Error('connected')) }) as never;
+    for (const argv of [
+      ['status', '--bucket='],
+      ['status', '--nats-token', ''],
+      ['status', '--control-plane='],
+      ['caches', '--auth-token='],
+      ['dashboard', '--host='],
+      ['dashboard', '--port='],
+      ['status', '--http', ''],
+    ]) {
+      let err = '';
+      const code = await runCli(argv, { stdout: () => undefined, stderr: (t) => (err += t) }, { controlPlane: never, env: {}, signal: AbortSignal.abort() });
+      const flag = argv[1]!.replace(/=$/, '');
+      expect({ argv, code, err }).toEqual({ argv, code: ExitCode.USAGE, err: expect.stringMatching(new RegExp(`^gridlink: ${flag}: needs a value `)) });
+    }
+  });
+
   it("names each verb's arguments alike in §9, the verb's help, the command's help and its errors", async () => {
     const placeholders = (lines: string[]): string[] => [...new Set(lines.join(' ').match(/<[a-z-]+>/g) ?? [])].sort();
     const top = (await output(['--help'])).out;
