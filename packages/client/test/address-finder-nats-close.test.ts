@@ -99,13 +99,19 @@ describe('natsAddressFinder on a shared connection', () => {
     return { reached, release, restore: () => spy.mockRestore() };
   }
 
-  it('close() during the first snapshot: the resolve rejects at once, and never answers the endpoints', async () => {
+  /** A finder on a shared connection whose first snapshot is held, and its first resolve(). */
+  async function startHeld(): Promise<{ nc: NatsConnection; held: ReturnType<typeof holdSnapshot>; finder: ReturnType<typeof natsAddressFinder>; resolving: Promise<string[]> }> {
     const nc = await connect({ servers: nats.urls });
     const held = holdSnapshot();
+    const finder = natsAddressFinder({ connection: nc, bucket: 'finder-close', timeoutMs: 60_000 });
+    const resolving = finder.resolve();
+    resolving.catch(() => undefined);
+    return { nc, held, finder, resolving };
+  }
+
+  it('close() during the first snapshot: the resolve rejects at once, and never answers the endpoints', async () => {
+    const { nc, held, finder, resolving } = await startHeld();
     try {
-      const finder = natsAddressFinder({ connection: nc, bucket: 'finder-close', timeoutMs: 60_000 });
-      const resolving = finder.resolve();
-      resolving.catch(() => undefined);
       await held.reached;
       await finder.close();
       // Rejected while the snapshot is still held: close() does not wait for the start to end.
@@ -122,12 +128,8 @@ describe('natsAddressFinder on a shared connection', () => {
   });
 
   it('close() as the first snapshot completes: the resolve rejects rather than answering the endpoints', async () => {
-    const nc = await connect({ servers: nats.urls });
-    const held = holdSnapshot();
+    const { nc, held, finder, resolving } = await startHeld();
     try {
-      const finder = natsAddressFinder({ connection: nc, bucket: 'finder-close', timeoutMs: 60_000 });
-      const resolving = finder.resolve();
-      resolving.catch(() => undefined);
       await held.reached;
       // The snapshot goes on in the same turn as close(): nothing stops it now but `closed`.
       held.release();

@@ -31,7 +31,7 @@ describe('natsAddressFinder options', () => {
 describe('natsAddressFinder options, checked as the client checks its own', () => {
   const url = 'nats://127.0.0.1:1';
   /** The options as a caller without types (plain JavaScript, JSON config) may pass them. */
-  const untyped = (o: Record<string, unknown>): NatsAddressFinderOptions => o as unknown as NatsAddressFinderOptions;
+  const untyped = (o: Record<string, unknown>): NatsAddressFinderOptions => o;
   /** Something shaped as a NATS connection: the options are checked before it is used. */
   const connection = { request: () => undefined, status: () => undefined, close: async () => undefined } as unknown as NatsConnection;
 
