@@ -17,7 +17,7 @@
 import { connect, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
 import { Kvm, type KV, type KvEntry } from '@nats-io/kv';
 import { formatEndpoint } from './endpoints.js';
-import { MAX_TIMER_MS } from './config.js';
+import { checkKnown, isObject, num } from './config.js';
 import { GridConfigError } from './errors.js';
 import { describe } from './describe.js';
 import { readStreamCreated } from './stream-info.js';
@@ -59,22 +59,9 @@ export interface NatsAddressFinderOptions {
 const KNOWN_OPTIONS = ['servers', 'connection', 'bucket', 'token', 'user', 'pass', 'tls', 'staleAfterMs', 'timeoutMs', 'checkIntervalMs'];
 const KNOWN_TLS_OPTIONS = ['caFile', 'certFile', 'keyFile'];
 
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
 /** An optional string option: absent, or a non-empty string (null included in what is refused). */
 function checkString(v: unknown, field: string): void {
   if (v !== undefined && (typeof v !== 'string' || v === '')) throw new GridConfigError(field, `must be a non-empty string, got ${describe(v)}`);
-}
-
-/** An optional integer option from 1 to `max` (absent: `def`; null is refused, as in the client's config). */
-function checkInt(v: unknown, field: string, def: number, max?: number): number {
-  if (v === undefined) return def;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || (max !== undefined && v > max)) {
-    throw new GridConfigError(field, max === undefined ? `must be a positive integer, got ${describe(v)}` : `must be an integer from 1 to ${max}, got ${describe(v)}`);
-  }
-  return v;
 }
 
 /** The server URLs of `servers` (a comma-separated string or an array of strings), checked. */
@@ -140,31 +127,29 @@ export function natsAddressFinder(options: NatsAddressFinderOptions): NatsAddres
   // naming the option (`servers[0]`, `tls.caFile`), and only an absent option takes its default.
   const o: unknown = options;
   if (!isObject(o)) throw new GridConfigError('addressFinder', 'options must be an object');
-  for (const k of Object.keys(o)) if (!KNOWN_OPTIONS.includes(k)) throw new GridConfigError(k, 'unknown option');
+  checkKnown(o, KNOWN_OPTIONS, '');
   const shared = o.connection;
   if (shared !== undefined) {
-    const c = shared as Record<string, unknown> | null;
-    if (!isObject(c) || typeof c.request !== 'function' || typeof c.status !== 'function' || typeof c.close !== 'function') {
+    if (!isObject(shared) || typeof shared.request !== 'function' || typeof shared.status !== 'function' || typeof shared.close !== 'function') {
       throw new GridConfigError('connection', `must be a NATS connection (connect() of @nats-io/transport-node), got ${describe(shared)}`);
     }
   }
   const servers = checkServers(o.servers, shared === undefined);
   const bucket = o.bucket === undefined ? 'gridlink' : o.bucket;
   if (typeof bucket !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(bucket)) throw new GridConfigError('bucket', `must be 1-64 characters of [A-Za-z0-9_-], got ${describe(bucket)}`);
-  const staleAfterMs = checkInt(o.staleAfterMs, 'staleAfterMs', 30_000);
-  // Both arm timers: a Node timer longer than MAX_TIMER_MS fires at once (every millisecond for an interval).
-  const timeoutMs = checkInt(o.timeoutMs, 'timeoutMs', 5000, MAX_TIMER_MS);
-  const checkIntervalMs = checkInt(o.checkIntervalMs, 'checkIntervalMs', 1000, MAX_TIMER_MS);
+  const staleAfterMs = num(o, 'staleAfterMs', 'staleAfterMs', 30_000, 1, Number.MAX_SAFE_INTEGER);
+  // Both arm timers, so num's default bound applies: a Node timer longer than MAX_TIMER_MS fires at
+  // once (every millisecond for an interval).
+  const timeoutMs = num(o, 'timeoutMs', 'timeoutMs', 5000, 1);
+  const checkIntervalMs = num(o, 'checkIntervalMs', 'checkIntervalMs', 1000, 1);
   checkString(o.token, 'token');
   checkString(o.user, 'user');
   checkString(o.pass, 'pass');
   if ((o.user === undefined) !== (o.pass === undefined)) throw new GridConfigError('user', 'user and pass go together');
   if (o.tls !== undefined) {
     if (!isObject(o.tls)) throw new GridConfigError('tls', `must be an object { caFile?, certFile?, keyFile? } (PEM file paths), got ${describe(o.tls)}`);
-    for (const k of Object.keys(o.tls)) {
-      if (!KNOWN_TLS_OPTIONS.includes(k)) throw new GridConfigError(`tls.${k}`, 'unknown option');
-      checkString(o.tls[k], `tls.${k}`);
-    }
+    checkKnown(o.tls, KNOWN_TLS_OPTIONS, 'tls.');
+    for (const k of KNOWN_TLS_OPTIONS) checkString(o.tls[k], `tls.${k}`);
   }
 
   const nodes = new Map<string, Announcement>();

@@ -154,7 +154,7 @@ const KNOWN_FIELDS = new Set([
   'clusterId',
 ]);
 
-function isObject(v: unknown): v is Record<string, unknown> {
+export function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
@@ -162,7 +162,7 @@ function isObject(v: unknown): v is Record<string, unknown> {
 export const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** Reads a duration/count field: a finite number within [min, max], or the default when absent. */
-function num(obj: Record<string, unknown>, field: string, path: string, def: number, min: number, max = MAX_TIMER_MS, int = true): number {
+export function num(obj: Record<string, unknown>, field: string, path: string, def: number, min: number, max = MAX_TIMER_MS, int = true): number {
   const v = obj[field];
   if (v === undefined) return def;
   if (typeof v !== 'number' || !Number.isFinite(v)) throw new GridConfigError(path, `must be a finite number, got ${describe(v)}`);
@@ -171,7 +171,8 @@ function num(obj: Record<string, unknown>, field: string, path: string, def: num
   return v;
 }
 
-function checkKnown(obj: Record<string, unknown>, known: readonly string[], prefix: string): void {
+/** Refuses a key of `obj` not in `known`, naming it with `prefix` (a misspelt option would be ignored). */
+export function checkKnown(obj: Record<string, unknown>, known: readonly string[], prefix: string): void {
   for (const k of Object.keys(obj)) {
     if (!known.includes(k)) throw new GridConfigError(`${prefix}${k}`, 'unknown option');
   }
