@@ -1089,9 +1089,11 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
     const { own, rec, takenOverFrom, known } = claimed;
     this.claiming.delete(id);
     try {
-      // Tell the others at once so they stop trying this job's lock.
-      if (this.state === 'running') this.queue.publish({ t: 'alive', w: this.workerId, jobs: [[id, own.remainingMs]] });
-      if (this.state === 'running') this.emit('claimed', { jobId: id, fencingToken: own.token, attempt: rec.attempt, takenOverFrom, at: Date.now() });
+      if (this.state === 'running') {
+        // Tell the others at once so they stop trying this job's lock.
+        this.queue.publish({ t: 'alive', w: this.workerId, jobs: [[id, own.remainingMs]] });
+        this.emit('claimed', { jobId: id, fencingToken: own.token, attempt: rec.attempt, takenOverFrom, at: Date.now() });
+      }
       if (this.state !== 'running') {
         // close() was called after the claim was written (in the microtasks before this, or by a
         // 'claimed' listener): the handler is not started, and the claim is given back as one

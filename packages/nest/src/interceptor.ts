@@ -5,7 +5,7 @@
  */
 import { applyDecorators, Inject, Injectable, Logger, SetMetadata, UseInterceptors, type CallHandler, type ExecutionContext, type NestInterceptor, type Type } from '@nestjs/common';
 import { ServerResponse, type IncomingMessage } from 'node:http';
-import { EMPTY, Observable, of, throwError } from 'rxjs';
+import { EMPTY, Observable, of, tap, throwError } from 'rxjs';
 import type { GridClient } from '@gridlink/client';
 import { BODY_HEADERS, DedupeConfigError, Deduper, captureResponse, describeRequest, headerLineCount, headersByName, mergeVary, resolveDedupeOptions, sendDirect, type DedupeRequest, type DirectResponse, type Ticket } from '@gridlink/dedupe';
 import { checkRoute, isSseHandler } from './route-check.js';
@@ -305,19 +305,21 @@ export class IdempotencyInterceptor implements NestInterceptor {
           const t = d.ticket;
           req.idempotency = t.context();
           captureResponse(raw, t as Ticket<unknown>, deduper.options.maxStoredBodyBytes);
-          inner = next.handle().subscribe({
-            next: (v) => subscriber.next(v),
-            error: (e: unknown) => {
-              // The handler failed after its response started (an `@Res()` handler that wrote
-              // part of it): Nest's exception filter can only end() it, which would store the
-              // truncated answer with its 2xx status and replay it. Freed instead, before the
-              // filter runs; a failure before anything went out is answered (and, a 4xx, stored)
-              // as usual.
-              if (raw.headersSent) void t.abandon('the handler failed after its response started');
-              subscriber.error(e);
-            },
-            complete: () => subscriber.complete(),
-          });
+          inner = next
+            .handle()
+            .pipe(
+              tap({
+                error: () => {
+                  // The handler failed after its response started (an `@Res()` handler that wrote
+                  // part of it): Nest's exception filter can only end() it, which would store the
+                  // truncated answer with its 2xx status and replay it. Freed instead, before the
+                  // filter runs; a failure before anything went out is answered (and, a 4xx,
+                  // stored) as usual.
+                  if (raw.headersSent) void t.abandon('the handler failed after its response started');
+                },
+              }),
+            )
+            .subscribe(subscriber);
         },
         (e: unknown) => subscriber.error(e),
       );

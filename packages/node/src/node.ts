@@ -690,10 +690,10 @@ export class GridNode implements ConnectionHost, MetricsSource {
 
   /**
    * A cluster's partition count and id are fixed when it forms: a node configured with others
-   * must not join it. Checked once the topology is read, before this node writes its lease: it
-   * used to be listed as a member while ignoring every topology record as malformed (never
-   * ready, an error in its log), or to be refused by its peers' handshakes one by one. Checked
-   * on the record as read, before the node writes anything (cache configs, its lease) or applies it.
+   * must not join it. Checked on the record as read, before the node writes anything (cache
+   * configs, its lease) or applies it: it used to be listed as a member while ignoring every
+   * topology record as malformed (never ready, an error in its log), or to be refused by its
+   * peers' handshakes one by one.
    */
   private refuseOtherCluster(rec: unknown): void {
     if (rec === null || typeof rec !== 'object') return;

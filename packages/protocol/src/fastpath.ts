@@ -612,9 +612,8 @@ export function fastDecode(b: Uint8Array, start = 0, end = b.length): unknown {
   if (first === 0x80) return end === start + 1 ? {} : NO_MATCH;
   if (first === 0x81) {
     if (matchKey(b, start + 1, end, K_RELEASED)) {
-      const at = start + 1 + K_RELEASED.length;
-      const flag = b[at];
-      return at + 1 === end && (flag === 0xc3 || flag === 0xc2) ? { released: flag === 0xc3 } : NO_MATCH;
+      const released = readBool(b, start + 1 + K_RELEASED.length, end);
+      return released !== null && pos === end ? { released } : NO_MATCH;
     }
     if (!matchKey(b, start + 1, end, K_VALUE)) return NO_MATCH;
     const value = readBinOrNil(b, start + 1 + K_VALUE.length, end);

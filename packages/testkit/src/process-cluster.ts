@@ -389,7 +389,12 @@ export class ProcessCluster {
   private async refuseIfClosed(proxies: FaultProxy[]): Promise<void> {
     if (!this.closed) return;
     await Promise.all(proxies.map((p) => p.close()));
-    throw new Error('the ProcessCluster was closed');
+    this.assertOpen();
+  }
+
+  /** Throws once close() was called: nothing may be started or opened after it. */
+  private assertOpen(): void {
+    if (this.closed) throw new Error('the ProcessCluster was closed');
   }
 
   /** The NATS URLs a node connects to: its own proxies, or the servers when proxies are off. */
@@ -528,12 +533,12 @@ export class ProcessCluster {
 
   /** Starts one more node process and waits until it is a member. */
   async addNode(id: string): Promise<GridNodeProcess> {
-    if (this.closed) throw new Error('the ProcessCluster was closed');
+    this.assertOpen();
     // A second process under an id would replace the first one's proxies, which nothing closed then.
     if (this.nodes.some((x) => x.id === id) || this.paths.has(id) || this.nets.has(id)) throw new Error(`node ${id} exists already`);
     const p = await this.newNode(id);
     // close() ran meanwhile: it did not see this node; a process started now would outlive it.
-    if (this.closed) throw new Error('the ProcessCluster was closed');
+    this.assertOpen();
     this.nodes.push(p);
     await p.start();
     await this.waitForMembers([id]);
@@ -542,7 +547,7 @@ export class ProcessCluster {
 
   /** A control-plane handle of the cluster's own (opened on first use, closed by `close()`). */
   async controlPlane(): Promise<NatsControlPlane> {
-    if (this.closed) throw new Error('the ProcessCluster was closed');
+    this.assertOpen();
     if (this.observer === undefined) {
       // The promise is kept, not the handle: callers that ask while it connects share it.
       const connecting = NatsControlPlane.connect({ servers: this.nats.urls, bucket: this.bucket, connectTimeoutMs: 20_000 });
