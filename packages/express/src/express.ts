@@ -164,8 +164,9 @@ export function gridlink(app: Application, config: GridClientConfig | GridClient
   else {
     if (typeof given !== 'object' || given === null) throw new DedupeConfigError('health', 'must be { path } or false');
     onlyKnownOptions(given, ['path'], 'health.');
-    // `{}` (or `path: undefined`) takes the default path, as the type says it may.
-    const path: unknown = given.path ?? DEFAULT_HEALTH_PATH;
+    // `{}` (or `path: undefined`) takes the default path, as the type says it may; null is
+    // refused like any other non-path (as reconnectDelayMs: null is).
+    const path: unknown = given.path === undefined ? DEFAULT_HEALTH_PATH : given.path;
     if (typeof path !== 'string' || !path.startsWith('/')) throw new DedupeConfigError('health.path', `must be a path starting with "/", got ${JSON.stringify(path) ?? typeof path}`);
     health = { path };
   }

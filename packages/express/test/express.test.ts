@@ -387,6 +387,7 @@ describe('gridlink() lifecycle', () => {
     expect(() => gridlink(Object.assign(() => undefined, { use: () => undefined }) as never, { endpoints: ['127.0.0.1:1'] })).toThrow(/request prototype/);
     expect(() => gridlink(express5(), {}, { health: { path: 'nope' } })).toThrow(/"health\.path": must be a path starting with "\/", got "nope"/);
     expect(() => gridlink(express5(), {}, { health: true } as never)).toThrow(/"health"/);
+    expect(() => gridlink(express5(), {}, { health: { path: null } } as never)).toThrow(/"health\.path": must be a path starting with "\/", got null/);
     // null is not "left out": refused with the value it got (it used to be taken as 1000).
     expect(() => gridlink(express5(), {}, { reconnectDelayMs: null } as never)).toThrow(/"reconnectDelayMs": must be an integer in \[1, 2147483647\], got object/);
     expect(() => dedupe({ leaseMs: -1 })).toThrow(/leaseMs/);
