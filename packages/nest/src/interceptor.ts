@@ -303,6 +303,16 @@ export class IdempotencyInterceptor implements NestInterceptor {
             return;
           }
           const t = d.ticket;
+          if (raw.destroyed || raw.req.socket.destroyed) {
+            // The client went away while the key was being taken: the handler does not run (its
+            // answer could go nowhere, and the key would stay taken until it finished, forever
+            // for a handler that waits on the client), and the key is freed. Nest then finishes
+            // the route on the closed response, which writes nothing.
+            void t.abandon('connection closed before the handler ran');
+            if (res instanceof ServerResponse) answered(res);
+            inner = of(undefined).subscribe(subscriber);
+            return;
+          }
           req.idempotency = t.context();
           captureResponse(raw, t as Ticket<unknown>, deduper.options.maxStoredBodyBytes);
           inner = next

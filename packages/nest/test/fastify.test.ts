@@ -11,7 +11,7 @@ import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fa
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { GridClient } from '@gridlink/client';
 import { GRID_CLIENT, Idempotent, type IdempotentRequest } from '@gridlink/nest';
-import { GzippedRoute, HandlerHold, HealthController, expectAbortFreesKey, expectEncodedReplays, gzippedAnswer, post, startTestApp, waitFor, type TestApp } from './helpers.js';
+import { GzippedRoute, HandlerHold, HealthController, expectAbortFreesKey, expectAbortWhileTakingKeyRunsNothing, expectEncodedReplays, gzippedAnswer, post, startTestApp, waitFor, type TestApp } from './helpers.js';
 
 let t: TestApp<NestFastifyApplication>;
 let base: string;
@@ -122,6 +122,10 @@ describe('@Idempotent() on Nest with Fastify', () => {
 
   it('frees the key when the client aborts while the handler runs', async () => {
     await expectAbortFreesKey({ base, endpoints: t.cluster.endpoints, hold, keyHash: () => lastKeyHash, key: `fastify-abort-${Date.now()}` });
+  });
+
+  it('a client that aborts while the key is being taken: the handler does not run, and the key is free', async () => {
+    await expectAbortWhileTakingKeyRunsNothing({ base, app: t.app, cluster: t.cluster, runs: () => runs, key: `fastify-abort-early-${Date.now()}` });
   });
 
   it('replays a gzipped answer decoded to a retry that does not accept gzip, as stored to one that does', async () => {

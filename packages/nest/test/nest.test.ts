@@ -9,7 +9,7 @@ import { NestFactory } from '@nestjs/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GridClient, type GridCache } from '@gridlink/client';
 import { GRID_CLIENT, GridlinkModule, Idempotent, InjectCache, type IdempotentRequest } from '@gridlink/nest';
-import { GzippedRoute, HandlerHold, HealthController, expectAbortFreesKey, expectEncodedReplays, gzippedAnswer, post, startTestApp, waitFor, type TestApp } from './helpers.js';
+import { GzippedRoute, HandlerHold, HealthController, expectAbortFreesKey, expectAbortWhileTakingKeyRunsNothing, expectEncodedReplays, gzippedAnswer, post, startTestApp, waitFor, type TestApp } from './helpers.js';
 
 let t: TestApp<INestApplication>;
 let app: INestApplication;
@@ -156,6 +156,10 @@ describe('GridlinkModule on Nest', () => {
 
   it('frees the key when the client aborts the connection', async () => {
     await expectAbortFreesKey({ base, endpoints: t.cluster.endpoints, hold, keyHash: () => lastKeyHash, key: `nest-abort-${Date.now()}` });
+  });
+
+  it('a client that aborts while the key is being taken: the handler does not run, and the key is free', async () => {
+    await expectAbortWhileTakingKeyRunsNothing({ base, app: t.app, cluster: t.cluster, runs: () => runs, key: `nest-abort-early-${Date.now()}` });
   });
 
   it('replays a gzipped answer decoded to a retry that does not accept gzip, as stored to one that does', async () => {
