@@ -227,7 +227,8 @@ export class GridlinkModule {
     if (typeof options !== 'object' || options === null) throw new DedupeConfigError('GridlinkModule async options', 'must be an object');
     for (const k of Object.keys(options)) if (!ASYNC_FIELDS.has(k)) throw new DedupeConfigError(k, 'is not a forRootAsync option (imports, useFactory, inject, useClass, useExisting, caches)');
     const ways = (['useFactory', 'useClass', 'useExisting'] as const).filter((k) => options[k] !== undefined);
-    if (ways.length !== 1) throw new DedupeConfigError('useFactory', `exactly one of useFactory, useClass or useExisting is required${ways.length > 1 ? `, got ${ways.join(' and ')}` : ''}`);
+    // Named for the option that is one too many (the second given), or useFactory when none is.
+    if (ways.length !== 1) throw new DedupeConfigError(ways[1] ?? 'useFactory', `exactly one of useFactory, useClass or useExisting is required${ways.length > 1 ? `, got ${ways.join(' and ')}` : ''}`);
     if (options.useFactory !== undefined && typeof options.useFactory !== 'function') throw new DedupeConfigError('useFactory', 'must be a function');
     if (options.useClass !== undefined && typeof options.useClass !== 'function') throw new DedupeConfigError('useClass', 'must be a class implementing createGridlinkOptions()');
     const existing: unknown = options.useExisting;

@@ -92,7 +92,13 @@ describe('GridlinkModule.forRoot options', () => {
 describe('GridlinkModule.forRootAsync', () => {
   it('checks its own options at once', () => {
     expect(() => GridlinkModule.forRootAsync({})).toThrow(/"useFactory": exactly one of useFactory, useClass or useExisting/);
-    expect(() => GridlinkModule.forRootAsync({ useFactory: () => ({ client: {} }), useExisting: 'X' })).toThrow(/got useFactory and useExisting/);
+    expect(() => GridlinkModule.forRootAsync({ useFactory: () => ({ client: {} }), useExisting: 'X' })).toThrow(/"useExisting": exactly one .*, got useFactory and useExisting/);
+    class Factory {
+      createGridlinkOptions(): { client: object } {
+        return { client: {} };
+      }
+    }
+    expect(() => GridlinkModule.forRootAsync({ useClass: Factory, useExisting: 'X' })).toThrow(/"useExisting": exactly one .*, got useClass and useExisting/);
     expect(() => GridlinkModule.forRootAsync({ useExisting: 'X', inject: ['Y'] })).toThrow(/"inject"/);
     expect(() => GridlinkModule.forRootAsync({ useFactory: () => ({ client: {} }), caches: [''] })).toThrow(/"caches"/);
     expect(() => GridlinkModule.forRootAsync({ useFactory: () => ({ client: {} }), inejct: [] } as never)).toThrow(/"inejct"/);
