@@ -82,11 +82,11 @@ export class NatsServer {
       if (this.stderr.length < 200_000) this.stderr += d;
       if (d.includes('Server is ready')) ready = true;
     });
-    let exited = false;
+    let gone = false;
     try {
       await waitFor(`nats-server ${this.spec.name} to be ready`, () => {
         if (!this.running) {
-          exited = true;
+          gone = true;
           const cause = spawnError(child);
           if (cause) throw new Error(`nats-server ${this.spec.name} could not be started: ${cause.message} (set NATS_SERVER or the binary option to its path)`);
           // Its fatal line first (the banner before it says nothing about why).
@@ -96,7 +96,10 @@ export class NatsServer {
         return ready;
       });
     } catch (err) {
-      if (exited) throw err;
+      if (gone) throw err;
+      // Timed out: the half-started server is ended (a start that failed leaves nothing running).
+      child.kill('SIGKILL');
+      await exited(child);
       throw new Error(`${(err as Error).message}; its stderr: ${this.stderr.slice(-2000)}`);
     }
   }

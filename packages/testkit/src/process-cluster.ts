@@ -171,11 +171,11 @@ export class GridNodeProcess {
     child.stderr?.on('data', (d: string) => {
       if (this.err.length < 500_000) this.err += d;
     });
-    let exited = false;
+    let gone = false;
     try {
       await waitFor(`gridlink-node ${this.id} to listen`, () => {
         if (!this.running) {
-          exited = true;
+          gone = true;
           const cause = spawnError(child);
           if (cause) throw new Error(`gridlink-node ${this.id} could not be started: ${cause.message}`);
           throw new Error(`gridlink-node ${this.id} exited (${String(child.exitCode ?? child.signalCode)}): ${this.err.slice(-2000)}`);
@@ -183,8 +183,11 @@ export class GridNodeProcess {
         return this.out.includes(' listening on ');
       }, this.startTimeoutMs);
     } catch (err) {
-      if (exited) throw err;
-      // Timed out: what the node said is the only clue to why.
+      if (gone) throw err;
+      // Timed out: the half-started process is ended (a start that failed leaves nothing running),
+      // and what the node said is the only clue to why.
+      child.kill('SIGKILL');
+      await exited(child);
       throw new Error(`${(err as Error).message}; its stderr: ${this.err.slice(-2000)}`);
     }
   }

@@ -75,6 +75,25 @@ describe('a start that fails half-way ends what it started', () => {
 });
 
 describe('stopping what is stopped, hung or gone', () => {
+  it('a node start() that times out ends the process it started, and the node starts again', async () => {
+    const cluster = await ProcessCluster.start({ nodes: 1, partitions: 8 });
+    try {
+      const node = cluster.nodes[0]!;
+      await node.kill();
+      // No Node process prints its "listening" line within a millisecond.
+      node.startTimeoutMs = 1;
+      await expect(node.start()).rejects.toThrow(/timed out after 1 ms waiting for gridlink-node node-1 to listen/);
+      const pid = node.pid!;
+      expect(node.running).toBe(false);
+      expect(alive(pid)).toBe(false);
+      node.startTimeoutMs = 30_000;
+      await node.start();
+      await cluster.waitForMembers(['node-1']);
+    } finally {
+      await cluster.close();
+    }
+  });
+
   it('close() with a hung (SIGSTOPped) NATS server and a hung node is prompt', async () => {
     const cluster = await ProcessCluster.start({ nodes: 1, partitions: 8 });
     await cluster.topology(); // the cluster's own control-plane connection is open
