@@ -6,6 +6,7 @@
 import { CACHE_PREFIX, CLUSTER_KEY, LEASE_PREFIX, TOPOLOGY_KEY, lostAnywhere, withLossAccepted, type AutoAdjustPolicy, type ControlPlane, type LeaseRecord, type TopologyRecord } from '@gridlink/node';
 import { AdminRefusedError, AdminUsageError } from './errors.js';
 import { DEFAULT_TIMEOUT_MS, readTopology, updateTopology, withTimeout } from './control.js';
+import { durationOption } from './options.js';
 import {
   autoAdjustCountdown,
   baselineIds,
@@ -32,13 +33,24 @@ export interface AdminOptions {
   http?: HttpLocator;
 }
 
-/** GET a node's HTTP path: the status code, or null when the node did not answer. */
-export async function probeHttp(base: string, path: string, timeoutMs = 2000): Promise<{ status: number; body: string } | null> {
+/**
+ * GET a node's HTTP path: the status code, or null when the node did not answer within
+ * `timeoutMs` (or `signal` aborted first: the request is then aborted too).
+ */
+export async function probeHttp(base: string, path: string, timeoutMs = 2000, signal?: AbortSignal): Promise<{ status: number; body: string } | null> {
+  const ac = new AbortController();
+  const abort = (): void => ac.abort();
+  const timer = setTimeout(abort, timeoutMs);
+  if (signal?.aborted) abort();
+  else signal?.addEventListener('abort', abort, { once: true });
   try {
-    const res = await fetch(new URL(path, base), { signal: AbortSignal.timeout(timeoutMs) });
+    const res = await fetch(new URL(path, base), { signal: ac.signal });
     return { status: res.status, body: await res.text() };
   } catch {
     return null;
+  } finally {
+    clearTimeout(timer);
+    signal?.removeEventListener('abort', abort);
   }
 }
 
@@ -545,13 +557,19 @@ export async function checkSafe(cp: ControlPlane, o: AdminOptions = {}): Promise
   };
 }
 
-/** Polls checkSafe until safe or the deadline; returns the last report. */
+/**
+ * Polls checkSafe until safe or the deadline; returns the last report. `waitMs` and `pollMs` are
+ * integer milliseconds (else an AdminUsageError naming them: a deadline that is not a number never
+ * came, and the control plane was polled every millisecond forever).
+ */
 export async function waitSafe(cp: ControlPlane, o: AdminOptions & { waitMs: number; pollMs?: number }): Promise<SafeReport> {
-  const deadline = Date.now() + o.waitMs;
+  const waitMs = durationOption('waitMs', o.waitMs, null);
+  const pollMs = durationOption('pollMs', o.pollMs, 250, 1);
+  const deadline = Date.now() + waitMs;
   for (;;) {
     const r = await checkSafe(cp, o);
     if (r.safe || Date.now() >= deadline) return r;
-    await new Promise((res) => setTimeout(res, Math.min(o.pollMs ?? 250, Math.max(1, deadline - Date.now()))));
+    await new Promise((res) => setTimeout(res, Math.min(pollMs, Math.max(1, deadline - Date.now()))));
   }
 }
 
@@ -570,9 +588,11 @@ export interface DecommissionResult extends BaselineChangeResult {
  * auto-adjust enabled, the node would be put back after the soft timeout.
  */
 export async function decommission(cp: ControlPlane, id: string, o: ChangeOptions & { waitMs?: number } = {}): Promise<DecommissionResult> {
+  // Checked before anything is written (a wait that is not a number polled forever, once applied).
+  const waitMs = o.waitMs === undefined ? undefined : durationOption('waitMs', o.waitMs, 0);
   const r = await changeBaseline(cp, { kind: 'remove', id }, o);
-  if (!r.applied || o.waitMs === undefined) return { ...r, drained: null };
-  const deadline = Date.now() + o.waitMs;
+  if (!r.applied || waitMs === undefined) return { ...r, drained: null };
+  const deadline = Date.now() + waitMs;
   for (;;) {
     const rec = (await readTopology(cp, o.timeoutMs)).value;
     const holds = rec.owners.some((ow) => ow.includes(id)) || rec.syncing.some((s) => s.some((e) => e.id === id));

@@ -1,4 +1,4 @@
-import { ControlPlaneBucketMissingError, type ControlPlane } from '@gridlink/node';
+import { ControlPlaneBucketMissingError, NodeConfigError, type ControlPlane } from '@gridlink/node';
 import { AdminRefusedError, AdminUsageError, ControlPlaneUnreachableError } from './errors.js';
 
 export interface ConnectedControlPlane {
@@ -33,9 +33,26 @@ export interface ConnectOptions {
   load?: () => Promise<NatsControlPlaneModule>;
 }
 
+/**
+ * Whether a URL names a host and, if any, a port in [1, 65535]: `nats://h:99999`, `nats://h:x`
+ * or `nats://:4222` is the operator's typo, not a server that cannot be reached (exit code 3,
+ * retryable, after the whole --timeout).
+ */
+export function isHostPort(url: string): boolean {
+  try {
+    const u = new URL(url);
+    return u.hostname !== '' && u.port !== '0';
+  } catch {
+    return false;
+  }
+}
+
+/** The option of the command each NatsControlPlane option it refuses comes from. */
+const CONFIG_FLAGS: Record<string, string> = { servers: '--control-plane', bucket: '--bucket', token: '--nats-token', user: '--nats-user', pass: '--nats-pass', credsFile: '--nats-creds', credentials: '--nats-token', connectTimeoutMs: '--timeout', requestTimeoutMs: '--timeout' };
+
 export async function connectControlPlane(url: string, o: ConnectOptions = {}): Promise<ConnectedControlPlane> {
   const servers = url.split(',').map((s) => s.trim()).filter((s) => s !== '');
-  if (servers.length === 0 || !servers.every((s) => /^(nats|tls):\/\/[^\s/]+\/?$/.test(s))) {
+  if (servers.length === 0 || !servers.every((s) => /^(nats|tls):\/\/[^\s/]+\/?$/.test(s) && isHostPort(s))) {
     throw new AdminUsageError('--control-plane', `expected nats://host:port (comma-separated for several servers), got "${url}"`);
   }
   const load = o.load ?? (async (): Promise<NatsControlPlaneModule> => await import('@gridlink/node'));
@@ -46,7 +63,8 @@ export async function connectControlPlane(url: string, o: ConnectOptions = {}): 
     throw new ControlPlaneUnreachableError('this @gridlink/node has no NatsControlPlane export: the NATS control plane is not available');
   }
   const timeoutMs = o.timeoutMs ?? 10_000;
-  const options: Record<string, unknown> = { servers, name: 'gridlink-admin', create: false, connectTimeoutMs: timeoutMs, requestTimeoutMs: Math.min(timeoutMs, 5000) };
+  // The check above takes a trailing slash (nats://h:4222/); NatsControlPlane takes none.
+  const options: Record<string, unknown> = { servers: servers.map((s) => s.replace(/\/$/, '')), name: 'gridlink-admin', create: false, connectTimeoutMs: timeoutMs, requestTimeoutMs: Math.min(timeoutMs, 5000) };
   for (const k of ['bucket', 'token', 'user', 'pass', 'credsFile'] as const) if (o[k] !== undefined) options[k] = o[k];
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
@@ -73,6 +91,9 @@ export async function connectControlPlane(url: string, o: ConnectOptions = {}): 
     if (err instanceof ControlPlaneBucketMissingError) {
       throw new AdminRefusedError('ADMIN_NO_BUCKET', `${err.message}: no gridlink node has used it (check --bucket)`);
     }
+    // What NatsControlPlane refuses in its options is the operator's argument, not a control
+    // plane that cannot be reached (exit code 3, retryable).
+    if (err instanceof NodeConfigError) throw new AdminUsageError(CONFIG_FLAGS[err.field] ?? '--control-plane', err.reason);
     throw new ControlPlaneUnreachableError(`could not connect to ${url}: ${err instanceof Error ? err.message : String(err)}`);
   } finally {
     clearTimeout(timer);

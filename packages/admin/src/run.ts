@@ -22,7 +22,7 @@ import {
   type SafeReport,
 } from './admin.js';
 import { readTopology } from './control.js';
-import { connectControlPlane, type ConnectedControlPlane, type ConnectOptions } from './connect.js';
+import { connectControlPlane, isHostPort, type ConnectedControlPlane, type ConnectOptions } from './connect.js';
 import { startDashboard } from './dashboard/server.js';
 import { formatDuration, parseDuration } from './duration.js';
 import { AdminInternalError, AdminRefusedError, AdminUsageError, ExitCode, classifyError } from './errors.js';
@@ -265,7 +265,7 @@ function httpLocator(values: Parsed['values']): HttpLocator | undefined {
     const i = spec.indexOf('=');
     const id = spec.slice(0, i);
     const url = spec.slice(i + 1);
-    if (i <= 0 || !/^https?:\/\/[^\s/]+\/?$/.test(url)) throw new AdminUsageError('--http', `expected <id>=http://host:port, got "${spec}"`);
+    if (i <= 0 || !/^https?:\/\/[^\s/]+\/?$/.test(url) || !isHostPort(url)) throw new AdminUsageError('--http', `expected <id>=http://host:port, got "${spec}"`);
     byId.set(id, url.replace(/\/$/, ''));
   }
   const portText = values['http-port'] as string | undefined;
@@ -426,6 +426,9 @@ function fail(err: unknown, io: CliIo, json: boolean): number {
 
 type Runner = (cp: ControlPlane) => Promise<number>;
 
+/** The longest `gridlink caches` waits for the nodes to answer its client's handshake (or --timeout, when shorter). */
+export const SIZES_CONNECT_MAX_MS = 5000;
+
 /**
  * The client `gridlink caches` asks the sizes with, or the reason no node can be asked from here
  * (the nodes cannot be reached or did not answer the handshake in time): that reason then stands
@@ -436,7 +439,7 @@ type Runner = (cp: ControlPlane) => Promise<number>;
 async function sizeClient(endpoints: string[], timeoutMs: number, authToken: string | undefined): Promise<GridClient | Error> {
   if (endpoints.length === 0) return new AdminRefusedError('ADMIN_NO_MEMBERS', 'the topology lists no member to ask', true);
   try {
-    return await GridClient.connect({ endpoints, connectTimeout: Math.min(timeoutMs, 5000), operationTimeout: timeoutMs, ...(authToken ? { auth: { token: authToken } } : {}) });
+    return await GridClient.connect({ endpoints, connectTimeout: Math.min(timeoutMs, SIZES_CONNECT_MAX_MS), operationTimeout: timeoutMs, ...(authToken ? { auth: { token: authToken } } : {}) });
   } catch (err) {
     if (!(err instanceof GridConnectionError || err instanceof GridTimeoutError)) throw err;
     const refused = (err instanceof GridConnectionError ? err.endpoints : []).find((e) => e.error instanceof GridServerError && e.error.code === 'GRID_AUTH_FAILED');
@@ -674,10 +677,11 @@ function prepare(p: Parsed, http: HttpLocator | undefined, io: CliIo, deps: CliD
       const port = portText === undefined ? OPTION_DEFAULTS.port : Number(portText);
       if (!Number.isInteger(port) || port < 0 || port > 65535) throw new AdminUsageError('--port', `must be a port number in [0, 65535], got "${portText}"`);
       const host = (values['host'] as string | undefined) ?? OPTION_DEFAULTS.host;
+      if (host.trim() === '') throw new AdminUsageError('--host', 'needs a value (gridlink dashboard --host <value>)');
       const intervalMs = positiveDuration(values, 'interval', OPTION_DEFAULTS.interval);
       if (intervalMs < 100) throw new AdminUsageError('--interval', 'must be at least 100ms');
       return async (cp) => {
-        const d = await startDashboard({ controlPlane: cp, port, host, scrapeIntervalMs: intervalMs, ...(http ? { http } : {}) }).catch((err: unknown) => {
+        const d = await startDashboard({ controlPlane: cp, port, host, scrapeIntervalMs: intervalMs, timeoutMs, ...(http ? { http } : {}) }).catch((err: unknown) => {
           // The address cannot be listened on: the operator's --port or --host, not a crash.
           const code = (err as NodeJS.ErrnoException | null)?.code;
           if (code === 'EADDRINUSE' || code === 'EACCES') throw new AdminUsageError('--port', `cannot listen on ${host}:${port}: ${(err as Error).message}`);

@@ -2,7 +2,7 @@ import { createServer, type AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GridClient } from '@gridlink/client';
 import { LEASE_PREFIX, LocalCluster, MemoryControlPlane, TOPOLOGY_KEY, type TopologyRecord } from '@gridlink/node';
-import { changeBaseline, checkSafe, clusterStatus, nodeSafe, runCli, safetyOf, topologyView, updateTopology, type HttpLocator } from '@gridlink/admin';
+import { AdminUsageError, ExitCode, changeBaseline, checkSafe, clusterStatus, connectControlPlane, decommission, nodeSafe, runCli, safetyOf, topologyView, updateTopology, waitSafe, type HttpLocator } from '@gridlink/admin';
 import { initialTopology, MIN_PEER_WIRE_VERSION, PEER_WIRE_VERSION, RELEASE } from '@gridlink/node/internal';
 import fc from 'fast-check';
 import { fencedNodes, reportedUnreachable } from '../src/model.js';
@@ -554,4 +554,53 @@ describe('safety while a fence is under way, on a real embedded cluster (ADR 006
     const safe = await cli(cluster, ['safe', '--wait', '--wait-timeout', '20s']);
     expect(safe.code).toBe(0);
   });
+});
+
+describe('connectControlPlane', () => {
+  it('an option NatsControlPlane refuses is a usage error naming the option, not an unreachable control plane (was: exit code 3, retryable)', async () => {
+    // Refused before any connection is tried (nothing listens on port 1 either way).
+    const err = await connectControlPlane('nats://127.0.0.1:1', { timeoutMs: 2.5 }).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(AdminUsageError);
+    expect(err).toMatchObject({ argument: '--timeout', exitCode: ExitCode.USAGE, retryable: false });
+    expect((err as Error).message).toMatch(/^--timeout: must be an integer >= 1, got 2\.5/);
+  });
+});
+
+describe('waitSafe and decommission --wait from code', () => {
+  it('a wait that is not a number of milliseconds is an AdminUsageError naming it, before anything is written (was: a deadline never reached, the control plane polled every millisecond forever)', async () => {
+    const cp = new MemoryControlPlane();
+    const leases = ['node-1', 'node-2', 'node-3'].map((id) => ({ id, epoch: `e-${id}`, host: '127.0.0.1', port: 1, synced: {} }));
+    const t = initialTopology({ clusterId: 'c', partitions: 8, backups: 1, leases });
+    // A lost partition: never safe, so a wait runs to its deadline.
+    await cp.put(TOPOLOGY_KEY, { ...t, lost: [0] });
+    const refusal = (p: Promise<unknown>): Promise<unknown> => p.then(() => 'resolved', (e: unknown) => e);
+    const cases: [Record<string, unknown>, string][] = [
+      [{ waitMs: Number.NaN }, 'waitMs'],
+      [{ waitMs: '5m' }, 'waitMs'],
+      [{}, 'waitMs'],
+      [{ waitMs: -1 }, 'waitMs'],
+      [{ waitMs: 1.5 }, 'waitMs'],
+      [{ waitMs: Number.POSITIVE_INFINITY }, 'waitMs'],
+      [{ waitMs: 0, pollMs: 0 }, 'pollMs'],
+      [{ waitMs: 0, pollMs: Number.NaN }, 'pollMs'],
+    ];
+    for (const [o, option] of cases) {
+      const err = await refusal(waitSafe(cp, o as never));
+      expect(err, JSON.stringify(o)).toBeInstanceOf(AdminUsageError);
+      expect(err, JSON.stringify(o)).toMatchObject({ argument: option, exitCode: ExitCode.USAGE });
+    }
+    const before = (await cp.get<TopologyRecord>(TOPOLOGY_KEY))!;
+    for (const waitMs of [Number.NaN, '1m', -5]) {
+      const err = await refusal(decommission(cp, 'node-3', { yes: true, waitMs: waitMs as never }));
+      expect(err, String(waitMs)).toBeInstanceOf(AdminUsageError);
+      expect(err).toMatchObject({ argument: 'waitMs' });
+    }
+    // Nothing was written: node-3 is still in the baseline.
+    expect((await cp.get<TopologyRecord>(TOPOLOGY_KEY))!.revision).toBe(before.revision);
+    // Valid waits still run to their deadline.
+    expect((await waitSafe(cp, { waitMs: 50, pollMs: 10 })).safe).toBe(false);
+  }, 10_000);
 });

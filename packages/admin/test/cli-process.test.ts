@@ -133,6 +133,26 @@ describe('gridlink as a process', () => {
     });
   });
 
+  it('a --control-plane or --http URL with no valid host:port is a usage error naming it, before connecting (was: exit 3, "could not connect", retryable, after the whole --timeout)', async () => {
+    const port = await freePort();
+    const cp = ['--control-plane', `nats://127.0.0.1:${port}`];
+    const cases: [string[], Record<string, string>, string][] = [
+      [['status', '--control-plane', 'nats://127.0.0.1:99999'], {}, '--control-plane'],
+      [['status', '--control-plane', 'nats://127.0.0.1:42x2'], {}, '--control-plane'],
+      [['safe', '--control-plane', `nats://127.0.0.1:${port},nats://:4222`], {}, '--control-plane'],
+      [['caches', '--skip-sizes'], { GRIDLINK_CONTROL_PLANE: 'tls://nats.example:0' }, '--control-plane'],
+      // A node's HTTP URL with a port that is none: its READY was "no", from the operator's typo.
+      [['status', ...cp, '--http', 'node-1=http://127.0.0.1:80800'], {}, '--http'],
+      [['dashboard', ...cp, '--http', 'node-1=http://:8080'], {}, '--http'],
+    ];
+    const runs = await Promise.all(cases.map(([args, env]) => gridlink([...args, '--timeout', '5s'], env)));
+    runs.forEach((r, i) => {
+      const [args, , option] = cases[i]!;
+      expect({ args, code: r.code, out: r.out }).toEqual({ args, code: 1, out: '' });
+      expect(r.err, args.join(' ')).toMatch(new RegExp(`^gridlink: ${option}: expected `));
+    });
+  });
+
   it('--json with --output table is a usage error naming both, before connecting (was: JSON, the table request dropped without a word)', async () => {
     const port = await freePort();
     const cp = ['--control-plane', `nats://127.0.0.1:${port}`, '--timeout', '1s'];
@@ -494,6 +514,16 @@ describe('gridlink against a NATS no node has used', () => {
     expect(empty.code).toBe(4);
     expect(JSON.parse(empty.err).error.code).toBe('ADMIN_NO_TOPOLOGY');
     expect(await buckets()).toEqual(['made']);
+  });
+
+  it('a --control-plane URL ending in a slash, which it takes, connects as without one (was: exit 3, "not a nats:// or tls:// URL", retryable)', async () => {
+    const url = nats.urls[0]!;
+    const runs = await Promise.all([`${url}/`, `${url}/,${url}`, url].map((cp) => gridlink(['status', '--control-plane', cp, '--bucket', 'never-used', '--json'])));
+    for (const r of runs) {
+      // It reached the server: the bucket is not there.
+      expect({ code: r.code, out: r.out }).toEqual({ code: 4, out: '' });
+      expect((JSON.parse(r.err) as { error: { code: string } }).error.code).toBe('ADMIN_NO_BUCKET');
+    }
   });
 
   it('a topology record that cannot be read is refused naming the problem (exit 4), not a crash', async () => {

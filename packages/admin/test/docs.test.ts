@@ -7,10 +7,10 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { parseDuration } from '../src/duration.js';
+import { formatDuration, parseDuration } from '../src/duration.js';
 import { ExitCode } from '../src/errors.js';
 import { envNameOf, parseCli } from '@gridlink/node';
-import { COMMON, ENV_OPTIONS, OPTION_DEFAULTS, VERB_OPTIONS, runCli, type OptionSpec } from '../src/run.js';
+import { COMMON, ENV_OPTIONS, OPTION_DEFAULTS, SIZES_CONNECT_MAX_MS, VERB_OPTIONS, runCli, type OptionSpec } from '../src/run.js';
 import { fencedLine, unreachableLine } from '../src/table.js';
 
 const md = (path: string): string => readFileSync(fileURLToPath(new URL(`../../../${path}`, import.meta.url)), 'utf8');
@@ -159,6 +159,7 @@ describe('docs/operations.md §9: the gridlink command', () => {
       ['status', '--control-plane='],
       ['caches', '--auth-token='],
       ['dashboard', '--host='],
+      ['dashboard', '--host', ' '],
       ['dashboard', '--port='],
       ['status', '--http', ''],
     ]) {
@@ -203,6 +204,11 @@ describe('docs/operations.md §9: the gridlink command', () => {
     expect(text).toContain(quoted(fenced('stopping', null)));
     expect(text).toContain(quoted(fenced('held-back', '5c1e07d24567')));
     expect(text).toContain(`\`…: ${fenced('gone', null)!.split(': ').slice(2).join(': ')}\``);
+  });
+
+  it('gives the bound on the handshake of the client `gridlink caches` asks the sizes with as the code has it (was: "within --timeout", at most 5s in the code)', () => {
+    const caches = section9().split('\n#### `gridlink caches')[1]!.split('\n#### ')[0]!.replace(/\s+/g, ' ');
+    expect(caches).toContain(`do not answer the handshake within \`--timeout\`, at most \`${formatDuration(SIZES_CONNECT_MAX_MS)}\``);
   });
 
   it('gives every exit code its value, and no other', () => {

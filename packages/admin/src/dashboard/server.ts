@@ -9,7 +9,9 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { LEASE_PREFIX, TOPOLOGY_KEY, topologyProblem, type ControlPlane, type LeaseRecord, type TopologyRecord } from '@gridlink/node';
 import { probeHttp, type HttpLocator } from '../admin.js';
-import { AdminUsageError } from '../errors.js';
+import { DEFAULT_TIMEOUT_MS } from '../control.js';
+import { AdminUsageError, ControlPlaneUnreachableError } from '../errors.js';
+import { durationOption, integerOption, shown } from '../options.js';
 import { fencedNodes, liveIds, reportedUnreachable, safetyOf, type FenceState, type FencedNode } from '../model.js';
 import { fencedLine, unreachableLine } from '../table.js';
 import { parsePrometheus, sumOf } from '../prometheus.js';
@@ -23,8 +25,14 @@ export interface DashboardOptions {
   port?: number;
   /** Default 127.0.0.1. */
   host?: string;
-  /** How often members are scraped. Default 1000 ms. */
+  /** How often members are scraped (and the topology and leases re-read). Default 1000 ms; at least 100. */
   scrapeIntervalMs?: number;
+  /**
+   * Bound on each control plane read of a refresh (the topology record, the leases), as
+   * `--timeout` bounds each call of the other verbs: a read that has not answered by then is given
+   * up on, and the page keeps what it last showed. Default 10 000 ms.
+   */
+  timeoutMs?: number;
 }
 
 export interface Dashboard {
@@ -99,6 +107,9 @@ export function leaseView(rec: TopologyRecord, leases: readonly { value: unknown
   }
   return { unreachable, renewing, revisions };
 }
+
+/** Most a page's event stream may have waiting to be sent before the page is dropped. */
+export const MAX_UNSENT_BYTES = 16 * 1024 * 1024;
 
 export interface NodeMetricsView {
   id: string;
@@ -179,12 +190,34 @@ export function topologyView(rec: TopologyRecord, leases: LeaseView = { unreacha
   };
 }
 
-export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
-  const port = o.port ?? 8090;
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new AdminUsageError('port', `must be a port number in [0, 65535], got ${String(port)}`);
-  const interval = o.scrapeIntervalMs ?? 1000;
-  if (!Number.isInteger(interval) || interval < 100) throw new AdminUsageError('scrapeIntervalMs', 'must be an integer of at least 100');
-  const cp = o.controlPlane;
+/**
+ * The options of startDashboard, checked as the CLI checks its own: a value of the wrong type or
+ * out of range is an AdminUsageError naming the option, never a default silently taken instead
+ * (`port: null`) nor another meaning (`host: ''` would listen on every address).
+ */
+function dashboardOptions(o: unknown): { cp: ControlPlane; http: HttpLocator | undefined; port: number; host: string; interval: number; timeoutMs: number } {
+  if (typeof o !== 'object' || o === null) throw new AdminUsageError('options', `must be an object, got ${shown(o)}`);
+  const opts = o as Record<string, unknown>;
+  const cp = opts['controlPlane'] as Partial<ControlPlane> | null | undefined;
+  if (typeof cp !== 'object' || cp === null || typeof cp.get !== 'function' || typeof cp.list !== 'function' || typeof cp.watch !== 'function') {
+    throw new AdminUsageError('controlPlane', `must be a ControlPlane (an object with get, list and watch), got ${shown(cp)}`);
+  }
+  const http = opts['http'];
+  if (http !== undefined && typeof http !== 'function') throw new AdminUsageError('http', `must be a function (id, address) => base URL, got ${shown(http)}`);
+  const host = opts['host'] === undefined ? '127.0.0.1' : opts['host'];
+  if (typeof host !== 'string' || host.trim() === '') throw new AdminUsageError('host', `must be a host name or address to listen on, got ${shown(host)}`);
+  return {
+    cp: cp as ControlPlane,
+    http: http as HttpLocator | undefined,
+    port: integerOption('port', opts['port'], 8090, 0, 65535, 'a port number in [0, 65535]'),
+    host,
+    interval: durationOption('scrapeIntervalMs', opts['scrapeIntervalMs'], 1000, 100),
+    timeoutMs: durationOption('timeoutMs', opts['timeoutMs'], DEFAULT_TIMEOUT_MS, 1),
+  };
+}
+
+export async function startDashboard(options: DashboardOptions): Promise<Dashboard> {
+  const { cp, http: locate, port, host, interval, timeoutMs } = dashboardOptions(options);
   const clients = new Set<http.ServerResponse>();
   let topo: TopologyRecord | null = null;
   let leases: LeaseView = { unreachable: new Map(), renewing: new Map() };
@@ -193,9 +226,38 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
   let metricsEvent = '';
   const prev = new Map<string, { at: number; ok: number; error: number }>();
   let closed = false;
+  // Aborted by close(): what a refresh or a scrape still waits for is given up on at once.
+  const stop = new AbortController();
+
+  /**
+   * One control plane read of a refresh, bounded by timeoutMs (the CLI's --timeout) and by
+   * close(). The read given up on is left to finish on its own; its outcome is ignored.
+   */
+  const bounded = <T>(what: string, run: () => Promise<T>): Promise<T> => {
+    let timer: NodeJS.Timeout | undefined;
+    let onStop: (() => void) | undefined;
+    return new Promise<T>((resolve, reject) => {
+      timer = setTimeout(() => reject(new ControlPlaneUnreachableError(`the control plane did not answer ${what} within ${timeoutMs} ms`)), timeoutMs);
+      onStop = () => reject(new Error('the dashboard is closed'));
+      stop.signal.addEventListener('abort', onStop, { once: true });
+      run().then(resolve, reject);
+    }).finally(() => {
+      clearTimeout(timer);
+      stop.signal.removeEventListener('abort', onStop!);
+    });
+  };
 
   const broadcast = (event: string): void => {
-    for (const res of clients) res.write(event);
+    for (const res of clients) {
+      res.write(event);
+      // A page that reads nothing (a stalled connection, a frozen tab) would have every event kept
+      // for it in memory for as long as its connection lives: it is dropped instead, and its
+      // EventSource reconnects and is sent the current state.
+      if (res.writableLength > MAX_UNSENT_BYTES) {
+        clients.delete(res);
+        res.destroy();
+      }
+    }
   };
   // The view changes with the topology and with what the leases report: sent again when it differs.
   const publish = (): void => {
@@ -218,13 +280,14 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
   });
   const refresh = async (): Promise<void> => {
     try {
-      const e = await cp.get<TopologyRecord>(TOPOLOGY_KEY);
+      const e = await bounded('a topology read', () => cp.get<TopologyRecord>(TOPOLOGY_KEY));
       if (e && !closed) onTopology(e.value);
     } catch {
-      // the control plane is unreachable: keep showing the last record
+      // the control plane is unreachable or did not answer in time: keep showing the last record
     }
+    if (closed) return;
     try {
-      const listed = await cp.list<LeaseRecord>(LEASE_PREFIX);
+      const listed = await bounded('a lease listing', () => cp.list<LeaseRecord>(LEASE_PREFIX));
       if (topo === null || closed) return;
       const next = leaseView(topo, listed, leaseRevisions);
       leaseRevisions = next.revisions;
@@ -237,14 +300,14 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
 
   const scrape = async (): Promise<void> => {
     const rec = topo;
-    if (!rec || !o.http) return;
+    if (!rec || !locate || closed) return;
     const views = await Promise.all(
       liveIds(rec).map(async (id): Promise<NodeMetricsView> => {
         const m = rec.members[id]!;
-        const base = o.http!(id, { host: m.host, port: m.port });
+        const base = locate(id, { host: m.host, port: m.port });
         const view: NodeMetricsView = { id, ready: null, opsPerSec: null, errorsPerSec: null, errorRate: null, clients: null, release: null };
         if (base === undefined) return view;
-        const [ready, metrics] = await Promise.all([probeHttp(base, '/health/ready', interval), probeHttp(base, '/metrics', interval)]);
+        const [ready, metrics] = await Promise.all([probeHttp(base, '/health/ready', interval, stop.signal), probeHttp(base, '/metrics', interval, stop.signal)]);
         view.ready = ready !== null && ready.status === 200;
         if (metrics !== null && metrics.status === 200) {
           const samples = parsePrometheus(metrics.body);
@@ -272,16 +335,16 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
     if (!closed) broadcast(metricsEvent);
   };
 
-  let ticking = false;
+  // The tick under way, if any: close() waits for it (it ends at once once stopped).
+  let ticking: Promise<void> | null = null;
   const tick = (): void => {
-    if (ticking || closed) return;
-    ticking = true;
+    if (ticking !== null || closed) return;
     // Re-reading the record covers a watch that missed events (a reconnecting control plane).
-    refresh()
+    ticking = refresh()
       .then(scrape)
       .catch(() => undefined)
       .finally(() => {
-        ticking = false;
+        ticking = null;
       });
   };
   const timer = setInterval(tick, interval);
@@ -306,6 +369,11 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
       case '/api/topology':
         return send('application/json', topo ? JSON.stringify(topologyView(topo, leases)) : 'null');
       case '/events': {
+        if (req.method === 'HEAD') {
+          // No stream for HEAD: its headers go out only when the response ends (it used to never end).
+          res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store' }).end();
+          return;
+        }
         res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
         res.write('retry: 1000\n\n');
         if (topoEvent) res.write(topoEvent);
@@ -321,12 +389,13 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
   await refresh();
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, o.host ?? '127.0.0.1', () => {
+    server.listen(port, host, () => {
       server.off('error', reject);
       resolve();
     });
   }).catch((err: unknown) => {
     closed = true;
+    stop.abort();
     unwatch();
     clearInterval(timer);
     clearInterval(keepalive);
@@ -341,13 +410,16 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
     close: async () => {
       if (closed) return;
       closed = true;
+      // A refresh or scrape under way stops waiting (its HTTP requests to the nodes are aborted):
+      // once close() resolves, the dashboard has nothing open and asks nothing of anyone.
+      stop.abort();
       unwatch();
       clearInterval(timer);
       clearInterval(keepalive);
       for (const res of clients) res.end();
       clients.clear();
       server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await Promise.all([new Promise<void>((resolve) => server.close(() => resolve())), ticking]);
     },
   };
 }
