@@ -271,7 +271,7 @@ function httpLocator(values: Parsed['values']): HttpLocator | undefined {
   const portText = values['http-port'] as string | undefined;
   let port: number | undefined;
   if (portText !== undefined) {
-    port = Number(portText);
+    port = portNumber(portText);
     if (!Number.isInteger(port) || port < 1 || port > 65535) throw new AdminUsageError('--http-port', `must be a port number in [1, 65535], got "${portText}"`);
   }
   if (byId.size === 0 && port === undefined) return undefined;
@@ -674,7 +674,7 @@ function prepare(p: Parsed, http: HttpLocator | undefined, io: CliIo, deps: CliD
     case 'dashboard': {
       noExtra(args, 0, verb);
       const portText = values['port'] as string | undefined;
-      const port = portText === undefined ? OPTION_DEFAULTS.port : Number(portText);
+      const port = portText === undefined ? OPTION_DEFAULTS.port : portNumber(portText);
       if (!Number.isInteger(port) || port < 0 || port > 65535) throw new AdminUsageError('--port', `must be a port number in [0, 65535], got "${portText}"`);
       const host = (values['host'] as string | undefined) ?? OPTION_DEFAULTS.host;
       if (host.trim() === '') throw new AdminUsageError('--host', 'needs a value (gridlink dashboard --host <value>)');
@@ -729,4 +729,12 @@ function prepare(p: Parsed, http: HttpLocator | undefined, io: CliIo, deps: CliD
     }
   }
   throw new AdminUsageError('verb', `unknown verb "${verb}"`);
+}
+
+/**
+ * A port as written on the command line: decimal digits only, else NaN (refused by the caller).
+ * `Number()` alone took `0x1f90`, `1e3`, ` 80` and `80.0` for ports.
+ */
+function portNumber(text: string): number {
+  return /^\d{1,5}$/.test(text) ? Number(text) : Number.NaN;
 }

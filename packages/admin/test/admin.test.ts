@@ -279,6 +279,11 @@ describe('admin verbs on a real embedded cluster', () => {
       [['reset-lost', 'x'], '<partition>'],
       [['decommission'], '<id>'],
       [['dashboard', '--port', '-1'], '--port'],
+      // Decimal digits only: Number() would read these as 8080, 1000, 80 and 80.
+      [['dashboard', '--port', '0x1f90'], '--port'],
+      [['dashboard', '--port', '1e3'], '--port'],
+      [['status', '--http-port', ' 80'], '--http-port'],
+      [['status', '--http-port', '80.0'], '--http-port'],
       [['caches', '--yes'], '--yes'],
       [['status', '--nats-user', 'u'], '--nats-pass'],
       [['status', '--nats-token', 't', '--nats-creds', 'f'], '--nats-token'],
