@@ -183,7 +183,8 @@ const OPTIONS = [
 ];
 
 export function resolveDedupeOptions<Req>(o: DedupeOptions<Req> = {}): ResolvedDedupeOptions<Req> {
-  if (typeof o !== 'object' || o === null) throw new DedupeConfigError('options', 'must be an object');
+  // An array is an object to typeof, but no options object (as `breaker` already says).
+  if (typeof o !== 'object' || o === null || Array.isArray(o)) throw new DedupeConfigError('options', 'must be an object');
   onlyKnownOptions(o, OPTIONS);
 
   let client: (req: Req) => GridClient | undefined;
@@ -229,7 +230,7 @@ export function resolveDedupeOptions<Req>(o: DedupeOptions<Req> = {}): ResolvedD
     throw new DedupeConfigError('cache', 'must be a grid cache name: a string of 1 to 255 UTF-8 bytes');
   }
   if (o.logger !== undefined) {
-    if (typeof o.logger !== 'object' || o.logger === null) throw new DedupeConfigError('logger', 'must be an object with info/warn/error methods');
+    if (typeof o.logger !== 'object' || o.logger === null || Array.isArray(o.logger)) throw new DedupeConfigError('logger', 'must be an object with info/warn/error methods');
     for (const level of ['info', 'warn', 'error'] as const) {
       const f = (o.logger as Record<string, unknown>)[level];
       if (f !== undefined && typeof f !== 'function') throw new DedupeConfigError(`logger.${level}`, `must be a function, got ${f === null ? 'null' : typeof f}`);

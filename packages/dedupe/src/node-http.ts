@@ -174,6 +174,34 @@ function capturedHeaders(c: ResponseCapture, current: Record<string, unknown>): 
   return headers;
 }
 
+/** A reason phrase Node refuses to write (its `checkInvalidHeaderChar`). */
+const INVALID_REASON = /[^\t\x20-\x7e\x80-\xff]/;
+
+/**
+ * Whether Node's own `end(chunk, encoding)` would throw on this response: a chunk that is neither
+ * a string nor bytes (`res.end(42)`, `res.end({})`), a string in an encoding Node does not know,
+ * or — while the head is still to be written — a status code outside 100-999 (Express 4's
+ * `res.status()` takes anything: `res.status(err.status)` with no status is `undefined`) or a
+ * reason phrase with characters a header cannot hold. Such an end() is no answer: it must throw
+ * to its caller at once, as without the capture, not be stored and then thrown where nobody
+ * catches it (the held end() ran in a promise callback: an unhandled rejection, the request left
+ * hanging).
+ */
+function refusedByNode(res: ServerResponse, chunk: unknown, encoding: unknown): boolean {
+  // Node writes a chunk only when it is truthy (end(0), end('') send nothing), and takes a
+  // function as the callback.
+  if (chunk && typeof chunk !== 'function') {
+    if (typeof chunk === 'string') {
+      if (typeof encoding === 'string' && !Buffer.isEncoding(encoding)) return true;
+    } else if (!(chunk instanceof Uint8Array)) return true;
+  }
+  if (res.headersSent) return false; // the head is built: its status and reason were checked then
+  const status = res.statusCode | 0; // as writeHead() reads it
+  if (status < 100 || status > 999) return true;
+  const reason = res.statusMessage as unknown;
+  return typeof reason === 'string' && INVALID_REASON.test(reason);
+}
+
 function capturedEnd(this: ResponseCapture, chunk?: unknown, ...rest: unknown[]): ServerResponse {
   const res = this.res;
   if (this.held) {
@@ -183,6 +211,9 @@ function capturedEnd(this: ResponseCapture, chunk?: unknown, ...rest: unknown[])
     return res;
   }
   if (this.ended) return this.end.call(res, chunk, ...rest) as ServerResponse;
+  // Node's end() throws here, before anything goes out: let it, to the caller (the handler's
+  // error then reaches the app's error handler, whose answer is captured as any other).
+  if (refusedByNode(res, chunk, rest[0])) return this.end.call(res, chunk, ...rest) as ServerResponse;
   // Its 'close' listener stays (it does nothing once ended): removing it cost more than it saves.
   this.ended = true;
   this.seeHead();
@@ -190,7 +221,9 @@ function capturedEnd(this: ResponseCapture, chunk?: unknown, ...rest: unknown[])
   // getHeaders() builds a new object: nothing below changes it, and it is the snapshot.
   const current = res.getHeaders();
   const captured: CapturedResponse = {
-    status: res.statusCode,
+    // The status as Node writes it (`| 0`, as writeHead() does): Express 4's res.status('201')
+    // or 201.5 sends 201, and a stored "201" was no stored response to a later read.
+    status: res.statusCode | 0,
     headers: capturedHeaders(this, current),
     body: this.over ? null : this.chunks.length === 1 ? (this.chunks[0] as Buffer) : Buffer.concat(this.chunks),
   };
@@ -199,7 +232,14 @@ function capturedEnd(this: ResponseCapture, chunk?: unknown, ...rest: unknown[])
   if (this.ticket.storeAfterSend) {
     // Sent now; stored (and the key freed) right after. The lock stays held until then, so a
     // duplicate meanwhile gets 409, never a second run (ADR 0036).
-    end.call(res, chunk, ...rest);
+    try {
+      end.call(res, chunk, ...rest);
+    } catch (e) {
+      // This end() failed (its throw goes to the caller): nothing is stored, the key is freed,
+      // and what the caller sends next passes through (ended stays set).
+      void this.ticket.abandon('the response could not be ended');
+      throw e;
+    }
     void this.ticket.complete(captured);
     return res;
   }
@@ -217,7 +257,13 @@ function capturedEnd(this: ResponseCapture, chunk?: unknown, ...rest: unknown[])
       res.statusCode = status;
       res.statusMessage = statusMessage;
     }
-    end.call(res, chunk, ...rest);
+    try {
+      end.call(res, chunk, ...rest);
+    } catch {
+      // Checked above, so not expected; but a throw here has no caller to reach (an unhandled
+      // rejection) and would leave the client waiting: end the exchange instead.
+      res.destroy();
+    }
   });
   return res;
 }

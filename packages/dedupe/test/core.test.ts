@@ -262,6 +262,19 @@ describe('Idempotency-Key as an sf-string (properties)', () => {
       { numRuns: 3000 },
     );
   });
+
+  it('trims the whitespace around a value in time linear in its length: a long run of spaces inside a key does not stall the event loop', () => {
+    expect(checkHeaderKey('\t a b \t ', 10)).toEqual({ key: 'a b' });
+    expect(checkHeaderKey(' \t\t ', 10)).toEqual({ error: 'key is empty' });
+    // The trim used to be /^[ \t]+|[ \t]+$/, tried from each position of such a run: 110 ms for
+    // a 16 KB header (Node's default limit), about 70 s for this one (a server with a larger
+    // maxHeaderSize). A scan from each end takes well under a millisecond.
+    const value = `a${' '.repeat(400_000)}b`;
+    const started = performance.now();
+    expect(checkHeaderKey(value, 8192)).toEqual({ error: 'key is longer than 8192 characters' });
+    expect(checkHeaderKey(`"${value.slice(0, 8000)}"   `, 8192)).toEqual({ key: value.slice(0, 8000) });
+    expect(performance.now() - started).toBeLessThan(2000);
+  });
 });
 
 describe('dedupers on a shared breaker', () => {
@@ -357,6 +370,11 @@ describe('options', () => {
     [{ metrics: { client: prom, prefix: 'bad prefix' } }, 'metrics.prefix'],
     [{ metrics: { client: prom, registery: {} } }, 'metrics.registery'],
     [{ metrics: { client: prom, registry: 5 } }, 'metrics.registry'],
+    // An array is an object to typeof, but no options object (`breaker: []` was already refused).
+    [[], 'options'],
+    [[{ leaseMs: 5 }], 'options'],
+    [{ logger: [] }, 'logger'],
+    [{ logger: [console.warn] }, 'logger'],
   ])('rejects %j naming %s', (opts, field) => {
     let err: unknown;
     try {

@@ -72,7 +72,7 @@ function routeLabelOf(req: Request): string {
  * `options.client`, else the one `gridlink(app, ...)` connected.
  */
 export function dedupe(options: ExpressDedupeOptions = {}): DedupeMiddleware {
-  if (typeof options !== 'object' || options === null) throw new DedupeConfigError('options', 'must be an object');
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) throw new DedupeConfigError('options', 'must be an object');
   const given = options.client;
   const deduper = new Deduper<Request>({
     ...options,
@@ -155,14 +155,14 @@ export function gridlink(app: Application, config: GridClientConfig | GridClient
   const requestProto = (app as { request?: unknown }).request;
   if (typeof requestProto !== 'object' || requestProto === null) throw new DedupeConfigError('app', 'must be an Express application (it has no request prototype)');
   if (typeof config !== 'object' || config === null) throw new DedupeConfigError('clientConfig', 'must be a GridClientConfig or a GridClient');
-  if (typeof options !== 'object' || options === null) throw new DedupeConfigError('options', 'must be an object');
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) throw new DedupeConfigError('options', 'must be an object');
   onlyKnownOptions(options, ['health', 'reconnectDelayMs', 'onError']);
   const given = options.health;
   let health: { path: string } | false;
   if (given === false) health = false;
   else if (given === undefined) health = { path: DEFAULT_HEALTH_PATH };
   else {
-    if (typeof given !== 'object' || given === null) throw new DedupeConfigError('health', 'must be { path } or false');
+    if (typeof given !== 'object' || given === null || Array.isArray(given)) throw new DedupeConfigError('health', 'must be { path } or false');
     onlyKnownOptions(given, ['path'], 'health.');
     // `{}` (or `path: undefined`) takes the default path, as the type says it may; null is
     // refused like any other non-path (as reconnectDelayMs: null is).

@@ -439,6 +439,11 @@ describe('gridlink() lifecycle', () => {
     expect(() => gridlink(express5(), {}, { health: { pth: '/x' } } as never)).toThrow(/health\.pth/);
     expect(() => gridlink(express5(), {}, { onError: 'log' } as never)).toThrow(/onError/);
     expect(() => gridlink(express5(), {}, null as never)).toThrow(/"options"/);
+    // Arrays are objects to typeof, not options objects: refused as the wrong type they are.
+    expect(() => gridlink(express5(), { endpoints: ['127.0.0.1:1'] }, [] as never)).toThrow(/^invalid dedupe option "options": must be an object$/);
+    expect(() => gridlink(express5(), { endpoints: ['127.0.0.1:1'] }, { health: [] } as never)).toThrow(/^invalid dedupe option "health": /);
+    expect(() => dedupe([] as never)).toThrow(/^invalid dedupe option "options": must be an object$/);
+    expect(() => dedupe({ logger: [] } as never)).toThrow(/^invalid dedupe option "logger": /);
     // The client config too, with the client's own checks: it used to fail every connection
     // attempt, retried for ever, ready never resolving.
     expect(() => gridlink(express5(), {})).toThrow(/^invalid dedupe option "clientConfig\.endpoints": /);
