@@ -35,15 +35,6 @@ export function token(field: string, v: unknown, def?: string): string {
   return v;
 }
 
-/** A dotted NATS subject prefix without wildcards. */
-export function subjectPrefix(field: string, v: unknown, def: string): string {
-  if (v === undefined) return def;
-  if (typeof v !== 'string' || !/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(v)) {
-    throw new MessagingConfigError(field, `must be a dotted subject without wildcards, got ${describe(v)}`);
-  }
-  return v;
-}
-
 /**
  * nats-server's longest protocol line by default (`max_control_line`): a SUB whose arguments
  * (subject, queue group, subscription id) are longer closes the connection.
@@ -51,6 +42,32 @@ export function subjectPrefix(field: string, v: unknown, def: string): string {
 const MAX_CONTROL_LINE = 4096;
 /** Room kept for nats.js's subscription id (a counter: at most 16 digits). */
 const SID_ROOM = 16;
+/**
+ * The longest subject (bytes) a SUB without a queue group, or a PUB without a reply subject
+ * (whose size takes no more room than a subscription id), can carry within `max_control_line`.
+ */
+const MAX_SUBJECT_BYTES = MAX_CONTROL_LINE - SID_ROOM - 1;
+
+/**
+ * A dotted NATS subject prefix without wildcards, short enough that the longest subject made of
+ * it, `<prefix><suffix>` (a job queue's `<prefix>.<queue>.submitted`), fits a protocol line:
+ * nats-server closes the connection on a longer SUB or PUB line, and nats.js reconnects and
+ * subscribes again, so one too long a prefix kept the application's whole connection cycling
+ * (every other subscription on it lost meanwhile) while the queue's notices never arrived.
+ */
+export function subjectPrefix(field: string, v: unknown, def: string, suffix: string): string {
+  if (v === undefined) return def;
+  if (typeof v !== 'string' || !/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(v)) {
+    throw new MessagingConfigError(field, `must be a dotted subject without wildcards, got ${describe(v)}`);
+  }
+  // ASCII only (checked above): characters are bytes.
+  const max = MAX_SUBJECT_BYTES - utf8.encode(suffix).length;
+  if (v.length > max) {
+    throw new MessagingConfigError(field, `must be at most ${max} characters here, for its longest subject (<prefix>${suffix}) to fit nats-server's ${MAX_CONTROL_LINE}-byte protocol line, got ${v.length}`);
+  }
+  return v;
+}
+
 /**
  * Letters, marks, numbers, punctuation and symbols: the characters nats-server's error text quotes
  * as they are (Go's %q), and no whitespace, control or format character, nor a lone surrogate.
@@ -131,8 +148,9 @@ export function required<T>(field: string, v: T | undefined | null, check: (v: T
 }
 
 /**
- * An options object: undefined or null mean none ({}); anything else must be a plain object whose
- * keys are all known (a misspelt option is an error naming it, not silently ignored).
+ * An options argument (per call, or a constructor's already checked): undefined or null mean
+ * none ({}); anything else must be a plain object whose keys are all known (a misspelt option is
+ * an error naming it, not silently ignored). An option whose value is an object: `nestedOptions`.
  */
 export function options<T extends object>(field: string, v: T | null | undefined, known: readonly string[], prefix = ''): Partial<T> {
   if (v === undefined || v === null) return {};
@@ -141,6 +159,17 @@ export function options<T extends object>(field: string, v: T | null | undefined
     if (!known.includes(k)) throw new MessagingConfigError(`${prefix}${k}`, 'unknown option');
   }
   return v;
+}
+
+/**
+ * An option whose value is an options object (`retry`, `direct`): checked as `options` (unknown
+ * names are refused as `<field>.<name>`), but only undefined means "left out". Null is refused
+ * naming the option, like a null for any other option (it used to mean the defaults here, unlike
+ * everywhere else, and `retry` was not even typed to take it).
+ */
+export function nestedOptions<T extends object>(field: string, v: T | null | undefined, known: readonly string[]): Partial<T> {
+  if (v === null) throw new MessagingConfigError(field, `must be an object, got ${describe(v)}`);
+  return options(field, v, known, `${field}.`);
 }
 
 /** A function option (undefined when absent). */

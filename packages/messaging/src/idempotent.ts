@@ -16,7 +16,7 @@ import { EventEmitter } from 'eventemitter3';
 import { LockNotHeldError, type GridCache, type GridClient } from '@gridlink/client';
 import type { Consumer, ConsumerMessages, ConsumerNotification, JsMsg } from '@nats-io/jetstream';
 import type { Msg, MsgHdrs, NatsConnection, Subscription } from '@nats-io/transport-node';
-import { MAX_TIMER_MS, describe, fn, int, options, queueGroup, required, subscribeSubject, token } from './config.js';
+import { MAX_TIMER_MS, describe, fn, int, nestedOptions, options, queueGroup, required, subscribeSubject, token } from './config.js';
 import { MessagingClosedError, MessagingConfigError, MessagingError, MissingMessageIdError } from './errors.js';
 import { Ownership } from './ownership.js';
 import { StopSignal, STOPPED } from './stop-signal.js';
@@ -37,7 +37,10 @@ export interface IdempotentContext {
   fencingToken: number;
   /** Aborts when this consumer can no longer be sure it holds the id. */
   signal: AbortSignal;
-  /** Tells JetStream the message is still being worked on (also done automatically). */
+  /**
+   * Tells JetStream the message is still being worked on (also done automatically); nothing once
+   * `signal` has aborted (the message is then no longer this processing's to keep).
+   */
   working(): void;
   /** Whether this delivery is a redelivery (JetStream). */
   redelivered: boolean;
@@ -61,8 +64,8 @@ export interface IdempotentOptions {
   busyDelayMs?: number;
   /** `close()` waits this long for messages being processed (ms). Default 10000. */
   closeTimeoutMs?: number;
-  /** Bounds of the calls the application makes itself (`handleCore`, `handleJetStream`). */
-  direct?: DirectOptions | null;
+  /** Bounds of the calls the application makes itself (`handleCore`, `handleJetStream`). Not null (a MessagingConfigError). */
+  direct?: DirectOptions;
 }
 
 /**
@@ -213,7 +216,7 @@ export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
     this.busyDelayMs = int('busyDelayMs', o.busyDelayMs, 1000, 0, MAX_TIMER_MS);
     this.closeTimeoutMs = int('closeTimeoutMs', o.closeTimeoutMs, 10_000, 0, MAX_TIMER_MS);
     this.idOf = fn('idOf', o.idOf);
-    const direct = options('direct', o.direct, ['concurrency', 'maxQueued'], 'direct.');
+    const direct = nestedOptions('direct', o.direct, ['concurrency', 'maxQueued']);
     const directLimit = int('direct.concurrency', direct.concurrency, 16, 1, 10_000);
     const directMaxQueued = int('direct.maxQueued', direct.maxQueued, 1000, 0, 1_000_000);
     this.directSlots = new Slots(directLimit, directMaxQueued, (w: DirectWaiter) => w.refuse());
@@ -587,7 +590,14 @@ export class IdempotentConsumer extends EventEmitter<IdempotentEvents> {
         running.abandon('the consumer was closed');
         d.nak(this.busyDelayMs);
       };
-      const ctx: IdempotentContext = { id, fencingToken: own.token, signal: own.signal, working: () => d.working(), redelivered: d.redelivered };
+      // The handler's own working() too stops extending the message once its signal aborted (lost,
+      // or given up by close()): it used to extend it for as long as a handler that ignored its
+      // signal kept calling it, so the server did not redeliver the message to a consumer that
+      // could take the id, as the automatic working() no longer did.
+      const working = (): void => {
+        if (!running.signal.aborted) d.working();
+      };
+      const ctx: IdempotentContext = { id, fencingToken: own.token, signal: own.signal, working, redelivered: d.redelivered };
       try {
         await handler(msg, ctx);
       } catch (error) {

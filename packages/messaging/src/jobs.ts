@@ -24,7 +24,7 @@ import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'eventemitter3';
 import { GridClosedError, GridError, bytesSerializer, type GridCache, type GridClient } from '@gridlink/client';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
-import { MAX_TIMER_MS, describe, fn, int, num, options, required, subjectPrefix, token } from './config.js';
+import { MAX_TIMER_MS, describe, fn, int, nestedOptions, num, options, required, subjectPrefix, token } from './config.js';
 import {
   JobFailedError,
   JobNotFoundError,
@@ -69,7 +69,11 @@ export interface JobQueueOptions {
   nats: NatsConnection;
   /** Queue name: one token of [A-Za-z0-9_-]. Default "default". */
   queue?: string;
-  /** Subject prefix of the queue's notifications. Default "gridlink.jobs". */
+  /**
+   * Subject prefix of the queue's notifications: dotted tokens of [A-Za-z0-9_-], at most 4068
+   * characters less the queue name's (so that `<prefix>.<queue>.submitted` fits nats-server's
+   * protocol line). Default "gridlink.jobs".
+   */
   subjectPrefix?: string;
   /** Largest encoded payload / checkpoint / result (bytes), 1 to 786432 (768 KiB). Default 65536. */
   maxPayloadBytes?: number;
@@ -176,12 +180,16 @@ export interface WorkerOptions {
   leaseMs?: number;
   /** The owner stops trusting its lease this long before it could expire (ms). Default leaseMs/5. */
   leaseMarginMs?: number;
+  /** Backoff between failed runs; each field defaults on its own. Not null (a MessagingConfigError). */
   retry?: RetryOptions;
-  /** Called once for a job that failed for the last time. */
+  /**
+   * Called once for a job that failed for the last time. The job does not wait for it; close()
+   * does (within closeTimeoutMs). A rejection is an `error` event.
+   */
   onDeadLetter?: (job: JobStatus) => Promise<void> | void;
   /** Scan of the unfinished jobs as a backstop (ms); 0 = only at start and on NATS reconnect. Default 30000. */
   sweepIntervalMs?: number;
-  /** Graceful close waits this long for running handlers (ms). Default 10000. */
+  /** Graceful close waits this long for claims under way, running handlers and dead-letter hooks (ms). Default 10000. */
   closeTimeoutMs?: number;
   /** This worker's id (in heartbeats and job records). Default: random. */
   workerId?: string;
@@ -308,7 +316,22 @@ class JobStore {
 
   async get(id: string): Promise<JobRecord | undefined> {
     const raw = await this.cache.get(id);
-    return raw === undefined ? undefined : decodeRecord(raw);
+    return raw === undefined ? undefined : this.decode(id, raw);
+  }
+
+  /**
+   * The stored record of job `id`. One that is no job record this version can read (garbage, or
+   * written by a newer version) is a MessagingError with code JOB_UNREADABLE_RECORD, as a sweep
+   * reports it: `status`, `result` and `submit` of its id used to throw MessagePack's DecodeError
+   * or a plain Error.
+   */
+  decode(id: string, raw: Uint8Array): JobRecord {
+    try {
+      return decodeRecord(raw);
+    } catch (cause) {
+      const why = cause instanceof Error ? cause.message : describe(cause);
+      throw new MessagingError(`job ${id}: its record in ${this.cache.name} is no job record this version can read (${why})`, 'JOB_UNREADABLE_RECORD', false, { cause });
+    }
   }
 
   /**
@@ -321,7 +344,7 @@ class JobStore {
     for (;;) {
       if (raw === undefined) raw = await this.cache.get(id);
       if (raw === undefined) return { ok: false, reason: 'missing' };
-      const current = decodeRecord(raw);
+      const current = this.decode(id, raw);
       const t = f(current);
       if (!t.ok) {
         if (known?.raw === raw) {
@@ -386,7 +409,9 @@ function resolve(o: JobQueueOptions): Resolved {
   const grid = required('grid', o.grid, (g) => typeof g.cache === 'function' && typeof g.lock === 'function', 'a GridClient');
   const nats = required('nats', o.nats, (n) => typeof n.publish === 'function' && typeof n.subscribe === 'function', 'a NatsConnection');
   const queue = token('queue', o.queue, 'default');
-  const prefix = subjectPrefix('subjectPrefix', o.subjectPrefix, 'gridlink.jobs');
+  // The queue's longest subject is `<prefix>.<queue>.submitted` (`released`, `done` and `alive`
+  // are shorter): it must fit nats-server's protocol line.
+  const prefix = subjectPrefix('subjectPrefix', o.subjectPrefix, 'gridlink.jobs', `.${queue}.submitted`);
   return {
     grid,
     nats,
@@ -630,6 +655,13 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
   private readonly givenUp = new AbortController();
   /** Outcome writes under way (close() waits for the try in flight once it gave up on them). */
   private readonly recording = new Set<Promise<unknown>>();
+  /**
+   * Dead-letter hooks under way, each settled once its rejection (if any) was emitted: close()
+   * waits for them within closeTimeoutMs. It used to resolve while one still ran: a process that
+   * exited after close() cut the job's only dead-letter call off, and its rejection, emitted after
+   * the listeners were removed, was reported to no one.
+   */
+  private readonly hooks = new Set<Promise<void>>();
   private readonly running = new Map<string, Running>();
   private readonly claiming = new Set<string>();
   /** Claims under way (lock taken or being taken, record not yet written): close() waits for them. */
@@ -664,7 +696,7 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
     this.pickWindow = Math.max(64, this.concurrency * 16);
     this.leaseMs = int('leaseMs', o.leaseMs, 1500, 100, 3_600_000);
     this.marginMs = int('leaseMarginMs', o.leaseMarginMs, Math.floor(this.leaseMs / 5), 0, Math.floor(this.leaseMs / 2));
-    const r = options('retry', o.retry, RETRY_OPTIONS, 'retry.');
+    const r = nestedOptions('retry', o.retry, RETRY_OPTIONS);
     this.policy = {
       initialDelayMs: int('retry.initialDelayMs', r.initialDelayMs, 200, 0),
       maxDelayMs: int('retry.maxDelayMs', r.maxDelayMs, 30_000, 0),
@@ -720,11 +752,17 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
   }
 
   private track(p: Promise<void>): void {
+    void this.reported(p);
+  }
+
+  /** Runs `p` in the background (as `track`), its rejection an `error` event; the promise returned settles after that. */
+  private reported(p: Promise<void>): Promise<void> {
     const t = p.catch((e: unknown) => {
       this.emit('error', e instanceof Error ? e : new Error(String(e)));
     });
     this.tasks.add(t);
     void t.finally(() => this.tasks.delete(t));
+    return t;
   }
 
   /** Re-checks pending jobs whenever the NATS connection comes back. */
@@ -1209,9 +1247,15 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
     this.forget(id, next.createdAt);
     this.queue.publish({ t: 'done', id, state: 'failed' });
     // Not awaited here: a slow or hanging hook must not keep the finished job's slot and its
-    // (renewed) lock. Its rejection is reported as `error`.
+    // (renewed) lock. Its rejection is reported as `error`. close() waits for it (within
+    // closeTimeoutMs): the hook is called once, by this worker only.
     const hook = this.onDeadLetter;
-    if (hook) this.track(Promise.resolve().then(() => hook(toStatus(next, this.cfg.maxLostRuns))));
+    if (hook) {
+      const reported = this.reported(Promise.resolve().then(() => hook(toStatus(next, this.cfg.maxLostRuns))));
+      this.hooks.add(reported);
+      const done = (): void => void this.hooks.delete(reported);
+      reported.then(done, done);
+    }
   }
 
   private async run(rec: JobRecord, own: Ownership, takenOverFrom: string | null, known: { raw: Uint8Array | null }): Promise<void> {
@@ -1389,7 +1433,8 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
   /**
    * Stops taking jobs, waits up to closeTimeoutMs for claims under way and running handlers, then
    * releases the locks of those still running (announcing them so another worker resumes them at
-   * once). No handler starts once close() was called. Calling it again returns the same promise.
+   * once), and waits for dead-letter hooks under way within the same closeTimeoutMs. No handler
+   * starts once close() was called. Calling it again returns the same promise.
    */
   close(): Promise<void> {
     this.closing ??= this.shutdown();
@@ -1413,7 +1458,6 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
       // its lock back instead of starting the handler.
       if (this.claims.size > 0) await Promise.race([Promise.allSettled([...this.claims]), timeout]);
       if (this.running.size > 0) await Promise.race([new Promise<void>((r) => this.idleWaiters.push(r)), timeout]);
-      clearTimeout(timer);
       // Outcome writes still being retried stop now (their jobs are released below).
       this.givenUp.abort();
       clearInterval(this.heartbeat);
@@ -1431,6 +1475,11 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
       // A write in flight ends within the grid client's operation timeout; its result (recorded,
       // or `unrecorded` with willRetry false) is reported before the listeners go.
       if (this.recording.size > 0) await Promise.allSettled([...this.recording]);
+      // Dead-letter hooks under way (of jobs that failed before or during close()): waited for
+      // within the same closeTimeoutMs, so that each ran to its end and its rejection is an
+      // `error` event before the listeners go. A hook still running then is left to itself.
+      if (this.hooks.size > 0) await Promise.race([Promise.allSettled([...this.hooks]), timeout]);
+      clearTimeout(timer);
     }
     this.state = 'closed';
     this.removeAllListeners();

@@ -145,6 +145,8 @@ describe('idempotent consumer: direct calls are bounded (real grid and nats-serv
     expect(field({ maxQueud: 3 })).toBe('direct.maxQueud');
     expect(field(5)).toBe('direct');
     expect(field({ concurrency: 1, maxQueued: 0 })).toBe('accepted');
-    expect(field(null)).toBe('accepted');
+    // Only undefined means "left out": null is refused naming the option (it used to mean the defaults).
+    expect(field(null)).toBe('direct');
+    expect(field(undefined)).toBe('accepted');
   });
 });

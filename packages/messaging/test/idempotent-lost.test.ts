@@ -52,6 +52,54 @@ describe('idempotent consumer: a lock lost while the handler runs', () => {
     expect(await b.isProcessed('lost-1')).toBe(true);
     open();
   });
+
+  it("ignores the handler's own ctx.working() once its signal aborted as lost: the message is redelivered to another consumer", async () => {
+    const jsm = await jetstreamManager(await natsConn());
+    await jsm.streams.add({ name: 'LOSTW', subjects: ['LOSTW.>'], storage: StorageType.File });
+    await jsm.consumers.add('LOSTW', { durable_name: 'c', ack_policy: AckPolicy.Explicit, ack_wait: nanos(1000), max_deliver: -1 });
+    const js = jetstream(await natsConn());
+
+    // A: cut off from the grid while its handler runs on, ignoring its signal and calling
+    // ctx.working() itself every 50 ms (as a batch handler does after each item).
+    const { gw, proxies } = await env.proxiedGrid();
+    const a = new IdempotentConsumer({ grid: gw, name: 'lostw', lockLeaseMs: 600, workingIntervalMs: 100, busyDelayMs: 100, closeTimeoutMs: 0 });
+    closers.push(() => a.close());
+    a.on('error', () => undefined);
+    const { gate, open } = env.gate();
+    let aSignal: AbortSignal | null = null;
+    let workingCalls = 0;
+    const doneA = a.consume(await js.consumers.get('LOSTW', 'c'), async (_m, ctx) => {
+      aSignal = ctx.signal;
+      for (const p of proxies) p.blackhole(true);
+      const beat = setInterval(() => {
+        workingCalls++;
+        ctx.working();
+      }, 50);
+      try {
+        await gate;
+      } finally {
+        clearInterval(beat);
+      }
+    });
+    void doneA.catch(() => undefined);
+    await js.publish('LOSTW.x', 'x', { msgID: 'lostw-1' });
+    await waitUntil(() => aSignal !== null, 10_000, 'A to run the handler');
+    await waitUntil(() => aSignal?.aborted === true, 10_000, "A's signal to abort (lease not renewed)");
+    const callsAtLoss = workingCalls;
+
+    const b = new IdempotentConsumer({ grid: await grid(), name: 'lostw', workingIntervalMs: 100, busyDelayMs: 100 });
+    closers.push(() => b.close());
+    const processedB: string[] = [];
+    b.on('processed', (e) => processedB.push(e.id));
+    void b.consume(await js.consumers.get('LOSTW', 'c'), () => undefined).catch(() => undefined);
+    // Before, A's own working() calls went on extending the AckWait after its lock was lost, so
+    // the server never redelivered the message while A's handler ran.
+    await waitUntil(() => processedB.length === 1, 15_000, 'B to process the message A lost');
+    expect(processedB).toEqual(['lostw-1']);
+    // A's handler was still calling working() all along.
+    expect(workingCalls).toBeGreaterThan(callsAtLoss);
+    open();
+  });
 });
 
 describe('idempotent consumer: the JetStream consumer deleted underneath consume()', () => {

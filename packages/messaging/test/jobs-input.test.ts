@@ -3,6 +3,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { bytesSerializer, type GridClient } from '@gridlink/client';
+import { encode } from '@msgpack/msgpack';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { JobFailedError, JobQueue, MessagingClosedError, MessagingConfigError, MessagingError, ResultTimeoutError } from '@gridlink/messaging';
 import { waitUntil } from './helpers/processes.js';
@@ -80,6 +81,14 @@ describe('job queue: bad input and close (real grid and nats-server)', () => {
     expect(configError(() => q.worker(h, { concurrenc: 2 } as never)).field).toBe('concurrenc');
     expect(configError(() => q.worker(h, { retry: 5 as never })).field).toBe('retry');
     expect(configError(() => q.worker(h, { retry: { factr: 3 } as never })).field).toBe('retry.factr');
+    // Only undefined means "left out": a null retry is refused like a null anywhere else (it used
+    // to be taken for the default policy, which its type does not even allow).
+    const nullRetry = configError(() => q.worker(h, { retry: null as never }));
+    expect(nullRetry.field).toBe('retry');
+    expect(nullRetry.message).toBe('invalid retry: must be an object, got null');
+    expect(configError(() => q.worker(h, { retry: { jitter: null } as never })).field).toBe('retry.jitter');
+    expect(configError(() => q.worker(h, { retry: { factor: null } as never })).field).toBe('retry.factor');
+    await closeAfter(q.worker(h, { retry: undefined })).close();
     expect(configError(() => q.worker(h, 'fast' as never)).field).toBe('options');
     expect(configError(() => q.worker(h, { onDeadLetter: 1 as never })).field).toBe('onDeadLetter');
     // null options mean none.
@@ -88,6 +97,46 @@ describe('job queue: bad input and close (real grid and nats-server)', () => {
     expect((await q.submit('o-1', 1, null)).created).toBe(true);
     await expect(q.result('o-1', { wait: 5 } as never)).rejects.toMatchObject({ field: 'wait' });
     await expect(q.result('o-1', null)).rejects.toBeInstanceOf(ResultTimeoutError);
+  });
+
+  it("subjectPrefix: one whose subjects would not fit nats-server's protocol line is refused naming it; at the bound the queue works and its connection stays up", async () => {
+    const g = await grid();
+    const nc = await natsConn('jobs-long-prefix');
+    // nats.js's status iterator (it has stop(), which its type does not show).
+    const statuses = nc.status() as AsyncIterable<{ type: string }> & { stop(): void };
+    closers.push(() => statuses.stop());
+    const seen: string[] = [];
+    void (async () => {
+      for await (const s of statuses) seen.push(s.type);
+    })();
+    // The longest subject, `<prefix>.<queue>.submitted`, may have 4079 bytes: 4096 less the
+    // space and 16 digits kept for a subscription id or a message size.
+    const room = (queue: string): number => 4079 - `.${queue}.submitted`.length;
+    expect(room('default')).toBe(4061);
+    const tooLong = configError(() => new JobQueue({ grid: g, nats: nc, subjectPrefix: 'p'.repeat(room('default') + 1) }));
+    expect(tooLong.field).toBe('subjectPrefix');
+    expect(tooLong.message).toMatch(/at most 4061 characters .*got 4062$/);
+    // The bound depends on the queue's name; dotted prefixes count their dots.
+    const dotted = `${'a'.repeat(99)}.`.repeat(41).slice(0, room('lp') + 1);
+    expect(dotted).toMatch(/^[a.]+a$/);
+    const dottedRefused = configError(() => new JobQueue({ grid: g, nats: nc, queue: 'lp', subjectPrefix: dotted }));
+    expect([dottedRefused.field, dottedRefused.message]).toEqual(['subjectPrefix', expect.stringMatching(/at most 4066 characters .*got 4067$/)]);
+    // At the bound: the worker subscribes, the submit's notice arrives (no sweep after start), and
+    // the connection, with the application's own subscription on it, stays up. A longer prefix
+    // used to be taken: the server closed the connection at the SUB, nats.js reconnected and
+    // subscribed again, over and over, and the notice never came.
+    const app = nc.subscribe('app.own');
+    const prefix = 'p'.repeat(room('lp'));
+    const q = new JobQueue({ grid: g, nats: nc, queue: 'lp', subjectPrefix: prefix });
+    closers.push(() => q.close());
+    const w = closeAfter(q.worker(async () => 'ok', { sweepIntervalMs: 0 }));
+    await w.start();
+    await q.submit('lp-1', null);
+    expect(await q.result('lp-1', { waitMs: 10_000 })).toBe('ok');
+    await nc.flush();
+    expect(await env.nats.subscriptionsOf('jobs-long-prefix')).toEqual(['app.own', `${prefix}.lp.*`, `${prefix}.lp.done`].sort());
+    expect(seen.filter((t) => t === 'disconnect' || t === 'error')).toEqual([]);
+    app.unsubscribe();
   });
 
   it('notices naming ids that no job can have, or done/alive notices of jobs the worker does not know, cost it no grid operation', async () => {
@@ -133,6 +182,31 @@ describe('job queue: bad input and close (real grid and nats-server)', () => {
     const unreadable = errors.filter((e) => e.code === 'JOB_UNREADABLE_RECORD');
     expect(unreadable).toHaveLength(1);
     expect(unreadable[0]?.message).toMatch(/^2 record\(s\) in gridlink\.jobs\.unreadable .*: bad-[12], bad-[12]$/);
+    // Asked about by id, such a record is the same typed error, for status, result and submit
+    // alike (they threw MessagePack's DecodeError, or a plain Error for a record of a newer
+    // version), and submit leaves it as it was.
+    await raw.put('newer-1', encode({ v: 2, id: 'newer-1', state: 'pending' }));
+    for (const id of ['bad-1', 'bad-2', 'newer-1']) {
+      const calls: [string, () => Promise<unknown>][] = [
+        ['status', () => q.status(id)],
+        ['result', () => q.result(id, { waitMs: 1000 })],
+        ['submit', () => q.submit(id, 1)],
+      ];
+      for (const [call, f] of calls) {
+        const e = await f().then(
+          () => null,
+          (x: unknown) => x,
+        );
+        expect([id, call, e]).toEqual([id, call, expect.any(MessagingError)]);
+        expect([id, call, (e as MessagingError).code, (e as MessagingError).message]).toEqual([
+          id,
+          call,
+          'JOB_UNREADABLE_RECORD',
+          expect.stringMatching(new RegExp(`^job ${id}: its record in gridlink\\.jobs\\.unreadable is no job record this version can read \\(.+\\)$`)),
+        ]);
+      }
+    }
+    expect(await raw.get('bad-1')).toEqual(new Uint8Array([0xc1]));
   });
 
   it('close(): a second call is the same shutdown; a claim under way gives its lock back and starts no handler; later use is refused', async () => {
@@ -216,6 +290,59 @@ describe('job queue: bad input and close (real grid and nats-server)', () => {
     await waitUntil(async () => (await q.status('k-1')).state === 'completed', 10_000, 'the job run by the next worker');
     expect(runs).toEqual(['k-1']);
     expect((await q.status('k-1')).lostRuns).toBe(0);
+  });
+  it('close() waits for a dead-letter hook under way, within closeTimeoutMs, and reports its rejection before the listeners go', async () => {
+    const { q } = await queue('dead-letter-close');
+    const { gate, open } = env.gate();
+    const hooked: string[] = [];
+    const failing = async (): Promise<never> => {
+      throw new Error('boom');
+    };
+    const w = closeAfter(
+      q.worker(failing, {
+        onDeadLetter: async (job) => {
+          hooked.push(job.id);
+          await gate;
+          throw new Error(`alert for ${job.id} not sent`);
+        },
+      }),
+    );
+    const errors: Error[] = [];
+    w.on('error', (e) => errors.push(e));
+    await w.start();
+    await q.submit('dl-1', null, { maxAttempts: 1 });
+    await waitUntil(() => hooked.length === 1, 10_000, 'the dead-letter hook called');
+    let closed = false;
+    const closing = w.close();
+    void closing.then(() => (closed = true));
+    // A grid round trip later close() still waits for the hook (it used to have resolved, the
+    // hook cut off by a process exiting then, and its rejection reported to no one).
+    expect((await q.status('dl-1')).state).toBe('failed');
+    expect(closed).toBe(false);
+    open();
+    await closing;
+    expect(errors.map((e) => e.message)).toEqual(['alert for dl-1 not sent']);
+    expect(hooked).toEqual(['dl-1']);
+
+    // A hook that never returns holds close() for closeTimeoutMs only.
+    let hung = false;
+    const w2 = closeAfter(
+      q.worker(failing, {
+        closeTimeoutMs: 300,
+        onDeadLetter: () => {
+          hung = true;
+          return new Promise<void>(() => undefined);
+        },
+      }),
+    );
+    await w2.start();
+    await q.submit('dl-2', null, { maxAttempts: 1 });
+    await waitUntil(() => hung, 10_000, 'the hanging hook called');
+    const t0 = Date.now();
+    let closed2 = false;
+    void w2.close().then(() => (closed2 = true));
+    await waitUntil(() => closed2, 10_000, 'close() to give up on the hanging hook');
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(290);
   });
   it('closing a queue wakes a waiting result(); closing it and its worker leaves no subscription at the server and no status listener', async () => {
     const g = await grid();
