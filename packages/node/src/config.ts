@@ -165,6 +165,14 @@ export const DEFAULT_TRANSFER_UNIT_BYTES = 128 * 1024;
 export const MIN_TRANSFER_UNIT_BYTES = 16 * 1024;
 export const MAX_TRANSFER_UNIT_BYTES = 1024 * 1024 * 1024;
 
+/**
+ * Longest timing option, in ms: 2^31 − 1 (about 24.8 days), the longest delay a Node.js timer
+ * takes. A longer one fires after 1 ms instead (TimeoutOverflowWarning): a node given
+ * `handshakeTimeoutMs: 3e9` refused every handshake at once, one given `idleTimeoutMs: 3e9`
+ * closed every connection at once.
+ */
+export const MAX_TIMING_MS = 2 ** 31 - 1;
+
 function int(field: string, v: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
     throw new NodeConfigError(field, `must be an integer in [${min}, ${max}], got ${String(v)}`);
@@ -183,7 +191,7 @@ export function resolveNodeOptions(o: NodeOptions): ResolvedNodeOptions {
   }
   const t: NodeTiming = { ...DEFAULT_TIMING };
   for (const k of Object.keys(DEFAULT_TIMING) as (keyof NodeTiming)[]) {
-    if (o[k] !== undefined) t[k] = int(k, o[k], 1);
+    if (o[k] !== undefined) t[k] = int(k, o[k], 1, MAX_TIMING_MS);
   }
   if (t.renewIntervalMs >= t.leaseMs) throw new NodeConfigError('renewIntervalMs', 'must be shorter than leaseMs');
   if (t.leaseMarginMs + t.renewIntervalMs >= t.leaseMs) {

@@ -96,6 +96,38 @@ describe('gridlink-node option parser (pure)', () => {
     expect(cfg([], { GRIDLINK_CONTROL_PLANE: 'nats://a:1', GRIDLINK_NATS_TOKEN: 's3cret' }).controlPlane).toMatchObject({ kind: 'nats', token: 's3cret' });
   });
 
+  it('a value of only whitespace is no value, from a flag or a variable (--advertise-host " " was advertised as " :<port>"), and an address has no whitespace', () => {
+    const NATS_BASE = ['--control-plane', 'nats://h:4222'];
+    for (const o of CLI_OPTIONS.filter((x) => x.kind === 'string')) {
+      const base = /^(bucket|nats)/.test(o.flag) ? NATS_BASE : [];
+      for (const blank of [' ', '\t', '  \n']) {
+        expect([o.flag, fieldOf(() => cfg([...base, `--${o.flag}`, blank]))]).toEqual([o.flag, o.flag]);
+        // A variable of only whitespace is refused naming the variable (an empty one is unset).
+        let err: unknown;
+        try {
+          cfg(base, { [envNameOf(o.flag)]: blank });
+        } catch (e) {
+          err = e;
+        }
+        expect([o.flag, err instanceof NodeConfigError ? err.field : err]).toEqual([o.flag, o.flag]);
+        expect((err as Error).message).toContain(envNameOf(o.flag));
+      }
+    }
+    expect(() => cfg(['--advertise-host', ' '])).toThrow('advertise-host: --advertise-host needs a value, got only whitespace " "');
+    expect(() => cfg([], { GRIDLINK_ZONE: ' ' })).toThrow('zone: --zone needs a value, got only whitespace " " (--zone given as GRIDLINK_ZONE)');
+    // Whitespace inside or around an address: refused naming the flag before the node joins a
+    // cluster (the listen failed later with "getaddrinfo ENOTFOUND 127.0.0.1 ", naming nothing).
+    for (const h of ['127.0.0.1 ', ' 10.0.0.5', 'a b', '10.0.0.5\n']) {
+      expect([h, fieldOf(() => cfg(['--host', h]))]).toEqual([h, 'host']);
+      expect([h, fieldOf(() => cfg(['--advertise-host', h]))]).toEqual([h, 'advertise-host']);
+      expect([h, fieldOf(() => cfg(['--host', '0.0.0.0'], { GRIDLINK_ADVERTISE_HOST: h }))]).toEqual([h, 'advertise-host']);
+    }
+    // Values with spaces where spaces belong stay accepted.
+    expect(cfg(['--auth-token', 'a b c']).authToken).toBe('a b c');
+    expect(cfg(['--zone', 'eu west 1']).zone).toBe('eu west 1');
+    expect(cfg(['--host', '0.0.0.0', '--advertise-host', 'pod-0.grid.svc']).advertiseHost).toBe('pod-0.grid.svc');
+  });
+
   it('every option is documented in the usage text with its flag', () => {
     const text = usage();
     for (const o of CLI_OPTIONS) expect(text).toContain(`--${o.flag}`);

@@ -125,6 +125,13 @@ describe('gridlink-node refuses what it cannot run with, naming the flag', () =>
     expect(r.stdout).toMatch(/^gridlink-node \S+ listening on 127\.0\.0\.1:\d+ cluster/);
   });
 
+  it('a value of only whitespace, or an address with whitespace in it (was: --advertise-host " " advertised " :<port>", --host "127.0.0.1 " failed with a bare getaddrinfo error)', async () => {
+    await refused(['--advertise-host', ' '], 'advertise-host', /needs a value, got only whitespace " "$/m);
+    await refused(['--host', '127.0.0.1 '], 'host', /without whitespace, got "127\.0\.0\.1 "$/m);
+    await refused([], 'advertise-host', /\(--advertise-host given as GRIDLINK_ADVERTISE_HOST\)$/m, { GRIDLINK_ADVERTISE_HOST: ' ' });
+    await refused([], 'auth-token', /\(--auth-token given as GRIDLINK_AUTH_TOKEN\)$/m, { GRIDLINK_AUTH_TOKEN: '\t' });
+  });
+
   it('a flag followed by another flag instead of its value (was: "unexpected argument" about the next value)', async () => {
     await refused(['--zone', '--port', '0'], 'zone', /--zone needs a value \(got the flag --port;/);
     await refused(['--id', '--help'], 'id', /--id needs a value \(got the flag --help;/);

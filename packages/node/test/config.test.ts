@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { LocalCluster, MemoryControlPlane, NodeConfigError, resolveNodeOptions, startNode, type NodeOptions } from '@gridlink/node';
+import { DEFAULT_TIMING, LocalCluster, MemoryControlPlane, NodeConfigError, resolveNodeOptions, startNode, type NodeOptions, type NodeTiming } from '@gridlink/node';
+import { Op } from '@gridlink/protocol';
+import { TestConnection } from './helpers/client.js';
 
 const base = (): NodeOptions => ({ id: 'n1', controlPlane: new MemoryControlPlane() });
 
@@ -75,6 +77,9 @@ describe('node configuration', () => {
     [{ cacheDefaults: { backups: 17 } }, 'cacheDefaults.backups'],
     [{ cacheDefaults: null }, 'cacheDefaults'],
     [{ cacheDefaults: { ttlMs: null } }, 'cacheDefaults.ttlMs'],
+    // a default TTL past what an expiry can hold: every write to the cache failed
+    [{ caches: { c: { ttlMs: Number.MAX_SAFE_INTEGER } } }, 'caches.c.ttlMs'],
+    [{ cacheDefaults: { ttlMs: 2 ** 52 + 1 } }, 'cacheDefaults.ttlMs'],
     [{ caches: { c: { partitionLossPolicy: null } } }, 'caches.c.partitionLossPolicy'],
   ] as [Partial<NodeOptions>, string][])('rejects %j naming %s', (patch, field) => {
     let err: unknown;
@@ -120,6 +125,33 @@ describe('node configuration', () => {
       expect(Object.keys(a.topology()!.members)).toEqual(['a']);
     } finally {
       a.kill();
+    }
+  });
+
+  it('every timing option is held to what a timer takes, 2^31 - 1 ms (a longer one fired after 1 ms: a node given handshakeTimeoutMs 3e9 refused every handshake at once)', async () => {
+    for (const k of Object.keys(DEFAULT_TIMING) as (keyof NodeTiming)[]) {
+      let err: unknown;
+      try {
+        resolveNodeOptions({ ...base(), [k]: 2 ** 31 });
+      } catch (e) {
+        err = e;
+      }
+      expect([k, err instanceof NodeConfigError ? err.field : err]).toEqual([k, k]);
+      expect((err as NodeConfigError).reason).toBe(`must be an integer in [1, ${2 ** 31 - 1}], got ${2 ** 31}`);
+    }
+    // The longest allowed works as a timer: a client handshakes and is served, not cut off.
+    const cluster = await LocalCluster.start({ nodes: 1, backups: 0, partitions: 4, handshakeTimeoutMs: 2 ** 31 - 1, idleTimeoutMs: 2 ** 31 - 1 });
+    try {
+      const conn = await TestConnection.connect(cluster.endpoints[0]!);
+      try {
+        expect(conn.handshake.idleTimeoutMs).toBe(2 ** 31 - 1);
+        expect(await conn.call(Op.HEARTBEAT, {})).toEqual({});
+        expect(conn.closed).toBe(false);
+      } finally {
+        conn.close();
+      }
+    } finally {
+      await cluster.stop();
     }
   });
 

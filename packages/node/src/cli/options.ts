@@ -248,7 +248,13 @@ function parse(argv: readonly string[], env: Readonly<Record<string, string | un
     const e = env[envNameOf(flag)];
     return e === undefined || e === '' ? undefined : e;
   };
-  const str = (flag: string): string | undefined => raw(flag);
+  // Only whitespace is no value either, from a flag or a variable (a blank in a manifest's
+  // template): --advertise-host " " was advertised as " :<port>", which nobody can dial.
+  const str = (flag: string): string | undefined => {
+    const v = raw(flag);
+    if (v !== undefined && v.trim() === '') throw new NodeConfigError(flag, `--${flag} needs a value, got only whitespace ${JSON.stringify(v)}`);
+    return v;
+  };
   const int = (flag: string): number | undefined => {
     const v = raw(flag);
     if (v === undefined) return undefined;
@@ -270,8 +276,15 @@ function parse(argv: readonly string[], env: Readonly<Record<string, string | un
   }
   // An IPv6 address may be written in brackets, as in a URL ([::], [fd00::5]); the listen address is the address itself.
   const host = (str('host') ?? '127.0.0.1').replace(/^\[(.*:.*)\]$/, '$1');
+  // An address or a host name has no whitespace: " 10.0.0.5" (a stray space in a manifest) was
+  // advertised as is, or failed the listen with a bare getaddrinfo error naming no flag.
+  const spaced = (flag: string, h: string): void => {
+    if (/\s/.test(h)) throw new NodeConfigError(flag, `must be an address or host name, without whitespace, got ${JSON.stringify(h)}`);
+  };
+  spaced('host', host);
   const isWildcard = (h: string): boolean => h === '0.0.0.0' || h === '::' || h === '[::]';
   const advertiseHost = str('advertise-host') ?? (isWildcard(host) ? undefined : host);
+  if (advertiseHost !== undefined) spaced('advertise-host', advertiseHost);
   if (advertiseHost === undefined) throw new NodeConfigError('advertise-host', `required when --host is ${host} (the address clients and peers dial)`);
   if (isWildcard(advertiseHost)) throw new NodeConfigError('advertise-host', 'must be an address others can dial, not a wildcard');
 

@@ -92,8 +92,16 @@ export function unsupportedCacheConfig(config: CacheConfig): { field: string; me
   if (config.backups !== undefined && (!Number.isInteger(config.backups) || config.backups < 0 || config.backups > MAX_CACHE_BACKUPS)) {
     return { field: 'backups', message: `must be an integer from 0 to ${MAX_CACHE_BACKUPS}, got ${String(config.backups)}` };
   }
+  // A default TTL whose expiry is past the safe integers fails every write to the cache ("ttlMs
+  // is too large"): such a cache was created, then refused everything written to it.
+  if (typeof config.ttlMs === 'number' && config.ttlMs > MAX_CACHE_TTL_MS) {
+    return { field: 'ttlMs', message: `must be at most ${MAX_CACHE_TTL_MS} (0 = no expiry), got ${config.ttlMs}` };
+  }
   return null;
 }
+
+/** The longest default TTL of a cache: 2^52 ms (some 142,000 years), whose expiry stays a safe integer. */
+export const MAX_CACHE_TTL_MS = 2 ** 52;
 
 /** The most backups a cache may ask for (the node's own `backups` bound). */
 export const MAX_CACHE_BACKUPS = 16;

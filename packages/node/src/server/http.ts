@@ -11,9 +11,25 @@ export interface HttpStatusSource {
   readonly registry: Registry;
 }
 
+const PATHS = new Set(['/health/live', '/health/ready', '/health/safe', '/metrics']);
+
+/**
+ * The path of a request target: origin-form (`/metrics?x`) or absolute-form
+ * (`http://host:8080/metrics`, what a request through a proxy carries; RFC 9112 §3.2.2).
+ */
+function pathOf(target: string): string {
+  let path = target.split('?')[0]!;
+  const scheme = /^https?:\/\/[^/]*/i.exec(path);
+  if (scheme !== null) path = path.slice(scheme[0].length) || '/';
+  return path;
+}
+
 export async function handleHttp(source: HttpStatusSource, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-  const url = (req.url ?? '/').split('?')[0];
-  if (url === '/health/live') {
+  const url = pathOf(req.url ?? '/');
+  if (PATHS.has(url) && req.method !== 'GET' && req.method !== 'HEAD') {
+    // Read-only endpoints: a POST or DELETE is no scrape or probe (it was answered as a GET).
+    res.writeHead(405, { allow: 'GET, HEAD' }).end();
+  } else if (url === '/health/live') {
     res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ live: true, id: source.id }));
   } else if (url === '/health/ready') {
     const ready = source.isReady();

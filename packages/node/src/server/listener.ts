@@ -11,6 +11,9 @@ import type { Scheduler } from '../scheduler.js';
 import { ServerConnection, type ConnectionHost } from './connection.js';
 import { handleHttp, type HttpStatusSource } from './http.js';
 
+/** Requests one HTTP connection may have waiting for their answers (pipelined) before it is closed. */
+export const HTTP_PIPELINE_MAX = 32;
+
 export class ServerEdge {
   private server: net.Server | null = null;
   private httpServer: http.Server | null = null;
@@ -57,7 +60,21 @@ export class ServerEdge {
   }
 
   listenHttp(source: HttpStatusSource): Promise<void> {
+    // Requests of each connection not answered yet. The answers are written later (a scrape is
+    // asynchronous), so Node's own check, which stops reading a connection that owes answers,
+    // never saw them owed: a client pipelining requests without reading the answers made the
+    // node buffer every answer (~100 MB for one connection). Past HTTP_PIPELINE_MAX the
+    // connection is closed.
+    const pending = new WeakMap<object, number>();
     const server = http.createServer((req, res) => {
+      const socket = req.socket;
+      const n = (pending.get(socket) ?? 0) + 1;
+      if (n > HTTP_PIPELINE_MAX) {
+        socket.destroy();
+        return;
+      }
+      pending.set(socket, n);
+      res.once('close', () => pending.set(socket, (pending.get(socket) ?? 1) - 1));
       this.scheduler.run(() => void handleHttp(source, req, res));
     });
     this.httpServer = server;
