@@ -4,7 +4,7 @@
  */
 import { InvalidKeyError, decodeKey, encodeKey, partitionOfBytes, type GridKey } from '@gridlink/affinity';
 import { MAX_SCAN_COUNT, Op, type CacheConfig } from '@gridlink/protocol';
-import { NO_OPTIONS, type Invoker } from './invoker.js';
+import { NO_OPTIONS, callOptionsError, type Invoker } from './invoker.js';
 import type { PartitionService } from './partition-service.js';
 import type { ConnectionManager } from './connection-manager.js';
 import { splitByPrimary } from './routing.js';
@@ -154,8 +154,10 @@ export class GridCache<K extends GridKey = GridKey, V = unknown> {
   async getAll(keys: readonly K[], o?: OpOptions): Promise<(V | undefined)[]> {
     if (!Array.isArray(keys)) throw new GridConfigError('keys', `must be an array of keys, got ${describe(keys)}`);
     if (keys.length === 0) {
-      // Nothing to send, but a closed client refuses every call alike.
+      // Nothing to send, but a closed client refuses every call alike, and so are bad options.
       if (this.ctx.invoker.isClosed) throw new GridClosedError();
+      const bad = callOptionsError(o ?? {});
+      if (bad !== null) throw bad;
       return [];
     }
     const encoded = keys.map((k) => this.key(k));
@@ -219,7 +221,11 @@ export class GridCache<K extends GridKey = GridKey, V = unknown> {
       if (!Array.isArray(e) || e.length !== 2) throw new GridConfigError(`entries[${i}]`, `must be a [key, value] pair, got ${describe(e)}`);
     });
     if (list.length === 0) {
+      // Nothing to send, but a closed client refuses every call alike, and so are bad options.
       if (this.ctx.invoker.isClosed) throw new GridClosedError();
+      checkTtl(o?.ttlMs);
+      const bad = callOptionsError(o ?? {});
+      if (bad !== null) throw bad;
       return;
     }
     checkTtl(o?.ttlMs);

@@ -18,7 +18,7 @@ import { encodeKey, partitionOfBytes, type GridKey } from '@gridlink/affinity';
 import { Op, type LockResult } from '@gridlink/protocol';
 import { checkTtl, type ClientContext, type GridCache, type OpOptions, type PutOptions } from './cache.js';
 import { MAX_TIMER_MS, describe } from './config.js';
-import { GridClosedError, GridConfigError, GridError, LockNotHeldError, LockTimeoutError } from './errors.js';
+import { GridAbortError, GridClosedError, GridConfigError, GridConnectionError, GridError, GridTimeoutError, LockNotHeldError, LockTimeoutError } from './errors.js';
 import { callOptionsError } from './invoker.js';
 
 export interface LockOptions extends OpOptions {
@@ -457,12 +457,9 @@ export class LockHandle {
     // early after an acquisition that was retried (whose lease began at an unknown attempt).
     const left = Math.floor(this.leaseEndsAt - performance.now());
     const timeoutMs = Math.max(1, Math.min(left, this.ctx.operationTimeout));
+    // A successful renewal schedules the next one itself (see renew).
     this.renew({ timeoutMs }).then(
-      () => {
-        // Not after stop(): a release sent while this renewal was in flight, even one that then
-        // failed, ended the renewals (a holder that gave up on the lock leaves it to its lease).
-        if (this.held && !this.renewStopped) this.scheduleRenew();
-      },
+      () => undefined,
       (e: unknown) => {
         const err = e instanceof GridError ? e : new GridError(String(e));
         this.lose(err);
@@ -607,6 +604,11 @@ export class LockHandle {
     this.leaseMs = leaseMs;
     this.leaseEndsAt = performance.now() + leaseMs;
     this.renewCount++;
+    // The next automatic renewal is due a third of the lease from now: one scheduled for the old
+    // lease would come after a shorter new one had run out. Not after stop(): a release sent
+    // while this renewal was in flight, even one that then failed, ended the renewals (a holder
+    // that gave up on the lock leaves it to its lease).
+    if (this.autoRenew && this.held && !this.renewStopped) this.scheduleRenew();
   }
 
   /**
@@ -737,11 +739,15 @@ export class GridLock {
     const leaseMs = checkLease(o.leaseMs, DEFAULT_LEASE_MS);
     const partition = this.partition();
     const owner = newOwner();
-    const r = await this.ctx.invoker.invoke<LockResult>(
-      Op.LOCK_TRY_ACQUIRE,
-      { name: this.name, leaseMs, owner },
-      { partition, signal: o.signal, timeoutMs: o.timeoutMs },
-    );
+    const signal = o.signal;
+    const sent = signal?.aborted !== true;
+    let r: LockResult;
+    try {
+      r = await this.ctx.invoker.invoke<LockResult>(Op.LOCK_TRY_ACQUIRE, { name: this.name, leaseMs, owner }, { partition, signal, timeoutMs: o.timeoutMs });
+    } catch (e) {
+      if (sent) this.abandoned(e, owner, partition);
+      throw e;
+    }
     if (!r.acquired || r.token === undefined) return { acquired: false, heldForMs: r.heldForMs };
     const handle = this.adopt(new LockHandle(this.ctx, this.registry, this.key, this.name, partition, r.token, leaseMs, o.autoRenew ?? false, owner));
     return { acquired: true, handle };
@@ -768,11 +774,15 @@ export class GridLock {
     const owner = newOwner();
     const payload: Record<string, unknown> = { cache: cache.name, key: this.name, leaseMs, owner };
     if (o.ifAbsent === true) payload.ifAbsent = true;
-    const r = await this.ctx.invoker.invoke<LockResult & { value: Uint8Array | null }>(
-      Op.LOCK_TRY_ACQUIRE_GET,
-      payload,
-      { partition, signal: o.signal, timeoutMs: o.timeoutMs },
-    );
+    const signal = o.signal;
+    const sent = signal?.aborted !== true;
+    let r: LockResult & { value: Uint8Array | null };
+    try {
+      r = await this.ctx.invoker.invoke<LockResult & { value: Uint8Array | null }>(Op.LOCK_TRY_ACQUIRE_GET, payload, { partition, signal, timeoutMs: o.timeoutMs });
+    } catch (e) {
+      if (sent) this.abandoned(e, owner, partition);
+      throw e;
+    }
     const acquired = r.acquired && r.token !== undefined;
     let value: V | undefined;
     try {
@@ -810,15 +820,54 @@ export class GridLock {
     // Only an absent timeoutMs takes the default: null (or anything else) is refused as by every
     // other call (callOptionsError), not quietly replaced by the default deadline.
     const timeoutMs = o.timeoutMs === undefined ? Math.min(waitMs + this.ctx.operationTimeout, MAX_TIMER_MS) : o.timeoutMs;
-    const r = await this.ctx.invoker.invoke<LockResult>(
-      Op.LOCK_ACQUIRE,
-      { name: this.name, leaseMs, waitMs, owner },
-      { partition, signal: o.signal, timeoutMs, attemptExtraMs: waitMs },
-    );
+    const signal = o.signal;
+    const sent = signal?.aborted !== true;
+    let r: LockResult;
+    try {
+      r = await this.ctx.invoker.invoke<LockResult>(
+        Op.LOCK_ACQUIRE,
+        { name: this.name, leaseMs, waitMs, owner },
+        { partition, signal, timeoutMs, attemptExtraMs: waitMs },
+      );
+    } catch (e) {
+      if (sent) this.abandoned(e, owner, partition);
+      throw e;
+    }
     if (!r.acquired || r.token === undefined) {
       throw new LockTimeoutError(`lock not acquired within ${waitMs} ms`, { heldForMs: r.heldForMs });
     }
     return this.adopt(new LockHandle(this.ctx, this.registry, this.key, this.name, partition, r.token, leaseMs, o.autoRenew ?? false, owner));
+  }
+
+  /**
+   * An acquisition that failed without an answer — its signal aborted, its deadline passed
+   * (`timeoutMs` shorter than `waitMs`), its connection lost with no retry left — may still be
+   * granted: the node goes on waiting for the lock on the request it got (until `waitMs`), and a
+   * grant whose answer never arrived holds the lock too. Nobody would hold that lock, and every
+   * other holder would wait for its whole lease. So the client follows such an acquisition up in
+   * the background, with the same owner id:
+   *
+   * 1. a LOCK_RELEASE with token 0, which matches no lock: sent for its `ack` alone. The node
+   *    records every release, and a recorded request's `ack` (past the abandoned acquisition's
+   *    seq once no older operation of this client is open) makes it refuse the waiting
+   *    acquisition at its next try, so no grant can come after this;
+   * 2. a LOCK_TRY_ACQUIRE with a 1 ms lease: answered with the token of a lock granted to this
+   *    owner before (a re-entrant acquisition), or taking a free one;
+   * 3. when it got a token, a LOCK_RELEASE with it, which frees the lock and wakes the waiters.
+   *
+   * Answers that say what happened (a refusal, a node error) need none of this.
+   */
+  private abandoned(e: unknown, owner: string, partition: number | undefined): void {
+    if (!(e instanceof GridAbortError || e instanceof GridTimeoutError || e instanceof GridConnectionError)) return;
+    const invoker = this.ctx.invoker;
+    const name = this.name;
+    const options = { partition, timeoutMs: this.registry.releaseTimeoutMs, internal: true };
+    const release = (token: number): Promise<unknown> => invoker.invoke(Op.LOCK_RELEASE, { name, token, owner }, options);
+    release(0)
+      .catch(() => undefined)
+      .then(() => invoker.invoke<LockResult>(Op.LOCK_TRY_ACQUIRE, { name, leaseMs: 1, owner }, options))
+      .then((r) => (r.acquired && r.token !== undefined ? release(r.token) : undefined))
+      .catch(() => undefined);
   }
 
   /**

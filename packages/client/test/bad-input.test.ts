@@ -500,6 +500,30 @@ describe('getAll and putAll', () => {
     ]);
     expect(await c.getAll(['d', 'x', 'd', 'd'])).toEqual([3, undefined, 3, 3]);
   });
+
+  it('empty batches refuse bad options as a batch with entries does: GridConfigError naming the option', async () => {
+    const client = await connect();
+    const c = client.cache<string, number>('empty-bad-options');
+    const badSignal = { signal: 'stop' } as unknown as { signal: AbortSignal };
+    for (const o of [{ timeoutMs: -1 }, { timeoutMs: null as unknown as number }, { timeoutMs: 1.5 }, badSignal]) {
+      const field = 'signal' in o ? 'signal' : 'timeoutMs';
+      expectConfigError(await rejection(c.getAll([], o)), field);
+      expectConfigError(await rejection(c.putAll([], o)), field);
+      expectConfigError(await rejection(c.putAll(new Map(), o)), field);
+      // The same options with one key or entry: refused alike.
+      expectConfigError(await rejection(c.getAll(['k'], o)), field);
+      expectConfigError(await rejection(c.putAll([['k', 1]], o)), field);
+    }
+    for (const ttlMs of [-1, NaN, null as unknown as number, 2.5]) {
+      expectConfigError(await rejection(c.putAll([], { ttlMs })), 'ttlMs');
+      expectConfigError(await rejection(c.putAll([['k', 1]], { ttlMs })), 'ttlMs');
+    }
+    // Good options, or none (null too): still nothing to do.
+    expect(await c.getAll([], { timeoutMs: 100 })).toEqual([]);
+    await c.putAll([], { ttlMs: 0, signal: new AbortController().signal });
+    await c.putAll([], null as unknown as undefined);
+    await expectIdleAndHealthy(client);
+  });
 });
 
 describe('locks', () => {

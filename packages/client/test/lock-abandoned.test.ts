@@ -1,0 +1,77 @@
+/**
+ * An acquisition its caller gave up on without an answer — its signal aborted, its `timeoutMs`
+ * passed while the node was still waiting for the lock (`waitMs` longer) — must not leave the
+ * lock taken by nobody. The node goes on with the request it got: a waiting `acquire` is granted
+ * when the holder releases, and a `tryAcquire` whose answer never arrived holds the lock too;
+ * without a follow-up, every other client then waited out the whole lease of a handle nobody has.
+ * Against a real one-node LocalCluster; the holders are other clients, so nothing the giving-up
+ * client sends by chance tells the node the acquisition was settled.
+ */
+import { describe, expect, it } from 'vitest';
+import { GridAbortError, GridTimeoutError, type GridClient, type LockHandle } from '@gridlink/client';
+import { oneNodeGrid, perTest } from './helpers/grid.js';
+import { rejection, show, waitFor } from './helpers/wait.js';
+
+const grid = oneNodeGrid();
+const { cleanups, connect } = perTest(grid);
+
+/** Requests of `client` the node has not answered yet. */
+function inFlight(client: GridClient): number {
+  return client.stats().nodes.reduce((n, node) => n + node.inFlight, 0);
+}
+
+/** `client` takes `key` within `ms` (polling tryAcquire), and releases it. */
+async function expectTakenSoon(client: GridClient, key: string, ms: number): Promise<void> {
+  let h: LockHandle | null = null;
+  await waitFor(async () => (h = await client.lock(key).tryAcquire({ leaseMs: 5000 })) !== null, ms, `another client takes ${key}`);
+  await (h as unknown as LockHandle).release();
+}
+
+describe('an acquisition given up before its answer', () => {
+  it('acquire aborted by its signal while the node waits: the holder\'s release frees the lock for others, not for nobody', async () => {
+    const [holderClient, quitter, other] = [await connect(), await connect(), await connect()];
+    const holder = await holderClient.lock('abandon-abort').acquire({ leaseMs: 30_000 });
+    const ac = new AbortController();
+    const waiting = quitter.lock('abandon-abort').acquire({ waitMs: 20_000, leaseMs: 30_000, signal: ac.signal });
+    await waitFor(() => inFlight(quitter) === 1, 2000, 'the acquisition sent');
+    ac.abort(new Error('the caller went away'));
+    const e = await rejection(waiting);
+    expect(e, show(e)).toBeInstanceOf(GridAbortError);
+    await holder.release();
+    // Before the fix the node granted the waiting acquisition here, for its 30 s lease.
+    await expectTakenSoon(other, 'abandon-abort', 3000);
+  });
+
+  it('acquire whose timeoutMs ends the wait early: GridTimeoutError, and the lock is not granted to nobody afterwards', async () => {
+    const [holderClient, quitter, other] = [await connect(), await connect(), await connect()];
+    const holder = await holderClient.lock('abandon-timeout').acquire({ leaseMs: 30_000 });
+    const e = await rejection(quitter.lock('abandon-timeout').acquire({ waitMs: 20_000, leaseMs: 30_000, timeoutMs: 200 }));
+    expect(e, show(e)).toBeInstanceOf(GridTimeoutError);
+    await holder.release();
+    await expectTakenSoon(other, 'abandon-timeout', 3000);
+  });
+
+  it('tryAcquire aborted while the node hangs: the grant it makes on resuming is released', async () => {
+    const [quitter, other] = [await connect(), await connect()];
+    const ac = new AbortController();
+    grid.cluster.hang('node-1');
+    cleanups.push(async () => grid.cluster.resume('node-1'));
+    const trying = quitter.lock('abandon-hung').tryAcquire({ leaseMs: 30_000, signal: ac.signal });
+    await waitFor(() => inFlight(quitter) === 1, 2000, 'the attempt sent');
+    ac.abort();
+    expect(await rejection(trying)).toBeInstanceOf(GridAbortError);
+    grid.cluster.resume('node-1');
+    await expectTakenSoon(other, 'abandon-hung', 3000);
+  });
+
+  it('an acquisition aborted before it was sent sends nothing more', async () => {
+    const quitter = await connect();
+    const before = quitter.stats().operations;
+    const ac = new AbortController();
+    ac.abort();
+    expect(await rejection(quitter.lock('abandon-early').acquire({ signal: ac.signal }))).toBeInstanceOf(GridAbortError);
+    expect(await rejection(quitter.lock('abandon-early').attempt({ signal: ac.signal }))).toBeInstanceOf(GridAbortError);
+    expect(quitter.stats().operations - before).toBe(2);
+    expect(quitter.bookkeeping().operations).toBe(0);
+  });
+});
