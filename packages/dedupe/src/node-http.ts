@@ -3,6 +3,7 @@
  * adapters: send a decided response, and capture a handler's response for a ticket.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { isUint8Array } from 'node:util/types';
 import type { CapturedResponse, DedupeRequest, DirectResponse, Ticket } from './deduper.js';
 
 /**
@@ -60,9 +61,20 @@ export function sendDirect(res: ServerResponse, d: DirectResponse): void {
 
 function toBuffer(chunk: unknown, encoding: unknown): Buffer | null {
   if (chunk === undefined || chunk === null || typeof chunk === 'function') return null;
-  if (typeof chunk === 'string') return Buffer.from(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8');
-  if (chunk instanceof Uint8Array) return Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  // Node writes a string in its default encoding (UTF-8) when given none, '' or 'buffer' (which
+  // its streams take for a string): Buffer.from() refuses '' as 'buffer'.
+  if (typeof chunk === 'string') return Buffer.from(chunk, typeof encoding === 'string' && encoding !== '' && encoding !== 'buffer' ? (encoding as BufferEncoding) : 'utf8');
+  if (isBytes(chunk)) return Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
   return null;
+}
+
+/**
+ * A chunk Node writes as bytes: a Uint8Array, also one made in another realm (a vm context),
+ * which Node's own check (util.types.isUint8Array) takes and `instanceof` does not. The
+ * `instanceof` first: the common case pays nothing more.
+ */
+function isBytes(chunk: unknown): chunk is Uint8Array {
+  return chunk instanceof Uint8Array || isUint8Array(chunk);
 }
 
 function addHeader(into: Record<string, string | string[] | number>, name: string, value: unknown): void {
@@ -179,7 +191,8 @@ const INVALID_REASON = /[^\t\x20-\x7e\x80-\xff]/;
 
 /**
  * Whether Node's own `end(chunk, encoding)` would throw on this response: a chunk that is neither
- * a string nor bytes (`res.end(42)`, `res.end({})`), a string in an encoding Node does not know,
+ * a string nor bytes (`res.end(42)`, `res.end({})`), a string in an encoding Node does not know
+ * (`res.end('x', 'bogus')`, `res.end('x', 1)`; not '' nor 'buffer', which it takes as UTF-8),
  * or — while the head is still to be written — a status code outside 100-999 (Express 4's
  * `res.status()` takes anything: `res.status(err.status)` with no status is `undefined`) or a
  * reason phrase with characters a header cannot hold. Such an end() is no answer: it must throw
@@ -192,8 +205,11 @@ function refusedByNode(res: ServerResponse, chunk: unknown, encoding: unknown): 
   // function as the callback.
   if (chunk && typeof chunk !== 'function') {
     if (typeof chunk === 'string') {
-      if (typeof encoding === 'string' && !Buffer.isEncoding(encoding)) return true;
-    } else if (!(chunk instanceof Uint8Array)) return true;
+      // Node takes a falsy encoding ('' too) as its default, a function as the callback, and
+      // 'buffer' (its streams' own name) as UTF-8; any other must be an encoding it knows: a
+      // non-string one (`end('x', 1)`) it refuses as it refuses 'bogus'.
+      if (encoding && typeof encoding !== 'function' && encoding !== 'buffer' && !Buffer.isEncoding(encoding as string)) return true;
+    } else if (!isBytes(chunk)) return true;
   }
   if (res.headersSent) return false; // the head is built: its status and reason were checked then
   const status = res.statusCode | 0; // as writeHead() reads it

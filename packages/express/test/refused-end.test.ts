@@ -16,6 +16,7 @@
  * retry ran the handler again.
  */
 import type { Server } from 'node:http';
+import vm from 'node:vm';
 import express5 from 'express';
 import express4 from 'express4';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -42,11 +43,24 @@ const routes: Record<string, Handler> = {
   'status-undefined': (_req, res) => void res.status(undefined as never).json({ ok: true }),
   // A chunk Node refuses (a number), on a status it would have sent.
   'end-number': (_req, res) => void res.status(201).end(123 as never),
+  // A string in an encoding that is not one (a number): Node refuses it as it refuses 'bogus'.
+  'end-encoding-number': (_req, res) => void res.status(201).end('never stored', 1 as never),
   // Plain Node style on Express 5 (whose res.status() checks): a status set directly.
   'status-direct': (_req, res) => {
     res.statusCode = 1000;
     res.end('never sent');
   },
+};
+
+/**
+ * end() calls Node takes, each sending the body "made": a string with '' or 'buffer' as its
+ * encoding (Node writes it as UTF-8), and bytes in a Uint8Array of another realm (a vm context;
+ * Node checks with util.types.isUint8Array, not instanceof).
+ */
+const acceptedEnds: Record<string, (res: express5.Response) => void> = {
+  'encoding-empty': (res) => void res.end('made', '' as BufferEncoding),
+  'encoding-buffer': (res) => void res.end('made', 'buffer' as BufferEncoding),
+  'bytes-other-realm': (res) => void res.end(vm.runInNewContext('new Uint8Array([109, 97, 100, 101])') as Uint8Array),
 };
 
 function mount(app: express5.Express, label: string): void {
@@ -62,6 +76,14 @@ function mount(app: express5.Express, label: string): void {
       app.post(path, mw, (req, res) => {
         runs.set(`${label}${path}`, (runs.get(`${label}${path}`) ?? 0) + 1);
         handler(req, res);
+      });
+    }
+    // end() calls Node takes: the answer is stored and replayed, as any other.
+    for (const [name, end] of Object.entries(acceptedEnds)) {
+      app.post(`${prefix}/${name}`, mw, (_req, res) => {
+        runs.set(`${label}${prefix}/${name}`, (runs.get(`${label}${prefix}/${name}`) ?? 0) + 1);
+        res.status(201);
+        end(res);
       });
     }
     // Express 4 takes a string status; Node sends it as the number.
@@ -143,6 +165,46 @@ describe('express4: a status given as a string', () => {
       expect(again.headers.get('idempotent-replayed')).toBe('true');
       expect(again.body.equals(first.body)).toBe(true);
       expect(runs.get(`express4${prefix}/status-string`)).toBe(1);
+    });
+  }
+});
+
+describe.each(['express4', 'express5'] as const)('%s: an end() Node takes', (label) => {
+  for (const prefix of ['/held', '/after'] as const) {
+    for (const name of Object.keys(acceptedEnds)) {
+      it(`${prefix}/${name}: goes out, is stored, and is replayed`, async () => {
+        const path = `${prefix}/${name}`;
+        const k = key(name);
+        const first = await send(bases[label]!, path, k);
+        expect(first.status).toBe(201);
+        expect(first.body.toString()).toBe('made');
+        await waitFor(() => middlewares.every((m) => m.deduper.inFlight === 0), 5000, 'the response stored');
+        const again = await send(bases[label]!, path, k);
+        expect(again.status).toBe(201);
+        expect(again.headers.get('idempotent-replayed')).toBe('true');
+        expect(again.body.toString()).toBe('made');
+        expect(runs.get(`${label}${path}`)).toBe(1);
+        expect(unhandled).toEqual([]);
+      });
+    }
+  }
+});
+
+describe.each(['express4', 'express5'] as const)('%s: a string end() in an encoding that is no string', (label) => {
+  for (const prefix of ['/held', '/after'] as const) {
+    it(`${prefix}: Node's refusal reaches the handler as without the middleware; nothing is stored and the key is freed`, async () => {
+      const path = `${prefix}/end-encoding-number`;
+      const k = key('encoding-number');
+      // Node throws once it has written the head (as without the middleware): Express then cuts
+      // the connection, or the error handler's answer follows. Whatever the client gets, it is
+      // no stored answer.
+      const first: Reply | Error = await send(bases[label]!, path, k).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
+      if (!(first instanceof Error)) expect(first.headers.get('idempotent-replayed')).toBeNull();
+      await waitFor(() => middlewares.every((m) => m.deduper.inFlight === 0), 5000, 'every key freed');
+      const again: Reply | Error = await send(bases[label]!, path, k).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
+      if (!(again instanceof Error)) expect(again.headers.get('idempotent-replayed')).toBeNull();
+      expect(runs.get(`${label}${path}`)).toBe(2);
+      expect(unhandled).toEqual([]);
     });
   }
 });

@@ -20,6 +20,7 @@
  * postpone a job is checked against the job's record first; a finished run's outcome that the
  * grid did not take is announced and written again until it applies or a newer owner refuses it.
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'eventemitter3';
 import { GridClosedError, GridError, bytesSerializer, type GridCache, type GridClient } from '@gridlink/client';
@@ -244,6 +245,12 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
 
 /** What a run's time limit resolves with when it passes first. */
 const TIMED_OUT = Symbol('timed out');
+
+/**
+ * The dead-letter hook (its key in JobWorker's `hooks`) whose call the running code is part of:
+ * close() tells by it a hook closing its own worker. Entered once per hook call only.
+ */
+const inHook = new AsyncLocalStorage<object>();
 
 /** Awaits `p`, keeping it in `set` until it settles (for close() to wait on). */
 async function during<T>(set: Set<Promise<unknown>>, p: Promise<T>): Promise<T> {
@@ -661,7 +668,14 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
    * exited after close() cut the job's only dead-letter call off, and its rejection, emitted after
    * the listeners were removed, was reported to no one.
    */
-  private readonly hooks = new Set<Promise<void>>();
+  private readonly hooks = new Map<object, Promise<void>>();
+  /**
+   * Hooks (their keys in `hooks`) that called this worker's close() themselves: close() does not
+   * wait for them (a hook that awaits the close it asked for would wait for close() as close()
+   * waited for it, until closeTimeoutMs). `selfClosed` wakes the wait when one is added.
+   */
+  private readonly selfClosing = new Set<object>();
+  private selfClosed: (() => void) | null = null;
   private readonly running = new Map<string, Running>();
   private readonly claiming = new Set<string>();
   /** Claims under way (lock taken or being taken, record not yet written): close() waits for them. */
@@ -1251,9 +1265,14 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
     // closeTimeoutMs): the hook is called once, by this worker only.
     const hook = this.onDeadLetter;
     if (hook) {
-      const reported = this.reported(Promise.resolve().then(() => hook(toStatus(next, this.cfg.maxLostRuns))));
-      this.hooks.add(reported);
-      const done = (): void => void this.hooks.delete(reported);
+      // Run in its own context (inHook), so that a close() it calls is known to come from it.
+      const key = {};
+      const reported = this.reported(inHook.run(key, () => Promise.resolve().then(() => hook(toStatus(next, this.cfg.maxLostRuns)))));
+      this.hooks.set(key, reported);
+      const done = (): void => {
+        this.hooks.delete(key);
+        this.selfClosing.delete(key);
+      };
       reported.then(done, done);
     }
   }
@@ -1437,6 +1456,12 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
    * starts once close() was called. Calling it again returns the same promise.
    */
   close(): Promise<void> {
+    // Called by one of this worker's dead-letter hooks: the shutdown does not wait for that hook.
+    const fromHook = inHook.getStore();
+    if (fromHook !== undefined && this.hooks.has(fromHook)) {
+      this.selfClosing.add(fromHook);
+      this.selfClosed?.();
+    }
     this.closing ??= this.shutdown();
     return this.closing;
   }
@@ -1478,7 +1503,17 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
       // Dead-letter hooks under way (of jobs that failed before or during close()): waited for
       // within the same closeTimeoutMs, so that each ran to its end and its rejection is an
       // `error` event before the listeners go. A hook still running then is left to itself.
-      if (this.hooks.size > 0) await Promise.race([Promise.allSettled([...this.hooks]), timeout]);
+      // Not those that called close() themselves (they may be awaiting it): the wait starts over
+      // when one does.
+      let timedOut = false;
+      void timeout.then(() => (timedOut = true));
+      for (;;) {
+        const others = [...this.hooks].filter(([key]) => !this.selfClosing.has(key)).map(([, p]) => p);
+        if (others.length === 0 || timedOut) break;
+        const selfClosed = new Promise<void>((r) => (this.selfClosed = r));
+        await Promise.race([Promise.allSettled(others), timeout, selfClosed]);
+      }
+      this.selfClosed = null;
       clearTimeout(timer);
     }
     this.state = 'closed';

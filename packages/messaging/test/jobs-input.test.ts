@@ -344,6 +344,31 @@ describe('job queue: bad input and close (real grid and nats-server)', () => {
     await waitUntil(() => closed2, 10_000, 'close() to give up on the hanging hook');
     expect(Date.now() - t0).toBeGreaterThanOrEqual(290);
   });
+  it('a dead-letter hook that closes its own worker and awaits the close: close() ends without waiting for that hook (no wait until closeTimeoutMs)', async () => {
+    const { q } = await queue('dead-letter-self-close');
+    const failing = async (): Promise<never> => {
+      throw new Error('boom');
+    };
+    let hookDone = false;
+    const closeTimeoutMs = 30_000;
+    const w: ReturnType<typeof q.worker> = closeAfter(
+      q.worker(failing, {
+        closeTimeoutMs,
+        onDeadLetter: async () => {
+          // The hook waits for the close it asked for: close() must not wait for this hook, or
+          // each waits for the other until closeTimeoutMs.
+          await w.close();
+          hookDone = true;
+        },
+      }),
+    );
+    await w.start();
+    const t0 = Date.now();
+    await q.submit('dl-self', null, { maxAttempts: 1 });
+    await waitUntil(() => hookDone, 10_000, 'the hook to see its close() resolve');
+    expect(Date.now() - t0).toBeLessThan(closeTimeoutMs / 3);
+    expect((await q.status('dl-self')).state).toBe('failed');
+  });
   it('closing a queue wakes a waiting result(); closing it and its worker leaves no subscription at the server and no status listener', async () => {
     const g = await grid();
     const nc = await natsConn('jobs-leak');
