@@ -238,15 +238,49 @@ export class Invoker {
     return new Promise<void>((resolve) => this.idleWaiters.push(resolve));
   }
 
+  /** What `whenSettledThrough` waits on, by increasing seq: resolved once the floor passes it. */
+  private readonly floorWaiters: { seq: number; resolve: () => void }[] = [];
+
+  /**
+   * Resolves once `seq` and every seq below it have settled (the floor, sent as `ack`, is past
+   * it): at once when they have.
+   */
+  whenSettledThrough(seq: number): Promise<void> {
+    if (this.seqs.floor > seq) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const w = this.floorWaiters;
+      let lo = 0;
+      let hi = w.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if ((w[mid] as { seq: number }).seq <= seq) lo = mid + 1;
+        else hi = mid;
+      }
+      w.splice(lo, 0, { seq, resolve });
+    });
+  }
+
   /** An operation settled; `seq` (0 = none of ours) is never sent again. */
   settled(seq: number): void {
-    if (seq > 0) this.seqs.settle(seq);
+    if (seq > 0) {
+      this.seqs.settle(seq);
+      if (this.floorWaiters.length > 0) this.wakeFloorWaiters();
+    }
     this.active--;
     if (this.active === 0 && this.idleWaiters.length > 0) {
       const waiters = this.idleWaiters;
       this.idleWaiters = [];
       for (const w of waiters) w();
     }
+  }
+
+  private wakeFloorWaiters(): void {
+    const floor = this.seqs.floor;
+    const w = this.floorWaiters;
+    let n = 0;
+    while (n < w.length && (w[n] as { seq: number }).seq < floor) n++;
+    if (n === 0) return;
+    for (const x of w.splice(0, n)) x.resolve();
   }
 
   /**

@@ -145,6 +145,8 @@ export interface LockRegistry {
   dropped(h: LockHandle): void;
   /** Runs an acquisition (its request and the making of its handle), for close() to wait on. */
   acquisition<T>(run: () => Promise<T>): Promise<T>;
+  /** Runs the follow-up of an abandoned acquisition in the background, for close() to wait on. Never rejects. */
+  followUp(run: () => Promise<void>): void;
   /** The client is closing: its held locks are being released and no new one may be kept. */
   readonly closing: boolean;
   /** How long close() lets one release take (ms). */
@@ -241,6 +243,8 @@ export class LockTable implements LockRegistry {
   /** Acquisitions under way, and what releaseAll waits on for them to end. */
   private acquiring = 0;
   private acquiringDone: (() => void) | null = null;
+  /** Follow-ups of abandoned acquisitions under way (see GridLock.abandoned). */
+  private readonly followUps = new Set<Promise<void>>();
   private sweepAt = MIN_SWEEP;
   private state: 'open' | 'closing' | 'closed' = 'open';
 
@@ -302,6 +306,18 @@ export class LockTable implements LockRegistry {
     }
   }
 
+  followUp(run: () => Promise<void>): void {
+    const p: Promise<void> = run()
+      .catch(() => undefined)
+      .finally(() => this.followUps.delete(p));
+    this.followUps.add(p);
+  }
+
+  /** Follow-ups of abandoned acquisitions under way. */
+  get followingUp(): number {
+    return this.followUps.size;
+  }
+
   /** Forgets the handles whose lease has passed. */
   private sweep(): void {
     const now = performance.now();
@@ -324,6 +340,10 @@ export class LockTable implements LockRegistry {
     // Their requests have settled (close() waited for every operation): only the making of
     // their handles is left, on a microtask.
     if (this.acquiring > 0) await new Promise<void>((resolve) => (this.acquiringDone = resolve));
+    // The follow-ups of abandoned acquisitions (each step bounded by releaseTimeoutMs): cut short
+    // by the closing connections, they would leave a lock granted to an abandoned request held by
+    // nobody for its lease.
+    while (this.followUps.size > 0) await Promise.all([...this.followUps]);
     this.state = 'closed';
     this.sweep();
     const all = [...this.holding];
@@ -741,11 +761,12 @@ export class GridLock {
     const owner = newOwner();
     const signal = o.signal;
     const sent = signal?.aborted !== true;
+    const payload: Record<string, unknown> = { name: this.name, leaseMs, owner };
     let r: LockResult;
     try {
-      r = await this.ctx.invoker.invoke<LockResult>(Op.LOCK_TRY_ACQUIRE, { name: this.name, leaseMs, owner }, { partition, signal, timeoutMs: o.timeoutMs });
+      r = await this.ctx.invoker.invoke<LockResult>(Op.LOCK_TRY_ACQUIRE, payload, { partition, signal, timeoutMs: o.timeoutMs });
     } catch (e) {
-      if (sent) this.abandoned(e, owner, partition);
+      if (sent) this.abandoned(e, owner, partition, payload);
       throw e;
     }
     if (!r.acquired || r.token === undefined) return { acquired: false, heldForMs: r.heldForMs };
@@ -780,7 +801,7 @@ export class GridLock {
     try {
       r = await this.ctx.invoker.invoke<LockResult & { value: Uint8Array | null }>(Op.LOCK_TRY_ACQUIRE_GET, payload, { partition, signal, timeoutMs: o.timeoutMs });
     } catch (e) {
-      if (sent) this.abandoned(e, owner, partition);
+      if (sent) this.abandoned(e, owner, partition, payload);
       throw e;
     }
     const acquired = r.acquired && r.token !== undefined;
@@ -822,15 +843,12 @@ export class GridLock {
     const timeoutMs = o.timeoutMs === undefined ? Math.min(waitMs + this.ctx.operationTimeout, MAX_TIMER_MS) : o.timeoutMs;
     const signal = o.signal;
     const sent = signal?.aborted !== true;
+    const payload: Record<string, unknown> = { name: this.name, leaseMs, waitMs, owner };
     let r: LockResult;
     try {
-      r = await this.ctx.invoker.invoke<LockResult>(
-        Op.LOCK_ACQUIRE,
-        { name: this.name, leaseMs, waitMs, owner },
-        { partition, signal, timeoutMs, attemptExtraMs: waitMs },
-      );
+      r = await this.ctx.invoker.invoke<LockResult>(Op.LOCK_ACQUIRE, payload, { partition, signal, timeoutMs, attemptExtraMs: waitMs });
     } catch (e) {
-      if (sent) this.abandoned(e, owner, partition);
+      if (sent) this.abandoned(e, owner, partition, payload);
       throw e;
     }
     if (!r.acquired || r.token === undefined) {
@@ -847,27 +865,41 @@ export class GridLock {
    * other holder would wait for its whole lease. So the client follows such an acquisition up in
    * the background, with the same owner id:
    *
-   * 1. a LOCK_RELEASE with token 0, which matches no lock: sent for its `ack` alone. The node
-   *    records every release, and a recorded request's `ack` (past the abandoned acquisition's
-   *    seq once no older operation of this client is open) makes it refuse the waiting
-   *    acquisition at its next try, so no grant can come after this;
+   * 1. a LOCK_RELEASE with token 0, which matches no lock: sent to end the wait. A node of this
+   *    version ends an acquisition still waiting for the lock when a later release of the same
+   *    session names its owner id. Any node records the release, and its `ack` past the
+   *    abandoned acquisition's seq makes the node refuse the waiting acquisition at its next
+   *    try; but that `ack` is the lowest seq of the client still open, so while an older
+   *    operation of the client is open (another acquisition waiting, any request under way: a
+   *    busy client) it cannot pass the abandoned seq. Then the follow-up is done again once that
+   *    seq and every one below it have settled (each operation is bounded by its deadline);
    * 2. a LOCK_TRY_ACQUIRE with a 1 ms lease: answered with the token of a lock granted to this
    *    owner before (a re-entrant acquisition), or taking a free one;
    * 3. when it got a token, a LOCK_RELEASE with it, which frees the lock and wakes the waiters.
    *
-   * Answers that say what happened (a refusal, a node error) need none of this.
+   * Answers that say what happened (a refusal, a node error) need none of this. The client's
+   * close() waits for the follow-ups before it closes the connections.
    */
-  private abandoned(e: unknown, owner: string, partition: number | undefined): void {
+  private abandoned(e: unknown, owner: string, partition: number | undefined, payload: Record<string, unknown>): void {
     if (!(e instanceof GridAbortError || e instanceof GridTimeoutError || e instanceof GridConnectionError)) return;
     const invoker = this.ctx.invoker;
     const name = this.name;
+    const seq = typeof payload.seq === 'number' ? payload.seq : 0;
     const options = { partition, timeoutMs: this.registry.releaseTimeoutMs, internal: true };
     const release = (token: number): Promise<unknown> => invoker.invoke(Op.LOCK_RELEASE, { name, token, owner }, options);
-    release(0)
-      .catch(() => undefined)
-      .then(() => invoker.invoke<LockResult>(Op.LOCK_TRY_ACQUIRE, { name, leaseMs: 1, owner }, options))
-      .then((r) => (r.acquired && r.token !== undefined ? release(r.token) : undefined))
-      .catch(() => undefined);
+    const followUp = async (): Promise<void> => {
+      await release(0).catch(() => undefined);
+      const r = await invoker.invoke<LockResult>(Op.LOCK_TRY_ACQUIRE, { name, leaseMs: 1, owner }, options);
+      if (r.acquired && r.token !== undefined) await release(r.token);
+    };
+    this.registry.followUp(async () => {
+      // Read before the release takes its own seq: whether its `ack` will be past `seq`.
+      const acked = invoker.seqFloor > seq;
+      await followUp().catch(() => undefined);
+      if (acked) return;
+      await invoker.whenSettledThrough(seq);
+      await followUp();
+    });
   }
 
   /**

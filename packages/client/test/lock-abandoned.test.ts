@@ -64,6 +64,54 @@ describe('an acquisition given up before its answer', () => {
     await expectTakenSoon(other, 'abandon-hung', 3000);
   });
 
+  it('acquire aborted while an older operation of the same client is still open: the holder\'s release frees the lock for others', async () => {
+    // The token-0 release's `ack` cannot pass the abandoned seq while an older one is open (a busy
+    // client: here another acquisition, waiting for a lock held 30 s more): the node must end the
+    // abandoned wait on the release naming its owner, not on the ack alone.
+    const [holderClient, quitter, other] = [await connect(), await connect(), await connect()];
+    const olderHold = await holderClient.lock('abandon-older-open-1').acquire({ leaseMs: 30_000 });
+    const holder = await holderClient.lock('abandon-older-open-2').acquire({ leaseMs: 30_000 });
+    const older = quitter.lock('abandon-older-open-1').acquire({ waitMs: 20_000, leaseMs: 30_000 });
+    cleanups.push(async () => {
+      await olderHold.release();
+      await (await older).release();
+    });
+    await waitFor(() => inFlight(quitter) === 1, 2000, 'the older acquisition sent');
+    const ac = new AbortController();
+    const waiting = quitter.lock('abandon-older-open-2').acquire({ waitMs: 20_000, leaseMs: 30_000, signal: ac.signal });
+    await waitFor(() => inFlight(quitter) === 2, 2000, 'the acquisition sent');
+    ac.abort();
+    expect(await rejection(waiting)).toBeInstanceOf(GridAbortError);
+    // The immediate follow-up is over (only the older acquisition is left under way).
+    await waitFor(() => quitter.bookkeeping().operations === 1, 3000, 'the follow-up answered');
+    await holder.release();
+    // Before the fix the node granted the abandoned acquisition here, held by nobody until the
+    // older acquisition had settled (20 s here).
+    await expectTakenSoon(other, 'abandon-older-open-2', 3000);
+  });
+
+  it('an acquisition abandoned while close() waits for it: close() waits for its follow-up, and the grant is released', async () => {
+    const [quitter, other] = [await connect(), await connect()];
+    const ac = new AbortController();
+    grid.cluster.hang('node-1');
+    cleanups.push(async () => grid.cluster.resume('node-1'));
+    const started = quitter.stats().operations;
+    const trying = quitter.lock('abandon-close').tryAcquire({ leaseMs: 30_000, signal: ac.signal });
+    await waitFor(() => inFlight(quitter) === 1, 2000, 'the attempt sent');
+    let closed = false;
+    const closing = quitter.close().then(() => (closed = true));
+    ac.abort();
+    expect(await rejection(trying)).toBeInstanceOf(GridAbortError);
+    // The follow-up's token-0 release is waiting on the hung node (or, before the fix, close()
+    // had closed the connections under it).
+    await waitFor(() => closed || (quitter.stats().operations - started >= 2 && inFlight(quitter) === 1), 2000, 'the follow-up sent, or close() done');
+    grid.cluster.resume('node-1');
+    await closing;
+    expect(quitter.bookkeeping().operations).toBe(0);
+    // Before the fix the node granted the abandoned attempt on resuming, for its 30 s lease.
+    await expectTakenSoon(other, 'abandon-close', 3000);
+  });
+
   it('an acquisition aborted before it was sent sends nothing more', async () => {
     const quitter = await connect();
     const before = quitter.stats().operations;

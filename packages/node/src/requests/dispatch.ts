@@ -191,6 +191,8 @@ export class Dispatcher {
       }
       return this.finishOp(op, started, outcome);
     }
+    // A release naming an acquisition still waiting here ends that wait (its client gave it up).
+    if (op === Op.LOCK_RELEASE) this.d.locks.cancelWaiting(p, frame.payload, conn.sessionId);
     let m: MutateResult;
     try {
       m = this.store.mutate(p, op, frame.payload, conn.sessionId);
@@ -300,6 +302,8 @@ export class Dispatcher {
       return this.store.read(p, op, payload);
     }
     if (op === Op.LOCK_ACQUIRE) return this.d.locks.acquire(p, payload as { name: Bytes; leaseMs: number; waitMs: number; seq: number }, session);
+    // A release naming an acquisition still waiting here ends that wait (its client gave it up).
+    if (op === Op.LOCK_RELEASE) this.d.locks.cancelWaiting(p, payload, session);
     const { result, record } = this.store.mutate(p, op, payload, session);
     await this.replicator.commit(p, record);
     return result;

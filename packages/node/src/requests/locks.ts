@@ -18,8 +18,18 @@ export interface LockServiceDeps {
   commit(p: number, record: ReplicationRecord | null): Promise<void>;
 }
 
+/** An acquisition waiting on the primary, as a later release of its (session, owner) finds it. */
+interface Waiting {
+  readonly session: string;
+  readonly owner: string;
+  readonly seq: number;
+  cancelled: boolean;
+}
+
 export class LockService {
   private readonly waiters = new Map<string, Set<() => void>>();
+  /** Acquisitions under way that carry an owner id, by lock (see `cancelWaiting`). */
+  private readonly acquiring = new Map<string, Set<Waiting>>();
   /** Locks freed so far (any key): lets a waiter see a release it could not yet wait for. */
   private freed = 0;
 
@@ -30,10 +40,53 @@ export class LockService {
     });
   }
 
-  async acquire(p: number, payload: { name: Bytes; leaseMs: number; waitMs: number; seq: number }, session: string): Promise<unknown> {
+  async acquire(p: number, payload: { name: Bytes; leaseMs: number; waitMs: number; seq: number; owner?: unknown }, session: string): Promise<unknown> {
     const deadline = Date.now() + payload.waitMs;
     const key = `${p}:${keyHex(payload.name)}`;
+    const owner = payload.owner;
+    if (typeof owner !== 'string' || owner.length === 0 || typeof payload.seq !== 'number') return this.acquireLoop(p, payload, session, deadline, key, null);
+    const w: Waiting = { session, owner, seq: payload.seq, cancelled: false };
+    let set = this.acquiring.get(key);
+    if (set === undefined) {
+      set = new Set();
+      this.acquiring.set(key, set);
+    }
+    set.add(w);
+    try {
+      return await this.acquireLoop(p, payload, session, deadline, key, w);
+    } finally {
+      set.delete(w);
+      if (set.size === 0 && this.acquiring.get(key) === set) this.acquiring.delete(key);
+    }
+  }
+
+  /**
+   * A LOCK_RELEASE (any token) of `session` naming the owner id of an acquisition of that lock
+   * still waiting here, with a later seq: the client gave that acquisition up (its caller aborted,
+   * its deadline passed) and says so. The acquisition stops waiting and is not granted (answered
+   * `acquired: false`, to nobody): otherwise it took the lock when it came free, for a holder that
+   * no longer exists. Only the client that made the acquisition can name it (session and owner).
+   */
+  cancelWaiting(p: number, payload: unknown, session: string): void {
+    if (this.acquiring.size === 0 || typeof payload !== 'object' || payload === null) return;
+    const { name, owner, seq } = payload as { name?: unknown; owner?: unknown; seq?: unknown };
+    if (!(name instanceof Uint8Array) || typeof owner !== 'string' || owner.length === 0 || typeof seq !== 'number') return;
+    const key = `${p}:${keyHex(name)}`;
+    const set = this.acquiring.get(key);
+    if (set === undefined) return;
+    let found = false;
+    for (const w of set) {
+      if (w.session === session && w.owner === owner && w.seq < seq && !w.cancelled) {
+        w.cancelled = true;
+        found = true;
+      }
+    }
+    if (found) this.wake(key);
+  }
+
+  private async acquireLoop(p: number, payload: { name: Bytes; leaseMs: number; waitMs: number; seq: number }, session: string, deadline: number, key: string, w: Waiting | null): Promise<unknown> {
     for (;;) {
+      if (w !== null && w.cancelled) return { acquired: false };
       this.d.assertPrimary(p);
       const freedBefore = this.freed;
       const { result, record } = this.d.store.mutate(p, Op.LOCK_ACQUIRE, payload, session);
