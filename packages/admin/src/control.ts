@@ -6,12 +6,20 @@ export const DEFAULT_TIMEOUT_MS = 10_000;
 
 /**
  * Runs one control plane call with a deadline. Any failure other than a compare-and-set conflict
- * means the control plane could not serve us: it becomes ControlPlaneUnreachableError.
+ * means the control plane could not serve us: it becomes ControlPlaneUnreachableError. `signal`
+ * (the dashboard's close()) stops the wait at once, with the same error; the call given up on
+ * is left to finish on its own, its outcome ignored.
  */
-export async function withTimeout<T>(what: string, timeoutMs: number, run: () => Promise<T>): Promise<T> {
+export async function withTimeout<T>(what: string, timeoutMs: number, run: () => Promise<T>, signal?: AbortSignal): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
   const deadline = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new ControlPlaneUnreachableError(`the control plane did not answer ${what} within ${timeoutMs} ms`)), timeoutMs);
+    if (signal !== undefined) {
+      onAbort = () => reject(new ControlPlaneUnreachableError(`${what} given up: closed`));
+      if (signal.aborted) onAbort();
+      else signal.addEventListener('abort', onAbort, { once: true });
+    }
   });
   try {
     return await Promise.race([run(), deadline]);
@@ -21,6 +29,7 @@ export async function withTimeout<T>(what: string, timeoutMs: number, run: () =>
     throw new ControlPlaneUnreachableError(`control plane error during ${what}: ${err instanceof Error ? err.message : String(err)}`);
   } finally {
     clearTimeout(timer);
+    if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort);
   }
 }
 

@@ -9,8 +9,8 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { LEASE_PREFIX, TOPOLOGY_KEY, topologyProblem, type ControlPlane, type LeaseRecord, type TopologyRecord } from '@gridlink/node';
 import { probeHttp, type HttpLocator } from '../admin.js';
-import { DEFAULT_TIMEOUT_MS } from '../control.js';
-import { AdminUsageError, ControlPlaneUnreachableError } from '../errors.js';
+import { DEFAULT_TIMEOUT_MS, withTimeout } from '../control.js';
+import { AdminUsageError } from '../errors.js';
 import { durationOption, integerOption, shown } from '../options.js';
 import { fencedNodes, liveIds, reportedUnreachable, safetyOf, type FenceState, type FencedNode } from '../model.js';
 import { fencedLine, unreachableLine } from '../table.js';
@@ -229,23 +229,8 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
   // Aborted by close(): what a refresh or a scrape still waits for is given up on at once.
   const stop = new AbortController();
 
-  /**
-   * One control plane read of a refresh, bounded by timeoutMs (the CLI's --timeout) and by
-   * close(). The read given up on is left to finish on its own; its outcome is ignored.
-   */
-  const bounded = <T>(what: string, run: () => Promise<T>): Promise<T> => {
-    let timer: NodeJS.Timeout | undefined;
-    let onStop: (() => void) | undefined;
-    return new Promise<T>((resolve, reject) => {
-      timer = setTimeout(() => reject(new ControlPlaneUnreachableError(`the control plane did not answer ${what} within ${timeoutMs} ms`)), timeoutMs);
-      onStop = () => reject(new Error('the dashboard is closed'));
-      stop.signal.addEventListener('abort', onStop, { once: true });
-      run().then(resolve, reject);
-    }).finally(() => {
-      clearTimeout(timer);
-      stop.signal.removeEventListener('abort', onStop!);
-    });
-  };
+  /** One control plane read of a refresh, bounded by timeoutMs (the CLI's --timeout) and by close(). */
+  const bounded = <T>(what: string, run: () => Promise<T>): Promise<T> => withTimeout(what, timeoutMs, run, stop.signal);
 
   const broadcast = (event: string): void => {
     for (const res of clients) {
