@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GridClient } from '@gridlink/client';
 import { LocalCluster } from '@gridlink/node';
 import { dedupe, gridlink, type GridlinkHandle } from '@gridlink/express';
-import { closeServer, gate, listen, post, teardown, waitFor } from './helpers.js';
+import { closeServer, expectAbortWhileTakingKeyRunsNothing, gate, listen, post, teardown, waitFor } from './helpers.js';
 
 
 let cluster: LocalCluster;
@@ -259,42 +259,7 @@ for (const [label, factory] of [
     });
 
     it('a client that aborts while the key is being taken: the handler does not run, and the key is free', async () => {
-      const key = `${label}-abort-early-${Date.now()}`;
-      const closed = new Promise<void>((resolve) => {
-        server.once('request', (req: import('node:http').IncomingMessage) => {
-          if (req.socket.destroyed) resolve();
-          else req.socket.once('close', () => resolve());
-        });
-      });
-      const before = runs;
-      // Every grid node hung: the middleware's first grid operation waits until they resume.
-      const ids = cluster.nodeIds;
-      for (const id of ids) cluster.hang(id);
-      try {
-        const ac = new AbortController();
-        const pending = fetch(`${base}/orders`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json', 'idempotency-key': key },
-          body: JSON.stringify({ item: 'gone' }),
-          signal: ac.signal,
-        }).catch((e: unknown) => e);
-        await new Promise<void>((resolve) => server.once('request', () => resolve()));
-        ac.abort();
-        await pending;
-        await closed;
-      } finally {
-        for (const id of ids) cluster.resume(id);
-      }
-      let again: Awaited<ReturnType<typeof post>> | undefined;
-      await waitFor(async () => {
-        const r = await post(base, '/orders', { item: 'gone' }, { 'idempotency-key': key });
-        if (r.status === 409) return false;
-        again = r;
-        return true;
-      }, 10_000, 'the key to be freed after the abort');
-      expect(again!.status).toBe(201);
-      expect(again!.headers.get('idempotent-replayed')).toBeNull();
-      expect(runs).toBe(before + 1);
+      await expectAbortWhileTakingKeyRunsNothing({ server, base, cluster, runs: () => runs, key: `${label}-abort-early-${Date.now()}` });
     });
 
     it('does not keep a response body above maxStoredBodyBytes: the replay has the status and says the body was omitted', async () => {

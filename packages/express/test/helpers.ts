@@ -1,5 +1,6 @@
 import type { AddressInfo } from 'node:net';
-import { Server, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+import { Server, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
+import { expect } from 'vitest';
 
 export interface Reply {
   status: number;
@@ -95,4 +96,57 @@ export function gate(): { promise: Promise<void>; open: () => void } {
     open = r;
   });
   return { promise, open };
+}
+
+/** What the abort check needs of an embedded grid (a LocalCluster): its nodes, hung and resumed. */
+export interface HangableCluster {
+  readonly nodeIds: string[];
+  hang(id: string): void;
+  resume(id: string): void;
+}
+
+/**
+ * A client aborts its request while the key is being taken (every grid node hung, so the
+ * adapter's first grid operation waits): once the grid answers again, the handler must not
+ * run for it, and the key must be free, so the same request sent again runs the handler (a 201,
+ * not a replay of an answer no one received). `runs()` counts the handler runs of POST /orders;
+ * `server` is the app's HTTP server (Express, or Nest's on either platform).
+ */
+export async function expectAbortWhileTakingKeyRunsNothing(t: { server: Server; base: string; cluster: HangableCluster; runs: () => number; key: string }): Promise<void> {
+  const server = t.server;
+  const closed = new Promise<void>((resolve) => {
+    server.once('request', (req: IncomingMessage) => {
+      if (req.socket.destroyed) resolve();
+      else req.socket.once('close', () => resolve());
+    });
+  });
+  const before = t.runs();
+  const ids = t.cluster.nodeIds;
+  for (const id of ids) t.cluster.hang(id);
+  try {
+    const ac = new AbortController();
+    const pending = fetch(`${t.base}/orders`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'idempotency-key': t.key },
+      body: JSON.stringify({ item: 'gone' }),
+      signal: ac.signal,
+    }).catch((e: unknown) => e);
+    // Aborted once the app has the request (its body sent with it), while the grid cannot answer.
+    await new Promise<void>((resolve) => server.once('request', () => resolve()));
+    ac.abort();
+    await pending;
+    await closed;
+  } finally {
+    for (const id of ids) t.cluster.resume(id);
+  }
+  let again: Awaited<ReturnType<typeof post>> | undefined;
+  await waitFor(async () => {
+    const r = await post(t.base, '/orders', { item: 'gone' }, { 'idempotency-key': t.key });
+    if (r.status === 409) return false;
+    again = r;
+    return true;
+  }, 10_000, 'the key to be freed after the abort');
+  expect(again!.status).toBe(201);
+  expect(again!.headers.get('idempotent-replayed')).toBeNull();
+  expect(t.runs()).toBe(before + 1);
 }

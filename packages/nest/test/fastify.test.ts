@@ -125,7 +125,7 @@ describe('@Idempotent() on Nest with Fastify', () => {
   });
 
   it('a client that aborts while the key is being taken: the handler does not run, and the key is free', async () => {
-    await expectAbortWhileTakingKeyRunsNothing({ base, app: t.app, cluster: t.cluster, runs: () => runs, key: `fastify-abort-early-${Date.now()}` });
+    await expectAbortWhileTakingKeyRunsNothing({ server: t.app.getHttpServer(), base, cluster: t.cluster, runs: () => runs, key: `fastify-abort-early-${Date.now()}` });
   });
 
   it('replays a gzipped answer decoded to a retry that does not accept gzip, as stored to one that does', async () => {

@@ -14,9 +14,9 @@ import { expect, vi } from 'vitest';
 import { GridClient, GridClosedError } from '@gridlink/client';
 import { LocalCluster } from '@gridlink/node';
 import { GRID_CLIENT, GridHealthIndicator, GridlinkModule, Idempotent } from '@gridlink/nest';
-import { gate, post, rawPost, waitFor } from '../../express/test/helpers.js';
+import { gate, rawPost, waitFor } from '../../express/test/helpers.js';
 
-export { gate, post, rawPost, waitFor } from '../../express/test/helpers.js';
+export { expectAbortWhileTakingKeyRunsNothing, gate, post, rawPost, waitFor } from '../../express/test/helpers.js';
 
 /** GET /health: terminus' HealthCheckService over GridHealthIndicator. */
 @Controller('health')
@@ -147,51 +147,6 @@ export async function expectAbortFreesKey(t: { base: string; endpoints: string[]
     t.hold.release();
     await probe.close();
   }
-}
-
-/**
- * A client aborts its request while the key is being taken (every grid node hung, so the
- * interceptor's first grid operation waits): once the grid answers again, the handler must not
- * run for it, and the key must be free, so the same request sent again runs the handler (a 201,
- * not a replay of an answer no one received). `runs()` counts the route's handler runs.
- */
-export async function expectAbortWhileTakingKeyRunsNothing(t: { base: string; app: INestApplication; cluster: LocalCluster; runs: () => number; key: string }): Promise<void> {
-  const server = t.app.getHttpServer() as import('node:http').Server;
-  const closed = new Promise<void>((resolve) => {
-    server.once('request', (req: import('node:http').IncomingMessage) => {
-      if (req.socket.destroyed) resolve();
-      else req.socket.once('close', () => resolve());
-    });
-  });
-  const before = t.runs();
-  const ids = t.cluster.nodeIds;
-  for (const id of ids) t.cluster.hang(id);
-  try {
-    const ac = new AbortController();
-    const pending = fetch(`${t.base}/orders`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'idempotency-key': t.key },
-      body: JSON.stringify({ item: 'gone' }),
-      signal: ac.signal,
-    }).catch((e: unknown) => e);
-    // Aborted once the app has the request (its body sent with it), while the grid cannot answer.
-    await new Promise<void>((resolve) => server.once('request', () => resolve()));
-    ac.abort();
-    await pending;
-    await closed;
-  } finally {
-    for (const id of ids) t.cluster.resume(id);
-  }
-  let again: Awaited<ReturnType<typeof post>> | undefined;
-  await waitFor(async () => {
-    const r = await post(t.base, '/orders', { item: 'gone' }, { 'idempotency-key': t.key });
-    if (r.status === 409) return false;
-    again = r;
-    return true;
-  }, 10_000, 'the key to be freed after the abort');
-  expect(again!.status).toBe(201);
-  expect(again!.headers.get('idempotent-replayed')).toBeNull();
-  expect(t.runs()).toBe(before + 1);
 }
 
 /**
