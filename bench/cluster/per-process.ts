@@ -11,6 +11,7 @@
  *
  *   npx tsx bench/cluster/per-process.ts                 # 64 B and 1 KiB, 256 in flight
  *   SIZES=64 INF=16 SECONDS=3 npx tsx bench/cluster/per-process.ts
+ *   OPS=put SIZES=1024 npx tsx bench/cluster/per-process.ts   # one operation only (default put,get)
  *   PROXIES=1 npx tsx bench/cluster/per-process.ts       # NATS through the test kit's proxies
  *   WARMUP_MS=500 npx tsx bench/cluster/per-process.ts   # warm-up before each cell (default 3 s)
  *   V8FLAGS="--max-semi-space-size=4 --single-threaded-gc" npx tsx bench/cluster/per-process.ts
@@ -26,6 +27,7 @@ import { closedLoop, fmt, processContextSwitches, processCpuSplitUs, processMino
 import { redisAvailable, startRedisServer } from '../shared/redis-servers.js';
 
 const SIZES = (process.env.SIZES ?? '64,1024').split(',').map(Number);
+const OPS = (process.env.OPS ?? 'put,get').split(',') as ('put' | 'get')[];
 const IN_FLIGHT = Number(process.env.INF ?? 256);
 const SECONDS = Number(process.env.SECONDS ?? 2);
 const WARMUP_MS = Number(process.env.WARMUP_MS ?? 3000);
@@ -108,7 +110,7 @@ try {
         await Promise.all(Array.from({ length: 200 }, (_, j) => cache.put(keyOf(i + j), value)));
         if (redis !== null) await Promise.all(Array.from({ length: 200 }, (_, j) => redis.set(keyOf(i + j), buf)));
       }
-      for (const op of ['put', 'get'] as const) {
+      for (const op of OPS) {
         const g = op === 'put' ? (i: number) => cache.put(keyOf(i), value) : (i: number) => cache.get(keyOf(i));
         rows.push(await measure('gridlink (3 node processes)', size, op, g, nodePids));
         if (redis !== null) {
@@ -122,6 +124,8 @@ try {
     await client.close();
     redis?.disconnect();
   }
+  // Graceful stops, so that `--cpu-prof` in V8FLAGS writes every node's profile.
+  if (v8Flags?.includes('--cpu-prof') === true) for (const n of grid.nodes) await n.stop();
 } finally {
   await grid.close();
   await redisServer?.close();
