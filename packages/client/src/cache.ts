@@ -4,7 +4,7 @@
  */
 import { InvalidKeyError, decodeKey, encodeKey, partitionOfBytes, type GridKey } from '@gridlink/affinity';
 import { MAX_SCAN_COUNT, Op, type CacheConfig } from '@gridlink/protocol';
-import { NO_OPTIONS, callOptionsError, type Invoker } from './invoker.js';
+import { NO_OPTIONS, callOptionsError, optionNamesError, type Invoker } from './invoker.js';
 import type { PartitionService } from './partition-service.js';
 import type { ConnectionManager } from './connection-manager.js';
 import { splitByPrimary } from './routing.js';
@@ -56,6 +56,8 @@ export function checkTtl(ttlMs: number | undefined): void {
 }
 
 function opts(o: OpOptions | undefined, partition?: number): { partition?: number; signal?: AbortSignal; timeoutMs?: number } {
+  const bad = optionNamesError(o);
+  if (bad !== null) throw bad;
   const out: { partition?: number; signal?: AbortSignal; timeoutMs?: number } = {};
   if (partition !== undefined) out.partition = partition;
   if (o?.signal !== undefined) out.signal = o.signal;
@@ -156,7 +158,7 @@ export class GridCache<K extends GridKey = GridKey, V = unknown> {
     if (keys.length === 0) {
       // Nothing to send, but a closed client refuses every call alike, and so are bad options.
       if (this.ctx.invoker.isClosed) throw new GridClosedError();
-      const bad = callOptionsError(o ?? {});
+      const bad = optionNamesError(o) ?? callOptionsError(o ?? {});
       if (bad !== null) throw bad;
       return [];
     }
@@ -223,9 +225,9 @@ export class GridCache<K extends GridKey = GridKey, V = unknown> {
     if (list.length === 0) {
       // Nothing to send, but a closed client refuses every call alike, and so are bad options.
       if (this.ctx.invoker.isClosed) throw new GridClosedError();
-      checkTtl(o?.ttlMs);
-      const bad = callOptionsError(o ?? {});
+      const bad = optionNamesError(o) ?? callOptionsError(o ?? {});
       if (bad !== null) throw bad;
+      checkTtl(o?.ttlMs);
       return;
     }
     checkTtl(o?.ttlMs);
@@ -405,6 +407,8 @@ export class GridCache<K extends GridKey = GridKey, V = unknown> {
 
   /** Every stored key's bytes as received (not copied), with its partition: what scan and keys share. */
   private async *scanPages(o: ScanOptions | undefined): AsyncGenerator<{ bytes: Uint8Array; partition: number }, void, undefined> {
+    const bad = optionNamesError(o);
+    if (bad !== null) throw bad;
     // Only an absent batchSize takes the default: null is refused, as ttlMs and timeoutMs are.
     const count = o?.batchSize === undefined ? 256 : o.batchSize;
     // The node refuses a larger count, but only once the first page's request has gone out.

@@ -11,7 +11,7 @@ import { GridCache, type CacheOptions, type ClientContext, type OpOptions } from
 import { describe, resolveConfig, type GridClientConfig, type ResolvedConfig } from './config.js';
 import { ConnectionManager, type ManagerBookkeeping } from './connection-manager.js';
 import { GridClosedError, GridConfigError, GridError, LockTimeoutError } from './errors.js';
-import { Invoker, type RetryEvent } from './invoker.js';
+import { Invoker, optionNamesError, type RetryEvent } from './invoker.js';
 import { GridLock, LockHandle, LockTable, checkWaitMs, type AcquireOptions } from './lock.js';
 import { PartitionService } from './partition-service.js';
 
@@ -105,6 +105,10 @@ export interface ClientBookkeeping extends Omit<ManagerBookkeeping, 'listeners'>
  * shorter): a hung node must not hold close() for a whole operation timeout.
  */
 export const CLOSE_RELEASE_TIMEOUT_MS = 2000;
+
+/** The options of `cache()`, and of `createCache()` (those and a call's deadline and signal). */
+const CACHE_OPTION_NAMES: ReadonlySet<string> = new Set(['serializer']);
+const CREATE_CACHE_OPTION_NAMES: ReadonlySet<string> = new Set(['serializer', 'signal', 'timeoutMs']);
 
 export interface WithLockOptions extends AcquireOptions {
   /** Use tryAcquire semantics: fail at once with LockTimeoutError when held elsewhere. */
@@ -274,6 +278,8 @@ export class GridClient extends EventEmitter<GridClientEvents> {
       const got = typeof name === 'string' ? `${utf8Length(name)} bytes` : describe(name);
       throw new GridConfigError('name', `a cache name must be a string of 1 to ${MAX_CACHE_NAME_BYTES} UTF-8 bytes, got ${got}`);
     }
+    const bad = optionNamesError(options, CACHE_OPTION_NAMES);
+    if (bad !== null) throw bad;
     const serializer = (options as { serializer?: unknown } | null | undefined)?.serializer;
     if (serializer !== undefined && serializer !== null) {
       const s = serializer as Record<string, unknown>;
@@ -290,8 +296,11 @@ export class GridClient extends EventEmitter<GridClientEvents> {
     config: CacheConfig = {},
     options: CacheOptions<V> & OpOptions = {},
   ): Promise<GridCache<K, V>> {
-    const c = this.cache<K, V>(name, options);
-    await c.create(config, options);
+    const bad = optionNamesError(options, CREATE_CACHE_OPTION_NAMES);
+    if (bad !== null) throw bad;
+    const { serializer, ...call } = (options as (CacheOptions<V> & OpOptions) | null) ?? {};
+    const c = this.cache<K, V>(name, { serializer });
+    await c.create(config, call);
     return c;
   }
 

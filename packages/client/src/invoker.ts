@@ -110,6 +110,27 @@ export function callOptionsError(o: { signal?: unknown; timeoutMs?: unknown }): 
 }
 
 /**
+ * The option names of every client call (OpOptions, PutOptions, IncrementOptions, ScanOptions,
+ * the lock options and withLock's): one set, so that one options object may serve a get and a
+ * put alike, while a misspelt name (`ttl`, `timeout`) is refused instead of quietly doing nothing.
+ */
+export const CALL_OPTION_NAMES: ReadonlySet<string> = new Set(['signal', 'timeoutMs', 'ttlMs', 'initial', 'batchSize', 'leaseMs', 'autoRenew', 'ifAbsent', 'waitMs', 'noWait']);
+
+/**
+ * Why a call's options cannot be used as such — not an object, or holding a name that is not one
+ * of `names` — or null. Undefined and null mean no options. Checked only when options are given:
+ * a call without them pays nothing.
+ */
+export function optionNamesError(o: unknown, names: ReadonlySet<string> = CALL_OPTION_NAMES): GridConfigError | null {
+  if (o === undefined || o === null) return null;
+  if (typeof o !== 'object' || Array.isArray(o)) return new GridConfigError('options', `must be an object, got ${describe(o)}`);
+  for (const k in o) {
+    if (!names.has(k) && Object.prototype.hasOwnProperty.call(o, k)) return new GridConfigError(k, `unknown option; the options here are ${[...names].join(', ')}`);
+  }
+  return null;
+}
+
+/**
  * Waits `ms`, or less: until `signal` aborts, or until `wakers` is woken (see
  * Invoker.transitionWaiters). Resolves true when woken.
  */

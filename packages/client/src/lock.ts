@@ -19,7 +19,7 @@ import { Op, type LockResult } from '@gridlink/protocol';
 import { checkTtl, type ClientContext, type GridCache, type OpOptions, type PutOptions } from './cache.js';
 import { MAX_TIMER_MS, describe } from './config.js';
 import { GridAbortError, GridClosedError, GridConfigError, GridConnectionError, GridError, GridTimeoutError, LockNotHeldError, LockTimeoutError } from './errors.js';
-import { callOptionsError } from './invoker.js';
+import { callOptionsError, optionNamesError } from './invoker.js';
 
 export interface LockOptions extends OpOptions {
   /** Lease duration (ms). Default 10000. */
@@ -115,6 +115,10 @@ function checkLease(v: number | undefined, def: number): number {
 /** A `waitMs` option: the node arms a timer for the wait too (the protocol refuses more than a timer takes). */
 export function checkWaitMs(v: number | undefined): number {
   return checkPositive('waitMs', v, DEFAULT_WAIT_MS, MAX_TIMER_MS);
+}
+
+function throwIfBad(bad: GridConfigError | null): void {
+  if (bad !== null) throw bad;
 }
 
 function checkBoolean(field: string, v: unknown): void {
@@ -609,6 +613,7 @@ export class LockHandle {
     // Nothing to ask the node: a renewal reaching a node where the lease still ran would extend a
     // lock that no handle releases any more.
     if (!this.held) throw this.notHeldError('not renewed');
+    throwIfBad(optionNamesError(options));
     const o = options ?? {};
     const leaseMs = checkLease(o.leaseMs, this.leaseMs);
     const r = await this.ctx.invoker.invoke<{ renewed: boolean }>(
@@ -650,7 +655,7 @@ export class LockHandle {
     if (this.holderRelease !== null) throw new LockNotHeldError('lock is already being released; nothing stored');
     // Refused before renewal stops: the lock stays held for a call with usable arguments.
     checkCache(cache);
-    const bad = callOptionsError(o);
+    const bad = optionNamesError(options) ?? callOptionsError(o);
     if (bad !== null) throw bad;
     const ttlMs = o.ttlMs;
     checkTtl(ttlMs);
@@ -693,7 +698,7 @@ export class LockHandle {
   release(options?: OpOptions | null): Promise<void> {
     const o = options ?? {};
     if (this.released) return this.closeRelease ?? Promise.resolve();
-    const bad = callOptionsError(o);
+    const bad = optionNamesError(options) ?? callOptionsError(o);
     if (bad !== null) return Promise.reject(bad);
     // A second LOCK_RELEASE with this token would only find the lock already free and reject,
     // although the first released it (or, should the first fail, race it).
@@ -754,6 +759,7 @@ export class GridLock {
   }
 
   private async runAttempt(options: LockOptions | null | undefined): Promise<LockAttempt> {
+    throwIfBad(optionNamesError(options));
     const o = options ?? {};
     checkBoolean('autoRenew', o.autoRenew);
     const leaseMs = checkLease(o.leaseMs, DEFAULT_LEASE_MS);
@@ -786,6 +792,7 @@ export class GridLock {
   }
 
   private async runAttemptGet<V>(cache: GridCache<GridKey, V>, options: LockGetOptions | null | undefined): Promise<LockStateAttempt<V>> {
+    throwIfBad(optionNamesError(options));
     const o = options ?? {};
     checkCache(cache);
     checkBoolean('autoRenew', o.autoRenew);
@@ -830,6 +837,7 @@ export class GridLock {
   }
 
   private async runAcquire(options: AcquireOptions | null | undefined): Promise<LockHandle> {
+    throwIfBad(optionNamesError(options));
     const o = options ?? {};
     checkBoolean('autoRenew', o.autoRenew);
     const leaseMs = checkLease(o.leaseMs, DEFAULT_LEASE_MS);

@@ -36,6 +36,19 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
+/** The option names of the client's calls (one set for every call, as the client's docs say). */
+const LOCK_OPTION_NAMES = ['signal', 'timeoutMs', 'ttlMs', 'initial', 'batchSize', 'leaseMs', 'autoRenew', 'ifAbsent', 'waitMs', 'noWait'];
+
+/**
+ * The field a refusal of options `o` names when only `names` are options: `options` when they are
+ * not an object, else the first name that is not an option; undefined when neither applies.
+ */
+function expectedOptionsField(o: unknown, names: readonly string[]): string | undefined {
+  if (o === undefined || o === null) return undefined;
+  if (typeof o !== 'object' || Array.isArray(o)) return 'options';
+  return Object.keys(o).find((k) => !names.includes(k));
+}
+
 function expectConfigError(e: unknown, field: string | RegExp): void {
   expect(e, show(e)).toBeInstanceOf(GridConfigError);
   const err = e as GridConfigError;
@@ -390,7 +403,7 @@ describe('client.cache(name, options)', () => {
     await expectIdleAndHealthy(client);
   });
 
-  it('property: options and serializer are accepted and usable, or refused with GridConfigError naming the serializer', async () => {
+  it('property: options and serializer are accepted and usable, or refused with GridConfigError naming the serializer, the unknown option or the options', async () => {
     const client = await connect();
     const options = fc.oneof(
       fc.constantFrom(undefined, null, {}, { serializer: undefined }, { serializer: bytesSerializer }),
@@ -403,9 +416,10 @@ describe('client.cache(name, options)', () => {
         try {
           c = client.cache<string, Uint8Array>('bad-options', o as { serializer?: Serializer<Uint8Array> });
         } catch (e) {
-          expectConfigError(e, 'serializer');
+          expectConfigError(e, expectedOptionsField(o, ['serializer']) ?? 'serializer');
           return;
         }
+        expect(expectedOptionsField(o, ['serializer']), `cache() accepted ${show(o)}`).toBeUndefined();
         await c.put('k', Uint8Array.of(1, 2));
         expect(await c.get('k')).toEqual(Uint8Array.of(1, 2));
       }),
@@ -597,9 +611,10 @@ describe('locks', () => {
           if (!r.ok) {
             // A lease of a few ms may run out before the release.
             if (r.error instanceof LockNotHeldError) continue;
-            expectConfigError(r.error, /^(leaseMs|waitMs|autoRenew|noWait|ifAbsent)$/);
+            expectConfigError(r.error, expectedOptionsField(o, LOCK_OPTION_NAMES) ?? /^(leaseMs|waitMs|autoRenew|noWait|ifAbsent)$/);
             continue;
           }
+          expect(expectedOptionsField(o, LOCK_OPTION_NAMES), `${name} accepted ${show(o)}`).toBeUndefined();
           const v = r.value as LockHandle | { acquired: boolean; handle?: LockHandle } | number | null;
           const h = v !== null && typeof v === 'object' && 'acquired' in v ? v.handle : v;
           if (h !== null && typeof h === 'object') await h.release().catch((e: unknown) => expect(e).toBeInstanceOf(LockNotHeldError));
