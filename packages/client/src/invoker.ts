@@ -41,6 +41,11 @@ export interface InvokeOptions {
   attemptExtraMs?: number | undefined;
   /** The client's own request, sent even after close() (the lock releases close() makes). */
   internal?: boolean | undefined;
+  /**
+   * Remember whether any attempt of this operation was handed to a connection (`wasWritten`):
+   * a lock acquisition that failed without ever being written needs no follow-up.
+   */
+  trackWritten?: boolean | undefined;
 }
 
 export interface NodeCounters {
@@ -355,6 +360,7 @@ export class Invoker {
       call.onUnsent(err);
       return call.promise;
     }
+    if (options.trackWritten === true) this.written.add(payload);
     const c = this.counters(nodeId);
     c.requests++;
     c.inFlight++;
@@ -483,7 +489,7 @@ export class Invoker {
         async () => {
           try {
             const remaining = deadline - performance.now();
-            return await this.attempt<T>(op, payload, options.partition, signal, Math.max(1, Math.min(attemptMs, remaining)), avoid, true);
+            return await this.attempt<T>(op, payload, options.partition, signal, Math.max(1, Math.min(attemptMs, remaining)), avoid, true, options.trackWritten === true);
           } catch (e) {
             lastError = e;
             throw e;
@@ -572,6 +578,18 @@ export class Invoker {
   /** Failed node of an error thrown by `attempt` (so the retry can avoid it). */
   private readonly lastFailedNode = new WeakMap<GridError, string>();
 
+  /** Payloads of operations with `trackWritten` that some attempt handed to a connection. */
+  private readonly written = new WeakSet<object>();
+
+  /**
+   * Whether an attempt of the operation invoked with `payload` and `trackWritten` was handed to a
+   * connection: false when every attempt failed before that (no usable connection, aborted
+   * first), so that no node can have received it.
+   */
+  wasWritten(payload: object): boolean {
+    return this.written.has(payload);
+  }
+
   private async attempt<T>(
     op: Op,
     payload: Record<string, unknown>,
@@ -580,6 +598,7 @@ export class Invoker {
     attemptMs: number,
     avoid: Set<string> | null,
     wait: boolean,
+    trackWritten: boolean,
   ): Promise<T> {
     const { conn, nodeId } = await this.pick(partition, signal, avoid, wait);
     const start = performance.now();
@@ -593,6 +612,7 @@ export class Invoker {
       }
       throw refused;
     }
+    if (trackWritten) this.written.add(payload);
     const c = this.counters(nodeId);
     c.requests++;
     c.inFlight++;

@@ -766,13 +766,12 @@ export class GridLock {
     const partition = this.partition();
     const owner = newOwner();
     const signal = o.signal;
-    const sent = signal?.aborted !== true;
     const payload: Record<string, unknown> = { name: this.name, leaseMs, owner };
     let r: LockResult;
     try {
-      r = await this.ctx.invoker.invoke<LockResult>(Op.LOCK_TRY_ACQUIRE, payload, { partition, signal, timeoutMs: o.timeoutMs });
+      r = await this.ctx.invoker.invoke<LockResult>(Op.LOCK_TRY_ACQUIRE, payload, { partition, signal, timeoutMs: o.timeoutMs, trackWritten: true });
     } catch (e) {
-      if (sent) this.abandoned(e, owner, partition, payload);
+      this.abandoned(e, owner, partition, payload);
       throw e;
     }
     if (!r.acquired || r.token === undefined) return { acquired: false, heldForMs: r.heldForMs };
@@ -803,12 +802,11 @@ export class GridLock {
     const payload: Record<string, unknown> = { cache: cache.name, key: this.name, leaseMs, owner };
     if (o.ifAbsent === true) payload.ifAbsent = true;
     const signal = o.signal;
-    const sent = signal?.aborted !== true;
     let r: LockResult & { value: Uint8Array | null };
     try {
-      r = await this.ctx.invoker.invoke<LockResult & { value: Uint8Array | null }>(Op.LOCK_TRY_ACQUIRE_GET, payload, { partition, signal, timeoutMs: o.timeoutMs });
+      r = await this.ctx.invoker.invoke<LockResult & { value: Uint8Array | null }>(Op.LOCK_TRY_ACQUIRE_GET, payload, { partition, signal, timeoutMs: o.timeoutMs, trackWritten: true });
     } catch (e) {
-      if (sent) this.abandoned(e, owner, partition, payload);
+      this.abandoned(e, owner, partition, payload);
       throw e;
     }
     const acquired = r.acquired && r.token !== undefined;
@@ -850,13 +848,12 @@ export class GridLock {
     // other call (callOptionsError), not quietly replaced by the default deadline.
     const timeoutMs = o.timeoutMs === undefined ? Math.min(waitMs + this.ctx.operationTimeout, MAX_TIMER_MS) : o.timeoutMs;
     const signal = o.signal;
-    const sent = signal?.aborted !== true;
     const payload: Record<string, unknown> = { name: this.name, leaseMs, waitMs, owner };
     let r: LockResult;
     try {
-      r = await this.ctx.invoker.invoke<LockResult>(Op.LOCK_ACQUIRE, payload, { partition, signal, timeoutMs, attemptExtraMs: waitMs });
+      r = await this.ctx.invoker.invoke<LockResult>(Op.LOCK_ACQUIRE, payload, { partition, signal, timeoutMs, attemptExtraMs: waitMs, trackWritten: true });
     } catch (e) {
-      if (sent) this.abandoned(e, owner, partition, payload);
+      this.abandoned(e, owner, partition, payload);
       throw e;
     }
     if (!r.acquired || r.token === undefined) {
@@ -885,12 +882,15 @@ export class GridLock {
    *    owner before (a re-entrant acquisition), or taking a free one;
    * 3. when it got a token, a LOCK_RELEASE with it, which frees the lock and wakes the waiters.
    *
-   * Answers that say what happened (a refusal, a node error) need none of this. The client's
-   * close() waits for the follow-ups before it closes the connections.
+   * Answers that say what happened (a refusal, a node error) need none of this, and neither does
+   * an acquisition that was never handed to a connection (aborted before it went out, no usable
+   * connection until it gave up: the grid unreachable): no node can have it. The client's close()
+   * waits for the follow-ups before it closes the connections.
    */
   private abandoned(e: unknown, owner: string, partition: number | undefined, payload: Record<string, unknown>): void {
     if (!(e instanceof GridAbortError || e instanceof GridTimeoutError || e instanceof GridConnectionError)) return;
     const invoker = this.ctx.invoker;
+    if (!invoker.wasWritten(payload)) return;
     const name = this.name;
     const seq = typeof payload.seq === 'number' ? payload.seq : 0;
     const options = { partition, timeoutMs: this.registry.releaseTimeoutMs, internal: true };

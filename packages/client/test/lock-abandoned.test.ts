@@ -8,7 +8,8 @@
  * client sends by chance tells the node the acquisition was settled.
  */
 import { describe, expect, it } from 'vitest';
-import { GridAbortError, GridTimeoutError, type GridClient, type LockHandle } from '@gridlink/client';
+import { GridAbortError, GridClient, GridConnectionError, GridTimeoutError, type LockHandle } from '@gridlink/client';
+import { LocalCluster } from '@gridlink/node';
 import { oneNodeGrid, perTest } from './helpers/grid.js';
 import { rejection, show, waitFor } from './helpers/wait.js';
 
@@ -110,6 +111,32 @@ describe('an acquisition given up before its answer', () => {
     expect(quitter.bookkeeping().operations).toBe(0);
     // Before the fix the node granted the abandoned attempt on resuming, for its 30 s lease.
     await expectTakenSoon(other, 'abandon-close', 3000);
+  });
+
+  it('acquisitions that never reached a node (the grid unreachable) start no follow-up, and close() has none to wait for', async () => {
+    // Before, every such failure started a follow-up (a token-0 release, a try-acquire), each
+    // step waiting for a connection up to the release timeout: background work per failed
+    // acquisition while the grid was down, and close() waiting for all of it.
+    const own = await LocalCluster.start({ nodes: 1, backups: 0, partitions: 16 });
+    cleanups.push(() => own.stop());
+    const quitter = await GridClient.connect({ endpoints: own.endpoints, connectTimeout: 3000, operationTimeout: 300 });
+    quitter.on('error', () => undefined);
+    cleanups.push(() => quitter.close());
+    await own.kill('node-1');
+    await waitFor(() => quitter.stats().nodes.every((n) => !n.connected), 5000, 'the client without a connection');
+    const before = quitter.stats().operations;
+    const calls: [string, () => Promise<unknown>][] = [
+      ['tryAcquire', () => quitter.lock('abandon-unreachable').tryAcquire({ leaseMs: 5000 })],
+      ['attemptGet', () => quitter.lock('abandon-unreachable').attemptGet(quitter.cache('abandon-unreachable'))],
+      ['acquire', () => quitter.lock('abandon-unreachable').acquire({ waitMs: 100 })],
+    ];
+    for (const [name, call] of calls) {
+      const e = await rejection(call());
+      expect(e instanceof GridTimeoutError || e instanceof GridConnectionError, `${name}: ${show(e)}`).toBe(true);
+    }
+    // Only the three acquisitions: no release or try-acquire was started after them.
+    expect(quitter.stats().operations - before).toBe(3);
+    expect(quitter.bookkeeping().operations).toBe(0);
   });
 
   it('an acquisition aborted before it was sent sends nothing more', async () => {
