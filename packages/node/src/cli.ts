@@ -44,16 +44,44 @@ async function openControlPlane(c: CliConfig, log: ReturnType<typeof consoleLogg
 }
 
 async function main(): Promise<void> {
+  // The signal handlers come first of all. Start-up may wait for NATS (up to
+  // --nats-connect-timeout-ms) and writes to the control plane as it goes: a SIGTERM or SIGINT
+  // during it killed the process (Node's default for a signal nobody listens to), whatever it had
+  // written by then. Now a signal ends start-up cleanly (see `atSignal` below, step by step).
+  let log = consoleLogger('info');
+  let stopping = false;
+  /** A signal that came while the node was starting, to act on once it has. */
+  let pending: NodeJS.Signals | undefined;
+  // What the first signal does; start-up replaces it as it gets further. (Handlers run only once
+  // this function first waits, by when the first replacement is in place.)
+  let atSignal = (signal: NodeJS.Signals): void => {
+    pending = signal;
+  };
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      // A second SIGTERM/SIGINT (an operator's second Ctrl-C): stop waiting for the handoff and
+      // the drain (or for the start to end). The cluster survives it as it survives a kill
+      // (lease expiry).
+      log.warn('second signal while stopping: exiting now', { signal });
+      process.exit(EXIT_FORCED);
+    }
+    stopping = true;
+    atSignal(signal);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
   const argv = process.argv.slice(2);
   // Before anything else, a refusal included: a misspelt variable may be why a value is refused.
   for (const u of unknownVariables(process.env)) process.stderr.write(`gridlink-node: ${unknownVariableWarning(u)}\n`);
   const parsed = parseCli(argv, process.env, hostname());
   if (parsed.help) {
+    // --help, or --version (its release line).
     process.stdout.write(parsed.usage + '\n');
     return;
   }
   const c = parsed.config;
-  const log = consoleLogger(c.logLevel);
+  log = consoleLogger(c.logLevel);
   let tls: TlsOptions | undefined;
   try {
     tls = c.tls === undefined ? undefined : loadTls(c.tls);
@@ -65,6 +93,13 @@ async function main(): Promise<void> {
   } catch (err) {
     throw namingVariable(err, argv, process.env);
   }
+  // Until the node's own start begins, nothing of this node is in the control plane (the cluster
+  // record, if this process writes it, is the cluster's, written whole or not at all): a signal
+  // ends the process at once, also while it waits for NATS.
+  atSignal = (signal) => {
+    log.info('stopping', { signal, during: 'start-up, before the node started (nothing to undo)' });
+    process.exit(0);
+  };
   // Start-up, connecting included, waits out an unready control plane this long (then exit 1).
   const deadline = Date.now() + (c.controlPlane.kind === 'nats' ? c.controlPlane.connectTimeoutMs : 0);
   // Until the node's own start takes over (GridNode.start names its steps the same way).
@@ -111,11 +146,22 @@ async function main(): Promise<void> {
   if (c.handoffOutageMs !== undefined) opts.handoffOutageMs = c.handoffOutageMs;
   if (tls !== undefined) opts.tls = tls;
 
+  // The node's start writes its lease (others may act on it at once): a signal now lets the start
+  // end (no retry after it), then stops the node as a running one stops, lease released.
+  atSignal = (signal) => {
+    pending = signal;
+    log.info('stopping once the node has started', { signal, during: 'start-up' });
+  };
   let node;
   try {
-    node = await retriedWhileUnavailable('node start', deadline, log, () => startNode(opts));
+    node = await retriedWhileUnavailable('node start', deadline, log, () => startNode(opts), undefined, () => pending !== undefined);
   } catch (err) {
     await close();
+    if (pending !== undefined) {
+      // Asked to stop, and the start did not get through (startNode ended what it had begun).
+      log.info('stopped during start-up', { signal: pending, err: err instanceof Error ? err.message : String(err) });
+      process.exit(0);
+    }
     throw err;
   }
   if (!youngGenerationConfigured(process.execArgv, process.env['NODE_OPTIONS'])) {
@@ -125,16 +171,8 @@ async function main(): Promise<void> {
       how: `node ${NODE_V8_FLAGS.join(' ')} <gridlink-node>, or NODE_OPTIONS`,
     });
   }
-  let stopping = false;
   const running = node;
-  const stop = (signal: string): void => {
-    if (stopping) {
-      // A second SIGTERM/SIGINT (an operator's second Ctrl-C): stop waiting for the handoff and
-      // the drain. The cluster survives it as it survives a kill (lease expiry).
-      log.warn('second signal while stopping: exiting now', { signal });
-      process.exit(EXIT_FORCED);
-    }
-    stopping = true;
+  const stop = (signal: NodeJS.Signals): void => {
     log.info('stopping', { signal });
     running
       .stop()
@@ -147,14 +185,18 @@ async function main(): Promise<void> {
         },
       );
   };
+  atSignal = stop;
+  if (pending !== undefined) {
+    // A signal came while the node started: it is not announced, and stops at once.
+    stop(pending);
+    return;
+  }
   // Every background operation of the node handles its own failures (a control-plane outage
   // included): an unhandled rejection is a bug, so exit as Node would, but say what it was.
   process.on('unhandledRejection', (reason: unknown) => {
     log.error('unhandled rejection', { err: reason instanceof Error ? (reason.stack ?? reason.message) : String(reason) });
     process.exit(1);
   });
-  process.on('SIGINT', () => stop('SIGINT'));
-  process.on('SIGTERM', () => stop('SIGTERM'));
   // The control plane lost its state (ADR 0028): the node has stopped itself; exit so that the
   // process manager starts it again, and it joins the cluster the control plane holds now.
   cp.onReset?.(() => {
@@ -165,8 +207,8 @@ async function main(): Promise<void> {
       .catch(() => undefined)
       .then(() => process.exit(EXIT_CONTROL_PLANE_RESET));
   });
-  // One line on stdout that launchers (and people) wait for; printed once the signal handlers are
-  // in place, so that a SIGTERM sent as soon as it appears stops the node gracefully.
+  // One line on stdout that launchers (and people) wait for; printed once the node runs and the
+  // signal handlers (in place since the process began) stop it gracefully.
   process.stdout.write(
     `gridlink-node ${node.id} listening on ${c.host}:${node.port}` +
       (c.advertiseHost !== c.host || c.advertisePort !== undefined ? ` (advertised ${c.advertiseHost}:${c.advertisePort ?? node.port})` : '') +

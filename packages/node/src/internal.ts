@@ -29,4 +29,4 @@ export { CLUSTER_DEFAULTS, joinOrCreateCluster, reconcileClusterSettings, type W
 export { encodeReplicate, decodeReplicate } from './peers/replicate-codec.js';
 export { withPeerWireRange, withNodeFeatures, commonVersion, refusedRange, wireRefusal, type WireRange } from './peers/wire-version.js';
 export { RELEASE } from './release.js';
-export { HTTP_PIPELINE_MAX } from './server/listener.js';
+export { HTTP_PIPELINE_MAX, HTTP_LIMITS, type HttpLimits } from './server/listener.js';

@@ -31,17 +31,24 @@ export class StartupSteps {
   private readonly t0 = performance.now();
   private readonly timer: ReturnType<typeof setInterval>;
 
-  constructor(log: Logger, fields: Record<string, unknown>, first: string, everyMs = STARTUP_SLOW_LOG_MS) {
+  constructor(
+    private readonly log: Logger,
+    private readonly fields: Record<string, unknown>,
+    first: string,
+    everyMs = STARTUP_SLOW_LOG_MS,
+  ) {
     this.current = first;
+    log.debug('start-up step', { ...fields, step: first });
     this.timer = setInterval(() => {
       log.warn('start-up still waiting', { ...fields, step: this.current, waitedMs: Math.round(performance.now() - this.t0) });
     }, everyMs);
     this.timer.unref();
   }
 
-  /** The step it waits in from now on. */
+  /** The step it waits in from now on (logged at debug level as it begins). */
   step(name: string): void {
     this.current = name;
+    this.log.debug('start-up step', { ...this.fields, step: name });
   }
 
   /** Started (or failed): no more warnings. */

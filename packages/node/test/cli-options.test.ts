@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { CLI_OPTIONS, envNameOf, parseCli, unknownVariables, usage, type CliConfig } from '../src/cli/options.js';
+import { CLI_OPTIONS, envNameOf, parseCli, unknownVariables, usage, versionLine, type CliConfig } from '../src/cli/options.js';
+import { RELEASE } from '../src/release.js';
 import { peerLocalAddress } from '../src/peers/local-address.js';
 import { CLUSTER_DEFAULTS, joinOrCreateCluster, reconcileClusterSettings } from '../src/cli/cluster.js';
 import { MemoryControlPlane, NODE_V8_FLAGS, NodeConfigError, resolveNodeOptions, youngGenerationConfigured, type NodeOptions } from '@gridlink/node';
@@ -124,14 +125,55 @@ describe('gridlink-node option parser (pure)', () => {
     }
     // Values with spaces where spaces belong stay accepted.
     expect(cfg(['--auth-token', 'a b c']).authToken).toBe('a b c');
+    expect(cfg([], { GRIDLINK_AUTH_TOKEN: 's3cret' }).authToken).toBe('s3cret');
     expect(cfg(['--zone', 'eu west 1']).zone).toBe('eu west 1');
     expect(cfg(['--host', '0.0.0.0', '--advertise-host', 'pod-0.grid.svc']).advertiseHost).toBe('pod-0.grid.svc');
+  });
+
+  it('an --auth-token with whitespace at its start or end is refused naming the flag (and the variable) and the whitespace, not the token: clients present the token byte for byte, so a trailing newline from a secret made every client be refused, with no hint why', () => {
+    const refusal = (argv: string[], env: Record<string, string> = {}): NodeConfigError => {
+      try {
+        cfg(argv, env);
+      } catch (err) {
+        expect(err).toBeInstanceOf(NodeConfigError);
+        return err as NodeConfigError;
+      }
+      throw new Error(`accepted ${JSON.stringify([argv, env])}`);
+    };
+    for (const [token, said] of [
+      ['s3cret\n', 'trailing "\\n"'],
+      ['s3cret\r\n', 'trailing "\\r\\n"'],
+      [' s3cret', 'leading " "'],
+      ['\ts3cret ', 'leading "\\t" and trailing " "'],
+    ] as const) {
+      for (const err of [refusal(['--auth-token', token]), refusal([`--auth-token=${token}`]), refusal([], { GRIDLINK_AUTH_TOKEN: token })]) {
+        expect(err.field).toBe('auth-token');
+        expect(err.message).toContain(`--auth-token has whitespace around it (${said})`);
+        expect(err.message).not.toContain('s3cret');
+      }
+      expect(refusal([], { GRIDLINK_AUTH_TOKEN: token }).message).toMatch(/\(--auth-token given as GRIDLINK_AUTH_TOKEN\)$/);
+    }
+    // Whitespace inside the token is the token's.
+    expect(cfg(['--auth-token', 'two words']).authToken).toBe('two words');
   });
 
   it('every option is documented in the usage text with its flag', () => {
     const text = usage();
     for (const o of CLI_OPTIONS) expect(text).toContain(`--${o.flag}`);
-    expect(parseCli(['--help'], {}, 'h')).toMatchObject({ help: true });
+    expect(parseCli(['--help'], {}, 'h')).toMatchObject({ help: true, version: false, usage: text });
+  });
+
+  it('--version: the release line instead of the usage, nothing to run; --help wins over it, and it takes no value', () => {
+    expect(parseCli(['--version'], {}, 'h')).toEqual({ help: true, version: true, usage: `gridlink-node ${RELEASE}` });
+    expect(versionLine()).toBe(`gridlink-node ${RELEASE}`);
+    // Not a configuration to check: values are not looked at (as for --help), the flags are.
+    expect(parseCli(['--port', 'x', '--version'], {}, 'h')).toMatchObject({ help: true, version: true });
+    expect(parseCli(['--version', '--help'], {}, 'h')).toMatchObject({ help: true, version: false, usage: usage() });
+    expect(fieldOf(() => parseCli(['--version=1'], {}, 'h'))).toBe('version');
+    expect(fieldOf(() => parseCli(['--version', '--nope'], {}, 'h'))).toBe('nope');
+    // No variable runs it: GRIDLINK_VERSION is none of the command's.
+    expect(parseCli([], { GRIDLINK_VERSION: '1' }, 'h')).toMatchObject({ help: false });
+    expect(unknownVariables({ GRIDLINK_VERSION: '1' })).toEqual([{ name: 'GRIDLINK_VERSION', meant: [] }]);
   });
 
   it('refuses bad input with an error naming the flag', () => {
@@ -218,9 +260,9 @@ describe('gridlink-node option parser (pure)', () => {
 describe('GRIDLINK_* variables the command does not read', () => {
   const meant = (name: string): string[] | undefined => unknownVariables({ [name]: 'x' })[0]?.meant;
 
-  it('every option but --help has its variable, and none of those is unknown; nor are other variables', () => {
+  it('every option but --help and --version has its variable, and none of those is unknown; nor are other variables', () => {
     const env = Object.fromEntries(CLI_OPTIONS.filter((o) => o.kind !== 'bool').map((o) => [envNameOf(o.flag), '1']));
-    expect(Object.keys(env)).toHaveLength(CLI_OPTIONS.length - 1);
+    expect(Object.keys(env)).toHaveLength(CLI_OPTIONS.length - 2);
     expect(unknownVariables({ ...env, PATH: '/bin', NODE_OPTIONS: '--max-semi-space-size=4', gridlink_partitions: '8' })).toEqual([]);
     expect(unknownVariables({ GRIDLINK_HELP: '1' })).toEqual([{ name: 'GRIDLINK_HELP', meant: [] }]);
   });

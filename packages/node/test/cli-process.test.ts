@@ -5,12 +5,14 @@
  * that does not exit by the deadline is ended by its pid and the test fails.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { nkeys } from '@nats-io/transport-node';
-import { NatsCluster } from '@gridlink/testkit';
+import { FaultProxy, NatsCluster } from '@gridlink/testkit';
+import { NatsControlPlane } from '../src/control/nats.js';
+import { LEASE_PREFIX } from '../src/control/keys.js';
 
 const BIN = new URL('../bin/gridlink-node.mjs', import.meta.url).pathname;
 const live = new Set<number>();
@@ -32,10 +34,10 @@ interface Run {
 }
 
 /**
- * Runs the command until it exits, or until `until` holds on its output (then SIGTERM, and the
- * exit awaited); past `deadlineMs` it is killed and `code` is null.
+ * Runs the command until it exits, or until `until` holds on its output (then `signal`, SIGTERM
+ * by default, and the exit awaited); past `deadlineMs` it is killed and `code` is null.
  */
-function run(args: string[], opts: { env?: Record<string, string>; until?: (out: string) => boolean; deadlineMs?: number } = {}): Promise<Run> {
+function run(args: string[], opts: { env?: Record<string, string>; until?: (out: string) => boolean; signal?: NodeJS.Signals; deadlineMs?: number } = {}): Promise<Run> {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('GRIDLINK_') && v !== undefined) env[k] = v;
   const child = spawn(process.execPath, [BIN, ...args], { env: { ...env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -52,7 +54,7 @@ function run(args: string[], opts: { env?: Record<string, string>; until?: (out:
     const check = (): void => {
       if (!asked && opts.until?.(out.stdout + out.stderr) === true) {
         asked = true;
-        child.kill('SIGTERM');
+        child.kill(opts.signal ?? 'SIGTERM');
       }
     };
     child.stdout.on('data', (b: Buffer) => {
@@ -87,6 +89,59 @@ describe('gridlink-node and its launcher', () => {
       expect(r.stdout).toMatch(/listening on/);
       expect(r.code).toBe(0);
       expect(r.stderr).toMatch(/"msg":"stopping","signal":"SIGTERM"/);
+    }
+  });
+});
+
+describe('gridlink-node --version', () => {
+  it('prints the package version and exits 0, serving nothing (it was refused: "unknown option --version")', async () => {
+    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+    expect(await run(['--version'])).toEqual({ code: 0, stdout: `gridlink-node ${pkg.version}\n`, stderr: '' });
+    // As --help: the values are not looked at, the variables not read.
+    expect(await run(['--version', '--port', 'x'], { env: { GRIDLINK_HTTP_PORT: 'y' } })).toEqual({ code: 0, stdout: `gridlink-node ${pkg.version}\n`, stderr: '' });
+    await refused(['--version=1'], 'version', /--version takes no value/);
+  });
+});
+
+describe('gridlink-node and a signal during start-up', () => {
+  /** The debug line GridNode.start and the command log as a start-up step begins. */
+  const step = (name: string): RegExp => new RegExp(`"msg":"start-up step","id":"[^"]+","step":"${name}"`);
+
+  it('a SIGTERM or SIGINT while it waits for NATS exits 0 at once, nothing of the node written (it killed the process: no handler was in place yet)', async () => {
+    for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+      // Nothing listens on port 1: connecting would be retried for a minute.
+      const args = ['--port', '0', '--log-level', 'debug', '--control-plane', 'nats://127.0.0.1:1', '--nats-connect-timeout-ms', '60000'];
+      const r = await run(args, { until: (o) => step('connecting to the control plane').test(o), signal });
+      expect([signal, r.code, r.stdout]).toEqual([signal, 0, '']);
+      expect(r.stderr).toMatch(new RegExp(`"msg":"stopping","signal":"${signal}","during":"start-up, before the node started`));
+    }
+  });
+
+  it("a SIGTERM once the node's own start has begun lets it end, then stops the node as a running one: exit 0, its lease deleted, never announced (it killed the process, its lease left to run out)", async () => {
+    const nats = await NatsCluster.start({ servers: 1 });
+    // Every control-plane round trip takes 100 ms: the start is still under way when the signal,
+    // sent as its first step is logged, arrives.
+    const proxy = await FaultProxy.start({ target: nats.urls[0]!.replace('nats://', ''), frames: false });
+    proxy.delay(50);
+    try {
+      const id = 'signalled-at-start';
+      const args = ['--port', '0', '--id', id, '--log-level', 'debug', '--control-plane', `nats://${proxy.endpoint}`, '--handoff-timeout-ms', '100', '--handoff-outage-ms', '100'];
+      const r = await run(args, { until: (o) => step('listening').test(o), deadlineMs: 30_000 });
+      expect({ code: r.code, stdout: r.stdout }).toEqual({ code: 0, stdout: '' });
+      expect(r.stderr).toMatch(/"msg":"stopping once the node has started","signal":"SIGTERM"/);
+      // Started, then stopped as a running node stops: its lease written, then deleted.
+      const started = r.stderr.indexOf('"msg":"node started"');
+      expect(started).toBeGreaterThan(r.stderr.indexOf('"msg":"stopping once the node has started"'));
+      expect(r.stderr.indexOf('"msg":"stopping","signal":"SIGTERM"', started)).toBeGreaterThan(started);
+      const cp = await NatsControlPlane.connect({ servers: nats.urls, bucket: 'gridlink', create: false, connectTimeoutMs: 10_000 });
+      try {
+        expect(await cp.get(LEASE_PREFIX + id)).toBeNull();
+      } finally {
+        await cp.close();
+      }
+    } finally {
+      await proxy.close();
+      await nats.close();
     }
   });
 });
@@ -130,6 +185,15 @@ describe('gridlink-node refuses what it cannot run with, naming the flag', () =>
     await refused(['--host', '127.0.0.1 '], 'host', /without whitespace, got "127\.0\.0\.1 "$/m);
     await refused([], 'advertise-host', /\(--advertise-host given as GRIDLINK_ADVERTISE_HOST\)$/m, { GRIDLINK_ADVERTISE_HOST: ' ' });
     await refused([], 'auth-token', /\(--auth-token given as GRIDLINK_AUTH_TOKEN\)$/m, { GRIDLINK_AUTH_TOKEN: '\t' });
+  });
+
+  it('an --auth-token with whitespace at its start or end, as a secret written with echo has (was: taken as is, so every client presenting the token was refused, with no hint why)', async () => {
+    await refused([], 'auth-token', /--auth-token has whitespace around it \(trailing "\\n"\): .* \(--auth-token given as GRIDLINK_AUTH_TOKEN\)$/m, { GRIDLINK_AUTH_TOKEN: 's3cret\n' });
+    await refused(['--auth-token', ' s3cret'], 'auth-token', /--auth-token has whitespace around it \(leading " "\)/);
+    // The refusal names the whitespace, never the token.
+    const r = await run(['--port', '0'], { env: { GRIDLINK_AUTH_TOKEN: 's3cret\r\n' } });
+    expect(r.code).toBe(1);
+    expect(r.stderr).not.toContain('s3cret');
   });
 
   it('a flag followed by another flag instead of its value (was: "unexpected argument" about the next value)', async () => {

@@ -131,6 +131,7 @@ describe('docs/operations.md §4: every flag and variable', () => {
       'handoff-outage-ms': memory.handoffOutageMs ?? node.handoffOutageMs,
       'log-level': memory.logLevel,
       help: '—',
+      version: '—',
     };
     expect(Object.keys(actual)).toEqual(CLI_OPTIONS.map((o) => o.flag));
     for (const r of rows) {

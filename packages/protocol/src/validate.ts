@@ -168,7 +168,15 @@ const key = req('key', isBytes, BYTES);
 const cache = req('cache', isCacheName, CACHE);
 const seq = req('seq', isUint, UINT);
 const value = req('value', isBytes, BYTES);
-const ttl = opt('ttlMs', isUint, UINT);
+/**
+ * Longest time to live a write may give (`ttlMs`): 2^52 ms, some 142,000 years, whose expiry
+ * (now + ttlMs) stays a safe integer. Also the longest default TTL of a cache, which the node
+ * checks (`config.ttlMs`). A longer `ttlMs` of a write passed here: the node stored it while
+ * now + ttlMs was still a safe integer, and refused it past that, a bound that moves with the clock.
+ */
+export const MAX_TTL_MS = 2 ** 52;
+const isTtl = (v: unknown): boolean => isUint(v) && (v as number) <= MAX_TTL_MS;
+const ttl = opt('ttlMs', isTtl, `an integer from 0 to ${MAX_TTL_MS} (ms; a longer ttlMs is too large for an expiry time)`);
 const lockName = req('name', isBytes, BYTES);
 /** Longest lock owner id, in characters (ASCII). */
 export const MAX_LOCK_OWNER = 64;

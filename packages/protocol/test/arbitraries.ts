@@ -8,6 +8,7 @@ import {
   ErrorCode,
   FrameKind,
   MAX_MAX_FRAME_SIZE,
+  MAX_TTL_MS,
   MIN_MAX_FRAME_SIZE,
   Op,
   PushKind,
@@ -46,7 +47,8 @@ export const u8 = fc.nat({ max: 0xff });
 const seq = uint;
 const ack = uint;
 const owner = fc.string({ unit: 'binary-ascii', minLength: 1, maxLength: 64 });
-const ttlMs = uint;
+/** A write's TTL: at most MAX_TTL_MS (2^52 ms), whose expiry stays a safe integer. */
+const ttlMs = fc.oneof(fc.nat(1000), fc.integer({ min: 0, max: MAX_TTL_MS }), fc.constant(MAX_TTL_MS));
 
 /** Request payload arbitrary per client op. */
 export const requestPayloads: Record<number, fc.Arbitrary<Record<string, unknown>>> = {

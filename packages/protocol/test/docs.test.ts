@@ -40,6 +40,7 @@ import {
   MAX_LOCK_OWNER,
   MAX_MAX_FRAME_SIZE,
   MAX_SCAN_COUNT,
+  MAX_TTL_MS,
   MIN_MAX_FRAME_SIZE,
   MIN_PROTOCOL_VERSION,
   MUTATING_OPS,
@@ -91,9 +92,13 @@ const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 const fromHex = (s: string): Uint8Array => Uint8Array.from(Buffer.from(s.replace(/\s+/g, ''), 'hex'));
 const bin = Uint8Array.of(0xaa);
 
-/** `2³¹−1`, `2^32 − 1`, `4 194 304`, `0x01020304`, `2^32+5` as numbers. */
+/** `2³¹−1`, `2⁵²`, `2^32 − 1`, `4 194 304`, `0x01020304`, `2^32+5` as numbers. */
 function num(text: string): number {
-  const t = text.replace(/[\s ]/g, '').replace(/−/g, '-').replace(/³¹/g, '^31').replace(/⁵³/g, '^53');
+  const digit = (c: string): string => String('⁰¹²³⁴⁵⁶⁷⁸⁹'.indexOf(c));
+  const t = text
+    .replace(/[\s ]/g, '')
+    .replace(/−/g, '-')
+    .replace(/[⁰¹²³⁴⁵⁶⁷⁸⁹]+/g, (sup) => '^' + [...sup].map(digit).join(''));
   const m = /^(\d+)\^(\d+)([+-]\d+)?$/.exec(t);
   if (m !== null) return Number(m[1]) ** Number(m[2]) + Number(m[3] ?? 0);
   const n = Number(t);
@@ -629,6 +634,11 @@ describe('docs/protocol.md §3: payloads and operations', () => {
     const row = (n: string): string => opRows.find((r) => r[1] === `\`${n}\``)![3]!;
     expect(row('LOCK_ACQUIRE')).toContain('`leaseMs: 1..2³¹−1`, `waitMs: 0..2³¹−1`');
     expect(num('2³¹−1')).toBe(MAX_LOCK_DURATION_MS);
+    // A write's ttlMs: the same bound on every op that takes one, and the prose says so.
+    const ttls = opRows.flatMap((r) => [...r[3]!.matchAll(/`ttlMs: ([^`]*)`/g)].map((m) => [unquote(r[1]!), m[1]!]));
+    expect(ttls.filter(([op]) => op !== 'CACHE_CREATE').map(([, t]) => t)).toEqual(Array(8).fill('0..2⁵²?'));
+    expect(num('2⁵²')).toBe(MAX_TTL_MS);
+    expect(text.replace(/\s+/g, ' ')).toContain('At most 2⁵² ms (`MAX_TTL_MS`,');
     expect(Number(/`count: uint` \(1\.\.(\d+)\)/.exec(row('CACHE_SCAN'))![1])).toBe(MAX_SCAN_COUNT);
   });
 

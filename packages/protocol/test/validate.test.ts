@@ -5,6 +5,7 @@ import {
   FrameKind,
   isPeerOp,
   MAX_SCAN_COUNT,
+  MAX_TTL_MS,
   MUTATING_OPS,
   Op,
   opName,
@@ -23,7 +24,9 @@ const uintWrong = [-1, 1.5, NaN, Infinity, -Infinity, 2 ** 53, '1', null, true, 
 const intWrong = [1.5, NaN, Infinity, 2 ** 53, -(2 ** 53), '1', null, bin];
 const bytesWrong = ['k', 1, null, [], {}, [1, 2], true];
 for (const f of ['key', 'value', 'expected', 'name']) WRONG[f] = bytesWrong;
-for (const f of ['seq', 'ack', 'ttlMs', 'knownVersion', 'partition', 'token']) WRONG[f] = uintWrong;
+for (const f of ['seq', 'ack', 'knownVersion', 'partition', 'token']) WRONG[f] = uintWrong;
+// A write's TTL past MAX_TTL_MS has an expiry no safe integer holds (or soon will not).
+WRONG.ttlMs = [MAX_TTL_MS + 1, Number.MAX_SAFE_INTEGER, ...uintWrong];
 // Lock leases and waits arm timers on the node: longer than a timer takes is refused.
 WRONG.waitMs = [2 ** 31, ...uintWrong];
 for (const f of ['delta', 'initial']) WRONG[f] = intWrong;
@@ -101,6 +104,32 @@ describe('validateRequest', () => {
         }),
         { numRuns: 30 },
       );
+    }
+  });
+
+  it("refuses a write's ttlMs above MAX_TTL_MS (2^52 ms, the node's longest cache TTL) with BAD_REQUEST naming ttlMs, on every op that takes one; it used to pass, and the node stored it or not depending on the clock", () => {
+    expect(MAX_TTL_MS).toBe(2 ** 52);
+    const base: Record<number, Record<string, unknown>> = {
+      [Op.CACHE_PUT]: { cache: 'c', key: bin, seq: 1, value: bin },
+      [Op.CACHE_PUT_ALL]: { cache: 'c', seq: 1, entries: [[bin, bin]] },
+      [Op.CACHE_PUT_IF_ABSENT]: { cache: 'c', key: bin, seq: 1, value: bin },
+      [Op.CACHE_REPLACE]: { cache: 'c', key: bin, seq: 1, value: bin },
+      [Op.CACHE_REPLACE_IF_EQUALS]: { cache: 'c', key: bin, seq: 1, expected: bin, value: bin },
+      [Op.CACHE_GET_AND_PUT]: { cache: 'c', key: bin, seq: 1, value: bin },
+      [Op.CACHE_INCREMENT]: { cache: 'c', key: bin, seq: 1, delta: 1 },
+      [Op.LOCK_PUT_RELEASE]: { cache: 'c', key: bin, seq: 1, token: 1, value: bin },
+    };
+    // Every client op whose request has a ttlMs is here (the arbitraries hold them all).
+    const withTtl = CLIENT_OPS.filter((op) => fc.sample(requestPayloads[op]!, 200).some((p) => 'ttlMs' in p));
+    expect(withTtl.sort((a, b) => a - b)).toEqual(Object.keys(base).map(Number));
+    for (const op of withTtl) {
+      for (const ttlMs of [0, 1, MAX_TTL_MS]) expect(() => validateRequest(frame(op, { ...base[op], ttlMs }))).not.toThrow();
+      for (const ttlMs of [MAX_TTL_MS + 1, 2 ** 53 - 2, Number.MAX_SAFE_INTEGER]) {
+        const e = refusal(op, { ...base[op], ttlMs });
+        expect([opName(op), e.wireCode]).toEqual([opName(op), ErrorCode.BAD_REQUEST]);
+        expect(e.message).toContain('"ttlMs"');
+        expect(e.message).toContain(String(MAX_TTL_MS));
+      }
     }
   });
 

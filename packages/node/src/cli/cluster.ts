@@ -92,16 +92,18 @@ export async function joinOrCreateCluster(cp: ControlPlane, wanted: WantedCluste
  * keeps the KV failing for 10 s and more (the plane's own read retries give up after 10 s), and a
  * pod that exits then goes into a crash-loop back-off instead of joining a moment later. Safe to
  * repeat: a failed step wrote nothing that a new attempt does not write again (`startNode` ends
- * the node it started, which gets a new epoch next time).
+ * the node it started, which gets a new epoch next time). Once `abandoned()` holds (the process
+ * was asked to stop meanwhile) it tries no more: the last attempt's error is thrown.
  */
-export async function retriedWhileUnavailable<T>(step: string, deadline: number, log: Logger, fn: () => Promise<T>, pauseMs = 500): Promise<T> {
+export async function retriedWhileUnavailable<T>(step: string, deadline: number, log: Logger, fn: () => Promise<T>, pauseMs = 500, abandoned: () => boolean = () => false): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await fn();
     } catch (err) {
-      if (!(err instanceof ControlPlaneUnavailableError) || Date.now() + pauseMs >= deadline) throw err;
+      if (!(err instanceof ControlPlaneUnavailableError) || Date.now() + pauseMs >= deadline || abandoned()) throw err;
       log.warn('control plane not ready at start-up; retrying', { step, attempt, err: err.message });
       await new Promise((r) => setTimeout(r, pauseMs));
+      if (abandoned()) throw err;
     }
   }
 }

@@ -3,12 +3,13 @@
  * validated configuration out (or a NodeConfigError naming the flag). No I/O, so it can be tested
  * exhaustively and reused to check deployment manifests.
  *
- * Every flag `--some-flag` but `--help` can also be given as the environment variable `GRIDLINK_SOME_FLAG`;
- * a flag on the command line wins over the variable.
+ * Every flag `--some-flag` but `--help` and `--version` can also be given as the environment variable
+ * `GRIDLINK_SOME_FLAG`; a flag on the command line wins over the variable.
  */
 import { DEFAULT_TIMING, MAX_TRANSFER_UNIT_BYTES, MIN_TRANSFER_UNIT_BYTES } from '../config.js';
 import { NodeConfigError } from '../errors.js';
 import { isBucketName } from '../control/keys.js';
+import { RELEASE } from '../release.js';
 
 type Kind = 'string' | 'int' | 'bool';
 
@@ -52,7 +53,7 @@ export const CLI_OPTIONS: readonly CliOptionSpec[] = [
   { flag: 'tls-cert', kind: 'string', arg: 'file', help: 'serve clients and peers over TLS with this certificate (PEM)' },
   { flag: 'tls-key', kind: 'string', arg: 'file', help: 'private key (PEM) for --tls-cert' },
   { flag: 'tls-ca', kind: 'string', arg: 'file', help: 'CA (PEM) used to verify peers over TLS' },
-  { flag: 'auth-token', kind: 'string', arg: 't', help: 'token clients and peers must present (default: none)' },
+  { flag: 'auth-token', kind: 'string', arg: 't', help: 'token clients and peers must present, without leading or trailing whitespace (default: none)' },
   { flag: 'max-entries', kind: 'int', min: 1, max: Number.MAX_SAFE_INTEGER, arg: 'n', help: 'per-node entry bound, LRU eviction (default: unbounded)' },
   { flag: 'max-bytes', kind: 'int', min: 1, max: Number.MAX_SAFE_INTEGER, arg: 'n', help: 'per-node key+value byte bound, LRU eviction (default: unbounded)' },
   { flag: 'transfer-unit-bytes', kind: 'int', min: MIN_TRANSFER_UNIT_BYTES, max: MAX_TRANSFER_UNIT_BYTES, arg: 'n', help: 'most entry bytes per state-transfer answer: larger re-syncs faster, pauses writes longer (default: 131072)' },
@@ -63,6 +64,7 @@ export const CLI_OPTIONS: readonly CliOptionSpec[] = [
   { flag: 'handoff-outage-ms', kind: 'int', min: 1, max: HOUR_MS, arg: 'ms', help: 'on SIGTERM, how much longer to wait while the control plane does not answer (default: 15000)' },
   { flag: 'log-level', kind: 'string', arg: 'l', help: 'debug | info | warn | error (default: info)' },
   { flag: 'help', kind: 'bool', help: 'print this text' },
+  { flag: 'version', kind: 'bool', help: 'print the release of gridlink-node and exit' },
 ];
 
 /** `--advertise-host` → `GRIDLINK_ADVERTISE_HOST`. */
@@ -89,10 +91,10 @@ function editDistance(a: string, b: string): number {
 }
 
 /**
- * The `GRIDLINK_*` variables of `env` that are no option's variable (every flag but --help has one:
- * envNameOf), each with the variables it was probably meant to be. The command warns of them and
- * runs on: a variable may be meant for a newer version. Empty for what the container image and
- * deploy/kubernetes set.
+ * The `GRIDLINK_*` variables of `env` that are no option's variable (every flag but --help and
+ * --version has one: envNameOf), each with the variables it was probably meant to be. The command
+ * warns of them and runs on: a variable may be meant for a newer version. Empty for what the
+ * container image and deploy/kubernetes set.
  */
 export function unknownVariables(env: Readonly<Record<string, string | undefined>>): UnknownVariable[] {
   const known = CLI_OPTIONS.filter((o) => o.kind !== 'bool').map((o) => envNameOf(o.flag));
@@ -169,10 +171,20 @@ export interface CliConfig {
   logLevel: LogLevel;
 }
 
-export type CliParseResult = { help: true; usage: string } | { help: false; config: CliConfig };
+/**
+ * What the command does. `help: true`: it runs nothing, prints `usage` and exits 0: the usage text
+ * for `--help`, or for `--version` (`version: true`) the line `gridlink-node <release>` (`--help`
+ * wins when both are given). Otherwise it runs with `config`.
+ */
+export type CliParseResult = { help: true; version: boolean; usage: string } | { help: false; config: CliConfig };
+
+/** What `gridlink-node --version` prints (without the newline). */
+export function versionLine(): string {
+  return `gridlink-node ${RELEASE}`;
+}
 
 export function usage(): string {
-  const lines = ['usage: gridlink-node [options]   (every --flag but --help also reads GRIDLINK_FLAG; the flag wins)'];
+  const lines = ['usage: gridlink-node [options]   (every --flag but --help and --version also reads GRIDLINK_FLAG; the flag wins)'];
   for (const o of CLI_OPTIONS) {
     const left = `  --${o.flag}${o.arg ? ` <${o.arg}>` : ''}`;
     lines.push(`${left.padEnd(34)} ${o.help}`);
@@ -240,7 +252,8 @@ function parse(argv: readonly string[], env: Readonly<Record<string, string | un
     if (fromArgs.has(flag)) throw new NodeConfigError(flag, `--${flag} given twice`);
     fromArgs.set(flag, value);
   }
-  if (fromArgs.get('help') === true) return { help: true, usage: usage() };
+  if (fromArgs.get('help') === true) return { help: true, version: false, usage: usage() };
+  if (fromArgs.get('version') === true) return { help: true, version: true, usage: versionLine() };
 
   const raw = (flag: string): string | undefined => {
     const v = fromArgs.get(flag);
@@ -358,7 +371,7 @@ function parse(argv: readonly string[], env: Readonly<Record<string, string | un
     ['partitions', int('partitions')],
     ['backups', int('backups')],
     ['bootstrapNodes', int('bootstrap-nodes')],
-    ['authToken', str('auth-token')],
+    ['authToken', authToken(str('auth-token'))],
     ['maxEntries', int('max-entries')],
     ['maxBytes', int('max-bytes')],
     ['transferUnitBytes', int('transfer-unit-bytes')],
@@ -404,4 +417,22 @@ function parse(argv: readonly string[], env: Readonly<Record<string, string | un
     if (tlsCa !== undefined) config.tls.caFile = tlsCa;
   }
   return { help: false, config };
+}
+
+/**
+ * `--auth-token`'s value, refused (naming the flag, not the token) when it begins or ends with
+ * whitespace: the node compares the token clients present byte for byte, and a value from a
+ * secret written with `echo` or a file with a final newline carries one that nobody types, so
+ * every client was refused with no hint why. Whitespace inside the token stays accepted.
+ */
+function authToken(v: string | undefined): string | undefined {
+  if (v === undefined) return undefined;
+  const leading = v.slice(0, v.length - v.trimStart().length);
+  const trailing = v.slice(v.trimEnd().length);
+  if (leading === '' && trailing === '') return v;
+  const where = [leading !== '' ? `leading ${JSON.stringify(leading)}` : '', trailing !== '' ? `trailing ${JSON.stringify(trailing)}` : ''].filter((w) => w !== '').join(' and ');
+  throw new NodeConfigError(
+    'auth-token',
+    `--auth-token has whitespace around it (${where}): clients must present the token byte for byte, so the node would refuse every one; remove it (a secret made with echo, or a file ending in a newline, carries one)`,
+  );
 }

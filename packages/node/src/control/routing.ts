@@ -2,7 +2,7 @@
  * The node's routing decisions as pure functions of the topology record: what role this node
  * plays for a partition, and what to do with a request for it. No sockets, no timers.
  */
-import { ErrorCode, type CacheConfig } from '@gridlink/protocol';
+import { ErrorCode, MAX_TTL_MS, type CacheConfig } from '@gridlink/protocol';
 import type { TopologyRecord } from './topology.js';
 
 export type Role = 'primary' | 'backup' | 'syncing' | 'none';
@@ -100,8 +100,8 @@ export function unsupportedCacheConfig(config: CacheConfig): { field: string; me
   return null;
 }
 
-/** The longest default TTL of a cache: 2^52 ms (some 142,000 years), whose expiry stays a safe integer. */
-export const MAX_CACHE_TTL_MS = 2 ** 52;
+/** The longest default TTL of a cache: the protocol's longest `ttlMs` of a write (2^52 ms, whose expiry stays a safe integer). */
+export const MAX_CACHE_TTL_MS = MAX_TTL_MS;
 
 /** The most backups a cache may ask for (the node's own `backups` bound). */
 export const MAX_CACHE_BACKUPS = 16;

@@ -14,6 +14,36 @@ import { handleHttp, type HttpStatusSource } from './http.js';
 /** Requests one HTTP connection may have waiting for their answers (pipelined) before it is closed. */
 export const HTTP_PIPELINE_MAX = 32;
 
+/**
+ * Bounds of the HTTP listener (/health, /metrics), which had none: a client opening connections
+ * without end, or sending a request a byte at a time, or nothing at all, held a socket (and its
+ * buffers) for ever. Probes and scrapers send a short GET and read the answer at once, so these
+ * are far above what they need.
+ */
+export interface HttpLimits {
+  /** Open connections at most; one more is closed as it is accepted (those open are served on). */
+  maxConnections: number;
+  /** A request's headers must have arrived this long after it began (or the connection opened). */
+  headersTimeoutMs: number;
+  /** A whole request (headers and body) must have arrived this long after it began. */
+  requestTimeoutMs: number;
+  /** An idle keep-alive connection is closed this long after its last answer. */
+  keepAliveTimeoutMs: number;
+  /** A connection on which no byte moves either way (an answer its client does not read) is closed after this. */
+  idleTimeoutMs: number;
+  /** How often the header and request timeouts are checked: they fire up to this much late. */
+  checkIntervalMs: number;
+}
+
+export const HTTP_LIMITS: Readonly<HttpLimits> = Object.freeze({
+  maxConnections: 64,
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 15_000,
+  keepAliveTimeoutMs: 5_000,
+  idleTimeoutMs: 30_000,
+  checkIntervalMs: 1_000,
+});
+
 export class ServerEdge {
   private server: net.Server | null = null;
   private httpServer: http.Server | null = null;
@@ -59,14 +89,15 @@ export class ServerEdge {
     });
   }
 
-  listenHttp(source: HttpStatusSource): Promise<void> {
+  /** Starts the HTTP listener; `limits` are HTTP_LIMITS but in tests. */
+  listenHttp(source: HttpStatusSource, limits: Readonly<HttpLimits> = HTTP_LIMITS): Promise<void> {
     // Requests of each connection not answered yet. The answers are written later (a scrape is
     // asynchronous), so Node's own check, which stops reading a connection that owes answers,
     // never saw them owed: a client pipelining requests without reading the answers made the
     // node buffer every answer (~100 MB for one connection). Past HTTP_PIPELINE_MAX the
     // connection is closed.
     const pending = new WeakMap<object, number>();
-    const server = http.createServer((req, res) => {
+    const server = http.createServer({ headersTimeout: limits.headersTimeoutMs, requestTimeout: limits.requestTimeoutMs, connectionsCheckingInterval: limits.checkIntervalMs }, (req, res) => {
       const socket = req.socket;
       const n = (pending.get(socket) ?? 0) + 1;
       if (n > HTTP_PIPELINE_MAX) {
@@ -77,6 +108,10 @@ export class ServerEdge {
       res.once('close', () => pending.set(socket, (pending.get(socket) ?? 1) - 1));
       this.scheduler.run(() => void handleHttp(source, req, res));
     });
+    server.maxConnections = limits.maxConnections;
+    server.keepAliveTimeout = limits.keepAliveTimeoutMs;
+    // With no 'timeout' listener, a connection idle this long is destroyed.
+    server.setTimeout(limits.idleTimeoutMs);
     this.httpServer = server;
     return new Promise((resolve, reject) => {
       server.once('error', reject);
