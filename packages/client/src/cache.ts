@@ -3,7 +3,7 @@
  * package's canonical encoding; values with the cache's serializer (MessagePack by default).
  */
 import { InvalidKeyError, decodeKey, encodeKey, partitionOfBytes, type GridKey } from '@gridlink/affinity';
-import { MAX_SCAN_COUNT, Op, type CacheConfig } from '@gridlink/protocol';
+import { MAX_SCAN_COUNT, MAX_TTL_MS, Op, type CacheConfig } from '@gridlink/protocol';
 import { NO_OPTIONS, callOptionsError, optionNamesError, type Invoker } from './invoker.js';
 import type { PartitionService } from './partition-service.js';
 import type { ConnectionManager } from './connection-manager.js';
@@ -49,10 +49,10 @@ export interface ClientContext {
   operationTimeout: number;
 }
 
-/** A `ttlMs` option: absent, or a non-negative integer (0: no expiry). */
+/** A `ttlMs` option: absent, or an integer from 0 (no expiry) to the protocol's MAX_TTL_MS (2^52). */
 export function checkTtl(ttlMs: number | undefined): void {
   if (ttlMs === undefined) return;
-  if (!Number.isInteger(ttlMs) || ttlMs < 0) throw new GridConfigError('ttlMs', `must be a non-negative integer, got ${describe(ttlMs)}`);
+  if (!Number.isInteger(ttlMs) || ttlMs < 0 || ttlMs > MAX_TTL_MS) throw new GridConfigError('ttlMs', `must be an integer from 0 to ${MAX_TTL_MS} (ms), got ${describe(ttlMs)}`);
 }
 
 function opts(o: OpOptions | undefined, partition?: number): { partition?: number; signal?: AbortSignal; timeoutMs?: number } {
