@@ -9,6 +9,9 @@ export interface TimerHandle {
 
 const NOOP_HANDLE: TimerHandle = { cancel: () => {} };
 
+/** The longest delay a Node timer waits; a longer one fires after 1 ms. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /**
  * One pending timeout, linked into its scheduler's list (a timer per peer request is common:
  * no Set churn and no closures per timer).
@@ -17,17 +20,30 @@ class Timeout implements TimerHandle {
   prev: Timeout | null = null;
   next: Timeout | null = null;
   linked = false;
-  readonly handle: NodeJS.Timeout;
+  handle: NodeJS.Timeout;
+  /** What is left to wait after the timer set now fires (ms): a delay beyond what a timer waits. */
+  private rest = 0;
   constructor(
     private readonly s: Scheduler,
     readonly fn: () => void,
     ms: number,
   ) {
     // A deadline already passed (ms < 1) fires after 1 ms, as Node would make it anyway; passing
-    // the negative value itself makes Node 23+ print a TimeoutNegativeWarning.
+    // the negative value itself makes Node 23+ print a TimeoutNegativeWarning. One beyond
+    // MAX_TIMER_MS, which Node would fire after 1 ms, waits in steps.
+    if (ms > MAX_TIMER_MS) {
+      this.rest = ms - MAX_TIMER_MS;
+      ms = MAX_TIMER_MS;
+    }
     this.handle = setTimeout(Timeout.fire, ms < 1 ? 1 : ms, this);
   }
   private static fire(this: void, t: Timeout): void {
+    if (t.rest > 0) {
+      const ms = Math.min(t.rest, MAX_TIMER_MS);
+      t.rest -= ms;
+      t.handle = setTimeout(Timeout.fire, ms, t);
+      return;
+    }
     t.s.unlinkTimeout(t);
     t.s.run(t.fn);
   }

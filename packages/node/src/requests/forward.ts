@@ -4,7 +4,6 @@
  * again on the new topology).
  */
 import { ErrorCode, Op } from '@gridlink/protocol';
-import { MAX_TIMING_MS } from '../config.js';
 import type { TopologyRecord } from '../control/topology.js';
 import { GridNodeError } from '../errors.js';
 import type { PeerLinks } from '../peers/links.js';
@@ -32,11 +31,10 @@ export class Forwarder {
 
   async forward(primary: string, p: number, op: Op, payload: unknown, session: string): Promise<unknown> {
     // A forwarded LOCK_ACQUIRE waits at the primary up to its waitMs: the forward waits that much
-    // longer. Each may be up to 2^31 - 1 ms (MAX_TIMING_MS, MAX_LOCK_DURATION_MS), their sum may
-    // not: Node fires a longer timer after 1 ms, so a forwarded acquire with a long wait timed out
-    // at once. Clamped, a wait within forwardTimeoutMs of the longest (some 24.8 days) keeps less
-    // than forwardTimeoutMs of margin over the primary's own answer.
-    const timeout = Math.min(this.forwardTimeoutMs + (op === Op.LOCK_ACQUIRE ? (payload as { waitMs: number }).waitMs : 0), MAX_TIMING_MS);
+    // longer. Each may be up to 2^31 - 1 ms (MAX_TIMING_MS, MAX_LOCK_DURATION_MS), their sum
+    // beyond what a Node timer waits: the node's Scheduler, which times peer requests, waits such
+    // a delay in steps (a plain timer fired it after 1 ms: the acquire timed out at once).
+    const timeout = this.forwardTimeoutMs + (op === Op.LOCK_ACQUIRE ? (payload as { waitMs: number }).waitMs : 0);
     const msg: ForwardMsg = { op, payload, session };
     const reply = await new Promise<ForwardReply>((resolve, reject) => {
       const f = { p, primary, reject };
