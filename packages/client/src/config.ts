@@ -346,6 +346,12 @@ export function resolveConfig(input: unknown): ResolvedConfig {
     if (typeof input.auth.token !== 'string' || input.auth.token.length === 0) {
       throw new GridConfigError('auth.token', 'must be a non-empty string');
     }
+    // Nodes refuse such a token at start-up (gridlink-node --auth-token), so it can match none: a
+    // token read from a file or a secret with a final newline, say. Named here rather than left
+    // to fail as the nodes' AUTH refusal. The token itself is not in the message.
+    if (input.auth.token.trim() !== input.auth.token) {
+      throw new GridConfigError('auth.token', 'has whitespace at its start or end (a final newline from a file or secret?): nodes never accept such a token');
+    }
     auth = { token: input.auth.token };
   }
 

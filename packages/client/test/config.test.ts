@@ -63,6 +63,9 @@ describe('config validation', () => {
     expect(fieldOf({ ...ok, partitionAware: 'yes' })).toBe('partitionAware');
     expect(fieldOf({ ...ok, tls: 'on' })).toBe('tls');
     expect(fieldOf({ ...ok, auth: { token: '' } })).toBe('auth.token');
+    // Whitespace around a token (a secret's final newline): nodes refuse such a token at start-up.
+    for (const token of ['secret\n', ' secret', 'secret\r\n', '\tsecret ']) expect(fieldOf({ ...ok, auth: { token } })).toBe('auth.token');
+    expect(resolveConfig({ ...ok, auth: { token: 'se cret' } }).auth).toEqual({ token: 'se cret' });
     expect(fieldOf({ ...ok, logger: { info: 1 } })).toBe('logger.info');
     // null passed the object check and then threw a TypeError reading its methods.
     expect(fieldOf({ ...ok, logger: null })).toBe('logger');
