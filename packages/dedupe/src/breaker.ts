@@ -3,9 +3,15 @@
  * through; `failureThreshold` consecutive failures open it. Open: calls are refused at once until
  * `openMs` has passed; then one call is let through as a probe (half-open). The probe's success
  * closes the breaker; its failure opens it again for another `openMs`.
+ *
+ * Each admitted call gets a token (a number, `allow()`'s result) that its report carries: a call
+ * admitted while closed can report long after the breaker opened and went half-open, and its
+ * report must not settle the probe's state (a late success closing the breaker, or freeing the
+ * probe's slot so that a second probe goes through; a late failure reopening it). A report counts
+ * only for the state it was admitted in (ADR 0085).
  */
 import { int, onlyKnownOptions } from './checks.js';
-import { DedupeConfigError } from './errors.js';
+import { DedupeConfigError, DedupeError } from './errors.js';
 
 export type BreakerState = 'closed' | 'open' | 'half-open';
 
@@ -45,7 +51,13 @@ export class CircuitBreaker {
   private stateValue: BreakerState = 'closed';
   private failures = 0;
   private openedAt = 0;
-  private probing = false;
+  /**
+   * Grows by one at each change of state and each probe admitted, and never repeats: the token
+   * of a call admitted while closed is the value it had then (one value per closed period).
+   */
+  private epoch = 1;
+  /** The token of the half-open probe in flight; 0 when none. */
+  private probe = 0;
   private readonly listeners = new Set<Listener>();
   private readonly watches = new Set<Watch>();
   /** Drops the subscription of an owner that was garbage collected. */
@@ -112,6 +124,8 @@ export class CircuitBreaker {
     const prev = this.stateValue;
     if (prev === next) return;
     this.stateValue = next;
+    // Before the listeners run: one that calls allow() gets a token of the new state.
+    this.epoch++;
     const all = this.onChange ? [this.onChange, ...this.listeners] : [...this.listeners];
     for (const listener of all) {
       try {
@@ -135,42 +149,75 @@ export class CircuitBreaker {
   }
 
   /**
-   * Whether a call may go to the grid now. In half-open only one probe is in flight at a time;
-   * a caller that got `true` must report `success` or `failure` (or `cancel`).
+   * Whether a call may go to the grid now: 0 if not, else the call's token (a positive integer)
+   * that its report (`success`, `failure` or `cancel`) must carry. A caller that got a token must
+   * report once: in half-open only one probe is let through until it reports. No allocation: a
+   * number is all a caller keeps.
    */
-  allow(now: number): boolean {
-    if (this.stateValue === 'closed') return true;
+  allow(now: number): number {
+    if (this.stateValue === 'closed') return this.epoch;
     if (this.stateValue === 'open') {
-      if (now - this.openedAt < this.openMs) return false;
+      if (now - this.openedAt < this.openMs) return 0;
       this.set('half-open');
+      // A listener of that change may have admitted a probe and even settled it: decide anew.
+      if ((this.stateValue as BreakerState) !== 'half-open') return this.allow(now);
     }
-    if (this.probing) return false;
-    this.probing = true;
-    return true;
+    if (this.probe !== 0) return 0;
+    this.probe = ++this.epoch;
+    return this.probe;
   }
 
-  success(): void {
-    this.failures = 0;
-    this.probing = false;
-    this.set('closed');
+  /**
+   * The call with this token found the grid healthy. The half-open probe's success closes the
+   * breaker; a success of a call admitted while closed resets the count of failures if the
+   * breaker is still in that closed period; any other report (admitted in an earlier state) is
+   * ignored.
+   */
+  success(token: number): void {
+    this.check(token);
+    if (token === this.probe) {
+      this.probe = 0;
+      this.failures = 0;
+      this.set('closed');
+    } else if (token === this.epoch && this.stateValue === 'closed') {
+      this.failures = 0;
+    }
   }
 
-  failure(now: number): void {
-    this.probing = false;
-    if (this.stateValue === 'half-open') {
+  /**
+   * The call with this token found the grid unhealthy. The half-open probe's failure opens the
+   * breaker again; a failure of a call admitted in the current closed period counts towards
+   * `failureThreshold`; any other report is ignored.
+   */
+  failure(now: number, token: number): void {
+    this.check(token);
+    if (token === this.probe) {
+      this.probe = 0;
       this.openedAt = now;
       this.set('open');
       return;
     }
-    this.failures++;
-    if (this.stateValue === 'closed' && this.failures >= this.failureThreshold) {
+    if (token !== this.epoch || this.stateValue !== 'closed') return;
+    if (++this.failures >= this.failureThreshold) {
+      this.failures = 0;
       this.openedAt = now;
       this.set('open');
     }
   }
 
-  /** The allowed call ended without telling anything about the grid. */
-  cancel(): void {
-    this.probing = false;
+  /**
+   * The call with this token ended without telling anything about the grid: a probe's slot is
+   * free for the next call.
+   */
+  cancel(token: number): void {
+    this.check(token);
+    if (token === this.probe) this.probe = 0;
+  }
+
+  /** A token this breaker gave out (a positive integer not above the latest), or a typed error. */
+  private check(token: number): void {
+    if (!Number.isInteger(token) || token < 1 || token > this.epoch) {
+      throw new DedupeError(`not a token this circuit breaker gave out: ${String(token)} (allow() returns the token a report carries; 0 means refused)`, 'DEDUPE_BREAKER_TOKEN');
+    }
   }
 }

@@ -387,7 +387,9 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
       return this.unavailable(info, label, `the client function threw: ${e instanceof Error ? e.message : String(e)}`);
     }
     if (client === undefined) return this.unavailable(info, label, 'grid client not connected');
-    if (!this.breaker.allow(now())) return this.unavailable(info, label, 'circuit breaker open');
+    // The breaker's token for this call: its reports count only for the state it was admitted in.
+    const admitted = this.breaker.allow(now());
+    if (admitted === 0) return this.unavailable(info, label, 'circuit breaker open');
 
     let cache: GridCache<string, StoredRecord>;
     let attempt: LockStateAttempt<StoredRecord>;
@@ -415,12 +417,12 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
         // as without ifAbsent (the handler's response will replace it).
         attempt = await lock.attemptGet(cache, lockOptions);
       }
-      this.breaker.success();
+      this.breaker.success(admitted);
     } catch (e) {
       // Only what says the grid is unhealthy counts; anything else still leaves this request
       // without de-duplication, but must not refuse every other one for openMs.
-      if (isGridFault(e)) this.breaker.failure(now());
-      else this.breaker.cancel();
+      if (isGridFault(e)) this.breaker.failure(now(), admitted);
+      else this.breaker.cancel(admitted);
       return this.unavailable(info, label, e instanceof Error ? `${(e as { code?: string }).code ?? e.name}: ${e.message}` : String(e));
     }
     const handle: LockHandle | null = attempt.acquired ? attempt.handle : null;
@@ -442,7 +444,7 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
       );
     }
     this.count(label, 'proceed');
-    const ticket = new Ticket<Req>(this, cache, handle, info, fp);
+    const ticket = new Ticket<Req>(this, cache, handle, info, fp, admitted);
     this.active++;
     return { action: 'proceed', ticket };
   }
@@ -591,8 +593,9 @@ export class Deduper<Req = unknown> extends EventEmitter<DedupeEvents> {
         } else {
           this.log('error', 'could not store the response for replay; the key is freed', { event: 'dedupe.store_failed', error: String(e), ...info });
           // The grid failing here says as much about its health as a failed lock does. Counted
-          // only while closed: in half-open the breaker waits for its own probe's outcome.
-          if (isGridFault(e) && this.breaker.state === 'closed') this.breaker.failure(now());
+          // only in the closed period the request was admitted in (its token): in half-open the
+          // breaker waits for its own probe's outcome, and a probe's request reported already.
+          if (isGridFault(e)) this.breaker.failure(now(), ticket.breakerToken);
           this.releaseQuietly(handle);
         }
       }
@@ -645,6 +648,8 @@ export class Ticket<Req = unknown> {
     private readonly handle: LockHandle,
     readonly info: RequestInfo,
     private readonly fp: string | null,
+    /** @internal The circuit breaker's token of the call that took the key. */
+    readonly breakerToken: number,
   ) {
     // onLost rather than the handle's signal: reading the signal makes an AbortController per
     // request, a large share of the client's CPU per request on Node 20.

@@ -68,14 +68,15 @@ describe('CircuitBreaker', () => {
             state = 'half-open';
             allowed = true; // no probe is in flight between steps: each call reports at once
           }
-          expect(b.allow(now)).toBe(allowed);
+          const token = b.allow(now);
+          expect(token !== 0).toBe(allowed);
           if (!allowed) continue;
           if (s.ok) {
-            b.success();
+            b.success(token);
             state = 'closed';
             fails = 0;
           } else {
-            b.failure(now);
+            b.failure(now, token);
             if (state === 'half-open') {
               state = 'open';
               openedAt = now;
@@ -94,15 +95,17 @@ describe('CircuitBreaker', () => {
 
   it('lets only one probe through while half-open', () => {
     const b = new CircuitBreaker({ failureThreshold: 1, openMs: 10 });
-    expect(b.allow(0)).toBe(true);
-    b.failure(0);
-    expect(b.allow(5)).toBe(false);
-    expect(b.allow(10)).toBe(true);
+    b.failure(0, b.allow(0));
+    expect(b.allow(5)).toBe(0);
+    const probe = b.allow(10);
+    expect(probe).toBeGreaterThan(0);
     expect(b.state).toBe('half-open');
-    expect(b.allow(11)).toBe(false);
-    b.cancel();
-    expect(b.allow(12)).toBe(true);
-    b.success();
+    expect(b.allow(11)).toBe(0);
+    b.cancel(probe);
+    const next = b.allow(12);
+    expect(next).toBeGreaterThan(0);
+    expect(next).not.toBe(probe);
+    b.success(next);
     expect(b.state).toBe('closed');
   });
 });
@@ -118,11 +121,12 @@ describe('a circuit breaker shared by routes', () => {
       return d;
     });
     expect(routes[0]!.breaker).toBe(shared);
-    shared.failure(0);
+    shared.failure(0, shared.allow(0));
     expect(seen).toEqual([]);
-    shared.failure(0);
-    expect(shared.allow(100)).toBe(true);
-    shared.success();
+    shared.failure(0, shared.allow(0));
+    const probe = shared.allow(100);
+    expect(probe).toBeGreaterThan(0);
+    shared.success(probe);
     expect(seen).toEqual(['a:closed->open', 'b:closed->open', 'a:open->half-open', 'b:open->half-open', 'a:half-open->closed', 'b:half-open->closed']);
     expect(lines).toHaveLength(6);
     expect(lines[0]).toEqual(['a', expect.any(String), { event: 'dedupe.breaker', state: 'open', previous: 'closed' }]);
@@ -135,11 +139,11 @@ describe('a circuit breaker shared by routes', () => {
       throw new Error('listener failed');
     });
     const stop = b.onStateChange((s) => heard.push(s));
-    b.failure(0);
+    b.failure(0, b.allow(0));
     expect(b.state).toBe('open');
     expect(heard).toEqual(['open']);
     stop();
-    expect(b.allow(100)).toBe(true);
+    expect(b.allow(100)).toBeGreaterThan(0);
     expect(b.state).toBe('half-open');
     expect(heard).toEqual(['open']);
   });
@@ -299,12 +303,12 @@ describe('dedupers on a shared breaker', () => {
     }
     expect(shared.listenerCount).toBe(1);
     // The deduper still in use still hears its breaker.
-    shared.failure(0);
+    shared.failure(0, shared.allow(0));
     expect(heard).toEqual(['open']);
     kept.close();
     kept.close();
     expect(shared.listenerCount).toBe(0);
-    expect(shared.allow(100)).toBe(true);
+    expect(shared.allow(100)).toBeGreaterThan(0);
     expect(heard).toEqual(['open']);
   });
 });

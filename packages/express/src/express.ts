@@ -1,8 +1,9 @@
 /**
  * Express 4 and 5 adapters: `dedupe(options)` (request de-duplication, per route or app-wide) and
  * `gridlink(app, clientConfig)` (the grid client's lifecycle: connect, `req.grid`,
- * `app.locals.grid`, `/health/ready`, close on server close).
+ * `app.locals.grid`, `/health/ready`, close when the last server from `app.listen` closes).
  */
+import { errorMonitor } from 'node:events';
 import type { Server } from 'node:http';
 import type { Application, NextFunction, Request, RequestHandler, Response } from 'express';
 import { GridClient, type GridClientConfig } from '@gridlink/client';
@@ -130,7 +131,8 @@ export interface GridlinkHandle {
   /** Whether the client has at least one live connection to a grid node. */
   isReady(): boolean;
   /**
-   * Closes the client (if owned). Idempotent; also runs when the HTTP server closes. A connection
+   * Closes the client (if owned). Idempotent; also runs when the last HTTP server from
+   * `app.listen` closes or fails to listen. A connection
    * attempt still in flight is waited for and the client it made closed: when this resolves,
    * nothing `gridlink()` started is left open.
    */
@@ -146,7 +148,7 @@ function isClient(v: unknown): v is GridClient {
 
 /**
  * Connects a grid client for the app: `req.grid`, `app.locals.grid`, a readiness endpoint, and
- * close when the HTTP server from `app.listen` closes. Pass a config (the client is owned and
+ * close when the last HTTP server from `app.listen` closes or fails to listen. Pass a config (the client is owned and
  * closed here) or a connected client (the caller closes it).
  */
 export function gridlink(app: Application, config: GridClientConfig | GridClient, options: GridlinkOptions = {}): GridlinkHandle {
@@ -270,11 +272,35 @@ export function gridlink(app: Application, config: GridClientConfig | GridClient
       });
     });
   }
+  // The servers from app.listen that use the client: those listening or on their way to. The
+  // client (owned or not: close() closes only an owned one) is closed when the last of them closes
+  // or fails to listen — not when the first does: two app.listen() calls share the one client.
+  const servers = new Set<Server>();
+  const release = (server: Server): void => {
+    if (servers.delete(server) && servers.size === 0) void handle.close();
+  };
   const listen = app.listen.bind(app) as (...args: unknown[]) => Server;
   (app as { listen: unknown }).listen = (...args: unknown[]): Server => {
-    const server = listen(...args);
-    server.once('close', () => {
-      void handle.close();
+    let server: Server;
+    try {
+      server = listen(...args);
+    } catch (e) {
+      // Bad listen arguments throw before there is a server: a failure to listen like EADDRINUSE.
+      if (servers.size === 0) void handle.close();
+      throw e;
+    }
+    servers.add(server);
+    server.on('close', () => release(server));
+    // Listening again after a failure (a retry on the same server) uses the client again, if
+    // another server kept it open meanwhile; once closed, it stays closed.
+    server.on('listening', () => {
+      if (!closed) servers.add(server);
+    });
+    // A listen that fails (port in use, no permission) emits 'error', never 'listening' or
+    // 'close'. Watched through errorMonitor, not an 'error' listener: one would swallow the error
+    // that, with no listener of the app's, crashes the process as it does without gridlink().
+    (server as NodeJS.EventEmitter).on(errorMonitor, () => {
+      if (!server.listening) release(server);
     });
     return server;
   };

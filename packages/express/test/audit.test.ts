@@ -289,7 +289,14 @@ describe('a closed client and the breaker', () => {
   it('a grid that is gone opens it; a half-open probe meeting a closed client leaves it half-open for the next probe; a good grid closes it', async () => {
     use = 'dead';
     await waitFor(async () => (await post(base, '/breaker', {}, { 'idempotency-key': key('dead') })).status === 503 && breakerMw.deduper.breaker.state === 'open', 5000, 'breaker open');
-    await waitFor(() => breakerMw.deduper.breaker.state === 'half-open' || (breakerMw.deduper.breaker.allow(performance.now()) && (breakerMw.deduper.breaker.cancel(), true)), 5000, 'breaker past openMs');
+    await waitFor(() => {
+      const breaker = breakerMw.deduper.breaker;
+      if (breaker.state === 'half-open') return true;
+      const token = breaker.allow(performance.now());
+      if (token === 0) return false;
+      breaker.cancel(token);
+      return true;
+    }, 5000, 'breaker past openMs');
     use = 'closed';
     const probe = await post(base, '/breaker', {}, { 'idempotency-key': key('probe') });
     expect(probe.status).toBe(503);
