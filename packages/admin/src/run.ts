@@ -26,6 +26,7 @@ import { connectControlPlane, isHostPort, type ConnectedControlPlane, type Conne
 import { startDashboard } from './dashboard/server.js';
 import { formatDuration, parseDuration } from './duration.js';
 import { AdminInternalError, AdminRefusedError, AdminUsageError, ExitCode, classifyError } from './errors.js';
+import { hostOption } from './options.js';
 import { fencedLine, ranges, releasesLine, table, unreachableLine } from './table.js';
 
 export interface CliIo {
@@ -70,7 +71,7 @@ export const VERB_OPTIONS: Record<string, OptionSpec> = {
   'reset-lost': { yes: { type: 'boolean', short: 'y' } },
   caches: { 'skip-sizes': { type: 'boolean' }, 'auth-token': { type: 'string' } },
   safe: { wait: { type: 'boolean' }, 'wait-timeout': { type: 'string' } },
-  dashboard: { port: { type: 'string' }, host: { type: 'string' }, interval: { type: 'string' } },
+  dashboard: { port: { type: 'string' }, host: { type: 'string' }, interval: { type: 'string' }, 'allowed-host': { type: 'string', multiple: true } },
 };
 
 /**
@@ -159,10 +160,13 @@ ${COMMON_HELP}`,
   its HTTP address is known (--http-port, --http) and it serves it; otherwise derives it from the
   topology record. Exit code 0 when safe, 2 when not (after --wait-timeout, default 5m, with --wait).
 ${COMMON_HELP}`,
-  dashboard: `usage: gridlink dashboard [--port <n>] [--host <addr>] [--interval <dur>]
+  dashboard: `usage: gridlink dashboard [--port <n>] [--host <addr>] [--interval <dur>] [--allowed-host <host>]...
   Serves a live page: members and health, a partition grid by owner and state (updated over
   server-sent events), ops/s, error rate and connected clients per node (scraped from /metrics,
   which needs --http-port or --http). Default 127.0.0.1:8090, scrape interval 1s.
+  On a loopback address it answers only requests for localhost, 127.0.0.1 or [::1] at its port
+  (421 otherwise: DNS rebinding); elsewhere any, unless --allowed-host is given.
+  --allowed-host <host>   a Host it answers to as well: name or name:port (repeatable)
 ${COMMON_HELP}`,
 };
 
@@ -680,8 +684,11 @@ function prepare(p: Parsed, http: HttpLocator | undefined, io: CliIo, deps: CliD
       if (host.trim() === '') throw new AdminUsageError('--host', 'needs a value (gridlink dashboard --host <value>)');
       const intervalMs = positiveDuration(values, 'interval', OPTION_DEFAULTS.interval);
       if (intervalMs < 100) throw new AdminUsageError('--interval', 'must be at least 100ms');
+      const allowedHosts = values['allowed-host'] as string[] | undefined;
+      // Checked here to name the flag (startDashboard would name its option, allowedHosts).
+      for (const h of allowedHosts ?? []) hostOption('--allowed-host', h);
       return async (cp) => {
-        const d = await startDashboard({ controlPlane: cp, port, host, scrapeIntervalMs: intervalMs, timeoutMs, ...(http ? { http } : {}) }).catch((err: unknown) => {
+        const d = await startDashboard({ controlPlane: cp, port, host, scrapeIntervalMs: intervalMs, timeoutMs, ...(http ? { http } : {}), ...(allowedHosts ? { allowedHosts } : {}) }).catch((err: unknown) => {
           // The address cannot be listened on: the operator's --port or --host, not a crash.
           const code = (err as NodeJS.ErrnoException | null)?.code;
           if (code === 'EADDRINUSE' || code === 'EACCES') throw new AdminUsageError('--port', `cannot listen on ${host}:${port}: ${(err as Error).message}`);

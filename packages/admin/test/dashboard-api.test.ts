@@ -166,7 +166,7 @@ describe('the dashboard server', () => {
     stuck.on('data', (b: Buffer) => (stuckBytes += b.length));
     stuck.on('close', () => (stuckEnded = true));
     stuck.on('error', () => undefined);
-    stuck.write('GET /events HTTP/1.1\r\nHost: dashboard\r\n\r\n');
+    stuck.write(`GET /events HTTP/1.1\r\nHost: 127.0.0.1:${d.port}\r\n\r\n`);
     await started;
     stuck.pause();
     // A page that reads everything; it counts the events it has read whole (each ends in a blank line).

@@ -11,7 +11,8 @@ import { LEASE_PREFIX, TOPOLOGY_KEY, topologyProblem, type ControlPlane, type Le
 import { probeHttp, type HttpLocator } from '../admin.js';
 import { DEFAULT_TIMEOUT_MS, withTimeout } from '../control.js';
 import { AdminUsageError } from '../errors.js';
-import { durationOption, integerOption, shown } from '../options.js';
+import { durationOption, hostListOption, integerOption, shown } from '../options.js';
+import { hostCheck, type HostValue } from './hosts.js';
 import { fencedNodes, liveIds, reportedUnreachable, safetyOf, type FenceState, type FencedNode } from '../model.js';
 import { fencedLine, unreachableLine } from '../table.js';
 import { parsePrometheus, sumOf } from '../prometheus.js';
@@ -33,6 +34,13 @@ export interface DashboardOptions {
    * up on, and the page keeps what it last showed. Default 10 000 ms.
    */
   timeoutMs?: number;
+  /**
+   * The Host header values the dashboard answers to besides the loopback names (localhost,
+   * 127.0.0.1, [::1] with its port): `name` (any port) or `name:port`. Listening on a loopback
+   * address (the default), a request with any other Host is refused with 421, against DNS
+   * rebinding; listening elsewhere, any Host is answered unless this is given.
+   */
+  allowedHosts?: string[];
 }
 
 export interface Dashboard {
@@ -195,7 +203,15 @@ export function topologyView(rec: TopologyRecord, leases: LeaseView = { unreacha
  * out of range is an AdminUsageError naming the option, never a default silently taken instead
  * (`port: null`) nor another meaning (`host: ''` would listen on every address).
  */
-function dashboardOptions(o: unknown): { cp: ControlPlane; http: HttpLocator | undefined; port: number; host: string; interval: number; timeoutMs: number } {
+function dashboardOptions(o: unknown): {
+  cp: ControlPlane;
+  http: HttpLocator | undefined;
+  port: number;
+  host: string;
+  interval: number;
+  timeoutMs: number;
+  allowedHosts: HostValue[] | undefined;
+} {
   if (typeof o !== 'object' || o === null) throw new AdminUsageError('options', `must be an object, got ${shown(o)}`);
   const opts = o as Record<string, unknown>;
   const cp = opts['controlPlane'] as Partial<ControlPlane> | null | undefined;
@@ -213,11 +229,12 @@ function dashboardOptions(o: unknown): { cp: ControlPlane; http: HttpLocator | u
     host,
     interval: durationOption('scrapeIntervalMs', opts['scrapeIntervalMs'], 1000, 100),
     timeoutMs: durationOption('timeoutMs', opts['timeoutMs'], DEFAULT_TIMEOUT_MS, 1),
+    allowedHosts: hostListOption('allowedHosts', opts['allowedHosts']),
   };
 }
 
 export async function startDashboard(options: DashboardOptions): Promise<Dashboard> {
-  const { cp, http: locate, port, host, interval, timeoutMs } = dashboardOptions(options);
+  const { cp, http: locate, port, host, interval, timeoutMs, allowedHosts } = dashboardOptions(options);
   const clients = new Set<http.ServerResponse>();
   let topo: TopologyRecord | null = null;
   let leases: LeaseView = { unreachable: new Map(), renewing: new Map() };
@@ -335,7 +352,22 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
   const timer = setInterval(tick, interval);
   const keepalive = setInterval(() => broadcast(': keepalive\n\n'), 15_000);
 
+  /**
+   * Whether a request's Host is one the dashboard answers to: set once it listens (its address and
+   * port known; until then nothing is answered), null when it answers to any.
+   */
+  let hostAllowed: ((host: string | undefined) => boolean) | null = () => false;
+  let listeningOn = '';
   const server = http.createServer((req, res) => {
+    if (hostAllowed !== null && !hostAllowed(req.headers.host)) {
+      // Before anything else, the event stream included: the page of another origin whose name
+      // resolves to this address (DNS rebinding) gets nothing to read.
+      const given = req.headers.host === undefined ? 'no Host header' : `Host ${JSON.stringify(req.headers.host.slice(0, 256))}`;
+      res
+        .writeHead(421, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' })
+        .end(`misdirected request: this dashboard (on ${listeningOn}) does not answer to ${given}; it answers to localhost, 127.0.0.1 and [::1] at its port, and to the hosts allowed with --allowed-host (allowedHosts)\n`);
+      return;
+    }
     const url = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD' }).end();
@@ -376,6 +408,10 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     server.once('error', reject);
     server.listen(port, host, () => {
       server.off('error', reject);
+      // Set before the first request can be read: nothing is answered unchecked.
+      const a = server.address() as AddressInfo;
+      hostAllowed = hostCheck(a.address, a.port, allowedHosts);
+      listeningOn = `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
       resolve();
     });
   }).catch((err: unknown) => {
