@@ -228,6 +228,8 @@ type Notice =
   | { t: 'alive'; w: string; jobs: [string, number][] };
 
 const enc = new TextEncoder();
+/** nats-server's default max_payload (1 MiB). */
+const DEFAULT_NATS_MAX_PAYLOAD = 1024 * 1024;
 
 /** Resolves after `ms`, or at once when `signal` aborts. */
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
@@ -459,6 +461,27 @@ export class JobQueue {
     if (this.closed) throw new MessagingClosedError('job queue');
   }
 
+  /** @internal The NATS server's max_payload; its default (1 MiB) before the connection has the server's INFO. */
+  maxPayload(): number {
+    const m = this.cfg.nats.info?.max_payload;
+    return typeof m === 'number' && m > 0 ? m : DEFAULT_NATS_MAX_PAYLOAD;
+  }
+
+  /**
+   * @internal Publishes one heartbeat message (JSON text). Returns the error when it could not be
+   * sent for another reason than a closed or draining connection (which the worker's reconnect
+   * sweep covers), null otherwise.
+   */
+  publishAlive(json: string): Error | null {
+    try {
+      this.cfg.nats.publish(`${this.cfg.subject}.alive`, enc.encode(json));
+      return null;
+    } catch (e) {
+      if (this.cfg.nats.isClosed() || this.cfg.nats.isDraining()) return null;
+      return e instanceof Error ? e : new Error(String(e));
+    }
+  }
+
   /** @internal */
   publish(n: Notice): void {
     const subj = n.t === 'alive' ? `${this.cfg.subject}.alive` : `${this.cfg.subject}.${n.t}`;
@@ -660,6 +683,14 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
   private checking = false;
   /** Aborted when close() stops waiting for running jobs: outcome writes stop retrying. */
   private readonly givenUp = new AbortController();
+  /**
+   * Aborted as close() begins: the reads of a sweep or of a notices check under way stop (they
+   * went on after close() resolved: a sweep read the index and every unfinished record through a
+   * client the application may be closing), and close() waits until they have.
+   */
+  private readonly stopReads = new AbortController();
+  /** The notices check under way, if any (see runChecks). */
+  private checkRun: Promise<void> | null = null;
   /** Outcome writes under way (close() waits for the try in flight once it gave up on them). */
   private readonly recording = new Set<Promise<unknown>>();
   /**
@@ -816,12 +847,18 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
     }
     this.sweepFull = full;
     this.sweeping = (async () => {
-      do {
-        this.sweepAgain = false;
-        const f = this.sweepFull;
-        this.sweepFull = false;
-        await this.sweepOnce(f);
-      } while (this.sweepAgain && this.state === 'running');
+      try {
+        do {
+          this.sweepAgain = false;
+          const f = this.sweepFull;
+          this.sweepFull = false;
+          await this.sweepOnce(f);
+        } while (this.sweepAgain && this.state === 'running');
+      } catch (e) {
+        // close() cut its reads off: nothing went wrong.
+        if (this.stopReads.signal.aborted) return;
+        throw e;
+      }
     })().finally(() => {
       this.sweeping = null;
     });
@@ -829,8 +866,9 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
   }
 
   private async sweepOnce(full: boolean): Promise<void> {
+    const signal = this.stopReads.signal;
     const ids: string[] = [];
-    for await (const key of (full ? this.store.cache : this.store.index).scan({ batchSize: 512 })) {
+    for await (const key of (full ? this.store.cache : this.store.index).scan({ batchSize: 512, signal })) {
       if (this.state !== 'running') return;
       const id = jobIdOfKey(key);
       if (id !== undefined) ids.push(id);
@@ -841,8 +879,9 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
     /** Index entries whose record is missing or finished: id → the record's createdAt (or null). */
     const leftover = new Map<string, number | null>();
     for (let i = 0; i < ids.length; i += 256) {
+      if (this.state !== 'running') return;
       const batch = ids.slice(i, i + 256);
-      const raws = await this.store.cache.getAll(batch);
+      const raws = await this.store.cache.getAll(batch, { signal });
       batch.forEach((id, j) => {
         const raw = raws[j];
         if (raw === undefined) {
@@ -875,6 +914,7 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
         }
       });
     }
+    if (this.state !== 'running') return;
     this.pump();
     if (unreadable.length > 0) {
       const shown = unreadable.slice(0, 10).join(', ');
@@ -888,10 +928,10 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
   private async addMissingEntries(ids: string[]): Promise<void> {
     for (let i = 0; i < ids.length && this.state === 'running'; i += 256) {
       const batch = ids.slice(i, i + 256);
-      const entries = await this.store.index.getAll(batch);
+      const entries = await this.store.index.getAll(batch, { signal: this.stopReads.signal });
       const missing = batch.filter((_, j) => entries[j] === undefined);
-      if (missing.length === 0) continue;
-      const raws = await this.store.cache.getAll(missing);
+      if (missing.length === 0 || this.state !== 'running') continue;
+      const raws = await this.store.cache.getAll(missing, { signal: this.stopReads.signal });
       await Promise.all(
         missing.map(async (id, j) => {
           const raw = raws[j];
@@ -920,7 +960,8 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
     const ids = [...leftover.keys()];
     for (let i = 0; i < ids.length && this.state === 'running'; i += 256) {
       const batch = ids.slice(i, i + 256);
-      const entries = await this.store.index.getAll(batch);
+      const entries = await this.store.index.getAll(batch, { signal: this.stopReads.signal });
+      if (this.state !== 'running') return;
       const now = Date.now();
       await Promise.all(
         batch.map(async (id, j) => {
@@ -1010,7 +1051,13 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
     }
     if (!this.checking && this.state === 'running') {
       this.checking = true;
-      this.track(this.runChecks());
+      const run = this.runChecks();
+      this.checkRun = run;
+      this.track(
+        run.finally(() => {
+          if (this.checkRun === run) this.checkRun = null;
+        }),
+      );
     }
   }
 
@@ -1027,16 +1074,18 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
         const ids = [...batch.keys()];
         let raws: (Uint8Array | undefined)[];
         try {
-          raws = await this.store.cache.getAll(ids);
+          raws = await this.store.cache.getAll(ids, { signal: this.stopReads.signal });
         } catch (e) {
           // The grid did not answer: these notices, and those queued meanwhile, are dropped and
           // their jobs stay as they were (claimable: the claim reads the record anyway). Kept
           // queued, they would stay unpickable until some later notice restarted the checks.
           this.checks.clear();
+          if (this.stopReads.signal.aborted) return; // close() cut the read off
           throw e;
         } finally {
           this.checksInFlight = new Map();
         }
+        if (this.state !== 'running') return;
         ids.forEach((id, i) => this.settle(id, raws[i], batch.get(id) as Check));
         this.pump();
       }
@@ -1094,7 +1143,49 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
   private beat(): void {
     if (this.state === 'closed') return;
     const jobs = [...this.running].filter(([, r]) => r.own.certain).map(([id, r]): [string, number] => [id, r.own.remainingMs]);
-    if (jobs.length > 0) this.queue.publish({ t: 'alive', w: this.workerId, jobs });
+    if (jobs.length > 0) this.sendAlive(jobs);
+  }
+
+  /**
+   * Publishes the heartbeat in as many `alive` messages as the NATS server's max_payload needs,
+   * each a complete notice naming some of the jobs (the others take each message on its own). One
+   * message for every job used to pass max_payload from about 7,500 running jobs (1 MiB, the
+   * default): nats.js refused it, nothing was sent and nothing said so, and every other worker
+   * tried each job's lock every 100 ms as if its owner were dead. A job whose entry alone cannot
+   * fit (a server max_payload of a few hundred bytes), or a message NATS refuses for another reason
+   * than a closed connection, is an `error` event (HEARTBEAT_NOT_SENT).
+   */
+  private sendAlive(jobs: [string, number][]): void {
+    // Ids and worker ids are ASCII (record.ts, config.ts): a character is a byte.
+    const head = `{"t":"alive","w":${JSON.stringify(this.workerId)},"jobs":[`;
+    const room = this.queue.maxPayload() - head.length - 2;
+    let part = '';
+    let failed: Error | undefined;
+    const unsent: string[] = [];
+    const flush = (): void => {
+      if (part === '') return;
+      failed ??= this.queue.publishAlive(`${head}${part}]}`) ?? undefined;
+      part = '';
+    };
+    for (const [id, ms] of jobs) {
+      const entry = JSON.stringify([id, ms]);
+      if (entry.length > room) {
+        unsent.push(id);
+        continue;
+      }
+      if (part !== '' && part.length + 1 + entry.length > room) flush();
+      part = part === '' ? entry : `${part},${entry}`;
+    }
+    flush();
+    if (unsent.length > 0) {
+      const shown = unsent.slice(0, 10).join(', ');
+      const error = new MessagingError(
+        `heartbeat not sent for ${unsent.length} job(s): an entry does not fit the NATS server's max_payload (${this.queue.maxPayload()} bytes) with this worker's id: ${shown}${unsent.length > 10 ? ', …' : ''}; other workers will try their locks every 100 ms`,
+        'HEARTBEAT_NOT_SENT',
+      );
+      this.emit('error', error);
+    }
+    if (failed !== undefined) this.emit('error', new MessagingError(`heartbeat not sent: ${failed.message}`, 'HEARTBEAT_NOT_SENT', true, { cause: failed }));
   }
 
   private pick(now: number): string | undefined {
@@ -1469,6 +1560,7 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
   private async shutdown(): Promise<void> {
     const wasRunning = this.state === 'running';
     this.state = 'closing';
+    this.stopReads.abort();
     for (const t of [this.tick, this.heartbeat]) if (t !== null) clearInterval(t);
     if (this.sweeper !== null) clearInterval(this.sweeper);
     this.sub?.unsubscribe();
@@ -1516,6 +1608,9 @@ export class JobWorker<P = unknown, R = unknown> extends EventEmitter<WorkerEven
       this.selfClosed = null;
       clearTimeout(timer);
     }
+    // The sweep and the notices check under way stop at their next step (their reads aborted
+    // above): once close() resolves, they read nothing more and start no claim.
+    await Promise.allSettled([this.sweeping, this.checkRun]);
     this.state = 'closed';
     this.removeAllListeners();
   }

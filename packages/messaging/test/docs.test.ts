@@ -139,14 +139,14 @@ describe('docs/messaging.md option tables (real grid and nats-server)', () => {
     expect(refusal(() => make({ direct: { concurency: 1 } }))).toBe('direct.concurency');
   });
 
-  it('windowMs is bounded because the grid refuses a TTL whose expiry is no safe integer (a larger window used to fail every mark at run time)', async () => {
+  it('windowMs is bounded because the grid refuses a TTL beyond 2^52 ms (a larger window used to fail every mark at run time)', async () => {
     const grid = await env.grid();
     const refused = await grid.cache<string, number>('docs-ttl').put('k', 1, { ttlMs: Number.MAX_SAFE_INTEGER }).then(
       () => null,
       (e: unknown) => e,
     );
     expect(refused).toBeInstanceOf(Error);
-    expect(String(refused)).toMatch(/ttlMs is too large/);
+    expect(String(refused)).toMatch(/ttlMs/);
     expect(refusal(() => new IdempotentConsumer({ grid, windowMs: Number.MAX_SAFE_INTEGER }))).toBe('windowMs');
     await grid.cache<string, number>('docs-ttl').put('k', 1, { ttlMs: 365 * 24 * 3600 * 1000 });
   });

@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { freePort, waitForPort } from '@gridlink/testkit';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -42,22 +42,31 @@ export class NatsServer {
     readonly storeDir: string,
     /** The server's HTTP monitoring port (/connz). */
     readonly monitorPort: number,
+    /** The server's max_payload (bytes); undefined: nats-server's default (1 MiB). */
+    readonly maxPayload: number | undefined,
   ) {}
 
   get url(): string {
     return `nats://127.0.0.1:${this.port}`;
   }
 
-  static async start(): Promise<NatsServer> {
+  /** `maxPayload`: the server's max_payload (a configuration file; nats-server has no flag for it). */
+  static async start(options: { maxPayload?: number } = {}): Promise<NatsServer> {
     const dir = mkdtempSync(join(tmpdir(), 'gridlink-msg-nats-'));
     dirs.add(dir);
-    const s = new NatsServer(await freePort(), dir, await freePort());
+    const s = new NatsServer(await freePort(), dir, await freePort(), options.maxPayload);
     await s.launch();
     return s;
   }
 
   private async launch(): Promise<void> {
-    const p = spawn(NATS_SERVER, ['-a', '127.0.0.1', '-p', String(this.port), '-m', String(this.monitorPort), '-js', '-sd', this.storeDir], { stdio: 'ignore' });
+    const args = ['-a', '127.0.0.1', '-p', String(this.port), '-m', String(this.monitorPort), '-js', '-sd', this.storeDir];
+    if (this.maxPayload !== undefined) {
+      const conf = join(this.storeDir, 'nats.conf');
+      writeFileSync(conf, `max_payload: ${this.maxPayload}\n`);
+      args.unshift('-c', conf);
+    }
+    const p = spawn(NATS_SERVER, args, { stdio: 'ignore' });
     track(p);
     this.proc = p;
     await waitForPort(this.port, { timeoutMs: 10_000, child: p });
